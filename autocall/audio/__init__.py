@@ -1,0 +1,1 @@
+"""autocall.audio layer (see DESIGN.md §2)."""

@@ -1,0 +1,1 @@
+"""autocall.campaign layer (see DESIGN.md §2)."""

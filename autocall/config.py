@@ -1,0 +1,78 @@
+"""Settings: trunk, credentials, paths and defaults.
+
+Values come from the environment (``AUTOCALL_*``) so secrets never sit on a command
+line; a password can also come from a file (``AUTOCALL_SIP_PASSWORD_FILE``), the
+usual way container secrets are mounted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def secret(name: str) -> str | None:
+    """Read ``NAME`` or the file named by ``NAME_FILE`` (trailing newline stripped)."""
+    direct = _env(name)
+    if direct is not None:
+        return direct
+    path = _env(f"{name}_FILE")
+    if path is None:
+        return None
+    return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+
+
+@dataclass(frozen=True)
+class TrunkSettings:
+    """Where calls go: a SIP trunk, a PBX, or a peer on loopback."""
+
+    host: str = "127.0.0.1"
+    port: int = 5060
+    transport: str = "udp"
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    register: bool = False
+
+    @classmethod
+    def from_env(cls) -> TrunkSettings:
+        return cls(
+            host=_env("AUTOCALL_SIP_HOST", "127.0.0.1") or "127.0.0.1",
+            port=int(_env("AUTOCALL_SIP_PORT", "5060") or 5060),
+            transport=(_env("AUTOCALL_SIP_TRANSPORT", "udp") or "udp").lower(),
+            user=_env("AUTOCALL_SIP_USER"),
+            password=secret("AUTOCALL_SIP_PASSWORD"),
+            register=(_env("AUTOCALL_SIP_REGISTER", "0") or "0").lower() in ("1", "true", "yes"),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide defaults; every field can be overridden by a CLI flag."""
+
+    trunk: TrunkSettings = field(default_factory=TrunkSettings)
+    bind_host: str = "127.0.0.1"
+    bind_port: int = 0
+    advertised_host: str | None = None
+    database_url: str = "sqlite:///autocall.db"
+    tts_cache_dir: Path = Path(".autocall/tts-cache")
+    vosk_model: Path | None = None
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        model = _env("AUTOCALL_VOSK_MODEL")
+        return cls(
+            trunk=TrunkSettings.from_env(),
+            bind_host=_env("AUTOCALL_BIND_HOST", "127.0.0.1") or "127.0.0.1",
+            bind_port=int(_env("AUTOCALL_BIND_PORT", "0") or 0),
+            advertised_host=_env("AUTOCALL_ADVERTISED_HOST"),
+            database_url=_env("AUTOCALL_DATABASE_URL", "sqlite:///autocall.db")
+            or "sqlite:///autocall.db",
+            tts_cache_dir=Path(_env("AUTOCALL_TTS_CACHE", ".autocall/tts-cache") or ""),
+            vosk_model=Path(model) if model else None,
+        )

@@ -1,0 +1,1 @@
+"""autocall.dialogue layer (see DESIGN.md §2)."""

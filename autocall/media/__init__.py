@@ -1,0 +1,1 @@
+"""autocall.media layer (see DESIGN.md §2)."""

@@ -1,0 +1,1 @@
+"""autocall.sip layer (see DESIGN.md §2)."""

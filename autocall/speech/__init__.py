@@ -1,0 +1,1 @@
+"""autocall.speech layer (see DESIGN.md §2)."""

@@ -1,0 +1,1 @@
+"""autocall.telephony layer (see DESIGN.md §2)."""

@@ -1,9 +1,18 @@
-"""`autocall audio …` commands."""
+"""`autocall audio …`: inspect, convert and generate telephone audio."""
 
 from __future__ import annotations
 
 import typer
 
+from autocall.cli import audio_dtmf, audio_files
+
+audio_app = typer.Typer(
+    help="Inspect, convert and generate telephone audio.\n\nExample: autocall audio info greeting.mp3",
+    no_args_is_help=True,
+)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    audio_files.register(audio_app)
+    audio_dtmf.register(audio_app)
+    app.add_typer(audio_app, name="audio")

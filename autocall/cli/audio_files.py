@@ -1,0 +1,9 @@
+"""`autocall audio …` commands (audio_files)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(audio_app: typer.Typer) -> None:
+    """Add this module's commands to the `audio` group."""

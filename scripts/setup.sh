@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_RUNTIME=(espeak-ng python3-venv)
+APT_RUNTIME=(espeak-ng python3-venv graphviz)
 # Real peers for the test suite (DESIGN.md §5) and spandsp for the DTMF benchmark.
 APT_TEST=(sip-tester kamailio baresip-core libspandsp2 sox)
 want=("${APT_RUNTIME[@]}")

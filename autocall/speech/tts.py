@@ -1,0 +1,388 @@
+"""Text-to-speech prompt rendering: engines and a render cache.
+
+TTS is a cache, not a call-time dependency (DESIGN.md §3): prompts are rendered ahead
+of time into ``cache_dir`` as 8 kHz 16-bit mono WAV, loudness-normalised by
+:mod:`autocall.audio.convert`, and calls only read files.
+
+Engines are tried in preference order (gTTS, then espeak-ng). gTTS is online and
+always runs with a connect/read timeout; when it fails it is marked unavailable for a
+cool-down so one dead network costs one fast failure, not one per prompt. A render
+is written only once it is complete and decodes to audible audio, through a temporary
+file and ``os.replace``, so a render that fails or is killed leaves no cache entry.
+
+Cache entries are named ``<prompt key>.<engine>.<engine version key>.wav``: the
+prompt key hashes the normalised text, language and voice. A prompt rendered by a
+fallback engine is rendered again by a better engine once that one is reachable, and
+the better render replaces the fallback (the older entry is removed).
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from autocall.audio import convert
+from autocall.audio.convert import AudioFileError, NetworkFormat
+
+__all__ = [
+    "CACHE_FORMAT",
+    "EngineUnavailable",
+    "EspeakEngine",
+    "GttsEngine",
+    "PromptText",
+    "RenderOutcome",
+    "TtsEngine",
+    "TtsError",
+    "UnsupportedLanguage",
+    "cache_entries",
+    "default_engines",
+    "normalise_text",
+    "prompt_key",
+    "render_prompt",
+    "render_prompts",
+]
+
+CACHE_FORMAT = NetworkFormat(8000, "pcm16")
+"""What every cache entry holds: 8 kHz 16-bit mono PCM WAV at the convert loudness target."""
+
+GTTS_URL_ENV = "AUTOCALL_GTTS_URL"
+"""Base URL that replaces ``https://translate.google.<tld>`` (a proxy or a local stand-in)."""
+
+_STALE_TMP_S = 600.0
+
+
+class TtsError(RuntimeError):
+    """A render failed; the message says which engine and why."""
+
+
+class EngineUnavailable(TtsError):
+    """The engine cannot render anything right now (network down, binary missing)."""
+
+
+class UnsupportedLanguage(TtsError):
+    """The engine works but does not speak this language."""
+
+
+@dataclass(frozen=True)
+class PromptText:
+    """A text prompt to speak: the text, its language (BCP 47 tag) and an optional voice."""
+
+    text: str
+    language: str = "en"
+    voice: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderOutcome:
+    """What happened to one prompt: rendered now, found in the cache, or failed."""
+
+    prompt: PromptText
+    status: Literal["rendered", "cached", "failed"]
+    engine: str | None
+    path: Path | None
+    error: str | None
+
+
+# Cool-downs are per process and per engine identity, so fresh engine objects (one per
+# CLI call) still skip an engine that just failed.
+_DOWN_UNTIL: dict[str, float] = {}
+
+
+class TtsEngine(abc.ABC):
+    """A speech engine: text in, the bytes of a complete audio file (WAV/MP3) out."""
+
+    name: str = "engine"
+    cooldown_s: float = 300.0
+
+    @property
+    @abc.abstractmethod
+    def version(self) -> str:
+        """Engine version; part of the cache key, so an upgrade re-renders."""
+
+    @abc.abstractmethod
+    def synthesize(self, text: str, language: str, voice: str | None) -> bytes:
+        """Render *text*; raise EngineUnavailable, UnsupportedLanguage or TtsError."""
+
+    @property
+    def identity(self) -> str:
+        return self.name
+
+    def available(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return _DOWN_UNTIL.get(self.identity, 0.0) <= now
+
+    def mark_unavailable(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        _DOWN_UNTIL[self.identity] = now + self.cooldown_s
+
+    def mark_available(self) -> None:
+        _DOWN_UNTIL.pop(self.identity, None)
+
+
+class GttsEngine(TtsEngine):
+    """Google Translate's TTS through the gTTS library, always with timeouts.
+
+    ``base_url`` (or ``$AUTOCALL_GTTS_URL``) replaces the Google host, for a proxy or a
+    local stand-in; gTTS itself only lets the top-level domain change. ``voice`` is
+    read as gTTS's accent domain (``co.uk``, ``com.au``…) when it looks like one.
+    """
+
+    name = "gtts"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        timeout: tuple[float, float] = (2.0, 10.0),
+        cooldown_s: float = 300.0,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get(GTTS_URL_ENV) or "").rstrip("/") or None
+        self.timeout = timeout
+        self.cooldown_s = cooldown_s
+
+    @property
+    def identity(self) -> str:
+        return f"gtts@{self.base_url or 'google'}"
+
+    @property
+    def version(self) -> str:
+        import gtts
+
+        return str(gtts.__version__)
+
+    def synthesize(self, text: str, language: str, voice: str | None) -> bytes:
+        from gtts import gTTS, gTTSError
+        from gtts.lang import tts_langs
+
+        lang = _gtts_language(language, tts_langs())
+        if lang is None:
+            raise UnsupportedLanguage(f"gtts: language {language!r} is not supported")
+        tld = voice if voice and re.fullmatch(r"[a-z]{2,3}(\.[a-z]{2,3})?", voice) else "com"
+        base = self.base_url
+
+        class _Routed(gTTS):
+            def _prepare_requests(self) -> list[Any]:
+                requests = super()._prepare_requests()
+                if base is not None:
+                    for pr in requests:
+                        path = pr.url.split("/", 3)[3]
+                        pr.prepare_url(f"{base}/{path}", None)
+                return requests
+
+        try:
+            tts = _Routed(text, tld=tld, lang=lang, lang_check=False, timeout=self.timeout)
+            data = b"".join(tts.stream())
+        except gTTSError as exc:
+            raise EngineUnavailable(f"gtts: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            raise EngineUnavailable(f"gtts: {type(exc).__name__}: {exc}") from exc
+        if not data:
+            raise EngineUnavailable("gtts: the server answered without audio")
+        return data
+
+
+def _gtts_language(language: str, known: dict[str, str]) -> str | None:
+    tag = language.replace("_", "-")
+    for candidate in (tag, tag.lower(), tag.split("-")[0].lower()):
+        if candidate in known:
+            return candidate
+    region = {k.lower(): k for k in known}
+    return region.get(tag.lower())
+
+
+class EspeakEngine(TtsEngine):
+    """espeak-ng through a subprocess: offline, about a hundred languages."""
+
+    name = "espeak-ng"
+
+    def __init__(self, *, executable: str = "espeak-ng", timeout_s: float = 60.0) -> None:
+        self.executable = executable
+        self.timeout_s = timeout_s
+        self._version: str | None = None
+        self._languages: frozenset[str] | None = None
+
+    def _run(self, args: list[str], stdin: bytes | None = None) -> bytes:
+        exe = shutil.which(self.executable)
+        if exe is None:
+            raise EngineUnavailable(f"espeak-ng: {self.executable!r} is not installed")
+        try:
+            done = subprocess.run(
+                [exe, *args],
+                input=stdin,
+                capture_output=True,
+                timeout=self.timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise TtsError(f"espeak-ng: no result within {self.timeout_s:.0f} s") from exc
+        if done.returncode != 0:
+            err = done.stderr.decode("utf-8", "replace").strip()
+            raise TtsError(f"espeak-ng: exit status {done.returncode} {err}".rstrip())
+        return done.stdout
+
+    @property
+    def version(self) -> str:
+        if self._version is None:
+            out = self._run(["--version"]).decode("utf-8", "replace")
+            m = re.search(r"text-to-speech:\s*(\S+)", out)
+            self._version = m.group(1) if m else out.strip()[:40]
+        return self._version
+
+    def languages(self) -> frozenset[str]:
+        """Language tags of the installed voices (``espeak-ng --voices``)."""
+        if self._languages is None:
+            text = self._run(["--voices"]).decode("utf-8", "replace")
+            tags: set[str] = set()
+            for line in text.splitlines()[1:]:
+                parts = line.split()
+                if len(parts) > 1:
+                    tags.add(parts[1].lower())
+                # "Other Languages" column: "(en 2)(en-gb 3)" — tags the voice also answers to.
+                tags.update(t.lower() for t in re.findall(r"\(([\w-]+) \d+\)", line))
+            self._languages = frozenset(tags)
+        return self._languages
+
+    def synthesize(self, text: str, language: str, voice: str | None) -> bytes:
+        if voice is None or "." in voice:
+            tag = language.lower().replace("_", "-")
+            known = self.languages()
+            voice = tag if tag in known else tag.split("-")[0]
+            if voice not in known:
+                raise UnsupportedLanguage(f"espeak-ng: language {language!r} is not installed")
+        # Text goes through stdin (UTF-8, -b 1) so a leading '-' is never read as an option.
+        wav = self._run(["-b", "1", "-v", voice, "--stdout"], stdin=text.encode("utf-8"))
+        if not wav:  # espeak-ng exits 0 with no output for an unknown voice
+            raise UnsupportedLanguage(f"espeak-ng: voice {voice!r} produced no audio")
+        return wav
+
+
+def default_engines() -> list[TtsEngine]:
+    """gTTS first (better voice), espeak-ng as the offline fallback."""
+    return [GttsEngine(), EspeakEngine()]
+
+
+# ---------------------------------------------------------------- cache
+
+
+def normalise_text(text: str) -> str:
+    """NFC, whitespace collapsed: spelling variants that sound the same share an entry."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def prompt_key(prompt: PromptText) -> str:
+    raw = "\x00".join(
+        (normalise_text(prompt.text), prompt.language.lower(), prompt.voice or "")
+    ).encode("utf-8")
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+def _entry_path(cache_dir: Path, prompt: PromptText, engine: TtsEngine) -> Path:
+    version = hashlib.sha256(engine.version.encode("utf-8")).hexdigest()[:8]
+    return cache_dir / f"{prompt_key(prompt)}.{engine.name}.{version}.wav"
+
+
+def cache_entries(cache_dir: Path, prompt: PromptText) -> list[Path]:
+    """Every cache entry for *prompt*, whatever engine made it."""
+    return sorted(Path(cache_dir).glob(f"{prompt_key(prompt)}.*.wav"))
+
+
+def _engine_of(entry: Path) -> str:
+    return entry.name.split(".")[1]
+
+
+def _clean_stale_temps(cache_dir: Path) -> None:
+    limit = time.time() - _STALE_TMP_S
+    for tmp in cache_dir.glob(".*.tmp"):
+        try:
+            if tmp.stat().st_mtime < limit:
+                tmp.unlink()
+        except OSError:
+            pass
+
+
+def _render_with(engine: TtsEngine, prompt: PromptText, dest: Path) -> None:
+    text = normalise_text(prompt.text)
+    if not text:
+        raise TtsError("the prompt text is empty")
+    data = engine.synthesize(text, prompt.language, prompt.voice)
+    try:
+        frames, rate = convert.decode(data, name=f"<{engine.name} output>")
+        mono = convert.to_mono(frames)
+        samples = convert.prepare(mono, rate, CACHE_FORMAT.rate)
+    except AudioFileError as exc:
+        raise TtsError(f"{engine.name}: unusable audio ({exc.detail})") from exc
+    convert.write_atomic(dest, convert.encode(samples, CACHE_FORMAT))
+
+
+def _render_one(prompt: PromptText, cache_dir: Path, engines: Sequence[TtsEngine]) -> RenderOutcome:
+    errors: list[str] = []
+    for engine in engines:
+        try:
+            entry = _entry_path(cache_dir, prompt, engine)
+        except TtsError as exc:
+            engine.mark_unavailable()
+            errors.append(str(exc))
+            continue
+        if entry.is_file():
+            return RenderOutcome(prompt, "cached", engine.name, entry, None)
+        if not engine.available():
+            errors.append(f"{engine.name}: unavailable (cooling down after a failure)")
+            continue
+        try:
+            _render_with(engine, prompt, entry)
+        except EngineUnavailable as exc:
+            engine.mark_unavailable()
+            errors.append(str(exc))
+            continue
+        except TtsError as exc:
+            errors.append(str(exc))
+            continue
+        for other in cache_entries(cache_dir, prompt):
+            if other != entry:
+                other.unlink(missing_ok=True)
+        return RenderOutcome(prompt, "rendered", engine.name, entry, None)
+    leftovers = cache_entries(cache_dir, prompt)
+    if leftovers:  # an older render (other engine version) beats no prompt at all
+        return RenderOutcome(prompt, "cached", _engine_of(leftovers[0]), leftovers[0], None)
+    return RenderOutcome(prompt, "failed", None, None, "; ".join(errors) or "no engine")
+
+
+def render_prompts(
+    prompts: Iterable[PromptText],
+    cache_dir: Path,
+    *,
+    engines: Sequence[TtsEngine] | None = None,
+    on_progress: Callable[[RenderOutcome], None] | None = None,
+) -> list[RenderOutcome]:
+    """Render every prompt (or find it cached); one outcome per prompt, in order."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temps(cache_dir)
+    chosen = list(engines) if engines is not None else default_engines()
+    outcomes: list[RenderOutcome] = []
+    for prompt in prompts:
+        outcome = _render_one(prompt, cache_dir, chosen)
+        outcomes.append(outcome)
+        if on_progress is not None:
+            on_progress(outcome)
+    return outcomes
+
+
+def render_prompt(
+    prompt: PromptText, cache_dir: Path, *, engines: Sequence[TtsEngine] | None = None
+) -> Path:
+    """Path of the prompt's 8 kHz 16-bit mono WAV, rendering it if needed; TtsError if none."""
+    (outcome,) = render_prompts([prompt], cache_dir, engines=engines)
+    if outcome.path is None:
+        raise TtsError(f"cannot render {prompt.text[:40]!r} ({prompt.language}): {outcome.error}")
+    return outcome.path

@@ -1,0 +1,751 @@
+"""The dialogue engine: a sans-I/O state machine that walks one prompt tree for one call.
+
+It does no I/O and reads no clock: the driver (the telephony runner, the simulator, a
+test) feeds it events with the current time and carries out the actions it returns.
+
+Contract
+--------
+``engine = Engine(tree, variables, max_steps=None)``
+    ``variables`` are the contact's fields and call facts (``number``, ``caller_id``…);
+    they override the tree's ``variables`` defaults. All values are strings.
+``engine.start(now) -> list[Action]`` once, then ``engine.handle(event, now)`` for each
+event. ``now`` is Unix time in seconds (the ``hours`` verb reads the wall clock from it).
+
+Actions, to be carried out in order:
+  ``Say(text, language, voice)`` (already templated) / ``Play(path)``
+      queue audio. Send one ``PromptFinished`` per Say/Play when it has been heard.
+  ``Collect(max_digits, terminator, first_timeout, inter_timeout, speech, grammar)``
+      listen from now on: forward every DTMF key as ``Digit`` and, if ``speech``, every
+      recogniser result as ``SpeechResult``. A key while prompts play is barge-in:
+      flush the queued prompts and send no ``PromptFinished`` for them.
+  ``StartTimer(deadline, kind)``
+      send ``Timeout()`` at ``deadline``. There is one timer: a new StartTimer replaces
+      the previous one; a Timeout that arrives early or after the engine moved on is
+      ignored, so drivers never need to cancel. ``engine.next_deadline()`` tells the
+      same thing for drivers that poll.
+  ``Record(max_seconds, beep, end_on_silence, end_on_key)`` → ``RecordingFinished``
+  ``Webhook(url, payload, timeout, retries)`` → ``WebhookResult(status, body)``;
+      the driver does the retries and reports status 0 when no answer came.
+  ``Transfer(target, mode, announce, timeout)`` → ``TransferResult(ok)``;
+      ``target`` is always one of :func:`allowed_transfer_targets`. Attended mode:
+      call the target, play ``announce`` to it, connect; ``ok=False`` after ``timeout``
+      s without an answer brings the caller back to the tree.
+  ``Hangup(outcome)``: end the call. The engine is finished; ``engine.outcome`` holds
+      the label for the call record (``opt-out`` means: add the number to the DNC list).
+
+Events: ``PromptFinished``, ``Digit(digit)``, ``Timeout``, ``SpeechResult(text,
+confidence)``, ``WebhookResult(status, body)``, ``RecordingFinished(path, duration,
+reason)``, ``TransferResult(ok)``, ``CallerHangup`` (the far end hung up: the engine
+finishes with outcome ``caller-hangup`` and returns no action). Events the engine is not
+waiting for are ignored; a key pressed while no menu listens is kept as type-ahead for
+the next menu or gather.
+
+State for the call record: ``engine.path`` (node ids in the order visited),
+``engine.variables``, ``engine.digits`` (every key), ``engine.outcome``,
+``engine.finished``, ``engine.error``.
+
+Built-in outcomes: ``completed`` (a node without ``next``, or a bare ``hangup``),
+``transferred``, ``transfer-failed``, ``no-input``, ``invalid-input``, ``caller-hangup``,
+``error`` (step limit hit: a loop that never waits for the caller).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from autocall.dialogue.schema import (
+    BranchNode,
+    Condition,
+    GatherNode,
+    GotoNode,
+    HangupNode,
+    HoursNode,
+    MenuNode,
+    PauseNode,
+    PlayNode,
+    PlayPrompt,
+    Prompts,
+    RecordNode,
+    SayNode,
+    SayPrompt,
+    SetNode,
+    TransferNode,
+    Tree,
+    WebhookNode,
+    allowed_transfer_targets,
+    parse_days,
+    parse_ranges,
+    prompt_items,
+)
+from autocall.dialogue.template import render, render_value
+
+__all__ = [
+    "Action",
+    "CallerHangup",
+    "Collect",
+    "Digit",
+    "Engine",
+    "Event",
+    "Hangup",
+    "Play",
+    "PromptFinished",
+    "Record",
+    "RecordingFinished",
+    "Say",
+    "SpeechResult",
+    "StartTimer",
+    "Timeout",
+    "Transfer",
+    "TransferResult",
+    "Webhook",
+    "WebhookResult",
+    "allowed_transfer_targets",
+]
+
+# --- events ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptFinished:
+    """One Say/Play action has been played to the end."""
+
+
+@dataclass(frozen=True)
+class Digit:
+    digit: str
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """The deadline of the last StartTimer has passed."""
+
+
+@dataclass(frozen=True)
+class SpeechResult:
+    text: str
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    status: int
+    body: Any = None
+
+
+@dataclass(frozen=True)
+class RecordingFinished:
+    path: str
+    duration: float
+    reason: str = "silence"
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    ok: bool
+
+
+@dataclass(frozen=True)
+class CallerHangup:
+    """The far end hung up."""
+
+
+Event = (
+    PromptFinished
+    | Digit
+    | Timeout
+    | SpeechResult
+    | WebhookResult
+    | RecordingFinished
+    | TransferResult
+    | CallerHangup
+)
+
+# --- actions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+    language: str = "en"
+    voice: str | None = None
+
+
+@dataclass(frozen=True)
+class Play:
+    path: str
+
+
+@dataclass(frozen=True)
+class Collect:
+    max_digits: int
+    terminator: str | None
+    first_timeout: float
+    inter_timeout: float
+    speech: bool = False
+    grammar: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    deadline: float
+    kind: str
+
+
+@dataclass(frozen=True)
+class Transfer:
+    target: str
+    mode: str = "blind"
+    announce: tuple[Say | Play, ...] = ()
+    timeout: float = 25.0
+
+
+@dataclass(frozen=True)
+class Record:
+    max_seconds: float
+    beep: bool = True
+    end_on_silence: float = 5.0
+    end_on_key: str | None = "#"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 5.0
+    retries: int = 1
+
+
+@dataclass(frozen=True)
+class Hangup:
+    outcome: str
+
+
+Action = Say | Play | Collect | StartTimer | Transfer | Record | Webhook | Hangup
+
+_WAIT_PROMPTS = "prompts"
+_WAIT_INPUT = "input"
+
+
+class Engine:
+    """Walks ``tree`` for one call. See the module docstring for the contract."""
+
+    def __init__(
+        self, tree: Tree, variables: dict[str, str] | None = None, *, max_steps: int | None = None
+    ) -> None:
+        self.tree = tree
+        self.variables: dict[str, str] = {k: _text(v) for k, v in tree.variables.items()}
+        self.variables.update({k: _text(v) for k, v in (variables or {}).items()})
+        self.max_steps = max_steps if max_steps is not None else tree.max_steps
+        self.path: list[str] = []
+        self.digits = ""
+        self.outcome: str | None = None
+        self.error: str | None = None
+        self.started = False
+        self._node_id: str | None = None
+        self._waiting: str | None = None
+        self._pending_prompts = 0
+        self._after_prompts: Callable[[float], list[Action]] | None = None
+        self._deadline: float | None = None
+        self._type_ahead: list[str] = []
+        self._attempt = 0
+        self._collected = ""
+        self._last_failure = "no-input"
+        self._allowed = allowed_transfer_targets(tree)
+
+    # --- public ----------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def node(self) -> str | None:
+        """Id of the node the engine is in."""
+        return self._node_id
+
+    @property
+    def waiting_for(self) -> str | None:
+        """``prompts``, ``input``, ``webhook``, ``recording``, ``transfer``, ``pause``, None."""
+        return None if self.finished else self._waiting
+
+    def next_deadline(self) -> float | None:
+        return None if self.finished else self._deadline
+
+    def start(self, now: float) -> list[Action]:
+        if self.started:
+            raise RuntimeError("Engine.start() called twice")
+        self.started = True
+        return self._goto(self.tree.start, now)
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        if not self.started:
+            raise RuntimeError("call Engine.start() before handle()")
+        if self.finished:
+            return []
+        if isinstance(event, CallerHangup):
+            self._finish("caller-hangup")
+            return []
+        if isinstance(event, Digit):
+            return self._on_digit(event.digit, now)
+        if isinstance(event, PromptFinished):
+            return self._on_prompt_finished(now)
+        if isinstance(event, Timeout):
+            if self._deadline is None or now < self._deadline - 1e-6:
+                return []
+            self._deadline = None
+            return self._on_timeout(now)
+        if isinstance(event, SpeechResult):
+            return self._on_speech(event, now)
+        if isinstance(event, WebhookResult) and self._waiting == "webhook":
+            return self._on_webhook(event, now)
+        if isinstance(event, RecordingFinished) and self._waiting == "recording":
+            return self._on_recording(event, now)
+        if isinstance(event, TransferResult) and self._waiting == "transfer":
+            return self._on_transfer(event, now)
+        return []
+
+    # --- walking ---------------------------------------------------------------------
+
+    def _finish(self, outcome: str) -> list[Action]:
+        self.outcome = outcome
+        self._waiting = None
+        self._deadline = None
+        return [Hangup(outcome)]
+
+    def _goto(self, node_id: str | None, now: float) -> list[Action]:
+        """Enter nodes until one waits for the outside world."""
+        actions: list[Action] = []
+        while True:
+            self._waiting = None
+            self._deadline = None
+            self._after_prompts = None
+            self._pending_prompts = 0
+            if node_id is None:
+                return actions + self._finish("completed")
+            if len(self.path) >= self.max_steps:
+                self.error = f"step limit of {self.max_steps} nodes reached at {node_id!r}"
+                return actions + self._finish("error")
+            node = self.tree.nodes.get(node_id)
+            if node is None:
+                self.error = f"node {node_id!r} does not exist"
+                return actions + self._finish("error")
+            self.path.append(node_id)
+            self._node_id = node_id
+            self._attempt = 0
+            self._collected = ""
+            step, node_id = self._enter(node, now)
+            actions.extend(step)
+            if self._waiting is not None or self.finished:
+                return actions
+
+    def _enter(self, node: Any, now: float) -> tuple[list[Action], str | None]:
+        """Start a node; returns its actions and, if it does not wait, the next node."""
+        if isinstance(node, SayNode):
+            language = node.language or self.tree.language
+            voice = node.voice or self.tree.voice
+            return self._prompts_then(
+                node.say, lambda t: self._goto(node.next, t), now, language, voice
+            )
+        if isinstance(node, PlayNode):
+            paths = node.play if isinstance(node.play, list) else [node.play]
+            prompts: list[str | SayPrompt | PlayPrompt] = [PlayPrompt(play=p) for p in paths]
+            return self._prompts_then(prompts, lambda t: self._goto(node.next, t), now)
+        if isinstance(node, SetNode):
+            for name, value in node.set.items():
+                self.variables[name] = render(_text(value), self.variables)
+            return [], node.next
+        if isinstance(node, GotoNode):
+            return [], node.goto
+        if isinstance(node, BranchNode):
+            for case in node.branch:
+                if self._holds(case.if_):
+                    return [], case.next
+            return [], node.else_
+        if isinstance(node, HoursNode):
+            return [], node.open if self._is_open(node, now) else node.closed
+        if isinstance(node, HangupNode):
+            return self._finish(node.outcome), None
+        if isinstance(node, PauseNode):
+            self._waiting = "pause"
+            return [self._arm(now + node.pause, "pause")], None
+        if isinstance(node, MenuNode):
+            return self._menu_listen(node, node.menu.prompt, now), None
+        if isinstance(node, GatherNode):
+            return self._gather_listen(node, node.gather.prompt, now), None
+        if isinstance(node, RecordNode):
+            body = node.record
+            record = Record(body.max_seconds, body.beep, body.end_on_silence, body.end_on_key)
+
+            def start_recording(_: float) -> list[Action]:
+                self._waiting = "recording"
+                return [record]
+
+            return self._prompts_then(body.prompt, start_recording, now)
+        if isinstance(node, TransferNode):
+            return self._start_transfer(node, now), None
+        if isinstance(node, WebhookNode):
+            hook = node.webhook
+            self._waiting = "webhook"
+            payload = render_value(dict(hook.payload), self.variables)
+            url = render(hook.url, self.variables)
+            return [Webhook(url, payload, hook.timeout, hook.retries)], None
+        raise TypeError(f"unknown node type {type(node).__name__}")
+
+    def _current(self) -> Any:
+        assert self._node_id is not None
+        return self.tree.nodes[self._node_id]
+
+    # --- prompts ---------------------------------------------------------------------
+
+    def _render_prompts(
+        self, prompts: Prompts | None, language: str | None = None, voice: str | None = None
+    ) -> list[Action]:
+        out: list[Action] = []
+        for item in prompt_items(prompts):
+            if isinstance(item, SayPrompt):
+                out.append(
+                    Say(
+                        render(item.say, self.variables),
+                        item.language or language or self.tree.language,
+                        item.voice or voice or self.tree.voice,
+                    )
+                )
+            else:
+                out.append(Play(str(self.tree.resolve_audio(render(item.play, self.variables)))))
+        return out
+
+    def _prompts_then(
+        self,
+        prompts: Prompts | None,
+        then: Callable[[float], list[Action]],
+        now: float,
+        language: str | None = None,
+        voice: str | None = None,
+    ) -> tuple[list[Action], str | None]:
+        actions = self._render_prompts(prompts, language, voice)
+        if not actions:
+            # No audio: go on at once, as if an empty prompt had finished.
+            return then(now), None
+        self._waiting = _WAIT_PROMPTS
+        self._pending_prompts = len(actions)
+        self._after_prompts = then
+        return actions, None
+
+    def _on_prompt_finished(self, now: float) -> list[Action]:
+        if self._waiting != _WAIT_PROMPTS or self._pending_prompts <= 0:
+            return []
+        self._pending_prompts -= 1
+        if self._pending_prompts:
+            return []
+        then = self._after_prompts
+        self._after_prompts = None
+        self._waiting = None
+        return then(now) if then else []
+
+    def _arm(self, deadline: float, kind: str) -> StartTimer:
+        self._deadline = deadline
+        return StartTimer(deadline, kind)
+
+    # --- menu ------------------------------------------------------------------------
+
+    def _menu_listen(self, node: MenuNode, prompts: Prompts | None, now: float) -> list[Action]:
+        menu = node.menu
+        phrases: list[str] = []
+        for key in menu.items:
+            item = menu.item(key)
+            if item is not None:
+                phrases.extend(item.say)
+        if self._type_ahead:
+            return self._menu_key(node, self._type_ahead.pop(0), now)
+        collect = Collect(1, None, menu.timeout, menu.timeout, menu.speech, tuple(phrases))
+
+        def listen(t: float) -> list[Action]:
+            self._waiting = _WAIT_INPUT
+            return [self._arm(t + menu.timeout, "menu")]
+
+        actions, _ = self._prompts_then(prompts, listen, now)
+        return [collect, *actions]
+
+    def _menu_key(self, node: MenuNode, key: str, now: float) -> list[Action]:
+        menu = node.menu
+        if menu.repeat_key is not None and key == menu.repeat_key:
+            return self._menu_listen(node, menu.prompt, now)
+        item = menu.item(key)
+        if item is not None:
+            return self._goto(item.next, now)
+        return self._menu_failed(node, "invalid-input", now)
+
+    def _menu_failed(self, node: MenuNode, why: str, now: float) -> list[Action]:
+        menu = node.menu
+        self._last_failure = why
+        self._attempt += 1
+        if self._attempt > menu.retries:
+            if node.on_failure is not None:
+                return self._goto(node.on_failure, now)
+            return self._finish(why)
+        sorry = menu.invalid if why == "invalid-input" else menu.no_input
+        attempt = self._attempt
+        actions = self._menu_listen(node, [*_as_list(sorry), *_as_list(menu.prompt)], now)
+        self._attempt = attempt
+        return actions
+
+    # --- gather ----------------------------------------------------------------------
+
+    def _gather_listen(self, node: GatherNode, prompts: Prompts | None, now: float) -> list[Action]:
+        body = node.gather
+        self._collected = ""
+        collect = Collect(
+            body.max_digits,
+            body.terminator,
+            body.first_timeout,
+            body.inter_timeout,
+            body.speech,
+            tuple(body.grammar),
+        )
+        actions: list[Action] = [collect]
+        if self._type_ahead:
+            self._waiting = _WAIT_INPUT
+            visited, attempt = len(self.path), self._attempt
+            while self._type_ahead and self._waiting == _WAIT_INPUT:
+                if len(self.path) != visited or self._attempt != attempt:
+                    break
+                actions.extend(self._gather_key(node, self._type_ahead.pop(0), now))
+            return actions
+
+        def listen(t: float) -> list[Action]:
+            self._waiting = _WAIT_INPUT
+            return [self._arm(t + body.first_timeout, "first-digit")]
+
+        more, _ = self._prompts_then(prompts, listen, now)
+        return actions + more
+
+    def _gather_key(self, node: GatherNode, key: str, now: float) -> list[Action]:
+        body = node.gather
+        if body.terminator is not None and key == body.terminator:
+            return self._gather_done(node, self._collected, now)
+        self._collected += key
+        if len(self._collected) >= body.max_digits:
+            return self._gather_done(node, self._collected, now)
+        self._waiting = _WAIT_INPUT
+        return [self._arm(now + body.inter_timeout, "inter-digit")]
+
+    def _gather_done(
+        self, node: GatherNode, value: str, now: float, *, spoken: bool = False
+    ) -> list[Action]:
+        body = node.gather
+        if not value and body.min_digits > 0:
+            return self._gather_failed(node, "no-input", now)
+        valid = spoken or len(value) >= body.min_digits
+        if valid and body.pattern is not None:
+            valid = re.fullmatch(body.pattern, value) is not None
+        if not valid:
+            return self._gather_failed(node, "invalid-input", now)
+        self.variables[body.variable] = value
+        return self._goto(node.next, now)
+
+    def _gather_failed(self, node: GatherNode, why: str, now: float) -> list[Action]:
+        body = node.gather
+        self._last_failure = why
+        self._attempt += 1
+        if self._attempt > body.retries:
+            if node.on_failure is not None:
+                return self._goto(node.on_failure, now)
+            return self._finish(why)
+        sorry = body.invalid if why == "invalid-input" else body.no_input
+        attempt = self._attempt
+        actions = self._gather_listen(node, [*_as_list(sorry), *_as_list(body.prompt)], now)
+        self._attempt = attempt
+        return actions
+
+    # --- input events ----------------------------------------------------------------
+
+    def _on_digit(self, key: str, now: float) -> list[Action]:
+        if len(key) != 1 or key not in "0123456789*#ABCD":
+            return []
+        self.digits += key
+        node = self._current()
+        if self._waiting in (_WAIT_PROMPTS, _WAIT_INPUT) and isinstance(node, MenuNode):
+            self._barge_in()
+            return self._menu_key(node, key, now)
+        if self._waiting in (_WAIT_PROMPTS, _WAIT_INPUT) and isinstance(node, GatherNode):
+            self._barge_in()
+            return self._gather_key(node, key, now)
+        if self._waiting == "recording":
+            return []
+        self._type_ahead.append(key)
+        if self._waiting == _WAIT_PROMPTS and isinstance(node, SayNode | PlayNode):
+            # The driver flushed the message: skip to what follows.
+            then = self._after_prompts
+            self._barge_in()
+            return then(now) if then else []
+        return []
+
+    def _barge_in(self) -> None:
+        self._pending_prompts = 0
+        self._after_prompts = None
+        self._waiting = _WAIT_INPUT
+        self._deadline = None
+
+    def _on_timeout(self, now: float) -> list[Action]:
+        node = self._current()
+        if self._waiting == "pause" and isinstance(node, PauseNode):
+            return self._goto(node.next, now)
+        if self._waiting != _WAIT_INPUT:
+            return []
+        if isinstance(node, MenuNode):
+            if node.menu.default is not None:
+                return self._goto(node.menu.default, now)
+            return self._menu_failed(node, "no-input", now)
+        if isinstance(node, GatherNode):
+            if not self._collected and node.gather.min_digits == 0:
+                return self._gather_done(node, "", now)
+            return self._gather_done(node, self._collected, now)
+        return []
+
+    def _on_speech(self, result: SpeechResult, now: float) -> list[Action]:
+        node = self._current()
+        if self._waiting not in (_WAIT_PROMPTS, _WAIT_INPUT):
+            return []
+        if isinstance(node, MenuNode) and node.menu.speech:
+            self._barge_in()
+            if result.confidence < node.menu.min_confidence:
+                return self._menu_failed(node, "invalid-input", now)
+            key = _match_phrase(node, result.text)
+            if key is None:
+                return self._menu_failed(node, "invalid-input", now)
+            item = node.menu.item(key)
+            assert item is not None
+            return self._goto(item.next, now)
+        if isinstance(node, GatherNode) and node.gather.speech:
+            self._barge_in()
+            if result.confidence < node.gather.min_confidence:
+                return self._gather_failed(node, "invalid-input", now)
+            return self._gather_done(node, result.text.strip(), now, spoken=True)
+        return []
+
+    def _on_webhook(self, result: WebhookResult, now: float) -> list[Action]:
+        node = self._current()
+        assert isinstance(node, WebhookNode)
+        self.variables["webhook_status"] = str(result.status)
+        if 200 <= result.status < 300:
+            if isinstance(result.body, dict):
+                for name, key in node.webhook.save.items():
+                    if key in result.body:
+                        self.variables[name] = _text(result.body[key])
+            return self._goto(node.next, now)
+        return self._goto(node.on_failure if node.on_failure is not None else node.next, now)
+
+    def _on_recording(self, result: RecordingFinished, now: float) -> list[Action]:
+        node = self._current()
+        assert isinstance(node, RecordNode)
+        name = node.record.variable
+        self.variables[name] = result.path
+        self.variables[f"{name}_duration"] = f"{result.duration:.1f}"
+        return self._goto(node.next, now)
+
+    def _start_transfer(self, node: TransferNode, now: float) -> list[Action]:
+        body = node.transfer
+        if body.target not in self._allowed:
+            # A tree that skipped validation must not dial an arbitrary number.
+            self.error = f"transfer target {body.target!r} is not in transfer_targets"
+            return self._finish("error")
+        self._waiting = "transfer"
+        announce = tuple(
+            a for a in self._render_prompts(body.announce) if isinstance(a, Say | Play)
+        )
+        return [Transfer(body.target, body.mode, announce, body.timeout)]
+
+    def _on_transfer(self, result: TransferResult, now: float) -> list[Action]:
+        node = self._current()
+        assert isinstance(node, TransferNode)
+        if result.ok:
+            return self._finish("transferred")
+        fallback = node.on_failure if node.on_failure is not None else node.next
+        if fallback is None:
+            return self._finish("transfer-failed")
+        return self._goto(fallback, now)
+
+    # --- conditions ------------------------------------------------------------------
+
+    def _holds(self, cond: Condition) -> bool:
+        value = self.variables.get(cond.var, "")
+        checks: list[bool] = []
+        if cond.eq is not None:
+            checks.append(value == _text(cond.eq))
+        if cond.ne is not None:
+            checks.append(value != _text(cond.ne))
+        if cond.in_ is not None:
+            checks.append(value in {_text(v) for v in cond.in_})
+        if cond.matches is not None:
+            checks.append(re.search(cond.matches, value) is not None)
+        if cond.empty is not None:
+            checks.append((value == "") == cond.empty)
+        for bound, test in (
+            (cond.gt, lambda a, b: a > b),
+            (cond.ge, lambda a, b: a >= b),
+            (cond.lt, lambda a, b: a < b),
+            (cond.le, lambda a, b: a <= b),
+        ):
+            if bound is not None:
+                try:
+                    checks.append(bool(test(float(value), bound)))
+                except ValueError:
+                    checks.append(False)
+        return all(checks) if checks else value != ""
+
+    def _is_open(self, node: HoursNode, now: float) -> bool:
+        zone = ZoneInfo(node.hours.timezone or self.tree.timezone)
+        local = dt.datetime.fromtimestamp(now, zone)
+        if local.date() in node.hours.holidays:
+            return False
+        minute = local.hour * 60 + local.minute
+        for days, ranges in node.hours.schedule.items():
+            if local.weekday() not in parse_days(days):
+                continue
+            for start, end in parse_ranges(ranges):
+                inside = start <= minute < end if start < end else minute >= start or minute < end
+                if inside:
+                    return True
+        return False
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _as_list(prompts: Prompts | None) -> list[str | SayPrompt | PlayPrompt]:
+    if prompts is None:
+        return []
+    return list(prompts) if isinstance(prompts, list) else [prompts]
+
+
+_WORDS = re.compile(r"[^\w]+")
+
+
+def _normal(text: str) -> str:
+    return " ".join(_WORDS.split(text.casefold())).strip()
+
+
+def _match_phrase(node: MenuNode, text: str) -> str | None:
+    """The menu key whose phrase the recogniser heard (whole phrase, or the key's digit)."""
+    heard = f" {_normal(text)} "
+    best: tuple[int, str] | None = None
+    for key in node.menu.items:
+        item = node.menu.item(key)
+        if item is None:
+            continue
+        for phrase in item.say:
+            wanted = _normal(phrase)
+            if wanted and f" {wanted} " in heard and (best is None or len(wanted) > best[0]):
+                best = (len(wanted), key)
+    if best is not None:
+        return best[1]
+    spoken_digit = heard.strip()
+    return spoken_digit if spoken_digit in node.menu.items else None

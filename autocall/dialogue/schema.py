@@ -1,0 +1,543 @@
+"""The prompt-tree format as pydantic models, and its JSON Schema for editors.
+
+A tree is a YAML mapping with a ``start`` node id and ``nodes``: each node is a mapping
+holding exactly one verb key (``say``, ``play``, ``menu``, ``gather``, ``record``,
+``transfer``, ``webhook``, ``set``, ``branch``, ``hours``, ``goto``, ``pause``,
+``hangup``) plus that verb's routing keys (``next``, ``on_failure``, ``else``, ``open``,
+``closed``). One verb per node keeps a tree readable as a flow chart and lets the
+loader name the exact key that is wrong.
+
+Prompts (``say`` nodes and every ``prompt``/``invalid``/``no_input`` field) are a text, a
+``{say: text, language, voice}`` or ``{play: file}`` mapping, or a list of those.
+Texts are templates: ``{first_name}`` is filled from the call's variables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+VERBS: tuple[str, ...] = (
+    "say",
+    "play",
+    "menu",
+    "gather",
+    "record",
+    "transfer",
+    "webhook",
+    "set",
+    "branch",
+    "hours",
+    "goto",
+    "pause",
+    "hangup",
+)
+"""Node verbs; a node holds exactly one of these keys."""
+
+MENU_KEYS = frozenset("0123456789*#")
+NodeId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class SayPrompt(_Model):
+    """Text spoken by TTS; ``language``/``voice`` default to the tree's."""
+
+    say: str
+    language: str | None = None
+    voice: str | None = None
+
+
+class PlayPrompt(_Model):
+    """An audio file, relative to the tree file."""
+
+    play: str
+
+
+PromptItem = str | SayPrompt | PlayPrompt
+Prompts = PromptItem | list[PromptItem]
+
+
+def prompt_items(prompts: Prompts | None) -> list[SayPrompt | PlayPrompt]:
+    """Normalise any prompt shape to a list of Say/Play prompts."""
+    if prompts is None:
+        return []
+    raw = prompts if isinstance(prompts, list) else [prompts]
+    return [SayPrompt(say=p) if isinstance(p, str) else p for p in raw]
+
+
+# --- verbs -------------------------------------------------------------------------
+
+
+class SayNode(_Model):
+    say: Prompts
+    language: str | None = None
+    voice: str | None = None
+    next: NodeId | None = None
+
+
+class PlayNode(_Model):
+    play: str | list[str]
+    next: NodeId | None = None
+
+
+class MenuItem(_Model):
+    """One choice: where it goes and, for speech, the phrases that select it."""
+
+    next: NodeId
+    say: list[str] = Field(default_factory=list, description="Phrases a recogniser may return.")
+
+
+class MenuBody(_Model):
+    prompt: Prompts
+    items: dict[str, NodeId | MenuItem] = Field(min_length=1, max_length=12)
+    invalid: Prompts | None = "Sorry, that is not a valid choice."
+    no_input: Prompts | None = "Sorry, I did not hear a choice."
+    retries: int = Field(2, ge=0, le=10, description="Re-prompts after the first try.")
+    timeout: float = Field(5.0, gt=0, le=60, description="Seconds to wait for a key.")
+    repeat_key: str | None = Field(None, description="Key that plays the prompt again.")
+    default: NodeId | None = Field(None, description="Where to go when nothing is pressed.")
+    speech: bool = False
+    min_confidence: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_as_text(cls, data: Any) -> Any:
+        # YAML reads `1:` as an int key; designers should not have to quote digits.
+        if isinstance(data, dict) and isinstance(data.get("items"), dict):
+            data = dict(data)
+            data["items"] = {str(k): v for k, v in data["items"].items()}
+        if isinstance(data, dict) and isinstance(data.get("repeat_key"), int):
+            data = dict(data)
+            data["repeat_key"] = str(data["repeat_key"])
+        return data
+
+    @field_validator("items")
+    @classmethod
+    def _menu_keys(cls, items: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in items if k not in MENU_KEYS]
+        if bad:
+            raise ValueError(f"menu keys must be one of 0-9, * or #, not {', '.join(bad)}")
+        return items
+
+    @field_validator("repeat_key")
+    @classmethod
+    def _repeat_key(cls, key: str | None) -> str | None:
+        if key is not None and key not in MENU_KEYS:
+            raise ValueError("repeat_key must be one of 0-9, * or #")
+        return key
+
+    def item(self, key: str) -> MenuItem | None:
+        value = self.items.get(key)
+        if isinstance(value, str):
+            return MenuItem(next=value)
+        return value
+
+
+class MenuNode(_Model):
+    menu: MenuBody
+    on_failure: NodeId | None = Field(None, description="After the last retry fails.")
+
+
+class GatherBody(_Model):
+    prompt: Prompts
+    variable: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    min_digits: int = Field(1, ge=0, le=64)
+    max_digits: int = Field(16, ge=1, le=64)
+    terminator: str | None = "#"
+    first_timeout: float = Field(5.0, gt=0, le=120)
+    inter_timeout: float = Field(3.0, gt=0, le=60)
+    retries: int = Field(2, ge=0, le=10)
+    pattern: str | None = Field(None, description="Regular expression the answer must match.")
+    invalid: Prompts | None = "Sorry, that is not valid."
+    no_input: Prompts | None = "Sorry, I did not get that."
+    speech: bool = False
+    grammar: list[str] = Field(default_factory=list, description="Hints for the recogniser.")
+    min_confidence: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _terminator_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("terminator"), int):
+            data = dict(data)
+            data["terminator"] = str(data["terminator"])
+        return data
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
+        return pattern
+
+    @field_validator("terminator")
+    @classmethod
+    def _terminator(cls, key: str | None) -> str | None:
+        if key is not None and key not in MENU_KEYS:
+            raise ValueError("terminator must be one of 0-9, * or #")
+        return key
+
+    @model_validator(mode="after")
+    def _bounds(self) -> GatherBody:
+        if self.min_digits > self.max_digits:
+            raise ValueError("min_digits is larger than max_digits")
+        return self
+
+
+class GatherNode(_Model):
+    gather: GatherBody
+    next: NodeId | None = None
+    on_failure: NodeId | None = None
+
+
+class RecordBody(_Model):
+    prompt: Prompts | None = None
+    max_seconds: float = Field(120.0, gt=0, le=3600)
+    beep: bool = True
+    end_on_silence: float = Field(5.0, ge=0, description="Seconds of silence; 0 disables.")
+    end_on_key: str | None = "#"
+    variable: str = Field("recording", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class RecordNode(_Model):
+    record: RecordBody
+    next: NodeId | None = None
+
+
+_PBX_BLIND = re.compile(r"^#(\+?[0-9]+)#$")
+_PBX_ATTENDED = re.compile(r"^\*(\+?[0-9]+)#$")
+_TARGET = re.compile(r"^\+?[0-9]+$|^sip:[^\s{}]+$")
+
+
+class TransferBody(_Model):
+    target: str = Field(description="Extension, E.164 number or sip: URI; no templates.")
+    mode: Literal["blind", "attended"] = "blind"
+    announce: Prompts | None = Field(None, description="Said to the agent (attended).")
+    timeout: float = Field(25.0, gt=0, le=300, description="Back to the caller after this.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pbx_habit(cls, data: Any) -> Any:
+        if isinstance(data, int):
+            data = str(data)
+        if isinstance(data, str):
+            return {"target": data}
+        return data
+
+    @model_validator(mode="after")
+    def _split_pbx(self) -> TransferBody:
+        # `#101#` is a blind transfer and `*101#` an attended one on most PBXs.
+        for pattern, mode in ((_PBX_BLIND, "blind"), (_PBX_ATTENDED, "attended")):
+            match = pattern.match(self.target)
+            if match:
+                object.__setattr__(self, "target", match.group(1))
+                object.__setattr__(self, "mode", mode)
+        if not _TARGET.match(self.target):
+            raise ValueError(
+                f"transfer target {self.target!r} must be digits (101, +4930…), #101#, *101# "
+                "or a sip: URI"
+            )
+        return self
+
+
+class TransferNode(_Model):
+    transfer: TransferBody
+    next: NodeId | None = Field(None, description="After a failed transfer, if no on_failure.")
+    on_failure: NodeId | None = None
+
+
+class WebhookBody(_Model):
+    url: str = Field(pattern=r"^https?://")
+    payload: dict[str, Any] = Field(default_factory=dict)
+    timeout: float = Field(5.0, gt=0, le=60)
+    retries: int = Field(1, ge=0, le=5)
+    save: dict[str, str] = Field(
+        default_factory=dict, description="variable: key of the JSON response body."
+    )
+
+
+class WebhookNode(_Model):
+    webhook: WebhookBody
+    next: NodeId | None = None
+    on_failure: NodeId | None = Field(None, description="Fallback when the hook fails.")
+
+
+class SetNode(_Model):
+    set: dict[str, str | int | float | bool]
+    next: NodeId | None = None
+
+    @field_validator("set")
+    @classmethod
+    def _names(cls, values: dict[str, Any]) -> dict[str, Any]:
+        for name in values:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not a variable name")
+        return values
+
+
+class Condition(_Model):
+    """A test on one variable; all given tests must hold."""
+
+    var: str
+    eq: str | int | float | None = None
+    ne: str | int | float | None = None
+    in_: list[str | int | float] | None = Field(None, alias="in")
+    matches: str | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    empty: bool | None = None
+
+
+class BranchCase(_Model):
+    if_: Condition = Field(alias="if")
+    next: NodeId
+
+
+class BranchNode(_Model):
+    branch: list[BranchCase] = Field(min_length=1)
+    else_: NodeId | None = Field(None, alias="else")
+
+
+_HOURS_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+def parse_days(spec: str) -> list[int]:
+    """``mon-fri`` or ``sat`` or ``mon,wed`` → weekday numbers (Monday is 0)."""
+    days: list[int] = []
+    for part in spec.lower().split(","):
+        part = part.strip()
+        if "-" in part:
+            first, last = (p.strip()[:3] for p in part.split("-", 1))
+            if first not in _DAYS or last not in _DAYS:
+                raise ValueError(f"{spec!r} is not a day range like mon-fri")
+            a, b = _DAYS.index(first), _DAYS.index(last)
+            days.extend(range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)])
+        elif part[:3] in _DAYS:
+            days.append(_DAYS.index(part[:3]))
+        else:
+            raise ValueError(f"{spec!r} is not a day like mon, sat or mon-fri")
+    return days
+
+
+def parse_ranges(spec: str) -> list[tuple[int, int]]:
+    """``09:00-12:00, 13:00-17:00`` → minute-of-day ranges."""
+    ranges = []
+    for part in spec.split(","):
+        match = _HOURS_RANGE.match(part)
+        if not match:
+            raise ValueError(f"{spec!r} is not a time range like 09:00-17:00")
+        h1, m1, h2, m2 = (int(g) for g in match.groups())
+        if h1 > 24 or h2 > 24 or m1 > 59 or m2 > 59:
+            raise ValueError(f"{spec!r} holds an impossible time")
+        ranges.append((h1 * 60 + m1, h2 * 60 + m2))
+    return ranges
+
+
+class HoursBody(_Model):
+    timezone: str | None = Field(None, description="IANA zone; defaults to the tree's.")
+    schedule: dict[str, str] = Field(description="days: ranges, e.g. mon-fri: 09:00-17:00")
+    holidays: list[dt.date] = Field(default_factory=list)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, schedule: dict[str, str]) -> dict[str, str]:
+        for days, ranges in schedule.items():
+            parse_days(days)
+            parse_ranges(ranges)
+        return schedule
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, zone: str | None) -> str | None:
+        if zone is not None:
+            _check_zone(zone)
+        return zone
+
+
+class HoursNode(_Model):
+    hours: HoursBody
+    open: NodeId
+    closed: NodeId
+
+
+class GotoNode(_Model):
+    goto: NodeId
+
+
+class PauseNode(_Model):
+    pause: float = Field(gt=0, le=60)
+    next: NodeId | None = None
+
+
+class HangupBody(_Model):
+    outcome: str = "completed"
+
+
+class HangupNode(_Model):
+    hangup: HangupBody | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("hangup"), str):
+            return {**data, "hangup": {"outcome": data["hangup"]}}
+        return data
+
+    @property
+    def outcome(self) -> str:
+        return self.hangup.outcome if self.hangup else "completed"
+
+
+def _verb_of(value: Any) -> str | None:
+    if isinstance(value, dict):
+        found = [v for v in VERBS if v in value]
+        return found[0] if len(found) == 1 else None
+    if isinstance(value, BaseModel):
+        for verb in VERBS:
+            if verb in type(value).model_fields:
+                return verb
+    return None
+
+
+Node = Annotated[
+    Annotated[SayNode, Tag("say")]
+    | Annotated[PlayNode, Tag("play")]
+    | Annotated[MenuNode, Tag("menu")]
+    | Annotated[GatherNode, Tag("gather")]
+    | Annotated[RecordNode, Tag("record")]
+    | Annotated[TransferNode, Tag("transfer")]
+    | Annotated[WebhookNode, Tag("webhook")]
+    | Annotated[SetNode, Tag("set")]
+    | Annotated[BranchNode, Tag("branch")]
+    | Annotated[HoursNode, Tag("hours")]
+    | Annotated[GotoNode, Tag("goto")]
+    | Annotated[PauseNode, Tag("pause")]
+    | Annotated[HangupNode, Tag("hangup")],
+    Discriminator(
+        _verb_of,
+        custom_error_type="node_verb",
+        custom_error_message="a node needs exactly one verb: " + ", ".join(VERBS),
+    ),
+]
+
+NODE_MODELS: dict[str, type[_Model]] = {
+    "say": SayNode,
+    "play": PlayNode,
+    "menu": MenuNode,
+    "gather": GatherNode,
+    "record": RecordNode,
+    "transfer": TransferNode,
+    "webhook": WebhookNode,
+    "set": SetNode,
+    "branch": BranchNode,
+    "hours": HoursNode,
+    "goto": GotoNode,
+    "pause": PauseNode,
+    "hangup": HangupNode,
+}
+
+
+def _check_zone(zone: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {zone!r} (use an IANA name like Europe/Berlin)"
+        ) from exc
+
+
+class Tree(_Model):
+    """One prompt tree (one YAML file)."""
+
+    name: str | None = None
+    description: str | None = None
+    language: str = "en"
+    voice: str | None = None
+    timezone: str = "UTC"
+    start: NodeId
+    contact_fields: list[str] | None = Field(
+        None, description="Fields every contact provides; checked against templates."
+    )
+    variables: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Defaults, overridden by contact fields."
+    )
+    transfer_targets: list[str] = Field(
+        default_factory=list, description="Every number a transfer may reach (toll-fraud guard)."
+    )
+    max_steps: int = Field(500, ge=10, le=100_000)
+    nodes: dict[NodeId, Node] = Field(min_length=1)
+
+    _source: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _targets_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("transfer_targets"), list):
+            data = dict(data)
+            data["transfer_targets"] = [
+                str(t) if isinstance(t, int) else t for t in data["transfer_targets"]
+            ]
+        return data
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, zone: str) -> str:
+        _check_zone(zone)
+        return zone
+
+    @property
+    def source(self) -> Path | None:
+        """The file the tree was loaded from (audio paths are relative to it)."""
+        return self._source
+
+    def with_source(self, path: Path | None) -> Tree:
+        self._source = path
+        return self
+
+    def resolve_audio(self, path: str) -> Path:
+        candidate = Path(path)
+        if candidate.is_absolute() or self._source is None:
+            return candidate
+        return self._source.parent / candidate
+
+
+def allowed_transfer_targets(tree: Tree) -> set[str]:
+    """Numbers/extensions a transfer in ``tree`` may reach, PBX codes stripped.
+
+    The inbound server refuses any other destination, whatever the engine asks for.
+    """
+    allowed: set[str] = set()
+    for raw in tree.transfer_targets:
+        allowed.add(TransferBody.model_validate(raw).target)
+    return allowed
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) of the tree format, for editor autocompletion."""
+    schema = Tree.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "autocall prompt tree"
+    return schema

@@ -1,0 +1,58 @@
+"""Call recording: both directions in one stereo WAV, left = received, right = sent.
+
+One file keeps the two sides aligned sample for sample (both are pulled by the same
+pacing tick) so a listener hears the conversation as it happened and a test can find
+our prompt on one channel and the callee's answer on the other. 8 kHz, 16-bit PCM,
+written through soundfile in one-second blocks to keep writes few with many calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+
+__all__ = ["Recorder"]
+
+Samples = npt.NDArray[np.int16]
+
+
+class Recorder:
+    """Appends (received, sent) frame pairs to a stereo WAV file."""
+
+    def __init__(self, path: str | Path, rate: int = 8000, block_frames: int = 50) -> None:
+        self.path = Path(path)
+        try:
+            self._file = sf.SoundFile(
+                str(self.path), "w", samplerate=rate, channels=2, subtype="PCM_16", format="WAV"
+            )
+        except (sf.LibsndfileError, OSError) as exc:
+            raise OSError(
+                f"cannot record to {self.path}: {exc}; check the folder exists and is writable"
+            ) from exc
+        self._block = block_frames
+        self._pending: list[Samples] = []
+        self.frames = 0
+
+    def write(self, received: Samples, sent: Samples) -> None:
+        """Add one frame per side (equal lengths)."""
+        self._pending.append(np.column_stack((received, sent)).astype(np.int16, copy=False))
+        self.frames += 1
+        if len(self._pending) >= self._block:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending and not self._file.closed:
+            self._file.write(np.concatenate(self._pending))
+        self._pending.clear()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed

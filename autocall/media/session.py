@@ -1,0 +1,543 @@
+"""MediaSession: the RTP endpoint of one call (asyncio driver over the sans-I/O parts).
+
+Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
+
+    engine = MediaEngine()                       # one per UserAgent: the single pacing timer
+    media = await MediaSession.open(engine, host="127.0.0.1", port=0)
+    media.local_port                             # put it in the SDP offer/answer
+    media.start(("192.0.2.7", 4000), payload_type=0, dtmf_payload_type=101)   # 0 PCMU, 8 PCMA
+    media.update(remote_addr=..., payload_type=8, dtmf_payload_type=None, hold=True)  # re-INVITE
+    ok = await media.play(pcm_int16_8k)          # True: fully played; False: flushed/closed
+    media.flush()                                # barge-in: stop the current and queued prompts
+    await media.send_dtmf("123#", duration_ms=100, gap_ms=100, method="rfc4733")  # or "inband"
+    async for d in media.digits(): ...           # Digit(digit, source, time, duration_ms)
+    media.on_digit = callback                    # alternative to iterating (called first)
+    media.on_audio = callback                    # every received 20 ms frame (int16), e.g. for ASR
+    media.report_digit("5", source="info")       # SIP INFO digits join the same stream
+    media.record("call.wav"); media.stop_recording()  # stereo WAV: left = received, right = sent
+    media.stats()                                # MediaStats: sent/received/lost/jitter/...
+    await media.close()
+
+Decisions:
+
+- **Comfort silence.** From `start` until `close` a packet leaves every 20 ms: the prompt
+  when one plays, otherwise G.711 silence. A continuous stream keeps NAT bindings open,
+  never trips the peer's RTP inactivity timer, and keeps the peer's jitter buffer primed.
+  On hold (``update(hold=True)``) nothing is sent and playback pauses where it is.
+- **Symmetric RTP.** We send to the SDP address until the first valid RTP packet of ours
+  arrives, then latch to its source address and port (NAT). Packets from other addresses
+  are dropped (no injected audio or digits) until ``update(remote_addr=...)`` re-opens the latch.
+- **One stream per call.** ``update`` keeps SSRC, sequence number and timestamp running
+  (RFC 3264 §8: a re-INVITE changes the session, not the RTP stream); the RTP timestamp
+  is derived from the pacing clock's frame index, so it follows real time even across hold.
+- **Digits exactly once.** RFC 4733 events are de-duplicated by timestamp and end by
+  timeout if all end packets are lost; in-band digits come from
+  `autocall.audio.dtmf.DtmfDetector` over the jitter-buffered audio; the same digit from
+  another source within `CROSS_SOURCE_WINDOW` seconds is the same key press and is dropped.
+- **DTMF sending** pauses the prompt; "rfc4733" falls back to "inband" when no
+  telephone-event payload type was negotiated. ``send_dtmf`` returns the method used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from autocall.audio import g711
+from autocall.media.clock import MediaEngine
+from autocall.media.jitter import JitterBuffer
+from autocall.media.recorder import Recorder
+from autocall.media.rtp import RtpPacket, RtpSender
+from autocall.media.stats import MediaStats, ReceptionStats
+from autocall.media.telephone_event import FLASH, TelephoneEventReceiver, TelephoneEventSender
+
+__all__ = ["CROSS_SOURCE_WINDOW", "Digit", "DigitSource", "MediaSession"]
+
+log = logging.getLogger(__name__)
+
+DigitSource = Literal["rfc4733", "inband", "info"]
+Samples = npt.NDArray[np.int16]
+PCMU, PCMA, CN = 0, 8, 13  # RFC 3551 §6 static payload types; CN from RFC 3389
+RATE = 8000
+CROSS_SOURCE_WINDOW = 0.5
+_ENCODERS: dict[int, Callable[[Any], bytes]] = {PCMU: g711.ulaw_encode, PCMA: g711.alaw_encode}
+_DECODERS: dict[int, Callable[[Any], Samples]] = {PCMU: g711.ulaw_decode, PCMA: g711.alaw_decode}
+_SILENCE_BYTE = {PCMU: g711.ULAW_SILENCE, PCMA: g711.ALAW_SILENCE}
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Digit:
+    """A key press the far end made; ``time`` is the event loop time it was reported."""
+
+    digit: str
+    source: DigitSource
+    time: float
+    duration_ms: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class _Playback:
+    pcm: Samples
+    done: asyncio.Future[bool]
+    pos: int = 0
+    encoded: dict[int, bytes] = field(default_factory=dict)
+
+    def payload(self, pt: int, frame: int) -> bytes:
+        enc = self.encoded.get(pt)
+        if enc is None:
+            enc = self.encoded[pt] = _ENCODERS[pt](self.pcm)
+        chunk = enc[self.pos : self.pos + frame]
+        if len(chunk) < frame:
+            chunk += bytes([_SILENCE_BYTE[pt]]) * (frame - len(chunk))
+        return chunk
+
+    def samples(self, frame: int) -> Samples:
+        chunk = self.pcm[self.pos : self.pos + frame]
+        if len(chunk) < frame:
+            chunk = np.concatenate((chunk, np.zeros(frame - len(chunk), dtype=np.int16)))
+        return chunk
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, session: MediaSession) -> None:
+        self.session = session
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.session._on_datagram(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        self.session._send_errors += 1
+
+
+class MediaSession:
+    """One call's RTP stream: paced sending, receiving, DTMF both ways, recording."""
+
+    def __init__(
+        self,
+        engine: MediaEngine,
+        *,
+        jitter_delay_ms: int = 60,
+        detect_inband: bool = True,
+        event_timeout: float = 0.25,
+    ) -> None:
+        self.engine = engine
+        self.frame_samples = round(RATE * engine.frame)
+        self.on_digit: Callable[[Digit], None] | None = None
+        self.on_audio: Callable[[Samples], None] | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sender = RtpSender()
+        self._stream: int | None = None
+        self._remote: tuple[str, int] | None = None
+        self._latched = False
+        self._pt = PCMU
+        self._dtmf_pt: int | None = None
+        self._hold = False
+        self._marker = True
+        self._closed = False
+        self._plays: deque[_Playback] = deque()
+        self._inband_tx: deque[_Playback] = deque()
+        self._events_tx = TelephoneEventSender(self.frame_samples, RATE)
+        self._events_done: list[asyncio.Future[None]] = []
+        self._events_rx = TelephoneEventReceiver(timeout=event_timeout)
+        self._dtmf_lock = asyncio.Lock()
+        self._jitter = JitterBuffer(self.frame_samples, delay=jitter_delay_ms * RATE // 1000)
+        self._rx_stats = ReceptionStats(RATE)
+        self._rx_ssrc: int | None = None
+        self._detector: Any = self._make_detector() if detect_inband else None
+        self._recorder: Recorder | None = None
+        self._digit_queue: asyncio.Queue[Digit | None] = asyncio.Queue()
+        self._last_digit: Digit | None = None
+        self._silence: dict[int, bytes] = {
+            pt: bytes([b]) * self.frame_samples for pt, b in _SILENCE_BYTE.items()
+        }
+        self._zeros = np.zeros(self.frame_samples, dtype=np.int16)
+        self._malformed = 0
+        self._foreign = 0
+        self._send_errors = 0
+        self._dtmf_sent = 0
+        self._dtmf_received = 0
+
+    # -- setup ---------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls, engine: MediaEngine, host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+    ) -> MediaSession:
+        """Create a session bound to ``host:port`` (port 0 picks a free one)."""
+        session = cls(engine, **kwargs)
+        await session.bind(host, port)
+        return session
+
+    async def bind(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        if self._transport is not None:
+            raise RuntimeError("MediaSession is already bound")
+        self._loop = asyncio.get_running_loop()
+        transport, _ = await self._loop.create_datagram_endpoint(
+            lambda: _Protocol(self), local_addr=(host, port)
+        )
+        self._transport = transport
+
+    @property
+    def local_addr(self) -> tuple[str, int]:
+        if self._transport is None:
+            raise RuntimeError("MediaSession is not bound: use `await MediaSession.open(...)`")
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return host, port
+
+    @property
+    def local_port(self) -> int:
+        return self.local_addr[1]
+
+    @property
+    def remote_addr(self) -> tuple[str, int] | None:
+        return self._remote
+
+    @property
+    def payload_type(self) -> int:
+        return self._pt
+
+    @property
+    def dtmf_payload_type(self) -> int | None:
+        return self._dtmf_pt
+
+    @property
+    def on_hold(self) -> bool:
+        return self._hold
+
+    @property
+    def started(self) -> bool:
+        return self._stream is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def playing(self) -> bool:
+        return bool(self._plays)
+
+    def start(
+        self,
+        remote_addr: tuple[str, int],
+        payload_type: int = PCMU,
+        dtmf_payload_type: int | None = None,
+    ) -> None:
+        """Begin sending to ``remote_addr`` (from the SDP) and accept its RTP."""
+        if self._transport is None:
+            raise RuntimeError("bind the MediaSession before start()")
+        if self._closed:
+            raise RuntimeError("MediaSession is closed")
+        if self._stream is not None:
+            raise RuntimeError("MediaSession already started; use update() for a re-INVITE")
+        self._check_pts(payload_type, dtmf_payload_type)
+        self._remote = (remote_addr[0], remote_addr[1])
+        self._pt = payload_type
+        self._dtmf_pt = dtmf_payload_type
+        self._stream = self.engine.add_stream(self._on_frame)
+
+    def update(
+        self,
+        *,
+        remote_addr: tuple[str, int] | None = None,
+        payload_type: int | None = None,
+        dtmf_payload_type: int | None = _UNSET,
+        hold: bool | None = None,
+    ) -> None:
+        """Apply a re-INVITE's outcome to the running stream (SSRC and sequence go on)."""
+        pt = self._pt if payload_type is None else payload_type
+        dpt = self._dtmf_pt if dtmf_payload_type is _UNSET else dtmf_payload_type
+        self._check_pts(pt, dpt)
+        self._pt, self._dtmf_pt = pt, dpt
+        if remote_addr is not None:
+            self._remote = (remote_addr[0], remote_addr[1])
+            self._latched = False
+        if hold is not None:
+            if self._hold and not hold:
+                self._marker = True
+            self._hold = hold
+
+    @staticmethod
+    def _check_pts(pt: int, dtmf_pt: int | None) -> None:
+        if pt not in _ENCODERS:
+            raise ValueError(f"payload type {pt} is not supported: use 0 (PCMU) or 8 (PCMA)")
+        if dtmf_pt is not None and not 96 <= dtmf_pt <= 127:
+            # RFC 3551 §3: dynamic payload types are 96–127, where telephone-event lives.
+            raise ValueError(f"telephone-event payload type {dtmf_pt} is not dynamic (96..127)")
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def play(self, pcm: npt.ArrayLike) -> bool:
+        """Play int16 mono 8 kHz samples; True when all were sent, False if flushed/closed."""
+        samples = self._as_pcm(pcm)
+        if self._closed:
+            return False
+        loop = asyncio.get_running_loop()
+        pb = _Playback(samples, loop.create_future())
+        if len(samples) == 0:
+            return True
+        self._plays.append(pb)
+        return await pb.done
+
+    def flush(self) -> None:
+        """Barge-in: stop the prompt now and drop queued ones (their play() return False)."""
+        while self._plays:
+            pb = self._plays.popleft()
+            if not pb.done.done():
+                pb.done.set_result(False)
+
+    async def send_dtmf(
+        self,
+        digits: str,
+        duration_ms: int = 100,
+        gap_ms: int = 100,
+        method: Literal["rfc4733", "inband"] = "rfc4733",
+    ) -> str:
+        """Send key presses; returns the method used ("inband" when no telephone-event)."""
+        if method not in ("rfc4733", "inband"):
+            raise ValueError(f"method {method!r}: use 'rfc4733' or 'inband'")
+        if self._stream is None:
+            raise RuntimeError("start() the MediaSession before sending DTMF")
+        if method == "rfc4733" and self._dtmf_pt is None:
+            method = "inband"
+        loop = asyncio.get_running_loop()
+        async with self._dtmf_lock:
+            if method == "rfc4733":
+                self._events_tx.queue(digits, duration_ms, gap_ms)
+                fut: asyncio.Future[Any] = loop.create_future()
+                self._events_done.append(fut)
+            else:
+                if FLASH in digits:
+                    raise ValueError("hook flash '!' cannot be sent in-band; use method='rfc4733'")
+                from autocall.audio.tones import dtmf
+
+                pb = _Playback(dtmf(digits, on_ms=duration_ms, off_ms=gap_ms), loop.create_future())
+                self._inband_tx.append(pb)
+                fut = pb.done
+            await fut
+            self._dtmf_sent += len(digits)
+        return method
+
+    # -- receiving -----------------------------------------------------------------------
+
+    def digits(self) -> AsyncIterator[Digit]:
+        """Received digits in order, each once; ends when the session closes."""
+        return self._iter_digits()
+
+    async def _iter_digits(self) -> AsyncIterator[Digit]:
+        while True:
+            d = await self._digit_queue.get()
+            if d is None:
+                self._digit_queue.put_nowait(None)
+                return
+            yield d
+
+    def report_digit(
+        self, digit: str, source: DigitSource = "info", duration_ms: float = 0.0
+    ) -> bool:
+        """Add a digit from outside RTP (SIP INFO); False if it duplicates a recent one."""
+        now = self._loop.time() if self._loop is not None else 0.0
+        d = Digit(digit, source, now, duration_ms)
+        last = self._last_digit
+        if (
+            last is not None
+            and last.digit == d.digit
+            and last.source != d.source
+            and d.time - last.time < CROSS_SOURCE_WINDOW
+        ):
+            return False
+        self._last_digit = d
+        self._dtmf_received += 1
+        if self.on_digit is not None:
+            try:
+                self.on_digit(d)
+            except Exception:
+                log.exception("on_digit callback failed")
+        self._digit_queue.put_nowait(d)
+        return True
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record(self, path: str | Path) -> None:
+        """Record from now on to a stereo WAV (left received, right sent)."""
+        self.stop_recording()
+        self._recorder = Recorder(path, RATE)
+
+    def stop_recording(self) -> Path | None:
+        rec, self._recorder = self._recorder, None
+        if rec is None:
+            return None
+        rec.close()
+        return rec.path
+
+    # -- statistics and teardown ---------------------------------------------------------
+
+    def stats(self) -> MediaStats:
+        return MediaStats(
+            packets_sent=self._sender.packets_sent,
+            octets_sent=self._sender.octets_sent,
+            packets_received=self._rx_stats.received,
+            octets_received=self._rx_stats.octets,
+            packets_lost=self._rx_stats.lost,
+            jitter_ms=self._rx_stats.jitter * 1000,
+            late_packets=self._jitter.late,
+            concealed_ms=self._jitter.concealed * 1000 / RATE,
+            malformed=self._malformed,
+            dtmf_sent=self._dtmf_sent,
+            dtmf_received=self._dtmf_received,
+            remote_addr=self._remote,
+        )
+
+    async def close(self) -> None:
+        """Stop sending, release the port, end play()/send_dtmf()/digits() waiters."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._stream is not None:
+            self.engine.remove_stream(self._stream)
+            self._stream = None
+        self.flush()
+        for q in (self._inband_tx,):
+            while q:
+                pb = q.popleft()
+                if not pb.done.done():
+                    pb.done.set_result(False)
+        self._events_tx.cancel()
+        self._resolve_events()
+        self.stop_recording()
+        if self._transport is not None:
+            self._transport.close()
+        self._digit_queue.put_nowait(None)
+        await asyncio.sleep(0)
+
+    # -- driver internals ----------------------------------------------------------------
+
+    @staticmethod
+    def _as_pcm(pcm: npt.ArrayLike) -> Samples:
+        arr = np.asarray(pcm)
+        if arr.ndim != 1:
+            raise ValueError(f"play() takes mono samples, got an array of shape {arr.shape}")
+        if arr.dtype != np.int16:
+            if arr.dtype.kind not in "iu" or (
+                arr.size and (arr.min() < -32768 or arr.max() > 32767)
+            ):
+                raise ValueError(
+                    f"play() takes int16 samples at 8 kHz, got {arr.dtype}; "
+                    "convert with autocall.audio.convert first"
+                )
+            arr = arr.astype(np.int16)
+        return arr
+
+    def _resolve_events(self) -> None:
+        for fut in self._events_done:
+            if not fut.done():
+                fut.set_result(None)
+        self._events_done.clear()
+
+    def _on_frame(self, n: int) -> None:
+        """Pacing tick: send frame ``n``, play out one received frame, poll timers."""
+        assert self._loop is not None and self._transport is not None
+        now = self._loop.time()
+        for ev in self._events_rx.poll(now):
+            self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
+        sent = self._send_frame(n) if not self._hold else None
+        received = self._jitter.pop()
+        rx = self._zeros if received is None else received
+        if self._detector is not None and received is not None:
+            for ev in self._detector.feed(received):
+                self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+        if self.on_audio is not None:
+            self.on_audio(rx)
+        if self._recorder is not None:
+            self._recorder.write(rx, self._zeros if sent is None else sent)
+
+    def _send_frame(self, n: int) -> Samples | None:
+        """Send this frame's packet(s); return the audio sent (for the recorder)."""
+        ts = n * self.frame_samples
+        remote = self._remote
+        transport = self._transport
+        assert remote is not None and transport is not None
+        frame = self.frame_samples
+        if self._events_tx.busy:
+            packets = self._events_tx.tick(ts)
+            if self._dtmf_pt is not None:
+                for p in packets:
+                    transport.sendto(
+                        self._sender.packet(p.payload, self._dtmf_pt, p.timestamp, p.marker), remote
+                    )
+            if not self._events_tx.busy:
+                self._resolve_events()
+            if packets:
+                return None
+        queue = self._inband_tx or self._plays
+        pt = self._pt
+        if queue:
+            pb = queue[0]
+            payload = pb.payload(pt, frame)
+            samples = pb.samples(frame) if self._recorder is not None else None
+            pb.pos += frame
+            if pb.pos >= len(pb.pcm):
+                queue.popleft()
+                if not pb.done.done():
+                    pb.done.set_result(True)
+        else:
+            payload = self._silence[pt]
+            samples = None
+        transport.sendto(self._sender.packet(payload, pt, ts, self._marker), remote)
+        self._marker = False
+        return samples
+
+    def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._stream is None:
+            return
+        try:
+            pkt = RtpPacket.parse(data)
+        except ValueError:
+            self._malformed += 1
+            return
+        pt = pkt.payload_type
+        if pt not in _DECODERS and pt != CN and pt != self._dtmf_pt:
+            self._malformed += 1
+            return
+        if addr != self._remote:
+            if self._latched:
+                self._foreign += 1
+                return
+            self._remote = addr
+        self._latched = True
+        assert self._loop is not None
+        now = self._loop.time()
+        if pkt.ssrc != self._rx_ssrc:
+            if self._rx_ssrc is not None:
+                self._rx_stats.reset()
+                self._jitter.reset()
+            self._rx_ssrc = pkt.ssrc
+        self._rx_stats.update(pkt.sequence_number, pkt.timestamp, now, len(pkt.payload))
+        if pt == self._dtmf_pt:
+            try:
+                events = self._events_rx.receive(pkt.payload, pkt.timestamp, now)
+            except ValueError:
+                self._malformed += 1
+                return
+            for ev in events:
+                self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
+        elif pt in _DECODERS:
+            self._jitter.push(pkt.timestamp, _DECODERS[pt](pkt.payload))
+
+    @staticmethod
+    def _make_detector() -> Any:
+        try:
+            from autocall.audio.dtmf import DtmfDetector
+        except ImportError:
+            log.warning("autocall.audio.dtmf is missing: in-band DTMF detection is off")
+            return None
+        return DtmfDetector(rate=RATE)

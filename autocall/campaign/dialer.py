@@ -1,0 +1,473 @@
+"""The dialer: claim due contacts, place calls within channels and calls/second, record.
+
+Two halves. The pure half (:func:`plan_contact`, :func:`outcome_of`, :class:`Pacer`,
+:func:`idle_reason`) decides from store rows and a ``now``. The asyncio half
+(:func:`run_campaign`) does the I/O: it asks the store, awaits a :class:`CallPlacer`,
+and writes results back. Pause/resume/stop arrive through the store's campaign state,
+so another terminal or node can steer a running dialer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import socket
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from autocall.campaign.model import (
+    CallStatus,
+    Campaign,
+    CampaignState,
+    Close,
+    Contact,
+    Defer,
+    Dial,
+    Outcome,
+    Plan,
+)
+from autocall.campaign.schedule import DncList, explain_window, next_open
+from autocall.campaign.store import CallRecord, Claim, Store, Summary
+
+log = logging.getLogger(__name__)
+
+
+# --- what the dialer asks of telephony -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """One outbound call to place. ``variables`` are the contact's fields for templating."""
+
+    campaign: str
+    attempt_id: int
+    attempt_no: int
+    contact_id: int
+    number: str
+    caller_id: str
+    tree: str
+    variables: Mapping[str, str]
+    ring_timeout: float
+    recording: bool = False
+    trunk: str | None = None
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """How a call ended.
+
+    ``status`` is the Twilio-like status (busy, no-answer, completed…). ``outcome`` may be
+    left None: :func:`outcome_of` then derives it from status and SIP code. Set it to
+    ``Outcome.HUNG_UP_EARLY`` when the callee left before the tree finished, and
+    ``opted_out=True`` when the tree's opt-out action ran (the number joins the DNC list).
+    """
+
+    status: CallStatus
+    sip_code: int | None = None
+    q850: int | None = None
+    started_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    digits: str = ""
+    path: tuple[str, ...] = ()
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    recording: str | None = None
+    outcome: Outcome | None = None
+    opted_out: bool = False
+    error: str | None = None
+
+
+class CallPlacer(Protocol):
+    """Places one call and returns when it has ended (any exception counts as failed).
+
+    The placer owns ring timeout (``request.ring_timeout``: CANCEL and return
+    ``no-answer``), the dialogue, hangup and recording. It must be safe to run
+    ``channels`` of these concurrently on one event loop.
+    """
+
+    async def place(self, request: CallRequest) -> CallResult: ...
+
+
+# --- pure decisions ---------------------------------------------------------------------
+
+# RFC 3261 §21: final responses that say something about the callee.
+_INVALID_CODES = frozenset({404, 410, 484, 485, 604})
+_UNREACHABLE_CODES = frozenset({408, 480, 502, 503, 504})
+_BUSY_CODES = frozenset({486, 600})
+
+
+def outcome_of(result: CallResult) -> Outcome:
+    """The retry-policy outcome of a finished call."""
+    if result.opted_out:
+        return Outcome.OPTED_OUT
+    if result.outcome is not None:
+        return result.outcome
+    code = result.sip_code
+    if code == 603:  # RFC 3261 §21.6.2 Decline
+        return Outcome.DECLINED
+    if result.status is CallStatus.COMPLETED:
+        return Outcome.COMPLETED
+    if result.status is CallStatus.BUSY or code in _BUSY_CODES:
+        return Outcome.BUSY
+    if result.status is CallStatus.NO_ANSWER:
+        return Outcome.NO_ANSWER
+    if code in _INVALID_CODES:
+        return Outcome.INVALID
+    if code in _UNREACHABLE_CODES:
+        return Outcome.UNREACHABLE
+    return Outcome.FAILED
+
+
+def caller_id_for(campaign: Campaign, contact: Contact) -> str:
+    """Spread contacts over the campaign's caller IDs, stable per contact."""
+    return campaign.caller_ids[contact.id % len(campaign.caller_ids)]
+
+
+def plan_contact(campaign: Campaign, contact: Contact, now: datetime,
+                 dnc: Container[str]) -> Plan:
+    """Dial, defer or close one due contact (no I/O)."""
+    if contact.number in dnc:
+        return Close(contact.id, Outcome.DNC, "number is on the do-not-call list")
+    if contact.attempts >= campaign.retry.max_attempts:
+        return Close(contact.id, contact.last_outcome or Outcome.FAILED,
+                     f"all {campaign.retry.max_attempts} attempts used")
+    opens = next_open(campaign.window, contact.timezones, now)
+    if opens is None:
+        return Defer(contact.id, now + timedelta(days=1), "window",
+                     "calling window never opens for " + " ".join(contact.timezones))
+    if opens > now:
+        why = explain_window(campaign.window, contact.timezones, now)
+        return Defer(contact.id, opens, "window",
+                     f"calling window closed ({why}); opens {opens:%Y-%m-%d %H:%M} UTC")
+    return Dial(contact.id, caller_id_for(campaign, contact))
+
+
+def next_attempt_at(campaign: Campaign, attempts_made: int, outcome: Outcome,
+                    now: datetime) -> datetime | None:
+    """When the contact is due again after this outcome; None ends the contact."""
+    nxt = campaign.retry.next_try(outcome, attempts_made, now)
+    if nxt is not None and campaign.end_at is not None:
+        end = campaign.end_at if campaign.end_at.tzinfo else campaign.end_at.replace(tzinfo=UTC)
+        if nxt >= end:
+            return None
+    return nxt
+
+
+class Pacer:
+    """Calls-per-second limit: each call gets a start slot ``1/rate`` after the last."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = float("-inf")
+
+    def slot(self, now: float) -> float:
+        """Reserve the next start time (≥ now) on a monotonic clock."""
+        start = max(self._next, now)
+        self._next = start + self.interval
+        return start
+
+    def free(self, now: float, horizon: float) -> int:
+        """How many starts fit between now and ``now + horizon``."""
+        start = max(self._next, now)
+        return max(0, int((now + horizon - start) / self.interval) + 1)
+
+
+def idle_reason(s: Summary, now: datetime, local_in_flight: int, channels: int) -> str:
+    """Why nothing is being dialed right now, in words a supervisor can act on."""
+    if s.state in (CampaignState.PAUSED, CampaignState.DRAFT, CampaignState.SCHEDULED):
+        return f"campaign is {s.state.value}" + (f" ({s.state_reason})" if s.state_reason else "")
+    if s.state in (CampaignState.STOPPED, CampaignState.COMPLETED):
+        return f"campaign is {s.state.value}"
+    if local_in_flight >= channels:
+        return f"all {channels} channels busy"
+    if s.pending == 0 and s.in_flight == 0:
+        return "no contacts left to dial"
+    if s.pending == 0:
+        return f"waiting for {s.in_flight} call(s) in flight to end"
+    parts = []
+    if s.waiting.get("window"):
+        parts.append(f"{s.waiting['window']} wait for their calling window")
+    if s.waiting.get("retry"):
+        parts.append(f"{s.waiting['retry']} wait for a retry")
+    if not parts and s.due:
+        parts.append(f"{s.due} due, being claimed")
+    when = ""
+    if s.next_due and s.next_due > now:
+        when = f"; next due {s.next_due:%Y-%m-%d %H:%M:%S} UTC"
+    dnc = s.outcomes.get(Outcome.DNC.value, 0)
+    tail = f"; {dnc} closed as do-not-call" if dnc else ""
+    return "nothing due: " + ", ".join(parts) + when + tail
+
+
+# --- the asyncio driver -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress display shows; ``idle`` says why nothing is dialed, if so."""
+
+    state: CampaignState
+    total: int
+    dialed: int
+    answered: int
+    in_progress: int
+    waiting: int
+    done: int
+    failed: int
+    idle: str | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Passed to ``on_record`` after an attempt's record is committed."""
+
+    attempt_id: int
+    contact_id: int
+    attempt_no: int
+    number: str
+    outcome: Outcome
+    result: CallResult
+
+
+def default_node() -> str:
+    return socket.gethostname()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def run_campaign(
+    campaign: Campaign | str,
+    store: Store | str,
+    placer: CallPlacer,
+    *,
+    node: str | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    on_record: Callable[[Finished], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    start: bool = True,
+    exit_when_idle: bool = True,
+    poll: float = 0.5,
+    clock: Callable[[], datetime] = _utcnow,
+) -> Progress:
+    """Dial a campaign until it completes, is stopped, or ``stop()`` turns true.
+
+    ``campaign`` is a model (saved/updated in the store) or the name of one already
+    there; ``store`` a :class:`Store` or URL. ``start=False`` leaves the campaign's
+    state alone (a draft waits for ``autocall campaign resume``). Each node needs its
+    own ``node`` name (default: host name); at start the node's unfinished attempts
+    are resolved by the campaign's ``on_restart`` policy. ``exit_when_idle`` returns
+    once no contact is left to dial (else waits for more). Returns the last progress.
+    """
+    own_store = isinstance(store, str)
+    db = Store(store) if isinstance(store, str) else store
+    try:
+        driver = _Driver(campaign, db, placer, node or default_node(), progress, on_record,
+                         stop, poll, clock)
+        return await driver.run(start=start, exit_when_idle=exit_when_idle)
+    finally:
+        if own_store:
+            db.close()
+
+
+class _Driver:
+    def __init__(self, campaign: Campaign | str, store: Store, placer: CallPlacer, node: str,
+                 progress: Callable[[Progress], None] | None,
+                 on_record: Callable[[Finished], None] | None,
+                 stop: Callable[[], bool] | None, poll: float,
+                 clock: Callable[[], datetime]) -> None:
+        if isinstance(campaign, Campaign):
+            store.save_campaign(campaign)
+            name = campaign.name
+        else:
+            name = campaign
+        self.campaign, _, _ = store.campaign(name)
+        self.store = store
+        self.placer = placer
+        self.node = node
+        self.progress_cb = progress
+        self.on_record = on_record
+        self.stop = stop
+        self.poll = poll
+        self.clock = clock
+        self.dnc = DncList.from_files(self.campaign.dnc, self.campaign.default_region)
+        self.pacer = Pacer(self.campaign.calls_per_second)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.get_running_loop()
+        self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
+
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kw)
+
+    def _next_try(self, attempts_made: int) -> datetime | None:
+        if self.campaign.on_restart == "give-up":
+            return None
+        return next_attempt_at(self.campaign, attempts_made, Outcome.INTERRUPTED, self.clock())
+
+    async def run(self, *, start: bool, exit_when_idle: bool) -> Progress:
+        name = self.campaign.name
+        now = self.clock()
+        await self._db(self.store.heartbeat, name, self.node, now, 0, "starting")
+        recovered = await self._db(self.store.recover, name, self.node, now, self._next_try)
+        if recovered:
+            log.warning("%s: resolved %d attempt(s) left in flight as interrupted",
+                        name, len(recovered))
+        if start:
+            await self._start_state(now)
+        idle: str | None = None
+        last_beat = last_pub = float("-inf")
+        while True:
+            now = self.clock()
+            mono = self.loop.time()
+            if mono - last_pub >= self.poll:
+                self._publish(await self._db(self.store.summary, name, now), idle)
+                last_pub = mono
+            if mono - last_beat >= 1.0:
+                await self._db(self.store.heartbeat, name, self.node, now, len(self.tasks),
+                               idle or "dialing")
+                last_beat = mono
+            state, _ = await self._db(self.store.state, name)
+            if (self.stop is not None and self.stop()) or state in (
+                    CampaignState.STOPPED, CampaignState.COMPLETED):
+                break
+            if state is CampaignState.SCHEDULED and self._start_due(now):
+                await self._db(self.store.set_state, name, CampaignState.RUNNING,
+                               "start_at reached", (CampaignState.SCHEDULED,))
+                continue
+            if state is not CampaignState.RUNNING:
+                summary = await self._db(self.store.summary, name, now)
+                idle = idle_reason(summary, now, len(self.tasks), self.campaign.channels)
+                await self._wait(self.poll)
+                continue
+            if self._ended(now):
+                await self._db(self.store.set_state, name, CampaignState.STOPPED,
+                               "end_at reached", (CampaignState.RUNNING,))
+                continue
+            free = self.campaign.channels - len(self.tasks)
+            if free <= 0:
+                idle = f"all {self.campaign.channels} channels busy"
+                await self._wait(self.poll)
+                continue
+            limit = min(free, self.pacer.free(mono, horizon=0.25))
+            if limit <= 0:
+                await self._wait(self.pacer.interval)
+                continue
+            if await self._db(self.dnc.refresh):
+                log.info("%s: do-not-call list reloaded (%d numbers)", name,
+                         len(self.dnc.numbers))
+            claims: list[Claim] = await self._db(
+                self.store.claim, name, self.node, now, max(limit, 16),
+                functools.partial(self._plan, now=now), limit)
+            if claims:
+                idle = None
+                for claim in claims:
+                    await self._sleep_until(self.pacer.slot(self.loop.time()))
+                    task = asyncio.create_task(self._call(claim))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+                continue
+            summary = await self._db(self.store.summary, name, now)
+            if summary.due:
+                # Due rows were deferred/closed this round, or another node holds them.
+                await self._wait(0.02)
+                continue
+            if summary.pending == 0 and summary.in_flight == 0 and not self.tasks:
+                await self._db(self.store.set_state, name, CampaignState.COMPLETED,
+                               "every contact is done", (CampaignState.RUNNING,))
+                if exit_when_idle:
+                    break
+            idle = idle_reason(summary, now, len(self.tasks), self.campaign.channels)
+            wait = self.poll
+            if summary.next_due is not None:
+                wait = min(wait, max(0.01, (summary.next_due - now).total_seconds()))
+            await self._wait(wait)
+        if self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        final = await self._db(self.store.summary, name, self.clock())
+        self._publish(final, idle)
+        await self._db(self.store.heartbeat, name, self.node, self.clock(), 0, "exited")
+        return self.last
+
+    def _plan(self, contact: Contact, *, now: datetime) -> Plan:
+        return plan_contact(self.campaign, contact, now, self.dnc)
+
+    async def _start_state(self, now: datetime) -> None:
+        state, _ = await self._db(self.store.state, self.campaign.name)
+        if state in (CampaignState.DRAFT, CampaignState.COMPLETED):
+            target = (CampaignState.SCHEDULED if self.campaign.start_at and not self._start_due(now)
+                      else CampaignState.RUNNING)
+            await self._db(self.store.set_state, self.campaign.name, target, "run started",
+                           (state,))
+
+    def _start_due(self, now: datetime) -> bool:
+        s = self.campaign.start_at
+        return s is None or now >= (s if s.tzinfo else s.replace(tzinfo=UTC))
+
+    def _ended(self, now: datetime) -> bool:
+        e = self.campaign.end_at
+        return e is not None and now >= (e if e.tzinfo else e.replace(tzinfo=UTC))
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep, but wake as soon as a call ends (a channel is free)."""
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.sleep(seconds)
+
+    async def _sleep_until(self, when: float) -> None:
+        delay = when - self.loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _call(self, claim: Claim) -> None:
+        c = self.campaign
+        contact = claim.contact
+        request = CallRequest(
+            campaign=c.name, attempt_id=claim.attempt_id, attempt_no=claim.attempt_no,
+            contact_id=contact.id, number=contact.number, caller_id=claim.caller_id,
+            tree=c.tree, variables=dict(contact.fields), ring_timeout=c.ring_timeout,
+            recording=c.recording, trunk=c.trunk)
+        started = self.clock()
+        await self._db(self.dnc.refresh)
+        if contact.number in self.dnc:
+            result = CallResult(CallStatus.CANCELED, outcome=Outcome.DNC, started_at=started,
+                                ended_at=started, error="on the do-not-call list at dial time")
+        else:
+            try:
+                result = await self.placer.place(request)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any placer failure is a failed call
+                log.exception("%s: placing %s failed", c.name, contact.number)
+                result = CallResult(CallStatus.FAILED, started_at=started, ended_at=self.clock(),
+                                    error=f"{type(exc).__name__}: {exc}")
+        if result.started_at is None:
+            result = replace(result, started_at=started)
+        outcome = outcome_of(result)
+        if outcome is Outcome.OPTED_OUT and self.dnc.paths:
+            await self._db(self.dnc.add, contact.number)
+        now = self.clock()
+        record = CallRecord(
+            status=result.status, outcome=outcome, sip_code=result.sip_code, q850=result.q850,
+            started_at=result.started_at, answered_at=result.answered_at,
+            ended_at=result.ended_at or now, digits=result.digits, path=result.path,
+            variables=dict(result.variables), recording=result.recording, error=result.error)
+        nxt = next_attempt_at(c, claim.attempt_no, outcome, now)
+        written = await self._db(self.store.finish, claim.attempt_id, record, nxt)
+        if written and self.on_record is not None:
+            self.on_record(Finished(claim.attempt_id, contact.id, claim.attempt_no,
+                                    contact.number, outcome, result))
+
+    def _publish(self, s: Summary, idle: str | None) -> None:
+        failed = sum(v for k, v in s.outcomes.items() if k != Outcome.COMPLETED.value)
+        self.last = Progress(
+            state=s.state, total=s.total, dialed=s.attempts, answered=s.answered,
+            in_progress=s.in_flight, waiting=s.pending, done=s.done, failed=failed, idle=idle)
+        if self.progress_cb is not None:
+            self.progress_cb(self.last)
+

@@ -1,0 +1,232 @@
+"""When a contact may be called, and the jobs that start and stop campaigns.
+
+Calling hours are judged in each contact's own time zone (TCPA: 08:00–21:00 where the
+callee is). A number whose zone is ambiguous (e.g. a country spanning several zones)
+carries every candidate zone, and the window must be open in all of them: the safe
+reading. The window math is pure (a ``now`` in, a decision out); APScheduler only
+handles whole-campaign start/stop dates, with its job store in the campaign database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+
+from autocall.campaign.model import WEEKDAYS, CallingWindow, Campaign, CampaignState
+
+log = logging.getLogger(__name__)
+
+_SEARCH_DAYS = 400
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _local_instant(day: date, at: object, tz: ZoneInfo) -> datetime:
+    """UTC instant of a wall-clock time; a time inside a DST gap moves past the gap."""
+    naive = datetime.combine(day, at)  # type: ignore[arg-type]
+    aware = naive.replace(tzinfo=tz)
+    # Round-trip through UTC: in a spring-forward gap this lands after the gap (PEP 495).
+    return aware.astimezone(UTC)
+
+
+def is_open(window: CallingWindow, tz: ZoneInfo, now: datetime) -> bool:
+    """Whether ``now`` falls inside the window on the contact's wall clock."""
+    local = now.astimezone(tz)
+    if WEEKDAYS[local.weekday()] not in window.days or local.date() in window.holidays:
+        return False
+    return window.start <= local.time().replace(tzinfo=None) < window.end
+
+
+def next_open_in(window: CallingWindow, tz: ZoneInfo, now: datetime) -> datetime | None:
+    """Earliest instant ≥ ``now`` at which the window is open in ``tz``."""
+    if is_open(window, tz, now):
+        return now
+    local_day = now.astimezone(tz).date()
+    for offset in range(_SEARCH_DAYS):
+        day = local_day + timedelta(days=offset)
+        if WEEKDAYS[day.weekday()] not in window.days or day in window.holidays:
+            continue
+        opens = _local_instant(day, window.start, tz)
+        closes = _local_instant(day, window.end, tz)
+        if closes <= now:
+            continue
+        candidate = max(opens, now)
+        if is_open(window, tz, candidate):
+            return candidate
+    return None
+
+
+def is_open_all(window: CallingWindow, zones: Iterable[str], now: datetime) -> bool:
+    return all(is_open(window, zone(z), now) for z in zones)
+
+
+def next_open(window: CallingWindow, zones: Sequence[str], now: datetime) -> datetime | None:
+    """Earliest instant ≥ ``now`` at which the window is open in every zone; None: never."""
+    t = now
+    for _ in range(4 * _SEARCH_DAYS):
+        later = t
+        for name in zones:
+            nxt = next_open_in(window, zone(name), t)
+            if nxt is None:
+                return None
+            later = max(later, nxt)
+        if later == t and is_open_all(window, zones, t):
+            return t
+        if later == t:
+            # Open in each zone alone at t but not together cannot happen; step to be safe.
+            later = t + timedelta(minutes=1)
+        t = later
+    return None
+
+
+def explain_window(window: CallingWindow, zones: Sequence[str], now: datetime) -> str:
+    """One line saying why the window is open or closed for these zones."""
+    parts = []
+    for name in zones:
+        local = now.astimezone(zone(name))
+        day = WEEKDAYS[local.weekday()]
+        state = "open" if is_open(window, zone(name), now) else "closed"
+        why = ""
+        if day not in window.days:
+            why = f" ({day} is not a calling day)"
+        elif local.date() in window.holidays:
+            why = f" ({local.date()} is a holiday)"
+        elif state == "closed":
+            why = f" (outside {window.start:%H:%M}-{window.end:%H:%M})"
+        parts.append(f"{name} {local:%a %H:%M} {state}{why}")
+    return "; ".join(parts)
+
+
+@dataclass
+class DncList:
+    """Do-not-call numbers from files, re-read when a file changes (checked at dial time)."""
+
+    paths: list[Path]
+    region: str = "US"
+    numbers: set[str] = field(default_factory=set)
+    _stamp: tuple[tuple[str, float, int], ...] = ()
+
+    @classmethod
+    def from_files(cls, paths: Iterable[str | Path], region: str = "US") -> DncList:
+        dnc = cls([Path(p) for p in paths], region)
+        dnc.refresh()
+        return dnc
+
+    def _stamps(self) -> tuple[tuple[str, float, int], ...]:
+        out = []
+        for p in self.paths:
+            try:
+                st = p.stat()
+                out.append((str(p), st.st_mtime, st.st_size))
+            except FileNotFoundError:
+                out.append((str(p), 0.0, -1))
+        return tuple(out)
+
+    def refresh(self) -> bool:
+        """Re-read the files if any changed; True if the list was reloaded."""
+        stamp = self._stamps()
+        if stamp == self._stamp:
+            return False
+        numbers: set[str] = set()
+        for p in self.paths:
+            if not p.exists():
+                continue
+            for raw in p.read_text(encoding="utf-8").splitlines():
+                entry = raw.split("#", 1)[0].strip()
+                if entry:
+                    numbers.add(normalize(entry, self.region) or entry)
+        self.numbers = numbers
+        self._stamp = stamp
+        return True
+
+    def __contains__(self, number: object) -> bool:
+        return number in self.numbers
+
+    def add(self, number: str) -> None:
+        """Opt-out: append to the first file so every node sees it at its next dial."""
+        if not self.paths:
+            raise ValueError("campaign has no dnc: file to add opt-outs to")
+        with open(self.paths[0], "a", encoding="utf-8") as fh:
+            fh.write(number + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.numbers.add(number)
+
+
+def normalize(raw: str, region: str) -> str | None:
+    """E.164 form of a valid number, else None."""
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+# --- APScheduler: campaign start/stop dates ------------------------------------------
+
+JOB_TABLE = "autocall_scheduler_jobs"
+
+
+def start_job(store_url: str, name: str) -> None:
+    """Scheduler job: a scheduled campaign becomes running at its start date."""
+    from autocall.campaign.store import Store
+
+    store = Store(store_url)
+    try:
+        store.set_state(name, CampaignState.RUNNING, "start_at reached",
+                        only_from=(CampaignState.SCHEDULED, CampaignState.DRAFT))
+    finally:
+        store.close()
+
+
+def stop_job(store_url: str, name: str) -> None:
+    """Scheduler job: a campaign stops dialing at its end date."""
+    from autocall.campaign.store import Store
+
+    store = Store(store_url)
+    try:
+        store.set_state(name, CampaignState.STOPPED, "end_at reached",
+                        only_from=(CampaignState.SCHEDULED, CampaignState.RUNNING,
+                                   CampaignState.PAUSED, CampaignState.DRAFT))
+    finally:
+        store.close()
+
+
+def make_scheduler(store_url: str) -> object:
+    """An asyncio APScheduler whose jobs live in the campaign database (survive restarts)."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    store = SQLAlchemyJobStore(url=store_url, tablename=JOB_TABLE)
+    return AsyncIOScheduler(jobstores={"default": store}, timezone=UTC,
+                            job_defaults={"misfire_grace_time": None, "coalesce": True})
+
+
+def schedule_campaign(scheduler: object, store_url: str, campaign: Campaign) -> list[str]:
+    """Add (or replace) the campaign's start/stop jobs; returns the job ids."""
+    ids = []
+    for when, func, suffix in ((campaign.start_at, start_job, "start"),
+                               (campaign.end_at, stop_job, "stop")):
+        if when is None:
+            continue
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        job_id = f"campaign:{campaign.name}:{suffix}"
+        scheduler.add_job(  # type: ignore[attr-defined]
+            f"{__name__}:{func.__name__}", "date", run_date=when, id=job_id,
+            args=[store_url, campaign.name], replace_existing=True,
+        )
+        ids.append(job_id)
+    return ids

@@ -1,0 +1,575 @@
+"""The campaign store: the one truth about contacts, attempts and campaign state.
+
+SQLAlchemy Core over a SQLite file (one node) or PostgreSQL (several nodes). Every
+attempt row is committed before its INVITE can leave, together with the contact's
+attempt counter, so a crash can leave an attempt unfinished but never dial the same
+attempt twice (``UNIQUE(contact_id, attempt_no)`` guards it). Nodes claim contacts with
+``SELECT … FOR UPDATE SKIP LOCKED``; SQLite serialises writers with ``BEGIN IMMEDIATE``.
+Times are stored as naive UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from autocall.campaign.contacts import NewContact
+from autocall.campaign.model import (
+    Attempt,
+    CallStatus,
+    Campaign,
+    CampaignState,
+    Close,
+    Contact,
+    ContactState,
+    Defer,
+    Dial,
+    Outcome,
+    Plan,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+schema_version = Table(
+    "autocall_schema_version", metadata, Column("version", Integer, nullable=False)
+)
+
+campaigns = Table(
+    "autocall_campaigns",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("state_reason", Text),
+    Column("definition", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+contacts = Table(
+    "autocall_contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(100), ForeignKey("autocall_campaigns.name"), nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("timezones", String(200), nullable=False),
+    Column("fields", Text, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", DateTime),
+    Column("wait_kind", String(12)),
+    Column("wait_reason", Text),
+    Column("last_outcome", String(20)),
+    Column("source", Text),
+    UniqueConstraint("campaign", "number", name="uq_autocall_contacts_number"),
+    Index("ix_autocall_contacts_due", "campaign", "state", "next_at"),
+)
+
+attempts = Table(
+    "autocall_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(100), nullable=False),
+    Column("contact_id", Integer, ForeignKey("autocall_contacts.id"), nullable=False),
+    Column("attempt_no", Integer, nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("caller_id", String(40), nullable=False),
+    Column("node", String(100), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(20)),
+    Column("sip_code", Integer),
+    Column("q850", Integer),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime),
+    Column("answered_at", DateTime),
+    Column("ended_at", DateTime),
+    Column("duration", Float),
+    Column("billable", Float),
+    Column("digits", String(200), nullable=False, default=""),
+    Column("path", Text, nullable=False, default="[]"),
+    Column("variables", Text, nullable=False, default="{}"),
+    Column("recording", Text),
+    Column("error", Text),
+    UniqueConstraint("contact_id", "attempt_no", name="uq_autocall_attempt_once"),
+    Index("ix_autocall_attempts_open", "campaign", "ended_at"),
+)
+
+nodes = Table(
+    "autocall_nodes",
+    metadata,
+    Column("node", String(100), primary_key=True),
+    Column("campaign", String(100), nullable=False),
+    Column("heartbeat", DateTime, nullable=False),
+    Column("in_flight", Integer, nullable=False, default=0),
+    Column("status", Text),
+)
+
+# version -> step; each step brings the schema from version-1 to version.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: lambda conn: metadata.create_all(
+        conn, tables=[campaigns, contacts, attempts, nodes], checkfirst=True
+    ),
+}
+
+
+def _naive(dt: datetime | None) -> datetime | None:
+    if dt is None or dt.tzinfo is None:
+        return dt
+    return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return None if dt is None else dt.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A contact claimed for one attempt; its attempt row is already committed."""
+
+    attempt_id: int
+    attempt_no: int
+    contact: Contact
+    caller_id: str
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What finishing an attempt writes (a subset of :class:`Attempt`)."""
+
+    status: CallStatus
+    outcome: Outcome
+    sip_code: int | None = None
+    q850: int | None = None
+    started_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    digits: str = ""
+    path: Sequence[str] = ()
+    variables: dict[str, Any] | None = None
+    recording: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts the dialer and ``status`` need to say what is going on."""
+
+    state: CampaignState
+    state_reason: str | None
+    total: int
+    pending: int
+    due: int
+    in_flight: int
+    done: int
+    waiting: dict[str, int]
+    next_due: datetime | None
+    outcomes: dict[str, int]
+    attempts: int
+    answered: int
+    nodes: list[dict[str, Any]]
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class Store:
+    """All database access for campaigns; one instance per process."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, echo=echo, future=True, pool_pre_ping=True)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if self.is_sqlite:
+            _sqlite_setup(self.engine)
+        self.migrate()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- schema -------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Bring the schema to ``SCHEMA_VERSION``; safe when several nodes start at once."""
+        with self.engine.begin() as conn:
+            if not self.is_sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(7210001)"))
+            if not inspect(conn).has_table(schema_version.name):
+                schema_version.create(conn)
+            current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database schema is version {current}, this autocall knows "
+                    f"{SCHEMA_VERSION}: upgrade autocall"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[version](conn)
+                conn.execute(insert(schema_version).values(version=version))
+            return SCHEMA_VERSION
+
+    # --- campaigns ----------------------------------------------------------------
+
+    def save_campaign(self, campaign: Campaign, state: CampaignState = CampaignState.DRAFT,
+                      now: datetime | None = None) -> CampaignState:
+        """Insert or update a campaign definition; an existing campaign keeps its state."""
+        now = _naive(now or datetime.now(UTC))
+        definition = campaign.model_dump_json()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(campaigns.c.state).where(campaigns.c.name == campaign.name)
+            ).first()
+            if row is None:
+                conn.execute(insert(campaigns).values(
+                    name=campaign.name, state=state.value, definition=definition,
+                    created_at=now, updated_at=now))
+                return state
+            conn.execute(update(campaigns).where(campaigns.c.name == campaign.name)
+                         .values(definition=definition, updated_at=now))
+            return CampaignState(row.state)
+
+    def campaign(self, name: str) -> tuple[Campaign, CampaignState, str | None]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(campaigns).where(campaigns.c.name == name)).first()
+        if row is None:
+            raise StoreError(f"no campaign {name!r} in {self.url_safe}; import it first")
+        return (Campaign.model_validate_json(row.definition), CampaignState(row.state),
+                row.state_reason)
+
+    def campaign_names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(campaigns.c.name).order_by(campaigns.c.name))
+                        .scalars())
+
+    def state(self, name: str) -> tuple[CampaignState, str | None]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(campaigns.c.state, campaigns.c.state_reason)
+                               .where(campaigns.c.name == name)).first()
+        if row is None:
+            raise StoreError(f"no campaign {name!r}")
+        return CampaignState(row.state), row.state_reason
+
+    def set_state(self, name: str, state: CampaignState, reason: str | None = None,
+                  only_from: Iterable[CampaignState] | None = None) -> bool:
+        """Change state (from any terminal/node); False if ``only_from`` did not match."""
+        stmt = update(campaigns).where(campaigns.c.name == name)
+        if only_from is not None:
+            stmt = stmt.where(campaigns.c.state.in_([s.value for s in only_from]))
+        with self.engine.begin() as conn:
+            result = conn.execute(stmt.values(state=state.value, state_reason=reason,
+                                              updated_at=_naive(datetime.now(UTC))))
+            return bool(result.rowcount)
+
+    @property
+    def url_safe(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # --- contacts -----------------------------------------------------------------
+
+    def add_contacts(self, name: str, new: Iterable[NewContact],
+                     batch: int = 5000) -> tuple[int, int]:
+        """Insert contacts, skipping numbers already in the campaign; (added, duplicates)."""
+        dialect_insert = _dialect_insert(self.engine)
+        added = dup = 0
+        rows: list[dict[str, Any]] = []
+
+        def flush(conn: Connection) -> None:
+            nonlocal added, dup
+            if not rows:
+                return
+            before = conn.execute(select(func.count()).select_from(contacts)
+                                  .where(contacts.c.campaign == name)).scalar_one()
+            conn.execute(dialect_insert(contacts).on_conflict_do_nothing(), rows)
+            after = conn.execute(select(func.count()).select_from(contacts)
+                                 .where(contacts.c.campaign == name)).scalar_one()
+            added += after - before
+            dup += len(rows) - (after - before)
+            rows.clear()
+
+        with self.engine.begin() as conn:
+            for c in new:
+                rows.append({
+                    "campaign": name, "number": c.number, "timezones": " ".join(c.timezones),
+                    "fields": json.dumps(c.fields, ensure_ascii=False),
+                    "state": ContactState.PENDING.value, "attempts": 0,
+                    "source": f"{c.source}:{c.row}",
+                })
+                if len(rows) >= batch:
+                    flush(conn)
+            flush(conn)
+        return added, dup
+
+    def contact_by_number(self, name: str, number: str) -> Contact | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(contacts).where(
+                contacts.c.campaign == name, contacts.c.number == number)).first()
+        return None if row is None else _contact(row)
+
+    def contacts(self, name: str) -> list[Contact]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(contacts).where(contacts.c.campaign == name)
+                                .order_by(contacts.c.id)).all()
+        return [_contact(r) for r in rows]
+
+    # --- the dial cycle -----------------------------------------------------------
+
+    def claim(self, name: str, node: str, now: datetime, limit: int,
+              plan: Callable[[Contact], Plan], max_dials: int | None = None) -> list[Claim]:
+        """Lock up to ``limit`` due contacts, apply ``plan`` to each, commit attempt rows.
+
+        ``plan`` is pure (window, DNC, attempts); Defer/Close plans are written too, so a
+        contact waiting for its window is not looked at again until it opens.
+        """
+        nnow = _naive(now)
+        max_dials = limit if max_dials is None else max_dials
+        stmt = (select(contacts)
+                .where(contacts.c.campaign == name,
+                       contacts.c.state == ContactState.PENDING.value,
+                       or_(contacts.c.next_at.is_(None), contacts.c.next_at <= nnow))
+                .order_by(contacts.c.next_at, contacts.c.id)
+                .limit(limit))
+        if not self.is_sqlite:
+            stmt = stmt.with_for_update(skip_locked=True)
+        claims: list[Claim] = []
+        with self.engine.begin() as conn:
+            for row in conn.execute(stmt).all():
+                contact = _contact(row)
+                decision = plan(contact)
+                if isinstance(decision, Dial):
+                    if len(claims) >= max_dials:
+                        continue
+                    attempt_no = contact.attempts + 1
+                    conn.execute(update(contacts).where(contacts.c.id == contact.id).values(
+                        state=ContactState.IN_FLIGHT.value, attempts=attempt_no,
+                        wait_kind=None, wait_reason=None))
+                    attempt_id = conn.execute(insert(attempts).values(
+                        campaign=name, contact_id=contact.id, attempt_no=attempt_no,
+                        number=contact.number, caller_id=decision.caller_id, node=node,
+                        status=CallStatus.QUEUED.value, created_at=nnow, digits="",
+                        path="[]", variables="{}",
+                    )).inserted_primary_key[0]  # type: ignore[index]
+                    claims.append(Claim(int(attempt_id), attempt_no, contact, decision.caller_id))
+                elif isinstance(decision, Defer):
+                    conn.execute(update(contacts).where(contacts.c.id == contact.id).values(
+                        next_at=_naive(decision.until), wait_kind=decision.kind,
+                        wait_reason=decision.reason))
+                elif isinstance(decision, Close):
+                    conn.execute(update(contacts).where(contacts.c.id == contact.id).values(
+                        state=ContactState.DONE.value, last_outcome=decision.outcome.value,
+                        wait_kind=None, wait_reason=decision.reason))
+        return claims
+
+    def finish(self, attempt_id: int, record: CallRecord, next_at: datetime | None) -> bool:
+        """Finish an attempt and move its contact on, in one transaction.
+
+        Returns False (and changes nothing) if the attempt was already finished, e.g.
+        resolved as interrupted by another node that thought this one dead.
+        """
+        started = _naive(record.started_at)
+        answered = _naive(record.answered_at)
+        ended = _naive(record.ended_at or datetime.now(UTC))
+        duration = (ended - started).total_seconds() if started and ended else None
+        billable = (ended - answered).total_seconds() if answered and ended else None
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(attempts)
+                .where(attempts.c.id == attempt_id, attempts.c.ended_at.is_(None))
+                .values(status=record.status.value, outcome=record.outcome.value,
+                        sip_code=record.sip_code, q850=record.q850, started_at=started,
+                        answered_at=answered, ended_at=ended, duration=duration,
+                        billable=billable, digits=record.digits,
+                        path=json.dumps(list(record.path)),
+                        variables=json.dumps(record.variables or {}, default=str),
+                        recording=record.recording, error=record.error)
+                .returning(attempts.c.contact_id))
+            row = result.first()
+            if row is None:
+                return False
+            self._move_contact(conn, row.contact_id, record.outcome, next_at)
+            return True
+
+    @staticmethod
+    def _move_contact(conn: Connection, contact_id: int, outcome: Outcome,
+                      next_at: datetime | None) -> None:
+        if next_at is None:
+            values: dict[str, Any] = {"state": ContactState.DONE.value, "next_at": None,
+                                      "wait_kind": None, "wait_reason": None}
+        else:
+            values = {"state": ContactState.PENDING.value, "next_at": _naive(next_at),
+                      "wait_kind": "retry",
+                      "wait_reason": f"retry after {outcome.value}"}
+        conn.execute(update(contacts).where(contacts.c.id == contact_id)
+                     .values(last_outcome=outcome.value, **values))
+
+    def recover(self, name: str, node: str, now: datetime,
+                next_try: Callable[[int], datetime | None],
+                stale_after: timedelta = timedelta(seconds=60)) -> list[int]:
+        """Resolve attempts left in flight by this node or by nodes silent for too long.
+
+        Such a call may or may not have reached the callee, so the attempt counts; the
+        contact gets ``next_try(attempts_made)`` (None: done). Returns the attempt ids.
+        """
+        nnow = _naive(now) or datetime.now(UTC).replace(tzinfo=None)
+        stale = select(nodes.c.node).where(nodes.c.heartbeat < nnow - stale_after)
+        resolved: list[int] = []
+        with self.engine.begin() as conn:
+            stmt = (select(attempts.c.id, attempts.c.contact_id, attempts.c.attempt_no)
+                    .where(attempts.c.campaign == name, attempts.c.ended_at.is_(None),
+                           or_(attempts.c.node == node, attempts.c.node.in_(stale),
+                               ~attempts.c.node.in_(select(nodes.c.node)))))
+            if not self.is_sqlite:
+                stmt = stmt.with_for_update(skip_locked=True)
+            for row in conn.execute(stmt).all():
+                conn.execute(update(attempts).where(attempts.c.id == row.id).values(
+                    status=CallStatus.FAILED.value, outcome=Outcome.INTERRUPTED.value,
+                    ended_at=nnow, error="dialer stopped while the call was in flight"))
+                self._move_contact(conn, row.contact_id, Outcome.INTERRUPTED,
+                                   next_try(row.attempt_no))
+                resolved.append(int(row.id))
+        return resolved
+
+    def heartbeat(self, name: str, node: str, now: datetime, in_flight: int, status: str) -> None:
+        nnow = _naive(now)
+        values = {"campaign": name, "heartbeat": nnow, "in_flight": in_flight, "status": status}
+        with self.engine.begin() as conn:
+            done = conn.execute(update(nodes).where(nodes.c.node == node).values(**values))
+            if not done.rowcount:
+                conn.execute(_dialect_insert(self.engine)(nodes).values(node=node, **values)
+                             .on_conflict_do_nothing())
+
+    # --- reading ------------------------------------------------------------------
+
+    def summary(self, name: str, now: datetime) -> Summary:
+        nnow = _naive(now)
+        with self.engine.connect() as conn:
+            crow = conn.execute(select(campaigns.c.state, campaigns.c.state_reason)
+                                .where(campaigns.c.name == name)).first()
+            if crow is None:
+                raise StoreError(f"no campaign {name!r}")
+            by_state: dict[str, int] = _pairs(conn.execute(
+                select(contacts.c.state, func.count()).where(contacts.c.campaign == name)
+                .group_by(contacts.c.state)).all())
+            pending_due = and_(contacts.c.campaign == name,
+                               contacts.c.state == ContactState.PENDING.value)
+            due = conn.execute(select(func.count()).where(
+                pending_due, or_(contacts.c.next_at.is_(None), contacts.c.next_at <= nnow))
+            ).scalar_one()
+            waiting: dict[str | None, int] = _pairs(conn.execute(
+                select(contacts.c.wait_kind, func.count())
+                .where(pending_due, contacts.c.next_at > nnow)
+                .group_by(contacts.c.wait_kind)).all())
+            next_due = conn.execute(select(func.min(contacts.c.next_at))
+                                    .where(pending_due)).scalar()
+            outcomes: dict[str | None, int] = _pairs(conn.execute(
+                select(contacts.c.last_outcome, func.count())
+                .where(contacts.c.campaign == name, contacts.c.state == ContactState.DONE.value)
+                .group_by(contacts.c.last_outcome)).all())
+            n_attempts, answered = conn.execute(
+                select(func.count(), func.count(attempts.c.answered_at))
+                .where(attempts.c.campaign == name)).one()
+            node_rows = [dict(r._mapping) for r in conn.execute(
+                select(nodes).where(nodes.c.campaign == name).order_by(nodes.c.node))]
+        for n in node_rows:
+            n["heartbeat"] = _aware(n["heartbeat"])
+        return Summary(
+            state=CampaignState(crow.state), state_reason=crow.state_reason,
+            total=sum(by_state.values()),
+            pending=by_state.get(ContactState.PENDING.value, 0), due=due,
+            in_flight=by_state.get(ContactState.IN_FLIGHT.value, 0),
+            done=by_state.get(ContactState.DONE.value, 0),
+            waiting={str(k or "other"): v for k, v in waiting.items()},
+            next_due=_aware(next_due), outcomes={str(k): v for k, v in outcomes.items()},
+            attempts=n_attempts, answered=answered, nodes=node_rows)
+
+    def attempts(self, name: str, contact_id: int | None = None) -> list[Attempt]:
+        stmt = select(attempts).where(attempts.c.campaign == name)
+        if contact_id is not None:
+            stmt = stmt.where(attempts.c.contact_id == contact_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(attempts.c.id)).all()
+        return [_attempt(r) for r in rows]
+
+
+def _pairs(rows: Iterable[Any]) -> dict[Any, int]:
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def _contact(row: Any) -> Contact:
+    return Contact(
+        id=row.id, campaign=row.campaign, number=row.number,
+        timezones=tuple(row.timezones.split()), fields=json.loads(row.fields),
+        state=ContactState(row.state), attempts=row.attempts, next_at=_aware(row.next_at),
+        last_outcome=Outcome(row.last_outcome) if row.last_outcome else None,
+        wait_reason=row.wait_reason,
+    )
+
+
+def _attempt(row: Any) -> Attempt:
+    return Attempt(
+        id=row.id, campaign=row.campaign, contact_id=row.contact_id, attempt_no=row.attempt_no,
+        number=row.number, caller_id=row.caller_id, node=row.node,
+        status=CallStatus(row.status), outcome=Outcome(row.outcome) if row.outcome else None,
+        sip_code=row.sip_code, q850=row.q850, created_at=_aware(row.created_at) or row.created_at,
+        started_at=_aware(row.started_at), answered_at=_aware(row.answered_at),
+        ended_at=_aware(row.ended_at), duration=row.duration, billable=row.billable,
+        digits=row.digits or "", path=json.loads(row.path or "[]"),
+        variables=json.loads(row.variables or "{}"), recording=row.recording,
+    )
+
+
+def _dialect_insert(engine: Engine) -> Any:
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    raise StoreError(f"unsupported database {engine.dialect.name}; use SQLite or PostgreSQL")
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL (a SIGKILL loses nothing committed), a long busy wait, and BEGIN IMMEDIATE."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

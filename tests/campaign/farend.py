@@ -1,0 +1,88 @@
+"""A scripted far end for dialer tests that are not about SIP.
+
+It plays the callee side of the :class:`~autocall.campaign.dialer.CallPlacer` contract:
+each number has a script of what happens on its 1st, 2nd… call (answer with digits,
+busy, no answer, decline, invalid, hang up early, opt out). Every call is appended to a
+log file (fsync'd) *when it is placed*, so a test can count real dials even after the
+dialer process was SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from autocall.campaign.dialer import CallRequest, CallResult
+from autocall.campaign.model import CallStatus, Outcome
+
+
+def _result(step: str, start: datetime, talk: float) -> CallResult:
+    kind, _, arg = step.partition(":")
+    end = start + timedelta(seconds=talk)
+    if kind == "answer":
+        return CallResult(CallStatus.COMPLETED, 200, 16, start, start + timedelta(seconds=0.1),
+                          end, digits=arg, path=("greeting", "menu", f"choice-{arg or 'none'}"),
+                          variables={"choice": arg} if arg else {})
+    if kind == "optout":
+        return CallResult(CallStatus.COMPLETED, 200, 16, start, start, end, digits="9",
+                          path=("greeting", "menu", "opt-out"), opted_out=True)
+    if kind == "early":
+        return CallResult(CallStatus.COMPLETED, 200, 16, start, start, end,
+                          path=("greeting",), outcome=Outcome.HUNG_UP_EARLY)
+    table = {
+        "busy": (CallStatus.BUSY, 486, 17),
+        "noanswer": (CallStatus.NO_ANSWER, 487, 19),
+        "decline": (CallStatus.FAILED, 603, 21),
+        "invalid": (CallStatus.FAILED, 404, 1),
+        "unreachable": (CallStatus.FAILED, 503, 34),
+        "fail": (CallStatus.FAILED, 500, 41),
+    }
+    status, code, cause = table[kind]
+    return CallResult(status, code, cause, start, None, end)
+
+
+class ScriptedFarEnd:
+    """Callees that behave as scripted; ``default`` for numbers without a script."""
+
+    def __init__(self, scripts: Mapping[str, Sequence[str]] | None = None, *,
+                 default: str = "answer:1", talk: float = 0.02,
+                 log: str | Path | None = None) -> None:
+        self.scripts = {k: list(v) for k, v in (scripts or {}).items()}
+        self.default = default
+        self.talk = talk
+        self.log = Path(log) if log else None
+        self.calls: dict[str, int] = defaultdict(int)
+        self.placed: list[CallRequest] = []
+        self.active = 0
+        self.max_active = 0
+
+    def _write(self, line: str) -> None:
+        if self.log is None:
+            return
+        fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    async def place(self, request: CallRequest) -> CallResult:
+        self._write(f"DIAL {request.attempt_id} {request.contact_id} {request.attempt_no} "
+                    f"{request.number}")
+        self.placed.append(request)
+        n = self.calls[request.number]
+        self.calls[request.number] += 1
+        script = self.scripts.get(request.number, [])
+        step = script[n] if n < len(script) else (script[-1] if script else self.default)
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        start = datetime.now(UTC)
+        try:
+            await asyncio.sleep(self.talk)
+        finally:
+            self.active -= 1
+        return _result(step, start, self.talk)

@@ -1,0 +1,138 @@
+"""The dialer against a scripted far end: retries by outcome, limits, steering, DNC."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conftest import us_number, write_campaign
+
+from autocall.campaign.contacts import import_campaign
+from autocall.campaign.dialer import Progress, run_campaign
+from autocall.campaign.model import CampaignState, ContactState, Outcome, load_campaign
+from autocall.campaign.store import Store
+
+
+def _setup(tmp_path: Path, url: str, n: int = 10, **overrides: object) -> tuple[Store, str]:
+    campaign = load_campaign(write_campaign(tmp_path, n, **overrides))
+    store = Store(url)
+    import_campaign(store, campaign)
+    return store, campaign.name
+
+
+async def test_retry_by_outcome(tmp_path: Path, sqlite_url: str, farend) -> None:
+    store, name = _setup(tmp_path, sqlite_url, n=8)
+    scripts = {
+        us_number(0): ["busy", "busy", "answer:2"],
+        us_number(1): ["noanswer", "answer:1"],
+        us_number(2): ["decline"],
+        us_number(3): ["invalid"],
+        us_number(4): ["busy", "busy", "busy", "answer:1"],
+        us_number(5): ["answer:3"],
+        us_number(6): ["early", "answer:1"],
+        us_number(7): ["unreachable", "fail", "answer:1"],
+    }
+    far = farend(scripts)
+    final = await run_campaign(name, store, far, poll=0.05)
+    assert final.state is CampaignState.COMPLETED
+    calls = Counter(r.number for r in far.placed)
+    assert calls == {us_number(0): 3, us_number(1): 2, us_number(2): 1, us_number(3): 1,
+                     us_number(4): 3, us_number(5): 1, us_number(6): 2, us_number(7): 3}
+    by_number = {c.number: c for c in store.contacts(name)}
+    assert by_number[us_number(2)].last_outcome is Outcome.DECLINED
+    assert by_number[us_number(3)].last_outcome is Outcome.INVALID
+    assert by_number[us_number(4)].last_outcome is Outcome.BUSY  # max_attempts = 3
+    assert by_number[us_number(6)].last_outcome is Outcome.COMPLETED
+    assert all(c.state is ContactState.DONE for c in by_number.values())
+    rows = store.attempts(name)
+    assert len(rows) == sum(calls.values())
+    assert all(a.ended_at is not None for a in rows)
+    assert sorted((a.contact_id, a.attempt_no) for a in rows) == sorted(
+        set((a.contact_id, a.attempt_no) for a in rows))
+
+
+async def test_channels_and_rate_bound(tmp_path: Path, sqlite_url: str, farend) -> None:
+    store, name = _setup(tmp_path, sqlite_url, n=12, channels=3, calls_per_second=40)
+    far = farend(talk=0.15)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await run_campaign(name, store, far, poll=0.05)
+    elapsed = loop.time() - t0
+    assert len(far.placed) == 12
+    assert far.max_active == 3
+    # 12 calls at 40/s cannot start faster than 11 intervals.
+    assert elapsed >= 11 / 40
+
+
+async def test_pause_resume_stop_from_second_connection(tmp_path: Path, sqlite_url: str,
+                                                        farend) -> None:
+    store, name = _setup(tmp_path, sqlite_url, n=30, channels=1)
+    far = farend(talk=0.05)
+    other = Store(sqlite_url)  # "another terminal"
+    seen: list[Progress] = []
+    task = asyncio.create_task(run_campaign(name, store, far, poll=0.02,
+                                            progress=seen.append))
+    while len(far.placed) < 3:
+        await asyncio.sleep(0.01)
+    assert other.set_state(name, CampaignState.PAUSED, "supervisor")
+    await asyncio.sleep(0.2)
+    paused_at = len(far.placed)
+    await asyncio.sleep(0.4)
+    assert len(far.placed) == paused_at  # nothing new dialed while paused
+    assert any(p.state is CampaignState.PAUSED for p in seen)
+    other.set_state(name, CampaignState.RUNNING, "resumed")
+    while len(far.placed) < paused_at + 3:
+        await asyncio.sleep(0.01)
+    other.set_state(name, CampaignState.STOPPED, "supervisor")
+    final = await asyncio.wait_for(task, 5)
+    assert final.state is CampaignState.STOPPED
+    assert len(far.placed) < 30
+    # Every call that was placed has a finished record.
+    assert all(a.ended_at is not None for a in store.attempts(name))
+    assert len(store.attempts(name)) == len(far.placed)
+
+
+async def test_dnc_checked_at_dial_time(tmp_path: Path, sqlite_url: str, farend) -> None:
+    store, name = _setup(tmp_path, sqlite_url, n=20, channels=1)
+    dnc = tmp_path / "dnc.txt"
+    late = us_number(19)
+    far = farend(talk=0.03)
+    task = asyncio.create_task(run_campaign(name, store, far, poll=0.02))
+    while len(far.placed) < 2:
+        await asyncio.sleep(0.01)
+    dnc.write_text(f"{late}\n# added while the campaign runs\n", encoding="utf-8")
+    await asyncio.wait_for(task, 10)
+    assert late not in {r.number for r in far.placed}
+    contact = store.contact_by_number(name, late)
+    assert contact is not None and contact.last_outcome is Outcome.DNC
+    assert len(far.placed) == 19
+
+
+async def test_opt_out_joins_dnc_file(tmp_path: Path, sqlite_url: str, farend) -> None:
+    store, name = _setup(tmp_path, sqlite_url, n=3)
+    far = farend({us_number(1): ["optout"]})
+    await run_campaign(name, store, far, poll=0.05)
+    assert us_number(1) in (tmp_path / "dnc.txt").read_text()
+    contact = store.contact_by_number(name, us_number(1))
+    assert contact is not None and contact.last_outcome is Outcome.OPTED_OUT
+
+
+async def test_idle_reason_when_window_closed(tmp_path: Path, sqlite_url: str, farend) -> None:
+    # Weekday-only window and a clock fixed on a Sunday: nothing may be dialed.
+    store, name = _setup(tmp_path, sqlite_url, n=3,
+                         window={"days": ["mon"], "start": "09:00", "end": "17:00"})
+    sunday = datetime(2026, 3, 8, 15, 0, tzinfo=UTC)
+    far = farend()
+    seen: list[Progress] = []
+    stop_after = asyncio.get_running_loop().time() + 0.5
+    await run_campaign(name, store, far, poll=0.05, progress=seen.append, clock=lambda: sunday,
+                       stop=lambda: asyncio.get_running_loop().time() > stop_after)
+    assert far.placed == []
+    idle = [p.idle for p in seen if p.idle]
+    assert idle and "calling window" in idle[-1]
+    contact = store.contact_by_number(name, us_number(0))
+    assert contact is not None and contact.next_at == datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
+    assert contact.wait_reason is not None and "America/New_York Sun 11:00 closed" in (
+        contact.wait_reason)

@@ -1,9 +1,149 @@
-"""`autocall audio …` commands (audio_files)."""
+"""`autocall audio info` and `autocall audio convert`: prompt files for the phone network."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, cast
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from autocall.audio import convert as conv
+from autocall.audio.convert import AudioFileError, Encoding, NetworkFormat
+
+_ENCODINGS: tuple[Encoding, ...] = ("pcm16", "pcm8", "ulaw", "alaw", "mp3")
+_BY_SUFFIX: dict[str, tuple[Encoding, bool]] = {
+    ".wav": ("pcm16", False),
+    ".mp3": ("mp3", False),
+    ".ul": ("ulaw", True),
+    ".ulaw": ("ulaw", True),
+    ".mulaw": ("ulaw", True),
+    ".al": ("alaw", True),
+    ".alaw": ("alaw", True),
+    ".sln": ("pcm16", True),
+    ".raw": ("pcm16", True),
+}
+
+
+def _fail(exc: AudioFileError, as_json: bool) -> typer.Exit:
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"ok": False, "file": str(exc.path), "reason": exc.reason, "error": str(exc)}
+            )
+        )
+    else:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+    return typer.Exit(2)
+
+
+def info(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="WAV or MP3 file to inspect.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Show format, rate, length and levels of an audio file, and whether a PBX takes it.
+
+    Exit status 0: a valid prompt upload; 1: readable but a PBX would refuse it
+    (too big, wrong extension, silent…); 2: not readable as audio.
+
+    Example: autocall audio info greeting.mp3 --json
+    """
+    try:
+        found = conv.probe(file)
+    except AudioFileError as exc:
+        raise _fail(exc, as_json) from None
+    if as_json:
+        typer.echo(json.dumps({"ok": found.upload_ok, **asdict(found)}))
+    else:
+        table = Table(show_header=False, box=None)
+        level = found.speech_level_dbfs
+        rows = [
+            ("file", found.path),
+            ("format", f"{found.container} {found.subtype}"),
+            ("rate", f"{found.rate} Hz"),
+            ("channels", str(found.channels)),
+            ("duration", f"{found.duration_s:.3f} s ({found.frames} frames)"),
+            ("size", f"{found.size_bytes} bytes"),
+            ("peak", f"{found.peak_dbfs:.1f} dBFS"),
+            ("speech level", "silent" if level is None else f"{level:.1f} dBFS"),
+        ]
+        if found.bitrate_kbps is not None:
+            rows.append(("bitrate", f"{found.bitrate_kbps} kbit/s"))
+        rows.append(("upload", "ok" if found.upload_ok else f"refused: {found.upload_problem}"))
+        for key, value in rows:
+            table.add_row(f"[bold]{key}[/bold]", value)
+        Console().print(table)
+    if not found.upload_ok:
+        raise typer.Exit(1)
+
+
+def convert(
+    src: Annotated[Path, typer.Argument(metavar="IN", help="Uploaded WAV or MP3 (at most 5 MB).")],
+    dst: Annotated[Path, typer.Argument(metavar="OUT", help="Output file; written atomically.")],
+    rate: Annotated[
+        int,
+        typer.Option(
+            "--rate", show_default=False, help="8000 or 16000 Hz (default 8000; 16000 for mp3)."
+        ),
+    ] = 0,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            show_default=False,
+            help="pcm16, pcm8, ulaw, alaw or mp3 (default from OUT's suffix: "
+            ".wav pcm16, .ul ulaw raw, .al alaw raw, .mp3 mp3).",
+        ),
+    ] = "",
+    raw: Annotated[bool, typer.Option("--raw", help="Headerless samples instead of WAV.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Convert an upload to a telephone format: mono, loudness-normalised, resampled.
+
+    Every output has an active speech level of -21 dBFS (about -15 dBm0).
+
+    Example: autocall audio convert greeting.mp3 greeting.wav --rate 8000 --format ulaw
+    """
+    suffix_encoding, suffix_raw = _BY_SUFFIX.get(dst.suffix.lower(), ("pcm16", False))
+    encoding = fmt or suffix_encoding
+    if encoding not in _ENCODINGS:
+        raise typer.BadParameter(f"choose one of {', '.join(_ENCODINGS)}", param_hint="--format")
+    raw = raw or (not fmt and suffix_raw)
+    rate = rate or (16000 if encoding == "mp3" else 8000)
+    try:
+        target = NetworkFormat(rate, cast(Encoding, encoding), raw=raw)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    try:
+        conv.convert(src, dst, target)
+        result = conv.probe(dst) if not target.raw else None
+    except AudioFileError as exc:
+        raise _fail(exc, as_json) from None
+    level = result.speech_level_dbfs if result else None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "input": str(src),
+                    "output": str(dst),
+                    "format": target.name,
+                    "rate": target.rate,
+                    "encoding": target.encoding,
+                    "raw": target.raw,
+                    "bytes": dst.stat().st_size,
+                    "speech_level_dbfs": level,
+                }
+            )
+        )
+    else:
+        typer.echo(f"{src} → {dst} ({target.name}, {dst.stat().st_size} bytes)")
 
 
 def register(audio_app: typer.Typer) -> None:
-    """Add this module's commands to the `audio` group."""
+    """Add `info` and `convert` to the `audio` group."""
+    audio_app.command("info")(info)
+    audio_app.command("convert")(convert)

@@ -1,0 +1,441 @@
+"""The runner: drives a sans-I/O ``dialogue.engine.Engine`` over one live call.
+
+The engine decides, the runner does: it turns ``Say``/``Play`` into audio on the call,
+keys and hang-ups into engine events, ``StartTimer`` into one deadline, ``Record`` into
+a WAV with a JSON sidecar, ``Webhook`` into a background HTTP request and ``Transfer``
+into a REFER. Nothing here blocks the event loop: TTS renders in a worker thread and a
+webhook never holds the call (keys and hang-ups are handled while it runs).
+
+The call is duck-typed (:class:`RunnerCall`) so ``autocall.telephony.call.Call`` and any
+other driver with the same verbs can be run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+
+from autocall.audio import convert
+from autocall.dialogue import engine as eng
+from autocall.dialogue.schema import RecordNode, Tree
+from autocall.speech.tts import PromptText, TtsError, render_prompt
+from autocall.telephony.webhooks import WebhookClient
+
+__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "run_tree"]
+
+log = logging.getLogger(__name__)
+
+Pcm = npt.NDArray[np.int16]
+_RATE = 8000
+_SILENCE_RMS = 300.0  # about -40 dBFS: below it a recording frame counts as silence
+
+
+class RunnerCall(Protocol):
+    """What the runner needs from a call (``telephony.call.Call`` provides it)."""
+
+    async def play(self, pcm: Pcm) -> bool: ...
+
+    def flush(self) -> None: ...
+
+    def events(self) -> AsyncIterator[Any]: ...
+
+    async def hangup(self) -> Any: ...
+
+
+@dataclass
+class RunResult:
+    """What the call record needs from the dialogue (DESIGN.md §4)."""
+
+    outcome: str
+    path: list[str]
+    digits: str
+    variables: dict[str, str]
+    recording: str | None = None
+    error: str | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    caller_hung_up: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome, "path": self.path, "digits": self.digits,
+            "variables": self.variables, "recording": self.recording, "error": self.error,
+            "duration": round(self.ended_at - self.started_at, 3),
+        }
+
+
+class AudioCache:
+    """Prompt audio as 8 kHz int16, rendered or converted once per process and kept."""
+
+    def __init__(self, tts_cache_dir: Path) -> None:
+        self.tts_cache_dir = Path(tts_cache_dir)
+        self._pcm: dict[tuple[str, ...], Pcm] = {}
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+
+    async def say(self, action: eng.Say) -> Pcm:
+        key = ("say", action.text, action.language, action.voice or "")
+        prompt = PromptText(action.text, action.language, action.voice)
+        return await self._get(key, lambda: _wav_pcm(render_prompt(prompt, self.tts_cache_dir)))
+
+    async def play(self, action: eng.Play) -> Pcm:
+        return await self._get(("play", action.path), lambda: _file_pcm(Path(action.path)))
+
+    async def _get(self, key: tuple[str, ...], load: Callable[[], Pcm]) -> Pcm:
+        cached = self._pcm.get(key)
+        if cached is not None:
+            return cached
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key not in self._pcm:
+                self._pcm[key] = await asyncio.to_thread(load)
+        return self._pcm[key]
+
+
+def _wav_pcm(path: Path) -> Pcm:
+    data, rate = sf.read(str(path), dtype="int16", always_2d=False)
+    if rate != _RATE or np.ndim(data) != 1:
+        return _file_pcm(path)
+    return np.asarray(data, dtype=np.int16)
+
+
+def _file_pcm(path: Path) -> Pcm:
+    samples, rate = convert.read_audio(path, upload_rules=False)
+    prepared = convert.prepare(samples, rate, _RATE)
+    return np.clip(np.round(prepared * 32768.0), -32768, 32767).astype(np.int16)
+
+
+@dataclass
+class _Recording:
+    """A voicemail being taken: received frames until silence, key, hang-up or limit."""
+
+    action: eng.Record
+    path: Path
+    node: str
+    started: float
+    frames: list[Pcm] = field(default_factory=list)
+    heard: bool = False
+    quiet_since: float | None = None
+    done: bool = False
+
+
+class CallRunner:
+    """Runs one prompt tree over one call; ``await runner.run()`` returns the result.
+
+    ``clock`` is wall-clock seconds (the engine reads opening hours from it); timers use
+    the same clock. ``recordings_dir`` receives ``<call id>-<node>.wav`` plus a ``.json``
+    sidecar; ``transfer`` dials or REFERs for attended transfers when the call cannot.
+    """
+
+    def __init__(
+        self,
+        call: Any,
+        tree: Tree,
+        variables: dict[str, str] | None = None,
+        *,
+        audio: AudioCache | None = None,
+        tts_cache_dir: Path = Path(".autocall/tts-cache"),
+        recordings_dir: Path = Path("recordings"),
+        webhooks: WebhookClient | None = None,
+        call_facts: dict[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        max_seconds: float = 3600.0,
+    ) -> None:
+        self.call = call
+        self.tree = tree
+        self.engine = eng.Engine(tree, variables)
+        self.audio = audio or AudioCache(tts_cache_dir)
+        self.recordings_dir = Path(recordings_dir)
+        self.webhooks = webhooks or WebhookClient()
+        self.facts = dict(call_facts or {})
+        self.clock = clock
+        self.max_seconds = max_seconds
+        self.recording_path: str | None = None
+        self._events: asyncio.Queue[eng.Event] = asyncio.Queue()
+        self._prompts: deque[eng.Say | eng.Play] = deque()
+        self._prompt_wake = asyncio.Event()
+        self._generation = 0
+        self._playing = False
+        self._deadline: float | None = None
+        self._recording: _Recording | None = None
+        self._ended = False
+        self._caller_hung_up = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- public ------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        started = self.clock()
+        pump = self._spawn(self._pump_call_events())
+        player = self._spawn(self._play_prompts())
+        try:
+            await self._apply(self.engine.start(started))
+            limit = started + self.max_seconds
+            while not self.engine.finished:
+                event = await self._next_event(limit)
+                if event is None:
+                    self.engine.error = f"call exceeded {self.max_seconds:.0f} s"
+                    await self._hangup()
+                    break
+                await self._handle(event)
+        finally:
+            pump.cancel()
+            player.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._recording is not None:
+                self._finish_recording("hangup")
+        return RunResult(
+            outcome=self.engine.outcome or "error",
+            path=list(self.engine.path),
+            digits=self.engine.digits,
+            variables=dict(self.engine.variables),
+            recording=self.recording_path,
+            error=self.engine.error,
+            started_at=started,
+            ended_at=self.clock(),
+            caller_hung_up=self._caller_hung_up,
+        )
+
+    # --- the loop ----------------------------------------------------------------------
+
+    async def _next_event(self, limit: float) -> eng.Event | None:
+        deadline = self._deadline if self._deadline is not None else limit
+        wait = max(0.0, min(deadline, limit) - self.clock())
+        try:
+            return await asyncio.wait_for(self._events.get(), wait)
+        except TimeoutError:
+            if self._deadline is not None and self.clock() >= self._deadline - 1e-3:
+                self._deadline = None
+                return eng.Timeout()
+            return None if self.clock() >= limit else eng.Timeout()
+
+    async def _handle(self, event: eng.Event) -> None:
+        if isinstance(event, eng.Digit) and self._barge_in_applies():
+            self._flush_prompts()
+        if isinstance(event, eng.Digit) and self._recording is not None:
+            if event.digit == self._recording.action.end_on_key:
+                self._finish_recording("key")
+            return
+        if isinstance(event, eng.CallerHangup):
+            self._caller_hung_up = self._ended = True
+            self._flush_prompts()
+            if self._recording is not None:
+                self._finish_recording("hangup")  # the message left so far still counts
+                self._events.put_nowait(eng.CallerHangup())
+                return
+        await self._apply(self.engine.handle(event, self.clock()))
+
+    def _barge_in_applies(self) -> bool:
+        """A key during prompts skips them, except before a recording (engine contract)."""
+        if self.engine.waiting_for != "prompts" or self.engine.node is None:
+            return False
+        return not isinstance(self.tree.nodes[self.engine.node], RecordNode)
+
+    async def _apply(self, actions: list[eng.Action]) -> None:
+        for action in actions:
+            if isinstance(action, eng.Say | eng.Play):
+                self._prompts.append(action)
+                self._prompt_wake.set()
+            elif isinstance(action, eng.StartTimer):
+                self._deadline = action.deadline
+            elif isinstance(action, eng.Collect):
+                pass  # keys always flow in; speech needs an ASR on the call (not wired here)
+            elif isinstance(action, eng.Record):
+                await self._start_recording(action)
+            elif isinstance(action, eng.Webhook):
+                self._spawn(self._webhook(action))
+            elif isinstance(action, eng.Transfer):
+                self._spawn(self._transfer(action))
+            elif isinstance(action, eng.Hangup):
+                await self._hangup()
+
+    async def _hangup(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.call.hangup(), 5.0)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- call events -------------------------------------------------------------------
+
+    async def _pump_call_events(self) -> None:
+        async for event in _call_events(self.call):
+            self._events.put_nowait(event)
+            if isinstance(event, eng.CallerHangup):
+                return
+        self._events.put_nowait(eng.CallerHangup())
+
+    # --- prompts -----------------------------------------------------------------------
+
+    async def _play_prompts(self) -> None:
+        while True:
+            while not self._prompts:
+                self._prompt_wake.clear()
+                await self._prompt_wake.wait()
+            action = self._prompts.popleft()
+            generation = self._generation
+            try:
+                pcm = await (self.audio.say(action) if isinstance(action, eng.Say)
+                             else self.audio.play(action))
+            except (TtsError, convert.AudioFileError, OSError, RuntimeError) as exc:
+                log.warning("prompt skipped: %s", exc)
+                pcm = np.zeros(0, dtype=np.int16)
+            if generation != self._generation:
+                continue  # flushed while it rendered
+            self._playing = True
+            try:
+                played = await self.call.play(pcm) if len(pcm) else True
+            finally:
+                self._playing = False
+            if played is not False and generation == self._generation:
+                self._events.put_nowait(eng.PromptFinished())
+
+    def _flush_prompts(self) -> None:
+        self._generation += 1
+        self._prompts.clear()
+        if self._playing:
+            self.call.flush()
+
+    # --- recording ---------------------------------------------------------------------
+
+    async def _start_recording(self, action: eng.Record) -> None:
+        node = self.engine.node or "record"
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        call_id = _safe(self.facts.get("call_id") or self.facts.get("number") or "call")
+        path = self.recordings_dir / f"{stamp}-{call_id}-{_safe(node)}.wav"
+        rec = _Recording(action, path, node, self.clock())
+        self._recording = rec
+        if action.beep:
+            from autocall.audio.tones import beep
+
+            await self.call.play(beep())
+        media = getattr(self.call, "media", None)
+        if media is None:
+            self._finish_recording("unsupported")
+            return
+        previous = media.on_audio
+
+        def on_audio(frame: Pcm) -> None:
+            if previous is not None:
+                previous(frame)
+            self._on_record_frame(rec, frame)
+
+        media.on_audio = on_audio
+        rec_restore = previous
+        self._spawn(self._record_limit(rec, media, rec_restore))
+
+    async def _record_limit(self, rec: _Recording, media: Any, previous: Any) -> None:
+        try:
+            remaining = rec.action.max_seconds - (self.clock() - rec.started)
+            await asyncio.sleep(max(0.0, remaining))
+            self._finish_recording("max-length")
+        finally:
+            media.on_audio = previous
+
+    def _on_record_frame(self, rec: _Recording, frame: Pcm) -> None:
+        if rec.done:
+            return
+        rec.frames.append(np.array(frame, dtype=np.int16, copy=True))
+        rms = float(np.sqrt(np.mean(np.square(frame, dtype=np.float64)))) if len(frame) else 0.0
+        now = self.clock()
+        if rms >= _SILENCE_RMS:
+            rec.heard, rec.quiet_since = True, None
+            return
+        if rec.quiet_since is None:
+            rec.quiet_since = now
+        limit = rec.action.end_on_silence
+        if limit > 0 and rec.heard and now - rec.quiet_since >= limit:
+            self._finish_recording("silence")
+
+    def _finish_recording(self, reason: str) -> None:
+        rec = self._recording
+        if rec is None or rec.done:
+            return
+        rec.done = True
+        self._recording = None
+        pcm = np.concatenate(rec.frames) if rec.frames else np.zeros(0, dtype=np.int16)
+        duration = len(pcm) / _RATE
+        path = ""
+        if len(pcm):
+            rec.path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(rec.path), pcm, _RATE, subtype="PCM_16")
+            sidecar = {
+                "caller": self.facts.get("caller") or self.facts.get("number"),
+                "callee": self.facts.get("callee"),
+                "call_id": self.facts.get("call_id"),
+                "time": dt.datetime.fromtimestamp(rec.started, dt.UTC).isoformat(),
+                "duration": round(duration, 2),
+                "node": rec.node,
+                "reason": reason,
+                "tree": self.tree.name,
+            }
+            rec.path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+            path = str(rec.path)
+            self.recording_path = path
+        self._events.put_nowait(eng.RecordingFinished(path, duration, reason))
+
+    # --- webhooks and transfers ---------------------------------------------------------
+
+    async def _webhook(self, action: eng.Webhook) -> None:
+        status, body = await self.webhooks.post(action.url, action.payload,
+                                                timeout=action.timeout, retries=action.retries)
+        self._events.put_nowait(eng.WebhookResult(status, body))
+
+    async def _transfer(self, action: eng.Transfer) -> None:
+        ok = False
+        try:
+            if action.mode == "attended" and hasattr(self.call, "attended_transfer"):
+                ok = bool(await self.call.attended_transfer(
+                    action.target, announce=[await self._pcm(a) for a in action.announce],
+                    timeout=action.timeout))
+            else:
+                ok = bool(await asyncio.wait_for(self.call.transfer(action.target),
+                                                 action.timeout + 5))
+        except Exception as exc:  # a failed transfer returns the caller to the tree
+            log.warning("transfer to %s failed: %s", action.target, exc)
+        self._events.put_nowait(eng.TransferResult(ok))
+
+    async def _pcm(self, action: eng.Say | eng.Play) -> Pcm:
+        return await (self.audio.say(action) if isinstance(action, eng.Say)
+                      else self.audio.play(action))
+
+
+async def _call_events(call: Any) -> AsyncIterator[eng.Event]:
+    """Map the call's own events (digit / hang-up objects) onto engine events."""
+    source = call.events() if hasattr(call, "events") else call
+    async for event in source:
+        digit = getattr(event, "digit", None)
+        if isinstance(digit, str):
+            yield eng.Digit(digit)
+        elif "hangup" in type(event).__name__.lower() or getattr(event, "kind", "") == "hangup":
+            yield eng.CallerHangup()
+            return
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "+-_" else "_" for c in text)[:60]
+
+
+async def run_tree(call: Any, tree: Tree, variables: dict[str, str] | None = None,
+                   **options: Any) -> RunResult:
+    """Convenience: ``CallRunner(call, tree, variables, **options).run()``."""
+    return await CallRunner(call, tree, variables, **options).run()

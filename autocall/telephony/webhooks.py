@@ -1,0 +1,107 @@
+"""Webhooks: tree webhooks and call status callbacks over HTTP, never holding a call.
+
+Every request has a timeout, a bounded number of retries with a short backoff, and an
+optional fallback URL tried when the primary never answers; "no answer" is status 0,
+which the dialogue engine routes to ``on_failure``. Status callbacks (initiated,
+ringing, answered, completed — Twilio's vocabulary) are fire-and-forget tasks, so a
+dead receiver costs the call nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import httpx
+
+__all__ = ["StatusCallbacks", "WebhookClient"]
+
+log = logging.getLogger(__name__)
+
+_BACKOFF = 0.2
+
+
+class WebhookClient:
+    """POSTs JSON with timeout, retries and a fallback URL; returns ``(status, body)``."""
+
+    def __init__(self, fallback_url: str | None = None,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.fallback_url = fallback_url
+        self._client = client
+
+    async def post(self, url: str, payload: dict[str, Any], *, timeout: float = 5.0,
+                   retries: int = 1) -> tuple[int, Any]:
+        status, body = await self._try(url, payload, timeout, retries)
+        if status == 0 and self.fallback_url and self.fallback_url != url:
+            status, body = await self._try(self.fallback_url, payload, timeout, 0)
+        return status, body
+
+    async def _try(self, url: str, payload: dict[str, Any], timeout: float,
+                   retries: int) -> tuple[int, Any]:
+        last_status, last_body = 0, None
+        for attempt in range(retries + 1):
+            if attempt:
+                await asyncio.sleep(_BACKOFF * 2 ** (attempt - 1))
+            try:
+                response = await self._send(url, payload, timeout)
+            except (httpx.HTTPError, OSError) as exc:
+                log.info("webhook %s attempt %d: %s", url, attempt + 1, exc)
+                continue
+            last_status, last_body = response.status_code, _body(response)
+            if response.status_code < 500:
+                return last_status, last_body  # 2xx done; 4xx will not get better
+        return last_status, last_body
+
+    async def _send(self, url: str, payload: dict[str, Any], timeout: float) -> httpx.Response:
+        if self._client is not None:
+            return await self._client.post(url, json=payload, timeout=timeout)
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            return await client.post(url, json=payload)
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+class StatusCallbacks:
+    """Posts call status changes to ``url`` in the background, in order per call."""
+
+    def __init__(self, url: str | None, *, timeout: float = 3.0, retries: int = 1) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retries = retries
+        self._client = WebhookClient()
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, call_id: str, status: str, **fields: Any) -> None:
+        """Queue one callback; returns at once."""
+        if not self.url:
+            return
+        payload = {"call_id": call_id, "status": status, "timestamp": time.time(), **fields}
+        previous = self._tails.get(call_id)
+        task = asyncio.ensure_future(self._post_after(previous, payload))
+        self._tails[call_id] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if status == "completed":
+            task.add_done_callback(lambda _t: self._tails.pop(call_id, None))
+
+    async def _post_after(self, previous: asyncio.Task[None] | None,
+                          payload: dict[str, Any]) -> None:
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await previous
+        assert self.url is not None
+        await self._client.post(self.url, payload, timeout=self.timeout, retries=self.retries)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait (bounded) for the callbacks still in flight, e.g. before exiting."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)

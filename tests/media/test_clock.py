@@ -1,0 +1,73 @@
+"""Pacing clock arithmetic on a fake clock: no drift, late wake-ups do not accumulate."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from autocall.media.clock import PacingClock
+
+
+def test_no_drift_after_a_million_frames() -> None:
+    clock = PacingClock(0.02)
+    t0 = 1234.5678
+    clock.add("a", t0)
+    frames = 0
+    rng = random.Random(5)
+    now = t0
+    while frames < 1_000_000:
+        deadline = clock.next_deadline()
+        assert deadline is not None
+        # wake up late by up to 3 ms, as a busy event loop does
+        now = max(now, deadline + rng.random() * 0.003)
+        due = clock.due(now)
+        assert due == [("a", frames)]
+        frames += 1
+    # frame n is due at t0 + n*20 ms exactly, however late each wake-up was
+    assert clock.deadline("a") == pytest.approx(t0 + 1_000_000 * 0.02, abs=1e-6)
+    assert clock.skipped == 0
+
+
+def test_late_wakeup_delays_frames_but_not_the_schedule() -> None:
+    clock = PacingClock(0.02, max_burst=5)
+    clock.add("a", 0.0)
+    assert clock.due(0.0) == [("a", 0)]
+    assert clock.due(0.019) == []
+    # 50 ms late: the owed frames go out together, the next one is still at 80 ms
+    assert clock.due(0.07) == [("a", 1), ("a", 2), ("a", 3)]
+    assert clock.next_deadline() == pytest.approx(0.08)
+
+
+def test_a_long_stall_skips_frames_instead_of_bursting() -> None:
+    clock = PacingClock(0.02, max_burst=3)
+    clock.add("a", 0.0)
+    clock.due(0.0)
+    assert clock.due(1.0) == [("a", 48), ("a", 49), ("a", 50)]
+    assert clock.skipped == 47
+    assert clock.next_deadline() == pytest.approx(1.02)
+
+
+def test_many_streams_one_deadline_order() -> None:
+    clock = PacingClock(0.02)
+    for i in range(500):
+        clock.add(i, i * 0.00004)  # calls started at different moments
+    assert len(clock) == 500
+    first = clock.due(0.02)
+    # every stream's frame 0 plus the early streams' frame 1, in deadline order
+    assert [k for k, n in first if n == 0] == list(range(500))
+    assert [k for k, n in first if n == 1] == [0]
+    clock.remove(0)
+    assert 0 not in clock
+    nxt = clock.next_deadline()
+    assert nxt == pytest.approx(0.02 + 0.00004)
+    assert all(k != 0 for k, _ in clock.due(10.0))
+
+
+def test_stream_can_resume_its_frame_count() -> None:
+    clock = PacingClock(0.02)
+    clock.add("a", 5.0, first_frame=100)
+    assert clock.due(5.0) == [("a", 100)]
+    assert clock.next_deadline() == pytest.approx(5.02)
+    with pytest.raises(ValueError, match="already"):
+        clock.add("a", 6.0)

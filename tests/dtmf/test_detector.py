@@ -1,0 +1,76 @@
+"""The detector's streaming API: events, times, any frame length, flush, bank channels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from autocall.audio import tones
+from autocall.audio.dtmf import DtmfDetector, DtmfDetectorBank, DtmfEvent, detect, digits
+
+ALL = tones.DTMF_KEYS
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_times_of_each_key_press(rate: int) -> None:
+    x = np.concatenate([tones.silence(50.0, rate), tones.dtmf(ALL, 60.0, 90.0, -10.0, rate=rate)])
+    events = detect(x, rate, frame=rate // 50)
+    assert digits(events) == ALL
+    for i, e in enumerate(events):
+        assert e.start == pytest.approx(0.05 + 0.15 * i, abs=0.006)
+        assert e.end == pytest.approx(0.11 + 0.15 * i, abs=0.006)
+
+
+@pytest.mark.parametrize("frame", [1, 7, 80, 160, 333, 4000])
+@pytest.mark.parametrize("batch_ms", [0.0, 100.0])
+def test_frame_length_and_batching_do_not_change_results(frame: int, batch_ms: float) -> None:
+    x = tones.dtmf("1A#0", 50.0, 45.0, -20.0)
+    reference = detect(x, frame=160, batch_ms=0.0)
+    assert digits(reference) == "1A#0"
+    assert detect(x, frame=frame, batch_ms=batch_ms) == reference
+
+
+def test_event_comes_after_release_and_once() -> None:
+    det = DtmfDetector(batch_ms=0.0)
+    x = np.concatenate([tones.dtmf("7", 200.0, 0.0), tones.silence(100.0)])
+    seen: list[tuple[int, DtmfEvent]] = []
+    for i in range(0, x.size, 80):
+        seen.extend((i + 80, e) for e in det.feed(x[i : i + 80]))
+    assert det.flush() == []
+    assert [e.digit for _, e in seen] == ["7"]
+    released_at = seen[0][0] / 8000
+    assert 0.2 < released_at <= 0.2 + 0.05
+
+
+def test_flush_reports_a_key_still_sounding() -> None:
+    det = DtmfDetector()
+    assert det.feed(tones.dtmf("9", 300.0, 0.0)) == []
+    (event,) = det.flush()
+    assert event.digit == "9" and event.end == pytest.approx(0.3, abs=0.006)
+    assert det.flush() == []
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="8000 or 16000"):
+        DtmfDetector(44100)
+    with pytest.raises(ValueError, match="one-dimensional"):
+        DtmfDetector().feed(np.zeros((2, 160), dtype=np.int16))
+    with pytest.raises(ValueError, match=r"shape \(3, n\)"):
+        DtmfDetectorBank(3).feed(np.zeros((2, 160), dtype=np.int16))
+
+
+def test_bank_reset_restarts_a_channels_clock_and_state() -> None:
+    bank = DtmfDetectorBank(2)
+    first = tones.dtmf("3", 100.0, 0.0)
+    frames = np.stack([first, first])
+    bank.feed(frames[:, :400])
+    bank.reset(1)  # the call on slot 1 hung up mid-digit; a new call starts
+    rest = np.stack([first[400:], np.zeros(400, np.int16)])
+    tail = np.zeros((2, 1200), dtype=np.int16)
+    tail[1, 200:600] = tones.dtmf("8", 50.0, 0.0)
+    got = bank.feed(rest) + bank.feed(tail)
+    assert [(ch, e.digit) for ch, e in got] == [(0, "3"), (1, "8")]
+    (ev8,) = [e for ch, e in got if ch == 1]
+    assert ev8.start == pytest.approx((400 + 200) / 8000, abs=0.006)
+    with pytest.raises(IndexError):
+        bank.reset(2)

@@ -19,14 +19,14 @@ import re
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from autocall.audio import g711
+from autocall.audio import g711, tones
 
 __all__ = ["Behaviour", "PhoneScript", "VirtualCallLog", "VirtualPhones"]
 
@@ -35,12 +35,6 @@ _TICK = 0.02
 _VOICE_RMS = 200.0
 _COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact",
             "l": "content-length", "c": "content-type"}
-_DTMF_FREQS = {  # ITU-T Q.23 row/column frequencies
-    "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
-    "4": (770, 1209), "5": (770, 1336), "6": (770, 1477), "B": (770, 1633),
-    "7": (852, 1209), "8": (852, 1336), "9": (852, 1477), "C": (852, 1633),
-    "*": (941, 1209), "0": (941, 1336), "#": (941, 1477), "D": (941, 1633),
-}
 _EVENT_CODES = {d: i for i, d in enumerate("0123456789*#ABCD")}  # RFC 4733 §3.2 table
 
 
@@ -73,7 +67,7 @@ class PhoneScript:
     quiet: float = 0.35
 
     def __post_init__(self) -> None:
-        bad = [d for d in self.digits if d.upper() not in _DTMF_FREQS]
+        bad = [d for d in self.digits if d.upper() not in tones.DTMF_KEYS]
         if bad:
             raise ValueError(f"digits {self.digits!r}: {bad[0]!r} is not a DTMF key (0-9 * # A-D)")
         if self.dtmf not in ("rfc4733", "inband"):
@@ -241,13 +235,6 @@ def _answer_sdp(host: str, port: int, offer: _Offer) -> bytes:
 # ---------------------------------------------------------------- RTP media
 
 
-def _tone(digit: str, seconds: float, level: float = 0.25) -> npt.NDArray[np.int16]:
-    low, high = _DTMF_FREQS[digit.upper()]
-    t = np.arange(int(8000 * seconds)) / 8000.0
-    wave = np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * high * t)
-    return (wave * level * 32767 / 2).astype(np.int16)
-
-
 class _Media(asyncio.DatagramProtocol):
     """One call's RTP: sends a 20 ms frame per clock tick, listens for the robot's voice."""
 
@@ -301,7 +288,7 @@ class _Media(asyncio.DatagramProtocol):
         """Queue one key press: 100 ms of event or tone, then 100 ms of silence."""
         digit = digit.upper()
         if mode == "inband":
-            tone = _tone(digit, 0.1)
+            tone = tones.dtmf(digit, on_ms=100, off_ms=0)
             for i in range(0, len(tone), _FRAME):
                 self.queue.append((self.codec, self._encode(tone[i : i + _FRAME]), False, None))
         else:
@@ -364,6 +351,9 @@ class _Dialog:
 class VirtualPhones(asyncio.DatagramProtocol):
     """A bank of scripted callees behind one SIP port on 127.0.0.1.
 
+    A number maps to one script, or to a list: the n-th call to it follows the n-th
+    script (the last one repeats), so "busy, then answers" is a retry test.
+
     Example::
 
         book = {"+15550001": PhoneScript(Behaviour.ANSWER, digits="1")}
@@ -371,9 +361,11 @@ class VirtualPhones(asyncio.DatagramProtocol):
             target = phones.uri("+15550001")   # sip:+15550001@127.0.0.1:<port>
     """
 
-    def __init__(self, book: Mapping[str, PhoneScript], default: PhoneScript | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
-        self.book = dict(book)
+    def __init__(self, book: Mapping[str, PhoneScript | Sequence[PhoneScript]],
+                 default: PhoneScript | None = None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.book = {k: (v,) if isinstance(v, PhoneScript) else tuple(v) for k, v in book.items()}
+        self._dialed: dict[str, int] = {}
         self.default = default or PhoneScript(Behaviour.NO_ANSWER)
         self.host = host
         self.port = port
@@ -395,7 +387,13 @@ class VirtualPhones(asyncio.DatagramProtocol):
         return f"sip:{number}@{self.host}:{self.port}"
 
     def script_for(self, number: str) -> PhoneScript:
-        return self.book.get(number) or self.book.get(number.lstrip("+")) or self.default
+        """The script for this call to ``number``: the n-th call gets the n-th (last repeats)."""
+        scripts = self.book.get(number) or self.book.get(number.lstrip("+"))
+        if not scripts:
+            return self.default
+        n = self._dialed.get(number, 0)
+        self._dialed[number] = n + 1
+        return scripts[min(n, len(scripts) - 1)]
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -101,3 +101,13 @@ async def test_hangs_up_early_with_its_own_bye(tmp_path: Path) -> None:
 def test_script_rejects_a_non_key() -> None:
     with pytest.raises(ValueError, match="not a DTMF key"):
         PhoneScript(digits="1x")
+
+
+async def test_the_second_call_follows_the_second_script(tmp_path: Path) -> None:
+    book = {"500": [PhoneScript(Behaviour.BUSY), PhoneScript(Behaviour.DECLINE, ring_seconds=0)]}
+    async with VirtualPhones(book, port=30140) as phones:
+        for code in (486, 603, 603):
+            rc, err = await run_sipp(tmp_path, uac_scenario(code, rtp_port=30142),
+                                     "127.0.0.1:30140", "500", 30141)
+            assert rc == 0, err
+        assert [c.final_code for c in phones.calls] == [486, 603, 603]

@@ -1,0 +1,853 @@
+"""The SIP user agent: asyncio driver over the sans-I/O message/transaction/dialog cores.
+
+``SipUA`` owns one transport, runs every transaction's timers on the event loop
+(``loop.call_at``: no per-call tasks or sleeps), answers what needs no decision
+(100 Trying, OPTIONS, CANCEL, 481, 400 for malformed requests), keeps an optional
+registration fresh, and exposes INVITE sessions (``InviteSession``) that the telephony
+layer turns into calls. Call-IDs, tags and branches come from ``secrets`` (§8.1.1.4,
+§19.3: they must be unguessable so nobody can inject into a dialog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from autocall.sip.auth import Credentials, DigestClient
+from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, response_to
+from autocall.sip.message import (
+    URI,
+    Address,
+    Headers,
+    Request,
+    Response,
+    canonical_name,
+)
+from autocall.sip.transaction import (
+    ClientTransaction,
+    Deliver,
+    Send,
+    ServerTransaction,
+    TimedOut,
+    Timers,
+    server_key,
+)
+from autocall.sip.transport import Received, TcpTransport, Transport, UdpTransport
+
+__all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "new_tag", "new_branch"]
+
+log = logging.getLogger(__name__)
+Addr = tuple[str, int]
+SDP = "application/sdp"
+
+
+def new_tag() -> str:
+    return secrets.token_hex(8)
+
+
+def new_branch() -> str:
+    return "z9hG4bK" + secrets.token_hex(10)  # §8.1.1.7 magic cookie
+
+
+def new_call_id() -> str:
+    return secrets.token_hex(16)
+
+
+@dataclass
+class UAConfig:
+    """Where we listen, what we advertise, whom we talk to and how we authenticate."""
+
+    bind_host: str = "127.0.0.1"
+    bind_port: int = 0
+    transport: str = "udp"
+    advertise_host: str | None = None
+    advertise_port: int | None = None
+    user: str = "autocall"
+    domain: str | None = None
+    display_name: str | None = None
+    proxy: str | None = None
+    """Outbound proxy or trunk (``sip:host:port``): every out-of-dialog request goes there."""
+    credentials: Credentials | None = field(default=None, repr=False)
+    register: bool = False
+    registrar: str | None = None
+    register_expires: int = 600
+    timers: Timers = field(default_factory=Timers)
+    user_agent: str = "autocall/0.1"
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """progress | answered | failed | ended | dialog (with ``dialog_event``) | ack."""
+
+    kind: str
+    status: int | None = None
+    reason: str | None = None
+    message: Request | Response | None = None
+    dialog_event: DialogEvent | None = None
+    by: str | None = None
+
+
+def _resolve(host: str) -> str:
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        return socket.gethostbyname(host)
+
+
+def salvage_400(raw: bytes, reason: str) -> bytes | None:
+    """A 400 for a request we could not parse, built from whatever header lines survive."""
+    try:
+        text = raw.decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - decoding with "replace" does not raise; belt and braces
+        return None
+    head = text.split("\r\n\r\n", 1)[0].split("\n")
+    if not head or head[0].startswith("SIP/2.0") or not re.match(r"^[A-Z]+ \S+ SIP/2\.0", head[0]):
+        return None
+    if head[0].startswith("ACK "):
+        return None  # §17.2.1: never answer an ACK
+    wanted = {"Via": [], "From": [], "To": [], "Call-ID": [], "CSeq": []}  # type: dict[str, list[str]]
+    for line in head[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            continue
+        try:
+            key = canonical_name(name)
+        except Exception:  # noqa: BLE001
+            continue
+        if key in wanted:
+            wanted[key].append(value.strip().replace("\r", ""))
+    if not all(wanted.values()):
+        return None
+    safe = re.sub(r"[^\x20-\x7e]", "?", reason)[:120]
+    lines = [f"SIP/2.0 400 {safe}"]
+    lines += [f"{k}: {v}" for k, vs in wanted.items() for v in vs]
+    lines.append("Content-Length: 0")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class SipUA:
+    """One SIP endpoint. Create with ``await SipUA.start(config, on_invite=…)``."""
+
+    def __init__(self, config: UAConfig) -> None:
+        self.config = config
+        self.transport: Transport | None = None
+        self.on_invite: Callable[[InviteSession], None] | None = None
+        self._client: dict[tuple[str, str], tuple[ClientTransaction, Callable[[Any], None]]] = {}
+        self._server: dict[tuple[str, str, str], tuple[ServerTransaction, Addr]] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        self._dialogs: dict[tuple[str, str, str], InviteSession] = {}
+        self._pending_invites: dict[tuple[str, str, str], InviteSession] = {}
+        self._auth = DigestClient(config.credentials) if config.credentials else None
+        self._reg_task: asyncio.Task[None] | None = None
+        self.registered = asyncio.Event()
+        self.register_error: str | None = None
+        self._closed = False
+
+    # ---- lifecycle -------------------------------------------------------------------
+    @classmethod
+    async def start(cls, config: UAConfig,
+                    on_invite: Callable[[InviteSession], None] | None = None) -> SipUA:
+        self = cls(config)
+        self.on_invite = on_invite
+        kind = TcpTransport if config.transport.lower() == "tcp" else UdpTransport
+        self.transport = await kind.create(
+            self._received, (config.bind_host, config.bind_port),
+            (config.advertise_host, config.advertise_port))
+        if config.register:
+            self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
+        return self
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for session in list(self._dialogs.values()):
+            if session.state == "confirmed":
+                session.bye()
+        if self._reg_task is not None:
+            self._reg_task.cancel()
+            if self.registered.is_set():
+                with contextlib.suppress(TimeoutError, OSError, ValueError):
+                    await asyncio.wait_for(self._register_once(expires=0), 2)
+        await asyncio.sleep(0.05)  # let final BYEs leave
+        for handle in self._timers.values():
+            handle.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    # ---- addressing ------------------------------------------------------------------
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    @property
+    def advertised(self) -> Addr:
+        assert self.transport is not None
+        return self.transport.advertise
+
+    @property
+    def domain(self) -> str:
+        return self.config.domain or self.advertised[0]
+
+    def via(self) -> str:
+        host, port = self.advertised
+        name = self.transport.name if self.transport else "UDP"
+        return f"SIP/2.0/{name} {host}:{port};branch={new_branch()};rport"
+
+    def contact(self, user: str | None = None) -> str:
+        host, port = self.advertised
+        tp = ";transport=tcp" if self.transport is not None and self.transport.reliable else ""
+        return f"<sip:{user or self.config.user}@{host}:{port}{tp}>"
+
+    def local_address(self, user: str | None = None, display: str | None = None) -> Address:
+        uri = URI("sip", user or self.config.user, self.domain)
+        return Address(uri, display if display is not None else self.config.display_name,
+                       {"tag": new_tag()})
+
+    def destination(self, uri: URI) -> Addr:
+        """Out-of-dialog requests go to the proxy/trunk if configured, else to the URI."""
+        if self.config.proxy:
+            host, port = URI.parse(self.config.proxy).hostport
+        else:
+            if uri.scheme == "tel":
+                raise ValueError("a tel: URI needs a proxy/trunk to route it")
+            host, port = uri.hostport
+        return _resolve(host), port
+
+    def base_request(self, method: str, uri: URI, from_: Address, to: Address,
+                     call_id: str, cseq: int) -> Request:
+        h = Headers()
+        h.add("Via", self.via())
+        h.add("Max-Forwards", "70")
+        h.add("From", str(from_))
+        h.add("To", str(to))
+        h.add("Call-ID", call_id)
+        h.add("CSeq", f"{cseq} {method}")
+        h.add("User-Agent", self.config.user_agent)
+        return Request(method, uri, h)
+
+    # ---- transaction plumbing ------------------------------------------------------------
+    def _now(self) -> float:
+        return self.loop.time()
+
+    def _send(self, msg: Request | Response, dest: Addr) -> None:
+        if self.transport is not None:
+            self.transport.send(msg, dest)
+
+    def _run(self, tx: ClientTransaction | ServerTransaction, actions: list[Any], dest: Addr,
+             deliver: Callable[[Any], None] | None) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._send(action.message, dest)
+            elif deliver is not None and isinstance(action, (Deliver, TimedOut)):
+                try:
+                    deliver(action)
+                except Exception:  # a TU bug must not take the whole agent down
+                    log.exception("transaction user failed on %s", action)
+        self._schedule(tx, dest, deliver)
+
+    def _schedule(self, tx: ClientTransaction | ServerTransaction, dest: Addr,
+                  deliver: Callable[[Any], None] | None) -> None:
+        old = self._timers.pop(id(tx), None)
+        if old is not None:
+            old.cancel()
+        if tx.terminated:
+            if isinstance(tx, ClientTransaction):
+                self._client.pop(tx.key, None)
+            else:
+                self._server.pop(tx.key, None)
+            return
+        deadline = tx.deadline
+        if deadline is not None and not self._closed:
+            def fire() -> None:
+                self._timers.pop(id(tx), None)
+                self._run(tx, tx.on_timer(self._now()), dest, deliver)
+            self._timers[id(tx)] = self.loop.call_at(deadline, fire)
+
+    def send_request(self, request: Request, dest: Addr,
+                     on_result: Callable[[Response | None], None]) -> ClientTransaction:
+        """Start a client transaction; ``on_result`` gets each response, or None on timeout."""
+        reliable = bool(self.transport and self.transport.reliable)
+        tx = ClientTransaction(request, reliable=reliable, timers=self.config.timers)
+
+        def deliver(action: Any) -> None:
+            msg = action.message if isinstance(action, Deliver) else None
+            on_result(msg if isinstance(msg, Response) else None)
+
+        self._client[tx.key] = (tx, deliver)
+        self._run(tx, tx.start(self._now()), dest, deliver)
+        return tx
+
+    async def request(self, request: Request, dest: Addr | None = None) -> Response:
+        """Send a non-INVITE request, answer digest challenges, return the final response.
+
+        A transaction timeout comes back as a local 408 (§8.1.3.1).
+        """
+        dest = dest or self.destination(request.uri)
+        for _attempt in range(3):
+            fut: asyncio.Future[Response] = self.loop.create_future()
+
+            def on_result(resp: Response | None, fut: asyncio.Future[Response] = fut) -> None:
+                if fut.done():
+                    return
+                if resp is None:
+                    fut.set_result(Response(408, "Request Timeout (no response)"))
+                elif resp.status >= 200:
+                    fut.set_result(resp)
+
+            self.send_request(request, dest, on_result)
+            resp = await fut
+            retry = self._authorized_retry(request, resp)
+            if retry is None:
+                return resp
+            request = retry
+        return resp
+
+    def _authorized_retry(self, request: Request, resp: Response) -> Request | None:
+        """The same request with credentials for a 401/407, or None (§22.2, §22.3)."""
+        if resp.status not in (401, 407) or self._auth is None:
+            return None
+        header = DigestClient.challenge_headers(resp.status)
+        challenges = resp.headers.get_all(header)
+        if not challenges:
+            return None
+        retry = Request(request.method, request.uri, request.headers.copy(), request.body)
+        retry.headers.remove("Authorization")
+        retry.headers.remove("Proxy-Authorization")
+        answered = request.headers.get("Authorization") or request.headers.get(
+            "Proxy-Authorization")
+        stale = any("stale=true" in c.lower().replace(" ", "") for c in challenges)
+        if answered and not stale:
+            return None  # we already answered once: retry only if the nonce went stale
+        for value in challenges:
+            hdr = self._auth.authorize(resp.status, value, request.method, str(request.uri))
+            if hdr is not None:
+                retry.headers.add(*hdr)
+                break
+        else:
+            return None
+        cseq = request.cseq
+        retry.headers.set("CSeq", f"{cseq.number + 1} {cseq.method}")
+        vias = retry.headers.get_all("Via")
+        retry.headers.remove("Via")
+        retry.headers.add("Via", self.via(), first=True)
+        for v in vias[1:]:
+            retry.headers.add("Via", v)
+        return retry
+
+    # ---- receiving -------------------------------------------------------------------
+    def _received(self, rx: Received) -> None:
+        try:
+            self._dispatch(rx)
+        except Exception:  # one bad message must never stop the agent
+            log.exception("failed to handle message from %s:%s", *rx.source)
+
+    def _dispatch(self, rx: Received) -> None:
+        msg = rx.message
+        if msg is None:
+            log.info("malformed message from %s:%s: %s", rx.source[0], rx.source[1], rx.error)
+            reply = salvage_400(rx.raw, rx.error or "Bad Request")
+            if reply is not None:
+                rx.transport.send(_Raw(reply), rx.source)  # type: ignore[arg-type]
+            return
+        try:
+            msg.validate()
+        except ValueError as exc:
+            log.info("invalid %r from %s:%s: %s", msg, rx.source[0], rx.source[1], exc)
+            if isinstance(msg, Request) and msg.method != "ACK":
+                reply = salvage_400(bytes(msg), str(exc))
+                if reply is not None:
+                    rx.transport.send(_Raw(reply), rx.source)  # type: ignore[arg-type]
+            return
+        if isinstance(msg, Response):
+            entry = self._client.get((msg.top_via.branch or "", msg.cseq.method))
+            if entry is None:
+                return  # stray response (§18.1.2): drop
+            tx, deliver = entry
+            self._run(tx, tx.receive(msg, self._now()), rx.source, deliver)
+            return
+        self._on_request(msg, rx.source)
+
+    def _on_request(self, req: Request, source: Addr) -> None:
+        key = server_key(req)
+        existing = self._server.get(key)
+        if existing is not None:
+            tx, dest = existing
+            self._run(tx, tx.receive(req, self._now()), dest, None)
+            return
+        if req.method == "ACK":
+            session = self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
+            if session is not None and session.dialog is not None \
+                    and session.dialog.vet(req, source[0]) is None:
+                session._ack_received(req)
+            return
+        reliable = bool(self.transport and self.transport.reliable)
+        tx = ServerTransaction(req, reliable=reliable, timers=self.config.timers)
+        self._server[tx.key] = (tx, source)
+        trying = response_to(req, 100) if req.method == "INVITE" else None
+        self._run(tx, tx.start(self._now(), trying), source, None)
+        self._handle_new_request(tx, req, source)
+
+    def respond(self, tx: ServerTransaction, response: Response) -> None:
+        entry = self._server.get(tx.key)
+        dest = entry[1] if entry else (tx.request.top_via.host, tx.request.top_via.port or 5060)
+        if "User-Agent" not in response.headers and "Server" not in response.headers:
+            response.headers.add("Server", self.config.user_agent)
+        self._run(tx, tx.respond(response, self._now()), dest, None)
+
+    def _handle_new_request(self, tx: ServerTransaction, req: Request, source: Addr) -> None:
+        method = req.method
+        if method == "CANCEL":
+            inv_key = (tx.key[0], tx.key[1], "INVITE")
+            entry = self._server.get(inv_key)
+            session = self._pending_invites.get(inv_key)
+            if entry is None or session is None:
+                self.respond(tx, response_to(req, 481))
+                return
+            self.respond(tx, response_to(req, 200, to_tag=session.local_tag))
+            session._cancelled()
+            return
+        to_tag = req.to.tag
+        if to_tag:
+            session = self._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))
+            if session is None or session.dialog is None:
+                self.respond(tx, response_to(req, 481))
+                return
+            refusal = session.dialog.vet(req, source[0])
+            if refusal is not None:
+                self.respond(tx, response_to(req, refusal[0], refusal[1]))
+                return
+            session._in_dialog(tx, session.dialog.accept(req))
+            return
+        if method == "INVITE":
+            if self.on_invite is None or self._closed:
+                self.respond(tx, response_to(req, 480, to_tag=new_tag()))
+                return
+            if req.contact is None:
+                self.respond(tx, response_to(req, 400, "Missing Contact", to_tag=new_tag()))
+                return
+            session = InviteSession(self, "uas", req)
+            session.server_tx = tx
+            self._pending_invites[tx.key] = session
+            self.on_invite(session)
+            return
+        if method == "OPTIONS":
+            h = Headers([("Allow", ALLOW), ("Accept", SDP)])
+            self.respond(tx, response_to(req, 200, to_tag=new_tag(), headers=h))
+            return
+        if method in ("BYE", "INFO", "UPDATE", "NOTIFY", "PRACK"):
+            self.respond(tx, response_to(req, 481, to_tag=new_tag()))
+            return
+        h = Headers([("Allow", ALLOW)])
+        self.respond(tx, response_to(req, 405, to_tag=new_tag(), headers=h))
+
+    # ---- outgoing requests ----------------------------------------------------------------
+    def invite(self, target: URI, *, from_user: str | None = None, display: str | None = None,
+               headers: list[tuple[str, str]] | None = None, sdp: bytes | None = None,
+               listener: Callable[[SessionEvent], None] | None = None,
+               send: bool = True) -> InviteSession:
+        """Start an outgoing INVITE session (``sdp=None`` means a late offer).
+
+        ``send=False`` builds the session without sending, so the caller can put its media
+        port into the SDP first and then call ``session._send_invite(ua.destination(uri))``.
+        """
+        from_ = self.local_address(from_user, display)
+        to = Address(target.copy())
+        req = self.base_request("INVITE", target, from_, to, new_call_id(), 1)
+        req.headers.add("Contact", self.contact(from_user))
+        req.headers.add("Allow", ALLOW)
+        for name, value in headers or []:
+            req.headers.add(name, value)
+        if sdp is not None:
+            req.headers.add("Content-Type", SDP)
+            req.body = sdp
+        session = InviteSession(self, "uac", req)
+        if listener is not None:
+            session.listener = listener
+        if send:
+            session._send_invite(self.destination(target))
+        return session
+
+    async def options(self, target: URI) -> Response:
+        req = self.base_request("OPTIONS", target, self.local_address(), Address(target.copy()),
+                                new_call_id(), 1)
+        req.headers.add("Accept", SDP)
+        return await self.request(req, self.destination(target))
+
+    # ---- registration ---------------------------------------------------------------------
+    def _registrar_uri(self) -> URI:
+        if self.config.registrar:
+            return URI.parse(self.config.registrar)
+        if self.config.proxy:
+            return URI("sip", None, URI.parse(self.config.proxy).host,
+                       URI.parse(self.config.proxy).port)
+        raise ValueError("register=True needs a registrar or proxy URI")
+
+    _reg_call_id: str | None = None
+    _reg_cseq = 0
+    _reg_tag: str | None = None
+
+    async def _register_once(self, expires: int) -> int:
+        """Send one REGISTER; return the granted expiry (0 when unregistering)."""
+        uri = self._registrar_uri()
+        self._reg_call_id = self._reg_call_id or new_call_id()
+        self._reg_tag = self._reg_tag or new_tag()
+        self._reg_cseq += 1
+        aor = Address(URI("sip", self.config.user, self.config.domain or uri.host))
+        from_ = Address(aor.uri.copy(), None, {"tag": self._reg_tag})
+        req = self.base_request("REGISTER", uri, from_, aor, self._reg_call_id, self._reg_cseq)
+        req.headers.add("Contact", f"{self.contact()};expires={expires}")
+        req.headers.add("Expires", str(expires))
+        dest = (_resolve(uri.hostport[0]), uri.hostport[1])
+        resp = await self.request(req, dest)
+        self._reg_cseq = resp.cseq.number if resp.status < 300 else self._reg_cseq + 1
+        if resp.status >= 300:
+            raise ValueError(f"REGISTER failed: {resp.status} {resp.reason}")
+        granted = expires
+        for value in resp.headers.get_all("Contact"):
+            try:
+                addr = Address.parse(value)
+            except ValueError:
+                continue
+            if addr.uri.host == self.advertised[0] and addr.params.get("expires"):
+                granted = int(addr.params["expires"] or expires)
+        if (resp.headers.get("Expires") or "").strip().isdigit() and granted == expires:
+            granted = int(resp.headers.get("Expires") or expires)
+        return granted
+
+    async def _register_loop(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                granted = await self._register_once(self.config.register_expires)
+                self.register_error = None
+                self.registered.set()
+                delay = 1.0
+                # Refresh well before expiry (RFC 3261 §10.2.4 leaves the margin to us).
+                await asyncio.sleep(max(1.0, granted * 0.5))
+            except (ValueError, OSError) as exc:
+                self.register_error = str(exc)
+                self.registered.clear()
+                log.warning("registration: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+
+
+class _Raw:
+    """Pre-serialised bytes that a transport can send like a message."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+class InviteSession:
+    """One INVITE dialog usage, outgoing (``uac``) or incoming (``uas``).
+
+    State: calling → early → confirmed → terminated. Events go to ``listener``; the
+    telephony Call installs ``answerer`` to build SDP answers for re-INVITE/UPDATE.
+    """
+
+    def __init__(self, ua: SipUA, role: str, invite: Request) -> None:
+        self.ua = ua
+        self.role = role
+        self.invite = invite
+        self.state = "calling"
+        self.dialog: Dialog | None = None
+        self.remote_sdp: bytes | None = None
+        self.listener: Callable[[SessionEvent], None] = lambda ev: None
+        self.answerer: Callable[[bytes], bytes | None] = lambda offer: None
+        self.final_status: int | None = None
+        self.final_reason: str | None = None
+        self.server_tx: ServerTransaction | None = None
+        self.invite_tx: ClientTransaction | None = None
+        self.local_tag: str = (invite.from_.tag or new_tag()) if role == "uac" else new_tag()
+        self._dest: Addr = ("", 0)
+        self._provisional = False
+        self._cancel_requested = False
+        self._cancel_handle: asyncio.TimerHandle | None = None
+        self._ack: Request | None = None
+        self._ok: Response | None = None
+        self._ok_timer: asyncio.TimerHandle | None = None
+        self._ok_interval = 0.0
+        self._ok_started = 0.0
+        self._auth_tries = 0
+        self.source: Addr | None = None
+
+    @property
+    def call_id(self) -> str:
+        return self.invite.call_id
+
+    def _hop(self) -> Addr:
+        """The dialog's next hop, resolved (DNS is I/O, so it lives here, not in dialog.py)."""
+        assert self.dialog is not None
+        host, port = self.dialog.next_hop()
+        return _resolve(host), port
+
+    def _emit(self, event: SessionEvent) -> None:
+        try:
+            self.listener(event)
+        except Exception:
+            log.exception("session listener failed on %s", event.kind)
+
+    def _terminate(self) -> None:
+        self.state = "terminated"
+        if self.dialog is not None:
+            self.ua._dialogs.pop(self.dialog.id, None)
+        if self.server_tx is not None:
+            self.ua._pending_invites.pop(self.server_tx.key, None)
+        for handle in (self._ok_timer, self._cancel_handle):
+            if handle is not None:
+                handle.cancel()
+
+    # ---- UAC ----------------------------------------------------------------------------
+    def _send_invite(self, dest: Addr) -> None:
+        self._dest = dest
+        self.invite_tx = self.ua.send_request(self.invite, dest, self._on_invite_response)
+
+    def _on_invite_response(self, resp: Response | None) -> None:
+        if resp is None:
+            if self.state in ("calling", "early"):
+                self._fail(408, "Request Timeout (no final response)")
+            return
+        code = resp.status
+        if code < 200:
+            if code > 100:
+                self._provisional = True
+                if self.state == "calling":
+                    self.state = "early"
+                self._emit(SessionEvent("progress", code, resp.reason, resp))
+            elif self._cancel_requested:
+                self._provisional = True
+            if self._cancel_requested:
+                self._send_cancel()
+            return
+        if code < 300:
+            self._on_2xx(resp)
+            return
+        if code in (401, 407) and self._auth_tries < 2 and not self._cancel_requested:
+            retry = self.ua._authorized_retry(self.invite, resp)
+            if retry is not None:
+                self._auth_tries += 1
+                self.invite = retry
+                self._send_invite(self._dest)
+                return
+        self._fail(code, resp.reason)
+
+    def _fail(self, code: int, reason: str) -> None:
+        if self.state == "terminated":
+            return
+        self.final_status, self.final_reason = code, reason
+        self._terminate()
+        self._emit(SessionEvent("failed", code, reason))
+
+    def _on_2xx(self, resp: Response) -> None:
+        if self.dialog is not None and self.dialog.matches(resp):
+            if self._ack is not None:  # a retransmitted 2xx: ACK again (§13.2.2.4)
+                self.ua._send(self._ack, self._hop())
+            return
+        if self.state == "terminated" and self.dialog is not None:
+            return
+        try:
+            dialog = Dialog.as_uac(self.invite, resp)
+        except ValueError as exc:
+            log.info("unusable 2xx: %s", exc)
+            return
+        self.dialog = dialog
+        self.ua._dialogs[dialog.id] = self
+        body = b""
+        if resp.content_type == SDP:
+            self.remote_sdp = resp.body
+        if not self.invite.body and self.remote_sdp is not None:
+            body = self.answerer(self.remote_sdp) or b""  # late offer: answer in ACK
+        self._ack = dialog.ack(self.invite.cseq.number, self.ua.via(), body,
+                               SDP if body else None)
+        self.ua._send(self._ack, self._hop())
+        if self._cancel_requested or self.state == "terminated":
+            # 200 crossed our CANCEL (§9.1): the call was answered anyway; end it.
+            self.state = "confirmed"
+            self.bye(reason="cancelled")
+            return
+        self.state = "confirmed"
+        self.final_status, self.final_reason = resp.status, resp.reason
+        self._emit(SessionEvent("answered", resp.status, resp.reason, resp))
+
+    def cancel(self) -> None:
+        """CANCEL a ringing call (§9.1); waits for a provisional response if none came yet."""
+        if self.role != "uac" or self.state not in ("calling", "early"):
+            return
+        if self._cancel_requested:
+            return
+        self._cancel_requested = True
+        if self._provisional:
+            self._send_cancel()
+        # §9.1: if no final response within 64*T1 after CANCEL, give up on the transaction.
+        self._cancel_handle = self.ua.loop.call_later(
+            64 * self.ua.config.timers.t1, lambda: self._fail(487, "Request Terminated (local)"))
+
+    def _send_cancel(self) -> None:
+        if getattr(self, "_cancel_sent", False):
+            return
+        self._cancel_sent = True
+        inv = self.invite
+        h = Headers()
+        h.add("Via", inv.headers.get_all("Via")[0])
+        for route in inv.headers.get_all("Route"):
+            h.add("Route", route)
+        h.add("Max-Forwards", "70")
+        h.add("From", inv.headers.get("From") or "")
+        h.add("To", inv.headers.get("To") or "")
+        h.add("Call-ID", inv.call_id)
+        h.add("CSeq", f"{inv.cseq.number} CANCEL")
+        cancel = Request("CANCEL", inv.uri, h)
+        self.ua.send_request(cancel, self._dest, lambda resp: None)
+
+    # ---- UAS ----------------------------------------------------------------------------
+    def ring(self, status: int = 180) -> None:
+        if self.role == "uas" and self.state == "calling" and self.server_tx is not None:
+            self.state = "early"
+            h = Headers([("Contact", self.ua.contact())])
+            self.ua.respond(self.server_tx, response_to(self.invite, status,
+                                                        to_tag=self.local_tag, headers=h))
+
+    def answer(self, sdp: bytes | None) -> None:
+        """Send 200 OK (with our SDP) and retransmit it until the ACK (§13.3.1.4)."""
+        if self.role != "uas" or self.state not in ("calling", "early") or self.server_tx is None:
+            return
+        h = Headers([("Contact", self.ua.contact()), ("Allow", ALLOW)])
+        ok = response_to(self.invite, 200, to_tag=self.local_tag, headers=h,
+                         body=sdp or b"", content_type=SDP if sdp else None)
+        self.dialog = Dialog.as_uas(self.invite, self.local_tag)
+        self.ua._dialogs[self.dialog.id] = self
+        self.ua._pending_invites.pop(self.server_tx.key, None)
+        self.state = "confirmed"
+        self.final_status, self.final_reason = 200, "OK"
+        self._ok = ok
+        self.ua.respond(self.server_tx, ok)
+        self._ok_interval = self.ua.config.timers.t1
+        self._ok_started = self.ua.loop.time()
+        self._ok_timer = self.ua.loop.call_later(self._ok_interval, self._retransmit_ok)
+
+    def _retransmit_ok(self) -> None:
+        if self._ok is None or self.server_tx is None or self.state != "confirmed":
+            return
+        t = self.ua.config.timers
+        if self.ua.loop.time() - self._ok_started >= 64 * t.t1:
+            self._ok = None
+            self.bye(reason="no ACK")  # §13.3.1.4: no ACK → end the session
+            return
+        entry = self.ua._server.get(self.server_tx.key)
+        dest = entry[1] if entry else self._hop()
+        self.ua._send(self._ok, dest)
+        self._ok_interval = min(2 * self._ok_interval, t.t2)
+        self._ok_timer = self.ua.loop.call_later(self._ok_interval, self._retransmit_ok)
+
+    def _ack_received(self, ack: Request) -> None:
+        if self._ok is not None:
+            self._ok = None
+            if self._ok_timer is not None:
+                self._ok_timer.cancel()
+            if ack.body and ack.content_type == SDP:
+                self.remote_sdp = ack.body
+            self._emit(SessionEvent("ack", message=ack))
+
+    def reject(self, status: int = 486, reason: str | None = None) -> None:
+        if self.role != "uas" or self.state not in ("calling", "early") or self.server_tx is None:
+            return
+        self.ua.respond(self.server_tx, response_to(self.invite, status, reason,
+                                                    to_tag=self.local_tag))
+        self.final_status, self.final_reason = status, reason
+        self._terminate()
+
+    def _cancelled(self) -> None:
+        if self.state in ("calling", "early") and self.server_tx is not None:
+            self.ua.respond(self.server_tx, response_to(self.invite, 487, to_tag=self.local_tag))
+            self.final_status, self.final_reason = 487, "Request Terminated"
+            self._terminate()
+            self._emit(SessionEvent("failed", 487, "cancelled by caller", by="remote"))
+
+    # ---- in dialog ------------------------------------------------------------------------
+    def _in_dialog(self, tx: ServerTransaction, ev: DialogEvent) -> None:
+        req = ev.request
+        kind = ev.kind
+        if kind == "bye":
+            self.ua.respond(tx, response_to(req, 200))
+            was = self.state
+            self._terminate()
+            if was != "terminated":
+                self._emit(SessionEvent("ended", by="remote", message=req))
+            return
+        if kind in ("reinvite", "update"):
+            if req.body and req.content_type == SDP:
+                answer = self.answerer(req.body)
+                if answer is None:
+                    self.ua.respond(tx, response_to(req, 488))
+                    return
+                self.remote_sdp = req.body
+                h = Headers([("Contact", self.ua.contact())])
+                self.ua.respond(tx, response_to(req, 200, headers=h, body=answer,
+                                                content_type=SDP))
+            else:
+                self.ua.respond(tx, response_to(req, 200, headers=Headers(
+                    [("Contact", self.ua.contact())])))
+            self._emit(SessionEvent("dialog", dialog_event=ev))
+            return
+        if kind == "refer":
+            # We are a dialer: being transferred away is not something we take (RFC 3515 §2.4.2).
+            self.ua.respond(tx, response_to(req, 603, "Transfer not accepted"))
+            return
+        if kind == "options":
+            h = Headers([("Allow", ALLOW), ("Accept", SDP)])
+            self.ua.respond(tx, response_to(req, 200, headers=h))
+            return
+        self.ua.respond(tx, response_to(req, 200))
+        self._emit(SessionEvent("dialog", dialog_event=ev))
+
+    async def request(self, method: str, *, body: bytes = b"", content_type: str | None = None,
+                      extra: list[tuple[str, str]] | None = None) -> Response:
+        """Send an in-dialog request (INFO, REFER, re-INVITE, UPDATE, OPTIONS) and wait."""
+        if self.dialog is None or self.state != "confirmed":
+            raise RuntimeError(f"no confirmed dialog for {method}")
+        contact = self.ua.contact() if method in ("INVITE", "UPDATE", "REFER") else None
+        req = self.dialog.new_request(method, self.ua.via(), contact=contact, body=body,
+                                      content_type=content_type, extra=extra)
+        dest = self._hop()
+        if method != "INVITE":
+            return await self.ua.request(req, dest)
+        fut: asyncio.Future[Response] = self.ua.loop.create_future()
+
+        def on_result(resp: Response | None) -> None:
+            if resp is None and not fut.done():
+                fut.set_result(Response(408))
+            elif resp is not None and resp.status >= 200:
+                if resp.status < 300 and self.dialog is not None:
+                    self.dialog.refresh_target(resp)
+                    ack = self.dialog.ack(req.cseq.number, self.ua.via())
+                    self.ua._send(ack, dest)
+                if not fut.done():
+                    fut.set_result(resp)
+
+        self.ua.send_request(req, dest, on_result)
+        return await fut
+
+    def bye(self, reason: str | None = None) -> None:
+        """Hang up a confirmed call (BYE, §15.1.1); fire-and-forget, the transaction retries."""
+        if self.state != "confirmed" or self.dialog is None:
+            return
+        extra = [("Reason", f'SIP;cause=200;text="{reason}"')] if reason else None
+        req = self.dialog.new_request("BYE", self.ua.via(), extra=extra)
+        self.ua.send_request(req, self._hop(), lambda resp: None)
+        self._terminate()
+        self._emit(SessionEvent("ended", by="local"))
+

@@ -1,0 +1,610 @@
+"""The call as the dialogue and the dialer see it: outcome, audio, digits, hangup.
+
+A ``Call`` hides SIP (``autocall.sip``) and RTP (``autocall.media``) behind the
+Twilio-like status vocabulary of DESIGN.md §4, because campaigns and prompt trees care
+about *outcomes* (busy, no-answer, completed…) and *events* (digits, hangup), not about
+transactions and dialogs.
+
+Usage::
+
+    ua = await UserAgent.start(bind_host="0.0.0.0", advertise_host="203.0.113.7",
+                               proxy="sip:pbx.example.com", username=..., password=...)
+    call = await ua.call("sip:+15550100@pbx.example.com", caller_id="+15550199",
+                         ring_timeout=30)
+    if await call.wait_answer() is CallStatus.IN_PROGRESS:
+        await call.play(pcm_int16_8khz)          # True when fully played, False if flushed
+        async for event in call:                  # DigitEvent … then one HangupEvent
+            ...
+        await call.hangup()
+    print(call.status, call.sip_code, call.reason)
+    await ua.close()
+
+Inbound: ``async for call in ua.incoming(): await call.answer()`` (or
+``await call.reject(486)``), or ``UserAgent.start(..., on_call=handler)``.
+
+Status mapping of a final response to our INVITE: 2xx → in-progress (completed once it
+ends); 486/600 → busy; 603 → busy (declined; ``sip_code`` tells them apart);
+408/480 and our CANCEL on ring timeout → no-answer; our explicit ``cancel()`` → canceled;
+anything else (404, 503, transaction timeout without any response…) → failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy.typing as npt
+
+from autocall.media import MediaEngine, MediaSession
+from autocall.media.session import Digit
+from autocall.sip.auth import Credentials
+from autocall.sip.message import URI, Response
+from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
+from autocall.sip.transaction import Timers
+from autocall.sip.ua import InviteSession, SessionEvent, SipUA, UAConfig
+
+__all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "CallEvent",
+           "status_for"]
+
+log = logging.getLogger(__name__)
+CODECS = {"PCMU": 0, "PCMA": 8}
+
+
+class CallStatus(StrEnum):
+    """DESIGN.md §4 call status."""
+
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = {CallStatus.COMPLETED, CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.FAILED,
+          CallStatus.CANCELED}
+
+
+def status_for(code: int, *, cancel_cause: str | None = None) -> CallStatus:
+    """Outcome of an unanswered call from the final SIP code (and why we cancelled, if we did)."""
+    if code == 487 and cancel_cause is not None:
+        return CallStatus.NO_ANSWER if cancel_cause == "ring-timeout" else CallStatus.CANCELED
+    if code in (486, 600, 603):
+        return CallStatus.BUSY
+    if code in (408, 480, 487):
+        return CallStatus.NO_ANSWER
+    return CallStatus.FAILED
+
+
+@dataclass(frozen=True)
+class DigitEvent:
+    """A key press of the far end; source is rfc4733, inband or info."""
+
+    digit: str
+    source: str
+    time: float
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class HangupEvent:
+    """The call ended: ``by`` local or remote, with the final status and SIP code."""
+
+    by: str
+    status: CallStatus
+    sip_code: int | None
+    reason: str | None
+
+
+CallEvent = DigitEvent | HangupEvent
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Call:
+    """One call, outbound or inbound. Get it from ``UserAgent.call`` or ``UserAgent.incoming``."""
+
+    def __init__(self, ua: UserAgent, session: InviteSession, media: MediaSession,
+                 direction: Literal["outbound", "inbound"], remote: str) -> None:
+        self.ua = ua
+        self.session = session
+        self.media = media
+        self.direction = direction
+        self.remote = remote
+        self.id = secrets.token_hex(8)
+        self.status = CallStatus.INITIATED if direction == "outbound" else CallStatus.RINGING
+        self.sip_code: int | None = None
+        self.reason: str | None = None
+        self.created_at = _now()
+        self.answered_at: datetime | None = None
+        self.ended_at: datetime | None = None
+        self.ended_by: str | None = None
+        self.digits: list[DigitEvent] = []
+        self.negotiated: Negotiated | None = None
+        self.record_path: Path | None = None
+        self._cancel_cause: str | None = None
+        self._ring_timer: asyncio.TimerHandle | None = None
+        self._answered = asyncio.Event()
+        self._ended = asyncio.Event()
+        self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
+        self._sdp_version = 1
+        self._session_id = secrets.randbelow(2**31)
+        self._notify: asyncio.Queue[str] = asyncio.Queue()
+        session.listener = self._on_session
+        session.answerer = self._answer_offer
+        media.on_digit = self._on_digit
+
+    def __repr__(self) -> str:
+        return f"<Call {self.direction} {self.remote} {self.status} {self.sip_code}>"
+
+    @property
+    def call_id(self) -> str:
+        return self.session.call_id
+
+    @property
+    def duration(self) -> float | None:
+        """Billable seconds: from answer to end."""
+        if self.answered_at is None:
+            return None
+        end = self.ended_at or _now()
+        return (end - self.answered_at).total_seconds()
+
+    # ---- waiting ------------------------------------------------------------------------
+    async def wait_answer(self, timeout: float | None = None) -> CallStatus:
+        """Wait until answered (in-progress) or finished unanswered; returns the status."""
+        waiters = [asyncio.ensure_future(self._answered.wait()),
+                   asyncio.ensure_future(self._ended.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        return self.status
+
+    async def wait_ended(self, timeout: float | None = None) -> CallStatus:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ended.wait(), timeout)
+        return self.status
+
+    def __aiter__(self) -> AsyncIterator[CallEvent]:
+        return self._iter()
+
+    def events(self) -> AsyncIterator[CallEvent]:
+        """Digits as they come, then one HangupEvent (same as ``async for ev in call``)."""
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[CallEvent]:
+        while True:
+            if self._ended.is_set() and self._events.empty():
+                return
+            ev = await self._events.get()
+            yield ev
+            if isinstance(ev, HangupEvent):
+                return
+
+    async def next_event(self, timeout: float | None = None) -> CallEvent | None:
+        """The next event, or None after ``timeout`` seconds."""
+        try:
+            return await asyncio.wait_for(self._events.get(), timeout)
+        except TimeoutError:
+            return None
+
+    # ---- control ------------------------------------------------------------------------
+    async def answer(self, *, record: str | Path | None = None) -> None:
+        """Answer an inbound call (200 OK with our SDP)."""
+        if self.direction != "inbound" or self.status is not CallStatus.RINGING:
+            raise RuntimeError(f"cannot answer a call in state {self.status}")
+        offer = self.session.invite.body if self.session.invite.content_type == \
+            "application/sdp" else None
+        if offer:
+            answer = self._answer_offer(offer)
+            if answer is None:
+                await self.reject(488)
+                return
+            body = answer
+        else:  # late offer: we offer in the 200 and get the answer in the ACK (RFC 3261 §13.2.1)
+            body = self._sdp()
+        if record is not None:
+            self.record_path = Path(record)
+        self.session.answer(body)
+        self._set_answered(200, "OK")
+        if self.negotiated is not None:
+            self._start_media()
+
+    async def reject(self, code: int = 486, reason: str | None = None) -> None:
+        if self.direction != "inbound" or self.status is not CallStatus.RINGING:
+            raise RuntimeError(f"cannot reject a call in state {self.status}")
+        self.session.reject(code, reason)
+        await self._finish(status_for(code) if code != 487 else CallStatus.CANCELED,
+                           code, reason or Response(code).reason, by="local")
+
+    async def play(self, pcm: npt.ArrayLike) -> bool:
+        """Play int16 8 kHz mono audio; True when all of it was sent, False if interrupted."""
+        if self.status is not CallStatus.IN_PROGRESS:
+            return False
+        return await self.media.play(pcm)
+
+    def flush(self) -> None:
+        """Barge-in: stop what is playing now."""
+        self.media.flush()
+
+    async def send_dtmf(self, digits: str, *, method: str = "rfc4733",
+                        duration_ms: int = 100, gap_ms: int = 100) -> str:
+        """Send key presses as rfc4733 (default), inband tones or SIP INFO; returns the method."""
+        if self.status is not CallStatus.IN_PROGRESS:
+            raise RuntimeError(f"cannot send DTMF in state {self.status}")
+        if method == "info":
+            for d in digits:
+                body = f"Signal={d}\r\nDuration={duration_ms}\r\n".encode()
+                await self.session.request("INFO", body=body,
+                                           content_type="application/dtmf-relay")
+            return "info"
+        if method not in ("rfc4733", "inband"):
+            raise ValueError(f"DTMF method {method!r}: use rfc4733, inband or info")
+        return await self.media.send_dtmf(digits, duration_ms, gap_ms, method)  # type: ignore[arg-type]
+
+    def record(self, path: str | Path) -> None:
+        self.record_path = Path(path)
+        if self.media.started:
+            self.media.record(self.record_path)
+
+    async def transfer(self, target: str, timeout: float = 30.0) -> int:
+        """Blind transfer with REFER (RFC 3515); returns the final code the NOTIFYs report.
+
+        On a 2xx outcome we hang up (the transferee is now talking to ``target``).
+        """
+        if self.status is not CallStatus.IN_PROGRESS:
+            raise RuntimeError(f"cannot transfer a call in state {self.status}")
+        uri = _target_uri(target, self.ua.sip)
+        me = f"<sip:{self.ua.sip.config.user}@{self.ua.sip.domain}>"
+        resp = await self.session.request(
+            "REFER", extra=[("Refer-To", f"<{uri}>"), ("Referred-By", me)])
+        if resp.status >= 300:
+            return resp.status
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return 408
+            try:
+                frag = await asyncio.wait_for(self._notify.get(), remaining)
+            except TimeoutError:
+                return 408
+            parts = frag.split()
+            if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) >= 200:
+                code = int(parts[1])
+                if code < 300:
+                    await self.hangup()
+                return code
+
+    async def hold(self) -> int:
+        """Put the far end on hold (re-INVITE with a=sendonly, RFC 3264 §8.4)."""
+        return await self._reinvite("sendonly", hold=True)
+
+    async def unhold(self) -> int:
+        return await self._reinvite("sendrecv", hold=False)
+
+    async def change_codec(self, codec: str) -> int:
+        """Re-INVITE offering only ``codec`` (PCMU or PCMA); the RTP stream goes on."""
+        return await self._reinvite("sendrecv", hold=False, codecs=[codec.upper()])
+
+    async def hangup(self) -> None:
+        """End the call: BYE if answered, CANCEL if still ringing (status canceled)."""
+        if self.status.final:
+            return
+        if self.status is CallStatus.IN_PROGRESS:
+            self.session.bye()
+            return  # the session's "ended" event finishes the call
+        if self.direction == "outbound":
+            await self.cancel()
+        else:
+            await self.reject(603)
+
+    async def cancel(self) -> None:
+        """CANCEL a call that has not been answered yet (status canceled)."""
+        self._cancel("canceled")
+        await self.wait_ended(40)
+
+    # ---- internals ----------------------------------------------------------------------
+    def _cancel(self, cause: str) -> None:
+        if self.status.final or self.status is CallStatus.IN_PROGRESS:
+            return
+        self._cancel_cause = cause
+        self.session.cancel()
+        if not self.session._provisional:
+            # No provisional yet: we may not send CANCEL (§9.1) and need not wait for it.
+            self.ua.loop.create_task(self._finish(
+                status_for(487, cancel_cause=cause), 487,
+                "ring timeout" if cause == "ring-timeout" else "cancelled", by="local"))
+
+    def _sdp(self, direction: str = "sendrecv", codecs: list[str] | None = None) -> bytes:
+        names = codecs or list(CODECS)
+        host = self.ua.media_advertise or self.ua.sip.advertised[0]
+        sdp = build_sdp(host, self.media.local_port, session_id=self._session_id,
+                        version=self._sdp_version, codecs=[(CODECS[n], n) for n in names],
+                        direction=direction)
+        self._sdp_version += 1
+        return sdp
+
+    def _answer_offer(self, offer: bytes) -> bytes | None:
+        """SDP answer for an offer (initial, late-offer 200, re-INVITE/UPDATE), or None → 488."""
+        try:
+            neg = negotiate(parse_sdp(offer))
+        except ValueError as exc:
+            log.info("call %s: unusable SDP offer: %s", self.id, exc)
+            return None
+        first = self.negotiated is None
+        self.negotiated = neg
+        if not first and self.media.started:
+            self._apply_update(neg)
+        elif first and self.status is CallStatus.IN_PROGRESS:
+            self._start_media()
+        direction = answer_direction(neg.direction)
+        return self._sdp(direction, [neg.codec])
+
+    def _apply_update(self, neg: Negotiated) -> None:
+        hold = neg.direction in ("sendonly", "inactive") or neg.remote[0] == "0.0.0.0"
+        self.media.update(remote_addr=None if hold else neg.remote, payload_type=neg.pt,
+                          dtmf_payload_type=_dynamic(neg.dtmf_pt), hold=hold)
+
+    async def _reinvite(self, direction: str, *, hold: bool,
+                        codecs: list[str] | None = None) -> int:
+        if self.status is not CallStatus.IN_PROGRESS:
+            raise RuntimeError(f"cannot re-INVITE a call in state {self.status}")
+        resp = await self.session.request("INVITE", body=self._sdp(direction, codecs),
+                                          content_type="application/sdp")
+        if 200 <= resp.status < 300 and resp.body:
+            try:
+                neg = negotiate(parse_sdp(resp.body))
+            except ValueError:
+                return resp.status
+            self.negotiated = neg
+            self.media.update(remote_addr=neg.remote, payload_type=neg.pt,
+                              dtmf_payload_type=_dynamic(neg.dtmf_pt), hold=hold)
+        return resp.status
+
+    def _start_media(self) -> None:
+        if self.media.started or self.media.closed or self.negotiated is None:
+            return
+        neg = self.negotiated
+        self.media.start(neg.remote, neg.pt, _dynamic(neg.dtmf_pt))
+        if neg.direction in ("sendonly", "inactive"):
+            self.media.update(hold=True)
+        if self.record_path is not None:
+            self.media.record(self.record_path)
+
+    def _set_answered(self, code: int, reason: str) -> None:
+        if self._ring_timer is not None:
+            self._ring_timer.cancel()
+        self.status = CallStatus.IN_PROGRESS
+        self.sip_code, self.reason = code, reason
+        self.answered_at = _now()
+        self._answered.set()
+
+    def _on_digit(self, d: Digit) -> None:
+        ev = DigitEvent(d.digit, d.source, d.time, d.duration_ms)
+        self.digits.append(ev)
+        self._events.put_nowait(ev)
+
+    def _on_session(self, ev: SessionEvent) -> None:
+        if ev.kind == "progress":
+            if self.status is CallStatus.INITIATED and ev.status in (180, 183):
+                self.status = CallStatus.RINGING
+            self.sip_code, self.reason = ev.status, ev.reason
+        elif ev.kind == "answered":
+            if self.status.final:
+                return
+            if self.negotiated is None and self.session.remote_sdp:
+                try:
+                    self.negotiated = negotiate(parse_sdp(self.session.remote_sdp))
+                except ValueError as exc:
+                    log.info("call %s: answer SDP unusable (%s): hanging up", self.id, exc)
+                    self._set_answered(ev.status or 200, ev.reason or "OK")
+                    self.session.bye(reason="no common codec")
+                    return
+            self._set_answered(ev.status or 200, ev.reason or "OK")
+            self._start_media()
+        elif ev.kind == "ack":
+            if self.negotiated is None and self.session.remote_sdp:
+                with contextlib.suppress(ValueError):
+                    self.negotiated = negotiate(parse_sdp(self.session.remote_sdp))
+            self._start_media()
+        elif ev.kind == "failed":
+            code = ev.status or 500
+            if self.direction == "inbound" and code == 487:
+                status = CallStatus.CANCELED if self.status is CallStatus.RINGING \
+                    else CallStatus.NO_ANSWER
+            else:
+                status = status_for(code, cancel_cause=self._cancel_cause)
+            self.ua.loop.create_task(self._finish(status, code, ev.reason, by="remote"))
+        elif ev.kind == "ended":
+            if self.status is CallStatus.IN_PROGRESS:
+                self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
+                                                      self.reason, by=ev.by or "remote"))
+        elif ev.kind == "dialog" and ev.dialog_event is not None:
+            de = ev.dialog_event
+            if de.kind == "info_dtmf" and de.digit is not None:
+                self.media.report_digit(de.digit, "info", float(de.duration_ms or 0))
+            elif de.kind == "notify":
+                with contextlib.suppress(UnicodeDecodeError):
+                    self._notify.put_nowait(de.request.body.decode())
+
+    async def _finish(self, status: CallStatus, code: int | None, reason: str | None,
+                      by: str) -> None:
+        if self.status.final:
+            return
+        if self._ring_timer is not None:
+            self._ring_timer.cancel()
+        self.status = status
+        if self.answered_at is None or status is not CallStatus.COMPLETED:
+            self.sip_code, self.reason = code, reason
+        self.ended_at = _now()
+        self.ended_by = by
+        self._ended.set()
+        self.ua._calls.discard(self)
+        await self.media.close()
+        # Media closing may have queued digits; the hangup event comes last.
+        self._events.put_nowait(HangupEvent(by, status, self.sip_code, self.reason))
+
+
+def _dynamic(pt: int | None) -> int | None:
+    return pt if pt is not None and 96 <= pt <= 127 else None
+
+
+def _target_uri(target: str, sip: SipUA) -> URI:
+    """``sip:…``/``sips:``/``tel:`` as given; a bare number or user goes to the proxy's domain."""
+    if ":" in target.split("@")[0] and target.split(":")[0].lower() in ("sip", "sips", "tel"):
+        return URI.parse(target)
+    if "@" in target:
+        return URI.parse("sip:" + target)
+    host = URI.parse(sip.config.proxy).host if sip.config.proxy else sip.domain
+    return URI("sip", target, host)
+
+
+OnCall = Callable[[Call], Awaitable[None] | None]
+
+
+class UserAgent:
+    """Process-wide phone: one SIP endpoint plus one media clock for all its calls."""
+
+    def __init__(self, sip: SipUA, engine: MediaEngine, media_host: str,
+                 media_advertise: str | None) -> None:
+        self.sip = sip
+        self.engine = engine
+        self.media_host = media_host
+        self.media_advertise = media_advertise
+        self._calls: set[Call] = set()
+        self._incoming: asyncio.Queue[Call] = asyncio.Queue()
+        self.on_call: OnCall | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    async def start(cls, *, bind_host: str = "127.0.0.1", bind_port: int = 0,
+                    transport: str = "udp", advertise_host: str | None = None,
+                    advertise_port: int | None = None, user: str = "autocall",
+                    domain: str | None = None, display_name: str | None = None,
+                    proxy: str | None = None, username: str | None = None,
+                    password: str | None = None, register: bool = False,
+                    registrar: str | None = None, register_expires: int = 600,
+                    media_host: str | None = None, timers: Timers | None = None,
+                    on_call: OnCall | None = None) -> UserAgent:
+        """Bind the SIP transport and start the media clock (and REGISTER if asked)."""
+        creds = Credentials(username or user, password) if password is not None else None
+        config = UAConfig(bind_host=bind_host, bind_port=bind_port, transport=transport,
+                          advertise_host=advertise_host, advertise_port=advertise_port,
+                          user=user, domain=domain, display_name=display_name, proxy=proxy,
+                          credentials=creds, register=register, registrar=registrar,
+                          register_expires=register_expires, timers=timers or Timers())
+        self = cls.__new__(cls)
+        sip = await SipUA.start(config, on_invite=self._on_invite)
+        cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
+        self.on_call = on_call
+        return self
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    @property
+    def calls(self) -> list[Call]:
+        return list(self._calls)
+
+    async def wait_registered(self, timeout: float = 10.0) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.sip.registered.wait(), timeout)
+        return self.sip.registered.is_set()
+
+    async def call(self, target: str, *, caller_id: str | None = None,
+                   display_name: str | None = None,
+                   headers: dict[str, str] | list[tuple[str, str]] | None = None,
+                   ring_timeout: float | None = 30.0, record: str | Path | None = None,
+                   late_offer: bool = False) -> Call:
+        """Place a call; returns at once with status initiated (see ``Call.wait_answer``)."""
+        uri = _target_uri(target, self.sip)
+        media = await MediaSession.open(self.engine, host=self.media_host, port=0)
+        extra = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+        try:
+            session = self.sip.invite(uri, from_user=caller_id, display=display_name or caller_id,
+                                      headers=extra, sdp=None, send=False)
+        except (ValueError, OSError):
+            await media.close()
+            raise
+        call = Call(self, session, media, "outbound", str(uri))
+        if record is not None:
+            call.record_path = Path(record)
+        if not late_offer:
+            session.invite.body = call._sdp()
+            session.invite.headers.set("Content-Type", "application/sdp")
+        # The INVITE was built before the Call existed so the SDP could name the media port;
+        # now send it.
+        session._send_invite(self.sip.destination(uri))
+        self._calls.add(call)
+        if ring_timeout is not None:
+            call._ring_timer = self.loop.call_later(ring_timeout, call._cancel, "ring-timeout")
+        return call
+
+    def incoming(self) -> AsyncIterator[Call]:
+        """Inbound calls (ringing) in arrival order; answer or reject each."""
+        return self._iter_incoming()
+
+    async def _iter_incoming(self) -> AsyncIterator[Call]:
+        while True:
+            yield await self._incoming.get()
+
+    def _on_invite(self, session: InviteSession) -> None:
+        task = self.loop.create_task(self._accept_invite(session))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_invite(self, session: InviteSession) -> None:
+        media = await MediaSession.open(self.engine, host=self.media_host, port=0)
+        remote = str(session.invite.from_.uri)
+        call = Call(self, session, media, "inbound", remote)
+        self._calls.add(call)
+        session.ring()
+        if self.on_call is not None:
+            result = self.on_call(call)
+            if inspect.isawaitable(result):
+                await result
+        else:
+            self._incoming.put_nowait(call)
+
+    async def options(self, target: str) -> tuple[int, str, float]:
+        """OPTIONS ping: (status, reason, seconds) — checks a trunk is there."""
+        uri = _target_uri(target, self.sip)
+        t0 = self.loop.time()
+        resp = await self.sip.options(uri)
+        return resp.status, resp.reason, self.loop.time() - t0
+
+    async def close(self) -> None:
+        for call in list(self._calls):
+            with contextlib.suppress(Exception):
+                if call.status is CallStatus.IN_PROGRESS:
+                    call.session.bye()
+                elif not call.status.final and call.direction == "outbound":
+                    call.session.cancel()
+                await call._finish(CallStatus.COMPLETED if call.status is CallStatus.IN_PROGRESS
+                                   else CallStatus.CANCELED, call.sip_code, "agent closed",
+                                   by="local")
+        for task in list(self._tasks):
+            task.cancel()
+        await self.sip.close()
+        self.engine.close()

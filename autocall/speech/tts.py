@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -30,6 +31,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
 
 from autocall.audio import convert
 from autocall.audio.convert import AudioFileError, NetworkFormat
@@ -46,6 +51,7 @@ __all__ = [
     "UnsupportedLanguage",
     "cache_entries",
     "default_engines",
+    "forget_failures",
     "normalise_text",
     "prompt_key",
     "render_prompt",
@@ -181,14 +187,40 @@ class GttsEngine(TtsEngine):
 
         try:
             tts = _Routed(text, tld=tld, lang=lang, lang_check=False, timeout=self.timeout)
-            data = b"".join(tts.stream())
+            parts = [part for part in tts.stream() if part]
         except gTTSError as exc:
             raise EngineUnavailable(f"gtts: {exc}") from exc
         except (OSError, ValueError) as exc:
             raise EngineUnavailable(f"gtts: {type(exc).__name__}: {exc}") from exc
-        if not data:
+        if not parts:
             raise EngineUnavailable("gtts: the server answered without audio")
-        return data
+        if len(parts) == 1:
+            return parts[0]
+        return _join_parts(parts)
+
+
+def _join_parts(parts: list[bytes]) -> bytes:
+    """Decode each MP3 part on its own and join the samples into one WAV.
+
+    gTTS asks for at most 100 characters per request; simply concatenating the MP3s
+    is not enough, because a decoder trusts the first part's Xing frame count and
+    stops there.
+    """
+    decoded: list[npt.NDArray[np.float64]] = []
+    rate = 0
+    for n, part in enumerate(parts):
+        try:
+            frames, part_rate = convert.decode(part, name=f"<gtts part {n + 1}>")
+        except AudioFileError as exc:
+            raise TtsError(f"gtts: part {n + 1} of {len(parts)}: {exc.detail}") from exc
+        mono = convert.to_mono(frames)
+        decoded.append(
+            mono if not rate or part_rate == rate else convert.resample(mono, part_rate, rate)
+        )
+        rate = rate or part_rate
+    buf = io.BytesIO()
+    sf.write(buf, np.concatenate(decoded), rate, format="WAV", subtype="FLOAT")
+    return buf.getvalue()
 
 
 def _gtts_language(language: str, known: dict[str, str]) -> str | None:
@@ -264,6 +296,11 @@ class EspeakEngine(TtsEngine):
         if not wav:  # espeak-ng exits 0 with no output for an unknown voice
             raise UnsupportedLanguage(f"espeak-ng: voice {voice!r} produced no audio")
         return wav
+
+
+def forget_failures() -> None:
+    """End every engine's cool-down now (after the network came back, or between tests)."""
+    _DOWN_UNTIL.clear()
 
 
 def default_engines() -> list[TtsEngine]:

@@ -25,7 +25,7 @@ Inbound: ``async for call in ua.incoming(): await call.answer()`` (or
 Status mapping of a final response to our INVITE: 2xx → in-progress (completed once it
 ends); 486/600 → busy; 603 → busy (declined; ``sip_code`` tells them apart);
 408/480 and our CANCEL on ring timeout → no-answer; our explicit ``cancel()`` → canceled;
-anything else (404, 503, transaction timeout without any response…) → failed.
+anything else (404, 503, a transaction timeout without any response at all…) → failed.
 """
 
 from __future__ import annotations
@@ -81,8 +81,14 @@ _FINAL = {CallStatus.COMPLETED, CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatu
           CallStatus.CANCELED}
 
 
-def status_for(code: int, *, cancel_cause: str | None = None) -> CallStatus:
-    """Outcome of an unanswered call from the final SIP code (and why we cancelled, if we did)."""
+def status_for(code: int, *, cancel_cause: str | None = None, rang: bool = True) -> CallStatus:
+    """Outcome of an unanswered call from the final SIP code (and why we cancelled, if we did).
+
+    A 408 with no provisional response before it (``rang=False``) is our own transaction
+    timeout: nobody is there, so the call failed rather than went unanswered.
+    """
+    if code == 408 and not rang:
+        return CallStatus.FAILED
     if code == 487 and cancel_cause is not None:
         return CallStatus.NO_ANSWER if cancel_cause == "ring-timeout" else CallStatus.CANCELED
     if code in (486, 600, 603):
@@ -433,7 +439,8 @@ class Call:
                 status = CallStatus.CANCELED if self.status is CallStatus.RINGING \
                     else CallStatus.NO_ANSWER
             else:
-                status = status_for(code, cancel_cause=self._cancel_cause)
+                status = status_for(code, cancel_cause=self._cancel_cause,
+                                    rang=self.session._provisional)
             self.ua.loop.create_task(self._finish(status, code, ev.reason, by="remote"))
         elif ev.kind == "ended":
             if self.status is CallStatus.IN_PROGRESS:

@@ -1,0 +1,244 @@
+"""Real SIP peers for tests: SIPp, Kamailio and baresip on 127.0.0.1.
+
+Each launcher starts one process with explicit ports (pick them from your own range),
+waits until it is ready, and is always killed at teardown — use them as context
+managers::
+
+    from tests.peers import Sipp, SCENARIOS
+    with Sipp(SCENARIOS / "uas_reject.xml", port=20010, media_port=20012,
+              keys={"code": "486", "reason": "Busy Here"}) as far_end:
+        ...                      # call sip:service@127.0.0.1:20010
+        assert far_end.wait(10) == 0, far_end.errors()
+
+SIPp's exit code is 0 when every call followed the scenario. ``Kamailio`` runs a
+registrar + proxy with digest auth from ``tests/sip/kamailio.cfg`` and ``Baresip`` a
+headless auto-answering softphone that records what it hears (see their docstrings).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+__all__ = ["SCENARIOS", "Peer", "Sipp", "Kamailio", "Baresip", "port_bound", "need"]
+
+SCENARIOS = Path(__file__).parent / "sip" / "scenarios"
+KAMAILIO_CFG = Path(__file__).parent / "sip" / "kamailio.cfg"
+
+
+def need(binary: str) -> str:
+    """Path of a peer binary; raise (tests fail, not skip) if the test setup did not install it."""
+    path = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if path is None:
+        raise RuntimeError(f"{binary} is not installed: run scripts/setup.sh")
+    return path
+
+
+def port_bound(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> bool:
+    """True if something already listens on host:port (we cannot bind it)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class Peer:
+    """A child process with a readiness check; killed by pid at teardown."""
+
+    name = "peer"
+
+    def __init__(self, cmd: Sequence[str], *, cwd: Path | None = None,
+                 ready_timeout: float = 5.0) -> None:
+        self.cmd = list(cmd)
+        self.workdir = Path(cwd) if cwd else Path(tempfile.mkdtemp(prefix=f"{self.name}-"))
+        self.ready_timeout = ready_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.workdir / f"{self.name}.log"
+
+    def ready(self) -> bool:
+        return True
+
+    def start(self) -> Peer:
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        deadline = time.monotonic() + self.ready_timeout
+        while not self.ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: "
+                                   f"{self.output()[-2000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{self.name} not ready after {self.ready_timeout} s: "
+                                   f"{self.output()[-2000:]}")
+            time.sleep(0.02)
+        return self
+
+    def output(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait(self, timeout: float) -> int:
+        """Exit code, waiting at most ``timeout`` seconds (then kill; returns -9)."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return -9
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)  # our own process group, by id
+        try:
+            self.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(2)
+
+    def __enter__(self) -> Peer:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class Sipp(Peer):
+    """SIPp running one scenario: UAS when ``remote`` is None, else UAC calling ``remote``.
+
+    keys: values for ``[key]`` placeholders in the scenario (``-key``); the scenarios in
+    ``SCENARIOS`` document theirs. ``timeout`` bounds the whole run (``-timeout``).
+    Files a scenario streams (``rtp_stream="x.ul"``) are looked up in ``workdir``.
+    """
+
+    name = "sipp"
+
+    def __init__(self, scenario: str | Path, *, port: int, media_port: int,
+                 host: str = "127.0.0.1", remote: str | None = None, service: str = "sipp",
+                 calls: int = 1, rate: float | None = None, keys: dict[str, str] | None = None,
+                 transport: str = "u1", timeout: float = 30.0, cwd: Path | None = None,
+                 extra: Sequence[str] = ()) -> None:
+        self.host, self.port, self.media_port = host, port, media_port
+        self.remote = remote
+        keys = {"dtmf_pt": "101", **(keys or {})}
+        cmd = [need("sipp")]
+        if remote:
+            cmd.append(remote)
+        cmd += ["-sf", str(scenario), "-i", host, "-p", str(port), "-mi", host,
+                "-mp", str(media_port), "-m", str(calls), "-s", service, "-t", transport,
+                "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error", "-trace_err",
+                "-error_file", "errors.log", "-max_recv_loops", "1000"]
+        if rate is not None:
+            cmd += ["-r", str(rate)]
+        for k, v in keys.items():
+            cmd += ["-key", k, v]
+        cmd += list(extra)
+        super().__init__(cmd, cwd=cwd)
+
+    def ready(self) -> bool:
+        if self.remote:
+            return True
+        return port_bound(self.host, self.port)
+
+    def errors(self) -> str:
+        try:
+            return (self.workdir / "errors.log").read_text(errors="replace")[-3000:]
+        except OSError:
+            return self.output()[-3000:]
+
+
+class Kamailio(Peer):
+    """Kamailio as registrar + proxy with digest auth (401 REGISTER, 407 INVITE) and
+    Record-Route, no database: users come from ``users`` ({name: password}).
+
+    Config: ``tests/sip/kamailio.cfg`` (listen address and users are passed as defines).
+    """
+
+    name = "kamailio"
+
+    def __init__(self, *, port: int, users: dict[str, str], host: str = "127.0.0.1",
+                 cfg: Path = KAMAILIO_CFG) -> None:
+        self.host, self.port = host, port
+        work = Path(tempfile.mkdtemp(prefix="kamailio-"))
+        users_file = work / "users.htable"
+        users_file.write_text("".join(f"{u}=>{p}\n" for u, p in users.items()))
+        cmd = [need("kamailio"), "-f", str(cfg), "-DD", "-E", "-n", "1", "-Y", str(work),
+               "-l", f"udp:{host}:{port}", "-a", "no",
+               "-A", f'USERS_FILE="{users_file}"', "-A", f'LISTEN_PORT={port}',
+               "-P", str(work / "kamailio.pid"), "-m", "32", "-M", "8"]
+        super().__init__(cmd, cwd=work, ready_timeout=8.0)
+
+    def ready(self) -> bool:
+        return port_bound(self.host, self.port)
+
+
+class Baresip(Peer):
+    """Headless baresip: auto-answers, plays ``source_wav`` (or silence) and records
+    what it hears to ``recording`` (one WAV per call); controlled over ``ctrl_tcp``.
+
+    The account user is ``user``: call ``sip:<user>@127.0.0.1:<port>``.
+    """
+
+    name = "baresip"
+
+    def __init__(self, *, port: int, ctrl_port: int, user: str = "bob",
+                 host: str = "127.0.0.1", rtp_ports: tuple[int, int] | None = None,
+                 source_wav: Path | None = None) -> None:
+        self.host, self.port, self.ctrl_port, self.user = host, port, ctrl_port, user
+        home = Path(tempfile.mkdtemp(prefix="baresip-"))
+        self.recordings = home / "rec"
+        self.recordings.mkdir()
+        lo, hi = rtp_ports or (port + 2, port + 40)
+        source = f"aufile,{source_wav}" if source_wav else "aufile,/dev/null"
+        config = f"""
+poll_method epoll
+sip_listen {host}:{port}
+audio_player aufile,{self.recordings}/played.wav
+audio_source {source}
+audio_alert aufile,/dev/null
+ausrc_srate 8000
+auplay_srate 8000
+ausrc_channels 1
+auplay_channels 1
+audio_level no
+rtp_ports {lo}-{hi}
+net_interface {host}
+ctrl_tcp_listen {host}:{ctrl_port}
+module_path /usr/lib/baresip/modules
+module stdio.so
+module g711.so
+module aufile.so
+module sndfile.so
+module_app account.so
+module_app menu.so
+module_app ctrl_tcp.so
+snd_path {self.recordings}
+"""
+        (home / "config").write_text(config)
+        (home / "accounts").write_text(
+            f"<sip:{user}@{host}:{port}>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA\n")
+        (home / "contacts").write_text("")
+        cmd = [need("baresip"), "-f", str(home)]
+        super().__init__(cmd, cwd=home, ready_timeout=8.0)
+
+    def ready(self) -> bool:
+        return port_bound(self.host, self.ctrl_port, socket.SOCK_STREAM) and \
+            port_bound(self.host, self.port)

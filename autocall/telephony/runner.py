@@ -408,8 +408,9 @@ class CallRunner:
                     action.target, announce=[await self._pcm(a) for a in action.announce],
                     timeout=action.timeout))
             else:
-                ok = bool(await asyncio.wait_for(self.call.transfer(action.target),
-                                                 action.timeout + 5))
+                code = await asyncio.wait_for(self.call.transfer(action.target),
+                                              action.timeout + 5)
+                ok = code is True or (isinstance(code, int) and 200 <= code < 300)
         except Exception as exc:  # a failed transfer returns the caller to the tree
             log.warning("transfer to %s failed: %s", action.target, exc)
         self._events.put_nowait(eng.TransferResult(ok))

@@ -40,8 +40,9 @@ _MIN_TONE_DBM0 = -40.0
 _TWIST_REVERSE_DB = 6.0
 _TWIST_NORMAL_DB = -10.0
 # Q.24 §4.3 signal-to-noise (and talk-off) practice: the two tones must carry most of
-# the block's power. 15 dB SNR against the weaker tone still leaves > 95 % in the tones.
-_MIN_TONE_SHARE = 0.7
+# the block's power. 15 dB SNR against the weaker tone still leaves > 95 % in the tones,
+# while a chord of three equal sines puts at most 67 % into any two of them.
+_MIN_TONE_SHARE = 0.8
 # Level change allowed between the two blocks of one observation: blocks that only
 # partly overlap a tone (its edges) fail this, which is what times durations exactly.
 _MAX_STEP_DB = 3.0

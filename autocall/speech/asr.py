@@ -20,6 +20,24 @@ API::
 
 Times (``at``, ``start``, ``end``) are seconds of audio fed, which is the call's media
 clock. After a final event (result, no-match, no-input) the recogniser is ``done``.
+``rec.in_speech`` is true while the caller talks. With no phrases at all (``{}``) it
+takes free dictation: the words heard, fillers removed, are the intent.
+
+Wiring into :mod:`autocall.dialogue.engine` (the telephony runner does this): on
+``Collect(speech=True, grammar=phrases)`` make
+``SpeechRecognizer(model, intents_from_phrases(phrases), lang=..., no_input_timeout=big)``
+(the engine keeps its own no-input timer; hold its ``Timeout`` back while
+``rec.in_speech``); on ``SpeechStarted`` stop the prompt; pass ``SpeechResult`` as
+``engine.SpeechResult(result.intent, result.confidence)`` (the intent is the grammar
+phrase, so the engine's phrase match is exact) and ``NoMatch`` as
+``engine.SpeechResult("", 0.0)`` (its text may hold a choice next to other words, which
+must not select it). Keys keep flowing to the engine as ``Digit`` meanwhile; a key ends
+the recogniser (drop it). A tree validator calls :func:`check_model` and
+:func:`check_phrases` so a bad model or an unknown word fails before any call.
+
+Cost (bench/bench_asr.py): decoding runs only while someone speaks; one ``feed`` can
+take ~15 ms at the start and end of an utterance, so a media loop with many calls may
+call it from a worker thread (vosk's C code runs without the GIL).
 
 Why it is built this way:
 
@@ -36,8 +54,8 @@ Why it is built this way:
 - **Model loaded once.** A vosk model takes seconds and hundreds of MB; :func:`load_model`
   caches it per path for the whole process, recognisers are per collect and cheap.
 - **Errors at validation time.** :func:`check_model` says what is missing or broken;
-  :class:`SpeechRecognizer` raises :class:`VocabularyError` naming a phrase the model
-  cannot recognise (vosk would silently drop it).
+  :func:`check_phrases` and :class:`SpeechRecognizer` raise :class:`VocabularyError`
+  naming a phrase the model cannot recognise (vosk would silently drop it).
 
 Getting a model (nothing is downloaded at run time): on a machine with internet, fetch a
 model zip from https://alphacephei.com/vosk/models (small models such as
@@ -75,6 +93,7 @@ __all__ = [
     "SpeechStarted",
     "VocabularyError",
     "check_model",
+    "check_phrases",
     "find_model",
     "intents_from_phrases",
     "load_model",
@@ -225,6 +244,26 @@ def check_model(path: str | os.PathLike[str] | None = None, lang: str | None = N
     load_model(path, lang)
 
 
+def _known(model: Any, word: str) -> bool:
+    find = getattr(model, "vosk_model_find_word", None)
+    return True if find is None else bool(find(word) >= 0)
+
+
+def check_phrases(model: Any, phrases: Sequence[str], where: str = "") -> None:
+    """Raise :class:`VocabularyError` for a phrase with a word the model cannot recognise
+    (vosk would silently drop it from the grammar). Call it when validating a tree."""
+    for phrase in phrases:
+        words = _words(phrase)
+        if not words:
+            raise VocabularyError(f"{where}empty speech phrase")
+        unknown = [w for w in words if not _known(model, w)]
+        if unknown:
+            raise VocabularyError(
+                f"{where}phrase {phrase!r} has word(s) the speech model does not know: "
+                f"{', '.join(unknown)}; use another spelling or another model"
+            )
+
+
 def intents_from_phrases(phrases: Sequence[str]) -> dict[str, list[str]]:
     """A gather's flat grammar: each phrase is its own intent."""
     return {p: [p] for p in phrases}
@@ -258,8 +297,6 @@ class SpeechRecognizer:
         vad: VadConfig | None = None,
         use_grammar: bool = True,
     ) -> None:
-        if not intents or not any(intents.values()):
-            raise VocabularyError("speech needs at least one phrase to listen for")
         self._model = model
         self.min_confidence = min_confidence
         self.sample_rate = sample_rate
@@ -268,17 +305,8 @@ class SpeechRecognizer:
         self._pre_roll = int(pre_roll * sample_rate)
         self._phrases: list[tuple[tuple[str, ...], str]] = []
         for intent, phrases in intents.items():
-            for phrase in phrases:
-                words = _words(phrase)
-                if not words:
-                    raise VocabularyError(f"intent {intent!r}: empty phrase")
-                unknown = [w for w in words if not self._known(w)]
-                if unknown:
-                    raise VocabularyError(
-                        f"intent {intent!r}: phrase {phrase!r} has word(s) the model does not "
-                        f"know: {', '.join(unknown)}; use another spelling or another model"
-                    )
-                self._phrases.append((words, intent))
+            check_phrases(model, phrases, where=f"intent {intent!r}: ")
+            self._phrases.extend((_words(phrase), intent) for phrase in phrases)
         self._phrases.sort(key=lambda p: -len(p[0]))
         intent_words = {w for words, _ in self._phrases for w in words}
         self._fillers = {
@@ -295,7 +323,8 @@ class SpeechRecognizer:
             extra.append("[unk]")
         grammar = [" ".join(words) for words, _ in self._phrases] * max(1, intent_weight)
         self.grammar = grammar + sorted(self._fillers) + extra
-        self._use_grammar = use_grammar
+        # No phrases at all: free dictation (a gather that stores whatever was said).
+        self._use_grammar = use_grammar and bool(self._phrases)
         self._vad = VoiceActivityDetector(sample_rate, vad)
         self._fed = 0
         self._listen_from = None if prompt_playing else 0
@@ -306,8 +335,12 @@ class SpeechRecognizer:
         self.done = False
 
     def _known(self, word: str) -> bool:
-        find = getattr(self._model, "vosk_model_find_word", None)
-        return True if find is None else bool(find(word) >= 0)
+        return _known(self._model, word)
+
+    @property
+    def in_speech(self) -> bool:
+        """The caller is talking now: a driver defers its own no-input timeout meanwhile."""
+        return self._rec is not None
 
     def _new_recognizer(self) -> Any:
         import vosk
@@ -419,6 +452,14 @@ class SpeechRecognizer:
         content = [(w, c) for w, c in words if w not in self._fillers]
         if not content:
             return None
+        if not self._phrases:
+            confidence = min(c for _, c in content)
+            said = " ".join(w for w, _ in content)
+            if confidence < self.min_confidence:
+                return NoMatch(text, round(confidence, 3))
+            return SpeechResult(
+                text, said, round(confidence, 3), start / self.sample_rate, end / self.sample_rate
+            )
         intents: set[str] = set()
         confs: list[float] = []
         stray: list[float] = []

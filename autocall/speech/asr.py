@@ -326,6 +326,8 @@ class SpeechRecognizer:
         # No phrases at all: free dictation (a gather that stores whatever was said).
         self._use_grammar = use_grammar and bool(self._phrases)
         self._vad = VoiceActivityDetector(sample_rate, vad)
+        onset = self._vad.config.onset_ms + self._vad.config.frame_ms
+        self._history_cap = self._pre_roll + sample_rate * onset // 1000
         self._fed = 0
         self._listen_from = None if prompt_playing else 0
         self._history: list[npt.NDArray[np.int16]] = []
@@ -373,20 +375,19 @@ class SpeechRecognizer:
         cursor = offset
         for ev in vad_events:
             if isinstance(ev, VadStart):
-                self._remember(x[cursor - offset : x.size], cursor)
+                self._remember(x[cursor - offset :])
                 events.append(self._on_start(ev))
                 cursor = self._fed
             elif isinstance(ev, VadEnd):
                 events.extend(self._finish(ev.sample))
                 if self.done:
                     return events
-                cursor = self._fed
         if self._rec is not None and cursor < self._fed:
             self._rec.AcceptWaveform(x[cursor - offset :].tobytes())
             if self._fed - self._speech_start >= self._max_speech:
                 events.extend(self._finish(self._fed))
         elif self._rec is None:
-            self._remember(x[cursor - offset :], cursor)
+            self._remember(x[cursor - offset :])
             events.extend(self._check_no_input())
         return events
 
@@ -394,19 +395,21 @@ class SpeechRecognizer:
         """Finish now (the driver's timer fired, or the call moved on): result or no-input."""
         if self.done:
             return []
-        if self._rec is not None:
-            return self._finish(self._fed)
+        events = self._finish(self._fed) if self._rec is not None else []
+        if not events:
+            events = [NoInput(self._fed / self.sample_rate)]
         self.done = True
-        return [NoInput(self._fed / self.sample_rate)]
+        return events
 
     # -- internals --
 
-    def _remember(self, chunk: npt.NDArray[np.int16], _at: int) -> None:
+    def _remember(self, chunk: npt.NDArray[np.int16]) -> None:
+        """Keep the latest audio: the pre-roll plus the onset the VAD needed to decide."""
         if chunk.size == 0:
             return
         self._history.append(chunk)
         self._history_len += chunk.size
-        while self._history and self._history_len - self._history[0].size >= self._pre_roll:
+        while self._history and self._history_len - self._history[0].size >= self._history_cap:
             self._history_len -= self._history.pop(0).size
 
     def _on_start(self, ev: VadStart) -> SpeechStarted:

@@ -228,6 +228,14 @@ def test_filler_alone_keeps_listening_then_answer(model: object) -> None:
     assert isinstance(result, SpeechResult) and result.intent == "yes"
 
 
+def test_filler_alone_then_expire_is_no_input(model: object) -> None:
+    rec = SpeechRecognizer(model, INTENTS, lang="ko", prompt_playing=False)
+    audio = np.concatenate([au.silence(0.3), au.synth("음"), au.silence(1.0)])
+    events = [e for f in au.frames(audio) for e in rec.feed(f)]
+    assert [type(e) for e in events] == [SpeechStarted] and not rec.done
+    assert rec.expire() == [NoInput(audio.size / au.RATE)] and rec.done
+
+
 def test_no_input_counts_from_end_of_prompt(model: object) -> None:
     rec = SpeechRecognizer(model, INTENTS, lang="ko", no_input_timeout=2.0)
     assert all(rec.feed(f) == [] for f in au.frames(au.silence(4.0)))  # prompt still playing
@@ -254,6 +262,16 @@ def test_expire_mid_answer_gives_the_result(model: object) -> None:
     assert isinstance(result, SpeechResult) and result.intent == "yes"
     assert not rec.in_speech and rec.done
     assert SpeechRecognizer(model, INTENTS, lang="ko").expire() == [NoInput(0.0)]
+
+
+@pytest.mark.parametrize("chunk", [80, 1000, 8000])
+def test_result_does_not_depend_on_packet_size(model: object, chunk: int) -> None:
+    rec = SpeechRecognizer(model, INTENTS, lang="ko", prompt_playing=False)
+    audio = np.concatenate([au.silence(0.5), au.synth("음 네"), au.silence(2.0)])
+    events = [e for f in au.frames(audio, chunk) for e in rec.feed(f)]
+    started, result = events
+    assert started == SpeechStarted(0.5)
+    assert isinstance(result, SpeechResult) and result.text == "음 네"
 
 
 def test_rejects_non_int16_samples(model: object) -> None:

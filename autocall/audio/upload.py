@@ -226,6 +226,24 @@ def mpeg_frames(data: bytes) -> tuple[list[_Frame], int]:
     return frames, pos
 
 
+def _xing_frames(data: bytes, first: int) -> int | None:
+    """Frame count of a Xing/Info header in the first frame (LAME's VBR/CBR tag), if any.
+
+    The tag follows the 4-byte header and the side information, whose size depends on
+    version and channel mode (ISO/IEC 11172-3 §2.4.1.7; 13818-3 halves it).
+    """
+    if first + 4 > len(data):
+        return None
+    mpeg1 = (data[first + 1] >> 3) & 3 == 3
+    mono = data[first + 3] >> 6 == 3
+    side = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    tag = first + 4 + side
+    if data[tag : tag + 4] not in (b"Xing", b"Info") or tag + 12 > len(data):
+        return None
+    flags, count = struct.unpack_from(">II", data, tag + 4)
+    return int(count) if flags & 1 else None
+
+
 def _check_mpeg(path: Path, data: bytes) -> None:
     frames, end = mpeg_frames(data)
     if not frames:
@@ -252,4 +270,13 @@ def _check_mpeg(path: Path, data: bytes) -> None:
             f"the MP3 frame chain breaks at byte {end} of {len(data)} "
             f"after {len(frames)} good frames",
             "Re-export the recording as MP3 or WAV.",
+        )
+    declared = _xing_frames(data, end - sum(f.length for f in frames))
+    if declared is not None and len(frames) - 1 < declared:
+        raise AudioFileError(
+            path,
+            "truncated",
+            f"the file is truncated: its MP3 header announces {declared} frames "
+            f"but only {len(frames) - 1} are present",
+            "Upload the complete file again (the copy or download was cut short).",
         )

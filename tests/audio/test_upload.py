@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from autocall.audio.convert import FORMATS, AudioFileError, convert, probe, read_audio
-from autocall.audio.upload import MAX_UPLOAD_BYTES, check_upload
+from autocall.audio.upload import MAX_UPLOAD_BYTES, check_upload, mpeg_frames
 
 
 def tone(rate: int = 16000, seconds: float = 1.0, amp: float = 0.3) -> np.ndarray:
@@ -145,6 +145,16 @@ def test_truncated_mp3(tmp_path: Path) -> None:
     path = tmp_path / "cut.mp3"
     path.write_bytes(data[: len(data) // 2 + 7])
     assert refused(path).reason == "truncated"
+
+
+def test_mp3_cut_at_a_frame_boundary_is_truncated(tmp_path: Path) -> None:
+    data = mp3_bytes(tone(seconds=2.0))
+    frames, _ = mpeg_frames(data)
+    keep = sum(f.length for f in frames[: len(frames) // 2])
+    path = tmp_path / "cut.mp3"
+    path.write_bytes(data[:keep])
+    err = refused(path)
+    assert err.reason == "truncated" and "announces" in str(err)
 
 
 def test_corrupt_wav_header(tmp_path: Path) -> None:

@@ -3,10 +3,10 @@
 Pipeline: decode (soundfile: WAV of any rate and sample format, MP3) → mono →
 resample (soxr HQ) → loudness-normalise → limit peaks → encode.
 
-Loudness target: every prompt comes out at an **active speech level of −21 dBFS**
-(RMS relative to a full-scale square wave), which is −15 dBm0 on G.711 — the
-conventional mean active speech level of ITU-T G.223. Because a full-scale sine is
-+3.14 dBm0 (G.711, A-law) at −3.01 dBFS, dBm0 = dBFS + 6.15. The active level is
+Loudness target: every prompt comes out at an **active speech level of −15 dBm0**
+(ITU-T G.223's conventional mean active speech level), which is −21.15 dBFS (RMS
+relative to a full-scale square wave): a full-scale sine is +3.14 dBm0 (G.711,
+A-law) at −3.01 dBFS, so dBm0 = dBFS + 6.15. The active level is
 measured after resampling, on the band the callee will actually hear, so a render
 from gTTS (24 kHz MP3) and one from espeak-ng (22 kHz WAV) come out equally loud.
 Peaks are soft-limited to −1 dBFS so loud material does not clip in G.711.
@@ -32,6 +32,7 @@ import soundfile as sf
 import soxr
 
 from autocall.audio import g711
+from autocall.audio.levels import FULL_SCALE, FULL_SCALE_SINE_DBM0, active_level_dbm0
 from autocall.audio.upload import AudioFileError, check_upload, mpeg_frames, sniff
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "PEAK_CEILING_DBFS",
     "SILENCE_PEAK_DBFS",
     "TARGET_LEVEL_DBFS",
+    "TARGET_LEVEL_DBM0",
     "AudioFileError",
     "AudioInfo",
     "Encoding",
@@ -60,15 +62,16 @@ __all__ = [
 Samples = npt.NDArray[np.float64]
 Encoding = Literal["pcm16", "pcm8", "ulaw", "alaw", "mp3"]
 
-TARGET_LEVEL_DBFS = -21.0
-"""Active speech level of every output (≈ −15 dBm0, ITU-T G.223 conventional speech level)."""
+TARGET_LEVEL_DBM0 = -15.0
+"""Active speech level of every output: ITU-T G.223's conventional mean speech level."""
+TARGET_LEVEL_DBFS = round(TARGET_LEVEL_DBM0 - (FULL_SCALE_SINE_DBM0 + 10 * np.log10(2)), 2)
+"""The same target in dBFS: −21.15."""
 PEAK_CEILING_DBFS = -1.0
 SILENCE_PEAK_DBFS = -60.0
 """A file whose peak stays below this is refused as silent (nothing a caller could hear)."""
 
-_P56_MARGIN_DB = 15.9  # ITU-T P.56 method B: activity threshold margin below the level.
-_FRAME_S = 0.02
-_FLOOR_DBFS = -70.0
+# G.711: a full-scale sine is +3.14 dBm0 and −3.01 dBFS (RMS re full-scale square wave).
+_DBM0_OVER_DBFS = FULL_SCALE_SINE_DBM0 + 10 * np.log10(2)
 _MP3_COMPRESSION_64K = 0.6  # libsndfile maps 0..1 onto the bitrate table; 0.6 → 64 kbit/s CBR.
 
 # RIFF/WAVE format tags (Microsoft mmreg.h): G.711 A-law 0x0006, μ-law 0x0007.
@@ -230,24 +233,13 @@ def resample(x: Samples, rate_in: int, rate_out: int) -> Samples:
 
 
 def speech_level_dbfs(x: Samples, rate: int) -> float | None:
-    """Active speech level in dBFS, after ITU-T P.56 method B, on 20 ms frames.
+    """Active speech level in dBFS (ITU-T P.56 style, see :mod:`autocall.audio.levels`).
 
-    The level is the mean power of the frames whose own level lies within the
-    15.9 dB P.56 margin of that mean, so pauses do not dilute it. None for silence.
+    Pauses do not dilute it, so a prompt with long silences is not pumped up. None for
+    a signal with no energy at all.
     """
-    n = max(1, int(rate * _FRAME_S))
-    usable = (x.size // n) * n
-    if usable == 0:
-        usable, n = x.size, max(1, x.size)
-    frames = x[:usable].reshape(-1, n)
-    power = np.mean(frames * frames, axis=1)
-    power = np.sort(power[power > 10 ** (_FLOOR_DBFS / 10)])[::-1]
-    if power.size == 0:
-        return None
-    mean_top = np.cumsum(power) / np.arange(1, power.size + 1)
-    within = 10 * np.log10(mean_top) - 10 * np.log10(power) <= _P56_MARGIN_DB
-    k = int(np.nonzero(within)[0][-1])
-    return float(10 * np.log10(mean_top[k]))
+    level = active_level_dbm0(x * FULL_SCALE, rate)
+    return level - _DBM0_OVER_DBFS if np.isfinite(level) else None
 
 
 def normalise(

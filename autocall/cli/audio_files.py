@@ -103,7 +103,7 @@ def convert(
 ) -> None:
     """Convert an upload to a telephone format: mono, loudness-normalised, resampled.
 
-    Every output has an active speech level of -21 dBFS (about -15 dBm0).
+    Every output has an active speech level of -15 dBm0 (-21.15 dBFS, ITU-T G.223).
 
     Example: autocall audio convert greeting.mp3 greeting.wav --rate 8000 --format ulaw
     """

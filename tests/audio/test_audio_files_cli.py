@@ -10,6 +10,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from autocall.audio import g711
+from autocall.audio.convert import TARGET_LEVEL_DBFS
 from autocall.cli import app
 
 runner = CliRunner()
@@ -71,7 +72,7 @@ def test_convert_explicit_format(tmp_path: Path) -> None:
     args = ["audio", "convert", str(src), str(dst), "--rate", "16000", "--format", "pcm8"]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    assert abs(json.loads(result.output)["speech_level_dbfs"] + 21.0) < 0.5
+    assert abs(json.loads(result.output)["speech_level_dbfs"] - TARGET_LEVEL_DBFS) < 0.5
     info = sf.info(dst)
     assert (info.samplerate, info.subtype) == (16000, "PCM_U8")
 

@@ -25,12 +25,13 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +58,8 @@ __all__ = [
     "render_prompt",
     "render_prompts",
 ]
+
+T = TypeVar("T")
 
 CACHE_FORMAT = NetworkFormat(8000, "pcm16")
 """What every cache entry holds: 8 kHz 16-bit mono PCM WAV at the convert loudness target."""
@@ -138,6 +141,10 @@ class TtsEngine(abc.ABC):
 class GttsEngine(TtsEngine):
     """Google Translate's TTS through the gTTS library, always with timeouts.
 
+    ``timeout`` is requests' (connect, read) pair: read bounds each wait for bytes.
+    ``deadline_s`` bounds the whole render, name lookup included (requests' timeouts
+    do not cover DNS, and a server that trickles bytes never trips a read timeout).
+
     ``base_url`` (or ``$AUTOCALL_GTTS_URL``) replaces the Google host, for a proxy or a
     local stand-in; gTTS itself only lets the top-level domain change. ``voice`` is
     read as gTTS's accent domain (``co.uk``, ``com.au``…) when it looks like one.
@@ -150,10 +157,12 @@ class GttsEngine(TtsEngine):
         *,
         base_url: str | None = None,
         timeout: tuple[float, float] = (2.0, 10.0),
+        deadline_s: float = 30.0,
         cooldown_s: float = 300.0,
     ) -> None:
         self.base_url = (base_url or os.environ.get(GTTS_URL_ENV) or "").rstrip("/") or None
         self.timeout = timeout
+        self.deadline_s = deadline_s
         self.cooldown_s = cooldown_s
 
     @property
@@ -185,9 +194,16 @@ class GttsEngine(TtsEngine):
                         pr.prepare_url(f"{base}/{path}", None)
                 return requests
 
-        try:
+        def fetch() -> list[bytes]:
             tts = _Routed(text, tld=tld, lang=lang, lang_check=False, timeout=self.timeout)
-            parts = [part for part in tts.stream() if part]
+            return [part for part in tts.stream() if part]
+
+        try:
+            parts = _within(fetch, self.deadline_s)
+        except TimeoutError as exc:
+            raise EngineUnavailable(
+                f"gtts: no complete answer within {self.deadline_s:g} s"
+            ) from exc
         except gTTSError as exc:
             raise EngineUnavailable(f"gtts: {exc}") from exc
         except (OSError, ValueError) as exc:
@@ -197,6 +213,30 @@ class GttsEngine(TtsEngine):
         if len(parts) == 1:
             return parts[0]
         return _join_parts(parts)
+
+
+def _within(work: Callable[[], T], seconds: float) -> T:
+    """Run *work* in a daemon thread and give up waiting after *seconds* (TimeoutError).
+
+    An abandoned thread ends on its own when its socket times out or closes.
+    """
+    box: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(work())
+        except BaseException as exc:  # handed to the caller's thread below
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="gtts-render", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError(f"gave up after {seconds:g} s")
+    if failure:
+        raise failure[0]
+    return box[0]
 
 
 def _join_parts(parts: list[bytes]) -> bytes:

@@ -120,6 +120,18 @@ def test_stalled_server_times_out_then_cools_down(
     assert not any("gtts" in name for name in wavs(tmp_path))
 
 
+def test_trickling_server_cannot_hold_a_render(
+    gtts_standin: Start, tmp_path: Path, stopwatch: Callable[[], float]
+) -> None:
+    server = gtts_standin("dribble")  # every read gets bytes: the read timeout never fires
+    gtts = GttsEngine(base_url=server.url, timeout=(1.0, 1.0), deadline_s=1.0)
+    (outcome,) = render_prompts([HELLO], tmp_path, engines=[gtts, EspeakEngine()])
+    assert (outcome.status, outcome.engine) == ("rendered", "espeak-ng")
+    assert server.sending.is_set() and 1.0 <= stopwatch() < 3.0
+    assert not gtts.available()
+    assert cache_entries(tmp_path, HELLO) == [outcome.path]
+
+
 def test_offline_default_engines_fall_back(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

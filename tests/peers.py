@@ -178,11 +178,11 @@ class Kamailio(Peer):
                  cfg: Path = KAMAILIO_CFG) -> None:
         self.host, self.port = host, port
         work = Path(tempfile.mkdtemp(prefix="kamailio-"))
-        users_file = work / "users.htable"
-        users_file.write_text("".join(f"{u}=>{p}\n" for u, p in users.items()))
-        cmd = [need("kamailio"), "-f", str(cfg), "-DD", "-E", "-n", "1", "-Y", str(work),
-               "-l", f"udp:{host}:{port}", "-a", "no",
-               "-A", f'USERS_FILE="{users_file}"', "-A", f'LISTEN_PORT={port}',
+        shutil.copy(cfg, work / "kamailio.cfg")
+        fill = "".join(f'\t$sht(users=>{u}) = "{p}";\n' for u, p in users.items())
+        (work / "users.cfg").write_text("event_route[htable:mod-init] {\n" + fill + "}\n")
+        cmd = [need("kamailio"), "-f", str(work / "kamailio.cfg"), "-DD", "-E",
+               "-Y", str(work), "-l", f"udp:{host}:{port}",
                "-P", str(work / "kamailio.pid"), "-m", "32", "-M", "8"]
         super().__init__(cmd, cwd=work, ready_timeout=8.0)
 

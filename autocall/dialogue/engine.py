@@ -477,8 +477,15 @@ class Engine:
             return self._menu_listen(node, menu.prompt, now)
         item = menu.item(key)
         if item is not None:
-            return self._goto(item.next, now)
+            return self._choose(node, key, now)
         return self._menu_failed(node, "invalid-input", now)
+
+    def _choose(self, node: MenuNode, key: str, now: float) -> list[Action]:
+        item = node.menu.item(key)
+        assert item is not None
+        if node.menu.variable is not None:
+            self.variables[node.menu.variable] = key
+        return self._goto(item.next, now)
 
     def _menu_failed(self, node: MenuNode, why: str, now: float) -> list[Action]:
         menu = node.menu
@@ -618,9 +625,7 @@ class Engine:
             key = _match_phrase(node, result.text)
             if key is None:
                 return self._menu_failed(node, "invalid-input", now)
-            item = node.menu.item(key)
-            assert item is not None
-            return self._goto(item.next, now)
+            return self._choose(node, key, now)
         if isinstance(node, GatherNode) and node.gather.speech:
             self._barge_in()
             if result.confidence < node.gather.min_confidence:

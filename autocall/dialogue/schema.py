@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -115,6 +116,9 @@ class MenuBody(_Model):
     default: NodeId | None = Field(None, description="Where to go when nothing is pressed.")
     speech: bool = False
     min_confidence: float = Field(0.0, ge=0, le=1)
+    variable: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Stores the key chosen."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -541,3 +545,108 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "autocall prompt tree"
     return schema
+
+
+class Edge(BaseModel):
+    """A possible move from one node to another, with where the YAML names it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    target: str
+    label: str
+    path: tuple[str | int, ...]
+    """YAML key path of the target, from the tree root."""
+
+
+def edges(tree: Tree) -> list[Edge]:
+    """Every explicit move in the tree, in file order (no implicit hang-ups)."""
+    out: list[Edge] = []
+
+    def add(source: str, target: str | None, label: str, *path: str | int) -> None:
+        if target is not None:
+            where = ("nodes", source, *path)
+            out.append(Edge(source=source, target=target, label=label, path=where))
+
+    for node_id, node in tree.nodes.items():
+        if isinstance(node, MenuNode):
+            for key, value in node.menu.items.items():
+                if isinstance(value, str):
+                    add(node_id, value, key, "menu", "items", key)
+                else:
+                    add(node_id, value.next, key, "menu", "items", key, "next")
+            add(node_id, node.menu.default, "no key", "menu", "default")
+            add(node_id, node.on_failure, "failed", "on_failure")
+        elif isinstance(node, BranchNode):
+            for i, case in enumerate(node.branch):
+                add(node_id, case.next, _condition_label(case.if_), "branch", i, "next")
+            add(node_id, node.else_, "else", "else")
+        elif isinstance(node, HoursNode):
+            add(node_id, node.open, "open", "open")
+            add(node_id, node.closed, "closed", "closed")
+        elif isinstance(node, GotoNode):
+            add(node_id, node.goto, "", "goto")
+        elif isinstance(node, HangupNode):
+            continue
+        else:
+            label = {"GatherNode": "ok", "WebhookNode": "ok", "TransferNode": "no answer"}.get(
+                type(node).__name__, ""
+            )
+            add(node_id, getattr(node, "next", None), label, "next")
+            add(node_id, getattr(node, "on_failure", None), "failed", "on_failure")
+    return out
+
+
+def _condition_label(cond: Condition) -> str:
+    parts = []
+    for name in ("eq", "ne", "in_", "matches", "gt", "ge", "lt", "le", "empty"):
+        value = getattr(cond, name)
+        if value is not None:
+            op = {"eq": "==", "ne": "!=", "in_": "in", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+            parts.append(f"{cond.var} {op.get(name, name)} {value}")
+    return " and ".join(parts) or f"{cond.var} set"
+
+
+WAITS_FOR_CALLER = (MenuNode, GatherNode, RecordNode)
+"""Nodes that listen to the caller; a loop through none of them never ends by itself."""
+ENDS_CALL = (HangupNode, TransferNode)
+
+
+def prompt_fields(tree: Tree) -> Iterator[tuple[tuple[str | int, ...], Prompts | None]]:
+    """Every prompt field of the tree with its YAML path, in file order."""
+    for node_id, node in tree.nodes.items():
+        base: tuple[str | int, ...] = ("nodes", node_id)
+        if isinstance(node, SayNode):
+            yield (*base, "say"), node.say
+        elif isinstance(node, MenuNode):
+            for name in ("prompt", "invalid", "no_input"):
+                yield (*base, "menu", name), getattr(node.menu, name)
+        elif isinstance(node, GatherNode):
+            for name in ("prompt", "invalid", "no_input"):
+                yield (*base, "gather", name), getattr(node.gather, name)
+        elif isinstance(node, RecordNode):
+            yield (*base, "record", "prompt"), node.record.prompt
+        elif isinstance(node, TransferNode):
+            yield (*base, "transfer", "announce"), node.transfer.announce
+
+
+def spoken_prompts(tree: Tree) -> list[tuple[str, SayPrompt]]:
+    """(node id, text prompt with language and voice resolved) for every text the tree says.
+
+    Texts are as written: templated ones (``{first_name}``) can only be rendered per call.
+    """
+    out: list[tuple[str, SayPrompt]] = []
+    for path, prompts in prompt_fields(tree):
+        node_id = str(path[1])
+        node = tree.nodes[node_id]
+        language = getattr(node, "language", None) or tree.language
+        voice = getattr(node, "voice", None) or tree.voice
+        for item in prompt_items(prompts):
+            if isinstance(item, SayPrompt):
+                resolved = SayPrompt(
+                    say=item.say,
+                    language=item.language or language,
+                    voice=item.voice or voice,
+                )
+                out.append((node_id, resolved))
+    return out

@@ -1,0 +1,487 @@
+"""YAML → :class:`Tree`, with every problem located as file:line:column.
+
+ruamel.yaml's round-trip loader remembers where each key and value sits, so a pydantic
+error path (``nodes.ask.menu.retires``) can be turned back into the line a designer
+must edit. Unknown keys get a "did you mean" from :mod:`difflib`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from autocall.dialogue import schema
+from autocall.dialogue.schema import NODE_MODELS, VERBS, Tree
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding, located for a human (1-based line and column)."""
+
+    file: str
+    line: int
+    column: int
+    severity: Severity
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message} [{self.code}]"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+class TreeError(ValueError):
+    """A tree that cannot be loaded; ``problems`` says where and why."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class Document:
+    """The parsed YAML with positions, for locating findings by key path."""
+
+    def __init__(self, data: Any, file: str) -> None:
+        self.data = data
+        self.file = file
+
+    def locate(self, path: Iterable[Any], *, key: bool = False) -> tuple[int, int]:
+        """(line, column), 1-based, of the value (or ``key``) at ``path``.
+
+        Path elements that are not in the data (pydantic's union tags, a missing key)
+        are skipped, so the answer is the deepest place that exists.
+        """
+        cur = self.data
+        where: tuple[int, int] = (0, 0)
+        last_key = False
+        for element in path:
+            found = _child(cur, element)
+            if found is None:
+                continue
+            actual, child = found
+            if isinstance(cur, CommentedMap):
+                pos = cur.lc.key(actual) if key else cur.lc.value(actual)
+                last_key = key
+                where = (pos[0], pos[1])
+            elif isinstance(cur, CommentedSeq):
+                pos = cur.lc.item(actual)
+                where = (pos[0], pos[1])
+            cur = child
+        del last_key
+        return where[0] + 1, where[1] + 1
+
+    def problem(
+        self, path: Iterable[Any], severity: Severity, code: str, message: str, *, key: bool = False
+    ) -> Problem:
+        line, column = self.locate(path, key=key)
+        return Problem(self.file, line, column, severity, code, message)
+
+    def has(self, path: Iterable[Any]) -> bool:
+        cur = self.data
+        for element in path:
+            found = _child(cur, element)
+            if found is None:
+                return False
+            cur = found[1]
+        return True
+
+
+def _child(container: Any, element: Any) -> tuple[Any, Any] | None:
+    if isinstance(container, dict):
+        if element in container:
+            return element, container[element]
+        for k in container:
+            if str(k) == str(element) and not isinstance(k, bool):
+                return k, container[k]
+        return None
+    if isinstance(container, list) and isinstance(element, int) and 0 <= element < len(container):
+        return element, container[element]
+    return None
+
+
+def parse(text: str, file: str) -> tuple[Document | None, list[Problem]]:
+    """Parse YAML text; syntax errors come back as problems, never as exceptions."""
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(io.StringIO(text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        return None, [Problem(file, line, column, "error", "yaml", f"YAML syntax: {what}")]
+    except YAMLError as exc:
+        return None, [Problem(file, 1, 1, "error", "yaml", f"YAML syntax: {exc}")]
+    return Document(data, file), []
+
+
+def read(path: Path) -> tuple[Document | None, list[Problem]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(str(path), 1, 1, "error", "file", f"cannot read the file: {exc}")]
+    return parse(text, str(path))
+
+
+def build(doc: Document) -> tuple[Tree | None, list[Problem]]:
+    """Validate a parsed document against the tree model."""
+    data = doc.data
+    if not isinstance(data, dict):
+        got = (
+            "an empty file"
+            if data is None
+            else "a list"
+            if isinstance(data, list)
+            else f"a {type(data).__name__.replace('str', 'text')}"
+        )
+        msg = f"a prompt tree is a mapping with 'start' and 'nodes', not {got}"
+        return None, [Problem(doc.file, 1, 1, "error", "type", msg)]
+    problems = _check_verbs(doc)
+    try:
+        tree = Tree.model_validate(_plain(data))
+    except ValidationError as exc:
+        problems.extend(model_problems(doc, exc, Tree, skip_types={"node_verb"}))
+        return None, _sorted(problems)
+    if problems:
+        return None, _sorted(problems)
+    return tree, []
+
+
+def load_text(text: str, file: str = "<text>", source: Path | None = None) -> Tree:
+    """Load a tree from YAML text; raises :class:`TreeError`."""
+    doc, problems = parse(text, file)
+    if doc is None:
+        raise TreeError(problems)
+    tree, problems = build(doc)
+    if tree is None:
+        raise TreeError(problems)
+    return tree.with_source(source)
+
+
+def load(path: Path | str) -> Tree:
+    """Load a tree file; raises :class:`TreeError` (file:line:column inside)."""
+    path = Path(path)
+    doc, problems = read(path)
+    if doc is None:
+        raise TreeError(problems)
+    tree, problems = build(doc)
+    if tree is None:
+        raise TreeError(problems)
+    return tree.with_source(path)
+
+
+def load_with_document(path: Path) -> tuple[Tree | None, Document | None, list[Problem]]:
+    doc, problems = read(path)
+    if doc is None:
+        return None, None, problems
+    tree, problems = build(doc)
+    if tree is not None:
+        tree.with_source(path)
+    return tree, doc, problems
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's Commented* containers → dict/list (pydantic then sees plain data)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.file, p.line, p.column))
+
+
+def _check_verbs(doc: Document) -> list[Problem]:
+    """Each node needs exactly one verb; say which key looks like a misspelt one."""
+    nodes = doc.data.get("nodes") if isinstance(doc.data, dict) else None
+    if not isinstance(nodes, dict):
+        return []
+    problems = []
+    for node_id, node in nodes.items():
+        if not isinstance(node, dict):
+            problems.append(
+                doc.problem(
+                    ["nodes", node_id],
+                    "error",
+                    "type",
+                    f"node {node_id!r} must be a mapping with one verb ({', '.join(VERBS)})",
+                )
+            )
+            continue
+        verbs = [v for v in VERBS if v in node]
+        if len(verbs) > 1:
+            problems.append(
+                doc.problem(
+                    ["nodes", node_id, verbs[1]],
+                    "error",
+                    "verb",
+                    f"node {node_id!r} has several verbs ({', '.join(verbs)}); "
+                    "give each its own node and link them with next",
+                    key=True,
+                )
+            )
+        elif not verbs:
+            hint = ""
+            for key in node:
+                close = difflib.get_close_matches(str(key), VERBS, n=1, cutoff=0.6)
+                if close:
+                    hint = f"; did you mean {close[0]!r} instead of {str(key)!r}?"
+                    break
+            problems.append(
+                doc.problem(
+                    ["nodes", node_id],
+                    "error",
+                    "verb",
+                    f"node {node_id!r} has no verb: it needs one of {', '.join(VERBS)}{hint}",
+                    key=True,
+                )
+            )
+    return problems
+
+
+_ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
+    obj
+    for obj in vars(schema).values()
+    if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == schema.__name__
+)
+_TYPE_ERRORS = {
+    "string_type",
+    "list_type",
+    "dict_type",
+    "model_type",
+    "model_attributes_type",
+    "int_type",
+    "float_type",
+    "bool_type",
+    "string_pattern_mismatch",
+    "int_parsing",
+    "float_parsing",
+    "bool_parsing",
+    "int_from_float",
+}
+
+
+def model_problems(
+    doc: Document,
+    exc: ValidationError,
+    root: type[BaseModel],
+    *,
+    prefix: Sequence[Any] = (),
+    skip_types: set[str] | None = None,
+) -> list[Problem]:
+    """Turn pydantic errors into located problems, one per real mistake."""
+    errors: list[dict[str, Any]] = []
+    for detail in exc.errors():
+        if detail["type"] in (skip_types or set()):
+            continue
+        err: dict[str, Any] = dict(detail)
+        loc = list(err["loc"])
+        # The node union's tag repeats the verb key (nodes.x.menu.menu.items): drop it.
+        if root is Tree and len(loc) >= 3 and loc[0] == "nodes" and loc[2] in NODE_MODELS:
+            err = {**err, "node_model": NODE_MODELS[loc[2]]}
+            del loc[2]
+        errors.append({**err, "loc": tuple(loc)})
+    chosen = _pick_union_branches(doc, errors, prefix)
+    problems = []
+    seen: set[tuple[int, int, str]] = set()
+    for err in chosen:
+        problem = _problem_for(doc, err, root, prefix)
+        marker = (problem.line, problem.column, problem.message)
+        if marker not in seen:
+            seen.add(marker)
+            problems.append(problem)
+    return problems
+
+
+def _split_loc(doc: Document, loc: Sequence[Any], prefix: Sequence[Any]) -> tuple[list, list]:
+    """Split an error path into the part found in the data and the tags/missing keys."""
+    matched: list[Any] = []
+    skipped: list[Any] = []
+    cur = doc.data
+    for element in prefix:
+        found = _child(cur, element)
+        cur = found[1] if found else None
+    for element in loc:
+        found = _child(cur, element)
+        if found is None:
+            skipped.append((len(matched), element))
+            continue
+        matched.append(element)
+        cur = found[1]
+    return matched, skipped
+
+
+def _pick_union_branches(
+    doc: Document, errors: list[Any], prefix: Sequence[Any], level: int = 0
+) -> list[Any]:
+    """Where a value fits none of a union's forms, keep the form it came closest to.
+
+    Unions nest (a prompt is a text, a mapping or a list of those), so the choice is
+    made tag level by tag level.
+    """
+    groups: dict[tuple[Any, ...], dict[Any, list[Any]]] = {}
+    chosen: list[Any] = []
+    for err in errors:
+        matched, skipped = _split_loc(doc, err["loc"], prefix)
+        tags = [(depth, t) for depth, t in skipped if depth < len(matched) or _is_tag(t)]
+        if len(tags) <= level:
+            chosen.append(err)
+            continue
+        depth, tag = tags[level]
+        point = tuple(matched[:depth])
+        groups.setdefault(point, {}).setdefault(tag, []).append(err)
+    for branches in groups.values():
+        if len(branches) == 1:
+            only = next(iter(branches.values()))
+            chosen.extend(_pick_union_branches(doc, only, prefix, level + 1))
+            continue
+        meaningful = {
+            tag: errs
+            for tag, errs in branches.items()
+            if any(e["type"] not in _TYPE_ERRORS for e in errs)
+        }
+        if not meaningful:
+            first = next(iter(branches.values()))[0]
+            kinds = sorted({_tag_name(t) for t in branches})
+            chosen.append({**first, "msg": f"expected {' or '.join(kinds)}", "type": "union"})
+            continue
+        best = min(meaningful.values(), key=len)
+        chosen.extend(_pick_union_branches(doc, best, prefix, level + 1))
+    return chosen
+
+
+def _is_tag(element: Any) -> bool:
+    return isinstance(element, str) and (
+        element in VERBS
+        or element[:1].isupper()
+        or "[" in element
+        or element in ("str", "int", "float", "bool", "list", "dict")
+    )
+
+
+def _tag_name(tag: Any) -> str:
+    text = str(tag)
+    names = {
+        "str": "a text",
+        "SayPrompt": "{say: text}",
+        "PlayPrompt": "{play: file}",
+        "MenuItem": "{next: node}",
+        "TransferBody": "a transfer",
+        "HangupBody": "{outcome: label}",
+        "int": "a whole number",
+        "float": "a number",
+        "bool": "true/false",
+    }
+    if text.startswith("list["):
+        return "a list"
+    if text.startswith("dict["):
+        return "a mapping"
+    return names.get(text, text)
+
+
+_BODY_MODELS: dict[str, type[BaseModel]] = {
+    "menu": schema.MenuBody,
+    "gather": schema.GatherBody,
+    "record": schema.RecordBody,
+    "transfer": schema.TransferBody,
+    "webhook": schema.WebhookBody,
+    "hours": schema.HoursBody,
+    "hangup": schema.HangupBody,
+    "if": schema.Condition,
+}
+
+
+def _model_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequence[Any]) -> Any:
+    """The model whose keys the mapping holding the unknown key should have had."""
+    loc = list(err["loc"])
+    for element in reversed(loc[:-1]):
+        for candidate in _ALL_MODELS:
+            if candidate.__name__ == element:
+                return candidate
+    data_loc = [e for e in loc if not _is_tag(e) or e in _BODY_MODELS]
+    if len(data_loc) == 1:
+        return root
+    if err.get("node_model") is not None and len(data_loc) == 3:
+        return err["node_model"]
+    if len(data_loc) >= 2 and data_loc[-2] in _BODY_MODELS:
+        return _BODY_MODELS[data_loc[-2]]
+    if len(data_loc) >= 3 and data_loc[-3] == "items":
+        return schema.MenuItem
+    if len(data_loc) >= 3 and data_loc[-3] == "branch":
+        return schema.BranchCase
+    return _closest_model(doc, loc, prefix, list(_ALL_MODELS))
+
+
+def _closest_model(
+    doc: Document, loc: Sequence[Any], prefix: Sequence[Any], candidates: list[Any]
+) -> Any:
+    matched, _ = _split_loc(doc, loc[:-1], prefix)
+    cur = doc.data
+    for element in [*prefix, *matched]:
+        found = _child(cur, element)
+        cur = found[1] if found else None
+    keys = {str(k) for k in cur} - {str(loc[-1])} if isinstance(cur, dict) else set()
+
+    def score(model: Any) -> tuple[int, int]:
+        names = _field_names(model)
+        return (len(keys & names), -len(names))
+
+    return max(candidates, key=score)
+
+
+def _field_names(model: type[BaseModel]) -> set[str]:
+    return {f.alias or name for name, f in model.model_fields.items()}
+
+
+def _problem_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequence[Any]) -> Problem:
+    loc = list(err["loc"])
+    matched, _ = _split_loc(doc, loc, prefix)
+    path = [*prefix, *matched]
+    where = ".".join(str(p) for p in path) or "(top)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_for(doc, err, root, prefix)
+        names = sorted(_field_names(model))
+        close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(names)}"
+        return doc.problem(path, "error", "unknown-key", f"unknown key {key!r}{hint}", key=True)
+    if kind == "missing":
+        key = str(loc[-1])
+        return doc.problem(path, "error", "missing", f"{where}: missing required key {key!r}")
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    value = err.get("input")
+    shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
+    return doc.problem(
+        path,
+        "error",
+        "type" if kind in _TYPE_ERRORS | {"union"} else "value",
+        f"{where}: {message}{shown}",
+    )

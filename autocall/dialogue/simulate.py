@@ -1,0 +1,319 @@
+"""Walk a tree without a phone: the same engine, driven by typed or scripted input.
+
+The simulator is a driver like the telephony runner: it plays nothing, it writes a
+transcript. Its clock is virtual (a prompt "lasts" about as long as it would take to
+say it), so timeouts cost no waiting and a run is deterministic.
+
+Input tokens: ``1``, ``#``, ``1234#`` (keys, one Digit each), ``t``/``timeout``,
+``h``/``hangup``; anything else is what the caller says (a speech result). When a
+scripted run has no more input and the tree waits for the caller, the caller hangs up.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from autocall.dialogue.engine import (
+    Action,
+    CallerHangup,
+    Collect,
+    Digit,
+    Engine,
+    Event,
+    Hangup,
+    Play,
+    PromptFinished,
+    Record,
+    RecordingFinished,
+    Say,
+    SpeechResult,
+    StartTimer,
+    Timeout,
+    Transfer,
+    TransferResult,
+    Webhook,
+    WebhookResult,
+)
+from autocall.dialogue.schema import Tree
+
+KEYS = frozenset("0123456789*#ABCD")
+SECONDS_PER_CHAR = 0.06
+KEY_GAP = 0.3
+
+
+@dataclass(frozen=True)
+class Step:
+    """One transcript line; ``at`` is seconds since the call started."""
+
+    at: float
+    kind: str
+    text: str
+    node: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"at": round(self.at, 3), "kind": self.kind, "text": self.text, "node": self.node}
+
+
+@dataclass(frozen=True)
+class WebhookCall:
+    node: str | None
+    url: str
+    payload: dict[str, Any]
+    status: int
+    body: Any
+
+
+@dataclass(frozen=True)
+class WebhookStub:
+    """A canned webhook answer for tests (status 0 = no answer)."""
+
+    status: int = 200
+    body: Any = None
+
+
+@dataclass
+class SimulationResult:
+    path: list[str]
+    outcome: str | None
+    variables: dict[str, str]
+    digits: str
+    transcript: list[Step] = field(default_factory=list)
+    webhooks: list[WebhookCall] = field(default_factory=list)
+    error: str | None = None
+    unused_input: list[str] = field(default_factory=list)
+
+    @property
+    def said(self) -> list[str]:
+        return [s.text for s in self.transcript if s.kind == "say"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "outcome": self.outcome,
+            "variables": self.variables,
+            "digits": self.digits,
+            "error": self.error,
+            "unused_input": self.unused_input,
+            "webhooks": [
+                {"node": w.node, "url": w.url, "payload": w.payload, "status": w.status}
+                for w in self.webhooks
+            ],
+            "transcript": [s.as_dict() for s in self.transcript],
+        }
+
+
+def parse_inputs(text: str) -> list[str]:
+    """``"1,2,#,timeout"`` → tokens (commas separate, blanks around them ignored)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+InputSource = Callable[[], "str | None"]
+
+
+class Simulator:
+    """Drives an :class:`Engine` over a virtual clock and records what happens."""
+
+    def __init__(
+        self,
+        tree: Tree,
+        variables: Mapping[str, str] | None = None,
+        *,
+        start_time: float = 0.0,
+        webhooks: Mapping[str, WebhookStub] | None = None,
+        live_webhooks: bool = False,
+        transfer_ok: bool = True,
+        recording_seconds: float = 8.0,
+        on_step: Callable[[Step], None] | None = None,
+        max_events: int = 10_000,
+    ) -> None:
+        self.tree = tree
+        self.engine = Engine(tree, dict(variables or {}))
+        self.now = start_time
+        self.start_time = start_time
+        self.webhook_stubs = dict(webhooks or {})
+        self.live_webhooks = live_webhooks
+        self.transfer_ok = transfer_ok
+        self.recording_seconds = recording_seconds
+        self.on_step = on_step
+        self.max_events = max_events
+        self.transcript: list[Step] = []
+        self.webhooks: list[WebhookCall] = []
+        self._prompt_lengths: deque[float] = deque()
+        self._replies: deque[Event] = deque()
+
+    # --- runs ------------------------------------------------------------------------
+
+    def run(self, inputs: Iterable[str]) -> SimulationResult:
+        """Scripted run: tokens are used whenever the tree listens."""
+        tokens = deque(str(t) for t in inputs)
+        result = self.drive(lambda: tokens.popleft() if tokens else None)
+        result.unused_input = list(tokens)
+        return result
+
+    def drive(self, next_input: InputSource) -> SimulationResult:
+        """Run to the end, asking ``next_input`` whenever the tree waits for the caller."""
+        engine = self.engine
+        self._apply(engine.start(self.now))
+        events = 0
+        while not engine.finished:
+            events += 1
+            if events > self.max_events:
+                engine.error = f"simulation stopped after {self.max_events} events"
+                break
+            waiting = engine.waiting_for
+            if self._replies:
+                self._feed(self._replies.popleft())
+            elif waiting == "prompts":
+                self.now += self._prompt_lengths.popleft() if self._prompt_lengths else 0.5
+                self._feed(PromptFinished())
+            elif waiting in ("input", "pause"):
+                if waiting == "pause":
+                    self._sleep_until_deadline()
+                    continue
+                token = next_input()
+                if token is None:
+                    self._log("hangup", "caller hangs up (no more input)")
+                    self._feed(CallerHangup())
+                else:
+                    self._caller(token)
+            else:
+                engine.error = f"engine waits for {waiting!r}, which the simulator cannot give"
+                break
+        return SimulationResult(
+            path=list(engine.path),
+            outcome=engine.outcome,
+            variables=dict(engine.variables),
+            digits=engine.digits,
+            transcript=list(self.transcript),
+            webhooks=list(self.webhooks),
+            error=engine.error,
+        )
+
+    # --- events in -------------------------------------------------------------------
+
+    def _caller(self, token: str) -> None:
+        word = token.strip()
+        lowered = word.lower()
+        if lowered in ("t", "timeout"):
+            self._log("input", "(no key: timeout)")
+            self._sleep_until_deadline()
+        elif lowered in ("h", "hangup"):
+            self._log("input", "(caller hangs up)")
+            self._feed(CallerHangup())
+        elif word and (all(ch in "0123456789*#" for ch in word) or word in ("A", "B", "C", "D")):
+            for key in word:
+                self.now += KEY_GAP
+                self._log("input", f"key {key}")
+                self._feed(Digit(key))
+                if self.engine.finished:
+                    break
+        else:
+            self._log("input", f'says "{word}"')
+            self.now += max(0.5, len(word) * SECONDS_PER_CHAR)
+            self._feed(SpeechResult(word, 1.0))
+
+    def _sleep_until_deadline(self) -> None:
+        deadline = self.engine.next_deadline()
+        if deadline is not None:
+            self.now = max(self.now, deadline)
+        self._feed(Timeout())
+
+    def _feed(self, event: Event) -> None:
+        if isinstance(event, Digit | SpeechResult):
+            # Barge-in: the driver flushes whatever was still queued.
+            self._prompt_lengths.clear()
+        self._apply(self.engine.handle(event, self.now))
+
+    # --- actions out -----------------------------------------------------------------
+
+    def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Say):
+                self._prompt_lengths.append(max(0.5, len(action.text) * SECONDS_PER_CHAR))
+                self._log("say", action.text)
+            elif isinstance(action, Play):
+                self._prompt_lengths.append(_audio_seconds(action.path))
+                self._log("play", action.path)
+            elif isinstance(action, Collect):
+                self._log("listen", _describe_collect(action))
+            elif isinstance(action, StartTimer):
+                pass
+            elif isinstance(action, Webhook):
+                self._replies.append(self._webhook(action))
+            elif isinstance(action, Record):
+                self._log("record", f"recording up to {action.max_seconds:g} s")
+                seconds = min(self.recording_seconds, action.max_seconds)
+                self.now += seconds
+                node = self.engine.node or "recording"
+                path = f"recordings/{node}-{int(self.now)}.wav"
+                self._replies.append(RecordingFinished(path, seconds, "silence"))
+            elif isinstance(action, Transfer):
+                how = "attended" if action.mode == "attended" else "blind"
+                state = "answers" if self.transfer_ok else f"no answer after {action.timeout:g} s"
+                self._log("transfer", f"{how} transfer to {action.target}: {state}")
+                if not self.transfer_ok:
+                    self.now += action.timeout
+                self._replies.append(TransferResult(self.transfer_ok))
+            elif isinstance(action, Hangup):
+                self._log("hangup", f"hang up: {action.outcome}")
+
+    def _webhook(self, action: Webhook) -> WebhookResult:
+        node = self.engine.node
+        stub = self.webhook_stubs.get(node or "") or self.webhook_stubs.get(action.url)
+        if stub is not None:
+            status, body = stub.status, stub.body
+        elif self.live_webhooks:
+            status, body = _post(action)
+        else:
+            status, body = 0, None
+        self.webhooks.append(WebhookCall(node, action.url, action.payload, status, body))
+        answer = status or "no answer"
+        self._log("webhook", f"POST {action.url} {json.dumps(action.payload)} → {answer}")
+        return WebhookResult(status, body)
+
+    def _log(self, kind: str, text: str) -> None:
+        step = Step(self.now - self.start_time, kind, text, self.engine.node)
+        self.transcript.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
+
+
+def _describe_collect(action: Collect) -> str:
+    parts = [f"up to {action.max_digits} key{'s' if action.max_digits > 1 else ''}"]
+    if action.terminator:
+        parts.append(f"end with {action.terminator}")
+    if action.speech:
+        parts.append("or speech")
+    return "listening: " + ", ".join(parts)
+
+
+def _audio_seconds(path: str) -> float:
+    try:
+        import soundfile
+
+        info = soundfile.info(path)
+        return float(info.frames) / float(info.samplerate)
+    except Exception:  # noqa: BLE001 - a missing or odd file only changes the virtual clock
+        return 1.0
+
+
+def _post(action: Webhook) -> tuple[int, Any]:
+    """A real POST with the action's timeout and retries; status 0 when none answered."""
+    import httpx
+
+    for _ in range(action.retries + 1):
+        try:
+            response = httpx.post(action.url, json=action.payload, timeout=action.timeout)
+        except httpx.HTTPError:
+            continue
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = response.text
+        if response.status_code < 500:
+            return response.status_code, body
+    return 0, None

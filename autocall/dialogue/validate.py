@@ -1,0 +1,430 @@
+"""Checks a loaded tree for the mistakes that only show during a call.
+
+Errors make ``autocall prompts validate`` exit 1: dangling targets, loops that never
+wait for the caller, menus with no way out, missing audio files, transfers to numbers
+the tree does not allow, malformed templates, and template fields the campaign's
+contacts do not provide (when their fields are known). Warnings do not fail: nodes no
+call can reach, fields the tree neither declares nor sets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autocall.dialogue.loader import Document, Problem, load_with_document
+from autocall.dialogue.schema import (
+    ENDS_CALL,
+    WAITS_FOR_CALLER,
+    BranchNode,
+    GatherNode,
+    HangupNode,
+    MenuNode,
+    PlayNode,
+    PlayPrompt,
+    Prompts,
+    RecordNode,
+    SayPrompt,
+    SetNode,
+    TransferBody,
+    TransferNode,
+    Tree,
+    WebhookNode,
+    edges,
+    prompt_fields,
+)
+from autocall.dialogue.template import fields, strings_in
+
+BUILTIN_VARIABLES = frozenset({"number", "caller_id", "called", "campaign", "attempt", "contact"})
+"""Call facts every driver passes in the engine's variables."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Findings for one file."""
+
+    file: str
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def tree_files(paths: Iterable[Path]) -> list[Path]:
+    """Expand folders to the tree files inside (``*.cases.yaml`` are test cases, skipped)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            for candidate in sorted([*path.rglob("*.yaml"), *path.rglob("*.yml")]):
+                if not _is_cases_file(candidate):
+                    found.append(candidate)
+        else:
+            found.append(path)
+    return found
+
+
+def _is_cases_file(path: Path) -> bool:
+    return path.name.endswith((".cases.yaml", ".cases.yml")) or "tests" in path.parent.parts[-1:]
+
+
+def validate_file(path: Path, contact_fields: Iterable[str] | None = None) -> Report:
+    """Load and check one tree file; never raises on bad content."""
+    tree, doc, problems = load_with_document(path)
+    if tree is None or doc is None:
+        return Report(str(path), problems)
+    return Report(str(path), check(tree, doc, contact_fields))
+
+
+def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None) -> list[Problem]:
+    """Every semantic finding for a tree that loaded."""
+    found: list[Problem] = []
+    found.extend(_targets(tree, doc))
+    found.extend(_reachability(tree, doc))
+    found.extend(_silent_loops(tree, doc))
+    found.extend(_no_way_out(tree, doc))
+    found.extend(_audio(tree, doc))
+    found.extend(_transfers(tree, doc))
+    found.extend(_templates(tree, doc, contact_fields))
+    found.extend(_menus(tree, doc))
+    return sorted(found, key=lambda p: (p.line, p.column, p.code))
+
+
+def _targets(tree: Tree, doc: Document) -> Iterator[Problem]:
+    if tree.start not in tree.nodes:
+        yield doc.problem(["start"], "error", "dangling", _missing(tree, tree.start, "start"))
+    for edge in edges(tree):
+        if edge.target not in tree.nodes:
+            yield doc.problem(edge.path, "error", "dangling", _missing(tree, edge.target, "target"))
+
+
+def _missing(tree: Tree, target: str, what: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(target, list(tree.nodes), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{what} {target!r} is not a node of this tree{hint}"
+
+
+def _graph(tree: Tree) -> dict[str, list[str]]:
+    graph: dict[str, list[str]] = {node_id: [] for node_id in tree.nodes}
+    for edge in edges(tree):
+        if edge.target in tree.nodes:
+            graph[edge.source].append(edge.target)
+    return graph
+
+
+def _reachable(graph: dict[str, list[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start] if start in graph else []
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph[node])
+    return seen
+
+
+def _reachability(tree: Tree, doc: Document) -> Iterator[Problem]:
+    if tree.start not in tree.nodes:
+        return
+    reached = _reachable(_graph(tree), tree.start)
+    for node_id in tree.nodes:
+        if node_id not in reached:
+            yield doc.problem(
+                ["nodes", node_id],
+                "warning",
+                "unreachable",
+                f"node {node_id!r} cannot be reached from start {tree.start!r}",
+                key=True,
+            )
+
+
+def _components(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Strongly connected components (Tarjan), each in discovery order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = 0
+
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            children = graph[node]
+            if i < len(children):
+                work.append((node, i + 1))
+                child = children[i]
+                if child not in index:
+                    work.append((child, 0))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                out.append(component[::-1])
+    return out
+
+
+def _silent_loops(tree: Tree, doc: Document) -> Iterator[Problem]:
+    quiet = {
+        node_id: [t for t in targets if not isinstance(tree.nodes[t], WAITS_FOR_CALLER)]
+        for node_id, targets in _graph(tree).items()
+        if not isinstance(tree.nodes[node_id], WAITS_FOR_CALLER)
+    }
+    for component in _components(quiet):
+        first = component[0]
+        if len(component) == 1 and first not in quiet[first]:
+            continue
+        members = set(component)
+        leaves = any(t not in members for n in component for t in _graph(tree)[n]) or any(
+            isinstance(tree.nodes[n], ENDS_CALL) for n in component
+        )
+        order = sorted(component, key=list(tree.nodes).index)
+        cycle = " → ".join([*order, order[0]])
+        if leaves:
+            yield doc.problem(
+                ["nodes", order[0]],
+                "warning",
+                "loop",
+                f"loop without caller input may never end: {cycle}",
+                key=True,
+            )
+        else:
+            yield doc.problem(
+                ["nodes", order[0]],
+                "error",
+                "loop",
+                f"loop never waits for the caller and has no exit: {cycle}; "
+                "add a menu, a gather or a hangup",
+                key=True,
+            )
+
+
+def _no_way_out(tree: Tree, doc: Document) -> Iterator[Problem]:
+    """Menus and gathers from which no choice ever reaches the end of the call."""
+    graph = _graph(tree)
+    exits = {
+        node_id
+        for node_id, node in tree.nodes.items()
+        if isinstance(node, ENDS_CALL) or _falls_off(node)
+    }
+    reverse: dict[str, list[str]] = {n: [] for n in graph}
+    for source, targets in graph.items():
+        for target in targets:
+            reverse[target].append(source)
+    can_end = set(exits)
+    todo = list(exits)
+    while todo:
+        reached = todo.pop()
+        for source in reverse[reached]:
+            if source not in can_end:
+                can_end.add(source)
+                todo.append(source)
+    for node_id, node in tree.nodes.items():
+        if isinstance(node, MenuNode | GatherNode) and node_id not in can_end:
+            kind = "menu" if isinstance(node, MenuNode) else "gather"
+            yield doc.problem(
+                ["nodes", node_id],
+                "error",
+                "no-way-out",
+                f"{kind} {node_id!r} has no way out: no choice ever leads to a hangup, "
+                "a transfer or the end",
+                key=True,
+            )
+
+
+def _falls_off(node: Any) -> bool:
+    """A node whose success path ends the call (no ``next``)."""
+    if isinstance(node, MenuNode | BranchNode | HangupNode):
+        return False
+    return hasattr(node, "next") and node.next is None
+
+
+def _items(path: tuple[str | int, ...], prompts: Prompts | None) -> Iterator[tuple[Any, Any]]:
+    if prompts is None:
+        return
+    if isinstance(prompts, list):
+        for i, item in enumerate(prompts):
+            yield (*path, i), item
+    else:
+        yield path, prompts
+
+
+def _audio(tree: Tree, doc: Document) -> Iterator[Problem]:
+    files: list[tuple[tuple[str | int, ...], str]] = []
+    for path, prompts in prompt_fields(tree):
+        for where, item in _items(path, prompts):
+            if isinstance(item, PlayPrompt):
+                files.append(((*where, "play"), item.play))
+    for node_id, node in tree.nodes.items():
+        if isinstance(node, PlayNode):
+            if isinstance(node.play, list):
+                files.extend((("nodes", node_id, "play", i), p) for i, p in enumerate(node.play))
+            else:
+                files.append((("nodes", node_id, "play"), node.play))
+    for where, name in files:
+        if "{" in name:
+            continue
+        resolved = tree.resolve_audio(name)
+        if not resolved.is_file():
+            yield doc.problem(
+                where,
+                "error",
+                "audio",
+                f"audio file {name!r} not found (looked at {resolved}); paths are relative "
+                "to the tree file",
+            )
+
+
+def _transfers(tree: Tree, doc: Document) -> Iterator[Problem]:
+    allowed: set[str] = set()
+    for i, raw in enumerate(tree.transfer_targets):
+        try:
+            allowed.add(TransferBody.model_validate(raw).target)
+        except ValueError as exc:
+            yield doc.problem(["transfer_targets", i], "error", "transfer", _first_line(exc))
+    for node_id, node in tree.nodes.items():
+        if isinstance(node, TransferNode) and node.transfer.target not in allowed:
+            yield doc.problem(
+                ["nodes", node_id, "transfer"],
+                "error",
+                "transfer",
+                f"transfer target {node.transfer.target!r} is not listed in transfer_targets "
+                "(only listed numbers may be dialled: toll-fraud guard)",
+            )
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc)
+    match = re.search(r"Value error, (.*?)(?: \[type=|$)", text, re.S)
+    return (match.group(1) if match else text.splitlines()[0]).strip()
+
+
+def _set_by_tree(tree: Tree) -> set[str]:
+    names = set(tree.variables) | {"webhook_status"}
+    for node in tree.nodes.values():
+        if isinstance(node, SetNode):
+            names |= set(node.set)
+        elif isinstance(node, GatherNode):
+            names.add(node.gather.variable)
+        elif isinstance(node, MenuNode) and node.menu.variable:
+            names.add(node.menu.variable)
+        elif isinstance(node, RecordNode):
+            names |= {node.record.variable, f"{node.record.variable}_duration"}
+        elif isinstance(node, WebhookNode):
+            names |= set(node.webhook.save)
+    return names
+
+
+def _templates_in(tree: Tree) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    for path, prompts in prompt_fields(tree):
+        for where, item in _items(path, prompts):
+            if isinstance(item, str):
+                yield where, item
+            elif isinstance(item, SayPrompt):
+                yield (*where, "say"), item.say
+            elif isinstance(item, PlayPrompt):
+                yield (*where, "play"), item.play
+    for node_id, node in tree.nodes.items():
+        base: tuple[str | int, ...] = ("nodes", node_id)
+        if isinstance(node, SetNode):
+            for name, value in node.set.items():
+                if isinstance(value, str):
+                    yield (*base, "set", name), value
+        elif isinstance(node, WebhookNode):
+            yield (*base, "webhook", "url"), node.webhook.url
+            for key, value in node.webhook.payload.items():
+                for text in strings_in(value):
+                    yield (*base, "webhook", "payload", key), text
+
+
+def _templates(
+    tree: Tree, doc: Document, contact_fields: Iterable[str] | None
+) -> Iterator[Problem]:
+    set_here = _set_by_tree(tree) | BUILTIN_VARIABLES
+    declared = set(tree.contact_fields or [])
+    contacts = set(contact_fields) if contact_fields is not None else None
+    reported: set[tuple[str, str]] = set()
+    for where, text in _templates_in(tree):
+        try:
+            names = fields(text)
+        except ValueError as exc:
+            yield doc.problem(where, "error", "template", f"malformed template: {exc}")
+            continue
+        for name in names:
+            if name in set_here or (name, str(where[:2])) in reported:
+                continue
+            if contacts is not None:
+                if name not in contacts:
+                    reported.add((name, str(where[:2])))
+                    yield doc.problem(
+                        where,
+                        "error",
+                        "field",
+                        f"{{{name}}} is not a column of the contacts and the tree does not "
+                        "set it: add the column or a default under variables",
+                    )
+            elif name not in declared:
+                reported.add((name, str(where[:2])))
+                yield doc.problem(
+                    where,
+                    "warning",
+                    "field",
+                    f"{{{name}}} is neither set by the tree nor listed in contact_fields",
+                )
+
+
+def _menus(tree: Tree, doc: Document) -> Iterator[Problem]:
+    for node_id, node in tree.nodes.items():
+        if isinstance(node, MenuNode):
+            menu = node.menu
+            if menu.repeat_key is not None and menu.repeat_key in menu.items:
+                yield doc.problem(
+                    ["nodes", node_id, "menu", "repeat_key"],
+                    "warning",
+                    "menu",
+                    f"repeat_key {menu.repeat_key!r} is also a menu item; "
+                    "that item can never be chosen",
+                )
+        if isinstance(node, BranchNode):
+            for i, case in enumerate(node.branch):
+                if case.if_.matches is not None:
+                    try:
+                        re.compile(case.if_.matches)
+                    except re.error as exc:
+                        yield doc.problem(
+                            ["nodes", node_id, "branch", i, "if", "matches"],
+                            "error",
+                            "value",
+                            f"matches is not a valid regular expression: {exc}",
+                        )

@@ -377,6 +377,11 @@ def _engine_of(entry: Path) -> str:
     return entry.name.split(".")[1]
 
 
+def _rank(name: str, engines: Sequence[TtsEngine]) -> int:
+    names = [e.name for e in engines]
+    return names.index(name) if name in names else len(names)
+
+
 def _clean_stale_temps(cache_dir: Path) -> None:
     limit = time.time() - _STALE_TMP_S
     for tmp in cache_dir.glob(".*.tmp"):
@@ -401,7 +406,14 @@ def _render_with(engine: TtsEngine, prompt: PromptText, dest: Path) -> None:
     convert.write_atomic(dest, convert.encode(samples, CACHE_FORMAT))
 
 
-def _render_one(prompt: PromptText, cache_dir: Path, engines: Sequence[TtsEngine]) -> RenderOutcome:
+def _render_one(
+    prompt: PromptText, cache_dir: Path, engines: Sequence[TtsEngine], upgrade: bool
+) -> RenderOutcome:
+    if not upgrade:
+        existing = cache_entries(cache_dir, prompt)
+        if existing:
+            ranked = sorted(existing, key=lambda p: _rank(_engine_of(p), engines))
+            return RenderOutcome(prompt, "cached", _engine_of(ranked[0]), ranked[0], None)
     errors: list[str] = []
     for engine in engines:
         try:
@@ -440,15 +452,20 @@ def render_prompts(
     *,
     engines: Sequence[TtsEngine] | None = None,
     on_progress: Callable[[RenderOutcome], None] | None = None,
+    upgrade: bool = True,
 ) -> list[RenderOutcome]:
-    """Render every prompt (or find it cached); one outcome per prompt, in order."""
+    """Render every prompt (or find it cached); one outcome per prompt, in order.
+
+    This is the ahead-of-time path (``autocall prompts render``): with ``upgrade`` a
+    prompt cached from a fallback engine is tried again with each better engine.
+    """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale_temps(cache_dir)
     chosen = list(engines) if engines is not None else default_engines()
     outcomes: list[RenderOutcome] = []
     for prompt in prompts:
-        outcome = _render_one(prompt, cache_dir, chosen)
+        outcome = _render_one(prompt, cache_dir, chosen, upgrade)
         outcomes.append(outcome)
         if on_progress is not None:
             on_progress(outcome)
@@ -456,10 +473,18 @@ def render_prompts(
 
 
 def render_prompt(
-    prompt: PromptText, cache_dir: Path, *, engines: Sequence[TtsEngine] | None = None
+    prompt: PromptText,
+    cache_dir: Path,
+    *,
+    engines: Sequence[TtsEngine] | None = None,
+    upgrade: bool = False,
 ) -> Path:
-    """Path of the prompt's 8 kHz 16-bit mono WAV, rendering it if needed; TtsError if none."""
-    (outcome,) = render_prompts([prompt], cache_dir, engines=engines)
+    """Path of the prompt's 8 kHz 16-bit mono WAV, rendering it if needed; TtsError if none.
+
+    This is the call-time path: any cached render is used as it is (no network wait on
+    a live call just to improve a fallback render), unless ``upgrade`` is set.
+    """
+    (outcome,) = render_prompts([prompt], cache_dir, engines=engines, upgrade=upgrade)
     if outcome.path is None:
         raise TtsError(f"cannot render {prompt.text[:40]!r} ({prompt.language}): {outcome.error}")
     return outcome.path

@@ -163,6 +163,17 @@ def test_better_engine_replaces_the_fallback_render(
     assert len(server.requests) == 1
 
 
+def test_call_time_lookup_takes_any_render_without_the_network(
+    gtts_standin: Start, tmp_path: Path
+) -> None:
+    fallback = render_prompt(HELLO, tmp_path, engines=[EspeakEngine()])
+    server = gtts_standin()
+    assert render_prompt(HELLO, tmp_path, engines=engines(server.url)) == fallback
+    assert server.requests == []
+    better = render_prompt(HELLO, tmp_path, engines=engines(server.url), upgrade=True)
+    assert ".gtts." in better.name and not fallback.exists()
+
+
 def test_an_engine_upgrade_renders_again(tmp_path: Path) -> None:
     espeak = EspeakEngine()
     first = render_prompt(HELLO, tmp_path, engines=[espeak])

@@ -10,16 +10,15 @@ cool-down so one dead network costs one fast failure, not one per prompt. A rend
 is written only once it is complete and decodes to audible audio, through a temporary
 file and ``os.replace``, so a render that fails or is killed leaves no cache entry.
 
-Cache entries are named ``<prompt key>.<engine>.<engine version key>.wav``: the
-prompt key hashes the normalised text, language and voice. A prompt rendered by a
-fallback engine is rendered again by a better engine once that one is reachable, and
-the better render replaces the fallback (the older entry is removed).
+Entries are keyed by normalised text, language, voice, engine and engine version
+(:mod:`autocall.speech.cache`). A prompt rendered by a fallback engine is rendered
+again by a better engine once that one is reachable, and the better render replaces
+the fallback.
 """
 
 from __future__ import annotations
 
 import abc
-import hashlib
 import io
 import os
 import re
@@ -27,7 +26,6 @@ import shutil
 import subprocess
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ import soundfile as sf
 
 from autocall.audio import convert
 from autocall.audio.convert import AudioFileError, NetworkFormat
+from autocall.speech import cache
 
 __all__ = [
     "CACHE_FORMAT",
@@ -53,7 +52,6 @@ __all__ = [
     "cache_entries",
     "default_engines",
     "forget_failures",
-    "normalise_text",
     "prompt_key",
     "render_prompt",
     "render_prompts",
@@ -66,8 +64,6 @@ CACHE_FORMAT = NetworkFormat(8000, "pcm16")
 
 GTTS_URL_ENV = "AUTOCALL_GTTS_URL"
 """Base URL that replaces ``https://translate.google.<tld>`` (a proxy or a local stand-in)."""
-
-_STALE_TMP_S = 600.0
 
 
 class TtsError(RuntimeError):
@@ -348,33 +344,20 @@ def default_engines() -> list[TtsEngine]:
     return [GttsEngine(), EspeakEngine()]
 
 
-# ---------------------------------------------------------------- cache
-
-
-def normalise_text(text: str) -> str:
-    """NFC, whitespace collapsed: spelling variants that sound the same share an entry."""
-    return " ".join(unicodedata.normalize("NFC", text).split())
+# ---------------------------------------------------------------- rendering
 
 
 def prompt_key(prompt: PromptText) -> str:
-    raw = "\x00".join(
-        (normalise_text(prompt.text), prompt.language.lower(), prompt.voice or "")
-    ).encode("utf-8")
-    return hashlib.sha256(raw).hexdigest()[:24]
-
-
-def _entry_path(cache_dir: Path, prompt: PromptText, engine: TtsEngine) -> Path:
-    version = hashlib.sha256(engine.version.encode("utf-8")).hexdigest()[:8]
-    return cache_dir / f"{prompt_key(prompt)}.{engine.name}.{version}.wav"
+    return cache.prompt_key(prompt.text, prompt.language, prompt.voice)
 
 
 def cache_entries(cache_dir: Path, prompt: PromptText) -> list[Path]:
     """Every cache entry for *prompt*, whatever engine made it."""
-    return sorted(Path(cache_dir).glob(f"{prompt_key(prompt)}.*.wav"))
+    return cache.entries(cache_dir, prompt_key(prompt))
 
 
-def _engine_of(entry: Path) -> str:
-    return entry.name.split(".")[1]
+def _entry_path(cache_dir: Path, prompt: PromptText, engine: TtsEngine) -> Path:
+    return cache.entry_path(cache_dir, prompt_key(prompt), engine.name, engine.version)
 
 
 def _rank(name: str, engines: Sequence[TtsEngine]) -> int:
@@ -382,18 +365,8 @@ def _rank(name: str, engines: Sequence[TtsEngine]) -> int:
     return names.index(name) if name in names else len(names)
 
 
-def _clean_stale_temps(cache_dir: Path) -> None:
-    limit = time.time() - _STALE_TMP_S
-    for tmp in cache_dir.glob(".*.tmp"):
-        try:
-            if tmp.stat().st_mtime < limit:
-                tmp.unlink()
-        except OSError:
-            pass
-
-
 def _render_with(engine: TtsEngine, prompt: PromptText, dest: Path) -> None:
-    text = normalise_text(prompt.text)
+    text = cache.normalise_text(prompt.text)
     if not text:
         raise TtsError("the prompt text is empty")
     data = engine.synthesize(text, prompt.language, prompt.voice)
@@ -403,7 +376,7 @@ def _render_with(engine: TtsEngine, prompt: PromptText, dest: Path) -> None:
         samples = convert.prepare(mono, rate, CACHE_FORMAT.rate)
     except AudioFileError as exc:
         raise TtsError(f"{engine.name}: unusable audio ({exc.detail})") from exc
-    convert.write_atomic(dest, convert.encode(samples, CACHE_FORMAT))
+    cache.store(dest, convert.encode(samples, CACHE_FORMAT))
 
 
 def _render_one(
@@ -412,8 +385,8 @@ def _render_one(
     if not upgrade:
         existing = cache_entries(cache_dir, prompt)
         if existing:
-            ranked = sorted(existing, key=lambda p: _rank(_engine_of(p), engines))
-            return RenderOutcome(prompt, "cached", _engine_of(ranked[0]), ranked[0], None)
+            ranked = sorted(existing, key=lambda p: _rank(cache.engine_of(p), engines))
+            return RenderOutcome(prompt, "cached", cache.engine_of(ranked[0]), ranked[0], None)
     errors: list[str] = []
     for engine in engines:
         try:
@@ -436,13 +409,10 @@ def _render_one(
         except TtsError as exc:
             errors.append(str(exc))
             continue
-        for other in cache_entries(cache_dir, prompt):
-            if other != entry:
-                other.unlink(missing_ok=True)
         return RenderOutcome(prompt, "rendered", engine.name, entry, None)
     leftovers = cache_entries(cache_dir, prompt)
     if leftovers:  # an older render (other engine version) beats no prompt at all
-        return RenderOutcome(prompt, "cached", _engine_of(leftovers[0]), leftovers[0], None)
+        return RenderOutcome(prompt, "cached", cache.engine_of(leftovers[0]), leftovers[0], None)
     return RenderOutcome(prompt, "failed", None, None, "; ".join(errors) or "no engine")
 
 
@@ -461,7 +431,7 @@ def render_prompts(
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale_temps(cache_dir)
+    cache.clean_stale_temps(cache_dir)
     chosen = list(engines) if engines is not None else default_engines()
     outcomes: list[RenderOutcome] = []
     for prompt in prompts:

@@ -40,7 +40,7 @@ class PacingClock:
     frame index — and with it the RTP timestamp — keeps following the wall clock.
     """
 
-    def __init__(self, frame: float = FRAME, max_burst: int = 3) -> None:
+    def __init__(self, frame: float = FRAME, max_burst: int = 5) -> None:
         if frame <= 0 or max_burst < 1:
             raise ValueError("frame must be > 0 and max_burst >= 1")
         self.frame = frame
@@ -121,9 +121,10 @@ class MediaEngine:
     A callback that raises is logged and the other streams go on.
     """
 
-    def __init__(self, frame: float = FRAME, max_burst: int = 3) -> None:
+    def __init__(self, frame: float = FRAME, max_burst: int = 5) -> None:
         self.clock = PacingClock(frame, max_burst)
         self._callbacks: dict[int, FrameCallback] = {}
+        self._after: dict[int, FrameCallback] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -142,17 +143,29 @@ class MediaEngine:
     def time(self) -> float:
         return self._get_loop().time()
 
-    def add_stream(self, on_frame: FrameCallback, start: float | None = None) -> int:
-        """Pace ``on_frame(n)`` every frame from ``start`` (default: now); returns its id."""
+    def add_stream(
+        self,
+        on_frame: FrameCallback,
+        start: float | None = None,
+        after: FrameCallback | None = None,
+    ) -> int:
+        """Pace ``on_frame(n)`` every frame from ``start`` (default: now); returns its id.
+
+        ``after(n)`` runs once every stream due in the same wake-up has sent: receive-side
+        work (playout, DTMF detection, recording) then never delays another call's packet.
+        """
         loop = self._get_loop()
         sid = next(self._ids)
         self._callbacks[sid] = on_frame
+        if after is not None:
+            self._after[sid] = after
         self.clock.add(sid, loop.time() if start is None else start)
         self._arm()
         return sid
 
     def remove_stream(self, sid: int) -> None:
         self._callbacks.pop(sid, None)
+        self._after.pop(sid, None)
         self.clock.remove(sid)
         if not self._callbacks and self._timer is not None:
             self._timer.cancel()
@@ -182,13 +195,15 @@ class MediaEngine:
         self._timer_when = math.inf
         self.wakeups += 1
         assert self._loop is not None
-        for sid, n in self.clock.due(self._loop.time()):
-            cb = self._callbacks.get(sid)  # type: ignore[call-overload]
-            if cb is None:
-                continue
-            try:
-                cb(n)
-            except Exception:
-                self.errors += 1
-                log.exception("media stream %s failed on frame %d", sid, n)
+        due = self.clock.due(self._loop.time())
+        for table in (self._callbacks, self._after):
+            for sid, n in due:
+                cb = table.get(sid)  # type: ignore[call-overload]
+                if cb is None:
+                    continue
+                try:
+                    cb(n)
+                except Exception:
+                    self.errors += 1
+                    log.exception("media stream %s failed on frame %d", sid, n)
         self._arm()

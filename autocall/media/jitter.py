@@ -94,7 +94,7 @@ class JitterBuffer:
             new = self._end - self.delay
             self.dropped += new - self._cursor
             self._cursor = new
-            self._gc()
+            self._gc_before(new)
 
     def pop(self) -> Samples | None:
         """The next frame of playout, or None before playout has started."""
@@ -104,6 +104,14 @@ class JitterBuffer:
                 return None
             self._cursor = self._first
         start = self._cursor
+        chunk = self._chunks.get(start)
+        if chunk is not None and len(chunk) == n:
+            # The common case: one 20 ms packet exactly at the playout point.
+            del self._chunks[start]
+            self._advance(start + n)
+            self._last = chunk
+            self._concealed_run = 0
+            return chunk
         out = np.zeros(n, dtype=np.int16)
         have = np.zeros(n, dtype=bool)
         for ts, chunk in self._chunks.items():
@@ -112,11 +120,8 @@ class JitterBuffer:
             if lo < hi:
                 out[lo - start : hi - start] = chunk[lo - ts : hi - ts]
                 have[lo - start : hi - start] = True
-        self._cursor = start + n
-        self._gc()
-        if self._cursor >= self._end:
-            # Underrun: wait for `delay` samples again instead of concealing sample by sample.
-            self._floor, self._cursor, self._first = self._cursor, None, None
+        self._gc_before(start + n)
+        self._advance(start + n)
         if have.all():
             self._last = out
             self._concealed_run = 0
@@ -130,9 +135,14 @@ class JitterBuffer:
             self._concealed_run = 0
         return out
 
-    def _gc(self) -> None:
-        cursor = self._cursor
-        assert cursor is not None
+    def _advance(self, cursor: int) -> None:
+        self._cursor = cursor
+        if cursor >= self._end:
+            # Underrun: wait for `delay` samples again instead of concealing sample by sample.
+            self._floor, self._cursor, self._first = cursor, None, None
+
+    def _gc_before(self, cursor: int) -> None:
         stale = [ts for ts, c in self._chunks.items() if ts + len(c) <= cursor]
         for ts in stale:
             del self._chunks[ts]
+

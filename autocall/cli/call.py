@@ -1,9 +1,357 @@
-"""`autocall call …` commands."""
+"""`autocall call TARGET` (one informer call) and `autocall serve --tree FILE` (inbound robot).
+
+Exit codes of `autocall call`, by outcome:
+
+  0  answered (and, with --confirm, the confirm key was pressed)
+  1  failed: SIP error, unreachable trunk, transport problem
+  2  bad usage or unreadable input (tree, audio file, password file)
+  3  answered, but the --confirm key was not pressed
+  4  busy or declined (486, 600, 603)
+  5  no answer (ring timeout, 408, 480)
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+
+from autocall.config import Settings, TrunkSettings, secret
+from autocall.dialogue.schema import Tree
+from autocall.telephony.call import CallStatus, UserAgent
+from autocall.telephony.inbound import AllowList, InboundServer
+from autocall.telephony.placer import load_tree
+from autocall.telephony.runner import AudioCache, CallRunner, RunResult
+from autocall.telephony.webhooks import StatusCallbacks
+
+EXIT_ANSWERED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_CONFIRMED = 3
+EXIT_BUSY = 4
+EXIT_NO_ANSWER = 5
+
+_err = Console(stderr=True, soft_wrap=True)
+
+
+def _usage(message: str) -> typer.Exit:
+    _err.print(f"[red]error:[/] {message}")
+    return typer.Exit(EXIT_USAGE)
+
+
+def informer_tree(*, say: str | None, lang: str, play: Path | None, repeat: int,
+                  confirm: str | None, confirm_timeout: float = 6.0) -> Tree:
+    """The tree of a one-off call: the message ``repeat`` times, then an optional confirm."""
+    message: dict[str, Any] = {"say": say, "language": lang} if say else {"play": str(play)}
+    nodes: dict[str, Any] = {}
+    for i in range(repeat):
+        nodes[f"message{i + 1}"] = {**message, "next": f"message{i + 2}" if i + 1 < repeat
+                                    else ("confirm" if confirm else None)}
+    if confirm:
+        nodes["confirm"] = {
+            "menu": {"prompt": {"say": f"To confirm, press {_spoken(confirm)}.", "language": lang},
+                     "items": {confirm: "confirmed"}, "timeout": confirm_timeout, "retries": 1,
+                     "invalid": None, "no_input": None},
+            "on_failure": "not_confirmed"}
+        nodes["confirmed"] = {"say": {"say": "Thank you.", "language": lang},
+                              "next": "confirmed_end"}
+        nodes["confirmed_end"] = {"hangup": "confirmed"}
+        nodes["not_confirmed"] = {"hangup": "not-confirmed"}
+    return Tree.model_validate({"name": "informer", "language": lang, "start": "message1",
+                                "nodes": nodes})
+
+
+def _spoken(key: str) -> str:
+    return {"*": "star", "#": "hash"}.get(key, key)
+
+
+def exit_code(status: str, sip_code: int | None, outcome: str | None, confirm: bool) -> int:
+    if status in (CallStatus.COMPLETED.value, CallStatus.IN_PROGRESS.value):
+        if confirm and outcome != "confirmed":
+            return EXIT_NOT_CONFIRMED
+        return EXIT_ANSWERED
+    if status == CallStatus.BUSY.value:
+        return EXIT_BUSY
+    if status == CallStatus.NO_ANSWER.value:
+        return EXIT_NO_ANSWER
+    return EXIT_FAILED
+
+
+def _target_uri(target: str, trunk: TrunkSettings) -> str:
+    if target.startswith(("sip:", "sips:")):
+        return target
+    return f"sip:{target}@{trunk.host}:{trunk.port}"
+
+
+async def place_informer_call(target: str, tree: Tree, variables: dict[str, str], *,
+                              trunk: TrunkSettings, settings: Settings, caller_id: str | None,
+                              ring_timeout: float, status_callback: str | None = None,
+                              ) -> dict[str, Any]:
+    """Dial ``target``, run ``tree`` if answered, and return the summary fields."""
+    ua = await UserAgent.start(
+        bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
+        advertise_host=settings.advertised_host, user=trunk.user or "autocall",
+        username=trunk.user, password=trunk.password, register=trunk.register,
+        registrar=f"sip:{trunk.host}:{trunk.port}" if trunk.register else None)
+    callbacks = StatusCallbacks(status_callback)
+    run: RunResult | None = None
+    uri = _target_uri(target, trunk)
+    try:
+        if trunk.register and not await ua.wait_registered(10.0):
+            return _summary(uri, None, None, error="registration failed")
+        call = await ua.call(uri, caller_id=caller_id, ring_timeout=ring_timeout)
+        callbacks.send(call.call_id, "initiated", to=uri)
+        status = await call.wait_answer()
+        if status is CallStatus.IN_PROGRESS:
+            callbacks.send(call.call_id, "answered")
+            facts = {"number": target, "callee": target, "caller": caller_id or "",
+                     "call_id": call.call_id}
+            runner = CallRunner(call, tree, {**variables, **facts}, call_facts=facts,
+                                audio=AudioCache(settings.tts_cache_dir))
+            run = await runner.run()
+            await call.hangup()
+            await call.wait_ended(5.0)
+        callbacks.send(call.call_id, "completed", call_status=str(call.status))
+        return _summary(uri, call, run)
+    finally:
+        await callbacks.drain(3.0)
+        await ua.close()
+
+
+def _summary(uri: str, call: Any, run: RunResult | None, error: str | None = None
+             ) -> dict[str, Any]:
+    answered = getattr(call, "answered_at", None)
+    ended = getattr(call, "ended_at", None) or datetime.now(UTC)
+    status = getattr(call, "status", CallStatus.FAILED)
+    return {
+        "target": uri,
+        "status": str(getattr(status, "value", status)),
+        "sip_code": getattr(call, "sip_code", None),
+        "reason": getattr(call, "reason", None),
+        "answered_at": answered.isoformat() if answered else None,
+        "duration": round((ended - answered).total_seconds(), 2) if answered else 0.0,
+        "digits": run.digits if run else "",
+        "path": run.path if run else [],
+        "outcome": run.outcome if run else None,
+        "variables": run.variables if run else {},
+        "error": error or (run.error if run else None),
+    }
+
+
+def _parse_vars(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, eq, value = pair.partition("=")
+        if not eq or not name.strip():
+            raise _usage(f"--var {pair!r}: write NAME=VALUE")
+        out[name.strip()] = value
+    return out
+
+
+def _trunk(host: str | None, port: int | None, transport: str | None, user: str | None,
+           password_file: Path | None, register: bool | None) -> TrunkSettings:
+    base = TrunkSettings.from_env()
+    password = base.password
+    if password_file is not None:
+        try:
+            password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise _usage(f"--password-file {password_file}: {exc.strerror}") from exc
+    return TrunkSettings(
+        host=host or base.host, port=port or base.port, transport=transport or base.transport,
+        user=user or base.user, password=password or secret("AUTOCALL_SIP_PASSWORD"),
+        register=base.register if register is None else register)
+
+
+HostOpt = Annotated[str | None, typer.Option(
+    "--host", help="Trunk/PBX host (env AUTOCALL_SIP_HOST, default 127.0.0.1).")]
+PortOpt = Annotated[int | None, typer.Option(
+    "--port", help="Trunk/PBX port (env AUTOCALL_SIP_PORT, default 5060).")]
+TransportOpt = Annotated[str | None, typer.Option(
+    "--transport", help="udp or tcp (env AUTOCALL_SIP_TRANSPORT).")]
+UserOpt = Annotated[str | None, typer.Option(
+    "--user", help="SIP user for digest auth (env AUTOCALL_SIP_USER). The password comes "
+    "from AUTOCALL_SIP_PASSWORD, AUTOCALL_SIP_PASSWORD_FILE or --password-file, never a flag.")]
+PasswordFileOpt = Annotated[Path | None, typer.Option(
+    "--password-file", help="File holding the SIP password (first line).")]
+RegisterOpt = Annotated[bool | None, typer.Option(
+    "--register/--no-register", help="REGISTER with the trunk (env AUTOCALL_SIP_REGISTER).")]
+BindOpt = Annotated[str | None, typer.Option(
+    "--bind", help="Local SIP address HOST:PORT (env AUTOCALL_BIND_HOST/PORT).")]
+
+
+def _settings(bind: str | None) -> Settings:
+    base = Settings.from_env()
+    if not bind:
+        return base
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit():
+        raise _usage(f"--bind {bind!r}: write HOST:PORT, e.g. 0.0.0.0:5060")
+    return Settings(trunk=base.trunk, bind_host=host, bind_port=int(port),
+                    advertised_host=base.advertised_host, database_url=base.database_url,
+                    tts_cache_dir=base.tts_cache_dir, vosk_model=base.vosk_model)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``autocall call`` and ``autocall serve`` to the root app."""
+
+    @app.command("call")
+    def call(
+        target: Annotated[str, typer.Argument(
+            help="Number (dialed via the trunk) or a full sip: URI.")],
+        say: Annotated[str | None, typer.Option("--say", help="Text to speak.")] = None,
+        lang: Annotated[str, typer.Option("--lang", help="Language of --say.")] = "en",
+        play: Annotated[Path | None, typer.Option("--play", help="WAV/MP3 to play.")] = None,
+        tree_file: Annotated[Path | None, typer.Option(
+            "--tree", help="Prompt tree (YAML) to run instead of a message.")] = None,
+        var: Annotated[list[str] | None, typer.Option(
+            "--var", help="Tree variable NAME=VALUE (repeatable).")] = None,
+        repeat: Annotated[int, typer.Option(
+            "--repeat", min=1, max=10, help="Say/play the message N times.")] = 1,
+        confirm: Annotated[str | None, typer.Option(
+            "--confirm", help="Ask the callee to press this key to confirm.")] = None,
+        confirm_timeout: Annotated[float, typer.Option(
+            "--confirm-timeout", min=0.5, max=60, help="Seconds to wait for the key "
+            "(asked twice).")] = 6.0,
+        caller_id: Annotated[str | None, typer.Option("--caller-id", help="Caller ID.")] = None,
+        ring_timeout: Annotated[float, typer.Option(
+            "--ring-timeout", min=1, max=300, help="Seconds to ring before giving up.")] = 30,
+        status_callback: Annotated[str | None, typer.Option(
+            "--status-callback", help="URL for initiated/answered/completed POSTs.")] = None,
+        host: HostOpt = None, port: PortOpt = None, transport: TransportOpt = None,
+        user: UserOpt = None, password_file: PasswordFileOpt = None,
+        register_: RegisterOpt = None, bind: BindOpt = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ) -> None:
+        """Place one informer call: speak or play a message, optionally ask to confirm.
+
+        Exit codes: 0 answered (and confirmed), 1 failed, 2 bad usage, 3 answered but
+        not confirmed, 4 busy or declined, 5 no answer.
+
+        Example: autocall call +15550100 --say "Your parcel arrives today" --confirm 1
+        """
+        logging.basicConfig(level=logging.ERROR)
+        chosen = [x for x in (say, play, tree_file) if x is not None]
+        if len(chosen) != 1:
+            raise _usage("give exactly one of --say TEXT, --play FILE or --tree FILE")
+        if confirm is not None and (len(confirm) != 1 or confirm not in "0123456789*#"):
+            raise _usage(f"--confirm {confirm!r}: one key, 0-9, * or #")
+        if confirm is not None and tree_file is not None:
+            raise _usage("--confirm goes with --say/--play; a --tree asks its own questions")
+        variables = _parse_vars(var or [])
+        try:
+            if tree_file is not None:
+                tree = load_tree(tree_file)
+            else:
+                if play is not None and not play.is_file():
+                    raise _usage(f"--play {play}: no such file")
+                tree = informer_tree(say=say, lang=lang, play=play.resolve() if play else None,
+                                     repeat=repeat, confirm=confirm,
+                                     confirm_timeout=confirm_timeout)
+        except (OSError, ValueError) as exc:
+            raise _usage(str(exc)) from exc
+        trunk = _trunk(host, port, transport, user, password_file, register_)
+        settings = _settings(bind)
+        summary = asyncio.run(place_informer_call(
+            target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
+            ring_timeout=ring_timeout, status_callback=status_callback))
+        code = exit_code(summary["status"], summary["sip_code"], summary["outcome"],
+                         confirm is not None)
+        summary["exit_code"] = code
+        if as_json:
+            typer.echo(json.dumps(summary))
+        else:
+            parts = [summary["target"], summary["status"], f"SIP {summary['sip_code']}"]
+            if summary["answered_at"]:
+                parts += [f"answered {summary['answered_at']}", f"{summary['duration']} s"]
+            if summary["digits"]:
+                parts.append(f"digits {summary['digits']}")
+            if summary["path"]:
+                parts.append("path " + ">".join(summary["path"]))
+            if summary["outcome"]:
+                parts.append(f"outcome {summary['outcome']}")
+            if summary["error"]:
+                parts.append(f"error {summary['error']}")
+            typer.echo("  ".join(parts))
+        raise typer.Exit(code)
+
+    @app.command("serve")
+    def serve(
+        tree_file: Annotated[Path, typer.Option("--tree", help="Prompt tree (YAML) to run.")],
+        bind: Annotated[str, typer.Option(
+            "--bind", help="Local SIP address HOST:PORT to listen on.")] = "127.0.0.1:5060",
+        max_calls: Annotated[int, typer.Option(
+            "--max-calls", min=1, max=5000, help="Concurrent calls; more get 503.")] = 50,
+        allow: Annotated[list[str] | None, typer.Option(
+            "--allow", help="Source address or network allowed to call (repeatable); "
+            "others get 403. Default: anyone.")] = None,
+        records: Annotated[Path, typer.Option(
+            "--records", help="Call records, one JSON object per line.")] = Path(
+            "autocall-inbound.jsonl"),
+        recordings: Annotated[Path, typer.Option(
+            "--recordings", help="Folder for voicemail WAVs and their JSON sidecars.")] = Path(
+            "recordings"),
+        var: Annotated[list[str] | None, typer.Option(
+            "--var", help="Tree variable NAME=VALUE (repeatable).")] = None,
+        status_callback: Annotated[str | None, typer.Option(
+            "--status-callback", help="URL for ringing/answered/completed POSTs.")] = None,
+        drain_timeout: Annotated[float, typer.Option(
+            "--drain-timeout", help="On SIGTERM/Ctrl-C, seconds to let calls finish.")] = 60.0,
+        host: HostOpt = None, port: PortOpt = None, transport: TransportOpt = None,
+        user: UserOpt = None, password_file: PasswordFileOpt = None,
+        register_: RegisterOpt = None,
+    ) -> None:
+        """Answer inbound calls with a prompt tree (as a trunk endpoint, or registered).
+
+        Calls beyond --max-calls get 503, sources outside --allow get 403; transfers may
+        only reach the tree's transfer_targets. SIGTERM or Ctrl-C stops taking calls and
+        lets the running ones finish. Every call appends a record to --records.
+
+        Example: autocall serve --tree prompts/helpdesk.yaml --bind 0.0.0.0:5060 --allow 10.0.0.0/8
+        """
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+        try:
+            tree = load_tree(tree_file)
+            allow_list = AllowList(allow or [])
+        except (OSError, ValueError) as exc:
+            raise _usage(str(exc)) from exc
+        settings = _settings(bind)
+        trunk = _trunk(host, port, transport, user, password_file, register_)
+        server = InboundServer(tree, records, max_calls=max_calls, allow=allow_list,
+                               audio=AudioCache(settings.tts_cache_dir),
+                               recordings_dir=recordings, variables=_parse_vars(var or []),
+                               callbacks=StatusCallbacks(status_callback))
+        asyncio.run(_serve(server, settings, trunk, drain_timeout))
+
+
+async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings,
+                 drain_timeout: float) -> None:
+    registrar = f"sip:{trunk.host}:{trunk.port}" if trunk.register else None
+    ua = await UserAgent.start(
+        bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
+        advertise_host=settings.advertised_host, user=trunk.user or "autocall",
+        username=trunk.user, password=trunk.password, register=trunk.register,
+        registrar=registrar, on_call=server.on_call)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    host, port = ua.sip.advertised
+    _err.print(f"autocall serve: listening on sip:{host}:{port} "
+               f"(max {server.max_calls} calls); records in {server.records}")
+    try:
+        await stop.wait()
+        _err.print(f"stopping: {server.active} call(s) in progress, refusing new ones")
+        left = await server.drain(drain_timeout)
+        if left:
+            _err.print(f"[yellow]{left} call(s) still running after {drain_timeout:.0f} s[/]")
+    finally:
+        await ua.close()
+        _err.print(f"served {server.served} call(s), refused {server.refused}")

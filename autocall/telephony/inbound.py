@@ -1,0 +1,222 @@
+"""The inbound robot: answer calls with a prompt tree, safely.
+
+An open SIP port is attacked within minutes, so the server refuses before it answers:
+sources outside the allow-list get 403, calls beyond the concurrency limit get 503
+(RFC 3261 §21.5.4, with Retry-After), and a shutting-down server gets 503 too. The
+toll-fraud guard sits between the tree and the call: a transfer may only reach the
+tree's own ``transfer_targets``, whatever the engine or a template asks for. Every
+call, refused or answered, leaves one call record (DESIGN.md §4) as a JSON line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from autocall.dialogue.schema import Tree, allowed_transfer_targets
+from autocall.telephony.runner import AudioCache, CallRunner, RunResult
+from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
+
+__all__ = ["AllowList", "GuardedCall", "InboundServer", "TransferRefused"]
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TransferRefused(PermissionError):
+    """A transfer target outside the tree's ``transfer_targets`` (toll-fraud guard)."""
+
+
+class AllowList:
+    """Source networks allowed to call in; empty means everyone."""
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        self.networks: list[Network] = []
+        for text in networks:
+            try:
+                self.networks.append(ipaddress.ip_network(text.strip(), strict=False))
+            except ValueError as exc:
+                raise ValueError(f"--allow {text!r}: not an address or network ({exc})") from exc
+
+    def permits(self, host: str | None) -> bool:
+        if not self.networks:
+            return True
+        if host is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.networks)
+
+
+class GuardedCall:
+    """A call whose transfers are checked against the tree's allowed targets."""
+
+    def __init__(self, call: Any, allowed: set[str]) -> None:
+        self._call = call
+        self.allowed = allowed
+        self.refused: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+    async def transfer(self, target: str, timeout: float = 30.0) -> int:
+        if target not in self.allowed:
+            self.refused.append(target)
+            log.warning("refused transfer to %s: not in the tree's transfer_targets", target)
+            raise TransferRefused(f"{target} is not an allowed transfer target")
+        result: int = await self._call.transfer(target, timeout)
+        return result
+
+
+def source_host(call: Any) -> str | None:
+    """The address the INVITE came from (the transport's, else the top Via's)."""
+    session = getattr(call, "session", None)
+    source = getattr(session, "source", None)
+    if source:
+        return str(source[0])
+    invite = getattr(session, "invite", None)
+    via = invite.headers.get("Via") if invite is not None else None
+    if isinstance(via, str):
+        sent_by = via.split()[1] if len(via.split()) > 1 else ""
+        return sent_by.split(";")[0].rsplit(":", 1)[0] or None
+    return None
+
+
+@dataclass
+class InboundServer:
+    """Runs ``tree`` on each inbound call of a ``telephony.call.UserAgent``.
+
+    Use ``ua = await UserAgent.start(..., on_call=server.on_call)``; ``await
+    server.drain()`` on shutdown refuses new calls and waits for the running ones.
+    """
+
+    tree: Tree
+    records: Path
+    max_calls: int = 50
+    allow: AllowList = field(default_factory=AllowList)
+    audio: AudioCache = field(default_factory=lambda: AudioCache(Path(".autocall/tts-cache")))
+    recordings_dir: Path = Path("recordings")
+    webhooks: WebhookClient = field(default_factory=WebhookClient)
+    callbacks: StatusCallbacks = field(default_factory=lambda: StatusCallbacks(None))
+    variables: dict[str, str] = field(default_factory=dict)
+    on_record: Callable[[dict[str, Any]], None] | None = None
+    active: int = 0
+    served: int = 0
+    refused: int = 0
+    closing: bool = False
+
+    def __post_init__(self) -> None:
+        self.allowed_targets = allowed_transfer_targets(self.tree)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+
+    async def on_call(self, call: Any) -> None:
+        """The UA's ``on_call`` hook: refuse or accept at once, run the tree in a task."""
+        host = source_host(call)
+        if not self.allow.permits(host):
+            await self._refuse(call, 403, f"source {host} is not on the allow-list")
+            return
+        if self.closing:
+            await self._refuse(call, 503, "shutting down")
+            return
+        if self.active >= self.max_calls:
+            await self._refuse(call, 503, f"all {self.max_calls} lines busy")
+            return
+        self.active += 1
+        task = asyncio.ensure_future(self._serve(call))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refuse(self, call: Any, code: int, why: str) -> None:
+        self.refused += 1
+        log.info("refused %s with %d: %s", getattr(call, "remote", "?"), code, why)
+        with contextlib.suppress(Exception):
+            await call.reject(code, "Service Unavailable" if code == 503 else None)
+        self._write(call, None, time.time(), error=why)
+
+    async def _serve(self, call: Any) -> None:
+        started = time.time()
+        run: RunResult | None = None
+        error: str | None = None
+        key = str(getattr(call, "call_id", id(call)))
+        try:
+            self.callbacks.send(key, "ringing", caller=getattr(call, "remote", None))
+            await call.answer()
+            self.callbacks.send(key, "answered")
+            caller = _user(getattr(call, "remote", ""))
+            facts = {"caller": caller, "number": caller, "call_id": key}
+            guarded = GuardedCall(call, self.allowed_targets)
+            runner = CallRunner(guarded, self.tree, {**self.variables, **facts}, audio=self.audio,
+                                recordings_dir=self.recordings_dir, webhooks=self.webhooks,
+                                call_facts=facts)
+            run = await runner.run()
+            if guarded.refused:
+                error = "refused transfer to " + ", ".join(guarded.refused)
+        except Exception as exc:  # one broken call must not take the server down
+            log.exception("inbound call failed")
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(call.hangup(), 5.0)
+            with contextlib.suppress(Exception):
+                await call.wait_ended(5.0)
+            self.active -= 1
+            self.served += 1
+            self.callbacks.send(key, "completed", outcome=run.outcome if run else None)
+            self._write(call, run, started, error=error)
+
+    def _write(self, call: Any, run: RunResult | None, started: float,
+               error: str | None = None) -> None:
+        status = getattr(call, "status", None)
+        answered = getattr(call, "answered_at", None)
+        ended = getattr(call, "ended_at", None) or datetime.now(UTC)
+        record: dict[str, Any] = {
+            "direction": "inbound",
+            "call_id": str(getattr(call, "call_id", "")),
+            "number": _user(getattr(call, "remote", "")),
+            "from": getattr(call, "remote", None),
+            "source": source_host(call),
+            "tree": self.tree.name,
+            "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
+            "answered_at": answered.isoformat() if answered else None,
+            "ended_at": ended.isoformat(),
+            "duration": round((ended - datetime.fromtimestamp(started, UTC)).total_seconds(), 3),
+            "billable": round((ended - answered).total_seconds(), 3) if answered else 0.0,
+            "status": str(getattr(status, "value", status)),
+            "sip_code": getattr(call, "sip_code", None),
+            "outcome": run.outcome if run else None,
+            "digits": run.digits if run else "",
+            "path": run.path if run else [],
+            "variables": run.variables if run else {},
+            "recording": run.recording if run else None,
+            "error": error,
+        }
+        self.records.parent.mkdir(parents=True, exist_ok=True)
+        with self.records.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.on_record is not None:
+            self.on_record(record)
+
+    async def drain(self, timeout: float = 60.0) -> int:
+        """Refuse new calls and wait (bounded) for those in progress; returns how many remain."""
+        self.closing = True
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        return len(self._tasks)
+
+
+def _user(uri: str) -> str:
+    text = uri.split("sip:", 1)[-1].split(";")[0].split(">")[0]
+    return text.split("@")[0] if "@" in text else text

@@ -1,0 +1,63 @@
+"""`autocall call` against SIPp callees: each outcome gives its documented exit code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autocall.cli import app
+from tests.peers import SCENARIOS, Sipp
+
+pytestmark = pytest.mark.peers
+
+# scenario, extra CLI args, exit code, status, SIP code
+CASES = [
+    ("uas_answer_rfc4733.xml", ["--confirm", "1"], 0, "completed", 200),
+    ("uas_answer.xml", [], 0, "completed", 200),
+    ("uas_answer.xml", ["--confirm", "1", "--confirm-timeout", "0.5"], 3, "completed", 200),
+    ("uas_reject_486.xml", [], 4, "busy", 486),
+    ("uas_reject_603.xml", [], 4, "busy", 603),
+    ("uas_ring.xml", ["--ring-timeout", "1"], 5, "no-answer", 487),
+    ("uas_reject_503.xml", [], 1, "failed", 503),
+    ("uas_reject_404.xml", [], 1, "failed", 404),
+]
+
+
+@pytest.mark.parametrize(("scenario", "args", "code", "status", "sip_code"), CASES,
+                         ids=[f"{c[0][:-4]}{'-'.join(c[1][:1])}" for c in CASES])
+def test_outcome_gives_its_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     scenario: str, args: list[str], code: int, status: str,
+                                     sip_code: int) -> None:
+    monkeypatch.setenv("AUTOCALL_TTS_CACHE", str(tmp_path / "tts"))
+    with Sipp(SCENARIOS / scenario, port=30300, media_port=30302, timeout=20) as peer:
+        result = CliRunner().invoke(app, [
+            "call", "sip:sipp@127.0.0.1:30300", "--say", "Your parcel arrives today.",
+            "--bind", "127.0.0.1:30305", "--caller-id", "+12025550100", "--json", *args])
+        peer.wait(10)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (result.exit_code, summary["status"], summary["sip_code"]) == (code, status, sip_code)
+    assert summary["exit_code"] == code
+    if status == "completed":
+        assert summary["answered_at"] and summary["duration"] > 0
+        assert summary["path"][0] == "message1"
+    if code == 0 and "--confirm" in args:
+        assert summary["outcome"] == "confirmed" and summary["digits"].startswith("1")
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["call", "+15550100"]).exit_code == 2
+    both = runner.invoke(app, ["call", "+15550100", "--say", "x", "--play", "y.wav"])
+    assert both.exit_code == 2 and "exactly one" in both.output
+    missing = runner.invoke(app, ["call", "+15550100", "--play", str(tmp_path / "no.wav")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+    bad_key = runner.invoke(app, ["call", "+15550100", "--say", "x", "--confirm", "12"])
+    assert bad_key.exit_code == 2
+
+
+def test_password_is_not_a_flag() -> None:
+    result = CliRunner().invoke(app, ["call", "+15550100", "--say", "x", "--password", "s"])
+    assert result.exit_code == 2

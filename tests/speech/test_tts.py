@@ -184,6 +184,17 @@ def test_an_engine_upgrade_renders_again(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
+def test_temp_files_of_dead_renders_are_swept(tmp_path: Path) -> None:
+    dead = tmp_path / ".abc.espeak-ng.1234.wav.x1y2.tmp"
+    live = tmp_path / ".def.espeak-ng.1234.wav.z3w4.tmp"
+    dead.write_bytes(b"half a render")
+    live.write_bytes(b"being written right now")
+    an_hour_ago = time.time() - 3600
+    os.utime(dead, (an_hour_ago, an_hour_ago))
+    render_prompts([HELLO], tmp_path, engines=[EspeakEngine()])
+    assert not dead.exists() and live.exists()
+
+
 def test_a_stale_render_beats_no_prompt(tmp_path: Path) -> None:
     first = render_prompt(HELLO, tmp_path, engines=[EspeakEngine()])
     missing = EspeakEngine(executable="espeak-ng-not-installed")

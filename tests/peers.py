@@ -25,6 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import wave
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -44,12 +45,25 @@ def need(binary: str) -> str:
 
 
 def port_bound(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> bool:
-    """True if something already listens on host:port (we cannot bind it)."""
-    with socket.socket(socket.AF_INET, kind) as s:
+    """True if a socket is bound to ``port`` (UDP) or listening on it (TCP).
+
+    Reads /proc/net instead of test-binding the port, which would race with the peer
+    that is binding it right now.
+    """
+    del host  # every peer here binds 127.0.0.1; the port is what identifies it
+    tables = ["/proc/net/udp", "/proc/net/udp6"] if kind == socket.SOCK_DGRAM else \
+        ["/proc/net/tcp", "/proc/net/tcp6"]
+    want = f":{port:04X}"
+    for table in tables:
         try:
-            s.bind((host, port))
+            lines = Path(table).read_text().splitlines()[1:]
         except OSError:
-            return True
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[1].endswith(want) and \
+                    (kind == socket.SOCK_DGRAM or fields[3] == "0A"):  # 0A = LISTEN
+                return True
     return False
 
 
@@ -194,7 +208,8 @@ class Baresip(Peer):
     """Headless baresip: auto-answers, plays ``source_wav`` (or silence) and records
     what it hears to ``recording`` (one WAV per call); controlled over ``ctrl_tcp``.
 
-    The account user is ``user``: call ``sip:<user>@127.0.0.1:<port>``.
+    The account user is ``user``: call ``sip:<user>@127.0.0.1:<port>``. baresip also
+    listens for SIP over TLS on ``port + 1``, so keep ``ctrl_port`` and ``rtp_ports`` off it.
     """
 
     name = "baresip"
@@ -206,8 +221,15 @@ class Baresip(Peer):
         home = Path(tempfile.mkdtemp(prefix="baresip-"))
         self.recordings = home / "rec"
         self.recordings.mkdir()
-        lo, hi = rtp_ports or (port + 2, port + 40)
-        source = f"aufile,{source_wav}" if source_wav else "aufile,/dev/null"
+        lo, hi = rtp_ports or (port + 10, port + 40)
+        if source_wav is None:  # baresip hangs up when its source ends: 60 s of silence
+            source_wav = home / "silence.wav"
+            with wave.open(str(source_wav), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(8000)
+                w.writeframes(bytes(2 * 8000 * 60))
+        source = f"aufile,{source_wav}"
         config = f"""
 poll_method epoll
 sip_listen {host}:{port}
@@ -223,7 +245,6 @@ rtp_ports {lo}-{hi}
 net_interface {host}
 ctrl_tcp_listen {host}:{ctrl_port}
 module_path /usr/lib/baresip/modules
-module stdio.so
 module g711.so
 module aufile.so
 module sndfile.so

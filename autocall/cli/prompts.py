@@ -437,7 +437,11 @@ def render(
                         "node": node_id,
                         "text": prompt.say,
                         "language": language,
+                        "voice": prompt.voice,
                         "status": "runtime",
+                        "engine": None,
+                        "path": None,
+                        "error": None,
                     }
                 )
                 continue

@@ -12,7 +12,7 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
@@ -264,11 +264,22 @@ def _check_verbs(doc: Document) -> list[Problem]:
     return problems
 
 
-_ALL_MODELS: tuple[type[BaseModel], ...] = tuple(
-    obj
-    for obj in vars(schema).values()
-    if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == schema.__name__
-)
+def _models_under(root: type[BaseModel]) -> list[type[BaseModel]]:
+    """Every model reachable from ``root``'s field annotations (root first)."""
+    found: list[type[BaseModel]] = []
+    todo: list[Any] = [root]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            if item in found:
+                continue
+            found.append(item)
+            todo.extend(f.annotation for f in item.model_fields.values())
+        else:
+            todo.extend(get_args(item))
+    return found
+
+
 _TYPE_ERRORS = {
     "string_type",
     "list_type",
@@ -419,8 +430,9 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {
 def _model_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequence[Any]) -> Any:
     """The model whose keys the mapping holding the unknown key should have had."""
     loc = list(err["loc"])
+    family = _models_under(root)
     for element in reversed(loc[:-1]):
-        for candidate in _ALL_MODELS:
+        for candidate in family:
             if candidate.__name__ == element:
                 return candidate
     data_loc = [e for e in loc if not _is_tag(e) or e in _BODY_MODELS]
@@ -434,7 +446,7 @@ def _model_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequence[
         return schema.MenuItem
     if len(data_loc) >= 3 and data_loc[-3] == "branch":
         return schema.BranchCase
-    return _closest_model(doc, loc, prefix, list(_ALL_MODELS))
+    return _closest_model(doc, loc, prefix, family)
 
 
 def _closest_model(

@@ -163,8 +163,9 @@ def test_menu_default_on_silence_and_variable_records_the_choice() -> None:
 
 
 def test_menu_without_on_failure_hangs_up_with_invalid_input() -> None:
-    engine = _engine({"m": {"menu": {"prompt": "P", "items": {1: "x"}, "retries": 1}},
-                      "x": {"hangup": None}})
+    engine = _engine(
+        {"m": {"menu": {"prompt": "P", "items": {1: "x"}, "retries": 1}}, "x": {"hangup": None}}
+    )
     engine.start(0)
     engine.handle(Digit("7"), 1)
     assert engine.handle(Digit("8"), 2) == [Hangup("invalid-input")]
@@ -202,8 +203,11 @@ def test_menu_speech_picks_the_longest_matching_phrase() -> None:
 
 def _gather(**body: object) -> dict:
     return {
-        "g": {"gather": {"prompt": "P", "variable": "v", **body}, "next": "ok",
-              "on_failure": "bad"},
+        "g": {
+            "gather": {"prompt": "P", "variable": "v", **body},
+            "next": "ok",
+            "on_failure": "bad",
+        },
         "ok": {"hangup": "ok"},
         "bad": {"hangup": "bad"},
     }
@@ -268,17 +272,17 @@ def test_gather_speech_stores_the_text() -> None:
 def test_record_waits_for_prompts_then_records() -> None:
     engine = _engine(
         {
-            "r": {"record": {"prompt": "Speak", "max_seconds": 30, "end_on_silence": 3},
-                  "next": "b"},
+            "r": {
+                "record": {"prompt": "Speak", "max_seconds": 30, "end_on_silence": 3},
+                "next": "b",
+            },
             "b": {"hangup": "voicemail"},
         }
     )
     assert engine.start(0) == [Say("Speak", "en", None)]
     assert engine.handle(PromptFinished(), 1) == [Record(30.0, True, 3.0, "#")]
     assert engine.handle(Digit("5"), 2) == []  # keys during a recording are the driver's
-    assert engine.handle(RecordingFinished("/tmp/r.wav", 12.34, "key"), 14) == [
-        Hangup("voicemail")
-    ]
+    assert engine.handle(RecordingFinished("/tmp/r.wav", 12.34, "key"), 14) == [Hangup("voicemail")]
     assert engine.variables["recording"] == "/tmp/r.wav"
     assert engine.variables["recording_duration"] == "12.3"
 
@@ -288,15 +292,17 @@ def test_transfer_blind_attended_and_failure_path() -> None:
         "t": {"transfer": {"target": "*102#", "announce": "Call for {who}"}, "on_failure": "vm"},
         "vm": {"hangup": "voicemail"},
     }
-    engine = Engine(tree_from({"start": "t", "nodes": nodes, "transfer_targets": ["102"]}),
-                    {"who": "sales"})
+    engine = Engine(
+        tree_from({"start": "t", "nodes": nodes, "transfer_targets": ["102"]}), {"who": "sales"}
+    )
     assert engine.start(0) == [
         Transfer("102", "attended", (Say("Call for sales", "en", None),), 25.0)
     ]
     assert engine.handle(TransferResult(False), 25) == [Hangup("voicemail")]
     engine = Engine(
-        tree_from({"start": "t", "nodes": {"t": {"transfer": "#101#"}},
-                   "transfer_targets": ["#101#"]}),
+        tree_from(
+            {"start": "t", "nodes": {"t": {"transfer": "#101#"}}, "transfer_targets": ["#101#"]}
+        ),
         {},
     )
     assert engine.start(0) == [Transfer("101", "blind", (), 25.0)]
@@ -304,8 +310,9 @@ def test_transfer_blind_attended_and_failure_path() -> None:
 
 
 def test_transfer_to_an_unlisted_target_is_refused() -> None:
-    tree = tree_from({"start": "t", "nodes": {"t": {"transfer": "+15550000"}},
-                      "transfer_targets": ["101"]})
+    tree = tree_from(
+        {"start": "t", "nodes": {"t": {"transfer": "+15550000"}}, "transfer_targets": ["101"]}
+    )
     assert allowed_transfer_targets(tree) == {"101"}
     engine = Engine(tree, {})
     assert engine.start(0) == [Hangup("error")]
@@ -441,8 +448,13 @@ def test_node_without_next_completes_the_call() -> None:
 
 
 def test_step_limit_stops_a_runaway_loop() -> None:
-    tree = tree_from({"start": "a", "max_steps": 50,
-                      "nodes": {"a": {"set": {"x": "1"}, "next": "b"}, "b": {"goto": "a"}}})
+    tree = tree_from(
+        {
+            "start": "a",
+            "max_steps": 50,
+            "nodes": {"a": {"set": {"x": "1"}, "next": "b"}, "b": {"goto": "a"}},
+        }
+    )
     engine = Engine(tree, {})
     assert engine.start(0) == [Hangup("error")]
     assert len(engine.path) == 50 and "step limit" in (engine.error or "")
@@ -485,8 +497,16 @@ def test_engine_is_deterministic() -> None:
     def run() -> tuple:
         engine = Engine(tree_from(_menu_tree()), {"first_name": "Zoe"})
         log = [engine.start(0)]
-        for i, event in enumerate([PromptFinished(), PromptFinished(), Digit("9"),
-                                   PromptFinished(), PromptFinished(), Digit("1")]):
+        for i, event in enumerate(
+            [
+                PromptFinished(),
+                PromptFinished(),
+                Digit("9"),
+                PromptFinished(),
+                PromptFinished(),
+                Digit("1"),
+            ]
+        ):
             log.append(engine.handle(event, float(i)))
         return tuple(map(tuple, log)), tuple(engine.path), engine.outcome
 

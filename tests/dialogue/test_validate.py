@@ -53,21 +53,25 @@ def test_top_level_must_be_a_mapping(write, text: str, what: str) -> None:
 
 
 def test_unknown_key_says_did_you_mean_with_its_position(write) -> None:
-    text = """start: m
+    text = (
+        """start: m
 nodes:
   m:
     menu:
       prompt: Press 1
       items: {1: end}
       retires: 3
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     line, column, severity, message = _one(write, text, "unknown-key")
     assert (line, column, severity) == (7, 7, "error")
     assert "'retires'" in message and "did you mean 'retries'" in message
 
 
 def test_unknown_key_at_top_and_in_a_prompt(write) -> None:
-    text = """start: a
+    text = (
+        """start: a
 langauge: en
 nodes:
   a:
@@ -75,7 +79,9 @@ nodes:
       - say: hello
         voise: anna
     next: end
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     found = [f for f in _findings(write, text) if f[3] == "unknown-key"]
     assert [(f[0], f[1]) for f in found] == [(2, 1), (7, 9)]
     assert "did you mean 'language'" in found[0][4]
@@ -96,7 +102,8 @@ def test_two_verbs_in_one_node(write) -> None:
 
 
 def test_wrong_type_is_located_at_the_value(write) -> None:
-    text = """start: g
+    text = (
+        """start: g
 nodes:
   g:
     gather:
@@ -104,7 +111,9 @@ nodes:
       variable: x
       max_digits: lots
     next: end
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     line, column, _, message = _one(write, text, "type")
     assert (line, column) == (7, 19) and "max_digits" in message and "'lots'" in message
 
@@ -116,14 +125,17 @@ def test_missing_required_key(write) -> None:
 
 
 def test_bad_values_are_reported(write) -> None:
-    text = """start: m
+    text = (
+        """start: m
 timezone: Mars/Olympus
 nodes:
   m:
     menu:
       prompt: P
       items: {1: end, x: end}
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     found = [f for f in _findings(write, text) if f[3] == "value"]
     lines = sorted(f[0] for f in found)
     assert lines == [2, 7]
@@ -147,7 +159,8 @@ nodes:
 
 
 def test_dangling_start_and_menu_item(write) -> None:
-    text = """start: nope
+    text = (
+        """start: nope
 nodes:
   m:
     menu:
@@ -155,7 +168,9 @@ nodes:
       items:
         1: end
         2: {next: gone}
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     found = sorted((f[0], f[4]) for f in _findings(write, text) if f[3] == "dangling")
     assert [line for line, _ in found] == [1, 8]
 
@@ -180,7 +195,8 @@ nodes:
 
 
 def test_loop_with_a_conditional_exit_is_a_warning(write) -> None:
-    text = """start: a
+    text = (
+        """start: a
 nodes:
   a:
     webhook: {url: "http://127.0.0.1/x"}
@@ -190,7 +206,9 @@ nodes:
       - if: {var: webhook_status, eq: "200"}
         next: end
     else: a
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     line, _, severity, _ = _one(write, text, "loop")
     assert (line, severity) == (3, "warning")
 
@@ -215,7 +233,8 @@ nodes:
 def test_missing_audio_file_relative_to_the_tree(write, tmp_path: Path) -> None:
     (tmp_path / "audio").mkdir()
     (tmp_path / "audio" / "here.wav").write_bytes(b"RIFF")
-    text = """start: a
+    text = (
+        """start: a
 nodes:
   a:
     play: [audio/here.wav, audio/gone.wav]
@@ -224,14 +243,17 @@ nodes:
     menu:
       prompt: [{play: audio/also-gone.wav}, "Press 1"]
       items: {1: end}
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     found = [f for f in _findings(write, text) if f[3] == "audio"]
     assert [(f[0], f[1]) for f in found] == [(4, 28), (8, 23)]
     assert "gone.wav" in found[0][4]
 
 
 def test_template_fields_warn_without_contacts_and_fail_with_them(write) -> None:
-    text = """start: a
+    text = (
+        """start: a
 contact_fields: [first_name]
 variables: {amount: "0"}
 nodes:
@@ -243,7 +265,9 @@ nodes:
     next: b
   b:
     say: "Noted {date}."
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     line, _, severity, message = _one(write, text, "field")
     assert (line, severity) == (6, "warning") and "{due_date}" in message
     found = [f for f in _findings(write, text, contact_fields=["amount"]) if f[3] == "field"]
@@ -260,13 +284,16 @@ def test_malformed_template(write) -> None:
 
 
 def test_transfer_target_must_be_listed(write) -> None:
-    text = """start: t
+    text = (
+        """start: t
 transfer_targets: ["#101#", "abc"]
 nodes:
   t:
     transfer: "*102#"
     on_failure: end
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     found = sorted((f[0], f[4]) for f in _findings(write, text) if f[3] == "transfer")
     assert [line for line, _ in found] == [2, 5]
     assert "'102'" in found[1][1]

@@ -266,9 +266,23 @@ def normalise(
     return y
 
 
-def prepare(x: Samples, rate_in: int, rate_out: int) -> Samples:
-    """Mono samples at any rate → loudness-normalised samples at ``rate_out``."""
-    return normalise(resample(x, rate_in, rate_out), rate_out)
+def prepare(x: Samples, rate_in: int, rate_out: int, *, name: Path | str = "<audio>") -> Samples:
+    """Mono samples at any rate → loudness-normalised samples at ``rate_out``.
+
+    Refuses a signal with nothing audible below the new Nyquist frequency: normalising
+    it would amplify the resampler's residue by 100 dB or more into noise.
+    """
+    y = resample(x, rate_in, rate_out)
+    peak = _dbfs(float(np.max(np.abs(y))) if y.size else 0.0)
+    if peak < SILENCE_PEAK_DBFS:
+        raise AudioFileError(
+            name,
+            "silent",
+            f"nothing is left below {rate_out // 2} Hz, the telephone band "
+            f"(peak {peak:.0f} dBFS after resampling to {rate_out} Hz)",
+            "Record speech, not a high-pitched tone or ultrasound.",
+        )
+    return normalise(y, rate_out)
 
 
 # ---------------------------------------------------------------- encoding
@@ -357,7 +371,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 def convert(src: Path, dst: Path, fmt: NetworkFormat, *, upload_rules: bool = True) -> Path:
     """Convert one upload to one network format, atomically. Returns *dst*."""
     x, rate = read_audio(src, upload_rules=upload_rules)
-    write_atomic(dst, encode(prepare(x, rate, fmt.rate), fmt))
+    write_atomic(dst, encode(prepare(x, rate, fmt.rate, name=src), fmt))
     return Path(dst)
 
 
@@ -375,7 +389,7 @@ def export_all(
     written: dict[str, Path] = {}
     for fmt in formats:
         if fmt.rate not in prepared:
-            prepared[fmt.rate] = prepare(x, rate, fmt.rate)
+            prepared[fmt.rate] = prepare(x, rate, fmt.rate, name=src)
         dst = Path(out_dir) / f"{src.stem}.{fmt.name}{fmt.suffix}"
         write_atomic(dst, encode(prepared[fmt.rate], fmt))
         written[fmt.name] = dst

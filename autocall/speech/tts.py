@@ -373,7 +373,7 @@ def _render_with(engine: TtsEngine, prompt: PromptText, dest: Path) -> None:
     try:
         frames, rate = convert.decode(data, name=f"<{engine.name} output>")
         mono = convert.to_mono(frames)
-        samples = convert.prepare(mono, rate, CACHE_FORMAT.rate)
+        samples = convert.prepare(mono, rate, CACHE_FORMAT.rate, name=f"<{engine.name} output>")
     except AudioFileError as exc:
         raise TtsError(f"{engine.name}: unusable audio ({exc.detail})") from exc
     cache.store(dest, convert.encode(samples, CACHE_FORMAT))

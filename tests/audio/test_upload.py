@@ -184,6 +184,18 @@ def test_silent(tmp_path: Path, peak_dbfs: float | None) -> None:
     assert err.reason == "silent" and "silent" in str(err)
 
 
+def test_nothing_in_the_telephone_band_is_silent(tmp_path: Path) -> None:
+    t = np.arange(44100) / 44100
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.05)  # 50 ms fades: no clicks
+    path = tmp_path / "whistle.wav"
+    path.write_bytes(wav_bytes(0.5 * ramp * np.sin(2 * np.pi * 12000 * t), 44100))
+    read_audio(path)  # loud at 44.1 kHz…
+    with pytest.raises(AudioFileError) as caught:
+        convert(path, tmp_path / "out.wav", FORMATS["pcm16-8k"])
+    assert caught.value.reason == "silent" and "below 4000 Hz" in str(caught.value)
+    assert not (tmp_path / "out.wav").exists()
+
+
 def test_quiet_but_audible_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "soft.wav"
     path.write_bytes(wav_bytes(tone(amp=10 ** (-45 / 20))))

@@ -1,0 +1,148 @@
+"""`autocall serve` as a process, called by SIPp: path by keys, 503 past the limit,
+403 off the allow-list, graceful shutdown, and one call record per call."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from autocall.dialogue.schema import Tree
+from autocall.telephony.inbound import AllowList, GuardedCall, TransferRefused
+from tests.peers import SCENARIOS, Sipp, port_bound
+
+pytestmark = pytest.mark.peers
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+TREE = """\
+name: front-desk
+start: welcome
+transfer_targets: ["101"]
+nodes:
+  welcome:
+    menu: {prompt: "Welcome. For sales press 7.", items: {7: sales}, timeout: 5}
+  sales:
+    menu: {prompt: "Sales. Press 9 to confirm.", items: {9: confirmed}, timeout: 5}
+  confirmed: {say: "Thank you, one moment."}
+"""
+
+
+@contextmanager
+def serve(tmp: Path, port: int, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    (tmp / "tree.yaml").write_text(TREE)
+    cmd = [sys.executable, "-c", "from autocall.cli import main; main()", "serve",
+           "--tree", str(tmp / "tree.yaml"), "--bind", f"127.0.0.1:{port}",
+           "--records", str(tmp / "calls.jsonl"), *args]
+    log = (tmp / "serve.log").open("wb")
+    proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "AUTOCALL_TTS_CACHE": str(tmp / "tts"),
+                                 "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 15
+        while not port_bound("127.0.0.1", port):
+            assert proc.poll() is None, (tmp / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve did not bind its port"
+            time.sleep(0.05)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(5)
+        log.close()
+
+
+def hold_or_refused(tmp: Path, hold_ms: int) -> Path:
+    """The caller scenario with its talk time filled in (SIPp keys do not reach <pause>)."""
+    text = (HERE / "scenarios" / "uac_hold_or_refused.xml").read_text()
+    path = tmp / f"uac_hold_{hold_ms}.xml"
+    path.write_text(text.replace("[hold]", str(hold_ms)))
+    return path
+
+
+def records(tmp: Path) -> list[dict]:
+    path = tmp / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_caller_keys_take_the_path_and_sigterm_lets_the_call_finish(tmp_path: Path) -> None:
+    with serve(tmp_path, 30400) as proc:
+        caller = Sipp(SCENARIOS / "uac_call.xml", port=30401, media_port=30402,
+                      remote="127.0.0.1:30400", service="frontdesk", timeout=20)
+        with caller:
+            time.sleep(0.6)  # the call is up: a graceful stop must let it finish
+            proc.send_signal(signal.SIGTERM)
+            assert caller.wait(15) == 0, caller.errors()
+        assert proc.wait(15) == 0
+    log = (tmp_path / "serve.log").read_text()
+    assert "served 1 call(s)" in log
+    (record,) = records(tmp_path)
+    assert record["path"] == ["welcome", "sales", "confirmed"]
+    assert record["digits"] == "79"  # 7 as RFC 4733, 9 as SIP INFO
+    assert record["status"] == "completed" and record["answered_at"]
+    assert record["number"] == "sipp"
+
+
+def test_calls_past_the_limit_get_503(tmp_path: Path) -> None:
+    with serve(tmp_path, 30410, "--max-calls", "3"):
+        caller = Sipp(hold_or_refused(tmp_path, 2500), port=30411, media_port=30412,
+                      remote="127.0.0.1:30410", service="frontdesk", calls=8, rate=40,
+                      timeout=25)
+        with caller:
+            assert caller.wait(20) == 0, caller.errors()
+        time.sleep(0.5)
+    rows = records(tmp_path)
+    assert len(rows) == 8
+    answered = [r for r in rows if r["answered_at"]]
+    refused = [r for r in rows if r["sip_code"] == 503]
+    assert len(answered) == 3 and len(refused) == 5
+    assert all("lines busy" in r["error"] for r in refused)
+
+
+def test_sources_off_the_allow_list_get_403(tmp_path: Path) -> None:
+    with serve(tmp_path, 30420, "--allow", "10.0.0.0/8"):
+        caller = Sipp(hold_or_refused(tmp_path, 100), port=30421, media_port=30422,
+                      remote="127.0.0.1:30420", service="frontdesk", timeout=15)
+        with caller:
+            assert caller.wait(10) == 0, caller.errors()
+        time.sleep(0.3)
+    (row,) = records(tmp_path)
+    assert row["sip_code"] == 403 and row["answered_at"] is None
+    assert "allow-list" in row["error"]
+
+
+def test_allow_list_parses_networks_and_refuses_junk() -> None:
+    allow = AllowList(["10.0.0.0/8", "192.0.2.7"])
+    assert allow.permits("10.1.2.3") and allow.permits("192.0.2.7")
+    assert not allow.permits("192.0.2.8") and not allow.permits(None)
+    assert AllowList().permits("203.0.113.5")
+    with pytest.raises(ValueError, match="not an address"):
+        AllowList(["10.0.0.0/33"])
+
+
+async def test_transfer_guard_refuses_targets_outside_the_tree() -> None:
+    class Line:
+        transferred: list[str] = []
+
+        async def transfer(self, target: str, timeout: float = 30.0) -> int:
+            self.transferred.append(target)
+            return 200
+
+    tree = Tree.model_validate({"start": "a", "transfer_targets": ["101", "#102#"],
+                                "nodes": {"a": {"hangup": "done"}}})
+    from autocall.dialogue.schema import allowed_transfer_targets
+
+    line = Line()
+    guarded = GuardedCall(line, allowed_transfer_targets(tree))
+    assert await guarded.transfer("102") == 200
+    with pytest.raises(TransferRefused):
+        await guarded.transfer("+19005550123")
+    assert line.transferred == ["102"] and guarded.refused == ["+19005550123"]

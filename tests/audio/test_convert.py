@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import struct
@@ -13,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autocall.audio import g711
 from autocall.audio.convert import (
@@ -21,6 +24,7 @@ from autocall.audio.convert import (
     TARGET_LEVEL_DBFS,
     NetworkFormat,
     convert,
+    encode,
     export_all,
     normalise,
     prepare,
@@ -157,6 +161,23 @@ def test_mp3_is_64kbps_mono_16khz(source: tuple[Path, np.ndarray], tmp_path: Pat
     assert {f.rate for f in frames} == {16000}
     assert sf.info(dst).channels == 1
     assert end <= len(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-32768, 32767), min_size=1, max_size=400))
+def test_int16_samples_pass_every_linear_and_g711_encoder_exactly(values: list[int]) -> None:
+    pcm = np.array(values, dtype=np.int16)
+    x = pcm / 32768.0
+    assert np.array_equal(
+        np.frombuffer(encode(x, NetworkFormat(8000, "pcm16", raw=True)), "<i2"), pcm
+    )
+    assert encode(x, NetworkFormat(8000, "ulaw", raw=True)) == g711.ulaw_encode(pcm)
+    assert encode(x, NetworkFormat(8000, "alaw", raw=True)) == g711.alaw_encode(pcm)
+    y, _ = sf.read(io.BytesIO(encode(x, NetworkFormat(16000, "pcm16"))), dtype="int16")
+    assert np.array_equal(y, pcm)
+    u8 = np.frombuffer(encode(x, NetworkFormat(16000, "pcm8", raw=True)), np.uint8)
+    nearest = np.clip(np.round(pcm / 256), -128, 127)  # round to nearest, saturate at +127
+    assert np.array_equal(u8.astype(int) - 128, nearest)
 
 
 def test_pcm8_is_unsigned_8_bit_16k(source: tuple[Path, np.ndarray], tmp_path: Path) -> None:

@@ -540,10 +540,36 @@ def allowed_transfer_targets(tree: Tree) -> set[str]:
 
 
 def json_schema() -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of the tree format, for editor autocompletion."""
+    """JSON Schema (draft 2020-12) of the tree format, for editor autocompletion.
+
+    pydantic derives it from the models; the YAML shorthands that ``before`` validators
+    accept (``transfer: "#101#"``, ``hangup: opt-out``, unquoted digit keys) are added
+    here so editors do not flag what the loader takes.
+    """
     schema = Tree.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "autocall prompt tree"
+    defs = schema["$defs"]
+    key = {"type": ["string", "integer"], "pattern": "^[0-9*#]$"}
+    schema["properties"]["nodes"]["additionalProperties"] = False
+    schema["properties"]["transfer_targets"]["items"] = {"type": ["string", "integer"]}
+    defs["TransferNode"]["properties"]["transfer"] = {
+        "anyOf": [
+            {"type": ["string", "integer"], "description": "101, #101# (blind), *101# (attended)"},
+            {"$ref": "#/$defs/TransferBody"},
+        ]
+    }
+    defs["HangupNode"]["properties"]["hangup"] = {
+        "anyOf": [
+            {"type": "string", "description": "The outcome label, e.g. opt-out."},
+            {"$ref": "#/$defs/HangupBody"},
+            {"type": "null"},
+        ]
+    }
+    defs["HangupNode"]["required"] = ["hangup"]
+    defs["MenuBody"]["properties"]["items"]["propertyNames"] = {"pattern": "^[0-9*#]$"}
+    for body, name in (("MenuBody", "repeat_key"), ("GatherBody", "terminator")):
+        defs[body]["properties"][name] = {"anyOf": [key, {"type": "null"}]}
     return schema
 
 

@@ -184,3 +184,28 @@ def test_render_offline_reports_rendered_cached_and_runtime(write, tmp_path: Pat
     assert all(Path(p["path"]).is_file() for p in data["prompts"] if p["path"])
     code, out = _run("render", "--offline", "--cache-dir", str(cache), str(tree))
     assert code == 0 and "0 rendered, 2 cached, 0 failed, 1 runtime" in out
+
+
+def test_examples_and_mistakes_under_the_exported_schema() -> None:
+    """What an editor would say: the examples pass, a misspelt key or a bad verb fails."""
+    import jsonschema
+    from ruamel.yaml import YAML
+
+    from autocall.dialogue.schema import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    yaml = YAML(typ="safe")
+    for path in sorted(PROMPTS_DIR.glob("*.yaml")):
+        if path.name.endswith(".cases.yaml"):
+            continue
+        data = json.loads(json.dumps(yaml.load(path.read_text()), default=str))
+        errors = [e.message for e in validator.iter_errors(data)]
+        assert errors == [], (path.name, errors)
+    for bad in (
+        {"start": "a", "nodes": {"a": {"say": "x", "nxt": "b"}}},
+        {"start": "a", "nodes": {"a": {"sya": "x"}}},
+        {"start": "a", "nodes": {"a": {"menu": {"prompt": "p", "items": {"x": "a"}}}}},
+        {"start": "a", "nodes": {"a": {"gather": {"prompt": "p"}}}},
+        {"nodes": {"a": {"hangup": None}}},
+    ):
+        assert not validator.is_valid(bad), bad

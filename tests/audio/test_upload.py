@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from autocall.audio.convert import FORMATS, AudioFileError, convert, probe, read_audio
 from autocall.audio.upload import MAX_UPLOAD_BYTES, check_upload, mpeg_frames
@@ -220,3 +222,30 @@ def test_probe_reports_refusals_without_raising(tmp_path: Path) -> None:
     found = probe(path)
     assert found.container == "MP3" and found.bitrate_kbps is not None
     assert not found.upload_ok and found.upload_problem and "greeting.mp3" in found.upload_problem
+
+
+_GOOD = {".wav": wav_bytes(tone(seconds=0.2)), ".mp3": mp3_bytes(tone(seconds=0.2))}
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    suffix=st.sampled_from([".wav", ".mp3"]),
+    cut=st.integers(0, 10_000),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
+)
+def test_mangled_files_get_a_refusal_or_audio_never_a_crash(
+    tmp_path: Path, suffix: str, cut: int, flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray(_GOOD[suffix][: max(1, len(_GOOD[suffix]) - cut)])
+    for where, value in flips:
+        data[where % len(data)] = value
+    path = tmp_path / f"upload{suffix}"
+    path.write_bytes(bytes(data))
+    try:
+        x, rate = read_audio(path)
+    except AudioFileError as err:
+        assert err.path == path and err.reason
+    else:
+        assert x.size > 0 and rate > 0 and np.all(np.isfinite(x))

@@ -152,6 +152,7 @@ class Sipp(Peer):
                  extra: Sequence[str] = ()) -> None:
         self.host, self.port, self.media_port = host, port, media_port
         self.remote = remote
+        self.kind = socket.SOCK_STREAM if transport.startswith("t") else socket.SOCK_DGRAM
         keys = {"dtmf_pt": "101", **(keys or {})}
         cmd = [need("sipp")]
         if remote:
@@ -170,7 +171,7 @@ class Sipp(Peer):
     def ready(self) -> bool:
         if self.remote:
             return True
-        return port_bound(self.host, self.port)
+        return port_bound(self.host, self.port, self.kind)
 
     def errors(self) -> str:
         try:

@@ -260,8 +260,10 @@ class Call:
         if method == "info":
             for d in digits:
                 body = f"Signal={d}\r\nDuration={duration_ms}\r\n".encode()
-                await self.session.request("INFO", body=body,
-                                           content_type="application/dtmf-relay")
+                resp = await self.session.request("INFO", body=body,
+                                                  content_type="application/dtmf-relay")
+                if resp.status >= 300:
+                    raise RuntimeError(f"INFO {d!r} refused: {resp.status} {resp.reason}")
             return "info"
         if method not in ("rfc4733", "inband"):
             raise ValueError(f"DTMF method {method!r}: use rfc4733, inband or info")

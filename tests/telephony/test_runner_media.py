@@ -8,13 +8,18 @@ must cut prompts short, and the no-input timer must fire from the engine's deadl
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import threading
 import time
 from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from autocall.dialogue.schema import Tree
 from autocall.media.clock import MediaEngine
@@ -139,3 +144,116 @@ def test_audio_cache_renders_a_wav_once(audio: AudioCache, tmp_path: Path) -> No
     first = asyncio.run(audio.say(_say("Once only.")))
     second = asyncio.run(audio.say(_say("Once only.")))
     assert first is second and first.dtype == np.int16 and len(first) > 4000
+
+
+VOICEMAIL = {
+    "name": "voicemail",
+    "start": "record",
+    "nodes": {
+        "record": {"record": {"prompt": "Leave a message after the tone.", "max_seconds": 8,
+                              "end_on_silence": 0.8}, "next": "thanks"},
+        "thanks": {"say": "Got it.", "next": None},
+    },
+}
+
+
+async def test_voicemail_is_a_wav_with_a_json_sidecar(audio: AudioCache, tmp_path: Path) -> None:
+    _, robot, caller = await _legs()
+    loud: list[float] = []
+    caller.on_audio = lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None
+
+    async def speak() -> None:
+        while not loud or time.monotonic() - loud[-1] < 0.4:  # prompt and beep, then quiet
+            await asyncio.sleep(0.05)
+        t = np.arange(12000) / 8000
+        await caller.play((np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16))
+
+    speaker = asyncio.create_task(speak())
+    runner = CallRunner(MediaLeg(robot), Tree.model_validate(VOICEMAIL), {}, audio=audio,
+                        recordings_dir=tmp_path, call_facts={"caller": "+12025550111",
+                                                             "call_id": "vm1"})
+    result = await asyncio.wait_for(runner.run(), 30)
+    await speaker
+    await caller.close()
+    assert result.path == ["record", "thanks"] and result.outcome == "completed"
+    assert result.recording is not None
+    wav = Path(result.recording)
+    samples, rate = sf.read(wav, dtype="int16")
+    assert rate == 8000 and 1.5 <= len(samples) / 8000 < 4.0
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64)))
+    assert abs(np.fft.rfftfreq(len(samples), 1 / 8000)[spectrum.argmax()] - 440) < 5
+    sidecar = json.loads(wav.with_suffix(".json").read_text())
+    assert sidecar["caller"] == "+12025550111" and sidecar["node"] == "record"
+    assert sidecar["reason"] == "silence" and sidecar["duration"] == pytest.approx(
+        len(samples) / 8000, abs=0.05)
+    assert float(result.variables["recording_duration"]) >= 1.5
+
+
+class _Hooks(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/slow":
+            time.sleep(3)
+        reply = json.dumps({"plan": "gold", "seen": body["number"]}).encode()
+        with contextlib.suppress(OSError):  # the client gave up on /slow: fine
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def hooks() -> Any:
+    server = ThreadingHTTPServer(("127.0.0.1", 30500), _Hooks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _hook_tree(url: str) -> Tree:
+    return Tree.model_validate({
+        "start": "lookup",
+        "nodes": {
+            "lookup": {"webhook": {"url": url, "payload": {"number": "{number}"}, "timeout": 0.5,
+                                   "retries": 1, "save": {"plan": "plan"}},
+                       "next": "hello", "on_failure": "fallback"},
+            "hello": {"say": "Welcome, {plan} member.", "next": None},
+            "fallback": {"say": "Welcome.", "next": None},
+        },
+    })
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/lookup", ["lookup", "hello"]), ("/slow", ["lookup", "fallback"]), ("dead", None)])
+async def test_webhook_answers_or_falls_back(audio: AudioCache, hooks: Any, path: str,
+                                            expected: list[str] | None) -> None:
+    url = "http://127.0.0.1:30509/dead" if path == "dead" else f"http://127.0.0.1:30500{path}"
+    _, robot, caller = await _legs()
+    runner = CallRunner(MediaLeg(robot), _hook_tree(url), {"number": "+12025550123"},
+                        audio=audio)
+    started = time.monotonic()
+    result = await asyncio.wait_for(runner.run(), 20)
+    await caller.close()
+    assert result.path == (expected or ["lookup", "fallback"])
+    if path == "/lookup":
+        assert result.variables["plan"] == "gold"
+    else:  # two tries of 0.5 s and a 0.2 s backoff, never the slow server's 3 s
+        assert result.variables["webhook_status"] == "0"
+        assert time.monotonic() - started < 6
+
+
+async def test_a_hanging_webhook_does_not_hold_a_hangup(audio: AudioCache, hooks: Any) -> None:
+    _, robot, caller = await _legs()
+    tree = _hook_tree("http://127.0.0.1:30500/slow")
+    runner = CallRunner(MediaLeg(robot), tree, {"number": "+1"}, audio=audio)
+    asyncio.get_running_loop().call_later(0.3, lambda: asyncio.ensure_future(robot.close()))
+    started = time.monotonic()
+    result = await asyncio.wait_for(runner.run(), 10)
+    await caller.close()
+    assert result.outcome == "caller-hangup" and time.monotonic() - started < 1.0

@@ -92,6 +92,8 @@ class NetworkFormat:
             raise ValueError(f"rate must be 8000 or 16000 Hz, not {self.rate}")
         if self.encoding == "mp3" and self.raw:
             raise ValueError("mp3 has no raw form")
+        if self.encoding == "mp3" and self.rate != 16000:
+            raise ValueError("mp3 prompts are 16 kHz, 64 kbit/s (LAME gives 8 kHz only 32)")
 
     @property
     def suffix(self) -> str:

@@ -79,7 +79,13 @@ def test_convert_explicit_format(tmp_path: Path) -> None:
 
 def test_convert_usage_errors(tmp_path: Path) -> None:
     src = speech_file(tmp_path / "hello.wav")
-    for extra in (["--rate", "11025"], ["--format", "gsm"], ["--format", "mp3", "--raw"]):
+    bad = (
+        ["--rate", "11025"],
+        ["--format", "gsm"],
+        ["--format", "mp3", "--raw"],
+        ["--format", "mp3", "--rate", "8000"],
+    )
+    for extra in bad:
         result = runner.invoke(app, ["audio", "convert", str(src), str(tmp_path / "o.wav"), *extra])
         assert result.exit_code == 2, extra
     assert not (tmp_path / "o.wav").exists()

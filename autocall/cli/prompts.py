@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import shutil
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -238,6 +241,9 @@ def simulate(
             "--live-webhooks", help="Really POST webhooks (otherwise they get no answer)."
         ),
     ] = False,
+    play: Annotated[
+        bool, typer.Option("--play", help="Also play the prompts (TTS cache, sox 'play').")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Transcript and result as JSON.")] = False,
 ) -> None:
     """Walk a tree without a phone and show the prompts and the path taken.
@@ -249,13 +255,16 @@ def simulate(
     """
     tree = _load_or_exit(file)
     variables = _variables(var or [])
+    show = None if as_json else _show_step
+    if play:
+        show = _Player(show)
     sim = Simulator(
         tree,
         variables,
         start_time=_start_time(at, tree),
         live_webhooks=live_webhooks,
         transfer_ok=not transfer_fails,
-        on_step=None if as_json else _show_step,
+        on_step=show,
     )
     if inputs is not None:
         result = sim.run(parse_inputs(inputs))
@@ -278,6 +287,44 @@ def simulate(
         _print_result(result)
     if result.error:
         raise typer.Exit(1)
+
+
+class _Player:
+    """Plays each prompt as the simulator reaches it; gives up quietly without a sound card."""
+
+    def __init__(self, show: Callable[[Step], None] | None) -> None:
+        from autocall.config import Settings
+
+        self.show = show
+        self.cache = Settings.from_env().tts_cache_dir
+        player = shutil.which("play") or shutil.which("aplay")
+        if player is None:
+            _err.print("--play needs sox's 'play' or 'aplay' (apt-get install sox)")
+            raise typer.Exit(2)
+        self.player: str = player
+        self.working = True
+
+    def __call__(self, step: Step) -> None:
+        from autocall.dialogue.engine import Play, Say
+        from autocall.speech import tts
+
+        if self.show is not None:
+            self.show(step)
+        if not self.working or not isinstance(step.action, Say | Play):
+            return
+        try:
+            if isinstance(step.action, Say):
+                prompt = tts.PromptText(step.action.text, step.action.language, step.action.voice)
+                path = tts.render_prompt(prompt, self.cache)
+            else:
+                path = Path(step.action.path)
+            args = [self.player, "-q", str(path)]
+            done = subprocess.run(args, capture_output=True, timeout=120, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.decode(errors="replace").strip()[:200])
+        except Exception as exc:  # noqa: BLE001 - sound is a convenience; the walk goes on
+            _err.print(f"cannot play prompts, showing them only: {exc}", markup=False)
+            self.working = False
 
 
 # --- test -----------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class Step:
     kind: str
     text: str
     node: str | None = None
+    action: Action | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": round(self.at, 3), "kind": self.kind, "text": self.text, "node": self.node}
@@ -234,10 +235,10 @@ class Simulator:
         for action in actions:
             if isinstance(action, Say):
                 self._prompt_lengths.append(max(0.5, len(action.text) * SECONDS_PER_CHAR))
-                self._log("say", action.text)
+                self._log("say", action.text, action)
             elif isinstance(action, Play):
                 self._prompt_lengths.append(_audio_seconds(action.path))
-                self._log("play", action.path)
+                self._log("play", action.path, action)
             elif isinstance(action, Collect):
                 self._log("listen", _describe_collect(action))
             elif isinstance(action, StartTimer):
@@ -275,8 +276,8 @@ class Simulator:
         self._log("webhook", f"POST {action.url} {json.dumps(action.payload)} → {answer}")
         return WebhookResult(status, body)
 
-    def _log(self, kind: str, text: str) -> None:
-        step = Step(self.now - self.start_time, kind, text, self.engine.node)
+    def _log(self, kind: str, text: str, action: Action | None = None) -> None:
+        step = Step(self.now - self.start_time, kind, text, self.engine.node, action)
         self.transcript.append(step)
         if self.on_step is not None:
             self.on_step(step)

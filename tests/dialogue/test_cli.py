@@ -209,3 +209,22 @@ def test_examples_and_mistakes_under_the_exported_schema() -> None:
         {"nodes": {"a": {"hangup": None}}},
     ):
         assert not validator.is_valid(bad), bad
+
+
+def test_simulate_play_falls_back_to_showing_without_a_sound_card(tmp_path: Path) -> None:
+    """--play renders through the TTS cache and plays with sox; no device is not fatal."""
+    if shutil.which("play") is None or shutil.which("espeak-ng") is None:
+        pytest.fail("sox and espeak-ng are installed by scripts/setup.sh --test")
+    tree = tmp_path / "t.yaml"
+    tree.write_text("start: a\nnodes:\n  a:\n    say: Short test.\n")
+    result = runner.invoke(
+        app,
+        ["prompts", "simulate", str(tree), "--input", "", "--play"],
+        env={
+            "AUTOCALL_TTS_CACHE": str(tmp_path / "cache"),
+            "AUTOCALL_GTTS_URL": "http://127.0.0.1:9",
+        },
+    )
+    assert result.exit_code == 0, result.output
+    assert "Short test." in result.output and "outcome:   completed" in result.output
+    assert list((tmp_path / "cache").glob("*.wav"))

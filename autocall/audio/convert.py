@@ -62,16 +62,17 @@ __all__ = [
 Samples = npt.NDArray[np.float64]
 Encoding = Literal["pcm16", "pcm8", "ulaw", "alaw", "mp3"]
 
+# G.711: a full-scale sine is +3.14 dBm0 and −3.01 dBFS (RMS re full-scale square wave).
+_DBM0_OVER_DBFS = FULL_SCALE_SINE_DBM0 + 10 * float(np.log10(2))
+
 TARGET_LEVEL_DBM0 = -15.0
 """Active speech level of every output: ITU-T G.223's conventional mean speech level."""
-TARGET_LEVEL_DBFS = round(TARGET_LEVEL_DBM0 - (FULL_SCALE_SINE_DBM0 + 10 * np.log10(2)), 2)
+TARGET_LEVEL_DBFS = round(TARGET_LEVEL_DBM0 - _DBM0_OVER_DBFS, 2)
 """The same target in dBFS: −21.15."""
 PEAK_CEILING_DBFS = -1.0
 SILENCE_PEAK_DBFS = -60.0
 """A file whose peak stays below this is refused as silent (nothing a caller could hear)."""
 
-# G.711: a full-scale sine is +3.14 dBm0 and −3.01 dBFS (RMS re full-scale square wave).
-_DBM0_OVER_DBFS = FULL_SCALE_SINE_DBM0 + 10 * np.log10(2)
 _MP3_COMPRESSION_64K = 0.6  # libsndfile maps 0..1 onto the bitrate table; 0.6 → 64 kbit/s CBR.
 
 # RIFF/WAVE format tags (Microsoft mmreg.h): G.711 A-law 0x0006, μ-law 0x0007.

@@ -344,9 +344,15 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     host, port = ua.sip.advertised
-    _err.print(f"autocall serve: listening on sip:{host}:{port} "
-               f"(max {server.max_calls} calls); records in {server.records}")
     try:
+        if trunk.register:
+            if not await ua.wait_registered(10.0):
+                _err.print(f"[red]registration with {registrar} failed:[/] "
+                           f"{ua.sip.register_error}")
+                raise SystemExit(EXIT_FAILED)
+            _err.print(f"registered as {trunk.user or 'autocall'} with {registrar}")
+        _err.print(f"autocall serve: listening on sip:{host}:{port} "
+                   f"(max {server.max_calls} calls); records in {server.records}")
         await stop.wait()
         _err.print(f"stopping: {server.active} call(s) in progress, refusing new ones")
         left = await server.drain(drain_timeout)

@@ -37,8 +37,9 @@ nodes:
 
 
 @contextmanager
-def serve(tmp: Path, port: int, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    (tmp / "tree.yaml").write_text(TREE)
+def serve(tmp: Path, port: int, *args: str, tree: str = TREE
+          ) -> Iterator[subprocess.Popen[bytes]]:
+    (tmp / "tree.yaml").write_text(tree)
     cmd = [sys.executable, "-c", "from autocall.cli import main; main()", "serve",
            "--tree", str(tmp / "tree.yaml"), "--bind", f"127.0.0.1:{port}",
            "--records", str(tmp / "calls.jsonl"), *args]

@@ -489,11 +489,23 @@ def _problem_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequenc
     message = err["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    if kind == "string_pattern_mismatch":
+        pattern = (err.get("ctx") or {}).get("pattern", "")
+        message = _PATTERN_HELP.get(pattern, message)
     value = err.get("input")
     shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
     return doc.problem(
         path,
         "error",
-        "type" if kind in _TYPE_ERRORS | {"union"} else "value",
+        "type" if kind in (_TYPE_ERRORS - {"string_pattern_mismatch"}) | {"union"} else "value",
         f"{where}: {message}{shown}",
+        key="[key]" in loc,
     )
+
+
+_PATTERN_HELP = {
+    schema.NODE_ID_PATTERN: "a node id is letters, digits, _ . or - and starts with a letter or _",
+    schema.VARIABLE_PATTERN: "a variable name is letters, digits or _, not starting with a digit",
+    schema.MENU_KEY_PATTERN: "a menu key is one of 0-9, * or #",
+    schema.URL_PATTERN: "a webhook url starts with http:// or https://",
+}

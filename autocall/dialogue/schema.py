@@ -49,7 +49,12 @@ VERBS: tuple[str, ...] = (
 """Node verbs; a node holds exactly one of these keys."""
 
 MENU_KEYS = frozenset("0123456789*#")
-NodeId = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")]
+NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
+VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MENU_KEY_PATTERN = r"^[0-9*#]$"
+URL_PATTERN = r"^https?://"
+NodeId = Annotated[str, Field(pattern=NODE_ID_PATTERN)]
+MenuKey = Annotated[str, Field(pattern=MENU_KEY_PATTERN)]
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -107,7 +112,7 @@ class MenuItem(_Model):
 
 class MenuBody(_Model):
     prompt: Prompts
-    items: dict[str, NodeId | MenuItem] = Field(min_length=1, max_length=12)
+    items: dict[MenuKey, NodeId | MenuItem] = Field(min_length=1, max_length=12)
     invalid: Prompts | None = "Sorry, that is not a valid choice."
     no_input: Prompts | None = "Sorry, I did not hear a choice."
     retries: int = Field(2, ge=0, le=10, description="Re-prompts after the first try.")
@@ -117,7 +122,7 @@ class MenuBody(_Model):
     speech: bool = False
     min_confidence: float = Field(0.0, ge=0, le=1)
     variable: str | None = Field(
-        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Stores the key chosen."
+        None, pattern=VARIABLE_PATTERN, description="Stores the key chosen."
     )
 
     @model_validator(mode="before")
@@ -131,14 +136,6 @@ class MenuBody(_Model):
             data = dict(data)
             data["repeat_key"] = str(data["repeat_key"])
         return data
-
-    @field_validator("items")
-    @classmethod
-    def _menu_keys(cls, items: dict[str, Any]) -> dict[str, Any]:
-        bad = [k for k in items if k not in MENU_KEYS]
-        if bad:
-            raise ValueError(f"menu keys must be one of 0-9, * or #, not {', '.join(bad)}")
-        return items
 
     @field_validator("repeat_key")
     @classmethod
@@ -161,7 +158,7 @@ class MenuNode(_Model):
 
 class GatherBody(_Model):
     prompt: Prompts
-    variable: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    variable: str = Field(pattern=VARIABLE_PATTERN)
     min_digits: int = Field(1, ge=0, le=64)
     max_digits: int = Field(16, ge=1, le=64)
     terminator: str | None = "#"
@@ -219,7 +216,7 @@ class RecordBody(_Model):
     beep: bool = True
     end_on_silence: float = Field(5.0, ge=0, description="Seconds of silence; 0 disables.")
     end_on_key: str | None = "#"
-    variable: str = Field("recording", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    variable: str = Field("recording", pattern=VARIABLE_PATTERN)
 
 
 class RecordNode(_Model):
@@ -270,7 +267,7 @@ class TransferNode(_Model):
 
 
 class WebhookBody(_Model):
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=URL_PATTERN)
     payload: dict[str, Any] = Field(default_factory=dict)
     timeout: float = Field(5.0, gt=0, le=60)
     retries: int = Field(1, ge=0, le=5)
@@ -293,7 +290,7 @@ class SetNode(_Model):
     @classmethod
     def _names(cls, values: dict[str, Any]) -> dict[str, Any]:
         for name in values:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            if not re.match(VARIABLE_PATTERN, name):
                 raise ValueError(f"{name!r} is not a variable name")
         return values
 

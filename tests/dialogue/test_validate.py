@@ -329,3 +329,14 @@ def test_tree_files_skips_cases(tmp_path: Path) -> None:
         path.parent.mkdir(exist_ok=True)
         path.write_text("x: 1\n")
     assert sorted(p.name for p in tree_files([tmp_path])) == ["a.yaml", "b.yml"]
+
+
+def test_bad_menu_key_and_node_id_point_at_the_key(write) -> None:
+    text = (
+        "start: m\nnodes:\n  m:\n    menu:\n      prompt: P\n      items:\n"
+        "        1: end\n        x: end\n  bad id:\n    hangup: x\n" + GOOD_TAIL
+    )
+    found = sorted((f[0], f[1], f[4]) for f in _findings(write, text) if f[3] == "value")
+    assert [(line, col) for line, col, _ in found] == [(8, 9), (9, 3)]
+    assert "a menu key is one of 0-9, * or #" in found[0][2]
+    assert "a node id is letters" in found[1][2]

@@ -28,6 +28,7 @@ __all__ = [
     "split_list",
     "parse_params",
     "REASONS",
+    "reason_cause",
 ]
 
 MAX_MESSAGE = 65_535
@@ -585,6 +586,21 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     else:
         raise ValueError(f"bad start line {start[:60]!r}")
     return msg
+
+
+def reason_cause(msg: Message, protocol: str = "Q.850") -> int | None:
+    """The cause of a Reason header (RFC 3326 §2) for ``protocol``, e.g. Q.850 cause 17."""
+    for value in msg.headers.get_all("Reason"):
+        for item in split_list(value):
+            proto, _, ptext = item.partition(";")
+            if proto.strip().upper() != protocol.upper():
+                continue
+            try:
+                cause = parse_params(ptext).get("cause")
+            except ValueError:
+                return None
+            return int(cause) if cause and cause.isdigit() else None
+    return None
 
 
 class StreamParser:

@@ -150,6 +150,9 @@ class SipUA:
         self._reg_task: asyncio.Task[None] | None = None
         self.registered = asyncio.Event()
         self.register_error: str | None = None
+        self._reg_call_id: str | None = None  # one Call-ID for all REGISTERs (§10.2.4)
+        self._reg_cseq = 0
+        self._reg_tag: str | None = None
         self._closed = False
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -492,10 +495,6 @@ class SipUA:
                        URI.parse(self.config.proxy).port)
         raise ValueError("register=True needs a registrar or proxy URI")
 
-    _reg_call_id: str | None = None
-    _reg_cseq = 0
-    _reg_tag: str | None = None
-
     async def _register_once(self, expires: int) -> int:
         """Send one REGISTER; return the granted expiry (0 when unregistering)."""
         uri = self._registrar_uri()
@@ -576,6 +575,7 @@ class InviteSession:
         self._dest: Addr = ("", 0)
         self._provisional = False
         self._cancel_requested = False
+        self._cancel_sent = False
         self._cancel_handle: asyncio.TimerHandle | None = None
         self._ack: Request | None = None
         self._ok: Response | None = None
@@ -643,26 +643,32 @@ class InviteSession:
                 self.invite = retry
                 self._send_invite(self._dest)
                 return
-        self._fail(code, resp.reason)
+        self._fail(code, resp.reason, resp)
 
-    def _fail(self, code: int, reason: str) -> None:
+    def _fail(self, code: int, reason: str, resp: Response | None = None) -> None:
         if self.state == "terminated":
             return
         self.final_status, self.final_reason = code, reason
         self._terminate()
-        self._emit(SessionEvent("failed", code, reason))
+        self._emit(SessionEvent("failed", code, reason, resp))
 
     def _on_2xx(self, resp: Response) -> None:
         if self.dialog is not None and self.dialog.matches(resp):
             if self._ack is not None:  # a retransmitted 2xx: ACK again (§13.2.2.4)
                 self.ua._send(self._ack, self._hop())
             return
-        if self.state == "terminated" and self.dialog is not None:
-            return
         try:
             dialog = Dialog.as_uac(self.invite, resp)
         except ValueError as exc:
             log.info("unusable 2xx: %s", exc)
+            return
+        if self.dialog is not None:
+            # A second fork answered (§13.2.2.4): ACK it, then end that extra dialog.
+            hop = dialog.next_hop()
+            dest = (_resolve(hop[0]), hop[1])
+            self.ua._send(dialog.ack(self.invite.cseq.number, self.ua.via()), dest)
+            bye = dialog.new_request("BYE", self.ua.via())
+            self.ua.send_request(bye, dest, lambda resp: None)
             return
         self.dialog = dialog
         self.ua._dialogs[dialog.id] = self
@@ -697,7 +703,7 @@ class InviteSession:
             64 * self.ua.config.timers.t1, lambda: self._fail(487, "Request Terminated (local)"))
 
     def _send_cancel(self) -> None:
-        if getattr(self, "_cancel_sent", False):
+        if self._cancel_sent:
             return
         self._cancel_sent = True
         inv = self.invite

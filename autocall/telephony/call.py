@@ -47,7 +47,7 @@ import numpy.typing as npt
 from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.sip.auth import Credentials
-from autocall.sip.message import URI, Response
+from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.transaction import Timers
 from autocall.sip.ua import InviteSession, SessionEvent, SipUA, UAConfig
@@ -139,6 +139,8 @@ class Call:
         self.status = CallStatus.INITIATED if direction == "outbound" else CallStatus.RINGING
         self.sip_code: int | None = None
         self.reason: str | None = None
+        self.q850_cause: int | None = None
+        """ITU-T Q.850 cause from the far end's Reason header (RFC 3326), when it sends one."""
         self.created_at = _now()
         self.answered_at: datetime | None = None
         self.ended_at: datetime | None = None
@@ -437,6 +439,8 @@ class Call:
             self._start_media()
         elif ev.kind == "failed":
             code = ev.status or 500
+            if ev.message is not None:
+                self.q850_cause = reason_cause(ev.message)
             if self.direction == "inbound" and code == 487:
                 status = CallStatus.CANCELED if self.status is CallStatus.RINGING \
                     else CallStatus.NO_ANSWER
@@ -445,6 +449,8 @@ class Call:
                                     rang=self.session._provisional)
             self.ua.loop.create_task(self._finish(status, code, ev.reason, by="remote"))
         elif ev.kind == "ended":
+            if ev.message is not None:
+                self.q850_cause = reason_cause(ev.message)
             if self.status is CallStatus.IN_PROGRESS:
                 self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
                                                       self.reason, by=ev.by or "remote"))

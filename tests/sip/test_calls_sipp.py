@@ -35,22 +35,22 @@ async def _ua() -> UserAgent:
     return await UserAgent.start(timers=FAST)
 
 
-@pytest.mark.parametrize(("scenario", "status", "code"), [
-    ("uas_reject_486.xml", CallStatus.BUSY, 486),
-    ("uas_reject_603.xml", CallStatus.BUSY, 603),
-    ("uas_reject_503.xml", CallStatus.FAILED, 503),
-    ("uas_reject_404.xml", CallStatus.FAILED, 404),
-    ("uas_reject_480.xml", CallStatus.NO_ANSWER, 480),
+@pytest.mark.parametrize(("scenario", "status", "code", "cause"), [
+    ("uas_reject_486.xml", CallStatus.BUSY, 486, None),
+    ("uas_reject_603.xml", CallStatus.BUSY, 603, None),
+    ("uas_reject_503.xml", CallStatus.FAILED, 503, 34),  # with Reason: Q.850;cause=34
+    ("uas_reject_404.xml", CallStatus.FAILED, 404, None),
+    ("uas_reject_480.xml", CallStatus.NO_ANSWER, 480, None),
 ])
 async def test_rejections_map_to_status_and_code(scenario: str, status: CallStatus,
-                                                 code: int) -> None:
+                                                 code: int, cause: int | None) -> None:
     peer, target = _sipp(scenario)
     with peer:
         ua = await _ua()
         try:
             call = await ua.call(target, caller_id="1000", ring_timeout=10)
             assert await call.wait_answer(10) is status
-            assert call.sip_code == code
+            assert call.sip_code == code and call.q850_cause == cause
             assert call.answered_at is None and call.ended_at is not None
             events = [ev async for ev in call]
             assert isinstance(events[-1], HangupEvent) and events[-1].status is status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
@@ -74,5 +75,25 @@ async def test_options_to_proxy() -> None:
         try:
             code, _reason, elapsed = await ua.options(f"sip:127.0.0.1:{port}")
             assert code == 200 and 0 <= elapsed < 2
+        finally:
+            await ua.close()
+
+
+async def test_inbound_call_through_proxy_to_registered_agent() -> None:
+    kport, sport = next(_ports), next(_ports)
+    with Kamailio(port=kport, users=USERS):
+        ua = await UserAgent.start(user="alice", password=USERS["alice"], domain="127.0.0.1",
+                                   proxy=f"sip:127.0.0.1:{kport}", register=True, timers=FAST)
+        try:
+            assert await ua.wait_registered(5), ua.sip.register_error
+            with Sipp(SCENARIOS / "uac_call.xml", port=sport, media_port=sport + 2,
+                      remote=f"127.0.0.1:{kport}", service="alice") as caller:
+                call = await asyncio.wait_for(anext(aiter(ua.incoming())), 5)
+                await call.answer()
+                assert call.session.dialog is not None
+                assert any(f":{kport}" in r for r in call.session.dialog.route_set)
+                assert await call.wait_ended(10) is CallStatus.COMPLETED
+                assert [d.digit for d in call.digits] == ["7", "9"]
+                assert caller.wait(10) == 0, caller.errors()
         finally:
             await ua.close()

@@ -135,8 +135,9 @@ class CallRunner:
     """Runs one prompt tree over one call; ``await runner.run()`` returns the result.
 
     ``clock`` is wall-clock seconds (the engine reads opening hours from it); timers use
-    the same clock. ``recordings_dir`` receives ``<call id>-<node>.wav`` plus a ``.json``
-    sidecar; ``transfer`` dials or REFERs for attended transfers when the call cannot.
+    the same clock. ``recordings_dir`` receives ``<time>-<call id>-<node>.wav`` plus a
+    ``.json`` sidecar. Blind transfers REFER the caller (RFC 3515); attended ones dial the
+    target through the call's UserAgent, announce, and bridge.
     """
 
     def __init__(
@@ -403,10 +404,8 @@ class CallRunner:
     async def _transfer(self, action: eng.Transfer) -> None:
         ok = False
         try:
-            if action.mode == "attended" and hasattr(self.call, "attended_transfer"):
-                ok = bool(await self.call.attended_transfer(
-                    action.target, announce=[await self._pcm(a) for a in action.announce],
-                    timeout=action.timeout))
+            if action.mode == "attended":
+                ok = await self._attended_transfer(action)
             else:
                 code = await asyncio.wait_for(self.call.transfer(action.target),
                                               action.timeout + 5)
@@ -415,9 +414,62 @@ class CallRunner:
             log.warning("transfer to %s failed: %s", action.target, exc)
         self._events.put_nowait(eng.TransferResult(ok))
 
+    async def _attended_transfer(self, action: eng.Transfer) -> bool:
+        """Dial the target, announce the caller, then bridge both legs until one hangs up.
+
+        The bridge relays audio frames between the two calls here (a B2BUA), so it works
+        with any phone, not only those that honour REFER with Replaces (RFC 3891). No
+        answer within ``action.timeout`` seconds returns False: the caller is back in the
+        tree.
+        """
+        ua = getattr(self.call, "ua", None)
+        if ua is None:
+            raise RuntimeError("attended transfer needs a call placed by a UserAgent")
+        consult = await ua.call(action.target, caller_id=self.facts.get("callee") or None,
+                                ring_timeout=action.timeout)
+        try:
+            answered = await consult.wait_answer(action.timeout + 1.0)
+            if str(getattr(answered, "value", answered)) != "in-progress":
+                return False
+            for prompt in action.announce:
+                await consult.play(await self._pcm(prompt))
+            await _bridge(self.call, consult)
+            return True
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consult.hangup(), 5.0)
+
     async def _pcm(self, action: eng.Say | eng.Play) -> Pcm:
         return await (self.audio.say(action) if isinstance(action, eng.Say)
                       else self.audio.play(action))
+
+
+async def _bridge(a: Any, b: Any) -> None:
+    """Relay each leg's received 20 ms frames to the other until either call ends."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Future[Any]] = set()
+
+    def relay(dst: Any) -> Callable[[Pcm], None]:
+        def on_audio(frame: Pcm) -> None:
+            if not dst.media.closed:
+                fut = asyncio.ensure_future(dst.media.play(np.array(frame, copy=True)))
+                pending.add(fut)
+                fut.add_done_callback(pending.discard)
+        return on_audio
+
+    saved = a.media.on_audio, b.media.on_audio
+    a.media.on_audio, b.media.on_audio = relay(b), relay(a)
+    try:
+        ends = [loop.create_task(a.wait_ended()), loop.create_task(b.wait_ended())]
+        try:
+            await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in ends:
+                task.cancel()
+    finally:
+        a.media.on_audio, b.media.on_audio = saved
+        for fut in list(pending):
+            fut.cancel()
 
 
 async def _call_events(call: Any) -> AsyncIterator[eng.Event]:

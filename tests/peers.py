@@ -18,6 +18,7 @@ headless auto-answering softphone that records what it hears (see their docstrin
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -30,7 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["SCENARIOS", "Peer", "Sipp", "Kamailio", "Baresip", "port_bound", "need"]
+__all__ = ["SCENARIOS", "Peer", "Sipp", "Kamailio", "Baresip", "BaresipControl", "port_bound",
+           "need"]
 
 SCENARIOS = Path(__file__).parent / "sip" / "scenarios"
 KAMAILIO_CFG = Path(__file__).parent / "sip" / "kamailio.cfg"
@@ -264,3 +266,48 @@ snd_path {self.recordings}
     def ready(self) -> bool:
         return port_bound(self.host, self.ctrl_port, socket.SOCK_STREAM) and \
             port_bound(self.host, self.port)
+
+    def control(self) -> BaresipControl:
+        """A ctrl_tcp connection (JSON in netstrings): commands out, events in."""
+        return BaresipControl(self.host, self.ctrl_port)
+
+
+class BaresipControl:
+    """Blocking client for baresip's ctrl_tcp; run it in an executor from async tests."""
+
+    def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout)
+        self.sock.settimeout(timeout)
+        self._buf = b""
+
+    def send(self, command: str, params: str = "") -> None:
+        data = json.dumps({"command": command, "params": params, "token": command}).encode()
+        self.sock.sendall(str(len(data)).encode() + b":" + data + b",")
+
+    def read(self) -> dict[str, object]:
+        """The next message (command response or event); raises TimeoutError."""
+        while True:
+            head, sep, rest = self._buf.partition(b":")
+            if sep and head.isdigit() and len(rest) > int(head):
+                n = int(head)
+                msg, self._buf = rest[:n], rest[n + 1 :]
+                return dict(json.loads(msg))
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("baresip closed the control connection")
+            self._buf += chunk
+
+    def wait_event(self, kind: str, timeout: float = 5.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                msg = self.read()
+            except (TimeoutError, socket.timeout):
+                break
+            if msg.get("event") and msg.get("type") == kind:
+                return msg
+        raise TimeoutError(f"no {kind} event from baresip within {timeout} s")
+
+    def close(self) -> None:
+        self.sock.close()

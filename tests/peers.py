@@ -303,7 +303,7 @@ class BaresipControl:
             self.sock.settimeout(max(0.05, deadline - time.monotonic()))
             try:
                 msg = self.read()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 break
             if msg.get("event") and msg.get("type") == kind:
                 return msg

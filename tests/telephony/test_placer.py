@@ -8,6 +8,9 @@ the tree.
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from autocall.campaign.model import CallStatus, Outcome
 from autocall.telephony.call import UserAgent
 from autocall.telephony.placer import SipPlacer
 from autocall.telephony.virtual import Behaviour, PhoneScript, VirtualPhones
+from autocall.telephony.webhooks import StatusCallbacks
 
 pytestmark = pytest.mark.peers
 
@@ -58,21 +62,40 @@ EXPECTED = {
 }
 
 
+class _Callbacks(BaseHTTPRequestHandler):
+    seen: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        self.seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 async def test_every_behaviour_becomes_its_call_record(tmp_path: Path) -> None:
     tree = tmp_path / "tree.yaml"
     tree.write_text(TREE)
+    hooks = ThreadingHTTPServer(("127.0.0.1", 30205), _Callbacks)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
     async with VirtualPhones(BOOK, port=30200) as phones:
         ua = await UserAgent.start(bind_host="127.0.0.1", bind_port=30201)
+        callbacks = StatusCallbacks("http://127.0.0.1:30205/status")
         try:
             placer = SipPlacer(ua, target=f"sip:{{number}}@127.0.0.1:{phones.port}",
-                               tts_cache_dir=tmp_path / "tts", recordings_dir=tmp_path)
+                               tts_cache_dir=tmp_path / "tts", recordings_dir=tmp_path,
+                               status_callbacks=callbacks)
             requests = [CallRequest("demo", i, 1, i, number, "+12025550199", str(tree),
                                     {"first_name": "Ann"}, 2.0)
                         for i, number in enumerate(BOOK)]
             results = await asyncio.wait_for(
                 asyncio.gather(*(placer.place(r) for r in requests)), 40)
+            await callbacks.drain(5)
         finally:
             await ua.close()
+            hooks.shutdown()
+            hooks.server_close()
         heard = {c.number: c.voiced_seconds for c in phones.calls}
     for request, result in zip(requests, results, strict=True):
         status, code, outcome, path = EXPECTED[request.number]
@@ -85,3 +108,9 @@ async def test_every_behaviour_becomes_its_call_record(tmp_path: Path) -> None:
     assert by_number["+12025550101"].digits == "1"
     assert by_number["+12025550102"].digits == "2"  # in-band tones, detected by our side
     assert heard["+12025550101"] > 0.5  # the callee heard the prompts over RTP
+    by_call: dict[str, list[str]] = {}
+    for event in _Callbacks.seen:
+        by_call.setdefault(event["call_id"], []).append(event["status"])
+    assert len(by_call) == len(BOOK)
+    assert sorted(by_call.values()) == sorted(
+        [["initiated", "answered", "completed"]] * 4 + [["initiated", "completed"]] * 4)

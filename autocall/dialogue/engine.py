@@ -36,13 +36,17 @@ Actions, to be carried out in order:
 Events: ``PromptFinished``, ``Digit(digit)``, ``Timeout``, ``SpeechResult(text,
 confidence)``, ``WebhookResult(status, body)``, ``RecordingFinished(path, duration,
 reason)``, ``TransferResult(ok)``, ``CallerHangup`` (the far end hung up: the engine
-finishes with outcome ``caller-hangup`` and returns no action). Events the engine is not
+finishes and returns no action; the outcome is the one the tree was heading for through
+messages alone, e.g. ``opt-out`` during the goodbye after "press 9", else
+``caller-hangup``; ``engine.caller_hung_up`` is set). Events the engine is not
 waiting for are ignored; a key pressed while no menu listens is kept as type-ahead for
 the next menu or gather.
 
 State for the call record: ``engine.path`` (node ids in the order visited),
 ``engine.variables``, ``engine.digits`` (every key), ``engine.outcome``,
-``engine.finished``, ``engine.error``.
+``engine.finished``, ``engine.error``, ``engine.caller_hung_up``; for drivers:
+``engine.node`` (current node id) and ``engine.waiting_for`` (``prompts``, ``input``,
+``webhook``, ``recording``, ``transfer``, ``pause`` or None).
 
 Built-in outcomes: ``completed`` (a node without ``next``, or a bare ``hangup``),
 ``transferred``, ``transfer-failed``, ``no-input``, ``invalid-input``, ``caller-hangup``,
@@ -246,6 +250,7 @@ class Engine:
         self.outcome: str | None = None
         self.error: str | None = None
         self.started = False
+        self.caller_hung_up = False
         self._node_id: str | None = None
         self._waiting: str | None = None
         self._pending_prompts = 0
@@ -288,7 +293,8 @@ class Engine:
         if self.finished:
             return []
         if isinstance(event, CallerHangup):
-            self._finish("caller-hangup")
+            self.caller_hung_up = True
+            self._finish(self._outcome_without_input())
             return []
         if isinstance(event, Digit):
             return self._on_digit(event.digit, now)
@@ -310,6 +316,29 @@ class Engine:
         return []
 
     # --- walking ---------------------------------------------------------------------
+
+    def _outcome_without_input(self) -> str:
+        """Where the call was going anyway: a hangup reached through messages only.
+
+        A caller who presses 9 and hangs up during "you will not be called again" has
+        opted out; one who hangs up during the closing thanks has completed the survey.
+        """
+        node_id = self._node_id
+        seen: set[str] = set()
+        while node_id not in seen:
+            if node_id is None:
+                return "completed"  # the messages were the end of the tree
+            seen.add(node_id)
+            node = self.tree.nodes.get(node_id)
+            if isinstance(node, HangupNode):
+                return node.outcome
+            if isinstance(node, SayNode | PlayNode | SetNode | PauseNode):
+                node_id = node.next
+            elif isinstance(node, GotoNode):
+                node_id = node.goto
+            else:
+                break
+        return "caller-hangup"
 
     def _finish(self, outcome: str) -> list[Action]:
         self.outcome = outcome
@@ -582,8 +611,8 @@ class Engine:
         if self._waiting in (_WAIT_PROMPTS, _WAIT_INPUT) and isinstance(node, GatherNode):
             self._barge_in()
             return self._gather_key(node, key, now)
-        if self._waiting == "recording":
-            return []
+        if self._waiting == "recording" or isinstance(node, RecordNode):
+            return []  # the driver ends the recording on its key; nothing to keep
         self._type_ahead.append(key)
         if self._waiting == _WAIT_PROMPTS and isinstance(node, SayNode | PlayNode):
             # The driver flushed the message: skip to what follows.

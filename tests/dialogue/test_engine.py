@@ -520,3 +520,43 @@ def test_start_twice_and_handle_before_start_are_errors() -> None:
     engine.start(0)
     with pytest.raises(RuntimeError):
         engine.start(0)
+
+
+def test_hangup_during_the_goodbye_keeps_the_outcome_the_tree_was_heading_for() -> None:
+    nodes = {
+        "m": {"menu": {"prompt": "Press 9 to stop", "items": {9: "bye"}}},
+        "bye": {"say": "You will not be called again.", "next": "mark"},
+        "mark": {"set": {"dnc": "yes"}, "next": "out"},
+        "out": {"hangup": "opt-out"},
+    }
+    engine = _engine(nodes)
+    engine.start(0)
+    engine.handle(Digit("9"), 1)
+    assert engine.handle(CallerHangup(), 2) == []
+    assert engine.outcome == "opt-out" and engine.caller_hung_up
+    assert engine.path == ["m", "bye"]
+    engine = _engine(nodes)
+    engine.start(0)
+    engine.handle(CallerHangup(), 1)
+    assert engine.outcome == "caller-hangup" and engine.caller_hung_up
+
+
+def test_keys_during_a_recording_prompt_are_not_kept() -> None:
+    nodes = {
+        "r": {"record": {"prompt": "After the tone"}, "next": "m"},
+        "m": {"menu": {"prompt": "P", "items": {"#": "x"}}},
+        "x": {"hangup": "x"},
+    }
+    engine = _engine(nodes)
+    engine.start(0)
+    assert engine.handle(Digit("#"), 0.5) == []
+    engine.handle(PromptFinished(), 1)
+    actions = engine.handle(RecordingFinished("/r.wav", 2.0), 3)
+    assert Say("P", "en", None) in actions and not engine.finished
+
+
+def test_hangup_during_the_last_message_completes() -> None:
+    engine = _engine({"a": {"say": "Thanks, goodbye."}})
+    engine.start(0)
+    engine.handle(CallerHangup(), 1)
+    assert engine.outcome == "completed" and engine.caller_hung_up

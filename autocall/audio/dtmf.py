@@ -73,8 +73,9 @@ class DtmfEvent:
 class _Analyzer:
     """Block analysis shared by the single-channel detector and the bank.
 
-    Few, large numpy operations: the cost of one call hardly depends on how many
-    channels or blocks it covers, which is what makes batching pay.
+    Few, large numpy operations in float32 (ample for 16-bit audio): the cost of a
+    call hardly depends on how many channels or blocks it covers, which is what
+    makes batching pay.
     """
 
     def __init__(self, rate: int) -> None:
@@ -82,7 +83,7 @@ class _Analyzer:
             raise ValueError(f"DTMF detection runs at 8000 or 16000 Hz, not {rate}: resample first")
         self.rate = rate
         self.n = int(rate * _BLOCK_MS / 1000)
-        self.hop = int(rate * _HOP_MS / 1000)
+        self.hop = int(rate * _HOP_MS / 1000)  # = n / 2: block energy is two hop energies
         n = np.arange(self.n, dtype=np.float64)
         w = 0.5 - 0.5 * np.cos(2.0 * np.pi * (n + 0.5) / self.n)  # Hann: low leakage across groups
         arg = 2.0 * np.pi * np.outer(n, _FREQS) / rate
@@ -90,59 +91,91 @@ class _Analyzer:
         basis = np.empty((self.n, 16), dtype=np.float64)
         basis[:, 0::2] = w[:, None] * np.cos(arg)
         basis[:, 1::2] = -w[:, None] * np.sin(arg)
-        self.basis = basis
+        self.basis = basis.astype(np.float32)
         # |Y|² of a sine of power P at a bin centre is P / pnorm; keep powers in |Y|² units.
         pnorm = 2.0 / float(np.sum(w)) ** 2
-        self.w2 = (w * w) / float(np.sum(w * w)) / pnorm
-        self.log_pmin = float(np.log(dbm0_to_power(_MIN_TONE_DBM0) / pnorm))
-        self.tiny = dbm0_to_power(-120.0) / pnorm
+        self.share = np.float32(_MIN_TONE_SHARE / (self.n * pnorm))  # × block energy
+        self.pmin = np.float32(dbm0_to_power(_MIN_TONE_DBM0) / pnorm)
+        self.floor = np.float32(self.pmin * 1e-6)  # keeps log() finite on digital silence
         # A tone exactly at a nominal frequency advances its phase by this much per hop.
-        self.unrotate = np.exp(-2j * np.pi * _FREQS * self.hop / rate)
-        self.to_rel = rate / (2.0 * np.pi * self.hop) / _FREQS
-        lo, hi = np.log(10.0) * _TWIST_NORMAL_DB / 10.0, np.log(10.0) * _TWIST_REVERSE_DB / 10.0
-        self.twist_mid, self.twist_half = (lo + hi) / 2.0, (hi - lo) / 2.0
-        self.log_step = np.log(10.0) * _MAX_STEP_DB / 10.0
+        self.unrotate = np.exp(-2j * np.pi * _FREQS * self.hop / rate).astype(np.complex64)
+        self.to_rel = (rate / (2.0 * np.pi * self.hop) / _FREQS).astype(np.float32)
+        self.tw_norm = np.float32(10.0 ** (_TWIST_NORMAL_DB / 10.0))
+        self.tw_rev = np.float32(10.0 ** (_TWIST_REVERSE_DB / 10.0))
+        self.log_step = np.float32(np.log(10.0) * _MAX_STEP_DB / 10.0)
         self.group = np.array([0, 4])
+        self.ones = np.ones(self.hop, dtype=np.float32)
+        self.ones16 = np.ones(16, dtype=np.float32)
         self._rows: dict[int, npt.NDArray[np.intp]] = {}
+        self._empty: dict[
+            tuple[int, int], tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]
+        ] = {}
+
+    def nothing_for(self, c: int, nb: int) -> npt.NDArray[np.intp]:
+        """The codes array `analyze` returns, by identity, when it found nothing."""
+        return self._nothing(c, nb)[0]
+
+    def _nothing(self, c: int, nb: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+        """Results for a stretch with no possible key (shared read-only arrays)."""
+        got = self._empty.get((c, nb))
+        if got is None:
+            codes = np.full((c, nb - 1), -1, dtype=np.intp)
+            dev = np.zeros((c, nb - 1, 2), dtype=np.float32)
+            codes.flags.writeable = dev.flags.writeable = False
+            got = self._empty[(c, nb)] = (codes, dev)
+        return got
 
     def blocks(self, length: int) -> int:
         return 0 if length < self.n else (length - self.n) // self.hop + 1
 
     def analyze(
-        self, buf: npt.NDArray[np.float64], nb: int
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        self, buf: npt.NDArray[np.float32], nb: int
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
         """Observations for blocks 1…nb−1 of `buf` (C, L), each against the block before.
 
         Returns the key index per observation (−1: none), shape (C, nb−1), and the
         measured relative frequency error of its low and high tone, shape (C, nb−1, 2).
         """
-        c = buf.shape[0]
-        xb = np.ndarray((c, nb, self.n), np.float64, buf, 0, (buf.strides[0], self.hop * 8, 8))
-        y = (xb @ self.basis).view(np.complex128)
-        total = (xb * xb) @ self.w2
-        p = (y.real * y.real + y.imag * y.imag).reshape(c, nb, 2, 4)
-        idx = p.argmax(-1)
-        pm = p.max(-1)
-        lp = np.log(pm + self.tiny)
+        c, hop = buf.shape[0], self.hop
+        xb = np.ndarray((c, nb, self.n), np.float32, buf, 0, (buf.strides[0], hop * 4, 4))
+        y = (np.ascontiguousarray(xb).reshape(c * nb, self.n) @ self.basis).reshape(c, nb, 16)
+        sq = y * y
+        seg = buf[:, : (nb + 1) * hop].reshape(c, nb + 1, hop)
+        e = (seg * seg) @ self.ones
+        energy = (e[:, :-1] + e[:, 1:]) * self.share
+        # Cheap first look: the power in all eight bins bounds that of any two tones,
+        # so where it is too small no key can be there (speech, silence, most music).
+        near = (sq @ self.ones16) > energy
+        if not (near[:, 1:] & near[:, :-1]).any():
+            return self._nothing(c, nb)
+        p = (sq[..., 0::2] + sq[..., 1::2]).reshape(c, nb, 2, 4)
+        # Reductions over short trailing axes are slow in numpy; pairwise maxima are not.
+        pm = np.maximum(np.maximum(p[..., 0], p[..., 1]), np.maximum(p[..., 2], p[..., 3]))
+        plo, phi = pm[..., 0], pm[..., 1]
         ok = (
-            (lp.min(-1) >= self.log_pmin)
-            & (np.abs(lp[..., 1] - lp[..., 0] - self.twist_mid) <= self.twist_half)
-            & (pm.sum(-1) >= _MIN_TONE_SHARE * total)
+            (np.minimum(plo, phi) >= self.pmin)
+            & (phi <= plo * self.tw_rev)
+            & (phi >= plo * self.tw_norm)
+            & (plo + phi > energy)
         )
-        code = np.where(ok, idx[..., 0] * 4 + idx[..., 1], -1)
+        idx = p.argmax(-1) + self.group  # (c, nb, 2): the strongest bin of each group
+        code = np.where(ok, idx[..., 0] * 4 + idx[..., 1] - 4, -1)
         cur = code[:, 1:]
-        z = y[:, 1:] * y[:, :-1].conj() * self.unrotate
-        rel = np.arctan2(z.imag, z.real) * self.to_rel
-        m = c * (nb - 1)
+        m = c * nb
         rows = self._rows.get(m)
         if rows is None:
             rows = self._rows[m] = np.arange(m)[:, None] * 8
-        dev = rel.reshape(-1)[rows + (idx[:, 1:] + self.group).reshape(m, 2)].reshape(c, nb - 1, 2)
+        yc = y.view(np.complex64).reshape(-1)[rows + idx.reshape(m, 2)].reshape(c, nb, 2)
+        k = idx[:, 1:]
+        z = yc[:, 1:] * yc[:, :-1].conj() * self.unrotate[k]
+        dev = np.arctan2(z.imag, z.real) * self.to_rel[k]
+        step = np.abs(np.log((pm[:, 1:] + self.floor) / (pm[:, :-1] + self.floor)))
+        err = np.abs(dev)
         good = (
             (cur >= 0)
             & (cur == code[:, :-1])
-            & (np.abs(lp[:, 1:] - lp[:, :-1]).max(-1) <= self.log_step)
-            & (np.abs(dev).max(-1) <= _BLOCK_FREQ_TOL)
+            & (np.maximum(step[..., 0], step[..., 1]) <= self.log_step)
+            & (np.maximum(err[..., 0], err[..., 1]) <= _BLOCK_FREQ_TOL)
         )
         return np.where(good, cur, -1), dev
 
@@ -221,89 +254,95 @@ def _in_tolerance(mean_lo: float, mean_hi: float) -> bool:
 class _Tracks:
     """The same timing rules as `_Track`, as arrays over channels (the bank's path).
 
-    One pass per observation index instead of one Python loop per channel.
+    One pass per observation index for all channels instead of a Python loop per
+    channel. The digit's fields and the pending run's fields are rows of two arrays
+    laid out alike, so promoting a run to a digit is one masked copy.
     """
 
+    # Rows of `d` (the key press being timed) and `r` (the run that may become one).
+    CODE, START, END, COUNT, LO, HI = range(6)
+    IDLE = -2.0  # never equal to an observation's code (−1 … 15)
+
     def __init__(self, channels: int) -> None:
-        z = np.zeros(channels, dtype=np.int64)
-        f = np.zeros(channels, dtype=np.float64)
-        self.code, self.rc = z - 1, z - 1
-        self.start, self.end, self.n, self.gap = z.copy(), z.copy(), z.copy(), z.copy()
-        self.rn, self.rs, self.re = z.copy(), z.copy(), z.copy()
-        self.slo, self.shi, self.rlo, self.rhi = f.copy(), f.copy(), f.copy(), f.copy()
+        self.d = np.zeros((6, channels))
+        self.r = np.zeros((6, channels))
+        self.d[self.CODE] = self.IDLE
+        self.r[self.CODE] = self.IDLE
+        self.gap = np.zeros(channels, dtype=np.int64)
+        self._new = np.zeros((6, channels))
 
     def busy(self) -> npt.NDArray[np.bool_]:
-        return (self.code >= 0) | (self.rn > 0)
+        return (self.d[self.CODE] >= 0) | (self.r[self.COUNT] > 0)
 
     def clear(self, ch: int) -> None:
-        self.code[ch] = self.rc[ch] = -1
-        self.n[ch] = self.gap[ch] = self.rn[ch] = 0
+        self.d[:, ch] = 0.0
+        self.r[:, ch] = 0.0
+        self.d[self.CODE, ch] = self.r[self.CODE, ch] = self.IDLE
+        self.gap[ch] = 0
 
     def step(
         self,
         c: npt.NDArray[np.intp],
-        dlo: npt.NDArray[np.float64],
-        dhi: npt.NDArray[np.float64],
+        dev: npt.NDArray[np.float32],
         s0: int,
         s1: int,
         out: list[tuple[int, int, int, int]],
     ) -> None:
-        act = self.code >= 0
-        cont = act & (c == self.code)
-        if cont.any():
-            self.end[cont] = s1
-            self.n += cont
-            self.slo += np.where(cont, dlo, 0.0)
-            self.shi += np.where(cont, dhi, 0.0)
-            self.gap[cont] = 0
-            self.rn[cont] = 0
-        other = act & ~cont
-        if other.any():
-            self.gap += other
-            self._finish(other & (self.gap >= _OFF_BLOCKS), out)
-        rest = ~cont
-        self.rn[rest & (c < 0)] = 0
-        pos = rest & (c >= 0)
-        if not pos.any():
+        """One observation per channel: key `c` (−1: none), its frequency errors `dev` (C, 2)."""
+        d, r, gap = self.d, self.r, self.gap
+        cont = c == d[0]
+        if np.count_nonzero(cont):
+            np.copyto(d[2], s1, where=cont)
+            d[3] += cont
+            d[4:6] += dev.T * cont
+            np.copyto(gap, 0, where=cont)
+            np.copyto(r[3], 0.0, where=cont)
+        other = (d[0] >= 0) > cont
+        if np.count_nonzero(other):
+            gap += other
+            self._finish(other & (gap >= _OFF_BLOCKS), out)
+        some = c >= 0
+        np.copyto(r[3], 0.0, where=~some)
+        pos = some > cont
+        if not np.count_nonzero(pos):
             return
-        ext = pos & (c == self.rc) & (self.rn > 0)
-        new = pos & ~ext
-        self.rn += ext
-        self.re[ext] = s1
-        self.rlo += np.where(ext, dlo, 0.0)
-        self.rhi += np.where(ext, dhi, 0.0)
-        if new.any():
-            self.rc[new] = c[new]
-            self.rn[new] = 1
-            self.rs[new] = s0
-            self.re[new] = s1
-            self.rlo[new] = dlo[new]
-            self.rhi[new] = dhi[new]
-        on = pos & (self.rn >= _ON_BLOCKS)
-        if on.any():
-            self._finish(on & (self.code >= 0), out)
-            self.code[on] = self.rc[on]
-            self.start[on] = self.rs[on]
-            self.end[on] = self.re[on]
-            self.n[on] = self.rn[on]
-            self.slo[on] = self.rlo[on]
-            self.shi[on] = self.rhi[on]
-            self.gap[on] = 0
-            self.rn[on] = 0
+        ext = pos & (c == r[0]) & (r[3] > 0)
+        new = pos > ext
+        if np.count_nonzero(ext):
+            np.copyto(r[2], s1, where=ext)
+            r[3] += ext
+            r[4:6] += dev.T * ext
+        if np.count_nonzero(new):
+            t = self._new
+            t[0] = c
+            t[1] = s0
+            t[2] = s1
+            t[3] = 1.0
+            t[4:6] = dev.T
+            np.copyto(r, t, where=new)
+        on = pos & (r[3] >= _ON_BLOCKS)
+        if np.count_nonzero(on):
+            self._finish(on & (d[0] >= 0), out)
+            np.copyto(d, r, where=on)
+            np.copyto(r[3], 0.0, where=on)
+            np.copyto(gap, 0, where=on)
 
     def finish_one(self, ch: int, out: list[tuple[int, int, int, int]]) -> None:
-        mask = np.zeros(self.code.shape, dtype=bool)
-        mask[ch] = self.code[ch] >= 0
-        self._finish(mask, out)
-        self.rn[ch] = 0
+        mask = np.zeros(self.gap.shape, dtype=bool)
+        mask[ch] = True
+        self._finish(mask & (self.d[0] >= 0), out)
+        self.r[3, ch] = 0.0
 
     def _finish(self, mask: npt.NDArray[np.bool_], out: list[tuple[int, int, int, int]]) -> None:
+        if not np.count_nonzero(mask):
+            return
+        d = self.d
         for ch in np.flatnonzero(mask).tolist():
-            n = int(self.n[ch])
-            if _in_tolerance(float(self.slo[ch]) / n, float(self.shi[ch]) / n):
-                out.append((ch, int(self.code[ch]), int(self.start[ch]), int(self.end[ch])))
-        self.code[mask] = -1
-        self.gap[mask] = 0
+            n = float(d[3, ch])
+            if _in_tolerance(float(d[4, ch]) / n, float(d[5, ch]) / n):
+                out.append((ch, int(d[0, ch]), int(d[1, ch]), int(d[2, ch])))
+        np.copyto(d[0], self.IDLE, where=mask)
+        np.copyto(self.gap, 0, where=mask)
 
 
 class DtmfDetectorBank:
@@ -322,7 +361,7 @@ class DtmfDetectorBank:
         self.channels = channels
         # The buffer starts at the last analysed block, which the next one is compared
         # with; before any audio that block is one hop of silence ahead of sample 0.
-        self._buf = np.zeros((channels, self._an.hop), dtype=np.float64)
+        self._buf = np.zeros((channels, self._an.hop), dtype=np.float32)
         self._pos = -self._an.hop  # stream index of _buf[:, 0]
         self._origin = np.zeros(channels, dtype=np.int64)
         self._tracks = _Tracks(channels)
@@ -332,21 +371,20 @@ class DtmfDetectorBank:
         x = np.asarray(frames)
         if x.ndim != 2 or x.shape[0] != self.channels:
             raise ValueError(f"frames must have shape ({self.channels}, n), got {x.shape}")
-        buf = np.concatenate([self._buf, x], axis=1, dtype=np.float64)
+        buf = np.concatenate([self._buf, x], axis=1, dtype=np.float32)
         nb = self._an.blocks(buf.shape[1])
         raw: list[tuple[int, int, int, int]] = []
         if nb >= 2:
             codes, dev = self._an.analyze(buf, nb)
             hop, n = self._an.hop, self._an.n
             if self._tracks.busy().any() or (codes >= 0).any():
-                dlo, dhi = dev[..., 0], dev[..., 1]
                 for k in range(nb - 1):
                     s0 = self._pos + k * hop
-                    self._tracks.step(codes[:, k], dlo[:, k], dhi[:, k], s0, s0 + hop + n, raw)
+                    self._tracks.step(codes[:, k], dev[:, k], s0, s0 + hop + n, raw)
             consumed = (nb - 1) * hop
             buf = buf[:, consumed:]
             self._pos += consumed
-        self._buf = np.ascontiguousarray(buf)
+        self._buf = buf
         return [(ch, self._event(ch, code, s, e)) for ch, code, s, e in raw]
 
     def _event(self, ch: int, code: int, start: int, end: int) -> DtmfEvent:
@@ -380,7 +418,7 @@ class DtmfDetector:
         self._an = _Analyzer(rate)
         self.rate = rate
         self._batch = int(rate * batch_ms / 1000)
-        self._buf = np.zeros((1, self._an.hop), dtype=np.float64)
+        self._buf = np.zeros(self._an.hop, dtype=np.float32)
         self._pos = -self._an.hop
         self._pending: list[npt.NDArray[np.int16]] = []
         self._npending = 0
@@ -406,25 +444,28 @@ class DtmfDetector:
         return out + [self._event(*r) for r in raw]
 
     def _run(self) -> list[DtmfEvent]:
-        buf = np.concatenate([self._buf[0], *self._pending], dtype=np.float64)[None, :]
+        buf = np.concatenate([self._buf, *self._pending], dtype=np.float32)
         self._pending.clear()
         self._npending = 0
-        nb = self._an.blocks(buf.shape[1])
+        nb = self._an.blocks(buf.size)
+        if nb < 2:
+            self._buf = buf
+            return []
+        codes, dev = self._an.analyze(buf[None, :], nb)
+        hop = self._an.hop
+        consumed = (nb - 1) * hop
+        self._buf = buf[consumed:]
+        pos = self._pos
+        self._pos += consumed
+        tr = self._track
+        if not tr.busy and codes is self._an.nothing_for(1, nb):
+            return []
         raw: list[tuple[int, int, int]] = []
-        if nb >= 2:
-            codes, dev = self._an.analyze(buf, nb)
-            tr = self._track
-            row = codes[0]
-            if tr.busy or (row >= 0).any():
-                hop, n = self._an.hop, self._an.n
-                dl, dh = dev[0, :, 0].tolist(), dev[0, :, 1].tolist()
-                for k, c in enumerate(row.tolist()):
-                    s0 = self._pos + k * hop
-                    tr.step(c, dl[k], dh[k], s0, s0 + hop + n, raw)
-            consumed = (nb - 1) * self._an.hop
-            buf = buf[:, consumed:]
-            self._pos += consumed
-        self._buf = np.ascontiguousarray(buf)
+        span = hop + self._an.n
+        for k, (c, (dl, dh)) in enumerate(zip(codes[0].tolist(), dev[0].tolist(), strict=True)):
+            if c >= 0 or tr.busy:
+                s0 = pos + k * hop
+                tr.step(c, dl, dh, s0, s0 + span, raw)
         return [self._event(*r) for r in raw]
 
     def _event(self, code: int, start: int, end: int) -> DtmfEvent:

@@ -61,3 +61,23 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
 def test_password_is_not_a_flag() -> None:
     result = CliRunner().invoke(app, ["call", "+15550100", "--say", "x", "--password", "s"])
     assert result.exit_code == 2
+
+
+def test_play_a_file_repeated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from autocall.audio.tones import beep
+
+    wav = tmp_path / "notice.wav"
+    sf.write(wav, np.concatenate([beep(700.0, 400, -10.0, 16000)] * 2), 16000)
+    monkeypatch.setenv("AUTOCALL_TTS_CACHE", str(tmp_path / "tts"))
+    with Sipp(SCENARIOS / "uas_answer.xml", port=30310, media_port=30312, timeout=20) as peer:
+        result = CliRunner().invoke(app, [
+            "call", "sip:sipp@127.0.0.1:30310", "--play", str(wav), "--repeat", "3",
+            "--bind", "127.0.0.1:30315", "--json"])
+        assert peer.wait(10) == 0, peer.errors()
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 0, result.output
+    assert summary["path"] == ["message1", "message2", "message3"]
+    assert summary["outcome"] == "completed" and summary["duration"] >= 2.4

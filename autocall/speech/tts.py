@@ -115,6 +115,10 @@ class TtsEngine(abc.ABC):
         """Engine version; part of the cache key, so an upgrade re-renders."""
 
     @abc.abstractmethod
+    def supports(self, language: str) -> bool:
+        """Whether this engine speaks *language* (a BCP 47 tag such as ``en-US``)."""
+
+    @abc.abstractmethod
     def synthesize(self, text: str, language: str, voice: str | None) -> bytes:
         """Render *text*; raise EngineUnavailable, UnsupportedLanguage or TtsError."""
 
@@ -170,6 +174,11 @@ class GttsEngine(TtsEngine):
         import gtts
 
         return str(gtts.__version__)
+
+    def supports(self, language: str) -> bool:
+        from gtts.lang import tts_langs
+
+        return _gtts_language(language, tts_langs()) is not None
 
     def synthesize(self, text: str, language: str, voice: str | None) -> bytes:
         from gtts import gTTS, gTTSError
@@ -320,12 +329,21 @@ class EspeakEngine(TtsEngine):
             self._languages = frozenset(tags)
         return self._languages
 
+    def _voice_for(self, language: str) -> str | None:
+        tag = language.lower().replace("_", "-")
+        known = self.languages()
+        for candidate in (tag, tag.split("-")[0]):
+            if candidate in known:
+                return candidate
+        return None
+
+    def supports(self, language: str) -> bool:
+        return self._voice_for(language) is not None
+
     def synthesize(self, text: str, language: str, voice: str | None) -> bytes:
         if voice is None or "." in voice:
-            tag = language.lower().replace("_", "-")
-            known = self.languages()
-            voice = tag if tag in known else tag.split("-")[0]
-            if voice not in known:
+            voice = self._voice_for(language)
+            if voice is None:
                 raise UnsupportedLanguage(f"espeak-ng: language {language!r} is not installed")
         # Text goes through stdin (UTF-8, -b 1) so a leading '-' is never read as an option.
         wav = self._run(["-b", "1", "-v", voice, "--stdout"], stdin=text.encode("utf-8"))

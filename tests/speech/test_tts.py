@@ -226,6 +226,14 @@ def test_unknown_language_fails_with_every_reason(tmp_path: Path, refused_url: U
         render_prompt(PromptText("Hello", "xx-YY"), tmp_path, engines=engines(url))
 
 
+def test_engines_say_which_languages_they_speak() -> None:
+    gtts, espeak = GttsEngine(), EspeakEngine()
+    for tag in ("en", "en-US", "ko", "fr_FR", "zh-CN"):
+        assert gtts.supports(tag) and espeak.supports(tag), tag
+    assert not gtts.supports("xx-YY") and not espeak.supports("xx-YY")
+    assert espeak.supports("chr-US-Qaaa-x-west") and not gtts.supports("chr")
+
+
 def test_espeak_languages_and_progress(tmp_path: Path) -> None:
     seen: list[RenderOutcome] = []
     prompts = [PromptText("Bonjour", "fr-FR"), PromptText("안녕하세요", "ko"), HELLO]

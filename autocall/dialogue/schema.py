@@ -309,6 +309,16 @@ class Condition(_Model):
     le: float | None = None
     empty: bool | None = None
 
+    @field_validator("matches")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"matches is not a valid regular expression: {exc}") from exc
+        return pattern
+
 
 class BranchCase(_Model):
     if_: Condition = Field(alias="if")

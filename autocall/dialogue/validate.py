@@ -416,15 +416,3 @@ def _menus(tree: Tree, doc: Document) -> Iterator[Problem]:
                     f"repeat_key {menu.repeat_key!r} is also a menu item; "
                     "that item can never be chosen",
                 )
-        if isinstance(node, BranchNode):
-            for i, case in enumerate(node.branch):
-                if case.if_.matches is not None:
-                    try:
-                        re.compile(case.if_.matches)
-                    except re.error as exc:
-                        yield doc.problem(
-                            ["nodes", node_id, "branch", i, "if", "matches"],
-                            "error",
-                            "value",
-                            f"matches is not a valid regular expression: {exc}",
-                        )

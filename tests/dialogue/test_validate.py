@@ -340,3 +340,32 @@ def test_bad_menu_key_and_node_id_point_at_the_key(write) -> None:
     assert [(line, col) for line, col, _ in found] == [(8, 9), (9, 3)]
     assert "a menu key is one of 0-9, * or #" in found[0][2]
     assert "a node id is letters" in found[1][2]
+
+
+def test_bad_regular_expressions_are_load_errors(write) -> None:
+    text = """start: b
+nodes:
+  b:
+    branch:
+      - if: {var: x, matches: "(unclosed"}
+        next: g
+    else: g
+  g:
+    gather: {prompt: P, variable: v, pattern: "[z-a]"}
+""" + GOOD_TAIL
+    found = sorted((f[0], f[4]) for f in _findings(write, text) if f[3] == "value")
+    assert [line for line, _ in found] == [5, 9]
+    assert "not a valid regular expression" in found[0][1]
+
+
+def test_repeat_key_hiding_an_item_is_a_warning(write) -> None:
+    text = """start: m
+nodes:
+  m:
+    menu:
+      prompt: P
+      items: {1: end, "*": end}
+      repeat_key: "*"
+""" + GOOD_TAIL
+    line, _, severity, message = _one(write, text, "menu")
+    assert (line, severity) == (7, "warning") and "never be chosen" in message

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,13 +94,19 @@ def _target_uri(target: str, trunk: TrunkSettings) -> str:
 async def place_informer_call(target: str, tree: Tree, variables: dict[str, str], *,
                               trunk: TrunkSettings, settings: Settings, caller_id: str | None,
                               ring_timeout: float, status_callback: str | None = None,
-                              ) -> dict[str, Any]:
-    """Dial ``target``, run ``tree`` if answered, and return the summary fields."""
+                              via_trunk: bool = False) -> dict[str, Any]:
+    """Dial ``target``, run ``tree`` if answered, and return the summary fields.
+
+    ``via_trunk`` sends even a full sip: URI through the trunk as outbound proxy (a
+    number always goes to the trunk).
+    """
+    trunk_uri = f"sip:{trunk.host}:{trunk.port}"
     ua = await UserAgent.start(
         bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
         advertise_host=settings.advertised_host, user=trunk.user or "autocall",
         username=trunk.user, password=trunk.password, register=trunk.register,
-        registrar=f"sip:{trunk.host}:{trunk.port}" if trunk.register else None)
+        registrar=trunk_uri if trunk.register else None,
+        proxy=trunk_uri if via_trunk else None)
     callbacks = StatusCallbacks(status_callback)
     run: RunResult | None = None
     uri = _target_uri(target, trunk)
@@ -261,7 +268,8 @@ def register(app: typer.Typer) -> None:
         settings = _settings(bind)
         summary = asyncio.run(place_informer_call(
             target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
-            ring_timeout=ring_timeout, status_callback=status_callback))
+            ring_timeout=ring_timeout, status_callback=status_callback,
+            via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST"))))
         code = exit_code(summary["status"], summary["sip_code"], summary["outcome"],
                          confirm is not None)
         summary["exit_code"] = code

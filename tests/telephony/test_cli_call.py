@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autocall.cli import app
-from tests.peers import SCENARIOS, Sipp
+from tests.peers import SCENARIOS, Kamailio, Sipp
 
 pytestmark = pytest.mark.peers
 
@@ -81,3 +81,25 @@ def test_play_a_file_repeated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert result.exit_code == 0, result.output
     assert summary["path"] == ["message1", "message2", "message3"]
     assert summary["outcome"] == "completed" and summary["duration"] >= 2.4
+
+
+@pytest.mark.parametrize(("password", "code"), [("s3cret-Pa55", 0), ("wrong", 1)])
+def test_trunk_digest_auth_with_password_from_env_or_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, password: str, code: int) -> None:
+    monkeypatch.setenv("AUTOCALL_TTS_CACHE", str(tmp_path / "tts"))
+    monkeypatch.delenv("AUTOCALL_SIP_PASSWORD", raising=False)
+    secret = tmp_path / "sip-password"
+    secret.write_text(password + "\n")
+    with Kamailio(port=30320, users={"alice": "s3cret-Pa55"}), \
+            Sipp(SCENARIOS / "uas_answer.xml", port=30322, media_port=30324, timeout=20):
+        result = CliRunner().invoke(app, [
+            "call", "sip:sipp@127.0.0.1:30322", "--say", "Hello.", "--host", "127.0.0.1",
+            "--port", "30320", "--user", "alice", "--caller-id", "alice", "--password-file",
+            str(secret), "--bind", "127.0.0.1:30325", "--json"])
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == code, result.output
+    if code == 0:
+        assert summary["status"] == "completed"
+    else:
+        assert summary["sip_code"] == 407  # Kamailio refused our credentials
+    assert password not in result.output

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from autocall.campaign.model import (
+    NEVER_RETRY,
     CallStatus,
     Campaign,
     CampaignState,
@@ -471,3 +472,41 @@ class _Driver:
         if self.progress_cb is not None:
             self.progress_cb(self.last)
 
+
+
+def explain(campaign: Campaign, state: CampaignState, contact: Contact | None, now: datetime,
+            dnc: Container[str]) -> tuple[bool, list[str]]:
+    """Why a contact is or is not being dialed: (would dial now, reasons). Pure."""
+    if contact is None:
+        return False, ["the number is not a contact of this campaign (imported? rejected?)"]
+    lines = [f"contact {contact.id} {contact.number}, zones {' '.join(contact.timezones)}, "
+             f"{contact.attempts} of {campaign.retry.max_attempts} attempts used"]
+    if contact.state.value == "done":
+        last = contact.last_outcome.value if contact.last_outcome else "none"
+        why = ("never retried" if contact.last_outcome in NEVER_RETRY
+               else "no attempts left or no retry for this outcome")
+        lines.append(f"done: last outcome {last} ({why})")
+        if contact.wait_reason:
+            lines.append(contact.wait_reason)
+        return False, lines
+    if contact.state.value == "in-flight":
+        lines.append(f"a call is in progress now (attempt {contact.attempts})")
+        return False, lines
+    ok = True
+    if state is not CampaignState.RUNNING:
+        lines.append(f"campaign is {state.value}: nothing is dialed until it runs")
+        ok = False
+    if contact.next_at is not None and contact.next_at > now:
+        lines.append(f"waiting until {contact.next_at:%Y-%m-%d %H:%M:%S} UTC: "
+                     f"{contact.wait_reason or 'retry'}")
+        ok = False
+    plan = plan_contact(campaign, contact, max(now, contact.next_at or now), dnc)
+    if isinstance(plan, Close):
+        lines.append(f"will be closed at its next turn: {plan.reason}")
+        ok = False
+    elif isinstance(plan, Defer):
+        lines.append(plan.reason)
+        ok = False
+    elif ok:
+        lines.append("due now: dialed as soon as a channel and a calls/second slot are free")
+    return ok, lines

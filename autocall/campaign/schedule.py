@@ -13,9 +13,10 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -32,12 +33,21 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def _local_instant(day: date, at: object, tz: ZoneInfo) -> datetime:
-    """UTC instant of a wall-clock time; a time inside a DST gap moves past the gap."""
-    naive = datetime.combine(day, at)  # type: ignore[arg-type]
-    aware = naive.replace(tzinfo=tz)
-    # Round-trip through UTC: in a spring-forward gap this lands after the gap (PEP 495).
-    return aware.astimezone(UTC)
+def _local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
+    """First UTC instant at which the wall clock in ``tz`` reads ``at`` or later on ``day``.
+
+    Ambiguous times (autumn) take the first occurrence; a time inside a spring-forward gap
+    becomes the end of the gap, when the clock jumps past it (PEP 495 fold semantics).
+    """
+    naive = datetime.combine(day, at)
+    first = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if first.astimezone(tz).replace(tzinfo=None) == naive:
+        return first
+    # In a gap: fold=1 lands before it, fold=0 after it; find the jump to the minute.
+    t = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    while t < first and t.astimezone(tz).replace(tzinfo=None) < naive:
+        t += timedelta(minutes=1)
+    return min(t, first)
 
 
 def is_open(window: CallingWindow, tz: ZoneInfo, now: datetime) -> bool:
@@ -205,7 +215,7 @@ def stop_job(store_url: str, name: str) -> None:
         store.close()
 
 
-def make_scheduler(store_url: str) -> object:
+def make_scheduler(store_url: str) -> Any:
     """An asyncio APScheduler whose jobs live in the campaign database (survive restarts)."""
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -215,7 +225,7 @@ def make_scheduler(store_url: str) -> object:
                             job_defaults={"misfire_grace_time": None, "coalesce": True})
 
 
-def schedule_campaign(scheduler: object, store_url: str, campaign: Campaign) -> list[str]:
+def schedule_campaign(scheduler: Any, store_url: str, campaign: Campaign) -> list[str]:
     """Add (or replace) the campaign's start/stop jobs; returns the job ids."""
     ids = []
     for when, func, suffix in ((campaign.start_at, start_job, "start"),
@@ -224,7 +234,7 @@ def schedule_campaign(scheduler: object, store_url: str, campaign: Campaign) -> 
             continue
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
         job_id = f"campaign:{campaign.name}:{suffix}"
-        scheduler.add_job(  # type: ignore[attr-defined]
+        scheduler.add_job(
             f"{__name__}:{func.__name__}", "date", run_date=when, id=job_id,
             args=[store_url, campaign.name], replace_existing=True,
         )

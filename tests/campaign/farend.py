@@ -24,7 +24,7 @@ def _result(step: str, start: datetime, talk: float) -> CallResult:
     kind, _, arg = step.partition(":")
     end = start + timedelta(seconds=talk)
     if kind == "answer":
-        return CallResult(CallStatus.COMPLETED, 200, 16, start, start + timedelta(seconds=0.1),
+        return CallResult(CallStatus.COMPLETED, 200, 16, start, start + timedelta(seconds=talk / 2),
                           end, digits=arg, path=("greeting", "menu", f"choice-{arg or 'none'}"),
                           variables={"choice": arg} if arg else {})
     if kind == "optout":
@@ -86,3 +86,8 @@ class ScriptedFarEnd:
         finally:
             self.active -= 1
         return _result(step, start, self.talk)
+
+
+def answer_all(settings: object) -> ScriptedFarEnd:
+    """``--placer farend:answer_all`` for CLI tests: every callee answers and presses 1."""
+    return ScriptedFarEnd(talk=0.01)

@@ -22,6 +22,7 @@ __all__ = [
 # G.711 segment end points (Table 1a/2a): μ-law works on 14-bit, A-law on 13-bit magnitudes.
 _SEG_UEND = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF], dtype=np.int32)
 _SEG_AEND = np.array([0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF], dtype=np.int32)
+_Bytes = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
 _ULAW_BIAS = 0x84
 _ULAW_CLIP = 8159
 
@@ -86,11 +87,11 @@ def alaw_encode(pcm: npt.ArrayLike) -> bytes:
     return _ALAW_ENC[_as_index(pcm)].tobytes()
 
 
-def ulaw_decode(data: bytes | bytearray | memoryview | npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
+def ulaw_decode(data: _Bytes) -> npt.NDArray[np.int16]:
     """μ-law bytes → int16 samples."""
     return _ULAW_DEC[np.frombuffer(data, dtype=np.uint8)]
 
 
-def alaw_decode(data: bytes | bytearray | memoryview | npt.NDArray[np.uint8]) -> npt.NDArray[np.int16]:
+def alaw_decode(data: _Bytes) -> npt.NDArray[np.int16]:
     """A-law bytes → int16 samples."""
     return _ALAW_DEC[np.frombuffer(data, dtype=np.uint8)]

@@ -7,7 +7,10 @@ import typer
 from autocall.cli import audio_dtmf, audio_files
 
 audio_app = typer.Typer(
-    help="Inspect, convert and generate telephone audio.\n\nExample: autocall audio info greeting.mp3",
+    help=(
+        "Inspect, convert and generate telephone audio.\n\n"
+        "Example: autocall audio info greeting.mp3"
+    ),
     no_args_is_help=True,
 )
 

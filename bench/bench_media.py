@@ -1,23 +1,30 @@
 """RTP pacing under load: N concurrent media streams on loopback, one drift-free clock vs baselines.
 
-    python bench/bench_media.py                         # 100, 200, 500 streams, 8 s each
-    python bench/bench_media.py --streams 200 --seconds 5 --impl engine,naive
+    python bench/bench_media.py                         # 100, 200, 500 streams, 10 s each
+    python bench/bench_media.py --streams 200 --seconds 5 --impl engine,naive --mode sink
     python bench/bench_media.py --json                  # machine-readable results
 
-Each stream is one call leg as a dialer runs it: it plays a prompt (a μ-law tone), and
-streams are paired so every leg also receives 50 packets/s, de-jitters them and runs
-in-band DTMF detection on them. Three pacing strategies send the same traffic:
+Every stream plays a prompt (a μ-law tone). Two loads (``--mode``):
+
+- ``pairs``: streams are paired like the two legs of a call, so each also receives 50
+  packets/s, de-jitters them and runs in-band DTMF detection on them (a dialer's work);
+- ``sink``: streams only send, to a bound UDP socket nobody reads (pacing alone).
+
+Three pacing strategies send the same traffic (``--impl``):
 
 - ``engine``: autocall's `MediaEngine` — one asyncio timer, frame n at t0 + n·20 ms;
 - ``naive`` (baseline): the same `MediaSession`s, each paced by its own
   ``while True: send(); await asyncio.sleep(0.02)`` task, the usual asyncio idiom;
-- ``pyvoip`` (baseline): pyVoIP 1.6.8 `RTPClient`s, two threads per stream, paired the
-  same way (it does no DTMF detection, so it does less work per packet).
+- ``pyvoip`` (baseline): pyVoIP 1.6.8 `RTPClient`s, two threads per stream (it does no
+  DTMF detection, so in ``pairs`` it does less work per packet).
 
-Each (impl, N) runs in a fresh process. Departure times are taken at the socket send
-call. Reported per stream: packets/s (target 50.0; drift is the mean's distance from 50),
-the worst stream, pooled p50/p99/max inter-departure, CPU (% of one core) and RSS per
-stream. Ratios compare against the naive baseline of the same N.
+Each (mode, impl, N) runs in a fresh process. Departure times are taken at the socket
+send call. Per stream: packets/s (least-squares slope of packet count over the window;
+target 50.0, drift = the mean's distance from 50) and the worst stream; pooled p50/p99/
+max inter-departure; CPU (% of one core) and RSS growth per stream; for the engine, the
+frames it skipped after stalls longer than its burst limit. Ratios compare against the
+naive baseline of the same mode and N. The machine is shared: run it when it is quiet
+and look at the load average it prints.
 """
 
 from __future__ import annotations
@@ -158,6 +165,7 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
         cpu_pct_total=(c1 - c0) / (t1 - t0) * 100,
         rss_kib_per_stream=(rss - rss0) / n / 1024,
         received_total=received,
+        skipped_frames=engine.clock.skipped if impl == "engine" else -1,
     )
     return out
 
@@ -178,11 +186,13 @@ def _run_pyvoip(n: int, seconds: float, mode: str) -> dict[str, Any]:
         def close(self) -> None:
             self._sock.close()
 
-    ports = []
-    for _ in range(n):
+    held = []
+    for _ in range(n):  # hold every probe socket until all ports are known: no repeats
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("127.0.0.1", 0))
-        ports.append(s.getsockname()[1])
+        held.append(s)
+    ports = [s.getsockname()[1] for s in held]
+    for s in held:
         s.close()
     sink, sink_addr = _sink()
     rss0 = _rss_bytes()
@@ -194,9 +204,14 @@ def _run_pyvoip(n: int, seconds: float, mode: str) -> dict[str, Any]:
             {0: PayloadType.PCMU}, "127.0.0.1", ports[i], "127.0.0.1", peer, TransmitType.SENDRECV
         )
         clients.append(c)
-    for i, c in enumerate(clients):
-        c.start()
-        c.sout = TimedSocket(c.sin, times[i].append)  # type: ignore[assignment]
+    try:
+        for i, c in enumerate(clients):
+            c.start()
+            c.sout = TimedSocket(c.sin, times[i].append)  # type: ignore[assignment]
+    except OSError:
+        for c in clients:
+            c.NSD = False  # its threads are not daemons: stop them or the process hangs
+        raise
     time.sleep(WARMUP)
     t0, c0 = time.monotonic(), _cpu_seconds()
     time.sleep(seconds)
@@ -214,6 +229,7 @@ def _run_pyvoip(n: int, seconds: float, mode: str) -> dict[str, Any]:
         cpu_pct_total=(c1 - c0) / (t1 - t0) * 100,
         rss_kib_per_stream=(rss - rss0) / n / 1024,
         received_total=-1,
+        skipped_frames=-1,
     )
     return out
 
@@ -234,6 +250,7 @@ def _line(r: dict[str, Any]) -> str:
         f"p50 {r['gap_p50_ms']:5.1f} p99 {r['gap_p99_ms']:6.1f} max {r['gap_max_ms']:6.1f} ms | "
         f"CPU {r['cpu_pct_per_stream']:.3f}%/stream ({r['cpu_pct_total']:.0f}% total) "
         f"RSS {r['rss_kib_per_stream']:.0f} KiB/stream"
+        + (f" | skipped frames {r['skipped_frames']}" if r["skipped_frames"] >= 0 else "")
     )
 
 
@@ -242,7 +259,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--streams", default="100,200,500", help="comma-separated N, e.g. 100,200,500")
-    ap.add_argument("--seconds", type=float, default=8.0, help="measured seconds per run")
+    ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     ap.add_argument("--impl", default="engine,naive,pyvoip", help="engine,naive,pyvoip")
     ap.add_argument("--json", action="store_true", help="print results as JSON")
     ap.add_argument(
@@ -258,17 +275,22 @@ def main() -> int:
     if args.worker:
         _worker(args.worker[0], int(args.worker[1]), float(args.worker[2]), args.worker[3])
         return 0
+    print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})", flush=True)
     impls = [i.strip() for i in args.impl.split(",") if i.strip()]
     results: list[dict[str, Any]] = []
     modes = [m.strip() for m in args.mode.split(",") if m.strip()]
     runs = [(m, int(n), i) for m in modes for n in args.streams.split(",") for i in impls]
     for mode, n, impl in runs:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--worker", impl, str(n), str(args.seconds), mode],
-            capture_output=True,
-            text=True,
-            timeout=args.seconds + 120,
-        )
+        try:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--worker", impl, str(n), str(args.seconds), mode],
+                capture_output=True,
+                text=True,
+                timeout=args.seconds + 120,
+            )
+        except subprocess.TimeoutExpired:
+            print(f"{mode} {impl} N={n}: no result within {args.seconds + 120:.0f} s", flush=True)
+            continue
         if proc.returncode != 0:
             print(f"{impl} N={n} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue

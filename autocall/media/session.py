@@ -23,7 +23,8 @@ Decisions:
 - **Comfort silence.** From `start` until `close` a packet leaves every 20 ms: the prompt
   when one plays, otherwise G.711 silence. A continuous stream keeps NAT bindings open,
   never trips the peer's RTP inactivity timer, and keeps the peer's jitter buffer primed.
-  On hold (``update(hold=True)``) nothing is sent and playback pauses where it is.
+  On hold (``update(hold=True)``) nothing is sent: playback and DTMF sending wait
+  where they are until ``update(hold=False)`` (or ``close``, which ends them).
 - **Symmetric RTP.** We send to the SDP address until the first valid RTP packet of ours
   arrives, then latch to its source address and port (NAT). Packets from other addresses
   are dropped (no injected audio or digits) until ``update(remote_addr=...)`` re-opens the latch.
@@ -157,6 +158,7 @@ class MediaSession:
         self._jitter = JitterBuffer(self.frame_samples, delay=jitter_delay_ms * RATE // 1000)
         self._rx_stats = ReceptionStats(RATE)
         self._rx_ssrc: int | None = None
+        self._rx_audio_ssrc: int | None = None
         self._detector: Any = self._make_detector() if detect_inband else None
         self._recorder: Recorder | None = None
         self._digit_queue: asyncio.Queue[Digit | None] = asyncio.Queue()
@@ -538,7 +540,6 @@ class MediaSession:
         if ssrc != self._rx_ssrc:
             if self._rx_ssrc is not None:
                 self._rx_stats.reset()
-                self._jitter.reset()
             self._rx_ssrc = ssrc
         self._rx_stats.update(seq, ts, now, len(payload))
         if pt == self._dtmf_pt:
@@ -550,6 +551,12 @@ class MediaSession:
             for ev in events:
                 self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
         elif pt in _DECODERS:
+            # Some senders put events on their own SSRC (SIPp's pcaps do): only a change
+            # of the *audio* source restarts the jitter buffer.
+            if ssrc != self._rx_audio_ssrc:
+                if self._rx_audio_ssrc is not None:
+                    self._jitter.reset()
+                self._rx_audio_ssrc = ssrc
             self._jitter.push(ts, _DECODERS[pt](payload))
 
     @staticmethod

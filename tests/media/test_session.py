@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from autocall.audio import g711
 from autocall.audio.tones import beep
 from autocall.media import Digit, MediaEngine, MediaSession
 from autocall.media.rtp import RtpPacket
@@ -253,3 +254,56 @@ async def test_close_ends_waiters_and_many_sessions_share_one_timer(engine: Medi
     assert await asyncio.wait_for(digits, 1) == []  # digits() ended with the session
     assert engine.streams == 0
     sink_t.close()
+
+
+async def test_hold_pauses_prompt_and_dtmf_until_unhold(
+    pair: tuple[MediaSession, MediaSession],
+) -> None:
+    a, b = pair
+    a.update(hold=True)
+    prompt = asyncio.ensure_future(a.play(beep(700, 100, -10)))
+    keys = asyncio.ensure_future(a.send_dtmf("4"))
+    await asyncio.sleep(0.3)
+    assert not prompt.done() and not keys.done()
+    sent_on_hold = a.stats().packets_sent
+    await asyncio.sleep(0.1)
+    assert a.stats().packets_sent == sent_on_hold
+    a.update(hold=False)
+    assert await asyncio.wait_for(prompt, 2) is True
+    assert await asyncio.wait_for(keys, 2) == "rfc4733"
+    assert [d.digit for d in await collect(b, 1)] == ["4"]
+
+
+async def test_peer_codec_events_on_own_ssrc_and_on_audio(
+    engine: MediaEngine, tmp_path: Path
+) -> None:
+    """A peer that sends A-law though we offered μ-law, with events on a second SSRC."""
+    b = await MediaSession.open(engine)
+    frames: list[np.ndarray] = []
+    b.on_audio = frames.append
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    try:
+        b.start(peer.getsockname(), payload_type=0, dtmf_payload_type=101)
+        b.record(tmp_path / "b.wav")
+        tone = g711.alaw_encode(beep(1200, 200, -10))
+        ev = bytes(TelephoneEvent(3, True, 10, 480))
+        for i in range(10):
+            audio = RtpPacket(8, 100 + i, 8000 + 160 * i, 0xA, tone[160 * i : 160 * (i + 1)])
+            peer.sendto(bytes(audio), ("127.0.0.1", b.local_port))
+            if i == 4:
+                event = RtpPacket(101, 7, 8000 + 160 * i, 0xB, ev, marker=True)
+                peer.sendto(bytes(event), ("127.0.0.1", b.local_port))
+        got = await collect(b, 1)
+        await asyncio.sleep(0.4)
+        b.stop_recording()
+    finally:
+        await b.close()
+        peer.close()
+    assert [(d.digit, d.source) for d in got] == [("3", "rfc4733")]
+    rx = sf.read(tmp_path / "b.wav", dtype="int16")[0][:, 0]
+    blocks = rx[: len(rx) // 160 * 160].reshape(-1, 160).astype(float)
+    loud = np.sqrt((blocks**2).mean(axis=1)) > 1000
+    assert loud.sum() == 10  # all ten A-law frames, none lost to the events' SSRC
+    assert dominant_hz(rx) == pytest.approx(1200, abs=10)
+    assert sum(int(np.abs(f).max() > 1000) for f in frames) == 10

@@ -1,0 +1,344 @@
+"""Concurrent calls against SIPp: our user agent vs pyVoIP 1.6.8, same N, same run.
+
+Each call is answered by SIPp (``tests/sip/scenarios/uas_bench.xml``), whose SDP points
+our RTP at a measuring sink (a separate process), so pacing is measured outside the
+sender; the sink answers each stream with in-band DTMF from the same port (symmetric RTP
+keeps our stream pointed at it) for the callers' DTMF detectors. Per stream we report
+packets/s (target 50.0, RFC 3551 20 ms ptime) and the p99 inter-arrival time; per call
+the CPU and memory of the dialing process; and new calls per second (INVITE burst until
+all answered).
+A call is healthy when its rate is within 0.1 % of 50/s and its p99 gap ≤ 22 ms.
+
+pyVoIP is the baseline named in DESIGN.md §3 (``import pyVoIP`` happens only here).
+Our calls also run in-band DTMF detection on what SIPp sends; pyVoIP has no detector,
+so the baseline does less work per call.
+
+    python bench/bench_calls.py                       # N = 100 and 200, 10 s each
+    python bench/bench_calls.py --calls 500 --duration 10 --skip-baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import heapq
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from array import array
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "tests" / "sip" / "scenarios" / "uas_bench.xml"
+SIPP_PORT, SINK_PORT, PYVOIP_SIP_PORT = 21000, 21002, 21010
+PYVOIP_RTP = (22000, 23999)
+RATE = 8000
+SETTLE = 2.5  # seconds after the last answer before measuring: the DTMF bursts are over
+
+
+# ---- the sink: receives every stream's RTP, stamps arrival times -------------------------
+def _sink(port: int, conn: Connection, burst: list[bytes]) -> None:
+    """Stamp every RTP packet's arrival; answer each new stream with ``burst`` (in-band
+    DTMF, paced 20 ms) from this same port, so the caller's symmetric-RTP latch keeps
+    pointing here and its DTMF detector has work to do."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.bind(("127.0.0.1", port))
+    sock.settimeout(0.004)
+    ssrcs, times = array("I"), array("d")
+    seen: set[tuple[str, int]] = set()
+    due: list[tuple[float, int, tuple[str, int]]] = []  # (when, packet index, address)
+    recording = False
+    n = 0
+    conn.send("ready")
+    while True:
+        n += 1
+        if (n % 500 == 0 or not recording) and conn.poll():
+            cmd = conn.recv()
+            if cmd == "start":
+                recording = True
+            elif cmd == "stop":
+                break
+        now = time.monotonic()
+        while due and due[0][0] <= now:
+            _, i, addr = heapq.heappop(due)
+            sock.sendto(burst[i], addr)
+            if i + 1 < len(burst):
+                heapq.heappush(due, (now + 0.02, i + 1, addr))
+        try:
+            data, addr = sock.recvfrom(2048)
+        except TimeoutError:
+            continue
+        if addr not in seen:
+            seen.add(addr)
+            heapq.heappush(due, (time.monotonic(), 0, addr))
+        if recording and len(data) >= 12 and (data[1] & 0x7F) in (0, 8):
+            ssrcs.append(int.from_bytes(data[8:12], "big"))
+            times.append(time.monotonic())
+    conn.send((ssrcs.tobytes(), times.tobytes()))
+
+
+def _burst() -> list[bytes]:
+    """RTP packets (PCMU, 20 ms) of the in-band DTMF every stream receives."""
+    from autocall.audio import g711
+    from autocall.audio.tones import dtmf, silence
+
+    pcm = np.concatenate([silence(300), dtmf("159", on_ms=100, off_ms=100), silence(200)])
+    payload = g711.ulaw_encode(pcm)
+    packets = []
+    for k in range(len(payload) // 160):
+        header = bytes([0x80, 0x00]) + k.to_bytes(2, "big") + (k * 160).to_bytes(4, "big")
+        packets.append(header + (0x5EED).to_bytes(4, "big") + payload[k * 160 : (k + 1) * 160])
+    return packets
+
+
+@dataclass
+class StreamStats:
+    streams: int
+    pps_mean: float
+    pps_min: float
+    pps_max: float
+    worst_drift_pct: float
+    p99_ms: float
+    healthy: int
+
+
+def stream_stats(raw: tuple[bytes, bytes]) -> StreamStats:
+    ssrc = np.frombuffer(raw[0], dtype=np.uint32)
+    t = np.frombuffer(raw[1], dtype=np.float64)
+    if len(t) == 0:
+        return StreamStats(0, 0, 0, 0, 100.0, float("inf"), 0)
+    order = np.lexsort((t, ssrc))
+    ssrc, t = ssrc[order], t[order]
+    bounds = np.flatnonzero(np.diff(ssrc)) + 1
+    pps, gaps, healthy = [], [], 0
+    for group in np.split(t, bounds):
+        if len(group) < 50:
+            continue
+        rate = (len(group) - 1) / (group[-1] - group[0])
+        d = np.diff(group)
+        pps.append(rate)
+        gaps.append(d)
+        if abs(rate - 50) / 50 <= 0.001 and np.percentile(d, 99) <= 0.022:
+            healthy += 1
+    if not pps:
+        return StreamStats(0, 0, 0, 0, 100.0, float("inf"), 0)
+    arr = np.array(pps)
+    return StreamStats(len(arr), float(arr.mean()), float(arr.min()), float(arr.max()),
+                       float(np.max(np.abs(arr - 50) / 50 * 100)),
+                       float(np.percentile(np.concatenate(gaps), 99) * 1000), healthy)
+
+
+@dataclass
+class Result:
+    name: str
+    calls: int
+    answered: int
+    setup_cps: float
+    cpu_pct_per_call: float
+    mem_kib_per_call: float
+    stats: StreamStats
+    digits_per_call: float | None = None
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _prompt(seconds: float) -> np.ndarray:
+    """Speech-like test audio: band-limited noise with a syllable envelope."""
+    rng = np.random.default_rng(7)
+    n = int(seconds * RATE)
+    noise = np.convolve(rng.standard_normal(n), np.ones(4) / 4, mode="same")
+    env = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * np.arange(n) / RATE)
+    return (noise * env * 3000).astype(np.int16)
+
+
+# ---- our user agent ----------------------------------------------------------------------
+async def _ours(n: int, duration: float, sink: Connection) -> Result:
+    from autocall.telephony.call import CallStatus, UserAgent
+
+    ua = await UserAgent.start(bind_host="127.0.0.1")
+    prompt = _prompt(duration + 5)
+    rss0 = _rss_kib()
+    t0 = time.perf_counter()
+    calls = [await ua.call(f"sip:sipp@127.0.0.1:{SIPP_PORT}", ring_timeout=30)
+             for _ in range(n)]
+    await asyncio.gather(*(c.wait_answer(40) for c in calls))
+    setup = time.perf_counter() - t0
+    live = [c for c in calls if c.status is CallStatus.IN_PROGRESS]
+    players = [asyncio.ensure_future(c.play(prompt)) for c in live]
+    await asyncio.sleep(SETTLE)
+    sink.send("start")
+    cpu0, w0 = _cpu(), time.perf_counter()
+    await asyncio.sleep(duration)
+    cpu1, w1 = _cpu(), time.perf_counter()
+    sink.send("stop")
+    rss1 = _rss_kib()
+    digits = sum(len(c.digits) for c in live) / max(1, len(live))
+    for c in live:
+        await c.hangup()
+    for p in players:
+        p.cancel()
+    await asyncio.gather(*(c.wait_ended(10) for c in live))
+    await ua.close()
+    raw = sink.recv()
+    return Result("autocall", n, len(live), len(live) / setup,
+                  (cpu1 - cpu0) / (w1 - w0) * 100 / max(1, len(live)),
+                  (rss1 - rss0) / max(1, len(live)), stream_stats(raw), digits)
+
+
+# ---- pyVoIP baseline (its threads live in their own process) ------------------------------
+def _pyvoip_worker(n: int, duration: float, conn: Connection) -> None:
+    import pyVoIP
+    from pyVoIP.VoIP import CallState, VoIPPhone
+
+    pyVoIP.DEBUG = False
+    phone = VoIPPhone("127.0.0.1", SIPP_PORT, "bench", "bench", myIP="127.0.0.1",
+                      sipPort=PYVOIP_SIP_PORT, rtpPortLow=PYVOIP_RTP[0],
+                      rtpPortHigh=PYVOIP_RTP[1])
+    phone.start()
+    pcm = _prompt(duration + 5)
+    audio = ((pcm.astype(np.int32) >> 8) + 128).astype(np.uint8).tobytes()  # its 8-bit PCM
+    rss0 = _rss_kib()
+    t0 = time.perf_counter()
+    calls = []
+    for _ in range(n):
+        try:
+            calls.append(phone.call("sipp"))
+        except Exception as exc:  # noqa: BLE001 - a baseline failure is a result, not a crash
+            print(f"pyVoIP call failed: {exc}", file=sys.stderr)
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and any(c.state != CallState.ANSWERED for c in calls):
+        time.sleep(0.05)
+    setup = time.perf_counter() - t0
+    live = [c for c in calls if c.state == CallState.ANSWERED]
+    for c in live:
+        c.write_audio(audio)
+    time.sleep(SETTLE)
+    conn.send(("measure", len(live), setup))
+    cpu0, w0 = _cpu(), time.perf_counter()
+    time.sleep(duration)
+    cpu1, w1 = _cpu(), time.perf_counter()
+    rss1 = _rss_kib()
+    conn.send(("done", (cpu1 - cpu0) / (w1 - w0) * 100 / max(1, len(live)),
+               (rss1 - rss0) / max(1, len(live))))
+    for c in live:
+        with contextlib.suppress(Exception):  # teardown of the baseline is best effort
+            c.hangup()
+    phone.stop()
+
+
+def _pyvoip(n: int, duration: float, sink: Connection) -> Result:
+    parent, child = mp.Pipe()
+    proc = mp.Process(target=_pyvoip_worker, args=(n, duration, child), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(90):
+            raise RuntimeError("pyVoIP did not set up its calls within 90 s")
+        _, answered, setup = parent.recv()
+        sink.send("start")
+        if not parent.poll(duration + 60):
+            raise RuntimeError("pyVoIP did not finish measuring")
+        _, cpu, mem = parent.recv()
+        sink.send("stop")
+        raw = sink.recv()
+    finally:
+        proc.join(20)
+        if proc.is_alive():
+            proc.kill()
+    return Result("pyVoIP 1.6.8", n, answered, answered / setup if setup else 0.0, cpu, mem,
+                  stream_stats(raw))
+
+
+# ---- orchestration -----------------------------------------------------------------------
+def _start_sipp(n: int, workdir: Path) -> subprocess.Popen[bytes]:
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        raise SystemExit("sipp is not installed (apt-get install sip-tester)")
+    cmd = [sipp, "-sf", str(SCENARIO), "-i", "127.0.0.1", "-p", str(SIPP_PORT),
+           "-mi", "127.0.0.1", "-mp", str(SIPP_PORT + 4), "-key", "sink_port", str(SINK_PORT),
+           "-m", str(n + 2), "-nostdin", "-timeout", "300s", "-max_socket", "4096"]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc
+
+
+def run(n: int, duration: float, which: str) -> Result:
+    work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
+    sipp = _start_sipp(n, work)
+    parent, child = mp.Pipe()
+    sink = mp.Process(target=_sink, args=(SINK_PORT, child, _burst()), daemon=True)
+    sink.start()
+    parent.recv()
+    try:
+        if which == "ours":
+            return asyncio.run(_ours(n, duration, parent))
+        return _pyvoip(n, duration, parent)
+    finally:
+        sink.join(5)
+        if sink.is_alive():
+            sink.kill()
+        sipp.terminate()
+        try:
+            sipp.wait(5)
+        except subprocess.TimeoutExpired:
+            sipp.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _row(r: Result) -> str:
+    s = r.stats
+    digits = f"{r.digits_per_call:.1f}" if r.digits_per_call is not None else "-"
+    return (f"{r.name:<13} N={r.calls:<4} answered={r.answered:<4} "
+            f"pps={s.pps_mean:6.2f} (min {s.pps_min:6.2f}, drift≤{s.worst_drift_pct:6.3f}%) "
+            f"p99={s.p99_ms:6.1f} ms healthy={s.healthy:<4} "
+            f"cpu/call={r.cpu_pct_per_call:5.2f}% mem/call={r.mem_kib_per_call:7.1f} KiB "
+            f"calls/s={r.setup_cps:6.1f} digits/call={digits}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, nargs="+", default=[100, 200])
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--skip-baseline", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    for n in args.calls:
+        ours = run(n, args.duration, "ours")
+        print(_row(ours), flush=True)
+        if args.skip_baseline:
+            continue
+        base = run(n, args.duration, "pyvoip")
+        print(_row(base), flush=True)
+        b, o = base.stats, ours.stats
+        if b.pps_mean and b.p99_ms:
+            print(f"  ratio ours/pyVoIP: pps {o.pps_mean / b.pps_mean:.3f}, "
+                  f"p99 {o.p99_ms / b.p99_ms:.3f}, healthy {o.healthy}/{b.healthy}, "
+                  f"cpu/call {ours.cpu_pct_per_call / max(base.cpu_pct_per_call, 1e-9):.2f}, "
+                  f"calls/s {ours.setup_cps / max(base.setup_cps, 1e-9):.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

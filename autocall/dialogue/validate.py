@@ -1,7 +1,8 @@
 """Checks a loaded tree for the mistakes that only show during a call.
 
 Errors make ``autocall prompts validate`` exit 1: dangling targets, loops that never
-wait for the caller, menus with no way out, missing audio files, transfers to numbers
+wait for the caller, silent lines that loop forever, menus with no way out, missing audio
+files, transfers to numbers
 the tree does not allow, malformed templates, and template fields the campaign's
 contacts do not provide (when their fields are known). Warnings do not fail: nodes no
 call can reach, fields the tree neither declares nor sets.
@@ -22,6 +23,7 @@ from autocall.dialogue.schema import (
     BranchNode,
     GatherNode,
     HangupNode,
+    HoursNode,
     MenuNode,
     PlayNode,
     PlayPrompt,
@@ -93,6 +95,7 @@ def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None
     found.extend(_targets(tree, doc))
     found.extend(_reachability(tree, doc))
     found.extend(_silent_loops(tree, doc))
+    found.extend(_silence_loops(tree, doc))
     found.extend(_no_way_out(tree, doc))
     found.extend(_audio(tree, doc))
     found.extend(_transfers(tree, doc))
@@ -228,6 +231,48 @@ def _silent_loops(tree: Tree, doc: Document) -> Iterator[Problem]:
                 "add a menu, a gather or a hangup",
                 key=True,
             )
+
+
+def _on_silence(tree: Tree, node: Any, targets: list[str]) -> list[str]:
+    """Where a node goes when the line stays silent (an answering machine, a mute caller)."""
+    if isinstance(node, MenuNode):
+        nxt = node.menu.default if node.menu.default is not None else node.on_failure
+    elif isinstance(node, GatherNode):
+        nxt = node.next if node.gather.min_digits == 0 else node.on_failure
+    elif isinstance(node, TransferNode):
+        return []
+    else:
+        return targets
+    return [nxt] if nxt in tree.nodes else []
+
+
+def _silence_loops(tree: Tree, doc: Document) -> Iterator[Problem]:
+    """Cycles a silent line walks forever (loops of messages alone are _silent_loops')."""
+    graph = _graph(tree)
+    silent = {n: _on_silence(tree, tree.nodes[n], targets) for n, targets in graph.items()}
+    for component in _components(silent):
+        first = component[0]
+        if len(component) == 1 and first not in silent[first]:
+            continue
+        if not any(isinstance(tree.nodes[n], WAITS_FOR_CALLER) for n in component):
+            continue
+        members = set(component)
+        conditional = any(
+            isinstance(tree.nodes[n], BranchNode | WebhookNode | HoursNode)
+            and any(t not in members for t in graph[n])
+            for n in component
+        )
+        order = sorted(component, key=list(tree.nodes).index)
+        cycle = " → ".join([*order, order[0]])
+        loops = "may loop" if conditional else "loops"
+        yield doc.problem(
+            ["nodes", order[0]],
+            "warning" if conditional else "error",
+            "silence-loop",
+            f"a silent line (answering machine, mute caller) {loops} here forever: {cycle}; "
+            "let default/on_failure lead to a hangup",
+            key=True,
+        )
 
 
 def _no_way_out(tree: Tree, doc: Document) -> Iterator[Problem]:

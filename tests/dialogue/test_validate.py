@@ -369,3 +369,36 @@ nodes:
 """ + GOOD_TAIL
     line, _, severity, message = _one(write, text, "menu")
     assert (line, severity) == (7, "warning") and "never be chosen" in message
+
+
+def test_silence_loop_is_an_error(write) -> None:
+    text = """start: m
+nodes:
+  m:
+    menu:
+      prompt: Press 1
+      items: {1: end}
+      default: again
+  again:
+    say: Are you there?
+    next: m
+""" + GOOD_TAIL
+    line, _, severity, message = _one(write, text, "silence-loop")
+    assert (line, severity) == (3, "error") and "m → again → m" in message
+
+
+def test_silence_loop_through_gather_failure_and_a_bounded_menu_is_fine(write) -> None:
+    looping = """start: g
+nodes:
+  g:
+    gather: {prompt: Code, variable: c}
+    next: end
+    on_failure: g
+""" + GOOD_TAIL
+    assert _one(write, looping, "silence-loop")[2] == "error"
+    bounded = """start: m
+nodes:
+  m:
+    menu: {prompt: P, items: {1: m, 2: end}}
+""" + GOOD_TAIL
+    assert [f for f in _findings(write, bounded) if f[3] == "silence-loop"] == []

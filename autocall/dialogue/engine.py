@@ -16,10 +16,13 @@ Actions, to be carried out in order:
       queue audio. Send one ``PromptFinished`` per Say/Play when it has been heard.
   ``Collect(max_digits, terminator, first_timeout, inter_timeout, speech, grammar)``
       listen from now on: forward every DTMF key as ``Digit`` and, if ``speech``, every
-      recogniser result as ``SpeechResult``. A key while prompts play is barge-in:
-      flush the queued prompts and send no ``PromptFinished`` for them.
+      recogniser result as ``SpeechResult`` (``grammar`` lists the phrases expected).
+      A key or a speech result while prompts play is barge-in: flush the queued
+      prompts and send no ``PromptFinished`` for them. Keys during the prompt of a
+      ``record`` node are not barge-in.
   ``StartTimer(deadline, kind)``
-      send ``Timeout()`` at ``deadline``. There is one timer: a new StartTimer replaces
+      send ``Timeout()`` at ``deadline`` (kind: ``menu``, ``first-digit``,
+      ``inter-digit`` or ``pause``, for logs). There is one timer: a new StartTimer replaces
       the previous one; a Timeout that arrives early or after the engine moved on is
       ignored, so drivers never need to cancel. ``engine.next_deadline()`` tells the
       same thing for drivers that poll.

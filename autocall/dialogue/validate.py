@@ -1,11 +1,10 @@
 """Checks a loaded tree for the mistakes that only show during a call.
 
 Errors make ``autocall prompts validate`` exit 1: dangling targets, loops that never
-wait for the caller, silent lines that loop forever, menus with no way out, missing audio
-files, transfers to numbers
-the tree does not allow, malformed templates, and template fields the campaign's
-contacts do not provide (when their fields are known). Warnings do not fail: nodes no
-call can reach, fields the tree neither declares nor sets.
+wait for the caller, silent lines that loop forever, menus with no way out, missing
+audio files, transfers to numbers the tree does not allow, malformed templates, and
+template fields the campaign's contacts do not provide (when their fields are known).
+Warnings do not fail: nodes no call can reach, fields the tree neither declares nor sets.
 """
 
 from __future__ import annotations

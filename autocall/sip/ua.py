@@ -440,6 +440,7 @@ class SipUA:
                 return
             session = InviteSession(self, "uas", req)
             session.server_tx = tx
+            session.source = source
             self._pending_invites[tx.key] = session
             self.on_invite(session)
             return
@@ -452,6 +453,14 @@ class SipUA:
             return
         h = Headers([("Allow", ALLOW)])
         self.respond(tx, response_to(req, 405, to_tag=new_tag(), headers=h))
+
+    def _trust(self, dialog: Dialog, source: Addr | None = None) -> None:
+        """Also accept in-dialog requests from our proxy and from where the INVITE came."""
+        if self.config.proxy:
+            with contextlib.suppress(OSError, ValueError):
+                dialog.peer_hosts.add(_resolve(URI.parse(self.config.proxy).host))
+        if source is not None:
+            dialog.peer_hosts.add(source[0])
 
     # ---- outgoing requests ----------------------------------------------------------------
     def invite(self, target: URI, *, from_user: str | None = None, display: str | None = None,
@@ -555,7 +564,8 @@ class InviteSession:
     """One INVITE dialog usage, outgoing (``uac``) or incoming (``uas``).
 
     State: calling → early → confirmed → terminated. Events go to ``listener``; the
-    telephony Call installs ``answerer`` to build SDP answers for re-INVITE/UPDATE.
+    telephony Call installs ``answerer`` (SDP answer to an offer) and ``offerer`` (our
+    SDP offer, for an offerless INVITE or re-INVITE).
     """
 
     def __init__(self, ua: SipUA, role: str, invite: Request) -> None:
@@ -567,6 +577,7 @@ class InviteSession:
         self.remote_sdp: bytes | None = None
         self.listener: Callable[[SessionEvent], None] = lambda ev: None
         self.answerer: Callable[[bytes], bytes | None] = lambda offer: None
+        self.offerer: Callable[[], bytes] = lambda: b""
         self.final_status: int | None = None
         self.final_reason: str | None = None
         self.server_tx: ServerTransaction | None = None
@@ -672,6 +683,7 @@ class InviteSession:
             return
         self.dialog = dialog
         self.ua._dialogs[dialog.id] = self
+        self.ua._trust(dialog)
         body = b""
         if resp.content_type == SDP:
             self.remote_sdp = resp.body
@@ -736,6 +748,7 @@ class InviteSession:
                          body=sdp or b"", content_type=SDP if sdp else None)
         self.dialog = Dialog.as_uas(self.invite, self.local_tag)
         self.ua._dialogs[self.dialog.id] = self
+        self.ua._trust(self.dialog, self.source)
         self.ua._pending_invites.pop(self.server_tx.key, None)
         self.state = "confirmed"
         self.final_status, self.final_reason = 200, "OK"
@@ -760,11 +773,12 @@ class InviteSession:
         self._ok_timer = self.ua.loop.call_later(self._ok_interval, self._retransmit_ok)
 
     def _ack_received(self, ack: Request) -> None:
-        if self._ok is not None:
+        has_sdp = bool(ack.body) and ack.content_type == SDP
+        if self._ok is not None or has_sdp:
             self._ok = None
             if self._ok_timer is not None:
                 self._ok_timer.cancel()
-            if ack.body and ack.content_type == SDP:
+            if has_sdp:  # the answer to the offer we put in a 2xx (late offer, §13.2.1)
                 self.remote_sdp = ack.body
             self._emit(SessionEvent("ack", message=ack))
 
@@ -803,6 +817,11 @@ class InviteSession:
                 self.remote_sdp = req.body
                 h = Headers([("Contact", self.ua.contact())])
                 self.ua.respond(tx, response_to(req, 200, headers=h, body=answer,
+                                                content_type=SDP))
+            elif kind == "reinvite":
+                # Offerless re-INVITE: we offer in the 200, the answer comes in the ACK.
+                h = Headers([("Contact", self.ua.contact())])
+                self.ua.respond(tx, response_to(req, 200, headers=h, body=self.offerer(),
                                                 content_type=SDP))
             else:
                 self.ua.respond(tx, response_to(req, 200, headers=Headers(

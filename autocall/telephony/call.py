@@ -158,6 +158,7 @@ class Call:
         self._notify: asyncio.Queue[str] = asyncio.Queue()
         session.listener = self._on_session
         session.answerer = self._answer_offer
+        session.offerer = self._sdp
         media.on_digit = self._on_digit
 
     def __repr__(self) -> str:
@@ -433,9 +434,14 @@ class Call:
             self._set_answered(ev.status or 200, ev.reason or "OK")
             self._start_media()
         elif ev.kind == "ack":
-            if self.negotiated is None and self.session.remote_sdp:
+            body = ev.message.body if ev.message is not None else b""
+            sdp = body or (self.session.remote_sdp if self.negotiated is None else None)
+            if sdp:
                 with contextlib.suppress(ValueError):
-                    self.negotiated = negotiate(parse_sdp(self.session.remote_sdp))
+                    neg = negotiate(parse_sdp(sdp))
+                    self.negotiated = neg
+                    if self.media.started:
+                        self._apply_update(neg)
             self._start_media()
         elif ev.kind == "failed":
             code = ev.status or 500

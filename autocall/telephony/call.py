@@ -148,6 +148,7 @@ class Call:
         self.digits: list[DigitEvent] = []
         self.negotiated: Negotiated | None = None
         self.record_path: Path | None = None
+        self.transfer_code: int | None = None
         self._cancel_cause: str | None = None
         self._ring_timer: asyncio.TimerHandle | None = None
         self._answered = asyncio.Event()
@@ -277,11 +278,21 @@ class Call:
         if self.media.started:
             self.media.record(self.record_path)
 
-    async def transfer(self, target: str, timeout: float = 30.0) -> int:
-        """Blind transfer with REFER (RFC 3515); returns the final code the NOTIFYs report.
+    async def transfer(self, target: str, timeout: float = 30.0) -> bool:
+        """Blind transfer with REFER (RFC 3515): True when the NOTIFYs report a 2xx.
 
-        On a 2xx outcome we hang up (the transferee is now talking to ``target``).
+        ``transfer_code`` keeps the final code (REFER's refusal, the NOTIFY sipfrag's, or
+        408 when nothing final came within ``timeout``). On success we hang up: the
+        transferee is now talking to ``target``.
         """
+        code = await self._refer(target, timeout)
+        self.transfer_code = code
+        if 200 <= code < 300:
+            await self.hangup()
+            return True
+        return False
+
+    async def _refer(self, target: str, timeout: float) -> int:
         if self.status is not CallStatus.IN_PROGRESS:
             raise RuntimeError(f"cannot transfer a call in state {self.status}")
         uri = _target_uri(target, self.ua.sip)
@@ -290,21 +301,17 @@ class Call:
             "REFER", extra=[("Refer-To", f"<{uri}>"), ("Referred-By", me)])
         if resp.status >= 300:
             return resp.status
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                return 408
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
             try:
                 frag = await asyncio.wait_for(self._notify.get(), remaining)
             except TimeoutError:
-                return 408
-            parts = frag.split()
+                break
+            parts = frag.split()  # message/sipfrag: "SIP/2.0 200 OK" (RFC 3515 §2.4.5)
             if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) >= 200:
-                code = int(parts[1])
-                if code < 300:
-                    await self.hangup()
-                return code
+                return int(parts[1])
+        return 408
 
     async def hold(self) -> int:
         """Put the far end on hold (re-INVITE with a=sendonly, RFC 3264 §8.4)."""

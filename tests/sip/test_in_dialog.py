@@ -32,7 +32,8 @@ async def test_blind_transfer_with_refer_and_notify() -> None:
         try:
             call = await ua.call(target)
             assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
-            assert await call.transfer("sip:agent@127.0.0.1:5099", timeout=5) == 200
+            assert await call.transfer("sip:agent@127.0.0.1:5099", timeout=5)
+            assert call.transfer_code == 200
             assert await call.wait_ended(5) is CallStatus.COMPLETED  # we hung up after it
             assert peer.wait(10) == 0, peer.errors()
         finally:
@@ -115,6 +116,24 @@ async def test_codec_change_and_info_between_our_agents() -> None:
         await out.send_dtmf("7")
         ev = await inbound.next_event(3)
         assert isinstance(ev, DigitEvent) and (ev.digit, ev.source) == ("7", "rfc4733")
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_update_and_options_inside_the_dialog() -> None:
+    a, b, out, inbound = await _pair()
+    try:
+        resp = await out.session.request("UPDATE", body=out._sdp(codecs=["PCMA"]),
+                                         content_type="application/sdp")
+        assert resp.status == 200 and b"PCMA" in resp.body
+        assert inbound.media.payload_type == 8  # the UPDATE's offer took effect over there
+        opts = await out.session.request("OPTIONS")
+        assert opts.status == 200 and "REFER" in (opts.headers.get("Allow") or "")
+        # Our agent declines being transferred away (603): the transfer reports failure.
+        assert not await out.transfer("sip:elsewhere@127.0.0.1:5099", timeout=2)
+        assert out.transfer_code == 603
+        assert out.status is CallStatus.IN_PROGRESS and inbound.status is CallStatus.IN_PROGRESS
     finally:
         await a.close()
         await b.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 
 import pytest
 
@@ -35,7 +36,8 @@ async def test_register_answers_401_and_refreshes() -> None:
         assert USERS["alice"] not in kam.output()
 
 
-async def test_wrong_password_is_refused() -> None:
+async def test_wrong_password_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     port = next(_ports)
     with Kamailio(port=port, users=USERS):
         ua = await UserAgent.start(user="alice", password="wrong", domain="127.0.0.1",
@@ -45,6 +47,7 @@ async def test_wrong_password_is_refused() -> None:
             assert ua.sip.register_error is not None and "401" in ua.sip.register_error
         finally:
             await ua.close()
+    assert "REGISTER failed" in caplog.text and "wrong" not in caplog.text  # no secrets
 
 
 async def test_call_through_proxy_with_407_and_record_route() -> None:

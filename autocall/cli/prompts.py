@@ -105,6 +105,16 @@ def validate(
         str | None,
         typer.Option("--fields", help="Comma-separated contact fields (instead of --contacts)."),
     ] = None,
+    speech: Annotated[
+        bool,
+        typer.Option(
+            "--speech", help="Also load the vosk model and check every speech phrase (slow)."
+        ),
+    ] = False,
+    speech_model: Annotated[
+        str | None,
+        typer.Option("--speech-model", help="vosk model directory (implies --speech)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable findings.")] = False,
 ) -> None:
     """Check trees: keys, types, targets, loops, exits, audio files, template fields.
@@ -123,7 +133,10 @@ def validate(
         _err.print("no tree files (*.yaml) found")
         raise typer.Exit(2)
     known = _contact_fields(contacts, field_list)
-    reports: list[Report] = [validate_file(f, known) for f in files]
+    check_speech = speech or speech_model is not None
+    reports: list[Report] = [
+        validate_file(f, known, speech=check_speech, speech_model=speech_model) for f in files
+    ]
     errors = sum(len(r.errors) for r in reports)
     warnings = sum(len(r.warnings) for r in reports)
     if as_json:

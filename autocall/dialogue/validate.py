@@ -80,12 +80,59 @@ def _is_cases_file(path: Path) -> bool:
     return path.name.endswith((".cases.yaml", ".cases.yml")) or "tests" in path.parent.parts[-1:]
 
 
-def validate_file(path: Path, contact_fields: Iterable[str] | None = None) -> Report:
-    """Load and check one tree file; never raises on bad content."""
+def validate_file(
+    path: Path,
+    contact_fields: Iterable[str] | None = None,
+    *,
+    speech: bool = False,
+    speech_model: str | None = None,
+) -> Report:
+    """Load and check one tree file; never raises on bad content.
+
+    ``speech`` also loads the vosk model (``speech_model``, else ``AUTOCALL_VOSK_MODEL``,
+    else the ``vosk-model-<language>`` package) and checks every phrase against it.
+    """
     tree, doc, problems = load_with_document(path)
     if tree is None or doc is None:
         return Report(str(path), problems)
-    return Report(str(path), check(tree, doc, contact_fields))
+    found = check(tree, doc, contact_fields)
+    if speech:
+        found = sorted(
+            [*found, *_speech(tree, doc, speech_model)], key=lambda p: (p.line, p.column)
+        )
+    return Report(str(path), found)
+
+
+def _speech(tree: Tree, doc: Document, model_path: str | None) -> Iterator[Problem]:
+    """Speech menus and gathers need a model that knows every phrase's words."""
+    spots: list[tuple[tuple[str | int, ...], list[str]]] = []
+    users: list[tuple[str | int, ...]] = []
+    for node_id, node in tree.nodes.items():
+        if isinstance(node, MenuNode) and node.menu.speech:
+            users.append(("nodes", node_id, "menu", "speech"))
+            for key in node.menu.items:
+                item = node.menu.item(key)
+                if item is not None and item.say:
+                    spots.append((("nodes", node_id, "menu", "items", key, "say"), item.say))
+        elif isinstance(node, GatherNode) and node.gather.speech:
+            users.append(("nodes", node_id, "gather", "speech"))
+            if node.gather.grammar:
+                spots.append((("nodes", node_id, "gather", "grammar"), node.gather.grammar))
+    if not users:
+        return
+    from autocall.speech import asr
+
+    try:
+        model = asr.load_model(model_path, tree.language)
+    except asr.ModelError as exc:
+        yield doc.problem(users[0], "error", "speech", str(exc))
+        return
+    for path, phrases in spots:
+        for i, phrase in enumerate(phrases):
+            try:
+                asr.check_phrases(model, [phrase])
+            except asr.VocabularyError as exc:
+                yield doc.problem((*path, i), "error", "speech", str(exc))
 
 
 def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None) -> list[Problem]:

@@ -402,3 +402,32 @@ nodes:
     menu: {prompt: P, items: {1: m, 2: end}}
 """ + GOOD_TAIL
     assert [f for f in _findings(write, bounded) if f[3] == "silence-loop"] == []
+
+
+SPEECH_TREE = """start: m
+language: ko
+nodes:
+  m:
+    menu:
+      prompt: P
+      speech: true
+      items:
+        1: {next: end, say: ["예", "xyzzy"]}
+        2: {next: g, say: ["아니요"]}
+  g:
+    gather: {prompt: P, variable: v, speech: true, grammar: ["네 맞아요"]}
+    next: end
+""" + GOOD_TAIL
+
+
+def test_speech_phrases_are_checked_against_the_real_model(write) -> None:
+    found = [f for f in _findings(write, SPEECH_TREE, speech=True) if f[3] == "speech"]
+    assert [(f[0], f[1]) for f in found] == [(9, 35), (12, 62)]
+    assert "xyzzy" in found[0][4] and "맞아요" in found[1][4]
+    assert [f for f in _findings(write, SPEECH_TREE) if f[3] == "speech"] == []
+
+
+def test_missing_speech_model_is_reported_at_the_first_speech_node(write, tmp_path) -> None:
+    found = _findings(write, SPEECH_TREE, speech=True, speech_model=str(tmp_path / "none"))
+    speech = [f for f in found if f[3] == "speech"]
+    assert len(speech) == 1 and speech[0][0] == 7 and "no such directory" in speech[0][4]

@@ -288,7 +288,7 @@ class SpeechRecognizer:
         fillers: Sequence[str] | None = None,
         garbage: Sequence[str] | None = None,
         min_confidence: float = 0.5,
-        intent_weight: int = 10,
+        intent_weight: int = 3,
         sample_rate: int = 8000,
         no_input_timeout: float = 5.0,
         max_speech: float = 8.0,

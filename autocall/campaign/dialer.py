@@ -233,6 +233,10 @@ class Finished:
     result: CallResult
 
 
+# How often a dialing node re-reads the campaign state (pause/stop latency).
+STATE_CHECK = 0.1
+
+
 def default_node() -> str:
     return socket.gethostname()
 
@@ -302,6 +306,9 @@ class _Driver:
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """Store calls: inline for SQLite (sub-millisecond, local), a thread for a server."""
+        if self.store.is_sqlite:
+            return fn(*args, **kw)
         return await asyncio.to_thread(fn, *args, **kw)
 
     def _next_try(self, attempts_made: int) -> datetime | None:
@@ -320,7 +327,8 @@ class _Driver:
         if start:
             await self._start_state(now)
         idle: str | None = None
-        last_beat = last_pub = float("-inf")
+        last_beat = last_pub = last_state = float("-inf")
+        state = CampaignState.DRAFT
         while True:
             now = self.clock()
             mono = self.loop.time()
@@ -331,13 +339,16 @@ class _Driver:
                 await self._db(self.store.heartbeat, name, self.node, now, len(self.tasks),
                                idle or "dialing")
                 last_beat = mono
-            state, _ = await self._db(self.store.state, name)
+            if mono - last_state >= STATE_CHECK or state is not CampaignState.RUNNING:
+                state, _ = await self._db(self.store.state, name)
+                last_state = mono
             if (self.stop is not None and self.stop()) or state in (
                     CampaignState.STOPPED, CampaignState.COMPLETED):
                 break
             if state is CampaignState.SCHEDULED and self._start_due(now):
                 await self._db(self.store.set_state, name, CampaignState.RUNNING,
                                "start_at reached", (CampaignState.SCHEDULED,))
+                last_state = float("-inf")
                 continue
             if state is not CampaignState.RUNNING:
                 summary = await self._db(self.store.summary, name, now)
@@ -347,6 +358,7 @@ class _Driver:
             if self._ended(now):
                 await self._db(self.store.set_state, name, CampaignState.STOPPED,
                                "end_at reached", (CampaignState.RUNNING,))
+                last_state = float("-inf")
                 continue
             free = self.campaign.channels - len(self.tasks)
             if free <= 0:
@@ -357,7 +369,7 @@ class _Driver:
             if limit <= 0:
                 await self._wait(self.pacer.interval)
                 continue
-            if await self._db(self.dnc.refresh):
+            if self.dnc.refresh():
                 log.info("%s: do-not-call list reloaded (%d numbers)", name,
                          len(self.dnc.numbers))
             claims: list[Claim] = await self._db(
@@ -376,11 +388,11 @@ class _Driver:
                 # Due rows were deferred/closed this round, or another node holds them.
                 await self._wait(0.02)
                 continue
-            if summary.pending == 0 and summary.in_flight == 0 and not self.tasks:
+            if (exit_when_idle and summary.pending == 0 and summary.in_flight == 0
+                    and not self.tasks):
                 await self._db(self.store.set_state, name, CampaignState.COMPLETED,
                                "every contact is done", (CampaignState.RUNNING,))
-                if exit_when_idle:
-                    break
+                break
             idle = idle_reason(summary, now, len(self.tasks), self.campaign.channels)
             wait = self.poll
             if summary.next_due is not None:
@@ -434,7 +446,7 @@ class _Driver:
             tree=c.tree, variables=dict(contact.fields), ring_timeout=c.ring_timeout,
             recording=c.recording, trunk=c.trunk)
         started = self.clock()
-        await self._db(self.dnc.refresh)
+        self.dnc.refresh()  # a stat() per file: re-read only when someone changed it
         if contact.number in self.dnc:
             result = CallResult(CallStatus.CANCELED, outcome=Outcome.DNC, started_at=started,
                                 ended_at=started, error="on the do-not-call list at dial time")

@@ -741,13 +741,18 @@ class Engine:
         if local.date() in node.hours.holidays:
             return False
         minute = local.hour * 60 + local.minute
+        today = local.weekday()
+        yesterday = (today - 1) % 7
         for days, ranges in node.hours.schedule.items():
-            if local.weekday() not in parse_days(days):
-                continue
+            listed = parse_days(days)
             for start, end in parse_ranges(ranges):
-                inside = start <= minute < end if start < end else minute >= start or minute < end
-                if inside:
-                    return True
+                if start < end:
+                    if today in listed and start <= minute < end:
+                        return True
+                elif (today in listed and minute >= start) or (
+                    yesterday in listed and minute < end
+                ):
+                    return True  # a range past midnight belongs to the day it starts on
         return False
 
 

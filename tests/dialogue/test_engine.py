@@ -409,6 +409,8 @@ def _at(text: str, zone: str = "Europe/Berlin") -> float:
         ("2026-11-29T10:30", False),  # Sunday
         ("2026-12-25T10:30", False),  # a holiday on a Friday
         ("2026-11-23T23:30", True),  # the overnight range on Monday
+        ("2026-11-24T00:30", True),  # … runs on into Tuesday
+        ("2026-11-23T00:30", False),  # but Monday's early hours belong to Sunday
     ],
 )
 def test_hours_by_day_time_holiday_and_zone(when: str, is_open: bool) -> None:

@@ -232,7 +232,10 @@ class Simulator:
     # --- actions out -----------------------------------------------------------------
 
     def _apply(self, actions: list[Action]) -> None:
-        for action in actions:
+        # Collect comes before its prompts (the driver listens during them); a reader
+        # expects "listening" after the question, so it is shown last.
+        listens = [a for a in actions if isinstance(a, Collect)]
+        for action in [*(a for a in actions if not isinstance(a, Collect)), *listens]:
             if isinstance(action, Say):
                 self._prompt_lengths.append(max(0.5, len(action.text) * SECONDS_PER_CHAR))
                 self._log("say", action.text, action)

@@ -419,6 +419,11 @@ class SipUA:
             self.respond(tx, response_to(req, 200, to_tag=session.local_tag))
             session._cancelled()
             return
+        required = [o.strip() for o in req.headers.get_all("Require")]
+        if required:  # we implement no extensions (no 100rel, no timer): §8.2.2.3
+            h = Headers([("Unsupported", ", ".join(required))])
+            self.respond(tx, response_to(req, 420, "Bad Extension", to_tag=new_tag(), headers=h))
+            return
         to_tag = req.to.tag
         if to_tag:
             session = self._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))

@@ -180,3 +180,27 @@ async def test_no_response_at_all_fails_with_408() -> None:
         assert call.sip_code == 408
     finally:
         await ua.close()
+
+
+async def test_inbound_reject_and_caller_cancel() -> None:
+    ua = await _ua()
+    try:
+        host, our_port = ua.sip.advertised
+        incoming = aiter(ua.incoming())
+        port = next(_ports)
+        with Sipp(SCENARIOS / "uac_rejected.xml", port=port, media_port=port + 2,
+                  remote=f"{host}:{our_port}", service="robot") as caller:
+            call = await asyncio.wait_for(anext(incoming), 5)
+            await call.reject(486)
+            assert call.status is CallStatus.BUSY and call.sip_code == 486
+            assert caller.wait(10) == 0, caller.errors()
+        port = next(_ports)
+        with Sipp(SCENARIOS / "uac_cancel.xml", port=port, media_port=port + 2,
+                  remote=f"{host}:{our_port}", service="robot") as caller:
+            call = await asyncio.wait_for(anext(incoming), 5)
+            assert call.status is CallStatus.RINGING
+            assert await call.wait_ended(5) is CallStatus.CANCELED
+            assert call.sip_code == 487 and call.ended_by == "remote"
+            assert caller.wait(10) == 0, caller.errors()
+    finally:
+        await ua.close()

@@ -176,6 +176,12 @@ async def test_spoofed_and_malformed_requests_are_refused() -> None:
                    b"Call-ID: m1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 50\r\n\r\nshort")
             reply = await loop.run_in_executor(None, _raw, s, dest, bad)
             assert reply is not None and reply.startswith(b"SIP/2.0 400 body shorter")
+            needs = bad.replace(b"Content-Length: 50\r\n\r\nshort",
+                                b"Require: 100rel\r\nContent-Length: 0\r\n\r\n")
+            needs = needs.replace(b"branch=z9hG4bKm", b"branch=z9hG4bKr")
+            reply = await loop.run_in_executor(None, _raw, s, dest, needs)
+            assert reply is not None and reply.startswith(b"SIP/2.0 420")
+            assert b"Unsupported: 100rel" in reply
             s.settimeout(0.3)
             assert await loop.run_in_executor(None, _raw, s, dest, b"\x00garbage\xff") is None
         assert inbound.status is CallStatus.IN_PROGRESS and out.status is CallStatus.IN_PROGRESS

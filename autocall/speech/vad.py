@@ -10,9 +10,9 @@ floor and a hangover, which is what telephone answer detection has always been: 
   above ``min_level_dbfs``. The floor follows the quietest recent frames (drops at once,
   rises ``floor_rise_db_per_s``), so steady hum, hiss or a held tone stop counting as
   speech after a while.
-- Speech *starts* after ``onset_ms`` of loud frames that are also voiced-looking
-  (zero-crossing rate below ``max_onset_zcr``): white noise bursts and clicks do not
-  start speech, vowels do.
+- Speech *starts* after ``onset_ms`` of loud frames that look voiced on average (mean
+  zero-crossing rate at most ``max_onset_zcr``): white noise bursts and clicks do not
+  start speech, vowels do, even with line noise on top (which raises single frames).
 - Speech *ends* after ``hangover_ms`` without loud frames, so the pauses inside a phrase
   (closures, breaths) do not split it.
 
@@ -22,6 +22,7 @@ returns :class:`VadStart` / :class:`VadEnd` with sample offsets from the first s
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +79,7 @@ class VoiceActivityDetector:
         self._floor: float | None = None
         self._in_speech = False
         self._run = 0
+        self._run_zcr: deque[float] = deque(maxlen=self._onset_frames)
         self._quiet = 0
         self._last_loud_end = 0
 
@@ -119,8 +121,14 @@ class VoiceActivityDetector:
         loud = energy >= max(floor + cfg.margin_db, cfg.min_level_dbfs)
         frame_end = self._consumed + self._frame
         if not self._in_speech:
-            self._run = self._run + 1 if loud and zcr <= cfg.max_onset_zcr else 0
-            if self._run >= self._onset_frames:
+            if loud:
+                self._run += 1
+                self._run_zcr.append(zcr)
+            else:
+                self._run = 0
+                self._run_zcr.clear()
+            voiced = sum(self._run_zcr) <= cfg.max_onset_zcr * self._onset_frames
+            if self._run >= self._onset_frames and voiced:
                 self._in_speech = True
                 self._quiet = 0
                 self._last_loud_end = frame_end
@@ -134,5 +142,6 @@ class VoiceActivityDetector:
         if self._quiet >= self._hangover_frames:
             self._in_speech = False
             self._run = 0
+            self._run_zcr.clear()
             return VadEnd(self._last_loud_end)
         return None

@@ -153,6 +153,7 @@ class CallRunner:
         call_facts: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         max_seconds: float = 3600.0,
+        speech_model: Any = None,
     ) -> None:
         self.call = call
         self.tree = tree
@@ -171,6 +172,9 @@ class CallRunner:
         self._playing = False
         self._deadline: float | None = None
         self._recording: _Recording | None = None
+        self.speech_model = speech_model
+        self._speech: Any = None
+        self._tap_next: Callable[[Pcm], None] | None = None
         self._ended = False
         self._caller_hung_up = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -181,6 +185,10 @@ class CallRunner:
         started = self.clock()
         pump = self._spawn(self._pump_call_events())
         player = self._spawn(self._play_prompts())
+        media = getattr(self.call, "media", None)
+        if media is not None:
+            self._tap_next = media.on_audio
+            media.on_audio = self._on_audio
         try:
             await self._apply(self.engine.start(started))
             limit = started + self.max_seconds
@@ -198,6 +206,8 @@ class CallRunner:
                 task.cancel()
             if self._recording is not None:
                 self._finish_recording("hangup")
+            if media is not None and media.on_audio == self._on_audio:
+                media.on_audio = self._tap_next
         return RunResult(
             outcome=self.engine.outcome or "error",
             path=list(self.engine.path),
@@ -218,12 +228,18 @@ class CallRunner:
         try:
             return await asyncio.wait_for(self._events.get(), wait)
         except TimeoutError:
+            if self._speech is not None and self._speech.in_speech and self._deadline:
+                self._deadline = self.clock() + 0.3  # the caller is still answering
+                return await self._next_event(limit)
             if self._deadline is not None and self.clock() >= self._deadline - 1e-3:
                 self._deadline = None
                 return eng.Timeout()
             return None if self.clock() >= limit else eng.Timeout()
 
     async def _handle(self, event: eng.Event) -> None:
+        if isinstance(event, eng.Digit) and self._speech is not None:
+            self._speech.expire()
+            self._speech = None  # a key answers the collect: drop the spoken one
         if isinstance(event, eng.Digit) and self._barge_in_applies():
             self._flush_prompts()
         if isinstance(event, eng.Digit) and self._recording is not None:
@@ -238,6 +254,8 @@ class CallRunner:
                 self._events.put_nowait(eng.CallerHangup())
                 return
         await self._apply(self.engine.handle(event, self.clock()))
+        if self.engine.waiting_for not in ("prompts", "input"):
+            self._speech = None
 
     def _barge_in_applies(self) -> bool:
         """A key during prompts skips them, except before a recording (engine contract)."""
@@ -253,7 +271,7 @@ class CallRunner:
             elif isinstance(action, eng.StartTimer):
                 self._deadline = action.deadline
             elif isinstance(action, eng.Collect):
-                pass  # keys always flow in; speech needs an ASR on the call (not wired here)
+                await self._start_speech(action)  # keys always flow in
             elif isinstance(action, eng.Record):
                 await self._start_recording(action)
             elif isinstance(action, eng.Webhook):
@@ -309,12 +327,65 @@ class CallRunner:
                 self._playing = False
             if played is not False and generation == self._generation:
                 self._events.put_nowait(eng.PromptFinished())
+                if not self._prompts and self._speech is not None:
+                    self._speech.prompt_finished()  # its no-input clock starts now
 
     def _flush_prompts(self) -> None:
         self._generation += 1
         self._prompts.clear()
         if self._playing:
             self.call.flush()
+
+    # --- received audio: recording and speech -------------------------------------------
+
+    def _on_audio(self, frame: Pcm) -> None:
+        """Every received 20 ms frame (media clock): voicemail and the speech recogniser."""
+        if self._tap_next is not None:
+            self._tap_next(frame)
+        if self._recording is not None:
+            self._on_record_frame(self._recording, frame)
+        if self._speech is not None:
+            self._feed_speech(self._speech, frame)
+
+    async def _start_speech(self, action: eng.Collect) -> None:
+        self._speech = None
+        if not action.speech:
+            return
+        model = await self._speech_model()
+        if model is None:
+            return  # keys still work; the warning was logged once
+        from autocall.speech import asr
+
+        intents = asr.intents_from_phrases(list(action.grammar)) if action.grammar else {}
+        self._speech = asr.SpeechRecognizer(
+            model, intents, lang=self.tree.language, no_input_timeout=3600.0,
+            prompt_playing=True)
+
+    async def _speech_model(self) -> Any:
+        if self.speech_model is None:
+            from autocall.speech import asr
+
+            try:
+                self.speech_model = await asyncio.to_thread(asr.load_model, None,
+                                                            self.tree.language)
+            except (asr.ModelError, OSError, ImportError) as exc:
+                log.warning("speech answers off for this call: %s", exc)
+                self.speech_model = False
+        return self.speech_model or None
+
+    def _feed_speech(self, rec: Any, frame: Pcm) -> None:
+        from autocall.speech import asr
+
+        for event in rec.feed(frame):
+            if isinstance(event, asr.SpeechStarted):
+                self._flush_prompts()  # barge-in by voice
+            elif isinstance(event, asr.SpeechResult):
+                self._events.put_nowait(eng.SpeechResult(event.intent, event.confidence))
+            elif isinstance(event, asr.NoMatch):
+                # its text may name a choice among other words: that must not select it
+                self._events.put_nowait(eng.SpeechResult("", 0.0))
+        if rec.done and self._speech is rec:
+            self._speech = None
 
     # --- recording ---------------------------------------------------------------------
 
@@ -329,28 +400,16 @@ class CallRunner:
             from autocall.audio.tones import beep
 
             await self.call.play(beep())
-        media = getattr(self.call, "media", None)
-        if media is None:
+        if getattr(self.call, "media", None) is None:
             self._finish_recording("unsupported")
             return
-        previous = media.on_audio
+        self._spawn(self._record_limit(rec))
 
-        def on_audio(frame: Pcm) -> None:
-            if previous is not None:
-                previous(frame)
-            self._on_record_frame(rec, frame)
-
-        media.on_audio = on_audio
-        rec_restore = previous
-        self._spawn(self._record_limit(rec, media, rec_restore))
-
-    async def _record_limit(self, rec: _Recording, media: Any, previous: Any) -> None:
-        try:
-            remaining = rec.action.max_seconds - (self.clock() - rec.started)
-            await asyncio.sleep(max(0.0, remaining))
+    async def _record_limit(self, rec: _Recording) -> None:
+        remaining = rec.action.max_seconds - (self.clock() - rec.started)
+        await asyncio.sleep(max(0.0, remaining))
+        if self._recording is rec:
             self._finish_recording("max-length")
-        finally:
-            media.on_audio = previous
 
     def _on_record_frame(self, rec: _Recording, frame: Pcm) -> None:
         if rec.done:

@@ -257,3 +257,42 @@ async def test_a_hanging_webhook_does_not_hold_a_hangup(audio: AudioCache, hooks
     result = await asyncio.wait_for(runner.run(), 10)
     await caller.close()
     assert result.outcome == "caller-hangup" and time.monotonic() - started < 1.0
+
+
+SPOKEN = {
+    "name": "spoken-yes-no",
+    "language": "ko",
+    "start": "ask",
+    "nodes": {
+        "ask": {"menu": {"prompt": "예약을 확인하시겠습니까?", "speech": True, "timeout": 6,
+                         "items": {"1": {"next": "yes", "say": ["네"]},
+                                   "2": {"next": "no", "say": ["아니요"]}}}},
+        "yes": {"hangup": "confirmed"},
+        "no": {"hangup": "declined"},
+    },
+}
+
+
+async def test_a_spoken_answer_takes_its_branch(audio: AudioCache) -> None:
+    from autocall.speech.asr import load_model
+    from tests.speech.asr_audio import synth
+
+    model = await asyncio.to_thread(load_model, None, "ko")
+    answer = synth("아니요")
+    _, robot, caller = await _legs()
+    loud: list[float] = []
+    caller.on_audio = lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None
+
+    async def reply() -> None:
+        while not loud or time.monotonic() - loud[-1] < 0.4:  # the question, then quiet
+            await asyncio.sleep(0.05)
+        await caller.play(np.concatenate([answer, np.zeros(8000, np.int16)]))
+
+    speaker = asyncio.create_task(reply())
+    runner = CallRunner(MediaLeg(robot), Tree.model_validate(SPOKEN), {}, audio=audio,
+                        speech_model=model)
+    result = await asyncio.wait_for(runner.run(), 30)
+    speaker.cancel()
+    await caller.close()
+    assert result.path == ["ask", "no"] and result.outcome == "declined"
+    assert result.digits == ""

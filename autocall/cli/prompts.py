@@ -345,24 +345,56 @@ class _Player:
 
 @prompts_app.command("test")
 def test_cases(
-    file: Annotated[Path, typer.Argument(help="The tree under test.")],
-    cases: Annotated[list[Path], typer.Argument(help="Cases files (YAML).")],
+    file: Annotated[
+        Path, typer.Argument(help="The tree under test, or a folder / cases file naming its tree.")
+    ],
+    cases: Annotated[list[Path] | None, typer.Argument(help="Cases files (YAML).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Results as JSON.")] = False,
 ) -> None:
     """Run scripted calls against a tree and check path, outcome, variables, webhooks.
 
-    Exit 1 if any case fails. The cases format is described in `autocall.dialogue.testing`.
+    With only a folder (or a cases file), every *.cases.yaml runs against the tree its
+    `tree:` names. Exit 1 if any case fails. The format is in prompts/README.md.
 
     Example: autocall prompts test prompts/informer.yaml prompts/informer.cases.yaml
     """
-    tree = _load_or_exit(file)
+    if not file.exists():
+        _err.print(f"{file}: no such file or folder")
+        raise typer.Exit(2)
+    pairs: list[tuple[Path, Path]] = []
+    if cases:
+        pairs = [(file, c) for c in cases]
+    else:
+        found = (
+            sorted([*file.rglob("*.cases.yaml"), *file.rglob("*.cases.yml")])
+            if file.is_dir()
+            else [file]
+        )
+        if not found:
+            _err.print(f"{file}: no *.cases.yaml files")
+            raise typer.Exit(2)
+        for path in found:
+            try:
+                named = tree_for_cases(path)
+            except TreeError as exc:
+                for problem in exc.problems:
+                    _err.print(str(problem), markup=False, highlight=False)
+                raise typer.Exit(2) from None
+            if named is None:
+                _err.print(f"{path}: say which tree it tests (tree: file.yaml) or give the tree")
+                raise typer.Exit(2)
+            pairs.append((Path(named), path))
     reports: list[CasesReport] = []
-    for path in cases:
+    trees: dict[Path, Tree] = {}
+    for tree_path, path in pairs:
+        if tree_path not in trees:
+            trees[tree_path] = _load_or_exit(tree_path)
         try:
-            named = tree_for_cases(path)
-            if named is not None and Path(named).resolve() != file.resolve():
-                _err.print(f"{path}: note: written for {named}, run against {file}")
-            reports.append(run_cases(tree, path))
+            if cases:
+                named = tree_for_cases(path)
+                if named is not None and Path(named).resolve() != tree_path.resolve():
+                    _err.print(f"{path}: note: written for {named}, run against {tree_path}")
+            reports.append(run_cases(trees[tree_path], path))
         except TreeError as exc:
             for problem in exc.problems:
                 _err.print(str(problem), markup=False, highlight=False)

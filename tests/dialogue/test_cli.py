@@ -228,3 +228,12 @@ def test_simulate_play_falls_back_to_showing_without_a_sound_card(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert "Short test." in result.output and "outcome:   completed" in result.output
     assert list((tmp_path / "cache").glob("*.wav"))
+
+
+def test_test_command_runs_a_whole_folder(write) -> None:
+    code, out = _run("test", str(PROMPTS_DIR))
+    total = sum(out.count(f"PASS {p}") for p in map(str, PROMPTS_DIR.glob("*.cases.yaml")))
+    assert code == 0 and total >= 25 and "0 failed" in out
+    orphan = write("lost.cases.yaml", "cases:\n  - name: x\n    expect: {}\n")
+    code, out = _run("test", str(orphan))
+    assert code == 2 and "say which tree it tests" in out

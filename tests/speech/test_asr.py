@@ -302,6 +302,21 @@ def test_vad_events_do_not_depend_on_chunk_size(chunk: int) -> None:
     assert events == VoiceActivityDetector().feed(audio)
 
 
+def test_vad_hears_short_answer_on_noisy_line() -> None:
+    speech = au.synth("네")
+    begin, end = speech_bounds(speech)
+    x = speech.astype(np.float64) / 32768
+    active = 10 * np.log10(np.mean(x[np.abs(x) > 0.01] ** 2))
+    lead = int(1.0 * au.RATE)
+    audio = np.concatenate([au.silence(1.0), speech, au.silence(1.0)])
+    noisy = au.mix(audio, au.white_noise(audio.size / au.RATE, active - 10))  # 10 dB SNR
+    events = VoiceActivityDetector().feed(noisy)
+    assert [type(e) for e in events] == [VadStart, VadEnd], events
+    assert abs(events[0].sample / au.RATE - (1.0 + begin)) <= 0.15
+    assert abs(events[1].sample / au.RATE - (1.0 + end)) <= 0.15
+    assert events[0].sample > lead - 0.15 * au.RATE
+
+
 def test_vad_ignores_steady_white_noise() -> None:
     noise = au.line(au.white_noise(3.0, -20))
     assert VoiceActivityDetector().feed(noise) == []

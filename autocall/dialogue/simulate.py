@@ -214,8 +214,15 @@ class Simulator:
                     break
         else:
             self._log("input", f'says "{word}"')
+            if not self._takes_speech():
+                self._log("listen", "(speech ignored: this node listens for keys only)")
             self.now += max(0.5, len(word) * SECONDS_PER_CHAR)
             self._feed(SpeechResult(word, 1.0))
+
+    def _takes_speech(self) -> bool:
+        node = self.tree.nodes.get(self.engine.node or "")
+        body = getattr(node, "menu", None) or getattr(node, "gather", None)
+        return bool(getattr(body, "speech", False))
 
     def _sleep_until_deadline(self) -> None:
         deadline = self.engine.next_deadline()

@@ -147,3 +147,15 @@ def test_transfer_failure_and_recording_are_simulated() -> None:
     kinds = [s.kind for s in result.transcript]
     assert kinds == ["transfer", "record", "hangup"]
     assert Simulator(tree, {}).run([]).outcome == "transferred"
+
+
+def test_speech_to_a_keys_only_node_is_shown_as_ignored() -> None:
+    tree = tree_from(
+        {
+            "start": "m",
+            "nodes": {"m": {"menu": {"prompt": "P", "items": {1: "e"}}}, "e": {"hangup": "e"}},
+        }
+    )
+    result = Simulator(tree, {}).run(["one please", "1"])
+    assert result.outcome == "e"
+    assert any("speech ignored" in s.text for s in result.transcript)

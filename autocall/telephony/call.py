@@ -467,6 +467,11 @@ class Call:
             if self.status is CallStatus.IN_PROGRESS:
                 self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
                                                       self.reason, by=ev.by or "remote"))
+            elif not self.status.final:
+                # A 2xx crossed our CANCEL (§9.1): the session ACKed and ended it at once.
+                status = status_for(487, cancel_cause=self._cancel_cause or "canceled")
+                self.ua.loop.create_task(self._finish(status, 200, "answered after CANCEL",
+                                                      by="local"))
         elif ev.kind == "dialog" and ev.dialog_event is not None:
             de = ev.dialog_event
             if de.kind == "info_dtmf" and de.digit is not None:

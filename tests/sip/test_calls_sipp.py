@@ -204,3 +204,16 @@ async def test_inbound_reject_and_caller_cancel() -> None:
             assert caller.wait(10) == 0, caller.errors()
     finally:
         await ua.close()
+
+
+async def test_answer_crossing_our_cancel_is_acked_and_ended() -> None:
+    peer, target = _sipp("uas_cancel_race.xml")
+    with peer:
+        ua = await _ua()
+        try:
+            call = await ua.call(target, ring_timeout=0.5)
+            assert await call.wait_ended(10) is CallStatus.NO_ANSWER
+            assert call.answered_at is None
+            assert peer.wait(10) == 0, peer.errors()  # it got our ACK and our BYE
+        finally:
+            await ua.close()

@@ -18,10 +18,11 @@ import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-__all__ = ["FRAME", "MediaEngine", "PacingClock"]
+__all__ = ["FRAME", "MediaEngine", "PacingClock", "align"]
 
 FRAME = 0.020  # ptime 20 ms: 160 samples at 8 kHz (RFC 3551 §4.5 G.711 default)
 log = logging.getLogger(__name__)
+_EPSILON = 1e-6
 
 
 @dataclass(slots=True)
@@ -89,6 +90,7 @@ class PacingClock:
         out: list[tuple[Hashable, int]] = []
         heap = self._heap
         frame = self.frame
+        now += _EPSILON  # t0 + n·frame in floats: same-phase deadlines differ by ~1e-13 s
         while heap and heap[0][0] <= now:
             _, gen, key, _ = heapq.heappop(heap)
             s = self._streams.get(key)
@@ -113,6 +115,11 @@ class PacingClock:
 FrameCallback = Callable[[int], None]
 
 
+def align(now: float, grid: float) -> float:
+    """The first point of the ``grid`` at or after ``now`` (no grid when ``grid`` <= 0)."""
+    return math.ceil(now / grid) * grid if grid > 0 else now
+
+
 class MediaEngine:
     """The process's media clock: one asyncio timer that ticks every registered stream.
 
@@ -121,8 +128,9 @@ class MediaEngine:
     A callback that raises is logged and the other streams go on.
     """
 
-    def __init__(self, frame: float = FRAME, max_burst: int = 5) -> None:
+    def __init__(self, frame: float = FRAME, max_burst: int = 5, phase_grid: float = 0.005) -> None:
         self.clock = PacingClock(frame, max_burst)
+        self.phase_grid = phase_grid
         self._callbacks: dict[int, FrameCallback] = {}
         self._after: dict[int, FrameCallback] = {}
         self._ids = itertools.count(1)
@@ -153,13 +161,17 @@ class MediaEngine:
 
         ``after(n)`` runs once every stream due in the same wake-up has sent: receive-side
         work (playout, DTMF detection, recording) then never delays another call's packet.
+        A default start is rounded up to the ``phase_grid``: calls that begin at random
+        moments then share a few wake-ups per frame instead of one wake-up each.
         """
         loop = self._get_loop()
         sid = next(self._ids)
         self._callbacks[sid] = on_frame
         if after is not None:
             self._after[sid] = after
-        self.clock.add(sid, loop.time() if start is None else start)
+        if start is None:
+            start = align(loop.time(), self.phase_grid)
+        self.clock.add(sid, start)
         self._arm()
         return sid
 

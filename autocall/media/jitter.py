@@ -145,4 +145,3 @@ class JitterBuffer:
         stale = [ts for ts, c in self._chunks.items() if ts + len(c) <= cursor]
         for ts in stale:
             del self._chunks[ts]
-

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from autocall.media.clock import PacingClock
+from autocall.media.clock import PacingClock, align
 
 
 def test_no_drift_after_a_million_frames() -> None:
@@ -71,3 +71,19 @@ def test_stream_can_resume_its_frame_count() -> None:
     assert clock.next_deadline() == pytest.approx(5.02)
     with pytest.raises(ValueError, match="already"):
         clock.add("a", 6.0)
+
+
+def test_aligned_starts_share_a_few_wakeups_per_frame() -> None:
+    rng = random.Random(1)
+    clock = PacingClock(0.02)
+    for i in range(300):
+        clock.add(i, align(1000 + rng.random() * 60, 0.005))  # calls begin at random moments
+    wakeups = 0
+    now = 1061.0
+    clock.due(now)
+    while (when := clock.next_deadline()) is not None and when < now + 0.2:
+        clock.due(when)
+        wakeups += 1
+    assert wakeups <= 4 * 10 + 1  # four phases per 20 ms frame over 200 ms
+    assert align(1.0001, 0.005) == pytest.approx(1.005)
+    assert align(1.0001, 0) == 1.0001

@@ -29,7 +29,7 @@ from autocall.dialogue.schema import Tree
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
 from autocall.telephony.placer import load_tree
-from autocall.telephony.runner import AudioCache, CallRunner, RunResult
+from autocall.telephony.runner import AudioCache, CallRunner, RunResult, tree_uses_speech
 from autocall.telephony.webhooks import StatusCallbacks
 
 EXIT_ANSWERED = 0
@@ -332,11 +332,26 @@ def register(app: typer.Typer) -> None:
             raise _usage(str(exc)) from exc
         settings = _settings(bind)
         trunk = _trunk(host, port, transport, user, password_file, register_)
+        speech_model = _speech_model(tree, settings)
         server = InboundServer(tree, records, max_calls=max_calls, allow=allow_list,
+                               speech_model=speech_model,
                                audio=AudioCache(settings.tts_cache_dir),
                                recordings_dir=recordings, variables=_parse_vars(var or []),
                                callbacks=StatusCallbacks(status_callback))
         asyncio.run(_serve(server, settings, trunk, drain_timeout))
+
+
+def _speech_model(tree: Tree, settings: Settings) -> Any:
+    """The vosk model, loaded before the first call, if the tree takes spoken answers."""
+    if not tree_uses_speech(tree):
+        return None
+    from autocall.speech import asr
+
+    try:
+        return asr.load_model(settings.vosk_model, tree.language)
+    except (asr.ModelError, OSError) as exc:
+        _err.print(f"[yellow]spoken answers off:[/] {exc} (keys still work)")
+        return False
 
 
 async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings,

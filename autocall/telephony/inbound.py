@@ -112,6 +112,7 @@ class InboundServer:
     callbacks: StatusCallbacks = field(default_factory=lambda: StatusCallbacks(None))
     variables: dict[str, str] = field(default_factory=dict)
     on_record: Callable[[dict[str, Any]], None] | None = None
+    speech_model: Any = None
     active: int = 0
     served: int = 0
     refused: int = 0
@@ -160,7 +161,7 @@ class InboundServer:
             guarded = GuardedCall(call, self.allowed_targets)
             runner = CallRunner(guarded, self.tree, {**self.variables, **facts}, audio=self.audio,
                                 recordings_dir=self.recordings_dir, webhooks=self.webhooks,
-                                call_facts=facts)
+                                call_facts=facts, speech_model=self.speech_model)
             run = await runner.run()
             if guarded.refused:
                 error = "refused transfer to " + ", ".join(guarded.refused)

@@ -115,6 +115,7 @@ class SipPlacer:
         webhooks: WebhookClient | None = None,
         status_callbacks: StatusCallbacks | None = None,
         max_call_seconds: float = 600.0,
+        speech_model: Any = None,
     ) -> None:
         self.ua = ua
         self.target = target
@@ -124,6 +125,7 @@ class SipPlacer:
         self.webhooks = webhooks or WebhookClient()
         self.callbacks = status_callbacks or StatusCallbacks(None)
         self.max_call_seconds = max_call_seconds
+        self.speech_model = speech_model
 
     def uri(self, request: CallRequest) -> str:
         if callable(self.target):
@@ -151,7 +153,7 @@ class SipPlacer:
             runner = CallRunner(
                 call, tree, {**request.variables, **facts}, audio=self.audio,
                 recordings_dir=self.recordings_dir, webhooks=self.webhooks, call_facts=facts,
-                max_seconds=self.max_call_seconds)
+                max_seconds=self.max_call_seconds, speech_model=self.speech_model)
             run = await runner.run()
             result = call_result(call, run, started)
             self.callbacks.send(key, "completed", call_status="completed", outcome=run.outcome)

@@ -34,7 +34,7 @@ from autocall.dialogue.schema import RecordNode, Tree
 from autocall.speech.tts import PromptText, TtsError, render_prompt
 from autocall.telephony.webhooks import WebhookClient
 
-__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "run_tree"]
+__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "run_tree", "tree_uses_speech"]
 
 log = logging.getLogger(__name__)
 
@@ -545,6 +545,15 @@ async def _call_events(call: Any) -> AsyncIterator[eng.Event]:
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "+-_" else "_" for c in text)[:60]
+
+
+def tree_uses_speech(tree: Tree) -> bool:
+    """True if a menu or gather of ``tree`` takes spoken answers (load a model first)."""
+    for node in tree.nodes.values():
+        body = getattr(node, "menu", None) or getattr(node, "gather", None)
+        if body is not None and getattr(body, "speech", False):
+            return True
+    return False
 
 
 async def run_tree(call: Any, tree: Tree, variables: dict[str, str] | None = None,

@@ -140,7 +140,7 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
             stamp(time.monotonic())
             return orig(frame)
 
-        s._send_frame = timed  # type: ignore[method-assign]
+        s._send_frame = timed  # type: ignore[method-assign,assignment]
     prompt = beep(440, (seconds + WARMUP + 2) * 1000, -16)
     sink, sink_addr = _sink()
     for i, s in enumerate(sessions):
@@ -149,9 +149,10 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
         s.start(to, payload_type=0, dtmf_payload_type=101)
     plays = [asyncio.ensure_future(s.play(prompt)) for s in sessions]
     await asyncio.sleep(WARMUP)
-    t0, c0 = time.monotonic(), _cpu_seconds()
+    skipped = (lambda: engine.clock.skipped) if impl == "engine" else (lambda: -1)
+    t0, c0, w0, k0 = time.monotonic(), _cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
     await asyncio.sleep(seconds)
-    t1, c1 = time.monotonic(), _cpu_seconds()
+    t1, c1, w1, k1 = time.monotonic(), _cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
     rss = _rss_bytes()
     received = sum(s.stats().packets_received for s in sessions)
     for s in sessions:
@@ -165,7 +166,8 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
         cpu_pct_total=(c1 - c0) / (t1 - t0) * 100,
         rss_kib_per_stream=(rss - rss0) / n / 1024,
         received_total=received,
-        skipped_frames=engine.clock.skipped if impl == "engine" else -1,
+        skipped_frames=k1 - k0 if impl == "engine" else -1,
+        timer_wakeups_per_s=(w1 - w0) / (t1 - t0) if impl == "engine" else -1,
     )
     return out
 
@@ -230,6 +232,7 @@ def _run_pyvoip(n: int, seconds: float, mode: str) -> dict[str, Any]:
         rss_kib_per_stream=(rss - rss0) / n / 1024,
         received_total=-1,
         skipped_frames=-1,
+        timer_wakeups_per_s=-1,
     )
     return out
 
@@ -250,7 +253,11 @@ def _line(r: dict[str, Any]) -> str:
         f"p50 {r['gap_p50_ms']:5.1f} p99 {r['gap_p99_ms']:6.1f} max {r['gap_max_ms']:6.1f} ms | "
         f"CPU {r['cpu_pct_per_stream']:.3f}%/stream ({r['cpu_pct_total']:.0f}% total) "
         f"RSS {r['rss_kib_per_stream']:.0f} KiB/stream"
-        + (f" | skipped frames {r['skipped_frames']}" if r["skipped_frames"] >= 0 else "")
+        + (
+            f" | skipped frames {r['skipped_frames']}, timer {r['timer_wakeups_per_s']:.0f}/s"
+            if r["skipped_frames"] >= 0
+            else ""
+        )
     )
 
 

@@ -31,6 +31,7 @@ from autocall.campaign.contacts import import_campaign
 from autocall.campaign.dialer import Finished, run_campaign
 from autocall.campaign.dialer import Progress as DialerProgress
 from autocall.campaign.model import Attempt, load_campaign
+from autocall.campaign.report import Report, campaign_report, write_cdr
 from autocall.campaign.store import Store
 from autocall.telephony.call import UserAgent
 from autocall.telephony.placer import SipPlacer
@@ -185,31 +186,6 @@ def write_demo_files(out: Path, contacts: int, channels: int,
     return path, cast
 
 
-CDR_FIELDS = ["campaign", "contact_id", "attempt", "number", "caller_id", "status", "sip_code",
-              "outcome", "started_at", "answered_at", "ended_at", "duration", "billable",
-              "digits", "path", "variables", "recording"]
-
-
-def _iso(value: dt.datetime | None) -> str:
-    return value.isoformat() if value else ""
-
-
-def export_cdr_csv(attempts: list[Attempt], path: Path) -> None:
-    """Call records (DESIGN.md §4 fields), one row per attempt."""
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CDR_FIELDS)
-        for a in attempts:
-            writer.writerow([
-                a.campaign, a.contact_id, a.attempt_no, a.number, a.caller_id, a.status.value,
-                a.sip_code or "", a.outcome.value if a.outcome else "", _iso(a.started_at),
-                _iso(a.answered_at), _iso(a.ended_at),
-                "" if a.duration is None else f"{a.duration:.1f}",
-                "" if a.billable is None else f"{a.billable:.1f}", a.digits,
-                " > ".join(a.path), json.dumps(a.variables, sort_keys=True), a.recording or "",
-            ])
-
-
 async def run_demo(out: Path, contacts: int, channels: int, console: Console,
                    quiet: bool = False) -> dict[str, Any]:
     """Run the demo campaign; returns the report as a dict (also printed unless quiet)."""
@@ -238,13 +214,13 @@ async def run_demo(out: Path, contacts: int, channels: int, console: Console,
                 await _dial(campaign, store, placer, console, cast, quiet)
             finally:
                 await ua.close()
+        csv_path = out / CSV_NAME
         attempts = await asyncio.to_thread(store.attempts, CAMPAIGN)
-        summary = await asyncio.to_thread(store.summary, CAMPAIGN, dt.datetime.now(dt.UTC))
+        stats = await asyncio.to_thread(campaign_report, store, CAMPAIGN)
+        await asyncio.to_thread(write_cdr, store, CAMPAIGN, csv_path)
     finally:
         store.close()
-    csv_path = out / CSV_NAME
-    export_cdr_csv(attempts, csv_path)
-    report = _report(attempts, cast, summary.outcomes, time.monotonic() - started)
+    report = _report(attempts, cast, stats, time.monotonic() - started)
     report.update(database=str(db_path), csv=str(csv_path), campaign_file=str(campaign_file))
     if not quiet:
         _print_report(console, report)
@@ -277,14 +253,12 @@ async def _dial(campaign: Any, store: Store, placer: SipPlacer, console: Console
                            on_record=on_record, poll=0.2)
 
 
-def _report(attempts: list[Attempt], cast: dict[str, Persona], outcomes: dict[str, int],
+def _report(attempts: list[Attempt], cast: dict[str, Persona], stats: Report,
             seconds: float) -> dict[str, Any]:
+    """The campaign report plus the demo's own check: did each persona end as scripted?"""
     final: dict[str, Attempt] = {}
     for a in attempts:
         final[a.number] = a  # attempts come in id order: the last one is the final word
-    answered = sum(1 for a in attempts if a.answered_at is not None)
-    choices = Counter(a.path[2] for a in attempts if len(a.path) > 2)
-    scores = [a.variables["score"] for a in attempts if a.variables.get("score")]
     mismatches = []
     for number, persona in cast.items():
         last = final.get(number)
@@ -292,13 +266,17 @@ def _report(attempts: list[Attempt], cast: dict[str, Persona], outcomes: dict[st
         if got != persona.expect:
             mismatches.append({"number": number, "persona": persona.label,
                                "expected": persona.expect, "got": got})
-    handle = [a.billable for a in attempts if a.billable]
+    choices = Counter(a.path[2] for a in attempts if len(a.path) > 2)
     return {
-        "contacts": len(cast), "attempts": len(attempts), "answered": answered,
-        "answer_rate": round(answered / len(attempts), 3) if attempts else 0.0,
-        "outcomes": dict(sorted(outcomes.items())),
-        "menu_choices": dict(sorted(choices.items())), "scores": scores,
-        "average_handle_seconds": round(sum(handle) / len(handle), 1) if handle else None,
+        "contacts": stats.contacts, "attempts": stats.attempts, "answered": stats.answered,
+        "answer_rate": round(stats.answer_rate or 0.0, 3),
+        "completion_rate": round(stats.completion_rate or 0.0, 3),
+        "average_handle_seconds": (round(stats.average_handle_time, 1)
+                                   if stats.average_handle_time is not None else None),
+        "outcomes": dict(sorted(stats.contacts_by_outcome.items())),
+        "attempts_by_status": stats.by_status,
+        "menu_choices": dict(sorted(choices.items())),
+        "scores": [a.variables["score"] for a in attempts if a.variables.get("score")],
         "seconds": round(seconds, 1), "unexpected": mismatches,
     }
 
@@ -310,15 +288,16 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
     for outcome, count in report["outcomes"].items():
         table.add_row(outcome, str(count))
     console.print(table)
-    rate = f"{report['answer_rate']:.0%}"
     console.print(f"{report['attempts']} calls to {report['contacts']} contacts, "
-                  f"{report['answered']} answered ({rate}), average handle time "
+                  f"{report['answered']} answered ({report['answer_rate']:.0%}), completion "
+                  f"{report['completion_rate']:.0%}, average handle time "
                   f"{report['average_handle_seconds']} s, in {report['seconds']} s")
     console.print(f"menu choices: {report['menu_choices']}; scores given: {report['scores']}")
     for m in report["unexpected"]:
         console.print(f"[red]unexpected:[/] {m['number']} ({m['persona']}) ended "
                       f"{m['got']}, expected {m['expected']}")
-    console.print(f"store: {report['database']}   call records: {report['csv']}")
+    console.print(f"store: {report['database']}")
+    console.print(f"call records: {report['csv']}")
 
 
 _HERE = Path(".")

@@ -234,6 +234,9 @@ class Hangup:
 
 Action = Say | Play | Collect | StartTimer | Transfer | Record | Webhook | Hangup
 
+TYPE_AHEAD_LIMIT = 32
+"""Keys kept while nothing listens; a flood of RFC 4733 events must not pile up."""
+
 _WAIT_PROMPTS = "prompts"
 _WAIT_INPUT = "input"
 
@@ -377,16 +380,20 @@ class Engine:
 
     def _enter(self, node: Any, now: float) -> tuple[list[Action], str | None]:
         """Start a node; returns its actions and, if it does not wait, the next node."""
-        if isinstance(node, SayNode):
-            language = node.language or self.tree.language
-            voice = node.voice or self.tree.voice
-            return self._prompts_then(
-                node.say, lambda t: self._goto(node.next, t), now, language, voice
-            )
-        if isinstance(node, PlayNode):
-            paths = node.play if isinstance(node.play, list) else [node.play]
-            prompts: list[str | SayPrompt | PlayPrompt] = [PlayPrompt(play=p) for p in paths]
-            return self._prompts_then(prompts, lambda t: self._goto(node.next, t), now)
+        if isinstance(node, SayNode | PlayNode):
+            if isinstance(node, SayNode):
+                language = node.language or self.tree.language
+                voice = node.voice or self.tree.voice
+                audio = self._render_prompts(node.say, language, voice)
+            else:
+                paths = node.play if isinstance(node.play, list) else [node.play]
+                audio = self._render_prompts([PlayPrompt(play=p) for p in paths])
+            if not audio:
+                return [], node.next  # nothing to hear: walk on (in this loop, not deeper)
+            self._waiting = _WAIT_PROMPTS
+            self._pending_prompts = len(audio)
+            self._after_prompts = lambda t: self._goto(node.next, t)
+            return audio, None
         if isinstance(node, SetNode):
             for name, value in node.set.items():
                 self.variables[name] = render(_text(value), self.variables)
@@ -616,7 +623,8 @@ class Engine:
             return self._gather_key(node, key, now)
         if self._waiting == "recording" or isinstance(node, RecordNode):
             return []  # the driver ends the recording on its key; nothing to keep
-        self._type_ahead.append(key)
+        if len(self._type_ahead) < TYPE_AHEAD_LIMIT:
+            self._type_ahead.append(key)
         if self._waiting == _WAIT_PROMPTS and isinstance(node, SayNode | PlayNode):
             # The driver flushed the message: skip to what follows.
             then = self._after_prompts

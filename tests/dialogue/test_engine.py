@@ -562,3 +562,31 @@ def test_hangup_during_the_last_message_completes() -> None:
     engine.start(0)
     engine.handle(CallerHangup(), 1)
     assert engine.outcome == "completed" and engine.caller_hung_up
+
+
+def test_a_loop_of_empty_messages_stops_at_the_step_limit_without_recursing() -> None:
+    tree = tree_from(
+        {
+            "start": "a",
+            "max_steps": 5000,
+            "nodes": {"a": {"say": [], "next": "b"}, "b": {"play": [], "next": "a"}},
+        }
+    )
+    engine = Engine(tree, {})
+    assert engine.start(0) == [Hangup("error")]
+    assert len(engine.path) == 5000
+
+
+def test_a_flood_of_keys_while_nothing_listens_is_bounded() -> None:
+    nodes = {
+        "w": {"webhook": {"url": "http://127.0.0.1/x"}, "next": "m"},
+        "m": {"menu": {"prompt": "P", "items": {1: "m", 2: "e"}}},
+        "e": {"hangup": "e"},
+    }
+    engine = _engine(nodes)
+    engine.start(0)
+    for _ in range(5000):
+        engine.handle(Digit("1"), 1)
+    engine.handle(WebhookResult(200), 2)
+    assert engine.path.count("m") == 1 + 32 and not engine.finished  # entry + kept keys
+    assert len(engine.digits) == 5000

@@ -10,6 +10,7 @@ so another terminal or node can steer a running dialer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import socket
@@ -302,6 +303,9 @@ class _Driver:
         self.dnc = DncList.from_files(self.campaign.dnc, self.campaign.default_region)
         self.pacer = Pacer(self.campaign.calls_per_second)
         self.tasks: set[asyncio.Task[None]] = set()
+        self._finishing: list[tuple[int, CallRecord, datetime | None, Finished,
+                                    asyncio.Future[bool]]] = []
+        self._flush_wake = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
@@ -317,6 +321,15 @@ class _Driver:
         return next_attempt_at(self.campaign, attempts_made, Outcome.INTERRUPTED, self.clock())
 
     async def run(self, *, start: bool, exit_when_idle: bool) -> Progress:
+        flusher = asyncio.create_task(self._flush_records())
+        try:
+            return await self._run(start=start, exit_when_idle=exit_when_idle)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+    async def _run(self, *, start: bool, exit_when_idle: bool) -> Progress:
         name = self.campaign.name
         now = self.clock()
         await self._db(self.store.heartbeat, name, self.node, now, 0, "starting")
@@ -373,8 +386,9 @@ class _Driver:
                 log.info("%s: do-not-call list reloaded (%d numbers)", name,
                          len(self.dnc.numbers))
             claims: list[Claim] = await self._db(
-                self.store.claim, name, self.node, now, max(limit, 16),
+                self.store.claim, name, self.node, now, limit,
                 functools.partial(self._plan, now=now), limit)
+            scanned_all = self.store.last_scanned == limit
             if claims:
                 idle = None
                 for claim in claims:
@@ -383,6 +397,8 @@ class _Driver:
                     self.tasks.add(task)
                     task.add_done_callback(self.tasks.discard)
                 continue
+            if scanned_all:
+                continue  # a full batch was deferred or closed: more may be due
             summary = await self._db(self.store.summary, name, now)
             if summary.due:
                 # Due rows were deferred/closed this round, or another node holds them.
@@ -471,10 +487,36 @@ class _Driver:
             ended_at=result.ended_at or now, digits=result.digits, path=result.path,
             variables=dict(result.variables), recording=result.recording, error=result.error)
         nxt = next_attempt_at(c, claim.attempt_no, outcome, now)
-        written = await self._db(self.store.finish, claim.attempt_id, record, nxt)
-        if written and self.on_record is not None:
-            self.on_record(Finished(claim.attempt_id, contact.id, claim.attempt_no,
-                                    contact.number, outcome, result))
+        done: asyncio.Future[bool] = self.loop.create_future()
+        finished = Finished(claim.attempt_id, contact.id, claim.attempt_no, contact.number,
+                            outcome, result)
+        self._finishing.append((claim.attempt_id, record, nxt, finished, done))
+        self._flush_wake.set()
+        await done
+
+    async def _flush_records(self) -> None:
+        """Write finished calls in batches: one transaction for all that ended meanwhile."""
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            batch, self._finishing = self._finishing, []
+            if not batch:
+                continue
+            try:
+                written = await self._db(self.store.finish_many,
+                                         [(a, r, n) for a, r, n, _, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - the calls stay open; restart recovers
+                log.exception("%s: writing %d call records failed", self.campaign.name,
+                              len(batch))
+                for *_, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, _, _, finished, fut), ok in zip(batch, written, strict=True):
+                if ok and self.on_record is not None:
+                    self.on_record(finished)
+                if not fut.done():
+                    fut.set_result(ok)
 
     def _publish(self, s: Summary, idle: str | None) -> None:
         failed = sum(v for k, v in s.outcomes.items() if k != Outcome.COMPLETED.value)

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -198,6 +199,55 @@ class Summary:
     nodes: list[dict[str, Any]]
 
 
+# Statements built once: the dial cycle runs them thousands of times (executemany).
+_START_CONTACT = (
+    update(contacts).where(contacts.c.id == bindparam("cid"))
+    .values(state=ContactState.IN_FLIGHT.value, attempts=bindparam("b_attempts"),
+            wait_kind=None, wait_reason=None)
+)
+_MOVE_CONTACT = (
+    update(contacts).where(contacts.c.id == bindparam("cid"))
+    .values(state=bindparam("b_state"), next_at=bindparam("b_next_at"),
+            wait_kind=bindparam("b_wait_kind"), wait_reason=bindparam("b_wait_reason"),
+            last_outcome=bindparam("b_last_outcome"))
+)
+_FINISH_ATTEMPT = (
+    update(attempts).where(attempts.c.id == bindparam("aid"), attempts.c.ended_at.is_(None))
+    .values({c: bindparam(f"b_{c}") for c in (
+        "status", "outcome", "sip_code", "q850", "started_at", "answered_at", "ended_at",
+        "duration", "billable", "digits", "path", "variables", "recording", "error")})
+)
+
+
+def _value(outcome: Outcome | None) -> str | None:
+    return None if outcome is None else outcome.value
+
+
+def _move_params(contact_id: int, outcome: Outcome, next_at: datetime | None) -> dict[str, Any]:
+    if next_at is None:
+        return {"cid": contact_id, "b_state": ContactState.DONE.value, "b_next_at": None,
+                "b_wait_kind": None, "b_wait_reason": None, "b_last_outcome": outcome.value}
+    return {"cid": contact_id, "b_state": ContactState.PENDING.value,
+            "b_next_at": _naive(next_at), "b_wait_kind": "retry",
+            "b_wait_reason": f"retry after {outcome.value}", "b_last_outcome": outcome.value}
+
+
+def _finish_params(attempt_id: int, record: CallRecord) -> dict[str, Any]:
+    started = _naive(record.started_at)
+    answered = _naive(record.answered_at)
+    ended = _naive(record.ended_at or datetime.now(UTC))
+    return {
+        "aid": attempt_id, "b_status": record.status.value, "b_outcome": record.outcome.value,
+        "b_sip_code": record.sip_code, "b_q850": record.q850, "b_started_at": started,
+        "b_answered_at": answered, "b_ended_at": ended,
+        "b_duration": (ended - started).total_seconds() if started and ended else None,
+        "b_billable": (ended - answered).total_seconds() if answered and ended else None,
+        "b_digits": record.digits, "b_path": json.dumps(list(record.path)),
+        "b_variables": json.dumps(record.variables or {}, default=str),
+        "b_recording": record.recording, "b_error": record.error,
+    }
+
+
 class StoreError(RuntimeError):
     pass
 
@@ -209,6 +259,7 @@ class Store:
         self.url = url
         self.engine: Engine = create_engine(url, echo=echo, future=True, pool_pre_ping=True)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.last_scanned = 0  # rows the last claim() looked at (dialed, deferred or closed)
         if self.is_sqlite:
             _sqlite_setup(self.engine)
         self.migrate()
@@ -346,7 +397,8 @@ class Store:
         """Lock up to ``limit`` due contacts, apply ``plan`` to each, commit attempt rows.
 
         ``plan`` is pure (window, DNC, attempts); Defer/Close plans are written too, so a
-        contact waiting for its window is not looked at again until it opens.
+        contact waiting for its window is not looked at again until it opens. At most
+        ``max_dials`` contacts are claimed; the other Dial plans stay due.
         """
         nnow = _naive(now)
         max_dials = limit if max_dials is None else max_dials
@@ -358,76 +410,80 @@ class Store:
                 .limit(limit))
         if not self.is_sqlite:
             stmt = stmt.with_for_update(skip_locked=True)
-        claims: list[Claim] = []
+        dials: list[tuple[Contact, str]] = []
+        moves: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
-            for row in conn.execute(stmt).all():
+            found = conn.execute(stmt).all()
+            self.last_scanned = len(found)
+            for row in found:
                 contact = _contact(row)
                 decision = plan(contact)
                 if isinstance(decision, Dial):
-                    if len(claims) >= max_dials:
-                        continue
-                    attempt_no = contact.attempts + 1
-                    conn.execute(update(contacts).where(contacts.c.id == contact.id).values(
-                        state=ContactState.IN_FLIGHT.value, attempts=attempt_no,
-                        wait_kind=None, wait_reason=None))
-                    attempt_id = conn.execute(insert(attempts).values(
-                        campaign=name, contact_id=contact.id, attempt_no=attempt_no,
-                        number=contact.number, caller_id=decision.caller_id, node=node,
-                        status=CallStatus.QUEUED.value, created_at=nnow, digits="",
-                        path="[]", variables="{}",
-                    )).inserted_primary_key[0]  # type: ignore[index]
-                    claims.append(Claim(int(attempt_id), attempt_no, contact, decision.caller_id))
+                    if len(dials) < max_dials:
+                        dials.append((contact, decision.caller_id))
                 elif isinstance(decision, Defer):
-                    conn.execute(update(contacts).where(contacts.c.id == contact.id).values(
-                        next_at=_naive(decision.until), wait_kind=decision.kind,
-                        wait_reason=decision.reason))
+                    moves.append({"cid": contact.id, "b_state": ContactState.PENDING.value,
+                                  "b_next_at": _naive(decision.until),
+                                  "b_wait_kind": decision.kind,
+                                  "b_wait_reason": decision.reason,
+                                  "b_last_outcome": _value(contact.last_outcome)})
                 elif isinstance(decision, Close):
-                    conn.execute(update(contacts).where(contacts.c.id == contact.id).values(
-                        state=ContactState.DONE.value, last_outcome=decision.outcome.value,
-                        wait_kind=None, wait_reason=decision.reason))
-        return claims
+                    moves.append({"cid": contact.id, "b_state": ContactState.DONE.value,
+                                  "b_next_at": None, "b_wait_kind": None,
+                                  "b_wait_reason": decision.reason,
+                                  "b_last_outcome": decision.outcome.value})
+            if moves:
+                conn.execute(_MOVE_CONTACT, moves)
+            if not dials:
+                return []
+            conn.execute(_START_CONTACT, [
+                {"cid": c.id, "b_attempts": c.attempts + 1} for c, _ in dials])
+            ids = conn.execute(
+                insert(attempts).returning(attempts.c.id, sort_by_parameter_order=True),
+                [{"campaign": name, "contact_id": c.id, "attempt_no": c.attempts + 1,
+                  "number": c.number, "caller_id": cid, "node": node,
+                  "status": CallStatus.QUEUED.value, "created_at": nnow, "digits": "",
+                  "path": "[]", "variables": "{}"} for c, cid in dials],
+            ).scalars().all()
+        return [Claim(int(i), c.attempts + 1, c, cid) for i, (c, cid) in zip(ids, dials,
+                                                                              strict=True)]
 
     def finish(self, attempt_id: int, record: CallRecord, next_at: datetime | None) -> bool:
-        """Finish an attempt and move its contact on, in one transaction.
+        """Finish one attempt (see :meth:`finish_many`)."""
+        return self.finish_many([(attempt_id, record, next_at)])[0]
 
-        Returns False (and changes nothing) if the attempt was already finished, e.g.
-        resolved as interrupted by another node that thought this one dead.
+    def finish_many(self, items: Sequence[tuple[int, CallRecord, datetime | None]]
+                    ) -> list[bool]:
+        """Finish attempts and move their contacts on, all in one transaction.
+
+        An attempt already finished (e.g. resolved as interrupted by another node that
+        thought this one dead) is left as it is: False at its position.
         """
-        started = _naive(record.started_at)
-        answered = _naive(record.answered_at)
-        ended = _naive(record.ended_at or datetime.now(UTC))
-        duration = (ended - started).total_seconds() if started and ended else None
-        billable = (ended - answered).total_seconds() if answered and ended else None
+        if not items:
+            return []
+        ids = [i for i, _, _ in items]
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(attempts)
-                .where(attempts.c.id == attempt_id, attempts.c.ended_at.is_(None))
-                .values(status=record.status.value, outcome=record.outcome.value,
-                        sip_code=record.sip_code, q850=record.q850, started_at=started,
-                        answered_at=answered, ended_at=ended, duration=duration,
-                        billable=billable, digits=record.digits,
-                        path=json.dumps(list(record.path)),
-                        variables=json.dumps(record.variables or {}, default=str),
-                        recording=record.recording, error=record.error)
-                .returning(attempts.c.contact_id))
-            row = result.first()
-            if row is None:
-                return False
-            self._move_contact(conn, row.contact_id, record.outcome, next_at)
-            return True
+            open_q = select(attempts.c.id, attempts.c.contact_id).where(
+                attempts.c.id.in_(ids), attempts.c.ended_at.is_(None))
+            if not self.is_sqlite:
+                open_q = open_q.with_for_update()
+            still_open = dict(conn.execute(open_q).all())
+            rows: list[dict[str, Any]] = []
+            moves: list[dict[str, Any]] = []
+            for attempt_id, record, next_at in items:
+                if attempt_id not in still_open:
+                    continue
+                rows.append(_finish_params(attempt_id, record))
+                moves.append(_move_params(still_open[attempt_id], record.outcome, next_at))
+            if rows:
+                conn.execute(_FINISH_ATTEMPT, rows)
+                conn.execute(_MOVE_CONTACT, moves)
+        return [i in still_open for i in ids]
 
     @staticmethod
     def _move_contact(conn: Connection, contact_id: int, outcome: Outcome,
                       next_at: datetime | None) -> None:
-        if next_at is None:
-            values: dict[str, Any] = {"state": ContactState.DONE.value, "next_at": None,
-                                      "wait_kind": None, "wait_reason": None}
-        else:
-            values = {"state": ContactState.PENDING.value, "next_at": _naive(next_at),
-                      "wait_kind": "retry",
-                      "wait_reason": f"retry after {outcome.value}"}
-        conn.execute(update(contacts).where(contacts.c.id == contact_id)
-                     .values(last_outcome=outcome.value, **values))
+        conn.execute(_MOVE_CONTACT, [_move_params(contact_id, outcome, next_at)])
 
     def recover(self, name: str, node: str, now: datetime,
                 next_try: Callable[[int], datetime | None],

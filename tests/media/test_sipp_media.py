@@ -9,11 +9,14 @@ a raw socket: root, which the test machines and CI are).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import soundfile as sf
 
@@ -29,7 +32,7 @@ MEDIA_PORT = 25100
 PCAPS = Path("/usr/share/sip-tester")
 
 SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="media peer: tone then two RFC 4733 digits">
+<scenario name="media peer: answers, then plays what the test asks for">
   <recv request="INVITE" crlf="true"/>
   <send>
     <![CDATA[
@@ -55,11 +58,7 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <recv request="ACK"/>
-  <nop><action><exec rtp_stream="{tone},1,0"/></action></nop>
-  <pause milliseconds="1100"/>
-  <nop><action><exec play_pcap_audio="{pcaps}/dtmf_2833_7.pcap"/></action></nop>
-  <pause milliseconds="500"/>
-  <nop><action><exec play_pcap_audio="{pcaps}/dtmf_2833_pound.pcap"/></action></nop>
+{media}
   <recv request="BYE" timeout="10000"/>
   <send>
     <![CDATA[
@@ -101,14 +100,14 @@ async def recv_final(sock: socket.socket) -> str:
             return msg
 
 
-async def test_sipp_tone_and_rfc4733_pcaps_arrive(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def sipp_call(tmp_path: Path, media_actions: str) -> AsyncIterator[MediaSession]:
+    """SIPp answers our INVITE, runs ``media_actions`` after the ACK; BYE on exit."""
     if os.geteuid() != 0:
         pytest.fail("play_pcap_audio needs root (raw socket); run the suite as CI does")
     sipp = need_binary("sipp")
-    tone = tmp_path / "tone.ul"
-    tone.write_bytes(g711.ulaw_encode(beep(1000, 600, -10)))
     scenario = tmp_path / "uas.xml"
-    scenario.write_text(SCENARIO.format(tone=tone, pcaps=PCAPS))
+    scenario.write_text(SCENARIO.replace("{media}", media_actions))
     proc = await asyncio.create_subprocess_exec(
         sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(SIP_PORT),
         "-mi", "127.0.0.1", "-mp", str(MEDIA_PORT), "-m", "1", "-nostdin", "-timeout", "20",
@@ -135,18 +134,7 @@ async def test_sipp_tone_and_rfc4733_pcaps_arrive(tmp_path: Path) -> None:
         media.start(("127.0.0.1", MEDIA_PORT), payload_type=0, dtmf_payload_type=101)
         media.record(tmp_path / "call.wav")
         sock.sendto(request("ACK", 1, port, to), ("127.0.0.1", SIP_PORT))
-
-        digits = []
-
-        async def two_digits() -> None:
-            async for d in media.digits():
-                digits.append(d)
-                if len(digits) == 2:
-                    return
-
-        await asyncio.wait_for(two_digits(), 8)
-        await asyncio.sleep(0.4)  # SIPp's triple end packets are in; nothing more may arrive
-        stats = media.stats()
+        yield media
         sock.sendto(request("BYE", 2, port, to), ("127.0.0.1", SIP_PORT))
         assert (await recv_final(sock)).startswith("SIP/2.0 200")
     finally:
@@ -158,13 +146,58 @@ async def test_sipp_tone_and_rfc4733_pcaps_arrive(tmp_path: Path) -> None:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+    assert proc.returncode == 0
+
+
+def loud_frames(wav: Path) -> npt.NDArray[np.bool_]:
+    left = sf.read(wav, dtype="int16")[0][:, 0]
+    frames = left[: len(left) // 160 * 160].reshape(-1, 160).astype(float)
+    return np.sqrt((frames**2).mean(axis=1)) > 1000
+
+
+async def test_sipp_tone_and_rfc4733_pcaps_arrive(tmp_path: Path) -> None:
+    tone = tmp_path / "tone.ul"
+    tone.write_bytes(g711.ulaw_encode(beep(1000, 600, -10)))
+    actions = f"""
+  <nop><action><exec rtp_stream="{tone},1,0"/></action></nop>
+  <pause milliseconds="1100"/>
+  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_7.pcap"/></action></nop>
+  <pause milliseconds="500"/>
+  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_pound.pcap"/></action></nop>
+"""
+    digits = []
+    async with sipp_call(tmp_path, actions) as media:
+
+        async def two_digits() -> None:
+            async for d in media.digits():
+                digits.append(d)
+                if len(digits) == 2:
+                    return
+
+        await asyncio.wait_for(two_digits(), 8)
+        await asyncio.sleep(0.4)  # SIPp's triple end packets are in; nothing more may arrive
+        stats = media.stats()
     assert [(d.digit, d.source) for d in digits] == [("7", "rfc4733"), ("#", "rfc4733")]
     assert stats.dtmf_received == 2
     assert media.remote_addr == ("127.0.0.1", MEDIA_PORT)
+    assert 29 <= loud_frames(tmp_path / "call.wav").sum() <= 31  # the 600 ms tone, once
     left = sf.read(tmp_path / "call.wav", dtype="int16")[0][:, 0]
-    frames = left[: len(left) // 160 * 160].reshape(-1, 160).astype(float)
-    loud = np.sqrt((frames**2).mean(axis=1)) > 1000
-    assert 29 <= loud.sum() <= 31  # all 30 frames of the 600 ms tone, once
     spec = np.abs(np.fft.rfft(left.astype(float)))
     assert np.argmax(spec) * 8000 / len(left) == pytest.approx(1000, abs=10)
-    assert proc.returncode == 0
+
+
+async def test_sipp_alaw_pcap_in_30_ms_packets_plays_out_whole(tmp_path: Path) -> None:
+    """Debian's g711a.pcap: 236 A-law packets of 30 ms, although we asked for μ-law/20 ms."""
+    actions = f"""
+  <nop><action><exec play_pcap_audio="{PCAPS}/g711a.pcap"/></action></nop>
+  <pause milliseconds="7400"/>
+"""
+    async with sipp_call(tmp_path, actions) as media:
+        await asyncio.sleep(7.6)
+        stats = media.stats()
+    assert stats.packets_received == 236
+    assert stats.packets_lost == 0 and stats.late_packets == 0 and stats.malformed == 0
+    assert stats.concealed_ms <= 60  # at most the edges of the stream
+    played = loud_frames(tmp_path / "call.wav")
+    # 236 x 30 ms = 7.08 s of audio, heard as 354 frames of 20 ms (speech has pauses)
+    assert 100 <= played.sum() <= 354

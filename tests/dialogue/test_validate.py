@@ -343,7 +343,8 @@ def test_bad_menu_key_and_node_id_point_at_the_key(write) -> None:
 
 
 def test_bad_regular_expressions_are_load_errors(write) -> None:
-    text = """start: b
+    text = (
+        """start: b
 nodes:
   b:
     branch:
@@ -352,27 +353,33 @@ nodes:
     else: g
   g:
     gather: {prompt: P, variable: v, pattern: "[z-a]"}
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     found = sorted((f[0], f[4]) for f in _findings(write, text) if f[3] == "value")
     assert [line for line, _ in found] == [5, 9]
     assert "not a valid regular expression" in found[0][1]
 
 
 def test_repeat_key_hiding_an_item_is_a_warning(write) -> None:
-    text = """start: m
+    text = (
+        """start: m
 nodes:
   m:
     menu:
       prompt: P
       items: {1: end, "*": end}
       repeat_key: "*"
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     line, _, severity, message = _one(write, text, "menu")
     assert (line, severity) == (7, "warning") and "never be chosen" in message
 
 
 def test_silence_loop_is_an_error(write) -> None:
-    text = """start: m
+    text = (
+        """start: m
 nodes:
   m:
     menu:
@@ -382,29 +389,38 @@ nodes:
   again:
     say: Are you there?
     next: m
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     line, _, severity, message = _one(write, text, "silence-loop")
     assert (line, severity) == (3, "error") and "m → again → m" in message
 
 
 def test_silence_loop_through_gather_failure_and_a_bounded_menu_is_fine(write) -> None:
-    looping = """start: g
+    looping = (
+        """start: g
 nodes:
   g:
     gather: {prompt: Code, variable: c}
     next: end
     on_failure: g
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     assert _one(write, looping, "silence-loop")[2] == "error"
-    bounded = """start: m
+    bounded = (
+        """start: m
 nodes:
   m:
     menu: {prompt: P, items: {1: m, 2: end}}
-""" + GOOD_TAIL
+"""
+        + GOOD_TAIL
+    )
     assert [f for f in _findings(write, bounded) if f[3] == "silence-loop"] == []
 
 
-SPEECH_TREE = """start: m
+SPEECH_TREE = (
+    """start: m
 language: ko
 nodes:
   m:
@@ -417,7 +433,9 @@ nodes:
   g:
     gather: {prompt: P, variable: v, speech: true, grammar: ["네 맞아요"]}
     next: end
-""" + GOOD_TAIL
+"""
+    + GOOD_TAIL
+)
 
 
 def test_speech_phrases_are_checked_against_the_real_model(write) -> None:

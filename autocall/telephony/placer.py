@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from autocall.campaign.dialer import CallRequest, CallResult
 from autocall.campaign.model import CallStatus, Outcome
+from autocall.config import Settings
 from autocall.dialogue.schema import Tree
+from autocall.telephony.call import UserAgent
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
-__all__ = ["SipPlacer", "TreeCache", "call_result", "dialogue_outcome", "load_tree"]
+__all__ = ["SipPlacer", "TreeCache", "call_result", "dialogue_outcome", "from_settings",
+           "load_tree"]
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +164,36 @@ class SipPlacer:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(call.hangup(), 5.0)
+
+
+def trunk_target(settings: Settings) -> Callable[[CallRequest], str]:
+    """Request-URI for a request: its campaign's ``trunk`` (``sip:host:port``) or the default."""
+    default = f"{settings.trunk.host}:{settings.trunk.port}"
+
+    def uri(request: CallRequest) -> str:
+        trunk = (request.trunk or "").removeprefix("sip:") or default
+        return f"sip:{request.number}@{trunk}"
+
+    return uri
+
+
+@contextlib.asynccontextmanager
+async def from_settings(settings: Settings) -> AsyncIterator[SipPlacer]:
+    """The placer ``autocall campaign run`` uses: a UserAgent on the configured trunk.
+
+    Trunk, credentials, bind address and caches come from ``AUTOCALL_*`` (see
+    :mod:`autocall.config`); the agent REGISTERs first when the trunk asks for it.
+    """
+    trunk = settings.trunk
+    registrar = f"sip:{trunk.host}:{trunk.port}"
+    ua = await UserAgent.start(
+        bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
+        advertise_host=settings.advertised_host, user=trunk.user or "autocall",
+        username=trunk.user, password=trunk.password, register=trunk.register,
+        registrar=registrar if trunk.register else None)
+    try:
+        if trunk.register and not await ua.wait_registered(10.0):
+            raise RuntimeError(f"REGISTER with {registrar} failed: {ua.sip.register_error}")
+        yield SipPlacer(ua, target=trunk_target(settings), tts_cache_dir=settings.tts_cache_dir)
+    finally:
+        await ua.close()

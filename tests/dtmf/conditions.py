@@ -265,6 +265,80 @@ def dropout_conditions() -> list[Condition]:
     return out
 
 
+def combined_conditions() -> list[Condition]:
+    """Several limits at once: shortest tones with lowest level, twist, offsets and noise."""
+    out = [
+        Condition(
+            "combined", "40/40 ms at -30 dBm0", keyed(ALL, on_ms=40, off_ms=40, level=-30.0), ALL
+        ),
+        Condition(
+            "combined",
+            "40/40 ms, twist -8 dB, low +1.5% high -1.5%",
+            keyed(ALL, on_ms=40, off_ms=40, twist=-8.0, dev_low=0.015, dev_high=-0.015, seed=1),
+            ALL,
+        ),
+        Condition(
+            "combined",
+            "40/40 ms, twist +4 dB, low -1.5% high +1.5%",
+            keyed(ALL, on_ms=40, off_ms=40, twist=4.0, dev_low=-0.015, dev_high=0.015, seed=2),
+            ALL,
+        ),
+        Condition("combined", "2 s key press", keyed("5#", on_ms=2000.0, seed=3), "5#"),
+    ]
+    sig = keyed(ALL, on_ms=40, off_ms=40, level=-20.0, seed=4)
+    noisy = _mix(sig, comfort_noise(sig.size / 8.0, -35.0, seed=5))
+    out.append(Condition("combined", "40/40 ms at SNR 15 dB", noisy, ALL))
+    sig = keyed(ALL, level=-20.0, twist=-8.0, dev_low=0.015, dev_high=-0.015, seed=6)
+    noisy = _mix(sig, comfort_noise(sig.size / 8.0, -43.0, seed=7))
+    out.append(Condition("combined", "twist -8 dB, ±1.5 %, SNR 15 dB", noisy, ALL))
+    return out
+
+
+def wideband_conditions() -> list[Condition]:
+    """The limits again at 16 kHz (wideband calls)."""
+    w = 16000
+    out = [
+        Condition(
+            "16k",
+            "low +1.5% high -1.5%",
+            keyed(ALL, dev_low=0.015, dev_high=-0.015, rate=w),
+            ALL,
+            w,
+        ),
+        Condition(
+            "16k",
+            "low -1.5% high +1.5%",
+            keyed(ALL, dev_low=-0.015, dev_high=0.015, rate=w),
+            ALL,
+            w,
+        ),
+        Condition("16k", "low +3.5%", keyed(ALL, dev_low=0.035, rate=w), "", w),
+        Condition("16k", "high -3.5%", keyed(ALL, dev_high=-0.035, rate=w), "", w),
+        Condition("16k", "twist +4 dB", keyed(ALL, twist=4.0, rate=w), ALL, w),
+        Condition("16k", "twist -8 dB", keyed(ALL, twist=-8.0, rate=w), ALL, w),
+        Condition("16k", "twist +8 dB", keyed(ALL, twist=8.0, rate=w), "", w),
+        Condition("16k", "twist -12 dB", keyed(ALL, twist=-12.0, rate=w), "", w),
+        Condition("16k", "40/40 ms", keyed(ALL, on_ms=40, off_ms=40, rate=w), ALL, w),
+        Condition("16k", "20 ms on", keyed(ALL, on_ms=20, off_ms=60, rate=w), "", w),
+        Condition("16k", "-30 dBm0", keyed(ALL, level=-30.0, rate=w), ALL, w),
+        Condition("16k", "-55 dBm0", keyed(ALL, level=-55.0, rate=w), "", w),
+    ]
+    tone = keyed("9", on_ms=100.0, off_ms=0.0, rate=w)[
+        int(LEAD_MS * 16) : -int(LEAD_MS * 16)
+    ].copy()
+    tone[640:800] = 0
+    out.append(
+        Condition(
+            "16k",
+            "10 ms dropout",
+            _pad(np.concatenate([tone, silence(100.0, w), tone]), w),
+            "99",
+            w,
+        )
+    )
+    return out
+
+
 def noise_conditions() -> list[Condition]:
     """Q.24 §4.3: white noise 15 dB below the weaker tone (over 0–4 kHz): every key, no extras."""
     out: list[Condition] = []
@@ -399,6 +473,9 @@ VOICES: tuple[tuple[str, str], ...] = (
         "Hi there! I would love to hear more about your great offer, please call me back.",
     ),
     ("en-us+m7 -p 5", "Yes, I am interested. Please send me the details by mail."),
+    # High voices (F0 ≈ 307 Hz) whose 3rd and 4th harmonics sit near 941 and 1209 Hz.
+    ("hak+f3 -p 90", "Hello, one two three four five six seven eight nine zero. Ahhh, eeee, oooh!"),
+    ("ja+f3 -p 90", "Hello, please hold the line, your call is important to us. Ahhh, mmm, oooh!"),
 )
 
 
@@ -470,6 +547,8 @@ TONE_GROUPS: tuple[Callable[[], list[Condition]], ...] = (
     timing_conditions,
     dropout_conditions,
     noise_conditions,
+    combined_conditions,
+    wideband_conditions,
     non_digit_conditions,
     music_conditions,
     noise_talkoff_conditions,

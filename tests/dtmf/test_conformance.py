@@ -26,7 +26,7 @@ def test_every_group_of_the_issue_is_covered() -> None:
     groups = {c.group for c in TONES}
     assert groups >= {
         "keys", "level", "freq-accept", "freq-reject", "twist", "duration", "pause",
-        "dropout", "noise", "non-digit", "music", "noise-talkoff",
+        "dropout", "noise", "combined", "16k", "non-digit", "music", "noise-talkoff",
     }  # fmt: skip
     assert len(TONES) > 100
 

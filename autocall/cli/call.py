@@ -28,7 +28,7 @@ from autocall.config import Settings, TrunkSettings, secret
 from autocall.dialogue.schema import Tree
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
-from autocall.telephony.placer import load_tree
+from autocall.telephony.placer import load_tree, report_ringing
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult, tree_uses_speech
 from autocall.telephony.webhooks import StatusCallbacks
 
@@ -115,7 +115,9 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             return _summary(uri, None, None, error="registration failed")
         call = await ua.call(uri, caller_id=caller_id, ring_timeout=ring_timeout)
         callbacks.send(call.call_id, "initiated", to=uri)
+        watcher = asyncio.ensure_future(report_ringing(call, callbacks, call.call_id))
         status = await call.wait_answer()
+        watcher.cancel()
         if status is CallStatus.IN_PROGRESS:
             callbacks.send(call.call_id, "answered")
             facts = {"number": target, "callee": target, "caller": caller_id or "",

@@ -25,7 +25,7 @@ from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
 __all__ = ["SipPlacer", "TreeCache", "call_result", "dialogue_outcome", "from_settings",
-           "load_tree"]
+           "load_tree", "report_ringing"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,18 @@ class TreeCache:
         if key not in self._trees:
             self._trees[key] = load_tree(path)
         return self._trees[key]
+
+
+async def report_ringing(call: Any, callbacks: StatusCallbacks, key: str) -> None:
+    """Send the "ringing" status callback when the far end starts ringing (a 18x)."""
+    while True:
+        status = str(getattr(call.status, "value", call.status))
+        if status == CallStatus.RINGING.value:
+            callbacks.send(key, "ringing")
+            return
+        if status != CallStatus.INITIATED.value:
+            return
+        await asyncio.sleep(0.05)
 
 
 def dialogue_outcome(run: RunResult) -> Outcome | None:
@@ -144,8 +156,10 @@ class SipPlacer:
             self.uri(request), caller_id=request.caller_id, ring_timeout=request.ring_timeout,
             headers={"X-Autocall-Campaign": request.campaign,
                      "X-Autocall-Attempt": str(request.attempt_id)})
+        watcher = asyncio.ensure_future(report_ringing(call, self.callbacks, key))
         try:
             status = await call.wait_answer()
+            watcher.cancel()
             if str(getattr(status, "value", status)) != CallStatus.IN_PROGRESS.value:
                 self.callbacks.send(key, "completed", call_status=str(_status(call)),
                                     sip_code=getattr(call, "sip_code", None))
@@ -162,6 +176,7 @@ class SipPlacer:
             self.callbacks.send(key, "completed", call_status="completed", outcome=run.outcome)
             return result
         finally:
+            watcher.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(call.hangup(), 5.0)
 

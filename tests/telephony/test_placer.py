@@ -113,4 +113,7 @@ async def test_every_behaviour_becomes_its_call_record(tmp_path: Path) -> None:
         by_call.setdefault(event["call_id"], []).append(event["status"])
     assert len(by_call) == len(BOOK)
     assert sorted(by_call.values()) == sorted(
-        [["initiated", "answered", "completed"]] * 4 + [["initiated", "completed"]] * 4)
+        [["initiated", "ringing", "answered", "completed"]] * 4  # answered after ringing
+        + [["initiated", "ringing", "completed"]] * 2  # decline, 503 after ringing
+        + [["initiated", "ringing", "completed"]]  # never answers
+        + [["initiated", "completed"]])  # busy at once, no 180

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from autocall.dialogue import graph as graph_mod
-from autocall.dialogue.loader import Problem, TreeError, load
+from autocall.dialogue.loader import TreeError, load
 from autocall.dialogue.schema import Tree, json_schema, spoken_prompts
 from autocall.dialogue.simulate import SimulationResult, Simulator, Step, parse_inputs
 from autocall.dialogue.template import fields
@@ -607,7 +607,3 @@ def render(
         )
     if counts["failed"]:
         raise typer.Exit(1)
-
-
-def _problems_text(problems: list[Problem]) -> str:
-    return "\n".join(str(p) for p in problems)

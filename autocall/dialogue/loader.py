@@ -75,7 +75,6 @@ class Document:
         """
         cur = self.data
         where: tuple[int, int] = (0, 0)
-        last_key = False
         for element in path:
             found = _child(cur, element)
             if found is None:
@@ -83,13 +82,11 @@ class Document:
             actual, child = found
             if isinstance(cur, CommentedMap):
                 pos = cur.lc.key(actual) if key else cur.lc.value(actual)
-                last_key = key
                 where = (pos[0], pos[1])
             elif isinstance(cur, CommentedSeq):
                 pos = cur.lc.item(actual)
                 where = (pos[0], pos[1])
             cur = child
-        del last_key
         return where[0] + 1, where[1] + 1
 
     def problem(

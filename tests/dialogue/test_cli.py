@@ -157,8 +157,9 @@ def test_graph_text_formats(tmp_path: Path) -> None:
     assert _run("graph", tree, "--format", "gif")[0] == 2
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz is an optional runtime tool")
 def test_graph_svg_and_png_via_graphviz(tmp_path: Path) -> None:
+    if shutil.which("dot") is None:
+        pytest.fail("graphviz is not installed: scripts/setup.sh installs it")
     tree = str(PROMPTS_DIR / "reminder.yaml")
     svg, png = tmp_path / "r.svg", tmp_path / "r.png"
     assert _run("graph", tree, "-f", "svg", "-o", str(svg))[0] == 0

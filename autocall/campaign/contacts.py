@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+from phonenumbers import PhoneNumberType, is_number_type_geographical
 from phonenumbers import timezone as pn_timezone
 
 from autocall.campaign.model import Campaign, ContactColumns
@@ -128,7 +129,10 @@ def read_contacts(
                 why = str(exc).split(") ", 1)[-1]
                 result.rejected.append(Rejected(source, row_no, f"{raw!r} is not a number: {why}"))
                 continue
-            if not phonenumbers.is_valid_number(parsed):
+            # One number_type() answers both "valid?" and "geographic?" (it is the costly
+            # step; is_valid_number and time_zones_for_number would each redo it).
+            kind = phonenumbers.number_type(parsed)
+            if kind == PhoneNumberType.UNKNOWN:
                 result.rejected.append(Rejected(
                     source, row_no, f"{raw!r} is not a valid number in region {region}"))
                 continue
@@ -143,12 +147,19 @@ def read_contacts(
                     continue
                 zones: tuple[str, ...] = (tz,)
             else:
-                zones = tuple(z for z in pn_timezone.time_zones_for_number(parsed)
-                              if z != _UNKNOWN_TZ) or (default_timezone,)
+                zones = _zones(parsed, kind) or (default_timezone,)
             seen.add(number)
             fields = {h: v.strip() for h, v in zip(header, row, strict=True)}
             result.contacts.append(NewContact(number, zones, fields, source, row_no))
     return result
+
+
+def _zones(parsed: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
+    if is_number_type_geographical(kind, parsed.country_code or 0):
+        found = pn_timezone.time_zones_for_geographical_number(parsed)
+    else:
+        found = pn_timezone._country_level_time_zones_for_number(parsed)
+    return tuple(z for z in found if z != _UNKNOWN_TZ)
 
 
 def _rows(reader: Iterator[list[str]], result: ImportResult, source: str

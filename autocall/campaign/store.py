@@ -347,36 +347,36 @@ class Store:
 
     def add_contacts(self, name: str, new: Iterable[NewContact],
                      batch: int = 5000) -> tuple[int, int]:
-        """Insert contacts, skipping numbers already in the campaign; (added, duplicates)."""
-        dialect_insert = _dialect_insert(self.engine)
-        added = dup = 0
-        rows: list[dict[str, Any]] = []
+        """Insert contacts, skipping numbers already in the campaign; (added, duplicates).
 
-        def flush(conn: Connection) -> None:
-            nonlocal added, dup
-            if not rows:
-                return
-            before = conn.execute(select(func.count()).select_from(contacts)
-                                  .where(contacts.c.campaign == name)).scalar_one()
-            conn.execute(dialect_insert(contacts).on_conflict_do_nothing(), rows)
-            after = conn.execute(select(func.count()).select_from(contacts)
-                                 .where(contacts.c.campaign == name)).scalar_one()
-            added += after - before
-            dup += len(rows) - (after - before)
-            rows.clear()
-
+        Rows go straight to the driver's executemany: building 100,000 parameter dicts
+        through the SQL layer costs more than the inserts themselves.
+        """
+        cols = ("campaign", "number", "timezones", "fields", "state", "attempts", "source")
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = (f"INSERT INTO {contacts.name} ({', '.join(cols)}) "
+               f"VALUES ({', '.join([mark] * len(cols))}) "
+               "ON CONFLICT (campaign, number) DO NOTHING")
+        count = select(func.count()).select_from(contacts).where(contacts.c.campaign == name)
+        pending = ContactState.PENDING.value
+        dumps = json.dumps
+        total = 0
         with self.engine.begin() as conn:
+            before = conn.execute(count).scalar_one()
+            rows: list[tuple[Any, ...]] = []
             for c in new:
-                rows.append({
-                    "campaign": name, "number": c.number, "timezones": " ".join(c.timezones),
-                    "fields": json.dumps(c.fields, ensure_ascii=False),
-                    "state": ContactState.PENDING.value, "attempts": 0,
-                    "source": f"{c.source}:{c.row}",
-                })
+                rows.append((name, c.number, " ".join(c.timezones),
+                             dumps(c.fields, ensure_ascii=False), pending, 0,
+                             f"{c.source}:{c.row}"))
                 if len(rows) >= batch:
-                    flush(conn)
-            flush(conn)
-        return added, dup
+                    conn.exec_driver_sql(sql, rows)
+                    total += len(rows)
+                    rows = []
+            if rows:
+                conn.exec_driver_sql(sql, rows)
+                total += len(rows)
+            added = conn.execute(count).scalar_one() - before
+        return added, total - added
 
     def contact_by_number(self, name: str, number: str) -> Contact | None:
         with self.engine.connect() as conn:

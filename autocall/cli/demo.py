@@ -37,8 +37,8 @@ from autocall.telephony.call import UserAgent
 from autocall.telephony.placer import SipPlacer
 from autocall.telephony.virtual import Behaviour, PhoneScript, VirtualPhones
 
-CAMPAIGN = "demo-survey"
-DB_NAME = "autocall-demo.db"
+DB_NAME = "autocall.db"  # the store every `autocall campaign …` command opens by default
+WORK_DIR = Path(".autocall")  # demo inputs and the TTS cache, under --out
 CSV_NAME = "autocall-demo-calls.csv"
 
 TREE_YAML = """\
@@ -165,8 +165,13 @@ def _number(i: int) -> str:
     return f"+1202555{100 + i:04d}"  # 555-01xx: reserved for fiction in the NANP
 
 
-def write_demo_files(out: Path, contacts: int, channels: int,
-                     now: dt.datetime) -> tuple[Path, dict[str, Persona]]:
+def campaign_name(now: dt.datetime) -> str:
+    """One campaign per demo run, so a run never touches earlier campaigns in the store."""
+    return f"demo-{now:%Y%m%d-%H%M%S}"
+
+
+def write_demo_files(out: Path, contacts: int, channels: int, now: dt.datetime,
+                     name: str) -> tuple[Path, dict[str, Persona]]:
     """Tree, contacts CSV and campaign YAML in ``out``; returns the campaign file and cast."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo-tree.yaml").write_text(TREE_YAML, encoding="utf-8")
@@ -182,7 +187,7 @@ def write_demo_files(out: Path, contacts: int, channels: int,
             writer.writerow([number, _NAMES[i % len(_NAMES)], zones[i % len(zones)],
                              persona.label])
     path = out / "demo-campaign.yaml"
-    path.write_text(CAMPAIGN_YAML.format(name=CAMPAIGN, channels=channels), encoding="utf-8")
+    path.write_text(CAMPAIGN_YAML.format(name=name, channels=channels), encoding="utf-8")
     return path, cast
 
 
@@ -190,10 +195,10 @@ async def run_demo(out: Path, contacts: int, channels: int, console: Console,
                    quiet: bool = False) -> dict[str, Any]:
     """Run the demo campaign; returns the report as a dict (also printed unless quiet)."""
     now = dt.datetime.now(dt.UTC)
-    campaign_file, cast = write_demo_files(out, contacts, channels, now)
+    name = campaign_name(now)
+    campaign_file, cast = write_demo_files(out / WORK_DIR / "demo", contacts, channels, now,
+                                           name)
     db_path = out / DB_NAME
-    for stale in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
-        stale.unlink(missing_ok=True)
     campaign = load_campaign(campaign_file)
     store = Store(f"sqlite:///{db_path}")
     started = time.monotonic()
@@ -204,24 +209,25 @@ async def run_demo(out: Path, contacts: int, channels: int, console: Console,
         async with VirtualPhones(book, host="127.0.0.1") as phones:
             ua = await UserAgent.start(bind_host="127.0.0.1", user="autocall-demo")
             placer = SipPlacer(ua, target=f"sip:{{number}}@127.0.0.1:{phones.port}",
-                               tts_cache_dir=out / ".tts-cache",
+                               tts_cache_dir=out / WORK_DIR / "tts-cache",
                                recordings_dir=out / "recordings")
             if not quiet:
-                console.print(f"[bold]autocall demo[/]: {imported.added} contacts, "
-                              f"virtual phones at sip:127.0.0.1:{phones.port}, "
+                console.print(f"[bold]autocall demo[/]: campaign {name}, {imported.added} "
+                              f"contacts, virtual phones at sip:127.0.0.1:{phones.port}, "
                               f"store {db_path}")
             try:
                 await _dial(campaign, store, placer, console, cast, quiet)
             finally:
                 await ua.close()
         csv_path = out / CSV_NAME
-        attempts = await asyncio.to_thread(store.attempts, CAMPAIGN)
-        stats = await asyncio.to_thread(campaign_report, store, CAMPAIGN)
-        await asyncio.to_thread(write_cdr, store, CAMPAIGN, csv_path)
+        attempts = await asyncio.to_thread(store.attempts, name)
+        stats = await asyncio.to_thread(campaign_report, store, name)
+        await asyncio.to_thread(write_cdr, store, name, csv_path)
     finally:
         store.close()
     report = _report(attempts, cast, stats, time.monotonic() - started)
-    report.update(database=str(db_path), csv=str(csv_path), campaign_file=str(campaign_file))
+    report.update(campaign=name, database=str(db_path), csv=str(csv_path),
+                  campaign_file=str(campaign_file))
     if not quiet:
         _print_report(console, report)
     return report
@@ -282,7 +288,7 @@ def _report(attempts: list[Attempt], cast: dict[str, Persona], stats: Report,
 
 
 def _print_report(console: Console, report: dict[str, Any]) -> None:
-    table = Table(title="demo-survey: contacts by final outcome")
+    table = Table(title=f"{report['campaign']}: contacts by final outcome")
     table.add_column("outcome")
     table.add_column("contacts", justify="right")
     for outcome, count in report["outcomes"].items():
@@ -296,8 +302,9 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
     for m in report["unexpected"]:
         console.print(f"[red]unexpected:[/] {m['number']} ({m['persona']}) ended "
                       f"{m['got']}, expected {m['expected']}")
-    console.print(f"store: {report['database']}")
-    console.print(f"call records: {report['csv']}")
+    console.print(f"store: {report['database']}   call records: {report['csv']}")
+    db = "" if report["database"] == DB_NAME else f" --db sqlite:///{report['database']}"
+    console.print(f"again: autocall campaign report {report['campaign']}{db}")
 
 
 _HERE = Path(".")
@@ -321,9 +328,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a real campaign against virtual phones on 127.0.0.1 and print the report.
 
-        Writes demo-campaign.yaml, demo-tree.yaml, demo-contacts.csv, the SQLite store
-        (autocall-demo.db) and the call records (autocall-demo-calls.csv) into --out.
-        Exit code 1 if a contact ended other than its script says.
+        Each run is a new campaign (demo-<time>) in the SQLite store autocall.db, the
+        default store of `autocall campaign …`; the call records go to
+        autocall-demo-calls.csv. Both land in --out, the campaign YAML, tree and
+        contacts in --out/.autocall/demo. Exit code 1 if a contact ended other than its
+        script says.
 
         Example: autocall demo --out /tmp/demo
         """

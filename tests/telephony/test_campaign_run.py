@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from autocall.campaign.store import Store
 from autocall.cli import app
-from autocall.cli.demo import CAMPAIGN, write_demo_files
+from autocall.cli.demo import campaign_name, write_demo_files
 from autocall.telephony.virtual import VirtualPhones
 
 pytestmark = pytest.mark.peers
@@ -22,7 +22,9 @@ PHONES = 30800
 
 def test_campaign_run_dials_through_the_configured_trunk(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    campaign, cast = write_demo_files(tmp_path, 4, 4, dt.datetime.now(dt.UTC))
+    now = dt.datetime.now(dt.UTC)
+    name = campaign_name(now)
+    campaign, cast = write_demo_files(tmp_path, 4, 4, now, name)
     ready, stop = threading.Event(), threading.Event()
 
     def phones() -> None:
@@ -51,7 +53,7 @@ def test_campaign_run_dials_through_the_configured_trunk(
     assert "4/4 contacts done" in result.output
     store = Store(db)
     try:
-        attempts = store.attempts(CAMPAIGN)
+        attempts = store.attempts(name)
     finally:
         store.close()
     assert {a.number for a in attempts} == set(cast)

@@ -29,6 +29,7 @@ import numpy.typing as npt
 import soundfile as sf
 
 from autocall.audio import convert
+from autocall.audio.tones import beep
 from autocall.dialogue import engine as eng
 from autocall.dialogue.schema import RecordNode, Tree
 from autocall.speech.tts import PromptText, TtsError, render_prompt
@@ -354,7 +355,7 @@ class CallRunner:
         model = await self._speech_model()
         if model is None:
             return  # keys still work; the warning was logged once
-        from autocall.speech import asr
+        from autocall.speech import asr  # vosk is an optional extra: import on first use
 
         intents = asr.intents_from_phrases(list(action.grammar)) if action.grammar else {}
         self._speech = asr.SpeechRecognizer(
@@ -397,8 +398,6 @@ class CallRunner:
         rec = _Recording(action, path, node, self.clock())
         self._recording = rec
         if action.beep:
-            from autocall.audio.tones import beep
-
             await self.call.play(beep())
         if getattr(self.call, "media", None) is None:
             self._finish_recording("unsupported")

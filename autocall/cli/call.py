@@ -241,8 +241,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Place one informer call: speak or play a message, optionally ask to confirm.
 
-        Exit codes: 0 answered (and confirmed), 1 failed, 2 bad usage, 3 answered but
-        not confirmed, 4 busy or declined, 5 no answer.
+        Exit codes: 0 answered (and confirmed), 1 failed, 2 bad usage,
+        3 answered but not confirmed, 4 busy or declined, 5 no answer.
 
         Example: autocall call +15550100 --say "Your parcel arrives today" --confirm 1
         """
@@ -320,11 +320,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Answer inbound calls with a prompt tree (as a trunk endpoint, or registered).
 
-        Calls beyond --max-calls get 503, sources outside --allow get 403; transfers may
-        only reach the tree's transfer_targets. SIGTERM or Ctrl-C stops taking calls and
-        lets the running ones finish. Every call appends a record to --records.
+        Calls beyond --max-calls get 503; sources outside --allow get 403.
+        Transfers may only reach the tree's transfer_targets (toll-fraud guard).
+        SIGTERM or Ctrl-C stops taking calls and lets the running ones finish.
+        Every call appends one JSON call record to --records.
 
-        Example: autocall serve --tree prompts/helpdesk.yaml --bind 0.0.0.0:5060 --allow 10.0.0.0/8
+        Example: autocall serve --tree prompts/office.yaml --bind 0.0.0.0:5060
         """
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
         try:

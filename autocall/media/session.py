@@ -77,6 +77,7 @@ _SILENCE_BYTE = {PCMU: g711.ULAW_SILENCE, PCMA: g711.ALAW_SILENCE}
 _UNSET: Any = object()
 _detector_phase = itertools.count()
 _FAST_HEADER = struct.Struct("!BHII")
+_DETECTOR_TAIL = 15  # frames: the detector's 100 ms batch plus its release confirmation
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,7 @@ class MediaSession:
         self._rx_ssrc: int | None = None
         self._rx_audio_ssrc: int | None = None
         self._detector: Any = self._make_detector() if detect_inband else None
+        self._detector_tail = 0
         self._recorder: Recorder | None = None
         self._digit_queue: asyncio.Queue[Digit | None] = asyncio.Queue()
         self._last_digit: Digit | None = None
@@ -461,9 +463,16 @@ class MediaSession:
             self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
         received = self._jitter.pop()
         rx = self._zeros if received is None else received
-        if self._detector is not None and received is not None:
-            for ev in self._detector.feed(received):
-                self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+        if self._detector is not None:
+            if received is not None:
+                self._detector_tail = _DETECTOR_TAIL
+            if received is not None or self._detector_tail > 0:
+                # When the far end stops sending, feed silence a little longer so a key
+                # at the very end of its audio is still confirmed and reported.
+                if received is None:
+                    self._detector_tail -= 1
+                for ev in self._detector.feed(rx):
+                    self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
         if self.on_audio is not None:
             self.on_audio(rx)
         if self._recorder is not None:

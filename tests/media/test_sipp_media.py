@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 from autocall.audio import g711
-from autocall.audio.tones import beep
+from autocall.audio.tones import beep, dtmf
 from autocall.media import MediaEngine, MediaSession
 from tests.conftest import need_binary
 
@@ -201,3 +201,26 @@ async def test_sipp_alaw_pcap_in_30_ms_packets_plays_out_whole(tmp_path: Path) -
     played = loud_frames(tmp_path / "call.wav")
     # 236 x 30 ms = 7.08 s of audio, heard as 354 frames of 20 ms (speech has pauses)
     assert 100 <= played.sum() <= 354
+
+
+async def test_sipp_inband_dtmf_from_rtp_stream(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.ul"
+    keys.write_bytes(g711.ulaw_encode(dtmf("159#", on_ms=80, off_ms=80)))
+    actions = f"""
+  <nop><action><exec rtp_stream="{keys},1,0"/></action></nop>
+  <pause milliseconds="1200"/>
+"""
+    async with sipp_call(tmp_path, actions) as media:
+        got = []
+
+        async def four() -> None:
+            async for d in media.digits():
+                got.append(d)
+                if len(got) == 4:
+                    return
+
+        await asyncio.wait_for(four(), 6)
+        await asyncio.sleep(1.0)  # SIPp's stream plays in a pause: BYE only after it
+        stats = media.stats()
+    assert [(d.digit, d.source) for d in got] == [(k, "inband") for k in "159#"]
+    assert stats.dtmf_received == 4

@@ -68,6 +68,10 @@ _OFF_BLOCKS = 7
 _FREQS = np.array(DTMF_LOW + DTMF_HIGH, dtype=np.float64)
 
 
+def _f32(value: float) -> npt.NDArray[np.float32]:
+    return np.array(value, dtype=np.float32)
+
+
 @dataclass(frozen=True)
 class DtmfEvent:
     """One key press: which key, and when it sounded (seconds since the stream began)."""
@@ -101,17 +105,23 @@ class _Analyzer:
         self.basis = basis.astype(np.float32)
         # |Y|² of a sine of power P at a bin centre is P / pnorm; keep powers in |Y|² units.
         pnorm = 2.0 / float(np.sum(w)) ** 2
-        self.to_share = np.float32(1.0 / (self.n * pnorm))  # block energy → |Y|² units
-        self.share = np.float32(_MIN_BLOCK_SHARE) * self.to_share
-        self.pmin = np.float32(dbm0_to_power(_MIN_TONE_DBM0) / pnorm)
-        self.floor = np.float32(self.pmin * 1e-6)  # keeps log() finite on digital silence
+        # Constants are 0-d arrays: numpy combines those with arrays faster than scalars.
+        to_share = 1.0 / (self.n * pnorm)  # block energy → |Y|² units
+        self.to_share = _f32(to_share)
+        self.share = _f32(_MIN_BLOCK_SHARE * to_share)
+        pmin = dbm0_to_power(_MIN_TONE_DBM0) / pnorm
+        self.pmin = _f32(pmin)
+        self.floor = _f32(pmin * 1e-6)  # keeps log() finite on digital silence
         # A tone exactly at a nominal frequency advances its phase by this much per hop.
         self.unrotate = np.exp(-2j * np.pi * _FREQS * self.hop / rate).astype(np.complex64)
         self.to_rel = (rate / (2.0 * np.pi * self.hop) / _FREQS).astype(np.float32)
         self.bins_per_rel = (_FREQS * self.n / rate).astype(np.float32)
-        self.tw_norm = np.float32(10.0 ** (_TWIST_NORMAL_DB / 10.0))
-        self.tw_rev = np.float32(10.0 ** (_TWIST_REVERSE_DB / 10.0))
-        self.log_step = np.float32(np.log(10.0) * _MAX_STEP_DB / 10.0)
+        self.tw_norm = _f32(10.0 ** (_TWIST_NORMAL_DB / 10.0))
+        self.tw_rev = _f32(10.0 ** (_TWIST_REVERSE_DB / 10.0))
+        self.log_step = _f32(np.log(10.0) * _MAX_STEP_DB / 10.0)
+        self.freq_tol = _f32(_BLOCK_FREQ_TOL)
+        self.one, self.half, self.hann_k = _f32(1.0), _f32(0.5), _f32(1.2)
+        self.four, self.none, self.zero = np.array(4), np.array(-1), np.array(0)
         self.group = np.array([0, 4])
         self.ones = np.ones(self.hop, dtype=np.float32)
         self._rows: dict[int, npt.NDArray[np.intp]] = {}
@@ -162,7 +172,7 @@ class _Analyzer:
             return self._nothing(c, nb)
         ok &= (phi <= plo * self.tw_rev) & (phi >= plo * self.tw_norm)
         idx = p.argmax(-1)
-        code = np.where(ok, idx[..., 0] * 4 + idx[..., 1], -1)
+        code = np.where(ok, idx[..., 0] * self.four + idx[..., 1], self.none)
         idx += self.group  # bin numbers 0…7
         cur = code[:, 1:]
         m = c * nb
@@ -176,17 +186,17 @@ class _Analyzer:
         # Share of block k's power in the two tones, the window's loss at the measured
         # frequency offset δ (in bins) made good: Hann |W(δ)|² ≈ 1 − 1.2 δ² for |δ| < 0.5.
         off = dev * self.bins_per_rel[k]
-        tone = pm[:, 1:] / np.maximum(1.0 - 1.2 * off * off, 0.5)
+        tone = pm[:, 1:] / np.maximum(self.one - self.hann_k * off * off, self.half)
         share = (tone[..., 0] + tone[..., 1]) / (energy[:, 1:] * self.to_share + self.floor)
         lp = np.log(pm + self.floor)
         d = lp[:, 1:] - lp[:, :-1]
         good = (
             (cur == code[:, :-1])
-            & (cur >= 0)
+            & (cur >= self.zero)
             & (np.maximum(np.abs(d[..., 0]), np.abs(d[..., 1])) <= self.log_step)
-            & (np.maximum(np.abs(dev[..., 0]), np.abs(dev[..., 1])) <= _BLOCK_FREQ_TOL)
+            & (np.maximum(np.abs(dev[..., 0]), np.abs(dev[..., 1])) <= self.freq_tol)
         )
-        return np.where(good, cur, -1), np.concatenate([dev, share[..., None]], axis=-1)
+        return np.where(good, cur, self.none), np.concatenate([dev, share[..., None]], axis=-1)
 
 
 class _Track:
@@ -273,20 +283,20 @@ class _Tracks:
     IDLE = -2.0  # never equal to an observation's code (−1 … 15)
 
     def __init__(self, channels: int) -> None:
-        self.d = np.zeros((7, channels))
-        self.r = np.zeros((7, channels))
-        self.d[self.CODE] = self.IDLE
-        self.r[self.CODE] = self.IDLE
+        self.st = np.zeros((2, 7, channels))
+        self.d, self.r = self.st[0], self.st[1]
+        self.st[:, self.CODE] = self.IDLE
         self.gap = np.zeros(channels, dtype=np.int64)
-        self._new = np.zeros((7, channels))
+        self._mask = np.zeros((2, channels), dtype=bool)  # continues the press / the run
+        self._new = np.ones((7, channels))  # row COUNT stays 1
+        self._zero, self._on, self._off = np.array(0), np.array(_ON_BLOCKS), np.array(_OFF_BLOCKS)
 
     def busy(self) -> npt.NDArray[np.bool_]:
-        return (self.d[self.CODE] >= 0) | (self.r[self.COUNT] > 0)
+        return (self.d[self.CODE] >= self._zero) | (self.r[self.COUNT] > self._zero)
 
     def clear(self, ch: int) -> None:
-        self.d[:, ch] = 0.0
-        self.r[:, ch] = 0.0
-        self.d[self.CODE, ch] = self.r[self.CODE, ch] = self.IDLE
+        self.st[:, :, ch] = 0.0
+        self.st[:, self.CODE, ch] = self.IDLE
         self.gap[ch] = 0
 
     def step(
@@ -298,40 +308,36 @@ class _Tracks:
         out: list[tuple[int, int, int, int]],
     ) -> None:
         """One observation per channel: key `c` (−1: none) and its features `dev` (C, 3)."""
-        d, r, gap = self.d, self.r, self.gap
-        cont = c == d[0]
-        if np.count_nonzero(cont):
-            np.copyto(d[2], s1, where=cont)
-            d[3] += cont
-            d[4:7] += dev.T * cont
+        st, d, r, gap, m, zero = self.st, self.d, self.r, self.gap, self._mask, self._zero
+        cont = np.equal(c, d[0], out=m[0])
+        some = c >= zero
+        pos = some > cont
+        ext = np.logical_and(pos, c == r[0], out=m[1])
+        ext &= r[3] > zero
+        if np.count_nonzero(m):
+            np.copyto(st[:, 2], s1, where=m)
+            st[:, 3] += m
+            st[:, 4:7] += dev.T * m[:, None]
             np.copyto(gap, 0, where=cont)
             np.copyto(r[3], 0.0, where=cont)
-        other = (d[0] >= 0) > cont
+        other = (d[0] >= zero) > cont
         if np.count_nonzero(other):
             gap += other
-            self._finish(other & (gap >= _OFF_BLOCKS), out)
-        some = c >= 0
-        np.copyto(r[3], 0.0, where=~some)
-        pos = some > cont
+            self._finish(other & (gap >= self._off), out)
+        np.multiply(r[3], some, out=r[3])
         if not np.count_nonzero(pos):
             return
-        ext = pos & (c == r[0]) & (r[3] > 0)
         new = pos > ext
-        if np.count_nonzero(ext):
-            np.copyto(r[2], s1, where=ext)
-            r[3] += ext
-            r[4:7] += dev.T * ext
         if np.count_nonzero(new):
             t = self._new
             t[0] = c
             t[1] = s0
             t[2] = s1
-            t[3] = 1.0
             t[4:7] = dev.T
             np.copyto(r, t, where=new)
-        on = pos & (r[3] >= _ON_BLOCKS)
+        on = pos & (r[3] >= self._on)
         if np.count_nonzero(on):
-            self._finish(on & (d[0] >= 0), out)
+            self._finish(on & (d[0] >= zero), out)
             np.copyto(d, r, where=on)
             np.copyto(r[3], 0.0, where=on)
             np.copyto(gap, 0, where=on)

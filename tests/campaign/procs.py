@@ -10,17 +10,25 @@ import time
 from pathlib import Path
 
 SCRIPT = Path(__file__).parent / "dialer_proc.py"
+SIP_SCRIPT = Path(__file__).parent / "sip_dialer_proc.py"
+
+
+def sip_dialer(url: str, name: str, node: str, port: int, target: str) -> DialerProcess:
+    """A dialer process placing real SIP calls through our UA (sip_dialer_proc.py)."""
+    return DialerProcess(url, name, node, Path(), {}, 0.0, args=[
+        sys.executable, str(SIP_SCRIPT), url, name, node, str(port), target])
 
 
 class DialerProcess:
     """A dialer in its own process; ``done`` collects the records it reported committed."""
 
     def __init__(self, url: str, name: str, node: str, log: Path, scripts: dict[str, list[str]],
-                 talk: float, start: bool = True) -> None:
-        args = [sys.executable, str(SCRIPT), url, name, node, str(log), json.dumps(scripts),
-                str(talk)]
-        if not start:
-            args.append("--no-start")
+                 talk: float, start: bool = True, args: list[str] | None = None) -> None:
+        if args is None:
+            args = [sys.executable, str(SCRIPT), url, name, node, str(log),
+                    json.dumps(scripts), str(talk)]
+            if not start:
+                args.append("--no-start")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         self.ready = threading.Event()

@@ -1,0 +1,80 @@
+"""A campaign over real SIP: our user agent and SipPlacer against SIPp callees.
+
+Each SIPp process is one kind of callee (answers, busy 486, declines 603, rings until
+CANCEL). SIPp's exit code says whether our side behaved as the scenario expects (e.g.
+CANCEL after the ring timeout), and the store must hold the matching outcome and the
+retries the policy asks for.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import us_number, write_campaign
+
+from autocall.campaign.contacts import import_campaign
+from autocall.campaign.dialer import CallRequest, run_campaign
+from autocall.campaign.model import CampaignState, Outcome, load_campaign
+from autocall.campaign.store import Store
+from autocall.telephony.call import UserAgent
+from autocall.telephony.placer import SipPlacer
+from tests.peers import SCENARIOS, Sipp
+
+pytestmark = pytest.mark.peers
+
+TREE = "name: sip-campaign\nstart: bye\nnodes:\n  bye: {hangup: done}\n"
+
+# number index -> (scenario, SIPp port, calls expected, final outcome)
+CALLEES = {
+    0: ("uas_answer.xml", 28100, 1, Outcome.COMPLETED),
+    1: ("uas_reject_486.xml", 28110, 2, Outcome.BUSY),
+    2: ("uas_reject_603.xml", 28120, 1, Outcome.DECLINED),
+    3: ("uas_ring.xml", 28130, 2, Outcome.NO_ANSWER),
+    4: ("uas_reject_404.xml", 28140, 1, Outcome.INVALID),
+}
+
+
+async def test_outcomes_and_retries_against_sipp(tmp_path: Path) -> None:
+    (tmp_path / "tree.yaml").write_text(TREE)
+    campaign = load_campaign(write_campaign(
+        tmp_path, len(CALLEES), ring_timeout=1, channels=5,
+        retry={"max_attempts": 2, "delays": {"busy": 0, "no-answer": 0}}))
+    store = Store(f"sqlite:///{tmp_path / 'sip.db'}")
+    import_campaign(store, campaign)
+    port_of = {us_number(i): port for i, (_, port, _, _) in CALLEES.items()}
+    peers = [Sipp(SCENARIOS / scenario, port=port, media_port=port + 2, calls=calls,
+                  timeout=30, cwd=tmp_path)
+             for scenario, port, calls, _ in CALLEES.values()]
+    for peer in peers:
+        peer.start()
+    ua = await UserAgent.start(bind_host="127.0.0.1", bind_port=28150)
+    try:
+        def target(request: CallRequest) -> str:
+            return f"sip:sipp@127.0.0.1:{port_of[request.number]}"
+
+        placer = SipPlacer(ua, target=target, tts_cache_dir=tmp_path / "tts",
+                           recordings_dir=tmp_path / "rec")
+        final = await run_campaign(campaign.name, store, placer, poll=0.05)
+    finally:
+        await ua.close()
+        for peer in peers:
+            try:
+                assert peer.wait(15) == 0, peer.errors()
+            finally:
+                peer.stop()
+    assert final.state is CampaignState.COMPLETED
+    attempts = store.attempts(campaign.name)
+    calls = Counter(a.number for a in attempts)
+    for i, (_, _, n_calls, outcome) in CALLEES.items():
+        number = us_number(i)
+        assert calls[number] == n_calls, number
+        contact = store.contact_by_number(campaign.name, number)
+        assert contact is not None and contact.last_outcome is outcome, (number, contact)
+    codes = {a.number: a.sip_code for a in attempts}
+    assert codes[us_number(1)] == 486 and codes[us_number(2)] == 603
+    answered = [a for a in attempts if a.answered_at is not None]
+    assert [a.number for a in answered] == [us_number(0)]
+    assert answered[0].billable is not None and answered[0].billable >= 0
+    store.close()

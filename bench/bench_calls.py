@@ -28,6 +28,7 @@ import os
 import resource
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,8 @@ SCENARIO = ROOT / "tests" / "sip" / "scenarios" / "uas_bench.xml"
 SIPP_PORT, SINK_PORT, PYVOIP_SIP_PORT = 21000, 21002, 21010
 PYVOIP_RTP = (22000, 23999)
 RATE = 8000
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux asm-generic/socket.h
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 SETTLE = 2.5  # seconds after the last answer before measuring: the DTMF bursts are over
 
 
@@ -53,8 +56,13 @@ def _sink(port: int, conn: Connection, burst: list[bytes]) -> None:
     DTMF, paced 20 ms) from this same port, so the caller's symmetric-RTP latch keeps
     pointing here and its DTMF detector has work to do."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    try:  # root may exceed net.core.rmem_max: no drops while this loop catches up
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind(("127.0.0.1", port))
+    # Kernel receive time stamps: the sink's own scheduling delays do not count as jitter.
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.settimeout(0.004)
     ssrcs, times = array("I"), array("d")
     seen: set[tuple[str, int]] = set()
@@ -77,15 +85,20 @@ def _sink(port: int, conn: Connection, burst: list[bytes]) -> None:
             if i + 1 < len(burst):
                 heapq.heappush(due, (now + 0.02, i + 1, addr))
         try:
-            data, addr = sock.recvfrom(2048)
+            data, anc, _flags, addr = sock.recvmsg(2048, 64)
         except TimeoutError:
             continue
+        stamp = time.time()
+        for level, kind, value in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                sec, nsec = struct.unpack("qq", value[:16])
+                stamp = sec + nsec * 1e-9
         if addr not in seen:
             seen.add(addr)
             heapq.heappush(due, (time.monotonic(), 0, addr))
         if recording and len(data) >= 12 and (data[1] & 0x7F) in (0, 8):
             ssrcs.append(int.from_bytes(data[8:12], "big"))
-            times.append(time.monotonic())
+            times.append(stamp)
     conn.send((ssrcs.tobytes(), times.tobytes()))
 
 
@@ -150,6 +163,8 @@ class Result:
     mem_kib_per_call: float
     stats: StreamStats
     digits_per_call: float | None = None
+    sender_pps: float | None = None
+    """Packets the sender counted per stream per second (cross-checks the sink)."""
 
 
 def _rss_kib() -> int:
@@ -189,9 +204,11 @@ async def _ours(n: int, duration: float, sink: Connection) -> Result:
     players = [asyncio.ensure_future(c.play(prompt)) for c in live]
     await asyncio.sleep(SETTLE)
     sink.send("start")
+    sent0 = sum(c.media.stats().packets_sent for c in live)
     cpu0, w0 = _cpu(), time.perf_counter()
     await asyncio.sleep(duration)
     cpu1, w1 = _cpu(), time.perf_counter()
+    sent1 = sum(c.media.stats().packets_sent for c in live)
     sink.send("stop")
     rss1 = _rss_kib()
     digits = sum(len(c.digits) for c in live) / max(1, len(live))
@@ -204,7 +221,8 @@ async def _ours(n: int, duration: float, sink: Connection) -> Result:
     raw = sink.recv()
     return Result("autocall", n, len(live), len(live) / setup,
                   (cpu1 - cpu0) / (w1 - w0) * 100 / max(1, len(live)),
-                  (rss1 - rss0) / max(1, len(live)), stream_stats(raw), digits)
+                  (rss1 - rss0) / max(1, len(live)), stream_stats(raw), digits,
+                  (sent1 - sent0) / (w1 - w0) / max(1, len(live)))
 
 
 # ---- pyVoIP baseline (its threads live in their own process) ------------------------------
@@ -290,6 +308,8 @@ def run(n: int, duration: float, which: str) -> Result:
     parent, child = mp.Pipe()
     sink = mp.Process(target=_sink, args=(SINK_PORT, child, _burst()), daemon=True)
     sink.start()
+    if not parent.poll(10):
+        raise RuntimeError("the RTP sink did not start")
     parent.recv()
     try:
         if which == "ours":
@@ -310,11 +330,12 @@ def run(n: int, duration: float, which: str) -> Result:
 def _row(r: Result) -> str:
     s = r.stats
     digits = f"{r.digits_per_call:.1f}" if r.digits_per_call is not None else "-"
+    tx = f"{r.sender_pps:.2f}" if r.sender_pps is not None else "-"
     return (f"{r.name:<13} N={r.calls:<4} answered={r.answered:<4} "
             f"pps={s.pps_mean:6.2f} (min {s.pps_min:6.2f}, drift≤{s.worst_drift_pct:6.3f}%) "
             f"p99={s.p99_ms:6.1f} ms healthy={s.healthy:<4} "
             f"cpu/call={r.cpu_pct_per_call:5.2f}% mem/call={r.mem_kib_per_call:7.1f} KiB "
-            f"calls/s={r.setup_cps:6.1f} digits/call={digits}")
+            f"calls/s={r.setup_cps:6.1f} digits/call={digits} sender-pps={tx}")
 
 
 def main() -> int:

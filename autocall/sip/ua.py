@@ -323,14 +323,12 @@ class SipUA:
         challenges = resp.headers.get_all(header)
         if not challenges:
             return None
-        retry = Request(request.method, request.uri, request.headers.copy(), request.body)
-        retry.headers.remove("Authorization")
-        retry.headers.remove("Proxy-Authorization")
-        answered = request.headers.get("Authorization") or request.headers.get(
-            "Proxy-Authorization")
+        answer_name = "Proxy-Authorization" if resp.status == 407 else "Authorization"
         stale = any("stale=true" in c.lower().replace(" ", "") for c in challenges)
-        if answered and not stale:
-            return None  # we already answered once: retry only if the nonce went stale
+        if request.headers.get(answer_name) and not stale:
+            return None  # we already answered this challenger: the credentials are wrong
+        retry = Request(request.method, request.uri, request.headers.copy(), request.body)
+        retry.headers.remove(answer_name)  # a registrar's and a proxy's answers can coexist
         for value in challenges:
             hdr = self._auth.authorize(resp.status, value, request.method, str(request.uri))
             if hdr is not None:

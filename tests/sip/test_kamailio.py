@@ -100,3 +100,17 @@ async def test_inbound_call_through_proxy_to_registered_agent() -> None:
                 assert caller.wait(10) == 0, caller.errors()
         finally:
             await ua.close()
+
+
+async def test_call_with_wrong_password_fails_with_407() -> None:
+    kport = next(_ports)
+    with Kamailio(port=kport, users=USERS):
+        ua = await UserAgent.start(user="alice", password="not-it", domain="127.0.0.1",
+                                   proxy=f"sip:127.0.0.1:{kport}", timers=FAST)
+        try:
+            call = await ua.call("sip:sipp@127.0.0.1:5999", caller_id="alice", ring_timeout=10)
+            assert await call.wait_ended(10) is CallStatus.FAILED
+            assert call.sip_code == 407  # answered once, challenged again: give up, no loop
+            assert call.session.invite.cseq.number == 2
+        finally:
+            await ua.close()

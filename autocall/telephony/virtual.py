@@ -285,10 +285,14 @@ class _Media(asyncio.DatagramProtocol):
                 self.log.events_received += keys[payload[0]] if payload[0] < 16 else "?"
 
     def press(self, digit: str, mode: str) -> None:
-        """Queue one key press: 100 ms of event or tone, then 100 ms of silence."""
+        """Queue one key press: 100 ms of event (160 ms of tone), then 100 ms of silence.
+
+        In-band keys are held longer than Q.24's 40 ms minimum, as a person's are, so a
+        late or lost packet on a loaded machine does not cut a key below detection.
+        """
         digit = digit.upper()
         if mode == "inband":
-            tone = tones.dtmf(digit, on_ms=100, off_ms=0)
+            tone = tones.dtmf(digit, on_ms=160, off_ms=0)
             for i in range(0, len(tone), _FRAME):
                 self.queue.append((self.codec, self._encode(tone[i : i + _FRAME]), False, None))
         else:

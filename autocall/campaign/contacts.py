@@ -50,6 +50,7 @@ class ImportResult:
     contacts: list[NewContact] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     duplicates: int = 0
+    header: list[str] = field(default_factory=list)
 
 
 class ContactsError(ValueError):
@@ -104,6 +105,7 @@ def read_contacts(
             raise ContactsError(f"{path}: empty file; the first line must be a header") from exc
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ContactsError(f"{path}:1: not a CSV header: {exc}") from exc
+        result.header = header
         index = {h: i for i, h in enumerate(header)}
         if columns.phone not in index:
             raise ContactsError(

@@ -31,7 +31,13 @@ from autocall.campaign.model import (
     Outcome,
     Plan,
 )
-from autocall.campaign.schedule import DncList, explain_window, next_open
+from autocall.campaign.schedule import (
+    DncList,
+    explain_window,
+    make_scheduler,
+    next_open,
+    schedule_campaign,
+)
 from autocall.campaign.store import CallRecord, Claim, Store, Summary
 
 log = logging.getLogger(__name__)
@@ -259,6 +265,7 @@ async def run_campaign(
     exit_when_idle: bool = True,
     poll: float = 0.5,
     clock: Callable[[], datetime] = _utcnow,
+    scheduler: bool = True,
 ) -> Progress:
     """Dial a campaign until it completes, is stopped, or ``stop()`` turns true.
 
@@ -267,14 +274,18 @@ async def run_campaign(
     state alone (a draft waits for ``autocall campaign resume``). Each node needs its
     own ``node`` name (default: host name); at start the node's unfinished attempts
     are resolved by the campaign's ``on_restart`` policy. ``exit_when_idle`` returns
-    once no contact is left to dial (else waits for more). Returns the last progress.
+    once no contact is left to dial (else waits for more). With ``scheduler`` the
+    campaign's start_at/end_at are APScheduler jobs kept in the store's database (they
+    survive restarts and flip the state for every node); without it this loop checks
+    the dates itself. Returns the last progress.
     """
     own_store = isinstance(store, str)
     db = Store(store) if isinstance(store, str) else store
     try:
         driver = _Driver(campaign, db, placer, node or default_node(), progress, on_record,
                          stop, poll, clock)
-        return await driver.run(start=start, exit_when_idle=exit_when_idle)
+        return await driver.run(start=start, exit_when_idle=exit_when_idle,
+                                use_scheduler=scheduler)
     finally:
         if own_store:
             db.close()
@@ -306,6 +317,7 @@ class _Driver:
         self._finishing: list[tuple[int, CallRecord, datetime | None, Finished,
                                     asyncio.Future[bool]]] = []
         self._flush_wake = asyncio.Event()
+        self.scheduler: Any = None
         self.loop = asyncio.get_running_loop()
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
@@ -320,11 +332,17 @@ class _Driver:
             return None
         return next_attempt_at(self.campaign, attempts_made, Outcome.INTERRUPTED, self.clock())
 
-    async def run(self, *, start: bool, exit_when_idle: bool) -> Progress:
+    async def run(self, *, start: bool, exit_when_idle: bool, use_scheduler: bool) -> Progress:
         flusher = asyncio.create_task(self._flush_records())
+        if use_scheduler and (self.campaign.start_at or self.campaign.end_at):
+            self.scheduler = make_scheduler(self.store.url)
+            self.scheduler.start()
+            schedule_campaign(self.scheduler, self.store.url, self.campaign)
         try:
             return await self._run(start=start, exit_when_idle=exit_when_idle)
         finally:
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=False)
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
@@ -358,7 +376,8 @@ class _Driver:
             if (self.stop is not None and self.stop()) or state in (
                     CampaignState.STOPPED, CampaignState.COMPLETED):
                 break
-            if state is CampaignState.SCHEDULED and self._start_due(now):
+            if (state is CampaignState.SCHEDULED and self.scheduler is None
+                    and self._start_due(now)):
                 await self._db(self.store.set_state, name, CampaignState.RUNNING,
                                "start_at reached", (CampaignState.SCHEDULED,))
                 last_state = float("-inf")
@@ -368,7 +387,7 @@ class _Driver:
                 idle = idle_reason(summary, now, len(self.tasks), self.campaign.channels)
                 await self._wait(self.poll)
                 continue
-            if self._ended(now):
+            if self.scheduler is None and self._ended(now):
                 await self._db(self.store.set_state, name, CampaignState.STOPPED,
                                "end_at reached", (CampaignState.RUNNING,))
                 last_state = float("-inf")

@@ -99,6 +99,7 @@ def validate(
     problems: list[str] = []
     seen: set[str] = set()
     contacts = 0
+    needed = _tree_fields(campaign.tree, problems)
     for source in campaign.contacts:
         try:
             result = read_contacts(source, region=campaign.default_region,
@@ -109,7 +110,11 @@ def validate(
             continue
         contacts += len(result.contacts)
         problems.extend(f"{r.source}:{r.row}: {r.reason}" for r in result.rejected)
-    for path in (campaign.tree, *campaign.dnc):
+        missing = [f for f in needed if f not in result.header]
+        if missing:
+            problems.append(f"{source}:1: no column for the tree's field(s) "
+                            f"{', '.join(missing)} (headers: {', '.join(result.header)})")
+    for path in campaign.dnc:
         if not Path(path).exists():
             problems.append(f"{path}: file not found")
     if as_json:
@@ -121,6 +126,21 @@ def validate(
         typer.echo(f"{campaign.name}: {contacts} contacts, {len(problems)} problem(s)")
     if problems:
         raise typer.Exit(1)
+
+
+def _tree_fields(tree: str, problems: list[str]) -> list[str]:
+    """The contact fields the prompt tree uses; its load errors go to ``problems``."""
+    if not Path(tree).exists():
+        problems.append(f"{tree}: prompt tree not found")
+        return []
+    from autocall.dialogue.loader import TreeError, load
+
+    try:
+        loaded = load(tree)
+    except TreeError as exc:
+        problems.extend(str(p) for p in exc.problems)
+        return []
+    return list(loaded.contact_fields or [])
 
 
 @campaign_app.command("import")

@@ -96,3 +96,15 @@ def test_help_has_examples() -> None:
                 "explain"):
         result = runner.invoke(app, ["campaign", cmd, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, cmd
+
+
+def test_validate_checks_tree_fields_against_columns(tmp_path: Path) -> None:
+    yaml = _examples(tmp_path)
+    survey = EXAMPLES.parent / "prompts" / "survey.yaml"
+    yaml.write_text(yaml.read_text().replace("tree: tree.yaml", f"tree: {survey}"))
+    csv_path = tmp_path / "example-contacts.csv"
+    csv_path.write_text(csv_path.read_text().replace("first_name", "given", 1))
+    result = CliRunner().invoke(app, ["campaign", "validate", str(yaml), "--json"])
+    problems = json.loads(result.output)["problems"]
+    assert result.exit_code == 1
+    assert any("no column for the tree's field(s) first_name" in p for p in problems)

@@ -136,3 +136,28 @@ async def test_idle_reason_when_window_closed(tmp_path: Path, sqlite_url: str, f
     assert contact is not None and contact.next_at == datetime(2026, 3, 9, 13, 0, tzinfo=UTC)
     assert contact.wait_reason is not None and "America/New_York Sun 11:00 closed" in (
         contact.wait_reason)
+
+
+async def test_start_and_end_dates_run_as_scheduler_jobs(tmp_path: Path, sqlite_url: str,
+                                                         farend) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import inspect
+
+    now = datetime.now(UTC)
+    start, end = now + timedelta(seconds=0.8), now + timedelta(seconds=2.0)
+    store, name = _setup(tmp_path, sqlite_url, n=200, channels=1,
+                         start_at=start.isoformat(), end_at=end.isoformat())
+    far = farend(talk=0.05)
+    states: list[CampaignState] = []
+    final = await asyncio.wait_for(
+        run_campaign(name, store, far, poll=0.05, progress=lambda p: states.append(p.state)),
+        20)
+    assert states[0] is CampaignState.SCHEDULED
+    assert final.state is CampaignState.STOPPED
+    assert store.state(name) == (CampaignState.STOPPED, "end_at reached")
+    attempts = store.attempts(name)
+    assert 0 < len(attempts) < 200
+    assert min(a.created_at for a in attempts) >= start
+    assert max(a.created_at for a in attempts) <= end + timedelta(seconds=0.2)
+    assert inspect(store.engine).has_table("autocall_scheduler_jobs")

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Pcm = npt.NDArray[np.int16]
 _RATE = 8000
+_NO_SPEECH_MODEL: set[str] = set()  # languages whose vosk model failed to load
 _SILENCE_RMS = 300.0  # about -40 dBFS: below it a recording frame counts as silence
 
 
@@ -363,15 +364,15 @@ class CallRunner:
             prompt_playing=True)
 
     async def _speech_model(self) -> Any:
-        if self.speech_model is None:
-            from autocall.speech import asr
-
+        language = self.tree.language
+        if self.speech_model is None and language not in _NO_SPEECH_MODEL:
             try:
-                self.speech_model = await asyncio.to_thread(asr.load_model, None,
-                                                            self.tree.language)
-            except (asr.ModelError, OSError, ImportError) as exc:
-                log.warning("speech answers off for this call: %s", exc)
-                self.speech_model = False
+                from autocall.speech import asr
+
+                self.speech_model = await asyncio.to_thread(asr.load_model, None, language)
+            except Exception as exc:  # ModelError, ImportError (no vosk), OSError
+                log.warning("spoken answers off for %r (keys still work): %s", language, exc)
+                _NO_SPEECH_MODEL.add(language)  # say it once per process, not per call
         return self.speech_model or None
 
     def _feed_speech(self, rec: Any, frame: Pcm) -> None:

@@ -103,3 +103,22 @@ def test_trunk_digest_auth_with_password_from_env_or_file(
     else:
         assert summary["sip_code"] == 407  # Kamailio refused our credentials
     assert password not in result.output
+
+
+def test_tree_with_variables_and_a_key_pressed_during_the_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = Path(__file__).parents[2] / "prompts" / "informer.yaml"
+    monkeypatch.setenv("AUTOCALL_TTS_CACHE", str(tmp_path / "tts"))
+    with Sipp(SCENARIOS / "uas_answer_rfc4733.xml", port=30330, media_port=30332,
+              timeout=20):
+        result = CliRunner().invoke(app, [
+            "call", "sip:sipp@127.0.0.1:30330", "--tree", str(tree), "--var",
+            "first_name=Ann", "--var", "appointment=on Monday", "--bind", "127.0.0.1:30335",
+            "--json"])
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == 0, result.output
+    assert summary["variables"]["first_name"] == "Ann"
+    assert summary["variables"]["appointment"] == "on Monday"
+    # 1 arrives during the message: it skips it and answers the confirm menu
+    assert summary["path"] == ["message", "confirm", "confirmed", "confirmed_end"]
+    assert summary["outcome"] == "confirmed"

@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autocall.campaign.model import CallingWindow, Campaign, CampaignState
 from autocall.campaign.schedule import (
@@ -114,3 +116,32 @@ async def test_scheduler_jobs_persist_in_campaign_db_and_fire(tmp_path: Path) ->
         assert store.state("timed")[1] == "end_at reached"
     finally:
         second.shutdown(wait=False)
+
+
+ZONES = ["America/New_York", "America/Los_Angeles", "Europe/London", "Australia/Lord_Howe",
+         "Asia/Kolkata", "Pacific/Chatham", "America/St_Johns", "Pacific/Apia"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    now=st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2028, 12, 31),
+                     timezones=st.just(UTC)),
+    zones=st.lists(st.sampled_from(ZONES), min_size=1, max_size=2, unique=True),
+    start=st.integers(0, 20), length=st.integers(1, 6),
+    days=st.lists(st.sampled_from(EVERY_DAY), min_size=1, max_size=7, unique=True),
+)
+def test_next_open_is_open_and_nothing_earlier_is(now: datetime, zones: list[str], start: int,
+                                                  length: int, days: list[str]) -> None:
+    w = CallingWindow(days=days, start=time(start), end=time(min(start + length, 23)),
+                      override_legal_hours=True)
+    opens = next_open(w, zones, now)
+    if opens is None:
+        return
+    assert opens >= now
+    assert is_open_all(w, zones, opens)
+    # No earlier instant (on a 15-minute grid, plus the minute before) is open everywhere.
+    t = now
+    while t < opens - timedelta(minutes=1):
+        assert not is_open_all(w, zones, t), (t, opens)
+        t += timedelta(minutes=15)
+    assert not is_open_all(w, zones, opens - timedelta(minutes=1)) or opens == now

@@ -1,1 +1,12 @@
-"""autocall.sip layer (see DESIGN.md §2)."""
+"""Our SIP user agent (RFC 3261): sans-I/O cores and a thin asyncio driver.
+
+- ``message``: parse/serialise requests and responses (ValueError with a reason).
+- ``sdp``: one-stream offer/answer for PCMU/PCMA + telephone-event (RFC 3264/4566).
+- ``auth``: digest answers for 401/407, MD5 and SHA-256, qop=auth (RFC 7616/2617).
+- ``transaction``: §17 client/server transactions, timers A–K, driven by ``now``.
+- ``dialog``: §12 dialog state, in-dialog requests, vetting of tags/CSeq/source.
+- ``transport``: asyncio UDP and TCP, bind address apart from advertised address.
+- ``ua``: ``SipUA`` (transactions on the event loop, REGISTER, INVITE sessions).
+
+Applications use ``autocall.telephony.call.UserAgent`` and ``Call``, which add media.
+"""

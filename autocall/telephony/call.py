@@ -22,10 +22,20 @@ Usage::
 Inbound: ``async for call in ua.incoming(): await call.answer()`` (or
 ``await call.reject(486)``), or ``UserAgent.start(..., on_call=handler)``.
 
+In a call: ``play``/``flush`` (barge-in), ``send_dtmf(digits, method="rfc4733"|"inband"|
+"info")``, ``transfer(target)`` (blind, REFER), ``hold``/``unhold``/``change_codec``
+(re-INVITE on the same RTP stream), ``record(path)``, ``hangup``, ``cancel``;
+``wait_answer``/``wait_ended``/``next_event``. Attributes: ``status``, ``sip_code``,
+``reason``, ``q850_cause``, ``answered_at``/``ended_at`` (UTC), ``ended_by``,
+``duration``, ``digits``, ``media`` (the ``autocall.media.MediaSession``). ``queued`` is
+the dialer's status before a Call exists; a Call starts at initiated (outbound) or
+ringing (inbound).
+
 Status mapping of a final response to our INVITE: 2xx → in-progress (completed once it
 ends); 486/600 → busy; 603 → busy (declined; ``sip_code`` tells them apart);
 408/480 and our CANCEL on ring timeout → no-answer; our explicit ``cancel()`` → canceled;
 anything else (404, 503, a transaction timeout without any response at all…) → failed.
+A 2xx that crosses our CANCEL is ACKed and ended at once and keeps the cancel's outcome.
 """
 
 from __future__ import annotations

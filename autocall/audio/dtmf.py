@@ -72,6 +72,20 @@ def _f32(value: float) -> npt.NDArray[np.float32]:
     return np.array(value, dtype=np.float32)
 
 
+# OpenBLAS hands bigger products to its thread pool, which on a busy machine costs far
+# more than the product itself; slices of this many rows stay on the calling thread.
+_GEMM_ROWS = 512
+
+
+def _matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    if a.shape[0] <= _GEMM_ROWS:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+    for i in range(0, a.shape[0], _GEMM_ROWS):
+        np.matmul(a[i : i + _GEMM_ROWS], b, out=out[i : i + _GEMM_ROWS])
+    return out
+
+
 @dataclass(frozen=True)
 class DtmfEvent:
     """One key press: which key, and when it sounded (seconds since the stream began)."""
@@ -123,7 +137,6 @@ class _Analyzer:
         self.one, self.half, self.hann_k = _f32(1.0), _f32(0.5), _f32(1.2)
         self.four, self.none, self.zero = np.array(4), np.array(-1), np.array(0)
         self.group = np.array([0, 4])
-        self.ones = np.ones(self.hop, dtype=np.float32)
         self._rows: dict[int, npt.NDArray[np.intp]] = {}
         self._empty: dict[
             tuple[int, int], tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]
@@ -157,14 +170,14 @@ class _Analyzer:
         """
         c, hop = buf.shape[0], self.hop
         xb = np.ndarray((c, nb, self.n), np.float32, buf, 0, (buf.strides[0], hop * 4, 4))
-        y = (np.ascontiguousarray(xb).reshape(c * nb, self.n) @ self.basis).reshape(c, nb, 16)
+        y = _matmul(np.ascontiguousarray(xb).reshape(c * nb, self.n), self.basis).reshape(c, nb, 16)
         sq = y * y
         p = (sq[..., 0::2] + sq[..., 1::2]).reshape(c, nb, 2, 4)
         # Reductions over short trailing axes are slow in numpy; pairwise maxima are not.
         pm = np.maximum(np.maximum(p[..., 0], p[..., 1]), np.maximum(p[..., 2], p[..., 3]))
         plo, phi = pm[..., 0], pm[..., 1]
         seg = buf[:, : (nb + 1) * hop].reshape(c, nb + 1, hop)
-        e = (seg * seg) @ self.ones
+        e = np.einsum("ijk,ijk->ij", seg, seg)
         # First look (level and share) settles most blocks of speech, music and silence.
         energy = e[:, :-1] + e[:, 1:]
         ok = (np.minimum(plo, phi) >= self.pmin) & (plo + phi > energy * self.share)

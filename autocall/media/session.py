@@ -13,6 +13,7 @@ Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
     async for d in media.digits(): ...           # Digit(digit, source, time, duration_ms)
     media.on_digit = callback                    # alternative to iterating (called first)
     media.on_audio = callback                    # every received 20 ms frame (int16), e.g. for ASR
+    media.inband_detection = False               # save CPU while no digits are expected
     media.report_digit("5", source="info")       # SIP INFO digits join the same stream
     media.record("call.wav"); media.stop_recording()  # stereo WAV: left = received, right = sent
     media.stats()                                # MediaStats: sent/received/lost/jitter/...
@@ -234,6 +235,22 @@ class MediaSession:
     @property
     def playing(self) -> bool:
         return bool(self._plays)
+
+    @property
+    def inband_detection(self) -> bool:
+        """In-band DTMF detection on received audio (the biggest per-call CPU cost).
+
+        A Call may switch it off while no digits are expected, or when the peer
+        negotiated telephone-event and is known not to send tones.
+        """
+        return self._detector is not None
+
+    @inband_detection.setter
+    def inband_detection(self, on: bool) -> None:
+        if on and self._detector is None:
+            self._detector = self._make_detector()
+        elif not on:
+            self._detector = None
 
     def start(
         self,

@@ -307,3 +307,17 @@ async def test_peer_codec_events_on_own_ssrc_and_on_audio(
     assert loud.sum() == 10  # all ten A-law frames, none lost to the events' SSRC
     assert dominant_hz(rx) == pytest.approx(1200, abs=10)
     assert sum(int(np.abs(f).max() > 1000) for f in frames) == 10
+
+
+async def test_inband_detection_can_be_switched_off_and_on(
+    pair: tuple[MediaSession, MediaSession],
+) -> None:
+    a, b = pair
+    b.inband_detection = False
+    assert not b.inband_detection
+    await a.send_dtmf("7", method="inband")
+    await asyncio.sleep(0.5)
+    assert b.stats().dtmf_received == 0
+    b.inband_detection = True
+    await a.send_dtmf("8", method="inband")
+    assert [(d.digit, d.source) for d in await collect(b, 1)] == [("8", "inband")]

@@ -68,8 +68,13 @@ async def report_ringing(call: Any, callbacks: StatusCallbacks, key: str) -> Non
 
 
 def dialogue_outcome(run: RunResult) -> Outcome | None:
-    """The retry-policy outcome a dialogue implies (None: derive it from the status)."""
-    if run.outcome == "caller-hangup":
+    """The retry-policy outcome a dialogue implies (None: derive it from the status).
+
+    Hanging up before giving any answer is "hung up early" (worth another try); hanging
+    up after answering something (during the goodbye, say) is a completed call whose
+    answers are in the record.
+    """
+    if run.outcome == "caller-hangup" and run.inputs == 0:
         return Outcome.HUNG_UP_EARLY
     return None
 

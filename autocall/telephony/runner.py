@@ -70,6 +70,7 @@ class RunResult:
     started_at: float = 0.0
     ended_at: float = 0.0
     caller_hung_up: bool = False
+    inputs: int = 0  # keys and spoken answers the caller gave
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -179,6 +180,7 @@ class CallRunner:
         self._tap_next: Callable[[Pcm], None] | None = None
         self._ended = False
         self._caller_hung_up = False
+        self._inputs = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- public ------------------------------------------------------------------------
@@ -220,6 +222,7 @@ class CallRunner:
             started_at=started,
             ended_at=self.clock(),
             caller_hung_up=self._caller_hung_up,
+            inputs=self._inputs,
         )
 
     # --- the loop ----------------------------------------------------------------------
@@ -239,6 +242,8 @@ class CallRunner:
             return None if self.clock() >= limit else eng.Timeout()
 
     async def _handle(self, event: eng.Event) -> None:
+        if isinstance(event, eng.Digit | eng.SpeechResult):
+            self._inputs += 1
         if isinstance(event, eng.Digit) and self._speech is not None:
             self._speech.expire()
             self._speech = None  # a key answers the collect: drop the spoken one

@@ -32,7 +32,7 @@ nodes:
   menu:
     menu: {prompt: "Press 1 or 2.", items: {1: one, 2: two, 9: out}, timeout: 2, retries: 0}
     on_failure: silent
-  one: {say: "Goodbye.", next: null}
+  one: {say: "Thank you for your answer. Goodbye, and have a nice day.", next: null}
   two: {hangup: chose-two}
   out: {hangup: opt-out}
   silent: {hangup: no-input}
@@ -47,6 +47,8 @@ BOOK = {
     "+12025550106": PhoneScript(Behaviour.HANGUP_EARLY, hangup_after=0.3, ring_seconds=0.1),
     "+12025550107": PhoneScript(Behaviour.FAIL, ring_seconds=0.1),
     "+12025550108": PhoneScript(digits="9", ring_seconds=0.1),
+    # answers, then hangs up during the goodbye: a completed call, not an early hang-up
+    "+12025550109": PhoneScript(digits="1", ring_seconds=0.1, talk_limit=0.2),
 }
 
 # number → (status, SIP code, campaign outcome, dialogue path)
@@ -59,6 +61,7 @@ EXPECTED = {
     "+12025550106": (CallStatus.COMPLETED, 200, Outcome.HUNG_UP_EARLY, ("hello",)),
     "+12025550107": (CallStatus.FAILED, 503, Outcome.UNREACHABLE, ()),
     "+12025550108": (CallStatus.COMPLETED, 200, Outcome.OPTED_OUT, ("hello", "menu", "out")),
+    "+12025550109": (CallStatus.COMPLETED, 200, Outcome.COMPLETED, ("hello", "menu", "one")),
 }
 
 
@@ -113,7 +116,7 @@ async def test_every_behaviour_becomes_its_call_record(tmp_path: Path) -> None:
         by_call.setdefault(event["call_id"], []).append(event["status"])
     assert len(by_call) == len(BOOK)
     assert sorted(by_call.values()) == sorted(
-        [["initiated", "ringing", "answered", "completed"]] * 4  # answered after ringing
+        [["initiated", "ringing", "answered", "completed"]] * 5  # answered after ringing
         + [["initiated", "ringing", "completed"]] * 2  # decline, 503 after ringing
         + [["initiated", "ringing", "completed"]]  # never answers
         + [["initiated", "completed"]])  # busy at once, no 180

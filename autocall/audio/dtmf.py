@@ -31,15 +31,15 @@ __all__ = ["DtmfDetector", "DtmfDetectorBank", "DtmfEvent", "detect", "digits"]
 _BLOCK_MS = 10.0  # block length: bins ≈ 100 Hz wide, fine for Q.23 group spacing (≥ 73 Hz)
 _HOP_MS = 5.0  # hop between blocks; the phase advance over it gives the frequency
 
-# ITU-T Q.24 (Annex A, the administrations' tables): operate on each tone down to
-# about −25…−36 dBm0 and never operate at −55 dBm0 or below. We operate from −40.
+# ITU-T Q.24 (its table of receiver parameters by Administration): operate on each
+# tone down to about −25…−36 dBm0, never at −55 dBm0 or below. We operate from −40.
 _MIN_TONE_DBM0 = -40.0
-# Twist = level(high) − level(low). Q.24 Annex A / common receiver practice (Bellcore
-# LSSGR): accept normal twist down to −8 dB and reverse twist up to +4 dB, with no
-# margin required beyond; the limits sit halfway to the +8/−12 dB that must fail.
+# Twist = level(high) − level(low). Q.24's table and common receiver practice (AT&T,
+# Bellcore): accept normal twist down to −8 dB and reverse twist up to +4 dB; our
+# limits sit halfway to the +8/−12 dB that must fail.
 _TWIST_REVERSE_DB = 6.0
 _TWIST_NORMAL_DB = -10.0
-# Q.24 §4.3 signal-to-noise (and talk-off) practice: the two tones must carry most of
+# Q.24 signal-to-noise requirement (and talk-off practice): the two tones must carry most of
 # the power. 15 dB SNR against the weaker tone leaves > 95 % in the tones; a chord of
 # three equal sines puts at most 67 % into any two, and voiced speech whose harmonics
 # happen to sit on a key's frequencies keeps 10–20 % in its other harmonics. Each block
@@ -50,7 +50,7 @@ _MIN_DIGIT_SHARE = 0.85
 # Level change allowed between the two blocks of one observation: blocks that only
 # partly overlap a tone (its edges) fail this, which is what times durations exactly.
 _MAX_STEP_DB = 3.0
-# Q.24 §4.1 frequency tolerance: operate within ±1.5 %, never operate at ±3.5 % or
+# Q.24 frequency tolerance: operate within ±1.5 %, never operate at ±3.5 % or
 # beyond. A single observation may stray to ±4 % (noise); the mean over the key press
 # must be within ±1.8 %. Not halfway (2.5 %): talk-off lives in between. A high voice
 # (F0 ≈ 307 Hz) puts its 3rd and 4th harmonics at −2.1 %/+1.6 % of 941/1209 Hz ("*")
@@ -58,7 +58,7 @@ _MAX_STEP_DB = 3.0
 # 15 dB SNR, so 1.8 % still accepts every ±1.5 % tone.
 _BLOCK_FREQ_TOL = 0.04
 _DIGIT_FREQ_TOL = 0.018
-# Q.24 §4.4 timing: accept tones ≥ 40 ms, reject ≤ 20 ms (23 ms); pauses ≥ 40 ms separate
+# Q.24 timing: accept tones ≥ 40 ms, reject ≤ 20 ms (23 ms); pauses ≥ 40 ms separate
 # digits and an interruption ≤ 10 ms must not split one. In 5 ms hops an observation
 # spans 15 ms, so a 40 ms tone yields ≥ 5 observations and a 20 ms one ≤ 3; a 10 ms
 # dropout spoils ≤ 5 observations and a 40 ms pause ≥ 8.
@@ -275,7 +275,7 @@ class _Track:
 
 
 def _accept(sums: list[float], n: int) -> bool:
-    """Whether a key press's mean features pass (Q.24 §4.1 frequency, §4.3 share)."""
+    """Whether a key press's mean features pass (Q.24 frequency tolerance, tone share)."""
     return (
         abs(sums[0]) <= _DIGIT_FREQ_TOL * n
         and abs(sums[1]) <= _DIGIT_FREQ_TOL * n

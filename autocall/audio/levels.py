@@ -78,7 +78,7 @@ def active_level_dbm0(signal: npt.ArrayLike, rate: int = 8000) -> float:
         return rms_dbm0(x)
     powers = np.mean(x[: n * frame].reshape(n, frame) ** 2, axis=1)
     level = float(np.mean(powers))
-    margin = 10.0 ** (-15.9 / 10.0)  # P.56 §B.1: activity threshold 15.9 dB below the level
+    margin = 10.0 ** (-15.9 / 10.0)  # P.56 Annex B: margin M = 15.9 dB
     for _ in range(20):
         active = powers[powers >= level * margin]
         if active.size == 0:

@@ -24,10 +24,10 @@ __all__ = [
     "silence",
 ]
 
-# ITU-T Q.23 §2: low (row) and high (column) group frequencies in Hz.
+# ITU-T Q.23 frequency allocation: low (row) and high (column) groups, in Hz.
 DTMF_LOW: tuple[float, ...] = (697.0, 770.0, 852.0, 941.0)
 DTMF_HIGH: tuple[float, ...] = (1209.0, 1336.0, 1477.0, 1633.0)
-# ITU-T Q.23 Figure 1: the keypad, row by row.
+# ITU-T Q.23 keypad layout, row by row.
 DTMF_KEYS = "123A456B789C*0#D"
 
 

@@ -128,7 +128,7 @@ def keys_conditions() -> list[Condition]:
 
 
 def level_conditions() -> list[Condition]:
-    """Q.24 Annex A: operate 0…−30 dBm0 per tone; never operate at −55 dBm0 or below."""
+    """Q.24: operate 0…−30 dBm0 per tone; never operate at −55 dBm0 or below."""
     out = [
         Condition("level", f"{lv:+.0f} dBm0 per tone", keyed(ALL, level=lv, seed=10), ALL)
         for lv in (0.0, -5.0, -10.0, -15.0, -20.0, -25.0, -30.0)
@@ -146,7 +146,7 @@ def level_conditions() -> list[Condition]:
 
 
 def frequency_conditions() -> list[Condition]:
-    """Q.24 §4.1: ±1.5 % operates (every sign combination), ±3.5 % and beyond never does."""
+    """Q.24: ±1.5 % operates (every sign combination), ±3.5 % and beyond never does."""
     out: list[Condition] = []
     for d_lo in (-0.015, 0.0, 0.015):
         for d_hi in (-0.015, 0.0, 0.015):
@@ -213,7 +213,7 @@ def twist_conditions() -> list[Condition]:
 
 
 def timing_conditions() -> list[Condition]:
-    """Q.24 §4.4: 40 ms tones operate, 20 (and 23) ms never; 40 ms pauses split keys."""
+    """Q.24: 40 ms tones operate, 20 (and 23) ms never; 40 ms pauses split keys."""
     out: list[Condition] = []
     for shift in (0, 13, 27, 41):
         lead = silence(shift / 8.0)
@@ -248,7 +248,7 @@ def timing_conditions() -> list[Condition]:
 
 
 def dropout_conditions() -> list[Condition]:
-    """Q.24 §4.4: a 10 ms interruption inside a 100 ms tone does not split the key."""
+    """Q.24: a 10 ms interruption inside a 100 ms tone does not split the key."""
     out: list[Condition] = []
     for at in (15.0, 30.0, 45.0, 60.0, 75.0):
         parts: list[Pcm] = []
@@ -340,7 +340,7 @@ def wideband_conditions() -> list[Condition]:
 
 
 def noise_conditions() -> list[Condition]:
-    """Q.24 §4.3: white noise 15 dB below the weaker tone (over 0–4 kHz): every key, no extras."""
+    """Q.24: white noise 15 dB below the weaker tone (over 0–4 kHz): every key, no extras."""
     out: list[Condition] = []
     cases = [(-10.0, 0.0), (-20.0, 0.0), (-15.0, -8.0), (-15.0, 4.0), (-25.0, 0.0)]
     for i, (lv, tw) in enumerate(cases):
@@ -376,7 +376,7 @@ def non_digit_conditions() -> list[Condition]:
 
 
 def music_conditions(rate: int = 8000) -> list[Condition]:
-    """Pure-sine music: triad chords, melodies, sweeps and vibrato (talk-off, Q.24 §4.5)."""
+    """Pure-sine music: triad chords, melodies, sweeps and vibrato (talk-off)."""
     rng = np.random.default_rng(50)
     out: list[Condition] = []
 

@@ -197,6 +197,7 @@ class InboundServer:
             "billable": round((ended - answered).total_seconds(), 3) if answered else 0.0,
             "status": str(getattr(status, "value", status)),
             "sip_code": getattr(call, "sip_code", None),
+            "q850": getattr(call, "q850_cause", None),
             "outcome": run.outcome if run else None,
             "digits": run.digits if run else "",
             "path": run.path if run else [],

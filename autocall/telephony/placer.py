@@ -86,13 +86,14 @@ def call_result(call: Any, run: RunResult | None, started: datetime,
     answered = _utc(getattr(call, "answered_at", None))
     if run is None:
         return CallResult(status=status, sip_code=getattr(call, "sip_code", None),
-                          q850=getattr(call, "q850", None), started_at=started,
+                          q850=getattr(call, "q850_cause", None), started_at=started,
                           answered_at=answered, ended_at=datetime.now(UTC), error=error)
     variables = dict(run.variables)
     variables["dialogue_outcome"] = run.outcome
     return CallResult(
         status=CallStatus.COMPLETED, sip_code=getattr(call, "sip_code", None) or 200,
-        started_at=started, answered_at=answered or started, ended_at=datetime.now(UTC),
+        q850=getattr(call, "q850_cause", None), started_at=started,
+        answered_at=answered or started, ended_at=datetime.now(UTC),
         digits=run.digits, path=tuple(run.path), variables=variables, recording=run.recording,
         outcome=dialogue_outcome(run), opted_out=run.outcome == "opt-out",
         error=error or run.error)

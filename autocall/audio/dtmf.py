@@ -12,7 +12,9 @@ rules turn block decisions into key presses.
 Events are emitted once per key press when the digit has ended (a pause of
 `_OFF_BLOCKS` hops confirms the release), with start and end times in seconds
 since the stream's first sample (since the last `reset` for a bank channel).
-The latency from release to event is about 35 ms.
+The latency from release to event is about 35 ms (plus the single-channel
+detector's batching, see `DtmfDetector`). A key is confirmed 25 ms after it
+starts; `pressed` reports it from then on, for barge-in.
 """
 
 from __future__ import annotations
@@ -418,6 +420,11 @@ class DtmfDetectorBank:
         o = int(self._origin[ch])
         return DtmfEvent(DTMF_KEYS[code], max(start - o, 0) / self.rate, (end - o) / self.rate)
 
+    def pressed(self, channel: int) -> str | None:
+        """The key confirmed as held down on `channel` now (not yet released), if any."""
+        code = int(self._tracks.d[_Tracks.CODE, channel])
+        return DTMF_KEYS[code] if code >= 0 else None
+
     def flush(self, channel: int) -> list[DtmfEvent]:
         """End of a channel's stream: report a key still sounding."""
         raw: list[tuple[int, int, int, int]] = []
@@ -461,6 +468,15 @@ class DtmfDetector:
         if self._npending < self._batch:
             return []
         return self._run()
+
+    @property
+    def pressed(self) -> str | None:
+        """The key confirmed as held down now (not yet released), as of the last analysis.
+
+        Lets a caller stop a prompt as soon as a key is sure, before its event arrives.
+        """
+        code = self._track.code
+        return DTMF_KEYS[code] if code >= 0 else None
 
     def flush(self) -> list[DtmfEvent]:
         """End of stream: analyse what is buffered and report a key still sounding."""

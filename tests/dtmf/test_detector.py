@@ -74,3 +74,24 @@ def test_bank_reset_restarts_a_channels_clock_and_state() -> None:
     assert ev8.start == pytest.approx((400 + 200) / 8000, abs=0.006)
     with pytest.raises(IndexError):
         bank.reset(2)
+
+
+def test_pressed_reports_a_held_key_before_its_event() -> None:
+    det = DtmfDetector(batch_ms=0.0)
+    bank = DtmfDetectorBank(2)
+    x = np.concatenate([tones.silence(40.0), tones.dtmf("B", 300.0, 0.0), tones.silence(100.0)])
+    seen: list[tuple[int, str | None, str | None]] = []
+    events: list[DtmfEvent] = []
+    for i in range(0, x.size, 160):
+        frame = x[i : i + 160]
+        events += det.feed(frame)
+        bank.feed(np.stack([frame, np.zeros_like(frame)]))
+        seen.append((i + 160, det.pressed, bank.pressed(0)))
+        assert bank.pressed(1) is None
+    held = [t for t, single, banked in seen if single == "B"]
+    assert [t for t, _, banked in seen if banked == "B"] == held
+    # Confirmed within 40 ms of the tone's start, and held until its release is confirmed.
+    assert held[0] / 8000 <= 0.04 + 0.04
+    assert 0.34 <= held[-1] / 8000 <= 0.34 + 0.05
+    assert digits(events) == "B"
+    assert det.pressed is None

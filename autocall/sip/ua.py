@@ -199,7 +199,14 @@ class SipUA:
 
     @property
     def domain(self) -> str:
-        return self.config.domain or self.advertised[0]
+        """Our From/AOR domain: configured, else the trunk's (registrars expect that)."""
+        if self.config.domain:
+            return self.config.domain
+        for uri in (self.config.registrar, self.config.proxy):
+            if uri:
+                with contextlib.suppress(ValueError):
+                    return URI.parse(uri).host
+        return self.advertised[0]
 
     def via(self) -> str:
         host, port = self.advertised

@@ -9,6 +9,9 @@
    the time per call is pure claim/plan/record cost. Baseline in the same run: a naive
    query-per-contact loop (SELECT one due contact, UPDATE, INSERT attempt, commit, call,
    UPDATE, commit) on the same kind of SQLite file.
+3. ``--sip-calls N``: a real campaign against SIPp (our UA, SipPlacer, a tree that holds
+   each call ``--hold`` s) at ``--cps`` with ``--channels``: sustained new calls/s.
+   Baseline: the same placer driven by a bare semaphore loop at the same rate.
 """
 
 from __future__ import annotations
@@ -160,14 +163,105 @@ def bench_dialer(tmp: Path, n: int) -> None:
           f"(ours at 100 channels vs naive: {naive / ours:.2f}x)")
 
 
+SIPP_PORT = 28400
+
+
+async def _sip_run(tmp: Path, n: int, channels: int, cps: float, hold: float,
+                   with_campaign: bool) -> tuple[float, int, int]:
+    """(seconds from first to last INVITE, answered, failed) for n calls to SIPp."""
+    from autocall.campaign.contacts import NewContact
+    from autocall.telephony.call import UserAgent
+    from autocall.telephony.placer import SipPlacer
+
+    tree = tmp / "hold.yaml"
+    tree.write_text(f"name: hold\nstart: wait\nnodes:\n  wait: {{pause: {hold}, next: bye}}\n"
+                    "  bye: {hangup: done}\n")
+    ua = await UserAgent.start(bind_host="127.0.0.1", bind_port=SIPP_PORT + 10)
+    placer = SipPlacer(ua, target=f"sip:sipp@127.0.0.1:{SIPP_PORT}",
+                       tts_cache_dir=tmp / "tts", recordings_dir=tmp / "rec")
+    starts: list[float] = []
+    try:
+        if with_campaign:
+            store = Store(f"sqlite:///{tmp / f'sip-{channels}.db'}")
+            c = campaign(tmp, "sip", [], channels, cps).model_copy(
+                update={"tree": str(tree), "ring_timeout": 10.0})
+            store.save_campaign(c)
+            store.add_contacts(c.name, [NewContact(f"+1212{3000000 + i}", ("America/New_York",),
+                                                   {}, "bench", i) for i in range(n)])
+            await run_campaign(c.name, store, placer, poll=0.2)
+            rows = store.attempts(c.name)
+            store.close()
+            t = sorted((a.started_at or a.created_at).timestamp() for a in rows)
+            answered = sum(1 for a in rows if a.answered_at is not None)
+            return t[-1] - t[0], answered, len(rows) - answered
+        # Baseline: the same placer driven by a bare loop (a semaphore and deadline
+        # pacing), no store, no plan, no records.
+        sem = asyncio.Semaphore(channels)
+        results: list[CallResult] = []
+
+        async def one(i: int) -> None:
+            async with sem:
+                starts.append(time.perf_counter())
+                results.append(await placer.place(CallRequest(
+                    "bare", i, 1, i, f"+1212{3000000 + i}", "+12025550100", str(tree), {},
+                    10.0)))
+
+        tasks = []
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for i in range(n):  # deadline pacing: no drift when the loop runs late
+            await asyncio.sleep(max(0.0, t0 + i / cps - loop.time()))
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        answered = sum(1 for r in results if r.answered_at is not None)
+        return max(starts) - min(starts), answered, n - answered
+    finally:
+        await ua.close()
+
+
+def bench_sip(tmp: Path, n: int, channels: int, cps: float, hold: float) -> None:
+    """Sustained new calls/s of a real campaign against SIPp, and a bare loop baseline."""
+    import shutil
+    import subprocess
+
+    scenario = Path(__file__).resolve().parents[1] / "tests/sip/scenarios/uas_answer.xml"
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        print("sip: sipp not installed (scripts/setup.sh installs it); skipped")
+        return
+    for label, with_campaign in (("bare loop (baseline)", False), ("campaign", True)):
+        proc = subprocess.Popen(
+            [sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(SIPP_PORT), "-mi",
+             "127.0.0.1", "-mp", str(SIPP_PORT + 2), "-m", str(n), "-nostdin",
+             "-timeout", f"{int(n / cps + hold + 60)}s", "-key", "dtmf_pt", "101",
+             "-max_recv_loops", "1000"], cwd=tmp, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            time.sleep(0.5)
+            span, ok, bad = asyncio.run(_sip_run(tmp, n, channels, cps, hold, with_campaign))
+        finally:
+            proc.kill()
+            proc.wait()
+        rate = (n - 1) / span if span > 0 else float("inf")
+        print(f"sip {label}: {n} calls, {channels} channels, target {cps}/s, hold {hold}s: "
+              f"{rate:.1f} new calls/s sustained, {ok} answered, {bad} not")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--contacts", type=int, default=100_000)
     ap.add_argument("--calls", type=int, default=3000)
+    ap.add_argument("--sip-calls", type=int, default=0,
+                    help="also run N real SIP calls against SIPp (e.g. 1500)")
+    ap.add_argument("--channels", type=int, default=500)
+    ap.add_argument("--cps", type=float, default=50.0)
+    ap.add_argument("--hold", type=float, default=10.0, help="seconds each answered call lasts")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         bench_import(Path(d), args.contacts)
         bench_dialer(Path(d), args.calls)
+        if args.sip_calls:
+            bench_sip(Path(d), args.sip_calls, args.channels, args.cps, args.hold)
 
 
 if __name__ == "__main__":

@@ -165,22 +165,29 @@ def next_attempt_at(campaign: Campaign, attempts_made: int, outcome: Outcome,
 
 
 class Pacer:
-    """Calls-per-second limit: each call gets a start slot ``1/rate`` after the last."""
+    """Calls-per-second limit: each call gets a start slot ``1/rate`` after the last.
 
-    def __init__(self, rate: float) -> None:
+    A loop that wakes late may catch up by at most ``burst`` slots, so the sustained rate
+    stays at ``rate`` under load while no second ever holds more than ``rate + burst``.
+    """
+
+    def __init__(self, rate: float, burst: int = 2) -> None:
         self.interval = 1.0 / rate
+        self.burst = burst
         self._next = float("-inf")
 
+    def _start(self, now: float) -> float:
+        return max(self._next, now - self.interval * (self.burst - 1))
+
     def slot(self, now: float) -> float:
-        """Reserve the next start time (≥ now) on a monotonic clock."""
-        start = max(self._next, now)
+        """Reserve the next start time on a monotonic clock (past slots mean: now)."""
+        start = self._start(now)
         self._next = start + self.interval
         return start
 
     def free(self, now: float, horizon: float) -> int:
         """How many starts fit between now and ``now + horizon``."""
-        start = max(self._next, now)
-        return max(0, int((now + horizon - start) / self.interval) + 1)
+        return max(0, int((now + horizon - self._start(now)) / self.interval) + 1)
 
 
 def idle_reason(s: Summary, now: datetime, local_in_flight: int, channels: int) -> str:

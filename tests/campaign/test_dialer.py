@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from conftest import us_number, write_campaign
 
 from autocall.campaign.contacts import import_campaign
@@ -62,8 +63,8 @@ async def test_channels_and_rate_bound(tmp_path: Path, sqlite_url: str, farend) 
     elapsed = loop.time() - t0
     assert len(far.placed) == 12
     assert far.max_active == 3
-    # 12 calls at 40/s cannot start faster than 11 intervals.
-    assert elapsed >= 11 / 40
+    # 12 calls at 40/s (burst 2) cannot start faster than 10 intervals.
+    assert elapsed >= 10 / 40
 
 
 async def test_pause_resume_stop_from_second_connection(tmp_path: Path, sqlite_url: str,
@@ -161,3 +162,17 @@ async def test_start_and_end_dates_run_as_scheduler_jobs(tmp_path: Path, sqlite_
     assert min(a.created_at for a in attempts) >= start
     assert max(a.created_at for a in attempts) <= end + timedelta(seconds=0.2)
     assert inspect(store.engine).has_table("autocall_scheduler_jobs")
+
+
+def test_pacer_holds_rate_and_catches_up_at_most_burst() -> None:
+    from autocall.campaign.dialer import Pacer
+
+    pacer = Pacer(10.0, burst=2)
+    starts = [max(pacer.slot(0.0), 0.0) for _ in range(30)]  # a past slot means "now"
+    assert starts[:3] == pytest.approx([0.0, 0.0, 0.1])
+    assert starts[-1] == pytest.approx(2.8)  # 30 starts span 28 intervals at most
+    # A loop that wakes 5 s late gets one extra slot right away, not a burst of 50.
+    late = [pacer.slot(10.0) for _ in range(3)]
+    assert late[0] == pytest.approx(9.9) and late[1] == pytest.approx(10.0)
+    assert late[2] == pytest.approx(10.1)
+    assert pacer.free(10.1, horizon=0.25) == 2

@@ -128,6 +128,10 @@ class _Analyzer:
         pmin = dbm0_to_power(_MIN_TONE_DBM0) / pnorm
         self.pmin = _f32(pmin)
         self.floor = _f32(pmin * 1e-6)  # keeps log() finite on digital silence
+        # A Hann-window tone power estimate is at most 3× the block's mean square
+        # (Cauchy-Schwarz), so audio whose whole energy is below this holds no block
+        # with a tone ≥ pmin: silence and comfort noise skip the analysis, same result.
+        self.quiet = dbm0_to_power(_MIN_TONE_DBM0) * self.n / 3.0
         # A tone exactly at a nominal frequency advances its phase by this much per hop.
         self.unrotate = np.exp(-2j * np.pi * _FREQS * self.hop / rate).astype(np.complex64)
         self.to_rel = (rate / (2.0 * np.pi * self.hop) / _FREQS).astype(np.float32)
@@ -494,7 +498,10 @@ class DtmfDetector:
         if nb < 2:
             self._buf = buf
             return []
-        codes, dev = self._an.analyze(buf[None, :], nb)
+        if float(np.dot(buf, buf)) < self._an.quiet:
+            codes, dev = self._an.nothing_for(1, nb), self._an._nothing(1, nb)[1]
+        else:
+            codes, dev = self._an.analyze(buf[None, :], nb)
         hop = self._an.hop
         consumed = (nb - 1) * hop
         self._buf = buf[consumed:]

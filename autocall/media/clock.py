@@ -17,6 +17,10 @@ import logging
 import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from autocall.media.detection import DetectorPool
 
 __all__ = ["FRAME", "MediaEngine", "PacingClock", "align"]
 
@@ -139,6 +143,7 @@ class MediaEngine:
         self._timer_when = math.inf
         self.wakeups = 0
         self.errors = 0
+        self._pool: DetectorPool | None = None
 
     @property
     def frame(self) -> float:
@@ -150,6 +155,14 @@ class MediaEngine:
 
     def time(self) -> float:
         return self._get_loop().time()
+
+    def detector_pool(self) -> DetectorPool:
+        """The engine's shared in-band DTMF detector banks (run after every wake-up)."""
+        if self._pool is None:
+            from autocall.media.detection import DetectorPool
+
+            self._pool = DetectorPool()
+        return self._pool
 
     def add_stream(
         self,
@@ -218,4 +231,10 @@ class MediaEngine:
                 except Exception:
                     self.errors += 1
                     log.exception("media stream %s failed on frame %d", sid, n)
+        if self._pool is not None:
+            try:
+                self._pool.run()
+            except Exception:
+                self.errors += 1
+                log.exception("in-band DTMF detection failed")
         self._arm()

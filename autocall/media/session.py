@@ -57,6 +57,7 @@ import numpy.typing as npt
 
 from autocall.audio import g711
 from autocall.media.clock import MediaEngine
+from autocall.media.detection import Slot
 from autocall.media.jitter import JitterBuffer
 from autocall.media.recorder import Recorder
 from autocall.media.rtp import RtpPacket, RtpSender
@@ -161,7 +162,9 @@ class MediaSession:
         self._rx_stats = ReceptionStats(RATE)
         self._rx_ssrc: int | None = None
         self._rx_audio_ssrc: int | None = None
-        self._detector: Any = self._make_detector() if detect_inband else None
+        self._inband = detect_inband
+        self._detector: Any = None
+        self._slot: Slot | None = None
         self._detector_tail = 0
         self._recorder: Recorder | None = None
         self._digit_queue: asyncio.Queue[Digit | None] = asyncio.Queue()
@@ -243,14 +246,16 @@ class MediaSession:
         A Call may switch it off while no digits are expected, or when the peer
         negotiated telephone-event and is known not to send tones.
         """
-        return self._detector is not None
+        return self._inband
 
     @inband_detection.setter
     def inband_detection(self, on: bool) -> None:
-        if on and self._detector is None:
-            self._detector = self._make_detector()
-        elif not on:
-            self._detector = None
+        self._inband = on
+        if self._stream is not None:
+            if on:
+                self._attach_detection()
+            else:
+                self._detach_detection()
 
     def start(
         self,
@@ -270,6 +275,8 @@ class MediaSession:
         self._pt = payload_type
         self._dtmf_pt = dtmf_payload_type
         self._stream = self.engine.add_stream(self._on_frame, after=self._after_frame)
+        if self._inband:
+            self._attach_detection()
 
     def update(
         self,
@@ -439,6 +446,7 @@ class MediaSession:
                     pb.done.set_result(False)
         self._events_tx.cancel()
         self._resolve_events()
+        self._detach_detection()
         self.stop_recording()
         if self._transport is not None:
             self._transport.close()
@@ -480,7 +488,9 @@ class MediaSession:
             self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
         received = self._jitter.pop()
         rx = self._zeros if received is None else received
-        if self._detector is not None:
+        if self._slot is not None:
+            self.engine.detector_pool().push(self._slot, rx)
+        elif self._detector is not None:
             if received is not None:
                 self._detector_tail = _DETECTOR_TAIL
             if received is not None or self._detector_tail > 0:
@@ -584,6 +594,28 @@ class MediaSession:
                     self._jitter.reset()
                 self._rx_audio_ssrc = ssrc
             self._jitter.push(ts, _DECODERS[pt](payload))
+
+    def _attach_detection(self) -> None:
+        """Join the engine's shared detector banks, or run a detector of our own."""
+        if self._slot is not None or self._detector is not None:
+            return
+        pool_of = getattr(self.engine, "detector_pool", None)
+        if pool_of is not None:
+            try:
+                self._slot = pool_of().attach(self._on_inband)
+                return
+            except ImportError:
+                pass
+        self._detector = self._make_detector()
+
+    def _detach_detection(self) -> None:
+        if self._slot is not None:
+            self.engine.detector_pool().detach(self._slot)
+            self._slot = None
+        self._detector = None
+
+    def _on_inband(self, ev: Any) -> None:
+        self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
 
     @staticmethod
     def _make_detector() -> Any:

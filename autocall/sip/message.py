@@ -9,6 +9,7 @@ never another exception, so a driver can answer 400 and go on.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ _REQUEST_LINE = re.compile(r"^([A-Za-z0-9\-.!%*_+`'~]+) (\S+) SIP/2\.0$")
 _STATUS_LINE = re.compile(r"^SIP/2\.0 ([1-6][0-9][0-9]) ?(.*)$")
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_name(name: str) -> str:
     """``v`` → ``Via``, ``call-id`` → ``Call-ID``, ``x-foo-bar`` → ``X-Foo-Bar``."""
     low = name.strip().lower()
@@ -81,6 +83,11 @@ def canonical_name(name: str) -> str:
 
 def split_list(value: str) -> list[str]:
     """Split a comma-joined header value, respecting quotes and <…> (§7.3.1)."""
+    if '"' not in value:  # fast paths; quoted strings need the full scan below
+        if "," not in value:
+            return [value.strip()] if value.strip() else []
+        if "<" not in value:
+            return [item.strip() for item in value.split(",") if item.strip()]
     out: list[str] = []
     buf: list[str] = []
     quoted = escaped = False
@@ -112,6 +119,8 @@ def split_list(value: str) -> list[str]:
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    if '"' not in text:
+        return text.split(sep)
     parts: list[str] = []
     buf: list[str] = []
     quoted = escaped = False

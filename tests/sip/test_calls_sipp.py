@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from autocall.audio import g711
 from autocall.audio.tones import dtmf, silence
@@ -134,7 +135,7 @@ async def test_answer_inband_digits(tmp_path: Path) -> None:
     with peer:
         ua = await _ua()
         try:
-            call = await ua.call(target, ring_timeout=10)
+            call = await ua.call(target, ring_timeout=10, record=tmp_path / "call.wav")
             assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
             got = []
             while len(got) < 2:
@@ -143,7 +144,11 @@ async def test_answer_inband_digits(tmp_path: Path) -> None:
                 got.append((ev.digit, ev.source))
             assert got == [("4", "inband"), ("8", "inband")]
             await call.hangup()
+            assert await call.wait_ended(5) is CallStatus.COMPLETED
             assert peer.wait(10) == 0, peer.errors()
+            rec, rate = sf.read(str(tmp_path / "call.wav"), dtype="int16")
+            assert rate == 8000 and rec.ndim == 2  # left: what we heard, right: what we sent
+            assert np.abs(rec[:, 0]).max() > 1000 >= np.abs(rec[:, 1]).max()
         finally:
             await ua.close()
 

@@ -12,9 +12,11 @@ Every stream plays a prompt (a μ-law tone). Two loads (``--mode``):
 
 Three pacing strategies send the same traffic (``--impl``):
 
-- ``engine``: autocall's `MediaEngine` — one asyncio timer, frame n at t0 + n·20 ms;
+- ``engine``: autocall's `MediaEngine` — one asyncio timer, frame n at t0 + n·20 ms,
+  in-band DTMF detection of all calls in shared detector banks;
 - ``naive`` (baseline): the same `MediaSession`s, each paced by its own
-  ``while True: send(); await asyncio.sleep(0.02)`` task, the usual asyncio idiom;
+  ``while True: send(); await asyncio.sleep(0.02)`` task, the usual asyncio idiom
+  (and, having no engine, a DTMF detector per call);
 - ``pyvoip`` (baseline): pyVoIP 1.6.8 `RTPClient`s, two threads per stream (it does no
   DTMF detection, so in ``pairs`` it does less work per packet).
 

@@ -33,8 +33,9 @@ Decisions:
   (RFC 3264 §8: a re-INVITE changes the session, not the RTP stream); the RTP timestamp
   is derived from the pacing clock's frame index, so it follows real time even across hold.
 - **Digits exactly once.** RFC 4733 events are de-duplicated by timestamp and end by
-  timeout if all end packets are lost; in-band digits come from
-  `autocall.audio.dtmf.DtmfDetector` over the jitter-buffered audio; the same digit from
+  timeout if all end packets are lost; in-band digits come from the engine's shared
+  `autocall.audio.dtmf.DtmfDetectorBank` (`autocall.media.detection`) over the
+  jitter-buffered audio; the same digit from
   another source within `CROSS_SOURCE_WINDOW` seconds is the same key press and is dropped.
 - **DTMF sending** pauses the prompt; "rfc4733" falls back to "inband" when no
   telephone-event payload type was negotiated. ``send_dtmf`` returns the method used.

@@ -26,17 +26,19 @@ Decisions:
   never trips the peer's RTP inactivity timer, and keeps the peer's jitter buffer primed.
   On hold (``update(hold=True)``) nothing is sent: playback and DTMF sending wait
   where they are until ``update(hold=False)`` (or ``close``, which ends them).
-- **Symmetric RTP.** We send to the SDP address until the first valid RTP packet of ours
-  arrives, then latch to its source address and port (NAT). Packets from other addresses
-  are dropped (no injected audio or digits) until ``update(remote_addr=...)`` re-opens the latch.
+- **Symmetric RTP.** We send to the SDP address until the first valid RTP packet with a
+  negotiated payload type arrives, then latch to its source address and port (NAT).
+  Packets from other addresses are dropped (no injected audio or digits) until
+  ``update(remote_addr=...)`` re-opens the latch. Packets before ``start`` are ignored:
+  start the session as soon as the answer's SDP is known (before sending the ACK).
 - **One stream per call.** ``update`` keeps SSRC, sequence number and timestamp running
   (RFC 3264 §8: a re-INVITE changes the session, not the RTP stream); the RTP timestamp
   is derived from the pacing clock's frame index, so it follows real time even across hold.
 - **Digits exactly once.** RFC 4733 events are de-duplicated by timestamp and end by
   timeout if all end packets are lost; in-band digits come from the engine's shared
   `autocall.audio.dtmf.DtmfDetectorBank` (`autocall.media.detection`) over the
-  jitter-buffered audio; the same digit from
-  another source within `CROSS_SOURCE_WINDOW` seconds is the same key press and is dropped.
+  jitter-buffered audio; the same digit from another source within
+  `CROSS_SOURCE_WINDOW` seconds is the same key press and is dropped.
 - **DTMF sending** pauses the prompt; "rfc4733" falls back to "inband" when no
   telephone-event payload type was negotiated. ``send_dtmf`` returns the method used.
 """

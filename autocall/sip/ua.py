@@ -418,8 +418,11 @@ class SipUA:
             inv_key = (tx.key[0], tx.key[1], "INVITE")
             entry = self._server.get(inv_key)
             session = self._pending_invites.get(inv_key)
-            if entry is None or session is None:
+            if entry is None:
                 self.respond(tx, response_to(req, 481))
+                return
+            if session is None:  # already answered: the CANCEL changes nothing (§9.2)
+                self.respond(tx, response_to(req, 200, to_tag=new_tag()))
                 return
             self.respond(tx, response_to(req, 200, to_tag=session.local_tag))
             session._cancelled()

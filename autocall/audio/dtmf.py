@@ -148,12 +148,12 @@ class _Analyzer:
             tuple[int, int], tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]
         ] = {}
 
-    def nothing_for(self, c: int, nb: int) -> npt.NDArray[np.intp]:
-        """The codes array `analyze` returns, by identity, when it found nothing."""
-        return self._nothing(c, nb)[0]
+    def nothing(self, c: int, nb: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+        """What `analyze` returns where no key can be.
 
-    def _nothing(self, c: int, nb: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]:
-        """Results for a stretch with no possible key (shared read-only arrays)."""
+        The arrays are shared and read-only, so a caller can tell by identity that
+        there is nothing to track.
+        """
         got = self._empty.get((c, nb))
         if got is None:
             codes = np.full((c, nb - 1), -1, dtype=np.intp)
@@ -188,7 +188,7 @@ class _Analyzer:
         energy = e[:, :-1] + e[:, 1:]
         ok = (np.minimum(plo, phi) >= self.pmin) & (plo + phi > energy * self.share)
         if not (ok[:, 1:] & ok[:, :-1]).any():
-            return self._nothing(c, nb)
+            return self.nothing(c, nb)
         ok &= (phi <= plo * self.tw_rev) & (phi >= plo * self.tw_norm)
         idx = p.argmax(-1)
         code = np.where(ok, idx[..., 0] * self.four + idx[..., 1], self.none)
@@ -499,7 +499,7 @@ class DtmfDetector:
             self._buf = buf
             return []
         if float(np.dot(buf, buf)) < self._an.quiet:
-            codes, dev = self._an.nothing_for(1, nb), self._an._nothing(1, nb)[1]
+            codes, dev = self._an.nothing(1, nb)
         else:
             codes, dev = self._an.analyze(buf[None, :], nb)
         hop = self._an.hop
@@ -508,7 +508,7 @@ class DtmfDetector:
         pos = self._pos
         self._pos += consumed
         tr = self._track
-        if not tr.busy and codes is self._an.nothing_for(1, nb):
+        if not tr.busy and codes is self._an.nothing(1, nb)[0]:
             return []
         raw: list[tuple[int, int, int]] = []
         span = hop + self._an.n

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from autocall.audio import tones
 from tests.peers import Baresip, Kamailio
-from tests.telephony.test_serve import records, serve
+from tests.telephony.serving import records, serve
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(90)]
 

@@ -325,6 +325,7 @@ class _Driver:
                                     asyncio.Future[bool]]] = []
         self._flush_wake = asyncio.Event()
         self.scheduler: Any = None
+        self._scan = 1
         self.loop = asyncio.get_running_loop()
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
@@ -411,10 +412,14 @@ class _Driver:
             if self.dnc.refresh():
                 log.info("%s: do-not-call list reloaded (%d numbers)", name,
                          len(self.dnc.numbers))
+            scan = max(limit, self._scan)
             claims: list[Claim] = await self._db(
-                self.store.claim, name, self.node, now, limit,
+                self.store.claim, name, self.node, now, scan,
                 functools.partial(self._plan, now=now), limit)
-            scanned_all = self.store.last_scanned == limit
+            scanned_all = self.store.last_scanned == scan
+            # Mostly deferred (e.g. a closed window in many zones): look at more rows per
+            # transaction next time; mostly dialed: only as many as can be dialed.
+            self._scan = min(scan * 4, 2000) if scanned_all and len(claims) < limit else 1
             if claims:
                 idle = None
                 for claim in claims:

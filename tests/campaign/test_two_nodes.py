@@ -6,6 +6,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_two_nodes_dial_each_attempt_exactly_once(tmp_path: Path, pg_schema_url:
         nodes = [DialerProcess(pg_schema_url, campaign.name, f"node-{x}", log, scripts,
                                talk=0.05, start=False) for x in "ab"]
         deadline = time.monotonic() + 30
-        while len(store.summary(campaign.name, _now()).nodes) < 2:
+        while len(store.summary(campaign.name, datetime.now(UTC)).nodes) < 2:
             assert time.monotonic() < deadline, "dialer nodes did not start"
             time.sleep(0.05)
         store.set_state(campaign.name, CampaignState.RUNNING, "test go")
@@ -68,9 +69,3 @@ def test_two_nodes_dial_each_attempt_exactly_once(tmp_path: Path, pg_schema_url:
         assert store.state(campaign.name)[0] is CampaignState.COMPLETED
     finally:
         store.close()
-
-
-def _now():  # noqa: ANN202 - tiny helper
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

@@ -409,10 +409,13 @@ class VirtualPhones(asyncio.DatagramProtocol):
         self._clock = asyncio.create_task(self._run_clock())
 
     async def stop(self) -> None:
+        """Hang up calls still up (BYE, waiting at most a second), then close everything."""
+        up = [d for d in self._dialogs.values()
+              if d.log.answered_at is not None and not d.ended.is_set()]
+        if up:
+            await asyncio.gather(*(self._bye(d, patience=1.0) for d in up),
+                                 return_exceptions=True)
         for dialog in list(self._dialogs.values()):
-            if dialog.log.answered_at is not None and not dialog.ended.is_set():
-                with contextlib.suppress(Exception):
-                    await self._bye(dialog)
             self._finish(dialog, dialog.log.hung_up_by or "phone")
         for task in list(self._tasks):
             task.cancel()
@@ -599,7 +602,7 @@ class VirtualPhones(asyncio.DatagramProtocol):
         except TimeoutError:
             return False
 
-    async def _bye(self, dialog: _Dialog) -> None:
+    async def _bye(self, dialog: _Dialog, patience: float = 12.0) -> None:
         """Hang up from the phone's side: BYE within the dialog (RFC 3261 §15.1.1)."""
         invite = dialog.invite
         target = _uri_in(invite.get("contact") or invite.get("from") or "")
@@ -617,13 +620,15 @@ class VirtualPhones(asyncio.DatagramProtocol):
         bye = _Message(f"BYE {target} SIP/2.0", headers)
         dialog.bye_reply = asyncio.get_running_loop().create_future()
         self._finish(dialog, "phone")
-        interval = 0.5
-        for _ in range(5):  # Timer E retransmissions (§17.1.2.2), bounded for a test peer
+        interval, waited = 0.5, 0.0
+        while waited < patience:  # Timer E retransmissions (§17.1.2.2), bounded for a test peer
             self._send(bye, dest)
+            step = min(interval, patience - waited)
             try:
-                await asyncio.wait_for(asyncio.shield(dialog.bye_reply), interval)
+                await asyncio.wait_for(asyncio.shield(dialog.bye_reply), step)
                 return
             except TimeoutError:
+                waited += step
                 interval = min(interval * 2, 4.0)
 
     def _finish(self, dialog: _Dialog, by: str | None) -> None:

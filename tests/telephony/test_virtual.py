@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,21 @@ async def test_the_second_call_follows_the_second_script(tmp_path: Path) -> None
                                      "127.0.0.1:30140", "500", 30141)
             assert rc == 0, err
         assert [c.final_code for c in phones.calls] == [486, 603, 603]
+
+
+async def test_stop_hangs_up_calls_still_up_without_waiting_long(tmp_path: Path) -> None:
+    book = {"600": PhoneScript(Behaviour.ANSWER, ring_seconds=0.05, talk_limit=30)}
+    phones = VirtualPhones(book, port=30150)
+    await phones.start()
+    sipp = asyncio.ensure_future(run_sipp(
+        tmp_path, uac_scenario(200, rtp_port=30152, far_end_hangs_up=True),
+        "127.0.0.1:30150", "600", 30151))
+    while not phones.calls or phones.calls[0].answered_at is None:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    await phones.stop()
+    assert time.monotonic() - started < 1.5
+    rc, err = await sipp
+    assert rc == 0, err  # SIPp got our BYE and answered it
+    assert phones.calls[0].hung_up_by == "phone"

@@ -30,7 +30,7 @@ from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
 from autocall.telephony.placer import load_tree, report_ringing
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult, tree_uses_speech
-from autocall.telephony.webhooks import StatusCallbacks
+from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
 EXIT_ANSWERED = 0
 EXIT_FAILED = 1
@@ -313,6 +313,8 @@ def register(app: typer.Typer) -> None:
             "--var", help="Tree variable NAME=VALUE (repeatable).")] = None,
         status_callback: Annotated[str | None, typer.Option(
             "--status-callback", help="URL for ringing/answered/completed POSTs.")] = None,
+        webhook_fallback: Annotated[str | None, typer.Option(
+            "--webhook-fallback", help="URL tried when a tree webhook never answers.")] = None,
         drain_timeout: Annotated[float, typer.Option(
             "--drain-timeout", help="On SIGTERM/Ctrl-C, seconds to let calls finish.")] = 60.0,
         host: HostOpt = None, port: PortOpt = None, transport: TransportOpt = None,
@@ -341,7 +343,8 @@ def register(app: typer.Typer) -> None:
                                speech_model=speech_model,
                                audio=AudioCache(settings.tts_cache_dir),
                                recordings_dir=recordings, variables=_parse_vars(var or []),
-                               callbacks=StatusCallbacks(status_callback))
+                               callbacks=StatusCallbacks(status_callback),
+                               webhooks=WebhookClient(fallback_url=webhook_fallback))
         asyncio.run(_serve(server, settings, trunk, drain_timeout))
 
 

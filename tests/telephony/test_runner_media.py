@@ -25,6 +25,7 @@ from autocall.dialogue.schema import Tree
 from autocall.media.clock import MediaEngine
 from autocall.media.session import MediaSession
 from autocall.telephony.runner import AudioCache, CallRunner
+from autocall.telephony.webhooks import WebhookClient
 
 TREE = {
     "name": "sales-line",
@@ -296,3 +297,14 @@ async def test_a_spoken_answer_takes_its_branch(audio: AudioCache) -> None:
     await caller.close()
     assert result.path == ["ask", "no"] and result.outcome == "declined"
     assert result.digits == ""
+
+
+async def test_a_dead_webhook_falls_back_to_the_fallback_url(audio: AudioCache,
+                                                             hooks: Any) -> None:
+    _, robot, caller = await _legs()
+    runner = CallRunner(MediaLeg(robot), _hook_tree("http://127.0.0.1:30509/dead"),
+                        {"number": "+12025550123"}, audio=audio,
+                        webhooks=WebhookClient(fallback_url="http://127.0.0.1:30500/lookup"))
+    result = await asyncio.wait_for(runner.run(), 20)
+    await caller.close()
+    assert result.path == ["lookup", "hello"] and result.variables["plan"] == "gold"

@@ -21,7 +21,8 @@ Samples = npt.NDArray[np.int16]
 class JitterBuffer:
     """Fixed-delay buffer in RTP timestamp units.
 
-    Playout starts once ``delay`` samples are buffered ahead of the first packet.
+    Playout starts once ``delay`` samples are buffered ahead of the first packet, or
+    ``delay`` after it arrived, whichever comes first.
     When the buffer runs dry it re-buffers ``delay`` samples before playing on,
     which also absorbs a peer whose clock runs slow. A hole is concealed by
     repeating the last good frame at half level once, then silence (a much
@@ -48,6 +49,7 @@ class JitterBuffer:
         self._first: int | None = None
         self._end = 0
         self._floor: int | None = None
+        self._waited = 0
         self._last = np.zeros(frame, dtype=np.int16)
         self._concealed_run = 0
         self.late = 0
@@ -61,6 +63,7 @@ class JitterBuffer:
         self._first = None
         self._end = 0
         self._floor = None
+        self._waited = 0
         self._concealed_run = 0
 
     @property
@@ -100,9 +103,15 @@ class JitterBuffer:
         """The next frame of playout, or None before playout has started."""
         n = self.frame
         if self._cursor is None:
-            if self._first is None or self._end - self._first < self.delay:
+            if self._first is None:
+                return None
+            # Start once `delay` is buffered, or once we have waited that long: the
+            # last words before the far end stops sending must not stay stuck.
+            self._waited += n
+            if self._end - self._first < self.delay and self._waited <= self.delay:
                 return None
             self._cursor = self._first
+            self._waited = 0
         start = self._cursor
         chunk = self._chunks.get(start)
         if chunk is not None and len(chunk) == n:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autocall.media.telephone_event import (
@@ -15,6 +15,7 @@ from autocall.media.telephone_event import (
 )
 
 
+@settings(deadline=None)  # a shared, loaded machine: judge results, not speed
 @given(st.integers(0, 255), st.booleans(), st.integers(0, 63), st.integers(0, 65535))
 def test_payload_round_trip(event: int, end: bool, volume: int, duration: int) -> None:
     ev = TelephoneEvent(event, end, volume, duration)
@@ -127,6 +128,7 @@ def test_receiver_flash_and_ignores_non_dtmf_events() -> None:
     assert rx.receive(bytes(TelephoneEvent(32, True, 10, 800)), 900, 0) == []  # fax ANS, not a key
 
 
+@settings(deadline=None)  # a shared, loaded machine: judge results, not speed
 @given(
     digits=st.text(alphabet="0123456789*#ABCD!", min_size=1, max_size=6),
     data=st.data(),

@@ -33,8 +33,10 @@ from autocall.campaign.dialer import Progress as DialerProgress
 from autocall.campaign.model import Attempt, load_campaign
 from autocall.campaign.report import Report, campaign_report, write_cdr
 from autocall.campaign.store import Store
+from autocall.speech.tts import TtsError
 from autocall.telephony.call import UserAgent
-from autocall.telephony.placer import SipPlacer
+from autocall.telephony.placer import SipPlacer, load_tree
+from autocall.telephony.runner import AudioCache, prompts_of
 from autocall.telephony.virtual import Behaviour, PhoneScript, VirtualPhones
 
 DB_NAME = "autocall.db"  # the store every `autocall campaign …` command opens by default
@@ -205,18 +207,19 @@ async def run_demo(out: Path, contacts: int, channels: int, console: Console,
     try:
         store.migrate()
         imported = await asyncio.to_thread(import_campaign, store, campaign)
+        audio = AudioCache(out / WORK_DIR / "tts-cache")
+        await _render_prompts(campaign, store, name, audio, console, quiet)
         book = {number: persona.scripts for number, persona in cast.items()}
         async with VirtualPhones(book, host="127.0.0.1") as phones:
             ua = await UserAgent.start(bind_host="127.0.0.1", user="autocall-demo")
             placer = SipPlacer(ua, target=f"sip:{{number}}@127.0.0.1:{phones.port}",
-                               tts_cache_dir=out / WORK_DIR / "tts-cache",
-                               recordings_dir=out / "recordings")
+                               audio=audio, recordings_dir=out / "recordings")
             if not quiet:
                 console.print(f"[bold]autocall demo[/]: campaign {name}, {imported.added} "
                               f"contacts, virtual phones at sip:127.0.0.1:{phones.port}, "
                               f"store {db_path}")
             try:
-                await _dial(campaign, store, placer, console, cast, quiet)
+                await _dial(campaign, store, placer, console, cast, phones, quiet)
             finally:
                 await ua.close()
         csv_path = out / CSV_NAME
@@ -233,8 +236,25 @@ async def run_demo(out: Path, contacts: int, channels: int, console: Console,
     return report
 
 
+async def _render_prompts(campaign: Any, store: Store, name: str, audio: AudioCache,
+                          console: Console, quiet: bool) -> None:
+    """Every contact's prompts, rendered before the first call (TTS is a cache)."""
+    tree = load_tree(campaign.tree)
+    contacts = await asyncio.to_thread(store.contacts, name)
+    prompts = list(dict.fromkeys(p for c in contacts for p in prompts_of(tree, dict(c.fields))))
+    columns = (TextColumn("[bold blue]rendering prompts"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=True, disable=quiet) as bar:
+        task = bar.add_task("tts", total=len(prompts))
+        for prompt in prompts:
+            try:
+                await audio.say(prompt)
+            except TtsError as exc:  # the call says nothing there, but the demo goes on
+                console.print(f"[yellow]prompt not rendered:[/] {exc}")
+            bar.advance(task)
+
+
 async def _dial(campaign: Any, store: Store, placer: SipPlacer, console: Console,
-                cast: dict[str, Persona], quiet: bool) -> None:
+                cast: dict[str, Persona], phones: VirtualPhones, quiet: bool) -> None:
     columns = (TextColumn("[bold blue]dialing"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=quiet) as bar:
@@ -252,8 +272,11 @@ async def _dial(campaign: Any, store: Store, placer: SipPlacer, console: Console
                 return
             who = cast.get(f.number)
             digits = f" keys {f.result.digits}" if f.result.digits else ""
+            logs = [c for c in phones.calls if c.number == f.number]
+            heard = f"heard {logs[-1].voiced_seconds:4.1f} s" if logs and logs[-1].answered_at \
+                else ""
             console.print(f"  {f.number}  try {f.attempt_no}  {f.outcome.value:<14}"
-                          f"{digits:<9} [dim]{who.label if who else ''}[/]")
+                          f"{digits:<9} {heard:<13} [dim]{who.label if who else ''}[/]")
 
         await run_campaign(campaign, store, placer, node="demo", progress=on_progress,
                            on_record=on_record, poll=0.2)

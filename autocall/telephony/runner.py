@@ -31,11 +31,13 @@ import soundfile as sf
 from autocall.audio import convert
 from autocall.audio.tones import beep
 from autocall.dialogue import engine as eng
-from autocall.dialogue.schema import RecordNode, Tree
+from autocall.dialogue.schema import RecordNode, SayPrompt, Tree, prompt_items
+from autocall.dialogue.template import render
 from autocall.speech.tts import PromptText, TtsError, render_prompt
 from autocall.telephony.webhooks import WebhookClient
 
-__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "run_tree", "tree_uses_speech"]
+__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompts_of", "run_tree",
+           "tree_uses_speech"]
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +277,7 @@ class CallRunner:
             if isinstance(action, eng.Say | eng.Play):
                 self._prompts.append(action)
                 self._prompt_wake.set()
+                self._spawn(self._prefetch(action))
             elif isinstance(action, eng.StartTimer):
                 self._deadline = action.deadline
             elif isinstance(action, eng.Collect):
@@ -336,6 +339,11 @@ class CallRunner:
                 self._events.put_nowait(eng.PromptFinished())
                 if not self._prompts and self._speech is not None:
                     self._speech.prompt_finished()  # its no-input clock starts now
+
+    async def _prefetch(self, action: eng.Say | eng.Play) -> None:
+        """Render a queued prompt now, so it follows the one playing without a gap."""
+        with contextlib.suppress(Exception):  # the player reports failures when it gets there
+            await self._pcm(action)
 
     def _flush_prompts(self) -> None:
         self._generation += 1
@@ -550,6 +558,34 @@ async def _call_events(call: Any) -> AsyncIterator[eng.Event]:
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "+-_" else "_" for c in text)[:60]
+
+
+def prompts_of(tree: Tree, variables: dict[str, str] | None = None) -> list[eng.Say]:
+    """Every spoken prompt of ``tree`` as the engine would say it for these variables.
+
+    For rendering ahead of calls (TTS is a cache, not a call-time dependency): a prompt
+    whose template depends on answers given during the call is rendered at call time.
+    """
+    values = {k: str(v) for k, v in tree.variables.items()}
+    values.update(variables or {})
+    found: dict[eng.Say, None] = {}
+    for node in tree.nodes.values():
+        language = getattr(node, "language", None) or tree.language
+        voice = getattr(node, "voice", None) or tree.voice
+        sources: list[Any] = [getattr(node, "say", None)]
+        for verb in ("menu", "gather", "record", "transfer"):
+            body = getattr(node, verb, None)
+            sources += [getattr(body, f, None) for f in ("prompt", "invalid", "no_input",
+                                                          "announce")]
+        for prompts in sources:
+            if prompts is None or (isinstance(prompts, list) and not prompts):
+                continue
+            for item in prompt_items(prompts):
+                if isinstance(item, SayPrompt):
+                    say = eng.Say(render(item.say, values), item.language or language,
+                                  item.voice or voice)
+                    found[say] = None
+    return list(found)
 
 
 def tree_uses_speech(tree: Tree) -> bool:

@@ -308,3 +308,19 @@ async def test_a_dead_webhook_falls_back_to_the_fallback_url(audio: AudioCache,
     result = await asyncio.wait_for(runner.run(), 20)
     await caller.close()
     assert result.path == ["lookup", "hello"] and result.variables["plan"] == "gold"
+
+
+def test_prompts_of_lists_what_the_engine_will_say() -> None:
+    from autocall.dialogue.engine import Engine, PromptFinished, Say
+    from autocall.telephony.runner import prompts_of
+
+    tree = Tree.model_validate(TREE)
+    listed = prompts_of(tree, {"first_name": "Ann"})
+    assert Say("Hello Ann, this is the sales line of the example company.", "en", None) in listed
+    assert len(listed) == len(set(listed))
+    engine = Engine(tree, {"first_name": "Ann"})  # what a silent caller actually hears
+    actions = engine.start(0.0)
+    for t in range(1, 6):
+        actions += engine.handle(PromptFinished(), float(t))
+    said = [a for a in actions if isinstance(a, Say)]
+    assert said and all(s in listed for s in said)

@@ -135,12 +135,13 @@ class _Analyzer:
         # A tone exactly at a nominal frequency advances its phase by this much per hop.
         self.unrotate = np.exp(-2j * np.pi * _FREQS * self.hop / rate).astype(np.complex64)
         self.to_rel = (rate / (2.0 * np.pi * self.hop) / _FREQS).astype(np.float32)
-        self.bins_per_rel = (_FREQS * self.n / rate).astype(np.float32)
-        self.tw_norm = _f32(10.0 ** (_TWIST_NORMAL_DB / 10.0))
-        self.tw_rev = _f32(10.0 ** (_TWIST_REVERSE_DB / 10.0))
+        # δ in bins = phase · n / (2π · hop); folded with the 1.2 of the loss formula.
+        self.phase_to_loss = _f32(np.sqrt(1.2) * self.n / (2.0 * np.pi * self.hop))
+        lo, hi = (np.log(10.0) * db / 10.0 for db in (_TWIST_NORMAL_DB, _TWIST_REVERSE_DB))
+        self.twist_mid, self.twist_half = _f32((lo + hi) / 2.0), _f32((hi - lo) / 2.0)
         self.log_step = _f32(np.log(10.0) * _MAX_STEP_DB / 10.0)
         self.freq_tol = _f32(_BLOCK_FREQ_TOL)
-        self.one, self.half, self.hann_k = _f32(1.0), _f32(0.5), _f32(1.2)
+        self.one, self.half = _f32(1.0), _f32(0.5)
         self.four, self.none, self.zero = np.array(4), np.array(-1), np.array(0)
         self.group = np.array([0, 4])
         self._rows: dict[int, npt.NDArray[np.intp]] = {}
@@ -189,7 +190,8 @@ class _Analyzer:
         ok = (np.minimum(plo, phi) >= self.pmin) & (plo + phi > energy * self.share)
         if not (ok[:, 1:] & ok[:, :-1]).any():
             return self.nothing(c, nb)
-        ok &= (phi <= plo * self.tw_rev) & (phi >= plo * self.tw_norm)
+        lp = np.log(pm + self.floor)
+        ok &= np.abs(lp[..., 1] - lp[..., 0] - self.twist_mid) <= self.twist_half
         idx = p.argmax(-1)
         code = np.where(ok, idx[..., 0] * self.four + idx[..., 1], self.none)
         idx += self.group  # bin numbers 0…7
@@ -201,19 +203,20 @@ class _Analyzer:
         yc = y.view(np.complex64).reshape(-1)[rows + idx.reshape(m, 2)].reshape(c, nb, 2)
         k = idx[:, 1:]
         z = yc[:, 1:] * yc[:, :-1].conj() * self.unrotate[k]
-        dev = np.arctan2(z.imag, z.real) * self.to_rel[k]
+        phase = np.arctan2(z.imag, z.real)  # beyond the nominal advance: the offset
+        dev = phase * self.to_rel[k]
         # Share of block k's power in the two tones, the window's loss at the measured
-        # frequency offset δ (in bins) made good: Hann |W(δ)|² ≈ 1 − 1.2 δ² for |δ| < 0.5.
-        off = dev * self.bins_per_rel[k]
-        tone = pm[:, 1:] / np.maximum(self.one - self.hann_k * off * off, self.half)
+        # offset δ (in bins) made good: Hann |W(δ)|² ≈ 1 − 1.2 δ² for |δ| < 0.5.
+        loss = np.square(phase * self.phase_to_loss)
+        tone = pm[:, 1:] / np.maximum(self.one - loss, self.half)
         share = (tone[..., 0] + tone[..., 1]) / (energy[:, 1:] * self.to_share + self.floor)
-        lp = np.log(pm + self.floor)
-        d = lp[:, 1:] - lp[:, :-1]
+        step = np.abs(lp[:, 1:] - lp[:, :-1])
+        err = np.abs(dev)
         good = (
             (cur == code[:, :-1])
             & (cur >= self.zero)
-            & (np.maximum(np.abs(d[..., 0]), np.abs(d[..., 1])) <= self.log_step)
-            & (np.maximum(np.abs(dev[..., 0]), np.abs(dev[..., 1])) <= self.freq_tol)
+            & (np.maximum(step[..., 0], step[..., 1]) <= self.log_step)
+            & (np.maximum(err[..., 0], err[..., 1]) <= self.freq_tol)
         )
         return np.where(good, cur, self.none), np.concatenate([dev, share[..., None]], axis=-1)
 
@@ -326,7 +329,7 @@ class _Tracks:
         s1: int,
         out: list[tuple[int, int, int, int]],
     ) -> None:
-        """One observation per channel: key `c` (−1: none) and its features `dev` (C, 3)."""
+        """One observation per channel: key `c` (−1: none) and its features `dev` (3, C)."""
         st, d, r, gap, m, zero = self.st, self.d, self.r, self.gap, self._mask, self._zero
         cont = np.equal(c, d[0], out=m[0])
         some = c >= zero
@@ -336,7 +339,7 @@ class _Tracks:
         if np.count_nonzero(m):
             np.copyto(st[:, 2], s1, where=m)
             st[:, 3] += m
-            st[:, 4:7] += dev.T * m[:, None]
+            st[:, 4:7] += dev * m[:, None]
             np.copyto(gap, 0, where=cont)
             np.copyto(r[3], 0.0, where=cont)
         other = (d[0] >= zero) > cont
@@ -352,7 +355,7 @@ class _Tracks:
             t[0] = c
             t[1] = s0
             t[2] = s1
-            t[4:7] = dev.T
+            t[4:7] = dev
             np.copyto(r, t, where=new)
         on = pos & (r[3] >= self._on)
         if np.count_nonzero(on):
@@ -411,9 +414,10 @@ class DtmfDetectorBank:
             codes, dev = self._an.analyze(buf, nb)
             hop, n = self._an.hop, self._an.n
             if self._tracks.busy().any() or (codes >= 0).any():
+                feats = dev.transpose(1, 2, 0)
                 for k in range(nb - 1):
                     s0 = self._pos + k * hop
-                    self._tracks.step(codes[:, k], dev[:, k], s0, s0 + hop + n, raw)
+                    self._tracks.step(codes[:, k], feats[k], s0, s0 + hop + n, raw)
             consumed = (nb - 1) * hop
             buf = buf[:, consumed:]
             self._pos += consumed
@@ -512,10 +516,11 @@ class DtmfDetector:
             return []
         raw: list[tuple[int, int, int]] = []
         span = hop + self._an.n
-        for k, (c, f) in enumerate(zip(codes[0].tolist(), dev[0].tolist(), strict=True)):
-            if c >= 0 or tr.busy:
+        feats = dev[0].tolist()
+        for k, c in enumerate(codes[0].tolist()):
+            if c >= 0 or tr.code >= 0 or tr.rn > 0:  # tr.busy, inlined: this loop is hot
                 s0 = pos + k * hop
-                tr.step(c, f, s0, s0 + span, raw)
+                tr.step(c, feats[k], s0, s0 + span, raw)
         return [self._event(*r) for r in raw]
 
     def _event(self, code: int, start: int, end: int) -> DtmfEvent:

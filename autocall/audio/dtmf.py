@@ -7,14 +7,15 @@ is analysed at the eight Q.23 frequencies (one matrix product per call, over all
 channels), and the *frequency* of each tone is measured from the phase advance
 between blocks 5 ms apart, which resolves a few Hz in 5 ms. Levels, twist and
 the share of the signal's power in the two tones are checked per block; timing
-rules turn block decisions into key presses.
+rules turn block decisions into key presses, and each press is judged on its
+mean frequency error and tone share, which is what keeps speech out.
 
 Events are emitted once per key press when the digit has ended (a pause of
 `_OFF_BLOCKS` hops confirms the release), with start and end times in seconds
 since the stream's first sample (since the last `reset` for a bank channel).
 The latency from release to event is about 35 ms (plus the single-channel
-detector's batching, see `DtmfDetector`). A key is confirmed 25 ms after it
-starts; `pressed` reports it from then on, for barge-in.
+detector's batching, see `DtmfDetector`). A key is confirmed about 35 ms after
+it starts; `pressed` reports it from then on, for barge-in.
 """
 
 from __future__ import annotations

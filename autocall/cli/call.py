@@ -29,7 +29,13 @@ from autocall.dialogue.schema import Tree
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
 from autocall.telephony.placer import load_tree, report_ringing
-from autocall.telephony.runner import AudioCache, CallRunner, RunResult, tree_uses_speech
+from autocall.telephony.runner import (
+    AudioCache,
+    CallRunner,
+    RunResult,
+    prompts_of,
+    tree_uses_speech,
+)
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
 EXIT_ANSWERED = 0
@@ -108,6 +114,9 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
         registrar=trunk_uri if trunk.register else None,
         proxy=trunk_uri if via_trunk else None)
     callbacks = StatusCallbacks(status_callback)
+    audio = AudioCache(settings.tts_cache_dir)
+    for error in await audio.warm(prompts_of(tree, variables)):  # before the phone rings
+        _err.print(f"[yellow]prompt not rendered:[/] {error}")
     run: RunResult | None = None
     uri = _target_uri(target, trunk)
     try:
@@ -123,7 +132,7 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             facts = {"number": target, "callee": target, "caller": caller_id or "",
                      "call_id": call.call_id}
             runner = CallRunner(call, tree, {**variables, **facts}, call_facts=facts,
-                                audio=AudioCache(settings.tts_cache_dir))
+                                audio=audio)
             run = await runner.run()
             await call.hangup()
             await call.wait_ended(5.0)
@@ -363,6 +372,8 @@ def _speech_model(tree: Tree, settings: Settings) -> Any:
 
 async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings,
                  drain_timeout: float) -> None:
+    for error in await server.audio.warm(prompts_of(server.tree, server.variables)):
+        _err.print(f"[yellow]prompt not rendered:[/] {error}")
     registrar = f"sip:{trunk.host}:{trunk.port}" if trunk.register else None
     ua = await UserAgent.start(
         bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,

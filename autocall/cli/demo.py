@@ -33,7 +33,6 @@ from autocall.campaign.dialer import Progress as DialerProgress
 from autocall.campaign.model import Attempt, load_campaign
 from autocall.campaign.report import Report, campaign_report, write_cdr
 from autocall.campaign.store import Store
-from autocall.speech.tts import TtsError
 from autocall.telephony.call import UserAgent
 from autocall.telephony.placer import SipPlacer, load_tree
 from autocall.telephony.runner import AudioCache, prompts_of
@@ -246,10 +245,8 @@ async def _render_prompts(campaign: Any, store: Store, name: str, audio: AudioCa
     with Progress(*columns, console=console, transient=True, disable=quiet) as bar:
         task = bar.add_task("tts", total=len(prompts))
         for prompt in prompts:
-            try:
-                await audio.say(prompt)
-            except TtsError as exc:  # the call says nothing there, but the demo goes on
-                console.print(f"[yellow]prompt not rendered:[/] {exc}")
+            for error in await audio.warm([prompt]):  # the call says nothing there, goes on
+                console.print(f"[yellow]prompt not rendered:[/] {error}")
             bar.advance(task)
 
 

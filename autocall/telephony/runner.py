@@ -95,6 +95,16 @@ class AudioCache:
         prompt = PromptText(action.text, action.language, action.voice)
         return await self._get(key, lambda: _wav_pcm(render_prompt(prompt, self.tts_cache_dir)))
 
+    async def warm(self, prompts: list[eng.Say]) -> list[str]:
+        """Render ``prompts`` now (before calls); returns the errors of those that failed."""
+        errors = []
+        for prompt in prompts:
+            try:
+                await self.say(prompt)
+            except (TtsError, OSError) as exc:
+                errors.append(str(exc))
+        return errors
+
     async def play(self, action: eng.Play) -> Pcm:
         return await self._get(("play", action.path), lambda: _file_pcm(Path(action.path)))
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from autocall.sip.message import Request, Response, StreamParser, parse_message
 
-__all__ = ["Transport", "UdpTransport", "TcpTransport", "Received"]
+__all__ = ["Transport", "UdpTransport", "TcpTransport", "Received", "default_advertise"]
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
@@ -34,6 +35,23 @@ class Received:
 
 
 Handler = Callable[[Received], None]
+
+
+def default_advertise(bound_host: str) -> str:
+    """What to advertise when bound to a wildcard: the address of the default route.
+
+    0.0.0.0 in Via, Contact or SDP would mean "nowhere" (RFC 3264 §8.4: hold), so ask the
+    kernel which source address it would use (a UDP connect sends nothing); fall back to
+    loopback on a machine without a route.
+    """
+    if bound_host not in ("0.0.0.0", "::", ""):
+        return bound_host
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1 (RFC 5737): never really reached
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
 
 
 class Transport:
@@ -90,7 +108,7 @@ class UdpTransport(Transport):
         self._transport = transport
         host, port = transport.get_extra_info("sockname")[:2]
         self.local = (host, port)
-        self.advertise = (advertise[0] or host, advertise[1] or port)
+        self.advertise = (advertise[0] or default_advertise(host), advertise[1] or port)
         return self
 
     def send(self, message: Request | Response, dest: Addr) -> None:
@@ -154,7 +172,7 @@ class TcpTransport(Transport):
         self._server = await loop.create_server(lambda: _TcpConn(self), bind[0], bind[1])
         host, port = self._server.sockets[0].getsockname()[:2]
         self.local = (host, port)
-        self.advertise = (advertise[0] or host, advertise[1] or port)
+        self.advertise = (advertise[0] or default_advertise(host), advertise[1] or port)
         return self
 
     def send(self, message: Request | Response, dest: Addr) -> None:

@@ -38,3 +38,13 @@ async def test_via_contact_and_sdp_carry_the_advertised_address() -> None:
     finally:
         await ua.close()
         peer.close()
+
+
+async def test_wildcard_bind_never_advertises_the_wildcard() -> None:
+    ua = await UserAgent.start(bind_host="0.0.0.0")
+    try:
+        host, port = ua.sip.advertised
+        assert host not in ("0.0.0.0", "") and port == ua.sip.transport.local[1]  # type: ignore[union-attr]
+        assert "0.0.0.0" not in ua.sip.via() and "0.0.0.0" not in ua.sip.contact()
+    finally:
+        await ua.close()

@@ -30,6 +30,7 @@ import wave
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 __all__ = ["SCENARIOS", "Peer", "Sipp", "Kamailio", "Baresip", "BaresipControl", "port_bound",
            "need"]
@@ -85,7 +86,7 @@ class Peer:
     def ready(self) -> bool:
         return True
 
-    def start(self) -> Peer:
+    def start(self) -> Self:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -129,7 +130,7 @@ class Peer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(2)
 
-    def __enter__(self) -> Peer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,

@@ -113,7 +113,7 @@ async def test_answer_rfc4733_digits_then_our_bye() -> None:
         try:
             call = await ua.call(target, ring_timeout=10)
             assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
-            digits = []
+            digits: list[tuple[str, str]] = []
             while len(digits) < 2:
                 ev = await call.next_event(5)
                 assert isinstance(ev, DigitEvent), ev
@@ -137,7 +137,7 @@ async def test_answer_inband_digits(tmp_path: Path) -> None:
         try:
             call = await ua.call(target, ring_timeout=10, record=tmp_path / "call.wav")
             assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
-            got = []
+            got: list[tuple[str, str]] = []
             while len(got) < 2:
                 ev = await call.next_event(5)
                 assert isinstance(ev, DigitEvent), ev

@@ -1,13 +1,15 @@
 """The runner: drives a sans-I/O ``dialogue.engine.Engine`` over one live call.
 
-The engine decides, the runner does: it turns ``Say``/``Play`` into audio on the call,
-keys and hang-ups into engine events, ``StartTimer`` into one deadline, ``Record`` into
-a WAV with a JSON sidecar, ``Webhook`` into a background HTTP request and ``Transfer``
-into a REFER. Nothing here blocks the event loop: TTS renders in a worker thread and a
-webhook never holds the call (keys and hang-ups are handled while it runs).
+The engine decides, the runner does: it turns ``Say``/``Play`` into audio on the call
+(barge-in flushes it), keys and hang-ups into engine events, ``StartTimer`` into one
+deadline, ``Collect(speech=True)`` into a vosk recogniser on the received audio,
+``Record`` into a WAV with a JSON sidecar, ``Webhook`` into a background HTTP request,
+and ``Transfer`` into a REFER (blind) or a dialled, announced and bridged second call
+(attended). Nothing here blocks the event loop: TTS renders in a worker thread (ahead of
+need, see :func:`prompts_of`) and a webhook never holds the call.
 
-The call is duck-typed (:class:`RunnerCall`) so ``autocall.telephony.call.Call`` and any
-other driver with the same verbs can be run.
+The call is duck-typed (:class:`RunnerCall` plus optional ``media``, ``ua``,
+``transfer``) so ``autocall.telephony.call.Call`` and any driver with the same verbs runs.
 """
 
 from __future__ import annotations

@@ -606,6 +606,7 @@ class InviteSession:
         self._ok_timer: asyncio.TimerHandle | None = None
         self._ok_interval = 0.0
         self._ok_started = 0.0
+        self._ok_tx: ServerTransaction | None = None
         self._auth_tries = 0
         self.source: Addr | None = None
 
@@ -765,21 +766,28 @@ class InviteSession:
         self.ua._pending_invites.pop(self.server_tx.key, None)
         self.state = "confirmed"
         self.final_status, self.final_reason = 200, "OK"
-        self._ok = ok
         self.ua.respond(self.server_tx, ok)
+        self._retransmit_until_ack(ok, self.server_tx)
+
+    def _retransmit_until_ack(self, ok: Response, tx: ServerTransaction) -> None:
+        """The UAS core re-sends a 2xx to INVITE until its ACK (§13.3.1.4): T1, 2T1… T2."""
+        if self._ok_timer is not None:
+            self._ok_timer.cancel()
+        self._ok = ok
+        self._ok_tx = tx
         self._ok_interval = self.ua.config.timers.t1
         self._ok_started = self.ua.loop.time()
         self._ok_timer = self.ua.loop.call_later(self._ok_interval, self._retransmit_ok)
 
     def _retransmit_ok(self) -> None:
-        if self._ok is None or self.server_tx is None or self.state != "confirmed":
+        if self._ok is None or self._ok_tx is None or self.state != "confirmed":
             return
         t = self.ua.config.timers
         if self.ua.loop.time() - self._ok_started >= 64 * t.t1:
             self._ok = None
             self.bye(reason="no ACK")  # §13.3.1.4: no ACK → end the session
             return
-        entry = self.ua._server.get(self.server_tx.key)
+        entry = self.ua._server.get(self._ok_tx.key)
         dest = entry[1] if entry else self._hop()
         self.ua._send(self._ok, dest)
         self._ok_interval = min(2 * self._ok_interval, t.t2)
@@ -829,13 +837,16 @@ class InviteSession:
                     return
                 self.remote_sdp = req.body
                 h = Headers([("Contact", self.ua.contact())])
-                self.ua.respond(tx, response_to(req, 200, headers=h, body=answer,
-                                                content_type=SDP))
+                ok = response_to(req, 200, headers=h, body=answer, content_type=SDP)
+                self.ua.respond(tx, ok)
+                if kind == "reinvite":
+                    self._retransmit_until_ack(ok, tx)
             elif kind == "reinvite":
                 # Offerless re-INVITE: we offer in the 200, the answer comes in the ACK.
                 h = Headers([("Contact", self.ua.contact())])
-                self.ua.respond(tx, response_to(req, 200, headers=h, body=self.offerer(),
-                                                content_type=SDP))
+                ok = response_to(req, 200, headers=h, body=self.offerer(), content_type=SDP)
+                self.ua.respond(tx, ok)
+                self._retransmit_until_ack(ok, tx)
             else:
                 self.ua.respond(tx, response_to(req, 200, headers=Headers(
                     [("Contact", self.ua.contact())])))

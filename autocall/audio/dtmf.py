@@ -78,6 +78,8 @@ def _f32(value: float) -> npt.NDArray[np.float32]:
 # OpenBLAS hands bigger products to its thread pool, which on a busy machine costs far
 # more than the product itself; slices of this many rows stay on the calling thread.
 _GEMM_ROWS = 512
+# Per-shape constant arrays kept by an analyser; steady feeding uses one or two shapes.
+_CACHE_MAX = 16
 
 
 def _matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -161,6 +163,8 @@ class _Analyzer:
             codes = np.full((c, nb - 1), -1, dtype=np.intp)
             dev = np.zeros((c, nb - 1, 3), dtype=np.float32)
             codes.flags.writeable = dev.flags.writeable = False
+            if len(self._empty) >= _CACHE_MAX:  # odd feed lengths: keep memory bounded
+                self._empty.clear()
             got = self._empty[(c, nb)] = (codes, dev)
         return got
 
@@ -200,6 +204,8 @@ class _Analyzer:
         m = c * nb
         rows = self._rows.get(m)
         if rows is None:
+            if len(self._rows) >= _CACHE_MAX:
+                self._rows.clear()
             rows = self._rows[m] = np.arange(m)[:, None] * 8
         yc = y.view(np.complex64).reshape(-1)[rows + idx.reshape(m, 2)].reshape(c, nb, 2)
         k = idx[:, 1:]

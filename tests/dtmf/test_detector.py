@@ -104,3 +104,19 @@ def test_quiet_audio_shortcut_changes_nothing() -> None:
     x = np.concatenate([quiet, tones.dtmf("8*", 60.0, 60.0, -38.0), quiet])
     assert digits(detect(x)) == "8*"
     assert detect(x, batch_ms=100.0) == detect(x, batch_ms=0.0)
+
+
+def test_feeding_ragged_lengths_keeps_caches_bounded() -> None:
+    det = DtmfDetector(batch_ms=0.0)
+    x = tones.dtmf("69" * 50, 60.0, 60.0, -15.0)  # about 60 feeds of as many lengths
+    rng = np.random.default_rng(9)
+    got: list[DtmfEvent] = []
+    i = 0
+    while i < x.size:
+        n = int(rng.integers(81, 3000))
+        got += det.feed(x[i : i + n])
+        i += n
+    got += det.flush()
+    assert digits(got) == "69" * 50
+    analyzer = det._an
+    assert len(analyzer._rows) <= 16 and len(analyzer._empty) <= 16

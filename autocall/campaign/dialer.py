@@ -326,6 +326,8 @@ class _Driver:
         self._flush_wake = asyncio.Event()
         self.scheduler: Any = None
         self._scan = 1
+        self._logged_idle: str | None = None
+        self._logged_at = float("-inf")
         self.loop = asyncio.get_running_loop()
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
@@ -556,8 +558,11 @@ class _Driver:
             in_progress=s.in_flight, waiting=s.pending, done=s.done, failed=failed, idle=idle)
         if self.progress_cb is not None:
             self.progress_cb(self.last)
-
-
+        # Say why nothing is dialed in the log too (headless nodes), once per change/minute.
+        now = self.loop.time()
+        if idle and (idle != self._logged_idle or now - self._logged_at >= 60):
+            log.info("%s [%s]: %s", self.campaign.name, self.node, idle)
+            self._logged_idle, self._logged_at = idle, now
 
 def explain(campaign: Campaign, state: CampaignState, contact: Contact | None, now: datetime,
             dnc: Container[str]) -> tuple[bool, list[str]]:

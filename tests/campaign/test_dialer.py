@@ -204,3 +204,25 @@ async def test_restart_resolves_in_flight_attempts_by_policy(
     contact = store.contact_by_number(name, lost.contact.number)
     assert contact is not None and contact.state is ContactState.DONE
     assert contact.last_outcome is (Outcome.COMPLETED if redialed else Outcome.INTERRUPTED)
+
+
+async def test_dnc_added_after_claim_stops_the_dial(tmp_path: Path, sqlite_url: str,
+                                                    farend) -> None:
+    # Both contacts are claimed in one batch; while the first call starts, the second
+    # number joins the DNC file. The check right before the INVITE must catch it.
+    store, name = _setup(tmp_path, sqlite_url, n=2, channels=2, calls_per_second=100)
+    dnc = tmp_path / "dnc.txt"
+    base = farend(talk=0.05)
+
+    class ComplainingCallee:
+        async def place(self, request):  # noqa: ANN001, ANN202
+            if request.number == us_number(0):
+                dnc.write_text(us_number(1) + "\n", encoding="utf-8")
+            return await base.place(request)
+
+    await run_campaign(name, store, ComplainingCallee(), poll=0.02)
+    assert [r.number for r in base.placed] == [us_number(0)]
+    contact = store.contact_by_number(name, us_number(1))
+    assert contact is not None
+    (attempt,) = store.attempts(name, contact.id)  # claimed (row written), never dialed
+    assert attempt.outcome is Outcome.DNC and attempt.status.value == "canceled"

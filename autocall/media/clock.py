@@ -204,6 +204,7 @@ class MediaEngine:
     def _get_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.get_running_loop()
+            self._timer, self._timer_when = None, math.inf  # a dead loop's timer never fires
         return self._loop
 
     def _arm(self) -> None:

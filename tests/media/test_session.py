@@ -321,3 +321,32 @@ async def test_inband_detection_can_be_switched_off_and_on(
     b.inband_detection = True
     await a.send_dtmf("8", method="inband")
     assert [(d.digit, d.source) for d in await collect(b, 1)] == [("8", "inband")]
+
+
+async def test_rfc4733_on_the_wire(engine: MediaEngine) -> None:
+    t, sniff = await sniffer()
+    a = await MediaSession.open(engine)
+    try:
+        a.start(t.get_extra_info("sockname"), payload_type=0, dtmf_payload_type=110)
+        await asyncio.sleep(0.1)
+        await a.send_dtmf("5", duration_ms=100, gap_ms=60)
+        await asyncio.sleep(0.1)
+    finally:
+        await a.close()
+        t.close()
+    pkts = [p for _, p in sniff.packets]
+    events = [p for p in pkts if p.payload_type == 110]
+    parsed = [TelephoneEvent.parse(p.payload) for p in events]
+    assert [p.marker for p in events] == [True] + [False] * 6
+    assert len({p.timestamp for p in events}) == 1
+    assert [e.end for e in parsed].count(True) == 3
+    assert [e.duration for e in parsed] == [160, 320, 480, 640, 800, 800, 800]
+    # the event's timestamp is the media clock's at its start; audio resumes after it
+    first = pkts.index(events[0])
+    assert events[0].timestamp == (pkts[first - 1].timestamp + 160) % 2**32
+    after = pkts[pkts.index(events[-1]) + 1]
+    assert after.payload_type == 0 and after.timestamp == (events[0].timestamp + 7 * 160) % 2**32
+    assert all(
+        (q.sequence_number - p.sequence_number) % 65536 == 1
+        for p, q in zip(pkts, pkts[1:], strict=False)
+    )

@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,12 +96,47 @@ class SessionEvent:
     by: str | None = None
 
 
+_DNS: dict[str, tuple[str, float]] = {}
+DNS_TTL = 60.0
+
+
 def _resolve(host: str) -> str:
+    """IPv4 address of ``host``; names come from the cache ``resolve_async`` fills.
+
+    A miss falls back to a blocking lookup (cached too): DNS on the event loop would stall
+    every call's media, so ``UserAgent.call`` resolves ahead with ``resolve_async``.
+    """
     try:
         ipaddress.ip_address(host)
         return host
     except ValueError:
-        return socket.gethostbyname(host)
+        pass
+    hit = _DNS.get(host)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
+    addr = socket.gethostbyname(host)
+    _DNS[host] = (addr, time.monotonic() + DNS_TTL)
+    return addr
+
+
+async def resolve_async(host: str) -> str:
+    """Resolve ``host`` off the event loop and cache it for ``_resolve`` (A record only:
+    RFC 3263 SRV/NAPTR selection is left to the deployment's DNS)."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    hit = _DNS.get(host)
+    if hit is not None and hit[1] > time.monotonic():
+        return hit[0]
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=socket.AF_INET,
+                                                          type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    addr = str(infos[0][4][0])
+    _DNS[host] = (addr, time.monotonic() + DNS_TTL)
+    return addr
 
 
 def salvage_400(raw: bytes, reason: str) -> bytes | None:
@@ -222,6 +258,13 @@ class SipUA:
         uri = URI("sip", user or self.config.user, self.domain)
         return Address(uri, display if display is not None else self.config.display_name,
                        {"tag": new_tag()})
+
+    async def prepare(self, uri: URI) -> None:
+        """Resolve where a request to ``uri`` goes before building it (DNS off the loop)."""
+        if self.config.proxy:
+            await resolve_async(URI.parse(self.config.proxy).host)
+        elif uri.scheme != "tel":
+            await resolve_async(uri.host)
 
     def destination(self, uri: URI) -> Addr:
         """Out-of-dialog requests go to the proxy/trunk if configured, else to the URI."""
@@ -503,6 +546,7 @@ class SipUA:
         return session
 
     async def options(self, target: URI) -> Response:
+        await self.prepare(target)
         req = self.base_request("OPTIONS", target, self.local_address(), Address(target.copy()),
                                 new_call_id(), 1)
         req.headers.add("Accept", SDP)
@@ -528,7 +572,7 @@ class SipUA:
         req = self.base_request("REGISTER", uri, from_, aor, self._reg_call_id, self._reg_cseq)
         req.headers.add("Contact", f"{self.contact()};expires={expires}")
         req.headers.add("Expires", str(expires))
-        dest = (_resolve(uri.hostport[0]), uri.hostport[1])
+        dest = (await resolve_async(uri.hostport[0]), uri.hostport[1])
         resp = await self.request(req, dest)
         self._reg_cseq = resp.cseq.number if resp.status < 300 else self._reg_cseq + 1
         if resp.status >= 300:

@@ -582,6 +582,7 @@ class UserAgent:
                    late_offer: bool = False) -> Call:
         """Place a call; returns at once with status initiated (see ``Call.wait_answer``)."""
         uri = _target_uri(target, self.sip)
+        await self.sip.prepare(uri)
         media = await MediaSession.open(self.engine, host=self.media_host, port=0)
         extra = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
         try:

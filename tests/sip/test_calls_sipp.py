@@ -80,7 +80,8 @@ async def test_explicit_cancel_is_canceled() -> None:
     with peer:
         ua = await _ua()
         try:
-            call = await ua.call(target, ring_timeout=30)
+            # A host name, resolved off the event loop before the INVITE is built.
+            call = await ua.call(target.replace("127.0.0.1", "localhost"), ring_timeout=30)
             await asyncio.sleep(0.4)
             await call.cancel()
             assert call.status is CallStatus.CANCELED and call.sip_code == 487

@@ -345,6 +345,8 @@ def main() -> int:
     ap.add_argument("--skip-baseline", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(other processes skew pacing: compare rows of the same run)", flush=True)
     for n in args.calls:
         ours = run(n, args.duration, "ours")
         print(_row(ours), flush=True)

@@ -114,3 +114,19 @@ async def test_call_with_wrong_password_fails_with_407() -> None:
             assert call.session.invite.cseq.number == 2
         finally:
             await ua.close()
+
+
+async def test_ring_timeout_cancel_through_proxy_twice() -> None:
+    kport, sport = next(_ports), next(_ports)
+    with Kamailio(port=kport, users=USERS), \
+            Sipp(SCENARIOS / "uas_ring.xml", port=sport, media_port=sport + 2, calls=2) as far:
+        ua = await UserAgent.start(user="alice", password=USERS["alice"], domain="127.0.0.1",
+                                   proxy=f"sip:127.0.0.1:{kport}", timers=FAST)
+        try:
+            for _ in range(2):  # the second call must go out like the first
+                call = await ua.call(f"sip:sipp@127.0.0.1:{sport}", ring_timeout=0.8)
+                assert await call.wait_ended(10) is CallStatus.NO_ANSWER
+                assert call.sip_code == 487
+            assert far.wait(10) == 0, far.errors()
+        finally:
+            await ua.close()

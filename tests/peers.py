@@ -18,6 +18,7 @@ headless auto-answering softphone that records what it hears (see their docstrin
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -70,6 +71,14 @@ def port_bound(host: str, port: int, kind: int = socket.SOCK_DGRAM) -> bool:
     return False
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies (no teardown ran, e.g. killed
+    by a timeout), so no peer outlives its test (Linux prctl PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 class Peer:
     """A child process with a readiness check; killed by pid at teardown."""
 
@@ -90,7 +99,7 @@ class Peer:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + self.ready_timeout
         while not self.ready():
             if self.proc.poll() is not None:

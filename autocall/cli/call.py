@@ -372,8 +372,6 @@ def _speech_model(tree: Tree, settings: Settings) -> Any:
 
 async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings,
                  drain_timeout: float) -> None:
-    for error in await server.audio.warm(prompts_of(server.tree, server.variables)):
-        _err.print(f"[yellow]prompt not rendered:[/] {error}")
     registrar = f"sip:{trunk.host}:{trunk.port}" if trunk.register else None
     ua = await UserAgent.start(
         bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
@@ -392,6 +390,9 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
                            f"{ua.sip.register_error}")
                 raise SystemExit(EXIT_FAILED)
             _err.print(f"registered as {trunk.user or 'autocall'} with {registrar}")
+        # Calls arriving meanwhile are answered too; their prompts render on demand.
+        for error in await server.audio.warm(prompts_of(server.tree, server.variables)):
+            _err.print(f"[yellow]prompt not rendered:[/] {error}")
         _err.print(f"autocall serve: listening on sip:{host}:{port} "
                    f"(max {server.max_calls} calls); records in {server.records}")
         await stop.wait()

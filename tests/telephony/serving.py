@@ -41,7 +41,7 @@ def serve(tmp: Path, port: int, *args: str, tree: str = TREE
                             env={**os.environ, "AUTOCALL_TTS_CACHE": str(tmp / "tts"),
                                  "PYTHONPATH": str(ROOT)})
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30  # a cold interpreter on a loaded machine
         while not port_bound("127.0.0.1", port):
             assert proc.poll() is None, (tmp / "serve.log").read_text()
             assert time.monotonic() < deadline, "serve did not bind its port"

@@ -25,7 +25,9 @@ from tests.peers import SCENARIOS, Kamailio, Sipp
 
 pytestmark = pytest.mark.peers
 
-TREE = "name: sip-campaign\nstart: bye\nnodes:\n  bye: {hangup: done}\n"
+# The robot holds the line 1.2 s, then hangs up.
+TREE = ("name: sip-campaign\nstart: talk\nnodes:\n  talk: {pause: 1.2, next: bye}\n"
+        "  bye: {hangup: done}\n")
 
 # number index -> (scenario, SIPp port, calls expected, final outcome)
 CALLEES = {
@@ -34,6 +36,7 @@ CALLEES = {
     2: ("uas_reject_603.xml", 28120, 1, Outcome.DECLINED),
     3: ("uas_reject_404.xml", 28140, 1, Outcome.INVALID),
     4: ("uas_ring.xml", 28130, 2, Outcome.NO_ANSWER),
+    5: ("uas_reject_480.xml", 28160, 2, Outcome.NO_ANSWER),  # the UA reports 480 as no-answer
 }
 
 
@@ -41,7 +44,7 @@ CALLEES = {
 async def test_outcomes_and_retries_against_sipp(tmp_path: Path, via_proxy: bool) -> None:
     (tmp_path / "tree.yaml").write_text(TREE)
     campaign = load_campaign(write_campaign(
-        tmp_path, len(CALLEES), ring_timeout=1, channels=5,
+        tmp_path, len(CALLEES), ring_timeout=1, channels=8,
         retry={"max_attempts": 2, "delays": {"busy": 0, "no-answer": 0}}))
     store = Store(f"sqlite:///{tmp_path / 'sip.db'}")
     import_campaign(store, campaign)
@@ -84,7 +87,8 @@ async def test_outcomes_and_retries_against_sipp(tmp_path: Path, via_proxy: bool
         assert contact is not None and contact.last_outcome is outcome, (number, contact)
     codes = {a.number: a.sip_code for a in attempts}
     assert codes[us_number(1)] == 486 and codes[us_number(2)] == 603
+    assert codes[us_number(5)] == 480
     answered = [a for a in attempts if a.answered_at is not None]
     assert [a.number for a in answered] == [us_number(0)]
-    assert answered[0].billable is not None and answered[0].billable >= 0
+    assert answered[0].billable is not None and answered[0].billable >= 1.1
     store.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,16 @@ def write_campaign(tmp: Path, n: int = 10, **overrides: Any) -> Path:
     with open(path, "w", encoding="utf-8") as fh:
         YAML().dump(data, fh)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _reap_dialer_processes() -> Iterator[None]:
+    """A failing test must not leave dialer processes behind."""
+    yield
+    from procs import STARTED
+
+    while STARTED:
+        STARTED.pop().kill()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 SCRIPT = Path(__file__).parent / "dialer_proc.py"
+STARTED: list[DialerProcess] = []  # killed after each test by conftest's reaper
 SIP_SCRIPT = Path(__file__).parent / "sip_dialer_proc.py"
 
 
@@ -31,6 +32,7 @@ class DialerProcess:
                 args.append("--no-start")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
+        STARTED.append(self)
         self.ready = threading.Event()
         self.done: list[tuple[int, str]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -63,6 +65,12 @@ class DialerProcess:
             raise AssertionError(f"dialer did not finish in {timeout}s") from None
         self._reader.join(5)
         assert rc == 0, self.stderr()
+
+    def kill(self) -> None:
+        """SIGKILL by pid if still running (test teardown)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def stderr(self) -> str:
         assert self.proc.stderr is not None

@@ -71,12 +71,15 @@ async def test_outcomes_and_retries_against_sipp(tmp_path: Path, via_proxy: bool
         final = await run_campaign(campaign.name, store, placer, poll=0.05)
     finally:
         await ua.close()
-        for peer in peers:
+        codes_of_peers = {}
+        for peer in peers:  # every peer is stopped, whatever the others did
             try:
                 if isinstance(peer, Sipp):
-                    assert peer.wait(15) == 0, peer.errors()
+                    codes_of_peers[peer.port] = (peer.wait(15), peer.errors())
             finally:
                 peer.stop()
+    for port, (rc, errors) in codes_of_peers.items():
+        assert rc == 0, (port, errors)
     assert final.state is CampaignState.COMPLETED
     attempts = store.attempts(campaign.name)
     calls = Counter(a.number for a in attempts)

@@ -70,11 +70,12 @@ async def report_ringing(call: Any, callbacks: StatusCallbacks, key: str) -> Non
 def dialogue_outcome(run: RunResult) -> Outcome | None:
     """The retry-policy outcome a dialogue implies (None: derive it from the status).
 
-    Hanging up before giving any answer is "hung up early" (worth another try); hanging
-    up after answering something (during the goodbye, say) is a completed call whose
-    answers are in the record.
+    Hanging up before the tree ends without giving any answer is "hung up early" (worth
+    another try), even where the rest of the tree was messages only (an informer cut off
+    mid-message did not deliver it); hanging up after answering something (during the
+    goodbye, say) is a completed call whose answers are in the record.
     """
-    if run.outcome == "caller-hangup" and run.inputs == 0:
+    if run.caller_hung_up and run.inputs == 0:
         return Outcome.HUNG_UP_EARLY
     return None
 

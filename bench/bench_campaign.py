@@ -170,8 +170,8 @@ async def _sip_run(tmp: Path, n: int, channels: int, cps: float, hold: float,
                    with_campaign: bool) -> tuple[float, int, int]:
     """(seconds from first to last INVITE, answered, failed) for n calls to SIPp."""
     from autocall.campaign.contacts import NewContact
+    from autocall.campaign.placer import SipPlacer
     from autocall.telephony.call import UserAgent
-    from autocall.telephony.placer import SipPlacer
 
     tree = tmp / "hold.yaml"
     tree.write_text(f"name: hold\nstart: wait\nnodes:\n  wait: {{pause: {hold}, next: bye}}\n"

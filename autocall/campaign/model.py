@@ -18,36 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from autocall.telephony.call import CallStatus
+
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
 # the called party's location.
 LEGAL_START = time(8, 0)
 LEGAL_END = time(21, 0)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class CallStatus(enum.StrEnum):
-    """Twilio-like call status (DESIGN.md §4)."""
-
-    QUEUED = "queued"
-    INITIATED = "initiated"
-    RINGING = "ringing"
-    IN_PROGRESS = "in-progress"
-    COMPLETED = "completed"
-    BUSY = "busy"
-    NO_ANSWER = "no-answer"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def final(self) -> bool:
-        return self in _FINAL_STATUSES
-
-
-_FINAL_STATUSES = frozenset({
-    CallStatus.COMPLETED, CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.FAILED,
-    CallStatus.CANCELED,
-})
 
 
 class Outcome(enum.StrEnum):

@@ -24,11 +24,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from autocall.campaign.placer import load_tree, report_ringing
 from autocall.config import Settings, TrunkSettings, secret
 from autocall.dialogue.schema import Tree
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
-from autocall.telephony.placer import load_tree, report_ringing
 from autocall.telephony.runner import (
     AudioCache,
     CallRunner,

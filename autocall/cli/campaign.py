@@ -40,7 +40,7 @@ campaign_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DEFAULT_PLACER = "autocall.telephony.placer:from_settings"
+DEFAULT_PLACER = "autocall.campaign.placer:from_settings"
 
 DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL (SQLite file or PostgreSQL).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]

@@ -31,10 +31,10 @@ from autocall.campaign.contacts import import_campaign
 from autocall.campaign.dialer import Finished, run_campaign
 from autocall.campaign.dialer import Progress as DialerProgress
 from autocall.campaign.model import Attempt, load_campaign
+from autocall.campaign.placer import SipPlacer, load_tree
 from autocall.campaign.report import Report, campaign_report, write_cdr
 from autocall.campaign.store import Store
 from autocall.telephony.call import UserAgent
-from autocall.telephony.placer import SipPlacer, load_tree
 from autocall.telephony.runner import AudioCache, prompts_of
 from autocall.telephony.virtual import Behaviour, PhoneScript, VirtualPhones
 

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from autocall.campaign.dialer import Finished, run_campaign
+from autocall.campaign.placer import SipPlacer
 from autocall.telephony.call import UserAgent
-from autocall.telephony.placer import SipPlacer
 
 
 async def main() -> None:

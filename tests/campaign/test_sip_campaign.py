@@ -18,9 +18,9 @@ from conftest import us_number, write_campaign
 from autocall.campaign.contacts import import_campaign
 from autocall.campaign.dialer import CallRequest, run_campaign
 from autocall.campaign.model import CampaignState, Outcome, load_campaign
+from autocall.campaign.placer import SipPlacer
 from autocall.campaign.store import Store
 from autocall.telephony.call import UserAgent
-from autocall.telephony.placer import SipPlacer
 from tests.peers import SCENARIOS, Kamailio, Sipp
 
 pytestmark = pytest.mark.peers

@@ -17,8 +17,8 @@ import pytest
 
 from autocall.campaign.dialer import CallRequest, outcome_of
 from autocall.campaign.model import CallStatus, Outcome
+from autocall.campaign.placer import SipPlacer
 from autocall.telephony.call import UserAgent
-from autocall.telephony.placer import SipPlacer
 from autocall.telephony.virtual import Behaviour, PhoneScript, VirtualPhones
 from autocall.telephony.webhooks import StatusCallbacks
 

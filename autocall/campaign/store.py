@@ -41,6 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from autocall.campaign.contacts import NewContact
 from autocall.campaign.model import (
@@ -57,7 +58,7 @@ from autocall.campaign.model import (
     Plan,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -134,12 +135,48 @@ nodes = Table(
     Column("status", Text),
 )
 
+# Calls outside campaigns (inbound, informer): the same DESIGN.md §4 record fields.
+# One row per SIP Call-ID and direction, so a record written twice is stored once.
+calls = Table(
+    "autocall_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("direction", String(10), nullable=False),
+    Column("call_id", String(200), nullable=False),
+    Column("number", String(100)),
+    Column("caller", Text),
+    Column("source", String(100)),
+    Column("tree", String(100)),
+    Column("status", String(16)),
+    Column("outcome", String(40)),
+    Column("sip_code", Integer),
+    Column("q850", Integer),
+    Column("started_at", DateTime),
+    Column("answered_at", DateTime),
+    Column("ended_at", DateTime),
+    Column("duration", Float),
+    Column("billable", Float),
+    Column("digits", String(200), nullable=False, default=""),
+    Column("path", Text, nullable=False, default="[]"),
+    Column("variables", Text, nullable=False, default="{}"),
+    Column("recording", Text),
+    Column("error", Text),
+    UniqueConstraint("call_id", "direction", name="uq_autocall_calls_once"),
+)
+
 # version -> step; each step brings the schema from version-1 to version.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: lambda conn: metadata.create_all(
         conn, tables=[campaigns, contacts, attempts, nodes], checkfirst=True
     ),
+    2: lambda conn: metadata.create_all(conn, tables=[calls], checkfirst=True),
 }
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return _naive(value)
+    return _naive(datetime.fromisoformat(str(value)))
 
 
 def _naive(dt: datetime | None) -> datetime | None:
@@ -266,6 +303,39 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # --- calls outside campaigns --------------------------------------------------
+
+    def add_call(self, record: dict[str, Any]) -> bool:
+        """Store one inbound/informer call record; False if that call is already stored."""
+        row = {c.name: record.get(c.name) for c in calls.columns if c.name != "id"}
+        row["caller"] = record.get("from", record.get("caller"))
+        row["direction"] = record.get("direction") or "inbound"
+        for key in ("started_at", "answered_at", "ended_at"):
+            row[key] = _when(row[key])
+        row["digits"] = row["digits"] or ""
+        row["path"] = json.dumps(list(record.get("path") or []))
+        row["variables"] = json.dumps(record.get("variables") or {}, default=str)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(calls).values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    def calls(self, direction: str | None = None) -> list[dict[str, Any]]:
+        """Stored calls outside campaigns, oldest first."""
+        query = select(calls).order_by(calls.c.id)
+        if direction is not None:
+            query = query.where(calls.c.direction == direction)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["path"] = json.loads(row["path"])
+            row["variables"] = json.loads(row["variables"])
+            for key in ("started_at", "answered_at", "ended_at"):
+                row[key] = _aware(row[key])
+        return rows
 
     # --- schema -------------------------------------------------------------------
 

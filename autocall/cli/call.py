@@ -23,8 +23,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from autocall.campaign.placer import load_tree, report_ringing
+from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, secret
 from autocall.dialogue.schema import Tree
 from autocall.telephony.call import CallStatus, UserAgent
@@ -315,6 +317,9 @@ def register(app: typer.Typer) -> None:
         records: Annotated[Path, typer.Option(
             "--records", help="Call records, one JSON object per line.")] = Path(
             "autocall-inbound.jsonl"),
+        db: Annotated[str | None, typer.Option(
+            "--db", help="Store for call records (default: AUTOCALL_DATABASE_URL or "
+            "sqlite:///autocall.db).")] = None,
         recordings: Annotated[Path, typer.Option(
             "--recordings", help="Folder for voicemail WAVs and their JSON sidecars.")] = Path(
             "recordings"),
@@ -335,7 +340,7 @@ def register(app: typer.Typer) -> None:
         Calls beyond --max-calls get 503; sources outside --allow get 403.
         Transfers may only reach the tree's transfer_targets (toll-fraud guard).
         SIGTERM or Ctrl-C stops taking calls and lets the running ones finish.
-        Every call appends one JSON call record to --records.
+        Every call leaves one call record in the store (--db) and one JSON line in --records.
 
         Example: autocall serve --tree prompts/office.yaml --bind 0.0.0.0:5060
         """
@@ -348,13 +353,21 @@ def register(app: typer.Typer) -> None:
         settings = _settings(bind)
         trunk = _trunk(host, port, transport, user, password_file, register_)
         speech_model = _speech_model(tree, settings)
+        try:
+            store = Store(db or settings.database_url)
+        except SQLAlchemyError as exc:
+            raise _usage(f"--db: {exc}") from exc
         server = InboundServer(tree, records, max_calls=max_calls, allow=allow_list,
+                               on_record=store.add_call,
                                speech_model=speech_model,
                                audio=AudioCache(settings.tts_cache_dir),
                                recordings_dir=recordings, variables=_parse_vars(var or []),
                                callbacks=StatusCallbacks(status_callback),
                                webhooks=WebhookClient(fallback_url=webhook_fallback))
-        asyncio.run(_serve(server, settings, trunk, drain_timeout))
+        try:
+            asyncio.run(_serve(server, settings, trunk, drain_timeout))
+        finally:
+            store.close()
 
 
 def _speech_model(tree: Tree, settings: Settings) -> Any:

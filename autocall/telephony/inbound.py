@@ -111,7 +111,7 @@ class InboundServer:
     webhooks: WebhookClient = field(default_factory=WebhookClient)
     callbacks: StatusCallbacks = field(default_factory=lambda: StatusCallbacks(None))
     variables: dict[str, str] = field(default_factory=dict)
-    on_record: Callable[[dict[str, Any]], None] | None = None
+    on_record: Callable[[dict[str, Any]], object] | None = None
     speech_model: Any = None
     active: int = 0
     served: int = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from autocall.campaign.store import Store
 from autocall.dialogue.schema import Tree
 from autocall.telephony.inbound import AllowList, GuardedCall, TransferRefused
 from tests.peers import SCENARIOS, Sipp
@@ -32,6 +33,12 @@ def test_caller_keys_take_the_path_and_sigterm_lets_the_call_finish(tmp_path: Pa
     assert record["digits"] == "79"  # 7 as RFC 4733, 9 as SIP INFO
     assert record["status"] == "completed" and record["answered_at"]
     assert record["number"] == "sipp"
+    store = Store(f"sqlite:///{tmp_path / 'autocall.db'}")  # serve's default store, in its cwd
+    (stored,) = store.calls("inbound")
+    store.close()
+    assert stored["call_id"] == record["call_id"] and stored["path"] == record["path"]
+    assert stored["digits"] == "79" and stored["status"] == "completed"
+    assert stored["answered_at"] is not None and stored["billable"] == record["billable"]
 
 
 def test_calls_past_the_limit_get_503(tmp_path: Path) -> None:

@@ -152,6 +152,8 @@ def _summary(uri: str, call: Any, run: RunResult | None, error: str | None = Non
     status = getattr(call, "status", CallStatus.FAILED)
     return {
         "target": uri,
+        "call_id": getattr(call, "call_id", None),
+        "ended_at": ended.isoformat(),
         "status": str(getattr(status, "value", status)),
         "sip_code": getattr(call, "sip_code", None),
         "reason": getattr(call, "reason", None),
@@ -164,6 +166,20 @@ def _summary(uri: str, call: Any, run: RunResult | None, error: str | None = Non
         "variables": run.variables if run else {},
         "error": error or (run.error if run else None),
     }
+
+
+def _store_informer_call(url: str, summary: dict[str, Any], caller_id: str | None) -> None:
+    """Keep the DESIGN.md §4 record; a store that fails is reported, the call's result stands."""
+    record = {**summary, "direction": "outbound", "number": summary["target"],
+              "caller": caller_id, "billable": summary["duration"]}
+    try:
+        store = Store(url)
+        try:
+            store.add_call(record)
+        finally:
+            store.close()
+    except SQLAlchemyError as exc:
+        _err.print(f"[yellow]call record not stored in {url}:[/] {exc}")
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -250,6 +266,9 @@ def register(app: typer.Typer) -> None:
         user: UserOpt = None, password_file: PasswordFileOpt = None,
         register_: RegisterOpt = None, bind: BindOpt = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        db: Annotated[str | None, typer.Option(
+            "--db", help="Store for the call record (default: AUTOCALL_DATABASE_URL or "
+            "sqlite:///autocall.db).")] = None,
     ) -> None:
         """Place one informer call: speak or play a message, optionally ask to confirm.
 
@@ -287,6 +306,8 @@ def register(app: typer.Typer) -> None:
         code = exit_code(summary["status"], summary["sip_code"], summary["outcome"],
                          confirm is not None)
         summary["exit_code"] = code
+        if summary["call_id"]:
+            _store_informer_call(db or settings.database_url, summary, caller_id)
         if as_json:
             typer.echo(json.dumps(summary))
         else:

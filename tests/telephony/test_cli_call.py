@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from autocall.campaign.store import Store
 from autocall.cli import app
 from tests.peers import SCENARIOS, Kamailio, Sipp
 
@@ -24,6 +25,13 @@ CASES = [
     ("uas_reject_503.xml", [], 1, "failed", 503),
     ("uas_reject_404.xml", [], 1, "failed", 404),
 ]
+
+
+
+@pytest.fixture(autouse=True)
+def _own_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's call records go to its own SQLite file, not the working directory."""
+    monkeypatch.setenv("AUTOCALL_DATABASE_URL", f"sqlite:///{tmp_path / 'calls.db'}")
 
 
 @pytest.mark.parametrize(("scenario", "args", "code", "status", "sip_code"), CASES,
@@ -45,6 +53,12 @@ def test_outcome_gives_its_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert summary["path"][0] == "message1"
     if code == 0 and "--confirm" in args:
         assert summary["outcome"] == "confirmed" and summary["digits"].startswith("1")
+    store = Store(f"sqlite:///{tmp_path / 'calls.db'}")
+    (record,) = store.calls("outbound")  # every informer call leaves its record
+    store.close()
+    assert (record["call_id"], record["status"], record["sip_code"]) == (
+        summary["call_id"], status, sip_code)
+    assert record["digits"] == summary["digits"] and record["caller"] == "+12025550100"
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

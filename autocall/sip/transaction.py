@@ -77,18 +77,29 @@ def server_key(req: Request) -> tuple[str, str, str]:
     return (branch, f"{via.host}:{via.port or 5060}", method)
 
 
-def make_ack(invite: Request, response: Response) -> Request:
-    """ACK for a non-2xx final response, inside the INVITE transaction (§17.1.1.3)."""
+def _sibling(invite: Request, method: str, to: str) -> Request:
+    """A request that shares the INVITE's top Via (branch), routes, From, Call-ID and CSeq
+    number: ACK for a non-2xx (§17.1.1.3) and CANCEL (§9.1) are built alike."""
     h = Headers()
     h.add("Via", invite.headers.get_all("Via")[0])
     for route in invite.headers.get_all("Route"):
         h.add("Route", route)
     h.add("Max-Forwards", "70")
     h.add("From", invite.headers.get("From") or "")
-    h.add("To", response.headers.get("To") or "")
+    h.add("To", to)
     h.add("Call-ID", invite.call_id)
-    h.add("CSeq", f"{invite.cseq.number} ACK")
-    return Request("ACK", invite.uri, h)
+    h.add("CSeq", f"{invite.cseq.number} {method}")
+    return Request(method, invite.uri, h)
+
+
+def make_ack(invite: Request, response: Response) -> Request:
+    """ACK for a non-2xx final response, inside the INVITE transaction (§17.1.1.3)."""
+    return _sibling(invite, "ACK", response.headers.get("To") or "")
+
+
+def make_cancel(invite: Request) -> Request:
+    """CANCEL of a pending INVITE: its To is the INVITE's, without a tag (§9.1)."""
+    return _sibling(invite, "CANCEL", invite.headers.get("To") or "")
 
 
 class _Transaction:

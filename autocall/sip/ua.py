@@ -39,6 +39,7 @@ from autocall.sip.transaction import (
     ServerTransaction,
     TimedOut,
     Timers,
+    make_cancel,
     server_key,
 )
 from autocall.sip.transport import Received, TcpTransport, Transport, UdpTransport
@@ -776,17 +777,7 @@ class InviteSession:
         if self._cancel_sent:
             return
         self._cancel_sent = True
-        inv = self.invite
-        h = Headers()
-        h.add("Via", inv.headers.get_all("Via")[0])
-        for route in inv.headers.get_all("Route"):
-            h.add("Route", route)
-        h.add("Max-Forwards", "70")
-        h.add("From", inv.headers.get("From") or "")
-        h.add("To", inv.headers.get("To") or "")
-        h.add("Call-ID", inv.call_id)
-        h.add("CSeq", f"{inv.cseq.number} CANCEL")
-        cancel = Request("CANCEL", inv.uri, h)
+        cancel = make_cancel(self.invite)
         self.ua.send_request(cancel, self._dest, lambda resp: None)
 
     # ---- UAS ----------------------------------------------------------------------------

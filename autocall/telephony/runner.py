@@ -8,6 +8,11 @@ and ``Transfer`` into a REFER (blind) or a dialled, announced and bridged second
 (attended). Nothing here blocks the event loop: TTS renders in a worker thread (ahead of
 need, see :func:`prompts_of`) and a webhook never holds the call.
 
+In-band DTMF detection (the media layer's largest per-call CPU cost) runs only while a key
+could change something: it is switched on before the prompts of a state that takes keys
+are queued, so an early key is heard, and off where the engine drops keys (see
+:meth:`CallRunner._keys_matter`). RFC 4733 and SIP INFO keys do not need the detector.
+
 The call is duck-typed (:class:`RunnerCall` plus optional ``media``, ``ua``,
 ``transfer``) so ``autocall.telephony.call.Call`` and any driver with the same verbs runs.
 """
@@ -33,7 +38,15 @@ import soundfile as sf
 from autocall.audio import convert
 from autocall.audio.tones import beep
 from autocall.dialogue import engine as eng
-from autocall.dialogue.schema import RecordNode, SayPrompt, Tree, prompt_items
+from autocall.dialogue.schema import (
+    GatherNode,
+    MenuNode,
+    RecordNode,
+    SayPrompt,
+    Tree,
+    edges,
+    prompt_items,
+)
 from autocall.dialogue.template import render
 from autocall.speech.tts import PromptText, TtsError, render_prompt
 from autocall.telephony.webhooks import WebhookClient
@@ -196,6 +209,8 @@ class CallRunner:
         self._caller_hung_up = False
         self._inputs = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._listen_ahead = _nodes_before_listening(tree)
+        self._detect_media: Any = None  # the media whose in-band detection we steer
 
     # --- public ------------------------------------------------------------------------
 
@@ -207,8 +222,13 @@ class CallRunner:
         if media is not None:
             self._tap_next = media.on_audio
             media.on_audio = self._on_audio
+        detect_before = getattr(media, "inband_detection", None)
+        if detect_before is True:  # a call that has it off for its own reasons keeps it off
+            self._detect_media = media
         try:
-            await self._apply(self.engine.start(started))
+            actions = self.engine.start(started)
+            self._steer_detection()
+            await self._apply(actions)
             limit = started + self.max_seconds
             while not self.engine.finished:
                 event = await self._next_event(limit)
@@ -226,6 +246,8 @@ class CallRunner:
                 self._finish_recording("hangup")
             if media is not None and media.on_audio == self._on_audio:
                 media.on_audio = self._tap_next
+            if self._detect_media is not None:
+                self._detect_media.inband_detection = detect_before  # leave it as we found it
         return RunResult(
             outcome=self.engine.outcome or "error",
             path=list(self.engine.path),
@@ -274,9 +296,43 @@ class CallRunner:
                 self._finish_recording("hangup")  # the message left so far still counts
                 self._events.put_nowait(eng.CallerHangup())
                 return
-        await self._apply(self.engine.handle(event, self.clock()))
+        actions = self.engine.handle(event, self.clock())
+        self._steer_detection()  # before _apply queues prompts: a key early in them counts
+        await self._apply(actions)
         if self.engine.waiting_for not in ("prompts", "input"):
             self._speech = None
+
+    def _keys_matter(self) -> bool:
+        """Whether a key pressed now could change the call; when unsure, True.
+
+        From the engine's ``_on_digit`` and this runner's ``_handle``: menus and gathers
+        take keys while their prompts play and after; a key skips any say/play message;
+        during a record node's prompt the engine drops keys, and while recording only
+        ``end_on_key`` counts (checked here, before the engine); during a pause, a
+        webhook or a transfer a key is kept as type-ahead, which only a menu or gather
+        later on can use. A key nothing reacts to is not logged in ``digits`` either.
+        """
+        engine = self.engine
+        if engine.finished:
+            return False
+        node = self.tree.nodes.get(engine.node) if engine.node is not None else None
+        waiting = engine.waiting_for
+        if isinstance(node, RecordNode):
+            if waiting == "recording":
+                return node.record.end_on_key is not None
+            return waiting != "prompts"  # the prompt before the tone ignores keys
+        if waiting in ("pause", "webhook", "transfer"):
+            return engine.node in self._listen_ahead
+        return True
+
+    def _steer_detection(self) -> None:
+        """Detector on only while keys matter (call right after each engine step)."""
+        media = self._detect_media
+        if media is None:
+            return
+        wanted = self._keys_matter()
+        if media.inband_detection != wanted:
+            media.inband_detection = wanted
 
     def _barge_in_applies(self) -> bool:
         """A key during prompts skips them, except before a recording (engine contract)."""
@@ -511,6 +567,9 @@ class CallRunner:
             raise RuntimeError("attended transfer needs a call placed by a UserAgent")
         consult = await ua.call(action.target, caller_id=self.facts.get("callee") or None,
                                 ring_timeout=action.timeout)
+        consult_media = getattr(consult, "media", None)
+        if consult_media is not None:
+            consult_media.inband_detection = False  # nobody listens to the agent's keys
         try:
             answered = await consult.wait_answer(action.timeout + 1.0)
             if str(getattr(answered, "value", answered)) != "in-progress":
@@ -566,6 +625,25 @@ async def _call_events(call: Any) -> AsyncIterator[eng.Event]:
         elif "hangup" in type(event).__name__.lower() or getattr(event, "kind", "") == "hangup":
             yield eng.CallerHangup()
             return
+
+
+def _nodes_before_listening(tree: Tree) -> frozenset[str]:
+    """Ids of the nodes from which some menu or gather can still be reached.
+
+    A key pressed while nothing listens waits as type-ahead for the next menu or gather;
+    where none lies ahead it can never be used.
+    """
+    sources: dict[str, set[str]] = {}
+    for edge in edges(tree):
+        sources.setdefault(edge.target, set()).add(edge.source)
+    todo = [nid for nid, node in tree.nodes.items() if isinstance(node, MenuNode | GatherNode)]
+    seen: set[str] = set(todo)
+    while todo:
+        for source in sources.get(todo.pop(), ()):
+            if source not in seen:
+                seen.add(source)
+                todo.append(source)
+    return frozenset(seen)
 
 
 def _safe(text: str) -> str:

@@ -6,6 +6,13 @@
 registration fresh, and exposes INVITE sessions (``InviteSession``) that the telephony
 layer turns into calls. Call-IDs, tags and branches come from ``secrets`` (§8.1.1.4,
 §19.3: they must be unguessable so nobody can inject into a dialog).
+
+Being transferred (RFC 3515, we are the REFER's recipient): ``parse_refer`` checks the
+REFER (exactly one Refer-To, a sip:/sips:/tel: URI, no Replaces, INVITE only) and the
+session asks its ``on_refer`` policy; without one, or when it says no, the REFER gets 603
+(§2.4.2: following any target would let whoever reaches the dialog dial through our trunk).
+An accepted REFER gets 202 and a ``ReferSubscription`` that sends the NOTIFYs (§2.4.4);
+the telephony layer places the INVITE and reports its outcome through it.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from autocall.sip.message import (
     Request,
     Response,
     canonical_name,
+    split_list,
 )
 from autocall.sip.transaction import (
     ClientTransaction,
@@ -44,7 +52,8 @@ from autocall.sip.transaction import (
 )
 from autocall.sip.transport import Received, TcpTransport, Transport, UdpTransport
 
-__all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "new_tag", "new_branch"]
+__all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "new_tag", "new_branch",
+           "ReferTarget", "ReferRefused", "ReferSubscription", "parse_refer", "sipfrag"]
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
@@ -171,6 +180,79 @@ def salvage_400(raw: bytes, reason: str) -> bytes | None:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+# ---- being transferred (RFC 3515) --------------------------------------------------------
+REFER_SCHEMES = ("sip", "sips", "tel")
+SIPFRAG = "message/sipfrag;version=2.0"
+REFER_EXPIRES = 60
+"""Seconds our implicit subscription lasts while active (RFC 6665 §4.2.2 wants a value)."""
+
+
+class ReferRefused(ValueError):
+    """A REFER we answer with ``status`` and ``reason`` instead of following it."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ReferTarget:
+    """What an acceptable REFER asks for: INVITE ``uri`` (``Referred-By`` to copy, if any)."""
+
+    uri: URI
+    referred_by: str | None = None
+
+
+def parse_refer(request: Request) -> ReferTarget:
+    """The target of a REFER, or ``ReferRefused`` saying why we will not follow it.
+
+    400 when the request is broken: zero or several Refer-To values (RFC 3515 §2.4.1) or a
+    URI we cannot parse. 603 when it is well formed but asks for what we do not do: another
+    scheme than sip/sips/tel, a Replaces header (attended transfer, RFC 3891) or a method
+    other than INVITE (§2.4.2 lets the recipient decline). Other headers embedded in the URI
+    (RFC 3261 §19.1.5) are dropped: a remote party does not get to write our INVITE.
+    """
+    try:
+        values = [v for raw in request.headers.get_all("Refer-To") for v in split_list(raw)]
+    except ValueError:  # an unterminated quote or the like
+        raise ReferRefused(400, "Bad Refer-To") from None
+    if len(values) != 1:
+        raise ReferRefused(400, "Exactly one Refer-To required" if values else "Missing Refer-To")
+    value = values[0].strip()
+    inner = value[value.find("<") + 1:value.find(">")] if "<" in value and ">" in value \
+        else value.split(";")[0]
+    scheme = inner.split(":", 1)[0].strip().lower() if ":" in inner else ""
+    if scheme and scheme not in REFER_SCHEMES and re.match(r"^[a-z][a-z0-9+.\-]*$", scheme):
+        raise ReferRefused(603, f"Refer-To scheme {scheme[:20]}: not followed")
+    try:
+        uri = Address.parse(value).uri
+    except ValueError:
+        raise ReferRefused(400, "Bad Refer-To") from None
+    if uri.headers is not None:
+        names = {h.split("=", 1)[0].strip().lower() for h in uri.headers.split("&")}
+        if "replaces" in names:
+            raise ReferRefused(603, "Replaces (attended transfer) not supported")
+    method = (uri.params.get("method") or "INVITE").upper()
+    if method != "INVITE":
+        raise ReferRefused(603, f"Refer-To method {method[:20]}: only INVITE is followed")
+    params = {k: v for k, v in uri.params.items() if k != "method"}
+    referred_by: str | None = None
+    by = request.headers.get("Referred-By")
+    if by:
+        with contextlib.suppress(ValueError):
+            Address.parse(by)  # RFC 3892 §3: copied as is, but only if it is an address
+            referred_by = by.strip()
+    return ReferTarget(uri.copy(params=params, headers=None), referred_by)
+
+
+def sipfrag(status: int, reason: str | None = None) -> bytes:
+    """A message/sipfrag body of one status line (RFC 3420), as RFC 3515 §2.4.5 NOTIFYs carry."""
+    text = reason if reason is not None else Response(status).reason
+    text = re.sub(r"[^\x20-\x7e]", "?", text)[:120]
+    return f"SIP/2.0 {status} {text}\r\n".encode()
+
+
 class SipUA:
     """One SIP endpoint. Create with ``await SipUA.start(config, on_invite=…)``."""
 
@@ -191,6 +273,7 @@ class SipUA:
         self._reg_cseq = 0
         self._reg_tag: str | None = None
         self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -219,6 +302,8 @@ class SipUA:
                 with contextlib.suppress(TimeoutError, OSError, ValueError):
                     await asyncio.wait_for(self._register_once(expires=0), 2)
         await asyncio.sleep(0.05)  # let final BYEs leave
+        for task in list(self._tasks):
+            task.cancel()
         for handle in self._timers.values():
             handle.cancel()
         if self.transport is not None:
@@ -292,6 +377,13 @@ class SipUA:
     # ---- transaction plumbing ------------------------------------------------------------
     def _now(self) -> float:
         return self.loop.time()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A task the agent owns: kept referenced, cancelled by ``close``."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _send(self, msg: Request | Response, dest: Addr) -> None:
         if self.transport is not None:
@@ -618,6 +710,70 @@ class _Raw:
         return self.data
 
 
+class ReferSubscription:
+    """The implicit subscription an accepted REFER creates (RFC 3515 §2.4.4).
+
+    ``notify`` sends one NOTIFY (Event: refer;id=<REFER CSeq>, §2.4.6; a message/sipfrag
+    status line, §2.4.5) after the previous one was answered, so the referrer sees them in
+    order; the first final status (≥ 200) ends the subscription with
+    ``terminated;reason=noresource`` (§2.4.7) and later calls send nothing. NOTIFYs still
+    go out after the INVITE usage ended with a BYE: the subscription is its own dialog
+    usage (RFC 5057 §5).
+    """
+
+    def __init__(self, session: InviteSession, request: Request, target: ReferTarget) -> None:
+        self.session = session
+        self.request = request
+        self.target = target
+        self.event_id = request.cseq.number
+        self.terminated = False
+        self.final_status: int | None = None
+        self._last: asyncio.Task[int] | None = None
+
+    @property
+    def uri(self) -> URI:
+        return self.target.uri
+
+    @property
+    def referred_by(self) -> str | None:
+        return self.target.referred_by
+
+    def notify(self, status: int, reason: str | None = None) -> asyncio.Task[int]:
+        """Report ``status`` to the referrer; the task gives the NOTIFY's response code
+        (0 when nothing was sent: the subscription had already ended or the agent closed)."""
+        previous = self._last
+        final = status >= 200
+        skip = self.terminated
+        if final and not skip:
+            self.terminated = True
+            self.final_status = status
+        task = self.session.ua._spawn(self._send_after(previous, status, reason, final, skip))
+        self._last = task
+        return task
+
+    async def _send_after(self, previous: asyncio.Task[int] | None, status: int,
+                          reason: str | None, final: bool, skip: bool) -> int:
+        if previous is not None:
+            with contextlib.suppress(Exception):
+                await previous
+        session, ua = self.session, self.session.ua
+        if skip or session.dialog is None or ua._closed:
+            return 0
+        state = "terminated;reason=noresource" if final else f"active;expires={REFER_EXPIRES}"
+        req = session.dialog.new_request(
+            "NOTIFY", ua.via(), contact=ua.contact(), body=sipfrag(status, reason),
+            content_type=SIPFRAG,
+            extra=[("Event", f"refer;id={self.event_id}"), ("Subscription-State", state)])
+        try:
+            resp = await ua.request(req, session._hop())
+        except (OSError, ValueError) as exc:
+            log.info("NOTIFY for REFER %s not sent: %s", self.event_id, exc)
+            return 0
+        if resp.status == 481:  # the referrer forgot the subscription: nothing more to say
+            self.terminated = True
+        return resp.status
+
+
 class InviteSession:
     """One INVITE dialog usage, outgoing (``uac``) or incoming (``uas``).
 
@@ -654,6 +810,10 @@ class InviteSession:
         self._ok_tx: ServerTransaction | None = None
         self._auth_tries = 0
         self.source: Addr | None = None
+        self.on_refer: Callable[[ReferSubscription], bool] | None = None
+        """Policy for a REFER in this dialog: True to follow it (then place the INVITE and
+        report through the subscription). None refuses every REFER with 603."""
+        self.refer: ReferSubscription | None = None
 
     @property
     def call_id(self) -> str:
@@ -888,8 +1048,7 @@ class InviteSession:
             self._emit(SessionEvent("dialog", dialog_event=ev))
             return
         if kind == "refer":
-            # We are a dialer: being transferred away is not something we take (RFC 3515 §2.4.2).
-            self.ua.respond(tx, response_to(req, 603, "Transfer not accepted"))
+            self._refer_received(tx, req)
             return
         if kind == "options":
             h = Headers([("Allow", ALLOW), ("Accept", SDP)])
@@ -897,6 +1056,36 @@ class InviteSession:
             return
         self.ua.respond(tx, response_to(req, 200))
         self._emit(SessionEvent("dialog", dialog_event=ev))
+
+    def _refer_received(self, tx: ServerTransaction, req: Request) -> None:
+        """Answer a REFER: 400/603 with a reason, or 202 and a first NOTIFY (RFC 3515 §2.4)."""
+        try:
+            target = parse_refer(req)
+            if target.uri.scheme == "tel" and not self.ua.config.proxy:
+                raise ReferRefused(603, "No route for a tel: target")
+            if self.refer is not None and not self.refer.terminated:
+                raise ReferRefused(603, "A transfer is already in progress")
+            if self.state != "confirmed":
+                raise ReferRefused(603, "Call not established")
+        except ReferRefused as exc:
+            log.info("REFER refused: %s", exc)
+            self.ua.respond(tx, response_to(req, exc.status, exc.reason))
+            return
+        sub = ReferSubscription(self, req, target)
+        accepted = False
+        if self.on_refer is not None:
+            try:
+                accepted = bool(self.on_refer(sub))
+            except Exception:  # a policy bug refuses; it must not leave the REFER unanswered
+                log.exception("REFER policy failed")
+        if not accepted:
+            log.info("REFER to %s not accepted by policy", target.uri)
+            self.ua.respond(tx, response_to(req, 603, "Transfer not accepted"))
+            return
+        self.refer = sub
+        h = Headers([("Contact", self.ua.contact())])
+        self.ua.respond(tx, response_to(req, 202, headers=h))
+        sub.notify(100, "Trying")
 
     async def request(self, method: str, *, body: bytes = b"", content_type: str | None = None,
                       extra: list[tuple[str, str]] | None = None) -> Response:

@@ -31,6 +31,15 @@ In a call: ``play``/``flush`` (barge-in), ``send_dtmf(digits, method="rfc4733"|"
 the dialer's status before a Call exists; a Call starts at initiated (outbound) or
 ringing (inbound).
 
+Being transferred: the far end may REFER us elsewhere (RFC 3515). A ``UserAgent`` refuses
+that (603) unless started with ``accept_refer``, a predicate on the Refer-To URI: it dials
+through our trunk, so only targets it accepts are followed (toll fraud). For an accepted
+REFER we answer 202, INVITE the target (with the REFER's Referred-By), report progress and
+outcome in NOTIFYs, and on success hang up the old dialog: the same ``Call`` (same media
+stream, digits and events, status in-progress) goes on with the new party, and says so in
+``transferred_to`` and a ``TransferredEvent``. If the target does not answer, the original
+call goes on — unless the referrer already hung up, which then ends the call.
+
 Status mapping of a final response to our INVITE: 2xx → in-progress (completed once it
 ends); 486/600 → busy; 603 → busy (declined; ``sip_code`` tells them apart);
 408/480 and our CANCEL on ring timeout → no-answer; our explicit ``cancel()`` → canceled;
@@ -60,10 +69,10 @@ from autocall.sip.auth import Credentials
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.transaction import Timers
-from autocall.sip.ua import InviteSession, SessionEvent, SipUA, UAConfig
+from autocall.sip.ua import InviteSession, ReferSubscription, SessionEvent, SipUA, UAConfig
 
-__all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "CallEvent",
-           "status_for"]
+__all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "TransferredEvent",
+           "CallEvent", "status_for"]
 
 log = logging.getLogger(__name__)
 CODECS = {"PCMU": 0, "PCMA": 8}
@@ -128,7 +137,17 @@ class HangupEvent:
     reason: str | None
 
 
-CallEvent = DigitEvent | HangupEvent
+@dataclass(frozen=True)
+class TransferredEvent:
+    """The far end transferred us (REFER) and ``target`` answered: the call goes on there."""
+
+    target: str
+    referred_by: str | None
+    sip_code: int
+
+
+CallEvent = DigitEvent | HangupEvent | TransferredEvent
+AcceptRefer = Callable[[str], bool]
 
 
 def _now() -> datetime:
@@ -159,6 +178,13 @@ class Call:
         self.negotiated: Negotiated | None = None
         self.record_path: Path | None = None
         self.transfer_code: int | None = None
+        self.transferred_to: str | None = None
+        """Where a REFER we followed took this call (the Refer-To URI), once it answered."""
+        self.referred_by: str | None = None
+        self._first_call_id = session.call_id
+        self._following: InviteSession | None = None
+        self._following_version = 0
+        self._old_ended: SessionEvent | None = None
         self._cancel_cause: str | None = None
         self._ring_timer: asyncio.TimerHandle | None = None
         self._answered = asyncio.Event()
@@ -167,9 +193,7 @@ class Call:
         self._sdp_version = 1
         self._session_id = secrets.randbelow(2**31)
         self._notify: asyncio.Queue[str] = asyncio.Queue()
-        session.listener = self._on_session
-        session.answerer = self._answer_offer
-        session.offerer = self._sdp
+        self._attach(session)
         media.on_digit = self._on_digit
 
     def __repr__(self) -> str:
@@ -177,7 +201,14 @@ class Call:
 
     @property
     def call_id(self) -> str:
-        return self.session.call_id
+        """The first dialog's Call-ID: a transfer moves the call, it does not rename it."""
+        return self._first_call_id
+
+    def _attach(self, session: InviteSession) -> None:
+        session.listener = self._on_session
+        session.answerer = self._answer_offer
+        session.offerer = self._sdp
+        session.on_refer = self._on_refer
 
     @property
     def duration(self) -> float | None:
@@ -322,6 +353,140 @@ class Call:
             if len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) >= 200:
                 return int(parts[1])
         return 408
+
+    # ---- being transferred (RFC 3515, we are the REFER's recipient) ------------------------
+    def _on_refer(self, sub: ReferSubscription) -> bool:
+        """Policy for a REFER in our dialog: follow it only if ``accept_refer`` says so."""
+        accept = self.ua.accept_refer
+        target = str(sub.uri)
+        if accept is None or self.status is not CallStatus.IN_PROGRESS \
+                or self._following is not None or sub.session is not self.session:
+            return False
+        try:
+            if not accept(target):
+                log.info("call %s: REFER to %s refused by accept_refer", self.id, target)
+                return False
+        except Exception:
+            log.exception("call %s: accept_refer failed on %s", self.id, target)
+            return False
+        self._follow(sub)
+        return True
+
+    def _follow(self, sub: ReferSubscription) -> None:
+        """Build the INVITE to the Refer-To target now (so a hangup meanwhile can cancel it)
+        and run the rest in a task the agent owns."""
+        old = self.session
+        assert old.dialog is not None
+        local = old.dialog.local_uri
+        headers = [("Referred-By", sub.referred_by)] if sub.referred_by else []
+        outcome: asyncio.Future[SessionEvent] = self.ua.loop.create_future()
+
+        def listen(ev: SessionEvent) -> None:
+            if ev.kind in ("answered", "failed", "ended") and not outcome.done():
+                outcome.set_result(ev)
+
+        # The offer to the target starts the new dialog's SDP versions; the old dialog's
+        # next offer must still be exactly one up from its last (RFC 3264 §8).
+        version = self._sdp_version
+        sdp = self._sdp()
+        self._sdp_version = version
+        new = self.ua.sip.invite(sub.uri, from_user=local.uri.user, display=local.display,
+                                 headers=headers, sdp=sdp, listener=listen, send=False)
+        self._following = new
+        self._following_version = version
+        task = self.ua.loop.create_task(self._follow_refer(sub, old, new, outcome))
+        self.ua._tasks.add(task)
+        task.add_done_callback(self.ua._tasks.discard)
+
+    async def _follow_refer(self, sub: ReferSubscription, old: InviteSession,
+                            new: InviteSession, outcome: asyncio.Future[SessionEvent]) -> None:
+        """INVITE the target; on a usable answer move the call there, then NOTIFY and BYE."""
+        code, reason = 503, "Service Unavailable"
+        ring: asyncio.TimerHandle | None = None
+        old_peer: tuple[str, int] | None = None
+        moved = False
+        try:
+            try:
+                await self.ua.sip.prepare(sub.uri)
+                dest = self.ua.sip.destination(sub.uri)
+            except (OSError, ValueError) as exc:
+                log.info("call %s: cannot route REFER target %s: %s", self.id, sub.uri, exc)
+                return  # §8.1.3.1: a transport failure counts as 503
+            if self.status.final:
+                code, reason = 487, "Request Terminated"
+                return
+            new._send_invite(dest)
+            ring = self.ua.loop.call_later(self.ua.refer_ring_timeout, new.cancel)
+            ev = await outcome
+            code, reason = ev.status or 487, ev.reason or "Request Terminated"
+            if ev.kind != "answered":
+                return
+            neg = None
+            with contextlib.suppress(ValueError):
+                neg = negotiate(parse_sdp(new.remote_sdp or b""))
+            if neg is None or self.status.final:
+                new.bye(reason="no common codec" if neg is None else "call ended")
+                code, reason = (488, "Not Acceptable Here") if neg is None else \
+                    (487, "Request Terminated")
+                return
+            old_peer = self.media.remote_addr
+            self._move_to(new, neg, sub)
+            moved = True
+        finally:
+            if ring is not None:
+                ring.cancel()
+            if not moved:
+                self._following = None
+                if new.state in ("calling", "early"):
+                    new.cancel()
+                elif new.state == "confirmed":
+                    new.bye(reason="transfer abandoned")
+            sub.notify(code, reason)  # §2.4.5: the INVITE's final status line
+            if not moved and self._old_ended is not None and not self.status.final:
+                # The referrer hung up after its REFER and the target did not take the call.
+                await self._finish(CallStatus.COMPLETED, self.sip_code, self.reason, by="remote")
+        notified = sub._last
+        if notified is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(notified), 10)
+        old.bye(reason="transferred")  # a no-op if the referrer already hung up
+        # Until its BYE the old party still sends RTP, and our reopened latch may have taken
+        # one of its packets; once it has stopped, point the stream at the new party again.
+        for delay in (0.2, 1.0):
+            self.ua.loop.call_later(delay, self._unlatch_from, old_peer, new)
+
+    def _unlatch_from(self, old_peer: tuple[str, int] | None, new: InviteSession) -> None:
+        neg = self.negotiated
+        if self.session is new and not self.status.final and neg is not None \
+                and old_peer is not None and old_peer != neg.remote \
+                and self.media.remote_addr == old_peer and not self.media.closed:
+            log.info("call %s: RTP latched to the old party %s:%s, reopening", self.id, *old_peer)
+            self.media.update(remote_addr=neg.remote)
+
+    def _move_to(self, new: InviteSession, neg: Negotiated, sub: ReferSubscription) -> None:
+        """The transfer target answered: same Call and media stream, new dialog and peer."""
+        old = self.session
+        old.listener = lambda ev: None  # its BYE no longer ends the call
+        old.answerer = lambda offer: None  # nor may a late re-INVITE there move our media
+        old.on_refer = None
+        self.session = new
+        self._attach(new)
+        self._following = None
+        self._old_ended = None
+        self._sdp_version = max(self._sdp_version, self._following_version + 1)
+        self.negotiated = neg
+        if self.media.started:
+            self._apply_update(neg)
+        else:
+            self._start_media()
+        self.transferred_to = str(sub.uri)
+        self.referred_by = sub.referred_by
+        log.info("call %s: transferred to %s", self.id, self.transferred_to)
+        self._events.put_nowait(TransferredEvent(self.transferred_to, sub.referred_by,
+                                                 new.final_status or 200))
+        if new.state == "terminated":  # the target hung up before we took the call over
+            self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
+                                                  self.reason, by="remote"))
 
     async def hold(self) -> int:
         """Put the far end on hold (re-INVITE with a=sendonly, RFC 3264 §8.4)."""
@@ -474,6 +639,11 @@ class Call:
         elif ev.kind == "ended":
             if ev.message is not None:
                 self.q850_cause = reason_cause(ev.message)
+            if self._following is not None and ev.by == "remote" \
+                    and self.status is CallStatus.IN_PROGRESS:
+                # The referrer may hang up once we accepted its REFER: the transfer decides.
+                self._old_ended = ev
+                return
             if self.status is CallStatus.IN_PROGRESS:
                 self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
                                                       self.reason, by=ev.by or "remote"))
@@ -496,6 +666,12 @@ class Call:
             return
         if self._ring_timer is not None:
             self._ring_timer.cancel()
+        following = self._following
+        if following is not None:  # a transfer target still ringing: it reports 487
+            if following.state in ("calling", "early"):
+                following.cancel()
+            elif following.state == "confirmed":
+                following.bye(reason="call ended")
         self.status = status
         if self.answered_at is None or status is not CallStatus.COMPLETED:
             self.sip_code, self.reason = code, reason
@@ -538,6 +714,10 @@ class UserAgent:
         self._incoming: asyncio.Queue[Call] = asyncio.Queue()
         self.on_call: OnCall | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.accept_refer: AcceptRefer | None = None
+        """Which Refer-To URIs a call of ours may be transferred to (None: no REFER)."""
+        self.refer_ring_timeout = 30.0
+        """Seconds a transfer target may ring before we CANCEL and report 487."""
 
     @classmethod
     async def start(cls, *, bind_host: str = "127.0.0.1", bind_port: int = 0,
@@ -548,8 +728,14 @@ class UserAgent:
                     password: str | None = None, register: bool = False,
                     registrar: str | None = None, register_expires: int = 600,
                     media_host: str | None = None, timers: Timers | None = None,
-                    on_call: OnCall | None = None) -> UserAgent:
-        """Bind the SIP transport and start the media clock (and REGISTER if asked)."""
+                    on_call: OnCall | None = None, accept_refer: AcceptRefer | None = None,
+                    refer_ring_timeout: float = 30.0) -> UserAgent:
+        """Bind the SIP transport and start the media clock (and REGISTER if asked).
+
+        ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
+        calls to; without it every REFER is declined (603), because following one dials
+        through our trunk at the referrer's choice.
+        """
         creds = Credentials(username or user, password) if password is not None else None
         config = UAConfig(bind_host=bind_host, bind_port=bind_port, transport=transport,
                           advertise_host=advertise_host, advertise_port=advertise_port,
@@ -560,6 +746,8 @@ class UserAgent:
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
         self.on_call = on_call
+        self.accept_refer = accept_refer
+        self.refer_ring_timeout = refer_ring_timeout
         return self
 
     @property

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import socket
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
@@ -164,30 +165,60 @@ def next_attempt_at(campaign: Campaign, attempts_made: int, outcome: Outcome,
     return nxt
 
 
-class Pacer:
-    """Calls-per-second limit: each call gets a start slot ``1/rate`` after the last.
+# Seconds of loop lateness the pacer absorbs by default: calls delayed by a commit, a
+# burst of SIP traffic or a GC pause start late but keep their grid slots; only a longer
+# stall (channels full, nothing due, paused) gives up the time.
+CATCH_UP = 0.1
 
-    A loop that wakes late may catch up by at most ``burst`` slots, so the sustained rate
-    stays at ``rate`` under load while no second ever holds more than ``rate + burst``.
+
+class Pacer:
+    """Calls-per-second grid: call ``k`` is due at ``t0 + k / rate``.
+
+    Slots are counted on the grid, never from when the previous call actually started,
+    so a loop that wakes late does not push later calls back and the long-run rate is
+    ``rate`` exactly (a late call keeps its slot and the next ones follow at once). Only
+    a stall longer than ``burst - 1`` slots moves the grid: then ``burst`` calls are due
+    at once and the grid goes on from there. A call is never due before its slot, and one
+    reserved late is due at most ``burst - 1`` slots back, so any one-second window holds
+    at most ``rate + burst`` starts (one more for a sleep that overshot its slot). Times
+    are on any monotonic clock (seconds); no I/O.
     """
 
-    def __init__(self, rate: float, burst: int = 2) -> None:
+    def __init__(self, rate: float, burst: int | None = None) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, not {rate}")
+        self.rate = rate
         self.interval = 1.0 / rate
-        self.burst = burst
-        self._next = float("-inf")
+        self.burst = max(1, burst if burst is not None else default_burst(rate))
+        self._t0: float | None = None  # the grid's origin (moved only by a stall)
+        self._k = 0  # the next slot's index on the grid
 
-    def _start(self, now: float) -> float:
-        return max(self._next, now - self.interval * (self.burst - 1))
+    def _grid(self) -> float:
+        """The next slot on the grid (-inf before the first call)."""
+        return -math.inf if self._t0 is None else self._t0 + self._k / self.rate
+
+    def due(self, now: float) -> float:
+        """When the next call is due (at or before ``now``: at once); reserves nothing."""
+        if self._t0 is None:
+            return now
+        return max(self._grid(), now - (self.burst - 1) * self.interval)
 
     def slot(self, now: float) -> float:
-        """Reserve the next start time on a monotonic clock (past slots mean: now)."""
-        start = self._start(now)
-        self._next = start + self.interval
+        """Reserve the next call's start; a time at or before ``now`` means: at once."""
+        start = self.due(now)
+        if start > self._grid():  # the first call, or the first after a stall: re-anchor
+            self._t0, self._k = start, 0
+        self._k += 1
         return start
 
     def free(self, now: float, horizon: float) -> int:
-        """How many starts fit between now and ``now + horizon``."""
-        return max(0, int((now + horizon - self._start(now)) / self.interval) + 1)
+        """How many calls are due between now and ``now + horizon``."""
+        return max(0, math.floor((now + horizon - self.due(now)) * self.rate + 1e-9) + 1)
+
+
+def default_burst(rate: float) -> int:
+    """Calls due at once after a stall: :data:`CATCH_UP` seconds of late slots, plus one."""
+    return max(2, math.ceil(rate * CATCH_UP) + 1)
 
 
 def idle_reason(s: Summary, now: datetime, local_in_flight: int, channels: int) -> str:
@@ -249,6 +280,10 @@ class Finished:
 
 # How often a dialing node re-reads the campaign state (pause/stop latency).
 STATE_CHECK = 0.1
+# Contacts are claimed (attempt rows committed, one transaction) for the calls due in the
+# next CLAIM_AHEAD seconds: the claim runs before their slots, so its latency does not
+# push them back.
+CLAIM_AHEAD = 0.25
 
 
 def default_node() -> str:
@@ -321,6 +356,7 @@ class _Driver:
         self.dnc = DncList.from_files(self.campaign.dnc, self.campaign.default_region)
         self.pacer = Pacer(self.campaign.calls_per_second)
         self.tasks: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()  # a call ended: a channel is free
         self._finishing: list[tuple[int, CallRecord, datetime | None, Finished,
                                     asyncio.Future[bool]]] = []
         self._flush_wake = asyncio.Event()
@@ -407,9 +443,9 @@ class _Driver:
                 idle = f"all {self.campaign.channels} channels busy"
                 await self._wait(self.poll)
                 continue
-            limit = min(free, self.pacer.free(mono, horizon=0.25))
+            limit = min(free, self.pacer.free(mono, horizon=CLAIM_AHEAD))
             if limit <= 0:
-                await self._wait(self.pacer.interval)
+                await self._wait(self.pacer.due(mono) - CLAIM_AHEAD - mono)
                 continue
             if self.dnc.refresh():
                 log.info("%s: do-not-call list reloaded (%d numbers)", name,
@@ -428,7 +464,7 @@ class _Driver:
                     await self._sleep_until(self.pacer.slot(self.loop.time()))
                     task = asyncio.create_task(self._call(claim))
                     self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
+                    task.add_done_callback(self._ended_call)
                 continue
             if scanned_all:
                 continue  # a full batch was deferred or closed: more may be due
@@ -473,13 +509,24 @@ class _Driver:
         e = self.campaign.end_at
         return e is not None and now >= (e if e.tzinfo else e.replace(tzinfo=UTC))
 
+    def _ended_call(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._freed.set()
+
     async def _wait(self, seconds: float) -> None:
-        """Sleep, but wake as soon as a call ends (a channel is free)."""
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=seconds,
-                               return_when=asyncio.FIRST_COMPLETED)
-        else:
-            await asyncio.sleep(seconds)
+        """Sleep, but wake as soon as a call ends (a channel is free).
+
+        One event rather than ``asyncio.wait`` on every task: with hundreds of channels
+        that added and removed a callback per call on each wait, time the loop then
+        lacked for starting calls on their slots.
+        """
+        self._freed.clear()
+        if not self.tasks:
+            await asyncio.sleep(max(0.0, seconds))
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, seconds)):
+                await self._freed.wait()
 
     async def _sleep_until(self, when: float) -> None:
         delay = when - self.loop.time()

@@ -113,6 +113,22 @@ class _NaiveEngine:
         if task is not None:
             task.cancel()
 
+    def watch(self, sock: Any, on_datagram: Callable[[bytes, Any, float], None]) -> None:
+        """Baseline receive: the event loop calls back for every datagram (the usual way)."""
+        loop = asyncio.get_running_loop()
+
+        def readable() -> None:
+            try:
+                data, addr = sock.recvfrom(2048)
+            except OSError:
+                return
+            on_datagram(data, addr, loop.time())
+
+        loop.add_reader(sock, readable)
+
+    def unwatch(self, sock: Any) -> None:
+        asyncio.get_running_loop().remove_reader(sock)
+
     def time(self) -> float:
         return asyncio.get_running_loop().time()
 

@@ -11,6 +11,7 @@ holding the others up, and a call that joins is padded to where the others are.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -109,6 +110,10 @@ class DetectorPool:
     def detach(self, slot: Slot) -> None:
         self._banks[slot[0]].detach(slot[1])
         self._free.append(slot)
+
+    def pusher(self, slot: Slot) -> Callable[[npt.NDArray[np.int16]], None]:
+        """`push` bound to one slot: the per-frame call of a call's media tick."""
+        return functools.partial(self._banks[slot[0]].push, slot[1])
 
     def push(self, slot: Slot, frame: npt.NDArray[np.int16]) -> None:
         """One frame of the call's received audio (every tick, silence included)."""

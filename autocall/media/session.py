@@ -29,8 +29,12 @@ Decisions:
 - **Symmetric RTP.** We send to the SDP address until the first valid RTP packet with a
   negotiated payload type arrives, then latch to its source address and port (NAT).
   Packets from other addresses are dropped (no injected audio or digits) until
-  ``update(remote_addr=...)`` re-opens the latch. Packets before ``start`` are ignored:
-  start the session as soon as the answer's SDP is known (before sending the ACK).
+  ``update(remote_addr=...)`` re-opens the latch; the address the SDP named may always
+  take the latch over. Packets before ``start`` are ignored: start the session as soon
+  as the answer's SDP is known (before sending the ACK).
+- **Read in the pacing tick.** The socket is not on the event loop: the engine reads it
+  right after each wake-up's sends (`autocall.media.clock`), so receiving never delays
+  sending.
 - **One stream per call.** ``update`` keeps SSRC, sequence number and timestamp running
   (RFC 3264 §8: a re-INVITE changes the session, not the RTP stream); the RTP timestamp
   is derived from the pacing clock's frame index, so it follows real time even across hold.
@@ -48,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import socket
 import struct
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -118,17 +123,6 @@ class _Playback:
         return chunk
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, session: MediaSession) -> None:
-        self.session = session
-
-    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self.session._on_datagram(data, (addr[0], addr[1]))
-
-    def error_received(self, exc: Exception) -> None:
-        self.session._send_errors += 1
-
-
 class MediaSession:
     """One call's RTP stream: paced sending, receiving, DTMF both ways, recording."""
 
@@ -144,11 +138,12 @@ class MediaSession:
         self.frame_samples = round(RATE * engine.frame)
         self.on_digit: Callable[[Digit], None] | None = None
         self.on_audio: Callable[[Samples], None] | None = None
-        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sender = RtpSender()
         self._stream: int | None = None
         self._remote: tuple[str, int] | None = None
+        self._sdp_remote: tuple[str, int] | None = None
         self._latched = False
         self._pt = PCMU
         self._dtmf_pt: int | None = None
@@ -168,6 +163,7 @@ class MediaSession:
         self._inband = detect_inband
         self._detector: Any = None
         self._slot: Slot | None = None
+        self._push_detect: Callable[[Samples], None] | None = None
         self._detector_tail = 0
         self._recorder: Recorder | None = None
         self._digit_queue: asyncio.Queue[Digit | None] = asyncio.Queue()
@@ -195,19 +191,26 @@ class MediaSession:
         return session
 
     async def bind(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        if self._transport is not None:
+        """Open the RTP socket; the engine reads it from `start` to `close`."""
+        if self._sock is not None:
             raise RuntimeError("MediaSession is already bound")
         self._loop = asyncio.get_running_loop()
-        transport, _ = await self._loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(host, port)
-        )
-        self._transport = transport
+        infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, type_, proto, _, addr = infos[0]
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind(addr)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
 
     @property
     def local_addr(self) -> tuple[str, int]:
-        if self._transport is None:
+        if self._sock is None:
             raise RuntimeError("MediaSession is not bound: use `await MediaSession.open(...)`")
-        host, port = self._transport.get_extra_info("sockname")[:2]
+        host, port = self._sock.getsockname()[:2]
         return host, port
 
     @property
@@ -267,17 +270,19 @@ class MediaSession:
         dtmf_payload_type: int | None = None,
     ) -> None:
         """Begin sending to ``remote_addr`` (from the SDP) and accept its RTP."""
-        if self._transport is None:
+        if self._sock is None:
             raise RuntimeError("bind the MediaSession before start()")
         if self._closed:
             raise RuntimeError("MediaSession is closed")
         if self._stream is not None:
             raise RuntimeError("MediaSession already started; use update() for a re-INVITE")
         self._check_pts(payload_type, dtmf_payload_type)
-        self._remote = (remote_addr[0], remote_addr[1])
+        self._remote = self._sdp_remote = (remote_addr[0], remote_addr[1])
         self._pt = payload_type
         self._dtmf_pt = dtmf_payload_type
-        self._stream = self.engine.add_stream(self._on_frame, after=self._after_frame)
+        self._discard_queued()
+        self.engine.watch(self._sock, self._on_datagram)
+        self._stream = self.engine.add_stream(self._send_frame, after=self._after_frame)
         if self._inband:
             self._attach_detection()
 
@@ -295,7 +300,7 @@ class MediaSession:
         self._check_pts(pt, dpt)
         self._pt, self._dtmf_pt = pt, dpt
         if remote_addr is not None:
-            self._remote = (remote_addr[0], remote_addr[1])
+            self._remote = self._sdp_remote = (remote_addr[0], remote_addr[1])
             self._latched = False
         if hold is not None:
             if self._hold and not hold:
@@ -321,6 +326,7 @@ class MediaSession:
         pb = _Playback(samples, loop.create_future())
         if len(samples) == 0:
             return True
+        pb.payload(self._pt, 0)  # encode now, not inside a pacing tick shared by all calls
         self._plays.append(pb)
         return await pb.done
 
@@ -451,8 +457,9 @@ class MediaSession:
         self._resolve_events()
         self._detach_detection()
         self.stop_recording()
-        if self._transport is not None:
-            self._transport.close()
+        if self._sock is not None:
+            self.engine.unwatch(self._sock)
+            self._sock.close()
         self._digit_queue.put_nowait(None)
         await asyncio.sleep(0)
 
@@ -480,19 +487,17 @@ class MediaSession:
                 fut.set_result(None)
         self._events_done.clear()
 
-    def _on_frame(self, n: int) -> None:
-        """Pacing tick, first pass: send frame ``n`` (nothing on hold)."""
-        self._sent = None if self._hold else self._send_frame(n)
-
     def _after_frame(self, n: int) -> None:
         """Pacing tick, second pass: play out one received frame, detect, record, poll."""
-        assert self._loop is not None
-        for ev in self._events_rx.poll(self._loop.time()):
-            self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
+        events_rx = self._events_rx
+        if events_rx.pending:
+            assert self._loop is not None
+            for ev in events_rx.poll(self._loop.time()):
+                self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
         received = self._jitter.pop()
         rx = self._zeros if received is None else received
-        if self._slot is not None:
-            self.engine.detector_pool().push(self._slot, rx)
+        if self._push_detect is not None:
+            self._push_detect(rx)
         elif self._detector is not None:
             if received is not None:
                 self._detector_tail = _DETECTOR_TAIL
@@ -508,30 +513,25 @@ class MediaSession:
         if self._recorder is not None:
             self._recorder.write(rx, self._zeros if self._sent is None else self._sent)
 
-    def _send_frame(self, n: int) -> Samples | None:
-        """Send this frame's packet(s); return the audio sent (for the recorder)."""
+    def _send_frame(self, n: int) -> None:
+        """Pacing tick, first pass: send frame ``n``'s packet(s), nothing on hold.
+
+        Keeps the audio sent in ``_sent`` for the recorder (None for silence or events).
+        """
+        self._sent = None
+        if self._hold:
+            return
         ts = n * self.frame_samples
-        remote = self._remote
-        transport = self._transport
-        assert remote is not None and transport is not None
-        frame = self.frame_samples
-        if self._events_tx.busy:
-            packets = self._events_tx.tick(ts)
-            if self._dtmf_pt is not None:
-                for p in packets:
-                    transport.sendto(
-                        self._sender.packet(p.payload, self._dtmf_pt, p.timestamp, p.marker), remote
-                    )
-            if not self._events_tx.busy:
-                self._resolve_events()
-            if packets:
-                return None
+        if self._events_tx.busy and self._send_events(ts):
+            return
         queue = self._inband_tx or self._plays
         pt = self._pt
         if queue:
             pb = queue[0]
+            frame = self.frame_samples
             payload = pb.payload(pt, frame)
-            samples = pb.samples(frame) if self._recorder is not None else None
+            if self._recorder is not None:
+                self._sent = pb.samples(frame)
             pb.pos += frame
             if pb.pos >= len(pb.pcm):
                 queue.popleft()
@@ -539,12 +539,52 @@ class MediaSession:
                     pb.done.set_result(True)
         else:
             payload = self._silence[pt]
-            samples = None
-        transport.sendto(self._sender.packet(payload, pt, ts, self._marker), remote)
+        sock, remote = self._sock, self._remote
+        assert sock is not None and remote is not None
+        try:
+            sock.sendto(self._sender.packet(payload, pt, ts, self._marker), remote)
+        except OSError:
+            # A full send buffer or an ICMP error left on the socket: RTP is loss
+            # tolerant, so this packet is dropped and the stream keeps its pace.
+            self._send_errors += 1
         self._marker = False
-        return samples
 
-    def _on_datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _send_events(self, ts: int) -> bool:
+        """Send this frame's RFC 4733 packets; True when they replace the audio frame."""
+        packets = self._events_tx.tick(ts)
+        sock, remote = self._sock, self._remote
+        assert sock is not None and remote is not None
+        if self._dtmf_pt is not None:
+            for p in packets:
+                self._sendto(
+                    sock,
+                    self._sender.packet(p.payload, self._dtmf_pt, p.timestamp, p.marker),
+                    remote,
+                )
+        if not self._events_tx.busy:
+            self._resolve_events()
+        return bool(packets)
+
+    def _sendto(self, sock: socket.socket, packet: bytes, remote: tuple[str, int]) -> None:
+        try:
+            sock.sendto(packet, remote)
+        except OSError:
+            # A full send buffer or an ICMP error left on the socket: RTP is loss
+            # tolerant, so this packet is dropped and the stream keeps its pace.
+            self._send_errors += 1
+
+    def _discard_queued(self) -> None:
+        """Drop what arrived before `start`: it belongs to no negotiated stream."""
+        assert self._sock is not None
+        for _ in range(100_000):  # bounded: a flood must not hang start()
+            try:
+                self._sock.recv(1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+
+    def _on_datagram(self, data: bytes, addr: tuple[Any, ...], now: float) -> None:
         if self._stream is None:
             return
         if len(data) >= 12 and data[0] == 0x80:
@@ -569,13 +609,16 @@ class MediaSession:
             self._malformed += 1
             return
         if addr != self._remote:
-            if self._latched:
-                self._foreign += 1
-                return
-            self._remote = addr
-        self._latched = True
-        assert self._loop is not None
-        now = self._loop.time()
+            addr = (addr[0], addr[1])  # IPv6 addresses come with flow info and scope id
+            if addr != self._remote:
+                # Latched to someone else: only the address the SDP named may take over
+                # (after a re-INVITE or transfer, the old party's packets in flight
+                # must not keep the stream pointed at it).
+                if self._latched and addr != self._sdp_remote:
+                    self._foreign += 1
+                    return
+                self._remote = addr
+            self._latched = True
         if ssrc != self._rx_ssrc:
             if self._rx_ssrc is not None:
                 self._rx_stats.reset()
@@ -605,7 +648,9 @@ class MediaSession:
         pool_of = getattr(self.engine, "detector_pool", None)
         if pool_of is not None:
             try:
-                self._slot = pool_of().attach(self._on_inband)
+                pool = pool_of()
+                self._slot = pool.attach(self._on_inband)
+                self._push_detect = pool.pusher(self._slot)
                 return
             except ImportError:
                 pass
@@ -615,6 +660,7 @@ class MediaSession:
         if self._slot is not None:
             self.engine.detector_pool().detach(self._slot)
             self._slot = None
+            self._push_detect = None
         self._detector = None
 
     def _on_inband(self, ev: Any) -> None:

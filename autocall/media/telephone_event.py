@@ -226,6 +226,11 @@ class TelephoneEventReceiver:
     def next_deadline(self) -> float | None:
         return self._last_seen + self.timeout if self._cur is not None else None
 
+    @property
+    def pending(self) -> bool:
+        """True while an event has started and not ended (`poll` has work to do)."""
+        return self._cur is not None
+
     def _finish(self, why: Literal["end", "timeout", "superseded"]) -> ReceivedEvent:
         cur = self._cur
         assert cur is not None and cur.digit is not None

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from autocall.media.clock import PacingClock, align
+from autocall.media.clock import PacingClock
 
 
 def test_no_drift_after_a_million_frames() -> None:
@@ -73,11 +73,11 @@ def test_stream_can_resume_its_frame_count() -> None:
         clock.add("a", 6.0)
 
 
-def test_aligned_starts_share_a_few_wakeups_per_frame() -> None:
+def test_random_starts_share_one_wakeup_per_phase_slot() -> None:
     rng = random.Random(1)
-    clock = PacingClock(0.02)
+    clock = PacingClock(0.02, phases=4)
     for i in range(300):
-        clock.add(i, align(1000 + rng.random() * 60, 0.005))  # calls begin at random moments
+        clock.add(i, clock.quietest_start(1000 + rng.random() * 60))  # calls begin at random
     wakeups = 0
     now = 1061.0
     clock.due(now)
@@ -85,5 +85,30 @@ def test_aligned_starts_share_a_few_wakeups_per_frame() -> None:
         clock.due(when)
         wakeups += 1
     assert wakeups <= 4 * 10 + 1  # four phases per 20 ms frame over 200 ms
-    assert align(1.0001, 0.005) == pytest.approx(1.005)
-    assert align(1.0001, 0) == 1.0001
+
+
+def test_calls_started_together_are_spread_evenly_over_the_frame() -> None:
+    clock = PacingClock(0.02, phases=8)
+    for i in range(500):
+        clock.add(i, clock.quietest_start(1000.0003 + i * 1e-5))  # a burst of answers
+    clock.due(1000.03)
+    first_wakeup = clock.next_deadline()
+    per_wakeup = []
+    for _ in range(8):
+        when = clock.next_deadline()
+        assert when is not None
+        per_wakeup.append(len(clock.due(when)))
+    assert clock.next_deadline() == pytest.approx(first_wakeup + 0.02)  # 8 wake-ups a frame
+    assert max(per_wakeup) - min(per_wakeup) <= 1  # 62 or 63 calls per slot, not 500 at once
+    for i in range(0, 500, 2):
+        clock.remove(i)  # calls that end free their slot for the next ones
+    assert max(clock._per_phase) - min(clock._per_phase) <= 1
+    first = clock.quietest_start(1000.0)
+    assert 1000.0 <= first < 1000.02
+
+
+def test_quietest_start_never_lies_in_the_past() -> None:
+    clock = PacingClock(0.02, phases=8)
+    for now in (0.0, 0.0024, 5.01999, 123.456789):
+        t = clock.quietest_start(now)
+        assert now - 1e-6 <= t < now + 0.02

@@ -231,6 +231,34 @@ async def test_symmetric_rtp_latches_to_the_real_source_and_drops_strangers(
         decoy_t.close()
 
 
+async def test_the_sdp_address_takes_the_latch_back_from_the_old_party(
+    engine: MediaEngine,
+) -> None:
+    old = await MediaSession.open(engine)
+    new = await MediaSession.open(engine)
+    us = await MediaSession.open(engine)
+    try:
+        old.start(("127.0.0.1", us.local_port), 0, 101)
+        us.start(("127.0.0.1", old.local_port), 0, 101)
+        await asyncio.sleep(0.2)
+        assert us.remote_addr == ("127.0.0.1", old.local_port)
+        # A transfer points us at the new party while the old one keeps sending for a
+        # while: its packets re-open nothing once the new party's have arrived.
+        us.update(remote_addr=("127.0.0.1", new.local_port))
+        await asyncio.sleep(0.05)
+        new.start(("127.0.0.1", us.local_port), 0, 101)
+        await asyncio.sleep(0.3)
+        assert us.remote_addr == ("127.0.0.1", new.local_port)
+        await old.send_dtmf("7")
+        await new.send_dtmf("4")
+        assert [d.digit for d in await collect(us, 1)] == ["4"]
+        await asyncio.sleep(0.3)
+        assert us.stats().dtmf_received == 1
+    finally:
+        for s in (old, new, us):
+            await s.close()
+
+
 async def test_close_ends_waiters_and_many_sessions_share_one_timer(engine: MediaEngine) -> None:
     baseline_tasks = len(asyncio.all_tasks())
     sink_t, sink = await sniffer()

@@ -62,6 +62,7 @@ class Settings:
     database_url: str = "sqlite:///autocall.db"
     tts_cache_dir: Path = Path(".autocall/tts-cache")
     vosk_model: Path | None = None
+    media_priority: str = "normal"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -75,4 +76,5 @@ class Settings:
             or "sqlite:///autocall.db",
             tts_cache_dir=Path(_env("AUTOCALL_TTS_CACHE", ".autocall/tts-cache") or ""),
             vosk_model=Path(model) if model else None,
+            media_priority=_env("AUTOCALL_MEDIA_PRIORITY", "normal") or "normal",
         )

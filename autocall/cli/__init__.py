@@ -11,6 +11,8 @@ import typer
 
 from autocall import __version__
 from autocall.cli import audio, call, campaign, demo, prompts, sip
+from autocall.config import Settings
+from autocall.media.priority import raise_priority
 
 app = typer.Typer(
     name="autocall",
@@ -32,8 +34,23 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    priority: str | None = typer.Option(
+        None,
+        "--priority",
+        help="Scheduling priority for media pacing: normal, high (nice -10) or realtime "
+        "(SCHED_RR; needs root or CAP_SYS_NICE). Default: AUTOCALL_MEDIA_PRIORITY or normal.",
+    ),
 ) -> None:
     """Autodialer and voice dialogue robot over SIP."""
+    wanted = priority or Settings.from_env().media_priority
+    if wanted == "normal":
+        return
+    try:
+        applied = raise_priority(wanted)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--priority") from None
+    if applied != wanted:
+        typer.echo(f"autocall: priority {wanted} refused, running at {applied}", err=True)
 
 
 for _module in (audio, prompts, sip, call, campaign, demo):

@@ -13,8 +13,15 @@ pyVoIP is the baseline named in DESIGN.md §3 (``import pyVoIP`` happens only he
 Our calls also run in-band DTMF detection on what SIPp sends; pyVoIP has no detector,
 so the baseline does less work per call.
 
+The far end (``--far-end``) either sends its DTMF burst and then nothing (``burst``,
+the load the issue describes), or keeps streaming back every packet it gets (``echo``,
+a phone that sends its microphone all through the call), which doubles the packets
+each call handles. ``--priority`` runs the calling process, ours and pyVoIP's alike,
+at a raised scheduling priority (`autocall.media.priority`, as ``autocall --priority``).
+
     python bench/bench_calls.py                       # N = 100 and 200, 10 s each
     python bench/bench_calls.py --calls 500 --duration 10 --skip-baseline
+    python bench/bench_calls.py --calls 500 --priority realtime --far-end echo
 """
 
 from __future__ import annotations
@@ -51,10 +58,12 @@ SETTLE = 2.5  # seconds after the last answer before measuring: the DTMF bursts 
 
 
 # ---- the sink: receives every stream's RTP, stamps arrival times -------------------------
-def _sink(port: int, conn: Connection, burst: list[bytes]) -> None:
+def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False) -> None:
     """Stamp every RTP packet's arrival; answer each new stream with ``burst`` (in-band
     DTMF, paced 20 ms) from this same port, so the caller's symmetric-RTP latch keeps
-    pointing here and its DTMF detector has work to do."""
+    pointing here and its DTMF detector has work to do. With ``echo``, every packet is
+    also sent back once the burst is over, the way a phone keeps streaming its
+    microphone: the caller then receives 50 packets/s per call as well as sending."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:  # root may exceed net.core.rmem_max: no drops while this loop catches up
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
@@ -66,6 +75,7 @@ def _sink(port: int, conn: Connection, burst: list[bytes]) -> None:
     sock.settimeout(0.004)
     ssrcs, times = array("I"), array("d")
     seen: set[tuple[str, int]] = set()
+    bursting: set[tuple[str, int]] = set()
     due: list[tuple[float, int, tuple[str, int]]] = []  # (when, packet index, address)
     recording = False
     n = 0
@@ -84,6 +94,8 @@ def _sink(port: int, conn: Connection, burst: list[bytes]) -> None:
             sock.sendto(burst[i], addr)
             if i + 1 < len(burst):
                 heapq.heappush(due, (now + 0.02, i + 1, addr))
+            else:
+                bursting.discard(addr)
         try:
             data, anc, _flags, addr = sock.recvmsg(2048, 64)
         except TimeoutError:
@@ -96,6 +108,9 @@ def _sink(port: int, conn: Connection, burst: list[bytes]) -> None:
         if addr not in seen:
             seen.add(addr)
             heapq.heappush(due, (time.monotonic(), 0, addr))
+            bursting.add(addr)
+        elif echo and addr not in bursting:
+            sock.sendto(data, addr)
         if recording and len(data) >= 12 and (data[1] & 0x7F) in (0, 8):
             ssrcs.append(int.from_bytes(data[8:12], "big"))
             times.append(stamp)
@@ -165,6 +180,8 @@ class Result:
     digits_per_call: float | None = None
     sender_pps: float | None = None
     """Packets the sender counted per stream per second (cross-checks the sink)."""
+    priority: str = "normal"
+    """The scheduling priority the calling process got (see autocall.media.priority)."""
 
 
 def _rss_kib() -> int:
@@ -225,10 +242,41 @@ async def _ours(n: int, duration: float, sink: Connection) -> Result:
                   (sent1 - sent0) / (w1 - w0) / max(1, len(live)))
 
 
+def _ours_worker(n: int, duration: float, sink: Connection, out: Connection,
+                 priority: str) -> None:
+    """Our calls in a process of their own, so a raised priority stays with them."""
+    from autocall.media.priority import raise_priority
+
+    applied = raise_priority(priority)
+    result = asyncio.run(_ours(n, duration, sink))
+    result.priority = applied
+    out.send(result)
+
+
+def _run_ours(n: int, duration: float, sink: Connection, priority: str) -> Result:
+    parent, child = mp.Pipe()
+    proc = mp.Process(target=_ours_worker, args=(n, duration, sink, child, priority),
+                      daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(duration + 180):
+            raise RuntimeError("our calls did not finish")
+        result: Result = parent.recv()
+        return result
+    finally:
+        proc.join(20)
+        if proc.is_alive():
+            proc.kill()
+
+
 # ---- pyVoIP baseline (its threads live in their own process) ------------------------------
-def _pyvoip_worker(n: int, duration: float, conn: Connection) -> None:
+def _pyvoip_worker(n: int, duration: float, conn: Connection, priority: str) -> None:
     import pyVoIP
     from pyVoIP.VoIP import CallState, VoIPPhone
+
+    from autocall.media.priority import raise_priority
+
+    conn.send(("priority", raise_priority(priority)))
 
     pyVoIP.DEBUG = False
     phone = VoIPPhone("127.0.0.1", SIPP_PORT, "bench", "bench", myIP="127.0.0.1",
@@ -266,11 +314,12 @@ def _pyvoip_worker(n: int, duration: float, conn: Connection) -> None:
     phone.stop()
 
 
-def _pyvoip(n: int, duration: float, sink: Connection) -> Result:
+def _pyvoip(n: int, duration: float, sink: Connection, priority: str) -> Result:
     parent, child = mp.Pipe()
-    proc = mp.Process(target=_pyvoip_worker, args=(n, duration, child), daemon=True)
+    proc = mp.Process(target=_pyvoip_worker, args=(n, duration, child, priority), daemon=True)
     proc.start()
     try:
+        _, applied = parent.recv()
         if not parent.poll(90):
             raise RuntimeError("pyVoIP did not set up its calls within 90 s")
         _, answered, setup = parent.recv()
@@ -285,7 +334,7 @@ def _pyvoip(n: int, duration: float, sink: Connection) -> Result:
         if proc.is_alive():
             proc.kill()
     return Result("pyVoIP 1.6.8", n, answered, answered / setup if setup else 0.0, cpu, mem,
-                  stream_stats(raw))
+                  stream_stats(raw), priority=applied)
 
 
 # ---- orchestration -----------------------------------------------------------------------
@@ -302,19 +351,20 @@ def _start_sipp(n: int, workdir: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def run(n: int, duration: float, which: str) -> Result:
+def run(n: int, duration: float, which: str, echo: bool = False,
+        priority: str = "normal") -> Result:
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     sipp = _start_sipp(n, work)
     parent, child = mp.Pipe()
-    sink = mp.Process(target=_sink, args=(SINK_PORT, child, _burst()), daemon=True)
+    sink = mp.Process(target=_sink, args=(SINK_PORT, child, _burst(), echo), daemon=True)
     sink.start()
     if not parent.poll(10):
         raise RuntimeError("the RTP sink did not start")
     parent.recv()
     try:
         if which == "ours":
-            return asyncio.run(_ours(n, duration, parent))
-        return _pyvoip(n, duration, parent)
+            return _run_ours(n, duration, parent, priority)
+        return _pyvoip(n, duration, parent, priority)
     finally:
         sink.join(5)
         if sink.is_alive():
@@ -335,7 +385,8 @@ def _row(r: Result) -> str:
             f"pps={s.pps_mean:6.2f} (min {s.pps_min:6.2f}, drift≤{s.worst_drift_pct:6.3f}%) "
             f"p99={s.p99_ms:6.1f} ms healthy={s.healthy:<4} "
             f"cpu/call={r.cpu_pct_per_call:5.2f}% mem/call={r.mem_kib_per_call:7.1f} KiB "
-            f"calls/s={r.setup_cps:6.1f} digits/call={digits} sender-pps={tx}")
+            f"calls/s={r.setup_cps:6.1f} digits/call={digits} sender-pps={tx} "
+            f"priority={r.priority}")
 
 
 def main() -> int:
@@ -343,17 +394,26 @@ def main() -> int:
     ap.add_argument("--calls", type=int, nargs="+", default=[100, 200])
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--far-end", choices=("burst", "echo"), default="burst",
+                    help="burst: the far end sends in-band DTMF at the start, then silence "
+                    "(no packets); echo: it then streams back every packet it gets, so each "
+                    "call also receives 50 packets/s")
+    ap.add_argument("--priority", choices=("normal", "high", "realtime"), default="normal",
+                    help="scheduling priority of the calling process, ours and the baseline "
+                    "alike (autocall --priority)")
     args = ap.parse_args()
+    echo = args.far_end == "echo"
     os.environ.setdefault("PYTHONHASHSEED", "0")
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
-          "(other processes skew pacing: compare rows of the same run)", flush=True)
+          "(other processes skew pacing: compare rows of the same run); "
+          f"far end: {args.far_end}; priority asked: {args.priority}", flush=True)
     for n in args.calls:
-        ours = run(n, args.duration, "ours")
+        ours = run(n, args.duration, "ours", echo, args.priority)
         print(_row(ours), flush=True)
         if args.skip_baseline:
             continue
         try:
-            base = run(n, args.duration, "pyvoip")
+            base = run(n, args.duration, "pyvoip", echo, args.priority)
         except RuntimeError as exc:  # the baseline failing at this N is itself the result
             print(f"pyVoIP 1.6.8  N={n:<4} failed: {exc}", flush=True)
             continue

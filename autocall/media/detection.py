@@ -34,6 +34,8 @@ class _Bank:
         self.active = np.zeros(size, dtype=bool)
         self.owners: list[EventCallback | None] = [None] * size
         self.dropped = 0
+        self.calls = 0
+        self._pushes = 0  # since the last look at the fill levels
 
     def attach(self, ch: int, on_event: EventCallback) -> None:
         others = self.fill[self.active]
@@ -42,14 +44,17 @@ class _Bank:
         self.fill[ch] = int(others.min()) if others.size else 0
         self.active[ch] = True
         self.owners[ch] = on_event
+        self.calls += 1
 
     def detach(self, ch: int) -> None:
+        self.calls -= int(self.active[ch])
         self.active[ch] = False
         self.owners[ch] = None
         self.buf[ch] = 0
         self.fill[ch] = 0
 
     def push(self, ch: int, frame: npt.NDArray[np.int16]) -> None:
+        self._pushes += 1
         f = int(self.fill[ch])
         n = len(frame)
         if f + n > self.buf.shape[1]:
@@ -59,8 +64,11 @@ class _Bank:
         self.fill[ch] = f + n
 
     def run(self) -> None:
-        if not self.active.any():
+        # Every call pushes once a tick, and a batch is several ticks: looking at the
+        # fill levels once per round of pushes (not after every wake-up) is enough.
+        if self._pushes < self.calls or not self.calls:
             return
+        self._pushes = 0
         fill = self.fill[self.active]
         while fill.min() >= self.batch or fill.max() >= 3 * self.batch:
             self._feed()

@@ -153,6 +153,7 @@ class MediaSession:
         self._plays: deque[_Playback] = deque()
         self._inband_tx: deque[_Playback] = deque()
         self._events_tx = TelephoneEventSender(self.frame_samples, RATE)
+        self._events_busy = False  # mirrors _events_tx.busy, read once a frame
         self._events_done: list[asyncio.Future[None]] = []
         self._events_rx = TelephoneEventReceiver(timeout=event_timeout)
         self._dtmf_lock = asyncio.Lock()
@@ -355,6 +356,7 @@ class MediaSession:
         async with self._dtmf_lock:
             if method == "rfc4733":
                 self._events_tx.queue(digits, duration_ms, gap_ms)
+                self._events_busy = True
                 fut: asyncio.Future[Any] = loop.create_future()
                 self._events_done.append(fut)
             else:
@@ -522,7 +524,7 @@ class MediaSession:
         if self._hold:
             return
         ts = n * self.frame_samples
-        if self._events_tx.busy and self._send_events(ts):
+        if self._events_busy and self._send_events(ts):
             return
         queue = self._inband_tx or self._plays
         pt = self._pt
@@ -562,6 +564,7 @@ class MediaSession:
                     remote,
                 )
         if not self._events_tx.busy:
+            self._events_busy = False
             self._resolve_events()
         return bool(packets)
 

@@ -165,60 +165,64 @@ def next_attempt_at(campaign: Campaign, attempts_made: int, outcome: Outcome,
     return nxt
 
 
-# Seconds of loop lateness the pacer absorbs by default: calls delayed by a commit, a
-# burst of SIP traffic or a GC pause start late but keep their grid slots; only a longer
-# stall (channels full, nothing due, paused) gives up the time.
-CATCH_UP = 0.1
+# Seconds of lateness a busy dialer catches up on: calls held back by a commit, a burst
+# of SIP traffic, a full garbage collection (0.2-0.3 s under SIP load) or the process
+# being descheduled keep their slots and go as soon as the loop is back.
+CATCH_UP = 0.5
 
 
 class Pacer:
     """Calls-per-second grid: call ``k`` is due at ``t0 + k / rate``.
 
     Slots are counted on the grid, never from when the previous call actually started,
-    so a loop that wakes late does not push later calls back and the long-run rate is
-    ``rate`` exactly (a late call keeps its slot and the next ones follow at once). Only
-    a stall longer than ``burst - 1`` slots moves the grid: then ``burst`` calls are due
-    at once and the grid goes on from there. A call is never due before its slot, and one
-    reserved late is due at most ``burst - 1`` slots back, so any one-second window holds
-    at most ``rate + burst`` starts (one more for a sleep that overshot its slot). Times
-    are on any monotonic clock (seconds); no I/O.
+    so a loop that runs late does not push later calls back: the calls it owes are due
+    at once when it is back (at most ``catch_up`` seconds of them) and the long-run rate
+    is ``rate`` exactly. Time with nothing to dial is not owed: after :meth:`idle`, at
+    most ``burst`` calls are due at once and the grid goes on from there. No call is due
+    before its slot, so one second holds at most ``rate * (1 + catch_up) + 2`` starts,
+    and that only right after the loop was frozen. Times are on any monotonic clock
+    (seconds); no I/O.
     """
 
-    def __init__(self, rate: float, burst: int | None = None) -> None:
+    def __init__(self, rate: float, burst: int = 2, catch_up: float = CATCH_UP) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, not {rate}")
         self.rate = rate
         self.interval = 1.0 / rate
-        self.burst = max(1, burst if burst is not None else default_burst(rate))
-        self._t0: float | None = None  # the grid's origin (moved only by a stall)
+        self.burst = max(1, burst)
+        self.catch_up = max(catch_up, (self.burst - 1) * self.interval)
+        self._t0: float | None = None  # the grid's origin, moved when the dialer falls behind
         self._k = 0  # the next slot's index on the grid
+        self._idle = False
 
     def _grid(self) -> float:
         """The next slot on the grid (-inf before the first call)."""
         return -math.inf if self._t0 is None else self._t0 + self._k / self.rate
 
+    def idle(self) -> None:
+        """Nothing to dial now (none due, channels full, paused): the slots that pass
+        until the next call are not owed, but for ``burst`` due at once then."""
+        self._idle = True
+
     def due(self, now: float) -> float:
         """When the next call is due (at or before ``now``: at once); reserves nothing."""
         if self._t0 is None:
-            return now
-        return max(self._grid(), now - (self.burst - 1) * self.interval)
+            return now  # the first call: at once, no burst
+        owed = (self.burst - 1) * self.interval if self._idle else self.catch_up
+        return max(self._grid(), now - owed)
 
     def slot(self, now: float) -> float:
         """Reserve the next call's start; a time at or before ``now`` means: at once."""
         start = self.due(now)
-        if start > self._grid():  # the first call, or the first after a stall: re-anchor
+        if start > self._grid():  # the first call, or the dialer fell behind: move the grid
             self._t0, self._k = start, 0
         self._k += 1
+        self._idle = False
         return start
 
     def free(self, now: float, horizon: float) -> int:
         """How many calls are due between now and ``now + horizon``."""
         return max(0, math.floor((now + horizon - self.due(now)) * self.rate + 1e-9) + 1)
-
-
-def default_burst(rate: float) -> int:
-    """Calls due at once after a stall: :data:`CATCH_UP` seconds of late slots, plus one."""
-    return max(2, math.ceil(rate * CATCH_UP) + 1)
 
 
 def idle_reason(s: Summary, now: datetime, local_in_flight: int, channels: int) -> str:
@@ -431,6 +435,7 @@ class _Driver:
             if state is not CampaignState.RUNNING:
                 summary = await self._db(self.store.summary, name, now)
                 idle = idle_reason(summary, now, len(self.tasks), self.campaign.channels)
+                self.pacer.idle()
                 await self._wait(self.poll)
                 continue
             if self.scheduler is None and self._ended(now):
@@ -441,6 +446,7 @@ class _Driver:
             free = self.campaign.channels - len(self.tasks)
             if free <= 0:
                 idle = f"all {self.campaign.channels} channels busy"
+                self.pacer.idle()
                 await self._wait(self.poll)
                 continue
             limit = min(free, self.pacer.free(mono, horizon=CLAIM_AHEAD))
@@ -466,6 +472,7 @@ class _Driver:
                     self.tasks.add(task)
                     task.add_done_callback(self._ended_call)
                 continue
+            self.pacer.idle()  # nothing to dial now: no calls owed for it
             if scanned_all:
                 continue  # a full batch was deferred or closed: more may be due
             summary = await self._db(self.store.summary, name, now)

@@ -179,7 +179,8 @@ def test_pacer_holds_rate_and_catches_up_at_most_burst() -> None:
     starts = [max(pacer.slot(0.0), 0.0) for _ in range(30)]  # a past slot means "now"
     assert starts[:3] == pytest.approx([0.0, 0.1, 0.2])  # the first call at once, no burst
     assert starts[-1] == pytest.approx(2.9)  # 30 starts span 29 intervals
-    # A loop that wakes 5 s late gets one extra slot right away, not a burst of 50.
+    # A dialer idle for 5 s gets one extra slot right away, not a burst of 50.
+    pacer.idle()
     late = [pacer.slot(10.0) for _ in range(3)]
     assert late[0] == pytest.approx(9.9) and late[1] == pytest.approx(10.0)
     assert late[2] == pytest.approx(10.1)

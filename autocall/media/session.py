@@ -196,7 +196,12 @@ class MediaSession:
         if self._sock is not None:
             raise RuntimeError("MediaSession is already bound")
         self._loop = asyncio.get_running_loop()
-        infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        try:  # an address needs no resolver thread (one per call would slow setup)
+            infos = socket.getaddrinfo(
+                host, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+            )
+        except socket.gaierror:
+            infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         family, type_, proto, _, addr = infos[0]
         sock = socket.socket(family, type_, proto)
         try:

@@ -9,6 +9,7 @@ modules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -21,6 +22,7 @@ __all__ = ["Transport", "UdpTransport", "TcpTransport", "Received", "default_adv
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
+UDP_RECEIVE_BUFFER = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,13 @@ class UdpTransport(Transport):
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=bind)
         self._transport = transport
+        # Hundreds of calls set up together bring 100/180/200 bursts that overflow the
+        # default ~200 KB buffer; every lost response then waits for a retransmission
+        # (T1 = 500 ms and doubling). The kernel caps this at net.core.rmem_max.
+        with contextlib.suppress(OSError):
+            transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER
+            )
         host, port = transport.get_extra_info("sockname")[:2]
         self.local = (host, port)
         self.advertise = (advertise[0] or default_advertise(host), advertise[1] or port)

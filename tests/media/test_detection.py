@@ -71,3 +71,50 @@ def test_a_stalled_call_does_not_hold_the_others_up() -> None:
         pool.push(live, f)
         pool.run()
     assert [e.digit for e in seen] == ["8"]
+
+
+def _run_banks(phases: int) -> tuple[list[int], dict[int, str], int]:
+    """32 calls in eight banks, their frames pushed over ``phases`` wake-ups a frame."""
+    pool = DetectorPool(bank_size=4)
+    keys = [str(i % 10) for i in range(32)]
+    got: dict[int, list[str]] = {i: [] for i in range(len(keys))}
+    fed: list[int] = []
+
+    def keeper(i: int) -> Callable[[DtmfEvent], None]:
+        return lambda ev: got[i].append(ev.digit)
+
+    slots = [pool.attach(keeper(i)) for i in range(len(keys))]
+    for bank in pool._banks:
+
+        def counted(feed: Callable[[], None] = bank._feed) -> None:
+            fed.append(1)
+            feed()
+
+        bank._feed = counted  # type: ignore[method-assign]
+    audio = [frames(np.concatenate([silence(200), dtmf(k), silence(600)])) for k in keys]
+    per_wakeup = []
+    for t in range(len(audio[0])):
+        for phase in range(phases):
+            for i, (slot, a) in enumerate(zip(slots, audio, strict=True)):
+                if i % phases == phase:
+                    pool.push(slot, a[t])
+            before = len(fed)
+            pool.run()
+            per_wakeup.append(len(fed) - before)
+    return per_wakeup, {i: "".join(v) for i, v in got.items()}, pool.dropped
+
+
+def test_one_bank_is_analysed_per_wakeup_when_calls_are_spread_over_the_frame() -> None:
+    per_wakeup, got, dropped = _run_banks(phases=8)
+    # All eight banks complete a batch in the same wake-up; they take turns instead of
+    # delaying that wake-up's successor by eight analyses.
+    assert max(per_wakeup) == 1
+    assert got == {i: str(i % 10) for i in range(32)}
+    assert dropped == 0
+
+
+def test_banks_that_fall_a_batch_behind_are_analysed_at_once() -> None:
+    per_wakeup, got, dropped = _run_banks(phases=1)  # one wake-up a frame cannot take turns
+    assert max(per_wakeup) > 1
+    assert got == {i: str(i % 10) for i in range(32)}
+    assert dropped == 0

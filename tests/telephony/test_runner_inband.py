@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,27 +24,9 @@ from autocall.media.session import MediaSession
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.virtual import Behaviour, PhoneScript, VirtualPhones
+from tests.telephony.legs import MediaLeg
 
 PHONES, ROBOT = 30900, 30901
-
-
-class MediaLeg:
-    """The verbs the runner needs, straight on a MediaSession."""
-
-    def __init__(self, media: MediaSession) -> None:
-        self.media = media
-
-    async def play(self, pcm: Any) -> bool:
-        return await self.media.play(pcm)
-
-    def flush(self) -> None:
-        self.media.flush()
-
-    def events(self) -> AsyncIterator[Any]:
-        return self.media.digits()
-
-    async def hangup(self) -> None:
-        await self.media.close()
 
 
 @dataclass

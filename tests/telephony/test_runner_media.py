@@ -12,7 +12,6 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from autocall.media.clock import MediaEngine
 from autocall.media.session import MediaSession
 from autocall.telephony.runner import AudioCache, CallRunner
 from autocall.telephony.webhooks import WebhookClient
+from tests.telephony.legs import MediaLeg
 
 TREE = {
     "name": "sales-line",
@@ -44,25 +44,6 @@ TREE = {
         "bye": {"hangup": "gave-up"},
     },
 }
-
-
-class MediaLeg:
-    """The verbs the runner needs, straight on a MediaSession."""
-
-    def __init__(self, media: MediaSession) -> None:
-        self.media = media
-
-    async def play(self, pcm: Any) -> bool:
-        return await self.media.play(pcm)
-
-    def flush(self) -> None:
-        self.media.flush()
-
-    def events(self) -> AsyncIterator[Any]:
-        return self.media.digits()
-
-    async def hangup(self) -> None:
-        await self.media.close()
 
 
 async def _legs() -> tuple[MediaEngine, MediaSession, MediaSession]:

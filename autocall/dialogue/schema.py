@@ -26,7 +26,9 @@ from pydantic import (
     Discriminator,
     Field,
     PrivateAttr,
+    StrictBool,
     Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -91,16 +93,30 @@ def prompt_items(prompts: Prompts | None) -> list[SayPrompt | PlayPrompt]:
 # --- verbs -------------------------------------------------------------------------
 
 
+_SKIPPABLE = (
+    "false: keys neither skip this message nor carry over to the next menu "
+    "(legal notices); keys typed ahead before it are dropped too."
+)
+# StrictBool: for a legal notice `skippable: no` or `0` is an error, not a guess.
+
+
 class SayNode(_Model):
     say: Prompts
     language: str | None = None
     voice: str | None = None
+    skippable: StrictBool = Field(True, description=_SKIPPABLE)
     next: NodeId | None = None
 
 
 class PlayNode(_Model):
     play: str | list[str]
+    skippable: StrictBool = Field(True, description=_SKIPPABLE)
     next: NodeId | None = None
+
+
+def unskippable(node: object) -> bool:
+    """True for a say/play message marked ``skippable: false``."""
+    return isinstance(node, SayNode | PlayNode) and not node.skippable
 
 
 class MenuItem(_Model):
@@ -509,7 +525,8 @@ class Tree(_Model):
         if isinstance(data, dict) and isinstance(data.get("transfer_targets"), list):
             data = dict(data)
             data["transfer_targets"] = [
-                str(t) if isinstance(t, int) else t for t in data["transfer_targets"]
+                str(t) if isinstance(t, int) and not isinstance(t, bool) else t
+                for t in data["transfer_targets"]
             ]
         return data
 
@@ -542,7 +559,10 @@ def allowed_transfer_targets(tree: Tree) -> set[str]:
     """
     allowed: set[str] = set()
     for raw in tree.transfer_targets:
-        allowed.add(TransferBody.model_validate(raw).target)
+        try:
+            allowed.add(TransferBody.model_validate(raw).target)
+        except ValidationError:
+            continue  # `validate` reports it; a tree run unvalidated never dials it
     return allowed
 
 

@@ -474,6 +474,86 @@ def test_key_during_a_message_skips_it_and_becomes_type_ahead() -> None:
     assert engine.path == ["msg", "m", "x"]
 
 
+def _notice(skippable: bool, verb: str = "say") -> dict:
+    body = (
+        {"say": ["This call is recorded.", "Part two."]}
+        if verb == "say"
+        else {"play": ["notice.wav", "part2.wav"]}
+    )
+    return {
+        "notice": {**body, "skippable": skippable, "next": "m"},
+        "m": {"menu": {"prompt": "Press 3.", "items": {3: "x"}, "timeout": 5}},
+        "x": {"hangup": "x"},
+    }
+
+
+@pytest.mark.parametrize("verb", ["say", "play"])
+def test_a_key_during_an_unskippable_message_neither_skips_it_nor_reaches_the_menu(
+    verb: str,
+) -> None:
+    engine = _engine(_notice(False, verb))
+    first = engine.start(0)
+    assert len(first) == 2 and engine.keys_ignored
+    for at, key in ((0.5, "3"), (0.6, "#"), (1.5, "3")):
+        assert engine.handle(Digit(key), at) == []
+        assert engine.node == "notice" and engine.waiting_for == "prompts"
+    engine.handle(PromptFinished(), 1.0)
+    assert engine.node == "notice"  # the second part still plays
+    engine.handle(Digit("3"), 1.5)
+    actions = engine.handle(PromptFinished(), 2.0)
+    # the menu did not take a kept key: it asks its question, then waits
+    assert isinstance(actions[0], Collect) and actions[1:] == [Say("Press 3.", "en", None)]
+    assert engine.node == "m" and not engine.keys_ignored
+    assert engine.digits == "3#33"  # logged like every key, acted on by none
+    assert _finish_prompts(engine, 3.0) == [StartTimer(8.0, "menu")]
+    assert engine.handle(Digit("3"), 4.0) == [Hangup("x")]
+    assert engine.path == ["notice", "m", "x"]
+
+
+@pytest.mark.parametrize("verb", ["say", "play"])
+def test_a_key_during_a_skippable_message_still_skips_it_and_answers_the_menu(
+    verb: str,
+) -> None:
+    engine = _engine(_notice(True, verb))
+    engine.start(0)
+    assert not engine.keys_ignored
+    assert engine.handle(Digit("3"), 0.5) == [Hangup("x")]
+    assert engine.path == ["notice", "m", "x"]
+
+
+def test_an_unskippable_message_drops_keys_typed_ahead_before_it() -> None:
+    nodes = {
+        "hello": {"say": "Welcome.", "next": "notice"},
+        **_notice(False),
+    }
+    engine = _engine(nodes)
+    engine.start(0)
+    engine.handle(Digit("3"), 0.2)  # skips the welcome; kept as type-ahead until...
+    assert engine.node == "notice" and engine.keys_ignored  # ...the notice drops it
+    _finish_prompts(engine, 1.0)
+    assert engine.node == "m" and engine.waiting_for == "input" and not engine.finished
+    # whereas a skippable notice lets the same key answer the menu behind it
+    nodes["notice"] = {**nodes["notice"], "skippable": True}
+    engine = _engine(nodes)
+    engine.start(0)
+    notice = engine.handle(Digit("3"), 0.2)  # skips the welcome; the notice plays
+    assert [a.text for a in notice if isinstance(a, Say)] == ["This call is recorded.", "Part two."]
+    assert engine.handle(Digit("4"), 0.3) == [Hangup("x")]  # 4 skips it; the kept 3 answers
+
+
+def test_an_empty_unskippable_message_keeps_type_ahead() -> None:
+    nodes = {
+        "wait": {"pause": 1, "next": "notice"},
+        "notice": {"say": [], "skippable": False, "next": "m"},
+        "m": {"menu": {"prompt": "Press 3.", "items": {3: "x"}}},
+        "x": {"hangup": "x"},
+    }
+    engine = _engine(nodes)
+    engine.start(0)
+    engine.handle(Digit("3"), 0.5)
+    assert engine.handle(Timeout(), 1.0) == [Hangup("x")]  # nothing was heard in between
+
+
 def test_type_ahead_fills_a_gather() -> None:
     nodes = {"msg": {"say": "hi", "next": "g"}, **_gather(max_digits=3)}
     engine = _engine(nodes)
@@ -590,3 +670,9 @@ def test_a_flood_of_keys_while_nothing_listens_is_bounded() -> None:
     engine.handle(WebhookResult(200), 2)
     assert engine.path.count("m") == 1 + 32 and not engine.finished  # entry + kept keys
     assert len(engine.digits) == 5000
+
+
+def test_a_bad_transfer_target_in_an_unvalidated_tree_is_skipped_not_a_crash() -> None:
+    # `load` does not run the validator, which reports "abc"; the engine must still start
+    engine = _engine({"t": {"transfer": "101"}}, transfer_targets=["abc", 101])
+    assert engine.start(0) == [Transfer("101", "blind", (), 25.0)]

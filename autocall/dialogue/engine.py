@@ -43,13 +43,22 @@ finishes and returns no action; the outcome is the one the tree was heading for 
 messages alone, e.g. ``opt-out`` during the goodbye after "press 9", else
 ``caller-hangup``; ``engine.caller_hung_up`` is set). Events the engine is not
 waiting for are ignored; a key pressed while no menu listens is kept as type-ahead for
-the next menu or gather.
+the next menu or gather, and a key during a say/play message skips it (the driver
+flushes it) and is kept the same way.
+
+Unskippable messages (``skippable: false``, for legal and recorded-call notices) ignore
+keys: no skip, no flush, and the key is not kept for the next menu either, because a
+choice counts only once the caller has heard the notice (a key kept would answer the
+menu behind it unheard). For the same reason entering one drops keys typed ahead
+before it. Such keys are still logged in ``engine.digits``, like every key.
+``engine.keys_ignored`` is True while a key can change nothing (such a message, or the
+prompt before a recording): drivers then must not flush, and need not listen for keys.
 
 State for the call record: ``engine.path`` (node ids in the order visited),
 ``engine.variables``, ``engine.digits`` (every key), ``engine.outcome``,
 ``engine.finished``, ``engine.error``, ``engine.caller_hung_up``; for drivers:
-``engine.node`` (current node id) and ``engine.waiting_for`` (``prompts``, ``input``,
-``webhook``, ``recording``, ``transfer``, ``pause`` or None).
+``engine.node`` (current node id), ``engine.waiting_for`` (``prompts``, ``input``,
+``webhook``, ``recording``, ``transfer``, ``pause`` or None) and ``engine.keys_ignored``.
 
 Built-in outcomes: ``completed`` (a node without ``next``, or a bare ``hangup``),
 ``transferred``, ``transfer-failed``, ``no-input``, ``invalid-input``, ``caller-hangup``,
@@ -88,6 +97,7 @@ from autocall.dialogue.schema import (
     parse_days,
     parse_ranges,
     prompt_items,
+    unskippable,
 )
 from autocall.dialogue.template import render, render_value
 
@@ -284,6 +294,18 @@ class Engine:
         """``prompts``, ``input``, ``webhook``, ``recording``, ``transfer``, ``pause``, None."""
         return None if self.finished else self._waiting
 
+    @property
+    def keys_ignored(self) -> bool:
+        """True while prompts play that a key neither skips nor answers.
+
+        That is an unskippable message or the prompt before a recording; a driver must
+        not flush them on a key, and may stop listening for keys meanwhile.
+        """
+        if self.finished or self._waiting != _WAIT_PROMPTS:
+            return False
+        node = self._current()
+        return isinstance(node, RecordNode) or unskippable(node)
+
     def next_deadline(self) -> float | None:
         return None if self.finished else self._deadline
 
@@ -390,6 +412,8 @@ class Engine:
                 audio = self._render_prompts([PlayPrompt(play=p) for p in paths])
             if not audio:
                 return [], node.next  # nothing to hear: walk on (in this loop, not deeper)
+            if not node.skippable:
+                self._type_ahead.clear()  # pressed before the notice was heard
             self._waiting = _WAIT_PROMPTS
             self._pending_prompts = len(audio)
             self._after_prompts = lambda t: self._goto(node.next, t)
@@ -614,6 +638,8 @@ class Engine:
         if len(key) != 1 or key not in "0123456789*#ABCD":
             return []
         self.digits += key
+        if self.keys_ignored:
+            return []  # no skip, nothing kept: see "Unskippable messages" above
         node = self._current()
         if self._waiting in (_WAIT_PROMPTS, _WAIT_INPUT) and isinstance(node, MenuNode):
             self._barge_in()

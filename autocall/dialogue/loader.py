@@ -489,6 +489,8 @@ def _problem_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequenc
     if kind == "string_pattern_mismatch":
         pattern = (err.get("ctx") or {}).get("pattern", "")
         message = _PATTERN_HELP.get(pattern, message)
+    if kind in ("bool_type", "bool_parsing"):
+        message = "write true or false, unquoted"  # YAML 1.2: yes/no/on/off are texts
     value = err.get("input")
     shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
     return doc.problem(

@@ -38,7 +38,7 @@ from autocall.dialogue.engine import (
     Webhook,
     WebhookResult,
 )
-from autocall.dialogue.schema import Tree
+from autocall.dialogue.schema import RecordNode, Tree
 
 KEYS = frozenset("0123456789*#ABCD")
 SECONDS_PER_CHAR = 0.06
@@ -208,7 +208,8 @@ class Simulator:
         elif word and (all(ch in "0123456789*#" for ch in word) or word in ("A", "B", "C", "D")):
             for key in word:
                 self.now += KEY_GAP
-                self._log("input", f"key {key}")
+                note = " (ignored: this message cannot be skipped)" if self._unskippable() else ""
+                self._log("input", f"key {key}{note}")
                 self._feed(Digit(key))
                 if self.engine.finished:
                     break
@@ -218,6 +219,12 @@ class Simulator:
                 self._log("listen", "(speech ignored: this node listens for keys only)")
             self.now += max(0.5, len(word) * SECONDS_PER_CHAR)
             self._feed(SpeechResult(word, 1.0))
+
+    def _unskippable(self) -> bool:
+        """A ``skippable: false`` message plays: the engine ignores keys (says why in logs)."""
+        return self.engine.keys_ignored and not isinstance(
+            self.tree.nodes.get(self.engine.node or ""), RecordNode
+        )
 
     def _takes_speech(self) -> bool:
         node = self.tree.nodes.get(self.engine.node or "")
@@ -231,8 +238,9 @@ class Simulator:
         self._feed(Timeout())
 
     def _feed(self, event: Event) -> None:
-        if isinstance(event, Digit | SpeechResult):
-            # Barge-in: the driver flushes whatever was still queued.
+        if isinstance(event, Digit | SpeechResult) and not self.engine.keys_ignored:
+            # Barge-in: the driver flushes whatever was still queued (what no key skips
+            # plays on; speech cannot interrupt it either, the engine ignores it there).
             self._prompt_lengths.clear()
         self._apply(self.engine.handle(event, self.now))
 

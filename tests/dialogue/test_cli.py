@@ -35,6 +35,9 @@ def test_schema_is_json_schema_of_the_tree(tmp_path: Path) -> None:
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert {"start", "nodes"} <= set(schema["required"])
     assert schema["additionalProperties"] is False
+    for node in ("SayNode", "PlayNode"):  # editors offer it, and flag `skippable: no`
+        option = schema["$defs"][node]["properties"]["skippable"]
+        assert option["type"] == "boolean" and option["default"] is True
     target = tmp_path / "s.json"
     assert _run("schema", "-o", str(target))[0] == 0
     assert json.loads(target.read_text()) == schema

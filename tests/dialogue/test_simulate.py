@@ -159,3 +159,35 @@ def test_speech_to_a_keys_only_node_is_shown_as_ignored() -> None:
     result = Simulator(tree, {}).run(["one please", "1"])
     assert result.outcome == "e"
     assert any("speech ignored" in s.text for s in result.transcript)
+
+
+def _notice_tree(skippable: bool) -> dict:
+    return {
+        "start": "m",
+        "nodes": {
+            "m": {"menu": {"prompt": "Press 1.", "items": {1: "notice"}}},
+            "notice": {"say": "This call is recorded.", "skippable": skippable, "next": "q"},
+            "q": {"menu": {"prompt": "Press 2 to agree.", "items": {2: "ok"}}},
+            "ok": {"hangup": "agreed"},
+        },
+    }
+
+
+def test_keys_during_an_unskippable_message_are_ignored_in_the_transcript() -> None:
+    # "12": the 1 answers the first menu, the 2 falls into the notice that follows
+    result = Simulator(tree_from(_notice_tree(False)), {}).run(["12", "2"])
+    assert result.path == ["m", "notice", "q", "ok"] and result.outcome == "agreed"
+    assert result.digits == "122" and result.unused_input == []
+    assert "key 2 (ignored: this message cannot be skipped)" in [s.text for s in result.transcript]
+    said = [s for s in result.transcript if s.kind == "say"]
+    assert [s.text for s in said] == ["Press 1.", "This call is recorded.", "Press 2 to agree."]
+    # the notice played to its end on the virtual clock: the key did not cut it short
+    notice_length = len("This call is recorded.") * 0.06
+    assert said[2].at - said[1].at >= notice_length - 1e-9
+
+
+def test_a_skippable_message_is_skipped_by_the_same_keys() -> None:
+    result = Simulator(tree_from(_notice_tree(True)), {}).run(["12", "2"])
+    assert result.path == ["m", "notice", "q", "ok"]
+    assert result.digits == "12" and result.unused_input == ["2"]
+    assert "Press 2 to agree." not in result.said  # the kept 2 answered before the question

@@ -118,6 +118,47 @@ nodes:
     assert (line, column) == (7, 19) and "max_digits" in message and "'lots'" in message
 
 
+def test_skippable_false_is_accepted_on_say_and_play(write, tmp_path: Path) -> None:
+    (tmp_path / "notice.wav").write_bytes(b"")  # only its existence is checked
+    text = """start: a
+nodes:
+  a:
+    say: "This call is recorded."
+    skippable: false
+    next: b
+  b:
+    play: notice.wav
+    skippable: true
+"""
+    assert _findings(write, text) == []
+    tree = load(tmp_path / "tree.yaml")
+    assert [n.skippable for n in tree.nodes.values()] == [False, True]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("value", ["no", "0", '"false"', "maybe", "[false]"])
+def test_skippable_must_be_a_boolean(write, value: str) -> None:
+    text = f"""start: a
+nodes:
+  a:
+    say: Recorded.
+    skippable: {value}
+"""
+    line, column, severity, message = _one(write, text, "type")
+    assert (line, column, severity) == (5, 16, "error")
+    assert "nodes.a.skippable" in message and "true or false" in message
+
+
+def test_skippable_is_only_for_messages(write) -> None:
+    text = """start: m
+nodes:
+  m:
+    menu: {prompt: P, items: {1: m}}
+    skippable: false
+"""
+    line, column, _, message = _one(write, text, "unknown-key")
+    assert (line, column) == (5, 5) and "'skippable'" in message
+
+
 def test_missing_required_key(write) -> None:
     text = "start: g\nnodes:\n  g:\n    gather:\n      prompt: Enter\n    next: end\n" + GOOD_TAIL
     line, _, _, message = _one(write, text, "missing")

@@ -10,8 +10,9 @@ need, see :func:`prompts_of`) and a webhook never holds the call.
 
 In-band DTMF detection (the media layer's largest per-call CPU cost) runs only while a key
 could change something: it is switched on before the prompts of a state that takes keys
-are queued, so an early key is heard, and off where the engine drops keys (see
-:meth:`CallRunner._keys_matter`). RFC 4733 and SIP INFO keys do not need the detector.
+are queued, so an early key is heard, and off where the engine drops keys, such as an
+unskippable (``skippable: false``) message (see :meth:`CallRunner._keys_matter`).
+RFC 4733 and SIP INFO keys do not need the detector.
 
 The call is duck-typed (:class:`RunnerCall` plus optional ``media``, ``ua``,
 ``transfer``) so ``autocall.telephony.call.Call`` and any driver with the same verbs runs.
@@ -41,11 +42,14 @@ from autocall.dialogue import engine as eng
 from autocall.dialogue.schema import (
     GatherNode,
     MenuNode,
+    PlayNode,
     RecordNode,
+    SayNode,
     SayPrompt,
     Tree,
     edges,
     prompt_items,
+    unskippable,
 )
 from autocall.dialogue.template import render
 from autocall.speech.tts import PromptText, TtsError, render_prompt
@@ -278,8 +282,8 @@ class CallRunner:
             return None if self.clock() >= limit else eng.Timeout()
 
     async def _handle(self, event: eng.Event) -> None:
-        if isinstance(event, eng.Digit | eng.SpeechResult):
-            self._inputs += 1
+        if isinstance(event, eng.Digit | eng.SpeechResult) and not self.engine.keys_ignored:
+            self._inputs += 1  # a key pressed into a notice answers nothing
         if isinstance(event, eng.Digit) and self._speech is not None:
             self._speech.expire()
             self._speech = None  # a key answers the collect: drop the spoken one
@@ -299,21 +303,25 @@ class CallRunner:
         actions = self.engine.handle(event, self.clock())
         self._steer_detection()  # before _apply queues prompts: a key early in them counts
         await self._apply(actions)
-        if self.engine.waiting_for not in ("prompts", "input"):
-            self._speech = None
+        if not self._collecting():
+            self._speech = None  # else the voice would flush a message the engine plays on
 
     def _keys_matter(self) -> bool:
         """Whether a key pressed now could change the call; when unsure, True.
 
         From the engine's ``_on_digit`` and this runner's ``_handle``: menus and gathers
-        take keys while their prompts play and after; a key skips any say/play message;
-        during a record node's prompt the engine drops keys, and while recording only
-        ``end_on_key`` counts (checked here, before the engine); during a pause, a
+        take keys while their prompts play and after; a key skips a say/play message
+        unless it is ``skippable: false``; during such a message and during a record
+        node's prompt the engine drops keys (``engine.keys_ignored``), and nothing here
+        takes one then either: a recording has ended before the engine moves on, and a
+        key only cancels speech recognition, which no message runs. While recording
+        only ``end_on_key`` counts (checked here, before the engine); during a pause, a
         webhook or a transfer a key is kept as type-ahead, which only a menu or gather
-        later on can use. A key nothing reacts to is not logged in ``digits`` either.
+        later on can use, and not past an unskippable message, which drops it. A key
+        nothing reacts to is not logged in ``digits`` either.
         """
         engine = self.engine
-        if engine.finished:
+        if engine.finished or engine.keys_ignored:
             return False
         node = self.tree.nodes.get(engine.node) if engine.node is not None else None
         waiting = engine.waiting_for
@@ -335,10 +343,15 @@ class CallRunner:
             media.inband_detection = wanted
 
     def _barge_in_applies(self) -> bool:
-        """A key during prompts skips them, except before a recording (engine contract)."""
-        if self.engine.waiting_for != "prompts" or self.engine.node is None:
-            return False
-        return not isinstance(self.tree.nodes[self.engine.node], RecordNode)
+        """A key during prompts skips them, except an unskippable message or the prompt
+        before a recording (engine contract)."""
+        return self.engine.waiting_for == "prompts" and not self.engine.keys_ignored
+
+    def _collecting(self) -> bool:
+        """Whether a menu or gather is listening (its prompts playing, or waiting)."""
+        node = self.tree.nodes.get(self.engine.node) if self.engine.node is not None else None
+        return self.engine.waiting_for in ("prompts", "input") and isinstance(
+            node, MenuNode | GatherNode)
 
     async def _apply(self, actions: list[eng.Action]) -> None:
         for action in actions:
@@ -631,7 +644,8 @@ def _nodes_before_listening(tree: Tree) -> frozenset[str]:
     """Ids of the nodes from which some menu or gather can still be reached.
 
     A key pressed while nothing listens waits as type-ahead for the next menu or gather;
-    where none lies ahead it can never be used.
+    where none lies ahead it can never be used. An unskippable message with audio drops
+    the type-ahead on entry, so a path through one does not count.
     """
     sources: dict[str, set[str]] = {}
     for edge in edges(tree):
@@ -639,11 +653,23 @@ def _nodes_before_listening(tree: Tree) -> frozenset[str]:
     todo = [nid for nid, node in tree.nodes.items() if isinstance(node, MenuNode | GatherNode)]
     seen: set[str] = set(todo)
     while todo:
-        for source in sources.get(todo.pop(), ()):
+        target = todo.pop()
+        if _drops_type_ahead(tree.nodes[target]):
+            continue
+        for source in sources.get(target, ()):
             if source not in seen:
                 seen.add(source)
                 todo.append(source)
     return frozenset(seen)
+
+
+def _drops_type_ahead(node: object) -> bool:
+    """An unskippable message that plays something (an empty one walks straight on)."""
+    if not unskippable(node):
+        return False
+    if isinstance(node, SayNode):
+        return bool(prompt_items(node.say))
+    return isinstance(node, PlayNode) and bool(node.play)
 
 
 def _safe(text: str) -> str:

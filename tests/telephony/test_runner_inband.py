@@ -263,3 +263,48 @@ async def test_no_detector_runs_while_the_caller_talks_to_an_agent(audio: AudioC
     assert phones.calls[1].answered_at is not None  # the bridge really happened
     assert _slots(rows, "hold") == {1}
     assert _slots(rows, "agent") == {0}
+
+
+NOTICE_TEXT = ("This call is recorded for quality and training purposes. By staying on the "
+               "line you agree to the recording.")
+NOTICE = {
+    "start": "wait",
+    "nodes": {
+        "wait": {"pause": 0.6, "next": "notice"},
+        "notice": {"say": NOTICE_TEXT, "skippable": False, "next": "menu"},
+        "menu": {"menu": {"prompt": "Press 2 to agree.", "items": {1: "one", 2: "two"},
+                          "timeout": 3, "retries": 0}, "on_failure": "gave_up"},
+        "one": {"hangup": "one"},
+        "two": {"hangup": "two"},
+        "gave_up": {"hangup": "gave-up"},
+    },
+}
+
+
+async def test_an_unskippable_message_turns_the_detector_off_and_ignores_keys(
+        audio: AudioCache) -> None:
+    """Off during the notice and the pause before it (its type-ahead would be dropped)."""
+    leg = await _leg()
+    notice = await audio.say(Say(NOTICE_TEXT, "en", None))
+    heard: list[float] = []
+
+    async def caller(leg: Leg) -> None:
+        await asyncio.sleep(0.2)
+        await leg.caller.send_dtmf("1", method="rfc4733")  # the pause: dropped by the notice
+        heard.append(await leg.heard_voice())
+        await asyncio.sleep(0.5)
+        await leg.caller.send_dtmf("1", method="inband")  # the detector is off: unheard
+        await asyncio.sleep(0.3)
+        await leg.caller.send_dtmf("1", method="rfc4733")  # arrives, neither skips nor answers
+        await asyncio.sleep(max(0.0, heard[0] + len(notice) / 8000 + 0.5 - time.monotonic()))
+        await leg.caller.send_dtmf("2", method="inband")  # the menu now: heard and taken
+
+    result, rows = await _run(leg, NOTICE, audio, caller)
+    assert result.path == ["wait", "notice", "menu", "two"] and result.outcome == "two"
+    assert result.digits == "112"  # both RFC 4733 keys logged, the in-band 1 never analysed
+    assert result.inputs == 2  # the pause's key and the answer; a key into the notice is none
+    assert _slots(rows, "wait") == {0}
+    assert _slots(rows, "notice") == {0}
+    assert _slots(rows, "menu") == {1}
+    notice_frames = sum(1 for node, _, _ in rows if node == "notice")  # one per 20 ms
+    assert notice_frames * 0.02 >= len(notice) / 8000 - 0.3, "a key cut the notice short"

@@ -308,3 +308,43 @@ async def test_an_unskippable_message_turns_the_detector_off_and_ignores_keys(
     assert _slots(rows, "menu") == {1}
     notice_frames = sum(1 for node, _, _ in rows if node == "notice")  # one per 20 ms
     assert notice_frames * 0.02 >= len(notice) / 8000 - 0.3, "a key cut the notice short"
+
+
+SPOKEN_THEN_NOTICE = {
+    "language": "ko",
+    "start": "ask",
+    "nodes": {
+        "ask": {"menu": {"prompt": "예약을 확인하시겠습니까?", "speech": True, "timeout": 1.0,
+                         "retries": 0, "items": {"1": {"next": "yes", "say": ["네"]}}},
+                "on_failure": "notice"},
+        "notice": {"say": "이 통화는 녹음됩니다. 감사합니다. 안녕히 계세요.", "skippable": False,
+                   "next": "bye"},
+        "bye": {"hangup": "no-answer"},
+        "yes": {"hangup": "confirmed"},
+    },
+}
+
+
+async def test_a_voice_during_the_notice_after_a_spoken_menu_does_not_cut_it(
+        audio: AudioCache) -> None:
+    """The menu's recogniser must not outlive it: its barge-in would flush the notice."""
+    from autocall.speech.asr import load_model
+    from tests.speech.asr_audio import synth
+
+    model = await asyncio.to_thread(load_model, None, "ko")
+    voice = synth("아니요 아니요 아니요")
+    tree = Tree.model_validate(SPOKEN_THEN_NOTICE)
+    notice = await audio.say(Say(tree.nodes["notice"].say, "ko", None))  # type: ignore[union-attr]
+
+    async def caller(leg: Leg) -> None:
+        quiet = await leg.heard_quiet(0.3)  # the question, then the menu's 1 s of silence
+        await leg.heard_voice(after=quiet + 0.5)  # the notice
+        await leg.caller.play(voice)  # talks over it
+
+    leg = await _leg()
+    started = time.monotonic()
+    result, rows = await _run(leg, SPOKEN_THEN_NOTICE, audio, caller, speech_model=model)
+    assert result.path == ["ask", "notice", "bye"] and result.outcome == "no-answer"
+    notice_frames = sum(1 for node, _, _ in rows if node == "notice")
+    assert notice_frames * 0.02 >= len(notice) / 8000 - 0.3, "the voice cut the notice short"
+    assert time.monotonic() - started < 20 and leg.robot.inband_detection

@@ -245,9 +245,11 @@ async def _ours(n: int, duration: float, sink: Connection) -> Result:
 def _ours_worker(n: int, duration: float, sink: Connection, out: Connection,
                  priority: str) -> None:
     """Our calls in a process of their own, so a raised priority stays with them."""
+    from autocall.media.heap import freeze_startup_heap
     from autocall.media.priority import raise_priority
 
     applied = raise_priority(priority)
+    freeze_startup_heap()  # as `autocall serve` and `campaign run` do before their calls
     result = asyncio.run(_ours(n, duration, sink))
     result.priority = applied
     out.send(result)

@@ -29,6 +29,7 @@ from autocall.campaign.placer import load_tree, report_ringing
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, secret
 from autocall.dialogue.schema import Tree
+from autocall.media.heap import freeze_startup_heap
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
 from autocall.telephony.runner import (
@@ -385,6 +386,7 @@ def register(app: typer.Typer) -> None:
                                recordings_dir=recordings, variables=_parse_vars(var or []),
                                callbacks=StatusCallbacks(status_callback),
                                webhooks=WebhookClient(fallback_url=webhook_fallback))
+        freeze_startup_heap()  # the tree, models and libraries stay: keep GC passes short
         try:
             asyncio.run(_serve(server, settings, trunk, drain_timeout))
         finally:

@@ -32,6 +32,7 @@ from autocall.campaign.model import Campaign, CampaignError, CampaignState, load
 from autocall.campaign.schedule import DncList, normalize
 from autocall.campaign.store import Store, StoreError
 from autocall.config import Settings
+from autocall.media.heap import freeze_startup_heap
 
 campaign_app = typer.Typer(
     help="Define, import, run and report dialing campaigns.\n\n"
@@ -247,6 +248,7 @@ def run(
         store.close()
         raise _store_error(exc) from None
     factory = _placer_factory(placer)
+    freeze_startup_heap()  # the store, models and libraries stay: keep GC passes short
     try:
         final = asyncio.run(_run(name, store, factory, node, wait, as_json))
     finally:

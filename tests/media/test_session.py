@@ -378,3 +378,41 @@ async def test_rfc4733_on_the_wire(engine: MediaEngine) -> None:
         (q.sequence_number - p.sequence_number) % 65536 == 1
         for p, q in zip(pkts, pkts[1:], strict=False)
     )
+
+
+async def test_a_flood_on_one_port_is_bounded_and_pacing_holds(engine: MediaEngine) -> None:
+    sink_t, sink = await sniffer()
+    a = await MediaSession.open(engine)
+    b = await MediaSession.open(engine)
+    evil = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    evil.setblocking(False)
+    try:
+        a.start(sink_t.get_extra_info("sockname"), 0, 101)
+        b.start(("127.0.0.1", a.local_port), 0, 101)
+        await asyncio.sleep(0.2)  # a has latched to b
+        sent0, wakeups0 = a.stats().packets_sent, engine.wakeups
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 1.0
+        flood = 0
+        junk = bytes(RtpPacket(0, 1, 1, 99, bytes(160)))
+        while loop.time() < end:  # as fast as this loop can send, to a's RTP port
+            for _ in range(200):
+                try:
+                    evil.sendto(junk, ("127.0.0.1", a.local_port))
+                    flood += 1
+                except BlockingIOError:
+                    pass
+            await asyncio.sleep(0)
+        sent = a.stats().packets_sent - sent0
+        wakeups = engine.wakeups - wakeups0
+        assert flood > 10_000
+        assert 40 <= sent <= 60  # still 50 packets a second
+        # the stranger's packets are read at most max_reads per wake-up, then dropped
+        assert a._foreign <= engine.max_reads * wakeups
+        assert a.remote_addr == ("127.0.0.1", b.local_port)
+        assert engine.errors == 0
+    finally:
+        evil.close()
+        await a.close()
+        await b.close()
+        sink_t.close()

@@ -25,7 +25,7 @@ from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
 __all__ = ["SipPlacer", "TreeCache", "call_result", "dialogue_outcome", "from_settings",
-           "load_tree", "report_ringing"]
+           "RingingReporter", "has_rung", "load_tree"]
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,46 @@ class TreeCache:
         return self._trees[key]
 
 
-async def report_ringing(call: Any, callbacks: StatusCallbacks, key: str) -> None:
-    """Send the "ringing" status callback when the far end starts ringing (a 18x)."""
-    while True:
-        status = str(getattr(call.status, "value", call.status))
-        if status == CallStatus.RINGING.value:
-            callbacks.send(key, "ringing")
-            return
-        if status != CallStatus.INITIATED.value:
-            return
-        await asyncio.sleep(0.05)
+def has_rung(call: Any) -> bool:
+    """True once the far end sent a 180/183, even if the call has moved on since."""
+    if getattr(call, "ringing_at", None) is not None:
+        return True
+    return str(getattr(call.status, "value", call.status)) == CallStatus.RINGING.value
+
+
+class RingingReporter:
+    """Sends the "ringing" status callback once when the far end rings (a 18x).
+
+    It looks every 50 ms while the call is initiated; `settle` (after the answer or the
+    end) sends it if the call rang and was answered between two looks.
+    """
+
+    def __init__(self, call: Any, callbacks: StatusCallbacks, key: str) -> None:
+        self.call, self.callbacks, self.key = call, callbacks, key
+        self.sent = False
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while not self.sent:
+            if has_rung(self.call):
+                self._send()
+                return
+            if str(getattr(self.call.status, "value", self.call.status)) != \
+                    CallStatus.INITIATED.value:
+                return
+            await asyncio.sleep(0.05)
+
+    def _send(self) -> None:
+        self.sent = True
+        self.callbacks.send(self.key, "ringing")
+
+    def settle(self) -> None:
+        self.cancel()
+        if not self.sent and has_rung(self.call):
+            self._send()
+
+    def cancel(self) -> None:
+        self._task.cancel()
 
 
 def dialogue_outcome(run: RunResult) -> Outcome | None:
@@ -163,10 +193,10 @@ class SipPlacer:
             self.uri(request), caller_id=request.caller_id, ring_timeout=request.ring_timeout,
             headers={"X-Autocall-Campaign": request.campaign,
                      "X-Autocall-Attempt": str(request.attempt_id)})
-        watcher = asyncio.ensure_future(report_ringing(call, self.callbacks, key))
+        ringing = RingingReporter(call, self.callbacks, key)
         try:
             status = await call.wait_answer()
-            watcher.cancel()
+            ringing.settle()
             if str(getattr(status, "value", status)) != CallStatus.IN_PROGRESS.value:
                 self.callbacks.send(key, "completed", call_status=str(_status(call)),
                                     sip_code=getattr(call, "sip_code", None))
@@ -183,7 +213,7 @@ class SipPlacer:
             self.callbacks.send(key, "completed", call_status="completed", outcome=run.outcome)
             return result
         finally:
-            watcher.cancel()
+            ringing.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(call.hangup(), 5.0)
 

@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
-from autocall.campaign.placer import load_tree, report_ringing
+from autocall.campaign.placer import RingingReporter, load_tree
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, secret
 from autocall.dialogue.schema import Tree
@@ -127,9 +127,9 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             return _summary(uri, None, None, error="registration failed")
         call = await ua.call(uri, caller_id=caller_id, ring_timeout=ring_timeout)
         callbacks.send(call.call_id, "initiated", to=uri)
-        watcher = asyncio.ensure_future(report_ringing(call, callbacks, call.call_id))
+        ringing = RingingReporter(call, callbacks, call.call_id)
         status = await call.wait_answer()
-        watcher.cancel()
+        ringing.settle()
         if status is CallStatus.IN_PROGRESS:
             callbacks.send(call.call_id, "answered")
             facts = {"number": target, "callee": target, "caller": caller_id or "",

@@ -171,6 +171,7 @@ class Call:
         self.q850_cause: int | None = None
         """ITU-T Q.850 cause from the far end's Reason header (RFC 3326), when it sends one."""
         self.created_at = _now()
+        self.ringing_at: datetime | None = None  # first 180/183 of an outbound call
         self.answered_at: datetime | None = None
         self.ended_at: datetime | None = None
         self.ended_by: str | None = None
@@ -601,6 +602,7 @@ class Call:
         if ev.kind == "progress":
             if self.status is CallStatus.INITIATED and ev.status in (180, 183):
                 self.status = CallStatus.RINGING
+                self.ringing_at = _now()
             self.sip_code, self.reason = ev.status, ev.reason
         elif ev.kind == "answered":
             if self.status.final:

@@ -110,12 +110,8 @@ _DNS: dict[str, tuple[str, float]] = {}
 DNS_TTL = 60.0
 
 
-def _resolve(host: str) -> str:
-    """IPv4 address of ``host``; names come from the cache ``resolve_async`` fills.
-
-    A miss falls back to a blocking lookup (cached too): DNS on the event loop would stall
-    every call's media, so ``UserAgent.call`` resolves ahead with ``resolve_async``.
-    """
+def _known(host: str) -> str | None:
+    """``host`` itself when it is an address, else its unexpired cached address."""
     try:
         ipaddress.ip_address(host)
         return host
@@ -124,6 +120,18 @@ def _resolve(host: str) -> str:
     hit = _DNS.get(host)
     if hit is not None and hit[1] > time.monotonic():
         return hit[0]
+    return None
+
+
+def _resolve(host: str) -> str:
+    """IPv4 address of ``host``; names come from the cache ``resolve_async`` fills.
+
+    A miss falls back to a blocking lookup (cached too): DNS on the event loop would stall
+    every call's media, so ``UserAgent.call`` resolves ahead with ``resolve_async``.
+    """
+    known = _known(host)
+    if known is not None:
+        return known
     addr = socket.gethostbyname(host)
     _DNS[host] = (addr, time.monotonic() + DNS_TTL)
     return addr
@@ -132,14 +140,9 @@ def _resolve(host: str) -> str:
 async def resolve_async(host: str) -> str:
     """Resolve ``host`` off the event loop and cache it for ``_resolve`` (A record only:
     RFC 3263 SRV/NAPTR selection is left to the deployment's DNS)."""
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
-    hit = _DNS.get(host)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0]
+    known = _known(host)
+    if known is not None:
+        return known
     infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=socket.AF_INET,
                                                           type=socket.SOCK_DGRAM)
     if not infos:

@@ -96,6 +96,23 @@ contacts = Table(
     Index("ix_autocall_contacts_due", "campaign", "state", "next_at"),
 )
 
+def _outcome_columns() -> list[Column[Any]]:
+    """The DESIGN.md §4 record fields an attempt and a call both end with (fresh objects:
+    a Column belongs to one table)."""
+    return [
+        Column("started_at", DateTime),
+        Column("answered_at", DateTime),
+        Column("ended_at", DateTime),
+        Column("duration", Float),
+        Column("billable", Float),
+        Column("digits", String(200), nullable=False, default=""),
+        Column("path", Text, nullable=False, default="[]"),
+        Column("variables", Text, nullable=False, default="{}"),
+        Column("recording", Text),
+        Column("error", Text),
+    ]
+
+
 attempts = Table(
     "autocall_attempts",
     metadata,
@@ -111,16 +128,7 @@ attempts = Table(
     Column("sip_code", Integer),
     Column("q850", Integer),
     Column("created_at", DateTime, nullable=False),
-    Column("started_at", DateTime),
-    Column("answered_at", DateTime),
-    Column("ended_at", DateTime),
-    Column("duration", Float),
-    Column("billable", Float),
-    Column("digits", String(200), nullable=False, default=""),
-    Column("path", Text, nullable=False, default="[]"),
-    Column("variables", Text, nullable=False, default="{}"),
-    Column("recording", Text),
-    Column("error", Text),
+    *_outcome_columns(),
     UniqueConstraint("contact_id", "attempt_no", name="uq_autocall_attempt_once"),
     Index("ix_autocall_attempts_open", "campaign", "ended_at"),
 )
@@ -151,16 +159,7 @@ calls = Table(
     Column("outcome", String(40)),
     Column("sip_code", Integer),
     Column("q850", Integer),
-    Column("started_at", DateTime),
-    Column("answered_at", DateTime),
-    Column("ended_at", DateTime),
-    Column("duration", Float),
-    Column("billable", Float),
-    Column("digits", String(200), nullable=False, default=""),
-    Column("path", Text, nullable=False, default="[]"),
-    Column("variables", Text, nullable=False, default="{}"),
-    Column("recording", Text),
-    Column("error", Text),
+    *_outcome_columns(),
     UniqueConstraint("call_id", "direction", name="uq_autocall_calls_once"),
 )
 

@@ -23,11 +23,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from autocall.campaign.placer import RingingReporter, load_tree
 from autocall.campaign.store import Store
-from autocall.config import Settings, TrunkSettings, secret
+from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
 from autocall.dialogue.schema import Tree
 from autocall.media.heap import freeze_startup_heap
 from autocall.telephony.call import CallStatus, UserAgent
@@ -180,7 +181,8 @@ def _store_informer_call(url: str, summary: dict[str, Any], caller_id: str | Non
         finally:
             store.close()
     except SQLAlchemyError as exc:
-        _err.print(f"[yellow]call record not stored in {url}:[/] {exc}")
+        _err.print(f"[yellow]call record not stored in {shown_url(url)}:[/] "
+                   f"{escape(hide_password(str(exc), url))}")
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -378,7 +380,9 @@ def register(app: typer.Typer) -> None:
         try:
             store = Store(db or settings.database_url)
         except SQLAlchemyError as exc:
-            raise _usage(f"--db: {exc}") from exc
+            url = db or settings.database_url
+            raise _usage(f"--db {shown_url(url)}: {escape(hide_password(str(exc), url))}"
+                         ) from exc
         server = InboundServer(tree, records, max_calls=max_calls, allow=allow_list,
                                on_record=store.add_call,
                                speech_model=speech_model,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from autocall.dialogue.schema import Tree, allowed_transfer_targets
+from autocall.files import private_file
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
@@ -205,8 +206,7 @@ class InboundServer:
             "recording": run.recording if run else None,
             "error": error,
         }
-        self.records.parent.mkdir(parents=True, exist_ok=True)
-        with self.records.open("a", encoding="utf-8") as fh:
+        with private_file(self.records).open("a", encoding="utf-8") as fh:  # 0600: personal data
             fh.write(json.dumps(record, sort_keys=True) + "\n")
         if self.on_record is not None:
             self.on_record(record)

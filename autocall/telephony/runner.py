@@ -52,6 +52,7 @@ from autocall.dialogue.schema import (
     unskippable,
 )
 from autocall.dialogue.template import render
+from autocall.files import private_file
 from autocall.speech.tts import PromptText, TtsError, render_prompt
 from autocall.telephony.webhooks import WebhookClient
 
@@ -530,7 +531,7 @@ class CallRunner:
         duration = len(pcm) / _RATE
         path = ""
         if len(pcm):
-            rec.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(rec.path)  # 0600 in a 0700 folder: a voice is personal data
             sf.write(str(rec.path), pcm, _RATE, subtype="PCM_16")
             sidecar = {
                 "caller": self.facts.get("caller") or self.facts.get("number"),
@@ -542,7 +543,8 @@ class CallRunner:
                 "reason": reason,
                 "tree": self.tree.name,
             }
-            rec.path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+            private_file(rec.path.with_suffix(".json")).write_text(
+                json.dumps(sidecar, indent=2) + "\n")
             path = str(rec.path)
             self.recording_path = path
         self._events.put_nowait(eng.RecordingFinished(path, duration, reason))

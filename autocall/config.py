@@ -62,6 +62,7 @@ class Settings:
     advertised_host: str | None = None
     database_url: str = "sqlite:///autocall.db"
     tts_cache_dir: Path = Path(".autocall/tts-cache")
+    recordings_dir: Path = Path("recordings")  # call recordings (campaign ``recording: true``)
     vosk_model: Path | None = None
     media_priority: str = "normal"
 
@@ -76,6 +77,7 @@ class Settings:
             database_url=_env("AUTOCALL_DATABASE_URL", "sqlite:///autocall.db")
             or "sqlite:///autocall.db",
             tts_cache_dir=Path(_env("AUTOCALL_TTS_CACHE", ".autocall/tts-cache") or ""),
+            recordings_dir=Path(_env("AUTOCALL_RECORDINGS", "recordings") or "recordings"),
             vosk_model=Path(model) if model else None,
             media_priority=_env("AUTOCALL_MEDIA_PRIORITY", "normal") or "normal",
         )

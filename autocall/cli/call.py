@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
+from autocall.audio import check as audio_check
 from autocall.campaign.placer import RingingReporter, load_tree
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
@@ -140,8 +141,9 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             run = await runner.run()
             await call.hangup()
             await call.wait_ended(5.0)
-        callbacks.send(call.call_id, "completed", call_status=str(call.status))
-        return _summary(uri, call, run)
+        summary = _summary(uri, call, run)
+        callbacks.send(call.call_id, "completed", call_status=summary["status"])
+        return summary
     finally:
         await callbacks.drain(3.0)
         await ua.close()
@@ -152,6 +154,8 @@ def _summary(uri: str, call: Any, run: RunResult | None, error: str | None = Non
     answered = getattr(call, "answered_at", None)
     ended = getattr(call, "ended_at", None) or datetime.now(UTC)
     status = getattr(call, "status", CallStatus.FAILED)
+    if run is not None and run.failed:  # answered, but the message could not be played
+        status = CallStatus.FAILED
     return {
         "target": uri,
         "call_id": getattr(call, "call_id", None),
@@ -295,6 +299,9 @@ def register(app: typer.Typer) -> None:
             else:
                 if play is not None and not play.is_file():
                     raise _usage(f"--play {play}: no such file")
+                if play is not None and (bad := audio_check.problem(play)) is not None:
+                    # refused before dialing: a call that plays silence is not delivered
+                    raise _usage(escape(f"--play {play}: {bad.detail}. {bad.hint}"))
                 tree = informer_tree(say=say, lang=lang, play=play.resolve() if play else None,
                                      repeat=repeat, confirm=confirm,
                                      confirm_timeout=confirm_timeout)

@@ -196,7 +196,8 @@ class InboundServer:
             "ended_at": ended.isoformat(),
             "duration": round((ended - datetime.fromtimestamp(started, UTC)).total_seconds(), 3),
             "billable": round((ended - answered).total_seconds(), 3) if answered else 0.0,
-            "status": str(getattr(status, "value", status)),
+            "status": "failed" if run is not None and run.failed else str(
+                getattr(status, "value", status)),
             "sip_code": getattr(call, "sip_code", None),
             "q850": getattr(call, "q850_cause", None),
             "outcome": run.outcome if run else None,
@@ -204,7 +205,7 @@ class InboundServer:
             "path": run.path if run else [],
             "variables": run.variables if run else {},
             "recording": run.recording if run else None,
-            "error": error,
+            "error": error or (run.error if run else None),
         }
         with private_file(self.records).open("a", encoding="utf-8") as fh:  # 0600: personal data
             fh.write(json.dumps(record, sort_keys=True) + "\n")

@@ -33,7 +33,7 @@ class Recorder:
             )
         except (sf.LibsndfileError, OSError) as exc:
             raise OSError(
-                f"cannot record to {self.path}: {exc}; check the folder exists and is writable"
+                f"cannot record to {self.path}: {exc}; check the folder is writable"
             ) from exc
         self._block = block_frames
         self._pending: list[Samples] = []

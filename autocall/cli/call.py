@@ -448,5 +448,6 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
         if left:
             _err.print(f"[yellow]{left} call(s) still running after {drain_timeout:.0f} s[/]")
     finally:
+        await server.callbacks.drain(3.0)  # each one still undelivered is logged as dropped
         await ua.close()
         _err.print(f"served {server.served} call(s), refused {server.refused}")

@@ -26,6 +26,8 @@ from typer.testing import CliRunner
 
 from autocall.cli import app
 from tests.peers import SCENARIOS, Sipp
+from tests.telephony.serving import records, serve
+from tests.telephony.sipp import _ACK, _ANSWER_BYE, _INVITE
 
 pytestmark = pytest.mark.peers
 
@@ -170,3 +172,66 @@ def test_a_hanging_status_receiver_costs_the_call_nothing_and_every_loss_is_logg
         for r in caplog.records
         if r.getMessage().startswith("status callback")
     )
+
+
+SERVE_TREE = """\
+name: front-desk
+transfer_targets: ["101"]
+start: agent
+nodes:
+  agent:
+    transfer: "101"
+    on_failure: sorry
+  sorry:
+    say: "Sorry, nobody can take your call."
+    next: null
+"""
+
+_REFUSE_REFER = """
+  <recv request="REFER"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 403 Forbidden
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+"""
+
+
+def test_serve_keeps_the_refused_transfer_in_its_record(tmp_path: Path) -> None:
+    """A caller (SIPp) refuses to be transferred: serve's record (JSONL, made 0600) says so."""
+    body = (
+        _INVITE.format(rtp_port=44172, codec=0)
+        + '  <recv response="200" rtd="true"/>\n'
+        + _ACK
+        + _REFUSE_REFER
+        + _ANSWER_BYE
+    )
+    scenario = tmp_path / "uac_refuses_refer.xml"
+    scenario.write_text(
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        f'<scenario name="refuses-refer">\n{body}</scenario>\n'
+    )
+    with serve(tmp_path, 44170, tree=SERVE_TREE):
+        caller = Sipp(
+            scenario,
+            port=44171,
+            media_port=44172,
+            remote="127.0.0.1:44170",
+            service="frontdesk",
+            timeout=20,
+        )
+        with caller:
+            assert caller.wait(15) == 0, caller.errors()
+        deadline = time.monotonic() + 10
+        while not records(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the record is written just after the BYE
+    (record,) = records(tmp_path)
+    assert record["path"] == ["agent", "sorry"] and record["status"] == "completed"
+    assert record["error"] is not None and "101" in record["error"] and "403" in record["error"]
+    assert (tmp_path / "calls.jsonl").stat().st_mode & 0o777 == 0o600

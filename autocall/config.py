@@ -8,6 +8,7 @@ usual way container secrets are mounted.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class Settings:
     advertised_host: str | None = None
     database_url: str = "sqlite:///autocall.db"
     tts_cache_dir: Path = Path(".autocall/tts-cache")
+    recordings_dir: Path = Path("recordings")  # call recordings (campaign ``recording: true``)
     vosk_model: Path | None = None
     media_priority: str = "normal"
 
@@ -75,6 +77,39 @@ class Settings:
             database_url=_env("AUTOCALL_DATABASE_URL", "sqlite:///autocall.db")
             or "sqlite:///autocall.db",
             tts_cache_dir=Path(_env("AUTOCALL_TTS_CACHE", ".autocall/tts-cache") or ""),
+            recordings_dir=Path(_env("AUTOCALL_RECORDINGS", "recordings") or "recordings"),
             vosk_model=Path(model) if model else None,
             media_priority=_env("AUTOCALL_MEDIA_PRIORITY", "normal") or "normal",
         )
+
+
+def shown_url(url: str) -> str:
+    """``url`` fit to print: the password replaced by ``***`` (SQLAlchemy's own masking).
+
+    Every message that names the store goes through this; a URL SQLAlchemy cannot
+    parse is masked by hand between ``user:`` and ``@``.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return _PASSWORD_IN_URL.sub(r"\1***@", url)
+
+
+def hide_password(text: str, url: str) -> str:
+    """``text`` (an error message that may quote ``url``) with the URL's password masked."""
+    text = text.replace(url, shown_url(url))
+    from urllib.parse import unquote
+
+    match = _PASSWORD_IN_URL.search(url)
+    if match is not None:
+        raw = match.group(0)[len(match.group(1)):-1]
+        for secret_text in {raw, unquote(raw)}:
+            if len(secret_text) >= 4:  # a shorter one would mask ordinary words
+                text = text.replace(secret_text, "***")
+    return text
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,13 @@ def call_result(call: Any, run: RunResult | None, started: datetime,
     variables = dict(run.variables)
     variables["dialogue_outcome"] = run.outcome
     return CallResult(
-        status=CallStatus.COMPLETED, sip_code=getattr(call, "sip_code", None) or 200,
+        # answered but not delivered (a prompt could not play): failed, so it is retried
+        status=CallStatus.FAILED if run.failed else CallStatus.COMPLETED,
+        sip_code=getattr(call, "sip_code", None) or 200,
         q850=getattr(call, "q850_cause", None), started_at=started,
         answered_at=answered or started, ended_at=datetime.now(UTC),
         digits=run.digits, path=tuple(run.path), variables=variables, recording=run.recording,
-        outcome=dialogue_outcome(run), opted_out=run.outcome == "opt-out",
+        outcome=None if run.failed else dialogue_outcome(run), opted_out=run.outcome == "opt-out",
         error=error or run.error)
 
 
@@ -184,7 +187,22 @@ class SipPlacer:
             return self.target(request)
         return self.target.format(number=request.number, trunk=request.trunk or "")
 
+    def recording_path(self, request: CallRequest) -> Path:
+        """Where a campaign with ``recording: true`` records this attempt (stereo WAV)."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        name = f"{stamp}-{request.attempt_id}-{_safe(request.number)}.wav"
+        return self.recordings_dir / _safe(request.campaign) / name
+
     async def place(self, request: CallRequest) -> CallResult:
+        """Place one call; with ``request.recording`` the whole call (media from the
+        answer on, left = callee, right = us) is recorded and its path is the record's."""
+        record = self.recording_path(request) if request.recording else None
+        result = await self._place(request, record)
+        if record is not None and record.exists():  # made when media started
+            result = replace(result, recording=str(record))
+        return result
+
+    async def _place(self, request: CallRequest, record: Path | None) -> CallResult:
         started = datetime.now(UTC)
         tree: Tree = await asyncio.to_thread(self.trees.get, request.tree)
         key = f"{request.campaign}/{request.attempt_id}"
@@ -192,7 +210,7 @@ class SipPlacer:
         call = await self.ua.call(
             self.uri(request), caller_id=request.caller_id, ring_timeout=request.ring_timeout,
             headers={"X-Autocall-Campaign": request.campaign,
-                     "X-Autocall-Attempt": str(request.attempt_id)})
+                     "X-Autocall-Attempt": str(request.attempt_id)}, record=record)
         ringing = RingingReporter(call, self.callbacks, key)
         try:
             status = await call.wait_answer()
@@ -210,12 +228,17 @@ class SipPlacer:
                 max_seconds=self.max_call_seconds, speech_model=self.speech_model)
             run = await runner.run()
             result = call_result(call, run, started)
-            self.callbacks.send(key, "completed", call_status="completed", outcome=run.outcome)
+            self.callbacks.send(key, "completed", call_status=str(result.status),
+                                outcome=run.outcome)
             return result
         finally:
             ringing.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(call.hangup(), 5.0)
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "+-_" else "_" for c in text)[:60]
 
 
 def trunk_target(settings: Settings) -> Callable[[CallRequest], str]:
@@ -246,6 +269,7 @@ async def from_settings(settings: Settings) -> AsyncIterator[SipPlacer]:
     try:
         if trunk.register and not await ua.wait_registered(10.0):
             raise RuntimeError(f"REGISTER with {registrar} failed: {ua.sip.register_error}")
-        yield SipPlacer(ua, target=trunk_target(settings), tts_cache_dir=settings.tts_cache_dir)
+        yield SipPlacer(ua, target=trunk_target(settings), tts_cache_dir=settings.tts_cache_dir,
+                        recordings_dir=settings.recordings_dir)
     finally:
         await ua.close()

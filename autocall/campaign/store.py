@@ -57,6 +57,7 @@ from autocall.campaign.model import (
     Outcome,
     Plan,
 )
+from autocall.files import private_file
 
 SCHEMA_VERSION = 2
 
@@ -297,6 +298,7 @@ class Store:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.last_scanned = 0  # rows the last claim() looked at (dialed, deferred or closed)
         if self.is_sqlite:
+            _private_sqlite_file(self.engine.url.database)
             _sqlite_setup(self.engine)
         self.migrate()
 
@@ -680,6 +682,13 @@ def _dialect_insert(engine: Engine) -> Any:
 
         return pg_insert
     raise StoreError(f"unsupported database {engine.dialect.name}; use SQLite or PostgreSQL")
+
+
+def _private_sqlite_file(database: str | None) -> None:
+    """Create the SQLite file 0600 before SQLite does (it would make it 0644); its
+    journal and WAL files copy the file's mode. Numbers and answers are personal data."""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        private_file(database)
 
 
 def _sqlite_setup(engine: Engine) -> None:

@@ -23,11 +23,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
+from autocall.audio import check as audio_check
 from autocall.campaign.placer import RingingReporter, load_tree
 from autocall.campaign.store import Store
-from autocall.config import Settings, TrunkSettings, secret
+from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
 from autocall.dialogue.schema import Tree
 from autocall.media.heap import freeze_startup_heap
 from autocall.telephony.call import CallStatus, UserAgent
@@ -139,8 +141,9 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             run = await runner.run()
             await call.hangup()
             await call.wait_ended(5.0)
-        callbacks.send(call.call_id, "completed", call_status=str(call.status))
-        return _summary(uri, call, run)
+        summary = _summary(uri, call, run)
+        callbacks.send(call.call_id, "completed", call_status=summary["status"])
+        return summary
     finally:
         await callbacks.drain(3.0)
         await ua.close()
@@ -151,6 +154,8 @@ def _summary(uri: str, call: Any, run: RunResult | None, error: str | None = Non
     answered = getattr(call, "answered_at", None)
     ended = getattr(call, "ended_at", None) or datetime.now(UTC)
     status = getattr(call, "status", CallStatus.FAILED)
+    if run is not None and run.failed:  # answered, but the message could not be played
+        status = CallStatus.FAILED
     return {
         "target": uri,
         "call_id": getattr(call, "call_id", None),
@@ -180,7 +185,8 @@ def _store_informer_call(url: str, summary: dict[str, Any], caller_id: str | Non
         finally:
             store.close()
     except SQLAlchemyError as exc:
-        _err.print(f"[yellow]call record not stored in {url}:[/] {exc}")
+        _err.print(f"[yellow]call record not stored in {shown_url(url)}:[/] "
+                   f"{escape(hide_password(str(exc), url))}")
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -293,6 +299,9 @@ def register(app: typer.Typer) -> None:
             else:
                 if play is not None and not play.is_file():
                     raise _usage(f"--play {play}: no such file")
+                if play is not None and (bad := audio_check.problem(play)) is not None:
+                    # refused before dialing: a call that plays silence is not delivered
+                    raise _usage(escape(f"--play {play}: {bad.detail}. {bad.hint}"))
                 tree = informer_tree(say=say, lang=lang, play=play.resolve() if play else None,
                                      repeat=repeat, confirm=confirm,
                                      confirm_timeout=confirm_timeout)
@@ -378,7 +387,9 @@ def register(app: typer.Typer) -> None:
         try:
             store = Store(db or settings.database_url)
         except SQLAlchemyError as exc:
-            raise _usage(f"--db: {exc}") from exc
+            url = db or settings.database_url
+            raise _usage(f"--db {shown_url(url)}: {escape(hide_password(str(exc), url))}"
+                         ) from exc
         server = InboundServer(tree, records, max_calls=max_calls, allow=allow_list,
                                on_record=store.add_call,
                                speech_model=speech_model,
@@ -437,5 +448,6 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
         if left:
             _err.print(f"[yellow]{left} call(s) still running after {drain_timeout:.0f} s[/]")
     finally:
+        await server.callbacks.drain(3.0)  # each one still undelivered is logged as dropped
         await ua.close()
         _err.print(f"served {server.served} call(s), refused {server.refused}")

@@ -31,7 +31,7 @@ from autocall.campaign.dialer import Progress as DialProgress
 from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
 from autocall.campaign.schedule import DncList, normalize
 from autocall.campaign.store import Store, StoreError
-from autocall.config import Settings
+from autocall.config import Settings, hide_password, shown_url
 from autocall.media.heap import freeze_startup_heap
 
 campaign_app = typer.Typer(
@@ -58,7 +58,9 @@ def _open(db: str | None) -> Store:
     try:
         return Store(_db_url(db))
     except Exception as exc:  # noqa: BLE001 - any connection problem is a usage error
-        err.print(f"[red]error:[/red] cannot open store {_db_url(db)}: {exc}")
+        url = _db_url(db)
+        err.print(f"[red]error:[/red] cannot open store {shown_url(url)}: "
+                  f"{hide_password(str(exc), url)}")
         raise typer.Exit(2) from None
 
 

@@ -1,9 +1,10 @@
 """Checks a loaded tree for the mistakes that only show during a call.
 
 Errors make ``autocall prompts validate`` exit 1: dangling targets, loops that never
-wait for the caller, silent lines that loop forever, menus with no way out, missing
-audio files, transfers to numbers the tree does not allow, malformed templates, and
-template fields the campaign's contacts do not provide (when their fields are known).
+wait for the caller, silent lines that loop forever, menus with no way out, audio
+files that are missing or cannot play (empty, corrupt, text, silent, over the upload limit),
+transfers to numbers the tree does not allow, malformed templates, and template fields the
+campaign's contacts do not provide (when their fields are known).
 Warnings do not fail: nodes no call can reach, fields the tree neither declares nor sets.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autocall.audio import check as audio_check
 from autocall.dialogue.loader import Document, Problem, load_with_document
 from autocall.dialogue.schema import (
     ENDS_CALL,
@@ -394,6 +396,11 @@ def _audio(tree: Tree, doc: Document) -> Iterator[Problem]:
                 "audio",
                 f"audio file {name!r} not found (looked at {resolved}); paths are relative "
                 "to the tree file",
+            )
+        elif (bad := audio_check.problem(resolved)) is not None:
+            yield doc.problem(
+                where, "error", "audio", f"audio file {name!r} cannot be played: {bad.detail}. "
+                f"{bad.hint}"
             )
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+from autocall.files import private_file
+
 __all__ = ["Recorder"]
 
 Samples = npt.NDArray[np.int16]
@@ -25,12 +27,13 @@ class Recorder:
     def __init__(self, path: str | Path, rate: int = 8000, block_frames: int = 50) -> None:
         self.path = Path(path)
         try:
+            private_file(self.path)  # 0600 in a 0700 folder: people's voices are personal data
             self._file = sf.SoundFile(
                 str(self.path), "w", samplerate=rate, channels=2, subtype="PCM_16", format="WAV"
             )
         except (sf.LibsndfileError, OSError) as exc:
             raise OSError(
-                f"cannot record to {self.path}: {exc}; check the folder exists and is writable"
+                f"cannot record to {self.path}: {exc}; check the folder is writable"
             ) from exc
         self._block = block_frames
         self._pending: list[Samples] = []

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from autocall.dialogue.schema import Tree, allowed_transfer_targets
+from autocall.files import private_file
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
@@ -195,7 +196,8 @@ class InboundServer:
             "ended_at": ended.isoformat(),
             "duration": round((ended - datetime.fromtimestamp(started, UTC)).total_seconds(), 3),
             "billable": round((ended - answered).total_seconds(), 3) if answered else 0.0,
-            "status": str(getattr(status, "value", status)),
+            "status": "failed" if run is not None and run.failed else str(
+                getattr(status, "value", status)),
             "sip_code": getattr(call, "sip_code", None),
             "q850": getattr(call, "q850_cause", None),
             "outcome": run.outcome if run else None,
@@ -203,10 +205,9 @@ class InboundServer:
             "path": run.path if run else [],
             "variables": run.variables if run else {},
             "recording": run.recording if run else None,
-            "error": error,
+            "error": error or (run.error if run else None),
         }
-        self.records.parent.mkdir(parents=True, exist_ok=True)
-        with self.records.open("a", encoding="utf-8") as fh:
+        with private_file(self.records).open("a", encoding="utf-8") as fh:  # 0600: personal data
             fh.write(json.dumps(record, sort_keys=True) + "\n")
         if self.on_record is not None:
             self.on_record(record)

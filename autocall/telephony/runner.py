@@ -37,6 +37,7 @@ import numpy.typing as npt
 import soundfile as sf
 
 from autocall.audio import convert
+from autocall.audio.check import prompt_pcm
 from autocall.audio.tones import beep
 from autocall.dialogue import engine as eng
 from autocall.dialogue.schema import (
@@ -52,6 +53,7 @@ from autocall.dialogue.schema import (
     unskippable,
 )
 from autocall.dialogue.template import render
+from autocall.files import private_file
 from autocall.speech.tts import PromptText, TtsError, render_prompt
 from autocall.telephony.webhooks import WebhookClient
 
@@ -92,6 +94,7 @@ class RunResult:
     ended_at: float = 0.0
     caller_hung_up: bool = False
     inputs: int = 0  # keys and spoken answers the caller gave
+    failed: bool = False  # the tree could not be delivered (a prompt could not play)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -125,7 +128,8 @@ class AudioCache:
         return errors
 
     async def play(self, action: eng.Play) -> Pcm:
-        return await self._get(("play", action.path), lambda: _file_pcm(Path(action.path)))
+        """The file's audio, checked as ``prompts validate`` checks it (AudioFileError)."""
+        return await self._get(("play", action.path), lambda: prompt_pcm(action.path, _RATE))
 
     async def _get(self, key: tuple[str, ...], load: Callable[[], Pcm]) -> Pcm:
         cached = self._pcm.get(key)
@@ -215,6 +219,8 @@ class CallRunner:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listen_ahead = _nodes_before_listening(tree)
         self._detect_media: Any = None  # the media whose in-band detection we steer
+        self._failure: str | None = None  # why the call was ended without delivering the tree
+        self._notes: list[str] = []  # errors the tree survived (a refused transfer)
 
     # --- public ------------------------------------------------------------------------
 
@@ -234,13 +240,17 @@ class CallRunner:
             self._steer_detection()
             await self._apply(actions)
             limit = started + self.max_seconds
-            while not self.engine.finished:
+            while not self.engine.finished and self._failure is None:
                 event = await self._next_event(limit)
+                if self._failure is not None:
+                    break
                 if event is None:
                     self.engine.error = f"call exceeded {self.max_seconds:.0f} s"
                     await self._hangup()
                     break
                 await self._handle(event)
+            if self._failure is not None:
+                await self._hangup()
         finally:
             pump.cancel()
             player.cancel()
@@ -252,17 +262,19 @@ class CallRunner:
                 media.on_audio = self._tap_next
             if self._detect_media is not None:
                 self._detect_media.inband_detection = detect_before  # leave it as we found it
+        errors = [e for e in (self._failure, self.engine.error, *self._notes) if e]
         return RunResult(
-            outcome=self.engine.outcome or "error",
+            outcome="error" if self._failure else self.engine.outcome or "error",
             path=list(self.engine.path),
             digits=self.engine.digits,
             variables=dict(self.engine.variables),
             recording=self.recording_path,
-            error=self.engine.error,
+            error="; ".join(errors) or None,
             started_at=started,
             ended_at=self.clock(),
             caller_hung_up=self._caller_hung_up,
             inputs=self._inputs,
+            failed=self._failure is not None,
         )
 
     # --- the loop ----------------------------------------------------------------------
@@ -372,6 +384,12 @@ class CallRunner:
             elif isinstance(action, eng.Hangup):
                 await self._hangup()
 
+    def _fail(self, why: str) -> None:
+        """End the call without finishing the tree; the record is failed with ``why``."""
+        log.warning("ending the call: %s", why)
+        self._failure = why
+        self._events.put_nowait(eng.Timeout())  # wakes the loop, which stops and hangs up
+
     async def _hangup(self) -> None:
         if self._ended:
             return
@@ -407,8 +425,12 @@ class CallRunner:
                 pcm = await (self.audio.say(action) if isinstance(action, eng.Say)
                              else self.audio.play(action))
             except (TtsError, convert.AudioFileError, OSError, RuntimeError) as exc:
-                log.warning("prompt skipped: %s", exc)
-                pcm = np.zeros(0, dtype=np.int16)
+                # Silence in its place would look like a delivered message: end the call as
+                # failed (the campaign retries it) and say why in the record.
+                if generation == self._generation:
+                    self._fail(f"prompt cannot play: {exc}")
+                    return
+                continue  # flushed while it rendered: it was not going to play
             if generation != self._generation:
                 continue  # flushed while it rendered
             self._playing = True
@@ -530,7 +552,7 @@ class CallRunner:
         duration = len(pcm) / _RATE
         path = ""
         if len(pcm):
-            rec.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(rec.path)  # 0600 in a 0700 folder: a voice is personal data
             sf.write(str(rec.path), pcm, _RATE, subtype="PCM_16")
             sidecar = {
                 "caller": self.facts.get("caller") or self.facts.get("number"),
@@ -542,7 +564,8 @@ class CallRunner:
                 "reason": reason,
                 "tree": self.tree.name,
             }
-            rec.path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n")
+            private_file(rec.path.with_suffix(".json")).write_text(
+                json.dumps(sidecar, indent=2) + "\n")
             path = str(rec.path)
             self.recording_path = path
         self._events.put_nowait(eng.RecordingFinished(path, duration, reason))
@@ -565,6 +588,12 @@ class CallRunner:
                 ok = code is True or (isinstance(code, int) and 200 <= code < 300)
         except Exception as exc:  # a failed transfer returns the caller to the tree
             log.warning("transfer to %s failed: %s", action.target, exc)
+            self._notes.append(f"transfer to {action.target} failed: {exc}")
+        else:
+            if not ok:
+                code = getattr(self.call, "transfer_code", None)
+                self._notes.append(f"transfer to {action.target} refused"
+                                   + (f" (SIP {code})" if code else ""))
         self._events.put_nowait(eng.TransferResult(ok))
 
     async def _attended_transfer(self, action: eng.Transfer) -> bool:

@@ -4,7 +4,10 @@ Every request has a timeout, a bounded number of retries with a short backoff, a
 optional fallback URL tried when the primary never answers; "no answer" is status 0,
 which the dialogue engine routes to ``on_failure``. Status callbacks (initiated,
 ringing, answered, completed — Twilio's vocabulary) are fire-and-forget tasks, so a
-dead receiver costs the call nothing.
+dead receiver costs the call nothing; but no callback is ever lost without a log line
+naming it: one the receiver never accepted is logged when its tries are spent, and one
+still waiting when the process stops (:meth:`StatusCallbacks.drain`) is logged as
+dropped. (The outbox of the web console issue will deliver them durably.)
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ class StatusCallbacks:
         self.retries = retries
         self._client = WebhookClient()
         self._tails: dict[str, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], dict[str, Any]] = {}  # task -> its payload
+        self.undelivered = 0  # callbacks refused, never answered, or dropped at the end
 
     def send(self, call_id: str, status: str, **fields: Any) -> None:
         """Queue one callback; returns at once."""
@@ -88,8 +92,8 @@ class StatusCallbacks:
         previous = self._tails.get(call_id)
         task = asyncio.ensure_future(self._post_after(previous, payload))
         self._tails[call_id] = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = payload
+        task.add_done_callback(self._forget)
         if status == "completed":
             task.add_done_callback(lambda _t: self._tails.pop(call_id, None))
 
@@ -99,9 +103,32 @@ class StatusCallbacks:
             with contextlib.suppress(Exception):
                 await previous
         assert self.url is not None
-        await self._client.post(self.url, payload, timeout=self.timeout, retries=self.retries)
+        code, _ = await self._client.post(self.url, payload, timeout=self.timeout,
+                                          retries=self.retries)
+        if not 200 <= code < 300:
+            self.undelivered += 1
+            why = f"answered {code}" if code else (
+                f"no answer in {self.retries + 1} tries of {self.timeout:g} s")
+            log.error("status callback %r for call %s not delivered to %s: %s",
+                      payload["status"], payload["call_id"], self.url, why)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     async def drain(self, timeout: float = 5.0) -> None:
-        """Wait (bounded) for the callbacks still in flight, e.g. before exiting."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+        """Wait (bounded) for the callbacks still in flight, e.g. before exiting.
+
+        Those still waiting after ``timeout`` are cancelled and each is logged as dropped.
+        """
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
+        for task in pending:
+            payload = self._tasks.get(task, {})
+            self.undelivered += 1
+            log.error("status callback %r for call %s dropped: %s had not accepted it %g s "
+                      "after the call ended", payload.get("status"), payload.get("call_id"),
+                      self.url, timeout)
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)

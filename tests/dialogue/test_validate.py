@@ -9,6 +9,8 @@ import pytest
 from autocall.dialogue.loader import TreeError, load, load_text
 from autocall.dialogue.validate import tree_files, validate_file
 
+PROMPTS_AUDIO = Path(__file__).parents[2] / "prompts" / "audio"  # a real, playable WAV
+
 
 def _findings(write, text: str, **kw) -> list[tuple[int, int, str, str, str]]:
     path = write("tree.yaml", text)
@@ -119,7 +121,7 @@ nodes:
 
 
 def test_skippable_false_is_accepted_on_say_and_play(write, tmp_path: Path) -> None:
-    (tmp_path / "notice.wav").write_bytes(b"")  # only its existence is checked
+    (tmp_path / "notice.wav").write_bytes((PROMPTS_AUDIO / "chime.wav").read_bytes())
     text = """start: a
 nodes:
   a:
@@ -273,7 +275,7 @@ nodes:
 
 def test_missing_audio_file_relative_to_the_tree(write, tmp_path: Path) -> None:
     (tmp_path / "audio").mkdir()
-    (tmp_path / "audio" / "here.wav").write_bytes(b"RIFF")
+    (tmp_path / "audio" / "here.wav").write_bytes((PROMPTS_AUDIO / "chime.wav").read_bytes())
     text = (
         """start: a
 nodes:

@@ -49,6 +49,6 @@ def test_recorder_writes_stereo_received_left_sent_right(tmp_path: Path) -> None
 
 
 def test_recorder_names_the_path_it_cannot_write(tmp_path: Path) -> None:
-    missing = tmp_path / "no" / "such" / "dir" / "r.wav"
+    (tmp_path / "plain-file").write_text("")  # missing folders are made; a file is no folder
     with pytest.raises(OSError, match="cannot record to .*r.wav"):
-        Recorder(missing)
+        Recorder(tmp_path / "plain-file" / "r.wav")

@@ -12,7 +12,8 @@ Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
     await media.send_dtmf("123#", duration_ms=100, gap_ms=100, method="rfc4733")  # or "inband"
     async for d in media.digits(): ...           # Digit(digit, source, time, duration_ms)
     media.on_digit = callback                    # alternative to iterating (called first)
-    media.on_audio = callback                    # every received 20 ms frame (int16), e.g. for ASR
+    media.on_audio = callback                    # every received 20 ms frame (int16), playout-paced
+    media.on_signal = callback                   # received audio in RTP order (detection, ASR)
     media.inband_detection = False               # save CPU while no digits are expected
     media.report_digit("5", source="info")       # SIP INFO digits join the same stream
     media.record("call.wav"); media.stop_recording()  # stereo WAV: left = received, right = sent
@@ -26,12 +27,23 @@ Decisions:
   never trips the peer's RTP inactivity timer, and keeps the peer's jitter buffer primed.
   On hold (``update(hold=True)``) nothing is sent: playback and DTMF sending wait
   where they are until ``update(hold=False)`` (or ``close``, which ends them).
-- **Symmetric RTP.** We send to the SDP address until the first valid RTP packet with a
-  negotiated payload type arrives, then latch to its source address and port (NAT).
-  Packets from other addresses are dropped (no injected audio or digits) until
-  ``update(remote_addr=...)`` re-opens the latch; the address the SDP named may always
-  take the latch over. Packets before ``start`` are ignored: start the session as soon
-  as the answer's SDP is known (before sending the ACK).
+- **Symmetric RTP, locked.** We send to the SDP address until the first valid RTP packet
+  with a negotiated payload type arrives, then lock to its source address and port: to
+  the SDP address when it comes from there (final until the next offer), else to that
+  first source (NAT), which only the SDP address may still take over. Packets from
+  any other address are dropped and counted (``MediaStats.foreign_packets``): no
+  injected audio or digits, and our audio never goes to them. ``update(remote_addr=...)``
+  (a new offer) re-opens the lock, but not for the previous party's address. Packets
+  before ``start`` are ignored: start the session as soon as the answer's SDP is known
+  (before sending the ACK).
+- **One source** (`autocall.media.source`, RFC 3550 §6.2.1): one SSRC is latched with
+  probation; other SSRCs and foreign sequence/timestamp spaces are ignored and counted
+  (``ignored_packets``) until the latched source has been silent for a while. RFC 4733
+  events on an SSRC of their own are accepted from the locked address.
+- **Two views of what arrived.** ``on_audio`` (and playout, recording) gets one frame per
+  pacing tick from the jitter buffer; ``on_signal`` and the in-band DTMF detector get
+  the audio in RTP order (`autocall.media.reorder`): a late packet still counts, and a
+  pause in arrival never splits a tone; only a gap in timestamps does.
 - **Read in the pacing tick.** The socket is not on the event loop: the engine reads it
   right after each wake-up's sends (`autocall.media.clock`), so receiving never delays
   sending.
@@ -68,7 +80,9 @@ from autocall.media.clock import MediaEngine
 from autocall.media.detection import Slot
 from autocall.media.jitter import JitterBuffer
 from autocall.media.recorder import Recorder
+from autocall.media.reorder import ReorderBuffer
 from autocall.media.rtp import RtpPacket, RtpSender
+from autocall.media.source import SourceValidator
 from autocall.media.stats import MediaStats, ReceptionStats
 from autocall.media.telephone_event import FLASH, TelephoneEventReceiver, TelephoneEventSender
 
@@ -88,6 +102,11 @@ _UNSET: Any = object()
 _detector_phase = itertools.count()
 _FAST_HEADER = struct.Struct("!BHII")
 _DETECTOR_TAIL = 15  # frames: the detector's 100 ms batch plus its release confirmation
+# The signal is idle (silence goes to the detector) once nothing arrived for this long.
+# Longer than the delivery holds that carriers' networks and busy hosts cause (issue 22:
+# 50-150 ms), so a held tone resumes where it stopped instead of being split in two.
+SIGNAL_IDLE = 0.25
+_Rx = tuple[int, int, int, bytes]  # payload type, sequence number, timestamp, payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +157,18 @@ class MediaSession:
         self.frame_samples = round(RATE * engine.frame)
         self.on_digit: Callable[[Digit], None] | None = None
         self.on_audio: Callable[[Samples], None] | None = None
+        self.on_signal: Callable[[Samples], None] | None = None
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sender = RtpSender()
         self._stream: int | None = None
         self._remote: tuple[str, int] | None = None
         self._sdp_remote: tuple[str, int] | None = None
-        self._latched = False
+        # Address lock (see "Symmetric RTP" above): "open" until the first packet,
+        # "first" when locked to a source other than the SDP address (NAT), "sdp" when
+        # locked to the SDP address (final until the next offer).
+        self._lock: Literal["open", "first", "sdp"] = "open"
+        self._retired: set[tuple[str, int]] = set()
         self._pt = PCMU
         self._dtmf_pt: int | None = None
         self._hold = False
@@ -159,8 +183,9 @@ class MediaSession:
         self._dtmf_lock = asyncio.Lock()
         self._jitter = JitterBuffer(self.frame_samples, delay=jitter_delay_ms * RATE // 1000)
         self._rx_stats = ReceptionStats(RATE)
-        self._rx_ssrc: int | None = None
-        self._rx_audio_ssrc: int | None = None
+        self._source: SourceValidator[_Rx] = SourceValidator()
+        self._signal = ReorderBuffer()
+        self._event_packets = 0  # RFC 4733 packets on an SSRC of their own
         self._inband = detect_inband
         self._detector: Any = None
         self._slot: Slot | None = None
@@ -306,8 +331,15 @@ class MediaSession:
         self._check_pts(pt, dpt)
         self._pt, self._dtmf_pt = pt, dpt
         if remote_addr is not None:
-            self._remote = self._sdp_remote = (remote_addr[0], remote_addr[1])
-            self._latched = False
+            new = (remote_addr[0], remote_addr[1])
+            # The old party's packets still in flight must not take the new lock.
+            for old in (self._remote, self._sdp_remote):
+                if old is not None and old != new:
+                    self._retired.add(old)
+            self._retired.discard(new)
+            self._remote = self._sdp_remote = new
+            self._lock = "open"
+            self._source.reset()
         if hold is not None:
             if self._hold and not hold:
                 self._marker = True
@@ -434,13 +466,17 @@ class MediaSession:
         return MediaStats(
             packets_sent=self._sender.packets_sent,
             octets_sent=self._sender.octets_sent,
-            packets_received=self._rx_stats.received,
+            packets_received=self._rx_stats.received + self._event_packets,
             octets_received=self._rx_stats.octets,
             packets_lost=self._rx_stats.lost,
             jitter_ms=self._rx_stats.jitter * 1000,
             late_packets=self._jitter.late,
             concealed_ms=self._jitter.concealed * 1000 / RATE,
             malformed=self._malformed,
+            foreign_packets=self._foreign,
+            ignored_packets=self._source.ignored,
+            source_switches=self._source.switches,
+            late_signal=self._signal.late,
             dtmf_sent=self._dtmf_sent,
             dtmf_received=self._dtmf_received,
             remote_addr=self._remote,
@@ -503,18 +539,22 @@ class MediaSession:
                 self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
         received = self._jitter.pop()
         rx = self._zeros if received is None else received
-        if self._push_detect is not None:
-            self._push_detect(rx)
-        elif self._detector is not None:
-            if received is not None:
+        if self._push_detect is not None or self._detector is not None or self.on_signal:
+            assert self._loop is not None
+            now = self._loop.time()
+            chunks = self._signal.pop(now)
+            if chunks:
                 self._detector_tail = _DETECTOR_TAIL
-            if received is not None or self._detector_tail > 0:
-                # When the far end stops sending, feed silence a little longer so a key
-                # at the very end of its audio is still confirmed and reported.
-                if received is None:
-                    self._detector_tail -= 1
-                for ev in self._detector.feed(rx):
-                    self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+                self._feed_signal(chunks)
+            elif self._signal.idle(now, SIGNAL_IDLE) and (
+                self._push_detect is not None or self._detector_tail > 0
+            ):
+                # Nothing arrived for a while: the far end paused or stopped. Silence
+                # keeps a shared detector bank in step, and confirms the release of a
+                # key at the very end of the audio (a call's own detector stops after
+                # that tail).
+                self._detector_tail -= 1
+                self._feed_signal((self._zeros,))
         if self.on_audio is not None:
             self.on_audio(rx)
         if self._recorder is not None:
@@ -618,36 +658,85 @@ class MediaSession:
             return
         if addr != self._remote:
             addr = (addr[0], addr[1])  # IPv6 addresses come with flow info and scope id
-            if addr != self._remote:
-                # Latched to someone else: only the address the SDP named may take over
-                # (after a re-INVITE or transfer, the old party's packets in flight
-                # must not keep the stream pointed at it).
-                if self._latched and addr != self._sdp_remote:
-                    self._foreign += 1
-                    return
-                self._remote = addr
-            self._latched = True
-        if ssrc != self._rx_ssrc:
-            if self._rx_ssrc is not None:
-                self._rx_stats.reset()
-            self._rx_ssrc = ssrc
+        if (addr != self._remote or self._lock == "open") and not self._lock_to(addr):
+            self._foreign += 1
+            return
+        source = self._source
+        if pt == self._dtmf_pt and ssrc != source.ssrc and not source.competing(ssrc):
+            # RFC 4733 events on an SSRC of their own (SIPp's pcaps do that) are accepted
+            # from the locked address; on an SSRC that sent audio they are that source's
+            # packets (probation, or ignored with a stray stream). A key press keeps the
+            # latched source alive while its audio pauses.
+            self._event_packets += 1
+            source.touch(now)
+            self._receive_events(payload, ts, now)
+            return
+        admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
+        if admit.new_source:
+            self._new_source()
+        for item in admit.items:
+            self._receive(item, now)
+
+    def _lock_to(self, addr: tuple[str, int]) -> bool:
+        """Address lock (issue 12, item 1): True if packets from ``addr`` may be read.
+
+        Before any packet the SDP address, or the first source that is not a previous
+        party (NAT), locks the stream. Once locked to the SDP address it never moves
+        without a new offer; locked to another source, only the SDP address may take it
+        (a packet from the negotiated address is never an attacker's race).
+        """
+        sdp = self._sdp_remote
+        if self._lock == "sdp":
+            return False
+        if self._lock == "first" and addr != sdp:
+            return False
+        if self._lock == "open" and addr != sdp and addr in self._retired:
+            return False
+        if self._lock == "first":  # the SDP address takes over from the NAT guess
+            self._source.reset()
+        self._remote = addr
+        self._lock = "sdp" if addr == sdp else "first"
+        return True
+
+    def _new_source(self) -> None:
+        """A new SSRC was latched: per-source state starts again (the signal is flushed)."""
+        self._rx_stats.reset()
+        self._jitter.reset()
+        chunks = self._signal.reset()
+        if chunks and (self._push_detect or self._detector or self.on_signal):
+            self._feed_signal(chunks)
+
+    def _receive(self, item: _Rx, now: float) -> None:
+        pt, seq, ts, payload = item
         self._rx_stats.update(seq, ts, now, len(payload))
         if pt == self._dtmf_pt:
-            try:
-                events = self._events_rx.receive(payload, ts, now)
-            except ValueError:
-                self._malformed += 1
-                return
-            for ev in events:
-                self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
-        elif pt in _DECODERS:
-            # Some senders put events on their own SSRC (SIPp's pcaps do): only a change
-            # of the *audio* source restarts the jitter buffer.
-            if ssrc != self._rx_audio_ssrc:
-                if self._rx_audio_ssrc is not None:
-                    self._jitter.reset()
-                self._rx_audio_ssrc = ssrc
-            self._jitter.push(ts, _DECODERS[pt](payload))
+            self._receive_events(payload, ts, now)
+        elif pt != CN:
+            samples = _DECODERS[pt](payload)
+            self._jitter.push(ts, samples)
+            if self._push_detect is not None or self._detector is not None or self.on_signal:
+                self._signal.push(seq, ts, samples, now)
+
+    def _receive_events(self, payload: bytes, ts: int, now: float) -> None:
+        try:
+            events = self._events_rx.receive(payload, ts, now)
+        except ValueError:
+            self._malformed += 1
+            return
+        for ev in events:
+            self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
+
+    def _feed_signal(self, chunks: list[Samples] | tuple[Samples, ...]) -> None:
+        """Timestamp-ordered received audio to the DTMF detector and `on_signal`."""
+        push, detector, tap = self._push_detect, self._detector, self.on_signal
+        for chunk in chunks:
+            if push is not None:
+                push(chunk)
+            elif detector is not None:
+                for ev in detector.feed(chunk):
+                    self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+            if tap is not None:
+                tap(chunk)
 
     def _attach_detection(self) -> None:
         """Join the engine's shared detector banks, or run a detector of our own."""

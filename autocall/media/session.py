@@ -67,6 +67,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import socket
@@ -202,6 +203,7 @@ class MediaSession:
         self._signal = ReorderBuffer()
         self._event_packets = 0  # RFC 4733 packets on an SSRC of their own
         self._contest: _Contest | None = None
+        self._pool_port: int | None = None  # handed out by the engine's port pool
         self._inband = detect_inband
         self._detector: Any = None
         self._slot: Slot | None = None
@@ -244,13 +246,48 @@ class MediaSession:
         except socket.gaierror:
             infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         family, type_, proto, _, addr = infos[0]
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setblocking(False)
-            sock.bind(addr)
-        except OSError:
-            sock.close()
-            raise
+
+        def bound(p: int) -> socket.socket:
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setblocking(False)
+                sock.bind((addr[0], p, *addr[2:]))
+            except OSError:
+                sock.close()
+                raise
+            return sock
+
+        if port:
+            self._sock = bound(port)
+            return
+        # Port 0: the engine's pool picks, skipping ports resting after a call (see
+        # `autocall.media.ports`), so a previous call's tail cannot reach this one.
+        pool, now = self.engine.ports, self._loop.time()
+        sock = None
+        if pool.range is None:
+            refused: list[socket.socket] = []
+            try:
+                for _ in range(64):
+                    candidate = bound(0)
+                    if pool.usable(candidate.getsockname()[1], now):
+                        sock = candidate
+                        break
+                    refused.append(candidate)  # held open so the system picks another
+            finally:
+                for r in refused:
+                    r.close()
+        else:
+            for p in pool.candidates(now):
+                try:
+                    sock = bound(p)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EADDRINUSE, errno.EACCES):
+                        raise
+        if sock is None:
+            raise pool.exhausted(now)
+        self._pool_port = sock.getsockname()[1]
+        pool.taken(self._pool_port)
         self._sock = sock
 
     @property
@@ -519,6 +556,9 @@ class MediaSession:
         if self._sock is not None:
             self.engine.unwatch(self._sock)
             self._sock.close()
+        if self._pool_port is not None and self._loop is not None:
+            self.engine.ports.released(self._pool_port, self._loop.time())
+            self._pool_port = None
         self._digit_queue.put_nowait(None)
         await asyncio.sleep(0)
 

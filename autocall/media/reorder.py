@@ -23,6 +23,8 @@ Duplicates and packets whose place has been passed are counted and dropped.
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import numpy.typing as npt
 
@@ -54,8 +56,9 @@ class ReorderBuffer:
         self._next_seq: int | None = None
         self._next_ts = 0
         self._last_arrival: float | None = None
-        self.late = 0  # arrived after its place was passed (or a duplicate of a passed one)
-        self.duplicates = 0  # a second copy of a packet still held
+        self.late = 0  # arrived after the window gave up waiting for it
+        self.duplicates = 0  # a second copy of a packet
+        self._gave_up: deque[int] = deque(maxlen=64)  # sequence numbers skipped lately
         self.skipped = 0  # packets never arrived within the window
         self.released = 0  # samples passed on, silence included
 
@@ -70,6 +73,7 @@ class ReorderBuffer:
         self._next_seq = None
         self._next_ts = 0
         self._last_arrival = None
+        self._gave_up.clear()
         return out
 
     def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
@@ -80,7 +84,10 @@ class ReorderBuffer:
         ets = self._ts(ts)
         self._last_arrival = now
         if self._next_seq is not None and es < self._next_seq:
-            self.late += 1
+            if es in self._gave_up:
+                self.late += 1
+            else:
+                self.duplicates += 1
             return
         if es in self._held:
             self.duplicates += 1
@@ -119,6 +126,7 @@ class ReorderBuffer:
                 break
             target = min(held)
             self.skipped += target - nxt
+            self._gave_up.extend(range(max(nxt, target - 64), target))
             self._emit(out, target, skipped=True)
         return out
 

@@ -530,6 +530,8 @@ class MediaSession:
             ignored_packets=self._source.ignored,
             source_switches=self._source.switches,
             late_signal=self._signal.late,
+            playout_delay_ms=self._jitter.playout_delay * 1000 / RATE,
+            jitter_target_ms=self._jitter.delay * 1000 / RATE,
             dtmf_sent=self._dtmf_sent,
             dtmf_received=self._dtmf_received,
             remote_addr=self._remote,
@@ -789,7 +791,7 @@ class MediaSession:
             self._receive_events(payload, ts, now)
         elif pt != CN:
             samples = _DECODERS[pt](payload)
-            self._jitter.push(ts, samples)
+            self._jitter.push(ts, samples, now)
             if self._push_detect is not None or self._detector is not None or self.on_signal:
                 self._signal.push(seq, ts, samples, now)
 

@@ -70,6 +70,7 @@ class JitterBuffer:
         self._peak = 0.0
         self._peak_at = 0.0
         self.stretched = 0  # silent frames inserted to grow the delay
+        self._ticks = 0
         self._chunks: dict[int, Samples] = {}
         self._unwrap = Unwrapper(32)
         self._cursor: int | None = None
@@ -145,19 +146,27 @@ class JitterBuffer:
             self._min_transit = min(transit, low + (now - self._seen) * self.rate / 1000)
         self._seen = now
         excess = transit - low
-        decayed = self._peak - self._shrink * (now - self._peak_at)
-        self._peak, self._peak_at = max(excess, decayed, 0.0), now
+        peak = self._peak - self._shrink * (now - self._peak_at)
+        if excess > peak:
+            peak = excess
+        self._peak, self._peak_at = peak, now
         n = self.frame
-        target = -(-int(self._peak + n) // n) * n  # whole frames, rounded up
-        self.delay = min(max(target, self.base_delay), self.max_target)
+        target = (int(peak) // n + 2) * n  # the peak in whole frames, plus one
+        self.delay = (
+            self.base_delay
+            if target <= self.base_delay
+            else (target if target < self.max_target else self.max_target)
+        )
 
     def pop(self) -> Samples | None:
         """The next frame of playout, or None before playout has started."""
         n = self.frame
         if self._seen is not None and self._cursor is not None:
-            adjusted = self._steer()
-            if adjusted is not None:
-                return adjusted
+            self._ticks += 1
+            if self._ticks % 5 == 0:  # a step at most every 5 frames (100 ms)
+                adjusted = self._steer()
+                if adjusted is not None:
+                    return adjusted
         if self._cursor is None:
             if self._first is None:
                 return None

@@ -53,6 +53,7 @@ class ReorderBuffer:
         self._seq = Unwrapper(16)
         self._ts = Unwrapper(32)
         self._held: dict[int, tuple[int, Samples, float]] = {}
+        self._ready: list[Samples] = []  # released by push, not yet popped
         self._next_seq: int | None = None
         self._next_ts = 0
         self._last_arrival: float | None = None
@@ -64,7 +65,7 @@ class ReorderBuffer:
 
     def reset(self) -> list[Samples]:
         """A new source starts: release what is held (holes closed up), then forget."""
-        out: list[Samples] = []
+        out, self._ready = self._ready, []
         for es in sorted(self._held):
             self._emit(out, es, skipped=True)
         self._held.clear()
@@ -89,6 +90,13 @@ class ReorderBuffer:
             else:
                 self.duplicates += 1
             return
+        if es == self._next_seq and not self._held and ets == self._next_ts:
+            # In sequence, nothing waiting, no gap: ready at once (the common case).
+            self._ready.append(samples)
+            self.released += len(samples)
+            self._next_seq = es + 1
+            self._next_ts = ets + len(samples)
+            return
         if es in self._held:
             self.duplicates += 1
             return
@@ -97,14 +105,17 @@ class ReorderBuffer:
     def idle(self, now: float, after: float) -> bool:
         """Nothing held and nothing arrived for ``after`` seconds (or ever)."""
         last = self._last_arrival
-        return not self._held and (last is None or now - last >= after)
+        return not self._held and not self._ready and (last is None or now - last >= after)
 
     def pop(self, now: float) -> list[Samples]:
         """The audio that can be passed on now, in order (silence where the sender was)."""
         held = self._held
+        out = self._ready
         if not held:
-            return []
-        out: list[Samples] = []
+            if out:
+                self._ready = []
+            return out
+        self._ready = []
         if self._next_seq is None:
             first = min(held)
             run = 0

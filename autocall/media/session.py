@@ -731,6 +731,9 @@ class MediaSession:
             source.touch(now)
             self._receive_events(payload, ts, now)
             return
+        if source.next_in_line(ssrc, seq, ts, now):  # the common case, kept cheap
+            self._receive((pt, seq, ts, payload), now)
+            return
         admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
         if admit.contested:
             if pt in _DECODERS and (self._slot is not None or self._detector is not None):

@@ -117,6 +117,16 @@ class SourceValidator(Generic[T]):
         if self.ssrc is not None:
             self._alive = max(self._alive, now)
 
+    def next_in_line(self, ssrc: int, seq: int, ts: int, now: float) -> bool:
+        """Fast path: True (and noted) if this is the latched source's next packet or one
+        a little ahead of it, in its timestamp space. Otherwise call `check`."""
+        if ssrc != self.ssrc or not 0 < (seq - self._max_seq) % _SEQ_MOD < MAX_DROPOUT:
+            return False
+        if abs(_ts_delta(ts, self._ts)) > self.max_ts_jump:
+            return False
+        self._max_seq, self._ts, self._alive, self._bad = seq, ts, now, None
+        return True
+
     def check(self, ssrc: int, seq: int, ts: int, now: float, item: T) -> Admit[T]:
         """One packet's header fields and arrival time; ``item`` is what to pass on."""
         if ssrc == self.ssrc:

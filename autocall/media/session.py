@@ -839,6 +839,8 @@ class MediaSession:
         """Join the engine's shared detector banks, or run a detector of our own."""
         if self._slot is not None or self._detector is not None:
             return
+        if self.on_signal is None:
+            self._signal.reset()  # not fed while detection was off: start from the next packet
         pool_of = getattr(self.engine, "detector_pool", None)
         if pool_of is not None:
             try:

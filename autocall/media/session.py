@@ -43,8 +43,9 @@ Decisions:
 - **Contested streams.** While a second steady SSRC from the locked address competes with
   the latched one, the headers cannot tell which is the caller (a previous call's tail
   may come first or second). Its audio is not played or recorded, but runs through an
-  in-band DTMF detector of its own, so the caller's keys are heard either way. Only the
-  locked address can get there: this opens nothing to other hosts.
+  in-band DTMF detector of its own, and its RFC 4733 events count, so the caller's keys
+  are heard either way. Only the locked address can get there: this opens nothing to
+  other hosts.
 - **Two views of what arrived.** ``on_audio`` (and playout, recording) gets one frame per
   pacing tick from the jitter buffer; ``on_signal`` and the in-band DTMF detector get
   the audio in RTP order (`autocall.media.reorder`): a late packet still counts, and a
@@ -736,7 +737,9 @@ class MediaSession:
             return
         admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
         if admit.contested:
-            if pt in _DECODERS and (self._slot is not None or self._detector is not None):
+            if pt == self._dtmf_pt:
+                self._receive_events(payload, ts, now)
+            elif pt in _DECODERS and (self._slot is not None or self._detector is not None):
                 self._contested(pt, ssrc, seq, ts, payload, now)
             return
         if admit.new_source:

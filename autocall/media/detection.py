@@ -2,11 +2,15 @@
 
 `autocall.audio.dtmf.DtmfDetectorBank` analyses many channels with one set of numpy
 calls; at 500 calls that costs about a fourteenth of a detector per call. A bank needs
-the same number of samples from every channel per feed. Every started session pushes
-exactly one 20 ms frame per pacing tick (silence when nothing arrived), so the channels
-of a bank stay in step; the pool feeds a bank when all its calls hold a 100 ms batch.
-A call that fell behind (frames skipped in a stall) is padded with silence rather than
-holding the others up, and a call that joins is padded to where the others are.
+the same number of samples from every channel per feed. A session pushes its received
+audio in RTP order as it becomes available (`autocall.media.reorder`): nothing while
+its sender pauses, several frames at once when held packets arrive in a burst, and
+silence once its stream has been idle for a while, which keeps the channels of a bank
+roughly in step. The pool feeds a bank when all its calls hold a 100 ms batch. A bank
+holds `_CAPACITY` batches per call, so bursts are kept, not dropped; a call that has
+fallen `_PAD_AFTER` batches behind the leader is padded with silence rather than
+holding the others up any longer, and a call that joins is padded to where the
+others are.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ __all__ = ["DetectorPool", "Slot"]
 
 Slot = tuple[int, int]
 EventCallback = Callable[[DtmfEvent], None]
+_CAPACITY = 8  # batches held per call: a burst of 800 ms of held packets fits
+_PAD_AFTER = 4  # batches: a pause longer than the signal's idle time (0.25 s) plus a batch
 
 
 class _Bank:
     def __init__(self, size: int, batch: int, rate: int) -> None:
         self.det = DtmfDetectorBank(size, rate)
         self.batch = batch
-        self.buf = np.zeros((size, 4 * batch), dtype=np.int16)
+        self.buf = np.zeros((size, _CAPACITY * batch), dtype=np.int16)
         self.fill = np.zeros(size, dtype=np.int64)
         self.active = np.zeros(size, dtype=bool)
         self.owners: list[EventCallback | None] = [None] * size
@@ -74,7 +80,7 @@ class _Bank:
             return False
         fill = self.fill[self.active]
         low = int(fill.min())
-        if low >= (2 if behind_only else 1) * self.batch or fill.max() >= 3 * self.batch:
+        if low >= (2 if behind_only else 1) * self.batch or fill.max() >= _PAD_AFTER * self.batch:
             self._feed()
             return True  # _pushes kept: a second batch may be ready, look again next time
         if low < self.batch:
@@ -110,7 +116,7 @@ class DetectorPool:
 
     @property
     def dropped(self) -> int:
-        """Frames refused because their call ran more than three batches ahead."""
+        """Pushes refused because their call held `_CAPACITY` batches already."""
         return sum(b.dropped for b in self._banks)
 
     def attach(self, on_event: EventCallback) -> Slot:
@@ -132,7 +138,7 @@ class DetectorPool:
         return functools.partial(self._banks[slot[0]].push, slot[1])
 
     def push(self, slot: Slot, frame: npt.NDArray[np.int16]) -> None:
-        """One frame of the call's received audio (every tick, silence included)."""
+        """The call's received audio, any length (RTP order; silence when idle)."""
         self._banks[slot[0]].push(slot[1], frame)
 
     def run(self, budget: int = 1) -> None:
@@ -140,7 +146,7 @@ class DetectorPool:
 
         One bank's batch costs about half a millisecond at 64 calls; doing all banks in
         the same wake-up would delay the next wake-up's packets by several. A bank
-        holds four batches, so waiting a few wake-ups for its turn loses nothing; one
+        holds several batches, so waiting a few wake-ups for its turn loses nothing; one
         that has fallen a whole batch behind is analysed at once, whatever the budget.
         """
         banks = self._banks

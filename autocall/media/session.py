@@ -12,7 +12,9 @@ Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
     await media.send_dtmf("123#", duration_ms=100, gap_ms=100, method="rfc4733")  # or "inband"
     async for d in media.digits(): ...           # Digit(digit, source, time, duration_ms)
     media.on_digit = callback                    # alternative to iterating (called first)
-    media.on_audio = callback                    # every received 20 ms frame (int16), e.g. for ASR
+    media.on_audio = callback                    # every received 20 ms frame (int16), playout-paced
+    media.on_signal = callback                   # received audio in RTP order (detection, ASR):
+                                                 # bursty, silence only for timestamp gaps
     media.inband_detection = False               # save CPU while no digits are expected
     media.report_digit("5", source="info")       # SIP INFO digits join the same stream
     media.record("call.wav"); media.stop_recording()  # stereo WAV: left = received, right = sent
@@ -26,12 +28,29 @@ Decisions:
   never trips the peer's RTP inactivity timer, and keeps the peer's jitter buffer primed.
   On hold (``update(hold=True)``) nothing is sent: playback and DTMF sending wait
   where they are until ``update(hold=False)`` (or ``close``, which ends them).
-- **Symmetric RTP.** We send to the SDP address until the first valid RTP packet with a
-  negotiated payload type arrives, then latch to its source address and port (NAT).
-  Packets from other addresses are dropped (no injected audio or digits) until
-  ``update(remote_addr=...)`` re-opens the latch; the address the SDP named may always
-  take the latch over. Packets before ``start`` are ignored: start the session as soon
-  as the answer's SDP is known (before sending the ACK).
+- **Symmetric RTP, locked.** We send to the SDP address until the first valid RTP packet
+  with a negotiated payload type arrives, then lock to its source address and port: to
+  the SDP address when it comes from there (final until the next offer), else to that
+  first source (NAT), which only the SDP address may still take over. Packets from
+  any other address are dropped and counted (``MediaStats.foreign_packets``): no
+  injected audio or digits, and our audio never goes to them. ``update(remote_addr=...)``
+  (a new offer) re-opens the lock, but not for the previous party's address. Packets
+  before ``start`` are ignored: start the session as soon as the answer's SDP is known
+  (before sending the ACK).
+- **One source** (`autocall.media.source`, RFC 3550 §6.2.1): one SSRC is latched with
+  probation; other SSRCs and foreign sequence/timestamp spaces are ignored and counted
+  (``ignored_packets``) until the latched source has been silent for a while. RFC 4733
+  events on an SSRC of their own are accepted from the locked address.
+- **Contested streams.** While a second steady SSRC from the locked address competes with
+  the latched one, the headers cannot tell which is the caller (a previous call's tail
+  may come first or second). Its audio is not played or recorded, but runs through an
+  in-band DTMF detector of its own, and its RFC 4733 events count, so the caller's keys
+  are heard either way. Only the locked address can get there: this opens nothing to
+  other hosts.
+- **Two views of what arrived.** ``on_audio`` (and playout, recording) gets one frame per
+  pacing tick from the jitter buffer; ``on_signal`` and the in-band DTMF detector get
+  the audio in RTP order (`autocall.media.reorder`): a late packet still counts, and a
+  pause in arrival never splits a tone; only a gap in timestamps does.
 - **Read in the pacing tick.** The socket is not on the event loop: the engine reads it
   right after each wake-up's sends (`autocall.media.clock`), so receiving never delays
   sending.
@@ -50,6 +69,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import socket
@@ -68,7 +88,9 @@ from autocall.media.clock import MediaEngine
 from autocall.media.detection import Slot
 from autocall.media.jitter import JitterBuffer
 from autocall.media.recorder import Recorder
+from autocall.media.reorder import ReorderBuffer
 from autocall.media.rtp import RtpPacket, RtpSender
+from autocall.media.source import SourceValidator
 from autocall.media.stats import MediaStats, ReceptionStats
 from autocall.media.telephone_event import FLASH, TelephoneEventReceiver, TelephoneEventSender
 
@@ -88,6 +110,11 @@ _UNSET: Any = object()
 _detector_phase = itertools.count()
 _FAST_HEADER = struct.Struct("!BHII")
 _DETECTOR_TAIL = 15  # frames: the detector's 100 ms batch plus its release confirmation
+# The signal is idle (silence goes to the detector) once nothing arrived for this long.
+# Longer than the delivery holds that carriers' networks and busy hosts cause (issue 22:
+# 50-150 ms), so a held tone resumes where it stopped instead of being split in two.
+SIGNAL_IDLE = 0.25
+_Rx = tuple[int, int, int, bytes]  # payload type, sequence number, timestamp, payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +125,16 @@ class Digit:
     source: DigitSource
     time: float
     duration_ms: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class _Contest:
+    """In-band detection on a competing SSRC (see "Contested streams")."""
+
+    ssrc: int
+    detector: Any
+    signal: ReorderBuffer = field(default_factory=ReorderBuffer)
+    tail: int = _DETECTOR_TAIL
 
 
 @dataclass(slots=True, eq=False)
@@ -138,13 +175,18 @@ class MediaSession:
         self.frame_samples = round(RATE * engine.frame)
         self.on_digit: Callable[[Digit], None] | None = None
         self.on_audio: Callable[[Samples], None] | None = None
+        self.on_signal: Callable[[Samples], None] | None = None
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sender = RtpSender()
         self._stream: int | None = None
         self._remote: tuple[str, int] | None = None
         self._sdp_remote: tuple[str, int] | None = None
-        self._latched = False
+        # Address lock (see "Symmetric RTP" above): "open" until the first packet,
+        # "first" when locked to a source other than the SDP address (NAT), "sdp" when
+        # locked to the SDP address (final until the next offer).
+        self._lock: Literal["open", "first", "sdp"] = "open"
+        self._retired: set[tuple[str, int]] = set()
         self._pt = PCMU
         self._dtmf_pt: int | None = None
         self._hold = False
@@ -159,8 +201,11 @@ class MediaSession:
         self._dtmf_lock = asyncio.Lock()
         self._jitter = JitterBuffer(self.frame_samples, delay=jitter_delay_ms * RATE // 1000)
         self._rx_stats = ReceptionStats(RATE)
-        self._rx_ssrc: int | None = None
-        self._rx_audio_ssrc: int | None = None
+        self._source: SourceValidator[_Rx] = SourceValidator()
+        self._signal = ReorderBuffer()
+        self._event_packets = 0  # RFC 4733 packets on an SSRC of their own
+        self._contest: _Contest | None = None
+        self._pool_port: int | None = None  # handed out by the engine's port pool
         self._inband = detect_inband
         self._detector: Any = None
         self._slot: Slot | None = None
@@ -203,13 +248,48 @@ class MediaSession:
         except socket.gaierror:
             infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         family, type_, proto, _, addr = infos[0]
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setblocking(False)
-            sock.bind(addr)
-        except OSError:
-            sock.close()
-            raise
+
+        def bound(p: int) -> socket.socket:
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setblocking(False)
+                sock.bind((addr[0], p, *addr[2:]))
+            except OSError:
+                sock.close()
+                raise
+            return sock
+
+        if port:
+            self._sock = bound(port)
+            return
+        # Port 0: the engine's pool picks, skipping ports resting after a call (see
+        # `autocall.media.ports`), so a previous call's tail cannot reach this one.
+        pool, now = self.engine.ports, self._loop.time()
+        sock = None
+        if pool.range is None:
+            refused: list[socket.socket] = []
+            try:
+                for _ in range(64):
+                    candidate = bound(0)
+                    if pool.usable(candidate.getsockname()[1], now):
+                        sock = candidate
+                        break
+                    refused.append(candidate)  # held open so the system picks another
+            finally:
+                for r in refused:
+                    r.close()
+        else:
+            for p in pool.candidates(now):
+                try:
+                    sock = bound(p)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EADDRINUSE, errno.EACCES):
+                        raise
+        if sock is None:
+            raise pool.exhausted(now)
+        self._pool_port = sock.getsockname()[1]
+        pool.taken(self._pool_port)
         self._sock = sock
 
     @property
@@ -306,8 +386,15 @@ class MediaSession:
         self._check_pts(pt, dpt)
         self._pt, self._dtmf_pt = pt, dpt
         if remote_addr is not None:
-            self._remote = self._sdp_remote = (remote_addr[0], remote_addr[1])
-            self._latched = False
+            new = (remote_addr[0], remote_addr[1])
+            # The old party's packets still in flight must not take the new lock.
+            for old in (self._remote, self._sdp_remote):
+                if old is not None and old != new:
+                    self._retired.add(old)
+            self._retired.discard(new)
+            self._remote = self._sdp_remote = new
+            self._lock = "open"
+            self._source.reset()
         if hold is not None:
             if self._hold and not hold:
                 self._marker = True
@@ -434,13 +521,19 @@ class MediaSession:
         return MediaStats(
             packets_sent=self._sender.packets_sent,
             octets_sent=self._sender.octets_sent,
-            packets_received=self._rx_stats.received,
+            packets_received=self._rx_stats.received + self._event_packets,
             octets_received=self._rx_stats.octets,
             packets_lost=self._rx_stats.lost,
             jitter_ms=self._rx_stats.jitter * 1000,
             late_packets=self._jitter.late,
             concealed_ms=self._jitter.concealed * 1000 / RATE,
             malformed=self._malformed,
+            foreign_packets=self._foreign,
+            ignored_packets=self._source.ignored,
+            source_switches=self._source.switches,
+            late_signal=self._signal.late,
+            playout_delay_ms=self._jitter.playout_delay * 1000 / RATE,
+            jitter_target_ms=self._jitter.delay * 1000 / RATE,
             dtmf_sent=self._dtmf_sent,
             dtmf_received=self._dtmf_received,
             remote_addr=self._remote,
@@ -467,6 +560,9 @@ class MediaSession:
         if self._sock is not None:
             self.engine.unwatch(self._sock)
             self._sock.close()
+        if self._pool_port is not None and self._loop is not None:
+            self.engine.ports.released(self._pool_port, self._loop.time())
+            self._pool_port = None
         self._digit_queue.put_nowait(None)
         await asyncio.sleep(0)
 
@@ -503,18 +599,24 @@ class MediaSession:
                 self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
         received = self._jitter.pop()
         rx = self._zeros if received is None else received
-        if self._push_detect is not None:
-            self._push_detect(rx)
-        elif self._detector is not None:
-            if received is not None:
+        if self._push_detect is not None or self._detector is not None or self.on_signal:
+            assert self._loop is not None
+            now = self._loop.time()
+            chunks = self._signal.pop(now)
+            if chunks:
                 self._detector_tail = _DETECTOR_TAIL
-            if received is not None or self._detector_tail > 0:
-                # When the far end stops sending, feed silence a little longer so a key
-                # at the very end of its audio is still confirmed and reported.
-                if received is None:
-                    self._detector_tail -= 1
-                for ev in self._detector.feed(rx):
-                    self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+                self._feed_signal(chunks)
+            elif self._signal.idle(now, SIGNAL_IDLE) and (
+                self._push_detect is not None or self._detector_tail > 0
+            ):
+                # Nothing arrived for a while: the far end paused or stopped. Silence
+                # keeps a shared detector bank in step, and confirms the release of a
+                # key at the very end of the audio (a call's own detector stops after
+                # that tail).
+                self._detector_tail -= 1
+                self._feed_signal((self._zeros,))
+            if self._contest is not None:
+                self._run_contest(now)
         if self.on_audio is not None:
             self.on_audio(rx)
         if self._recorder is not None:
@@ -618,41 +720,131 @@ class MediaSession:
             return
         if addr != self._remote:
             addr = (addr[0], addr[1])  # IPv6 addresses come with flow info and scope id
-            if addr != self._remote:
-                # Latched to someone else: only the address the SDP named may take over
-                # (after a re-INVITE or transfer, the old party's packets in flight
-                # must not keep the stream pointed at it).
-                if self._latched and addr != self._sdp_remote:
-                    self._foreign += 1
-                    return
-                self._remote = addr
-            self._latched = True
-        if ssrc != self._rx_ssrc:
-            if self._rx_ssrc is not None:
-                self._rx_stats.reset()
-            self._rx_ssrc = ssrc
+        if (addr != self._remote or self._lock == "open") and not self._lock_to(addr):
+            self._foreign += 1
+            return
+        source = self._source
+        if pt == self._dtmf_pt and ssrc != source.ssrc and not source.competing(ssrc):
+            # RFC 4733 events on an SSRC of their own (SIPp's pcaps do that) are accepted
+            # from the locked address; on an SSRC that sent audio they are that source's
+            # packets (probation, or ignored with a stray stream). A key press keeps the
+            # latched source alive while its audio pauses.
+            self._event_packets += 1
+            source.touch(now)
+            self._receive_events(payload, ts, now)
+            return
+        if source.next_in_line(ssrc, seq, ts, now):  # the common case, kept cheap
+            self._receive((pt, seq, ts, payload), now)
+            return
+        admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
+        if admit.contested:
+            if pt == self._dtmf_pt:
+                self._receive_events(payload, ts, now)
+            elif pt in _DECODERS and (self._slot is not None or self._detector is not None):
+                self._contested(pt, ssrc, seq, ts, payload, now)
+            return
+        if admit.new_source:
+            self._new_source()
+        for item in admit.items:
+            self._receive(item, now)
+
+    def _contested(
+        self, pt: int, ssrc: int, seq: int, ts: int, payload: bytes, now: float
+    ) -> None:
+        """A competing stream's audio, to a detector of its own (one stream at a time)."""
+        c = self._contest
+        if c is None or (c.ssrc != ssrc and c.signal.idle(now, SIGNAL_IDLE)):
+            detector = self._make_detector()
+            if detector is None:
+                return
+            c = self._contest = _Contest(ssrc, detector)
+        if c.ssrc == ssrc:
+            c.signal.push(seq, ts, _DECODERS[pt](payload), now)
+
+    def _lock_to(self, addr: tuple[str, int]) -> bool:
+        """Address lock (issue 12, item 1): True if packets from ``addr`` may be read.
+
+        Before any packet the SDP address, or the first source that is not a previous
+        party (NAT), locks the stream. Once locked to the SDP address it never moves
+        without a new offer; locked to another source, only the SDP address may take it
+        (a packet from the negotiated address is never an attacker's race).
+        """
+        sdp = self._sdp_remote
+        if self._lock == "sdp":
+            return False
+        if self._lock == "first" and addr != sdp:
+            return False
+        if self._lock == "open" and addr != sdp and addr in self._retired:
+            return False
+        if self._lock == "first":  # the SDP address takes over from the NAT guess
+            self._source.reset()
+        self._remote = addr
+        self._lock = "sdp" if addr == sdp else "first"
+        return True
+
+    def _new_source(self) -> None:
+        """A new SSRC was latched: per-source state starts again (the signal is flushed)."""
+        self._rx_stats.reset()
+        self._jitter.reset()
+        self._contest = None
+        chunks = self._signal.reset()
+        if chunks and (self._push_detect or self._detector or self.on_signal):
+            self._feed_signal(chunks)
+
+    def _receive(self, item: _Rx, now: float) -> None:
+        pt, seq, ts, payload = item
         self._rx_stats.update(seq, ts, now, len(payload))
         if pt == self._dtmf_pt:
-            try:
-                events = self._events_rx.receive(payload, ts, now)
-            except ValueError:
-                self._malformed += 1
+            self._receive_events(payload, ts, now)
+        elif pt != CN:
+            samples = _DECODERS[pt](payload)
+            self._jitter.push(ts, samples, now)
+            if self._push_detect is not None or self._detector is not None or self.on_signal:
+                self._signal.push(seq, ts, samples, now)
+
+    def _receive_events(self, payload: bytes, ts: int, now: float) -> None:
+        try:
+            events = self._events_rx.receive(payload, ts, now)
+        except ValueError:
+            self._malformed += 1
+            return
+        for ev in events:
+            self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
+
+    def _run_contest(self, now: float) -> None:
+        c = self._contest
+        assert c is not None
+        chunks = c.signal.pop(now)
+        if chunks:
+            c.tail = _DETECTOR_TAIL
+        elif c.signal.idle(now, SIGNAL_IDLE):
+            if c.tail <= 0:
+                self._contest = None  # the competing stream stopped
                 return
-            for ev in events:
-                self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
-        elif pt in _DECODERS:
-            # Some senders put events on their own SSRC (SIPp's pcaps do): only a change
-            # of the *audio* source restarts the jitter buffer.
-            if ssrc != self._rx_audio_ssrc:
-                if self._rx_audio_ssrc is not None:
-                    self._jitter.reset()
-                self._rx_audio_ssrc = ssrc
-            self._jitter.push(ts, _DECODERS[pt](payload))
+            c.tail -= 1
+            chunks = [self._zeros]
+        for chunk in chunks:
+            for ev in c.detector.feed(chunk):
+                self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+
+    def _feed_signal(self, chunks: list[Samples] | tuple[Samples, ...]) -> None:
+        """Timestamp-ordered received audio to the DTMF detector and `on_signal`."""
+        push, detector, tap = self._push_detect, self._detector, self.on_signal
+        for chunk in chunks:
+            if push is not None:
+                push(chunk)
+            elif detector is not None:
+                for ev in detector.feed(chunk):
+                    self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+            if tap is not None:
+                tap(chunk)
 
     def _attach_detection(self) -> None:
         """Join the engine's shared detector banks, or run a detector of our own."""
         if self._slot is not None or self._detector is not None:
             return
+        if self.on_signal is None:
+            self._signal.reset()  # not fed while detection was off: start from the next packet
         pool_of = getattr(self.engine, "detector_pool", None)
         if pool_of is not None:
             try:
@@ -670,6 +862,7 @@ class MediaSession:
             self._slot = None
             self._push_detect = None
         self._detector = None
+        self._contest = None
 
     def _on_inband(self, ev: Any) -> None:
         self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))

@@ -1,0 +1,159 @@
+"""The received signal in RTP order, for detection (sans-I/O).
+
+Playout (`autocall.media.jitter`) answers "what do we hear at this tick"; detection
+(in-band DTMF, speech, answering-machine) must answer "what did the far end send".
+A packet that arrives after its playout time is lost to playout but not to the signal,
+and a sender that pauses and then sends its held packets at once sent a continuous
+tone. So `ReorderBuffer` passes on audio in sequence-number order, placed by timestamp:
+
+- the next packet in sequence is released as soon as it is there, however late;
+- a hole in the *sequence* (a packet not yet arrived) is waited for up to ``window``
+  seconds after the first packet beyond it arrived (or until ``max_packets`` wait);
+  then it is skipped: a hole of at most ``bridge`` samples (one lost 20 or 30 ms packet)
+  is closed up, so a lost packet never splits a tone into two key presses; a longer one
+  becomes silence;
+- a gap in the *timestamps* between consecutive sequence numbers is what the sender
+  meant (silence suppression, the end of a talk spurt): it becomes silence, capped at
+  ``max_gap`` samples, and it is what separates two presses of the same key (ITU-T
+  Q.24: a pause of 40 ms or more separates digits);
+- gaps in *arrival* (a sender pausing, a network holding packets) change nothing.
+
+Duplicates and packets whose place has been passed are counted and dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import numpy.typing as npt
+
+from autocall.media.rtp import Unwrapper
+
+__all__ = ["ReorderBuffer"]
+
+Samples = npt.NDArray[np.int16]
+
+
+class ReorderBuffer:
+    """Sequence-ordered, timestamp-placed audio of one source (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        window: float = 0.2,
+        max_packets: int = 50,
+        bridge: int = 240,
+        max_gap: int = 1600,
+    ) -> None:
+        self.window = window
+        self.max_packets = max_packets
+        self.bridge = bridge
+        self.max_gap = max_gap
+        self._seq = Unwrapper(16)
+        self._ts = Unwrapper(32)
+        self._held: dict[int, tuple[int, Samples, float]] = {}
+        self._ready: list[Samples] = []  # released by push, not yet popped
+        self._next_seq: int | None = None
+        self._next_ts = 0
+        self._last_arrival: float | None = None
+        self.late = 0  # arrived after the window gave up waiting for it
+        self.duplicates = 0  # a second copy of a packet
+        self._gave_up: deque[int] = deque(maxlen=64)  # sequence numbers skipped lately
+        self.skipped = 0  # packets never arrived within the window
+        self.released = 0  # samples passed on, silence included
+
+    def reset(self) -> list[Samples]:
+        """A new source starts: release what is held (holes closed up), then forget."""
+        out, self._ready = self._ready, []
+        for es in sorted(self._held):
+            self._emit(out, es, skipped=True)
+        self._held.clear()
+        self._seq.reset()
+        self._ts.reset()
+        self._next_seq = None
+        self._next_ts = 0
+        self._last_arrival = None
+        self._gave_up.clear()
+        return out
+
+    def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
+        """One packet's decoded audio with its sequence number, timestamp and arrival."""
+        if len(samples) == 0:
+            return
+        es = self._seq(seq)
+        ets = self._ts(ts)
+        self._last_arrival = now
+        if self._next_seq is not None and es < self._next_seq:
+            if es in self._gave_up:
+                self.late += 1
+            else:
+                self.duplicates += 1
+            return
+        if es == self._next_seq and not self._held and ets == self._next_ts:
+            # In sequence, nothing waiting, no gap: ready at once (the common case).
+            self._ready.append(samples)
+            self.released += len(samples)
+            self._next_seq = es + 1
+            self._next_ts = ets + len(samples)
+            return
+        if es in self._held:
+            self.duplicates += 1
+            return
+        self._held[es] = (ets, samples, now)
+
+    def idle(self, now: float, after: float) -> bool:
+        """Nothing held and nothing arrived for ``after`` seconds (or ever)."""
+        last = self._last_arrival
+        return not self._held and not self._ready and (last is None or now - last >= after)
+
+    def pop(self, now: float) -> list[Samples]:
+        """The audio that can be passed on now, in order (silence where the sender was)."""
+        held = self._held
+        out = self._ready
+        if not held:
+            if out:
+                self._ready = []
+            return out
+        self._ready = []
+        if self._next_seq is None:
+            first = min(held)
+            run = 0
+            while first + run in held:
+                run += 1
+            waited = now - min(arrival for _, _, arrival in held.values())
+            if run < 3 and waited < self.window and len(held) < self.max_packets:
+                return out  # the first packets may still arrive out of order
+            self._next_seq = first
+            self._next_ts = held[first][0]
+        while held:
+            nxt = self._next_seq
+            assert nxt is not None
+            if nxt in held:
+                self._emit(out, nxt, skipped=False)
+                continue
+            waited = now - min(arrival for _, _, arrival in held.values())
+            if waited < self.window and len(held) < self.max_packets:
+                break
+            target = min(held)
+            self.skipped += target - nxt
+            self._gave_up.extend(range(max(nxt, target - 64), target))
+            self._emit(out, target, skipped=True)
+        return out
+
+    def _emit(self, out: list[Samples], es: int, *, skipped: bool) -> None:
+        ets, samples, _ = self._held.pop(es)
+        end = ets + len(samples)
+        if self._next_seq is not None:
+            gap = ets - self._next_ts
+            if gap > 0 and not (skipped and gap <= self.bridge):
+                silence = np.zeros(min(gap, self.max_gap), dtype=np.int16)
+                out.append(silence)
+                self.released += len(silence)
+            elif gap < 0:
+                samples = samples[-gap:]  # overlaps what was passed on already
+        if len(samples):
+            out.append(samples)
+            self.released += len(samples)
+        self._next_seq = es + 1
+        self._next_ts = max(self._next_ts, end)

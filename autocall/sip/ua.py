@@ -534,7 +534,7 @@ class SipUA:
         if req.method == "ACK":
             session = self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
             if session is not None and session.dialog is not None \
-                    and session.dialog.vet(req, source[0]) is None:
+                    and session.dialog.vet(req, source, check_port=self._check_port) is None:
                 session._ack_received(req)
             return
         reliable = bool(self.transport and self.transport.reliable)
@@ -577,7 +577,7 @@ class SipUA:
             if session is None or session.dialog is None:
                 self.respond(tx, response_to(req, 481))
                 return
-            refusal = session.dialog.vet(req, source[0])
+            refusal = session.dialog.vet(req, source, check_port=self._check_port)
             if refusal is not None:
                 self.respond(tx, response_to(req, refusal[0], refusal[1]))
                 return
@@ -606,13 +606,21 @@ class SipUA:
         h = Headers([("Allow", ALLOW)])
         self.respond(tx, response_to(req, 405, to_tag=new_tag(), headers=h))
 
+    @property
+    def _check_port(self) -> bool:
+        """In-dialog sources are checked by (IP, port) over UDP; over TCP by IP only: the
+        port of an inbound connection is ephemeral (RFC 3261 §18.2.1) and TCP sources
+        cannot be spoofed."""
+        return not (self.transport is not None and self.transport.reliable)
+
     def _trust(self, dialog: Dialog, source: Addr | None = None) -> None:
         """Also accept in-dialog requests from our proxy and from where the INVITE came."""
         if self.config.proxy:
             with contextlib.suppress(OSError, ValueError):
-                dialog.peer_hosts.add(_resolve(URI.parse(self.config.proxy).host))
+                host, port = URI.parse(self.config.proxy).hostport
+                dialog.peers.add((_resolve(host), port))
         if source is not None:
-            dialog.peer_hosts.add(source[0])
+            dialog.peers.add(source)
 
     # ---- outgoing requests ----------------------------------------------------------------
     def invite(self, target: URI, *, from_user: str | None = None, display: str | None = None,
@@ -905,7 +913,7 @@ class InviteSession:
             return
         self.dialog = dialog
         self.ua._dialogs[dialog.id] = self
-        self.ua._trust(dialog)
+        self.ua._trust(dialog, self._dest)
         body = b""
         if resp.content_type == SDP:
             self.remote_sdp = resp.body

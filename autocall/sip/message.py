@@ -501,6 +501,10 @@ class Message:
             raise ValueError(f"CSeq method {cseq.method} does not match {self.method}")
         if isinstance(self, Request) and self.method == "ACK" and cseq.method != "ACK":
             raise ValueError("ACK with a CSeq method other than ACK")
+        for name in ("Max-Forwards", "Expires"):  # §20.22, §20.19: 1*DIGIT
+            value = self.headers.get(name)
+            if value is not None and not (value.strip().isascii() and value.strip().isdigit()):
+                raise ValueError(f"bad {name} {value[:20]!r}")
 
 
 class Request(Message):

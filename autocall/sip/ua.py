@@ -31,6 +31,7 @@ from typing import Any
 
 from autocall.sip.auth import Credentials, DigestClient
 from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, response_to
+from autocall.sip.lograte import LogRate
 from autocall.sip.message import (
     URI,
     Address,
@@ -40,6 +41,7 @@ from autocall.sip.message import (
     canonical_name,
     split_list,
 )
+from autocall.sip.sdp import parse_sdp
 from autocall.sip.transaction import (
     ClientTransaction,
     Deliver,
@@ -152,6 +154,20 @@ async def resolve_async(host: str) -> str:
     return addr
 
 
+def warning(reason: str) -> str:
+    """A ``Warning`` value saying why we refused (RFC 3261 §20.43: 399 = miscellaneous;
+    the warn-text is a quoted string, so quotes, backslashes and controls are replaced)."""
+    text = re.sub(r'[^\x20-\x7e]|["\\]', "?", reason)[:120]
+    return f'399 autocall "{text}"'
+
+
+def bad_request(request: Request, reason: str) -> Response:
+    """400 for a request we parsed but cannot accept, the reason also in a Warning."""
+    safe = re.sub(r"[^\x20-\x7e]", "?", reason)[:120]
+    return response_to(request, 400, safe, to_tag=new_tag(),
+                       headers=Headers([("Warning", warning(reason))]))
+
+
 def salvage_400(raw: bytes, reason: str) -> bytes | None:
     """A 400 for a request we could not parse, built from whatever header lines survive."""
     try:
@@ -173,14 +189,46 @@ def salvage_400(raw: bytes, reason: str) -> bytes | None:
         except Exception:  # noqa: BLE001
             continue
         if key in wanted:
-            wanted[key].append(value.strip().replace("\r", ""))
+            wanted[key].append(re.sub(r"[\x00-\x1f\x7f]", "", value.strip()))
     if not all(wanted.values()):
         return None
     safe = re.sub(r"[^\x20-\x7e]", "?", reason)[:120]
     lines = [f"SIP/2.0 400 {safe}"]
     lines += [f"{k}: {v}" for k, vs in wanted.items() for v in vs]
+    lines.append(f"Warning: {warning(reason)}")
     lines.append("Content-Length: 0")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _short(text: str) -> str:
+    """One printable line of at most 200 characters (what a stranger sent may be anything)."""
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:200]
+
+
+def invite_problem(invite: Request) -> str | None:
+    """Why a new INVITE cannot start a dialog (→ 400), or None.
+
+    Exactly one Contact with a SIP URI (RFC 3261 §8.1.1.8) and, with an SDP body, one we can
+    parse whose connection address is an IP address (a NUL byte or a host name there would
+    otherwise reach the media sender on every 20 ms frame).
+    """
+    values = [v for raw in invite.headers.get_all("Contact") for v in split_list(raw)]
+    if len(values) != 1:
+        return "INVITE needs exactly one Contact" if values else "Missing Contact"
+    if values[0].strip() == "*":
+        return "Contact * is only for REGISTER"
+    try:
+        uri = Address.parse(values[0]).uri
+    except ValueError as exc:
+        return f"bad Contact: {exc}"
+    if uri.scheme not in ("sip", "sips") or not uri.host:
+        return "Contact must be a sip: or sips: URI with a host"
+    if invite.body and invite.content_type == SDP:
+        try:
+            parse_sdp(invite.body)
+        except ValueError as exc:
+            return f"bad SDP: {exc}"
+    return None
 
 
 # ---- being transferred (RFC 3515) --------------------------------------------------------
@@ -277,6 +325,8 @@ class SipUA:
         self._reg_tag: str | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.lograte = LogRate(log)
+        """Lines about what strangers send are rate-limited (one line each, no traceback)."""
 
     # ---- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -495,13 +545,16 @@ class SipUA:
     def _received(self, rx: Received) -> None:
         try:
             self._dispatch(rx)
-        except Exception:  # one bad message must never stop the agent
-            log.exception("failed to handle message from %s:%s", *rx.source)
+        except Exception as exc:  # one bad message must never stop the agent (nor flood the log)
+            self.lograte.log(logging.WARNING, "sip-failure",
+                             "failed to handle a message from %s:%s: %s: %s", rx.source[0],
+                             rx.source[1], type(exc).__name__, _short(str(exc)))
 
     def _dispatch(self, rx: Received) -> None:
         msg = rx.message
         if msg is None:
-            log.info("malformed message from %s:%s: %s", rx.source[0], rx.source[1], rx.error)
+            self.lograte.log(logging.WARNING, "sip-malformed", "malformed message from %s:%s: %s",
+                             rx.source[0], rx.source[1], _short(rx.error or "?"))
             reply = salvage_400(rx.raw, rx.error or "Bad Request")
             if reply is not None:
                 rx.transport.send(_Raw(reply), rx.source)  # type: ignore[arg-type]
@@ -509,7 +562,8 @@ class SipUA:
         try:
             msg.validate()
         except ValueError as exc:
-            log.info("invalid %r from %s:%s: %s", msg, rx.source[0], rx.source[1], exc)
+            self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s", msg,
+                             rx.source[0], rx.source[1], _short(str(exc)))
             if isinstance(msg, Request) and msg.method != "ACK":
                 reply = salvage_400(bytes(msg), str(exc))
                 if reply is not None:
@@ -542,7 +596,15 @@ class SipUA:
         self._server[tx.key] = (tx, source)
         trying = response_to(req, 100) if req.method == "INVITE" else None
         self._run(tx, tx.start(self._now(), trying), source, None)
-        self._handle_new_request(tx, req, source)
+        try:
+            self._handle_new_request(tx, req, source)
+        except ValueError as exc:
+            # A header we only read now (Contact, SDP, Refer-To…) is broken: the request
+            # still gets its final answer, never just the 100 Trying (issue 12 item 4).
+            self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s", req,
+                             source[0], source[1], _short(str(exc)))
+            if tx.last_response is None or tx.last_response.status < 200:
+                self.respond(tx, bad_request(req, str(exc)))
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         entry = self._server.get(tx.key)
@@ -587,8 +649,11 @@ class SipUA:
             if self.on_invite is None or self._closed:
                 self.respond(tx, response_to(req, 480, to_tag=new_tag()))
                 return
-            if req.contact is None:
-                self.respond(tx, response_to(req, 400, "Missing Contact", to_tag=new_tag()))
+            problem = invite_problem(req)
+            if problem is not None:
+                self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s",
+                                 req, source[0], source[1], _short(problem))
+                self.respond(tx, bad_request(req, problem))
                 return
             session = InviteSession(self, "uas", req)
             session.server_tx = tx
@@ -1037,6 +1102,11 @@ class InviteSession:
             return
         if kind in ("reinvite", "update"):
             if req.body and req.content_type == SDP:
+                try:
+                    parse_sdp(req.body)
+                except ValueError as exc:  # malformed, not merely unacceptable: 400
+                    self.ua.respond(tx, bad_request(req, f"bad SDP: {exc}"))
+                    return
                 answer = self.answerer(req.body)
                 if answer is None:
                     self.ua.respond(tx, response_to(req, 488))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ class Received:
 
 
 Handler = Callable[[Received], None]
+Unreachable = Callable[[Addr, str], None]
+"""Told when a destination cannot be reached (a refused TCP connection): address, why."""
 
 
 def default_advertise(bound_host: str) -> str:
@@ -64,6 +67,7 @@ class Transport:
         self.handler = handler
         self.advertise = advertise
         self.local: Addr = ("0.0.0.0", 0)
+        self.on_unreachable: Unreachable | None = None
 
     def send(self, message: Request | Response, dest: Addr) -> None:
         raise NotImplementedError
@@ -205,6 +209,11 @@ class TcpTransport(Transport):
         except (TimeoutError, OSError) as exc:
             log.info("TCP connect to %s:%s failed: %s", dest[0], dest[1], exc)
             self._queued.pop(dest, None)
+            self._pending.pop(dest, None)
+            if self.on_unreachable is not None:
+                why = "connect timed out" if isinstance(exc, TimeoutError) \
+                    else (os.strerror(exc.errno) if exc.errno else str(exc))
+                self.on_unreachable(dest, why)
         finally:
             self._pending.pop(dest, None)
 

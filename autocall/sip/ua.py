@@ -47,14 +47,17 @@ from autocall.sip.transaction import (
     Deliver,
     Send,
     ServerTransaction,
+    State,
     TimedOut,
     Timers,
+    TransportFailed,
     make_cancel,
     server_key,
 )
 from autocall.sip.transport import Received, TcpTransport, Transport, UdpTransport
 
-__all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "new_tag", "new_branch",
+__all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "LocalFailure", "new_tag",
+           "new_branch",
            "ReferTarget", "ReferRefused", "ReferSubscription", "parse_refer", "sipfrag"]
 
 log = logging.getLogger(__name__)
@@ -98,7 +101,12 @@ class UAConfig:
 
 @dataclass(frozen=True)
 class SessionEvent:
-    """progress | answered | failed | ended | dialog (with ``dialog_event``) | ack."""
+    """progress | answered | failed | ended | dialog (with ``dialog_event``) | ack.
+
+    ``network_fault`` (on failed): nothing at all came back from the far end, the
+    connection was refused (503, §8.1.3.1) or Timer B fired (408): a trunk or network
+    problem, not a callee who did not pick up.
+    """
 
     kind: str
     status: int | None = None
@@ -106,6 +114,12 @@ class SessionEvent:
     message: Request | Response | None = None
     dialog_event: DialogEvent | None = None
     by: str | None = None
+    network_fault: bool = False
+
+
+class LocalFailure(Response):
+    """A final response we made up because the request could not reach anyone (§8.1.3.1:
+    a transport error counts as 503); it never crossed the network."""
 
 
 _DNS: dict[str, tuple[str, float]] = {}
@@ -312,6 +326,7 @@ class SipUA:
         self.transport: Transport | None = None
         self.on_invite: Callable[[InviteSession], None] | None = None
         self._client: dict[tuple[str, str], tuple[ClientTransaction, Callable[[Any], None]]] = {}
+        self._client_dest: dict[tuple[str, str], Addr] = {}
         self._server: dict[tuple[str, str, str], tuple[ServerTransaction, Addr]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._dialogs: dict[tuple[str, str, str], InviteSession] = {}
@@ -340,7 +355,14 @@ class SipUA:
             (config.advertise_host, config.advertise_port))
         if config.register:
             self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
+        self.transport.on_unreachable = self._unreachable
         return self
+
+    def _unreachable(self, dest: Addr, why: str) -> None:
+        """End every client transaction bound for ``dest`` at once (§17.1.4)."""
+        for key, (tx, deliver) in list(self._client.items()):
+            if self._client_dest.get(key) == dest:
+                self._run(tx, tx.transport_error(why), dest, deliver)
 
     async def close(self) -> None:
         if self._closed:
@@ -447,7 +469,7 @@ class SipUA:
         for action in actions:
             if isinstance(action, Send):
                 self._send(action.message, dest)
-            elif deliver is not None and isinstance(action, (Deliver, TimedOut)):
+            elif deliver is not None and isinstance(action, (Deliver, TimedOut, TransportFailed)):
                 try:
                     deliver(action)
                 except Exception:  # a TU bug must not take the whole agent down
@@ -462,6 +484,7 @@ class SipUA:
         if tx.terminated:
             if isinstance(tx, ClientTransaction):
                 self._client.pop(tx.key, None)
+                self._client_dest.pop(tx.key, None)
             else:
                 self._server.pop(tx.key, None)
             return
@@ -479,10 +502,15 @@ class SipUA:
         tx = ClientTransaction(request, reliable=reliable, timers=self.config.timers)
 
         def deliver(action: Any) -> None:
+            if isinstance(action, TransportFailed):
+                on_result(LocalFailure(503, f"Service Unavailable ({action.reason})",
+                                       response_to(request, 503).headers))
+                return
             msg = action.message if isinstance(action, Deliver) else None
             on_result(msg if isinstance(msg, Response) else None)
 
         self._client[tx.key] = (tx, deliver)
+        self._client_dest[tx.key] = dest
         self._run(tx, tx.start(self._now()), dest, deliver)
         return tx
 
@@ -922,10 +950,18 @@ class InviteSession:
         self._dest = dest
         self.invite_tx = self.ua.send_request(self.invite, dest, self._on_invite_response)
 
+    @property
+    def heard_back(self) -> bool:
+        """Whether anything at all (even 100 Trying) answered our INVITE."""
+        return self.invite_tx is not None and self.invite_tx.state is not State.CALLING
+
     def _on_invite_response(self, resp: Response | None) -> None:
-        if resp is None:
+        if resp is None:  # Timer B (§17.1.1.2): not even a 100 Trying came back
             if self.state in ("calling", "early"):
-                self._fail(408, "Request Timeout (no final response)")
+                self._fail(408, "Request Timeout (no response)", by="local", network=True)
+            return
+        if isinstance(resp, LocalFailure):
+            self._fail(resp.status, resp.reason, resp, by="local", network=True)
             return
         code = resp.status
         if code < 200:
@@ -951,12 +987,13 @@ class InviteSession:
                 return
         self._fail(code, resp.reason, resp)
 
-    def _fail(self, code: int, reason: str, resp: Response | None = None) -> None:
+    def _fail(self, code: int, reason: str, resp: Response | None = None, *,
+              by: str | None = None, network: bool = False) -> None:
         if self.state == "terminated":
             return
         self.final_status, self.final_reason = code, reason
         self._terminate()
-        self._emit(SessionEvent("failed", code, reason, resp))
+        self._emit(SessionEvent("failed", code, reason, resp, by=by, network_fault=network))
 
     def _on_2xx(self, resp: Response) -> None:
         if self.dialog is not None and self.dialog.matches(resp):
@@ -1007,7 +1044,8 @@ class InviteSession:
             self._send_cancel()
         # §9.1: if no final response within 64*T1 after CANCEL, give up on the transaction.
         self._cancel_handle = self.ua.loop.call_later(
-            64 * self.ua.config.timers.t1, lambda: self._fail(487, "Request Terminated (local)"))
+            64 * self.ua.config.timers.t1,
+            lambda: self._fail(487, "Request Terminated (local)", by="local"))
 
     def _send_cancel(self) -> None:
         if self._cancel_sent:

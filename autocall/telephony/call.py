@@ -45,6 +45,9 @@ ends); 486/600 → busy; 603 → busy (declined; ``sip_code`` tells them apart);
 408/480 and our CANCEL on ring timeout → no-answer; our explicit ``cancel()`` → canceled;
 anything else (404, 503, a transaction timeout without any response at all…) → failed.
 A 2xx that crosses our CANCEL is ACKed and ended at once and keeps the cancel's outcome.
+A dead trunk is not a callee who did not answer: a refused TCP connection fails the call
+at once with 503, and silence (not even 100 Trying) fails it with 408 when Timer B fires,
+even if the ring timeout came first; both end ``by`` local with ``network_fault`` set.
 """
 
 from __future__ import annotations
@@ -129,12 +132,18 @@ class DigitEvent:
 
 @dataclass(frozen=True)
 class HangupEvent:
-    """The call ended: ``by`` local or remote, with the final status and SIP code."""
+    """The call ended: ``by`` local or remote, with the final status and SIP code.
+
+    ``network_fault``: the far end never answered at all — a refused connection (503) or
+    no response before Timer B (408), status failed, ``by`` local. A trunk or network
+    problem to retry as such, not a callee who did not pick up.
+    """
 
     by: str
     status: CallStatus
     sip_code: int | None
     reason: str | None
+    network_fault: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,8 @@ class Call:
         self.answered_at: datetime | None = None
         self.ended_at: datetime | None = None
         self.ended_by: str | None = None
+        self.network_fault = False
+        """True when the call failed without any response from the far end (see HangupEvent)."""
         self.digits: list[DigitEvent] = []
         self.negotiated: Negotiated | None = None
         self.record_path: Path | None = None
@@ -523,6 +534,10 @@ class Call:
             return
         self._cancel_cause = cause
         self.session.cancel()
+        if cause == "ring-timeout" and not self.session.heard_back:
+            # Nothing at all came back: not a phone left ringing but a dead trunk or
+            # network. Timer B (64*T1 from the INVITE, §17.1.1.2) ends it as failed/408.
+            return
         if not self.session._provisional:
             # No provisional yet: we may not send CANCEL (§9.1) and need not wait for it.
             self.ua.loop.create_task(self._finish(
@@ -637,7 +652,11 @@ class Call:
             else:
                 status = status_for(code, cancel_cause=self._cancel_cause,
                                     rang=self.session._provisional)
-            self.ua.loop.create_task(self._finish(status, code, ev.reason, by="remote"))
+            if ev.network_fault:
+                status = CallStatus.FAILED
+                self.network_fault = True
+            self.ua.loop.create_task(self._finish(status, code, ev.reason,
+                                                  by=ev.by or "remote"))
         elif ev.kind == "ended":
             if ev.message is not None:
                 self.q850_cause = reason_cause(ev.message)
@@ -683,7 +702,8 @@ class Call:
         self.ua._calls.discard(self)
         await self.media.close()
         # Media closing may have queued digits; the hangup event comes last.
-        self._events.put_nowait(HangupEvent(by, status, self.sip_code, self.reason))
+        self._events.put_nowait(HangupEvent(by, status, self.sip_code, self.reason,
+                                            self.network_fault))
 
 
 def _dynamic(pt: int | None) -> int | None:

@@ -198,6 +198,7 @@ class Call:
         self._following_version = 0
         self._old_ended: SessionEvent | None = None
         self._cancel_cause: str | None = None
+        self._media_refused: str | None = None
         self._ring_timer: asyncio.TimerHandle | None = None
         self._answered = asyncio.Event()
         self._ended = asyncio.Event()
@@ -291,6 +292,18 @@ class Call:
         self._set_answered(200, "OK")
         if self.negotiated is not None:
             self._start_media()
+
+    def offer_problem(self) -> str | None:
+        """Why the inbound INVITE's SDP offer cannot be answered (→ 488), or None; no side
+        effects, so a server can refuse before it rings."""
+        invite = self.session.invite
+        if invite.content_type != "application/sdp" or not invite.body:
+            return None  # late offer: we offer in the 200
+        try:
+            negotiate(parse_sdp(invite.body))
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     async def reject(self, code: int = 486, reason: str | None = None) -> None:
         if self.direction != "inbound" or self.status is not CallStatus.RINGING:
@@ -626,8 +639,10 @@ class Call:
                 try:
                     self.negotiated = negotiate(parse_sdp(self.session.remote_sdp))
                 except ValueError as exc:
+                    # Answered, but nothing can be said on it: hang up and record the call
+                    # as failed with 488 (RFC 3261 §21.4.26), never as a completed call.
                     log.info("call %s: answer SDP unusable (%s): hanging up", self.id, exc)
-                    self._set_answered(ev.status or 200, ev.reason or "OK")
+                    self._media_refused = f"Not Acceptable Here ({exc})"[:200]
                     self.session.bye(reason="no common codec")
                     return
             self._set_answered(ev.status or 200, ev.reason or "OK")
@@ -660,6 +675,10 @@ class Call:
         elif ev.kind == "ended":
             if ev.message is not None:
                 self.q850_cause = reason_cause(ev.message)
+            if self._media_refused is not None:
+                self.ua.loop.create_task(self._finish(CallStatus.FAILED, 488,
+                                                      self._media_refused, by="local"))
+                return
             if self._following is not None and ev.by == "remote" \
                     and self.status is CallStatus.IN_PROGRESS:
                 # The referrer may hang up once we accepted its REFER: the transfer decides.
@@ -833,12 +852,16 @@ class UserAgent:
         remote = str(session.invite.from_.uri)
         call = Call(self, session, media, "inbound", remote)
         self._calls.add(call)
-        session.ring()
         if self.on_call is not None:
+            # The handler decides first: a caller it refuses (403, 503…) must not hear a
+            # 180 Ringing before the refusal (issue 12). Still ringing afterwards: ring.
             result = self.on_call(call)
             if inspect.isawaitable(result):
                 await result
+            if call.status is CallStatus.RINGING:
+                session.ring()
         else:
+            session.ring()
             self._incoming.put_nowait(call)
 
     async def options(self, target: str) -> tuple[int, str, float]:

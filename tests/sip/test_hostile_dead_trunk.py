@@ -3,6 +3,7 @@
 Over TCP a refused connection fails the call at once with 503; over UDP, silence (not even
 100 Trying) fails it with 408 when Timer B fires, even though the ring timeout came first.
 Both end ``by`` local with ``network_fault`` set, on the Call and on its HangupEvent.
+Also: a callee that answers with no codec in common is a failed call (488), not completed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 from autocall.sip.transaction import Timers
 from autocall.telephony.call import CallStatus, HangupEvent, UserAgent
+from tests.peers import SCENARIOS, Sipp
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(60)]
 
@@ -96,5 +98,18 @@ async def test_a_callee_that_rings_and_times_out_is_still_no_answer() -> None:
                 cancel, _ = await loop.sock_recvfrom(phone, 65535)
             assert await call.wait_ended(10) is CallStatus.NO_ANSWER
             assert not call.network_fault
+        finally:
+            await ua.close()
+
+
+async def test_answer_without_a_common_codec_is_failed_488_not_completed() -> None:
+    port = 42210
+    with Sipp(SCENARIOS / "uas_answer_g729.xml", port=port, media_port=port + 2) as peer:
+        ua = await UserAgent.start()
+        try:
+            call = await ua.call(f"sip:sipp@127.0.0.1:{port}")
+            assert await call.wait_ended(10) is CallStatus.FAILED
+            assert call.sip_code == 488 and call.ended_by == "local" and not call.network_fault
+            assert peer.wait(10) == 0, peer.errors()  # it got our ACK and BYE
         finally:
             await ua.close()

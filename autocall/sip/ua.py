@@ -54,7 +54,7 @@ from autocall.sip.transaction import (
     make_cancel,
     server_key,
 )
-from autocall.sip.transport import Received, TcpTransport, Transport, UdpTransport
+from autocall.sip.transport import Received, TcpLimits, TcpTransport, Transport, UdpTransport
 
 __all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "LocalFailure", "new_tag",
            "new_branch",
@@ -97,6 +97,8 @@ class UAConfig:
     register_expires: int = 600
     timers: Timers = field(default_factory=Timers)
     user_agent: str = "autocall/0.1"
+    tcp_limits: TcpLimits = field(default_factory=TcpLimits)
+    """Slow-loris limits of the TCP transport (timeouts, message size, connections)."""
 
 
 @dataclass(frozen=True)
@@ -349,10 +351,13 @@ class SipUA:
                     on_invite: Callable[[InviteSession], None] | None = None) -> SipUA:
         self = cls(config)
         self.on_invite = on_invite
-        kind = TcpTransport if config.transport.lower() == "tcp" else UdpTransport
-        self.transport = await kind.create(
-            self._received, (config.bind_host, config.bind_port),
-            (config.advertise_host, config.advertise_port))
+        bind = (config.bind_host, config.bind_port)
+        advertise = (config.advertise_host, config.advertise_port)
+        if config.transport.lower() == "tcp":
+            self.transport = await TcpTransport.create(self._received, bind, advertise,
+                                                       config.tcp_limits)
+        else:
+            self.transport = await UdpTransport.create(self._received, bind, advertise)
         if config.register:
             self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
         self.transport.on_unreachable = self._unreachable

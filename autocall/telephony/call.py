@@ -72,6 +72,7 @@ from autocall.sip.auth import Credentials
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.transaction import Timers
+from autocall.sip.transport import TcpLimits
 from autocall.sip.ua import InviteSession, ReferSubscription, SessionEvent, SipUA, UAConfig
 
 __all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "TransferredEvent",
@@ -770,7 +771,8 @@ class UserAgent:
                     registrar: str | None = None, register_expires: int = 600,
                     media_host: str | None = None, timers: Timers | None = None,
                     on_call: OnCall | None = None, accept_refer: AcceptRefer | None = None,
-                    refer_ring_timeout: float = 30.0) -> UserAgent:
+                    refer_ring_timeout: float = 30.0,
+                    tcp_limits: TcpLimits | None = None) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
@@ -782,7 +784,8 @@ class UserAgent:
                           advertise_host=advertise_host, advertise_port=advertise_port,
                           user=user, domain=domain, display_name=display_name, proxy=proxy,
                           credentials=creds, register=register, registrar=registrar,
-                          register_expires=register_expires, timers=timers or Timers())
+                          register_expires=register_expires, timers=timers or Timers(),
+                          tcp_limits=tcp_limits or TcpLimits())
         self = cls.__new__(cls)
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)

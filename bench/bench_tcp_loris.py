@@ -41,9 +41,11 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-HEAD = (b"INVITE sip:robot@127.0.0.1 SIP/2.0\r\n"
-        b"Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKloris\r\n"
-        b"From: <sip:loris@127.0.0.1>;tag=1\r\nTo: <sip:robot@127.0.0.1>\r\n")
+HEAD = (
+    b"INVITE sip:robot@127.0.0.1 SIP/2.0\r\n"
+    b"Via: SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bKloris\r\n"
+    b"From: <sip:loris@127.0.0.1>;tag=1\r\nTo: <sip:robot@127.0.0.1>\r\n"
+)
 FULL = HEAD + b"Call-ID: loris\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n"
 
 
@@ -108,9 +110,14 @@ def _alive(s: socket.socket) -> bool:
 def run(tree: Path, port: int, args: argparse.Namespace) -> Figures:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     # cwd=tree: ``python -c`` puts the working directory first on sys.path.
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], env=env, cwd=tree,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL if args.quiet else None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(port)],
+        env=env,
+        cwd=tree,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if args.quiet else None,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
         time.sleep(1.0)
@@ -164,9 +171,12 @@ def main() -> None:
     for name, tree, port in (("main", args.main, args.port), ("ours", args.ours, args.port + 1)):
         fig = run(tree, port, args)
         rows.append((name, fig))
-        print(f"{name:5} RSS before {fig.before:6.1f} MB  peak {fig.peak:6.1f} MB  "
-              f"after {fig.after:6.1f} MB  held {fig.held}/{fig.attack} connections "
-              f"after {args.hold:g} s", flush=True)
+        print(
+            f"{name:5} RSS before {fig.before:6.1f} MB  peak {fig.peak:6.1f} MB  "
+            f"after {fig.after:6.1f} MB  held {fig.held}/{fig.attack} connections "
+            f"after {args.hold:g} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -228,7 +228,10 @@ def invite_problem(invite: Request) -> str | None:
     parse whose connection address is an IP address (a NUL byte or a host name there would
     otherwise reach the media sender on every 20 ms frame).
     """
-    values = [v for raw in invite.headers.get_all("Contact") for v in split_list(raw)]
+    try:
+        values = [v for raw in invite.headers.get_all("Contact") for v in split_list(raw)]
+    except ValueError as exc:  # an unterminated quote or the like
+        return f"bad Contact: {exc}"
     if len(values) != 1:
         return "INVITE needs exactly one Contact" if values else "Missing Contact"
     if values[0].strip() == "*":
@@ -624,6 +627,19 @@ class SipUA:
                     and session.dialog.vet(req, source, check_port=self._check_port) is None:
                 session._ack_received(req)
             return
+        if req.method == "INVITE" and not req.to.tag and self.on_invite is not None \
+                and not self._closed:
+            problem = invite_problem(req)
+            if problem is not None:
+                # Answered statelessly (RFC 3261 §8.2.7: no 100, no retransmission, a
+                # retransmitted INVITE just gets another 400): a flood of broken INVITEs
+                # that never ACK must not keep a transaction each for 64*T1.
+                self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s",
+                                 req, source[0], source[1], _short(problem))
+                response = bad_request(req, problem)
+                response.headers.add("Server", self.config.user_agent)
+                self._send(response, source)
+                return
         reliable = bool(self.transport and self.transport.reliable)
         tx = ServerTransaction(req, reliable=reliable, timers=self.config.timers)
         self._server[tx.key] = (tx, source)
@@ -681,12 +697,6 @@ class SipUA:
         if method == "INVITE":
             if self.on_invite is None or self._closed:
                 self.respond(tx, response_to(req, 480, to_tag=new_tag()))
-                return
-            problem = invite_problem(req)
-            if problem is not None:
-                self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s",
-                                 req, source[0], source[1], _short(problem))
-                self.respond(tx, bad_request(req, problem))
                 return
             session = InviteSession(self, "uas", req)
             session.server_tx = tx

@@ -78,3 +78,24 @@ async def test_reinvite_from_another_port_cannot_steal_the_dialog() -> None:
             assert peer.wait(10) == 0, peer.errors()  # SIPp got our BYE and answered it
         finally:
             await ua.close()
+
+
+async def test_reinvite_with_a_broken_sdp_gets_400_and_the_call_goes_on() -> None:
+    a = await UserAgent.start(timers=FAST)
+    b = await UserAgent.start(timers=FAST, user="b")
+    try:
+        host, port = b.sip.advertised
+        out = await a.call(f"sip:b@{host}:{port}")
+        inbound = await asyncio.wait_for(anext(aiter(b.incoming())), 5)
+        await inbound.answer()
+        assert await out.wait_answer(5) is CallStatus.IN_PROGRESS
+        nul = out._sdp().replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 127.0.0\x00.1")
+        resp = await out.session.request("INVITE", body=nul, content_type="application/sdp")
+        assert resp.status == 400 and (resp.headers.get("Warning") or "").startswith("399 ")
+        assert inbound.status is CallStatus.IN_PROGRESS
+        assert inbound.media.remote_addr is not None and "\x00" not in inbound.media.remote_addr[0]
+        await out.hangup()
+        assert await inbound.wait_ended(3) is CallStatus.COMPLETED
+    finally:
+        await a.close()
+        await b.close()

@@ -9,11 +9,16 @@ Also: a callee that answers with no codec in common is a failed call (488), not 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from autocall.cli import app
+from autocall.cli.call import EXIT_FAILED
 from autocall.sip.transaction import Timers
 from autocall.telephony.call import CallStatus, HangupEvent, UserAgent
 from tests.peers import SCENARIOS, Sipp
@@ -113,3 +118,31 @@ async def test_answer_without_a_common_codec_is_failed_488_not_completed() -> No
             assert peer.wait(10) == 0, peer.errors()  # it got our ACK and BYE
         finally:
             await ua.close()
+
+
+def test_cli_call_to_a_refused_tcp_trunk_exits_failed_not_no_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _closed(CLOSED_TCP, socket.SOCK_STREAM)
+    monkeypatch.setenv("AUTOCALL_TTS_CACHE", str(tmp_path / "tts"))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        [
+            "call",
+            f"sip:trunk@127.0.0.1:{CLOSED_TCP}",
+            "--transport",
+            "tcp",
+            "--say",
+            "Hello.",
+            "--bind",
+            "127.0.0.1:42205",
+            "--ring-timeout",
+            "3",
+            "--json",
+        ],
+    )
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == EXIT_FAILED, result.output  # 1, never 5 (no-answer)
+    assert summary["status"] == "failed" and summary["sip_code"] == 503
+    assert summary["network_fault"] is True

@@ -164,6 +164,7 @@ def _summary(uri: str, call: Any, run: RunResult | None, error: str | None = Non
         "sip_code": getattr(call, "sip_code", None),
         "reason": getattr(call, "reason", None),
         "q850": getattr(call, "q850_cause", None),
+        "network_fault": bool(getattr(call, "network_fault", False)),
         "answered_at": answered.isoformat() if answered else None,
         "duration": round((ended - answered).total_seconds(), 2) if answered else 0.0,
         "digits": run.digits if run else "",

@@ -109,8 +109,10 @@ class Dialog:
     local_seq: int = 0
     remote_seq: int | None = None
     secure: bool = False
-    peer_hosts: set[str] = field(default_factory=set)
-    """IP addresses allowed to send in-dialog requests: the next hop and the target."""
+    peers: set[tuple[str, int]] = field(default_factory=set)
+    """(IP, port) pairs allowed to send in-dialog requests: the next hop, the remote target,
+    where the INVITE came from and the configured proxy. The port counts: another process
+    on the caller's host must not be able to re-INVITE the call away (issue 12 item 2)."""
 
     @classmethod
     def as_uac(cls, invite: Request, response: Response) -> Dialog:
@@ -141,11 +143,11 @@ class Dialog:
         return d
 
     def _learn_hosts(self) -> None:
-        hosts = [self.remote_target.host]
+        addrs = [self.remote_target.hostport]
         if self.route_set:
             with contextlib.suppress(ValueError):
-                hosts.append(Address.parse(self.route_set[0]).uri.host)
-        self.peer_hosts.update(h for h in hosts if _ip(h) is not None)
+                addrs.append(Address.parse(self.route_set[0]).uri.hostport)
+        self.peers.update(a for a in addrs if _ip(a[0]) is not None)
 
     @property
     def id(self) -> tuple[str, str, str]:
@@ -204,13 +206,21 @@ class Dialog:
         except ValueError:
             return False
 
-    def vet(self, request: Request, source_host: str | None = None) -> tuple[int, str] | None:
-        """Why an in-dialog request must be refused (status, reason), or None to accept."""
+    def vet(self, request: Request, source: tuple[str, int] | None = None, *,
+            check_port: bool = True) -> tuple[int, str] | None:
+        """Why an in-dialog request must be refused (status, reason), or None to accept.
+
+        ``source`` (IP, port) must be one of ``peers``: the right IP from another port is
+        refused too, since accepting it would let a target refresh move the dialog there.
+        ``check_port=False`` compares IPs only (TCP, where source ports are ephemeral).
+        """
         if not self.matches(request):
             return 481, "Call/Transaction Does Not Exist"
-        if source_host is not None and self.peer_hosts and _ip(source_host) is not None \
-                and source_host not in self.peer_hosts:
-            return 403, "Source address does not belong to this dialog"
+        if source is not None and self.peers and _ip(source[0]) is not None:
+            known = source in self.peers if check_port \
+                else source[0] in {host for host, _ in self.peers}
+            if not known:
+                return 403, "Source address does not belong to this dialog"
         if request.method in ("ACK", "CANCEL"):
             return None
         seq = request.cseq.number

@@ -501,6 +501,10 @@ class Message:
             raise ValueError(f"CSeq method {cseq.method} does not match {self.method}")
         if isinstance(self, Request) and self.method == "ACK" and cseq.method != "ACK":
             raise ValueError("ACK with a CSeq method other than ACK")
+        for name in ("Max-Forwards", "Expires"):  # §20.22, §20.19: 1*DIGIT
+            value = self.headers.get(name)
+            if value is not None and not (value.strip().isascii() and value.strip().isdigit()):
+                raise ValueError(f"bad {name} {value[:20]!r}")
 
 
 class Request(Message):
@@ -613,10 +617,21 @@ def reason_cause(msg: Message, protocol: str = "Q.850") -> int | None:
 
 
 class StreamParser:
-    """Frames messages on TCP by Content-Length (§18.3); ``feed`` returns complete ones."""
+    """Frames messages on TCP by Content-Length (§18.3); ``feed`` returns complete ones.
 
-    def __init__(self) -> None:
+    A message larger than ``max_message`` is refused (ValueError) as soon as its
+    Content-Length says so, before its body is buffered: a stranger announcing 990 KB and
+    sending it slowly must not make us hold it.
+    """
+
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
         self._buf = bytearray()
+        self.max_message = max_message
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete message held (0 between messages)."""
+        return len(self._buf)
 
     def feed(self, data: bytes) -> list[Request | Response]:
         self._buf += data
@@ -626,14 +641,17 @@ class StreamParser:
                 del self._buf[:2]
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(self._buf) > MAX_MESSAGE:
-                    raise ValueError("header block too large")
+                if len(self._buf) > self.max_message:
+                    raise ValueError(f"header block larger than {self.max_message} bytes")
                 return out
             head = bytes(self._buf[: end + 4])
             m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([0-9]{1,6})[ \t]*\r?$", head)
             if not m:
                 raise ValueError("Content-Length is required on stream transports (§18.3)")
             total = end + 4 + int(m.group(1))
+            if total > self.max_message:
+                raise ValueError(f"message of {total} bytes is larger than the "
+                                 f"{self.max_message}-byte limit")
             if len(self._buf) < total:
                 return out
             frame = bytes(self._buf[:total])

@@ -7,6 +7,7 @@ since peers differ (SIPp's play_dtmf uses 96). ptime is 20 ms.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 __all__ = ["Sdp", "Media", "Negotiated", "build_sdp", "parse_sdp", "negotiate", "answer_direction"]
@@ -120,6 +121,11 @@ def parse_sdp(body: bytes) -> Sdp:
                 if len(parts) < 3 or parts[0] != "IN":
                     raise ValueError("bad c= line")
                 addr = parts[2].split("/")[0]
+                try:  # RFC 4566 §5.7 allows a host name; we send media to addresses only
+                    ipaddress.ip_address(addr)
+                except ValueError:
+                    raise ValueError(f"connection address {addr[:40]!r} is not an IP address") \
+                        from None
                 if in_audio and audio is not None:
                     audio.address = addr
                 elif not seen_media:

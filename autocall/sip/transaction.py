@@ -14,7 +14,7 @@ from enum import Enum
 from autocall.sip.message import Headers, Request, Response
 
 __all__ = [
-    "Timers", "Send", "Deliver", "TimedOut", "State",
+    "Timers", "Send", "Deliver", "TimedOut", "TransportFailed", "State",
     "ClientTransaction", "ServerTransaction", "client_key", "server_key", "make_ack",
 ]
 
@@ -48,7 +48,15 @@ class TimedOut:
     timer: str
 
 
-Action = Send | Deliver | TimedOut
+@dataclass(frozen=True)
+class TransportFailed:
+    """The request could not be sent (a refused or broken connection, §17.1.4): the TU
+    treats it as a 503 (§8.1.3.1). ``reason`` says what the transport saw."""
+
+    reason: str
+
+
+Action = Send | Deliver | TimedOut | TransportFailed
 
 
 class State(Enum):
@@ -202,6 +210,14 @@ class ClientTransaction(_Transaction):
             self._arm("K", now, 0 if self.reliable else self.timers.t4)
             return [Deliver(response)]
         return []
+
+    def transport_error(self, reason: str) -> list[Action]:
+        """§17.1.4: a transport failure ends a transaction still waiting for its final
+        response at once and tells the TU; later ones (an ACK's, say) change nothing."""
+        if self.state not in (State.CALLING, State.TRYING, State.PROCEEDING):
+            return []
+        self._terminate()
+        return [TransportFailed(reason)]
 
     def _fire(self, name: str, now: float) -> list[Action]:
         t = self.timers

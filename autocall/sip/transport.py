@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from autocall.sip.message import Request, Response, StreamParser, parse_message
+from autocall.sip.lograte import LogRate
+from autocall.sip.message import MAX_MESSAGE, Request, Response, StreamParser, parse_message
 
-__all__ = ["Transport", "UdpTransport", "TcpTransport", "Received", "default_advertise"]
+__all__ = ["Transport", "UdpTransport", "TcpTransport", "TcpLimits", "Received",
+           "default_advertise"]
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
@@ -37,6 +40,8 @@ class Received:
 
 
 Handler = Callable[[Received], None]
+Unreachable = Callable[[Addr, str], None]
+"""Told when a destination cannot be reached (a refused TCP connection): address, why."""
 
 
 def default_advertise(bound_host: str) -> str:
@@ -64,6 +69,7 @@ class Transport:
         self.handler = handler
         self.advertise = advertise
         self.local: Addr = ("0.0.0.0", 0)
+        self.on_unreachable: Unreachable | None = None
 
     def send(self, message: Request | Response, dest: Addr) -> None:
         raise NotImplementedError
@@ -129,65 +135,173 @@ class UdpTransport(Transport):
             self._transport.close()
 
 
+@dataclass(frozen=True)
+class TcpLimits:
+    """What one stranger may hold on our TCP port (issue 12 item 3: slow-loris).
+
+    ``header_timeout``: a message must be complete this many seconds after its first
+    byte. ``idle_timeout``: a connection with no traffic either way is closed. Messages
+    over ``max_message`` bytes close the connection (a stream cannot be re-framed, §18.3).
+    At most ``max_per_source`` inbound connections per source IP and ``max_total`` in
+    all; more are closed on accept.
+    """
+
+    header_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    max_message: int = MAX_MESSAGE
+    max_per_source: int = 32
+    max_total: int = 4096
+
+
 class _TcpConn(asyncio.Protocol):
-    def __init__(self, owner: TcpTransport) -> None:
+    def __init__(self, owner: TcpTransport, inbound: bool = True) -> None:
         self.owner = owner
-        self.parser = StreamParser()
+        self.inbound = inbound
+        self.parser = StreamParser(owner.limits.max_message)
         self.transport: asyncio.Transport | None = None
         self.peer: Addr = ("", 0)
+        self.partial_since: float | None = None
+        self.last_activity = 0.0
+        self.counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1]))
+        self.last_activity = self.owner.now()
+        refusal = self.owner._admit(self)
+        if refusal is not None:
+            self.owner.lograte.log(logging.WARNING, "tcp-refused",
+                                   "TCP connection from %s:%s closed: %s", *self.peer, refusal)
+            transport.abort()
+            return
         self.owner._conns[self.peer] = self
 
     def data_received(self, data: bytes) -> None:
+        now = self.owner.now()
+        self.last_activity = now
         try:
             messages = self.parser.feed(data)
         except ValueError as exc:
             # A broken stream cannot be re-framed: report and drop the connection (§18.3).
-            self.owner.handler(Received(None, data, self.peer, self.owner, str(exc)))
+            self.owner.handler(Received(None, data[:2048], self.peer, self.owner, str(exc)))
+            self.parser = StreamParser(0)  # free what was buffered; the 400 may still leave
             if self.transport is not None:
                 self.transport.close()
             return
+        if self.parser.pending == 0:
+            self.partial_since = None
+        elif self.partial_since is None or messages:
+            self.partial_since = now  # a new message started: its clock starts now
         for msg in messages:
             self.owner.handler(Received(msg, b"", self.peer, self.owner))
+
+    def drop(self, why: str) -> None:
+        """Close at once, buffers and all (``abort``: a slow reader must not keep them)."""
+        self.owner.lograte.log(logging.WARNING, "tcp-dropped", "TCP connection %s:%s closed: %s",
+                               *self.peer, why)
+        self.parser = StreamParser(0)
+        if self.transport is not None:
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.owner._conns.get(self.peer) is self:
             del self.owner._conns[self.peer]
+        self.owner._release(self)
+        self.transport = None
 
 
 class TcpTransport(Transport):
-    """Listens for connections and reuses one connection per peer in both directions."""
+    """Listens for connections and reuses one connection per peer in both directions.
+
+    ``limits`` (``TcpLimits``) bounds what inbound connections may hold; one sweep a
+    second closes those past their header or idle timeout.
+    """
 
     name = "TCP"
     reliable = True
 
-    def __init__(self, handler: Handler, advertise: Addr) -> None:
+    def __init__(self, handler: Handler, advertise: Addr,
+                 limits: TcpLimits | None = None) -> None:
         super().__init__(handler, advertise)
+        self.limits = limits or TcpLimits()
+        self.lograte = LogRate(log)
         self._server: asyncio.Server | None = None
         self._conns: dict[Addr, _TcpConn] = {}
+        self._all: set[_TcpConn] = set()
+        self._per_source: dict[str, int] = {}
         self._pending: dict[Addr, asyncio.Task[None]] = {}
         self._queued: dict[Addr, list[bytes]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @classmethod
     async def create(cls, handler: Handler, bind: Addr,
-                     advertise: tuple[str | None, int | None] = (None, None)) -> TcpTransport:
-        self = cls(handler, ("", 0))
+                     advertise: tuple[str | None, int | None] = (None, None),
+                     limits: TcpLimits | None = None) -> TcpTransport:
+        self = cls(handler, ("", 0), limits)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _TcpConn(self), bind[0], bind[1])
         host, port = self._server.sockets[0].getsockname()[:2]
         self.local = (host, port)
         self.advertise = (advertise[0] or default_advertise(host), advertise[1] or port)
+        self._schedule_sweep()
         return self
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    @property
+    def connections(self) -> int:
+        """Open connections, inbound and outbound."""
+        return len(self._all)
+
+    def _admit(self, conn: _TcpConn) -> str | None:
+        """Why an inbound connection is closed at once (over a limit), or None to keep it."""
+        host = conn.peer[0]
+        if conn.inbound:
+            if len(self._all) >= self.limits.max_total:
+                return f"{self.limits.max_total} connections open (limit)"
+            if self._per_source.get(host, 0) >= self.limits.max_per_source:
+                return f"{self.limits.max_per_source} connections from {host} (limit)"
+        self._all.add(conn)
+        self._per_source[host] = self._per_source.get(host, 0) + 1
+        conn.counted = True
+        return None
+
+    def _release(self, conn: _TcpConn) -> None:
+        if not conn.counted:
+            return
+        conn.counted = False
+        self._all.discard(conn)
+        host = conn.peer[0]
+        left = self._per_source.get(host, 1) - 1
+        if left > 0:
+            self._per_source[host] = left
+        else:
+            self._per_source.pop(host, None)
+
+    def _schedule_sweep(self) -> None:
+        interval = min(1.0, self.limits.header_timeout / 4, self.limits.idle_timeout / 4)
+        self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections past their header timeout (a message left half sent) or idle
+        timeout. One pass a second over at most ``max_total`` connections."""
+        now = self.now()
+        lim = self.limits
+        for conn in list(self._all):
+            if conn.partial_since is not None and now - conn.partial_since > lim.header_timeout:
+                conn.drop(f"message not complete after {lim.header_timeout:g} s")
+            elif now - conn.last_activity > lim.idle_timeout:
+                conn.drop(f"idle for {lim.idle_timeout:g} s")
+        self._schedule_sweep()
 
     def send(self, message: Request | Response, dest: Addr) -> None:
         data = bytes(message)
         conn = self._conns.get(dest)
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            conn.last_activity = self.now()
             conn.transport.write(data)
             return
         self._queued.setdefault(dest, []).append(data)
@@ -198,20 +312,28 @@ class TcpTransport(Transport):
         loop = asyncio.get_running_loop()
         try:
             _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: _TcpConn(self), dest[0], dest[1]), 5)
+                loop.create_connection(lambda: _TcpConn(self, inbound=False), dest[0], dest[1]),
+                5)
             for data in self._queued.pop(dest, []):
                 if proto.transport is not None:
                     proto.transport.write(data)
         except (TimeoutError, OSError) as exc:
             log.info("TCP connect to %s:%s failed: %s", dest[0], dest[1], exc)
             self._queued.pop(dest, None)
+            self._pending.pop(dest, None)
+            if self.on_unreachable is not None:
+                why = "connect timed out" if isinstance(exc, TimeoutError) \
+                    else (os.strerror(exc.errno) if exc.errno else str(exc))
+                self.on_unreachable(dest, why)
         finally:
             self._pending.pop(dest, None)
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
-        for conn in list(self._conns.values()):
+        for conn in list(self._all):
             if conn.transport is not None:
                 conn.transport.close()
         for task in self._pending.values():

@@ -31,6 +31,7 @@ from typing import Any
 
 from autocall.sip.auth import Credentials, DigestClient
 from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, response_to
+from autocall.sip.lograte import LogRate
 from autocall.sip.message import (
     URI,
     Address,
@@ -40,19 +41,23 @@ from autocall.sip.message import (
     canonical_name,
     split_list,
 )
+from autocall.sip.sdp import parse_sdp
 from autocall.sip.transaction import (
     ClientTransaction,
     Deliver,
     Send,
     ServerTransaction,
+    State,
     TimedOut,
     Timers,
+    TransportFailed,
     make_cancel,
     server_key,
 )
-from autocall.sip.transport import Received, TcpTransport, Transport, UdpTransport
+from autocall.sip.transport import Received, TcpLimits, TcpTransport, Transport, UdpTransport
 
-__all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "new_tag", "new_branch",
+__all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "LocalFailure", "new_tag",
+           "new_branch",
            "ReferTarget", "ReferRefused", "ReferSubscription", "parse_refer", "sipfrag"]
 
 log = logging.getLogger(__name__)
@@ -92,11 +97,18 @@ class UAConfig:
     register_expires: int = 600
     timers: Timers = field(default_factory=Timers)
     user_agent: str = "autocall/0.1"
+    tcp_limits: TcpLimits = field(default_factory=TcpLimits)
+    """Slow-loris limits of the TCP transport (timeouts, message size, connections)."""
 
 
 @dataclass(frozen=True)
 class SessionEvent:
-    """progress | answered | failed | ended | dialog (with ``dialog_event``) | ack."""
+    """progress | answered | failed | ended | dialog (with ``dialog_event``) | ack.
+
+    ``network_fault`` (on failed): nothing at all came back from the far end, the
+    connection was refused (503, §8.1.3.1) or Timer B fired (408): a trunk or network
+    problem, not a callee who did not pick up.
+    """
 
     kind: str
     status: int | None = None
@@ -104,6 +116,12 @@ class SessionEvent:
     message: Request | Response | None = None
     dialog_event: DialogEvent | None = None
     by: str | None = None
+    network_fault: bool = False
+
+
+class LocalFailure(Response):
+    """A final response we made up because the request could not reach anyone (§8.1.3.1:
+    a transport error counts as 503); it never crossed the network."""
 
 
 _DNS: dict[str, tuple[str, float]] = {}
@@ -152,6 +170,20 @@ async def resolve_async(host: str) -> str:
     return addr
 
 
+def warning(reason: str) -> str:
+    """A ``Warning`` value saying why we refused (RFC 3261 §20.43: 399 = miscellaneous;
+    the warn-text is a quoted string, so quotes, backslashes and controls are replaced)."""
+    text = re.sub(r'[^\x20-\x7e]|["\\]', "?", reason)[:120]
+    return f'399 autocall "{text}"'
+
+
+def bad_request(request: Request, reason: str) -> Response:
+    """400 for a request we parsed but cannot accept, the reason also in a Warning."""
+    safe = re.sub(r"[^\x20-\x7e]", "?", reason)[:120]
+    return response_to(request, 400, safe, to_tag=new_tag(),
+                       headers=Headers([("Warning", warning(reason))]))
+
+
 def salvage_400(raw: bytes, reason: str) -> bytes | None:
     """A 400 for a request we could not parse, built from whatever header lines survive."""
     try:
@@ -173,14 +205,49 @@ def salvage_400(raw: bytes, reason: str) -> bytes | None:
         except Exception:  # noqa: BLE001
             continue
         if key in wanted:
-            wanted[key].append(value.strip().replace("\r", ""))
+            wanted[key].append(re.sub(r"[\x00-\x1f\x7f]", "", value.strip()))
     if not all(wanted.values()):
         return None
     safe = re.sub(r"[^\x20-\x7e]", "?", reason)[:120]
     lines = [f"SIP/2.0 400 {safe}"]
     lines += [f"{k}: {v}" for k, vs in wanted.items() for v in vs]
+    lines.append(f"Warning: {warning(reason)}")
     lines.append("Content-Length: 0")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _short(text: str) -> str:
+    """One printable line of at most 200 characters (what a stranger sent may be anything)."""
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:200]
+
+
+def invite_problem(invite: Request) -> str | None:
+    """Why a new INVITE cannot start a dialog (→ 400), or None.
+
+    Exactly one Contact with a SIP URI (RFC 3261 §8.1.1.8) and, with an SDP body, one we can
+    parse whose connection address is an IP address (a NUL byte or a host name there would
+    otherwise reach the media sender on every 20 ms frame).
+    """
+    try:
+        values = [v for raw in invite.headers.get_all("Contact") for v in split_list(raw)]
+    except ValueError as exc:  # an unterminated quote or the like
+        return f"bad Contact: {exc}"
+    if len(values) != 1:
+        return "INVITE needs exactly one Contact" if values else "Missing Contact"
+    if values[0].strip() == "*":
+        return "Contact * is only for REGISTER"
+    try:
+        uri = Address.parse(values[0]).uri
+    except ValueError as exc:
+        return f"bad Contact: {exc}"
+    if uri.scheme not in ("sip", "sips") or not uri.host:
+        return "Contact must be a sip: or sips: URI with a host"
+    if invite.body and invite.content_type == SDP:
+        try:
+            parse_sdp(invite.body)
+        except ValueError as exc:
+            return f"bad SDP: {exc}"
+    return None
 
 
 # ---- being transferred (RFC 3515) --------------------------------------------------------
@@ -264,6 +331,7 @@ class SipUA:
         self.transport: Transport | None = None
         self.on_invite: Callable[[InviteSession], None] | None = None
         self._client: dict[tuple[str, str], tuple[ClientTransaction, Callable[[Any], None]]] = {}
+        self._client_dest: dict[tuple[str, str], Addr] = {}
         self._server: dict[tuple[str, str, str], tuple[ServerTransaction, Addr]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
         self._dialogs: dict[tuple[str, str, str], InviteSession] = {}
@@ -277,6 +345,8 @@ class SipUA:
         self._reg_tag: str | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.lograte = LogRate(log)
+        """Lines about what strangers send are rate-limited (one line each, no traceback)."""
 
     # ---- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -284,13 +354,23 @@ class SipUA:
                     on_invite: Callable[[InviteSession], None] | None = None) -> SipUA:
         self = cls(config)
         self.on_invite = on_invite
-        kind = TcpTransport if config.transport.lower() == "tcp" else UdpTransport
-        self.transport = await kind.create(
-            self._received, (config.bind_host, config.bind_port),
-            (config.advertise_host, config.advertise_port))
+        bind = (config.bind_host, config.bind_port)
+        advertise = (config.advertise_host, config.advertise_port)
+        if config.transport.lower() == "tcp":
+            self.transport = await TcpTransport.create(self._received, bind, advertise,
+                                                       config.tcp_limits)
+        else:
+            self.transport = await UdpTransport.create(self._received, bind, advertise)
         if config.register:
             self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
+        self.transport.on_unreachable = self._unreachable
         return self
+
+    def _unreachable(self, dest: Addr, why: str) -> None:
+        """End every client transaction bound for ``dest`` at once (§17.1.4)."""
+        for key, (tx, deliver) in list(self._client.items()):
+            if self._client_dest.get(key) == dest:
+                self._run(tx, tx.transport_error(why), dest, deliver)
 
     async def close(self) -> None:
         if self._closed:
@@ -397,7 +477,7 @@ class SipUA:
         for action in actions:
             if isinstance(action, Send):
                 self._send(action.message, dest)
-            elif deliver is not None and isinstance(action, (Deliver, TimedOut)):
+            elif deliver is not None and isinstance(action, (Deliver, TimedOut, TransportFailed)):
                 try:
                     deliver(action)
                 except Exception:  # a TU bug must not take the whole agent down
@@ -412,6 +492,7 @@ class SipUA:
         if tx.terminated:
             if isinstance(tx, ClientTransaction):
                 self._client.pop(tx.key, None)
+                self._client_dest.pop(tx.key, None)
             else:
                 self._server.pop(tx.key, None)
             return
@@ -429,10 +510,15 @@ class SipUA:
         tx = ClientTransaction(request, reliable=reliable, timers=self.config.timers)
 
         def deliver(action: Any) -> None:
+            if isinstance(action, TransportFailed):
+                on_result(LocalFailure(503, f"Service Unavailable ({action.reason})",
+                                       response_to(request, 503).headers))
+                return
             msg = action.message if isinstance(action, Deliver) else None
             on_result(msg if isinstance(msg, Response) else None)
 
         self._client[tx.key] = (tx, deliver)
+        self._client_dest[tx.key] = dest
         self._run(tx, tx.start(self._now()), dest, deliver)
         return tx
 
@@ -495,13 +581,16 @@ class SipUA:
     def _received(self, rx: Received) -> None:
         try:
             self._dispatch(rx)
-        except Exception:  # one bad message must never stop the agent
-            log.exception("failed to handle message from %s:%s", *rx.source)
+        except Exception as exc:  # one bad message must never stop the agent (nor flood the log)
+            self.lograte.log(logging.WARNING, "sip-failure",
+                             "failed to handle a message from %s:%s: %s: %s", rx.source[0],
+                             rx.source[1], type(exc).__name__, _short(str(exc)))
 
     def _dispatch(self, rx: Received) -> None:
         msg = rx.message
         if msg is None:
-            log.info("malformed message from %s:%s: %s", rx.source[0], rx.source[1], rx.error)
+            self.lograte.log(logging.WARNING, "sip-malformed", "malformed message from %s:%s: %s",
+                             rx.source[0], rx.source[1], _short(rx.error or "?"))
             reply = salvage_400(rx.raw, rx.error or "Bad Request")
             if reply is not None:
                 rx.transport.send(_Raw(reply), rx.source)  # type: ignore[arg-type]
@@ -509,7 +598,8 @@ class SipUA:
         try:
             msg.validate()
         except ValueError as exc:
-            log.info("invalid %r from %s:%s: %s", msg, rx.source[0], rx.source[1], exc)
+            self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s", msg,
+                             rx.source[0], rx.source[1], _short(str(exc)))
             if isinstance(msg, Request) and msg.method != "ACK":
                 reply = salvage_400(bytes(msg), str(exc))
                 if reply is not None:
@@ -534,15 +624,36 @@ class SipUA:
         if req.method == "ACK":
             session = self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
             if session is not None and session.dialog is not None \
-                    and session.dialog.vet(req, source[0]) is None:
+                    and session.dialog.vet(req, source, check_port=self._check_port) is None:
                 session._ack_received(req)
             return
+        if req.method == "INVITE" and not req.to.tag and self.on_invite is not None \
+                and not self._closed:
+            problem = invite_problem(req)
+            if problem is not None:
+                # Answered statelessly (RFC 3261 §8.2.7: no 100, no retransmission, a
+                # retransmitted INVITE just gets another 400): a flood of broken INVITEs
+                # that never ACK must not keep a transaction each for 64*T1.
+                self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s",
+                                 req, source[0], source[1], _short(problem))
+                response = bad_request(req, problem)
+                response.headers.add("Server", self.config.user_agent)
+                self._send(response, source)
+                return
         reliable = bool(self.transport and self.transport.reliable)
         tx = ServerTransaction(req, reliable=reliable, timers=self.config.timers)
         self._server[tx.key] = (tx, source)
         trying = response_to(req, 100) if req.method == "INVITE" else None
         self._run(tx, tx.start(self._now(), trying), source, None)
-        self._handle_new_request(tx, req, source)
+        try:
+            self._handle_new_request(tx, req, source)
+        except ValueError as exc:
+            # A header we only read now (Contact, SDP, Refer-To…) is broken: the request
+            # still gets its final answer, never just the 100 Trying (issue 12 item 4).
+            self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s", req,
+                             source[0], source[1], _short(str(exc)))
+            if tx.last_response is None or tx.last_response.status < 200:
+                self.respond(tx, bad_request(req, str(exc)))
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         entry = self._server.get(tx.key)
@@ -577,7 +688,7 @@ class SipUA:
             if session is None or session.dialog is None:
                 self.respond(tx, response_to(req, 481))
                 return
-            refusal = session.dialog.vet(req, source[0])
+            refusal = session.dialog.vet(req, source, check_port=self._check_port)
             if refusal is not None:
                 self.respond(tx, response_to(req, refusal[0], refusal[1]))
                 return
@@ -586,9 +697,6 @@ class SipUA:
         if method == "INVITE":
             if self.on_invite is None or self._closed:
                 self.respond(tx, response_to(req, 480, to_tag=new_tag()))
-                return
-            if req.contact is None:
-                self.respond(tx, response_to(req, 400, "Missing Contact", to_tag=new_tag()))
                 return
             session = InviteSession(self, "uas", req)
             session.server_tx = tx
@@ -606,13 +714,21 @@ class SipUA:
         h = Headers([("Allow", ALLOW)])
         self.respond(tx, response_to(req, 405, to_tag=new_tag(), headers=h))
 
+    @property
+    def _check_port(self) -> bool:
+        """In-dialog sources are checked by (IP, port) over UDP; over TCP by IP only: the
+        port of an inbound connection is ephemeral (RFC 3261 §18.2.1) and TCP sources
+        cannot be spoofed."""
+        return not (self.transport is not None and self.transport.reliable)
+
     def _trust(self, dialog: Dialog, source: Addr | None = None) -> None:
         """Also accept in-dialog requests from our proxy and from where the INVITE came."""
         if self.config.proxy:
             with contextlib.suppress(OSError, ValueError):
-                dialog.peer_hosts.add(_resolve(URI.parse(self.config.proxy).host))
+                host, port = URI.parse(self.config.proxy).hostport
+                dialog.peers.add((_resolve(host), port))
         if source is not None:
-            dialog.peer_hosts.add(source[0])
+            dialog.peers.add(source)
 
     # ---- outgoing requests ----------------------------------------------------------------
     def invite(self, target: URI, *, from_user: str | None = None, display: str | None = None,
@@ -849,10 +965,18 @@ class InviteSession:
         self._dest = dest
         self.invite_tx = self.ua.send_request(self.invite, dest, self._on_invite_response)
 
+    @property
+    def heard_back(self) -> bool:
+        """Whether anything at all (even 100 Trying) answered our INVITE."""
+        return self.invite_tx is not None and self.invite_tx.state is not State.CALLING
+
     def _on_invite_response(self, resp: Response | None) -> None:
-        if resp is None:
+        if resp is None:  # Timer B (§17.1.1.2): not even a 100 Trying came back
             if self.state in ("calling", "early"):
-                self._fail(408, "Request Timeout (no final response)")
+                self._fail(408, "Request Timeout (no response)", by="local", network=True)
+            return
+        if isinstance(resp, LocalFailure):
+            self._fail(resp.status, resp.reason, resp, by="local", network=True)
             return
         code = resp.status
         if code < 200:
@@ -878,12 +1002,13 @@ class InviteSession:
                 return
         self._fail(code, resp.reason, resp)
 
-    def _fail(self, code: int, reason: str, resp: Response | None = None) -> None:
+    def _fail(self, code: int, reason: str, resp: Response | None = None, *,
+              by: str | None = None, network: bool = False) -> None:
         if self.state == "terminated":
             return
         self.final_status, self.final_reason = code, reason
         self._terminate()
-        self._emit(SessionEvent("failed", code, reason, resp))
+        self._emit(SessionEvent("failed", code, reason, resp, by=by, network_fault=network))
 
     def _on_2xx(self, resp: Response) -> None:
         if self.dialog is not None and self.dialog.matches(resp):
@@ -905,7 +1030,7 @@ class InviteSession:
             return
         self.dialog = dialog
         self.ua._dialogs[dialog.id] = self
-        self.ua._trust(dialog)
+        self.ua._trust(dialog, self._dest)
         body = b""
         if resp.content_type == SDP:
             self.remote_sdp = resp.body
@@ -934,7 +1059,8 @@ class InviteSession:
             self._send_cancel()
         # §9.1: if no final response within 64*T1 after CANCEL, give up on the transaction.
         self._cancel_handle = self.ua.loop.call_later(
-            64 * self.ua.config.timers.t1, lambda: self._fail(487, "Request Terminated (local)"))
+            64 * self.ua.config.timers.t1,
+            lambda: self._fail(487, "Request Terminated (local)", by="local"))
 
     def _send_cancel(self) -> None:
         if self._cancel_sent:
@@ -1029,6 +1155,11 @@ class InviteSession:
             return
         if kind in ("reinvite", "update"):
             if req.body and req.content_type == SDP:
+                try:
+                    parse_sdp(req.body)
+                except ValueError as exc:  # malformed, not merely unacceptable: 400
+                    self.ua.respond(tx, bad_request(req, f"bad SDP: {exc}"))
+                    return
                 answer = self.answerer(req.body)
                 if answer is None:
                     self.ua.respond(tx, response_to(req, 488))

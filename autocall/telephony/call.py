@@ -45,6 +45,9 @@ ends); 486/600 → busy; 603 → busy (declined; ``sip_code`` tells them apart);
 408/480 and our CANCEL on ring timeout → no-answer; our explicit ``cancel()`` → canceled;
 anything else (404, 503, a transaction timeout without any response at all…) → failed.
 A 2xx that crosses our CANCEL is ACKed and ended at once and keeps the cancel's outcome.
+A dead trunk is not a callee who did not answer: a refused TCP connection fails the call
+at once with 503, and silence (not even 100 Trying) fails it with 408 when Timer B fires,
+even if the ring timeout came first; both end ``by`` local with ``network_fault`` set.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ from autocall.sip.auth import Credentials
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.transaction import Timers
+from autocall.sip.transport import TcpLimits
 from autocall.sip.ua import InviteSession, ReferSubscription, SessionEvent, SipUA, UAConfig
 
 __all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "TransferredEvent",
@@ -129,12 +133,18 @@ class DigitEvent:
 
 @dataclass(frozen=True)
 class HangupEvent:
-    """The call ended: ``by`` local or remote, with the final status and SIP code."""
+    """The call ended: ``by`` local or remote, with the final status and SIP code.
+
+    ``network_fault``: the far end never answered at all — a refused connection (503) or
+    no response before Timer B (408), status failed, ``by`` local. A trunk or network
+    problem to retry as such, not a callee who did not pick up.
+    """
 
     by: str
     status: CallStatus
     sip_code: int | None
     reason: str | None
+    network_fault: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,8 @@ class Call:
         self.answered_at: datetime | None = None
         self.ended_at: datetime | None = None
         self.ended_by: str | None = None
+        self.network_fault = False
+        """True when the call failed without any response from the far end (see HangupEvent)."""
         self.digits: list[DigitEvent] = []
         self.negotiated: Negotiated | None = None
         self.record_path: Path | None = None
@@ -187,6 +199,7 @@ class Call:
         self._following_version = 0
         self._old_ended: SessionEvent | None = None
         self._cancel_cause: str | None = None
+        self._media_refused: str | None = None
         self._ring_timer: asyncio.TimerHandle | None = None
         self._answered = asyncio.Event()
         self._ended = asyncio.Event()
@@ -280,6 +293,18 @@ class Call:
         self._set_answered(200, "OK")
         if self.negotiated is not None:
             self._start_media()
+
+    def offer_problem(self) -> str | None:
+        """Why the inbound INVITE's SDP offer cannot be answered (→ 488), or None; no side
+        effects, so a server can refuse before it rings."""
+        invite = self.session.invite
+        if invite.content_type != "application/sdp" or not invite.body:
+            return None  # late offer: we offer in the 200
+        try:
+            negotiate(parse_sdp(invite.body))
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     async def reject(self, code: int = 486, reason: str | None = None) -> None:
         if self.direction != "inbound" or self.status is not CallStatus.RINGING:
@@ -523,6 +548,10 @@ class Call:
             return
         self._cancel_cause = cause
         self.session.cancel()
+        if cause == "ring-timeout" and not self.session.heard_back:
+            # Nothing at all came back: not a phone left ringing but a dead trunk or
+            # network. Timer B (64*T1 from the INVITE, §17.1.1.2) ends it as failed/408.
+            return
         if not self.session._provisional:
             # No provisional yet: we may not send CANCEL (§9.1) and need not wait for it.
             self.ua.loop.create_task(self._finish(
@@ -611,8 +640,10 @@ class Call:
                 try:
                     self.negotiated = negotiate(parse_sdp(self.session.remote_sdp))
                 except ValueError as exc:
+                    # Answered, but nothing can be said on it: hang up and record the call
+                    # as failed with 488 (RFC 3261 §21.4.26), never as a completed call.
                     log.info("call %s: answer SDP unusable (%s): hanging up", self.id, exc)
-                    self._set_answered(ev.status or 200, ev.reason or "OK")
+                    self._media_refused = f"Not Acceptable Here ({exc})"[:200]
                     self.session.bye(reason="no common codec")
                     return
             self._set_answered(ev.status or 200, ev.reason or "OK")
@@ -637,10 +668,18 @@ class Call:
             else:
                 status = status_for(code, cancel_cause=self._cancel_cause,
                                     rang=self.session._provisional)
-            self.ua.loop.create_task(self._finish(status, code, ev.reason, by="remote"))
+            if ev.network_fault:
+                status = CallStatus.FAILED
+                self.network_fault = True
+            self.ua.loop.create_task(self._finish(status, code, ev.reason,
+                                                  by=ev.by or "remote"))
         elif ev.kind == "ended":
             if ev.message is not None:
                 self.q850_cause = reason_cause(ev.message)
+            if self._media_refused is not None:
+                self.ua.loop.create_task(self._finish(CallStatus.FAILED, 488,
+                                                      self._media_refused, by="local"))
+                return
             if self._following is not None and ev.by == "remote" \
                     and self.status is CallStatus.IN_PROGRESS:
                 # The referrer may hang up once we accepted its REFER: the transfer decides.
@@ -683,7 +722,8 @@ class Call:
         self.ua._calls.discard(self)
         await self.media.close()
         # Media closing may have queued digits; the hangup event comes last.
-        self._events.put_nowait(HangupEvent(by, status, self.sip_code, self.reason))
+        self._events.put_nowait(HangupEvent(by, status, self.sip_code, self.reason,
+                                            self.network_fault))
 
 
 def _dynamic(pt: int | None) -> int | None:
@@ -731,7 +771,8 @@ class UserAgent:
                     registrar: str | None = None, register_expires: int = 600,
                     media_host: str | None = None, timers: Timers | None = None,
                     on_call: OnCall | None = None, accept_refer: AcceptRefer | None = None,
-                    refer_ring_timeout: float = 30.0) -> UserAgent:
+                    refer_ring_timeout: float = 30.0,
+                    tcp_limits: TcpLimits | None = None) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
@@ -743,7 +784,8 @@ class UserAgent:
                           advertise_host=advertise_host, advertise_port=advertise_port,
                           user=user, domain=domain, display_name=display_name, proxy=proxy,
                           credentials=creds, register=register, registrar=registrar,
-                          register_expires=register_expires, timers=timers or Timers())
+                          register_expires=register_expires, timers=timers or Timers(),
+                          tcp_limits=tcp_limits or TcpLimits())
         self = cls.__new__(cls)
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
@@ -813,12 +855,16 @@ class UserAgent:
         remote = str(session.invite.from_.uri)
         call = Call(self, session, media, "inbound", remote)
         self._calls.add(call)
-        session.ring()
         if self.on_call is not None:
+            # The handler decides first: a caller it refuses (403, 503…) must not hear a
+            # 180 Ringing before the refusal (issue 12). Still ringing afterwards: ring.
             result = self.on_call(call)
             if inspect.isawaitable(result):
                 await result
+            if call.status is CallStatus.RINGING:
+                session.ring()
         else:
+            session.ring()
             self._incoming.put_nowait(call)
 
     async def options(self, target: str) -> tuple[int, str, float]:

@@ -122,6 +122,9 @@ class InboundServer:
     def __post_init__(self) -> None:
         self.allowed_targets = allowed_transfer_targets(self.tree)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], Any] = {}
+        self._cut: set[int] = set()
+        """ids of calls the drain timeout cut: recorded canceled, never completed."""
         self._lock = asyncio.Lock()
 
     async def on_call(self, call: Any) -> None:
@@ -136,16 +139,23 @@ class InboundServer:
         if self.active >= self.max_calls:
             await self._refuse(call, 503, f"all {self.max_calls} lines busy")
             return
+        problem = call.offer_problem()
+        if problem is not None:  # RFC 3261 §21.4.26, before it rings
+            await self._refuse(call, 488, f"unusable SDP offer: {problem}")
+            return
         self.active += 1
         task = asyncio.ensure_future(self._serve(call))
         self._tasks.add(task)
+        self._running[task] = call
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._running.pop(t, None))
 
     async def _refuse(self, call: Any, code: int, why: str) -> None:
         self.refused += 1
         log.info("refused %s with %d: %s", getattr(call, "remote", "?"), code, why)
+        reason = {503: "Service Unavailable", 488: "Not Acceptable Here"}.get(code)
         with contextlib.suppress(Exception):
-            await call.reject(code, "Service Unavailable" if code == 503 else None)
+            await call.reject(code, reason)
         self._write(call, None, time.time(), error=why)
 
     async def _serve(self, call: Any) -> None:
@@ -176,12 +186,15 @@ class InboundServer:
                 await call.wait_ended(5.0)
             self.active -= 1
             self.served += 1
+            cut = id(call) in self._cut
+            if cut:
+                error = error or "cut by the drain timeout while shutting down"
             self.callbacks.send(key, "completed", outcome=run.outcome if run else None)
-            self._write(call, run, started, error=error)
+            self._write(call, run, started, error=error, status="canceled" if cut else None)
 
     def _write(self, call: Any, run: RunResult | None, started: float,
-               error: str | None = None) -> None:
-        status = getattr(call, "status", None)
+               error: str | None = None, status: str | None = None) -> None:
+        status = status or getattr(call, "status", None)
         answered = getattr(call, "answered_at", None)
         ended = getattr(call, "ended_at", None) or datetime.now(UTC)
         record: dict[str, Any] = {
@@ -213,11 +226,22 @@ class InboundServer:
             self.on_record(record)
 
     async def drain(self, timeout: float = 60.0) -> int:
-        """Refuse new calls and wait (bounded) for those in progress; returns how many remain."""
+        """Refuse new calls and wait (bounded) for those in progress; returns how many were
+        cut. Calls still running after ``timeout`` are hung up (BYE) and recorded as
+        canceled with the reason in ``error``: a completed record would claim the tree ran
+        to its end."""
         self.closing = True
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
-        return len(self._tasks)
+        left = [t for t in self._tasks if not t.done()]
+        for task in left:
+            call = self._running.get(task)
+            if call is not None:
+                self._cut.add(id(call))
+            task.cancel()  # _serve's finally hangs up and writes the record
+        if left:
+            await asyncio.wait(left, timeout=15.0)  # hangup 5 s + wait_ended 5 s, bounded
+        return len(left)
 
 
 def _user(uri: str) -> str:

@@ -74,14 +74,17 @@ def test_uas_dialog_vets_tags_cseq_and_source() -> None:
     d = Dialog.as_uas(_invite(), "bob1")
     assert d.remote_target.port == 5062 and d.route_set == ["<sip:192.0.2.99;lr>"]
     assert d.next_hop() == ("192.0.2.99", 5060)
-    assert d.vet(_in_dialog("BYE", 11, to_tag="evil"), "192.0.2.99") == (
+    assert d.vet(_in_dialog("BYE", 11, to_tag="evil"), ("192.0.2.99", 5060)) == (
         481, "Call/Transaction Does Not Exist")
-    assert d.vet(_in_dialog("BYE", 11), "203.0.113.66")[0] == 403  # type: ignore[index]
-    assert d.vet(_in_dialog("BYE", 10), "192.0.2.99") == (500, "CSeq out of order")
+    assert d.vet(_in_dialog("BYE", 11), ("203.0.113.66", 5060))[0] == 403  # type: ignore[index]
+    # The right IP from another port is another sender (issue 12 item 2); TCP checks IPs.
+    assert d.vet(_in_dialog("BYE", 11), ("192.0.2.99", 5999))[0] == 403  # type: ignore[index]
+    assert d.vet(_in_dialog("BYE", 11), ("192.0.2.99", 5999), check_port=False) is None
+    assert d.vet(_in_dialog("BYE", 10), ("192.0.2.99", 5060)) == (500, "CSeq out of order")
     ok = _in_dialog("INFO", 11)
     ok.headers.set("Content-Type", "application/dtmf-relay")
     ok.body = b"Signal=3\r\n"
-    assert d.vet(ok, "192.0.2.99") is None
+    assert d.vet(ok, ("192.0.2.99", 5060)) is None
     ev = d.accept(ok)
     assert ev.kind == "info_dtmf" and ev.digit == "3" and d.remote_seq == 11
 

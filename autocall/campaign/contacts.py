@@ -107,7 +107,7 @@ class _ZoneCheck:
 
 # Bytes that never occur in a text export: NUL and the C0 controls other than tab, LF, CR,
 # (and form feed / vertical tab, which some spreadsheets emit harmlessly).
-_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # ESC (0x1b) is text: shown escaped
+_BINARY = re.compile(rb"[\x00-\x06\x0e-\x1a\x1c-\x1f]")  # BEL, BS, ESC: shown escaped
 
 MAX_LIST_BYTES = 512 * 1024 * 1024
 """Largest contact or DNC file read (512 MiB; a 1,000,000-row CRM export is ~100 MiB)."""

@@ -593,22 +593,31 @@ def report(
         result = rep.campaign_report(store, name)
         if cdr is not None:
             n = rep.write_cdr(store, name, cdr)
-            err.print(f"{n} call records written to {cdr}")
+            err.print(f"{n} call records written to {safe(cdr)}")
     except StoreError as exc:
         raise _store_error(exc) from None
+    except OSError as exc:
+        err.print(f"error: cannot write {safe(exc.filename or cdr)}: "
+                  f"{safe(exc.strerror or exc)}; check the folder exists")
+        raise typer.Exit(2) from None
     finally:
         store.close()
     if charts is not None:
-        for path in rep.write_charts(result, charts):
-            err.print(f"chart: {path}")
+        try:
+            for path in rep.write_charts(result, charts):
+                err.print(f"chart: {safe(path)}")
+        except OSError as exc:
+            err.print(f"error: cannot write charts into {safe(charts)}: "
+                      f"{safe(exc.strerror or exc)}; --charts names a folder")
+            raise typer.Exit(2) from None
     if fmt == "json":
         typer.echo(rep.to_json(result))
     elif fmt == "csv":
         typer.echo(rep.to_csv(result), nl=False)
     else:
-        table = Table("metric", "value", title=f"campaign {name}")
+        table = Table("metric", "value", title=f"campaign {safe(name)}")
         for key, value in result.rows():
-            table.add_row(key, value)
+            table.add_row(safe(key), safe(value))
         Console().print(table)
 
 

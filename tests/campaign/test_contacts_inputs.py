@@ -322,3 +322,36 @@ def test_columns_mapping_is_read_by_read_contacts(tmp_path: Path) -> None:
     cols = ContactColumns.model_validate({"phone": "Tel", "first_name": "Vorname"})
     (contact,) = read_contacts(path, columns=cols).contacts
     assert contact.fields["first_name"] == "Jürgen"
+
+
+# --- report on a fresh campaign -------------------------------------------------------
+
+
+def test_report_on_a_fresh_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No negative chart axis, and the import summary (added, duplicates, rejected, DNC)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    csv = "phone,first_name\n+12025550143,A\n202-555-0143,B\nnope,C\n+12125550187,D\n"
+    yaml = _setup(tmp_path, csv, dnc="+1 212 555 0187\n")
+    db = _db(tmp_path)
+    assert _run("campaign", "import", str(yaml), "--db", db)[0] == 0
+    figures: list[object] = []
+    real_close = plt.close
+
+    def keep(fig: object = None) -> None:
+        figures.append(fig)
+        real_close(fig)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(plt, "close", keep)
+    code, out = _run("campaign", "report", "inputs", "--db", db, "--format", "json",
+                     "--charts", str(tmp_path / "charts"))
+    assert code == 0, out
+    report = json.loads(out[out.index("{"):])
+    assert report["imported"] == {"added": 2, "duplicates": 1, "rejected": 1, "dnc": 1}
+    assert len(figures) == 2
+    for fig in figures:
+        (ax,) = fig.axes  # type: ignore[attr-defined]
+        assert ax.get_ylim()[0] == 0

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from autocall.audio import convert as conv
 from autocall.audio.convert import AudioFileError, Encoding, NetworkFormat
+from autocall.cli.safe_text import safe
 
 _ENCODINGS: tuple[Encoding, ...] = (
     "pcm16", "pcm8", "ulaw", "alaw", "mp3", "vorbis", "opus", "flac")
@@ -73,7 +74,10 @@ def _fail(exc: AudioFileError, as_json: bool) -> typer.Exit:
             )
         )
     else:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        # One finding format everywhere (file:line:col: error: …); audio has no lines.
+        Console(stderr=True).print(
+            f"{safe(exc.path)}:1:1: [red]error:[/red] {safe(exc.detail)}. {safe(exc.hint)}",
+            highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 

@@ -48,6 +48,10 @@ DEFAULT_PLACER = "autocall.campaign.placer:from_settings"
 DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL (SQLite file or PostgreSQL).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 NameArg = Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name.")]
+ListsOpt = Annotated[list[Path] | None, typer.Option(
+    "--contacts", help="Use this contact list instead of the campaign's (repeatable).")]
+DncOpt = Annotated[list[Path] | None, typer.Option(
+    "--dnc", help="Use this do-not-call file instead of the campaign's (repeatable).")]
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -77,6 +81,17 @@ def _load(path: Path) -> Campaign:
         raise typer.Exit(2) from None
 
 
+def _override(campaign: Campaign, lists: list[Path] | None, dnc: list[Path] | None
+              ) -> Campaign:
+    """The campaign with other contact lists / DNC files (checking a new CRM export)."""
+    update: dict[str, list[str]] = {}
+    if lists:
+        update["contacts"] = [str(p.resolve()) for p in lists]
+    if dnc:
+        update["dnc"] = [str(p.resolve()) for p in dnc]
+    return campaign.model_copy(update=update) if update else campaign
+
+
 def _print_problems(problems: list[Problem]) -> None:
     """Findings as ``file:line:col: severity: message [code]``, file text made safe."""
     for p in problems:
@@ -93,12 +108,14 @@ def _store_error(exc: StoreError) -> typer.Exit:
 @campaign_app.command()
 def validate(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="Campaign YAML.")],
+    lists: ListsOpt = None,
+    dnc: DncOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a campaign YAML, its prompt tree, contact lists and DNC files; no store.
 
     Findings name file:line:col. Exit 0: valid; 1: errors (the campaign may not be
-    imported or run) or rejected rows; 2: the YAML itself is invalid.
+    imported or run) or rejected/duplicate rows; 2: the YAML itself is invalid.
 
     Example: autocall campaign validate campaigns/example.yaml
     """
@@ -111,7 +128,7 @@ def validate(
             for line in exc.problems:
                 err.print(safe(line))
         raise typer.Exit(2) from None
-    checked = check_campaign(campaign)
+    checked = check_campaign(_override(campaign, lists, dnc))
     problems = checked.problems
     contacts = len(checked.lists.contacts)
     if as_json:
@@ -123,7 +140,7 @@ def validate(
         errors = len(checked.errors)
         typer.echo(f"{campaign.name}: {contacts} contacts, {errors} error(s), "
                    f"{len(problems) - errors} warning(s)")
-    if problems:
+    if checked.errors or checked.lists.rejected or checked.lists.duplicate_rows:
         raise typer.Exit(1)
 
 
@@ -134,6 +151,8 @@ def import_(
     rejects: Annotated[Path | None, typer.Option(
         "--rejects",
         help="Write rejected and duplicate rows (source,row,column,reason) to this CSV.")] = None,
+    lists: ListsOpt = None,
+    dnc: DncOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Store a campaign and import its contact lists (E.164, time zones, dedupe).
@@ -144,7 +163,7 @@ def import_(
 
     Example: autocall campaign import campaigns/example.yaml --rejects rejects.csv
     """
-    campaign = _load(file)
+    campaign = _override(_load(file), lists, dnc)
     checked = check_campaign(campaign)
     if not checked.ok:
         if as_json:
@@ -177,7 +196,7 @@ def import_(
                                "warnings": [asdict(r) for r in result.warnings]}))
         return
     for r in skipped:
-        err.print(f"{safe(r.where())}: [yellow]rejected:[/yellow] {safe(r.reason)}")
+        err.print(f"{safe(r.where())}: [yellow]warning:[/yellow] skipped: {safe(r.reason)}")
     for r in result.warnings:
         err.print(f"{safe(r.where())}: [yellow]warning:[/yellow] {safe(r.reason)}")
     typer.echo(plain(f"{campaign.name}: {result.added} added, {result.duplicates} duplicates, "

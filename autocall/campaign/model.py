@@ -24,6 +24,7 @@ LEGAL_START = time(8, 0)
 LEGAL_END = time(21, 0)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class Outcome(enum.StrEnum):
@@ -135,10 +136,14 @@ class CallingWindow(_Model):
     @field_validator("days")
     @classmethod
     def _days(cls, value: list[str]) -> list[str]:
-        days = [d.strip().lower()[:3] for d in value]
+        # "mon" or "Monday"; anything else is named as written ("funday" is not "fun").
+        keys = [d.strip().lower() for d in value]
+        days = [k[:3] if k in WEEKDAYS or k in _DAY_NAMES else d
+                for k, d in zip(keys, value, strict=True)]
         bad = [d for d in days if d not in WEEKDAYS]
         if bad:
-            raise ValueError(f"unknown day(s) {bad}; use {', '.join(WEEKDAYS)}")
+            raise ValueError(f"unknown day(s) {', '.join(map(repr, bad))}; use "
+                             f"{', '.join(WEEKDAYS)}")
         if not days:
             raise ValueError("at least one day is needed")
         return days
@@ -316,12 +321,17 @@ def load_campaign(path: str | Path) -> Campaign:
             at_key = err["type"] == "extra_forbidden" or isinstance(
                 _value_at(data, loc), (dict, list))
             line, col = positions.locate(loc[:-1] if missing else loc, key=at_key)
-            dotted = ".".join(str(p) for p in loc) or "(top)"
             msg = str(err["msg"]).removeprefix("Value error, ")
+            if not loc:  # a whole-campaign rule: point at the first field it names
+                named = [k for k in data if isinstance(k, str) and k in msg]
+                if named:
+                    loc = (min(named, key=msg.index),)
+                    line, col = positions.locate(loc, key=True)
+            dotted = ".".join(str(p) for p in loc) or "(top)"
             if missing:
                 msg = "this field is required"
             elif err["type"] == "extra_forbidden":
-                msg = "unknown field; check its spelling (see campaigns/example.yaml)"
+                msg = "unknown field" + _did_you_mean(str(loc[-1]), _known_fields(data, loc))
             problems.append(f"{path}:{line}:{col}: error: {dotted}: {msg}")
         raise CampaignError(problems) from None
     base = path.resolve().parent
@@ -332,6 +342,28 @@ def load_campaign(path: str | Path) -> Campaign:
             "dnc": [str(_resolve(base, d)) for d in campaign.dnc],
         }
     )
+
+
+def _known_fields(data: object, loc: tuple[int | str, ...]) -> list[str]:
+    """Field names allowed where ``loc`` points (top level or a nested model)."""
+    model: type[BaseModel] = Campaign
+    for part in loc[:-1]:
+        info = model.model_fields.get(str(part))
+        ann = info.annotation if info is not None else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known fields: {', '.join(known)}" if known else ""
 
 
 def _value_at(data: object, loc: tuple[int | str, ...]) -> object:

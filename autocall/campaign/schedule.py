@@ -118,6 +118,9 @@ def explain_window(window: CallingWindow, zones: Sequence[str], now: datetime) -
     return "; ".join(parts)
 
 
+DNC_MISSING = "do-not-call file not found"
+
+
 @dataclass(frozen=True)
 class DncProblem:
     """A do-not-call line that blocks nobody because it is not understood."""
@@ -172,7 +175,7 @@ class DncList:
         problems: list[DncProblem] = []
         for p in self.paths:
             if not p.exists():
-                problems.append(DncProblem(str(p), 1, 1, "do-not-call file not found"))
+                problems.append(DncProblem(str(p), 1, 1, DNC_MISSING))
                 continue
             try:
                 text, _ = read_text_file(p)

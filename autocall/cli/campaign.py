@@ -128,7 +128,7 @@ def validate(
             for line in exc.problems:
                 err.print(safe(line))
         raise typer.Exit(2) from None
-    checked = check_campaign(_override(campaign, lists, dnc))
+    checked = check_campaign(_override(campaign, lists, dnc), file)
     problems = checked.problems
     contacts = len(checked.lists.contacts)
     if as_json:
@@ -164,7 +164,7 @@ def import_(
     Example: autocall campaign import campaigns/example.yaml --rejects rejects.csv
     """
     campaign = _override(_load(file), lists, dnc)
-    checked = check_campaign(campaign)
+    checked = check_campaign(campaign, file)
     if not checked.ok:
         if as_json:
             typer.echo(json.dumps({"ok": False, "name": campaign.name,

@@ -96,10 +96,10 @@ def check_campaign(campaign: Campaign, source: Path | None = None) -> CampaignCh
         except ContactsError as exc:
             problems.append(Problem(exc.source, exc.row, exc.column, "error", "contacts",
                                     exc.message))
-            if where.file is not None:
-                loc: tuple[str | int, ...] = (
-                    ("columns",) if "no column" in exc.message and where.has(("columns",))
-                    else ("contacts", i))
+            loc: tuple[str | int, ...] = (
+                ("columns",) if "no column" in exc.message and where.has(("columns",))
+                else ("contacts", i))
+            if where.has(loc):
                 problems.append(where.problem(
                     loc, "contacts", f"contact list {Path(list_path).name} cannot be used "
                     f"(see {Path(exc.source).name}:{exc.row})", list_path))

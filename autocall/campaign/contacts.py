@@ -215,18 +215,22 @@ def read_contacts(
                                         "(Windows/Latin-1); save as UTF-8 to be sure"))
     delimiter = result.delimiter = _sniff_delimiter(text, columns.phone)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header: list[str] = []
     try:
-        header = [h.strip() for h in next(reader)]
+        while not any(header):  # blank lines before the header are harmless
+            header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise ContactsError(source, 1, 1,
                             "empty file; the first line must be a header") from None
     except csv.Error as exc:
-        raise ContactsError(source, 1, 1, f"not a CSV header: {exc}") from None
+        raise ContactsError(source, reader.line_num, 1,
+                            f"not a CSV header: {exc}") from None
+    header_line = reader.line_num
     result.header = header
     index = {h: i for i, h in enumerate(header)}
     if columns.phone not in index:
         raise ContactsError(
-            source, 1, 1,
+            source, header_line, 1,
             f"no column {columns.phone!r} (headers: {', '.join(header)}); "
             "map yours with columns: {phone: <header>} in the campaign",
         )
@@ -247,8 +251,11 @@ def read_contacts(
         mapped.append((name, index[head]))
     for row_no, row in _rows(reader, result, source):
         if len(row) != len(header):
-            result.rejected.append(Rejected(
-                source, row_no, f"has {len(row)} fields, header has {len(header)}"))
+            why = f"has {len(row)} fields, header has {len(header)}"
+            if reader.line_num > row_no and any('"' in c or "\n" in c for c in row):
+                why += (f"; a quote opened here is not closed before line {reader.line_num}"
+                        " (remove the stray \" or close it)")
+            result.rejected.append(Rejected(source, row_no, why))
             continue
         raw = row[phone_i].strip()
         if not raw:
@@ -268,6 +275,9 @@ def read_contacts(
             parsed = phonenumbers.parse(raw, row_region)
         except phonenumbers.NumberParseException as exc:
             why = str(exc).split(") ", 1)[-1]
+            if _SCIENTIFIC.match(raw):
+                why = ("a spreadsheet turned it into scientific notation and lost digits; "
+                       "format the column as text and export again")
             result.rejected.append(Rejected(source, row_no, f"{raw!r} is not a number: {why}",
                                             phone_i + 1))
             continue
@@ -309,7 +319,13 @@ def read_contacts(
                 source, row_no, f"extension {parsed.extension} kept as field 'extension' "
                 "(it is not dialed)", phone_i + 1))
         result.contacts.append(NewContact(number, zones, fields, source, row_no))
+    if not result.contacts and not result.rejected and not result.duplicate_rows:
+        result.warnings.append(Rejected(source, header_line, "no contacts: the file has a "
+                                        "header and no rows"))
     return result
+
+
+_SCIENTIFIC = re.compile(r"^\s*[0-9]\.[0-9]+[eE]\+?[0-9]+\s*$")
 
 
 def _zones(parsed: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
@@ -322,19 +338,23 @@ def _zones(parsed: phonenumbers.PhoneNumber, kind: int) -> tuple[str, ...]:
 
 def _rows(reader: _Reader, result: ImportResult, source: str
           ) -> Iterator[tuple[int, list[str]]]:
-    """Data rows with their line numbers; blank lines skipped, broken quoting reported."""
+    """Data rows with the line each starts on; blank lines skipped, broken quoting
+    reported (a quoted field may span lines: the row is named by its first line)."""
+    end = reader.line_num
     while True:
+        start = end + 1
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            result.rejected.append(Rejected(source, reader.line_num, str(exc)))
+            end = reader.line_num
+            result.rejected.append(Rejected(source, start, str(exc)))
             continue
-        line_num = reader.line_num
+        end = reader.line_num
         if not row or all(not c.strip() for c in row):
             continue
-        yield line_num, row
+        yield start, row
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -119,6 +120,7 @@ def explain_window(window: CallingWindow, zones: Sequence[str], now: datetime) -
 
 
 DNC_MISSING = "do-not-call file not found"
+_CELL_SEP = re.compile(r"[,;\t|]")
 
 
 @dataclass(frozen=True)
@@ -182,11 +184,20 @@ class DncList:
             except ContactsError as exc:
                 problems.append(DncProblem(exc.source, exc.row, exc.column, exc.message))
                 continue
+            first = True
             for line_no, raw in enumerate(text.splitlines(), start=1):
                 entry = raw.split("#", 1)[0].strip()
                 if not entry:
                     continue
                 number = normalize_dnc(entry, self.region)
+                if number is None and _CELL_SEP.search(entry):
+                    # A CSV export: the number is one of the cells.
+                    cells = (normalize_dnc(c, self.region) for c in _CELL_SEP.split(entry))
+                    number = next((n for n in cells if n is not None), None)
+                    if number is None and first and not any(ch.isdigit() for ch in entry):
+                        first = False
+                        continue  # its header line
+                first = False
                 if number is None:
                     col = raw.index(entry[0]) + 1
                     problems.append(DncProblem(

@@ -489,4 +489,5 @@ _PATTERN_HELP = {
     schema.VARIABLE_PATTERN: "a variable name is letters, digits or _, not starting with a digit",
     schema.MENU_KEY_PATTERN: "a menu key is one of 0-9, * or #",
     schema.URL_PATTERN: "a webhook url starts with http:// or https://",
+    schema.OUTCOME_PATTERN: "an outcome is lower-case letters, digits and -, e.g. promised-payment",
 }

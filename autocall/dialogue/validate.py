@@ -9,6 +9,7 @@ Warnings do not fail: nodes no call can reach, fields the tree neither declares 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 from autocall.dialogue.loader import Document, Problem, load_with_document
 from autocall.dialogue.schema import (
+    BUILTIN_OUTCOMES,
     ENDS_CALL,
     WAITS_FOR_CALLER,
     BranchNode,
@@ -147,6 +149,7 @@ def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None
     found.extend(_transfers(tree, doc))
     found.extend(_templates(tree, doc, contact_fields))
     found.extend(_menus(tree, doc))
+    found.extend(_outcomes(tree, doc))
     return sorted(found, key=lambda p: (p.line, p.column, p.code))
 
 
@@ -493,6 +496,68 @@ def _templates(
                     "field",
                     f"{{{name}}} is neither set by the tree nor listed in contact_fields",
                 )
+
+
+def _squash(label: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", label.lower())
+
+
+def _like_builtin(label: str) -> str | None:
+    """The built-in outcome ``label`` is probably a misspelling of (``optout``, ``Opt_Out``)."""
+    if label in BUILTIN_OUTCOMES:
+        return None
+    for builtin in BUILTIN_OUTCOMES:
+        if _squash(builtin) == _squash(label):
+            return builtin
+    close = difflib.get_close_matches(label, BUILTIN_OUTCOMES, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def _outcomes(tree: Tree, doc: Document) -> Iterator[Problem]:
+    """Every hangup label is a built-in or declared (a typo of opt-out skips the DNC list)."""
+    for i, label in enumerate(tree.outcomes):
+        twin = _like_builtin(label)
+        if twin is not None:
+            yield doc.problem(
+                ["outcomes", i],
+                "error",
+                "outcome",
+                f"declared outcome {label!r} looks like the built-in {twin!r}; use {twin!r} "
+                f"(only {twin!r} has its built-in meaning"
+                + (", adding the number to the do-not-call list)" if twin == "opt-out" else ")"),
+            )
+        elif label in BUILTIN_OUTCOMES:
+            yield doc.problem(
+                ["outcomes", i],
+                "warning",
+                "outcome",
+                f"outcome {label!r} is built in; it need not be declared",
+            )
+    known = [*BUILTIN_OUTCOMES, *tree.outcomes]
+    for node_id, node in tree.nodes.items():
+        if not isinstance(node, HangupNode) or node.outcome in known:
+            continue
+        label = node.outcome
+        twin = _like_builtin(label)
+        close = [twin] if twin else difflib.get_close_matches(label, known, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"declare it: outcomes: [{label}] (built-ins: {', '.join(BUILTIN_OUTCOMES)})"
+        )
+        if close and close[0] == "opt-out":
+            hint += " (only opt-out adds the number to the do-not-call list)"
+        elif close:
+            hint += f" Or declare it: outcomes: [{label}]"
+        where = ["nodes", node_id, "hangup"]
+        if doc.has([*where, "outcome"]):
+            where.append("outcome")
+        yield doc.problem(where, "error", "outcome", f"unknown outcome {label!r}; {hint}")
+
+
+def template_errors(tree: Tree, doc: Document) -> list[Problem]:
+    """Malformed templates only (an unclosed ``{``): tools that run a tree warn of them."""
+    return [p for p in _templates(tree, doc, None) if p.code == "template"]
 
 
 def _menus(tree: Tree, doc: Document) -> Iterator[Problem]:

@@ -14,9 +14,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from autocall.dialogue.loader import Document, Problem, load_with_document
+from autocall.dialogue.loader import Document, Problem, build, read
 from autocall.dialogue.schema import (
     BUILTIN_OUTCOMES,
     ENDS_CALL,
@@ -40,6 +40,7 @@ from autocall.dialogue.schema import (
     prompt_fields,
 )
 from autocall.dialogue.template import fields, strings_in
+from autocall.dialogue.testing import check_cases, is_cases_document
 
 BUILTIN_VARIABLES = frozenset({"number", "caller_id", "called", "campaign", "attempt", "contact"})
 """Call facts every driver passes in the engine's variables."""
@@ -51,6 +52,7 @@ class Report:
 
     file: str
     problems: list[Problem]
+    kind: Literal["tree", "cases"] = "tree"
 
     @property
     def errors(self) -> list[Problem]:
@@ -66,7 +68,11 @@ class Report:
 
 
 def tree_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders to the tree files inside (``*.cases.yaml`` are test cases, skipped)."""
+    """Expand folders to the tree files inside (``*.cases.yaml`` are test cases, skipped).
+
+    Files named one by one are all kept: :func:`validate_file` recognises a cases file by
+    its content (``prompts validate prompts/*.yaml`` checks trees and cases alike).
+    """
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -94,9 +100,15 @@ def validate_file(
     ``speech`` also loads the vosk model (``speech_model``, else ``AUTOCALL_VOSK_MODEL``,
     else the ``vosk-model-<language>`` package) and checks every phrase against it.
     """
-    tree, doc, problems = load_with_document(path)
-    if tree is None or doc is None:
+    doc, problems = read(path)
+    if doc is None:
         return Report(str(path), problems)
+    if is_cases_document(doc.data):
+        return Report(str(path), check_cases(doc), kind="cases")
+    tree, problems = build(doc)
+    if tree is None:
+        return Report(str(path), problems)
+    tree.with_source(path)
     found = check(tree, doc, contact_fields)
     if speech:
         found = sorted(
@@ -469,6 +481,7 @@ def _templates(
     declared = set(tree.contact_fields or [])
     contacts = set(contact_fields) if contact_fields is not None else None
     reported: set[tuple[str, str]] = set()
+    known = sorted(set_here | declared | (contacts or set()))
     for where, text in _templates_in(tree):
         try:
             names = fields(text)
@@ -478,6 +491,8 @@ def _templates(
         for name in names:
             if name in set_here or (name, str(where[:2])) in reported:
                 continue
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            typo = f"; did you mean {{{close[0]}}}?" if close else ""
             if contacts is not None:
                 if name not in contacts:
                     reported.add((name, str(where[:2])))
@@ -486,7 +501,7 @@ def _templates(
                         "error",
                         "field",
                         f"{{{name}}} is not a column of the contacts and the tree does not "
-                        "set it: add the column or a default under variables",
+                        f"set it{typo or ': add the column or a default under variables'}",
                     )
             elif name not in declared:
                 reported.add((name, str(where[:2])))
@@ -494,7 +509,7 @@ def _templates(
                     where,
                     "warning",
                     "field",
-                    f"{{{name}}} is neither set by the tree nor listed in contact_fields",
+                    f"{{{name}}} is neither set by the tree nor listed in contact_fields{typo}",
                 )
 
 

@@ -25,7 +25,7 @@ def _one(write, text: str, code: str, **kw) -> tuple[int, int, str, str]:
 
 GOOD_TAIL = """
   end:
-    hangup: done
+    hangup: completed
 """
 
 

@@ -17,11 +17,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from autocall.dialogue import graph as graph_mod
-from autocall.dialogue.loader import Document, Problem, TreeError, load_with_document
+from autocall.dialogue.loader import Document, Problem, TreeError, load_with_document, read
 from autocall.dialogue.schema import Tree, json_schema, spoken_prompts
 from autocall.dialogue.simulate import SimulationResult, Simulator, Step, parse_inputs
 from autocall.dialogue.template import fields
-from autocall.dialogue.testing import DEFAULT_AT_TEXT, CasesReport, run_cases, tree_for_cases
+from autocall.dialogue.testing import (
+    DEFAULT_AT_TEXT,
+    CasesReport,
+    check_cases,
+    is_cases_document,
+    run_cases,
+    tree_for_cases,
+)
 from autocall.dialogue.validate import Report, template_errors, tree_files, validate_file
 
 prompts_app = typer.Typer(
@@ -58,7 +65,7 @@ def _load_document(path: Path) -> tuple[Tree, Document]:
     if tree is None or doc is None:
         for problem in problems:
             _problem(problem)
-        _err.print(f"{path}: fix the tree first (autocall prompts validate {path})")
+        _err.print(f"{path}: note: fix the tree first (autocall prompts validate {path})")
         raise typer.Exit(2)
     for problem in template_errors(tree, doc):
         _problem(problem)
@@ -138,7 +145,7 @@ def _contact_fields(contacts: Path | None, field_list: str | None) -> list[str] 
             with contacts.open(newline="", encoding="utf-8-sig") as handle:
                 header = next(csv.reader(handle), [])
         except (OSError, UnicodeDecodeError) as exc:
-            _err.print(f"{contacts}: cannot read the contacts file: {exc}")
+            _err.print(f"{contacts}: error: cannot read the contacts file: {exc}", highlight=False)
             raise typer.Exit(2) from None
         names.extend(h.strip() for h in header if h.strip())
     return names
@@ -178,11 +185,11 @@ def validate(
     missing = [p for p in paths if not p.exists()]
     if missing:
         for path in missing:
-            _err.print(f"{path}: no such file or folder")
+            _err.print(f"{path}: error: no such file or folder", highlight=False)
         raise typer.Exit(2)
     files = tree_files(paths)
     if not files:
-        _err.print("no tree files (*.yaml) found")
+        _err.print("error: no tree files (*.yaml) found")
         raise typer.Exit(2)
     known = _contact_fields(contacts, field_list)
     check_speech = speech or speech_model is not None
@@ -236,7 +243,7 @@ def _variables(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            _err.print(f"--var {pair!r}: write it as name=value")
+            _err.print(f"--var {pair!r}: error: write it as name=value", highlight=False)
             raise typer.Exit(2)
         out[name.strip()] = value
     return out
@@ -248,7 +255,10 @@ def _start_time(at: str | None, tree: Tree) -> float:
     try:
         moment = dt.datetime.fromisoformat(at)
     except ValueError:
-        _err.print(f"--at {at!r}: use ISO 8601, e.g. 2026-11-23T10:30 or 2026-11-23T10:30+01:00")
+        _err.print(
+            f"--at {at!r}: error: use ISO 8601, e.g. 2026-11-23T10:30 or 2026-11-23T10:30+01:00",
+            highlight=False,
+        )
         raise typer.Exit(2) from None
     if moment.tzinfo is None:
         from zoneinfo import ZoneInfo
@@ -441,11 +451,14 @@ def test_cases(
     Example: autocall prompts test prompts/informer.yaml prompts/informer.cases.yaml
     """
     if not file.exists():
-        _err.print(f"{file}: no such file or folder")
+        _err.print(f"{file}: error: no such file or folder", highlight=False)
         raise typer.Exit(2)
     pairs: list[tuple[Path, Path]] = []
+    beside = file.with_name(f"{file.stem}.cases.yaml")
     if cases:
         pairs = [(file, c) for c in cases]
+    elif file.is_file() and not file.name.endswith(".cases.yaml") and beside.is_file():
+        pairs = [(file, beside)]  # `prompts test x.yaml` runs x.cases.yaml beside it
     else:
         found = (
             sorted([*file.rglob("*.cases.yaml"), *file.rglob("*.cases.yml")])
@@ -453,17 +466,29 @@ def test_cases(
             else [file]
         )
         if not found:
-            _err.print(f"{file}: no *.cases.yaml files")
+            _err.print(f"{file}: error: no *.cases.yaml files", highlight=False)
             raise typer.Exit(2)
         for path in found:
-            try:
-                named = tree_for_cases(path)
-            except TreeError as exc:
-                for problem in exc.problems:
-                    _err.print(str(problem), markup=False, highlight=False)
-                raise typer.Exit(2) from None
+            doc, problems = read(path)
+            if doc is not None and not is_cases_document(doc.data) and not file.is_dir():
+                _err.print(
+                    f"{path}:1:1: error: this is not a cases file (no cases: list); to test a "
+                    "tree give its cases too: autocall prompts test TREE CASES",
+                    highlight=False,
+                )
+                raise typer.Exit(2)
+            problems = problems or (check_cases(doc) if doc is not None else [])
+            if problems:
+                for problem in problems:
+                    _problem(problem)
+                raise typer.Exit(2)
+            named = tree_for_cases(path)
             if named is None:
-                _err.print(f"{path}: say which tree it tests (tree: file.yaml) or give the tree")
+                _err.print(
+                    f"{path}:1:1: error: say which tree it tests (tree: file.yaml) or give "
+                    "the tree first: autocall prompts test TREE CASES",
+                    highlight=False,
+                )
                 raise typer.Exit(2)
             pairs.append((Path(named), path))
     reports: list[CasesReport] = []
@@ -636,6 +661,9 @@ def render(
     offline: Annotated[
         bool, typer.Option("--offline", help="Use espeak-ng only (no gTTS).")
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be rendered.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Outcomes as JSON.")] = False,
 ) -> None:
     """Render every text prompt of the trees ahead of time into the TTS cache.
@@ -651,7 +679,7 @@ def render(
     missing = [p for p in paths if not p.exists()]
     if missing:
         for path in missing:
-            _err.print(f"{path}: no such file or folder")
+            _err.print(f"{path}: error: no such file or folder", highlight=False)
         raise typer.Exit(2)
     trees = [_load_or_exit(f) for f in tree_files(paths)]
     cache = cache_dir or Settings.from_env().tts_cache_dir
@@ -685,6 +713,22 @@ def render(
             key = (prompt.say, language, prompt.voice)
             wanted.setdefault(key, tts.PromptText(prompt.say, language, prompt.voice))
 
+    if dry_run:
+        for prompt in wanted.values():
+            _out.print(
+                f"would render: {prompt.text[:60]!r} ({prompt.language})",
+                markup=False,
+                highlight=False,
+            )
+        _out.print(
+            f"{len(wanted)} to render, {len(runtime)} runtime, {malformed} malformed; "
+            f"cache: {cache}",
+            markup=False,
+            highlight=False,
+        )
+        if malformed:
+            raise typer.Exit(1)
+        return
     engines = [tts.EspeakEngine()] if offline else None
     outcomes: list[Any] = []
     if as_json or not sys.stderr.isatty():

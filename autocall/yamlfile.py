@@ -112,7 +112,9 @@ class Positions:
             actual, child = found
             try:
                 if isinstance(cur, CommentedMap):
-                    pos = cur.lc.key(actual) if key else cur.lc.value(actual)
+                    # an empty value (`say:`) has no place of its own: point at its key
+                    empty = child is None
+                    pos = cur.lc.key(actual) if key or empty else cur.lc.value(actual)
                     where = (pos[0], pos[1])
                 elif isinstance(cur, CommentedSeq):
                     pos = cur.lc.item(actual)
@@ -257,6 +259,26 @@ def _marked(exc: MarkedYAMLError, file: str) -> YamlFileError:
             "keep one of them",
         )
     what = " ".join(p for p in (context, problem) if p)
+    opened = exc.context_mark
+    if "flow" in context and opened is not None and "stream end" not in problem:
+        return YamlFileError(
+            file,
+            line,
+            column,
+            f"YAML syntax: {what}",
+            f"the bracket opened on line {opened.line + 1}, column {opened.column + 1} "
+            "is not closed before this",
+        )
+    if ("end of stream" in problem or "stream end" in problem) and exc.context_mark is not None:
+        # an unclosed quote or bracket: the end of the file says nothing, its start does
+        start = exc.context_mark
+        return YamlFileError(
+            file,
+            start.line + 1,
+            start.column + 1,
+            f"YAML syntax: {what}",
+            "the quote or bracket opened here is never closed",
+        )
     if isinstance(exc, ConstructorError) and problem.startswith(_BAD_VALUE):
         return YamlFileError(file, line, column, problem, _hint_for(problem))
     return YamlFileError(file, line, column, f"YAML syntax: {what}")

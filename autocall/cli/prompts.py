@@ -303,7 +303,7 @@ def _print_result(result: SimulationResult) -> None:
     shown = {k: v for k, v in sorted(result.variables.items())}
     _out.print(f"variables: {json.dumps(shown, ensure_ascii=False)}", markup=False)
     if result.error:
-        _out.print(f"error:     {result.error}", style="red", markup=False)
+        _out.print(f"halted:    {result.error}", style="red", markup=False)
     if result.unused_input:
         _out.print(f"unused input: {', '.join(result.unused_input)}", style="yellow", markup=False)
 

@@ -11,7 +11,8 @@ import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -425,7 +426,40 @@ def _model_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequence[
         return schema.MenuItem
     if len(data_loc) >= 3 and data_loc[-3] == "branch":
         return schema.BranchCase
-    return _closest_model(doc, loc, prefix, family)
+    return _model_by_fields(root, loc[:-1]) or _closest_model(doc, loc, prefix, family)
+
+
+def _model_by_fields(root: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+    """Follow field annotations from ``root`` along ``loc`` (cases.0.expect → Expect).
+
+    None where a union of several types leaves the way open.
+    """
+    current: Any = root
+    for element in loc:
+        current = _without_none(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(element))
+            if field is None:
+                return None
+            current = field.annotation
+        elif get_origin(current) is list:
+            current = get_args(current)[0]  # the element is an index
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]  # the element is a key
+        else:
+            return None
+    current = _without_none(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None
+
+
+def _without_none(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, UnionType):
+        rest = [a for a in get_args(annotation) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
 
 
 def _closest_model(
@@ -474,6 +508,12 @@ def _problem_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequenc
     if kind in ("bool_type", "bool_parsing"):
         message = "write true or false, unquoted"  # YAML 1.2: yes/no/on/off are texts
     value = err.get("input")
+    if "[key]" in loc and kind == "string_type":
+        # YAML reads `true:`, `~:` or `2026-01-01:` keys as other types
+        written = "empty" if value is None else str(value).lower()
+        message = f"a key must be a text, not {written}: quote it or rename it"
+        where = ".".join(str(p) for p in path[:-1]) or "(top)"
+        value = None
     shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
     return doc.problem(
         path,

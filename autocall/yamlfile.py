@@ -68,14 +68,21 @@ Scalar = str | int | float | bool | None | dt.date
 
 
 class YamlFileError(ValueError):
-    """A YAML file we cannot use; ``str()`` is ``file:line:col: error: message; hint``."""
+    """A YAML file we cannot use; ``str()`` is ``file:line:col: error: message; hint``.
 
-    def __init__(self, path: str, line: int, column: int, message: str, hint: str = "") -> None:
+    ``kind`` is ``"file"`` when the bytes cannot be read as text (missing, too large,
+    not UTF-8) and ``"yaml"`` when the text is not usable YAML.
+    """
+
+    def __init__(
+        self, path: str, line: int, column: int, message: str, hint: str = "", *, kind: str = "yaml"
+    ) -> None:
         self.path = path
         self.line = line
         self.column = column
         self.message = message
         self.hint = hint
+        self.kind = kind
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -103,12 +110,17 @@ class Positions:
             if found is None:
                 continue
             actual, child = found
-            if isinstance(cur, CommentedMap):
-                pos = cur.lc.key(actual) if key else cur.lc.value(actual)
-                where = (pos[0], pos[1])
-            elif isinstance(cur, CommentedSeq):
-                pos = cur.lc.item(actual)
-                where = (pos[0], pos[1])
+            try:
+                if isinstance(cur, CommentedMap):
+                    # an empty value (`say:`) has no place of its own: point at its key
+                    empty = child is None
+                    pos = cur.lc.key(actual) if key or empty else cur.lc.value(actual)
+                    where = (pos[0], pos[1])
+                elif isinstance(cur, CommentedSeq):
+                    pos = cur.lc.item(actual)
+                    where = (pos[0], pos[1])
+            except (KeyError, IndexError, TypeError):
+                pass  # a key merged in by `<<: *defaults` has no place of its own here
             cur = child
         return where[0] + 1, where[1] + 1
 
@@ -136,17 +148,24 @@ def read_yaml(path: Path | str) -> YamlDocument:
     name = str(path)
     try:
         if path.is_dir():
-            raise YamlFileError(name, 1, 1, "this is a folder, not a YAML file", "name a file")
+            raise YamlFileError(
+                name, 1, 1, "this is a folder, not a YAML file", "name a file", kind="file"
+            )
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise YamlFileError(
-                name, 1, 1, f"the file is {size / 2**20:.1f} MiB; the limit is 4 MiB", _SPLIT
+                name,
+                1,
+                1,
+                f"the file is {size / 2**20:.1f} MiB; the limit is 4 MiB",
+                _SPLIT,
+                kind="file",
             )
         with path.open("rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise YamlFileError(name, 1, 1, f"cannot read the file: {reason}") from exc
+        raise YamlFileError(name, 1, 1, f"cannot read the file: {reason}", kind="file") from exc
     return parse_yaml(raw, name)
 
 
@@ -157,13 +176,15 @@ def parse_yaml(source: bytes | str, file: str = "<text>") -> YamlDocument:
     """Parse YAML bytes (must be UTF-8) or text; raises :class:`YamlFileError`."""
     if isinstance(source, bytes):
         if len(source) > MAX_BYTES:
-            raise YamlFileError(file, 1, 1, f"the text is over 4 MiB ({len(source)} bytes)", _SPLIT)
+            raise YamlFileError(
+                file, 1, 1, f"the text is over 4 MiB ({len(source)} bytes)", _SPLIT, kind="file"
+            )
         text = _decode(source, file)
     else:
         text = source
         if len(text) > MAX_BYTES:
             raise YamlFileError(
-                file, 1, 1, f"the text is over 4 MiB ({len(text)} characters)", _SPLIT
+                file, 1, 1, f"the text is over 4 MiB ({len(text)} characters)", _SPLIT, kind="file"
             )
     yaml = _yaml()
     try:
@@ -195,7 +216,7 @@ def _decode(raw: bytes, file: str) -> str:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]  # a UTF-8 byte order mark (Windows editors) is harmless
     elif raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise YamlFileError(file, 1, 1, "the file is UTF-16", "save it as UTF-8")
+        raise YamlFileError(file, 1, 1, "the file is UTF-16", "save it as UTF-8", kind="file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -212,6 +233,7 @@ def _decode(raw: bytes, file: str) -> str:
             f"the file is not UTF-8 (byte 0x{byte:02X} in {shown[:60]!r}; "
             "probably Latin-1 or Windows-1252)",
             "save it as UTF-8 (in most editors: Save As → Encoding → UTF-8)",
+            kind="file",
         ) from exc
 
 
@@ -237,6 +259,26 @@ def _marked(exc: MarkedYAMLError, file: str) -> YamlFileError:
             "keep one of them",
         )
     what = " ".join(p for p in (context, problem) if p)
+    opened = exc.context_mark
+    if "flow" in context and opened is not None and "stream end" not in problem:
+        return YamlFileError(
+            file,
+            line,
+            column,
+            f"YAML syntax: {what}",
+            f"the bracket opened on line {opened.line + 1}, column {opened.column + 1} "
+            "is not closed before this",
+        )
+    if ("end of stream" in problem or "stream end" in problem) and exc.context_mark is not None:
+        # an unclosed quote or bracket: the end of the file says nothing, its start does
+        start = exc.context_mark
+        return YamlFileError(
+            file,
+            start.line + 1,
+            start.column + 1,
+            f"YAML syntax: {what}",
+            "the quote or bracket opened here is never closed",
+        )
     if isinstance(exc, ConstructorError) and problem.startswith(_BAD_VALUE):
         return YamlFileError(file, line, column, problem, _hint_for(problem))
     return YamlFileError(file, line, column, f"YAML syntax: {what}")

@@ -355,3 +355,25 @@ def test_report_on_a_fresh_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for fig in figures:
         (ax,) = fig.axes  # type: ignore[attr-defined]
         assert ax.get_ylim()[0] == 0
+
+
+def test_status_does_not_count_out_of_window_contacts_as_due(tmp_path: Path) -> None:
+    """A fresh contact whose calling day is not today (in its zone) is not 'due'."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    # New York and Los Angeles share the weekday except in the hours around midnight;
+    # take out both their weekdays today so the answer does not depend on the hour.
+    today = {days[datetime.now(UTC).astimezone(ZoneInfo(z)).weekday()]
+             for z in ("America/New_York", "America/Los_Angeles")}
+    open_days = [d for d in days if d not in today]
+    campaign = CAMPAIGN.replace("[mon, tue, wed, thu, fri, sat, sun]",
+                                "[" + ", ".join(open_days) + "]")
+    yaml = _setup(tmp_path, "phone,first_name\n+12125550187,A\n+14155550132,B\n",
+                  campaign=campaign)
+    db = _db(tmp_path)
+    assert _run("campaign", "import", str(yaml), "--db", db)[0] == 0
+    code, out = _run("campaign", "status", "inputs", "--db", db, "--json")
+    status = json.loads(out)
+    assert (status["pending"], status["due"], status["due_but_outside_window"]) == (2, 0, 2)

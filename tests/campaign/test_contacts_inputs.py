@@ -377,3 +377,17 @@ def test_status_does_not_count_out_of_window_contacts_as_due(tmp_path: Path) -> 
     code, out = _run("campaign", "status", "inputs", "--db", db, "--json")
     status = json.loads(out)
     assert (status["pending"], status["due"], status["due_but_outside_window"]) == (2, 0, 2)
+
+
+def test_explain_never_says_dialable_while_a_dnc_line_is_unreadable(tmp_path: Path) -> None:
+    yaml = _setup(tmp_path, "phone,first_name\n+12025550143,Ada\n", dnc="+12125550187\n")
+    db = _db(tmp_path)
+    assert _run("campaign", "import", str(yaml), "--db", db)[0] == 0
+    assert _run("campaign", "resume", "inputs", "--db", db)[0] == 0
+    code, out = _run("campaign", "explain", "inputs", "+12025550143", "--db", db)
+    assert code == 0, out  # open window, running, not on the list: dialable
+    with open(tmp_path / "dnc.txt", "a", encoding="utf-8") as fh:
+        fh.write("202 555 O143\n")  # a letter O typed for a zero: it may be this person
+    code, out = _run("campaign", "explain", "inputs", "+12025550143", "--db", db)
+    assert code == 1, out
+    assert "dnc.txt:2:1: error: '202 555 O143'" in out

@@ -44,8 +44,14 @@ class CampaignCheck:
 
 
 def _row_problem(r: Rejected, severity: str, code: str) -> Problem:
-    return Problem(r.source, r.row, r.column or 1,
-                   "error" if severity == "error" else "warning", code, r.reason)
+    return Problem(
+        r.source,
+        r.row,
+        r.column or 1,
+        "error" if severity == "error" else "warning",
+        code,
+        r.reason,
+    )
 
 
 class _Where:
@@ -64,8 +70,9 @@ class _Where:
     def has(self, loc: tuple[str | int, ...]) -> bool:
         return self._positions is not None and self._positions.has(loc)
 
-    def problem(self, loc: tuple[str | int, ...], code: str, message: str,
-                fallback: str) -> Problem:
+    def problem(
+        self, loc: tuple[str | int, ...], code: str, message: str, fallback: str
+    ) -> Problem:
         if self.file is None or self._positions is None or not self._positions.has(loc):
             return Problem(fallback, 1, 1, "error", code, message)
         line, col = self._positions.locate(loc)
@@ -85,24 +92,42 @@ def check_campaign(campaign: Campaign, source: Path | None = None) -> CampaignCh
     available: set[str] | None = None
     for i, list_path in enumerate(campaign.contacts):
         if not Path(list_path).exists():
-            problems.append(where.problem(
-                ("contacts", i), "contacts",
-                f"contact list {list_path} not found; check the path", list_path))
+            problems.append(
+                where.problem(
+                    ("contacts", i),
+                    "contacts",
+                    f"contact list {list_path} not found; check the path",
+                    list_path,
+                )
+            )
             continue
         try:
-            result = read_contacts(list_path, region=campaign.default_region,
-                                   columns=campaign.columns,
-                                   default_timezone=campaign.default_timezone, seen=seen)
+            result = read_contacts(
+                list_path,
+                region=campaign.default_region,
+                columns=campaign.columns,
+                default_timezone=campaign.default_timezone,
+                seen=seen,
+            )
         except ContactsError as exc:
-            problems.append(Problem(exc.source, exc.row, exc.column, "error", "contacts",
-                                    exc.message))
+            problems.append(
+                Problem(exc.source, exc.row, exc.column, "error", "contacts", exc.message)
+            )
             loc: tuple[str | int, ...] = (
-                ("columns",) if "no column" in exc.message and where.has(("columns",))
-                else ("contacts", i))
+                ("columns",)
+                if "no column" in exc.message and where.has(("columns",))
+                else ("contacts", i)
+            )
             if where.has(loc):
-                problems.append(where.problem(
-                    loc, "contacts", f"contact list {Path(list_path).name} cannot be used "
-                    f"(see {Path(exc.source).name}:{exc.row})", list_path))
+                problems.append(
+                    where.problem(
+                        loc,
+                        "contacts",
+                        f"contact list {Path(list_path).name} cannot be used "
+                        f"(see {Path(exc.source).name}:{exc.row})",
+                        list_path,
+                    )
+                )
             continue
         out.lists.contacts.extend(result.contacts)
         out.lists.rejected.extend(result.rejected)
@@ -118,8 +143,11 @@ def check_campaign(campaign: Campaign, source: Path | None = None) -> CampaignCh
         available = names if available is None else available & names
     tree_path = Path(campaign.tree)
     if not tree_path.is_file():
-        problems.append(where.problem(("tree",), "tree",
-                                      f"prompt tree {campaign.tree} not found", campaign.tree))
+        problems.append(
+            where.problem(
+                ("tree",), "tree", f"prompt tree {campaign.tree} not found", campaign.tree
+            )
+        )
     else:
         report = validate_file(tree_path, available)
         problems.extend(report.problems)
@@ -127,23 +155,33 @@ def check_campaign(campaign: Campaign, source: Path | None = None) -> CampaignCh
         _declared_fields(tree_path, campaign, out, problems)
         errors = len(report.errors) + len(problems) - before
         if errors and where.file is not None:
-            problems.append(where.problem(
-                ("tree",), "tree", f"the prompt tree has {errors} error(s) (listed with "
-                "its file and line); the campaign cannot dial until they are fixed",
-                campaign.tree))
+            problems.append(
+                where.problem(
+                    ("tree",),
+                    "tree",
+                    f"the prompt tree has {errors} error(s) (listed with "
+                    "its file and line); the campaign cannot dial until they are fixed",
+                    campaign.tree,
+                )
+            )
     out.dnc = DncList.from_files(campaign.dnc, campaign.default_region)
     for i, dnc_path in enumerate(campaign.dnc):
         if not Path(dnc_path).exists():
-            problems.append(where.problem(("dnc", i), "dnc",
-                                          f"do-not-call file {dnc_path} not found", dnc_path))
-    problems.extend(Problem(p.source, p.line, p.column, "error", "dnc", p.message)
-                    for p in out.dnc.problems if p.message != _DNC_MISSING)
+            problems.append(
+                where.problem(("dnc", i), "dnc", f"do-not-call file {dnc_path} not found", dnc_path)
+            )
+    problems.extend(
+        Problem(p.source, p.line, p.column, "error", "dnc", p.message)
+        for p in out.dnc.problems
+        if p.message != _DNC_MISSING
+    )
     problems.sort(key=lambda p: (p.severity != "error", p.file, p.line, p.column))
     return out
 
 
-def _declared_fields(tree_path: Path, campaign: Campaign, out: CampaignCheck,
-                     problems: list[Problem]) -> None:
+def _declared_fields(
+    tree_path: Path, campaign: Campaign, out: CampaignCheck, problems: list[Problem]
+) -> None:
     """Fields the tree declares in ``contact_fields`` must be a column of every list."""
     from autocall.dialogue.loader import TreeError, load
 
@@ -155,11 +193,18 @@ def _declared_fields(tree_path: Path, campaign: Campaign, out: CampaignCheck,
     for source, header in out.lists.headers.items():
         missing = [f for f in needed if f not in header and f not in mapped]
         if missing:
-            problems.append(Problem(
-                source, 1, 1, "error", "field",
-                f"no column for the tree's field(s) {', '.join(missing)} (headers: "
-                f"{', '.join(header)}); add it or map it with columns: {{{missing[0]}: "
-                "<header>}"))
+            problems.append(
+                Problem(
+                    source,
+                    1,
+                    1,
+                    "error",
+                    "field",
+                    f"no column for the tree's field(s) {', '.join(missing)} (headers: "
+                    f"{', '.join(header)}); add it or map it with columns: {{{missing[0]}: "
+                    "<header>}",
+                )
+            )
 
 
 def preflight(campaign: Campaign, source: Path | None = None) -> list[Problem]:

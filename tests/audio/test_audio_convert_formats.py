@@ -23,31 +23,43 @@ def speech_file(path: Path, rate: int = 22050, seconds: float = 2.0) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("suffix", "container", "subtype"), [
-    (".ogg", "OGG", "VORBIS"),
-    (".opus", "OGG", "OPUS"),
-    (".flac", "FLAC", "PCM_16"),
-    (".wav", "WAV", "PCM_16"),
-])
-def test_output_format_follows_the_extension(tmp_path: Path, suffix: str, container: str,
-                                             subtype: str) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "container", "subtype"),
+    [
+        (".ogg", "OGG", "VORBIS"),
+        (".opus", "OGG", "OPUS"),
+        (".flac", "FLAC", "PCM_16"),
+        (".wav", "WAV", "PCM_16"),
+    ],
+)
+def test_output_format_follows_the_extension(
+    tmp_path: Path, suffix: str, container: str, subtype: str
+) -> None:
     src = speech_file(tmp_path / "in.wav")
     dst = tmp_path / f"out{suffix}"
     result = runner.invoke(app, ["audio", "convert", str(src), str(dst)])
     assert result.exit_code == 0, result.output
     info = sf.info(dst)
     assert (info.format, info.subtype, info.samplerate, info.channels) == (
-        container, subtype, 8000, 1)
+        container,
+        subtype,
+        8000,
+        1,
+    )
 
 
-@pytest.mark.parametrize(("out", "extra", "words"), [
-    ("out.xyz", [], "unknown extension '.xyz'"),
-    ("out", [], "unknown extension '(none)'"),
-    ("out.ogg", ["--format", "ulaw"], ".ogg is a vorbis file"),
-    ("out.wav", ["--format", "flac"], "--format flac writes .flac files"),
-])
-def test_unknown_or_mismatched_extension_is_refused(tmp_path: Path, out: str,
-                                                    extra: list[str], words: str) -> None:
+@pytest.mark.parametrize(
+    ("out", "extra", "words"),
+    [
+        ("out.xyz", [], "unknown extension '.xyz'"),
+        ("out", [], "unknown extension '(none)'"),
+        ("out.ogg", ["--format", "ulaw"], ".ogg is a vorbis file"),
+        ("out.wav", ["--format", "flac"], "--format flac writes .flac files"),
+    ],
+)
+def test_unknown_or_mismatched_extension_is_refused(
+    tmp_path: Path, out: str, extra: list[str], words: str
+) -> None:
     src = speech_file(tmp_path / "in.wav")
     result = runner.invoke(app, ["audio", "convert", str(src), str(tmp_path / out), *extra])
     assert result.exit_code == 2, result.output

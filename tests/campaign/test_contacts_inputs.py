@@ -46,8 +46,9 @@ dnc: [dnc.txt]
 """
 
 
-def _setup(tmp: Path, csv: bytes | str, *, dnc: str = "", campaign: str = CAMPAIGN,
-           tree: str = TREE) -> Path:
+def _setup(
+    tmp: Path, csv: bytes | str, *, dnc: str = "", campaign: str = CAMPAIGN, tree: str = TREE
+) -> Path:
     (tmp / "tree.yaml").write_text(tree, encoding="utf-8")
     data = csv.encode("utf-8") if isinstance(csv, str) else csv
     (tmp / "contacts.csv").write_bytes(data)
@@ -60,7 +61,8 @@ def _setup(tmp: Path, csv: bytes | str, *, dnc: str = "", campaign: str = CAMPAI
 def _run(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, list(args))
     assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"traceback: {result.exception!r}\n{result.output}")
+        f"traceback: {result.exception!r}\n{result.output}"
+    )
     return result.exit_code, result.output
 
 
@@ -89,13 +91,15 @@ def test_latin1_contact_file_imports_the_right_names(tmp_path: Path) -> None:
     assert names == ["Björn", "Zoë"]
 
 
-@pytest.mark.parametrize(("encoding", "text"), [
-    ("cp1252", "phone;first_name\r\n+1 202 555 0143;Ren\u00e9e \u2019Smith\u2019\r\n"),
-    ("utf-8-sig", "phone\tfirst_name\n+1 202 555 0143\tRen\u00e9e \u2019Smith\u2019\n"),
-    ("utf-16", "phone,first_name\n+1 202 555 0143,Ren\u00e9e \u2019Smith\u2019\n"),
-])
-def test_encodings_and_delimiters_are_detected(tmp_path: Path, encoding: str,
-                                               text: str) -> None:
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("cp1252", "phone;first_name\r\n+1 202 555 0143;Ren\u00e9e \u2019Smith\u2019\r\n"),
+        ("utf-8-sig", "phone\tfirst_name\n+1 202 555 0143\tRen\u00e9e \u2019Smith\u2019\n"),
+        ("utf-16", "phone,first_name\n+1 202 555 0143,Ren\u00e9e \u2019Smith\u2019\n"),
+    ],
+)
+def test_encodings_and_delimiters_are_detected(tmp_path: Path, encoding: str, text: str) -> None:
     path = tmp_path / "c.csv"
     path.write_bytes(text.encode(encoding))
     result = read_contacts(path)
@@ -114,11 +118,10 @@ def test_binary_file_is_refused_naming_byte_and_row(tmp_path: Path) -> None:
 
 
 def test_headers_are_mapped_and_extensions_kept(tmp_path: Path) -> None:
-    csv = ("Phone Number,First Name\n"
-           "+1 202 555 0143 ext. 23,Ada\n"
-           "212-555-0187 x12,Alan\n")
-    campaign = CAMPAIGN.replace("  phone: phone\n",
-                                '  phone: "Phone Number"\n  first_name: "First Name"\n')
+    csv = "Phone Number,First Name\n+1 202 555 0143 ext. 23,Ada\n212-555-0187 x12,Alan\n"
+    campaign = CAMPAIGN.replace(
+        "  phone: phone\n", '  phone: "Phone Number"\n  first_name: "First Name"\n'
+    )
     yaml = _setup(tmp_path, csv, campaign=campaign)
     code, out = _run("campaign", "validate", str(yaml), "--json")
     data = json.loads(out)
@@ -127,19 +130,25 @@ def test_headers_are_mapped_and_extensions_kept(tmp_path: Path) -> None:
     code, out = _run("campaign", "import", str(yaml), "--db", _db(tmp_path), "--json")
     assert code == 0, out
     rows = {c["number"]: c["fields"] for c in _contacts(tmp_path)}
-    assert rows["+12025550143"] == {"Phone Number": "+1 202 555 0143 ext. 23",
-                                    "First Name": "Ada", "first_name": "Ada",
-                                    "extension": "23"}
+    assert rows["+12025550143"] == {
+        "Phone Number": "+1 202 555 0143 ext. 23",
+        "First Name": "Ada",
+        "first_name": "Ada",
+        "extension": "23",
+    }
     assert rows["+12125550187"]["extension"] == "12"  # type: ignore[index]
 
 
 def test_every_duplicate_is_listed_in_the_rejects_report(tmp_path: Path) -> None:
-    csv = ("phone,first_name\n+12025550143,A\n(202) 555-0143,B\n202.555.0143,C\n"
-           "+12125550187,D\n212 555 0187,E\n")
+    csv = (
+        "phone,first_name\n+12025550143,A\n(202) 555-0143,B\n202.555.0143,C\n"
+        "+12125550187,D\n212 555 0187,E\n"
+    )
     yaml = _setup(tmp_path, csv)
     rejects = tmp_path / "rejects.csv"
-    code, out = _run("campaign", "import", str(yaml), "--db", _db(tmp_path),
-                     "--rejects", str(rejects))
+    code, out = _run(
+        "campaign", "import", str(yaml), "--db", _db(tmp_path), "--rejects", str(rejects)
+    )
     assert code == 0, out
     lines = rejects.read_text().splitlines()[1:]
     assert [line.split(",")[1] for line in lines] == ["3", "4", "6"]
@@ -148,11 +157,13 @@ def test_every_duplicate_is_listed_in_the_rejects_report(tmp_path: Path) -> None
 
 
 def test_per_row_country_reads_uk_and_german_national_numbers(tmp_path: Path) -> None:
-    csv = ("phone,first_name,Country\n"
-           "020 7946 0958,Tim,GB\n"
-           "0171 1234567,Jana,DE\n"
-           "(202) 555-0143,Ada,\n"
-           "0171 1234567,X,Narnia\n")
+    csv = (
+        "phone,first_name,Country\n"
+        "020 7946 0958,Tim,GB\n"
+        "0171 1234567,Jana,DE\n"
+        "(202) 555-0143,Ada,\n"
+        "0171 1234567,X,Narnia\n"
+    )
     campaign = CAMPAIGN.replace("  phone: phone\n", "  phone: phone\n  country: Country\n")
     yaml = _setup(tmp_path, csv, campaign=campaign)
     code, out = _run("campaign", "import", str(yaml), "--db", _db(tmp_path), "--json")
@@ -182,22 +193,24 @@ def test_international_dnc_line_blocks_the_contact(tmp_path: Path) -> None:
     status = json.loads(out)
     assert status["due"] == 1 and status["due_but_dnc"] == 1
     assert status["dialer_attached"] is False
-    code, out = _run("campaign", "run", "inputs", "--db", db, "--placer",
-                     "farend:answer_all", "--json")
+    code, out = _run(
+        "campaign", "run", "inputs", "--db", db, "--placer", "farend:answer_all", "--json"
+    )
     assert code == 0, out
     code, out = _run("campaign", "status", "inputs", "--db", db, "--json")
     assert json.loads(out)["outcomes"] == {"completed": 1, "dnc": 1}
 
 
 def test_every_unreadable_dnc_line_is_reported(tmp_path: Path) -> None:
-    dnc = ("# opt-outs\n+12025550143\ngarbage\n\n555-0100\n  +44 20 7946 0958  # ok\n"
-           "12345678901234567890\n")
+    dnc = (
+        "# opt-outs\n+12025550143\ngarbage\n\n555-0100\n  +44 20 7946 0958  # ok\n"
+        "12345678901234567890\n"
+    )
     yaml = _setup(tmp_path, "phone,first_name\n+12125550187,A\n", dnc=dnc)
     code, out = _run("campaign", "validate", str(yaml), "--json")
     assert code == 1
     found = [p for p in json.loads(out)["findings"] if p["code"] == "dnc"]
-    assert [(p["line"], p["severity"]) for p in found] == [(3, "error"), (5, "error"),
-                                                          (7, "error")]
+    assert [(p["line"], p["severity"]) for p in found] == [(3, "error"), (5, "error"), (7, "error")]
     assert all(p["file"].endswith("dnc.txt") for p in found)
     # explain must not call anyone dialable while the DNC list cannot be read in full
     db = _db(tmp_path)
@@ -211,10 +224,12 @@ def test_every_unreadable_dnc_line_is_reported(tmp_path: Path) -> None:
 
 
 def test_markup_and_escape_codes_from_a_file_never_reach_the_terminal(tmp_path: Path) -> None:
-    csv = ("phone,first_name,\x1b]0;pwned\x07note\n"
-           "[/red],Ada,x\n"
-           "+12025550143,[bold]Bob[/bold],\x1b[2J\n"
-           "+1 212 555 0187,Eve,[/red]\n")
+    csv = (
+        "phone,first_name,\x1b]0;pwned\x07note\n"
+        "[/red],Ada,x\n"
+        "+12025550143,[bold]Bob[/bold],\x1b[2J\n"
+        "+1 212 555 0187,Eve,[/red]\n"
+    )
     yaml = _setup(tmp_path, csv)
     code, out = _run("campaign", "validate", str(yaml))
     assert code == 1, out
@@ -251,8 +266,9 @@ def test_campaign_with_a_dangling_next_is_refused(tmp_path: Path) -> None:
     yaml = _setup(tmp_path, "phone,first_name\n+12025550143,Ada\n", tree=tree)
     code, out = _run("campaign", "validate", str(yaml))
     assert code == 1
-    assert ("tree.yaml:7:11: error: target 'byee' is not a node of this tree; "
-            "did you mean 'bye'?") in out
+    assert (
+        "tree.yaml:7:11: error: target 'byee' is not a node of this tree; did you mean 'bye'?"
+    ) in out
     db = _db(tmp_path)
     code, out = _run("campaign", "import", str(yaml), "--db", db)
     assert code == 1 and "not imported" in out
@@ -270,19 +286,39 @@ def test_a_field_the_tree_uses_must_be_a_column(tmp_path: Path) -> None:
 # --- campaign YAML --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("edit", "where", "words"), [
-    (lambda t: t.replace("  override_legal_hours: true\n",
-                         "  override_legal_hours: true\n  holidays: [2026-11-31]\n"),
-     "campaign.yaml:13:14: error:", "write a real date"),
-    (lambda t: t.replace("name: inputs", "name: inputs  # Café crème"),
-     "campaign.yaml:1:", "save it as UTF-8"),
-    (lambda t: "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
-        for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + t,
-     "campaign.yaml:", "alias"),
-])
-def test_campaign_yaml_errors_name_file_line_col(tmp_path: Path, edit: object, where: str,
-                                                 words: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "where", "words"),
+    [
+        (
+            lambda t: t.replace(
+                "  override_legal_hours: true\n",
+                "  override_legal_hours: true\n  holidays: [2026-11-31]\n",
+            ),
+            "campaign.yaml:13:14: error:",
+            "write a real date",
+        ),
+        (
+            lambda t: t.replace("name: inputs", "name: inputs  # Café crème"),
+            "campaign.yaml:1:",
+            "save it as UTF-8",
+        ),
+        (
+            lambda t: (
+                "a: &a [x, x, x, x, x, x, x, x, x]\n"
+                + "".join(
+                    f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+                    for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+                )
+                + t
+            ),
+            "campaign.yaml:",
+            "alias",
+        ),
+    ],
+)
+def test_campaign_yaml_errors_name_file_line_col(
+    tmp_path: Path, edit: object, where: str, words: str
+) -> None:
     assert callable(edit)
     text = edit(CAMPAIGN)
     yaml = _setup(tmp_path, "phone,first_name\n+12025550143,Ada\n")
@@ -305,14 +341,21 @@ def test_stop_asks_and_list_and_contacts_show_the_store(tmp_path: Path) -> None:
     code, out = _run("campaign", "stop", "inputs", "--db", db)
     assert code == 2 and "--yes" in out
     code, out = _run("campaign", "list", "--db", db, "--json")
-    assert json.loads(out) == [{"name": "inputs", "state": "running", "contacts": 2,
-                                "pending": 2, "done": 0, "attempts": 0}]
+    assert json.loads(out) == [
+        {
+            "name": "inputs",
+            "state": "running",
+            "contacts": 2,
+            "pending": 2,
+            "done": 0,
+            "attempts": 0,
+        }
+    ]
     code, out = _run("campaign", "stop", "inputs", "--db", db, "--yes")
     assert code == 0 and "stopped" in out
     rows = _contacts(tmp_path)
     assert [r["number"] for r in rows] == ["+12025550143", "+12125550187"]
-    code, out = _run("campaign", "contacts", "inputs", "--db", db, "--search", "alan",
-                     "--json")
+    code, out = _run("campaign", "contacts", "inputs", "--db", db, "--search", "alan", "--json")
     assert [r["number"] for r in json.loads(out)] == ["+12125550187"]
 
 
@@ -346,10 +389,19 @@ def test_report_on_a_fresh_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         real_close(fig)  # type: ignore[arg-type]
 
     monkeypatch.setattr(plt, "close", keep)
-    code, out = _run("campaign", "report", "inputs", "--db", db, "--format", "json",
-                     "--charts", str(tmp_path / "charts"))
+    code, out = _run(
+        "campaign",
+        "report",
+        "inputs",
+        "--db",
+        db,
+        "--format",
+        "json",
+        "--charts",
+        str(tmp_path / "charts"),
+    )
     assert code == 0, out
-    report = json.loads(out[out.index("{"):])
+    report = json.loads(out[out.index("{") :])
     assert report["imported"] == {"added": 2, "duplicates": 1, "rejected": 1, "dnc": 1}
     assert len(figures) == 2
     for fig in figures:
@@ -365,13 +417,15 @@ def test_status_does_not_count_out_of_window_contacts_as_due(tmp_path: Path) -> 
     days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     # New York and Los Angeles share the weekday except in the hours around midnight;
     # take out both their weekdays today so the answer does not depend on the hour.
-    today = {days[datetime.now(UTC).astimezone(ZoneInfo(z)).weekday()]
-             for z in ("America/New_York", "America/Los_Angeles")}
+    today = {
+        days[datetime.now(UTC).astimezone(ZoneInfo(z)).weekday()]
+        for z in ("America/New_York", "America/Los_Angeles")
+    }
     open_days = [d for d in days if d not in today]
-    campaign = CAMPAIGN.replace("[mon, tue, wed, thu, fri, sat, sun]",
-                                "[" + ", ".join(open_days) + "]")
-    yaml = _setup(tmp_path, "phone,first_name\n+12125550187,A\n+14155550132,B\n",
-                  campaign=campaign)
+    campaign = CAMPAIGN.replace(
+        "[mon, tue, wed, thu, fri, sat, sun]", "[" + ", ".join(open_days) + "]"
+    )
+    yaml = _setup(tmp_path, "phone,first_name\n+12125550187,A\n+14155550132,B\n", campaign=campaign)
     db = _db(tmp_path)
     assert _run("campaign", "import", str(yaml), "--db", db)[0] == 0
     code, out = _run("campaign", "status", "inputs", "--db", db, "--json")

@@ -33,8 +33,10 @@ VALID = {
     "good-mapped-columns.yaml": (CORPUS / "good-mapped-columns.yaml").read_text(encoding="utf-8"),
 }
 SUPPORT = {
-    "example.yaml": [ROOT / "campaigns" / "example-contacts.csv",
-                     ROOT / "campaigns" / "example-dnc.txt"],
+    "example.yaml": [
+        ROOT / "campaigns" / "example-contacts.csv",
+        ROOT / "campaigns" / "example-dnc.txt",
+    ],
     "good.yaml": sorted(CORPUS.glob("_*")),
     "good-mapped-columns.yaml": sorted(CORPUS.glob("_*")),
 }
@@ -43,11 +45,36 @@ _KEY = re.compile(r"^(?P<indent>\s*)(?P<dash>-\s+)?(?P<key>[^\s:#][^:]*?):(?P<re
 _LOCATED = re.compile(r"^(?P<file>\S[^:]*?):(?P<line>\d+):(?P<col>\d+): (error|warning): ")
 
 VALUES = [
-    "", " 42", " -1", " 0", " 1e400", " true", " no", " ~", " []", " {}",
-    " [a, [b, {c: d}]]", " 2026-02-30", " 2026-13-01T25:00", " 25:61", ' "09:00"',
-    " &x hello", " *x", " !!str 7", " !!python/object:os.system x", " 'unclosed", " [",
-    " {", " 99999999999999999999", " ../../etc/passwd", " /dev/zero", " Mars/Olympus",
-    " [funday]", " optout", ' "+1 202 555 0143"', " |\n  block text",
+    "",
+    " 42",
+    " -1",
+    " 0",
+    " 1e400",
+    " true",
+    " no",
+    " ~",
+    " []",
+    " {}",
+    " [a, [b, {c: d}]]",
+    " 2026-02-30",
+    " 2026-13-01T25:00",
+    " 25:61",
+    ' "09:00"',
+    " &x hello",
+    " *x",
+    " !!str 7",
+    " !!python/object:os.system x",
+    " 'unclosed",
+    " [",
+    " {",
+    " 99999999999999999999",
+    " ../../etc/passwd",
+    " /dev/zero",
+    " Mars/Olympus",
+    " [funday]",
+    " optout",
+    ' "+1 202 555 0143"',
+    " |\n  block text",
 ]
 
 ACTIONS = ["delete", "duplicate", "retype", "indent", "dedent"]
@@ -93,8 +120,7 @@ def runner() -> Iterator[Runner]:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(case=mutated_campaign())
-def test_mutated_campaigns_get_located_answers(case: tuple[str, str, str],
-                                               runner: Runner) -> None:
+def test_mutated_campaigns_get_located_answers(case: tuple[str, str, str], runner: Runner) -> None:
     name, text, how = case
     with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
         folder = Path(tmp)

@@ -27,7 +27,8 @@ command runs with ``{tmp}`` as its working directory.
 Every run is checked for: exit code 0, 1 or 2; no ``Traceback`` in its output; at most
 :data:`TIMEOUT` seconds; at most :data:`MAX_RSS` bytes of peak resident memory; and every
 unindented output line holding ``error:`` or ``warning:`` must be a located finding,
-``path:line[:col]: error|warning: message``.
+``path:line[:col]: error|warning: message`` (for a CSV, line and column are the row
+and the column: ``contacts.csv:3:2: error: ...``).
 
 Each command is a separate process. By default it is forked from a warm interpreter that
 imported ``autocall.cli`` once (a "zygote" subprocess), so a corpus of hundreds of runs

@@ -30,3 +30,21 @@ def test_yamlfile_error_format_is_file_line_col(tmp_path: Path) -> None:
         read_yaml(path)
     assert str(exc.value).startswith(f"{path}:1:9: error: the file is not UTF-8")
     assert exc.value.hint.startswith("save it as UTF-8")
+
+
+BOMB = (Path(__file__).parent / "trees" / "alias-bomb.yaml").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("prefix", ["", "%YAML 1.2\n---\n", "%YAML 1.1\n---\n"])
+def test_alias_bombs_are_refused_at_the_anchor_whatever_the_directive(prefix: str) -> None:
+    """libyaml checks the events fast; where it refuses a file ruamel's parser checks it."""
+    shift = prefix.count("\n")
+    with pytest.raises(YamlFileError, match="aliases expand this file") as exc:
+        parse_yaml(prefix + BOMB, "bomb.yaml")
+    assert exc.value.line == 5 + shift  # the anchor &e whose repeats pass the budget
+
+
+def test_deep_nesting_is_refused_before_anything_recursive_runs() -> None:
+    with pytest.raises(YamlFileError, match="nests more than 64") as exc:
+        parse_yaml("a: " + "[" * 100_000 + "]" * 100_000 + "\n", "deep.yaml")
+    assert (exc.value.line, exc.value.column) == (1, 4 + 63)

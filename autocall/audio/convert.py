@@ -52,6 +52,7 @@ __all__ = [
     "normalise",
     "prepare",
     "probe",
+    "read_any_audio",
     "read_audio",
     "resample",
     "speech_level_dbfs",
@@ -60,7 +61,18 @@ __all__ = [
 ]
 
 Samples = npt.NDArray[np.float64]
-Encoding = Literal["pcm16", "pcm8", "ulaw", "alaw", "mp3"]
+Encoding = Literal["pcm16", "pcm8", "ulaw", "alaw", "mp3", "vorbis", "opus", "flac"]
+
+_CONTAINERS: dict[str, tuple[str, str, str]] = {
+    "vorbis": ("OGG", "VORBIS", ".ogg"),
+    "opus": ("OGG", "OPUS", ".opus"),
+    "flac": ("FLAC", "PCM_16", ".flac"),
+}
+"""Encodings written by libsndfile into their own container: (format, subtype, suffix)."""
+
+MAX_CONVERT_BYTES = 256 * 1024 * 1024
+"""Largest input ``audio convert`` reads (256 MiB: about 25 minutes of 48 kHz stereo WAV).
+Converting is its job, so the 5 MiB PBX upload limit does not apply."""
 
 # G.711: a full-scale sine is +3.14 dBm0 and −3.01 dBFS (RMS re full-scale square wave).
 _DBM0_OVER_DBFS = FULL_SCALE_SINE_DBM0 + 10 * float(np.log10(2))
@@ -91,8 +103,8 @@ class NetworkFormat:
     def __post_init__(self) -> None:
         if self.rate not in (8000, 16000):
             raise ValueError(f"rate must be 8000 or 16000 Hz, not {self.rate}")
-        if self.encoding == "mp3" and self.raw:
-            raise ValueError("mp3 has no raw form")
+        if self.encoding in ("mp3", *_CONTAINERS) and self.raw:
+            raise ValueError(f"{self.encoding} has no raw form")
         if self.encoding == "mp3" and self.rate != 16000:
             raise ValueError("mp3 prompts are 16 kHz, 64 kbit/s (LAME gives 8 kHz only 32)")
 
@@ -100,6 +112,8 @@ class NetworkFormat:
     def suffix(self) -> str:
         if self.encoding == "mp3":
             return ".mp3"
+        if self.encoding in _CONTAINERS:
+            return _CONTAINERS[self.encoding][2]
         if not self.raw:
             return ".wav"
         return {"pcm16": ".sln", "pcm8": ".u8", "ulaw": ".ul", "alaw": ".al"}[self.encoding]
@@ -177,6 +191,32 @@ def decode(data: bytes, *, name: Path | str = "<bytes>") -> tuple[Samples, int]:
 def _short(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text.split(": ", 1)[-1] if "Error opening" in text else text
+
+
+def read_any_audio(path: Path, *, max_bytes: int = MAX_CONVERT_BYTES) -> tuple[Samples, int]:
+    """Read any audio libsndfile decodes (WAV of any rate, MP3, FLAC, OGG, AIFF…) as mono
+    float64; refuses only what is missing, empty, over ``max_bytes`` or not audio."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise AudioFileError(path, "missing", "this is not a file", "Check the path.")
+        if size == 0:
+            raise AudioFileError(path, "empty", "the file is empty (0 bytes)",
+                                 "Export the recording again.")
+        if size > max_bytes:
+            raise AudioFileError(
+                path, "too-big",
+                f"the file is {size / 2**20:.1f} MiB; audio convert reads at most "
+                f"{max_bytes / 2**20:.0f} MiB", "Cut the recording into shorter prompts.")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise AudioFileError(path, "missing", exc.strerror or str(exc),
+                             "Check the path.") from exc
+    frames, rate = decode(data, name=path)
+    mono = to_mono(frames)
+    _refuse_silence(mono, path)
+    return mono, rate
 
 
 def read_audio(path: Path, *, upload_rules: bool = True) -> tuple[Samples, int]:
@@ -330,6 +370,12 @@ def encode(x: Samples, fmt: NetworkFormat) -> bytes:
             bitrate_mode="CONSTANT",
         )
         return buf.getvalue()
+    if fmt.encoding in _CONTAINERS:
+        container, codec, _ = _CONTAINERS[fmt.encoding]
+        buf = io.BytesIO()
+        sf.write(buf, np.clip(x, -1.0, 1.0).astype(np.float32), fmt.rate, format=container,
+                 subtype=codec)
+        return buf.getvalue()
     pcm = _int16(x)
     if fmt.encoding in ("ulaw", "alaw"):
         payload = g711.ulaw_encode(pcm) if fmt.encoding == "ulaw" else g711.alaw_encode(pcm)
@@ -372,8 +418,15 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def convert(src: Path, dst: Path, fmt: NetworkFormat, *, upload_rules: bool = True) -> Path:
-    """Convert one upload to one network format, atomically. Returns *dst*."""
-    x, rate = read_audio(src, upload_rules=upload_rules)
+    """Convert one upload to one network format, atomically. Returns *dst*.
+
+    Without ``upload_rules`` any readable audio of up to :data:`MAX_CONVERT_BYTES` is
+    taken (the command-line converter: converting a big WAV is the point).
+    """
+    if upload_rules:
+        x, rate = read_audio(src, upload_rules=True)
+    else:
+        x, rate = read_any_audio(src)
     write_atomic(dst, encode(prepare(x, rate, fmt.rate, name=src), fmt))
     return Path(dst)
 

@@ -95,7 +95,7 @@ def check_upload(path: Path, *, max_bytes: int = MAX_UPLOAD_BYTES) -> tuple[Cont
         raise AudioFileError(
             path,
             "too-big",
-            f"the file is {size / 1_048_576:.1f} MB; the limit is {max_bytes / 1_048_576:.0f} MB",
+            f"the file is {size / 1_048_576:.1f} MiB; the limit is {max_bytes / 1_048_576:.0f} MiB",
             "Shorten the prompt or export it as 8 kHz mono WAV or 64 kbps MP3.",
         )
     data = path.read_bytes()

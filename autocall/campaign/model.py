@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from autocall.telephony.call import CallStatus
 
@@ -26,6 +24,7 @@ LEGAL_START = time(8, 0)
 LEGAL_END = time(21, 0)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class Outcome(enum.StrEnum):
@@ -137,10 +136,14 @@ class CallingWindow(_Model):
     @field_validator("days")
     @classmethod
     def _days(cls, value: list[str]) -> list[str]:
-        days = [d.strip().lower()[:3] for d in value]
+        # "mon" or "Monday"; anything else is named as written ("funday" is not "fun").
+        keys = [d.strip().lower() for d in value]
+        days = [k[:3] if k in WEEKDAYS or k in _DAY_NAMES else d
+                for k, d in zip(keys, value, strict=True)]
         bad = [d for d in days if d not in WEEKDAYS]
         if bad:
-            raise ValueError(f"unknown day(s) {bad}; use {', '.join(WEEKDAYS)}")
+            raise ValueError(f"unknown day(s) {', '.join(map(repr, bad))}; use "
+                             f"{', '.join(WEEKDAYS)}")
         if not days:
             raise ValueError("at least one day is needed")
         return days
@@ -158,12 +161,36 @@ class CallingWindow(_Model):
         return self
 
 
-class ContactColumns(_Model):
-    """Header mapping: which CSV column holds what (the rest become template fields)."""
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ContactColumns(BaseModel):
+    """Header mapping: which CSV column holds what (the rest become template fields).
+
+    Besides ``phone``, ``timezone``, ``id`` and ``country`` (a per-row ISO 3166 region
+    for national numbers), any other key maps a template field to a header, e.g.
+    ``columns: {phone: "Phone Number", first_name: "First Name"}`` fills ``{first_name}``.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     phone: str = "phone"
     timezone: str | None = None
     id: str | None = None
+    country: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_are_headers(self) -> ContactColumns:
+        for key, value in (self.model_extra or {}).items():
+            if not _FIELD_NAME.match(key):
+                raise ValueError(f"field name {key!r}: use letters, digits and _ only")
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{key}: give the CSV header (a text) that fills {{{key}}}")
+        return self
+
+    def field_map(self) -> dict[str, str]:
+        """Template field -> CSV header, for the extra keys."""
+        return {k: str(v) for k, v in (self.model_extra or {}).items()}
 
 
 class Campaign(_Model):
@@ -259,61 +286,54 @@ class Attempt:
 
 
 class CampaignError(ValueError):
-    """A campaign file that cannot be used; ``problems`` are ``file:line: field: message``."""
+    """A campaign file that cannot be used; ``problems`` are ``file:line:col: error: …``
+    (the one error format shared with prompt trees)."""
 
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
 
 
-def _line_of(node: Any, loc: tuple[int | str, ...]) -> int | None:
-    """1-based line of the deepest key/item of ``loc`` that exists in the YAML tree."""
-    line: int | None = None
-    for part in loc:
-        lc = getattr(node, "lc", None)
-        try:
-            if isinstance(node, dict) and part in node:
-                if lc is not None:
-                    line = lc.key(part)[0] + 1
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                if lc is not None:
-                    line = lc.item(part)[0] + 1
-                node = node[part]
-            else:
-                break
-        except (KeyError, IndexError, TypeError):
-            break
-    return line
-
-
 def load_campaign(path: str | Path) -> Campaign:
-    """Read and validate a campaign YAML; raise :class:`CampaignError` naming file:line."""
+    """Read and validate a campaign YAML; raise :class:`CampaignError` naming file:line:col.
+
+    The YAML goes through :mod:`autocall.yamlfile` (impossible dates, non-UTF-8 bytes,
+    alias bombs and deep nesting become errors at their line, never a traceback).
+    """
+    from autocall.yamlfile import YamlFileError, read_yaml
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CampaignError([f"{path}: cannot read: {exc.strerror}"]) from exc
-    try:
-        data = YAML(typ="rt").load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise CampaignError([f"{where}: YAML syntax: {problem}"]) from exc
+        data, positions = read_yaml(path)
+    except YamlFileError as exc:
+        raise CampaignError([str(exc)]) from None
     if not isinstance(data, dict):
-        raise CampaignError([f"{path}:1: a campaign is a mapping (name:, tree:, contacts: …)"])
+        raise CampaignError([f"{path}:1:1: error: a campaign is a mapping "
+                             "(name:, tree:, contacts: …)"])
     try:
-        campaign = Campaign.model_validate(_plain(data))
+        campaign = Campaign.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if isinstance(p, (int, str)))
-            line = _line_of(data, loc) or 1
-            dotted = ".".join(str(p) for p in loc) or "(top)"
+            missing = err["type"] == "missing"
+            # A whole mapping/list (``window:``) is pointed at by its key, a value at itself.
+            at_key = err["type"] == "extra_forbidden" or isinstance(
+                _value_at(data, loc), (dict, list))
+            line, col = positions.locate(loc[:-1] if missing else loc, key=at_key)
             msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{path}:{line}: {dotted}: {msg}")
-        raise CampaignError(problems) from exc
+            if not loc:  # a whole-campaign rule: point at the first field it names
+                named = [k for k in data if isinstance(k, str) and k in msg]
+                if named:
+                    loc = (min(named, key=msg.index),)
+                    line, col = positions.locate(loc, key=True)
+            dotted = ".".join(str(p) for p in loc) or "(top)"
+            if missing:
+                msg = "this field is required"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown field" + _did_you_mean(str(loc[-1]), _known_fields(data, loc))
+            problems.append(f"{path}:{line}:{col}: error: {dotted}: {msg}")
+        raise CampaignError(problems) from None
     base = path.resolve().parent
     return campaign.model_copy(
         update={
@@ -324,18 +344,40 @@ def load_campaign(path: str | Path) -> Campaign:
     )
 
 
+def _known_fields(data: object, loc: tuple[int | str, ...]) -> list[str]:
+    """Field names allowed where ``loc`` points (top level or a nested model)."""
+    model: type[BaseModel] = Campaign
+    for part in loc[:-1]:
+        info = model.model_fields.get(str(part))
+        ann = info.annotation if info is not None else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known fields: {', '.join(known)}" if known else ""
+
+
+def _value_at(data: object, loc: tuple[int | str, ...]) -> object:
+    for part in loc:
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_list or (isinstance(data, dict) and part in data)):
+            return None
+        data = data[part]  # type: ignore[index]
+    return data
+
+
 def _resolve(base: Path, value: str) -> Path:
     p = Path(value)
     return p if p.is_absolute() else base / p
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's commented containers as plain dicts/lists (pydantic wants exact types)."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autocall.campaign.model import Attempt, Contact, Outcome
+from autocall.campaign.model import Attempt, Campaign, Contact, Outcome
 from autocall.campaign.store import Store
 
 CDR_FIELDS = (
@@ -39,6 +39,9 @@ class Report:
     menu_choices: dict[str, int] = field(default_factory=dict)
     digits: dict[str, int] = field(default_factory=dict)
     per_hour: dict[str, int] = field(default_factory=dict)
+    imported: dict[str, int] = field(default_factory=dict)
+    """Import summary: added (contacts stored), duplicates and rejected rows (the lists
+    as they are now), dnc (stored contacts on the do-not-call list now)."""
 
     def rows(self) -> list[tuple[str, str]]:
         """(metric, value) pairs, flat, for tables and CSV."""
@@ -56,7 +59,7 @@ class Report:
         for title, data in (("status", self.by_status), ("outcome", self.by_outcome),
                             ("contact outcome", self.contacts_by_outcome),
                             ("menu", self.menu_choices), ("digits", self.digits),
-                            ("hour", self.per_hour)):
+                            ("hour", self.per_hour), ("import", self.imported)):
             out.extend((f"{title} {k}", str(v)) for k, v in data.items())
         return out
 
@@ -102,8 +105,32 @@ def build(attempts: list[Attempt], contacts: list[Contact], name: str) -> Report
 
 
 def campaign_report(store: Store, name: str) -> Report:
-    store.campaign(name)  # raises a clear error for an unknown campaign
-    return build(store.attempts(name), store.contacts(name), name)
+    campaign, _, _ = store.campaign(name)  # raises a clear error for an unknown campaign
+    contacts = store.contacts(name)
+    report = build(store.attempts(name), contacts, name)
+    report.imported = import_summary(campaign, contacts)
+    return report
+
+
+def import_summary(campaign: Campaign, contacts: list[Contact]) -> dict[str, int]:
+    """Added, duplicate and rejected rows and contacts on the DNC list (issue 13).
+
+    Duplicates and rejected rows come from reading the campaign's lists again (the store
+    keeps only the contacts); a list that cannot be read now counts -1.
+    """
+    from autocall.campaign.contacts import ContactsError, read_lists
+    from autocall.campaign.schedule import DncList
+
+    dnc = DncList.from_files(campaign.dnc, campaign.default_region)
+    summary = {"added": len(contacts), "duplicates": -1, "rejected": -1,
+               "dnc": sum(1 for c in contacts if c.number in dnc)}
+    try:
+        lists = read_lists(campaign)
+    except ContactsError:
+        return summary
+    summary["duplicates"] = len(lists.duplicate_rows)
+    summary["rejected"] = len(lists.rejected)
+    return summary
 
 
 def to_json(report: Report) -> str:
@@ -152,6 +179,7 @@ def write_charts(report: Report, out_dir: str | Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +191,14 @@ def write_charts(report: Report, out_dir: str | Path) -> list[Path]:
     for slug, title, data, ylabel in charts:
         fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
         labels = list(data) or ["(none)"]
-        ax.bar(labels, list(data.values()) or [0], color="#3b7dd8")
+        values = list(data.values()) or [0]
+        ax.bar(labels, values, color="#3b7dd8")
+        # Counts: whole numbers from 0 up (an empty campaign gave a -0.05..0.05 axis).
+        ax.set_ylim(0, max(1, max(values)) * 1.05)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if not data:
+            ax.text(0.5, 0.5, "no calls yet", transform=ax.transAxes, ha="center",
+                    va="center", color="#666666")
         ax.set_title(f"{report.campaign}: {title}")
         ax.set_ylabel(ylabel)
         ax.tick_params(axis="x", labelrotation=30)

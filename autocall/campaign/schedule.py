@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -118,13 +119,35 @@ def explain_window(window: CallingWindow, zones: Sequence[str], now: datetime) -
     return "; ".join(parts)
 
 
+DNC_MISSING = "do-not-call file not found"
+_CELL_SEP = re.compile(r"[,;\t|]")
+
+
+@dataclass(frozen=True)
+class DncProblem:
+    """A do-not-call line that blocks nobody because it is not understood."""
+
+    source: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}:{self.column}: error: {self.message}"
+
+
 @dataclass
 class DncList:
-    """Do-not-call numbers from files, re-read when a file changes (checked at dial time)."""
+    """Do-not-call numbers from files, re-read when a file changes (checked at dial time).
+
+    Every line that is not understood is kept in ``problems`` (file:line), never dropped
+    in silence: a DNC entry we cannot read is a person we might call against their wish.
+    """
 
     paths: list[Path]
     region: str = "US"
     numbers: set[str] = field(default_factory=set)
+    problems: list[DncProblem] = field(default_factory=list)
     _stamp: tuple[tuple[str, float, int], ...] = ()
 
     @classmethod
@@ -139,24 +162,52 @@ class DncList:
             try:
                 st = p.stat()
                 out.append((str(p), st.st_mtime, st.st_size))
-            except FileNotFoundError:
+            except OSError:
                 out.append((str(p), 0.0, -1))
         return tuple(out)
 
     def refresh(self) -> bool:
         """Re-read the files if any changed; True if the list was reloaded."""
+        from autocall.campaign.contacts import ContactsError, read_text_file
+
         stamp = self._stamps()
         if stamp == self._stamp:
             return False
         numbers: set[str] = set()
+        problems: list[DncProblem] = []
         for p in self.paths:
             if not p.exists():
+                problems.append(DncProblem(str(p), 1, 1, DNC_MISSING))
                 continue
-            for raw in p.read_text(encoding="utf-8").splitlines():
+            try:
+                text, _ = read_text_file(p)
+            except ContactsError as exc:
+                problems.append(DncProblem(exc.source, exc.row, exc.column, exc.message))
+                continue
+            first = True
+            for line_no, raw in enumerate(text.splitlines(), start=1):
                 entry = raw.split("#", 1)[0].strip()
-                if entry:
-                    numbers.add(normalize(entry, self.region) or entry)
+                if not entry:
+                    continue
+                number = normalize_dnc(entry, self.region)
+                if number is None and _CELL_SEP.search(entry):
+                    # A CSV export: the number is one of the cells.
+                    cells = (normalize_dnc(c, self.region) for c in _CELL_SEP.split(entry))
+                    number = next((n for n in cells if n is not None), None)
+                    if number is None and first and not any(ch.isdigit() for ch in entry):
+                        first = False
+                        continue  # its header line
+                first = False
+                if number is None:
+                    col = raw.index(entry[0]) + 1
+                    problems.append(DncProblem(
+                        str(p), line_no, col,
+                        f"{entry!r} is not a phone number valid in region {self.region} "
+                        "or in international form; write it as +<country> <number>"))
+                    continue
+                numbers.add(number)
         self.numbers = numbers
+        self.problems = problems
         self._stamp = stamp
         return True
 
@@ -183,6 +234,20 @@ def normalize(raw: str, region: str) -> str | None:
     if not phonenumbers.is_valid_number(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_dnc(raw: str, region: str) -> str | None:
+    """E.164 of a DNC entry: national for ``region``, ``+CC …``, or with an international
+    prefix. ``00`` is the ITU-T E.164 Annex recommended international prefix used in most
+    of the world, so ``0049 171 1234567`` means +49 even in a list whose region is US
+    (whose own prefix, 011, phonenumbers already understands)."""
+    found = normalize(raw, region)
+    if found is not None:
+        return found
+    digits = raw.lstrip()
+    if digits.startswith("00"):
+        return normalize("+" + digits[2:], region)
+    return None
 
 
 # --- APScheduler: campaign start/stop dates ------------------------------------------

@@ -13,11 +13,17 @@ from rich.table import Table
 
 from autocall.audio import convert as conv
 from autocall.audio.convert import AudioFileError, Encoding, NetworkFormat
+from autocall.cli.safe_text import safe
 
-_ENCODINGS: tuple[Encoding, ...] = ("pcm16", "pcm8", "ulaw", "alaw", "mp3")
+_ENCODINGS: tuple[Encoding, ...] = (
+    "pcm16", "pcm8", "ulaw", "alaw", "mp3", "vorbis", "opus", "flac")
 _BY_SUFFIX: dict[str, tuple[Encoding, bool]] = {
     ".wav": ("pcm16", False),
     ".mp3": ("mp3", False),
+    ".ogg": ("vorbis", False),
+    ".oga": ("vorbis", False),
+    ".opus": ("opus", False),
+    ".flac": ("flac", False),
     ".ul": ("ulaw", True),
     ".ulaw": ("ulaw", True),
     ".mulaw": ("ulaw", True),
@@ -28,6 +34,38 @@ _BY_SUFFIX: dict[str, tuple[Encoding, bool]] = {
 }
 
 
+# Encodings that are their own container: the file's extension must name it.
+_OWN_CONTAINER: dict[str, frozenset[str]] = {
+    "mp3": frozenset({".mp3"}),
+    "vorbis": frozenset({".ogg", ".oga"}),
+    "opus": frozenset({".opus", ".ogg"}),
+    "flac": frozenset({".flac"}),
+}
+
+
+def _output_encoding(dst: Path, fmt: str) -> tuple[str, bool]:
+    """(encoding, raw-by-suffix) for OUT; refuses an extension we would write wrongly."""
+    suffix = dst.suffix.lower()
+    known = _BY_SUFFIX.get(suffix)
+    if not fmt:
+        if known is None:
+            names = ", ".join(sorted(_BY_SUFFIX))
+            raise typer.BadParameter(
+                f"unknown extension {suffix or '(none)'!r}: use one of {names} "
+                "(or give --format)", param_hint="OUT")
+        return known
+    own = _OWN_CONTAINER.get(fmt)
+    if own is not None and suffix not in own:
+        raise typer.BadParameter(
+            f"--format {fmt} writes {'/'.join(sorted(own))} files, not {suffix or '(none)'!r}",
+            param_hint="OUT")
+    if own is None and known is not None and known[0] in _OWN_CONTAINER:
+        raise typer.BadParameter(
+            f"{suffix} is a {known[0]} file; --format {fmt} would write other bytes into it",
+            param_hint="--format")
+    return fmt, bool(known and known[1])
+
+
 def _fail(exc: AudioFileError, as_json: bool) -> typer.Exit:
     if as_json:
         typer.echo(
@@ -36,7 +74,10 @@ def _fail(exc: AudioFileError, as_json: bool) -> typer.Exit:
             )
         )
     else:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        # One finding format everywhere (file:line:col: error: …); audio has no lines.
+        Console(stderr=True).print(
+            f"{safe(exc.path)}:1:1: [red]error:[/red] {safe(exc.detail)}. {safe(exc.hint)}",
+            highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -81,7 +122,8 @@ def info(
 
 
 def convert(
-    src: Annotated[Path, typer.Argument(metavar="IN", help="Uploaded WAV or MP3 (at most 5 MB).")],
+    src: Annotated[Path, typer.Argument(
+        metavar="IN", help="Any audio file (WAV, MP3, FLAC, OGG…; at most 256 MiB).")],
     dst: Annotated[Path, typer.Argument(metavar="OUT", help="Output file; written atomically.")],
     rate: Annotated[
         int,
@@ -94,8 +136,8 @@ def convert(
         typer.Option(
             "--format",
             show_default=False,
-            help="pcm16, pcm8, ulaw, alaw or mp3 (default from OUT's suffix: "
-            ".wav pcm16, .ul ulaw raw, .al alaw raw, .mp3 mp3).",
+            help="pcm16, pcm8, ulaw, alaw, mp3, vorbis, opus or flac (default from OUT's "
+            "suffix: .wav pcm16, .ul ulaw raw, .al alaw raw, .mp3, .ogg, .opus, .flac).",
         ),
     ] = "",
     raw: Annotated[bool, typer.Option("--raw", help="Headerless samples instead of WAV.")] = False,
@@ -107,10 +149,9 @@ def convert(
 
     Example: autocall audio convert greeting.mp3 greeting.wav --rate 8000 --format ulaw
     """
-    suffix_encoding, suffix_raw = _BY_SUFFIX.get(dst.suffix.lower(), ("pcm16", False))
-    encoding = fmt or suffix_encoding
-    if encoding not in _ENCODINGS:
+    if fmt and fmt not in _ENCODINGS:
         raise typer.BadParameter(f"choose one of {', '.join(_ENCODINGS)}", param_hint="--format")
+    encoding, suffix_raw = _output_encoding(dst, fmt)
     raw = raw or (not fmt and suffix_raw)
     rate = rate or (16000 if encoding == "mp3" else 8000)
     try:
@@ -118,8 +159,9 @@ def convert(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     try:
-        conv.convert(src, dst, target)
-        result = conv.probe(dst) if not target.raw else None
+        conv.convert(src, dst, target, upload_rules=False)
+        result = conv.probe(dst) if target.encoding in ("pcm16", "pcm8", "ulaw", "alaw",
+                                                         "mp3") and not target.raw else None
     except AudioFileError as exc:
         raise _fail(exc, as_json) from None
     level = result.speech_level_dbfs if result else None

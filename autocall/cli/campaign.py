@@ -25,12 +25,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from autocall.campaign import report as rep
-from autocall.campaign.contacts import ContactsError, import_campaign, read_contacts
+from autocall.campaign.check import Problem, check_campaign, preflight
+from autocall.campaign.contacts import ContactsError, Rejected, import_campaign
 from autocall.campaign.dialer import CallPlacer, explain, run_campaign
 from autocall.campaign.dialer import Progress as DialProgress
 from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
-from autocall.campaign.schedule import DncList, normalize
+from autocall.campaign.schedule import DncList, is_open_all, normalize
 from autocall.campaign.store import Store, StoreError
+from autocall.cli.safe_text import plain, safe
 from autocall.config import Settings, hide_password, shown_url
 from autocall.media.heap import freeze_startup_heap
 
@@ -46,8 +48,16 @@ DEFAULT_PLACER = "autocall.campaign.placer:from_settings"
 DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL (SQLite file or PostgreSQL).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 NameArg = Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name.")]
+ListsOpt = Annotated[list[Path] | None, typer.Option(
+    "--contacts", help="Use this contact list instead of the campaign's (repeatable).")]
+DncOpt = Annotated[list[Path] | None, typer.Option(
+    "--dnc", help="Use this do-not-call file instead of the campaign's (repeatable).")]
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+__all__ = ["Problem", "campaign_app", "preflight", "register"]
+"""``preflight(campaign) -> list[Problem]`` is the check ``run`` and ``serve`` call before
+dialing (from :mod:`autocall.campaign.check`); refuse if any has severity ``error``."""
 
 
 def _db_url(db: str | None) -> str:
@@ -69,8 +79,27 @@ def _load(path: Path) -> Campaign:
         return load_campaign(path)
     except CampaignError as exc:
         for line in exc.problems:
-            err.print(f"[red]error:[/red] {line}")
+            err.print(safe(line))
         raise typer.Exit(2) from None
+
+
+def _override(campaign: Campaign, lists: list[Path] | None, dnc: list[Path] | None
+              ) -> Campaign:
+    """The campaign with other contact lists / DNC files (checking a new CRM export)."""
+    update: dict[str, list[str]] = {}
+    if lists:
+        update["contacts"] = [str(p.resolve()) for p in lists]
+    if dnc:
+        update["dnc"] = [str(p.resolve()) for p in dnc]
+    return campaign.model_copy(update=update) if update else campaign
+
+
+def _print_problems(problems: list[Problem]) -> None:
+    """Findings as ``file:line:col: severity: message [code]``, file text made safe."""
+    for p in problems:
+        colour = "red" if p.severity == "error" else "yellow"
+        err.print(f"{safe(p.file)}:{p.line}:{p.column}: [{colour}]{p.severity}:[/{colour}] "
+                  f"{safe(p.message)} {safe('[' + p.code + ']')}")
 
 
 def _store_error(exc: StoreError) -> typer.Exit:
@@ -81,12 +110,14 @@ def _store_error(exc: StoreError) -> typer.Exit:
 @campaign_app.command()
 def validate(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="Campaign YAML.")],
+    lists: ListsOpt = None,
+    dnc: DncOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check a campaign YAML and its contact lists without touching any store.
+    """Check a campaign YAML, its prompt tree, contact lists and DNC files; no store.
 
-    Errors name file:line and field. Exit 0: valid; 1: the lists have rejected rows or a
-    file is missing; 2: the YAML itself is invalid.
+    Findings name file:line:col. Exit 0: valid; 1: errors (the campaign may not be
+    imported or run) or rejected/duplicate rows; 2: the YAML itself is invalid.
 
     Example: autocall campaign validate campaigns/example.yaml
     """
@@ -97,53 +128,22 @@ def validate(
             typer.echo(json.dumps({"ok": False, "problems": exc.problems}))
         else:
             for line in exc.problems:
-                err.print(f"[red]error:[/red] {line}")
+                err.print(safe(line))
         raise typer.Exit(2) from None
-    problems: list[str] = []
-    seen: set[str] = set()
-    contacts = 0
-    needed = _tree_fields(campaign.tree, problems)
-    for source in campaign.contacts:
-        try:
-            result = read_contacts(source, region=campaign.default_region,
-                                   columns=campaign.columns,
-                                   default_timezone=campaign.default_timezone, seen=seen)
-        except ContactsError as exc:
-            problems.append(str(exc))
-            continue
-        contacts += len(result.contacts)
-        problems.extend(f"{r.source}:{r.row}: {r.reason}" for r in result.rejected)
-        missing = [f for f in needed if f not in result.header]
-        if missing:
-            problems.append(f"{source}:1: no column for the tree's field(s) "
-                            f"{', '.join(missing)} (headers: {', '.join(result.header)})")
-    for path in campaign.dnc:
-        if not Path(path).exists():
-            problems.append(f"{path}: file not found")
+    checked = check_campaign(_override(campaign, lists, dnc), file)
+    problems = checked.problems
+    contacts = len(checked.lists.contacts)
     if as_json:
-        typer.echo(json.dumps({"ok": not problems, "name": campaign.name,
-                               "contacts": contacts, "problems": problems}))
+        typer.echo(json.dumps({"ok": checked.ok, "name": campaign.name, "contacts": contacts,
+                               "problems": [str(p) for p in problems],
+                               "findings": [p.as_dict() for p in problems]}))
     else:
-        for line in problems:
-            err.print(f"[yellow]problem:[/yellow] {line}")
-        typer.echo(f"{campaign.name}: {contacts} contacts, {len(problems)} problem(s)")
-    if problems:
+        _print_problems(problems)
+        errors = len(checked.errors)
+        typer.echo(f"{campaign.name}: {contacts} contacts, {errors} error(s), "
+                   f"{len(problems) - errors} warning(s)")
+    if checked.errors or checked.lists.rejected or checked.lists.duplicate_rows:
         raise typer.Exit(1)
-
-
-def _tree_fields(tree: str, problems: list[str]) -> list[str]:
-    """The contact fields the prompt tree uses; its load errors go to ``problems``."""
-    if not Path(tree).exists():
-        problems.append(f"{tree}: prompt tree not found")
-        return []
-    from autocall.dialogue.loader import TreeError, load
-
-    try:
-        loaded = load(tree)
-    except TreeError as exc:
-        problems.extend(str(p) for p in exc.problems)
-        return []
-    return list(loaded.contact_fields or [])
 
 
 @campaign_app.command("import")
@@ -151,40 +151,71 @@ def import_(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="Campaign YAML.")],
     db: DbOpt = None,
     rejects: Annotated[Path | None, typer.Option(
-        "--rejects", help="Write rejected rows (source,row,reason) to this CSV.")] = None,
+        "--rejects",
+        help="Write rejected and duplicate rows (source,row,column,reason) to this CSV.")] = None,
+    lists: ListsOpt = None,
+    dnc: DncOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Store a campaign and import its contact lists (E.164, time zones, dedupe).
 
-    Bad rows are reported and skipped; importing again adds only new numbers.
+    The campaign is checked first (tree, lists, DNC files, as validate does); with any
+    error nothing is stored. Bad rows are reported and skipped; importing again adds
+    only new numbers.
 
     Example: autocall campaign import campaigns/example.yaml --rejects rejects.csv
     """
-    campaign = _load(file)
+    campaign = _override(_load(file), lists, dnc)
+    checked = check_campaign(campaign, file)
+    if not checked.ok:
+        if as_json:
+            typer.echo(json.dumps({"ok": False, "name": campaign.name,
+                                   "problems": [str(p) for p in checked.errors]}))
+        else:
+            _print_problems(checked.errors)
+            err.print(f"{safe(campaign.name)}: not imported: {len(checked.errors)} error(s); "
+                      f"fix them (autocall campaign validate {safe(file)})")
+        raise typer.Exit(1)
     store = _open(db)
     try:
-        result = import_campaign(store, campaign)
-    except ContactsError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        result = import_campaign(store, campaign, checked.lists)
+    except ContactsError as exc:  # a list changed between the check and the import
+        err.print(safe(str(exc)))
         raise typer.Exit(2) from None
+    except StoreError as exc:
+        raise _store_error(exc) from None
     finally:
         store.close()
+    skipped = [*result.rejected, *result.duplicate_rows]
+    skipped.sort(key=lambda r: (r.source, r.row))
     if rejects is not None:
-        import csv
-
-        with open(rejects, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(("source", "row", "reason"))
-            writer.writerows((r.source, r.row, r.reason) for r in result.rejected)
+        _write_rejects(rejects, skipped)
     if as_json:
         typer.echo(json.dumps({"name": campaign.name, "added": result.added,
-                               "duplicates": result.duplicates,
-                               "rejected": [asdict(r) for r in result.rejected]}))
+                               "duplicates": result.duplicates, "dnc": result.dnc,
+                               "rejected": [asdict(r) for r in result.rejected],
+                               "duplicate_rows": [asdict(r) for r in result.duplicate_rows],
+                               "warnings": [asdict(r) for r in result.warnings]}))
         return
-    for r in result.rejected:
-        err.print(f"[yellow]rejected:[/yellow] {r.source}:{r.row}: {r.reason}")
-    typer.echo(f"{campaign.name}: {result.added} added, {result.duplicates} duplicates, "
-               f"{len(result.rejected)} rejected")
+    for r in skipped:
+        err.print(f"{safe(r.where())}: [yellow]warning:[/yellow] skipped: {safe(r.reason)}")
+    for r in result.warnings:
+        err.print(f"{safe(r.where())}: [yellow]warning:[/yellow] {safe(r.reason)}")
+    typer.echo(plain(f"{campaign.name}: {result.added} added, {result.duplicates} duplicates, "
+                     f"{len(result.rejected)} rejected, {result.dnc} on the do-not-call list"))
+
+
+def _write_rejects(path: Path, rows: list[Rejected]) -> None:
+    import csv
+
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(("source", "row", "column", "reason"))
+            writer.writerows((r.source, r.row, r.column or "", r.reason) for r in rows)
+    except OSError as exc:
+        err.print(f"error: cannot write {safe(path)}: {safe(exc.strerror or exc)}")
+        raise typer.Exit(2) from None
 
 
 PlacerFactory = Callable[[Settings], Any]
@@ -300,36 +331,68 @@ async def _dial(name: str, store: Store, placer: CallPlacer, node: str | None, w
             loop.remove_signal_handler(signal.SIGINT)
 
 
+HEARTBEAT_STALE = 30.0
+"""Seconds after which a dialer node that has not written its heartbeat is gone (a live
+dialer beats every second or so)."""
+
+
 @campaign_app.command()
 def status(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Show a campaign's state, contact counts and what each dialer node is doing.
 
+    ``due`` counts contacts a dialer would call now: not on the do-not-call list and
+    inside the calling window. A "running" campaign with no live dialer says so.
+
     Example: autocall campaign status spring-survey --json
     """
+    now = datetime.now(UTC)
     store = _open(db)
     try:
-        s = store.summary(name, datetime.now(UTC))
+        s = store.summary(name, now)
+        campaign, _, _ = store.campaign(name)
+        pending = [c for c in store.contacts(name)
+                   if c.state.value == "pending" and (c.next_at is None or c.next_at <= now)]
     except StoreError as exc:
         raise _store_error(exc) from None
     finally:
         store.close()
+    dnc = DncList.from_files(campaign.dnc, campaign.default_region)
+    on_dnc = sum(1 for c in pending if c.number in dnc)
+    closed = sum(1 for c in pending
+                 if c.number not in dnc and not is_open_all(campaign.window, c.timezones, now))
+    live = [n for n in s.nodes if (now - n["heartbeat"]).total_seconds() <= HEARTBEAT_STALE]
+    state = s.state.value
+    attached = bool(live)
+    if s.state is CampaignState.RUNNING and not attached:
+        state = "running (no dialer attached)"
     data: dict[str, Any] = {
-        "name": name, "state": s.state.value, "reason": s.state_reason, "contacts": s.total,
-        "pending": s.pending, "due": s.due, "in_flight": s.in_flight, "done": s.done,
+        "name": name, "state": s.state.value, "dialer_attached": attached,
+        "reason": s.state_reason, "contacts": s.total,
+        "pending": s.pending, "due": len(pending) - on_dnc - closed,
+        "due_but_dnc": on_dnc, "due_but_outside_window": closed,
+        "in_flight": s.in_flight, "done": s.done,
         "waiting": s.waiting, "next_due": s.next_due.isoformat() if s.next_due else None,
         "outcomes": s.outcomes, "attempts": s.attempts, "answered": s.answered,
-        "nodes": [{**n, "heartbeat": n["heartbeat"].isoformat()} for n in s.nodes],
+        "nodes": [{**n, "heartbeat": n["heartbeat"].isoformat(),
+                   "alive": n in live} for n in s.nodes],
     }
     if as_json:
         typer.echo(json.dumps(data))
         return
     table = Table(show_header=False, box=None)
-    for key in ("state", "reason", "contacts", "pending", "due", "in_flight", "done",
-                "waiting", "next_due", "outcomes", "attempts", "answered"):
-        table.add_row(f"[bold]{key}[/bold]", str(data[key]))
+    table.add_row("[bold]state[/bold]", safe(state))
+    for key in ("reason", "contacts", "pending", "due", "due_but_dnc",
+                "due_but_outside_window", "in_flight", "done", "waiting", "next_due",
+                "outcomes", "attempts", "answered"):
+        table.add_row(f"[bold]{key}[/bold]", safe(data[key]))
     for n in s.nodes:
-        table.add_row(f"[bold]node {n['node']}[/bold]",
-                      f"{n['status']} (in flight {n['in_flight']}, seen {n['heartbeat']:%H:%M:%S})")
+        alive = "" if n in live else " [yellow]stale: not heartbeating[/yellow]"
+        table.add_row(f"[bold]node {safe(n['node'])}[/bold]",
+                      f"{safe(n['status'])} (in flight {n['in_flight']}, "
+                      f"seen {n['heartbeat']:%H:%M:%S}){alive}")
+    if s.state is CampaignState.RUNNING and not attached:
+        table.add_row("", f"[yellow]no dialer is attached: start one with "
+                      f"autocall campaign run {safe(name)}[/yellow]")
     Console().print(table)
 
 
@@ -369,14 +432,123 @@ def resume(name: NameArg, db: DbOpt = None) -> None:
 
 
 @campaign_app.command()
-def stop(name: NameArg, db: DbOpt = None) -> None:
+def stop(
+    name: NameArg,
+    db: DbOpt = None,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask: stopping is permanent.")] = False,
+) -> None:
     """Stop a campaign for good: no new calls; dialers exit when their calls end.
 
-    Example: autocall campaign stop spring-survey
+    Stopping cannot be undone (use pause to halt for a while), so it asks first;
+    --yes skips the question (scripts).
+
+    Example: autocall campaign stop spring-survey --yes
     """
+    if not yes:
+        import sys
+
+        if not sys.stdin.isatty():
+            err.print(f"error: stopping {safe(name)} is permanent; pass --yes to confirm "
+                      "(or use pause)")
+            raise typer.Exit(2)
+        if not typer.confirm(f"Stop {plain(name)} for good? It cannot be resumed "
+                             "(pause can)", default=False):
+            err.print("not stopped")
+            raise typer.Exit(1)
     _steer(name, db, CampaignState.STOPPED,
            (CampaignState.RUNNING, CampaignState.PAUSED, CampaignState.SCHEDULED,
             CampaignState.DRAFT), "stop")
+
+
+@campaign_app.command("list")
+def list_(db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """List the campaigns in the store with their state and contact counts.
+
+    Example: autocall campaign list --json
+    """
+    now = datetime.now(UTC)
+    store = _open(db)
+    try:
+        rows = []
+        for name in store.campaign_names():
+            s = store.summary(name, now)
+            rows.append({"name": name, "state": s.state.value, "contacts": s.total,
+                         "pending": s.pending, "done": s.done, "attempts": s.attempts})
+    except StoreError as exc:
+        raise _store_error(exc) from None
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("campaign", "state", "contacts", "pending", "done", "attempts")
+    for r in rows:
+        table.add_row(*(safe(r[k]) for k in ("name", "state", "contacts", "pending", "done",
+                                              "attempts")))
+    Console().print(table)
+    if not rows:
+        err.print("no campaigns yet: autocall campaign import FILE")
+
+
+@campaign_app.command("contacts")
+def contacts_cmd(
+    name: NameArg,
+    db: DbOpt = None,
+    state: Annotated[str | None, typer.Option(
+        "--state", help="Only contacts in this state: pending, in-flight or done.")] = None,
+    outcome: Annotated[str | None, typer.Option(
+        "--outcome", help="Only contacts whose last outcome is this (e.g. busy, dnc).")] = None,
+    search: Annotated[str | None, typer.Option(
+        "--search", help="Only contacts whose number or a field contains this text.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="At most this many; 0: all.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a campaign's contacts (number, state, attempts, last outcome, fields).
+
+    Example: autocall campaign contacts spring-survey --state pending --json
+    """
+    states = ("pending", "in-flight", "done")
+    if state is not None and state not in states:
+        err.print(f"error: --state {safe(state)!s}: use {', '.join(states)}")
+        raise typer.Exit(2)
+    store = _open(db)
+    try:
+        store.campaign(name)
+        found = store.contacts(name)
+    except StoreError as exc:
+        raise _store_error(exc) from None
+    finally:
+        store.close()
+    needle = search.lower() if search else None
+    picked = []
+    for c in found:
+        if state is not None and c.state.value != state:
+            continue
+        if outcome is not None and (c.last_outcome.value if c.last_outcome else "") != outcome:
+            continue
+        if needle is not None and needle not in c.number.lower() and not any(
+                needle in str(v).lower() for v in c.fields.values()):
+            continue
+        picked.append(c)
+        if limit and len(picked) >= limit:
+            break
+    rows: list[dict[str, object]] = [
+            {"number": c.number, "state": c.state.value, "attempts": c.attempts,
+             "last_outcome": c.last_outcome.value if c.last_outcome else None,
+             "next_at": c.next_at.isoformat() if c.next_at else None,
+             "timezones": list(c.timezones), "fields": dict(c.fields)} for c in picked]
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("number", "state", "attempts", "last outcome", "next", "fields")
+    for c in picked:
+        fields = ", ".join(f"{k}={v}" for k, v in c.fields.items())
+        table.add_row(c.number, c.state.value, str(c.attempts),
+                      c.last_outcome.value if c.last_outcome else "",
+                      f"{c.next_at:%Y-%m-%d %H:%M}" if c.next_at else "", safe(fields))
+    Console().print(table)
+    err.print(f"{len(rows)} of {len(found)} contacts")
 
 
 @campaign_app.command("explain")
@@ -403,6 +575,14 @@ def explain_cmd(
         store.close()
     dnc = DncList.from_files(campaign.dnc, campaign.default_region)
     ok, lines = explain(campaign, state, contact, datetime.now(UTC), dnc)
+    if dnc.problems:
+        # A DNC line we cannot read might be this person: never say "dialable" then
+        # (and run refuses to start until the list is fixed).
+        ok = False
+        lines = [*lines, f"the do-not-call list has {len(dnc.problems)} line(s) not "
+                 "understood; run refuses to dial until they are fixed:",
+                 *(f"  {p}" for p in dnc.problems)]
+    lines = [plain(line) for line in lines]
     if as_json:
         typer.echo(json.dumps({"number": e164, "dial_now": ok, "reasons": lines}))
     else:
@@ -434,22 +614,31 @@ def report(
         result = rep.campaign_report(store, name)
         if cdr is not None:
             n = rep.write_cdr(store, name, cdr)
-            err.print(f"{n} call records written to {cdr}")
+            err.print(f"{n} call records written to {safe(cdr)}")
     except StoreError as exc:
         raise _store_error(exc) from None
+    except OSError as exc:
+        err.print(f"error: cannot write {safe(exc.filename or cdr)}: "
+                  f"{safe(exc.strerror or exc)}; check the folder exists")
+        raise typer.Exit(2) from None
     finally:
         store.close()
     if charts is not None:
-        for path in rep.write_charts(result, charts):
-            err.print(f"chart: {path}")
+        try:
+            for path in rep.write_charts(result, charts):
+                err.print(f"chart: {safe(path)}")
+        except OSError as exc:
+            err.print(f"error: cannot write charts into {safe(charts)}: "
+                      f"{safe(exc.strerror or exc)}; --charts names a folder")
+            raise typer.Exit(2) from None
     if fmt == "json":
         typer.echo(rep.to_json(result))
     elif fmt == "csv":
         typer.echo(rep.to_csv(result), nl=False)
     else:
-        table = Table("metric", "value", title=f"campaign {name}")
+        table = Table("metric", "value", title=f"campaign {safe(name)}")
         for key, value in result.rows():
-            table.add_row(key, value)
+            table.add_row(safe(key), safe(value))
         Console().print(table)
 
 

@@ -17,12 +17,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from autocall.dialogue import graph as graph_mod
-from autocall.dialogue.loader import TreeError, load
+from autocall.dialogue.loader import Document, Problem, TreeError, load_with_document, read
 from autocall.dialogue.schema import Tree, json_schema, spoken_prompts
 from autocall.dialogue.simulate import SimulationResult, Simulator, Step, parse_inputs
 from autocall.dialogue.template import fields
-from autocall.dialogue.testing import CasesReport, run_cases, tree_for_cases
-from autocall.dialogue.validate import Report, tree_files, validate_file
+from autocall.dialogue.testing import (
+    DEFAULT_AT_TEXT,
+    CasesReport,
+    check_cases,
+    is_cases_document,
+    run_cases,
+    tree_for_cases,
+)
+from autocall.dialogue.validate import Report, template_errors, tree_files, validate_file
 
 prompts_app = typer.Typer(
     help="Design, check, walk, test and draw prompt trees.\n\n"
@@ -40,15 +47,68 @@ def register(app: typer.Typer) -> None:
     app.add_typer(prompts_app, name="prompts")
 
 
+def _problem(problem: Problem) -> None:
+    style = "red" if problem.severity == "error" else "yellow"
+    _err.print(str(problem), style=style, markup=False, highlight=False)
+
+
+def _load_document(path: Path) -> tuple[Tree, Document]:
+    """Load a tree for a tool that runs it: problems → exit 2 (input error).
+
+    Malformed templates (an unclosed ``{``) are shown but do not stop the tool: they are
+    spoken with their braces as written, which is what the designer should hear.
+    """
+    if path.is_dir():
+        _err.print(f"{path}: error: this is a folder; name one tree file", highlight=False)
+        raise typer.Exit(2)
+    tree, doc, problems = load_with_document(path)
+    if tree is None or doc is None:
+        for problem in problems:
+            _problem(problem)
+        _err.print(f"{path}: note: fix the tree first (autocall prompts validate {path})")
+        raise typer.Exit(2)
+    for problem in template_errors(tree, doc):
+        _problem(problem)
+    return tree, doc
+
+
 def _load_or_exit(path: Path) -> Tree:
-    """Load a tree for a tool that needs a valid one: problems → exit 2 (input error)."""
+    return _load_document(path)[0]
+
+
+def _load_for_drawing(path: Path) -> Tree:
+    """Like :func:`_load_or_exit`, quiet about templates (a picture does not speak)."""
+    tree = load_with_document(path)[0] if path.is_file() else None
+    return tree if tree is not None else _load_or_exit(path)
+
+
+def _output_or_exit(output: Path, example: str = "tree.svg") -> None:
+    """Refuse an output path we cannot write before any work is done."""
+    if output.is_dir():
+        _err.print(
+            f"{output}: error: this is a folder; give a file name, e.g. {output / example}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    parent = output.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        _err.print(
+            f"{output}: error: the folder {parent} {what}; create it (mkdir -p {parent}) "
+            "or choose another path",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+
+
+def _write_or_exit(output: Path, data: bytes, example: str = "tree.svg") -> None:
+    _output_or_exit(output, example)
     try:
-        return load(path)
-    except TreeError as exc:
-        for problem in exc.problems:
-            _err.print(str(problem), markup=False, highlight=False)
-        _err.print(f"{path}: fix the tree first (autocall prompts validate {path})")
+        output.write_bytes(data)
+    except OSError as exc:
+        _err.print(f"{output}: error: cannot write: {exc.strerror or exc}", highlight=False)
         raise typer.Exit(2) from None
+    _err.print(f"wrote {output}")
 
 
 # --- schema ---------------------------------------------------------------------------
@@ -68,8 +128,7 @@ def schema(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
-        _err.print(f"wrote {output}")
+        _write_or_exit(output, text.encode("utf-8"), "prompt-tree.schema.json")
 
 
 # --- validate -------------------------------------------------------------------------
@@ -86,7 +145,7 @@ def _contact_fields(contacts: Path | None, field_list: str | None) -> list[str] 
             with contacts.open(newline="", encoding="utf-8-sig") as handle:
                 header = next(csv.reader(handle), [])
         except (OSError, UnicodeDecodeError) as exc:
-            _err.print(f"{contacts}: cannot read the contacts file: {exc}")
+            _err.print(f"{contacts}: error: cannot read the contacts file: {exc}", highlight=False)
             raise typer.Exit(2) from None
         names.extend(h.strip() for h in header if h.strip())
     return names
@@ -126,17 +185,15 @@ def validate(
     missing = [p for p in paths if not p.exists()]
     if missing:
         for path in missing:
-            _err.print(f"{path}: no such file or folder")
+            _err.print(f"{path}: error: no such file or folder", highlight=False)
         raise typer.Exit(2)
     files = tree_files(paths)
     if not files:
-        _err.print("no tree files (*.yaml) found")
+        _err.print("error: no tree files (*.yaml) found")
         raise typer.Exit(2)
     known = _contact_fields(contacts, field_list)
     check_speech = speech or speech_model is not None
-    reports: list[Report] = [
-        validate_file(f, known, speech=check_speech, speech_model=speech_model) for f in files
-    ]
+    reports: list[Report] = [_validate_one(f, known, check_speech, speech_model) for f in files]
     errors = sum(len(r.errors) for r in reports)
     warnings = sum(len(r.warnings) for r in reports)
     if as_json:
@@ -154,10 +211,28 @@ def validate(
             for problem in report.problems:
                 style = "red" if problem.severity == "error" else "yellow"
                 _out.print(str(problem), style=style, markup=False, highlight=False)
-        summary = f"{len(reports)} tree(s): {errors} error(s), {warnings} warning(s)"
+        n_cases = sum(1 for r in reports if r.kind == "cases")
+        counted = f"{len(reports) - n_cases} tree(s)" + (
+            f", {n_cases} cases file(s)" if n_cases else ""
+        )
+        summary = f"{counted}: {errors} error(s), {warnings} warning(s)"
         _out.print(summary, style="red" if errors else "green", highlight=False)
     if errors:
         raise typer.Exit(1)
+
+
+def _validate_one(
+    path: Path, known: list[str] | None, speech: bool, speech_model: str | None
+) -> Report:
+    """One file's report; a bug of ours in one file must not stop the others."""
+    try:
+        return validate_file(path, known, speech=speech, speech_model=speech_model)
+    except Exception as exc:  # noqa: BLE001 - reported as a located finding, work goes on
+        message = (
+            f"autocall could not check this file ({type(exc).__name__}: {exc}); "
+            "the other files were checked; please report this file"
+        )
+        return Report(str(path), [Problem(str(path), 1, 1, "error", "internal", message)])
 
 
 # --- simulate -------------------------------------------------------------------------
@@ -168,7 +243,7 @@ def _variables(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            _err.print(f"--var {pair!r}: write it as name=value")
+            _err.print(f"--var {pair!r}: error: write it as name=value", highlight=False)
             raise typer.Exit(2)
         out[name.strip()] = value
     return out
@@ -180,7 +255,10 @@ def _start_time(at: str | None, tree: Tree) -> float:
     try:
         moment = dt.datetime.fromisoformat(at)
     except ValueError:
-        _err.print(f"--at {at!r}: use ISO 8601, e.g. 2026-11-23T10:30 or 2026-11-23T10:30+01:00")
+        _err.print(
+            f"--at {at!r}: error: use ISO 8601, e.g. 2026-11-23T10:30 or 2026-11-23T10:30+01:00",
+            highlight=False,
+        )
         raise typer.Exit(2) from None
     if moment.tzinfo is None:
         from zoneinfo import ZoneInfo
@@ -225,7 +303,7 @@ def _print_result(result: SimulationResult) -> None:
     shown = {k: v for k, v in sorted(result.variables.items())}
     _out.print(f"variables: {json.dumps(shown, ensure_ascii=False)}", markup=False)
     if result.error:
-        _out.print(f"error:     {result.error}", style="red", markup=False)
+        _out.print(f"halted:    {result.error}", style="red", markup=False)
     if result.unused_input:
         _out.print(f"unused input: {', '.join(result.unused_input)}", style="yellow", markup=False)
 
@@ -266,8 +344,22 @@ def simulate(
 
     Example: autocall prompts simulate prompts/informer.yaml --var first_name=Ann --input 2,1
     """
-    tree = _load_or_exit(file)
+    tree, doc = _load_document(file)
     variables = _variables(var or [])
+    for i, name in enumerate(tree.contact_fields or []):
+        if name not in variables and name not in tree.variables:
+            line, column = doc.locate(["contact_fields", i])
+            _problem(
+                Problem(
+                    str(file),
+                    line,
+                    column,
+                    "warning",
+                    "var",
+                    f"contact field {name!r} has no value in this simulation, so it is "
+                    f"spoken as nothing; give --var {name}=…",
+                )
+            )
     show = None if as_json else _show_step
     if play:
         show = _Player(show)
@@ -359,11 +451,14 @@ def test_cases(
     Example: autocall prompts test prompts/informer.yaml prompts/informer.cases.yaml
     """
     if not file.exists():
-        _err.print(f"{file}: no such file or folder")
+        _err.print(f"{file}: error: no such file or folder", highlight=False)
         raise typer.Exit(2)
     pairs: list[tuple[Path, Path]] = []
+    beside = file.with_name(f"{file.stem}.cases.yaml")
     if cases:
         pairs = [(file, c) for c in cases]
+    elif file.is_file() and not file.name.endswith(".cases.yaml") and beside.is_file():
+        pairs = [(file, beside)]  # `prompts test x.yaml` runs x.cases.yaml beside it
     else:
         found = (
             sorted([*file.rglob("*.cases.yaml"), *file.rglob("*.cases.yml")])
@@ -371,22 +466,36 @@ def test_cases(
             else [file]
         )
         if not found:
-            _err.print(f"{file}: no *.cases.yaml files")
+            _err.print(f"{file}: error: no *.cases.yaml files", highlight=False)
             raise typer.Exit(2)
         for path in found:
-            try:
-                named = tree_for_cases(path)
-            except TreeError as exc:
-                for problem in exc.problems:
-                    _err.print(str(problem), markup=False, highlight=False)
-                raise typer.Exit(2) from None
+            doc, problems = read(path)
+            if doc is not None and not is_cases_document(doc.data) and not file.is_dir():
+                _err.print(
+                    f"{path}:1:1: error: this is not a cases file (no cases: list); to test a "
+                    "tree give its cases too: autocall prompts test TREE CASES",
+                    highlight=False,
+                )
+                raise typer.Exit(2)
+            problems = problems or (check_cases(doc) if doc is not None else [])
+            if problems:
+                for problem in problems:
+                    _problem(problem)
+                raise typer.Exit(2)
+            named = tree_for_cases(path)
             if named is None:
-                _err.print(f"{path}: say which tree it tests (tree: file.yaml) or give the tree")
+                _err.print(
+                    f"{path}:1:1: error: say which tree it tests (tree: file.yaml) or give "
+                    "the tree first: autocall prompts test TREE CASES",
+                    highlight=False,
+                )
                 raise typer.Exit(2)
             pairs.append((Path(named), path))
     reports: list[CasesReport] = []
     trees: dict[Path, Tree] = {}
+    tree_of: dict[str, Path] = {}
     for tree_path, path in pairs:
+        tree_of[str(path)] = tree_path
         if tree_path not in trees:
             trees[tree_path] = _load_or_exit(tree_path)
         try:
@@ -411,6 +520,7 @@ def test_cases(
                     "line": c.line,
                     "name": c.name,
                     "passed": c.passed,
+                    "default_time": c.default_time,
                     "failures": c.failures,
                     "result": c.result.as_dict(),
                 }
@@ -421,6 +531,17 @@ def test_cases(
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     else:
         for report in reports:
+            defaulted = [c for c in report.results if c.default_time]
+            if defaulted:
+                zone = trees[tree_of[report.file]].timezone
+                _err.print(
+                    f"{report.file}:{defaulted[0].line}: note: {len(defaulted)} case(s) without "
+                    f"at: run on {DEFAULT_AT_TEXT} ({zone}); add at: 2026-11-23T20:00 to test "
+                    "another time",
+                    style="dim",
+                    markup=False,
+                    highlight=False,
+                )
             for case in report.results:
                 mark = "PASS" if case.passed else "FAIL"
                 style = "green" if case.passed else "bold red"
@@ -442,44 +563,87 @@ def test_cases(
 # --- graph ----------------------------------------------------------------------------
 
 
+_GRAPH_SUFFIXES = {
+    ".mmd": "mermaid",
+    ".mermaid": "mermaid",
+    ".md": "mermaid",
+    ".dot": "dot",
+    ".gv": "dot",
+    ".svg": "svg",
+    ".png": "png",
+}
+
+
+def _graph_format(fmt: str | None, output: Path | None) -> str:
+    """The picture format: --format, else the output file's extension, else mermaid."""
+    if fmt is not None and fmt not in ("mermaid", "dot", "svg", "png"):
+        _err.print(f"--format {fmt!r}: error: choose mermaid, dot, svg or png", highlight=False)
+        raise typer.Exit(2)
+    if output is None:
+        return fmt or "mermaid"
+    suffix = output.suffix.lower()
+    implied = _GRAPH_SUFFIXES.get(suffix)
+    if implied is None:
+        known = ", ".join(sorted(_GRAPH_SUFFIXES))
+        _err.print(
+            f"{output}: error: unknown picture extension {suffix or '(none)'!r}; use one of "
+            f"{known} (the format follows the extension)",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    if fmt is not None and fmt != implied:
+        _err.print(
+            f"{output}: error: --format {fmt} but the extension {suffix} means {implied}; "
+            f"name the file .{ {'mermaid': 'mmd'}.get(fmt, fmt)} or drop --format",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    return implied
+
+
 @prompts_app.command()
 def graph(
     file: Annotated[Path, typer.Argument(help="The tree to draw.")],
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="mermaid, dot, svg or png.")
-    ] = "mermaid",
+        str | None,
+        typer.Option(
+            "--format", "-f", help="mermaid, dot, svg or png (default: from -o's extension)."
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Output file (svg/png default: <tree>.<format>)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file; .mmd/.md, .dot/.gv, .svg or .png choose the format "
+            "(svg/png default: <tree>.<format>).",
+        ),
     ] = None,
 ) -> None:
     """Draw a tree as Mermaid, Graphviz DOT, SVG or PNG (svg/png need graphviz).
 
-    Example: autocall prompts graph prompts/office.yaml --format svg
+    Example: autocall prompts graph prompts/office.yaml -o office.svg
     """
-    if fmt not in ("mermaid", "dot", "svg", "png"):
-        _err.print(f"--format {fmt!r}: choose mermaid, dot, svg or png")
-        raise typer.Exit(2)
-    tree = _load_or_exit(file)
+    if output is not None:
+        _output_or_exit(output)
+    fmt = _graph_format(fmt, output)
+    tree = _load_for_drawing(file)
     if fmt in ("mermaid", "dot"):
         text = graph_mod.to_mermaid(tree) if fmt == "mermaid" else graph_mod.to_dot(tree)
         if output is None:
             sys.stdout.write(text)
         else:
-            output.write_text(text, encoding="utf-8")
-            _err.print(f"wrote {output}")
+            _write_or_exit(output, text.encode("utf-8"))
         return
     try:
         data = graph_mod.render(tree, fmt)
     except graph_mod.GraphvizMissing as exc:
         _err.print(str(exc))
         raise typer.Exit(2) from None
-    except RuntimeError as exc:
-        _err.print(str(exc))
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        _err.print(f"{file}: error: cannot draw the tree: {exc}", markup=False)
         raise typer.Exit(1) from None
-    target = output or file.with_suffix(f".{fmt}")
-    target.write_bytes(data)
-    _err.print(f"wrote {target}")
+    _write_or_exit(output or file.with_suffix(f".{fmt}"), data)
 
 
 # --- render ---------------------------------------------------------------------------
@@ -497,6 +661,9 @@ def render(
     offline: Annotated[
         bool, typer.Option("--offline", help="Use espeak-ng only (no gTTS).")
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be rendered.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Outcomes as JSON.")] = False,
 ) -> None:
     """Render every text prompt of the trees ahead of time into the TTS cache.
@@ -512,17 +679,23 @@ def render(
     missing = [p for p in paths if not p.exists()]
     if missing:
         for path in missing:
-            _err.print(f"{path}: no such file or folder")
+            _err.print(f"{path}: error: no such file or folder", highlight=False)
         raise typer.Exit(2)
     trees = [_load_or_exit(f) for f in tree_files(paths)]
     cache = cache_dir or Settings.from_env().tts_cache_dir
 
     wanted: dict[tuple[str, str, str | None], Any] = {}
     runtime: list[dict[str, Any]] = []
+    malformed = 0
     for tree in trees:
         for node_id, prompt in spoken_prompts(tree):
             language = prompt.language or tree.language
-            if fields(prompt.say):
+            try:
+                templated = bool(fields(prompt.say))
+            except ValueError:
+                malformed += 1  # shown with file:line:col when the tree was loaded
+                continue
+            if templated:
                 runtime.append(
                     {
                         "file": str(tree.source),
@@ -540,6 +713,22 @@ def render(
             key = (prompt.say, language, prompt.voice)
             wanted.setdefault(key, tts.PromptText(prompt.say, language, prompt.voice))
 
+    if dry_run:
+        for prompt in wanted.values():
+            _out.print(
+                f"would render: {prompt.text[:60]!r} ({prompt.language})",
+                markup=False,
+                highlight=False,
+            )
+        _out.print(
+            f"{len(wanted)} to render, {len(runtime)} runtime, {malformed} malformed; "
+            f"cache: {cache}",
+            markup=False,
+            highlight=False,
+        )
+        if malformed:
+            raise typer.Exit(1)
+        return
     engines = [tts.EspeakEngine()] if offline else None
     outcomes: list[Any] = []
     if as_json or not sys.stderr.isatty():
@@ -562,7 +751,7 @@ def render(
                 list(wanted.values()), cache, engines=engines, on_progress=advance
             )
 
-    counts = {"rendered": 0, "cached": 0, "failed": 0, "runtime": len(runtime)}
+    counts = {"rendered": 0, "cached": 0, "failed": malformed, "runtime": len(runtime)}
     rows: list[dict[str, Any]] = []
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1

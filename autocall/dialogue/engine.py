@@ -61,8 +61,10 @@ State for the call record: ``engine.path`` (node ids in the order visited),
 ``webhook``, ``recording``, ``transfer``, ``pause`` or None) and ``engine.keys_ignored``.
 
 Built-in outcomes: ``completed`` (a node without ``next``, or a bare ``hangup``),
-``transferred``, ``transfer-failed``, ``no-input``, ``invalid-input``, ``caller-hangup``,
-``error`` (step limit hit: a loop that never waits for the caller).
+``opt-out`` (the number joins the do-not-call list), ``transferred``,
+``transfer-failed``, ``no-input``, ``invalid-input``, ``caller-hangup``, ``error`` (step
+limit hit: a loop that never waits for the caller); :data:`schema.BUILTIN_OUTCOMES`.
+A tree's other ``hangup`` labels must be declared in its ``outcomes:`` (validate checks).
 """
 
 from __future__ import annotations

@@ -8,19 +8,17 @@ must edit. Unknown keys get a "did you mean" from :mod:`difflib`.
 from __future__ import annotations
 
 import difflib
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from autocall.dialogue import schema
 from autocall.dialogue.schema import NODE_MODELS, VERBS, Tree
+from autocall.yamlfile import Positions, YamlFileError, parse_yaml, read_yaml
 
 Severity = Literal["error", "warning"]
 
@@ -61,11 +59,12 @@ class TreeError(ValueError):
 
 
 class Document:
-    """The parsed YAML with positions, for locating findings by key path."""
+    """The parsed YAML (plain data) with positions, for locating findings by key path."""
 
-    def __init__(self, data: Any, file: str) -> None:
+    def __init__(self, data: Any, file: str, positions: Positions | None = None) -> None:
         self.data = data
         self.file = file
+        self.positions = positions if positions is not None else Positions(data)
 
     def locate(self, path: Iterable[Any], *, key: bool = False) -> tuple[int, int]:
         """(line, column), 1-based, of the value (or ``key``) at ``path``.
@@ -73,21 +72,7 @@ class Document:
         Path elements that are not in the data (pydantic's union tags, a missing key)
         are skipped, so the answer is the deepest place that exists.
         """
-        cur = self.data
-        where: tuple[int, int] = (0, 0)
-        for element in path:
-            found = _child(cur, element)
-            if found is None:
-                continue
-            actual, child = found
-            if isinstance(cur, CommentedMap):
-                pos = cur.lc.key(actual) if key else cur.lc.value(actual)
-                where = (pos[0], pos[1])
-            elif isinstance(cur, CommentedSeq):
-                pos = cur.lc.item(actual)
-                where = (pos[0], pos[1])
-            cur = child
-        return where[0] + 1, where[1] + 1
+        return self.positions.locate(path, key=key)
 
     def problem(
         self, path: Iterable[Any], severity: Severity, code: str, message: str, *, key: bool = False
@@ -96,13 +81,7 @@ class Document:
         return Problem(self.file, line, column, severity, code, message)
 
     def has(self, path: Iterable[Any]) -> bool:
-        cur = self.data
-        for element in path:
-            found = _child(cur, element)
-            if found is None:
-                return False
-            cur = found[1]
-        return True
+        return self.positions.has(path)
 
 
 def _child(container: Any, element: Any) -> tuple[Any, Any] | None:
@@ -118,27 +97,31 @@ def _child(container: Any, element: Any) -> tuple[Any, Any] | None:
     return None
 
 
-def parse(text: str, file: str) -> tuple[Document | None, list[Problem]]:
-    """Parse YAML text; syntax errors come back as problems, never as exceptions."""
-    yaml = YAML(typ="rt")
+def parse(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
+    """Parse YAML text; every failure comes back as a problem, never as an exception.
+
+    :mod:`autocall.yamlfile` refuses alias bombs, deep nesting, impossible dates and
+    non-UTF-8 bytes with their line, so no input file can crash or hang a tool.
+    """
     try:
-        data = yaml.load(io.StringIO(text))
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        return None, [Problem(file, line, column, "error", "yaml", f"YAML syntax: {what}")]
-    except YAMLError as exc:
-        return None, [Problem(file, 1, 1, "error", "yaml", f"YAML syntax: {exc}")]
-    return Document(data, file), []
+        data, positions = parse_yaml(text, file)
+    except YamlFileError as exc:
+        return None, [yaml_problem(exc)]
+    return Document(data, file, positions), []
 
 
 def read(path: Path) -> tuple[Document | None, list[Problem]]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(str(path), 1, 1, "error", "file", f"cannot read the file: {exc}")]
-    return parse(text, str(path))
+        data, positions = read_yaml(path)
+    except YamlFileError as exc:
+        return None, [yaml_problem(exc)]
+    return Document(data, str(path), positions), []
+
+
+def yaml_problem(exc: YamlFileError) -> Problem:
+    """A file that is not readable YAML, as a located problem."""
+    message = f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+    return Problem(exc.path, exc.line, exc.column, "error", exc.kind, message)
 
 
 def build(doc: Document) -> tuple[Tree | None, list[Problem]]:
@@ -443,7 +426,40 @@ def _model_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequence[
         return schema.MenuItem
     if len(data_loc) >= 3 and data_loc[-3] == "branch":
         return schema.BranchCase
-    return _closest_model(doc, loc, prefix, family)
+    return _model_by_fields(root, loc[:-1]) or _closest_model(doc, loc, prefix, family)
+
+
+def _model_by_fields(root: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+    """Follow field annotations from ``root`` along ``loc`` (cases.0.expect → Expect).
+
+    None where a union of several types leaves the way open.
+    """
+    current: Any = root
+    for element in loc:
+        current = _without_none(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(element))
+            if field is None:
+                return None
+            current = field.annotation
+        elif get_origin(current) is list:
+            current = get_args(current)[0]  # the element is an index
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]  # the element is a key
+        else:
+            return None
+    current = _without_none(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None
+
+
+def _without_none(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, UnionType):
+        rest = [a for a in get_args(annotation) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
 
 
 def _closest_model(
@@ -492,6 +508,12 @@ def _problem_for(doc: Document, err: Any, root: type[BaseModel], prefix: Sequenc
     if kind in ("bool_type", "bool_parsing"):
         message = "write true or false, unquoted"  # YAML 1.2: yes/no/on/off are texts
     value = err.get("input")
+    if "[key]" in loc and kind == "string_type":
+        # YAML reads `true:`, `~:` or `2026-01-01:` keys as other types
+        written = "empty" if value is None else str(value).lower()
+        message = f"a key must be a text, not {written}: quote it or rename it"
+        where = ".".join(str(p) for p in path[:-1]) or "(top)"
+        value = None
     shown = "" if isinstance(value, dict | list) or value is None else f" (got {value!r})"
     return doc.problem(
         path,
@@ -507,4 +529,5 @@ _PATTERN_HELP = {
     schema.VARIABLE_PATTERN: "a variable name is letters, digits or _, not starting with a digit",
     schema.MENU_KEY_PATTERN: "a menu key is one of 0-9, * or #",
     schema.URL_PATTERN: "a webhook url starts with http:// or https://",
+    schema.OUTCOME_PATTERN: "an outcome is lower-case letters, digits and -, e.g. promised-payment",
 }

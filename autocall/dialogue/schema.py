@@ -50,6 +50,23 @@ VERBS: tuple[str, ...] = (
 )
 """Node verbs; a node holds exactly one of these keys."""
 
+BUILTIN_OUTCOMES: tuple[str, ...] = (
+    "completed",
+    "opt-out",
+    "transferred",
+    "transfer-failed",
+    "no-input",
+    "invalid-input",
+    "caller-hangup",
+    "error",
+)
+"""Outcome labels every tree may use; ``opt-out`` adds the number to the do-not-call list.
+
+Any other ``hangup:`` label must be declared in the tree's ``outcomes:`` list, so a typo
+(``optout``) is an error instead of a caller silently never reaching the DNC list.
+"""
+
+OUTCOME_PATTERN = r"^[a-z][a-z0-9-]*$"
 MENU_KEYS = frozenset("0123456789*#")
 NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -507,6 +524,11 @@ class Tree(_Model):
     start: NodeId
     contact_fields: list[str] | None = Field(
         None, description="Fields every contact provides; checked against templates."
+    )
+    outcomes: list[Annotated[str, Field(pattern=OUTCOME_PATTERN)]] = Field(
+        default_factory=list,
+        description="Outcome labels the tree's hangups use besides the built-ins "
+        "(completed, opt-out, transferred, …), e.g. [confirmed, promised-payment].",
     )
     variables: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Defaults, overridden by contact fields."

@@ -19,7 +19,18 @@ _FORMATTER = string.Formatter()
 def fields(template: str) -> list[str]:
     """Field names a template uses, in order; raises ValueError on a malformed one."""
     names = []
-    for _, field, _, _ in _FORMATTER.parse(template):
+    try:
+        parsed = list(_FORMATTER.parse(template))
+    except ValueError as exc:
+        if "'}'" in str(exc) and "Single" in str(exc):
+            raise ValueError(
+                "a '}' has no '{' before it: write }} for a literal brace"
+            ) from None
+        raise ValueError(
+            "a '{' is never closed: close the field ({first_name}) or write {{ for a "
+            "literal brace"
+        ) from None
+    for _, field, _, _ in parsed:
         if field is None:
             continue
         if not _NAME.match(field):
@@ -29,13 +40,30 @@ def fields(template: str) -> list[str]:
 
 
 def render(template: str, variables: Mapping[str, str]) -> str:
-    """Fill ``template``; unknown fields render as the empty string."""
+    """Fill ``template``; unknown fields render as the empty string.
+
+    Never raises: a malformed template (an unclosed ``{``, which ``validate`` reports)
+    fills the ``{name}`` fields it can and keeps every other brace as written, so a
+    simulation or a live call goes on.
+    """
     out = []
-    for literal, field, _, _ in _FORMATTER.parse(template):
-        out.append(literal)
-        if field is not None:
-            out.append(str(variables.get(field, "")))
+    try:
+        for literal, field, _, _ in _FORMATTER.parse(template):
+            out.append(literal)
+            if field is not None:
+                out.append(str(variables.get(field, "")))
+    except ValueError:
+        return _LENIENT.sub(lambda m: _lenient(m, variables), template)
     return "".join(out)
+
+
+_LENIENT = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _lenient(match: re.Match[str], variables: Mapping[str, str]) -> str:
+    if match.group(1) is not None:
+        return str(variables.get(match.group(1), ""))
+    return match.group(0)[0]
 
 
 def render_value(value: Any, variables: Mapping[str, str]) -> Any:

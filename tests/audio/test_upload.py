@@ -94,7 +94,7 @@ def test_too_big(tmp_path: Path) -> None:
     seconds = MAX_UPLOAD_BYTES / (2 * 44100) + 1
     path.write_bytes(wav_bytes(tone(44100, seconds), 44100))
     err = refused(path)
-    assert err.reason == "too-big" and "limit is 5 MB" in str(err)
+    assert err.reason == "too-big" and "limit is 5 MiB" in str(err)  # 5 * 2**20 bytes
 
 
 def test_just_under_the_limit_passes(tmp_path: Path) -> None:

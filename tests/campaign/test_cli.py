@@ -11,15 +11,15 @@ from typer.testing import CliRunner
 from autocall.cli import app
 
 EXAMPLES = Path(__file__).parents[2] / "campaigns"
+SURVEY = EXAMPLES.parent / "prompts" / "survey.yaml"
 
 
 def _examples(tmp_path: Path) -> Path:
     for name in ("example.yaml", "example-contacts.csv", "example-dnc.txt"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
-    (tmp_path / "tree.yaml").write_text("placeholder: true\n")
     text = (tmp_path / "example.yaml").read_text()
     # Let the CLI test dial whenever it runs: every day, a window widened on purpose.
-    text = text.replace("tree: ../prompts/survey.yaml", "tree: tree.yaml")
+    text = text.replace("tree: ../prompts/survey.yaml", f"tree: {SURVEY}")
     text = text.replace("  days: [mon, tue, wed, thu, fri, sat]",
                         "  days: [mon, tue, wed, thu, fri, sat, sun]")
     text = text.replace('  start: "09:00"', '  start: "00:00"\n  override_legal_hours: true')
@@ -41,7 +41,7 @@ def test_validate_reports_rows_and_yaml_lines(tmp_path: Path) -> None:
     bad.write_text("name: x\ntree: t\ncaller_ids: [a]\nchannels: many\n")
     result = runner.invoke(app, ["campaign", "validate", str(bad)])
     assert result.exit_code == 2
-    assert f"{bad}:4: channels" in result.output
+    assert f"{bad}:4:11: error: channels" in result.output
 
 
 def test_import_run_status_explain_report(tmp_path: Path) -> None:
@@ -53,7 +53,9 @@ def test_import_run_status_explain_report(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert (data["added"], data["duplicates"], len(data["rejected"])) == (7, 1, 4)
-    assert (tmp_path / "rejects.csv").read_text().count("\n") == 5
+    assert data["dnc"] == 1
+    # header + 4 rejected + the duplicate (issue 13: every duplicate is listed)
+    assert (tmp_path / "rejects.csv").read_text().count("\n") == 6
 
     result = runner.invoke(app, ["campaign", "explain", "spring-survey", "202 555 0143",
                                  "--db", db, "--json"])
@@ -86,7 +88,7 @@ def test_import_run_status_explain_report(tmp_path: Path) -> None:
     assert (tmp_path / "cdr.csv").read_text().count("\n") == 7
     assert len(list((tmp_path / "charts").glob("*.png"))) == 2
 
-    result = runner.invoke(app, ["campaign", "stop", "nope", "--db", db])
+    result = runner.invoke(app, ["campaign", "stop", "nope", "--db", db, "--yes"])
     assert result.exit_code == 2 and "no campaign" in result.output
 
 
@@ -100,8 +102,6 @@ def test_help_has_examples() -> None:
 
 def test_validate_checks_tree_fields_against_columns(tmp_path: Path) -> None:
     yaml = _examples(tmp_path)
-    survey = EXAMPLES.parent / "prompts" / "survey.yaml"
-    yaml.write_text(yaml.read_text().replace("tree: tree.yaml", f"tree: {survey}"))
     csv_path = tmp_path / "example-contacts.csv"
     csv_path.write_text(csv_path.read_text().replace("first_name", "given", 1))
     result = CliRunner().invoke(app, ["campaign", "validate", str(yaml), "--json"])

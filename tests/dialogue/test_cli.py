@@ -56,7 +56,7 @@ def test_validate_examples_clean_and_bad_tree_exit_1(write) -> None:
 
 
 def test_validate_warnings_alone_pass(write) -> None:
-    tree = write("w.yaml", "start: a\nnodes:\n  a: {hangup: x}\n  b: {hangup: y}\n")
+    tree = write("w.yaml", "start: a\nnodes:\n  a: {hangup: completed}\n  b: {hangup: opt-out}\n")
     code, out = _run("validate", str(tree))
     assert code == 0 and "1 warning(s)" in out
 

@@ -27,7 +27,7 @@ def _one(write, text: str, code: str, **kw) -> tuple[int, int, str, str]:
 
 GOOD_TAIL = """
   end:
-    hangup: done
+    hangup: completed
 """
 
 
@@ -35,7 +35,8 @@ def test_yaml_syntax_error_is_located(write) -> None:
     line, column, severity, message = _one(
         write, "start: a\nnodes:\n  a:\n    say: [unclosed\n", "yaml"
     )
-    assert severity == "error" and line == 5 and "YAML syntax" in message
+    assert severity == "error" and (line, column) == (4, 10) and "YAML syntax" in message
+    assert "never closed" in message  # the bracket that opened, not the end of the file
 
 
 def test_duplicate_key_is_a_yaml_error(write) -> None:

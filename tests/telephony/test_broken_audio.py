@@ -97,7 +97,7 @@ nodes:
     assert "empty" in found[(5, 28)]
     assert "not audio" in found[(8, 11)]
     assert "truncated" in found[(12, 23)] or "corrupt" in found[(12, 23)]
-    assert "limit is 5 MB" in found[(15, 11)]
+    assert "limit is 5 MiB" in found[(15, 11)]
     assert "fine.wav" not in result.output
 
 

@@ -15,10 +15,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from autocall.audio import check as audio_check
-from autocall.dialogue.loader import Document, Problem, build, read
+from autocall.dialogue.loader import Document, Problem, load_with_document
 from autocall.dialogue.schema import (
     BUILTIN_OUTCOMES,
     ENDS_CALL,
@@ -54,7 +54,7 @@ class Report:
 
     file: str
     problems: list[Problem]
-    kind: Literal["tree", "cases"] = "tree"
+    kind: str = "tree"  # or "cases": validate_file tells them apart by content
 
     @property
     def errors(self) -> list[Problem]:
@@ -102,15 +102,11 @@ def validate_file(
     ``speech`` also loads the vosk model (``speech_model``, else ``AUTOCALL_VOSK_MODEL``,
     else the ``vosk-model-<language>`` package) and checks every phrase against it.
     """
-    doc, problems = read(path)
-    if doc is None:
-        return Report(str(path), problems)
-    if is_cases_document(doc.data):
+    tree, doc, problems = load_with_document(path)
+    if doc is not None and is_cases_document(doc.data):
         return Report(str(path), check_cases(doc), kind="cases")
-    tree, problems = build(doc)
-    if tree is None:
+    if tree is None or doc is None:
         return Report(str(path), problems)
-    tree.with_source(path)
     found = check(tree, doc, contact_fields)
     if speech:
         found = sorted(

@@ -14,6 +14,8 @@ import contextlib
 import functools
 import logging
 import math
+import os
+import secrets
 import socket
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
@@ -290,8 +292,39 @@ STATE_CHECK = 0.1
 CLAIM_AHEAD = 0.25
 
 
+# How often a running node looks for attempts left open by dead nodes (a node killed
+# while others dial: its contacts must not wait for the next restart).
+RECOVER_EVERY = 5.0
+
+
 def default_node() -> str:
-    return socket.gethostname()
+    """This process's identity: ``host:pid:random``, unique per process.
+
+    Two dialers started the same way on one host must never take each other for
+    themselves (recovery resolves its own node's open attempts), and a restarted
+    process is a new node even if the kernel reuses the pid.
+    """
+    return f"{socket.gethostname()[:70]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def node_process_gone(node: str, heartbeat: datetime | None = None) -> bool:
+    """True if ``node`` names a process of this host (``host:pid:random``) that is gone.
+
+    Other hosts' nodes, and names given with ``--node``, are judged by their heartbeat
+    alone (False here).
+    """
+    del heartbeat  # the store judges staleness; this only knows local processes
+    host, _, rest = node.rpartition(":")
+    host, _, pid = host.rpartition(":")
+    if host != socket.gethostname()[:70] or not pid.isdigit() or not rest:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False
 
 
 def _utcnow() -> datetime:
@@ -317,9 +350,11 @@ async def run_campaign(
 
     ``campaign`` is a model (saved/updated in the store) or the name of one already
     there; ``store`` a :class:`Store` or URL. ``start=False`` leaves the campaign's
-    state alone (a draft waits for ``autocall campaign resume``). Each node needs its
-    own ``node`` name (default: host name); at start the node's unfinished attempts
-    are resolved by the campaign's ``on_restart`` policy. ``exit_when_idle`` returns
+    state alone (a draft waits for ``autocall campaign resume``). Each process is its
+    own node (default: :func:`default_node`, ``host:pid:random``); attempts left open
+    by nodes that stopped (no heartbeat for a minute, or their process gone from this
+    host) are resolved by the campaign's ``on_restart`` policy, at start and while
+    dialing; a live node's calls are never touched. ``exit_when_idle`` returns
     once no contact is left to dial (else waits for more). With ``scheduler`` the
     campaign's start_at/end_at are APScheduler jobs kept in the store's database (they
     survive restarts and flip the state for every node); without it this loop checks
@@ -360,6 +395,7 @@ class _Driver:
         self.dnc = DncList.from_files(self.campaign.dnc, self.campaign.default_region)
         self.pacer = Pacer(self.campaign.calls_per_second)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.live: set[int] = set()  # attempt ids claimed by this process and not yet written
         self._freed = asyncio.Event()  # a call ended: a channel is free
         self._finishing: list[tuple[int, CallRecord, datetime | None, Finished,
                                     asyncio.Future[bool]]] = []
@@ -401,18 +437,19 @@ class _Driver:
         name = self.campaign.name
         now = self.clock()
         await self._db(self.store.heartbeat, name, self.node, now, 0, "starting")
-        recovered = await self._db(self.store.recover, name, self.node, now, self._next_try)
-        if recovered:
-            log.warning("%s: resolved %d attempt(s) left in flight as interrupted",
-                        name, len(recovered))
+        await self._recover(now)
         if start:
             await self._start_state(now)
         idle: str | None = None
         last_beat = last_pub = last_state = float("-inf")
+        last_recover = self.loop.time()
         state = CampaignState.DRAFT
         while True:
             now = self.clock()
             mono = self.loop.time()
+            if mono - last_recover >= RECOVER_EVERY:
+                await self._recover(now)
+                last_recover = mono
             if mono - last_pub >= self.poll:
                 self._publish(await self._db(self.store.summary, name, now), idle)
                 last_pub = mono
@@ -466,6 +503,7 @@ class _Driver:
             self._scan = min(scan * 4, 2000) if scanned_all and len(claims) < limit else 1
             if claims:
                 idle = None
+                self.live.update(c.attempt_id for c in claims)
                 for claim in claims:
                     await self._sleep_until(self.pacer.slot(self.loop.time()))
                     task = asyncio.create_task(self._call(claim))
@@ -496,6 +534,15 @@ class _Driver:
         self._publish(final, idle)
         await self._db(self.store.heartbeat, name, self.node, self.clock(), 0, "exited")
         return self.last
+
+    async def _recover(self, now: datetime) -> None:
+        """Resolve attempts of dead nodes (and this node's orphans) as interrupted."""
+        recovered = await self._db(self.store.recover, self.campaign.name, self.node, now,
+                                   self._next_try, dead=node_process_gone,
+                                   live=frozenset(self.live))
+        if recovered:
+            log.warning("%s: resolved %d attempt(s) left in flight by a stopped dialer as "
+                        "interrupted", self.campaign.name, len(recovered))
 
     def _plan(self, contact: Contact, *, now: datetime) -> Plan:
         return plan_contact(self.campaign, contact, now, self.dnc)
@@ -541,6 +588,12 @@ class _Driver:
             await asyncio.sleep(delay)
 
     async def _call(self, claim: Claim) -> None:
+        try:
+            await self._place(claim)
+        finally:
+            self.live.discard(claim.attempt_id)
+
+    async def _place(self, claim: Claim) -> None:
         c = self.campaign
         contact = claim.contact
         request = CallRequest(

@@ -11,7 +11,7 @@ Times are stored as naive UTC.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -556,23 +556,35 @@ class Store:
 
     def recover(self, name: str, node: str, now: datetime,
                 next_try: Callable[[int], datetime | None],
-                stale_after: timedelta = timedelta(seconds=60)) -> list[int]:
-        """Resolve attempts left in flight by this node or by nodes silent for too long.
+                stale_after: timedelta = timedelta(seconds=60),
+                dead: Callable[[str, datetime], bool] | None = None,
+                live: Container[int] = ()) -> list[int]:
+        """Resolve attempts left in flight by dead nodes, or orphaned by this one.
 
-        Such a call may or may not have reached the callee, so the attempt counts; the
-        contact gets ``next_try(attempts_made)`` (None: done). Returns the attempt ids.
+        A node is dead when its heartbeat is older than ``stale_after``, when ``dead(node,
+        heartbeat)`` says so (e.g. its process is gone from this host), or when it never
+        wrote a heartbeat. Attempts of a live node are never touched, whatever its name.
+        This node's own open attempts are taken unless their ids are in ``live`` (calls
+        it is placing now): after a restart under the same ``--node``, or a claim whose
+        commit was lost with the connection. Such a call may or may not have reached the
+        callee, so the attempt counts; the contact gets ``next_try(attempts_made)``
+        (None: done). Returns the attempt ids.
         """
         nnow = _naive(now) or datetime.now(UTC).replace(tzinfo=None)
-        stale = select(nodes.c.node).where(nodes.c.heartbeat < nnow - stale_after)
         resolved: list[int] = []
         with self.engine.begin() as conn:
+            beats = dict(conn.execute(select(nodes.c.node, nodes.c.heartbeat)).all())
+            gone = [n for n, beat in beats.items() if n != node and (
+                beat < nnow - stale_after or (dead is not None and dead(n, beat)))]
             stmt = (select(attempts.c.id, attempts.c.contact_id, attempts.c.attempt_no)
                     .where(attempts.c.campaign == name, attempts.c.ended_at.is_(None),
-                           or_(attempts.c.node == node, attempts.c.node.in_(stale),
+                           or_(attempts.c.node == node, attempts.c.node.in_(gone),
                                ~attempts.c.node.in_(select(nodes.c.node)))))
             if not self.is_sqlite:
                 stmt = stmt.with_for_update(skip_locked=True)
             for row in conn.execute(stmt).all():
+                if row.id in live:
+                    continue
                 conn.execute(update(attempts).where(attempts.c.id == row.id).values(
                     status=CallStatus.FAILED.value, outcome=Outcome.INTERRUPTED.value,
                     ended_at=nnow, error="dialer stopped while the call was in flight"))

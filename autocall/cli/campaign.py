@@ -221,7 +221,8 @@ def run(
         metavar="CAMPAIGN", help="Campaign name in the store, or a YAML file (imported first).")],
     db: DbOpt = None,
     node: Annotated[str | None, typer.Option(
-        "--node", help="This dialer's name (default: host name); unique per process.")] = None,
+        "--node", help="This dialer's name (default: host:pid:random). Unique per "
+        "process: a restart under the same name resolves its calls left open.")] = None,
     placer: Annotated[str, typer.Option(
         "--placer", help="MODULE:FACTORY returning the call placer.")] = DEFAULT_PLACER,
     wait: Annotated[bool, typer.Option(

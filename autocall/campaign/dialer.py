@@ -340,6 +340,7 @@ async def run_campaign(
     progress: Callable[[Progress], None] | None = None,
     on_record: Callable[[Finished], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    force: asyncio.Event | None = None,
     start: bool = True,
     exit_when_idle: bool = True,
     poll: float = 0.5,
@@ -358,13 +359,15 @@ async def run_campaign(
     once no contact is left to dial (else waits for more). With ``scheduler`` the
     campaign's start_at/end_at are APScheduler jobs kept in the store's database (they
     survive restarts and flip the state for every node); without it this loop checks
-    the dates itself. Returns the last progress.
+    the dates itself. Once ``stop()`` is true no call is started and the calls in
+    flight end as their dialogue ends; setting ``force`` then cuts them (the placer
+    hangs up) and records them as interrupted. Returns the last progress.
     """
     own_store = isinstance(store, str)
     db = Store(store) if isinstance(store, str) else store
     try:
         driver = _Driver(campaign, db, placer, node or default_node(), progress, on_record,
-                         stop, poll, clock)
+                         stop, poll, clock, force)
         return await driver.run(start=start, exit_when_idle=exit_when_idle,
                                 use_scheduler=scheduler)
     finally:
@@ -377,7 +380,7 @@ class _Driver:
                  progress: Callable[[Progress], None] | None,
                  on_record: Callable[[Finished], None] | None,
                  stop: Callable[[], bool] | None, poll: float,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], force: asyncio.Event | None = None) -> None:
         if isinstance(campaign, Campaign):
             store.save_campaign(campaign)
             name = campaign.name
@@ -390,11 +393,13 @@ class _Driver:
         self.progress_cb = progress
         self.on_record = on_record
         self.stop = stop
+        self.force = force
         self.poll = poll
         self.clock = clock
         self.dnc = DncList.from_files(self.campaign.dnc, self.campaign.default_region)
         self.pacer = Pacer(self.campaign.calls_per_second)
         self.tasks: set[asyncio.Task[None]] = set()
+        self._placing: set[asyncio.Task[Any]] = set()  # calls not yet ended (cut by force)
         self.live: set[int] = set()  # attempt ids claimed by this process and not yet written
         self._freed = asyncio.Event()  # a call ended: a channel is free
         self._finishing: list[tuple[int, CallRecord, datetime | None, Finished,
@@ -528,12 +533,27 @@ class _Driver:
             if summary.next_due is not None:
                 wait = min(wait, max(0.01, (summary.next_due - now).total_seconds()))
             await self._wait(wait)
-        if self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await self._drain()
         final = await self._db(self.store.summary, name, self.clock())
         self._publish(final, idle)
         await self._db(self.store.heartbeat, name, self.node, self.clock(), 0, "exited")
         return self.last
+
+    async def _drain(self) -> None:
+        """Let the calls in flight end; if ``force`` is set meanwhile, cut them short."""
+        if not self.tasks:
+            return
+        calls: asyncio.Future[Any] = asyncio.gather(*list(self.tasks), return_exceptions=True)
+        if self.force is not None:
+            forced: asyncio.Future[Any] = asyncio.ensure_future(self.force.wait())
+            await asyncio.wait({calls, forced}, return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+            if self.force.is_set() and not calls.done():
+                log.warning("%s: forced stop: hanging up %d call(s) in flight",
+                            self.campaign.name, len(self.tasks))
+                for task in list(self._placing):
+                    task.cancel()
+        await calls
 
     async def _recover(self, now: datetime) -> None:
         """Resolve attempts of dead nodes (and this node's orphans) as interrupted."""
@@ -607,14 +627,25 @@ class _Driver:
             result = CallResult(CallStatus.CANCELED, outcome=Outcome.DNC, started_at=started,
                                 ended_at=started, error="on the do-not-call list at dial time")
         else:
+            me = asyncio.current_task()
+            if me is not None:
+                self._placing.add(me)
             try:
                 result = await self.placer.place(request)
             except asyncio.CancelledError:
-                raise
+                if self.force is None or not self.force.is_set():
+                    raise
+                # A forced stop: the placer hung up; the record still says what happened.
+                result = CallResult(CallStatus.FAILED, started_at=started,
+                                    ended_at=self.clock(), outcome=Outcome.INTERRUPTED,
+                                    error="call cut short by a forced stop of the dialer")
             except Exception as exc:  # noqa: BLE001 - any placer failure is a failed call
                 log.exception("%s: placing %s failed", c.name, contact.number)
                 result = CallResult(CallStatus.FAILED, started_at=started, ended_at=self.clock(),
                                     error=f"{type(exc).__name__}: {exc}")
+            finally:
+                if me is not None:
+                    self._placing.discard(me)
         if result.started_at is None:
             result = replace(result, started_at=started)
         outcome = outcome_of(result)

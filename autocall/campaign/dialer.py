@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import stamina
+
 from autocall.campaign.model import (
     NEVER_RETRY,
     CallStatus,
@@ -41,7 +43,7 @@ from autocall.campaign.schedule import (
     next_open,
     schedule_campaign,
 )
-from autocall.campaign.store import CallRecord, Claim, Store, Summary
+from autocall.campaign.store import CallRecord, Claim, Store, Summary, transient
 
 log = logging.getLogger(__name__)
 
@@ -410,13 +412,41 @@ class _Driver:
         self._logged_idle: str | None = None
         self._logged_at = float("-inf")
         self.loop = asyncio.get_running_loop()
+        self._store_down: float | None = None  # loop time the store stopped answering
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        """Store calls: inline for SQLite (sub-millisecond, local), a thread for a server."""
-        if self.store.is_sqlite:
-            return fn(*args, **kw)
-        return await asyncio.to_thread(fn, *args, **kw)
+        """Store calls: inline for SQLite (sub-millisecond, local), a thread for a server.
+
+        A lost connection (a server restart, a failover) is retried with backoff for as
+        long as it takes: meanwhile nothing is dialed (a claim commits its attempt rows
+        before any INVITE) and calls in flight go on; their records wait and are written
+        when the store is back.
+        """
+        async for attempt in stamina.retry_context(on=self._transient, attempts=None,
+                                                   timeout=None, wait_initial=0.05,
+                                                   wait_max=2.0, wait_jitter=0.1):
+            with attempt:
+                if self.store.is_sqlite:
+                    result = fn(*args, **kw)
+                else:
+                    result = await asyncio.to_thread(fn, *args, **kw)
+                if self._store_down is not None:
+                    log.warning("%s: store reachable again after %.1f s", self.campaign.name,
+                                self.loop.time() - self._store_down)
+                    self._store_down = None
+                return result
+        raise AssertionError("unreachable: retries without limit")
+
+    def _transient(self, exc: Exception) -> bool:
+        if not transient(exc):
+            return False
+        if self._store_down is None:
+            self._store_down = self.loop.time()
+            log.warning("%s: store unreachable (%s); not dialing, %d call(s) in flight kept "
+                        "up, retrying", self.campaign.name, str(exc).splitlines()[0],
+                        len(self.tasks))
+        return True
 
     def _next_try(self, attempts_made: int) -> datetime | None:
         if self.campaign.on_restart == "give-up":

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import stamina
 from sqlalchemy import (
     Column,
     DateTime,
@@ -41,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from autocall.campaign.contacts import NewContact
 from autocall.campaign.model import (
@@ -288,6 +289,21 @@ class StoreError(RuntimeError):
     pass
 
 
+def transient(exc: Exception) -> bool:
+    """True for store errors worth retrying: the connection was lost (a server restart,
+    a failover) or the database was busy; False for errors in the statement itself."""
+    if isinstance(exc, IntegrityError):
+        return False
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+# A record writer called on the event loop (serve's on_record) waits this long for a
+# restarting server; long enough for a restart, short enough not to starve live calls.
+RECORD_RETRY_SECONDS = 5.0
+
+
 class Store:
     """All database access for campaigns; one instance per process."""
 
@@ -315,11 +331,17 @@ class Store:
         row["digits"] = row["digits"] or ""
         row["path"] = json.dumps(list(record.get("path") or []))
         row["variables"] = json.dumps(record.get("variables") or {}, default=str)
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(calls).values(**row))
-        except IntegrityError:
-            return False
+        # Retried across a server restart: a write whose commit was lost is either
+        # stored (then the retry meets the unique Call-ID and returns False) or not.
+        for attempt in stamina.retry_context(on=transient, attempts=None,
+                                             timeout=RECORD_RETRY_SECONDS, wait_initial=0.05,
+                                             wait_max=0.5, wait_jitter=0.05):
+            with attempt:
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(insert(calls).values(**row))
+                except IntegrityError:
+                    return False
         return True
 
     def calls(self, direction: str | None = None) -> list[dict[str, Any]]:

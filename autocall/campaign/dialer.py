@@ -91,6 +91,8 @@ class CallResult:
     outcome: Outcome | None = None
     opted_out: bool = False
     error: str | None = None
+    reason: str | None = None  # the final response's reason phrase, or ours
+    ended_by: str | None = None  # "local" when our side produced the final status
 
 
 class CallPlacer(Protocol):
@@ -112,12 +114,43 @@ _UNREACHABLE_CODES = frozenset({408, 480, 502, 503, 504})
 _BUSY_CODES = frozenset({486, 600})
 
 
+def network_fault(result: CallResult) -> bool:
+    """True if the call failed because the trunk could not be reached at all.
+
+    The one place that decides it (adjust here when the user agent's reporting of
+    transport failures changes):
+
+    * a 503 our own side produced: RFC 3261 §8.1.3.1 turns a transport error (a TCP
+      connection refused, an ICMP unreachable) into 503;
+    * a 408 with no response at all: Timer B fired (§17.1.1.2, 64*T1) before even a
+      100 Trying came back; today's UA says "no final response" in the reason and
+      reports it as the remote side's, the fixed UA as ended by us;
+    * the placer raising an OSError (the socket could not be opened or connected).
+
+    An answered call, or one the far end refused with its own final response, is not.
+    """
+    if result.answered_at is not None or result.status is CallStatus.COMPLETED:
+        return False
+    if result.sip_code == 503 and result.ended_by == "local":
+        return True
+    if result.sip_code == 408 and (result.ended_by == "local"
+                                   or "no final response" in (result.reason or "")):
+        return True
+    return result.sip_code is None and (result.error or "").startswith(_TRANSPORT_ERRORS)
+
+
+_TRANSPORT_ERRORS = ("OSError", "ConnectionRefusedError", "ConnectionResetError",
+                     "ConnectionAbortedError", "gaierror")
+
+
 def outcome_of(result: CallResult) -> Outcome:
     """The retry-policy outcome of a finished call."""
     if result.opted_out:
         return Outcome.OPTED_OUT
     if result.outcome is not None:
         return result.outcome
+    if network_fault(result):
+        return Outcome.NETWORK_FAULT
     code = result.sip_code
     if code == 603:  # RFC 3261 §21.6.2 Decline
         return Outcome.DECLINED
@@ -144,7 +177,7 @@ def plan_contact(campaign: Campaign, contact: Contact, now: datetime,
     """Dial, defer or close one due contact (no I/O)."""
     if contact.number in dnc:
         return Close(contact.id, Outcome.DNC, "number is on the do-not-call list")
-    if contact.attempts >= campaign.retry.max_attempts:
+    if contact.attempts - contact.network_faults >= campaign.retry.max_attempts:
         return Close(contact.id, contact.last_outcome or Outcome.FAILED,
                      f"all {campaign.retry.max_attempts} attempts used")
     opens = next_open(campaign.window, contact.timezones, now)
@@ -159,9 +192,12 @@ def plan_contact(campaign: Campaign, contact: Contact, now: datetime,
 
 
 def next_attempt_at(campaign: Campaign, attempts_made: int, outcome: Outcome,
-                    now: datetime) -> datetime | None:
-    """When the contact is due again after this outcome; None ends the contact."""
-    nxt = campaign.retry.next_try(outcome, attempts_made, now)
+                    now: datetime, network_faults: int = 0) -> datetime | None:
+    """When the contact is due again after this outcome; None ends the contact.
+
+    ``network_faults`` counts the contact's network faults including this one.
+    """
+    nxt = campaign.retry.next_try(outcome, attempts_made, now, network_faults)
     if nxt is not None and campaign.end_at is not None:
         end = campaign.end_at if campaign.end_at.tzinfo else campaign.end_at.replace(tzinfo=UTC)
         if nxt >= end:
@@ -413,6 +449,8 @@ class _Driver:
         self._logged_at = float("-inf")
         self.loop = asyncio.get_running_loop()
         self._store_down: float | None = None  # loop time the store stopped answering
+        self._faults_in_row = 0  # calls in a row that ended as network faults
+        self._recheck_state = False  # this node changed the state: read it before dialing
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -492,7 +530,9 @@ class _Driver:
                 await self._db(self.store.heartbeat, name, self.node, now, len(self.tasks),
                                idle or "dialing")
                 last_beat = mono
-            if mono - last_state >= STATE_CHECK or state is not CampaignState.RUNNING:
+            if (mono - last_state >= STATE_CHECK or state is not CampaignState.RUNNING
+                    or self._recheck_state):
+                self._recheck_state = False
                 state, _ = await self._db(self.store.state, name)
                 last_state = mono
             if (self.stop is not None and self.stop()) or state in (
@@ -687,13 +727,36 @@ class _Driver:
             started_at=result.started_at, answered_at=result.answered_at,
             ended_at=result.ended_at or now, digits=result.digits, path=result.path,
             variables=dict(result.variables), recording=result.recording, error=result.error)
-        nxt = next_attempt_at(c, claim.attempt_no, outcome, now)
+        faults = contact.network_faults + (outcome is Outcome.NETWORK_FAULT)
+        nxt = next_attempt_at(c, claim.attempt_no, outcome, now, faults)
         done: asyncio.Future[bool] = self.loop.create_future()
         finished = Finished(claim.attempt_id, contact.id, claim.attempt_no, contact.number,
                             outcome, result)
         self._finishing.append((claim.attempt_id, record, nxt, finished, done))
         self._flush_wake.set()
         await done
+        await self._count_network_fault(outcome, result)
+
+    async def _count_network_fault(self, outcome: Outcome, result: CallResult) -> None:
+        """Pause the campaign after ``pause_after_network_faults`` faults in a row."""
+        if outcome is not Outcome.NETWORK_FAULT:
+            if outcome is not Outcome.DNC:
+                self._faults_in_row = 0
+            return
+        self._faults_in_row += 1
+        limit = self.campaign.pause_after_network_faults
+        if self._faults_in_row < limit:
+            return
+        self._faults_in_row = 0
+        what = f"SIP {result.sip_code} {result.reason or ''}".strip() if result.sip_code \
+            else (result.error or "no response")
+        reason = (f"paused by node {self.node}: {limit} calls in a row failed as network-fault "
+                  f"(last: {what}); the trunk looks unreachable: check it, then run "
+                  f"'autocall campaign resume {self.campaign.name}'")
+        if await self._db(self.store.set_state, self.campaign.name, CampaignState.PAUSED,
+                          reason, (CampaignState.RUNNING,)):
+            log.error("%s: %s", self.campaign.name, reason)
+        self._recheck_state = True  # no call may start on the state read before this
 
     async def _flush_records(self) -> None:
         """Write finished calls in batches: one transaction for all that ended meanwhile."""

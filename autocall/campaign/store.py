@@ -59,7 +59,7 @@ from autocall.campaign.model import (
     Plan,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -93,6 +93,7 @@ contacts = Table(
     Column("wait_reason", Text),
     Column("last_outcome", String(20)),
     Column("source", Text),
+    Column("network_faults", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("campaign", "number", name="uq_autocall_contacts_number"),
     Index("ix_autocall_contacts_due", "campaign", "state", "next_at"),
 )
@@ -170,7 +171,14 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
         conn, tables=[campaigns, contacts, attempts, nodes], checkfirst=True
     ),
     2: lambda conn: metadata.create_all(conn, tables=[calls], checkfirst=True),
+    3: lambda conn: _add_column(conn, contacts, "network_faults", "INTEGER NOT NULL DEFAULT 0"),
 }
+
+
+def _add_column(conn: Connection, table: Table, column: str, ddl: str) -> None:
+    """ALTER TABLE … ADD COLUMN, unless step 1 just created the table with it."""
+    if column not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {ddl}"))
 
 
 def _when(value: Any) -> datetime | None:
@@ -246,7 +254,8 @@ _MOVE_CONTACT = (
     update(contacts).where(contacts.c.id == bindparam("cid"))
     .values(state=bindparam("b_state"), next_at=bindparam("b_next_at"),
             wait_kind=bindparam("b_wait_kind"), wait_reason=bindparam("b_wait_reason"),
-            last_outcome=bindparam("b_last_outcome"))
+            last_outcome=bindparam("b_last_outcome"),
+            network_faults=contacts.c.network_faults + bindparam("b_fault"))
 )
 _FINISH_ATTEMPT = (
     update(attempts).where(attempts.c.id == bindparam("aid"), attempts.c.ended_at.is_(None))
@@ -261,12 +270,15 @@ def _value(outcome: Outcome | None) -> str | None:
 
 
 def _move_params(contact_id: int, outcome: Outcome, next_at: datetime | None) -> dict[str, Any]:
+    fault = int(outcome is Outcome.NETWORK_FAULT)
     if next_at is None:
         return {"cid": contact_id, "b_state": ContactState.DONE.value, "b_next_at": None,
-                "b_wait_kind": None, "b_wait_reason": None, "b_last_outcome": outcome.value}
+                "b_wait_kind": None, "b_wait_reason": None, "b_last_outcome": outcome.value,
+                "b_fault": fault}
     return {"cid": contact_id, "b_state": ContactState.PENDING.value,
             "b_next_at": _naive(next_at), "b_wait_kind": "retry",
-            "b_wait_reason": f"retry after {outcome.value}", "b_last_outcome": outcome.value}
+            "b_wait_reason": f"retry after {outcome.value}", "b_last_outcome": outcome.value,
+            "b_fault": fault}
 
 
 def _finish_params(attempt_id: int, record: CallRecord) -> dict[str, Any]:
@@ -517,12 +529,14 @@ class Store:
                                   "b_next_at": _naive(decision.until),
                                   "b_wait_kind": decision.kind,
                                   "b_wait_reason": decision.reason,
-                                  "b_last_outcome": _value(contact.last_outcome)})
+                                  "b_last_outcome": _value(contact.last_outcome),
+                                  "b_fault": 0})
                 elif isinstance(decision, Close):
                     moves.append({"cid": contact.id, "b_state": ContactState.DONE.value,
                                   "b_next_at": None, "b_wait_kind": None,
                                   "b_wait_reason": decision.reason,
-                                  "b_last_outcome": decision.outcome.value})
+                                  "b_last_outcome": decision.outcome.value,
+                                  "b_fault": 0})
             if moves:
                 conn.execute(_MOVE_CONTACT, moves)
             if not dials:
@@ -687,7 +701,7 @@ def _contact(row: Any) -> Contact:
         timezones=tuple(row.timezones.split()), fields=json.loads(row.fields),
         state=ContactState(row.state), attempts=row.attempts, next_at=_aware(row.next_at),
         last_outcome=Outcome(row.last_outcome) if row.last_outcome else None,
-        wait_reason=row.wait_reason,
+        wait_reason=row.wait_reason, network_faults=row.network_faults or 0,
     )
 
 

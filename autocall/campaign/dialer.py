@@ -605,7 +605,9 @@ class _Driver:
             await self._wait(wait)
         await self._drain()
         final = await self._db(self.store.summary, name, self.clock())
-        self._publish(final, idle)
+        # Said from the final counts: the last loop's reason (a call in flight, say) is
+        # history once the calls have ended.
+        self._publish(final, idle_reason(final, self.clock(), 0, self.campaign.channels))
         await self._db(self.store.heartbeat, name, self.node, self.clock(), 0, "exited")
         return self.last
 

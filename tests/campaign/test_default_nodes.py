@@ -8,6 +8,8 @@ those contacts again.
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 from clirun import TREE_TALK, CliProcess, sip_env, sipp_requests, wait_until
 from conftest import write_campaign
+from procs import DialerProcess, read_dials
 from sqlalchemy import create_engine, text
 
 from autocall.campaign.contacts import import_campaign
@@ -109,3 +112,36 @@ def test_two_default_dialers_postgres(tmp_path: Path, pg_schema_url: str) -> Non
         assert store.state("test-campaign")[0] is CampaignState.COMPLETED
     finally:
         store.close()
+
+
+def test_a_killed_default_node_is_recovered_by_the_running_one(tmp_path: Path) -> None:
+    """SIGKILL one of two default nodes: the other, still dialing, resolves the dead
+    one's open attempts (its process is gone from this host) and finishes the list."""
+    n = 30
+    campaign = load_campaign(write_campaign(tmp_path, n, channels=3, calls_per_second=20))
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    store = Store(url)
+    import_campaign(store, campaign)
+    log = tmp_path / "dials.log"
+    first = DialerProcess(url, campaign.name, "-", log, {}, talk=1.0)
+    first.wait_for(3, timeout=60)
+    second = DialerProcess(url, campaign.name, "-", log, {}, talk=1.0)
+    wait_until(
+        lambda: len({a.node for a in store.attempts(campaign.name)}) == 2, 60, "both nodes dialing"
+    )
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait(10)
+    first_node = store.attempts(campaign.name)[0].node
+    open_at_kill = {
+        a.id for a in store.attempts(campaign.name) if a.node == first_node and a.ended_at is None
+    }
+    assert open_at_kill, "the kill should catch calls in flight"
+    second.finish(timeout=120)
+    rows = store.attempts(campaign.name)
+    by_id = {a.id: a for a in rows}
+    store.close()
+    assert all(by_id[i].outcome is Outcome.INTERRUPTED for i in open_at_kill)
+    assert all(a.ended_at is not None for a in rows)
+    dials = Counter((contact, no) for _, contact, no, _ in read_dials(log))
+    assert max(dials.values()) == 1  # an attempt never reached the far end twice
+    assert {c for c, _ in dials} == {a.contact_id for a in rows} and len({c for c, _ in dials}) == n

@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from clirun import TREE_TALK, sipp_requests, wait_until
 from conftest import write_campaign
 from pgserver import OwnPostgres
-from procs import DialerProcess, read_dials
+from procs import DialerProcess, read_dials, sip_dialer
 
 from autocall.campaign.contacts import import_campaign
 from autocall.campaign.model import CampaignState, ContactState, Outcome, load_campaign
 from autocall.campaign.store import Store
+from tests.peers import SCENARIOS, Sipp
 
 pytestmark = pytest.mark.postgres
 
@@ -96,5 +98,54 @@ def test_serve_record_writer_rides_through_a_restart(own_pg: OwnPostgres) -> Non
             back.join()
         assert not store.add_call(record)  # written once
         assert [c["call_id"] for c in store.calls()] == ["before", "after"]
+    finally:
+        store.close()
+
+
+@pytest.mark.peers
+def test_live_sip_calls_stay_up_across_a_postgres_restart(
+    tmp_path: Path, own_pg: OwnPostgres
+) -> None:
+    """Real calls to SIPp while the server restarts: each call is answered, released
+    with our BYE when its dialogue ends, and has one finished record; none dialed twice."""
+    (tmp_path / "tree.yaml").write_text(TREE_TALK.format(talk=1.5))
+    campaign = load_campaign(write_campaign(tmp_path, 16, channels=4, calls_per_second=20))
+    store = Store(own_pg.url)
+    import_campaign(store, campaign)
+    store.close()
+    trace = tmp_path / "sipp-messages.log"
+    sipp = Sipp(
+        SCENARIOS / "uas_answer.xml",
+        port=43600,
+        media_port=43602,
+        calls=1000,
+        timeout=120,
+        cwd=tmp_path,
+        extra=["-trace_msg", "-message_file", str(trace)],
+    )
+    sipp.start()
+    try:
+        dialer = sip_dialer(
+            own_pg.url, campaign.name, "node-sip", 43610, "sip:sipp@127.0.0.1:43600"
+        )
+        wait_until(lambda: len(sipp_requests(trace, "ACK")) >= 6, 60, "calls answered")
+        acked = set(sipp_requests(trace, "ACK"))
+        ended = set(sipp_requests(trace, "BYE"))
+        assert acked - ended, "the restart should find calls up"
+        own_pg.restart()
+        dialer.finish(timeout=120)
+    finally:
+        sipp.stop()
+    err = dialer.proc.stderr.read() if dialer.proc.stderr else ""
+    assert "Traceback" not in err, err[-3000:]
+    invites = sipp_requests(trace, "INVITE")
+    assert len(invites) == len(set(invites)) == 16
+    assert set(sipp_requests(trace, "BYE")) == set(invites)  # every call ended by our BYE
+    store = Store(own_pg.url)
+    try:
+        rows = store.attempts(campaign.name)
+        assert len(rows) == 16 and len({a.contact_id for a in rows}) == 16
+        assert all(a.outcome is Outcome.COMPLETED and a.ended_at is not None for a in rows)
+        assert all(a.billable is not None and a.billable >= 1.4 for a in rows)
     finally:
         store.close()

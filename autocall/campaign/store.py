@@ -609,7 +609,10 @@ class Store:
         nnow = _naive(now) or datetime.now(UTC).replace(tzinfo=None)
         resolved: list[int] = []
         with self.engine.begin() as conn:
-            beats = dict(conn.execute(select(nodes.c.node, nodes.c.heartbeat)).all())
+            holders = (select(attempts.c.node).distinct()
+                       .where(attempts.c.campaign == name, attempts.c.ended_at.is_(None)))
+            beats = dict(conn.execute(select(nodes.c.node, nodes.c.heartbeat)
+                                      .where(nodes.c.node.in_(holders))).all())
             gone = [n for n, beat in beats.items() if n != node and (
                 beat < nnow - stale_after or (dead is not None and dead(n, beat)))]
             stmt = (select(attempts.c.id, attempts.c.contact_id, attempts.c.attempt_no)

@@ -43,7 +43,7 @@ from autocall.campaign.schedule import (
     next_open,
     schedule_campaign,
 )
-from autocall.campaign.store import CallRecord, Claim, Store, Summary, transient
+from autocall.campaign.store import CallRecord, Claim, Store, StoreError, Summary, transient
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,11 @@ def outcome_of(result: CallResult) -> Outcome:
     if code in _UNREACHABLE_CODES:
         return Outcome.UNREACHABLE
     return Outcome.FAILED
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def caller_id_for(campaign: Campaign, contact: Contact) -> str:
@@ -330,6 +335,9 @@ STATE_CHECK = 0.1
 CLAIM_AHEAD = 0.25
 
 
+# Seconds a dialer leaving on an error (a forced stop while the store is down) gives
+# its calls to hang up (the placer sends BYE or CANCEL) before it closes.
+ABORT_HANGUP = 6.0
 # How often a running node looks for attempts left open by dead nodes (a node killed
 # while others dial: its contacts must not wait for the next restart).
 RECOVER_EVERY = 5.0
@@ -451,6 +459,7 @@ class _Driver:
         self._store_down: float | None = None  # loop time the store stopped answering
         self._faults_in_row = 0  # calls in a row that ended as network faults
         self._recheck_state = False  # this node changed the state: read it before dialing
+        self._aborting = False  # leaving on an error: calls are cut without a record
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
@@ -461,29 +470,37 @@ class _Driver:
         before any INVITE) and calls in flight go on; their records wait and are written
         when the store is back.
         """
-        async for attempt in stamina.retry_context(on=self._transient, attempts=None,
-                                                   timeout=None, wait_initial=0.05,
-                                                   wait_max=2.0, wait_jitter=0.1):
-            with attempt:
-                if self.store.is_sqlite:
-                    result = fn(*args, **kw)
-                else:
-                    result = await asyncio.to_thread(fn, *args, **kw)
-                if self._store_down is not None:
-                    log.warning("%s: store reachable again after %.1f s", self.campaign.name,
-                                self.loop.time() - self._store_down)
-                    self._store_down = None
-                return result
+        try:
+            async for attempt in stamina.retry_context(on=self._transient, attempts=None,
+                                                       timeout=None, wait_initial=0.05,
+                                                       wait_max=2.0, wait_jitter=0.1):
+                with attempt:
+                    if self.store.is_sqlite:
+                        result = fn(*args, **kw)
+                    else:
+                        result = await asyncio.to_thread(fn, *args, **kw)
+                    if self._store_down is not None:
+                        log.warning("%s: store reachable again after %.1f s",
+                                    self.campaign.name, self.loop.time() - self._store_down)
+                        self._store_down = None
+                    return result
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            # Only a forced stop ends the retries: say so, without a traceback.
+            raise StoreError(
+                f"store unreachable ({_first_line(exc)}); stopped by force with "
+                f"{len(self.tasks)} call(s) in flight unrecorded: a dialer started again "
+                "resolves them as interrupted") from exc
         raise AssertionError("unreachable: retries without limit")
 
     def _transient(self, exc: Exception) -> bool:
-        if not transient(exc):
+        if not transient(exc) or (self.force is not None and self.force.is_set()):
             return False
         if self._store_down is None:
             self._store_down = self.loop.time()
             log.warning("%s: store unreachable (%s); not dialing, %d call(s) in flight kept "
-                        "up, retrying", self.campaign.name, str(exc).splitlines()[0],
-                        len(self.tasks))
+                        "up, retrying", self.campaign.name, _first_line(exc), len(self.tasks))
         return True
 
     def _next_try(self, attempts_made: int) -> datetime | None:
@@ -502,6 +519,11 @@ class _Driver:
         finally:
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=False)
+            if self.tasks:  # leaving on an error: hang the calls up while the UA is alive
+                self._aborting = True
+                for task in list(self.tasks):
+                    task.cancel()
+                await asyncio.wait(list(self.tasks), timeout=ABORT_HANGUP)
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
@@ -705,7 +727,7 @@ class _Driver:
             try:
                 result = await self.placer.place(request)
             except asyncio.CancelledError:
-                if self.force is None or not self.force.is_set():
+                if self._aborting or self.force is None or not self.force.is_set():
                     raise
                 # A forced stop: the placer hung up; the record still says what happened.
                 result = CallResult(CallStatus.FAILED, started_at=started,

@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import inspect
 import json
+import logging
 import signal
 from collections.abc import Callable
 from dataclasses import asdict
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -250,9 +252,15 @@ def run(
         store.close()
         raise _store_error(exc) from None
     factory = _placer_factory(placer)
+    # The dialer says once when the store goes away and comes back; stamina's line per
+    # retry would fill the terminal during an outage.
+    logging.getLogger("stamina").setLevel(logging.ERROR)
     freeze_startup_heap()  # the store, models and libraries stay: keep GC passes short
     try:
         final, code = asyncio.run(_run(name, store, factory, node, wait, as_json))
+    except StoreError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     finally:
         store.close()
     if as_json:

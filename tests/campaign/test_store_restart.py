@@ -9,6 +9,7 @@ writer (Store.add_call) rides through the same restart.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from clirun import TREE_TALK, sipp_requests, wait_until
+from clirun import TREE_TALK, CliProcess, sip_env, sipp_requests, wait_until
 from conftest import write_campaign
 from pgserver import OwnPostgres
 from procs import DialerProcess, read_dials, sip_dialer
@@ -147,5 +148,60 @@ def test_live_sip_calls_stay_up_across_a_postgres_restart(
         assert len(rows) == 16 and len({a.contact_id for a in rows}) == 16
         assert all(a.outcome is Outcome.COMPLETED and a.ended_at is not None for a in rows)
         assert all(a.billable is not None and a.billable >= 1.4 for a in rows)
+    finally:
+        store.close()
+
+
+@pytest.mark.peers
+def test_forced_stop_while_the_store_is_down_hangs_up_without_traceback(
+    tmp_path: Path, own_pg: OwnPostgres
+) -> None:
+    """The server stays down; SIGTERM twice: the calls get their BYE, the dialer says
+    why it could not write their records (exit 1, no traceback), and a dialer started
+    once the server is back resolves them as interrupted."""
+    (tmp_path / "tree.yaml").write_text(TREE_TALK.format(talk=60))
+    campaign = load_campaign(write_campaign(tmp_path, 6, channels=2, calls_per_second=20))
+    store = Store(own_pg.url)
+    import_campaign(store, campaign)
+    store.close()
+    trace = tmp_path / "sipp-messages.log"
+    sipp = Sipp(
+        SCENARIOS / "uas_answer.xml",
+        port=43620,
+        media_port=43622,
+        calls=1000,
+        timeout=120,
+        cwd=tmp_path,
+        extra=["-trace_msg", "-message_file", str(trace)],
+    )
+    sipp.start()
+    try:
+        run = CliProcess(
+            ["campaign", "run", campaign.name, "--db", own_pg.url],
+            cwd=tmp_path,
+            env=sip_env(43620, 43630, tmp_path),
+            tag="run",
+        )
+        wait_until(lambda: len(sipp_requests(trace, "ACK")) >= 2, 60, "calls answered")
+        own_pg.down()
+        wait_until(lambda: "store unreachable" in run.stderr(), 30, "outage noticed")
+        run.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "no new calls" in run.stderr(), 30, "first signal handled")
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.wait(30) == 1, run.stderr()[-3000:]
+        assert set(sipp_requests(trace, "BYE")) == set(sipp_requests(trace, "INVITE"))
+    finally:
+        sipp.stop()
+    assert "Traceback" not in run.stderr(), run.stderr()[-3000:]
+    assert "2 call(s) in flight unrecorded" in run.stderr()
+    own_pg.start()
+    store = Store(own_pg.url)
+    try:
+        rows = store.attempts(campaign.name)
+        assert len(rows) == 2 and all(a.ended_at is None for a in rows)
+        node = rows[0].node
+        assert store.recover(
+            campaign.name, "another", datetime.now(UTC), lambda n: None, dead=lambda n, _: n == node
+        ) == [a.id for a in rows]
     finally:
         store.close()

@@ -139,3 +139,51 @@ def test_call_cut_by_signal_hangs_up_and_writes_its_record(
     assert record["ended_at"] is not None and record["answered_at"] is not None
     assert record["error"] == f"interrupted by {sig.name}"
     assert "Traceback" not in call.stderr()
+
+
+def test_call_ringing_when_sigterm_arrives_is_cancelled_and_recorded(tmp_path: Path) -> None:
+    port = 43280
+    url = f"sqlite:///{tmp_path / 'ring.db'}"
+    trace = tmp_path / "sipp-messages.log"
+    sipp = Sipp(
+        SCENARIOS / "uas_ring.xml",
+        port=port,
+        media_port=port + 2,
+        calls=1,
+        timeout=60,
+        cwd=tmp_path,
+        extra=["-trace_msg", "-message_file", str(trace)],
+    )
+    sipp.start()
+    try:
+        call = CliProcess(
+            [
+                "call",
+                f"sip:sipp@127.0.0.1:{port}",
+                "--say",
+                "hello",
+                "--db",
+                url,
+                "--ring-timeout",
+                "60",
+                "--json",
+            ],
+            cwd=tmp_path,
+            env=sip_env(port, port + 10, tmp_path),
+            tag="call",
+        )
+        wait_until(
+            lambda: trace.exists() and "SIP/2.0 180" in trace.read_text(errors="replace"),
+            60,
+            "call ringing",
+        )
+        call.proc.send_signal(signal.SIGTERM)
+        assert call.wait(30) == 143, call.stderr()[-3000:]
+        assert sipp.wait(15) == 0, sipp.errors()  # the scenario saw its CANCEL
+    finally:
+        sipp.stop()
+    store = Store(url)
+    (record,) = store.calls("outbound")
+    store.close()
+    assert record["status"] == "canceled" and record["answered_at"] is None
+    assert record["error"] == "interrupted by SIGTERM"

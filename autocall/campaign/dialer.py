@@ -825,7 +825,11 @@ def explain(campaign: Campaign, state: CampaignState, contact: Contact | None, n
     if contact is None:
         return False, ["the number is not a contact of this campaign (imported? rejected?)"]
     lines = [f"contact {contact.id} {contact.number}, zones {' '.join(contact.timezones)}, "
-             f"{contact.attempts} of {campaign.retry.max_attempts} attempts used"]
+             f"{contact.attempts - contact.network_faults} of {campaign.retry.max_attempts} "
+             "attempts used"]
+    if contact.network_faults:
+        lines.append(f"{contact.network_faults} of {campaign.retry.max_network_faults} "
+                     "network faults (the trunk was unreachable; not counted as attempts)")
     if contact.state.value == "done":
         last = contact.last_outcome.value if contact.last_outcome else "none"
         why = ("never retried" if contact.last_outcome in NEVER_RETRY

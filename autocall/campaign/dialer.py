@@ -468,17 +468,29 @@ class _Driver:
         A lost connection (a server restart, a failover) is retried with backoff for as
         long as it takes: meanwhile nothing is dialed (a claim commits its attempt rows
         before any INVITE) and calls in flight go on; their records wait and are written
-        when the store is back.
+        when the store is back. Only a forced stop ends the retries (:class:`StoreError`).
         """
+        try:
+            return await self._db_once(fn, *args, **kw)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if not self._transient(exc):  # a forced stop
+                raise self._gave_up(exc) from exc
+        return await self._db_retry(fn, *args, **kw)  # the retry machinery off the hot path
+
+    async def _db_once(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        if self.store.is_sqlite:
+            return fn(*args, **kw)
+        return await asyncio.to_thread(fn, *args, **kw)
+
+    async def _db_retry(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         try:
             async for attempt in stamina.retry_context(on=self._transient, attempts=None,
                                                        timeout=None, wait_initial=0.05,
                                                        wait_max=2.0, wait_jitter=0.1):
                 with attempt:
-                    if self.store.is_sqlite:
-                        result = fn(*args, **kw)
-                    else:
-                        result = await asyncio.to_thread(fn, *args, **kw)
+                    result = await self._db_once(fn, *args, **kw)
                     if self._store_down is not None:
                         log.warning("%s: store reachable again after %.1f s",
                                     self.campaign.name, self.loop.time() - self._store_down)
@@ -487,12 +499,14 @@ class _Driver:
         except Exception as exc:
             if not transient(exc):
                 raise
-            # Only a forced stop ends the retries: say so, without a traceback.
-            raise StoreError(
-                f"store unreachable ({_first_line(exc)}); stopped by force with "
-                f"{len(self.tasks)} call(s) in flight unrecorded: a dialer started again "
-                "resolves them as interrupted") from exc
+            raise self._gave_up(exc) from exc
         raise AssertionError("unreachable: retries without limit")
+
+    def _gave_up(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"store unreachable ({_first_line(exc)}); stopped by force with "
+            f"{len(self.tasks)} call(s) in flight unrecorded: a dialer started again "
+            "resolves them as interrupted")
 
     def _transient(self, exc: Exception) -> bool:
         if not transient(exc) or (self.force is not None and self.force.is_set()):

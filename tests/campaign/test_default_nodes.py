@@ -114,12 +114,11 @@ def test_two_default_dialers_postgres(tmp_path: Path, pg_schema_url: str) -> Non
         store.close()
 
 
-def test_a_killed_default_node_is_recovered_by_the_running_one(tmp_path: Path) -> None:
+def _killed_default_node(tmp_path: Path, url: str) -> None:
     """SIGKILL one of two default nodes: the other, still dialing, resolves the dead
     one's open attempts (its process is gone from this host) and finishes the list."""
     n = 30
     campaign = load_campaign(write_campaign(tmp_path, n, channels=3, calls_per_second=20))
-    url = f"sqlite:///{tmp_path / 'kill.db'}"
     store = Store(url)
     import_campaign(store, campaign)
     log = tmp_path / "dials.log"
@@ -145,3 +144,14 @@ def test_a_killed_default_node_is_recovered_by_the_running_one(tmp_path: Path) -
     dials = Counter((contact, no) for _, contact, no, _ in read_dials(log))
     assert max(dials.values()) == 1  # an attempt never reached the far end twice
     assert {c for c, _ in dials} == {a.contact_id for a in rows} and len({c for c, _ in dials}) == n
+
+
+def test_a_killed_default_node_is_recovered_by_the_running_one_sqlite(tmp_path: Path) -> None:
+    _killed_default_node(tmp_path, f"sqlite:///{tmp_path / 'kill.db'}")
+
+
+@pytest.mark.postgres
+def test_a_killed_default_node_is_recovered_by_the_running_one_postgres(
+    tmp_path: Path, pg_schema_url: str
+) -> None:
+    _killed_default_node(tmp_path, pg_schema_url)

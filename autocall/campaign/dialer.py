@@ -338,6 +338,9 @@ CLAIM_AHEAD = 0.25
 # Seconds a dialer leaving on an error (a forced stop while the store is down) gives
 # its calls to hang up (the placer sends BYE or CANCEL) before it closes.
 ABORT_HANGUP = 6.0
+# A local node whose process is gone is dead once its heartbeat (every second) is this
+# old; sooner could take a live node of another machine with the same host name.
+LOCAL_DEAD_AFTER = timedelta(seconds=5)
 # How often a running node looks for attempts left open by dead nodes (a node killed
 # while others dial: its contacts must not wait for the next restart).
 RECOVER_EVERY = 5.0
@@ -356,14 +359,19 @@ def default_node() -> str:
 def node_process_gone(node: str, heartbeat: datetime | None = None) -> bool:
     """True if ``node`` names a process of this host (``host:pid:random``) that is gone.
 
-    Other hosts' nodes, and names given with ``--node``, are judged by their heartbeat
-    alone (False here).
+    Its heartbeat must also be a few seconds old (``LOCAL_DEAD_AFTER``): two machines or
+    containers may share a host name but not a process table, and a live node beats
+    every second. Other hosts' nodes, and names given with ``--node``, are judged by
+    their heartbeat alone (False here).
     """
-    del heartbeat  # the store judges staleness; this only knows local processes
     host, _, rest = node.rpartition(":")
     host, _, pid = host.rpartition(":")
     if host != socket.gethostname()[:70] or not pid.isdigit() or not rest:
         return False
+    if heartbeat is not None:
+        beat = heartbeat if heartbeat.tzinfo else heartbeat.replace(tzinfo=UTC)
+        if datetime.now(UTC) - beat < LOCAL_DEAD_AFTER:
+            return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 from autocall.campaign.dialer import default_node, node_process_gone
 
@@ -38,5 +39,9 @@ def test_a_gone_local_process_is_dead_others_are_judged_by_heartbeat() -> None:
     )
     gone = f"{socket.gethostname()[:70]}:{done.stdout.strip()}:abcdef12"
     assert node_process_gone(gone)
+    old = datetime.now(UTC) - timedelta(seconds=6)
+    assert node_process_gone(gone, old.replace(tzinfo=None))
+    # A fresh heartbeat: perhaps a live node of another machine with this host name.
+    assert not node_process_gone(gone, datetime.now(UTC))
     assert not node_process_gone(f"elsewhere:{done.stdout.strip()}:abcdef12")
     assert not node_process_gone("node-a")  # a --node name: its heartbeat decides

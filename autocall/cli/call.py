@@ -143,8 +143,9 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             run = await runner.run()
             await call.hangup()
             await call.wait_ended(5.0)
-        callbacks.send(call.call_id, "completed", call_status=str(call.status))
-        return _summary(uri, call, run)
+        summary = _summary(uri, call, run)
+        callbacks.send(call.call_id, "completed", call_status=summary["status"])
+        return summary
     except asyncio.CancelledError:
         if not signals.received:
             raise

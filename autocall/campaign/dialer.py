@@ -14,11 +14,15 @@ import contextlib
 import functools
 import logging
 import math
+import os
+import secrets
 import socket
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+import stamina
 
 from autocall.campaign.model import (
     NEVER_RETRY,
@@ -39,7 +43,7 @@ from autocall.campaign.schedule import (
     next_open,
     schedule_campaign,
 )
-from autocall.campaign.store import CallRecord, Claim, Store, Summary
+from autocall.campaign.store import CallRecord, Claim, Store, StoreError, Summary, transient
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +91,8 @@ class CallResult:
     outcome: Outcome | None = None
     opted_out: bool = False
     error: str | None = None
+    reason: str | None = None  # the final response's reason phrase, or ours
+    ended_by: str | None = None  # "local" when our side produced the final status
 
 
 class CallPlacer(Protocol):
@@ -108,12 +114,43 @@ _UNREACHABLE_CODES = frozenset({408, 480, 502, 503, 504})
 _BUSY_CODES = frozenset({486, 600})
 
 
+def network_fault(result: CallResult) -> bool:
+    """True if the call failed because the trunk could not be reached at all.
+
+    The one place that decides it (adjust here when the user agent's reporting of
+    transport failures changes):
+
+    * a 503 our own side produced: RFC 3261 §8.1.3.1 turns a transport error (a TCP
+      connection refused, an ICMP unreachable) into 503;
+    * a 408 with no response at all: Timer B fired (§17.1.1.2, 64*T1) before even a
+      100 Trying came back; today's UA says "no final response" in the reason and
+      reports it as the remote side's, the fixed UA as ended by us;
+    * the placer raising an OSError (the socket could not be opened or connected).
+
+    An answered call, or one the far end refused with its own final response, is not.
+    """
+    if result.answered_at is not None or result.status is CallStatus.COMPLETED:
+        return False
+    if result.sip_code == 503 and result.ended_by == "local":
+        return True
+    if result.sip_code == 408 and (result.ended_by == "local"
+                                   or "no final response" in (result.reason or "")):
+        return True
+    return result.sip_code is None and (result.error or "").startswith(_TRANSPORT_ERRORS)
+
+
+_TRANSPORT_ERRORS = ("OSError", "ConnectionRefusedError", "ConnectionResetError",
+                     "ConnectionAbortedError", "gaierror")
+
+
 def outcome_of(result: CallResult) -> Outcome:
     """The retry-policy outcome of a finished call."""
     if result.opted_out:
         return Outcome.OPTED_OUT
     if result.outcome is not None:
         return result.outcome
+    if network_fault(result):
+        return Outcome.NETWORK_FAULT
     code = result.sip_code
     if code == 603:  # RFC 3261 §21.6.2 Decline
         return Outcome.DECLINED
@@ -130,6 +167,11 @@ def outcome_of(result: CallResult) -> Outcome:
     return Outcome.FAILED
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def caller_id_for(campaign: Campaign, contact: Contact) -> str:
     """Spread contacts over the campaign's caller IDs, stable per contact."""
     return campaign.caller_ids[contact.id % len(campaign.caller_ids)]
@@ -140,7 +182,7 @@ def plan_contact(campaign: Campaign, contact: Contact, now: datetime,
     """Dial, defer or close one due contact (no I/O)."""
     if contact.number in dnc:
         return Close(contact.id, Outcome.DNC, "number is on the do-not-call list")
-    if contact.attempts >= campaign.retry.max_attempts:
+    if contact.attempts - contact.network_faults >= campaign.retry.max_attempts:
         return Close(contact.id, contact.last_outcome or Outcome.FAILED,
                      f"all {campaign.retry.max_attempts} attempts used")
     opens = next_open(campaign.window, contact.timezones, now)
@@ -155,9 +197,12 @@ def plan_contact(campaign: Campaign, contact: Contact, now: datetime,
 
 
 def next_attempt_at(campaign: Campaign, attempts_made: int, outcome: Outcome,
-                    now: datetime) -> datetime | None:
-    """When the contact is due again after this outcome; None ends the contact."""
-    nxt = campaign.retry.next_try(outcome, attempts_made, now)
+                    now: datetime, network_faults: int = 0) -> datetime | None:
+    """When the contact is due again after this outcome; None ends the contact.
+
+    ``network_faults`` counts the contact's network faults including this one.
+    """
+    nxt = campaign.retry.next_try(outcome, attempts_made, now, network_faults)
     if nxt is not None and campaign.end_at is not None:
         end = campaign.end_at if campaign.end_at.tzinfo else campaign.end_at.replace(tzinfo=UTC)
         if nxt >= end:
@@ -290,8 +335,50 @@ STATE_CHECK = 0.1
 CLAIM_AHEAD = 0.25
 
 
+# Seconds a dialer leaving on an error (a forced stop while the store is down) gives
+# its calls to hang up (the placer sends BYE or CANCEL) before it closes.
+ABORT_HANGUP = 6.0
+# A local node whose process is gone is dead once its heartbeat (every second) is this
+# old; sooner could take a live node of another machine with the same host name.
+LOCAL_DEAD_AFTER = timedelta(seconds=5)
+# How often a running node looks for attempts left open by dead nodes (a node killed
+# while others dial: its contacts must not wait for the next restart).
+RECOVER_EVERY = 5.0
+
+
 def default_node() -> str:
-    return socket.gethostname()
+    """This process's identity: ``host:pid:random``, unique per process.
+
+    Two dialers started the same way on one host must never take each other for
+    themselves (recovery resolves its own node's open attempts), and a restarted
+    process is a new node even if the kernel reuses the pid.
+    """
+    return f"{socket.gethostname()[:70]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def node_process_gone(node: str, heartbeat: datetime | None = None) -> bool:
+    """True if ``node`` names a process of this host (``host:pid:random``) that is gone.
+
+    Its heartbeat must also be a few seconds old (``LOCAL_DEAD_AFTER``): two machines or
+    containers may share a host name but not a process table, and a live node beats
+    every second. Other hosts' nodes, and names given with ``--node``, are judged by
+    their heartbeat alone (False here).
+    """
+    host, _, rest = node.rpartition(":")
+    host, _, pid = host.rpartition(":")
+    if host != socket.gethostname()[:70] or not pid.isdigit() or not rest:
+        return False
+    if heartbeat is not None:
+        beat = heartbeat if heartbeat.tzinfo else heartbeat.replace(tzinfo=UTC)
+        if datetime.now(UTC) - beat < LOCAL_DEAD_AFTER:
+            return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False
 
 
 def _utcnow() -> datetime:
@@ -307,6 +394,7 @@ async def run_campaign(
     progress: Callable[[Progress], None] | None = None,
     on_record: Callable[[Finished], None] | None = None,
     stop: Callable[[], bool] | None = None,
+    force: asyncio.Event | None = None,
     start: bool = True,
     exit_when_idle: bool = True,
     poll: float = 0.5,
@@ -317,19 +405,23 @@ async def run_campaign(
 
     ``campaign`` is a model (saved/updated in the store) or the name of one already
     there; ``store`` a :class:`Store` or URL. ``start=False`` leaves the campaign's
-    state alone (a draft waits for ``autocall campaign resume``). Each node needs its
-    own ``node`` name (default: host name); at start the node's unfinished attempts
-    are resolved by the campaign's ``on_restart`` policy. ``exit_when_idle`` returns
+    state alone (a draft waits for ``autocall campaign resume``). Each process is its
+    own node (default: :func:`default_node`, ``host:pid:random``); attempts left open
+    by nodes that stopped (no heartbeat for a minute, or their process gone from this
+    host) are resolved by the campaign's ``on_restart`` policy, at start and while
+    dialing; a live node's calls are never touched. ``exit_when_idle`` returns
     once no contact is left to dial (else waits for more). With ``scheduler`` the
     campaign's start_at/end_at are APScheduler jobs kept in the store's database (they
     survive restarts and flip the state for every node); without it this loop checks
-    the dates itself. Returns the last progress.
+    the dates itself. Once ``stop()`` is true no call is started and the calls in
+    flight end as their dialogue ends; setting ``force`` then cuts them (the placer
+    hangs up) and records them as interrupted. Returns the last progress.
     """
     own_store = isinstance(store, str)
     db = Store(store) if isinstance(store, str) else store
     try:
         driver = _Driver(campaign, db, placer, node or default_node(), progress, on_record,
-                         stop, poll, clock)
+                         stop, poll, clock, force)
         return await driver.run(start=start, exit_when_idle=exit_when_idle,
                                 use_scheduler=scheduler)
     finally:
@@ -342,7 +434,7 @@ class _Driver:
                  progress: Callable[[Progress], None] | None,
                  on_record: Callable[[Finished], None] | None,
                  stop: Callable[[], bool] | None, poll: float,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], force: asyncio.Event | None = None) -> None:
         if isinstance(campaign, Campaign):
             store.save_campaign(campaign)
             name = campaign.name
@@ -355,11 +447,14 @@ class _Driver:
         self.progress_cb = progress
         self.on_record = on_record
         self.stop = stop
+        self.force = force
         self.poll = poll
         self.clock = clock
         self.dnc = DncList.from_files(self.campaign.dnc, self.campaign.default_region)
         self.pacer = Pacer(self.campaign.calls_per_second)
         self.tasks: set[asyncio.Task[None]] = set()
+        self._placing: set[asyncio.Task[Any]] = set()  # calls not yet ended (cut by force)
+        self.live: set[int] = set()  # attempt ids claimed by this process and not yet written
         self._freed = asyncio.Event()  # a call ended: a channel is free
         self._finishing: list[tuple[int, CallRecord, datetime | None, Finished,
                                     asyncio.Future[bool]]] = []
@@ -369,13 +464,66 @@ class _Driver:
         self._logged_idle: str | None = None
         self._logged_at = float("-inf")
         self.loop = asyncio.get_running_loop()
+        self._store_down: float | None = None  # loop time the store stopped answering
+        self._faults_in_row = 0  # calls in a row that ended as network faults
+        self._recheck_state = False  # this node changed the state: read it before dialing
+        self._aborting = False  # leaving on an error: calls are cut without a record
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
-        """Store calls: inline for SQLite (sub-millisecond, local), a thread for a server."""
+        """Store calls: inline for SQLite (sub-millisecond, local), a thread for a server.
+
+        A lost connection (a server restart, a failover) is retried with backoff for as
+        long as it takes: meanwhile nothing is dialed (a claim commits its attempt rows
+        before any INVITE) and calls in flight go on; their records wait and are written
+        when the store is back. Only a forced stop ends the retries (:class:`StoreError`).
+        """
+        try:
+            return await self._db_once(fn, *args, **kw)
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if not self._transient(exc):  # a forced stop
+                raise self._gave_up(exc) from exc
+        return await self._db_retry(fn, *args, **kw)  # the retry machinery off the hot path
+
+    async def _db_once(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         if self.store.is_sqlite:
             return fn(*args, **kw)
         return await asyncio.to_thread(fn, *args, **kw)
+
+    async def _db_retry(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        try:
+            async for attempt in stamina.retry_context(on=self._transient, attempts=None,
+                                                       timeout=None, wait_initial=0.05,
+                                                       wait_max=2.0, wait_jitter=0.1):
+                with attempt:
+                    result = await self._db_once(fn, *args, **kw)
+                    if self._store_down is not None:
+                        log.warning("%s: store reachable again after %.1f s",
+                                    self.campaign.name, self.loop.time() - self._store_down)
+                        self._store_down = None
+                    return result
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            raise self._gave_up(exc) from exc
+        raise AssertionError("unreachable: retries without limit")
+
+    def _gave_up(self, exc: Exception) -> StoreError:
+        return StoreError(
+            f"store unreachable ({_first_line(exc)}); stopped by force with "
+            f"{len(self.tasks)} call(s) in flight unrecorded: a dialer started again "
+            "resolves them as interrupted")
+
+    def _transient(self, exc: Exception) -> bool:
+        if not transient(exc) or (self.force is not None and self.force.is_set()):
+            return False
+        if self._store_down is None:
+            self._store_down = self.loop.time()
+            log.warning("%s: store unreachable (%s); not dialing, %d call(s) in flight kept "
+                        "up, retrying", self.campaign.name, _first_line(exc), len(self.tasks))
+        return True
 
     def _next_try(self, attempts_made: int) -> datetime | None:
         if self.campaign.on_restart == "give-up":
@@ -393,6 +541,11 @@ class _Driver:
         finally:
             if self.scheduler is not None:
                 self.scheduler.shutdown(wait=False)
+            if self.tasks:  # leaving on an error: hang the calls up while the UA is alive
+                self._aborting = True
+                for task in list(self.tasks):
+                    task.cancel()
+                await asyncio.wait(list(self.tasks), timeout=ABORT_HANGUP)
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
@@ -401,18 +554,19 @@ class _Driver:
         name = self.campaign.name
         now = self.clock()
         await self._db(self.store.heartbeat, name, self.node, now, 0, "starting")
-        recovered = await self._db(self.store.recover, name, self.node, now, self._next_try)
-        if recovered:
-            log.warning("%s: resolved %d attempt(s) left in flight as interrupted",
-                        name, len(recovered))
+        await self._recover(now)
         if start:
             await self._start_state(now)
         idle: str | None = None
         last_beat = last_pub = last_state = float("-inf")
+        last_recover = self.loop.time()
         state = CampaignState.DRAFT
         while True:
             now = self.clock()
             mono = self.loop.time()
+            if mono - last_recover >= RECOVER_EVERY:
+                await self._recover(now)
+                last_recover = mono
             if mono - last_pub >= self.poll:
                 self._publish(await self._db(self.store.summary, name, now), idle)
                 last_pub = mono
@@ -420,7 +574,9 @@ class _Driver:
                 await self._db(self.store.heartbeat, name, self.node, now, len(self.tasks),
                                idle or "dialing")
                 last_beat = mono
-            if mono - last_state >= STATE_CHECK or state is not CampaignState.RUNNING:
+            if (mono - last_state >= STATE_CHECK or state is not CampaignState.RUNNING
+                    or self._recheck_state):
+                self._recheck_state = False
                 state, _ = await self._db(self.store.state, name)
                 last_state = mono
             if (self.stop is not None and self.stop()) or state in (
@@ -466,6 +622,7 @@ class _Driver:
             self._scan = min(scan * 4, 2000) if scanned_all and len(claims) < limit else 1
             if claims:
                 idle = None
+                self.live.update(c.attempt_id for c in claims)
                 for claim in claims:
                     await self._sleep_until(self.pacer.slot(self.loop.time()))
                     task = asyncio.create_task(self._call(claim))
@@ -490,12 +647,38 @@ class _Driver:
             if summary.next_due is not None:
                 wait = min(wait, max(0.01, (summary.next_due - now).total_seconds()))
             await self._wait(wait)
-        if self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await self._drain()
         final = await self._db(self.store.summary, name, self.clock())
-        self._publish(final, idle)
+        # Said from the final counts: the last loop's reason (a call in flight, say) is
+        # history once the calls have ended.
+        self._publish(final, idle_reason(final, self.clock(), 0, self.campaign.channels))
         await self._db(self.store.heartbeat, name, self.node, self.clock(), 0, "exited")
         return self.last
+
+    async def _drain(self) -> None:
+        """Let the calls in flight end; if ``force`` is set meanwhile, cut them short."""
+        if not self.tasks:
+            return
+        calls: asyncio.Future[Any] = asyncio.gather(*list(self.tasks), return_exceptions=True)
+        if self.force is not None:
+            forced: asyncio.Future[Any] = asyncio.ensure_future(self.force.wait())
+            await asyncio.wait({calls, forced}, return_when=asyncio.FIRST_COMPLETED)
+            forced.cancel()
+            if self.force.is_set() and not calls.done():
+                log.warning("%s: forced stop: hanging up %d call(s) in flight",
+                            self.campaign.name, len(self.tasks))
+                for task in list(self._placing):
+                    task.cancel()
+        await calls
+
+    async def _recover(self, now: datetime) -> None:
+        """Resolve attempts of dead nodes (and this node's orphans) as interrupted."""
+        recovered = await self._db(self.store.recover, self.campaign.name, self.node, now,
+                                   self._next_try, dead=node_process_gone,
+                                   live=frozenset(self.live))
+        if recovered:
+            log.warning("%s: resolved %d attempt(s) left in flight by a stopped dialer as "
+                        "interrupted", self.campaign.name, len(recovered))
 
     def _plan(self, contact: Contact, *, now: datetime) -> Plan:
         return plan_contact(self.campaign, contact, now, self.dnc)
@@ -541,6 +724,12 @@ class _Driver:
             await asyncio.sleep(delay)
 
     async def _call(self, claim: Claim) -> None:
+        try:
+            await self._place(claim)
+        finally:
+            self.live.discard(claim.attempt_id)
+
+    async def _place(self, claim: Claim) -> None:
         c = self.campaign
         contact = claim.contact
         request = CallRequest(
@@ -554,14 +743,25 @@ class _Driver:
             result = CallResult(CallStatus.CANCELED, outcome=Outcome.DNC, started_at=started,
                                 ended_at=started, error="on the do-not-call list at dial time")
         else:
+            me = asyncio.current_task()
+            if me is not None:
+                self._placing.add(me)
             try:
                 result = await self.placer.place(request)
             except asyncio.CancelledError:
-                raise
+                if self._aborting or self.force is None or not self.force.is_set():
+                    raise
+                # A forced stop: the placer hung up; the record still says what happened.
+                result = CallResult(CallStatus.FAILED, started_at=started,
+                                    ended_at=self.clock(), outcome=Outcome.INTERRUPTED,
+                                    error="call cut short by a forced stop of the dialer")
             except Exception as exc:  # noqa: BLE001 - any placer failure is a failed call
                 log.exception("%s: placing %s failed", c.name, contact.number)
                 result = CallResult(CallStatus.FAILED, started_at=started, ended_at=self.clock(),
                                     error=f"{type(exc).__name__}: {exc}")
+            finally:
+                if me is not None:
+                    self._placing.discard(me)
         if result.started_at is None:
             result = replace(result, started_at=started)
         outcome = outcome_of(result)
@@ -573,13 +773,36 @@ class _Driver:
             started_at=result.started_at, answered_at=result.answered_at,
             ended_at=result.ended_at or now, digits=result.digits, path=result.path,
             variables=dict(result.variables), recording=result.recording, error=result.error)
-        nxt = next_attempt_at(c, claim.attempt_no, outcome, now)
+        faults = contact.network_faults + (outcome is Outcome.NETWORK_FAULT)
+        nxt = next_attempt_at(c, claim.attempt_no, outcome, now, faults)
         done: asyncio.Future[bool] = self.loop.create_future()
         finished = Finished(claim.attempt_id, contact.id, claim.attempt_no, contact.number,
                             outcome, result)
         self._finishing.append((claim.attempt_id, record, nxt, finished, done))
         self._flush_wake.set()
         await done
+        await self._count_network_fault(outcome, result)
+
+    async def _count_network_fault(self, outcome: Outcome, result: CallResult) -> None:
+        """Pause the campaign after ``pause_after_network_faults`` faults in a row."""
+        if outcome is not Outcome.NETWORK_FAULT:
+            if outcome is not Outcome.DNC:
+                self._faults_in_row = 0
+            return
+        self._faults_in_row += 1
+        limit = self.campaign.pause_after_network_faults
+        if self._faults_in_row < limit:
+            return
+        self._faults_in_row = 0
+        what = f"SIP {result.sip_code} {result.reason or ''}".strip() if result.sip_code \
+            else (result.error or "no response")
+        reason = (f"paused by node {self.node}: {limit} calls in a row failed as network-fault "
+                  f"(last: {what}); the trunk looks unreachable: check it, then run "
+                  f"'autocall campaign resume {self.campaign.name}'")
+        if await self._db(self.store.set_state, self.campaign.name, CampaignState.PAUSED,
+                          reason, (CampaignState.RUNNING,)):
+            log.error("%s: %s", self.campaign.name, reason)
+        self._recheck_state = True  # no call may start on the state read before this
 
     async def _flush_records(self) -> None:
         """Write finished calls in batches: one transaction for all that ended meanwhile."""
@@ -624,7 +847,11 @@ def explain(campaign: Campaign, state: CampaignState, contact: Contact | None, n
     if contact is None:
         return False, ["the number is not a contact of this campaign (imported? rejected?)"]
     lines = [f"contact {contact.id} {contact.number}, zones {' '.join(contact.timezones)}, "
-             f"{contact.attempts} of {campaign.retry.max_attempts} attempts used"]
+             f"{contact.attempts - contact.network_faults} of {campaign.retry.max_attempts} "
+             "attempts used"]
+    if contact.network_faults:
+        lines.append(f"{contact.network_faults} of {campaign.retry.max_network_faults} "
+                     "network faults (the trunk was unreachable; not counted as attempts)")
     if contact.state.value == "done":
         last = contact.last_outcome.value if contact.last_outcome else "none"
         why = ("never retried" if contact.last_outcome in NEVER_RETRY

@@ -41,6 +41,10 @@ class Outcome(enum.StrEnum):
     DNC = "dnc"
     OPTED_OUT = "opted-out"
     INTERRUPTED = "interrupted"
+    # The trunk could not be reached (connection refused, no response at all): says
+    # nothing about the callee, so it has its own retry rule and cap and does not use
+    # up one of the contact's attempts.
+    NETWORK_FAULT = "network-fault"
 
 
 NEVER_RETRY = frozenset(
@@ -84,6 +88,10 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
+# A dead trunk is usually back within minutes; not the callee's doing, so retried soon.
+NETWORK_FAULT_DELAY = timedelta(minutes=2)
+
+
 class RetryPolicy(_Model):
     """Delays before the next try, by outcome; outcomes in ``NEVER_RETRY`` end the contact."""
 
@@ -96,8 +104,11 @@ class RetryPolicy(_Model):
             Outcome.UNREACHABLE: timedelta(hours=2),
             Outcome.HUNG_UP_EARLY: timedelta(hours=4),
             Outcome.INTERRUPTED: timedelta(minutes=5),
+            Outcome.NETWORK_FAULT: NETWORK_FAULT_DELAY,
         }
     )
+    # Network faults per contact before it is closed (they do not count in max_attempts).
+    max_network_faults: int = Field(default=5, ge=1, le=50)
 
     @field_validator("delays", mode="before")
     @classmethod
@@ -114,11 +125,20 @@ class RetryPolicy(_Model):
             raise ValueError(f"{', '.join(bad)} are never retried; remove them from delays")
         return value
 
-    def next_try(self, outcome: Outcome, attempts_made: int, now: datetime) -> datetime | None:
-        """When to try again after ``attempts_made`` tries ending in ``outcome``; None: never."""
-        if outcome in NEVER_RETRY or attempts_made >= self.max_attempts:
+    def next_try(self, outcome: Outcome, attempts_made: int, now: datetime,
+                 network_faults: int = 0) -> datetime | None:
+        """When to try again after ``attempts_made`` tries ending in ``outcome``; None: never.
+
+        ``attempts_made`` counts every try, ``network_faults`` those among them that
+        ended as network faults (they use up ``max_network_faults``, not attempts).
+        """
+        if outcome in NEVER_RETRY or attempts_made - network_faults >= self.max_attempts:
+            return None
+        if outcome is Outcome.NETWORK_FAULT and network_faults >= self.max_network_faults:
             return None
         delay = self.delays.get(outcome)
+        if delay is None and outcome is Outcome.NETWORK_FAULT:
+            delay = NETWORK_FAULT_DELAY  # its own rule even where delays do not name it
         if delay is None:
             return None
         return now + delay
@@ -214,6 +234,9 @@ class Campaign(_Model):
     dnc: list[str] = Field(default_factory=list)
     recording: bool = False
     on_restart: str = Field(default="retry", pattern="^(retry|give-up)$")
+    # This many calls in a row ending as network faults pause the campaign (with the
+    # reason in its state), rather than burn through the list against a dead trunk.
+    pause_after_network_faults: int = Field(default=10, ge=1, le=10000)
 
     @field_validator("default_region")
     @classmethod
@@ -256,6 +279,7 @@ class Contact:
     next_at: datetime | None
     last_outcome: Outcome | None
     wait_reason: str | None = None
+    network_faults: int = 0  # attempts that ended as network faults (not the callee's)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,9 @@ def call_result(call: Any, run: RunResult | None, started: datetime,
     if run is None:
         return CallResult(status=status, sip_code=getattr(call, "sip_code", None),
                           q850=getattr(call, "q850_cause", None), started_at=started,
-                          answered_at=answered, ended_at=datetime.now(UTC), error=error)
+                          answered_at=answered, ended_at=datetime.now(UTC), error=error,
+                          reason=getattr(call, "reason", None),
+                          ended_by=getattr(call, "ended_by", None))
     variables = dict(run.variables)
     variables["dialogue_outcome"] = run.outcome
     return CallResult(

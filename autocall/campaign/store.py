@@ -11,11 +11,12 @@ Times are stored as naive UTC.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import stamina
 from sqlalchemy import (
     Column,
     DateTime,
@@ -41,7 +42,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from autocall.campaign.contacts import NewContact
 from autocall.campaign.model import (
@@ -59,7 +60,7 @@ from autocall.campaign.model import (
 )
 from autocall.files import private_file
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
 
@@ -93,6 +94,7 @@ contacts = Table(
     Column("wait_reason", Text),
     Column("last_outcome", String(20)),
     Column("source", Text),
+    Column("network_faults", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("campaign", "number", name="uq_autocall_contacts_number"),
     Index("ix_autocall_contacts_due", "campaign", "state", "next_at"),
 )
@@ -170,7 +172,14 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
         conn, tables=[campaigns, contacts, attempts, nodes], checkfirst=True
     ),
     2: lambda conn: metadata.create_all(conn, tables=[calls], checkfirst=True),
+    3: lambda conn: _add_column(conn, contacts, "network_faults", "INTEGER NOT NULL DEFAULT 0"),
 }
+
+
+def _add_column(conn: Connection, table: Table, column: str, ddl: str) -> None:
+    """ALTER TABLE … ADD COLUMN, unless step 1 just created the table with it."""
+    if column not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {ddl}"))
 
 
 def _when(value: Any) -> datetime | None:
@@ -246,7 +255,8 @@ _MOVE_CONTACT = (
     update(contacts).where(contacts.c.id == bindparam("cid"))
     .values(state=bindparam("b_state"), next_at=bindparam("b_next_at"),
             wait_kind=bindparam("b_wait_kind"), wait_reason=bindparam("b_wait_reason"),
-            last_outcome=bindparam("b_last_outcome"))
+            last_outcome=bindparam("b_last_outcome"),
+            network_faults=contacts.c.network_faults + bindparam("b_fault"))
 )
 _FINISH_ATTEMPT = (
     update(attempts).where(attempts.c.id == bindparam("aid"), attempts.c.ended_at.is_(None))
@@ -261,12 +271,15 @@ def _value(outcome: Outcome | None) -> str | None:
 
 
 def _move_params(contact_id: int, outcome: Outcome, next_at: datetime | None) -> dict[str, Any]:
+    fault = int(outcome is Outcome.NETWORK_FAULT)
     if next_at is None:
         return {"cid": contact_id, "b_state": ContactState.DONE.value, "b_next_at": None,
-                "b_wait_kind": None, "b_wait_reason": None, "b_last_outcome": outcome.value}
+                "b_wait_kind": None, "b_wait_reason": None, "b_last_outcome": outcome.value,
+                "b_fault": fault}
     return {"cid": contact_id, "b_state": ContactState.PENDING.value,
             "b_next_at": _naive(next_at), "b_wait_kind": "retry",
-            "b_wait_reason": f"retry after {outcome.value}", "b_last_outcome": outcome.value}
+            "b_wait_reason": f"retry after {outcome.value}", "b_last_outcome": outcome.value,
+            "b_fault": fault}
 
 
 def _finish_params(attempt_id: int, record: CallRecord) -> dict[str, Any]:
@@ -287,6 +300,21 @@ def _finish_params(attempt_id: int, record: CallRecord) -> dict[str, Any]:
 
 class StoreError(RuntimeError):
     pass
+
+
+def transient(exc: Exception) -> bool:
+    """True for store errors worth retrying: the connection was lost (a server restart,
+    a failover) or the database was busy; False for errors in the statement itself."""
+    if isinstance(exc, IntegrityError):
+        return False
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+# A record writer called on the event loop (serve's on_record) waits this long for a
+# restarting server; long enough for a restart, short enough not to starve live calls.
+RECORD_RETRY_SECONDS = 5.0
 
 
 class Store:
@@ -317,11 +345,17 @@ class Store:
         row["digits"] = row["digits"] or ""
         row["path"] = json.dumps(list(record.get("path") or []))
         row["variables"] = json.dumps(record.get("variables") or {}, default=str)
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(calls).values(**row))
-        except IntegrityError:
-            return False
+        # Retried across a server restart: a write whose commit was lost is either
+        # stored (then the retry meets the unique Call-ID and returns False) or not.
+        for attempt in stamina.retry_context(on=transient, attempts=None,
+                                             timeout=RECORD_RETRY_SECONDS, wait_initial=0.05,
+                                             wait_max=0.5, wait_jitter=0.05):
+            with attempt:
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(insert(calls).values(**row))
+                except IntegrityError:
+                    return False
         return True
 
     def calls(self, direction: str | None = None) -> list[dict[str, Any]]:
@@ -497,12 +531,14 @@ class Store:
                                   "b_next_at": _naive(decision.until),
                                   "b_wait_kind": decision.kind,
                                   "b_wait_reason": decision.reason,
-                                  "b_last_outcome": _value(contact.last_outcome)})
+                                  "b_last_outcome": _value(contact.last_outcome),
+                                  "b_fault": 0})
                 elif isinstance(decision, Close):
                     moves.append({"cid": contact.id, "b_state": ContactState.DONE.value,
                                   "b_next_at": None, "b_wait_kind": None,
                                   "b_wait_reason": decision.reason,
-                                  "b_last_outcome": decision.outcome.value})
+                                  "b_last_outcome": decision.outcome.value,
+                                  "b_fault": 0})
             if moves:
                 conn.execute(_MOVE_CONTACT, moves)
             if not dials:
@@ -558,23 +594,38 @@ class Store:
 
     def recover(self, name: str, node: str, now: datetime,
                 next_try: Callable[[int], datetime | None],
-                stale_after: timedelta = timedelta(seconds=60)) -> list[int]:
-        """Resolve attempts left in flight by this node or by nodes silent for too long.
+                stale_after: timedelta = timedelta(seconds=60),
+                dead: Callable[[str, datetime], bool] | None = None,
+                live: Container[int] = ()) -> list[int]:
+        """Resolve attempts left in flight by dead nodes, or orphaned by this one.
 
-        Such a call may or may not have reached the callee, so the attempt counts; the
-        contact gets ``next_try(attempts_made)`` (None: done). Returns the attempt ids.
+        A node is dead when its heartbeat is older than ``stale_after``, when ``dead(node,
+        heartbeat)`` says so (e.g. its process is gone from this host), or when it never
+        wrote a heartbeat. Attempts of a live node are never touched, whatever its name.
+        This node's own open attempts are taken unless their ids are in ``live`` (calls
+        it is placing now): after a restart under the same ``--node``, or a claim whose
+        commit was lost with the connection. Such a call may or may not have reached the
+        callee, so the attempt counts; the contact gets ``next_try(attempts_made)``
+        (None: done). Returns the attempt ids.
         """
         nnow = _naive(now) or datetime.now(UTC).replace(tzinfo=None)
-        stale = select(nodes.c.node).where(nodes.c.heartbeat < nnow - stale_after)
         resolved: list[int] = []
         with self.engine.begin() as conn:
+            holders = (select(attempts.c.node).distinct()
+                       .where(attempts.c.campaign == name, attempts.c.ended_at.is_(None)))
+            beats = dict(conn.execute(select(nodes.c.node, nodes.c.heartbeat)
+                                      .where(nodes.c.node.in_(holders))).all())
+            gone = [n for n, beat in beats.items() if n != node and (
+                beat < nnow - stale_after or (dead is not None and dead(n, beat)))]
             stmt = (select(attempts.c.id, attempts.c.contact_id, attempts.c.attempt_no)
                     .where(attempts.c.campaign == name, attempts.c.ended_at.is_(None),
-                           or_(attempts.c.node == node, attempts.c.node.in_(stale),
+                           or_(attempts.c.node == node, attempts.c.node.in_(gone),
                                ~attempts.c.node.in_(select(nodes.c.node)))))
             if not self.is_sqlite:
                 stmt = stmt.with_for_update(skip_locked=True)
             for row in conn.execute(stmt).all():
+                if row.id in live:
+                    continue
                 conn.execute(update(attempts).where(attempts.c.id == row.id).values(
                     status=CallStatus.FAILED.value, outcome=Outcome.INTERRUPTED.value,
                     ended_at=nnow, error="dialer stopped while the call was in flight"))
@@ -655,7 +706,7 @@ def _contact(row: Any) -> Contact:
         timezones=tuple(row.timezones.split()), fields=json.loads(row.fields),
         state=ContactState(row.state), attempts=row.attempts, next_at=_aware(row.next_at),
         last_outcome=Outcome(row.last_outcome) if row.last_outcome else None,
-        wait_reason=row.wait_reason,
+        wait_reason=row.wait_reason, network_faults=row.network_faults or 0,
     )
 
 

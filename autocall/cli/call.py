@@ -8,11 +8,13 @@ Exit codes of `autocall call`, by outcome:
   3  answered, but the --confirm key was not pressed
   4  busy or declined (486, 600, 603)
   5  no answer (ring timeout, 408, 480)
+  130/143  cut by Ctrl-C / SIGTERM (the call is hung up and its record written)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -120,11 +122,13 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
         proxy=trunk_uri if via_trunk else None)
     callbacks = StatusCallbacks(status_callback)
     audio = AudioCache(settings.tts_cache_dir)
-    for error in await audio.warm(prompts_of(tree, variables)):  # before the phone rings
-        _err.print(f"[yellow]prompt not rendered:[/] {error}")
     run: RunResult | None = None
+    call: Any = None
     uri = _target_uri(target, trunk)
+    signals = _CallSignals(asyncio.get_running_loop())
     try:
+        for error in await audio.warm(prompts_of(tree, variables)):  # before the phone rings
+            _err.print(f"[yellow]prompt not rendered:[/] {error}")
         if trunk.register and not await ua.wait_registered(10.0):
             return _summary(uri, None, None, error="registration failed")
         call = await ua.call(uri, caller_id=caller_id, ring_timeout=ring_timeout)
@@ -144,9 +148,48 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
         summary = _summary(uri, call, run)
         callbacks.send(call.call_id, "completed", call_status=summary["status"])
         return summary
+    except asyncio.CancelledError:
+        if not signals.received:
+            raise
+        # SIGINT/SIGTERM: hang up (BYE, or CANCEL while ringing) and keep the record; a
+        # second signal stops waiting for the far end's answer to that.
+        sig = signals.received[0]
+        me = asyncio.current_task()
+        if me is not None:
+            me.uncancel()  # handled here: later timeouts must work as timeouts
+        if call is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(call.hangup(), 4.0)
+                await call.wait_ended(2.0)
+            callbacks.send(call.call_id, "completed", call_status=str(call.status))
+        summary = _summary(uri, call, run, error=f"interrupted by {sig.name}")
+        summary["signal"] = sig.value
+        return summary
     finally:
-        await callbacks.drain(3.0)
+        signals.close()
+        await callbacks.drain(0.5 if signals.received else 3.0)
         await ua.close()
+
+
+class _CallSignals:
+    """SIGINT and SIGTERM end the call the same way: the first hangs up and writes the
+    record (exit 130 or 143), a second stops waiting for the far end."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.task = asyncio.current_task()
+        self.received: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.received.append(sig)
+        if self.task is not None:
+            self.task.cancel()
+
+    def close(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.remove_signal_handler(sig)
 
 
 def _summary(uri: str, call: Any, run: RunResult | None, error: str | None = None
@@ -281,7 +324,8 @@ def register(app: typer.Typer) -> None:
         """Place one informer call: speak or play a message, optionally ask to confirm.
 
         Exit codes: 0 answered (and confirmed), 1 failed, 2 bad usage,
-        3 answered but not confirmed, 4 busy or declined, 5 no answer.
+        3 answered but not confirmed, 4 busy or declined, 5 no answer; 130/143 when
+        Ctrl-C/SIGTERM cut the call (it is hung up and its record written).
 
         Example: autocall call +15550100 --say "Your parcel arrives today" --confirm 1
         """
@@ -316,6 +360,8 @@ def register(app: typer.Typer) -> None:
             via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST"))))
         code = exit_code(summary["status"], summary["sip_code"], summary["outcome"],
                          confirm is not None)
+        if summary.get("signal"):
+            code = 128 + int(summary.pop("signal"))  # the shell's convention: 130, 143
         summary["exit_code"] = code
         if summary["call_id"]:
             _store_informer_call(db or settings.database_url, summary, caller_id)

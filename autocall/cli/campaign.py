@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import inspect
 import json
+import logging
 import signal
 from collections.abc import Callable
 from dataclasses import asdict
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -254,7 +256,8 @@ def run(
         metavar="CAMPAIGN", help="Campaign name in the store, or a YAML file (imported first).")],
     db: DbOpt = None,
     node: Annotated[str | None, typer.Option(
-        "--node", help="This dialer's name (default: host name); unique per process.")] = None,
+        "--node", help="This dialer's name (default: host:pid:random). Unique per "
+        "process: a restart under the same name resolves its calls left open.")] = None,
     placer: Annotated[str, typer.Option(
         "--placer", help="MODULE:FACTORY returning the call placer.")] = DEFAULT_PLACER,
     wait: Annotated[bool, typer.Option(
@@ -263,8 +266,9 @@ def run(
 ) -> None:
     """Dial a campaign with a live progress display until it completes or is stopped.
 
-    Ctrl-C stops new calls and lets calls in flight end. Pause, resume and stop work
-    from another terminal with the same --db.
+    Ctrl-C or SIGTERM stops new calls and lets calls in flight end (exit 0); a second
+    one hangs them up at once and records them as interrupted (exit 130 or 143).
+    Pause, resume and stop work from another terminal with the same --db.
 
     Example: autocall campaign run spring-survey --db sqlite:///autocall.db
     """
@@ -281,9 +285,15 @@ def run(
         store.close()
         raise _store_error(exc) from None
     factory = _placer_factory(placer)
+    # The dialer says once when the store goes away and comes back; stamina's line per
+    # retry would fill the terminal during an outage.
+    logging.getLogger("stamina").setLevel(logging.ERROR)
     freeze_startup_heap()  # the store, models and libraries stay: keep GC passes short
     try:
-        final = asyncio.run(_run(name, store, factory, node, wait, as_json))
+        final, code = asyncio.run(_run(name, store, factory, node, wait, as_json))
+    except StoreError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     finally:
         store.close()
     if as_json:
@@ -291,26 +301,54 @@ def run(
     else:
         typer.echo(f"{name}: {final.state.value}; {final.dialed} dialed, {final.answered} "
                    f"answered, {final.done}/{final.total} contacts done")
+    if code:
+        raise typer.Exit(code)
+
+
+class _Signals:
+    """SIGINT and SIGTERM (systemd, container runtimes) stop a run the same way: the
+    first stops new calls and lets calls in flight end (their records are written);
+    a second hangs them up at once and still writes their records."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.received: list[signal.Signals] = []
+        self.force = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.received.append(sig)
+        if len(self.received) == 1:
+            err.print(f"{sig.name}: no new calls; letting calls in flight end "
+                      "(send it again to hang them up now)")
+        else:
+            self.force.set()
+
+    def stopping(self) -> bool:
+        return bool(self.received)
+
+    def close(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.remove_signal_handler(sig)
 
 
 async def _run(name: str, store: Store, factory: PlacerFactory, node: str | None, wait: bool,
-               quiet: bool) -> DialProgress:
-    interrupted = False
-
-    def on_sigint() -> None:
-        nonlocal interrupted
-        interrupted = True
-
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
-    async with contextlib.AsyncExitStack() as stack:
-        placer = await _enter_placer(stack, factory)
-        return await _dial(name, store, placer, node, wait, quiet, lambda: interrupted, loop)
+               quiet: bool) -> tuple[DialProgress, int]:
+    """Dial; returns the final progress and the exit code (128 + signal if forced)."""
+    signals = _Signals(asyncio.get_running_loop())
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            placer = await _enter_placer(stack, factory)
+            final = await _dial(name, store, placer, node, wait, quiet, signals)
+    finally:
+        signals.close()
+    code = 128 + signals.received[-1].value if signals.force.is_set() else 0
+    return final, code
 
 
 async def _dial(name: str, store: Store, placer: CallPlacer, node: str | None, wait: bool,
-                quiet: bool, interrupted: Callable[[], bool],
-                loop: asyncio.AbstractEventLoop) -> DialProgress:
+                quiet: bool, signals: _Signals) -> DialProgress:
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
@@ -324,11 +362,9 @@ async def _dial(name: str, store: Store, placer: CallPlacer, node: str | None, w
             bar.update(task, completed=p.done, total=p.total or None,
                        description=f"{name} ({p.state.value})", detail=detail)
 
-        try:
-            return await run_campaign(name, store, placer, node=node, progress=show,
-                                      stop=interrupted, exit_when_idle=not wait)
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
+        return await run_campaign(name, store, placer, node=node, progress=show,
+                                  stop=signals.stopping, force=signals.force,
+                                  exit_when_idle=not wait)
 
 
 HEARTBEAT_STALE = 30.0

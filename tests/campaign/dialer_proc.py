@@ -1,6 +1,7 @@
 """A dialer process for the SIGKILL and two-node tests (run as a script).
 
 usage: dialer_proc.py DB_URL CAMPAIGN_NAME NODE DIAL_LOG SCRIPTS_JSON TALK_SECONDS [--no-start]
+(NODE ``-``: the default node name, as ``campaign run`` without --node)
 Prints ``READY`` once started and ``DONE attempt_id outcome`` after each committed record.
 """
 
@@ -27,8 +28,8 @@ def main() -> None:
         print(f"DONE {f.attempt_id} {f.outcome.value}", flush=True)
 
     print("READY", flush=True)
-    asyncio.run(run_campaign(name, url, far, node=node, on_record=record, start=start,
-                             poll=0.05))
+    asyncio.run(run_campaign(name, url, far, node=None if node == "-" else node,
+                             on_record=record, start=start, poll=0.05))
 
 
 if __name__ == "__main__":

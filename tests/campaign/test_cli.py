@@ -108,3 +108,17 @@ def test_validate_checks_tree_fields_against_columns(tmp_path: Path) -> None:
     problems = json.loads(result.output)["problems"]
     assert result.exit_code == 1
     assert any("no column for the tree's field(s) first_name" in p for p in problems)
+
+
+def test_final_json_of_a_finished_campaign_waits_for_nothing(tmp_path: Path) -> None:
+    """Issue 12: the last --json line said "waiting for 1 call(s) in flight to end"."""
+    yaml = _examples(tmp_path)
+    db = f"sqlite:///{tmp_path / 'final.db'}"
+    runner = CliRunner()
+    assert runner.invoke(app, ["campaign", "import", str(yaml), "--db", db]).exit_code == 0
+    result = runner.invoke(app, ["campaign", "run", "spring-survey", "--db", db,
+                                 "--placer", "farend:answer_all", "--json"])
+    assert result.exit_code == 0, result.output
+    final = json.loads(result.output.strip().splitlines()[-1])
+    assert (final["state"], final["in_progress"], final["waiting"]) == ("completed", 0, 0)
+    assert final["idle"] == "campaign is completed"

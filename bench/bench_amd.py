@@ -111,6 +111,22 @@ def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
         for r in rows
         if r["ours"] != r["truth"]
     ]
+    out["late_or_early"] = [
+        {
+            "seed": r["seed"],
+            "family": r["family"],
+            "beep_end": round(float(r["beep_end"]), 2),  # type: ignore[arg-type]
+            "beep_at": r["beep_at"],
+            "message_at": r["message_at"],
+        }
+        for r in rows
+        if r["beep_end"] is not None
+        and r["ours"] == "machine"
+        and (
+            r["message_at"] is None
+            or not 0.0 <= float(r["message_at"]) - float(r["beep_end"]) <= 0.5  # type: ignore[arg-type]
+        )
+    ]
     return out
 
 
@@ -186,6 +202,8 @@ def main() -> None:
     if args.errors:
         for e in res["errors"]:  # type: ignore[attr-defined]
             con.print(" ".join(str(v) for v in e.values()), highlight=False)
+        for e in res["late_or_early"]:  # type: ignore[attr-defined]
+            con.print("beep:", " ".join(str(v) for v in e.values()), highlight=False)
 
 
 if __name__ == "__main__":

@@ -80,9 +80,9 @@ class AmdConfig:
     """This much sound without a human pause: ``machine`` (a person says less, then waits)."""
     short_greeting_ms: int = 1000
     """An utterance up to this long counts as short ("Hello?", "Yes, Maria speaking")."""
-    after_short_silence_ms: int = 480
+    after_short_silence_ms: int = 520
     """Silence after a short utterance that decides ``human``: the person is waiting."""
-    after_greeting_silence_ms: int = 760
+    after_greeting_silence_ms: int = 840
     """Silence after a longer utterance that decides ``human`` (longer than the pauses
     between a recorded greeting's sentences)."""
     total_analysis_ms: int = 6000
@@ -95,8 +95,11 @@ class AmdConfig:
     """Shortest tone taken for a beep (usual beeps are 150–1,200 ms)."""
     beep_min_hz: float = 350.0
     beep_max_hz: float = 1700.0
-    beep_gap_ms: int = 240
+    beep_gap_ms: int = 340
     """After a beep ends, wait this long for a second beep before the message starts."""
+    beep_watch_ms: int = 600
+    """After deciding ``human``, a beep starting within this long still makes it ``machine``
+    (a short greeting such as "Leave a message." then the beep): a second decision."""
     fax_cng_ms: int = 400
     """Calling tone held this long: ``fax`` (T.30 CNG is 0.5 s on)."""
     fax_ced_ms: int = 400
@@ -109,8 +112,16 @@ class AmdConfig:
     """… and above this absolute level …"""
     speaker_range_db: float = 14.0
     """… and no more than this below the loudest recent talk (babble behind a person)."""
+    speaker_decay_db_per_s: float = 1.0
+    """How fast the loudest-talk level is forgotten."""
+    burst_ms: int = 60
+    """Sound must last this long to break a silence (babble crests and clicks do not)."""
+    resume_after_ms: int = 200
+    resume_range_db: float = 10.0
+    """After ``resume_after_ms`` of silence, sound must come within this of the speaker's
+    peak level to end the silence (the person or the recording talking again)."""
     floor_rise_db_per_s: float = 3.0
-    tone_purity: float = 0.9
+    tone_purity: float = 0.96
     """Share of a frame's power in its two strongest peaks for it to count as a tone."""
 
     def __post_init__(self) -> None:
@@ -125,9 +136,12 @@ class AmdConfig:
             "follow_ms",
             "beep_min_ms",
             "beep_gap_ms",
+            "beep_watch_ms",
             "fax_cng_ms",
             "fax_ced_ms",
             "onset_ms",
+            "burst_ms",
+            "resume_after_ms",
         ):
             value = getattr(self, name)
             if value < 20:
@@ -219,16 +233,17 @@ def _analyse(prev: npt.NDArray[np.float64], cur: npt.NDArray[np.float64]) -> _Fe
     hi1 = np.minimum(k1 + _LOBE + 1, width)
     e1 = cums[rows, hi1] - cums[rows, lo1]
     masked = band.copy()
-    # Clear the first lobe (and its skirts) before looking for a second tone.
+    # Clear the first lobe before looking for a second tone (a dual-tone beep).
     cols = np.arange(width)
-    masked[np.abs(cols[None, :] - k1[:, None]) <= 2 * _LOBE] = 0.0
+    masked[np.abs(cols[None, :] - k1[:, None]) <= _LOBE] = 0.0
     k2 = np.argmax(masked, axis=1)
     lo2 = np.maximum(k2 - _LOBE, 0)
     hi2 = np.minimum(k2 + _LOBE + 1, width)
     e2 = cums[rows, hi2] - cums[rows, lo2]
-    overlap = np.abs(k2 - k1) <= 2 * _LOBE
-    e2 = np.where(overlap, 0.0, e2)
-    purity = np.minimum((e1 + e2) / total, 1.0)
+    # Two tones closer than three lobes: count the whole span between them once.
+    close = np.abs(k2 - k1) <= 3 * _LOBE
+    span = cums[rows, np.maximum(hi1, hi2)] - cums[rows, np.minimum(lo1, lo2)]
+    purity = np.minimum(np.where(close, span, e1 + e2) / total, 1.0)
     f1 = (k1 + _PEAK_BAND[0] + _interp(band, k1, rows)) * _BIN_HZ
     f2 = np.where(e2 > 0.1 * total, (k2 + _PEAK_BAND[0] + _interp(band, k2, rows)) * _BIN_HZ, 0.0)
     return _Features(level, purity, f1, f2)
@@ -253,6 +268,7 @@ def _interp(
 class _Stage(Enum):
     LISTEN = "listen"  # nothing heard yet
     GREETING = "greeting"  # someone or something is talking; not decided
+    WATCH = "watch"  # human decided: a beep now would still make it a machine
     FOLLOW = "follow"  # machine decided: following its greeting to the beep
     DONE = "done"
 
@@ -309,14 +325,13 @@ class _Channel:
     floor: float | None = None
     speaker: float = -200.0
     run_sound: int = 0  # consecutive sound frames (for the onset)
-    sound: int = 0  # sound frames since the greeting began
-    utter: int = 0  # sound frames since the last long-enough pause
+    run_peak: float = -200.0  # loudest frame of that run
     quiet: int = 0  # consecutive quiet frames
     last_sound_end: int = 0
+    greeting_start: int = -1
+    watch_until: int = -1  # a human decided: frames during which a beep still means machine
     tone: _Tone = field(default_factory=_Tone)
     beep_end: int = -1  # frame after the last beep, while waiting for a second one
-    beep_start: int = -1
-    greeting_start: int = -1
 
     def step(self, level: float, purity: float, f1: float, f2: float) -> list[AmdEvent]:
         cfg = self.cfg
@@ -325,54 +340,75 @@ class _Channel:
         end_t = self.frame * _FRAME_S
         rise = cfg.floor_rise_db_per_s * _FRAME_S
         self.floor = level if self.floor is None else min(level, self.floor + rise)
-        self.speaker = max(level, self.speaker - 1.0 * _FRAME_S)
+        self.speaker = max(level, self.speaker - cfg.speaker_decay_db_per_s * _FRAME_S)
         loud = level >= max(self.floor + cfg.margin_db, cfg.min_level_dbm0)
         sound = loud and level >= self.speaker - cfg.speaker_range_db
         tonal = purity >= cfg.tone_purity and level >= cfg.min_level_dbm0 + 5.0 and loud
         out: list[AmdEvent] = []
-        ended = self.tone.step(i, tonal, f1, f2)
-        if ended:
+        if self.tone.step(i, tonal, f1, f2):
             out += self._tone_ended(i)
             self.tone.restart(i, tonal, f1, f2)
-        if self.stage is _Stage.DONE:
+        stage = self.stage
+        if stage is _Stage.DONE:
             return out
-        # Fax tones decide at once, whenever they come.
-        if self.tone.frames and self.stage is not _Stage.FOLLOW:
+        tone_ms = self.tone.frames * _FRAME_S * 1000
+        if tone_ms and stage is not _Stage.FOLLOW:
             f = self.tone.freq
-            ms = self.tone.frames * _FRAME_S * 1000
-            # ITU-T T.30 §5.2.1 CNG 1,100 Hz ± 38 Hz; §5.2.2 CED 2,100 Hz ± 15 Hz.
-            if abs(f - 1100.0) <= 38.0 and ms >= cfg.fax_cng_ms and self.stage is _Stage.LISTEN:
+            # Fax tones decide at once. ITU-T T.30 §5.2.1 CNG 1,100 Hz ± 38 Hz (a calling
+            # fax: before anyone spoke); §5.2.2 CED 2,100 Hz ± 15 Hz (we allow ± 30 Hz).
+            if stage is _Stage.LISTEN and abs(f - 1100.0) <= 38.0 and tone_ms >= cfg.fax_cng_ms:
                 return out + self._decide("fax", end_t, "cng")
-            if abs(f - 2100.0) <= 30.0 and ms >= cfg.fax_ced_ms:
+            if abs(f - 2100.0) <= 30.0 and tone_ms >= cfg.fax_ced_ms:
                 return out + self._decide("fax", end_t, "ced")
+            # A beep after someone spoke: a machine whose greeting just ended (also just
+            # after we took a short greeting for a person: "Leave a message." + beep).
+            beep_band = cfg.beep_min_hz <= f <= cfg.beep_max_hz
+            if stage is _Stage.WATCH and beep_band and tone_ms >= cfg.beep_min_ms:
+                return out + self._machine(end_t, "late-beep")
+            if stage is _Stage.GREETING and beep_band and tone_ms >= cfg.beep_min_ms:
+                return out + self._machine(end_t, "beep")
         if sound:
             # Before anyone spoke, a pure tone (a fax's or the network's) starts no greeting.
-            self.run_sound = 0 if tonal and self.stage is _Stage.LISTEN else self.run_sound + 1
-            self.quiet = 0
-            self.last_sound_end = self.frame
+            self.run_sound = 0 if tonal and stage is _Stage.LISTEN else self.run_sound + 1
+            self.run_peak = max(self.run_peak, level) if self.run_sound > 1 else level
         else:
             self.run_sound = 0
-            self.quiet += 1
-        if self.stage is _Stage.LISTEN:
+        self.quiet += 1
+        # Talk, not a crest of the babble behind a person: syllables last ``burst_ms``, and
+        # talk that resumes after a pause comes back near the speaker's own level.
+        resumed = (
+            self.quiet < _frames(cfg.resume_after_ms)
+            or self.run_peak >= self.speaker - cfg.resume_range_db
+        )
+        if self.run_sound >= _frames(cfg.burst_ms) and resumed:
+            self.quiet = 0
+            self.last_sound_end = self.frame
+        elif tonal:
+            self.quiet = 0  # a beep, however soft, is no silence after the greeting
+        if stage is _Stage.LISTEN:
             if self.run_sound >= _frames(cfg.onset_ms):
                 self.stage = _Stage.GREETING
                 self.greeting_start = i + 1 - self.run_sound
-                self.sound = self.utter = self.run_sound
             elif end_t * 1000 >= cfg.initial_silence_ms:
                 return out + self._decide("unknown", end_t, "initial-silence")
             return out
-        if self.stage is _Stage.GREETING:
-            if sound:
-                self.sound += 1
-                self.utter += 1
-            if self.last_sound_end - self.greeting_start >= _frames(cfg.greeting_ms):
+        if stage is _Stage.GREETING:
+            span = self.last_sound_end - self.greeting_start
+            if span >= _frames(cfg.greeting_ms):
                 return out + self._machine(end_t, "long-greeting")
-            short = self.last_sound_end - self.greeting_start <= _frames(cfg.short_greeting_ms)
+            short = span <= _frames(cfg.short_greeting_ms)
             limit = cfg.after_short_silence_ms if short else cfg.after_greeting_silence_ms
             if self.quiet >= _frames(limit):
-                return out + self._decide("human", end_t, "short-greeting" if short else "greeting")
+                self.stage = _Stage.WATCH
+                self.watch_until = self.frame + _frames(cfg.beep_watch_ms)
+                cause = "short-greeting" if short else "greeting"
+                return out + [AmdDecision("human", end_t, cause)]
             if end_t * 1000 >= cfg.total_analysis_ms:
                 return out + self._machine(end_t, "too-long")
+            return out
+        if stage is _Stage.WATCH:
+            if self.frame >= self.watch_until:
+                self.stage = _Stage.DONE
             return out
         # FOLLOW: a machine; wait for its beep or the silence after its greeting.
         if self.beep_end >= 0:
@@ -398,23 +434,15 @@ class _Channel:
         ms = tone.frames * _FRAME_S * 1000
         f = tone.freq
         is_beep = ms >= cfg.beep_min_ms and cfg.beep_min_hz <= f <= cfg.beep_max_hz
-        if not is_beep or self.stage not in (_Stage.GREETING, _Stage.FOLLOW):
+        if not is_beep or self.stage is not _Stage.FOLLOW:
             return []
-        out: list[AmdEvent] = []
-        if self.stage is _Stage.GREETING:
-            # A beep after someone spoke: a machine whose greeting just ended.
-            out += self._machine(tone.start * _FRAME_S, "beep")
-        # The window of a frame spans the one before it: the tone ended at frame i - 1.
-        start = tone.start * _FRAME_S
-        end = i * _FRAME_S
-        if self.beep_start < 0 or self.beep_end < 0:
-            self.beep_start = tone.start
+        # The window of frame i - 1 spans frames i - 2 and i - 1: the tone ended by frame i - 1.
         self.beep_end = i
-        out.append(AmdBeep(start, end, round(f, 1)))
-        return out
+        return [AmdBeep(tone.start * _FRAME_S, i * _FRAME_S, round(f, 1))]
 
     def _machine(self, at: float, cause: str) -> list[AmdEvent]:
         self.stage = _Stage.FOLLOW
+        self.quiet = 0
         return [AmdDecision("machine", at, cause)]
 
     def _decide(self, who: AnsweredBy, at: float, cause: str) -> list[AmdEvent]:
@@ -541,8 +569,8 @@ def _result(events: list[AmdEvent]) -> AmdResult:
     beep: AmdBeep | None = None
     message: AmdMessageReady | None = None
     for ev in events:
-        if isinstance(ev, AmdDecision) and decision is None:
-            decision = ev
+        if isinstance(ev, AmdDecision):
+            decision = ev  # the last one: a late beep turns a human into a machine
         elif isinstance(ev, AmdBeep):
             beep = beep or ev
         elif isinstance(ev, AmdMessageReady):

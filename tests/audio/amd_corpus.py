@@ -248,9 +248,8 @@ class _Maker:
             return audio, audio.size / RATE
         return one, one.size / RATE
 
-    def music(self, seconds: float, level_dbm0: float) -> npt.NDArray[np.float64]:
+    def music(self, n: int, level_dbm0: float) -> npt.NDArray[np.float64]:
         """Synthetic music: notes of a pentatonic scale with harmonics, two voices."""
-        n = int(seconds * RATE)
         out = np.zeros(n)
         scale = [261.6, 293.7, 329.6, 392.0, 440.0, 523.3, 587.3, 659.3]
         for voice in range(2):
@@ -333,9 +332,9 @@ def make_clip(family: str, seed: int, index: int) -> Clip:
         greeting = _cat(spoken)
         intro = np.zeros(0)
         if family == "vm-music":
-            intro_s = m.uniform(0.5, 2.0) if m.chance(0.5) else 0.0
-            bed = m.music(intro_s + greeting.size / RATE, level - m.uniform(6, 14))
-            intro = bed[: int(intro_s * RATE)] * 2.0
+            intro_n = int(m.uniform(0.5, 2.0) * RATE) if m.chance(0.5) else 0
+            bed = m.music(intro_n + greeting.size, level - m.uniform(6, 14))
+            intro = bed[:intro_n] * 2.0
             greeting = greeting + bed[intro.size : intro.size + greeting.size]
         lead = m.gap(0.1, 0.8)
         head = _cat([lead, intro, greeting, m.gap(0.1, 0.8)])

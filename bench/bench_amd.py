@@ -174,7 +174,10 @@ def main() -> None:
     for fam, truth in amd_corpus.FAMILIES.items():
         t.add_row(fam, truth, str(ours["per_family"][fam]), str(ast["per_family"][fam]))
     t.add_row(
-        "[b]human+machine+fax[/b]", "", f"[b]{ours['correct_pct']}[/b]", f"[b]{ast['correct_pct']}[/b]"
+        "[b]human+machine+fax[/b]",
+        "",
+        f"[b]{ours['correct_pct']}[/b]",
+        f"[b]{ast['correct_pct']}[/b]",
     )
     con.print(t)
     for name, r in (("autocall", ours), ("Asterisk AMD()", ast)):

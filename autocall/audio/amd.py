@@ -145,7 +145,9 @@ class AmdConfig:
         ):
             value = getattr(self, name)
             if value < 20:
-                raise ValueError(f"AmdConfig.{name} must be at least 20 ms (one frame), got {value}")
+                raise ValueError(
+                    f"AmdConfig.{name} must be at least 20 ms (one frame), got {value}"
+                )
         if not 0.5 <= self.tone_purity < 1.0:
             raise ValueError(f"AmdConfig.tone_purity must be in [0.5, 1), got {self.tone_purity}")
         if not 0 < self.beep_min_hz < self.beep_max_hz <= 3400:

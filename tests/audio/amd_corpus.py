@@ -113,7 +113,10 @@ _VM_REST: dict[str, list[str]] = {
         "Please leave a message after the tone.",
         "Sorry I missed you.",
     ],
-    "en-gb": ["We're not able to come to the phone at the moment.", "Leave a message after the beep."],
+    "en-gb": [
+        "We're not able to come to the phone at the moment.",
+        "Leave a message after the beep.",
+    ],
     "de": [
         "Leider bin ich gerade nicht erreichbar.",
         "Bitte hinterlassen Sie eine Nachricht nach dem Signalton.",
@@ -151,7 +154,9 @@ _CARRIER: dict[str, list[str]] = {
     ],
     "en-gb": ["The number you have called has not been recognised. Please check and try again."],
     "de": ["Kein Anschluss unter dieser Nummer. Bitte rufen Sie die Auskunft an."],
-    "fr-fr": ["Le numéro que vous avez demandé n'est pas attribué. Veuillez vérifier votre numéro."],
+    "fr-fr": [
+        "Le numéro que vous avez demandé n'est pas attribué. Veuillez vérifier votre numéro."
+    ],
     "es": ["El número marcado no existe. Por favor, compruebe el número y vuelva a marcar."],
 }
 _BABBLE = [t for texts in _VM_REST.values() for t in texts] + [

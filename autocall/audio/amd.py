@@ -31,6 +31,7 @@ signal through the streaming detector in 20 ms frames and returns an `AmdResult`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
@@ -52,6 +53,7 @@ __all__ = [
     "AmdResult",
     "AnsweredBy",
     "classify",
+    "result_of",
 ]
 
 AMD_RATE = 8000
@@ -95,7 +97,7 @@ class AmdConfig:
     """Shortest tone taken for a beep (usual beeps are 150–1,200 ms)."""
     beep_min_hz: float = 350.0
     beep_max_hz: float = 1700.0
-    beep_gap_ms: int = 340
+    beep_gap_ms: int = 300
     """After a beep ends, wait this long for a second beep before the message starts."""
     beep_watch_ms: int = 600
     """After deciding ``human``, a beep starting within this long still makes it ``machine``
@@ -480,30 +482,43 @@ class AmdBank:
     def done(self, channel: int) -> bool:
         return self._ch[channel].stage is _Stage.DONE
 
-    def feed(self, frames: npt.ArrayLike) -> list[tuple[int, AmdEvent]]:
+    def grow(self, channels: int) -> None:
+        """Add ``channels`` fresh channels at the end (a pool that ran out of them)."""
+        self._ch += [_Channel(self.config) for _ in range(channels)]
+        self._prev = np.concatenate([self._prev, np.zeros((channels, FRAME))], axis=0)
+
+    def feed(
+        self, frames: npt.ArrayLike, channels: Sequence[int] | None = None
+    ) -> list[tuple[int, AmdEvent]]:
+        """Analyse one or more frames per channel; ``channels`` names the rows given
+        (default: every channel, in order)."""
         x = np.asarray(frames)
         if x.dtype != np.int16:
             raise ValueError(f"AMD expects int16 samples, got {x.dtype}")
-        if x.ndim != 2 or x.shape[0] != len(self._ch) or x.shape[1] % FRAME:
+        rows = list(range(len(self._ch))) if channels is None else list(channels)
+        if x.ndim != 2 or x.shape[0] != len(rows) or x.shape[1] % FRAME or not x.shape[1]:
             raise ValueError(
-                f"AMD bank of {len(self._ch)} channels expects shape ({len(self._ch)}, k*{FRAME}),"
+                f"AMD bank fed {len(rows)} channels expects shape ({len(rows)}, k*{FRAME}),"
                 f" got {x.shape}"
             )
+        m = len(rows)
         k = x.shape[1] // FRAME
-        cur = x.reshape(len(self._ch), k, FRAME).astype(np.float64)
-        prev = np.concatenate([self._prev[:, None, :], cur[:, :-1, :]], axis=1)
-        self._prev = cur[:, -1, :].copy()
+        idx = np.asarray(rows, dtype=np.intp)
+        cur = x.reshape(m, k, FRAME).astype(np.float64)
+        prev = np.concatenate([self._prev[idx][:, None, :], cur[:, :-1, :]], axis=1)
+        self._prev[idx] = cur[:, -1, :]
         feats = _analyse(prev.reshape(-1, FRAME), cur.reshape(-1, FRAME))
-        level = feats.level.reshape(len(self._ch), k).tolist()
-        purity = feats.purity.reshape(len(self._ch), k).tolist()
-        f1 = feats.f1.reshape(len(self._ch), k).tolist()
-        f2 = feats.f2.reshape(len(self._ch), k).tolist()
+        level = feats.level.reshape(m, k).tolist()
+        purity = feats.purity.reshape(m, k).tolist()
+        f1 = feats.f1.reshape(m, k).tolist()
+        f2 = feats.f2.reshape(m, k).tolist()
         out: list[tuple[int, AmdEvent]] = []
-        for c, ch in enumerate(self._ch):
-            if ch.stage is _Stage.DONE:
-                continue
+        for r, c in enumerate(rows):
+            ch = self._ch[c]
             for j in range(k):
-                for ev in ch.step(level[c][j], purity[c][j], f1[c][j], f2[c][j]):
+                if ch.stage is _Stage.DONE:
+                    break
+                for ev in ch.step(level[r][j], purity[r][j], f1[r][j], f2[r][j]):
                     out.append((c, ev))
         return out
 
@@ -563,10 +578,11 @@ def classify(
     while not det.done and fed < limit:
         events += det.feed(np.zeros(tail, dtype=np.int16))
         fed += tail
-    return _result(events)
+    return result_of(events)
 
 
-def _result(events: list[AmdEvent]) -> AmdResult:
+def result_of(events: Sequence[AmdEvent]) -> AmdResult:
+    """The `AmdResult` that a detector's events add up to (the last decision counts)."""
     decision: AmdDecision | None = None
     beep: AmdBeep | None = None
     message: AmdMessageReady | None = None

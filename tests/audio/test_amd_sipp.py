@@ -1,0 +1,203 @@
+"""`autocall call --amd` against SIPp callees that answer with espeak-ng audio.
+
+One callee is a voicemail: a recorded greeting, then a beep, then the line records. The
+other is a person who says "Hello?" and waits. A raw packet socket on the loopback
+interface records both RTP streams with one clock (what the callee received and what it
+sent), so the test sees on the wire whether our message starts after the beep and within
+half a second of it, and how long the person waits before the robot talks.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from autocall.audio.g711 import ulaw_decode, ulaw_encode
+from autocall.audio.levels import rms_dbm0, scale_to_dbm0
+from autocall.audio.tones import beep, comfort_noise
+from autocall.cli import app
+from tests.peers import SCENARIOS, Sipp
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import amd_corpus  # noqa: E402
+
+pytestmark = pytest.mark.peers
+
+RATE = 8000
+SIP_PORT, MEDIA_PORT, OUR_PORT = 47010, 47012, 47015  # h8's range: 47000-47999
+GREETING = (
+    "Hi, you've reached John Smith. I can't take your call right now. "
+    "Please leave a message after the tone."
+)
+
+
+@dataclass
+class Wire:
+    """RTP seen on the loopback interface, to and from the callee's media port."""
+
+    port: int
+    to_peer: list[tuple[float, int, bytes]] = field(default_factory=list)  # (time, seq, payload)
+    from_peer: list[tuple[float, int, bytes]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> Wire:
+        # ETH_P_ALL on "lo": every frame once as sent (type 4) and once as received (0).
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+        self._sock.bind(("lo", 0))
+        self._sock.settimeout(0.1)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(2)
+        self._sock.close()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self._sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            now = time.monotonic()
+            if addr[2] != 0:  # PACKET_HOST only: each frame once
+                continue
+            ip = data[14:]
+            if len(ip) < 40 or ip[9] != 17:  # UDP over IPv4 with an RTP header
+                continue
+            ihl = (ip[0] & 15) * 4
+            sport, dport = struct.unpack("!HH", ip[ihl : ihl + 4])
+            rtp = ip[ihl + 8 :]
+            if len(rtp) < 12 or rtp[0] >> 6 != 2 or rtp[1] & 0x7F != 0:  # RTP, PCMU
+                continue
+            seq = struct.unpack("!H", rtp[2:4])[0]
+            if dport == self.port:
+                self.to_peer.append((now, seq, rtp[12:]))
+            elif sport == self.port:
+                self.from_peer.append((now, seq, rtp[12:]))
+
+    def first_sound_to_peer(self, after: float = 0.0) -> float:
+        """When our first packet louder than comfort silence reached the callee."""
+        for t, _, payload in self.to_peer:
+            if t >= after and rms_dbm0(ulaw_decode(payload)) > -40.0:
+                return t
+        raise AssertionError(f"no sound sent to the callee in {len(self.to_peer)} packets")
+
+    def time_of_sample(self, sample: int) -> float:
+        """Wire time at which the callee's stream had sent ``sample`` of its file."""
+        assert self.from_peer, "the callee sent no RTP"
+        seq0 = self.from_peer[0][1]
+        k, rest = divmod(sample, 160)
+        for t, seq, _ in self.from_peer:
+            if (seq - seq0) & 0xFFFF == k:
+                return t + rest / RATE
+        raise AssertionError(f"packet {k} of the callee's stream was not seen")
+
+
+def _speech(text: str) -> np.ndarray:
+    return scale_to_dbm0(amd_corpus._espeak(text, "en-us", 170, 45) * 32768.0, -18.0)
+
+
+def _line(x: np.ndarray) -> np.ndarray:
+    noise = comfort_noise(1000 * x.size / RATE, level_dbm0=-55.0, seed=7).astype(np.float64)
+    return np.clip(x + noise, -32768, 32767).astype(np.int16)
+
+
+def _call(tmp_path: Path, audio: np.ndarray, *args: str) -> tuple[dict[str, object], Wire]:
+    (tmp_path / "callee.ul").write_bytes(ulaw_encode(audio))
+    scenario = (SCENARIOS / "uas_answer_inband.xml").read_text().replace("inband.ul", "callee.ul")
+    (tmp_path / "uas_amd.xml").write_text(scenario)
+    with (
+        Wire(MEDIA_PORT) as wire,
+        Sipp(
+            tmp_path / "uas_amd.xml",
+            port=SIP_PORT,
+            media_port=MEDIA_PORT,
+            timeout=40,
+            cwd=tmp_path,
+        ) as peer,
+    ):
+        result = CliRunner().invoke(
+            app,
+            [
+                "call",
+                f"sip:sipp@127.0.0.1:{SIP_PORT}",
+                "--say",
+                "Hello, this is a reminder from your dentist about tomorrow.",
+                "--bind",
+                f"127.0.0.1:{OUR_PORT}",
+                "--json",
+                "--amd",
+                *args,
+            ],
+        )
+        assert peer.wait(15) == 0, peer.errors()
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    return summary, wire
+
+
+@pytest.fixture(autouse=True)
+def _own_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOCALL_DATABASE_URL", f"sqlite:///{tmp_path / 'calls.db'}")
+    monkeypatch.setenv("AUTOCALL_TTS_CACHE", str(tmp_path / "tts"))
+
+
+def test_the_message_goes_on_the_voicemail_after_its_beep(tmp_path: Path) -> None:
+    greeting = _speech(GREETING)
+    parts = [np.zeros(2400, np.int16), greeting, np.zeros(3200, np.int16)]
+    beep_end = sum(p.size for p in parts) + int(0.5 * RATE)
+    parts += [beep(1000.0, 500.0, -12.0), np.zeros(10 * RATE, np.int16)]
+    summary, wire = _call(tmp_path, _line(np.concatenate(parts)))
+    assert summary["answered_by"] == "machine", summary
+    assert summary["outcome"] == "left-message", summary
+    amd = summary["amd"]
+    assert isinstance(amd, dict) and amd["beep_at"] is not None
+    beep_ended = wire.time_of_sample(beep_end)
+    message = wire.first_sound_to_peer()
+    # On the wire: nothing before the beep ended, the message within 0.5 s after it.
+    print("message after beep end:", round(message - beep_ended, 3), amd)
+    assert 0.0 <= message - beep_ended <= 0.5, (message - beep_ended, summary)
+
+
+def test_a_person_saying_hello_is_talked_to_at_once(tmp_path: Path) -> None:
+    hello = _speech("Hello?")
+    lead = np.zeros(int(0.6 * RATE), np.int16)
+    said_end = lead.size + hello.size
+    audio = _line(np.concatenate([lead, hello, np.zeros(10 * RATE, np.int16)]))
+    summary, wire = _call(tmp_path, audio)
+    assert summary["answered_by"] == "human", summary
+    assert summary["outcome"] == "completed" or summary["path"], summary
+    waited = wire.first_sound_to_peer() - wire.time_of_sample(said_end)
+    print("person waited:", round(waited, 3), summary["amd"])
+    assert 0.0 < waited <= 1.0, (waited, summary)
+
+
+def test_on_machine_hangup_leaves_no_message(tmp_path: Path) -> None:
+    greeting = _speech(GREETING)
+    audio = np.concatenate(
+        [
+            greeting,
+            np.zeros(3200, np.int16),
+            beep(800.0, 400.0, -12.0),
+            np.zeros(8 * RATE, np.int16),
+        ]
+    )
+    summary, wire = _call(tmp_path, _line(audio), "--on-machine", "hangup")
+    assert (summary["answered_by"], summary["outcome"]) == ("machine", "machine"), summary
+    with pytest.raises(AssertionError, match="no sound sent"):
+        wire.first_sound_to_peer()

@@ -475,8 +475,9 @@ class AmdBank:
     def channels(self) -> int:
         return len(self._ch)
 
-    def reset(self, channel: int) -> None:
-        self._ch[channel] = _Channel(self.config)
+    def reset(self, channel: int, config: AmdConfig | None = None) -> None:
+        """Start ``channel`` afresh (a new call), with its own parameters if given."""
+        self._ch[channel] = _Channel(config or self.config)
         self._prev[channel] = 0.0
 
     def done(self, channel: int) -> bool:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from autocall.campaign.amd import AmdSettings
 from autocall.telephony.call import CallStatus
 
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
@@ -42,10 +43,15 @@ class Outcome(enum.StrEnum):
     DNC = "dnc"
     OPTED_OUT = "opted-out"
     INTERRUPTED = "interrupted"
+    # Answering-machine detection (issue 16): a machine is retried later, a fax never.
+    MACHINE = "machine"
+    LEFT_MESSAGE = "left-message"
+    FAX = "fax"
 
 
 NEVER_RETRY = frozenset(
-    {Outcome.COMPLETED, Outcome.DECLINED, Outcome.INVALID, Outcome.DNC, Outcome.OPTED_OUT}
+    {Outcome.COMPLETED, Outcome.DECLINED, Outcome.INVALID, Outcome.DNC, Outcome.OPTED_OUT,
+     Outcome.FAX}
 )
 
 
@@ -97,6 +103,7 @@ class RetryPolicy(_Model):
             Outcome.UNREACHABLE: timedelta(hours=2),
             Outcome.HUNG_UP_EARLY: timedelta(hours=4),
             Outcome.INTERRUPTED: timedelta(minutes=5),
+            Outcome.MACHINE: timedelta(hours=3),
         }
     )
 
@@ -187,6 +194,7 @@ class Campaign(_Model):
     dnc: list[str] = Field(default_factory=list)
     recording: bool = False
     on_restart: str = Field(default="retry", pattern="^(retry|give-up)$")
+    amd: AmdSettings = Field(default_factory=lambda: AmdSettings(enabled=False))
 
     @field_validator("default_region")
     @classmethod

@@ -149,14 +149,15 @@ class AmdPool:
     def calls(self) -> int:
         return len(self._owners)
 
-    def listen(self, media: AudioTap) -> AmdListener:
-        """Start detecting on ``media`` from its next frame (call this at the answer)."""
+    def listen(self, media: AudioTap, config: AmdConfig | None = None) -> AmdListener:
+        """Start detecting on ``media`` from its next frame (call this at the answer);
+        ``config`` overrides the pool's parameters for this call."""
         if not self._free:
             grown = self._bank.channels
             self._bank.grow(grown)
             self._free = list(range(2 * grown - 1, grown - 1, -1))
         ch = self._free.pop()
-        self._bank.reset(ch)
+        self._bank.reset(ch, config)
         listener = AmdListener(self, ch, media)
         self._owners[ch] = listener
         return listener
@@ -230,8 +231,8 @@ async def run_answered(
     dialogue: Callable[[], Awaitable[R]],
 ) -> Answered[R]:
     """Detect who answered ``call`` and run ``dialogue`` (a fresh run per call) accordingly."""
-    cfg = pool.config
-    listener = pool.listen(call.media)
+    cfg = options.config
+    listener = pool.listen(call.media, cfg)
     try:
         # Every path of the detector decides within initial_silence or total_analysis.
         limit = max(cfg.initial_silence_ms, cfg.total_analysis_ms) / 1000 + 1.0

@@ -201,3 +201,114 @@ def test_on_machine_hangup_leaves_no_message(tmp_path: Path) -> None:
     assert (summary["answered_by"], summary["outcome"]) == ("machine", "machine"), summary
     with pytest.raises(AssertionError, match="no sound sent"):
         wire.first_sound_to_peer()
+
+
+async def test_a_campaign_retries_machines_later_and_never_a_fax(tmp_path: Path) -> None:
+    from ruamel.yaml import YAML
+
+    from autocall.campaign.contacts import import_campaign
+    from autocall.campaign.dialer import CallRequest, run_campaign
+    from autocall.campaign.model import CampaignState, Outcome, load_campaign
+    from autocall.campaign.placer import SipPlacer
+    from autocall.campaign.store import Store
+    from autocall.telephony.call import UserAgent
+
+    greeting = _speech(GREETING)
+    voicemail = np.concatenate(
+        [
+            greeting,
+            np.zeros(3200, np.int16),
+            beep(900.0, 400.0, -12.0),
+            np.zeros(6 * RATE, np.int16),
+        ]
+    )
+    person = np.concatenate(
+        [np.zeros(4000, np.int16), _speech("Hello?"), np.zeros(8 * RATE, np.int16)]
+    )
+    t = np.arange(3 * RATE) / RATE  # ITU-T T.30 CED: 2,100 Hz answer tone
+    fax = np.concatenate(
+        [np.zeros(2000), 3000.0 * np.sin(2 * np.pi * 2100 * t), np.zeros(4 * RATE)]
+    )
+    # number -> (audio, SIPp port, calls expected, final outcome)
+    callees = {
+        "+12125550100": (voicemail, 47100, 2, Outcome.MACHINE),
+        "+12125550101": (person, 47110, 1, Outcome.COMPLETED),
+        "+12125550102": (fax, 47120, 1, Outcome.FAX),
+    }
+    (tmp_path / "tree.yaml").write_text(
+        "name: amd\nstart: hello\nnodes:\n"
+        "  hello: {say: 'This is a reminder from your dentist.', next: bye}\n"
+        "  bye: {hangup: done}\n"
+    )
+    (tmp_path / "contacts.csv").write_text("phone\n" + "\n".join(callees) + "\n")
+    campaign_yaml = {
+        "name": "amd-campaign",
+        "tree": "tree.yaml",
+        "contacts": ["contacts.csv"],
+        "caller_ids": ["+12025550100"],
+        "window": {
+            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start": "00:00",
+            "end": "23:59:59.999999",
+            "override_legal_hours": True,
+        },
+        "channels": 3,
+        "ring_timeout": 5,
+        "retry": {"max_attempts": 2, "delays": {"machine": 0, "failed": 0}},
+        "amd": {"enabled": True, "on_machine": "hangup"},
+    }
+    with open(tmp_path / "campaign.yaml", "w") as fh:
+        YAML().dump(campaign_yaml, fh)
+    campaign = load_campaign(tmp_path / "campaign.yaml")
+    store = Store(f"sqlite:///{tmp_path / 'amd.db'}")
+    import_campaign(store, campaign)
+    peers = []
+    for number, (audio, port, calls, _) in callees.items():
+        work = tmp_path / number.strip("+")
+        work.mkdir()
+        (work / "callee.ul").write_bytes(ulaw_encode(_line(audio.astype(np.float64))))
+        (work / "uas_amd.xml").write_text(
+            (SCENARIOS / "uas_answer_inband.xml").read_text().replace("inband.ul", "callee.ul")
+        )
+        peers.append(
+            Sipp(
+                work / "uas_amd.xml",
+                port=port,
+                media_port=port + 2,
+                calls=calls,
+                timeout=40,
+                cwd=work,
+            )
+        )
+    for peer in peers:
+        peer.start()
+    ua = await UserAgent.start(bind_host="127.0.0.1", bind_port=47150)
+    try:
+
+        def target(request: CallRequest) -> str:
+            return f"sip:sipp@127.0.0.1:{callees[request.number][1]}"
+
+        placer = SipPlacer(
+            ua, target=target, tts_cache_dir=tmp_path / "tts", recordings_dir=tmp_path / "rec"
+        )
+        final = await run_campaign(campaign.name, store, placer, poll=0.05)
+    finally:
+        await ua.close()
+        codes = {}
+        for peer in peers:
+            try:
+                codes[peer.port] = (peer.wait(15), peer.errors())
+            finally:
+                peer.stop()
+    for port, (rc, errors) in codes.items():
+        assert rc == 0, (port, errors)
+    assert final.state is CampaignState.COMPLETED
+    attempts = store.attempts(campaign.name)
+    for number, (_, _, calls, outcome) in callees.items():
+        mine = [a for a in attempts if a.number == number]
+        assert len(mine) == calls, (number, mine)
+        contact = store.contact_by_number(campaign.name, number)
+        assert contact is not None and contact.last_outcome is outcome, (number, contact)
+        expected = {Outcome.MACHINE: "machine", Outcome.COMPLETED: "human", Outcome.FAX: "fax"}
+        assert all(a.variables.get("answered_by") == expected[outcome] for a in mine), mine
+    store.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +177,32 @@ def test_cli_names_an_unreadable_file(tmp_path: Path) -> None:
     assert result.exit_code == 2
     found = json.loads(result.output)
     assert found["ok"] is False and "notes.txt" in found["error"]
+
+
+class _FakeMedia:
+    """Stands in for a MediaSession: the pool only uses its ``on_audio`` hook."""
+
+    def __init__(self) -> None:
+        self.on_audio: Callable[[np.ndarray], None] | None = None
+
+
+async def test_the_pool_analyses_all_calls_of_a_tick_in_one_pass() -> None:
+    from autocall.telephony.answer import AmdPool
+
+    clips = [amd_corpus.make_clip(f, SEED, 5) for f in ("human-short", "vm-beep", "fax-cng")]
+    pool = AmdPool(size=2)  # grows to three calls
+    medias = [_FakeMedia() for _ in clips]
+    listeners = [pool.listen(m) for m in medias]
+    assert pool.calls == 3
+    ticks = min(c.samples.size for c in clips) // FRAME
+    for k in range(ticks):
+        for media, clip in zip(medias, clips, strict=True):
+            assert media.on_audio is not None
+            media.on_audio(clip.samples[k * FRAME : (k + 1) * FRAME])  # one pacing tick
+        await asyncio.sleep(0)  # the loop runs the pass scheduled by the tick
+    assert pool.batches == ticks  # one analysis per tick, not one per call
+    for listener, clip in zip(listeners, clips, strict=True):
+        alone = _stream(clip.samples[: ticks * FRAME], [FRAME])
+        assert listener.events == alone, clip.family
+        listener.close()
+    assert pool.calls == 0 and all(m.on_audio is None for m in medias)

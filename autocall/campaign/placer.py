@@ -145,7 +145,12 @@ def amd_call_result(call: Any, answered: Answered[RunResult], started: datetime)
         variables = facts
         base = replace(base, status=CallStatus.COMPLETED, sip_code=base.sip_code or 200,
                        answered_at=base.answered_at or started)
-    outcome = Outcome(answered.outcome) if answered.outcome else base.outcome
+    if answered.outcome:
+        outcome: Outcome | None = Outcome(answered.outcome)
+    elif answered.hung_up:
+        outcome = Outcome.HUNG_UP_EARLY  # gone before we knew who it was: worth another try
+    else:
+        outcome = base.outcome
     return replace(base, variables=variables, outcome=outcome)
 
 

@@ -202,6 +202,8 @@ class AmdCall(Protocol):
 
     def flush(self) -> None: ...
 
+    def wait_ended(self, timeout: float | None = None) -> Awaitable[object]: ...
+
 
 @dataclass
 class Answered(Generic[R]):
@@ -210,6 +212,7 @@ class Answered(Generic[R]):
     result: AmdResult
     run: R | None = None  # the dialogue's result, when one ran
     outcome: str | None = None  # an AMD_OUTCOMES value, or None: the dialogue's own
+    hung_up: bool = False  # the callee hung up before we knew who answered
 
 
 def _decided(events: list[AmdEvent]) -> bool:
@@ -233,10 +236,22 @@ async def run_answered(
     """Detect who answered ``call`` and run ``dialogue`` (a fresh run per call) accordingly."""
     cfg = options.config
     listener = pool.listen(call.media, cfg)
+    ended = asyncio.ensure_future(call.wait_ended())
+
+    async def until(want: Callable[[list[AmdEvent]], bool], timeout: float) -> bool:
+        """Wait for ``want``; False at once if the call ends first (no more frames come)."""
+        waiting = asyncio.ensure_future(listener.wait_for(want, timeout))
+        await asyncio.wait({waiting, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            waiting.cancel()
+            return want(listener.events)
+        return waiting.result()
+
     try:
         # Every path of the detector decides within initial_silence or total_analysis.
         limit = max(cfg.initial_silence_ms, cfg.total_analysis_ms) / 1000 + 1.0
-        await listener.wait_for(_decided, limit)
+        if not await until(_decided, limit) and ended.done():
+            return Answered(listener.result, hung_up=True)
         result = listener.result
         if result.answered_by == "fax":
             return Answered(result, outcome="fax")
@@ -255,9 +270,11 @@ async def run_answered(
             call.flush()
         if options.on_machine == "hangup":
             return Answered(listener.result, outcome="machine")
-        await listener.wait_for(_message_ready, cfg.follow_ms / 1000 + 1.0)
+        if not await until(_message_ready, cfg.follow_ms / 1000 + 1.0) and ended.done():
+            return Answered(listener.result, outcome="machine", hung_up=True)
         return Answered(listener.result, run=await dialogue(), outcome="left-message")
     finally:
+        ended.cancel()
         listener.close()
 
 

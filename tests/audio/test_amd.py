@@ -206,3 +206,34 @@ async def test_the_pool_analyses_all_calls_of_a_tick_in_one_pass() -> None:
         assert listener.events == alone, clip.family
         listener.close()
     assert pool.calls == 0 and all(m.on_audio is None for m in medias)
+
+
+class _FakeCall:
+    def __init__(self) -> None:
+        self.media = _FakeMedia()
+        self.ended = asyncio.Event()
+
+    def flush(self) -> None:
+        pass
+
+    async def wait_ended(self, timeout: float | None = None) -> object:
+        await self.ended.wait()
+        return None
+
+
+async def test_a_callee_who_hangs_up_during_detection_is_not_waited_for() -> None:
+    from autocall.telephony.answer import AmdOptions, AmdPool, run_answered
+
+    call = _FakeCall()
+    ran: list[str] = []
+
+    async def dialogue() -> str:
+        ran.append("dialogue")
+        return "ran"
+
+    task = asyncio.ensure_future(run_answered(call, AmdPool(), AmdOptions(), dialogue))
+    await asyncio.sleep(0)
+    call.ended.set()  # BYE before any decision: no more frames will come
+    answered = await asyncio.wait_for(task, 2.0)  # not the detector's 7 s limit
+    assert answered.hung_up and answered.run is None and ran == []
+    assert call.media.on_audio is None  # the tap is gone with the call

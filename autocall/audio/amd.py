@@ -64,6 +64,9 @@ _BIN_HZ = AMD_RATE / _NFFT
 _LOBE = 4  # Hann main lobe over 320 samples is ±50 Hz = ±3.2 bins: ±4 bins hold a sine
 _BAND = (int(150 / _BIN_HZ), int(3600 / _BIN_HZ) + 1)  # the telephone band (G.712)
 _PEAK_BAND = (int(250 / _BIN_HZ), int(2300 / _BIN_HZ) + 1)  # where beeps and fax tones live
+# Below this a frame is digital silence, not line noise: a frame of G.711's smallest
+# non-zero codes is about -66 dBm0, and a call's media sends zeros until RTP arrives.
+_NO_SIGNAL_DBM0 = -85.0
 
 AnsweredBy = Literal["human", "machine", "fax", "unknown"]
 MessageCause = Literal["beep", "silence", "timeout"]
@@ -343,9 +346,13 @@ class _Channel:
         self.frame += 1
         end_t = self.frame * _FRAME_S
         rise = cfg.floor_rise_db_per_s * _FRAME_S
-        self.floor = level if self.floor is None else min(level, self.floor + rise)
+        if level > _NO_SIGNAL_DBM0:
+            # Digital silence (before the first RTP packet, or a gap in it) says nothing
+            # about the line's noise: the floor learns from real frames only.
+            self.floor = level if self.floor is None else min(level, self.floor + rise)
+        floor = self.floor if self.floor is not None else level
         self.speaker = max(level, self.speaker - cfg.speaker_decay_db_per_s * _FRAME_S)
-        loud = level >= max(self.floor + cfg.margin_db, cfg.min_level_dbm0)
+        loud = level >= max(floor + cfg.margin_db, cfg.min_level_dbm0)
         sound = loud and level >= self.speaker - cfg.speaker_range_db
         tonal = purity >= cfg.tone_purity and level >= cfg.min_level_dbm0 + 5.0 and loud
         out: list[AmdEvent] = []

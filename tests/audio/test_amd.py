@@ -237,3 +237,13 @@ async def test_a_callee_who_hangs_up_during_detection_is_not_waited_for() -> Non
     answered = await asyncio.wait_for(task, 2.0)  # not the detector's 7 s limit
     assert answered.hung_up and answered.run is None and ran == []
     assert call.media.on_audio is None  # the tap is gone with the call
+
+
+@pytest.mark.parametrize("noise_dbm0", [-60.0, -45.0])
+def test_line_noise_after_digital_silence_is_not_taken_for_talk(noise_dbm0: float) -> None:
+    # A call's media hands over zeros until the first RTP packet; then the line's noise.
+    from autocall.audio.tones import comfort_noise
+
+    noise = comfort_noise(6000, level_dbm0=noise_dbm0, seed=3)
+    result = classify(np.concatenate([np.zeros(2400, np.int16), noise]))
+    assert (result.answered_by, result.cause) == ("unknown", "initial-silence")

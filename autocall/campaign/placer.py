@@ -228,9 +228,12 @@ class SipPlacer:
             self.callbacks.send(key, "answered", number=request.number)
             facts = {"number": request.number, "callee": request.number,
                      "caller": request.caller_id, "call_id": str(getattr(call, "call_id", key))}
-            def dialogue() -> Any:
+            def dialogue(answered_by: str = "human") -> Any:
+                values = {**request.variables, **facts}
+                if request.amd is not None:  # a tree may branch on who it talks to
+                    values["answered_by"] = answered_by
                 return CallRunner(
-                    call, tree, {**request.variables, **facts}, audio=self.audio,
+                    call, tree, values, audio=self.audio,
                     recordings_dir=self.recordings_dir, webhooks=self.webhooks,
                     call_facts=facts, max_seconds=self.max_call_seconds,
                     speech_model=self.speech_model).run()

@@ -141,9 +141,11 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             callbacks.send(call.call_id, "answered")
             facts = {"number": target, "callee": target, "caller": caller_id or "",
                      "call_id": call.call_id}
-            def dialogue() -> Any:
-                return CallRunner(call, tree, {**variables, **facts}, call_facts=facts,
-                                  audio=audio).run()
+            def dialogue(answered_by: str = "human") -> Any:
+                values = {**variables, **facts}
+                if amd is not None:  # a tree may branch on who it talks to
+                    values["answered_by"] = answered_by
+                return CallRunner(call, tree, values, call_facts=facts, audio=audio).run()
             if amd is None:
                 run = await dialogue()
             else:  # answering-machine detection first (issue 16)

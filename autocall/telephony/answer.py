@@ -41,6 +41,7 @@ from autocall.audio.amd import (
     AmdEvent,
     AmdMessageReady,
     AmdResult,
+    AnsweredBy,
     result_of,
 )
 
@@ -231,9 +232,13 @@ async def run_answered(
     call: AmdCall,
     pool: AmdPool,
     options: AmdOptions,
-    dialogue: Callable[[], Awaitable[R]],
+    dialogue: Callable[[AnsweredBy], Awaitable[R]],
 ) -> Answered[R]:
-    """Detect who answered ``call`` and run ``dialogue`` (a fresh run per call) accordingly."""
+    """Detect who answered ``call`` and run ``dialogue`` (a fresh run per call) accordingly.
+
+    ``dialogue(answered_by)`` is told who it talks to ("machine": after the beep), so a
+    tree can see ``answered_by`` among its variables.
+    """
     cfg = options.config
     listener = pool.listen(call.media, cfg)
     ended = asyncio.ensure_future(call.wait_ended())
@@ -256,7 +261,7 @@ async def run_answered(
         if result.answered_by == "fax":
             return Answered(result, outcome="fax")
         if result.answered_by in ("human", "unknown"):
-            talk = asyncio.ensure_future(dialogue())
+            talk = asyncio.ensure_future(dialogue(result.answered_by))
             watch = asyncio.ensure_future(
                 listener.wait_for(_machine, cfg.beep_watch_ms / 1000 + 0.1)
             )
@@ -272,7 +277,8 @@ async def run_answered(
             return Answered(listener.result, outcome="machine")
         if not await until(_message_ready, cfg.follow_ms / 1000 + 1.0) and ended.done():
             return Answered(listener.result, outcome="machine", hung_up=True)
-        return Answered(listener.result, run=await dialogue(), outcome="left-message")
+        run = await dialogue("machine")
+        return Answered(listener.result, run=run, outcome="left-message")
     finally:
         ended.cancel()
         listener.close()

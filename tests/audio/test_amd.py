@@ -227,7 +227,7 @@ async def test_a_callee_who_hangs_up_during_detection_is_not_waited_for() -> Non
     call = _FakeCall()
     ran: list[str] = []
 
-    async def dialogue() -> str:
+    async def dialogue(answered_by: str) -> str:
         ran.append("dialogue")
         return "ran"
 

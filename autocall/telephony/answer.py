@@ -143,6 +143,7 @@ class AmdPool:
         self._owners: dict[int, AmdListener] = {}
         self._pending: dict[int, Pcm] = {}
         self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0  # analyses run (for tests and the bench: calls per analysis)
         self.frames = 0
 
@@ -175,9 +176,11 @@ class AmdPool:
         if x.size != FRAME:  # not 20 ms at 8 kHz: pad or cut (AMD works on 8 kHz frames)
             x = np.resize(np.concatenate([x, np.zeros(FRAME, dtype=np.int16)]), FRAME)
         self._pending[channel] = x
-        if not self._scheduled:
+        loop = asyncio.get_running_loop()
+        if not self._scheduled or loop is not self._loop:  # a pass of a closed loop never ran
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.run)
+            self._loop = loop
+            loop.call_soon(self.run)
 
     def run(self) -> None:
         """Analyse the pending frames of all calls in one pass and deliver the events."""

@@ -44,6 +44,7 @@ from autocall.campaign.schedule import (
     schedule_campaign,
 )
 from autocall.campaign.store import CallRecord, Claim, Store, StoreError, Summary, transient
+from autocall.telephony.answer import AmdOptions
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class CallRequest:
     ring_timeout: float
     recording: bool = False
     trunk: str | None = None
+    amd: AmdOptions | None = None  # answering-machine detection (campaign ``amd:``)
 
 
 @dataclass(frozen=True)
@@ -736,7 +738,7 @@ class _Driver:
             campaign=c.name, attempt_id=claim.attempt_id, attempt_no=claim.attempt_no,
             contact_id=contact.id, number=contact.number, caller_id=claim.caller_id,
             tree=c.tree, variables=dict(contact.fields), ring_timeout=c.ring_timeout,
-            recording=c.recording, trunk=c.trunk)
+            recording=c.recording, trunk=c.trunk, amd=c.amd.options())
         started = self.clock()
         self.dnc.refresh()  # a stat() per file: re-read only when someone changed it
         if contact.number in self.dnc:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from autocall.campaign.amd import AmdSettings
 from autocall.telephony.call import CallStatus
 
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
@@ -45,10 +46,15 @@ class Outcome(enum.StrEnum):
     # nothing about the callee, so it has its own retry rule and cap and does not use
     # up one of the contact's attempts.
     NETWORK_FAULT = "network-fault"
+    # Answering-machine detection (issue 16): a machine is retried later, a fax never.
+    MACHINE = "machine"
+    LEFT_MESSAGE = "left-message"
+    FAX = "fax"
 
 
 NEVER_RETRY = frozenset(
-    {Outcome.COMPLETED, Outcome.DECLINED, Outcome.INVALID, Outcome.DNC, Outcome.OPTED_OUT}
+    {Outcome.COMPLETED, Outcome.DECLINED, Outcome.INVALID, Outcome.DNC, Outcome.OPTED_OUT,
+     Outcome.FAX}
 )
 
 
@@ -105,6 +111,7 @@ class RetryPolicy(_Model):
             Outcome.HUNG_UP_EARLY: timedelta(hours=4),
             Outcome.INTERRUPTED: timedelta(minutes=5),
             Outcome.NETWORK_FAULT: NETWORK_FAULT_DELAY,
+            Outcome.MACHINE: timedelta(hours=3),
         }
     )
     # Network faults per contact before it is closed (they do not count in max_attempts).
@@ -237,6 +244,7 @@ class Campaign(_Model):
     # This many calls in a row ending as network faults pause the campaign (with the
     # reason in its state), rather than burn through the list against a dead trunk.
     pause_after_network_faults: int = Field(default=10, ge=1, le=10000)
+    amd: AmdSettings = Field(default_factory=lambda: AmdSettings(enabled=False))
 
     @field_validator("default_region")
     @classmethod

@@ -21,6 +21,7 @@ from autocall.campaign.dialer import CallRequest, CallResult
 from autocall.campaign.model import CallStatus, Outcome
 from autocall.config import Settings
 from autocall.dialogue.schema import Tree
+from autocall.telephony.answer import Answered, run_answered, shared_pool
 from autocall.telephony.call import UserAgent
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
@@ -135,6 +136,28 @@ def call_result(call: Any, run: RunResult | None, started: datetime,
         error=error or run.error)
 
 
+def amd_call_result(call: Any, answered: Answered[RunResult], started: datetime) -> CallResult:
+    """A call under AMD: the dialogue's result (if one ran) with ``answered_by`` in its
+    variables and the AMD outcome (machine, left-message, fax) as the attempt's outcome."""
+    amd = answered.result
+    facts = {"answered_by": amd.answered_by, "amd": amd.to_json()}
+    if answered.run is not None:
+        base = call_result(call, answered.run, started)
+        variables = {**base.variables, **facts}
+    else:
+        base = call_result(call, None, started)
+        variables = facts
+        base = replace(base, status=CallStatus.COMPLETED, sip_code=base.sip_code or 200,
+                       answered_at=base.answered_at or started)
+    if answered.outcome:
+        outcome: Outcome | None = Outcome(answered.outcome)
+    elif answered.hung_up:
+        outcome = Outcome.HUNG_UP_EARLY  # gone before we knew who it was: worth another try
+    else:
+        outcome = base.outcome
+    return replace(base, variables=variables, outcome=outcome)
+
+
 def _status(call: Any) -> CallStatus:
     raw = getattr(call, "status", None)
     value = getattr(raw, "value", raw)
@@ -224,11 +247,23 @@ class SipPlacer:
             self.callbacks.send(key, "answered", number=request.number)
             facts = {"number": request.number, "callee": request.number,
                      "caller": request.caller_id, "call_id": str(getattr(call, "call_id", key))}
-            runner = CallRunner(
-                call, tree, {**request.variables, **facts}, audio=self.audio,
-                recordings_dir=self.recordings_dir, webhooks=self.webhooks, call_facts=facts,
-                max_seconds=self.max_call_seconds, speech_model=self.speech_model)
-            run = await runner.run()
+            def dialogue(answered_by: str = "human") -> Any:
+                values = {**request.variables, **facts}
+                if request.amd is not None:  # a tree may branch on who it talks to
+                    values["answered_by"] = answered_by
+                return CallRunner(
+                    call, tree, values, audio=self.audio,
+                    recordings_dir=self.recordings_dir, webhooks=self.webhooks,
+                    call_facts=facts, max_seconds=self.max_call_seconds,
+                    speech_model=self.speech_model).run()
+            if request.amd is not None:
+                answered = await run_answered(call, shared_pool(), request.amd, dialogue)
+                result = amd_call_result(call, answered, started)
+                told = answered.outcome or (answered.run.outcome if answered.run else None)
+                self.callbacks.send(key, "completed", call_status="completed", outcome=told,
+                                    answered_by=answered.result.answered_by)
+                return result
+            run = await dialogue()
             result = call_result(call, run, started)
             self.callbacks.send(key, "completed", call_status=str(result.status),
                                 outcome=run.outcome)

@@ -34,6 +34,7 @@ from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
 from autocall.dialogue.schema import Tree
 from autocall.media.heap import freeze_startup_heap
+from autocall.telephony.answer import AmdOptions, Answered, OnMachine, run_answered, shared_pool
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
 from autocall.telephony.runner import (
@@ -82,6 +83,10 @@ def informer_tree(*, say: str | None, lang: str, play: Path | None, repeat: int,
                                 "nodes": nodes})
 
 
+def _on_machine(value: str) -> OnMachine:
+    return "hangup" if value == "hangup" else "message"
+
+
 def _spoken(key: str) -> str:
     return {"*": "star", "#": "hash"}.get(key, key)
 
@@ -107,7 +112,8 @@ def _target_uri(target: str, trunk: TrunkSettings) -> str:
 async def place_informer_call(target: str, tree: Tree, variables: dict[str, str], *,
                               trunk: TrunkSettings, settings: Settings, caller_id: str | None,
                               ring_timeout: float, status_callback: str | None = None,
-                              via_trunk: bool = False) -> dict[str, Any]:
+                              via_trunk: bool = False, amd: AmdOptions | None = None
+                              ) -> dict[str, Any]:
     """Dial ``target``, run ``tree`` if answered, and return the summary fields.
 
     ``via_trunk`` sends even a full sip: URI through the trunk as outbound proxy (a
@@ -124,6 +130,7 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
     audio = AudioCache(settings.tts_cache_dir)
     run: RunResult | None = None
     call: Any = None
+    answered: Answered[RunResult] | None = None
     uri = _target_uri(target, trunk)
     signals = _CallSignals(asyncio.get_running_loop())
     try:
@@ -140,12 +147,23 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             callbacks.send(call.call_id, "answered")
             facts = {"number": target, "callee": target, "caller": caller_id or "",
                      "call_id": call.call_id}
-            runner = CallRunner(call, tree, {**variables, **facts}, call_facts=facts,
-                                audio=audio)
-            run = await runner.run()
+            def dialogue(answered_by: str = "human") -> Any:
+                values = {**variables, **facts}
+                if amd is not None:  # a tree may branch on who it talks to
+                    values["answered_by"] = answered_by
+                return CallRunner(call, tree, values, call_facts=facts, audio=audio).run()
+            if amd is None:
+                run = await dialogue()
+            else:  # answering-machine detection first (issue 16)
+                answered = await run_answered(call, shared_pool(), amd, dialogue)
+                run = answered.run
             await call.hangup()
             await call.wait_ended(5.0)
         summary = _summary(uri, call, run)
+        if answered is not None:
+            summary["answered_by"] = answered.result.answered_by
+            summary["amd"] = answered.result.to_json()
+            summary["outcome"] = answered.outcome or summary["outcome"]
         callbacks.send(call.call_id, "completed", call_status=summary["status"])
         return summary
     except asyncio.CancelledError:
@@ -320,6 +338,12 @@ def register(app: typer.Typer) -> None:
         db: Annotated[str | None, typer.Option(
             "--db", help="Store for the call record (default: AUTOCALL_DATABASE_URL or "
             "sqlite:///autocall.db).")] = None,
+        amd: Annotated[bool, typer.Option(
+            "--amd", help="Detect answering machines: talk to a person at once, leave the "
+            "message after a machine's beep (or hang up, --on-machine), hang up on a fax.")
+        ] = False,
+        on_machine: Annotated[str, typer.Option(
+            "--on-machine", help="With --amd, on a machine: message or hangup.")] = "message",
     ) -> None:
         """Place one informer call: speak or play a message, optionally ask to confirm.
 
@@ -328,6 +352,7 @@ def register(app: typer.Typer) -> None:
         Ctrl-C/SIGTERM cut the call (it is hung up and its record written).
 
         Example: autocall call +15550100 --say "Your parcel arrives today" --confirm 1
+        Example: autocall call +15550100 --say "Your parcel arrives today" --amd
         """
         logging.basicConfig(level=logging.ERROR)
         chosen = [x for x in (say, play, tree_file) if x is not None]
@@ -337,6 +362,9 @@ def register(app: typer.Typer) -> None:
             raise _usage(f"--confirm {confirm!r}: one key, 0-9, * or #")
         if confirm is not None and tree_file is not None:
             raise _usage("--confirm goes with --say/--play; a --tree asks its own questions")
+        if on_machine not in ("message", "hangup"):
+            raise _usage(f"--on-machine {on_machine!r}: use message or hangup")
+        amd_options = AmdOptions(on_machine=_on_machine(on_machine)) if amd else None
         variables = _parse_vars(var or [])
         try:
             if tree_file is not None:
@@ -357,7 +385,8 @@ def register(app: typer.Typer) -> None:
         summary = asyncio.run(place_informer_call(
             target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
             ring_timeout=ring_timeout, status_callback=status_callback,
-            via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST"))))
+            via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST")),
+            amd=amd_options))
         code = exit_code(summary["status"], summary["sip_code"], summary["outcome"],
                          confirm is not None)
         if summary.get("signal"):
@@ -375,6 +404,8 @@ def register(app: typer.Typer) -> None:
                 parts.append(f"digits {summary['digits']}")
             if summary["path"]:
                 parts.append("path " + ">".join(summary["path"]))
+            if summary.get("answered_by"):
+                parts.append(f"answered by {summary['answered_by']}")
             if summary["outcome"]:
                 parts.append(f"outcome {summary['outcome']}")
             if summary["error"]:

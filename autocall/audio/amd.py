@@ -1,0 +1,613 @@
+"""Answering-machine detection (AMD), sans-I/O: 20 ms frames in, a decision and a beep out.
+
+The detector listens to what the called party sends from the moment of answer (8 kHz
+linear audio, after G.711 decoding) and decides, causally, who answered:
+
+- ``human``: a short utterance ("Hello?") followed by silence: a person waiting for
+  us to speak. Decided ``after_short_silence_ms`` after a short utterance ends (the
+  person must not wait), or ``after_greeting_silence_ms`` after a longer one (the
+  pause between two sentences of a recorded greeting is shorter than that).
+- ``machine``: sound that goes on for ``greeting_ms`` without such a pause (a recorded
+  greeting, a carrier announcement, music), a beep after speech, or ``total_analysis_ms``
+  without a human pause. For machines the detector then follows the greeting to its end
+  and reports the beep (a pure single or dual tone of ``beep_min_hz``–``beep_max_hz``
+  lasting ``beep_min_ms`` or more; a second beep within ``beep_gap_ms`` is waited for)
+  or the ``end_silence_ms`` of silence that ends a greeting without one, and says when
+  a message may start.
+- ``fax``: a calling tone (CNG, 1,100 Hz ± 38 Hz, ITU-T T.30 §5.2.1: 0.5 s on, 3 s off)
+  or an answer tone (CED / ANSam, 2,100 Hz ± 15 Hz, ITU-T T.30 §5.2.2 and V.8 / V.25).
+- ``unknown``: nothing but line noise for ``initial_silence_ms`` (dead air).
+
+Frames are analysed in numpy over many frames and many calls at once (`AmdBank`, the way
+the DTMF banks batch): level in dBm0 against a tracked noise floor and the speaker's own
+level (so line noise and background babble do not count as talk), and the share of
+the frame's power in its strongest two spectral peaks over a 40 ms Hann window (what
+tells a beep or a fax tone from speech and music). The per-call decision logic is a
+small state machine stepped once per 20 ms frame.
+
+Times are seconds since the first sample fed (the answer). `classify` runs a whole
+signal through the streaming detector in 20 ms frames and returns an `AmdResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from autocall.audio.levels import power_to_dbm0
+
+__all__ = [
+    "AMD_RATE",
+    "AmdBank",
+    "AmdBeep",
+    "AmdConfig",
+    "AmdDecision",
+    "AmdDetector",
+    "AmdEvent",
+    "AmdMessageReady",
+    "AmdResult",
+    "AnsweredBy",
+    "classify",
+    "result_of",
+]
+
+AMD_RATE = 8000
+FRAME = 160  # 20 ms at 8 kHz: the RTP packet of G.711 (RFC 3551 §4.5 default packetization)
+_FRAME_S = FRAME / AMD_RATE
+_NFFT = 512  # 40 ms window zero-padded: 15.6 Hz bins, peak frequency to a few Hz
+_BIN_HZ = AMD_RATE / _NFFT
+_LOBE = 4  # Hann main lobe over 320 samples is ±50 Hz = ±3.2 bins: ±4 bins hold a sine
+_BAND = (int(150 / _BIN_HZ), int(3600 / _BIN_HZ) + 1)  # the telephone band (G.712)
+_PEAK_BAND = (int(250 / _BIN_HZ), int(2300 / _BIN_HZ) + 1)  # where beeps and fax tones live
+# Below this a frame is digital silence, not line noise: a frame of G.711's smallest
+# non-zero codes is about -66 dBm0, and a call's media sends zeros until RTP arrives.
+_NO_SIGNAL_DBM0 = -85.0
+
+AnsweredBy = Literal["human", "machine", "fax", "unknown"]
+MessageCause = Literal["beep", "silence", "timeout"]
+
+
+@dataclass(frozen=True)
+class AmdConfig:
+    """Detector parameters; times in milliseconds, levels in dBm0, frequencies in Hz.
+
+    The defaults are the ones `bench/bench_amd.py` measures (fixed across corpus seeds).
+    """
+
+    initial_silence_ms: int = 4000
+    """Nothing heard for this long after answer: ``unknown`` (dead air)."""
+    greeting_ms: int = 3100
+    """This much sound without a human pause: ``machine`` (a person says less, then waits)."""
+    short_greeting_ms: int = 1000
+    """An utterance up to this long counts as short ("Hello?", "Yes, Maria speaking")."""
+    after_short_silence_ms: int = 520
+    """Silence after a short utterance that decides ``human``: the person is waiting."""
+    after_greeting_silence_ms: int = 840
+    """Silence after a longer utterance that decides ``human`` (longer than the pauses
+    between a recorded greeting's sentences)."""
+    total_analysis_ms: int = 6000
+    """Undecided this long after answer while sound goes on: ``machine``."""
+    end_silence_ms: int = 1500
+    """A machine's greeting followed by this much silence and no beep: leave the message."""
+    follow_ms: int = 30000
+    """A machine's greeting still going this long after answer: leave the message anyway."""
+    beep_min_ms: int = 100
+    """Shortest tone taken for a beep (usual beeps are 150–1,200 ms)."""
+    beep_min_hz: float = 350.0
+    beep_max_hz: float = 1700.0
+    beep_gap_ms: int = 300
+    """After a beep ends, wait this long for a second beep before the message starts."""
+    beep_watch_ms: int = 600
+    """After deciding ``human``, a beep starting within this long still makes it ``machine``
+    (a short greeting such as "Leave a message." then the beep): a second decision."""
+    fax_cng_ms: int = 400
+    """Calling tone held this long: ``fax`` (T.30 CNG is 0.5 s on)."""
+    fax_ced_ms: int = 400
+    """Answer tone held this long: ``fax`` (T.30 CED lasts 2.6–4 s)."""
+    onset_ms: int = 60
+    """Sound must last this long to start an utterance (clicks do not)."""
+    margin_db: float = 9.0
+    """A frame is sound when this far above the tracked noise floor …"""
+    min_level_dbm0: float = -50.0
+    """… and above this absolute level …"""
+    speaker_range_db: float = 14.0
+    """… and no more than this below the loudest recent talk (babble behind a person)."""
+    speaker_decay_db_per_s: float = 1.0
+    """How fast the loudest-talk level is forgotten."""
+    burst_ms: int = 60
+    """Sound must last this long to break a silence (babble crests and clicks do not)."""
+    resume_after_ms: int = 200
+    resume_range_db: float = 10.0
+    """After ``resume_after_ms`` of silence, sound must come within this of the speaker's
+    peak level to end the silence (the person or the recording talking again)."""
+    floor_rise_db_per_s: float = 3.0
+    tone_purity: float = 0.96
+    """Share of a frame's power in its two strongest peaks for it to count as a tone."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "initial_silence_ms",
+            "greeting_ms",
+            "short_greeting_ms",
+            "after_short_silence_ms",
+            "after_greeting_silence_ms",
+            "total_analysis_ms",
+            "end_silence_ms",
+            "follow_ms",
+            "beep_min_ms",
+            "beep_gap_ms",
+            "beep_watch_ms",
+            "fax_cng_ms",
+            "fax_ced_ms",
+            "onset_ms",
+            "burst_ms",
+            "resume_after_ms",
+        ):
+            value = getattr(self, name)
+            if value < 20:
+                raise ValueError(
+                    f"AmdConfig.{name} must be at least 20 ms (one frame), got {value}"
+                )
+        if not 0.5 <= self.tone_purity < 1.0:
+            raise ValueError(f"AmdConfig.tone_purity must be in [0.5, 1), got {self.tone_purity}")
+        if not 0 < self.beep_min_hz < self.beep_max_hz <= 3400:
+            raise ValueError("AmdConfig: need 0 < beep_min_hz < beep_max_hz <= 3400")
+
+
+@dataclass(frozen=True, slots=True)
+class AmdDecision:
+    """Who answered, decided at ``at`` s; ``cause`` says which rule fired."""
+
+    answered_by: AnsweredBy
+    at: float
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class AmdBeep:
+    """A machine's beep from ``start`` to ``end`` s (the last frame with the tone)."""
+
+    start: float
+    end: float
+    freq_hz: float
+
+
+@dataclass(frozen=True, slots=True)
+class AmdMessageReady:
+    """A machine's greeting is over: a message may start at ``at`` s."""
+
+    at: float
+    cause: MessageCause
+
+
+AmdEvent = AmdDecision | AmdBeep | AmdMessageReady
+
+
+@dataclass(frozen=True, slots=True)
+class AmdResult:
+    """The outcome for a whole signal (the fields of ``autocall audio amd --json``)."""
+
+    answered_by: AnsweredBy
+    decided_at: float
+    cause: str
+    beep_at: float | None = None
+    message_at: float | None = None
+
+    def to_json(self) -> dict[str, str | float | None]:
+        return {
+            "answered_by": self.answered_by,
+            "decided_at": round(self.decided_at, 3),
+            "cause": self.cause,
+            "beep_at": None if self.beep_at is None else round(self.beep_at, 3),
+            "message_at": None if self.message_at is None else round(self.message_at, 3),
+        }
+
+
+# --- batched frame analysis ---------------------------------------------------------
+
+_WINDOW = np.hanning(2 * FRAME + 2)[1:-1].astype(np.float64)
+# 0 dBm0 as mean-square int16 units (levels.py convention, G.711 A-law).
+_LOG_P0 = -power_to_dbm0(1.0)
+
+
+@dataclass(slots=True)
+class _Features:
+    level: npt.NDArray[np.float64]  # dBm0 of the 20 ms frame
+    purity: npt.NDArray[np.float64]  # share of the 40 ms window's power in two peaks
+    f1: npt.NDArray[np.float64]  # strongest peak, Hz
+    f2: npt.NDArray[np.float64]  # second peak, Hz (0 when it is weak)
+
+
+def _analyse(prev: npt.NDArray[np.float64], cur: npt.NDArray[np.float64]) -> _Features:
+    """Features of frames ``cur`` (rows of 160 samples) with ``prev`` the frames before them."""
+    ms = np.mean(cur * cur, axis=1)
+    level = 10.0 * np.log10(ms + 1e-12) - _LOG_P0
+    win = np.concatenate([prev, cur], axis=1) * _WINDOW
+    spec = np.fft.rfft(win, n=_NFFT, axis=1)
+    power = spec.real**2 + spec.imag**2
+    total = np.sum(power[:, _BAND[0] : _BAND[1]], axis=1) + 1e-9
+    band = power[:, _PEAK_BAND[0] : _PEAK_BAND[1]]
+    rows = np.arange(band.shape[0])
+    k1 = np.argmax(band, axis=1)
+    cums = np.concatenate([np.zeros((band.shape[0], 1)), np.cumsum(band, axis=1)], axis=1)
+    width = band.shape[1]
+    lo1 = np.maximum(k1 - _LOBE, 0)
+    hi1 = np.minimum(k1 + _LOBE + 1, width)
+    e1 = cums[rows, hi1] - cums[rows, lo1]
+    masked = band.copy()
+    # Clear the first lobe before looking for a second tone (a dual-tone beep).
+    cols = np.arange(width)
+    masked[np.abs(cols[None, :] - k1[:, None]) <= _LOBE] = 0.0
+    k2 = np.argmax(masked, axis=1)
+    lo2 = np.maximum(k2 - _LOBE, 0)
+    hi2 = np.minimum(k2 + _LOBE + 1, width)
+    e2 = cums[rows, hi2] - cums[rows, lo2]
+    # Two tones closer than three lobes: count the whole span between them once.
+    close = np.abs(k2 - k1) <= 3 * _LOBE
+    span = cums[rows, np.maximum(hi1, hi2)] - cums[rows, np.minimum(lo1, lo2)]
+    purity = np.minimum(np.where(close, span, e1 + e2) / total, 1.0)
+    f1 = (k1 + _PEAK_BAND[0] + _interp(band, k1, rows)) * _BIN_HZ
+    f2 = np.where(e2 > 0.1 * total, (k2 + _PEAK_BAND[0] + _interp(band, k2, rows)) * _BIN_HZ, 0.0)
+    return _Features(level, purity, f1, f2)
+
+
+def _interp(
+    band: npt.NDArray[np.float64], k: npt.NDArray[np.intp], rows: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64]:
+    """Parabolic interpolation of a peak on log power: offset in bins from ``k``."""
+    width = band.shape[1]
+    a = np.log(band[rows, np.clip(k - 1, 0, width - 1)] + 1e-12)
+    b = np.log(band[rows, k] + 1e-12)
+    c = np.log(band[rows, np.clip(k + 1, 0, width - 1)] + 1e-12)
+    den = a - 2.0 * b + c
+    off = np.where(np.abs(den) > 1e-12, 0.5 * (a - c) / np.where(den == 0, 1.0, den), 0.0)
+    return np.asarray(np.clip(off, -0.5, 0.5), dtype=np.float64)
+
+
+# --- per-call decision logic ----------------------------------------------------------
+
+
+class _Stage(Enum):
+    LISTEN = "listen"  # nothing heard yet
+    GREETING = "greeting"  # someone or something is talking; not decided
+    WATCH = "watch"  # human decided: a beep now would still make it a machine
+    FOLLOW = "follow"  # machine decided: following its greeting to the beep
+    DONE = "done"
+
+
+@dataclass(slots=True)
+class _Tone:
+    """A run of tonal frames whose main frequency holds still."""
+
+    start: int = -1
+    frames: int = 0
+    f1: float = 0.0
+    f2: float = 0.0
+    sum_f: float = 0.0
+
+    def step(self, i: int, tonal: bool, f1: float, f2: float) -> bool:
+        """Advance by frame ``i``; True when a run just ended (its fields still hold it)."""
+        if tonal and self.frames and (_near(f1, self.f1) or _near(f1, self.f2)):
+            self.frames += 1
+            self.sum_f += f1 if _near(f1, self.f1) else self.f1
+            return False
+        ended = self.frames > 0
+        if ended:
+            return True
+        if tonal:
+            self._begin(i, f1, f2)
+        return False
+
+    def restart(self, i: int, tonal: bool, f1: float, f2: float) -> None:
+        self.frames = 0
+        if tonal:
+            self._begin(i, f1, f2)
+
+    def _begin(self, i: int, f1: float, f2: float) -> None:
+        self.start, self.frames, self.f1, self.f2, self.sum_f = i, 1, f1, f2, f1
+
+    @property
+    def freq(self) -> float:
+        return self.sum_f / self.frames if self.frames else 0.0
+
+
+def _near(a: float, b: float) -> bool:
+    return b > 0 and abs(a - b) <= 25.0
+
+
+def _frames(ms: int) -> int:
+    return max(1, round(ms / 1000 / _FRAME_S))
+
+
+@dataclass(slots=True)
+class _Channel:
+    cfg: AmdConfig
+    frame: int = 0
+    stage: _Stage = _Stage.LISTEN
+    floor: float | None = None
+    speaker: float = -200.0
+    run_sound: int = 0  # consecutive sound frames (for the onset)
+    run_peak: float = -200.0  # loudest frame of that run
+    quiet: int = 0  # consecutive quiet frames
+    last_sound_end: int = 0
+    greeting_start: int = -1
+    watch_until: int = -1  # a human decided: frames during which a beep still means machine
+    tone: _Tone = field(default_factory=_Tone)
+    beep_end: int = -1  # frame after the last beep, while waiting for a second one
+
+    def step(self, level: float, purity: float, f1: float, f2: float) -> list[AmdEvent]:
+        cfg = self.cfg
+        i = self.frame
+        self.frame += 1
+        end_t = self.frame * _FRAME_S
+        rise = cfg.floor_rise_db_per_s * _FRAME_S
+        if level > _NO_SIGNAL_DBM0:
+            # Digital silence (before the first RTP packet, or a gap in it) says nothing
+            # about the line's noise: the floor learns from real frames only.
+            self.floor = level if self.floor is None else min(level, self.floor + rise)
+        floor = self.floor if self.floor is not None else level
+        self.speaker = max(level, self.speaker - cfg.speaker_decay_db_per_s * _FRAME_S)
+        loud = level >= max(floor + cfg.margin_db, cfg.min_level_dbm0)
+        sound = loud and level >= self.speaker - cfg.speaker_range_db
+        tonal = purity >= cfg.tone_purity and level >= cfg.min_level_dbm0 + 5.0 and loud
+        out: list[AmdEvent] = []
+        if self.tone.step(i, tonal, f1, f2):
+            out += self._tone_ended(i)
+            self.tone.restart(i, tonal, f1, f2)
+        stage = self.stage
+        if stage is _Stage.DONE:
+            return out
+        tone_ms = self.tone.frames * _FRAME_S * 1000
+        if tone_ms and stage is not _Stage.FOLLOW:
+            f = self.tone.freq
+            # Fax tones decide at once. ITU-T T.30 §5.2.1 CNG 1,100 Hz ± 38 Hz (a calling
+            # fax: before anyone spoke); §5.2.2 CED 2,100 Hz ± 15 Hz (we allow ± 30 Hz).
+            if stage is _Stage.LISTEN and abs(f - 1100.0) <= 38.0 and tone_ms >= cfg.fax_cng_ms:
+                return out + self._decide("fax", end_t, "cng")
+            if abs(f - 2100.0) <= 30.0 and tone_ms >= cfg.fax_ced_ms:
+                return out + self._decide("fax", end_t, "ced")
+            # A beep after someone spoke: a machine whose greeting just ended (also just
+            # after we took a short greeting for a person: "Leave a message." + beep).
+            beep_band = cfg.beep_min_hz <= f <= cfg.beep_max_hz
+            if stage is _Stage.WATCH and beep_band and tone_ms >= cfg.beep_min_ms:
+                return out + self._machine(end_t, "late-beep")
+            if stage is _Stage.GREETING and beep_band and tone_ms >= cfg.beep_min_ms:
+                return out + self._machine(end_t, "beep")
+        if sound:
+            # Before anyone spoke, a pure tone (a fax's or the network's) starts no greeting.
+            self.run_sound = 0 if tonal and stage is _Stage.LISTEN else self.run_sound + 1
+            self.run_peak = max(self.run_peak, level) if self.run_sound > 1 else level
+        else:
+            self.run_sound = 0
+        self.quiet += 1
+        # Talk, not a crest of the babble behind a person: syllables last ``burst_ms``, and
+        # talk that resumes after a pause comes back near the speaker's own level.
+        resumed = (
+            self.quiet < _frames(cfg.resume_after_ms)
+            or self.run_peak >= self.speaker - cfg.resume_range_db
+        )
+        if self.run_sound >= _frames(cfg.burst_ms) and resumed:
+            self.quiet = 0
+            self.last_sound_end = self.frame
+        elif tonal:
+            self.quiet = 0  # a beep, however soft, is no silence after the greeting
+        if stage is _Stage.LISTEN:
+            if self.run_sound >= _frames(cfg.onset_ms):
+                self.stage = _Stage.GREETING
+                self.greeting_start = i + 1 - self.run_sound
+            elif end_t * 1000 >= cfg.initial_silence_ms:
+                return out + self._decide("unknown", end_t, "initial-silence")
+            return out
+        if stage is _Stage.GREETING:
+            span = self.last_sound_end - self.greeting_start
+            if span >= _frames(cfg.greeting_ms):
+                return out + self._machine(end_t, "long-greeting")
+            short = span <= _frames(cfg.short_greeting_ms)
+            limit = cfg.after_short_silence_ms if short else cfg.after_greeting_silence_ms
+            if self.quiet >= _frames(limit):
+                self.stage = _Stage.WATCH
+                self.watch_until = self.frame + _frames(cfg.beep_watch_ms)
+                cause = "short-greeting" if short else "greeting"
+                return out + [AmdDecision("human", end_t, cause)]
+            if end_t * 1000 >= cfg.total_analysis_ms:
+                return out + self._machine(end_t, "too-long")
+            return out
+        if stage is _Stage.WATCH:
+            if self.frame >= self.watch_until:
+                self.stage = _Stage.DONE
+            return out
+        # FOLLOW: a machine; wait for its beep or the silence after its greeting.
+        if self.beep_end >= 0:
+            if self.tone.frames:
+                return out  # a second beep is sounding
+            if sound and not tonal:
+                # Talk or music after the tone: it was part of the greeting, not its end.
+                self.beep_end = -1
+                return out
+            if self.frame - self.beep_end >= _frames(cfg.beep_gap_ms):
+                return out + self._message(end_t, "beep")
+            return out
+        if self.quiet >= _frames(cfg.end_silence_ms):
+            return out + self._message(end_t, "silence")
+        if end_t * 1000 >= cfg.follow_ms:
+            return out + self._message(end_t, "timeout")
+        return out
+
+    def _tone_ended(self, i: int) -> list[AmdEvent]:
+        """A tone run ended before frame ``i``: was it a machine's beep?"""
+        cfg = self.cfg
+        tone = self.tone
+        ms = tone.frames * _FRAME_S * 1000
+        f = tone.freq
+        is_beep = ms >= cfg.beep_min_ms and cfg.beep_min_hz <= f <= cfg.beep_max_hz
+        if not is_beep or self.stage is not _Stage.FOLLOW:
+            return []
+        # The window of frame i - 1 spans frames i - 2 and i - 1: the tone ended by frame i - 1.
+        self.beep_end = i
+        return [AmdBeep(tone.start * _FRAME_S, i * _FRAME_S, round(f, 1))]
+
+    def _machine(self, at: float, cause: str) -> list[AmdEvent]:
+        self.stage = _Stage.FOLLOW
+        self.quiet = 0
+        return [AmdDecision("machine", at, cause)]
+
+    def _decide(self, who: AnsweredBy, at: float, cause: str) -> list[AmdEvent]:
+        self.stage = _Stage.DONE
+        return [AmdDecision(who, at, cause)]
+
+    def _message(self, at: float, cause: MessageCause) -> list[AmdEvent]:
+        self.stage = _Stage.DONE
+        return [AmdMessageReady(at, cause)]
+
+
+class AmdBank:
+    """AMD for many calls at once: one numpy analysis per batch of frames over all calls.
+
+    ``feed(frames)`` takes one 20 ms frame (160 int16 samples) per channel, shaped
+    ``(channels, 160)`` or ``(channels, k * 160)`` for ``k`` frames each, and returns
+    ``(channel, event)`` pairs. ``reset(ch)`` starts a channel afresh (a new call).
+    """
+
+    def __init__(self, channels: int, config: AmdConfig | None = None) -> None:
+        self.config = config or AmdConfig()
+        self._ch = [_Channel(self.config) for _ in range(channels)]
+        self._prev = np.zeros((channels, FRAME), dtype=np.float64)
+
+    @property
+    def channels(self) -> int:
+        return len(self._ch)
+
+    def reset(self, channel: int, config: AmdConfig | None = None) -> None:
+        """Start ``channel`` afresh (a new call), with its own parameters if given."""
+        self._ch[channel] = _Channel(config or self.config)
+        self._prev[channel] = 0.0
+
+    def done(self, channel: int) -> bool:
+        return self._ch[channel].stage is _Stage.DONE
+
+    def grow(self, channels: int) -> None:
+        """Add ``channels`` fresh channels at the end (a pool that ran out of them)."""
+        self._ch += [_Channel(self.config) for _ in range(channels)]
+        self._prev = np.concatenate([self._prev, np.zeros((channels, FRAME))], axis=0)
+
+    def feed(
+        self, frames: npt.ArrayLike, channels: Sequence[int] | None = None
+    ) -> list[tuple[int, AmdEvent]]:
+        """Analyse one or more frames per channel; ``channels`` names the rows given
+        (default: every channel, in order)."""
+        x = np.asarray(frames)
+        if x.dtype != np.int16:
+            raise ValueError(f"AMD expects int16 samples, got {x.dtype}")
+        rows = list(range(len(self._ch))) if channels is None else list(channels)
+        if x.ndim != 2 or x.shape[0] != len(rows) or x.shape[1] % FRAME or not x.shape[1]:
+            raise ValueError(
+                f"AMD bank fed {len(rows)} channels expects shape ({len(rows)}, k*{FRAME}),"
+                f" got {x.shape}"
+            )
+        m = len(rows)
+        k = x.shape[1] // FRAME
+        idx = np.asarray(rows, dtype=np.intp)
+        cur = x.reshape(m, k, FRAME).astype(np.float64)
+        prev = np.concatenate([self._prev[idx][:, None, :], cur[:, :-1, :]], axis=1)
+        self._prev[idx] = cur[:, -1, :]
+        feats = _analyse(prev.reshape(-1, FRAME), cur.reshape(-1, FRAME))
+        level = feats.level.reshape(m, k).tolist()
+        purity = feats.purity.reshape(m, k).tolist()
+        f1 = feats.f1.reshape(m, k).tolist()
+        f2 = feats.f2.reshape(m, k).tolist()
+        out: list[tuple[int, AmdEvent]] = []
+        for r, c in enumerate(rows):
+            ch = self._ch[c]
+            for j in range(k):
+                if ch.stage is _Stage.DONE:
+                    break
+                for ev in ch.step(level[r][j], purity[r][j], f1[r][j], f2[r][j]):
+                    out.append((c, ev))
+        return out
+
+
+class AmdDetector:
+    """Streaming AMD for one call: ``feed`` int16 samples of any length, get events.
+
+    Keeps a partial frame for the next call. ``done`` is true once nothing more will
+    be reported (a human, fax or unknown decision, or a machine's message time).
+    """
+
+    def __init__(self, config: AmdConfig | None = None) -> None:
+        self._bank = AmdBank(1, config)
+        self._pending: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
+
+    @property
+    def done(self) -> bool:
+        return self._bank.done(0)
+
+    def feed(self, samples: npt.ArrayLike) -> list[AmdEvent]:
+        x = np.asarray(samples)
+        if x.dtype != np.int16:
+            raise ValueError(f"AMD expects int16 samples, got {x.dtype}")
+        buf = np.concatenate([self._pending, x.ravel()]) if self._pending.size else x.ravel()
+        n = buf.size // FRAME
+        self._pending = buf[n * FRAME :].copy()
+        if n == 0 or self.done:
+            return []
+        return [ev for _, ev in self._bank.feed(buf[: n * FRAME].reshape(1, -1))]
+
+
+def classify(
+    samples: npt.ArrayLike, rate: int = AMD_RATE, config: AmdConfig | None = None
+) -> AmdResult:
+    """Run a whole signal (int16, answer at sample 0) through the detector in 20 ms frames.
+
+    A signal that ends before the detector decides is judged as if silence followed:
+    the decision a live call would reach had the line gone quiet.
+    """
+    if rate != AMD_RATE:
+        raise ValueError(f"AMD runs at {AMD_RATE} Hz, not {rate}: resample first")
+    x = np.asarray(samples)
+    if x.dtype != np.int16:
+        raise ValueError(f"AMD expects int16 samples, got {x.dtype}")
+    cfg = config or AmdConfig()
+    det = AmdDetector(cfg)
+    events: list[AmdEvent] = []
+    x = x.ravel()
+    step = FRAME * 50
+    for i in range(0, x.size, step):
+        events += det.feed(x[i : i + step])
+        if det.done:
+            break
+    tail = FRAME * 50
+    fed = x.size
+    limit = int(cfg.follow_ms / 1000 * AMD_RATE) + tail
+    while not det.done and fed < limit:
+        events += det.feed(np.zeros(tail, dtype=np.int16))
+        fed += tail
+    return result_of(events)
+
+
+def result_of(events: Sequence[AmdEvent]) -> AmdResult:
+    """The `AmdResult` that a detector's events add up to (the last decision counts)."""
+    decision: AmdDecision | None = None
+    beep: AmdBeep | None = None
+    message: AmdMessageReady | None = None
+    for ev in events:
+        if isinstance(ev, AmdDecision):
+            decision = ev  # the last one: a late beep turns a human into a machine
+        elif isinstance(ev, AmdBeep):
+            beep = beep or ev
+        elif isinstance(ev, AmdMessageReady):
+            message = ev
+    if decision is None:
+        return AmdResult("unknown", 0.0, "no-audio")
+    beep_at = beep.start if beep is not None and decision.answered_by == "machine" else None
+    if decision.answered_by == "human":
+        message_at: float | None = decision.at
+    elif decision.answered_by == "machine" and message is not None:
+        message_at = message.at
+    else:
+        message_at = None
+    return AmdResult(decision.answered_by, decision.at, decision.cause, beep_at, message_at)

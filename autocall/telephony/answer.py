@@ -1,0 +1,298 @@
+"""Answering-machine detection on live calls: who answered, and when to start talking.
+
+`AmdPool` runs one `autocall.audio.amd.AmdBank` for every call of the process. Each call's
+media session hands over one 20 ms frame per pacing tick (``MediaSession.on_audio``,
+silence when nothing arrived), and the frames that arrive in one tick, from all calls, are
+analysed by a single numpy pass scheduled right after it (``loop.call_soon``): AMD on 500
+calls costs one analysis per tick, not 500 (DESIGN.md §3, batch signal processing). A
+call that hands over a second frame before the pass ran gets the pending pass run first,
+so no frame is lost or reordered.
+
+`run_answered` is the driver for one answered call: it listens from the answer and
+
+- human (or dead air, ``unknown``): runs the dialogue at once. If a beep starts within
+  ``AmdConfig.beep_watch_ms`` of that decision (a short "Leave a message." greeting), the
+  dialogue is stopped and the call is treated as the machine it is;
+- machine, ``on_machine="message"``: waits for the beep or the silence that ends the
+  greeting, then runs the dialogue (the message) — outcome ``left-message``;
+- machine, ``on_machine="hangup"``: outcome ``machine``, no dialogue;
+- fax: outcome ``fax``, no dialogue (never retried).
+
+The result carries ``answered_by`` for the call record (DESIGN.md §4) and the times of
+the decision, the beep and the message, in seconds from the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, Literal, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from autocall.audio.amd import (
+    FRAME,
+    AmdBank,
+    AmdConfig,
+    AmdDecision,
+    AmdEvent,
+    AmdMessageReady,
+    AmdResult,
+    AnsweredBy,
+    result_of,
+)
+
+__all__ = [
+    "AMD_OUTCOMES",
+    "AmdCall",
+    "AmdListener",
+    "AmdOptions",
+    "AmdPool",
+    "Answered",
+    "OnMachine",
+    "run_answered",
+]
+
+Pcm = npt.NDArray[np.int16]
+R = TypeVar("R")
+OnMachine = Literal["message", "hangup"]
+# Dialogue outcomes AMD adds (DESIGN.md §4 spelling): retry a machine later, never a fax.
+AMD_OUTCOMES = ("machine", "left-message", "fax")
+
+
+@dataclass(frozen=True)
+class AmdOptions:
+    """What a call does with AMD: leave the message on a machine, or hang up."""
+
+    on_machine: OnMachine = "message"
+    config: AmdConfig = field(default_factory=AmdConfig)
+
+    def __post_init__(self) -> None:
+        if self.on_machine not in ("message", "hangup"):
+            raise ValueError(f"on_machine {self.on_machine!r}: use message or hangup")
+
+
+class AudioTap(Protocol):
+    """The media session's hook for received frames (``MediaSession.on_audio``)."""
+
+    on_audio: Callable[[Pcm], None] | None
+
+
+class AmdListener:
+    """One call's seat in the pool: events arrive in ``events`` as the bank reports them."""
+
+    def __init__(self, pool: AmdPool, channel: int, media: AudioTap) -> None:
+        self.pool = pool
+        self.channel = channel
+        self.media = media
+        self.events: list[AmdEvent] = []
+        self._changed = asyncio.Event()
+        self._next = media.on_audio
+        self._active = True
+        media.on_audio = self._on_audio
+
+    def _on_audio(self, frame: Pcm) -> None:
+        if self._next is not None:
+            self._next(frame)
+        if self._active:
+            self.pool.push(self.channel, frame)
+
+    def deliver(self, event: AmdEvent) -> None:
+        self.events.append(event)
+        self._changed.set()
+
+    async def wait_for(self, want: Callable[[list[AmdEvent]], bool], timeout: float | None) -> bool:
+        """Wait until ``want(events)`` holds; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not want(self.events):
+            self._changed.clear()
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                return want(self.events)
+        return True
+
+    @property
+    def result(self) -> AmdResult:
+        return result_of(self.events)
+
+    def close(self) -> None:
+        """Stop listening; the hook stays chained (others may have wrapped it) but is inert."""
+        if not self._active:
+            return
+        self._active = False
+        if self.media.on_audio == self._on_audio:
+            self.media.on_audio = self._next
+        self.pool.release(self.channel)
+
+
+class AmdPool:
+    """One detector bank for all calls of the process, analysed once per pacing tick."""
+
+    def __init__(self, config: AmdConfig | None = None, size: int = 64) -> None:
+        self.config = config or AmdConfig()
+        self._bank = AmdBank(size, self.config)
+        self._free = list(range(size - 1, -1, -1))
+        self._owners: dict[int, AmdListener] = {}
+        self._pending: dict[int, Pcm] = {}
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.batches = 0  # analyses run (for tests and the bench: calls per analysis)
+        self.frames = 0
+
+    @property
+    def calls(self) -> int:
+        return len(self._owners)
+
+    def listen(self, media: AudioTap, config: AmdConfig | None = None) -> AmdListener:
+        """Start detecting on ``media`` from its next frame (call this at the answer);
+        ``config`` overrides the pool's parameters for this call."""
+        if not self._free:
+            grown = self._bank.channels
+            self._bank.grow(grown)
+            self._free = list(range(2 * grown - 1, grown - 1, -1))
+        ch = self._free.pop()
+        self._bank.reset(ch, config)
+        listener = AmdListener(self, ch, media)
+        self._owners[ch] = listener
+        return listener
+
+    def release(self, channel: int) -> None:
+        self._pending.pop(channel, None)
+        if self._owners.pop(channel, None) is not None:
+            self._free.append(channel)
+
+    def push(self, channel: int, frame: Pcm) -> None:
+        if channel in self._pending:
+            self.run()  # a second frame before the pass: analyse the first one now
+        x = np.asarray(frame, dtype=np.int16).reshape(-1)
+        if x.size != FRAME:  # not 20 ms at 8 kHz: pad or cut (AMD works on 8 kHz frames)
+            x = np.resize(np.concatenate([x, np.zeros(FRAME, dtype=np.int16)]), FRAME)
+        self._pending[channel] = x
+        loop = asyncio.get_running_loop()
+        if not self._scheduled or loop is not self._loop:  # a pass of a closed loop never ran
+            self._scheduled = True
+            self._loop = loop
+            loop.call_soon(self.run)
+
+    def run(self) -> None:
+        """Analyse the pending frames of all calls in one pass and deliver the events."""
+        self._scheduled = False
+        if not self._pending:
+            return
+        rows = list(self._pending)
+        frames = np.stack([self._pending[c] for c in rows])
+        self._pending.clear()
+        self.batches += 1
+        self.frames += len(rows)
+        for ch, event in self._bank.feed(frames, rows):
+            owner = self._owners.get(ch)
+            if owner is not None:
+                owner.deliver(event)
+
+
+class AmdCall(Protocol):
+    """What `run_answered` needs from a call (``telephony.call.Call`` provides it)."""
+
+    @property
+    def media(self) -> AudioTap: ...
+
+    def flush(self) -> None: ...
+
+    def wait_ended(self, timeout: float | None = None) -> Awaitable[object]: ...
+
+
+@dataclass
+class Answered(Generic[R]):
+    """The outcome of an answered call under AMD."""
+
+    result: AmdResult
+    run: R | None = None  # the dialogue's result, when one ran
+    outcome: str | None = None  # an AMD_OUTCOMES value, or None: the dialogue's own
+    hung_up: bool = False  # the callee hung up before we knew who answered
+
+
+def _decided(events: list[AmdEvent]) -> bool:
+    return any(isinstance(e, AmdDecision) for e in events)
+
+
+def _message_ready(events: list[AmdEvent]) -> bool:
+    return any(isinstance(e, AmdMessageReady) for e in events)
+
+
+def _machine(events: list[AmdEvent]) -> bool:
+    return any(isinstance(e, AmdDecision) and e.answered_by == "machine" for e in events)
+
+
+async def run_answered(
+    call: AmdCall,
+    pool: AmdPool,
+    options: AmdOptions,
+    dialogue: Callable[[AnsweredBy], Awaitable[R]],
+) -> Answered[R]:
+    """Detect who answered ``call`` and run ``dialogue`` (a fresh run per call) accordingly.
+
+    ``dialogue(answered_by)`` is told who it talks to ("machine": after the beep), so a
+    tree can see ``answered_by`` among its variables.
+    """
+    cfg = options.config
+    listener = pool.listen(call.media, cfg)
+    ended = asyncio.ensure_future(call.wait_ended())
+
+    async def until(want: Callable[[list[AmdEvent]], bool], timeout: float) -> bool:
+        """Wait for ``want``; False at once if the call ends first (no more frames come)."""
+        waiting = asyncio.ensure_future(listener.wait_for(want, timeout))
+        await asyncio.wait({waiting, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            waiting.cancel()
+            return want(listener.events)
+        return waiting.result()
+
+    try:
+        # Every path of the detector decides within initial_silence or total_analysis.
+        limit = max(cfg.initial_silence_ms, cfg.total_analysis_ms) / 1000 + 1.0
+        if not await until(_decided, limit) and ended.done():
+            return Answered(listener.result, hung_up=True)
+        result = listener.result
+        if result.answered_by == "fax":
+            return Answered(result, outcome="fax")
+        if result.answered_by in ("human", "unknown"):
+            talk = asyncio.ensure_future(dialogue(result.answered_by))
+            watch = asyncio.ensure_future(
+                listener.wait_for(_machine, cfg.beep_watch_ms / 1000 + 0.1)
+            )
+            done, _ = await asyncio.wait({talk, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if talk in done or not watch.result():
+                watch.cancel()
+                return Answered(listener.result, run=await talk)
+            talk.cancel()  # "Leave a message." + beep: a machine after all
+            with contextlib.suppress(asyncio.CancelledError):
+                await talk
+            call.flush()
+        if options.on_machine == "hangup":
+            return Answered(listener.result, outcome="machine")
+        if not await until(_message_ready, cfg.follow_ms / 1000 + 1.0) and ended.done():
+            return Answered(listener.result, outcome="machine", hung_up=True)
+        run = await dialogue("machine")
+        return Answered(listener.result, run=run, outcome="left-message")
+    finally:
+        ended.cancel()
+        listener.close()
+
+
+_shared: AmdPool | None = None
+
+
+def shared_pool() -> AmdPool:
+    """The process's pool (one bank for all calls placed by this process)."""
+    global _shared
+    if _shared is None:
+        _shared = AmdPool()
+    return _shared

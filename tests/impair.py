@@ -57,6 +57,9 @@ class Profile:
     name: str
     spike_ms: float = 0.0  # hold every packet for this long ...
     spike_every_s: float = 3.0  # ... about this often (±20 %, seeded)
+    # when the first hold starts, seconds after the first packet: uniform in this range
+    # (None: within the first interval); tests aim it at the moment that matters
+    first_spike_s: tuple[float, float] | None = None
     jitter_ms: float = 0.0  # extra delay, uniform in [0, jitter_ms], per packet
     loss: float = 0.0  # independent random loss
     burst_enter: float = 0.0  # Gilbert model: P(good -> bad) per packet
@@ -131,7 +134,8 @@ class Impairer:
         if p.spike_ms <= 0:
             return now
         if self._spike_at is None:
-            self._spike_at = now + self._rng.uniform(0.0, p.spike_every_s)
+            first = p.first_spike_s or (0.0, p.spike_every_s)
+            self._spike_at = now + self._rng.uniform(*first)
         while now >= self._spike_at + p.spike_ms / 1000:
             self._spike_at += self._interval()
         if now >= self._spike_at:  # inside a hold: out with the others when it ends
@@ -156,19 +160,23 @@ class Impairer:
 
     def push(self, data: bytes, now: float) -> None:
         """A packet arrived at ``now``: drop it or queue it (and maybe a copy, a stray)."""
-        p = self.profile
         self.stats.received += 1
-        if p.stray:
+        self._pass(data, now)
+        if self.profile.stray:
+            # right behind the caller's packet, so the caller's stream is the one that
+            # starts first (a stream there before the call would be the lock's to keep)
             self._queue_at(now, self._stray_packet())
             self.stats.stray += 1
+
+    def _pass(self, data: bytes, now: float) -> None:
+        p = self.profile
         if self._lost():
             self.stats.dropped += 1
             return
         release = self._spike_release(now)
         if p.jitter_ms > 0:
             release += self._rng.uniform(0.0, p.jitter_ms) / 1000
-        elif p.spike_ms > 0:
-            # a spike holds, it does not reorder: nothing overtakes what is held
+        else:  # a spike holds, it does not reorder: nothing overtakes what is held
             release = max(release, self._last_release)
         self._last_release = max(self._last_release, release)
         self._queue_at(release, data)

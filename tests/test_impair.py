@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from dataclasses import replace
 
 import pytest
 
-from tests.impair import PROFILES, Impairer, MediaRelay, RelayLoop, judge
+from tests.impair import PROFILES, Impairer, MediaRelay, Profile, RelayLoop, judge
 
 PTIME = 0.020
 
@@ -25,9 +26,11 @@ def header(data: bytes) -> tuple[int, int, int]:
     return seq, ts, ssrc
 
 
-def run(profile: str, n: int, seed: int = 7) -> tuple[list[tuple[float, bytes]], Impairer]:
+def run(
+    profile: str | Profile, n: int, seed: int = 7
+) -> tuple[list[tuple[float, bytes]], Impairer]:
     """``n`` packets sent every 20 ms through a profile; (release time, packet) in order."""
-    imp = Impairer(PROFILES[profile], seed)
+    imp = Impairer(PROFILES[profile] if isinstance(profile, str) else profile, seed)
     out: list[tuple[float, bytes]] = []
     for i in range(n):
         now = 100.0 + i * PTIME
@@ -78,6 +81,13 @@ def test_spikes_hold_then_release_at_once_losing_and_reordering_nothing(
     assert imp.stats.held == sum(bursts) and imp.stats.dropped == 0
 
 
+def test_the_first_spike_can_be_aimed() -> None:
+    out, imp = run(replace(PROFILES["spike150"], first_spike_s=(2.0, 2.1)), 200)
+    held = [header(p)[0] * PTIME for when, p in out if when > 100.0 + header(p)[0] * PTIME]
+    assert 2.0 <= held[0] <= 2.12 and len(held) == imp.stats.held in (7, 8)
+    assert seqs(out) == list(range(200))
+
+
 def test_jitter_delays_up_to_40_ms_and_reorders() -> None:
     out, _ = run("jitter", 3000)
     got = seqs(out)
@@ -122,9 +132,9 @@ def test_the_stray_stream_is_another_ssrc_sequence_and_timestamp_space() -> None
         for a, b in zip(stray, stray[1:], strict=False)
     }
     assert steps == {(1, 160)}
-    # interleaved one for one with the real packets, from the first one on
+    # interleaved one for one, each right behind a real packet
     kinds = [header(p)[2] == ssrc for _, p in out]
-    assert kinds[:6] == [True, False, True, False, True, False]
+    assert kinds[:6] == [False, True, False, True, False, True]
 
 
 def test_carrier_mix_loses_little_and_delays_at_most_spike_plus_jitter() -> None:

@@ -1,0 +1,283 @@
+"""SIPp callers into `autocall serve` with their RTP impaired on the way (issue 22).
+
+:class:`ImpairingProxy` is a stateless SIP proxy (RFC 3261 §16.11) between the callers
+and ``serve``: requests from the callers get its Via and go on to ``serve``; responses come
+back through it, and the SDP answer in them has its audio port replaced by a per-call
+:class:`~tests.impair.MediaRelay` that forwards the caller's RTP to ``serve``'s real port
+through a seeded :class:`~tests.impair.Impairer`. So SIPp's ``rtp_stream`` and
+``play_pcap_audio`` send to the relay without knowing it, and ``serve`` sees every packet
+(the stray stream's too) come from one address, as from a caller's gateway. What ``serve``
+sends the caller, and the requests it sends (its BYE) go straight to SIPp, unimpaired.
+
+:func:`code_audio` makes the caller's audio: silence while the RFC 4733 digits "1234"
+play from SIPp's pcaps, then in-band "5678"; :func:`code_scenario` the caller's scenario.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from autocall.audio import g711
+from autocall.audio.tones import dtmf, silence
+from tests.impair import Impairer, ImpairStats, MediaRelay, Profile, RelayLoop, judge
+from tests.peers import Sipp
+
+HERE = Path(__file__).parent
+SENT = "12345678"  # RFC 4733 1234 (SIPp's pcaps), then in-band 5678
+CODE_TREE = """\
+name: code
+start: ask
+nodes:
+  ask:
+    gather: {prompt: "Code?", variable: code, min_digits: 1, max_digits: 8, terminator: null,
+             first_timeout: 8, inter_timeout: 2, retries: 0}
+    next: bye
+    on_failure: bye
+  bye: {hangup: done}
+"""
+
+
+def code_audio(path: Path) -> Path:
+    """Headerless μ-law: 2 s of silence (the scenario plays the RFC 4733 digits 0.3-1.64 s
+    after the ACK), "5678" at 100 ms on / 100 ms off at -10 dBm0, then 0.5 s of silence."""
+    pcm = np.concatenate([silence(2000), dtmf(SENT[4:], on_ms=100, off_ms=100), silence(500)])
+    path.write_bytes(g711.ulaw_encode(pcm))
+    return path
+
+
+def code_scenario(tmp: Path) -> Path:
+    """The caller scenario with its audio file filled in (SIPp keys do not reach <exec>)."""
+    audio = code_audio(tmp / "code.ul")
+    text = (HERE / "scenarios" / "uac_code.xml").read_text()
+    path = tmp / "uac_code.xml"
+    path.write_text(text.replace("[code_ul]", str(audio)))
+    return path
+
+
+_AUDIO = re.compile(rb"^m=audio (\d+) ", re.MULTILINE)
+_LENGTH = re.compile(rb"^(Content-Length|l)[ \t]*:[ \t]*\d+", re.MULTILINE | re.IGNORECASE)
+_CALL_ID = re.compile(rb"^(?:Call-ID|i)[ \t]*:[ \t]*(\S+)", re.MULTILINE | re.IGNORECASE)
+_VIA = re.compile(rb"^(?:Via|v)[ \t]*:[^\r\n]*\r\n", re.MULTILINE | re.IGNORECASE)
+_SENT_BY = re.compile(rb"SIP/2\.0/UDP[ \t]+([^;:\s]+)(?::(\d+))?", re.IGNORECASE)
+_BRANCH = re.compile(rb";branch=([^;\s,]+)", re.IGNORECASE)
+
+
+@dataclass
+class ImpairingProxy(asyncio.DatagramProtocol):
+    """Stateless SIP proxy on ``listen`` in front of ``serve``; impairs each call's RTP.
+
+    Relays take ports from ``media_ports`` (cycled) and close once no packet has
+    reached them for ``idle`` seconds; ``stats`` adds up their impairers' figures.
+    Run it on a :class:`~tests.impair.RelayLoop`.
+    """
+
+    listen: tuple[str, int]
+    serve: tuple[str, int]
+    profile: Profile
+    seed: int
+    media_ports: range
+    idle: float = 3.0
+    stats: ImpairStats = field(default_factory=ImpairStats)
+    relays: dict[bytes, MediaRelay] = field(default_factory=dict)
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        self._transport: asyncio.DatagramTransport | None = None
+        self._next_port = 0
+        self._sweeper: asyncio.Task[None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def start(self) -> ImpairingProxy:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(lambda: self, local_addr=self.listen)
+        self._sweeper = asyncio.create_task(self._sweep())
+        self._worker = asyncio.create_task(self._work())
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, int]) -> None:
+        self._inbox.put_nowait(data)
+
+    async def _work(self) -> None:
+        """One message at a time, in arrival order: a retransmitted 200 OK finds the relay
+        that its first copy opened."""
+        while True:
+            await self._handle(await self._inbox.get())
+
+    async def _handle(self, data: bytes) -> None:
+        assert self._transport is not None
+        if data.startswith(b"SIP/2.0 "):  # a response from serve: drop our Via, pass it on
+            vias = list(_VIA.finditer(data))
+            if len(vias) < 2:
+                return
+            data = data[: vias[0].start()] + data[vias[0].end() :]
+            sent_by = _SENT_BY.search(vias[1].group(0))
+            if sent_by is None:
+                return
+            dest = (sent_by.group(1).decode(), int(sent_by.group(2) or b"5060"))
+            if _AUDIO.search(data):
+                data = await self._relay_sdp(data)
+            self._transport.sendto(data, dest)
+        elif data.strip():  # a request from a caller: our Via on top, on to serve
+            line_end = data.find(b"\r\n") + 2
+            branch = _BRANCH.search(data)
+            token = hashlib.sha1(branch.group(1) if branch else data).hexdigest()[:16]
+            via = b"Via: SIP/2.0/UDP %s:%d;branch=z9hG4bK-imp-%s\r\n" % (
+                self.listen[0].encode(),
+                self.listen[1],
+                token.encode(),
+            )
+            self._transport.sendto(data[:line_end] + via + data[line_end:], self.serve)
+
+    async def _relay_sdp(self, data: bytes) -> bytes:
+        """The SDP answer with its audio port replaced by this call's relay."""
+        found = _CALL_ID.search(data)
+        call_id = found.group(1) if found else b""
+        audio = _AUDIO.search(data)
+        assert audio is not None
+        relay = self.relays.get(call_id)
+        if relay is None:
+            target = ("127.0.0.1", int(audio.group(1)))
+            seed = self.seed * 1_000_003 + self.calls  # per call, reproducible from the run's
+            relay = await self._open(target, Impairer(self.profile, seed))
+            self.relays[call_id] = relay
+            self.calls += 1
+        head, sep, body = data.partition(b"\r\n\r\n")
+        body = _AUDIO.sub(b"m=audio %d " % relay.port, body, count=1)
+        head = _LENGTH.sub(b"Content-Length: %d" % len(body), head, count=1)
+        return head + sep + body
+
+    async def _open(self, target: tuple[str, int], impairer: Impairer) -> MediaRelay:
+        for _ in range(len(self.media_ports)):
+            port = self.media_ports[self._next_port % len(self.media_ports)]
+            self._next_port += 1
+            if any(r.port == port for r in self.relays.values()):
+                continue
+            try:
+                return await MediaRelay.open(self.listen[0], port, target, impairer)
+            except OSError:
+                continue
+        raise RuntimeError(f"no free relay port in {self.media_ports}")
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.idle / 3)
+            now = loop.time()
+            for call_id, relay in list(self.relays.items()):
+                if relay.last_packet and now - relay.last_packet > self.idle:
+                    self._retire(call_id)
+
+    def _retire(self, call_id: bytes) -> None:
+        relay = self.relays.pop(call_id)
+        for packet in relay.impairer.drain():  # what a hold kept at the very end
+            if relay.transport is not None:
+                relay.transport.sendto(packet, relay.target)
+        relay.close()
+        s, total = relay.impairer.stats, self.stats
+        total.received += s.received
+        total.dropped += s.dropped
+        total.duplicated += s.duplicated
+        total.held += s.held
+        total.stray += s.stray
+        total.forwarded += s.forwarded
+
+    async def stop(self) -> ImpairStats:
+        """Close every relay and the proxy; the impairment figures of the whole run."""
+        for task in (self._sweeper, self._worker):
+            if task is not None:
+                task.cancel()
+        for call_id in list(self.relays):
+            self._retire(call_id)
+        if self._transport is not None:
+            self._transport.close()
+        return self.stats
+
+
+@dataclass
+class Tally:
+    """Stored codes judged against what the callers sent."""
+
+    calls: int = 0
+    exact: int = 0
+    short: int = 0
+    wrong: int = 0
+    examples: list[str] = field(default_factory=list)  # the first few codes not exact
+
+    def add(self, stored: str) -> None:
+        verdict = judge(SENT, stored)
+        self.calls += 1
+        setattr(self, verdict, getattr(self, verdict) + 1)
+        if verdict != "exact" and len(self.examples) < 8:
+            self.examples.append(stored)
+
+    def __str__(self) -> str:
+        more = f" (e.g. {', '.join(repr(c) for c in self.examples)})" if self.examples else ""
+        return (
+            f"{self.calls} calls: {self.exact} exact, {self.short} short, {self.wrong} wrong{more}"
+        )
+
+
+def tally(rows: list[dict[str, Any]]) -> Tally:
+    """The answered calls' stored codes (the gather's ``code`` variable), judged."""
+    out = Tally()
+    for row in rows:
+        if row.get("answered_at"):
+            out.add(str(row.get("variables", {}).get("code", "")))
+    return out
+
+
+@contextmanager
+def impaired_front(
+    listen: tuple[str, int],
+    serve_addr: tuple[str, int],
+    profile: Profile,
+    seed: int,
+    media_ports: range,
+) -> Iterator[ImpairingProxy]:
+    """The proxy and its relays on a thread of their own; stopped (relays drained) on exit."""
+    with RelayLoop().running() as loop:
+        proxy = ImpairingProxy(listen, serve_addr, profile, seed, media_ports)
+        loop.call(proxy.start)
+        try:
+            yield proxy
+        finally:
+            loop.call(proxy.stop)
+
+
+def callers(
+    tmp: Path,
+    *,
+    proxy_port: int,
+    port: int,
+    media_port: int,
+    calls: int,
+    rate: float,
+    limit: int = 200,
+    timeout: float = 120.0,
+) -> Sipp:
+    """SIPp placing ``calls`` code calls at ``rate`` per second through the proxy."""
+    return Sipp(
+        code_scenario(tmp),
+        port=port,
+        media_port=media_port,
+        remote=f"127.0.0.1:{proxy_port}",
+        service="code",
+        calls=calls,
+        rate=rate,
+        timeout=timeout,
+        cwd=tmp,
+        extra=["-l", str(limit)],
+    )

@@ -32,6 +32,8 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from autocall.media.ports import PortPool
+
 if TYPE_CHECKING:
     from autocall.media.detection import DetectorPool
 
@@ -233,8 +235,11 @@ class MediaEngine:
         max_burst: int = 5,
         phases: int = 8,
         max_reads: int = 8,
+        ports: PortPool | None = None,
     ) -> None:
         self.clock = PacingClock(frame, max_burst, phases)
+        # RTP ports for sessions opened with port 0 (AUTOCALL_RTP_PORTS, ..._QUARANTINE).
+        self.ports = PortPool.from_env() if ports is None else ports
         self.max_reads = max_reads
         _single_threaded_blas()
         # epoll (Linux) or poll: one call lists the ready sockets, whatever their number.

@@ -40,6 +40,11 @@ Decisions:
   probation; other SSRCs and foreign sequence/timestamp spaces are ignored and counted
   (``ignored_packets``) until the latched source has been silent for a while. RFC 4733
   events on an SSRC of their own are accepted from the locked address.
+- **Contested streams.** While a second steady SSRC from the locked address competes with
+  the latched one, the headers cannot tell which is the caller (a previous call's tail
+  may come first or second). Its audio is not played or recorded, but runs through an
+  in-band DTMF detector of its own, so the caller's keys are heard either way. Only the
+  locked address can get there: this opens nothing to other hosts.
 - **Two views of what arrived.** ``on_audio`` (and playout, recording) gets one frame per
   pacing tick from the jitter buffer; ``on_signal`` and the in-band DTMF detector get
   the audio in RTP order (`autocall.media.reorder`): a late packet still counts, and a
@@ -62,6 +67,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import logging
 import socket
@@ -117,6 +123,16 @@ class Digit:
     source: DigitSource
     time: float
     duration_ms: float = 0.0
+
+
+@dataclass(slots=True, eq=False)
+class _Contest:
+    """In-band detection on a competing SSRC (see "Contested streams")."""
+
+    ssrc: int
+    detector: Any
+    signal: ReorderBuffer = field(default_factory=ReorderBuffer)
+    tail: int = _DETECTOR_TAIL
 
 
 @dataclass(slots=True, eq=False)
@@ -186,6 +202,8 @@ class MediaSession:
         self._source: SourceValidator[_Rx] = SourceValidator()
         self._signal = ReorderBuffer()
         self._event_packets = 0  # RFC 4733 packets on an SSRC of their own
+        self._contest: _Contest | None = None
+        self._pool_port: int | None = None  # handed out by the engine's port pool
         self._inband = detect_inband
         self._detector: Any = None
         self._slot: Slot | None = None
@@ -228,13 +246,48 @@ class MediaSession:
         except socket.gaierror:
             infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         family, type_, proto, _, addr = infos[0]
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setblocking(False)
-            sock.bind(addr)
-        except OSError:
-            sock.close()
-            raise
+
+        def bound(p: int) -> socket.socket:
+            sock = socket.socket(family, type_, proto)
+            try:
+                sock.setblocking(False)
+                sock.bind((addr[0], p, *addr[2:]))
+            except OSError:
+                sock.close()
+                raise
+            return sock
+
+        if port:
+            self._sock = bound(port)
+            return
+        # Port 0: the engine's pool picks, skipping ports resting after a call (see
+        # `autocall.media.ports`), so a previous call's tail cannot reach this one.
+        pool, now = self.engine.ports, self._loop.time()
+        sock = None
+        if pool.range is None:
+            refused: list[socket.socket] = []
+            try:
+                for _ in range(64):
+                    candidate = bound(0)
+                    if pool.usable(candidate.getsockname()[1], now):
+                        sock = candidate
+                        break
+                    refused.append(candidate)  # held open so the system picks another
+            finally:
+                for r in refused:
+                    r.close()
+        else:
+            for p in pool.candidates(now):
+                try:
+                    sock = bound(p)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EADDRINUSE, errno.EACCES):
+                        raise
+        if sock is None:
+            raise pool.exhausted(now)
+        self._pool_port = sock.getsockname()[1]
+        pool.taken(self._pool_port)
         self._sock = sock
 
     @property
@@ -503,6 +556,9 @@ class MediaSession:
         if self._sock is not None:
             self.engine.unwatch(self._sock)
             self._sock.close()
+        if self._pool_port is not None and self._loop is not None:
+            self.engine.ports.released(self._pool_port, self._loop.time())
+            self._pool_port = None
         self._digit_queue.put_nowait(None)
         await asyncio.sleep(0)
 
@@ -555,6 +611,8 @@ class MediaSession:
                 # that tail).
                 self._detector_tail -= 1
                 self._feed_signal((self._zeros,))
+            if self._contest is not None:
+                self._run_contest(now)
         if self.on_audio is not None:
             self.on_audio(rx)
         if self._recorder is not None:
@@ -672,10 +730,27 @@ class MediaSession:
             self._receive_events(payload, ts, now)
             return
         admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
+        if admit.contested:
+            if pt in _DECODERS and (self._slot is not None or self._detector is not None):
+                self._contested(pt, ssrc, seq, ts, payload, now)
+            return
         if admit.new_source:
             self._new_source()
         for item in admit.items:
             self._receive(item, now)
+
+    def _contested(
+        self, pt: int, ssrc: int, seq: int, ts: int, payload: bytes, now: float
+    ) -> None:
+        """A competing stream's audio, to a detector of its own (one stream at a time)."""
+        c = self._contest
+        if c is None or (c.ssrc != ssrc and c.signal.idle(now, SIGNAL_IDLE)):
+            detector = self._make_detector()
+            if detector is None:
+                return
+            c = self._contest = _Contest(ssrc, detector)
+        if c.ssrc == ssrc:
+            c.signal.push(seq, ts, _DECODERS[pt](payload), now)
 
     def _lock_to(self, addr: tuple[str, int]) -> bool:
         """Address lock (issue 12, item 1): True if packets from ``addr`` may be read.
@@ -702,6 +777,7 @@ class MediaSession:
         """A new SSRC was latched: per-source state starts again (the signal is flushed)."""
         self._rx_stats.reset()
         self._jitter.reset()
+        self._contest = None
         chunks = self._signal.reset()
         if chunks and (self._push_detect or self._detector or self.on_signal):
             self._feed_signal(chunks)
@@ -725,6 +801,22 @@ class MediaSession:
             return
         for ev in events:
             self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
+
+    def _run_contest(self, now: float) -> None:
+        c = self._contest
+        assert c is not None
+        chunks = c.signal.pop(now)
+        if chunks:
+            c.tail = _DETECTOR_TAIL
+        elif c.signal.idle(now, SIGNAL_IDLE):
+            if c.tail <= 0:
+                self._contest = None  # the competing stream stopped
+                return
+            c.tail -= 1
+            chunks = [self._zeros]
+        for chunk in chunks:
+            for ev in c.detector.feed(chunk):
+                self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
 
     def _feed_signal(self, chunks: list[Samples] | tuple[Samples, ...]) -> None:
         """Timestamp-ordered received audio to the DTMF detector and `on_signal`."""
@@ -759,6 +851,7 @@ class MediaSession:
             self._slot = None
             self._push_detect = None
         self._detector = None
+        self._contest = None
 
     def _on_inband(self, ev: Any) -> None:
         self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))

@@ -46,10 +46,13 @@ MAX_MISORDER = 100
 @dataclass(frozen=True, slots=True)
 class Admit(Generic[T]):
     """What `SourceValidator.check` lets through: ``items`` in order; ``new_source`` when
-    they are the first of a newly latched source (reset per-source state first)."""
+    they are the first of a newly latched source (reset per-source state first);
+    ``contested`` for a packet of a steady challenger, ignored while the latched source
+    lives (a caller may look at it all the same, see `MediaSession`)."""
 
     items: tuple[T, ...] = ()
     new_source: bool = False
+    contested: bool = False
 
 
 @dataclass(slots=True)
@@ -126,7 +129,7 @@ class SourceValidator(Generic[T]):
             if now - self._alive < self.stale:
                 self.ignored += 1
                 probe.held.clear()  # only the packets that complete a take-over are passed on
-                return Admit()
+                return Admit(contested=True)
             self.switches += 1
             items: tuple[T, ...] = (item,)
         else:

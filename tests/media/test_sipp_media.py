@@ -75,9 +75,11 @@ SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
-def request(method: str, cseq: int, local_port: int, to: str, sdp: str = "") -> bytes:
+def request(
+    method: str, cseq: int, local_port: int, to: str, sdp: str = "", sip_port: int = SIP_PORT
+) -> bytes:
     lines = [
-        f"{method} sip:peer@127.0.0.1:{SIP_PORT} SIP/2.0",
+        f"{method} sip:peer@127.0.0.1:{sip_port} SIP/2.0",
         f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bK-media-{cseq}-{method}",
         f"From: <sip:test@127.0.0.1:{local_port}>;tag=media-test",
         to,
@@ -101,8 +103,11 @@ async def recv_final(sock: socket.socket) -> str:
 
 
 @contextlib.asynccontextmanager
-async def sipp_call(tmp_path: Path, media_actions: str) -> AsyncIterator[MediaSession]:
+async def sipp_call(
+    tmp_path: Path, media_actions: str, sip_port: int = SIP_PORT, media_port: int = MEDIA_PORT
+) -> AsyncIterator[MediaSession]:
     """SIPp answers our INVITE, runs ``media_actions`` after the ACK; BYE on exit."""
+    SIP_PORT, MEDIA_PORT = sip_port, media_port  # noqa: N806 (the module's defaults)
     if os.geteuid() != 0:
         pytest.fail("play_pcap_audio needs root (raw socket); run the suite as CI does")
     sipp = need_binary("sipp")
@@ -126,16 +131,16 @@ async def sipp_call(tmp_path: Path, media_actions: str) -> AsyncIterator[MediaSe
             f"m=audio {media.local_port} RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
         )
         to = f"To: <sip:peer@127.0.0.1:{SIP_PORT}>"
-        sock.sendto(request("INVITE", 1, port, to, sdp), ("127.0.0.1", SIP_PORT))
+        sock.sendto(request("INVITE", 1, port, to, sdp, SIP_PORT), ("127.0.0.1", SIP_PORT))
         ok = await recv_final(sock)
         assert ok.startswith("SIP/2.0 200"), ok
         to = next(h for h in ok.split("\r\n") if h.startswith("To:"))
         # media starts with the answer, before our ACK sets SIPp's stream going
         media.start(("127.0.0.1", MEDIA_PORT), payload_type=0, dtmf_payload_type=101)
         media.record(tmp_path / "call.wav")
-        sock.sendto(request("ACK", 1, port, to), ("127.0.0.1", SIP_PORT))
+        sock.sendto(request("ACK", 1, port, to, "", SIP_PORT), ("127.0.0.1", SIP_PORT))
         yield media
-        sock.sendto(request("BYE", 2, port, to), ("127.0.0.1", SIP_PORT))
+        sock.sendto(request("BYE", 2, port, to, "", SIP_PORT), ("127.0.0.1", SIP_PORT))
         assert (await recv_final(sock)).startswith("SIP/2.0 200")
     finally:
         await media.close()

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -54,11 +54,12 @@ def code_audio(path: Path) -> Path:
     return path
 
 
-def code_scenario(tmp: Path) -> Path:
-    """The caller scenario with its audio file filled in (SIPp keys do not reach <exec>)."""
+def code_scenario(tmp: Path, name: str = "uac_code.xml") -> Path:
+    """The caller scenario (or ``uas_code.xml``, the callee's) with its audio file filled in
+    (SIPp keys do not reach <exec>)."""
     audio = code_audio(tmp / "code.ul")
-    text = (HERE / "scenarios" / "uac_code.xml").read_text()
-    path = tmp / "uac_code.xml"
+    text = (HERE / "scenarios" / name).read_text()
+    path = tmp / name
     path.write_text(text.replace("[code_ul]", str(audio)))
     return path
 
@@ -73,18 +74,23 @@ _BRANCH = re.compile(rb";branch=([^;\s,]+)", re.IGNORECASE)
 
 @dataclass
 class ImpairingProxy(asyncio.DatagramProtocol):
-    """Stateless SIP proxy on ``listen`` in front of ``serve``; impairs each call's RTP.
+    """Stateless SIP proxy on ``listen`` that forwards requests to ``upstream``; impairs
+    the RTP each call's SIPp side sends to the robot.
 
-    Relays take ports from ``media_ports`` (cycled) and close once no packet has
-    reached them for ``idle`` seconds; ``stats`` adds up their impairers' figures.
+    ``rewrite`` says where the robot's SDP is: in the ``responses`` (``serve`` is the
+    upstream, SIPp callers send it requests) or in the ``requests`` (a dialer sends its
+    INVITEs through the proxy to SIPp answering as ``upstream``). Relays take ports from
+    ``media_ports`` (cycled) and close once no packet has reached them for ``idle``
+    seconds; ``stats`` adds up their impairers' figures.
     Run it on a :class:`~tests.impair.RelayLoop`.
     """
 
     listen: tuple[str, int]
-    serve: tuple[str, int]
+    upstream: tuple[str, int]
     profile: Profile
     seed: int
     media_ports: range
+    rewrite: Literal["responses", "requests"] = "responses"
     idle: float = 3.0
     stats: ImpairStats = field(default_factory=ImpairStats)
     relays: dict[bytes, MediaRelay] = field(default_factory=dict)
@@ -127,7 +133,7 @@ class ImpairingProxy(asyncio.DatagramProtocol):
             if sent_by is None:
                 return
             dest = (sent_by.group(1).decode(), int(sent_by.group(2) or b"5060"))
-            if _AUDIO.search(data):
+            if self.rewrite == "responses" and _AUDIO.search(data):
                 data = await self._relay_sdp(data)
             self._transport.sendto(data, dest)
         elif data.strip():  # a request from a caller: our Via on top, on to serve
@@ -139,10 +145,13 @@ class ImpairingProxy(asyncio.DatagramProtocol):
                 self.listen[1],
                 token.encode(),
             )
-            self._transport.sendto(data[:line_end] + via + data[line_end:], self.serve)
+            data = data[:line_end] + via + data[line_end:]
+            if self.rewrite == "requests" and _AUDIO.search(data):
+                data = await self._relay_sdp(data)
+            self._transport.sendto(data, self.upstream)
 
     async def _relay_sdp(self, data: bytes) -> bytes:
-        """The SDP answer with its audio port replaced by this call's relay."""
+        """The robot's SDP with its audio port replaced by this call's relay."""
         found = _CALL_ID.search(data)
         call_id = found.group(1) if found else b""
         audio = _AUDIO.search(data)
@@ -242,14 +251,15 @@ def tally(rows: list[dict[str, Any]]) -> Tally:
 @contextmanager
 def impaired_front(
     listen: tuple[str, int],
-    serve_addr: tuple[str, int],
+    upstream: tuple[str, int],
     profile: Profile,
     seed: int,
     media_ports: range,
+    rewrite: Literal["responses", "requests"] = "responses",
 ) -> Iterator[ImpairingProxy]:
     """The proxy and its relays on a thread of their own; stopped (relays drained) on exit."""
     with RelayLoop().running() as loop:
-        proxy = ImpairingProxy(listen, serve_addr, profile, seed, media_ports)
+        proxy = ImpairingProxy(listen, upstream, profile, seed, media_ports, rewrite=rewrite)
         loop.call(proxy.start)
         try:
             yield proxy

@@ -289,5 +289,5 @@ def callers(
         rate=rate,
         timeout=timeout,
         cwd=tmp,
-        extra=["-l", str(limit)],
+        extra=["-l", str(limit), "-cp", str(media_port + 6)],  # control port, not 8888
     )

@@ -66,6 +66,18 @@ CAMPAIGN_PROXY, CALLEE_PORT, CALLEE_MEDIA, DIALER_PORT = 41220, 41222, 41224, 41
 RELAY_PORTS = range(41700, 41990)
 IN_BAND = (1.9, 2.8)  # seconds into each caller's stream: where its in-band digits play
 PLATEAU_S = 120.0
+KEEP = False  # --keep: leave each run's directory (logs, records, SIPp's errors) behind
+
+
+@contextlib.contextmanager
+def workdir(prefix: str) -> Iterator[Path]:
+    if KEEP:
+        path = Path(tempfile.mkdtemp(prefix=prefix))
+        print(f"  (work directory {path})")
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
+        yield Path(d)
 
 
 # ---- sampling a process: RSS, open files, CPU -------------------------------------------
@@ -220,8 +232,7 @@ def aimed(name: str) -> Profile:
 def inbound(label: str, calls: int, rate: float, *, busy: bool, profile: str | None,
             seed: int, limit: int) -> Run:
     run = Run(label, calls, rate, busy, profile)
-    with tempfile.TemporaryDirectory(prefix="soak-") as d:
-        work = Path(d)
+    with workdir("soak-") as work:
         with serve(work, max_calls=limit) as proc, busy_core(busy):
             front = impaired_front(("127.0.0.1", PROXY_PORT), ("127.0.0.1", SERVE_PORT),
                                    aimed(profile), seed, RELAY_PORTS) if profile else None
@@ -286,8 +297,7 @@ def campaign(calls: int, rate: float, *, profile: str, seed: int, busy: bool) ->
     run = Run(f"campaign ({profile})", calls, rate, busy, profile)
     now = dt.datetime.now(dt.UTC)
     name = f"soak-{now:%Y%m%d-%H%M%S}"
-    with tempfile.TemporaryDirectory(prefix="soak-campaign-") as d:
-        work = Path(d)
+    with workdir("soak-campaign-") as work:
         (work / "tree.yaml").write_text(CODE_TREE)
         zone = open_zone(now)
         with (work / "contacts.csv").open("w", newline="") as fh:
@@ -398,7 +408,10 @@ def main() -> int:
     ap.add_argument("--campaign-profile", default="clean", choices=list(PROFILES))
     ap.add_argument("--seed", type=int, default=22)
     ap.add_argument("--limit", type=int, default=400, help="calls at once, at most")
+    ap.add_argument("--keep", action="store_true", help="keep each run's work directory")
     args = ap.parse_args()
+    global KEEP
+    KEEP = args.keep
     if os.geteuid() != 0:
         print("bench_soak needs root: SIPp plays the RFC 4733 pcaps through a raw socket")
         return 2

@@ -68,7 +68,6 @@ _AUDIO = re.compile(rb"^m=audio (\d+) ", re.MULTILINE)
 _LENGTH = re.compile(rb"^(Content-Length|l)[ \t]*:[ \t]*\d+", re.MULTILINE | re.IGNORECASE)
 _CALL_ID = re.compile(rb"^(?:Call-ID|i)[ \t]*:[ \t]*(\S+)", re.MULTILINE | re.IGNORECASE)
 _VIA = re.compile(rb"^(?:Via|v)[ \t]*:[^\r\n]*\r\n", re.MULTILINE | re.IGNORECASE)
-_SENT_BY = re.compile(rb"SIP/2\.0/UDP[ \t]+([^;:\s]+)(?::(\d+))?", re.IGNORECASE)
 _BRANCH = re.compile(rb";branch=([^;\s,]+)", re.IGNORECASE)
 
 
@@ -101,7 +100,8 @@ class ImpairingProxy(asyncio.DatagramProtocol):
         self._next_port = 0
         self._sweeper: asyncio.Task[None] | None = None
         self._worker: asyncio.Task[None] | None = None
-        self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
+        self._inbox: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+        self._origin: dict[bytes, tuple[str, int]] = {}  # Call-ID: where its requests come from
 
     async def start(self) -> ImpairingProxy:
         loop = asyncio.get_running_loop()
@@ -114,29 +114,37 @@ class ImpairingProxy(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, int]) -> None:
-        self._inbox.put_nowait(data)
+        self._inbox.put_nowait((data, (str(addr[0]), addr[1])))
 
     async def _work(self) -> None:
         """One message at a time, in arrival order: a retransmitted 200 OK finds the relay
         that its first copy opened."""
         while True:
-            await self._handle(await self._inbox.get())
+            await self._handle(*await self._inbox.get())
 
-    async def _handle(self, data: bytes) -> None:
+    async def _handle(self, data: bytes, addr: tuple[str, int]) -> None:
         assert self._transport is not None
-        if data.startswith(b"SIP/2.0 "):  # a response from serve: drop our Via, pass it on
+        found = _CALL_ID.search(data)
+        call_id = found.group(1) if found else b""
+        if data.startswith(
+            b"SIP/2.0 "
+        ):  # a response: drop our Via, send it back
             vias = list(_VIA.finditer(data))
-            if len(vias) < 2:
+            if not vias or b"z9hG4bK-imp-" not in vias[0].group(0):
                 return
-            data = data[: vias[0].start()] + data[vias[0].end() :]
-            sent_by = _SENT_BY.search(vias[1].group(0))
-            if sent_by is None:
+            top = vias[0].group(0)
+            comma = top.find(b",")
+            # SIPp's [last_Via:] folds the Vias into one header (RFC 3261 §7.3.1)
+            keep = b"Via: " + top[comma + 1 :].lstrip() if comma >= 0 else b""
+            data = data[: vias[0].start()] + keep + data[vias[0].end() :]
+            dest = self._origin.get(call_id)
+            if dest is None:
                 return
-            dest = (sent_by.group(1).decode(), int(sent_by.group(2) or b"5060"))
             if self.rewrite == "responses" and _AUDIO.search(data):
                 data = await self._relay_sdp(data)
             self._transport.sendto(data, dest)
-        elif data.strip():  # a request from a caller: our Via on top, on to serve
+        elif data.strip():  # a request: our Via on top, on upstream
+            self._origin[call_id] = addr
             line_end = data.find(b"\r\n") + 2
             branch = _BRANCH.search(data)
             token = hashlib.sha1(branch.group(1) if branch else data).hexdigest()[:16]

@@ -42,29 +42,31 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.impair import PROFILES, ImpairStats, Profile  # noqa: E402
-from tests.peers import Sipp, port_bound  # noqa: E402
+from tests.impair import PROFILES, ImpairStats  # noqa: E402
+from tests.peers import port_bound  # noqa: E402
 from tests.telephony.impaired import (  # noqa: E402
     CODE_TREE,
     Tally,
+    aimed,
+    callees,
     callers,
-    code_scenario,
+    campaign_run,
+    campaign_tally,
     impaired_front,
     tally,
+    write_campaign,
 )
 from tests.telephony.serving import records  # noqa: E402
 
 SERVE_PORT, PROXY_PORT, SIPP_PORT, SIPP_MEDIA = 41200, 41201, 41202, 41204
 CAMPAIGN_PROXY, CALLEE_PORT, CALLEE_MEDIA, DIALER_PORT = 41220, 41222, 41224, 41232
 RELAY_PORTS = range(41700, 41990)
-IN_BAND = (1.9, 2.8)  # seconds into each caller's stream: where its in-band digits play
 PLATEAU_S = 120.0
 KEEP = False  # --keep: leave each run's directory (logs, records, SIPp's errors) behind
 
@@ -223,11 +225,6 @@ def sipp_counts(work: Path) -> tuple[int, int]:
     return 0, 0
 
 
-def aimed(name: str) -> Profile:
-    profile = PROFILES[name]
-    return replace(profile, first_spike_s=IN_BAND) if profile.spike_ms else profile
-
-
 # ---- one inbound run --------------------------------------------------------------------
 def inbound(label: str, calls: int, rate: float, *, busy: bool, profile: str | None,
             seed: int, limit: int) -> Run:
@@ -266,67 +263,22 @@ def inbound(label: str, calls: int, rate: float, *, busy: bool, profile: str | N
 
 
 # ---- a campaign against SIPp callees ----------------------------------------------------
-CAMPAIGN = """\
-name: {name}
-tree: tree.yaml
-contacts: [contacts.csv]
-columns: {{phone: phone, timezone: timezone}}
-default_region: US
-caller_ids: ["+12025550100"]
-window: {{days: [mon, tue, wed, thu, fri, sat, sun], start: "09:00", end: "20:00"}}
-channels: {channels}
-calls_per_second: {rate}
-ring_timeout: 10
-retry: {{max_attempts: 1}}
-recording: false
-"""
-
-
-def open_zone(now: dt.datetime) -> str:
-    """A time zone where it is daytime now (the calling window is checked per contact)."""
-    for zone in ["America/New_York", "America/Los_Angeles", "Europe/Berlin", "Asia/Tokyo",
-                 "Australia/Sydney", "Pacific/Honolulu"]:
-        if 10 <= now.astimezone(ZoneInfo(zone)).hour < 19:
-            return zone
-    return "UTC"
-
-
 def campaign(calls: int, rate: float, *, profile: str, seed: int, busy: bool) -> Run:
-    from autocall.campaign.store import Store
-
     run = Run(f"campaign ({profile})", calls, rate, busy, profile)
-    now = dt.datetime.now(dt.UTC)
-    name = f"soak-{now:%Y%m%d-%H%M%S}"
+    name = f"soak-{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}"
     with workdir("soak-campaign-") as work:
-        (work / "tree.yaml").write_text(CODE_TREE)
-        zone = open_zone(now)
-        with (work / "contacts.csv").open("w", newline="") as fh:
-            out = csv.writer(fh)
-            out.writerow(["phone", "timezone"])
-            for i in range(calls):
-                out.writerow([f"+1202555{i % 10000:04d}" if i < 10000 else
-                              f"+1312555{i % 10000:04d}", zone])
-        channels = max(10, int(rate * 8))
-        (work / "campaign.yaml").write_text(CAMPAIGN.format(name=name, channels=channels,
-                                                            rate=rate))
+        path = write_campaign(work, name, calls, rate)
         db = f"sqlite:///{work / 'campaign.db'}"
-        callee = Sipp(code_scenario(work, "uas_code.xml"), port=CALLEE_PORT,
-                      media_port=CALLEE_MEDIA, calls=calls, timeout=calls / rate + 180,
-                      cwd=work, extra=["-trace_stat", "-stf", "stats_.csv", "-fd", "5",
-                                        "-cp", str(CALLEE_MEDIA + 6)])
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "AUTOCALL_SIP_HOST": "127.0.0.1",
-               "AUTOCALL_SIP_PORT": str(CAMPAIGN_PROXY), "AUTOCALL_BIND_PORT": str(DIALER_PORT),
-               "AUTOCALL_TTS_CACHE": str(work / "tts")}
+        callee = callees(work, port=CALLEE_PORT, media_port=CALLEE_MEDIA, calls=calls,
+                         timeout=calls / rate + 180,
+                         extra=("-trace_stat", "-stf", "stats_.csv", "-fd", "5"))
         with callee, busy_core(busy), impaired_front(
                 ("127.0.0.1", CAMPAIGN_PROXY), ("127.0.0.1", CALLEE_PORT), aimed(profile),
                 seed, RELAY_PORTS, rewrite="requests") as proxy:
-            log = (work / "campaign.log").open("wb")
             run.load_start = os.getloadavg()[0]
             t0 = time.monotonic()
-            proc = subprocess.Popen(
-                [sys.executable, "-c", "from autocall.cli import main; main()", "campaign",
-                 "run", str(work / "campaign.yaml"), "--db", db],
-                cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env)
+            proc = campaign_run(work, path, db, proxy_port=CAMPAIGN_PROXY,
+                                bind_port=DIALER_PORT)
             time.sleep(1.0)
             run.start = sample(proc.pid)
             with Sampler(proc.pid).running() as sampler:
@@ -336,7 +288,6 @@ def campaign(calls: int, rate: float, *, profile: str, seed: int, busy: bool) ->
                     proc.kill()
                     proc.wait()
             t1 = time.monotonic()
-            log.close()
             run.end = sampler.samples[-1] if sampler.samples else None
             run.load_end = os.getloadavg()[0]
             run.seconds = t1 - t0
@@ -346,15 +297,7 @@ def campaign(calls: int, rate: float, *, profile: str, seed: int, busy: bool) ->
             run.relay = proxy.stats
         if proc.returncode != 0:
             print((work / "campaign.log").read_text()[-2000:])
-        store = Store(db)
-        try:
-            attempts = store.attempts(name)
-        finally:
-            store.close()
-        run.records = len(attempts)
-        for a in attempts:
-            if a.answered_at is not None:
-                run.codes.add(str(a.variables.get("code", "")))
+        run.records, run.codes = campaign_tally(db, name)
         if run.start and run.end:
             run.cpu_per_call_ms = 1000 * (run.end.cpu_s - run.start.cpu_s) / max(1, run.records)
     return run
@@ -426,7 +369,7 @@ def main() -> int:
     runs: list[Run] = []
     if args.calls:
         if args.busy and not args.no_baseline:
-            runs.append(inbound("baseline: idle machine", args.calls, args.rate, busy=False,
+            runs.append(inbound("baseline: no busy program", args.calls, args.rate, busy=False,
                                 profile=None, seed=args.seed, limit=args.limit))
             report(runs[-1])
         runs.append(inbound("soak" + (" with a busy core" if args.busy else ""), args.calls,

@@ -16,19 +16,26 @@ play from SIPp's pcaps, then in-band "5678"; :func:`code_scenario` the caller's 
 from __future__ import annotations
 
 import asyncio
+import csv
+import datetime as dt
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from autocall.audio import g711
 from autocall.audio.tones import dtmf, silence
-from tests.impair import Impairer, ImpairStats, MediaRelay, Profile, RelayLoop, judge
+from autocall.campaign.store import Store
+from tests.impair import PROFILES, Impairer, ImpairStats, MediaRelay, Profile, RelayLoop, judge
 from tests.peers import Sipp
 
 HERE = Path(__file__).parent
@@ -126,9 +133,7 @@ class ImpairingProxy(asyncio.DatagramProtocol):
         assert self._transport is not None
         found = _CALL_ID.search(data)
         call_id = found.group(1) if found else b""
-        if data.startswith(
-            b"SIP/2.0 "
-        ):  # a response: drop our Via, send it back
+        if data.startswith(b"SIP/2.0 "):  # a response: drop our Via, send it back
             vias = list(_VIA.finditer(data))
             if not vias or b"z9hG4bK-imp-" not in vias[0].group(0):
                 return
@@ -299,3 +304,127 @@ def callers(
         cwd=tmp,
         extra=["-l", str(limit), "-cp", str(media_port + 6)],  # control port, not 8888
     )
+
+
+# In-band digits play 2.0-2.8 s into each caller's stream (code_audio): a hold every ~3 s
+# would miss them in most calls, so each call's first hold is aimed there.
+IN_BAND = (1.9, 2.8)
+
+
+def aimed(name: str) -> Profile:
+    """The named profile, its first delay spike (if it has spikes) aimed at the in-band digits."""
+    profile = PROFILES[name]
+    return replace(profile, first_spike_s=IN_BAND) if profile.spike_ms else profile
+
+
+# ---- a campaign that calls SIPp callees pressing the code --------------------------------
+CAMPAIGN = """\
+name: {name}
+tree: tree.yaml
+contacts: [contacts.csv]
+columns: {{phone: phone, timezone: timezone}}
+default_region: US
+caller_ids: ["+12025550100"]
+window: {{days: [mon, tue, wed, thu, fri, sat, sun], start: "09:00", end: "20:00"}}
+channels: {channels}
+calls_per_second: {rate}
+ring_timeout: 10
+retry: {{max_attempts: 1}}
+recording: false
+"""
+
+
+def open_zone(now: dt.datetime) -> str:
+    """A time zone where it is daytime now (the calling window is checked per contact)."""
+    for zone in [
+        "America/New_York",
+        "America/Los_Angeles",
+        "Europe/Berlin",
+        "Asia/Tokyo",
+        "Australia/Sydney",
+        "Pacific/Honolulu",
+    ]:
+        if 10 <= now.astimezone(ZoneInfo(zone)).hour < 19:
+            return zone
+    return "UTC"
+
+
+def write_campaign(work: Path, name: str, calls: int, rate: float) -> Path:
+    """Tree, ``calls`` contacts and the campaign YAML in ``work``; the campaign file."""
+    (work / "tree.yaml").write_text(CODE_TREE)
+    zone = open_zone(dt.datetime.now(dt.UTC))
+    with (work / "contacts.csv").open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["phone", "timezone"])
+        for i in range(calls):  # 555-01xx..: fiction numbers (NANP), a second area past 10k
+            out.writerow([f"+1{202 if i < 10000 else 312}555{i % 10000:04d}", zone])
+    path = work / "campaign.yaml"
+    channels = max(10, int(rate * 8))  # ~5 s calls: room for the rate
+    path.write_text(CAMPAIGN.format(name=name, channels=channels, rate=rate))
+    return path
+
+
+def callees(
+    tmp: Path,
+    *,
+    port: int,
+    media_port: int,
+    calls: int,
+    timeout: float,
+    extra: tuple[str, ...] = (),
+) -> Sipp:
+    """SIPp answering ``calls`` calls, each pressing the code (``uas_code.xml``)."""
+    return Sipp(
+        code_scenario(tmp, "uas_code.xml"),
+        port=port,
+        media_port=media_port,
+        calls=calls,
+        timeout=timeout,
+        cwd=tmp,
+        extra=["-cp", str(media_port + 6), *extra],
+    )
+
+
+def campaign_run(
+    work: Path, campaign: Path, db: str, *, proxy_port: int, bind_port: int
+) -> subprocess.Popen[bytes]:
+    """``autocall campaign run`` as a child, its trunk the proxy; output in campaign.log."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(HERE.parents[1]),
+        "AUTOCALL_SIP_HOST": "127.0.0.1",
+        "AUTOCALL_SIP_PORT": str(proxy_port),
+        "AUTOCALL_BIND_PORT": str(bind_port),
+        "AUTOCALL_TTS_CACHE": str(work / "tts"),
+    }
+    with (work / "campaign.log").open("wb") as log:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from autocall.cli import main; main()",
+                "campaign",
+                "run",
+                str(campaign),
+                "--db",
+                db,
+            ],
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def campaign_tally(db: str, name: str) -> tuple[int, Tally]:
+    """(attempts, the answered attempts' stored codes judged)."""
+    store = Store(db)
+    try:
+        attempts = store.attempts(name)
+    finally:
+        store.close()
+    out = Tally()
+    for a in attempts:
+        if a.answered_at is not None:
+            out.add(str(a.variables.get("code", "")))
+    return len(attempts), out

@@ -10,27 +10,30 @@ may go missing only with its packets).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.impair import PROFILES, Profile
-from tests.telephony.impaired import CODE_TREE, callers, impaired_front, tally
+from tests.impair import PROFILES
+from tests.telephony.impaired import (
+    CODE_TREE,
+    aimed,
+    callees,
+    callers,
+    campaign_run,
+    campaign_tally,
+    impaired_front,
+    tally,
+    write_campaign,
+)
 from tests.telephony.serving import records, serve
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(150)]
 
 CALLS = 20
 RATE = 5  # calls/s: about 20 at once, each ~3.5 s
-# the in-band digits play 2.0-2.8 s into each caller's stream (impaired.code_audio): a hold
-# every ~3 s would miss them in most calls, so each call's first hold is aimed there
-IN_BAND = (1.9, 2.8)
-
-
-def aimed(name: str) -> Profile:
-    profile = PROFILES[name]
-    return replace(profile, first_spike_s=IN_BAND) if profile.spike_ms else profile
+CAMPAIGN_CALLS = 10
+CAMPAIGN_RATE = 2.0
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
@@ -72,3 +75,41 @@ def test_stored_codes_are_what_the_callers_sent(
     assert result.wrong == 0, result
     if PROFILES[profile].lossless:
         assert result.exact == CALLS, result
+
+
+@pytest.mark.parametrize("profile", ["clean", "spike150", "stray"])
+def test_a_campaigns_stored_codes_are_what_the_callees_sent(
+    tmp_path: Path, profile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dialer's side: `autocall campaign run` calls SIPp callees that press the code,
+    their RTP impaired on its way to the dialer (the proxy rewrites the INVITE's offer)."""
+    base = 41240 + 20 * ["clean", "spike150", "stray"].index(profile)
+    monkeypatch.setenv("AUTOCALL_RTP_PORTS", "41700-41989")
+    monkeypatch.setenv("AUTOCALL_RTP_QUARANTINE", "2")
+    name = f"impaired-{profile}"
+    path = write_campaign(tmp_path, name, CAMPAIGN_CALLS, CAMPAIGN_RATE)
+    db = f"sqlite:///{tmp_path / 'campaign.db'}"
+    callee = callees(tmp_path, port=base + 2, media_port=base + 4, calls=CAMPAIGN_CALLS, timeout=60)
+    with (
+        callee,
+        impaired_front(
+            ("127.0.0.1", base),
+            ("127.0.0.1", base + 2),
+            aimed(profile),
+            seed=22,
+            media_ports=range(41670, 41700),
+            rewrite="requests",
+        ) as proxy,
+    ):
+        proc = campaign_run(tmp_path, path, db, proxy_port=base, bind_port=base + 12)
+        try:
+            assert proc.wait(60) == 0, (tmp_path / "campaign.log").read_text()[-2000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    attempts, result = campaign_tally(db, name)
+    print(f"campaign {profile}: {result}; relay {proxy.stats}")
+    assert attempts == CAMPAIGN_CALLS and result.calls == CAMPAIGN_CALLS, result
+    assert proxy.calls == CAMPAIGN_CALLS
+    assert result.exact == CAMPAIGN_CALLS, result

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.impair import PROFILES
+from tests.impair import PROFILES, ImpairStats
 from tests.telephony.impaired import (
     CODE_TREE,
     aimed,
@@ -34,6 +34,15 @@ CALLS = 20
 RATE = 5  # calls/s: about 20 at once, each ~3.5 s
 CAMPAIGN_CALLS = 10
 CAMPAIGN_RATE = 2.0
+
+
+def impaired(name: str, stats: ImpairStats) -> None:
+    """The relay did to the calls what the profile says (no test passes on a no-op)."""
+    p = PROFILES[name]
+    assert (stats.held >= CALLS) == (p.spike_ms > 0)  # holds happened, aimed at the tones
+    assert (stats.dropped > 0) == (not p.lossless)
+    assert (stats.duplicated > 0) == (p.duplicate > 0)
+    assert (stats.stray == stats.received) == p.stray
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
@@ -72,6 +81,7 @@ def test_stored_codes_are_what_the_callers_sent(
     print(f"{profile}: {result}; relay {proxy.stats}")
     assert len(rows) == CALLS and result.calls == CALLS, (tmp_path / "serve.log").read_text()
     assert proxy.calls == CALLS and proxy.stats.received > 0
+    impaired(profile, proxy.stats)
     assert result.wrong == 0, result
     if PROFILES[profile].lossless:
         assert result.exact == CALLS, result
@@ -112,4 +122,6 @@ def test_a_campaigns_stored_codes_are_what_the_callees_sent(
     print(f"campaign {profile}: {result}; relay {proxy.stats}")
     assert attempts == CAMPAIGN_CALLS and result.calls == CAMPAIGN_CALLS, result
     assert proxy.calls == CAMPAIGN_CALLS
+    assert (proxy.stats.held >= CAMPAIGN_CALLS) == (profile == "spike150")
+    assert (proxy.stats.stray == proxy.stats.received) == (profile == "stray")
     assert result.exact == CAMPAIGN_CALLS, result

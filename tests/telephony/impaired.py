@@ -215,6 +215,7 @@ class ImpairingProxy(asyncio.DatagramProtocol):
         total.held += s.held
         total.stray += s.stray
         total.forwarded += s.forwarded
+        total.max_lag_ms = max(total.max_lag_ms, s.max_lag_ms)
 
     async def stop(self) -> ImpairStats:
         """Close every relay and the proxy; the impairment figures of the whole run."""

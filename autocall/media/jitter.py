@@ -19,7 +19,7 @@ Samples = npt.NDArray[np.int16]
 
 
 class JitterBuffer:
-    """Fixed-delay buffer in RTP timestamp units.
+    """Adaptive-delay buffer in RTP timestamp units.
 
     Playout starts once ``delay`` samples are buffered ahead of the first packet, or
     ``delay`` after it arrived, whichever comes first.
@@ -30,19 +30,47 @@ class JitterBuffer:
     and dropped; if the peer sends faster than we play, the buffer is trimmed back
     to ``delay`` once it exceeds ``max_delay``. A timestamp jump beyond ``resync``
     samples (new source, peer restart) restarts the buffer.
+
+    Adaptation (when `push` is given the arrival time ``now``, the approach of
+    Asterisk's adaptive buffer and WebRTC's NetEq in miniature): each packet's transit
+    (arrival in samples minus RTP timestamp) is compared with the smallest seen; the
+    excess is the delay that packet suffered. The target delay follows the peak excess
+    plus a frame at once when it rises (a delay spike) and decays by ``shrink_rate``
+    ms per second when the network calms, between ``delay`` and ``max_target``. The
+    buffer moves toward its target one frame at a time, only on quiet frames: a
+    silent frame is dropped to shrink, or a silent frame inserted to grow, never a
+    frame of speech or tone. Late packets are those whose time has passed anyway.
     """
 
     def __init__(
         self,
         frame: int = 160,
         delay: int = 480,
-        max_delay: int = 1600,
+        max_delay: int | None = None,
         resync: int = 8000 * 5,
+        *,
+        max_target: int = 1280,
+        shrink_rate: float = 10.0,
+        rate: int = 8000,
+        quiet: int = 500,
     ) -> None:
         self.frame = frame
-        self.delay = delay
-        self.max_delay = max_delay
+        self.base_delay = delay
+        self.delay = delay  # the target, in samples (adapts when push() gets `now`)
+        # The hard trim is a backstop for a peer that sends faster than we play; the
+        # adaptive delay itself shrinks on silent frames, well below it.
+        self.max_delay = 2 * max_target if max_delay is None else max_delay
+        self.max_target = max(max_target, delay)
         self.resync = resync
+        self.rate = rate
+        self.quiet = quiet
+        self._shrink = shrink_rate * rate / 1000  # samples of target per second
+        self._min_transit: float | None = None
+        self._seen: float | None = None
+        self._peak = 0.0
+        self._peak_at = 0.0
+        self.stretched = 0  # silent frames inserted to grow the delay
+        self._ticks = 0
         self._chunks: dict[int, Samples] = {}
         self._unwrap = Unwrapper(32)
         self._cursor: int | None = None
@@ -65,6 +93,7 @@ class JitterBuffer:
         self._floor = None
         self._waited = 0
         self._concealed_run = 0
+        self._min_transit = None  # a new timestamp space
 
     @property
     def playing(self) -> bool:
@@ -76,8 +105,13 @@ class JitterBuffer:
         start = self._cursor if self._cursor is not None else self._first
         return 0 if start is None else max(0, self._end - start)
 
-    def push(self, timestamp: int, samples: Samples) -> None:
-        """Add one packet's decoded audio, starting at RTP ``timestamp``."""
+    @property
+    def playout_delay(self) -> int:
+        """Samples from arrival to playout now: what is buffered, plus the frame playing."""
+        return self.buffered + self.frame
+
+    def push(self, timestamp: int, samples: Samples, now: float | None = None) -> None:
+        """Add one packet's decoded audio, starting at RTP ``timestamp``, arrived ``now``."""
         if len(samples) == 0:
             return
         ts = self._unwrap(timestamp)
@@ -85,6 +119,8 @@ class JitterBuffer:
         if ref is not None and abs(ts - ref) > self.resync:
             self.reset()
             ts = self._unwrap(timestamp)
+        if now is not None:
+            self._adapt(ts, now)
         floor = self._cursor if self._cursor is not None else self._floor
         if floor is not None and ts + len(samples) <= floor:
             self.late += 1
@@ -99,9 +135,38 @@ class JitterBuffer:
             self._cursor = new
             self._gc_before(new)
 
+    def _adapt(self, ts: int, now: float) -> None:
+        transit = now * self.rate - ts
+        low = self._min_transit
+        if low is None or transit < low:
+            low = self._min_transit = transit
+        elif self._seen is not None:
+            # Let the floor creep up (1 ms/s), so a sender whose clock is slower than
+            # ours is not taken for a network whose delay keeps growing.
+            self._min_transit = min(transit, low + (now - self._seen) * self.rate / 1000)
+        self._seen = now
+        excess = transit - low
+        peak = self._peak - self._shrink * (now - self._peak_at)
+        if excess > peak:
+            peak = excess
+        self._peak, self._peak_at = peak, now
+        n = self.frame
+        target = (int(peak) // n + 2) * n  # the peak in whole frames, plus one
+        self.delay = (
+            self.base_delay
+            if target <= self.base_delay
+            else (target if target < self.max_target else self.max_target)
+        )
+
     def pop(self) -> Samples | None:
         """The next frame of playout, or None before playout has started."""
         n = self.frame
+        if self._seen is not None and self._cursor is not None:
+            self._ticks += 1
+            if self._ticks % 5 == 0:  # a step at most every 5 frames (100 ms)
+                adjusted = self._steer()
+                if adjusted is not None:
+                    return adjusted
         if self._cursor is None:
             if self._first is None:
                 return None
@@ -143,6 +208,35 @@ class JitterBuffer:
         if have.any():
             self._concealed_run = 0
         return out
+
+    def _steer(self) -> Samples | None:
+        """One step toward the target delay on a quiet frame; the frame to play if so."""
+        start = self._cursor
+        if start is None:
+            return None
+        n = self.frame
+        ahead = self._end - start
+        chunk = self._chunks.get(start)
+        if chunk is None or len(chunk) != n:
+            return None
+        if ahead > self.delay + 2 * n and int(np.abs(chunk).max()) < self.quiet:
+            # Too much delay: drop this silent frame and play the next one.
+            del self._chunks[start]
+            self.dropped += n
+            self._cursor = start + n
+            nxt = self._chunks.get(start + n)
+            if nxt is None or len(nxt) != n:
+                return None
+            del self._chunks[start + n]
+            self._advance(start + 2 * n)
+            self._last = nxt
+            self._concealed_run = 0
+            return nxt
+        if ahead + n < self.delay and int(np.abs(chunk).max()) < self.quiet:
+            # Too little: play silence here and this frame on the next tick.
+            self.stretched += 1
+            return np.zeros(n, dtype=np.int16)
+        return None
 
     def _advance(self, cursor: int) -> None:
         self._cursor = cursor

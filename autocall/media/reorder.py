@@ -23,6 +23,8 @@ Duplicates and packets whose place has been passed are counted and dropped.
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import numpy.typing as npt
 
@@ -51,17 +53,19 @@ class ReorderBuffer:
         self._seq = Unwrapper(16)
         self._ts = Unwrapper(32)
         self._held: dict[int, tuple[int, Samples, float]] = {}
+        self._ready: list[Samples] = []  # released by push, not yet popped
         self._next_seq: int | None = None
         self._next_ts = 0
         self._last_arrival: float | None = None
-        self.late = 0  # arrived after its place was passed (or a duplicate of a passed one)
-        self.duplicates = 0  # a second copy of a packet still held
+        self.late = 0  # arrived after the window gave up waiting for it
+        self.duplicates = 0  # a second copy of a packet
+        self._gave_up: deque[int] = deque(maxlen=64)  # sequence numbers skipped lately
         self.skipped = 0  # packets never arrived within the window
         self.released = 0  # samples passed on, silence included
 
     def reset(self) -> list[Samples]:
         """A new source starts: release what is held (holes closed up), then forget."""
-        out: list[Samples] = []
+        out, self._ready = self._ready, []
         for es in sorted(self._held):
             self._emit(out, es, skipped=True)
         self._held.clear()
@@ -70,6 +74,7 @@ class ReorderBuffer:
         self._next_seq = None
         self._next_ts = 0
         self._last_arrival = None
+        self._gave_up.clear()
         return out
 
     def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
@@ -80,7 +85,17 @@ class ReorderBuffer:
         ets = self._ts(ts)
         self._last_arrival = now
         if self._next_seq is not None and es < self._next_seq:
-            self.late += 1
+            if es in self._gave_up:
+                self.late += 1
+            else:
+                self.duplicates += 1
+            return
+        if es == self._next_seq and not self._held and ets == self._next_ts:
+            # In sequence, nothing waiting, no gap: ready at once (the common case).
+            self._ready.append(samples)
+            self.released += len(samples)
+            self._next_seq = es + 1
+            self._next_ts = ets + len(samples)
             return
         if es in self._held:
             self.duplicates += 1
@@ -90,14 +105,17 @@ class ReorderBuffer:
     def idle(self, now: float, after: float) -> bool:
         """Nothing held and nothing arrived for ``after`` seconds (or ever)."""
         last = self._last_arrival
-        return not self._held and (last is None or now - last >= after)
+        return not self._held and not self._ready and (last is None or now - last >= after)
 
     def pop(self, now: float) -> list[Samples]:
         """The audio that can be passed on now, in order (silence where the sender was)."""
         held = self._held
+        out = self._ready
         if not held:
-            return []
-        out: list[Samples] = []
+            if out:
+                self._ready = []
+            return out
+        self._ready = []
         if self._next_seq is None:
             first = min(held)
             run = 0
@@ -119,6 +137,7 @@ class ReorderBuffer:
                 break
             target = min(held)
             self.skipped += target - nxt
+            self._gave_up.extend(range(max(nxt, target - 64), target))
             self._emit(out, target, skipped=True)
         return out
 

@@ -43,8 +43,9 @@ Decisions:
 - **Contested streams.** While a second steady SSRC from the locked address competes with
   the latched one, the headers cannot tell which is the caller (a previous call's tail
   may come first or second). Its audio is not played or recorded, but runs through an
-  in-band DTMF detector of its own, so the caller's keys are heard either way. Only the
-  locked address can get there: this opens nothing to other hosts.
+  in-band DTMF detector of its own, and its RFC 4733 events count, so the caller's keys
+  are heard either way. Only the locked address can get there: this opens nothing to
+  other hosts.
 - **Two views of what arrived.** ``on_audio`` (and playout, recording) gets one frame per
   pacing tick from the jitter buffer; ``on_signal`` and the in-band DTMF detector get
   the audio in RTP order (`autocall.media.reorder`): a late packet still counts, and a
@@ -530,6 +531,8 @@ class MediaSession:
             ignored_packets=self._source.ignored,
             source_switches=self._source.switches,
             late_signal=self._signal.late,
+            playout_delay_ms=self._jitter.playout_delay * 1000 / RATE,
+            jitter_target_ms=self._jitter.delay * 1000 / RATE,
             dtmf_sent=self._dtmf_sent,
             dtmf_received=self._dtmf_received,
             remote_addr=self._remote,
@@ -729,9 +732,14 @@ class MediaSession:
             source.touch(now)
             self._receive_events(payload, ts, now)
             return
+        if source.next_in_line(ssrc, seq, ts, now):  # the common case, kept cheap
+            self._receive((pt, seq, ts, payload), now)
+            return
         admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
         if admit.contested:
-            if pt in _DECODERS and (self._slot is not None or self._detector is not None):
+            if pt == self._dtmf_pt:
+                self._receive_events(payload, ts, now)
+            elif pt in _DECODERS and (self._slot is not None or self._detector is not None):
                 self._contested(pt, ssrc, seq, ts, payload, now)
             return
         if admit.new_source:
@@ -789,7 +797,7 @@ class MediaSession:
             self._receive_events(payload, ts, now)
         elif pt != CN:
             samples = _DECODERS[pt](payload)
-            self._jitter.push(ts, samples)
+            self._jitter.push(ts, samples, now)
             if self._push_detect is not None or self._detector is not None or self.on_signal:
                 self._signal.push(seq, ts, samples, now)
 
@@ -834,6 +842,8 @@ class MediaSession:
         """Join the engine's shared detector banks, or run a detector of our own."""
         if self._slot is not None or self._detector is not None:
             return
+        if self.on_signal is None:
+            self._signal.reset()  # not fed while detection was off: start from the next packet
         pool_of = getattr(self.engine, "detector_pool", None)
         if pool_of is not None:
             try:

@@ -41,6 +41,7 @@ _TS_MOD = 1 << 32
 MIN_SEQUENTIAL = 2
 MAX_DROPOUT = 3000
 MAX_MISORDER = 100
+_HELD = 8  # packets kept per source on probation
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,16 @@ class SourceValidator(Generic[T]):
         if self.ssrc is not None:
             self._alive = max(self._alive, now)
 
+    def next_in_line(self, ssrc: int, seq: int, ts: int, now: float) -> bool:
+        """Fast path: True (and noted) if this is the latched source's next packet or one
+        a little ahead of it, in its timestamp space. Otherwise call `check`."""
+        if ssrc != self.ssrc or not 0 < (seq - self._max_seq) % _SEQ_MOD < MAX_DROPOUT:
+            return False
+        if abs(_ts_delta(ts, self._ts)) > self.max_ts_jump:
+            return False
+        self._max_seq, self._ts, self._alive, self._bad = seq, ts, now, None
+        return True
+
     def check(self, ssrc: int, seq: int, ts: int, now: float, item: T) -> Admit[T]:
         """One packet's header fields and arrival time; ``item`` is what to pass on."""
         if ssrc == self.ssrc:
@@ -148,16 +159,20 @@ class SourceValidator(Generic[T]):
                 del probes[min(probes, key=lambda k: probes[k].seen)]
             probe = probes[ssrc] = _Probe(seq, ts, now, 1, [item])
             return probe
-        if _seq_delta(seq, probe.seq) == 1:
+        d = _seq_delta(seq, probe.seq)
+        if -MAX_MISORDER <= d <= 0:
+            # Reordered (or duplicated) on probation: kept for the reorder stage to sort,
+            # but the run of consecutive numbers goes on from the newest.
+            probe.held.append(item)
+            del probe.held[:-_HELD]
+            return probe
+        if d == 1:
             probe.run += 1
-        elif _seq_delta(seq, probe.seq) <= 0:
-            return None  # a duplicate or reordered probation packet: neither counts
         else:
-            probe.run = 1
-            probe.held.clear()
+            probe.run = 1  # a gap: the run starts again (what is held stays, bounded)
         probe.seq, probe.ts, probe.seen = seq, ts, now
         probe.held.append(item)
-        del probe.held[: -self.min_sequential]
+        del probe.held[:-_HELD]
         return probe
 
     def _latched(self, seq: int, ts: int, now: float, item: T) -> Admit[T]:

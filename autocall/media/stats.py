@@ -87,3 +87,5 @@ class MediaStats:
     ignored_packets: int = 0  # of another SSRC or a foreign seq/ts space (RFC 3550 §6.2.1)
     source_switches: int = 0  # a new SSRC took over after the latched one went silent
     late_signal: int = 0  # too late even for detection (beyond the reorder window)
+    playout_delay_ms: float = 0.0  # arrival to playout now (adaptive jitter buffer)
+    jitter_target_ms: float = 0.0  # the delay the adaptive jitter buffer aims at

@@ -118,3 +118,25 @@ def test_banks_that_fall_a_batch_behind_are_analysed_at_once() -> None:
     assert max(per_wakeup) > 1
     assert got == {i: str(i % 10) for i in range(32)}
     assert dropped == 0
+
+
+def test_a_call_whose_packets_pause_then_burst_keeps_its_tone_whole() -> None:
+    """Issue 22: the signal feed pushes nothing while a sender pauses and the held frames
+    at once after; the bank waits for it (up to its pad limit) and keeps the burst."""
+    pool = DetectorPool(bank_size=2)
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    a = pool.attach(lambda ev: got["a"].append(ev.digit))
+    b = pool.attach(lambda ev: got["b"].append(ev.digit))
+    fa = frames(np.concatenate([silence(200), dtmf("8", on_ms=600, off_ms=0), silence(600)]))
+    fb = frames(np.concatenate([silence(200), dtmf("3", on_ms=120, off_ms=0), silence(1080)]))
+    held: list[np.ndarray] = []
+    for t, (x, y) in enumerate(zip(fa, fb, strict=True)):
+        held.append(x)
+        if not 20 <= t < 37:  # a's packets are held for 340 ms in the middle of its tone
+            for h in held:
+                pool.push(a, h)
+            held.clear()
+        pool.push(b, y)
+        pool.run()
+    assert got == {"a": ["8"], "b": ["3"]}
+    assert pool.dropped == 0

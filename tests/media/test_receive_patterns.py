@@ -153,3 +153,18 @@ async def test_a_stray_stream_does_not_take_over_during_a_long_rfc4733_event(
     got = await digits_after(media, head + events + tail + stray, caller)
     assert got == "7"
     assert media.stats().source_switches == 0
+
+
+async def test_rfc4733_on_the_callers_audio_ssrc_counts_while_a_stray_holds_the_latch(
+    call: tuple[MediaSession, socket.socket],
+) -> None:
+    media, caller = call
+    stray = stream(np.zeros(16000, dtype=np.int16), 0x9999, 7, 77)  # 2 s, there first
+    real = [(t + 0.3, p) for t, p in stream(np.zeros(4000, dtype=np.int16), 0x1234, 100, 5000)]
+    code = event_code("5")
+    events = [
+        (0.8 + 0.02 * i, bytes(RtpPacket(101, 125 + i, 9000, 0x1234, p, marker=i == 0)))
+        for i, p in enumerate(bytes(TelephoneEvent(code, i >= 5, 10, 160 * min(i + 1, 5)))
+                              for i in range(8))
+    ]  # fmt: skip
+    assert await digits_after(media, stray + real + events, caller) == "5"

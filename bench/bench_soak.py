@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.impair import PROFILES, ImpairStats  # noqa: E402
+from tests.impair import profile as parse_profile  # noqa: E402
 from tests.peers import port_bound  # noqa: E402
 from tests.telephony.impaired import (  # noqa: E402
     CODE_TREE,
@@ -351,10 +352,12 @@ def main() -> int:
     ap.add_argument("--no-baseline", action="store_true",
                     help="with --busy: skip the idle run first")
     ap.add_argument("--profiles", default="",
-                    help=f"'all' or a comma list of {', '.join(PROFILES)}")
+                    help=f"'all' or a comma list of {', '.join(PROFILES)}; join two "
+                    "with + (stray+jitter)")
     ap.add_argument("--profile-calls", type=int, default=1200)
     ap.add_argument("--campaign", type=int, default=0, help="campaign contacts (0: skip)")
-    ap.add_argument("--campaign-profile", default="clean", choices=list(PROFILES))
+    ap.add_argument("--campaign-profile", default="clean",
+                    help="a profile, or several joined by + (stray+jitter)")
     ap.add_argument("--seed", type=int, default=22)
     ap.add_argument("--limit", type=int, default=400, help="calls at once, at most")
     ap.add_argument("--keep", action="store_true", help="keep each run's work directory")
@@ -366,10 +369,12 @@ def main() -> int:
         return 2
     names = list(PROFILES) if args.profiles == "all" else \
         [p for p in args.profiles.split(",") if p]
-    unknown = [p for p in names if p not in PROFILES]
-    if unknown:
-        print(f"unknown profile(s) {', '.join(unknown)}: use {', '.join(PROFILES)} or all")
-        return 2
+    for spec in [*names, args.campaign_profile]:
+        try:
+            parse_profile(spec)
+        except KeyError as e:
+            print(e.args[0])
+            return 2
     if names and names[0] != "clean":
         names = ["clean", *[n for n in names if n != "clean"]]  # the baseline first
     runs: list[Run] = []

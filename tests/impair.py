@@ -28,11 +28,12 @@ import socket
 import struct
 import threading
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal, TypeVar, cast
 
 __all__ = [
     "PROFILES",
+    "profile",
     "LOSSLESS",
     "Profile",
     "Impairer",
@@ -92,6 +93,24 @@ PROFILES: dict[str, Profile] = {
     ]
 }
 LOSSLESS = [name for name, p in PROFILES.items() if p.lossless]
+
+
+def profile(spec: str) -> Profile:
+    """A profile by name, or several joined by ``+`` (``stray+jitter``): each part sets
+    the fields it changes from the defaults; a later part wins where two set one field."""
+    out = Profile(spec)
+    default = Profile("")
+    for part in spec.split("+"):
+        if part not in PROFILES:
+            raise KeyError(f"unknown profile {part!r}: use {', '.join(PROFILES)}, joined by +")
+        p = PROFILES[part]
+        changed = {
+            f.name: getattr(p, f.name)
+            for f in fields(Profile)
+            if f.name != "name" and getattr(p, f.name) != getattr(default, f.name)
+        }
+        out = replace(out, **changed)
+    return out
 
 
 @dataclass

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.impair import PROFILES, Impairer, MediaRelay, Profile, RelayLoop, judge
+from tests.impair import PROFILES, Impairer, MediaRelay, Profile, RelayLoop, judge, profile
 
 PTIME = 0.020
 
@@ -142,6 +142,17 @@ def test_carrier_mix_loses_little_and_delays_at_most_spike_plus_jitter() -> None
     assert 0 < imp.stats.dropped <= 40 and imp.stats.held > 0 and imp.stats.duplicated > 0
     delays = [when - (100.0 + header(p)[0] * PTIME) for when, p in out]
     assert max(delays) <= 0.100 + 0.020 + PTIME + 1e-9
+
+
+def test_profiles_compose_with_a_plus() -> None:
+    both = profile("stray+jitter")
+    assert both.stray and both.jitter_ms == 40 and both.name == "stray+jitter"
+    assert profile("spike150") == PROFILES["spike150"]
+    assert profile("carrier+spike80").spike_ms == 80  # the later part wins
+    with pytest.raises(KeyError, match="unknown profile 'netem'"):
+        profile("stray+netem")
+    out, imp = run(both, 500)
+    assert sorted(seqs(out)) == list(range(500)) and imp.stats.stray == 500
 
 
 def test_judge_tells_exact_short_and_wrong() -> None:

@@ -35,7 +35,7 @@ import numpy as np
 from autocall.audio import g711
 from autocall.audio.tones import dtmf, silence
 from autocall.campaign.store import Store
-from tests.impair import PROFILES, Impairer, ImpairStats, MediaRelay, Profile, RelayLoop, judge
+from tests.impair import Impairer, ImpairStats, MediaRelay, Profile, RelayLoop, judge, profile
 from tests.peers import Sipp
 
 HERE = Path(__file__).parent
@@ -313,9 +313,10 @@ IN_BAND = (1.9, 2.8)
 
 
 def aimed(name: str) -> Profile:
-    """The named profile, its first delay spike (if it has spikes) aimed at the in-band digits."""
-    profile = PROFILES[name]
-    return replace(profile, first_spike_s=IN_BAND) if profile.spike_ms else profile
+    """The named profile (``a+b`` joins two), its first delay spike, if it has spikes,
+    aimed at the in-band digits."""
+    chosen = profile(name)
+    return replace(chosen, first_spike_s=IN_BAND) if chosen.spike_ms else chosen
 
 
 # ---- a campaign that calls SIPp callees pressing the code --------------------------------

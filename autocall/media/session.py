@@ -13,7 +13,8 @@ Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
     async for d in media.digits(): ...           # Digit(digit, source, time, duration_ms)
     media.on_digit = callback                    # alternative to iterating (called first)
     media.on_audio = callback                    # every received 20 ms frame (int16), playout-paced
-    media.on_signal = callback                   # received audio in RTP order (detection, ASR)
+    media.on_signal = callback                   # received audio in RTP order (detection, ASR):
+                                                 # bursty, silence only for timestamp gaps
     media.inband_detection = False               # save CPU while no digits are expected
     media.report_digit("5", source="info")       # SIP INFO digits join the same stream
     media.record("call.wav"); media.stop_recording()  # stereo WAV: left = received, right = sent

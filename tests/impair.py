@@ -15,7 +15,8 @@ The profiles (:data:`PROFILES`) are the ones issue 22 names: delay spikes of 80 
 (every ~3 s, the held packets released at once: nothing lost, nothing reordered), uniform
 jitter of 0-40 ms (which reorders), 1 % random loss, bursty loss, 2 % duplicates, a stray
 second stream from the same source address (another SSRC, sequence and timestamp space,
-as when a previous call's tail reaches a reused port), and a carrier-like mix.
+as when a previous call's tail reaches a reused port; ``tail``: that stream is there
+before the caller's first packet), and a carrier-like mix. Profiles join with ``+``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class Profile:
     burst_leave: float = 1.0  # P(bad -> good) per packet; every packet in "bad" is lost
     duplicate: float = 0.0  # P(a packet is delivered twice)
     stray: bool = False  # a second stream from the same address, one packet per packet
+    # stray packets that come before the caller's first (a previous call's tail on the port)
+    stray_lead: int = 0
 
     @property
     def lossless(self) -> bool:
@@ -87,6 +90,7 @@ PROFILES: dict[str, Profile] = {
         Profile("burst", burst_enter=0.005, burst_leave=0.3),
         Profile("dup2", duplicate=0.02),
         Profile("stray", stray=True),
+        Profile("tail", stray=True, stray_lead=5),  # the stray stream is there first
         Profile(
             "carrier", spike_ms=100, spike_every_s=4.0, jitter_ms=20, loss=0.003, duplicate=0.005
         ),
@@ -185,10 +189,12 @@ class Impairer:
     def push(self, data: bytes, now: float) -> None:
         """A packet arrived at ``now``: drop it or queue it (and maybe a copy, a stray)."""
         self.stats.received += 1
+        if self.stats.received == 1:
+            for _ in range(self.profile.stray_lead):
+                self._queue_at(now, self._stray_packet())
+                self.stats.stray += 1
         self._pass(data, now)
-        if self.profile.stray:
-            # right behind the caller's packet, so the caller's stream is the one that
-            # starts first (a stream there before the call would be the lock's to keep)
+        if self.profile.stray:  # right behind the caller's packet
             self._queue_at(now, self._stray_packet())
             self.stats.stray += 1
 

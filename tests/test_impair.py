@@ -137,6 +137,13 @@ def test_the_stray_stream_is_another_ssrc_sequence_and_timestamp_space() -> None
     assert kinds[:6] == [False, True, False, True, False, True]
 
 
+def test_a_previous_calls_tail_comes_first_then_interleaves() -> None:
+    out, imp = run("tail", 100)
+    kinds = [header(p)[2] == 0x1234 for _, p in out]
+    assert kinds[:8] == [False] * 5 + [True, False, True]
+    assert imp.stats.stray == 105 and seqs(out) == list(range(100))
+
+
 def test_carrier_mix_loses_little_and_delays_at_most_spike_plus_jitter() -> None:
     out, imp = run("carrier", 6000)
     assert 0 < imp.stats.dropped <= 40 and imp.stats.held > 0 and imp.stats.duplicated > 0

@@ -42,7 +42,7 @@ def impaired(name: str, stats: ImpairStats) -> None:
     assert (stats.held >= CALLS) == (p.spike_ms > 0)  # holds happened, aimed at the tones
     assert (stats.dropped > 0) == (not p.lossless)
     assert (stats.duplicated > 0) == (p.duplicate > 0)
-    assert (stats.stray == stats.received) == p.stray
+    assert (stats.stray >= stats.received) == p.stray
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
@@ -51,7 +51,7 @@ def test_stored_codes_are_what_the_callers_sent(
 ) -> None:
     i = list(PROFILES).index(profile)
     base = 41000 + 20 * i  # this helper's ports: 41000-41999
-    relays = range(41400 + 30 * i, 41430 + 30 * i)
+    relays = range(41400 + 25 * i, 41425 + 25 * i)  # up to 41649
     # serve's own RTP ports from this range too (ignored by a serve that has no pool)
     monkeypatch.setenv("AUTOCALL_RTP_PORTS", "41700-41989")
     monkeypatch.setenv("AUTOCALL_RTP_QUARANTINE", "2")
@@ -107,7 +107,7 @@ def test_a_campaigns_stored_codes_are_what_the_callees_sent(
             ("127.0.0.1", base + 2),
             aimed(profile),
             seed=22,
-            media_ports=range(41670, 41700),
+            media_ports=range(41650, 41700),
             rewrite="requests",
         ) as proxy,
     ):

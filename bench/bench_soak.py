@@ -158,6 +158,12 @@ class Run:
     load_end: float = 0.0
     relay: ImpairStats | None = None
     seconds: float = 0.0
+    rss_after_plateau: tuple[int, int] = (0, 0)  # (min, max) KiB from the plateau on
+
+
+def after_plateau(samples: list[Sample], plateau: Sample | None) -> tuple[int, int]:
+    rss = [s.rss_kib for s in samples if plateau is not None and s.t >= plateau.t]
+    return (min(rss), max(rss)) if rss else (0, 0)
 
 
 def plateau_of(samples: list[Sample], t0: float, t1: float) -> tuple[Sample | None, str]:
@@ -257,6 +263,7 @@ def inbound(label: str, calls: int, rate: float, *, busy: bool, profile: str | N
                 run.load_end = os.getloadavg()[0]
                 run.seconds = t1 - t0
                 run.plateau, run.plateau_label = plateau_of(sampler.samples, t0, t1)
+                run.rss_after_plateau = after_plateau(sampler.samples, run.plateau)
                 run.sipp_ok, run.sipp_failed = sipp_counts(caller.workdir)
             if proxy is not None:
                 run.relay = proxy.stats
@@ -298,6 +305,7 @@ def campaign(calls: int, rate: float, *, profile: str, seed: int, busy: bool) ->
             run.load_end = os.getloadavg()[0]
             run.seconds = t1 - t0
             run.plateau, run.plateau_label = plateau_of(sampler.samples, t0, t1)
+            run.rss_after_plateau = after_plateau(sampler.samples, run.plateau)
             callee.stop()
             run.sipp_ok, run.sipp_failed = sipp_counts(work)
             run.relay = proxy.stats
@@ -333,8 +341,17 @@ def report(run: Run) -> None:
                 " plateau to end)"
     print(f"  memory: start {_mem(run.start)}, plateau [{run.plateau_label}] "
           f"{_mem(run.plateau)}, end {_mem(run.end)}{drift}")
+    low, high = run.rss_after_plateau
+    if run.plateau and high:
+        spread = 100 * max(high - run.plateau.rss_kib, run.plateau.rss_kib - low) / \
+            run.plateau.rss_kib
+        verdict = "flat" if spread <= 3.0 else "NOT flat"
+        print(f"  memory from the plateau on: {low / 1024:.1f}-{high / 1024:.1f} MiB, "
+              f"within {spread:.1f} % of the plateau: {verdict} (issue 22 asks ±3 %)")
+    back = "" if not (run.start and run.end) else \
+        (" (back to the start)" if run.end.fds <= run.start.fds else " (NOT back to the start)")
     print(f"  open files: start {_fds(run.start)}, plateau {_fds(run.plateau)}, "
-          f"end {_fds(run.end)}")
+          f"end {_fds(run.end)}{back}")
     print(f"  CPU per call: {run.cpu_per_call_ms:.1f} ms; load average (1 min) "
           f"{run.load_start:.2f} at start, {run.load_end:.2f} at end")
     if run.relay is not None:

@@ -20,6 +20,7 @@ from typing import Any
 from autocall.campaign.dialer import CallRequest, CallResult
 from autocall.campaign.model import CallStatus, Outcome
 from autocall.config import Settings
+from autocall.dialogue import loader
 from autocall.dialogue.schema import Tree
 from autocall.telephony.answer import Answered, run_answered, shared_pool
 from autocall.telephony.call import UserAgent
@@ -33,14 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def load_tree(path: str | Path) -> Tree:
-    """A prompt tree from YAML, with file:line errors from the dialogue loader."""
-    try:
-        from autocall.dialogue import loader
-    except ImportError:  # the loader is not in this build: plain validation
-        from ruamel.yaml import YAML
-
-        text = Path(path).read_text(encoding="utf-8")
-        return Tree.model_validate(YAML(typ="safe").load(text)).with_source(Path(path))
+    """A prompt tree from YAML through the safe reader, with file:line:col errors."""
     return loader.load(path)
 
 

@@ -33,6 +33,7 @@ from autocall.campaign.placer import RingingReporter, load_tree
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
 from autocall.dialogue.schema import Tree
+from autocall.dialogue.validate import validate_file
 from autocall.media.heap import freeze_startup_heap
 from autocall.telephony.answer import AmdOptions, Answered, OnMachine, run_answered, shared_pool
 from autocall.telephony.call import CallStatus, UserAgent
@@ -59,6 +60,18 @@ _err = Console(stderr=True, soft_wrap=True)
 def _usage(message: str) -> typer.Exit:
     _err.print(f"[red]error:[/] {message}")
     return typer.Exit(EXIT_USAGE)
+
+
+def _checked_tree(path: Path) -> Tree:
+    """The tree, only if the validator finds no error in it, its audio or its outcomes
+    (issue 12 item 11): a broken tree must not answer or dial anyone."""
+    report = validate_file(path)
+    if report.errors:
+        for problem in report.errors:
+            _err.print(escape(str(problem)))
+        raise _usage(escape(f"{path}: {len(report.errors)} error(s); fix them "
+                            f"(autocall prompts validate {path})"))
+    return load_tree(path)
 
 
 def informer_tree(*, say: str | None, lang: str, play: Path | None, repeat: int,
@@ -368,7 +381,7 @@ def register(app: typer.Typer) -> None:
         variables = _parse_vars(var or [])
         try:
             if tree_file is not None:
-                tree = load_tree(tree_file)
+                tree = _checked_tree(tree_file)
             else:
                 if play is not None and not play.is_file():
                     raise _usage(f"--play {play}: no such file")
@@ -455,7 +468,7 @@ def register(app: typer.Typer) -> None:
         """
         logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
         try:
-            tree = load_tree(tree_file)
+            tree = _checked_tree(tree_file)
             allow_list = AllowList(allow or [])
         except (OSError, ValueError) as exc:
             raise _usage(str(exc)) from exc

@@ -276,14 +276,21 @@ def run(
     try:
         if campaign.endswith((".yaml", ".yml")) and Path(campaign).exists():
             model = _load(Path(campaign))
-            import_campaign(store, model)
+            checked = check_campaign(model, Path(campaign))
+            _refuse_to_dial(model.name, checked.errors)
+            import_campaign(store, model, checked.lists)
             name = model.name
         else:
             name = campaign
-            store.campaign(name)
+            model = store.campaign(name)[0]
+            # Its lists were read at import; the tree and DNC files may have changed since.
+            _refuse_to_dial(name, preflight(model.model_copy(update={"contacts": []})))
     except StoreError as exc:
         store.close()
         raise _store_error(exc) from None
+    except typer.Exit:
+        store.close()
+        raise
     factory = _placer_factory(placer)
     # The dialer says once when the store goes away and comes back; stamina's line per
     # retry would fill the terminal during an outage.
@@ -303,6 +310,16 @@ def run(
                    f"answered, {final.done}/{final.total} contacts done")
     if code:
         raise typer.Exit(code)
+
+
+def _refuse_to_dial(name: str, problems: list[Problem]) -> None:
+    """Exit 1 with the findings if any is an error: an invalid campaign never dials."""
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        _print_problems(errors)
+        err.print(f"{safe(name)}: not dialing: {len(errors)} error(s) (autocall campaign "
+                  "validate shows them all)")
+        raise typer.Exit(1)
 
 
 class _Signals:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from autocall.audio.amd import AnsweredBy
 from autocall.dialogue.engine import (
     Action,
     CallerHangup,
@@ -130,9 +131,12 @@ class Simulator:
         recording_seconds: float = 8.0,
         on_step: Callable[[Step], None] | None = None,
         max_events: int = 10_000,
+        answered_by: AnsweredBy | None = None,
     ) -> None:
         self.tree = tree
-        self.engine = Engine(tree, dict(variables or {}))
+        # answered_by: as answering-machine detection would tell the engine ("machine":
+        # the greeting has ended, the tree's machine: node starts).
+        self.engine = Engine(tree, dict(variables or {}), answered_by=answered_by)
         self.now = start_time
         self.start_time = start_time
         self.webhook_stubs = dict(webhooks or {})

@@ -14,8 +14,10 @@ so no frame is lost or reordered.
   ``AmdConfig.beep_watch_ms`` of that decision (a short "Leave a message." greeting), the
   dialogue is stopped and the call is treated as the machine it is;
 - machine, ``on_machine="message"``: waits for the beep or the silence that ends the
-  greeting, then runs the dialogue (the message) — outcome ``left-message``;
-- machine, ``on_machine="hangup"``: outcome ``machine``, no dialogue;
+  greeting, then runs the dialogue (the message: a tree's ``machine:`` node, else its
+  start) — outcome ``left-message``;
+- machine, ``on_machine="hangup"``: outcome ``machine``, no dialogue (a tree's
+  ``machine:`` overrides the campaign's or the CLI's choice: ``AmdOptions.for_tree``);
 - fax: outcome ``fax``, no dialogue (never retried).
 
 The result carries ``answered_by`` for the call record (DESIGN.md §4) and the times of
@@ -27,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Literal, Protocol, TypeVar
 
 import numpy as np
@@ -73,6 +75,14 @@ class AmdOptions:
     def __post_init__(self) -> None:
         if self.on_machine not in ("message", "hangup"):
             raise ValueError(f"on_machine {self.on_machine!r}: use message or hangup")
+
+    def for_tree(self, tree_says: OnMachine | None) -> AmdOptions:
+        """These options for a tree whose ``machine:`` says ``tree_says``
+        (``dialogue.schema.machine_action``): the tree's word wins; a tree without
+        ``machine:`` (None) leaves ``on_machine`` as the campaign or the CLI set it."""
+        if tree_says is None or tree_says == self.on_machine:
+            return self
+        return replace(self, on_machine=tree_says)
 
 
 class AudioTap(Protocol):

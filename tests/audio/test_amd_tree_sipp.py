@@ -106,3 +106,88 @@ def test_a_person_hears_the_tree_from_start(tmp_path: Path) -> None:
     summary, _ = _call(tmp_path, audio)
     assert summary["answered_by"] == "human", summary
     assert summary["path"] == ["person", "done"], summary
+
+
+@pytest.mark.parametrize(
+    ("machine", "on_machine", "outcome", "path"),
+    [
+        # the tree leaves a message although the campaign says hang up on machines
+        ("voicemail", "hangup", "left-message", ["voicemail", "left"]),
+        # the tree's machine: node hangs up although the campaign says leave a message
+        ("gone", "message", "machine", []),
+    ],
+)
+async def test_a_campaign_follows_the_trees_machine_node(
+    tmp_path: Path, machine: str, on_machine: str, outcome: str, path: list[str]
+) -> None:
+    from ruamel.yaml import YAML
+
+    from autocall.campaign.contacts import import_campaign
+    from autocall.campaign.dialer import run_campaign
+    from autocall.campaign.model import Outcome, load_campaign
+    from autocall.campaign.placer import SipPlacer
+    from autocall.campaign.store import Store
+    from autocall.telephony.call import UserAgent
+
+    sip_port = 45110 if machine == "voicemail" else 45120
+    voicemail = np.concatenate(
+        [
+            _speech(GREETING),
+            np.zeros(3200, np.int16),
+            beep(900.0, 400.0, -12.0),
+            np.zeros(6 * RATE, np.int16),
+        ]
+    )
+    tree = TREE.replace("machine: voicemail", f"machine: {machine}")
+    (tmp_path / "tree.yaml").write_text(tree + "  gone:\n    hangup: machine\n")
+    (tmp_path / "contacts.csv").write_text("phone\n+12125550100\n")
+    campaign_yaml = {
+        "name": "amd-tree",
+        "tree": "tree.yaml",
+        "contacts": ["contacts.csv"],
+        "caller_ids": ["+12025550100"],
+        "window": {
+            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start": "00:00",
+            "end": "23:59:59.999999",
+            "override_legal_hours": True,
+        },
+        "channels": 1,
+        "ring_timeout": 5,
+        "retry": {"max_attempts": 1},
+        "amd": {"enabled": True, "on_machine": on_machine},
+    }
+    with open(tmp_path / "campaign.yaml", "w") as fh:
+        YAML().dump(campaign_yaml, fh)
+    campaign = load_campaign(tmp_path / "campaign.yaml")
+    store = Store(f"sqlite:///{tmp_path / 'amd.db'}")
+    import_campaign(store, campaign)
+    (tmp_path / "callee.ul").write_bytes(ulaw_encode(_line(voicemail)))
+    (tmp_path / "uas_amd.xml").write_text(
+        (SCENARIOS / "uas_answer_inband.xml").read_text().replace("inband.ul", "callee.ul")
+    )
+    peer = Sipp(
+        tmp_path / "uas_amd.xml", port=sip_port, media_port=sip_port + 2, timeout=40, cwd=tmp_path
+    )
+    peer.start()
+    ua = await UserAgent.start(bind_host="127.0.0.1", bind_port=sip_port + 5)
+    try:
+        placer = SipPlacer(
+            ua,
+            target=f"sip:sipp@127.0.0.1:{sip_port}",
+            tts_cache_dir=tmp_path / "tts",
+            recordings_dir=tmp_path / "rec",
+        )
+        await run_campaign(campaign.name, store, placer, poll=0.05)
+    finally:
+        await ua.close()
+        try:
+            rc, errors = peer.wait(15), peer.errors()
+        finally:
+            peer.stop()
+    assert rc == 0, errors
+    (attempt,) = store.attempts(campaign.name)
+    assert attempt.outcome is Outcome(outcome), attempt
+    assert attempt.variables.get("answered_by") == "machine", attempt
+    assert attempt.path == path, attempt
+    store.close()

@@ -162,6 +162,8 @@ class Simulator:
     def drive(self, next_input: InputSource) -> SimulationResult:
         """Run to the end, asking ``next_input`` whenever the tree waits for the caller."""
         engine = self.engine
+        if engine.answered_by is not None:
+            self._log("answered", _ANSWERED[engine.answered_by])
         self._apply(engine.start(self.now))
         events = 0
         while not engine.finished:
@@ -303,6 +305,14 @@ class Simulator:
         self.transcript.append(step)
         if self.on_step is not None:
             self.on_step(step)
+
+
+_ANSWERED: dict[AnsweredBy, str] = {
+    "human": "answered by a person",
+    "unknown": "answered, nobody spoke (AMD: unknown); the tree runs as for a person",
+    "machine": "answered by a machine; its greeting has ended (after the beep)",
+    "fax": "answered by a fax machine",
+}
 
 
 def _describe_collect(action: Collect) -> str:

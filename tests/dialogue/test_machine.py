@@ -146,6 +146,8 @@ def test_simulate_answered_by_on_the_command_line(write) -> None:
     assert done.exit_code == 0, done.output
     result = json.loads(done.stdout)
     assert result["path"] == ["voicemail", "left"] and result["outcome"] == "left-message"
+    assert result["transcript"][0]["kind"] == "answered"
+    assert "after the beep" in result["transcript"][0]["text"]
     bad = CliRunner().invoke(app, ["prompts", "simulate", str(tree), "--answered-by", "robot"])
     assert bad.exit_code == 2 and "human, machine, fax, unknown" in bad.output
     fax = CliRunner().invoke(app, ["prompts", "simulate", str(tree), "--answered-by", "fax"])

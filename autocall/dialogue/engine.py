@@ -68,7 +68,9 @@ State for the call record: ``engine.path`` (node ids in the order visited),
 Built-in outcomes: ``completed`` (a node without ``next``, or a bare ``hangup``),
 ``opt-out`` (the number joins the do-not-call list), ``transferred``,
 ``transfer-failed``, ``no-input``, ``invalid-input``, ``caller-hangup``, ``error`` (step
-limit hit: a loop that never waits for the caller); :data:`schema.BUILTIN_OUTCOMES`.
+limit hit: a loop that never waits for the caller), ``fax`` (``answered_by="fax"``), and
+``machine``/``left-message`` for a tree's ``machine:`` path to use (the campaign's record
+takes its AMD outcome from detection, not from the tree); :data:`schema.BUILTIN_OUTCOMES`.
 A tree's other ``hangup`` labels must be declared in its ``outcomes:`` (validate checks).
 """
 

@@ -21,7 +21,7 @@ from autocall.audio.amd import AnsweredBy
 from autocall.campaign.dialer import CallRequest, CallResult
 from autocall.campaign.model import CallStatus, Outcome
 from autocall.config import Settings
-from autocall.dialogue.schema import Tree, machine_action
+from autocall.dialogue.schema import Tree
 from autocall.telephony.answer import Answered, run_answered, shared_pool
 from autocall.telephony.call import UserAgent
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult
@@ -256,7 +256,7 @@ class SipPlacer:
                     call_facts=facts, max_seconds=self.max_call_seconds,
                     speech_model=self.speech_model, answered_by=answered_by).run()
             if request.amd is not None:  # the tree's machine: wins over amd.on_machine
-                options = request.amd.for_tree(machine_action(tree))
+                options = request.amd.for_tree(tree)
                 answered = await run_answered(call, shared_pool(), options, dialogue)
                 result = amd_call_result(call, answered, started)
                 told = answered.outcome or (answered.run.outcome if answered.run else None)

@@ -33,7 +33,7 @@ from autocall.audio.amd import AnsweredBy
 from autocall.campaign.placer import RingingReporter, load_tree
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
-from autocall.dialogue.schema import Tree, machine_action
+from autocall.dialogue.schema import Tree
 from autocall.media.heap import freeze_startup_heap
 from autocall.telephony.answer import AmdOptions, Answered, OnMachine, run_answered, shared_pool
 from autocall.telephony.call import CallStatus, UserAgent
@@ -156,7 +156,7 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
                 run = await dialogue()
             else:  # answering-machine detection first (issue 16); the tree's machine: wins
                 answered = await run_answered(
-                    call, shared_pool(), amd.for_tree(machine_action(tree)), dialogue)
+                    call, shared_pool(), amd.for_tree(tree), dialogue)
                 run = answered.run
             await call.hangup()
             await call.wait_ended(5.0)

@@ -46,6 +46,7 @@ from autocall.audio.amd import (
     AnsweredBy,
     result_of,
 )
+from autocall.dialogue.schema import Tree, machine_action
 
 __all__ = [
     "AMD_OUTCOMES",
@@ -76,13 +77,14 @@ class AmdOptions:
         if self.on_machine not in ("message", "hangup"):
             raise ValueError(f"on_machine {self.on_machine!r}: use message or hangup")
 
-    def for_tree(self, tree_says: OnMachine | None) -> AmdOptions:
-        """These options for a tree whose ``machine:`` says ``tree_says``
-        (``dialogue.schema.machine_action``): the tree's word wins; a tree without
-        ``machine:`` (None) leaves ``on_machine`` as the campaign or the CLI set it."""
-        if tree_says is None or tree_says == self.on_machine:
+    def for_tree(self, tree: Tree) -> AmdOptions:
+        """These options for ``tree``: its ``machine:`` wins (a message node: message; a
+        hangup node: hangup, see ``dialogue.schema.machine_action``); a tree without
+        ``machine:`` leaves ``on_machine`` as the campaign or the CLI set it."""
+        says = machine_action(tree)
+        if says is None or says == self.on_machine:
             return self
-        return replace(self, on_machine=tree_says)
+        return replace(self, on_machine=says)
 
 
 class AudioTap(Protocol):

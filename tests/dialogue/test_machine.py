@@ -100,12 +100,16 @@ def test_machine_action_tells_message_from_hangup(
 
 
 def test_the_trees_machine_word_overrides_on_machine_and_silence_keeps_it() -> None:
+    leaves = _tree()
+    hangs_up = _tree(TREE.replace("machine: voicemail", "machine: bye"))
+    silent = _tree(TREE.replace("machine: voicemail\n", ""))
     hangup = AmdOptions(on_machine="hangup")
-    assert hangup.for_tree("message").on_machine == "message"
-    assert hangup.for_tree(None) is hangup
+    assert hangup.for_tree(leaves).on_machine == "message"
+    assert hangup.for_tree(silent) is hangup
     message = AmdOptions(on_machine="message")
-    assert message.for_tree("hangup").on_machine == "hangup"
-    assert message.for_tree("hangup").config == message.config
+    assert message.for_tree(hangs_up).on_machine == "hangup"
+    assert message.for_tree(hangs_up).config == message.config
+    assert message.for_tree(silent) is message
 
 
 def test_simulator_and_cases_run_the_machine_path(write) -> None:

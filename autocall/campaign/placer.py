@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autocall.audio.amd import AnsweredBy
 from autocall.campaign.dialer import CallRequest, CallResult
 from autocall.campaign.model import CallStatus, Outcome
 from autocall.config import Settings
@@ -241,17 +242,16 @@ class SipPlacer:
             self.callbacks.send(key, "answered", number=request.number)
             facts = {"number": request.number, "callee": request.number,
                      "caller": request.caller_id, "call_id": str(getattr(call, "call_id", key))}
-            def dialogue(answered_by: str = "human") -> Any:
-                values = {**request.variables, **facts}
-                if request.amd is not None:  # a tree may branch on who it talks to
-                    values["answered_by"] = answered_by
+            def dialogue(answered_by: AnsweredBy | None = None) -> Any:
+                # the engine sets answered_by for the tree; "machine" starts at machine:
                 return CallRunner(
-                    call, tree, values, audio=self.audio,
+                    call, tree, {**request.variables, **facts}, audio=self.audio,
                     recordings_dir=self.recordings_dir, webhooks=self.webhooks,
                     call_facts=facts, max_seconds=self.max_call_seconds,
-                    speech_model=self.speech_model).run()
-            if request.amd is not None:
-                answered = await run_answered(call, shared_pool(), request.amd, dialogue)
+                    speech_model=self.speech_model, answered_by=answered_by).run()
+            if request.amd is not None:  # the tree's machine: wins over amd.on_machine
+                options = request.amd.for_tree(tree)
+                answered = await run_answered(call, shared_pool(), options, dialogue)
                 result = amd_call_result(call, answered, started)
                 told = answered.outcome or (answered.run.outcome if answered.run else None)
                 self.callbacks.send(key, "completed", call_status="completed", outcome=told,

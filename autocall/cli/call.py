@@ -29,6 +29,7 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from autocall.audio import check as audio_check
+from autocall.audio.amd import AnsweredBy
 from autocall.campaign.placer import RingingReporter, load_tree
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
@@ -160,15 +161,15 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             callbacks.send(call.call_id, "answered")
             facts = {"number": target, "callee": target, "caller": caller_id or "",
                      "call_id": call.call_id}
-            def dialogue(answered_by: str = "human") -> Any:
-                values = {**variables, **facts}
-                if amd is not None:  # a tree may branch on who it talks to
-                    values["answered_by"] = answered_by
-                return CallRunner(call, tree, values, call_facts=facts, audio=audio).run()
+            def dialogue(answered_by: AnsweredBy | None = None) -> Any:
+                # the engine sets answered_by for the tree; "machine" starts at machine:
+                return CallRunner(call, tree, {**variables, **facts}, call_facts=facts,
+                                  audio=audio, answered_by=answered_by).run()
             if amd is None:
                 run = await dialogue()
-            else:  # answering-machine detection first (issue 16)
-                answered = await run_answered(call, shared_pool(), amd, dialogue)
+            else:  # answering-machine detection first (issue 16); the tree's machine: wins
+                answered = await run_answered(
+                    call, shared_pool(), amd.for_tree(tree), dialogue)
                 run = answered.run
             await call.hangup()
             await call.wait_ended(5.0)

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from autocall.audio.amd import AnsweredBy
 from autocall.dialogue import graph as graph_mod
 from autocall.dialogue.loader import Document, Problem, TreeError, load_with_document, read
 from autocall.dialogue.schema import Tree, json_schema, spoken_prompts
@@ -335,6 +336,14 @@ def simulate(
     play: Annotated[
         bool, typer.Option("--play", help="Also play the prompts (TTS cache, sox 'play').")
     ] = False,
+    answered_by: Annotated[
+        str | None,
+        typer.Option(
+            "--answered-by",
+            help="What answering-machine detection found: human, machine (starts at the "
+            "tree's machine: node, as after the beep), fax (hangs up) or unknown.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Transcript and result as JSON.")] = False,
 ) -> None:
     """Walk a tree without a phone and show the prompts and the path taken.
@@ -344,8 +353,16 @@ def simulate(
 
     Example: autocall prompts simulate prompts/informer.yaml --var first_name=Ann --input 2,1
     """
+    who = _answered_by(answered_by)
     tree, doc = _load_document(file)
     variables = _variables(var or [])
+    if who == "machine" and tree.machine is None:
+        _err.print(
+            f"{file}: note: the tree has no machine: node, so a machine hears it from start "
+            "(a live call follows --on-machine / the campaign's amd.on_machine: message or "
+            "hangup)",
+            highlight=False,
+        )
     for i, name in enumerate(tree.contact_fields or []):
         if name not in variables and name not in tree.variables:
             line, column = doc.locate(["contact_fields", i])
@@ -370,6 +387,7 @@ def simulate(
         live_webhooks=live_webhooks,
         transfer_ok=not transfer_fails,
         on_step=show,
+        answered_by=who,
     )
     if inputs is not None:
         result = sim.run(parse_inputs(inputs))
@@ -392,6 +410,26 @@ def simulate(
         _print_result(result)
     if result.error:
         raise typer.Exit(1)
+
+
+_ANSWERED_BY: dict[str, AnsweredBy] = {
+    "human": "human",
+    "machine": "machine",
+    "fax": "fax",
+    "unknown": "unknown",
+}
+
+
+def _answered_by(value: str | None) -> AnsweredBy | None:
+    if value is None:
+        return None
+    if value not in _ANSWERED_BY:
+        _err.print(
+            f"--answered-by {value!r}: error: use one of {', '.join(_ANSWERED_BY)}",
+            highlight=False,
+        )
+        raise typer.Exit(2)
+    return _ANSWERED_BY[value]
 
 
 class _Player:

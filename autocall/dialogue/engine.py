@@ -5,9 +5,14 @@ test) feeds it events with the current time and carries out the actions it retur
 
 Contract
 --------
-``engine = Engine(tree, variables, max_steps=None)``
+``engine = Engine(tree, variables, max_steps=None, answered_by=None)``
     ``variables`` are the contact's fields and call facts (``number``, ``caller_id``…);
     they override the tree's ``variables`` defaults. All values are strings.
+    ``answered_by`` is what answering-machine detection found (``human``, ``machine``,
+    ``fax``, ``unknown``; None: no detection). It is set as the variable ``answered_by``;
+    on ``machine`` the walk starts at the tree's ``machine:`` node when it has one (the
+    driver starts the engine once the greeting has ended: after the beep), else at
+    ``start``; on ``fax`` the engine hangs up at once with outcome ``fax``.
 ``engine.start(now) -> list[Action]`` once, then ``engine.handle(event, now)`` for each
 event. ``now`` is Unix time in seconds (the ``hours`` verb reads the wall clock from it).
 
@@ -63,7 +68,9 @@ State for the call record: ``engine.path`` (node ids in the order visited),
 Built-in outcomes: ``completed`` (a node without ``next``, or a bare ``hangup``),
 ``opt-out`` (the number joins the do-not-call list), ``transferred``,
 ``transfer-failed``, ``no-input``, ``invalid-input``, ``caller-hangup``, ``error`` (step
-limit hit: a loop that never waits for the caller); :data:`schema.BUILTIN_OUTCOMES`.
+limit hit: a loop that never waits for the caller), ``fax`` (``answered_by="fax"``), and
+``machine``/``left-message`` for a tree's ``machine:`` path to use (the campaign's record
+takes its AMD outcome from detection, not from the tree); :data:`schema.BUILTIN_OUTCOMES`.
 A tree's other ``hangup`` labels must be declared in its ``outcomes:`` (validate checks).
 """
 
@@ -76,6 +83,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from autocall.audio.amd import AnsweredBy
 from autocall.dialogue.schema import (
     BranchNode,
     Condition,
@@ -257,11 +265,19 @@ class Engine:
     """Walks ``tree`` for one call. See the module docstring for the contract."""
 
     def __init__(
-        self, tree: Tree, variables: dict[str, str] | None = None, *, max_steps: int | None = None
+        self,
+        tree: Tree,
+        variables: dict[str, str] | None = None,
+        *,
+        max_steps: int | None = None,
+        answered_by: AnsweredBy | None = None,
     ) -> None:
         self.tree = tree
+        self.answered_by = answered_by
         self.variables: dict[str, str] = {k: _text(v) for k, v in tree.variables.items()}
         self.variables.update({k: _text(v) for k, v in (variables or {}).items()})
+        if answered_by is not None:  # a fact of the call: no contact field overrides it
+            self.variables["answered_by"] = answered_by
         self.max_steps = max_steps if max_steps is not None else tree.max_steps
         self.path: list[str] = []
         self.digits = ""
@@ -315,6 +331,10 @@ class Engine:
         if self.started:
             raise RuntimeError("Engine.start() called twice")
         self.started = True
+        if self.answered_by == "fax":  # nothing to say to a fax machine
+            return self._finish("fax")
+        if self.answered_by == "machine" and self.tree.machine is not None:
+            return self._goto(self.tree.machine, now)
         return self._goto(self.tree.start, now)
 
     def handle(self, event: Event, now: float) -> list[Action]:

@@ -67,6 +67,9 @@ def _summary(node: object, limit: int = 40) -> str:
 def to_mermaid(tree: Tree) -> str:
     ids = {node_id: f"n{i}" for i, node_id in enumerate(tree.nodes)}
     lines = ["flowchart TD", f"    start((start)) --> {ids.get(tree.start, 'missing')}"]
+    if tree.machine is not None:  # answering machine: enters here after the beep
+        entry = ids.get(tree.machine, "missing")
+        lines.append(f"    machine((machine)) -->|after the beep| {entry}")
     for node_id, node in tree.nodes.items():
         caption = _mermaid_text(f"{node_id}: {_verb(node)}\n{_summary(node)}".strip())
         nid = ids[node_id]
@@ -103,6 +106,11 @@ def to_dot(tree: Tree) -> str:
         '  "__start" [shape=point, width=0.15];',
         f'  "__start" -> "{_dot_text(tree.start)}";',
     ]
+    if tree.machine is not None:  # answering machine: enters here after the beep
+        lines += [
+            '  "__machine" [shape=point, width=0.15, xlabel="machine"];',
+            f'  "__machine" -> "{_dot_text(tree.machine)}" [label="after the beep"];',
+        ]
     for node_id, node in tree.nodes.items():
         verb = _verb(node)
         label = _dot_text(f"{node_id}\n{verb}: {_summary(node)}")

@@ -59,6 +59,10 @@ BUILTIN_OUTCOMES: tuple[str, ...] = (
     "invalid-input",
     "caller-hangup",
     "error",
+    # answering-machine detection (issue 16), spelled as the campaign's retry outcomes
+    "machine",
+    "left-message",
+    "fax",
 )
 """Outcome labels every tree may use; ``opt-out`` adds the number to the do-not-call list.
 
@@ -522,6 +526,12 @@ class Tree(_Model):
     voice: str | None = None
     timezone: str = "UTC"
     start: NodeId
+    machine: NodeId | None = Field(
+        None,
+        description="Where a call answered by a machine starts, once its greeting has ended "
+        "(after the beep): the voicemail message, or a hangup node to leave none. Unset: "
+        "the campaign's amd.on_machine (or `call --on-machine`) decides.",
+    )
     contact_fields: list[str] | None = Field(
         None, description="Fields every contact provides; checked against templates."
     )
@@ -572,6 +582,20 @@ class Tree(_Model):
         if candidate.is_absolute() or self._source is None:
             return candidate
         return self._source.parent / candidate
+
+
+def machine_action(tree: Tree) -> Literal["message", "hangup"] | None:
+    """What ``tree`` does on a machine: ``message`` (its ``machine:`` node plays after the
+    beep), ``hangup`` (that node hangs up at once, through gotos), None (no ``machine:``)."""
+    node_id = tree.machine
+    seen: set[str] = set()
+    while node_id is not None and node_id not in seen:
+        seen.add(node_id)
+        node = tree.nodes.get(node_id)
+        if isinstance(node, HangupNode):
+            return "hangup"
+        node_id = node.goto if isinstance(node, GotoNode) else None
+    return None if tree.machine is None else "message"
 
 
 def allowed_transfer_targets(tree: Tree) -> set[str]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from autocall.audio.amd import AnsweredBy
 from autocall.dialogue.engine import (
     Action,
     CallerHangup,
@@ -130,9 +131,12 @@ class Simulator:
         recording_seconds: float = 8.0,
         on_step: Callable[[Step], None] | None = None,
         max_events: int = 10_000,
+        answered_by: AnsweredBy | None = None,
     ) -> None:
         self.tree = tree
-        self.engine = Engine(tree, dict(variables or {}))
+        # answered_by: as answering-machine detection would tell the engine ("machine":
+        # the greeting has ended, the tree's machine: node starts).
+        self.engine = Engine(tree, dict(variables or {}), answered_by=answered_by)
         self.now = start_time
         self.start_time = start_time
         self.webhook_stubs = dict(webhooks or {})
@@ -158,6 +162,8 @@ class Simulator:
     def drive(self, next_input: InputSource) -> SimulationResult:
         """Run to the end, asking ``next_input`` whenever the tree waits for the caller."""
         engine = self.engine
+        if engine.answered_by is not None:
+            self._log("answered", _ANSWERED[engine.answered_by])
         self._apply(engine.start(self.now))
         events = 0
         while not engine.finished:
@@ -299,6 +305,14 @@ class Simulator:
         self.transcript.append(step)
         if self.on_step is not None:
             self.on_step(step)
+
+
+_ANSWERED: dict[AnsweredBy, str] = {
+    "human": "answered by a person",
+    "unknown": "answered, nobody spoke (AMD: unknown); the tree runs as for a person",
+    "machine": "answered by a machine; its greeting has ended (after the beep)",
+    "fax": "answered by a fax machine",
+}
 
 
 def _describe_collect(action: Collect) -> str:

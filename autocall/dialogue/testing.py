@@ -11,6 +11,9 @@ answers) and what must happen (path, outcome, variables, webhooks, prompts)::
         expect:
           path: [message, confirm, confirmed, done]
           outcome: confirmed
+      - name: voicemail
+        answered_by: machine        # human (default), machine, fax or unknown
+        expect: {path: [voicemail, left], outcome: left-message}
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from autocall.audio.amd import AnsweredBy
 from autocall.dialogue.loader import Document, Problem, TreeError, model_problems, read
 from autocall.dialogue.schema import Tree
 from autocall.dialogue.simulate import SimulationResult, Simulator, WebhookStub, parse_inputs
@@ -60,6 +64,11 @@ class Case(_Model):
     input: list[str | int] | str = Field(default_factory=list)
     webhooks: dict[str, StubSpec] = Field(default_factory=dict)
     transfer: Literal["ok", "fail"] = "ok"
+    answered_by: AnsweredBy | None = Field(
+        None,
+        description="Who answering-machine detection says answered: machine starts at the "
+        "tree's machine: node (after the beep), fax hangs up. Unset: no detection.",
+    )
     expect: Expect
 
     def tokens(self) -> list[str]:
@@ -173,7 +182,12 @@ def run_case(tree: Tree, case: Case, defaults: CasesFile | None = None) -> CaseR
     start = _timestamp(at or DEFAULT_AT, tree)
     stubs = {k: WebhookStub(v.status, v.body) for k, v in case.webhooks.items()}
     sim = Simulator(
-        tree, variables, start_time=start, webhooks=stubs, transfer_ok=case.transfer == "ok"
+        tree,
+        variables,
+        start_time=start,
+        webhooks=stubs,
+        transfer_ok=case.transfer == "ok",
+        answered_by=case.answered_by,
     )
     result = sim.run(case.tokens())
     return CaseResult(case.name, _compare(case.expect, result), result, default_time=at is None)

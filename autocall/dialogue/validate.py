@@ -5,7 +5,9 @@ wait for the caller, silent lines that loop forever, menus with no way out, audi
 files that are missing or cannot play (empty, corrupt, text, silent, over the upload limit),
 transfers to numbers the tree does not allow, malformed templates, and template fields the
 campaign's contacts do not provide (when their fields are known).
-Warnings do not fail: nodes no call can reach, fields the tree neither declares nor sets.
+Warnings do not fail: nodes no call can reach, fields the tree neither declares nor sets,
+and a ``machine:`` path (what an answering machine hears after its beep) that waits for
+keys, records or transfers: a machine does none of that.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None
     found: list[Problem] = []
     found.extend(_targets(tree, doc))
     found.extend(_reachability(tree, doc))
+    found.extend(_machine_path(tree, doc))
     found.extend(_silent_loops(tree, doc))
     found.extend(_silence_loops(tree, doc))
     found.extend(_no_way_out(tree, doc))
@@ -166,6 +169,10 @@ def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None
 def _targets(tree: Tree, doc: Document) -> Iterator[Problem]:
     if tree.start not in tree.nodes:
         yield doc.problem(["start"], "error", "dangling", _missing(tree, tree.start, "start"))
+    if tree.machine is not None and tree.machine not in tree.nodes:
+        yield doc.problem(
+            ["machine"], "error", "dangling", _missing(tree, tree.machine, "machine")
+        )
     for edge in edges(tree):
         if edge.target not in tree.nodes:
             yield doc.problem(edge.path, "error", "dangling", _missing(tree, edge.target, "target"))
@@ -201,16 +208,52 @@ def _reachable(graph: dict[str, list[str]], start: str) -> set[str]:
 def _reachability(tree: Tree, doc: Document) -> Iterator[Problem]:
     if tree.start not in tree.nodes:
         return
-    reached = _reachable(_graph(tree), tree.start)
+    graph = _graph(tree)
+    reached = _reachable(graph, tree.start)
+    roots = f"start {tree.start!r}"
+    if tree.machine is not None:  # a machine's call enters there
+        reached |= _reachable(graph, tree.machine)
+        roots += f" or machine {tree.machine!r}"
     for node_id in tree.nodes:
         if node_id not in reached:
             yield doc.problem(
                 ["nodes", node_id],
                 "warning",
                 "unreachable",
-                f"node {node_id!r} cannot be reached from start {tree.start!r}",
+                f"node {node_id!r} cannot be reached from {roots}",
                 key=True,
             )
+
+
+def _machine_path(tree: Tree, doc: Document) -> Iterator[Problem]:
+    """What an answering machine walks after its beep: it presses no key and says nothing
+    a tree should act on, so it follows only the ways a silent line goes."""
+    if tree.machine is None or tree.machine not in tree.nodes:
+        return
+    graph = _graph(tree)
+    silent = {n: _on_silence(tree, tree.nodes[n], targets) for n, targets in graph.items()}
+    for node_id in sorted(_reachable(silent, tree.machine), key=list(tree.nodes).index):
+        node = tree.nodes[node_id]
+        if isinstance(node, MenuNode | GatherNode):
+            kind = "menu" if isinstance(node, MenuNode) else "gather"
+            why = (
+                f"the machine path from machine {tree.machine!r} reaches {kind} {node_id!r}, "
+                "which waits for keys a machine never presses (the recording holds the "
+                "prompt and its retries); end the message with a hangup instead"
+            )
+        elif isinstance(node, RecordNode):
+            why = (
+                f"the machine path from machine {tree.machine!r} reaches record {node_id!r}, "
+                "which would record the answering machine; end the message with a hangup"
+            )
+        elif isinstance(node, TransferNode):
+            why = (
+                f"the machine path from machine {tree.machine!r} reaches transfer {node_id!r}: "
+                "an agent would be connected to a voicemail box"
+            )
+        else:
+            continue
+        yield doc.problem(["nodes", node_id], "warning", "machine", why, key=True)
 
 
 def _components(graph: dict[str, list[str]]) -> list[list[str]]:

@@ -14,8 +14,10 @@ so no frame is lost or reordered.
   ``AmdConfig.beep_watch_ms`` of that decision (a short "Leave a message." greeting), the
   dialogue is stopped and the call is treated as the machine it is;
 - machine, ``on_machine="message"``: waits for the beep or the silence that ends the
-  greeting, then runs the dialogue (the message) — outcome ``left-message``;
-- machine, ``on_machine="hangup"``: outcome ``machine``, no dialogue;
+  greeting, then runs the dialogue (the message: a tree's ``machine:`` node, else its
+  start) — outcome ``left-message``;
+- machine, ``on_machine="hangup"``: outcome ``machine``, no dialogue (a tree's
+  ``machine:`` overrides the campaign's or the CLI's choice: ``AmdOptions.for_tree``);
 - fax: outcome ``fax``, no dialogue (never retried).
 
 The result carries ``answered_by`` for the call record (DESIGN.md §4) and the times of
@@ -27,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Literal, Protocol, TypeVar
 
 import numpy as np
@@ -44,6 +46,7 @@ from autocall.audio.amd import (
     AnsweredBy,
     result_of,
 )
+from autocall.dialogue.schema import Tree, machine_action
 
 __all__ = [
     "AMD_OUTCOMES",
@@ -73,6 +76,15 @@ class AmdOptions:
     def __post_init__(self) -> None:
         if self.on_machine not in ("message", "hangup"):
             raise ValueError(f"on_machine {self.on_machine!r}: use message or hangup")
+
+    def for_tree(self, tree: Tree) -> AmdOptions:
+        """These options for ``tree``: its ``machine:`` wins (a message node: message; a
+        hangup node: hangup, see ``dialogue.schema.machine_action``); a tree without
+        ``machine:`` leaves ``on_machine`` as the campaign or the CLI set it."""
+        says = machine_action(tree)
+        if says is None or says == self.on_machine:
+            return self
+        return replace(self, on_machine=says)
 
 
 class AudioTap(Protocol):

@@ -37,6 +37,7 @@ import numpy.typing as npt
 import soundfile as sf
 
 from autocall.audio import convert
+from autocall.audio.amd import AnsweredBy
 from autocall.audio.check import prompt_pcm
 from autocall.audio.tones import beep
 from autocall.dialogue import engine as eng
@@ -192,10 +193,12 @@ class CallRunner:
         clock: Callable[[], float] = time.time,
         max_seconds: float = 3600.0,
         speech_model: Any = None,
+        answered_by: AnsweredBy | None = None,
     ) -> None:
         self.call = call
         self.tree = tree
-        self.engine = eng.Engine(tree, variables)
+        # answered_by (AMD): "machine" starts at the tree's machine: node (issue 16)
+        self.engine = eng.Engine(tree, variables, answered_by=answered_by)
         self.audio = audio or AudioCache(tts_cache_dir)
         self.recordings_dir = Path(recordings_dir)
         self.webhooks = webhooks or WebhookClient()

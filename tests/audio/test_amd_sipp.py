@@ -258,7 +258,7 @@ async def test_a_campaign_retries_machines_later_and_never_a_fax(tmp_path: Path)
         "+12125550102": (fax, 47120, 1, Outcome.FAX),
     }
     (tmp_path / "tree.yaml").write_text(
-        "name: amd\nstart: hello\nnodes:\n"
+        "name: amd\noutcomes: [done]\nstart: hello\nnodes:\n"
         "  hello: {say: 'This is a reminder from your dentist.', next: bye}\n"
         "  bye: {hangup: done}\n"
     )

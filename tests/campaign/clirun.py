@@ -17,7 +17,7 @@ from pathlib import Path
 from procs import STARTED
 
 TREE_TALK = (
-    "name: talk\nstart: talk\nnodes:\n  talk: {{pause: {talk}, next: bye}}\n"
+    "name: talk\noutcomes: [done]\nstart: talk\nnodes:\n  talk: {{pause: {talk}, next: bye}}\n"
     "  bye: {{hangup: done}}\n"
 )
 

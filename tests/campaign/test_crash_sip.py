@@ -25,7 +25,7 @@ from tests.peers import SCENARIOS, Sipp
 
 pytestmark = pytest.mark.peers
 
-TREE = "name: sip-crash\nstart: bye\nnodes:\n  bye: {hangup: done}\n"
+TREE = "name: sip-crash\noutcomes: [done]\nstart: bye\nnodes:\n  bye: {hangup: done}\n"
 SIPP_PORT = 28200
 
 

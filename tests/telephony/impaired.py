@@ -42,6 +42,7 @@ HERE = Path(__file__).parent
 SENT = "12345678"  # RFC 4733 1234 (SIPp's pcaps), then in-band 5678
 CODE_TREE = """\
 name: code
+outcomes: [done]
 start: ask
 nodes:
   ask:

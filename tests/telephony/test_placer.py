@@ -26,6 +26,7 @@ pytestmark = pytest.mark.peers
 
 TREE = """\
 name: placer-test
+outcomes: [chose-two]
 start: hello
 nodes:
   hello: {say: "Hello {first_name}.", next: menu}

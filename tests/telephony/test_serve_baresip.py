@@ -27,6 +27,7 @@ KAM, ROBOT, BOB, ALICE, CAROL = 30600, 30630, 30610, 30620, 30640
 
 TREE = f"""\
 name: switchboard
+outcomes: [informed]
 start: welcome
 transfer_targets: ["sip:bob@127.0.0.1:{BOB}"]
 nodes:

@@ -738,10 +738,11 @@ class MediaSession:
             return
         admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
         if admit.contested:
-            if pt == self._dtmf_pt:
-                self._receive_events(payload, ts, now)
-            elif pt in _DECODERS and (self._slot is not None or self._detector is not None):
-                self._contested(pt, ssrc, seq, ts, payload, now)
+            for cpt, cseq, cts, cpayload in admit.items:
+                if cpt == self._dtmf_pt:
+                    self._receive_events(cpayload, cts, now)
+                elif cpt in _DECODERS and (self._slot is not None or self._detector is not None):
+                    self._contested(cpt, ssrc, cseq, cts, cpayload, now)
             return
         if admit.new_source:
             self._new_source()

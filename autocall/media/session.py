@@ -214,6 +214,9 @@ class MediaSession:
         self._recorder: Recorder | None = None
         self._digit_queue: asyncio.Queue[Digit | None] = asyncio.Queue()
         self._last_digit: Digit | None = None
+        # The last in-band press reported: its digit, when, and the feeds that heard it
+        # (None: the latched stream's detector; an SSRC: a competing stream's).
+        self._heard: tuple[str, float, set[int | None]] | None = None
         self._silence: dict[int, bytes] = {
             pt: bytes([b]) * self.frame_samples for pt, b in _SILENCE_BYTE.items()
         }
@@ -826,7 +829,7 @@ class MediaSession:
             chunks = [self._zeros]
         for chunk in chunks:
             for ev in c.detector.feed(chunk):
-                self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+                self._report_inband(ev, c.ssrc)
 
     def _feed_signal(self, chunks: list[Samples] | tuple[Samples, ...]) -> None:
         """Timestamp-ordered received audio to the DTMF detector and `on_signal`."""
@@ -836,7 +839,7 @@ class MediaSession:
                 push(chunk)
             elif detector is not None:
                 for ev in detector.feed(chunk):
-                    self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+                    self._report_inband(ev, None)
             if tap is not None:
                 tap(chunk)
 
@@ -866,6 +869,26 @@ class MediaSession:
         self._contest = None
 
     def _on_inband(self, ev: Any) -> None:
+        self._report_inband(ev, None)
+
+    def _report_inband(self, ev: Any, feed: int | None) -> None:
+        """An in-band press from one feed: the latched stream's detector (``None``) or a
+        competing stream's (its SSRC). Each detector reports each press it hears once;
+        the same digit from a feed that has not reported the last press yet, within
+        `CROSS_SOURCE_WINDOW`, is that press heard on the other stream (a stream heard
+        twice, or a tone split when the latch moves to its challenger), not a new one.
+        A wrong stored code is worse than a missing digit (issue 22)."""
+        now = self._loop.time() if self._loop is not None else 0.0
+        heard = self._heard
+        if (
+            heard is not None
+            and heard[0] == ev.digit
+            and feed not in heard[2]
+            and now - heard[1] < CROSS_SOURCE_WINDOW
+        ):
+            heard[2].add(feed)
+            return
+        self._heard = (ev.digit, now, {feed})
         self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
 
     @staticmethod

@@ -136,3 +136,21 @@ async def test_jittered_caller_behind_a_stray_that_latched_first_keeps_every_dig
     stray = stream(noise, STRAY_SSRC, 40000, 3_000_000_000)
     assert await digits_after(media, real + stray, caller) == code
     assert media.stats().source_switches == 0
+
+
+# -- one press, two streams ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("copy_first", [False, True])
+async def test_a_press_heard_on_two_streams_is_reported_once(
+    call: tuple[MediaSession, socket.socket], copy_first: bool
+) -> None:
+    """A gateway that sends the caller's audio twice, the second copy under another SSRC
+    and timestamp space (or a latch that moves to the challenger in the middle of a
+    tone): the latched stream's detector and the competing stream's both hear each key.
+    Repeated keys with real pauses between them stay two presses."""
+    media, caller = call
+    code = "55667788"
+    real = stream(keys(code), CALLER_SSRC, 100, 5000, start=0.02 if copy_first else 0.0)
+    copy = stream(keys(code), STRAY_SSRC, 40000, 3_000_000_000, start=0.0 if copy_first else 0.03)
+    assert await digits_after(media, real + copy, caller) == code

@@ -114,6 +114,11 @@ _DETECTOR_TAIL = 15  # frames: the detector's 100 ms batch plus its release conf
 # Longer than the delivery holds that carriers' networks and busy hosts cause (issue 22:
 # 50-150 ms), so a held tone resumes where it stopped instead of being split in two.
 SIGNAL_IDLE = 0.25
+# ITU-T Q.24 (as in `autocall.media.reorder`): a pause of 40 ms or more separates two
+# digits; a shorter gap in the timestamps does not end a tone.
+_PAUSE = 320
+_SPLIT_TOLERANCE = 0.025  # s: the detector places a tone's edges within two 5 ms hops
+_BRIDGE_TTL = 2.0  # s: a split is reported within a few batches of the audio resuming
 _Rx = tuple[int, int, int, bytes]  # payload type, sequence number, timestamp, payload
 
 
@@ -217,6 +222,13 @@ class MediaSession:
         # The last in-band press reported: its digit, when, and the feeds that heard it
         # (None: the latched stream's detector; an SSRC: a competing stream's).
         self._heard: tuple[str, float, set[int | None]] | None = None
+        # Silence fed to the latched detector for an arrival pause (not a timestamp gap):
+        # samples since the last audio; then, once audio resumes with the timestamps
+        # saying the sender never paused, that silence (s) and until when it may have
+        # split a tone; and the last press the latched detector heard (digit, end in s).
+        self._fabricated = 0
+        self._bridge: tuple[float, float] | None = None
+        self._latched_last: tuple[str, float] | None = None
         self._silence: dict[int, bytes] = {
             pt: bytes([b]) * self.frame_samples for pt, b in _SILENCE_BYTE.items()
         }
@@ -608,6 +620,8 @@ class MediaSession:
             chunks = self._signal.pop(now)
             if chunks:
                 self._detector_tail = _DETECTOR_TAIL
+                if self._fabricated:
+                    self._resumed(now)
                 self._feed_signal(chunks)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
                 self._push_detect is not None or self._detector_tail > 0
@@ -617,6 +631,9 @@ class MediaSession:
                 # key at the very end of the audio (a call's own detector stops after
                 # that tail).
                 self._detector_tail -= 1
+                if not self._fabricated:
+                    self._signal.mark_idle()
+                self._fabricated += len(self._zeros)
                 self._feed_signal((self._zeros,))
             if self._contest is not None:
                 self._run_contest(now)
@@ -791,6 +808,7 @@ class MediaSession:
         self._rx_stats.reset()
         self._jitter.reset()
         self._contest = None
+        self._fabricated = 0  # another timestamp space: nothing to bridge
         chunks = self._signal.reset()
         if chunks and (self._push_detect or self._detector or self.on_signal):
             self._feed_signal(chunks)
@@ -849,6 +867,7 @@ class MediaSession:
             return
         if self.on_signal is None:
             self._signal.reset()  # not fed while detection was off: start from the next packet
+        self._latched_last = self._bridge = None  # a new detector: its times start again
         pool_of = getattr(self.engine, "detector_pool", None)
         if pool_of is not None:
             try:
@@ -871,6 +890,15 @@ class MediaSession:
     def _on_inband(self, ev: Any) -> None:
         self._report_inband(ev, None)
 
+    def _resumed(self, now: float) -> None:
+        """Audio comes again after silence fed for an arrival pause. If its timestamps
+        follow on (a gap shorter than a Q.24 pause), the sender never stopped: a tone the
+        silence cut in two is one press (see `_report_inband`)."""
+        gap = self._signal.resume_gap
+        if gap is not None and gap < _PAUSE:
+            self._bridge = ((self._fabricated + gap) / RATE, now + _BRIDGE_TTL)
+        self._fabricated = 0
+
     def _report_inband(self, ev: Any, feed: int | None) -> None:
         """An in-band press from one feed: the latched stream's detector (``None``) or a
         competing stream's (its SSRC). Each detector reports each press it hears once;
@@ -879,6 +907,20 @@ class MediaSession:
         twice, or a tone split when the latch moves to its challenger), not a new one.
         A wrong stored code is worse than a missing digit (issue 22)."""
         now = self._loop.time() if self._loop is not None else 0.0
+        if feed is None:
+            last, self._latched_last = self._latched_last, (ev.digit, ev.end)
+            bridge = self._bridge
+            if (
+                bridge is not None
+                and last is not None
+                and last[0] == ev.digit
+                and now < bridge[1]
+                and abs(ev.start - last[1] - bridge[0]) <= _SPLIT_TOLERANCE
+            ):
+                # The gap the detector heard is exactly the silence an arrival pause put
+                # there: the split follows the timestamps (none), not the arrivals.
+                self._bridge = None
+                return
         heard = self._heard
         if (
             heard is not None

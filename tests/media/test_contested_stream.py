@@ -154,3 +154,35 @@ async def test_a_press_heard_on_two_streams_is_reported_once(
     real = stream(keys(code), CALLER_SSRC, 100, 5000, start=0.02 if copy_first else 0.0)
     copy = stream(keys(code), STRAY_SSRC, 40000, 3_000_000_000, start=0.0 if copy_first else 0.03)
     assert await digits_after(media, real + copy, caller) == code
+
+
+# -- a delivery hold longer than the signal's idle time ------------------------------------
+
+
+def held(packets: list[Packet], start: float, length: float) -> list[Packet]:
+    """The network holds what is sent in [start, start + length) and then sends it at once."""
+    return [(start + length if start <= t < start + length else t, p) for t, p in packets]
+
+
+@pytest.mark.parametrize("hold_ms", [300, 450])
+async def test_a_hold_longer_than_the_idle_time_mid_tone_does_not_double_a_digit(
+    call: tuple[MediaSession, socket.socket], hold_ms: int
+) -> None:
+    """The timestamps say the tone went on: only a gap in them may split it (issue 22)."""
+    media, caller = call
+    code = "5858"
+    packets = stream(keys(code), CALLER_SSRC, 100, 5000)
+    # in the tone of the second key (0.3-0.4 s), 40 ms after it starts
+    packets = held(packets, 0.34, hold_ms / 1000)
+    assert await digits_after(media, packets, caller) == code
+
+
+@pytest.mark.parametrize("hold_at", [0.2, 0.24, 0.28])
+async def test_two_presses_with_a_long_hold_in_their_pause_stay_two(
+    call: tuple[MediaSession, socket.socket], hold_at: float
+) -> None:
+    """The first tone sounds 0.1-0.2 s, the second 0.3-0.4 s: the timestamps have a real
+    pause between them, so the silence of a 300 ms hold in it must not merge them."""
+    media, caller = call
+    packets = held(stream(keys("55"), CALLER_SSRC, 100, 5000), hold_at, 0.3)
+    assert await digits_after(media, packets, caller) == "55"

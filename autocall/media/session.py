@@ -61,7 +61,11 @@ Decisions:
   timeout if all end packets are lost; in-band digits come from the engine's shared
   `autocall.audio.dtmf.DtmfDetectorBank` (`autocall.media.detection`) over the
   jitter-buffered audio; the same digit from another source within
-  `CROSS_SOURCE_WINDOW` seconds is the same key press and is dropped.
+  `CROSS_SOURCE_WINDOW` seconds is the same key press and is dropped, and so is the
+  same in-band digit from the other stream's detector (latched or contested) that has
+  not reported that press yet. Silence fed for an arrival pause never makes two presses
+  of one tone: when the timestamps say the sender did not pause, the press that resumes
+  right after that silence is the one before it.
 - **DTMF sending** pauses the prompt; "rfc4733" falls back to "inband" when no
   telephone-event payload type was negotiated. ``send_dtmf`` returns the method used.
 """

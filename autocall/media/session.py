@@ -137,6 +137,51 @@ class Digit:
 
 
 @dataclass(slots=True, eq=False)
+class _Splits:
+    """One detector's guard against a tone split by silence fed for an arrival pause.
+
+    ``fabricated``: samples of such silence since the last audio; ``bridge``: once audio
+    resumed with the timestamps saying the sender never paused, that silence (s) and
+    until when it may have split a tone; ``last``: the detector's last press (digit, end
+    in the detector's seconds).
+    """
+
+    fabricated: int = 0
+    bridge: tuple[float, float] | None = None
+    last: tuple[str, float] | None = None
+
+    def silence(self, signal: ReorderBuffer, samples: int) -> None:
+        """``samples`` of silence go to the detector because nothing arrived."""
+        if not self.fabricated:
+            signal.mark_idle()
+        self.fabricated += samples
+
+    def resumed(self, signal: ReorderBuffer, now: float) -> None:
+        """Audio comes again. If its timestamps follow on (a gap shorter than a Q.24
+        pause), the sender never stopped: a tone the silence cut in two is one press."""
+        gap = signal.resume_gap
+        if self.fabricated and gap is not None and gap < _PAUSE:
+            self.bridge = ((self.fabricated + gap) / RATE, now + _BRIDGE_TTL)
+        self.fabricated = 0
+
+    def same_press(self, digit: str, start: float, end: float, now: float) -> bool:
+        """True if this press is the previous one resumed across such silence: the gap
+        the detector heard is exactly that silence (the split follows the timestamps)."""
+        last, self.last = self.last, (digit, end)
+        bridge = self.bridge
+        if (
+            bridge is None
+            or last is None
+            or last[0] != digit
+            or now >= bridge[1]
+            or abs(start - last[1] - bridge[0]) > _SPLIT_TOLERANCE
+        ):
+            return False
+        self.bridge = None
+        return True
+
+
+@dataclass(slots=True, eq=False)
 class _Contest:
     """In-band detection on a competing SSRC (see "Contested streams")."""
 
@@ -144,6 +189,7 @@ class _Contest:
     detector: Any
     signal: ReorderBuffer = field(default_factory=ReorderBuffer)
     tail: int = _DETECTOR_TAIL
+    splits: _Splits = field(default_factory=_Splits)
 
 
 @dataclass(slots=True, eq=False)
@@ -226,13 +272,7 @@ class MediaSession:
         # The last in-band press reported: its digit, when, and the feeds that heard it
         # (None: the latched stream's detector; an SSRC: a competing stream's).
         self._heard: tuple[str, float, set[int | None]] | None = None
-        # Silence fed to the latched detector for an arrival pause (not a timestamp gap):
-        # samples since the last audio; then, once audio resumes with the timestamps
-        # saying the sender never paused, that silence (s) and until when it may have
-        # split a tone; and the last press the latched detector heard (digit, end in s).
-        self._fabricated = 0
-        self._bridge: tuple[float, float] | None = None
-        self._latched_last: tuple[str, float] | None = None
+        self._splits = _Splits()  # the latched stream's detector
         self._silence: dict[int, bytes] = {
             pt: bytes([b]) * self.frame_samples for pt, b in _SILENCE_BYTE.items()
         }
@@ -624,8 +664,7 @@ class MediaSession:
             chunks = self._signal.pop(now)
             if chunks:
                 self._detector_tail = _DETECTOR_TAIL
-                if self._fabricated:
-                    self._resumed(now)
+                self._splits.resumed(self._signal, now)
                 self._feed_signal(chunks)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
                 self._push_detect is not None or self._detector_tail > 0
@@ -635,9 +674,7 @@ class MediaSession:
                 # key at the very end of the audio (a call's own detector stops after
                 # that tail).
                 self._detector_tail -= 1
-                if not self._fabricated:
-                    self._signal.mark_idle()
-                self._fabricated += len(self._zeros)
+                self._splits.silence(self._signal, len(self._zeros))
                 self._feed_signal((self._zeros,))
             if self._contest is not None:
                 self._run_contest(now)
@@ -812,7 +849,7 @@ class MediaSession:
         self._rx_stats.reset()
         self._jitter.reset()
         self._contest = None
-        self._fabricated = 0  # another timestamp space: nothing to bridge
+        self._splits.fabricated = 0  # another timestamp space: nothing to bridge
         chunks = self._signal.reset()
         if chunks and (self._push_detect or self._detector or self.on_signal):
             self._feed_signal(chunks)
@@ -843,15 +880,17 @@ class MediaSession:
         chunks = c.signal.pop(now)
         if chunks:
             c.tail = _DETECTOR_TAIL
+            c.splits.resumed(c.signal, now)
         elif c.signal.idle(now, SIGNAL_IDLE):
             if c.tail <= 0:
                 self._contest = None  # the competing stream stopped
                 return
             c.tail -= 1
+            c.splits.silence(c.signal, len(self._zeros))
             chunks = [self._zeros]
         for chunk in chunks:
             for ev in c.detector.feed(chunk):
-                self._report_inband(ev, c.ssrc)
+                self._report_inband(ev, c.ssrc, c.splits)
 
     def _feed_signal(self, chunks: list[Samples] | tuple[Samples, ...]) -> None:
         """Timestamp-ordered received audio to the DTMF detector and `on_signal`."""
@@ -861,7 +900,7 @@ class MediaSession:
                 push(chunk)
             elif detector is not None:
                 for ev in detector.feed(chunk):
-                    self._report_inband(ev, None)
+                    self._report_inband(ev, None, self._splits)
             if tap is not None:
                 tap(chunk)
 
@@ -871,7 +910,7 @@ class MediaSession:
             return
         if self.on_signal is None:
             self._signal.reset()  # not fed while detection was off: start from the next packet
-        self._latched_last = self._bridge = None  # a new detector: its times start again
+        self._splits = _Splits()  # a new detector: its times start again
         pool_of = getattr(self.engine, "detector_pool", None)
         if pool_of is not None:
             try:
@@ -892,18 +931,9 @@ class MediaSession:
         self._contest = None
 
     def _on_inband(self, ev: Any) -> None:
-        self._report_inband(ev, None)
+        self._report_inband(ev, None, self._splits)
 
-    def _resumed(self, now: float) -> None:
-        """Audio comes again after silence fed for an arrival pause. If its timestamps
-        follow on (a gap shorter than a Q.24 pause), the sender never stopped: a tone the
-        silence cut in two is one press (see `_report_inband`)."""
-        gap = self._signal.resume_gap
-        if gap is not None and gap < _PAUSE:
-            self._bridge = ((self._fabricated + gap) / RATE, now + _BRIDGE_TTL)
-        self._fabricated = 0
-
-    def _report_inband(self, ev: Any, feed: int | None) -> None:
+    def _report_inband(self, ev: Any, feed: int | None, splits: _Splits) -> None:
         """An in-band press from one feed: the latched stream's detector (``None``) or a
         competing stream's (its SSRC). Each detector reports each press it hears once;
         the same digit from a feed that has not reported the last press yet, within
@@ -911,20 +941,8 @@ class MediaSession:
         twice, or a tone split when the latch moves to its challenger), not a new one.
         A wrong stored code is worse than a missing digit (issue 22)."""
         now = self._loop.time() if self._loop is not None else 0.0
-        if feed is None:
-            last, self._latched_last = self._latched_last, (ev.digit, ev.end)
-            bridge = self._bridge
-            if (
-                bridge is not None
-                and last is not None
-                and last[0] == ev.digit
-                and now < bridge[1]
-                and abs(ev.start - last[1] - bridge[0]) <= _SPLIT_TOLERANCE
-            ):
-                # The gap the detector heard is exactly the silence an arrival pause put
-                # there: the split follows the timestamps (none), not the arrivals.
-                self._bridge = None
-                return
+        if splits.same_press(ev.digit, ev.start, ev.end, now):
+            return
         heard = self._heard
         if (
             heard is not None

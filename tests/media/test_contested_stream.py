@@ -186,3 +186,17 @@ async def test_two_presses_with_a_long_hold_in_their_pause_stay_two(
     media, caller = call
     packets = held(stream(keys("55"), CALLER_SSRC, 100, 5000), hold_at, 0.3)
     assert await digits_after(media, packets, caller) == "55"
+
+
+async def test_a_long_hold_mid_tone_on_the_competing_stream_does_not_double_a_digit(
+    call: tuple[MediaSession, socket.socket],
+) -> None:
+    """The stray holds the latch (it came first) and goes on through the hold; the
+    caller's stream, heard by the competing stream's detector, is held for 300 ms."""
+    media, caller = call
+    code = "5858"
+    real = held(stream(keys(code), CALLER_SSRC, 100, 5000, start=0.1), 0.44, 0.3)
+    noise = beep(300, 1000 * len(keys(code)) // 8000 + 500, -30)
+    stray = stream(noise, STRAY_SSRC, 40000, 3_000_000_000)
+    assert await digits_after(media, real + stray, caller) == code
+    assert media.stats().source_switches == 0

@@ -200,3 +200,20 @@ async def test_a_long_hold_mid_tone_on_the_competing_stream_does_not_double_a_di
     stray = stream(noise, STRAY_SSRC, 40000, 3_000_000_000)
     assert await digits_after(media, real + stray, caller) == code
     assert media.stats().source_switches == 0
+
+
+async def test_a_stray_that_takes_over_after_a_long_hold_mid_tone_does_not_double_a_digit(
+    call: tuple[MediaSession, socket.socket],
+) -> None:
+    """The caller holds the latch; a 300 ms hold of both streams mid-tone, then the held
+    stray packets come first (they were not delayed by jitter): the stray takes the latch
+    over, and the rest of the tone is heard by the competing stream's detector."""
+    media, caller = call
+    code = "5858"
+    real = stream(keys(code), CALLER_SSRC, 100, 5000)
+    noise = beep(300, 1000 * len(keys(code)) // 8000, -30)
+    stray = [(t + 0.005, p) for t, p in stream(noise, STRAY_SSRC, 40000, 3_000_000_000)]
+    real = held(real, 0.34, 0.3)
+    stray = [(0.639 if 0.34 <= t < 0.64 else t, p) for t, p in stray]  # held, first
+    assert await digits_after(media, real + stray, caller) == code
+    assert media.stats().source_switches == 1

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from autocall.audio import g711
 from autocall.audio.tones import beep, dtmf
 from autocall.media import Digit, MediaEngine, MediaSession
+from autocall.media.reorder import ReorderBuffer
 from autocall.media.rtp import RtpPacket
 from autocall.media.source import SourceValidator
 
@@ -61,6 +62,27 @@ def test_every_packet_of_a_reordered_challenger_is_shown_once(
     assert validator.ssrc == STRAY_SSRC
     # the first packet may be seen before the caller is steady: held, then shown with it
     assert sorted(shown) == list(range(len(jitter)))
+
+
+@given(gap=st.integers(0, 3000), late=st.booleans())
+def test_the_reorder_buffer_says_what_gap_the_timestamps_put_before_resumed_audio(
+    gap: int, late: bool
+) -> None:
+    """After `mark_idle` (an arrival pause), ``resume_gap`` is the silence the sender's
+    timestamps put before the next audio (capped like any gap), whatever the arrivals."""
+    rb = ReorderBuffer()
+    tone = np.ones(160, dtype=np.int16)
+    for i in range(3):
+        rb.push(i, 160 * i, tone, FRAME * i)
+    rb.pop(0.05)
+    rb.mark_idle()
+    assert rb.resume_gap is None
+    arrival = 1.0 if late else 0.06
+    if late:  # the next packet is held back: the one after it comes first
+        rb.push(4, 640 + gap, tone, arrival)
+    rb.push(3, 480 + gap, tone, arrival)
+    rb.pop(arrival)
+    assert rb.resume_gap == min(gap, rb.max_gap)
 
 
 # -- a live session over UDP --------------------------------------------------------------

@@ -74,6 +74,17 @@ SERVE_PORT, PROXY_PORT, SIPP_PORT, SIPP_MEDIA = 41200, 41201, 41202, 41204
 CAMPAIGN_PROXY, CALLEE_PORT, CALLEE_MEDIA, DIALER_PORT = 41220, 41222, 41224, 41232
 RELAY_PORTS = range(41700, 41990)
 PLATEAU_S = 120.0
+
+
+def use_ports(base: int) -> None:
+    """Move every port the run binds to ``base`` .. ``base + 799`` (a helper's range)."""
+    global SERVE_PORT, PROXY_PORT, SIPP_PORT, SIPP_MEDIA
+    global CAMPAIGN_PROXY, CALLEE_PORT, CALLEE_MEDIA, DIALER_PORT, RELAY_PORTS
+    SERVE_PORT, PROXY_PORT, SIPP_PORT, SIPP_MEDIA = base, base + 1, base + 2, base + 4
+    CAMPAIGN_PROXY, CALLEE_PORT, CALLEE_MEDIA = base + 20, base + 22, base + 24
+    DIALER_PORT = base + 32
+    RELAY_PORTS = range(base + 500, base + 790)
+
 KEEP = False  # --keep: leave each run's directory (logs, records, SIPp's errors) behind
 
 
@@ -378,9 +389,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=22)
     ap.add_argument("--limit", type=int, default=400, help="calls at once, at most")
     ap.add_argument("--keep", action="store_true", help="keep each run's work directory")
+    ap.add_argument("--port-base", type=int, default=41200,
+                    help="first of the 800 ports (SIP, SIPp media, relays) the run uses")
     args = ap.parse_args()
     global KEEP
     KEEP = args.keep
+    use_ports(args.port_base)
     if os.geteuid() != 0:
         print("bench_soak needs root: SIPp plays the RFC 4733 pcaps through a raw socket")
         return 2

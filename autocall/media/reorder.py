@@ -62,6 +62,10 @@ class ReorderBuffer:
         self._gave_up: deque[int] = deque(maxlen=64)  # sequence numbers skipped lately
         self.skipped = 0  # packets never arrived within the window
         self.released = 0  # samples passed on, silence included
+        # Set by `mark_idle`: the timestamp gap (samples of silence passed on) before the
+        # first audio released after it; None until that audio comes.
+        self.resume_gap: int | None = None
+        self._watch = False
 
     def reset(self) -> list[Samples]:
         """A new source starts: release what is held (holes closed up), then forget."""
@@ -75,7 +79,15 @@ class ReorderBuffer:
         self._next_ts = 0
         self._last_arrival = None
         self._gave_up.clear()
+        self._watch = False
         return out
+
+    def mark_idle(self) -> None:
+        """The caller fills an arrival pause with silence from now on: note in
+        ``resume_gap`` how much silence the *timestamps* put before the audio that comes
+        next (0: the sender never paused, whatever the arrival times said)."""
+        self._watch = True
+        self.resume_gap = None
 
     def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
         """One packet's decoded audio with its sequence number, timestamp and arrival."""
@@ -92,6 +104,8 @@ class ReorderBuffer:
             return
         if es == self._next_seq and not self._held and ets == self._next_ts:
             # In sequence, nothing waiting, no gap: ready at once (the common case).
+            if self._watch:
+                self._watch, self.resume_gap = False, 0
             self._ready.append(samples)
             self.released += len(samples)
             self._next_seq = es + 1
@@ -144,14 +158,17 @@ class ReorderBuffer:
     def _emit(self, out: list[Samples], es: int, *, skipped: bool) -> None:
         ets, samples, _ = self._held.pop(es)
         end = ets + len(samples)
+        silent = 0
         if self._next_seq is not None:
             gap = ets - self._next_ts
             if gap > 0 and not (skipped and gap <= self.bridge):
-                silence = np.zeros(min(gap, self.max_gap), dtype=np.int16)
-                out.append(silence)
-                self.released += len(silence)
+                silent = min(gap, self.max_gap)
+                out.append(np.zeros(silent, dtype=np.int16))
+                self.released += silent
             elif gap < 0:
                 samples = samples[-gap:]  # overlaps what was passed on already
+        if self._watch:
+            self._watch, self.resume_gap = False, silent
         if len(samples):
             out.append(samples)
             self.released += len(samples)

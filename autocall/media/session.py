@@ -61,7 +61,11 @@ Decisions:
   timeout if all end packets are lost; in-band digits come from the engine's shared
   `autocall.audio.dtmf.DtmfDetectorBank` (`autocall.media.detection`) over the
   jitter-buffered audio; the same digit from another source within
-  `CROSS_SOURCE_WINDOW` seconds is the same key press and is dropped.
+  `CROSS_SOURCE_WINDOW` seconds is the same key press and is dropped, and so is the
+  same in-band digit from the other stream's detector (latched or contested) that has
+  not reported that press yet. Silence fed for an arrival pause never makes two presses
+  of one tone: when the timestamps say the sender did not pause, the press that resumes
+  right after that silence is the one before it.
 - **DTMF sending** pauses the prompt; "rfc4733" falls back to "inband" when no
   telephone-event payload type was negotiated. ``send_dtmf`` returns the method used.
 """
@@ -114,6 +118,11 @@ _DETECTOR_TAIL = 15  # frames: the detector's 100 ms batch plus its release conf
 # Longer than the delivery holds that carriers' networks and busy hosts cause (issue 22:
 # 50-150 ms), so a held tone resumes where it stopped instead of being split in two.
 SIGNAL_IDLE = 0.25
+# ITU-T Q.24 (as in `autocall.media.reorder`): a pause of 40 ms or more separates two
+# digits; a shorter gap in the timestamps does not end a tone.
+_PAUSE = 320
+_SPLIT_TOLERANCE = 0.025  # s: the detector places a tone's edges within two 5 ms hops
+_BRIDGE_TTL = 2.0  # s: a split is reported within a few batches of the audio resuming
 _Rx = tuple[int, int, int, bytes]  # payload type, sequence number, timestamp, payload
 
 
@@ -128,6 +137,51 @@ class Digit:
 
 
 @dataclass(slots=True, eq=False)
+class _Splits:
+    """One detector's guard against a tone split by silence fed for an arrival pause.
+
+    ``fabricated``: samples of such silence since the last audio; ``bridge``: once audio
+    resumed with the timestamps saying the sender never paused, that silence (s) and
+    until when it may have split a tone; ``last``: the detector's last press (digit, end
+    in the detector's seconds).
+    """
+
+    fabricated: int = 0
+    bridge: tuple[float, float] | None = None
+    last: tuple[str, float] | None = None
+
+    def silence(self, signal: ReorderBuffer, samples: int) -> None:
+        """``samples`` of silence go to the detector because nothing arrived."""
+        if not self.fabricated:
+            signal.mark_idle()
+        self.fabricated += samples
+
+    def resumed(self, signal: ReorderBuffer, now: float) -> None:
+        """Audio comes again. If its timestamps follow on (a gap shorter than a Q.24
+        pause), the sender never stopped: a tone the silence cut in two is one press."""
+        gap = signal.resume_gap
+        if self.fabricated and gap is not None and gap < _PAUSE:
+            self.bridge = ((self.fabricated + gap) / RATE, now + _BRIDGE_TTL)
+        self.fabricated = 0
+
+    def same_press(self, digit: str, start: float, end: float, now: float) -> bool:
+        """True if this press is the previous one resumed across such silence: the gap
+        the detector heard is exactly that silence (the split follows the timestamps)."""
+        last, self.last = self.last, (digit, end)
+        bridge = self.bridge
+        if (
+            bridge is None
+            or last is None
+            or last[0] != digit
+            or now >= bridge[1]
+            or abs(start - last[1] - bridge[0]) > _SPLIT_TOLERANCE
+        ):
+            return False
+        self.bridge = None
+        return True
+
+
+@dataclass(slots=True, eq=False)
 class _Contest:
     """In-band detection on a competing SSRC (see "Contested streams")."""
 
@@ -135,6 +189,7 @@ class _Contest:
     detector: Any
     signal: ReorderBuffer = field(default_factory=ReorderBuffer)
     tail: int = _DETECTOR_TAIL
+    splits: _Splits = field(default_factory=_Splits)
 
 
 @dataclass(slots=True, eq=False)
@@ -214,6 +269,10 @@ class MediaSession:
         self._recorder: Recorder | None = None
         self._digit_queue: asyncio.Queue[Digit | None] = asyncio.Queue()
         self._last_digit: Digit | None = None
+        # The last in-band press reported: its digit, when, and the feeds that heard it
+        # (None: the latched stream's detector; an SSRC: a competing stream's).
+        self._heard: tuple[str, float, set[int | None]] | None = None
+        self._splits = _Splits()  # the latched stream's detector
         self._silence: dict[int, bytes] = {
             pt: bytes([b]) * self.frame_samples for pt, b in _SILENCE_BYTE.items()
         }
@@ -605,6 +664,7 @@ class MediaSession:
             chunks = self._signal.pop(now)
             if chunks:
                 self._detector_tail = _DETECTOR_TAIL
+                self._splits.resumed(self._signal, now)
                 self._feed_signal(chunks)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
                 self._push_detect is not None or self._detector_tail > 0
@@ -614,6 +674,7 @@ class MediaSession:
                 # key at the very end of the audio (a call's own detector stops after
                 # that tail).
                 self._detector_tail -= 1
+                self._splits.silence(self._signal, len(self._zeros))
                 self._feed_signal((self._zeros,))
             if self._contest is not None:
                 self._run_contest(now)
@@ -738,10 +799,11 @@ class MediaSession:
             return
         admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
         if admit.contested:
-            if pt == self._dtmf_pt:
-                self._receive_events(payload, ts, now)
-            elif pt in _DECODERS and (self._slot is not None or self._detector is not None):
-                self._contested(pt, ssrc, seq, ts, payload, now)
+            for cpt, cseq, cts, cpayload in admit.items:
+                if cpt == self._dtmf_pt:
+                    self._receive_events(cpayload, cts, now)
+                elif cpt in _DECODERS and (self._slot is not None or self._detector is not None):
+                    self._contested(cpt, ssrc, cseq, cts, cpayload, now)
             return
         if admit.new_source:
             self._new_source()
@@ -787,6 +849,7 @@ class MediaSession:
         self._rx_stats.reset()
         self._jitter.reset()
         self._contest = None
+        self._splits.fabricated = 0  # another timestamp space: nothing to bridge
         chunks = self._signal.reset()
         if chunks and (self._push_detect or self._detector or self.on_signal):
             self._feed_signal(chunks)
@@ -817,15 +880,17 @@ class MediaSession:
         chunks = c.signal.pop(now)
         if chunks:
             c.tail = _DETECTOR_TAIL
+            c.splits.resumed(c.signal, now)
         elif c.signal.idle(now, SIGNAL_IDLE):
             if c.tail <= 0:
                 self._contest = None  # the competing stream stopped
                 return
             c.tail -= 1
+            c.splits.silence(c.signal, len(self._zeros))
             chunks = [self._zeros]
         for chunk in chunks:
             for ev in c.detector.feed(chunk):
-                self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+                self._report_inband(ev, c.ssrc, c.splits)
 
     def _feed_signal(self, chunks: list[Samples] | tuple[Samples, ...]) -> None:
         """Timestamp-ordered received audio to the DTMF detector and `on_signal`."""
@@ -835,7 +900,7 @@ class MediaSession:
                 push(chunk)
             elif detector is not None:
                 for ev in detector.feed(chunk):
-                    self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+                    self._report_inband(ev, None, self._splits)
             if tap is not None:
                 tap(chunk)
 
@@ -845,6 +910,7 @@ class MediaSession:
             return
         if self.on_signal is None:
             self._signal.reset()  # not fed while detection was off: start from the next packet
+        self._splits = _Splits()  # a new detector: its times start again
         pool_of = getattr(self.engine, "detector_pool", None)
         if pool_of is not None:
             try:
@@ -865,6 +931,28 @@ class MediaSession:
         self._contest = None
 
     def _on_inband(self, ev: Any) -> None:
+        self._report_inband(ev, None, self._splits)
+
+    def _report_inband(self, ev: Any, feed: int | None, splits: _Splits) -> None:
+        """An in-band press from one feed: the latched stream's detector (``None``) or a
+        competing stream's (its SSRC). Each detector reports each press it hears once;
+        the same digit from a feed that has not reported the last press yet, within
+        `CROSS_SOURCE_WINDOW`, is that press heard on the other stream (a stream heard
+        twice, or a tone split when the latch moves to its challenger), not a new one.
+        A wrong stored code is worse than a missing digit (issue 22)."""
+        now = self._loop.time() if self._loop is not None else 0.0
+        if splits.same_press(ev.digit, ev.start, ev.end, now):
+            return
+        heard = self._heard
+        if (
+            heard is not None
+            and heard[0] == ev.digit
+            and feed not in heard[2]
+            and now - heard[1] < CROSS_SOURCE_WINDOW
+        ):
+            heard[2].add(feed)
+            return
+        self._heard = (ev.digit, now, {feed})
         self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
 
     @staticmethod

@@ -49,7 +49,8 @@ class Admit(Generic[T]):
     """What `SourceValidator.check` lets through: ``items`` in order; ``new_source`` when
     they are the first of a newly latched source (reset per-source state first);
     ``contested`` for a packet of a steady challenger, ignored while the latched source
-    lives (a caller may look at it all the same, see `MediaSession`)."""
+    lives (a caller may look at it all the same, see `MediaSession`): ``items`` are then
+    that challenger's packets not shown before (the ones held on probation, this one)."""
 
     items: tuple[T, ...] = ()
     new_source: bool = False
@@ -65,6 +66,7 @@ class _Probe(Generic[T]):
     seen: float
     run: int = 1
     held: list[T] = field(default_factory=list)
+    steady: bool = False  # passed probation once; stays so while it keeps to its space
 
 
 def _seq_delta(a: int, b: int) -> int:
@@ -132,15 +134,20 @@ class SourceValidator(Generic[T]):
         if ssrc == self.ssrc:
             return self._latched(seq, ts, now, item)
         probe = self._probe(ssrc, seq, ts, now, item)
-        if probe is None or probe.run < self.min_sequential:
+        if probe is None or not probe.steady:
             if self.ssrc is not None:
                 self.ignored += 1
             return Admit()
         if self.ssrc is not None:
             if now - self._alive < self.stale:
                 self.ignored += 1
+                # A contested packet goes on to the caller's look at the challenger
+                # (`MediaSession`): with the packets held on probation the first time,
+                # so that look misses none of them (issue 22: the caller's stream, made
+                # late and reordered by jitter, is the challenger of a stray stream).
+                held = tuple(probe.held)
                 probe.held.clear()  # only the packets that complete a take-over are passed on
-                return Admit(contested=True)
+                return Admit(held, contested=True)
             self.switches += 1
             items: tuple[T, ...] = (item,)
         else:
@@ -168,8 +175,15 @@ class SourceValidator(Generic[T]):
             return probe
         if d == 1:
             probe.run += 1
+        elif probe.steady and 0 < d < MAX_DROPOUT:
+            # A steady source whose packets were reordered on the way (a later one came
+            # first): it stays steady, as a latched source would (A.1's in-order rule
+            # with MAX_DROPOUT), and the run goes on from the newest.
+            probe.run += 1
         else:
             probe.run = 1  # a gap: the run starts again (what is held stays, bounded)
+            probe.steady = False
+        probe.steady = probe.steady or probe.run >= self.min_sequential
         probe.seq, probe.ts, probe.seen = seq, ts, now
         probe.held.append(item)
         del probe.held[:-_HELD]

@@ -70,6 +70,8 @@ def run_signal(
             seq = (1000 + i) % 65536 if ssrc == 0xCA11 else (30_000 + i) % 65536
             ts = (2**32 - 800 + 160 * i) % 2**32 if ssrc == 0xCA11 else 99 + 160 * i
             admit = validator.check(ssrc, seq, ts, t, (seq, ts, value))
+            if admit.contested:
+                continue  # a challenger's packets, for a detector of its own
             if admit.new_source:
                 out += reorder.reset()
             for s, x, v in admit.items:

@@ -169,7 +169,12 @@ class SourceValidator(Generic[T]):
         d = _seq_delta(seq, probe.seq)
         if -MAX_MISORDER <= d <= 0:
             # Reordered (or duplicated) on probation: kept for the reorder stage to sort,
-            # but the run of consecutive numbers goes on from the newest.
+            # but the run of consecutive numbers goes on from the newest. The one just
+            # before the newest makes a consecutive pair with it, swapped on the way: a
+            # stream whose every pair arrives swapped must still pass (issue 22).
+            if d == -1:
+                probe.run += 1
+                probe.steady = probe.steady or probe.run >= self.min_sequential
             probe.held.append(item)
             del probe.held[:-_HELD]
             return probe

@@ -46,7 +46,9 @@ NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 @pytest.mark.peers
 async def test_dead_trunk_pauses_the_campaign_as_network_fault(tmp_path: Path) -> None:
-    (tmp_path / "tree.yaml").write_text("name: t\noutcomes: [done]\nstart: bye\nnodes:\n  bye: {hangup: done}\n")
+    (tmp_path / "tree.yaml").write_text(
+        "name: t\noutcomes: [done]\nstart: bye\nnodes:\n  bye: {hangup: done}\n"
+    )
     campaign = load_campaign(
         write_campaign(
             tmp_path,

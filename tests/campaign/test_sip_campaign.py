@@ -26,8 +26,10 @@ from tests.peers import SCENARIOS, Kamailio, Sipp
 pytestmark = pytest.mark.peers
 
 # The robot holds the line 1.2 s, then hangs up.
-TREE = ("name: sip-campaign\noutcomes: [done]\nstart: talk\nnodes:\n  talk: {pause: 1.2, next: bye}\n"
-        "  bye: {hangup: done}\n")
+TREE = (
+    "name: sip-campaign\noutcomes: [done]\nstart: talk\nnodes:\n"
+    "  talk: {pause: 1.2, next: bye}\n  bye: {hangup: done}\n"
+)
 
 # number index -> (scenario, SIPp port, calls expected, final outcome)
 CALLEES = {

@@ -10,7 +10,9 @@ roughly in step. The pool feeds a bank when all its calls hold a 100 ms batch. A
 holds `_CAPACITY` batches per call, so bursts are kept, not dropped; a call that has
 fallen `_PAD_AFTER` batches behind the leader is padded with silence rather than
 holding the others up any longer, and a call that joins is padded to where the
-others are.
+others are. A call that is padded is told how much (``on_pad``): that silence lands in
+the middle of what it was receiving (often a tone whose next packet was lost and is
+being waited for), and the call must not take it for a pause between two presses.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = ["DetectorPool", "Slot"]
 
 Slot = tuple[int, int]
 EventCallback = Callable[[DtmfEvent], None]
+PadCallback = Callable[[int], None]
 _CAPACITY = 8  # batches held per call: a burst of 800 ms of held packets fits
 _PAD_AFTER = 4  # batches: a pause longer than the signal's idle time (0.25 s) plus a batch
 
@@ -39,23 +42,27 @@ class _Bank:
         self.fill = np.zeros(size, dtype=np.int64)
         self.active = np.zeros(size, dtype=bool)
         self.owners: list[EventCallback | None] = [None] * size
+        self.pad_owners: list[PadCallback | None] = [None] * size
+        self.padded = 0  # samples of silence padded in for calls far behind
         self.dropped = 0
         self.calls = 0
         self._pushes = 0  # since the last look at the fill levels
 
-    def attach(self, ch: int, on_event: EventCallback) -> None:
+    def attach(self, ch: int, on_event: EventCallback, on_pad: PadCallback | None) -> None:
         others = self.fill[self.active]
         self.det.reset(ch)
         self.buf[ch] = 0
         self.fill[ch] = int(others.min()) if others.size else 0
         self.active[ch] = True
         self.owners[ch] = on_event
+        self.pad_owners[ch] = on_pad
         self.calls += 1
 
     def detach(self, ch: int) -> None:
         self.calls -= int(self.active[ch])
         self.active[ch] = False
         self.owners[ch] = None
+        self.pad_owners[ch] = None
         self.buf[ch] = 0
         self.fill[ch] = 0
 
@@ -92,11 +99,18 @@ class _Bank:
         events = self.det.feed(self.buf[:, :b])
         self.buf[:, :-b] = self.buf[:, b:]
         self.buf[:, -b:] = 0
+        short = np.flatnonzero(self.active & (self.fill < b))
+        pads = [(int(ch), b - int(self.fill[ch])) for ch in short]
         np.maximum(self.fill - b, 0, out=self.fill)
         for ch, ev in events:
             cb = self.owners[ch]
             if cb is not None:
                 cb(ev)
+        for ch, n in pads:
+            self.padded += n
+            pad_cb = self.pad_owners[ch]
+            if pad_cb is not None:
+                pad_cb(n)
 
 
 class DetectorPool:
@@ -119,14 +133,20 @@ class DetectorPool:
         """Pushes refused because their call held `_CAPACITY` batches already."""
         return sum(b.dropped for b in self._banks)
 
-    def attach(self, on_event: EventCallback) -> Slot:
-        """A call's slot; ``on_event`` gets each key press detected in its audio."""
+    @property
+    def padded(self) -> int:
+        """Samples of silence padded in for calls far behind the others of their bank."""
+        return sum(b.padded for b in self._banks)
+
+    def attach(self, on_event: EventCallback, on_pad: PadCallback | None = None) -> Slot:
+        """A call's slot; ``on_event`` gets each key press detected in its audio,
+        ``on_pad`` the samples of silence padded in after what it pushed so far."""
         if not self._free:
             k = len(self._banks)
             self._banks.append(_Bank(self.bank_size, self.batch, self.rate))
             self._free = [(k, ch) for ch in reversed(range(self.bank_size))]
         slot = self._free.pop()
-        self._banks[slot[0]].attach(slot[1], on_event)
+        self._banks[slot[0]].attach(slot[1], on_event, on_pad)
         return slot
 
     def detach(self, slot: Slot) -> None:

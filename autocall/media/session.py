@@ -915,7 +915,7 @@ class MediaSession:
         if pool_of is not None:
             try:
                 pool = pool_of()
-                self._slot = pool.attach(self._on_inband)
+                self._slot = pool.attach(self._on_inband, self._on_pad)
                 self._push_detect = pool.pusher(self._slot)
                 return
             except ImportError:
@@ -932,6 +932,11 @@ class MediaSession:
 
     def _on_inband(self, ev: Any) -> None:
         self._report_inband(ev, None, self._splits)
+
+    def _on_pad(self, samples: int) -> None:
+        """The shared bank padded silence after our audio to keep its other calls going:
+        fabricated like the silence fed while nothing arrives (see `_Splits`)."""
+        self._splits.silence(self._signal, samples)
 
     def _report_inband(self, ev: Any, feed: int | None, splits: _Splits) -> None:
         """An in-band press from one feed: the latched stream's detector (``None``) or a

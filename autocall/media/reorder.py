@@ -11,7 +11,8 @@ tone. So `ReorderBuffer` passes on audio in sequence-number order, placed by tim
   seconds after the first packet beyond it arrived (or until ``max_packets`` wait);
   then it is skipped: a hole of at most ``bridge`` samples (one lost 20 or 30 ms packet)
   is closed up, so a lost packet never splits a tone into two key presses; a longer one
-  becomes silence;
+  becomes silence (so a lost pause still keeps two keys apart), and `take_hole` tells
+  the caller how much, for it is no pause of the sender's;
 - a gap in the *timestamps* between consecutive sequence numbers is what the sender
   meant (silence suppression, the end of a talk spurt): it becomes silence, capped at
   ``max_gap`` samples, and it is what separates two presses of the same key (ITU-T
@@ -66,6 +67,7 @@ class ReorderBuffer:
         # first audio released after it; None until that audio comes.
         self.resume_gap: int | None = None
         self._watch = False
+        self._hole = 0  # silence put in for the last run of lost packets, not yet taken
 
     def reset(self) -> list[Samples]:
         """A new source starts: release what is held (holes closed up), then forget."""
@@ -80,6 +82,7 @@ class ReorderBuffer:
         self._last_arrival = None
         self._gave_up.clear()
         self._watch = False
+        self._hole = 0
         return out
 
     def mark_idle(self) -> None:
@@ -88,6 +91,12 @@ class ReorderBuffer:
         next (0: the sender never paused, whatever the arrival times said)."""
         self._watch = True
         self.resume_gap = None
+
+    def take_hole(self) -> int:
+        """Samples of silence put in for the last run of lost packets released since the
+        last call (0 if none): not a pause of the sender's, whatever the detector hears."""
+        hole, self._hole = self._hole, 0
+        return hole
 
     def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
         """One packet's decoded audio with its sequence number, timestamp and arrival."""
@@ -165,6 +174,8 @@ class ReorderBuffer:
                 silent = min(gap, self.max_gap)
                 out.append(np.zeros(silent, dtype=np.int16))
                 self.released += silent
+                if skipped:
+                    self._hole = silent
             elif gap < 0:
                 samples = samples[-gap:]  # overlaps what was passed on already
         if self._watch:

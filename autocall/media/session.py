@@ -158,10 +158,14 @@ class _Splits:
 
     def resumed(self, signal: ReorderBuffer, now: float) -> None:
         """Audio comes again. If its timestamps follow on (a gap shorter than a Q.24
-        pause), the sender never stopped: a tone the silence cut in two is one press."""
+        pause), the sender never stopped: a tone the silence cut in two is one press.
+        So is one cut by the silence put in for a run of lost packets (bursty loss)."""
         gap = signal.resume_gap
+        hole = signal.take_hole()
         if self.fabricated and gap is not None and gap < _PAUSE:
             self.bridge = ((self.fabricated + gap) / RATE, now + _BRIDGE_TTL)
+        elif hole:
+            self.bridge = ((self.fabricated + hole) / RATE, now + _BRIDGE_TTL)
         self.fabricated = 0
 
     def same_press(self, digit: str, start: float, end: float, now: float) -> bool:

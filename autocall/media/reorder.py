@@ -88,9 +88,13 @@ class ReorderBuffer:
     def mark_idle(self) -> None:
         """The caller fills an arrival pause with silence from now on: note in
         ``resume_gap`` how much silence the *timestamps* put before the audio that comes
-        next (0: the sender never paused, whatever the arrival times said)."""
-        self._watch = True
-        self.resume_gap = None
+        next (0: the sender never paused, whatever the arrival times said).
+
+        Audio released and not yet popped comes next, and it follows on directly (only
+        the in-sequence, gap-free case is released at push): a detector bank pads its
+        silence between the last pop and the packets read after it."""
+        self._watch = not self._ready
+        self.resume_gap = None if self._watch else 0
 
     def take_hole(self) -> int:
         """Samples of silence put in for the last run of lost packets released since the

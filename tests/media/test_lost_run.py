@@ -95,3 +95,18 @@ def test_the_reorder_buffer_says_how_much_silence_it_put_in_for_lost_packets() -
     reorder.push(7, 160 * 7 + 800, tone, 0.4)  # the sender paused 100 ms: not a loss
     reorder.pop(0.4)
     assert reorder.take_hole() == 0
+
+
+def test_audio_released_before_silence_is_marked_follows_it_directly() -> None:
+    """A detector bank pads its silence after a call's last pop, when the next packet
+    may already have been read: that packet resumes the audio with no gap (the soak's
+    bursty-loss profile doubled a '7' this way, the pad taken for a pause)."""
+    reorder = ReorderBuffer()
+    tone = np.full(160, 3000, np.int16)
+    for i in range(3):
+        reorder.push(i, 160 * i, tone, FRAME * i)
+    assert len(np.concatenate(reorder.pop(0.04))) == 480
+    reorder.push(3, 480, tone, 0.06)  # read before the bank padded
+    reorder.mark_idle()
+    assert reorder.resume_gap == 0
+    assert len(np.concatenate(reorder.pop(0.06))) == 160

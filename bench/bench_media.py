@@ -18,7 +18,13 @@ Three pacing strategies send the same traffic (``--impl``):
   ``while True: send(); await asyncio.sleep(0.02)`` task, the usual asyncio idiom
   (and, having no engine, a DTMF detector per call);
 - ``pyvoip`` (baseline): pyVoIP 1.6.8 `RTPClient`s, two threads per stream (it does no
-  DTMF detection, so in ``pairs`` it does less work per packet).
+  DTMF detection, so in ``pairs`` it does less work per packet);
+- ``engine+amd``: the engine with answering-machine detection on every stream, as a
+  campaign with AMD on all its calls runs it (`autocall.telephony.answer.AmdPool`: one
+  batched analysis per pacing tick); compare it with ``engine`` of the same run
+  (issue 16: AMD on 500 calls must keep every call's pacing).
+
+    python bench/bench_media.py --streams 500 --impl engine,engine+amd --mode pairs
 
 Each (mode, impl, N) runs in a fresh process. Departure times are taken at the socket
 send call. Per stream: packets/s (least-squares slope of packet count over the window;
@@ -146,7 +152,8 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
     from autocall.audio.tones import beep
     from autocall.media import MediaEngine, MediaSession
 
-    engine: Any = MediaEngine() if impl == "engine" else _NaiveEngine()
+    on_engine = impl.startswith("engine")
+    engine: Any = MediaEngine() if on_engine else _NaiveEngine()
     rss0 = _rss_bytes()
     sessions = [await MediaSession.open(engine) for _ in range(n)]
     times: list[list[float]] = [[] for _ in range(n)]
@@ -167,10 +174,19 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
         s.start(to, payload_type=0, dtmf_payload_type=101)
     plays = [asyncio.ensure_future(s.play(prompt)) for s in sessions]
     await asyncio.sleep(WARMUP)
-    skipped = (lambda: engine.clock.skipped) if impl == "engine" else (lambda: -1)
+    amd = None
+    if impl == "engine+amd":
+        from autocall.telephony.answer import AmdPool
+
+        amd = AmdPool()
+        for s in sessions:
+            amd.listen(s)
+    skipped = (lambda: engine.clock.skipped) if on_engine else (lambda: -1)
     t0, c0, w0, k0 = time.monotonic(), _cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
+    f0 = amd.frames if amd else 0
     await asyncio.sleep(seconds)
     t1, c1, w1, k1 = time.monotonic(), _cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
+    amd_frames = (amd.frames - f0) if amd else 0
     rss = _rss_bytes()
     received = sum(s.stats().packets_received for s in sessions)
     for s in sessions:
@@ -184,8 +200,9 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
         cpu_pct_total=(c1 - c0) / (t1 - t0) * 100,
         rss_kib_per_stream=(rss - rss0) / n / 1024,
         received_total=received,
-        skipped_frames=k1 - k0 if impl == "engine" else -1,
-        timer_wakeups_per_s=(w1 - w0) / (t1 - t0) if impl == "engine" else -1,
+        skipped_frames=k1 - k0 if on_engine else -1,
+        timer_wakeups_per_s=(w1 - w0) / (t1 - t0) if on_engine else -1,
+        amd_frames_per_stream_s=amd_frames / (t1 - t0) / n if amd else -1,
     )
     return out
 
@@ -276,6 +293,11 @@ def _line(r: dict[str, Any]) -> str:
             if r["skipped_frames"] >= 0
             else ""
         )
+        + (
+            f" | AMD {r['amd_frames_per_stream_s']:.1f} frames/s per stream"
+            if r.get("amd_frames_per_stream_s", -1) >= 0
+            else ""
+        )
     )
 
 
@@ -352,6 +374,15 @@ def main() -> int:
                     "drift_pct": r["drift_pct"],
                     "naive_drift_pct": base["drift_pct"],
                 }
+            )
+    for (mode, impl, n), r in by.items():
+        plain = by.get((mode, "engine", n))
+        if impl == "engine+amd" and plain and not args.json:
+            print(
+                f"{mode}: AMD on every stream vs the engine alone, N={n}: "
+                f"p99 gap {r['gap_p99_ms']:.1f} vs {plain['gap_p99_ms']:.1f} ms, "
+                f"healthy {r['healthy_streams']} vs {plain['healthy_streams']} of {n}, "
+                f"CPU x{r['cpu_pct_per_stream'] / plain['cpu_pct_per_stream']:.2f}"
             )
     if args.json:
         print(json.dumps({"results": results, "ratios_vs_naive_baseline": ratios}, indent=2))

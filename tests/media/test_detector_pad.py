@@ -18,11 +18,9 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from autocall.audio import g711
-from autocall.audio.tones import dtmf
 from autocall.media import Digit, MediaEngine, MediaSession
 from autocall.media.detection import DetectorPool
-from autocall.media.rtp import RtpPacket
+from tests.media.udp_call import keyed, udp_call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -33,24 +31,9 @@ FRAME = 0.02
 @pytest.fixture
 async def call() -> AsyncIterator[tuple[MediaEngine, MediaSession, socket.socket]]:
     engine = MediaEngine()
-    media = await MediaSession.open(engine, port=US)
-    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    caller.bind(("127.0.0.1", CALLER))
-    caller.setblocking(False)
-    media.start(("127.0.0.1", CALLER), payload_type=0, dtmf_payload_type=101)
-    yield engine, media, caller
-    await media.close()
-    caller.close()
+    async with udp_call(engine, US, CALLER) as (media, caller):
+        yield engine, media, caller
     engine.close()
-
-
-def packets(code: str) -> list[bytes]:
-    lead = np.zeros(800, dtype=np.int16)
-    payload = g711.ulaw_encode(np.concatenate((lead, dtmf(code, on_ms=100, off_ms=100), lead)))
-    return [
-        bytes(RtpPacket(0, 100 + i, 5000 + 160 * i, 0xCA11, payload[160 * i : 160 * (i + 1)]))
-        for i in range(len(payload) // 160)
-    ]
 
 
 @pytest.mark.parametrize("lost", [6, 7, 8])  # the second, third, fourth packet of the "5"
@@ -67,7 +50,7 @@ async def test_a_bank_pad_while_a_lost_packet_is_waited_for_does_not_double_a_di
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     padded_before = pool.padded
-    for i, data in enumerate(packets("56")):  # "5" is packets 5-9
+    for i, data in enumerate(keyed("56")):  # "5" is packets 5-9
         delay = t0 + FRAME * i - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)

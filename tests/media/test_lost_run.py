@@ -17,11 +17,9 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from autocall.audio import g711
-from autocall.audio.tones import dtmf
 from autocall.media import Digit, MediaEngine, MediaSession
 from autocall.media.reorder import ReorderBuffer
-from autocall.media.rtp import RtpPacket
+from tests.media.udp_call import keyed, udp_call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,25 +30,9 @@ FRAME = 0.02
 @pytest.fixture
 async def call() -> AsyncIterator[tuple[MediaSession, socket.socket]]:
     engine = MediaEngine()
-    media = await MediaSession.open(engine, port=US)
-    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    caller.bind(("127.0.0.1", CALLER))
-    caller.setblocking(False)
-    media.start(("127.0.0.1", CALLER), payload_type=0, dtmf_payload_type=101)
-    yield media, caller
-    await media.close()
-    caller.close()
+    async with udp_call(engine, US, CALLER) as pair:
+        yield pair
     engine.close()
-
-
-def packets(code: str, on_ms: int = 100, off_ms: int = 100) -> list[bytes]:
-    lead = np.zeros(800, dtype=np.int16)
-    pcm = np.concatenate((lead, dtmf(code, on_ms=on_ms, off_ms=off_ms), lead))
-    payload = g711.ulaw_encode(pcm)
-    return [
-        bytes(RtpPacket(0, 100 + i, 5000 + 160 * i, 0xCA11, payload[160 * i : 160 * (i + 1)]))
-        for i in range(len(payload) // 160)
-    ]
 
 
 async def heard(media: MediaSession, sock: socket.socket, sent: list[bytes], lost: set[int]) -> str:
@@ -74,7 +56,7 @@ async def test_a_run_of_lost_packets_inside_a_tone_does_not_double_a_digit(
 ) -> None:
     """Tones of 160 ms ("5" is packets 5-12, "6" is 17-24): 40-60 ms lost in the middle."""
     media, caller = call
-    assert await heard(media, caller, packets("56", on_ms=160), lost) == "56"
+    assert await heard(media, caller, keyed("56", on_ms=160), lost) == "56"
 
 
 async def test_two_presses_of_one_key_stay_two_when_part_of_the_pause_is_lost(
@@ -82,7 +64,7 @@ async def test_two_presses_of_one_key_stay_two_when_part_of_the_pause_is_lost(
 ) -> None:
     """"55" with a 100 ms pause (packets 10-14), 40 ms of it lost: still two presses."""
     media, caller = call
-    assert await heard(media, caller, packets("55"), {11, 12}) == "55"
+    assert await heard(media, caller, keyed("55"), {11, 12}) == "55"
 
 
 def test_the_reorder_buffer_says_how_much_silence_it_put_in_for_lost_packets() -> None:

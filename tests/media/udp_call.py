@@ -1,0 +1,42 @@
+"""A live `MediaSession` and its caller's UDP socket on fixed loopback ports, and the RTP
+packets of a keyed code: shared by the receive-path tests of issue 22."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import numpy as np
+
+from autocall.audio import g711
+from autocall.audio.tones import dtmf
+from autocall.media import MediaEngine, MediaSession
+from autocall.media.rtp import RtpPacket
+
+
+@asynccontextmanager
+async def udp_call(
+    engine: MediaEngine, us: int, caller_port: int
+) -> AsyncIterator[tuple[MediaSession, socket.socket]]:
+    media = await MediaSession.open(engine, port=us)
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    caller.bind(("127.0.0.1", caller_port))
+    caller.setblocking(False)
+    media.start(("127.0.0.1", caller_port), payload_type=0, dtmf_payload_type=101)
+    try:
+        yield media, caller
+    finally:
+        await media.close()
+        caller.close()
+
+
+def keyed(code: str, on_ms: int = 100, off_ms: int = 100) -> list[bytes]:
+    """100 ms of silence, ``code`` in-band, 100 ms of silence: 20 ms PCMU packets."""
+    lead = np.zeros(800, dtype=np.int16)
+    pcm = np.concatenate((lead, dtmf(code, on_ms=on_ms, off_ms=off_ms), lead))
+    payload = g711.ulaw_encode(pcm)
+    return [
+        bytes(RtpPacket(0, 100 + i, 5000 + 160 * i, 0xCA11, payload[160 * i : 160 * (i + 1)]))
+        for i in range(len(payload) // 160)
+    ]

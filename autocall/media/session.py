@@ -13,8 +13,9 @@ Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
     async for d in media.digits(): ...           # Digit(digit, source, time, duration_ms)
     media.on_digit = callback                    # alternative to iterating (called first)
     media.on_audio = callback                    # every received 20 ms frame (int16), playout-paced
-    media.on_signal = callback                   # received audio in RTP order (detection, ASR):
-                                                 # bursty, silence only for timestamp gaps
+    media.on_signal = callback                   # received audio in RTP order (detection, AMD):
+                                                 # bursty, silence for timestamp gaps and
+                                                 # for every tick after SIGNAL_IDLE without any
     media.inband_detection = False               # save CPU while no digits are expected
     media.report_digit("5", source="info")       # SIP INFO digits join the same stream
     media.record("call.wav"); media.stop_recording()  # stereo WAV: left = received, right = sent
@@ -671,12 +672,14 @@ class MediaSession:
                 self._splits.resumed(self._signal, now)
                 self._feed_signal(chunks)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
-                self._push_detect is not None or self._detector_tail > 0
+                self._push_detect is not None
+                or self.on_signal is not None
+                or self._detector_tail > 0
             ):
                 # Nothing arrived for a while: the far end paused or stopped. Silence
-                # keeps a shared detector bank in step, and confirms the release of a
-                # key at the very end of the audio (a call's own detector stops after
-                # that tail).
+                # keeps a shared detector bank and `on_signal` (AMD times silences) in
+                # step, and confirms the release of a key at the very end of the audio
+                # (a call's own detector stops after that tail).
                 self._detector_tail -= 1
                 self._splits.silence(self._signal, len(self._zeros))
                 self._feed_signal((self._zeros,))

@@ -1,12 +1,17 @@
 """Answering-machine detection on live calls: who answered, and when to start talking.
 
 `AmdPool` runs one `autocall.audio.amd.AmdBank` for every call of the process. Each call's
-media session hands over one 20 ms frame per pacing tick (``MediaSession.on_audio``,
-silence when nothing arrived), and the frames that arrive in one tick, from all calls, are
-analysed by a single numpy pass scheduled right after it (``loop.call_soon``): AMD on 500
-calls costs one analysis per tick, not 500 (DESIGN.md §3, batch signal processing). A
-call that hands over a second frame before the pass ran gets the pending pass run first,
-so no frame is lost or reordered.
+media session hands over the received audio in RTP order in its pacing tick
+(``MediaSession.on_signal``, cut here into 20 ms frames), and the frames that arrive in
+one tick, from all calls, are analysed by a single numpy pass scheduled right after it
+(``loop.call_soon``): AMD on 500 calls costs one analysis per tick, not 500 (DESIGN.md §3,
+batch signal processing). A call that hands over a second frame before the pass ran gets
+the pending pass run first, so no frame is lost or reordered.
+
+The signal, not the playout (``on_audio``), because the detector's clock must be the far
+end's: playout adds the jitter buffer's delay, which grows on a busy host, and silence
+for every late packet, so a beep measured there ends later than it did. On the signal
+the message follows the beep by the detector's own wait and one tick.
 
 `run_answered` is the driver for one answered call: it listens from the answer and
 
@@ -88,9 +93,9 @@ class AmdOptions:
 
 
 class AudioTap(Protocol):
-    """The media session's hook for received frames (``MediaSession.on_audio``)."""
+    """The media session's hook for the received signal (``MediaSession.on_signal``)."""
 
-    on_audio: Callable[[Pcm], None] | None
+    on_signal: Callable[[Pcm], None] | None
 
 
 class AmdListener:
@@ -102,15 +107,23 @@ class AmdListener:
         self.media = media
         self.events: list[AmdEvent] = []
         self._changed = asyncio.Event()
-        self._next = media.on_audio
+        self._next = media.on_signal
         self._active = True
-        media.on_audio = self._on_audio
+        self._rest = np.zeros(0, dtype=np.int16)  # less than a frame, waiting for more
+        media.on_signal = self._on_signal
 
-    def _on_audio(self, frame: Pcm) -> None:
+    def _on_signal(self, chunk: Pcm) -> None:
         if self._next is not None:
-            self._next(frame)
-        if self._active:
-            self.pool.push(self.channel, frame)
+            self._next(chunk)
+        if not self._active:
+            return
+        x = np.asarray(chunk, dtype=np.int16).reshape(-1)
+        if self._rest.size:
+            x = np.concatenate([self._rest, x])
+        whole = x.size - x.size % FRAME
+        for k in range(0, whole, FRAME):  # 30 ms packets, or silence of any length
+            self.pool.push(self.channel, x[k : k + FRAME])
+        self._rest = x[whole:]
 
     def deliver(self, event: AmdEvent) -> None:
         self.events.append(event)
@@ -140,8 +153,8 @@ class AmdListener:
         if not self._active:
             return
         self._active = False
-        if self.media.on_audio == self._on_audio:
-            self.media.on_audio = self._next
+        if self.media.on_signal == self._on_signal:
+            self.media.on_signal = self._next
         self.pool.release(self.channel)
 
 

@@ -31,6 +31,7 @@ signal through the streaming detector in 20 ms frames and returns an `AmdResult`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -324,9 +325,43 @@ def _frames(ms: int) -> int:
     return max(1, round(ms / 1000 / _FRAME_S))
 
 
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """A config's times in frames, worked out once per config (`_Channel.step` runs for
+    every call every 20 ms)."""
+
+    resume_after: int
+    burst: int
+    onset: int
+    greeting: int
+    short_greeting: int
+    after_short: int
+    after_greeting: int
+    beep_watch: int
+    beep_gap: int
+    end_silence: int
+
+
+@functools.cache
+def _limits(cfg: AmdConfig) -> _Limits:
+    return _Limits(
+        resume_after=_frames(cfg.resume_after_ms),
+        burst=_frames(cfg.burst_ms),
+        onset=_frames(cfg.onset_ms),
+        greeting=_frames(cfg.greeting_ms),
+        short_greeting=_frames(cfg.short_greeting_ms),
+        after_short=_frames(cfg.after_short_silence_ms),
+        after_greeting=_frames(cfg.after_greeting_silence_ms),
+        beep_watch=_frames(cfg.beep_watch_ms),
+        beep_gap=_frames(cfg.beep_gap_ms),
+        end_silence=_frames(cfg.end_silence_ms),
+    )
+
+
 @dataclass(slots=True)
 class _Channel:
     cfg: AmdConfig
+    lim: _Limits = field(init=False)
     frame: int = 0
     stage: _Stage = _Stage.LISTEN
     floor: float | None = None
@@ -340,8 +375,12 @@ class _Channel:
     tone: _Tone = field(default_factory=_Tone)
     beep_end: int = -1  # frame after the last beep, while waiting for a second one
 
+    def __post_init__(self) -> None:
+        self.lim = _limits(self.cfg)
+
     def step(self, level: float, purity: float, f1: float, f2: float) -> list[AmdEvent]:
         cfg = self.cfg
+        lim = self.lim
         i = self.frame
         self.frame += 1
         end_t = self.frame * _FRAME_S
@@ -388,16 +427,16 @@ class _Channel:
         # Talk, not a crest of the babble behind a person: syllables last ``burst_ms``, and
         # talk that resumes after a pause comes back near the speaker's own level.
         resumed = (
-            self.quiet < _frames(cfg.resume_after_ms)
+            self.quiet < lim.resume_after
             or self.run_peak >= self.speaker - cfg.resume_range_db
         )
-        if self.run_sound >= _frames(cfg.burst_ms) and resumed:
+        if self.run_sound >= lim.burst and resumed:
             self.quiet = 0
             self.last_sound_end = self.frame
         elif tonal:
             self.quiet = 0  # a beep, however soft, is no silence after the greeting
         if stage is _Stage.LISTEN:
-            if self.run_sound >= _frames(cfg.onset_ms):
+            if self.run_sound >= lim.onset:
                 self.stage = _Stage.GREETING
                 self.greeting_start = i + 1 - self.run_sound
             elif end_t * 1000 >= cfg.initial_silence_ms:
@@ -405,13 +444,12 @@ class _Channel:
             return out
         if stage is _Stage.GREETING:
             span = self.last_sound_end - self.greeting_start
-            if span >= _frames(cfg.greeting_ms):
+            if span >= lim.greeting:
                 return out + self._machine(end_t, "long-greeting")
-            short = span <= _frames(cfg.short_greeting_ms)
-            limit = cfg.after_short_silence_ms if short else cfg.after_greeting_silence_ms
-            if self.quiet >= _frames(limit):
+            short = span <= lim.short_greeting
+            if self.quiet >= (lim.after_short if short else lim.after_greeting):
                 self.stage = _Stage.WATCH
-                self.watch_until = self.frame + _frames(cfg.beep_watch_ms)
+                self.watch_until = self.frame + lim.beep_watch
                 cause = "short-greeting" if short else "greeting"
                 return out + [AmdDecision("human", end_t, cause)]
             if end_t * 1000 >= cfg.total_analysis_ms:
@@ -429,10 +467,10 @@ class _Channel:
                 # Talk or music after the tone: it was part of the greeting, not its end.
                 self.beep_end = -1
                 return out
-            if self.frame - self.beep_end >= _frames(cfg.beep_gap_ms):
+            if self.frame - self.beep_end >= lim.beep_gap:
                 return out + self._message(end_t, "beep")
             return out
-        if self.quiet >= _frames(cfg.end_silence_ms):
+        if self.quiet >= lim.end_silence:
             return out + self._message(end_t, "silence")
         if end_t * 1000 >= cfg.follow_ms:
             return out + self._message(end_t, "timeout")

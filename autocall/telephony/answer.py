@@ -5,8 +5,9 @@ media session hands over the received audio in RTP order in its pacing tick
 (``MediaSession.on_signal``, cut here into 20 ms frames), and the frames that arrive in
 one tick, from all calls, are analysed by a single numpy pass scheduled right after it
 (``loop.call_soon``): AMD on 500 calls costs one analysis per tick, not 500 (DESIGN.md §3,
-batch signal processing). A call that hands over a second frame before the pass ran gets
-the pending pass run first, so no frame is lost or reordered.
+batch signal processing). A call that hands over several frames in one tick gets them
+queued in order and analysed in the same pass; a call whose detector is done (decided,
+and for a machine the message time found) costs nothing more.
 
 The signal, not the playout (``on_audio``), because the detector's clock must be the far
 end's: playout adds the jitter buffer's delay, which grows on a busy host, and silence
@@ -166,7 +167,7 @@ class AmdPool:
         self._bank = AmdBank(size, self.config)
         self._free = list(range(size - 1, -1, -1))
         self._owners: dict[int, AmdListener] = {}
-        self._pending: dict[int, Pcm] = {}
+        self._pending: dict[int, list[Pcm]] = {}
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0  # analyses run (for tests and the bench: calls per analysis)
@@ -195,12 +196,19 @@ class AmdPool:
             self._free.append(channel)
 
     def push(self, channel: int, frame: Pcm) -> None:
-        if channel in self._pending:
-            self.run()  # a second frame before the pass: analyse the first one now
+        """Queue one 20 ms frame of ``channel`` for the next pass. A call that hands over
+        several in one tick (a burst after a delivery hold, a late pass) queues them all:
+        forcing a pass per extra frame would make a late loop later still."""
+        if self._bank.done(channel):
+            return  # decided and followed: nothing more to analyse for this call
         x = np.asarray(frame, dtype=np.int16).reshape(-1)
         if x.size != FRAME:  # not 20 ms at 8 kHz: pad or cut (AMD works on 8 kHz frames)
             x = np.resize(np.concatenate([x, np.zeros(FRAME, dtype=np.int16)]), FRAME)
-        self._pending[channel] = x
+        queued = self._pending.get(channel)
+        if queued is None:
+            self._pending[channel] = [x]
+        else:
+            queued.append(x)
         loop = asyncio.get_running_loop()
         if not self._scheduled or loop is not self._loop:  # a pass of a closed loop never ran
             self._scheduled = True
@@ -208,19 +216,26 @@ class AmdPool:
             loop.call_soon(self.run)
 
     def run(self) -> None:
-        """Analyse the pending frames of all calls in one pass and deliver the events."""
+        """Analyse the pending frames of all calls in one pass and deliver the events:
+        one bank analysis per number of frames queued (almost always one)."""
         self._scheduled = False
         if not self._pending:
             return
-        rows = list(self._pending)
-        frames = np.stack([self._pending[c] for c in rows])
-        self._pending.clear()
-        self.batches += 1
-        self.frames += len(rows)
-        for ch, event in self._bank.feed(frames, rows):
-            owner = self._owners.get(ch)
-            if owner is not None:
-                owner.deliver(event)
+        pending, self._pending = self._pending, {}
+        by_count: dict[int, list[int]] = {}
+        for ch, queued in pending.items():
+            by_count.setdefault(len(queued), []).append(ch)
+        for count, rows in by_count.items():
+            if count == 1:
+                frames = np.stack([pending[c][0] for c in rows])
+            else:
+                frames = np.stack([np.concatenate(pending[c]) for c in rows])
+            self.batches += 1
+            self.frames += count * len(rows)
+            for ch, event in self._bank.feed(frames, rows):
+                owner = self._owners.get(ch)
+                if owner is not None:
+                    owner.deliver(event)
 
 
 class AmdCall(Protocol):

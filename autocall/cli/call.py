@@ -35,7 +35,7 @@ from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
 from autocall.dialogue.schema import Tree
 from autocall.dialogue.validate import validate_file
-from autocall.media.heap import freeze_startup_heap
+from autocall.process import freeze_startup_heap
 from autocall.telephony.answer import AmdOptions, Answered, OnMachine, run_answered, shared_pool
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer

@@ -291,15 +291,10 @@ async def from_settings(settings: Settings) -> AsyncIterator[SipPlacer]:
     :mod:`autocall.config`); the agent REGISTERs first when the trunk asks for it.
     """
     trunk = settings.trunk
-    registrar = f"sip:{trunk.host}:{trunk.port}"
-    ua = await UserAgent.start(
-        bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
-        advertise_host=settings.advertised_host, user=trunk.user or "autocall",
-        username=trunk.user, password=trunk.password, register=trunk.register,
-        registrar=registrar if trunk.register else None)
+    ua = await UserAgent.from_settings(settings)
     try:
         if trunk.register and not await ua.wait_registered(10.0):
-            raise RuntimeError(f"REGISTER with {registrar} failed: {ua.sip.register_error}")
+            raise RuntimeError(f"REGISTER with {trunk.uri} failed: {ua.sip.register_error}")
         yield SipPlacer(ua, target=trunk_target(settings), tts_cache_dir=settings.tts_cache_dir,
                         recordings_dir=settings.recordings_dir)
     finally:

@@ -66,6 +66,7 @@ from typing import Any, Literal
 
 import numpy.typing as npt
 
+from autocall.config import Settings, TrunkSettings
 from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.sip.auth import Credentials
@@ -793,6 +794,19 @@ class UserAgent:
         self.accept_refer = accept_refer
         self.refer_ring_timeout = refer_ring_timeout
         return self
+
+    @classmethod
+    async def from_settings(cls, settings: Settings, trunk: TrunkSettings | None = None, *,
+                            proxy: str | None = None, on_call: OnCall | None = None
+                            ) -> UserAgent:
+        """The agent on ``trunk`` (default: the settings' own): the one mapping from
+        settings that ``call``, ``serve`` and campaigns share, so they cannot drift."""
+        trunk = trunk or settings.trunk
+        return await cls.start(
+            bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
+            advertise_host=settings.advertised_host, user=trunk.user or "autocall",
+            username=trunk.user, password=trunk.password, register=trunk.register,
+            registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from autocall.audio import check as audio_check
 from autocall.audio.amd import AnsweredBy
-from autocall.campaign.placer import RingingReporter, load_tree
+from autocall.campaign.placer import load_tree, report_ringing
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
 from autocall.dialogue.schema import Tree
@@ -148,9 +148,8 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             return _summary(uri, None, None, error="registration failed")
         call = await ua.call(uri, caller_id=caller_id, ring_timeout=ring_timeout)
         callbacks.send(call.call_id, "initiated", to=uri)
-        ringing = RingingReporter(call, callbacks, call.call_id)
+        report_ringing(call, callbacks, call.call_id)
         status = await call.wait_answer()
-        ringing.settle()
         if status is CallStatus.IN_PROGRESS:
             callbacks.send(call.call_id, "answered")
             facts = {"number": target, "callee": target, "caller": caller_id or "",

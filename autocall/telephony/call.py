@@ -183,6 +183,8 @@ class Call:
         """ITU-T Q.850 cause from the far end's Reason header (RFC 3326), when it sends one."""
         self.created_at = _now()
         self.ringing_at: datetime | None = None  # first 180/183 of an outbound call
+        self.on_ringing: list[Callable[[], None]] = []
+        """Called at ``ringing_at``, the moment the 18x arrives (status callbacks)."""
         self.answered_at: datetime | None = None
         self.ended_at: datetime | None = None
         self.ended_by: str | None = None
@@ -633,6 +635,8 @@ class Call:
             if self.status is CallStatus.INITIATED and ev.status in (180, 183):
                 self.status = CallStatus.RINGING
                 self.ringing_at = _now()
+                for notify in self.on_ringing:
+                    notify()
             self.sip_code, self.reason = ev.status, ev.reason
         elif ev.kind == "answered":
             if self.status.final:

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from autocall.campaign.contacts import NewContact
 from autocall.campaign.model import (
     CallStatus,
     Campaign,
     ContactState,
     Defer,
     Dial,
+    NewContact,
     Outcome,
 )
 from autocall.campaign.store import SCHEMA_VERSION, CallRecord, Store, StoreError

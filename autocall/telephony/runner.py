@@ -11,7 +11,7 @@ need, see :func:`prompts_of`) and a webhook never holds the call.
 In-band DTMF detection (the media layer's largest per-call CPU cost) runs only while a key
 could change something: it is switched on before the prompts of a state that takes keys
 are queued, so an early key is heard, and off where the engine drops keys, such as an
-unskippable (``skippable: false``) message (see :meth:`CallRunner._keys_matter`).
+unskippable (``skippable: false``) message (``Engine.accepts_keys``).
 RFC 4733 and SIP INFO keys do not need the detector.
 
 The call is duck-typed (:class:`RunnerCall` plus optional ``media``, ``ua``,
@@ -41,18 +41,7 @@ from autocall.audio.amd import AnsweredBy
 from autocall.audio.check import prompt_pcm
 from autocall.audio.tones import beep
 from autocall.dialogue import engine as eng
-from autocall.dialogue.schema import (
-    GatherNode,
-    MenuNode,
-    PlayNode,
-    RecordNode,
-    SayNode,
-    SayPrompt,
-    Tree,
-    edges,
-    prompt_items,
-    unskippable,
-)
+from autocall.dialogue.schema import SayPrompt, Tree, prompt_items
 from autocall.dialogue.template import render
 from autocall.files import private_file
 from autocall.speech.tts import PromptText, TtsError, render_prompt
@@ -220,7 +209,6 @@ class CallRunner:
         self._caller_hung_up = False
         self._inputs = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._listen_ahead = _nodes_before_listening(tree)
         self._detect_media: Any = None  # the media whose in-band detection we steer
         self._failure: str | None = None  # why the call was ended without delivering the tree
         self._notes: list[str] = []  # errors the tree survived (a refused transfer)
@@ -302,7 +290,7 @@ class CallRunner:
         if isinstance(event, eng.Digit) and self._speech is not None:
             self._speech.expire()
             self._speech = None  # a key answers the collect: drop the spoken one
-        if isinstance(event, eng.Digit) and self._barge_in_applies():
+        if isinstance(event, eng.Digit) and self.engine.interruptible:
             self._flush_prompts()
         if isinstance(event, eng.Digit) and self._recording is not None:
             if event.digit == self._recording.action.end_on_key:
@@ -318,55 +306,17 @@ class CallRunner:
         actions = self.engine.handle(event, self.clock())
         self._steer_detection()  # before _apply queues prompts: a key early in them counts
         await self._apply(actions)
-        if not self._collecting():
+        if not self.engine.accepts_speech:
             self._speech = None  # else the voice would flush a message the engine plays on
-
-    def _keys_matter(self) -> bool:
-        """Whether a key pressed now could change the call; when unsure, True.
-
-        From the engine's ``_on_digit`` and this runner's ``_handle``: menus and gathers
-        take keys while their prompts play and after; a key skips a say/play message
-        unless it is ``skippable: false``; during such a message and during a record
-        node's prompt the engine drops keys (``engine.keys_ignored``), and nothing here
-        takes one then either: a recording has ended before the engine moves on, and a
-        key only cancels speech recognition, which no message runs. While recording
-        only ``end_on_key`` counts (checked here, before the engine); during a pause, a
-        webhook or a transfer a key is kept as type-ahead, which only a menu or gather
-        later on can use, and not past an unskippable message, which drops it. A key
-        nothing reacts to is not logged in ``digits`` either.
-        """
-        engine = self.engine
-        if engine.finished or engine.keys_ignored:
-            return False
-        node = self.tree.nodes.get(engine.node) if engine.node is not None else None
-        waiting = engine.waiting_for
-        if isinstance(node, RecordNode):
-            if waiting == "recording":
-                return node.record.end_on_key is not None
-            return waiting != "prompts"  # the prompt before the tone ignores keys
-        if waiting in ("pause", "webhook", "transfer"):
-            return engine.node in self._listen_ahead
-        return True
 
     def _steer_detection(self) -> None:
         """Detector on only while keys matter (call right after each engine step)."""
         media = self._detect_media
         if media is None:
             return
-        wanted = self._keys_matter()
+        wanted = self.engine.accepts_keys
         if media.inband_detection != wanted:
             media.inband_detection = wanted
-
-    def _barge_in_applies(self) -> bool:
-        """A key during prompts skips them, except an unskippable message or the prompt
-        before a recording (engine contract)."""
-        return self.engine.waiting_for == "prompts" and not self.engine.keys_ignored
-
-    def _collecting(self) -> bool:
-        """Whether a menu or gather is listening (its prompts playing, or waiting)."""
-        node = self.tree.nodes.get(self.engine.node) if self.engine.node is not None else None
-        return self.engine.waiting_for in ("prompts", "input") and isinstance(
-            node, MenuNode | GatherNode)
 
     async def _apply(self, actions: list[eng.Action]) -> None:
         for action in actions:
@@ -670,38 +620,6 @@ async def _call_events(call: Any) -> AsyncIterator[eng.Event]:
         elif "hangup" in type(event).__name__.lower() or getattr(event, "kind", "") == "hangup":
             yield eng.CallerHangup()
             return
-
-
-def _nodes_before_listening(tree: Tree) -> frozenset[str]:
-    """Ids of the nodes from which some menu or gather can still be reached.
-
-    A key pressed while nothing listens waits as type-ahead for the next menu or gather;
-    where none lies ahead it can never be used. An unskippable message with audio drops
-    the type-ahead on entry, so a path through one does not count.
-    """
-    sources: dict[str, set[str]] = {}
-    for edge in edges(tree):
-        sources.setdefault(edge.target, set()).add(edge.source)
-    todo = [nid for nid, node in tree.nodes.items() if isinstance(node, MenuNode | GatherNode)]
-    seen: set[str] = set(todo)
-    while todo:
-        target = todo.pop()
-        if _drops_type_ahead(tree.nodes[target]):
-            continue
-        for source in sources.get(target, ()):
-            if source not in seen:
-                seen.add(source)
-                todo.append(source)
-    return frozenset(seen)
-
-
-def _drops_type_ahead(node: object) -> bool:
-    """An unskippable message that plays something (an empty one walks straight on)."""
-    if not unskippable(node):
-        return False
-    if isinstance(node, SayNode):
-        return bool(prompt_items(node.say))
-    return isinstance(node, PlayNode) and bool(node.play)
 
 
 def _safe(text: str) -> str:

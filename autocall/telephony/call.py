@@ -121,14 +121,8 @@ def status_for(code: int, *, cancel_cause: str | None = None, rang: bool = True)
     return CallStatus.FAILED
 
 
-@dataclass(frozen=True)
-class DigitEvent:
-    """A key press of the far end; source is rfc4733, inband or info."""
-
-    digit: str
-    source: str
-    time: float
-    duration_ms: float = 0.0
+DigitEvent = Digit
+"""A key press of the far end, as the media reported it (source: rfc4733, inband, info)."""
 
 
 @dataclass(frozen=True)
@@ -623,9 +617,8 @@ class Call:
         self._answered.set()
 
     def _on_digit(self, d: Digit) -> None:
-        ev = DigitEvent(d.digit, d.source, d.time, d.duration_ms)
-        self.digits.append(ev)
-        self._events.put_nowait(ev)
+        self.digits.append(d)
+        self._events.put_nowait(d)
 
     def _on_session(self, ev: SessionEvent) -> None:
         if ev.kind == "progress":

@@ -14,8 +14,8 @@ are queued, so an early key is heard, and off where the engine drops keys, such 
 unskippable (``skippable: false``) message (``Engine.accepts_keys``).
 RFC 4733 and SIP INFO keys do not need the detector.
 
-The call is duck-typed (:class:`RunnerCall` plus optional ``media``, ``ua``,
-``transfer``) so ``autocall.telephony.call.Call`` and any driver with the same verbs runs.
+The call is a :class:`RunnerCall`: ``autocall.telephony.call.Call`` and any driver with
+the same verbs runs.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -41,11 +41,15 @@ from autocall.audio.amd import AnsweredBy
 from autocall.audio.check import prompt_pcm
 from autocall.audio.tones import beep
 from autocall.dialogue import engine as eng
-from autocall.dialogue.schema import SayPrompt, Tree, prompt_items
+from autocall.dialogue.schema import GatherNode, MenuNode, Tree, spoken_prompts
 from autocall.dialogue.template import render
 from autocall.files import private_file
 from autocall.speech.tts import PromptText, TtsError, render_prompt
+from autocall.telephony.call import CallEvent, DigitEvent, HangupEvent
 from autocall.telephony.webhooks import WebhookClient
+
+if TYPE_CHECKING:
+    from autocall.speech.asr import SpeechRecognizer
 
 __all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompts_of", "run_tree",
            "tree_uses_speech"]
@@ -58,16 +62,54 @@ _NO_SPEECH_MODEL: set[str] = set()  # languages whose vosk model failed to load
 _SILENCE_RMS = 300.0  # about -40 dBFS: below it a recording frame counts as silence
 
 
-class RunnerCall(Protocol):
-    """What the runner needs from a call (``telephony.call.Call`` provides it)."""
+class RunnerMedia(Protocol):
+    """A call's media as the runner uses it: received audio, key detection, bridging."""
+
+    on_audio: Callable[[Pcm], None] | None
+    inband_detection: bool
+
+    @property
+    def closed(self) -> bool: ...
 
     async def play(self, pcm: Pcm) -> bool: ...
 
+
+class Leg(Protocol):
+    """A call the runner speaks on and ends: the caller's, or the agent's it consults."""
+
+    @property
+    def media(self) -> RunnerMedia: ...
+
+    async def play(self, pcm: Pcm) -> bool: ...
+
+    async def hangup(self) -> object: ...
+
+    async def wait_answer(self, timeout: float | None = None) -> str: ...
+
+    async def wait_ended(self, timeout: float | None = None) -> object: ...
+
+
+class Dialer(Protocol):
+    """Places the agent's call of an attended transfer (``telephony.call.UserAgent``)."""
+
+    async def call(self, target: str, *, caller_id: str | None = ...,
+                   ring_timeout: float | None = ...) -> Leg: ...
+
+
+class RunnerCall(Leg, Protocol):
+    """What the runner needs from a call (``telephony.call.Call`` provides it)."""
+
+    @property
+    def ua(self) -> Dialer: ...
+
+    @property
+    def transfer_code(self) -> int | None: ...
+
     def flush(self) -> None: ...
 
-    def events(self) -> AsyncIterator[Any]: ...
+    def events(self) -> AsyncIterator[CallEvent]: ...
 
-    async def hangup(self) -> Any: ...
+    async def transfer(self, target: str) -> int: ...
 
 
 @dataclass
@@ -170,7 +212,7 @@ class CallRunner:
 
     def __init__(
         self,
-        call: Any,
+        call: RunnerCall,
         tree: Tree,
         variables: dict[str, str] | None = None,
         *,
@@ -203,13 +245,13 @@ class CallRunner:
         self._deadline: float | None = None
         self._recording: _Recording | None = None
         self.speech_model = speech_model
-        self._speech: Any = None
+        self._speech: SpeechRecognizer | None = None
         self._tap_next: Callable[[Pcm], None] | None = None
         self._ended = False
         self._caller_hung_up = False
         self._inputs = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._detect_media: Any = None  # the media whose in-band detection we steer
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._detect_media: RunnerMedia | None = None  # whose in-band detection we steer
         self._failure: str | None = None  # why the call was ended without delivering the tree
         self._notes: list[str] = []  # errors the tree survived (a refused transfer)
 
@@ -219,12 +261,10 @@ class CallRunner:
         started = self.clock()
         pump = self._spawn(self._pump_call_events())
         player = self._spawn(self._play_prompts())
-        media = getattr(self.call, "media", None)
-        if media is not None:
-            self._tap_next = media.on_audio
-            media.on_audio = self._on_audio
-        detect_before = getattr(media, "inband_detection", None)
-        if detect_before is True:  # a call that has it off for its own reasons keeps it off
+        media = self.call.media
+        self._tap_next = media.on_audio
+        media.on_audio = self._on_audio
+        if media.inband_detection:  # a call that has it off for its own reasons keeps it off
             self._detect_media = media
         try:
             actions = self.engine.start(started)
@@ -249,10 +289,10 @@ class CallRunner:
                 task.cancel()
             if self._recording is not None:
                 self._finish_recording("hangup")
-            if media is not None and media.on_audio == self._on_audio:
+            if media.on_audio == self._on_audio:
                 media.on_audio = self._tap_next
             if self._detect_media is not None:
-                self._detect_media.inband_detection = detect_before  # leave it as we found it
+                self._detect_media.inband_detection = True  # leave it as we found it
         errors = [e for e in (self._failure, self.engine.error, *self._notes) if e]
         return RunResult(
             outcome="error" if self._failure else self.engine.outcome or "error",
@@ -350,7 +390,7 @@ class CallRunner:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.call.hangup(), 5.0)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -359,10 +399,12 @@ class CallRunner:
     # --- call events -------------------------------------------------------------------
 
     async def _pump_call_events(self) -> None:
-        async for event in _call_events(self.call):
-            self._events.put_nowait(event)
-            if isinstance(event, eng.CallerHangup):
-                return
+        """The call's keys as engine events, then one CallerHangup when it ends."""
+        async for event in self.call.events():
+            if isinstance(event, DigitEvent):
+                self._events.put_nowait(eng.Digit(event.digit))
+            elif isinstance(event, HangupEvent):
+                break
         self._events.put_nowait(eng.CallerHangup())
 
     # --- prompts -----------------------------------------------------------------------
@@ -444,7 +486,7 @@ class CallRunner:
                 _NO_SPEECH_MODEL.add(language)  # say it once per process, not per call
         return self.speech_model or None
 
-    def _feed_speech(self, rec: Any, frame: Pcm) -> None:
+    def _feed_speech(self, rec: SpeechRecognizer, frame: Pcm) -> None:
         from autocall.speech import asr
 
         for event in rec.feed(frame):
@@ -469,9 +511,6 @@ class CallRunner:
         self._recording = rec
         if action.beep:
             await self.call.play(beep())
-        if getattr(self.call, "media", None) is None:
-            self._finish_recording("unsupported")
-            return
         self._spawn(self._record_limit(rec))
 
     async def _record_limit(self, rec: _Recording) -> None:
@@ -538,15 +577,15 @@ class CallRunner:
             else:
                 code = await asyncio.wait_for(self.call.transfer(action.target),
                                               action.timeout + 5)
-                ok = code is True or (isinstance(code, int) and 200 <= code < 300)
+                ok = code is True or 200 <= code < 300
         except Exception as exc:  # a failed transfer returns the caller to the tree
             log.warning("transfer to %s failed: %s", action.target, exc)
             self._notes.append(f"transfer to {action.target} failed: {exc}")
         else:
             if not ok:
-                code = getattr(self.call, "transfer_code", None)
+                sip = self.call.transfer_code
                 self._notes.append(f"transfer to {action.target} refused"
-                                   + (f" (SIP {code})" if code else ""))
+                                   + (f" (SIP {sip})" if sip else ""))
         self._events.put_nowait(eng.TransferResult(ok))
 
     async def _attended_transfer(self, action: eng.Transfer) -> bool:
@@ -557,17 +596,11 @@ class CallRunner:
         answer within ``action.timeout`` seconds returns False: the caller is back in the
         tree.
         """
-        ua = getattr(self.call, "ua", None)
-        if ua is None:
-            raise RuntimeError("attended transfer needs a call placed by a UserAgent")
-        consult = await ua.call(action.target, caller_id=self.facts.get("callee") or None,
-                                ring_timeout=action.timeout)
-        consult_media = getattr(consult, "media", None)
-        if consult_media is not None:
-            consult_media.inband_detection = False  # nobody listens to the agent's keys
+        consult = await self.call.ua.call(action.target, ring_timeout=action.timeout,
+                                          caller_id=self.facts.get("callee") or None)
+        consult.media.inband_detection = False  # nobody listens to the agent's keys
         try:
-            answered = await consult.wait_answer(action.timeout + 1.0)
-            if str(getattr(answered, "value", answered)) != "in-progress":
+            if await consult.wait_answer(action.timeout + 1.0) != "in-progress":
                 return False
             for prompt in action.announce:
                 await consult.play(await self._pcm(prompt))
@@ -582,12 +615,12 @@ class CallRunner:
                       else self.audio.play(action))
 
 
-async def _bridge(a: Any, b: Any) -> None:
+async def _bridge(a: Leg, b: Leg) -> None:
     """Relay each leg's received 20 ms frames to the other until either call ends."""
     loop = asyncio.get_running_loop()
-    pending: set[asyncio.Future[Any]] = set()
+    pending: set[asyncio.Future[bool]] = set()
 
-    def relay(dst: Any) -> Callable[[Pcm], None]:
+    def relay(dst: Leg) -> Callable[[Pcm], None]:
         def on_audio(frame: Pcm) -> None:
             if not dst.media.closed:
                 fut = asyncio.ensure_future(dst.media.play(np.array(frame, copy=True)))
@@ -610,18 +643,6 @@ async def _bridge(a: Any, b: Any) -> None:
             fut.cancel()
 
 
-async def _call_events(call: Any) -> AsyncIterator[eng.Event]:
-    """Map the call's own events (digit / hang-up objects) onto engine events."""
-    source = call.events() if hasattr(call, "events") else call
-    async for event in source:
-        digit = getattr(event, "digit", None)
-        if isinstance(digit, str):
-            yield eng.Digit(digit)
-        elif "hangup" in type(event).__name__.lower() or getattr(event, "kind", "") == "hangup":
-            yield eng.CallerHangup()
-            return
-
-
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "+-_" else "_" for c in text)[:60]
 
@@ -634,36 +655,18 @@ def prompts_of(tree: Tree, variables: dict[str, str] | None = None) -> list[eng.
     """
     values = {k: str(v) for k, v in tree.variables.items()}
     values.update(variables or {})
-    found: dict[eng.Say, None] = {}
-    for node in tree.nodes.values():
-        language = getattr(node, "language", None) or tree.language
-        voice = getattr(node, "voice", None) or tree.voice
-        sources: list[Any] = [getattr(node, "say", None)]
-        for verb in ("menu", "gather", "record", "transfer"):
-            body = getattr(node, verb, None)
-            sources += [getattr(body, f, None) for f in ("prompt", "invalid", "no_input",
-                                                          "announce")]
-        for prompts in sources:
-            if prompts is None or (isinstance(prompts, list) and not prompts):
-                continue
-            for item in prompt_items(prompts):
-                if isinstance(item, SayPrompt):
-                    say = eng.Say(render(item.say, values), item.language or language,
-                                  item.voice or voice)
-                    found[say] = None
+    found = {eng.Say(render(p.say, values), p.language or tree.language, p.voice): None
+             for _, p in spoken_prompts(tree)}
     return list(found)
 
 
 def tree_uses_speech(tree: Tree) -> bool:
     """True if a menu or gather of ``tree`` takes spoken answers (load a model first)."""
-    for node in tree.nodes.values():
-        body = getattr(node, "menu", None) or getattr(node, "gather", None)
-        if body is not None and getattr(body, "speech", False):
-            return True
-    return False
+    return any(isinstance(n, MenuNode) and n.menu.speech
+               or isinstance(n, GatherNode) and n.gather.speech for n in tree.nodes.values())
 
 
-async def run_tree(call: Any, tree: Tree, variables: dict[str, str] | None = None,
+async def run_tree(call: RunnerCall, tree: Tree, variables: dict[str, str] | None = None,
                    **options: Any) -> RunResult:
     """Convenience: ``CallRunner(call, tree, variables, **options).run()``."""
     return await CallRunner(call, tree, variables, **options).run()

@@ -181,7 +181,6 @@ class Call:
         self.ended_by: str | None = None
         self.network_fault = False
         """True when the call failed without any response from the far end (see HangupEvent)."""
-        self.digits: list[DigitEvent] = []
         self.negotiated: Negotiated | None = None
         self.record_path: Path | None = None
         self.transfer_code: int | None = None
@@ -202,7 +201,7 @@ class Call:
         self._session_id = secrets.randbelow(2**31)
         self._notify: asyncio.Queue[str] = asyncio.Queue()
         self._attach(session)
-        media.on_digit = self._on_digit
+        media.on_digit.append(self._events.put_nowait)
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.remote} {self.status} {self.sip_code}>"
@@ -217,6 +216,11 @@ class Call:
         session.answerer = self._answer_offer
         session.offerer = self._sdp
         session.on_refer = self._on_refer
+
+    @property
+    def digits(self) -> list[DigitEvent]:
+        """Every key the far end pressed, in order (a transfer keeps the media, and them)."""
+        return self.media.received_digits
 
     @property
     def duration(self) -> float | None:
@@ -615,10 +619,6 @@ class Call:
         self.sip_code, self.reason = code, reason
         self.answered_at = _now()
         self._answered.set()
-
-    def _on_digit(self, d: Digit) -> None:
-        self.digits.append(d)
-        self._events.put_nowait(d)
 
     def _on_session(self, ev: SessionEvent) -> None:
         if ev.kind == "progress":

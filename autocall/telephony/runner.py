@@ -65,7 +65,7 @@ _SILENCE_RMS = 300.0  # about -40 dBFS: below it a recording frame counts as sil
 class RunnerMedia(Protocol):
     """A call's media as the runner uses it: received audio, key detection, bridging."""
 
-    on_audio: Callable[[Pcm], None] | None
+    on_audio: list[Callable[[Pcm], None]]  # subscribers to the received 20 ms frames
     inband_detection: bool
 
     @property
@@ -246,7 +246,6 @@ class CallRunner:
         self._recording: _Recording | None = None
         self.speech_model = speech_model
         self._speech: SpeechRecognizer | None = None
-        self._tap_next: Callable[[Pcm], None] | None = None
         self._ended = False
         self._caller_hung_up = False
         self._inputs = 0
@@ -262,8 +261,7 @@ class CallRunner:
         pump = self._spawn(self._pump_call_events())
         player = self._spawn(self._play_prompts())
         media = self.call.media
-        self._tap_next = media.on_audio
-        media.on_audio = self._on_audio
+        media.on_audio.append(self._on_audio)
         if media.inband_detection:  # a call that has it off for its own reasons keeps it off
             self._detect_media = media
         try:
@@ -289,8 +287,7 @@ class CallRunner:
                 task.cancel()
             if self._recording is not None:
                 self._finish_recording("hangup")
-            if media.on_audio == self._on_audio:
-                media.on_audio = self._tap_next
+            media.on_audio.remove(self._on_audio)
             if self._detect_media is not None:
                 self._detect_media.inband_detection = True  # leave it as we found it
         errors = [e for e in (self._failure, self.engine.error, *self._notes) if e]
@@ -453,8 +450,6 @@ class CallRunner:
 
     def _on_audio(self, frame: Pcm) -> None:
         """Every received 20 ms frame (media clock): voicemail and the speech recogniser."""
-        if self._tap_next is not None:
-            self._tap_next(frame)
         if self._recording is not None:
             self._on_record_frame(self._recording, frame)
         if self._speech is not None:
@@ -628,8 +623,9 @@ async def _bridge(a: Leg, b: Leg) -> None:
                 fut.add_done_callback(pending.discard)
         return on_audio
 
-    saved = a.media.on_audio, b.media.on_audio
-    a.media.on_audio, b.media.on_audio = relay(b), relay(a)
+    to_b, to_a = relay(b), relay(a)
+    a.media.on_audio.append(to_b)
+    b.media.on_audio.append(to_a)
     try:
         ends = [loop.create_task(a.wait_ended()), loop.create_task(b.wait_ended())]
         try:
@@ -638,7 +634,8 @@ async def _bridge(a: Leg, b: Leg) -> None:
             for task in ends:
                 task.cancel()
     finally:
-        a.media.on_audio, b.media.on_audio = saved
+        a.media.on_audio.remove(to_b)
+        b.media.on_audio.remove(to_a)
         for fut in list(pending):
             fut.cancel()
 

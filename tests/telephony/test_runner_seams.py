@@ -1,4 +1,4 @@
-"""The runner's seam with a call: the RunnerCall verbs and typed events.
+"""The runner's seam with a call: the RunnerCall verbs, typed events, audio subscribers.
 
 A fake call (no SIP, no RTP) is enough: the runner only uses what RunnerCall declares.
 """
@@ -43,7 +43,7 @@ class _SilentAudio(AudioCache):
 
 class _Media:
     def __init__(self) -> None:
-        self.on_audio: Callable[[Pcm], None] | None = None
+        self.on_audio: list[Callable[[Pcm], None]] = []
         self.inband_detection = True
         self.closed = False
 
@@ -91,14 +91,18 @@ def _runner(call: RunnerCall, tmp_path: Path) -> CallRunner:
 
 async def test_keys_come_as_typed_events_and_other_events_pass_by(tmp_path: Path) -> None:
     call = _Call()
+    other: list[Pcm] = []
+    call.media.on_audio.append(other.append)
     runner = _runner(call, tmp_path)
     running = asyncio.ensure_future(runner.run())
     await asyncio.sleep(0.05)
+    assert call.media.on_audio == [other.append, runner._on_audio]  # subscribed, not chained
     call.queue.put_nowait(TransferredEvent("sip:b@example.com", None, 200))  # no hang-up
     call.queue.put_nowait(DigitEvent("1", "rfc4733", 0.0))
     result = await asyncio.wait_for(running, 5)
     assert result.outcome == "chose-one" and result.digits == "1"
     assert not result.caller_hung_up
+    assert call.media.on_audio == [other.append]  # the runner left, the other stays
     assert call.media.inband_detection  # left as it was found
 
 

@@ -223,7 +223,7 @@ class CallRunner:
         call_facts: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         max_seconds: float = 3600.0,
-        speech_model: Any = None,
+        speech_model: object | None = None,  # a vosk model (asr.load_model)
         answered_by: AnsweredBy | None = None,
     ) -> None:
         self.call = call
@@ -469,7 +469,7 @@ class CallRunner:
             model, intents, lang=self.tree.language, no_input_timeout=3600.0,
             prompt_playing=True)
 
-    async def _speech_model(self) -> Any:
+    async def _speech_model(self) -> object | None:
         language = self.tree.language
         if self.speech_model is None and language not in _NO_SPEECH_MODEL:
             try:

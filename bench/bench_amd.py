@@ -154,7 +154,8 @@ def throughput(channels: int, seconds: float = 6.0) -> float:
 class _Media:
     """What AmdPool taps on a MediaSession: the received signal in RTP order."""
 
-    on_signal: Callable[[npt.NDArray[np.int16]], None] | None = None
+    def __init__(self) -> None:
+        self.on_signal: list[Callable[[npt.NDArray[np.int16]], None]] = []
 
 
 async def _pool_ticks(channels: int, seconds: float) -> list[float]:
@@ -169,8 +170,8 @@ async def _pool_ticks(channels: int, seconds: float) -> list[float]:
         for i, m in enumerate(medias):
             clip = clips[i % len(clips)]
             j = (k * FRAME + 37 * i * FRAME) % max(FRAME, clip.size - FRAME)
-            assert m.on_signal is not None
-            m.on_signal(clip[j : j + FRAME])  # what each MediaSession does in a pacing tick
+            for tap in m.on_signal:  # what each MediaSession does in a pacing tick
+                tap(clip[j : j + FRAME])
         await asyncio.sleep(0)  # the pool's one pass over all calls runs here
         costs.append(time.perf_counter() - start)
     return costs

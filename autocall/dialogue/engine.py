@@ -56,14 +56,18 @@ keys: no skip, no flush, and the key is not kept for the next menu either, becau
 choice counts only once the caller has heard the notice (a key kept would answer the
 menu behind it unheard). For the same reason entering one drops keys typed ahead
 before it. Such keys are still logged in ``engine.digits``, like every key.
-``engine.keys_ignored`` is True while a key can change nothing (such a message, or the
-prompt before a recording): drivers then must not flush, and need not listen for keys.
+
+Key and barge-in policy lives here, so drivers ask rather than re-derive it:
+``engine.keys_ignored`` (such a message, or the prompt before a recording: do not flush),
+``engine.interruptible`` (a key or spoken answer now flushes the prompts: barge-in),
+``engine.accepts_keys`` (a key now could change the call: listen for tones only then)
+and ``engine.accepts_speech`` (run a recogniser only then).
 
 State for the call record: ``engine.path`` (node ids in the order visited),
 ``engine.variables``, ``engine.digits`` (every key), ``engine.outcome``,
 ``engine.finished``, ``engine.error``, ``engine.caller_hung_up``; for drivers:
-``engine.node`` (current node id), ``engine.waiting_for`` (``prompts``, ``input``,
-``webhook``, ``recording``, ``transfer``, ``pause`` or None) and ``engine.keys_ignored``.
+``engine.node`` (current node id) and ``engine.waiting_for`` (a :class:`Waiting`, or
+None when finished).
 
 Built-in outcomes: ``completed`` (a node without ``next``, or a bare ``hangup``),
 ``opt-out`` (the number joins the do-not-call list), ``transferred``,
@@ -80,6 +84,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -104,6 +109,7 @@ from autocall.dialogue.schema import (
     Tree,
     WebhookNode,
     allowed_transfer_targets,
+    edges,
     parse_days,
     parse_ranges,
     prompt_items,
@@ -129,6 +135,7 @@ __all__ = [
     "Timeout",
     "Transfer",
     "TransferResult",
+    "Waiting",
     "Webhook",
     "WebhookResult",
     "allowed_transfer_targets",
@@ -257,8 +264,19 @@ Action = Say | Play | Collect | StartTimer | Transfer | Record | Webhook | Hangu
 TYPE_AHEAD_LIMIT = 32
 """Keys kept while nothing listens; a flood of RFC 4733 events must not pile up."""
 
-_WAIT_PROMPTS = "prompts"
-_WAIT_INPUT = "input"
+
+class Waiting(StrEnum):
+    """What the engine waits for: the event that moves it on (``engine.waiting_for``)."""
+
+    PROMPTS = "prompts"  # PromptFinished (or a key or answer that barges in)
+    INPUT = "input"  # a key, a spoken answer or the Timeout of a menu or gather
+    WEBHOOK = "webhook"
+    RECORDING = "recording"
+    TRANSFER = "transfer"
+    PAUSE = "pause"  # the Timeout of a pause
+
+
+_WAIT_PROMPTS, _WAIT_INPUT = Waiting.PROMPTS, Waiting.INPUT
 
 
 class Engine:
@@ -286,7 +304,7 @@ class Engine:
         self.started = False
         self.caller_hung_up = False
         self._node_id: str | None = None
-        self._waiting: str | None = None
+        self._waiting: Waiting | None = None
         self._pending_prompts = 0
         self._after_prompts: Callable[[float], list[Action]] | None = None
         self._deadline: float | None = None
@@ -295,6 +313,7 @@ class Engine:
         self._collected = ""
         self._last_failure = "no-input"
         self._allowed = allowed_transfer_targets(tree)
+        self._listen_ahead = _nodes_before_listening(tree)
 
     # --- public ----------------------------------------------------------------------
 
@@ -308,8 +327,8 @@ class Engine:
         return self._node_id
 
     @property
-    def waiting_for(self) -> str | None:
-        """``prompts``, ``input``, ``webhook``, ``recording``, ``transfer``, ``pause``, None."""
+    def waiting_for(self) -> Waiting | None:
+        """What moves the engine on now; None when finished."""
         return None if self.finished else self._waiting
 
     @property
@@ -323,6 +342,41 @@ class Engine:
             return False
         node = self._current()
         return isinstance(node, RecordNode) or unskippable(node)
+
+    @property
+    def interruptible(self) -> bool:
+        """True while prompts play that a key or a spoken answer cuts short: the driver
+        flushes them (barge-in) before it hands the event over."""
+        return self._waiting == _WAIT_PROMPTS and not self.keys_ignored
+
+    @property
+    def accepts_keys(self) -> bool:
+        """Whether a key pressed now could change the call (drivers listen only then).
+
+        Menus and gathers take keys while their prompts play and after; a key skips a
+        message unless ``keys_ignored``. While recording only the node's ``end_on_key``
+        counts (the driver ends the recording on it). During a pause, a webhook or a
+        transfer a key waits as type-ahead, which only a menu or gather ahead can use.
+        """
+        if self.finished or self.keys_ignored:
+            return False
+        node = self.tree.nodes.get(self._node_id or "")
+        if isinstance(node, RecordNode) and self._waiting == Waiting.RECORDING:
+            return node.record.end_on_key is not None
+        if self._waiting in (Waiting.PAUSE, Waiting.WEBHOOK, Waiting.TRANSFER):
+            return self._node_id in self._listen_ahead
+        return True
+
+    @property
+    def accepts_speech(self) -> bool:
+        """Whether a spoken answer now could change the call: a menu or gather that takes
+        speech is playing its prompts or listening (the driver runs a recogniser then)."""
+        if self.finished or self._waiting not in (_WAIT_PROMPTS, _WAIT_INPUT):
+            return False
+        node = self._current()
+        if isinstance(node, MenuNode):
+            return node.menu.speech
+        return isinstance(node, GatherNode) and node.gather.speech
 
     def next_deadline(self) -> float | None:
         return None if self.finished else self._deadline
@@ -357,11 +411,11 @@ class Engine:
             return self._on_timeout(now)
         if isinstance(event, SpeechResult):
             return self._on_speech(event, now)
-        if isinstance(event, WebhookResult) and self._waiting == "webhook":
+        if isinstance(event, WebhookResult) and self._waiting == Waiting.WEBHOOK:
             return self._on_webhook(event, now)
-        if isinstance(event, RecordingFinished) and self._waiting == "recording":
+        if isinstance(event, RecordingFinished) and self._waiting == Waiting.RECORDING:
             return self._on_recording(event, now)
-        if isinstance(event, TransferResult) and self._waiting == "transfer":
+        if isinstance(event, TransferResult) and self._waiting == Waiting.TRANSFER:
             return self._on_transfer(event, now)
         return []
 
@@ -456,7 +510,7 @@ class Engine:
         if isinstance(node, HangupNode):
             return self._finish(node.outcome), None
         if isinstance(node, PauseNode):
-            self._waiting = "pause"
+            self._waiting = Waiting.PAUSE
             return [self._arm(now + node.pause, "pause")], None
         if isinstance(node, MenuNode):
             return self._menu_listen(node, node.menu.prompt, now), None
@@ -467,7 +521,7 @@ class Engine:
             record = Record(body.max_seconds, body.beep, body.end_on_silence, body.end_on_key)
 
             def start_recording(_: float) -> list[Action]:
-                self._waiting = "recording"
+                self._waiting = Waiting.RECORDING
                 return [record]
 
             return self._prompts_then(body.prompt, start_recording, now)
@@ -475,7 +529,7 @@ class Engine:
             return self._start_transfer(node, now), None
         if isinstance(node, WebhookNode):
             hook = node.webhook
-            self._waiting = "webhook"
+            self._waiting = Waiting.WEBHOOK
             payload = render_value(dict(hook.payload), self.variables)
             url = render(hook.url, self.variables)
             return [Webhook(url, payload, hook.timeout, hook.retries)], None
@@ -669,7 +723,7 @@ class Engine:
         if self._waiting in (_WAIT_PROMPTS, _WAIT_INPUT) and isinstance(node, GatherNode):
             self._barge_in()
             return self._gather_key(node, key, now)
-        if self._waiting == "recording" or isinstance(node, RecordNode):
+        if self._waiting == Waiting.RECORDING or isinstance(node, RecordNode):
             return []  # the driver ends the recording on its key; nothing to keep
         if len(self._type_ahead) < TYPE_AHEAD_LIMIT:
             self._type_ahead.append(key)
@@ -688,7 +742,7 @@ class Engine:
 
     def _on_timeout(self, now: float) -> list[Action]:
         node = self._current()
-        if self._waiting == "pause" and isinstance(node, PauseNode):
+        if self._waiting == Waiting.PAUSE and isinstance(node, PauseNode):
             return self._goto(node.next, now)
         if self._waiting != _WAIT_INPUT:
             return []
@@ -747,7 +801,7 @@ class Engine:
             # A tree that skipped validation must not dial an arbitrary number.
             self.error = f"transfer target {body.target!r} is not in transfer_targets"
             return self._finish("error")
-        self._waiting = "transfer"
+        self._waiting = Waiting.TRANSFER
         announce = tuple(
             a for a in self._render_prompts(body.announce) if isinstance(a, Say | Play)
         )
@@ -810,6 +864,38 @@ class Engine:
                 ):
                     return True  # a range past midnight belongs to the day it starts on
         return False
+
+
+def _nodes_before_listening(tree: Tree) -> frozenset[str]:
+    """Ids of the nodes from which some menu or gather can still be reached.
+
+    A key pressed while nothing listens waits as type-ahead for the next menu or gather;
+    where none lies ahead it can never be used. An unskippable message with audio drops
+    the type-ahead on entry, so a path through one does not count.
+    """
+    sources: dict[str, set[str]] = {}
+    for edge in edges(tree):
+        sources.setdefault(edge.target, set()).add(edge.source)
+    todo = [nid for nid, node in tree.nodes.items() if isinstance(node, MenuNode | GatherNode)]
+    seen: set[str] = set(todo)
+    while todo:
+        target = todo.pop()
+        if _drops_type_ahead(tree.nodes[target]):
+            continue
+        for source in sources.get(target, ()):
+            if source not in seen:
+                seen.add(source)
+                todo.append(source)
+    return frozenset(seen)
+
+
+def _drops_type_ahead(node: object) -> bool:
+    """An unskippable message that plays something (an empty one walks straight on)."""
+    if not unskippable(node):
+        return False
+    if isinstance(node, SayNode):
+        return bool(prompt_items(node.say))
+    return isinstance(node, PlayNode) and bool(node.play)
 
 
 def _text(value: Any) -> str:

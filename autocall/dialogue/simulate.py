@@ -36,10 +36,11 @@ from autocall.dialogue.engine import (
     Timeout,
     Transfer,
     TransferResult,
+    Waiting,
     Webhook,
     WebhookResult,
 )
-from autocall.dialogue.schema import RecordNode, Tree
+from autocall.dialogue.schema import Tree
 
 KEYS = frozenset("0123456789*#ABCD")
 SECONDS_PER_CHAR = 0.06
@@ -174,11 +175,11 @@ class Simulator:
             waiting = engine.waiting_for
             if self._replies:
                 self._feed(self._replies.popleft())
-            elif waiting == "prompts":
+            elif waiting is Waiting.PROMPTS:
                 self.now += self._prompt_lengths.popleft() if self._prompt_lengths else 0.5
                 self._feed(PromptFinished())
-            elif waiting in ("input", "pause"):
-                if waiting == "pause":
+            elif waiting in (Waiting.INPUT, Waiting.PAUSE):
+                if waiting is Waiting.PAUSE:
                     self._sleep_until_deadline()
                     continue
                 token = next_input()
@@ -214,28 +215,18 @@ class Simulator:
         elif word and (all(ch in "0123456789*#" for ch in word) or word in ("A", "B", "C", "D")):
             for key in word:
                 self.now += KEY_GAP
-                note = " (ignored: this message cannot be skipped)" if self._unskippable() else ""
-                self._log("input", f"key {key}{note}")
+                ignored = self.engine.keys_ignored
+                self._log("input", f"key {key}" + (" (ignored: this message cannot be skipped)"
+                                                   if ignored else ""))
                 self._feed(Digit(key))
                 if self.engine.finished:
                     break
         else:
             self._log("input", f'says "{word}"')
-            if not self._takes_speech():
+            if not self.engine.accepts_speech:
                 self._log("listen", "(speech ignored: this node listens for keys only)")
             self.now += max(0.5, len(word) * SECONDS_PER_CHAR)
             self._feed(SpeechResult(word, 1.0))
-
-    def _unskippable(self) -> bool:
-        """A ``skippable: false`` message plays: the engine ignores keys (says why in logs)."""
-        return self.engine.keys_ignored and not isinstance(
-            self.tree.nodes.get(self.engine.node or ""), RecordNode
-        )
-
-    def _takes_speech(self) -> bool:
-        node = self.tree.nodes.get(self.engine.node or "")
-        body = getattr(node, "menu", None) or getattr(node, "gather", None)
-        return bool(getattr(body, "speech", False))
 
     def _sleep_until_deadline(self) -> None:
         deadline = self.engine.next_deadline()
@@ -244,10 +235,8 @@ class Simulator:
         self._feed(Timeout())
 
     def _feed(self, event: Event) -> None:
-        if isinstance(event, Digit | SpeechResult) and not self.engine.keys_ignored:
-            # Barge-in: the driver flushes whatever was still queued (what no key skips
-            # plays on; speech cannot interrupt it either, the engine ignores it there).
-            self._prompt_lengths.clear()
+        if isinstance(event, Digit | SpeechResult) and self.engine.interruptible:
+            self._prompt_lengths.clear()  # barge-in: the driver flushes what was queued
         self._apply(self.engine.handle(event, self.now))
 
     # --- actions out -----------------------------------------------------------------

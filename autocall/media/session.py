@@ -11,9 +11,10 @@ Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
     media.flush()                                # barge-in: stop the current and queued prompts
     await media.send_dtmf("123#", duration_ms=100, gap_ms=100, method="rfc4733")  # or "inband"
     async for d in media.digits(): ...           # Digit(digit, source, time, duration_ms)
-    media.on_digit = callback                    # alternative to iterating (called first)
-    media.on_audio = callback                    # every received 20 ms frame (int16), playout-paced
-    media.on_signal = callback                   # received audio in RTP order (detection, AMD):
+    media.received_digits                        # every Digit so far, in order
+    media.on_digit.append(callback)              # subscribers, called in order (before digits())
+    media.on_audio.append(callback)              # every received 20 ms frame (int16), playout-paced
+    media.on_signal.append(callback)             # received audio in RTP order (detection, AMD):
                                                  # bursty, silence for timestamp gaps and
                                                  # for every tick after SIGNAL_IDLE without any
     media.inband_detection = False               # save CPU while no digits are expected
@@ -233,9 +234,12 @@ class MediaSession:
     ) -> None:
         self.engine = engine
         self.frame_samples = round(RATE * engine.frame)
-        self.on_digit: Callable[[Digit], None] | None = None
-        self.on_audio: Callable[[Samples], None] | None = None
-        self.on_signal: Callable[[Samples], None] | None = None
+        # Subscriber lists: append to listen, remove to stop (not from inside a callback).
+        self.on_digit: list[Callable[[Digit], None]] = []
+        self.on_audio: list[Callable[[Samples], None]] = []
+        self.on_signal: list[Callable[[Samples], None]] = []
+        self.received_digits: list[Digit] = []
+        """Every digit received, in order (``digits()`` reads it, ``Call.digits`` shows it)."""
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sender = RtpSender()
@@ -272,7 +276,8 @@ class MediaSession:
         self._push_detect: Callable[[Samples], None] | None = None
         self._detector_tail = 0
         self._recorder: Recorder | None = None
-        self._digit_queue: asyncio.Queue[Digit | None] = asyncio.Queue()
+        self._digits_read = 0  # how far digits() has read received_digits
+        self._digit_arrived = asyncio.Event()
         self._last_digit: Digit | None = None
         # The last in-band press reported: its digit, when, and the feeds that heard it
         # (None: the latched stream's detector; an SSRC: a competing stream's).
@@ -287,7 +292,6 @@ class MediaSession:
         self._foreign = 0
         self._send_errors = 0
         self._dtmf_sent = 0
-        self._dtmf_received = 0
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -529,17 +533,16 @@ class MediaSession:
 
     # -- receiving -----------------------------------------------------------------------
 
-    def digits(self) -> AsyncIterator[Digit]:
-        """Received digits in order, each once; ends when the session closes."""
-        return self._iter_digits()
-
-    async def _iter_digits(self) -> AsyncIterator[Digit]:
+    async def digits(self) -> AsyncIterator[Digit]:
+        """Received digits not read here yet, in order, each once; ends with the session."""
         while True:
-            d = await self._digit_queue.get()
-            if d is None:
-                self._digit_queue.put_nowait(None)
+            while self._digits_read < len(self.received_digits):
+                self._digits_read += 1
+                yield self.received_digits[self._digits_read - 1]
+            if self._closed:
                 return
-            yield d
+            self._digit_arrived.clear()
+            await self._digit_arrived.wait()
 
     def report_digit(
         self, digit: str, source: DigitSource = "info", duration_ms: float = 0.0
@@ -556,13 +559,13 @@ class MediaSession:
         ):
             return False
         self._last_digit = d
-        self._dtmf_received += 1
-        if self.on_digit is not None:
+        self.received_digits.append(d)
+        for listener in self.on_digit:
             try:
-                self.on_digit(d)
+                listener(d)
             except Exception:
                 log.exception("on_digit callback failed")
-        self._digit_queue.put_nowait(d)
+        self._digit_arrived.set()
         return True
 
     # -- recording -----------------------------------------------------------------------
@@ -599,7 +602,7 @@ class MediaSession:
             playout_delay_ms=self._jitter.playout_delay * 1000 / RATE,
             jitter_target_ms=self._jitter.delay * 1000 / RATE,
             dtmf_sent=self._dtmf_sent,
-            dtmf_received=self._dtmf_received,
+            dtmf_received=len(self.received_digits),
             remote_addr=self._remote,
         )
 
@@ -627,7 +630,7 @@ class MediaSession:
         if self._pool_port is not None and self._loop is not None:
             self.engine.ports.released(self._pool_port, self._loop.time())
             self._pool_port = None
-        self._digit_queue.put_nowait(None)
+        self._digit_arrived.set()  # digits() ends
         await asyncio.sleep(0)
 
     # -- driver internals ----------------------------------------------------------------
@@ -673,7 +676,7 @@ class MediaSession:
                 self._feed_signal(chunks)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
                 self._push_detect is not None
-                or self.on_signal is not None
+                or self.on_signal
                 or self._detector_tail > 0
             ):
                 # Nothing arrived for a while: the far end paused or stopped. Silence
@@ -685,8 +688,8 @@ class MediaSession:
                 self._feed_signal((self._zeros,))
             if self._contest is not None:
                 self._run_contest(now)
-        if self.on_audio is not None:
-            self.on_audio(rx)
+        for listener in self.on_audio:
+            listener(rx)
         if self._recorder is not None:
             self._recorder.write(rx, self._zeros if self._sent is None else self._sent)
 
@@ -901,21 +904,21 @@ class MediaSession:
 
     def _feed_signal(self, chunks: list[Samples] | tuple[Samples, ...]) -> None:
         """Timestamp-ordered received audio to the DTMF detector and `on_signal`."""
-        push, detector, tap = self._push_detect, self._detector, self.on_signal
+        push, detector, taps = self._push_detect, self._detector, self.on_signal
         for chunk in chunks:
             if push is not None:
                 push(chunk)
             elif detector is not None:
                 for ev in detector.feed(chunk):
                     self._report_inband(ev, None, self._splits)
-            if tap is not None:
+            for tap in taps:
                 tap(chunk)
 
     def _attach_detection(self) -> None:
         """Join the engine's shared detector banks, or run a detector of our own."""
         if self._slot is not None or self._detector is not None:
             return
-        if self.on_signal is None:
+        if not self.on_signal:
             self._signal.reset()  # not fed while detection was off: start from the next packet
         self._splits = _Splits()  # a new detector: its times start again
         pool_of = getattr(self.engine, "detector_pool", None)

@@ -94,9 +94,9 @@ class AmdOptions:
 
 
 class AudioTap(Protocol):
-    """The media session's hook for the received signal (``MediaSession.on_signal``)."""
+    """The media session's subscribers to the received signal (``MediaSession.on_signal``)."""
 
-    on_signal: Callable[[Pcm], None] | None
+    on_signal: list[Callable[[Pcm], None]]
 
 
 class AmdListener:
@@ -108,16 +108,11 @@ class AmdListener:
         self.media = media
         self.events: list[AmdEvent] = []
         self._changed = asyncio.Event()
-        self._next = media.on_signal
         self._active = True
         self._rest = np.zeros(0, dtype=np.int16)  # less than a frame, waiting for more
-        media.on_signal = self._on_signal
+        media.on_signal.append(self._on_signal)
 
     def _on_signal(self, chunk: Pcm) -> None:
-        if self._next is not None:
-            self._next(chunk)
-        if not self._active:
-            return
         x = np.asarray(chunk, dtype=np.int16).reshape(-1)
         if self._rest.size:
             x = np.concatenate([self._rest, x])
@@ -150,12 +145,11 @@ class AmdListener:
         return result_of(self.events)
 
     def close(self) -> None:
-        """Stop listening; the hook stays chained (others may have wrapped it) but is inert."""
+        """Stop listening and give the pool's channel back."""
         if not self._active:
             return
         self._active = False
-        if self.media.on_signal == self._on_signal:
-            self.media.on_signal = self._next
+        self.media.on_signal.remove(self._on_signal)
         self.pool.release(self.channel)
 
 

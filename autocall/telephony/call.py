@@ -122,14 +122,8 @@ def status_for(code: int, *, cancel_cause: str | None = None, rang: bool = True)
     return CallStatus.FAILED
 
 
-@dataclass(frozen=True)
-class DigitEvent:
-    """A key press of the far end; source is rfc4733, inband or info."""
-
-    digit: str
-    source: str
-    time: float
-    duration_ms: float = 0.0
+DigitEvent = Digit
+"""A key press of the far end, as the media reported it (source: rfc4733, inband, info)."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +184,6 @@ class Call:
         self.ended_by: str | None = None
         self.network_fault = False
         """True when the call failed without any response from the far end (see HangupEvent)."""
-        self.digits: list[DigitEvent] = []
         self.negotiated: Negotiated | None = None
         self.record_path: Path | None = None
         self.transfer_code: int | None = None
@@ -211,7 +204,7 @@ class Call:
         self._session_id = secrets.randbelow(2**31)
         self._notify: asyncio.Queue[str] = asyncio.Queue()
         self._attach(session)
-        media.on_digit = self._on_digit
+        media.on_digit.append(self._events.put_nowait)
 
     def __repr__(self) -> str:
         return f"<Call {self.direction} {self.remote} {self.status} {self.sip_code}>"
@@ -226,6 +219,11 @@ class Call:
         session.answerer = self._answer_offer
         session.offerer = self._sdp
         session.on_refer = self._on_refer
+
+    @property
+    def digits(self) -> list[DigitEvent]:
+        """Every key the far end pressed, in order (a transfer keeps the media, and them)."""
+        return self.media.received_digits
 
     @property
     def duration(self) -> float | None:
@@ -624,11 +622,6 @@ class Call:
         self.sip_code, self.reason = code, reason
         self.answered_at = _now()
         self._answered.set()
-
-    def _on_digit(self, d: Digit) -> None:
-        ev = DigitEvent(d.digit, d.source, d.time, d.duration_ms)
-        self.digits.append(ev)
-        self._events.put_nowait(ev)
 
     def _on_session(self, ev: SessionEvent) -> None:
         if ev.kind == "progress":

@@ -11,11 +11,11 @@ need, see :func:`prompts_of`) and a webhook never holds the call.
 In-band DTMF detection (the media layer's largest per-call CPU cost) runs only while a key
 could change something: it is switched on before the prompts of a state that takes keys
 are queued, so an early key is heard, and off where the engine drops keys, such as an
-unskippable (``skippable: false``) message (see :meth:`CallRunner._keys_matter`).
+unskippable (``skippable: false``) message (``Engine.accepts_keys``).
 RFC 4733 and SIP INFO keys do not need the detector.
 
-The call is duck-typed (:class:`RunnerCall` plus optional ``media``, ``ua``,
-``transfer``) so ``autocall.telephony.call.Call`` and any driver with the same verbs runs.
+The call is a :class:`RunnerCall`: ``autocall.telephony.call.Call`` and any driver with
+the same verbs runs.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -41,22 +41,15 @@ from autocall.audio.amd import AnsweredBy
 from autocall.audio.check import prompt_pcm
 from autocall.audio.tones import beep
 from autocall.dialogue import engine as eng
-from autocall.dialogue.schema import (
-    GatherNode,
-    MenuNode,
-    PlayNode,
-    RecordNode,
-    SayNode,
-    SayPrompt,
-    Tree,
-    edges,
-    prompt_items,
-    unskippable,
-)
+from autocall.dialogue.schema import GatherNode, MenuNode, Tree, spoken_prompts
 from autocall.dialogue.template import render
 from autocall.files import private_file
 from autocall.speech.tts import PromptText, TtsError, render_prompt
+from autocall.telephony.call import CallEvent, DigitEvent, HangupEvent
 from autocall.telephony.webhooks import WebhookClient
+
+if TYPE_CHECKING:
+    from autocall.speech.asr import SpeechRecognizer
 
 __all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompts_of", "run_tree",
            "tree_uses_speech"]
@@ -69,16 +62,54 @@ _NO_SPEECH_MODEL: set[str] = set()  # languages whose vosk model failed to load
 _SILENCE_RMS = 300.0  # about -40 dBFS: below it a recording frame counts as silence
 
 
-class RunnerCall(Protocol):
-    """What the runner needs from a call (``telephony.call.Call`` provides it)."""
+class RunnerMedia(Protocol):
+    """A call's media as the runner uses it: received audio, key detection, bridging."""
+
+    on_audio: list[Callable[[Pcm], None]]  # subscribers to the received 20 ms frames
+    inband_detection: bool
+
+    @property
+    def closed(self) -> bool: ...
 
     async def play(self, pcm: Pcm) -> bool: ...
 
+
+class Leg(Protocol):
+    """A call the runner speaks on and ends: the caller's, or the agent's it consults."""
+
+    @property
+    def media(self) -> RunnerMedia: ...
+
+    async def play(self, pcm: Pcm) -> bool: ...
+
+    async def hangup(self) -> object: ...
+
+    async def wait_answer(self, timeout: float | None = None) -> str: ...
+
+    async def wait_ended(self, timeout: float | None = None) -> object: ...
+
+
+class Dialer(Protocol):
+    """Places the agent's call of an attended transfer (``telephony.call.UserAgent``)."""
+
+    async def call(self, target: str, *, caller_id: str | None = ...,
+                   ring_timeout: float | None = ...) -> Leg: ...
+
+
+class RunnerCall(Leg, Protocol):
+    """What the runner needs from a call (``telephony.call.Call`` provides it)."""
+
+    @property
+    def ua(self) -> Dialer: ...
+
+    @property
+    def transfer_code(self) -> int | None: ...
+
     def flush(self) -> None: ...
 
-    def events(self) -> AsyncIterator[Any]: ...
+    def events(self) -> AsyncIterator[CallEvent]: ...
 
-    async def hangup(self) -> Any: ...
+    async def transfer(self, target: str) -> int: ...
 
 
 @dataclass
@@ -181,7 +212,7 @@ class CallRunner:
 
     def __init__(
         self,
-        call: Any,
+        call: RunnerCall,
         tree: Tree,
         variables: dict[str, str] | None = None,
         *,
@@ -192,7 +223,7 @@ class CallRunner:
         call_facts: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         max_seconds: float = 3600.0,
-        speech_model: Any = None,
+        speech_model: object | None = None,  # a vosk model (asr.load_model)
         answered_by: AnsweredBy | None = None,
     ) -> None:
         self.call = call
@@ -214,14 +245,12 @@ class CallRunner:
         self._deadline: float | None = None
         self._recording: _Recording | None = None
         self.speech_model = speech_model
-        self._speech: Any = None
-        self._tap_next: Callable[[Pcm], None] | None = None
+        self._speech: SpeechRecognizer | None = None
         self._ended = False
         self._caller_hung_up = False
         self._inputs = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._listen_ahead = _nodes_before_listening(tree)
-        self._detect_media: Any = None  # the media whose in-band detection we steer
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._detect_media: RunnerMedia | None = None  # whose in-band detection we steer
         self._failure: str | None = None  # why the call was ended without delivering the tree
         self._notes: list[str] = []  # errors the tree survived (a refused transfer)
 
@@ -231,12 +260,9 @@ class CallRunner:
         started = self.clock()
         pump = self._spawn(self._pump_call_events())
         player = self._spawn(self._play_prompts())
-        media = getattr(self.call, "media", None)
-        if media is not None:
-            self._tap_next = media.on_audio
-            media.on_audio = self._on_audio
-        detect_before = getattr(media, "inband_detection", None)
-        if detect_before is True:  # a call that has it off for its own reasons keeps it off
+        media = self.call.media
+        media.on_audio.append(self._on_audio)
+        if media.inband_detection:  # a call that has it off for its own reasons keeps it off
             self._detect_media = media
         try:
             actions = self.engine.start(started)
@@ -261,10 +287,9 @@ class CallRunner:
                 task.cancel()
             if self._recording is not None:
                 self._finish_recording("hangup")
-            if media is not None and media.on_audio == self._on_audio:
-                media.on_audio = self._tap_next
+            media.on_audio.remove(self._on_audio)
             if self._detect_media is not None:
-                self._detect_media.inband_detection = detect_before  # leave it as we found it
+                self._detect_media.inband_detection = True  # leave it as we found it
         errors = [e for e in (self._failure, self.engine.error, *self._notes) if e]
         return RunResult(
             outcome="error" if self._failure else self.engine.outcome or "error",
@@ -302,7 +327,7 @@ class CallRunner:
         if isinstance(event, eng.Digit) and self._speech is not None:
             self._speech.expire()
             self._speech = None  # a key answers the collect: drop the spoken one
-        if isinstance(event, eng.Digit) and self._barge_in_applies():
+        if isinstance(event, eng.Digit) and self.engine.interruptible:
             self._flush_prompts()
         if isinstance(event, eng.Digit) and self._recording is not None:
             if event.digit == self._recording.action.end_on_key:
@@ -318,55 +343,17 @@ class CallRunner:
         actions = self.engine.handle(event, self.clock())
         self._steer_detection()  # before _apply queues prompts: a key early in them counts
         await self._apply(actions)
-        if not self._collecting():
+        if not self.engine.accepts_speech:
             self._speech = None  # else the voice would flush a message the engine plays on
-
-    def _keys_matter(self) -> bool:
-        """Whether a key pressed now could change the call; when unsure, True.
-
-        From the engine's ``_on_digit`` and this runner's ``_handle``: menus and gathers
-        take keys while their prompts play and after; a key skips a say/play message
-        unless it is ``skippable: false``; during such a message and during a record
-        node's prompt the engine drops keys (``engine.keys_ignored``), and nothing here
-        takes one then either: a recording has ended before the engine moves on, and a
-        key only cancels speech recognition, which no message runs. While recording
-        only ``end_on_key`` counts (checked here, before the engine); during a pause, a
-        webhook or a transfer a key is kept as type-ahead, which only a menu or gather
-        later on can use, and not past an unskippable message, which drops it. A key
-        nothing reacts to is not logged in ``digits`` either.
-        """
-        engine = self.engine
-        if engine.finished or engine.keys_ignored:
-            return False
-        node = self.tree.nodes.get(engine.node) if engine.node is not None else None
-        waiting = engine.waiting_for
-        if isinstance(node, RecordNode):
-            if waiting == "recording":
-                return node.record.end_on_key is not None
-            return waiting != "prompts"  # the prompt before the tone ignores keys
-        if waiting in ("pause", "webhook", "transfer"):
-            return engine.node in self._listen_ahead
-        return True
 
     def _steer_detection(self) -> None:
         """Detector on only while keys matter (call right after each engine step)."""
         media = self._detect_media
         if media is None:
             return
-        wanted = self._keys_matter()
+        wanted = self.engine.accepts_keys
         if media.inband_detection != wanted:
             media.inband_detection = wanted
-
-    def _barge_in_applies(self) -> bool:
-        """A key during prompts skips them, except an unskippable message or the prompt
-        before a recording (engine contract)."""
-        return self.engine.waiting_for == "prompts" and not self.engine.keys_ignored
-
-    def _collecting(self) -> bool:
-        """Whether a menu or gather is listening (its prompts playing, or waiting)."""
-        node = self.tree.nodes.get(self.engine.node) if self.engine.node is not None else None
-        return self.engine.waiting_for in ("prompts", "input") and isinstance(
-            node, MenuNode | GatherNode)
 
     async def _apply(self, actions: list[eng.Action]) -> None:
         for action in actions:
@@ -400,7 +387,7 @@ class CallRunner:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.call.hangup(), 5.0)
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -409,10 +396,12 @@ class CallRunner:
     # --- call events -------------------------------------------------------------------
 
     async def _pump_call_events(self) -> None:
-        async for event in _call_events(self.call):
-            self._events.put_nowait(event)
-            if isinstance(event, eng.CallerHangup):
-                return
+        """The call's keys as engine events, then one CallerHangup when it ends."""
+        async for event in self.call.events():
+            if isinstance(event, DigitEvent):
+                self._events.put_nowait(eng.Digit(event.digit))
+            elif isinstance(event, HangupEvent):
+                break
         self._events.put_nowait(eng.CallerHangup())
 
     # --- prompts -----------------------------------------------------------------------
@@ -461,8 +450,6 @@ class CallRunner:
 
     def _on_audio(self, frame: Pcm) -> None:
         """Every received 20 ms frame (media clock): voicemail and the speech recogniser."""
-        if self._tap_next is not None:
-            self._tap_next(frame)
         if self._recording is not None:
             self._on_record_frame(self._recording, frame)
         if self._speech is not None:
@@ -482,7 +469,7 @@ class CallRunner:
             model, intents, lang=self.tree.language, no_input_timeout=3600.0,
             prompt_playing=True)
 
-    async def _speech_model(self) -> Any:
+    async def _speech_model(self) -> object | None:
         language = self.tree.language
         if self.speech_model is None and language not in _NO_SPEECH_MODEL:
             try:
@@ -494,7 +481,7 @@ class CallRunner:
                 _NO_SPEECH_MODEL.add(language)  # say it once per process, not per call
         return self.speech_model or None
 
-    def _feed_speech(self, rec: Any, frame: Pcm) -> None:
+    def _feed_speech(self, rec: SpeechRecognizer, frame: Pcm) -> None:
         from autocall.speech import asr
 
         for event in rec.feed(frame):
@@ -519,9 +506,6 @@ class CallRunner:
         self._recording = rec
         if action.beep:
             await self.call.play(beep())
-        if getattr(self.call, "media", None) is None:
-            self._finish_recording("unsupported")
-            return
         self._spawn(self._record_limit(rec))
 
     async def _record_limit(self, rec: _Recording) -> None:
@@ -588,15 +572,15 @@ class CallRunner:
             else:
                 code = await asyncio.wait_for(self.call.transfer(action.target),
                                               action.timeout + 5)
-                ok = code is True or (isinstance(code, int) and 200 <= code < 300)
+                ok = code is True or 200 <= code < 300
         except Exception as exc:  # a failed transfer returns the caller to the tree
             log.warning("transfer to %s failed: %s", action.target, exc)
             self._notes.append(f"transfer to {action.target} failed: {exc}")
         else:
             if not ok:
-                code = getattr(self.call, "transfer_code", None)
+                sip = self.call.transfer_code
                 self._notes.append(f"transfer to {action.target} refused"
-                                   + (f" (SIP {code})" if code else ""))
+                                   + (f" (SIP {sip})" if sip else ""))
         self._events.put_nowait(eng.TransferResult(ok))
 
     async def _attended_transfer(self, action: eng.Transfer) -> bool:
@@ -607,17 +591,11 @@ class CallRunner:
         answer within ``action.timeout`` seconds returns False: the caller is back in the
         tree.
         """
-        ua = getattr(self.call, "ua", None)
-        if ua is None:
-            raise RuntimeError("attended transfer needs a call placed by a UserAgent")
-        consult = await ua.call(action.target, caller_id=self.facts.get("callee") or None,
-                                ring_timeout=action.timeout)
-        consult_media = getattr(consult, "media", None)
-        if consult_media is not None:
-            consult_media.inband_detection = False  # nobody listens to the agent's keys
+        consult = await self.call.ua.call(action.target, ring_timeout=action.timeout,
+                                          caller_id=self.facts.get("callee") or None)
+        consult.media.inband_detection = False  # nobody listens to the agent's keys
         try:
-            answered = await consult.wait_answer(action.timeout + 1.0)
-            if str(getattr(answered, "value", answered)) != "in-progress":
+            if await consult.wait_answer(action.timeout + 1.0) != "in-progress":
                 return False
             for prompt in action.announce:
                 await consult.play(await self._pcm(prompt))
@@ -632,12 +610,12 @@ class CallRunner:
                       else self.audio.play(action))
 
 
-async def _bridge(a: Any, b: Any) -> None:
+async def _bridge(a: Leg, b: Leg) -> None:
     """Relay each leg's received 20 ms frames to the other until either call ends."""
     loop = asyncio.get_running_loop()
-    pending: set[asyncio.Future[Any]] = set()
+    pending: set[asyncio.Future[bool]] = set()
 
-    def relay(dst: Any) -> Callable[[Pcm], None]:
+    def relay(dst: Leg) -> Callable[[Pcm], None]:
         def on_audio(frame: Pcm) -> None:
             if not dst.media.closed:
                 fut = asyncio.ensure_future(dst.media.play(np.array(frame, copy=True)))
@@ -645,8 +623,9 @@ async def _bridge(a: Any, b: Any) -> None:
                 fut.add_done_callback(pending.discard)
         return on_audio
 
-    saved = a.media.on_audio, b.media.on_audio
-    a.media.on_audio, b.media.on_audio = relay(b), relay(a)
+    to_b, to_a = relay(b), relay(a)
+    a.media.on_audio.append(to_b)
+    b.media.on_audio.append(to_a)
     try:
         ends = [loop.create_task(a.wait_ended()), loop.create_task(b.wait_ended())]
         try:
@@ -655,53 +634,10 @@ async def _bridge(a: Any, b: Any) -> None:
             for task in ends:
                 task.cancel()
     finally:
-        a.media.on_audio, b.media.on_audio = saved
+        a.media.on_audio.remove(to_b)
+        b.media.on_audio.remove(to_a)
         for fut in list(pending):
             fut.cancel()
-
-
-async def _call_events(call: Any) -> AsyncIterator[eng.Event]:
-    """Map the call's own events (digit / hang-up objects) onto engine events."""
-    source = call.events() if hasattr(call, "events") else call
-    async for event in source:
-        digit = getattr(event, "digit", None)
-        if isinstance(digit, str):
-            yield eng.Digit(digit)
-        elif "hangup" in type(event).__name__.lower() or getattr(event, "kind", "") == "hangup":
-            yield eng.CallerHangup()
-            return
-
-
-def _nodes_before_listening(tree: Tree) -> frozenset[str]:
-    """Ids of the nodes from which some menu or gather can still be reached.
-
-    A key pressed while nothing listens waits as type-ahead for the next menu or gather;
-    where none lies ahead it can never be used. An unskippable message with audio drops
-    the type-ahead on entry, so a path through one does not count.
-    """
-    sources: dict[str, set[str]] = {}
-    for edge in edges(tree):
-        sources.setdefault(edge.target, set()).add(edge.source)
-    todo = [nid for nid, node in tree.nodes.items() if isinstance(node, MenuNode | GatherNode)]
-    seen: set[str] = set(todo)
-    while todo:
-        target = todo.pop()
-        if _drops_type_ahead(tree.nodes[target]):
-            continue
-        for source in sources.get(target, ()):
-            if source not in seen:
-                seen.add(source)
-                todo.append(source)
-    return frozenset(seen)
-
-
-def _drops_type_ahead(node: object) -> bool:
-    """An unskippable message that plays something (an empty one walks straight on)."""
-    if not unskippable(node):
-        return False
-    if isinstance(node, SayNode):
-        return bool(prompt_items(node.say))
-    return isinstance(node, PlayNode) and bool(node.play)
 
 
 def _safe(text: str) -> str:
@@ -716,36 +652,18 @@ def prompts_of(tree: Tree, variables: dict[str, str] | None = None) -> list[eng.
     """
     values = {k: str(v) for k, v in tree.variables.items()}
     values.update(variables or {})
-    found: dict[eng.Say, None] = {}
-    for node in tree.nodes.values():
-        language = getattr(node, "language", None) or tree.language
-        voice = getattr(node, "voice", None) or tree.voice
-        sources: list[Any] = [getattr(node, "say", None)]
-        for verb in ("menu", "gather", "record", "transfer"):
-            body = getattr(node, verb, None)
-            sources += [getattr(body, f, None) for f in ("prompt", "invalid", "no_input",
-                                                          "announce")]
-        for prompts in sources:
-            if prompts is None or (isinstance(prompts, list) and not prompts):
-                continue
-            for item in prompt_items(prompts):
-                if isinstance(item, SayPrompt):
-                    say = eng.Say(render(item.say, values), item.language or language,
-                                  item.voice or voice)
-                    found[say] = None
+    found = {eng.Say(render(p.say, values), p.language or tree.language, p.voice): None
+             for _, p in spoken_prompts(tree)}
     return list(found)
 
 
 def tree_uses_speech(tree: Tree) -> bool:
     """True if a menu or gather of ``tree`` takes spoken answers (load a model first)."""
-    for node in tree.nodes.values():
-        body = getattr(node, "menu", None) or getattr(node, "gather", None)
-        if body is not None and getattr(body, "speech", False):
-            return True
-    return False
+    return any(isinstance(n, MenuNode) and n.menu.speech
+               or isinstance(n, GatherNode) and n.gather.speech for n in tree.nodes.values())
 
 
-async def run_tree(call: Any, tree: Tree, variables: dict[str, str] | None = None,
+async def run_tree(call: RunnerCall, tree: Tree, variables: dict[str, str] | None = None,
                    **options: Any) -> RunResult:
     """Convenience: ``CallRunner(call, tree, variables, **options).run()``."""
     return await CallRunner(call, tree, variables, **options).run()

@@ -127,7 +127,7 @@ def stream(pcm: np.ndarray, ssrc: int, seq0: int, ts0: int, start: float = 0.0) 
 
 async def digits_after(media: MediaSession, packets: list[Packet], sock: socket.socket) -> str:
     got: list[Digit] = []
-    media.on_digit = got.append
+    media.on_digit.append(got.append)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     for t, data in sorted(packets, key=lambda p: p[0]):

@@ -42,7 +42,7 @@ async def test_a_bank_pad_while_a_lost_packet_is_waited_for_does_not_double_a_di
 ) -> None:
     engine, media, caller = call
     got: list[Digit] = []
-    media.on_digit = got.append
+    media.on_digit.append(got.append)
     pool = engine.detector_pool()
     # another call of the same bank, far ahead: the bank must feed without this one
     other = pool.attach(lambda ev: None)

@@ -37,7 +37,7 @@ async def call() -> AsyncIterator[tuple[MediaSession, socket.socket]]:
 
 async def heard(media: MediaSession, sock: socket.socket, sent: list[bytes], lost: set[int]) -> str:
     got: list[Digit] = []
-    media.on_digit = got.append
+    media.on_digit.append(got.append)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     for i, data in enumerate(sent):

@@ -83,7 +83,7 @@ async def send(sock: socket.socket, packets: list[Packet], port: int = US) -> No
 
 async def digits_after(media: MediaSession, packets: list[Packet], sock: socket.socket) -> str:
     got: list[Digit] = []
-    media.on_digit = got.append
+    media.on_digit.append(got.append)
     await send(sock, packets)
     await asyncio.sleep(0.8)  # the signal's idle time and the release confirmation
     return "".join(d.digit for d in got)

@@ -87,7 +87,7 @@ async def test_rfc4733_digits_both_ways_each_reported_once(
 ) -> None:
     a, b = pair
     seen_cb: list[Digit] = []
-    b.on_digit = seen_cb.append
+    b.on_digit.append(seen_cb.append)
     assert await a.send_dtmf("19*#A!", duration_ms=60, gap_ms=60) == "rfc4733"
     got_b = await collect(b, 6)
     assert "".join(d.digit for d in got_b) == "19*#A!"
@@ -308,7 +308,7 @@ async def test_peer_codec_events_on_own_ssrc_and_on_audio(
     """A peer that sends A-law though we offered μ-law, with events on a second SSRC."""
     b = await MediaSession.open(engine)
     frames: list[np.ndarray] = []
-    b.on_audio = frames.append
+    b.on_audio.append(frames.append)
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     try:

@@ -162,7 +162,8 @@ async def test_voicemail_wav_sidecar_and_folder_are_private(tmp_path: Path) -> N
     robot.start(caller.local_addr, 0, 101)
     caller.start(robot.local_addr, 0, 101)
     loud: list[float] = []
-    caller.on_audio = lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None
+    caller.on_audio.append(
+        lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None)
 
     async def speak() -> None:
         while not loud or time.monotonic() - loud[-1] < 0.4:  # prompt and beep, then quiet

@@ -57,7 +57,8 @@ async def _leg() -> Leg:
     robot.start(caller.local_addr, 0, 101)
     caller.start(robot.local_addr, 0, 101)
     loud: list[float] = []
-    caller.on_audio = lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None
+    caller.on_audio.append(
+        lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None)
     return Leg(engine, robot, caller, loud)
 
 
@@ -71,8 +72,8 @@ async def _run(leg: Leg, tree: dict[str, Any], audio: AudioCache, caller: Caller
                         **options)
     pool = leg.engine.detector_pool()
     rows: list[Row] = []
-    leg.robot.on_audio = lambda _: rows.append(
-        (runner.engine.node, runner.engine.waiting_for, pool.calls))  # the runner chains it
+    leg.robot.on_audio.append(lambda _: rows.append(
+        (runner.engine.node, runner.engine.waiting_for, pool.calls)))  # before the runner's
     acting = asyncio.create_task(caller(leg))
     try:
         result = await asyncio.wait_for(runner.run(), 30)

@@ -64,7 +64,7 @@ def audio(tmp_path_factory: pytest.TempPathFactory) -> AudioCache:
 async def test_keys_take_the_expected_path_with_barge_in(audio: AudioCache, method: str) -> None:
     _, robot, caller = await _legs()
     heard: list[float] = []
-    caller.on_audio = lambda f: heard.append(float(np.abs(f).max()) if len(f) else 0.0)
+    caller.on_audio.append(lambda f: heard.append(float(np.abs(f).max()) if len(f) else 0.0))
 
     async def press() -> None:
         await asyncio.sleep(0.8)  # during the greeting: barge-in skips it
@@ -142,7 +142,8 @@ VOICEMAIL = {
 async def test_voicemail_is_a_wav_with_a_json_sidecar(audio: AudioCache, tmp_path: Path) -> None:
     _, robot, caller = await _legs()
     loud: list[float] = []
-    caller.on_audio = lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None
+    caller.on_audio.append(
+        lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None)
 
     async def speak() -> None:
         while not loud or time.monotonic() - loud[-1] < 0.4:  # prompt and beep, then quiet
@@ -263,7 +264,8 @@ async def test_a_spoken_answer_takes_its_branch(audio: AudioCache) -> None:
     answer = synth("아니요")
     _, robot, caller = await _legs()
     loud: list[float] = []
-    caller.on_audio = lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None
+    caller.on_audio.append(
+        lambda f: loud.append(time.monotonic()) if np.abs(f).max() > 500 else None)
 
     async def reply() -> None:
         while not loud or time.monotonic() - loud[-1] < 0.4:  # the question, then quiet

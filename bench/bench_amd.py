@@ -164,6 +164,8 @@ async def _pool_ticks(channels: int, seconds: float) -> list[float]:
     medias = [_Media() for _ in range(channels)]
     for m in medias:
         pool.listen(m)
+        if not m.on_signal:
+            raise RuntimeError("AmdPool.listen tapped nothing the bench feeds: update _Media")
     costs = []
     for k in range(int(seconds / 0.02)):
         start = time.perf_counter()

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import re
 import secrets
-import socket
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +64,14 @@ from autocall.sip.transaction import (
     TransportFailed,
     server_key,
 )
-from autocall.sip.transport import Received, TcpLimits, TcpTransport, Transport, UdpTransport
+from autocall.sip.transport import (
+    Received,
+    Resolver,
+    TcpLimits,
+    TcpTransport,
+    Transport,
+    UdpTransport,
+)
 
 __all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "LocalFailure", "new_tag",
            "new_branch", "ReferSubscription"]
@@ -107,52 +111,6 @@ class UAConfig:
     user_agent: str = "autocall/0.1"
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     """Slow-loris limits of the TCP transport (timeouts, message size, connections)."""
-
-
-_DNS: dict[str, tuple[str, float]] = {}
-DNS_TTL = 60.0
-
-
-def _known(host: str) -> str | None:
-    """``host`` itself when it is an address, else its unexpired cached address."""
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
-    hit = _DNS.get(host)
-    if hit is not None and hit[1] > time.monotonic():
-        return hit[0]
-    return None
-
-
-def _resolve(host: str) -> str:
-    """IPv4 address of ``host``; names come from the cache ``resolve_async`` fills.
-
-    A miss falls back to a blocking lookup (cached too): DNS on the event loop would stall
-    every call's media, so ``UserAgent.call`` resolves ahead with ``resolve_async``.
-    """
-    known = _known(host)
-    if known is not None:
-        return known
-    addr = socket.gethostbyname(host)
-    _DNS[host] = (addr, time.monotonic() + DNS_TTL)
-    return addr
-
-
-async def resolve_async(host: str) -> str:
-    """Resolve ``host`` off the event loop and cache it for ``_resolve`` (A record only:
-    RFC 3263 SRV/NAPTR selection is left to the deployment's DNS)."""
-    known = _known(host)
-    if known is not None:
-        return known
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=socket.AF_INET,
-                                                          type=socket.SOCK_DGRAM)
-    if not infos:
-        raise OSError(f"cannot resolve {host!r}")
-    addr = str(infos[0][4][0])
-    _DNS[host] = (addr, time.monotonic() + DNS_TTL)
-    return addr
 
 
 def salvage_400(raw: bytes, reason: str) -> bytes | None:
@@ -227,6 +185,7 @@ class SipUA:
     def __init__(self, config: UAConfig) -> None:
         self.config = config
         self.transport: Transport | None = None
+        self.resolver = Resolver()
         self.on_invite: Callable[[InviteSession], None] | None = None
         self._client: dict[tuple[str, str], tuple[ClientTransaction, Callable[[Any], None]]] = {}
         self._client_dest: dict[tuple[str, str], Addr] = {}
@@ -328,19 +287,23 @@ class SipUA:
     async def prepare(self, uri: URI) -> None:
         """Resolve where a request to ``uri`` goes before building it (DNS off the loop)."""
         if self.config.proxy:
-            await resolve_async(URI.parse(self.config.proxy).host)
+            await self.resolver.resolve(URI.parse(self.config.proxy).host)
         elif uri.scheme != "tel":
-            await resolve_async(uri.host)
+            await self.resolver.resolve(uri.host)
 
     def destination(self, uri: URI) -> Addr:
-        """Out-of-dialog requests go to the proxy/trunk if configured, else to the URI."""
+        """Out-of-dialog requests go to the proxy/trunk if configured, else to the URI
+        (resolved by ``prepare`` first: this never looks a name up)."""
         if self.config.proxy:
             host, port = URI.parse(self.config.proxy).hostport
         else:
             if uri.scheme == "tel":
                 raise ValueError("a tel: URI needs a proxy/trunk to route it")
             host, port = uri.hostport
-        return _resolve(host), port
+        addr = self.resolver.cached(host)
+        if addr is None:
+            raise OSError(f"{host} is not resolved yet: await SipUA.prepare first")
+        return addr, port
 
     def base_request(self, method: str, uri: URI, from_: Address, to: Address,
                      call_id: str, cseq: int) -> Request:
@@ -628,28 +591,33 @@ class SipUA:
         """Carry out what an INVITE usage asked for (``Respond`` answers ``tx``, by default
         the INVITE), then keep the routing tables and the usage's timer in step with it."""
         usage = session.usage
+        unresolved: list[InviteAction] = []
         for action in actions:
-            if isinstance(action, StartRequest):
-                req = action.request
-                on_result = self._invite_result(session, req) if req.method == "INVITE" \
-                    else _ignore
-                self.send_request(req, self.address(action.to), on_result)
-            elif isinstance(action, Transmit):
-                self.transmit(action.message, self.address(action.to))
+            if isinstance(action, (StartRequest, Transmit)):
+                dest = None if unresolved else self._cached(action.to)
+                if dest is None:  # a next hop by name: look it up off the loop, keep order
+                    unresolved.append(action)
+                elif isinstance(action, Transmit):
+                    self.transmit(action.message, dest)
+                else:
+                    req = action.request
+                    on_result = self._invite_result(session, req) if req.method == "INVITE" \
+                        else _ignore
+                    self.send_request(req, dest, on_result)
             elif isinstance(action, Respond):
                 target = tx or session.server_tx
                 if target is not None:
                     self.respond(target, action.response)
             elif isinstance(action, DialogUp):
                 self._dialogs[action.dialog.id] = session
-                if self.config.proxy:  # in-dialog requests may come from our proxy
-                    with contextlib.suppress(OSError, ValueError):
-                        host, port = URI.parse(self.config.proxy).hostport
-                        action.dialog.peers.add((_resolve(host), port))
-                if usage.peer is not None:  # or from where the INVITE went or came from
-                    action.dialog.peers.add(usage.peer)
+                if usage.peer is not None:  # in-dialog requests may come from where the
+                    action.dialog.peers.add(usage.peer)  # INVITE went or came from
+                if self.config.proxy:  # or from our proxy
+                    self.spawn(self._trust_proxy(action.dialog))
             else:
                 session.emit(action.event)
+        if unresolved:
+            self.spawn(self._send_resolved(session, unresolved))
         if session.server_tx is not None and usage.state not in RINGING:
             self._pending_invites.pop(session.server_tx.key, None)
         if usage.state is InviteState.TERMINATED and usage.dialog is not None:
@@ -673,12 +641,36 @@ class SipUA:
             self.execute(session, session.usage.receive(resp, self._now()))
         return on_result
 
-    def address(self, to: Addr | Dialog) -> Addr:
+    def _cached(self, to: Addr | Dialog) -> Addr | None:
+        if not isinstance(to, Dialog):
+            return to
+        host, port = to.next_hop()
+        addr = self.resolver.cached(host)
+        return None if addr is None else (addr, port)
+
+    async def address(self, to: Addr | Dialog) -> Addr:
         """An address as is; a dialog's next hop resolved (DNS is I/O: not in dialog.py)."""
-        if isinstance(to, Dialog):
-            host, port = to.next_hop()
-            return _resolve(host), port
-        return to
+        if not isinstance(to, Dialog):
+            return to
+        host, port = to.next_hop()
+        return await self.resolver.resolve(host), port
+
+    async def _send_resolved(self, session: InviteSession,
+                             actions: list[InviteAction]) -> None:
+        ready: list[InviteAction] = []
+        for action in actions:
+            assert isinstance(action, (StartRequest, Transmit))
+            try:
+                await self.address(action.to)
+                ready.append(action)
+            except OSError as exc:
+                log.info("not sent, no address: %s", exc)
+        self.execute(session, ready)
+
+    async def _trust_proxy(self, dialog: Dialog) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            host, port = URI.parse(self.config.proxy or "").hostport
+            dialog.peers.add((await self.resolver.resolve(host), port))
 
     # ---- outgoing requests ----------------------------------------------------------------
     def invite(self, target: URI, *, from_user: str | None = None, display: str | None = None,
@@ -732,7 +724,7 @@ class SipUA:
         req = self.base_request("REGISTER", uri, from_, aor, self._reg_call_id, self._reg_cseq)
         req.headers.add("Contact", f"{self.contact()};expires={expires}")
         req.headers.add("Expires", str(expires))
-        dest = (await resolve_async(uri.hostport[0]), uri.hostport[1])
+        dest = (await self.resolver.resolve(uri.hostport[0]), uri.hostport[1])
         resp = await self.request(req, dest)
         self._reg_cseq = resp.cseq.number if resp.status < 300 else self._reg_cseq + 1
         if resp.status >= 300:
@@ -830,7 +822,7 @@ class ReferSubscription:
         req = notify_request(session.dialog, ua.via(), ua.contact(), self.event_id, status,
                              reason)
         try:
-            resp = await ua.request(req, session.hop())
+            resp = await ua.request(req, await session.hop())
         except (OSError, ValueError) as exc:
             log.info("NOTIFY for REFER %s not sent: %s", self.event_id, exc)
             return 0
@@ -908,10 +900,10 @@ class InviteSession:
     def offerer(self, fn: Callable[[], bytes]) -> None:
         self.usage.offerer = fn
 
-    def hop(self) -> Addr:
+    async def hop(self) -> Addr:
         """The dialog's next hop, resolved."""
         assert self.dialog is not None
-        return self.ua.address(self.dialog)
+        return await self.ua.address(self.dialog)
 
     def emit(self, event: SessionEvent) -> None:
         try:
@@ -977,7 +969,7 @@ class InviteSession:
         contact = self.ua.contact() if method in ("INVITE", "UPDATE", "REFER") else None
         req = self.dialog.new_request(method, self.ua.via(), contact=contact, body=body,
                                       content_type=content_type, extra=extra)
-        dest = self.hop()
+        dest = await self.hop()
         if method != "INVITE":
             return await self.ua.request(req, dest)
         fut: asyncio.Future[Response] = self.ua.loop.create_future()

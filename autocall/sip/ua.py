@@ -819,10 +819,11 @@ class ReferSubscription:
         session, ua = self.session, self.session.ua
         if skip or session.dialog is None or ua.closed:
             return 0
-        req = notify_request(session.dialog, ua.via(), ua.contact(), self.event_id, status,
-                             reason)
         try:
-            resp = await ua.request(req, await session.hop())
+            dest = await session.hop()  # before the CSeq is taken: NOTIFYs leave in order
+            req = notify_request(session.dialog, ua.via(), ua.contact(), self.event_id, status,
+                                 reason)
+            resp = await ua.request(req, dest)
         except (OSError, ValueError) as exc:
             log.info("NOTIFY for REFER %s not sent: %s", self.event_id, exc)
             return 0
@@ -966,10 +967,11 @@ class InviteSession:
         """Send an in-dialog request (INFO, REFER, re-INVITE, UPDATE, OPTIONS) and wait."""
         if self.dialog is None or self.state is not InviteState.CONFIRMED:
             raise RuntimeError(f"no confirmed dialog for {method}")
+        dialog = self.dialog
+        dest = await self.hop()  # before the CSeq is taken, so requests leave in CSeq order
         contact = self.ua.contact() if method in ("INVITE", "UPDATE", "REFER") else None
-        req = self.dialog.new_request(method, self.ua.via(), contact=contact, body=body,
-                                      content_type=content_type, extra=extra)
-        dest = await self.hop()
+        req = dialog.new_request(method, self.ua.via(), contact=contact, body=body,
+                                 content_type=content_type, extra=extra)
         if method != "INVITE":
             return await self.ua.request(req, dest)
         fut: asyncio.Future[Response] = self.ua.loop.create_future()

@@ -5,8 +5,10 @@
 - ``auth``: digest answers for 401/407, MD5 and SHA-256, qop=auth (RFC 7616/2617).
 - ``transaction``: §17 client/server transactions, timers A–K, driven by ``now``.
 - ``dialog``: §12 dialog state, in-dialog requests, vetting of tags/CSeq/source.
+- ``invite``: the INVITE usage (§13–§15: CANCEL race, forks, 2xx until ACK), sans-I/O.
+- ``refer``: being transferred (RFC 3515): which REFERs we follow, the NOTIFYs we send.
 - ``transport``: asyncio UDP and TCP, bind address apart from advertised address.
-- ``ua``: ``SipUA`` (transactions on the event loop, REGISTER, INVITE sessions).
+- ``ua``: ``SipUA``, the driver: runs transactions and INVITE usages on the event loop.
 
 Applications use ``autocall.telephony.call.UserAgent`` and ``Call``, which add media.
 """

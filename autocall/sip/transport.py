@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ from autocall.sip.lograte import LogRate
 from autocall.sip.message import MAX_MESSAGE, Request, Response, StreamParser, parse_message
 
 __all__ = ["Transport", "UdpTransport", "TcpTransport", "TcpLimits", "Received",
-           "default_advertise"]
+           "default_advertise", "Resolver"]
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
@@ -59,6 +61,37 @@ def default_advertise(bound_host: str) -> str:
             return str(probe.getsockname()[0])
         except OSError:
             return "127.0.0.1"
+
+
+class Resolver:
+    """Host names to IPv4 addresses, cached ``ttl`` seconds. Lookups run through
+    ``loop.getaddrinfo`` (a worker thread), never on the event loop: a blocking lookup
+    would stall every call's media. A records only: RFC 3263 SRV/NAPTR selection is left
+    to the deployment's DNS."""
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    def cached(self, host: str) -> str | None:
+        """``host`` itself when it is an address, else its unexpired cached address."""
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(host)
+            return host
+        hit = self._cache.get(host)
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
+    async def resolve(self, host: str) -> str:
+        known = self.cached(host)
+        if known is not None:
+            return known
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=socket.AF_INET,
+                                                              type=socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(f"cannot resolve {host!r}")
+        addr = str(infos[0][4][0])
+        self._cache[host] = (addr, time.monotonic() + self.ttl)
+        return addr
 
 
 class Transport:

@@ -442,7 +442,7 @@ class Call:
             if self.status.final:
                 code, reason = 487, "Request Terminated"
                 return
-            new._send_invite(dest)
+            new.send(dest)
             ring = self.ua.loop.call_later(self.ua.refer_ring_timeout, new.cancel)
             ev = await outcome
             code, reason = ev.status or 487, ev.reason or "Request Terminated"
@@ -838,11 +838,10 @@ class UserAgent:
         if record is not None:
             call.record_path = Path(record)
         if not late_offer:
-            session.invite.body = call._sdp()
-            session.invite.headers.set("Content-Type", "application/sdp")
+            session.set_offer(call._sdp())
         # The INVITE was built before the Call existed so the SDP could name the media port;
         # now send it.
-        session._send_invite(self.sip.destination(uri))
+        session.send(self.sip.destination(uri))
         self._calls.add(call)
         if ring_timeout is not None:
             call._ring_timer = self.loop.call_later(ring_timeout, call._cancel, "ring-timeout")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autocall.sip.message import URI, Headers, Request, parse_message
-from autocall.sip.ua import ReferRefused, parse_refer, sipfrag
+from autocall.sip.refer import ReferRefused, parse_refer, sipfrag
 
 
 def _refer(*refer_to: str, referred_by: str | None = None) -> Request:

@@ -1,0 +1,395 @@
+"""The INVITE usage (RFC 3261 §13–§15), client and server side, sans-I/O.
+
+An ``InviteUsage`` is one call's INVITE dialog usage: the INVITE and its final answer,
+CANCEL and the 2xx that may cross it, the ACK of a 2xx, re-INVITEs and the BYE. Like
+``transaction``, it takes messages and a ``now`` and returns actions; ``deadline`` is when
+``on_timer(now)`` is due. The driver (``ua.SipUA``) runs the transactions the actions
+start, resolves where they go (DNS is I/O) and hands the events to the application.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, response_to
+from autocall.sip.message import Headers, Request, Response
+from autocall.sip.sdp import parse_sdp
+from autocall.sip.transaction import Timers, make_cancel
+
+__all__ = ["InviteState", "InviteUsage", "Agent", "SessionEvent", "LocalFailure",
+           "StartRequest", "Transmit", "Respond", "DialogUp", "Emit", "InviteAction",
+           "new_tag", "warning", "bad_request"]
+
+log = logging.getLogger(__name__)
+Addr = tuple[str, int]
+SDP = "application/sdp"
+
+
+def new_tag() -> str:
+    return secrets.token_hex(8)  # §19.3: unguessable, so nobody can inject into a dialog
+
+
+def warning(reason: str) -> str:
+    """A ``Warning`` value saying why we refused (RFC 3261 §20.43: 399 = miscellaneous;
+    the warn-text is a quoted string, so quotes, backslashes and controls are replaced)."""
+    text = re.sub(r'[^\x20-\x7e]|["\\]', "?", reason)[:120]
+    return f'399 autocall "{text}"'
+
+
+def bad_request(request: Request, reason: str) -> Response:
+    """400 for a request we parsed but cannot accept, the reason also in a Warning."""
+    safe = re.sub(r"[^\x20-\x7e]", "?", reason)[:120]
+    return response_to(request, 400, safe, to_tag=new_tag(),
+                       headers=Headers([("Warning", warning(reason))]))
+
+
+class InviteState(StrEnum):
+    """calling → early → confirmed → terminated (a StrEnum: equal to those words)."""
+
+    CALLING = "calling"
+    EARLY = "early"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+RINGING = (InviteState.CALLING, InviteState.EARLY)
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """progress | answered | failed | ended | dialog (with ``dialog_event``) | ack.
+
+    ``network_fault`` (on failed): nothing at all came back from the far end, the
+    connection was refused (503, §8.1.3.1) or Timer B fired (408): a trunk or network
+    problem, not a callee who did not pick up.
+    """
+
+    kind: str
+    status: int | None = None
+    reason: str | None = None
+    message: Request | Response | None = None
+    dialog_event: DialogEvent | None = None
+    by: str | None = None
+    network_fault: bool = False
+
+
+class LocalFailure(Response):
+    """A final response we made up because the request could not reach anyone (§8.1.3.1:
+    a transport error counts as 503, Timer B as 408); it never crossed the network."""
+
+
+class Agent(Protocol):
+    """What a usage needs from its user agent: a fresh Via (new branch, §8.1.1.7), our
+    Contact, and credentials for a 401/407 (§22.2), or None."""
+
+    def via(self) -> str: ...
+
+    def contact(self) -> str: ...
+
+    def authorized_retry(self, request: Request, response: Response) -> Request | None: ...
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """Send ``request`` in a client transaction of its own (INVITE, CANCEL, BYE) to ``to``:
+    an address, or a dialog's next hop. Responses to an INVITE go back to ``receive``."""
+
+    request: Request
+    to: Addr | Dialog
+
+
+@dataclass(frozen=True)
+class Transmit:
+    """Send without a transaction: the ACK of a 2xx (§13.2.2.4), a 2xx again (§13.3.1.4)."""
+
+    message: Request | Response
+    to: Addr | Dialog
+
+
+@dataclass(frozen=True)
+class Respond:
+    """Answer the request being handled, by default the INVITE (its server transaction)."""
+
+    response: Response
+
+
+@dataclass(frozen=True)
+class DialogUp:
+    """A dialog now exists: route its in-dialog requests to this usage."""
+
+    dialog: Dialog
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An event for the application."""
+
+    event: SessionEvent
+
+
+InviteAction = StartRequest | Transmit | Respond | DialogUp | Emit
+
+
+class InviteUsage:
+    """One INVITE usage, outgoing (``uac``) or incoming (``uas``, ``peer`` = where the
+    INVITE came from). ``answerer`` makes our SDP answer to an offer (None → 488) and
+    ``offerer`` our offer, for a late-offer 2xx or an offerless re-INVITE."""
+
+    def __init__(self, agent: Agent, role: Literal["uac", "uas"], invite: Request, *,
+                 peer: Addr | None = None, timers: Timers | None = None) -> None:
+        self.agent = agent
+        self.role = role
+        self.invite = invite
+        self.peer = peer
+        self.timers = timers or Timers()
+        self.state = InviteState.CALLING
+        self.dialog: Dialog | None = None
+        self.remote_sdp: bytes | None = None
+        self.answerer: Callable[[bytes], bytes | None] = lambda offer: None
+        self.offerer: Callable[[], bytes] = lambda: b""
+        self.final_status: int | None = None
+        self.final_reason: str | None = None
+        self.local_tag = (invite.from_.tag or new_tag()) if role == "uac" else new_tag()
+        self.heard_back = False
+        """Whether anything at all (even 100 Trying) answered our INVITE."""
+        self.provisional = False
+        """A 1xx beyond 100 came (the phone rang), or any 1xx once we wanted to CANCEL."""
+        self._cancel_requested = False
+        self._cancel_sent = False
+        self._ack: Request | None = None
+        self._ok: tuple[Response, Addr | Dialog] | None = None
+        self._ok_interval = 0.0
+        self._auth_tries = 0
+        self._deadlines: dict[str, float] = {}
+
+    # ---- timers (the driver calls on_timer at deadline) --------------------------------
+    @property
+    def deadline(self) -> float | None:
+        return min(self._deadlines.values()) if self._deadlines else None
+
+    def on_timer(self, now: float) -> list[InviteAction]:
+        actions: list[InviteAction] = []
+        for name in sorted(self._deadlines, key=self._deadlines.__getitem__):
+            if name in self._deadlines and self._deadlines[name] <= now:
+                del self._deadlines[name]
+                actions += self._fire(name, now)
+        return actions
+
+    def _fire(self, name: str, now: float) -> list[InviteAction]:
+        if name == "cancel":  # §9.1: no final response 64*T1 after CANCEL: give up
+            return self._fail(487, "Request Terminated (local)", by="local")
+        if name == "no-ack":  # §13.3.1.4: 2xx sent for 64*T1 without ACK: end the session
+            self._ok = None
+            self._deadlines.pop("2xx", None)
+            return self.bye(reason="no ACK")
+        if name == "2xx" and self._ok is not None and self.state is InviteState.CONFIRMED:
+            self._ok_interval = min(2 * self._ok_interval, self.timers.t2)
+            self._deadlines["2xx"] = now + self._ok_interval
+            return [Transmit(*self._ok)]
+        return []
+
+    def _terminate(self) -> None:
+        self.state = InviteState.TERMINATED
+        self._deadlines.clear()
+        self._ok = None
+
+    def _fail(self, code: int, reason: str, resp: Response | None = None, *,
+              by: str | None = None, network: bool = False) -> list[InviteAction]:
+        if self.state is InviteState.TERMINATED:
+            return []
+        self.final_status, self.final_reason = code, reason
+        self._terminate()
+        return [Emit(SessionEvent("failed", code, reason, resp, by=by, network_fault=network))]
+
+    # ---- messages ------------------------------------------------------------------------
+    def receive(self, msg: Request | Response, now: float) -> list[InviteAction]:
+        """A response to our INVITE (a ``LocalFailure`` for a transport error or Timer B),
+        or the ACK or CANCEL of the INVITE we received."""
+        if isinstance(msg, Response):
+            return self._response(msg, now)
+        if msg.method == "ACK":
+            return self._ack_received(msg)
+        if msg.method == "CANCEL" and self.role == "uas" and self.state in RINGING:
+            self.final_status, self.final_reason = 487, "Request Terminated"
+            self._terminate()  # §9.2: the INVITE gets 487, the CANCEL its own 200
+            return [Respond(response_to(self.invite, 487, to_tag=self.local_tag)),
+                    Emit(SessionEvent("failed", 487, "cancelled by caller", by="remote"))]
+        return []
+
+    def on_request(self, ev: DialogEvent, source: Addr, now: float) -> list[InviteAction]:
+        """An in-dialog request the dialog accepted (§12.2.2); REFER is the driver's."""
+        req, kind = ev.request, ev.kind
+        if kind == "bye":  # §15.1.2
+            bye: list[InviteAction] = [Respond(response_to(req, 200))]
+            if self.state is not InviteState.TERMINATED:
+                bye.append(Emit(SessionEvent("ended", by="remote", message=req)))
+            self._terminate()
+            return bye
+        if kind == "options":
+            return [Respond(response_to(req, 200, headers=Headers(
+                [("Allow", ALLOW), ("Accept", SDP)])))]
+        if kind not in ("reinvite", "update"):
+            return [Respond(response_to(req, 200)), Emit(SessionEvent("dialog", dialog_event=ev))]
+        h = Headers([("Contact", self.agent.contact())])
+        if req.body and req.content_type == SDP:
+            try:
+                parse_sdp(req.body)
+            except ValueError as exc:  # malformed, not merely unacceptable: 400
+                return [Respond(bad_request(req, f"bad SDP: {exc}"))]
+            answer = self.answerer(req.body)
+            if answer is None:
+                return [Respond(response_to(req, 488))]
+            self.remote_sdp = req.body
+            ok = response_to(req, 200, headers=h, body=answer, content_type=SDP)
+        elif kind == "reinvite":  # offerless: we offer in the 200, the answer is in the ACK
+            ok = response_to(req, 200, headers=h, body=self.offerer(), content_type=SDP)
+        else:
+            ok = response_to(req, 200, headers=h)
+        if kind == "reinvite":
+            self._retransmit_until_ack(ok, source, now)
+        return [Respond(ok), Emit(SessionEvent("dialog", dialog_event=ev))]
+
+    # ---- UAC -----------------------------------------------------------------------------
+    def set_offer(self, sdp: bytes | None) -> None:
+        """Our SDP offer in the INVITE, or None for a late offer (the 2xx offers, §13.2.1)."""
+        self.invite.body = sdp or b""
+        if sdp:
+            self.invite.headers.set("Content-Type", SDP)
+        else:
+            self.invite.headers.remove("Content-Type")
+
+    def start(self, dest: Addr, now: float) -> list[InviteAction]:
+        """Send the INVITE to ``dest`` (resolved by the driver)."""
+        self.peer = dest
+        self.heard_back = False
+        return [StartRequest(self.invite, dest)]
+
+    def _response(self, resp: Response, now: float) -> list[InviteAction]:
+        if isinstance(resp, LocalFailure):
+            return self._fail(resp.status, resp.reason, resp, by="local", network=True)
+        self.heard_back = True
+        code = resp.status
+        if code < 200:
+            actions: list[InviteAction] = []
+            self.provisional = self.provisional or code > 100 or self._cancel_requested
+            if code > 100 and self.state in RINGING:
+                self.state = InviteState.EARLY
+                actions.append(Emit(SessionEvent("progress", code, resp.reason, resp)))
+            return actions + (self._send_cancel() if self._cancel_requested else [])
+        if code < 300:
+            return self._on_2xx(resp)
+        if code in (401, 407) and self._auth_tries < 2 and not self._cancel_requested \
+                and self.peer is not None:
+            retry = self.agent.authorized_retry(self.invite, resp)
+            if retry is not None:  # §22.2: the same INVITE with credentials, CSeq + 1
+                self._auth_tries += 1
+                self.invite = retry
+                return self.start(self.peer, now)
+        return self._fail(code, resp.reason, resp)
+
+    def _on_2xx(self, resp: Response) -> list[InviteAction]:
+        if self.dialog is not None and self.dialog.matches(resp):
+            # A retransmitted 2xx: our ACK was lost, send it again (§13.2.2.4).
+            return [Transmit(self._ack, self.dialog)] if self._ack is not None else []
+        try:
+            dialog = Dialog.as_uac(self.invite, resp)
+        except ValueError as exc:
+            log.info("unusable 2xx: %s", exc)
+            return []
+        cseq = self.invite.cseq.number
+        if self.dialog is not None:
+            # Another fork answered too (§13.2.2.4): ACK its 2xx, then end that dialog.
+            return [Transmit(dialog.ack(cseq, self.agent.via()), dialog),
+                    StartRequest(dialog.new_request("BYE", self.agent.via()), dialog)]
+        self.dialog = dialog
+        if resp.content_type == SDP:
+            self.remote_sdp = resp.body
+        body = b""
+        if not self.invite.body and self.remote_sdp is not None:
+            body = self.answerer(self.remote_sdp) or b""  # late offer: answer in the ACK
+        self._ack = dialog.ack(cseq, self.agent.via(), body, SDP if body else None)
+        actions: list[InviteAction] = [DialogUp(dialog), Transmit(self._ack, dialog)]
+        crossed = self._cancel_requested or self.state is InviteState.TERMINATED
+        self.state = InviteState.CONFIRMED
+        if crossed:  # the 2xx crossed our CANCEL (§9.1): answered anyway, so end it
+            return actions + self.bye(reason="cancelled")
+        self.final_status, self.final_reason = resp.status, resp.reason
+        return actions + [Emit(SessionEvent("answered", resp.status, resp.reason, resp))]
+
+    def cancel(self, now: float) -> list[InviteAction]:
+        """CANCEL a ringing call (§9.1): it waits for a provisional response if none came
+        yet, and without a final response within 64*T1 the call fails here with 487."""
+        if self.role != "uac" or self.state not in RINGING or self._cancel_requested:
+            return []
+        self._cancel_requested = True
+        self._deadlines["cancel"] = now + 64 * self.timers.t1
+        return self._send_cancel() if self.provisional else []
+
+    def _send_cancel(self) -> list[InviteAction]:
+        if self._cancel_sent or self.peer is None:
+            return []
+        self._cancel_sent = True
+        return [StartRequest(make_cancel(self.invite), self.peer)]
+
+    # ---- UAS -----------------------------------------------------------------------------
+    def ring(self, status: int = 180) -> list[InviteAction]:
+        if self.role != "uas" or self.state is not InviteState.CALLING:
+            return []
+        self.state = InviteState.EARLY
+        h = Headers([("Contact", self.agent.contact())])
+        return [Respond(response_to(self.invite, status, to_tag=self.local_tag, headers=h))]
+
+    def answer(self, sdp: bytes | None, now: float) -> list[InviteAction]:
+        """200 OK (with our SDP), re-sent until the ACK comes (§13.3.1.4)."""
+        if self.role != "uas" or self.state not in RINGING:
+            return []
+        h = Headers([("Contact", self.agent.contact()), ("Allow", ALLOW)])
+        ok = response_to(self.invite, 200, to_tag=self.local_tag, headers=h,
+                         body=sdp or b"", content_type=SDP if sdp else None)
+        self.dialog = Dialog.as_uas(self.invite, self.local_tag)
+        self.state = InviteState.CONFIRMED
+        self.final_status, self.final_reason = 200, "OK"
+        self._retransmit_until_ack(ok, self.peer or self.dialog, now)
+        return [DialogUp(self.dialog), Respond(ok)]
+
+    def reject(self, status: int = 486, reason: str | None = None) -> list[InviteAction]:
+        if self.role != "uas" or self.state not in RINGING:
+            return []
+        self.final_status, self.final_reason = status, reason
+        self._terminate()
+        return [Respond(response_to(self.invite, status, reason, to_tag=self.local_tag))]
+
+    def _retransmit_until_ack(self, ok: Response, to: Addr | Dialog, now: float) -> None:
+        """§13.3.1.4: the UAS core re-sends a 2xx at T1, 2T1, 4T1… capped at T2, and
+        gives up after 64*T1 (the transaction layer does not, §17.2.1)."""
+        self._ok = (ok, to)
+        self._ok_interval = self.timers.t1
+        self._deadlines["2xx"] = now + self.timers.t1
+        self._deadlines["no-ack"] = now + 64 * self.timers.t1
+
+    def _ack_received(self, ack: Request) -> list[InviteAction]:
+        has_sdp = bool(ack.body) and ack.content_type == SDP
+        if self._ok is None and not has_sdp:
+            return []  # a retransmitted ACK, or one for a 2xx we no longer resend
+        self._ok = None
+        self._deadlines.pop("2xx", None)
+        self._deadlines.pop("no-ack", None)
+        if has_sdp:  # the answer to the offer we put in a 2xx (late offer, §13.2.1)
+            self.remote_sdp = ack.body
+        return [Emit(SessionEvent("ack", message=ack))]
+
+    # ---- both ----------------------------------------------------------------------------
+    def bye(self, reason: str | None = None) -> list[InviteAction]:
+        """Hang up a confirmed call (BYE, §15.1.1); its transaction retries on its own."""
+        if self.state is not InviteState.CONFIRMED or self.dialog is None:
+            return []
+        extra = [("Reason", f'SIP;cause=200;text="{reason}"')] if reason else None
+        req = self.dialog.new_request("BYE", self.agent.via(), extra=extra)
+        self._terminate()
+        return [StartRequest(req, self.dialog), Emit(SessionEvent("ended", by="local"))]

@@ -35,7 +35,6 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    inspect,
     or_,
     select,
     text,
@@ -44,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from autocall.campaign import migrations
 from autocall.campaign.contacts import NewContact
 from autocall.campaign.model import (
     Attempt,
@@ -60,13 +60,9 @@ from autocall.campaign.model import (
 )
 from autocall.files import private_file
 
-SCHEMA_VERSION = 3
-
+# The tables as the newest migration (autocall/campaign/migrations) leaves them; the
+# queries are built on these, the schema itself is made by the migrations only.
 metadata = MetaData()
-
-schema_version = Table(
-    "autocall_schema_version", metadata, Column("version", Integer, nullable=False)
-)
 
 campaigns = Table(
     "autocall_campaigns",
@@ -165,22 +161,6 @@ calls = Table(
     *_outcome_columns(),
     UniqueConstraint("call_id", "direction", name="uq_autocall_calls_once"),
 )
-
-# version -> step; each step brings the schema from version-1 to version.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: lambda conn: metadata.create_all(
-        conn, tables=[campaigns, contacts, attempts, nodes], checkfirst=True
-    ),
-    2: lambda conn: metadata.create_all(conn, tables=[calls], checkfirst=True),
-    3: lambda conn: _add_column(conn, contacts, "network_faults", "INTEGER NOT NULL DEFAULT 0"),
-}
-
-
-def _add_column(conn: Connection, table: Table, column: str, ddl: str) -> None:
-    """ALTER TABLE … ADD COLUMN, unless step 1 just created the table with it."""
-    if column not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
-        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {ddl}"))
-
 
 def _when(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
@@ -374,23 +354,17 @@ class Store:
 
     # --- schema -------------------------------------------------------------------
 
-    def migrate(self) -> int:
-        """Bring the schema to ``SCHEMA_VERSION``; safe when several nodes start at once."""
+    def migrate(self) -> str:
+        """Bring the schema to the newest alembic revision (returned); safe when several
+        nodes start at once: they take turns on a lock (PostgreSQL) or the write lock
+        (SQLite's BEGIN IMMEDIATE), and the later ones find nothing to do."""
         with self.engine.begin() as conn:
             if not self.is_sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(7210001)"))
-            if not inspect(conn).has_table(schema_version.name):
-                schema_version.create(conn)
-            current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database schema is version {current}, this autocall knows "
-                    f"{SCHEMA_VERSION}: upgrade autocall"
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[version](conn)
-                conn.execute(insert(schema_version).values(version=version))
-            return SCHEMA_VERSION
+            try:
+                return migrations.upgrade(conn)
+            except migrations.MigrationError as exc:
+                raise StoreError(str(exc)) from exc
 
     # --- campaigns ----------------------------------------------------------------
 

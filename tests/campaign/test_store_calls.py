@@ -39,17 +39,10 @@ def test_a_call_record_survives_reopening_and_is_stored_once(tmp_path: Path) -> 
 
 
 def test_a_version_1_database_is_migrated_to_hold_calls(tmp_path: Path) -> None:
-    from sqlalchemy import create_engine, insert
-
-    from autocall.campaign import store as store_module
+    from legacy_schema import make_legacy
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = create_engine(url)
-    with engine.begin() as conn:  # the schema as version 1 left it
-        store_module.schema_version.create(conn)
-        store_module.MIGRATIONS[1](conn)
-        conn.execute(insert(store_module.schema_version).values(version=1))
-    engine.dispose()
+    make_legacy(url, 1, contacts_n=0)  # the schema as version 1 left it
     store = Store(url)
     assert store.add_call(_record("c9")) is True
     assert [r["call_id"] for r in store.calls()] == ["c9"]

@@ -124,8 +124,6 @@ def make_legacy(url: str, version: int = 3, contacts_n: int = 4) -> dict[str, in
         if version >= 2:
             tables.append(calls)
         metadata.create_all(conn, tables=tables)
-        if version < 3:
-            conn.execute(text("ALTER TABLE autocall_contacts DROP COLUMN network_faults"))
         conn.execute(insert(schema_version), [{"version": v} for v in range(1, version + 1)])
         conn.execute(insert(campaigns).values(
             name="legacy", state="running", definition=json.dumps(CAMPAIGN),
@@ -158,6 +156,8 @@ def make_legacy(url: str, version: int = 3, contacts_n: int = 4) -> dict[str, in
                 caller="sip:alice@127.0.0.1", tree="office", status="completed",
                 outcome="transferred", sip_code=200, started_at=WHEN, ended_at=WHEN,
                 digits="1", path='["welcome"]', variables='{"choice": "1"}'))
+        if version < 3:  # version 3 added it
+            conn.execute(text("ALTER TABLE autocall_contacts DROP COLUMN network_faults"))
     engine.dispose()
     counts = {"contacts": contacts_n, "campaigns": 1, "nodes": 1,
               "attempts": sum(1 for i in range(contacts_n) if outcomes[i % 4] is not None),

@@ -7,7 +7,8 @@ from sqlalchemy import create_engine
 cfg = context.config
 connection = cfg.attributes.get("connection")
 if context.is_offline_mode():
-    context.configure(url=cfg.get_main_option("sqlalchemy.url"), literal_binds=True)
+    context.configure(url=cfg.get_main_option("sqlalchemy.url"), literal_binds=True,
+                      dialect_opts={"paramstyle": "named"})  # a % stays a %
     with context.begin_transaction():
         context.run_migrations()
 elif connection is not None:

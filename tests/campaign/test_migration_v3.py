@@ -12,9 +12,10 @@ from legacy_schema import make_legacy
 from sqlalchemy import create_engine, text
 
 from autocall.campaign import migrations
-from autocall.campaign.dialer import CallResult, next_attempt_at, outcome_of
+from autocall.campaign.dialer import next_attempt_at, outcome_of
 from autocall.campaign.model import CallStatus, ContactState, Dial, Outcome
-from autocall.campaign.store import CallRecord, Store
+from autocall.campaign.store import Store
+from autocall.telephony.record import CallRecord
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -42,13 +43,13 @@ def _upgrade_and_use(url: str, tmp_path: Path) -> None:
         contacts = store.contacts(name)
         assert len(contacts) == 3 and all(c.network_faults == 0 for c in contacts)
         (claim,) = store.claim(name, "n1", NOW, 1, lambda c: Dial(c.id, "+12025550100"))
-        result = CallResult(CallStatus.FAILED, 503, ended_by="local")
+        result = CallRecord(CallStatus.FAILED, 503, ended_by="local")
         outcome = outcome_of(result)
         assert outcome is Outcome.NETWORK_FAULT
         campaign, _, _ = store.campaign(name)
         nxt = next_attempt_at(campaign, claim.attempt_no, outcome, NOW, 1)
         assert store.finish(
-            claim.attempt_id, CallRecord(CallStatus.FAILED, outcome, 503, ended_at=NOW), nxt
+            claim.attempt_id, CallRecord(CallStatus.FAILED, 503, ended_at=NOW, outcome=outcome), nxt
         )
         after = store.contact_by_number(name, claim.contact.number)
         assert after is not None and after.network_faults == 1

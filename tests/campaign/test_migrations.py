@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 from autocall.campaign import migrations
+from autocall.campaign.model import Outcome
 from autocall.campaign.store import Store, StoreError
 from autocall.cli import app
 
@@ -79,6 +80,17 @@ def test_a_schema_3_store_is_upgraded_in_place_keeping_every_row(url: str) -> No
         assert [a.variables["choice"] for a in attempts] == ["0", "1", "2"]
         (call,) = store.calls()
         assert call["call_id"] == "legacy-call" and call["variables"] == {"choice": "1"}
+        # 0002: the dialogue's outcome out of variables, one spelling of the opt-out
+        assert call["dialogue_outcome"] == "transferred"
+        assert [a.dialogue_outcome for a in attempts] == ["opt-out", "done", "done"]
+        assert all("dialogue_outcome" not in a.variables for a in attempts)
+        assert [a.answered_by for a in attempts] == [None, "human", None]
+        assert attempts[0].outcome is Outcome.OPTED_OUT and contacts[0].last_outcome is (
+            Outcome.OPTED_OUT)
+        assert _count(url, "autocall_attempts WHERE outcome = 'opted-out'") == 0
+        assert _count(url, "autocall_contacts WHERE last_outcome = 'opt-out'") == 1
+        # an autocall from before alembic refuses the store instead of writing old shapes
+        assert _count(url, "autocall_schema_version WHERE version = 4") == 1
     finally:
         store.close()
 

@@ -18,7 +18,8 @@ from autocall.campaign.model import (
     Dial,
     Outcome,
 )
-from autocall.campaign.store import CallRecord, Store, StoreError
+from autocall.campaign.store import Store, StoreError
+from autocall.telephony.record import CallRecord
 
 SCHEMA_VERSION = head()  # the schema is alembic's now; its newest revision
 
@@ -70,10 +71,10 @@ def test_claim_writes_attempt_rows_and_applies_plans(tmp_path: Path) -> None:
 def test_finish_is_once_and_moves_contact(tmp_path: Path) -> None:
     store = _store(tmp_path, 1)
     (claim,) = store.claim("c", "n1", NOW, 1, lambda c: Dial(c.id, "+12025550100"))
-    busy = CallRecord(CallStatus.BUSY, Outcome.BUSY, sip_code=486, started_at=NOW,
+    busy = CallRecord(CallStatus.BUSY, outcome=Outcome.BUSY, sip_code=486, started_at=NOW,
                       ended_at=NOW + timedelta(seconds=3))
     assert store.finish(claim.attempt_id, busy, NOW + timedelta(minutes=10))
-    late = CallRecord(CallStatus.COMPLETED, Outcome.COMPLETED)
+    late = CallRecord(CallStatus.COMPLETED, outcome=Outcome.COMPLETED)
     assert not store.finish(claim.attempt_id, late, None)  # a finished record never changes
     (a,) = store.attempts("c")
     assert (a.outcome, a.sip_code, a.duration) == (Outcome.BUSY, 486, 3.0)

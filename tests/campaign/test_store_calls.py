@@ -6,18 +6,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from autocall.campaign.store import Store
+from autocall.telephony.record import CallRecord, CallStatus
 
 
-def _record(call_id: str) -> dict[str, object]:
-    return {
-        "direction": "inbound", "call_id": call_id, "number": "alice",
-        "from": "sip:alice@127.0.0.1", "source": "127.0.0.1", "tree": "office",
-        "started_at": "2026-11-22T06:00:00+00:00", "answered_at": "2026-11-22T06:00:01+00:00",
-        "ended_at": "2026-11-22T06:00:31+00:00", "duration": 31.0, "billable": 30.0,
-        "status": "completed", "sip_code": 200, "q850": None, "outcome": "transferred",
-        "digits": "1", "path": ["welcome", "sales"], "variables": {"choice": "1"},
-        "recording": None, "error": None,
-    }
+def _record(call_id: str) -> CallRecord:
+    return CallRecord(
+        direction="inbound", call_id=call_id, number="alice",
+        caller_id="sip:alice@127.0.0.1", source="127.0.0.1", tree="office",
+        started_at=datetime(2026, 11, 22, 6, 0, tzinfo=UTC),
+        answered_at=datetime(2026, 11, 22, 6, 0, 1, tzinfo=UTC),
+        ended_at=datetime(2026, 11, 22, 6, 0, 31, tzinfo=UTC),
+        status=CallStatus.COMPLETED, sip_code=200, q850=None, dialogue_outcome="transferred",
+        digits="1", path=("welcome", "sales"), variables={"choice": "1"},
+        recording=None, error=None,
+    )
 
 
 def test_a_call_record_survives_reopening_and_is_stored_once(tmp_path: Path) -> None:
@@ -35,7 +37,7 @@ def test_a_call_record_survives_reopening_and_is_stored_once(tmp_path: Path) -> 
     assert first["caller"] == "sip:alice@127.0.0.1"
     assert first["path"] == ["welcome", "sales"] and first["variables"] == {"choice": "1"}
     assert first["answered_at"] == datetime(2026, 11, 22, 6, 0, 1, tzinfo=UTC)
-    assert first["billable"] == 30.0 and first["outcome"] == "transferred"
+    assert first["billable"] == 30.0 and first["dialogue_outcome"] == "transferred"
 
 
 def test_a_version_1_database_is_migrated_to_hold_calls(tmp_path: Path) -> None:

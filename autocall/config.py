@@ -40,6 +40,11 @@ class TrunkSettings:
     password: str | None = field(default=None, repr=False)
     register: bool = False
 
+    @property
+    def uri(self) -> str:
+        """The trunk as registrar and outbound proxy."""
+        return f"sip:{self.host}:{self.port}"
+
     @classmethod
     def from_env(cls) -> TrunkSettings:
         return cls(

@@ -152,7 +152,9 @@ def throughput(channels: int, seconds: float = 6.0) -> float:
 
 
 class _Media:
-    on_audio: Callable[[npt.NDArray[np.int16]], None] | None = None
+    """What AmdPool taps on a MediaSession: the received signal in RTP order."""
+
+    on_signal: Callable[[npt.NDArray[np.int16]], None] | None = None
 
 
 async def _pool_ticks(channels: int, seconds: float) -> list[float]:
@@ -167,8 +169,8 @@ async def _pool_ticks(channels: int, seconds: float) -> list[float]:
         for i, m in enumerate(medias):
             clip = clips[i % len(clips)]
             j = (k * FRAME + 37 * i * FRAME) % max(FRAME, clip.size - FRAME)
-            assert m.on_audio is not None
-            m.on_audio(clip[j : j + FRAME])  # what each MediaSession does in a pacing tick
+            assert m.on_signal is not None
+            m.on_signal(clip[j : j + FRAME])  # what each MediaSession does in a pacing tick
         await asyncio.sleep(0)  # the pool's one pass over all calls runs here
         costs.append(time.perf_counter() - start)
     return costs

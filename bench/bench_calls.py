@@ -17,7 +17,7 @@ The far end (``--far-end``) either sends its DTMF burst and then nothing (``burs
 the load the issue describes), or keeps streaming back every packet it gets (``echo``,
 a phone that sends its microphone all through the call), which doubles the packets
 each call handles. ``--priority`` runs the calling process, ours and pyVoIP's alike,
-at a raised scheduling priority (`autocall.media.priority`, as ``autocall --priority``).
+at a raised scheduling priority (`autocall.process`, as ``autocall --priority``).
 
     python bench/bench_calls.py                       # N = 100 and 200, 10 s each
     python bench/bench_calls.py --calls 500 --duration 10 --skip-baseline
@@ -181,7 +181,7 @@ class Result:
     sender_pps: float | None = None
     """Packets the sender counted per stream per second (cross-checks the sink)."""
     priority: str = "normal"
-    """The scheduling priority the calling process got (see autocall.media.priority)."""
+    """The scheduling priority the calling process got (see autocall.process)."""
 
 
 def _rss_kib() -> int:
@@ -245,8 +245,7 @@ async def _ours(n: int, duration: float, sink: Connection) -> Result:
 def _ours_worker(n: int, duration: float, sink: Connection, out: Connection,
                  priority: str) -> None:
     """Our calls in a process of their own, so a raised priority stays with them."""
-    from autocall.media.heap import freeze_startup_heap
-    from autocall.media.priority import raise_priority
+    from autocall.process import freeze_startup_heap, raise_priority
 
     applied = raise_priority(priority)
     freeze_startup_heap()  # as `autocall serve` and `campaign run` do before their calls
@@ -276,7 +275,7 @@ def _pyvoip_worker(n: int, duration: float, conn: Connection, priority: str) -> 
     import pyVoIP
     from pyVoIP.VoIP import CallState, VoIPPhone
 
-    from autocall.media.priority import raise_priority
+    from autocall.process import raise_priority
 
     conn.send(("priority", raise_priority(priority)))
 

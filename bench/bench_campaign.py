@@ -150,7 +150,7 @@ def naive_loop(path: Path, n: int) -> float:
 
 
 def bench_dialer(tmp: Path, n: int) -> None:
-    from autocall.campaign.contacts import NewContact
+    from autocall.campaign.model import NewContact
 
     for channels in (1, 100):
         store = Store(f"sqlite:///{tmp / f'dial-{channels}.db'}")
@@ -192,7 +192,7 @@ def busiest_second(starts: list[float]) -> int:
 async def _sip_run(tmp: Path, n: int, channels: int, cps: float, hold: float,
                    with_campaign: bool) -> tuple[list[float], float, int, int]:
     """(call start times, mean call seconds, answered, failed) for n calls to SIPp."""
-    from autocall.campaign.contacts import NewContact
+    from autocall.campaign.model import NewContact
     from autocall.campaign.placer import SipPlacer
     from autocall.telephony.call import UserAgent
 

@@ -22,9 +22,15 @@ Three pacing strategies send the same traffic (``--impl``):
 - ``engine+amd``: the engine with answering-machine detection on every stream, as a
   campaign with AMD on all its calls runs it (`autocall.telephony.answer.AmdPool`: one
   batched analysis per pacing tick); compare it with ``engine`` of the same run
-  (issue 16: AMD on 500 calls must keep every call's pacing).
+  (issue 16: AMD on 500 calls must keep every call's pacing). Every stream starts its
+  analysis at once: the worst case, a whole campaign answered in the same instant;
+- ``engine+amd/R``: the same, but the streams start their analysis R per second, as a
+  campaign's calls are answered at its dialer's set-up rate (each stays in analysis
+  until the detector decides: the tone they play is no voice, so for the detector's
+  whole analysis time). Measure over at least N/R seconds plus that time.
 
     python bench/bench_media.py --streams 500 --impl engine,engine+amd --mode pairs
+    python bench/bench_media.py --streams 500 --impl engine,engine+amd/50 --seconds 16 --mode pairs
 
 Each (mode, impl, N) runs in a fresh process. Departure times are taken at the socket
 send call. Per stream: packets/s (least-squares slope of packet count over the window;
@@ -175,18 +181,32 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
     plays = [asyncio.ensure_future(s.play(prompt)) for s in sessions]
     await asyncio.sleep(WARMUP)
     amd = None
-    if impl == "engine+amd":
+    ramp: asyncio.Task[None] | None = None
+    if impl.startswith("engine+amd"):
         from autocall.telephony.answer import AmdPool
 
         amd = AmdPool()
-        for s in sessions:
-            amd.listen(s)
+        rate = float(impl.partition("/")[2] or 0)
+        if rate <= 0:
+            for s in sessions:
+                amd.listen(s)
+        else:
+
+            async def answer_at_rate(pool: AmdPool = amd) -> None:
+                start = time.monotonic()
+                for k, s in enumerate(sessions):
+                    await asyncio.sleep(max(0.0, start + k / rate - time.monotonic()))
+                    pool.listen(s)
+
+            ramp = asyncio.ensure_future(answer_at_rate())
     skipped = (lambda: engine.clock.skipped) if on_engine else (lambda: -1)
     t0, c0, w0, k0 = time.monotonic(), _cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
     f0 = amd.frames if amd else 0
     await asyncio.sleep(seconds)
     t1, c1, w1, k1 = time.monotonic(), _cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
     amd_frames = (amd.frames - f0) if amd else 0
+    if ramp is not None:
+        ramp.cancel()
     rss = _rss_bytes()
     received = sum(s.stats().packets_received for s in sessions)
     for s in sessions:
@@ -377,12 +397,13 @@ def main() -> int:
             )
     for (mode, impl, n), r in by.items():
         plain = by.get((mode, "engine", n))
-        if impl == "engine+amd" and plain and not args.json:
+        if impl.startswith("engine+amd") and plain and not args.json:
             print(
-                f"{mode}: AMD on every stream vs the engine alone, N={n}: "
+                f"{mode}: {impl} (AMD on every stream) vs the engine alone, N={n}: "
                 f"p99 gap {r['gap_p99_ms']:.1f} vs {plain['gap_p99_ms']:.1f} ms, "
                 f"healthy {r['healthy_streams']} vs {plain['healthy_streams']} of {n}, "
-                f"CPU x{r['cpu_pct_per_stream'] / plain['cpu_pct_per_stream']:.2f}"
+                f"CPU x{r['cpu_pct_per_stream'] / plain['cpu_pct_per_stream']:.2f}, "
+                f"{r['amd_frames_per_stream_s'] * n / 50:.0f} streams in analysis on average"
             )
     if args.json:
         print(json.dumps({"results": results, "ratios_vs_naive_baseline": ratios}, indent=2))

@@ -19,7 +19,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType, is_number_type_geographical
 from phonenumbers import timezone as pn_timezone
 
-from autocall.campaign.model import Campaign, ContactColumns
+from autocall.campaign.model import Campaign, ContactColumns, NewContact
 
 if TYPE_CHECKING:
     from autocall.campaign.store import Store
@@ -28,17 +28,6 @@ _UNKNOWN_TZ = "Etc/Unknown"
 
 if TYPE_CHECKING:
     from _csv import Reader as _Reader
-
-
-@dataclass(frozen=True)
-class NewContact:
-    """A contact ready for the store."""
-
-    number: str
-    timezones: tuple[str, ...]
-    fields: dict[str, str]
-    source: str
-    row: int
 
 
 @dataclass(frozen=True)

@@ -278,6 +278,17 @@ class Campaign(_Model):
 
 
 @dataclass(frozen=True)
+class NewContact:
+    """A contact read from a list, ready for the store (``row`` is its line there)."""
+
+    number: str
+    timezones: tuple[str, ...]
+    fields: dict[str, str]
+    source: str
+    row: int
+
+
+@dataclass(frozen=True)
 class Contact:
     """One row of the contacts table."""
 

@@ -24,13 +24,13 @@ from autocall.config import Settings
 from autocall.dialogue import loader
 from autocall.dialogue.schema import Tree
 from autocall.telephony.answer import Answered, run_answered, shared_pool
-from autocall.telephony.call import UserAgent
+from autocall.telephony.call import Call, UserAgent
 from autocall.telephony.record import CallFacts, CallRecord, Unfinished, UnfinishedCalls, build
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
 __all__ = ["SipPlacer", "TreeCache", "call_result", "dialogue_outcome", "from_settings",
-           "RingingReporter", "has_rung", "load_tree"]
+           "report_ringing", "load_tree"]
 
 log = logging.getLogger(__name__)
 
@@ -53,46 +53,19 @@ class TreeCache:
         return self._trees[key]
 
 
-def has_rung(call: Any) -> bool:
-    """True once the far end sent a 180/183, even if the call has moved on since."""
-    if getattr(call, "ringing_at", None) is not None:
-        return True
-    return str(getattr(call.status, "value", call.status)) == CallStatus.RINGING.value
+def report_ringing(call: Call, callbacks: StatusCallbacks, key: str) -> None:
+    """Send the "ringing" status callback when the far end first rings (a 180/183).
 
-
-class RingingReporter:
-    """Sends the "ringing" status callback once when the far end rings (a 18x).
-
-    It looks every 50 ms while the call is initiated; `settle` (after the answer or the
-    end) sends it if the call rang and was answered between two looks.
+    It goes out from the call's own ringing event, so it always precedes "answered",
+    even when the 200 comes in the same breath as the 180.
     """
+    def send() -> None:
+        callbacks.send(key, "ringing")
 
-    def __init__(self, call: Any, callbacks: StatusCallbacks, key: str) -> None:
-        self.call, self.callbacks, self.key = call, callbacks, key
-        self.sent = False
-        self._task = asyncio.ensure_future(self._watch())
-
-    async def _watch(self) -> None:
-        while not self.sent:
-            if has_rung(self.call):
-                self._send()
-                return
-            if str(getattr(self.call.status, "value", self.call.status)) != \
-                    CallStatus.INITIATED.value:
-                return
-            await asyncio.sleep(0.05)
-
-    def _send(self) -> None:
-        self.sent = True
-        self.callbacks.send(self.key, "ringing")
-
-    def settle(self) -> None:
-        self.cancel()
-        if not self.sent and has_rung(self.call):
-            self._send()
-
-    def cancel(self) -> None:
-        self._task.cancel()
+    if call.ringing_at is not None:
+        send()
+    else:
+        call.on_ringing.append(send)
 
 
 def dialogue_outcome(run: RunResult) -> Outcome | None:
@@ -198,11 +171,10 @@ class SipPlacer:
             self.uri(request), caller_id=request.caller_id, ring_timeout=request.ring_timeout,
             headers={"X-Autocall-Campaign": request.campaign,
                      "X-Autocall-Attempt": str(request.attempt_id)}, record=record)
-        ringing = RingingReporter(call, self.callbacks, key)
+        report_ringing(call, self.callbacks, key)
         live: Unfinished | None = None
         try:
             status = await call.wait_answer()
-            ringing.settle()
             if str(getattr(status, "value", status)) != CallStatus.IN_PROGRESS.value:
                 self.callbacks.send(key, "completed", call_status=str(call.status),
                                     sip_code=getattr(call, "sip_code", None))
@@ -238,7 +210,6 @@ class SipPlacer:
                                 outcome=run.outcome)
             return result
         finally:
-            ringing.cancel()
             if live is not None:
                 self.unfinished.discard(live)
             with contextlib.suppress(Exception):
@@ -268,15 +239,10 @@ async def from_settings(settings: Settings) -> AsyncIterator[SipPlacer]:
     :mod:`autocall.config`); the agent REGISTERs first when the trunk asks for it.
     """
     trunk = settings.trunk
-    registrar = f"sip:{trunk.host}:{trunk.port}"
-    ua = await UserAgent.start(
-        bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
-        advertise_host=settings.advertised_host, user=trunk.user or "autocall",
-        username=trunk.user, password=trunk.password, register=trunk.register,
-        registrar=registrar if trunk.register else None)
+    ua = await UserAgent.from_settings(settings)
     try:
         if trunk.register and not await ua.wait_registered(10.0):
-            raise RuntimeError(f"REGISTER with {registrar} failed: {ua.sip.register_error}")
+            raise RuntimeError(f"REGISTER with {trunk.uri} failed: {ua.sip.register_error}")
         yield SipPlacer(ua, target=trunk_target(settings), tts_cache_dir=settings.tts_cache_dir,
                         recordings_dir=settings.recordings_dir)
     finally:

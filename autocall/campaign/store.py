@@ -44,7 +44,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from autocall.campaign import migrations
-from autocall.campaign.contacts import NewContact
 from autocall.campaign.model import (
     Attempt,
     CallStatus,
@@ -55,6 +54,7 @@ from autocall.campaign.model import (
     ContactState,
     Defer,
     Dial,
+    NewContact,
     Outcome,
     Plan,
 )

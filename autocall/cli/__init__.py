@@ -12,7 +12,7 @@ import typer
 from autocall import __version__
 from autocall.cli import audio, call, campaign, demo, prompts, sip
 from autocall.config import Settings
-from autocall.media.priority import raise_priority
+from autocall.process import raise_priority
 
 app = typer.Typer(
     name="autocall",

@@ -32,12 +32,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from autocall.audio import check as audio_check
 from autocall.audio.amd import AnsweredBy
 from autocall.campaign.dialer import default_node, node_process_gone
-from autocall.campaign.placer import RingingReporter, load_tree
+from autocall.campaign.placer import load_tree, report_ringing
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
 from autocall.dialogue.schema import Tree
 from autocall.dialogue.validate import validate_file
-from autocall.media.heap import freeze_startup_heap
+from autocall.process import freeze_startup_heap
 from autocall.telephony.answer import AmdOptions, Answered, OnMachine, run_answered, shared_pool
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
@@ -137,13 +137,7 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
     ``via_trunk`` sends even a full sip: URI through the trunk as outbound proxy (a
     number always goes to the trunk).
     """
-    trunk_uri = f"sip:{trunk.host}:{trunk.port}"
-    ua = await UserAgent.start(
-        bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
-        advertise_host=settings.advertised_host, user=trunk.user or "autocall",
-        username=trunk.user, password=trunk.password, register=trunk.register,
-        registrar=trunk_uri if trunk.register else None,
-        proxy=trunk_uri if via_trunk else None)
+    ua = await UserAgent.from_settings(settings, trunk, proxy=trunk.uri if via_trunk else None)
     callbacks = StatusCallbacks(status_callback)
     audio = AudioCache(settings.tts_cache_dir)
     run: RunResult | None = None
@@ -170,9 +164,8 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             return record(error="registration failed")
         call = await ua.call(uri, caller_id=caller_id, ring_timeout=ring_timeout)
         callbacks.send(call.call_id, "initiated", to=uri)
-        ringing = RingingReporter(call, callbacks, call.call_id)
+        report_ringing(call, callbacks, call.call_id)
         status = await call.wait_answer()
-        ringing.settle()
         if status is CallStatus.IN_PROGRESS:
             callbacks.send(call.call_id, "answered")
             facts = {"number": target, "callee": target, "caller": caller_id or "",
@@ -518,12 +511,7 @@ def _speech_model(tree: Tree, settings: Settings) -> Any:
 
 async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings,
                  drain_timeout: float) -> None:
-    registrar = f"sip:{trunk.host}:{trunk.port}" if trunk.register else None
-    ua = await UserAgent.start(
-        bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
-        advertise_host=settings.advertised_host, user=trunk.user or "autocall",
-        username=trunk.user, password=trunk.password, register=trunk.register,
-        registrar=registrar, on_call=server.on_call)
+    ua = await UserAgent.from_settings(settings, trunk, on_call=server.on_call)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -532,10 +520,10 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
     try:
         if trunk.register:
             if not await ua.wait_registered(10.0):
-                _err.print(f"[red]registration with {registrar} failed:[/] "
+                _err.print(f"[red]registration with {trunk.uri} failed:[/] "
                            f"{ua.sip.register_error}")
                 raise SystemExit(EXIT_FAILED)
-            _err.print(f"registered as {trunk.user or 'autocall'} with {registrar}")
+            _err.print(f"registered as {trunk.user or 'autocall'} with {trunk.uri}")
         # Calls arriving meanwhile are answered too; their prompts render on demand.
         for error in await server.audio.warm(prompts_of(server.tree, server.variables)):
             _err.print(f"[yellow]prompt not rendered:[/] {error}")

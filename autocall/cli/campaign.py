@@ -38,7 +38,7 @@ from autocall.campaign.schedule import DncList, is_open_all, normalize
 from autocall.campaign.store import Store, StoreError
 from autocall.cli.safe_text import plain, safe
 from autocall.config import Settings, hide_password, shown_url
-from autocall.media.heap import freeze_startup_heap
+from autocall.process import freeze_startup_heap
 
 campaign_app = typer.Typer(
     help="Define, import, run and report dialing campaigns.\n\n"

@@ -10,9 +10,11 @@ tone. So `ReorderBuffer` passes on audio in sequence-number order, placed by tim
 - a hole in the *sequence* (a packet not yet arrived) is waited for up to ``window``
   seconds after the first packet beyond it arrived (or until ``max_packets`` wait);
   then it is skipped: a hole of at most ``bridge`` samples (one lost 20 or 30 ms packet)
-  is closed up, so a lost packet never splits a tone into two key presses; a longer one
-  becomes silence (so a lost pause still keeps two keys apart), and `take_hole` tells
-  the caller how much, for it is no pause of the sender's;
+  is filled with a continuation of the audio on both sides (`autocall.media.conceal`),
+  so a lost packet never splits a tone into two key presses nor leaves a phase jump in
+  it, and the signal keeps its length; a longer one becomes silence (so a lost pause
+  still keeps two keys apart), and `take_hole` tells the caller how much, for it is no
+  pause of the sender's;
 - a gap in the *timestamps* between consecutive sequence numbers is what the sender
   meant (silence suppression, the end of a talk spurt): it becomes silence, capped at
   ``max_gap`` samples, and it is what separates two presses of the same key (ITU-T
@@ -29,6 +31,7 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
+from autocall.media.conceal import conceal
 from autocall.media.rtp import Unwrapper
 
 __all__ = ["ReorderBuffer"]
@@ -68,9 +71,11 @@ class ReorderBuffer:
         self.resume_gap: int | None = None
         self._watch = False
         self._hole = 0  # silence put in for the last run of lost packets, not yet taken
+        self._last: Samples = np.zeros(0, np.int16)  # the audio released last
+        self.concealed = 0  # samples filled in for single lost packets
 
     def reset(self) -> list[Samples]:
-        """A new source starts: release what is held (holes closed up), then forget."""
+        """A new source starts: release what is held (holes filled), then forget."""
         out, self._ready = self._ready, []
         for es in sorted(self._held):
             self._emit(out, es, skipped=True)
@@ -120,6 +125,7 @@ class ReorderBuffer:
             if self._watch:
                 self._watch, self.resume_gap = False, 0
             self._ready.append(samples)
+            self._last = samples
             self.released += len(samples)
             self._next_seq = es + 1
             self._next_ts = ets + len(samples)
@@ -174,7 +180,11 @@ class ReorderBuffer:
         silent = 0
         if self._next_seq is not None:
             gap = ets - self._next_ts
-            if gap > 0 and not (skipped and gap <= self.bridge):
+            if gap > 0 and skipped and gap <= self.bridge:
+                out.append(conceal(self._last, samples, gap))
+                self.released += gap
+                self.concealed += gap
+            elif gap > 0:
                 silent = min(gap, self.max_gap)
                 out.append(np.zeros(silent, dtype=np.int16))
                 self.released += silent
@@ -186,6 +196,7 @@ class ReorderBuffer:
             self._watch, self.resume_gap = False, silent
         if len(samples):
             out.append(samples)
+            self._last = samples
             self.released += len(samples)
         self._next_seq = es + 1
         self._next_ts = max(self._next_ts, end)

@@ -65,6 +65,7 @@ from typing import Any, Literal
 
 import numpy.typing as npt
 
+from autocall.config import Settings, TrunkSettings
 from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.sip.auth import Credentials
@@ -160,6 +161,8 @@ class Call:
         """ITU-T Q.850 cause from the far end's Reason header (RFC 3326), when it sends one."""
         self.created_at = _now()
         self.ringing_at: datetime | None = None  # first 180/183 of an outbound call
+        self.on_ringing: list[Callable[[], None]] = []
+        """Called at ``ringing_at``, the moment the 18x arrives (status callbacks)."""
         self.answered_at: datetime | None = None
         self.ended_at: datetime | None = None
         self.ended_by: str | None = None
@@ -610,6 +613,8 @@ class Call:
             if self.status is CallStatus.INITIATED and ev.status in (180, 183):
                 self.status = CallStatus.RINGING
                 self.ringing_at = _now()
+                for notify in self.on_ringing:
+                    notify()
             self.sip_code, self.reason = ev.status, ev.reason
         elif ev.kind == "answered":
             if self.status.final:
@@ -771,6 +776,19 @@ class UserAgent:
         self.accept_refer = accept_refer
         self.refer_ring_timeout = refer_ring_timeout
         return self
+
+    @classmethod
+    async def from_settings(cls, settings: Settings, trunk: TrunkSettings | None = None, *,
+                            proxy: str | None = None, on_call: OnCall | None = None
+                            ) -> UserAgent:
+        """The agent on ``trunk`` (default: the settings' own): the one mapping from
+        settings that ``call``, ``serve`` and campaigns share, so they cannot drift."""
+        trunk = trunk or settings.trunk
+        return await cls.start(
+            bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
+            advertise_host=settings.advertised_host, user=trunk.user or "autocall",
+            username=trunk.user, password=trunk.password, register=trunk.register,
+            registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

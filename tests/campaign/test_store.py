@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from autocall.campaign.contacts import NewContact
 from autocall.campaign.migrations import head
 from autocall.campaign.model import (
     CallStatus,
@@ -16,6 +15,7 @@ from autocall.campaign.model import (
     ContactState,
     Defer,
     Dial,
+    NewContact,
     Outcome,
 )
 from autocall.campaign.store import Store, StoreError

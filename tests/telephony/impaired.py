@@ -238,13 +238,13 @@ class Tally:
     exact: int = 0
     short: int = 0
     wrong: int = 0
-    examples: list[str] = field(default_factory=list)  # the first few codes not exact
+    examples: list[str] = field(default_factory=list)  # every wrong code, a few short ones
 
     def add(self, stored: str) -> None:
         verdict = judge(SENT, stored)
         self.calls += 1
         setattr(self, verdict, getattr(self, verdict) + 1)
-        if verdict != "exact" and len(self.examples) < 8:
+        if verdict == "wrong" or (verdict == "short" and len(self.examples) < 8):
             self.examples.append(stored)
 
     def __str__(self) -> str:

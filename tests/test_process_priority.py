@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from autocall.media.priority import raise_priority
+from autocall.process import raise_priority
 
 _PROBE = """
 import json, os, sys
-from autocall.media.priority import raise_priority
+from autocall.process import raise_priority
 applied = raise_priority(sys.argv[1])
 print(json.dumps({"applied": applied, "policy": os.sched_getscheduler(0), "nice": os.nice(0)}))
 """

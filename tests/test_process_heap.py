@@ -7,7 +7,7 @@ import sys
 
 _PROBE = """
 import gc
-from autocall.media.heap import freeze_startup_heap
+from autocall.process import freeze_startup_heap
 long_lived = [{"tree": i} for i in range(1000)]
 frozen = freeze_startup_heap()
 assert frozen >= 1000, frozen

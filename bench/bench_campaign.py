@@ -33,9 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from autocall.campaign.contacts import import_campaign, read_contacts
-from autocall.campaign.dialer import CallRequest, CallResult, run_campaign
+from autocall.campaign.dialer import CallRequest, run_campaign
 from autocall.campaign.model import CallingWindow, CallStatus, Campaign, RetryPolicy
 from autocall.campaign.store import Store
+from autocall.telephony.record import CallRecord
 
 AREA = ["201", "202", "212", "213", "305", "312", "415", "503", "617", "646", "702", "907"]
 
@@ -96,9 +97,9 @@ def bench_import(tmp: Path, n: int) -> None:
 
 
 class InstantAnswer:
-    async def place(self, request: CallRequest) -> CallResult:
+    async def place(self, request: CallRequest) -> CallRecord:
         now = datetime.now(UTC)
-        return CallResult(CallStatus.COMPLETED, 200, started_at=now, answered_at=now,
+        return CallRecord(CallStatus.COMPLETED, 200, started_at=now, answered_at=now,
                           ended_at=now, digits="1", path=("greeting",))
 
 
@@ -221,7 +222,7 @@ async def _sip_run(tmp: Path, n: int, channels: int, cps: float, hold: float,
         # Baseline: the same placer driven by a bare loop (a semaphore and deadline
         # pacing), no store, no plan, no records.
         sem = asyncio.Semaphore(channels)
-        results: list[CallResult] = []
+        results: list[CallRecord] = []
 
         async def one(i: int) -> None:
             async with sem:

@@ -18,7 +18,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Container, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -43,8 +43,9 @@ from autocall.campaign.schedule import (
     next_open,
     schedule_campaign,
 )
-from autocall.campaign.store import CallRecord, Claim, Store, StoreError, Summary, transient
+from autocall.campaign.store import Claim, Store, StoreError, Summary, transient
 from autocall.telephony.answer import AmdOptions
+from autocall.telephony.record import CallRecord
 
 log = logging.getLogger(__name__)
 
@@ -68,33 +69,9 @@ class CallRequest:
     recording: bool = False
     trunk: str | None = None
     amd: AmdOptions | None = None  # answering-machine detection (campaign ``amd:``)
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """How a call ended.
-
-    ``status`` is the Twilio-like status (busy, no-answer, completed…). ``outcome`` may be
-    left None: :func:`outcome_of` then derives it from status and SIP code. Set it to
-    ``Outcome.HUNG_UP_EARLY`` when the callee left before the tree finished, and
-    ``opted_out=True`` when the tree's opt-out action ran (the number joins the DNC list).
-    """
-
-    status: CallStatus
-    sip_code: int | None = None
-    q850: int | None = None
-    started_at: datetime | None = None
-    answered_at: datetime | None = None
-    ended_at: datetime | None = None
-    digits: str = ""
-    path: tuple[str, ...] = ()
-    variables: Mapping[str, Any] = field(default_factory=dict)
-    recording: str | None = None
-    outcome: Outcome | None = None
-    opted_out: bool = False
-    error: str | None = None
-    reason: str | None = None  # the final response's reason phrase, or ours
-    ended_by: str | None = None  # "local" when our side produced the final status
+    # what is known while the call goes on (answered, digits so far): written at once,
+    # so a crash leaves an unfinished record, not nothing
+    on_progress: Callable[[CallRecord], None] | None = None
 
 
 class CallPlacer(Protocol):
@@ -105,7 +82,7 @@ class CallPlacer(Protocol):
     ``channels`` of these concurrently on one event loop.
     """
 
-    async def place(self, request: CallRequest) -> CallResult: ...
+    async def place(self, request: CallRequest) -> CallRecord: ...
 
 
 # --- pure decisions ---------------------------------------------------------------------
@@ -116,7 +93,7 @@ _UNREACHABLE_CODES = frozenset({408, 480, 502, 503, 504})
 _BUSY_CODES = frozenset({486, 600})
 
 
-def network_fault(result: CallResult) -> bool:
+def network_fault(result: CallRecord) -> bool:
     """True if the call failed because the trunk could not be reached at all.
 
     The one place that decides it (adjust here when the user agent's reporting of
@@ -145,12 +122,13 @@ _TRANSPORT_ERRORS = ("OSError", "ConnectionRefusedError", "ConnectionResetError"
                      "ConnectionAbortedError", "gaierror")
 
 
-def outcome_of(result: CallResult) -> Outcome:
-    """The retry-policy outcome of a finished call."""
+def outcome_of(result: CallRecord) -> Outcome:
+    """The retry-policy outcome of a finished call: the tree's opt-out, the one the call
+    decided (hung up early, a machine…), else from its status and SIP code."""
     if result.opted_out:
         return Outcome.OPTED_OUT
     if result.outcome is not None:
-        return result.outcome
+        return Outcome(result.outcome)
     if network_fault(result):
         return Outcome.NETWORK_FAULT
     code = result.sip_code
@@ -326,7 +304,7 @@ class Finished:
     attempt_no: int
     number: str
     outcome: Outcome
-    result: CallResult
+    result: CallRecord
 
 
 # How often a dialing node re-reads the campaign state (pause/stop latency).
@@ -460,6 +438,7 @@ class _Driver:
         self._freed = asyncio.Event()  # a call ended: a channel is free
         self._finishing: list[tuple[int, CallRecord, datetime | None, Finished,
                                     asyncio.Future[bool]]] = []
+        self._progressing: dict[int, CallRecord] = {}  # unfinished records to write
         self._flush_wake = asyncio.Event()
         self.scheduler: Any = None
         self._scan = 1
@@ -738,11 +717,12 @@ class _Driver:
             campaign=c.name, attempt_id=claim.attempt_id, attempt_no=claim.attempt_no,
             contact_id=contact.id, number=contact.number, caller_id=claim.caller_id,
             tree=c.tree, variables=dict(contact.fields), ring_timeout=c.ring_timeout,
-            recording=c.recording, trunk=c.trunk, amd=c.amd.options())
+            recording=c.recording, trunk=c.trunk, amd=c.amd.options(),
+            on_progress=functools.partial(self._progress, claim.attempt_id))
         started = self.clock()
         self.dnc.refresh()  # a stat() per file: re-read only when someone changed it
         if contact.number in self.dnc:
-            result = CallResult(CallStatus.CANCELED, outcome=Outcome.DNC, started_at=started,
+            result = CallRecord(CallStatus.CANCELED, outcome=Outcome.DNC, started_at=started,
                                 ended_at=started, error="on the do-not-call list at dial time")
         else:
             me = asyncio.current_task()
@@ -754,38 +734,35 @@ class _Driver:
                 if self._aborting or self.force is None or not self.force.is_set():
                     raise
                 # A forced stop: the placer hung up; the record still says what happened.
-                result = CallResult(CallStatus.FAILED, started_at=started,
+                result = CallRecord(CallStatus.FAILED, started_at=started,
                                     ended_at=self.clock(), outcome=Outcome.INTERRUPTED,
                                     error="call cut short by a forced stop of the dialer")
             except Exception as exc:  # noqa: BLE001 - any placer failure is a failed call
                 log.exception("%s: placing %s failed", c.name, contact.number)
-                result = CallResult(CallStatus.FAILED, started_at=started, ended_at=self.clock(),
+                result = CallRecord(CallStatus.FAILED, started_at=started, ended_at=self.clock(),
                                     error=f"{type(exc).__name__}: {exc}")
             finally:
                 if me is not None:
                     self._placing.discard(me)
-        if result.started_at is None:
-            result = replace(result, started_at=started)
         outcome = outcome_of(result)
         if outcome is Outcome.OPTED_OUT and self.dnc.paths:
             await self._db(self.dnc.add, contact.number)
         now = self.clock()
-        record = CallRecord(
-            status=result.status, outcome=outcome, sip_code=result.sip_code, q850=result.q850,
-            started_at=result.started_at, answered_at=result.answered_at,
-            ended_at=result.ended_at or now, digits=result.digits, path=result.path,
-            variables=dict(result.variables), recording=result.recording, error=result.error)
+        record = replace(result, outcome=outcome, started_at=result.started_at or started,
+                         ended_at=result.ended_at or now, campaign=c.name,
+                         contact_id=contact.id, attempt_no=claim.attempt_no,
+                         number=contact.number, caller_id=claim.caller_id)
         faults = contact.network_faults + (outcome is Outcome.NETWORK_FAULT)
         nxt = next_attempt_at(c, claim.attempt_no, outcome, now, faults)
         done: asyncio.Future[bool] = self.loop.create_future()
         finished = Finished(claim.attempt_id, contact.id, claim.attempt_no, contact.number,
-                            outcome, result)
+                            outcome, record)
         self._finishing.append((claim.attempt_id, record, nxt, finished, done))
         self._flush_wake.set()
         await done
         await self._count_network_fault(outcome, result)
 
-    async def _count_network_fault(self, outcome: Outcome, result: CallResult) -> None:
+    async def _count_network_fault(self, outcome: Outcome, result: CallRecord) -> None:
         """Pause the campaign after ``pause_after_network_faults`` faults in a row."""
         if outcome is not Outcome.NETWORK_FAULT:
             if outcome is not Outcome.DNC:
@@ -806,11 +783,23 @@ class _Driver:
             log.error("%s: %s", self.campaign.name, reason)
         self._recheck_state = True  # no call may start on the state read before this
 
+    def _progress(self, attempt_id: int, record: CallRecord) -> None:
+        self._progressing[attempt_id] = record  # the newest per call
+        self._flush_wake.set()
+
     async def _flush_records(self) -> None:
-        """Write finished calls in batches: one transaction for all that ended meanwhile."""
+        """Write calls in batches: one transaction for all that progressed meanwhile (at
+        answer, new digits), one for all that ended."""
         while True:
             await self._flush_wake.wait()
             self._flush_wake.clear()
+            progress, self._progressing = self._progressing, {}
+            if progress:
+                try:
+                    await self._db(self.store.progress_many, list(progress.items()))
+                except Exception:  # noqa: BLE001 - the end record follows all the same
+                    log.exception("%s: writing %d unfinished call records failed",
+                                  self.campaign.name, len(progress))
             batch, self._finishing = self._finishing, []
             if not batch:
                 continue

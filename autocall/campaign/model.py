@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autocall.campaign.amd import AmdSettings
-from autocall.telephony.call import CallStatus
+from autocall.telephony.record import OPT_OUT, CallStatus
 
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
 # the called party's location.
@@ -40,7 +40,11 @@ class Outcome(enum.StrEnum):
     HUNG_UP_EARLY = "hung-up-early"
     INVALID = "invalid"
     DNC = "dnc"
-    OPTED_OUT = "opted-out"
+    OPTED_OUT = OPT_OUT  # the trees' spelling; "opted-out" (before issue 14) still reads
+
+    @classmethod
+    def _missing_(cls, value: object) -> Outcome | None:
+        return cls.OPTED_OUT if value == "opted-out" else None
     INTERRUPTED = "interrupted"
     # The trunk could not be reached (connection refused, no response at all): says
     # nothing about the callee, so it has its own retry rule and cap and does not use
@@ -326,6 +330,8 @@ class Attempt:
     path: list[str] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)
     recording: str | None = None
+    dialogue_outcome: str | None = None
+    answered_by: str | None = None
 
 
 class CampaignError(ValueError):

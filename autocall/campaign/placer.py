@@ -1,6 +1,6 @@
 """The dialer's real ``CallPlacer``: dial with the SIP user agent, run the tree, report.
 
-``autocall.campaign.dialer`` only knows :class:`CallRequest` → :class:`CallResult`; this
+``autocall.campaign.dialer`` only knows :class:`CallRequest` → :class:`CallRecord`; this
 module is where a request becomes an INVITE, the answered call runs its prompt tree
 through :class:`autocall.telephony.runner.CallRunner`, and the call's status, SIP code
 and dialogue facts come back as the call record's fields (DESIGN.md §4).
@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from autocall.audio.amd import AnsweredBy
-from autocall.campaign.dialer import CallRequest, CallResult
+from autocall.campaign.dialer import CallRequest
 from autocall.campaign.model import CallStatus, Outcome
 from autocall.config import Settings
 from autocall.dialogue import loader
 from autocall.dialogue.schema import Tree
 from autocall.telephony.answer import Answered, run_answered, shared_pool
 from autocall.telephony.call import Call, UserAgent
+from autocall.telephony.record import CallFacts, CallRecord, Unfinished, UnfinishedCalls, build
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
@@ -80,67 +81,32 @@ def dialogue_outcome(run: RunResult) -> Outcome | None:
     return None
 
 
-def call_result(call: Any, run: RunResult | None, started: datetime,
-                error: str | None = None) -> CallResult:
-    """Fold a finished call (and its dialogue, if it was answered) into a CallResult."""
-    status = _status(call)
-    answered = _utc(getattr(call, "answered_at", None))
-    if run is None:
-        return CallResult(status=status, sip_code=getattr(call, "sip_code", None),
-                          q850=getattr(call, "q850_cause", None), started_at=started,
-                          answered_at=answered, ended_at=datetime.now(UTC), error=error,
-                          reason=getattr(call, "reason", None),
-                          ended_by=getattr(call, "ended_by", None))
-    variables = dict(run.variables)
-    variables["dialogue_outcome"] = run.outcome
-    return CallResult(
-        # answered but not delivered (a prompt could not play): failed, so it is retried
-        status=CallStatus.FAILED if run.failed else CallStatus.COMPLETED,
-        sip_code=getattr(call, "sip_code", None) or 200,
-        q850=getattr(call, "q850_cause", None), started_at=started,
-        answered_at=answered or started, ended_at=datetime.now(UTC),
-        digits=run.digits, path=tuple(run.path), variables=variables, recording=run.recording,
-        outcome=None if run.failed else dialogue_outcome(run), opted_out=run.outcome == "opt-out",
-        error=error or run.error)
+def call_result(call: CallFacts, run: RunResult | None, started: datetime) -> CallRecord:
+    """The record of a finished call (and its dialogue, if it was answered)."""
+    record = build(call, run, started=started)
+    if run is not None and not run.failed:
+        record = replace(record, outcome=dialogue_outcome(run))
+    return record
 
 
-def amd_call_result(call: Any, answered: Answered[RunResult], started: datetime) -> CallResult:
-    """A call under AMD: the dialogue's result (if one ran) with ``answered_by`` in its
-    variables and the AMD outcome (machine, left-message, fax) as the attempt's outcome."""
+def amd_call_result(call: CallFacts, answered: Answered[RunResult], started: datetime
+                    ) -> CallRecord:
+    """A call under AMD: the dialogue's record (if one ran) with ``answered_by``, AMD's
+    details in its variables and the AMD outcome (machine, left-message, fax) as the
+    attempt's outcome."""
     amd = answered.result
-    facts = {"answered_by": amd.answered_by, "amd": amd.to_json()}
-    if answered.run is not None:
-        base = call_result(call, answered.run, started)
-        variables = {**base.variables, **facts}
-    else:
-        base = call_result(call, None, started)
-        variables = facts
+    base = call_result(call, answered.run, started)
+    if answered.run is None:
         base = replace(base, status=CallStatus.COMPLETED, sip_code=base.sip_code or 200,
                        answered_at=base.answered_at or started)
     if answered.outcome:
-        outcome: Outcome | None = Outcome(answered.outcome)
+        outcome: str | None = Outcome(answered.outcome)
     elif answered.hung_up:
         outcome = Outcome.HUNG_UP_EARLY  # gone before we knew who it was: worth another try
     else:
         outcome = base.outcome
-    return replace(base, variables=variables, outcome=outcome)
-
-
-def _status(call: Any) -> CallStatus:
-    raw = getattr(call, "status", None)
-    value = getattr(raw, "value", raw)
-    try:
-        return CallStatus(str(value))
-    except ValueError:
-        return CallStatus.FAILED
-
-
-def _utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(float(value), UTC)
+    return replace(base, variables={**base.variables, "amd": amd.to_json()},
+                   answered_by=amd.answered_by, outcome=outcome)
 
 
 class SipPlacer:
@@ -174,6 +140,7 @@ class SipPlacer:
         self.callbacks = status_callbacks or StatusCallbacks(None)
         self.max_call_seconds = max_call_seconds
         self.speech_model = speech_model
+        self.unfinished = UnfinishedCalls()
 
     def uri(self, request: CallRequest) -> str:
         if callable(self.target):
@@ -186,7 +153,7 @@ class SipPlacer:
         name = f"{stamp}-{request.attempt_id}-{_safe(request.number)}.wav"
         return self.recordings_dir / _safe(request.campaign) / name
 
-    async def place(self, request: CallRequest) -> CallResult:
+    async def place(self, request: CallRequest) -> CallRecord:
         """Place one call; with ``request.recording`` the whole call (media from the
         answer on, left = callee, right = us) is recorded and its path is the record's."""
         record = self.recording_path(request) if request.recording else None
@@ -195,7 +162,7 @@ class SipPlacer:
             result = replace(result, recording=str(record))
         return result
 
-    async def _place(self, request: CallRequest, record: Path | None) -> CallResult:
+    async def _place(self, request: CallRequest, record: Path | None) -> CallRecord:
         started = datetime.now(UTC)
         tree: Tree = await asyncio.to_thread(self.trees.get, request.tree)
         key = f"{request.campaign}/{request.attempt_id}"
@@ -205,22 +172,30 @@ class SipPlacer:
             headers={"X-Autocall-Campaign": request.campaign,
                      "X-Autocall-Attempt": str(request.attempt_id)}, record=record)
         report_ringing(call, self.callbacks, key)
+        live: Unfinished | None = None
         try:
             status = await call.wait_answer()
             if str(getattr(status, "value", status)) != CallStatus.IN_PROGRESS.value:
-                self.callbacks.send(key, "completed", call_status=str(_status(call)),
+                self.callbacks.send(key, "completed", call_status=str(call.status),
                                     sip_code=getattr(call, "sip_code", None))
                 return call_result(call, None, started)
             self.callbacks.send(key, "answered", number=request.number)
+            if request.on_progress is not None:  # written at answer, then as digits come
+                live = self.unfinished.add(Unfinished(
+                    lambda: build(call, None, started=started, unfinished=True),
+                    request.on_progress))
             facts = {"number": request.number, "callee": request.number,
                      "caller": request.caller_id, "call_id": str(getattr(call, "call_id", key))}
             def dialogue(answered_by: AnsweredBy | None = None) -> Any:
                 # the engine sets answered_by for the tree; "machine" starts at machine:
-                return CallRunner(
+                runner = CallRunner(
                     call, tree, {**request.variables, **facts}, audio=self.audio,
                     recordings_dir=self.recordings_dir, webhooks=self.webhooks,
                     call_facts=facts, max_seconds=self.max_call_seconds,
-                    speech_model=self.speech_model, answered_by=answered_by).run()
+                    speech_model=self.speech_model, answered_by=answered_by)
+                if live is not None:
+                    live.dialogue = runner.engine
+                return runner.run()
             if request.amd is not None:  # the tree's machine: wins over amd.on_machine
                 options = request.amd.for_tree(tree)
                 answered = await run_answered(call, shared_pool(), options, dialogue)
@@ -235,6 +210,8 @@ class SipPlacer:
                                 outcome=run.outcome)
             return result
         finally:
+            if live is not None:
+                self.unfinished.discard(live)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(call.hangup(), 5.0)
 

@@ -16,7 +16,7 @@ from autocall.campaign.store import Store
 CDR_FIELDS = (
     "campaign", "contact_id", "attempt", "number", "caller_id", "node", "start", "answer",
     "end", "duration", "billable", "status", "outcome", "sip_code", "q850", "digits", "path",
-    "variables", "recording",
+    "variables", "recording", "dialogue_outcome", "answered_by",
 )
 
 
@@ -159,7 +159,8 @@ def cdr_rows(attempts: list[Attempt]) -> list[dict[str, Any]]:
         "status": a.status.value, "outcome": a.outcome.value if a.outcome else "",
         "sip_code": a.sip_code or "", "q850": a.q850 or "", "digits": a.digits,
         "path": " > ".join(a.path), "variables": json.dumps(a.variables, sort_keys=True),
-        "recording": a.recording or "",
+        "recording": a.recording or "", "dialogue_outcome": a.dialogue_outcome or "",
+        "answered_by": a.answered_by or "",
     } for a in attempts]
 
 

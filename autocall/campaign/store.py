@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Container, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,7 +35,6 @@ from sqlalchemy import (
     event,
     func,
     insert,
-    inspect,
     or_,
     select,
     text,
@@ -44,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
+from autocall.campaign import migrations
 from autocall.campaign.model import (
     Attempt,
     CallStatus,
@@ -59,14 +59,11 @@ from autocall.campaign.model import (
     Plan,
 )
 from autocall.files import private_file
+from autocall.telephony.record import CallRecord
 
-SCHEMA_VERSION = 3
-
+# The tables as the newest migration (autocall/campaign/migrations) leaves them; the
+# queries are built on these, the schema itself is made by the migrations only.
 metadata = MetaData()
-
-schema_version = Table(
-    "autocall_schema_version", metadata, Column("version", Integer, nullable=False)
-)
 
 campaigns = Table(
     "autocall_campaigns",
@@ -113,6 +110,8 @@ def _outcome_columns() -> list[Column[Any]]:
         Column("variables", Text, nullable=False, default="{}"),
         Column("recording", Text),
         Column("error", Text),
+        Column("dialogue_outcome", String(40)),
+        Column("answered_by", String(16)),
     ]
 
 
@@ -158,35 +157,13 @@ calls = Table(
     Column("caller", Text),
     Column("source", String(100)),
     Column("tree", String(100)),
+    Column("node", String(100)),
     Column("status", String(16)),
-    Column("outcome", String(40)),
     Column("sip_code", Integer),
     Column("q850", Integer),
     *_outcome_columns(),
     UniqueConstraint("call_id", "direction", name="uq_autocall_calls_once"),
 )
-
-# version -> step; each step brings the schema from version-1 to version.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    1: lambda conn: metadata.create_all(
-        conn, tables=[campaigns, contacts, attempts, nodes], checkfirst=True
-    ),
-    2: lambda conn: metadata.create_all(conn, tables=[calls], checkfirst=True),
-    3: lambda conn: _add_column(conn, contacts, "network_faults", "INTEGER NOT NULL DEFAULT 0"),
-}
-
-
-def _add_column(conn: Connection, table: Table, column: str, ddl: str) -> None:
-    """ALTER TABLE … ADD COLUMN, unless step 1 just created the table with it."""
-    if column not in {c["name"] for c in inspect(conn).get_columns(table.name)}:
-        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {ddl}"))
-
-
-def _when(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return _naive(value)
-    return _naive(datetime.fromisoformat(str(value)))
-
 
 def _naive(dt: datetime | None) -> datetime | None:
     if dt is None or dt.tzinfo is None:
@@ -206,24 +183,6 @@ class Claim:
     attempt_no: int
     contact: Contact
     caller_id: str
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """What finishing an attempt writes (a subset of :class:`Attempt`)."""
-
-    status: CallStatus
-    outcome: Outcome
-    sip_code: int | None = None
-    q850: int | None = None
-    started_at: datetime | None = None
-    answered_at: datetime | None = None
-    ended_at: datetime | None = None
-    digits: str = ""
-    path: Sequence[str] = ()
-    variables: dict[str, Any] | None = None
-    recording: str | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -262,7 +221,18 @@ _FINISH_ATTEMPT = (
     update(attempts).where(attempts.c.id == bindparam("aid"), attempts.c.ended_at.is_(None))
     .values({c: bindparam(f"b_{c}") for c in (
         "status", "outcome", "sip_code", "q850", "started_at", "answered_at", "ended_at",
-        "duration", "billable", "digits", "path", "variables", "recording", "error")})
+        "duration", "billable", "digits", "path", "variables", "recording", "error",
+        "dialogue_outcome", "answered_by")})
+)
+
+
+# What is known of a call still going: written at answer and as digits come, so a crash
+# leaves it (unfinished: no ended_at) for recover() to close.
+_PROGRESS = ("status", "started_at", "answered_at", "digits", "path", "variables",
+             "dialogue_outcome", "answered_by")
+_PROGRESS_ATTEMPT = (
+    update(attempts).where(attempts.c.id == bindparam("aid"), attempts.c.ended_at.is_(None))
+    .values({c: bindparam(f"b_{c}") for c in _PROGRESS})
 )
 
 
@@ -282,20 +252,35 @@ def _move_params(contact_id: int, outcome: Outcome, next_at: datetime | None) ->
             "b_fault": fault}
 
 
-def _finish_params(attempt_id: int, record: CallRecord) -> dict[str, Any]:
-    started = _naive(record.started_at)
-    answered = _naive(record.answered_at)
-    ended = _naive(record.ended_at or datetime.now(UTC))
+def _record_row(record: CallRecord) -> dict[str, Any]:
+    """The §4 columns attempts and calls share, from the one record."""
+    if record.ended_at is None and not record.unfinished:
+        record = replace(record, ended_at=datetime.now(UTC))
+    # naive UTC first: a record may mix aware and naive times
+    plain = replace(record, started_at=_naive(record.started_at),
+                    answered_at=_naive(record.answered_at), ended_at=_naive(record.ended_at))
     return {
-        "aid": attempt_id, "b_status": record.status.value, "b_outcome": record.outcome.value,
-        "b_sip_code": record.sip_code, "b_q850": record.q850, "b_started_at": started,
-        "b_answered_at": answered, "b_ended_at": ended,
-        "b_duration": (ended - started).total_seconds() if started and ended else None,
-        "b_billable": (ended - answered).total_seconds() if answered and ended else None,
-        "b_digits": record.digits, "b_path": json.dumps(list(record.path)),
-        "b_variables": json.dumps(record.variables or {}, default=str),
-        "b_recording": record.recording, "b_error": record.error,
+        "status": record.status.value, "sip_code": record.sip_code, "q850": record.q850,
+        "started_at": plain.started_at, "answered_at": plain.answered_at,
+        "ended_at": plain.ended_at, "duration": plain.duration, "billable": plain.billable,
+        "digits": record.digits,
+        "path": json.dumps(list(record.path)),
+        "variables": json.dumps(dict(record.variables), default=str),
+        "recording": record.recording, "error": record.error,
+        "dialogue_outcome": record.dialogue_outcome, "answered_by": record.answered_by,
     }
+
+
+def _finish_params(attempt_id: int, record: CallRecord) -> dict[str, Any]:
+    params = {f"b_{k}": v for k, v in _record_row(record).items()}
+    return {"aid": attempt_id, "b_outcome": _outcome(record).value, **params}
+
+
+def _outcome(record: CallRecord) -> Outcome:
+    """A finished attempt's retry outcome (the dialer resolves it before writing)."""
+    if record.outcome is None:
+        raise StoreError("an attempt's record needs its retry outcome to be finished")
+    return Outcome(record.outcome)
 
 
 class StoreError(RuntimeError):
@@ -335,16 +320,16 @@ class Store:
 
     # --- calls outside campaigns --------------------------------------------------
 
-    def add_call(self, record: dict[str, Any]) -> bool:
-        """Store one inbound/informer call record; False if that call is already stored."""
-        row = {c.name: record.get(c.name) for c in calls.columns if c.name != "id"}
-        row["caller"] = record.get("from", record.get("caller"))
-        row["direction"] = record.get("direction") or "inbound"
-        for key in ("started_at", "answered_at", "ended_at"):
-            row[key] = _when(row[key])
-        row["digits"] = row["digits"] or ""
-        row["path"] = json.dumps(list(record.get("path") or []))
-        row["variables"] = json.dumps(record.get("variables") or {}, default=str)
+    def add_call(self, record: CallRecord) -> bool:
+        """Store one inbound/informer call record, or update its unfinished one (written at
+        answer); False if that call is already stored finished."""
+        row = {**_record_row(record), "direction": record.direction,
+               "call_id": record.call_id or "", "number": record.number,
+               "caller": record.caller_id, "source": record.source, "tree": record.tree,
+               "node": record.node}
+        still_open = update(calls).where(
+            calls.c.call_id == row["call_id"], calls.c.direction == row["direction"],
+            calls.c.ended_at.is_(None)).values(**row)
         # Retried across a server restart: a write whose commit was lost is either
         # stored (then the retry meets the unique Call-ID and returns False) or not.
         for attempt in stamina.retry_context(on=transient, attempts=None,
@@ -355,8 +340,23 @@ class Store:
                     with self.engine.begin() as conn:
                         conn.execute(insert(calls).values(**row))
                 except IntegrityError:
-                    return False
+                    with self.engine.begin() as conn:
+                        return bool(conn.execute(still_open).rowcount)
         return True
+
+    def close_unfinished_calls(self, direction: str, gone: Callable[[str], bool]) -> int:
+        """Close the records a killed process left unfinished (its ``node`` is ``gone``):
+        failed, with the reason; what they knew (answered at, digits, path) stays."""
+        now = _naive(datetime.now(UTC))
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(calls.c.id, calls.c.node).where(
+                calls.c.direction == direction, calls.c.ended_at.is_(None))).all()
+            ids = [r.id for r in rows if r.node is None or gone(r.node)]
+            if ids:
+                conn.execute(update(calls).where(calls.c.id.in_(ids)).values(
+                    status=CallStatus.FAILED.value, ended_at=now,
+                    error="the server stopped while the call was in progress"))
+        return len(ids)
 
     def calls(self, direction: str | None = None) -> list[dict[str, Any]]:
         """Stored calls outside campaigns, oldest first."""
@@ -366,6 +366,7 @@ class Store:
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
+            row["unfinished"] = row["ended_at"] is None
             row["path"] = json.loads(row["path"])
             row["variables"] = json.loads(row["variables"])
             for key in ("started_at", "answered_at", "ended_at"):
@@ -374,23 +375,17 @@ class Store:
 
     # --- schema -------------------------------------------------------------------
 
-    def migrate(self) -> int:
-        """Bring the schema to ``SCHEMA_VERSION``; safe when several nodes start at once."""
+    def migrate(self) -> str:
+        """Bring the schema to the newest alembic revision (returned); safe when several
+        nodes start at once: they take turns on a lock (PostgreSQL) or the write lock
+        (SQLite's BEGIN IMMEDIATE), and the later ones find nothing to do."""
         with self.engine.begin() as conn:
             if not self.is_sqlite:
                 conn.execute(text("SELECT pg_advisory_xact_lock(7210001)"))
-            if not inspect(conn).has_table(schema_version.name):
-                schema_version.create(conn)
-            current = conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
-            if current > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database schema is version {current}, this autocall knows "
-                    f"{SCHEMA_VERSION}: upgrade autocall"
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                MIGRATIONS[version](conn)
-                conn.execute(insert(schema_version).values(version=version))
-            return SCHEMA_VERSION
+            try:
+                return migrations.upgrade(conn)
+            except migrations.MigrationError as exc:
+                raise StoreError(str(exc)) from exc
 
     # --- campaigns ----------------------------------------------------------------
 
@@ -555,6 +550,17 @@ class Store:
         return [Claim(int(i), c.attempts + 1, c, cid) for i, (c, cid) in zip(ids, dials,
                                                                               strict=True)]
 
+    def progress_many(self, items: Sequence[tuple[int, CallRecord]]) -> None:
+        """Write what is known of calls still going (unfinished records); an attempt
+        already finished is left alone."""
+        rows = []
+        for attempt_id, record in items:
+            row = _record_row(record)
+            rows.append({"aid": attempt_id, **{f"b_{c}": row[c] for c in _PROGRESS}})
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(_PROGRESS_ATTEMPT, rows)
+
     def finish(self, attempt_id: int, record: CallRecord, next_at: datetime | None) -> bool:
         """Finish one attempt (see :meth:`finish_many`)."""
         return self.finish_many([(attempt_id, record, next_at)])[0]
@@ -581,7 +587,7 @@ class Store:
                 if attempt_id not in still_open:
                     continue
                 rows.append(_finish_params(attempt_id, record))
-                moves.append(_move_params(still_open[attempt_id], record.outcome, next_at))
+                moves.append(_move_params(still_open[attempt_id], _outcome(record), next_at))
             if rows:
                 conn.execute(_FINISH_ATTEMPT, rows)
                 conn.execute(_MOVE_CONTACT, moves)
@@ -720,6 +726,7 @@ def _attempt(row: Any) -> Attempt:
         ended_at=_aware(row.ended_at), duration=row.duration, billable=row.billable,
         digits=row.digits or "", path=json.loads(row.path or "[]"),
         variables=json.loads(row.variables or "{}"), recording=row.recording,
+        dialogue_outcome=row.dialogue_outcome, answered_by=row.answered_by,
     )
 
 

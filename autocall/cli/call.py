@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import signal
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from autocall.audio import check as audio_check
 from autocall.audio.amd import AnsweredBy
+from autocall.campaign.dialer import default_node, node_process_gone
 from autocall.campaign.placer import load_tree, report_ringing
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
@@ -39,6 +41,7 @@ from autocall.process import freeze_startup_heap
 from autocall.telephony.answer import AmdOptions, Answered, OnMachine, run_answered, shared_pool
 from autocall.telephony.call import CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
+from autocall.telephony.record import CallRecord, build
 from autocall.telephony.runner import (
     AudioCache,
     CallRunner,
@@ -127,8 +130,9 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
                               trunk: TrunkSettings, settings: Settings, caller_id: str | None,
                               ring_timeout: float, status_callback: str | None = None,
                               via_trunk: bool = False, amd: AmdOptions | None = None
-                              ) -> dict[str, Any]:
-    """Dial ``target``, run ``tree`` if answered, and return the summary fields.
+                              ) -> tuple[CallRecord, dict[str, Any]]:
+    """Dial ``target``, run ``tree`` if answered; return the call record and the summary
+    ``--json`` prints.
 
     ``via_trunk`` sends even a full sip: URI through the trunk as outbound proxy (a
     number always goes to the trunk).
@@ -141,11 +145,23 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
     answered: Answered[RunResult] | None = None
     uri = _target_uri(target, trunk)
     signals = _CallSignals(asyncio.get_running_loop())
+    started = datetime.now(UTC)
+
+    def record(error: str | None = None) -> tuple[CallRecord, dict[str, Any]]:
+        done = build(call, run, started=started, error=error, number=uri,
+                     caller_id=caller_id)
+        if answered is not None:
+            amd_json = answered.result.to_json()
+            done = replace(done, answered_by=answered.result.answered_by,
+                           outcome=answered.outcome, variables={**done.variables,
+                                                                "amd": amd_json})
+        return done, _summary(done, call)
+
     try:
         for error in await audio.warm(prompts_of(tree, variables)):  # before the phone rings
             _err.print(f"[yellow]prompt not rendered:[/] {error}")
         if trunk.register and not await ua.wait_registered(10.0):
-            return _summary(uri, None, None, error="registration failed")
+            return record(error="registration failed")
         call = await ua.call(uri, caller_id=caller_id, ring_timeout=ring_timeout)
         callbacks.send(call.call_id, "initiated", to=uri)
         report_ringing(call, callbacks, call.call_id)
@@ -166,13 +182,9 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
                 run = answered.run
             await call.hangup()
             await call.wait_ended(5.0)
-        summary = _summary(uri, call, run)
-        if answered is not None:
-            summary["answered_by"] = answered.result.answered_by
-            summary["amd"] = answered.result.to_json()
-            summary["outcome"] = answered.outcome or summary["outcome"]
+        done, summary = record()
         callbacks.send(call.call_id, "completed", call_status=summary["status"])
-        return summary
+        return done, summary
     except asyncio.CancelledError:
         if not signals.received:
             raise
@@ -187,9 +199,9 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
                 await asyncio.wait_for(call.hangup(), 4.0)
                 await call.wait_ended(2.0)
             callbacks.send(call.call_id, "completed", call_status=str(call.status))
-        summary = _summary(uri, call, run, error=f"interrupted by {sig.name}")
+        done, summary = record(error=f"interrupted by {sig.name}")
         summary["signal"] = sig.value
-        return summary
+        return done, summary
     finally:
         signals.close()
         await callbacks.drain(0.5 if signals.received else 3.0)
@@ -217,36 +229,27 @@ class _CallSignals:
             self.loop.remove_signal_handler(sig)
 
 
-def _summary(uri: str, call: Any, run: RunResult | None, error: str | None = None
-             ) -> dict[str, Any]:
-    answered = getattr(call, "answered_at", None)
-    ended = getattr(call, "ended_at", None) or datetime.now(UTC)
-    status = getattr(call, "status", CallStatus.FAILED)
-    if run is not None and run.failed:  # answered, but the message could not be played
-        status = CallStatus.FAILED
-    return {
-        "target": uri,
-        "call_id": getattr(call, "call_id", None),
-        "ended_at": ended.isoformat(),
-        "status": str(getattr(status, "value", status)),
-        "sip_code": getattr(call, "sip_code", None),
-        "reason": getattr(call, "reason", None),
-        "q850": getattr(call, "q850_cause", None),
-        "network_fault": bool(getattr(call, "network_fault", False)),
-        "answered_at": answered.isoformat() if answered else None,
-        "duration": round((ended - answered).total_seconds(), 2) if answered else 0.0,
-        "digits": run.digits if run else "",
-        "path": run.path if run else [],
-        "outcome": run.outcome if run else None,
-        "variables": run.variables if run else {},
-        "error": error or (run.error if run else None),
+def _summary(record: CallRecord, call: Any) -> dict[str, Any]:
+    """What ``autocall call --json`` prints: the record in this command's own words
+    (``target``; ``duration`` is the talk time; ``outcome`` AMD's or the tree's)."""
+    summary: dict[str, Any] = {
+        "target": record.number, "call_id": record.call_id,
+        "ended_at": record.ended_at.isoformat() if record.ended_at else None,
+        "status": record.status.value, "sip_code": record.sip_code, "reason": record.reason,
+        "q850": record.q850, "network_fault": bool(call is not None and call.network_fault),
+        "answered_at": record.answered_at.isoformat() if record.answered_at else None,
+        "duration": round(record.billable or 0.0, 2), "digits": record.digits,
+        "path": list(record.path), "outcome": record.outcome or record.dialogue_outcome,
+        "variables": {k: v for k, v in record.variables.items() if k != "amd"},
+        "error": record.error,
     }
+    if record.answered_by is not None:
+        summary.update(answered_by=record.answered_by, amd=record.variables.get("amd"))
+    return summary
 
 
-def _store_informer_call(url: str, summary: dict[str, Any], caller_id: str | None) -> None:
+def _store_informer_call(url: str, record: CallRecord) -> None:
     """Keep the DESIGN.md §4 record; a store that fails is reported, the call's result stands."""
-    record = {**summary, "direction": "outbound", "number": summary["target"],
-              "caller": caller_id, "billable": summary["duration"]}
     try:
         store = Store(url)
         try:
@@ -389,7 +392,7 @@ def register(app: typer.Typer) -> None:
             raise _usage(str(exc)) from exc
         trunk = _trunk(host, port, transport, user, password_file, register_)
         settings = _settings(bind)
-        summary = asyncio.run(place_informer_call(
+        record, summary = asyncio.run(place_informer_call(
             target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
             ring_timeout=ring_timeout, status_callback=status_callback,
             via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST")),
@@ -400,7 +403,7 @@ def register(app: typer.Typer) -> None:
             code = 128 + int(summary.pop("signal"))  # the shell's convention: 130, 143
         summary["exit_code"] = code
         if summary["call_id"]:
-            _store_informer_call(db or settings.database_url, summary, caller_id)
+            _store_informer_call(db or settings.database_url, record)
         if as_json:
             typer.echo(json.dumps(summary))
         else:
@@ -475,8 +478,12 @@ def register(app: typer.Typer) -> None:
             url = db or settings.database_url
             raise _usage(f"--db {shown_url(url)}: {escape(hide_password(str(exc), url))}"
                          ) from exc
+        # records a killed server left unfinished (answered, digits so far) are closed now
+        closed = store.close_unfinished_calls("inbound", node_process_gone)
+        if closed:
+            _err.print(f"closed {closed} call record(s) a stopped server left unfinished")
         server = InboundServer(tree, records, max_calls=max_calls, allow=allow_list,
-                               on_record=store.add_call,
+                               on_record=store.add_call, node=default_node(),
                                speech_model=speech_model,
                                audio=AudioCache(settings.tts_cache_dir),
                                recordings_dir=recordings, variables=_parse_vars(var or []),

@@ -25,7 +25,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
+from autocall.campaign import migrations
 from autocall.campaign import report as rep
 from autocall.campaign.check import Problem, check_campaign, preflight
 from autocall.campaign.contacts import ContactsError, Rejected, import_campaign
@@ -693,6 +695,36 @@ def report(
         for key, value in result.rows():
             table.add_row(safe(key), safe(value))
         Console().print(table)
+
+
+db_app = typer.Typer(help="The store's schema (alembic migrations shipped with autocall).",
+                     no_args_is_help=True)
+campaign_app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: DbOpt = None,
+    sql: Annotated[bool, typer.Option(
+        "--sql", help="Print the SQL for a DBA instead; change nothing.")] = False,
+) -> None:
+    """Bring the store's schema to this autocall's (every command also does it on start).
+
+    With --sql the store is only read: the SQL that brings it from its revision (or from
+    empty) to the newest is printed, for a DBA to review and run.
+
+    Example: autocall campaign db upgrade --sql --db postgresql://dba@db/autocall > up.sql
+    """
+    if not sql:
+        _open(db).close()
+        err.print(f"store {shown_url(_db_url(db))} at schema revision {migrations.head()}")
+        return
+    url = _db_url(db)
+    try:
+        typer.echo(migrations.offline_sql(url), nl=False)
+    except (SQLAlchemyError, migrations.MigrationError) as exc:
+        err.print(f"[red]error:[/red] {shown_url(url)}: {hide_password(str(exc), url)}")
+        raise typer.Exit(2) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -60,7 +60,6 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,34 +74,13 @@ from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate,
 from autocall.sip.transaction import Timers
 from autocall.sip.transport import TcpLimits
 from autocall.sip.ua import InviteSession, ReferSubscription, SessionEvent, SipUA, UAConfig
+from autocall.telephony.record import CallStatus
 
 __all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "TransferredEvent",
            "CallEvent", "status_for"]
 
 log = logging.getLogger(__name__)
 CODECS = {"PCMU": 0, "PCMA": 8}
-
-
-class CallStatus(StrEnum):
-    """DESIGN.md §4 call status."""
-
-    QUEUED = "queued"
-    INITIATED = "initiated"
-    RINGING = "ringing"
-    IN_PROGRESS = "in-progress"
-    COMPLETED = "completed"
-    BUSY = "busy"
-    NO_ANSWER = "no-answer"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    @property
-    def final(self) -> bool:
-        return self in _FINAL
-
-
-_FINAL = {CallStatus.COMPLETED, CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.FAILED,
-          CallStatus.CANCELED}
 
 
 def status_for(code: int, *, cancel_cause: str | None = None, rang: bool = True) -> CallStatus:

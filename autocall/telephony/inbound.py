@@ -24,6 +24,13 @@ from typing import Any
 
 from autocall.dialogue.schema import Tree, allowed_transfer_targets
 from autocall.files import private_file
+from autocall.telephony.record import (
+    CallRecord,
+    CallStatus,
+    Unfinished,
+    UnfinishedCalls,
+    build,
+)
 from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
@@ -112,7 +119,8 @@ class InboundServer:
     webhooks: WebhookClient = field(default_factory=WebhookClient)
     callbacks: StatusCallbacks = field(default_factory=lambda: StatusCallbacks(None))
     variables: dict[str, str] = field(default_factory=dict)
-    on_record: Callable[[dict[str, Any]], object] | None = None
+    on_record: Callable[[CallRecord], object] | None = None
+    node: str | None = None  # this process, in records written at answer
     speech_model: Any = None
     active: int = 0
     served: int = 0
@@ -126,6 +134,7 @@ class InboundServer:
         self._cut: set[int] = set()
         """ids of calls the drain timeout cut: recorded canceled, never completed."""
         self._lock = asyncio.Lock()
+        self._unfinished = UnfinishedCalls()
 
     async def on_call(self, call: Any) -> None:
         """The UA's ``on_call`` hook: refuse or accept at once, run the tree in a task."""
@@ -163,16 +172,23 @@ class InboundServer:
         run: RunResult | None = None
         error: str | None = None
         key = str(getattr(call, "call_id", id(call)))
+        live: Unfinished | None = None
         try:
             self.callbacks.send(key, "ringing", caller=getattr(call, "remote", None))
             await call.answer()
             self.callbacks.send(key, "answered")
+            if self.on_record is not None:  # written at answer, then as digits come
+                live = self._unfinished.add(Unfinished(
+                    lambda: self._record(call, None, started, unfinished=True),
+                    self.on_record))
             caller = _user(getattr(call, "remote", ""))
             facts = {"caller": caller, "number": caller, "call_id": key}
             guarded = GuardedCall(call, self.allowed_targets)
             runner = CallRunner(guarded, self.tree, {**self.variables, **facts}, audio=self.audio,
                                 recordings_dir=self.recordings_dir, webhooks=self.webhooks,
                                 call_facts=facts, speech_model=self.speech_model)
+            if live is not None:
+                live.dialogue = runner.engine
             run = await runner.run()
             if guarded.refused:
                 error = "refused transfer to " + ", ".join(guarded.refused)
@@ -180,6 +196,8 @@ class InboundServer:
             log.exception("inbound call failed")
             error = f"{type(exc).__name__}: {exc}"
         finally:
+            if live is not None:
+                self._unfinished.discard(live)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(call.hangup(), 5.0)
             with contextlib.suppress(Exception):
@@ -190,38 +208,23 @@ class InboundServer:
             if cut:
                 error = error or "cut by the drain timeout while shutting down"
             self.callbacks.send(key, "completed", outcome=run.outcome if run else None)
-            self._write(call, run, started, error=error, status="canceled" if cut else None)
+            self._write(call, run, started, error=error,
+                        status=CallStatus.CANCELED if cut else None)
+
+    def _record(self, call: Any, run: RunResult | None, started: float,
+                error: str | None = None, status: CallStatus | None = None,
+                unfinished: bool = False) -> CallRecord:
+        return build(call, run, started=datetime.fromtimestamp(started, UTC), status=status,
+                     error=error, direction="inbound", number=_user(call.remote),
+                     caller_id=call.remote, source=source_host(call), tree=self.tree.name,
+                     node=self.node, unfinished=unfinished)
 
     def _write(self, call: Any, run: RunResult | None, started: float,
-               error: str | None = None, status: str | None = None) -> None:
-        status = status or getattr(call, "status", None)
-        answered = getattr(call, "answered_at", None)
-        ended = getattr(call, "ended_at", None) or datetime.now(UTC)
-        record: dict[str, Any] = {
-            "direction": "inbound",
-            "call_id": str(getattr(call, "call_id", "")),
-            "number": _user(getattr(call, "remote", "")),
-            "from": getattr(call, "remote", None),
-            "source": source_host(call),
-            "tree": self.tree.name,
-            "started_at": datetime.fromtimestamp(started, UTC).isoformat(),
-            "answered_at": answered.isoformat() if answered else None,
-            "ended_at": ended.isoformat(),
-            "duration": round((ended - datetime.fromtimestamp(started, UTC)).total_seconds(), 3),
-            "billable": round((ended - answered).total_seconds(), 3) if answered else 0.0,
-            "status": "failed" if run is not None and run.failed else str(
-                getattr(status, "value", status)),
-            "sip_code": getattr(call, "sip_code", None),
-            "q850": getattr(call, "q850_cause", None),
-            "outcome": run.outcome if run else None,
-            "digits": run.digits if run else "",
-            "path": run.path if run else [],
-            "variables": run.variables if run else {},
-            "recording": run.recording if run else None,
-            "error": error or (run.error if run else None),
-        }
+               error: str | None = None, status: CallStatus | None = None) -> None:
+        record = self._record(call, run, started, error, status)
+        line = {**record.as_json(), "from": record.caller_id, "outcome": record.dialogue_outcome}
         with private_file(self.records).open("a", encoding="utf-8") as fh:  # 0600: personal data
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
+            fh.write(json.dumps(line, sort_keys=True, default=str) + "\n")
         if self.on_record is not None:
             self.on_record(record)
 

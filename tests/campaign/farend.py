@@ -16,22 +16,23 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from autocall.campaign.dialer import CallRequest, CallResult
+from autocall.campaign.dialer import CallRequest
 from autocall.campaign.model import CallStatus, Outcome
+from autocall.telephony.record import CallRecord
 
 
-def _result(step: str, start: datetime, talk: float) -> CallResult:
+def _result(step: str, start: datetime, talk: float) -> CallRecord:
     kind, _, arg = step.partition(":")
     end = start + timedelta(seconds=talk)
     if kind == "answer":
-        return CallResult(CallStatus.COMPLETED, 200, 16, start, start + timedelta(seconds=talk / 2),
+        return CallRecord(CallStatus.COMPLETED, 200, 16, start, start + timedelta(seconds=talk / 2),
                           end, digits=arg, path=("greeting", "menu", f"choice-{arg or 'none'}"),
                           variables={"choice": arg} if arg else {})
     if kind == "optout":
-        return CallResult(CallStatus.COMPLETED, 200, 16, start, start, end, digits="9",
-                          path=("greeting", "menu", "opt-out"), opted_out=True)
+        return CallRecord(CallStatus.COMPLETED, 200, 16, start, start, end, digits="9",
+                          path=("greeting", "menu", "opt-out"), dialogue_outcome="opt-out")
     if kind == "early":
-        return CallResult(CallStatus.COMPLETED, 200, 16, start, start, end,
+        return CallRecord(CallStatus.COMPLETED, 200, 16, start, start, end,
                           path=("greeting",), outcome=Outcome.HUNG_UP_EARLY)
     table = {
         "busy": (CallStatus.BUSY, 486, 17),
@@ -42,7 +43,7 @@ def _result(step: str, start: datetime, talk: float) -> CallResult:
         "fail": (CallStatus.FAILED, 500, 41),
     }
     status, code, cause = table[kind]
-    return CallResult(status, code, cause, start, None, end)
+    return CallRecord(status, code, cause, start, None, end)
 
 
 class ScriptedFarEnd:
@@ -70,7 +71,7 @@ class ScriptedFarEnd:
         finally:
             os.close(fd)
 
-    async def place(self, request: CallRequest) -> CallResult:
+    async def place(self, request: CallRequest) -> CallRecord:
         self._write(f"DIAL {request.attempt_id} {request.contact_id} {request.attempt_no} "
                     f"{request.number}")
         self.placed.append(request)

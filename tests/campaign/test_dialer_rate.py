@@ -23,9 +23,10 @@ from farend import ScriptedFarEnd
 
 from autocall.campaign import dialer
 from autocall.campaign.contacts import import_campaign
-from autocall.campaign.dialer import CATCH_UP, CallRequest, CallResult, Pacer, run_campaign
+from autocall.campaign.dialer import CATCH_UP, CallRequest, Pacer, run_campaign
 from autocall.campaign.model import CallStatus, CampaignState, load_campaign
 from autocall.campaign.store import Store
+from autocall.telephony.record import CallRecord
 
 RATE = 50.0
 N = 10_000
@@ -203,7 +204,7 @@ async def test_dialer_keeps_its_guarantees_while_catching_up(
     active = peak = 0
 
     class LaggyCallee:
-        async def place(self, request: CallRequest) -> CallResult:
+        async def place(self, request: CallRequest) -> CallRecord:
             nonlocal active, peak
             starts.append(loop.time())
             placed.append(request)
@@ -219,7 +220,7 @@ async def test_dialer_keeps_its_guarantees_while_catching_up(
                 await asyncio.sleep(rng.uniform(0.01, 0.08))
             finally:
                 active -= 1
-            return CallResult(CallStatus.COMPLETED, 200)
+            return CallRecord(CallStatus.COMPLETED, 200)
 
     try:
         await asyncio.wait_for(run_campaign(campaign.name, store, LaggyCallee(), poll=0.05), 60)

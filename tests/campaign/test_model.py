@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autocall.campaign.dialer import CallResult, outcome_of
+from autocall.campaign.dialer import outcome_of
 from autocall.campaign.model import (
     NEVER_RETRY,
     CallStatus,
@@ -16,6 +16,7 @@ from autocall.campaign.model import (
     RetryPolicy,
     load_campaign,
 )
+from autocall.telephony.record import CallRecord
 
 GOOD = """\
 name: survey-1
@@ -88,20 +89,20 @@ def test_retry_policy_never_retries_final_outcomes() -> None:
 
 
 @pytest.mark.parametrize(("result", "outcome"), [
-    (CallResult(CallStatus.COMPLETED, 200), Outcome.COMPLETED),
-    (CallResult(CallStatus.BUSY, 486), Outcome.BUSY),
-    (CallResult(CallStatus.FAILED, 600), Outcome.BUSY),
-    (CallResult(CallStatus.NO_ANSWER, 487), Outcome.NO_ANSWER),
-    (CallResult(CallStatus.FAILED, 603), Outcome.DECLINED),
-    (CallResult(CallStatus.BUSY, 603), Outcome.DECLINED),
-    (CallResult(CallStatus.FAILED, 404), Outcome.INVALID),
-    (CallResult(CallStatus.FAILED, 484), Outcome.INVALID),
-    (CallResult(CallStatus.FAILED, 480), Outcome.UNREACHABLE),
-    (CallResult(CallStatus.FAILED, 503), Outcome.UNREACHABLE),
-    (CallResult(CallStatus.FAILED, 500), Outcome.FAILED),
-    (CallResult(CallStatus.COMPLETED, 200, outcome=Outcome.HUNG_UP_EARLY),
+    (CallRecord(CallStatus.COMPLETED, 200), Outcome.COMPLETED),
+    (CallRecord(CallStatus.BUSY, 486), Outcome.BUSY),
+    (CallRecord(CallStatus.FAILED, 600), Outcome.BUSY),
+    (CallRecord(CallStatus.NO_ANSWER, 487), Outcome.NO_ANSWER),
+    (CallRecord(CallStatus.FAILED, 603), Outcome.DECLINED),
+    (CallRecord(CallStatus.BUSY, 603), Outcome.DECLINED),
+    (CallRecord(CallStatus.FAILED, 404), Outcome.INVALID),
+    (CallRecord(CallStatus.FAILED, 484), Outcome.INVALID),
+    (CallRecord(CallStatus.FAILED, 480), Outcome.UNREACHABLE),
+    (CallRecord(CallStatus.FAILED, 503), Outcome.UNREACHABLE),
+    (CallRecord(CallStatus.FAILED, 500), Outcome.FAILED),
+    (CallRecord(CallStatus.COMPLETED, 200, outcome=Outcome.HUNG_UP_EARLY),
      Outcome.HUNG_UP_EARLY),
-    (CallResult(CallStatus.COMPLETED, 200, opted_out=True), Outcome.OPTED_OUT),
+    (CallRecord(CallStatus.COMPLETED, 200, dialogue_outcome="opt-out"), Outcome.OPTED_OUT),
 ])
-def test_outcome_from_status_and_sip_code(result: CallResult, outcome: Outcome) -> None:
+def test_outcome_from_status_and_sip_code(result: CallRecord, outcome: Outcome) -> None:
     assert outcome_of(result) is outcome

@@ -20,7 +20,6 @@ from conftest import write_campaign
 
 from autocall.campaign.contacts import import_campaign
 from autocall.campaign.dialer import (
-    CallResult,
     network_fault,
     outcome_of,
     plan_contact,
@@ -39,6 +38,7 @@ from autocall.campaign.placer import SipPlacer
 from autocall.campaign.store import Store
 from autocall.sip.transaction import Timers
 from autocall.telephony.call import UserAgent
+from autocall.telephony.record import CallRecord
 
 TRUNK_PORT = 43300
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -121,34 +121,34 @@ async def test_dead_trunk_pauses_the_campaign_as_network_fault(tmp_path: Path) -
 
 def test_classification_in_one_function() -> None:
     # Today's user agent: Timer B, no response at all.
-    timer_b = CallResult(
+    timer_b = CallRecord(
         CallStatus.FAILED, 408, reason="Request Timeout (no final response)", ended_by="remote"
     )
     assert network_fault(timer_b) and outcome_of(timer_b) is Outcome.NETWORK_FAULT
     # The fixed user agent: refused TCP connection (503) and Timer B (408), ended by us.
-    assert network_fault(CallResult(CallStatus.FAILED, 503, ended_by="local"))
-    assert network_fault(CallResult(CallStatus.FAILED, 408, ended_by="local"))
+    assert network_fault(CallRecord(CallStatus.FAILED, 503, ended_by="local"))
+    assert network_fault(CallRecord(CallStatus.FAILED, 408, ended_by="local"))
     assert network_fault(
-        CallResult(CallStatus.FAILED, None, error="ConnectionRefusedError: [Errno 111] refused")
+        CallRecord(CallStatus.FAILED, None, error="ConnectionRefusedError: [Errno 111] refused")
     )
     # The far end's own answers are about the callee.
     assert (
         outcome_of(
-            CallResult(CallStatus.FAILED, 503, reason="Service Unavailable", ended_by="remote")
+            CallRecord(CallStatus.FAILED, 503, reason="Service Unavailable", ended_by="remote")
         )
         is Outcome.UNREACHABLE
     )
     assert (
         outcome_of(
-            CallResult(CallStatus.NO_ANSWER, 408, reason="Request Timeout", ended_by="remote")
+            CallRecord(CallStatus.NO_ANSWER, 408, reason="Request Timeout", ended_by="remote")
         )
         is Outcome.NO_ANSWER
     )
     assert (
-        outcome_of(CallResult(CallStatus.NO_ANSWER, 487, reason="ring timeout", ended_by="local"))
+        outcome_of(CallRecord(CallStatus.NO_ANSWER, 487, reason="ring timeout", ended_by="local"))
         is Outcome.NO_ANSWER
     )
-    assert not network_fault(CallResult(CallStatus.COMPLETED, 200, ended_by="local"))
+    assert not network_fault(CallRecord(CallStatus.COMPLETED, 200, ended_by="local"))
 
 
 def test_network_faults_have_their_own_cap_and_do_not_use_attempts(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from autocall.campaign.migrations import head
 from autocall.campaign.model import (
     CallStatus,
     Campaign,
@@ -17,7 +18,10 @@ from autocall.campaign.model import (
     NewContact,
     Outcome,
 )
-from autocall.campaign.store import SCHEMA_VERSION, CallRecord, Store, StoreError
+from autocall.campaign.store import Store, StoreError
+from autocall.telephony.record import CallRecord
+
+SCHEMA_VERSION = head()  # the schema is alembic's now; its newest revision
 
 NOW = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)
 
@@ -33,12 +37,11 @@ def _store(tmp_path: Path, n: int = 3) -> Store:
 def test_schema_version_recorded_and_newer_schema_refused(tmp_path: Path) -> None:
     store = _store(tmp_path)
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT max(version) FROM autocall_schema_version")
+        assert conn.execute(text("SELECT version_num FROM alembic_version")
                             ).scalar() == SCHEMA_VERSION
     assert Store(store.url).migrate() == SCHEMA_VERSION  # idempotent
     with store.engine.begin() as conn:
-        conn.execute(text("INSERT INTO autocall_schema_version VALUES (:v)"),
-                     {"v": SCHEMA_VERSION + 1})
+        conn.execute(text("UPDATE alembic_version SET version_num = 'ffff9999'"))
     with pytest.raises(StoreError, match="upgrade autocall"):
         Store(store.url)
 
@@ -68,10 +71,10 @@ def test_claim_writes_attempt_rows_and_applies_plans(tmp_path: Path) -> None:
 def test_finish_is_once_and_moves_contact(tmp_path: Path) -> None:
     store = _store(tmp_path, 1)
     (claim,) = store.claim("c", "n1", NOW, 1, lambda c: Dial(c.id, "+12025550100"))
-    busy = CallRecord(CallStatus.BUSY, Outcome.BUSY, sip_code=486, started_at=NOW,
+    busy = CallRecord(CallStatus.BUSY, outcome=Outcome.BUSY, sip_code=486, started_at=NOW,
                       ended_at=NOW + timedelta(seconds=3))
     assert store.finish(claim.attempt_id, busy, NOW + timedelta(minutes=10))
-    late = CallRecord(CallStatus.COMPLETED, Outcome.COMPLETED)
+    late = CallRecord(CallStatus.COMPLETED, outcome=Outcome.COMPLETED)
     assert not store.finish(claim.attempt_id, late, None)  # a finished record never changes
     (a,) = store.attempts("c")
     assert (a.outcome, a.sip_code, a.duration) == (Outcome.BUSY, 486, 3.0)

@@ -6,18 +6,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from autocall.campaign.store import Store
+from autocall.telephony.record import CallRecord, CallStatus
 
 
-def _record(call_id: str) -> dict[str, object]:
-    return {
-        "direction": "inbound", "call_id": call_id, "number": "alice",
-        "from": "sip:alice@127.0.0.1", "source": "127.0.0.1", "tree": "office",
-        "started_at": "2026-11-22T06:00:00+00:00", "answered_at": "2026-11-22T06:00:01+00:00",
-        "ended_at": "2026-11-22T06:00:31+00:00", "duration": 31.0, "billable": 30.0,
-        "status": "completed", "sip_code": 200, "q850": None, "outcome": "transferred",
-        "digits": "1", "path": ["welcome", "sales"], "variables": {"choice": "1"},
-        "recording": None, "error": None,
-    }
+def _record(call_id: str) -> CallRecord:
+    return CallRecord(
+        direction="inbound", call_id=call_id, number="alice",
+        caller_id="sip:alice@127.0.0.1", source="127.0.0.1", tree="office",
+        started_at=datetime(2026, 11, 22, 6, 0, tzinfo=UTC),
+        answered_at=datetime(2026, 11, 22, 6, 0, 1, tzinfo=UTC),
+        ended_at=datetime(2026, 11, 22, 6, 0, 31, tzinfo=UTC),
+        status=CallStatus.COMPLETED, sip_code=200, q850=None, dialogue_outcome="transferred",
+        digits="1", path=("welcome", "sales"), variables={"choice": "1"},
+        recording=None, error=None,
+    )
 
 
 def test_a_call_record_survives_reopening_and_is_stored_once(tmp_path: Path) -> None:
@@ -35,21 +37,14 @@ def test_a_call_record_survives_reopening_and_is_stored_once(tmp_path: Path) -> 
     assert first["caller"] == "sip:alice@127.0.0.1"
     assert first["path"] == ["welcome", "sales"] and first["variables"] == {"choice": "1"}
     assert first["answered_at"] == datetime(2026, 11, 22, 6, 0, 1, tzinfo=UTC)
-    assert first["billable"] == 30.0 and first["outcome"] == "transferred"
+    assert first["billable"] == 30.0 and first["dialogue_outcome"] == "transferred"
 
 
 def test_a_version_1_database_is_migrated_to_hold_calls(tmp_path: Path) -> None:
-    from sqlalchemy import create_engine, insert
-
-    from autocall.campaign import store as store_module
+    from legacy_schema import make_legacy
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = create_engine(url)
-    with engine.begin() as conn:  # the schema as version 1 left it
-        store_module.schema_version.create(conn)
-        store_module.MIGRATIONS[1](conn)
-        conn.execute(insert(store_module.schema_version).values(version=1))
-    engine.dispose()
+    make_legacy(url, 1, contacts_n=0)  # the schema as version 1 left it
     store = Store(url)
     assert store.add_call(_record("c9")) is True
     assert [r["call_id"] for r in store.calls()] == ["c9"]

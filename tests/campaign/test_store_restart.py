@@ -26,6 +26,7 @@ from procs import DialerProcess, read_dials, sip_dialer
 from autocall.campaign.contacts import import_campaign
 from autocall.campaign.model import CampaignState, ContactState, Outcome, load_campaign
 from autocall.campaign.store import Store
+from autocall.telephony.record import CallRecord, CallStatus
 from tests.peers import SCENARIOS, Sipp
 
 pytestmark = pytest.mark.postgres
@@ -84,15 +85,13 @@ def test_dialer_rides_through_a_postgres_restart(tmp_path: Path, own_pg: OwnPost
 def test_serve_record_writer_rides_through_a_restart(own_pg: OwnPostgres) -> None:
     store = Store(own_pg.url)
     try:
-        assert store.add_call({"call_id": "before", "status": "completed"})
+        assert store.add_call(CallRecord(CallStatus.COMPLETED, call_id="before",
+                                         direction="inbound"))
         own_pg.down()  # the pooled connection is dead and no new one can be made
         back = threading.Timer(0.5, own_pg.start)  # a restart of under a second
         back.start()
-        record = {
-            "call_id": "after",
-            "status": "completed",
-            "ended_at": datetime.now(UTC).isoformat(),
-        }
+        record = CallRecord(CallStatus.COMPLETED, call_id="after", direction="inbound",
+                            ended_at=datetime.now(UTC))
         try:
             assert store.add_call(record)  # written while the server was down: retried
         finally:

@@ -25,7 +25,7 @@ def test_demo_dials_every_contact_and_leaves_store_and_csv(tmp_path: Path) -> No
     assert report["contacts"] == 8
     # persona 5 is busy then answers; persona 7 never answers (2 attempts each)
     assert report["attempts"] == 10
-    assert report["outcomes"] == {"completed": 6, "no-answer": 1, "opted-out": 1}
+    assert report["outcomes"] == {"completed": 6, "no-answer": 1, "opt-out": 1}
     assert sorted(report["scores"]) == ["3", "7"]
     assert report["seconds"] < 60
     assert report["campaign"].startswith("demo-")

@@ -28,6 +28,7 @@ from autocall.config import hide_password, shown_url
 from autocall.dialogue.schema import Tree
 from autocall.media.clock import MediaEngine
 from autocall.media.session import MediaSession
+from autocall.telephony.record import CallRecord, CallStatus
 from autocall.telephony.runner import AudioCache, CallRunner
 from tests.peers import SCENARIOS, Sipp
 from tests.telephony.legs import MediaLeg
@@ -112,13 +113,10 @@ def test_sqlite_store_and_its_wal_are_private(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{folder / 'autocall.db'}")
     try:
         store.add_call(
-            {
-                "call_id": "c1",
-                "direction": "outbound",
-                "number": "+12025550111",
-                "status": "completed",
-                "digits": "1",
-            }
+            CallRecord(
+                CallStatus.COMPLETED, call_id="c1", direction="outbound",
+                number="+12025550111", digits="1",
+            )
         )
         files = sorted(folder.iterdir())
         assert {f.name for f in files} >= {"autocall.db", "autocall.db-wal"}

@@ -109,10 +109,18 @@ class AmdListener:
         self.events: list[AmdEvent] = []
         self._changed = asyncio.Event()
         self._active = True
+        self._leaving = False
         self._rest = np.zeros(0, dtype=np.int16)  # less than a frame, waiting for more
         media.on_signal.append(self._on_signal)
 
     def _on_signal(self, chunk: Pcm) -> None:
+        if self.pool.decided(self.channel):
+            # Decided and followed to its end: stop costing the pacing tick anything.
+            # Not now: the session is going through its subscribers.
+            if not self._leaving:
+                self._leaving = True
+                asyncio.get_running_loop().call_soon(self.close)
+            return
         x = np.asarray(chunk, dtype=np.int16).reshape(-1)
         if self._rest.size:
             x = np.concatenate([self._rest, x])
@@ -188,6 +196,11 @@ class AmdPool:
         self._pending.pop(channel, None)
         if self._owners.pop(channel, None) is not None:
             self._free.append(channel)
+
+    def decided(self, channel: int) -> bool:
+        """The call's detector has nothing more to say (its decision, beep and message
+        time are out)."""
+        return self._bank.done(channel)
 
     def push(self, channel: int, frame: Pcm) -> None:
         """Queue one 20 ms frame of ``channel`` for the next pass. A call that hands over

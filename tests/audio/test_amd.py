@@ -198,19 +198,42 @@ async def test_the_pool_analyses_all_calls_of_a_tick_in_one_pass() -> None:
     pool = AmdPool(size=2)  # grows to three calls
     medias = [_FakeMedia() for _ in clips]
     listeners = [pool.listen(m) for m in medias]
-    assert pool.calls == 3
+    assert pool.calls == 3 and all(m.on_signal for m in medias)
     ticks = min(c.samples.size for c in clips) // FRAME
     for k in range(ticks):
         for media, clip in zip(medias, clips, strict=True):
-            assert media.on_signal
             media.tick(clip.samples[k * FRAME : (k + 1) * FRAME])  # one pacing tick
         await asyncio.sleep(0)  # the loop runs the pass scheduled by the tick
-    assert pool.batches == ticks  # one analysis per tick, not one per call
+        # one analysis per tick, not one per call, while any call is still analysed
+        assert pool.batches == k + 1 or not any(m.on_signal for m in medias)
     for listener, clip in zip(listeners, clips, strict=True):
         alone = _stream(clip.samples[: ticks * FRAME], [FRAME])
         assert listener.events == alone, clip.family
         listener.close()
     assert pool.calls == 0 and all(not m.on_signal for m in medias)
+
+
+async def test_a_decided_call_stops_costing_the_pacing_tick() -> None:
+    """Once its detector is done, the listener leaves the session's subscribers (after
+    the tick that told it, not during it) and gives its channel back."""
+    from autocall.telephony.answer import AmdPool
+
+    clip = amd_corpus.make_clip("fax-cng", SEED, 1)
+    pool = AmdPool()
+    media = _FakeMedia()
+    listener = pool.listen(media)
+    for k in range(clip.samples.size // FRAME):
+        if not media.on_signal:
+            break
+        media.tick(clip.samples[k * FRAME : (k + 1) * FRAME])
+        await asyncio.sleep(0)
+    assert not media.on_signal and pool.calls == 0
+    assert listener.result.answered_by == "fax"
+    frames = pool.frames
+    media.tick(clip.samples[:FRAME])
+    await asyncio.sleep(0)
+    assert pool.frames == frames
+    listener.close()  # the dialogue's own close afterwards is harmless
 
 
 async def test_a_listener_cuts_30_ms_packets_and_long_silence_into_frames() -> None:

@@ -7,10 +7,7 @@ its own copy. :func:`make_legacy` fills it with rows of every kind.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -163,19 +160,3 @@ def make_legacy(url: str, version: int = 3, contacts_n: int = 4) -> dict[str, in
               "attempts": sum(1 for i in range(contacts_n) if outcomes[i % 4] is not None),
               "calls": int(version >= 2)}
     return counts
-
-
-@contextlib.contextmanager
-def pg_schema(postgres_url: str) -> Iterator[str]:
-    """A URL whose tables live in a schema of their own, dropped afterwards."""
-    schema = f"autocall_mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in postgres_url else "?"
-    try:
-        yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()

@@ -1,4 +1,5 @@
-"""A PostgreSQL server of the test's own (initdb in a temp folder), to restart at will.
+"""A PostgreSQL server of the test's own (initdb in a temp folder), to restart at will;
+and `pg_schema`, a schema of the test's own on the shared test server.
 
 The binaries are Debian's (scripts/postgres.sh installs them). PostgreSQL refuses to
 run as root, so as root the server runs as the ``postgres`` user.
@@ -13,7 +14,11 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
 
 
 class OwnPostgres:
@@ -86,3 +91,20 @@ class OwnPostgres:
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             self._ctl("stop", "-m", "immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def pg_schema(postgres_url: str) -> Iterator[str]:
+    """A URL whose tables live in a schema of their own (dropped afterwards), so tests
+    and parallel runs on one server never see each other's tables."""
+    schema = f"autocall_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in postgres_url else "?"
+    try:
+        yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from clirun import TREE_TALK, CliProcess, sip_env, sipp_requests, wait_until
 from conftest import write_campaign
 from procs import DialerProcess, read_dials
-from sqlalchemy import create_engine, text
 
 from autocall.campaign.contacts import import_campaign
 from autocall.campaign.model import CampaignState, Outcome, load_campaign
@@ -29,22 +26,6 @@ from tests.peers import SCENARIOS, Sipp
 pytestmark = pytest.mark.peers
 
 N = 24
-
-
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """The test server with a schema of its own, so parallel runs never collide."""
-    schema = f"autocall_h4_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in postgres_url else "?"
-    try:
-        yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _two_default_dialers(tmp_path: Path, url: str, sipp_port: int) -> None:

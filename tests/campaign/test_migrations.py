@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from legacy_schema import make_legacy, pg_schema
+from legacy_schema import make_legacy
+from pgserver import pg_schema
 from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 

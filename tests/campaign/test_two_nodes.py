@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import us_number, write_campaign
 from procs import DialerProcess, read_dials
-from sqlalchemy import create_engine, text
 
 from autocall.campaign.contacts import import_campaign
 from autocall.campaign.model import CampaignState, ContactState, load_campaign
 from autocall.campaign.store import Store
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """The test server with a schema of its own, so parallel runs never collide."""
-    schema = f"autocall_t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in postgres_url else "?"
-    try:
-        yield f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def test_two_nodes_dial_each_attempt_exactly_once(tmp_path: Path, pg_schema_url: str) -> None:

@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum
 from typing import Literal, Protocol
 
 from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, response_to
@@ -49,8 +49,8 @@ def bad_request(request: Request, reason: str) -> Response:
                        headers=Headers([("Warning", warning(reason))]))
 
 
-class InviteState(StrEnum):
-    """calling → early → confirmed → terminated (a StrEnum: equal to those words)."""
+class InviteState(Enum):
+    """calling → early → confirmed → terminated."""
 
     CALLING = "calling"
     EARLY = "early"

@@ -883,7 +883,6 @@ class InviteSession:
     def provisional(self) -> bool:
         return self.usage.provisional
 
-    _provisional = provisional  # telephony/call.py's spelling until its event rework lands
 
     @property
     def answerer(self) -> Callable[[bytes], bytes | None]:

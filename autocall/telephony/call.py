@@ -69,6 +69,7 @@ from autocall.config import Settings, TrunkSettings
 from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.sip.auth import Credentials
+from autocall.sip.invite import RINGING, InviteState
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.transaction import Timers
@@ -442,9 +443,9 @@ class Call:
                 ring.cancel()
             if not moved:
                 self._following = None
-                if new.state in ("calling", "early"):
+                if new.state in RINGING:
                     new.cancel()
-                elif new.state == "confirmed":
+                elif new.state is InviteState.CONFIRMED:
                     new.bye(reason="transfer abandoned")
             sub.notify(code, reason)  # §2.4.5: the INVITE's final status line
             if not moved and self._old_ended is not None and not self.status.final:
@@ -489,7 +490,7 @@ class Call:
         log.info("call %s: transferred to %s", self.id, self.transferred_to)
         self._events.put_nowait(TransferredEvent(self.transferred_to, sub.referred_by,
                                                  new.final_status or 200))
-        if new.state == "terminated":  # the target hung up before we took the call over
+        if new.state is InviteState.TERMINATED:  # the target hung up before we took the call over
             self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
                                                   self.reason, by="remote"))
 
@@ -531,7 +532,7 @@ class Call:
             # Nothing at all came back: not a phone left ringing but a dead trunk or
             # network. Timer B (64*T1 from the INVITE, §17.1.1.2) ends it as failed/408.
             return
-        if not self.session._provisional:
+        if not self.session.provisional:
             # No provisional yet: we may not send CANCEL (§9.1) and need not wait for it.
             self.ua.loop.create_task(self._finish(
                 status_for(487, cancel_cause=cause), 487,
@@ -643,7 +644,7 @@ class Call:
                     else CallStatus.NO_ANSWER
             else:
                 status = status_for(code, cancel_cause=self._cancel_cause,
-                                    rang=self.session._provisional)
+                                    rang=self.session.provisional)
             if ev.network_fault:
                 status = CallStatus.FAILED
                 self.network_fault = True
@@ -685,9 +686,9 @@ class Call:
             self._ring_timer.cancel()
         following = self._following
         if following is not None:  # a transfer target still ringing: it reports 487
-            if following.state in ("calling", "early"):
+            if following.state in RINGING:
                 following.cancel()
-            elif following.state == "confirmed":
+            elif following.state is InviteState.CONFIRMED:
                 following.bye(reason="call ended")
         self.status = status
         if self.answered_at is None or status is not CallStatus.COMPLETED:

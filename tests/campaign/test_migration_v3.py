@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,15 +63,5 @@ def test_migrate_v2_to_v3_sqlite(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_migrate_v2_to_v3_postgres(tmp_path: Path, postgres_url: str) -> None:
-    schema = f"autocall_h4_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in postgres_url else "?"
-    try:
-        _upgrade_and_use(f"{postgres_url}{sep}options=-csearch_path%3D{schema}", tmp_path)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+def test_migrate_v2_to_v3_postgres(tmp_path: Path, pg_schema_url: str) -> None:
+    _upgrade_and_use(pg_schema_url, tmp_path)

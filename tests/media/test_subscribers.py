@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 import pytest
@@ -13,64 +13,66 @@ from autocall.media import Digit, MediaEngine, MediaSession
 
 pytestmark = pytest.mark.timeout(30)
 
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[MediaSession, MediaSession]]:
+    """Two live sessions on loopback, each sending to the other."""
+    engine = MediaEngine()
+    a = await MediaSession.open(engine)
+    b = await MediaSession.open(engine)
+    a.start(("127.0.0.1", b.local_port), 0, 101)
+    b.start(("127.0.0.1", a.local_port), 0, 101)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+        engine.close()
+
 Frames = list[np.ndarray]
 
 
-async def test_every_subscriber_hears_and_one_that_leaves_hears_no_more() -> None:
-    engine = MediaEngine()
-    a = await MediaSession.open(engine)
-    b = await MediaSession.open(engine)
-    a.start(("127.0.0.1", b.local_port), 0, 101)
-    b.start(("127.0.0.1", a.local_port), 0, 101)
-    try:
-        first: Frames = []
-        second: Frames = []
-        signal: Frames = []
-        leaving: Callable[[np.ndarray], None] = first.append
-        b.on_audio.append(leaving)
-        b.on_audio.append(second.append)
-        b.on_signal.append(signal.append)
-        await a.play(beep(1000, 200, -10))
-        await asyncio.sleep(0.1)
-        assert first and len(first) == len(second) and signal
-        b.on_audio.remove(leaving)
-        heard = len(first)
-        await asyncio.sleep(0.1)
-        assert len(first) == heard and len(second) > heard
-    finally:
-        await a.close()
-        await b.close()
-        engine.close()
+async def test_every_subscriber_hears_and_one_that_leaves_hears_no_more(
+    pair: tuple[MediaSession, MediaSession],
+) -> None:
+    a, b = pair
+    first: Frames = []
+    second: Frames = []
+    signal: Frames = []
+    leaving: Callable[[np.ndarray], None] = first.append
+    b.on_audio.append(leaving)
+    b.on_audio.append(second.append)
+    b.on_signal.append(signal.append)
+    await a.play(beep(1000, 200, -10))
+    await asyncio.sleep(0.1)
+    assert first and len(first) == len(second) and signal
+    b.on_audio.remove(leaving)
+    heard = len(first)
+    await asyncio.sleep(0.1)
+    assert len(first) == heard and len(second) > heard
 
 
-async def test_digits_are_kept_for_every_reader_and_read_once_by_digits() -> None:
-    engine = MediaEngine()
-    a = await MediaSession.open(engine)
-    b = await MediaSession.open(engine)
-    a.start(("127.0.0.1", b.local_port), 0, 101)
-    b.start(("127.0.0.1", a.local_port), 0, 101)
-    try:
-        told: list[Digit] = []
-        b.on_digit.append(told.append)
-        await a.send_dtmf("12", duration_ms=60, gap_ms=60)
-        await asyncio.sleep(0.3)
-        assert "".join(d.digit for d in b.received_digits) == "12"
-        assert told == b.received_digits
-        read: list[Digit] = []
-        async for d in b.digits():  # what came before digits() was called is kept
-            read.append(d)
-            if len(read) == 2:
-                break
-        assert read == b.received_digits
-        later = asyncio.ensure_future(_all(b))
-        await asyncio.sleep(0.05)
-        await b.close()
-        assert await asyncio.wait_for(later, 1) == []  # each digit is read once
-        assert b.stats().dtmf_received == 2
-    finally:
-        await a.close()
-        await b.close()
-        engine.close()
+async def test_digits_are_kept_for_every_reader_and_read_once_by_digits(
+    pair: tuple[MediaSession, MediaSession],
+) -> None:
+    a, b = pair
+    told: list[Digit] = []
+    b.on_digit.append(told.append)
+    await a.send_dtmf("12", duration_ms=60, gap_ms=60)
+    await asyncio.sleep(0.3)
+    assert "".join(d.digit for d in b.received_digits) == "12"
+    assert told == b.received_digits
+    read: list[Digit] = []
+    async for d in b.digits():  # what came before digits() was called is kept
+        read.append(d)
+        if len(read) == 2:
+            break
+    assert read == b.received_digits
+    later = asyncio.ensure_future(_all(b))
+    await asyncio.sleep(0.05)
+    await b.close()
+    assert await asyncio.wait_for(later, 1) == []  # each digit is read once
+    assert b.stats().dtmf_received == 2
 
 
 async def _all(media: MediaSession) -> list[Digit]:

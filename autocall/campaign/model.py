@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autocall.campaign.amd import AmdSettings
-from autocall.telephony.record import OPT_OUT, CallStatus
+from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, CallStatus
 
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
 # the called party's location.
@@ -37,7 +37,7 @@ class Outcome(enum.StrEnum):
     DECLINED = "declined"
     FAILED = "failed"
     UNREACHABLE = "unreachable"
-    HUNG_UP_EARLY = "hung-up-early"
+    HUNG_UP_EARLY = HUNG_UP_EARLY
     INVALID = "invalid"
     DNC = "dnc"
     OPTED_OUT = OPT_OUT  # the trees' spelling; "opted-out" (before issue 14) still reads

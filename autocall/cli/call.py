@@ -14,13 +14,12 @@ Exit codes of `autocall call`, by outcome:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,25 +29,19 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from autocall.audio import check as audio_check
-from autocall.audio.amd import AnsweredBy
 from autocall.campaign.dialer import default_node, node_process_gone
-from autocall.campaign.placer import load_tree, report_ringing
+from autocall.campaign.placer import load_tree
 from autocall.campaign.store import Store
 from autocall.config import Settings, TrunkSettings, hide_password, secret, shown_url
 from autocall.dialogue.schema import Tree
 from autocall.dialogue.validate import validate_file
 from autocall.process import freeze_startup_heap
-from autocall.telephony.answer import AmdOptions, Answered, OnMachine, run_answered, shared_pool
-from autocall.telephony.call import CallStatus, UserAgent
+from autocall.telephony.answer import AmdOptions, OnMachine
+from autocall.telephony.call import Call, CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
-from autocall.telephony.record import CallRecord, build
-from autocall.telephony.runner import (
-    AudioCache,
-    CallRunner,
-    RunResult,
-    prompts_of,
-    tree_uses_speech,
-)
+from autocall.telephony.outbound import Dial, OutboundCall, Services, informer_tree
+from autocall.telephony.record import HUNG_UP_EARLY, CallRecord
+from autocall.telephony.runner import AudioCache, prompts_of, tree_uses_speech
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
 EXIT_ANSWERED = 0
@@ -78,34 +71,8 @@ def _checked_tree(path: Path) -> Tree:
     return load_tree(path)
 
 
-def informer_tree(*, say: str | None, lang: str, play: Path | None, repeat: int,
-                  confirm: str | None, confirm_timeout: float = 6.0) -> Tree:
-    """The tree of a one-off call: the message ``repeat`` times, then an optional confirm."""
-    message: dict[str, Any] = {"say": say, "language": lang} if say else {"play": str(play)}
-    nodes: dict[str, Any] = {}
-    for i in range(repeat):
-        nodes[f"message{i + 1}"] = {**message, "next": f"message{i + 2}" if i + 1 < repeat
-                                    else ("confirm" if confirm else None)}
-    if confirm:
-        nodes["confirm"] = {
-            "menu": {"prompt": {"say": f"To confirm, press {_spoken(confirm)}.", "language": lang},
-                     "items": {confirm: "confirmed"}, "timeout": confirm_timeout, "retries": 1,
-                     "invalid": None, "no_input": None},
-            "on_failure": "not_confirmed"}
-        nodes["confirmed"] = {"say": {"say": "Thank you.", "language": lang},
-                              "next": "confirmed_end"}
-        nodes["confirmed_end"] = {"hangup": "confirmed"}
-        nodes["not_confirmed"] = {"hangup": "not-confirmed"}
-    return Tree.model_validate({"name": "informer", "language": lang, "start": "message1",
-                                "nodes": nodes})
-
-
 def _on_machine(value: str) -> OnMachine:
     return "hangup" if value == "hangup" else "message"
-
-
-def _spoken(key: str) -> str:
-    return {"*": "star", "#": "hash"}.get(key, key)
 
 
 def exit_code(status: str, sip_code: int | None, outcome: str | None, confirm: bool) -> int:
@@ -129,7 +96,8 @@ def _target_uri(target: str, trunk: TrunkSettings) -> str:
 async def place_informer_call(target: str, tree: Tree, variables: dict[str, str], *,
                               trunk: TrunkSettings, settings: Settings, caller_id: str | None,
                               ring_timeout: float, status_callback: str | None = None,
-                              via_trunk: bool = False, amd: AmdOptions | None = None
+                              via_trunk: bool = False, amd: AmdOptions | None = None,
+                              on_progress: Callable[[CallRecord], object] | None = None,
                               ) -> tuple[CallRecord, dict[str, Any]]:
     """Dial ``target``, run ``tree`` if answered; return the call record and the summary
     ``--json`` prints.
@@ -138,53 +106,20 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
     number always goes to the trunk).
     """
     ua = await UserAgent.from_settings(settings, trunk, proxy=trunk.uri if via_trunk else None)
-    callbacks = StatusCallbacks(status_callback)
-    audio = AudioCache(settings.tts_cache_dir)
-    run: RunResult | None = None
-    call: Any = None
-    answered: Answered[RunResult] | None = None
-    uri = _target_uri(target, trunk)
+    services = Services(AudioCache(settings.tts_cache_dir),
+                        callbacks=StatusCallbacks(status_callback))
+    outbound = OutboundCall(ua, Dial(_target_uri(target, trunk), tree, target, variables,
+                                     caller_id=caller_id, ring_timeout=ring_timeout, amd=amd),
+                            services, on_progress=on_progress)
     signals = _CallSignals(asyncio.get_running_loop())
-    started = datetime.now(UTC)
-
-    def record(error: str | None = None) -> tuple[CallRecord, dict[str, Any]]:
-        done = build(call, run, started=started, error=error, number=uri,
-                     caller_id=caller_id)
-        if answered is not None:
-            amd_json = answered.result.to_json()
-            done = replace(done, answered_by=answered.result.answered_by,
-                           outcome=answered.outcome, variables={**done.variables,
-                                                                "amd": amd_json})
-        return done, _summary(done, call)
-
     try:
-        for error in await audio.warm(prompts_of(tree, variables)):  # before the phone rings
+        for error in await services.audio.warm(prompts_of(tree, variables)):  # before it rings
             _err.print(f"[yellow]prompt not rendered:[/] {error}")
         if trunk.register and not await ua.wait_registered(10.0):
-            return record(error="registration failed")
-        call = await ua.call(uri, caller_id=caller_id, ring_timeout=ring_timeout)
-        callbacks.send(call.call_id, "initiated", to=uri)
-        report_ringing(call, callbacks, call.call_id)
-        status = await call.wait_answer()
-        if status is CallStatus.IN_PROGRESS:
-            callbacks.send(call.call_id, "answered")
-            facts = {"number": target, "callee": target, "caller": caller_id or "",
-                     "call_id": call.call_id}
-            def dialogue(answered_by: AnsweredBy | None = None) -> Any:
-                # the engine sets answered_by for the tree; "machine" starts at machine:
-                return CallRunner(call, tree, {**variables, **facts}, call_facts=facts,
-                                  audio=audio, answered_by=answered_by).run()
-            if amd is None:
-                run = await dialogue()
-            else:  # answering-machine detection first (issue 16); the tree's machine: wins
-                answered = await run_answered(
-                    call, shared_pool(), amd.for_tree(tree), dialogue)
-                run = answered.run
-            await call.hangup()
-            await call.wait_ended(5.0)
-        done, summary = record()
-        callbacks.send(call.call_id, "completed", call_status=summary["status"])
-        return done, summary
+            done = outbound.record(error="registration failed")
+        else:
+            done = await outbound.place()
+        return done, _summary(done, outbound.call)
     except asyncio.CancelledError:
         if not signals.received:
             raise
@@ -194,17 +129,16 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
         me = asyncio.current_task()
         if me is not None:
             me.uncancel()  # handled here: later timeouts must work as timeouts
-        if call is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(call.hangup(), 4.0)
-                await call.wait_ended(2.0)
-            callbacks.send(call.call_id, "completed", call_status=str(call.status))
-        done, summary = record(error=f"interrupted by {sig.name}")
+        if outbound.call is not None:
+            await outbound.hang_up(4.0)
+            outbound.callback("completed", call_status=str(outbound.call.status))
+        done = outbound.record(error=f"interrupted by {sig.name}")
+        summary = _summary(done, outbound.call)
         summary["signal"] = sig.value
         return done, summary
     finally:
         signals.close()
-        await callbacks.drain(0.5 if signals.received else 3.0)
+        await services.callbacks.drain(0.5 if signals.received else 3.0)
         await ua.close()
 
 
@@ -229,7 +163,7 @@ class _CallSignals:
             self.loop.remove_signal_handler(sig)
 
 
-def _summary(record: CallRecord, call: Any) -> dict[str, Any]:
+def _summary(record: CallRecord, call: Call | None) -> dict[str, Any]:
     """What ``autocall call --json`` prints: the record in this command's own words
     (``target``; ``duration`` is the talk time; ``outcome`` AMD's or the tree's)."""
     summary: dict[str, Any] = {
@@ -239,7 +173,7 @@ def _summary(record: CallRecord, call: Any) -> dict[str, Any]:
         "q850": record.q850, "network_fault": bool(call is not None and call.network_fault),
         "answered_at": record.answered_at.isoformat() if record.answered_at else None,
         "duration": round(record.billable or 0.0, 2), "digits": record.digits,
-        "path": list(record.path), "outcome": record.outcome or record.dialogue_outcome,
+        "path": list(record.path), "outcome": _told_outcome(record),
         "variables": {k: v for k, v in record.variables.items() if k != "amd"},
         "error": record.error,
     }
@@ -248,17 +182,45 @@ def _summary(record: CallRecord, call: Any) -> dict[str, Any]:
     return summary
 
 
-def _store_informer_call(url: str, record: CallRecord) -> None:
-    """Keep the DESIGN.md §4 record; a store that fails is reported, the call's result stands."""
-    try:
-        store = Store(url)
+def _told_outcome(record: CallRecord) -> str | None:
+    """AMD's outcome (machine, left-message, fax) or else the tree's."""
+    if record.outcome in (None, HUNG_UP_EARLY):
+        return record.dialogue_outcome
+    return record.outcome
+
+
+class _RecordStore:
+    """Where ``autocall call`` keeps its DESIGN.md §4 record: written at answer, as digits
+    come, and at the end. A store that fails is reported once; the call goes on."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.node = url, default_node()
+        self.store: Store | None = None
         try:
-            store.add_call(record)
-        finally:
-            store.close()
-    except SQLAlchemyError as exc:
-        _err.print(f"[yellow]call record not stored in {shown_url(url)}:[/] "
-                   f"{escape(hide_password(str(exc), url))}")
+            self.store = Store(url)
+            # records a killed `autocall call` left unfinished are closed now
+            self.store.close_unfinished_calls("outbound", node_process_gone)
+        except SQLAlchemyError as exc:
+            self._failed(exc)
+
+    def write(self, record: CallRecord) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.add_call(replace(record, node=self.node))
+        except SQLAlchemyError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: SQLAlchemyError) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        _err.print(f"[yellow]call record not stored in {shown_url(self.url)}:[/] "
+                   f"{escape(hide_password(str(exc), self.url))}")
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -392,18 +354,22 @@ def register(app: typer.Typer) -> None:
             raise _usage(str(exc)) from exc
         trunk = _trunk(host, port, transport, user, password_file, register_)
         settings = _settings(bind)
-        record, summary = asyncio.run(place_informer_call(
-            target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
-            ring_timeout=ring_timeout, status_callback=status_callback,
-            via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST")),
-            amd=amd_options))
+        records = _RecordStore(db or settings.database_url)
+        try:
+            record, summary = asyncio.run(place_informer_call(
+                target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
+                ring_timeout=ring_timeout, status_callback=status_callback,
+                via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST")),
+                amd=amd_options, on_progress=records.write))
+            if summary["call_id"]:
+                records.write(record)
+        finally:
+            records.close()
         code = exit_code(summary["status"], summary["sip_code"], summary["outcome"],
                          confirm is not None)
         if summary.get("signal"):
             code = 128 + int(summary.pop("signal"))  # the shell's convention: 130, 143
         summary["exit_code"] = code
-        if summary["call_id"]:
-            _store_informer_call(db or settings.database_url, record)
         if as_json:
             typer.echo(json.dumps(summary))
         else:

@@ -18,11 +18,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-__all__ = ["OPT_OUT", "CallFacts", "CallRecord", "CallStatus", "DialogueFacts", "Unfinished",
-           "UnfinishedCalls", "build"]
+__all__ = ["HUNG_UP_EARLY", "OPT_OUT", "CallFacts", "CallRecord", "CallStatus", "DialogueFacts",
+           "Unfinished", "UnfinishedCalls", "build"]
 
 # The opt-out's one spelling: the trees' outcome and the campaigns' retry outcome.
 OPT_OUT = "opt-out"
+# The retry outcome of a callee gone before giving any answer (the call decides it).
+HUNG_UP_EARLY = "hung-up-early"
 
 
 class CallStatus(StrEnum):

@@ -78,3 +78,50 @@ def test_kill_9_during_a_call_leaves_an_unfinished_record_the_next_start_closes(
     (contact,) = store.contacts(campaign.name)
     assert contact.state is ContactState.DONE
     store.close()
+
+
+def test_kill_9_during_autocall_call_leaves_its_record_unfinished_and_the_next_closes_it(
+        tmp_path: Path) -> None:
+    """`autocall call` writes its record at answer too (issue 14): a kill -9 mid-call
+    leaves it, answered and unfinished; the next `autocall call` closes it as failed."""
+    import numpy as np
+    import soundfile
+    from clirun import CliProcess, sip_env, wait_until
+
+    wav = tmp_path / "long.wav"
+    t = np.arange(8000 * 30) / 8000
+    soundfile.write(wav, (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 8000)
+    port = 43520
+    url = f"sqlite:///{tmp_path / 'call.db'}"
+    sipp = Sipp(SCENARIOS / "uas_answer.xml", port=port, media_port=port + 2, calls=10,
+                timeout=90, cwd=tmp_path)
+    sipp.start()
+    store = Store(url)
+    try:
+        first = CliProcess(["call", f"sip:sipp@127.0.0.1:{port}", "--play", str(wav),
+                            "--db", url, "--json"], cwd=tmp_path,
+                           env=sip_env(port, port + 10, tmp_path), tag="call")
+
+        def written() -> bool:
+            return bool(store.calls("outbound"))
+
+        wait_until(written, 60, "the record written at answer")
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+        (cut,) = store.calls("outbound")
+        assert cut["unfinished"] and cut["answered_at"] is not None
+        assert cut["status"] == CallStatus.IN_PROGRESS.value
+
+        second = CliProcess(["call", f"sip:sipp@127.0.0.1:{port}", "--play", str(wav),
+                             "--db", url, "--json", "--ring-timeout", "5"], cwd=tmp_path,
+                            env=sip_env(port, port + 20, tmp_path), tag="call")
+        wait_until(lambda: len(store.calls("outbound")) == 2, 60, "the second call's record")
+        second.proc.send_signal(signal.SIGTERM)
+        second.wait(30)
+    finally:
+        sipp.stop()
+    closed = store.calls("outbound")[0]
+    store.close()
+    assert closed["id"] == cut["id"] and not closed["unfinished"]
+    assert closed["status"] == CallStatus.FAILED.value and "stopped" in closed["error"]
+    assert closed["answered_at"] == cut["answered_at"]

@@ -12,8 +12,8 @@ from pathlib import Path
 from autocall.campaign.contacts import NewContact
 from autocall.campaign.dialer import outcome_of
 from autocall.campaign.model import Campaign, Dial, Outcome
-from autocall.campaign.placer import call_result
 from autocall.campaign.store import Store
+from autocall.telephony.outbound import call_record
 from autocall.telephony.record import CallStatus, build
 
 T0 = datetime(2026, 6, 1, 15, 0, tzinfo=UTC)
@@ -76,7 +76,8 @@ def test_a_dialogue_that_could_not_play_fails_the_call_and_status_overrides() ->
 
 
 def test_the_placer_says_hung_up_early_through_the_record() -> None:
-    early = call_result(FakeCall(), FakeRun(outcome="bye", caller_hung_up=True, inputs=0), T0)
+    early = call_record(FakeCall(), FakeRun(outcome="bye", caller_hung_up=True, inputs=0), None,
+                        started=T0)
     assert early.outcome == Outcome.HUNG_UP_EARLY and early.dialogue_outcome == "bye"
     assert outcome_of(early) is Outcome.HUNG_UP_EARLY
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from autocall.campaign.placer import report_ringing
 from autocall.telephony.call import CallStatus, UserAgent
+from autocall.telephony.outbound import report_ringing
 from autocall.telephony.virtual import Behaviour, PhoneScript, VirtualPhones
 from autocall.telephony.webhooks import StatusCallbacks
 

@@ -462,7 +462,7 @@ def register(app: typer.Typer) -> None:
             store.close()
 
 
-def _speech_model(tree: Tree, settings: Settings) -> Any:
+def _speech_model(tree: Tree, settings: Settings) -> object | None:
     """The vosk model, loaded before the first call, if the tree takes spoken answers."""
     if not tree_uses_speech(tree):
         return None

@@ -2,4 +2,6 @@
 
 from fastapi import APIRouter
 
-routers: list[APIRouter] = []
+from autocall.web.api import trees
+
+routers: list[APIRouter] = [trees.router]

@@ -1,0 +1,308 @@
+"""``/v1/trees``: the dialogue designer's API (issue 17).
+
+Validate, draw, simulate and test a tree's YAML text as the designer types it (nothing
+is stored), keep versions of it, publish clean ones, and pin a campaign to one. The
+YAML is the format: findings carry the line and column ``autocall prompts validate``
+prints, with the "did you mean" as a quick fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+
+from autocall.campaign.trees import TreeLibrary, TreesError, TreeVersion, findings
+from autocall.config import Settings
+from autocall.dialogue import graph, loader
+from autocall.dialogue.loader import Problem as Finding
+from autocall.dialogue.loader import TreeError
+from autocall.dialogue.schema import Tree
+from autocall.dialogue.simulate import SimulationResult, Simulator
+from autocall.dialogue.testing import cases_from, run_case
+from autocall.speech.tts import PromptText, TtsError, render_prompt
+from autocall.web.accounts import Principal, Role, audit
+from autocall.web.auth import READ_ROLES, require, store_of
+from autocall.web.problems import Problem
+
+router = APIRouter(prefix="/v1/trees", tags=["trees"])
+
+MAX_YAML = 1_000_000
+Reader = Annotated[Principal, Depends(require(*READ_ROLES))]
+Designer = Annotated[Principal, Depends(require(Role.DESIGNER))]
+_HINT = re.compile(r"did you mean '([^']+)'(?: instead of '([^']+)')?")
+_WRONG = re.compile(r"'([^']+)' is not a node")
+
+
+class TreeText(BaseModel):
+    yaml: str = Field(max_length=MAX_YAML, description="The tree's YAML, as in prompts/")
+    name: str = Field(default="tree", pattern=r"^[A-Za-z0-9_-]{1,100}$")
+
+
+class FindingOut(BaseModel):
+    line: int
+    column: int
+    severity: str
+    code: str
+    message: str
+    fix: str | None = Field(None, description="the validator's suggestion, to apply")
+    replaces: str | None = Field(None, description="the text the suggestion replaces")
+
+
+class Validated(BaseModel):
+    valid: bool
+    errors: int
+    warnings: int
+    findings: list[FindingOut]
+
+
+class SaveVersion(BaseModel):
+    yaml: str = Field(max_length=MAX_YAML)
+    comment: str | None = Field(None, max_length=2000)
+    cases: str | None = Field(None, max_length=MAX_YAML)
+
+
+class VersionOut(BaseModel):
+    tree: str
+    version: int
+    author: str
+    comment: str | None
+    created_at: dt.datetime
+    errors: int
+    published_at: dt.datetime | None
+    published_by: str | None
+    pin: str = Field(description="what a campaign's tree: says to run this version")
+
+
+class VersionText(VersionOut):
+    yaml: str
+    cases: str | None
+
+
+class TreeSummary(BaseModel):
+    tree: str
+    latest: int
+    published: int | None
+
+
+class Simulate(TreeText):
+    inputs: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=200,
+        description="keys (1, #…), 'say:words', 'wait' or 'hangup', in order")
+    variables: dict[str, str] = Field(default_factory=dict)
+    at: dt.datetime | None = Field(None, description="the simulated clock at answer")
+    answered_by: Literal["human", "machine"] | None = None
+
+
+class CasesRun(TreeText):
+    cases: str = Field(max_length=MAX_YAML)
+
+
+class CaseOut(BaseModel):
+    name: str
+    passed: bool
+    failures: list[str]
+    got: dict[str, object]
+
+
+def library(request: Request) -> TreeLibrary:
+    return TreeLibrary(store_of(request).engine)
+
+
+def _finding(p: Finding) -> FindingOut:
+    hint = _HINT.search(p.message)
+    wrong = _WRONG.search(p.message)
+    replaces = (hint.group(2) if hint and hint.group(2) else wrong.group(1) if wrong else None)
+    return FindingOut(line=p.line, column=p.column, severity=p.severity, code=p.code,
+                      message=p.message, fix=hint.group(1) if hint else None,
+                      replaces=replaces if hint else None)
+
+
+def _validated(problems: list[Finding]) -> Validated:
+    errors = sum(p.severity == "error" for p in problems)
+    return Validated(valid=errors == 0, errors=errors, warnings=len(problems) - errors,
+                     findings=[_finding(p) for p in problems])
+
+
+def _tree(body: TreeText) -> Tree:
+    """The tree, or 422 with the findings that stop it loading."""
+    tree, problems = findings(body.yaml, f"{body.name}.yaml")
+    if tree is None:
+        raise Problem(422, "Invalid tree", "the tree does not load; see errors",
+                      errors=[{"loc": ["yaml", p.line, p.column], "msg": p.message,
+                               "type": p.code} for p in problems])
+    return tree
+
+
+def _out(v: TreeVersion, *, text: bool = False) -> VersionOut:
+    fields = {"tree": v.tree, "version": v.version, "author": v.author, "comment": v.comment,
+              "created_at": v.created_at, "errors": v.errors, "published_at": v.published_at,
+              "published_by": v.published_by, "pin": v.pin}
+    if text:
+        return VersionText.model_validate({**fields, "yaml": v.text, "cases": v.cases})
+    return VersionOut.model_validate(fields)
+
+
+def _refused(exc: TreesError) -> Problem:
+    titles = {404: "Not found", 409: "Conflict", 413: "Too large", 422: "Invalid request"}
+    return Problem(exc.status, titles.get(exc.status, "Error"), str(exc))
+
+
+def _simulated(result: SimulationResult) -> dict[str, object]:
+    return result.as_dict()
+
+
+@router.post("/validate", response_model=Validated)
+async def validate(body: TreeText, _: Reader) -> Validated:
+    """What `autocall prompts validate` finds, at line and column (nothing is stored)."""
+    found = await asyncio.to_thread(findings, body.yaml, f"{body.name}.yaml")
+    return _validated(found[1])
+
+
+@router.post("/graph", response_class=Response,
+             responses={200: {"content": {"image/svg+xml": {}}}})
+async def draw(body: TreeText, _: Reader) -> Response:
+    """The tree as SVG (Graphviz), for the picture beside the editor."""
+    tree = _tree(body)
+    try:
+        svg = await asyncio.to_thread(graph.render, tree, "svg", timeout=10.0)
+    except (graph.GraphvizMissing, RuntimeError, OSError) as exc:
+        raise Problem(503, "Graph unavailable", str(exc)) from None
+    return Response(svg, media_type="image/svg+xml")
+
+
+@router.post("/simulate")
+async def simulate(body: Simulate, _: Reader
+                   ) -> dict[str, object]:
+    """Run the tree on a virtual clock with these inputs: the transcript (every prompt,
+    with the reason for every branch), the path, the variables and the outcome. The
+    page replays the whole list after each key, so this stays stateless."""
+    tree = _tree(body)
+    start = (body.at or dt.datetime.now(dt.UTC)).timestamp()
+    sim = Simulator(tree, body.variables, start_time=start, answered_by=body.answered_by)
+    result = await asyncio.to_thread(sim.run, body.inputs)
+    return _simulated(result)
+
+
+@router.post("/cases", response_model=list[CaseOut])
+async def cases(body: CasesRun, _: Reader) -> list[CaseOut]:
+    """Run a cases file's cases against the tree: pass or fail each, with what came."""
+    tree = _tree(body)
+    doc, problems = loader.parse(body.cases, "cases.yaml")
+    try:
+        if doc is None:
+            raise TreeError(problems)
+        wanted = cases_from(doc)
+    except TreeError as exc:
+        raise Problem(422, "Invalid cases", "the cases file does not load",
+                      errors=[{"loc": ["cases", p.line, p.column], "msg": p.message,
+                               "type": p.code} for p in exc.problems]) from None
+
+    def run() -> list[CaseOut]:
+        out = []
+        for case in wanted.cases:
+            got = run_case(tree, case, wanted)
+            out.append(CaseOut(name=got.name, passed=got.passed, failures=got.failures,
+                               got=_simulated(got.result)))
+        return out
+
+    return await asyncio.to_thread(run)
+
+
+@router.get("/audio", response_class=FileResponse,
+            responses={200: {"content": {"audio/wav": {}}}})
+async def audio(text: Annotated[str, Query(min_length=1, max_length=1000)], _: Reader,
+                lang: Annotated[str, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en",
+                ) -> FileResponse:
+    """A prompt as the phone will hear it (our TTS, into the same cache as calls)."""
+    cache = Settings.from_env().tts_cache_dir
+    try:
+        path: Path = await asyncio.to_thread(render_prompt, PromptText(text, lang), cache)
+    except TtsError as exc:
+        raise Problem(503, "Speech unavailable", str(exc)) from None
+    return FileResponse(path, media_type="audio/wav")
+
+
+@router.get("", response_model=list[TreeSummary])
+def list_trees(request: Request, _: Reader
+               ) -> list[TreeSummary]:
+    return [TreeSummary.model_validate(row) for row in library(request).names()]
+
+
+@router.post("/{name}/versions", response_model=VersionOut, status_code=201)
+def save(name: str, body: SaveVersion, request: Request,
+         who: Designer) -> VersionOut:
+    """Save a new version (a draft if it does not validate: it can never be published)."""
+    try:
+        saved = library(request).save(name, body.yaml, who.actor, body.comment, body.cases)
+    except TreesError as exc:
+        raise _refused(exc) from None
+    with store_of(request).engine.begin() as conn:
+        audit(conn, who, "tree.save", saved.pin, errors=saved.errors)
+    return _out(saved)
+
+
+@router.get("/{name}/versions", response_model=list[VersionOut])
+def versions(name: str, request: Request, _: Reader
+             ) -> list[VersionOut]:
+    try:
+        return [_out(v) for v in library(request).versions(name)]
+    except TreesError as exc:
+        raise _refused(exc) from None
+
+
+@router.get("/{name}/versions/{number}", response_model=VersionText)
+def version(name: str, number: int, request: Request, _: Reader,
+            format: Literal["json", "yaml"] = "json") -> Response | VersionOut:
+    """One version; ``?format=yaml`` exports its text byte for byte."""
+    try:
+        found = library(request).version(name, number)
+    except TreesError as exc:
+        raise _refused(exc) from None
+    if format == "yaml":
+        return PlainTextResponse(found.text, media_type="application/yaml", headers={
+            "Content-Disposition": f'attachment; filename="{name}-v{number}.yaml"'})
+    return _out(found, text=True)
+
+
+@router.post("/{name}/versions/{number}/publish", response_model=VersionOut)
+def publish(name: str, number: int, request: Request,
+            who: Designer) -> VersionOut:
+    """Publish a clean version (409 for a draft with errors)."""
+    try:
+        done = library(request).publish(name, number, who.actor)
+    except TreesError as exc:
+        raise _refused(exc) from None
+    with store_of(request).engine.begin() as conn:
+        audit(conn, who, "tree.publish", done.pin)
+    return _out(done)
+
+
+@router.post("/{name}/versions/{number}/restore", response_model=VersionOut, status_code=201)
+def restore(name: str, number: int, request: Request,
+            who: Designer) -> VersionOut:
+    """A new version with an old one's text."""
+    try:
+        saved = library(request).restore(name, number, who.actor)
+    except TreesError as exc:
+        raise _refused(exc) from None
+    with store_of(request).engine.begin() as conn:
+        audit(conn, who, "tree.restore", saved.pin, restored=number)
+    return _out(saved)
+
+
+@router.get("/{name}/diff", response_class=PlainTextResponse)
+def diff(name: str, request: Request, a: Annotated[int, Query(alias="from")],
+         b: Annotated[int, Query(alias="to")],
+         _: Reader) -> PlainTextResponse:
+    """A unified diff between two versions."""
+    try:
+        return PlainTextResponse(library(request).diff(name, a, b))
+    except TreesError as exc:
+        raise _refused(exc) from None

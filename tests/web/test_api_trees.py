@@ -1,0 +1,148 @@
+"""The designer's API over real HTTP (issue 17): validate at line and column with the
+fix, draw, simulate, run cases, versions, publish rules and pinning, on a real uvicorn
+server and a real store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from autocall.campaign.store import Store
+from autocall.campaign.trees import TreeLibrary
+from autocall.web import accounts
+from autocall.web.accounts import Role
+from autocall.web.app import create_app
+
+PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+TYPO = (PROMPTS / "reminder.yaml").read_text().replace("next: report", "next: reprot", 1)
+
+
+class Live:
+    """A uvicorn server on 127.0.0.1 in a thread, on the store at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.store = Store(url)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        config = uvicorn.Config(create_app(self.store), host="127.0.0.1", port=self.port,
+                                log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+
+    def client(self, role: Role) -> httpx.Client:
+        token = accounts.create_token(self.store.engine, f"t-{role.value}", role)
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'web.db'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    server = Live(url)
+    yield server
+    server.close()
+
+
+def test_validate_finds_the_typo_at_its_line_with_the_fix(live: Live) -> None:
+    designer = live.client(Role.DESIGNER)
+    line = TYPO.splitlines().index("    next: reprot") + 1
+    got = designer.post("/v1/trees/validate", json={"yaml": TYPO, "name": "reminder"}).json()
+    assert not got["valid"] and got["errors"] == 1
+    (finding,) = [f for f in got["findings"] if f["severity"] == "error"]
+    assert (finding["line"], finding["column"]) == (line, 11)
+    assert finding["fix"] == "report" and finding["replaces"] == "reprot"
+    clean = designer.post("/v1/trees/validate",
+                          json={"yaml": TYPO.replace("reprot", "report")}).json()
+    assert clean["valid"] and clean["errors"] == 0
+    broken = designer.post("/v1/trees/validate", json={"yaml": "nodes: [\n"}).json()
+    assert not broken["valid"] and broken["findings"][0]["line"] >= 1
+
+
+def test_simulate_step_by_step_and_run_the_cases(live: Live) -> None:
+    designer = live.client(Role.DESIGNER)
+    tree = (PROMPTS / "reminder.yaml").read_text()
+    variables = {"first_name": "Carla", "amount": "42.50", "due_date": "Monday"}
+    first = designer.post("/v1/trees/simulate", json={
+        "yaml": tree, "inputs": [], "variables": variables}).json()
+    assert first["path"][0] == "intro"
+    assert any("Carla" in s["text"] for s in first["transcript"] if s["kind"] == "say")
+    pressed = designer.post("/v1/trees/simulate", json={
+        "yaml": tree, "inputs": ["1"], "variables": variables}).json()
+    assert pressed["path"][:2] == ["intro", "ask_date"]
+    cases = (PROMPTS / "reminder.cases.yaml").read_text()
+    results = designer.post("/v1/trees/cases", json={"yaml": tree, "cases": cases}).json()
+    assert results and all(r["passed"] for r in results), results
+    wrong = cases.replace("outcome: promised-payment", "outcome: no-promise", 1)
+    results = designer.post("/v1/trees/cases", json={"yaml": tree, "cases": wrong}).json()
+    assert [r["passed"] for r in results].count(False) == 1
+    bad = designer.post("/v1/trees/simulate", json={"yaml": TYPO})
+    assert bad.status_code == 200  # a dangling next: loads; the run says where it ends
+    unloadable = designer.post("/v1/trees/simulate", json={"yaml": "start: [x"})
+    assert unloadable.status_code == 422
+    assert unloadable.headers["content-type"] == "application/problem+json"
+
+
+def test_the_graph_is_svg(live: Live) -> None:
+    got = live.client(Role.VIEWER).post(
+        "/v1/trees/graph", json={"yaml": (PROMPTS / "reminder.yaml").read_text()})
+    assert got.status_code == 200 and got.headers["content-type"] == "image/svg+xml"
+    assert b"<svg" in got.content and b"ask_date" in got.content
+
+
+def test_versions_drafts_publish_restore_diff_and_roles(live: Live) -> None:
+    designer, viewer = live.client(Role.DESIGNER), live.client(Role.VIEWER)
+    marketer = live.client(Role.MARKETER)
+    draft = designer.post("/v1/trees/reminder/versions",
+                          json={"yaml": TYPO, "comment": "first try"})
+    assert draft.status_code == 201 and draft.json()["errors"] == 1
+    refused = designer.post("/v1/trees/reminder/versions/1/publish")
+    assert refused.status_code == 409 and "error" in refused.json()["detail"]
+    fixed = TYPO.replace("reprot", "report")
+    assert designer.post("/v1/trees/reminder/versions", json={"yaml": fixed}).json()[
+        "version"] == 2
+    published = designer.post("/v1/trees/reminder/versions/2/publish").json()
+    assert published["published_at"] and published["pin"] == "store:reminder@2"
+    exported = viewer.get("/v1/trees/reminder/versions/2", params={"format": "yaml"})
+    assert exported.text == fixed  # byte for byte, comments kept
+    assert "# Payment reminder" in exported.text
+    diff = viewer.get("/v1/trees/reminder/diff", params={"from": 1, "to": 2}).text
+    assert "-    next: reprot" in diff and "+    next: report" in diff
+    restored = designer.post("/v1/trees/reminder/versions/1/restore").json()
+    assert restored["version"] == 3 and restored["errors"] == 1
+    assert [t["latest"] for t in viewer.get("/v1/trees").json()] == [3]
+    assert viewer.get("/v1/trees").json()[0]["published"] == 2
+    # who may do what: viewers and marketers read, only designers (and admins) write
+    assert viewer.post("/v1/trees/reminder/versions", json={"yaml": fixed}).status_code == 403
+    assert marketer.post("/v1/trees/reminder/versions/3/publish").status_code == 403
+    assert httpx.get(f"http://127.0.0.1:{live.port}/v1/trees").status_code == 401
+    missing = viewer.get("/v1/trees/nope/versions")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert designer.post("/v1/trees/..%2Fetc/versions", json={"yaml": fixed}).status_code in (
+        404, 422)
+    # the library runs only published versions
+    library = TreeLibrary(live.store.engine)
+    assert library.load("store:reminder@2").name == "payment-reminder"
+    with pytest.raises(ValueError, match="not published"):
+        library.load("store:reminder@3")

@@ -12,6 +12,7 @@ Pure: files in, findings out; nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from autocall.campaign.contacts import ContactsError, ListsRead, Rejected, read_
 from autocall.campaign.model import Campaign
 from autocall.campaign.schedule import DNC_MISSING as _DNC_MISSING
 from autocall.campaign.schedule import DncList
-from autocall.dialogue.loader import Problem
+from autocall.campaign.trees import STORE_PREFIX, TreeLibrary, TreesError
+from autocall.dialogue.loader import Problem, TreeError, load
+from autocall.dialogue.schema import Tree
 from autocall.dialogue.validate import validate_file
 from autocall.yamlfile import Positions, YamlFileError, read_yaml
 
@@ -79,11 +82,13 @@ class _Where:
         return Problem(self.file, line, col, "error", code, message)
 
 
-def check_campaign(campaign: Campaign, source: Path | None = None) -> CampaignCheck:
+def check_campaign(campaign: Campaign, source: Path | None = None,
+                   trees: TreeLibrary | None = None) -> CampaignCheck:
     """Read the campaign's lists, DNC files and tree; never raises on bad content.
 
     ``source`` is the campaign YAML, when there is one: findings about a file it names
-    are then also pointed at the line that names it.
+    are then also pointed at the line that names it. ``trees``: the store's trees, for a
+    campaign that pins one (``tree: store:NAME@N``).
     """
     out = CampaignCheck()
     problems = out.problems
@@ -142,7 +147,9 @@ def check_campaign(campaign: Campaign, source: Path | None = None) -> CampaignCh
             names.add("extension")
         available = names if available is None else available & names
     tree_path = Path(campaign.tree)
-    if not tree_path.is_file():
+    if campaign.tree.startswith(STORE_PREFIX):
+        _stored_tree(campaign, trees, where, out, problems)
+    elif not tree_path.is_file():
         problems.append(
             where.problem(
                 ("tree",), "tree", f"prompt tree {campaign.tree} not found", campaign.tree
@@ -152,7 +159,8 @@ def check_campaign(campaign: Campaign, source: Path | None = None) -> CampaignCh
         report = validate_file(tree_path, available)
         problems.extend(report.problems)
         before = len(problems)
-        _declared_fields(tree_path, campaign, out, problems)
+        with contextlib.suppress(TreeError):  # validate_file has reported why
+            _declared_fields(load(tree_path), campaign, out, problems)
         errors = len(report.errors) + len(problems) - before
         if errors and where.file is not None:
             problems.append(
@@ -179,16 +187,26 @@ def check_campaign(campaign: Campaign, source: Path | None = None) -> CampaignCh
     return out
 
 
+def _stored_tree(campaign: Campaign, trees: TreeLibrary | None, where: _Where,
+                 out: CampaignCheck, problems: list[Problem]) -> None:
+    """A pinned version (``store:NAME@N``) must exist in the store and be published."""
+    if trees is None:
+        problems.append(where.problem(("tree",), "tree", f"{campaign.tree} is a tree in the "
+                                      "store: give the store (--db) to use it", campaign.tree))
+        return
+    try:
+        tree = trees.load(campaign.tree)
+    except TreesError as exc:
+        problems.append(where.problem(("tree",), "tree", str(exc), campaign.tree))
+        return
+    _declared_fields(tree, campaign, out, problems)
+
+
 def _declared_fields(
-    tree_path: Path, campaign: Campaign, out: CampaignCheck, problems: list[Problem]
+    tree: Tree, campaign: Campaign, out: CampaignCheck, problems: list[Problem]
 ) -> None:
     """Fields the tree declares in ``contact_fields`` must be a column of every list."""
-    from autocall.dialogue.loader import TreeError, load
-
-    try:
-        needed = list(load(tree_path).contact_fields or [])
-    except TreeError:
-        return  # validate_file has reported why
+    needed = list(tree.contact_fields or [])
     mapped = campaign.columns.field_map()
     for source, header in out.lists.headers.items():
         missing = [f for f in needed if f not in header and f not in mapped]
@@ -207,10 +225,11 @@ def _declared_fields(
             )
 
 
-def preflight(campaign: Campaign, source: Path | None = None) -> list[Problem]:
+def preflight(campaign: Campaign, source: Path | None = None,
+              trees: TreeLibrary | None = None) -> list[Problem]:
     """Every finding for ``campaign``; dial only if none has severity ``error``.
 
     The one check ``campaign validate/import/run`` and ``serve`` share (``source``: the
     campaign YAML when there is one, so findings also point at its lines).
     """
-    return check_campaign(campaign, source).problems
+    return check_campaign(campaign, source, trees).problems

@@ -386,7 +386,9 @@ def load_campaign(path: str | Path) -> Campaign:
     base = path.resolve().parent
     return campaign.model_copy(
         update={
-            "tree": str(_resolve(base, campaign.tree)),
+            # a tree in the store (store:NAME@N) is not a path
+            "tree": campaign.tree if campaign.tree.startswith("store:")
+            else str(_resolve(base, campaign.tree)),
             "contacts": [str(_resolve(base, c)) for c in campaign.contacts],
             "dnc": [str(_resolve(base, d)) for d in campaign.dnc],
         }

@@ -15,7 +15,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import create_engine
+
 from autocall.campaign.dialer import CallRequest
+from autocall.campaign.trees import STORE_PREFIX, TreeLibrary, TreesError
 from autocall.config import Settings
 from autocall.dialogue import loader
 from autocall.dialogue.schema import Tree
@@ -34,15 +37,21 @@ def load_tree(path: str | Path) -> Tree:
 
 
 class TreeCache:
-    """Each tree file loaded once per process (trees do not change during a campaign)."""
+    """Each tree loaded once per process: a file (it does not change during a campaign)
+    or a published version in the store (``store:NAME@N`` never changes)."""
 
-    def __init__(self) -> None:
+    def __init__(self, library: TreeLibrary | None = None) -> None:
+        self.library = library
         self._trees: dict[str, Tree] = {}
 
-    def get(self, path: str) -> Tree:
-        key = str(Path(path).resolve())
+    def get(self, spec: str) -> Tree:
+        stored = spec.startswith(STORE_PREFIX)
+        key = spec if stored else str(Path(spec).resolve())
         if key not in self._trees:
-            self._trees[key] = load_tree(path)
+            if stored and self.library is None:
+                raise TreesError(422, f"{spec}: a tree in the store, and no store given")
+            self._trees[key] = (self.library.load(spec) if stored and self.library
+                                else load_tree(spec))
         return self._trees[key]
 
 
@@ -129,11 +138,14 @@ async def from_settings(settings: Settings) -> AsyncIterator[SipPlacer]:
     :mod:`autocall.config`); the agent REGISTERs first when the trunk asks for it.
     """
     trunk = settings.trunk
+    engine = create_engine(settings.database_url, pool_pre_ping=True)  # the stored trees
     ua = await UserAgent.from_settings(settings)
     try:
         if trunk.register and not await ua.wait_registered(10.0):
             raise RuntimeError(f"REGISTER with {trunk.uri} failed: {ua.sip.register_error}")
         yield SipPlacer(ua, target=trunk_target(settings), tts_cache_dir=settings.tts_cache_dir,
-                        recordings_dir=settings.recordings_dir)
+                        recordings_dir=settings.recordings_dir,
+                        trees=TreeCache(TreeLibrary(engine)))
     finally:
         await ua.close()
+        engine.dispose()

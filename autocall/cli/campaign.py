@@ -15,7 +15,7 @@ import json
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +36,7 @@ from autocall.campaign.dialer import Progress as DialProgress
 from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
 from autocall.campaign.schedule import DncList, is_open_all, normalize
 from autocall.campaign.store import Store, StoreError
+from autocall.campaign.trees import TreeLibrary
 from autocall.cli.safe_text import plain, safe
 from autocall.config import Settings, hide_password, shown_url
 from autocall.process import freeze_startup_heap
@@ -170,8 +171,10 @@ def import_(
     Example: autocall campaign import campaigns/example.yaml --rejects rejects.csv
     """
     campaign = _override(_load(file), lists, dnc)
-    checked = check_campaign(campaign, file)
+    store = _open(db)
+    checked = check_campaign(campaign, file, TreeLibrary(store.engine))
     if not checked.ok:
+        store.close()
         if as_json:
             typer.echo(json.dumps({"ok": False, "name": campaign.name,
                                    "problems": [str(p) for p in checked.errors]}))
@@ -180,7 +183,6 @@ def import_(
             err.print(f"{safe(campaign.name)}: not imported: {len(checked.errors)} error(s); "
                       f"fix them (autocall campaign validate {safe(file)})")
         raise typer.Exit(1)
-    store = _open(db)
     try:
         result = import_campaign(store, campaign, checked.lists)
     except ContactsError as exc:  # a list changed between the check and the import
@@ -239,8 +241,10 @@ def _placer_factory(spec: str) -> PlacerFactory:
     return factory
 
 
-async def _enter_placer(stack: contextlib.AsyncExitStack, factory: PlacerFactory) -> CallPlacer:
-    made = factory(Settings.from_env())
+async def _enter_placer(stack: contextlib.AsyncExitStack, factory: PlacerFactory,
+                        store_url: str) -> CallPlacer:
+    # the placer's store is the one dialed from (it loads the trees kept there)
+    made = factory(replace(Settings.from_env(), database_url=store_url))
     if hasattr(made, "__aenter__"):
         placer: CallPlacer = await stack.enter_async_context(made)
         return placer
@@ -278,7 +282,7 @@ def run(
     try:
         if campaign.endswith((".yaml", ".yml")) and Path(campaign).exists():
             model = _load(Path(campaign))
-            checked = check_campaign(model, Path(campaign))
+            checked = check_campaign(model, Path(campaign), TreeLibrary(store.engine))
             _refuse_to_dial(model.name, checked.errors)
             import_campaign(store, model, checked.lists)
             name = model.name
@@ -286,7 +290,8 @@ def run(
             name = campaign
             model = store.campaign(name)[0]
             # Its lists were read at import; the tree and DNC files may have changed since.
-            _refuse_to_dial(name, preflight(model.model_copy(update={"contacts": []})))
+            _refuse_to_dial(name, preflight(model.model_copy(update={"contacts": []}),
+                                            trees=TreeLibrary(store.engine)))
     except StoreError as exc:
         store.close()
         raise _store_error(exc) from None
@@ -358,7 +363,7 @@ async def _run(name: str, store: Store, factory: PlacerFactory, node: str | None
     signals = _Signals(asyncio.get_running_loop())
     try:
         async with contextlib.AsyncExitStack() as stack:
-            placer = await _enter_placer(stack, factory)
+            placer = await _enter_placer(stack, factory, store.url)
             final = await _dial(name, store, placer, node, wait, quiet, signals)
     finally:
         signals.close()

@@ -145,7 +145,7 @@ async def from_settings(settings: Settings) -> AsyncIterator[SipPlacer]:
             raise RuntimeError(f"REGISTER with {trunk.uri} failed: {ua.sip.register_error}")
         yield SipPlacer(ua, target=trunk_target(settings), tts_cache_dir=settings.tts_cache_dir,
                         recordings_dir=settings.recordings_dir,
-                        trees=TreeCache(TreeLibrary(engine)))
+                        trees=TreeCache(TreeLibrary(engine, settings.prompts_dir)))
     finally:
         await ua.close()
         engine.dispose()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -34,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 
 from autocall.dialogue import loader
 from autocall.dialogue.loader import Problem
-from autocall.dialogue.schema import Tree
+from autocall.dialogue.schema import PlayNode, PlayPrompt, Tree, prompt_fields
 from autocall.dialogue.validate import check
 
 __all__ = ["STORE_PREFIX", "TreeLibrary", "TreeVersion", "TreesError", "findings", "pin"]
@@ -98,16 +100,42 @@ def parse_pin(spec: str) -> tuple[str, int] | None:
     return None if m is None else (m["name"], int(m["version"]))
 
 
-def findings(text: str, name: str) -> tuple[Tree | None, list[Problem]]:
+def findings(text: str, name: str, audio_root: Path) -> tuple[Tree | None, list[Problem]]:
     """The tree in ``text`` and what the validator finds, at line and column (as
-    ``autocall prompts validate`` reports them for a file)."""
+    ``autocall prompts validate`` reports them for a file). A stored tree's audio is
+    found under ``audio_root`` (the prompts folder), and only there."""
     doc, problems = loader.parse(text, name)
     if doc is None:
         return None, problems
     tree, problems = loader.build(doc)
     if tree is None:
         return None, problems
-    return tree, check(tree, doc)
+    tree.with_source(audio_root / name)
+    outside = [doc.problem(where, "error", "audio", f"audio file {path!r}: a stored tree "
+                           "plays only files inside the prompts folder (a relative path)")
+               for where, path in audio_paths(tree) if not _inside(audio_root, path)]
+    return tree, sorted([*check(tree, doc), *outside], key=lambda p: (p.line, p.column))
+
+
+def audio_paths(tree: Tree) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every audio file the tree plays, with its YAML path."""
+    for where, prompts in prompt_fields(tree):
+        items = prompts if isinstance(prompts, list) else [prompts]
+        for i, item in enumerate(items):
+            if isinstance(item, PlayPrompt):
+                yield ((*where, i) if isinstance(prompts, list) else where), item.play
+    for node_id, node in tree.nodes.items():
+        if isinstance(node, PlayNode):
+            files = node.play if isinstance(node.play, list) else [node.play]
+            for i, path in enumerate(files):
+                yield ("nodes", node_id, "play", i) if isinstance(node.play, list) else (
+                    "nodes", node_id, "play"), path
+
+
+def _inside(root: Path, path: str) -> bool:
+    if "{" in path:  # a template: resolved per call, checked there
+        return not Path(path).is_absolute() and ".." not in Path(path).parts
+    return (root / path).resolve().is_relative_to(root.resolve())
 
 
 def _now() -> datetime:
@@ -117,8 +145,9 @@ def _now() -> datetime:
 class TreeLibrary:
     """The trees of one store."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audio_root: Path = Path("prompts")) -> None:
         self.engine = engine
+        self.audio_root = audio_root
 
     def save(self, name: str, text: str, author: str, comment: str | None = None,
              cases: str | None = None) -> TreeVersion:
@@ -127,7 +156,7 @@ class TreeLibrary:
             raise TreesError(422, f"tree name {name!r}: letters, digits, - and _ (up to 100)")
         if len(text) > MAX_TEXT:
             raise TreesError(413, f"the tree is {len(text)} characters; at most {MAX_TEXT}")
-        _, problems = findings(text, f"{name}.yaml")
+        _, problems = findings(text, f"{name}.yaml", self.audio_root)
         errors = sum(p.severity == "error" for p in problems)
         for _ in range(5):  # two saves at once: one gets the number, the other the next
             try:
@@ -203,7 +232,7 @@ class TreeLibrary:
         if found.published_at is None:
             raise TreesError(409, f"{spec} is not published: publish it before a campaign "
                                   "runs it")
-        return loader.load_text(found.text, f"{spec}.yaml")
+        return loader.load_text(found.text, f"{spec}.yaml", self.audio_root / f"{pinned[0]}.yaml")
 
 
 def _version(row: Row[Any]) -> TreeVersion:

@@ -69,6 +69,10 @@ def _db_url(db: str | None) -> str:
     return db or Settings.from_env().database_url
 
 
+def _trees(store: Store) -> TreeLibrary:
+    return TreeLibrary(store.engine, Settings.from_env().prompts_dir)
+
+
 def _open(db: str | None) -> Store:
     try:
         return Store(_db_url(db))
@@ -172,7 +176,7 @@ def import_(
     """
     campaign = _override(_load(file), lists, dnc)
     store = _open(db)
-    checked = check_campaign(campaign, file, TreeLibrary(store.engine))
+    checked = check_campaign(campaign, file, _trees(store))
     if not checked.ok:
         store.close()
         if as_json:
@@ -282,7 +286,7 @@ def run(
     try:
         if campaign.endswith((".yaml", ".yml")) and Path(campaign).exists():
             model = _load(Path(campaign))
-            checked = check_campaign(model, Path(campaign), TreeLibrary(store.engine))
+            checked = check_campaign(model, Path(campaign), _trees(store))
             _refuse_to_dial(model.name, checked.errors)
             import_campaign(store, model, checked.lists)
             name = model.name
@@ -291,7 +295,7 @@ def run(
             model = store.campaign(name)[0]
             # Its lists were read at import; the tree and DNC files may have changed since.
             _refuse_to_dial(name, preflight(model.model_copy(update={"contacts": []}),
-                                            trees=TreeLibrary(store.engine)))
+                                            trees=_trees(store)))
     except StoreError as exc:
         store.close()
         raise _store_error(exc) from None

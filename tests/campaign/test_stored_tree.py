@@ -27,6 +27,7 @@ nodes:
   bye: {hangup: done}
 """
 PORT = 43620
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_campaign_runs_the_published_version_it_pins(tmp_path: Path) -> None:
@@ -62,3 +63,25 @@ def test_a_campaign_runs_the_published_version_it_pins(tmp_path: Path) -> None:
     assert len(attempts) == 3 and all(a.outcome is Outcome.COMPLETED for a in attempts)
     assert all(a.path == ["hello", "bye"] for a in attempts)
     assert "Traceback" not in run.stderr()
+
+
+def test_trees_import_and_export_keep_the_files_byte_for_byte(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'io.db'}"
+    env = {"AUTOCALL_PROMPTS": str(ROOT / "prompts")}
+    first = CliProcess(["trees", "import", str(ROOT / "prompts"), "--publish", "--db", url],
+                       cwd=tmp_path, env=env, tag="import")
+    assert first.wait(60) == 0, first.stderr()
+    assert "reminder: version 1 (published)" in first.stdout()
+    again = CliProcess(["trees", "import", str(ROOT / "prompts"), "--db", url],
+                       cwd=tmp_path, env=env, tag="again")
+    assert again.wait(60) == 0 and "reminder: unchanged (version 1)" in again.stdout()
+    out = tmp_path / "office.yaml"
+    export = CliProcess(["trees", "export", "office@1", "-o", str(out), "--db", url],
+                        cwd=tmp_path, env=env, tag="export")
+    assert export.wait(60) == 0, export.stderr()
+    assert out.read_bytes() == (ROOT / "prompts" / "office.yaml").read_bytes()
+    store = Store(url)
+    library = TreeLibrary(store.engine, ROOT / "prompts")
+    office = library.version("office", 1)
+    assert office.errors == 0 and office.cases is not None  # office.cases.yaml went along
+    store.close()

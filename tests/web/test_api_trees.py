@@ -146,3 +146,15 @@ def test_versions_drafts_publish_restore_diff_and_roles(live: Live) -> None:
     assert library.load("store:reminder@2").name == "payment-reminder"
     with pytest.raises(ValueError, match="not published"):
         library.load("store:reminder@3")
+
+
+def test_a_stored_tree_plays_only_audio_inside_the_prompts_folder(live: Live) -> None:
+    designer = live.client(Role.DESIGNER)
+    office = (PROMPTS / "office.yaml").read_text()
+    assert "audio/chime.wav" in office
+    assert designer.post("/v1/trees/validate", json={"yaml": office}).json()["valid"]
+    for outside in ("/etc/passwd", "../../etc/passwd"):
+        got = designer.post("/v1/trees/validate", json={
+            "yaml": office.replace("audio/chime.wav", outside)}).json()
+        assert not got["valid"]
+        assert any("inside the prompts folder" in f["message"] for f in got["findings"])

@@ -111,8 +111,12 @@ class CaseOut(BaseModel):
     got: dict[str, object]
 
 
+def _audio_root() -> Path:
+    return Settings.from_env().prompts_dir
+
+
 def library(request: Request) -> TreeLibrary:
-    return TreeLibrary(store_of(request).engine)
+    return TreeLibrary(store_of(request).engine, _audio_root())
 
 
 def _finding(p: Finding) -> FindingOut:
@@ -132,7 +136,7 @@ def _validated(problems: list[Finding]) -> Validated:
 
 def _tree(body: TreeText) -> Tree:
     """The tree, or 422 with the findings that stop it loading."""
-    tree, problems = findings(body.yaml, f"{body.name}.yaml")
+    tree, problems = findings(body.yaml, f"{body.name}.yaml", _audio_root())
     if tree is None:
         raise Problem(422, "Invalid tree", "the tree does not load; see errors",
                       errors=[{"loc": ["yaml", p.line, p.column], "msg": p.message,
@@ -161,7 +165,7 @@ def _simulated(result: SimulationResult) -> dict[str, object]:
 @router.post("/validate", response_model=Validated)
 async def validate(body: TreeText, _: Reader) -> Validated:
     """What `autocall prompts validate` finds, at line and column (nothing is stored)."""
-    found = await asyncio.to_thread(findings, body.yaml, f"{body.name}.yaml")
+    found = await asyncio.to_thread(findings, body.yaml, f"{body.name}.yaml", _audio_root())
     return _validated(found[1])
 
 

@@ -9,15 +9,27 @@ prints, with the "did you mean" as a quick fix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+import soundfile
+from fastapi import APIRouter, Depends, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
+from autocall.audio.convert import (
+    AudioFileError,
+    NetworkFormat,
+    decode,
+    encode,
+    prepare,
+    to_mono,
+    write_atomic,
+)
 from autocall.campaign.trees import TreeLibrary, TreesError, TreeVersion, findings
 from autocall.config import Settings
 from autocall.dialogue import graph, loader
@@ -34,6 +46,7 @@ from autocall.web.problems import Problem
 router = APIRouter(prefix="/v1/trees", tags=["trees"])
 
 MAX_YAML = 1_000_000
+MAX_AUDIO_BYTES = 50_000_000  # ten minutes of CD-quality stereo; a prompt is far less
 Reader = Annotated[Principal, Depends(require(*READ_ROLES))]
 Designer = Annotated[Principal, Depends(require(Role.DESIGNER))]
 _HINT = re.compile(r"did you mean '([^']+)'(?: instead of '([^']+)')?")
@@ -219,9 +232,9 @@ async def cases(body: CasesRun, _: Reader) -> list[CaseOut]:
     return await asyncio.to_thread(run)
 
 
-@router.get("/audio", response_class=FileResponse,
+@router.get("/speech", response_class=FileResponse,
             responses={200: {"content": {"audio/wav": {}}}})
-async def audio(text: Annotated[str, Query(min_length=1, max_length=1000)], _: Reader,
+async def speech(text: Annotated[str, Query(min_length=1, max_length=1000)], _: Reader,
                 lang: Annotated[str, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en",
                 ) -> FileResponse:
     """A prompt as the phone will hear it (our TTS, into the same cache as calls)."""
@@ -230,6 +243,72 @@ async def audio(text: Annotated[str, Query(min_length=1, max_length=1000)], _: R
         path: Path = await asyncio.to_thread(render_prompt, PromptText(text, lang), cache)
     except TtsError as exc:
         raise Problem(503, "Speech unavailable", str(exc)) from None
+    return FileResponse(path, media_type="audio/wav")
+
+
+class AudioFile(BaseModel):
+    path: str = Field(description="what a play: node names (relative to the prompts folder)")
+    duration_s: float
+    size_bytes: int
+
+
+def _audio_dir() -> Path:
+    return _audio_root() / "audio"
+
+
+def _described(path: Path) -> AudioFile:
+    info = soundfile.info(str(path))
+    return AudioFile(path=f"audio/{path.name}", duration_s=round(info.duration, 3),
+                     size_bytes=path.stat().st_size)
+
+
+@router.post("/audio", response_model=AudioFile, status_code=201)
+async def upload_audio(file: UploadFile, _: Designer) -> AudioFile:
+    """Upload a prompt recording: anything that decodes as audio is converted to the
+    network's 8 kHz mono (a 5.5 MB stereo WAV is taken, not refused); only what cannot
+    be audio, or is silent, is refused with the reason."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(file.filename or "prompt").stem).strip("-")
+    stem = stem[:80] or "prompt"
+    data = await file.read(MAX_AUDIO_BYTES + 1)
+    if len(data) > MAX_AUDIO_BYTES:
+        raise Problem(413, "Too large", f"at most {MAX_AUDIO_BYTES // 1_000_000} MB of audio")
+
+    def convert() -> Path:
+        frames, rate = decode(data, name=file.filename or "upload")
+        wav = encode(prepare(to_mono(frames), rate, 8000, name=file.filename or "upload"),
+                     NetworkFormat(8000, "pcm16"))
+        dest = _audio_dir() / f"{stem}.wav"
+        write_atomic(dest, wav)
+        return dest
+
+    try:
+        dest = await asyncio.to_thread(convert)
+    except AudioFileError as exc:
+        raise Problem(422, "Not usable audio", str(exc),
+                      errors=[{"loc": ["file"], "msg": str(exc), "type": exc.reason}]) from None
+    return _described(dest)
+
+
+@router.get("/audio", response_model=list[AudioFile])
+def list_audio(_: Reader) -> list[AudioFile]:
+    """The recordings stored trees may play, with their lengths."""
+    folder = _audio_dir()
+    files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    out = []
+    for path in files:
+        with contextlib.suppress(RuntimeError, OSError):  # a file being replaced
+            out.append(_described(path))
+    return out
+
+
+@router.get("/audio/{name}", response_class=FileResponse,
+            responses={200: {"content": {"audio/wav": {}}}})
+def get_audio(name: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,80}\.wav$")],
+              _: Reader) -> FileResponse:
+    """One recording, to listen to in the page (by name only: never a path)."""
+    path = _audio_dir() / name
+    if not path.is_file():
+        raise Problem(404, "Not found", f"no recording named {name}")
     return FileResponse(path, media_type="audio/wav")
 
 

@@ -35,7 +35,7 @@ from autocall.config import Settings
 from autocall.dialogue import graph, loader
 from autocall.dialogue.loader import Problem as Finding
 from autocall.dialogue.loader import TreeError
-from autocall.dialogue.schema import Tree
+from autocall.dialogue.schema import Tree, json_schema
 from autocall.dialogue.simulate import SimulationResult, Simulator
 from autocall.dialogue.testing import cases_from, run_case
 from autocall.speech.tts import PromptText, TtsError, render_prompt
@@ -310,6 +310,12 @@ def get_audio(name: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,80}\.wav
     if not path.is_file():
         raise Problem(404, "Not found", f"no recording named {name}")
     return FileResponse(path, media_type="audio/wav")
+
+
+@router.get("/schema")
+def schema(_: Reader) -> dict[str, object]:
+    """The tree format's JSON Schema (as `autocall prompts schema`), for completion."""
+    return json_schema()
 
 
 @router.get("", response_model=list[TreeSummary])

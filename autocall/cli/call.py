@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from autocall.config import Settings, TrunkSettings, hide_password, secret, show
 from autocall.dialogue.schema import Tree
 from autocall.dialogue.validate import validate_file
 from autocall.process import freeze_startup_heap
+from autocall.signals import StopSignals
 from autocall.telephony.answer import AmdOptions, OnMachine
 from autocall.telephony.call import Call, CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
@@ -111,7 +111,8 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
     outbound = OutboundCall(ua, Dial(_target_uri(target, trunk), tree, target, variables,
                                      caller_id=caller_id, ring_timeout=ring_timeout, amd=amd),
                             services, on_progress=on_progress)
-    signals = _CallSignals(asyncio.get_running_loop())
+    task = asyncio.current_task()
+    signals = StopSignals(lambda _: task.cancel() if task else None)
     try:
         for error in await services.audio.warm(prompts_of(tree, variables)):  # before it rings
             _err.print(f"[yellow]prompt not rendered:[/] {error}")
@@ -140,27 +141,6 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
         signals.close()
         await services.callbacks.drain(0.5 if signals.received else 3.0)
         await ua.close()
-
-
-class _CallSignals:
-    """SIGINT and SIGTERM end the call the same way: the first hangs up and writes the
-    record (exit 130 or 143), a second stops waiting for the far end."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.task = asyncio.current_task()
-        self.received: list[signal.Signals] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        self.received.append(sig)
-        if self.task is not None:
-            self.task.cancel()
-
-    def close(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.loop.remove_signal_handler(sig)
 
 
 def _summary(record: CallRecord, call: Call | None) -> dict[str, Any]:
@@ -478,10 +458,7 @@ def _speech_model(tree: Tree, settings: Settings) -> object | None:
 async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings,
                  drain_timeout: float) -> None:
     ua = await UserAgent.from_settings(settings, trunk, on_call=server.on_call)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    signals = StopSignals()
     host, port = ua.sip.advertised
     try:
         if trunk.register:
@@ -495,7 +472,7 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
             _err.print(f"[yellow]prompt not rendered:[/] {error}")
         _err.print(f"autocall serve: listening on sip:{host}:{port} "
                    f"(max {server.max_calls} calls); records in {server.records}")
-        await stop.wait()
+        await signals.stop.wait()
         _err.print(f"stopping: {server.active} call(s) in progress, refusing new ones")
         left = await server.drain(drain_timeout)
         if left:

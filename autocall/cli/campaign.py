@@ -40,6 +40,7 @@ from autocall.campaign.trees import TreeLibrary
 from autocall.cli.safe_text import plain, safe
 from autocall.config import Settings, hide_password, shown_url
 from autocall.process import freeze_startup_heap
+from autocall.signals import StopSignals
 
 campaign_app = typer.Typer(
     help="Define, import, run and report dialing campaigns.\n\n"
@@ -333,50 +334,27 @@ def _refuse_to_dial(name: str, problems: list[Problem]) -> None:
         raise typer.Exit(1)
 
 
-class _Signals:
-    """SIGINT and SIGTERM (systemd, container runtimes) stop a run the same way: the
-    first stops new calls and lets calls in flight end (their records are written);
-    a second hangs them up at once and still writes their records."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.received: list[signal.Signals] = []
-        self.force = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        self.received.append(sig)
-        if len(self.received) == 1:
-            err.print(f"{sig.name}: no new calls; letting calls in flight end "
-                      "(send it again to hang them up now)")
-        else:
-            self.force.set()
-
-    def stopping(self) -> bool:
-        return bool(self.received)
-
-    def close(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self.loop.remove_signal_handler(sig)
-
-
 async def _run(name: str, store: Store, factory: PlacerFactory, node: str | None, wait: bool,
                quiet: bool) -> tuple[DialProgress, int]:
     """Dial; returns the final progress and the exit code (128 + signal if forced)."""
-    signals = _Signals(asyncio.get_running_loop())
+    def told(sig: signal.Signals) -> None:
+        if len(signals.received) == 1:
+            err.print(f"{sig.name}: no new calls; letting calls in flight end "
+                      "(send it again to hang them up now)")
+
+    signals = StopSignals(told)
     try:
         async with contextlib.AsyncExitStack() as stack:
             placer = await _enter_placer(stack, factory, store.url)
             final = await _dial(name, store, placer, node, wait, quiet, signals)
     finally:
         signals.close()
-    code = 128 + signals.received[-1].value if signals.force.is_set() else 0
+    code = signals.exit_code
     return final, code
 
 
 async def _dial(name: str, store: Store, placer: CallPlacer, node: str | None, wait: bool,
-                quiet: bool, signals: _Signals) -> DialProgress:
+                quiet: bool, signals: StopSignals) -> DialProgress:
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:

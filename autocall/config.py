@@ -68,6 +68,7 @@ class Settings:
     database_url: str = "sqlite:///autocall.db"
     tts_cache_dir: Path = Path(".autocall/tts-cache")
     recordings_dir: Path = Path("recordings")  # call recordings (campaign ``recording: true``)
+    prompts_dir: Path = Path("prompts")  # the trees the API may name (``POST /v1/calls``)
     vosk_model: Path | None = None
     media_priority: str = "normal"
 
@@ -83,6 +84,7 @@ class Settings:
             or "sqlite:///autocall.db",
             tts_cache_dir=Path(_env("AUTOCALL_TTS_CACHE", ".autocall/tts-cache") or ""),
             recordings_dir=Path(_env("AUTOCALL_RECORDINGS", "recordings") or "recordings"),
+            prompts_dir=Path(_env("AUTOCALL_PROMPTS", "prompts") or "prompts"),
             vosk_model=Path(model) if model else None,
             media_priority=_env("AUTOCALL_MEDIA_PRIORITY", "normal") or "normal",
         )

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
+
+from tests.campaign.pgserver import pg_schema
 
 
 def need_binary(name: str) -> str:
@@ -23,3 +26,10 @@ def postgres_url() -> str:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """The test server with a schema of its own, so parallel runs never collide."""
+    with pg_schema(postgres_url) as url:
+        yield url

@@ -13,7 +13,6 @@ from ruamel.yaml import YAML
 sys.path.insert(0, str(Path(__file__).parent))
 
 from farend import ScriptedFarEnd  # noqa: E402
-from pgserver import pg_schema  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -74,9 +73,3 @@ def farend() -> Callable[..., ScriptedFarEnd]:
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'campaign.db'}"
 
-
-@pytest.fixture
-def pg_schema_url(postgres_url: str) -> Iterator[str]:
-    """The test server with a schema of its own, so parallel runs never collide."""
-    with pg_schema(postgres_url) as url:
-        yield url

@@ -176,6 +176,23 @@ dnc = Table(
     Column("source", String(200)),
 )
 
+# Calls asked for over the API (``POST /v1/calls``, migration 0003): the web process
+# stores them queued, a dialer claims and places them and writes ``record``.
+call_requests = Table(
+    "autocall_call_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(120)),
+    Column("definition", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("node", String(100)),
+    Column("claimed_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("call_id", String(200)),
+    Column("record", Text),
+)
+
 _ON_DNC = (select(dnc.c.number).where(dnc.c.number == contacts.c.number)
            .exists().label("on_dnc"))
 
@@ -722,6 +739,31 @@ class Store:
             waiting={str(k or "other"): v for k, v in waiting.items()},
             next_due=_aware(next_due), outcomes={str(k): v for k, v in outcomes.items()},
             attempts=n_attempts, answered=answered, nodes=node_rows)
+
+    def attempts_page(self, name: str, after: int, limit: int) -> list[Attempt]:
+        """Attempts with id > ``after``, by id (keyset paging for the API and console)."""
+        stmt = (select(attempts).where(attempts.c.campaign == name, attempts.c.id > after)
+                .order_by(attempts.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [_attempt(r) for r in conn.execute(stmt).all()]
+
+    def contacts_page(self, name: str, after: int, limit: int) -> list[Contact]:
+        """Contacts with id > ``after``, by id."""
+        stmt = (select(contacts).where(contacts.c.campaign == name, contacts.c.id > after)
+                .order_by(contacts.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [_contact(r) for r in conn.execute(stmt).all()]
+
+    def stored_numbers(self, name: str, numbers: Iterable[str]) -> set[str]:
+        """Which of ``numbers`` are contacts of ``name`` already (an import's preview)."""
+        wanted = list(numbers)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                found.update(conn.execute(select(contacts.c.number).where(
+                    contacts.c.campaign == name,
+                    contacts.c.number.in_(wanted[i:i + 500]))).scalars())
+        return found
 
     def attempts(self, name: str, contact_id: int | None = None) -> list[Attempt]:
         stmt = select(attempts).where(attempts.c.campaign == name)

@@ -2,4 +2,7 @@
 
 from fastapi import APIRouter
 
-routers: list[APIRouter] = []
+from autocall.web.api import calls, campaigns, contacts, dnc, recordings
+
+routers: list[APIRouter] = [campaigns.router, contacts.router, dnc.router, recordings.router,
+                            calls.router]

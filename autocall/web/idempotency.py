@@ -82,12 +82,17 @@ def key_of(request: Request, who: Principal, *meaning: str | bytes) -> Key | Non
         raise Problem(400, "Bad Idempotency-Key",
                       "Idempotency-Key is 1 to 200 visible ASCII characters (a UUID is fine)",
                       errors=[{"loc": ["header", HEADER], "msg": "invalid key"}])
-    digest = hashlib.sha256(request.method.encode() + b" " + request.url.path.encode())
+    return Key(who.actor, raw, fingerprint(request.method, request.url.path, *meaning))
+
+
+def fingerprint(method: str, path: str, *meaning: str | bytes) -> str:
+    """SHA-256 naming a request: method, path and its meaning, each length-prefixed."""
+    digest = hashlib.sha256(method.encode() + b" " + path.encode())
     for part in meaning:
         chunk = part.encode() if isinstance(part, str) else part
         digest.update(len(chunk).to_bytes(8, "big"))
         digest.update(chunk)
-    return Key(who.actor, raw, digest.hexdigest())
+    return digest.hexdigest()
 
 
 def _now() -> datetime:

@@ -191,14 +191,29 @@ def read_contacts(
     ``seen`` maps each number to where it was first seen (``file:row``) so that every
     duplicate can say which row it repeats; a plain set is accepted too.
     """
-    path = Path(path)
+    text, encoding = read_text_file(Path(path))
+    return read_contacts_text(text, encoding, str(path), region=region, columns=columns,
+                              default_timezone=default_timezone, seen=seen)
+
+
+def read_contacts_text(
+    text: str,
+    encoding: str,
+    source: str,
+    *,
+    region: str = "US",
+    columns: ContactColumns | None = None,
+    default_timezone: str = "UTC",
+    seen: dict[str, str] | set[str] | None = None,
+) -> ImportResult:
+    """:func:`read_contacts` on text already read (``decode_text`` of an upload), with
+    ``source`` naming it in every rejected row."""
     columns = columns or ContactColumns()
     first_at: dict[str, str] = {} if seen is None or isinstance(seen, set) else seen
     seen_set = seen if isinstance(seen, set) else None
     result = ImportResult()
     zone_ok = _ZoneCheck()
-    source = str(path)
-    text, result.encoding = read_text_file(path)
+    result.encoding = encoding
     if result.encoding in ("cp1252", "latin-1"):
         result.warnings.append(Rejected(source, 1, f"not UTF-8: read as {result.encoding} "
                                         "(Windows/Latin-1); save as UTF-8 to be sure"))

@@ -184,28 +184,9 @@ class DncList:
             except ContactsError as exc:
                 problems.append(DncProblem(exc.source, exc.row, exc.column, exc.message))
                 continue
-            first = True
-            for line_no, raw in enumerate(text.splitlines(), start=1):
-                entry = raw.split("#", 1)[0].strip()
-                if not entry:
-                    continue
-                number = normalize_dnc(entry, self.region)
-                if number is None and _CELL_SEP.search(entry):
-                    # A CSV export: the number is one of the cells.
-                    cells = (normalize_dnc(c, self.region) for c in _CELL_SEP.split(entry))
-                    number = next((n for n in cells if n is not None), None)
-                    if number is None and first and not any(ch.isdigit() for ch in entry):
-                        first = False
-                        continue  # its header line
-                first = False
-                if number is None:
-                    col = raw.index(entry[0]) + 1
-                    problems.append(DncProblem(
-                        str(p), line_no, col,
-                        f"{entry!r} is not a phone number valid in region {self.region} "
-                        "or in international form; write it as +<country> <number>"))
-                    continue
-                numbers.add(number)
+            found, bad = parse_dnc_text(text, str(p), self.region)
+            numbers |= found
+            problems.extend(bad)
         self.numbers = numbers
         self.problems = problems
         self._stamp = stamp
@@ -223,6 +204,37 @@ class DncList:
             fh.flush()
             os.fsync(fh.fileno())
         self.numbers.add(number)
+
+
+def parse_dnc_text(text: str, source: str, region: str
+                   ) -> tuple[set[str], list[DncProblem]]:
+    """Numbers of a do-not-call list (one a line, ``#`` comments, or a CSV export whose
+    cells hold the number) and every line not understood, by line and column."""
+    numbers: set[str] = set()
+    problems: list[DncProblem] = []
+    first = True
+    for line_no, raw in enumerate(text.splitlines(), start=1):
+        entry = raw.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        number = normalize_dnc(entry, region)
+        if number is None and _CELL_SEP.search(entry):
+            # A CSV export: the number is one of the cells.
+            cells = (normalize_dnc(c, region) for c in _CELL_SEP.split(entry))
+            number = next((n for n in cells if n is not None), None)
+            if number is None and first and not any(ch.isdigit() for ch in entry):
+                first = False
+                continue  # its header line
+        first = False
+        if number is None:
+            col = raw.index(entry[0]) + 1
+            problems.append(DncProblem(
+                source, line_no, col,
+                f"{entry!r} is not a phone number valid in region {region} "
+                "or in international form; write it as +<country> <number>"))
+            continue
+        numbers.add(number)
+    return numbers, problems
 
 
 def normalize(raw: str, region: str) -> str | None:

@@ -165,6 +165,38 @@ calls = Table(
     UniqueConstraint("call_id", "direction", name="uq_autocall_calls_once"),
 )
 
+# Do-not-call numbers managed from the API and console (migration 0003); the campaign's
+# own DNC files still apply. ``claim`` closes a listed contact as dnc in its own query.
+dnc = Table(
+    "autocall_dnc",
+    metadata,
+    Column("number", String(20), primary_key=True),
+    Column("added_at", DateTime, nullable=False),
+    Column("added_by", String(120)),
+    Column("source", String(200)),
+)
+
+# Calls asked for over the API (``POST /v1/calls``, migration 0003): the web process
+# stores them queued, a dialer claims and places them and writes ``record``.
+call_requests = Table(
+    "autocall_call_requests",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("created_by", String(120)),
+    Column("definition", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("node", String(100)),
+    Column("claimed_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("call_id", String(200)),
+    Column("record", Text),
+)
+
+_ON_DNC = (select(dnc.c.number).where(dnc.c.number == contacts.c.number)
+           .exists().label("on_dnc"))
+
+
 def _naive(dt: datetime | None) -> datetime | None:
     if dt is None or dt.tzinfo is None:
         return dt
@@ -429,14 +461,20 @@ class Store:
         return CampaignState(row.state), row.state_reason
 
     def set_state(self, name: str, state: CampaignState, reason: str | None = None,
-                  only_from: Iterable[CampaignState] | None = None) -> bool:
-        """Change state (from any terminal/node); False if ``only_from`` did not match."""
+                  only_from: Iterable[CampaignState] | None = None,
+                  also: Callable[[Connection], None] | None = None) -> bool:
+        """Change state (from any terminal/node); False if ``only_from`` did not match.
+
+        ``also`` runs in the same transaction when the state changed (an audit line that
+        exists if and only if the change does)."""
         stmt = update(campaigns).where(campaigns.c.name == name)
         if only_from is not None:
             stmt = stmt.where(campaigns.c.state.in_([s.value for s in only_from]))
         with self.engine.begin() as conn:
             result = conn.execute(stmt.values(state=state.value, state_reason=reason,
                                               updated_at=_naive(datetime.now(UTC))))
+            if result.rowcount and also is not None:
+                also(conn)
             return bool(result.rowcount)
 
     @property
@@ -484,6 +522,12 @@ class Store:
                 contacts.c.campaign == name, contacts.c.number == number)).first()
         return None if row is None else _contact(row)
 
+    def on_dnc(self, number: str) -> bool:
+        """True if ``number`` (E.164) is on the store's do-not-call list."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(dnc.c.number).where(dnc.c.number == number)
+                                ).first() is not None
+
     def contacts(self, name: str) -> list[Contact]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(contacts).where(contacts.c.campaign == name)
@@ -496,13 +540,15 @@ class Store:
               plan: Callable[[Contact], Plan], max_dials: int | None = None) -> list[Claim]:
         """Lock up to ``limit`` due contacts, apply ``plan`` to each, commit attempt rows.
 
-        ``plan`` is pure (window, DNC, attempts); Defer/Close plans are written too, so a
-        contact waiting for its window is not looked at again until it opens. At most
-        ``max_dials`` contacts are claimed; the other Dial plans stay due.
+        ``plan`` is pure (window, DNC files, attempts); Defer/Close plans are written too,
+        so a contact waiting for its window is not looked at again until it opens. A
+        number on the store's do-not-call list (``autocall_dnc``, read by the same query)
+        is closed as dnc before ``plan`` sees it. At most ``max_dials`` contacts are
+        claimed; the other Dial plans stay due.
         """
         nnow = _naive(now)
         max_dials = limit if max_dials is None else max_dials
-        stmt = (select(contacts)
+        stmt = (select(contacts, _ON_DNC)
                 .where(contacts.c.campaign == name,
                        contacts.c.state == ContactState.PENDING.value,
                        or_(contacts.c.next_at.is_(None), contacts.c.next_at <= nnow))
@@ -517,7 +563,8 @@ class Store:
             self.last_scanned = len(found)
             for row in found:
                 contact = _contact(row)
-                decision = plan(contact)
+                decision = (Close(contact.id, Outcome.DNC, "number is on the do-not-call list")
+                            if row.on_dnc else plan(contact))
                 if isinstance(decision, Dial):
                     if len(dials) < max_dials:
                         dials.append((contact, decision.caller_id))
@@ -692,6 +739,31 @@ class Store:
             waiting={str(k or "other"): v for k, v in waiting.items()},
             next_due=_aware(next_due), outcomes={str(k): v for k, v in outcomes.items()},
             attempts=n_attempts, answered=answered, nodes=node_rows)
+
+    def attempts_page(self, name: str, after: int, limit: int) -> list[Attempt]:
+        """Attempts with id > ``after``, by id (keyset paging for the API and console)."""
+        stmt = (select(attempts).where(attempts.c.campaign == name, attempts.c.id > after)
+                .order_by(attempts.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [_attempt(r) for r in conn.execute(stmt).all()]
+
+    def contacts_page(self, name: str, after: int, limit: int) -> list[Contact]:
+        """Contacts with id > ``after``, by id."""
+        stmt = (select(contacts).where(contacts.c.campaign == name, contacts.c.id > after)
+                .order_by(contacts.c.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [_contact(r) for r in conn.execute(stmt).all()]
+
+    def stored_numbers(self, name: str, numbers: Iterable[str]) -> set[str]:
+        """Which of ``numbers`` are contacts of ``name`` already (an import's preview)."""
+        wanted = list(numbers)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                found.update(conn.execute(select(contacts.c.number).where(
+                    contacts.c.campaign == name,
+                    contacts.c.number.in_(wanted[i:i + 500]))).scalars())
+        return found
 
     def attempts(self, name: str, contact_id: int | None = None) -> list[Attempt]:
         stmt = select(attempts).where(attempts.c.campaign == name)

@@ -33,7 +33,13 @@ from autocall.campaign.check import Problem, check_campaign, preflight
 from autocall.campaign.contacts import ContactsError, Rejected, import_campaign
 from autocall.campaign.dialer import CallPlacer, explain, run_campaign
 from autocall.campaign.dialer import Progress as DialProgress
-from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
+from autocall.campaign.model import (
+    STEERING,
+    Campaign,
+    CampaignError,
+    CampaignState,
+    load_campaign,
+)
 from autocall.campaign.schedule import DncList, is_open_all, normalize
 from autocall.campaign.store import Store, StoreError
 from autocall.campaign.trees import TreeLibrary
@@ -438,8 +444,8 @@ def status(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     Console().print(table)
 
 
-def _steer(name: str, db: str | None, state: CampaignState, allowed: tuple[CampaignState, ...],
-           verb: str) -> None:
+def _steer(name: str, db: str | None, verb: str) -> None:
+    state, allowed = STEERING[verb]
     store = _open(db)
     try:
         current, _ = store.state(name)
@@ -459,8 +465,7 @@ def pause(name: NameArg, db: DbOpt = None) -> None:
 
     Example: autocall campaign pause spring-survey
     """
-    _steer(name, db, CampaignState.PAUSED, (CampaignState.RUNNING, CampaignState.SCHEDULED),
-           "pause")
+    _steer(name, db, "pause")
 
 
 @campaign_app.command()
@@ -469,8 +474,7 @@ def resume(name: NameArg, db: DbOpt = None) -> None:
 
     Example: autocall campaign resume spring-survey
     """
-    _steer(name, db, CampaignState.RUNNING, (CampaignState.PAUSED, CampaignState.DRAFT),
-           "resume")
+    _steer(name, db, "resume")
 
 
 @campaign_app.command()
@@ -498,9 +502,7 @@ def stop(
                              "(pause can)", default=False):
             err.print("not stopped")
             raise typer.Exit(1)
-    _steer(name, db, CampaignState.STOPPED,
-           (CampaignState.RUNNING, CampaignState.PAUSED, CampaignState.SCHEDULED,
-            CampaignState.DRAFT), "stop")
+    _steer(name, db, "stop")
 
 
 @campaign_app.command("list")

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request
 
 from autocall.campaign.store import Store
+from autocall.config import Settings
 from autocall.web import accounts
 from autocall.web.accounts import Principal, Role
 from autocall.web.problems import Problem
@@ -24,6 +25,11 @@ READ_ROLES = (Role.MARKETER, Role.DESIGNER, Role.VIEWER)
 def store_of(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 async def principal(request: Request) -> Principal:

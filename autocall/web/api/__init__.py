@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
-from autocall.web.api import trees
+from autocall.web.api import calls, campaigns, contacts, dnc, recordings, trees
 
-routers: list[APIRouter] = [trees.router]
+routers: list[APIRouter] = [campaigns.router, contacts.router, dnc.router, recordings.router,
+                            calls.router, trees.router]

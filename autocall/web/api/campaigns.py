@@ -1,0 +1,317 @@
+"""``/v1/campaigns``: create from the YAML's fields, steer, explain, report, attempts.
+
+A campaign made over the API names its tree (a file in the configured prompts folder)
+and gets its contacts by upload (``contacts.py``) and its do-not-call numbers from the
+store's list (``dnc.py``): no path from a request reaches the filesystem. Steering uses
+the CLI's table (:data:`autocall.campaign.model.STEERING`), so ``pause`` means the same
+from a terminal and from a CRM; a dialer obeys the store within a second.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Container
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
+
+from autocall.campaign import report as rep
+from autocall.campaign.check import preflight
+from autocall.campaign.dialer import explain
+from autocall.campaign.model import STEERING, Campaign, CampaignState
+from autocall.campaign.schedule import DncList, normalize
+from autocall.campaign.store import Store, campaigns
+from autocall.config import Settings
+from autocall.web import accounts, idempotency
+from autocall.web.accounts import Principal
+from autocall.web.api.common import PERSONAL, READ, WRITE, campaign_or_404, page_limit
+from autocall.web.auth import settings_of, store_of
+from autocall.web.problems import Problem
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+TREE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class Summary(BaseModel):
+    """``Store.summary``: where the campaign's contacts stand now."""
+
+    total: int
+    pending: int
+    due: int
+    in_flight: int
+    done: int
+    waiting: dict[str, int]
+    next_due: datetime | None
+    outcomes: dict[str, int]
+    attempts: int
+    answered: int
+    nodes: list[dict[str, Any]]
+
+
+class CampaignOut(BaseModel):
+    name: str
+    state: CampaignState
+    state_reason: str | None
+    definition: Campaign
+    summary: Summary | None = None
+
+
+class CampaignList(BaseModel):
+    items: list[CampaignOut]
+
+
+class Steered(BaseModel):
+    name: str
+    previous: CampaignState
+    state: CampaignState
+
+
+class Explained(BaseModel):
+    number: str
+    dial_now: bool
+    reasons: list[str]
+
+
+class AttemptOut(BaseModel):
+    """One attempt: the call record (DESIGN.md §4)."""
+
+    id: int
+    contact_id: int
+    attempt: int
+    number: str
+    caller_id: str
+    node: str
+    status: str
+    outcome: str | None
+    sip_code: int | None
+    q850: int | None
+    created_at: datetime
+    started_at: datetime | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    duration: float | None
+    billable: float | None
+    digits: str
+    path: list[str]
+    variables: dict[str, Any]
+    dialogue_outcome: str | None
+    answered_by: str | None
+    has_recording: bool
+
+
+class AttemptPage(BaseModel):
+    items: list[AttemptOut]
+    next: int | None
+
+
+def tree_path(settings: Settings, name: str, loc: list[str | int]) -> Path:
+    """The prompt tree called ``name`` in the prompts folder; a name, never a path."""
+    if not TREE_NAME.match(name) or len(name) > 100:
+        raise Problem(422, "Invalid request", "a tree is named, not given as a path",
+                      errors=[{"loc": loc, "msg": "letters, digits, _ and - only "
+                               "(the tree's file name in the prompts folder, without .yaml)"}])
+    root = settings.prompts_dir.resolve()
+    for suffix in (".yaml", ".yml"):
+        found = root / f"{name}{suffix}"
+        if found.is_file():
+            return found
+    raise Problem(422, "Invalid request", f"no prompt tree {name!r}",
+                  errors=[{"loc": loc, "msg": f"no tree {name!r} in the prompts folder"}])
+
+
+def _shown(campaign: Campaign) -> Campaign:
+    """The definition as a client sees it: the tree by name, not a server path."""
+    return campaign.model_copy(update={"tree": Path(campaign.tree).stem})
+
+
+def _summary(store: Store, name: str) -> Summary:
+    s = store.summary(name, datetime.now(UTC))
+    return Summary(total=s.total, pending=s.pending, due=s.due, in_flight=s.in_flight,
+                   done=s.done, waiting=s.waiting, next_due=s.next_due, outcomes=s.outcomes,
+                   attempts=s.attempts, answered=s.answered, nodes=s.nodes)
+
+
+@router.post("", status_code=201, response_model=CampaignOut,
+             responses={422: {"description": "a field is wrong: each error has its loc"},
+                        409: {"description": "a campaign of that name exists"}})
+def create_campaign(body: Campaign, request: Request, who: Principal = WRITE) -> JSONResponse:
+    """Create a campaign from the same fields as its YAML (``tree`` is a tree's name).
+
+    Contacts come by ``POST /v1/campaigns/{name}/contacts``, do-not-call numbers from
+    ``/v1/dnc``; the campaign starts as draft. Takes an ``Idempotency-Key``.
+    """
+    for field, given in (("contacts", body.contacts), ("dnc", body.dnc)):
+        if given:
+            raise Problem(422, "Invalid request", f"{field}: files are not named over the API",
+                          errors=[{"loc": ["body", field], "msg": (
+                              "upload contacts with POST /v1/campaigns/{name}/contacts"
+                              if field == "contacts" else
+                              "add do-not-call numbers with POST /v1/dnc")}])
+    store = store_of(request)
+    campaign = body.model_copy(update={"tree": str(tree_path(
+        settings_of(request), body.tree, ["body", "tree"]))})
+    errors = [p for p in preflight(campaign) if p.severity == "error"]
+    if errors:
+        raise Problem(422, "Invalid campaign", f"{len(errors)} error(s) in the campaign or "
+                      "its tree", errors=[{"loc": ["body", "tree"] if p.code != "campaign"
+                                           else ["body"], "msg": p.message, "line": p.line,
+                                           "column": p.column, "code": p.code}
+                                          for p in errors])
+    key = idempotency.key_of(request, who, body.model_dump_json())
+
+    def effect(conn: Connection) -> tuple[int, Any]:
+        if conn.execute(select(campaigns.c.name).where(campaigns.c.name == campaign.name)
+                        ).first() is not None:
+            raise Problem(409, "Conflict", f"a campaign named {campaign.name!r} exists",
+                          errors=[{"loc": ["body", "name"], "msg": "name taken"}])
+        now = datetime.now(UTC).replace(tzinfo=None)
+        conn.execute(insert(campaigns).values(
+            name=campaign.name, state=CampaignState.DRAFT.value,
+            definition=campaign.model_dump_json(), created_at=now, updated_at=now))
+        accounts.audit(conn, who, "campaign.create", campaign.name)
+        out = CampaignOut(name=campaign.name, state=CampaignState.DRAFT, state_reason=None,
+                          definition=_shown(campaign))
+        return 201, out.model_dump(mode="json")
+
+    return idempotency.once(store.engine, key, effect)
+
+
+@router.get("", response_model=CampaignList)
+def list_campaigns(request: Request, _: Principal = READ) -> CampaignList:
+    """Every campaign with its state and counts."""
+    store = store_of(request)
+    items = []
+    for name in store.campaign_names():
+        campaign, state, reason = campaign_or_404(store, name)
+        items.append(CampaignOut(name=name, state=state, state_reason=reason,
+                                 definition=_shown(campaign), summary=_summary(store, name)))
+    return CampaignList(items=items)
+
+
+@router.get("/{name}", response_model=CampaignOut)
+def get_campaign(name: str, request: Request, _: Principal = READ) -> CampaignOut:
+    """A campaign's definition, state and summary counts."""
+    store = store_of(request)
+    campaign, state, reason = campaign_or_404(store, name)
+    return CampaignOut(name=name, state=state, state_reason=reason,
+                       definition=_shown(campaign), summary=_summary(store, name))
+
+
+def _steer_route(verb: str) -> Callable[..., Steered]:
+    target, allowed = STEERING[verb]
+
+    def steer(name: str, request: Request, who: Principal = WRITE) -> Steered:
+        store = store_of(request)
+        campaign, current, _ = campaign_or_404(store, name)
+        if verb == "start":
+            errors = [p for p in preflight(campaign.model_copy(update={"contacts": []}))
+                      if p.severity == "error"]
+            if errors:
+                raise Problem(422, "Invalid campaign", "the campaign would not dial: "
+                              f"{len(errors)} error(s)",
+                              errors=[{"loc": [p.code], "msg": str(p)} for p in errors])
+        changed = store.set_state(
+            name, target, f"{verb} by {who.actor}", allowed,
+            also=lambda conn: accounts.audit(conn, who, f"campaign.{verb}", name,
+                                             previous=current.value))
+        if not changed:
+            now, _ = store.state(name)
+            raise Problem(409, "Conflict", f"{name} is {now.value}; cannot {verb} it "
+                          f"(only from {', '.join(s.value for s in allowed)})")
+        return Steered(name=name, previous=current, state=target)
+
+    steer.__name__ = f"{verb}_campaign"
+    steer.__doc__ = {
+        "start": "Set a draft (or completed) campaign running: a dialer picks it up.",
+        "pause": "Pause dialing; calls in flight end normally.",
+        "resume": "Resume a paused (or draft) campaign.",
+        "stop": "Stop for good: no new calls; cannot be resumed (pause can).",
+    }[verb]
+    return steer
+
+
+for _verb in ("start", "pause", "resume", "stop"):
+    router.add_api_route(f"/{{name}}/{_verb}", _steer_route(_verb), methods=["POST"],
+                         response_model=Steered, name=f"{_verb}_campaign",
+                         responses={409: {"description": "not allowed from this state"}})
+
+
+class _Dnc(Container[str]):
+    """The campaign's DNC files and the store's list, as the dialer checks them."""
+
+    def __init__(self, files: DncList, store: Store) -> None:
+        self.files = files
+        self.store = store
+
+    def __contains__(self, number: object) -> bool:
+        return number in self.files or (isinstance(number, str) and self.store.on_dnc(number))
+
+
+@router.get("/{name}/explain/{number}", response_model=Explained)
+def explain_number(name: str, number: str, request: Request,
+                   _: Principal = PERSONAL) -> Explained:
+    """Why a contact is or is not being dialed (window, retry, DNC, attempts, state)."""
+    store = store_of(request)
+    campaign, state, _r = campaign_or_404(store, name)
+    e164 = normalize(number[:100], campaign.default_region) or number[:100]
+    contact = store.contact_by_number(name, e164)
+    files = DncList.from_files(campaign.dnc, campaign.default_region)
+    ok, lines = explain(campaign, state, contact, datetime.now(UTC), _Dnc(files, store))
+    if files.problems:
+        ok = False
+        lines = [*lines, f"the do-not-call list has {len(files.problems)} line(s) not "
+                 "understood; run refuses to dial until they are fixed"]
+    return Explained(number=e164, dial_now=ok, reasons=lines)
+
+
+@router.get("/{name}/report", responses={200: {"content": {"text/csv": {}}}})
+def report(name: str, request: Request, format: Literal["json", "csv"] = "json",
+           _: Principal = READ) -> Response:
+    """Counts by status and outcome, answer and completion rates, handle time, menu
+    choices, per hour: as JSON, or ``?format=csv``."""
+    store = store_of(request)
+    campaign_or_404(store, name)
+    result = rep.campaign_report(store, name)
+    if format == "csv":
+        return Response(rep.to_csv(result), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition":
+                                 f'attachment; filename="{name}-report.csv"'})
+    return JSONResponse(asdict(result))
+
+
+@router.get("/{name}/report/charts/{kind}.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+def chart(name: str, kind: str, request: Request, _: Principal = READ) -> Response:
+    """A report chart drawn in memory: ``outcomes`` or ``per-hour``."""
+    if kind not in rep.CHARTS:
+        raise Problem(404, "Not Found", f"no chart {kind!r}; use {' or '.join(rep.CHARTS)}")
+    store = store_of(request)
+    campaign_or_404(store, name)
+    png = rep.render_chart(rep.campaign_report(store, name), kind)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{name}/attempts", response_model=AttemptPage)
+def attempts(name: str, request: Request, limit: int = Query(100),
+             after: int = Query(0, ge=0), _: Principal = PERSONAL) -> AttemptPage:
+    """Attempts (call records) by id; pass ``next`` as ``after`` for the next page."""
+    store = store_of(request)
+    campaign_or_404(store, name)
+    rows = store.attempts_page(name, after, page_limit(limit))
+    items = [AttemptOut(
+        id=a.id, contact_id=a.contact_id, attempt=a.attempt_no, number=a.number,
+        caller_id=a.caller_id, node=a.node, status=a.status.value,
+        outcome=a.outcome.value if a.outcome else None, sip_code=a.sip_code, q850=a.q850,
+        created_at=a.created_at, started_at=a.started_at, answered_at=a.answered_at,
+        ended_at=a.ended_at, duration=a.duration, billable=a.billable, digits=a.digits,
+        path=list(a.path), variables=dict(a.variables), dialogue_outcome=a.dialogue_outcome,
+        answered_by=a.answered_by, has_recording=bool(a.recording)) for a in rows]
+    return AttemptPage(items=items, next=items[-1].id if len(items) == limit else None)

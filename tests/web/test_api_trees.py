@@ -4,64 +4,17 @@ server and a real store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from autocall.campaign.store import Store
 from autocall.campaign.trees import TreeLibrary
-from autocall.web import accounts
 from autocall.web.accounts import Role
-from autocall.web.app import create_app
+from tests.web.api_fixtures import Live, live_server  # noqa: F401
 
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 TYPO = (PROMPTS / "reminder.yaml").read_text().replace("next: report", "next: reprot", 1)
-
-
-class Live:
-    """A uvicorn server on 127.0.0.1 in a thread, on the store at ``url``."""
-
-    def __init__(self, url: str) -> None:
-        self.store = Store(url)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        config = uvicorn.Config(create_app(self.store), host="127.0.0.1", port=self.port,
-                                log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-
-    def client(self, role: Role) -> httpx.Client:
-        token = accounts.create_token(self.store.engine, f"t-{role.value}", role)
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30,
-                            headers={"Authorization": f"Bearer {token}"})
-
-    def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.store.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Live]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'web.db'}"
-    else:
-        url = request.getfixturevalue("pg_schema_url")
-    server = Live(url)
-    yield server
-    server.close()
 
 
 def test_validate_finds_the_typo_at_its_line_with_the_fix(live: Live) -> None:
@@ -142,7 +95,7 @@ def test_versions_drafts_publish_restore_diff_and_roles(live: Live) -> None:
     assert designer.post("/v1/trees/..%2Fetc/versions", json={"yaml": fixed}).status_code in (
         404, 422)
     # the library runs only published versions
-    library = TreeLibrary(live.store.engine)
+    library = TreeLibrary(live.store.engine, live.prompts)
     assert library.load("store:reminder@2").name == "payment-reminder"
     with pytest.raises(ValueError, match="not published"):
         library.load("store:reminder@3")
@@ -152,6 +105,8 @@ def test_a_stored_tree_plays_only_audio_inside_the_prompts_folder(live: Live) ->
     designer = live.client(Role.DESIGNER)
     office = (PROMPTS / "office.yaml").read_text()
     assert "audio/chime.wav" in office
+    (live.prompts / "audio").mkdir()
+    (live.prompts / "audio" / "chime.wav").write_bytes((PROMPTS / "audio/chime.wav").read_bytes())
     assert designer.post("/v1/trees/validate", json={"yaml": office}).json()["valid"]
     for outside in ("/etc/passwd", "../../etc/passwd"):
         got = designer.post("/v1/trees/validate", json={
@@ -161,13 +116,12 @@ def test_a_stored_tree_plays_only_audio_inside_the_prompts_folder(live: Live) ->
 
 
 def test_audio_upload_converts_what_it_can_and_refuses_what_is_not_audio(
-        live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        live: Live, tmp_path: Path) -> None:
     import io
 
     import numpy as np
     import soundfile
 
-    monkeypatch.setenv("AUTOCALL_PROMPTS", str(tmp_path / "prompts"))
     designer, viewer = live.client(Role.DESIGNER), live.client(Role.VIEWER)
     t = np.arange(44100 * 31) / 44100
     tone = 0.3 * np.sin(2 * np.pi * 440 * t)

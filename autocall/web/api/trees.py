@@ -31,7 +31,6 @@ from autocall.audio.convert import (
     write_atomic,
 )
 from autocall.campaign.trees import TreeLibrary, TreesError, TreeVersion, findings
-from autocall.config import Settings
 from autocall.dialogue import graph, loader
 from autocall.dialogue.loader import Problem as Finding
 from autocall.dialogue.loader import TreeError
@@ -40,7 +39,7 @@ from autocall.dialogue.simulate import SimulationResult, Simulator
 from autocall.dialogue.testing import cases_from, run_case
 from autocall.speech.tts import PromptText, TtsError, render_prompt
 from autocall.web.accounts import Principal, Role, audit
-from autocall.web.auth import READ_ROLES, require, store_of
+from autocall.web.auth import READ_ROLES, require, settings_of, store_of
 from autocall.web.problems import Problem
 
 router = APIRouter(prefix="/v1/trees", tags=["trees"])
@@ -124,12 +123,12 @@ class CaseOut(BaseModel):
     got: dict[str, object]
 
 
-def _audio_root() -> Path:
-    return Settings.from_env().prompts_dir
+def _audio_root(request: Request) -> Path:
+    return settings_of(request).prompts_dir
 
 
 def library(request: Request) -> TreeLibrary:
-    return TreeLibrary(store_of(request).engine, _audio_root())
+    return TreeLibrary(store_of(request).engine, _audio_root(request))
 
 
 def _finding(p: Finding) -> FindingOut:
@@ -147,9 +146,9 @@ def _validated(problems: list[Finding]) -> Validated:
                      findings=[_finding(p) for p in problems])
 
 
-def _tree(body: TreeText) -> Tree:
+def _tree(body: TreeText, request: Request) -> Tree:
     """The tree, or 422 with the findings that stop it loading."""
-    tree, problems = findings(body.yaml, f"{body.name}.yaml", _audio_root())
+    tree, problems = findings(body.yaml, f"{body.name}.yaml", _audio_root(request))
     if tree is None:
         raise Problem(422, "Invalid tree", "the tree does not load; see errors",
                       errors=[{"loc": ["yaml", p.line, p.column], "msg": p.message,
@@ -176,17 +175,18 @@ def _simulated(result: SimulationResult) -> dict[str, object]:
 
 
 @router.post("/validate", response_model=Validated)
-async def validate(body: TreeText, _: Reader) -> Validated:
+async def validate(body: TreeText, request: Request, _: Reader) -> Validated:
     """What `autocall prompts validate` finds, at line and column (nothing is stored)."""
-    found = await asyncio.to_thread(findings, body.yaml, f"{body.name}.yaml", _audio_root())
+    found = await asyncio.to_thread(findings, body.yaml, f"{body.name}.yaml",
+                                    _audio_root(request))
     return _validated(found[1])
 
 
 @router.post("/graph", response_class=Response,
              responses={200: {"content": {"image/svg+xml": {}}}})
-async def draw(body: TreeText, _: Reader) -> Response:
+async def draw(body: TreeText, request: Request, _: Reader) -> Response:
     """The tree as SVG (Graphviz), for the picture beside the editor."""
-    tree = _tree(body)
+    tree = _tree(body, request)
     try:
         svg = await asyncio.to_thread(graph.render, tree, "svg", timeout=10.0)
     except (graph.GraphvizMissing, RuntimeError, OSError) as exc:
@@ -195,12 +195,12 @@ async def draw(body: TreeText, _: Reader) -> Response:
 
 
 @router.post("/simulate")
-async def simulate(body: Simulate, _: Reader
+async def simulate(body: Simulate, request: Request, _: Reader
                    ) -> dict[str, object]:
     """Run the tree on a virtual clock with these inputs: the transcript (every prompt,
     with the reason for every branch), the path, the variables and the outcome. The
     page replays the whole list after each key, so this stays stateless."""
-    tree = _tree(body)
+    tree = _tree(body, request)
     start = (body.at or dt.datetime.now(dt.UTC)).timestamp()
     sim = Simulator(tree, body.variables, start_time=start, answered_by=body.answered_by)
     result = await asyncio.to_thread(sim.run, body.inputs)
@@ -208,9 +208,9 @@ async def simulate(body: Simulate, _: Reader
 
 
 @router.post("/cases", response_model=list[CaseOut])
-async def cases(body: CasesRun, _: Reader) -> list[CaseOut]:
+async def cases(body: CasesRun, request: Request, _: Reader) -> list[CaseOut]:
     """Run a cases file's cases against the tree: pass or fail each, with what came."""
-    tree = _tree(body)
+    tree = _tree(body, request)
     doc, problems = loader.parse(body.cases, "cases.yaml")
     try:
         if doc is None:
@@ -234,11 +234,12 @@ async def cases(body: CasesRun, _: Reader) -> list[CaseOut]:
 
 @router.get("/speech", response_class=FileResponse,
             responses={200: {"content": {"audio/wav": {}}}})
-async def speech(text: Annotated[str, Query(min_length=1, max_length=1000)], _: Reader,
+async def speech(text: Annotated[str, Query(min_length=1, max_length=1000)], request: Request,
+                 _: Reader,
                 lang: Annotated[str, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en",
                 ) -> FileResponse:
     """A prompt as the phone will hear it (our TTS, into the same cache as calls)."""
-    cache = Settings.from_env().tts_cache_dir
+    cache = settings_of(request).tts_cache_dir
     try:
         path: Path = await asyncio.to_thread(render_prompt, PromptText(text, lang), cache)
     except TtsError as exc:
@@ -252,8 +253,8 @@ class AudioFile(BaseModel):
     size_bytes: int
 
 
-def _audio_dir() -> Path:
-    return _audio_root() / "audio"
+def _audio_dir(request: Request) -> Path:
+    return _audio_root(request) / "audio"
 
 
 def _described(path: Path) -> AudioFile:
@@ -263,7 +264,7 @@ def _described(path: Path) -> AudioFile:
 
 
 @router.post("/audio", response_model=AudioFile, status_code=201)
-async def upload_audio(file: UploadFile, _: Designer) -> AudioFile:
+async def upload_audio(file: UploadFile, request: Request, _: Designer) -> AudioFile:
     """Upload a prompt recording: anything that decodes as audio is converted to the
     network's 8 kHz mono (a 5.5 MB stereo WAV is taken, not refused); only what cannot
     be audio, or is silent, is refused with the reason."""
@@ -277,7 +278,7 @@ async def upload_audio(file: UploadFile, _: Designer) -> AudioFile:
         frames, rate = decode(data, name=file.filename or "upload")
         wav = encode(prepare(to_mono(frames), rate, 8000, name=file.filename or "upload"),
                      NetworkFormat(8000, "pcm16"))
-        dest = _audio_dir() / f"{stem}.wav"
+        dest = _audio_dir(request) / f"{stem}.wav"
         write_atomic(dest, wav)
         return dest
 
@@ -290,9 +291,9 @@ async def upload_audio(file: UploadFile, _: Designer) -> AudioFile:
 
 
 @router.get("/audio", response_model=list[AudioFile])
-def list_audio(_: Reader) -> list[AudioFile]:
+def list_audio(request: Request, _: Reader) -> list[AudioFile]:
     """The recordings stored trees may play, with their lengths."""
-    folder = _audio_dir()
+    folder = _audio_dir(request)
     files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
     out = []
     for path in files:
@@ -304,9 +305,9 @@ def list_audio(_: Reader) -> list[AudioFile]:
 @router.get("/audio/{name}", response_class=FileResponse,
             responses={200: {"content": {"audio/wav": {}}}})
 def get_audio(name: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,80}\.wav$")],
-              _: Reader) -> FileResponse:
+              request: Request, _: Reader) -> FileResponse:
     """One recording, to listen to in the page (by name only: never a path)."""
-    path = _audio_dir() / name
+    path = _audio_dir(request) / name
     if not path.is_file():
         raise Problem(404, "Not found", f"no recording named {name}")
     return FileResponse(path, media_type="audio/wav")

@@ -223,6 +223,14 @@ class TreeLibrary:
             old.text.splitlines(keepends=True), new.text.splitlines(keepends=True),
             f"{name}@{a}", f"{name}@{b}"))
 
+    def newest_published(self, name: str) -> Tree | None:
+        """The newest published version of ``name`` (what ``POST /v1/calls`` runs for a
+        tree name), or None when the store has none."""
+        with self.engine.connect() as conn:
+            number = conn.execute(select(func.max(versions.c.version)).where(
+                versions.c.tree == name, versions.c.published_at.is_not(None))).scalar()
+        return None if number is None else self.load(pin(name, number))
+
     def load(self, spec: str) -> Tree:
         """The tree a campaign pinned (``store:NAME@N``); only published versions run."""
         pinned = parse_pin(spec)

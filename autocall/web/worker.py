@@ -33,6 +33,7 @@ from autocall.campaign.dialer import default_node, node_process_gone, run_campai
 from autocall.campaign.model import CampaignState
 from autocall.campaign.placer import SipPlacer, from_settings, load_tree
 from autocall.campaign.store import Store, call_requests
+from autocall.campaign.trees import TreeLibrary
 from autocall.config import Settings
 from autocall.dialogue.schema import Tree
 from autocall.signals import StopSignals
@@ -128,7 +129,9 @@ class Worker:
         if request.tree is not None:
             if not TREE_NAME.match(request.tree):
                 raise ValueError(f"tree {request.tree!r}: a name, not a path")
-            tree = load_tree(self.prompts_dir / f"{request.tree}.yaml")
+            stored = TreeLibrary(self.store.engine, self.prompts_dir).newest_published(
+                request.tree)  # a tree kept in the store wins over a file of that name
+            tree = stored or load_tree(self.prompts_dir / f"{request.tree}.yaml")
         else:
             tree = informer_tree(say=request.say, lang=request.lang, play=None,
                                  repeat=request.repeat, confirm=request.confirm,

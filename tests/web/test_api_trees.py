@@ -148,3 +148,19 @@ def test_audio_upload_converts_what_it_can_and_refuses_what_is_not_audio(
     assert refused.json()["errors"][0]["type"] == "corrupt"
     assert viewer.post("/v1/trees/audio",
                        files={"file": ("x.wav", wav.getvalue())}).status_code == 403
+
+
+def test_a_campaign_created_over_the_api_pins_a_published_version(live: Live) -> None:
+    designer, marketer = live.client(Role.DESIGNER), live.client(Role.MARKETER)
+    from tests.web.api_fixtures import campaign_body
+
+    hold = (live.prompts / "hold.yaml").read_text()
+    assert designer.post("/v1/trees/held/versions", json={"yaml": hold}).status_code == 201
+    draft = marketer.post("/v1/campaigns", json=campaign_body("pinned", tree="store:held@1"))
+    assert draft.status_code == 422 and "not published" in draft.text
+    assert designer.post("/v1/trees/held/versions/1/publish").status_code == 200
+    made = marketer.post("/v1/campaigns", json=campaign_body("pinned", tree="store:held@1"))
+    assert made.status_code == 201, made.text
+    assert made.json()["definition"]["tree"] == "store:held@1"
+    assert marketer.post("/v1/campaigns", json=campaign_body(
+        "ghost", tree="store:held@9")).status_code == 422

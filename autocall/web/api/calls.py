@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from autocall.campaign.schedule import normalize_dnc
 from autocall.campaign.store import call_requests
+from autocall.campaign.trees import TreeLibrary
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
 from autocall.web.api.campaigns import tree_path
@@ -134,8 +135,10 @@ def create_call(body: CallCreate, request: Request, who: Principal = WRITE) -> J
     Send an ``Idempotency-Key``: a retry with the same key and body gets the same answer
     (``Idempotent-Replayed: true``) and never a second call.
     """
-    if body.tree is not None:
-        tree_path(settings_of(request), body.tree, ["body", "tree"])
+    settings = settings_of(request)
+    if body.tree is not None and TreeLibrary(
+            store_of(request).engine, settings.prompts_dir).newest_published(body.tree) is None:
+        tree_path(settings, body.tree, ["body", "tree"])  # else a file of that name
     definition = body.model_dump_json()
     key = idempotency.key_of(request, who, definition)
 

@@ -28,6 +28,7 @@ from autocall.campaign.dialer import explain
 from autocall.campaign.model import STEERING, Campaign, CampaignState
 from autocall.campaign.schedule import DncList, normalize
 from autocall.campaign.store import Store, campaigns
+from autocall.campaign.trees import STORE_PREFIX, TreeLibrary
 from autocall.config import Settings
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
@@ -128,7 +129,10 @@ def tree_path(settings: Settings, name: str, loc: list[str | int]) -> Path:
 
 
 def _shown(campaign: Campaign) -> Campaign:
-    """The definition as a client sees it: the tree by name, not a server path."""
+    """The definition as a client sees it: the tree by name (or its store pin), not a
+    server path."""
+    if campaign.tree.startswith(STORE_PREFIX):
+        return campaign
     return campaign.model_copy(update={"tree": Path(campaign.tree).stem})
 
 
@@ -156,9 +160,11 @@ def create_campaign(body: Campaign, request: Request, who: Principal = WRITE) ->
                               if field == "contacts" else
                               "add do-not-call numbers with POST /v1/dnc")}])
     store = store_of(request)
-    campaign = body.model_copy(update={"tree": str(tree_path(
-        settings_of(request), body.tree, ["body", "tree"]))})
-    errors = [p for p in preflight(campaign) if p.severity == "error"]
+    settings = settings_of(request)
+    trees = TreeLibrary(store.engine, settings.prompts_dir)
+    campaign = body if body.tree.startswith(STORE_PREFIX) else body.model_copy(update={
+        "tree": str(tree_path(settings, body.tree, ["body", "tree"]))})
+    errors = [p for p in preflight(campaign, trees=trees) if p.severity == "error"]
     if errors:
         raise Problem(422, "Invalid campaign", f"{len(errors)} error(s) in the campaign or "
                       "its tree", errors=[{"loc": ["body", "tree"] if p.code != "campaign"

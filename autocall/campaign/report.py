@@ -174,23 +174,25 @@ def write_cdr(store: Store, name: str, path: str | Path) -> int:
     return len(rows)
 
 
-def write_charts(report: Report, out_dir: str | Path) -> list[Path]:
-    """PNG charts: attempts by outcome, and dialing activity per hour."""
+CHARTS = {"outcomes": "Attempts by outcome", "per-hour": "Calls per hour (UTC)"}
+"""The charts a report draws, by slug (also the end of their file names)."""
+
+
+def chart_png(report: Report, slug: str) -> bytes:
+    """One chart (a key of ``CHARTS``) as PNG bytes: the console serves them from memory."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    charts = (
-        ("outcomes", "Attempts by outcome", report.by_outcome, "attempts"),
-        ("per-hour", "Calls per hour (UTC)", report.per_hour, "calls"),
-    )
-    for slug, title, data, ylabel in charts:
-        fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    title = CHARTS[slug]
+    data, ylabel = ((report.by_outcome, "attempts") if slug == "outcomes"
+                    else (report.per_hour, "calls"))
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    try:
         labels = list(data) or ["(none)"]
         values = list(data.values()) or [0]
         ax.bar(labels, values, color="#3b7dd8")
@@ -204,9 +206,21 @@ def write_charts(report: Report, out_dir: str | Path) -> list[Path]:
         ax.set_ylabel(ylabel)
         ax.tick_params(axis="x", labelrotation=30)
         fig.tight_layout()
-        path = out / f"{report.campaign}-{slug}.png"
-        fig.savefig(path)
+        out = io.BytesIO()
+        fig.savefig(out, format="png")
+        return out.getvalue()
+    finally:
         plt.close(fig)
+
+
+def write_charts(report: Report, out_dir: str | Path) -> list[Path]:
+    """PNG charts: attempts by outcome, and dialing activity per hour."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for slug in CHARTS:
+        path = out / f"{report.campaign}-{slug}.png"
+        path.write_bytes(chart_png(report, slug))
         written.append(path)
     return written
 

@@ -53,8 +53,10 @@ class Steered:
 
 
 def allowed_verbs(state: CampaignState) -> list[Verb]:
-    """The verbs that apply to a campaign in ``state`` (the buttons a page shows)."""
-    return [verb for verb, (_, sources) in MOVES.items() if state in sources]
+    """The verbs that apply to a campaign in ``state`` (the buttons a page shows): a
+    draft is started (resume also takes one, as the CLI always did, but says less)."""
+    return [verb for verb, (_, sources) in MOVES.items() if state in sources
+            and not (verb is Verb.RESUME and state is CampaignState.DRAFT)]
 
 
 def steer(store: Store, name: str, verb: Verb, reason: str,

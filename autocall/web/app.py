@@ -2,25 +2,54 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import os
+import secrets
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
 
 from autocall import __version__
 from autocall.campaign.store import Store
-from autocall.web import problems
+from autocall.web import metrics, pages, problems, security, session
+from autocall.web.accounts import Principal
 from autocall.web.api import routers
+from autocall.web.auth import principal
+
+SECRET_ENV = "AUTOCALL_WEB_SECRET"
 
 
-def create_app(store: Store) -> FastAPI:
-    """The console and the API on ``store`` (the caller owns and closes it)."""
-    app = FastAPI(title="autocall", version=__version__, docs_url="/docs",
-                  openapi_url="/openapi.json", redoc_url=None)
+def session_secret() -> str:
+    """The key that signs session cookies: ``AUTOCALL_WEB_SECRET`` (the same on every web
+    node), else a random one (logins then end when this process stops)."""
+    return os.environ.get(SECRET_ENV) or secrets.token_urlsafe(32)
+
+
+def create_app(store: Store, *, secret_key: str | None = None, https: bool = False,
+               login_limiter: session.LoginLimiter | None = None) -> FastAPI:
+    """The console and the API on ``store`` (the caller owns and closes it).
+
+    ``https``: cookies are Secure and HSTS is sent (set it when serving over TLS).
+    """
+    app = FastAPI(title="autocall", version=__version__, docs_url=None,
+                  openapi_url=None, redoc_url=None)
     app.state.store = store
+    app.state.login_limiter = login_limiter or session.LoginLimiter()
+    app.state.metrics = metrics.registry_for(store)
     problems.install(app)
     for router in routers:
-        app.include_router(router)
+        # Cookie-authenticated API calls from the console need the CSRF token too.
+        app.include_router(router, dependencies=[Depends(session.csrf_protect)])
+    pages.install(app)
+    app.include_router(metrics.router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(who: Annotated[Principal, Depends(principal)]) -> dict[str, Any]:
+        return app.openapi()
+
+    session.install(app, secret_key or session_secret(), https=https)
+    app.add_middleware(security.SecurityHeaders, hsts=https)
     return app

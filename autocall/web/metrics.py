@@ -73,20 +73,24 @@ class StoreCollector(Collector):
         gauge = GaugeMetricFamily("autocall_calls_active",
                                   "Calls placed and not ended (campaign \"\": calls outside "
                                   "campaigns)", labels=["campaign"])
-        for name, count in active:
-            gauge.add_metric([name], count)
+        names = [name for name, _ in states]
+        by_name: dict[str, int] = {n: c for n, c in active}
+        for name in names:  # 0, not absent, for a campaign with no call up
+            gauge.add_metric([name], by_name.get(name, 0))
         gauge.add_metric([""], other_active)
         yield gauge
         counter = CounterMetricFamily("autocall_attempts", "Attempts made (calls dialed)",
                                       labels=["campaign"])
-        for name, count in totals:
-            counter.add_metric([name], count)
+        by_name = {n: c for n, c in totals}
+        for name in names:
+            counter.add_metric([name], by_name.get(name, 0))
         yield counter
         rate = GaugeMetricFamily("autocall_calls_per_second",
                                  f"Attempts made per second over the last {RATE_WINDOW:g} s",
                                  labels=["campaign"])
-        for name, count in recent:
-            rate.add_metric([name], count / RATE_WINDOW)
+        by_name = {n: c for n, c in recent}
+        for name in names:
+            rate.add_metric([name], by_name.get(name, 0) / RATE_WINDOW)
         yield rate
         ended = CounterMetricFamily("autocall_attempt_outcomes",
                                     "Finished attempts by outcome",

@@ -10,46 +10,37 @@ PostgreSQL schema), a real uvicorn server on 127.0.0.1, users and tokens, a camp
   login form, with the session's CSRF token at hand.
 - ``make_campaign(store, n=…, **yaml_overrides) -> name``: a campaign imported as a user
   would (YAML + CSV through ``import_campaign``), in state draft.
+
+Helpers (``Console``, ``Served``, ``csrf_of``, ``number``…) are in ``consoletest.py``:
+``from consoletest import …``.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from ruamel.yaml import YAML
 
-from autocall.campaign.contacts import import_campaign
-from autocall.campaign.model import load_campaign
-from autocall.campaign.store import Store
-from autocall.web import accounts
-from autocall.web.accounts import Role
-from autocall.web.app import create_app
-
+sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "campaign"))
 
+from consoletest import Console, Served, csrf_of, free_socket, write_campaign  # noqa: E402
 from pgserver import pg_schema  # noqa: E402
 
-ARTIFACTS = Path(__file__).parent.parent / "artifacts"
-
-TREE = ("name: web-test\noutcomes: [done]\nstart: talk\nnodes:\n"
-        "  talk: {pause: 1.0, next: bye}\n  bye: {hangup: done}\n")
-
-
-def number(i: int) -> str:
-    """A distinct valid New York number per index (E.164)."""
-    return f"+1212{3000000 + i:07d}"
+from autocall.campaign.contacts import import_campaign  # noqa: E402
+from autocall.campaign.model import load_campaign  # noqa: E402
+from autocall.campaign.store import Store  # noqa: E402
+from autocall.web import accounts  # noqa: E402
+from autocall.web.accounts import Role  # noqa: E402
+from autocall.web.app import create_app  # noqa: E402
 
 
 @pytest.fixture
@@ -72,24 +63,6 @@ def store(request: pytest.FixtureRequest) -> Store:
     name = "sqlite_store" if request.param == "sqlite" else "pg_store"
     found: Store = request.getfixturevalue(name)
     return found
-
-
-@dataclass
-class Served:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
 
 
 @pytest.fixture
@@ -145,29 +118,6 @@ def make_token(store: Store) -> Callable[..., str]:
     return make
 
 
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF_INPUT.search(html)
-    assert found, "the page has no CSRF token"
-    return found.group(1)
-
-
-@dataclass
-class Console:
-    """A logged-in browser-like client: cookies kept, redirects not followed."""
-
-    client: httpx.Client
-    csrf: str
-
-    def post(self, path: str, data: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
-        return self.client.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kw)
-
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.client.get(path, **kw)
-
-
 @pytest.fixture
 def login() -> Iterator[Callable[[str, str, str], Console]]:
     clients: list[httpx.Client] = []
@@ -189,30 +139,6 @@ def login() -> Iterator[Callable[[str, str, str], Console]]:
         client.close()
 
 
-def write_campaign(folder: Path, n: int, **overrides: Any) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tree.yaml").write_text(TREE, encoding="utf-8")
-    lines = ["phone,first_name"] + [f"{number(i)},Name{i}" for i in range(n)]
-    (folder / "contacts.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    data: dict[str, Any] = {
-        "name": "web-campaign",
-        "tree": "tree.yaml",
-        "contacts": ["contacts.csv"],
-        "caller_ids": ["+12025550100"],
-        "window": {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-                   "start": "00:00", "end": "23:59:59.999999", "override_legal_hours": True},
-        "channels": 2,
-        "calls_per_second": 2,
-        "ring_timeout": 5,
-        "retry": {"max_attempts": 1},
-    }
-    data.update(overrides)
-    path = folder / "campaign.yaml"
-    with open(path, "w", encoding="utf-8") as fh:
-        YAML().dump(data, fh)
-    return path
-
-
 @pytest.fixture
 def make_campaign(tmp_path: Path) -> Callable[..., str]:
     def make(store: Store, n: int = 5, **overrides: Any) -> str:
@@ -222,3 +148,4 @@ def make_campaign(tmp_path: Path) -> Callable[..., str]:
         return campaign.name
 
     return make
+

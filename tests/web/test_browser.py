@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -163,9 +164,10 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
 
         row.locator("a").click()
         expect(page.locator("#live")).to_have_text("live")
-        page.evaluate("window.__notReloaded = 42")
-        page.click("#btn-start")
+        page.click("#btn-start")  # a form POST: the page reloads once
         expect(page.locator('[data-counter="state"]')).to_have_text("running")
+        expect(page.locator("#live")).to_have_text("live")
+        page.evaluate("window.__notReloaded = 42")  # gone if the page reloads from here
         assert store.state("spring-survey")[0] is CampaignState.RUNNING
         assert page.locator("#btn-start").is_hidden()
 
@@ -219,7 +221,15 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
         assert dialer.wait(20) == 0, (tmp_path / "dialer.log").read_text()
         for verb in ("start", "pause", "resume", "stop"):
             assert page.locator(f"#btn-{verb}").is_hidden()
-        expect(page.locator("#attempts tbody tr").first).to_be_visible()
+        rows = page.locator("#attempts tbody tr")
+        expect(rows).to_have_count(store.summary("spring-survey", datetime.now(UTC)).attempts)
+        expect(page.locator("#attempts")).not_to_contain_text("in-progress")  # polled live
+        final = store.summary("spring-survey", datetime.now(UTC))
+        expect(page.locator("img[data-chart]").first).to_have_attribute(  # redrawn live
+            "src", re.compile(rf"\?v={final.attempts}-{final.done}$"), timeout=15_000)
+        loaded = ("Array.from(document.querySelectorAll('img[data-chart]'))"
+                  ".every(i => i.complete && i.naturalWidth > 0)")
+        wait_until(lambda: bool(page.evaluate(loaded)), 10, "the charts load")
         shot(page, "campaign-stopped.png")
         assert page.evaluate("window.__notReloaded") != 42  # each button posts and reloads
         assert not errors, errors

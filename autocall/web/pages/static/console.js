@@ -34,6 +34,33 @@
     });
   }
 
+  // Charts are redrawn by the server from the store; ask again when calls have ended,
+  // at most every CHART_EVERY ms (matplotlib is not free).
+  var CHART_EVERY = 5000;
+  var charts = { shown: null, wanted: null, at: 0, timer: null };
+
+  function drawCharts() {
+    charts.timer = null;
+    document.querySelectorAll("img[data-chart]").forEach(function (img) {
+      var base = img.getAttribute("src").split("?")[0];
+      img.setAttribute("src", base + "?v=" + charts.wanted);
+    });
+    charts.shown = charts.wanted;
+    charts.at = Date.now();
+  }
+
+  function refreshCharts(data) {
+    charts.wanted = data.dialed + "-" + data.done;
+    if (charts.shown === null) {  // the page has just drawn them
+      charts.shown = charts.wanted;
+      charts.at = Date.now();
+      return;
+    }
+    if (charts.wanted === charts.shown || charts.timer !== null) { return; }
+    var wait = Math.max(0, charts.at + CHART_EVERY - Date.now());
+    charts.timer = window.setTimeout(drawCharts, wait);  // the last change is drawn too
+  }
+
   function apply(data) {
     var root = document;
     ["state", "state_reason", "done", "contacts", "dialed", "ringing", "talking",
@@ -51,6 +78,7 @@
     root.querySelectorAll("form[data-verb]").forEach(function (form) {
       form.hidden = (data.verbs || []).indexOf(form.getAttribute("data-verb")) < 0;
     });
+    refreshCharts(data);
   }
 
   function live() {

@@ -98,15 +98,25 @@ def serve(store: Store, *, host: str = "127.0.0.1", port: int = 8080,
     if not os.environ.get(SECRET_ENV):
         err.print(f"note: {SECRET_ENV} is not set; logins end when this server stops "
                   "(set it, the same on every web node, to keep them)")
+    # uvicorn stops on SIGINT/SIGTERM, then raises the signal again for the handler
+    # that was there before it: let that be a no-op, so the worker is stopped below
+    # (the default SIGTERM action would end this process first, orphaning it).
+    before = {sig: signal.signal(sig, _noted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         uvicorn.run(app, host=host, port=port, log_level="info",
                     ssl_certfile=str(certfile) if https else None,
                     ssl_keyfile=str(keyfile) if https else None,
                     timeout_graceful_shutdown=5, proxy_headers=False)
     finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
         if dialer is not None:
             code = dialer.stop()
             err.print(f"dialer worker stopped (exit {code})")
+
+
+def _noted(signum: int, frame: object) -> None:
+    """uvicorn has already acted on the signal; nothing more to do."""
 
 
 def register(app: typer.Typer) -> None:

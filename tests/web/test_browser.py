@@ -294,5 +294,9 @@ def test_admin_pages_in_the_browser(tmp_path: Path, browser: Browser) -> None:
         expect(page.locator("table.grid")).to_contain_text("token.create")
         expect(page.locator("table.grid")).to_contain_text("login")
         shot(page, "audit.png")
+
+        page.goto(f"{web.url}/docs")  # Swagger UI, vendored, under the same CSP
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("autocall")
+        shot(page, "docs.png")
         assert not errors, errors
     store.close()

@@ -126,7 +126,8 @@ def test_every_page_needs_a_login(served: Served, store: Store,
                                   make_campaign: Callable[..., str]) -> None:
     name = make_campaign(store)
     pages = ["/", "/campaigns", f"/campaigns/{name}", f"/campaigns/{name}/contact?number=1",
-             f"/campaigns/{name}/charts/outcomes.png", "/admin/audit", "/admin/accounts"]
+             f"/campaigns/{name}/charts/outcomes.png", "/admin/audit", "/admin/accounts",
+             "/docs"]
     api = ["/metrics", "/openapi.json", f"/campaigns/{name}/events"]
     with _client(served) as client:
         for path in pages:

@@ -253,6 +253,12 @@ def _not_found(request: Request, who: Principal, detail: str) -> Response:
                                           "back": "/campaigns"}, status=404, who=who)
 
 
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs(request: Request, who: Who) -> Response:
+    """Swagger UI (vendored under static/swagger) on ``/openapi.json``."""
+    return render(request, "docs.html", {}, who=who)
+
+
 # --- admin ------------------------------------------------------------------------------
 
 ADMIN = frozenset({Role.ADMIN})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from autocall import __version__
 from autocall.campaign.store import Store
@@ -16,6 +19,7 @@ from autocall.web.api import routers
 from autocall.web.auth import principal
 
 SECRET_ENV = "AUTOCALL_WEB_SECRET"
+log = logging.getLogger(__name__)
 
 
 def session_secret() -> str:
@@ -36,6 +40,16 @@ def create_app(store: Store, *, secret_key: str | None = None, https: bool = Fal
     app.state.login_limiter = login_limiter or session.LoginLimiter()
     app.state.metrics = metrics.registry_for(store)
     problems.install(app)
+
+    async def on_store_down(request: Request, exc: Exception) -> Response:
+        """The database restarting or unreachable: 503 and try again, not a 500."""
+        log.warning("store error on %s: %s", request.url.path, exc)
+        return problems.response(problems.Problem(
+            503, "Service Unavailable", "the store does not answer; try again shortly",
+            headers={"Retry-After": "5"}), request.url.path)
+
+    app.add_exception_handler(OperationalError, on_store_down)
+    app.add_exception_handler(InterfaceError, on_store_down)
     for router in routers:
         # Cookie-authenticated API calls from the console need the CSRF token too.
         app.include_router(router, dependencies=[Depends(session.csrf_protect)])

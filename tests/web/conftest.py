@@ -58,7 +58,7 @@ def pg_store(postgres_url: str) -> Iterator[Store]:
         store.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest) -> Store:
     name = "sqlite_store" if request.param == "sqlite" else "pg_store"
     found: Store = request.getfixturevalue(name)

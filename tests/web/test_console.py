@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -328,3 +328,23 @@ def test_metrics_from_the_store(served: Served, store: Store,
     assert f'autocall_campaign_state{{{label},state="completed"}} 1.0' in lines
     assert f"autocall_calls_per_second{{{label}}} {5 / 60}" in lines
     assert "autocall_webhook_backlog 2.0" in lines
+
+
+def test_counters_add_up_several_dialer_nodes(served: Served, store: Store,
+                                               make_token: Callable[..., str],
+                                               make_campaign: Callable[..., str]) -> None:
+    """Two live dialers (their heartbeats in the store) count together; a silent one and
+    one that has exited do not."""
+    name = make_campaign(store, n=3, channels=4)
+    now = datetime.now(UTC)
+    store.heartbeat(name, "node-a", now, 3, "dialing")
+    store.heartbeat(name, "node-b", now, 2, "dialing")
+    store.heartbeat(name, "node-gone", now - timedelta(seconds=120), 4, "dialing")
+    store.heartbeat(name, "node-done", now, 0, "exited")
+    with httpx.Client(base_url=served.url, timeout=10,
+                      headers={"Authorization": f"Bearer {make_token('viewer')}"}) as client, \
+            client.stream("GET", f"/campaigns/{name}/events") as stream:
+        assert stream.status_code == 200
+        data = next(json.loads(line[6:]) for line in stream.iter_lines()
+                    if line.startswith("data: "))
+    assert data["dialers"] == 2 and data["channels_busy"] == 5 and data["channels"] == 8

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 from consoletest import csrf_of, free_socket
 from typer.testing import CliRunner
 
@@ -216,7 +215,6 @@ def test_autocall_web_serves_the_console(tmp_path: Path) -> None:
     assert "dialer worker" not in log
 
 
-@pytest.mark.peers
 def test_demo_web_leaves_the_console_up(tmp_path: Path) -> None:
     """`autocall demo --web`: the demo runs, then its store is served with a login."""
     sock = free_socket()

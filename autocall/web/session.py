@@ -15,6 +15,7 @@ with ``Retry-After``, whatever the password.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -50,12 +51,21 @@ def csrf_token(request: Request) -> str:
     return token
 
 
+def same_token(sent: str | None, expected: object) -> bool:
+    """Constant-time comparison; any text may be sent (compare_digest refuses non-ASCII
+    str, so bytes are compared)."""
+    return (isinstance(expected, str) and bool(sent)
+            and secrets.compare_digest(str(sent).encode(), expected.encode()))
+
+
 async def csrf_protect(request: Request) -> None:
     """Refuse (403) an unsafe request made with the session cookie but without its token.
 
-    Requests that carry ``Authorization`` are API clients: no cookie, no CSRF.
+    Requests that carry ``Authorization: Bearer`` are API clients, authenticated by that
+    token (never by the cookie, see :func:`autocall.web.auth.principal`): no CSRF.
     """
-    if request.method in SAFE_METHODS or request.headers.get("authorization"):
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if request.method in SAFE_METHODS or (scheme.lower() == "bearer" and token.strip()):
         return
     sent = request.headers.get(CSRF_HEADER)
     content_type = request.headers.get("content-type", "")
@@ -63,8 +73,7 @@ async def csrf_protect(request: Request) -> None:
                                                  "multipart/form-data")):
         value = (await request.form()).get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
-    expected = request.session.get("csrf")
-    if not (isinstance(expected, str) and sent and secrets.compare_digest(sent, expected)):
+    if not same_token(sent, request.session.get("csrf")):
         raise Problem(403, "Forbidden", "the form is stale or did not come from this console "
                       "(CSRF token missing or wrong): reload the page and try again")
 
@@ -79,6 +88,7 @@ class LoginLimiter:
     clock: Callable[[], float] = time.monotonic
     max_keys: int = 10_000  # an attacker's invented names must not grow memory forever
     _fails: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)  # sync routes: threads
 
     def _recent(self, key: str) -> deque[float]:
         now = self.clock()
@@ -92,23 +102,27 @@ class LoginLimiter:
     def retry_after(self, user: str, address: str) -> float:
         """Seconds until a login for ``user`` from ``address`` may be tried again (0: now)."""
         waits = [0.0]
-        for key, limit in ((f"u:{user}", self.per_user), (f"a:{address}", self.per_address)):
-            times = self._recent(key)
-            if len(times) >= limit:
-                waits.append(times[len(times) - limit] + self.window - self.clock())
+        with self._lock:
+            for key, limit in ((f"u:{user}", self.per_user),
+                               (f"a:{address}", self.per_address)):
+                times = self._recent(key)
+                if len(times) >= limit:
+                    waits.append(times[len(times) - limit] + self.window - self.clock())
         return max(waits)
 
     def failed(self, user: str, address: str) -> None:
         now = self.clock()
-        for key in (f"u:{user}", f"a:{address}"):
-            times = self._fails.pop(key, None) or deque()
-            times.append(now)
-            self._fails[key] = times  # most recent last
-        while len(self._fails) > self.max_keys:
-            self._fails.popitem(last=False)
+        with self._lock:
+            for key in (f"u:{user}", f"a:{address}"):
+                times = self._fails.pop(key, None) or deque()
+                times.append(now)
+                self._fails[key] = times  # most recent last
+            while len(self._fails) > self.max_keys:
+                self._fails.popitem(last=False)
 
     def succeeded(self, user: str) -> None:
-        self._fails.pop(f"u:{user}", None)
+        with self._lock:
+            self._fails.pop(f"u:{user}", None)
 
 
 def limiter_of(request: Request) -> LoginLimiter:
@@ -142,8 +156,7 @@ def log_in(request: Request, username: str, password: str, csrf_sent: str
 
     Blocking (argon2): call it from a thread, as a sync route does.
     """
-    expected = request.session.get("csrf")
-    if not (isinstance(expected, str) and secrets.compare_digest(csrf_sent, expected)):
+    if not same_token(csrf_sent, request.session.get("csrf")):
         return Refused(403, "the login form had expired; please try again")
     limiter = limiter_of(request)
     user = username.strip().lower()

@@ -87,9 +87,17 @@ def test_forms_need_the_csrf_token(served: Served, store: Store,
     assert without.status_code == 403 and "CSRF" in without.json()["detail"]
     forged = console.client.post(f"/campaigns/{name}/start", data={"csrf_token": "x" * 43})
     assert forged.status_code == 403
+    odd = console.client.post(f"/campaigns/{name}/start", data={"csrf_token": "é" * 43})
+    assert odd.status_code == 403
+    assert console.client.post(f"/campaigns/{name}/start", headers={
+        "X-CSRF-Token": "x", "Authorization": "Basic YTpi"}).status_code == 403
     assert store.state(name)[0] is CampaignState.DRAFT
     with _client(served) as client:  # the login form itself needs the token
         answer = client.post("/login", data={"username": "a", "password": "b"})
+        assert answer.status_code == 403
+        client.get("/login")
+        answer = client.post("/login", data={"username": "a", "password": "b",
+                                             "csrf_token": "ü"})
         assert answer.status_code == 403
     assert console.post(f"/campaigns/{name}/start").status_code == 303
     assert store.state(name)[0] is CampaignState.RUNNING

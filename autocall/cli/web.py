@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -49,15 +50,28 @@ class DialerWorker:
         self.command = list(command)
         self.stop_seconds = stop_seconds
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = False
 
     def start(self) -> DialerWorker:
         self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)
+        self.stopping = False
+        threading.Thread(target=self._watch, args=(self.proc,), daemon=True).start()
         return self
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Say so, loudly, if the worker ends while the console still runs: campaigns
+        set running in the console would wait for a dialer that is not there."""
+        code = proc.wait()
+        if not self.stopping:
+            err.print(f"[bold red]dialer worker {proc.pid} exited (code {code}): running "
+                      "campaigns are not dialed until a dialer runs (restart autocall web, "
+                      "or run autocall campaign run NAME)[/bold red]")
 
     def stop(self) -> int | None:
         """Its exit code (None if it was never started)."""
         if self.proc is None:
             return None
+        self.stopping = True
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from consoletest import csrf_of, free_socket
 from typer.testing import CliRunner
 
@@ -249,3 +250,13 @@ def test_demo_web_leaves_the_console_up(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_dialer_worker_that_dies_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    worker = DialerWorker([sys.executable, "-c", "import sys; sys.exit(3)"]).start()
+    deadline = time.monotonic() + 10
+    while "exited (code 3)" not in capsys.readouterr().err.replace("\n", " ") \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert time.monotonic() < deadline, "no word of the worker's death"
+    assert worker.stop() == 3

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -260,3 +262,68 @@ def test_a_dialer_worker_that_dies_is_reported(capsys: pytest.CaptureFixture[str
         time.sleep(0.05)
     assert time.monotonic() < deadline, "no word of the worker's death"
     assert worker.stop() == 3
+
+
+def test_a_host_beyond_loopback_without_tls_warns_loudly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warning itself (serving is replaced: the test must not listen beyond loopback)."""
+    served: list[dict[str, object]] = []
+    monkeypatch.setattr("autocall.cli.web.serve", lambda store, **kw: served.append(kw))
+    done = CliRunner().invoke(app, ["web", "--host", "0.0.0.0", "--db", _db(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert "WARNING: serving on 0.0.0.0 without TLS" in " ".join(done.output.split())
+    assert served and served[0]["host"] == "0.0.0.0"
+    assert served[0]["worker"] == worker_command(_db(tmp_path))  # a dialer by default
+    done = CliRunner().invoke(app, ["web", "--db", _db(tmp_path), "--no-dialer"])
+    assert "WARNING" not in done.output and served[1]["worker"] is None
+
+
+def test_autocall_web_over_tls(tmp_path: Path) -> None:
+    """--certfile/--keyfile: HTTPS, a Secure cookie, HSTS, and no warning."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is not installed (Debian package openssl)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    db = _db(tmp_path)
+    secret = tmp_path / "pw"
+    secret.write_text("ann-password-1", encoding="utf-8")
+    subprocess.run([*CLI, "users", "add", "ann", "--role", "admin", "--password-file",
+                    str(secret), "--db", db], check=True, capture_output=True, timeout=60)
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen([*CLI, "web", "--no-dialer", "--port", str(port), "--db", db,
+                             "--certfile", str(cert), "--keyfile", str(key)],
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        trust = ssl.create_default_context(cafile=str(cert))
+        with httpx.Client(base_url=url, verify=trust, timeout=5) as client:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    health = client.get("/healthz")
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline and proc.poll() is None
+                    time.sleep(0.1)
+            assert health.headers["strict-transport-security"].startswith("max-age=")
+            token = csrf_of(client.get("/login").text)
+            answer = client.post("/login", data={"username": "ann", "password":
+                                                 "ann-password-1", "csrf_token": token})
+            assert answer.status_code == 303
+            cookie = answer.headers["set-cookie"].lower()
+            assert "secure" in cookie and "httponly" in cookie
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    log = proc.stderr.read()
+    assert f"console: https://127.0.0.1:{port}/" in log and "WARNING" not in log

@@ -13,7 +13,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from autocall import __version__
 from autocall.campaign.store import Store
-from autocall.web import metrics, pages, problems, security, session
+from autocall.web import events, metrics, pages, problems, security, session
 from autocall.web.accounts import Principal
 from autocall.web.api import routers
 from autocall.web.auth import principal
@@ -39,6 +39,7 @@ def create_app(store: Store, *, secret_key: str | None = None, https: bool = Fal
     app.state.store = store
     app.state.login_limiter = login_limiter or session.LoginLimiter()
     app.state.metrics = metrics.registry_for(store)
+    app.state.sampler = events.Sampler(store)
     problems.install(app)
 
     async def on_store_down(request: Request, exc: Exception) -> Response:

@@ -4,12 +4,14 @@ Every second the counters are read from the store (``Store.summary`` and two sma
 queries on the attempts), never from a dialer's memory: any number of dialer nodes on
 PostgreSQL and any number of web nodes see the same figures. Calls per second is the
 attempts created in the last ``RATE_WINDOW`` seconds, so a web node needs no state of
-its own to compute it.
+its own to compute it. Pages showing the same campaign share one read per second
+(:class:`Sampler`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -85,6 +87,28 @@ def counters(store: Store, name: str, now: datetime) -> Counters:
         at=now.isoformat(timespec="seconds"))
 
 
+class Sampler:
+    """One store read per campaign per period, shared by every page that shows it: fifty
+    open tabs cost the database what one does."""
+
+    def __init__(self, store: Store, period: float = PERIOD) -> None:
+        self.store = store
+        self.period = period
+        self._last: dict[str, tuple[float, Counters]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def counters(self, name: str) -> Counters:
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            hit = self._last.get(name)
+            now = time.monotonic()
+            if hit is not None and now - hit[0] < 0.9 * self.period:
+                return hit[1]
+            data = await asyncio.to_thread(counters, self.store, name, datetime.now(UTC))
+            self._last[name] = (time.monotonic(), data)
+            return data
+
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -102,10 +126,10 @@ async def campaign_events(who: Annotated[Principal, Depends(principal)],
                           name: Annotated[str, Depends(existing_campaign)], request: Request
                           ) -> AsyncIterator[ServerSentEvent]:
     """``counters`` events every second until the client goes away."""
-    store = store_of(request)
+    sampler: Sampler = request.app.state.sampler
     while not await request.is_disconnected():
         try:
-            data = await asyncio.to_thread(counters, store, name, datetime.now(UTC))
+            data = await sampler.counters(name)
         except StoreError as exc:  # deleted meanwhile
             yield ServerSentEvent(event="problem", data={"detail": str(exc)}, retry=5000)
         except SQLAlchemyError:  # the database is restarting: say so, try again

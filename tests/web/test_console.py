@@ -356,3 +356,40 @@ def test_counters_add_up_several_dialer_nodes(served: Served, store: Store,
         data = next(json.loads(line[6:]) for line in stream.iter_lines()
                     if line.startswith("data: "))
     assert data["dialers"] == 2 and data["channels_busy"] == 5 and data["channels"] == 8
+
+
+def test_open_pages_share_one_store_read(serve: Callable[..., Served], sqlite_store: Store,
+                                         make_campaign: Callable[..., str]) -> None:
+    """Three pages on one campaign for ~3 s: about 3 reads of the store, not 9."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import event
+
+    served = serve(sqlite_store)
+    name = make_campaign(sqlite_store, n=2)
+    reads: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "autocall_nodes" in statement:  # one per counters() (Store.summary)
+            reads.append(statement)
+
+    token = accounts.create_token(sqlite_store.engine, "t", accounts.Role.VIEWER)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def watch(_: int) -> int:
+        with httpx.Client(base_url=served.url, timeout=10, headers=headers) as client, \
+                client.stream("GET", f"/campaigns/{name}/events") as stream:
+            seen = 0
+            for line in stream.iter_lines():
+                seen += line.startswith("data: ")
+                if seen == 3:
+                    return seen
+        return seen
+
+    event.listen(sqlite_store.engine, "before_cursor_execute", count)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            assert list(pool.map(watch, range(3))) == [3, 3, 3]
+    finally:
+        event.remove(sqlite_store.engine, "before_cursor_execute", count)
+    assert 2 <= len(reads) <= 5, len(reads)

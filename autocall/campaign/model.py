@@ -79,17 +79,6 @@ class CampaignState(enum.StrEnum):
     STOPPED = "stopped"
 
 
-STEERING: dict[str, tuple[CampaignState, tuple[CampaignState, ...]]] = {
-    "start": (CampaignState.RUNNING, (CampaignState.DRAFT, CampaignState.COMPLETED)),
-    "pause": (CampaignState.PAUSED, (CampaignState.RUNNING, CampaignState.SCHEDULED)),
-    "resume": (CampaignState.RUNNING, (CampaignState.PAUSED, CampaignState.DRAFT)),
-    "stop": (CampaignState.STOPPED, (CampaignState.RUNNING, CampaignState.PAUSED,
-                                     CampaignState.SCHEDULED, CampaignState.DRAFT)),
-}
-"""What start, pause, resume and stop do (the CLI and the API alike): the new state, and the
-states it may be reached from. A running dialer obeys the store within a second."""
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -174,42 +174,42 @@ def write_cdr(store: Store, name: str, path: str | Path) -> int:
     return len(rows)
 
 
-CHARTS = ("outcomes", "per-hour")
-"""The chart kinds :func:`render_chart` draws (and :func:`write_charts` writes)."""
+CHARTS = {"outcomes": "Attempts by outcome", "per-hour": "Calls per hour (UTC)"}
+"""The charts a report draws, by slug (also the end of their file names)."""
 
 
-def render_chart(report: Report, kind: str) -> bytes:
-    """One PNG chart in memory: ``outcomes`` (attempts by outcome) or ``per-hour``
-    (dialing activity per hour); the web serves it without touching the disk."""
+def render_chart(report: Report, slug: str) -> bytes:
+    """One chart (a key of ``CHARTS``) as PNG bytes: the console serves them from memory."""
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    titles = {"outcomes": ("Attempts by outcome", report.by_outcome, "attempts"),
-              "per-hour": ("Calls per hour (UTC)", report.per_hour, "calls")}
-    if kind not in titles:
-        raise ValueError(f"unknown chart {kind!r}; use {' or '.join(CHARTS)}")
-    title, data, ylabel = titles[kind]
+    title = CHARTS[slug]
+    data, ylabel = ((report.by_outcome, "attempts") if slug == "outcomes"
+                    else (report.per_hour, "calls"))
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
-    labels = list(data) or ["(none)"]
-    values = list(data.values()) or [0]
-    ax.bar(labels, values, color="#3b7dd8")
-    # Counts: whole numbers from 0 up (an empty campaign gave a -0.05..0.05 axis).
-    ax.set_ylim(0, max(1, max(values)) * 1.05)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    if not data:
-        ax.text(0.5, 0.5, "no calls yet", transform=ax.transAxes, ha="center",
-                va="center", color="#666666")
-    ax.set_title(f"{report.campaign}: {title}")
-    ax.set_ylabel(ylabel)
-    ax.tick_params(axis="x", labelrotation=30)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    try:
+        labels = list(data) or ["(none)"]
+        values = list(data.values()) or [0]
+        ax.bar(labels, values, color="#3b7dd8")
+        # Counts: whole numbers from 0 up (an empty campaign gave a -0.05..0.05 axis).
+        ax.set_ylim(0, max(1, max(values)) * 1.05)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if not data:
+            ax.text(0.5, 0.5, "no calls yet", transform=ax.transAxes, ha="center",
+                    va="center", color="#666666")
+        ax.set_title(f"{report.campaign}: {title}")
+        ax.set_ylabel(ylabel)
+        ax.tick_params(axis="x", labelrotation=30)
+        fig.tight_layout()
+        out = io.BytesIO()
+        fig.savefig(out, format="png")
+        return out.getvalue()
+    finally:
+        plt.close(fig)
 
 
 def write_charts(report: Report, out_dir: str | Path) -> list[Path]:
@@ -217,8 +217,8 @@ def write_charts(report: Report, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind in CHARTS:
-        path = out / f"{report.campaign}-{kind}.png"
-        path.write_bytes(render_chart(report, kind))
+    for slug in CHARTS:
+        path = out / f"{report.campaign}-{slug}.png"
+        path.write_bytes(render_chart(report, slug))
         written.append(path)
     return written

@@ -31,16 +31,11 @@ from autocall.campaign import migrations
 from autocall.campaign import report as rep
 from autocall.campaign.check import Problem, check_campaign, preflight
 from autocall.campaign.contacts import ContactsError, Rejected, import_campaign
-from autocall.campaign.dialer import CallPlacer, explain, run_campaign
+from autocall.campaign.control import SteerError, Verb, explain_number, steer
+from autocall.campaign.dialer import CallPlacer, run_campaign
 from autocall.campaign.dialer import Progress as DialProgress
-from autocall.campaign.model import (
-    STEERING,
-    Campaign,
-    CampaignError,
-    CampaignState,
-    load_campaign,
-)
-from autocall.campaign.schedule import DncList, is_open_all, normalize
+from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
+from autocall.campaign.schedule import DncList, is_open_all
 from autocall.campaign.store import Store, StoreError
 from autocall.campaign.trees import TreeLibrary
 from autocall.cli.safe_text import plain, safe
@@ -444,19 +439,18 @@ def status(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     Console().print(table)
 
 
-def _steer(name: str, db: str | None, verb: str) -> None:
-    state, allowed = STEERING[verb]
+def _steer(name: str, db: str | None, verb: Verb) -> None:
     store = _open(db)
     try:
-        current, _ = store.state(name)
-        if not store.set_state(name, state, f"{verb} from the command line", allowed):
-            err.print(f"[red]error:[/red] {name} is {current.value}; cannot {verb} it")
-            raise typer.Exit(1)
+        done = steer(store, name, verb, f"{verb.value} from the command line")
+    except SteerError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     except StoreError as exc:
         raise _store_error(exc) from None
     finally:
         store.close()
-    typer.echo(f"{name}: {current.value} -> {state.value}")
+    typer.echo(f"{name}: {done.before.value} -> {done.after.value}")
 
 
 @campaign_app.command()
@@ -465,7 +459,7 @@ def pause(name: NameArg, db: DbOpt = None) -> None:
 
     Example: autocall campaign pause spring-survey
     """
-    _steer(name, db, "pause")
+    _steer(name, db, Verb.PAUSE)
 
 
 @campaign_app.command()
@@ -474,7 +468,7 @@ def resume(name: NameArg, db: DbOpt = None) -> None:
 
     Example: autocall campaign resume spring-survey
     """
-    _steer(name, db, "resume")
+    _steer(name, db, Verb.RESUME)
 
 
 @campaign_app.command()
@@ -502,7 +496,7 @@ def stop(
                              "(pause can)", default=False):
             err.print("not stopped")
             raise typer.Exit(1)
-    _steer(name, db, "stop")
+    _steer(name, db, Verb.STOP)
 
 
 @campaign_app.command("list")
@@ -610,25 +604,15 @@ def explain_cmd(
     """
     store = _open(db)
     try:
-        campaign, state, _ = store.campaign(name)
-        e164 = normalize(number, campaign.default_region) or number
-        contact = store.contact_by_number(name, e164)
+        found = explain_number(store, name, number, datetime.now(UTC))
     except StoreError as exc:
         raise _store_error(exc) from None
     finally:
         store.close()
-    dnc = DncList.from_files(campaign.dnc, campaign.default_region)
-    ok, lines = explain(campaign, state, contact, datetime.now(UTC), dnc)
-    if dnc.problems:
-        # A DNC line we cannot read might be this person: never say "dialable" then
-        # (and run refuses to start until the list is fixed).
-        ok = False
-        lines = [*lines, f"the do-not-call list has {len(dnc.problems)} line(s) not "
-                 "understood; run refuses to dial until they are fixed:",
-                 *(f"  {p}" for p in dnc.problems)]
-    lines = [plain(line) for line in lines]
+    ok = found.dial_now
+    lines = [plain(line) for line in found.reasons]
     if as_json:
-        typer.echo(json.dumps({"number": e164, "dial_now": ok, "reasons": lines}))
+        typer.echo(json.dumps({"number": found.number, "dial_now": ok, "reasons": lines}))
     else:
         for line in lines:
             typer.echo(line)

@@ -327,6 +327,26 @@ def _print_report(console: Console, report: dict[str, Any]) -> None:
     console.print(f"again: autocall campaign report {report['campaign']}{db}")
 
 
+def serve_demo_console(db_path: Path, port: int, console: Console) -> None:
+    """The console on the demo's store, with a new admin whose password is printed once."""
+    import secrets
+
+    from autocall.cli.web import serve
+    from autocall.web import accounts
+
+    store = Store(f"sqlite:///{db_path}")
+    try:
+        taken = {u.name for u in accounts.list_users(store.engine)}
+        name = "admin" if "admin" not in taken else f"admin-{secrets.token_hex(2)}"
+        password = secrets.token_urlsafe(12)
+        accounts.add_user(store.engine, name, accounts.Role.ADMIN, password)
+        console.print(f"[bold]console:[/] http://127.0.0.1:{port}/  user [bold]{name}[/]  "
+                      f"password [bold]{password}[/]  (shown once; Ctrl-C stops the console)")
+        serve(store, host="127.0.0.1", port=port, worker=None)
+    finally:
+        store.close()
+
+
 _HERE = Path(".")
 
 
@@ -345,6 +365,11 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
         verbose: Annotated[bool, typer.Option(
             "--verbose", "-v", help="Log SIP and media warnings.")] = False,
+        web: Annotated[bool, typer.Option(
+            "--web", help="Then serve the web console on the demo's store (an admin login "
+            "is printed once) until Ctrl-C.")] = False,
+        port: Annotated[int, typer.Option(
+            "--port", min=1, max=65535, help="The console's port with --web.")] = 8080,
     ) -> None:
         """Run a real campaign against virtual phones on 127.0.0.1 and print the report.
 
@@ -354,11 +379,13 @@ def register(app: typer.Typer) -> None:
         contacts in --out/.autocall/demo. Exit code 1 if a contact ended other than its
         script says.
 
-        Example: autocall demo --out /tmp/demo
+        Example: autocall demo --out /tmp/demo   (or: autocall demo --web)
         """
         logging.basicConfig(level=logging.INFO if verbose else logging.ERROR)
         console = Console(stderr=as_json)
         report = asyncio.run(run_demo(out, contacts, channels, console, quiet=as_json))
         if as_json:
             typer.echo(json.dumps(report, indent=2))
+        if web:
+            serve_demo_console(out / DB_NAME, port, console)
         raise typer.Exit(1 if report["unexpected"] else 0)

@@ -181,3 +181,66 @@ def audit(conn: Connection, actor: Principal | str, action: str, subject: str | 
     name = actor.actor if isinstance(actor, Principal) else actor
     conn.execute(insert(audit_log).values(at=_now(), actor=name, action=action,
                                           subject=subject, detail=json.dumps(detail)))
+
+
+@dataclass(frozen=True)
+class UserRow:
+    name: str
+    role: Role
+    created_at: datetime
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    id: int
+    name: str
+    role: Role
+    prefix: str  # the first characters, to recognise a token without revealing it
+    created_by: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    detail: dict[str, Any]
+
+
+def list_users(engine: Engine) -> list[UserRow]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(users).order_by(users.c.name)).all()
+    return [UserRow(r.name, role_of(r.role), r.created_at, r.disabled_at is not None)
+            for r in rows]
+
+
+def list_tokens(engine: Engine) -> list[TokenRow]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(tokens).order_by(tokens.c.id)).all()
+    return [TokenRow(r.id, r.name, role_of(r.role), r.prefix, r.created_by, r.created_at,
+                     r.last_used_at, r.revoked_at) for r in rows]
+
+
+def revoke_tokens(engine: Engine, name: str, actor: Principal | str) -> int:
+    """Revoke every live token called ``name`` (audited); how many were revoked."""
+    with engine.begin() as conn:
+        done = conn.execute(update(tokens).where(tokens.c.name == name,
+                                                 tokens.c.revoked_at.is_(None))
+                            .values(revoked_at=_now())).rowcount
+        if done:
+            audit(conn, actor, "token.revoke", name, count=done)
+    return int(done)
+
+
+def audit_lines(engine: Engine, limit: int = 100, offset: int = 0) -> list[AuditLine]:
+    """The newest lines first."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(audit_log).order_by(audit_log.c.id.desc())
+                            .limit(limit).offset(offset)).all()
+    return [AuditLine(r.at, r.actor, r.action, r.subject, json.loads(r.detail or "{}"))
+            for r in rows]

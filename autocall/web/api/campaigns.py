@@ -3,7 +3,7 @@
 A campaign made over the API names its tree (a file in the configured prompts folder)
 and gets its contacts by upload (``contacts.py``) and its do-not-call numbers from the
 store's list (``dnc.py``): no path from a request reaches the filesystem. Steering uses
-the CLI's table (:data:`autocall.campaign.model.STEERING`), so ``pause`` means the same
+the CLI's function (:func:`autocall.campaign.control.steer`), so ``pause`` means the same
 from a terminal and from a CRM; a dialer obeys the store within a second.
 """
 
@@ -24,8 +24,9 @@ from sqlalchemy.engine import Connection
 
 from autocall.campaign import report as rep
 from autocall.campaign.check import preflight
+from autocall.campaign.control import SteerError, Verb, steer
 from autocall.campaign.dialer import explain
-from autocall.campaign.model import STEERING, Campaign, CampaignState
+from autocall.campaign.model import Campaign, CampaignState
 from autocall.campaign.schedule import DncList, normalize
 from autocall.campaign.store import Store, campaigns
 from autocall.campaign.trees import STORE_PREFIX, TreeLibrary
@@ -211,42 +212,38 @@ def get_campaign(name: str, request: Request, _: Principal = READ) -> CampaignOu
                        definition=_shown(campaign), summary=_summary(store, name))
 
 
-def _steer_route(verb: str) -> Callable[..., Steered]:
-    target, allowed = STEERING[verb]
-
-    def steer(name: str, request: Request, who: Principal = WRITE) -> Steered:
+def _steer_route(verb: Verb) -> Callable[..., Steered]:
+    def steer_campaign(name: str, request: Request, who: Principal = WRITE) -> Steered:
         store = store_of(request)
         campaign, current, _ = campaign_or_404(store, name)
-        if verb == "start":
+        if verb is Verb.START:
             errors = [p for p in preflight(campaign.model_copy(update={"contacts": []}))
                       if p.severity == "error"]
             if errors:
                 raise Problem(422, "Invalid campaign", "the campaign would not dial: "
                               f"{len(errors)} error(s)",
                               errors=[{"loc": [p.code], "msg": str(p)} for p in errors])
-        changed = store.set_state(
-            name, target, f"{verb} by {who.actor}", allowed,
-            also=lambda conn: accounts.audit(conn, who, f"campaign.{verb}", name,
-                                             previous=current.value))
-        if not changed:
-            now, _ = store.state(name)
-            raise Problem(409, "Conflict", f"{name} is {now.value}; cannot {verb} it "
-                          f"(only from {', '.join(s.value for s in allowed)})")
-        return Steered(name=name, previous=current, state=target)
+        try:
+            done = steer(store, name, verb, f"{verb.value} by {who.actor}", also=lambda conn:
+                         accounts.audit(conn, who, f"campaign.{verb.value}", name,
+                                        previous=current.value))
+        except SteerError as exc:
+            raise Problem(409, "Conflict", str(exc)) from None
+        return Steered(name=name, previous=done.before, state=done.after)
 
-    steer.__name__ = f"{verb}_campaign"
-    steer.__doc__ = {
-        "start": "Set a draft (or completed) campaign running: a dialer picks it up.",
+    steer_campaign.__name__ = f"{verb.value}_campaign"
+    steer_campaign.__doc__ = {
+        "start": "Set a draft campaign running: a dialer picks it up.",
         "pause": "Pause dialing; calls in flight end normally.",
         "resume": "Resume a paused (or draft) campaign.",
         "stop": "Stop for good: no new calls; cannot be resumed (pause can).",
-    }[verb]
-    return steer
+    }[verb.value]
+    return steer_campaign
 
 
-for _verb in ("start", "pause", "resume", "stop"):
-    router.add_api_route(f"/{{name}}/{_verb}", _steer_route(_verb), methods=["POST"],
-                         response_model=Steered, name=f"{_verb}_campaign",
+for _verb in Verb:
+    router.add_api_route(f"/{{name}}/{_verb.value}", _steer_route(_verb), methods=["POST"],
+                         response_model=Steered, name=f"{_verb.value}_campaign",
                          responses={409: {"description": "not allowed from this state"}})
 
 

@@ -1,0 +1,97 @@
+"""An operator's verbs on a campaign, shared by the CLI and the web console.
+
+``steer`` changes a campaign's state the one way ``autocall campaign pause/resume/stop``
+and the console's buttons both do (a running dialer obeys within a second, since it
+reads the state from the store); ``explain_number`` says why a number is or is not
+being dialed. Both work on the store only, so any node may call them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.engine import Connection
+
+from autocall.campaign.dialer import explain
+from autocall.campaign.model import CampaignState
+from autocall.campaign.schedule import DncList, normalize
+from autocall.campaign.store import Store, StoreError
+
+
+class Verb(StrEnum):
+    """What an operator may ask of a campaign."""
+
+    START = "start"
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+
+
+# verb -> (state it leads to, states it may be applied to)
+MOVES: dict[Verb, tuple[CampaignState, tuple[CampaignState, ...]]] = {
+    Verb.START: (CampaignState.RUNNING, (CampaignState.DRAFT,)),
+    Verb.PAUSE: (CampaignState.PAUSED, (CampaignState.RUNNING, CampaignState.SCHEDULED)),
+    Verb.RESUME: (CampaignState.RUNNING, (CampaignState.PAUSED, CampaignState.DRAFT)),
+    Verb.STOP: (CampaignState.STOPPED, (CampaignState.RUNNING, CampaignState.PAUSED,
+                                        CampaignState.SCHEDULED, CampaignState.DRAFT)),
+}
+
+
+class SteerError(StoreError):
+    """The campaign is not in a state the verb applies to."""
+
+
+@dataclass(frozen=True)
+class Steered:
+    name: str
+    before: CampaignState
+    after: CampaignState
+
+
+def allowed_verbs(state: CampaignState) -> list[Verb]:
+    """The verbs that apply to a campaign in ``state`` (the buttons a page shows): a
+    draft is started (resume also takes one, as the CLI always did, but says less)."""
+    return [verb for verb, (_, sources) in MOVES.items() if state in sources
+            and not (verb is Verb.RESUME and state is CampaignState.DRAFT)]
+
+
+def steer(store: Store, name: str, verb: Verb, reason: str,
+          also: Callable[[Connection], None] | None = None) -> Steered:
+    """Apply ``verb``; ``also`` runs in the same transaction (an audit line exists iff
+    the change does). Raises :class:`SteerError` when the state does not allow it,
+    :class:`StoreError` when there is no such campaign."""
+    target, sources = MOVES[verb]
+    before, _ = store.state(name)
+    if not store.set_state(name, target, reason, sources, also):  # the one state change
+        now, _ = store.state(name)
+        raise SteerError(f"{name} is {now.value}; cannot {verb.value} it (only from "
+                         f"{', '.join(s.value for s in sources)})")
+    return Steered(name, before, target)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    number: str  # as E.164 when it parses
+    dial_now: bool
+    reasons: list[str]
+
+
+def explain_number(store: Store, name: str, number: str, now: datetime) -> Explanation:
+    """Why ``number`` is or is not dialed now: window, retry, DNC, attempts, state.
+
+    A DNC line that cannot be read might be this person: then never "dialable".
+    """
+    campaign, state, _ = store.campaign(name)
+    e164 = normalize(number, campaign.default_region) or number
+    contact = store.contact_by_number(name, e164)
+    dnc = DncList.from_files(campaign.dnc, campaign.default_region)
+    ok, lines = explain(campaign, state, contact, now, dnc)
+    if dnc.problems:
+        ok = False
+        lines = [*lines, f"the do-not-call list has {len(dnc.problems)} line(s) not "
+                 "understood; run refuses to dial until they are fixed:",
+                 *(f"  {p}" for p in dnc.problems)]
+    return Explanation(e164, ok, lines)

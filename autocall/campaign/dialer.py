@@ -35,6 +35,7 @@ from autocall.campaign.model import (
     Dial,
     Outcome,
     Plan,
+    start_state,
 )
 from autocall.campaign.schedule import (
     DncList,
@@ -667,9 +668,8 @@ class _Driver:
     async def _start_state(self, now: datetime) -> None:
         state, _ = await self._db(self.store.state, self.campaign.name)
         if state in (CampaignState.DRAFT, CampaignState.COMPLETED):
-            target = (CampaignState.SCHEDULED if self.campaign.start_at and not self._start_due(now)
-                      else CampaignState.RUNNING)
-            await self._db(self.store.set_state, self.campaign.name, target, "run started",
+            await self._db(self.store.set_state, self.campaign.name,
+                           start_state(self.campaign, now), "run started",
                            (state,))
 
     def _start_due(self, now: datetime) -> bool:

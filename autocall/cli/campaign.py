@@ -40,7 +40,7 @@ from autocall.campaign.model import (
     CampaignState,
     load_campaign,
 )
-from autocall.campaign.schedule import DncList, is_open_all, normalize
+from autocall.campaign.schedule import DncCheck, DncList, is_open_all, normalize
 from autocall.campaign.store import Store, StoreError
 from autocall.cli.safe_text import plain, safe
 from autocall.config import Settings, hide_password, shown_url
@@ -417,8 +417,13 @@ def status(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
         raise _store_error(exc) from None
     finally:
         store.close()
-    dnc = DncList.from_files(campaign.dnc, campaign.default_region)
-    on_dnc = sum(1 for c in pending if c.number in dnc)
+    files = DncList.from_files(campaign.dnc, campaign.default_region)
+    store = _open(db)
+    try:  # the store's list too: the dialer closes those numbers when it claims them
+        dnc = DncCheck(files, store.on_dnc)
+        on_dnc = sum(1 for c in pending if c.number in dnc)
+    finally:
+        store.close()
     closed = sum(1 for c in pending
                  if c.number not in dnc and not is_open_all(campaign.window, c.timezones, now))
     live = [n for n in s.nodes if (now - n["heartbeat"]).total_seconds() <= HEARTBEAT_STALE]
@@ -631,7 +636,12 @@ def explain_cmd(
     finally:
         store.close()
     dnc = DncList.from_files(campaign.dnc, campaign.default_region)
-    ok, lines = explain(campaign, state, contact, datetime.now(UTC), dnc)
+    store = _open(db)
+    try:  # the store's list too: the dialer closes those numbers when it claims them
+        ok, lines = explain(campaign, state, contact, datetime.now(UTC),
+                            DncCheck(dnc, store.on_dnc))
+    finally:
+        store.close()
     if dnc.problems:
         # A DNC line we cannot read might be this person: never say "dialable" then
         # (and run refuses to start until the list is fixed).

@@ -10,7 +10,7 @@ from a terminal and from a CRM; a dialer obeys the store within a second.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +25,8 @@ from sqlalchemy.engine import Connection
 from autocall.campaign import report as rep
 from autocall.campaign.check import preflight
 from autocall.campaign.dialer import explain
-from autocall.campaign.model import STEERING, Campaign, CampaignState
-from autocall.campaign.schedule import DncList, normalize
+from autocall.campaign.model import STEERING, Campaign, CampaignState, start_state
+from autocall.campaign.schedule import DncCheck, DncList, normalize
 from autocall.campaign.store import Store, campaigns
 from autocall.config import Settings
 from autocall.web import accounts, idempotency
@@ -218,19 +218,21 @@ def _steer_route(verb: str) -> Callable[..., Steered]:
                 raise Problem(422, "Invalid campaign", "the campaign would not dial: "
                               f"{len(errors)} error(s)",
                               errors=[{"loc": [p.code], "msg": str(p)} for p in errors])
+        to = start_state(campaign, datetime.now(UTC)) if verb == "start" else target
         changed = store.set_state(
-            name, target, f"{verb} by {who.actor}", allowed,
+            name, to, f"{verb} by {who.actor}", allowed,
             also=lambda conn: accounts.audit(conn, who, f"campaign.{verb}", name,
                                              previous=current.value))
         if not changed:
             now, _ = store.state(name)
             raise Problem(409, "Conflict", f"{name} is {now.value}; cannot {verb} it "
                           f"(only from {', '.join(s.value for s in allowed)})")
-        return Steered(name=name, previous=current, state=target)
+        return Steered(name=name, previous=current, state=to)
 
     steer.__name__ = f"{verb}_campaign"
     steer.__doc__ = {
-        "start": "Set a draft (or completed) campaign running: a dialer picks it up.",
+        "start": "Set a draft (or completed) campaign running (scheduled until its start_at): "
+                 "a dialer picks it up.",
         "pause": "Pause dialing; calls in flight end normally.",
         "resume": "Resume a paused (or draft) campaign.",
         "stop": "Stop for good: no new calls; cannot be resumed (pause can).",
@@ -244,17 +246,6 @@ for _verb in ("start", "pause", "resume", "stop"):
                          responses={409: {"description": "not allowed from this state"}})
 
 
-class _Dnc(Container[str]):
-    """The campaign's DNC files and the store's list, as the dialer checks them."""
-
-    def __init__(self, files: DncList, store: Store) -> None:
-        self.files = files
-        self.store = store
-
-    def __contains__(self, number: object) -> bool:
-        return number in self.files or (isinstance(number, str) and self.store.on_dnc(number))
-
-
 @router.get("/{name}/explain/{number}", response_model=Explained)
 def explain_number(name: str, number: str, request: Request,
                    _: Principal = PERSONAL) -> Explained:
@@ -264,7 +255,8 @@ def explain_number(name: str, number: str, request: Request,
     e164 = normalize(number[:100], campaign.default_region) or number[:100]
     contact = store.contact_by_number(name, e164)
     files = DncList.from_files(campaign.dnc, campaign.default_region)
-    ok, lines = explain(campaign, state, contact, datetime.now(UTC), _Dnc(files, store))
+    ok, lines = explain(campaign, state, contact, datetime.now(UTC),
+                        DncCheck(files, store.on_dnc))
     if files.problems:
         ok = False
         lines = [*lines, f"the do-not-call list has {len(files.problems)} line(s) not "

@@ -26,12 +26,20 @@ from autocall.campaign import report as rep
 from autocall.campaign.check import preflight
 from autocall.campaign.dialer import explain
 from autocall.campaign.model import STEERING, Campaign, CampaignState, start_state
-from autocall.campaign.schedule import DncCheck, DncList, normalize
+from autocall.campaign.schedule import DncCheck, DncList
 from autocall.campaign.store import Store, campaigns
 from autocall.config import Settings
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
-from autocall.web.api.common import PERSONAL, READ, WRITE, campaign_or_404, page_limit
+from autocall.web.api.common import (
+    PERSONAL,
+    READ,
+    WRITE,
+    Name,
+    campaign_or_404,
+    e164,
+    page_limit,
+)
 from autocall.web.auth import settings_of, store_of
 from autocall.web.problems import Problem
 
@@ -197,7 +205,7 @@ def list_campaigns(request: Request, _: Principal = READ) -> CampaignList:
 
 
 @router.get("/{name}", response_model=CampaignOut)
-def get_campaign(name: str, request: Request, _: Principal = READ) -> CampaignOut:
+def get_campaign(name: Name, request: Request, _: Principal = READ) -> CampaignOut:
     """A campaign's definition, state and summary counts."""
     store = store_of(request)
     campaign, state, reason = campaign_or_404(store, name)
@@ -208,7 +216,7 @@ def get_campaign(name: str, request: Request, _: Principal = READ) -> CampaignOu
 def _steer_route(verb: str) -> Callable[..., Steered]:
     target, allowed = STEERING[verb]
 
-    def steer(name: str, request: Request, who: Principal = WRITE) -> Steered:
+    def steer(name: Name, request: Request, who: Principal = WRITE) -> Steered:
         store = store_of(request)
         campaign, current, _ = campaign_or_404(store, name)
         if verb == "start":
@@ -247,13 +255,13 @@ for _verb in ("start", "pause", "resume", "stop"):
 
 
 @router.get("/{name}/explain/{number}", response_model=Explained)
-def explain_number(name: str, number: str, request: Request,
+def explain_number(name: Name, number: str, request: Request,
                    _: Principal = PERSONAL) -> Explained:
     """Why a contact is or is not being dialed (window, retry, DNC, attempts, state)."""
     store = store_of(request)
     campaign, state, _r = campaign_or_404(store, name)
-    e164 = normalize(number[:100], campaign.default_region) or number[:100]
-    contact = store.contact_by_number(name, e164)
+    number = e164(number, campaign.default_region, ["path", "number"])
+    contact = store.contact_by_number(name, number)
     files = DncList.from_files(campaign.dnc, campaign.default_region)
     ok, lines = explain(campaign, state, contact, datetime.now(UTC),
                         DncCheck(files, store.on_dnc))
@@ -261,11 +269,11 @@ def explain_number(name: str, number: str, request: Request,
         ok = False
         lines = [*lines, f"the do-not-call list has {len(files.problems)} line(s) not "
                  "understood; run refuses to dial until they are fixed"]
-    return Explained(number=e164, dial_now=ok, reasons=lines)
+    return Explained(number=number, dial_now=ok, reasons=lines)
 
 
 @router.get("/{name}/report", responses={200: {"content": {"text/csv": {}}}})
-def report(name: str, request: Request, format: Literal["json", "csv"] = "json",
+def report(name: Name, request: Request, format: Literal["json", "csv"] = "json",
            _: Principal = READ) -> Response:
     """Counts by status and outcome, answer and completion rates, handle time, menu
     choices, per hour: as JSON, or ``?format=csv``."""
@@ -281,7 +289,7 @@ def report(name: str, request: Request, format: Literal["json", "csv"] = "json",
 
 @router.get("/{name}/report/charts/{kind}.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
-def chart(name: str, kind: str, request: Request, _: Principal = READ) -> Response:
+def chart(name: Name, kind: str, request: Request, _: Principal = READ) -> Response:
     """A report chart drawn in memory: ``outcomes`` or ``per-hour``."""
     if kind not in rep.CHARTS:
         raise Problem(404, "Not Found", f"no chart {kind!r}; use {' or '.join(rep.CHARTS)}")
@@ -292,7 +300,7 @@ def chart(name: str, kind: str, request: Request, _: Principal = READ) -> Respon
 
 
 @router.get("/{name}/attempts", response_model=AttemptPage)
-def attempts(name: str, request: Request, limit: int = Query(100),
+def attempts(name: Name, request: Request, limit: int = Query(100),
              after: int = Query(0, ge=0), _: Principal = PERSONAL) -> AttemptPage:
     """Attempts (call records) by id; pass ``next`` as ``after`` for the next page."""
     store = store_of(request)

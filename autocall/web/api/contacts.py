@@ -26,7 +26,7 @@ from autocall.campaign.schedule import DncList
 from autocall.campaign.store import Store
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
-from autocall.web.api.common import MAX_UPLOAD, PERSONAL, WRITE, campaign_or_404, page_limit
+from autocall.web.api.common import MAX_UPLOAD, PERSONAL, WRITE, Name, campaign_or_404, page_limit
 from autocall.web.api.common import upload as read_upload
 from autocall.web.auth import store_of
 from autocall.web.problems import Problem
@@ -126,7 +126,7 @@ def _import(store: Store, campaign: Campaign, result: ImportResult, source: str,
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "file": {"type": "string", "format": "binary"}}}},
                  "text/csv": {"schema": {"type": "string"}}}}})
-async def upload_contacts(name: str, request: Request, dry_run: bool = Query(False),
+async def upload_contacts(name: Name, request: Request, dry_run: bool = Query(False),
                           who: Principal = WRITE) -> JSONResponse:
     """Import a CSV into the campaign (multipart field ``file``, or a ``text/csv`` body)
     with the rules of ``autocall campaign import``: bad rows are reported with their
@@ -152,7 +152,7 @@ async def upload_contacts(name: str, request: Request, dry_run: bool = Query(Fal
 
 
 @router.get("/{name}/contacts", response_model=ContactPage)
-def list_contacts(name: str, request: Request, limit: int = Query(100),
+def list_contacts(name: Name, request: Request, limit: int = Query(100),
                   after: int = Query(0, ge=0), _: Principal = PERSONAL) -> ContactPage:
     """A campaign's contacts by id; pass ``next`` as ``after`` for the next page."""
     store = store_of(request)

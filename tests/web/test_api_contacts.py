@@ -124,3 +124,21 @@ def test_a_retried_upload_imports_once(live: Live) -> None:
     other = crm.post("/v1/campaigns/spring/contacts", headers=headers,
                      files={"file": ("list.csv", b"phone\n+12122000077\n", "text/csv")})
     assert_problem(other, 422)
+
+
+def test_the_wizard_maps_other_headers(live: Live) -> None:
+    crm = _campaign(live)
+    german = f"Telefon;Vorname\n{us_number(5)};Jürgen\n".encode("cp1252")
+    plain = crm.post("/v1/campaigns/spring/contacts", params={"dry_run": True},
+                     content=german, headers={"content-type": "text/csv"})
+    assert_problem(plain, 422)  # the campaign's mapping wants a 'phone' column
+    mapped = crm.post("/v1/campaigns/spring/contacts",
+                      params={"columns": '{"phone": "Telefon", "first_name": "Vorname"}'},
+                      content=german, headers={"content-type": "text/csv"})
+    assert mapped.status_code == 200 and mapped.json()["added"] == 1
+    (stored,) = crm.get("/v1/campaigns/spring/contacts").json()["items"]
+    assert stored["fields"]["first_name"] == "Jürgen"
+    bad = assert_problem(crm.post("/v1/campaigns/spring/contacts",
+                                  params={"columns": '{"phone": "x", "bad name": "y"}'},
+                                  content=german, headers={"content-type": "text/csv"}), 422)
+    assert bad["errors"][0]["loc"][:2] == ["query", "columns"]  # type: ignore[index]

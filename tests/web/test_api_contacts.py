@@ -5,11 +5,14 @@ that stores nothing; the size limit; a retried upload that imports once."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import func, insert, select
 
 from autocall.web.accounts import Role
 from autocall.web.api.common import MAX_UPLOAD
+from autocall.web.idempotency import STALE, fingerprint, idempotency, purge
 from tests.web.api_fixtures import (  # noqa: F401
     Live,
     assert_problem,
@@ -142,3 +145,36 @@ def test_the_wizard_maps_other_headers(live: Live) -> None:
                                   params={"columns": '{"phone": "x", "bad name": "y"}'},
                                   content=german, headers={"content-type": "text/csv"}), 422)
     assert bad["errors"][0]["loc"][:2] == ["query", "columns"]  # type: ignore[index]
+
+
+def test_a_key_left_in_progress_by_a_dead_process(live: Live) -> None:
+    """A fresh in-progress key is 409; one left for longer than STALE is taken over."""
+    crm = _campaign(live)
+    data = f"phone\n{us_number(8)}\n".encode()
+    request = fingerprint("POST", "/v1/campaigns/spring/contacts", "spring",
+                          campaign_columns_json(), data)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with live.store.engine.begin() as conn:
+        for key, at in (("fresh", now), ("stale", now - STALE - timedelta(seconds=5))):
+            conn.execute(insert(idempotency).values(principal="token:crm", key=key,
+                                                    request=request, created_at=at))
+    post = crm.post
+    headers = {"content-type": "text/csv"}
+    assert_problem(post("/v1/campaigns/spring/contacts", content=data,
+                        headers={**headers, "Idempotency-Key": "fresh"}), 409)
+    assert crm.get("/v1/campaigns/spring").json()["summary"]["total"] == 0
+    took = post("/v1/campaigns/spring/contacts", content=data,
+                headers={**headers, "Idempotency-Key": "stale"})
+    assert took.status_code == 200 and took.json()["added"] == 1
+    again = post("/v1/campaigns/spring/contacts", content=data,
+                 headers={**headers, "Idempotency-Key": "stale"})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert purge(live.store.engine, timedelta(0)) == 2
+    with live.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(idempotency)).scalar_one() == 0
+
+
+def campaign_columns_json() -> str:
+    from autocall.campaign.model import ContactColumns
+
+    return ContactColumns().model_dump_json()

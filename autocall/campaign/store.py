@@ -483,9 +483,11 @@ class Store:
 
     # --- contacts -----------------------------------------------------------------
 
-    def add_contacts(self, name: str, new: Iterable[NewContact],
-                     batch: int = 5000) -> tuple[int, int]:
+    def add_contacts(self, name: str, new: Iterable[NewContact], batch: int = 5000,
+                     also: Callable[[Connection, int, int], None] | None = None
+                     ) -> tuple[int, int]:
         """Insert contacts, skipping numbers already in the campaign; (added, duplicates).
+        ``also(conn, added, duplicates)`` runs in the same transaction (an audit line).
 
         Rows go straight to the driver's executemany: building 100,000 parameter dicts
         through the SQL layer costs more than the inserts themselves.
@@ -514,6 +516,8 @@ class Store:
                 conn.exec_driver_sql(sql, rows)
                 total += len(rows)
             added = conn.execute(count).scalar_one() - before
+            if also is not None:
+                also(conn, added, total - added)
         return added, total - added
 
     def contact_by_number(self, name: str, number: str) -> Contact | None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from sqlalchemy import func, insert, select
 
-from autocall.web.accounts import Role
+from autocall.web.accounts import Role, audit_log
 from autocall.web.api.common import MAX_UPLOAD
 from autocall.web.idempotency import STALE, fingerprint, idempotency, purge
 from tests.web.api_fixtures import (  # noqa: F401
@@ -56,8 +56,15 @@ def test_upload_reports_rejected_rows_and_dry_run_stores_nothing(live: Live) -> 
         ":2" in got["duplicate_rows"][0]["reason"]
     assert crm.get("/v1/campaigns/spring/contacts").json()["items"] == []
 
+    with live.store.engine.connect() as conn:
+        assert conn.execute(select(audit_log.c.action)).scalars().all() == ["campaign.create"]
     done = crm.post("/v1/campaigns/spring/contacts", files=files).json()
     assert not done["dry_run"] and done["added"] == 2 and done["duplicates"] == 1
+    with live.store.engine.connect() as conn:
+        line = conn.execute(select(audit_log).where(
+            audit_log.c.action == "contacts.import")).one()
+    assert line.actor == "token:crm" and line.subject == "spring"
+    assert '"added": 2' in line.detail and '"source": "crm export.csv"' in line.detail
     stored = crm.get("/v1/campaigns/spring/contacts").json()["items"]
     assert [(c["number"], c["fields"]["first_name"]) for c in stored] == [
         (us_number(1), "Zoë"), (us_number(3), "Jérôme")]

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from autocall.campaign.contacts import (
@@ -118,10 +119,11 @@ def _import(store: Store, campaign: Campaign, result: ImportResult, source: str,
         stored = store.stored_numbers(campaign.name, numbers)
         added, already = len(numbers) - len(stored), len(stored)
     else:
-        added, already = store.add_contacts(campaign.name, result.contacts)
-        with store.engine.begin() as conn:
+        def audit(conn: Connection, added: int, duplicates: int) -> None:
             accounts.audit(conn, who, "contacts.import", campaign.name, source=source,
-                           added=added, rejected=len(result.rejected))
+                           added=added, duplicates=duplicates, rejected=len(result.rejected))
+
+        added, already = store.add_contacts(campaign.name, result.contacts, also=audit)
     on_dnc = sum(1 for n in numbers if n in files or store.on_dnc(n))
     out = ImportOut(
         campaign=campaign.name, dry_run=dry_run, source=source, encoding=result.encoding,

@@ -14,7 +14,7 @@ from autocall.web.api import routers
 def create_app(store: Store, *, settings: Settings | None = None) -> FastAPI:
     """The console and the API on ``store`` (the caller owns and closes it); ``settings``
     (default: from the environment) name the prompts and recordings folders."""
-    app = FastAPI(title="autocall", version=__version__, docs_url="/docs",
+    app = FastAPI(title="autocall", version=__version__, docs_url=None,
                   openapi_url="/openapi.json", redoc_url=None)
     app.state.store = store
     app.state.settings = settings or Settings.from_env()

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from autocall.web.api import calls, campaigns, contacts, dnc, recordings
+from autocall.web.api import calls, campaigns, contacts, dnc, docs, recordings
 
 routers: list[APIRouter] = [campaigns.router, contacts.router, dnc.router, recordings.router,
-                            calls.router]
+                            calls.router, docs.router]

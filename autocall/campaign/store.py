@@ -526,6 +526,13 @@ class Store:
                 contacts.c.campaign == name, contacts.c.number == number)).first()
         return None if row is None else _contact(row)
 
+    def add_dnc(self, number: str, added_by: str, source: str) -> None:
+        """Put an E.164 number on the store's do-not-call list (an opt-out); once."""
+        with self.engine.begin() as conn:
+            conn.execute(_dialect_insert(self.engine)(dnc).values(
+                number=number, added_at=_naive(datetime.now(UTC)), added_by=added_by,
+                source=source).on_conflict_do_nothing())
+
     def on_dnc(self, number: str) -> bool:
         """True if ``number`` (E.164) is on the store's do-not-call list."""
         with self.engine.connect() as conn:

@@ -19,6 +19,7 @@ from autocall.campaign.store import Store
 from autocall.cli import app
 from autocall.telephony.call import UserAgent
 from autocall.web.accounts import Role
+from tests.campaign.farend import ScriptedFarEnd
 from tests.peers import SCENARIOS, Sipp
 from tests.web.api_fixtures import (  # noqa: F401
     Live,
@@ -92,6 +93,27 @@ def test_explain_and_status_in_the_cli_see_the_store_list(live: Live) -> None:
     status = runner.invoke(app, ["campaign", "status", "spring", "--db", live.url, "--json"])
     got = json.loads(status.stdout)
     assert (got["due"], got["due_but_dnc"]) == (0, 1)
+
+
+async def test_an_opt_out_in_an_api_campaign_joins_the_store_list(live: Live) -> None:
+    """An API campaign has no DNC file: the callee's opt-out must still stop every
+    campaign from calling them (the real dialer; the far end scripted)."""
+    crm = live.client(Role.MARKETER)
+    for name in ("spring", "autumn"):
+        crm.post("/v1/campaigns", json=campaign_body(name=name))
+        crm.post(f"/v1/campaigns/{name}/contacts", content=f"phone\n{us_number(3)}\n".encode(),
+                 headers={"content-type": "text/csv"})
+        crm.post(f"/v1/campaigns/{name}/start")
+    store = Store(live.url)
+    far = ScriptedFarEnd({us_number(3): ["optout"]})
+    await asyncio.wait_for(run_campaign("spring", store, far, poll=0.05), 30)
+    listed = crm.get(f"/v1/dnc/{us_number(3)}").json()
+    assert listed["listed"] and listed["source"] == "opt-out in spring"
+    await asyncio.wait_for(run_campaign("autumn", store, far, poll=0.05), 30)
+    assert [r.campaign for r in far.placed] == ["spring"]  # autumn never called them
+    closed = store.contact_by_number("autumn", us_number(3))
+    assert closed is not None and closed.last_outcome is Outcome.DNC
+    store.close()
 
 
 @pytest.mark.peers

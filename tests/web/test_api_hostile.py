@@ -57,3 +57,21 @@ def test_no_route_answers_5xx(live: Live) -> None:
                            f"POST {path} {kind} {body[:30]!r}")
     # still up and sane afterwards
     assert admin.get("/v1/campaigns/spring").json()["summary"]["total"] == 0
+
+
+def test_racing_creates_never_fail(live: Live) -> None:
+    """Sixteen identical creates without a key at once: one campaign, the rest 409 (on
+    PostgreSQL some met the first one's insert as a 500 before), and sixteen adds of one
+    DNC number: all fine, one row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    crm = live.client(Role.MARKETER)
+    with ThreadPoolExecutor(16) as pool:
+        made = list(pool.map(lambda _: crm.post("/v1/campaigns", json=campaign_body()),
+                             range(16)))
+        listed = list(pool.map(lambda _: crm.post("/v1/dnc", json={"number": "+12122000001"}),
+                               range(16)))
+    assert sorted(r.status_code for r in made) == [201] + [409] * 15, \
+        [r.text for r in made]
+    assert {r.status_code for r in listed} == {201}, [r.text for r in listed]
+    assert crm.get("/v1/dnc").json()["total"] == 1

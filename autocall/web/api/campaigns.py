@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from autocall.campaign import report as rep
 from autocall.campaign.check import preflight
@@ -181,9 +182,13 @@ def create_campaign(body: Campaign, request: Request, who: Principal = WRITE) ->
             raise Problem(409, "Conflict", f"a campaign named {campaign.name!r} exists",
                           errors=[{"loc": ["body", "name"], "msg": "name taken"}])
         now = datetime.now(UTC).replace(tzinfo=None)
-        conn.execute(insert(campaigns).values(
-            name=campaign.name, state=CampaignState.DRAFT.value,
-            definition=campaign.model_dump_json(), created_at=now, updated_at=now))
+        try:
+            conn.execute(insert(campaigns).values(
+                name=campaign.name, state=CampaignState.DRAFT.value,
+                definition=campaign.model_dump_json(), created_at=now, updated_at=now))
+        except IntegrityError:  # made by a concurrent request since the check above
+            raise Problem(409, "Conflict", f"a campaign named {campaign.name!r} exists",
+                          errors=[{"loc": ["body", "name"], "msg": "name taken"}]) from None
         accounts.audit(conn, who, "campaign.create", campaign.name)
         out = CampaignOut(name=campaign.name, state=CampaignState.DRAFT, state_reason=None,
                           definition=_shown(campaign))

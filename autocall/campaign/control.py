@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy.engine import Connection
 
 from autocall.campaign.dialer import explain
-from autocall.campaign.model import CampaignState
-from autocall.campaign.schedule import DncList, normalize
+from autocall.campaign.model import CampaignState, start_state
+from autocall.campaign.schedule import DncCheck, DncList, normalize
 from autocall.campaign.store import Store, StoreError
 
 
@@ -64,6 +64,8 @@ def steer(store: Store, name: str, verb: Verb, reason: str,
     the change does). Raises :class:`SteerError` when the state does not allow it,
     :class:`StoreError` when there is no such campaign."""
     target, sources = MOVES[verb]
+    if verb is Verb.START:  # scheduled until its start_at, as `campaign run` does
+        target = start_state(store.campaign(name)[0], datetime.now(UTC))
     before, _ = store.state(name)
     if not store.set_state(name, target, reason, sources, also):  # the one state change
         now, _ = store.state(name)
@@ -88,7 +90,8 @@ def explain_number(store: Store, name: str, number: str, now: datetime) -> Expla
     e164 = normalize(number, campaign.default_region) or number
     contact = store.contact_by_number(name, e164)
     dnc = DncList.from_files(campaign.dnc, campaign.default_region)
-    ok, lines = explain(campaign, state, contact, now, dnc)
+    # the store's list too: the dialer closes those numbers when it claims them
+    ok, lines = explain(campaign, state, contact, now, DncCheck(dnc, store.on_dnc))
     if dnc.problems:
         ok = False
         lines = [*lines, f"the do-not-call list has {len(dnc.problems)} line(s) not "

@@ -35,6 +35,7 @@ from autocall.campaign.model import (
     Dial,
     Outcome,
     Plan,
+    start_state,
 )
 from autocall.campaign.schedule import (
     DncList,
@@ -667,9 +668,8 @@ class _Driver:
     async def _start_state(self, now: datetime) -> None:
         state, _ = await self._db(self.store.state, self.campaign.name)
         if state in (CampaignState.DRAFT, CampaignState.COMPLETED):
-            target = (CampaignState.SCHEDULED if self.campaign.start_at and not self._start_due(now)
-                      else CampaignState.RUNNING)
-            await self._db(self.store.set_state, self.campaign.name, target, "run started",
+            await self._db(self.store.set_state, self.campaign.name,
+                           start_state(self.campaign, now), "run started",
                            (state,))
 
     def _start_due(self, now: datetime) -> bool:
@@ -745,8 +745,13 @@ class _Driver:
                 if me is not None:
                     self._placing.discard(me)
         outcome = outcome_of(result)
-        if outcome is Outcome.OPTED_OUT and self.dnc.paths:
-            await self._db(self.dnc.add, contact.number)
+        if outcome is Outcome.OPTED_OUT:
+            # The store's list first: every campaign and node honours it (a campaign made
+            # over the API has no DNC file at all).
+            await self._db(self.store.add_dnc, contact.number, f"dialer:{self.node}",
+                           f"opt-out in {c.name}")
+            if self.dnc.paths:
+                await self._db(self.dnc.add, contact.number)
         now = self.clock()
         record = replace(result, outcome=outcome, started_at=result.started_at or started,
                          ended_at=result.ended_at or now, campaign=c.name,

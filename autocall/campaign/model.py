@@ -10,7 +10,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -459,3 +459,12 @@ class Close:
 
 
 Plan = Dial | Defer | Close
+
+
+def start_state(campaign: Campaign, now: datetime) -> CampaignState:
+    """What starting makes a campaign (``run`` and ``POST …/start`` alike): scheduled
+    until its ``start_at``, else running."""
+    s = campaign.start_at
+    if s is not None and now < (s if s.tzinfo else s.replace(tzinfo=UTC)):
+        return CampaignState.SCHEDULED
+    return CampaignState.RUNNING

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -204,6 +204,18 @@ class DncList:
             fh.flush()
             os.fsync(fh.fileno())
         self.numbers.add(number)
+
+
+class DncCheck(Container[str]):
+    """The campaign's DNC files and the store's list (``autocall_dnc``, which the dialer
+    reads when it claims), as one ``in``: what explain and status must agree with."""
+
+    def __init__(self, files: DncList, listed: Callable[[str], bool]) -> None:
+        self.files = files
+        self.listed = listed
+
+    def __contains__(self, number: object) -> bool:
+        return number in self.files or (isinstance(number, str) and self.listed(number))
 
 
 def parse_dnc_text(text: str, source: str, region: str

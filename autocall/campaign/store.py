@@ -483,9 +483,11 @@ class Store:
 
     # --- contacts -----------------------------------------------------------------
 
-    def add_contacts(self, name: str, new: Iterable[NewContact],
-                     batch: int = 5000) -> tuple[int, int]:
+    def add_contacts(self, name: str, new: Iterable[NewContact], batch: int = 5000,
+                     also: Callable[[Connection, int, int], None] | None = None
+                     ) -> tuple[int, int]:
         """Insert contacts, skipping numbers already in the campaign; (added, duplicates).
+        ``also(conn, added, duplicates)`` runs in the same transaction (an audit line).
 
         Rows go straight to the driver's executemany: building 100,000 parameter dicts
         through the SQL layer costs more than the inserts themselves.
@@ -514,6 +516,8 @@ class Store:
                 conn.exec_driver_sql(sql, rows)
                 total += len(rows)
             added = conn.execute(count).scalar_one() - before
+            if also is not None:
+                also(conn, added, total - added)
         return added, total - added
 
     def contact_by_number(self, name: str, number: str) -> Contact | None:
@@ -521,6 +525,13 @@ class Store:
             row = conn.execute(select(contacts).where(
                 contacts.c.campaign == name, contacts.c.number == number)).first()
         return None if row is None else _contact(row)
+
+    def add_dnc(self, number: str, added_by: str, source: str) -> None:
+        """Put an E.164 number on the store's do-not-call list (an opt-out); once."""
+        with self.engine.begin() as conn:
+            conn.execute(_dialect_insert(self.engine)(dnc).values(
+                number=number, added_at=_naive(datetime.now(UTC)), added_by=added_by,
+                source=source).on_conflict_do_nothing())
 
     def on_dnc(self, number: str) -> bool:
         """True if ``number`` (E.164) is on the store's do-not-call list."""

@@ -35,7 +35,7 @@ from autocall.campaign.control import SteerError, Verb, explain_number, steer
 from autocall.campaign.dialer import CallPlacer, run_campaign
 from autocall.campaign.dialer import Progress as DialProgress
 from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
-from autocall.campaign.schedule import DncList, is_open_all
+from autocall.campaign.schedule import DncCheck, DncList, is_open_all
 from autocall.campaign.store import Store, StoreError
 from autocall.campaign.trees import TreeLibrary
 from autocall.cli.safe_text import plain, safe
@@ -399,8 +399,13 @@ def status(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
         raise _store_error(exc) from None
     finally:
         store.close()
-    dnc = DncList.from_files(campaign.dnc, campaign.default_region)
-    on_dnc = sum(1 for c in pending if c.number in dnc)
+    files = DncList.from_files(campaign.dnc, campaign.default_region)
+    store = _open(db)
+    try:  # the store's list too: the dialer closes those numbers when it claims them
+        dnc = DncCheck(files, store.on_dnc)
+        on_dnc = sum(1 for c in pending if c.number in dnc)
+    finally:
+        store.close()
     closed = sum(1 for c in pending
                  if c.number not in dnc and not is_open_all(campaign.window, c.timezones, now))
     live = [n for n in s.nodes if (now - n["heartbeat"]).total_seconds() <= HEARTBEAT_STALE]

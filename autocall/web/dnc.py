@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from autocall.campaign.store import dnc
@@ -23,6 +26,13 @@ class Entry:
     added_at: datetime
     added_by: str | None
     source: str | None
+
+
+def _insert(conn: Connection) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return pg_insert(dnc)
+    return sqlite_insert(dnc)
 
 
 def _now() -> datetime:
@@ -40,8 +50,10 @@ def add_many(conn: Connection, numbers: Iterable[str], added_by: str, source: st
         new = [n for n in chunk if n not in have]
         if new:
             now = _now()
-            conn.execute(insert(dnc), [{"number": n, "added_at": now, "added_by": added_by,
-                                        "source": source} for n in new])
+            # A concurrent request may list one of them meanwhile: skip it, never fail.
+            conn.execute(_insert(conn).on_conflict_do_nothing(),
+                         [{"number": n, "added_at": now, "added_by": added_by,
+                           "source": source} for n in new])
             added += len(new)
     return added
 

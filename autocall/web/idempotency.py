@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Request
@@ -45,6 +45,13 @@ from sqlalchemy.exc import IntegrityError
 
 from autocall.web.accounts import Principal
 from autocall.web.problems import Problem
+
+STALE = timedelta(minutes=10)
+"""A key still in progress after this long was left by a process that died between
+:func:`claim` and :func:`finish` (the effect's own transaction decides whether it
+happened): the next request with it takes it over instead of getting 409 forever."""
+KEEP = timedelta(hours=24)
+"""How long answers are kept for replay (Stripe keeps 24 hours too); :func:`purge`."""
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -165,7 +172,12 @@ def claim(engine: Engine, key: Key | None) -> JSONResponse | None:
                 principal=key.principal, key=key.key, request=key.request,
                 created_at=_now()))
     except IntegrityError:
-        return _answer_stored(engine, key)
+        with engine.begin() as conn:
+            taken = conn.execute(update(idempotency).where(
+                _where(key), idempotency.c.request == key.request,
+                idempotency.c.status.is_(None), idempotency.c.created_at < _now() - STALE)
+                .values(created_at=_now())).rowcount
+        return None if taken else _answer_stored(engine, key)
     return None
 
 
@@ -183,3 +195,10 @@ def release(engine: Engine, key: Key | None) -> None:
     if key is not None:
         with engine.begin() as conn:
             conn.execute(delete(idempotency).where(_where(key), idempotency.c.status.is_(None)))
+
+
+def purge(engine: Engine, keep: timedelta = KEEP) -> int:
+    """Forget answers older than ``keep`` (a worker calls this now and then)."""
+    with engine.begin() as conn:
+        return int(conn.execute(delete(idempotency).where(
+            idempotency.c.created_at < _now() - keep)).rowcount)

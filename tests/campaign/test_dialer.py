@@ -119,6 +119,7 @@ async def test_opt_out_joins_dnc_file(tmp_path: Path, sqlite_url: str, farend) -
     far = farend({us_number(1): ["optout"]})
     await run_campaign(name, store, far, poll=0.05)
     assert us_number(1) in (tmp_path / "dnc.txt").read_text()
+    assert store.on_dnc(us_number(1)) and not store.on_dnc(us_number(0))
     contact = store.contact_by_number(name, us_number(1))
     assert contact is not None and contact.last_outcome is Outcome.OPTED_OUT
 

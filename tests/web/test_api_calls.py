@@ -49,6 +49,12 @@ def test_a_call_is_queued_and_read_back(live: Live) -> None:
     assert first["items"][0]["id"] == body["id"] and first["next"] == body["id"]
     second = crm.get("/v1/calls", params={"limit": 1, "after": first["next"]}).json()
     assert second["items"][0]["id"] == tree_call.json()["id"]
+    by_status = crm.get("/v1/calls", params={"status": "completed"}).json()["items"]
+    assert [c["id"] for c in by_status] == [body["id"]]
+    assert crm.get("/v1/calls", params={"status": "busy"}).json()["items"] == []
+    assert [c["id"] for c in crm.get("/v1/calls", params={"status": "queued"}).json()[
+        "items"]] == [tree_call.json()["id"]]
+    assert_problem(crm.get("/v1/calls", params={"status": "exploded"}), 422)
     later = crm.get("/v1/calls", params={"since": datetime.now(UTC).isoformat()}).json()
     assert later["items"] == []
     assert_problem(crm.get("/v1/calls/CA" + "0" * 32), 404)
@@ -143,3 +149,21 @@ def test_a_key_still_in_progress_is_409(live: Live) -> None:
     problem = assert_problem(got, 409)
     assert "in progress" in str(problem["detail"]) and got.headers["retry-after"] == "1"
     assert _rows(live) == 0
+
+
+def test_status_filter_pages_across_batches(live: Live) -> None:
+    crm = live.client(Role.MARKETER)
+    ids = [crm.post("/v1/calls", json={"to": f"+1212200{i:04d}", "say": "hi"}).json()["id"]
+           for i in range(7)]
+    busy = ids[1::2]  # 3 of them end busy; the others stay queued
+    with live.store.engine.begin() as conn:
+        for call_id in busy:
+            conn.execute(update(call_requests).where(call_requests.c.id == call_id).values(
+                state="done", record=json.dumps({"status": "busy", "sip_code": 486})))
+    first = crm.get("/v1/calls", params={"status": "busy", "limit": 2}).json()
+    assert [c["id"] for c in first["items"]] == busy[:2] and first["next"] == busy[1]
+    rest = crm.get("/v1/calls", params={"status": "busy", "limit": 2,
+                                        "after": first["next"]}).json()
+    assert [c["id"] for c in rest["items"]] == busy[2:] and rest["next"] is None
+    queued = crm.get("/v1/calls", params={"status": "queued", "limit": 10}).json()["items"]
+    assert [c["id"] for c in queued] == [i for i in ids if i not in busy]

@@ -99,13 +99,17 @@ def test_steering_matches_the_cli_and_is_audited(live: Live) -> None:
     problem = assert_problem(crm.post("/v1/campaigns/spring/resume"), 409)
     assert "stopped" in str(problem["detail"])
     assert_problem(crm.post("/v1/campaigns/nope/start"), 404)
+    later = campaign_body(name="later", start_at="2099-01-01T09:00:00Z")
+    assert crm.post("/v1/campaigns", json=later).status_code == 201
+    assert crm.post("/v1/campaigns/later/start").json()["state"] == "scheduled"
     with live.store.engine.connect() as conn:
         lines = conn.execute(select(audit_log.c.actor, audit_log.c.action, audit_log.c.subject)
                              .order_by(audit_log.c.id)).all()
     assert [tuple(r) for r in lines] == [
         ("token:crm", "campaign.create", "spring"), ("token:crm", "campaign.start", "spring"),
         ("token:crm", "campaign.pause", "spring"), ("token:crm", "campaign.resume", "spring"),
-        ("token:crm", "campaign.stop", "spring")]
+        ("token:crm", "campaign.stop", "spring"), ("token:crm", "campaign.create", "later"),
+        ("token:crm", "campaign.start", "later")]
 
 
 def _dial_some(live: Live, n: int) -> None:

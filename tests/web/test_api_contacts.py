@@ -5,11 +5,14 @@ that stores nothing; the size limit; a retried upload that imports once."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
+from sqlalchemy import func, insert, select
 
-from autocall.web.accounts import Role
+from autocall.web.accounts import Role, audit_log
 from autocall.web.api.common import MAX_UPLOAD
+from autocall.web.idempotency import STALE, fingerprint, idempotency, purge
 from tests.web.api_fixtures import (  # noqa: F401
     Live,
     assert_problem,
@@ -53,8 +56,15 @@ def test_upload_reports_rejected_rows_and_dry_run_stores_nothing(live: Live) -> 
         ":2" in got["duplicate_rows"][0]["reason"]
     assert crm.get("/v1/campaigns/spring/contacts").json()["items"] == []
 
+    with live.store.engine.connect() as conn:
+        assert conn.execute(select(audit_log.c.action)).scalars().all() == ["campaign.create"]
     done = crm.post("/v1/campaigns/spring/contacts", files=files).json()
     assert not done["dry_run"] and done["added"] == 2 and done["duplicates"] == 1
+    with live.store.engine.connect() as conn:
+        line = conn.execute(select(audit_log).where(
+            audit_log.c.action == "contacts.import")).one()
+    assert line.actor == "token:crm" and line.subject == "spring"
+    assert '"added": 2' in line.detail and '"source": "crm export.csv"' in line.detail
     stored = crm.get("/v1/campaigns/spring/contacts").json()["items"]
     assert [(c["number"], c["fields"]["first_name"]) for c in stored] == [
         (us_number(1), "Zoë"), (us_number(3), "Jérôme")]
@@ -124,3 +134,54 @@ def test_a_retried_upload_imports_once(live: Live) -> None:
     other = crm.post("/v1/campaigns/spring/contacts", headers=headers,
                      files={"file": ("list.csv", b"phone\n+12122000077\n", "text/csv")})
     assert_problem(other, 422)
+
+
+def test_the_wizard_maps_other_headers(live: Live) -> None:
+    crm = _campaign(live)
+    german = f"Telefon;Vorname\n{us_number(5)};Jürgen\n".encode("cp1252")
+    plain = crm.post("/v1/campaigns/spring/contacts", params={"dry_run": True},
+                     content=german, headers={"content-type": "text/csv"})
+    assert_problem(plain, 422)  # the campaign's mapping wants a 'phone' column
+    mapped = crm.post("/v1/campaigns/spring/contacts",
+                      params={"columns": '{"phone": "Telefon", "first_name": "Vorname"}'},
+                      content=german, headers={"content-type": "text/csv"})
+    assert mapped.status_code == 200 and mapped.json()["added"] == 1
+    (stored,) = crm.get("/v1/campaigns/spring/contacts").json()["items"]
+    assert stored["fields"]["first_name"] == "Jürgen"
+    bad = assert_problem(crm.post("/v1/campaigns/spring/contacts",
+                                  params={"columns": '{"phone": "x", "bad name": "y"}'},
+                                  content=german, headers={"content-type": "text/csv"}), 422)
+    assert bad["errors"][0]["loc"][:2] == ["query", "columns"]  # type: ignore[index]
+
+
+def test_a_key_left_in_progress_by_a_dead_process(live: Live) -> None:
+    """A fresh in-progress key is 409; one left for longer than STALE is taken over."""
+    crm = _campaign(live)
+    data = f"phone\n{us_number(8)}\n".encode()
+    request = fingerprint("POST", "/v1/campaigns/spring/contacts", "spring",
+                          campaign_columns_json(), data)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with live.store.engine.begin() as conn:
+        for key, at in (("fresh", now), ("stale", now - STALE - timedelta(seconds=5))):
+            conn.execute(insert(idempotency).values(principal="token:crm", key=key,
+                                                    request=request, created_at=at))
+    post = crm.post
+    headers = {"content-type": "text/csv"}
+    assert_problem(post("/v1/campaigns/spring/contacts", content=data,
+                        headers={**headers, "Idempotency-Key": "fresh"}), 409)
+    assert crm.get("/v1/campaigns/spring").json()["summary"]["total"] == 0
+    took = post("/v1/campaigns/spring/contacts", content=data,
+                headers={**headers, "Idempotency-Key": "stale"})
+    assert took.status_code == 200 and took.json()["added"] == 1
+    again = post("/v1/campaigns/spring/contacts", content=data,
+                 headers={**headers, "Idempotency-Key": "stale"})
+    assert again.headers["idempotent-replayed"] == "true"
+    assert purge(live.store.engine, timedelta(0)) == 2
+    with live.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(idempotency)).scalar_one() == 0
+
+
+def campaign_columns_json() -> str:
+    from autocall.campaign.model import ContactColumns
+
+    return ContactColumns().model_dump_json()

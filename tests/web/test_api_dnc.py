@@ -6,16 +6,20 @@ as dnc and never dialed, the other is called once."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from autocall.campaign.dialer import CallRequest, run_campaign
 from autocall.campaign.model import CampaignState, Outcome
 from autocall.campaign.placer import SipPlacer
 from autocall.campaign.store import Store
+from autocall.cli import app
 from autocall.telephony.call import UserAgent
 from autocall.web.accounts import Role
+from tests.campaign.farend import ScriptedFarEnd
 from tests.peers import SCENARIOS, Sipp
 from tests.web.api_fixtures import (  # noqa: F401
     Live,
@@ -70,6 +74,46 @@ def test_add_check_remove_upload_list(live: Live) -> None:
     assert viewer.get("/v1/dnc/+12122000003").json()["listed"] is True
     assert_problem(viewer.post("/v1/dnc", json={"number": "+12122000009"}), 403)
     assert_problem(viewer.delete("/v1/dnc/+12122000003"), 403)
+
+
+def test_explain_and_status_in_the_cli_see_the_store_list(live: Live) -> None:
+    crm = live.client(Role.MARKETER)
+    crm.post("/v1/campaigns", json=campaign_body())
+    crm.post("/v1/campaigns/spring/contacts", content=f"phone\n{us_number(0)}\n".encode(),
+             headers={"content-type": "text/csv"})
+    crm.post("/v1/campaigns/spring/start")
+    runner = CliRunner()
+    explain = ["campaign", "explain", "spring", us_number(0), "--db", live.url, "--json"]
+    before = runner.invoke(app, explain)
+    assert before.exit_code == 0 and json.loads(before.stdout)["dial_now"] is True
+    crm.post("/v1/dnc", json={"number": us_number(0)})
+    after = runner.invoke(app, explain)
+    assert after.exit_code == 1, after.output
+    assert any("do-not-call" in r for r in json.loads(after.stdout)["reasons"])
+    status = runner.invoke(app, ["campaign", "status", "spring", "--db", live.url, "--json"])
+    got = json.loads(status.stdout)
+    assert (got["due"], got["due_but_dnc"]) == (0, 1)
+
+
+async def test_an_opt_out_in_an_api_campaign_joins_the_store_list(live: Live) -> None:
+    """An API campaign has no DNC file: the callee's opt-out must still stop every
+    campaign from calling them (the real dialer; the far end scripted)."""
+    crm = live.client(Role.MARKETER)
+    for name in ("spring", "autumn"):
+        crm.post("/v1/campaigns", json=campaign_body(name=name))
+        crm.post(f"/v1/campaigns/{name}/contacts", content=f"phone\n{us_number(3)}\n".encode(),
+                 headers={"content-type": "text/csv"})
+        crm.post(f"/v1/campaigns/{name}/start")
+    store = Store(live.url)
+    far = ScriptedFarEnd({us_number(3): ["optout"]})
+    await asyncio.wait_for(run_campaign("spring", store, far, poll=0.05), 30)
+    listed = crm.get(f"/v1/dnc/{us_number(3)}").json()
+    assert listed["listed"] and listed["source"] == "opt-out in spring"
+    await asyncio.wait_for(run_campaign("autumn", store, far, poll=0.05), 30)
+    assert [r.campaign for r in far.placed] == ["spring"]  # autumn never called them
+    closed = store.contact_by_number("autumn", us_number(3))
+    assert closed is not None and closed.last_outcome is Outcome.DNC
+    store.close()
 
 
 @pytest.mark.peers

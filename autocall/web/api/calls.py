@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from autocall.campaign.schedule import normalize_dnc
 from autocall.campaign.store import call_requests
 from autocall.campaign.trees import TreeLibrary
+from autocall.telephony.record import CallStatus
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
 from autocall.web.api.campaigns import tree_path
@@ -167,27 +168,52 @@ def get_call(call_id: str, request: Request, _: Principal = PERSONAL) -> CallOut
 
 @router.get("", response_model=CallPage)
 def list_calls(request: Request,
+               status: CallStatus | None = None,
                state: Literal["queued", "dialing", "done"] | None = None,
                since: datetime | None = None, limit: int = Query(100),
                after: str | None = Query(None, pattern=r"^CA[0-9a-f]{32}$"),
                _: Principal = PERSONAL) -> CallPage:
-    """Calls asked for over the API, oldest first; ``state`` (queued, dialing, done) and
-    ``since`` (created at or after) filter; pass ``next`` as ``after`` for the next page."""
+    """Calls asked for over the API, oldest first. ``status`` (the call status, as in
+    the record: queued, completed, busy…), ``state`` (the request's: queued, dialing,
+    done) and ``since`` (created at or after) filter; pass ``next`` as ``after`` for the
+    next page."""
     limit = page_limit(limit)
     c = call_requests.c
-    query = select(call_requests).order_by(c.created_at, c.id).limit(limit)
+    query = select(call_requests).order_by(c.created_at, c.id)
     if state is not None:
         query = query.where(c.state == state)
+    if status is CallStatus.QUEUED:
+        query = query.where(c.state == "queued")
+    elif status is not None and status.final:
+        query = query.where(c.state == "done")
+    elif status is not None:
+        query = query.where(c.state != "queued")
     if since is not None:
         naive = since.astimezone(UTC).replace(tzinfo=None) if since.tzinfo else since
         query = query.where(c.created_at >= naive)
+    items: list[CallOut] = []
     with store_of(request).engine.connect() as conn:
+        mark: tuple[datetime, str] | None = None
         if after is not None:
-            mark = conn.execute(select(c.created_at).where(c.id == after)).scalar()
-            if mark is None:
+            at = conn.execute(select(c.created_at).where(c.id == after)).scalar()
+            if at is None:
                 raise Problem(422, "Invalid request", "after names no call",
                               errors=[{"loc": ["query", "after"], "msg": "unknown call id"}])
-            query = query.where((c.created_at > mark) | ((c.created_at == mark) & (c.id > after)))
-        rows = conn.execute(query).all()
-    items = [_out(r) for r in rows]
+            mark = (at, after)
+        # The status of a placed call is in its record: read batches until a page is full.
+        while len(items) < limit:
+            batch = query.limit(limit)
+            if mark is not None:
+                batch = batch.where((c.created_at > mark[0])
+                                    | ((c.created_at == mark[0]) & (c.id > mark[1])))
+            rows = conn.execute(batch).all()
+            for row in rows:
+                out = _out(row)
+                if status is None or out.status == status.value:
+                    items.append(out)
+                    if len(items) == limit:
+                        break
+            if len(rows) < limit:
+                break
+            mark = (rows[-1].created_at, rows[-1].id)
     return CallPage(items=items, next=items[-1].id if len(items) == limit else None)

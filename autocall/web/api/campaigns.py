@@ -10,7 +10,7 @@ from a terminal and from a CRM; a dialer obeys the store within a second.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,19 +21,27 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
+from autocall.campaign import control
 from autocall.campaign import report as rep
 from autocall.campaign.check import preflight
 from autocall.campaign.control import SteerError, Verb, steer
-from autocall.campaign.dialer import explain
 from autocall.campaign.model import Campaign, CampaignState
-from autocall.campaign.schedule import DncList, normalize
 from autocall.campaign.store import Store, campaigns
 from autocall.campaign.trees import STORE_PREFIX, TreeLibrary
 from autocall.config import Settings
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
-from autocall.web.api.common import PERSONAL, READ, WRITE, campaign_or_404, page_limit
+from autocall.web.api.common import (
+    PERSONAL,
+    READ,
+    WRITE,
+    Name,
+    campaign_or_404,
+    e164,
+    page_limit,
+)
 from autocall.web.auth import settings_of, store_of
 from autocall.web.problems import Problem
 
@@ -180,9 +188,13 @@ def create_campaign(body: Campaign, request: Request, who: Principal = WRITE) ->
             raise Problem(409, "Conflict", f"a campaign named {campaign.name!r} exists",
                           errors=[{"loc": ["body", "name"], "msg": "name taken"}])
         now = datetime.now(UTC).replace(tzinfo=None)
-        conn.execute(insert(campaigns).values(
-            name=campaign.name, state=CampaignState.DRAFT.value,
-            definition=campaign.model_dump_json(), created_at=now, updated_at=now))
+        try:
+            conn.execute(insert(campaigns).values(
+                name=campaign.name, state=CampaignState.DRAFT.value,
+                definition=campaign.model_dump_json(), created_at=now, updated_at=now))
+        except IntegrityError:  # made by a concurrent request since the check above
+            raise Problem(409, "Conflict", f"a campaign named {campaign.name!r} exists",
+                          errors=[{"loc": ["body", "name"], "msg": "name taken"}]) from None
         accounts.audit(conn, who, "campaign.create", campaign.name)
         out = CampaignOut(name=campaign.name, state=CampaignState.DRAFT, state_reason=None,
                           definition=_shown(campaign))
@@ -204,7 +216,7 @@ def list_campaigns(request: Request, _: Principal = READ) -> CampaignList:
 
 
 @router.get("/{name}", response_model=CampaignOut)
-def get_campaign(name: str, request: Request, _: Principal = READ) -> CampaignOut:
+def get_campaign(name: Name, request: Request, _: Principal = READ) -> CampaignOut:
     """A campaign's definition, state and summary counts."""
     store = store_of(request)
     campaign, state, reason = campaign_or_404(store, name)
@@ -213,7 +225,7 @@ def get_campaign(name: str, request: Request, _: Principal = READ) -> CampaignOu
 
 
 def _steer_route(verb: Verb) -> Callable[..., Steered]:
-    def steer_campaign(name: str, request: Request, who: Principal = WRITE) -> Steered:
+    def steer_campaign(name: Name, request: Request, who: Principal = WRITE) -> Steered:
         store = store_of(request)
         campaign, current, _ = campaign_or_404(store, name)
         if verb is Verb.START:
@@ -247,36 +259,19 @@ for _verb in Verb:
                          responses={409: {"description": "not allowed from this state"}})
 
 
-class _Dnc(Container[str]):
-    """The campaign's DNC files and the store's list, as the dialer checks them."""
-
-    def __init__(self, files: DncList, store: Store) -> None:
-        self.files = files
-        self.store = store
-
-    def __contains__(self, number: object) -> bool:
-        return number in self.files or (isinstance(number, str) and self.store.on_dnc(number))
-
-
 @router.get("/{name}/explain/{number}", response_model=Explained)
-def explain_number(name: str, number: str, request: Request,
+def explain_contact(name: Name, number: str, request: Request,
                    _: Principal = PERSONAL) -> Explained:
     """Why a contact is or is not being dialed (window, retry, DNC, attempts, state)."""
     store = store_of(request)
     campaign, state, _r = campaign_or_404(store, name)
-    e164 = normalize(number[:100], campaign.default_region) or number[:100]
-    contact = store.contact_by_number(name, e164)
-    files = DncList.from_files(campaign.dnc, campaign.default_region)
-    ok, lines = explain(campaign, state, contact, datetime.now(UTC), _Dnc(files, store))
-    if files.problems:
-        ok = False
-        lines = [*lines, f"the do-not-call list has {len(files.problems)} line(s) not "
-                 "understood; run refuses to dial until they are fixed"]
-    return Explained(number=e164, dial_now=ok, reasons=lines)
+    number = e164(number, campaign.default_region, ["path", "number"])
+    found = control.explain_number(store, name, number, datetime.now(UTC))
+    return Explained(number=found.number, dial_now=found.dial_now, reasons=found.reasons)
 
 
 @router.get("/{name}/report", responses={200: {"content": {"text/csv": {}}}})
-def report(name: str, request: Request, format: Literal["json", "csv"] = "json",
+def report(name: Name, request: Request, format: Literal["json", "csv"] = "json",
            _: Principal = READ) -> Response:
     """Counts by status and outcome, answer and completion rates, handle time, menu
     choices, per hour: as JSON, or ``?format=csv``."""
@@ -292,7 +287,7 @@ def report(name: str, request: Request, format: Literal["json", "csv"] = "json",
 
 @router.get("/{name}/report/charts/{kind}.png", response_class=Response,
             responses={200: {"content": {"image/png": {}}}})
-def chart(name: str, kind: str, request: Request, _: Principal = READ) -> Response:
+def chart(name: Name, kind: str, request: Request, _: Principal = READ) -> Response:
     """A report chart drawn in memory: ``outcomes`` or ``per-hour``."""
     if kind not in rep.CHARTS:
         raise Problem(404, "Not Found", f"no chart {kind!r}; use {' or '.join(rep.CHARTS)}")
@@ -303,7 +298,7 @@ def chart(name: str, kind: str, request: Request, _: Principal = READ) -> Respon
 
 
 @router.get("/{name}/attempts", response_model=AttemptPage)
-def attempts(name: str, request: Request, limit: int = Query(100),
+def attempts(name: Name, request: Request, limit: int = Query(100),
              after: int = Query(0, ge=0), _: Principal = PERSONAL) -> AttemptPage:
     """Attempts (call records) by id; pass ``next`` as ``after`` for the next page."""
     store = store_of(request)

@@ -4,9 +4,11 @@ phone numbers normalised as the importer does, and a campaign or a 404."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Annotated
 
 import phonenumbers
 from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -28,6 +30,12 @@ MAX_UPLOAD = 20 * 1024 * 1024
 """Largest contact or DNC upload (20 MiB, ~200,000 rows); larger gets 413."""
 
 MAX_PAGE = 1000
+
+CAMPAIGN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+"""What ``Campaign.name`` allows: checked on the path too, so odd bytes (a NUL, which
+PostgreSQL refuses) never reach a query."""
+Name = Annotated[str, PathParam(min_length=1, max_length=100, pattern=CAMPAIGN_NAME,
+                                description="the campaign's name")]
 
 
 def campaign_or_404(store: Store, name: str) -> tuple[Campaign, CampaignState, str | None]:

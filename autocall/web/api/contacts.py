@@ -11,7 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.engine import Connection
 from starlette.concurrency import run_in_threadpool
 
 from autocall.campaign.contacts import (
@@ -21,12 +22,12 @@ from autocall.campaign.contacts import (
     decode_text,
     read_contacts_text,
 )
-from autocall.campaign.model import Campaign
+from autocall.campaign.model import Campaign, ContactColumns
 from autocall.campaign.schedule import DncList
 from autocall.campaign.store import Store
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
-from autocall.web.api.common import MAX_UPLOAD, PERSONAL, WRITE, campaign_or_404, page_limit
+from autocall.web.api.common import MAX_UPLOAD, PERSONAL, WRITE, Name, campaign_or_404, page_limit
 from autocall.web.api.common import upload as read_upload
 from autocall.web.auth import store_of
 from autocall.web.problems import Problem
@@ -82,11 +83,26 @@ def _rows(found: list[Rejected], header: list[str]) -> list[RowProblem]:
                        reason=r.reason) for r in found]
 
 
-def _read(campaign: Campaign, data: bytes, source: str) -> ImportResult:
+def _columns(campaign: Campaign, raw: str | None) -> ContactColumns:
+    """The campaign's header mapping, or the one the wizard sends (JSON, as the YAML's
+    ``columns:``: ``{"phone": "Telefon", "first_name": "Vorname"}``)."""
+    if raw is None:
+        return campaign.columns
+    try:
+        return ContactColumns.model_validate_json(raw)
+    except ValidationError as exc:
+        raise Problem(422, "Invalid request", "columns: a JSON object mapping fields to "
+                      "CSV headers", errors=[{"loc": ["query", "columns", *e["loc"]],
+                                              "msg": e["msg"]} for e in exc.errors()]
+                      ) from None
+
+
+def _read(campaign: Campaign, columns: ContactColumns, data: bytes, source: str
+          ) -> ImportResult:
     try:
         text, encoding = decode_text(data, source)
         return read_contacts_text(text, encoding, source, region=campaign.default_region,
-                                  columns=campaign.columns,
+                                  columns=columns,
                                   default_timezone=campaign.default_timezone, seen={})
     except ContactsError as exc:
         raise Problem(422, "Unreadable contact list", exc.message,
@@ -103,10 +119,11 @@ def _import(store: Store, campaign: Campaign, result: ImportResult, source: str,
         stored = store.stored_numbers(campaign.name, numbers)
         added, already = len(numbers) - len(stored), len(stored)
     else:
-        added, already = store.add_contacts(campaign.name, result.contacts)
-        with store.engine.begin() as conn:
+        def audit(conn: Connection, added: int, duplicates: int) -> None:
             accounts.audit(conn, who, "contacts.import", campaign.name, source=source,
-                           added=added, rejected=len(result.rejected))
+                           added=added, duplicates=duplicates, rejected=len(result.rejected))
+
+        added, already = store.add_contacts(campaign.name, result.contacts, also=audit)
     on_dnc = sum(1 for n in numbers if n in files or store.on_dnc(n))
     out = ImportOut(
         campaign=campaign.name, dry_run=dry_run, source=source, encoding=result.encoding,
@@ -126,20 +143,25 @@ def _import(store: Store, campaign: Campaign, result: ImportResult, source: str,
                  "multipart/form-data": {"schema": {"type": "object", "properties": {
                      "file": {"type": "string", "format": "binary"}}}},
                  "text/csv": {"schema": {"type": "string"}}}}})
-async def upload_contacts(name: str, request: Request, dry_run: bool = Query(False),
+async def upload_contacts(name: Name, request: Request, dry_run: bool = Query(False),
+                          columns: str | None = Query(None, max_length=4000, description=(
+                              "JSON header mapping, as the campaign's columns: (default: "
+                              "the campaign's)")),
                           who: Principal = WRITE) -> JSONResponse:
     """Import a CSV into the campaign (multipart field ``file``, or a ``text/csv`` body)
     with the rules of ``autocall campaign import``: bad rows are reported with their
-    line, column and reason and skipped. ``?dry_run=true`` previews without storing.
+    line, column and reason and skipped. ``?dry_run=true`` previews without storing;
+    ``?columns=`` maps other headers (the import wizard).
     Takes an ``Idempotency-Key`` (a retried upload never imports twice)."""
     store = store_of(request)
     campaign, _, _ = await run_in_threadpool(campaign_or_404, store, name)
+    mapping = _columns(campaign, columns)
     data, source = await read_upload(request)
-    result = await run_in_threadpool(_read, campaign, data, source)
+    result = await run_in_threadpool(_read, campaign, mapping, data, source)
     if dry_run:
         body = await run_in_threadpool(_import, store, campaign, result, source, True, who)
         return JSONResponse(body)
-    key = idempotency.key_of(request, who, name, data)
+    key = idempotency.key_of(request, who, name, mapping.model_dump_json(), data)
     replay = await run_in_threadpool(idempotency.claim, store.engine, key)
     if replay is not None:
         return replay
@@ -152,7 +174,7 @@ async def upload_contacts(name: str, request: Request, dry_run: bool = Query(Fal
 
 
 @router.get("/{name}/contacts", response_model=ContactPage)
-def list_contacts(name: str, request: Request, limit: int = Query(100),
+def list_contacts(name: Name, request: Request, limit: int = Query(100),
                   after: int = Query(0, ge=0), _: Principal = PERSONAL) -> ContactPage:
     """A campaign's contacts by id; pass ``next`` as ``after`` for the next page."""
     store = store_of(request)

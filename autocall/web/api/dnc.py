@@ -112,7 +112,8 @@ async def upload_numbers(request: Request, region: str = Query("US", min_length=
 
 
 @router.get("", response_model=DncPage)
-def list_numbers(request: Request, limit: int = Query(100), after: str | None = None,
+def list_numbers(request: Request, limit: int = Query(100),
+                 after: str | None = Query(None, pattern=r"^\+[0-9]{1,19}$"),
                  _: Principal = PERSONAL) -> DncPage:
     """The list by number; pass ``next`` as ``after`` for the next page."""
     rows, total = dnc_list.page(store_of(request).engine, after, page_limit(limit))

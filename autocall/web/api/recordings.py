@@ -23,7 +23,7 @@ from sqlalchemy import select
 from autocall.campaign.store import attempts, calls
 from autocall.config import Settings
 from autocall.web.accounts import Principal
-from autocall.web.api.common import PERSONAL, page_limit
+from autocall.web.api.common import CAMPAIGN_NAME, PERSONAL, page_limit
 from autocall.web.auth import settings_of, store_of
 from autocall.web.problems import Problem
 
@@ -105,7 +105,9 @@ def _one(request: Request, rid: str) -> tuple[RecordingOut, Path | None]:
 
 @router.get("", response_model=RecordingPage)
 def list_recordings(request: Request, kind: Literal["attempt", "call"] = "attempt",
-                    campaign: str | None = None, limit: int = Query(100),
+                    campaign: str | None = Query(None, max_length=100,
+                                                 pattern=CAMPAIGN_NAME),
+                    limit: int = Query(100),
                     after: int = Query(0, ge=0), _: Principal = PERSONAL) -> RecordingPage:
     """Records that have a recording, by id: campaign attempts (``kind=attempt``,
     optionally one ``campaign``) or informer and inbound calls (``kind=call``;

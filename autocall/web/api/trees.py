@@ -47,6 +47,8 @@ router = APIRouter(prefix="/v1/trees", tags=["trees"])
 MAX_YAML = 1_000_000
 MAX_AUDIO_BYTES = 50_000_000  # ten minutes of CD-quality stereo; a prompt is far less
 Reader = Annotated[Principal, Depends(require(*READ_ROLES))]
+TreeName = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$",
+                                    description="letters, digits, - and _")]
 Designer = Annotated[Principal, Depends(require(Role.DESIGNER))]
 _HINT = re.compile(r"did you mean '([^']+)'(?: instead of '([^']+)')?")
 _WRONG = re.compile(r"'([^']+)' is not a node")
@@ -326,7 +328,7 @@ def list_trees(request: Request, _: Reader
 
 
 @router.post("/{name}/versions", response_model=VersionOut, status_code=201)
-def save(name: str, body: SaveVersion, request: Request,
+def save(name: TreeName, body: SaveVersion, request: Request,
          who: Designer) -> VersionOut:
     """Save a new version (a draft if it does not validate: it can never be published)."""
     try:
@@ -339,7 +341,7 @@ def save(name: str, body: SaveVersion, request: Request,
 
 
 @router.get("/{name}/versions", response_model=list[VersionOut])
-def versions(name: str, request: Request, _: Reader
+def versions(name: TreeName, request: Request, _: Reader
              ) -> list[VersionOut]:
     try:
         return [_out(v) for v in library(request).versions(name)]
@@ -348,7 +350,7 @@ def versions(name: str, request: Request, _: Reader
 
 
 @router.get("/{name}/versions/{number}", response_model=VersionText)
-def version(name: str, number: int, request: Request, _: Reader,
+def version(name: TreeName, number: int, request: Request, _: Reader,
             format: Literal["json", "yaml"] = "json") -> Response | VersionOut:
     """One version; ``?format=yaml`` exports its text byte for byte."""
     try:
@@ -362,7 +364,7 @@ def version(name: str, number: int, request: Request, _: Reader,
 
 
 @router.post("/{name}/versions/{number}/publish", response_model=VersionOut)
-def publish(name: str, number: int, request: Request,
+def publish(name: TreeName, number: int, request: Request,
             who: Designer) -> VersionOut:
     """Publish a clean version (409 for a draft with errors)."""
     try:
@@ -375,7 +377,7 @@ def publish(name: str, number: int, request: Request,
 
 
 @router.post("/{name}/versions/{number}/restore", response_model=VersionOut, status_code=201)
-def restore(name: str, number: int, request: Request,
+def restore(name: TreeName, number: int, request: Request,
             who: Designer) -> VersionOut:
     """A new version with an old one's text."""
     try:
@@ -388,7 +390,7 @@ def restore(name: str, number: int, request: Request,
 
 
 @router.get("/{name}/diff", response_class=PlainTextResponse)
-def diff(name: str, request: Request, a: Annotated[int, Query(alias="from")],
+def diff(name: TreeName, request: Request, a: Annotated[int, Query(alias="from")],
          b: Annotated[int, Query(alias="to")],
          _: Reader) -> PlainTextResponse:
     """A unified diff between two versions."""

@@ -97,16 +97,23 @@ class Sampler:
         self._last: dict[str, tuple[float, Counters]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def counters(self, name: str) -> Counters:
+    async def counters(self, name: str, since: float = 0.0) -> Counters:
+        """The campaign's counters, read at most ``period`` ago and not before ``since``
+        (``time.monotonic()``: a new page must not be shown older figures than it has)."""
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
             hit = self._last.get(name)
             now = time.monotonic()
-            if hit is not None and now - hit[0] < 0.9 * self.period:
+            if hit is not None and hit[0] >= since and now - hit[0] < 0.9 * self.period:
                 return hit[1]
             data = await asyncio.to_thread(counters, self.store, name, datetime.now(UTC))
             self._last[name] = (time.monotonic(), data)
             return data
+
+    def forget(self, name: str) -> None:
+        """Drop what was read: the campaign just changed through this process (a page
+        loaded now must not be shown the state from before the click)."""
+        self._last.pop(name, None)
 
 
 router = APIRouter(include_in_schema=False)
@@ -127,9 +134,11 @@ async def campaign_events(who: Annotated[Principal, Depends(principal)],
                           ) -> AsyncIterator[ServerSentEvent]:
     """``counters`` events every second until the client goes away."""
     sampler: Sampler = request.app.state.sampler
+    since = time.monotonic()  # the page was drawn from the store just now
     while not await request.is_disconnected():
         try:
-            data = await sampler.counters(name)
+            data = await sampler.counters(name, since)
+            since = 0.0
         except StoreError as exc:  # deleted meanwhile
             yield ServerSentEvent(event="problem", data={"detail": str(exc)}, retry=5000)
         except SQLAlchemyError:  # the database is restarting: say so, try again

@@ -164,7 +164,8 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
 
         row.locator("a").click()
         expect(page.locator("#live")).to_have_text("live")
-        page.click("#btn-start")  # a form POST: the page reloads once
+        with page.expect_navigation():  # a form POST: the page reloads once
+            page.click("#btn-start")
         expect(page.locator('[data-counter="state"]')).to_have_text("running")
         expect(page.locator("#live")).to_have_text("live")
         page.evaluate("window.__notReloaded = 42")  # gone if the page reloads from here
@@ -189,7 +190,8 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
         assert page.evaluate("window.__notReloaded") == 42
         shot(page, "campaign-running.png")
 
-        page.click("#btn-pause")
+        with page.expect_navigation():
+            page.click("#btn-pause")
         expect(page.locator('[data-counter="state"]')).to_have_text("paused")
         assert store.state("spring-survey")[0] is CampaignState.PAUSED
 
@@ -206,7 +208,8 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
         expect(page.locator('[data-counter="ringing"]')).to_have_text("0")
         shot(page, "campaign-paused.png")
 
-        page.click("#btn-resume")
+        with page.expect_navigation():
+            page.click("#btn-resume")
         expect(page.locator('[data-counter="state"]')).to_have_text("running")
         wait_until(lambda: int(dialed.inner_text()) > before, 20, "dialing resumes")
 
@@ -215,7 +218,8 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
         time.sleep(0.5)
         assert store.state("spring-survey")[0] is CampaignState.RUNNING
         page.once("dialog", lambda dialog: dialog.accept())
-        page.click("#btn-stop")
+        with page.expect_navigation():
+            page.click("#btn-stop")
         expect(page.locator('[data-counter="state"]')).to_have_text("stopped")
         assert store.state("spring-survey")[0] is CampaignState.STOPPED
         assert dialer.wait(20) == 0, (tmp_path / "dialer.log").read_text()

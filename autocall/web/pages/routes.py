@@ -245,6 +245,8 @@ async def steer_campaign(request: Request, name: str, verb: Verb, who: Who) -> R
                       status=409, who=who)
     except StoreError:
         return _not_found(request, who, f"There is no campaign {name!r}.")
+    sampler: events.Sampler = request.app.state.sampler
+    sampler.forget(name)
     return RedirectResponse(f"/campaigns/{quote(name)}", status_code=303)
 
 

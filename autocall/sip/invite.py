@@ -10,7 +10,6 @@ start, resolves where they go (DNS is I/O) and hands the events to the applicati
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,13 +17,13 @@ from enum import Enum
 from typing import Literal, Protocol
 
 from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, response_to
-from autocall.sip.message import Headers, Request, Response
+from autocall.sip.message import Headers, Request, Response, printable, warning
 from autocall.sip.sdp import parse_sdp
 from autocall.sip.transaction import Timers, make_cancel
 
 __all__ = ["InviteState", "InviteUsage", "Agent", "SessionEvent", "LocalFailure",
            "StartRequest", "Transmit", "Respond", "DialogUp", "Emit", "InviteAction",
-           "new_tag", "warning", "bad_request"]
+           "new_tag", "bad_request"]
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
@@ -35,17 +34,9 @@ def new_tag() -> str:
     return secrets.token_hex(8)  # §19.3: unguessable, so nobody can inject into a dialog
 
 
-def warning(reason: str) -> str:
-    """A ``Warning`` value saying why we refused (RFC 3261 §20.43: 399 = miscellaneous;
-    the warn-text is a quoted string, so quotes, backslashes and controls are replaced)."""
-    text = re.sub(r'[^\x20-\x7e]|["\\]', "?", reason)[:120]
-    return f'399 autocall "{text}"'
-
-
 def bad_request(request: Request, reason: str) -> Response:
     """400 for a request we parsed but cannot accept, the reason also in a Warning."""
-    safe = re.sub(r"[^\x20-\x7e]", "?", reason)[:120]
-    return response_to(request, 400, safe, to_tag=new_tag(),
+    return response_to(request, 400, printable(reason), to_tag=new_tag(),
                        headers=Headers([("Warning", warning(reason))]))
 
 

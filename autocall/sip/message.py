@@ -30,6 +30,9 @@ __all__ = [
     "parse_params",
     "REASONS",
     "reason_cause",
+    "printable",
+    "warning",
+    "salvage_400",
 ]
 
 MAX_MESSAGE = 65_535
@@ -434,33 +437,27 @@ class Message:
         self.body = body
 
     # Typed accessors; each raises ValueError if the header is missing or malformed.
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if not value:
+            raise ValueError(f"missing {name}")
+        return value
+
     @property
     def call_id(self) -> str:
-        value = self.headers.get("Call-ID")
-        if not value:
-            raise ValueError("missing Call-ID")
-        return value.strip()
+        return self._required("Call-ID").strip()
 
     @property
     def cseq(self) -> CSeq:
-        value = self.headers.get("CSeq")
-        if value is None:
-            raise ValueError("missing CSeq")
-        return CSeq.parse(value)
+        return CSeq.parse(self._required("CSeq"))
 
     @property
     def from_(self) -> Address:
-        value = self.headers.get("From")
-        if value is None:
-            raise ValueError("missing From")
-        return Address.parse(value)
+        return Address.parse(self._required("From"))
 
     @property
     def to(self) -> Address:
-        value = self.headers.get("To")
-        if value is None:
-            raise ValueError("missing To")
-        return Address.parse(value)
+        return Address.parse(self._required("To"))
 
     @property
     def vias(self) -> list[Via]:
@@ -657,3 +654,36 @@ class StreamParser:
             frame = bytes(self._buf[:total])
             del self._buf[:total]
             out.append(parse_message(frame, stream=True))
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """One line of printable ASCII (what a stranger sent, or an exception about it, may be
+    anything), cut to ``limit``."""
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:limit]
+
+
+def warning(reason: str) -> str:
+    """A ``Warning`` value saying why we refused (RFC 3261 §20.43: 399 = miscellaneous;
+    the warn-text is a quoted string, so quotes and backslashes are replaced too)."""
+    text = re.sub(r'["\\]', "?", printable(reason))
+    return f'399 autocall "{text}"'
+
+
+def salvage_400(raw: bytes, reason: str) -> bytes | None:
+    """A 400 for a request we could not parse, built from whatever header lines survive
+    (None for a response, an ACK (§17.2.1) or too little to route the answer)."""
+    head = raw.decode("utf-8", "replace").split("\r\n\r\n", 1)[0].split("\n")
+    if not re.match(r"^[A-Z]+ \S+ SIP/2\.0", head[0]) or head[0].startswith("ACK "):
+        return None
+    wanted: dict[str, list[str]] = {"Via": [], "From": [], "To": [], "Call-ID": [], "CSeq": []}
+    for line in head[1:]:
+        name, colon, value = line.partition(":")
+        key = canonical_name(name) if colon else ""
+        if key in wanted:
+            wanted[key].append(re.sub(r"[\x00-\x1f\x7f]", "", value.strip()))
+    if not all(wanted.values()):
+        return None
+    lines = [f"SIP/2.0 400 {printable(reason)}", *(f"{k}: {v}" for k, vs in wanted.items()
+                                                   for v in vs),
+             f"Warning: {warning(reason)}", "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()

@@ -169,7 +169,7 @@ class Call:
         self.transferred_to: str | None = None
         """Where a REFER we followed took this call (the Refer-To URI), once it answered."""
         self.referred_by: str | None = None
-        self._first_call_id = session.call_id
+        self._first_call_id = session.usage.invite.call_id
         self._following: InviteSession | None = None
         self._following_version = 0
         self._old_ended: SessionEvent | None = None
@@ -195,8 +195,8 @@ class Call:
 
     def _attach(self, session: InviteSession) -> None:
         session.listener = self._on_session
-        session.answerer = self._answer_offer
-        session.offerer = self._sdp
+        session.usage.answerer = self._answer_offer
+        session.usage.offerer = self._sdp
         session.on_refer = self._on_refer
 
     @property
@@ -257,7 +257,7 @@ class Call:
         """Answer an inbound call (200 OK with our SDP)."""
         if self.direction != "inbound" or self.status is not CallStatus.RINGING:
             raise RuntimeError(f"cannot answer a call in state {self.status}")
-        offer = self.session.invite.body if self.session.invite.content_type == \
+        offer = self.session.usage.invite.body if self.session.usage.invite.content_type == \
             "application/sdp" else None
         if offer:
             answer = self._answer_offer(offer)
@@ -277,7 +277,7 @@ class Call:
     def offer_problem(self) -> str | None:
         """Why the inbound INVITE's SDP offer cannot be answered (→ 488), or None; no side
         effects, so a server can refuse before it rings."""
-        invite = self.session.invite
+        invite = self.session.usage.invite
         if invite.content_type != "application/sdp" or not invite.body:
             return None  # late offer: we offer in the 200
         try:
@@ -382,8 +382,8 @@ class Call:
         """Build the INVITE to the Refer-To target now (so a hangup meanwhile can cancel it)
         and run the rest in a task the agent owns."""
         old = self.session
-        assert old.dialog is not None
-        local = old.dialog.local_uri
+        assert old.usage.dialog is not None
+        local = old.usage.dialog.local_uri
         headers = [("Referred-By", sub.referred_by)] if sub.referred_by else []
         outcome: asyncio.Future[SessionEvent] = self.ua.loop.create_future()
 
@@ -429,7 +429,7 @@ class Call:
                 return
             neg = None
             with contextlib.suppress(ValueError):
-                neg = negotiate(parse_sdp(new.remote_sdp or b""))
+                neg = negotiate(parse_sdp(new.usage.remote_sdp or b""))
             if neg is None or self.status.final:
                 new.bye(reason="no common codec" if neg is None else "call ended")
                 code, reason = (488, "Not Acceptable Here") if neg is None else \
@@ -443,9 +443,9 @@ class Call:
                 ring.cancel()
             if not moved:
                 self._following = None
-                if new.state in RINGING:
+                if new.usage.state in RINGING:
                     new.cancel()
-                elif new.state is InviteState.CONFIRMED:
+                elif new.usage.state is InviteState.CONFIRMED:
                     new.bye(reason="transfer abandoned")
             sub.notify(code, reason)  # §2.4.5: the INVITE's final status line
             if not moved and self._old_ended is not None and not self.status.final:
@@ -473,7 +473,7 @@ class Call:
         """The transfer target answered: same Call and media stream, new dialog and peer."""
         old = self.session
         old.listener = lambda ev: None  # its BYE no longer ends the call
-        old.answerer = lambda offer: None  # nor may a late re-INVITE there move our media
+        old.usage.answerer = lambda offer: None  # nor may a late re-INVITE there move our media
         old.on_refer = None
         self.session = new
         self._attach(new)
@@ -489,8 +489,8 @@ class Call:
         self.referred_by = sub.referred_by
         log.info("call %s: transferred to %s", self.id, self.transferred_to)
         self._events.put_nowait(TransferredEvent(self.transferred_to, sub.referred_by,
-                                                 new.final_status or 200))
-        if new.state is InviteState.TERMINATED:  # the target hung up before we took the call over
+                                                 new.usage.final_status or 200))
+        if new.usage.state is InviteState.TERMINATED:  # the target hung up before we took the call over
             self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
                                                   self.reason, by="remote"))
 
@@ -528,11 +528,11 @@ class Call:
             return
         self._cancel_cause = cause
         self.session.cancel()
-        if cause == "ring-timeout" and not self.session.heard_back:
+        if cause == "ring-timeout" and not self.session.usage.heard_back:
             # Nothing at all came back: not a phone left ringing but a dead trunk or
             # network. Timer B (64*T1 from the INVITE, §17.1.1.2) ends it as failed/408.
             return
-        if not self.session.provisional:
+        if not self.session.usage.provisional:
             # No provisional yet: we may not send CANCEL (§9.1) and need not wait for it.
             self.ua.loop.create_task(self._finish(
                 status_for(487, cancel_cause=cause), 487,
@@ -613,9 +613,9 @@ class Call:
         elif ev.kind == "answered":
             if self.status.final:
                 return
-            if self.negotiated is None and self.session.remote_sdp:
+            if self.negotiated is None and self.session.usage.remote_sdp:
                 try:
-                    self.negotiated = negotiate(parse_sdp(self.session.remote_sdp))
+                    self.negotiated = negotiate(parse_sdp(self.session.usage.remote_sdp))
                 except ValueError as exc:
                     # Answered, but nothing can be said on it: hang up and record the call
                     # as failed with 488 (RFC 3261 §21.4.26), never as a completed call.
@@ -627,7 +627,7 @@ class Call:
             self._start_media()
         elif ev.kind == "ack":
             body = ev.message.body if ev.message is not None else b""
-            sdp = body or (self.session.remote_sdp if self.negotiated is None else None)
+            sdp = body or (self.session.usage.remote_sdp if self.negotiated is None else None)
             if sdp:
                 with contextlib.suppress(ValueError):
                     neg = negotiate(parse_sdp(sdp))
@@ -644,7 +644,7 @@ class Call:
                     else CallStatus.NO_ANSWER
             else:
                 status = status_for(code, cancel_cause=self._cancel_cause,
-                                    rang=self.session.provisional)
+                                    rang=self.session.usage.provisional)
             if ev.network_fault:
                 status = CallStatus.FAILED
                 self.network_fault = True
@@ -686,9 +686,9 @@ class Call:
             self._ring_timer.cancel()
         following = self._following
         if following is not None:  # a transfer target still ringing: it reports 487
-            if following.state in RINGING:
+            if following.usage.state in RINGING:
                 following.cancel()
-            elif following.state is InviteState.CONFIRMED:
+            elif following.usage.state is InviteState.CONFIRMED:
                 following.bye(reason="call ended")
         self.status = status
         if self.answered_at is None or status is not CallStatus.COMPLETED:
@@ -841,7 +841,7 @@ class UserAgent:
 
     async def _accept_invite(self, session: InviteSession) -> None:
         media = await MediaSession.open(self.engine, host=self.media_host, port=0)
-        remote = str(session.invite.from_.uri)
+        remote = str(session.usage.invite.from_.uri)
         call = Call(self, session, media, "inbound", remote)
         self._calls.add(call)
         if self.on_call is not None:

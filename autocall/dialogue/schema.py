@@ -29,6 +29,7 @@ from pydantic import (
     StrictBool,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -79,6 +80,16 @@ URL_PATTERN = r"^https?://"
 NodeId = Annotated[str, Field(pattern=NODE_ID_PATTERN)]
 MenuKey = Annotated[str, Field(pattern=MENU_KEY_PATTERN)]
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _regex(pattern: str | None, info: ValidationInfo) -> str | None:
+    """A field that must be a valid regular expression (checked once, at load)."""
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{info.field_name} is not a valid regular expression: {exc}") from exc
+    return pattern
 
 
 class _Model(BaseModel):
@@ -217,15 +228,7 @@ class GatherBody(_Model):
             data["terminator"] = str(data["terminator"])
         return data
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
-        return pattern
+    _compiles = field_validator("pattern")(_regex)
 
     @field_validator("terminator")
     @classmethod
@@ -346,15 +349,7 @@ class Condition(_Model):
     le: float | None = None
     empty: bool | None = None
 
-    @field_validator("matches")
-    @classmethod
-    def _compiles(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"matches is not a valid regular expression: {exc}") from exc
-        return pattern
+    _compiles = field_validator("matches")(_regex)
 
 
 class BranchCase(_Model):

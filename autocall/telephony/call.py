@@ -490,7 +490,7 @@ class Call:
         log.info("call %s: transferred to %s", self.id, self.transferred_to)
         self._events.put_nowait(TransferredEvent(self.transferred_to, sub.referred_by,
                                                  new.usage.final_status or 200))
-        if new.usage.state is InviteState.TERMINATED:  # the target hung up before we took the call over
+        if new.usage.state is InviteState.TERMINATED:  # the target hung up before we took over
             self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
                                                   self.reason, by="remote"))
 

@@ -69,7 +69,16 @@ from autocall.config import Settings, TrunkSettings
 from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.sip.auth import Credentials
-from autocall.sip.invite import RINGING, InviteState
+from autocall.sip.invite import (
+    RINGING,
+    Acked,
+    Answered,
+    Ended,
+    Failed,
+    InDialog,
+    InviteState,
+    Progress,
+)
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.transaction import Timers
@@ -172,7 +181,7 @@ class Call:
         self._first_call_id = session.usage.invite.call_id
         self._following: InviteSession | None = None
         self._following_version = 0
-        self._old_ended: SessionEvent | None = None
+        self._old_ended: Ended | None = None
         self._cancel_cause: str | None = None
         self._media_refused: str | None = None
         self._ring_timer: asyncio.TimerHandle | None = None
@@ -385,10 +394,10 @@ class Call:
         assert old.usage.dialog is not None
         local = old.usage.dialog.local_uri
         headers = [("Referred-By", sub.referred_by)] if sub.referred_by else []
-        outcome: asyncio.Future[SessionEvent] = self.ua.loop.create_future()
+        outcome: asyncio.Future[Answered | Failed | Ended] = self.ua.loop.create_future()
 
         def listen(ev: SessionEvent) -> None:
-            if ev.kind in ("answered", "failed", "ended") and not outcome.done():
+            if isinstance(ev, Answered | Failed | Ended) and not outcome.done():
                 outcome.set_result(ev)
 
         # The offer to the target starts the new dialog's SDP versions; the old dialog's
@@ -405,7 +414,8 @@ class Call:
         task.add_done_callback(self.ua._tasks.discard)
 
     async def _follow_refer(self, sub: ReferSubscription, old: InviteSession,
-                            new: InviteSession, outcome: asyncio.Future[SessionEvent]) -> None:
+                            new: InviteSession,
+                            outcome: asyncio.Future[Answered | Failed | Ended]) -> None:
         """INVITE the target; on a usable answer move the call there, then NOTIFY and BYE."""
         code, reason = 503, "Service Unavailable"
         ring: asyncio.TimerHandle | None = None
@@ -424,8 +434,11 @@ class Call:
             new.send(dest)
             ring = self.ua.loop.call_later(self.ua.refer_ring_timeout, new.cancel)
             ev = await outcome
-            code, reason = ev.status or 487, ev.reason or "Request Terminated"
-            if ev.kind != "answered":
+            if isinstance(ev, Ended):  # the target hung up before it answered
+                code, reason = 487, "Request Terminated"
+                return
+            code, reason = ev.status, ev.reason or "Request Terminated"
+            if isinstance(ev, Failed):
                 return
             neg = None
             with contextlib.suppress(ValueError):
@@ -603,14 +616,14 @@ class Call:
         self._answered.set()
 
     def _on_session(self, ev: SessionEvent) -> None:
-        if ev.kind == "progress":
+        if isinstance(ev, Progress):
             if self.status is CallStatus.INITIATED and ev.status in (180, 183):
                 self.status = CallStatus.RINGING
                 self.ringing_at = _now()
                 for notify in self.on_ringing:
                     notify()
             self.sip_code, self.reason = ev.status, ev.reason
-        elif ev.kind == "answered":
+        elif isinstance(ev, Answered):
             if self.status.final:
                 return
             if self.negotiated is None and self.session.usage.remote_sdp:
@@ -623,11 +636,11 @@ class Call:
                     self._media_refused = f"Not Acceptable Here ({exc})"[:200]
                     self.session.bye(reason="no common codec")
                     return
-            self._set_answered(ev.status or 200, ev.reason or "OK")
+            self._set_answered(ev.status, ev.reason or "OK")
             self._start_media()
-        elif ev.kind == "ack":
-            body = ev.message.body if ev.message is not None else b""
-            sdp = body or (self.session.usage.remote_sdp if self.negotiated is None else None)
+        elif isinstance(ev, Acked):
+            late = self.session.usage.remote_sdp if self.negotiated is None else None
+            sdp = ev.message.body or late
             if sdp:
                 with contextlib.suppress(ValueError):
                     neg = negotiate(parse_sdp(sdp))
@@ -635,8 +648,8 @@ class Call:
                     if self.media.started:
                         self._apply_update(neg)
             self._start_media()
-        elif ev.kind == "failed":
-            code = ev.status or 500
+        elif isinstance(ev, Failed):
+            code = ev.status
             if ev.message is not None:
                 self.q850_cause = reason_cause(ev.message)
             if self.direction == "inbound" and code == 487:
@@ -650,7 +663,7 @@ class Call:
                 self.network_fault = True
             self.ua.loop.create_task(self._finish(status, code, ev.reason,
                                                   by=ev.by or "remote"))
-        elif ev.kind == "ended":
+        elif isinstance(ev, Ended):
             if ev.message is not None:
                 self.q850_cause = reason_cause(ev.message)
             if self._media_refused is not None:
@@ -664,13 +677,13 @@ class Call:
                 return
             if self.status is CallStatus.IN_PROGRESS:
                 self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
-                                                      self.reason, by=ev.by or "remote"))
+                                                      self.reason, by=ev.by))
             elif not self.status.final:
                 # A 2xx crossed our CANCEL (§9.1): the session ACKed and ended it at once.
                 status = status_for(487, cancel_cause=self._cancel_cause or "canceled")
                 self.ua.loop.create_task(self._finish(status, 200, "answered after CANCEL",
                                                       by="local"))
-        elif ev.kind == "dialog" and ev.dialog_event is not None:
+        elif isinstance(ev, InDialog):
             de = ev.dialog_event
             if de.kind == "info_dtmf" and de.digit is not None:
                 self.media.report_digit(de.digit, "info", float(de.duration_ms or 0))

@@ -53,23 +53,22 @@ RINGING = (InviteState.CALLING, InviteState.EARLY)
 
 
 @dataclass(frozen=True)
-class Progress:
+class _Reply:
+    status: int
+    reason: str
+    message: Response
+
+
+class Progress(_Reply):
     """A provisional response above 100 to our INVITE: ringing or early media."""
 
     kind: ClassVar[str] = "progress"
-    status: int
-    reason: str
-    message: Response
 
 
-@dataclass(frozen=True)
-class Answered:
+class Answered(_Reply):
     """A 2xx to our INVITE (already ACKed)."""
 
     kind: ClassVar[str] = "answered"
-    status: int
-    reason: str
-    message: Response
 
 
 @dataclass(frozen=True)

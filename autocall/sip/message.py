@@ -86,47 +86,20 @@ def canonical_name(name: str) -> str:
 
 def split_list(value: str) -> list[str]:
     """Split a comma-joined header value, respecting quotes and <…> (§7.3.1)."""
-    if '"' not in value:  # fast paths; quoted strings need the full scan below
-        if "," not in value:
-            return [value.strip()] if value.strip() else []
-        if "<" not in value:
-            return [item.strip() for item in value.split(",") if item.strip()]
-    out: list[str] = []
-    buf: list[str] = []
-    quoted = escaped = False
-    angle = 0
-    for ch in value:
-        if escaped:
-            escaped = False
-        elif quoted and ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif not quoted and ch == "<":
-            angle += 1
-        elif not quoted and ch == ">":
-            angle = max(0, angle - 1)
-        elif ch == "," and not quoted and angle == 0:
-            item = "".join(buf).strip()
-            if item:
-                out.append(item)
-            buf = []
-            continue
-        buf.append(ch)
-    if quoted:
-        raise ValueError(f"unterminated quoted string in {value!r}")
-    item = "".join(buf).strip()
-    if item:
-        out.append(item)
-    return out
+    if '"' not in value and "<" not in value:  # the fast path; quotes and <…> need a scan
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return [item.strip() for item in _split_outside_quotes(value, ",", angles=True)
+            if item.strip()]
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    if '"' not in text:
+def _split_outside_quotes(text: str, sep: str, *, angles: bool = False) -> list[str]:
+    """``text`` split at ``sep`` outside quoted strings (and outside <…> with ``angles``)."""
+    if '"' not in text and not (angles and "<" in text):
         return text.split(sep)
     parts: list[str] = []
     buf: list[str] = []
     quoted = escaped = False
+    angle = 0
     for ch in text:
         if escaped:
             escaped = False
@@ -134,7 +107,9 @@ def _split_outside_quotes(text: str, sep: str) -> list[str]:
             escaped = True
         elif ch == '"':
             quoted = not quoted
-        elif ch == sep and not quoted:
+        elif angles and not quoted and ch in "<>":
+            angle = angle + 1 if ch == "<" else max(0, angle - 1)
+        elif ch == sep and not quoted and angle == 0:
             parts.append("".join(buf))
             buf = []
             continue

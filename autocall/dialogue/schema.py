@@ -82,6 +82,15 @@ MenuKey = Annotated[str, Field(pattern=MENU_KEY_PATTERN)]
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def _key(key: object, info: ValidationInfo) -> object:
+    """One key; YAML reads ``1`` as a number, and designers should not have to quote it."""
+    if isinstance(key, int):
+        key = str(key)
+    if isinstance(key, str) and key not in MENU_KEYS:
+        raise ValueError(f"{info.field_name} must be one of 0-9, * or #")
+    return key
+
+
 def _regex(pattern: str | None, info: ValidationInfo) -> str | None:
     """A field that must be a valid regular expression (checked once, at load)."""
     if pattern is not None:
@@ -180,17 +189,9 @@ class MenuBody(_Model):
         if isinstance(data, dict) and isinstance(data.get("items"), dict):
             data = dict(data)
             data["items"] = {str(k): v for k, v in data["items"].items()}
-        if isinstance(data, dict) and isinstance(data.get("repeat_key"), int):
-            data = dict(data)
-            data["repeat_key"] = str(data["repeat_key"])
         return data
 
-    @field_validator("repeat_key")
-    @classmethod
-    def _repeat_key(cls, key: str | None) -> str | None:
-        if key is not None and key not in MENU_KEYS:
-            raise ValueError("repeat_key must be one of 0-9, * or #")
-        return key
+    _repeat_key = field_validator("repeat_key", mode="before")(_key)
 
     def item(self, key: str) -> MenuItem | None:
         value = self.items.get(key)
@@ -220,22 +221,8 @@ class GatherBody(_Model):
     grammar: list[str] = Field(default_factory=list, description="Hints for the recogniser.")
     min_confidence: float = Field(0.0, ge=0, le=1)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _terminator_text(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("terminator"), int):
-            data = dict(data)
-            data["terminator"] = str(data["terminator"])
-        return data
-
     _compiles = field_validator("pattern")(_regex)
-
-    @field_validator("terminator")
-    @classmethod
-    def _terminator(cls, key: str | None) -> str | None:
-        if key is not None and key not in MENU_KEYS:
-            raise ValueError("terminator must be one of 0-9, * or #")
-        return key
+    _terminator = field_validator("terminator", mode="before")(_key)
 
     @model_validator(mode="after")
     def _bounds(self) -> GatherBody:

@@ -7,6 +7,7 @@ must edit. Unknown keys get a "did you mean" from :mod:`difflib`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,14 +41,25 @@ class Problem:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "column": self.column,
-            "severity": self.severity,
-            "code": self.code,
-            "message": self.message,
-        }
+        return dataclasses.asdict(self)
+
+
+class Findings:
+    """What a check found (``problems``), split by severity; ``ok`` means no errors."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
 
 
 class TreeError(ValueError):

@@ -128,10 +128,12 @@ class VocabularyError(ValueError):
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
-    """The caller started talking ``at`` seconds into the stream: stop the prompt."""
-
+class _Instant:
     at: float
+
+
+class SpeechStarted(_Instant):
+    """The caller started talking ``at`` seconds into the stream: stop the prompt."""
 
 
 @dataclass(frozen=True)
@@ -153,11 +155,8 @@ class NoMatch:
     confidence: float
 
 
-@dataclass(frozen=True)
-class NoInput:
+class NoInput(_Instant):
     """Nothing was said before the no-input timeout."""
-
-    at: float
 
 
 SpeechEvent = SpeechStarted | SpeechResult | NoMatch | NoInput

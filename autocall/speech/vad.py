@@ -51,17 +51,16 @@ class VadConfig:
 
 
 @dataclass(frozen=True)
-class VadStart:
+class _Edge:
+    sample: int
+
+
+class VadStart(_Edge):
     """Speech began at ``sample`` (the first loud frame of the onset)."""
 
-    sample: int
 
-
-@dataclass(frozen=True)
-class VadEnd:
+class VadEnd(_Edge):
     """Speech ended at ``sample`` (just after the last loud frame), seen ``hangover`` later."""
-
-    sample: int
 
 
 class VoiceActivityDetector:

@@ -753,14 +753,6 @@ class ReferSubscription:
         self.final_status: int | None = None
         self._last: asyncio.Task[int] | None = None
 
-    @property
-    def uri(self) -> URI:
-        return self.target.uri
-
-    @property
-    def referred_by(self) -> str | None:
-        return self.target.referred_by
-
     def notify(self, status: int, reason: str | None = None) -> asyncio.Task[int]:
         """Report ``status`` to the referrer; the task gives the NOTIFY's response code
         (0 when nothing was sent: the subscription had already ended or the agent closed)."""

@@ -373,7 +373,7 @@ class Call:
     def _on_refer(self, sub: ReferSubscription) -> bool:
         """Policy for a REFER in our dialog: follow it only if ``accept_refer`` says so."""
         accept = self.ua.accept_refer
-        target = str(sub.uri)
+        target = str(sub.target.uri)
         if accept is None or self.status is not CallStatus.IN_PROGRESS \
                 or self._following is not None or sub.session is not self.session:
             return False
@@ -393,7 +393,7 @@ class Call:
         old = self.session
         assert old.usage.dialog is not None
         local = old.usage.dialog.local_uri
-        headers = [("Referred-By", sub.referred_by)] if sub.referred_by else []
+        headers = [("Referred-By", sub.target.referred_by)] if sub.target.referred_by else []
         outcome: asyncio.Future[Answered | Failed | Ended] = self.ua.loop.create_future()
 
         def listen(ev: SessionEvent) -> None:
@@ -405,7 +405,7 @@ class Call:
         version = self._sdp_version
         sdp = self._sdp()
         self._sdp_version = version
-        new = self.ua.sip.invite(sub.uri, from_user=local.uri.user, display=local.display,
+        new = self.ua.sip.invite(sub.target.uri, from_user=local.uri.user, display=local.display,
                                  headers=headers, sdp=sdp, listener=listen, send=False)
         self._following = new
         self._following_version = version
@@ -423,10 +423,10 @@ class Call:
         moved = False
         try:
             try:
-                await self.ua.sip.prepare(sub.uri)
-                dest = self.ua.sip.destination(sub.uri)
+                await self.ua.sip.prepare(sub.target.uri)
+                dest = self.ua.sip.destination(sub.target.uri)
             except (OSError, ValueError) as exc:
-                log.info("call %s: cannot route REFER target %s: %s", self.id, sub.uri, exc)
+                log.info("call %s: cannot route REFER target %s: %s", self.id, sub.target.uri, exc)
                 return  # §8.1.3.1: a transport failure counts as 503
             if self.status.final:
                 code, reason = 487, "Request Terminated"
@@ -498,10 +498,10 @@ class Call:
             self._apply_update(neg)
         else:
             self._start_media()
-        self.transferred_to = str(sub.uri)
-        self.referred_by = sub.referred_by
+        self.transferred_to = str(sub.target.uri)
+        self.referred_by = sub.target.referred_by
         log.info("call %s: transferred to %s", self.id, self.transferred_to)
-        self._events.put_nowait(TransferredEvent(self.transferred_to, sub.referred_by,
+        self._events.put_nowait(TransferredEvent(self.transferred_to, sub.target.referred_by,
                                                  new.usage.final_status or 200))
         if new.usage.state is InviteState.TERMINATED:  # the target hung up before we took over
             self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,

@@ -20,16 +20,8 @@ Usage::
     await ua.close()
 
 Inbound: ``async for call in ua.incoming(): await call.answer()`` (or
-``await call.reject(486)``), or ``UserAgent.start(..., on_call=handler)``.
-
-In a call: ``play``/``flush`` (barge-in), ``send_dtmf(digits, method="rfc4733"|"inband"|
-"info")``, ``transfer(target)`` (blind, REFER), ``hold``/``unhold``/``change_codec``
-(re-INVITE on the same RTP stream), ``record(path)``, ``hangup``, ``cancel``;
-``wait_answer``/``wait_ended``/``next_event``. Attributes: ``status``, ``sip_code``,
-``reason``, ``q850_cause``, ``answered_at``/``ended_at`` (UTC), ``ended_by``,
-``duration``, ``digits``, ``media`` (the ``autocall.media.MediaSession``). ``queued`` is
-the dialer's status before a Call exists; a Call starts at initiated (outbound) or
-ringing (inbound).
+``await call.reject(486)``), or ``UserAgent.start(..., on_call=handler)``. A Call starts
+at initiated (outbound) or ringing (inbound); ``queued`` is the dialer's status before.
 
 Being transferred: the far end may REFER us elsewhere (RFC 3515). A ``UserAgent`` refuses
 that (603) unless started with ``accept_refer``, a predicate on the Refer-To URI: it dials

@@ -699,12 +699,12 @@ def prompt_fields(tree: Tree) -> Iterator[tuple[tuple[str | int, ...], Prompts |
         base: tuple[str | int, ...] = ("nodes", node_id)
         if isinstance(node, SayNode):
             yield (*base, "say"), node.say
-        elif isinstance(node, MenuNode):
-            for name in ("prompt", "invalid", "no_input"):
-                yield (*base, "menu", name), getattr(node.menu, name)
-        elif isinstance(node, GatherNode):
-            for name in ("prompt", "invalid", "no_input"):
-                yield (*base, "gather", name), getattr(node.gather, name)
+        elif isinstance(node, MenuNode | GatherNode):
+            verb = "menu" if isinstance(node, MenuNode) else "gather"
+            body = node.menu if isinstance(node, MenuNode) else node.gather
+            yield (*base, verb, "prompt"), body.prompt
+            yield (*base, verb, "invalid"), body.invalid
+            yield (*base, verb, "no_input"), body.no_input
         elif isinstance(node, RecordNode):
             yield (*base, "record", "prompt"), node.record.prompt
         elif isinstance(node, TransferNode):

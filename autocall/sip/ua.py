@@ -269,15 +269,10 @@ class SipUA:
 
     def base_request(self, method: str, uri: URI, from_: Address, to: Address,
                      call_id: str, cseq: int) -> Request:
-        h = Headers()
-        h.add("Via", self.via())
-        h.add("Max-Forwards", "70")
-        h.add("From", str(from_))
-        h.add("To", str(to))
-        h.add("Call-ID", call_id)
-        h.add("CSeq", f"{cseq} {method}")
-        h.add("User-Agent", self.config.user_agent)
-        return Request(method, uri, h)
+        return Request(method, uri, Headers([
+            ("Via", self.via()), ("Max-Forwards", "70"), ("From", str(from_)), ("To", str(to)),
+            ("Call-ID", call_id), ("CSeq", f"{cseq} {method}"),
+            ("User-Agent", self.config.user_agent)]))
 
     # ---- transaction plumbing ------------------------------------------------------------
     def _now(self) -> float:

@@ -86,10 +86,6 @@ class VoiceActivityDetector:
     def in_speech(self) -> bool:
         return self._in_speech
 
-    @property
-    def noise_floor_dbfs(self) -> float | None:
-        return self._floor
-
     def feed(self, samples: npt.ArrayLike) -> list[VadStart | VadEnd]:
         """Analyse more audio; return the starts and ends it completes, in order."""
         x = np.asarray(samples)

@@ -670,9 +670,8 @@ def edges(tree: Tree) -> list[Edge]:
         elif isinstance(node, HangupNode):
             continue
         else:
-            label = {"GatherNode": "ok", "WebhookNode": "ok", "TransferNode": "no answer"}.get(
-                type(node).__name__, ""
-            )
+            label = {GatherNode: "ok", WebhookNode: "ok", TransferNode: "no answer"}.get(
+                type(node), "")
             add(node_id, getattr(node, "next", None), label, "next")
             add(node_id, getattr(node, "on_failure", None), "failed", "on_failure")
     return out

@@ -49,7 +49,7 @@ import contextlib
 import inspect
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -401,9 +401,7 @@ class Call:
                                  headers=headers, sdp=sdp, listener=listen, send=False)
         self._following = new
         self._following_version = version
-        task = self.ua.loop.create_task(self._follow_refer(sub, old, new, outcome))
-        self.ua._tasks.add(task)
-        task.add_done_callback(self.ua._tasks.discard)
+        self.ua.spawn(self._follow_refer(sub, old, new, outcome))
 
     async def _follow_refer(self, sub: ReferSubscription, old: InviteSession,
                             new: InviteSession,
@@ -839,10 +837,14 @@ class UserAgent:
         while True:
             yield await self._incoming.get()
 
-    def _on_invite(self, session: InviteSession) -> None:
-        task = self.loop.create_task(self._accept_invite(session))
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A task the agent owns: kept referenced until done, cancelled by ``close``."""
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _on_invite(self, session: InviteSession) -> None:
+        self.spawn(self._accept_invite(session))
 
     async def _accept_invite(self, session: InviteSession) -> None:
         media = await MediaSession.open(self.engine, host=self.media_host, port=0)

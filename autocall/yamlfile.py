@@ -106,14 +106,14 @@ class Positions:
         cur = self._root
         where = (0, 0)
         for element in path:
-            found = _child(cur, element)
+            found = child(cur, element)
             if found is None:
                 continue
-            actual, child = found
+            actual, value = found
             try:
                 if isinstance(cur, CommentedMap):
                     # an empty value (`say:`) has no place of its own: point at its key
-                    empty = child is None
+                    empty = value is None
                     pos = cur.lc.key(actual) if key or empty else cur.lc.value(actual)
                     where = (pos[0], pos[1])
                 elif isinstance(cur, CommentedSeq):
@@ -121,14 +121,14 @@ class Positions:
                     where = (pos[0], pos[1])
             except (KeyError, IndexError, TypeError):
                 pass  # a key merged in by `<<: *defaults` has no place of its own here
-            cur = child
+            cur = value
         return where[0] + 1, where[1] + 1
 
     def has(self, path: Iterable[object]) -> bool:
         """True if every element of ``path`` exists in the document."""
         cur = self._root
         for element in path:
-            found = _child(cur, element)
+            found = child(cur, element)
             if found is None:
                 return False
             cur = found[1]
@@ -444,7 +444,9 @@ def _check_tag(tag: str, event: CollectionStartEvent | ScalarEvent, file: str) -
     )
 
 
-def _child(container: object, element: object) -> tuple[object, object] | None:
+def child(container: object, element: object) -> tuple[object, object] | None:
+    """(actual key, value) of ``element`` in a mapping (matched as written or by its text)
+    or a list; None if it is not there."""
     if isinstance(container, dict):
         if element in container:
             return element, container[element]

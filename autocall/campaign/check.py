@@ -21,7 +21,7 @@ from autocall.campaign.model import Campaign
 from autocall.campaign.schedule import DNC_MISSING as _DNC_MISSING
 from autocall.campaign.schedule import DncList
 from autocall.campaign.trees import STORE_PREFIX, TreeLibrary, TreesError
-from autocall.dialogue.loader import Problem, TreeError, load
+from autocall.dialogue.loader import Findings, Problem, TreeError, load
 from autocall.dialogue.schema import Tree
 from autocall.dialogue.validate import validate_file
 from autocall.yamlfile import Positions, YamlFileError, read_yaml
@@ -30,20 +30,12 @@ __all__ = ["CampaignCheck", "Problem", "check_campaign", "preflight"]
 
 
 @dataclass
-class CampaignCheck:
+class CampaignCheck(Findings):
     """Findings for a campaign, and what was read on the way."""
 
     problems: list[Problem] = field(default_factory=list)
     lists: ListsRead = field(default_factory=ListsRead)
     dnc: DncList | None = None
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
 
 def _row_problem(r: Rejected, severity: str, code: str) -> Problem:

@@ -617,7 +617,7 @@ class Engine:
         item = menu.item(key)
         if item is not None:
             return self._choose(node, key, now)
-        return self._menu_failed(node, "invalid-input", now)
+        return self._failed(node, "invalid-input", now)
 
     def _choose(self, node: MenuNode, key: str, now: float) -> list[Action]:
         item = node.menu.item(key)
@@ -626,17 +626,20 @@ class Engine:
             self.variables[node.menu.variable] = key
         return self._goto(item.next, now)
 
-    def _menu_failed(self, node: MenuNode, why: str, now: float) -> list[Action]:
-        menu = node.menu
+    def _failed(self, node: MenuNode | GatherNode, why: str, now: float) -> list[Action]:
+        """No or wrong input: say sorry and ask again, or leave after the last retry."""
+        body = node.menu if isinstance(node, MenuNode) else node.gather
         self._last_failure = why
         self._attempt += 1
-        if self._attempt > menu.retries:
+        if self._attempt > body.retries:
             if node.on_failure is not None:
                 return self._goto(node.on_failure, now)
             return self._finish(why)
-        sorry = menu.invalid if why == "invalid-input" else menu.no_input
+        sorry = body.invalid if why == "invalid-input" else body.no_input
         attempt = self._attempt
-        actions = self._menu_listen(node, [*_as_list(sorry), *_as_list(menu.prompt)], now)
+        again = [*_as_list(sorry), *_as_list(body.prompt)]
+        actions = (self._menu_listen(node, again, now) if isinstance(node, MenuNode)
+                   else self._gather_listen(node, again, now))
         self._attempt = attempt
         return actions
 
@@ -685,28 +688,14 @@ class Engine:
     ) -> list[Action]:
         body = node.gather
         if not value and body.min_digits > 0:
-            return self._gather_failed(node, "no-input", now)
+            return self._failed(node, "no-input", now)
         valid = spoken or len(value) >= body.min_digits
         if valid and body.pattern is not None:
             valid = re.fullmatch(body.pattern, value) is not None
         if not valid:
-            return self._gather_failed(node, "invalid-input", now)
+            return self._failed(node, "invalid-input", now)
         self.variables[body.variable] = value
         return self._goto(node.next, now)
-
-    def _gather_failed(self, node: GatherNode, why: str, now: float) -> list[Action]:
-        body = node.gather
-        self._last_failure = why
-        self._attempt += 1
-        if self._attempt > body.retries:
-            if node.on_failure is not None:
-                return self._goto(node.on_failure, now)
-            return self._finish(why)
-        sorry = body.invalid if why == "invalid-input" else body.no_input
-        attempt = self._attempt
-        actions = self._gather_listen(node, [*_as_list(sorry), *_as_list(body.prompt)], now)
-        self._attempt = attempt
-        return actions
 
     # --- input events ----------------------------------------------------------------
 
@@ -749,7 +738,7 @@ class Engine:
         if isinstance(node, MenuNode):
             if node.menu.default is not None:
                 return self._goto(node.menu.default, now)
-            return self._menu_failed(node, "no-input", now)
+            return self._failed(node, "no-input", now)
         if isinstance(node, GatherNode):
             if not self._collected and node.gather.min_digits == 0:
                 return self._gather_done(node, "", now)
@@ -763,15 +752,15 @@ class Engine:
         if isinstance(node, MenuNode) and node.menu.speech:
             self._barge_in()
             if result.confidence < node.menu.min_confidence:
-                return self._menu_failed(node, "invalid-input", now)
+                return self._failed(node, "invalid-input", now)
             key = _match_phrase(node, result.text)
             if key is None:
-                return self._menu_failed(node, "invalid-input", now)
+                return self._failed(node, "invalid-input", now)
             return self._choose(node, key, now)
         if isinstance(node, GatherNode) and node.gather.speech:
             self._barge_in()
             if result.confidence < node.gather.min_confidence:
-                return self._gather_failed(node, "invalid-input", now)
+                return self._failed(node, "invalid-input", now)
             return self._gather_done(node, result.text.strip(), now, spoken=True)
         return []
 

@@ -14,8 +14,10 @@ from autocall.dialogue.schema import (
     HoursNode,
     MenuNode,
     PlayNode,
+    Prompts,
     RecordNode,
     SayNode,
+    SayPrompt,
     TransferNode,
     Tree,
     WebhookNode,
@@ -37,17 +39,19 @@ def _verb(node: object) -> str:
     return type(node).__name__.removesuffix("Node").lower()
 
 
+def _words(prompts: Prompts | None) -> str:
+    return " ".join(p.say if isinstance(p, SayPrompt) else p.play for p in prompt_items(prompts))
+
+
 def _summary(node: object, limit: int = 40) -> str:
     """A short caption: the first words of what the node says or does."""
     text = ""
     if isinstance(node, SayNode):
-        text = " ".join(getattr(p, "say", getattr(p, "play", "")) for p in prompt_items(node.say))
+        text = _words(node.say)
     elif isinstance(node, PlayNode):
         text = node.play if isinstance(node.play, str) else ", ".join(node.play)
     elif isinstance(node, MenuNode):
-        text = " ".join(
-            getattr(p, "say", getattr(p, "play", "")) for p in prompt_items(node.menu.prompt)
-        )
+        text = _words(node.menu.prompt)
     elif isinstance(node, GatherNode):
         text = f"→ {node.gather.variable}"
     elif isinstance(node, RecordNode):

@@ -7,6 +7,7 @@ must edit. Unknown keys get a "did you mean" from :mod:`difflib`.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from autocall.dialogue import schema
 from autocall.dialogue.schema import NODE_MODELS, VERBS, Tree
-from autocall.yamlfile import Positions, YamlFileError, parse_yaml, read_yaml
+from autocall.yamlfile import Positions, YamlFileError, child, parse_yaml, read_yaml
 
 Severity = Literal["error", "warning"]
 
@@ -40,14 +41,25 @@ class Problem:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "column": self.column,
-            "severity": self.severity,
-            "code": self.code,
-            "message": self.message,
-        }
+        return dataclasses.asdict(self)
+
+
+class Findings:
+    """What a check found (``problems``), split by severity; ``ok`` means no errors."""
+
+    problems: list[Problem]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
 
 
 class TreeError(ValueError):
@@ -82,19 +94,6 @@ class Document:
 
     def has(self, path: Iterable[Any]) -> bool:
         return self.positions.has(path)
-
-
-def _child(container: Any, element: Any) -> tuple[Any, Any] | None:
-    if isinstance(container, dict):
-        if element in container:
-            return element, container[element]
-        for k in container:
-            if str(k) == str(element) and not isinstance(k, bool):
-                return k, container[k]
-        return None
-    if isinstance(container, list) and isinstance(element, int) and 0 <= element < len(container):
-        return element, container[element]
-    return None
 
 
 def parse(text: str | bytes, file: str) -> tuple[Document | None, list[Problem]]:
@@ -150,25 +149,22 @@ def build(doc: Document) -> tuple[Tree | None, list[Problem]]:
 
 def load_text(text: str, file: str = "<text>", source: Path | None = None) -> Tree:
     """Load a tree from YAML text; raises :class:`TreeError`."""
-    doc, problems = parse(text, file)
+    return _built(parse(text, file), source)
+
+
+def load(path: Path | str) -> Tree:
+    """Load a tree file; raises :class:`TreeError` (file:line:column inside)."""
+    return _built(read(Path(path)), Path(path))
+
+
+def _built(parsed: tuple[Document | None, list[Problem]], source: Path | None) -> Tree:
+    doc, problems = parsed
     if doc is None:
         raise TreeError(problems)
     tree, problems = build(doc)
     if tree is None:
         raise TreeError(problems)
     return tree.with_source(source)
-
-
-def load(path: Path | str) -> Tree:
-    """Load a tree file; raises :class:`TreeError` (file:line:column inside)."""
-    path = Path(path)
-    doc, problems = read(path)
-    if doc is None:
-        raise TreeError(problems)
-    tree, problems = build(doc)
-    if tree is None:
-        raise TreeError(problems)
-    return tree.with_source(path)
 
 
 def load_with_document(path: Path) -> tuple[Tree | None, Document | None, list[Problem]]:
@@ -315,10 +311,10 @@ def _split_loc(doc: Document, loc: Sequence[Any], prefix: Sequence[Any]) -> tupl
     skipped: list[Any] = []
     cur = doc.data
     for element in prefix:
-        found = _child(cur, element)
+        found = child(cur, element)
         cur = found[1] if found else None
     for element in loc:
-        found = _child(cur, element)
+        found = child(cur, element)
         if found is None:
             skipped.append((len(matched), element))
             continue
@@ -468,7 +464,7 @@ def _closest_model(
     matched, _ = _split_loc(doc, loc[:-1], prefix)
     cur = doc.data
     for element in [*prefix, *matched]:
-        found = _child(cur, element)
+        found = child(cur, element)
         cur = found[1] if found else None
     keys = {str(k) for k in cur} - {str(loc[-1])} if isinstance(cur, dict) else set()
 

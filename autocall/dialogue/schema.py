@@ -29,6 +29,7 @@ from pydantic import (
     StrictBool,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -79,6 +80,25 @@ URL_PATTERN = r"^https?://"
 NodeId = Annotated[str, Field(pattern=NODE_ID_PATTERN)]
 MenuKey = Annotated[str, Field(pattern=MENU_KEY_PATTERN)]
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _key(key: object, info: ValidationInfo) -> object:
+    """One key; YAML reads ``1`` as a number, and designers should not have to quote it."""
+    if isinstance(key, int):
+        key = str(key)
+    if isinstance(key, str) and key not in MENU_KEYS:
+        raise ValueError(f"{info.field_name} must be one of 0-9, * or #")
+    return key
+
+
+def _regex(pattern: str | None, info: ValidationInfo) -> str | None:
+    """A field that must be a valid regular expression (checked once, at load)."""
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{info.field_name} is not a valid regular expression: {exc}") from exc
+    return pattern
 
 
 class _Model(BaseModel):
@@ -169,17 +189,9 @@ class MenuBody(_Model):
         if isinstance(data, dict) and isinstance(data.get("items"), dict):
             data = dict(data)
             data["items"] = {str(k): v for k, v in data["items"].items()}
-        if isinstance(data, dict) and isinstance(data.get("repeat_key"), int):
-            data = dict(data)
-            data["repeat_key"] = str(data["repeat_key"])
         return data
 
-    @field_validator("repeat_key")
-    @classmethod
-    def _repeat_key(cls, key: str | None) -> str | None:
-        if key is not None and key not in MENU_KEYS:
-            raise ValueError("repeat_key must be one of 0-9, * or #")
-        return key
+    _repeat_key = field_validator("repeat_key", mode="before")(_key)
 
     def item(self, key: str) -> MenuItem | None:
         value = self.items.get(key)
@@ -209,30 +221,8 @@ class GatherBody(_Model):
     grammar: list[str] = Field(default_factory=list, description="Hints for the recogniser.")
     min_confidence: float = Field(0.0, ge=0, le=1)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _terminator_text(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("terminator"), int):
-            data = dict(data)
-            data["terminator"] = str(data["terminator"])
-        return data
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from exc
-        return pattern
-
-    @field_validator("terminator")
-    @classmethod
-    def _terminator(cls, key: str | None) -> str | None:
-        if key is not None and key not in MENU_KEYS:
-            raise ValueError("terminator must be one of 0-9, * or #")
-        return key
+    _compiles = field_validator("pattern")(_regex)
+    _terminator = field_validator("terminator", mode="before")(_key)
 
     @model_validator(mode="after")
     def _bounds(self) -> GatherBody:
@@ -346,15 +336,7 @@ class Condition(_Model):
     le: float | None = None
     empty: bool | None = None
 
-    @field_validator("matches")
-    @classmethod
-    def _compiles(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"matches is not a valid regular expression: {exc}") from exc
-        return pattern
+    _compiles = field_validator("matches")(_regex)
 
 
 class BranchCase(_Model):
@@ -688,9 +670,8 @@ def edges(tree: Tree) -> list[Edge]:
         elif isinstance(node, HangupNode):
             continue
         else:
-            label = {"GatherNode": "ok", "WebhookNode": "ok", "TransferNode": "no answer"}.get(
-                type(node).__name__, ""
-            )
+            label = {GatherNode: "ok", WebhookNode: "ok", TransferNode: "no answer"}.get(
+                type(node), "")
             add(node_id, getattr(node, "next", None), label, "next")
             add(node_id, getattr(node, "on_failure", None), "failed", "on_failure")
     return out
@@ -717,12 +698,12 @@ def prompt_fields(tree: Tree) -> Iterator[tuple[tuple[str | int, ...], Prompts |
         base: tuple[str | int, ...] = ("nodes", node_id)
         if isinstance(node, SayNode):
             yield (*base, "say"), node.say
-        elif isinstance(node, MenuNode):
-            for name in ("prompt", "invalid", "no_input"):
-                yield (*base, "menu", name), getattr(node.menu, name)
-        elif isinstance(node, GatherNode):
-            for name in ("prompt", "invalid", "no_input"):
-                yield (*base, "gather", name), getattr(node.gather, name)
+        elif isinstance(node, MenuNode | GatherNode):
+            verb = "menu" if isinstance(node, MenuNode) else "gather"
+            body = node.menu if isinstance(node, MenuNode) else node.gather
+            yield (*base, verb, "prompt"), body.prompt
+            yield (*base, verb, "invalid"), body.invalid
+            yield (*base, verb, "no_input"), body.no_input
         elif isinstance(node, RecordNode):
             yield (*base, "record", "prompt"), node.record.prompt
         elif isinstance(node, TransferNode):

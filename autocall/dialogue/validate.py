@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autocall.audio import check as audio_check
-from autocall.dialogue.loader import Document, Problem, load_with_document
+from autocall.dialogue.loader import Document, Findings, Problem, Severity, load_with_document
 from autocall.dialogue.schema import (
     BUILTIN_OUTCOMES,
     ENDS_CALL,
@@ -51,24 +51,12 @@ BUILTIN_VARIABLES = frozenset({"number", "caller_id", "called", "campaign", "att
 
 
 @dataclass(frozen=True)
-class Report:
+class Report(Findings):
     """Findings for one file."""
 
     file: str
     problems: list[Problem]
     kind: str = "tree"  # or "cases": validate_file tells them apart by content
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
 
 
 def tree_files(paths: Iterable[Path]) -> list[Path]:
@@ -539,24 +527,18 @@ def _templates(
                 continue
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
             typo = f"; did you mean {{{close[0]}}}?" if close else ""
-            if contacts is not None:
-                if name not in contacts:
-                    reported.add((name, str(where[:2])))
-                    yield doc.problem(
-                        where,
-                        "error",
-                        "field",
-                        f"{{{name}}} is not a column of the contacts and the tree does not "
-                        f"set it{typo or ': add the column or a default under variables'}",
-                    )
-            elif name not in declared:
-                reported.add((name, str(where[:2])))
-                yield doc.problem(
-                    where,
-                    "warning",
-                    "field",
-                    f"{{{name}}} is neither set by the tree nor listed in contact_fields{typo}",
-                )
+            severity: Severity
+            if contacts is not None and name not in contacts:
+                severity = "error"
+                text = (f"{{{name}}} is not a column of the contacts and the tree does not "
+                        f"set it{typo or ': add the column or a default under variables'}")
+            elif contacts is None and name not in declared:
+                severity = "warning"
+                text = f"{{{name}}} is neither set by the tree nor listed in contact_fields{typo}"
+            else:
+                continue
+            reported.add((name, str(where[:2])))
+            yield doc.problem(where, severity, "field", text)
 
 
 def _squash(label: str) -> str:

@@ -921,16 +921,13 @@ class MediaSession:
         if not self.on_signal:
             self._signal.reset()  # not fed while detection was off: start from the next packet
         self._splits = _Splits()  # a new detector: its times start again
-        pool_of = getattr(self.engine, "detector_pool", None)
-        if pool_of is not None:
-            try:
-                pool = pool_of()
-                self._slot = pool.attach(self._on_inband, self._on_pad)
-                self._push_detect = pool.pusher(self._slot)
-                return
-            except ImportError:
-                pass
-        self._detector = self._make_detector()
+        try:
+            pool = self.engine.detector_pool()
+        except ImportError:  # no numpy DTMF banks: a detector of our own, if any
+            self._detector = self._make_detector()
+            return
+        self._slot = pool.attach(self._on_inband, self._on_pad)
+        self._push_detect = pool.pusher(self._slot)
 
     def _detach_detection(self) -> None:
         if self._slot is not None:

@@ -10,21 +10,20 @@ start, resolves where they go (DNS is I/O) and hands the events to the applicati
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, response_to
-from autocall.sip.message import Headers, Request, Response
+from autocall.sip.message import Headers, Request, Response, printable, warning
 from autocall.sip.sdp import parse_sdp
 from autocall.sip.transaction import Timers, make_cancel
 
-__all__ = ["InviteState", "InviteUsage", "Agent", "SessionEvent", "LocalFailure",
-           "StartRequest", "Transmit", "Respond", "DialogUp", "Emit", "InviteAction",
-           "new_tag", "warning", "bad_request"]
+__all__ = ["InviteState", "InviteUsage", "Agent", "SessionEvent", "Progress", "Answered",
+           "Failed", "Ended", "Acked", "InDialog", "LocalFailure", "StartRequest", "Transmit",
+           "Respond", "DialogUp", "Emit", "InviteAction", "new_tag", "bad_request"]
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
@@ -35,17 +34,9 @@ def new_tag() -> str:
     return secrets.token_hex(8)  # §19.3: unguessable, so nobody can inject into a dialog
 
 
-def warning(reason: str) -> str:
-    """A ``Warning`` value saying why we refused (RFC 3261 §20.43: 399 = miscellaneous;
-    the warn-text is a quoted string, so quotes, backslashes and controls are replaced)."""
-    text = re.sub(r'[^\x20-\x7e]|["\\]', "?", reason)[:120]
-    return f'399 autocall "{text}"'
-
-
 def bad_request(request: Request, reason: str) -> Response:
     """400 for a request we parsed but cannot accept, the reason also in a Warning."""
-    safe = re.sub(r"[^\x20-\x7e]", "?", reason)[:120]
-    return response_to(request, 400, safe, to_tag=new_tag(),
+    return response_to(request, 400, printable(reason), to_tag=new_tag(),
                        headers=Headers([("Warning", warning(reason))]))
 
 
@@ -62,21 +53,65 @@ RINGING = (InviteState.CALLING, InviteState.EARLY)
 
 
 @dataclass(frozen=True)
-class SessionEvent:
-    """progress | answered | failed | ended | dialog (with ``dialog_event``) | ack.
+class _Reply:
+    status: int
+    reason: str
+    message: Response
 
-    ``network_fault`` (on failed): nothing at all came back from the far end, the
+
+class Progress(_Reply):
+    """A provisional response above 100 to our INVITE: ringing or early media."""
+
+    kind: ClassVar[str] = "progress"
+
+
+class Answered(_Reply):
+    """A 2xx to our INVITE (already ACKed)."""
+
+    kind: ClassVar[str] = "answered"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The INVITE ended without a call. ``network_fault``: nothing at all came back, the
     connection was refused (503, §8.1.3.1) or Timer B fired (408): a trunk or network
-    problem, not a callee who did not pick up.
-    """
+    problem, not a callee who did not pick up."""
 
-    kind: str
-    status: int | None = None
-    reason: str | None = None
-    message: Request | Response | None = None
-    dialog_event: DialogEvent | None = None
+    kind: ClassVar[str] = "failed"
+    status: int
+    reason: str
+    message: Response | None = None
     by: str | None = None
     network_fault: bool = False
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A confirmed call hung up, ``by`` us or by the far end's BYE (``message``)."""
+
+    kind: ClassVar[str] = "ended"
+    by: str
+    message: Request | None = None
+
+
+@dataclass(frozen=True)
+class Acked:
+    """The ACK of our 2xx; with a late offer it carries the answer."""
+
+    kind: ClassVar[str] = "ack"
+    message: Request
+
+
+@dataclass(frozen=True)
+class InDialog:
+    """Another in-dialog request (INFO, NOTIFY) the usage answered with 200."""
+
+    kind: ClassVar[str] = "dialog"
+    dialog_event: DialogEvent
+
+
+SessionEvent = Progress | Answered | Failed | Ended | Acked | InDialog
+"""What a usage tells the application (``kind`` names it in logs, never to match on)."""
 
 
 class LocalFailure(Response):
@@ -205,7 +240,7 @@ class InviteUsage:
             return []
         self.final_status, self.final_reason = code, reason
         self._terminate()
-        return [Emit(SessionEvent("failed", code, reason, resp, by=by, network_fault=network))]
+        return [Emit(Failed(code, reason, resp, by=by, network_fault=network))]
 
     # ---- messages ------------------------------------------------------------------------
     def receive(self, msg: Request | Response, now: float) -> list[InviteAction]:
@@ -219,7 +254,7 @@ class InviteUsage:
             self.final_status, self.final_reason = 487, "Request Terminated"
             self._terminate()  # §9.2: the INVITE gets 487, the CANCEL its own 200
             return [Respond(response_to(self.invite, 487, to_tag=self.local_tag)),
-                    Emit(SessionEvent("failed", 487, "cancelled by caller", by="remote"))]
+                    Emit(Failed(487, "cancelled by caller", by="remote"))]
         return []
 
     def on_request(self, ev: DialogEvent, source: Addr, now: float) -> list[InviteAction]:
@@ -228,14 +263,14 @@ class InviteUsage:
         if kind == "bye":  # §15.1.2
             bye: list[InviteAction] = [Respond(response_to(req, 200))]
             if self.state is not InviteState.TERMINATED:
-                bye.append(Emit(SessionEvent("ended", by="remote", message=req)))
+                bye.append(Emit(Ended("remote", req)))
             self._terminate()
             return bye
         if kind == "options":
             return [Respond(response_to(req, 200, headers=Headers(
                 [("Allow", ALLOW), ("Accept", SDP)])))]
         if kind not in ("reinvite", "update"):
-            return [Respond(response_to(req, 200)), Emit(SessionEvent("dialog", dialog_event=ev))]
+            return [Respond(response_to(req, 200)), Emit(InDialog(ev))]
         h = Headers([("Contact", self.agent.contact())])
         if req.body and req.content_type == SDP:
             try:
@@ -253,7 +288,7 @@ class InviteUsage:
             ok = response_to(req, 200, headers=h)
         if kind == "reinvite":
             self._retransmit_until_ack(ok, source, now)
-        return [Respond(ok), Emit(SessionEvent("dialog", dialog_event=ev))]
+        return [Respond(ok), Emit(InDialog(ev))]
 
     # ---- UAC -----------------------------------------------------------------------------
     def set_offer(self, sdp: bytes | None) -> None:
@@ -280,7 +315,7 @@ class InviteUsage:
             self.provisional = self.provisional or code > 100 or self._cancel_requested
             if code > 100 and self.state in RINGING:
                 self.state = InviteState.EARLY
-                actions.append(Emit(SessionEvent("progress", code, resp.reason, resp)))
+                actions.append(Emit(Progress(code, resp.reason, resp)))
             return actions + (self._send_cancel() if self._cancel_requested else [])
         if code < 300:
             return self._on_2xx(resp)
@@ -320,7 +355,7 @@ class InviteUsage:
         if crossed:  # the 2xx crossed our CANCEL (§9.1): answered anyway, so end it
             return actions + self.bye(reason="cancelled")
         self.final_status, self.final_reason = resp.status, resp.reason
-        return actions + [Emit(SessionEvent("answered", resp.status, resp.reason, resp))]
+        return actions + [Emit(Answered(resp.status, resp.reason, resp))]
 
     def cancel(self, now: float) -> list[InviteAction]:
         """CANCEL a ringing call (§9.1): it waits for a provisional response if none came
@@ -382,7 +417,7 @@ class InviteUsage:
         self._deadlines.pop("no-ack", None)
         if has_sdp:  # the answer to the offer we put in a 2xx (late offer, §13.2.1)
             self.remote_sdp = ack.body
-        return [Emit(SessionEvent("ack", message=ack))]
+        return [Emit(Acked(ack))]
 
     # ---- both ----------------------------------------------------------------------------
     def bye(self, reason: str | None = None) -> list[InviteAction]:
@@ -392,4 +427,4 @@ class InviteUsage:
         extra = [("Reason", f'SIP;cause=200;text="{reason}"')] if reason else None
         req = self.dialog.new_request("BYE", self.agent.via(), extra=extra)
         self._terminate()
-        return [StartRequest(req, self.dialog), Emit(SessionEvent("ended", by="local"))]
+        return [StartRequest(req, self.dialog), Emit(Ended("local"))]

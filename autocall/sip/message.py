@@ -30,6 +30,9 @@ __all__ = [
     "parse_params",
     "REASONS",
     "reason_cause",
+    "printable",
+    "warning",
+    "salvage_400",
 ]
 
 MAX_MESSAGE = 65_535
@@ -83,47 +86,20 @@ def canonical_name(name: str) -> str:
 
 def split_list(value: str) -> list[str]:
     """Split a comma-joined header value, respecting quotes and <…> (§7.3.1)."""
-    if '"' not in value:  # fast paths; quoted strings need the full scan below
-        if "," not in value:
-            return [value.strip()] if value.strip() else []
-        if "<" not in value:
-            return [item.strip() for item in value.split(",") if item.strip()]
-    out: list[str] = []
-    buf: list[str] = []
-    quoted = escaped = False
-    angle = 0
-    for ch in value:
-        if escaped:
-            escaped = False
-        elif quoted and ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif not quoted and ch == "<":
-            angle += 1
-        elif not quoted and ch == ">":
-            angle = max(0, angle - 1)
-        elif ch == "," and not quoted and angle == 0:
-            item = "".join(buf).strip()
-            if item:
-                out.append(item)
-            buf = []
-            continue
-        buf.append(ch)
-    if quoted:
-        raise ValueError(f"unterminated quoted string in {value!r}")
-    item = "".join(buf).strip()
-    if item:
-        out.append(item)
-    return out
+    if '"' not in value and "<" not in value:  # the fast path; quotes and <…> need a scan
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return [item.strip() for item in _split_outside_quotes(value, ",", angles=True)
+            if item.strip()]
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    if '"' not in text:
+def _split_outside_quotes(text: str, sep: str, *, angles: bool = False) -> list[str]:
+    """``text`` split at ``sep`` outside quoted strings (and outside <…> with ``angles``)."""
+    if '"' not in text and not (angles and "<" in text):
         return text.split(sep)
     parts: list[str] = []
     buf: list[str] = []
     quoted = escaped = False
+    angle = 0
     for ch in text:
         if escaped:
             escaped = False
@@ -131,7 +107,9 @@ def _split_outside_quotes(text: str, sep: str) -> list[str]:
             escaped = True
         elif ch == '"':
             quoted = not quoted
-        elif ch == sep and not quoted:
+        elif angles and not quoted and ch in "<>":
+            angle = angle + 1 if ch == "<" else max(0, angle - 1)
+        elif ch == sep and not quoted and angle == 0:
             parts.append("".join(buf))
             buf = []
             continue
@@ -434,33 +412,27 @@ class Message:
         self.body = body
 
     # Typed accessors; each raises ValueError if the header is missing or malformed.
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if not value:
+            raise ValueError(f"missing {name}")
+        return value
+
     @property
     def call_id(self) -> str:
-        value = self.headers.get("Call-ID")
-        if not value:
-            raise ValueError("missing Call-ID")
-        return value.strip()
+        return self._required("Call-ID").strip()
 
     @property
     def cseq(self) -> CSeq:
-        value = self.headers.get("CSeq")
-        if value is None:
-            raise ValueError("missing CSeq")
-        return CSeq.parse(value)
+        return CSeq.parse(self._required("CSeq"))
 
     @property
     def from_(self) -> Address:
-        value = self.headers.get("From")
-        if value is None:
-            raise ValueError("missing From")
-        return Address.parse(value)
+        return Address.parse(self._required("From"))
 
     @property
     def to(self) -> Address:
-        value = self.headers.get("To")
-        if value is None:
-            raise ValueError("missing To")
-        return Address.parse(value)
+        return Address.parse(self._required("To"))
 
     @property
     def vias(self) -> list[Via]:
@@ -657,3 +629,36 @@ class StreamParser:
             frame = bytes(self._buf[:total])
             del self._buf[:total]
             out.append(parse_message(frame, stream=True))
+
+
+def printable(text: str, limit: int = 120) -> str:
+    """One line of printable ASCII (what a stranger sent, or an exception about it, may be
+    anything), cut to ``limit``."""
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:limit]
+
+
+def warning(reason: str) -> str:
+    """A ``Warning`` value saying why we refused (RFC 3261 §20.43: 399 = miscellaneous;
+    the warn-text is a quoted string, so quotes and backslashes are replaced too)."""
+    text = re.sub(r'["\\]', "?", printable(reason))
+    return f'399 autocall "{text}"'
+
+
+def salvage_400(raw: bytes, reason: str) -> bytes | None:
+    """A 400 for a request we could not parse, built from whatever header lines survive
+    (None for a response, an ACK (§17.2.1) or too little to route the answer)."""
+    head = raw.decode("utf-8", "replace").split("\r\n\r\n", 1)[0].split("\n")
+    if not re.match(r"^[A-Z]+ \S+ SIP/2\.0", head[0]) or head[0].startswith("ACK "):
+        return None
+    wanted: dict[str, list[str]] = {"Via": [], "From": [], "To": [], "Call-ID": [], "CSeq": []}
+    for line in head[1:]:
+        name, colon, value = line.partition(":")
+        key = canonical_name(name) if colon else ""
+        if key in wanted:
+            wanted[key].append(re.sub(r"[\x00-\x1f\x7f]", "", value.strip()))
+    if not all(wanted.values()):
+        return None
+    lines = [f"SIP/2.0 400 {printable(reason)}", *(f"{k}: {v}" for k, vs in wanted.items()
+                                                   for v in vs),
+             f"Warning: {warning(reason)}", "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from autocall.sip.dialog import Dialog
-from autocall.sip.message import URI, Address, Request, Response, split_list
+from autocall.sip.message import URI, Address, Request, Response, printable, split_list
 
 __all__ = ["REFER_SCHEMES", "SIPFRAG", "REFER_EXPIRES", "ReferRefused", "ReferTarget",
            "parse_refer", "check_refer", "sipfrag", "notify_request"]
@@ -100,8 +100,7 @@ def check_refer(request: Request, *, tel_routable: bool, busy: bool,
 
 def sipfrag(status: int, reason: str | None = None) -> bytes:
     """A message/sipfrag body of one status line (RFC 3420), as RFC 3515 §2.4.5 NOTIFYs carry."""
-    text = reason if reason is not None else Response(status).reason
-    text = re.sub(r"[^\x20-\x7e]", "?", text)[:120]
+    text = printable(reason if reason is not None else Response(status).reason, 120)
     return f"SIP/2.0 {status} {text}\r\n".encode()
 
 

@@ -111,9 +111,11 @@ def make_cancel(invite: Request) -> Request:
 
 
 class _Transaction:
-    def __init__(self, reliable: bool, timers: Timers) -> None:
+    def __init__(self, request: Request, reliable: bool, timers: Timers | None) -> None:
+        self.request = request
+        self.is_invite = request.method == "INVITE"
         self.reliable = reliable
-        self.timers = timers
+        self.timers = timers or Timers()
         self.state = State.TERMINATED
         self._deadlines: dict[str, float] = {}
         self._intervals: dict[str, float] = {}
@@ -155,9 +157,7 @@ class ClientTransaction(_Transaction):
 
     def __init__(self, request: Request, *, reliable: bool = False,
                  timers: Timers | None = None) -> None:
-        super().__init__(reliable, timers or Timers())
-        self.request = request
-        self.is_invite = request.method == "INVITE"
+        super().__init__(request, reliable, timers)
         self.last_final: Response | None = None
         self.key = client_key(request)
 
@@ -241,9 +241,7 @@ class ServerTransaction(_Transaction):
 
     def __init__(self, request: Request, *, reliable: bool = False,
                  timers: Timers | None = None) -> None:
-        super().__init__(reliable, timers or Timers())
-        self.request = request
-        self.is_invite = request.method == "INVITE"
+        super().__init__(request, reliable, timers)
         self.last_response: Response | None = None
         self.key = server_key(request)
         self.state = State.PROCEEDING if self.is_invite else State.TRYING

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +39,6 @@ from autocall.sip.invite import (
     Transmit,
     bad_request,
     new_tag,
-    warning,
 )
 from autocall.sip.lograte import LogRate
 from autocall.sip.message import (
@@ -49,7 +47,8 @@ from autocall.sip.message import (
     Headers,
     Request,
     Response,
-    canonical_name,
+    printable,
+    salvage_400,
     split_list,
 )
 from autocall.sip.refer import ReferRefused, ReferTarget, check_refer, notify_request
@@ -111,43 +110,6 @@ class UAConfig:
     user_agent: str = "autocall/0.1"
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     """Slow-loris limits of the TCP transport (timeouts, message size, connections)."""
-
-
-def salvage_400(raw: bytes, reason: str) -> bytes | None:
-    """A 400 for a request we could not parse, built from whatever header lines survive."""
-    try:
-        text = raw.decode("utf-8", "replace")
-    except Exception:  # noqa: BLE001 - decoding with "replace" does not raise; belt and braces
-        return None
-    head = text.split("\r\n\r\n", 1)[0].split("\n")
-    if not head or head[0].startswith("SIP/2.0") or not re.match(r"^[A-Z]+ \S+ SIP/2\.0", head[0]):
-        return None
-    if head[0].startswith("ACK "):
-        return None  # §17.2.1: never answer an ACK
-    wanted = {"Via": [], "From": [], "To": [], "Call-ID": [], "CSeq": []}  # type: dict[str, list[str]]
-    for line in head[1:]:
-        name, colon, value = line.partition(":")
-        if not colon:
-            continue
-        try:
-            key = canonical_name(name)
-        except Exception:  # noqa: BLE001
-            continue
-        if key in wanted:
-            wanted[key].append(re.sub(r"[\x00-\x1f\x7f]", "", value.strip()))
-    if not all(wanted.values()):
-        return None
-    safe = re.sub(r"[^\x20-\x7e]", "?", reason)[:120]
-    lines = [f"SIP/2.0 400 {safe}"]
-    lines += [f"{k}: {v}" for k, vs in wanted.items() for v in vs]
-    lines.append(f"Warning: {warning(reason)}")
-    lines.append("Content-Length: 0")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def _short(text: str) -> str:
-    """One printable line of at most 200 characters (what a stranger sent may be anything)."""
-    return re.sub(r"[^\x20-\x7e]", "?", text)[:200]
 
 
 def invite_problem(invite: Request) -> str | None:
@@ -307,15 +269,10 @@ class SipUA:
 
     def base_request(self, method: str, uri: URI, from_: Address, to: Address,
                      call_id: str, cseq: int) -> Request:
-        h = Headers()
-        h.add("Via", self.via())
-        h.add("Max-Forwards", "70")
-        h.add("From", str(from_))
-        h.add("To", str(to))
-        h.add("Call-ID", call_id)
-        h.add("CSeq", f"{cseq} {method}")
-        h.add("User-Agent", self.config.user_agent)
-        return Request(method, uri, h)
+        return Request(method, uri, Headers([
+            ("Via", self.via()), ("Max-Forwards", "70"), ("From", str(from_)), ("To", str(to)),
+            ("Call-ID", call_id), ("CSeq", f"{cseq} {method}"),
+            ("User-Agent", self.config.user_agent)]))
 
     # ---- transaction plumbing ------------------------------------------------------------
     def _now(self) -> float:
@@ -445,13 +402,13 @@ class SipUA:
         except Exception as exc:  # one bad message must never stop the agent (nor flood the log)
             self.lograte.log(logging.WARNING, "sip-failure",
                              "failed to handle a message from %s:%s: %s: %s", rx.source[0],
-                             rx.source[1], type(exc).__name__, _short(str(exc)))
+                             rx.source[1], type(exc).__name__, printable(str(exc)))
 
     def _dispatch(self, rx: Received) -> None:
         msg = rx.message
         if msg is None:
             self.lograte.log(logging.WARNING, "sip-malformed", "malformed message from %s:%s: %s",
-                             rx.source[0], rx.source[1], _short(rx.error or "?"))
+                             rx.source[0], rx.source[1], printable(rx.error or "?"))
             reply = salvage_400(rx.raw, rx.error or "Bad Request")
             if reply is not None:
                 rx.transport.send(_Raw(reply), rx.source)  # type: ignore[arg-type]
@@ -460,7 +417,7 @@ class SipUA:
             msg.validate()
         except ValueError as exc:
             self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s", msg,
-                             rx.source[0], rx.source[1], _short(str(exc)))
+                             rx.source[0], rx.source[1], printable(str(exc)))
             if isinstance(msg, Request) and msg.method != "ACK":
                 reply = salvage_400(bytes(msg), str(exc))
                 if reply is not None:
@@ -484,8 +441,8 @@ class SipUA:
             return
         if req.method == "ACK":
             session = self._dialogs.get((req.call_id, req.to.tag or "", req.from_.tag or ""))
-            if session is not None and session.dialog is not None \
-                    and session.dialog.vet(req, source, check_port=self._check_port) is None:
+            if session is not None and session.usage.dialog is not None \
+                    and session.usage.dialog.vet(req, source, check_port=self._check_port) is None:
                 self.execute(session, session.usage.receive(req, self._now()))
             return
         if req.method == "INVITE" and not req.to.tag and self.on_invite is not None \
@@ -496,7 +453,7 @@ class SipUA:
                 # retransmitted INVITE just gets another 400): a flood of broken INVITEs
                 # that never ACK must not keep a transaction each for 64*T1.
                 self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s",
-                                 req, source[0], source[1], _short(problem))
+                                 req, source[0], source[1], printable(problem))
                 response = bad_request(req, problem)
                 response.headers.add("Server", self.config.user_agent)
                 self.transmit(response, source)
@@ -512,7 +469,7 @@ class SipUA:
             # A header we only read now (Contact, SDP, Refer-To…) is broken: the request
             # still gets its final answer, never just the 100 Trying (issue 12 item 4).
             self.lograte.log(logging.WARNING, "sip-malformed", "invalid %r from %s:%s: %s", req,
-                             source[0], source[1], _short(str(exc)))
+                             source[0], source[1], printable(str(exc)))
             if tx.last_response is None or tx.last_response.status < 200:
                 self.respond(tx, bad_request(req, str(exc)))
 
@@ -546,14 +503,14 @@ class SipUA:
         to_tag = req.to.tag
         if to_tag:
             session = self._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))
-            if session is None or session.dialog is None:
+            if session is None or session.usage.dialog is None:
                 self.respond(tx, response_to(req, 481))
                 return
-            refusal = session.dialog.vet(req, source, check_port=self._check_port)
+            refusal = session.usage.dialog.vet(req, source, check_port=self._check_port)
             if refusal is not None:
                 self.respond(tx, response_to(req, refusal[0], refusal[1]))
                 return
-            ev = session.dialog.accept(req)
+            ev = session.usage.dialog.accept(req)
             if ev.kind == "refer":
                 session.refer_received(tx, req)
             else:
@@ -791,14 +748,6 @@ class ReferSubscription:
         self.final_status: int | None = None
         self._last: asyncio.Task[int] | None = None
 
-    @property
-    def uri(self) -> URI:
-        return self.target.uri
-
-    @property
-    def referred_by(self) -> str | None:
-        return self.target.referred_by
-
     def notify(self, status: int, reason: str | None = None) -> asyncio.Task[int]:
         """Report ``status`` to the referrer; the task gives the NOTIFY's response code
         (0 when nothing was sent: the subscription had already ended or the agent closed)."""
@@ -817,12 +766,12 @@ class ReferSubscription:
             with contextlib.suppress(Exception):
                 await previous
         session, ua = self.session, self.session.ua
-        if skip or session.dialog is None or ua.closed:
+        if skip or session.usage.dialog is None or ua.closed:
             return 0
         try:
             dest = await session.hop()  # before the CSeq is taken: NOTIFYs leave in order
-            req = notify_request(session.dialog, ua.via(), ua.contact(), self.event_id, status,
-                                 reason)
+            req = notify_request(session.usage.dialog, ua.via(), ua.contact(), self.event_id,
+                                 status, reason)
             resp = await ua.request(req, dest)
         except (OSError, ValueError) as exc:
             log.info("NOTIFY for REFER %s not sent: %s", self.event_id, exc)
@@ -834,9 +783,8 @@ class ReferSubscription:
 
 class InviteSession:
     """One INVITE usage as the application sees it: ``SipUA`` runs the sans-I/O
-    ``InviteUsage`` (``usage``), events go to ``listener``. The telephony Call installs
-    ``answerer`` (SDP answer to an offer) and ``offerer`` (our offer, for an offerless
-    INVITE or re-INVITE), and sends in-dialog requests with ``request``."""
+    ``InviteUsage`` (``usage``: state, dialog, SDP, ``answerer``/``offerer`` hooks), events
+    go to ``listener``, in-dialog requests leave through ``request``."""
 
     def __init__(self, ua: SipUA, usage: InviteUsage,
                  server_tx: ServerTransaction | None = None) -> None:
@@ -849,61 +797,10 @@ class InviteSession:
         report through the subscription). None refuses every REFER with 603."""
         self.refer: ReferSubscription | None = None
 
-    # ---- what the usage knows --------------------------------------------------------------
-    @property
-    def invite(self) -> Request:
-        return self.usage.invite
-
-    @property
-    def call_id(self) -> str:
-        return self.usage.invite.call_id
-
-    @property
-    def state(self) -> InviteState:
-        return self.usage.state
-
-    @property
-    def dialog(self) -> Dialog | None:
-        return self.usage.dialog
-
-    @property
-    def remote_sdp(self) -> bytes | None:
-        return self.usage.remote_sdp
-
-    @property
-    def final_status(self) -> int | None:
-        return self.usage.final_status
-
-    @property
-    def heard_back(self) -> bool:
-        """Whether anything at all (even 100 Trying) answered our INVITE."""
-        return self.usage.heard_back
-
-    @property
-    def provisional(self) -> bool:
-        return self.usage.provisional
-
-
-    @property
-    def answerer(self) -> Callable[[bytes], bytes | None]:
-        return self.usage.answerer
-
-    @answerer.setter
-    def answerer(self, fn: Callable[[bytes], bytes | None]) -> None:
-        self.usage.answerer = fn
-
-    @property
-    def offerer(self) -> Callable[[], bytes]:
-        return self.usage.offerer
-
-    @offerer.setter
-    def offerer(self, fn: Callable[[], bytes]) -> None:
-        self.usage.offerer = fn
-
     async def hop(self) -> Addr:
         """The dialog's next hop, resolved."""
-        assert self.dialog is not None
-        return await self.ua.address(self.dialog)
+        assert self.usage.dialog is not None
+        return await self.ua.address(self.usage.dialog)
 
     def emit(self, event: SessionEvent) -> None:
         try:
@@ -940,7 +837,7 @@ class InviteSession:
         try:
             target = check_refer(req, tel_routable=bool(self.ua.config.proxy),
                                  busy=self.refer is not None and not self.refer.terminated,
-                                 confirmed=self.state is InviteState.CONFIRMED)
+                                 confirmed=self.usage.state is InviteState.CONFIRMED)
         except ReferRefused as exc:
             log.info("REFER refused: %s", exc)
             self.ua.respond(tx, response_to(req, exc.status, exc.reason))
@@ -964,9 +861,9 @@ class InviteSession:
     async def request(self, method: str, *, body: bytes = b"", content_type: str | None = None,
                       extra: list[tuple[str, str]] | None = None) -> Response:
         """Send an in-dialog request (INFO, REFER, re-INVITE, UPDATE, OPTIONS) and wait."""
-        if self.dialog is None or self.state is not InviteState.CONFIRMED:
+        if self.usage.dialog is None or self.usage.state is not InviteState.CONFIRMED:
             raise RuntimeError(f"no confirmed dialog for {method}")
-        dialog = self.dialog
+        dialog = self.usage.dialog
         dest = await self.hop()  # before the CSeq is taken, so requests leave in CSeq order
         contact = self.ua.contact() if method in ("INVITE", "UPDATE", "REFER") else None
         req = dialog.new_request(method, self.ua.via(), contact=contact, body=body,
@@ -979,9 +876,9 @@ class InviteSession:
             if resp is None and not fut.done():
                 fut.set_result(Response(408))
             elif resp is not None and resp.status >= 200:
-                if resp.status < 300 and self.dialog is not None:
-                    self.dialog.refresh_target(resp)  # §12.2.1.2, then ACK it (§13.2.2.4)
-                    self.ua.transmit(self.dialog.ack(req.cseq.number, self.ua.via()), dest)
+                if resp.status < 300 and self.usage.dialog is not None:
+                    self.usage.dialog.refresh_target(resp)  # §12.2.1.2, then ACK it (§13.2.2.4)
+                    self.ua.transmit(self.usage.dialog.ack(req.cseq.number, self.ua.via()), dest)
                 if not fut.done():
                     fut.set_result(resp)
 

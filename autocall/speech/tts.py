@@ -134,9 +134,6 @@ class TtsEngine(abc.ABC):
         now = time.monotonic() if now is None else now
         _DOWN_UNTIL[self.identity] = now + self.cooldown_s
 
-    def mark_available(self) -> None:
-        _DOWN_UNTIL.pop(self.identity, None)
-
 
 class GttsEngine(TtsEngine):
     """Google Translate's TTS through the gTTS library, always with timeouts.

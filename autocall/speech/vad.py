@@ -51,17 +51,16 @@ class VadConfig:
 
 
 @dataclass(frozen=True)
-class VadStart:
+class _Edge:
+    sample: int
+
+
+class VadStart(_Edge):
     """Speech began at ``sample`` (the first loud frame of the onset)."""
 
-    sample: int
 
-
-@dataclass(frozen=True)
-class VadEnd:
+class VadEnd(_Edge):
     """Speech ended at ``sample`` (just after the last loud frame), seen ``hangover`` later."""
-
-    sample: int
 
 
 class VoiceActivityDetector:
@@ -86,10 +85,6 @@ class VoiceActivityDetector:
     @property
     def in_speech(self) -> bool:
         return self._in_speech
-
-    @property
-    def noise_floor_dbfs(self) -> float | None:
-        return self._floor
 
     def feed(self, samples: npt.ArrayLike) -> list[VadStart | VadEnd]:
         """Analyse more audio; return the starts and ends it completes, in order."""

@@ -20,16 +20,8 @@ Usage::
     await ua.close()
 
 Inbound: ``async for call in ua.incoming(): await call.answer()`` (or
-``await call.reject(486)``), or ``UserAgent.start(..., on_call=handler)``.
-
-In a call: ``play``/``flush`` (barge-in), ``send_dtmf(digits, method="rfc4733"|"inband"|
-"info")``, ``transfer(target)`` (blind, REFER), ``hold``/``unhold``/``change_codec``
-(re-INVITE on the same RTP stream), ``record(path)``, ``hangup``, ``cancel``;
-``wait_answer``/``wait_ended``/``next_event``. Attributes: ``status``, ``sip_code``,
-``reason``, ``q850_cause``, ``answered_at``/``ended_at`` (UTC), ``ended_by``,
-``duration``, ``digits``, ``media`` (the ``autocall.media.MediaSession``). ``queued`` is
-the dialer's status before a Call exists; a Call starts at initiated (outbound) or
-ringing (inbound).
+``await call.reject(486)``), or ``UserAgent.start(..., on_call=handler)``. A Call starts
+at initiated (outbound) or ringing (inbound); ``queued`` is the dialer's status before.
 
 Being transferred: the far end may REFER us elsewhere (RFC 3515). A ``UserAgent`` refuses
 that (603) unless started with ``accept_refer``, a predicate on the Refer-To URI: it dials
@@ -57,7 +49,7 @@ import contextlib
 import inspect
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +61,16 @@ from autocall.config import Settings, TrunkSettings
 from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.sip.auth import Credentials
-from autocall.sip.invite import RINGING, InviteState
+from autocall.sip.invite import (
+    RINGING,
+    Acked,
+    Answered,
+    Ended,
+    Failed,
+    InDialog,
+    InviteState,
+    Progress,
+)
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.transaction import Timers
@@ -169,10 +170,10 @@ class Call:
         self.transferred_to: str | None = None
         """Where a REFER we followed took this call (the Refer-To URI), once it answered."""
         self.referred_by: str | None = None
-        self._first_call_id = session.call_id
+        self._first_call_id = session.usage.invite.call_id
         self._following: InviteSession | None = None
         self._following_version = 0
-        self._old_ended: SessionEvent | None = None
+        self._old_ended: Ended | None = None
         self._cancel_cause: str | None = None
         self._media_refused: str | None = None
         self._ring_timer: asyncio.TimerHandle | None = None
@@ -195,8 +196,8 @@ class Call:
 
     def _attach(self, session: InviteSession) -> None:
         session.listener = self._on_session
-        session.answerer = self._answer_offer
-        session.offerer = self._sdp
+        session.usage.answerer = self._answer_offer
+        session.usage.offerer = self._sdp
         session.on_refer = self._on_refer
 
     @property
@@ -257,7 +258,7 @@ class Call:
         """Answer an inbound call (200 OK with our SDP)."""
         if self.direction != "inbound" or self.status is not CallStatus.RINGING:
             raise RuntimeError(f"cannot answer a call in state {self.status}")
-        offer = self.session.invite.body if self.session.invite.content_type == \
+        offer = self.session.usage.invite.body if self.session.usage.invite.content_type == \
             "application/sdp" else None
         if offer:
             answer = self._answer_offer(offer)
@@ -277,7 +278,7 @@ class Call:
     def offer_problem(self) -> str | None:
         """Why the inbound INVITE's SDP offer cannot be answered (→ 488), or None; no side
         effects, so a server can refuse before it rings."""
-        invite = self.session.invite
+        invite = self.session.usage.invite
         if invite.content_type != "application/sdp" or not invite.body:
             return None  # late offer: we offer in the 200
         try:
@@ -364,7 +365,7 @@ class Call:
     def _on_refer(self, sub: ReferSubscription) -> bool:
         """Policy for a REFER in our dialog: follow it only if ``accept_refer`` says so."""
         accept = self.ua.accept_refer
-        target = str(sub.uri)
+        target = str(sub.target.uri)
         if accept is None or self.status is not CallStatus.IN_PROGRESS \
                 or self._following is not None or sub.session is not self.session:
             return False
@@ -382,13 +383,13 @@ class Call:
         """Build the INVITE to the Refer-To target now (so a hangup meanwhile can cancel it)
         and run the rest in a task the agent owns."""
         old = self.session
-        assert old.dialog is not None
-        local = old.dialog.local_uri
-        headers = [("Referred-By", sub.referred_by)] if sub.referred_by else []
-        outcome: asyncio.Future[SessionEvent] = self.ua.loop.create_future()
+        assert old.usage.dialog is not None
+        local = old.usage.dialog.local_uri
+        headers = [("Referred-By", sub.target.referred_by)] if sub.target.referred_by else []
+        outcome: asyncio.Future[Answered | Failed | Ended] = self.ua.loop.create_future()
 
         def listen(ev: SessionEvent) -> None:
-            if ev.kind in ("answered", "failed", "ended") and not outcome.done():
+            if isinstance(ev, Answered | Failed | Ended) and not outcome.done():
                 outcome.set_result(ev)
 
         # The offer to the target starts the new dialog's SDP versions; the old dialog's
@@ -396,16 +397,15 @@ class Call:
         version = self._sdp_version
         sdp = self._sdp()
         self._sdp_version = version
-        new = self.ua.sip.invite(sub.uri, from_user=local.uri.user, display=local.display,
+        new = self.ua.sip.invite(sub.target.uri, from_user=local.uri.user, display=local.display,
                                  headers=headers, sdp=sdp, listener=listen, send=False)
         self._following = new
         self._following_version = version
-        task = self.ua.loop.create_task(self._follow_refer(sub, old, new, outcome))
-        self.ua._tasks.add(task)
-        task.add_done_callback(self.ua._tasks.discard)
+        self.ua.spawn(self._follow_refer(sub, old, new, outcome))
 
     async def _follow_refer(self, sub: ReferSubscription, old: InviteSession,
-                            new: InviteSession, outcome: asyncio.Future[SessionEvent]) -> None:
+                            new: InviteSession,
+                            outcome: asyncio.Future[Answered | Failed | Ended]) -> None:
         """INVITE the target; on a usable answer move the call there, then NOTIFY and BYE."""
         code, reason = 503, "Service Unavailable"
         ring: asyncio.TimerHandle | None = None
@@ -413,10 +413,10 @@ class Call:
         moved = False
         try:
             try:
-                await self.ua.sip.prepare(sub.uri)
-                dest = self.ua.sip.destination(sub.uri)
+                await self.ua.sip.prepare(sub.target.uri)
+                dest = self.ua.sip.destination(sub.target.uri)
             except (OSError, ValueError) as exc:
-                log.info("call %s: cannot route REFER target %s: %s", self.id, sub.uri, exc)
+                log.info("call %s: cannot route REFER target %s: %s", self.id, sub.target.uri, exc)
                 return  # §8.1.3.1: a transport failure counts as 503
             if self.status.final:
                 code, reason = 487, "Request Terminated"
@@ -424,12 +424,15 @@ class Call:
             new.send(dest)
             ring = self.ua.loop.call_later(self.ua.refer_ring_timeout, new.cancel)
             ev = await outcome
-            code, reason = ev.status or 487, ev.reason or "Request Terminated"
-            if ev.kind != "answered":
+            if isinstance(ev, Ended):  # the target hung up before it answered
+                code, reason = 487, "Request Terminated"
+                return
+            code, reason = ev.status, ev.reason or "Request Terminated"
+            if isinstance(ev, Failed):
                 return
             neg = None
             with contextlib.suppress(ValueError):
-                neg = negotiate(parse_sdp(new.remote_sdp or b""))
+                neg = negotiate(parse_sdp(new.usage.remote_sdp or b""))
             if neg is None or self.status.final:
                 new.bye(reason="no common codec" if neg is None else "call ended")
                 code, reason = (488, "Not Acceptable Here") if neg is None else \
@@ -443,9 +446,9 @@ class Call:
                 ring.cancel()
             if not moved:
                 self._following = None
-                if new.state in RINGING:
+                if new.usage.state in RINGING:
                     new.cancel()
-                elif new.state is InviteState.CONFIRMED:
+                elif new.usage.state is InviteState.CONFIRMED:
                     new.bye(reason="transfer abandoned")
             sub.notify(code, reason)  # §2.4.5: the INVITE's final status line
             if not moved and self._old_ended is not None and not self.status.final:
@@ -473,7 +476,7 @@ class Call:
         """The transfer target answered: same Call and media stream, new dialog and peer."""
         old = self.session
         old.listener = lambda ev: None  # its BYE no longer ends the call
-        old.answerer = lambda offer: None  # nor may a late re-INVITE there move our media
+        old.usage.answerer = lambda offer: None  # nor may a late re-INVITE there move our media
         old.on_refer = None
         self.session = new
         self._attach(new)
@@ -485,12 +488,12 @@ class Call:
             self._apply_update(neg)
         else:
             self._start_media()
-        self.transferred_to = str(sub.uri)
-        self.referred_by = sub.referred_by
+        self.transferred_to = str(sub.target.uri)
+        self.referred_by = sub.target.referred_by
         log.info("call %s: transferred to %s", self.id, self.transferred_to)
-        self._events.put_nowait(TransferredEvent(self.transferred_to, sub.referred_by,
-                                                 new.final_status or 200))
-        if new.state is InviteState.TERMINATED:  # the target hung up before we took the call over
+        self._events.put_nowait(TransferredEvent(self.transferred_to, sub.target.referred_by,
+                                                 new.usage.final_status or 200))
+        if new.usage.state is InviteState.TERMINATED:  # the target hung up before we took over
             self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
                                                   self.reason, by="remote"))
 
@@ -528,11 +531,11 @@ class Call:
             return
         self._cancel_cause = cause
         self.session.cancel()
-        if cause == "ring-timeout" and not self.session.heard_back:
+        if cause == "ring-timeout" and not self.session.usage.heard_back:
             # Nothing at all came back: not a phone left ringing but a dead trunk or
             # network. Timer B (64*T1 from the INVITE, §17.1.1.2) ends it as failed/408.
             return
-        if not self.session.provisional:
+        if not self.session.usage.provisional:
             # No provisional yet: we may not send CANCEL (§9.1) and need not wait for it.
             self.ua.loop.create_task(self._finish(
                 status_for(487, cancel_cause=cause), 487,
@@ -603,19 +606,19 @@ class Call:
         self._answered.set()
 
     def _on_session(self, ev: SessionEvent) -> None:
-        if ev.kind == "progress":
+        if isinstance(ev, Progress):
             if self.status is CallStatus.INITIATED and ev.status in (180, 183):
                 self.status = CallStatus.RINGING
                 self.ringing_at = _now()
                 for notify in self.on_ringing:
                     notify()
             self.sip_code, self.reason = ev.status, ev.reason
-        elif ev.kind == "answered":
+        elif isinstance(ev, Answered):
             if self.status.final:
                 return
-            if self.negotiated is None and self.session.remote_sdp:
+            if self.negotiated is None and self.session.usage.remote_sdp:
                 try:
-                    self.negotiated = negotiate(parse_sdp(self.session.remote_sdp))
+                    self.negotiated = negotiate(parse_sdp(self.session.usage.remote_sdp))
                 except ValueError as exc:
                     # Answered, but nothing can be said on it: hang up and record the call
                     # as failed with 488 (RFC 3261 §21.4.26), never as a completed call.
@@ -623,11 +626,11 @@ class Call:
                     self._media_refused = f"Not Acceptable Here ({exc})"[:200]
                     self.session.bye(reason="no common codec")
                     return
-            self._set_answered(ev.status or 200, ev.reason or "OK")
+            self._set_answered(ev.status, ev.reason or "OK")
             self._start_media()
-        elif ev.kind == "ack":
-            body = ev.message.body if ev.message is not None else b""
-            sdp = body or (self.session.remote_sdp if self.negotiated is None else None)
+        elif isinstance(ev, Acked):
+            late = self.session.usage.remote_sdp if self.negotiated is None else None
+            sdp = ev.message.body or late
             if sdp:
                 with contextlib.suppress(ValueError):
                     neg = negotiate(parse_sdp(sdp))
@@ -635,8 +638,8 @@ class Call:
                     if self.media.started:
                         self._apply_update(neg)
             self._start_media()
-        elif ev.kind == "failed":
-            code = ev.status or 500
+        elif isinstance(ev, Failed):
+            code = ev.status
             if ev.message is not None:
                 self.q850_cause = reason_cause(ev.message)
             if self.direction == "inbound" and code == 487:
@@ -644,13 +647,13 @@ class Call:
                     else CallStatus.NO_ANSWER
             else:
                 status = status_for(code, cancel_cause=self._cancel_cause,
-                                    rang=self.session.provisional)
+                                    rang=self.session.usage.provisional)
             if ev.network_fault:
                 status = CallStatus.FAILED
                 self.network_fault = True
             self.ua.loop.create_task(self._finish(status, code, ev.reason,
                                                   by=ev.by or "remote"))
-        elif ev.kind == "ended":
+        elif isinstance(ev, Ended):
             if ev.message is not None:
                 self.q850_cause = reason_cause(ev.message)
             if self._media_refused is not None:
@@ -664,13 +667,13 @@ class Call:
                 return
             if self.status is CallStatus.IN_PROGRESS:
                 self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
-                                                      self.reason, by=ev.by or "remote"))
+                                                      self.reason, by=ev.by))
             elif not self.status.final:
                 # A 2xx crossed our CANCEL (§9.1): the session ACKed and ended it at once.
                 status = status_for(487, cancel_cause=self._cancel_cause or "canceled")
                 self.ua.loop.create_task(self._finish(status, 200, "answered after CANCEL",
                                                       by="local"))
-        elif ev.kind == "dialog" and ev.dialog_event is not None:
+        elif isinstance(ev, InDialog):
             de = ev.dialog_event
             if de.kind == "info_dtmf" and de.digit is not None:
                 self.media.report_digit(de.digit, "info", float(de.duration_ms or 0))
@@ -686,9 +689,9 @@ class Call:
             self._ring_timer.cancel()
         following = self._following
         if following is not None:  # a transfer target still ringing: it reports 487
-            if following.state in RINGING:
+            if following.usage.state in RINGING:
                 following.cancel()
-            elif following.state is InviteState.CONFIRMED:
+            elif following.usage.state is InviteState.CONFIRMED:
                 following.bye(reason="call ended")
         self.status = status
         if self.answered_at is None or status is not CallStatus.COMPLETED:
@@ -834,14 +837,18 @@ class UserAgent:
         while True:
             yield await self._incoming.get()
 
-    def _on_invite(self, session: InviteSession) -> None:
-        task = self.loop.create_task(self._accept_invite(session))
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A task the agent owns: kept referenced until done, cancelled by ``close``."""
+        task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _on_invite(self, session: InviteSession) -> None:
+        self.spawn(self._accept_invite(session))
+
     async def _accept_invite(self, session: InviteSession) -> None:
         media = await MediaSession.open(self.engine, host=self.media_host, port=0)
-        remote = str(session.invite.from_.uri)
+        remote = str(session.usage.invite.from_.uri)
         call = Call(self, session, media, "inbound", remote)
         self._calls.add(call)
         if self.on_call is not None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from autocall.dialogue.schema import Tree, allowed_transfer_targets
 from autocall.files import private_file
+from autocall.telephony.call import Call
 from autocall.telephony.record import (
     CallRecord,
     CallStatus,
@@ -31,7 +32,7 @@ from autocall.telephony.record import (
     UnfinishedCalls,
     build,
 )
-from autocall.telephony.runner import AudioCache, CallRunner, RunResult
+from autocall.telephony.runner import AudioCache, CallRunner, RunnerCall, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
 __all__ = ["AllowList", "GuardedCall", "InboundServer", "TransferRefused"]
@@ -71,7 +72,7 @@ class AllowList:
 class GuardedCall:
     """A call whose transfers are checked against the tree's allowed targets."""
 
-    def __init__(self, call: Any, allowed: set[str]) -> None:
+    def __init__(self, call: RunnerCall, allowed: set[str]) -> None:
         self._call = call
         self.allowed = allowed
         self.refused: list[str] = []
@@ -79,27 +80,19 @@ class GuardedCall:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._call, name)
 
-    async def transfer(self, target: str, timeout: float = 30.0) -> int:
+    async def transfer(self, target: str) -> int:
         if target not in self.allowed:
             self.refused.append(target)
             log.warning("refused transfer to %s: not in the tree's transfer_targets", target)
             raise TransferRefused(f"{target} is not an allowed transfer target")
-        result: int = await self._call.transfer(target, timeout)
-        return result
+        return await self._call.transfer(target)
 
 
-def source_host(call: Any) -> str | None:
-    """The address the INVITE came from (the transport's, else the top Via's)."""
-    session = getattr(call, "session", None)
-    source = getattr(session, "source", None)
-    if source:
-        return str(source[0])
-    invite = getattr(session, "invite", None)
-    via = invite.headers.get("Via") if invite is not None else None
-    if isinstance(via, str):
-        sent_by = via.split()[1] if len(via.split()) > 1 else ""
-        return sent_by.split(";")[0].rsplit(":", 1)[0] or None
-    return None
+def source_host(call: Call) -> str | None:
+    """The host the INVITE says it came from (its top Via's sent-by)."""
+    via = call.session.usage.invite.headers.get("Via") or ""
+    sent_by = via.split()[1] if len(via.split()) > 1 else ""
+    return sent_by.split(";")[0].rsplit(":", 1)[0] or None
 
 
 @dataclass
@@ -130,13 +123,13 @@ class InboundServer:
     def __post_init__(self) -> None:
         self.allowed_targets = allowed_transfer_targets(self.tree)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._running: dict[asyncio.Task[None], Any] = {}
+        self._running: dict[asyncio.Task[None], Call] = {}
         self._cut: set[int] = set()
         """ids of calls the drain timeout cut: recorded canceled, never completed."""
         self._lock = asyncio.Lock()
         self._unfinished = UnfinishedCalls()
 
-    async def on_call(self, call: Any) -> None:
+    async def on_call(self, call: Call) -> None:
         """The UA's ``on_call`` hook: refuse or accept at once, run the tree in a task."""
         host = source_host(call)
         if not self.allow.permits(host):
@@ -159,29 +152,29 @@ class InboundServer:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda t: self._running.pop(t, None))
 
-    async def _refuse(self, call: Any, code: int, why: str) -> None:
+    async def _refuse(self, call: Call, code: int, why: str) -> None:
         self.refused += 1
-        log.info("refused %s with %d: %s", getattr(call, "remote", "?"), code, why)
+        log.info("refused %s with %d: %s", call.remote, code, why)
         reason = {503: "Service Unavailable", 488: "Not Acceptable Here"}.get(code)
         with contextlib.suppress(Exception):
             await call.reject(code, reason)
         self._write(call, None, time.time(), error=why)
 
-    async def _serve(self, call: Any) -> None:
+    async def _serve(self, call: Call) -> None:
         started = time.time()
         run: RunResult | None = None
         error: str | None = None
-        key = str(getattr(call, "call_id", id(call)))
+        key = call.call_id
         live: Unfinished | None = None
         try:
-            self.callbacks.send(key, "ringing", caller=getattr(call, "remote", None))
+            self.callbacks.send(key, "ringing", caller=call.remote)
             await call.answer()
             self.callbacks.send(key, "answered")
             if self.on_record is not None:  # written at answer, then as digits come
                 live = self._unfinished.add(Unfinished(
                     lambda: self._record(call, None, started, unfinished=True),
                     self.on_record))
-            caller = _user(getattr(call, "remote", ""))
+            caller = _user(call.remote)
             facts = {"caller": caller, "number": caller, "call_id": key}
             guarded = GuardedCall(call, self.allowed_targets)
             runner = CallRunner(guarded, self.tree, {**self.variables, **facts}, audio=self.audio,
@@ -211,7 +204,7 @@ class InboundServer:
             self._write(call, run, started, error=error,
                         status=CallStatus.CANCELED if cut else None)
 
-    def _record(self, call: Any, run: RunResult | None, started: float,
+    def _record(self, call: Call, run: RunResult | None, started: float,
                 error: str | None = None, status: CallStatus | None = None,
                 unfinished: bool = False) -> CallRecord:
         return build(call, run, started=datetime.fromtimestamp(started, UTC), status=status,
@@ -219,7 +212,7 @@ class InboundServer:
                      caller_id=call.remote, source=source_host(call), tree=self.tree.name,
                      node=self.node, unfinished=unfinished)
 
-    def _write(self, call: Any, run: RunResult | None, started: float,
+    def _write(self, call: Call, run: RunResult | None, started: float,
                error: str | None = None, status: CallStatus | None = None) -> None:
         record = self._record(call, run, started, error, status)
         line = {**record.as_json(), "from": record.caller_id, "outcome": record.dialogue_outcome}

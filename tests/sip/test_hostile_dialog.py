@@ -51,7 +51,7 @@ async def test_reinvite_from_another_port_cannot_steal_the_dialog() -> None:
         try:
             call = await ua.call(f"sip:sipp@127.0.0.1:{SIPP_PORT}")
             assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
-            d = call.session.dialog
+            d = call.session.usage.dialog
             assert d is not None
             dest = ua.sip.advertised
             reinvite = (

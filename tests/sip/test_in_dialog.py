@@ -69,7 +69,7 @@ async def test_info_dtmf_and_late_offer_to_sipp() -> None:
         try:
             call = await ua.call(target, late_offer=True)
             assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
-            assert not call.session.invite.body  # no offer in the INVITE
+            assert not call.session.usage.invite.body  # no offer in the INVITE
             assert call.negotiated is not None and call.negotiated.remote[1] == peer.media_port
             assert call.media.started
             assert await call.send_dtmf("12", method="info") == "info"
@@ -151,7 +151,7 @@ async def test_spoofed_and_malformed_requests_are_refused() -> None:
     a, b, out, inbound = await _pair()
     try:
         dest = b.sip.advertised
-        d = inbound.session.dialog
+        d = inbound.session.usage.dialog
         assert d is not None
         loop = asyncio.get_running_loop()
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from autocall.sip.dialog import Dialog, DialogEvent, response_to
 from autocall.sip.invite import (
+    Acked,
     DialogUp,
     Emit,
+    Failed,
     InviteAction,
     InviteState,
     InviteUsage,
     LocalFailure,
+    Progress,
     Respond,
     SessionEvent,
     StartRequest,
@@ -117,7 +120,7 @@ def test_ringing_then_answer_confirms_and_acks() -> None:
     assert usage.heard_back and not usage.provisional and usage.state is InviteState.CALLING
     ringing = _answer(usage, 180, body=b"")
     actions = usage.receive(ringing, 0.2)
-    assert actions == [Emit(SessionEvent("progress", 180, "Ringing", ringing))]
+    assert actions == [Emit(Progress(180, "Ringing", ringing))]
     assert usage.state is InviteState.EARLY and usage.provisional
     ok = _answer(usage)
     actions = usage.receive(ok, 1.0)
@@ -135,7 +138,7 @@ def test_ringing_then_answer_confirms_and_acks() -> None:
 def test_final_failure_ends_the_usage() -> None:
     usage = _uac()
     busy = _answer(usage, 486, body=b"")
-    assert usage.receive(busy, 1.0) == [Emit(SessionEvent("failed", 486, "Busy Here", busy))]
+    assert usage.receive(busy, 1.0) == [Emit(Failed(486, "Busy Here", busy))]
     assert usage.state is InviteState.TERMINATED and usage.final_status == 486
     assert usage.receive(busy, 1.1) == []  # the ACK of a non-2xx is the transaction's (§17.1.1.3)
 
@@ -285,7 +288,7 @@ def test_ack_stops_the_200_retransmissions() -> None:
     usage.answer(SDP_A, 0.0)
     assert len(_run(usage, 2.0)) == 2  # 0.5 and 1.5
     ack = _ack(usage)
-    assert usage.receive(ack, 2.1) == [Emit(SessionEvent("ack", message=ack))]
+    assert usage.receive(ack, 2.1) == [Emit(Acked(ack))]
     assert usage.deadline is None and _run(usage, 100) == []
     assert usage.receive(ack, 2.2) == []  # a retransmitted ACK says nothing new
 
@@ -303,7 +306,7 @@ def test_caller_cancel_answers_487_and_reject_answers_once() -> None:
     cancel = Request("CANCEL", "sip:robot@x", usage.invite.headers.copy())
     actions = usage.receive(cancel, 1.0)
     assert isinstance(actions[0], Respond) and actions[0].response.status == 487
-    assert _events(actions) == [SessionEvent("failed", 487, "cancelled by caller", by="remote")]
+    assert _events(actions) == [Failed(487, "cancelled by caller", by="remote")]
     assert usage.reject(486) == [] and usage.answer(SDP_A, 1.1) == []
     other = InviteUsage(Agent(), "uas", _invite(outgoing=False), peer=SOURCE, timers=T)
     [busy] = other.reject(486)

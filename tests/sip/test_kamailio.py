@@ -60,9 +60,9 @@ async def test_call_through_proxy_with_407_and_record_route() -> None:
             call = await ua.call(f"sip:sipp@127.0.0.1:{sport}", caller_id="alice",
                                  ring_timeout=10)
             assert await call.wait_answer(10) is CallStatus.IN_PROGRESS, call
-            invite = call.session.invite
+            invite = call.session.usage.invite
             assert invite.headers.get("Proxy-Authorization") is not None  # answered the 407
-            dialog = call.session.dialog
+            dialog = call.session.usage.dialog
             assert dialog is not None and any(f":{kport}" in r for r in dialog.route_set)
             await call.hangup()
             assert await call.wait_ended(5) is CallStatus.COMPLETED
@@ -93,8 +93,8 @@ async def test_inbound_call_through_proxy_to_registered_agent() -> None:
                       remote=f"127.0.0.1:{kport}", service="alice") as caller:
                 call = await asyncio.wait_for(anext(aiter(ua.incoming())), 5)
                 await call.answer()
-                assert call.session.dialog is not None
-                assert any(f":{kport}" in r for r in call.session.dialog.route_set)
+                assert call.session.usage.dialog is not None
+                assert any(f":{kport}" in r for r in call.session.usage.dialog.route_set)
                 assert await call.wait_ended(10) is CallStatus.COMPLETED
                 assert [d.digit for d in call.digits] == ["7", "9"]
                 assert caller.wait(10) == 0, caller.errors()
@@ -111,7 +111,7 @@ async def test_call_with_wrong_password_fails_with_407() -> None:
             call = await ua.call("sip:sipp@127.0.0.1:5999", caller_id="alice", ring_timeout=10)
             assert await call.wait_ended(10) is CallStatus.FAILED
             assert call.sip_code == 407  # answered once, challenged again: give up, no loop
-            assert call.session.invite.cseq.number == 2
+            assert call.session.usage.invite.cseq.number == 2
         finally:
             await ua.close()
 

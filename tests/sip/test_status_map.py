@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autocall.sip.ua import salvage_400
+from autocall.sip.message import salvage_400
 from autocall.telephony.call import CallStatus, status_for
 
 

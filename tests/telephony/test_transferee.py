@@ -170,7 +170,7 @@ async def test_blind_transfer_between_our_agents() -> None:
         transfer = asyncio.ensure_future(t.out.transfer(t.c_uri, timeout=5))
         at_c = await answering
         # Referred-By travels from the REFER into the INVITE (RFC 3892).
-        assert "sip:a@" in (at_c.session.invite.headers.get("Referred-By") or "")
+        assert "sip:a@" in (at_c.session.usage.invite.headers.get("Referred-By") or "")
         await at_c.answer()
         assert await asyncio.wait_for(transfer, 10) and t.out.transfer_code == 200
         assert asked == [t.c_uri]
@@ -228,7 +228,7 @@ def _sdp_version(sdp: bytes | None) -> int:
 async def test_target_busy_between_our_agents_keeps_the_call_and_its_sdp() -> None:
     t = await _trio(lambda uri: True)
     try:
-        before = _sdp_version(t.out.session.remote_sdp)  # b's answer to a's INVITE
+        before = _sdp_version(t.out.session.usage.remote_sdp)  # b's answer to a's INVITE
         answering = asyncio.ensure_future(_next_incoming(t.c))
         transfer = asyncio.ensure_future(t.out.transfer(t.c_uri, timeout=5))
         await (await answering).reject(486)
@@ -237,7 +237,7 @@ async def test_target_busy_between_our_agents_keeps_the_call_and_its_sdp() -> No
         assert t.inbound.transferred_to is None
         # b's next offer in this dialog is one version up, whatever it offered c (RFC 3264 §8).
         assert await t.inbound.hold() == 200
-        assert _sdp_version(t.out.session.remote_sdp) == before + 1
+        assert _sdp_version(t.out.session.usage.remote_sdp) == before + 1
         # and a second REFER may follow the failed one
         answering = asyncio.ensure_future(_next_incoming(t.c))
         transfer = asyncio.ensure_future(t.out.transfer(t.c_uri, timeout=5))

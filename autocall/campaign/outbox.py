@@ -232,8 +232,8 @@ def after_try(*, created_at: datetime, tries: int, status: int | None, error: st
         return GiveUp(now, f"{why}: the receiver says this endpoint is gone")
     nxt = now + backoff(tries, policy, rand)
     if nxt - created_at > policy.max_age:
-        return GiveUp(now, f"{why}; still undelivered after {tries} tries over "
-                      f"{policy.max_age}")
+        hours = policy.max_age.total_seconds() / 3600
+        return GiveUp(now, f"{why}; still undelivered after {tries} tries over {hours:g} h")
     return Retry(nxt, why)
 
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -36,20 +37,23 @@ class WebhookClient:
         self._client = client
 
     async def post(self, url: str, payload: dict[str, Any], *, timeout: float = 5.0,
-                   retries: int = 1) -> tuple[int, Any]:
-        status, body = await self._try(url, payload, timeout, retries)
+                   retries: int = 1, headers: Mapping[str, str] | None = None
+                   ) -> tuple[int, Any]:
+        status, body = await self._try(url, payload, timeout, retries, headers)
         if status == 0 and self.fallback_url and self.fallback_url != url:
-            status, body = await self._try(self.fallback_url, payload, timeout, 0)
+            # the fallback is the operator's URL: the tree's headers (its secrets) stay home
+            status, body = await self._try(self.fallback_url, payload, timeout, 0, None)
         return status, body
 
     async def _try(self, url: str, payload: dict[str, Any], timeout: float,
-                   retries: int) -> tuple[int, Any]:
+                   retries: int, headers: Mapping[str, str] | None = None
+                   ) -> tuple[int, Any]:
         last_status, last_body = 0, None
         for attempt in range(retries + 1):
             if attempt:
                 await asyncio.sleep(_BACKOFF * 2 ** (attempt - 1))
             try:
-                response = await self._send(url, payload, timeout)
+                response = await self._send(url, payload, timeout, headers)
             except (httpx.HTTPError, OSError) as exc:
                 log.info("webhook %s attempt %d: %s", url, attempt + 1, exc)
                 continue
@@ -58,11 +62,13 @@ class WebhookClient:
                 return last_status, last_body  # 2xx done; 4xx will not get better
         return last_status, last_body
 
-    async def _send(self, url: str, payload: dict[str, Any], timeout: float) -> httpx.Response:
+    async def _send(self, url: str, payload: dict[str, Any], timeout: float,
+                    headers: Mapping[str, str] | None = None) -> httpx.Response:
         if self._client is not None:
-            return await self._client.post(url, json=payload, timeout=timeout)
+            return await self._client.post(url, json=payload, timeout=timeout,
+                                           headers=headers)
         async with httpx.AsyncClient(timeout=timeout) as client:
-            return await client.post(url, json=payload)
+            return await client.post(url, json=payload, headers=headers)
 
 
 def _body(response: httpx.Response) -> Any:

@@ -2,6 +2,7 @@
 with a fast retry policy; for the outbox's SIGKILL test.
 
 usage: outbox_dialer_proc.py DB_URL CAMPAIGN_NAME NODE DIAL_LOG SCRIPTS_JSON TALK_SECONDS
+(NODE ``-``: the default node name, as ``campaign run`` without --node)
 Prints ``READY`` and ``DONE attempt_id outcome`` like dialer_proc.py.
 """
 
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from farend import ScriptedFarEnd  # noqa: E402
 
 from autocall.campaign import outbox  # noqa: E402
-from autocall.campaign.dialer import Finished, run_campaign  # noqa: E402
+from autocall.campaign.dialer import Finished, default_node, run_campaign  # noqa: E402
 from autocall.campaign.store import Store  # noqa: E402
 
 FAST = outbox.Policy(first=timedelta(seconds=0.05), cap=timedelta(seconds=0.5), timeout=2.0,
@@ -27,6 +28,7 @@ FAST = outbox.Policy(first=timedelta(seconds=0.05), cap=timedelta(seconds=0.5), 
 
 def main() -> None:
     url, name, node, log, scripts, talk = sys.argv[1:7]
+    node = default_node() if node == "-" else node  # host:pid: a restart sees it gone
     far = ScriptedFarEnd(json.loads(scripts), talk=float(talk), log=log)
 
     def record(f: Finished) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import signal
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -221,13 +222,15 @@ def test_sigkill_of_the_dialer_loses_no_event_and_resends_none_as_new(
     store = Store(store_url)
     import_campaign(store, campaign)
     log = tmp_path / "dials.log"
-    args = [str(PROC), store_url, campaign.name, "node-1", str(log), "{}", "0.3"]
-    import sys
-
-    first = DialerProcess(store_url, campaign.name, "node-1", log, {}, 0.3,
-                          args=[sys.executable, *args])
+    # default node names (host:pid:…): the restart sees the killed one's process gone
+    args = [sys.executable, str(PROC), store_url, campaign.name, "-", str(log), "{}", "0.3"]
+    first = DialerProcess(store_url, campaign.name, "-", log, {}, 0.3, args=args)
     first.wait_for(8, timeout=30)
-    time.sleep(3.5)  # the receiver is back: some events are delivered by now
+
+    def some_delivered() -> bool:
+        return sum(r["delivered_at"] is not None for r in rows(store)) >= 10
+
+    wait_until(some_delivered, 15, "deliveries once the receiver is back")
     os.kill(first.proc.pid, signal.SIGKILL)
     first.proc.wait(10)
     assert store.state(campaign.name)[0] is CampaignState.RUNNING, "kill it mid-campaign"
@@ -235,8 +238,7 @@ def test_sigkill_of_the_dialer_loses_no_event_and_resends_none_as_new(
     delivered_at_kill = {e for e, r in at_kill.items() if r["delivered_at"] is not None}
     assert delivered_at_kill, "the kill should come after some deliveries"
     assert len(delivered_at_kill) < len(at_kill), "and before all of them"
-    second = DialerProcess(store_url, campaign.name, "node-2", log, {}, 0.3,
-                           args=[sys.executable, *args[:3], "node-2", *args[4:]])
+    second = DialerProcess(store_url, campaign.name, "-", log, {}, 0.3, args=args)
     second.finish(timeout=90)
     asyncio.run(drain(store))
     got = receiver.accepted()

@@ -29,7 +29,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, TypeVar, get_args
+from typing import Literal, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
 import httpx
@@ -164,11 +164,13 @@ class Sink:
         self.engine = engine
         self.targets = tuple(targets)
 
-    def add(self, type: EventType, subject: str, data: Mapping[str, object]) -> list[str]:
+    def add(self, type: str, subject: str, data: Mapping[str, object]) -> list[str]:
+        if type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {type!r}")
         if not any(t.wants(type) for t in self.targets):
             return []
         with self.engine.begin() as conn:
-            return enqueue(conn, self.targets, type, subject, data)
+            return enqueue(conn, self.targets, cast(EventType, type), subject, data)
 
 
 # --- what to do after a try (sans-I/O) -------------------------------------------------
@@ -436,14 +438,19 @@ async def alongside(engine: Engine, node: str, work: Awaitable[T], *,
     finally:
         stop.set()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(policy.timeout + 1.0):
+            async with asyncio.timeout(1.0):
                 await asyncio.shield(task)
-        if not task.done():
+        if not task.done():  # a POST still waiting: its lease runs out, it is sent again
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         elif not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery stopped on an error", exc_info=task.exception())
+        with contextlib.suppress(Exception):
+            left = pending_count(engine)
+            if left:
+                log.warning("%d webhook event(s) not delivered yet wait in the outbox; "
+                            "the next run or 'autocall webhooks deliver' sends them", left)
 
 
 def _due_now(engine: Engine) -> bool:

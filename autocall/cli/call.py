@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from autocall.audio import check as audio_check
 from autocall.audio.amd import AnsweredBy
+from autocall.campaign import outbox
 from autocall.campaign.dialer import default_node, node_process_gone
 from autocall.campaign.placer import load_tree, report_ringing
 from autocall.campaign.store import Store
@@ -49,7 +50,7 @@ from autocall.telephony.runner import (
     prompts_of,
     tree_uses_speech,
 )
-from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
+from autocall.telephony.webhooks import EventSink, StatusCallbacks, WebhookClient
 
 EXIT_ANSWERED = 0
 EXIT_FAILED = 1
@@ -129,7 +130,8 @@ def _target_uri(target: str, trunk: TrunkSettings) -> str:
 async def place_informer_call(target: str, tree: Tree, variables: dict[str, str], *,
                               trunk: TrunkSettings, settings: Settings, caller_id: str | None,
                               ring_timeout: float, status_callback: str | None = None,
-                              via_trunk: bool = False, amd: AmdOptions | None = None
+                              via_trunk: bool = False, amd: AmdOptions | None = None,
+                              sink: EventSink | None = None
                               ) -> tuple[CallRecord, dict[str, Any]]:
     """Dial ``target``, run ``tree`` if answered; return the call record and the summary
     ``--json`` prints.
@@ -138,7 +140,7 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
     number always goes to the trunk).
     """
     ua = await UserAgent.from_settings(settings, trunk, proxy=trunk.uri if via_trunk else None)
-    callbacks = StatusCallbacks(status_callback)
+    callbacks = StatusCallbacks(status_callback, sink=sink)
     audio = AudioCache(settings.tts_cache_dir)
     run: RunResult | None = None
     call: Any = None
@@ -246,6 +248,28 @@ def _summary(record: CallRecord, call: Any) -> dict[str, Any]:
     if record.answered_by is not None:
         summary.update(answered_by=record.answered_by, amd=record.variables.get("amd"))
     return summary
+
+
+# Status callbacks: a receiver answers within 3 s (as before the outbox); retried for
+# a day by whichever process delivers next.
+CALLBACKS = outbox.Policy(timeout=3.0, lease=timedelta(seconds=30))
+
+
+def _callback_store(url: str | None, db: str) -> Store | None:
+    """The store whose outbox keeps ``--status-callback`` events (None: no callback).
+    A bad URL is a usage error; a store that cannot open leaves them in memory."""
+    if not url:
+        return None
+    try:
+        outbox.WebhookTarget(url=url)
+    except ValueError:
+        raise _usage(f"--status-callback {escape(url)}: not an http(s) URL") from None
+    try:
+        return Store(db)
+    except SQLAlchemyError as exc:
+        _err.print(f"[yellow]status callbacks held in memory only: store {shown_url(db)}: "
+                   f"{escape(hide_password(str(exc), db))}[/]")
+        return None
 
 
 def _store_informer_call(url: str, record: CallRecord) -> None:
@@ -392,11 +416,20 @@ def register(app: typer.Typer) -> None:
             raise _usage(str(exc)) from exc
         trunk = _trunk(host, port, transport, user, password_file, register_)
         settings = _settings(bind)
-        record, summary = asyncio.run(place_informer_call(
+        store = _callback_store(status_callback, db or settings.database_url)
+        sink = None if store is None else outbox.Sink(
+            store.engine, [outbox.WebhookTarget(url=status_callback or "")])
+        placing = place_informer_call(
             target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
             ring_timeout=ring_timeout, status_callback=status_callback,
             via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST")),
-            amd=amd_options))
+            amd=amd_options, sink=sink)
+        try:
+            record, summary = asyncio.run(placing if store is None else outbox.alongside(
+                store.engine, default_node(), placing, grace=3.0, policy=CALLBACKS))
+        finally:
+            if store is not None:
+                store.close()
         code = exit_code(summary["status"], summary["sip_code"], summary["outcome"],
                          confirm is not None)
         if summary.get("signal"):
@@ -478,6 +511,13 @@ def register(app: typer.Typer) -> None:
             url = db or settings.database_url
             raise _usage(f"--db {shown_url(url)}: {escape(hide_password(str(exc), url))}"
                          ) from exc
+        if status_callback:
+            try:
+                target = outbox.WebhookTarget(url=status_callback)
+            except ValueError:
+                raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
+                             "URL") from None
+        sink = outbox.Sink(store.engine, [target]) if status_callback else None
         # records a killed server left unfinished (answered, digits so far) are closed now
         closed = store.close_unfinished_calls("inbound", node_process_gone)
         if closed:
@@ -487,11 +527,14 @@ def register(app: typer.Typer) -> None:
                                speech_model=speech_model,
                                audio=AudioCache(settings.tts_cache_dir),
                                recordings_dir=recordings, variables=_parse_vars(var or []),
-                               callbacks=StatusCallbacks(status_callback),
+                               callbacks=StatusCallbacks(status_callback, sink=sink),
                                webhooks=WebhookClient(fallback_url=webhook_fallback))
         freeze_startup_heap()  # the tree, models and libraries stay: keep GC passes short
         try:
-            asyncio.run(_serve(server, settings, trunk, drain_timeout))
+            # the status callbacks (and any other event in this store) go out from here
+            asyncio.run(outbox.alongside(store.engine, default_node(),
+                                         _serve(server, settings, trunk, drain_timeout),
+                                         grace=3.0, policy=CALLBACKS))
         finally:
             store.close()
 
@@ -535,6 +578,6 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
         if left:
             _err.print(f"[yellow]{left} call(s) still running after {drain_timeout:.0f} s[/]")
     finally:
-        await server.callbacks.drain(3.0)  # each one still undelivered is logged as dropped
+        await server.callbacks.drain(3.0)  # only without a store: each undelivered is logged
         await ua.close()
         _err.print(f"served {server.served} call(s), refused {server.refused}")

@@ -59,13 +59,15 @@ def report_ringing(call: Call, callbacks: StatusCallbacks, key: str) -> None:
     It goes out from the call's own ringing event, so it always precedes "answered",
     even when the 200 comes in the same breath as the 180.
     """
-    def send() -> None:
-        callbacks.send(key, "ringing")
+    when_ringing(call, lambda: callbacks.send(key, "ringing"))
 
+
+def when_ringing(call: Call, notify: Callable[[], None]) -> None:
+    """Call ``notify`` once, when the far end first rings (now if it already has)."""
     if call.ringing_at is not None:
-        send()
+        notify()
     else:
-        call.on_ringing.append(send)
+        call.on_ringing.append(notify)
 
 
 def dialogue_outcome(run: RunResult) -> Outcome | None:
@@ -172,6 +174,8 @@ class SipPlacer:
             headers={"X-Autocall-Campaign": request.campaign,
                      "X-Autocall-Attempt": str(request.attempt_id)}, record=record)
         report_ringing(call, self.callbacks, key)
+        if request.on_ringing is not None:
+            when_ringing(call, request.on_ringing)
         live: Unfinished | None = None
         try:
             status = await call.wait_answer()

@@ -624,6 +624,18 @@ class Store:
                     outbox.enqueue(conn, self.webhooks(conn, name), "call.answered",
                                    _subject(name, aid), {"campaign": name, "attempt_id": aid})
 
+    def ringing(self, attempt_id: int) -> None:
+        """Enqueue call.ringing for an attempt neither answered nor finished yet (so it is
+        never delivered after call.answered)."""
+        with self.engine.begin() as conn:
+            name = conn.execute(select(attempts.c.campaign).where(
+                attempts.c.id == attempt_id, attempts.c.answered_at.is_(None),
+                attempts.c.ended_at.is_(None))).scalar()
+            if name is not None:
+                outbox.enqueue(conn, self.webhooks(conn, name), "call.ringing",
+                               _subject(name, attempt_id),
+                               {"campaign": name, "attempt_id": attempt_id})
+
     def finish(self, attempt_id: int, record: CallRecord, next_at: datetime | None) -> bool:
         """Finish one attempt (see :meth:`finish_many`)."""
         return self.finish_many([(attempt_id, record, next_at)])[0]
@@ -639,13 +651,15 @@ class Store:
             return []
         ids = [i for i, _, _ in items]
         with self.engine.begin() as conn:
-            open_q = select(attempts.c.id, attempts.c.contact_id, attempts.c.campaign).where(
+            open_q = select(attempts.c.id, attempts.c.contact_id, attempts.c.campaign,
+                            attempts.c.answered_at).where(
                 attempts.c.id.in_(ids), attempts.c.ended_at.is_(None))
             if not self.is_sqlite:
                 open_q = open_q.with_for_update()
             found = conn.execute(open_q).all()
             still_open = {r.id: r.contact_id for r in found}
             campaign_of = {r.id: r.campaign for r in found}
+            answer_told = {r.id for r in found if r.answered_at is not None}
             rows: list[dict[str, Any]] = []
             moves: list[dict[str, Any]] = []
             for attempt_id, record, next_at in items:
@@ -659,8 +673,12 @@ class Store:
             for attempt_id, record, next_at in items:
                 if attempt_id in still_open:
                     name = campaign_of[attempt_id]
-                    _finished_events(conn, self.webhooks(conn, name), name, attempt_id,
-                                     record, next_at)
+                    targets = self.webhooks(conn, name)
+                    if record.answered_at is not None and attempt_id not in answer_told:
+                        outbox.enqueue(conn, targets, "call.answered",  # not seen live
+                                       _subject(name, attempt_id),
+                                       {"campaign": name, "attempt_id": attempt_id})
+                    _finished_events(conn, targets, name, attempt_id, record, next_at)
         return [i in still_open for i in ids]
 
     @staticmethod

@@ -5,6 +5,7 @@ delivery processes killed with SIGKILL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -283,4 +284,39 @@ def test_two_delivery_processes_never_send_one_event_at_once(
     assert len(ids) == len(set(ids)) == 150  # each exactly once: no lease was ever shared
     assert sum(counts) == 150 and min(counts) > 0, counts  # both really worked
     assert_each_once_in_order(store, slow.accepted())
+    store.close()
+
+
+def test_campaign_run_delivers_its_own_events_and_the_list_shows_none_left(
+        tmp_path: Path, receiver: Receiver) -> None:
+    from typer.testing import CliRunner
+
+    from autocall.cli import app
+
+    url = receiver.start()
+    path = write_campaign(tmp_path, 5, webhooks=[
+        {"url": url, "secret_env": SECRET_ENV,
+         "events": ["call.completed", "campaign.completed", "campaign.paused"]}])
+    (tmp_path / "tree.yaml").write_text(
+        "name: t\noutcomes: [done]\nstart: bye\nnodes:\n  bye: {hangup: done}\n")
+    db = f"sqlite:///{tmp_path / 'run.db'}"
+    runner = CliRunner()
+    result = runner.invoke(app, ["campaign", "run", str(path), "--db", db,
+                                 "--placer", "farend:answer_all", "--json"])
+    assert result.exit_code == 0, result.output
+    got = receiver.accepted()  # delivered by the run itself, before it exited
+    assert sorted(a.type for a in got) == ["call.completed"] * 5 + ["campaign.completed"]
+    assert all(a.verified for a in got)
+    listed = runner.invoke(app, ["webhooks", "list", "--db", db, "--pending", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == []
+    everything = json.loads(runner.invoke(app, ["webhooks", "list", "--db", db,
+                                                "--json"]).stdout)
+    assert len(everything) == 6 and all(r["delivered_at"] for r in everything)
+    assert {r["secret_env"] for r in everything} == {SECRET_ENV}  # its name, never its value
+    store = Store(db)
+    assert not any(SECRET[6:] in json.dumps(r, default=str) for r in rows(store))
+    # a pause from any terminal is an event too (same transaction)
+    assert store.set_state("test-campaign", CampaignState.PAUSED, "by hand")
+    [paused] = [r for r in rows(store) if r["type"] == "campaign.paused"]
+    assert json.loads(str(paused["payload"]))["data"]["reason"] == "by hand"
     store.close()

@@ -97,3 +97,32 @@ def test_kill_9_of_a_call_mid_call_loses_no_callback(tmp_path: Path) -> None:
     _deliver_all(tmp_path, db, receiver, 3)
     assert [a.type for a in receiver.accepted()] == kinds
     receiver.stop()
+
+
+def test_kill_9_of_serve_mid_call_loses_no_callback(tmp_path: Path) -> None:
+    from tests.telephony.serving import serve
+
+    receiver = Receiver(secret=None, down_until=float("inf"))
+    url = receiver.start()
+    db = tmp_path / "autocall.db"  # serve's default store, in its working directory
+
+    def answered() -> bool:
+        try:
+            return db.exists() and any(t == "call.answered" for t, _, _ in _outbox(db))
+        except sqlite3.OperationalError:
+            return False
+
+    with serve(tmp_path, 18360, "--status-callback", url) as proc:
+        caller = Sipp(SCENARIOS / "uac_call.xml", port=18361, media_port=18362,
+                      remote="127.0.0.1:18360", service="frontdesk", timeout=20)
+        with caller:
+            wait_until(answered, 20, "the inbound call answered")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+    assert [t for t, _, _ in _outbox(db)] == ["call.ringing", "call.answered"]
+    receiver.down_until = 0.0
+    _deliver_all(tmp_path, db, receiver, 2)
+    got = receiver.accepted()
+    assert [a.type for a in got] == ["call.ringing", "call.answered"]
+    assert got[0].subject == got[1].subject
+    receiver.stop()

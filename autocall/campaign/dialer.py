@@ -73,6 +73,7 @@ class CallRequest:
     # what is known while the call goes on (answered, digits so far): written at once,
     # so a crash leaves an unfinished record, not nothing
     on_progress: Callable[[CallRecord], None] | None = None
+    on_ringing: Callable[[], None] | None = None  # the far end rings (a 180/183)
 
 
 class CallPlacer(Protocol):
@@ -440,6 +441,7 @@ class _Driver:
         self._finishing: list[tuple[int, CallRecord, datetime | None, Finished,
                                     asyncio.Future[bool]]] = []
         self._progressing: dict[int, CallRecord] = {}  # unfinished records to write
+        self._side: set[asyncio.Future[Any]] = set()  # call.ringing events being written
         self._flush_wake = asyncio.Event()
         self.scheduler: Any = None
         self._scan = 1
@@ -718,7 +720,8 @@ class _Driver:
             contact_id=contact.id, number=contact.number, caller_id=claim.caller_id,
             tree=c.tree, variables=dict(contact.fields), ring_timeout=c.ring_timeout,
             recording=c.recording, trunk=c.trunk, amd=c.amd.options(),
-            on_progress=functools.partial(self._progress, claim.attempt_id))
+            on_progress=functools.partial(self._progress, claim.attempt_id),
+            on_ringing=functools.partial(self._ringing, claim.attempt_id))
         started = self.clock()
         self.dnc.refresh()  # a stat() per file: re-read only when someone changed it
         if contact.number in self.dnc:
@@ -787,6 +790,18 @@ class _Driver:
                           reason, (CampaignState.RUNNING,)):
             log.error("%s: %s", self.campaign.name, reason)
         self._recheck_state = True  # no call may start on the state read before this
+
+    def _ringing(self, attempt_id: int) -> None:
+        """The call.ringing webhook event, best effort (never after answered)."""
+        task = asyncio.ensure_future(self._db_once(self.store.ringing, attempt_id))
+        self._side.add(task)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Future[Any]) -> None:
+        self._side.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s: call.ringing event not written: %s", self.campaign.name,
+                        task.exception())
 
     def _progress(self, attempt_id: int, record: CallRecord) -> None:
         self._progressing[attempt_id] = record  # the newest per call

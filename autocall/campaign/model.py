@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autocall.campaign.amd import AmdSettings
+from autocall.campaign.outbox import WebhookTarget
 from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, CallStatus
 
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
@@ -249,6 +250,8 @@ class Campaign(_Model):
     # reason in its state), rather than burn through the list against a dead trunk.
     pause_after_network_faults: int = Field(default=10, ge=1, le=10000)
     amd: AmdSettings = Field(default_factory=lambda: AmdSettings(enabled=False))
+    # where the campaign's events go (the outbox delivers them, signed, with retries)
+    webhooks: tuple[WebhookTarget, ...] = Field(default=(), max_length=20)
 
     @field_validator("default_region")
     @classmethod

@@ -109,7 +109,8 @@ class SipPlacer:
                     record_to=wav, amd=request.amd,
                     key=f"{request.campaign}/{request.attempt_id}")
         result = await OutboundCall(self.ua, dial, self.services,
-                                    on_progress=request.on_progress).place()
+                                    on_progress=request.on_progress,
+                                    on_ringing=request.on_ringing).place()
         if wav is not None and wav.exists():  # made when media started
             result = replace(result, recording=str(wav))
         return result

@@ -43,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
-from autocall.campaign import migrations
+from autocall.campaign import migrations, outbox
 from autocall.campaign.model import (
     Attempt,
     CallStatus,
@@ -308,6 +308,35 @@ def _finish_params(attempt_id: int, record: CallRecord) -> dict[str, Any]:
     return {"aid": attempt_id, "b_outcome": _outcome(record).value, **params}
 
 
+_STATE_EVENTS: dict[CampaignState, outbox.EventType] = {
+    CampaignState.RUNNING: "campaign.started", CampaignState.PAUSED: "campaign.paused",
+    CampaignState.COMPLETED: "campaign.completed"}
+
+
+def _subject(campaign: str, attempt_id: int) -> str:
+    """A campaign call's outbox subject (its events reach a receiver in order)."""
+    return f"call:{campaign}/{attempt_id}"
+
+
+def _finished_events(conn: Connection, targets: Sequence[outbox.WebhookTarget], name: str,
+                     attempt_id: int, record: CallRecord, next_at: datetime | None) -> None:
+    """The events of an attempt's end, on the transaction that finishes it."""
+    if not targets:
+        return
+    subject = _subject(name, attempt_id)
+    data = {**record.as_json(), "attempt_id": attempt_id, "campaign": name}
+    outbox.enqueue(conn, targets, "call.completed", subject, data)
+    outbox.enqueue(conn, targets, "attempt.finished", subject, {
+        **data, "next_attempt_at": next_at.isoformat() if next_at else None})
+    if record.outcome == Outcome.OPTED_OUT.value:
+        outbox.enqueue(conn, targets, "opt-out", subject, {
+            "campaign": name, "attempt_id": attempt_id, "contact_id": record.contact_id,
+            "number": record.number})
+    if record.recording:
+        outbox.enqueue(conn, targets, "recording.ready", subject, {
+            "campaign": name, "attempt_id": attempt_id, "recording": record.recording})
+
+
 def _outcome(record: CallRecord) -> Outcome:
     """A finished attempt's retry outcome (the dialer resolves it before writing)."""
     if record.outcome is None:
@@ -342,6 +371,7 @@ class Store:
         self.engine: Engine = create_engine(url, echo=echo, future=True, pool_pre_ping=True)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.last_scanned = 0  # rows the last claim() looked at (dialed, deferred or closed)
+        self._targets: dict[str, tuple[datetime, tuple[outbox.WebhookTarget, ...]]] = {}
         if self.is_sqlite:
             _private_sqlite_file(self.engine.url.database)
             _sqlite_setup(self.engine)
@@ -473,9 +503,30 @@ class Store:
         with self.engine.begin() as conn:
             result = conn.execute(stmt.values(state=state.value, state_reason=reason,
                                               updated_at=_naive(datetime.now(UTC))))
+            event = _STATE_EVENTS.get(state)
+            if result.rowcount and event is not None:
+                outbox.enqueue(conn, self.webhooks(conn, name), event, f"campaign:{name}",
+                               {"campaign": name, "state": state.value, "reason": reason})
             if result.rowcount and also is not None:
                 also(conn)
             return bool(result.rowcount)
+
+    def webhooks(self, conn: Connection, name: str) -> tuple[outbox.WebhookTarget, ...]:
+        """The campaign's webhook targets, read on ``conn`` (parsed again only when the
+        campaign's row changed)."""
+        stamp = conn.execute(select(campaigns.c.updated_at)
+                             .where(campaigns.c.name == name)).scalar()
+        if stamp is None:
+            return ()
+        cached = self._targets.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        definition = json.loads(conn.execute(select(campaigns.c.definition).where(
+            campaigns.c.name == name)).scalar_one())
+        targets = tuple(outbox.WebhookTarget.model_validate(t)
+                        for t in definition.get("webhooks") or ())
+        self._targets[name] = (stamp, targets)
+        return targets
 
     @property
     def url_safe(self) -> str:
@@ -605,6 +656,11 @@ class Store:
                   "status": CallStatus.QUEUED.value, "created_at": nnow, "digits": "",
                   "path": "[]", "variables": "{}"} for c, cid in dials],
             ).scalars().all()
+            targets = self.webhooks(conn, name)
+            for aid, (c, cid) in zip(ids, dials, strict=True):
+                outbox.enqueue(conn, targets, "call.initiated", _subject(name, aid), {
+                    "campaign": name, "attempt_id": aid, "attempt_no": c.attempts + 1,
+                    "contact_id": c.id, "number": c.number, "caller_id": cid}, now=now)
         return [Claim(int(i), c.attempts + 1, c, cid) for i, (c, cid) in zip(ids, dials,
                                                                               strict=True)]
 
@@ -616,8 +672,27 @@ class Store:
             row = _record_row(record)
             rows.append({"aid": attempt_id, **{f"b_{c}": row[c] for c in _PROGRESS}})
         if rows:
+            answered = [a for a, r in items if r.answered_at is not None]
             with self.engine.begin() as conn:
+                news = conn.execute(select(attempts.c.id, attempts.c.campaign).where(
+                    attempts.c.id.in_(answered), attempts.c.answered_at.is_(None),
+                    attempts.c.ended_at.is_(None))).all() if answered else []
                 conn.execute(_PROGRESS_ATTEMPT, rows)
+                for aid, name in news:  # first written at answer: the call was answered
+                    outbox.enqueue(conn, self.webhooks(conn, name), "call.answered",
+                                   _subject(name, aid), {"campaign": name, "attempt_id": aid})
+
+    def ringing(self, attempt_id: int) -> None:
+        """Enqueue call.ringing for an attempt neither answered nor finished yet (so it is
+        never delivered after call.answered)."""
+        with self.engine.begin() as conn:
+            name = conn.execute(select(attempts.c.campaign).where(
+                attempts.c.id == attempt_id, attempts.c.answered_at.is_(None),
+                attempts.c.ended_at.is_(None))).scalar()
+            if name is not None:
+                outbox.enqueue(conn, self.webhooks(conn, name), "call.ringing",
+                               _subject(name, attempt_id),
+                               {"campaign": name, "attempt_id": attempt_id})
 
     def finish(self, attempt_id: int, record: CallRecord, next_at: datetime | None) -> bool:
         """Finish one attempt (see :meth:`finish_many`)."""
@@ -634,11 +709,15 @@ class Store:
             return []
         ids = [i for i, _, _ in items]
         with self.engine.begin() as conn:
-            open_q = select(attempts.c.id, attempts.c.contact_id).where(
+            open_q = select(attempts.c.id, attempts.c.contact_id, attempts.c.campaign,
+                            attempts.c.answered_at).where(
                 attempts.c.id.in_(ids), attempts.c.ended_at.is_(None))
             if not self.is_sqlite:
                 open_q = open_q.with_for_update()
-            still_open = dict(conn.execute(open_q).all())
+            found = conn.execute(open_q).all()
+            still_open = {r.id: r.contact_id for r in found}
+            campaign_of = {r.id: r.campaign for r in found}
+            answer_told = {r.id for r in found if r.answered_at is not None}
             rows: list[dict[str, Any]] = []
             moves: list[dict[str, Any]] = []
             for attempt_id, record, next_at in items:
@@ -649,6 +728,15 @@ class Store:
             if rows:
                 conn.execute(_FINISH_ATTEMPT, rows)
                 conn.execute(_MOVE_CONTACT, moves)
+            for attempt_id, record, next_at in items:
+                if attempt_id in still_open:
+                    name = campaign_of[attempt_id]
+                    targets = self.webhooks(conn, name)
+                    if record.answered_at is not None and attempt_id not in answer_told:
+                        outbox.enqueue(conn, targets, "call.answered",  # not seen live
+                                       _subject(name, attempt_id),
+                                       {"campaign": name, "attempt_id": attempt_id})
+                    _finished_events(conn, targets, name, attempt_id, record, next_at)
         return [i in still_open for i in ids]
 
     @staticmethod
@@ -690,11 +778,16 @@ class Store:
             for row in conn.execute(stmt).all():
                 if row.id in live:
                     continue
+                error = "dialer stopped while the call was in flight"
                 conn.execute(update(attempts).where(attempts.c.id == row.id).values(
                     status=CallStatus.FAILED.value, outcome=Outcome.INTERRUPTED.value,
-                    ended_at=nnow, error="dialer stopped while the call was in flight"))
-                self._move_contact(conn, row.contact_id, Outcome.INTERRUPTED,
-                                   next_try(row.attempt_no))
+                    ended_at=nnow, error=error))
+                nxt = next_try(row.attempt_no)
+                self._move_contact(conn, row.contact_id, Outcome.INTERRUPTED, nxt)
+                _finished_events(conn, self.webhooks(conn, name), name, row.id, CallRecord(
+                    CallStatus.FAILED, ended_at=now, outcome=Outcome.INTERRUPTED.value,
+                    error=error, campaign=name, contact_id=row.contact_id,
+                    attempt_no=row.attempt_no), nxt)
                 resolved.append(int(row.id))
         return resolved
 

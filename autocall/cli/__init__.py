@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from autocall import __version__
-from autocall.cli import audio, call, campaign, demo, prompts, sip, trees, web
+from autocall.cli import audio, call, campaign, demo, prompts, sip, trees, web, webhooks
 from autocall.config import Settings
 from autocall.process import raise_priority
 
@@ -53,7 +53,7 @@ def _root(
         typer.echo(f"autocall: priority {wanted} refused, running at {applied}", err=True)
 
 
-for _module in (audio, prompts, sip, call, campaign, demo, trees, web):
+for _module in (audio, prompts, sip, call, campaign, demo, trees, web, webhooks):
     _module.register(app)
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +29,7 @@ from rich.markup import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from autocall.audio import check as audio_check
+from autocall.campaign import outbox
 from autocall.campaign.dialer import default_node, node_process_gone
 from autocall.campaign.placer import load_tree
 from autocall.campaign.store import Store
@@ -42,7 +44,7 @@ from autocall.telephony.inbound import AllowList, InboundServer
 from autocall.telephony.outbound import Dial, OutboundCall, Services, informer_tree
 from autocall.telephony.record import HUNG_UP_EARLY, CallRecord
 from autocall.telephony.runner import AudioCache, prompts_of, tree_uses_speech
-from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
+from autocall.telephony.webhooks import EventSink, StatusCallbacks, WebhookClient
 
 EXIT_ANSWERED = 0
 EXIT_FAILED = 1
@@ -98,6 +100,7 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
                               ring_timeout: float, status_callback: str | None = None,
                               via_trunk: bool = False, amd: AmdOptions | None = None,
                               on_progress: Callable[[CallRecord], object] | None = None,
+                              sink: EventSink | None = None,
                               ) -> tuple[CallRecord, dict[str, Any]]:
     """Dial ``target``, run ``tree`` if answered; return the call record and the summary
     ``--json`` prints.
@@ -107,7 +110,7 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
     """
     ua = await UserAgent.from_settings(settings, trunk, proxy=trunk.uri if via_trunk else None)
     services = Services(AudioCache(settings.tts_cache_dir),
-                        callbacks=StatusCallbacks(status_callback))
+                        callbacks=StatusCallbacks(status_callback, sink=sink))
     outbound = OutboundCall(ua, Dial(_target_uri(target, trunk), tree, target, variables,
                                      caller_id=caller_id, ring_timeout=ring_timeout, amd=amd),
                             services, on_progress=on_progress)
@@ -160,6 +163,11 @@ def _summary(record: CallRecord, call: Call | None) -> dict[str, Any]:
     if record.answered_by is not None:
         summary.update(answered_by=record.answered_by, amd=record.variables.get("amd"))
     return summary
+
+
+# Status callbacks: a receiver answers within 3 s (as before the outbox); retried for
+# a day by whichever process delivers next.
+CALLBACKS = outbox.Policy(timeout=3.0, lease=timedelta(seconds=30))
 
 
 def _told_outcome(record: CallRecord) -> str | None:
@@ -334,13 +342,26 @@ def register(app: typer.Typer) -> None:
             raise _usage(str(exc)) from exc
         trunk = _trunk(host, port, transport, user, password_file, register_)
         settings = _settings(bind)
+        if status_callback:
+            try:
+                outbox.WebhookTarget(url=status_callback)
+            except ValueError:
+                raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
+                             "URL") from None
         records = _RecordStore(db or settings.database_url)
+        store = records.store  # the outbox keeps the status callbacks (else: in memory)
+        sink = None if store is None or not status_callback else outbox.Sink(
+            store.engine, [outbox.WebhookTarget(url=status_callback)])
         try:
-            record, summary = asyncio.run(place_informer_call(
+            placing = place_informer_call(
                 target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
                 ring_timeout=ring_timeout, status_callback=status_callback,
                 via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST")),
-                amd=amd_options, on_progress=records.write))
+                amd=amd_options, on_progress=records.write, sink=sink)
+            record, summary = asyncio.run(placing if store is None or sink is None else
+                                          outbox.alongside(store.engine, default_node(),
+                                                           placing, grace=3.0,
+                                                           policy=CALLBACKS))
             if summary["call_id"]:
                 records.write(record)
         finally:
@@ -424,6 +445,13 @@ def register(app: typer.Typer) -> None:
             url = db or settings.database_url
             raise _usage(f"--db {shown_url(url)}: {escape(hide_password(str(exc), url))}"
                          ) from exc
+        if status_callback:
+            try:
+                target = outbox.WebhookTarget(url=status_callback)
+            except ValueError:
+                raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
+                             "URL") from None
+        sink = outbox.Sink(store.engine, [target]) if status_callback else None
         # records a killed server left unfinished (answered, digits so far) are closed now
         closed = store.close_unfinished_calls("inbound", node_process_gone)
         if closed:
@@ -433,11 +461,14 @@ def register(app: typer.Typer) -> None:
                                speech_model=speech_model,
                                audio=AudioCache(settings.tts_cache_dir),
                                recordings_dir=recordings, variables=_parse_vars(var or []),
-                               callbacks=StatusCallbacks(status_callback),
+                               callbacks=StatusCallbacks(status_callback, sink=sink),
                                webhooks=WebhookClient(fallback_url=webhook_fallback))
         freeze_startup_heap()  # the tree, models and libraries stay: keep GC passes short
         try:
-            asyncio.run(_serve(server, settings, trunk, drain_timeout))
+            # the status callbacks (and any other event in this store) go out from here
+            asyncio.run(outbox.alongside(store.engine, default_node(),
+                                         _serve(server, settings, trunk, drain_timeout),
+                                         grace=3.0, policy=CALLBACKS))
         finally:
             store.close()
 
@@ -478,6 +509,6 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
         if left:
             _err.print(f"[yellow]{left} call(s) still running after {drain_timeout:.0f} s[/]")
     finally:
-        await server.callbacks.drain(3.0)  # each one still undelivered is logged as dropped
+        await server.callbacks.drain(3.0)  # only without a store: each undelivered is logged
         await ua.close()
         _err.print(f"served {server.served} call(s), refused {server.refused}")

@@ -27,12 +27,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from autocall.campaign import migrations
+from autocall.campaign import migrations, outbox
 from autocall.campaign import report as rep
 from autocall.campaign.check import Problem, check_campaign, preflight
 from autocall.campaign.contacts import ContactsError, Rejected, import_campaign
 from autocall.campaign.control import SteerError, Verb, explain_number, steer
-from autocall.campaign.dialer import CallPlacer, run_campaign
+from autocall.campaign.dialer import CallPlacer, default_node, run_campaign
 from autocall.campaign.dialer import Progress as DialProgress
 from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
 from autocall.campaign.schedule import DncCheck, DncList, is_open_all
@@ -369,9 +369,12 @@ async def _dial(name: str, store: Store, placer: CallPlacer, node: str | None, w
             bar.update(task, completed=p.done, total=p.total or None,
                        description=f"{name} ({p.state.value})", detail=detail)
 
-        return await run_campaign(name, store, placer, node=node, progress=show,
-                                  stop=signals.stopping, force=signals.force,
-                                  exit_when_idle=not wait)
+        dialing = run_campaign(name, store, placer, node=node, progress=show,
+                               stop=signals.stopping, force=signals.force,
+                               exit_when_idle=not wait)
+        # The campaign's webhooks go out from this process too (a task of their own);
+        # after the dialer drains they get a short grace, the rest waits in the outbox.
+        return await outbox.alongside(store.engine, node or default_node(), dialing)
 
 
 HEARTBEAT_STALE = 30.0

@@ -32,7 +32,7 @@ Actions, to be carried out in order:
       ignored, so drivers never need to cancel. ``engine.next_deadline()`` tells the
       same thing for drivers that poll.
   ``Record(max_seconds, beep, end_on_silence, end_on_key)`` → ``RecordingFinished``
-  ``Webhook(url, payload, timeout, retries)`` → ``WebhookResult(status, body)``;
+  ``Webhook(url, payload, timeout, retries, headers)`` → ``WebhookResult(status, body)``;
       the driver does the retries and reports status 0 when no answer came.
   ``Transfer(target, mode, announce, timeout)`` → ``TransferResult(ok)``;
       ``target`` is always one of :func:`allowed_transfer_targets`. Attended mode:
@@ -252,6 +252,7 @@ class Webhook:
     payload: dict[str, Any] = field(default_factory=dict)
     timeout: float = 5.0
     retries: int = 1
+    headers: dict[str, str] = field(default_factory=dict)  # ${ENV:NAME} still unresolved
 
 
 @dataclass(frozen=True)
@@ -532,7 +533,7 @@ class Engine:
             self._waiting = Waiting.WEBHOOK
             payload = render_value(dict(hook.payload), self.variables)
             url = render(hook.url, self.variables)
-            return [Webhook(url, payload, hook.timeout, hook.retries)], None
+            return [Webhook(url, payload, hook.timeout, hook.retries, dict(hook.headers))], None
         raise TypeError(f"unknown node type {type(node).__name__}")
 
     def _current(self) -> Any:

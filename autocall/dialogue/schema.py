@@ -15,8 +15,9 @@ Texts are templates: ``{first_name}`` is filled from the call's variables.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -293,14 +294,62 @@ class TransferNode(_Model):
     on_failure: NodeId | None = None
 
 
+# RFC 9110 §5.1 field names; ``${ENV:NAME}`` in a value is read from the environment
+# when the call runs, so a secret never sits in the YAML in clear.
+HEADER_NAME_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$"
+ENV_REF = re.compile(r"\$\{ENV:([A-Za-z_][A-Za-z0-9_]{0,127})\}")
+_SET_BY_US = frozenset({"host", "content-length", "content-type", "transfer-encoding",
+                        "connection", "te", "upgrade", "keep-alive", "expect"})
+_SECRET_NAMES = ("authorization", "cookie", "token", "key", "secret", "password", "auth",
+                 "signature", "session", "credential")
+
+
+def _check_headers(headers: dict[str, str]) -> dict[str, str]:
+    for name, value in headers.items():
+        if not re.match(HEADER_NAME_PATTERN, name):
+            raise ValueError(f"header name {name!r} is not a valid HTTP field name "
+                             "(letters, digits and !#$%&'*+.^_`|~- only)")
+        if name.lower() in _SET_BY_US:
+            raise ValueError(f"header {name!r} is set by autocall itself; remove it")
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name!r}: a value may not contain line breaks")
+        rest = ENV_REF.sub("", value)
+        if "${" in rest:
+            raise ValueError(f"header {name!r}: {value!r} has a malformed reference; "
+                             "write ${ENV:NAME} with NAME an environment variable")
+        if any(word in name.lower() for word in _SECRET_NAMES) and rest.strip(
+                " ") not in ("", "Bearer", "Basic", "Token"):
+            raise ValueError(
+                f"header {name!r} holds a literal value that looks like a secret; put it "
+                f"in an environment variable and write e.g. \"Bearer ${{ENV:CRM_TOKEN}}\"")
+    return headers
+
+
+def resolve_headers(headers: Mapping[str, str],
+                    environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """A webhook's headers with each ``${ENV:NAME}`` read from the environment now (at
+    call time); KeyError(NAME) if one is not set: never sent with the placeholder."""
+    return {name: ENV_REF.sub(lambda m: environ[m.group(1)], value)
+            for name, value in headers.items()}
+
+
 class WebhookBody(_Model):
     url: str = Field(pattern=URL_PATTERN)
     payload: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(
+        default_factory=dict, max_length=30,
+        description="HTTP headers; ${ENV:NAME} is read from the environment at call time "
+        "(required for Authorization, tokens and keys).")
     timeout: float = Field(5.0, gt=0, le=60)
     retries: int = Field(1, ge=0, le=5)
     save: dict[str, str] = Field(
         default_factory=dict, description="variable: key of the JSON response body."
     )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_headers(value)
 
 
 class WebhookNode(_Model):

@@ -40,7 +40,7 @@ from autocall.dialogue.engine import (
     Webhook,
     WebhookResult,
 )
-from autocall.dialogue.schema import Tree
+from autocall.dialogue.schema import Tree, resolve_headers
 
 KEYS = frozenset("0123456789*#ABCD")
 SECONDS_PER_CHAR = 0.06
@@ -327,9 +327,14 @@ def _post(action: Webhook) -> tuple[int, Any]:
     """A real POST with the action's timeout and retries; status 0 when none answered."""
     import httpx
 
+    try:
+        headers = resolve_headers(action.headers)
+    except KeyError:
+        return 0, None  # an ${ENV:NAME} not set here: not sent, as in a call
     for _ in range(action.retries + 1):
         try:
-            response = httpx.post(action.url, json=action.payload, timeout=action.timeout)
+            response = httpx.post(action.url, json=action.payload, timeout=action.timeout,
+                                  headers=headers)
         except httpx.HTTPError:
             continue
         try:

@@ -35,7 +35,7 @@ from autocall.telephony.runner import AudioCache, CallRunner, RunResult
 from autocall.telephony.webhooks import StatusCallbacks, WebhookClient
 
 __all__ = ["Dial", "Dialer", "OutboundCall", "Services", "call_record", "informer_tree",
-           "report_ringing"]
+           "report_ringing", "when_ringing"]
 
 
 class Dialer(Protocol):
@@ -77,16 +77,19 @@ class Services:
     unfinished: UnfinishedCalls = field(default_factory=UnfinishedCalls)
 
 
-def report_ringing(call: Call, callbacks: StatusCallbacks, key: str) -> None:
-    """Send "ringing" when the far end first rings (a 180/183), from the call's own
-    ringing event, so it always precedes "answered" even when the 200 follows at once."""
-    def send() -> None:
-        callbacks.send(key, "ringing")
-
+def when_ringing(call: Call, notify: Callable[[], None]) -> None:
+    """Call ``notify`` once, when the far end first rings (a 180/183; now if it has),
+    from the call's own ringing event: so it always precedes "answered", even when the
+    200 follows at once."""
     if call.ringing_at is not None:
-        send()
+        notify()
     else:
-        call.on_ringing.append(send)
+        call.on_ringing.append(notify)
+
+
+def report_ringing(call: Call, callbacks: StatusCallbacks, key: str) -> None:
+    """Send the "ringing" status callback when the far end first rings."""
+    when_ringing(call, lambda: callbacks.send(key, "ringing"))
 
 
 def retry_outcome(run: RunResult) -> str | None:
@@ -129,8 +132,10 @@ class OutboundCall:
     """One call being placed by :meth:`place`; :meth:`record` says what is known so far."""
 
     def __init__(self, ua: Dialer, dial: Dial, services: Services, *,
-                 on_progress: Callable[[CallRecord], object] | None = None) -> None:
+                 on_progress: Callable[[CallRecord], object] | None = None,
+                 on_ringing: Callable[[], None] | None = None) -> None:
         self.ua, self.dial, self.services, self.on_progress = ua, dial, services, on_progress
+        self.on_ringing = on_ringing
         self.started = datetime.now(UTC)
         self.call: Call | None = None
         self.run: RunResult | None = None
@@ -151,6 +156,8 @@ class OutboundCall:
             record=d.record_to)
         self.callback("initiated", number=d.number)
         report_ringing(call, self.services.callbacks, self.key)
+        if self.on_ringing is not None:
+            when_ringing(call, self.on_ringing)
         try:
             if await call.wait_answer() is not CallStatus.IN_PROGRESS:
                 record = self.record()

@@ -41,7 +41,7 @@ from autocall.audio.amd import AnsweredBy
 from autocall.audio.check import prompt_pcm
 from autocall.audio.tones import beep
 from autocall.dialogue import engine as eng
-from autocall.dialogue.schema import GatherNode, MenuNode, Tree, spoken_prompts
+from autocall.dialogue.schema import GatherNode, MenuNode, Tree, resolve_headers, spoken_prompts
 from autocall.dialogue.template import render
 from autocall.files import private_file
 from autocall.speech.tts import PromptText, TtsError, render_prompt
@@ -560,8 +560,16 @@ class CallRunner:
     # --- webhooks and transfers ---------------------------------------------------------
 
     async def _webhook(self, action: eng.Webhook) -> None:
+        try:
+            headers = resolve_headers(action.headers)
+        except KeyError as exc:
+            log.error("webhook %s not sent: environment variable %s (in its headers) is not "
+                      "set", action.url, exc.args[0])
+            self._events.put_nowait(eng.WebhookResult(0, None))  # the tree's on_failure
+            return
         status, body = await self.webhooks.post(action.url, action.payload,
-                                                timeout=action.timeout, retries=action.retries)
+                                                timeout=action.timeout, retries=action.retries,
+                                                headers=headers)
         self._events.put_nowait(eng.WebhookResult(status, body))
 
     async def _transfer(self, action: eng.Transfer) -> None:

@@ -1,13 +1,16 @@
 """Webhooks: tree webhooks and call status callbacks over HTTP, never holding a call.
 
-Every request has a timeout, a bounded number of retries with a short backoff, and an
-optional fallback URL tried when the primary never answers; "no answer" is status 0,
-which the dialogue engine routes to ``on_failure``. Status callbacks (initiated,
-ringing, answered, completed — Twilio's vocabulary) are fire-and-forget tasks, so a
-dead receiver costs the call nothing; but no callback is ever lost without a log line
-naming it: one the receiver never accepted is logged when its tries are spent, and one
-still waiting when the process stops (:meth:`StatusCallbacks.drain`) is logged as
-dropped. (The outbox of the web console issue will deliver them durably.)
+Every tree webhook request has a timeout, a bounded number of retries with a short
+backoff, and an optional fallback URL tried when the primary never answers; "no answer"
+is status 0, which the dialogue engine routes to ``on_failure``.
+
+Status callbacks (initiated, ringing, answered, completed — Twilio's vocabulary) go to an
+:class:`EventSink` when there is one: ``autocall call`` and ``serve`` give them the
+store's outbox, so each is committed at once and delivered, signed and retried for
+hours, by the outbox's worker; a kill -9 loses none. Without a sink (a caller with no
+store) they are fire-and-forget tasks held in memory: a dead receiver costs the call
+nothing, and none is lost without a log line naming it (refused, or still waiting at
+:meth:`StatusCallbacks.drain`).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import httpx
 
-__all__ = ["StatusCallbacks", "WebhookClient"]
+__all__ = ["EventSink", "StatusCallbacks", "WebhookClient"]
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +40,23 @@ class WebhookClient:
         self._client = client
 
     async def post(self, url: str, payload: dict[str, Any], *, timeout: float = 5.0,
-                   retries: int = 1) -> tuple[int, Any]:
-        status, body = await self._try(url, payload, timeout, retries)
+                   retries: int = 1, headers: Mapping[str, str] | None = None
+                   ) -> tuple[int, Any]:
+        status, body = await self._try(url, payload, timeout, retries, headers)
         if status == 0 and self.fallback_url and self.fallback_url != url:
-            status, body = await self._try(self.fallback_url, payload, timeout, 0)
+            # the fallback is the operator's URL: the tree's headers (its secrets) stay home
+            status, body = await self._try(self.fallback_url, payload, timeout, 0, None)
         return status, body
 
     async def _try(self, url: str, payload: dict[str, Any], timeout: float,
-                   retries: int) -> tuple[int, Any]:
+                   retries: int, headers: Mapping[str, str] | None = None
+                   ) -> tuple[int, Any]:
         last_status, last_body = 0, None
         for attempt in range(retries + 1):
             if attempt:
                 await asyncio.sleep(_BACKOFF * 2 ** (attempt - 1))
             try:
-                response = await self._send(url, payload, timeout)
+                response = await self._send(url, payload, timeout, headers)
             except (httpx.HTTPError, OSError) as exc:
                 log.info("webhook %s attempt %d: %s", url, attempt + 1, exc)
                 continue
@@ -58,11 +65,13 @@ class WebhookClient:
                 return last_status, last_body  # 2xx done; 4xx will not get better
         return last_status, last_body
 
-    async def _send(self, url: str, payload: dict[str, Any], timeout: float) -> httpx.Response:
+    async def _send(self, url: str, payload: dict[str, Any], timeout: float,
+                    headers: Mapping[str, str] | None = None) -> httpx.Response:
         if self._client is not None:
-            return await self._client.post(url, json=payload, timeout=timeout)
+            return await self._client.post(url, json=payload, timeout=timeout,
+                                           headers=headers)
         async with httpx.AsyncClient(timeout=timeout) as client:
-            return await client.post(url, json=payload)
+            return await client.post(url, json=payload, headers=headers)
 
 
 def _body(response: httpx.Response) -> Any:
@@ -72,13 +81,23 @@ def _body(response: httpx.Response) -> Any:
         return response.text
 
 
-class StatusCallbacks:
-    """Posts call status changes to ``url`` in the background, in order per call."""
+class EventSink(Protocol):
+    """Where a status change goes durably (the store's outbox): ``type`` is
+    ``call.<status>``, ``subject`` ``call:<Call-ID>``; returns once committed."""
 
-    def __init__(self, url: str | None, *, timeout: float = 3.0, retries: int = 1) -> None:
+    def add(self, type: str, subject: str, data: Mapping[str, object]) -> object: ...
+
+
+class StatusCallbacks:
+    """Status changes to ``url`` in order per call: into ``sink`` when given, else
+    POSTed in the background."""
+
+    def __init__(self, url: str | None, *, timeout: float = 3.0, retries: int = 1,
+                 sink: EventSink | None = None) -> None:
         self.url = url
         self.timeout = timeout
         self.retries = retries
+        self.sink = sink
         self._client = WebhookClient()
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._tasks: dict[asyncio.Task[None], dict[str, Any]] = {}  # task -> its payload
@@ -89,6 +108,13 @@ class StatusCallbacks:
         if not self.url:
             return
         payload = {"call_id": call_id, "status": status, "timestamp": time.time(), **fields}
+        if self.sink is not None:
+            try:
+                self.sink.add(f"call.{status}", f"call:{call_id}", payload)
+                return
+            except Exception:  # noqa: BLE001 - the store failed: still try it from memory
+                log.exception("status callback %r for call %s not written to the outbox; "
+                              "sending it from memory", status, call_id)
         previous = self._tails.get(call_id)
         task = asyncio.ensure_future(self._post_after(previous, payload))
         self._tails[call_id] = task

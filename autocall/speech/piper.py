@@ -152,6 +152,14 @@ class PiperEngine(TtsEngine):
     name = "piper"
     cooldown_s = 0.0  # a local engine that failed once is not down for minutes
 
+    def __init__(
+        self, *, noise_scale: float | None = None, noise_w_scale: float | None = None
+    ) -> None:
+        """``noise_scale``/``noise_w_scale`` None: the voice's own (natural, a little
+        different each render); 0 and 0 render the same samples every time (tests)."""
+        self.noise_scale = noise_scale
+        self.noise_w_scale = noise_w_scale
+
     @property
     def version(self) -> str:
         from importlib.metadata import PackageNotFoundError
@@ -185,7 +193,10 @@ class PiperEngine(TtsEngine):
             raise EngineUnavailable(f"piper: piper-tts is not installed; {INSTALL_HINT}") from exc
         except (OSError, RuntimeError, ValueError) as exc:
             raise TtsError(f"piper: voice {chosen.name} cannot be loaded: {exc}") from exc
-        chunks = [chunk.audio_int16_array for chunk in loaded.synthesize(text)]
+        from piper.config import SynthesisConfig
+
+        config = SynthesisConfig(noise_scale=self.noise_scale, noise_w_scale=self.noise_w_scale)
+        chunks = [chunk.audio_int16_array for chunk in loaded.synthesize(text, config)]
         if not chunks:
             raise TtsError(f"piper: {chosen.name} produced no audio for {text[:40]!r}")
         return np.concatenate(chunks).astype(np.int16, copy=False)

@@ -176,7 +176,8 @@ class SphinxUtterance:
         clear "no" scored 0.05-0.5. N-best agreement counts those as one answer.
         """
         want = self._meaning.get(best, best)
-        paths = [h.hypstr for h in itertools.islice(decoder.nbest(), NBEST)]
+        # the n-best iterator may yield None for a path it cannot spell out: skip it
+        paths = [h.hypstr for h in itertools.islice(decoder.nbest(), NBEST) if h is not None]
         if not paths:
             return 1.0
         return sum(self._meaning.get(p, p) == want for p in paths) / len(paths)

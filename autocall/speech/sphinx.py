@@ -15,8 +15,11 @@ wideband; call audio is 8 kHz narrowband, so it is resampled up (the empty band 
 
 The audio of one utterance (the VAD's speech, at most ``max_speech``) is decoded in one
 pass when it ends, so the cepstral mean is this caller's; measured on this machine that
-beats streaming with the previous caller's mean. That pass costs tens of milliseconds at
-the end of an utterance (bench/bench_asr.py). A decoder takes ~0.3 s to load the acoustic
+beats streaming with the previous caller's mean. That pass costs 45-65 ms of CPU in the
+``feed`` that ends an utterance (2-CPU machine under load; ~120 ms the first time a
+grammar is compiled into a pooled decoder), 0.02 s of CPU per second of call audio
+overall (bench/bench_asr.py --english): a media loop with many calls should call
+``feed`` from a worker thread, as for vosk. A decoder takes ~0.3 s to load the acoustic
 model, so decoders are pooled per process: one is borrowed for one utterance and handed
 back when its words are read.
 """

@@ -57,6 +57,18 @@ class TrunkSettings:
         )
 
 
+TTS_ORDER_DEFAULT = ("gtts", "piper", "espeak")
+
+
+def tts_order() -> tuple[str, ...]:
+    """TTS engines in preference order from ``AUTOCALL_TTS`` (``gtts,piper,espeak``)."""
+    raw = _env("AUTOCALL_TTS")
+    if raw is None:
+        return TTS_ORDER_DEFAULT
+    names = tuple(n.strip().lower() for n in raw.split(",") if n.strip())
+    return names or TTS_ORDER_DEFAULT
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process-wide defaults; every field can be overridden by a CLI flag."""

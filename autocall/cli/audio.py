@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from autocall.cli import audio_amd, audio_dtmf, audio_files
+from autocall.cli import audio_amd, audio_dtmf, audio_files, audio_say
 
 audio_app = typer.Typer(
     help=(
@@ -19,4 +19,5 @@ def register(app: typer.Typer) -> None:
     audio_files.register(audio_app)
     audio_dtmf.register(audio_app)
     audio_amd.register(audio_app)
+    audio_say.register(audio_app)
     app.add_typer(audio_app, name="audio")

@@ -34,6 +34,7 @@ from autocall.campaign.model import Attempt, load_campaign
 from autocall.campaign.placer import SipPlacer, load_tree
 from autocall.campaign.report import Report, campaign_report, write_cdr
 from autocall.campaign.store import Store
+from autocall.speech.cache import engine_of
 from autocall.telephony.call import UserAgent
 from autocall.telephony.runner import AudioCache, prompts_of
 from autocall.telephony.virtual import Behaviour, PhoneScript, VirtualPhones
@@ -248,6 +249,9 @@ async def _render_prompts(campaign: Any, store: Store, name: str, audio: AudioCa
             for error in await audio.warm([prompt]):  # the call says nothing there, goes on
                 console.print(f"[yellow]prompt not rendered:[/] {error}")
             bar.advance(task)
+    spoke = Counter(engine_of(p) for p in audio.tts_cache_dir.glob("*.wav"))
+    if not quiet and spoke:  # piper when installed (natural, offline); else gTTS or espeak-ng
+        console.print("voice: " + ", ".join(f"{n} prompts by {e}" for e, n in spoke.items()))
 
 
 async def _dial(campaign: Any, store: Store, placer: SipPlacer, console: Console,

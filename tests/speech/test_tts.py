@@ -139,11 +139,16 @@ def test_offline_default_engines_fall_back(
     refused_url: Url,
 ) -> None:
     monkeypatch.setenv(tts.GTTS_URL_ENV, refused_url())
+    monkeypatch.delenv("AUTOCALL_TTS", raising=False)
     chosen = default_engines()
-    assert [e.name for e in chosen] == ["gtts", "espeak-ng"]
+    assert [e.name for e in chosen] == ["gtts", "piper", "espeak-ng"]
     assert isinstance(chosen[0], GttsEngine) and chosen[0].base_url is not None
-    path = render_prompt(HELLO, tmp_path)
-    assert ".espeak-ng." in path.name and stopwatch() < 5.0
+    path = render_prompt(HELLO, tmp_path)  # piper: the natural offline voice
+    assert ".piper." in path.name and stopwatch() < 5.0
+    monkeypatch.setenv("AUTOCALL_TTS", "gtts,espeak")  # the order is a setting
+    assert [e.name for e in default_engines()] == ["gtts", "espeak-ng"]
+    path = render_prompt(PromptText("Hello again."), tmp_path)
+    assert ".espeak-ng." in path.name
 
 
 def test_better_engine_replaces_the_fallback_render(

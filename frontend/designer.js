@@ -6,7 +6,7 @@ import {autocompletion} from "@codemirror/autocomplete";
 import {defaultKeymap, history, historyKeymap} from "@codemirror/commands";
 import {yaml} from "@codemirror/lang-yaml";
 import {bracketMatching, indentOnInput} from "@codemirror/language";
-import {linter, lintGutter, forceLinting} from "@codemirror/lint";
+import {linter, lintGutter, lintKeymap, forceLinting} from "@codemirror/lint";
 import {EditorState} from "@codemirror/state";
 import {EditorView, keymap, lineNumbers, highlightActiveLine} from "@codemirror/view";
 
@@ -103,7 +103,8 @@ class Designer {
         doc: text,
         extensions: [
           lineNumbers(), history(), indentOnInput(), bracketMatching(), highlightActiveLine(),
-          keymap.of([...defaultKeymap, ...historyKeymap]), yaml(), lint, lintGutter(), complete,
+          keymap.of([...defaultKeymap, ...historyKeymap, ...lintKeymap]), yaml(), lint,
+          lintGutter(), complete, EditorView.cspNonce.of(this.root.dataset.nonce || ""),
           EditorView.updateListener.of((u) => { if (u.docChanged) this.dirty = true; }),
         ],
       }),

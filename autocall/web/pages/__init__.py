@@ -1,5 +1,15 @@
 """The console: server-rendered pages (Jinja2 + vendored htmx), no inline scripts."""
 
-from autocall.web.pages.routes import install
+from fastapi import Depends, FastAPI
+
+from autocall.web import session
+from autocall.web.pages import designer, routes
+
+
+def install(app: FastAPI) -> None:
+    """The console's pages, and the dialogue designer's (issue 17)."""
+    routes.install(app)
+    app.include_router(designer.router, dependencies=[Depends(session.csrf_protect)])
+
 
 __all__ = ["install"]

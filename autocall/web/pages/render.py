@@ -21,6 +21,7 @@ templates = Jinja2Templates(directory=HERE / "templates")
 # (path, label, roles that see it)
 NAV: tuple[tuple[str, str, frozenset[Role]], ...] = (
     ("/campaigns", "Campaigns", frozenset(Role)),
+    ("/trees", "Prompt trees", frozenset(Role)),
     ("/admin/accounts", "Users & tokens", frozenset({Role.ADMIN})),
     ("/admin/audit", "Audit log", frozenset({Role.ADMIN})),
 )

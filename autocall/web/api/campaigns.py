@@ -28,7 +28,7 @@ from autocall.campaign import report as rep
 from autocall.campaign.check import preflight
 from autocall.campaign.control import SteerError, Verb, steer
 from autocall.campaign.model import Campaign, CampaignState
-from autocall.campaign.store import Store, campaigns
+from autocall.campaign.store import Store, Summary, campaigns
 from autocall.campaign.trees import STORE_PREFIX, TreeLibrary
 from autocall.config import Settings
 from autocall.web import accounts, idempotency
@@ -48,22 +48,6 @@ from autocall.web.problems import Problem
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 TREE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-class Summary(BaseModel):
-    """``Store.summary``: where the campaign's contacts stand now."""
-
-    total: int
-    pending: int
-    due: int
-    in_flight: int
-    done: int
-    waiting: dict[str, int]
-    next_due: datetime | None
-    outcomes: dict[str, int]
-    attempts: int
-    answered: int
-    nodes: list[dict[str, Any]]
 
 
 class CampaignOut(BaseModel):
@@ -146,10 +130,7 @@ def _shown(campaign: Campaign) -> Campaign:
 
 
 def _summary(store: Store, name: str) -> Summary:
-    s = store.summary(name, datetime.now(UTC))
-    return Summary(total=s.total, pending=s.pending, due=s.due, in_flight=s.in_flight,
-                   done=s.done, waiting=s.waiting, next_due=s.next_due, outcomes=s.outcomes,
-                   attempts=s.attempts, answered=s.answered, nodes=s.nodes)
+    return store.summary(name, datetime.now(UTC))
 
 
 @router.post("", status_code=201, response_model=CampaignOut,

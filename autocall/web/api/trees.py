@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -170,6 +171,19 @@ def _out(v: TreeVersion, *, text: bool = False) -> VersionOut:
 def _refused(exc: TreesError) -> Problem:
     titles = {404: "Not found", 409: "Conflict", 413: "Too large", 422: "Invalid request"}
     return Problem(exc.status, titles.get(exc.status, "Error"), str(exc))
+
+
+def _audited(request: Request, who: Principal, action: str,
+             change: Callable[[TreeLibrary], TreeVersion]) -> VersionOut:
+    """A designer's change to the library, and its audit line (every save and publish is
+    in the audit log)."""
+    try:
+        done = change(library(request))
+    except TreesError as exc:
+        raise _refused(exc) from None
+    with store_of(request).engine.begin() as conn:
+        audit(conn, who, action, done.pin, errors=done.errors)
+    return _out(done)
 
 
 def _simulated(result: SimulationResult) -> dict[str, object]:
@@ -331,13 +345,8 @@ def list_trees(request: Request, _: Reader
 def save(name: TreeName, body: SaveVersion, request: Request,
          who: Designer) -> VersionOut:
     """Save a new version (a draft if it does not validate: it can never be published)."""
-    try:
-        saved = library(request).save(name, body.yaml, who.actor, body.comment, body.cases)
-    except TreesError as exc:
-        raise _refused(exc) from None
-    with store_of(request).engine.begin() as conn:
-        audit(conn, who, "tree.save", saved.pin, errors=saved.errors)
-    return _out(saved)
+    return _audited(request, who, "tree.save", lambda trees: trees.save(
+        name, body.yaml, who.actor, body.comment, body.cases))
 
 
 @router.get("/{name}/versions", response_model=list[VersionOut])
@@ -367,26 +376,16 @@ def version(name: TreeName, number: int, request: Request, _: Reader,
 def publish(name: TreeName, number: int, request: Request,
             who: Designer) -> VersionOut:
     """Publish a clean version (409 for a draft with errors)."""
-    try:
-        done = library(request).publish(name, number, who.actor)
-    except TreesError as exc:
-        raise _refused(exc) from None
-    with store_of(request).engine.begin() as conn:
-        audit(conn, who, "tree.publish", done.pin)
-    return _out(done)
+    return _audited(request, who, "tree.publish",
+                    lambda trees: trees.publish(name, number, who.actor))
 
 
 @router.post("/{name}/versions/{number}/restore", response_model=VersionOut, status_code=201)
 def restore(name: TreeName, number: int, request: Request,
             who: Designer) -> VersionOut:
     """A new version with an old one's text."""
-    try:
-        saved = library(request).restore(name, number, who.actor)
-    except TreesError as exc:
-        raise _refused(exc) from None
-    with store_of(request).engine.begin() as conn:
-        audit(conn, who, "tree.restore", saved.pin, restored=number)
-    return _out(saved)
+    return _audited(request, who, "tree.restore",
+                    lambda trees: trees.restore(name, number, who.actor))
 
 
 @router.get("/{name}/diff", response_class=PlainTextResponse)

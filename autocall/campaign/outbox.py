@@ -51,6 +51,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from standardwebhooks import Webhook
 
 __all__ = ["EVENT_TYPES", "Delivered", "EventType", "GiveUp", "Policy", "Retry",
@@ -377,15 +378,25 @@ async def deliver(engine: Engine, *, stop: asyncio.Event, node: str,
         return fn(*args) if inline else await asyncio.to_thread(fn, *args)
 
     delivered = 0
+    down = False  # the store is unreachable: say so once, not every poll
     own = client is None
     http = client or httpx.AsyncClient(follow_redirects=False)
     try:
         while not stop.is_set():
             try:
                 leased = await db(lease, engine, node, clock(), batch, policy)
-            except Exception:  # noqa: BLE001 - the store may be restarting: try again
+            except DBAPIError as exc:  # the store restarting or gone: a line, no traceback
+                if not down:
+                    log.warning("webhook delivery: store unreachable (%s); retrying",
+                                str(exc.orig or exc).splitlines()[0])
+                down, leased = True, []
+            except Exception:  # noqa: BLE001 - anything else: say it in full, try again
                 log.exception("webhook delivery: leasing events failed; retrying")
                 leased = []
+            else:
+                if down:
+                    log.warning("webhook delivery: store reachable again")
+                down = False
             assert isinstance(leased, list)
             if not leased:
                 with contextlib.suppress(TimeoutError):
@@ -412,6 +423,9 @@ async def deliver(engine: Engine, *, stop: asyncio.Event, node: str,
                                 "backoff", row.type, row.event_id, row.url, decision.error)
             try:
                 await db(settle, engine, node, results)
+            except DBAPIError as exc:  # unwritten: the leases run out, sent again
+                log.warning("webhook delivery: %d result(s) not written, the store is "
+                            "unreachable (%s)", len(results), str(exc.orig or exc).splitlines()[0])
             except Exception:  # noqa: BLE001 - unwritten: the leases run out, sent again
                 log.exception("webhook delivery: writing %d results failed", len(results))
     finally:

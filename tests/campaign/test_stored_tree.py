@@ -26,7 +26,7 @@ nodes:
   hello: {pause: 0.5, next: bye}
   bye: {hangup: done}
 """
-PORT = 43620
+PORT = 43840
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -13,6 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def parse_nameserver(text: str) -> tuple[str, int]:
+    """``127.0.0.1`` or ``127.0.0.1:5353``."""
+    host, colon, port = text.strip().rpartition(":")
+    if not colon:
+        return text.strip(), 53
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad DNS server {text!r}: expected ADDRESS or ADDRESS:PORT")
+    return host, int(port)
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
@@ -34,22 +44,27 @@ class TrunkSettings:
     """Where calls go: a SIP trunk, a PBX, or a peer on loopback."""
 
     host: str = "127.0.0.1"
-    port: int = 5060
+    port: int | None = None
+    """None: found by DNS (RFC 3263 NAPTR/SRV) for a name, 5060 (5061 TLS) otherwise."""
     transport: str = "udp"
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     register: bool = False
 
     @property
+    def hostport(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    @property
     def uri(self) -> str:
         """The trunk as registrar and outbound proxy."""
-        return f"sip:{self.host}:{self.port}"
+        return f"sip:{self.hostport}"
 
     @classmethod
     def from_env(cls) -> TrunkSettings:
         return cls(
             host=_env("AUTOCALL_SIP_HOST", "127.0.0.1") or "127.0.0.1",
-            port=int(_env("AUTOCALL_SIP_PORT", "5060") or 5060),
+            port=int(port) if (port := _env("AUTOCALL_SIP_PORT")) else None,
             transport=(_env("AUTOCALL_SIP_TRANSPORT", "udp") or "udp").lower(),
             user=_env("AUTOCALL_SIP_USER"),
             password=secret("AUTOCALL_SIP_PASSWORD"),
@@ -83,6 +98,8 @@ class Settings:
     prompts_dir: Path = Path("prompts")  # the trees the API may name (``POST /v1/calls``)
     vosk_model: Path | None = None
     media_priority: str = "normal"
+    dns_servers: tuple[tuple[str, int], ...] = ()
+    """``AUTOCALL_DNS_SERVERS`` (``ADDRESS[:PORT],…``); empty: the system's resolver."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,6 +116,8 @@ class Settings:
             prompts_dir=Path(_env("AUTOCALL_PROMPTS", "prompts") or "prompts"),
             vosk_model=Path(model) if model else None,
             media_priority=_env("AUTOCALL_MEDIA_PRIORITY", "normal") or "normal",
+            dns_servers=tuple(parse_nameserver(s) for s in
+                              (_env("AUTOCALL_DNS_SERVERS", "") or "").split(",") if s.strip()),
         )
 
 

@@ -122,7 +122,7 @@ def _safe(text: str) -> str:
 
 def trunk_target(settings: Settings) -> Callable[[CallRequest], str]:
     """Request-URI for a request: its campaign's ``trunk`` (``sip:host:port``) or the default."""
-    default = f"{settings.trunk.host}:{settings.trunk.port}"
+    default = settings.trunk.hostport
 
     def uri(request: CallRequest) -> str:
         trunk = (request.trunk or "").removeprefix("sip:") or default

@@ -92,7 +92,7 @@ def exit_code(status: str, sip_code: int | None, outcome: str | None, confirm: b
 def _target_uri(target: str, trunk: TrunkSettings) -> str:
     if target.startswith(("sip:", "sips:")):
         return target
-    return f"sip:{target}@{trunk.host}:{trunk.port}"
+    return f"sip:{target}@{trunk.hostport}"
 
 
 async def place_informer_call(target: str, tree: Tree, variables: dict[str, str], *,
@@ -239,7 +239,8 @@ def _trunk(host: str | None, port: int | None, transport: str | None, user: str 
 HostOpt = Annotated[str | None, typer.Option(
     "--host", help="Trunk/PBX host (env AUTOCALL_SIP_HOST, default 127.0.0.1).")]
 PortOpt = Annotated[int | None, typer.Option(
-    "--port", help="Trunk/PBX port (env AUTOCALL_SIP_PORT, default 5060).")]
+    "--port",
+    help="Trunk/PBX port (env AUTOCALL_SIP_PORT; default: DNS SRV for a name, else 5060).")]
 TransportOpt = Annotated[str | None, typer.Option(
     "--transport", help="udp or tcp (env AUTOCALL_SIP_TRANSPORT).")]
 UserOpt = Annotated[str | None, typer.Option(

@@ -25,23 +25,13 @@ from dns.rdtypes.IN.SRV import SRV
 
 from autocall.sip.locate import Naptr, Srv
 
-__all__ = ["DnsLookup", "parse_nameserver"]
+__all__ = ["DnsLookup"]
 
 log = logging.getLogger(__name__)
 
 NEGATIVE_TTL = 30.0  # when a negative answer carries no SOA to say how long (RFC 2308 §5)
 SYSTEM_TTL = 60.0  # getaddrinfo tells no TTL
 Record = Naptr | Srv | str
-
-
-def parse_nameserver(text: str) -> tuple[str, int]:
-    """``127.0.0.1`` or ``127.0.0.1:5353``."""
-    host, colon, port = text.strip().rpartition(":")
-    if not colon:
-        return text.strip(), 53
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad DNS server {text!r}: expected ADDRESS or ADDRESS:PORT")
-    return host, int(port)
 
 
 def _negative_ttl(response: dns.message.Message | None) -> float:

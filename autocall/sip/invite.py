@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar, Literal, Protocol
@@ -202,6 +202,7 @@ class InviteUsage:
         self._ok_interval = 0.0
         self._auth_tries = 0
         self._deadlines: dict[str, float] = {}
+        self._alternates: list[Addr] = []
 
     # ---- timers (the driver calls on_timer at deadline) --------------------------------
     @property
@@ -299,13 +300,36 @@ class InviteUsage:
         else:
             self.invite.headers.remove("Content-Type")
 
-    def start(self, dest: Addr, now: float) -> list[InviteAction]:
-        """Send the INVITE to ``dest`` (resolved by the driver)."""
+    def start(self, dest: Addr, now: float, alternates: Sequence[Addr] = ()) -> list[InviteAction]:
+        """Send the INVITE to ``dest`` (resolved by the driver); ``alternates`` are the
+        next servers for the same target (RFC 3263 §4.3), tried in order while nobody
+        has answered."""
         self.peer = dest
         self.heard_back = False
+        self._alternates = list(alternates)
         return [StartRequest(self.invite, dest)]
 
+    def _next_server(self, resp: Response, now: float) -> list[InviteAction] | None:
+        """RFC 3263 §4.3: a transport error, a timeout or a 503 before any ringing moves
+        the INVITE to the next server, as a new transaction (a new Via branch)."""
+        if not self._alternates or self.state is not InviteState.CALLING \
+                or self._cancel_requested or not (isinstance(resp, LocalFailure)
+                                                  or resp.status == 503):
+            return None
+        log.info("INVITE to %s:%s failed (%s %s); trying the next server",
+                 *(self.peer or ("?", 0)), resp.status, resp.reason)
+        retry = Request(self.invite.method, self.invite.uri, self.invite.headers.copy(),
+                        self.invite.body)
+        retry.headers.remove("Via")
+        retry.headers.add("Via", self.agent.via(), first=True)
+        self.invite = retry
+        rest = self._alternates
+        return self.start(rest[0], now, rest[1:])
+
     def _response(self, resp: Response, now: float) -> list[InviteAction]:
+        moved = self._next_server(resp, now)
+        if moved is not None:
+            return moved
         if isinstance(resp, LocalFailure):
             return self._fail(resp.status, resp.reason, resp, by="local", network=True)
         self.heard_back = True

@@ -76,6 +76,9 @@ def default_port(transport: Transport) -> int:
 
 
 def _numeric(host: str) -> bool:
+    """An address, or a localhost name (RFC 6761 §6.3: never asked of DNS)."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(host)
         return True
@@ -165,7 +168,9 @@ def _unique(hops: list[Hop]) -> list[Hop]:
 
 
 async def _hops(dns: Lookup, transport: Transport, host: str, port: int) -> list[Hop]:
-    addresses = [host] if _numeric(host) else await dns.a(host)
+    with contextlib.suppress(ValueError):
+        return [Hop(transport, str(ipaddress.ip_address(host)), port, host)]
+    addresses = await dns.a(host)
     return [Hop(transport, address, port, host) for address in addresses]
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from autocall.sip.auth import Credentials, DigestClient
 from autocall.sip.dialog import ALLOW, Dialog, response_to
+from autocall.sip.dns import DnsLookup
 from autocall.sip.invite import (
     RINGING,
     DialogUp,
@@ -40,6 +41,7 @@ from autocall.sip.invite import (
     bad_request,
     new_tag,
 )
+from autocall.sip.locate import NAMES, locate
 from autocall.sip.lograte import LogRate
 from autocall.sip.message import (
     URI,
@@ -110,6 +112,8 @@ class UAConfig:
     user_agent: str = "autocall/0.1"
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     """Slow-loris limits of the TCP transport (timeouts, message size, connections)."""
+    dns_servers: tuple[tuple[str, int], ...] = ()
+    """Name servers for NAPTR/SRV/A (RFC 3263); empty: the system's."""
 
 
 def invite_problem(invite: Request) -> str | None:
@@ -148,6 +152,8 @@ class SipUA:
         self.config = config
         self.transport: Transport | None = None
         self.resolver = Resolver()
+        self.lookup = DnsLookup(config.dns_servers)
+        self._routes: dict[str, list[Addr]] = {}
         self.on_invite: Callable[[InviteSession], None] | None = None
         self._client: dict[tuple[str, str], tuple[ClientTransaction, Callable[[Any], None]]] = {}
         self._client_dest: dict[tuple[str, str], Addr] = {}
@@ -246,26 +252,45 @@ class SipUA:
         return Address(uri, display if display is not None else self.config.display_name,
                        {"tag": new_tag()})
 
-    async def prepare(self, uri: URI) -> None:
-        """Resolve where a request to ``uri`` goes before building it (DNS off the loop)."""
+    def _target(self, uri: URI) -> URI:
+        """Where an out-of-dialog request goes: the proxy/trunk if configured, else ``uri``."""
         if self.config.proxy:
-            await self.resolver.resolve(URI.parse(self.config.proxy).host)
-        elif uri.scheme != "tel":
-            await self.resolver.resolve(uri.host)
+            return URI.parse(self.config.proxy)
+        if uri.scheme == "tel":
+            raise ValueError("a tel: URI needs a proxy/trunk to route it")
+        return uri
 
-    def destination(self, uri: URI) -> Addr:
-        """Out-of-dialog requests go to the proxy/trunk if configured, else to the URI
-        (resolved by ``prepare`` first: this never looks a name up)."""
-        if self.config.proxy:
-            host, port = URI.parse(self.config.proxy).hostport
-        else:
-            if uri.scheme == "tel":
-                raise ValueError("a tel: URI needs a proxy/trunk to route it")
-            host, port = uri.hostport
+    @staticmethod
+    def _route_key(target: URI) -> str:
+        return f"{target.scheme}:{target.host}:{target.port}:{target.params.get('transport')}"
+
+    async def prepare(self, uri: URI) -> None:
+        """Find the servers a request to ``uri`` may go to, in order (RFC 3263: NAPTR, SRV,
+        A; each answer cached for its TTL), before the request is built: DNS is I/O."""
+        if uri.scheme == "tel" and not self.config.proxy:
+            return  # ``destination`` says why it cannot be routed
+        target = self._target(uri)
+        transport = self.config.transport.lower()
+        hops = await locate(target, self.lookup, (NAMES.get(transport, "udp"),))
+        if not hops:
+            raise OSError(f"cannot resolve {target.host}: no NAPTR, SRV or A record for it")
+        self._routes[self._route_key(target)] = [(hop.address, hop.port) for hop in hops]
+
+    def destinations(self, uri: URI) -> list[Addr]:
+        """The servers for an out-of-dialog request to ``uri``, first choice first
+        (found by ``prepare``: this never looks a name up)."""
+        target = self._target(uri)
+        found = self._routes.get(self._route_key(target))
+        if found:
+            return found
+        host, port = target.hostport
         addr = self.resolver.cached(host)
         if addr is None:
             raise OSError(f"{host} is not resolved yet: await SipUA.prepare first")
-        return addr, port
+        return [(addr, port)]
+
+    def destination(self, uri: URI) -> Addr:
+        return self.destinations(uri)[0]
 
     def base_request(self, method: str, uri: URI, from_: Address, to: Address,
                      call_id: str, cseq: int) -> Request:
@@ -626,7 +651,9 @@ class SipUA:
 
     async def _trust_proxy(self, dialog: Dialog) -> None:
         with contextlib.suppress(OSError, ValueError):
-            host, port = URI.parse(self.config.proxy or "").hostport
+            proxy = URI.parse(self.config.proxy or "")
+            dialog.peers.update(self._routes.get(self._route_key(proxy), []))
+            host, port = proxy.hostport
             dialog.peers.add((await self.resolver.resolve(host), port))
 
     # ---- outgoing requests ----------------------------------------------------------------
@@ -651,7 +678,7 @@ class SipUA:
         if listener is not None:
             session.listener = listener
         if send:
-            session.send(self.destination(target))
+            session.send(*self.destinations(target))
         return session
 
     async def options(self, target: URI) -> Response:
@@ -813,9 +840,10 @@ class InviteSession:
         """The SDP offer of our INVITE (None: a late offer); before ``send``."""
         self.usage.set_offer(sdp)
 
-    def send(self, dest: Addr) -> None:
-        """Send our INVITE to ``dest`` (``SipUA.destination`` of the target)."""
-        self.ua.execute(self, self.usage.start(dest, self.ua.loop.time()))
+    def send(self, dest: Addr, *alternates: Addr) -> None:
+        """Send our INVITE to ``dest``, then ``alternates`` if it fails before ringing
+        (``SipUA.destinations`` of the target)."""
+        self.ua.execute(self, self.usage.start(dest, self.ua.loop.time(), alternates))
 
     def cancel(self) -> None:
         self.ua.execute(self, self.usage.cancel(self.ua.loop.time()))

@@ -752,7 +752,8 @@ class UserAgent:
                     media_host: str | None = None, timers: Timers | None = None,
                     on_call: OnCall | None = None, accept_refer: AcceptRefer | None = None,
                     refer_ring_timeout: float = 30.0,
-                    tcp_limits: TcpLimits | None = None) -> UserAgent:
+                    tcp_limits: TcpLimits | None = None,
+                    dns_servers: tuple[tuple[str, int], ...] = ()) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
@@ -765,7 +766,7 @@ class UserAgent:
                           user=user, domain=domain, display_name=display_name, proxy=proxy,
                           credentials=creds, register=register, registrar=registrar,
                           register_expires=register_expires, timers=timers or Timers(),
-                          tcp_limits=tcp_limits or TcpLimits())
+                          tcp_limits=tcp_limits or TcpLimits(), dns_servers=dns_servers)
         self = cls.__new__(cls)
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
@@ -785,7 +786,8 @@ class UserAgent:
             bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
             advertise_host=settings.advertised_host, user=trunk.user or "autocall",
             username=trunk.user, password=trunk.password, register=trunk.register,
-            registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call)
+            registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call,
+            dns_servers=settings.dns_servers)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -823,7 +825,7 @@ class UserAgent:
             session.set_offer(call._sdp())
         # The INVITE was built before the Call existed so the SDP could name the media port;
         # now send it.
-        session.send(self.sip.destination(uri))
+        session.send(*self.sip.destinations(uri))
         self._calls.add(call)
         if ring_timeout is not None:
             call._ring_timer = self.loop.call_later(ring_timeout, call._cancel, "ring-timeout")

@@ -140,7 +140,7 @@ class Worker:
         amd = AmdOptions(on_machine=request.on_machine) if request.amd else None
         trunk = self.settings.trunk
         uri = request.to if request.to.startswith(("sip:", "sips:")) else (
-            f"sip:{request.to}@{trunk.host}:{trunk.port}")
+            f"sip:{request.to}@{trunk.hostport}")
         variables = {k: str(v) for k, v in request.variables.items()}
         return Dial(uri, tree, request.to, variables,
                     caller_id=request.caller_id, ring_timeout=request.ring_timeout, amd=amd)

@@ -339,3 +339,52 @@ def test_reinvite_200_is_retransmitted_until_its_ack() -> None:
     assert _run(usage, 5.6) == [(5.5, Transmit(actions[0].response, ("10.0.0.3", 5080)))]
     usage.receive(_ack(usage), 5.7)
     assert usage.deadline is None
+
+
+# -- RFC 3263 §4.3: the next server when one fails before anyone answers ----------------
+NEXT = [("10.0.0.10", 5060), ("10.0.0.11", 5062)]
+
+
+def _local(usage: InviteUsage, status: int, reason: str) -> LocalFailure:
+    return LocalFailure(status, reason, response_to(usage.invite, status).headers)
+
+
+def test_a_dead_or_silent_server_moves_the_invite_to_the_next_one() -> None:
+    usage = InviteUsage(Agent(), "uac", _invite(), timers=T)
+    usage.set_offer(SDP_A)
+    first = usage.invite
+    assert usage.start(DEST, 0.0, NEXT) == [StartRequest(first, DEST)]
+    moved = usage.receive(_local(usage, 503, "Service Unavailable (refused)"), 0.1)
+    assert moved == [StartRequest(usage.invite, NEXT[0])] and usage.peer == NEXT[0]
+    second = usage.invite
+    assert second.headers.get("Via") != first.headers.get("Via")  # a new transaction
+    for name in ("Call-ID", "CSeq", "From", "To", "Contact"):
+        assert second.headers.get(name) == first.headers.get(name), name
+    assert second.body == first.body == SDP_A
+    moved = usage.receive(_local(usage, 408, "Request Timeout (no response)"), 32.0)
+    assert moved == [StartRequest(usage.invite, NEXT[1])]
+    last = usage.receive(_local(usage, 503, "Service Unavailable (refused)"), 32.1)
+    assert last == [Emit(Failed(503, "Service Unavailable (refused)", last[0].event.message,
+                                by="local", network_fault=True))]  # type: ignore[union-attr]
+    assert usage.state is InviteState.TERMINATED
+
+
+def test_a_503_moves_on_but_a_refusal_ringing_or_a_cancel_stays() -> None:
+    usage = InviteUsage(Agent(), "uac", _invite(), timers=T)
+    usage.start(DEST, 0.0, NEXT)
+    assert usage.receive(_answer(usage, 503, body=b""), 0.2) == [
+        StartRequest(usage.invite, NEXT[0])]
+    busy = usage.receive(_answer(usage, 486, body=b""), 0.4)  # a person said no: final
+    assert [type(a) for a in busy] == [Emit] and usage.state is InviteState.TERMINATED
+
+    rang = InviteUsage(Agent(), "uac", _invite(), timers=T)
+    rang.start(DEST, 0.0, NEXT)
+    rang.receive(_answer(rang, 180, body=b""), 0.1)
+    gone = rang.receive(_local(rang, 408, "Request Timeout (no response)"), 40.0)
+    assert [type(a) for a in gone] == [Emit] and rang.peer == DEST  # it rang: no retry
+
+    cancelled = InviteUsage(Agent(), "uac", _invite(), timers=T)
+    cancelled.start(DEST, 0.0, NEXT)
+    cancelled.cancel(0.1)
+    out = cancelled.receive(_local(cancelled, 503, "Service Unavailable (refused)"), 0.2)
+    assert [type(a) for a in out] == [Emit] and cancelled.peer == DEST

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from autocall.sip.dns import DnsLookup, parse_nameserver
+from autocall.config import parse_nameserver
+from autocall.sip.dns import DnsLookup
 from autocall.sip.locate import Hop, Naptr, Srv, locate, naptr_services, plan, srv_order
 from autocall.sip.message import URI
 from tests.sip.dnsserver import DnsServer

@@ -22,9 +22,10 @@ from typing import Literal, Protocol
 from autocall.sip.message import URI
 
 __all__ = ["Hop", "Lookup", "Naptr", "Srv", "Transport", "default_port", "locate",
-           "naptr_services", "plan", "srv_order"]
+           "naptr_services", "plan", "srv_order", "up_first"]
 
 Transport = Literal["udp", "tcp", "tls"]
+Addr = tuple[str, int]
 
 # RFC 3263 §4.1 service fields; RFC 3261 §19.1.2 default ports.
 SERVICES: dict[str, Transport] = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}
@@ -154,6 +155,12 @@ def srv_order(records: Sequence[Srv], rng: random.Random) -> list[Srv]:
                     ordered.append(group.pop(index))
                     break
     return ordered
+
+
+def up_first(hops: Sequence[Addr], down_until: dict[Addr, float], now: float) -> list[Addr]:
+    """The same servers, those that failed lately (still in ``down_until``) moved to the
+    end in their order: later calls do not wait out a dead server's timeout again."""
+    return sorted(hops, key=lambda hop: down_until.get(hop, 0.0) > now)
 
 
 def _unique(hops: list[Hop]) -> list[Hop]:

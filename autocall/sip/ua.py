@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from autocall.sip.invite import (
     bad_request,
     new_tag,
 )
-from autocall.sip.locate import NAMES, locate
+from autocall.sip.locate import NAMES, locate, up_first
 from autocall.sip.lograte import LogRate
 from autocall.sip.message import (
     URI,
@@ -154,6 +155,7 @@ class SipUA:
         self.resolver = Resolver()
         self.lookup = DnsLookup(config.dns_servers)
         self._routes: dict[str, list[Addr]] = {}
+        self._down_until: dict[Addr, float] = {}
         self.on_invite: Callable[[InviteSession], None] | None = None
         self._client: dict[tuple[str, str], tuple[ClientTransaction, Callable[[Any], None]]] = {}
         self._client_dest: dict[tuple[str, str], Addr] = {}
@@ -282,7 +284,7 @@ class SipUA:
         target = self._target(uri)
         found = self._routes.get(self._route_key(target))
         if found:
-            return found
+            return up_first(found, self._down_until, self._now())
         host, port = target.hostport
         addr = self.resolver.cached(host)
         if addr is None:
@@ -620,8 +622,19 @@ class SipUA:
             if resp is None:  # Timer B (§17.1.1.2): not even a 100 Trying came back
                 resp = LocalFailure(408, "Request Timeout (no response)",
                                     response_to(request, 408).headers)
+            usage = session.usage
+            if usage.peer is not None and usage.state is InviteState.CALLING and (
+                    isinstance(resp, LocalFailure) or resp.status == 503):
+                self._server_down(usage.peer, resp)
             self.execute(session, session.usage.receive(resp, self._now()))
         return on_result
+
+    def _server_down(self, server: Addr, resp: Response) -> None:
+        """Remember a server that failed before ringing, for its Retry-After (§20.33) or
+        a minute, so the next calls try the others first."""
+        wait = re.match(r"\s*(\d{1,9})", resp.headers.get("Retry-After") or "")
+        seconds = min(int(wait.group(1)), 3600) if wait and int(wait.group(1)) else 60
+        self._down_until[server] = self._now() + seconds
 
     def _cached(self, to: Addr | Dialog) -> Addr | None:
         if not isinstance(to, Dialog):

@@ -12,7 +12,16 @@ import pytest
 
 from autocall.config import parse_nameserver
 from autocall.sip.dns import DnsLookup
-from autocall.sip.locate import Hop, Naptr, Srv, locate, naptr_services, plan, srv_order
+from autocall.sip.locate import (
+    Hop,
+    Naptr,
+    Srv,
+    locate,
+    naptr_services,
+    plan,
+    srv_order,
+    up_first,
+)
 from autocall.sip.message import URI
 from tests.sip.dnsserver import DnsServer
 
@@ -164,3 +173,11 @@ def test_nameserver_setting_is_parsed_with_its_port() -> None:
     assert parse_nameserver("127.0.0.1:5353") == ("127.0.0.1", 5353)
     with pytest.raises(ValueError, match="ADDRESS:PORT"):
         parse_nameserver("127.0.0.1:dns")
+
+
+def test_servers_that_failed_lately_go_last_until_their_time_is_up() -> None:
+    a, b, c = ("127.0.0.1", 1), ("127.0.0.1", 2), ("127.0.0.1", 3)
+    down = {a: 100.0, c: 50.0}
+    assert up_first([a, b, c], down, now=10.0) == [b, a, c]
+    assert up_first([a, b, c], down, now=60.0) == [b, c, a]  # c is back, a still down
+    assert up_first([a, b, c], down, now=100.5) == [a, b, c]

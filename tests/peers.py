@@ -222,13 +222,15 @@ class Kamailio(Peer):
     Record-Route, no database: users come from ``users`` ({name: password}).
 
     Config: ``tests/sip/kamailio.cfg`` (listen address and users are passed as defines);
-    with ``tls`` (``KamailioTls``) it also listens for SIP over TLS.
+    with ``tls`` (``KamailioTls``) it also listens for SIP over TLS, and then on
+    ``tcp_port`` for SIP over TCP if given.
     """
 
     name = "kamailio"
 
     def __init__(self, *, port: int, users: dict[str, str], host: str = "127.0.0.1",
-                 cfg: Path = KAMAILIO_CFG, tls: KamailioTls | None = None) -> None:
+                 cfg: Path = KAMAILIO_CFG, tls: KamailioTls | None = None,
+                 tcp_port: int | None = None) -> None:
         self.host, self.port, self.tls = host, port, tls
         work = Path(tempfile.mkdtemp(prefix="kamailio-"))
         shutil.copy(cfg, work / "kamailio.cfg")
@@ -240,6 +242,8 @@ class Kamailio(Peer):
         if tls is not None:
             (work / "tls-params.cfg").write_text(tls.modparams())
             cmd += ["-A", "WITH_TLS", "-l", f"tls:{host}:{tls.port}"]
+            if tcp_port is not None:  # TCP rides on the TLS build (the base cfg disables it)
+                cmd += ["-l", f"tcp:{host}:{tcp_port}"]
         super().__init__(cmd, cwd=work, ready_timeout=8.0)
 
     def ready(self) -> bool:

@@ -223,14 +223,16 @@ class Kamailio(Peer):
 
     Config: ``tests/sip/kamailio.cfg`` (listen address and users are passed as defines);
     with ``tls`` (``KamailioTls``) it also listens for SIP over TLS, and then on
-    ``tcp_port`` for SIP over TCP if given.
+    ``tcp_port`` for SIP over TCP if given. ``defines`` are more ``-A`` pre-processor
+    defines, e.g. ``'TLS_FORWARD="sip:127.0.0.1:5061;transport=tls"'``: INVITEs for
+    user ``robot`` go there (the cfg says how).
     """
 
     name = "kamailio"
 
     def __init__(self, *, port: int, users: dict[str, str], host: str = "127.0.0.1",
                  cfg: Path = KAMAILIO_CFG, tls: KamailioTls | None = None,
-                 tcp_port: int | None = None) -> None:
+                 tcp_port: int | None = None, defines: Sequence[str] = ()) -> None:
         self.host, self.port, self.tls = host, port, tls
         work = Path(tempfile.mkdtemp(prefix="kamailio-"))
         shutil.copy(cfg, work / "kamailio.cfg")
@@ -244,6 +246,8 @@ class Kamailio(Peer):
             cmd += ["-A", "WITH_TLS", "-l", f"tls:{host}:{tls.port}"]
             if tcp_port is not None:  # TCP rides on the TLS build (the base cfg disables it)
                 cmd += ["-l", f"tcp:{host}:{tcp_port}"]
+        for define in defines:
+            cmd += ["-A", define]
         super().__init__(cmd, cwd=work, ready_timeout=8.0)
 
     def ready(self) -> bool:

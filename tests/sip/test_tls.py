@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from autocall.sip.transaction import Timers
 from autocall.sip.transport import TlsSettings, TlsTransport
 from autocall.telephony.call import CallStatus, UserAgent
 from tests.peers import SCENARIOS, Kamailio, KamailioTls, Sipp
+from tests.telephony.serving import records, serve
 from tests.tlsca import Issued, TestCa, days_ago
 
 pytestmark = [pytest.mark.timeout(60)]
@@ -48,12 +50,13 @@ def server_cert(ca: TestCa) -> Issued:
 
 
 @contextlib.contextmanager
-def kamailio(cert: Issued, ca: TestCa | None = None,
-             require_client_cert: bool = False) -> Iterator[tuple[Kamailio, int]]:
+def kamailio(cert: Issued, ca: TestCa | None = None, require_client_cert: bool = False,
+             defines: tuple[str, ...] = ()) -> Iterator[tuple[Kamailio, int]]:
+    """Kamailio on UDP (for SIPp) and on TLS (the port it yields, for us)."""
     udp = next(_ports)
     tls = KamailioTls(udp + 1, cert.cert_file, cert.key_file,
                       ca.cert_file if ca is not None else None, require_client_cert)
-    with Kamailio(port=udp, users=USERS, tls=tls) as kam:
+    with Kamailio(port=udp, users=USERS, tls=tls, defines=defines) as kam:
         yield kam, tls.port
 
 
@@ -321,3 +324,27 @@ async def test_unknown_transport_is_refused() -> None:
 
 def test_uri_default_port_of_tls_registrar() -> None:
     assert URI.parse("sips:sip.test").hostport == ("sip.test", 5061)
+
+
+@pytest.mark.peers
+def test_serve_over_tls_behind_kamailio(ca: TestCa, server_cert: Issued, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`autocall serve --transport tls` with a certificate of its own: SIPp calls
+    Kamailio over UDP, Kamailio opens a TLS connection to serve and relays the call;
+    the caller's digits walk the tree as over UDP."""
+    robot = ca.issue("robot.test")
+    serve_port, sport = next(_ports), next(_sipp_ports)
+    for name, value in (("CA_FILE", ca.cert_file), ("CERT_FILE", robot.cert_file),
+                        ("KEY_FILE", robot.key_file), ("SERVER_NAME", NAME)):
+        monkeypatch.setenv(f"AUTOCALL_SIP_TLS_{name}", str(value))
+    forward = f'TLS_FORWARD="sip:127.0.0.1:{serve_port};transport=tls"'
+    with kamailio(server_cert, defines=(forward,)) as (kam, _port), \
+            serve(tmp_path, serve_port, "--transport", "tls", stream=True):
+        caller = Sipp(SCENARIOS / "uac_call.xml", port=sport, media_port=sport + 2,
+                      remote=f"127.0.0.1:{kam.port}", service="robot", timeout=20)
+        with caller:
+            assert caller.wait(15) == 0, caller.errors()
+        time.sleep(0.3)
+    (record,) = records(tmp_path)
+    assert record["status"] == "completed" and record["answered_at"], record
+    assert record["digits"] == "79" and record["path"] == ["welcome", "sales", "confirmed"]

@@ -211,6 +211,8 @@ class _TcpConn(asyncio.Protocol):
         self.partial_since: float | None = None
         self.last_activity = 0.0
         self.counted = False
+        self.heard = False
+        """True once the peer sent anything on this connection."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -229,6 +231,7 @@ class _TcpConn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         now = self.owner.now()
         self.last_activity = now
+        self.heard = True
         try:
             messages = self.parser.feed(data)
         except ValueError as exc:
@@ -433,6 +436,7 @@ class TlsTransport(TcpTransport):
         self._client = self.settings.client_context()
         self._serving = self.settings.server_context()
         self._names: dict[Addr, str] = {}
+        self._closing = False
         if not self.settings.verify:
             log.warning("TLS certificate verification is off: any server will do "
                         "(AUTOCALL_SIP_TLS_VERIFY=0)")
@@ -515,11 +519,26 @@ class TlsTransport(TcpTransport):
                 self.on_unreachable(dest, why)
 
     def _lost(self, conn: _TcpConn, exc: Exception | None) -> None:
-        """A TLS alert on a connection we opened (a refused client certificate under TLS
-        1.3 comes after the handshake): the requests waiting on it get its sentence."""
-        if conn.inbound or not isinstance(exc, ssl.SSLError):
+        """A connection we opened ended under requests still waiting on it: they get why
+        at once (§17.1.4), not a timeout. Their answers cannot come another way: the
+        server would need a certificate of ours to connect back. A TLS alert names the
+        cause (under TLS 1.3 a refused client certificate comes only after the
+        handshake); a close before any answer may be such a refusal without the alert."""
+        if conn.inbound or self._closing or self.on_unreachable is None:
             return
-        why = tls_failure(exc, f"{conn.peer[0]}:{conn.peer[1]}", self.server_name(conn.peer))
-        self.lograte.log(logging.WARNING, "tls-lost", "%s", why)
-        if self.on_unreachable is not None:
-            self.on_unreachable(conn.peer, why)
+        where = f"{conn.peer[0]}:{conn.peer[1]}"
+        if isinstance(exc, ssl.SSLError):
+            why = tls_failure(exc, where, self.server_name(conn.peer))
+        elif isinstance(exc, OSError):
+            why = f"TLS connection to {where} was lost: " \
+                f"{os.strerror(exc.errno) if exc.errno else exc}"
+        elif conn.heard:
+            why = f"TLS connection to {where} was closed by the server"
+        else:
+            why = f"TLS connection to {where} was closed by the server before it answered" + (
+                " (did it refuse our client certificate?)" if self.settings.cert_file else "")
+        self.on_unreachable(conn.peer, why)
+
+    def close(self) -> None:
+        self._closing = True
+        super().close()

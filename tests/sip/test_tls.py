@@ -13,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from autocall.cli import app
 from autocall.config import TrunkSettings, tls_from_env
 from autocall.sip.message import URI
 from autocall.sip.transaction import Timers
@@ -190,14 +194,22 @@ async def test_verify_off_accepts_any_certificate(server_cert: Issued, tmp_path:
 
 
 @pytest.mark.peers
-async def test_mutual_tls_client_certificate(ca: TestCa, server_cert: Issued) -> None:
+async def test_mutual_tls_client_certificate(ca: TestCa, server_cert: Issued,
+                                            tmp_path: Path) -> None:
     mine = ca.issue("alice")
+    stranger = TestCa(tmp_path / "other", "a CA Kamailio does not trust").issue("alice")
     with kamailio(server_cert, ca, require_client_cert=True) as (_kam, port):
         async with agent(port, TlsSettings(ca_file=ca.cert_file, server_name=NAME),
                          register=True) as ua:
             why = await register_error(ua)
         assert "503" in why and "client certificate" in why, why
         assert "AUTOCALL_SIP_TLS_CERT_FILE" in why, why
+        async with agent(port, TlsSettings(ca_file=ca.cert_file, server_name=NAME,
+                                           cert_file=stranger.cert_file,
+                                           key_file=stranger.key_file),
+                         register=True) as ua:
+            why = await register_error(ua)
+        assert "503" in why and "the server refused our client certificate" in why, why
         async with agent(port, TlsSettings(ca_file=ca.cert_file, server_name=NAME,
                                            cert_file=mine.cert_file, key_file=mine.key_file),
                          register=True) as ua:
@@ -348,3 +360,98 @@ def test_serve_over_tls_behind_kamailio(ca: TestCa, server_cert: Issued, tmp_pat
     (record,) = records(tmp_path)
     assert record["status"] == "completed" and record["answered_at"], record
     assert record["digits"] == "79" and record["path"] == ["welcome", "sales", "confirmed"]
+
+
+async def test_not_yet_valid_certificate_and_a_silent_close_after_the_handshake(
+        ca: TestCa, tmp_path: Path) -> None:
+    """Against a TLS server made here with Python's ssl (OpenSSL): a certificate whose
+    validity starts tomorrow; then a server that trusts another CA than our client
+    certificate's. asyncio's server closes without sending its alert, so the request ends
+    at once on the close, with a hint (Kamailio's alert is named: see the mutual test)."""
+    port = next(_ports)
+    future = ca.issue(NAME, not_before=days_ago(-1))
+
+    async def silent(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await _r.read(1)
+        w.close()
+
+    ctx = TlsSettings(cert_file=future.cert_file, key_file=future.key_file).server_context()
+    assert ctx is not None
+    server = await asyncio.start_server(silent, "127.0.0.1", port, ssl=ctx)
+    try:
+        async with agent(None, TlsSettings(ca_file=ca.cert_file, server_name=NAME)) as ua:
+            code, reason, _ = await ua.options(f"sip:127.0.0.1:{port}")
+        assert code == 503 and "its certificate is not valid yet" in reason, reason
+    finally:
+        server.close()
+        await server.wait_closed()
+    # A server that wants client certificates from another CA refuses ours.
+    port = next(_ports)
+    good = ca.issue(NAME)
+    other = TestCa(tmp_path / "other", "another CA")
+    ctx = TlsSettings(cert_file=good.cert_file, key_file=good.key_file).server_context()
+    assert ctx is not None
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(other.cert_file))
+    server = await asyncio.start_server(silent, "127.0.0.1", port, ssl=ctx)
+    mine = ca.issue("alice")
+    try:
+        async with agent(None, TlsSettings(ca_file=ca.cert_file, server_name=NAME,
+                                           cert_file=mine.cert_file,
+                                           key_file=mine.key_file)) as ua:
+            t0 = asyncio.get_running_loop().time()
+            code, reason, _ = await ua.options(f"sip:127.0.0.1:{port}")
+            took = asyncio.get_running_loop().time() - t0
+        assert code == 503 and took < 2, (code, reason, took)  # not Timer F (6.4 s here)
+        assert f"TLS connection to 127.0.0.1:{port} was closed by the server before it " \
+               "answered (did it refuse our client certificate?)" in reason, reason
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.peers
+def test_cli_options_over_tls(ca: TestCa, server_cert: Issued, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOCALL_SIP_TLS_CA_FILE", str(ca.cert_file))
+    monkeypatch.setenv("AUTOCALL_SIP_TLS_SERVER_NAME", NAME)
+    runner = CliRunner()
+    with kamailio(server_cert) as (_kam, port):
+        args = ["sip", "options", f"127.0.0.1:{port}", "--transport", "tls", "--json",
+                "--bind", "127.0.0.1:0"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["status"] == 200
+        monkeypatch.setenv("AUTOCALL_SIP_TLS_SERVER_NAME", "other.test")
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, result.output
+        answer = json.loads(result.output)
+        assert answer["status"] == 503 and "is not for 'other.test'" in answer["reason"]
+    missing = tmp_path / "missing-ca.pem"
+    monkeypatch.setenv("AUTOCALL_SIP_TLS_CA_FILE", str(missing))
+    result = runner.invoke(app, args)
+    shown = " ".join(result.output.split())  # rich wraps long lines
+    assert result.exit_code == 2 and f"TLS CA file {missing}: No such file" in shown, shown
+
+
+def test_cli_call_refuses_bad_tls_settings_before_dialing(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTOCALL_SIP_TLS_VERIFY", "perhaps")
+    result = runner.invoke(app, ["call", "sip:bob@127.0.0.1:18799", "--say", "hi",
+                                 "--transport", "tls"])
+    assert result.exit_code == 2, result.output
+    assert "AUTOCALL_SIP_TLS_VERIFY='perhaps'" in result.output
+    monkeypatch.delenv("AUTOCALL_SIP_TLS_VERIFY")
+    monkeypatch.setenv("AUTOCALL_SIP_TLS_CERT_FILE", str(tmp_path / "mine.pem"))
+    result = runner.invoke(app, ["call", "sip:bob@127.0.0.1:18799", "--say", "hi",
+                                 "--transport", "tls"])
+    assert result.exit_code == 2, result.output
+    shown = " ".join(result.output.split())  # rich wraps long lines
+    assert f"TLS certificate {tmp_path / 'mine.pem'}: No such file" in shown, shown
+    result = runner.invoke(app, ["call", "sip:bob@127.0.0.1:18799", "--say", "hi",
+                                 "--transport", "sctp"])
+    assert result.exit_code == 2 and "use udp, tcp or tls" in result.output, result.output

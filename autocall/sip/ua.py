@@ -290,8 +290,9 @@ class SipUA:
             raise OSError(f"cannot resolve {target.host}: no NAPTR, SRV or A record for it")
         self._routes[self._route_key(target)] = [(hop.address, hop.port) for hop in hops]
         if self.transport is not None:
-            for hop in hops:  # TLS checks the certificate against the looked-up name
-                self.transport.name_peer((hop.address, hop.port), hop.host)
+            for hop in hops:  # TLS checks the certificate for the URI's domain, not the
+                # SRV target's: only the name we were given is trusted (RFC 5922 §4)
+                self.transport.name_peer((hop.address, hop.port), target.host)
 
     def destinations(self, uri: URI) -> list[Addr]:
         """The servers for an out-of-dialog request to ``uri``, first choice first
@@ -663,7 +664,10 @@ class SipUA:
         if not isinstance(to, Dialog):
             return to
         host, port = to.next_hop()
-        return await self.resolver.resolve(host), port
+        addr = await self.resolver.resolve(host)
+        if self.transport is not None and addr != host:  # TLS: the name to verify
+            self.transport.name_peer((addr, port), host)
+        return addr, port
 
     async def _send_resolved(self, session: InviteSession,
                              actions: list[InviteAction]) -> None:

@@ -30,6 +30,7 @@ from autocall.sip.transaction import Timers
 from autocall.sip.transport import TlsSettings, TlsTransport
 from autocall.telephony.call import CallStatus, UserAgent
 from tests.peers import SCENARIOS, Kamailio, KamailioTls, Sipp
+from tests.sip.dnsserver import DnsServer
 from tests.telephony.serving import records, serve
 from tests.tlsca import Issued, TestCa, days_ago
 
@@ -455,3 +456,47 @@ def test_cli_call_refuses_bad_tls_settings_before_dialing(tmp_path: Path,
     result = runner.invoke(app, ["call", "sip:bob@127.0.0.1:18799", "--say", "hi",
                                  "--transport", "sctp"])
     assert result.exit_code == 2 and "use udp, tcp or tls" in result.output, result.output
+
+
+def trunk_zone(tls_port: int) -> str:
+    """trunk.example.test: TLS only (NAPTR SIPS+D2T), one SRV target, edge1."""
+    return f"""
+$TTL 300
+@     IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 60
+@     IN NS ns.example.test.
+trunk IN NAPTR 10 10 "s" "SIPS+D2T" "" _sips._tcp.trunk.example.test.
+_sips._tcp.trunk IN SRV 10 0 {tls_port} edge1.example.test.
+edge1 IN A 127.0.0.1
+"""
+
+
+async def options_by_name(ca: TestCa, dns: DnsServer) -> tuple[int, str]:
+    ua = await UserAgent.start(transport="tls", tls=TlsSettings(ca_file=ca.cert_file),
+                               dns_servers=(dns.address,), timers=FAST)
+    try:
+        code, reason, _ = await ua.options("sip:trunk.example.test")
+        return code, reason
+    finally:
+        await ua.close()
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("certified", ["trunk.example.test", "edge1.example.test"])
+async def test_certificate_is_checked_for_the_domain_dns_was_asked_about(
+        ca: TestCa, certified: str) -> None:
+    """RFC 5922 §4: a trunk found through NAPTR → SRV (SIPS+D2T) → A must show a
+    certificate for the domain we asked about, not for the SRV target, which DNS (not
+    the trunk) chose. No server_name is configured."""
+    alias = 'DOMAIN_ALIAS="trunk.example.test"'  # Kamailio answers OPTIONS for it
+    with kamailio(ca.issue(certified), defines=(alias,)) as (_kam, port):
+        dns = DnsServer(trunk_zone(port), "example.test.", next(_ports))
+        try:
+            code, reason = await options_by_name(ca, dns)
+        finally:
+            dns.close()
+    assert dns.asked[("_sips._tcp.trunk.example.test", "SRV")] == 1
+    if certified == "trunk.example.test":
+        assert code == 200, reason
+    else:
+        assert code == 503 and "its certificate is not for 'trunk.example.test'" in reason, \
+            reason

@@ -226,7 +226,7 @@ class _TcpConn(asyncio.Protocol):
                                    "TCP connection from %s:%s closed: %s", *self.peer, refusal)
             transport.abort()
             return
-        self.owner._conns[self.peer] = self
+        self.owner._accepted(self)
 
     def data_received(self, data: bytes) -> None:
         now = self.owner.now()
@@ -333,6 +333,10 @@ class TcpTransport(Transport):
         else:
             self._per_source.pop(host, None)
 
+    def _accepted(self, conn: _TcpConn) -> None:
+        """A connection passed the limits: it carries messages for its peer from now."""
+        self._conns[conn.peer] = conn
+
     def _lost(self, conn: _TcpConn, exc: Exception | None) -> None:
         """A connection ended (``exc``: why, None for an orderly close)."""
 
@@ -436,6 +440,7 @@ class TlsTransport(TcpTransport):
         self._client = self.settings.client_context()
         self._serving = self.settings.server_context()
         self._names: dict[Addr, str] = {}
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._closing = False
         if not self.settings.verify:
             log.warning("TLS certificate verification is off: any server will do "
@@ -448,10 +453,8 @@ class TlsTransport(TcpTransport):
                      settings: TlsSettings | None = None) -> TlsTransport:
         self = cls(handler, ("", 0), limits, settings)
         loop = asyncio.get_running_loop()
-        if self._serving is not None:
-            self._server = await loop.create_server(
-                lambda: _TcpConn(self), bind[0], bind[1], ssl=self._serving,
-                ssl_handshake_timeout=self.settings.handshake_timeout)
+        if self._serving is not None:  # TLS after the limits: see _accepted
+            self._server = await loop.create_server(lambda: _TcpConn(self), bind[0], bind[1])
         else:
             self._server = await loop.create_server(lambda: _NoCertificate(self), bind[0],
                                                     bind[1])
@@ -518,6 +521,41 @@ class TlsTransport(TcpTransport):
             if self.on_unreachable is not None:
                 self.on_unreachable(dest, why)
 
+    def _accepted(self, conn: _TcpConn) -> None:
+        """Ours is up (the handshake is behind it); an inbound one has passed the TCP
+        limits (per source, in all) and only now gets its handshake, so a crowd of
+        half-open handshakes is held to those limits like any TCP connection."""
+        if not conn.inbound:
+            super()._accepted(conn)
+            return
+        assert conn.transport is not None and self._serving is not None
+        conn.transport.pause_reading()  # the ClientHello is for the handshake, not SIP
+        task = asyncio.get_running_loop().create_task(self._handshake(conn))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(self, conn: _TcpConn) -> None:
+        raw = conn.transport
+        assert raw is not None and self._serving is not None
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                raw, conn, self._serving, server_side=True,
+                ssl_handshake_timeout=self.settings.handshake_timeout)
+        except OSError as exc:  # ssl.SSLError, and ConnectionAbortedError for the timeout
+            why = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else (
+                str(exc) or type(exc).__name__)
+            self.lograte.log(logging.WARNING, "tls-handshake",
+                             "TLS handshake from %s:%s failed: %s", *conn.peer, why)
+            raw.abort()
+            self._release(conn)
+            return
+        if tls is None or conn.transport is None:  # lost while the handshake ended
+            self._release(conn)
+            return
+        conn.transport = tls
+        conn.last_activity = self.now()
+        super()._accepted(conn)
+
     def _lost(self, conn: _TcpConn, exc: Exception | None) -> None:
         """A connection we opened ended under requests still waiting on it: they get why
         at once (§17.1.4), not a timeout. Their answers cannot come another way: the
@@ -541,4 +579,6 @@ class TlsTransport(TcpTransport):
 
     def close(self) -> None:
         self._closing = True
+        for task in self._handshakes:
+            task.cancel()
         super().close()

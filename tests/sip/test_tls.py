@@ -27,7 +27,8 @@ from autocall.cli import app
 from autocall.config import TrunkSettings, tls_from_env
 from autocall.sip.message import URI
 from autocall.sip.transaction import Timers
-from autocall.sip.transport import TlsSettings, TlsTransport
+from autocall.sip.transport import TcpLimits, TlsSettings, TlsTransport
+from autocall.sip.ua import SipUA, UAConfig
 from autocall.telephony.call import CallStatus, UserAgent
 from tests.peers import SCENARIOS, Kamailio, KamailioTls, Sipp
 from tests.sip.dnsserver import DnsServer
@@ -500,3 +501,41 @@ async def test_certificate_is_checked_for_the_domain_dns_was_asked_about(
     else:
         assert code == 503 and "its certificate is not for 'trunk.example.test'" in reason, \
             reason
+
+
+async def test_half_open_handshakes_are_held_to_the_tcp_limits(ca: TestCa) -> None:
+    """Strangers that connect to our TLS port and never say hello count against the TCP
+    limits before their handshake: past ``max_per_source`` they are closed at once, the
+    others when the handshake timeout runs out; then a real client still gets in."""
+    mine = ca.issue(NAME, ips=("127.0.0.1",))
+    port = next(_ports)
+    serving = TlsSettings(cert_file=mine.cert_file, key_file=mine.key_file,
+                          handshake_timeout=1.0)
+    server = await SipUA.start(UAConfig(bind_port=port, transport="tls", tls=serving,
+                                        tcp_limits=TcpLimits(max_per_source=3), timers=FAST))
+    loop = asyncio.get_running_loop()
+    strangers = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+    try:
+        t0 = loop.time()
+        closed_at: list[float] = []
+
+        async def until_closed(reader: asyncio.StreamReader) -> None:
+            await reader.read()  # b"" at EOF, or a reset
+            closed_at.append(loop.time() - t0)
+
+        with contextlib.suppress(ConnectionError):
+            await asyncio.wait_for(asyncio.gather(*(until_closed(r) for r, _ in strangers),
+                                                  return_exceptions=True), 5)
+        closed_at.sort()
+        assert len(closed_at) == 5
+        assert closed_at[1] < 0.5, closed_at  # two over the limit: at once
+        assert all(0.8 < t < 2.5 for t in closed_at[2:]), closed_at  # the handshake timeout
+        assert isinstance(server.transport, TlsTransport)
+        assert server.transport.connections == 0
+        async with agent(None, TlsSettings(ca_file=ca.cert_file)) as ua:
+            code, reason, _ = await ua.options(f"sip:127.0.0.1:{port}")
+            assert code == 200, reason  # verified by address: the certificate has 127.0.0.1
+    finally:
+        for _, writer in strangers:
+            writer.close()
+        await server.close()

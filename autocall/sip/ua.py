@@ -114,7 +114,8 @@ class UAConfig:
     timers: Timers = field(default_factory=Timers)
     user_agent: str = "autocall/0.1"
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
-    """Slow-loris limits of the TCP transport (timeouts, message size, connections)."""
+    """Slow-loris limits of the TCP and TLS transports (timeouts, message size, connections;
+    an inbound TLS connection counts from its first byte, before its handshake)."""
     dns_servers: tuple[tuple[str, int], ...] = ()
     """Name servers for NAPTR/SRV/A (RFC 3263); empty: the system's."""
     tls: TlsSettings = field(default_factory=TlsSettings)

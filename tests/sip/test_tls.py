@@ -24,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autocall.cli import app
-from autocall.config import TrunkSettings, tls_from_env
+from autocall.config import Settings, TrunkSettings, tls_from_env
 from autocall.sip.message import URI
 from autocall.sip.transaction import Timers
 from autocall.sip.transport import TcpLimits, TlsSettings, TlsTransport
@@ -539,3 +539,25 @@ async def test_half_open_handshakes_are_held_to_the_tcp_limits(ca: TestCa) -> No
         for _, writer in strangers:
             writer.close()
         await server.close()
+
+
+async def test_settings_reach_the_agent_that_call_serve_and_campaigns_share(
+        ca: TestCa, monkeypatch: pytest.MonkeyPatch) -> None:
+    """UserAgent.from_settings is the one mapping from settings for call, serve and
+    campaigns: the trunk's TLS settings must arrive in its transport."""
+    mine = ca.issue("robot.test")
+    monkeypatch.setenv("AUTOCALL_SIP_TRANSPORT", "tls")
+    monkeypatch.setenv("AUTOCALL_SIP_TLS_CA_FILE", str(ca.cert_file))
+    monkeypatch.setenv("AUTOCALL_SIP_TLS_CERT_FILE", str(mine.cert_file))
+    monkeypatch.setenv("AUTOCALL_SIP_TLS_KEY_FILE", str(mine.key_file))
+    monkeypatch.setenv("AUTOCALL_SIP_TLS_SERVER_NAME", "trunk.example.net")
+    settings = Settings.from_env()
+    ua = await UserAgent.from_settings(settings)
+    try:
+        transport = ua.sip.transport
+        assert isinstance(transport, TlsTransport) and transport.serving
+        assert transport.settings == settings.trunk.tls
+        assert transport.server_name(("192.0.2.9", 5061)) == "trunk.example.net"
+        assert ua.sip.via().startswith("SIP/2.0/TLS ") and ";alias" in ua.sip.via()
+    finally:
+        await ua.close()

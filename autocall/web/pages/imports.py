@@ -239,9 +239,11 @@ async def preview_page(request: Request, name: Name, upload_id: UploadId, who: W
         return found
     campaign, upload = found
     if upload.result is not None:
-        return render(request, "import.html", {"name": name, "step": 3, "upload": upload,
-                                               "r": upload.result, "shown": imports.SHOWN},
-                      who=who)
+        r = upload.result
+        return render(request, "import.html", {
+            "name": name, "step": 3, "upload": upload, "r": r, "shown": imports.SHOWN,
+            "encoding": ENCODINGS.get(r["encoding"], r["encoding"]),
+            "delimiter": DELIMITERS.get(r["delimiter"], repr(r["delimiter"]))}, who=who)
     chosen = None if request.query_params.get("phone") is None else _mapping_from_query(request)
     return await _preview_page(request, who, campaign, upload, chosen)
 

@@ -293,6 +293,8 @@ def test_hostile_uploads_get_clear_answers(
     badname = marketer.get(wizard, params={"phone": "a", "field": "first name",
                                            "header": "b"})
     assert badname.status_code == 422 and "letters, digits and _ only" in badname.text
+    hijack = marketer.get(wizard, params={"phone": "a", "field": "phone", "header": "b"})
+    assert hijack.status_code == 422 and "&#39;phone&#39; is chosen above" in hijack.text
     good = marketer.get(wizard, params={"phone": "a"})
     assert good.status_code == 200 and counts(good.text)["rejected"] == 1
     sent = confirm_form(upload_and_preview(marketer, name))

@@ -36,6 +36,7 @@ from autocall.web.pages.render import render
 from autocall.web.pages.routes import Forbidden, Who
 
 IMPORT_ROLES = frozenset({Role.ADMIN, Role.MARKETER})
+ROLES = ("phone", "timezone", "country", "id")  # ContactColumns' own keys, not fields
 ENVELOPE = 65536  # the multipart framing around the file
 EXTRA_FIELDS = 2  # blank "field ← column" rows offered for new template fields
 Name = Annotated[str, PathParam(min_length=1, max_length=100, pattern=CAMPAIGN_NAME)]
@@ -163,6 +164,10 @@ def _columns(roles: dict[str, str], pairs: list[tuple[str, str]]) -> ContactColu
     """Raises ValueError with a message for the page."""
     if not roles.get("phone"):
         raise ValueError("choose the column that holds the phone numbers")
+    for field, _ in pairs:
+        if field in ROLES:
+            raise ValueError(f"{field!r} is chosen above; give the template field "
+                             "another name")
     try:
         return ContactColumns.model_validate({
             "phone": roles["phone"], "timezone": roles.get("timezone") or None,

@@ -11,16 +11,18 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
 import uvicorn
 from consoletest import Console, Served, csrf_of, number
+from sqlalchemy import update
 
 from autocall.campaign.contacts import read_upload
 from autocall.campaign.model import ContactColumns, NewContact
 from autocall.campaign.store import Store
-from autocall.web import accounts
+from autocall.web import accounts, imports
 from autocall.web.app import create_app
 
 PORTS = range(18900, 18950)  # this file's; the browser test has 18950-18999
@@ -326,3 +328,20 @@ def raw_post(web: Served, console: Console, path: str, declared: int) -> bytes:
                 break
             answer += chunk
     return answer
+
+
+def test_an_upload_left_unconfirmed_expires(
+        web: Served, store: Store, marketer: Console, make_campaign: Callable[..., str]
+) -> None:
+    name = make_campaign(store, n=1)
+    old = upload(marketer, name, latin1_list()).headers["location"]
+    sent = confirm_form(marketer.get(old).text)
+    with store.engine.begin() as conn:  # a day and a bit later
+        conn.execute(update(imports.imports).values(
+            created_at=imports.imports.c.created_at - imports.KEEP - timedelta(minutes=1)))
+    fresh = upload(marketer, name, latin1_list()).headers["location"]  # purges the old
+    gone = marketer.get(old)
+    assert gone.status_code == 404 and "upload the file again" in gone.text
+    assert marketer.post(old, sent).status_code == 404
+    assert len(store.contacts(name)) == 1
+    assert marketer.get(fresh).status_code == 200

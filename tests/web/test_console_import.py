@@ -345,3 +345,16 @@ def test_an_upload_left_unconfirmed_expires(
     assert marketer.post(old, sent).status_code == 404
     assert len(store.contacts(name)) == 1
     assert marketer.get(fresh).status_code == 200
+
+
+def test_the_mapping_is_guessed_from_the_campaign_and_common_names() -> None:
+    plain = ContactColumns()
+    assert imports.guess_columns(plain, ["Name", "Phone Number"]).phone == "Phone Number"
+    assert imports.guess_columns(plain, ["Nom", "Numéro", "Ville"]).phone == "Numéro"
+    assert imports.guess_columns(plain, ["a", "b"]).phone == "phone"  # not there: ask
+    own = ContactColumns.model_validate({"phone": "Tel", "timezone": "TZ",
+                                         "first_name": "Vorname"})
+    assert imports.guess_columns(own, ["Tel", "Vorname", "TZ"]) == own
+    partial = imports.guess_columns(own, ["Telefon", "Vorname"])
+    assert partial.phone == "Telefon" and partial.timezone is None
+    assert partial.field_map() == {"first_name": "Vorname"}

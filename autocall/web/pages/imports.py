@@ -151,7 +151,11 @@ async def upload(request: Request, name: Name, who: Who) -> Response:
 
 # --- step 2: map and preview --------------------------------------------------------------
 
-def _mapping_from_query(request: Request) -> tuple[dict[str, str], list[tuple[str, str]]]:
+Chosen = tuple[dict[str, str], list[tuple[str, str]]]
+"""A mapping as the form holds it: the role selects, and (template field, header) pairs."""
+
+
+def _mapping_from_query(request: Request) -> Chosen:
     """The mapping form's values: the role selects, and (field, header) pairs."""
     q = request.query_params
     roles = {k: q.get(k, "")[:200] for k in ("phone", "timezone", "country")}
@@ -177,9 +181,6 @@ def _columns(roles: dict[str, str], pairs: list[tuple[str, str]]) -> ContactColu
                                    for e in exc.errors())) from None
 
 
-Chosen = tuple[dict[str, str], list[tuple[str, str]]]
-
-
 def _chosen(columns: ContactColumns, header: list[str]) -> Chosen:
     roles = {"phone": columns.phone if columns.phone in header else "",
              "timezone": columns.timezone or "", "country": columns.country or ""}
@@ -192,7 +193,8 @@ def _state(store: Store, campaign: Campaign, upload: imports.Upload, chosen: Cho
     mapping the user sent (None: guess it from the campaign's and the file's headers)."""
     assert upload.data is not None
     text, encoding = decode_text(upload.data, upload.filename)
-    delimiter, header = read_header(text, upload.filename, campaign.columns.phone)
+    wanted = chosen[0]["phone"] if chosen and chosen[0]["phone"] else campaign.columns.phone
+    delimiter, header = read_header(text, upload.filename, wanted)
     roles, pairs = chosen or _chosen(imports.guess_columns(campaign.columns, header), header)
     names = [f for f, _ in pairs] + [f for f in campaign.columns.field_map() if
                                      f not in dict(pairs)]

@@ -4,7 +4,8 @@ log in, open the wizard from the campaign page, upload a semicolon-separated Lat
 list, see the detected delimiter and encoding and the rejected rows (row and reason)
 before anything is stored, map a column to a template field, confirm, see the result.
 
-Screenshots: tests/artifacts/import-preview.png and import-done.png (look at them).
+Screenshots: tests/artifacts/import-link.png (the campaign page), import-preview.png and
+import-done.png (look at them).
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def test_import_a_semicolon_latin1_list_through_the_wizard(tmp_path: Path) -> No
             page.fill("input[name=password]", "mara-password-1")
             page.click("button[type=submit]")
             expect(page).to_have_url(f"{url}/campaigns/autumn-survey")
+            expect(page.locator("#import-link")).to_have_text("Import contacts")
+            shot(page, "import-link.png")
             page.click("#import-link")
             expect(page).to_have_url(f"{url}/campaigns/autumn-survey/import")
 

@@ -902,8 +902,8 @@ def _attempt(row: Any) -> Attempt:
         ended_at=_aware(row.ended_at), duration=row.duration, billable=row.billable,
         digits=row.digits or "", path=json.loads(row.path or "[]"),
         variables=json.loads(row.variables or "{}"), recording=row.recording,
-        dialogue_outcome=row.dialogue_outcome, answered_by=row.answered_by,
-    )
+        dialogue_outcome=row.dialogue_outcome, answered_by=row.answered_by, error=row.error,
+        unfinished=row.ended_at is None)
 
 
 def _dialect_insert(engine: Engine) -> Any:

@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_RUNTIME=(espeak-ng python3-venv graphviz)
-# Real peers for the test suite (DESIGN.md §5), spandsp for the DTMF benchmark and
-# Chromium for the browser tests (driven by playwright with executable_path, no download).
-APT_TEST=(sip-tester kamailio baresip-core libspandsp2 sox chromium)
+# Real peers for the test suite (DESIGN.md §5; kamailio-tls-modules for SIP over TLS),
+# spandsp for the DTMF benchmark and Chromium for the browser tests (driven by playwright
+# with executable_path, no download).
+APT_TEST=(sip-tester kamailio kamailio-tls-modules baresip-core libspandsp2 sox chromium)
 want=("${APT_RUNTIME[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${APT_TEST[@]}")
 

@@ -223,17 +223,31 @@ def _parse_vars(pairs: list[str]) -> dict[str, str]:
 
 def _trunk(host: str | None, port: int | None, transport: str | None, user: str | None,
            password_file: Path | None, register: bool | None) -> TrunkSettings:
-    base = TrunkSettings.from_env()
+    try:
+        base = TrunkSettings.from_env()
+    except ValueError as exc:
+        raise _usage(escape(str(exc))) from None
     password = base.password
     if password_file is not None:
         try:
             password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise _usage(f"--password-file {password_file}: {exc.strerror}") from exc
-    return TrunkSettings(
-        host=host or base.host, port=port or base.port, transport=transport or base.transport,
-        user=user or base.user, password=password or secret("AUTOCALL_SIP_PASSWORD"),
-        register=base.register if register is None else register)
+    trunk = TrunkSettings(
+        host=host or base.host, port=port or base.port,
+        transport=(transport or base.transport).lower(), user=user or base.user,
+        password=password or secret("AUTOCALL_SIP_PASSWORD"),
+        register=base.register if register is None else register, tls=base.tls)
+    if trunk.transport not in ("udp", "tcp", "tls"):
+        raise _usage(f"transport {escape(trunk.transport)!r} (--transport or "
+                     "AUTOCALL_SIP_TRANSPORT): use udp, tcp or tls")
+    if trunk.transport == "tls":
+        try:  # a missing or broken certificate file is named now, not after dialing
+            trunk.tls.client_context()
+            trunk.tls.server_context()
+        except ValueError as exc:
+            raise _usage(escape(str(exc))) from None
+    return trunk
 
 
 HostOpt = Annotated[str | None, typer.Option(
@@ -242,7 +256,8 @@ PortOpt = Annotated[int | None, typer.Option(
     "--port",
     help="Trunk/PBX port (env AUTOCALL_SIP_PORT; default: DNS SRV for a name, else 5060).")]
 TransportOpt = Annotated[str | None, typer.Option(
-    "--transport", help="udp or tcp (env AUTOCALL_SIP_TRANSPORT).")]
+    "--transport", help="udp, tcp or tls (env AUTOCALL_SIP_TRANSPORT; TLS settings: "
+    "AUTOCALL_SIP_TLS_CA_FILE, _CERT_FILE, _KEY_FILE, _SERVER_NAME, _VERIFY).")]
 UserOpt = Annotated[str | None, typer.Option(
     "--user", help="SIP user for digest auth (env AUTOCALL_SIP_USER). The password comes "
     "from AUTOCALL_SIP_PASSWORD, AUTOCALL_SIP_PASSWORD_FILE or --password-file, never a flag.")]
@@ -255,7 +270,10 @@ BindOpt = Annotated[str | None, typer.Option(
 
 
 def _settings(bind: str | None) -> Settings:
-    base = Settings.from_env()
+    try:
+        base = Settings.from_env()
+    except ValueError as exc:
+        raise _usage(escape(str(exc))) from None
     if not bind:
         return base
     host, _, port = bind.rpartition(":")

@@ -621,6 +621,16 @@ class Store:
             return conn.execute(select(dnc.c.number).where(dnc.c.number == number)
                                 ).first() is not None
 
+    def dnc_numbers(self, numbers: Iterable[str]) -> set[str]:
+        """Which of ``numbers`` (E.164) are on the store's do-not-call list (a preview)."""
+        wanted = list(numbers)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                found.update(conn.execute(select(dnc.c.number).where(
+                    dnc.c.number.in_(wanted[i:i + 500]))).scalars())
+        return found
+
     def contacts(self, name: str) -> list[Contact]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(contacts).where(contacts.c.campaign == name)

@@ -26,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autocall.campaign.outbox import STATUS_SECRET_ENV, secret_problem
 from autocall.campaign.store import Store
 from autocall.cli.campaign import DbOpt, JsonOpt, _db_url, _open
 from autocall.cli.safe_text import plain, safe
@@ -171,6 +172,9 @@ def register(app: typer.Typer) -> None:
             if path is not None and not path.is_file():
                 err.print(f"error: {safe(path)} is not a readable file")
                 raise typer.Exit(2)
+        if (problem := secret_problem(STATUS_SECRET_ENV)) is not None:
+            err.print(f"error: {safe(problem)}")  # every callback would wait unsigned
+            raise typer.Exit(2)
         if exposed_without_tls(host, certfile, keyfile):
             err.print(f"[bold red]WARNING: serving on {safe(host)} without TLS: passwords, "
                       "session cookies and API tokens cross the network in clear text. "

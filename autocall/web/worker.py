@@ -163,7 +163,7 @@ class Worker:
             return
         # the request's status callbacks go through the outbox: signed, retried, kept
         sink = None if request.status_callback is None else outbox.Sink(
-            self.store.engine, [outbox.WebhookTarget(url=request.status_callback)])
+            self.store.engine, [outbox.callback_target(request.status_callback)])
         services = Services(self.placer.services.audio, self.placer.services.recordings_dir,
                             callbacks=StatusCallbacks(request.status_callback, sink=sink))
         outbound = OutboundCall(self.placer.ua, dial, services,
@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         # first thing: a SIGTERM (a drain) when the parent dies, even by SIGKILL; a parent
         # already gone by now is seen by follow_parent at once
         lifeline.ask_parent_death_signal(signal.SIGTERM)
+    if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
+        parser.exit(2, f"error: {problem}\n")
     settings = Settings.from_env()
     asyncio.run(work(args.db or settings.database_url, settings, parent=args.parent))
 

@@ -74,7 +74,7 @@ from autocall.sip.invite import (
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.transaction import Timers
-from autocall.sip.transport import TcpLimits
+from autocall.sip.transport import TcpLimits, TlsSettings
 from autocall.sip.ua import InviteSession, ReferSubscription, SessionEvent, SipUA, UAConfig
 from autocall.telephony.record import CallStatus
 
@@ -753,7 +753,8 @@ class UserAgent:
                     on_call: OnCall | None = None, accept_refer: AcceptRefer | None = None,
                     refer_ring_timeout: float = 30.0,
                     tcp_limits: TcpLimits | None = None,
-                    dns_servers: tuple[tuple[str, int], ...] = ()) -> UserAgent:
+                    dns_servers: tuple[tuple[str, int], ...] = (),
+                    tls: TlsSettings | None = None) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
@@ -766,7 +767,8 @@ class UserAgent:
                           user=user, domain=domain, display_name=display_name, proxy=proxy,
                           credentials=creds, register=register, registrar=registrar,
                           register_expires=register_expires, timers=timers or Timers(),
-                          tcp_limits=tcp_limits or TcpLimits(), dns_servers=dns_servers)
+                          tcp_limits=tcp_limits or TcpLimits(), dns_servers=dns_servers,
+                          tls=tls or TlsSettings())
         self = cls.__new__(cls)
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
@@ -787,7 +789,7 @@ class UserAgent:
             advertise_host=settings.advertised_host, user=trunk.user or "autocall",
             username=trunk.user, password=trunk.password, register=trunk.register,
             registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call,
-            dns_servers=settings.dns_servers)
+            dns_servers=settings.dns_servers, tls=trunk.tls)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

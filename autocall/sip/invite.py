@@ -135,11 +135,12 @@ class LocalFailure(Response):
 
 class Agent(Protocol):
     """What a usage needs from its user agent: a fresh Via (new branch, §8.1.1.7), our
-    Contact, and credentials for a 401/407 (§22.2), or None."""
+    Contact (a sips: one for a sips: INVITE, RFC 5630 §3.1.3), and credentials for a
+    401/407 (§22.2), or None."""
 
     def via(self) -> str: ...
 
-    def contact(self) -> str: ...
+    def contact(self, user: str | None = None, secure: bool = False) -> str: ...
 
     def authorized_retry(self, request: Request, response: Response) -> Request | None: ...
 
@@ -328,7 +329,7 @@ class InviteUsage:
                 [("Allow", ALLOW), ("Accept", SDP)])))]
         if kind not in ("reinvite", "update"):
             return [Respond(response_to(req, 200)), Emit(InDialog(ev))]
-        h = Headers([("Contact", self.agent.contact())])
+        h = Headers([("Contact", self._contact())])
         refreshed: Interval | None = None
         if self.session_timer is not None:  # RFC 4028 §9: every re-INVITE/UPDATE refreshes
             try:
@@ -505,19 +506,27 @@ class InviteUsage:
         self._cancel_sent = True
         return [StartRequest(make_cancel(self.invite), self.peer)]
 
+    @property
+    def secure(self) -> bool:
+        """A sips: INVITE: our Contact in it, its answers and the dialog is sips too."""
+        return self.invite.uri.scheme == "sips"
+
+    def _contact(self) -> str:
+        return self.agent.contact(secure=True) if self.secure else self.agent.contact()
+
     # ---- UAS -----------------------------------------------------------------------------
     def ring(self, status: int = 180) -> list[InviteAction]:
         if self.role != "uas" or self.state is not InviteState.CALLING:
             return []
         self.state = InviteState.EARLY
-        h = Headers([("Contact", self.agent.contact())])
+        h = Headers([("Contact", self._contact())])
         return [Respond(response_to(self.invite, status, to_tag=self.local_tag, headers=h))]
 
     def answer(self, sdp: bytes | None, now: float) -> list[InviteAction]:
         """200 OK (with our SDP), re-sent until the ACK comes (§13.3.1.4)."""
         if self.role != "uas" or self.state not in RINGING:
             return []
-        h = Headers([("Contact", self.agent.contact()), ("Allow", ALLOW)])
+        h = Headers([("Contact", self._contact()), ("Allow", ALLOW)])
         if self._timer_answer is not None:
             for name, value in self._timer_answer[0]:
                 h.add(name, value)
@@ -612,7 +621,7 @@ class InviteUsage:
             return []
         min_se = max(self.session_timer.min_se, self._floor)
         extra = refresh_headers(max(self.interval.seconds, min_se), min_se)
-        contact = self.agent.contact()
+        contact = self._contact()
         if self._peer_updates:
             req = self.dialog.new_request("UPDATE", self.agent.via(), contact=contact,
                                           extra=extra)

@@ -270,8 +270,12 @@ class SipUA:
         extra = self.transport.via_params if self.transport else ""
         return f"SIP/2.0/{name} {host}:{port};branch={new_branch()};rport{extra}"
 
-    def contact(self, user: str | None = None) -> str:
+    def contact(self, user: str | None = None, secure: bool = False) -> str:
+        """Our Contact; ``secure`` for a sips: request or dialog over TLS: a sips: URI,
+        which says TLS by itself (RFC 5630 §3.1.3)."""
         host, port = self.advertised
+        if secure and isinstance(self.transport, TlsTransport):
+            return f"<sips:{user or self.config.user}@{host}:{port}>"
         tp = f";transport={self.transport.name.lower()}" \
             if self.transport is not None and self.transport.reliable else ""
         return f"<sip:{user or self.config.user}@{host}:{port}{tp}>"
@@ -736,7 +740,7 @@ class SipUA:
         from_ = self.local_address(from_user, display)
         to = Address(target.copy())
         req = self.base_request("INVITE", target, from_, to, new_call_id(), 1)
-        req.headers.add("Contact", self.contact(from_user))
+        req.headers.add("Contact", self.contact(from_user, secure=target.scheme == "sips"))
         req.headers.add("Allow", ALLOW)
         for name, value in headers or []:
             req.headers.add(name, value)
@@ -774,7 +778,8 @@ class SipUA:
         aor = Address(URI("sip", self.config.user, self.config.domain or uri.host))
         from_ = Address(aor.uri.copy(), None, {"tag": self._reg_tag})
         req = self.base_request("REGISTER", uri, from_, aor, self._reg_call_id, self._reg_cseq)
-        req.headers.add("Contact", f"{self.contact()};expires={expires}")
+        req.headers.add("Contact",
+                        f"{self.contact(secure=uri.scheme == 'sips')};expires={expires}")
         req.headers.add("Expires", str(expires))
         host, port = uri.hostport
         if uri.port is None and self.config.transport.lower() == "tls":
@@ -882,7 +887,8 @@ class ReferSubscription:
             return 0
         try:
             dest = await session.hop()  # before the CSeq is taken: NOTIFYs leave in order
-            req = notify_request(session.usage.dialog, ua.via(), ua.contact(), self.event_id,
+            req = notify_request(session.usage.dialog, ua.via(),
+                                 ua.contact(secure=session.usage.secure), self.event_id,
                                  status, reason)
             resp = await ua.request(req, dest)
         except (OSError, ValueError) as exc:
@@ -967,7 +973,7 @@ class InviteSession:
             self.ua.respond(tx, response_to(req, 603, "Transfer not accepted"))
             return
         self.refer = sub
-        h = Headers([("Contact", self.ua.contact())])
+        h = Headers([("Contact", self.ua.contact(secure=self.usage.secure))])
         self.ua.respond(tx, response_to(req, 202, headers=h))
         sub.notify(100, "Trying")
 
@@ -978,7 +984,8 @@ class InviteSession:
             raise RuntimeError(f"no confirmed dialog for {method}")
         dialog = self.usage.dialog
         dest = await self.hop()  # before the CSeq is taken, so requests leave in CSeq order
-        contact = self.ua.contact() if method in ("INVITE", "UPDATE", "REFER") else None
+        contact = self.ua.contact(secure=self.usage.secure) \
+            if method in ("INVITE", "UPDATE", "REFER") else None
         req = dialog.new_request(method, self.ua.via(), contact=contact, body=body,
                                  content_type=content_type, extra=extra)
         if method != "INVITE":

@@ -588,3 +588,34 @@ async def test_registration_follows_a_lost_connection(ca: TestCa, server_cert: I
                 assert caller.wait(10) == 0, caller.errors()
     finally:
         kam.stop()
+
+
+async def test_sips_call_between_two_agents(ca: TestCa) -> None:
+    """RFC 5630 §3.1.3: a sips: INVITE carries a sips: Contact, the answer too, and the
+    dialog stays secure; the callee serves TLS with a certificate for its address."""
+    robot = ca.issue(NAME, ips=("127.0.0.1",))
+    port = next(_ports)
+    server = await UserAgent.start(bind_port=port, transport="tls", user="robot", timers=FAST,
+                                   tls=TlsSettings(ca_file=ca.cert_file,
+                                                   cert_file=robot.cert_file,
+                                                   key_file=robot.key_file))
+    try:
+        async with agent(None, TlsSettings(ca_file=ca.cert_file)) as ua:
+            call = await ua.call(f"sips:robot@127.0.0.1:{port}", ring_timeout=5)
+            incoming = await asyncio.wait_for(anext(aiter(server.incoming())), 5)
+            invite = incoming.session.usage.invite
+            assert invite.uri.scheme == "sips"
+            assert invite.contact is not None and invite.contact.uri.scheme == "sips"
+            assert "transport=" not in str(invite.contact.uri)  # sips: says TLS already
+            await incoming.answer()
+            assert await call.wait_answer(5) is CallStatus.IN_PROGRESS, call
+            dialog = call.session.usage.dialog
+            assert dialog is not None and dialog.secure
+            assert dialog.remote_target.scheme == "sips"  # the callee's 200 Contact
+            await call.hangup()
+            assert await call.wait_ended(5) is CallStatus.COMPLETED
+            assert await incoming.wait_ended(5) is CallStatus.COMPLETED
+            assert isinstance(ua.sip.transport, TlsTransport)
+            assert ua.sip.transport.connections == 1  # the BYE took the INVITE's connection
+    finally:
+        await server.close()

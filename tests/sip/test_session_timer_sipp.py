@@ -1,0 +1,109 @@
+"""Session timers (RFC 4028) against a real SIPp on 127.0.0.1: a 422 retried with the far
+end's Min-SE, our refreshes (UPDATE, then re-INVITE when UPDATE is refused) before the
+interval ends, our BYE when the far end stops refreshing, and the same as the called
+side (serve). Intervals of a few seconds (a test-only Min-SE below RFC 4028's 90 s) keep
+each test short; SIPp's exit code says it saw each message in time."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+from autocall.sip.session_timer import TimerPolicy
+from autocall.sip.transaction import Timers
+from autocall.telephony.call import CallStatus, UserAgent
+from tests.peers import SCENARIOS, Sipp
+
+pytestmark = [pytest.mark.peers, pytest.mark.timeout(60)]
+
+_ports = itertools.count(19200, 10)  # ours: 19200-19299 (SIPp, its media, our agent)
+FAST = Timers(t1=0.1, t2=0.4, t4=0.5, timer_d=0.5)
+
+
+async def _until(check: object, timeout: float) -> float:
+    """Wait until ``check()`` is true; the monotonic time it became so."""
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s")
+        await asyncio.sleep(0.02)
+    return time.monotonic()
+
+
+async def test_a_422_is_retried_and_we_refresh_before_the_interval_ends() -> None:
+    port = next(_ports)
+    peer = Sipp(SCENARIOS / "uas_timer_refresh.xml", port=port, media_port=port + 2)
+    with peer:
+        ua = await UserAgent.start(bind_port=port + 7, timers=FAST,
+                                   session_timer=TimerPolicy(interval=1, min_se=1))
+        try:
+            call = await ua.call(f"sip:sipp@127.0.0.1:{port}")
+            assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
+            answered = time.monotonic()
+            usage = call.session.usage
+            assert usage.invite.cseq.number == 2  # the retry after the 422
+            assert usage.interval is not None and usage.interval.seconds == 4
+            assert usage.interval.refresher == usage.interval_role == "uac"
+            # UPDATE at 2 s (refused with 501), at once a re-INVITE; the next at 4 s.
+            first = await _until(lambda: usage.refreshes >= 1, 4) - answered
+            second = await _until(lambda: usage.refreshes >= 2, 4) - answered
+            assert 1.8 <= first <= 3.0 and 3.8 <= second <= 5.0, (first, second)
+            assert call.status is CallStatus.IN_PROGRESS
+            await call.hangup()
+            assert peer.wait(10) == 0, peer.errors()
+            assert await call.wait_ended(5) is CallStatus.COMPLETED
+            assert call.ended_by == "local"
+        finally:
+            await ua.close()
+
+
+async def test_a_far_end_that_stops_refreshing_gets_our_bye() -> None:
+    port = next(_ports)
+    peer = Sipp(SCENARIOS / "uas_timer_expire.xml", port=port, media_port=port + 2)
+    with peer:
+        ua = await UserAgent.start(bind_port=port + 7, timers=FAST,
+                                   session_timer=TimerPolicy(interval=1800, min_se=1))
+        try:
+            call = await ua.call(f"sip:sipp@127.0.0.1:{port}")
+            assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
+            invite = call.session.usage.invite
+            assert invite.headers.get("Session-Expires") == "1800"
+            assert invite.headers.get("Min-SE") == "1"
+            answered = time.monotonic()
+            assert await call.wait_ended(6) is CallStatus.COMPLETED
+            lasted = time.monotonic() - answered
+            assert 1.8 <= lasted <= 3.0, lasted  # 3 s less min(32 s, a third)
+            assert call.ended_by == "local"
+            assert peer.wait(10) == 0, peer.errors()  # the BYE said "session expired"
+        finally:
+            await ua.close()
+
+
+async def test_served_calls_answer_422_grant_the_interval_and_end_when_refreshes_stop() -> None:
+    port = next(_ports)
+    ours = port + 7
+    ua = await UserAgent.start(bind_port=ours, timers=FAST,
+                               session_timer=TimerPolicy(interval=1800, min_se=2))
+    try:
+        calls = aiter(ua.incoming())
+        peer = Sipp(SCENARIOS / "uac_timer.xml", port=port, media_port=port + 2,
+                    remote=f"127.0.0.1:{ours}", service="robot")
+        with peer:
+            call = await asyncio.wait_for(anext(calls), 5)
+            usage = call.session.usage
+            assert usage.invite.cseq.number == 2  # the 422'd INVITE never reached us
+            await call.answer()
+            answered = time.monotonic()
+            await _until(lambda: usage.refreshes >= 1, 3)  # SIPp's UPDATE
+            assert await call.wait_ended(6) is CallStatus.COMPLETED
+            lasted = time.monotonic() - answered
+            assert 2.7 <= lasted <= 4.0, lasted  # refreshed at 1 s, then 3 s less 1 s
+            assert call.ended_by == "local"
+            assert peer.wait(10) == 0, peer.errors()
+        with pytest.raises(TimeoutError):  # and no other call was offered to us
+            await asyncio.wait_for(anext(calls), 0.2)
+    finally:
+        await ua.close()

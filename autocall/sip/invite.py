@@ -328,6 +328,9 @@ class InviteUsage:
                 [("Allow", ALLOW), ("Accept", SDP)])))]
         if kind not in ("reinvite", "update"):
             return [Respond(response_to(req, 200)), Emit(InDialog(ev))]
+        pending = self._refreshing
+        if kind == "reinvite" and pending is not None and pending.method == "INVITE":
+            return [Respond(response_to(req, 491))]  # RFC 3261 §14.2: ours is in progress
         h = Headers([("Contact", self.agent.contact())])
         refreshed: Interval | None = None
         if self.session_timer is not None:  # RFC 4028 §9: every re-INVITE/UPDATE refreshes

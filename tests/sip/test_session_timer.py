@@ -216,6 +216,23 @@ def test_without_update_the_refresh_is_a_reinvite_with_the_same_sdp_acked_once_p
     assert usage.deadline == 121.2
 
 
+def test_a_reinvite_crossing_our_refresh_reinvite_gets_491() -> None:
+    usage = _uac()
+    _answered(usage, "120;refresher=uac")
+    [refresh] = usage.on_timer(61.0)
+    assert isinstance(refresh, StartRequest) and usage.dialog is not None
+    theirs = Request("INVITE", "sip:robot@10.0.0.1:5060", Headers([
+        ("Via", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKg"), ("From", "<sip:bob@y>;tag=b1"),
+        ("To", "<sip:robot@x>;tag=ours"), ("Call-ID", "c1"), ("CSeq", "4 INVITE")]), SDP_B)
+    [reply] = usage.on_request(usage.dialog.accept(theirs), SOURCE, 61.1)
+    assert isinstance(reply, Respond) and reply.response.status == 491
+    usage.refreshed(_ok(refresh.request, "120;refresher=uac"), 61.2)
+    theirs.headers.set("CSeq", "5 INVITE")
+    usage.answerer = lambda offer: SDP_A
+    [reply, _] = usage.on_request(usage.dialog.accept(theirs), SOURCE, 61.3)
+    assert isinstance(reply, Respond) and reply.response.status == 200
+
+
 def test_when_the_far_end_refreshes_we_wait_and_send_bye_if_it_stops() -> None:
     usage = _uac()
     _answered(usage, "90;refresher=uas")

@@ -627,6 +627,27 @@ class InviteUsage:
         self._refreshing = req
         return [StartRequest(req, self.dialog, refresh=True)]
 
+    def refresh_extra(self) -> list[tuple[str, str]]:
+        """Headers for a re-INVITE or UPDATE the application sends (hold, codec change):
+        it refreshes the session too (§7.4), so it carries the running interval with the
+        refresher unchanged; without them the far end's 2xx could turn its timer off
+        while ours runs on (§7.2). Pass its 2xx to ``app_refreshed``."""
+        if self.session_timer is None or self.interval is None:
+            return []
+        refresher: Role = "uac" if self.interval.refresher == self.interval_role else "uas"
+        min_se = max(self.session_timer.min_se, self._floor)
+        return refresh_headers(max(self.interval.seconds, min_se), min_se, refresher)
+
+    def app_refreshed(self, resp: Response, now: float) -> list[InviteAction]:
+        """The final response to a re-INVITE or UPDATE the application sent with
+        ``refresh_extra``: a 2xx sets the interval anew (§7.2), anything else changes
+        nothing. Returns no actions (the driver re-arms the deadline)."""
+        if self.session_timer is not None and 200 <= resp.status < 300 \
+                and self.state is InviteState.CONFIRMED:
+            self.refreshes += 1
+            self._timer_from(resp, now)
+        return []
+
     def refreshed(self, resp: Response, now: float) -> list[InviteAction]:
         """A response to our session refresh (a ``LocalFailure`` 408 when it timed out).
 

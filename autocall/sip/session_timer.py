@@ -102,10 +102,12 @@ def request_headers(policy: TimerPolicy, floor: int = 0) -> list[tuple[str, str]
             ("Min-SE", str(min_se))]
 
 
-def refresh_headers(interval: int, min_se: int) -> list[tuple[str, str]]:
-    """For a refresh we send (§7.4): the running interval, and we stay the refresher
-    (we are this request's UAC)."""
-    return [("Supported", "timer"), ("Session-Expires", f"{interval};refresher=uac"),
+def refresh_headers(interval: int, min_se: int,
+                    refresher: Role = "uac") -> list[tuple[str, str]]:
+    """For a re-INVITE or UPDATE we send (§7.4): the running interval, refreshed by us
+    (``uac``: we are this request's UAC) or, for a request the application sends while
+    the far end is the refresher, still by the far end (``uas``)."""
+    return [("Supported", "timer"), ("Session-Expires", f"{interval};refresher={refresher}"),
             ("Min-SE", str(min_se))]
 
 

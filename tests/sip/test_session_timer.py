@@ -394,3 +394,21 @@ def test_a_caller_without_timer_support_is_refreshed_by_us_with_a_reinvite() -> 
     reinvites = [a.request for a in usage.on_timer(900.0) if isinstance(a, StartRequest)]
     assert [(r.method, r.body) for r in reinvites] == [("INVITE", SDP_A)]
     assert reinvites[0].headers.get("Session-Expires") == "1800;refresher=uac"
+
+
+def test_a_reinvite_of_the_application_carries_the_interval_and_its_2xx_sets_the_next() -> None:
+    usage = _uac()
+    _answered(usage, "300;refresher=uas")  # the far end refreshes
+    assert _headers(usage.refresh_extra()) == {
+        "Supported": "timer", "Session-Expires": "300;refresher=uas", "Min-SE": "90"}
+    hold = _request("INVITE")
+    assert usage.app_refreshed(response_to(hold, 488), 50.0) == []
+    assert usage.deadline == 1.0 + 300 - 32  # a refused re-INVITE refreshes nothing
+    ok = response_to(hold, 200, headers=Headers([("Session-Expires", "300;refresher=uas")]))
+    usage.app_refreshed(ok, 50.0)
+    assert usage.interval_role == "uac" and usage.interval == Interval(300, "uas")
+    assert usage.deadline == 50.0 + 300 - 32 and usage.refreshes == 1
+    assert _headers(usage.refresh_extra())["Session-Expires"] == "300;refresher=uas"
+    # A 2xx without Session-Expires turns the timer off (§7.2): nothing is due any more.
+    usage.app_refreshed(response_to(hold, 200), 60.0)
+    assert usage.interval is None and usage.deadline is None and usage.refresh_extra() == []

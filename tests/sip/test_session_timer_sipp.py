@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from autocall.sip.session_timer import TimerPolicy
+from autocall.sip.session_timer import Interval, TimerPolicy
 from autocall.sip.transaction import Timers
 from autocall.telephony.call import CallStatus, UserAgent
 from tests.peers import SCENARIOS, Sipp
@@ -107,3 +107,35 @@ async def test_served_calls_answer_422_grant_the_interval_and_end_when_refreshes
             await asyncio.wait_for(anext(calls), 0.2)
     finally:
         await ua.close()
+
+
+async def test_between_our_agents_a_hold_reinvite_refreshes_too_and_calls_outlive_the_interval(
+        ) -> None:
+    policy = TimerPolicy(interval=6, min_se=1)
+    port = next(_ports)
+    a = await UserAgent.start(bind_port=port, timers=FAST, session_timer=policy)
+    b = await UserAgent.start(bind_port=port + 2, timers=FAST, session_timer=policy, user="b")
+    try:
+        out = await a.call(f"sip:b@127.0.0.1:{port + 2}")
+        inbound = await asyncio.wait_for(anext(aiter(b.incoming())), 5)
+        await inbound.answer()
+        assert await out.wait_answer(5) is CallStatus.IN_PROGRESS
+        ours, theirs = out.session.usage, inbound.session.usage
+        # b supports timers, so the caller refreshes: the same interval on both sides.
+        assert ours.interval == theirs.interval == Interval(6, "uac")
+        assert (ours.interval_role, theirs.interval_role) == ("uac", "uas")
+        await asyncio.sleep(1.0)
+        assert await out.hold() == 200  # the hold re-INVITE carries the interval
+        held = time.monotonic()
+        assert ours.refreshes == theirs.refreshes == 1
+        # Then the caller refreshes on its own every 3 s (UPDATE: no SDP, hold stays).
+        first = await _until(lambda: theirs.refreshes >= 2, 5) - held
+        second = await _until(lambda: theirs.refreshes >= 3, 5) - held
+        assert 2.7 <= first <= 3.6 and 5.7 <= second <= 6.6, (first, second)
+        assert out.status is inbound.status is CallStatus.IN_PROGRESS  # past the 6 s
+        assert out.media.on_hold and ours.refreshes == 3
+        await out.hangup()
+        assert await inbound.wait_ended(5) is CallStatus.COMPLETED
+    finally:
+        await a.close()
+        await b.close()

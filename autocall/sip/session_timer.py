@@ -119,7 +119,7 @@ def answer_headers(request: Request, policy: TimerPolicy,
     running, else the policy's), never below its Min-SE. Raises ``TooSmall`` for an
     interval under our Min-SE from a UAC that can retry (one without timer support gets
     our Min-SE instead, as a proxy would raise it, §8.1), ValueError for a malformed
-    header or a refresher the UAC cannot be (it does not support timers)."""
+    header."""
     asked = interval_of(request)
     supported = supports_timer(request)
     if asked is None:
@@ -132,9 +132,7 @@ def answer_headers(request: Request, policy: TimerPolicy,
             if supported:
                 raise TooSmall(policy.min_se)
             seconds = policy.min_se
-        if asked.refresher == "uac" and not supported:
-            raise ValueError("Session-Expires names the UAC refresher but it does not "
-                             "support timers (no Supported: timer)")
+        # A UAC naming itself the refresher knows timers even without Supported: timer.
         refresher = asked.refresher or ("uac" if supported else "uas")
     headers = Headers([("Supported", "timer"),
                        ("Session-Expires", f"{seconds};refresher={refresher}")])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -23,10 +24,10 @@ _ports = itertools.count(19200, 10)  # ours: 19200-19299 (SIPp, its media, our a
 FAST = Timers(t1=0.1, t2=0.4, t4=0.5, timer_d=0.5)
 
 
-async def _until(check: object, timeout: float) -> float:
+async def _until(check: Callable[[], bool], timeout: float) -> float:
     """Wait until ``check()`` is true; the monotonic time it became so."""
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s")
         await asyncio.sleep(0.02)
@@ -139,3 +140,36 @@ async def test_between_our_agents_a_hold_reinvite_refreshes_too_and_calls_outliv
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_malformed_session_expires_is_refused_with_400_that_says_why() -> None:
+    port = next(_ports)
+    ua = await UserAgent.start(bind_port=port, timers=FAST)
+    loop = asyncio.get_running_loop()
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Caller(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            replies.put_nowait(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Caller, local_addr=("127.0.0.1",
+                                                                           port + 2))
+    try:
+        invite = (f"INVITE sip:robot@127.0.0.1:{port} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP 127.0.0.1:{port + 2};branch=z9hG4bKbadse\r\n"
+                  "From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:robot@127.0.0.1>\r\n"
+                  "Call-ID: bad-se\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+                  f"Contact: <sip:x@127.0.0.1:{port + 2}>\r\n"
+                  "Supported: timer\r\nSession-Expires: forever;refresher=me\r\n"
+                  "Content-Length: 0\r\n\r\n")
+        transport.sendto(invite.encode(), ("127.0.0.1", port))
+        final = b""
+        while not final.startswith(b"SIP/2.0 4"):
+            final = await asyncio.wait_for(replies.get(), 3)
+        assert final.startswith(b"SIP/2.0 400 ")
+        assert b"Session-Expires" in final.split(b"\r\n\r\n")[0]  # the Warning says what
+        with pytest.raises(TimeoutError):  # no call was offered to the application
+            await asyncio.wait_for(anext(aiter(ua.incoming())), 0.2)
+    finally:
+        transport.close()
+        await ua.close()

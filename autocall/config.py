@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autocall.sip.tls import TlsSettings
+
 
 def parse_nameserver(text: str) -> tuple[str, int]:
     """``127.0.0.1`` or ``127.0.0.1:5353``."""
@@ -38,6 +40,37 @@ def _seconds(name: str, default: int) -> int:
     return int(raw)
 
 
+def _flag(name: str, default: bool) -> bool:
+    """A yes/no setting; anything but 1/0, true/false, yes/no, on/off is refused by name."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r}: expected 1 or 0 (true/false, yes/no, on/off)")
+
+
+def tls_from_env() -> TlsSettings:
+    """SIP over TLS settings: ``AUTOCALL_SIP_TLS_CA_FILE`` (CAs to trust, PEM; default the
+    system's), ``AUTOCALL_SIP_TLS_CERT_FILE`` and ``AUTOCALL_SIP_TLS_KEY_FILE`` (ours, for
+    mutual TLS and for serving), ``AUTOCALL_SIP_TLS_SERVER_NAME`` (the name the trunk's
+    certificate carries, sent as SNI) and ``AUTOCALL_SIP_TLS_VERIFY`` (default 1)."""
+    def path(name: str) -> Path | None:
+        value = _env(name)
+        return Path(value) if value is not None else None
+
+    return TlsSettings(
+        verify=_flag("AUTOCALL_SIP_TLS_VERIFY", True),
+        ca_file=path("AUTOCALL_SIP_TLS_CA_FILE"),
+        cert_file=path("AUTOCALL_SIP_TLS_CERT_FILE"),
+        key_file=path("AUTOCALL_SIP_TLS_KEY_FILE"),
+        server_name=_env("AUTOCALL_SIP_TLS_SERVER_NAME"),
+    )
+
+
 def secret(name: str) -> str | None:
     """Read ``NAME`` or the file named by ``NAME_FILE`` (trailing newline stripped)."""
     direct = _env(name)
@@ -60,6 +93,8 @@ class TrunkSettings:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     register: bool = False
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    """Used when ``transport`` is ``tls``."""
 
     @property
     def hostport(self) -> str:
@@ -79,6 +114,7 @@ class TrunkSettings:
             user=_env("AUTOCALL_SIP_USER"),
             password=secret("AUTOCALL_SIP_PASSWORD"),
             register=(_env("AUTOCALL_SIP_REGISTER", "0") or "0").lower() in ("1", "true", "yes"),
+            tls=tls_from_env(),
         )
 
 

@@ -189,6 +189,14 @@ class TreeLibrary:
             raise TreesError(404, f"no tree named {name!r}")
         return [_version(r) for r in rows]
 
+    def published(self) -> list[TreeVersion]:
+        """Every published version of every tree (what a campaign may be pointed at),
+        by tree, the newest version first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(versions).where(versions.c.published_at.is_not(None))
+                                .order_by(versions.c.tree, versions.c.version.desc())).all()
+        return [_version(r) for r in rows]
+
     def version(self, name: str, number: int) -> TreeVersion:
         with self.engine.connect() as conn:
             row = conn.execute(select(versions).where(

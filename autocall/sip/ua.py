@@ -72,6 +72,8 @@ from autocall.sip.transport import (
     Resolver,
     TcpLimits,
     TcpTransport,
+    TlsSettings,
+    TlsTransport,
     Transport,
     UdpTransport,
 )
@@ -116,6 +118,8 @@ class UAConfig:
     """Slow-loris limits of the TCP transport (timeouts, message size, connections)."""
     dns_servers: tuple[tuple[str, int], ...] = ()
     """Name servers for NAPTR/SRV/A (RFC 3263); empty: the system's."""
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    """Certificates, names and timeouts of ``transport="tls"`` (RFC 3261 §26.2)."""
     session_timer: TimerPolicy | None = field(default_factory=TimerPolicy)
     """Session timers (RFC 4028) offered and accepted; None: none (``Require: timer`` → 420)."""
 
@@ -186,11 +190,17 @@ class SipUA:
         self.on_invite = on_invite
         bind = (config.bind_host, config.bind_port)
         advertise = (config.advertise_host, config.advertise_port)
-        if config.transport.lower() == "tcp":
+        kind = config.transport.lower()
+        if kind == "tls":
+            self.transport = await TlsTransport.create(self._received, bind, advertise,
+                                                       config.tcp_limits, config.tls)
+        elif kind == "tcp":
             self.transport = await TcpTransport.create(self._received, bind, advertise,
                                                        config.tcp_limits)
-        else:
+        elif kind == "udp":
             self.transport = await UdpTransport.create(self._received, bind, advertise)
+        else:
+            raise ValueError(f"SIP transport {config.transport!r} is not one of udp, tcp, tls")
         if config.register:
             self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
         self.transport.on_unreachable = self._unreachable
@@ -245,11 +255,13 @@ class SipUA:
     def via(self) -> str:
         host, port = self.advertised
         name = self.transport.name if self.transport else "UDP"
-        return f"SIP/2.0/{name} {host}:{port};branch={new_branch()};rport"
+        extra = self.transport.via_params if self.transport else ""
+        return f"SIP/2.0/{name} {host}:{port};branch={new_branch()};rport{extra}"
 
     def contact(self, user: str | None = None) -> str:
         host, port = self.advertised
-        tp = ";transport=tcp" if self.transport is not None and self.transport.reliable else ""
+        tp = f";transport={self.transport.name.lower()}" \
+            if self.transport is not None and self.transport.reliable else ""
         return f"<sip:{user or self.config.user}@{host}:{port}{tp}>"
 
     def local_address(self, user: str | None = None, display: str | None = None) -> Address:
@@ -280,6 +292,9 @@ class SipUA:
         if not hops:
             raise OSError(f"cannot resolve {target.host}: no NAPTR, SRV or A record for it")
         self._routes[self._route_key(target)] = [(hop.address, hop.port) for hop in hops]
+        if self.transport is not None:
+            for hop in hops:  # TLS checks the certificate against the looked-up name
+                self.transport.name_peer((hop.address, hop.port), hop.host)
 
     def destinations(self, uri: URI) -> list[Addr]:
         """The servers for an out-of-dialog request to ``uri``, first choice first
@@ -745,7 +760,12 @@ class SipUA:
         req = self.base_request("REGISTER", uri, from_, aor, self._reg_call_id, self._reg_cseq)
         req.headers.add("Contact", f"{self.contact()};expires={expires}")
         req.headers.add("Expires", str(expires))
-        dest = (await self.resolver.resolve(uri.hostport[0]), uri.hostport[1])
+        host, port = uri.hostport
+        if uri.port is None and self.config.transport.lower() == "tls":
+            port = 5061  # §19.1.2: the default port of SIP over TLS
+        dest = (await self.resolver.resolve(host), port)
+        if self.transport is not None:
+            self.transport.name_peer(dest, host)
         resp = await self.request(req, dest)
         self._reg_cseq = resp.cseq.number if resp.status < 300 else self._reg_cseq + 1
         if resp.status >= 300:

@@ -75,7 +75,7 @@ from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import Timers
-from autocall.sip.transport import TcpLimits
+from autocall.sip.transport import TcpLimits, TlsSettings
 from autocall.sip.ua import InviteSession, ReferSubscription, SessionEvent, SipUA, UAConfig
 from autocall.telephony.record import CallStatus
 
@@ -756,6 +756,7 @@ class UserAgent:
                     refer_ring_timeout: float = 30.0,
                     tcp_limits: TcpLimits | None = None,
                     dns_servers: tuple[tuple[str, int], ...] = (),
+                    tls: TlsSettings | None = None,
                     session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
@@ -771,7 +772,7 @@ class UserAgent:
                           credentials=creds, register=register, registrar=registrar,
                           register_expires=register_expires, timers=timers or Timers(),
                           tcp_limits=tcp_limits or TcpLimits(), dns_servers=dns_servers,
-                          session_timer=session_timer)
+                          tls=tls or TlsSettings(), session_timer=session_timer)
         self = cls.__new__(cls)
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
@@ -792,7 +793,7 @@ class UserAgent:
             advertise_host=settings.advertised_host, user=trunk.user or "autocall",
             username=trunk.user, password=trunk.password, register=trunk.register,
             registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call,
-            dns_servers=settings.dns_servers,
+            dns_servers=settings.dns_servers, tls=trunk.tls,
             session_timer=TimerPolicy(settings.session_expires, settings.min_se)
             if settings.session_expires else None)
 

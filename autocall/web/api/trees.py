@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 import soundfile
 from fastapi import APIRouter, Depends, Query, Request, UploadFile
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from autocall.audio.convert import (
@@ -39,7 +39,9 @@ from autocall.dialogue.schema import Tree, json_schema
 from autocall.dialogue.simulate import SimulationResult, Simulator
 from autocall.dialogue.testing import cases_from, run_case
 from autocall.speech.tts import PromptText, TtsError, render_prompt
+from autocall.web import idempotency
 from autocall.web.accounts import Principal, Role, audit
+from autocall.web.api.common import upload as read_upload
 from autocall.web.auth import READ_ROLES, require, settings_of, store_of
 from autocall.web.problems import Problem
 
@@ -347,6 +349,79 @@ def save(name: TreeName, body: SaveVersion, request: Request,
     """Save a new version (a draft if it does not validate: it can never be published)."""
     return _audited(request, who, "tree.save", lambda trees: trees.save(
         name, body.yaml, who.actor, body.comment, body.cases))
+
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
+              "text/plain", "application/octet-stream")
+
+
+class Imported(VersionOut):
+    valid: bool = Field(description="false: saved as a draft (it cannot be published)")
+    findings: list[FindingOut] = Field(description="what the validator found, at line/column")
+
+
+def _unreadable(problem: Finding, title: str, detail: str) -> Problem:
+    return Problem(422, title, detail, errors=[{
+        "loc": ["file", problem.line, problem.column], "msg": problem.message,
+        "type": problem.code}])
+
+
+@router.post("/{name}/import", response_model=Imported, status_code=201,
+             responses={413: {"description": f"over {MAX_YAML:,} bytes"},
+                        422: {"description": "not UTF-8, not YAML, or not a tree (a "
+                              "mapping); errors carry the line and column"}},
+             openapi_extra={"requestBody": {"content": {
+                 "multipart/form-data": {"schema": {"type": "object", "properties": {
+                     "file": {"type": "string", "format": "binary"}}}},
+                 "application/yaml": {"schema": {"type": "string"}}}}})
+async def import_file(name: TreeName, request: Request, who: Designer,
+                      comment: Annotated[str | None, Query(max_length=2000)] = None
+                      ) -> JSONResponse:
+    """Import a tree file (multipart field ``file``, or an ``application/yaml`` body) as
+    the next version of ``name``, its text kept byte for byte (comments too; export it
+    back with ``GET …/versions/N?format=yaml``). A file that does not validate is saved
+    as a draft, with the findings; one that is not UTF-8, not YAML or not a mapping is
+    refused (422) with the line and column. Takes an ``Idempotency-Key``."""
+    data, source = await read_upload(request, limit=MAX_YAML, what="the tree's YAML file",
+                                     raw_types=YAML_TYPES, default_name=f"{name}.yaml")
+    doc, problems = await asyncio.to_thread(loader.parse, data, source)
+    if doc is None:
+        (problem,) = problems[:1]
+        not_text = problem.code == "file"
+        raise _unreadable(problem, "Not UTF-8 text" if not_text else "Not YAML",
+                          f"{source}:{problem.line}:{problem.column}: {problem.message}")
+    if not isinstance(doc.data, dict):
+        kind = "empty" if doc.data is None else f"a YAML {type(doc.data).__name__}"
+        raise _unreadable(Finding(source, 1, 1, "error", "tree", (
+            f"the file is {kind}, not a prompt tree: a tree is a mapping with start: and "
+            "nodes: (see autocall prompts schema)")), "Not a prompt tree",
+            f"{source} is {kind}, not a prompt tree (a mapping with start: and nodes:)")
+    text = data.decode("utf-8")  # parse() has checked it is UTF-8
+    store = store_of(request)
+    key = idempotency.key_of(request, who, name, comment or "", data)
+    replay = await asyncio.to_thread(idempotency.claim, store.engine, key)
+    if replay is not None:
+        return replay
+
+    def save() -> dict[str, object]:
+        library_ = library(request)
+        saved = library_.save(name, text, who.actor, comment or f"imported from {source}")
+        found = findings(text, f"{name}.yaml", library_.audio_root)[1]
+        with store.engine.begin() as conn:
+            audit(conn, who, "tree.import", saved.pin, errors=saved.errors, file=source)
+        checked = _validated(found)
+        return Imported.model_validate({**_out(saved).model_dump(), "valid": checked.valid,
+                                        "findings": checked.findings}).model_dump(mode="json")
+
+    try:
+        body = await asyncio.to_thread(save)
+    except TreesError as exc:
+        await asyncio.to_thread(idempotency.release, store.engine, key)
+        raise _refused(exc) from None
+    except BaseException:
+        await asyncio.to_thread(idempotency.release, store.engine, key)
+        raise
+    return await asyncio.to_thread(idempotency.finish, store.engine, key, 201, body)
 
 
 @router.get("/{name}/versions", response_model=list[VersionOut])

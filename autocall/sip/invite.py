@@ -329,8 +329,11 @@ class InviteUsage:
         if kind not in ("reinvite", "update"):
             return [Respond(response_to(req, 200)), Emit(InDialog(ev))]
         pending = self._refreshing
-        if kind == "reinvite" and pending is not None and pending.method == "INVITE":
-            return [Respond(response_to(req, 491))]  # RFC 3261 §14.2: ours is in progress
+        if pending is not None and pending.method == "INVITE" and (kind == "reinvite"
+                                                                   or bool(req.body)):
+            # Our refresh re-INVITE's offer is out: no second offer at once (RFC 3261
+            # §14.2, RFC 3311 §5.2). A bodiless UPDATE offers nothing and may pass.
+            return [Respond(response_to(req, 491))]
         h = Headers([("Contact", self.agent.contact())])
         refreshed: Interval | None = None
         if self.session_timer is not None:  # RFC 4028 §9: every re-INVITE/UPDATE refreshes

@@ -227,8 +227,17 @@ def test_a_reinvite_crossing_our_refresh_reinvite_gets_491() -> None:
         ("To", "<sip:robot@x>;tag=ours"), ("Call-ID", "c1"), ("CSeq", "4 INVITE")]), SDP_B)
     [reply] = usage.on_request(usage.dialog.accept(theirs), SOURCE, 61.1)
     assert isinstance(reply, Respond) and reply.response.status == 491
+    offer = Request("UPDATE", "sip:robot@10.0.0.1:5060", theirs.headers.copy(), SDP_B)
+    offer.headers.set("CSeq", "5 UPDATE")
+    [reply] = usage.on_request(usage.dialog.accept(offer), SOURCE, 61.1)
+    assert isinstance(reply, Respond) and reply.response.status == 491
+    offer.body = b""
+    offer.headers.set("CSeq", "6 UPDATE")
+    offer.headers.remove("Content-Type")
+    [reply, _] = usage.on_request(usage.dialog.accept(offer), SOURCE, 61.1)
+    assert isinstance(reply, Respond) and reply.response.status == 200
     usage.refreshed(_ok(refresh.request, "120;refresher=uac"), 61.2)
-    theirs.headers.set("CSeq", "5 INVITE")
+    theirs.headers.set("CSeq", "7 INVITE")
     usage.answerer = lambda offer: SDP_A
     [reply, _] = usage.on_request(usage.dialog.accept(theirs), SOURCE, 61.3)
     assert isinstance(reply, Respond) and reply.response.status == 200

@@ -173,3 +173,26 @@ async def test_a_malformed_session_expires_is_refused_with_400_that_says_why() -
     finally:
         transport.close()
         await ua.close()
+
+
+async def test_a_caller_without_timer_support_is_refreshed_by_our_reinvite() -> None:
+    port = next(_ports)
+    ours = port + 7
+    ua = await UserAgent.start(bind_port=ours, timers=FAST,
+                               session_timer=TimerPolicy(interval=1800, min_se=2))
+    try:
+        peer = Sipp(SCENARIOS / "uac_timer_no_support.xml", port=port, media_port=port + 2,
+                    remote=f"127.0.0.1:{ours}", service="robot")
+        with peer:
+            call = await asyncio.wait_for(anext(aiter(ua.incoming())), 5)
+            await call.answer()
+            answered = time.monotonic()
+            usage = call.session.usage
+            assert usage.interval == Interval(3, "uas") and usage.interval_role == "uas"
+            refreshed = await _until(lambda: usage.refreshes >= 1, 4) - answered
+            assert 1.3 <= refreshed <= 2.3, refreshed  # half of 3 s
+            assert await call.wait_ended(5) is CallStatus.COMPLETED
+            assert call.ended_by == "remote"  # SIPp's BYE, not an expiry of ours
+            assert peer.wait(10) == 0, peer.errors()
+    finally:
+        await ua.close()

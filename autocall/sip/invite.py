@@ -279,6 +279,8 @@ class InviteUsage:
             return [Transmit(*self._ok)]
         if name == "refresh":  # RFC 4028 §10: the refresher refreshes at half the interval
             return self._send_refresh()
+        if name == "expire" and self._refreshing is not None:
+            return []  # our refresh is on its way: its answer (or timeout) decides
         if name == "expire":  # §10: nobody refreshed the session in time: end it
             log.info("call %s: session interval of %s s expired without a refresh: BYE",
                      self.invite.call_id, self.interval.seconds if self.interval else "?")
@@ -698,6 +700,8 @@ class InviteUsage:
             return []
         if code in (408, 481) or isinstance(resp, LocalFailure):
             return self.bye(reason=f"session refresh failed ({code})")
+        if "expire" not in self._deadlines:  # it expired while we waited for this answer
+            return self.bye(reason="session expired")
         log.info("call %s: session refresh got %s %s; the session expires unless refreshed",
                  self.invite.call_id, code, resp.reason)
         return []

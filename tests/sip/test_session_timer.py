@@ -337,6 +337,22 @@ def test_a_failed_refresh_ends_the_call_or_tries_again_as_the_rfc_says() -> None
     assert [m.method for m in _sent(usage.on_timer(89.0)) if isinstance(m, Request)] == ["BYE"]
 
 
+def test_a_slow_answer_to_our_refresh_decides_instead_of_the_expiry() -> None:
+    usage = _uac()
+    _answered(usage, "90;refresher=uac", allow="UPDATE")
+    [refresh] = usage.on_timer(46.0)
+    assert isinstance(refresh, StartRequest) and usage.deadline == 61.0
+    assert usage.on_timer(61.0) == []  # the far end is still working on it: no BYE yet
+    late = response_to(refresh.request, 200, headers=Headers([("Session-Expires", "90")]))
+    assert usage.refreshed(late, 70.0) == [] and usage.state is InviteState.CONFIRMED
+    assert usage.deadline == 115.0
+    [refresh] = usage.on_timer(115.0)
+    assert isinstance(refresh, StartRequest)
+    usage.on_timer(130.0)
+    refused = usage.refreshed(response_to(refresh.request, 500), 131.0)
+    assert [m.method for m in _sent(refused) if isinstance(m, Request)] == ["BYE"]
+
+
 def test_a_422_to_our_refresh_raises_the_interval_once() -> None:
     usage = _uac()
     _answered(usage, "120;refresher=uac", allow="UPDATE")

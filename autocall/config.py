@@ -30,6 +30,16 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def _seconds(name: str, default: int) -> int:
+    """A whole number of seconds from ``name``; ValueError saying which variable is bad."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit():
+        raise ValueError(f"{name}={raw!r}: expected a whole number of seconds")
+    return int(raw)
+
+
 def _flag(name: str, default: bool) -> bool:
     """A yes/no setting; anything but 1/0, true/false, yes/no, on/off is refused by name."""
     raw = _env(name)
@@ -136,6 +146,17 @@ class Settings:
     media_priority: str = "normal"
     dns_servers: tuple[tuple[str, int], ...] = ()
     """``AUTOCALL_DNS_SERVERS`` (``ADDRESS[:PORT],…``); empty: the system's resolver."""
+    session_expires: int = 1800
+    """``AUTOCALL_SESSION_EXPIRES``: the session interval we ask for (RFC 4028), seconds;
+    0 turns session timers off."""
+    min_se: int = 90
+    """``AUTOCALL_MIN_SE``: the shortest session interval we accept (RFC 4028 §5)."""
+
+    def __post_init__(self) -> None:
+        if self.session_expires and not 1 <= self.min_se <= self.session_expires:
+            raise ValueError(f"AUTOCALL_MIN_SE={self.min_se} must be between 1 and "
+                             f"AUTOCALL_SESSION_EXPIRES={self.session_expires} (RFC 4028 "
+                             "wants at least 90; 0 for AUTOCALL_SESSION_EXPIRES turns timers off)")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -154,6 +175,8 @@ class Settings:
             media_priority=_env("AUTOCALL_MEDIA_PRIORITY", "normal") or "normal",
             dns_servers=tuple(parse_nameserver(s) for s in
                               (_env("AUTOCALL_DNS_SERVERS", "") or "").split(",") if s.strip()),
+            session_expires=_seconds("AUTOCALL_SESSION_EXPIRES", 1800),
+            min_se=_seconds("AUTOCALL_MIN_SE", 90),
         )
 
 

@@ -280,6 +280,8 @@ class InviteUsage:
             return [Transmit(*self._ok)]
         if name == "refresh":  # RFC 4028 §10: the refresher refreshes at half the interval
             return self._send_refresh()
+        if name == "expire" and self._refreshing is not None:
+            return []  # our refresh is on its way: its answer (or timeout) decides
         if name == "expire":  # §10: nobody refreshed the session in time: end it
             log.info("call %s: session interval of %s s expired without a refresh: BYE",
                      self.invite.call_id, self.interval.seconds if self.interval else "?")
@@ -329,6 +331,12 @@ class InviteUsage:
                 [("Allow", ALLOW), ("Accept", SDP)])))]
         if kind not in ("reinvite", "update"):
             return [Respond(response_to(req, 200)), Emit(InDialog(ev))]
+        pending = self._refreshing
+        if pending is not None and pending.method == "INVITE" and (kind == "reinvite"
+                                                                   or bool(req.body)):
+            # Our refresh re-INVITE's offer is out: no second offer at once (RFC 3261
+            # §14.2, RFC 3311 §5.2). A bodiless UPDATE offers nothing and may pass.
+            return [Respond(response_to(req, 491))]
         h = Headers([("Contact", self._contact())])
         refreshed: Interval | None = None
         if self.session_timer is not None:  # RFC 4028 §9: every re-INVITE/UPDATE refreshes
@@ -633,6 +641,27 @@ class InviteUsage:
         self._refreshing = req
         return [StartRequest(req, self.dialog, refresh=True)]
 
+    def refresh_extra(self) -> list[tuple[str, str]]:
+        """Headers for a re-INVITE or UPDATE the application sends (hold, codec change):
+        it refreshes the session too (§7.4), so it carries the running interval with the
+        refresher unchanged; without them the far end's 2xx could turn its timer off
+        while ours runs on (§7.2). Pass its 2xx to ``app_refreshed``."""
+        if self.session_timer is None or self.interval is None:
+            return []
+        refresher: Role = "uac" if self.interval.refresher == self.interval_role else "uas"
+        min_se = max(self.session_timer.min_se, self._floor)
+        return refresh_headers(max(self.interval.seconds, min_se), min_se, refresher)
+
+    def app_refreshed(self, resp: Response, now: float) -> list[InviteAction]:
+        """The final response to a re-INVITE or UPDATE the application sent with
+        ``refresh_extra``: a 2xx sets the interval anew (§7.2), anything else changes
+        nothing. Returns no actions (the driver re-arms the deadline)."""
+        if self.session_timer is not None and 200 <= resp.status < 300 \
+                and self.state is InviteState.CONFIRMED:
+            self.refreshes += 1
+            self._timer_from(resp, now)
+        return []
+
     def refreshed(self, resp: Response, now: float) -> list[InviteAction]:
         """A response to our session refresh (a ``LocalFailure`` 408 when it timed out).
 
@@ -680,6 +709,8 @@ class InviteUsage:
             return []
         if code in (408, 481) or isinstance(resp, LocalFailure):
             return self.bye(reason=f"session refresh failed ({code})")
+        if "expire" not in self._deadlines:  # it expired while we waited for this answer
+            return self.bye(reason="session expired")
         log.info("call %s: session refresh got %s %s; the session expires unless refreshed",
                  self.invite.call_id, code, resp.reason)
         return []

@@ -48,7 +48,7 @@ _COMPACT = {
 _CANONICAL = {
     "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
     "mime-version": "MIME-Version", "rack": "RAck", "rseq": "RSeq", "sip-etag": "SIP-ETag",
-    "sip-if-match": "SIP-If-Match",
+    "sip-if-match": "SIP-If-Match", "min-se": "Min-SE",
 }
 # Headers whose values are comma-separated lists (§7.3.1); others (dates, auth) are not.
 _LIST_HEADERS = frozenset({

@@ -102,10 +102,12 @@ def request_headers(policy: TimerPolicy, floor: int = 0) -> list[tuple[str, str]
             ("Min-SE", str(min_se))]
 
 
-def refresh_headers(interval: int, min_se: int) -> list[tuple[str, str]]:
-    """For a refresh we send (§7.4): the running interval, and we stay the refresher
-    (we are this request's UAC)."""
-    return [("Supported", "timer"), ("Session-Expires", f"{interval};refresher=uac"),
+def refresh_headers(interval: int, min_se: int,
+                    refresher: Role = "uac") -> list[tuple[str, str]]:
+    """For a re-INVITE or UPDATE we send (§7.4): the running interval, refreshed by us
+    (``uac``: we are this request's UAC) or, for a request the application sends while
+    the far end is the refresher, still by the far end (``uas``)."""
+    return [("Supported", "timer"), ("Session-Expires", f"{interval};refresher={refresher}"),
             ("Min-SE", str(min_se))]
 
 
@@ -117,7 +119,7 @@ def answer_headers(request: Request, policy: TimerPolicy,
     running, else the policy's), never below its Min-SE. Raises ``TooSmall`` for an
     interval under our Min-SE from a UAC that can retry (one without timer support gets
     our Min-SE instead, as a proxy would raise it, §8.1), ValueError for a malformed
-    header or a refresher the UAC cannot be (it does not support timers)."""
+    header."""
     asked = interval_of(request)
     supported = supports_timer(request)
     if asked is None:
@@ -130,9 +132,7 @@ def answer_headers(request: Request, policy: TimerPolicy,
             if supported:
                 raise TooSmall(policy.min_se)
             seconds = policy.min_se
-        if asked.refresher == "uac" and not supported:
-            raise ValueError("Session-Expires names the UAC refresher but it does not "
-                             "support timers (no Supported: timer)")
+        # A UAC naming itself the refresher knows timers even without Supported: timer.
         refresher = asked.refresher or ("uac" if supported else "uas")
     headers = Headers([("Supported", "timer"),
                        ("Session-Expires", f"{seconds};refresher={refresher}")])

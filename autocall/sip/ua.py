@@ -986,12 +986,17 @@ class InviteSession:
         dest = await self.hop()  # before the CSeq is taken, so requests leave in CSeq order
         contact = self.ua.contact(secure=self.usage.secure) \
             if method in ("INVITE", "UPDATE", "REFER") else None
+        refresh = method in ("INVITE", "UPDATE")  # it refreshes the session too (RFC 4028)
+        if refresh:
+            extra = [*(extra or []), *self.usage.refresh_extra()]
         req = dialog.new_request(method, self.ua.via(), contact=contact, body=body,
                                  content_type=content_type, extra=extra)
         if method != "INVITE":
             resp = await self.ua.request(req, dest)
-            if method == "UPDATE" and body and 200 <= resp.status < 300:
-                self.usage.local_sdp = body
+            if refresh:
+                if body and 200 <= resp.status < 300:
+                    self.usage.local_sdp = body
+                self.ua.execute(self, self.usage.app_refreshed(resp, self.ua.loop.time()))
             return resp
         fut: asyncio.Future[Response] = self.ua.loop.create_future()
 
@@ -999,12 +1004,14 @@ class InviteSession:
             if resp is None and not fut.done():
                 fut.set_result(Response(408))
             elif resp is not None and resp.status >= 200:
+                first = not fut.done()  # not a retransmitted 2xx
                 if resp.status < 300 and self.usage.dialog is not None:
                     self.usage.dialog.refresh_target(resp)  # §12.2.1.2, then ACK it (§13.2.2.4)
-                    if body:  # a session refresh repeats what the far end last accepted
-                        self.usage.local_sdp = body
                     self.ua.transmit(self.usage.dialog.ack(req.cseq.number, self.ua.via()), dest)
-                if not fut.done():
+                    if body and first:  # a session refresh repeats what was last accepted
+                        self.usage.local_sdp = body
+                if first:
+                    self.ua.execute(self, self.usage.app_refreshed(resp, self.ua.loop.time()))
                     fut.set_result(resp)
 
         self.ua.send_request(req, dest, on_result)

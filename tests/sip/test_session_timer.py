@@ -123,8 +123,9 @@ def test_too_small_an_interval_is_422_for_a_uac_that_can_retry_raised_for_one_th
         answer_headers(_request("INVITE", [("k", "timer"), ("x", "60")]), POLICY)
     assert small.value.min_se == 90
     assert answer_headers(_request("INVITE", [("x", "60")]), POLICY)[1] == Interval(90, "uas")
-    with pytest.raises(ValueError, match="does not support"):
-        answer_headers(_request("INVITE", [("x", "600;refresher=uac")]), POLICY)
+    # A UAC naming itself the refresher is taken at its word (and told it must, §9).
+    h, interval = answer_headers(_request("INVITE", [("x", "600;refresher=uac")]), POLICY)
+    assert interval == Interval(600, "uac") and _headers(h)["Require"] == "timer"
 
 
 def test_a_2xx_grants_at_least_our_min_se_and_leaves_a_missing_refresher_to_us() -> None:
@@ -214,6 +215,32 @@ def test_without_update_the_refresh_is_a_reinvite_with_the_same_sdp_acked_once_p
     assert ack.message.method == "ACK" and ack.message.cseq.number == reinvite.cseq.number
     assert usage.refreshed(ok, 61.7) == [ack]  # a retransmitted 2xx: our ACK got lost
     assert usage.deadline == 121.2
+
+
+def test_a_reinvite_crossing_our_refresh_reinvite_gets_491() -> None:
+    usage = _uac()
+    _answered(usage, "120;refresher=uac")
+    [refresh] = usage.on_timer(61.0)
+    assert isinstance(refresh, StartRequest) and usage.dialog is not None
+    theirs = Request("INVITE", "sip:robot@10.0.0.1:5060", Headers([
+        ("Via", "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKg"), ("From", "<sip:bob@y>;tag=b1"),
+        ("To", "<sip:robot@x>;tag=ours"), ("Call-ID", "c1"), ("CSeq", "4 INVITE")]), SDP_B)
+    [reply] = usage.on_request(usage.dialog.accept(theirs), SOURCE, 61.1)
+    assert isinstance(reply, Respond) and reply.response.status == 491
+    offer = Request("UPDATE", "sip:robot@10.0.0.1:5060", theirs.headers.copy(), SDP_B)
+    offer.headers.set("CSeq", "5 UPDATE")
+    [reply] = usage.on_request(usage.dialog.accept(offer), SOURCE, 61.1)
+    assert isinstance(reply, Respond) and reply.response.status == 491
+    offer.body = b""
+    offer.headers.set("CSeq", "6 UPDATE")
+    offer.headers.remove("Content-Type")
+    [reply, _] = usage.on_request(usage.dialog.accept(offer), SOURCE, 61.1)
+    assert isinstance(reply, Respond) and reply.response.status == 200
+    usage.refreshed(_ok(refresh.request, "120;refresher=uac"), 61.2)
+    theirs.headers.set("CSeq", "7 INVITE")
+    usage.answerer = lambda offer: SDP_A
+    [reply, _] = usage.on_request(usage.dialog.accept(theirs), SOURCE, 61.3)
+    assert isinstance(reply, Respond) and reply.response.status == 200
 
 
 def test_when_the_far_end_refreshes_we_wait_and_send_bye_if_it_stops() -> None:
@@ -310,6 +337,22 @@ def test_a_failed_refresh_ends_the_call_or_tries_again_as_the_rfc_says() -> None
     assert [m.method for m in _sent(usage.on_timer(89.0)) if isinstance(m, Request)] == ["BYE"]
 
 
+def test_a_slow_answer_to_our_refresh_decides_instead_of_the_expiry() -> None:
+    usage = _uac()
+    _answered(usage, "90;refresher=uac", allow="UPDATE")
+    [refresh] = usage.on_timer(46.0)
+    assert isinstance(refresh, StartRequest) and usage.deadline == 61.0
+    assert usage.on_timer(61.0) == []  # the far end is still working on it: no BYE yet
+    late = response_to(refresh.request, 200, headers=Headers([("Session-Expires", "90")]))
+    assert usage.refreshed(late, 70.0) == [] and usage.state is InviteState.CONFIRMED
+    assert usage.deadline == 115.0
+    [refresh] = usage.on_timer(115.0)
+    assert isinstance(refresh, StartRequest)
+    usage.on_timer(130.0)
+    refused = usage.refreshed(response_to(refresh.request, 500), 131.0)
+    assert [m.method for m in _sent(refused) if isinstance(m, Request)] == ["BYE"]
+
+
 def test_a_422_to_our_refresh_raises_the_interval_once() -> None:
     usage = _uac()
     _answered(usage, "120;refresher=uac", allow="UPDATE")
@@ -377,3 +420,21 @@ def test_a_caller_without_timer_support_is_refreshed_by_us_with_a_reinvite() -> 
     reinvites = [a.request for a in usage.on_timer(900.0) if isinstance(a, StartRequest)]
     assert [(r.method, r.body) for r in reinvites] == [("INVITE", SDP_A)]
     assert reinvites[0].headers.get("Session-Expires") == "1800;refresher=uac"
+
+
+def test_a_reinvite_of_the_application_carries_the_interval_and_its_2xx_sets_the_next() -> None:
+    usage = _uac()
+    _answered(usage, "300;refresher=uas")  # the far end refreshes
+    assert _headers(usage.refresh_extra()) == {
+        "Supported": "timer", "Session-Expires": "300;refresher=uas", "Min-SE": "90"}
+    hold = _request("INVITE")
+    assert usage.app_refreshed(response_to(hold, 488), 50.0) == []
+    assert usage.deadline == 1.0 + 300 - 32  # a refused re-INVITE refreshes nothing
+    ok = response_to(hold, 200, headers=Headers([("Session-Expires", "300;refresher=uas")]))
+    usage.app_refreshed(ok, 50.0)
+    assert usage.interval_role == "uac" and usage.interval == Interval(300, "uas")
+    assert usage.deadline == 50.0 + 300 - 32 and usage.refreshes == 1
+    assert _headers(usage.refresh_extra())["Session-Expires"] == "300;refresher=uas"
+    # A 2xx without Session-Expires turns the timer off (§7.2): nothing is due any more.
+    usage.app_refreshed(response_to(hold, 200), 60.0)
+    assert usage.interval is None and usage.deadline is None and usage.refresh_extra() == []

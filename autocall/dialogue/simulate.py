@@ -6,8 +6,10 @@ transcript, with the engine's reason for every branch it took (``why`` steps:
 virtual (a prompt "lasts" about as long as it would take to say it), so timeouts cost
 no waiting and a run is deterministic.
 
-Input tokens: ``1``, ``#``, ``1234#`` (keys, one Digit each), ``t``/``timeout``,
-``h``/``hangup``; anything else is what the caller says (a speech result). When a
+Input tokens: ``1``, ``#``, ``1234#`` (keys, one Digit each), ``t``/``timeout``/``wait``
+(no input), ``h``/``hangup``, ``say:WORDS`` (what the caller says, even when the words
+look like keys or a command); anything else is what the caller says too (a speech
+result). The designer's keypad and cases recorded there use ``wait`` and ``say:``. When a
 scripted run has no more input and the tree waits for the caller, the caller hangs up.
 """
 
@@ -209,7 +211,9 @@ class Simulator:
     def _caller(self, token: str) -> None:
         word = token.strip()
         lowered = word.lower()
-        if lowered in ("t", "timeout"):
+        if lowered.startswith("say:"):
+            self._speak(word[4:].strip())
+        elif lowered in ("t", "timeout", "wait"):
             self._log("input", "(no key: timeout)")
             self._sleep_until_deadline()
         elif lowered in ("h", "hangup"):
@@ -225,11 +229,14 @@ class Simulator:
                 if self.engine.finished:
                     break
         else:
-            self._log("input", f'says "{word}"')
-            if not self.engine.accepts_speech:
-                self._log("listen", "(speech ignored: this node listens for keys only)")
-            self.now += max(0.5, len(word) * SECONDS_PER_CHAR)
-            self._feed(SpeechResult(word, 1.0))
+            self._speak(word)
+
+    def _speak(self, word: str) -> None:
+        self._log("input", f'says "{word}"')
+        if not self.engine.accepts_speech:
+            self._log("listen", "(speech ignored: this node listens for keys only)")
+        self.now += max(0.5, len(word) * SECONDS_PER_CHAR)
+        self._feed(SpeechResult(word, 1.0))
 
     def _sleep_until_deadline(self) -> None:
         deadline = self.engine.next_deadline()

@@ -160,3 +160,14 @@ def test_the_office_tree_on_christmas_day() -> None:
     assert [(s.node, s.text) for s in why] == [
         ("hours", "closed: holiday 2026-12-25 → after_hours")]
     assert result.path[:2] == ["hours", "after_hours"]
+
+
+def test_the_designer_pages_tokens_wait_and_say() -> None:
+    """The keypad's "Wait (no input)" sends ``wait`` and the Say box ``say:WORDS`` (also
+    in the cases it records): no input, and words even when they look like a command."""
+    result = Simulator(tree_from(MENU), {}).run(["wait", "say:h", "say: yes"])
+    inputs = [s.text for s in result.transcript if s.kind == "input"]
+    assert inputs == ["(no key: timeout)", 'says "h"', 'says "yes"']
+    assert [s.text for s in result.transcript if s.kind == "why"] == [
+        "retry 1 of 3: no input after 5 s", "retry 2 of 3: 'h' matches no choice"]
+    assert result.outcome == "ok" and result.digits == ""

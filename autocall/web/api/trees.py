@@ -175,17 +175,23 @@ def _refused(exc: TreesError) -> Problem:
     return Problem(exc.status, titles.get(exc.status, "Error"), str(exc))
 
 
-def _audited(request: Request, who: Principal, action: str,
-             change: Callable[[TreeLibrary], TreeVersion]) -> VersionOut:
-    """A designer's change to the library, and its audit line (every save and publish is
-    in the audit log)."""
-    try:
-        done = change(library(request))
-    except TreesError as exc:
-        raise _refused(exc) from None
+def change_audited(request: Request, who: Principal, action: str,
+                   change: Callable[[TreeLibrary], TreeVersion]) -> TreeVersion:
+    """A designer's change to the library, and its audit line (every save, publish and
+    restore is in the audit log), for the API and the designer's page alike. Raises
+    :class:`TreesError` when the library refuses it."""
+    done = change(library(request))
     with store_of(request).engine.begin() as conn:
         audit(conn, who, action, done.pin, errors=done.errors)
-    return _out(done)
+    return done
+
+
+def _audited(request: Request, who: Principal, action: str,
+             change: Callable[[TreeLibrary], TreeVersion]) -> VersionOut:
+    try:
+        return _out(change_audited(request, who, action, change))
+    except TreesError as exc:
+        raise _refused(exc) from None
 
 
 def _simulated(result: SimulationResult) -> dict[str, object]:

@@ -81,3 +81,53 @@ def test_viewers_and_marketers_read_the_versions_but_cannot_restore(
         assert refused.status_code == 403, role
     assert [v.version for v in library.versions("held")] == [1, 2]
     assert not [a for a in accounts.audit_lines(store.engine) if a.action == "tree.restore"]
+
+
+def test_import_a_yaml_file_from_the_tree_page(
+        served: Served, store: Store, make_user: Callable[..., tuple[str, str]],
+        login: Callable[[str, str, str], Console]) -> None:
+    library = _library(store)
+    user, password = make_user("designer")
+    console = login(served.url, user, password)
+    page = console.get("/trees/held").text
+    assert 'id="import-form"' in page and '<input type="hidden" name="name" value="held">' in page
+    crlf = ("# from the Paris office — café\r\n" + TREE.replace("\n", "\r\n")).encode()
+    done = console.post("/trees/import", data={"name": "held", "comment": "from a file"},
+                        files={"file": ("held.yaml", crlf)})
+    assert done.status_code == 303 and done.headers["location"] == "/trees/held#versions"
+    v3 = library.version("held", 3)
+    assert v3.text.encode() == crlf and v3.comment == "from a file" and v3.errors == 0
+    assert "from a file" in console.get("/trees/held").text
+
+    # from the New tree page: the file's name names the tree; a typo is kept as a draft
+    new = console.post("/trees/import", data={"name": ""},
+                       files={"file": ("dental-reminder.yaml", TYPO.encode())})
+    assert new.status_code == 303 and new.headers["location"] == "/trees/dental-reminder#versions"
+    draft = library.version("dental-reminder", 1)
+    assert draft.errors == 1 and draft.comment == "imported from dental-reminder.yaml"
+    lines = [(a.actor, a.subject, a.detail) for a in accounts.audit_lines(store.engine)
+             if a.action == "tree.import"]
+    assert lines == [
+        (f"user:{user}", "store:dental-reminder@1", {"errors": 1,
+                                                     "file": "dental-reminder.yaml"}),
+        (f"user:{user}", "store:held@3", {"errors": 0, "file": "held.yaml"})]
+
+    for data, status, words in (
+            (b"name: caf\xe9\n", 422, "not UTF-8"),
+            (b"phone,name\n+12125550100,Ann\n", 422, "not a prompt tree"),
+            (b"nodes: [\n", 422, "never closed"),
+            (b"#" * 1_000_001, 413, "over 1,000,000 bytes")):
+        refused = console.post("/trees/import", data={"name": "held"},
+                               files={"file": ("x.yaml", data)})
+        assert refused.status_code == status and words in refused.text, (words, refused.text)
+    bad_name = console.post("/trees/import", data={"name": "a b"},
+                            files={"file": ("x.yaml", TREE.encode())})
+    assert bad_name.status_code == 422 and "Not a tree name" in bad_name.text
+    no_csrf = console.client.post("/trees/import", data={"name": "held"},
+                                  files={"file": ("x.yaml", TREE.encode())})
+    assert no_csrf.status_code == 403
+    viewer = login(served.url, *make_user("viewer"))
+    assert 'id="import-form"' not in viewer.get("/trees/held").text
+    assert viewer.post("/trees/import", data={"name": "held"},
+                       files={"file": ("x.yaml", TREE.encode())}).status_code == 403
+    assert [v.version for v in library.versions("held")] == [1, 2, 3]

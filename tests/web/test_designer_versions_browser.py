@@ -1,8 +1,8 @@
 """The tree page's versions panel in a real headless Chromium (issue 17): a designer sees
 the versions, compares version 1 with version 2 and sees the changed line, then
-restores version 1: a version 3 with its text, back in the editor with its marker. The
-server is the real `autocall web --no-dialer` process; the screenshot is
-tests/artifacts/designer-versions.png."""
+restores version 1: a version 3 with its text, back in the editor with its marker;
+then imports a YAML file as version 4. The server is the real `autocall web
+--no-dialer` process; the screenshot is tests/artifacts/designer-versions.png."""
 
 from __future__ import annotations
 
@@ -62,9 +62,24 @@ def test_compare_and_restore_versions(tmp_path: Path, browser: Browser) -> None:
                                                            timeout=15_000)
             expect(page.locator(".cm-lintRange-error")).to_have_count(1)
             assert "next: reprot" in page.locator(".cm-content").inner_text()
+
+            # import a file: version 4, in the editor, byte for byte
+            upload = tmp_path / "reminder-from-git.yaml"
+            upload.write_bytes(fixed.replace("# Payment reminder", "# Imported: payment "
+                                             "reminder", 1).encode())
+            page.set_input_files("#import-file", str(upload))
+            page.fill("#import-form input[name=comment]", "from git")
+            with page.expect_navigation():
+                page.click("#import-btn")
+            expect(rows).to_have_count(4)
+            expect(rows.first).to_contain_text("from git")
+            expect(page.locator("#findings")).to_have_text(re.compile(r"^valid · "),
+                                                           timeout=15_000)
+            assert "# Imported: payment reminder" in page.locator(".cm-content").inner_text()
             assert errors == [], errors
         v3 = library.version("reminder", 3)
         assert v3.text == typo and v3.author == "user:dana" and v3.errors == 1
+        assert library.version("reminder", 4).text.encode() == upload.read_bytes()
         store.close()
     finally:
         os.environ.pop("AUTOCALL_PROMPTS", None)

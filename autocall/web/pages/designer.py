@@ -8,16 +8,25 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from autocall.campaign.trees import NAME, TreeLibrary, TreesError, TreeVersion, findings
+from autocall.campaign.trees import (
+    NAME,
+    TreeFileError,
+    TreeLibrary,
+    TreesError,
+    TreeVersion,
+    findings,
+    tree_file_text,
+)
 from autocall.config import Settings
 from autocall.web.accounts import Principal, Role
-from autocall.web.api.trees import change_audited
+from autocall.web.api.trees import MAX_YAML, change_audited, import_version
 from autocall.web.auth import store_of
 from autocall.web.pages.render import render
 from autocall.web.pages.routes import Forbidden, Who
@@ -111,6 +120,41 @@ async def restore_version(request: Request, name: str, number: int, who: Who) ->
             "title": "Cannot restore", "detail": str(exc),
             "back": f"/trees/{quote(name)}"}, status=exc.status, who=who)
     return RedirectResponse(f"/trees/{quote(name)}#versions", status_code=303)
+
+
+@router.post("/trees/import")
+async def import_tree(request: Request, who: Who, file: UploadFile,
+                      name: Annotated[str, Form(max_length=200)] = "",
+                      comment: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """A YAML file as the next version of a tree (named in the form, else after the
+    file), byte for byte; one that does not validate is kept as a draft and shown with
+    its markers. The API's ``POST /v1/trees/{name}/import`` rules, audited the same."""
+    if who.role not in EDIT_ROLES:
+        raise Forbidden(who, "import trees (designers and admins do)")
+    source = Path(file.filename or "tree.yaml").name[:100] or "tree.yaml"
+    tree = name.strip() or Path(source).stem
+    back = f"/trees/{quote(name.strip())}" if NAME.match(name.strip()) else "/trees/new"
+
+    def refused(title: str, detail: str, status: int = 422) -> Response:
+        return render(request, "error.html", {"title": title, "detail": detail,
+                                              "back": back}, status=status, who=who)
+
+    if not NAME.match(tree):
+        return refused("Not a tree name", f"{tree[:100]!r}: name the tree with letters, "
+                       "digits, - and _ (up to 100), or give the file such a name")
+    data = await file.read(MAX_YAML + 1)
+    if len(data) > MAX_YAML:
+        return refused("Too large", f"{source} is over {MAX_YAML:,} bytes; a tree is a few "
+                       "KB", status=413)
+    try:
+        text = await asyncio.to_thread(tree_file_text, data, source)
+        await asyncio.to_thread(import_version, request, who, tree, text, source,
+                                comment.strip() or None)
+    except TreeFileError as exc:
+        return refused(exc.title, str(exc))
+    except TreesError as exc:
+        return refused("Not imported", str(exc), exc.status)
+    return RedirectResponse(f"/trees/{quote(tree)}#versions", status_code=303)
 
 
 def _with_style_nonce(request: Request, who: Principal, name: str, sample: str,

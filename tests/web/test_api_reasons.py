@@ -50,3 +50,18 @@ def test_the_simulator_says_why_it_branched(live: Live) -> None:
         "yaml": MENU, "inputs": ["wait", "say:yes"]}).json()
     assert _why(menu) == [("m", "retry 1 of 3: no input after 5 s")]
     assert menu["path"] == ["m", "ok"] and menu["outcome"] == "ok"
+
+
+def test_played_files_are_named_as_the_tree_names_them(live: Live) -> None:
+    """Not by the server's path (the prompts folder is the server's business)."""
+    office = (PROMPTS / "office.yaml").read_text()
+    got = live.client(Role.VIEWER).post("/v1/trees/simulate", json={
+        "yaml": office, "at": "2026-12-22T09:00:00Z", "inputs": ["1"]})
+    plays = [s["text"] for s in got.json()["transcript"] if s["kind"] == "play"]
+    assert plays == ["audio/chime.wav"]
+    assert str(live.prompts) not in got.text
+    outside = office.replace("audio/chime.wav", "/srv/elsewhere/chime.wav")
+    got = live.client(Role.VIEWER).post("/v1/trees/simulate", json={
+        "yaml": outside, "at": "2026-12-22T09:00:00Z", "inputs": ["1"]})
+    assert [s["text"] for s in got.json()["transcript"] if s["kind"] == "play"] == [
+        "chime.wav"]

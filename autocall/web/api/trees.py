@@ -201,8 +201,17 @@ def _audited(request: Request, who: Principal, action: str,
         raise _refused(exc) from None
 
 
-def _simulated(result: SimulationResult) -> dict[str, object]:
-    return result.as_dict()
+def _simulated(result: SimulationResult, request: Request) -> dict[str, object]:
+    """The run as JSON, with each played file named as the tree names it (relative to
+    the prompts folder), never by the server's own path."""
+    out = result.as_dict()
+    root = _audio_root(request).resolve()
+    for step in out["transcript"]:
+        if step["kind"] == "play":
+            played = Path(step["text"]).resolve()
+            step["text"] = (str(played.relative_to(root)) if played.is_relative_to(root)
+                            else played.name)
+    return out
 
 
 @router.post("/validate", response_model=Validated)
@@ -235,7 +244,7 @@ async def simulate(body: Simulate, request: Request, _: Reader
     start = (body.at or dt.datetime.now(dt.UTC)).timestamp()
     sim = Simulator(tree, body.variables, start_time=start, answered_by=body.answered_by)
     result = await asyncio.to_thread(sim.run, body.inputs)
-    return _simulated(result)
+    return _simulated(result, request)
 
 
 @router.post("/cases", response_model=list[CaseOut])
@@ -257,7 +266,7 @@ async def cases(body: CasesRun, request: Request, _: Reader) -> list[CaseOut]:
         for case in wanted.cases:
             got = run_case(tree, case, wanted)
             out.append(CaseOut(name=got.name, passed=got.passed, failures=got.failures,
-                               got=_simulated(got.result)))
+                               got=_simulated(got.result, request)))
         return out
 
     return await asyncio.to_thread(run)

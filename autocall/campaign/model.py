@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autocall.campaign.amd import AmdSettings
 from autocall.campaign.outbox import WebhookTarget
-from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, CallStatus
+from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, CallRecord
+from autocall.telephony.record import CallStatus as CallStatus  # re-exported
 
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
 # the called party's location.
@@ -308,33 +309,23 @@ class Contact:
     network_faults: int = 0  # attempts that ended as network faults (not the callee's)
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """One try to reach a contact; the call record (DESIGN.md §4)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attempt(CallRecord):
+    """One try to reach a contact: the call record (DESIGN.md §4) as its attempt row holds
+    it, with the row's id and claim time; who and where are always known for an attempt."""
 
     id: int
+    created_at: datetime
     campaign: str
     contact_id: int
     attempt_no: int
     number: str
     caller_id: str
     node: str
-    status: CallStatus
-    outcome: Outcome | None
-    sip_code: int | None
-    q850: int | None
-    created_at: datetime
-    started_at: datetime | None
-    answered_at: datetime | None
-    ended_at: datetime | None
-    duration: float | None
-    billable: float | None
-    digits: str
-    path: list[str] = field(default_factory=list)
-    variables: dict[str, Any] = field(default_factory=dict)
-    recording: str | None = None
-    dialogue_outcome: str | None = None
-    answered_by: str | None = None
+    outcome: Outcome | None = None  # the retry outcome, once finished
+    # the seconds as stored (a row moved from an older store keeps its own)
+    duration: float | None = None
+    billable: float | None = None
 
 
 class CampaignError(ValueError):

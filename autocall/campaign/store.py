@@ -621,6 +621,16 @@ class Store:
             return conn.execute(select(dnc.c.number).where(dnc.c.number == number)
                                 ).first() is not None
 
+    def dnc_numbers(self, numbers: Iterable[str]) -> set[str]:
+        """Which of ``numbers`` (E.164) are on the store's do-not-call list (a preview)."""
+        wanted = list(numbers)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                found.update(conn.execute(select(dnc.c.number).where(
+                    dnc.c.number.in_(wanted[i:i + 500]))).scalars())
+        return found
+
     def contacts(self, name: str) -> list[Contact]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(contacts).where(contacts.c.campaign == name)
@@ -933,8 +943,8 @@ def _attempt(row: Any) -> Attempt:
         ended_at=_aware(row.ended_at), duration=row.duration, billable=row.billable,
         digits=row.digits or "", path=json.loads(row.path or "[]"),
         variables=json.loads(row.variables or "{}"), recording=row.recording,
-        dialogue_outcome=row.dialogue_outcome, answered_by=row.answered_by,
-    )
+        dialogue_outcome=row.dialogue_outcome, answered_by=row.answered_by, error=row.error,
+        unfinished=row.ended_at is None)
 
 
 def _dialect_insert(engine: Engine) -> Any:

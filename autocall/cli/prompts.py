@@ -768,7 +768,15 @@ def render(
         if malformed:
             raise typer.Exit(1)
         return
-    engines = [tts.EspeakEngine()] if offline else None
+    try:
+        engines = [tts.EspeakEngine()] if offline else tts.default_engines()
+    except ValueError as exc:  # AUTOCALL_TTS names an engine that does not exist
+        _err.print(f"error: AUTOCALL_TTS: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    notes = tts.missing_engines(engines)
+    if not as_json:
+        for note in notes:  # e.g. piper without autocall[piper]: the fallback speaks, say how
+            _err.print(f"note: {note}", style="yellow", markup=False, highlight=False)
     outcomes: list[Any] = []
     if as_json or not sys.stderr.isatty():
         outcomes = tts.render_prompts(list(wanted.values()), cache, engines=engines)
@@ -806,7 +814,8 @@ def render(
             }
         )
     if as_json:
-        payload = {"cache_dir": str(cache), "counts": counts, "prompts": rows + runtime}
+        payload = {"cache_dir": str(cache), "counts": counts, "prompts": rows + runtime,
+                   "notes": notes}
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     else:
         for row in rows:

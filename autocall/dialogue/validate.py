@@ -687,9 +687,12 @@ def _voices(tree: Tree, doc: Document) -> Iterator[Problem]:
     named = [(where, v) for where, v in wanted if piper.looks_like_piper_voice(v)]
     if not named:
         return
+    why = piper.missing()
     installed = piper.installed_voices()
     for where, voice in named:
-        if not any(v.answers_to(voice) for v in installed):
+        if why is not None:
+            yield doc.problem(where, "error", "voice", f"piper voice {voice!r}: {why}")
+        elif not any(v.answers_to(voice) for v in installed):
             have = ", ".join(v.name for v in installed) or "none"
             yield doc.problem(
                 where,

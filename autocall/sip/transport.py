@@ -1,9 +1,16 @@
-"""asyncio UDP and TCP transports for SIP (RFC 3261 §18).
+"""asyncio UDP, TCP and TLS transports for SIP (RFC 3261 §18, §26.2).
 
 The bind address (where the socket listens) is kept apart from the advertised address
 (what goes into Via and Contact), because behind NAT or in a container they differ.
 Transports only move bytes and frame TCP streams; everything else is in the sans-I/O
 modules.
+
+TLS (``TlsTransport``, set up by ``TlsSettings``) is the TCP transport with a handshake in
+front: certificates are verified by default, one connection per peer is reused in both
+directions (our Via carries ``alias``, RFC 5923, so a proxy sends requests for us back
+down the connection we opened), and every failure to connect becomes one sentence that
+says what went wrong (``tls_failure``): refused, TCP connect timeout, TLS handshake
+timeout, expired, wrong name, untrusted CA, client certificate wanted or refused.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import ipaddress
 import logging
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +29,10 @@ from typing import Any
 
 from autocall.sip.lograte import LogRate
 from autocall.sip.message import MAX_MESSAGE, Request, Response, StreamParser, parse_message
+from autocall.sip.tls import TlsSettings, tls_failure
 
-__all__ = ["Transport", "UdpTransport", "TcpTransport", "TcpLimits", "Received",
-           "default_advertise", "Resolver"]
+__all__ = ["Transport", "UdpTransport", "TcpTransport", "TcpLimits", "TlsSettings",
+           "TlsTransport", "Received", "default_advertise", "Resolver", "tls_failure"]
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
@@ -97,6 +106,8 @@ class Resolver:
 class Transport:
     name = "UDP"
     reliable = False
+    via_params = ""
+    """Added to our Via's parameters (TLS: ``;alias``, RFC 5923 connection reuse)."""
 
     def __init__(self, handler: Handler, advertise: Addr) -> None:
         self.handler = handler
@@ -109,6 +120,10 @@ class Transport:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def name_peer(self, dest: Addr, host: str) -> None:
+        """``dest`` was found by looking ``host`` up: TLS checks that name in its
+        certificate (RFC 5922 §7). Other transports do not care."""
 
     def _deliver(self, data: bytes, source: Addr) -> None:
         try:
@@ -243,6 +258,7 @@ class _TcpConn(asyncio.Protocol):
             del self.owner._conns[self.peer]
         self.owner._release(self)
         self.transport = None
+        self.owner._lost(self, exc)
 
 
 class TcpTransport(Transport):
@@ -314,6 +330,9 @@ class TcpTransport(Transport):
         else:
             self._per_source.pop(host, None)
 
+    def _lost(self, conn: _TcpConn, exc: Exception | None) -> None:
+        """A connection ended (``exc``: why, None for an orderly close)."""
+
     def _schedule_sweep(self) -> None:
         interval = min(1.0, self.limits.header_timeout / 4, self.limits.idle_timeout / 4)
         self._sweeper = asyncio.get_running_loop().call_later(interval, self._sweep)
@@ -371,3 +390,136 @@ class TcpTransport(Transport):
                 conn.transport.close()
         for task in self._pending.values():
             task.cancel()
+
+
+class _NoCertificate(asyncio.Protocol):
+    """Accepts and closes: a TLS transport without a certificate cannot serve, but still
+    holds the port it advertises (the alias of its outbound connections)."""
+
+    def __init__(self, owner: TlsTransport) -> None:
+        self.owner = owner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        self.owner.lograte.log(logging.WARNING, "tls-no-cert",
+                               "TLS connection from %s:%s closed: no certificate to serve with "
+                               "(set AUTOCALL_SIP_TLS_CERT_FILE and AUTOCALL_SIP_TLS_KEY_FILE)",
+                               peer[0], peer[1])
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+
+
+class TlsTransport(TcpTransport):
+    """SIP over TLS: the TCP transport (framing, limits, one connection per peer reused
+    both ways) with a handshake on every connection.
+
+    Outbound: a TCP connect (``connect_timeout``), then the handshake
+    (``handshake_timeout``) checked against ``server_name(dest)``; a failure ends every
+    transaction waiting for that peer with the sentence of ``tls_failure`` (the agent
+    turns it into a local 503). A connection the server drops with a TLS alert after the
+    handshake (TLS 1.3 refuses a client certificate only then) ends them the same way.
+    Inbound: with a certificate of ours the listening port accepts TLS (``serve``);
+    without one, connections to it are closed with a log line.
+    """
+
+    name = "TLS"
+    reliable = True
+    via_params = ";alias"
+
+    def __init__(self, handler: Handler, advertise: Addr, limits: TcpLimits | None = None,
+                 settings: TlsSettings | None = None) -> None:
+        super().__init__(handler, advertise, limits)
+        self.settings = settings or TlsSettings()
+        self._client = self.settings.client_context()
+        self._serving = self.settings.server_context()
+        self._names: dict[Addr, str] = {}
+        if not self.settings.verify:
+            log.warning("TLS certificate verification is off: any server will do "
+                        "(AUTOCALL_SIP_TLS_VERIFY=0)")
+
+    @classmethod
+    async def create(cls, handler: Handler, bind: Addr,
+                     advertise: tuple[str | None, int | None] = (None, None),
+                     limits: TcpLimits | None = None,
+                     settings: TlsSettings | None = None) -> TlsTransport:
+        self = cls(handler, ("", 0), limits, settings)
+        loop = asyncio.get_running_loop()
+        if self._serving is not None:
+            self._server = await loop.create_server(
+                lambda: _TcpConn(self), bind[0], bind[1], ssl=self._serving,
+                ssl_handshake_timeout=self.settings.handshake_timeout)
+        else:
+            self._server = await loop.create_server(lambda: _NoCertificate(self), bind[0],
+                                                    bind[1])
+        host, port = self._server.sockets[0].getsockname()[:2]
+        self.local = (host, port)
+        self.advertise = (advertise[0] or default_advertise(host), advertise[1] or port)
+        self._schedule_sweep()
+        return self
+
+    @property
+    def serving(self) -> bool:
+        """True when inbound TLS connections are accepted (a certificate is configured)."""
+        return self._serving is not None
+
+    def name_peer(self, dest: Addr, host: str) -> None:
+        self._names[dest] = host
+
+    def server_name(self, dest: Addr) -> str:
+        """The name ``dest``'s certificate must carry: the configured one, else the name
+        ``dest`` was found by, else its address (checked against the IP SANs)."""
+        return self.settings.server_name or self._names.get(dest) or dest[0]
+
+    async def _connect(self, dest: Addr) -> None:
+        loop = asyncio.get_running_loop()
+        where, name = f"{dest[0]}:{dest[1]}", self.server_name(dest)
+        limits = self.settings
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        handed_over = False
+        why: str | None = None
+        try:
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, dest), limits.connect_timeout)
+            except TimeoutError:
+                why = (f"TCP connect to {where} timed out after {limits.connect_timeout:g} s "
+                       "(no TLS handshake was started)")
+            except OSError as exc:
+                why = f"TCP connect to {where} failed: " \
+                    f"{os.strerror(exc.errno) if exc.errno else exc}"
+            if why is None:
+                try:
+                    _, proto = await asyncio.wait_for(loop.create_connection(
+                        lambda: _TcpConn(self, inbound=False), sock=sock, ssl=self._client,
+                        server_hostname=name,
+                        ssl_handshake_timeout=limits.handshake_timeout + 1),
+                        limits.handshake_timeout)
+                    handed_over = True
+                    for data in self._queued.pop(dest, []):
+                        if proto.transport is not None:
+                            proto.transport.write(data)
+                except TimeoutError:
+                    why = (f"TLS handshake with {where} timed out after "
+                           f"{limits.handshake_timeout:g} s (the TCP connection was made, but "
+                           "no TLS answer came: is that port TLS?)")
+                except (OSError, ssl.SSLError, EOFError) as exc:
+                    why = tls_failure(exc, where, name)
+        finally:
+            self._pending.pop(dest, None)
+            if not handed_over:
+                sock.close()
+        if why is not None:
+            self._queued.pop(dest, None)
+            self.lograte.log(logging.WARNING, "tls-connect", "%s", why)
+            if self.on_unreachable is not None:
+                self.on_unreachable(dest, why)
+
+    def _lost(self, conn: _TcpConn, exc: Exception | None) -> None:
+        """A TLS alert on a connection we opened (a refused client certificate under TLS
+        1.3 comes after the handshake): the requests waiting on it get its sentence."""
+        if conn.inbound or not isinstance(exc, ssl.SSLError):
+            return
+        why = tls_failure(exc, f"{conn.peer[0]}:{conn.peer[1]}", self.server_name(conn.peer))
+        self.lograte.log(logging.WARNING, "tls-lost", "%s", why)
+        if self.on_unreachable is not None:
+            self.on_unreachable(conn.peer, why)

@@ -56,6 +56,7 @@ from autocall.sip.message import (
 )
 from autocall.sip.refer import ReferRefused, ReferTarget, check_refer, notify_request
 from autocall.sip.sdp import parse_sdp
+from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import (
     ClientTransaction,
     Deliver,
@@ -71,6 +72,8 @@ from autocall.sip.transport import (
     Resolver,
     TcpLimits,
     TcpTransport,
+    TlsSettings,
+    TlsTransport,
     Transport,
     UdpTransport,
 )
@@ -115,6 +118,10 @@ class UAConfig:
     """Slow-loris limits of the TCP transport (timeouts, message size, connections)."""
     dns_servers: tuple[tuple[str, int], ...] = ()
     """Name servers for NAPTR/SRV/A (RFC 3263); empty: the system's."""
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    """Certificates, names and timeouts of ``transport="tls"`` (RFC 3261 §26.2)."""
+    session_timer: TimerPolicy | None = field(default_factory=TimerPolicy)
+    """Session timers (RFC 4028) offered and accepted; None: none (``Require: timer`` → 420)."""
 
 
 def invite_problem(invite: Request) -> str | None:
@@ -183,11 +190,17 @@ class SipUA:
         self.on_invite = on_invite
         bind = (config.bind_host, config.bind_port)
         advertise = (config.advertise_host, config.advertise_port)
-        if config.transport.lower() == "tcp":
+        kind = config.transport.lower()
+        if kind == "tls":
+            self.transport = await TlsTransport.create(self._received, bind, advertise,
+                                                       config.tcp_limits, config.tls)
+        elif kind == "tcp":
             self.transport = await TcpTransport.create(self._received, bind, advertise,
                                                        config.tcp_limits)
-        else:
+        elif kind == "udp":
             self.transport = await UdpTransport.create(self._received, bind, advertise)
+        else:
+            raise ValueError(f"SIP transport {config.transport!r} is not one of udp, tcp, tls")
         if config.register:
             self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
         self.transport.on_unreachable = self._unreachable
@@ -242,11 +255,13 @@ class SipUA:
     def via(self) -> str:
         host, port = self.advertised
         name = self.transport.name if self.transport else "UDP"
-        return f"SIP/2.0/{name} {host}:{port};branch={new_branch()};rport"
+        extra = self.transport.via_params if self.transport else ""
+        return f"SIP/2.0/{name} {host}:{port};branch={new_branch()};rport{extra}"
 
     def contact(self, user: str | None = None) -> str:
         host, port = self.advertised
-        tp = ";transport=tcp" if self.transport is not None and self.transport.reliable else ""
+        tp = f";transport={self.transport.name.lower()}" \
+            if self.transport is not None and self.transport.reliable else ""
         return f"<sip:{user or self.config.user}@{host}:{port}{tp}>"
 
     def local_address(self, user: str | None = None, display: str | None = None) -> Address:
@@ -277,6 +292,9 @@ class SipUA:
         if not hops:
             raise OSError(f"cannot resolve {target.host}: no NAPTR, SRV or A record for it")
         self._routes[self._route_key(target)] = [(hop.address, hop.port) for hop in hops]
+        if self.transport is not None:
+            for hop in hops:  # TLS checks the certificate against the looked-up name
+                self.transport.name_peer((hop.address, hop.port), hop.host)
 
     def destinations(self, uri: URI) -> list[Addr]:
         """The servers for an out-of-dialog request to ``uri``, first choice first
@@ -522,8 +540,10 @@ class SipUA:
             self.respond(tx, response_to(req, 200, to_tag=session.usage.local_tag))
             self.execute(session, session.usage.receive(req, self._now()))
             return
-        required = [o.strip() for o in req.headers.get_all("Require")]
-        if required:  # we implement no extensions (no 100rel, no timer): §8.2.2.3
+        supported = {"timer"} if self.config.session_timer is not None else set()
+        required = [o.strip() for o in req.headers.get_all("Require")
+                    if o.strip().lower() not in supported]
+        if required:  # §8.2.2.3: an extension we do not implement (100rel)
             h = Headers([("Unsupported", ", ".join(required))])
             self.respond(tx, response_to(req, 420, "Bad Extension", to_tag=new_tag(), headers=h))
             return
@@ -547,8 +567,13 @@ class SipUA:
             if self.on_invite is None or self.closed:
                 self.respond(tx, response_to(req, 480, to_tag=new_tag()))
                 return
-            usage = InviteUsage(self, "uas", req, peer=source, timers=self.config.timers)
+            usage = InviteUsage(self, "uas", req, peer=source, timers=self.config.timers,
+                                session_timer=self.config.session_timer)
             session = InviteSession(self, usage, tx)
+            refused = usage.screen()  # a Session-Expires too short (422) or malformed (400)
+            if refused:
+                self.execute(session, refused)
+                return
             self._pending_invites[tx.key] = session
             self.on_invite(session)
             return
@@ -585,8 +610,12 @@ class SipUA:
                     self.transmit(action.message, dest)
                 else:
                     req = action.request
-                    on_result = self._invite_result(session, req) if req.method == "INVITE" \
-                        else _ignore
+                    if action.refresh:
+                        on_result = self._refresh_result(session, req)
+                    elif req.method == "INVITE":
+                        on_result = self._invite_result(session, req)
+                    else:
+                        on_result = _ignore
                     self.send_request(req, dest, on_result)
             elif isinstance(action, Respond):
                 target = tx or session.server_tx
@@ -627,6 +656,15 @@ class SipUA:
                     isinstance(resp, LocalFailure) or resp.status == 503):
                 self._server_down(usage.peer, resp)
             self.execute(session, session.usage.receive(resp, self._now()))
+        return on_result
+
+    def _refresh_result(self, session: InviteSession,
+                        request: Request) -> Callable[[Response | None], None]:
+        def on_result(resp: Response | None) -> None:
+            if resp is None:  # the refresh timed out: the far end is gone (RFC 4028 §10)
+                resp = LocalFailure(408, "Request Timeout (no response)",
+                                    response_to(request, 408).headers)
+            self.execute(session, session.usage.refreshed(resp, self._now()))
         return on_result
 
     def _server_down(self, server: Addr, resp: Response) -> None:
@@ -686,7 +724,8 @@ class SipUA:
         req.headers.add("Allow", ALLOW)
         for name, value in headers or []:
             req.headers.add(name, value)
-        session = InviteSession(self, InviteUsage(self, "uac", req, timers=self.config.timers))
+        session = InviteSession(self, InviteUsage(self, "uac", req, timers=self.config.timers,
+                                                  session_timer=self.config.session_timer))
         session.set_offer(sdp)
         if listener is not None:
             session.listener = listener
@@ -721,7 +760,12 @@ class SipUA:
         req = self.base_request("REGISTER", uri, from_, aor, self._reg_call_id, self._reg_cseq)
         req.headers.add("Contact", f"{self.contact()};expires={expires}")
         req.headers.add("Expires", str(expires))
-        dest = (await self.resolver.resolve(uri.hostport[0]), uri.hostport[1])
+        host, port = uri.hostport
+        if uri.port is None and self.config.transport.lower() == "tls":
+            port = 5061  # §19.1.2: the default port of SIP over TLS
+        dest = (await self.resolver.resolve(host), port)
+        if self.transport is not None:
+            self.transport.name_peer(dest, host)
         resp = await self.request(req, dest)
         self._reg_cseq = resp.cseq.number if resp.status < 300 else self._reg_cseq + 1
         if resp.status >= 300:
@@ -907,20 +951,32 @@ class InviteSession:
         dialog = self.usage.dialog
         dest = await self.hop()  # before the CSeq is taken, so requests leave in CSeq order
         contact = self.ua.contact() if method in ("INVITE", "UPDATE", "REFER") else None
+        refresh = method in ("INVITE", "UPDATE")  # it refreshes the session too (RFC 4028)
+        if refresh:
+            extra = [*(extra or []), *self.usage.refresh_extra()]
         req = dialog.new_request(method, self.ua.via(), contact=contact, body=body,
                                  content_type=content_type, extra=extra)
         if method != "INVITE":
-            return await self.ua.request(req, dest)
+            resp = await self.ua.request(req, dest)
+            if refresh:
+                if body and 200 <= resp.status < 300:
+                    self.usage.local_sdp = body
+                self.ua.execute(self, self.usage.app_refreshed(resp, self.ua.loop.time()))
+            return resp
         fut: asyncio.Future[Response] = self.ua.loop.create_future()
 
         def on_result(resp: Response | None) -> None:
             if resp is None and not fut.done():
                 fut.set_result(Response(408))
             elif resp is not None and resp.status >= 200:
+                first = not fut.done()  # not a retransmitted 2xx
                 if resp.status < 300 and self.usage.dialog is not None:
                     self.usage.dialog.refresh_target(resp)  # §12.2.1.2, then ACK it (§13.2.2.4)
                     self.ua.transmit(self.usage.dialog.ack(req.cseq.number, self.ua.via()), dest)
-                if not fut.done():
+                    if body and first:  # a session refresh repeats what was last accepted
+                        self.usage.local_sdp = body
+                if first:
+                    self.ua.execute(self, self.usage.app_refreshed(resp, self.ua.loop.time()))
                     fut.set_result(resp)
 
         self.ua.send_request(req, dest, on_result)

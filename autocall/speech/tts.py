@@ -53,6 +53,7 @@ __all__ = [
     "default_engines",
     "engine_named",
     "forget_failures",
+    "missing_engines",
     "prompt_key",
     "render_prompt",
     "render_prompts",
@@ -127,6 +128,11 @@ class TtsEngine(abc.ABC):
     @property
     def identity(self) -> str:
         return self.name
+
+    def missing(self) -> str | None:
+        """Why this engine cannot speak on this machine at all (not installed), with the
+        install hint; None when it is installed. Cheap: no render, no network."""
+        return None
 
     def available(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
@@ -276,6 +282,9 @@ def _gtts_language(language: str, known: dict[str, str]) -> str | None:
     return region.get(tag.lower())
 
 
+ESPEAK_HINT = "apt-get install espeak-ng (scripts/setup.sh installs it)"
+
+
 class EspeakEngine(TtsEngine):
     """espeak-ng through a subprocess: offline, about a hundred languages."""
 
@@ -290,7 +299,9 @@ class EspeakEngine(TtsEngine):
     def _run(self, args: list[str], stdin: bytes | None = None) -> bytes:
         exe = shutil.which(self.executable)
         if exe is None:
-            raise EngineUnavailable(f"espeak-ng: {self.executable!r} is not installed")
+            raise EngineUnavailable(
+                f"espeak-ng: {self.executable!r} is not installed; {ESPEAK_HINT}"
+            )
         try:
             done = subprocess.run(
                 [exe, *args],
@@ -336,6 +347,11 @@ class EspeakEngine(TtsEngine):
                 return candidate
         return None
 
+    def missing(self) -> str | None:
+        if shutil.which(self.executable) is None:
+            return f"espeak-ng: {self.executable!r} is not installed; {ESPEAK_HINT}"
+        return None
+
     def supports(self, language: str) -> bool:
         return self._voice_for(language) is not None
 
@@ -372,6 +388,11 @@ def engine_named(name: str) -> TtsEngine:
     if key in ("espeak", "espeak-ng"):
         return EspeakEngine()
     raise ValueError(f"unknown TTS engine {name!r}; use one of {', '.join(ENGINE_NAMES)}")
+
+
+def missing_engines(engines: Sequence[TtsEngine]) -> list[str]:
+    """One line per engine in *engines* that is not installed here: what and how to install."""
+    return [why for why in (e.missing() for e in engines) if why is not None]
 
 
 def default_engines(order: Sequence[str] | None = None) -> list[TtsEngine]:

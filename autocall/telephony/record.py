@@ -70,17 +70,22 @@ class CallFacts(Protocol):
     def call_id(self) -> str: ...
 
 
-class DialogueFacts(Protocol):
+class LiveDialogue(Protocol):
+    """A dialogue still running (``dialogue.engine.Engine``): what it has so far."""
+
+    @property
+    def digits(self) -> str: ...
+    @property
+    def path(self) -> Sequence[str]: ...
+    @property
+    def variables(self) -> Mapping[str, object]: ...
+
+
+class DialogueFacts(LiveDialogue, Protocol):
     """What the record reads from a dialogue's run (``telephony.runner.RunResult``)."""
 
     @property
     def outcome(self) -> str: ...
-    @property
-    def path(self) -> Sequence[str]: ...
-    @property
-    def digits(self) -> str: ...
-    @property
-    def variables(self) -> Mapping[str, object]: ...
     @property
     def recording(self) -> str | None: ...
     @property
@@ -101,7 +106,7 @@ class CallRecord:
     answered_at: datetime | None = None
     ended_at: datetime | None = None
     digits: str = ""
-    path: tuple[str, ...] = ()
+    path: Sequence[str] = ()  # a tuple as built, a list as read back
     variables: Mapping[str, object] = field(default_factory=dict)
     recording: str | None = None
     dialogue_outcome: str | None = None
@@ -189,17 +194,6 @@ def build(call: CallFacts | None, run: DialogueFacts | None, *, started: datetim
         error=error or (r.error if r else None), unfinished=unfinished, number=number,
         caller_id=caller_id, direction=direction, source=source, tree=tree,
         campaign=campaign, contact_id=contact_id, attempt_no=attempt_no, node=node)
-
-
-class LiveDialogue(Protocol):
-    """A dialogue still running (``dialogue.engine.Engine``): what it has so far."""
-
-    @property
-    def digits(self) -> str: ...
-    @property
-    def path(self) -> Sequence[str]: ...
-    @property
-    def variables(self) -> Mapping[str, object]: ...
 
 
 class Unfinished:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser, expect
 from test_browser import add_user, browser, csp_watch, log_in, shot, start_web  # noqa: F401
+from test_designer_versions_browser import settle
 
 from autocall.campaign.store import Store
 from autocall.campaign.trees import TreeLibrary
@@ -97,6 +98,7 @@ def test_build_the_dental_reminder_from_an_empty_page(tmp_path: Path,
             expect(page.locator("#status")).to_contain_text("store:dental-reminder@1")
             shot(page, "designer-new-tree.png")
 
+            settle(page)
             page.goto(f"{web.url}/trees/dental-reminder")
             expect(page.locator("#findings")).to_have_text(re.compile(r"^valid · "),
                                                            timeout=15_000)

@@ -97,7 +97,8 @@ def pin_tree(store: Store, trees: TreeLibrary, name: str, tree: str, version: in
              also: Callable[[Connection, str], None] | None = None) -> Pinned:
     """Point campaign ``name`` at version ``version`` of stored tree ``tree``; only a
     published version may run (:class:`TreesError` 409; 404 for an unknown tree or
-    version; :class:`StoreError` for an unknown campaign). ``also(conn, before)`` runs
+    version; 422 when the tree declares ``contact_fields`` the campaign's contacts lack;
+    :class:`StoreError` for an unknown campaign). ``also(conn, before)`` runs
     in the same transaction. A dialer running the campaign places its next calls on the new
     version within a second; calls in flight end on the version they started with."""
     store.campaign(name)  # an unknown campaign is told first, before the tree
@@ -106,6 +107,13 @@ def pin_tree(store: Store, trees: TreeLibrary, name: str, tree: str, version: in
         raise TreesError(409, f"{tree} version {version} is not published; a designer "
                               "publishes it first (a campaign runs only published versions)")
     spec = pin(tree, version)
+    needed = trees.load(spec).contact_fields or []
+    sample = store.contacts_page(name, 0, 1)
+    missing = [f for f in needed if sample and f not in sample[0].fields]
+    if missing:
+        raise TreesError(422, f"{tree} version {version} needs the contact field(s) "
+                              f"{', '.join(missing)}, which {name}'s contacts do not have "
+                              f"(they have: {', '.join(sample[0].fields) or 'none'})")
     return Pinned(name, store.set_tree(name, spec, also), spec)
 
 

@@ -277,6 +277,7 @@ _STEP_STYLE = {
     "webhook": "yellow",
     "transfer": "yellow",
     "record": "yellow",
+    "why": "cyan",
 }
 
 

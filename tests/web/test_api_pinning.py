@@ -10,7 +10,7 @@ import httpx
 
 from autocall.campaign.model import CampaignState
 from autocall.web.accounts import Role, audit_lines
-from tests.web.api_fixtures import TREE, Live, assert_problem, campaign_body
+from tests.web.api_fixtures import TREE, Live, assert_problem, campaign_body, us_number
 from tests.web.api_fixtures import live_server as live_server  # noqa: F401
 
 BROKEN = TREE.replace("next: bye", "next: byee")
@@ -101,3 +101,27 @@ def test_only_marketers_and_admins_pick_a_version(live: Live) -> None:
     assert live.client(Role.ADMIN).post("/v1/campaigns/spring/tree",
                                         json=body).status_code == 200
     assert live.store.tree_of("spring") == "store:held@1"
+
+
+def test_a_version_that_needs_fields_the_contacts_lack_is_refused(live: Live) -> None:
+    designer, marketer = live.client(Role.DESIGNER), live.client(Role.MARKETER)
+    needs = TREE.replace("start: talk", "contact_fields: [first_name, due_date]\n"
+                         "start: talk")
+    for name, text in (("needy", needs), ("named", needs.replace(", due_date", ""))):
+        assert designer.post(f"/v1/trees/{name}/versions", json={"yaml": text}).json()[
+            "errors"] == 0
+        assert designer.post(f"/v1/trees/{name}/versions/1/publish").status_code == 200
+    assert marketer.post("/v1/campaigns", json=campaign_body("spring")).status_code == 201
+    # no contacts yet: nothing to check against
+    assert marketer.post("/v1/campaigns/spring/tree",
+                         json={"tree": "needy", "version": 1}).status_code == 200
+    csv = "phone,first_name\n" + "".join(f"{us_number(i)},Ann{i}\n" for i in range(3))
+    assert marketer.post("/v1/campaigns/spring/contacts", content=csv,
+                         headers={"content-type": "text/csv"}).status_code == 200
+    refused = assert_problem(marketer.post("/v1/campaigns/spring/tree",
+                                           json={"tree": "needy", "version": 1}), 422)
+    assert "due_date" in str(refused["detail"]) and "phone, first_name" in str(
+        refused["detail"])
+    assert marketer.post("/v1/campaigns/spring/tree",
+                         json={"tree": "named", "version": 1}).status_code == 200
+    assert live.store.tree_of("spring") == "store:named@1"

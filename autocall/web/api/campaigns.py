@@ -276,8 +276,9 @@ def pin_campaign_tree(name: Name, body: PinTree, request: Request,
                             conn, who, "campaign.tree", name,
                             tree=pin(body.tree, body.version), previous=_tree_shown(before)))
     except TreesError as exc:
-        raise Problem(exc.status, "Conflict" if exc.status == 409 else "Not Found",
-                      str(exc)) from None
+        title = {409: "Conflict", 404: "Not Found"}.get(exc.status, "Invalid request")
+        raise Problem(exc.status, title, str(exc),
+                      errors=[{"loc": ["body", "tree"], "msg": str(exc)}]) from None
     except StoreError:
         raise Problem(404, "Not Found", f"no campaign {name!r}") from None
     return PinnedOut(name=name, previous=_tree_shown(done.before), tree=done.after)

@@ -31,7 +31,14 @@ from autocall.audio.convert import (
     to_mono,
     write_atomic,
 )
-from autocall.campaign.trees import TreeLibrary, TreesError, TreeVersion, findings
+from autocall.campaign.trees import (
+    TreeFileError,
+    TreeLibrary,
+    TreesError,
+    TreeVersion,
+    findings,
+    tree_file_text,
+)
 from autocall.dialogue import graph, loader
 from autocall.dialogue.loader import Problem as Finding
 from autocall.dialogue.loader import TreeError
@@ -175,21 +182,36 @@ def _refused(exc: TreesError) -> Problem:
     return Problem(exc.status, titles.get(exc.status, "Error"), str(exc))
 
 
+def change_audited(request: Request, who: Principal, action: str,
+                   change: Callable[[TreeLibrary], TreeVersion], **detail: str) -> TreeVersion:
+    """A designer's change to the library, and its audit line (every save, publish,
+    restore and import is in the audit log), for the API and the designer's page alike.
+    Raises :class:`TreesError` when the library refuses it."""
+    done = change(library(request))
+    with store_of(request).engine.begin() as conn:
+        audit(conn, who, action, done.pin, errors=done.errors, **detail)
+    return done
+
+
 def _audited(request: Request, who: Principal, action: str,
              change: Callable[[TreeLibrary], TreeVersion]) -> VersionOut:
-    """A designer's change to the library, and its audit line (every save and publish is
-    in the audit log)."""
     try:
-        done = change(library(request))
+        return _out(change_audited(request, who, action, change))
     except TreesError as exc:
         raise _refused(exc) from None
-    with store_of(request).engine.begin() as conn:
-        audit(conn, who, action, done.pin, errors=done.errors)
-    return _out(done)
 
 
-def _simulated(result: SimulationResult) -> dict[str, object]:
-    return result.as_dict()
+def _simulated(result: SimulationResult, request: Request) -> dict[str, object]:
+    """The run as JSON, with each played file named as the tree names it (relative to
+    the prompts folder), never by the server's own path."""
+    out = result.as_dict()
+    root = _audio_root(request).resolve()
+    for step in out["transcript"]:
+        if step["kind"] == "play":
+            played = Path(step["text"]).resolve()
+            step["text"] = (str(played.relative_to(root)) if played.is_relative_to(root)
+                            else played.name)
+    return out
 
 
 @router.post("/validate", response_model=Validated)
@@ -222,7 +244,7 @@ async def simulate(body: Simulate, request: Request, _: Reader
     start = (body.at or dt.datetime.now(dt.UTC)).timestamp()
     sim = Simulator(tree, body.variables, start_time=start, answered_by=body.answered_by)
     result = await asyncio.to_thread(sim.run, body.inputs)
-    return _simulated(result)
+    return _simulated(result, request)
 
 
 @router.post("/cases", response_model=list[CaseOut])
@@ -244,7 +266,7 @@ async def cases(body: CasesRun, request: Request, _: Reader) -> list[CaseOut]:
         for case in wanted.cases:
             got = run_case(tree, case, wanted)
             out.append(CaseOut(name=got.name, passed=got.passed, failures=got.failures,
-                               got=_simulated(got.result)))
+                               got=_simulated(got.result, request)))
         return out
 
     return await asyncio.to_thread(run)
@@ -384,19 +406,10 @@ async def import_file(name: TreeName, request: Request, who: Designer,
     refused (422) with the line and column. Takes an ``Idempotency-Key``."""
     data, source = await read_upload(request, limit=MAX_YAML, what="the tree's YAML file",
                                      raw_types=YAML_TYPES, default_name=f"{name}.yaml")
-    doc, problems = await asyncio.to_thread(loader.parse, data, source)
-    if doc is None:
-        (problem,) = problems[:1]
-        not_text = problem.code == "file"
-        raise _unreadable(problem, "Not UTF-8 text" if not_text else "Not YAML",
-                          f"{source}:{problem.line}:{problem.column}: {problem.message}")
-    if not isinstance(doc.data, dict):
-        kind = "empty" if doc.data is None else f"a YAML {type(doc.data).__name__}"
-        raise _unreadable(Finding(source, 1, 1, "error", "tree", (
-            f"the file is {kind}, not a prompt tree: a tree is a mapping with start: and "
-            "nodes: (see autocall prompts schema)")), "Not a prompt tree",
-            f"{source} is {kind}, not a prompt tree (a mapping with start: and nodes:)")
-    text = data.decode("utf-8")  # parse() has checked it is UTF-8
+    try:
+        text = await asyncio.to_thread(tree_file_text, data, source)
+    except TreeFileError as exc:
+        raise _unreadable(exc.problem, exc.title, str(exc)) from None
     store = store_of(request)
     key = idempotency.key_of(request, who, name, comment or "", data)
     replay = await asyncio.to_thread(idempotency.claim, store.engine, key)
@@ -404,12 +417,8 @@ async def import_file(name: TreeName, request: Request, who: Designer,
         return replay
 
     def save() -> dict[str, object]:
-        library_ = library(request)
-        saved = library_.save(name, text, who.actor, comment or f"imported from {source}")
-        found = findings(text, f"{name}.yaml", library_.audio_root)[1]
-        with store.engine.begin() as conn:
-            audit(conn, who, "tree.import", saved.pin, errors=saved.errors, file=source)
-        checked = _validated(found)
+        saved = import_version(request, who, name, text, source, comment)
+        checked = _validated(findings(text, f"{name}.yaml", _audio_root(request))[1])
         return Imported.model_validate({**_out(saved).model_dump(), "valid": checked.valid,
                                         "findings": checked.findings}).model_dump(mode="json")
 
@@ -422,6 +431,14 @@ async def import_file(name: TreeName, request: Request, who: Designer,
         await asyncio.to_thread(idempotency.release, store.engine, key)
         raise
     return await asyncio.to_thread(idempotency.finish, store.engine, key, 201, body)
+
+
+def import_version(request: Request, who: Principal, name: str, text: str, source: str,
+                   comment: str | None) -> TreeVersion:
+    """An imported file's text as the next version of ``name``, audited as
+    ``tree.import`` (the API and the designer's page)."""
+    return change_audited(request, who, "tree.import", lambda trees: trees.save(
+        name, text, who.actor, comment or f"imported from {source}"), file=source)
 
 
 @router.get("/{name}/versions", response_model=list[VersionOut])

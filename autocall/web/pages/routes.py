@@ -289,7 +289,7 @@ async def pin_campaign_tree(request: Request, name: str, who: Who,
         await asyncio.to_thread(apply)
     except TreesError as exc:
         return render(request, "error.html", {
-            "title": "Cannot run that version" if exc.status == 409 else "Not found",
+            "title": {404: "Not found"}.get(exc.status, "Cannot run that version"),
             "detail": str(exc), "back": back}, status=exc.status, who=who)
     except StoreError:
         return _not_found(request, who, f"There is no campaign {name!r}.")

@@ -22,12 +22,12 @@ overall (bench/bench_asr.py --english). pocketsphinx holds the GIL while it deco
 a worker thread does not spare the event loop: with an answer every 150 ms, a 20 ms
 media clock on the loop woke up late by 100-470 ms (p99, load average 7-9 on 2 cores)
 with the decode inline and 90-160 ms with it in a thread, and 7-11 ms (idle: 3-6 ms)
-with it in a process pool (bench/bench_sphinx_loop.py). So the telephony runner calls :meth:`SphinxModel.offload`:
-:meth:`SphinxUtterance.finish` then sends the utterance's audio to a spawned worker
-process and returns a future at once. Without it (tests, benchmarks, the validator) the
-decode runs in the caller's thread. A decoder takes ~0.3 s to load the acoustic model, so
-decoders are pooled per process (the worker has its own): one is borrowed for one
-utterance and handed back when its words are read.
+with it in a process pool (bench/bench_sphinx_loop.py). So the telephony runner calls
+:meth:`SphinxModel.offload`: :meth:`SphinxUtterance.finish` then sends the utterance's
+audio to a spawned worker process and returns a future at once. Without it (tests,
+benchmarks, the validator) the decode runs in the caller's thread. A decoder takes
+~0.3 s to load the acoustic model, so decoders are pooled per process (the worker has
+its own): one is borrowed for one utterance and handed back when its words are read.
 """
 
 from __future__ import annotations

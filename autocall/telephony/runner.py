@@ -147,8 +147,8 @@ class AudioCache:
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
 
     async def say(self, action: eng.Say) -> Pcm:
-        key = ("say", action.text, action.language, action.voice or "")
-        prompt = PromptText(action.text, action.language, action.voice)
+        key = ("say", action.text, action.language, action.voice or "", *(action.tts or ()))
+        prompt = PromptText(action.text, action.language, action.voice, action.tts)
         return await self._get(key, lambda: _wav_pcm(render_prompt(prompt, self.tts_cache_dir)))
 
     async def warm(self, prompts: list[eng.Say]) -> list[str]:
@@ -686,7 +686,8 @@ def prompts_of(tree: Tree, variables: dict[str, str] | None = None) -> list[eng.
     """
     values = {k: str(v) for k, v in tree.variables.items()}
     values.update(variables or {})
-    found = {eng.Say(render(p.say, values), p.language or tree.language, p.voice): None
+    found = {eng.Say(render(p.say, values), p.language or tree.language, p.voice,
+                     tuple(p.tts) if p.tts else None): None
              for _, p in spoken_prompts(tree)}
     return list(found)
 

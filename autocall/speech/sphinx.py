@@ -132,7 +132,9 @@ class SphinxModel:
         pocketsphinx holds the GIL while it decodes (bench/bench_sphinx_loop.py), so a
         thread does not help: a 20 ms media clock on the same event loop woke up to
         hundreds of ms late. The workers are spawned (not forked from a process with an
-        event loop and threads) and load the model before their first utterance.
+        event loop and threads) and load the model before their first utterance; as with
+        any spawned process, a script of one's own that places calls must keep its top
+        level under ``if __name__ == "__main__":`` (the ``autocall`` command does).
         """
         with self._lock:
             if self._workers is not None:

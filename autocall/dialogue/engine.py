@@ -87,7 +87,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -213,6 +213,7 @@ class Say:
     text: str
     language: str = "en"
     voice: str | None = None
+    tts: tuple[str, ...] | None = None  # engine order (item's, node's, tree's); None: settings
 
 
 @dataclass(frozen=True)
@@ -499,8 +500,7 @@ class Engine:
         if isinstance(node, SayNode | PlayNode):
             if isinstance(node, SayNode):
                 language = node.language or self.tree.language
-                voice = node.voice or self.tree.voice
-                audio = self._render_prompts(node.say, language, voice)
+                audio = self._render_prompts(node.say, language, node.voice, node.tts)
             else:
                 paths = node.play if isinstance(node.play, list) else [node.play]
                 audio = self._render_prompts([PlayPrompt(play=p) for p in paths])
@@ -564,16 +564,23 @@ class Engine:
     # --- prompts ---------------------------------------------------------------------
 
     def _render_prompts(
-        self, prompts: Prompts | None, language: str | None = None, voice: str | None = None
+        self,
+        prompts: Prompts | None,
+        language: str | None = None,
+        voice: str | None = None,
+        tts: Sequence[str] | None = None,
     ) -> list[Action]:
         out: list[Action] = []
         for item in prompt_items(prompts):
             if isinstance(item, SayPrompt):
+                lang = item.language or language or self.tree.language
+                order = item.tts or tts or self.tree.tts
                 out.append(
                     Say(
                         render(item.say, self.variables),
-                        item.language or language or self.tree.language,
-                        item.voice or voice or self.tree.voice,
+                        lang,
+                        item.voice or voice or self.tree.voice_for(lang),
+                        tuple(order) if order else None,
                     )
                 )
             else:

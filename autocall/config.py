@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autocall.sip.sdes import SrtpPolicy, parse_policy
 from autocall.sip.tls import TlsSettings
 
 
@@ -71,6 +72,15 @@ def tls_from_env() -> TlsSettings:
     )
 
 
+def srtp_from_env() -> SrtpPolicy:
+    """SRTP with SDES keys (see `autocall.sip.sdes`): ``AUTOCALL_SRTP`` off (default),
+    optional or required; ``AUTOCALL_SRTP_SUITES`` the suites in order (default
+    AES_CM_128_HMAC_SHA1_80,AES_CM_128_HMAC_SHA1_32); ``AUTOCALL_SRTP_CLEAR_KEYS=1``
+    allows keys over signalling that is not TLS."""
+    return parse_policy(_env("AUTOCALL_SRTP", "off") or "off", _env("AUTOCALL_SRTP_SUITES"),
+                        _flag("AUTOCALL_SRTP_CLEAR_KEYS", False))
+
+
 def secret(name: str) -> str | None:
     """Read ``NAME`` or the file named by ``NAME_FILE`` (trailing newline stripped)."""
     direct = _env(name)
@@ -95,6 +105,8 @@ class TrunkSettings:
     register: bool = False
     tls: TlsSettings = field(default_factory=TlsSettings)
     """Used when ``transport`` is ``tls``."""
+    srtp: SrtpPolicy = field(default_factory=SrtpPolicy)
+    """SRTP policy and suites; keys other than off need ``tls`` (or clear_keys)."""
 
     @property
     def hostport(self) -> str:
@@ -115,6 +127,7 @@ class TrunkSettings:
             password=secret("AUTOCALL_SIP_PASSWORD"),
             register=(_env("AUTOCALL_SIP_REGISTER", "0") or "0").lower() in ("1", "true", "yes"),
             tls=tls_from_env(),
+            srtp=srtp_from_env(),
         )
 
 

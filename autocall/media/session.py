@@ -470,8 +470,10 @@ class MediaSession:
         self._pt, self._dtmf_pt = pt, dpt
         if srtp is not _UNSET:
             current = self._srtp.keys if self._srtp is not None else None
-            if srtp != current:
-                self._srtp = SrtpStream(srtp) if srtp is not None else None
+            if srtp is None:
+                self._srtp = None
+            elif srtp != current:
+                self._srtp = SrtpStream(srtp) if self._srtp is None else self._srtp.rekeyed(srtp)
         if remote_addr is not None:
             new = (remote_addr[0], remote_addr[1])
             # The old party's packets still in flight must not take the new lock.

@@ -54,18 +54,27 @@ class SrtpStream:
 
     __slots__ = ("keys", "_tx", "_rx", "protect", "_unprotect")
 
-    def __init__(self, keys: SrtpKeys) -> None:
+    def __init__(self, keys: SrtpKeys, *, keep_tx: SrtpStream | None = None) -> None:
         self.keys = keys
         profile = PROFILES[keys.suite]
-        tx = pylibsrtp.Policy(key=keys.tx_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
-                              srtp_profile=profile)
-        rx = pylibsrtp.Policy(key=keys.rx_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
-                              srtp_profile=profile)
-        self._tx = pylibsrtp.Session(tx)
-        self._rx = pylibsrtp.Session(rx)
+        if keep_tx is not None:
+            self._tx = keep_tx._tx
+        else:
+            self._tx = pylibsrtp.Session(pylibsrtp.Policy(
+                key=keys.tx_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                srtp_profile=profile))
+        self._rx = pylibsrtp.Session(pylibsrtp.Policy(
+            key=keys.rx_key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=profile))
         self.protect = self._tx.protect
         """RTP packet (bytes) → SRTP packet; bound straight to libsrtp (the hot path)."""
         self._unprotect = self._rx.unprotect
+
+    def rekeyed(self, keys: SrtpKeys) -> SrtpStream:
+        """The stream with new keys. When only the far end's key changed (a transfer, a
+        re-offer) our sending session goes on: a new one would restart its rollover
+        counter under the same key and SSRC, and after 2^16 packets repeat keystream."""
+        same_tx = (keys.suite, keys.tx_key) == (self.keys.suite, self.keys.tx_key)
+        return SrtpStream(keys, keep_tx=self if same_tx else None)
 
     def unprotect(self, packet: bytes) -> bytes:
         """SRTP packet → RTP packet; SrtpError when it fails authentication or replays."""

@@ -155,3 +155,18 @@ def test_stream_errors_are_srtp_errors() -> None:
         SrtpKeys(SHA80, b"x", K1)
     with pytest.raises(ValueError, match="suite 'NULL' is not one of"):
         SrtpKeys("NULL", K1, K1)
+
+
+def test_a_new_far_end_key_keeps_our_sending_session() -> None:
+    """Our key and SSRC stay across a transfer; a new libsrtp sending session would count
+    its rollover from 0 again and, past 2^16 packets, reuse keystream. libsrtp refuses to
+    protect one index twice in a session, which shows which session sends."""
+    s = SrtpStream(SrtpKeys(SHA80, K1, K2))
+    packet = bytes(RtpPacket(0, 5, 800, 1, bytes(160)))
+    first = s.protect(packet)
+    moved = s.rekeyed(SrtpKeys(SHA80, K1, bytes(range(60, 90))))
+    with pytest.raises(pylibsrtp.Error):
+        moved.protect(packet)  # the same session: index 5 was used
+    assert moved.unprotect(session(bytes(range(60, 90)), OUTBOUND).protect(packet)) == packet
+    fresh = s.rekeyed(SrtpKeys(SHA32, K2, K2))  # our key changed: a new session
+    assert fresh.protect(packet) != first

@@ -155,3 +155,26 @@ async def test_keys_over_plain_udp_are_refused_at_start() -> None:
         await UserAgent.start(transport="udp", srtp=SrtpPolicy("optional"))
     ua = await UserAgent.start(transport="udp", srtp=SrtpPolicy("optional", clear_keys=True))
     await ua.close()
+
+
+async def test_hold_and_resume_keep_the_keys_and_the_stream(ca: TestCa, cert: Issued) -> None:
+    """A re-INVITE repeats our key (RFC 4568 §7.1.4 allows it): no re-key, no failures."""
+    async with agent(ca, cert, "alice", SrtpPolicy("required")) as (alice, _), \
+            agent(ca, cert, "robot", SrtpPolicy("required")) as (robot, r_port):
+        call, incoming = await ring(alice, robot, f"sips:robot@127.0.0.1:{r_port}")
+        await incoming.answer()
+        assert await call.wait_answer(5) is CallStatus.IN_PROGRESS
+        first = parse_sdp(call.session.usage.invite.body).audio
+        assert first is not None
+        tx_before, rx_before = call.media._srtp, incoming.media._srtp
+        assert await call.hold() == 200
+        assert await call.unhold() == 200
+        reoffer = parse_sdp(incoming.session.usage.remote_sdp or b"").audio
+        assert reoffer is not None and reoffer.crypto == first.crypto  # same keys offered
+        assert call.media._srtp is tx_before and incoming.media._srtp is rx_before
+        assert await incoming.send_dtmf("2") == "rfc4733"
+        ev = await call.next_event(3)
+        assert isinstance(ev, DigitEvent) and ev.digit == "2"
+        assert call.media.stats().srtp_failures == 0
+        assert incoming.media.stats().srtp_failures == 0
+        await call.hangup()

@@ -57,6 +57,7 @@ class SrtpStream:
     def __init__(self, keys: SrtpKeys, *, keep_tx: SrtpStream | None = None) -> None:
         self.keys = keys
         profile = PROFILES[keys.suite]
+        self._tx: pylibsrtp.Session
         if keep_tx is not None:
             self._tx = keep_tx._tx
         else:

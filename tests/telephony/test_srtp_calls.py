@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from typer.testing import CliRunner
 
 from autocall.audio.tones import beep
+from autocall.cli import app
 from autocall.sip.sdes import SrtpPolicy
 from autocall.sip.sdp import parse_sdp
 from autocall.sip.transaction import Timers
@@ -178,3 +180,19 @@ async def test_hold_and_resume_keep_the_keys_and_the_stream(ca: TestCa, cert: Is
         assert call.media.stats().srtp_failures == 0
         assert incoming.media.stats().srtp_failures == 0
         await call.hangup()
+
+
+def test_cli_call_refuses_keys_in_clear_and_bad_settings_before_dialing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUTOCALL_SRTP", "required")
+    result = runner.invoke(app, ["call", "sip:bob@127.0.0.1:19599", "--say", "hi"])
+    assert result.exit_code == 2, result.output
+    shown = " ".join(result.output.split())  # rich wraps long lines
+    assert "over udp anyone on the path reads them" in shown, shown
+    monkeypatch.setenv("AUTOCALL_SRTP", "maybe")
+    result = runner.invoke(app, ["call", "sip:bob@127.0.0.1:19599", "--say", "hi"])
+    assert result.exit_code == 2
+    assert "AUTOCALL_SRTP='maybe': use off, optional or required" in " ".join(
+        result.output.split())

@@ -2,7 +2,9 @@
 
 We speak G.711 (PCMU 0, PCMA 8) and telephone-event (RFC 4733). We offer
 telephone-event on 101 but accept it at whatever dynamic payload type the peer uses,
-since peers differ (SIPp's play_dtmf uses 96). ptime is 20 ms.
+since peers differ (SIPp's play_dtmf uses 96). ptime is 20 ms. The m-line's profile
+(RTP/AVP or RTP/SAVP) and its ``a=crypto`` lines are parsed here and judged by the SRTP
+policy of `autocall.sip.sdes` when ``negotiate`` is given one.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autocall.config import TrunkSettings
 from autocall.sip.sdes import Crypto, SrtpPolicy, new_key, parse_policy
@@ -132,3 +134,28 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         TrunkSettings.from_env()
     with pytest.raises(ValueError, match="AUTOCALL_SRTP_SUITES: 'F8_128_HMAC_SHA1_80'"):
         parse_policy("optional", "F8_128_HMAC_SHA1_80", False)
+
+
+_PIECES = st.sampled_from(["1", "99", "0", " ", "  ", SHA80, SHA32, "AEAD_AES_256_GCM",
+                           "inline:", B64, B64[:-4], "|", "2^31", "2^99", "1:4", ";", "WSH=",
+                           "KDR=1", "=", "\x00", "é", "-", "inline:" + B64])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=8)), max_size=10))
+def test_any_crypto_line_is_parsed_skipped_or_refused_with_a_reason(pieces: list[str]) -> None:
+    """Hostile a=crypto values: a Crypto, a reason to skip it, or ValueError; nothing else,
+    and an SDP holding it is answered, skipped or refused the same way."""
+    value = "".join(pieces)
+    try:
+        got = Crypto.parse(value)
+    except ValueError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(got, str) or (len(got.key) == 30 and got.suite in (SHA80, SHA32))
+    if "\r" in value or "\n" in value:
+        return
+    try:
+        negotiate(parse_sdp(sdp("RTP/SAVP", value)), srtp=OPTIONAL)
+    except ValueError as exc:
+        assert str(exc)

@@ -37,8 +37,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Crypto", "SrtpPolicy", "SrtpMode", "SUITES", "PLAIN_PROFILES", "SECURE_PROFILES",
-           "new_key", "parse_policy"]
+__all__ = ["Crypto", "SrtpPolicy", "SrtpRefused", "SrtpMode", "SUITES", "PLAIN_PROFILES",
+           "SECURE_PROFILES", "new_key", "parse_policy"]
 
 SrtpMode = Literal["off", "optional", "required"]
 MODES: tuple[SrtpMode, ...] = ("off", "optional", "required")
@@ -48,6 +48,10 @@ PLAIN_PROFILES = ("RTP/AVP", "RTP/AVPF")
 SECURE_PROFILES = ("RTP/SAVP", "RTP/SAVPF")
 _LIFETIME = re.compile(r"^(?:2\^(\d{1,2})|(\d{1,20}))$")
 _MAX_LIFETIME = 1 << 48  # RFC 3711 §9.2: SRTP keys may protect at most 2^48 packets
+
+
+class SrtpRefused(ValueError):
+    """The SRTP policy refuses an offer or answer (488); the message says why."""
 
 
 def new_key(suite: str) -> bytes:
@@ -164,7 +168,7 @@ class SrtpPolicy:
         secure = _profile(profile)
         if not self.on:
             if secure:
-                raise ValueError(f"{profile} (SRTP) offered but AUTOCALL_SRTP=off")
+                raise SrtpRefused(f"{profile} (SRTP) offered but AUTOCALL_SRTP=off")
             return None
         for suite in self.suites:  # our preference among what was offered
             for c in offered:
@@ -172,7 +176,7 @@ class SrtpPolicy:
                     return c
         if secure or self.mode == "required":
             why = "; ".join(ignored) if ignored else "no a=crypto line"
-            raise ValueError(f"no usable SRTP key in the {profile} offer ({why}); we take "
+            raise SrtpRefused(f"no usable SRTP key in the {profile} offer ({why}); we take "
                              + ", ".join(self.suites))
         return None
 
@@ -182,16 +186,17 @@ class SrtpPolicy:
         for plain RTP. ValueError (→ BYE, 488) when the answer breaks the policy."""
         if not ours:
             if _profile(profile):
-                raise ValueError(f"the answer is {profile} but we offered plain RTP")
+                raise SrtpRefused(f"the answer is {profile} but we offered plain RTP")
             return None
         for c in answered:
             for mine in ours:
                 if (c.tag, c.suite) == (mine.tag, mine.suite):
                     return c
         if answered or ignored:
-            raise ValueError("the answer's a=crypto matches no line of our offer (tag and suite)")
+            raise SrtpRefused("the answer's a=crypto matches no line of our offer "
+                              "(tag and suite)")
         if self.mode == "required":
-            raise ValueError("the answer has no a=crypto key and AUTOCALL_SRTP=required")
+            raise SrtpRefused("the answer has no a=crypto key and AUTOCALL_SRTP=required")
         return None
 
 
@@ -201,8 +206,8 @@ def _profile(profile: str) -> bool:
         return True
     if profile in PLAIN_PROFILES:
         return False
-    raise ValueError(f"media profile {profile[:40]!r} is not supported (we speak RTP/AVP and "
-                     "RTP/SAVP with SDES keys; DTLS-SRTP is not implemented)")
+    raise SrtpRefused(f"media profile {profile[:40]!r} is not supported (we speak RTP/AVP and "
+                      "RTP/SAVP with SDES keys; DTLS-SRTP is not implemented)")
 
 
 def parse_policy(mode: str, suites: str | None, clear_keys: bool) -> SrtpPolicy:

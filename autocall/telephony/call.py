@@ -73,7 +73,7 @@ from autocall.sip.invite import (
     Progress,
 )
 from autocall.sip.message import URI, Response, reason_cause
-from autocall.sip.sdes import SECURE_PROFILES, Crypto, SrtpPolicy, new_key
+from autocall.sip.sdes import SECURE_PROFILES, Crypto, SrtpPolicy, SrtpRefused, new_key
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import Timers
@@ -667,7 +667,8 @@ class Call:
                     # as failed with 488 (RFC 3261 §21.4.26), never as a completed call.
                     log.info("call %s: answer SDP unusable (%s): hanging up", self.id, exc)
                     self._media_refused = f"Not Acceptable Here ({exc})"[:200]
-                    self.session.bye(reason="no common codec")
+                    self.session.bye(reason="SRTP refused" if isinstance(exc, SrtpRefused)
+                                     else "no common codec")
                     return
             self._set_answered(ev.status, ev.reason or "OK")
             self._start_media()

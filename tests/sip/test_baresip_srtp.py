@@ -10,6 +10,7 @@ decrypted holds our tone.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,13 @@ from autocall.sip.transaction import Timers
 from autocall.sip.transport import TlsSettings
 from autocall.telephony.call import Call, CallStatus, DigitEvent, UserAgent
 from tests.peers import Baresip, BaresipControl
+from tests.telephony.serving import records, serve
 from tests.tlsca import Issued, TestCa
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(90)]
 
-# 19540-19599: ours at 19540+, baresip SIP 19550/19570 (TLS +1, ctrl +3, RTP +5..+15)
+# Ports: ours 19540-19545; baresip SIP 19530/19550/19570/19580 (TLS +1, ctrl +3, RTP from
+# +5); test_srtp_calls.py takes 19500-19529, bench_srtp.py 19590-19591.
 FAST = Timers(t1=0.1, t2=0.4, t4=0.5, timer_d=0.5)
 TONE_HZ = 1333.0
 SHA80 = "AES_CM_128_HMAC_SHA1_80"
@@ -140,3 +143,39 @@ async def test_baresip_calls_us_over_tls_with_srtp(ca: TestCa, ours: Issued, the
             await ua.close()
         await asyncio.sleep(0.5)
     _heard_our_tone(phone)
+
+
+def test_autocall_serve_answers_baresip_over_tls_with_srtp_required(
+        ca: TestCa, ours: Issued, theirs: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The product path: `autocall serve` with AUTOCALL_SRTP=required over TLS; baresip
+    (srtp-mand) calls, hears the tree's prompts (decrypted, not silence) and walks it
+    with keys sent inside SRTP."""
+    for name, value in (("CA_FILE", ca.cert_file), ("CERT_FILE", ours.cert_file),
+                        ("KEY_FILE", ours.key_file)):
+        monkeypatch.setenv(f"AUTOCALL_SIP_TLS_{name}", str(value))
+    monkeypatch.setenv("AUTOCALL_SRTP", "required")
+    monkeypatch.setenv("AUTOCALL_TTS", "espeak")
+    with Baresip(port=19530, ctrl_port=19533, rtp_ports=(19535, 19539), certificate=theirs,
+                 cafile=ca.cert_file, mediaenc="srtp-mand") as phone, \
+            serve(tmp_path, 19545, "--transport", "tls", stream=True):
+        ctrl = phone.control()
+        try:
+            ctrl.send("dial", "sip:robot@127.0.0.1:19545;transport=tls")
+            ctrl.wait_event("CALL_ESTABLISHED", 15.0)
+            time.sleep(1.5)
+            ctrl.send("sndcode", "7")
+            time.sleep(2.5)
+            ctrl.send("sndcode", "9")
+            deadline = time.monotonic() + 20
+            while not records(tmp_path) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            ctrl.close()
+    assert f"SRTP is Enabled (cryptosuite={SHA80})" in phone.output()
+    (rec,) = records(tmp_path)
+    assert rec["digits"] == "79" and rec["path"] == ["welcome", "sales", "confirmed"], rec
+    heard = sorted(phone.recordings.glob("*-dec.wav"))
+    assert heard, phone.output()[-1500:]
+    pcm, rate = sf.read(str(heard[-1]), dtype="float64")
+    assert np.sqrt(np.mean(pcm[: rate * 3] ** 2)) > 0.01  # the welcome prompt, decrypted

@@ -30,7 +30,7 @@ from tests.tlsca import Issued, TestCa
 
 pytestmark = [pytest.mark.timeout(60)]
 
-_ports = itertools.count(19500)  # 19500-19539: this file's SIP/TLS ports
+_ports = itertools.count(19500)  # 19500-19529: this file's SIP/TLS ports
 FAST = Timers(t1=0.1, t2=0.4, t4=0.5, timer_d=0.5)
 SHA80, SHA32 = "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"
 

@@ -41,7 +41,7 @@ from sqlalchemy import select
 
 from autocall.campaign import outbox
 from autocall.campaign.contacts import import_campaign
-from autocall.campaign.model import CampaignState, load_campaign
+from autocall.campaign.model import CampaignState, Outcome, load_campaign
 from autocall.campaign.store import Store
 from autocall.web import accounts
 from autocall.web.accounts import Role
@@ -201,12 +201,21 @@ def test_webhooks_survive_kill_9_of_the_dialer_and_of_the_web_process(
                    "the new worker dials the campaign again")
         receiver.fail_first = 10
         receiver.down_until = time.monotonic() + 5.0  # and any for 5 s
+
+        def in_flight() -> set[int]:
+            return {a.id for a in store.attempts("kill-hooks") if a.outcome is None}
+
+        wait_until(lambda: bool(in_flight()), 30, "a call in flight")
         assert api.post("/v1/campaigns/kill-hooks/pause").status_code == 200
-        kill9(webs[1].proc.pid)  # right after the pause is answered
+        kill9(webs[1].proc.pid)  # right after the pause is answered, calls on the line
+        on_the_line = in_flight()
         webs[1].proc.wait(10)
         assert store.state("kill-hooks")[0] is CampaignState.PAUSED
         wait_until(lambda: not alive(webs[1].worker), 30,
                    "the worker of a killed web process ends by itself")
+        ended = {a.id: a for a in store.attempts("kill-hooks") if a.id in on_the_line}
+        assert on_the_line and all(  # drained: its calls ended as their dialogue did
+            a.outcome is Outcome.COMPLETED for a in ended.values()), ended
 
         # 3. web #3 resumes; the campaign completes and the backlog drains
         webs.append(start_web(db, tmp_path, 3))

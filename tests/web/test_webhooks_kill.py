@@ -141,9 +141,16 @@ def accepted_types(receiver: Receiver, subject: str) -> list[str]:
     return types
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hooks.db'}"
+    url: str = request.getfixturevalue("pg_schema_url")
+    return url
+
+
 def test_webhooks_survive_kill_9_of_the_dialer_and_of_the_web_process(
-        tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'hooks.db'}"
+        db: str, tmp_path: Path) -> None:
     receiver = Receiver(port=HOOKS_PORT)
     hooks = receiver.start()
     path = write_campaign(tmp_path / "campaign", N, name="kill-hooks", channels=2,

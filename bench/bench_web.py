@@ -12,11 +12,12 @@ sink: kernel receive time stamps, gaps per SSRC). Three runs, in one go:
 2. console closed: a campaign of ``--calls`` contacts (each call held ``--hold`` s) and
    no HTTP but its start: the RTP pacing baseline;
 3. console open: the same campaign again with API requests at ``--rate``/s and
-   ``--viewers`` console viewers (each the campaign page's live-counter SSE stream, and
-   the page and its charts every 2 s, as the page redraws them).
+   ``--viewers`` console viewers (each the campaign page, its live-counter SSE stream,
+   and its two charts every 5 s, as the page redraws them).
 
 API requests are sent open-loop on a fixed schedule (a late answer does not slow the
-next request) and timed from their scheduled start, so queueing counts. Prints API
+next request) and timed from their scheduled start, so queueing counts; the clients run
+at nice 10, as they would run on other machines. Prints API
 latency p50/p99 (3 against 1) and the RTP inter-arrival p99 and rate (3 against 2) as
 ratios, with the load average before and after each run: the machine's other work moves
 these figures, so read the ratios and the load together.
@@ -52,6 +53,7 @@ from autocall.web import accounts  # noqa: E402
 from autocall.web.accounts import Role  # noqa: E402
 
 SIPP_PORT, SINK_PORT, UA_PORT, WEB_PORT = 19095, 19097, 19098, 19099
+CLIENT_NICE = 10
 CLI = [sys.executable, "-c", "from autocall.cli import main; main()"]
 
 
@@ -132,25 +134,35 @@ async def api_load(base: str, token: str, rate: float, until: asyncio.Event,
 
 
 async def viewer(base: str, token: str, campaign: str, until: asyncio.Event) -> int:
-    """One console viewer: the live counters (SSE) and the page and charts every 2 s.
-    Returns the SSE events it got."""
+    """One console viewer, as console.js behaves on a running campaign's page: the page
+    once, its live counters (SSE, reconnecting like EventSource), and both charts
+    redrawn every 5 s (its CHART_EVERY while calls end). Returns the SSE events it got."""
     headers = {"Authorization": f"Bearer {token}"}
     got = 0
     async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as client:
         async def stream() -> None:
             nonlocal got
-            async with client.stream("GET", f"/campaigns/{campaign}/events") as answer:
-                async for line in answer.aiter_lines():
-                    if line.startswith("data:"):
-                        got += 1
+            while not until.is_set():
+                try:
+                    async with client.stream("GET", f"/campaigns/{campaign}/events") as a:
+                        async for line in a.aiter_lines():
+                            if line.startswith("data:"):
+                                got += 1
+                except httpx.HTTPError:
+                    await asyncio.sleep(1.0)
 
         sse = asyncio.create_task(stream())
+        paths = [f"/campaigns/{campaign}"]
+        v = 0
         while not until.is_set():
-            for path in (f"/campaigns/{campaign}", f"/campaigns/{campaign}/charts/outcomes.png",
-                         f"/campaigns/{campaign}/charts/per-hour.png"):
-                await client.get(path)
+            for path in paths:
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.get(path)
+            v += 1
+            paths = [f"/campaigns/{campaign}/charts/{slug}.png?v={v}"
+                     for slug in ("outcomes", "per-hour")]
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(until.wait(), 2.0)
+                await asyncio.wait_for(until.wait(), 5.0)
         sse.cancel()
         with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
             await sse
@@ -235,6 +247,11 @@ def main() -> int:
                            stderr=subprocess.STDOUT, env=env, cwd=work)
     base = f"http://127.0.0.1:{WEB_PORT}"
     runs: list[Run] = []
+    # From here this process is only the clients (a CRM and browsers, elsewhere in real
+    # life): at a lower priority, so on this small machine their own CPU is not what
+    # slows the server or the media. (The sink of the next runs is started niced too;
+    # it stamps arrivals with the kernel's receive time, so its delays do not count.)
+    os.nice(CLIENT_NICE)
     print(f"bench_web: {args.calls} calls x {args.hold:g} s on {args.channels} channels at "
           f"{args.cps:g} calls/s; API {args.rate:g} req/s; {args.viewers} viewers; "
           f"{load()}", flush=True)

@@ -312,7 +312,6 @@ class Engine:
         self._type_ahead: list[str] = []
         self._attempt = 0
         self._collected = ""
-        self._last_failure = "no-input"
         self._allowed = allowed_transfer_targets(tree)
         self._listen_ahead = _nodes_before_listening(tree)
 
@@ -630,7 +629,6 @@ class Engine:
     def _failed(self, node: MenuNode | GatherNode, why: str, now: float) -> list[Action]:
         """No or wrong input: say sorry and ask again, or leave after the last retry."""
         body = node.menu if isinstance(node, MenuNode) else node.gather
-        self._last_failure = why
         self._attempt += 1
         if self._attempt > body.retries:
             if node.on_failure is not None:

@@ -189,7 +189,6 @@ class InviteUsage:
         self.answerer: Callable[[bytes], bytes | None] = lambda offer: None
         self.offerer: Callable[[], bytes] = lambda: b""
         self.final_status: int | None = None
-        self.final_reason: str | None = None
         self.local_tag = (invite.from_.tag or new_tag()) if role == "uac" else new_tag()
         self.heard_back = False
         """Whether anything at all (even 100 Trying) answered our INVITE."""
@@ -239,7 +238,7 @@ class InviteUsage:
               by: str | None = None, network: bool = False) -> list[InviteAction]:
         if self.state is InviteState.TERMINATED:
             return []
-        self.final_status, self.final_reason = code, reason
+        self.final_status = code
         self._terminate()
         return [Emit(Failed(code, reason, resp, by=by, network_fault=network))]
 
@@ -252,7 +251,7 @@ class InviteUsage:
         if msg.method == "ACK":
             return self._ack_received(msg)
         if msg.method == "CANCEL" and self.role == "uas" and self.state in RINGING:
-            self.final_status, self.final_reason = 487, "Request Terminated"
+            self.final_status = 487
             self._terminate()  # §9.2: the INVITE gets 487, the CANCEL its own 200
             return [Respond(response_to(self.invite, 487, to_tag=self.local_tag)),
                     Emit(Failed(487, "cancelled by caller", by="remote"))]
@@ -378,7 +377,7 @@ class InviteUsage:
         self.state = InviteState.CONFIRMED
         if crossed:  # the 2xx crossed our CANCEL (§9.1): answered anyway, so end it
             return actions + self.bye(reason="cancelled")
-        self.final_status, self.final_reason = resp.status, resp.reason
+        self.final_status = resp.status
         return actions + [Emit(Answered(resp.status, resp.reason, resp))]
 
     def cancel(self, now: float) -> list[InviteAction]:
@@ -413,14 +412,14 @@ class InviteUsage:
                          body=sdp or b"", content_type=SDP if sdp else None)
         self.dialog = Dialog.as_uas(self.invite, self.local_tag)
         self.state = InviteState.CONFIRMED
-        self.final_status, self.final_reason = 200, "OK"
+        self.final_status = 200
         self._retransmit_until_ack(ok, self.peer or self.dialog, now)
         return [DialogUp(self.dialog), Respond(ok)]
 
     def reject(self, status: int = 486, reason: str | None = None) -> list[InviteAction]:
         if self.role != "uas" or self.state not in RINGING:
             return []
-        self.final_status, self.final_reason = status, reason
+        self.final_status = status
         self._terminate()
         return [Respond(response_to(self.invite, status, reason, to_tag=self.local_tag))]
 

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from autocall.dialogue.schema import Tree, allowed_transfer_targets
 from autocall.files import private_file
@@ -112,7 +111,7 @@ class InboundServer:
     variables: dict[str, str] = field(default_factory=dict)
     on_record: Callable[[CallRecord], object] | None = None
     node: str | None = None  # this process, in records written at answer
-    speech_model: Any = None
+    speech_model: object | None = None  # a vosk model (asr.load_model)
     active: int = 0
     served: int = 0
     refused: int = 0

@@ -51,7 +51,7 @@ from autocall.telephony.webhooks import WebhookClient
 if TYPE_CHECKING:
     from autocall.speech.asr import SpeechRecognizer
 
-__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompts_of", "run_tree",
+__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompts_of",
            "tree_uses_speech"]
 
 log = logging.getLogger(__name__)
@@ -671,9 +671,3 @@ def tree_uses_speech(tree: Tree) -> bool:
     """True if a menu or gather of ``tree`` takes spoken answers (load a model first)."""
     return any(isinstance(n, MenuNode) and n.menu.speech
                or isinstance(n, GatherNode) and n.gather.speech for n in tree.nodes.values())
-
-
-async def run_tree(call: RunnerCall, tree: Tree, variables: dict[str, str] | None = None,
-                   **options: Any) -> RunResult:
-    """Convenience: ``CallRunner(call, tree, variables, **options).run()``."""
-    return await CallRunner(call, tree, variables, **options).run()

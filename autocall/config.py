@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autocall.sip.tls import TlsSettings
+
 
 def parse_nameserver(text: str) -> tuple[str, int]:
     """``127.0.0.1`` or ``127.0.0.1:5353``."""
@@ -26,6 +28,47 @@ def parse_nameserver(text: str) -> tuple[str, int]:
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
+
+
+def _seconds(name: str, default: int) -> int:
+    """A whole number of seconds from ``name``; ValueError saying which variable is bad."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit():
+        raise ValueError(f"{name}={raw!r}: expected a whole number of seconds")
+    return int(raw)
+
+
+def _flag(name: str, default: bool) -> bool:
+    """A yes/no setting; anything but 1/0, true/false, yes/no, on/off is refused by name."""
+    raw = _env(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r}: expected 1 or 0 (true/false, yes/no, on/off)")
+
+
+def tls_from_env() -> TlsSettings:
+    """SIP over TLS settings: ``AUTOCALL_SIP_TLS_CA_FILE`` (CAs to trust, PEM; default the
+    system's), ``AUTOCALL_SIP_TLS_CERT_FILE`` and ``AUTOCALL_SIP_TLS_KEY_FILE`` (ours, for
+    mutual TLS and for serving), ``AUTOCALL_SIP_TLS_SERVER_NAME`` (the name the trunk's
+    certificate carries, sent as SNI) and ``AUTOCALL_SIP_TLS_VERIFY`` (default 1)."""
+    def path(name: str) -> Path | None:
+        value = _env(name)
+        return Path(value) if value is not None else None
+
+    return TlsSettings(
+        verify=_flag("AUTOCALL_SIP_TLS_VERIFY", True),
+        ca_file=path("AUTOCALL_SIP_TLS_CA_FILE"),
+        cert_file=path("AUTOCALL_SIP_TLS_CERT_FILE"),
+        key_file=path("AUTOCALL_SIP_TLS_KEY_FILE"),
+        server_name=_env("AUTOCALL_SIP_TLS_SERVER_NAME"),
+    )
 
 
 def secret(name: str) -> str | None:
@@ -50,6 +93,8 @@ class TrunkSettings:
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     register: bool = False
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    """Used when ``transport`` is ``tls``."""
 
     @property
     def hostport(self) -> str:
@@ -69,6 +114,7 @@ class TrunkSettings:
             user=_env("AUTOCALL_SIP_USER"),
             password=secret("AUTOCALL_SIP_PASSWORD"),
             register=(_env("AUTOCALL_SIP_REGISTER", "0") or "0").lower() in ("1", "true", "yes"),
+            tls=tls_from_env(),
         )
 
 
@@ -100,6 +146,17 @@ class Settings:
     media_priority: str = "normal"
     dns_servers: tuple[tuple[str, int], ...] = ()
     """``AUTOCALL_DNS_SERVERS`` (``ADDRESS[:PORT],…``); empty: the system's resolver."""
+    session_expires: int = 1800
+    """``AUTOCALL_SESSION_EXPIRES``: the session interval we ask for (RFC 4028), seconds;
+    0 turns session timers off."""
+    min_se: int = 90
+    """``AUTOCALL_MIN_SE``: the shortest session interval we accept (RFC 4028 §5)."""
+
+    def __post_init__(self) -> None:
+        if self.session_expires and not 1 <= self.min_se <= self.session_expires:
+            raise ValueError(f"AUTOCALL_MIN_SE={self.min_se} must be between 1 and "
+                             f"AUTOCALL_SESSION_EXPIRES={self.session_expires} (RFC 4028 "
+                             "wants at least 90; 0 for AUTOCALL_SESSION_EXPIRES turns timers off)")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -118,6 +175,8 @@ class Settings:
             media_priority=_env("AUTOCALL_MEDIA_PRIORITY", "normal") or "normal",
             dns_servers=tuple(parse_nameserver(s) for s in
                               (_env("AUTOCALL_DNS_SERVERS", "") or "").split(",") if s.strip()),
+            session_expires=_seconds("AUTOCALL_SESSION_EXPIRES", 1800),
+            min_se=_seconds("AUTOCALL_MIN_SE", 90),
         )
 
 

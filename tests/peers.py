@@ -29,12 +29,13 @@ import tempfile
 import time
 import wave
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["SCENARIOS", "Peer", "Sipp", "Kamailio", "Baresip", "BaresipControl", "port_bound",
-           "need"]
+__all__ = ["SCENARIOS", "Peer", "Sipp", "Kamailio", "KamailioTls", "Baresip", "BaresipControl",
+           "port_bound", "need"]
 
 SCENARIOS = Path(__file__).parent / "sip" / "scenarios"
 KAMAILIO_CFG = Path(__file__).parent / "sip" / "kamailio.cfg"
@@ -192,18 +193,47 @@ class Sipp(Peer):
             return self.output()[-3000:]
 
 
+@dataclass(frozen=True)
+class KamailioTls:
+    """Kamailio's TLS listener (module ``tls``, Debian ``kamailio-tls-modules``) on
+    ``port``: its certificate and key, and the CA it checks client certificates against
+    (``require_client_cert``: refuse clients without one)."""
+
+    port: int
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+    require_client_cert: bool = False
+
+    def modparams(self) -> str:
+        params = {"tls_method": "TLSv1.2+", "certificate": str(self.cert_file),
+                  "private_key": str(self.key_file)}
+        if self.ca_file is not None:
+            params["ca_list"] = str(self.ca_file)
+        flag = "1" if self.require_client_cert else "0"
+        lines = [f'modparam("tls", "{k}", "{v}")' for k, v in params.items()]
+        lines += [f'modparam("tls", "verify_certificate", {flag})',
+                  f'modparam("tls", "require_certificate", {flag})']
+        return "\n".join(lines) + "\n"
+
+
 class Kamailio(Peer):
     """Kamailio as registrar + proxy with digest auth (401 REGISTER, 407 INVITE) and
     Record-Route, no database: users come from ``users`` ({name: password}).
 
-    Config: ``tests/sip/kamailio.cfg`` (listen address and users are passed as defines).
+    Config: ``tests/sip/kamailio.cfg`` (listen address and users are passed as defines);
+    with ``tls`` (``KamailioTls``) it also listens for SIP over TLS, and then on
+    ``tcp_port`` for SIP over TCP if given. ``defines`` are more ``-A`` pre-processor
+    defines, e.g. ``'TLS_FORWARD="sip:127.0.0.1:5061;transport=tls"'``: INVITEs for
+    user ``robot`` go there (the cfg says how).
     """
 
     name = "kamailio"
 
     def __init__(self, *, port: int, users: dict[str, str], host: str = "127.0.0.1",
-                 cfg: Path = KAMAILIO_CFG) -> None:
-        self.host, self.port = host, port
+                 cfg: Path = KAMAILIO_CFG, tls: KamailioTls | None = None,
+                 tcp_port: int | None = None, defines: Sequence[str] = ()) -> None:
+        self.host, self.port, self.tls = host, port, tls
         work = Path(tempfile.mkdtemp(prefix="kamailio-"))
         shutil.copy(cfg, work / "kamailio.cfg")
         fill = "".join(f'\t$sht(users=>{u}) = "{p}";\n' for u, p in users.items())
@@ -211,10 +241,18 @@ class Kamailio(Peer):
         cmd = [need("kamailio"), "-f", str(work / "kamailio.cfg"), "-DD", "-E",
                "-Y", str(work), "-l", f"udp:{host}:{port}",
                "-P", str(work / "kamailio.pid"), "-m", "32", "-M", "8"]
+        if tls is not None:
+            (work / "tls-params.cfg").write_text(tls.modparams())
+            cmd += ["-A", "WITH_TLS", "-l", f"tls:{host}:{tls.port}"]
+            if tcp_port is not None:  # TCP rides on the TLS build (the base cfg disables it)
+                cmd += ["-l", f"tcp:{host}:{tcp_port}"]
+        for define in defines:
+            cmd += ["-A", define]
         super().__init__(cmd, cwd=work, ready_timeout=8.0)
 
     def ready(self) -> bool:
-        return port_bound(self.host, self.port)
+        return port_bound(self.host, self.port) and (
+            self.tls is None or port_bound(self.host, self.tls.port, socket.SOCK_STREAM))
 
 
 class Baresip(Peer):

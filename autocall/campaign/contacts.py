@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,7 +152,7 @@ def read_text_file(path: Path) -> tuple[str, str]:
 _DELIMITERS = (",", ";", "\t", "|")
 
 
-def _sniff_delimiter(text: str, wanted: str) -> str:
+def sniff_delimiter(text: str, wanted: str) -> str:
     """The delimiter of the header line: the one that yields the phone header, else the
     one that splits the header into the most fields (Excel in much of Europe writes ``;``)."""
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
@@ -167,6 +167,22 @@ def _sniff_delimiter(text: str, wanted: str) -> str:
         if len(cells) > best_n:
             best, best_n = d, len(cells)
     return best
+
+
+def read_header(text: str, source: str, wanted: str = "phone") -> tuple[str, list[str]]:
+    """The delimiter and the header (first non-blank line) of a decoded list, before any
+    column is mapped (the import wizard shows them to choose the phone column).
+    Raises :class:`ContactsError` for a file with no header."""
+    delimiter = sniff_delimiter(text, wanted)
+    lines = text.splitlines()
+    at = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if at is None:
+        raise ContactsError(source, 1, 1, "empty file; the first line must be a header")
+    try:
+        header = [h.strip() for h in next(csv.reader([lines[at]], delimiter=delimiter))]
+    except (csv.Error, StopIteration) as exc:
+        raise ContactsError(source, at + 1, 1, f"not a CSV header: {exc}") from None
+    return delimiter, header
 
 
 _REGION_ALIASES = {"UK": "GB"}
@@ -217,7 +233,7 @@ def read_contacts_text(
     if result.encoding in ("cp1252", "latin-1"):
         result.warnings.append(Rejected(source, 1, f"not UTF-8: read as {result.encoding} "
                                         "(Windows/Latin-1); save as UTF-8 to be sure"))
-    delimiter = result.delimiter = _sniff_delimiter(text, columns.phone)
+    delimiter = result.delimiter = sniff_delimiter(text, columns.phone)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header: list[str] = []
     try:
@@ -423,3 +439,61 @@ def import_campaign(store: Store, campaign: Campaign,
     added, already = store.add_contacts(campaign.name, lists.contacts)
     return ImportReport(added, len(lists.duplicate_rows) + already, lists.rejected,
                         lists.duplicate_rows, lists.warnings, on_dnc)
+
+
+def read_upload(data: bytes, source: str, campaign: Campaign,
+                columns: ContactColumns | None = None) -> ImportResult:
+    """An uploaded list (its bytes) read with the campaign's rules (region, default time
+    zone, its ``columns:`` unless ``columns`` maps other headers); nothing stored. This is
+    what the API's upload and the console's import wizard both read with.
+    Raises :class:`ContactsError` when the file cannot be read at all."""
+    text, encoding = decode_text(data, source)
+    return read_contacts_text(text, encoding, source, region=campaign.default_region,
+                              columns=columns or campaign.columns,
+                              default_timezone=campaign.default_timezone, seen={})
+
+
+@dataclass
+class ImportPreview:
+    """What importing a read list into a campaign would do, before anything is stored.
+
+    ``new``: the contacts it would add; ``stored``: those the campaign has already (they
+    are skipped); ``dnc``: the list's contacts on a do-not-call list (the store's or the
+    campaign's files); they are stored but never dialed, DNC being checked at dial time.
+    """
+
+    result: ImportResult
+    new: list[NewContact]
+    stored: list[NewContact]
+    dnc: list[NewContact]
+
+    @property
+    def rows(self) -> int:
+        """Data rows read (added, already stored, rejected or repeated in the file)."""
+        r = self.result
+        return len(r.contacts) + len(r.rejected) + len(r.duplicate_rows)
+
+    @property
+    def duplicates(self) -> int:
+        """Rows that add nothing: repeats inside the file plus numbers already stored."""
+        return len(self.result.duplicate_rows) + len(self.stored)
+
+
+def dnc_hits(store: Store, campaign: Campaign, numbers: Iterable[str]) -> set[str]:
+    """Which of ``numbers`` are on a do-not-call list: the store's or the campaign's files."""
+    from autocall.campaign.schedule import DncList
+
+    wanted = list(numbers)
+    files = DncList.from_files(campaign.dnc, campaign.default_region)
+    return {n for n in wanted if n in files} | store.dnc_numbers(wanted)
+
+
+def preview_import(store: Store, campaign: Campaign, result: ImportResult) -> ImportPreview:
+    """:class:`ImportPreview` of ``result`` (from :func:`read_upload`) for ``campaign``."""
+    numbers = [c.number for c in result.contacts]
+    stored = store.stored_numbers(campaign.name, numbers)
+    listed = dnc_hits(store, campaign, numbers)
+    return ImportPreview(result,
+                         new=[c for c in result.contacts if c.number not in stored],
+                         stored=[c for c in result.contacts if c.number in stored],
+                         dnc=[c for c in result.contacts if c.number in listed])

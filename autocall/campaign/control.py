@@ -2,8 +2,10 @@
 
 ``steer`` changes a campaign's state the one way ``autocall campaign pause/resume/stop``
 and the console's buttons both do (a running dialer obeys within a second, since it
-reads the state from the store); ``explain_number`` says why a number is or is not
-being dialed. Both work on the store only, so any node may call them.
+reads the state from the store); ``pin_tree`` moves a campaign to a published version
+of a stored tree (a running dialer also reads that within a second); ``start_problems``
+is what must be fixed before a campaign may start; ``explain_number`` says why a number
+is or is not being dialed. All work on the store only, so any node may call them.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from enum import StrEnum
 
 from sqlalchemy.engine import Connection
 
+from autocall.campaign.check import Problem, preflight
 from autocall.campaign.dialer import explain
-from autocall.campaign.model import CampaignState, start_state
+from autocall.campaign.model import Campaign, CampaignState, start_state
 from autocall.campaign.schedule import DncCheck, DncList, normalize
 from autocall.campaign.store import Store, StoreError
+from autocall.campaign.trees import TreeLibrary, TreesError, pin
 
 
 class Verb(StrEnum):
@@ -72,6 +76,45 @@ def steer(store: Store, name: str, verb: Verb, reason: str,
         raise SteerError(f"{name} is {now.value}; cannot {verb.value} it (only from "
                          f"{', '.join(s.value for s in sources)})")
     return Steered(name, before, target)
+
+
+def start_problems(campaign: Campaign, trees: TreeLibrary) -> list[Problem]:
+    """The errors that stop a stored campaign from starting: its tree (a file, or a
+    published version in the store) and its DNC files; its contact lists were read at
+    import, so they are not read again."""
+    return [p for p in preflight(campaign.model_copy(update={"contacts": []}), trees=trees)
+            if p.severity == "error"]
+
+
+@dataclass(frozen=True)
+class Pinned:
+    name: str
+    before: str  # the tree it ran: a pin, or a file path
+    after: str  # the pin it runs now, store:NAME@N
+
+
+def pin_tree(store: Store, trees: TreeLibrary, name: str, tree: str, version: int,
+             also: Callable[[Connection, str], None] | None = None) -> Pinned:
+    """Point campaign ``name`` at version ``version`` of stored tree ``tree``; only a
+    published version may run (:class:`TreesError` 409; 404 for an unknown tree or
+    version; 422 when the tree declares ``contact_fields`` the campaign's contacts lack;
+    :class:`StoreError` for an unknown campaign). ``also(conn, before)`` runs
+    in the same transaction. A dialer running the campaign places its next calls on the new
+    version within a second; calls in flight end on the version they started with."""
+    store.campaign(name)  # an unknown campaign is told first, before the tree
+    found = trees.version(tree, version)
+    if found.published_at is None:
+        raise TreesError(409, f"{tree} version {version} is not published; a designer "
+                              "publishes it first (a campaign runs only published versions)")
+    spec = pin(tree, version)
+    needed = trees.load(spec).contact_fields or []
+    sample = store.contacts_page(name, 0, 1)
+    missing = [f for f in needed if sample and f not in sample[0].fields]
+    if missing:
+        raise TreesError(422, f"{tree} version {version} needs the contact field(s) "
+                              f"{', '.join(missing)}, which {name}'s contacts do not have "
+                              f"(they have: {', '.join(sample[0].fields) or 'none'})")
+    return Pinned(name, store.set_tree(name, spec, also), spec)
 
 
 @dataclass(frozen=True)

@@ -557,6 +557,7 @@ class _Driver:
             if mono - last_beat >= 1.0:
                 await self._db(self.store.heartbeat, name, self.node, now, len(self.tasks),
                                idle or "dialing")
+                await self._follow_tree()
                 last_beat = mono
             if (mono - last_state >= STATE_CHECK or state is not CampaignState.RUNNING
                     or self._recheck_state):
@@ -663,6 +664,14 @@ class _Driver:
         if recovered:
             log.warning("%s: resolved %d attempt(s) left in flight by a stopped dialer as "
                         "interrupted", self.campaign.name, len(recovered))
+
+    async def _follow_tree(self) -> None:
+        """Someone moved the campaign to another tree version (``pin_tree``): the calls
+        placed from now on run it; calls in flight end on the one they started with."""
+        tree = await self._db(self.store.tree_of, self.campaign.name)
+        if tree != self.campaign.tree:
+            log.info("%s: now runs %s (was %s)", self.campaign.name, tree, self.campaign.tree)
+            self.campaign = self.campaign.model_copy(update={"tree": tree})
 
     def _plan(self, contact: Contact, *, now: datetime) -> Plan:
         return plan_contact(self.campaign, contact, now, self.dnc)

@@ -54,9 +54,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from standardwebhooks import Webhook
 
-__all__ = ["EVENT_TYPES", "Delivered", "EventType", "GiveUp", "Policy", "Retry",
-           "Sink", "WebhookTarget", "after_try", "backlog", "backoff", "deliver",
-           "enqueue", "new_event_id"]
+__all__ = ["EVENT_TYPES", "STATUS_SECRET_ENV", "Delivered", "EventType", "GiveUp",
+           "Policy", "Retry", "Sink", "WebhookTarget", "after_try", "backlog", "backoff",
+           "callback_target", "deliver", "enqueue", "new_event_id", "secret_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,36 @@ class WebhookTarget(BaseModel):
 
     def wants(self, event_type: str) -> bool:
         return not self.events or event_type in self.events
+
+
+# Status callbacks (POST /v1/calls ``status_callback``, ``autocall call|serve
+# --status-callback``) name a URL only: they are signed with this one secret.
+STATUS_SECRET_ENV = "AUTOCALL_WEBHOOK_SECRET"
+
+
+def callback_target(url: str, environ: Mapping[str, str] | None = None) -> WebhookTarget:
+    """The target of a status callback URL: signed with ``AUTOCALL_WEBHOOK_SECRET`` when
+    the process that makes the event has it set (the row keeps the variable's name; the
+    process that delivers it must have it too, or the event waits, never sent unsigned),
+    unsigned otherwise. Raises ``ValueError`` for a URL that is not http(s)."""
+    env = os.environ if environ is None else environ
+    return WebhookTarget(url=url, secret_env=STATUS_SECRET_ENV if env.get(STATUS_SECRET_ENV)
+                         else None)
+
+
+def secret_problem(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """What is wrong with the signing secret in environment variable ``name``, if it is
+    set (None: unset, or a usable ``whsec_`` + base64 secret). For a check at start-up,
+    so a bad secret is one clear error, not every event retried for a day."""
+    value = (os.environ if environ is None else environ).get(name)
+    if not value:
+        return None
+    try:
+        Webhook(value)
+    except Exception as exc:  # noqa: BLE001 - the library raises several kinds
+        return (f"environment variable {name} is not a Standard Webhooks secret "
+                f"(whsec_ followed by base64, e.g. from openssl rand -base64 32): {exc}")
+    return None
 
 
 # The table as migration 0003 makes it (the schema itself is made by migrations only).
@@ -339,11 +369,9 @@ def _headers(row: Leased, now: datetime) -> dict[str, str]:
     if not secret:
         raise _Unsendable(f"environment variable {row.secret_env} (the signing secret) "
                           "is not set in this process")
-    try:
-        signer = Webhook(secret)
-    except Exception as exc:  # noqa: BLE001 - the library raises several kinds
-        raise _Unsendable(f"environment variable {row.secret_env} is not a Standard "
-                          f"Webhooks secret (whsec_ + base64): {exc}") from None
+    if (problem := secret_problem(row.secret_env)) is not None:
+        raise _Unsendable(problem)
+    signer = Webhook(secret)
     headers["webhook-signature"] = signer.sign(row.event_id, now, row.payload.encode())
     return headers
 

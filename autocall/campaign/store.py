@@ -477,6 +477,37 @@ class Store:
         return (Campaign.model_validate_json(row.definition), CampaignState(row.state),
                 row.state_reason)
 
+    def set_tree(self, name: str, tree: str,
+                 also: Callable[[Connection, str], None] | None = None) -> str:
+        """Point campaign ``name`` at ``tree`` (a pin, ``store:NAME@N``) and return the
+        tree it ran before; ``also(conn, before)`` runs in the same transaction (an
+        audit line exists iff the change does). A dialer running the campaign reads the
+        new tree within a second (:meth:`tree_of`): calls placed after that run it,
+        calls in flight end on theirs. Raises :class:`StoreError` when there is no such campaign."""
+        with self.engine.begin() as conn:
+            query = select(campaigns.c.definition).where(campaigns.c.name == name)
+            if not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            if row is None:
+                raise StoreError(f"no campaign {name!r}")
+            campaign = Campaign.model_validate_json(row.definition)
+            moved = campaign.model_copy(update={"tree": tree})
+            conn.execute(update(campaigns).where(campaigns.c.name == name).values(
+                definition=moved.model_dump_json(), updated_at=_naive(datetime.now(UTC))))
+            if also is not None:
+                also(conn, campaign.tree)
+        return campaign.tree
+
+    def tree_of(self, name: str) -> str:
+        """The tree campaign ``name`` runs now (what a running dialer re-reads)."""
+        with self.engine.connect() as conn:
+            definition = conn.execute(select(campaigns.c.definition)
+                                      .where(campaigns.c.name == name)).scalar()
+        if definition is None:
+            raise StoreError(f"no campaign {name!r}")
+        return Campaign.model_validate_json(definition).tree
+
     def campaign_names(self) -> list[str]:
         with self.engine.connect() as conn:
             return list(conn.execute(select(campaigns.c.name).order_by(campaigns.c.name))
@@ -589,6 +620,16 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(dnc.c.number).where(dnc.c.number == number)
                                 ).first() is not None
+
+    def dnc_numbers(self, numbers: Iterable[str]) -> set[str]:
+        """Which of ``numbers`` (E.164) are on the store's do-not-call list (a preview)."""
+        wanted = list(numbers)
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                found.update(conn.execute(select(dnc.c.number).where(
+                    dnc.c.number.in_(wanted[i:i + 500]))).scalars())
+        return found
 
     def contacts(self, name: str) -> list[Contact]:
         with self.engine.connect() as conn:

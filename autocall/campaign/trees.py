@@ -39,7 +39,8 @@ from autocall.dialogue.loader import Problem
 from autocall.dialogue.schema import PlayNode, PlayPrompt, Tree, prompt_fields
 from autocall.dialogue.validate import check
 
-__all__ = ["STORE_PREFIX", "TreeLibrary", "TreeVersion", "TreesError", "findings", "pin"]
+__all__ = ["STORE_PREFIX", "TreeFileError", "TreeLibrary", "TreeVersion", "TreesError",
+           "findings", "pin", "tree_file_text"]
 
 versions = Table(
     "autocall_tree_versions", MetaData(),
@@ -117,6 +118,31 @@ def findings(text: str, name: str, audio_root: Path) -> tuple[Tree | None, list[
     return tree, sorted([*check(tree, doc), *outside], key=lambda p: (p.line, p.column))
 
 
+class TreeFileError(ValueError):
+    """A file that cannot be a version of a tree at all: not UTF-8, not YAML, or not a
+    mapping (a tree that merely does not validate is kept, as a draft)."""
+
+    def __init__(self, title: str, problem: Problem) -> None:
+        super().__init__(f"{problem.file}:{problem.line}:{problem.column}: {problem.message}")
+        self.title = title
+        self.problem = problem
+
+
+def tree_file_text(data: bytes, source: str) -> str:
+    """An imported file's text, byte for byte (a BOM, CRLF and comments kept), or
+    :class:`TreeFileError` with the line and column of what makes it no tree file."""
+    doc, problems = loader.parse(data, source)
+    if doc is None:
+        problem = problems[0]
+        raise TreeFileError("Not UTF-8 text" if problem.code == "file" else "Not YAML", problem)
+    if not isinstance(doc.data, dict):
+        kind = "empty" if doc.data is None else f"a YAML {type(doc.data).__name__}"
+        raise TreeFileError("Not a prompt tree", Problem(
+            source, 1, 1, "error", "tree", f"the file is {kind}, not a prompt tree: a tree "
+            "is a mapping with start: and nodes: (see autocall prompts schema)"))
+    return data.decode("utf-8")  # parse() has checked it is UTF-8
+
+
 def audio_paths(tree: Tree) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Every audio file the tree plays, with its YAML path."""
     for where, prompts in prompt_fields(tree):
@@ -187,6 +213,14 @@ class TreeLibrary:
                                 .order_by(versions.c.version)).all()
         if not rows:
             raise TreesError(404, f"no tree named {name!r}")
+        return [_version(r) for r in rows]
+
+    def published(self) -> list[TreeVersion]:
+        """Every published version of every tree (what a campaign may be pointed at),
+        by tree, the newest version first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(versions).where(versions.c.published_at.is_not(None))
+                                .order_by(versions.c.tree, versions.c.version.desc())).all()
         return [_version(r) for r in rows]
 
     def version(self, name: str, number: int) -> TreeVersion:

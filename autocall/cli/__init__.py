@@ -42,7 +42,12 @@ def _root(
     ),
 ) -> None:
     """Autodialer and voice dialogue robot over SIP."""
-    wanted = priority or Settings.from_env().media_priority
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad AUTOCALL_* value: say which, for every command
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    wanted = priority or settings.media_priority
     if wanted == "normal":
         return
     try:

@@ -52,11 +52,12 @@ def say(
         raise typer.BadParameter(str(exc), param_hint="--engine") from exc
     prompt = tts.PromptText(text, language, voice)
     err = Console(stderr=True)
+    notes = tts.missing_engines(engines)  # e.g. piper without autocall[piper]: say how
     try:
         spoke, samples = tts.synthesize_at(prompt, rate, engines)
     except tts.TtsError as exc:
         if as_json:
-            typer.echo(json.dumps({"ok": False, "error": str(exc)}))
+            typer.echo(json.dumps({"ok": False, "error": str(exc), "notes": notes}))
         else:
             err.print(f"[red]error:[/red] {safe(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
@@ -64,8 +65,11 @@ def say(
     seconds = samples.size / rate
     if as_json:
         typer.echo(json.dumps(
-            {"ok": True, "file": str(out), "engine": spoke, "rate": rate, "seconds": seconds}))
+            {"ok": True, "file": str(out), "engine": spoke, "rate": rate, "seconds": seconds,
+             "notes": notes}))
     else:
+        for note in notes:
+            err.print(f"[yellow]note:[/yellow] {safe(note)}", highlight=False, soft_wrap=True)
         err.print(f"{safe(str(out))}: {seconds:.2f} s at {rate} Hz, spoken by {spoke}",
                   highlight=False, soft_wrap=True)
 

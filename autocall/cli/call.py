@@ -223,17 +223,31 @@ def _parse_vars(pairs: list[str]) -> dict[str, str]:
 
 def _trunk(host: str | None, port: int | None, transport: str | None, user: str | None,
            password_file: Path | None, register: bool | None) -> TrunkSettings:
-    base = TrunkSettings.from_env()
+    try:
+        base = TrunkSettings.from_env()
+    except ValueError as exc:
+        raise _usage(escape(str(exc))) from None
     password = base.password
     if password_file is not None:
         try:
             password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise _usage(f"--password-file {password_file}: {exc.strerror}") from exc
-    return TrunkSettings(
-        host=host or base.host, port=port or base.port, transport=transport or base.transport,
-        user=user or base.user, password=password or secret("AUTOCALL_SIP_PASSWORD"),
-        register=base.register if register is None else register)
+    trunk = TrunkSettings(
+        host=host or base.host, port=port or base.port,
+        transport=(transport or base.transport).lower(), user=user or base.user,
+        password=password or secret("AUTOCALL_SIP_PASSWORD"),
+        register=base.register if register is None else register, tls=base.tls)
+    if trunk.transport not in ("udp", "tcp", "tls"):
+        raise _usage(f"transport {escape(trunk.transport)!r} (--transport or "
+                     "AUTOCALL_SIP_TRANSPORT): use udp, tcp or tls")
+    if trunk.transport == "tls":
+        try:  # a missing or broken certificate file is named now, not after dialing
+            trunk.tls.client_context()
+            trunk.tls.server_context()
+        except ValueError as exc:
+            raise _usage(escape(str(exc))) from None
+    return trunk
 
 
 HostOpt = Annotated[str | None, typer.Option(
@@ -242,7 +256,8 @@ PortOpt = Annotated[int | None, typer.Option(
     "--port",
     help="Trunk/PBX port (env AUTOCALL_SIP_PORT; default: DNS SRV for a name, else 5060).")]
 TransportOpt = Annotated[str | None, typer.Option(
-    "--transport", help="udp or tcp (env AUTOCALL_SIP_TRANSPORT).")]
+    "--transport", help="udp, tcp or tls (env AUTOCALL_SIP_TRANSPORT; TLS settings: "
+    "AUTOCALL_SIP_TLS_CA_FILE, _CERT_FILE, _KEY_FILE, _SERVER_NAME, _VERIFY).")]
 UserOpt = Annotated[str | None, typer.Option(
     "--user", help="SIP user for digest auth (env AUTOCALL_SIP_USER). The password comes "
     "from AUTOCALL_SIP_PASSWORD, AUTOCALL_SIP_PASSWORD_FILE or --password-file, never a flag.")]
@@ -255,7 +270,10 @@ BindOpt = Annotated[str | None, typer.Option(
 
 
 def _settings(bind: str | None) -> Settings:
-    base = Settings.from_env()
+    try:
+        base = Settings.from_env()
+    except ValueError as exc:
+        raise _usage(escape(str(exc))) from None
     if not bind:
         return base
     host, _, port = bind.rpartition(":")
@@ -345,14 +363,16 @@ def register(app: typer.Typer) -> None:
         settings = _settings(bind)
         if status_callback:
             try:
-                outbox.WebhookTarget(url=status_callback)
+                outbox.callback_target(status_callback)
             except ValueError:
                 raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
                              "URL") from None
+            if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
+                raise _usage(escape(problem))
         records = _RecordStore(db or settings.database_url)
         store = records.store  # the outbox keeps the status callbacks (else: in memory)
         sink = None if store is None or not status_callback else outbox.Sink(
-            store.engine, [outbox.WebhookTarget(url=status_callback)])
+            store.engine, [outbox.callback_target(status_callback)])
         try:
             placing = place_informer_call(
                 target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
@@ -448,10 +468,12 @@ def register(app: typer.Typer) -> None:
                          ) from exc
         if status_callback:
             try:
-                target = outbox.WebhookTarget(url=status_callback)
+                target = outbox.callback_target(status_callback)
             except ValueError:
                 raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
                              "URL") from None
+            if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
+                raise _usage(escape(problem))
         sink = outbox.Sink(store.engine, [target]) if status_callback else None
         # records a killed server left unfinished (answered, digits so far) are closed now
         closed = store.close_unfinished_calls("inbound", node_process_gone)

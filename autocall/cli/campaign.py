@@ -13,6 +13,7 @@ import importlib
 import inspect
 import json
 import logging
+import re
 import signal
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -31,13 +32,13 @@ from autocall.campaign import migrations, outbox
 from autocall.campaign import report as rep
 from autocall.campaign.check import Problem, check_campaign, preflight
 from autocall.campaign.contacts import ContactsError, Rejected, import_campaign
-from autocall.campaign.control import SteerError, Verb, explain_number, steer
+from autocall.campaign.control import SteerError, Verb, explain_number, pin_tree, steer
 from autocall.campaign.dialer import CallPlacer, default_node, run_campaign
 from autocall.campaign.dialer import Progress as DialProgress
 from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
 from autocall.campaign.schedule import DncCheck, DncList, is_open_all
 from autocall.campaign.store import Store, StoreError
-from autocall.campaign.trees import TreeLibrary
+from autocall.campaign.trees import TreeLibrary, TreesError
 from autocall.cli.safe_text import plain, safe
 from autocall.config import Settings, hide_password, shown_url
 from autocall.process import freeze_startup_heap
@@ -505,6 +506,46 @@ def stop(
             err.print("not stopped")
             raise typer.Exit(1)
     _steer(name, db, Verb.STOP)
+
+
+@campaign_app.command()
+def pin(
+    name: NameArg,
+    version: Annotated[str, typer.Argument(
+        metavar="TREE@N", help="A published version of a tree kept in the store.")],
+    db: DbOpt = None,
+) -> None:
+    """Run a published version of a stored tree (what the console's campaign page and
+    POST /v1/campaigns/{name}/tree do); a running dialer places its next calls on it
+    within a second, calls in flight end on theirs. Audited as campaign.tree by cli.
+
+    Example: autocall campaign pin spring-survey reminder@2
+    """
+    picked = _PIN_ARG.match(version)
+    if picked is None:
+        err.print(f"[red]error:[/red] {safe(version)}: give TREE@N, e.g. reminder@2 "
+                  "(autocall trees list shows the published versions)")
+        raise typer.Exit(2)
+    from autocall.web.accounts import audit  # the audit log lives with the accounts
+
+    tree, number = picked["tree"], int(picked["version"])
+    store = _open(db)
+    try:
+        done = pin_tree(store, _trees(store), name, tree, number,
+                        also=lambda conn, before: audit(conn, "cli", "campaign.tree", name,
+                                                        tree=f"store:{tree}@{number}",
+                                                        previous=before))
+    except TreesError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    except StoreError as exc:
+        raise _store_error(exc) from None
+    finally:
+        store.close()
+    typer.echo(f"{name}: {done.before} -> {done.after}")
+
+
+_PIN_ARG = re.compile(r"^(?P<tree>[A-Za-z0-9][A-Za-z0-9_-]{0,99})@(?P<version>[0-9]{1,9})$")
 
 
 @campaign_app.command("list")

@@ -35,6 +35,7 @@ from autocall.campaign.placer import SipPlacer, load_tree
 from autocall.campaign.report import Report, campaign_report, write_cdr
 from autocall.campaign.store import Store
 from autocall.speech.cache import engine_of
+from autocall.speech.tts import default_engines, missing_engines
 from autocall.telephony.call import UserAgent
 from autocall.telephony.runner import AudioCache, prompts_of
 from autocall.telephony.virtual import Behaviour, PhoneScript, VirtualPhones
@@ -252,6 +253,8 @@ async def _render_prompts(campaign: Any, store: Store, name: str, audio: AudioCa
     spoke = Counter(engine_of(p) for p in audio.tts_cache_dir.glob("*.wav"))
     if not quiet and spoke:  # piper when installed (natural, offline); else gTTS or espeak-ng
         console.print("voice: " + ", ".join(f"{n} prompts by {e}" for e, n in spoke.items()))
+        for note in missing_engines(default_engines()):  # no piper: how to get the natural voice
+            console.print(f"[yellow]note:[/] {note}", highlight=False)
 
 
 async def _dial(campaign: Any, store: Store, placer: SipPlacer, console: Console,

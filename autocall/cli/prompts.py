@@ -277,6 +277,7 @@ _STEP_STYLE = {
     "webhook": "yellow",
     "transfer": "yellow",
     "record": "yellow",
+    "why": "cyan",
 }
 
 
@@ -457,7 +458,8 @@ class _Player:
             return
         try:
             if isinstance(step.action, Say):
-                prompt = tts.PromptText(step.action.text, step.action.language, step.action.voice)
+                prompt = tts.PromptText(step.action.text, step.action.language,
+                                        step.action.voice, step.action.tts)
                 path = tts.render_prompt(prompt, self.cache)
             else:
                 path = Path(step.action.path)
@@ -722,7 +724,7 @@ def render(
     trees = [_load_or_exit(f) for f in tree_files(paths)]
     cache = cache_dir or Settings.from_env().tts_cache_dir
 
-    wanted: dict[tuple[str, str, str | None], Any] = {}
+    wanted: dict[tuple[str, str, str | None, tuple[str, ...] | None], tts.PromptText] = {}
     runtime: list[dict[str, Any]] = []
     malformed = 0
     for tree in trees:
@@ -748,13 +750,14 @@ def render(
                     }
                 )
                 continue
-            key = (prompt.say, language, prompt.voice)
-            wanted.setdefault(key, tts.PromptText(prompt.say, language, prompt.voice))
+            order = tuple(prompt.tts) if prompt.tts else None
+            key = (prompt.say, language, prompt.voice, order)
+            wanted.setdefault(key, tts.PromptText(prompt.say, language, prompt.voice, order))
 
     if dry_run:
-        for prompt in wanted.values():
+        for text in wanted.values():
             _out.print(
-                f"would render: {prompt.text[:60]!r} ({prompt.language})",
+                f"would render: {text.text[:60]!r} ({text.language})",
                 markup=False,
                 highlight=False,
             )
@@ -767,7 +770,19 @@ def render(
         if malformed:
             raise typer.Exit(1)
         return
-    engines = [tts.EspeakEngine()] if offline else None
+    engines: list[tts.TtsEngine] | None = [tts.EspeakEngine()] if offline else None
+    try:
+        named = {e.name: e for e in engines or tts.default_engines()}
+    except ValueError as exc:  # AUTOCALL_TTS names an engine that does not exist
+        _err.print(f"error: AUTOCALL_TTS: {exc}", style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
+    if engines is None:  # and the engines the trees' own `tts:` orders name
+        for text in wanted.values():
+            named.update((e.name, e) for e in tts.default_engines(text.engines or ()))
+    notes = tts.missing_engines(list(named.values()))
+    if not as_json:
+        for note in notes:  # e.g. piper without autocall[piper]: the fallback speaks, say how
+            _err.print(f"note: {note}", style="yellow", markup=False, highlight=False)
     outcomes: list[Any] = []
     if as_json or not sys.stderr.isatty():
         outcomes = tts.render_prompts(list(wanted.values()), cache, engines=engines)
@@ -805,7 +820,8 @@ def render(
             }
         )
     if as_json:
-        payload = {"cache_dir": str(cache), "counts": counts, "prompts": rows + runtime}
+        payload = {"cache_dir": str(cache), "counts": counts, "prompts": rows + runtime,
+                   "notes": notes}
         sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     else:
         for row in rows:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from autocall.config import TrunkSettings
+from autocall.sip.transport import TlsSettings
 
 sip_app = typer.Typer(
     help="Check SIP trunks and peers.\n\nExample: autocall sip options sip:pbx.example.com",
@@ -19,14 +20,15 @@ sip_app = typer.Typer(
 
 
 async def _options(target: str, bind: str, transport: str, timeout: float,
-                   user: str | None, password: str | None) -> tuple[int, str, float]:
+                   user: str | None, password: str | None,
+                   tls: TlsSettings) -> tuple[int, str, float]:
     from autocall.sip.transaction import Timers
     from autocall.telephony.call import UserAgent
 
     host, _, port = bind.rpartition(":")
     ua = await UserAgent.start(bind_host=host or bind, bind_port=int(port or 0),
                                transport=transport, user=user or "autocall",
-                               password=password,
+                               password=password, tls=tls,
                                timers=Timers(t1=min(0.5, timeout / 64)))
     t0 = time.monotonic()
     try:
@@ -43,7 +45,9 @@ def options(
         help="SIP URI or host[:port] of the trunk/peer, e.g. sip:pbx.example.com:5060.")],
     bind: Annotated[str, typer.Option(help="Local address to send from (host:port).")] =
         "0.0.0.0:0",
-    transport: Annotated[str, typer.Option(help="udp or tcp.")] = "udp",
+    transport: Annotated[str, typer.Option(
+        help="udp, tcp or tls (TLS settings: AUTOCALL_SIP_TLS_CA_FILE, _CERT_FILE, _KEY_FILE, "
+        "_SERVER_NAME, _VERIFY).")] = "udp",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 5.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -55,8 +59,8 @@ def options(
 
     Example: autocall sip options sip:127.0.0.1:5060 --json
     """
-    if transport.lower() not in ("udp", "tcp"):
-        raise typer.BadParameter("use udp or tcp", param_hint="--transport")
+    if transport.lower() not in ("udp", "tcp", "tls"):
+        raise typer.BadParameter("use udp, tcp or tls", param_hint="--transport")
     uri = target if target.split(":", 1)[0].lower() in ("sip", "sips") else f"sip:{target}"
     from autocall.sip.message import URI
 
@@ -65,11 +69,14 @@ def options(
     except ValueError as exc:
         Console(stderr=True).print(f"[red]error:[/red] target {target!r}: {exc}", highlight=False)
         raise typer.Exit(2) from None
-    trunk = TrunkSettings.from_env()
     try:
+        trunk = TrunkSettings.from_env()
+        if transport.lower() == "tls":
+            trunk.tls.client_context()  # a bad certificate file is named before anything
         code, reason, elapsed = asyncio.run(
-            _options(uri, bind, transport.lower(), timeout, trunk.user, trunk.password))
-    except OSError as exc:
+            _options(uri, bind, transport.lower(), timeout, trunk.user, trunk.password,
+                     trunk.tls))
+    except (OSError, ValueError) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     ok = code == 200

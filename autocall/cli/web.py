@@ -2,7 +2,9 @@
 
 ``autocall web`` serves the console and the API with uvicorn and, unless ``--no-dialer``,
 starts a dialer worker in a process of its own (media pacing never shares the web
-server's process or event loop) and stops it when the server stops.
+server's process or event loop) and stops it when the server stops; the worker also
+ends by itself when the server dies without stopping it (SIGKILL, OOM killer): see
+``autocall.lifeline``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autocall.campaign.outbox import STATUS_SECRET_ENV, secret_problem
 from autocall.campaign.store import Store
 from autocall.cli.campaign import DbOpt, JsonOpt, _db_url, _open
 from autocall.cli.safe_text import plain, safe
@@ -37,8 +40,10 @@ WORKER_STOP_SECONDS = 60.0  # calls in flight may end this long after SIGTERM
 
 
 def worker_command(url: str) -> list[str]:
-    """The dialer worker ``autocall web`` starts: dials the store's running campaigns."""
-    return [sys.executable, "-m", "autocall.web.worker", "--db", url]
+    """The dialer worker ``autocall web`` starts: dials the store's running campaigns,
+    and ends with this process (``--parent``), however this one ends."""
+    return [sys.executable, "-m", "autocall.web.worker", "--db", url,
+            "--parent", str(os.getpid())]
 
 
 class DialerWorker:
@@ -53,8 +58,11 @@ class DialerWorker:
         self.stopping = False
 
     def start(self) -> DialerWorker:
+        """Start it; call this from the main thread (the worker's parent-death signal
+        follows the thread that spawned it, see ``autocall.lifeline``)."""
         self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)
         self.stopping = False
+        err.print(f"dialer worker started (pid {self.proc.pid})")
         threading.Thread(target=self._watch, args=(self.proc,), daemon=True).start()
         return self
 
@@ -164,6 +172,9 @@ def register(app: typer.Typer) -> None:
             if path is not None and not path.is_file():
                 err.print(f"error: {safe(path)} is not a readable file")
                 raise typer.Exit(2)
+        if (problem := secret_problem(STATUS_SECRET_ENV)) is not None:
+            err.print(f"error: {safe(problem)}")  # every callback would wait unsigned
+            raise typer.Exit(2)
         if exposed_without_tls(host, certfile, keyfile):
             err.print(f"[bold red]WARNING: serving on {safe(host)} without TLS: passwords, "
                       "session cookies and API tokens cross the network in clear text. "

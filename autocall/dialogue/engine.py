@@ -63,6 +63,11 @@ Key and barge-in policy lives here, so drivers ask rather than re-derive it:
 ``engine.accepts_keys`` (a key now could change the call: listen for tones only then)
 and ``engine.accepts_speech`` (run a recogniser only then).
 
+Why the walk went where it went: ``engine.reasons``, one :class:`Reason` per decision
+the tree made on its own (an hours node open or closed and why, the branch case that
+held, a retry after no or wrong input, the exit after the last one, a menu's default
+on silence), for the simulator's transcript and for logs. Drivers need not read it.
+
 State for the call record: ``engine.path`` (node ids in the order visited),
 ``engine.variables``, ``engine.digits`` (every key), ``engine.outcome``,
 ``engine.finished``, ``engine.error``, ``engine.caller_hung_up``; for drivers:
@@ -82,7 +87,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -127,6 +132,7 @@ __all__ = [
     "Hangup",
     "Play",
     "PromptFinished",
+    "Reason",
     "Record",
     "RecordingFinished",
     "Say",
@@ -207,6 +213,7 @@ class Say:
     text: str
     language: str = "en"
     voice: str | None = None
+    tts: tuple[str, ...] | None = None  # engine order (item's, node's, tree's); None: settings
 
 
 @dataclass(frozen=True)
@@ -262,6 +269,16 @@ class Hangup:
 
 Action = Say | Play | Collect | StartTimer | Transfer | Record | Webhook | Hangup
 
+@dataclass(frozen=True)
+class Reason:
+    """Why the engine left ``node`` the way it did, at ``at`` (Unix seconds), e.g.
+    ``closed: holiday 2026-12-25`` or ``retry 2 of 3: no input after 5 s``."""
+
+    at: float
+    node: str
+    text: str
+
+
 TYPE_AHEAD_LIMIT = 32
 """Keys kept while nothing listens; a flood of RFC 4733 events must not pile up."""
 
@@ -312,6 +329,7 @@ class Engine:
         self._type_ahead: list[str] = []
         self._attempt = 0
         self._collected = ""
+        self.reasons: list[Reason] = []
         self._allowed = allowed_transfer_targets(tree)
         self._listen_ahead = _nodes_before_listening(tree)
 
@@ -481,8 +499,7 @@ class Engine:
         if isinstance(node, SayNode | PlayNode):
             if isinstance(node, SayNode):
                 language = node.language or self.tree.language
-                voice = node.voice or self.tree.voice
-                audio = self._render_prompts(node.say, language, voice)
+                audio = self._render_prompts(node.say, language, node.voice, node.tts)
             else:
                 paths = node.play if isinstance(node.play, list) else [node.play]
                 audio = self._render_prompts([PlayPrompt(play=p) for p in paths])
@@ -503,10 +520,14 @@ class Engine:
         if isinstance(node, BranchNode):
             for case in node.branch:
                 if self._holds(case.if_):
+                    self._why(now, f"{_condition(case.if_, self.variables)} → {case.next}")
                     return [], case.next
+            self._why(now, "no case holds → " + (node.else_ or "end of the call"))
             return [], node.else_
         if isinstance(node, HoursNode):
-            return [], node.open if self._is_open(node, now) else node.closed
+            is_open, why = self._hours(node, now)
+            self._why(now, why)
+            return [], node.open if is_open else node.closed
         if isinstance(node, HangupNode):
             return self._finish(node.outcome), None
         if isinstance(node, PauseNode):
@@ -542,16 +563,23 @@ class Engine:
     # --- prompts ---------------------------------------------------------------------
 
     def _render_prompts(
-        self, prompts: Prompts | None, language: str | None = None, voice: str | None = None
+        self,
+        prompts: Prompts | None,
+        language: str | None = None,
+        voice: str | None = None,
+        tts: Sequence[str] | None = None,
     ) -> list[Action]:
         out: list[Action] = []
         for item in prompt_items(prompts):
             if isinstance(item, SayPrompt):
+                lang = item.language or language or self.tree.language
+                order = item.tts or tts or self.tree.tts
                 out.append(
                     Say(
                         render(item.say, self.variables),
-                        item.language or language or self.tree.language,
-                        item.voice or voice or self.tree.voice,
+                        lang,
+                        item.voice or voice or self.tree.voice_for(lang),
+                        tuple(order) if order else None,
                     )
                 )
             else:
@@ -617,7 +645,7 @@ class Engine:
         item = menu.item(key)
         if item is not None:
             return self._choose(node, key, now)
-        return self._failed(node, "invalid-input", now)
+        return self._failed(node, "invalid-input", now, f"key {key} is not a choice")
 
     def _choose(self, node: MenuNode, key: str, now: float) -> list[Action]:
         item = node.menu.item(key)
@@ -626,14 +654,20 @@ class Engine:
             self.variables[node.menu.variable] = key
         return self._goto(item.next, now)
 
-    def _failed(self, node: MenuNode | GatherNode, why: str, now: float) -> list[Action]:
-        """No or wrong input: say sorry and ask again, or leave after the last retry."""
+    def _failed(self, node: MenuNode | GatherNode, why: str, now: float,
+                detail: str) -> list[Action]:
+        """No or wrong input: say sorry and ask again, or leave after the last retry.
+        ``detail`` says what happened, for the reason (``no input after 5 s``)."""
         body = node.menu if isinstance(node, MenuNode) else node.gather
         self._attempt += 1
         if self._attempt > body.retries:
+            tries = f"{self._attempt} tr{'ies' if self._attempt > 1 else 'y'}"
             if node.on_failure is not None:
+                self._why(now, f"{detail}; {tries}, no retry left → {node.on_failure}")
                 return self._goto(node.on_failure, now)
+            self._why(now, f"{detail}; {tries}, no retry left → hang up: {why}")
             return self._finish(why)
+        self._why(now, f"retry {self._attempt} of {body.retries}: {detail}")
         sorry = body.invalid if why == "invalid-input" else body.no_input
         attempt = self._attempt
         again = [*_as_list(sorry), *_as_list(body.prompt)]
@@ -675,6 +709,8 @@ class Engine:
     def _gather_key(self, node: GatherNode, key: str, now: float) -> list[Action]:
         body = node.gather
         if body.terminator is not None and key == body.terminator:
+            if not self._collected and body.min_digits > 0:
+                return self._failed(node, "no-input", now, f"nothing entered before {key}")
             return self._gather_done(node, self._collected, now)
         self._collected += key
         if len(self._collected) >= body.max_digits:
@@ -687,12 +723,14 @@ class Engine:
     ) -> list[Action]:
         body = node.gather
         if not value and body.min_digits > 0:
-            return self._failed(node, "no-input", now)
-        valid = spoken or len(value) >= body.min_digits
-        if valid and body.pattern is not None:
-            valid = re.fullmatch(body.pattern, value) is not None
-        if not valid:
-            return self._failed(node, "invalid-input", now)
+            return self._failed(node, "no-input", now,
+                                f"no input after {body.first_timeout:g} s")
+        if not spoken and len(value) < body.min_digits:
+            return self._failed(node, "invalid-input", now, f"{value!r} is {len(value)} "
+                                f"key(s), at least {body.min_digits} wanted")
+        if body.pattern is not None and re.fullmatch(body.pattern, value) is None:
+            return self._failed(node, "invalid-input", now,
+                                f"{value!r} does not match {body.pattern}")
         self.variables[body.variable] = value
         return self._goto(node.next, now)
 
@@ -735,9 +773,11 @@ class Engine:
         if self._waiting != _WAIT_INPUT:
             return []
         if isinstance(node, MenuNode):
+            silence = f"no input after {node.menu.timeout:g} s"
             if node.menu.default is not None:
+                self._why(now, f"{silence} → default {node.menu.default}")
                 return self._goto(node.menu.default, now)
-            return self._failed(node, "no-input", now)
+            return self._failed(node, "no-input", now, silence)
         if isinstance(node, GatherNode):
             if not self._collected and node.gather.min_digits == 0:
                 return self._gather_done(node, "", now)
@@ -751,15 +791,18 @@ class Engine:
         if isinstance(node, MenuNode) and node.menu.speech:
             self._barge_in()
             if result.confidence < node.menu.min_confidence:
-                return self._failed(node, "invalid-input", now)
+                return self._failed(node, "invalid-input", now, _unsure(
+                    result, node.menu.min_confidence))
             key = _match_phrase(node, result.text)
             if key is None:
-                return self._failed(node, "invalid-input", now)
+                return self._failed(node, "invalid-input", now,
+                                    f"{result.text!r} matches no choice")
             return self._choose(node, key, now)
         if isinstance(node, GatherNode) and node.gather.speech:
             self._barge_in()
             if result.confidence < node.gather.min_confidence:
-                return self._failed(node, "invalid-input", now)
+                return self._failed(node, "invalid-input", now, _unsure(
+                    result, node.gather.min_confidence))
             return self._gather_done(node, result.text.strip(), now, spoken=True)
         return []
 
@@ -833,11 +876,16 @@ class Engine:
                     checks.append(False)
         return all(checks) if checks else value != ""
 
-    def _is_open(self, node: HoursNode, now: float) -> bool:
+    def _why(self, now: float, text: str) -> None:
+        self.reasons.append(Reason(now, self._node_id or "", text))
+
+    def _hours(self, node: HoursNode, now: float) -> tuple[bool, str]:
+        """Open or closed at ``now``, and why (the holiday, or the range that is open)."""
         zone = ZoneInfo(node.hours.timezone or self.tree.timezone)
         local = dt.datetime.fromtimestamp(now, zone)
+        when = f"{local:%a %Y-%m-%d %H:%M} {zone.key}"
         if local.date() in node.hours.holidays:
-            return False
+            return False, f"closed: holiday {local.date().isoformat()} → {node.closed}"
         minute = local.hour * 60 + local.minute
         today = local.weekday()
         yesterday = (today - 1) % 7
@@ -846,12 +894,33 @@ class Engine:
             for start, end in parse_ranges(ranges):
                 if start < end:
                     if today in listed and start <= minute < end:
-                        return True
+                        return True, f"open: {when} is in {days} {ranges} → {node.open}"
                 elif (today in listed and minute >= start) or (
                     yesterday in listed and minute < end
                 ):
-                    return True  # a range past midnight belongs to the day it starts on
-        return False
+                    # a range past midnight belongs to the day it starts on
+                    return True, f"open: {when} is in {days} {ranges} → {node.open}"
+        return False, f"closed: {when} is outside the opening hours → {node.closed}"
+
+
+def _condition(cond: Condition, variables: dict[str, str]) -> str:
+    """A branch case that held, as a reader checks it: ``amount > 100 (amount is '150')``."""
+    tests = [f"{cond.var} {op} {_shown(value)}" for op, value in (
+        ("=", cond.eq), ("≠", cond.ne), ("in", cond.in_), ("matches", cond.matches),
+        (">", cond.gt), ("≥", cond.ge), ("<", cond.lt), ("≤", cond.le)) if value is not None]
+    if cond.empty is not None:
+        tests.append(f"{cond.var} is {'empty' if cond.empty else 'not empty'}")
+    shown = " and ".join(tests) or f"{cond.var} is set"
+    return f"{shown} ({cond.var} is {variables.get(cond.var, '')!r})"
+
+
+def _shown(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
+def _unsure(result: SpeechResult, wanted: float) -> str:
+    return (f"heard {result.text!r} with confidence {result.confidence:.2f}, below "
+            f"{wanted:.2f}")
 
 
 def _nodes_before_listening(tree: Tree) -> frozenset[str]:

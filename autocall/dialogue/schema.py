@@ -106,12 +106,40 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+TtsEngineName = Literal["gtts", "piper", "espeak", "espeak-ng"]
+
+_TTS = (
+    "TTS engines to try in this order, e.g. [piper, espeak]: the first that speaks the "
+    "prompt renders it. Unset: the node's, else the tree's, else AUTOCALL_TTS "
+    "(gtts, piper, espeak)."
+)
+
+
+def _tts_order(order: list[str] | None) -> list[str] | None:
+    """An engine order names each engine once (``espeak`` and ``espeak-ng`` are one)."""
+    if order is None:
+        return None
+    seen: set[str] = set()
+    for name in order:
+        key = "espeak" if name == "espeak-ng" else name
+        if key in seen:
+            raise ValueError(f"tts names {key!r} twice ({name!r}); list each engine once")
+        seen.add(key)
+    return order
+
+
+TtsOrder = Annotated[list[TtsEngineName], Field(min_length=1, description=_TTS)]
+
+
 class SayPrompt(_Model):
-    """Text spoken by TTS; ``language``/``voice`` default to the tree's."""
+    """Text spoken by TTS; ``language``/``voice``/``tts`` default to the node's and tree's."""
 
     say: str
     language: str | None = None
     voice: str | None = None
+    tts: TtsOrder | None = None
+
+    _order = field_validator("tts")(_tts_order)
 
 
 class PlayPrompt(_Model):
@@ -146,8 +174,11 @@ class SayNode(_Model):
     say: Prompts
     language: str | None = None
     voice: str | None = None
+    tts: TtsOrder | None = None
     skippable: StrictBool = Field(True, description=_SKIPPABLE)
     next: NodeId | None = None
+
+    _order = field_validator("tts")(_tts_order)
 
 
 class PlayNode(_Model):
@@ -555,6 +586,13 @@ class Tree(_Model):
     description: str | None = None
     language: str = "en"
     voice: str | None = None
+    voices: dict[str, str] = Field(
+        default_factory=dict,
+        description="A voice per language (BCP 47 tag: voice), e.g. {en: en_US-joe-medium, "
+        "de: de_DE-thorsten-high}: a prompt in that language with no voice of its own or "
+        "its node's speaks with it (before `voice`).",
+    )
+    tts: TtsOrder | None = None
     timezone: str = "UTC"
     start: NodeId
     machine: NodeId | None = Field(
@@ -581,6 +619,15 @@ class Tree(_Model):
     nodes: dict[NodeId, Node] = Field(min_length=1)
 
     _source: Path | None = PrivateAttr(None)
+
+    _order = field_validator("tts")(_tts_order)
+
+    def voice_for(self, language: str) -> str | None:
+        """The tree's voice for *language*: ``voices`` (exact tag, then its primary
+        language), else ``voice``."""
+        wanted = language.replace("_", "-").lower()
+        by_tag = {k.replace("_", "-").lower(): v for k, v in self.voices.items()}
+        return by_tag.get(wanted) or by_tag.get(wanted.split("-")[0]) or self.voice
 
     @model_validator(mode="before")
     @classmethod
@@ -760,7 +807,8 @@ def prompt_fields(tree: Tree) -> Iterator[tuple[tuple[str | int, ...], Prompts |
 
 
 def spoken_prompts(tree: Tree) -> list[tuple[str, SayPrompt]]:
-    """(node id, text prompt with language and voice resolved) for every text the tree says.
+    """(node id, text prompt with language, voice and engine order resolved) for every text
+    the tree says.
 
     Texts are as written: templated ones (``{first_name}``) can only be rendered per call.
     """
@@ -769,13 +817,16 @@ def spoken_prompts(tree: Tree) -> list[tuple[str, SayPrompt]]:
         node_id = str(path[1])
         node = tree.nodes[node_id]
         language = getattr(node, "language", None) or tree.language
-        voice = getattr(node, "voice", None) or tree.voice
+        voice = getattr(node, "voice", None)
+        tts = getattr(node, "tts", None) or tree.tts
         for item in prompt_items(prompts):
             if isinstance(item, SayPrompt):
+                lang = item.language or language
                 resolved = SayPrompt(
                     say=item.say,
-                    language=item.language or language,
-                    voice=item.voice or voice,
+                    language=lang,
+                    voice=item.voice or voice or tree.voice_for(lang),
+                    tts=item.tts or tts,
                 )
                 out.append((node_id, resolved))
     return out

@@ -1,11 +1,15 @@
 """Walk a tree without a phone: the same engine, driven by typed or scripted input.
 
 The simulator is a driver like the telephony runner: it plays nothing, it writes a
-transcript. Its clock is virtual (a prompt "lasts" about as long as it would take to
-say it), so timeouts cost no waiting and a run is deterministic.
+transcript, with the engine's reason for every branch it took (``why`` steps:
+"closed: holiday 2026-12-25", "retry 2 of 3: no input after 5 s"). Its clock is
+virtual (a prompt "lasts" about as long as it would take to say it), so timeouts cost
+no waiting and a run is deterministic.
 
-Input tokens: ``1``, ``#``, ``1234#`` (keys, one Digit each), ``t``/``timeout``,
-``h``/``hangup``; anything else is what the caller says (a speech result). When a
+Input tokens: ``1``, ``#``, ``1234#`` (keys, one Digit each), ``t``/``timeout``/``wait``
+(no input), ``h``/``hangup``, ``say:WORDS`` (what the caller says, even when the words
+look like keys or a command); anything else is what the caller says too (a speech
+result). The designer's keypad and cases recorded there use ``wait`` and ``say:``. When a
 scripted run has no more input and the tree waits for the caller, the caller hangs up.
 """
 
@@ -149,6 +153,7 @@ class Simulator:
         self.webhooks: list[WebhookCall] = []
         self._prompt_lengths: deque[float] = deque()
         self._replies: deque[Event] = deque()
+        self._reasons_seen = 0
 
     # --- runs ------------------------------------------------------------------------
 
@@ -164,7 +169,7 @@ class Simulator:
         engine = self.engine
         if engine.answered_by is not None:
             self._log("answered", _ANSWERED[engine.answered_by])
-        self._apply(engine.start(self.now))
+        self._apply(self._explained(engine.start(self.now)))
         events = 0
         while not engine.finished:
             events += 1
@@ -205,7 +210,9 @@ class Simulator:
     def _caller(self, token: str) -> None:
         word = token.strip()
         lowered = word.lower()
-        if lowered in ("t", "timeout"):
+        if lowered.startswith("say:"):
+            self._speak(word[4:].strip())
+        elif lowered in ("t", "timeout", "wait"):
             self._log("input", "(no key: timeout)")
             self._sleep_until_deadline()
         elif lowered in ("h", "hangup"):
@@ -221,11 +228,14 @@ class Simulator:
                 if self.engine.finished:
                     break
         else:
-            self._log("input", f'says "{word}"')
-            if not self.engine.accepts_speech:
-                self._log("listen", "(speech ignored: this node listens for keys only)")
-            self.now += max(0.5, len(word) * SECONDS_PER_CHAR)
-            self._feed(SpeechResult(word, 1.0))
+            self._speak(word)
+
+    def _speak(self, word: str) -> None:
+        self._log("input", f'says "{word}"')
+        if not self.engine.accepts_speech:
+            self._log("listen", "(speech ignored: this node listens for keys only)")
+        self.now += max(0.5, len(word) * SECONDS_PER_CHAR)
+        self._feed(SpeechResult(word, 1.0))
 
     def _sleep_until_deadline(self) -> None:
         deadline = self.engine.next_deadline()
@@ -236,7 +246,15 @@ class Simulator:
     def _feed(self, event: Event) -> None:
         if isinstance(event, Digit | SpeechResult) and self.engine.interruptible:
             self._prompt_lengths.clear()  # barge-in: the driver flushes what was queued
-        self._apply(self.engine.handle(event, self.now))
+        self._apply(self._explained(self.engine.handle(event, self.now)))
+
+    def _explained(self, actions: list[Action]) -> list[Action]:
+        """Log the engine's new reasons (why it went where it went) before the actions
+        they led to."""
+        for reason in self.engine.reasons[self._reasons_seen:]:
+            self._log("why", reason.text, node=reason.node)
+        self._reasons_seen = len(self.engine.reasons)
+        return actions
 
     # --- actions out -----------------------------------------------------------------
 
@@ -288,8 +306,9 @@ class Simulator:
         self._log("webhook", f"POST {action.url} {json.dumps(action.payload)} → {answer}")
         return WebhookResult(status, body)
 
-    def _log(self, kind: str, text: str, action: Action | None = None) -> None:
-        step = Step(self.now - self.start_time, kind, text, self.engine.node, action)
+    def _log(self, kind: str, text: str, action: Action | None = None, *,
+             node: str | None = None) -> None:
+        step = Step(self.now - self.start_time, kind, text, node or self.engine.node, action)
         self.transcript.append(step)
         if self.on_step is not None:
             self.on_step(step)

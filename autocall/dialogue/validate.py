@@ -157,6 +157,7 @@ def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None
     found.extend(_shared_phrases(tree, doc))
     found.extend(_recogniser(tree, doc))
     found.extend(_voices(tree, doc))
+    found.extend(_engines(tree, doc))
     found.extend(_outcomes(tree, doc))
     return sorted(found, key=lambda p: (p.line, p.column, p.code))
 
@@ -675,6 +676,7 @@ def _voices(tree: Tree, doc: Document) -> Iterator[Problem]:
     wanted: list[tuple[tuple[str | int, ...], str]] = []
     if tree.voice:
         wanted.append((("voice",), tree.voice))
+    wanted.extend((("voices", lang), voice) for lang, voice in tree.voices.items())
     for node_id, node in tree.nodes.items():
         if isinstance(node, SayNode) and node.voice:
             wanted.append((("nodes", node_id, "voice"), node.voice))
@@ -687,9 +689,12 @@ def _voices(tree: Tree, doc: Document) -> Iterator[Problem]:
     named = [(where, v) for where, v in wanted if piper.looks_like_piper_voice(v)]
     if not named:
         return
+    why = piper.missing()
     installed = piper.installed_voices()
     for where, voice in named:
-        if not any(v.answers_to(voice) for v in installed):
+        if why is not None:
+            yield doc.problem(where, "error", "voice", f"piper voice {voice!r}: {why}")
+        elif not any(v.answers_to(voice) for v in installed):
             have = ", ".join(v.name for v in installed) or "none"
             yield doc.problem(
                 where,
@@ -698,3 +703,32 @@ def _voices(tree: Tree, doc: Document) -> Iterator[Problem]:
                 f"piper voice {voice!r} is not installed (installed: {have}); "
                 f"{piper.INSTALL_HINT}",
             )
+
+
+def _engines(tree: Tree, doc: Document) -> Iterator[Problem]:
+    """A ``tts:`` order whose engines are not installed here: a warning for each missing
+    engine, an error when none of the order can speak (every prompt would fail)."""
+    orders: list[tuple[tuple[str | int, ...], list[str]]] = []
+    if tree.tts:
+        orders.append((("tts",), list(tree.tts)))
+    for node_id, node in tree.nodes.items():
+        if isinstance(node, SayNode) and node.tts:
+            orders.append((("nodes", node_id, "tts"), list(node.tts)))
+    for path, prompts in prompt_fields(tree):
+        for where, item in _items(path, prompts):
+            if isinstance(item, SayPrompt) and item.tts:
+                orders.append(((*where, "tts"), list(item.tts)))
+    if not orders:
+        return
+    from autocall.speech import tts
+
+    why = {name: tts.engine_named(name).missing() for _, order in orders for name in order}
+    for where, order in orders:
+        missing = [why[name] for name in order if why[name] is not None]
+        if len(missing) == len(order):
+            yield doc.problem(where, "error", "tts", "no engine of this order is installed: "
+                              + "; ".join(m for m in missing if m))
+        else:
+            for m in missing:
+                if m:
+                    yield doc.problem(where, "warning", "tts", f"{m} (the next engine speaks)")

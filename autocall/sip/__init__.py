@@ -7,7 +7,8 @@
 - ``dialog``: §12 dialog state, in-dialog requests, vetting of tags/CSeq/source.
 - ``invite``: the INVITE usage (§13–§15: CANCEL race, forks, 2xx until ACK), sans-I/O.
 - ``refer``: being transferred (RFC 3515): which REFERs we follow, the NOTIFYs we send.
-- ``transport``: asyncio UDP and TCP, bind address apart from advertised address.
+- ``transport``: asyncio UDP, TCP and TLS, bind address apart from advertised address.
+- ``tls``: TLS settings (verification, CA, SNI, client certificate) and failure sentences.
 - ``ua``: ``SipUA``, the driver: runs transactions and INVITE usages on the event loop.
 
 Applications use ``autocall.telephony.call.UserAgent`` and ``Call``, which add media.

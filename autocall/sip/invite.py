@@ -10,6 +10,7 @@ start, resolves where they go (DNS is I/O) and hands the events to the applicati
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,21 @@ from enum import Enum
 from typing import ClassVar, Literal, Protocol
 
 from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, response_to
-from autocall.sip.message import Headers, Request, Response, printable, warning
+from autocall.sip.message import Headers, Request, Response, printable, split_list, warning
 from autocall.sip.sdp import parse_sdp
+from autocall.sip.session_timer import (
+    Interval,
+    Role,
+    TimerPolicy,
+    TooSmall,
+    answer_headers,
+    granted,
+    interval_of,
+    min_se_of,
+    next_deadlines,
+    refresh_headers,
+    request_headers,
+)
 from autocall.sip.transaction import Timers, make_cancel
 
 __all__ = ["InviteState", "InviteUsage", "Agent", "SessionEvent", "Progress", "Answered",
@@ -121,11 +135,12 @@ class LocalFailure(Response):
 
 class Agent(Protocol):
     """What a usage needs from its user agent: a fresh Via (new branch, §8.1.1.7), our
-    Contact, and credentials for a 401/407 (§22.2), or None."""
+    Contact (a sips: one for a sips: INVITE, RFC 5630 §3.1.3), and credentials for a
+    401/407 (§22.2), or None."""
 
     def via(self) -> str: ...
 
-    def contact(self) -> str: ...
+    def contact(self, user: str | None = None, secure: bool = False) -> str: ...
 
     def authorized_retry(self, request: Request, response: Response) -> Request | None: ...
 
@@ -133,10 +148,13 @@ class Agent(Protocol):
 @dataclass(frozen=True)
 class StartRequest:
     """Send ``request`` in a client transaction of its own (INVITE, CANCEL, BYE) to ``to``:
-    an address, or a dialog's next hop. Responses to an INVITE go back to ``receive``."""
+    an address, or a dialog's next hop. Responses to the INVITE go back to ``receive``,
+    those to a session refresh (``refresh``: a re-INVITE or UPDATE, RFC 4028) to
+    ``refreshed``; a transaction timeout as a ``LocalFailure`` 408 to either."""
 
     request: Request
     to: Addr | Dialog
+    refresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,13 +189,26 @@ class Emit:
 InviteAction = StartRequest | Transmit | Respond | DialogUp | Emit
 
 
+def _allows_update(msg: Request | Response) -> bool:
+    return any(m.strip().upper() == "UPDATE" for raw in msg.headers.get_all("Allow")
+               for m in split_list(raw))
+
+
 class InviteUsage:
     """One INVITE usage, outgoing (``uac``) or incoming (``uas``, ``peer`` = where the
     INVITE came from). ``answerer`` makes our SDP answer to an offer (None → 488) and
-    ``offerer`` our offer, for a late-offer 2xx or an offerless re-INVITE."""
+    ``offerer`` our offer, for a late-offer 2xx or an offerless re-INVITE.
+
+    With a ``session_timer`` policy (RFC 4028) an outgoing INVITE offers a session
+    interval and retries once with the far end's Min-SE after a 422; an incoming one is
+    ``screen``-ed (422, 400) before the application sees it. Once confirmed, the usage
+    refreshes the session as the refresher (UPDATE if the far end allows it, else a
+    re-INVITE with our last SDP, at half the interval) and sends BYE when the session
+    expires unrefreshed: both are deadlines of ``on_timer``."""
 
     def __init__(self, agent: Agent, role: Literal["uac", "uas"], invite: Request, *,
-                 peer: Addr | None = None, timers: Timers | None = None) -> None:
+                 peer: Addr | None = None, timers: Timers | None = None,
+                 session_timer: TimerPolicy | None = None) -> None:
         self.agent = agent
         self.role = role
         self.invite = invite
@@ -202,6 +233,25 @@ class InviteUsage:
         self._auth_tries = 0
         self._deadlines: dict[str, float] = {}
         self._alternates: list[Addr] = []
+        self.session_timer = session_timer
+        """RFC 4028 policy; None: no session timers (``Require: timer`` gets 420)."""
+        self.interval: Interval | None = None
+        """The running session interval, None when no timer runs; set by a transaction in
+        which our role was ``interval_role`` (the refresher is named by that role)."""
+        self.interval_role: Role = role
+        self.refreshes = 0
+        """Session refreshes that succeeded, ours and the far end's."""
+        self.local_sdp = b""
+        """Our SDP as last sent (offer or answer): a refresh re-INVITE repeats it as is."""
+        self._floor = 0  # the Min-SE a 422 asked for (§7.4)
+        self._timer_retried = False
+        self._timer_answer: tuple[Headers, Interval] | None = None
+        self._refreshing: Request | None = None
+        self._refresh_ack: Request | None = None
+        self._peer_updates = False  # the far end's Allow lists UPDATE
+        if role == "uac" and session_timer is not None:
+            for name, value in request_headers(session_timer):
+                invite.headers.add(name, value)
 
     # ---- timers (the driver calls on_timer at deadline) --------------------------------
     @property
@@ -227,12 +277,21 @@ class InviteUsage:
             self._ok_interval = min(2 * self._ok_interval, self.timers.t2)
             self._deadlines["2xx"] = now + self._ok_interval
             return [Transmit(*self._ok)]
+        if name == "refresh":  # RFC 4028 §10: the refresher refreshes at half the interval
+            return self._send_refresh()
+        if name == "expire" and self._refreshing is not None:
+            return []  # our refresh is on its way: its answer (or timeout) decides
+        if name == "expire":  # §10: nobody refreshed the session in time: end it
+            log.info("call %s: session interval of %s s expired without a refresh: BYE",
+                     self.invite.call_id, self.interval.seconds if self.interval else "?")
+            return self.bye(reason="session expired")
         return []
 
     def _terminate(self) -> None:
         self.state = InviteState.TERMINATED
         self._deadlines.clear()
         self._ok = None
+        self.interval = None
 
     def _fail(self, code: int, reason: str, resp: Response | None = None, *,
               by: str | None = None, network: bool = False) -> list[InviteAction]:
@@ -271,7 +330,25 @@ class InviteUsage:
                 [("Allow", ALLOW), ("Accept", SDP)])))]
         if kind not in ("reinvite", "update"):
             return [Respond(response_to(req, 200)), Emit(InDialog(ev))]
-        h = Headers([("Contact", self.agent.contact())])
+        pending = self._refreshing
+        if pending is not None and pending.method == "INVITE" and (kind == "reinvite"
+                                                                   or bool(req.body)):
+            # Our refresh re-INVITE's offer is out: no second offer at once (RFC 3261
+            # §14.2, RFC 3311 §5.2). A bodiless UPDATE offers nothing and may pass.
+            return [Respond(response_to(req, 491))]
+        h = Headers([("Contact", self._contact())])
+        refreshed: Interval | None = None
+        if self.session_timer is not None:  # RFC 4028 §9: every re-INVITE/UPDATE refreshes
+            try:
+                timer_h, refreshed = answer_headers(
+                    req, self.session_timer, self.interval.seconds if self.interval else None)
+            except TooSmall as exc:
+                return [Respond(response_to(req, 422, headers=Headers(
+                    [("Min-SE", str(exc.min_se))])))]
+            except ValueError as exc:
+                return [Respond(bad_request(req, str(exc)))]
+            for name, value in timer_h:
+                h.add(name, value)
         if req.body and req.content_type == SDP:
             try:
                 parse_sdp(req.body)
@@ -281,19 +358,25 @@ class InviteUsage:
             if answer is None:
                 return [Respond(response_to(req, 488))]
             self.remote_sdp = req.body
+            self.local_sdp = answer
             ok = response_to(req, 200, headers=h, body=answer, content_type=SDP)
         elif kind == "reinvite":  # offerless: we offer in the 200, the answer is in the ACK
-            ok = response_to(req, 200, headers=h, body=self.offerer(), content_type=SDP)
+            self.local_sdp = self.offerer()
+            ok = response_to(req, 200, headers=h, body=self.local_sdp, content_type=SDP)
         else:
             ok = response_to(req, 200, headers=h)
         if kind == "reinvite":
             self._retransmit_until_ack(ok, source, now)
+        if refreshed is not None:
+            self.refreshes += 1
+            self._arm(refreshed, "uas", now)
         return [Respond(ok), Emit(InDialog(ev))]
 
     # ---- UAC -----------------------------------------------------------------------------
     def set_offer(self, sdp: bytes | None) -> None:
         """Our SDP offer in the INVITE, or None for a late offer (the 2xx offers, §13.2.1)."""
         self.invite.body = sdp or b""
+        self.local_sdp = sdp or b""
         if sdp:
             self.invite.headers.set("Content-Type", SDP)
         else:
@@ -341,7 +424,12 @@ class InviteUsage:
                 actions.append(Emit(Progress(code, resp.reason, resp)))
             return actions + (self._send_cancel() if self._cancel_requested else [])
         if code < 300:
-            return self._on_2xx(resp)
+            return self._on_2xx(resp, now)
+        if code == 422 and not self._cancel_requested and self.peer is not None:
+            retry = self._retry_min_se(resp)
+            if retry is not None:  # RFC 4028 §7.4: once more with the far end's Min-SE
+                self.invite = retry
+                return self.start(self.peer, now)
         if code in (401, 407) and self._auth_tries < 2 and not self._cancel_requested \
                 and self.peer is not None:
             retry = self.agent.authorized_retry(self.invite, resp)
@@ -351,7 +439,34 @@ class InviteUsage:
                 return self.start(self.peer, now)
         return self._fail(code, resp.reason, resp)
 
-    def _on_2xx(self, resp: Response) -> list[InviteAction]:
+    def _retry_min_se(self, resp: Response) -> Request | None:
+        """The INVITE again for a 422 (RFC 4028 §7.4): Session-Expires and Min-SE raised to
+        the 422's Min-SE, CSeq + 1, a new Via branch; None when there is nothing to retry
+        (no timer policy, already retried, no or a malformed Min-SE, or one no larger than
+        what we asked for)."""
+        if self.session_timer is None or self._timer_retried:
+            return None
+        try:
+            floor = min_se_of(resp)
+            asked = interval_of(self.invite)
+        except ValueError as exc:
+            log.info("422 with %s: not retried", exc)
+            return None
+        if floor is None or (asked is not None and floor <= asked.seconds):
+            return None
+        self._timer_retried = True
+        self._floor = floor
+        retry = Request(self.invite.method, self.invite.uri, self.invite.headers.copy(),
+                        self.invite.body)
+        for name, value in request_headers(self.session_timer, floor):
+            if name != "Supported":  # already there
+                retry.headers.set(name, value)
+        retry.headers.set("CSeq", f"{self.invite.cseq.number + 1} INVITE")
+        retry.headers.remove("Via")
+        retry.headers.add("Via", self.agent.via(), first=True)
+        return retry
+
+    def _on_2xx(self, resp: Response, now: float) -> list[InviteAction]:
         if self.dialog is not None and self.dialog.matches(resp):
             # A retransmitted 2xx: our ACK was lost, send it again (§13.2.2.4).
             return [Transmit(self._ack, self.dialog)] if self._ack is not None else []
@@ -371,6 +486,7 @@ class InviteUsage:
         body = b""
         if not self.invite.body and self.remote_sdp is not None:
             body = self.answerer(self.remote_sdp) or b""  # late offer: answer in the ACK
+            self.local_sdp = body
         self._ack = dialog.ack(cseq, self.agent.via(), body, SDP if body else None)
         actions: list[InviteAction] = [DialogUp(dialog), Transmit(self._ack, dialog)]
         crossed = self._cancel_requested or self.state is InviteState.TERMINATED
@@ -378,6 +494,8 @@ class InviteUsage:
         if crossed:  # the 2xx crossed our CANCEL (§9.1): answered anyway, so end it
             return actions + self.bye(reason="cancelled")
         self.final_status = resp.status
+        self._peer_updates = _allows_update(resp)
+        self._timer_from(resp, now)
         return actions + [Emit(Answered(resp.status, resp.reason, resp))]
 
     def cancel(self, now: float) -> list[InviteAction]:
@@ -395,26 +513,61 @@ class InviteUsage:
         self._cancel_sent = True
         return [StartRequest(make_cancel(self.invite), self.peer)]
 
+    @property
+    def secure(self) -> bool:
+        """A sips: INVITE: our Contact in it, its answers and the dialog is sips too."""
+        return self.invite.uri.scheme == "sips"
+
+    def _contact(self) -> str:
+        return self.agent.contact(secure=True) if self.secure else self.agent.contact()
+
     # ---- UAS -----------------------------------------------------------------------------
     def ring(self, status: int = 180) -> list[InviteAction]:
         if self.role != "uas" or self.state is not InviteState.CALLING:
             return []
         self.state = InviteState.EARLY
-        h = Headers([("Contact", self.agent.contact())])
+        h = Headers([("Contact", self._contact())])
         return [Respond(response_to(self.invite, status, to_tag=self.local_tag, headers=h))]
 
     def answer(self, sdp: bytes | None, now: float) -> list[InviteAction]:
         """200 OK (with our SDP), re-sent until the ACK comes (§13.3.1.4)."""
         if self.role != "uas" or self.state not in RINGING:
             return []
-        h = Headers([("Contact", self.agent.contact()), ("Allow", ALLOW)])
+        h = Headers([("Contact", self._contact()), ("Allow", ALLOW)])
+        if self._timer_answer is not None:
+            for name, value in self._timer_answer[0]:
+                h.add(name, value)
         ok = response_to(self.invite, 200, to_tag=self.local_tag, headers=h,
                          body=sdp or b"", content_type=SDP if sdp else None)
+        self.local_sdp = sdp or b""
         self.dialog = Dialog.as_uas(self.invite, self.local_tag)
         self.state = InviteState.CONFIRMED
         self.final_status = 200
         self._retransmit_until_ack(ok, self.peer or self.dialog, now)
+        if self._timer_answer is not None:
+            self._peer_updates = _allows_update(self.invite)
+            self._arm(self._timer_answer[1], "uas", now)
         return [DialogUp(self.dialog), Respond(ok)]
+
+    def screen(self) -> list[InviteAction]:
+        """Vet an incoming INVITE's session timer before the application sees it (RFC 4028
+        §9): 422 with our Min-SE for too short an interval, 400 for a malformed one (the
+        usage then ends), else nothing: ``answer`` will grant the interval."""
+        if self.role != "uas" or self.session_timer is None \
+                or self.state is not InviteState.CALLING:
+            return []
+        try:
+            self._timer_answer = answer_headers(self.invite, self.session_timer)
+        except TooSmall as exc:
+            self.final_status = 422
+            self._terminate()
+            return [Respond(response_to(self.invite, 422, to_tag=self.local_tag,
+                                        headers=Headers([("Min-SE", str(exc.min_se))])))]
+        except ValueError as exc:
+            self.final_status = 400
+            self._terminate()
+            return [Respond(bad_request(self.invite, str(exc)))]
+        return []
 
     def reject(self, status: int = 486, reason: str | None = None) -> list[InviteAction]:
         if self.role != "uas" or self.state not in RINGING:
@@ -441,6 +594,125 @@ class InviteUsage:
         if has_sdp:  # the answer to the offer we put in a 2xx (late offer, §13.2.1)
             self.remote_sdp = ack.body
         return [Emit(Acked(ack))]
+
+    # ---- session timers (RFC 4028) -------------------------------------------------------
+    def _timer_from(self, resp: Response, now: float) -> None:
+        """The interval a 2xx to our INVITE or refresh grants (§7.2); none turns it off."""
+        if self.session_timer is None:
+            return
+        try:
+            interval = granted(resp, self.session_timer)
+        except ValueError as exc:  # the call is up: run without a timer, say why
+            log.info("call %s: %s in a 2xx: no session timer", self.invite.call_id, exc)
+            interval = None
+        self._arm(interval, "uac", now)
+
+    def _arm(self, interval: Interval | None, role: Role, now: float) -> None:
+        self.interval, self.interval_role = interval, role
+        self._deadlines.pop("refresh", None)
+        self._deadlines.pop("expire", None)
+        if interval is None or self.state is not InviteState.CONFIRMED:
+            return
+        refresh, expire = next_deadlines(interval, role, now)
+        if refresh is not None:
+            self._deadlines["refresh"] = refresh
+        self._deadlines["expire"] = expire
+
+    def _send_refresh(self) -> list[InviteAction]:
+        """Our session refresh (§7.4): UPDATE without a body when the far end allows it
+        (no offer/answer to get wrong), else a re-INVITE repeating our last SDP as is (the
+        same o= version: no change, RFC 3264 §8)."""
+        if self.state is not InviteState.CONFIRMED or self.dialog is None \
+                or self.interval is None or self.session_timer is None \
+                or self._refreshing is not None:
+            return []
+        min_se = max(self.session_timer.min_se, self._floor)
+        extra = refresh_headers(max(self.interval.seconds, min_se), min_se)
+        contact = self._contact()
+        if self._peer_updates:
+            req = self.dialog.new_request("UPDATE", self.agent.via(), contact=contact,
+                                          extra=extra)
+        else:
+            req = self.dialog.new_request("INVITE", self.agent.via(), contact=contact,
+                                          body=self.local_sdp,
+                                          content_type=SDP if self.local_sdp else None,
+                                          extra=extra)
+        self._refreshing = req
+        return [StartRequest(req, self.dialog, refresh=True)]
+
+    def refresh_extra(self) -> list[tuple[str, str]]:
+        """Headers for a re-INVITE or UPDATE the application sends (hold, codec change):
+        it refreshes the session too (§7.4), so it carries the running interval with the
+        refresher unchanged; without them the far end's 2xx could turn its timer off
+        while ours runs on (§7.2). Pass its 2xx to ``app_refreshed``."""
+        if self.session_timer is None or self.interval is None:
+            return []
+        refresher: Role = "uac" if self.interval.refresher == self.interval_role else "uas"
+        min_se = max(self.session_timer.min_se, self._floor)
+        return refresh_headers(max(self.interval.seconds, min_se), min_se, refresher)
+
+    def app_refreshed(self, resp: Response, now: float) -> list[InviteAction]:
+        """The final response to a re-INVITE or UPDATE the application sent with
+        ``refresh_extra``: a 2xx sets the interval anew (§7.2), anything else changes
+        nothing. Returns no actions (the driver re-arms the deadline)."""
+        if self.session_timer is not None and 200 <= resp.status < 300 \
+                and self.state is InviteState.CONFIRMED:
+            self.refreshes += 1
+            self._timer_from(resp, now)
+        return []
+
+    def refreshed(self, resp: Response, now: float) -> list[InviteAction]:
+        """A response to our session refresh (a ``LocalFailure`` 408 when it timed out).
+
+        2xx: ACK a re-INVITE's, take the new interval (§7.2). 422: once more with its
+        Min-SE. 405/501 to UPDATE: a re-INVITE instead. 491: again in 2.1–4 s (RFC 3261
+        §14.1). 408, 481 or no answer: the session is gone, BYE (§10, RFC 3261 §12.2.1.2).
+        Anything else: the session stays as it was until it expires.
+        """
+        req, code = self._refreshing, resp.status
+        if code < 200:
+            return []
+        if req is None or resp.cseq.number != req.cseq.number:
+            ack = self._refresh_ack  # a retransmitted 2xx of the last refresh: ACK it again
+            if 200 <= code < 300 and ack is not None and self.dialog is not None \
+                    and resp.cseq.number == ack.cseq.number and resp.cseq.method == "INVITE":
+                return [Transmit(ack, self.dialog)]
+            return []
+        self._refreshing = None
+        actions: list[InviteAction] = []
+        if code < 300:
+            if req.method == "INVITE" and self.dialog is not None:
+                self._refresh_ack = self.dialog.ack(req.cseq.number, self.agent.via())
+                actions.append(Transmit(self._refresh_ack, self.dialog))
+            if self.state is InviteState.CONFIRMED and self.dialog is not None:
+                self.dialog.refresh_target(resp)
+                self.refreshes += 1
+                self._timer_from(resp, now)
+            return actions
+        if self.state is not InviteState.CONFIRMED:
+            return []
+        if code == 422:
+            try:
+                floor = min_se_of(resp) or 0
+            except ValueError:
+                floor = 0
+            if self.interval is not None and floor > max(self.interval.seconds, self._floor):
+                self._floor = floor
+                self.interval = Interval(floor, self.interval.refresher)
+                return self._send_refresh()
+        if code in (405, 501) and req.method == "UPDATE":
+            self._peer_updates = False
+            return self._send_refresh()
+        if code == 491:
+            self._deadlines["refresh"] = now + random.uniform(2.1, 4.0)
+            return []
+        if code in (408, 481) or isinstance(resp, LocalFailure):
+            return self.bye(reason=f"session refresh failed ({code})")
+        if "expire" not in self._deadlines:  # it expired while we waited for this answer
+            return self.bye(reason="session expired")
+        log.info("call %s: session refresh got %s %s; the session expires unless refreshed",
+                 self.invite.call_id, code, resp.reason)
+        return []
 
     # ---- both ----------------------------------------------------------------------------
     def bye(self, reason: str | None = None) -> list[InviteAction]:

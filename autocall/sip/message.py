@@ -48,7 +48,7 @@ _COMPACT = {
 _CANONICAL = {
     "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
     "mime-version": "MIME-Version", "rack": "RAck", "rseq": "RSeq", "sip-etag": "SIP-ETag",
-    "sip-if-match": "SIP-If-Match",
+    "sip-if-match": "SIP-If-Match", "min-se": "Min-SE",
 }
 # Headers whose values are comma-separated lists (§7.3.1); others (dates, auth) are not.
 _LIST_HEADERS = frozenset({
@@ -62,6 +62,7 @@ REASONS = {
     183: "Session Progress", 200: "OK", 202: "Accepted", 400: "Bad Request",
     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     407: "Proxy Authentication Required", 408: "Request Timeout", 415: "Unsupported Media Type",
+    420: "Bad Extension", 422: "Session Interval Too Small",
     480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
     482: "Loop Detected", 486: "Busy Here", 487: "Request Terminated",
     488: "Not Acceptable Here", 491: "Request Pending", 500: "Server Internal Error",

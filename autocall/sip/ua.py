@@ -56,6 +56,7 @@ from autocall.sip.message import (
 )
 from autocall.sip.refer import ReferRefused, ReferTarget, check_refer, notify_request
 from autocall.sip.sdp import parse_sdp
+from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import (
     Action,
     ClientTransaction,
@@ -72,6 +73,8 @@ from autocall.sip.transport import (
     Resolver,
     TcpLimits,
     TcpTransport,
+    TlsSettings,
+    TlsTransport,
     Transport,
     UdpTransport,
 )
@@ -115,9 +118,14 @@ class UAConfig:
     timers: Timers = field(default_factory=Timers)
     user_agent: str = "autocall/0.1"
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
-    """Slow-loris limits of the TCP transport (timeouts, message size, connections)."""
+    """Slow-loris limits of the TCP and TLS transports (timeouts, message size, connections;
+    an inbound TLS connection counts from its first byte, before its handshake)."""
     dns_servers: tuple[tuple[str, int], ...] = ()
     """Name servers for NAPTR/SRV/A (RFC 3263); empty: the system's."""
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    """Certificates, names and timeouts of ``transport="tls"`` (RFC 3261 §26.2)."""
+    session_timer: TimerPolicy | None = field(default_factory=TimerPolicy)
+    """Session timers (RFC 4028) offered and accepted; None: none (``Require: timer`` → 420)."""
 
 
 def invite_problem(invite: Request) -> str | None:
@@ -169,6 +177,8 @@ class SipUA:
         self._pending_invites: dict[tuple[str, str, str], InviteSession] = {}
         self._auth = DigestClient(config.credentials) if config.credentials else None
         self._reg_task: asyncio.Task[None] | None = None
+        self._reg_dest: Addr | None = None
+        self._reregister = asyncio.Event()
         self.registered = asyncio.Event()
         self.register_error: str | None = None
         self._reg_call_id: str | None = None  # one Call-ID for all REGISTERs (§10.2.4)
@@ -187,15 +197,30 @@ class SipUA:
         self.on_invite = on_invite
         bind = (config.bind_host, config.bind_port)
         advertise = (config.advertise_host, config.advertise_port)
-        if config.transport.lower() == "tcp":
+        kind = config.transport.lower()
+        if kind == "tls":
+            self.transport = await TlsTransport.create(self._received, bind, advertise,
+                                                       config.tcp_limits, config.tls)
+        elif kind == "tcp":
             self.transport = await TcpTransport.create(self._received, bind, advertise,
                                                        config.tcp_limits)
-        else:
+        elif kind == "udp":
             self.transport = await UdpTransport.create(self._received, bind, advertise)
+        else:
+            raise ValueError(f"SIP transport {config.transport!r} is not one of udp, tcp, tls")
         if config.register:
             self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
         self.transport.on_unreachable = self._unreachable
+        self.transport.on_closed = self._connection_closed
         return self
+
+    def _connection_closed(self, peer: Addr) -> None:
+        """A connection we opened is gone. If our registration went over it, register
+        again now: over TCP or TLS the registrar reaches us down that very connection
+        (Via alias), so until a new REGISTER opens another, calls for us are lost
+        (RFC 5626 §4.4.1 does the same when a flow fails)."""
+        if peer == self._reg_dest and self._reg_task is not None and not self.closed:
+            self._reregister.set()
 
     def _unreachable(self, dest: Addr, why: str) -> None:
         """End every client transaction bound for ``dest`` at once (§17.1.4)."""
@@ -246,11 +271,17 @@ class SipUA:
     def via(self) -> str:
         host, port = self.advertised
         name = self.transport.name if self.transport else "UDP"
-        return f"SIP/2.0/{name} {host}:{port};branch={new_branch()};rport"
+        extra = self.transport.via_params if self.transport else ""
+        return f"SIP/2.0/{name} {host}:{port};branch={new_branch()};rport{extra}"
 
-    def contact(self, user: str | None = None) -> str:
+    def contact(self, user: str | None = None, secure: bool = False) -> str:
+        """Our Contact; ``secure`` for a sips: request or dialog over TLS: a sips: URI,
+        which says TLS by itself (RFC 5630 §3.1.3)."""
         host, port = self.advertised
-        tp = ";transport=tcp" if self.transport is not None and self.transport.reliable else ""
+        if secure and isinstance(self.transport, TlsTransport):
+            return f"<sips:{user or self.config.user}@{host}:{port}>"
+        tp = f";transport={self.transport.name.lower()}" \
+            if self.transport is not None and self.transport.reliable else ""
         return f"<sip:{user or self.config.user}@{host}:{port}{tp}>"
 
     def local_address(self, user: str | None = None, display: str | None = None) -> Address:
@@ -281,6 +312,10 @@ class SipUA:
         if not hops:
             raise OSError(f"cannot resolve {target.host}: no NAPTR, SRV or A record for it")
         self._routes[self._route_key(target)] = [(hop.address, hop.port) for hop in hops]
+        if self.transport is not None:
+            for hop in hops:  # TLS checks the certificate for the URI's domain, not the
+                # SRV target's: only the name we were given is trusted (RFC 5922 §4)
+                self.transport.name_peer((hop.address, hop.port), target.host)
 
     def destinations(self, uri: URI) -> list[Addr]:
         """The servers for an out-of-dialog request to ``uri``, first choice first
@@ -526,8 +561,10 @@ class SipUA:
             self.respond(tx, response_to(req, 200, to_tag=session.usage.local_tag))
             self.execute(session, session.usage.receive(req, self._now()))
             return
-        required = [o.strip() for o in req.headers.get_all("Require")]
-        if required:  # we implement no extensions (no 100rel, no timer): §8.2.2.3
+        supported = {"timer"} if self.config.session_timer is not None else set()
+        required = [o.strip() for o in req.headers.get_all("Require")
+                    if o.strip().lower() not in supported]
+        if required:  # §8.2.2.3: an extension we do not implement (100rel)
             h = Headers([("Unsupported", ", ".join(required))])
             self.respond(tx, response_to(req, 420, "Bad Extension", to_tag=new_tag(), headers=h))
             return
@@ -551,8 +588,13 @@ class SipUA:
             if self.on_invite is None or self.closed:
                 self.respond(tx, response_to(req, 480, to_tag=new_tag()))
                 return
-            usage = InviteUsage(self, "uas", req, peer=source, timers=self.config.timers)
+            usage = InviteUsage(self, "uas", req, peer=source, timers=self.config.timers,
+                                session_timer=self.config.session_timer)
             session = InviteSession(self, usage, tx)
+            refused = usage.screen()  # a Session-Expires too short (422) or malformed (400)
+            if refused:
+                self.execute(session, refused)
+                return
             self._pending_invites[tx.key] = session
             self.on_invite(session)
             return
@@ -589,8 +631,12 @@ class SipUA:
                     self.transmit(action.message, dest)
                 else:
                     req = action.request
-                    on_result = self._invite_result(session, req) if req.method == "INVITE" \
-                        else _ignore
+                    if action.refresh:
+                        on_result = self._refresh_result(session, req)
+                    elif req.method == "INVITE":
+                        on_result = self._invite_result(session, req)
+                    else:
+                        on_result = _ignore
                     self.send_request(req, dest, on_result)
             elif isinstance(action, Respond):
                 target = tx or session.server_tx
@@ -633,6 +679,15 @@ class SipUA:
             self.execute(session, session.usage.receive(resp, self._now()))
         return on_result
 
+    def _refresh_result(self, session: InviteSession,
+                        request: Request) -> Callable[[Response | None], None]:
+        def on_result(resp: Response | None) -> None:
+            if resp is None:  # the refresh timed out: the far end is gone (RFC 4028 §10)
+                resp = LocalFailure(408, "Request Timeout (no response)",
+                                    response_to(request, 408).headers)
+            self.execute(session, session.usage.refreshed(resp, self._now()))
+        return on_result
+
     def _server_down(self, server: Addr, resp: Response) -> None:
         """Remember a server that failed before ringing, for its Retry-After (§20.33) or
         a minute, so the next calls try the others first."""
@@ -652,7 +707,10 @@ class SipUA:
         if not isinstance(to, Dialog):
             return to
         host, port = to.next_hop()
-        return await self.resolver.resolve(host), port
+        addr = await self.resolver.resolve(host)
+        if self.transport is not None and addr != host:  # TLS: the name to verify
+            self.transport.name_peer((addr, port), host)
+        return addr, port
 
     async def _send_resolved(self, session: InviteSession,
                              actions: list[InviteAction]) -> None:
@@ -686,11 +744,12 @@ class SipUA:
         from_ = self.local_address(from_user, display)
         to = Address(target.copy())
         req = self.base_request("INVITE", target, from_, to, new_call_id(), 1)
-        req.headers.add("Contact", self.contact(from_user))
+        req.headers.add("Contact", self.contact(from_user, secure=target.scheme == "sips"))
         req.headers.add("Allow", ALLOW)
         for name, value in headers or []:
             req.headers.add(name, value)
-        session = InviteSession(self, InviteUsage(self, "uac", req, timers=self.config.timers))
+        session = InviteSession(self, InviteUsage(self, "uac", req, timers=self.config.timers,
+                                                  session_timer=self.config.session_timer))
         session.set_offer(sdp)
         if listener is not None:
             session.listener = listener
@@ -723,9 +782,16 @@ class SipUA:
         aor = Address(URI("sip", self.config.user, self.config.domain or uri.host))
         from_ = Address(aor.uri.copy(), None, {"tag": self._reg_tag})
         req = self.base_request("REGISTER", uri, from_, aor, self._reg_call_id, self._reg_cseq)
-        req.headers.add("Contact", f"{self.contact()};expires={expires}")
+        req.headers.add("Contact",
+                        f"{self.contact(secure=uri.scheme == 'sips')};expires={expires}")
         req.headers.add("Expires", str(expires))
-        dest = (await self.resolver.resolve(uri.hostport[0]), uri.hostport[1])
+        host, port = uri.hostport
+        if uri.port is None and self.config.transport.lower() == "tls":
+            port = 5061  # §19.1.2: the default port of SIP over TLS
+        dest = (await self.resolver.resolve(host), port)
+        if self.transport is not None:
+            self.transport.name_peer(dest, host)
+        self._reg_dest = dest
         resp = await self.request(req, dest)
         self._reg_cseq = resp.cseq.number if resp.status < 300 else self._reg_cseq + 1
         if resp.status >= 300:
@@ -744,14 +810,25 @@ class SipUA:
 
     async def _register_loop(self) -> None:
         delay = 1.0
+        lost = 0.5  # wait after a lost connection, doubled while they keep being lost
         while True:
             try:
+                self._reregister.clear()
                 granted = await self._register_once(self.config.register_expires)
                 self.register_error = None
                 self.registered.set()
                 delay = 1.0
-                # Refresh well before expiry (RFC 3261 §10.2.4 leaves the margin to us).
-                await asyncio.sleep(max(1.0, granted * 0.5))
+                # Refresh well before expiry (RFC 3261 §10.2.4 leaves the margin to us),
+                # or soon after the connection that carried the registration is lost.
+                try:
+                    await asyncio.wait_for(self._reregister.wait(), max(1.0, granted * 0.5))
+                except TimeoutError:
+                    lost = 0.5
+                    continue
+                log.info("registration: the connection to the registrar was lost; "
+                         "registering again in %g s", lost)
+                await asyncio.sleep(lost)
+                lost = min(lost * 2, 30.0)
             except (ValueError, OSError) as exc:
                 self.register_error = str(exc)
                 self.registered.clear()
@@ -814,7 +891,8 @@ class ReferSubscription:
             return 0
         try:
             dest = await session.hop()  # before the CSeq is taken: NOTIFYs leave in order
-            req = notify_request(session.usage.dialog, ua.via(), ua.contact(), self.event_id,
+            req = notify_request(session.usage.dialog, ua.via(),
+                                 ua.contact(secure=session.usage.secure), self.event_id,
                                  status, reason)
             resp = await ua.request(req, dest)
         except (OSError, ValueError) as exc:
@@ -899,7 +977,7 @@ class InviteSession:
             self.ua.respond(tx, response_to(req, 603, "Transfer not accepted"))
             return
         self.refer = sub
-        h = Headers([("Contact", self.ua.contact())])
+        h = Headers([("Contact", self.ua.contact(secure=self.usage.secure))])
         self.ua.respond(tx, response_to(req, 202, headers=h))
         sub.notify(100, "Trying")
 
@@ -910,21 +988,34 @@ class InviteSession:
             raise RuntimeError(f"no confirmed dialog for {method}")
         dialog = self.usage.dialog
         dest = await self.hop()  # before the CSeq is taken, so requests leave in CSeq order
-        contact = self.ua.contact() if method in ("INVITE", "UPDATE", "REFER") else None
+        contact = self.ua.contact(secure=self.usage.secure) \
+            if method in ("INVITE", "UPDATE", "REFER") else None
+        refresh = method in ("INVITE", "UPDATE")  # it refreshes the session too (RFC 4028)
+        if refresh:
+            extra = [*(extra or []), *self.usage.refresh_extra()]
         req = dialog.new_request(method, self.ua.via(), contact=contact, body=body,
                                  content_type=content_type, extra=extra)
         if method != "INVITE":
-            return await self.ua.request(req, dest)
+            resp = await self.ua.request(req, dest)
+            if refresh:
+                if body and 200 <= resp.status < 300:
+                    self.usage.local_sdp = body
+                self.ua.execute(self, self.usage.app_refreshed(resp, self.ua.loop.time()))
+            return resp
         fut: asyncio.Future[Response] = self.ua.loop.create_future()
 
         def on_result(resp: Response | None) -> None:
             if resp is None and not fut.done():
                 fut.set_result(Response(408))
             elif resp is not None and resp.status >= 200:
+                first = not fut.done()  # not a retransmitted 2xx
                 if resp.status < 300 and self.usage.dialog is not None:
                     self.usage.dialog.refresh_target(resp)  # §12.2.1.2, then ACK it (§13.2.2.4)
                     self.ua.transmit(self.usage.dialog.ack(req.cseq.number, self.ua.via()), dest)
-                if not fut.done():
+                    if body and first:  # a session refresh repeats what was last accepted
+                        self.usage.local_sdp = body
+                if first:
+                    self.ua.execute(self, self.usage.app_refreshed(resp, self.ua.loop.time()))
                     fut.set_result(resp)
 
         self.ua.send_request(req, dest, on_result)

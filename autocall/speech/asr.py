@@ -10,7 +10,9 @@ threads, sockets or clocks, so the driver keeps reading DTMF meanwhile::
     for event in rec.feed(frame):  # SpeechStarted | SpeechResult | NoMatch | NoInput
         ...
     rec.prompt_finished()          # the no-input clock starts here
-    rec.expire()                   # the driver's own timer, a key or a hang-up: finish now
+    rec.poll()                     # an offloaded decode finished (rec.decoding is done)
+    rec.expire()                   # the driver's own timer: finish now (waits for a decode)
+    rec.cancel()                   # a key or a hang-up answered instead: drop it all
 
 Times are seconds of audio fed (the call's media clock); after a final event the
 recogniser is ``done``; ``in_speech`` is true while the caller talks. With no phrases
@@ -24,8 +26,12 @@ match is exact) and a ``NoMatch`` as an empty result (its text may hold a choice
 other words, which must not select it); a key ends the recogniser.
 
 Cost (bench/bench_asr.py): decoding runs only while someone speaks; one ``feed`` can take
-~15 ms at the start and end of an utterance, so a loop with many calls may call it from a
-worker thread (vosk's C code runs without the GIL).
+~15 ms at the start and end of an utterance with vosk (its C code runs without the GIL,
+so a loop with many calls may feed from a worker thread). pocketsphinx decodes in one
+pass when the utterance ends and holds the GIL meanwhile; the runner offloads it to a
+worker process (:meth:`autocall.speech.sphinx.SphinxModel.offload`): the result then
+arrives a few frames later, from :meth:`SpeechRecognizer.poll` (or the next ``feed``),
+with ``in_speech`` true meanwhile and ``decoding`` the future to wait on.
 
 Why it is built this way:
 
@@ -59,11 +65,15 @@ heard as its words ("nine"; "zero" or "oh"); the intent is still the designer's 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,6 +83,8 @@ import numpy.typing as npt
 
 from autocall.speech.sphinx import DIGIT_LOOP, SphinxModel
 from autocall.speech.vad import VadConfig, VadEnd, VadStart, VoiceActivityDetector
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FILLERS",
@@ -434,6 +446,9 @@ class SpeechRecognizer:
         self._history_len = 0
         self._rec: _Utterance | None = None
         self._speech_start = 0
+        # Utterances that ended and are being decoded (by a worker process when the model
+        # is offloaded), oldest first: (the words to come, start sample, end sample).
+        self._decoding: list[tuple[Future[list[tuple[str, float]]], int, int]] = []
         self.done = False
 
     def _known(self, word: str) -> bool:
@@ -444,8 +459,15 @@ class SpeechRecognizer:
 
     @property
     def in_speech(self) -> bool:
-        """The caller is talking now: a driver defers its own no-input timeout meanwhile."""
-        return self._rec is not None
+        """The caller is talking now, or what they said is being decoded: a driver defers
+        its own no-input timeout meanwhile."""
+        return self._rec is not None or bool(self._decoding)
+
+    @property
+    def decoding(self) -> Future[list[tuple[str, float]]] | None:
+        """The oldest utterance still being decoded, if any: a driver that stops feeding
+        audio calls :meth:`poll` when it is done (its result is read by :meth:`poll`)."""
+        return self._decoding[0][0] if self._decoding else None
 
     def _new_recognizer(self) -> _Utterance:
         if isinstance(self._model, SphinxModel):
@@ -482,7 +504,9 @@ class SpeechRecognizer:
         if x.dtype != np.int16:
             raise ValueError(f"speech recogniser expects int16 samples, got {x.dtype}")
         x = x.reshape(-1)
-        events: list[SpeechEvent] = []
+        events = self.poll()
+        if self.done:
+            return events
         offset = self._fed
         vad_events = self._vad.feed(x)
         self._fed += x.size
@@ -505,15 +529,39 @@ class SpeechRecognizer:
             events.extend(self._check_no_input())
         return events
 
-    def expire(self) -> list[SpeechEvent]:
-        """Finish now (the driver's timer fired, or the call moved on): result or no-input."""
+    def poll(self) -> list[SpeechEvent]:
+        """The events of utterances whose decoding has finished (in order); no audio."""
+        events: list[SpeechEvent] = []
+        while self._decoding and not self.done and self._decoding[0][0].done():
+            future, start, end = self._decoding.pop(0)
+            events.extend(self._decoded(future, start, end))
+        return events
+
+    def expire(self, timeout: float = 10.0) -> list[SpeechEvent]:
+        """Finish now (the driver's timer fired): result or no-input. An utterance being
+        decoded is waited for, at most *timeout* seconds."""
         if self.done:
             return []
         events = self._finish(self._fed) if self._rec is not None else []
-        if not events:
-            events = [NoInput(self._fed / self.sample_rate)]
+        for future, _, _ in self._decoding:
+            with contextlib.suppress(FutureTimeout):
+                future.exception(timeout)  # wait; a failure is read by poll()
+            if not future.done():
+                future.cancel()
+        events += self.poll()
+        self._decoding.clear()
+        if not self.done:
+            events.append(NoInput(self._fed / self.sample_rate))
         self.done = True
         return events
+
+    def cancel(self) -> None:
+        """The collect was answered another way (a key): stop, without waiting for a decode."""
+        for future, _, _ in self._decoding:
+            future.cancel()
+        self._decoding.clear()
+        self._rec = None
+        self.done = True
 
     # -- internals --
 
@@ -537,7 +585,7 @@ class SpeechRecognizer:
         return SpeechStarted(ev.sample / self.sample_rate)
 
     def _check_no_input(self) -> list[SpeechEvent]:
-        if self._listen_from is None:
+        if self._listen_from is None or self._decoding:  # an answer may be in the decoder
             return []
         if (self._fed - self._listen_from) / self.sample_rate >= self.no_input_timeout:
             self.done = True
@@ -548,13 +596,30 @@ class SpeechRecognizer:
         rec, self._rec = self._rec, None
         if rec is None:
             return []
-        event = self._classify(rec.words(), self._speech_start, end)
+        self._decoding.append((rec.finish(), self._speech_start, end))
+        return self.poll()  # decoded here (vosk, or pocketsphinx not offloaded): at once
+
+    def _decoded(
+        self, future: Future[list[tuple[str, float]]], start: int, end: int
+    ) -> list[SpeechEvent]:
+        if future.cancelled():
+            words: list[tuple[str, float]] = []
+        elif (failure := future.exception()) is not None:
+            log.warning("speech decoding failed: %s", failure)
+            words = []
+        else:
+            words = future.result()
+        event = self._classify(words, start, end)
         if event is None:
             # Only fillers or nothing at all ("음…"): keep listening for the answer.
             if self._listen_from is not None:
                 self._listen_from = max(self._listen_from, self._fed)
             return []
         self.done = True
+        self._rec = None  # a later utterance begun meanwhile is not needed any more
+        for later, _, _ in self._decoding:
+            later.cancel()
+        self._decoding.clear()
         return [event]
 
     def _classify(
@@ -616,7 +681,7 @@ class _Utterance(Protocol):
 
     def accept(self, pcm: bytes) -> None: ...
 
-    def words(self) -> list[tuple[str, float]]: ...
+    def finish(self) -> Future[list[tuple[str, float]]]: ...
 
 
 class _VoskUtterance:
@@ -626,6 +691,12 @@ class _VoskUtterance:
     def accept(self, pcm: bytes) -> None:
         self._rec.AcceptWaveform(pcm)
 
-    def words(self) -> list[tuple[str, float]]:
-        result = json.loads(self._rec.FinalResult()).get("result", [])
-        return [(str(w["word"]), float(w.get("conf", 1.0))) for w in result]
+    def finish(self) -> Future[list[tuple[str, float]]]:
+        """vosk has decoded while it was fed: its final result is ready now."""
+        done: Future[list[tuple[str, float]]] = Future()
+        try:
+            result = json.loads(self._rec.FinalResult()).get("result", [])
+            done.set_result([(str(w["word"]), float(w.get("conf", 1.0))) for w in result])
+        except Exception as exc:  # read by SpeechRecognizer like a worker's failure
+            done.set_exception(exc)
+        return done

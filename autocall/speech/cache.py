@@ -4,8 +4,8 @@ One file per prompt and engine: ``<prompt key>.<engine>.<version key>.wav``. The
 prompt key hashes the normalised text, the language and the voice; the version key
 hashes the engine's version, so an engine upgrade renders again. Entries are written
 atomically (temporary file + ``os.replace``), so a reader or a crash never meets a
-partial entry; storing a render removes the prompt's other entries, which is how a
-better engine's render replaces a fallback one.
+partial entry; storing a render removes the prompt's entries by the engines after it in
+its order, which is how a better engine's render replaces a fallback one.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import time
 import unicodedata
+from collections.abc import Collection
 from pathlib import Path
 
 from autocall.audio.convert import write_atomic
@@ -55,12 +56,15 @@ def engine_of(entry: Path) -> str:
     return entry.name.split(".")[1]
 
 
-def store(entry: Path, wav: bytes) -> None:
-    """Write *entry* atomically, then drop the prompt's other entries it replaces."""
+def store(entry: Path, wav: bytes, *, replaces: Collection[str] = ()) -> None:
+    """Write *entry* atomically, then drop the prompt's entries it replaces: its own
+    engine's other versions and the renders of the engines in *replaces* (the fallbacks
+    after it in the order it was rendered for; another order's renders stay)."""
     write_atomic(entry, wav)
     key = entry.name.split(".")[0]
+    mine = engine_of(entry)
     for other in entries(entry.parent, key):
-        if other != entry:
+        if other != entry and (engine_of(other) == mine or engine_of(other) in replaces):
             other.unlink(missing_ok=True)
 
 

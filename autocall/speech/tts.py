@@ -53,6 +53,7 @@ __all__ = [
     "default_engines",
     "engine_named",
     "forget_failures",
+    "missing_engines",
     "prompt_key",
     "render_prompt",
     "render_prompts",
@@ -82,11 +83,14 @@ class UnsupportedLanguage(TtsError):
 
 @dataclass(frozen=True)
 class PromptText:
-    """A text prompt to speak: the text, its language (BCP 47 tag) and an optional voice."""
+    """A text prompt to speak: the text, its language (BCP 47 tag), an optional voice and
+    an optional engine order (a tree's or node's ``tts: [piper, espeak]``; None: the
+    settings' order)."""
 
     text: str
     language: str = "en"
     voice: str | None = None
+    engines: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,11 @@ class TtsEngine(abc.ABC):
     @property
     def identity(self) -> str:
         return self.name
+
+    def missing(self) -> str | None:
+        """Why this engine cannot speak on this machine at all (not installed), with the
+        install hint; None when it is installed. Cheap: no render, no network."""
+        return None
 
     def available(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
@@ -276,6 +285,9 @@ def _gtts_language(language: str, known: dict[str, str]) -> str | None:
     return region.get(tag.lower())
 
 
+ESPEAK_HINT = "apt-get install espeak-ng (scripts/setup.sh installs it)"
+
+
 class EspeakEngine(TtsEngine):
     """espeak-ng through a subprocess: offline, about a hundred languages."""
 
@@ -286,11 +298,14 @@ class EspeakEngine(TtsEngine):
         self.timeout_s = timeout_s
         self._version: str | None = None
         self._languages: frozenset[str] | None = None
+        self._voices: frozenset[str] = frozenset()
 
     def _run(self, args: list[str], stdin: bytes | None = None) -> bytes:
         exe = shutil.which(self.executable)
         if exe is None:
-            raise EngineUnavailable(f"espeak-ng: {self.executable!r} is not installed")
+            raise EngineUnavailable(
+                f"espeak-ng: {self.executable!r} is not installed; {ESPEAK_HINT}"
+            )
         try:
             done = subprocess.run(
                 [exe, *args],
@@ -319,14 +334,24 @@ class EspeakEngine(TtsEngine):
         if self._languages is None:
             text = self._run(["--voices"]).decode("utf-8", "replace")
             tags: set[str] = set()
+            voices: set[str] = set()
             for line in text.splitlines()[1:]:
                 parts = line.split()
                 if len(parts) > 1:
                     tags.add(parts[1].lower())
+                if len(parts) > 4:  # "English_(America)" and "gmw/en-US" name voices too
+                    voices.update((parts[3].lower(), parts[4].lower().rsplit("/", 1)[-1]))
                 # "Other Languages" column: "(en 2)(en-gb 3)" — tags the voice also answers to.
                 tags.update(t.lower() for t in re.findall(r"\(([\w-]+) \d+\)", line))
             self._languages = frozenset(tags)
+            self._voices = frozenset(voices) | self._languages
         return self._languages
+
+    def knows_voice(self, voice: str) -> bool:
+        """Whether *voice* is espeak-ng's (``en-us``, ``en-us+f2``, ``English_(America)``);
+        a piper voice (``en_US-joe-medium``) or a gTTS accent (``co.uk``) is not."""
+        self.languages()
+        return voice.split("+", 1)[0].lower() in self._voices
 
     def _voice_for(self, language: str) -> str | None:
         tag = language.lower().replace("_", "-")
@@ -336,11 +361,18 @@ class EspeakEngine(TtsEngine):
                 return candidate
         return None
 
+    def missing(self) -> str | None:
+        if shutil.which(self.executable) is None:
+            return f"espeak-ng: {self.executable!r} is not installed; {ESPEAK_HINT}"
+        return None
+
     def supports(self, language: str) -> bool:
         return self._voice_for(language) is not None
 
     def synthesize(self, text: str, language: str, voice: str | None) -> bytes:
-        if voice is None or "." in voice:
+        if voice is None or not self.knows_voice(voice):
+            # another engine's voice (a tree's piper voice when piper is not there, a gTTS
+            # accent): espeak-ng speaks the language with its own voice instead
             voice = self._voice_for(language)
             if voice is None:
                 raise UnsupportedLanguage(f"espeak-ng: language {language!r} is not installed")
@@ -372,6 +404,11 @@ def engine_named(name: str) -> TtsEngine:
     if key in ("espeak", "espeak-ng"):
         return EspeakEngine()
     raise ValueError(f"unknown TTS engine {name!r}; use one of {', '.join(ENGINE_NAMES)}")
+
+
+def missing_engines(engines: Sequence[TtsEngine]) -> list[str]:
+    """One line per engine in *engines* that is not installed here: what and how to install."""
+    return [why for why in (e.missing() for e in engines) if why is not None]
 
 
 def default_engines(order: Sequence[str] | None = None) -> list[TtsEngine]:
@@ -408,7 +445,9 @@ def _rank(name: str, engines: Sequence[TtsEngine]) -> int:
     return names.index(name) if name in names else len(names)
 
 
-def _render_with(engine: TtsEngine, prompt: PromptText, dest: Path) -> None:
+def _render_with(
+    engine: TtsEngine, prompt: PromptText, dest: Path, fallbacks: Sequence[str] = ()
+) -> None:
     text = cache.normalise_text(prompt.text)
     if not text:
         raise TtsError("the prompt text is empty")
@@ -419,7 +458,7 @@ def _render_with(engine: TtsEngine, prompt: PromptText, dest: Path) -> None:
         samples = convert.prepare(mono, rate, CACHE_FORMAT.rate, name=f"<{engine.name} output>")
     except AudioFileError as exc:
         raise TtsError(f"{engine.name}: unusable audio ({exc.detail})") from exc
-    cache.store(dest, convert.encode(samples, CACHE_FORMAT))
+    cache.store(dest, convert.encode(samples, CACHE_FORMAT), replaces=fallbacks)
 
 
 def synthesize_at(
@@ -452,13 +491,15 @@ def synthesize_at(
 def _render_one(
     prompt: PromptText, cache_dir: Path, engines: Sequence[TtsEngine], upgrade: bool
 ) -> RenderOutcome:
+    names = {e.name for e in engines}
     if not upgrade:
-        existing = cache_entries(cache_dir, prompt)
+        # a render by an engine this prompt's order leaves out is not this prompt's audio
+        existing = [p for p in cache_entries(cache_dir, prompt) if cache.engine_of(p) in names]
         if existing:
             ranked = sorted(existing, key=lambda p: _rank(cache.engine_of(p), engines))
             return RenderOutcome(prompt, "cached", cache.engine_of(ranked[0]), ranked[0], None)
     errors: list[str] = []
-    for engine in engines:
+    for rank, engine in enumerate(engines):
         try:
             entry = _entry_path(cache_dir, prompt, engine)
         except TtsError as exc:
@@ -471,7 +512,7 @@ def _render_one(
             errors.append(f"{engine.name}: unavailable (cooling down after a failure)")
             continue
         try:
-            _render_with(engine, prompt, entry)
+            _render_with(engine, prompt, entry, [e.name for e in engines[rank + 1 :]])
         except EngineUnavailable as exc:
             engine.mark_unavailable()
             errors.append(str(exc))
@@ -480,7 +521,7 @@ def _render_one(
             errors.append(str(exc))
             continue
         return RenderOutcome(prompt, "rendered", engine.name, entry, None)
-    leftovers = cache_entries(cache_dir, prompt)
+    leftovers = [p for p in cache_entries(cache_dir, prompt) if cache.engine_of(p) in names]
     if leftovers:  # an older render (other engine version) beats no prompt at all
         return RenderOutcome(prompt, "cached", cache.engine_of(leftovers[0]), leftovers[0], None)
     return RenderOutcome(prompt, "failed", None, None, "; ".join(errors) or "no engine")
@@ -497,15 +538,22 @@ def render_prompts(
     """Render every prompt (or find it cached); one outcome per prompt, in order.
 
     This is the ahead-of-time path (``autocall prompts render``): with ``upgrade`` a
-    prompt cached from a fallback engine is tried again with each better engine.
+    prompt cached from a fallback engine is tried again with each better engine. Engines:
+    *engines* when given, else each prompt's own order, else :func:`default_engines`.
     """
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache.clean_stale_temps(cache_dir)
-    chosen = list(engines) if engines is not None else default_engines()
+    orders: dict[tuple[str, ...] | None, list[TtsEngine]] = {}
+    if engines is not None:
+        orders[None] = list(engines)
     outcomes: list[RenderOutcome] = []
     for prompt in prompts:
-        outcome = _render_one(prompt, cache_dir, chosen, upgrade)
+        # *engines* (a caller's override) beats the prompt's own order, which beats settings
+        order = None if engines is not None else prompt.engines
+        if order not in orders:
+            orders[order] = default_engines(order)
+        outcome = _render_one(prompt, cache_dir, orders[order], upgrade)
         outcomes.append(outcome)
         if on_progress is not None:
             on_progress(outcome)

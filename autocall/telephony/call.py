@@ -73,8 +73,9 @@ from autocall.sip.invite import (
 )
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
+from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import Timers
-from autocall.sip.transport import TcpLimits
+from autocall.sip.transport import TcpLimits, TlsSettings
 from autocall.sip.ua import InviteSession, ReferSubscription, SessionEvent, SipUA, UAConfig
 from autocall.telephony.record import CallStatus
 
@@ -82,6 +83,7 @@ __all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "Tran
            "CallEvent", "status_for"]
 
 log = logging.getLogger(__name__)
+DEFAULT_SESSION_TIMER = TimerPolicy()
 CODECS = {"PCMU": 0, "PCMA": 8}
 
 
@@ -753,12 +755,15 @@ class UserAgent:
                     on_call: OnCall | None = None, accept_refer: AcceptRefer | None = None,
                     refer_ring_timeout: float = 30.0,
                     tcp_limits: TcpLimits | None = None,
-                    dns_servers: tuple[tuple[str, int], ...] = ()) -> UserAgent:
+                    dns_servers: tuple[tuple[str, int], ...] = (),
+                    tls: TlsSettings | None = None,
+                    session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
         calls to; without it every REFER is declined (603), because following one dials
-        through our trunk at the referrer's choice.
+        through our trunk at the referrer's choice. ``session_timer`` is the RFC 4028
+        policy (None: no session timers).
         """
         creds = Credentials(username or user, password) if password is not None else None
         config = UAConfig(bind_host=bind_host, bind_port=bind_port, transport=transport,
@@ -766,7 +771,8 @@ class UserAgent:
                           user=user, domain=domain, display_name=display_name, proxy=proxy,
                           credentials=creds, register=register, registrar=registrar,
                           register_expires=register_expires, timers=timers or Timers(),
-                          tcp_limits=tcp_limits or TcpLimits(), dns_servers=dns_servers)
+                          tcp_limits=tcp_limits or TcpLimits(), dns_servers=dns_servers,
+                          tls=tls or TlsSettings(), session_timer=session_timer)
         self = cls.__new__(cls)
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
@@ -787,7 +793,9 @@ class UserAgent:
             advertise_host=settings.advertised_host, user=trunk.user or "autocall",
             username=trunk.user, password=trunk.password, register=trunk.register,
             registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call,
-            dns_servers=settings.dns_servers)
+            dns_servers=settings.dns_servers, tls=trunk.tls,
+            session_timer=TimerPolicy(settings.session_expires, settings.min_se)
+            if settings.session_expires else None)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -49,7 +49,9 @@ from autocall.telephony.call import CallEvent, DigitEvent, HangupEvent
 from autocall.telephony.webhooks import WebhookClient
 
 if TYPE_CHECKING:
-    from autocall.speech.asr import SpeechRecognizer
+    from concurrent.futures import Future
+
+    from autocall.speech.asr import SpeechEvent, SpeechRecognizer
 
 __all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompts_of",
            "tree_uses_speech"]
@@ -145,8 +147,8 @@ class AudioCache:
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
 
     async def say(self, action: eng.Say) -> Pcm:
-        key = ("say", action.text, action.language, action.voice or "")
-        prompt = PromptText(action.text, action.language, action.voice)
+        key = ("say", action.text, action.language, action.voice or "", *(action.tts or ()))
+        prompt = PromptText(action.text, action.language, action.voice, action.tts)
         return await self._get(key, lambda: _wav_pcm(render_prompt(prompt, self.tts_cache_dir)))
 
     async def warm(self, prompts: list[eng.Say]) -> list[str]:
@@ -248,6 +250,7 @@ class CallRunner:
         self._recording: _Recording | None = None
         self.speech_model = speech_model
         self._speech: SpeechRecognizer | None = None
+        self._watched: Future[list[tuple[str, float]]] | None = None  # a decode we wait for
         self._ended = False
         self._caller_hung_up = False
         self._inputs = 0
@@ -327,7 +330,7 @@ class CallRunner:
         if isinstance(event, eng.Digit | eng.SpeechResult) and not self.engine.keys_ignored:
             self._inputs += 1  # a key pressed into a notice answers nothing
         if isinstance(event, eng.Digit) and self._speech is not None:
-            self._speech.expire()
+            self._speech.cancel()
             self._speech = None  # a key answers the collect: drop the spoken one
         if isinstance(event, eng.Digit) and self.engine.interruptible:
             self._flush_prompts()
@@ -465,7 +468,12 @@ class CallRunner:
         if model is None:
             return  # keys still work; the warning was logged once
         from autocall.speech import asr  # vosk is an optional extra: import on first use
+        from autocall.speech.sphinx import SphinxModel
 
+        if isinstance(model, SphinxModel) and not model.offloaded:
+            # pocketsphinx holds the GIL for its 45-65 ms decode: in a worker process, not
+            # on the loop that paces every call's media (bench/bench_sphinx_loop.py)
+            await asyncio.to_thread(model.offload)
         intents = asr.intents_from_phrases(list(action.grammar)) if action.grammar else {}
         self._speech = asr.SpeechRecognizer(
             model, intents, lang=self.tree.language, no_input_timeout=3600.0,
@@ -484,9 +492,23 @@ class CallRunner:
         return self.speech_model or None
 
     def _feed_speech(self, rec: SpeechRecognizer, frame: Pcm) -> None:
+        self._speech_events(rec, rec.feed(frame))
+
+    def _speech_events(self, rec: SpeechRecognizer, events: list[SpeechEvent]) -> None:
         from autocall.speech import asr
 
-        for event in rec.feed(frame):
+        decoding = rec.decoding
+        if decoding is not None and decoding is not self._watched:
+            # the decode ends in a worker process: hear its result even if no frame follows
+            self._watched = decoding
+            loop = asyncio.get_running_loop()
+
+            def decoded(_: object) -> None:  # in the executor's thread
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                    loop.call_soon_threadsafe(self._poll_speech, rec)
+
+            decoding.add_done_callback(decoded)
+        for event in events:
             if isinstance(event, asr.SpeechStarted):
                 self._flush_prompts()  # barge-in by voice
             elif isinstance(event, asr.SpeechResult):
@@ -496,6 +518,10 @@ class CallRunner:
                 self._events.put_nowait(eng.SpeechResult("", 0.0))
         if rec.done and self._speech is rec:
             self._speech = None
+
+    def _poll_speech(self, rec: SpeechRecognizer) -> None:
+        if self._speech is rec and not self._ended:
+            self._speech_events(rec, rec.poll())
 
     # --- recording ---------------------------------------------------------------------
 
@@ -662,7 +688,8 @@ def prompts_of(tree: Tree, variables: dict[str, str] | None = None) -> list[eng.
     """
     values = {k: str(v) for k, v in tree.variables.items()}
     values.update(variables or {})
-    found = {eng.Say(render(p.say, values), p.language or tree.language, p.voice): None
+    found = {eng.Say(render(p.say, values), p.language or tree.language, p.voice,
+                     tuple(p.tts) if p.tts else None): None
              for _, p in spoken_prompts(tree)}
     return list(found)
 

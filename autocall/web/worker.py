@@ -10,8 +10,12 @@ web server's process or event loop): it dials what the store says.
   request's row. A request whose worker died mid-call is closed as failed, never dialed
   again: nobody is dialed twice for one request.
 
-``python -m autocall.web.worker --db URL``; SIGTERM drains (calls in flight end), a
-second SIGTERM hangs up.
+``python -m autocall.web.worker --db URL [--parent PID]``; SIGTERM drains (calls in
+flight end), a second SIGTERM hangs up. With ``--parent`` (``autocall web`` passes its
+own pid) the worker ends with that process even if it is killed with SIGKILL: the
+kernel's parent-death signal (Linux) or, everywhere, a poll of the parent's pid starts
+the drain, and calls still in flight after :data:`ORPHAN_STOP_SECONDS` are hung up (what
+``autocall web`` itself would do with a worker slow to stop).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 import json
 import logging
 import re
+import signal
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +34,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from autocall import lifeline
 from autocall.campaign import outbox
 from autocall.campaign.dialer import default_node, node_process_gone, run_campaign
 from autocall.campaign.model import CampaignState
@@ -49,6 +55,8 @@ log = logging.getLogger(__name__)
 DIALED_STATES = (CampaignState.RUNNING, CampaignState.SCHEDULED)
 TREE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 POLL = 1.0
+PARENT_POLL = 0.5  # seconds between looks at the parent's pid
+ORPHAN_STOP_SECONDS = 60.0  # as autocall web's own WORKER_STOP_SECONDS, then hang up
 
 
 def _now() -> datetime:
@@ -155,7 +163,7 @@ class Worker:
             return
         # the request's status callbacks go through the outbox: signed, retried, kept
         sink = None if request.status_callback is None else outbox.Sink(
-            self.store.engine, [outbox.WebhookTarget(url=request.status_callback)])
+            self.store.engine, [outbox.callback_target(request.status_callback)])
         services = Services(self.placer.services.audio, self.placer.services.recordings_dir,
                             callbacks=StatusCallbacks(request.status_callback, sink=sink))
         outbound = OutboundCall(self.placer.ua, dial, services,
@@ -197,18 +205,42 @@ class Worker:
             record=json.dumps(record.as_json(), default=str)))
 
 
-async def work(url: str, settings: Settings) -> None:
-    """Dial until SIGTERM/SIGINT (the first drains, a second hangs up)."""
+async def follow_parent(parent: int, stop: asyncio.Event, force: asyncio.Event, *,
+                        grace: float = ORPHAN_STOP_SECONDS, poll: float = PARENT_POLL
+                        ) -> None:
+    """Once the process ``parent`` is gone: stop dialing (calls in flight end), and after
+    ``grace`` seconds hang up what is still on the line. Nobody is left to stop us."""
+    while not lifeline.orphaned(parent):
+        await asyncio.sleep(poll)
+    log.warning("the web process %d is gone: no new calls; calls in flight end (hung up "
+                "after %g s)", parent, grace)
+    stop.set()
+    await asyncio.sleep(grace)
+    if not force.is_set():
+        log.warning("calls still in flight %g s after the web process died: hanging up",
+                    grace)
+        force.set()
+
+
+async def work(url: str, settings: Settings, *, parent: int | None = None) -> None:
+    """Dial until SIGTERM/SIGINT (the first drains, a second hangs up), or until the
+    process ``parent`` is gone."""
     store = Store(url)
     try:
         async with from_settings(settings) as placer:
             worker = Worker(store, placer, settings)
             signals = StopSignals()
             worker.stopping, worker.force = signals.stop, signals.force
+            watch = None if parent is None else asyncio.create_task(
+                follow_parent(parent, signals.stop, signals.force))
             try:  # webhooks (campaigns' and calls') leave from here too
                 await outbox.alongside(store.engine, worker.node, worker.run(), grace=5.0)
             finally:
                 signals.close()
+                if watch is not None:
+                    watch.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watch
     finally:
         store.close()
 
@@ -217,10 +249,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m autocall.web.worker",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="store URL (default: AUTOCALL_DATABASE_URL)")
+    parser.add_argument("--parent", type=int, metavar="PID",
+                        help="end with this process (autocall web passes its own pid)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s worker %(message)s")
+    if args.parent is not None:
+        # first thing: a SIGTERM (a drain) when the parent dies, even by SIGKILL; a parent
+        # already gone by now is seen by follow_parent at once
+        lifeline.ask_parent_death_signal(signal.SIGTERM)
+    if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
+        parser.exit(2, f"error: {problem}\n")
     settings = Settings.from_env()
-    asyncio.run(work(args.db or settings.database_url, settings))
+    asyncio.run(work(args.db or settings.database_url, settings, parent=args.parent))
 
 
 if __name__ == "__main__":

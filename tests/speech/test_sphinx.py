@@ -153,3 +153,65 @@ def test_validator_warns_of_shared_phrases_and_missing_recogniser(
         assert bool(missing) == recogniser_warning
         if missing:
             assert missing[0].severity == "warning" and "alphacephei.com" in missing[0].message
+
+
+def test_offloaded_decoding_leaves_the_caller_free_and_hears_the_same() -> None:
+    """pocketsphinx holds the GIL while it decodes (bench/bench_sphinx_loop.py): offloaded,
+    the feed that ends an utterance hands the decode to a worker process and returns at
+    once; the answer arrives by poll() and is the one an in-process decode hears."""
+    import multiprocessing
+    import time
+
+    audio = line("yes please", steady_piper())
+    stream = np.concatenate([np.zeros(4000, np.int16), audio, np.zeros(8000, np.int16)])
+    model = SphinxModel()  # not the process-wide one: other tests decode in-process
+    try:
+        model.offload()
+        assert model.offloaded and multiprocessing.active_children()
+        results: dict[str, asr.SpeechEvent] = {}
+        for mode in ("warm-up", "offloaded"):
+            rec = asr.SpeechRecognizer(model, asr.intents_from_phrases(["yes", "no"]),
+                                       lang="en", prompt_playing=False)
+            busiest = 0.0
+            events: list[asr.SpeechEvent] = []
+            for i in range(0, stream.size, 160):
+                cpu = time.thread_time()
+                events += rec.feed(stream[i : i + 160])
+                busiest = max(busiest, time.thread_time() - cpu)
+                if rec.decoding is not None:
+                    break  # the utterance ended: its words are in the worker now
+            decoding = rec.decoding
+            assert decoding is not None and not [
+                e for e in events if not isinstance(e, asr.SpeechStarted)]
+            decoding.result(timeout=60)
+            (results[mode],) = rec.poll()
+            assert rec.done and not rec.in_speech and rec.decoding is None
+        # In-process, that feed costs the decode's CPU (40-65 ms); here, a frame's VAD.
+        assert busiest < 0.015, f"{busiest * 1000:.1f} ms of CPU in one feed"
+    finally:
+        model.close()
+    inline = hear(SphinxModel(), audio, ["yes", "no"])
+    assert isinstance(inline, asr.SpeechResult) and inline.intent == "yes"
+    assert results["offloaded"] == inline
+
+
+def test_expire_waits_for_a_decode_and_cancel_does_not() -> None:
+    model = SphinxModel()
+    audio = line("no", steady_piper())
+    try:
+        model.offload()
+        for finish in ("expire", "cancel"):
+            rec = asr.SpeechRecognizer(model, asr.intents_from_phrases(["yes", "no"]),
+                                       lang="en", prompt_playing=False)
+            rec.feed(np.concatenate([np.zeros(4000, np.int16), audio]))
+            assert rec.in_speech  # still talking (no silence yet): expire decodes it
+            if finish == "expire":
+                (event,) = rec.expire()
+                assert isinstance(event, asr.SpeechResult) and event.intent == "no"
+            else:
+                rec.feed(np.zeros(8000, np.int16))
+                assert rec.decoding is not None
+                rec.cancel()
+                assert rec.done and rec.poll() == [] and rec.expire() == []
+    finally:
+        model.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,8 +31,9 @@ nodes:
 
 
 @contextmanager
-def serve(tmp: Path, port: int, *args: str, tree: str = TREE
+def serve(tmp: Path, port: int, *args: str, tree: str = TREE, stream: bool = False
           ) -> Iterator[subprocess.Popen[bytes]]:
+    """``autocall serve`` on ``port`` (``stream``: it listens on TCP or TLS, not UDP)."""
     (tmp / "tree.yaml").write_text(tree)
     cmd = [sys.executable, "-c", "from autocall.cli import main; main()", "serve",
            "--tree", str(tmp / "tree.yaml"), "--bind", f"127.0.0.1:{port}",
@@ -42,7 +44,8 @@ def serve(tmp: Path, port: int, *args: str, tree: str = TREE
                                  "PYTHONPATH": str(ROOT)})
     try:
         deadline = time.monotonic() + 30  # a cold interpreter on a loaded machine
-        while not port_bound("127.0.0.1", port):
+        kind = socket.SOCK_STREAM if stream else socket.SOCK_DGRAM
+        while not port_bound("127.0.0.1", port, kind):
             assert proc.poll() is None, (tmp / "serve.log").read_text()
             assert time.monotonic() < deadline, "serve did not bind its port"
             time.sleep(0.05)

@@ -99,7 +99,8 @@ def test_tls_warning_rule() -> None:
 
 def test_worker_command_is_the_lead_worker_module() -> None:
     assert worker_command("sqlite:///x.db") == [sys.executable, "-m", "autocall.web.worker",
-                                                "--db", "sqlite:///x.db"]
+                                                "--db", "sqlite:///x.db",
+                                                "--parent", str(os.getpid())]
 
 
 FAKE_WORKER = """

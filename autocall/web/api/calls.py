@@ -56,8 +56,12 @@ class CallCreate(BaseModel):
     repeat: int = Field(default=1, ge=1, le=10)
     caller_id: str | None = Field(default=None, max_length=40, pattern=r"^\+?[0-9]{2,20}$")
     ring_timeout: float = Field(default=30.0, ge=1, le=300)
-    status_callback: str | None = Field(default=None, max_length=2000,
-                                        pattern=r"^https?://[^\s]+$")
+    status_callback: str | None = Field(
+        default=None, max_length=2000, pattern=r"^https?://[^\s]+$",
+        description="where the call's status events go (call.initiated, call.ringing, "
+        "call.answered, call.completed; data.call_id is this request's id), through the "
+        "store's outbox: retried for a day, in order, each with a stable webhook-id, "
+        "signed (Standard Webhooks) with the server's AUTOCALL_WEBHOOK_SECRET when set")
     amd: bool = False
     on_machine: Literal["message", "hangup"] = "message"
 

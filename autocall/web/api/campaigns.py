@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -26,10 +26,11 @@ from sqlalchemy.exc import IntegrityError
 from autocall.campaign import control
 from autocall.campaign import report as rep
 from autocall.campaign.check import preflight
-from autocall.campaign.control import SteerError, Verb, steer
+from autocall.campaign.control import SteerError, Verb, pin_tree, start_problems, steer
 from autocall.campaign.model import Campaign, CampaignState
-from autocall.campaign.store import Store, Summary, campaigns
-from autocall.campaign.trees import STORE_PREFIX, TreeLibrary
+from autocall.campaign.store import Store, StoreError, Summary, campaigns
+from autocall.campaign.trees import NAME as TREE_NAME_RULE
+from autocall.campaign.trees import STORE_PREFIX, TreeLibrary, TreesError, pin
 from autocall.config import Settings
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
@@ -106,6 +107,29 @@ class AttemptPage(BaseModel):
     next: int | None
 
 
+class PinTree(BaseModel):
+    """A published version of a tree kept in the store (``GET /v1/trees``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tree: str = Field(max_length=100, pattern=TREE_NAME_RULE.pattern,
+                      description="the stored tree's name")
+    version: int = Field(ge=1, le=999_999_999, description="a published version of it")
+
+
+class PinnedOut(BaseModel):
+    name: str
+    previous: str = Field(description="the tree it ran before (a pin, or a file's name)")
+    tree: str = Field(description="the pin it runs now, store:NAME@N")
+
+
+def _library(request: Request) -> TreeLibrary:
+    return TreeLibrary(store_of(request).engine, settings_of(request).prompts_dir)
+
+
+def _tree_shown(tree: str) -> str:
+    return tree if tree.startswith(STORE_PREFIX) else Path(tree).stem
+
+
 def tree_path(settings: Settings, name: str, loc: list[str | int]) -> Path:
     """The prompt tree called ``name`` in the prompts folder; a name, never a path."""
     if not TREE_NAME.match(name) or len(name) > 100:
@@ -124,9 +148,7 @@ def tree_path(settings: Settings, name: str, loc: list[str | int]) -> Path:
 def _shown(campaign: Campaign) -> Campaign:
     """The definition as a client sees it: the tree by name (or its store pin), not a
     server path."""
-    if campaign.tree.startswith(STORE_PREFIX):
-        return campaign
-    return campaign.model_copy(update={"tree": Path(campaign.tree).stem})
+    return campaign.model_copy(update={"tree": _tree_shown(campaign.tree)})
 
 
 def _summary(store: Store, name: str) -> Summary:
@@ -210,8 +232,7 @@ def _steer_route(verb: Verb) -> Callable[..., Steered]:
         store = store_of(request)
         campaign, current, _ = campaign_or_404(store, name)
         if verb is Verb.START:
-            errors = [p for p in preflight(campaign.model_copy(update={"contacts": []}))
-                      if p.severity == "error"]
+            errors = start_problems(campaign, _library(request))
             if errors:
                 raise Problem(422, "Invalid campaign", "the campaign would not dial: "
                               f"{len(errors)} error(s)",
@@ -238,6 +259,29 @@ for _verb in Verb:
     router.add_api_route(f"/{{name}}/{_verb.value}", _steer_route(_verb), methods=["POST"],
                          response_model=Steered, name=f"{_verb.value}_campaign",
                          responses={409: {"description": "not allowed from this state"}})
+
+
+@router.post("/{name}/tree", response_model=PinnedOut,
+             responses={404: {"description": "no such campaign, tree or version"},
+                        409: {"description": "the version is not published"}})
+def pin_campaign_tree(name: Name, body: PinTree, request: Request,
+                      who: Principal = WRITE) -> PinnedOut:
+    """Move the campaign to a published version of a stored tree (marketers pick;
+    designers publish). A running dialer places its next calls on that version within
+    a second; calls in flight end on theirs. Audited as ``campaign.tree``."""
+    store = store_of(request)
+    try:
+        done = pin_tree(store, _library(request), name, body.tree, body.version,
+                        also=lambda conn, before: accounts.audit(
+                            conn, who, "campaign.tree", name,
+                            tree=pin(body.tree, body.version), previous=_tree_shown(before)))
+    except TreesError as exc:
+        title = {409: "Conflict", 404: "Not Found"}.get(exc.status, "Invalid request")
+        raise Problem(exc.status, title, str(exc),
+                      errors=[{"loc": ["body", "tree"], "msg": str(exc)}]) from None
+    except StoreError:
+        raise Problem(404, "Not Found", f"no campaign {name!r}") from None
+    return PinnedOut(name=name, previous=_tree_shown(done.before), tree=done.after)
 
 
 @router.get("/{name}/explain/{number}", response_model=Explained)

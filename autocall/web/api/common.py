@@ -64,54 +64,60 @@ def e164(raw: str, region: str, loc: list[str | int]) -> str:
     return number
 
 
-def _too_large() -> Problem:
-    return Problem(413, "Content Too Large",
-                   f"uploads are limited to {MAX_UPLOAD // (1024 * 1024)} MiB; split the file")
+CSV_TYPES = ("text/csv", "text/plain", "application/csv", "application/octet-stream")
 
 
-async def _capped_body(request: Request) -> bytes:
+def _too_large(limit: int) -> Problem:
+    size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit:,} bytes"
+    return Problem(413, "Content Too Large", f"uploads are limited to {size}; split the file")
+
+
+async def _capped_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_UPLOAD + 65536):
-        raise _too_large()
+    if declared is not None and (not declared.isdigit() or int(declared) > limit + 65536):
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_UPLOAD + 65536:  # the multipart envelope around the file
-            raise _too_large()
+        if size > limit + 65536:  # the multipart envelope around the file
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def upload(request: Request) -> tuple[bytes, str]:
+async def upload(request: Request, *, limit: int = MAX_UPLOAD, what: str = "the CSV",
+                 raw_types: tuple[str, ...] = CSV_TYPES, default_name: str = "upload.csv"
+                 ) -> tuple[bytes, str]:
     """The uploaded file's bytes and a name for messages: a multipart ``file`` field, or
-    the body itself (``text/csv``, ``text/plain``). Never a path: the name is only shown."""
+    the body itself (one of ``raw_types``). Never a path: the name is only shown. More
+    than ``limit`` bytes is 413."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await _capped_body(request)
+    body = await _capped_body(request, limit)
     if kind == "multipart/form-data":
         async def stream() -> AsyncGenerator[bytes, None]:
             yield body
 
         try:
             form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=10,
-                                         max_part_size=MAX_UPLOAD).parse()
+                                         max_part_size=limit).parse()
         except MultiPartException as exc:
             raise Problem(400, "Bad Request", f"unreadable multipart body: {exc.message}"
                           ) from None
         part = form.get("file")
         if not isinstance(part, UploadFile):
-            raise Problem(422, "Invalid request", "send the CSV as the multipart field 'file'",
+            raise Problem(422, "Invalid request", f"send {what} as the multipart field 'file'",
                           errors=[{"loc": ["body", "file"], "msg": "field required"}])
         data = await part.read()
-        name = (part.filename or "upload.csv").replace("/", "_").replace("\\", "_")[:100]
+        name = (part.filename or default_name).replace("/", "_").replace("\\", "_")[:100]
         await form.close()
-    elif kind in ("text/csv", "text/plain", "application/csv", "application/octet-stream"):
-        data, name = body, "upload.csv"
+    elif kind in raw_types:
+        data, name = body, default_name
     else:
         raise Problem(415, "Unsupported Media Type",
-                      "send multipart/form-data with a 'file' field, or a text/csv body")
-    if len(data) > MAX_UPLOAD:
-        raise _too_large()
+                      f"send multipart/form-data with a 'file' field, or a {raw_types[0]} body")
+    if len(data) > limit:
+        raise _too_large(limit)
     return data, name
 
 

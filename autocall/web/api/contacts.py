@@ -19,16 +19,16 @@ from autocall.campaign.contacts import (
     ContactsError,
     ImportResult,
     Rejected,
-    decode_text,
-    read_contacts_text,
+    dnc_hits,
+    preview_import,
+    read_upload,
 )
 from autocall.campaign.model import Campaign, ContactColumns
-from autocall.campaign.schedule import DncList
 from autocall.campaign.store import Store
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
 from autocall.web.api.common import MAX_UPLOAD, PERSONAL, WRITE, Name, campaign_or_404, page_limit
-from autocall.web.api.common import upload as read_upload
+from autocall.web.api.common import upload as receive_upload
 from autocall.web.auth import store_of
 from autocall.web.problems import Problem
 
@@ -100,10 +100,7 @@ def _columns(campaign: Campaign, raw: str | None) -> ContactColumns:
 def _read(campaign: Campaign, columns: ContactColumns, data: bytes, source: str
           ) -> ImportResult:
     try:
-        text, encoding = decode_text(data, source)
-        return read_contacts_text(text, encoding, source, region=campaign.default_region,
-                                  columns=columns,
-                                  default_timezone=campaign.default_timezone, seen={})
+        return read_upload(data, source, campaign, columns)
     except ContactsError as exc:
         raise Problem(422, "Unreadable contact list", exc.message,
                       errors=[{"loc": ["file", exc.row, exc.column], "row": exc.row,
@@ -112,19 +109,17 @@ def _read(campaign: Campaign, columns: ContactColumns, data: bytes, source: str
 
 def _import(store: Store, campaign: Campaign, result: ImportResult, source: str,
             dry_run: bool, who: Principal) -> dict[str, Any]:
-    """Store (or, dry, count) the contacts; the answer as JSON (runs in a thread)."""
-    numbers = [c.number for c in result.contacts]
-    files = DncList.from_files(campaign.dnc, campaign.default_region)
+    """Store (or, dry, preview) the contacts; the answer as JSON (runs in a thread)."""
     if dry_run:
-        stored = store.stored_numbers(campaign.name, numbers)
-        added, already = len(numbers) - len(stored), len(stored)
+        preview = preview_import(store, campaign, result)
+        added, already, on_dnc = len(preview.new), len(preview.stored), len(preview.dnc)
     else:
         def audit(conn: Connection, added: int, duplicates: int) -> None:
             accounts.audit(conn, who, "contacts.import", campaign.name, source=source,
                            added=added, duplicates=duplicates, rejected=len(result.rejected))
 
         added, already = store.add_contacts(campaign.name, result.contacts, also=audit)
-    on_dnc = sum(1 for n in numbers if n in files or store.on_dnc(n))
+        on_dnc = len(dnc_hits(store, campaign, (c.number for c in result.contacts)))
     out = ImportOut(
         campaign=campaign.name, dry_run=dry_run, source=source, encoding=result.encoding,
         delimiter=result.delimiter, header=result.header,
@@ -156,7 +151,7 @@ async def upload_contacts(name: Name, request: Request, dry_run: bool = Query(Fa
     store = store_of(request)
     campaign, _, _ = await run_in_threadpool(campaign_or_404, store, name)
     mapping = _columns(campaign, columns)
-    data, source = await read_upload(request)
+    data, source = await receive_upload(request)
     result = await run_in_threadpool(_read, campaign, mapping, data, source)
     if dry_run:
         body = await run_in_threadpool(_import, store, campaign, result, source, True, who)

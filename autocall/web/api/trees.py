@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 import soundfile
 from fastapi import APIRouter, Depends, Query, Request, UploadFile
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from autocall.audio.convert import (
@@ -31,7 +31,14 @@ from autocall.audio.convert import (
     to_mono,
     write_atomic,
 )
-from autocall.campaign.trees import TreeLibrary, TreesError, TreeVersion, findings
+from autocall.campaign.trees import (
+    TreeFileError,
+    TreeLibrary,
+    TreesError,
+    TreeVersion,
+    findings,
+    tree_file_text,
+)
 from autocall.dialogue import graph, loader
 from autocall.dialogue.loader import Problem as Finding
 from autocall.dialogue.loader import TreeError
@@ -39,7 +46,9 @@ from autocall.dialogue.schema import Tree, json_schema
 from autocall.dialogue.simulate import SimulationResult, Simulator
 from autocall.dialogue.testing import cases_from, run_case
 from autocall.speech.tts import PromptText, TtsError, render_prompt
+from autocall.web import idempotency
 from autocall.web.accounts import Principal, Role, audit
+from autocall.web.api.common import upload as read_upload
 from autocall.web.auth import READ_ROLES, require, settings_of, store_of
 from autocall.web.problems import Problem
 
@@ -173,21 +182,36 @@ def _refused(exc: TreesError) -> Problem:
     return Problem(exc.status, titles.get(exc.status, "Error"), str(exc))
 
 
+def change_audited(request: Request, who: Principal, action: str,
+                   change: Callable[[TreeLibrary], TreeVersion], **detail: str) -> TreeVersion:
+    """A designer's change to the library, and its audit line (every save, publish,
+    restore and import is in the audit log), for the API and the designer's page alike.
+    Raises :class:`TreesError` when the library refuses it."""
+    done = change(library(request))
+    with store_of(request).engine.begin() as conn:
+        audit(conn, who, action, done.pin, errors=done.errors, **detail)
+    return done
+
+
 def _audited(request: Request, who: Principal, action: str,
              change: Callable[[TreeLibrary], TreeVersion]) -> VersionOut:
-    """A designer's change to the library, and its audit line (every save and publish is
-    in the audit log)."""
     try:
-        done = change(library(request))
+        return _out(change_audited(request, who, action, change))
     except TreesError as exc:
         raise _refused(exc) from None
-    with store_of(request).engine.begin() as conn:
-        audit(conn, who, action, done.pin, errors=done.errors)
-    return _out(done)
 
 
-def _simulated(result: SimulationResult) -> dict[str, object]:
-    return result.as_dict()
+def _simulated(result: SimulationResult, request: Request) -> dict[str, object]:
+    """The run as JSON, with each played file named as the tree names it (relative to
+    the prompts folder), never by the server's own path."""
+    out = result.as_dict()
+    root = _audio_root(request).resolve()
+    for step in out["transcript"]:
+        if step["kind"] == "play":
+            played = Path(step["text"]).resolve()
+            step["text"] = (str(played.relative_to(root)) if played.is_relative_to(root)
+                            else played.name)
+    return out
 
 
 @router.post("/validate", response_model=Validated)
@@ -220,7 +244,7 @@ async def simulate(body: Simulate, request: Request, _: Reader
     start = (body.at or dt.datetime.now(dt.UTC)).timestamp()
     sim = Simulator(tree, body.variables, start_time=start, answered_by=body.answered_by)
     result = await asyncio.to_thread(sim.run, body.inputs)
-    return _simulated(result)
+    return _simulated(result, request)
 
 
 @router.post("/cases", response_model=list[CaseOut])
@@ -242,7 +266,7 @@ async def cases(body: CasesRun, request: Request, _: Reader) -> list[CaseOut]:
         for case in wanted.cases:
             got = run_case(tree, case, wanted)
             out.append(CaseOut(name=got.name, passed=got.passed, failures=got.failures,
-                               got=_simulated(got.result)))
+                               got=_simulated(got.result, request)))
         return out
 
     return await asyncio.to_thread(run)
@@ -347,6 +371,74 @@ def save(name: TreeName, body: SaveVersion, request: Request,
     """Save a new version (a draft if it does not validate: it can never be published)."""
     return _audited(request, who, "tree.save", lambda trees: trees.save(
         name, body.yaml, who.actor, body.comment, body.cases))
+
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml",
+              "text/plain", "application/octet-stream")
+
+
+class Imported(VersionOut):
+    valid: bool = Field(description="false: saved as a draft (it cannot be published)")
+    findings: list[FindingOut] = Field(description="what the validator found, at line/column")
+
+
+def _unreadable(problem: Finding, title: str, detail: str) -> Problem:
+    return Problem(422, title, detail, errors=[{
+        "loc": ["file", problem.line, problem.column], "msg": problem.message,
+        "type": problem.code}])
+
+
+@router.post("/{name}/import", response_model=Imported, status_code=201,
+             responses={413: {"description": f"over {MAX_YAML:,} bytes"},
+                        422: {"description": "not UTF-8, not YAML, or not a tree (a "
+                              "mapping); errors carry the line and column"}},
+             openapi_extra={"requestBody": {"content": {
+                 "multipart/form-data": {"schema": {"type": "object", "properties": {
+                     "file": {"type": "string", "format": "binary"}}}},
+                 "application/yaml": {"schema": {"type": "string"}}}}})
+async def import_file(name: TreeName, request: Request, who: Designer,
+                      comment: Annotated[str | None, Query(max_length=2000)] = None
+                      ) -> JSONResponse:
+    """Import a tree file (multipart field ``file``, or an ``application/yaml`` body) as
+    the next version of ``name``, its text kept byte for byte (comments too; export it
+    back with ``GET …/versions/N?format=yaml``). A file that does not validate is saved
+    as a draft, with the findings; one that is not UTF-8, not YAML or not a mapping is
+    refused (422) with the line and column. Takes an ``Idempotency-Key``."""
+    data, source = await read_upload(request, limit=MAX_YAML, what="the tree's YAML file",
+                                     raw_types=YAML_TYPES, default_name=f"{name}.yaml")
+    try:
+        text = await asyncio.to_thread(tree_file_text, data, source)
+    except TreeFileError as exc:
+        raise _unreadable(exc.problem, exc.title, str(exc)) from None
+    store = store_of(request)
+    key = idempotency.key_of(request, who, name, comment or "", data)
+    replay = await asyncio.to_thread(idempotency.claim, store.engine, key)
+    if replay is not None:
+        return replay
+
+    def save() -> dict[str, object]:
+        saved = import_version(request, who, name, text, source, comment)
+        checked = _validated(findings(text, f"{name}.yaml", _audio_root(request))[1])
+        return Imported.model_validate({**_out(saved).model_dump(), "valid": checked.valid,
+                                        "findings": checked.findings}).model_dump(mode="json")
+
+    try:
+        body = await asyncio.to_thread(save)
+    except TreesError as exc:
+        await asyncio.to_thread(idempotency.release, store.engine, key)
+        raise _refused(exc) from None
+    except BaseException:
+        await asyncio.to_thread(idempotency.release, store.engine, key)
+        raise
+    return await asyncio.to_thread(idempotency.finish, store.engine, key, 201, body)
+
+
+def import_version(request: Request, who: Principal, name: str, text: str, source: str,
+                   comment: str | None) -> TreeVersion:
+    """An imported file's text as the next version of ``name``, audited as
+    ``tree.import`` (the API and the designer's page)."""
+    return change_audited(request, who, "tree.import", lambda trees: trees.save(
+        name, text, who.actor, comment or f"imported from {source}"), file=source)
 
 
 @router.get("/{name}/versions", response_model=list[VersionOut])

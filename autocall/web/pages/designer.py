@@ -1,18 +1,32 @@
 """The dialogue designer's pages (issue 17): the trees in the store, and the page for
-one tree (editor, graph, simulator, cases, versions). The page is a shell: everything
-it shows comes from ``/v1/trees`` through the bundled ``designer.js``."""
+one tree (editor, graph, simulator, cases, versions). The editor, graph, simulator
+and cases come from ``/v1/trees`` through the bundled ``designer.js``; the versions panel
+(list, diff of two, restore) is drawn here, with plain forms."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from autocall.campaign.trees import NAME, TreeLibrary, TreesError, findings
+from autocall.campaign.trees import (
+    NAME,
+    TreeFileError,
+    TreeLibrary,
+    TreesError,
+    TreeVersion,
+    findings,
+    tree_file_text,
+)
 from autocall.config import Settings
 from autocall.web.accounts import Principal, Role
+from autocall.web.api.trees import MAX_YAML, change_audited, import_version
 from autocall.web.auth import store_of
 from autocall.web.pages.render import render
 from autocall.web.pages.routes import Forbidden, Who
@@ -40,29 +54,118 @@ async def new_tree(request: Request, who: Who) -> Response:
     return _with_style_nonce(request, who, "", "")
 
 
+@dataclass(frozen=True)
+class VersionsPanel:
+    """The tree page's versions: newest first, and a diff of two when asked for."""
+
+    versions: list[TreeVersion] = field(default_factory=list)
+    diff_from: int | None = None
+    diff_to: int | None = None
+    diff: list[tuple[str, str]] | None = None  # (css class, line)
+    diff_error: str | None = None
+
+
+def _diff_lines(text: str) -> list[tuple[str, str]]:
+    shown = []
+    for line in text.splitlines():
+        kind = ("hunk" if line.startswith("@@") else "file" if line.startswith(("---", "+++"))
+                else "add" if line.startswith("+") else "del" if line.startswith("-")
+                else "same")
+        shown.append((kind, line))
+    return shown
+
+
 @router.get("/trees/{name}", response_class=HTMLResponse)
-async def tree_page(request: Request, name: str, who: Who) -> Response:
+async def tree_page(request: Request, name: str, who: Who,
+                    diff_from: Annotated[int | None, Query(alias="from", ge=1)] = None,
+                    diff_to: Annotated[int | None, Query(alias="to", ge=1)] = None
+                    ) -> Response:
     if not NAME.match(name):
         raise Forbidden(who, f"open {name!r}: not a tree name")
     library = _library(request)
 
-    def sample() -> str:
+    def load() -> tuple[str, VersionsPanel]:
         try:
-            latest = library.versions(name)[-1]
+            versions = library.versions(name)
         except TreesError:
-            return ""
-        tree, _ = findings(latest.text, f"{name}.yaml", library.audio_root)
-        return "\n".join(f"{f}=" for f in (tree.contact_fields or [])) if tree else ""
+            return "", VersionsPanel()
+        tree, _ = findings(versions[-1].text, f"{name}.yaml", library.audio_root)
+        sample = "\n".join(f"{f}=" for f in (tree.contact_fields or [])) if tree else ""
+        panel = VersionsPanel(versions[::-1], diff_from, diff_to)
+        if diff_from is not None and diff_to is not None:
+            try:
+                text = library.diff(name, diff_from, diff_to)
+            except TreesError as exc:
+                return sample, replace(panel, diff_error=str(exc))
+            return sample, replace(panel, diff=_diff_lines(text))
+        return sample, panel
 
-    return _with_style_nonce(request, who, name, await asyncio.to_thread(sample))
+    sample, panel = await asyncio.to_thread(load)
+    return _with_style_nonce(request, who, name, sample, panel)
 
 
-def _with_style_nonce(request: Request, who: Principal, name: str, sample: str) -> Response:
+@router.post("/trees/{name}/versions/{number}/restore")
+async def restore_version(request: Request, name: str, number: int, who: Who) -> Response:
+    """A new version with an old one's text (history is kept), audited as the API's
+    restore is; then the page again, with the restored text in the editor."""
+    if who.role not in EDIT_ROLES:
+        raise Forbidden(who, "restore tree versions (designers and admins do)")
+    if not NAME.match(name):
+        raise Forbidden(who, f"restore {name!r}: not a tree name")
+    try:
+        await asyncio.to_thread(change_audited, request, who, "tree.restore",
+                                lambda trees: trees.restore(name, number, who.actor))
+    except TreesError as exc:
+        return render(request, "error.html", {
+            "title": "Cannot restore", "detail": str(exc),
+            "back": f"/trees/{quote(name)}"}, status=exc.status, who=who)
+    return RedirectResponse(f"/trees/{quote(name)}#versions", status_code=303)
+
+
+@router.post("/trees/import")
+async def import_tree(request: Request, who: Who, file: UploadFile,
+                      name: Annotated[str, Form(max_length=200)] = "",
+                      comment: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    """A YAML file as the next version of a tree (named in the form, else after the
+    file), byte for byte; one that does not validate is kept as a draft and shown with
+    its markers. The API's ``POST /v1/trees/{name}/import`` rules, audited the same."""
+    if who.role not in EDIT_ROLES:
+        raise Forbidden(who, "import trees (designers and admins do)")
+    source = Path(file.filename or "tree.yaml").name[:100] or "tree.yaml"
+    tree = name.strip() or Path(source).stem
+    back = f"/trees/{quote(name.strip())}" if NAME.match(name.strip()) else "/trees/new"
+
+    def refused(title: str, detail: str, status: int = 422) -> Response:
+        return render(request, "error.html", {"title": title, "detail": detail,
+                                              "back": back}, status=status, who=who)
+
+    if not NAME.match(tree):
+        return refused("Not a tree name", f"{tree[:100]!r}: name the tree with letters, "
+                       "digits, - and _ (up to 100), or give the file such a name")
+    data = await file.read(MAX_YAML + 1)
+    if len(data) > MAX_YAML:
+        return refused("Too large", f"{source} is over {MAX_YAML:,} bytes; a tree is a few "
+                       "KB", status=413)
+    try:
+        text = await asyncio.to_thread(tree_file_text, data, source)
+        await asyncio.to_thread(import_version, request, who, tree, text, source,
+                                comment.strip() or None)
+    except TreeFileError as exc:
+        return refused(exc.title, str(exc))
+    except TreesError as exc:
+        return refused("Not imported", str(exc), exc.status)
+    return RedirectResponse(f"/trees/{quote(tree)}#versions", status_code=303)
+
+
+def _with_style_nonce(request: Request, who: Principal, name: str, sample: str,
+                      panel: VersionsPanel | None = None) -> Response:
     """The designer page with a CSP that lets the editor's own <style> elements in by a
     per-response nonce (CodeMirror injects its theme; no other inline style passes)."""
     nonce = secrets.token_urlsafe(16)
     page = render(request, "designer.html",
-                  {"name": name, "sample_vars": sample, "style_nonce": nonce}, who=who)
+                  {"name": name, "sample_vars": sample, "style_nonce": nonce,
+                   "panel": panel or VersionsPanel(), "may_edit": who.role in EDIT_ROLES},
+                  who=who)
     page.headers["Content-Security-Policy"] = CSP.replace(
         "style-src 'self'", f"style-src 'self' 'nonce-{nonce}'")
     return page

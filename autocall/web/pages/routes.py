@@ -11,7 +11,9 @@ token (checked by :func:`autocall.web.session.csrf_protect` on the whole router)
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -21,17 +23,35 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import func, select
 
 from autocall.campaign import report as rep
-from autocall.campaign.control import SteerError, Verb, explain_number, steer
+from autocall.campaign.check import Problem as Finding
+from autocall.campaign.control import (
+    SteerError,
+    Verb,
+    explain_number,
+    pin_tree,
+    start_problems,
+    steer,
+)
+from autocall.campaign.model import Campaign
 from autocall.campaign.store import Store, StoreError, attempts
+from autocall.campaign.trees import TreeLibrary, TreesError, parse_pin, pin
 from autocall.web import accounts, events, session
 from autocall.web.accounts import AccountError, Principal, Role
-from autocall.web.auth import principal, store_of
+from autocall.web.auth import principal, settings_of, store_of
 from autocall.web.pages.render import STATIC, render
 from autocall.web.problems import Problem
 
 PAGE_SIZE = 50
 STEER_ROLES = frozenset({Role.ADMIN, Role.MARKETER})
 CONTACT_ROLES = frozenset({Role.ADMIN, Role.MARKETER, Role.VIEWER})
+
+
+class Unstartable(Exception):
+    """Start asked for while the campaign's tree or DNC files have errors."""
+
+    def __init__(self, problems: list[Finding]) -> None:
+        super().__init__(f"{len(problems)} error(s)")
+        self.problems = problems
 
 
 class LoginRequired(Exception):
@@ -169,6 +189,19 @@ def _campaign(store: Store, name: str) -> tuple[Any, events.Counters]:
     return campaign, events.counters(store, name, datetime.now(UTC))
 
 
+def _library(request: Request) -> TreeLibrary:
+    return TreeLibrary(store_of(request).engine, settings_of(request).prompts_dir)
+
+
+def _tree_context(request: Request, campaign: Campaign, may_pin: bool) -> dict[str, Any]:
+    """What the campaign page says about its tree, and the published versions a
+    marketer may point it at."""
+    pinned = parse_pin(campaign.tree)
+    return {"tree_shown": campaign.tree if pinned else Path(campaign.tree).stem,
+            "tree_pinned": pinned,
+            "published": _library(request).published() if may_pin else []}
+
+
 @router.get("/campaigns/{name}", response_class=HTMLResponse)
 async def campaign_page(request: Request, name: str, who: Who,
                         page: Annotated[int, Query(ge=1, le=1_000_000)] = 1) -> Response:
@@ -183,7 +216,9 @@ async def campaign_page(request: Request, name: str, who: Who,
     if sees_contacts:
         rows, total = await asyncio.to_thread(_attempt_page, store, name, page)
     pages = max(1, -(-total // PAGE_SIZE))
-    return render(request, "campaign.html", {
+    trees = await asyncio.to_thread(_tree_context, request, campaign,
+                                    who.role in STEER_ROLES)
+    return render(request, "campaign.html", {**trees,
         "name": name, "campaign": campaign, "c": counters,
         "verbs": [v.value for v in Verb], "allowed": counters.verbs,
         "may_steer": who.role in STEER_ROLES, "sees_contacts": sees_contacts,
@@ -226,6 +261,41 @@ async def contact_page(request: Request, name: str, who: Who,
                                             "contact": contact, "tries": tries}, who=who)
 
 
+PIN_FIELD = re.compile(r"^(?P<tree>[A-Za-z0-9][A-Za-z0-9_-]{0,99})@(?P<version>[0-9]{1,9})$")
+
+
+@router.post("/campaigns/{name}/tree")
+async def pin_campaign_tree(request: Request, name: str, who: Who,
+                            version: Annotated[str, Form(max_length=200)]) -> Response:
+    """Point the campaign at a published tree version (``NAME@N``), audited as the API's
+    ``POST /v1/campaigns/{name}/tree`` is; a running dialer follows within a second."""
+    _may(who, STEER_ROLES, "choose a campaign's tree version (marketers do)")
+    back = f"/campaigns/{quote(name)}"
+    picked = PIN_FIELD.match(version)
+    if picked is None:
+        return render(request, "error.html", {
+            "title": "Not a tree version", "back": back,
+            "detail": f"{version[:100]!r}: pick a published version (NAME@N) from the list"},
+            status=422, who=who)
+    tree, number = picked["tree"], int(picked["version"])
+
+    def apply() -> None:
+        pin_tree(store_of(request), _library(request), name, tree, number,
+                 also=lambda conn, before: accounts.audit(
+                     conn, who, "campaign.tree", name, tree=pin(tree, number),
+                     previous=before if parse_pin(before) else Path(before).stem))
+
+    try:
+        await asyncio.to_thread(apply)
+    except TreesError as exc:
+        return render(request, "error.html", {
+            "title": {404: "Not found"}.get(exc.status, "Cannot run that version"),
+            "detail": str(exc), "back": back}, status=exc.status, who=who)
+    except StoreError:
+        return _not_found(request, who, f"There is no campaign {name!r}.")
+    return RedirectResponse(back, status_code=303)
+
+
 @router.post("/campaigns/{name}/{verb}")
 async def steer_campaign(request: Request, name: str, verb: Verb, who: Who) -> Response:
     """Start, pause, resume or stop, as the CLI does; audited in the same transaction."""
@@ -233,11 +303,20 @@ async def steer_campaign(request: Request, name: str, verb: Verb, who: Who) -> R
     store = store_of(request)
 
     def apply() -> None:
+        if verb is Verb.START:
+            errors = start_problems(store.campaign(name)[0], _library(request))
+            if errors:
+                raise Unstartable(errors)
         steer(store, name, verb, f"{verb.value} by {who.actor} in the console",
               also=lambda conn: accounts.audit(conn, who, f"campaign.{verb.value}", name))
 
     try:
         await asyncio.to_thread(apply)
+    except Unstartable as exc:
+        return render(request, "error.html", {
+            "title": "The campaign would not dial",
+            "detail": "; ".join(str(p) for p in exc.problems),
+            "back": f"/campaigns/{quote(name)}"}, status=422, who=who)
     except SteerError as exc:
         return render(request, "error.html", {"title": "Cannot do that now",
                                               "detail": str(exc),

@@ -1,0 +1,55 @@
+"""A child process that ends with its parent: ``autocall web``'s dialer worker must not
+outlive the web process, even when that one is killed with SIGKILL and has no chance to
+stop it (an orphaned worker would go on dialing with nobody watching it, and hold the
+SIP port the next ``autocall web`` needs).
+
+Two guards, used together by the child:
+
+- :func:`ask_parent_death_signal`: on Linux, the kernel's parent-death signal
+  (``prctl(PR_SET_PDEATHSIG)``, see prctl(2)) delivers a signal to the child the moment
+  its parent dies. It follows the parent *thread* that forked the child, so the parent
+  must spawn the child from a thread that lives as long as the process (the main one).
+- :func:`orphaned`: everywhere, the parent is gone once ``getppid()`` is no longer the
+  pid the child was started by (the kernel hands an orphan to init or a subreaper). This
+  also covers a parent that died before the child could ask for the signal.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import sys
+
+__all__ = ["ask_parent_death_signal", "orphaned"]
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def ask_parent_death_signal(sig: signal.Signals = signal.SIGTERM) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies; True if it
+    will (Linux only; elsewhere, or if prctl fails, rely on :func:`orphaned`)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        done = int(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0))
+    except (OSError, AttributeError) as exc:
+        log.warning("cannot ask for a parent-death signal (%s); watching the parent instead",
+                    exc)
+        return False
+    if done != 0:
+        err = ctypes.get_errno()
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: %s; watching the parent instead",
+                    os.strerror(err))
+        return False
+    return True
+
+
+def orphaned(parent: int) -> bool:
+    """True once the process that started this one (pid ``parent``) is gone."""
+    return os.getppid() != parent

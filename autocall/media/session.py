@@ -297,7 +297,6 @@ class MediaSession:
         self._sent: Samples | None = None
         self._malformed = 0
         self._foreign = 0
-        self._send_errors = 0
         self._srtp: SrtpStream | None = None
         self._srtp_failures = 0
         self._dtmf_sent = 0
@@ -744,19 +743,8 @@ class MediaSession:
             payload = self._silence[pt]
         sock, remote = self._sock, self._remote
         assert sock is not None and remote is not None
-        packet = self._sender.packet(payload, pt, ts, self._marker)
+        self._sendto(sock, self._sender.packet(payload, pt, ts, self._marker), remote)
         self._marker = False
-        srtp = self._srtp
-        try:
-            if srtp is not None:
-                packet = srtp.protect(packet)
-            sock.sendto(packet, remote)
-        except PROTECT_ERRORS:
-            self._send_errors += 1
-        except OSError:
-            # A full send buffer or an ICMP error left on the socket: RTP is loss
-            # tolerant, so this packet is dropped and the stream keeps its pace.
-            self._send_errors += 1
 
     def _send_events(self, ts: int) -> bool:
         """Send this frame's RFC 4733 packets; True when they replace the audio frame."""
@@ -777,15 +765,15 @@ class MediaSession:
 
     def _sendto(self, sock: socket.socket, packet: bytes, remote: tuple[str, int]) -> None:
         try:
-            if self._srtp is not None:
+            if self._srtp is not None:  # SRTP: protected as the last step before the socket
                 packet = self._srtp.protect(packet)
             sock.sendto(packet, remote)
         except PROTECT_ERRORS:
-            self._send_errors += 1
+            pass  # a key past its packet limit (2^48): the packet is dropped
         except OSError:
             # A full send buffer or an ICMP error left on the socket: RTP is loss
             # tolerant, so this packet is dropped and the stream keeps its pace.
-            self._send_errors += 1
+            pass
 
     def _discard_queued(self) -> None:
         """Drop what arrived before `start`: it belongs to no negotiated stream."""

@@ -3,7 +3,7 @@
 from fastapi import Depends, FastAPI
 
 from autocall.web import session
-from autocall.web.pages import designer, imports, lists, routes
+from autocall.web.pages import create, designer, imports, lists, routes
 
 
 def install(app: FastAPI) -> None:
@@ -11,6 +11,7 @@ def install(app: FastAPI) -> None:
     and the dialogue designer's (issue 17). The wizard goes first: its POST paths would
     match the steering verbs'."""
     imports.install(app)
+    app.include_router(create.router)
     routes.install(app)
     lists.install(app)
     app.include_router(designer.router, dependencies=[Depends(session.csrf_protect)])

@@ -127,3 +127,47 @@ def test_dnc_and_recording_retention_in_the_browser(tmp_path: Path, browser: Bro
         assert viewer.locator("#recordings button, #btn-expire").count() == 0
         shot(viewer, "recordings-viewer.png")
     store.close()
+
+
+def test_new_campaign_form_in_the_browser(tmp_path: Path, browser: Browser) -> None:
+    """A marketer creates a campaign from the form: a wrong field is marked where it is,
+    the rest kept; corrected, the draft opens on its page."""
+    db = f"sqlite:///{tmp_path / 'new.db'}"
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    (prompts / "reminder.yaml").write_text(
+        "name: reminder\noutcomes: [done]\nstart: bye\nnodes:\n  bye: {hangup: done}\n",
+        encoding="utf-8")
+    add_user(db, tmp_path, "mara", "marketer", "mara-password-1")
+    with start_web(db, tmp_path, {"AUTOCALL_PROMPTS": str(prompts)}) as web:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = csp_watch(page)
+        log_in(page, web.url, "mara", "mara-password-1")
+        page.click("#new-campaign-link")
+        page.fill("input[name=name]", "autumn recall")
+        page.select_option("select[name=tree]", "reminder")
+        page.fill("textarea[name=caller_ids]", "+12025550100")
+        page.fill("input[name=channels]", "0")
+        page.fill("input[name='window.start']", "07:00")
+        page.click("#btn-create")
+        expect(page.locator('[data-error-for="name"]')).to_contain_text("pattern")
+        expect(page.locator('[data-error-for="channels"]')).to_contain_text(
+            "greater than or equal to 1")
+        expect(page.locator('[data-error-for="window"]')).to_contain_text("outside the legal")
+        expect(page.locator("select[name=tree]")).to_have_value("reminder")
+        shot(page, "new-campaign-errors.png")
+        # Chromium logs the form's 422 answer itself; anything else (a CSP refusal) fails.
+        assert errors == ["Failed to load resource: the server responded with a status of "
+                          "422 (Unprocessable Entity)"], errors
+        errors.clear()
+        page.fill("input[name=name]", "autumn-recall")
+        page.fill("input[name=channels]", "3")
+        page.fill("input[name='window.start']", "09:00")
+        page.click("#btn-create")
+        expect(page).to_have_url(f"{web.url}/campaigns/autumn-recall")
+        expect(page.locator('[data-counter="state"]')).to_have_text("draft")
+        shot(page, "new-campaign-created.png")
+        assert not errors, errors
+    store = Store(db)
+    assert store.campaign("autumn-recall")[0].channels == 3
+    store.close()

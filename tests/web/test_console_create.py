@@ -145,3 +145,26 @@ def test_who_may_create(store: Store, serve: Callable[..., Served], tmp_path: Pa
     anonymous = httpx.get(f"{web.url}/new-campaign", follow_redirects=False)
     assert anonymous.status_code == 303 and "/login" in anonymous.headers["location"]
     assert store.campaign_names() == []
+
+
+def test_hostile_fields_are_refused_at_their_place(
+        store: Store, serve: Callable[..., Served], tmp_path: Path,
+        make_user: Callable[..., tuple[str, str]], login: Login) -> None:
+    web = _server(store, serve, tmp_path)
+    mara = login(web.url, *make_user(Role.MARKETER))
+    cases = {"calls_per_second": ["nan", "inf", "-1", "1e999"],
+             "ring_timeout": ["nan", "0", "301"],
+             "channels": ["1e3", "5001", "99999999999999999999999"],
+             "default_timezone": ["../../etc/passwd", "\x00"],
+             "name": ["a\x00b", "x" * 150, "-lead"],
+             "window.start": ["25:00", "nine"]}
+    for key, values in cases.items():
+        for value in values:
+            answer = mara.post("/new-campaign", {**GOOD, key: value})  # type: ignore[dict-item]
+            assert answer.status_code == 422, (key, value, answer.text[:300])
+            assert key in _errors(answer.text), (key, value, _errors(answer.text))
+    forged_days = mara.post("/new-campaign", {**GOOD,  # type: ignore[dict-item]
+                                              "window.days": ["mon", "caturday"]})
+    assert forged_days.status_code == 422
+    assert "caturday" in _errors(forged_days.text)["window.days"][0]
+    assert store.campaign_names() == []

@@ -41,6 +41,17 @@ def _seconds(name: str, default: int) -> int:
     return int(raw)
 
 
+def _days(name: str) -> int | None:
+    """A whole number of days (1 or more) from ``name``, or None when unset."""
+    raw = _env(name)
+    if raw is None or not raw.strip():
+        return None
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(f"{name}={raw!r}: expected a whole number of days, 1 or more "
+                         "(unset it to keep recordings for ever)")
+    return int(raw)
+
+
 def _flag(name: str, default: bool) -> bool:
     """A yes/no setting; anything but 1/0, true/false, yes/no, on/off is refused by name."""
     raw = _env(name)
@@ -154,6 +165,9 @@ class Settings:
     database_url: str = "sqlite:///autocall.db"
     tts_cache_dir: Path = Path(".autocall/tts-cache")
     recordings_dir: Path = Path("recordings")  # call recordings (campaign ``recording: true``)
+    recording_retention_days: int | None = None
+    """``AUTOCALL_RECORDING_RETENTION_DAYS``: recordings older than this many days may be
+    deleted from the console's recordings page in one go; unset keeps them all."""
     prompts_dir: Path = Path("prompts")  # the trees the API may name (``POST /v1/calls``)
     vosk_model: Path | None = None
     media_priority: str = "normal"
@@ -183,6 +197,7 @@ class Settings:
             or "sqlite:///autocall.db",
             tts_cache_dir=Path(_env("AUTOCALL_TTS_CACHE", ".autocall/tts-cache") or ""),
             recordings_dir=Path(_env("AUTOCALL_RECORDINGS", "recordings") or "recordings"),
+            recording_retention_days=_days("AUTOCALL_RECORDING_RETENTION_DAYS"),
             prompts_dir=Path(_env("AUTOCALL_PROMPTS", "prompts") or "prompts"),
             vosk_model=Path(model) if model else None,
             media_priority=_env("AUTOCALL_MEDIA_PRIORITY", "normal") or "normal",

@@ -10,7 +10,7 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -161,17 +161,26 @@ def create_token(engine: Engine, name: str, role: Role, created_by: str | None =
     return token
 
 
+LAST_USED_EVERY = timedelta(seconds=60)
+"""A token's ``last_used_at`` is written at most this often: a CRM polling the API must
+not turn every read into a write (on SQLite it would queue behind, and hold up, the
+dialer's own writes)."""
+
+
 def token_principal(engine: Engine, token: str) -> Principal | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
     digest = _digest(token)
-    with engine.begin() as conn:
-        row = conn.execute(select(tokens.c.name, tokens.c.role).where(
+    with engine.connect() as conn:
+        row = conn.execute(select(tokens.c.name, tokens.c.role, tokens.c.last_used_at).where(
             tokens.c.token_hash == digest, tokens.c.revoked_at.is_(None))).first()
-        if row is None:
-            return None
-        conn.execute(update(tokens).where(tokens.c.token_hash == digest)
-                     .values(last_used_at=_now()))
+    if row is None:
+        return None
+    now = _now()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_EVERY:
+        with engine.begin() as conn:
+            conn.execute(update(tokens).where(tokens.c.token_hash == digest)
+                         .values(last_used_at=now))
     return Principal("token", row.name, role_of(row.role))
 
 

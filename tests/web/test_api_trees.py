@@ -145,7 +145,7 @@ def test_audio_upload_converts_what_it_can_and_refuses_what_is_not_audio(
     refused = designer.post("/v1/trees/audio", files={"file": ("notes.wav", b"not audio")})
     assert refused.status_code == 422
     assert refused.headers["content-type"] == "application/problem+json"
-    assert refused.json()["errors"][0]["type"] == "corrupt"
+    assert refused.json()["errors"][0]["type"] == "not-audio"  # no sound format at all
     assert viewer.post("/v1/trees/audio",
                        files={"file": ("x.wav", wav.getvalue())}).status_code == 403
 

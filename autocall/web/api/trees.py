@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -29,8 +31,8 @@ from autocall.audio.convert import (
     encode,
     prepare,
     to_mono,
-    write_atomic,
 )
+from autocall.audio.upload import check_container, sniff
 from autocall.campaign.trees import (
     TreeFileError,
     TreeLibrary,
@@ -293,6 +295,11 @@ class AudioFile(BaseModel):
     size_bytes: int
 
 
+class StoredAudio(AudioFile):
+    kept: str | None = Field(None, description="a different recording already had this "
+                             "name: it is kept (versions may play it) and this one got path")
+
+
 def _audio_dir(request: Request) -> Path:
     return _audio_root(request) / "audio"
 
@@ -303,37 +310,82 @@ def _described(path: Path) -> AudioFile:
                      size_bytes=path.stat().st_size)
 
 
-@router.post("/audio", response_model=AudioFile, status_code=201)
-async def upload_audio(file: UploadFile, request: Request, _: Designer) -> AudioFile:
+def store_audio(data: bytes, filename: str, folder: Path) -> StoredAudio:
+    """One uploaded recording, converted to the network's 8 kHz mono 16-bit WAV in
+    *folder* under a name made from *filename* (letters, digits, - and _; never a path).
+
+    Anything that decodes as audio is taken (a 5.5 MB stereo 44.1 kHz WAV included);
+    what is not audio, is cut short (the WAV or MP3 says more than is there) or is
+    silent raises :class:`AudioFileError` with the reason. A recording never replaces a
+    different one of the same name: published versions may play that one, and a
+    running campaign must not change under its pin; it gets the next free name."""
+    shown = Path(filename or "upload").name[:200] or "upload"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(shown).stem).strip("-")[:70] or "prompt"
+    check_container(data, shown)
+    try:
+        frames, rate = decode(data, name=shown)
+    except AudioFileError as exc:
+        if exc.reason != "corrupt" or sniff(data[:16]) is not None:
+            raise
+        raise AudioFileError(shown, "not-audio", "the file is not audio (no WAV, MP3, FLAC, "
+                             "Ogg or other sound format the decoder knows)",
+                             "Upload a recording of the prompt.") from None
+    wav = encode(prepare(to_mono(frames), rate, 8000, name=shown), NetworkFormat(8000, "pcm16"))
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = folder / f"{stem}.wav"
+    for n in range(1, 1000):
+        dest = wanted if n == 1 else folder / f"{stem}-{n}.wav"
+        if dest.is_file() and dest.read_bytes() == wav:
+            break  # the same recording again
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(wav)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, dest)  # never over another file, even in a race
+        except FileExistsError:
+            continue
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        break
+    else:
+        raise FileExistsError(f"999 recordings are already named {stem}-N.wav; "
+                              "give the file another name")
+    described = _described(dest)
+    return StoredAudio(**described.model_dump(),
+                       kept=f"audio/{wanted.name}" if dest != wanted else None)
+
+
+@router.post("/audio", response_model=StoredAudio, status_code=201)
+async def upload_audio(file: UploadFile, request: Request, _: Designer) -> StoredAudio:
     """Upload a prompt recording: anything that decodes as audio is converted to the
     network's 8 kHz mono (a 5.5 MB stereo WAV is taken, not refused); only what cannot
-    be audio, or is silent, is refused with the reason."""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(file.filename or "prompt").stem).strip("-")
-    stem = stem[:80] or "prompt"
+    be audio, is truncated, or is silent is refused with the reason. A different
+    recording of the same name is kept and this one gets the next free name (``kept``
+    says so): published versions may play the old one."""
     data = await file.read(MAX_AUDIO_BYTES + 1)
     if len(data) > MAX_AUDIO_BYTES:
         raise Problem(413, "Too large", f"at most {MAX_AUDIO_BYTES // 1_000_000} MB of audio")
-
-    def convert() -> Path:
-        frames, rate = decode(data, name=file.filename or "upload")
-        wav = encode(prepare(to_mono(frames), rate, 8000, name=file.filename or "upload"),
-                     NetworkFormat(8000, "pcm16"))
-        dest = _audio_dir(request) / f"{stem}.wav"
-        write_atomic(dest, wav)
-        return dest
-
     try:
-        dest = await asyncio.to_thread(convert)
+        return await asyncio.to_thread(store_audio, data, file.filename or "upload",
+                                       _audio_dir(request))
     except AudioFileError as exc:
         raise Problem(422, "Not usable audio", str(exc),
                       errors=[{"loc": ["file"], "msg": str(exc), "type": exc.reason}]) from None
-    return _described(dest)
+    except FileExistsError as exc:
+        raise Problem(409, "Conflict", str(exc)) from None
 
 
 @router.get("/audio", response_model=list[AudioFile])
 def list_audio(request: Request, _: Reader) -> list[AudioFile]:
     """The recordings stored trees may play, with their lengths."""
-    folder = _audio_dir(request)
+    return recordings(_audio_dir(request))
+
+
+def recordings(folder: Path) -> list[AudioFile]:
+    """The recordings in *folder* (the prompts folder's audio/), with their lengths."""
     files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
     out = []
     for path in files:

@@ -31,7 +31,7 @@ _SHAPES_DOT = {
     "menu": "diamond",
     "gather": "parallelogram",
     "hangup": "doubleoctagon",
-    "hours": "hexagon",
+    "hours": "box",  # a hexagon grows wide around the schedule lines
     "branch": "hexagon",
     "transfer": "cds",
 }

@@ -30,6 +30,7 @@ def test_validate_finds_the_typo_at_its_line_with_the_fix(live: Live) -> None:
     assert clean["valid"] and clean["errors"] == 0
     broken = designer.post("/v1/trees/validate", json={"yaml": "nodes: [\n"}).json()
     assert not broken["valid"] and broken["findings"][0]["line"] >= 1
+    assert not broken["loads"] and clean["loads"] and got["loads"]  # a typo'd next: loads
 
 
 def test_simulate_step_by_step_and_run_the_cases(live: Live) -> None:

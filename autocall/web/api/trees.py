@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import soundfile
 from fastapi import APIRouter, Depends, Query, Request, UploadFile
@@ -83,6 +84,8 @@ class FindingOut(BaseModel):
 
 class Validated(BaseModel):
     valid: bool
+    loads: bool = Field(True, description="false: the text is not a tree yet (YAML or "
+                        "shape errors), so there is nothing to draw or simulate")
     errors: int
     warnings: int
     findings: list[FindingOut]
@@ -122,7 +125,8 @@ class Simulate(TreeText):
         default_factory=list, max_length=200,
         description="keys (1, #…), 'say:words', 'wait' or 'hangup', in order")
     variables: dict[str, str] = Field(default_factory=dict)
-    at: dt.datetime | None = Field(None, description="the simulated clock at answer")
+    at: dt.datetime | None = Field(None, description="the simulated clock at answer; "
+                                   "without an offset, the tree's own time (its timezone:)")
     answered_by: Literal["human", "machine"] | None = None
 
 
@@ -154,10 +158,10 @@ def _finding(p: Finding) -> FindingOut:
                       replaces=replaces if hint else None)
 
 
-def _validated(problems: list[Finding]) -> Validated:
+def _validated(problems: list[Finding], *, loads: bool = True) -> Validated:
     errors = sum(p.severity == "error" for p in problems)
-    return Validated(valid=errors == 0, errors=errors, warnings=len(problems) - errors,
-                     findings=[_finding(p) for p in problems])
+    return Validated(valid=errors == 0, loads=loads, errors=errors,
+                     warnings=len(problems) - errors, findings=[_finding(p) for p in problems])
 
 
 def _tree(body: TreeText, request: Request) -> Tree:
@@ -221,7 +225,7 @@ async def validate(body: TreeText, request: Request, _: Reader) -> Validated:
     """What `autocall prompts validate` finds, at line and column (nothing is stored)."""
     found = await asyncio.to_thread(findings, body.yaml, f"{body.name}.yaml",
                                     _audio_root(request))
-    return _validated(found[1])
+    return _validated(found[1], loads=found[0] is not None)
 
 
 @router.post("/graph", response_class=Response,
@@ -243,7 +247,14 @@ async def simulate(body: Simulate, request: Request, _: Reader
     with the reason for every branch), the path, the variables and the outcome. The
     page replays the whole list after each key, so this stays stateless."""
     tree = _tree(body, request)
-    start = (body.at or dt.datetime.now(dt.UTC)).timestamp()
+    at = body.at or dt.datetime.now(dt.UTC)
+    if at.tzinfo is None:  # a wall-clock time, as the hours nodes read one: the tree's
+        try:
+            at = at.replace(tzinfo=ZoneInfo(tree.timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise Problem(422, "Invalid request", f"the tree's timezone {tree.timezone!r} "
+                          "is not an IANA zone; give the clock with an offset") from None
+    start = at.timestamp()
     sim = Simulator(tree, body.variables, start_time=start, answered_by=body.answered_by)
     result = await asyncio.to_thread(sim.run, body.inputs)
     return _simulated(result, request)

@@ -103,6 +103,7 @@ class Designer {
         this.say(`new tree ${this.name}`);
       }
     }
+    if (!this.name) this.say("a new tree: name it and save a version");
     this.mount(text);
     this.wire();
   }
@@ -159,7 +160,10 @@ class Designer {
     summary.className = got.valid ? "findings ok" : "findings bad";
     // A text that is not a tree yet keeps the last picture (and asks for none: the
     // graph would only answer 422).
-    if (got.loads !== false) this.drawGraph(text);
+    if (got.loads !== false) {
+      this.drawGraph(text);
+      this.sampleFields(got.contact_fields || []);
+    }
     return out;
   }
 
@@ -193,6 +197,16 @@ class Designer {
         return;
       }
     }
+  }
+
+  // The sample contact: a line name= for each field the tree reads, typed values kept.
+  sampleFields(names) {
+    const box = this.root.querySelector("#sim-vars");
+    const have = new Set(Object.keys(this.variables()));
+    const missing = names.filter((n) => !have.has(n));
+    if (!missing.length) return;
+    const text = box.value.replace(/\s*$/, "");
+    box.value = (text ? text + "\n" : "") + missing.map((n) => `${n}=`).join("\n");
   }
 
   variables() {

@@ -33,3 +33,28 @@ def test_a_clock_without_offset_is_the_trees_own_time(live: Live) -> None:
     there = viewer.post("/v1/trees/simulate", json={"yaml": tokyo,
                                                      "at": "2026-12-22T09:30:00"}).json()
     assert _first_why(there).startswith("open: Tue 2026-12-22 09:30 Asia/Tokyo"), there
+
+
+def test_validate_names_the_fields_a_sample_contact_fills(live: Live) -> None:
+    viewer = live.client(Role.VIEWER)
+    reminder = (PROMPTS / "reminder.yaml").read_text()
+    got = viewer.post("/v1/trees/validate", json={"yaml": reminder}).json()
+    assert got["contact_fields"] == ["first_name", "amount", "due_date"]
+    undeclared = """start: hi
+nodes:
+  hi:
+    say: "Hello {first_name}, call {caller_id} back about {plan}."
+    next: ask
+  ask:
+    gather: {prompt: "Code?", variable: code, max_digits: 4}
+    next: bye
+  bye:
+    say: "Code {code} noted for {first_name}."
+    next: end
+  end: {hangup: done}
+outcomes: [done]
+"""
+    got = viewer.post("/v1/trees/validate", json={"yaml": undeclared}).json()
+    assert got["contact_fields"] == ["first_name", "plan"]  # not caller_id, not code
+    assert viewer.post("/v1/trees/validate", json={"yaml": "start: ["}).json()[
+        "contact_fields"] == []

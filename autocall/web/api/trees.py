@@ -48,6 +48,7 @@ from autocall.dialogue.loader import TreeError
 from autocall.dialogue.schema import Tree, json_schema
 from autocall.dialogue.simulate import SimulationResult, Simulator
 from autocall.dialogue.testing import cases_from, run_case
+from autocall.dialogue.validate import contact_fields_read
 from autocall.speech.tts import PromptText, TtsError, render_prompt
 from autocall.web import idempotency
 from autocall.web.accounts import Principal, Role, audit
@@ -89,6 +90,9 @@ class Validated(BaseModel):
     errors: int
     warnings: int
     findings: list[FindingOut]
+    contact_fields: list[str] = Field(
+        default_factory=list, description="the contact fields a call reads (declared, or "
+        "used as {name} and not set by the tree): what a sample contact fills")
 
 
 class SaveVersion(BaseModel):
@@ -225,7 +229,10 @@ async def validate(body: TreeText, request: Request, _: Reader) -> Validated:
     """What `autocall prompts validate` finds, at line and column (nothing is stored)."""
     found = await asyncio.to_thread(findings, body.yaml, f"{body.name}.yaml",
                                     _audio_root(request))
-    return _validated(found[1], loads=found[0] is not None)
+    checked = _validated(found[1], loads=found[0] is not None)
+    if found[0] is not None:
+        checked.contact_fields = contact_fields_read(found[0])
+    return checked
 
 
 @router.post("/graph", response_class=Response,

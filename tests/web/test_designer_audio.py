@@ -18,7 +18,7 @@ from consoletest import Console
 
 from autocall.campaign.store import Store
 from autocall.config import Settings
-from autocall.web.accounts import Role
+from autocall.web.accounts import Role, audit_lines
 from tests.web.api_fixtures import Live, live_server  # noqa: F401
 
 
@@ -52,6 +52,11 @@ def test_a_different_recording_never_replaces_one_of_the_same_name(live: Live) -
     assert (info.samplerate, info.channels) == (8000, 1)
     listed = [f["path"] for f in designer.get("/v1/trees/audio").json()]
     assert listed == ["audio/welcome-2.wav", "audio/welcome.wav"]
+    uploads = [(a.action, a.subject, a.detail["kept"]) for a in audit_lines(live.store.engine)
+               if a.action == "tree.audio"]
+    assert uploads == [("tree.audio", "audio/welcome-2.wav", "audio/welcome.wav"),
+                       ("tree.audio", "audio/welcome.wav", None),
+                       ("tree.audio", "audio/welcome.wav", None)]  # newest first
 
 
 def test_what_decodes_is_taken_and_a_wav_cut_short_is_refused(live: Live) -> None:
@@ -87,7 +92,8 @@ def test_the_tree_page_uploads_lists_and_plays_audio(
     prompts.mkdir()
     served = serve(store, settings=Settings(database_url="sqlite://", prompts_dir=prompts))
     url = served.url  # type: ignore[attr-defined]
-    designer = login(url, *make_user("designer"))
+    designer_name, password = make_user("designer")
+    designer = login(url, designer_name, password)
     page = designer.get("/trees/new").text
     assert 'id="audio-form"' in page and "No recordings yet." in page
 
@@ -127,6 +133,11 @@ def test_the_tree_page_uploads_lists_and_plays_audio(
     assert hostile.status_code == 422 and "/trees/new" in hostile.text
     assert sorted(p.name for p in (prompts / "audio").iterdir()) == [
         "Reminder-Intro.wav", "chime.wav"]
+    audited = [(a.actor, a.subject, a.detail["file"]) for a in audit_lines(store.engine)
+               if a.action == "tree.audio"]
+    who = f"user:{designer_name}"
+    assert audited == [(who, "audio/chime.wav", "chime.wav"),
+                       (who, "audio/Reminder-Intro.wav", "Reminder Intro.wav")]
     no_csrf = designer.client.post("/trees/audio", files={
         "file": ("chime.wav", _tone(0.5, 8000, 880))})
     assert no_csrf.status_code in (400, 403)

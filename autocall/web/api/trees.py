@@ -376,8 +376,20 @@ def store_audio(data: bytes, filename: str, folder: Path) -> StoredAudio:
                        kept=f"audio/{wanted.name}" if dest != wanted else None)
 
 
+def audio_audited(request: Request, who: Principal, data: bytes,
+                  filename: str) -> StoredAudio:
+    """:func:`store_audio` into the prompts folder, with its audit line
+    (``tree.audio``: the name stored, the file given, its length), for the API and the
+    designer's page alike."""
+    stored = store_audio(data, filename, _audio_dir(request))
+    with store_of(request).engine.begin() as conn:
+        audit(conn, who, "tree.audio", stored.path, file=Path(filename).name[:200],
+              duration_s=stored.duration_s, kept=stored.kept)
+    return stored
+
+
 @router.post("/audio", response_model=StoredAudio, status_code=201)
-async def upload_audio(file: UploadFile, request: Request, _: Designer) -> StoredAudio:
+async def upload_audio(file: UploadFile, request: Request, who: Designer) -> StoredAudio:
     """Upload a prompt recording: anything that decodes as audio is converted to the
     network's 8 kHz mono (a 5.5 MB stereo WAV is taken, not refused); only what cannot
     be audio, is truncated, or is silent is refused with the reason. A different
@@ -387,8 +399,8 @@ async def upload_audio(file: UploadFile, request: Request, _: Designer) -> Store
     if len(data) > MAX_AUDIO_BYTES:
         raise Problem(413, "Too large", f"at most {MAX_AUDIO_BYTES // 1_000_000} MB of audio")
     try:
-        return await asyncio.to_thread(store_audio, data, file.filename or "upload",
-                                       _audio_dir(request))
+        return await asyncio.to_thread(audio_audited, request, who, data,
+                                       file.filename or "upload")
     except AudioFileError as exc:
         raise Problem(422, "Not usable audio", str(exc),
                       errors=[{"loc": ["file"], "msg": str(exc), "type": exc.reason}]) from None

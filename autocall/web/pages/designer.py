@@ -34,10 +34,10 @@ from autocall.web.api.trees import (
     MAX_YAML,
     AudioFile,
     StoredAudio,
+    audio_audited,
     change_audited,
     import_version,
     recordings,
-    store_audio,
 )
 from autocall.web.auth import settings_of, store_of
 from autocall.web.pages.render import render
@@ -148,8 +148,8 @@ async def upload_audio(request: Request, who: Who, file: UploadFile,
                    f"{MAX_AUDIO_BYTES // 1_000_000} MB; a prompt is a few seconds of audio")
     else:
         try:
-            stored = await asyncio.to_thread(store_audio, data, file.filename or "upload",
-                                             _audio_folder(request))
+            stored = await asyncio.to_thread(audio_audited, request, who, data,
+                                             file.filename or "upload")
         except (AudioFileError, FileExistsError) as exc:
             refused = str(exc)
     if not partial:

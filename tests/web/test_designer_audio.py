@@ -142,10 +142,12 @@ def test_the_tree_page_uploads_lists_and_plays_audio(
         "file": ("chime.wav", _tone(0.5, 8000, 880))})
     assert no_csrf.status_code in (400, 403)
 
+    (prompts / "audio" / "odd name.wav").write_bytes(_tone(0.5, 8000, 880))  # put by hand
     viewer = login(url, *make_user("viewer"))
     seen = viewer.get("/trees/new")
     assert seen.status_code == 403  # viewers do not start trees
     store_page = viewer.get("/trees/dental-reminder").text
+    # Only names the player can fetch are listed (no row whose audio would not load).
     assert ROW.findall(store_page) == ["audio/Reminder-Intro.wav", "audio/chime.wav"]
     assert 'id="audio-form"' not in store_page
     assert viewer.post("/trees/audio", data={"tree": "dental-reminder"}, files={

@@ -64,6 +64,7 @@ Reader = Annotated[Principal, Depends(require(*READ_ROLES))]
 TreeName = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$",
                                     description="letters, digits, - and _")]
 Designer = Annotated[Principal, Depends(require(Role.DESIGNER))]
+AUDIO_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}\.wav$")
 _HINT = re.compile(r"did you mean '([^']+)'(?: instead of '([^']+)')?")
 _WRONG = re.compile(r"'([^']+)' is not a node")
 
@@ -416,7 +417,8 @@ def list_audio(request: Request, _: Reader) -> list[AudioFile]:
 
 def recordings(folder: Path) -> list[AudioFile]:
     """The recordings in *folder* (the prompts folder's audio/), with their lengths."""
-    files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    files = sorted(p for p in folder.glob("*.wav") if AUDIO_NAME.match(p.name)
+                   ) if folder.is_dir() else []  # only what GET /audio/{name} serves
     out = []
     for path in files:
         with contextlib.suppress(RuntimeError, OSError):  # a file being replaced
@@ -426,7 +428,7 @@ def recordings(folder: Path) -> list[AudioFile]:
 
 @router.get("/audio/{name}", response_class=FileResponse,
             responses={200: {"content": {"audio/wav": {}}}})
-def get_audio(name: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,80}\.wav$")],
+def get_audio(name: Annotated[str, PathParam(pattern=AUDIO_NAME.pattern)],
               request: Request, _: Reader) -> FileResponse:
     """One recording, to listen to in the page (by name only: never a path)."""
     path = _audio_dir(request) / name

@@ -76,7 +76,8 @@ async def trees_page(request: Request, who: Who) -> Response:
 async def new_tree(request: Request, who: Who) -> Response:
     if who.role not in EDIT_ROLES:
         raise Forbidden(who, "start a tree (designers and admins do)")
-    return _with_style_nonce(request, who, "", "")
+    audio = await asyncio.to_thread(recordings, _audio_folder(request))
+    return _with_style_nonce(request, who, "", "", audio=audio)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ async def tree_page(request: Request, name: str, who: Who,
         return sample, panel
 
     sample, panel = await asyncio.to_thread(load)
-    return _with_style_nonce(request, who, name, sample, panel)
+    audio = await asyncio.to_thread(recordings, _audio_folder(request))
+    return _with_style_nonce(request, who, name, sample, panel, audio=audio)
 
 
 @router.post("/trees/audio")
@@ -218,14 +220,15 @@ async def import_tree(request: Request, who: Who, file: UploadFile,
 
 
 def _with_style_nonce(request: Request, who: Principal, name: str, sample: str,
-                      panel: VersionsPanel | None = None) -> Response:
+                      panel: VersionsPanel | None = None, *,
+                      audio: list[AudioFile] | None = None) -> Response:
     """The designer page with a CSP that lets the editor's own <style> elements in by a
     per-response nonce (CodeMirror injects its theme; no other inline style passes)."""
     nonce = secrets.token_urlsafe(16)
     page = render(request, "designer.html",
                   {"name": name, "sample_vars": sample, "style_nonce": nonce,
                    "panel": panel or VersionsPanel(), "may_edit": who.role in EDIT_ROLES,
-                   "audio": AudioPanel(recordings(_audio_folder(request)))},
+                   "audio": AudioPanel(audio or [])},
                   who=who)
     page.headers["Content-Security-Policy"] = CSP.replace(
         "style-src 'self'", f"style-src 'self' 'nonce-{nonce}'")

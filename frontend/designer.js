@@ -7,7 +7,7 @@ import {defaultKeymap, history, historyKeymap} from "@codemirror/commands";
 import {yaml} from "@codemirror/lang-yaml";
 import {bracketMatching, indentOnInput} from "@codemirror/language";
 import {linter, lintGutter, lintKeymap, forceLinting} from "@codemirror/lint";
-import {EditorState} from "@codemirror/state";
+import {EditorState, StateEffect} from "@codemirror/state";
 import {EditorView, keymap, lineNumbers, highlightActiveLine} from "@codemirror/view";
 import {SchemaCompletion, schemaSource} from "./complete.js";
 
@@ -22,6 +22,9 @@ nodes:
   bye:
     hangup: done
 `;
+
+// Asks the validator again with the text unchanged (a recording a play: names arrived).
+const recheck = StateEffect.define();
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -109,7 +112,10 @@ class Designer {
   }
 
   mount(text) {
-    const lint = linter((view) => this.lint(view), {delay: 400});
+    const lint = linter((view) => this.lint(view), {
+      delay: 400,
+      needsRefresh: (u) => u.transactions.some((t) => t.effects.some((e) => e.is(recheck))),
+    });
     const complete = autocompletion({override: [schemaSource(this.completion)]});
     this.view = new EditorView({
       parent: this.root.querySelector("#editor"),
@@ -338,10 +344,11 @@ class Designer {
     on("#publish-btn", () => this.publish());
     // A recording uploaded in the audio panel is offered at play: at once.
     // and the validator looks again (a play: of a missing file may now be found).
-    document.body.addEventListener("htmx:afterSwap", async (e) => {
+    // (htmx:load fires on the panel htmx put in place of the old one.)
+    document.body.addEventListener("htmx:load", async (e) => {
       if (!e.target || e.target.id !== "audio") return;
       await this.loadAudio();
-      forceLinting(this.view);
+      this.view.dispatch({effects: recheck.of(null)});
     });
     forceLinting(this.view);
     this.simulate();

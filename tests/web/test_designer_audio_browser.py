@@ -83,7 +83,9 @@ def test_audio_graph_clock_and_completion_in_the_page(tmp_path: Path,
             page.locator(".cm-content").click()
             page.keyboard.press("Control+Home")
             page.keyboard.press("End")
-            page.keyboard.type("  # greeting recorded by Carla")
+            with page.expect_response("**/v1/trees/validate"):  # its check is done:
+                page.keyboard.type("  # greeting recorded by Carla")
+            # only the upload itself can now make the validator look again.
             page.set_input_files("#audio-file", str(wav))
             page.click("#audio-btn")
             stored = page.locator("#audio-stored")

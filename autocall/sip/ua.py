@@ -558,9 +558,11 @@ class SipUA:
             self.execute(session, session.usage.receive(req, self._now()))
             return
         supported = {"timer"} if self.config.session_timer is not None else set()
-        required = [o.strip() for o in req.headers.get_all("Require")
-                    if o.strip().lower() not in supported]
-        if required:  # §8.2.2.3: an extension we do not implement (100rel)
+        if method == "INVITE":
+            supported.add("100rel")  # reliable 1xx only answer INVITEs (RFC 3262 §3)
+        required = [o.strip() for raw in req.headers.get_all("Require")
+                    for o in split_list(raw) if o.strip().lower() not in supported]
+        if required:  # §8.2.2.3: an extension we do not implement
             h = Headers([("Unsupported", ", ".join(required))])
             self.respond(tx, response_to(req, 420, "Bad Extension", to_tag=new_tag(), headers=h))
             return
@@ -650,8 +652,9 @@ class SipUA:
             self.spawn(self._send_resolved(session, unresolved))
         if session.server_tx is not None and usage.state not in RINGING:
             self._pending_invites.pop(session.server_tx.key, None)
-        if usage.state is InviteState.TERMINATED and usage.dialog is not None:
-            self._dialogs.pop(usage.dialog.id, None)
+        if usage.state is InviteState.TERMINATED:
+            for dialog in usage.dialogs:  # the confirmed one and any early ones
+                self._dialogs.pop(dialog.id, None)
         old = self._timers.pop(id(usage), None)
         if old is not None:
             old.cancel()
@@ -742,6 +745,7 @@ class SipUA:
         req = self.base_request("INVITE", target, from_, to, new_call_id(), 1)
         req.headers.add("Contact", self.contact(from_user, secure=target.scheme == "sips"))
         req.headers.add("Allow", ALLOW)
+        req.headers.add("Supported", "100rel")  # reliable 1xx, PRACKed (RFC 3262 §4)
         for name, value in headers or []:
             req.headers.add(name, value)
         session = InviteSession(self, InviteUsage(self, "uac", req, timers=self.config.timers,
@@ -940,7 +944,7 @@ class InviteSession:
         self.ua.execute(self, self.usage.cancel(self.ua.loop.time()))
 
     def ring(self, status: int = 180) -> None:
-        self.ua.execute(self, self.usage.ring(status))
+        self.ua.execute(self, self.usage.ring(status, self.ua.loop.time()))
 
     def answer(self, sdp: bytes | None) -> None:
         self.ua.execute(self, self.usage.answer(sdp, self.ua.loop.time()))

@@ -615,6 +615,13 @@ class Call:
                 for notify in self.on_ringing:
                     notify()
             self.sip_code, self.reason = ev.status, ev.reason
+            early = self.session.usage.remote_sdp
+            if early and self.negotiated is None and self.direction == "outbound" \
+                    and self.session.usage.invite.body:
+                # Early media (RFC 3960): the answer came in a 183; hear it before the 200
+                with contextlib.suppress(ValueError):
+                    self.negotiated = negotiate(parse_sdp(early))
+                    self._start_media()
         elif isinstance(ev, Answered):
             if self.status.final:
                 return

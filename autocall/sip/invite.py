@@ -385,6 +385,9 @@ class InviteUsage:
             # Our refresh re-INVITE's offer is out: no second offer at once (RFC 3261
             # §14.2, RFC 3311 §5.2). A bodiless UPDATE offers nothing and may pass.
             return [Respond(response_to(req, 491))]
+        early = self._early_refusal(req, kind)
+        if early is not None:
+            return [Respond(early)]
         h = Headers([("Contact", self._contact())])
         refreshed: Interval | None = None
         if self.session_timer is not None:  # RFC 4028 §9: every re-INVITE/UPDATE refreshes
@@ -420,6 +423,26 @@ class InviteUsage:
             self.refreshes += 1
             self._arm(refreshed, "uas", now)
         return [Respond(ok), Emit(InDialog(ev))]
+
+    def _early_refusal(self, req: Request, kind: str) -> Response | None:
+        """Why a re-INVITE or UPDATE must be refused before the call is answered, or None.
+
+        A re-INVITE while the INVITE is pending: 500 with Retry-After (RFC 3261 §14.2).
+        An UPDATE with an offer (RFC 3311 §5.2) while the INVITE's offer is not answered:
+        500 with Retry-After if the offer was theirs (we have not answered it yet), 491 if
+        it was ours (no answer came back yet). A bodiless UPDATE may always pass."""
+        if self.state not in RINGING:
+            return None
+        retry = Headers([("Retry-After", "1")])
+        if kind == "reinvite":
+            return response_to(req, 500, "Initial INVITE pending", headers=retry)
+        if not req.body:
+            return None
+        if self.role == "uas" and not self.local_sdp:
+            return response_to(req, 500, "Offer in the INVITE not yet answered", headers=retry)
+        if self.role == "uac" and self.remote_sdp is None:
+            return response_to(req, 491)
+        return None
 
     # ---- UAC -----------------------------------------------------------------------------
     def set_offer(self, sdp: bytes | None) -> None:

@@ -5,7 +5,10 @@ made of SIPp's messages (PRACKs, early media heard, the negotiated media)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,3 +52,63 @@ async def test_a_reliable_183_is_pracked_and_its_early_media_heard(tmp_path: Pat
             assert np.abs(rec[:, 0]).max() > 1000, "no early media heard"
         finally:
             await ua.close()
+
+
+async def _until(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+async def test_served_call_sends_its_180_reliably_until_pracked(tmp_path: Path) -> None:
+    port = next(_ports)
+    ours = port + 7
+    ua = await UserAgent.start(bind_port=ours, timers=FAST)
+    try:
+        calls = aiter(ua.incoming())
+        peer = Sipp(SCENARIOS / "uac_100rel.xml", port=port, media_port=port + 2,
+                    remote=f"127.0.0.1:{ours}", service="robot", cwd=tmp_path,
+                    extra=["-trace_msg"])
+        with peer:
+            call = await asyncio.wait_for(anext(calls), 5)
+            usage = call.session.usage
+            assert usage.reliable_1xx
+            await _until(lambda: usage.pracks == 1, 5)
+            dialog = usage.dialog
+            assert dialog is not None  # the early dialog of our 180
+            await _until(lambda: dialog.remote_seq == 4, 5)  # both UPDATEs came
+            assert call.negotiated is None  # the refused UPDATE's offer changed nothing
+            await call.answer()
+            assert await call.wait_ended(10) is CallStatus.COMPLETED
+            assert call.ended_by == "remote"
+            assert call.negotiated is not None and call.negotiated.codec == "PCMU"
+            assert peer.wait(10) == 0, peer.errors()
+        # While SIPp held its PRACK back 600 ms, our 180 came again (T1 = 0.1 s: at
+        # 0.1 and 0.3 s), then stopped: the INVITE's 200 is the only later response.
+        trace = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*messages*"))
+        ringing = trace.count("SIP/2.0 180 Ringing")
+        assert 3 <= ringing <= 6, ringing
+    finally:
+        await ua.close()
+
+
+async def test_a_caller_that_never_pracks_gets_504_after_64_t1(tmp_path: Path) -> None:
+    port = next(_ports)
+    ours = port + 7
+    ua = await UserAgent.start(bind_port=ours, timers=FAST)
+    try:
+        calls = aiter(ua.incoming())
+        peer = Sipp(SCENARIOS / "uac_100rel_no_prack.xml", port=port, media_port=port + 2,
+                    remote=f"127.0.0.1:{ours}", service="robot", cwd=tmp_path)
+        with peer:
+            call = await asyncio.wait_for(anext(calls), 5)
+            started = time.monotonic()
+            await _until(lambda: call.status.final, 10)
+            waited = time.monotonic() - started
+            assert 6.0 <= waited <= 7.5, waited  # 64 * T1 = 6.4 s
+            assert call.sip_code == 504 and call.ended_by == "local"
+            assert peer.wait(10) == 0, peer.errors()
+    finally:
+        await ua.close()

@@ -333,6 +333,13 @@ class InviteUsage:
         found = [self.dialog] if self.dialog is not None else []
         return found + [d for d in self._early.values() if d is not self.dialog]
 
+    def dialog_for(self, request: Request) -> Dialog | None:
+        """The dialog (confirmed or early) an in-dialog request names by its tags."""
+        for dialog in self.dialogs:
+            if dialog.matches(request):
+                return dialog
+        return None
+
     def _terminate(self) -> None:
         self.state = InviteState.TERMINATED
         self._rel = None

@@ -569,14 +569,15 @@ class SipUA:
         to_tag = req.to.tag
         if to_tag:
             session = self._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))
-            if session is None or session.usage.dialog is None:
+            dialog = session.usage.dialog_for(req) if session is not None else None
+            if session is None or dialog is None:  # early dialogs too (PRACK, UPDATE)
                 self.respond(tx, response_to(req, 481))
                 return
-            refusal = session.usage.dialog.vet(req, source, check_port=self._check_port)
+            refusal = dialog.vet(req, source, check_port=self._check_port)
             if refusal is not None:
                 self.respond(tx, response_to(req, refusal[0], refusal[1]))
                 return
-            ev = session.usage.dialog.accept(req)
+            ev = dialog.accept(req)
             if ev.kind == "refer":
                 session.refer_received(tx, req)
             else:

@@ -112,3 +112,30 @@ async def test_a_caller_that_never_pracks_gets_504_after_64_t1(tmp_path: Path) -
             assert peer.wait(10) == 0, peer.errors()
     finally:
         await ua.close()
+
+
+async def test_an_update_in_the_early_dialog_moves_the_early_media_to_pcma(
+        tmp_path: Path) -> None:
+    pcm = np.concatenate([beep(700, 600), silence(100)])
+    (tmp_path / "early.al").write_bytes(g711.alaw_encode(pcm))
+    port = next(_ports)
+    peer = Sipp(SCENARIOS / "uas_183_update.xml", port=port, media_port=port + 2,
+                cwd=tmp_path)
+    with peer:
+        ua = await UserAgent.start(bind_port=port + 7, timers=FAST)
+        try:
+            call = await ua.call(f"sip:sipp@127.0.0.1:{port}", ring_timeout=10,
+                                 record=tmp_path / "call.wav")
+            await _until(lambda: call.negotiated is not None
+                         and call.negotiated.codec == "PCMA", 5)
+            assert call.status is CallStatus.RINGING  # the UPDATE came before the answer
+            assert call.media.payload_type == 8  # what we send follows the UPDATE
+            assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
+            assert call.negotiated is not None and call.negotiated.codec == "PCMA"
+            await call.hangup()
+            assert await call.wait_ended(5) is CallStatus.COMPLETED
+            assert peer.wait(10) == 0, peer.errors()
+            rec, _rate = sf.read(str(tmp_path / "call.wav"), dtype="int16")
+            assert np.abs(rec[:, 0]).max() > 1000, "the PCMA early media was not heard"
+        finally:
+            await ua.close()

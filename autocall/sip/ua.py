@@ -50,6 +50,7 @@ from autocall.sip.message import (
     Headers,
     Request,
     Response,
+    Via,
     printable,
     salvage_400,
     split_list,
@@ -152,6 +153,28 @@ def invite_problem(invite: Request) -> str | None:
         except ValueError as exc:
             return f"bad SDP: {exc}"
     return None
+
+
+def stamp_via(request: Request, source: Addr) -> None:
+    """Note on the top Via where a request really came from, so that its responses go
+    back there and the sender learns its public address: ``received`` when the sent-by
+    host is not the source IP (RFC 3261 §18.2.1), and with an empty ``rport`` the source
+    port too, ``received`` then always (RFC 3581 §4). Responses are sent to the source
+    address anyway (§18.2.2 with rport: a client behind NAT is reached only there)."""
+    vias = request.headers.get_all("Via")
+    if not vias:
+        return
+    top = Via.parse(vias[0])
+    if "rport" in top.params and not top.params["rport"]:
+        top.params["rport"] = str(source[1])
+        top.params["received"] = source[0]
+    elif top.host != source[0]:
+        top.params["received"] = source[0]
+    else:
+        return
+    request.headers.remove("Via")
+    for value in [str(top), *vias[1:]]:
+        request.headers.add("Via", value)
 
 
 class SipUA:
@@ -495,6 +518,7 @@ class SipUA:
         self._on_request(msg, rx.source)
 
     def _on_request(self, req: Request, source: Addr) -> None:
+        stamp_via(req, source)  # before any response copies the Via (RFC 3581)
         key = server_key(req)
         existing = self._server.get(key)
         if existing is not None:

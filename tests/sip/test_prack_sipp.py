@@ -139,3 +139,19 @@ async def test_an_update_in_the_early_dialog_moves_the_early_media_to_pcma(
             assert np.abs(rec[:, 0]).max() > 1000, "the PCMA early media was not heard"
         finally:
             await ua.close()
+
+
+async def test_rport_sends_the_answer_where_the_request_came_from(tmp_path: Path) -> None:
+    port = next(_ports)
+    ours = port + 7
+    ua = await UserAgent.start(bind_port=ours, timers=FAST)
+    try:
+        peer = Sipp(SCENARIOS / "uac_options_rport.xml", port=port, media_port=port + 2,
+                    remote=f"127.0.0.1:{ours}", service="robot", cwd=tmp_path,
+                    extra=["-trace_msg"])
+        with peer:  # waited for off the loop: our agent must answer meanwhile
+            assert await asyncio.to_thread(peer.wait, 10) == 0, peer.errors()
+        trace = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*messages*"))
+        assert f";rport={port};received=127.0.0.1" in trace  # SIPp's own port
+    finally:
+        await ua.close()

@@ -82,6 +82,16 @@ def secret(name: str) -> str | None:
     return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
 
 
+def _keepalive(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"AUTOCALL_SIP_KEEPALIVE={raw!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 3600:  # NaN too
+        raise ValueError(f"AUTOCALL_SIP_KEEPALIVE={raw!r} must be 0 (off) to 3600 seconds")
+    return seconds
+
+
 @dataclass(frozen=True)
 class TrunkSettings:
     """Where calls go: a SIP trunk, a PBX, or a peer on loopback."""
@@ -95,6 +105,9 @@ class TrunkSettings:
     register: bool = False
     tls: TlsSettings = field(default_factory=TlsSettings)
     """Used when ``transport`` is ``tls``."""
+    keepalive: float = 0.0
+    """``AUTOCALL_SIP_KEEPALIVE``: seconds between keep-alives to the registrar while
+    registered (CRLFCRLF over TCP/TLS, OPTIONS over UDP: NAT bindings stay open); 0: none."""
 
     @property
     def hostport(self) -> str:
@@ -115,6 +128,7 @@ class TrunkSettings:
             password=secret("AUTOCALL_SIP_PASSWORD"),
             register=(_env("AUTOCALL_SIP_REGISTER", "0") or "0").lower() in ("1", "true", "yes"),
             tls=tls_from_env(),
+            keepalive=_keepalive(_env("AUTOCALL_SIP_KEEPALIVE", "0") or "0"),
         )
 
 

@@ -42,6 +42,7 @@ from autocall.sip.invite import (
     bad_request,
     new_tag,
 )
+from autocall.sip.keepalive import KeepAlive
 from autocall.sip.locate import NAMES, locate, up_first
 from autocall.sip.lograte import LogRate
 from autocall.sip.message import (
@@ -124,6 +125,9 @@ class UAConfig:
     """Certificates, names and timeouts of ``transport="tls"`` (RFC 3261 §26.2)."""
     session_timer: TimerPolicy | None = field(default_factory=TimerPolicy)
     """Session timers (RFC 4028) offered and accepted; None: none (``Require: timer`` → 420)."""
+    keepalive: float = 0.0
+    """Seconds between keep-alives while registered (``keepalive.KeepAlive``: CRLFCRLF
+    over TCP/TLS, OPTIONS over UDP); 0: none."""
 
 
 def invite_problem(invite: Request) -> str | None:
@@ -207,6 +211,8 @@ class SipUA:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.lograte = LogRate(log)
         """Lines about what strangers send are rate-limited (one line each, no traceback)."""
+        self.keepalive: KeepAlive | None = None
+        """Keep-alive pings to the registrar (``UAConfig.keepalive``), once registered."""
 
     # ---- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -229,6 +235,9 @@ class SipUA:
             raise ValueError(f"SIP transport {config.transport!r} is not one of udp, tcp, tls")
         if config.register:
             self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
+            if config.keepalive > 0:
+                self.keepalive = KeepAlive(config.keepalive, self.transport.reliable)
+                self.spawn(self._keepalive_loop(self.keepalive))
         self.transport.on_unreachable = self._unreachable
         self.transport.on_closed = self._connection_closed
         return self
@@ -860,6 +869,44 @@ class SipUA:
                 log.warning("registration: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
+
+
+    async def _keepalive_loop(self, ka: KeepAlive) -> None:
+        """Drive ``ka`` while registered: sleep to its deadline, send its pings down the
+        path of our registration, and register again when an OPTIONS gets no answer."""
+        await self.registered.wait()
+        ka.start(self._now())
+        while not self.closed and ka.deadline is not None:
+            await asyncio.sleep(max(0.0, ka.deadline - self._now()))
+            for ping in ka.on_timer(self._now()):
+                dest = self._reg_dest
+                if dest is None or self.transport is None:
+                    continue
+                if ping.kind == "crlf":
+                    if not self.transport.keepalive(dest):
+                        log.info("keep-alive: no connection to the registrar %s:%s", *dest)
+                    continue
+                self.spawn(self._ping_options(ka, dest))
+
+    async def _ping_options(self, ka: KeepAlive, dest: Addr) -> None:
+        uri = self._registrar_uri()
+        aor = Address(URI("sip", self.config.user, self.config.domain or uri.host))
+        req = self.base_request("OPTIONS", uri, Address(aor.uri.copy(), None, {"tag": new_tag()}),
+                                Address(uri.copy()), new_call_id(), 1)
+        fut: asyncio.Future[int | None] = self.loop.create_future()
+
+        def on_result(resp: Response | None) -> None:
+            if fut.done():
+                return
+            if resp is None or isinstance(resp, LocalFailure):
+                fut.set_result(None)
+            elif resp.status >= 200:
+                fut.set_result(resp.status)
+
+        self.send_request(req, dest, on_result)
+        for lost in ka.answered(await fut):
+            log.warning("keep-alive: %s; registering again", lost.reason)
+            self._reregister.set()
 
 
 class _Raw:

@@ -764,7 +764,8 @@ class UserAgent:
                     tcp_limits: TcpLimits | None = None,
                     dns_servers: tuple[tuple[str, int], ...] = (),
                     tls: TlsSettings | None = None,
-                    session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER) -> UserAgent:
+                    session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER,
+                    keepalive: float = 0.0) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
@@ -779,7 +780,8 @@ class UserAgent:
                           credentials=creds, register=register, registrar=registrar,
                           register_expires=register_expires, timers=timers or Timers(),
                           tcp_limits=tcp_limits or TcpLimits(), dns_servers=dns_servers,
-                          tls=tls or TlsSettings(), session_timer=session_timer)
+                          tls=tls or TlsSettings(), session_timer=session_timer,
+                          keepalive=keepalive)
         self = cls.__new__(cls)
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
@@ -802,7 +804,7 @@ class UserAgent:
             registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call,
             dns_servers=settings.dns_servers, tls=trunk.tls,
             session_timer=TimerPolicy(settings.session_expires, settings.min_se)
-            if settings.session_expires else None)
+            if settings.session_expires else None, keepalive=trunk.keepalive)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

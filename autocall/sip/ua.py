@@ -204,6 +204,9 @@ class SipUA:
         self._reregister = asyncio.Event()
         self.registered = asyncio.Event()
         self.register_error: str | None = None
+        self.bindings: list[str] = []
+        """The Contacts the registrar's last 200 to our REGISTER says it holds for our
+        AOR: what it will send our calls to (behind NAT: our public address)."""
         self._reg_call_id: str | None = None  # one Call-ID for all REGISTERs (§10.2.4)
         self._reg_cseq = 0
         self._reg_tag: str | None = None
@@ -831,6 +834,8 @@ class SipUA:
         if resp.status >= 300:
             raise ValueError(f"REGISTER failed: {resp.status} {resp.reason}")
         granted = expires
+        self.bindings = [v.strip() for raw in resp.headers.get_all("Contact")
+                         for v in split_list(raw)]
         for value in resp.headers.get_all("Contact"):
             try:
                 addr = Address.parse(value)

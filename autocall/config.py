@@ -82,6 +82,15 @@ def secret(name: str) -> str | None:
     return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
 
 
+def _port(name: str) -> int | None:
+    raw = _env(name)
+    if raw is None or not raw.strip():
+        return None
+    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"{name}={raw!r} is not a port (1-65535)")
+    return int(raw)
+
+
 def _keepalive(raw: str) -> float:
     try:
         seconds = float(raw)
@@ -152,6 +161,10 @@ class Settings:
     bind_host: str = "127.0.0.1"
     bind_port: int = 0
     advertised_host: str | None = None
+    """``AUTOCALL_ADVERTISED_HOST``: our public address behind NAT, named in Via, Contact
+    and SDP while we bind ``bind_host``."""
+    advertised_port: int | None = None
+    """``AUTOCALL_ADVERTISED_PORT``: the public SIP port when the NAT maps it to another."""
     database_url: str = "sqlite:///autocall.db"
     tts_cache_dir: Path = Path(".autocall/tts-cache")
     recordings_dir: Path = Path("recordings")  # call recordings (campaign ``recording: true``)
@@ -180,6 +193,7 @@ class Settings:
             bind_host=_env("AUTOCALL_BIND_HOST", "127.0.0.1") or "127.0.0.1",
             bind_port=int(_env("AUTOCALL_BIND_PORT", "0") or 0),
             advertised_host=_env("AUTOCALL_ADVERTISED_HOST"),
+            advertised_port=_port("AUTOCALL_ADVERTISED_PORT"),
             database_url=_env("AUTOCALL_DATABASE_URL", "sqlite:///autocall.db")
             or "sqlite:///autocall.db",
             tts_cache_dir=Path(_env("AUTOCALL_TTS_CACHE", ".autocall/tts-cache") or ""),

@@ -498,14 +498,15 @@ class InviteUsage:
         if code < 200:
             actions: list[InviteAction] = []
             if code > 100 and self.state in RINGING:
+                fresh = (resp.to.tag or "") not in self._early
                 early = self._early_dialog(resp)
+                if early is not None and fresh:
+                    actions.append(DialogUp(early))  # route its PRACKs and UPDATEs here
                 if early is not None and requires_100rel(resp):
                     prack = self._prack(early, resp)
                     if prack is None:
                         return []  # a retransmission or out of order: not processed (§4)
                     actions += prack
-                elif early is not None:
-                    actions.append(DialogUp(early))
             self.provisional = self.provisional or code > 100 or self._cancel_requested
             if code > 100 and self.state in RINGING:
                 self.state = InviteState.EARLY
@@ -554,7 +555,7 @@ class InviteUsage:
         if rseq is None:
             log.info("call %s: 1xx requires 100rel without a valid RSeq: no PRACK",
                      self.invite.call_id)
-            return [DialogUp(early)]
+            return []
         last = self._rseq.get(early.remote_tag)
         if last is not None and rseq != last + 1:
             return None
@@ -569,7 +570,7 @@ class InviteUsage:
         prack = early.new_request("PRACK", self.agent.via(), body=body, content_type=ctype,
                                   extra=[("RAck", f"{rseq} {cseq.number} {cseq.method}")])
         self.pracks += 1
-        return [DialogUp(early), StartRequest(prack, early)]
+        return [StartRequest(prack, early)]
 
     def _retry_min_se(self, resp: Response) -> Request | None:
         """The INVITE again for a 422 (RFC 4028 §7.4): Session-Expires and Min-SE raised to

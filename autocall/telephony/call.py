@@ -799,7 +799,8 @@ class UserAgent:
         trunk = trunk or settings.trunk
         return await cls.start(
             bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
-            advertise_host=settings.advertised_host, user=trunk.user or "autocall",
+            advertise_host=settings.advertised_host, advertise_port=settings.advertised_port,
+            user=trunk.user or "autocall",
             username=trunk.user, password=trunk.password, register=trunk.register,
             registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call,
             dns_servers=settings.dns_servers, tls=trunk.tls,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from autocall.config import TrunkSettings
+from autocall.config import Settings, TrunkSettings
 from autocall.sip.keepalive import KeepAlive, PathLost, Ping
 from autocall.sip.transaction import Timers
 from autocall.telephony.call import UserAgent
@@ -143,3 +143,13 @@ async def test_over_tcp_the_keepalive_is_a_double_crlf_on_the_registration_conne
     finally:
         await ua.close()
         registrar.close()
+
+
+def test_the_public_port_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTOCALL_ADVERTISED_HOST", "203.0.113.7")
+    monkeypatch.setenv("AUTOCALL_ADVERTISED_PORT", "5099")
+    settings = Settings.from_env()
+    assert (settings.advertised_host, settings.advertised_port) == ("203.0.113.7", 5099)
+    monkeypatch.setenv("AUTOCALL_ADVERTISED_PORT", "70000")
+    with pytest.raises(ValueError, match="AUTOCALL_ADVERTISED_PORT='70000' is not a port"):
+        Settings.from_env()

@@ -172,3 +172,12 @@ def test_a_prack_answers_an_offer_in_a_reliable_1xx_to_our_late_offer() -> None:
     acks = [a.message for a in actions if isinstance(a, Transmit)]
     assert [m.method for m in acks if isinstance(m, Request)] == ["ACK"]
     assert not acks[0].body  # answered in the PRACK: not twice
+
+
+def test_the_early_dialog_is_announced_once() -> None:
+    usage = _uac()
+    first = usage.receive(_answer(usage, 180, body=b""), 0.1)
+    again = usage.receive(_answer(usage, 180, body=b""), 0.2)
+    assert [a for a in first if isinstance(a, DialogUp)] != []
+    assert [a for a in again if isinstance(a, DialogUp)] == []
+    assert len(usage.dialogs) == 1

@@ -864,7 +864,7 @@ class SipUA:
                 except TimeoutError:
                     lost = 0.5
                     continue
-                log.info("registration: the connection to the registrar was lost; "
+                log.info("registration: the path to the registrar was lost; "
                          "registering again in %g s", lost)
                 await asyncio.sleep(lost)
                 lost = min(lost * 2, 30.0)

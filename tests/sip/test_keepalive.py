@@ -153,3 +153,53 @@ def test_the_public_port_comes_from_the_environment(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AUTOCALL_ADVERTISED_PORT", "70000")
     with pytest.raises(ValueError, match="AUTOCALL_ADVERTISED_PORT='70000' is not a port"):
         Settings.from_env()
+
+
+class _SilentUdpRegistrar(asyncio.DatagramProtocol):
+    """Answers REGISTER with 200 and never answers OPTIONS: a path that died after the
+    registration (the NAT forgot us, the registrar moved)."""
+
+    def __init__(self) -> None:
+        self.registers: list[float] = []
+        self.options: list[float] = []
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        head = data.decode(errors="replace").split("\r\n\r\n", 1)[0]
+        if head.startswith("OPTIONS "):
+            self.options.append(time.monotonic())
+            return
+        if not head.startswith("REGISTER ") or self.transport is None:
+            return
+        self.registers.append(time.monotonic())
+        keep = [ln for ln in head.split("\r\n")[1:] if ln.split(":", 1)[0].lower()
+                in ("via", "from", "to", "call-id", "cseq", "contact")]
+        reply = "SIP/2.0 200 OK\r\n" + "\r\n".join(
+            f"{ln};tag=r1" if ln.lower().startswith("to:") else ln for ln in keep)
+        self.transport.sendto(reply.encode() + b"\r\nContent-Length: 0\r\n\r\n", addr)
+
+
+@pytest.mark.timeout(30)
+async def test_an_unanswered_options_keepalive_registers_again_at_once() -> None:
+    port = next(_ports)
+    loop = asyncio.get_running_loop()
+    transport, registrar = await loop.create_datagram_endpoint(
+        _SilentUdpRegistrar, local_addr=("127.0.0.1", port))
+    registrar.transport = transport
+    t1 = 0.05  # an OPTIONS times out after 64*T1 = 3.2 s
+    ua = await UserAgent.start(bind_port=port + 7, timers=Timers(t1=t1, t2=0.4, t4=0.5),
+                               register=True, registrar=f"sip:127.0.0.1:{port}",
+                               register_expires=600, keepalive=0.5)
+    try:
+        await asyncio.wait_for(ua.sip.registered.wait(), 5)
+        deadline = time.monotonic() + 8
+        while len(registrar.registers) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(registrar.registers) == 2, "no new REGISTER after the lost keep-alive"
+        first_ping = registrar.options[0] - registrar.registers[0]
+        again = registrar.registers[1] - registrar.options[0]
+        assert 0.35 <= first_ping <= 0.65, first_ping
+        assert 64 * t1 <= again <= 64 * t1 + 1.5, again  # not the 300 s refresh
+    finally:
+        await ua.close()
+        transport.close()

@@ -7,8 +7,10 @@ Two guards, used together by the child:
 
 - :func:`ask_parent_death_signal`: on Linux, the kernel's parent-death signal
   (``prctl(PR_SET_PDEATHSIG)``, see prctl(2)) delivers a signal to the child the moment
-  its parent dies. It follows the parent *thread* that forked the child, so the parent
-  must spawn the child from a thread that lives as long as the process (the main one).
+  its parent dies. It follows the parent *thread*: when that thread ends the child is
+  handed to another thread of the parent, and the signal comes then, and again each
+  time (a multi-threaded parent killed with SIGKILL may send it twice). So choose a
+  signal whose repetition is harmless, and check :func:`orphaned` when it comes.
 - :func:`orphaned`: everywhere, the parent is gone once ``getppid()`` is no longer the
   pid the child was started by (the kernel hands an orphan to init or a subreaper). This
   also covers a parent that died before the child could ask for the signal.

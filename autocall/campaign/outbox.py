@@ -330,6 +330,28 @@ def settle(engine: Engine, node: str, results: Sequence[tuple[Leased, int | None
                                               outbox.c.locked_by == node).values(values))
 
 
+def free_dead_leases(engine: Engine, now: datetime, gone: Callable[[str], bool]) -> int:
+    """Release leases held by nodes ``gone`` says are dead (a process of this host that
+    is no more): their rows are sent again now, not when the lease runs out a minute
+    later. A dead process sends nothing, so no row is sent twice at once. Returns how
+    many rows were released."""
+    nnow = _naive(now)
+    open_ = and_(outbox.c.delivered_at.is_(None), outbox.c.given_up_at.is_(None),
+                 outbox.c.locked_until > nnow)
+    with engine.connect() as conn:
+        holders = conn.execute(select(outbox.c.locked_by).where(
+            open_, outbox.c.locked_by.is_not(None)).distinct()).scalars().all()
+    dead = [h for h in holders if gone(h)]
+    if not dead:
+        return 0
+    with engine.begin() as conn:
+        released = conn.execute(update(outbox).where(open_, outbox.c.locked_by.in_(dead))
+                                .values(locked_by=None, locked_until=None)).rowcount
+    log.warning("webhook delivery: %d event(s) leased by stopped process(es) %s sent again "
+                "now", released, ", ".join(dead))
+    return int(released)
+
+
 def backlog(engine: Engine, *, pending: bool = False, limit: int = 1000
             ) -> list[dict[str, object]]:
     """Rows for ``autocall webhooks list``, oldest first (``pending``: not delivered
@@ -354,6 +376,9 @@ def pending_count(engine: Engine) -> int:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+DEAD_LEASE_CHECK = 5.0  # seconds between looks for leases of dead processes
 
 
 class _Unsendable(Exception):
@@ -393,25 +418,36 @@ async def _post(client: httpx.AsyncClient, row: Leased, now: datetime, timeout: 
 async def deliver(engine: Engine, *, stop: asyncio.Event, node: str,
                   policy: Policy = Policy(), batch: int = 50, idle: float = 0.5,
                   clock: Callable[[], datetime] = _utcnow,
-                  client: httpx.AsyncClient | None = None) -> int:
+                  client: httpx.AsyncClient | None = None,
+                  gone: Callable[[str], bool] | None = None) -> int:
     """Deliver due events until ``stop`` is set; returns how many were delivered.
 
     One process or many (each its own ``node`` name) may run this on one store. A batch
     already sent when ``stop`` is set is still written; one cut by cancellation keeps its
-    lease until it runs out and is sent again then (same event id).
+    lease until it runs out and is sent again then (same event id). Leases of nodes
+    ``gone`` says are dead (default: a process of this host that is no more, as the
+    dialer judges nodes) are released every :data:`DEAD_LEASE_CHECK` seconds, so a
+    restart after a kill -9 resends them at once.
     """
     inline = engine.dialect.name == "sqlite"
 
     async def db(fn: Callable[..., object], *args: object) -> object:
         return fn(*args) if inline else await asyncio.to_thread(fn, *args)
 
+    if gone is None:  # here, not at the top: the dialer imports the store, which imports us
+        from autocall.campaign.dialer import node_process_gone as gone
     delivered = 0
     down = False  # the store is unreachable: say so once, not every poll
     own = client is None
     http = client or httpx.AsyncClient(follow_redirects=False)
+    loop = asyncio.get_running_loop()
+    next_check = loop.time()
     try:
         while not stop.is_set():
             try:
+                if loop.time() >= next_check:
+                    next_check = loop.time() + DEAD_LEASE_CHECK
+                    await db(free_dead_leases, engine, clock(), gone)
                 leased = await db(lease, engine, node, clock(), batch, policy)
             except DBAPIError as exc:  # the store restarting or gone: a line, no traceback
                 if not down:

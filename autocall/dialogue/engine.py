@@ -329,7 +329,6 @@ class Engine:
         self._type_ahead: list[str] = []
         self._attempt = 0
         self._collected = ""
-        self._last_failure = "no-input"
         self.reasons: list[Reason] = []
         self._allowed = allowed_transfer_targets(tree)
         self._listen_ahead = _nodes_before_listening(tree)
@@ -660,7 +659,6 @@ class Engine:
         """No or wrong input: say sorry and ask again, or leave after the last retry.
         ``detail`` says what happened, for the reason (``no input after 5 s``)."""
         body = node.menu if isinstance(node, MenuNode) else node.gather
-        self._last_failure = why
         self._attempt += 1
         if self._attempt > body.retries:
             tries = f"{self._attempt} tr{'ies' if self._attempt > 1 else 'y'}"

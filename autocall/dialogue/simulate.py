@@ -46,7 +46,6 @@ from autocall.dialogue.engine import (
 )
 from autocall.dialogue.schema import Tree, resolve_headers
 
-KEYS = frozenset("0123456789*#ABCD")
 SECONDS_PER_CHAR = 0.06
 KEY_GAP = 0.3
 

@@ -245,7 +245,6 @@ class MediaEngine:
         # epoll (Linux) or poll: one call lists the ready sockets, whatever their number.
         self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
         self._readers: dict[int, tuple[socket.socket, DatagramCallback]] = {}
-        self.receive_errors = 0
         self._callbacks: dict[int, FrameCallback] = {}
         self._after: dict[int, FrameCallback] = {}
         self._ids = itertools.count(1)
@@ -405,7 +404,6 @@ class MediaEngine:
                     continue
                 except OSError:
                     # e.g. ECONNREFUSED left by an ICMP error: the socket itself is fine.
-                    self.receive_errors += 1
                     continue
                 if ancillary:  # the only control message asked for: SO_TIMESTAMPNS
                     sec, nsec = unpack(ancillary[0][2])

@@ -69,7 +69,6 @@ class JitterBuffer:
         self._seen: float | None = None
         self._peak = 0.0
         self._peak_at = 0.0
-        self.stretched = 0  # silent frames inserted to grow the delay
         self._ticks = 0
         self._chunks: dict[int, Samples] = {}
         self._unwrap = Unwrapper(32)
@@ -234,7 +233,6 @@ class JitterBuffer:
             return nxt
         if ahead + n < self.delay and int(np.abs(chunk).max()) < self.quiet:
             # Too little: play silence here and this frame on the next tick.
-            self.stretched += 1
             return np.zeros(n, dtype=np.int16)
         return None
 

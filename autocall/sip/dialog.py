@@ -56,7 +56,6 @@ class DialogEvent:
     request: Request
     digit: str | None = None
     duration_ms: int | None = None
-    refer_to: str | None = None
 
 
 _DTMF_RELAY = re.compile(r"(?im)^\s*signal\s*=\s*([0-9A-Da-d*#]|1[0-6])\s*$")
@@ -246,8 +245,6 @@ class Dialog:
             if parsed is not None:
                 return DialogEvent("info_dtmf", request, digit=parsed[0], duration_ms=parsed[1])
             return DialogEvent("info", request)
-        if method == "REFER":
-            return DialogEvent("refer", request, refer_to=request.headers.get("Refer-To"))
         return DialogEvent(method.lower(), request)
 
     def refresh_target(self, response: Response) -> None:

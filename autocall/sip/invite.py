@@ -235,7 +235,6 @@ class InviteUsage:
         self.answerer: Callable[[bytes], bytes | None] = lambda offer: None
         self.offerer: Callable[[], bytes] = lambda: b""
         self.final_status: int | None = None
-        self.final_reason: str | None = None
         self.local_tag = (invite.from_.tag or new_tag()) if role == "uac" else new_tag()
         self.heard_back = False
         """Whether anything at all (even 100 Trying) answered our INVITE."""
@@ -351,7 +350,7 @@ class InviteUsage:
               by: str | None = None, network: bool = False) -> list[InviteAction]:
         if self.state is InviteState.TERMINATED:
             return []
-        self.final_status, self.final_reason = code, reason
+        self.final_status = code
         self._terminate()
         return [Emit(Failed(code, reason, resp, by=by, network_fault=network))]
 
@@ -364,7 +363,7 @@ class InviteUsage:
         if msg.method == "ACK":
             return self._ack_received(msg)
         if msg.method == "CANCEL" and self.role == "uas" and self.state in RINGING:
-            self.final_status, self.final_reason = 487, "Request Terminated"
+            self.final_status = 487
             self._terminate()  # §9.2: the INVITE gets 487, the CANCEL its own 200
             return [Respond(response_to(self.invite, 487, to_tag=self.local_tag)),
                     Emit(Failed(487, "cancelled by caller", by="remote"))]
@@ -631,7 +630,7 @@ class InviteUsage:
         self.state = InviteState.CONFIRMED
         if crossed:  # the 2xx crossed our CANCEL (§9.1): answered anyway, so end it
             return actions + self.bye(reason="cancelled")
-        self.final_status, self.final_reason = resp.status, resp.reason
+        self.final_status = resp.status
         self._peer_updates = _allows_update(resp)
         self._timer_from(resp, now)
         return actions + [Emit(Answered(resp.status, resp.reason, resp))]
@@ -719,7 +718,7 @@ class InviteUsage:
         self._deadlines.pop("rel1xx", None)
         self._deadlines.pop("rel1xx-timeout", None)
         self.state = InviteState.CONFIRMED
-        self.final_status, self.final_reason = 200, "OK"
+        self.final_status = 200
         self._retransmit_until_ack(ok, self.peer or self.dialog, now)
         if self._timer_answer is not None:
             self._peer_updates = _allows_update(self.invite)
@@ -736,12 +735,12 @@ class InviteUsage:
         try:
             self._timer_answer = answer_headers(self.invite, self.session_timer)
         except TooSmall as exc:
-            self.final_status, self.final_reason = 422, "Session Interval Too Small"
+            self.final_status = 422
             self._terminate()
             return [Respond(response_to(self.invite, 422, to_tag=self.local_tag,
                                         headers=Headers([("Min-SE", str(exc.min_se))])))]
         except ValueError as exc:
-            self.final_status, self.final_reason = 400, str(exc)
+            self.final_status = 400
             self._terminate()
             return [Respond(bad_request(self.invite, str(exc)))]
         return []
@@ -749,7 +748,7 @@ class InviteUsage:
     def reject(self, status: int = 486, reason: str | None = None) -> list[InviteAction]:
         if self.role != "uas" or self.state not in RINGING:
             return []
-        self.final_status, self.final_reason = status, reason
+        self.final_status = status
         self._terminate()
         return [Respond(response_to(self.invite, status, reason, to_tag=self.local_tag))]
 

@@ -158,7 +158,6 @@ class ClientTransaction(_Transaction):
     def __init__(self, request: Request, *, reliable: bool = False,
                  timers: Timers | None = None) -> None:
         super().__init__(request, reliable, timers)
-        self.last_final: Response | None = None
         self.key = client_key(request)
 
     def start(self, now: float) -> list[Action]:
@@ -191,7 +190,6 @@ class ClientTransaction(_Transaction):
                     self._arm("M", now, 64 * self.timers.t1)
                     return [Deliver(response)]
                 self.state = State.COMPLETED
-                self.last_final = response
                 self._deadlines.clear()
                 self._arm("D", now, 0 if self.reliable else self.timers.timer_d)
                 return [Send(make_ack(self.request, response)), Deliver(response)]
@@ -205,7 +203,6 @@ class ClientTransaction(_Transaction):
                 self.state = State.PROCEEDING
                 return [Deliver(response)]
             self.state = State.COMPLETED
-            self.last_final = response
             self._deadlines.clear()
             self._arm("K", now, 0 if self.reliable else self.timers.t4)
             return [Deliver(response)]

@@ -21,9 +21,9 @@ import contextlib
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from autocall.sip.auth import Credentials, DigestClient
 from autocall.sip.dialog import ALLOW, Dialog, response_to
@@ -60,6 +60,7 @@ from autocall.sip.refer import ReferRefused, ReferTarget, check_refer, notify_re
 from autocall.sip.sdp import parse_sdp
 from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import (
+    Action,
     ClientTransaction,
     Deliver,
     Send,
@@ -85,7 +86,9 @@ __all__ = ["UAConfig", "SipUA", "InviteSession", "SessionEvent", "LocalFailure",
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
+T = TypeVar("T")
 SDP = "application/sdp"
+Delivered = Deliver | TimedOut | TransportFailed  # what a transaction hands its user
 
 
 def new_branch() -> str:
@@ -192,7 +195,8 @@ class SipUA:
         self._routes: dict[str, list[Addr]] = {}
         self._down_until: dict[Addr, float] = {}
         self.on_invite: Callable[[InviteSession], None] | None = None
-        self._client: dict[tuple[str, str], tuple[ClientTransaction, Callable[[Any], None]]] = {}
+        self._client: dict[tuple[str, str],
+                           tuple[ClientTransaction, Callable[[Delivered], None]]] = {}
         self._client_dest: dict[tuple[str, str], Addr] = {}
         self._server: dict[tuple[str, str, str], tuple[ServerTransaction, Addr]] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}
@@ -375,7 +379,7 @@ class SipUA:
     def _now(self) -> float:
         return self.loop.time()
 
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task the agent owns: kept referenced, cancelled by ``close``."""
         task = self.loop.create_task(coro)
         self._tasks.add(task)
@@ -387,8 +391,8 @@ class SipUA:
         if self.transport is not None:
             self.transport.send(msg, dest)
 
-    def _run(self, tx: ClientTransaction | ServerTransaction, actions: list[Any], dest: Addr,
-             deliver: Callable[[Any], None] | None) -> None:
+    def _run(self, tx: ClientTransaction | ServerTransaction, actions: list[Action], dest: Addr,
+             deliver: Callable[[Delivered], None] | None) -> None:
         for action in actions:
             if isinstance(action, Send):
                 self.transmit(action.message, dest)
@@ -400,7 +404,7 @@ class SipUA:
         self._schedule(tx, dest, deliver)
 
     def _schedule(self, tx: ClientTransaction | ServerTransaction, dest: Addr,
-                  deliver: Callable[[Any], None] | None) -> None:
+                  deliver: Callable[[Delivered], None] | None) -> None:
         old = self._timers.pop(id(tx), None)
         if old is not None:
             old.cancel()
@@ -424,7 +428,7 @@ class SipUA:
         reliable = bool(self.transport and self.transport.reliable)
         tx = ClientTransaction(request, reliable=reliable, timers=self.config.timers)
 
-        def deliver(action: Any) -> None:
+        def deliver(action: Delivered) -> None:
             if isinstance(action, TransportFailed):
                 on_result(LocalFailure(503, f"Service Unavailable ({action.reason})",
                                        response_to(request, 503).headers))

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from autocall.dialogue.schema import Tree, allowed_transfer_targets
 from autocall.files import private_file
@@ -70,15 +69,13 @@ class AllowList:
 
 
 class GuardedCall:
-    """A call whose transfers are checked against the tree's allowed targets."""
+    """A call's blind transfers, checked against the tree's allowed targets (the
+    ``transfer`` a :class:`CallRunner` uses instead of the call's own)."""
 
     def __init__(self, call: RunnerCall, allowed: set[str]) -> None:
         self._call = call
         self.allowed = allowed
         self.refused: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._call, name)
 
     async def transfer(self, target: str) -> int:
         if target not in self.allowed:
@@ -114,7 +111,7 @@ class InboundServer:
     variables: dict[str, str] = field(default_factory=dict)
     on_record: Callable[[CallRecord], object] | None = None
     node: str | None = None  # this process, in records written at answer
-    speech_model: Any = None
+    speech_model: object | None = None  # a vosk model (asr.load_model)
     active: int = 0
     served: int = 0
     refused: int = 0
@@ -177,9 +174,10 @@ class InboundServer:
             caller = _user(call.remote)
             facts = {"caller": caller, "number": caller, "call_id": key}
             guarded = GuardedCall(call, self.allowed_targets)
-            runner = CallRunner(guarded, self.tree, {**self.variables, **facts}, audio=self.audio,
+            runner = CallRunner(call, self.tree, {**self.variables, **facts}, audio=self.audio,
                                 recordings_dir=self.recordings_dir, webhooks=self.webhooks,
-                                call_facts=facts, speech_model=self.speech_model)
+                                call_facts=facts, speech_model=self.speech_model,
+                                transfer=guarded.transfer)
             if live is not None:
                 live.dialogue = runner.engine
             run = await runner.run()

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from autocall.speech.asr import SpeechEvent, SpeechRecognizer
 
-__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompts_of", "run_tree",
+__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompts_of",
            "tree_uses_speech"]
 
 log = logging.getLogger(__name__)
@@ -227,8 +227,10 @@ class CallRunner:
         max_seconds: float = 3600.0,
         speech_model: object | None = None,  # a vosk model (asr.load_model)
         answered_by: AnsweredBy | None = None,
+        transfer: Callable[[str], Awaitable[int]] | None = None,  # instead of call.transfer
     ) -> None:
         self.call = call
+        self._transfer_to = transfer
         self.tree = tree
         # answered_by (AMD): "machine" starts at the tree's machine: node (issue 16)
         self.engine = eng.Engine(tree, variables, answered_by=answered_by)
@@ -604,8 +606,8 @@ class CallRunner:
             if action.mode == "attended":
                 ok = await self._attended_transfer(action)
             else:
-                code = await asyncio.wait_for(self.call.transfer(action.target),
-                                              action.timeout + 5)
+                transfer = self._transfer_to or self.call.transfer
+                code = await asyncio.wait_for(transfer(action.target), action.timeout + 5)
                 ok = code is True or 200 <= code < 300
         except Exception as exc:  # a failed transfer returns the caller to the tree
             log.warning("transfer to %s failed: %s", action.target, exc)
@@ -696,9 +698,3 @@ def tree_uses_speech(tree: Tree) -> bool:
     """True if a menu or gather of ``tree`` takes spoken answers (load a model first)."""
     return any(isinstance(n, MenuNode) and n.menu.speech
                or isinstance(n, GatherNode) and n.gather.speech for n in tree.nodes.values())
-
-
-async def run_tree(call: RunnerCall, tree: Tree, variables: dict[str, str] | None = None,
-                   **options: Any) -> RunResult:
-    """Convenience: ``CallRunner(call, tree, variables, **options).run()``."""
-    return await CallRunner(call, tree, variables, **options).run()

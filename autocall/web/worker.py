@@ -13,8 +13,8 @@ web server's process or event loop): it dials what the store says.
 ``python -m autocall.web.worker --db URL [--parent PID]``; SIGTERM drains (calls in
 flight end), a second SIGTERM hangs up. With ``--parent`` (``autocall web`` passes its
 own pid) the worker ends with that process even if it is killed with SIGKILL: the
-kernel's parent-death signal (Linux) or, everywhere, a poll of the parent's pid starts
-the drain, and calls still in flight after :data:`ORPHAN_STOP_SECONDS` are hung up (what
+kernel's parent-death signal (Linux; SIGHUP) or, everywhere, a poll of the parent's pid
+starts the drain, and calls still in flight after :data:`ORPHAN_STOP_SECONDS` are hung up (what
 ``autocall web`` itself would do with a worker slow to stop).
 """
 
@@ -121,17 +121,36 @@ class Worker:
 
     def close_orphans(self) -> None:
         """Requests a dead worker of this host was dialing: failed, not dialed again;
-        their calls' records (written at answer) are closed too."""
+        their calls' records (written at answer) are closed too, and a request with a
+        status callback gets its ``call.completed`` (failed) in the same transaction:
+        the CRM heard ``initiated`` (and maybe ``answered``) and must hear the end."""
         self.store.close_unfinished_calls("outbound", node_process_gone)
         with self.store.engine.begin() as conn:
             rows = conn.execute(select(call_requests.c.id, call_requests.c.node,
-                                       call_requests.c.call_id).where(
-                call_requests.c.state == "dialing")).all()
+                                       call_requests.c.call_id, call_requests.c.definition)
+                                .where(call_requests.c.state == "dialing")).all()
             for row in rows:
                 if row.node and node_process_gone(row.node):
-                    record = build(None, None, started=datetime.now(UTC),
-                                   error="the dialer stopped while placing the call")
+                    error = "the dialer stopped while placing the call"
+                    record = build(None, None, started=datetime.now(UTC), error=error)
                     self._finish(conn, row.id, replace(record, call_id=row.call_id))
+                    self._orphan_callback(conn, row.id, row.definition, error)
+
+    @staticmethod
+    def _orphan_callback(conn: Connection, request_id: str, definition: str, error: str
+                         ) -> None:
+        try:
+            url = CallCreate.model_validate_json(definition).status_callback
+        except ValueError:  # stored by an older version in another shape: no callback
+            return
+        if url is None:
+            return
+        # the shape StatusCallbacks.send gives a call.completed
+        payload = {"call_id": request_id, "status": "completed",
+                   "timestamp": datetime.now(UTC).timestamp(),
+                   "call_status": CallStatus.FAILED.value, "error": error}
+        outbox.enqueue(conn, [outbox.callback_target(url)], "call.completed",
+                       f"call:{request_id}", payload)
 
     def dial_of(self, request: CallCreate) -> Dial:
         tree: Tree
@@ -209,17 +228,34 @@ async def follow_parent(parent: int, stop: asyncio.Event, force: asyncio.Event, 
                         grace: float = ORPHAN_STOP_SECONDS, poll: float = PARENT_POLL
                         ) -> None:
     """Once the process ``parent`` is gone: stop dialing (calls in flight end), and after
-    ``grace`` seconds hang up what is still on the line. Nobody is left to stop us."""
-    while not lifeline.orphaned(parent):
-        await asyncio.sleep(poll)
-    log.warning("the web process %d is gone: no new calls; calls in flight end (hung up "
-                "after %g s)", parent, grace)
-    stop.set()
-    await asyncio.sleep(grace)
-    if not force.is_set():
-        log.warning("calls still in flight %g s after the web process died: hanging up",
-                    grace)
-        force.set()
+    ``grace`` seconds hang up what is still on the line. Nobody is left to stop us.
+
+    The parent's pid is looked at every ``poll`` seconds, and at once on SIGHUP, the
+    parent-death signal :func:`main` asks for. Not SIGTERM: the kernel sends that signal
+    each time the worker is handed from a dying thread of the parent to another (a
+    multi-threaded web process killed with SIGKILL sends it twice), and a second
+    SIGTERM means "hang up now". SIGHUP only makes us look.
+    """
+    loop = asyncio.get_running_loop()
+    look = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, look.set)
+    try:
+        while not lifeline.orphaned(parent):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(look.wait(), poll)
+            look.clear()
+        log.warning("the web process %d is gone: no new calls; calls in flight end (hung "
+                    "up after %g s)", parent, grace)
+        stop.set()
+        await asyncio.sleep(grace)
+        if not force.is_set():
+            log.warning("calls still in flight %g s after the web process died: hanging up",
+                        grace)
+            force.set()
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGHUP)
 
 
 async def work(url: str, settings: Settings, *, parent: int | None = None) -> None:
@@ -229,7 +265,15 @@ async def work(url: str, settings: Settings, *, parent: int | None = None) -> No
     try:
         async with from_settings(settings) as placer:
             worker = Worker(store, placer, settings)
-            signals = StopSignals()
+
+            def told(sig: signal.Signals) -> None:
+                if len(signals.received) == 1:
+                    log.warning("%s: no new calls; calls in flight end (a second signal "
+                                "hangs them up)", sig.name)
+                else:
+                    log.warning("%s again: hanging up the calls in flight", sig.name)
+
+            signals = StopSignals(told)
             worker.stopping, worker.force = signals.stop, signals.force
             watch = None if parent is None else asyncio.create_task(
                 follow_parent(parent, signals.stop, signals.force))
@@ -254,9 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s worker %(message)s")
     if args.parent is not None:
-        # first thing: a SIGTERM (a drain) when the parent dies, even by SIGKILL; a parent
-        # already gone by now is seen by follow_parent at once
-        lifeline.ask_parent_death_signal(signal.SIGTERM)
+        # first thing: a SIGHUP when the parent dies, even by SIGKILL, which makes
+        # follow_parent look at once (until its handler is set, SIGHUP just ends us:
+        # nothing is dialed yet); a parent already gone by now is seen at its first look
+        lifeline.ask_parent_death_signal(signal.SIGHUP)
     if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
         parser.exit(2, f"error: {problem}\n")
     settings = Settings.from_env()

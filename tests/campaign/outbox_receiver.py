@@ -33,6 +33,7 @@ class Receiver:
     fail_first: int = 0  # answer 500 to this many requests first
     down_until: float = 0.0  # and 500 until this time.monotonic()
     hold: float = 0.0  # seconds to take per request
+    port: int = 0  # 0: any free port
     arrivals: list[Arrival] = field(default_factory=list)
     overlaps: list[str] = field(default_factory=list)
     _in_flight: set[str] = field(default_factory=set)
@@ -51,7 +52,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return f"http://127.0.0.1:{self.server.server_address[1]}/hooks"

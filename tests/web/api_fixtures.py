@@ -43,7 +43,7 @@ def us_number(i: int) -> str:
 class Live:
     """A uvicorn server in a thread on the store at ``url``."""
 
-    def __init__(self, url: str, root: Path) -> None:
+    def __init__(self, url: str, root: Path, port: int = 0) -> None:
         self.url = url
         self.store = Store(url)
         self.prompts = root / "prompts"
@@ -54,7 +54,7 @@ class Live:
         settings = Settings(database_url=url, prompts_dir=self.prompts,
                             recordings_dir=self.recordings)
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            s.bind(("127.0.0.1", port))
             self.port = s.getsockname()[1]
         config = uvicorn.Config(create_app(self.store, settings=settings), host="127.0.0.1",
                                 port=self.port, log_level="warning")

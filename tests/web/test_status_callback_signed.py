@@ -69,11 +69,11 @@ def start_worker(url: str, tmp: Path, sip_port: int, secret: str | None
 
 @pytest.mark.peers
 def test_an_api_calls_status_callbacks_arrive_signed_in_order(tmp_path: Path) -> None:
-    receiver = Receiver()  # verifies with SECRET: the secret the worker signs with
+    receiver = Receiver(port=PORT + 5)  # verifies with SECRET, which the worker signs with
     hooks = receiver.start()
-    stranger = Receiver(secret=OTHER_SECRET)  # a receiver holding another secret
+    stranger = Receiver(secret=OTHER_SECRET, port=PORT + 6)  # holds another secret
     strange_hooks = stranger.start()
-    live = Live(f"sqlite:///{tmp_path / 'api.db'}", tmp_path)
+    live = Live(f"sqlite:///{tmp_path / 'api.db'}", tmp_path, port=PORT + 7)
     sipp = Sipp(SCENARIOS / "uas_answer.xml", port=PORT, media_port=PORT + 2, calls=10,
                 timeout=90, cwd=tmp_path).start()
     worker = start_worker(live.url, tmp_path, PORT, SECRET)
@@ -120,9 +120,9 @@ def test_an_api_calls_status_callbacks_arrive_signed_in_order(tmp_path: Path) ->
 
 @pytest.mark.peers
 def test_without_the_secret_callbacks_go_unsigned(tmp_path: Path) -> None:
-    receiver = Receiver()
+    receiver = Receiver(port=PORT + 25)
     hooks = receiver.start()
-    live = Live(f"sqlite:///{tmp_path / 'api.db'}", tmp_path)
+    live = Live(f"sqlite:///{tmp_path / 'api.db'}", tmp_path, port=PORT + 27)
     sipp = Sipp(SCENARIOS / "uas_answer.xml", port=PORT + 20, media_port=PORT + 22,
                 calls=10, timeout=90, cwd=tmp_path).start()
     worker = start_worker(live.url, tmp_path, PORT + 20, None)

@@ -15,8 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-from consoletest import free_socket
-
 CLI = [sys.executable, "-c", "from autocall.cli import main; main()"]
 SIP_PORT = 19001  # the worker's SIP port (this helper's range: 19000-19099)
 
@@ -95,9 +93,7 @@ def test_the_parent_death_signal_alone_ends_a_child_whose_parent_is_killed(
 
 def test_kill_9_of_autocall_web_ends_its_dialer_worker(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'web.db'}"
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = SIP_PORT + 2  # HTTP
     assert not udp_port_taken(SIP_PORT), "the worker's port is taken before the test"
     env = {**os.environ, "AUTOCALL_BIND_HOST": "127.0.0.1",
            "AUTOCALL_BIND_PORT": str(SIP_PORT), "AUTOCALL_SIP_HOST": "127.0.0.1",

@@ -310,7 +310,7 @@ class InviteUsage:
             return [Respond(self._rel)]
         if name == "rel1xx-timeout" and self._rel is not None and self.state in RINGING:
             # §3: no PRACK for 64*T1: the INVITE is refused with a 5xx
-            self.final_status, self.final_reason = 504, "no PRACK for our reliable 1xx"
+            self.final_status = 504
             self._terminate()
             return [Respond(response_to(self.invite, 504, "Server Time-out (no PRACK)",
                                         to_tag=self.local_tag)),

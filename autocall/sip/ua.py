@@ -879,7 +879,6 @@ class SipUA:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
 
-
     async def _keepalive_loop(self, ka: KeepAlive) -> None:
         """Drive ``ka`` while registered: sleep to its deadline, send its pings down the
         path of our registration, and register again when an OPTIONS gets no answer."""

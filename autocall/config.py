@@ -103,6 +103,25 @@ def secret(name: str) -> str | None:
     return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
 
 
+def _port(name: str) -> int | None:
+    raw = _env(name)
+    if raw is None or not raw.strip():
+        return None
+    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"{name}={raw!r} is not a port (1-65535)")
+    return int(raw)
+
+
+def _keepalive(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"AUTOCALL_SIP_KEEPALIVE={raw!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 3600:  # NaN too
+        raise ValueError(f"AUTOCALL_SIP_KEEPALIVE={raw!r} must be 0 (off) to 3600 seconds")
+    return seconds
+
+
 @dataclass(frozen=True)
 class TrunkSettings:
     """Where calls go: a SIP trunk, a PBX, or a peer on loopback."""
@@ -118,6 +137,9 @@ class TrunkSettings:
     """Used when ``transport`` is ``tls``."""
     srtp: SrtpPolicy = field(default_factory=SrtpPolicy)
     """SRTP policy and suites; keys other than off need ``tls`` (or clear_keys)."""
+    keepalive: float = 0.0
+    """``AUTOCALL_SIP_KEEPALIVE``: seconds between keep-alives to the registrar while
+    registered (CRLFCRLF over TCP/TLS, OPTIONS over UDP: NAT bindings stay open); 0: none."""
 
     @property
     def hostport(self) -> str:
@@ -139,6 +161,7 @@ class TrunkSettings:
             register=(_env("AUTOCALL_SIP_REGISTER", "0") or "0").lower() in ("1", "true", "yes"),
             tls=tls_from_env(),
             srtp=srtp_from_env(),
+            keepalive=_keepalive(_env("AUTOCALL_SIP_KEEPALIVE", "0") or "0"),
         )
 
 
@@ -162,6 +185,10 @@ class Settings:
     bind_host: str = "127.0.0.1"
     bind_port: int = 0
     advertised_host: str | None = None
+    """``AUTOCALL_ADVERTISED_HOST``: our public address behind NAT, named in Via, Contact
+    and SDP while we bind ``bind_host``."""
+    advertised_port: int | None = None
+    """``AUTOCALL_ADVERTISED_PORT``: the public SIP port when the NAT maps it to another."""
     database_url: str = "sqlite:///autocall.db"
     tts_cache_dir: Path = Path(".autocall/tts-cache")
     recordings_dir: Path = Path("recordings")  # call recordings (campaign ``recording: true``)
@@ -193,6 +220,7 @@ class Settings:
             bind_host=_env("AUTOCALL_BIND_HOST", "127.0.0.1") or "127.0.0.1",
             bind_port=int(_env("AUTOCALL_BIND_PORT", "0") or 0),
             advertised_host=_env("AUTOCALL_ADVERTISED_HOST"),
+            advertised_port=_port("AUTOCALL_ADVERTISED_PORT"),
             database_url=_env("AUTOCALL_DATABASE_URL", "sqlite:///autocall.db")
             or "sqlite:///autocall.db",
             tts_cache_dir=Path(_env("AUTOCALL_TTS_CACHE", ".autocall/tts-cache") or ""),

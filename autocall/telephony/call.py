@@ -655,6 +655,13 @@ class Call:
                 for notify in self.on_ringing:
                     notify()
             self.sip_code, self.reason = ev.status, ev.reason
+            early = self.session.usage.remote_sdp
+            if early and self.negotiated is None and self.direction == "outbound" \
+                    and self.session.usage.invite.body:
+                # Early media (RFC 3960): the answer came in a 183; hear it before the 200
+                with contextlib.suppress(ValueError):
+                    self.negotiated = negotiate(parse_sdp(early))
+                    self._start_media()
         elif isinstance(ev, Answered):
             if self.status.final:
                 return
@@ -802,7 +809,8 @@ class UserAgent:
                     dns_servers: tuple[tuple[str, int], ...] = (),
                     tls: TlsSettings | None = None,
                     session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER,
-                    srtp: SrtpPolicy | None = None) -> UserAgent:
+                    srtp: SrtpPolicy | None = None,
+                    keepalive: float = 0.0) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
@@ -820,7 +828,8 @@ class UserAgent:
                           credentials=creds, register=register, registrar=registrar,
                           register_expires=register_expires, timers=timers or Timers(),
                           tcp_limits=tcp_limits or TcpLimits(), dns_servers=dns_servers,
-                          tls=tls or TlsSettings(), session_timer=session_timer)
+                          tls=tls or TlsSettings(), session_timer=session_timer,
+                          keepalive=keepalive)
         self = cls.__new__(cls)
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
@@ -839,12 +848,14 @@ class UserAgent:
         trunk = trunk or settings.trunk
         return await cls.start(
             bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
-            advertise_host=settings.advertised_host, user=trunk.user or "autocall",
+            advertise_host=settings.advertised_host, advertise_port=settings.advertised_port,
+            user=trunk.user or "autocall",
             username=trunk.user, password=trunk.password, register=trunk.register,
             registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call,
             dns_servers=settings.dns_servers, tls=trunk.tls,
             session_timer=TimerPolicy(settings.session_expires, settings.min_se)
-            if settings.session_expires else None, srtp=trunk.srtp)
+            if settings.session_expires else None, srtp=trunk.srtp,
+            keepalive=trunk.keepalive)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

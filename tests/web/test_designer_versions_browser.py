@@ -16,6 +16,20 @@ from test_browser import add_user, browser, csp_watch, log_in, shot, start_web  
 from autocall.campaign.store import Store
 from autocall.campaign.trees import TreeLibrary
 
+# Lines (of the first 20 drawn) whose line number does not sit level with the text:
+# [number, gutter top, gutter height, line top, line height]; the gutter's hidden
+# spacer (no height) is left out.
+GUTTER_OFF = """(() => {
+  const lines = Array.from(document.querySelectorAll('.cm-content .cm-line')).slice(0, 20);
+  const numbers = Array.from(document.querySelectorAll('.cm-lineNumbers .cm-gutterElement'))
+    .filter((e) => e.getBoundingClientRect().height > 0);
+  if (lines.length < 20 || numbers.length < 20) return [['too few', lines.length, numbers.length]];
+  return lines.map((line, i) => {
+    const a = numbers[i].getBoundingClientRect(), b = line.getBoundingClientRect();
+    return [numbers[i].textContent, a.top, a.height, b.top, b.height];
+  }).filter(([n, at, ah, bt, bh], i) => n !== String(i + 1) || Math.abs(at - bt) > 1
+                                           || Math.abs(ah - bh) > 1);
+})()"""
 PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 
 
@@ -60,6 +74,15 @@ def test_compare_and_restore_versions(tmp_path: Path, browser: Browser) -> None:
             diff = page.locator("#diff")
             expect(diff.locator("span.del")).to_have_text(["-    next: reprot"])
             expect(diff.locator("span.add")).to_have_text(["+    next: report"])
+            # The compare lands on #versions, below the editor: CodeMirror measures its
+            # lines only once they are in view (until then the gutter uses its 14 px
+            # estimate), and the graph arrives after the lint. Look at the top as a reader
+            # would, and wait for both before the picture.
+            page.evaluate("window.scrollTo(0, 0)")
+            expect(page.locator("#graph svg")).to_have_count(1, timeout=15_000)
+            expect(page.locator("#graph svg")).to_contain_text("ask_date")
+            page.wait_for_function(f"() => {GUTTER_OFF} .length === 0", timeout=10_000)
+            assert page.evaluate(GUTTER_OFF) == []
             shot(page, "designer-versions.png")
 
             settle(page)

@@ -94,6 +94,8 @@ def test_compare_and_restore_versions(tmp_path: Path, browser: Browser) -> None:
                                                            timeout=15_000)
             expect(page.locator(".cm-lintRange-error")).to_have_count(1)
             assert "next: reprot" in page.locator(".cm-content").inner_text()
+            # a dangling `next:` is an error, yet the tree loads: it is drawn all the same
+            expect(page.locator("#graph svg")).to_have_count(1, timeout=15_000)
 
             # import a file: version 4, in the editor, byte for byte
             upload = tmp_path / "reminder-from-git.yaml"
@@ -109,6 +111,7 @@ def test_compare_and_restore_versions(tmp_path: Path, browser: Browser) -> None:
             expect(page.locator("#findings")).to_have_text(re.compile(r"^valid · "),
                                                            timeout=15_000)
             assert "# Imported: payment reminder" in page.locator(".cm-content").inner_text()
+            expect(page.locator("#graph svg")).to_have_count(1, timeout=15_000)
 
             # a version saved in the editor joins the list without a reload
             page.evaluate("window.__notReloaded = 17")

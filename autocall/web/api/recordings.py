@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from autocall.campaign.db import reading
 from autocall.campaign.store import attempts, calls
 from autocall.config import Settings
 from autocall.web.accounts import Principal
@@ -87,7 +88,7 @@ def _one(request: Request, rid: str) -> tuple[RecordingOut, Path | None]:
                       "call-3)")
     kind, row_id = match.group(1), int(match.group(2))
     settings = settings_of(request)
-    with store_of(request).engine.connect() as conn:
+    with reading(store_of(request).engine) as conn:
         if kind == "attempt":
             a = conn.execute(select(attempts).where(attempts.c.id == row_id)).first()
             row = None if a is None else (
@@ -115,7 +116,7 @@ def list_recordings(request: Request, kind: Literal["attempt", "call"] = "attemp
     limit = page_limit(limit)
     settings = settings_of(request)
     items: list[RecordingOut] = []
-    with store_of(request).engine.connect() as conn:
+    with reading(store_of(request).engine) as conn:
         if kind == "attempt":
             q = (select(attempts).where(attempts.c.recording.is_not(None),
                                         attempts.c.id > after)

@@ -22,7 +22,7 @@ latency p50/p99 (3 against 1) and the RTP inter-arrival p99 and rate (3 against 
 ratios, with the load average before and after each run: the machine's other work moves
 these figures, so read the ratios and the load together.
 
-Needs sipp; ports 19095-19099.
+Needs sipp; ports 19095-19101 (``--ports`` moves them).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from autocall.campaign.store import Store  # noqa: E402
 from autocall.web import accounts  # noqa: E402
 from autocall.web.accounts import Role  # noqa: E402
 
-SIPP_PORT, SINK_PORT, UA_PORT, WEB_PORT = 19095, 19097, 19098, 19099
+PORTS = 19095  # sipp, its media (+4, +6), the sink (+2), our SIP (+3), the web (+4)
 CLIENT_NICE = 10
 CLI = [sys.executable, "-c", "from autocall.cli import main; main()"]
 
@@ -215,7 +215,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="API requests per second")
     parser.add_argument("--viewers", type=int, default=5)
     parser.add_argument("--idle-seconds", type=float, default=15.0)
+    parser.add_argument("--ports", type=int, default=PORTS, help="the first of 7 ports")
     args = parser.parse_args()
+    SIPP_PORT, SINK_PORT, UA_PORT, WEB_PORT = (  # noqa: N806 - constants for one run
+        args.ports, args.ports + 2, args.ports + 3, args.ports + 4)
     sipp_bin = shutil.which("sipp")
     if sipp_bin is None:
         raise SystemExit("sipp is not installed (apt-get install sip-tester)")

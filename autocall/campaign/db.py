@@ -23,9 +23,17 @@ class ReadOnlyError(RuntimeError):
     """A write was attempted through a connection opened for reads."""
 
 
+# One reader per engine, kept for the process's life (a reader refers to its engine, so a
+# weak map would not free either; a process makes one engine per Store, a handful).
+_readers: dict[Engine, Engine] = {}
+
+
 def reading(engine: Engine) -> Connection:
     """A connection for reads only (use it as ``with reading(engine) as conn:``)."""
-    return engine.execution_options(**{READ_ONLY: True}).connect()
+    reader = _readers.get(engine)
+    if reader is None:  # made once per engine: making one costs as much as a small query
+        reader = _readers[engine] = engine.execution_options(**{READ_ONLY: True})
+    return reader.connect()
 
 
 def is_reading(conn: Connection) -> bool:

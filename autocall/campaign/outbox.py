@@ -431,10 +431,9 @@ async def deliver(engine: Engine, *, stop: asyncio.Event, node: str,
     dialer judges nodes) are released every :data:`DEAD_LEASE_CHECK` seconds, so a
     restart after a kill -9 resends them at once.
     """
-    inline = engine.dialect.name == "sqlite"
-
     async def db(fn: Callable[..., object], *args: object) -> object:
-        return fn(*args) if inline else await asyncio.to_thread(fn, *args)
+        # a thread, SQLite too: this loop may be a dialer's, pacing RTP (issue 15)
+        return await asyncio.to_thread(fn, *args)
 
     if gone is None:  # here, not at the top: the dialer imports the store, which imports us
         from autocall.campaign.dialer import node_process_gone as gone

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autocall.sip.sdes import SrtpPolicy, parse_policy
 from autocall.sip.tls import TlsSettings
 
 
@@ -37,6 +38,17 @@ def _seconds(name: str, default: int) -> int:
         return default
     if not raw.strip().isdigit():
         raise ValueError(f"{name}={raw!r}: expected a whole number of seconds")
+    return int(raw)
+
+
+def _days(name: str) -> int | None:
+    """A whole number of days (1 or more) from ``name``, or None when unset."""
+    raw = _env(name)
+    if raw is None or not raw.strip():
+        return None
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(f"{name}={raw!r}: expected a whole number of days, 1 or more "
+                         "(unset it to keep recordings for ever)")
     return int(raw)
 
 
@@ -71,6 +83,15 @@ def tls_from_env() -> TlsSettings:
     )
 
 
+def srtp_from_env() -> SrtpPolicy:
+    """SRTP with SDES keys (see `autocall.sip.sdes`): ``AUTOCALL_SRTP`` off (default),
+    optional or required; ``AUTOCALL_SRTP_SUITES`` the suites in order (default
+    AES_CM_128_HMAC_SHA1_80,AES_CM_128_HMAC_SHA1_32); ``AUTOCALL_SRTP_CLEAR_KEYS=1``
+    allows keys over signalling that is not TLS."""
+    return parse_policy(_env("AUTOCALL_SRTP", "off") or "off", _env("AUTOCALL_SRTP_SUITES"),
+                        _flag("AUTOCALL_SRTP_CLEAR_KEYS", False))
+
+
 def secret(name: str) -> str | None:
     """Read ``NAME`` or the file named by ``NAME_FILE`` (trailing newline stripped)."""
     direct = _env(name)
@@ -80,6 +101,25 @@ def secret(name: str) -> str | None:
     if path is None:
         return None
     return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+
+
+def _port(name: str) -> int | None:
+    raw = _env(name)
+    if raw is None or not raw.strip():
+        return None
+    if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
+        raise ValueError(f"{name}={raw!r} is not a port (1-65535)")
+    return int(raw)
+
+
+def _keepalive(raw: str) -> float:
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"AUTOCALL_SIP_KEEPALIVE={raw!r} is not a number of seconds") from None
+    if not 0 <= seconds <= 3600:  # NaN too
+        raise ValueError(f"AUTOCALL_SIP_KEEPALIVE={raw!r} must be 0 (off) to 3600 seconds")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -95,6 +135,11 @@ class TrunkSettings:
     register: bool = False
     tls: TlsSettings = field(default_factory=TlsSettings)
     """Used when ``transport`` is ``tls``."""
+    srtp: SrtpPolicy = field(default_factory=SrtpPolicy)
+    """SRTP policy and suites; keys other than off need ``tls`` (or clear_keys)."""
+    keepalive: float = 0.0
+    """``AUTOCALL_SIP_KEEPALIVE``: seconds between keep-alives to the registrar while
+    registered (CRLFCRLF over TCP/TLS, OPTIONS over UDP: NAT bindings stay open); 0: none."""
 
     @property
     def hostport(self) -> str:
@@ -115,6 +160,8 @@ class TrunkSettings:
             password=secret("AUTOCALL_SIP_PASSWORD"),
             register=(_env("AUTOCALL_SIP_REGISTER", "0") or "0").lower() in ("1", "true", "yes"),
             tls=tls_from_env(),
+            srtp=srtp_from_env(),
+            keepalive=_keepalive(_env("AUTOCALL_SIP_KEEPALIVE", "0") or "0"),
         )
 
 
@@ -138,9 +185,16 @@ class Settings:
     bind_host: str = "127.0.0.1"
     bind_port: int = 0
     advertised_host: str | None = None
+    """``AUTOCALL_ADVERTISED_HOST``: our public address behind NAT, named in Via, Contact
+    and SDP while we bind ``bind_host``."""
+    advertised_port: int | None = None
+    """``AUTOCALL_ADVERTISED_PORT``: the public SIP port when the NAT maps it to another."""
     database_url: str = "sqlite:///autocall.db"
     tts_cache_dir: Path = Path(".autocall/tts-cache")
     recordings_dir: Path = Path("recordings")  # call recordings (campaign ``recording: true``)
+    recording_retention_days: int | None = None
+    """``AUTOCALL_RECORDING_RETENTION_DAYS``: recordings older than this many days may be
+    deleted from the console's recordings page in one go; unset keeps them all."""
     prompts_dir: Path = Path("prompts")  # the trees the API may name (``POST /v1/calls``)
     vosk_model: Path | None = None
     media_priority: str = "normal"
@@ -166,10 +220,12 @@ class Settings:
             bind_host=_env("AUTOCALL_BIND_HOST", "127.0.0.1") or "127.0.0.1",
             bind_port=int(_env("AUTOCALL_BIND_PORT", "0") or 0),
             advertised_host=_env("AUTOCALL_ADVERTISED_HOST"),
+            advertised_port=_port("AUTOCALL_ADVERTISED_PORT"),
             database_url=_env("AUTOCALL_DATABASE_URL", "sqlite:///autocall.db")
             or "sqlite:///autocall.db",
             tts_cache_dir=Path(_env("AUTOCALL_TTS_CACHE", ".autocall/tts-cache") or ""),
             recordings_dir=Path(_env("AUTOCALL_RECORDINGS", "recordings") or "recordings"),
+            recording_retention_days=_days("AUTOCALL_RECORDING_RETENTION_DAYS"),
             prompts_dir=Path(_env("AUTOCALL_PROMPTS", "prompts") or "prompts"),
             vosk_model=Path(model) if model else None,
             media_priority=_env("AUTOCALL_MEDIA_PRIORITY", "normal") or "normal",

@@ -7,8 +7,9 @@ import {defaultKeymap, history, historyKeymap} from "@codemirror/commands";
 import {yaml} from "@codemirror/lang-yaml";
 import {bracketMatching, indentOnInput} from "@codemirror/language";
 import {linter, lintGutter, lintKeymap, forceLinting} from "@codemirror/lint";
-import {EditorState} from "@codemirror/state";
+import {EditorState, StateEffect} from "@codemirror/state";
 import {EditorView, keymap, lineNumbers, highlightActiveLine} from "@codemirror/view";
+import {SchemaCompletion, schemaSource} from "./complete.js";
 
 const NEW_TREE = `name: my-tree
 language: en
@@ -21,6 +22,9 @@ nodes:
   bye:
     hangup: done
 `;
+
+// Asks the validator again with the text unchanged (a recording a play: names arrived).
+const recheck = StateEffect.define();
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -41,7 +45,7 @@ class Designer {
     this.inputs = [];
     this.version = null;
     this.lastSim = null;
-    this.keywords = [];
+    this.completion = new SchemaCompletion(null);
     this.status = root.querySelector("#status");
     this.cases = root.querySelector("#cases-text");
   }
@@ -73,9 +77,21 @@ class Designer {
     return m ? m[1] : "en";
   }
 
+  // The tree's zone: the simulator's clock is read in it, as the hours nodes read it.
+  timezone() {
+    const m = /^timezone:\s*["']?([A-Za-z0-9_/+-]+)/m.exec(this.text());
+    return m ? m[1] : "UTC";
+  }
+
+  async loadAudio() {
+    const files = await this.api("GET", "/v1/trees/audio").catch(() => []);
+    this.completion.audio = files.map((f) => f.path);
+  }
+
   async start() {
     const schema = await this.api("GET", "/v1/trees/schema").catch(() => null);
-    this.keywords = schema ? collectKeys(schema) : [];
+    this.completion = new SchemaCompletion(schema);
+    await this.loadAudio();
     let text = NEW_TREE;
     if (this.name) {
       try {
@@ -90,13 +106,17 @@ class Designer {
         this.say(`new tree ${this.name}`);
       }
     }
+    if (!this.name) this.say("a new tree: name it and save a version");
     this.mount(text);
     this.wire();
   }
 
   mount(text) {
-    const lint = linter((view) => this.lint(view), {delay: 400});
-    const complete = autocompletion({override: [(ctx) => this.complete(ctx)]});
+    const lint = linter((view) => this.lint(view), {
+      delay: 400,
+      needsRefresh: (u) => u.transactions.some((t) => t.effects.some((e) => e.is(recheck))),
+    });
+    const complete = autocompletion({override: [schemaSource(this.completion)]});
     this.view = new EditorView({
       parent: this.root.querySelector("#editor"),
       state: EditorState.create({
@@ -144,14 +164,13 @@ class Designer {
     summary.textContent = got.valid
       ? `valid · ${got.warnings} warning(s)` : `${got.errors} error(s) · ${got.warnings} warning(s)`;
     summary.className = got.valid ? "findings ok" : "findings bad";
-    this.drawGraph(text);
+    // A text that is not a tree yet keeps the last picture (and asks for none: the
+    // graph would only answer 422).
+    if (got.loads !== false) {
+      this.drawGraph(text);
+      this.sampleFields(got.contact_fields || []);
+    }
     return out;
-  }
-
-  complete(ctx) {
-    const word = ctx.matchBefore(/[A-Za-z_]*/);
-    if (!word || (word.from === word.to && !ctx.explicit)) return null;
-    return {from: word.from, options: this.keywords.map((k) => ({label: k, type: "keyword"}))};
   }
 
   async drawGraph(text) {
@@ -186,6 +205,16 @@ class Designer {
     }
   }
 
+  // The sample contact: a line name= for each field the tree reads, typed values kept.
+  sampleFields(names) {
+    const box = this.root.querySelector("#sim-vars");
+    const have = new Set(Object.keys(this.variables()));
+    const missing = names.filter((n) => !have.has(n));
+    if (!missing.length) return;
+    const text = box.value.replace(/\s*$/, "");
+    box.value = (text ? text + "\n" : "") + missing.map((n) => `${n}=`).join("\n");
+  }
+
   variables() {
     const out = {};
     for (const line of this.root.querySelector("#sim-vars").value.split("\n")) {
@@ -199,7 +228,7 @@ class Designer {
     const clock = this.root.querySelector("#sim-clock").value;
     const body = {yaml: this.text(), name: this.name || "tree", inputs: this.inputs,
                   variables: this.variables()};
-    if (clock) body.at = new Date(clock).toISOString();
+    if (clock) body.at = clock;  // no offset: the server reads it in the tree's zone
     let got;
     try {
       got = await this.api("POST", "/v1/trees/simulate", body);
@@ -224,6 +253,7 @@ class Designer {
       list.append(row);
     }
     if (waiting) list.append(el("li", {class: "step waiting"}, "waiting for the caller…"));
+    this.root.querySelector("#sim-zone").textContent = this.timezone();
     this.root.querySelector("#sim-path").textContent = got.path.join(" → ");
     this.root.querySelector("#sim-outcome").textContent =
       waiting ? "" : `outcome: ${got.outcome || "none"}`;
@@ -312,20 +342,17 @@ class Designer {
     on("#record-case", () => this.recordCase());
     on("#save-btn", () => this.save());
     on("#publish-btn", () => this.publish());
+    // A recording uploaded in the audio panel is offered at play: at once.
+    // and the validator looks again (a play: of a missing file may now be found).
+    // (htmx:load fires on the panel htmx put in place of the old one.)
+    document.body.addEventListener("htmx:load", async (e) => {
+      if (!e.target || e.target.id !== "audio") return;
+      await this.loadAudio();
+      this.view.dispatch({effects: recheck.of(null)});
+    });
     forceLinting(this.view);
     this.simulate();
   }
-}
-
-function collectKeys(schema) {
-  const keys = new Set();
-  const walk = (node) => {
-    if (!node || typeof node !== "object") return;
-    if (node.properties) for (const k of Object.keys(node.properties)) keys.add(k);
-    for (const v of Object.values(node)) if (typeof v === "object") walk(v);
-  };
-  walk(schema);
-  return [...keys].sort();
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -261,13 +261,17 @@ class Baresip(Peer):
 
     The account user is ``user``: call ``sip:<user>@127.0.0.1:<port>``. baresip also
     listens for SIP over TLS on ``port + 1``, so keep ``ctrl_port`` and ``rtp_ports`` off it.
+    With ``certificate`` (one PEM file: certificate, then its key) that TLS port serves it,
+    and ``cafile`` is what baresip trusts; ``mediaenc`` ("srtp": RTP/AVP with SDES keys,
+    "srtp-mand": RTP/SAVP only) loads its SRTP module for the account.
     """
 
     name = "baresip"
 
     def __init__(self, *, port: int, ctrl_port: int, user: str = "bob",
                  host: str = "127.0.0.1", rtp_ports: tuple[int, int] | None = None,
-                 source_wav: Path | None = None) -> None:
+                 source_wav: Path | None = None, certificate: Path | None = None,
+                 cafile: Path | None = None, mediaenc: str | None = None) -> None:
         self.host, self.port, self.ctrl_port, self.user = host, port, ctrl_port, user
         home = Path(tempfile.mkdtemp(prefix="baresip-"))
         self.recordings = home / "rec"
@@ -304,9 +308,16 @@ module_app menu.so
 module_app ctrl_tcp.so
 snd_path {self.recordings}
 """
+        if certificate is not None:
+            config += f"sip_certificate {certificate}\n"
+        if cafile is not None:
+            config += f"sip_cafile {cafile}\n"
+        if mediaenc is not None:
+            config += "module srtp.so\n"
         (home / "config").write_text(config)
         (home / "accounts").write_text(
-            f"<sip:{user}@{host}:{port}>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA\n")
+            f"<sip:{user}@{host}:{port}>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA"
+            + (f";mediaenc={mediaenc}" if mediaenc else "") + "\n")
         (home / "contacts").write_text("")
         cmd = [need("baresip"), "-f", str(home)]
         super().__init__(cmd, cwd=home, ready_timeout=8.0)

@@ -237,10 +237,15 @@ def _trunk(host: str | None, port: int | None, transport: str | None, user: str 
         host=host or base.host, port=port or base.port,
         transport=(transport or base.transport).lower(), user=user or base.user,
         password=password or secret("AUTOCALL_SIP_PASSWORD"),
-        register=base.register if register is None else register, tls=base.tls)
+        register=base.register if register is None else register, tls=base.tls,
+        srtp=base.srtp)
     if trunk.transport not in ("udp", "tcp", "tls"):
         raise _usage(f"transport {escape(trunk.transport)!r} (--transport or "
                      "AUTOCALL_SIP_TRANSPORT): use udp, tcp or tls")
+    try:  # SDES keys over plain signalling are refused before dialing
+        trunk.srtp.check_transport(trunk.transport)
+    except ValueError as exc:
+        raise _usage(escape(str(exc))) from None
     if trunk.transport == "tls":
         try:  # a missing or broken certificate file is named now, not after dialing
             trunk.tls.client_context()

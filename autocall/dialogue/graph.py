@@ -9,9 +9,11 @@ import shutil
 import subprocess
 
 from autocall.dialogue.schema import (
+    Edge,
     GatherNode,
     HangupNode,
     HoursNode,
+    MenuItem,
     MenuNode,
     PlayNode,
     Prompts,
@@ -29,7 +31,7 @@ _SHAPES_DOT = {
     "menu": "diamond",
     "gather": "parallelogram",
     "hangup": "doubleoctagon",
-    "hours": "hexagon",
+    "hours": "box",  # a hexagon grows wide around the schedule lines
     "branch": "hexagon",
     "transfer": "cds",
 }
@@ -61,11 +63,77 @@ def _summary(node: object, limit: int = 40) -> str:
     elif isinstance(node, WebhookNode):
         text = node.webhook.url
     elif isinstance(node, HoursNode):
-        text = ", ".join(f"{d} {r}" for d, r in node.hours.schedule.items())
+        text = "open or closed"  # the schedule is in the details, a line a day range
     elif isinstance(node, HangupNode):
         text = node.outcome
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _details(node: object, tree: Tree) -> list[str]:
+    """What a designer checks at a glance, beyond the caption: a listening node's keys,
+    speech, retries and timeouts; an hours node's schedule, holidays and zone; a
+    transfer's timeout. One short line each."""
+    if isinstance(node, MenuNode):
+        body = node.menu
+        keys = " ".join(str(k) for k in body.items)
+        listen = f"keys {keys}" + (f" · {body.repeat_key} repeats" if body.repeat_key else "")
+        tries = f"retries {body.retries} · {body.timeout:g} s"
+        return [listen, tries + (" · speech" if body.speech else "")]
+    if isinstance(node, GatherNode):
+        g = node.gather
+        digits = (f"{g.min_digits}–{g.max_digits} digits" if g.min_digits != g.max_digits
+                  else f"{g.max_digits} digits")
+        end = f" · ends {g.terminator}" if g.terminator else ""
+        lines = [digits + end, f"retries {g.retries} · {g.first_timeout:g} s"
+                 + (" · speech" if g.speech else "")]
+        if g.speech and g.grammar:
+            lines.append(_clip("hears " + "/".join(f"'{w}'" for w in g.grammar)))
+        return lines
+    if isinstance(node, HoursNode):
+        h = node.hours
+        lines = [_clip(f"{days} {ranges}") for days, ranges in h.schedule.items()]
+        days = [d.isoformat() for d in h.holidays[:9]]
+        for i in range(0, len(days), 3):
+            lines.append(("holidays " if i == 0 else "") + ", ".join(days[i:i + 3]))
+        if len(h.holidays) > 9:
+            lines.append(f"and {len(h.holidays) - 9} more holidays")
+        lines.append(h.timezone or tree.timezone)
+        return lines
+    if isinstance(node, TransferNode):
+        return [f"{node.transfer.timeout:g} s"]
+    if isinstance(node, RecordNode):
+        return [f"up to {node.record.max_seconds:g} s"]
+    return []
+
+
+def _clip(text: str, limit: int = 44) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _edge_label(tree: Tree, edge: Edge) -> str:
+    """An edge's label with the menu item's spoken phrases and the retries a failure
+    path waits for."""
+    node = tree.nodes[edge.source]
+    if isinstance(node, MenuNode) and edge.path[2:4] == ("menu", "items"):
+        item = node.menu.items.get(str(edge.path[4]))
+        if isinstance(item, MenuItem) and item.say:
+            return _clip(f"{edge.label} " + "/".join(f"'{w}'" for w in item.say))
+    if _is_failure(edge):
+        retries = (node.menu.retries if isinstance(node, MenuNode)
+                   else node.gather.retries if isinstance(node, GatherNode) else None)
+        if retries is not None:
+            return f"failed after {retries} retries"
+    return edge.label
+
+
+def _is_failure(edge: Edge) -> bool:
+    return edge.path[-1] == "on_failure"
+
+
+def _caption(node_id: str, node: object, tree: Tree) -> str:
+    head = f"{node_id}\n{_verb(node)}: {_summary(node)}".strip()
+    return "\n".join([head, *_details(node, tree)])
 
 
 def to_mermaid(tree: Tree) -> str:
@@ -75,7 +143,8 @@ def to_mermaid(tree: Tree) -> str:
         entry = ids.get(tree.machine, "missing")
         lines.append(f"    machine((machine)) -->|after the beep| {entry}")
     for node_id, node in tree.nodes.items():
-        caption = _mermaid_text(f"{node_id}: {_verb(node)}\n{_summary(node)}".strip())
+        text = "\n".join([f"{node_id}: {_verb(node)}", _summary(node), *_details(node, tree)])
+        caption = _mermaid_text(text.strip())
         nid = ids[node_id]
         if isinstance(node, MenuNode):
             lines.append(f'    {nid}{{"{caption}"}}')
@@ -87,9 +156,10 @@ def to_mermaid(tree: Tree) -> str:
         target = ids.get(edge.target)
         if target is None:
             continue
-        label = _mermaid_text(edge.label)
-        arrow = f" -->|{label}| " if label else " --> "
-        lines.append(f"    {ids[edge.source]}{arrow}{target}")
+        label = _mermaid_text(_edge_label(tree, edge))
+        arrow = "-.->" if _is_failure(edge) else "-->"
+        lines.append(f"    {ids[edge.source]} {arrow}|{label}| {target}" if label
+                     else f"    {ids[edge.source]} {arrow} {target}")
     return "\n".join(lines) + "\n"
 
 
@@ -117,14 +187,20 @@ def to_dot(tree: Tree) -> str:
         ]
     for node_id, node in tree.nodes.items():
         verb = _verb(node)
-        label = _dot_text(f"{node_id}\n{verb}: {_summary(node)}")
+        label = _dot_text(_caption(node_id, node, tree))
         shape = _SHAPES_DOT.get(verb, "box")
         lines.append(f'  "{_dot_text(node_id)}" [label="{label}", shape={shape}];')
     for edge in edges(tree):
         if edge.target not in tree.nodes:
             continue
-        label = f' [label="{_dot_text(edge.label)}"]' if edge.label else ""
-        lines.append(f'  "{_dot_text(edge.source)}" -> "{_dot_text(edge.target)}"{label};')
+        attrs = []
+        label = _edge_label(tree, edge)
+        if label:
+            attrs.append(f'label="{_dot_text(label)}"')
+        if _is_failure(edge):
+            attrs.append('style=dashed, color="#b03a2e", fontcolor="#b03a2e"')
+        tail = f" [{', '.join(attrs)}]" if attrs else ""
+        lines.append(f'  "{_dot_text(edge.source)}" -> "{_dot_text(edge.target)}"{tail};')
     lines.append("}")
     return "\n".join(lines) + "\n"
 

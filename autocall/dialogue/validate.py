@@ -549,6 +549,21 @@ def _templates(
             yield doc.problem(where, severity, "field", text)
 
 
+def contact_fields_read(tree: Tree) -> list[str]:
+    """The contact fields a call of *tree* reads: its ``contact_fields``, then every
+    ``{name}`` its prompts use that the tree does not set itself and the dialer does not
+    provide, in order of first use (what a sample contact fills in the simulator)."""
+    set_here = _set_by_tree(tree) | BUILTIN_VARIABLES
+    out = list(dict.fromkeys(tree.contact_fields or []))
+    for _, text in _templates_in(tree):
+        try:
+            names = fields(text)
+        except ValueError:
+            continue
+        out.extend(n for n in names if n not in set_here and n not in out)
+    return out
+
+
 def _squash(label: str) -> str:
     return re.sub(r"[^a-z0-9]", "", label.lower())
 

@@ -21,6 +21,7 @@ Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
     media.report_digit("5", source="info")       # SIP INFO digits join the same stream
     media.record("call.wav"); media.stop_recording()  # stereo WAV: left = received, right = sent
     media.stats()                                # MediaStats: sent/received/lost/jitter/...
+    media.start(remote, 0, 101, srtp=SrtpKeys(suite, tx_key, rx_key))  # SRTP (RFC 3711)
     await media.close()
 
 Decisions:
@@ -68,6 +69,11 @@ Decisions:
   not reported that press yet. Silence fed for an arrival pause never makes two presses
   of one tone: when the timestamps say the sender did not pause, the press that resumes
   right after that silence is the one before it.
+- **SRTP** (`autocall.media.srtp`): with keys, every packet sent is protected as the
+  last step before the socket, and every packet received is authenticated first, before
+  it may lock the address or latch a source: a forged or replayed packet is dropped
+  and counted (``MediaStats.srtp_failures``), whoever sends it. ``update(srtp=...)``
+  re-keys on a new offer; the same keys keep the running libsrtp sessions.
 - **DTMF sending** pauses the prompt; "rfc4733" falls back to "inband" when no
   telephone-event payload type was negotiated. ``send_dtmf`` returns the method used.
 """
@@ -97,6 +103,7 @@ from autocall.media.recorder import Recorder
 from autocall.media.reorder import ReorderBuffer
 from autocall.media.rtp import RtpPacket, RtpSender
 from autocall.media.source import SourceValidator
+from autocall.media.srtp import PROTECT_ERRORS, SrtpError, SrtpKeys, SrtpStream
 from autocall.media.stats import MediaStats, ReceptionStats
 from autocall.media.telephone_event import FLASH, TelephoneEventReceiver, TelephoneEventSender
 
@@ -290,6 +297,8 @@ class MediaSession:
         self._sent: Samples | None = None
         self._malformed = 0
         self._foreign = 0
+        self._srtp: SrtpStream | None = None
+        self._srtp_failures = 0
         self._dtmf_sent = 0
 
     # -- setup ---------------------------------------------------------------------------
@@ -421,8 +430,11 @@ class MediaSession:
         remote_addr: tuple[str, int],
         payload_type: int = PCMU,
         dtmf_payload_type: int | None = None,
+        *,
+        srtp: SrtpKeys | None = None,
     ) -> None:
-        """Begin sending to ``remote_addr`` (from the SDP) and accept its RTP."""
+        """Begin sending to ``remote_addr`` (from the SDP) and accept its RTP (SRTP with
+        ``srtp`` keys)."""
         if self._sock is None:
             raise RuntimeError("bind the MediaSession before start()")
         if self._closed:
@@ -433,6 +445,7 @@ class MediaSession:
         self._remote = self._sdp_remote = (remote_addr[0], remote_addr[1])
         self._pt = payload_type
         self._dtmf_pt = dtmf_payload_type
+        self._srtp = SrtpStream(srtp) if srtp is not None else None
         self._discard_queued()
         self.engine.watch(self._sock, self._on_datagram)
         self._stream = self.engine.add_stream(self._send_frame, after=self._after_frame)
@@ -446,12 +459,20 @@ class MediaSession:
         payload_type: int | None = None,
         dtmf_payload_type: int | None = _UNSET,
         hold: bool | None = None,
+        srtp: SrtpKeys | None = _UNSET,
     ) -> None:
-        """Apply a re-INVITE's outcome to the running stream (SSRC and sequence go on)."""
+        """Apply a re-INVITE's outcome to the running stream (SSRC and sequence go on);
+        ``srtp`` new keys (None: plain RTP from now on), the same keys change nothing."""
         pt = self._pt if payload_type is None else payload_type
         dpt = self._dtmf_pt if dtmf_payload_type is _UNSET else dtmf_payload_type
         self._check_pts(pt, dpt)
         self._pt, self._dtmf_pt = pt, dpt
+        if srtp is not _UNSET:
+            current = self._srtp.keys if self._srtp is not None else None
+            if srtp is None:
+                self._srtp = None
+            elif srtp != current:
+                self._srtp = SrtpStream(srtp) if self._srtp is None else self._srtp.rekeyed(srtp)
         if remote_addr is not None:
             new = (remote_addr[0], remote_addr[1])
             # The old party's packets still in flight must not take the new lock.
@@ -603,6 +624,8 @@ class MediaSession:
             dtmf_sent=self._dtmf_sent,
             dtmf_received=len(self.received_digits),
             remote_addr=self._remote,
+            srtp_suite=self._srtp.keys.suite if self._srtp is not None else None,
+            srtp_failures=self._srtp_failures,
         )
 
     async def close(self) -> None:
@@ -741,8 +764,12 @@ class MediaSession:
         return bool(packets)
 
     def _sendto(self, sock: socket.socket, packet: bytes, remote: tuple[str, int]) -> None:
-        try:  # noqa: SIM105 (every packet: contextlib.suppress costs 20 times more)
+        try:
+            if self._srtp is not None:  # SRTP: protected as the last step before the socket
+                packet = self._srtp.protect(packet)
             sock.sendto(packet, remote)
+        except PROTECT_ERRORS:
+            pass  # a key past its packet limit (2^48): the packet is dropped
         except OSError:
             # A full send buffer or an ICMP error left on the socket: RTP is loss
             # tolerant, so this packet is dropped and the stream keeps its pace.
@@ -762,6 +789,12 @@ class MediaSession:
     def _on_datagram(self, data: bytes, addr: tuple[Any, ...], now: float) -> None:
         if self._stream is None:
             return
+        if self._srtp is not None:
+            try:  # authenticated before anything trusts it (the address lock included)
+                data = self._srtp.unprotect(data)
+            except SrtpError:
+                self._srtp_failures += 1
+                return
         if len(data) >= 12 and data[0] == 0x80:
             # Plain packet (no padding, extension or CSRC): skip building an RtpPacket.
             b1, seq, ts, ssrc = _FAST_HEADER.unpack_from(data, 1)

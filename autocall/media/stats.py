@@ -89,3 +89,5 @@ class MediaStats:
     late_signal: int = 0  # too late even for detection (beyond the reorder window)
     playout_delay_ms: float = 0.0  # arrival to playout now (adaptive jitter buffer)
     jitter_target_ms: float = 0.0  # the delay the adaptive jitter buffer aims at
+    srtp_suite: str | None = None  # SRTP crypto suite in use (RFC 4568 name); None: plain RTP
+    srtp_failures: int = 0  # packets that failed SRTP authentication or replayed (dropped)

@@ -189,6 +189,21 @@ class Emit:
 InviteAction = StartRequest | Transmit | Respond | DialogUp | Emit
 
 
+def requires_100rel(msg: Request | Response) -> bool:
+    """The message's Require lists 100rel (RFC 3262): a reliable provisional response,
+    or an INVITE that wants its provisional responses so."""
+    return any(o.strip().lower() == "100rel" for raw in msg.headers.get_all("Require")
+               for o in split_list(raw))
+
+
+def _rseq(resp: Response) -> int | None:
+    """The RSeq of a reliable provisional response (RFC 3262 §7.1: 1 to 2**32-1)."""
+    raw = (resp.headers.get("RSeq") or "").strip()
+    if not raw.isdigit() or not 0 < int(raw) < 2**32:
+        return None
+    return int(raw)
+
+
 def _allows_update(msg: Request | Response) -> bool:
     return any(m.strip().upper() == "UPDATE" for raw in msg.headers.get_all("Allow")
                for m in split_list(raw))
@@ -249,6 +264,17 @@ class InviteUsage:
         self._refreshing: Request | None = None
         self._refresh_ack: Request | None = None
         self._peer_updates = False  # the far end's Allow lists UPDATE
+        self._early: dict[str, Dialog] = {}
+        """Early dialogs (RFC 3261 §12.1) by the far end's tag: a 1xx with a To tag makes
+        one, PRACK and UPDATE (RFC 3311) travel in it, and its 2xx confirms it."""
+        self._rseq: dict[str, int] = {}  # the last RSeq PRACKed, per early dialog (UAC)
+        self.reliable_1xx = role == "uas" and requires_100rel(invite)
+        """Our provisional responses are sent reliably: the INVITE requires 100rel."""
+        self._rel: Response | None = None  # our reliable 1xx awaiting its PRACK (UAS)
+        self._rel_interval = 0.0
+        self._local_rseq = random.randint(1, 2**31 - 1)  # RFC 3262 §3
+        self.pracks = 0
+        """PRACKs: sent for the far end's reliable 1xx (UAC) or received for ours (UAS)."""
         if role == "uac" and session_timer is not None:
             for name, value in request_headers(session_timer):
                 invite.headers.add(name, value)
@@ -277,6 +303,19 @@ class InviteUsage:
             self._ok_interval = min(2 * self._ok_interval, self.timers.t2)
             self._deadlines["2xx"] = now + self._ok_interval
             return [Transmit(*self._ok)]
+        if name == "rel1xx" and self._rel is not None and self.state is InviteState.EARLY:
+            # RFC 3262 §3: our reliable 1xx again at T1, 2T1, 4T1… until its PRACK comes
+            self._rel_interval *= 2
+            self._deadlines["rel1xx"] = now + self._rel_interval
+            return [Respond(self._rel)]
+        if name == "rel1xx-timeout" and self._rel is not None and self.state in RINGING:
+            # §3: no PRACK for 64*T1: the INVITE is refused with a 5xx
+            self.final_status = 504
+            self._terminate()
+            return [Respond(response_to(self.invite, 504, "Server Time-out (no PRACK)",
+                                        to_tag=self.local_tag)),
+                    Emit(Failed(504, "no PRACK for our reliable provisional response",
+                                by="local"))]
         if name == "refresh":  # RFC 4028 §10: the refresher refreshes at half the interval
             return self._send_refresh()
         if name == "expire" and self._refreshing is not None:
@@ -287,8 +326,22 @@ class InviteUsage:
             return self.bye(reason="session expired")
         return []
 
+    @property
+    def dialogs(self) -> list[Dialog]:
+        """Every dialog of this usage: the confirmed one and any early ones."""
+        found = [self.dialog] if self.dialog is not None else []
+        return found + [d for d in self._early.values() if d is not self.dialog]
+
+    def dialog_for(self, request: Request) -> Dialog | None:
+        """The dialog (confirmed or early) an in-dialog request names by its tags."""
+        for dialog in self.dialogs:
+            if dialog.matches(request):
+                return dialog
+        return None
+
     def _terminate(self) -> None:
         self.state = InviteState.TERMINATED
+        self._rel = None
         self._deadlines.clear()
         self._ok = None
         self.interval = None
@@ -328,6 +381,8 @@ class InviteUsage:
         if kind == "options":
             return [Respond(response_to(req, 200, headers=Headers(
                 [("Allow", ALLOW), ("Accept", SDP)])))]
+        if kind == "prack":
+            return self._prack_received(req)
         if kind not in ("reinvite", "update"):
             return [Respond(response_to(req, 200)), Emit(InDialog(ev))]
         pending = self._refreshing
@@ -336,6 +391,9 @@ class InviteUsage:
             # Our refresh re-INVITE's offer is out: no second offer at once (RFC 3261
             # §14.2, RFC 3311 §5.2). A bodiless UPDATE offers nothing and may pass.
             return [Respond(response_to(req, 491))]
+        early = self._early_refusal(req, kind)
+        if early is not None:
+            return [Respond(early)]
         h = Headers([("Contact", self._contact())])
         refreshed: Interval | None = None
         if self.session_timer is not None:  # RFC 4028 §9: every re-INVITE/UPDATE refreshes
@@ -371,6 +429,26 @@ class InviteUsage:
             self.refreshes += 1
             self._arm(refreshed, "uas", now)
         return [Respond(ok), Emit(InDialog(ev))]
+
+    def _early_refusal(self, req: Request, kind: str) -> Response | None:
+        """Why a re-INVITE or UPDATE must be refused before the call is answered, or None.
+
+        A re-INVITE while the INVITE is pending: 500 with Retry-After (RFC 3261 §14.2).
+        An UPDATE with an offer (RFC 3311 §5.2) while the INVITE's offer is not answered:
+        500 with Retry-After if the offer was theirs (we have not answered it yet), 491 if
+        it was ours (no answer came back yet). A bodiless UPDATE may always pass."""
+        if self.state not in RINGING:
+            return None
+        retry = Headers([("Retry-After", "1")])
+        if kind == "reinvite":
+            return response_to(req, 500, "Initial INVITE pending", headers=retry)
+        if not req.body:
+            return None
+        if self.role == "uas" and not self.local_sdp:
+            return response_to(req, 500, "Offer in the INVITE not yet answered", headers=retry)
+        if self.role == "uac" and self.remote_sdp is None:
+            return response_to(req, 491)
+        return None
 
     # ---- UAC -----------------------------------------------------------------------------
     def set_offer(self, sdp: bytes | None) -> None:
@@ -418,6 +496,16 @@ class InviteUsage:
         code = resp.status
         if code < 200:
             actions: list[InviteAction] = []
+            if code > 100 and self.state in RINGING:
+                fresh = (resp.to.tag or "") not in self._early
+                early = self._early_dialog(resp)
+                if early is not None and fresh:
+                    actions.append(DialogUp(early))  # route its PRACKs and UPDATEs here
+                if early is not None and requires_100rel(resp):
+                    prack = self._prack(early, resp)
+                    if prack is None:
+                        return []  # a retransmission or out of order: not processed (§4)
+                    actions += prack
             self.provisional = self.provisional or code > 100 or self._cancel_requested
             if code > 100 and self.state in RINGING:
                 self.state = InviteState.EARLY
@@ -438,6 +526,50 @@ class InviteUsage:
                 self.invite = retry
                 return self.start(self.peer, now)
         return self._fail(code, resp.reason, resp)
+
+    def _early_dialog(self, resp: Response) -> Dialog | None:
+        """The early dialog a 1xx with a To tag belongs to, made on its first 1xx
+        (RFC 3261 §12.1.2); None for a 1xx without a tag or one that cannot make one."""
+        tag = resp.to.tag
+        if not tag:
+            return None
+        early = self._early.get(tag)
+        if early is None:
+            try:
+                early = Dialog.as_uac(self.invite, resp)
+            except ValueError as exc:
+                log.info("call %s: 1xx makes no early dialog: %s", self.invite.call_id, exc)
+                return None
+            self._early[tag] = early
+        if resp.content_type == SDP and resp.body and self.remote_sdp is None:
+            self.remote_sdp = resp.body  # the answer (or a late offer) in a 1xx
+        return early
+
+    def _prack(self, early: Dialog, resp: Response) -> list[InviteAction] | None:
+        """PRACK a reliable 1xx (RFC 3262 §4): RAck = its RSeq, the INVITE's CSeq. The
+        first sets the dialog's RSeq; later ones must be the next number, else they are
+        retransmissions (our PRACK transaction retransmits on its own) or out of order:
+        None, and the 1xx is not processed. A 1xx with no valid RSeq is taken unreliably."""
+        rseq = _rseq(resp)
+        if rseq is None:
+            log.info("call %s: 1xx requires 100rel without a valid RSeq: no PRACK",
+                     self.invite.call_id)
+            return []
+        last = self._rseq.get(early.remote_tag)
+        if last is not None and rseq != last + 1:
+            return None
+        self._rseq[early.remote_tag] = rseq
+        cseq = self.invite.cseq
+        body, ctype = b"", None
+        if not self.invite.body and resp.content_type == SDP and resp.body \
+                and not self.local_sdp:
+            body = self.answerer(resp.body) or b""  # a late offer's answer goes in the
+            self.local_sdp = body  # PRACK (RFC 3262 §5)
+            ctype = SDP if body else None
+        prack = early.new_request("PRACK", self.agent.via(), body=body, content_type=ctype,
+                                  extra=[("RAck", f"{rseq} {cseq.number} {cseq.method}")])
+        self.pracks += 1
+        return [StartRequest(prack, early)]
 
     def _retry_min_se(self, resp: Response) -> Request | None:
         """The INVITE again for a 422 (RFC 4028 §7.4): Session-Expires and Min-SE raised to
@@ -467,16 +599,21 @@ class InviteUsage:
         return retry
 
     def _on_2xx(self, resp: Response, now: float) -> list[InviteAction]:
-        if self.dialog is not None and self.dialog.matches(resp):
+        if self.dialog is not None and self._ack is not None and self.dialog.matches(resp):
             # A retransmitted 2xx: our ACK was lost, send it again (§13.2.2.4).
-            return [Transmit(self._ack, self.dialog)] if self._ack is not None else []
-        try:
-            dialog = Dialog.as_uac(self.invite, resp)
-        except ValueError as exc:
-            log.info("unusable 2xx: %s", exc)
-            return []
+            return [Transmit(self._ack, self.dialog)]
+        early = self._early.get(resp.to.tag or "")
+        if early is not None and self._ack is None:
+            dialog = early  # the early dialog is confirmed (§13.2.2.4): CSeq goes on
+            dialog.refresh_target(resp)
+        else:
+            try:
+                dialog = Dialog.as_uac(self.invite, resp)
+            except ValueError as exc:
+                log.info("unusable 2xx: %s", exc)
+                return []
         cseq = self.invite.cseq.number
-        if self.dialog is not None:
+        if self._ack is not None and self.dialog is not None:
             # Another fork answered too (§13.2.2.4): ACK its 2xx, then end that dialog.
             return [Transmit(dialog.ack(cseq, self.agent.via()), dialog),
                     StartRequest(dialog.new_request("BYE", self.agent.via()), dialog)]
@@ -484,7 +621,7 @@ class InviteUsage:
         if resp.content_type == SDP:
             self.remote_sdp = resp.body
         body = b""
-        if not self.invite.body and self.remote_sdp is not None:
+        if not self.invite.body and self.remote_sdp is not None and not self.local_sdp:
             body = self.answerer(self.remote_sdp) or b""  # late offer: answer in the ACK
             self.local_sdp = body
         self._ack = dialog.ack(cseq, self.agent.via(), body, SDP if body else None)
@@ -522,12 +659,47 @@ class InviteUsage:
         return self.agent.contact(secure=True) if self.secure else self.agent.contact()
 
     # ---- UAS -----------------------------------------------------------------------------
-    def ring(self, status: int = 180) -> list[InviteAction]:
+    def ring(self, status: int = 180, now: float = 0.0) -> list[InviteAction]:
+        """A provisional response; reliable (RFC 3262 §3: Require: 100rel, RSeq, sent
+        again until PRACKed) when the INVITE requires 100rel. It makes the early dialog
+        in which the caller may PRACK or UPDATE (RFC 3311)."""
         if self.role != "uas" or self.state is not InviteState.CALLING:
             return []
         self.state = InviteState.EARLY
-        h = Headers([("Contact", self._contact())])
-        return [Respond(response_to(self.invite, status, to_tag=self.local_tag, headers=h))]
+        h = Headers([("Contact", self._contact()), ("Allow", ALLOW)])
+        if self.reliable_1xx:
+            h.add("Require", "100rel")
+            h.add("RSeq", str(self._local_rseq))
+        ringing = response_to(self.invite, status, to_tag=self.local_tag, headers=h)
+        try:
+            self.dialog = Dialog.as_uas(self.invite, self.local_tag)
+        except ValueError as exc:  # no Contact: screened before; ring without a dialog
+            log.info("call %s: no early dialog: %s", self.invite.call_id, exc)
+            return [Respond(ringing)]
+        if self.reliable_1xx:
+            self._rel = ringing
+            self._rel_interval = self.timers.t1
+            self._deadlines["rel1xx"] = now + self.timers.t1
+            self._deadlines["rel1xx-timeout"] = now + 64 * self.timers.t1
+        return [DialogUp(self.dialog), Respond(ringing)]
+
+    def _prack_received(self, prack: Request) -> list[InviteAction]:
+        """RFC 3262 §3: a PRACK whose RAck names our pending reliable 1xx stops its
+        retransmission and gets 200; any other PRACK gets 481."""
+        rel, cseq = self._rel, self.invite.cseq
+        want = f"{self._local_rseq} {cseq.number} {cseq.method}"
+        got = " ".join((prack.headers.get("RAck") or "").split())
+        if rel is None or got != want:
+            return [Respond(response_to(prack, 481, "No such reliable provisional response"))]
+        self._rel = None
+        self._local_rseq += 1
+        self._deadlines.pop("rel1xx", None)
+        self._deadlines.pop("rel1xx-timeout", None)
+        self.pracks += 1
+        ok = response_to(prack, 200)
+        if prack.body and prack.content_type == SDP:  # the answer to an offer in our 1xx
+            self.remote_sdp = prack.body
+        return [Respond(ok)]
 
     def answer(self, sdp: bytes | None, now: float) -> list[InviteAction]:
         """200 OK (with our SDP), re-sent until the ACK comes (§13.3.1.4)."""
@@ -540,7 +712,11 @@ class InviteUsage:
         ok = response_to(self.invite, 200, to_tag=self.local_tag, headers=h,
                          body=sdp or b"", content_type=SDP if sdp else None)
         self.local_sdp = sdp or b""
-        self.dialog = Dialog.as_uas(self.invite, self.local_tag)
+        if self.dialog is None:  # else the early dialog our 1xx made is confirmed
+            self.dialog = Dialog.as_uas(self.invite, self.local_tag)
+        self._rel = None  # a 2xx ends our 1xx's retransmissions (RFC 3262 §3)
+        self._deadlines.pop("rel1xx", None)
+        self._deadlines.pop("rel1xx-timeout", None)
         self.state = InviteState.CONFIRMED
         self.final_status = 200
         self._retransmit_until_ack(ok, self.peer or self.dialog, now)

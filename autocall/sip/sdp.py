@@ -2,13 +2,17 @@
 
 We speak G.711 (PCMU 0, PCMA 8) and telephone-event (RFC 4733). We offer
 telephone-event on 101 but accept it at whatever dynamic payload type the peer uses,
-since peers differ (SIPp's play_dtmf uses 96). ptime is 20 ms.
+since peers differ (SIPp's play_dtmf uses 96). ptime is 20 ms. The m-line's profile
+(RTP/AVP or RTP/SAVP) and its ``a=crypto`` lines are parsed here and judged by the SRTP
+policy of `autocall.sip.sdes` when ``negotiate`` is given one.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+
+from autocall.sip.sdes import Crypto, SrtpPolicy
 
 __all__ = ["Sdp", "Media", "Negotiated", "build_sdp", "parse_sdp", "negotiate", "answer_direction"]
 
@@ -27,6 +31,11 @@ class Media:
     address: str | None = None
     direction: str | None = None
     ptime: int | None = None
+    profile: str = "RTP/AVP"
+    crypto: list[Crypto] = field(default_factory=list)
+    """Usable ``a=crypto`` lines (RFC 4568), in the sender's order."""
+    crypto_ignored: list[str] = field(default_factory=list)
+    """Why other ``a=crypto`` lines cannot be used (unknown suite, MKI...)."""
 
     def codec_name(self, pt: int) -> tuple[str, int] | None:
         if pt in self.rtpmap:
@@ -67,12 +76,17 @@ class Negotiated:
     remote: tuple[str, int]
     direction: str
     ptime: int = 20
+    profile: str = "RTP/AVP"
+    crypto: Crypto | None = None
+    """The far end's SRTP key line (it encrypts with it); None: plain RTP."""
 
 
 def build_sdp(address: str, port: int, *, session_id: int, version: int,
               codecs: list[tuple[int, str]] | None = None, dtmf_pt: int | None = OFFER_DTMF_PT,
-              direction: str = "sendrecv", ptime: int = 20) -> bytes:
-    """An SDP body with one audio m-line; ``codecs`` is [(pt, name)] in preference order."""
+              direction: str = "sendrecv", ptime: int = 20, profile: str = "RTP/AVP",
+              crypto: list[Crypto] | None = None) -> bytes:
+    """An SDP body with one audio m-line; ``codecs`` is [(pt, name)] in preference order,
+    ``crypto`` the SDES lines carrying our SRTP keys (RFC 4568)."""
     if codecs is None:
         codecs = [(0, "PCMU"), (8, "PCMA")]
     fmts = [pt for pt, _ in codecs] + ([dtmf_pt] if dtmf_pt is not None else [])
@@ -82,7 +96,7 @@ def build_sdp(address: str, port: int, *, session_id: int, version: int,
         "s=autocall",
         f"c=IN IP4 {address}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {' '.join(map(str, fmts))}",
+        f"m=audio {port} {profile} {' '.join(map(str, fmts))}",
     ]
     for pt, name in codecs:
         lines.append(f"a=rtpmap:{pt} {name}/8000")
@@ -91,6 +105,7 @@ def build_sdp(address: str, port: int, *, session_id: int, version: int,
         lines.append(f"a=fmtp:{dtmf_pt} 0-16")
     lines.append(f"a=ptime:{ptime}")
     lines.append(f"a={direction}")
+    lines.extend(f"a=crypto:{c}" for c in crypto or ())
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
@@ -137,7 +152,8 @@ def parse_sdp(body: bytes) -> Sdp:
                     port = int(parts[1].split("/")[0])
                     if not 0 <= port < 65536:
                         raise ValueError("port out of range")
-                    audio = Media(port, [int(p) for p in parts[3:] if p.isdigit()])
+                    audio = Media(port, [int(p) for p in parts[3:] if p.isdigit()],
+                                  profile=parts[2])
                     in_audio = True
                 else:
                     in_audio = False
@@ -158,6 +174,12 @@ def parse_sdp(body: bytes) -> Sdp:
                         audio.fmtp[int(pt_text)] = params.strip()
                     elif name == "ptime":
                         audio.ptime = int(float(arg))
+                    elif name == "crypto":
+                        crypto = Crypto.parse(arg)
+                        if isinstance(crypto, Crypto):
+                            audio.crypto.append(crypto)
+                        else:
+                            audio.crypto_ignored.append(crypto)
         except (IndexError, ValueError) as exc:
             raise ValueError(f"SDP line {lineno} ({line[:40]!r}): {exc}") from None
     return Sdp(address, session_id, version, audio, direction)
@@ -168,11 +190,14 @@ def answer_direction(offered: str) -> str:
     return {"sendonly": "recvonly", "recvonly": "sendonly"}.get(offered, offered)
 
 
-def negotiate(offer: Sdp, supported: tuple[str, ...] = SUPPORTED) -> Negotiated:
+def negotiate(offer: Sdp, supported: tuple[str, ...] = SUPPORTED, *,
+              srtp: SrtpPolicy | None = None, ours: list[Crypto] | None = None) -> Negotiated:
     """Pick the first offered codec we support and the peer's telephone-event PT.
 
     Used both for an answer we build (offer from the peer) and for a peer's answer to
-    our offer. ValueError (→ 488) if nothing is common.
+    our offer. ValueError (→ 488) if nothing is common. With ``srtp`` the SRTP policy
+    decides too: ``ours`` None means ``offer`` is the far end's offer, else it is the
+    answer to our offer, whose crypto lines were ``ours``.
     """
     if offer.audio is None:
         raise ValueError("no audio stream in SDP")
@@ -193,5 +218,11 @@ def negotiate(offer: Sdp, supported: tuple[str, ...] = SUPPORTED) -> Negotiated:
     direction = offer.media_direction
     if media.port == 0:
         direction = "inactive"
+    crypto = None
+    if srtp is not None:
+        if ours is None:
+            crypto = srtp.answer(media.profile, media.crypto, media.crypto_ignored)
+        else:
+            crypto = srtp.accept(ours, media.profile, media.crypto, media.crypto_ignored)
     return Negotiated(codec[0], codec[1], dtmf_pt, offer.connection, direction,
-                      media.ptime or 20)
+                      media.ptime or 20, media.profile, crypto)

@@ -124,6 +124,12 @@ class Transport:
     def close(self) -> None:
         raise NotImplementedError
 
+    def keepalive(self, dest: Addr) -> bool:
+        """Send a CRLFCRLF keep-alive (RFC 5626 §3.5.1) on the open connection to
+        ``dest``; False when there is none (it opens none: the next REGISTER will).
+        Datagram transports keep alive with OPTIONS instead: always False."""
+        return False
+
     def name_peer(self, dest: Addr, host: str) -> None:
         """``dest`` was found by looking ``host`` up: TLS checks that name in its
         certificate (RFC 5922 §7). Other transports do not care."""
@@ -376,6 +382,14 @@ class TcpTransport(Transport):
         self._queued.setdefault(dest, []).append(data)
         if dest not in self._pending:
             self._pending[dest] = asyncio.get_running_loop().create_task(self._connect(dest))
+
+    def keepalive(self, dest: Addr) -> bool:
+        conn = self._conns.get(dest)
+        if conn is None or conn.transport is None or conn.transport.is_closing():
+            return False
+        conn.last_activity = self.now()
+        conn.transport.write(b"\r\n\r\n")
+        return True
 
     async def _connect(self, dest: Addr) -> None:
         loop = asyncio.get_running_loop()

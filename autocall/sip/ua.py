@@ -42,6 +42,7 @@ from autocall.sip.invite import (
     bad_request,
     new_tag,
 )
+from autocall.sip.keepalive import KeepAlive
 from autocall.sip.locate import NAMES, locate, up_first
 from autocall.sip.lograte import LogRate
 from autocall.sip.message import (
@@ -50,6 +51,7 @@ from autocall.sip.message import (
     Headers,
     Request,
     Response,
+    Via,
     printable,
     salvage_400,
     split_list,
@@ -126,6 +128,9 @@ class UAConfig:
     """Certificates, names and timeouts of ``transport="tls"`` (RFC 3261 §26.2)."""
     session_timer: TimerPolicy | None = field(default_factory=TimerPolicy)
     """Session timers (RFC 4028) offered and accepted; None: none (``Require: timer`` → 420)."""
+    keepalive: float = 0.0
+    """Seconds between keep-alives while registered (``keepalive.KeepAlive``: CRLFCRLF
+    over TCP/TLS, OPTIONS over UDP); 0: none."""
 
 
 def invite_problem(invite: Request) -> str | None:
@@ -157,6 +162,28 @@ def invite_problem(invite: Request) -> str | None:
     return None
 
 
+def stamp_via(request: Request, source: Addr) -> None:
+    """Note on the top Via where a request really came from, so that its responses go
+    back there and the sender learns its public address: ``received`` when the sent-by
+    host is not the source IP (RFC 3261 §18.2.1), and with an empty ``rport`` the source
+    port too, ``received`` then always (RFC 3581 §4). Responses are sent to the source
+    address anyway (§18.2.2 with rport: a client behind NAT is reached only there)."""
+    vias = request.headers.get_all("Via")
+    if not vias:
+        return
+    top = Via.parse(vias[0])
+    if "rport" in top.params and not top.params["rport"]:
+        top.params["rport"] = str(source[1])
+        top.params["received"] = source[0]
+    elif top.host != source[0]:
+        top.params["received"] = source[0]
+    else:
+        return
+    request.headers.remove("Via")
+    for value in [str(top), *vias[1:]]:
+        request.headers.add("Via", value)
+
+
 class SipUA:
     """One SIP endpoint. Create with ``await SipUA.start(config, on_invite=…)``."""
 
@@ -181,6 +208,9 @@ class SipUA:
         self._reregister = asyncio.Event()
         self.registered = asyncio.Event()
         self.register_error: str | None = None
+        self.bindings: list[str] = []
+        """The Contacts the registrar's last 200 to our REGISTER says it holds for our
+        AOR: what it will send our calls to (behind NAT: our public address)."""
         self._reg_call_id: str | None = None  # one Call-ID for all REGISTERs (§10.2.4)
         self._reg_cseq = 0
         self._reg_tag: str | None = None
@@ -188,6 +218,8 @@ class SipUA:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.lograte = LogRate(log)
         """Lines about what strangers send are rate-limited (one line each, no traceback)."""
+        self.keepalive: KeepAlive | None = None
+        """Keep-alive pings to the registrar (``UAConfig.keepalive``), once registered."""
 
     # ---- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -210,6 +242,9 @@ class SipUA:
             raise ValueError(f"SIP transport {config.transport!r} is not one of udp, tcp, tls")
         if config.register:
             self._reg_task = asyncio.get_running_loop().create_task(self._register_loop())
+            if config.keepalive > 0:
+                self.keepalive = KeepAlive(config.keepalive, self.transport.reliable)
+                self.spawn(self._keepalive_loop(self.keepalive))
         self.transport.on_unreachable = self._unreachable
         self.transport.on_closed = self._connection_closed
         return self
@@ -499,6 +534,7 @@ class SipUA:
         self._on_request(msg, rx.source)
 
     def _on_request(self, req: Request, source: Addr) -> None:
+        stamp_via(req, source)  # before any response copies the Via (RFC 3581)
         key = server_key(req)
         existing = self._server.get(key)
         if existing is not None:
@@ -562,23 +598,26 @@ class SipUA:
             self.execute(session, session.usage.receive(req, self._now()))
             return
         supported = {"timer"} if self.config.session_timer is not None else set()
-        required = [o.strip() for o in req.headers.get_all("Require")
-                    if o.strip().lower() not in supported]
-        if required:  # §8.2.2.3: an extension we do not implement (100rel)
+        if method == "INVITE":
+            supported.add("100rel")  # reliable 1xx only answer INVITEs (RFC 3262 §3)
+        required = [o.strip() for raw in req.headers.get_all("Require")
+                    for o in split_list(raw) if o.strip().lower() not in supported]
+        if required:  # §8.2.2.3: an extension we do not implement
             h = Headers([("Unsupported", ", ".join(required))])
             self.respond(tx, response_to(req, 420, "Bad Extension", to_tag=new_tag(), headers=h))
             return
         to_tag = req.to.tag
         if to_tag:
             session = self._dialogs.get((req.call_id, to_tag, req.from_.tag or ""))
-            if session is None or session.usage.dialog is None:
+            dialog = session.usage.dialog_for(req) if session is not None else None
+            if session is None or dialog is None:  # early dialogs too (PRACK, UPDATE)
                 self.respond(tx, response_to(req, 481))
                 return
-            refusal = session.usage.dialog.vet(req, source, check_port=self._check_port)
+            refusal = dialog.vet(req, source, check_port=self._check_port)
             if refusal is not None:
                 self.respond(tx, response_to(req, refusal[0], refusal[1]))
                 return
-            ev = session.usage.dialog.accept(req)
+            ev = dialog.accept(req)
             if ev.kind == "refer":
                 session.refer_received(tx, req)
             else:
@@ -654,8 +693,9 @@ class SipUA:
             self.spawn(self._send_resolved(session, unresolved))
         if session.server_tx is not None and usage.state not in RINGING:
             self._pending_invites.pop(session.server_tx.key, None)
-        if usage.state is InviteState.TERMINATED and usage.dialog is not None:
-            self._dialogs.pop(usage.dialog.id, None)
+        if usage.state is InviteState.TERMINATED:
+            for dialog in usage.dialogs:  # the confirmed one and any early ones
+                self._dialogs.pop(dialog.id, None)
         old = self._timers.pop(id(usage), None)
         if old is not None:
             old.cancel()
@@ -746,6 +786,7 @@ class SipUA:
         req = self.base_request("INVITE", target, from_, to, new_call_id(), 1)
         req.headers.add("Contact", self.contact(from_user, secure=target.scheme == "sips"))
         req.headers.add("Allow", ALLOW)
+        req.headers.add("Supported", "100rel")  # reliable 1xx, PRACKed (RFC 3262 §4)
         for name, value in headers or []:
             req.headers.add(name, value)
         session = InviteSession(self, InviteUsage(self, "uac", req, timers=self.config.timers,
@@ -797,6 +838,8 @@ class SipUA:
         if resp.status >= 300:
             raise ValueError(f"REGISTER failed: {resp.status} {resp.reason}")
         granted = expires
+        self.bindings = [v.strip() for raw in resp.headers.get_all("Contact")
+                         for v in split_list(raw)]
         for value in resp.headers.get_all("Contact"):
             try:
                 addr = Address.parse(value)
@@ -825,7 +868,7 @@ class SipUA:
                 except TimeoutError:
                     lost = 0.5
                     continue
-                log.info("registration: the connection to the registrar was lost; "
+                log.info("registration: the path to the registrar was lost; "
                          "registering again in %g s", lost)
                 await asyncio.sleep(lost)
                 lost = min(lost * 2, 30.0)
@@ -835,6 +878,43 @@ class SipUA:
                 log.warning("registration: %s", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
+
+    async def _keepalive_loop(self, ka: KeepAlive) -> None:
+        """Drive ``ka`` while registered: sleep to its deadline, send its pings down the
+        path of our registration, and register again when an OPTIONS gets no answer."""
+        await self.registered.wait()
+        ka.start(self._now())
+        while not self.closed and ka.deadline is not None:
+            await asyncio.sleep(max(0.0, ka.deadline - self._now()))
+            for ping in ka.on_timer(self._now()):
+                dest = self._reg_dest
+                if dest is None or self.transport is None:
+                    continue
+                if ping.kind == "crlf":
+                    if not self.transport.keepalive(dest):
+                        log.info("keep-alive: no connection to the registrar %s:%s", *dest)
+                    continue
+                self.spawn(self._ping_options(ka, dest))
+
+    async def _ping_options(self, ka: KeepAlive, dest: Addr) -> None:
+        uri = self._registrar_uri()
+        aor = Address(URI("sip", self.config.user, self.config.domain or uri.host))
+        req = self.base_request("OPTIONS", uri, Address(aor.uri.copy(), None, {"tag": new_tag()}),
+                                Address(uri.copy()), new_call_id(), 1)
+        fut: asyncio.Future[int | None] = self.loop.create_future()
+
+        def on_result(resp: Response | None) -> None:
+            if fut.done():
+                return
+            if resp is None or isinstance(resp, LocalFailure):
+                fut.set_result(None)
+            elif resp.status >= 200:
+                fut.set_result(resp.status)
+
+        self.send_request(req, dest, on_result)
+        for lost in ka.answered(await fut):
+            log.warning("keep-alive: %s; registering again", lost.reason)
+            self._reregister.set()
 
 
 class _Raw:
@@ -944,7 +1024,7 @@ class InviteSession:
         self.ua.execute(self, self.usage.cancel(self.ua.loop.time()))
 
     def ring(self, status: int = 180) -> None:
-        self.ua.execute(self, self.usage.ring(status))
+        self.ua.execute(self, self.usage.ring(status, self.ua.loop.time()))
 
     def answer(self, sdp: bytes | None) -> None:
         self.ua.execute(self, self.usage.answer(sdp, self.ua.loop.time()))

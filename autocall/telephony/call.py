@@ -60,6 +60,7 @@ import numpy.typing as npt
 from autocall.config import Settings, TrunkSettings
 from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
+from autocall.media.srtp import SrtpKeys
 from autocall.sip.auth import Credentials
 from autocall.sip.invite import (
     RINGING,
@@ -72,6 +73,7 @@ from autocall.sip.invite import (
     Progress,
 )
 from autocall.sip.message import URI, Response, reason_cause
+from autocall.sip.sdes import SECURE_PROFILES, Crypto, SrtpPolicy, SrtpRefused, new_key
 from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
 from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import Timers
@@ -184,6 +186,7 @@ class Call:
         self._events: asyncio.Queue[CallEvent] = asyncio.Queue()
         self._sdp_version = 1
         self._session_id = secrets.randbelow(2**31)
+        self._srtp_keys: dict[str, bytes] = {}  # suite -> our master key + salt (we send)
         self._notify: asyncio.Queue[str] = asyncio.Queue()
         self._attach(session)
         media.on_digit.append(self._events.put_nowait)
@@ -284,7 +287,7 @@ class Call:
         if invite.content_type != "application/sdp" or not invite.body:
             return None  # late offer: we offer in the 200
         try:
-            negotiate(parse_sdp(invite.body))
+            self._negotiate(invite.body, answering=True)
         except ValueError as exc:
             return str(exc)
         return None
@@ -434,7 +437,7 @@ class Call:
                 return
             neg = None
             with contextlib.suppress(ValueError):
-                neg = negotiate(parse_sdp(new.usage.remote_sdp or b""))
+                neg = self._negotiate(new.usage.remote_sdp or b"", answering=False)
             if neg is None or self.status.final:
                 new.bye(reason="no common codec" if neg is None else "call ended")
                 code, reason = (488, "Not Acceptable Here") if neg is None else \
@@ -543,19 +546,54 @@ class Call:
                 status_for(487, cancel_cause=cause), 487,
                 "ring timeout" if cause == "ring-timeout" else "cancelled", by="local"))
 
-    def _sdp(self, direction: str = "sendrecv", codecs: list[str] | None = None) -> bytes:
+    def _sdp(self, direction: str = "sendrecv", codecs: list[str] | None = None,
+             answer: Negotiated | None = None) -> bytes:
+        """Our SDP: an offer, or with ``answer`` the answer to that negotiated offer (its
+        profile, and our key for the crypto line we accepted, under its tag)."""
         names = codecs or list(CODECS)
         host = self.ua.media_advertise or self.ua.sip.advertised[0]
+        if answer is None:
+            profile, crypto = self.ua.srtp.offer_profile, self._our_crypto()
+        else:
+            profile = "RTP/SAVP" if answer.profile in SECURE_PROFILES else "RTP/AVP"
+            theirs = answer.crypto
+            crypto = [] if theirs is None else \
+                [Crypto(theirs.tag, theirs.suite, self._srtp_key(theirs.suite))]
         sdp = build_sdp(host, self.media.local_port, session_id=self._session_id,
                         version=self._sdp_version, codecs=[(CODECS[n], n) for n in names],
-                        direction=direction)
+                        direction=direction, profile=profile, crypto=crypto)
         self._sdp_version += 1
         return sdp
+
+    def _srtp_key(self, suite: str) -> bytes:
+        """Our key for ``suite``: made once per call, the same in every offer and answer
+        (RFC 4568 §7.1.4 lets a re-offer keep it), so a re-INVITE does not re-key."""
+        key = self._srtp_keys.get(suite)
+        if key is None:
+            key = self._srtp_keys[suite] = new_key(suite)
+        return key
+
+    def _our_crypto(self) -> list[Crypto]:
+        """The a=crypto lines of every offer of ours (tag n: the policy's n-th suite)."""
+        return self.ua.srtp.offer({s: self._srtp_key(s) for s in self.ua.srtp.suites}) \
+            if self.ua.srtp.on else []
+
+    def _negotiate(self, sdp: bytes, *, answering: bool) -> Negotiated:
+        """Codec, DTMF and SRTP from the far end's offer (``answering``) or its answer to
+        our offer; ValueError says why it cannot be used (→ 488)."""
+        return negotiate(parse_sdp(sdp), srtp=self.ua.srtp,
+                         ours=None if answering else self._our_crypto())
+
+    def _srtp_for(self, neg: Negotiated) -> SrtpKeys | None:
+        if neg.crypto is None:
+            return None
+        suite = neg.crypto.suite
+        return SrtpKeys(suite, tx_key=self._srtp_key(suite), rx_key=neg.crypto.key)
 
     def _answer_offer(self, offer: bytes) -> bytes | None:
         """SDP answer for an offer (initial, late-offer 200, re-INVITE/UPDATE), or None → 488."""
         try:
-            neg = negotiate(parse_sdp(offer))
+            neg = self._negotiate(offer, answering=True)
         except ValueError as exc:
             log.info("call %s: unusable SDP offer: %s", self.id, exc)
             return None
@@ -566,12 +604,13 @@ class Call:
         elif first and self.status is CallStatus.IN_PROGRESS:
             self._start_media()
         direction = answer_direction(neg.direction)
-        return self._sdp(direction, [neg.codec])
+        return self._sdp(direction, [neg.codec], answer=neg)
 
     def _apply_update(self, neg: Negotiated) -> None:
         hold = neg.direction in ("sendonly", "inactive") or neg.remote[0] == "0.0.0.0"
         self.media.update(remote_addr=None if hold else neg.remote, payload_type=neg.pt,
-                          dtmf_payload_type=_dynamic(neg.dtmf_pt), hold=hold)
+                          dtmf_payload_type=_dynamic(neg.dtmf_pt), hold=hold,
+                          srtp=self._srtp_for(neg))
 
     async def _reinvite(self, direction: str, *, hold: bool,
                         codecs: list[str] | None = None) -> int:
@@ -581,19 +620,20 @@ class Call:
                                           content_type="application/sdp")
         if 200 <= resp.status < 300 and resp.body:
             try:
-                neg = negotiate(parse_sdp(resp.body))
+                neg = self._negotiate(resp.body, answering=False)
             except ValueError:
                 return resp.status
             self.negotiated = neg
             self.media.update(remote_addr=neg.remote, payload_type=neg.pt,
-                              dtmf_payload_type=_dynamic(neg.dtmf_pt), hold=hold)
+                              dtmf_payload_type=_dynamic(neg.dtmf_pt), hold=hold,
+                              srtp=self._srtp_for(neg))
         return resp.status
 
     def _start_media(self) -> None:
         if self.media.started or self.media.closed or self.negotiated is None:
             return
         neg = self.negotiated
-        self.media.start(neg.remote, neg.pt, _dynamic(neg.dtmf_pt))
+        self.media.start(neg.remote, neg.pt, _dynamic(neg.dtmf_pt), srtp=self._srtp_for(neg))
         if neg.direction in ("sendonly", "inactive"):
             self.media.update(hold=True)
         if self.record_path is not None:
@@ -615,18 +655,27 @@ class Call:
                 for notify in self.on_ringing:
                     notify()
             self.sip_code, self.reason = ev.status, ev.reason
+            early = self.session.usage.remote_sdp
+            if early and self.negotiated is None and self.direction == "outbound" \
+                    and self.session.usage.invite.body:
+                # Early media (RFC 3960): the answer came in a 183; hear it before the 200
+                with contextlib.suppress(ValueError):
+                    self.negotiated = negotiate(parse_sdp(early))
+                    self._start_media()
         elif isinstance(ev, Answered):
             if self.status.final:
                 return
             if self.negotiated is None and self.session.usage.remote_sdp:
                 try:
-                    self.negotiated = negotiate(parse_sdp(self.session.usage.remote_sdp))
+                    self.negotiated = self._negotiate(self.session.usage.remote_sdp,
+                                                      answering=False)
                 except ValueError as exc:
                     # Answered, but nothing can be said on it: hang up and record the call
                     # as failed with 488 (RFC 3261 §21.4.26), never as a completed call.
                     log.info("call %s: answer SDP unusable (%s): hanging up", self.id, exc)
                     self._media_refused = f"Not Acceptable Here ({exc})"[:200]
-                    self.session.bye(reason="no common codec")
+                    self.session.bye(reason="SRTP refused" if isinstance(exc, SrtpRefused)
+                                     else "no common codec")
                     return
             self._set_answered(ev.status, ev.reason or "OK")
             self._start_media()
@@ -635,7 +684,7 @@ class Call:
             sdp = ev.message.body or late
             if sdp:
                 with contextlib.suppress(ValueError):
-                    neg = negotiate(parse_sdp(sdp))
+                    neg = self._negotiate(sdp, answering=False)
                     self.negotiated = neg
                     if self.media.started:
                         self._apply_update(neg)
@@ -742,6 +791,8 @@ class UserAgent:
         """Which Refer-To URIs a call of ours may be transferred to (None: no REFER)."""
         self.refer_ring_timeout = 30.0
         """Seconds a transfer target may ring before we CANCEL and report 487."""
+        self.srtp = SrtpPolicy()
+        """SRTP policy of every call (RFC 3711 with SDES keys, `autocall.sip.sdes`)."""
 
     @classmethod
     async def start(cls, *, bind_host: str = "127.0.0.1", bind_port: int = 0,
@@ -757,14 +808,19 @@ class UserAgent:
                     tcp_limits: TcpLimits | None = None,
                     dns_servers: tuple[tuple[str, int], ...] = (),
                     tls: TlsSettings | None = None,
-                    session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER) -> UserAgent:
+                    session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER,
+                    srtp: SrtpPolicy | None = None,
+                    keepalive: float = 0.0) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
         calls to; without it every REFER is declined (603), because following one dials
         through our trunk at the referrer's choice. ``session_timer`` is the RFC 4028
-        policy (None: no session timers).
+        policy (None: no session timers). ``srtp`` the SRTP policy (default off); SDES
+        keys need ``transport="tls"`` unless the policy allows clear keys (ValueError).
         """
+        srtp = srtp or SrtpPolicy()
+        srtp.check_transport(transport)
         creds = Credentials(username or user, password) if password is not None else None
         config = UAConfig(bind_host=bind_host, bind_port=bind_port, transport=transport,
                           advertise_host=advertise_host, advertise_port=advertise_port,
@@ -772,13 +828,15 @@ class UserAgent:
                           credentials=creds, register=register, registrar=registrar,
                           register_expires=register_expires, timers=timers or Timers(),
                           tcp_limits=tcp_limits or TcpLimits(), dns_servers=dns_servers,
-                          tls=tls or TlsSettings(), session_timer=session_timer)
+                          tls=tls or TlsSettings(), session_timer=session_timer,
+                          keepalive=keepalive)
         self = cls.__new__(cls)
         sip = await SipUA.start(config, on_invite=self._on_invite)
         cls.__init__(self, sip, MediaEngine(), media_host or bind_host, advertise_host)
         self.on_call = on_call
         self.accept_refer = accept_refer
         self.refer_ring_timeout = refer_ring_timeout
+        self.srtp = srtp
         return self
 
     @classmethod
@@ -790,12 +848,14 @@ class UserAgent:
         trunk = trunk or settings.trunk
         return await cls.start(
             bind_host=settings.bind_host, bind_port=settings.bind_port, transport=trunk.transport,
-            advertise_host=settings.advertised_host, user=trunk.user or "autocall",
+            advertise_host=settings.advertised_host, advertise_port=settings.advertised_port,
+            user=trunk.user or "autocall",
             username=trunk.user, password=trunk.password, register=trunk.register,
             registrar=trunk.uri if trunk.register else None, proxy=proxy, on_call=on_call,
             dns_servers=settings.dns_servers, tls=trunk.tls,
             session_timer=TimerPolicy(settings.session_expires, settings.min_se)
-            if settings.session_expires else None)
+            if settings.session_expires else None, srtp=trunk.srtp,
+            keepalive=trunk.keepalive)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

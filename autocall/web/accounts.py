@@ -100,9 +100,6 @@ class AccountError(ValueError):
     """A user or token that cannot be made (duplicate name, unknown role)."""
 
 
-LAST_USED_EVERY = timedelta(minutes=1)  # a token's last_used_at is this precise
-
-
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -164,6 +161,12 @@ def create_token(engine: Engine, name: str, role: Role, created_by: str | None =
             name=name, role=role.value, token_hash=_digest(token), prefix=token[:10],
             created_by=created_by, created_at=_now()))
     return token
+
+
+LAST_USED_EVERY = timedelta(seconds=60)
+"""A token's ``last_used_at`` is written at most this often: a CRM polling the API must
+not turn every read into a write (on SQLite it would queue behind, and hold up, the
+dialer's own writes)."""
 
 
 def token_principal(engine: Engine, token: str, now: datetime | None = None) -> Principal | None:

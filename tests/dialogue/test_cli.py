@@ -154,7 +154,7 @@ def test_test_command_locates_bad_cases_files(write) -> None:
 def test_graph_text_formats(tmp_path: Path) -> None:
     tree = str(PROMPTS_DIR / "office.yaml")
     code, out = _run("graph", tree)
-    assert code == 0 and out.startswith("flowchart TD") and "-->|1|" in out
+    assert code == 0 and out.startswith("flowchart TD") and "-->|1 'sales'|" in out
     code, out = _run("graph", tree, "--format", "dot")
     assert code == 0 and out.startswith('digraph "office"') and '[label="closed"]' in out
     assert _run("graph", tree, "--format", "gif")[0] == 2

@@ -120,11 +120,14 @@ def test_ringing_then_answer_confirms_and_acks() -> None:
     assert usage.heard_back and not usage.provisional and usage.state is InviteState.CALLING
     ringing = _answer(usage, 180, body=b"")
     actions = usage.receive(ringing, 0.2)
-    assert actions == [Emit(Progress(180, "Ringing", ringing))]
+    early = actions[0]  # a 1xx with a To tag makes the early dialog (RFC 3261 §12.1)
+    assert isinstance(early, DialogUp) and early.dialog.remote_tag == ringing.to.tag
+    assert actions[1:] == [Emit(Progress(180, "Ringing", ringing))]
     assert usage.state is InviteState.EARLY and usage.provisional
     ok = _answer(usage)
     actions = usage.receive(ok, 1.0)
     assert isinstance(actions[0], DialogUp) and usage.dialog is actions[0].dialog
+    assert usage.dialog is early.dialog  # the 2xx confirms it
     ack = actions[1]
     assert isinstance(ack, Transmit) and ack.to is usage.dialog
     assert isinstance(ack.message, Request) and ack.message.method == "ACK"
@@ -252,8 +255,11 @@ def test_retransmitted_2xx_is_acked_again() -> None:
 # ---- UAS ---------------------------------------------------------------------------------
 def _uas() -> InviteUsage:
     usage = InviteUsage(Agent(), "uas", _invite(outgoing=False), peer=SOURCE, timers=T)
-    [ring] = usage.ring()
+    early, ring = usage.ring()  # the 180 makes the early dialog (RFC 3261 §12.1.1)
+    assert isinstance(early, DialogUp) and early.dialog is usage.dialog
+    assert early.dialog.local_tag == usage.local_tag
     assert isinstance(ring, Respond) and ring.response.status == 180
+    assert "Require" not in ring.response.headers  # not reliable unless asked (RFC 3262)
     assert ring.response.to.tag == usage.local_tag and usage.state is InviteState.EARLY
     return usage
 

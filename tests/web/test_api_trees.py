@@ -30,6 +30,7 @@ def test_validate_finds_the_typo_at_its_line_with_the_fix(live: Live) -> None:
     assert clean["valid"] and clean["errors"] == 0
     broken = designer.post("/v1/trees/validate", json={"yaml": "nodes: [\n"}).json()
     assert not broken["valid"] and broken["findings"][0]["line"] >= 1
+    assert not broken["loads"] and clean["loads"] and got["loads"]  # a typo'd next: loads
 
 
 def test_simulate_step_by_step_and_run_the_cases(live: Live) -> None:
@@ -145,7 +146,7 @@ def test_audio_upload_converts_what_it_can_and_refuses_what_is_not_audio(
     refused = designer.post("/v1/trees/audio", files={"file": ("notes.wav", b"not audio")})
     assert refused.status_code == 422
     assert refused.headers["content-type"] == "application/problem+json"
-    assert refused.json()["errors"][0]["type"] == "corrupt"
+    assert refused.json()["errors"][0]["type"] == "not-audio"  # no sound format at all
     assert viewer.post("/v1/trees/audio",
                        files={"file": ("x.wav", wav.getvalue())}).status_code == 403
 

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,13 +67,15 @@ def browser() -> Iterator[Browser]:
 
 
 @contextlib.contextmanager
-def start_web(db: str, work: Path) -> Iterator[WebProcess]:
-    """`autocall web --no-dialer` as a user runs it, on a free loopback port."""
+def start_web(db: str, work: Path, env: dict[str, str] | None = None
+              ) -> Iterator[WebProcess]:
+    """`autocall web --no-dialer` as a user runs it, on a free loopback port (``env``:
+    more environment, e.g. the recordings folder the dialer writes to)."""
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
     log = work / "web.log"
-    env = {**os.environ, "AUTOCALL_WEB_SECRET": "browser-test-secret"}
+    env = {**os.environ, "AUTOCALL_WEB_SECRET": "browser-test-secret", **(env or {})}
     with open(log, "wb") as out:
         proc = subprocess.Popen([*CLI, "web", "--no-dialer", "--port", str(port), "--db", db],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=work)
@@ -138,7 +141,7 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
     n = 24
     folder = tmp_path / "campaign"
     write_campaign(folder, n, name="spring-survey", channels=2, calls_per_second=2,
-                   ring_timeout=5)
+                   ring_timeout=5, recording=True)
     (folder / "tree.yaml").write_text(TREE, encoding="utf-8")
     store = Store(db)
     import_campaign(store, load_campaign(folder / "campaign.yaml"))
@@ -147,8 +150,10 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
     sipp = Sipp(SCENARIOS / "uas_answer.xml", port=SIPP_PORT, media_port=SIPP_PORT + 2,
                 calls=n, timeout=120, cwd=tmp_path)
     dialers: list[subprocess.Popen[bytes]] = []
+    recordings = tmp_path / "rec"  # the dialer writes, the web node serves
     with contextlib.ExitStack() as stack:
-        web = stack.enter_context(start_web(db, tmp_path))
+        web = stack.enter_context(start_web(db, tmp_path,
+                                            {"AUTOCALL_RECORDINGS": str(recordings)}))
         stack.callback(store.close)
         stack.callback(sipp.stop)
         stack.callback(_kill, dialers)
@@ -175,7 +180,7 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
         env = {**os.environ, "AUTOCALL_SIP_HOST": "127.0.0.1",
                "AUTOCALL_SIP_PORT": str(SIPP_PORT), "AUTOCALL_BIND_PORT": str(UA_PORT),
                "AUTOCALL_TTS_CACHE": str(tmp_path / "tts"),
-               "AUTOCALL_RECORDINGS": str(tmp_path / "rec")}
+               "AUTOCALL_RECORDINGS": str(recordings)}
         with open(tmp_path / "dialer.log", "wb") as out:
             dialer = subprocess.Popen([*CLI, "campaign", "run", "spring-survey", "--db", db,
                                        "--node", "browser-dialer"],
@@ -236,6 +241,30 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
         wait_until(lambda: bool(page.evaluate(loaded)), 10, "the charts load")
         shot(page, "campaign-stopped.png")
         assert page.evaluate("window.__notReloaded") != 42  # each button posts and reloads
+
+        # The calls were recorded: play one in the page, from the API, by its record id.
+        page.click("text=Recordings")
+        expect(page).to_have_url(f"{web.url}/recordings")
+        first = page.locator("#recordings tbody tr").first
+        rid = first.get_attribute("data-recording")
+        assert rid and rid.startswith("attempt-")
+        attempt = store.attempts_page("spring-survey", int(rid.split("-")[1]) - 1, 1)[0]
+        assert attempt.recording and Path(attempt.recording).is_relative_to(recordings)
+        with wave.open(attempt.recording) as w:
+            seconds = w.getnframes() / w.getframerate()
+        assert seconds > 1.0, "the robot held the line 2 s: the recording is as long"
+        audio = first.locator("audio")
+        wait_until(lambda: bool(audio.evaluate("a => a.readyState >= 1 && a.duration > 0")),
+                   10, "the audio element loads the recording's metadata")
+        duration = float(audio.evaluate("a => a.duration"))
+        assert abs(duration - seconds) < 0.1, (duration, seconds)
+        box = audio.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + 16, box["y"] + box["height"] / 2)  # its play button
+        wait_until(lambda: float(audio.evaluate("a => a.currentTime")) > 0.3, 10,
+                   "the recording plays")
+        assert audio.evaluate("a => a.error") is None
+        shot(page, "recordings.png")
         assert not errors, errors
 
         # A viewer sees the campaign but no button, and a POST is refused.

@@ -155,6 +155,40 @@ def _summary(store: Store, name: str) -> Summary:
     return store.summary(name, datetime.now(UTC))
 
 
+def checked_campaign(body: Campaign, settings: Settings, store: Store) -> Campaign:
+    """A new campaign's definition with its tree resolved (a name in the prompts folder,
+    or a stored version's pin), or a 422 naming each error's field."""
+    trees = TreeLibrary(store.engine, settings.prompts_dir)
+    campaign = body if body.tree.startswith(STORE_PREFIX) else body.model_copy(update={
+        "tree": str(tree_path(settings, body.tree, ["body", "tree"]))})
+    errors = [p for p in preflight(campaign, trees=trees) if p.severity == "error"]
+    if errors:
+        raise Problem(422, "Invalid campaign", f"{len(errors)} error(s) in the campaign or "
+                      "its tree", errors=[{"loc": ["body", "tree"] if p.code != "campaign"
+                                           else ["body"], "msg": p.message, "line": p.line,
+                                           "column": p.column, "code": p.code}
+                                          for p in errors])
+    return campaign
+
+
+def insert_campaign(conn: Connection, campaign: Campaign, who: Principal) -> None:
+    """Store a new draft campaign, audited in the same transaction; 409 if the name is
+    taken (also by a concurrent request)."""
+    if conn.execute(select(campaigns.c.name).where(campaigns.c.name == campaign.name)
+                    ).first() is not None:
+        raise Problem(409, "Conflict", f"a campaign named {campaign.name!r} exists",
+                      errors=[{"loc": ["body", "name"], "msg": "name taken"}])
+    now = datetime.now(UTC).replace(tzinfo=None)
+    try:
+        conn.execute(insert(campaigns).values(
+            name=campaign.name, state=CampaignState.DRAFT.value,
+            definition=campaign.model_dump_json(), created_at=now, updated_at=now))
+    except IntegrityError:  # made by a concurrent request since the check above
+        raise Problem(409, "Conflict", f"a campaign named {campaign.name!r} exists",
+                      errors=[{"loc": ["body", "name"], "msg": "name taken"}]) from None
+    accounts.audit(conn, who, "campaign.create", campaign.name)
+
+
 @router.post("", status_code=201, response_model=CampaignOut,
              responses={422: {"description": "a field is wrong: each error has its loc"},
                         409: {"description": "a campaign of that name exists"}})
@@ -172,33 +206,11 @@ def create_campaign(body: Campaign, request: Request, who: Principal = WRITE) ->
                               if field == "contacts" else
                               "add do-not-call numbers with POST /v1/dnc")}])
     store = store_of(request)
-    settings = settings_of(request)
-    trees = TreeLibrary(store.engine, settings.prompts_dir)
-    campaign = body if body.tree.startswith(STORE_PREFIX) else body.model_copy(update={
-        "tree": str(tree_path(settings, body.tree, ["body", "tree"]))})
-    errors = [p for p in preflight(campaign, trees=trees) if p.severity == "error"]
-    if errors:
-        raise Problem(422, "Invalid campaign", f"{len(errors)} error(s) in the campaign or "
-                      "its tree", errors=[{"loc": ["body", "tree"] if p.code != "campaign"
-                                           else ["body"], "msg": p.message, "line": p.line,
-                                           "column": p.column, "code": p.code}
-                                          for p in errors])
+    campaign = checked_campaign(body, settings_of(request), store)
     key = idempotency.key_of(request, who, body.model_dump_json())
 
     def effect(conn: Connection) -> tuple[int, Any]:
-        if conn.execute(select(campaigns.c.name).where(campaigns.c.name == campaign.name)
-                        ).first() is not None:
-            raise Problem(409, "Conflict", f"a campaign named {campaign.name!r} exists",
-                          errors=[{"loc": ["body", "name"], "msg": "name taken"}])
-        now = datetime.now(UTC).replace(tzinfo=None)
-        try:
-            conn.execute(insert(campaigns).values(
-                name=campaign.name, state=CampaignState.DRAFT.value,
-                definition=campaign.model_dump_json(), created_at=now, updated_at=now))
-        except IntegrityError:  # made by a concurrent request since the check above
-            raise Problem(409, "Conflict", f"a campaign named {campaign.name!r} exists",
-                          errors=[{"loc": ["body", "name"], "msg": "name taken"}]) from None
-        accounts.audit(conn, who, "campaign.create", campaign.name)
+        insert_campaign(conn, campaign, who)
         out = CampaignOut(name=campaign.name, state=CampaignState.DRAFT, state_reason=None,
                           definition=_shown(campaign))
         return 201, out.model_dump(mode="json")

@@ -10,28 +10,20 @@ Starlette's ``FileResponse``.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
-from sqlalchemy import select
 
-from autocall.campaign.db import reading
-from autocall.campaign.store import attempts, calls
-from autocall.config import Settings
+from autocall.web import recordings as recs
 from autocall.web.accounts import Principal
-from autocall.web.api.common import CAMPAIGN_NAME, PERSONAL, page_limit
+from autocall.web.api.common import CAMPAIGN_NAME, PERSONAL, WRITE, page_limit
 from autocall.web.auth import settings_of, store_of
 from autocall.web.problems import Problem
 
 router = APIRouter(prefix="/v1/recordings", tags=["recordings"])
-
-_ID = re.compile(r"^(attempt|call)-([0-9]{1,18})$")
-
 
 class RecordingOut(BaseModel):
     id: str
@@ -53,55 +45,22 @@ class RecordingPage(BaseModel):
     next: int | None
 
 
-def _file(settings: Settings, stored: str | None) -> Path | None:
-    """The stored path if it is a file inside the recordings folder, else None."""
-    if not stored:
-        return None
-    root = settings.recordings_dir.resolve()
-    try:
-        path = Path(stored).resolve()
-    except (OSError, RuntimeError, ValueError):
-        return None
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
-
-
-def _out(settings: Settings, kind: Literal["attempt", "call"], row_id: int,
-         campaign: str | None, number: str | None, started_at: datetime | None,
-         duration: float | None, answered_by: str | None, stored: str | None,
-         inbound: bool) -> RecordingOut:
-    path = _file(settings, stored)
-    rid = f"{kind}-{row_id}"
+def _out(found: recs.Recording) -> RecordingOut:
     return RecordingOut(
-        id=rid, kind=kind, voicemail=inbound, campaign=campaign, number=number,
-        started_at=started_at.replace(tzinfo=UTC) if started_at else None,
-        duration=duration, answered_by=answered_by,
-        available=path is not None, size=path.stat().st_size if path else None,
-        content_type="audio/wav", audio=f"/v1/recordings/{rid}/audio")
+        id=found.id, kind=found.kind, voicemail=found.voicemail, campaign=found.campaign,
+        number=found.number, started_at=found.started_at, duration=found.duration,
+        answered_by=found.answered_by, available=found.available, size=found.size,
+        content_type="audio/wav", audio=f"/v1/recordings/{found.id}/audio")
 
 
-def _one(request: Request, rid: str) -> tuple[RecordingOut, Path | None]:
-    match = _ID.match(rid)
-    if match is None:
+def _one(request: Request, rid: str) -> recs.Recording:
+    if recs.ID.match(rid) is None:
         raise Problem(404, "Not Found", "no such recording (ids look like attempt-12 or "
                       "call-3)")
-    kind, row_id = match.group(1), int(match.group(2))
-    settings = settings_of(request)
-    with reading(store_of(request).engine) as conn:
-        if kind == "attempt":
-            a = conn.execute(select(attempts).where(attempts.c.id == row_id)).first()
-            row = None if a is None else (
-                _out(settings, "attempt", a.id, a.campaign, a.number, a.started_at,
-                     a.duration, a.answered_by, a.recording, False), a.recording)
-        else:
-            c = conn.execute(select(calls).where(calls.c.id == row_id)).first()
-            row = None if c is None else (
-                _out(settings, "call", c.id, None, c.number, c.started_at, c.duration,
-                     c.answered_by, c.recording, c.direction == "inbound"), c.recording)
-    if row is None or not row[1]:
+    found = recs.one(store_of(request).engine, settings_of(request), rid)
+    if found is None:
         raise Problem(404, "Not Found", f"no recording {rid}")
-    return row[0], _file(settings, row[1])
+    return found
 
 
 @router.get("", response_model=RecordingPage)
@@ -114,25 +73,9 @@ def list_recordings(request: Request, kind: Literal["attempt", "call"] = "attemp
     optionally one ``campaign``) or informer and inbound calls (``kind=call``;
     inbound ones are voicemail)."""
     limit = page_limit(limit)
-    settings = settings_of(request)
-    items: list[RecordingOut] = []
-    with reading(store_of(request).engine) as conn:
-        if kind == "attempt":
-            q = (select(attempts).where(attempts.c.recording.is_not(None),
-                                        attempts.c.id > after)
-                 .order_by(attempts.c.id).limit(limit))
-            if campaign is not None:
-                q = q.where(attempts.c.campaign == campaign)
-            for a in conn.execute(q):
-                items.append(_out(settings, "attempt", a.id, a.campaign, a.number,
-                                  a.started_at, a.duration, a.answered_by, a.recording, False))
-        else:
-            q = (select(calls).where(calls.c.recording.is_not(None), calls.c.id > after)
-                 .order_by(calls.c.id).limit(limit))
-            for c in conn.execute(q):
-                items.append(_out(settings, "call", c.id, None, c.number, c.started_at,
-                                  c.duration, c.answered_by, c.recording,
-                                  c.direction == "inbound"))
+    items = [_out(r) for r in recs.listing(store_of(request).engine, settings_of(request),
+                                            kind, campaign=campaign, after=after,
+                                            limit=limit)]
     last = int(items[-1].id.split("-")[1]) if len(items) == limit else None
     return RecordingPage(items=items, next=last)
 
@@ -140,7 +83,7 @@ def list_recordings(request: Request, kind: Literal["attempt", "call"] = "attemp
 @router.get("/{rid}", response_model=RecordingOut)
 def recording(rid: str, request: Request, _: Principal = PERSONAL) -> RecordingOut:
     """One recording's metadata (``available`` is false when its file is gone)."""
-    return _one(request, rid)[0]
+    return _out(_one(request, rid))
 
 
 @router.get("/{rid}/audio", response_class=FileResponse,
@@ -148,9 +91,21 @@ def recording(rid: str, request: Request, _: Principal = PERSONAL) -> RecordingO
                        416: {"description": "the range is outside the file"}})
 def audio(rid: str, request: Request, _: Principal = PERSONAL) -> FileResponse:
     """The audio (WAV), with ``Range`` requests for seeking and resuming."""
-    meta, path = _one(request, rid)
-    if path is None:
+    found = _one(request, rid)
+    if found.path is None:
         raise Problem(404, "Not Found", f"the file of recording {rid} is not in the "
                       "recordings folder (deleted by retention, or never written)")
-    return FileResponse(path, media_type=meta.content_type,
+    return FileResponse(found.path, media_type="audio/wav",
                         filename=f"{rid}.wav", content_disposition_type="inline")
+
+
+@router.delete("/{rid}", response_model=RecordingOut,
+               responses={404: {"description": "no such recording, or its file is gone"}})
+def delete_recording(rid: str, request: Request, who: Principal = WRITE) -> RecordingOut:
+    """Delete the recording's audio (the call record stays, ``available`` false);
+    audited as ``recording.delete``."""
+    found = _one(request, rid)
+    if not recs.delete(store_of(request).engine, found, who, "api"):
+        raise Problem(404, "Not Found", f"recording {rid} has no file to delete (deleted "
+                      "already, or never written)")
+    return _out(recs.one(store_of(request).engine, settings_of(request), rid) or found)

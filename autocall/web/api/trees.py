@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import os
 import re
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import soundfile
 from fastapi import APIRouter, Depends, Query, Request, UploadFile
@@ -29,8 +32,8 @@ from autocall.audio.convert import (
     encode,
     prepare,
     to_mono,
-    write_atomic,
 )
+from autocall.audio.upload import check_container, sniff
 from autocall.campaign.trees import (
     TreeFileError,
     TreeLibrary,
@@ -45,6 +48,7 @@ from autocall.dialogue.loader import TreeError
 from autocall.dialogue.schema import Tree, json_schema
 from autocall.dialogue.simulate import SimulationResult, Simulator
 from autocall.dialogue.testing import cases_from, run_case
+from autocall.dialogue.validate import contact_fields_read
 from autocall.speech.tts import PromptText, TtsError, render_prompt
 from autocall.web import idempotency
 from autocall.web.accounts import Principal, Role, audit
@@ -60,6 +64,7 @@ Reader = Annotated[Principal, Depends(require(*READ_ROLES))]
 TreeName = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$",
                                     description="letters, digits, - and _")]
 Designer = Annotated[Principal, Depends(require(Role.DESIGNER))]
+AUDIO_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}\.wav$")
 _HINT = re.compile(r"did you mean '([^']+)'(?: instead of '([^']+)')?")
 _WRONG = re.compile(r"'([^']+)' is not a node")
 
@@ -81,9 +86,14 @@ class FindingOut(BaseModel):
 
 class Validated(BaseModel):
     valid: bool
+    loads: bool = Field(True, description="false: the text is not a tree yet (YAML or "
+                        "shape errors), so there is nothing to draw or simulate")
     errors: int
     warnings: int
     findings: list[FindingOut]
+    contact_fields: list[str] = Field(
+        default_factory=list, description="the contact fields a call reads (declared, or "
+        "used as {name} and not set by the tree): what a sample contact fills")
 
 
 class SaveVersion(BaseModel):
@@ -120,7 +130,8 @@ class Simulate(TreeText):
         default_factory=list, max_length=200,
         description="keys (1, #…), 'say:words', 'wait' or 'hangup', in order")
     variables: dict[str, str] = Field(default_factory=dict)
-    at: dt.datetime | None = Field(None, description="the simulated clock at answer")
+    at: dt.datetime | None = Field(None, description="the simulated clock at answer; "
+                                   "without an offset, the tree's own time (its timezone:)")
     answered_by: Literal["human", "machine"] | None = None
 
 
@@ -152,10 +163,10 @@ def _finding(p: Finding) -> FindingOut:
                       replaces=replaces if hint else None)
 
 
-def _validated(problems: list[Finding]) -> Validated:
+def _validated(problems: list[Finding], *, loads: bool = True) -> Validated:
     errors = sum(p.severity == "error" for p in problems)
-    return Validated(valid=errors == 0, errors=errors, warnings=len(problems) - errors,
-                     findings=[_finding(p) for p in problems])
+    return Validated(valid=errors == 0, loads=loads, errors=errors,
+                     warnings=len(problems) - errors, findings=[_finding(p) for p in problems])
 
 
 def _tree(body: TreeText, request: Request) -> Tree:
@@ -219,7 +230,10 @@ async def validate(body: TreeText, request: Request, _: Reader) -> Validated:
     """What `autocall prompts validate` finds, at line and column (nothing is stored)."""
     found = await asyncio.to_thread(findings, body.yaml, f"{body.name}.yaml",
                                     _audio_root(request))
-    return _validated(found[1])
+    checked = _validated(found[1], loads=found[0] is not None)
+    if found[0] is not None:
+        checked.contact_fields = contact_fields_read(found[0])
+    return checked
 
 
 @router.post("/graph", response_class=Response,
@@ -241,7 +255,14 @@ async def simulate(body: Simulate, request: Request, _: Reader
     with the reason for every branch), the path, the variables and the outcome. The
     page replays the whole list after each key, so this stays stateless."""
     tree = _tree(body, request)
-    start = (body.at or dt.datetime.now(dt.UTC)).timestamp()
+    at = body.at or dt.datetime.now(dt.UTC)
+    if at.tzinfo is None:  # a wall-clock time, as the hours nodes read one: the tree's
+        try:
+            at = at.replace(tzinfo=ZoneInfo(tree.timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise Problem(422, "Invalid request", f"the tree's timezone {tree.timezone!r} "
+                          "is not an IANA zone; give the clock with an offset") from None
+    start = at.timestamp()
     sim = Simulator(tree, body.variables, start_time=start, answered_by=body.answered_by)
     result = await asyncio.to_thread(sim.run, body.inputs)
     return _simulated(result, request)
@@ -293,6 +314,11 @@ class AudioFile(BaseModel):
     size_bytes: int
 
 
+class StoredAudio(AudioFile):
+    kept: str | None = Field(None, description="a different recording already had this "
+                             "name: it is kept (versions may play it) and this one got path")
+
+
 def _audio_dir(request: Request) -> Path:
     return _audio_root(request) / "audio"
 
@@ -303,38 +329,96 @@ def _described(path: Path) -> AudioFile:
                      size_bytes=path.stat().st_size)
 
 
-@router.post("/audio", response_model=AudioFile, status_code=201)
-async def upload_audio(file: UploadFile, request: Request, _: Designer) -> AudioFile:
+def store_audio(data: bytes, filename: str, folder: Path) -> StoredAudio:
+    """One uploaded recording, converted to the network's 8 kHz mono 16-bit WAV in
+    *folder* under a name made from *filename* (letters, digits, - and _; never a path).
+
+    Anything that decodes as audio is taken (a 5.5 MB stereo 44.1 kHz WAV included);
+    what is not audio, is cut short (the WAV or MP3 says more than is there) or is
+    silent raises :class:`AudioFileError` with the reason. A recording never replaces a
+    different one of the same name: published versions may play that one, and a
+    running campaign must not change under its pin; it gets the next free name."""
+    shown = Path(filename or "upload").name[:200] or "upload"
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(shown).stem).strip("-")[:70] or "prompt"
+    check_container(data, shown)
+    try:
+        frames, rate = decode(data, name=shown)
+    except AudioFileError as exc:
+        if exc.reason != "corrupt" or sniff(data[:16]) is not None:
+            raise
+        raise AudioFileError(shown, "not-audio", "the file is not audio (no WAV, MP3, FLAC, "
+                             "Ogg or other sound format the decoder knows)",
+                             "Upload a recording of the prompt.") from None
+    wav = encode(prepare(to_mono(frames), rate, 8000, name=shown), NetworkFormat(8000, "pcm16"))
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = folder / f"{stem}.wav"
+    for n in range(1, 1000):
+        dest = wanted if n == 1 else folder / f"{stem}-{n}.wav"
+        if dest.is_file() and dest.read_bytes() == wav:
+            break  # the same recording again
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(wav)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, dest)  # never over another file, even in a race
+        except FileExistsError:
+            continue
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        break
+    else:
+        raise FileExistsError(f"999 recordings are already named {stem}-N.wav; "
+                              "give the file another name")
+    described = _described(dest)
+    return StoredAudio(**described.model_dump(),
+                       kept=f"audio/{wanted.name}" if dest != wanted else None)
+
+
+def audio_audited(request: Request, who: Principal, data: bytes,
+                  filename: str) -> StoredAudio:
+    """:func:`store_audio` into the prompts folder, with its audit line
+    (``tree.audio``: the name stored, the file given, its length), for the API and the
+    designer's page alike."""
+    stored = store_audio(data, filename, _audio_dir(request))
+    with store_of(request).engine.begin() as conn:
+        audit(conn, who, "tree.audio", stored.path, file=Path(filename).name[:200],
+              duration_s=stored.duration_s, kept=stored.kept)
+    return stored
+
+
+@router.post("/audio", response_model=StoredAudio, status_code=201)
+async def upload_audio(file: UploadFile, request: Request, who: Designer) -> StoredAudio:
     """Upload a prompt recording: anything that decodes as audio is converted to the
     network's 8 kHz mono (a 5.5 MB stereo WAV is taken, not refused); only what cannot
-    be audio, or is silent, is refused with the reason."""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(file.filename or "prompt").stem).strip("-")
-    stem = stem[:80] or "prompt"
+    be audio, is truncated, or is silent is refused with the reason. A different
+    recording of the same name is kept and this one gets the next free name (``kept``
+    says so): published versions may play the old one."""
     data = await file.read(MAX_AUDIO_BYTES + 1)
     if len(data) > MAX_AUDIO_BYTES:
         raise Problem(413, "Too large", f"at most {MAX_AUDIO_BYTES // 1_000_000} MB of audio")
-
-    def convert() -> Path:
-        frames, rate = decode(data, name=file.filename or "upload")
-        wav = encode(prepare(to_mono(frames), rate, 8000, name=file.filename or "upload"),
-                     NetworkFormat(8000, "pcm16"))
-        dest = _audio_dir(request) / f"{stem}.wav"
-        write_atomic(dest, wav)
-        return dest
-
     try:
-        dest = await asyncio.to_thread(convert)
+        return await asyncio.to_thread(audio_audited, request, who, data,
+                                       file.filename or "upload")
     except AudioFileError as exc:
         raise Problem(422, "Not usable audio", str(exc),
                       errors=[{"loc": ["file"], "msg": str(exc), "type": exc.reason}]) from None
-    return _described(dest)
+    except FileExistsError as exc:
+        raise Problem(409, "Conflict", str(exc)) from None
 
 
 @router.get("/audio", response_model=list[AudioFile])
 def list_audio(request: Request, _: Reader) -> list[AudioFile]:
     """The recordings stored trees may play, with their lengths."""
-    folder = _audio_dir(request)
-    files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    return recordings(_audio_dir(request))
+
+
+def recordings(folder: Path) -> list[AudioFile]:
+    """The recordings in *folder* (the prompts folder's audio/), with their lengths."""
+    files = sorted(p for p in folder.glob("*.wav") if AUDIO_NAME.match(p.name)
+                   ) if folder.is_dir() else []  # only what GET /audio/{name} serves
     out = []
     for path in files:
         with contextlib.suppress(RuntimeError, OSError):  # a file being replaced
@@ -344,7 +428,7 @@ def list_audio(request: Request, _: Reader) -> list[AudioFile]:
 
 @router.get("/audio/{name}", response_class=FileResponse,
             responses={200: {"content": {"audio/wav": {}}}})
-def get_audio(name: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_-]{1,80}\.wav$")],
+def get_audio(name: Annotated[str, PathParam(pattern=AUDIO_NAME.pattern)],
               request: Request, _: Reader) -> FileResponse:
     """One recording, to listen to in the page (by name only: never a path)."""
     path = _audio_dir(request) / name

@@ -1,7 +1,9 @@
 """The dialogue designer's pages (issue 17): the trees in the store, and the page for
-one tree (editor, graph, simulator, cases, versions). The editor, graph, simulator
+one tree (editor, graph, simulator, cases, versions, audio). The editor, graph, simulator
 and cases come from ``/v1/trees`` through the bundled ``designer.js``; the versions panel
-(list, diff of two, restore) is drawn here, with plain forms."""
+(list, diff of two, restore) and the audio panel (upload, listen, length) are drawn
+here, with plain forms (the upload swaps only its panel by htmx, so the editor keeps
+what is typed in it)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from autocall.audio.upload import AudioFileError
 from autocall.campaign.trees import (
     NAME,
     TreeFileError,
@@ -26,8 +29,17 @@ from autocall.campaign.trees import (
 )
 from autocall.config import Settings
 from autocall.web.accounts import Principal, Role
-from autocall.web.api.trees import MAX_YAML, change_audited, import_version
-from autocall.web.auth import store_of
+from autocall.web.api.trees import (
+    MAX_AUDIO_BYTES,
+    MAX_YAML,
+    AudioFile,
+    StoredAudio,
+    audio_audited,
+    change_audited,
+    import_version,
+    recordings,
+)
+from autocall.web.auth import settings_of, store_of
 from autocall.web.pages.render import render
 from autocall.web.pages.routes import Forbidden, Who
 from autocall.web.security import CSP
@@ -38,6 +50,19 @@ EDIT_ROLES = frozenset({Role.ADMIN, Role.DESIGNER})
 
 def _library(request: Request) -> TreeLibrary:
     return TreeLibrary(store_of(request).engine, Settings.from_env().prompts_dir)
+
+
+def _audio_folder(request: Request) -> Path:
+    return settings_of(request).prompts_dir / "audio"
+
+
+@dataclass(frozen=True)
+class AudioPanel:
+    """The recordings play: nodes may name, and what the last upload did."""
+
+    files: list[AudioFile] = field(default_factory=list)
+    stored: StoredAudio | None = None
+    refused: str | None = None
 
 
 @router.get("/trees", response_class=HTMLResponse)
@@ -51,7 +76,8 @@ async def trees_page(request: Request, who: Who) -> Response:
 async def new_tree(request: Request, who: Who) -> Response:
     if who.role not in EDIT_ROLES:
         raise Forbidden(who, "start a tree (designers and admins do)")
-    return _with_style_nonce(request, who, "", "")
+    audio = await asyncio.to_thread(recordings, _audio_folder(request))
+    return _with_style_nonce(request, who, "", "", audio=audio)
 
 
 @dataclass(frozen=True)
@@ -101,7 +127,43 @@ async def tree_page(request: Request, name: str, who: Who,
         return sample, panel
 
     sample, panel = await asyncio.to_thread(load)
-    return _with_style_nonce(request, who, name, sample, panel)
+    audio = await asyncio.to_thread(recordings, _audio_folder(request))
+    return _with_style_nonce(request, who, name, sample, panel, audio=audio)
+
+
+@router.post("/trees/audio")
+async def upload_audio(request: Request, who: Who, file: UploadFile,
+                       tree: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """A recording for play: nodes, by the API's rules (converted to 8 kHz mono if it
+    decodes at all; refused with the reason if not audio, cut short or silent; never over
+    a different recording of the same name). From htmx: the audio panel alone, with
+    what was stored or why not; from a plain form: back to the tree's page."""
+    if who.role not in EDIT_ROLES:
+        raise Forbidden(who, "upload audio (designers and admins do)")
+    back = f"/trees/{quote(tree)}#audio" if NAME.match(tree) else "/trees/new"
+    partial = request.headers.get("hx-request") == "true"
+    stored: StoredAudio | None = None
+    refused: str | None = None
+    data = await file.read(MAX_AUDIO_BYTES + 1)
+    if len(data) > MAX_AUDIO_BYTES:
+        refused = (f"{Path(file.filename or 'upload').name}: over "
+                   f"{MAX_AUDIO_BYTES // 1_000_000} MB; a prompt is a few seconds of audio")
+    else:
+        try:
+            stored = await asyncio.to_thread(audio_audited, request, who, data,
+                                             file.filename or "upload")
+        except (AudioFileError, FileExistsError) as exc:
+            refused = str(exc)
+    if not partial:
+        if refused is not None:
+            return render(request, "error.html", {"title": "Not usable audio",
+                                                  "detail": refused, "back": back},
+                          status=422, who=who)
+        return RedirectResponse(back, status_code=303)
+    files = await asyncio.to_thread(recordings, _audio_folder(request))
+    return render(request, "audio_panel.html", {
+        "audio": AudioPanel(files, stored, refused), "may_edit": True, "name": tree
+        if NAME.match(tree) else ""}, who=who)
 
 
 @router.post("/trees/{name}/versions/{number}/restore")
@@ -158,13 +220,15 @@ async def import_tree(request: Request, who: Who, file: UploadFile,
 
 
 def _with_style_nonce(request: Request, who: Principal, name: str, sample: str,
-                      panel: VersionsPanel | None = None) -> Response:
+                      panel: VersionsPanel | None = None, *,
+                      audio: list[AudioFile] | None = None) -> Response:
     """The designer page with a CSP that lets the editor's own <style> elements in by a
     per-response nonce (CodeMirror injects its theme; no other inline style passes)."""
     nonce = secrets.token_urlsafe(16)
     page = render(request, "designer.html",
                   {"name": name, "sample_vars": sample, "style_nonce": nonce,
-                   "panel": panel or VersionsPanel(), "may_edit": who.role in EDIT_ROLES},
+                   "panel": panel or VersionsPanel(), "may_edit": who.role in EDIT_ROLES,
+                   "audio": AudioPanel(audio or [])},
                   who=who)
     page.headers["Content-Security-Policy"] = CSP.replace(
         "style-src 'self'", f"style-src 'self' 'nonce-{nonce}'")

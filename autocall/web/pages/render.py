@@ -22,6 +22,8 @@ templates = Jinja2Templates(directory=HERE / "templates")
 NAV: tuple[tuple[str, str, frozenset[Role]], ...] = (
     ("/campaigns", "Campaigns", frozenset(Role)),
     ("/trees", "Prompt trees", frozenset(Role)),
+    ("/recordings", "Recordings", frozenset({Role.ADMIN, Role.MARKETER, Role.VIEWER})),
+    ("/dnc", "Do not call", frozenset({Role.ADMIN, Role.MARKETER, Role.VIEWER})),
     ("/admin/accounts", "Users & tokens", frozenset({Role.ADMIN})),
     ("/admin/audit", "Audit log", frozenset({Role.ADMIN})),
 )

@@ -168,7 +168,8 @@ def _campaign_rows(store: Store) -> list[dict[str, Any]]:
 @router.get("/campaigns", response_class=HTMLResponse)
 async def campaigns_page(request: Request, who: Who) -> Response:
     rows = await asyncio.to_thread(_campaign_rows, store_of(request))
-    return render(request, "campaigns.html", {"rows": rows}, who=who)
+    return render(request, "campaigns.html", {"rows": rows,
+                                              "may_create": who.role in STEER_ROLES}, who=who)
 
 
 def _attempt_page(store: Store, name: str, page: int) -> tuple[list[dict[str, Any]], int]:

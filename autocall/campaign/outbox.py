@@ -54,6 +54,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from standardwebhooks import Webhook
 
+from autocall.campaign.db import reading
+
 __all__ = ["EVENT_TYPES", "STATUS_SECRET_ENV", "Delivered", "EventType", "GiveUp",
            "Policy", "Retry", "Sink", "WebhookTarget", "after_try", "backlog", "backoff",
            "callback_target", "deliver", "enqueue", "new_event_id", "secret_problem"]
@@ -338,7 +340,7 @@ def free_dead_leases(engine: Engine, now: datetime, gone: Callable[[str], bool])
     nnow = _naive(now)
     open_ = and_(outbox.c.delivered_at.is_(None), outbox.c.given_up_at.is_(None),
                  outbox.c.locked_until > nnow)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         holders = conn.execute(select(outbox.c.locked_by).where(
             open_, outbox.c.locked_by.is_not(None)).distinct()).scalars().all()
     dead = [h for h in holders if gone(h)]
@@ -360,13 +362,13 @@ def backlog(engine: Engine, *, pending: bool = False, limit: int = 1000
     stmt = select(*cols).order_by(outbox.c.id).limit(limit)
     if pending:
         stmt = stmt.where(outbox.c.delivered_at.is_(None), outbox.c.given_up_at.is_(None))
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
 def pending_count(engine: Engine) -> int:
     """Events not yet delivered nor given up (the /metrics webhook backlog)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return int(conn.execute(select(func.count()).where(
             outbox.c.delivered_at.is_(None), outbox.c.given_up_at.is_(None))).scalar_one())
 
@@ -429,10 +431,9 @@ async def deliver(engine: Engine, *, stop: asyncio.Event, node: str,
     dialer judges nodes) are released every :data:`DEAD_LEASE_CHECK` seconds, so a
     restart after a kill -9 resends them at once.
     """
-    inline = engine.dialect.name == "sqlite"
-
     async def db(fn: Callable[..., object], *args: object) -> object:
-        return fn(*args) if inline else await asyncio.to_thread(fn, *args)
+        # a thread, SQLite too: this loop may be a dialer's, pacing RTP (issue 15)
+        return await asyncio.to_thread(fn, *args)
 
     if gone is None:  # here, not at the top: the dialer imports the store, which imports us
         from autocall.campaign.dialer import node_process_gone as gone
@@ -534,7 +535,7 @@ async def alongside(engine: Engine, node: str, work: Awaitable[T], *,
 def _due_now(engine: Engine) -> bool:
     """Any event that could be sent right now (not waiting for a backoff)?"""
     nnow = _naive(datetime.now(UTC))
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return conn.execute(select(outbox.c.id).where(
             outbox.c.delivered_at.is_(None), outbox.c.given_up_at.is_(None),
             outbox.c.next_at <= nnow).limit(1)).first() is not None

@@ -44,6 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from autocall.campaign import migrations, outbox
+from autocall.campaign.db import guard_reads, is_reading, reading
 from autocall.campaign.model import (
     Attempt,
     CallStatus,
@@ -372,6 +373,7 @@ class Store:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self.last_scanned = 0  # rows the last claim() looked at (dialed, deferred or closed)
         self._targets: dict[str, tuple[datetime, tuple[outbox.WebhookTarget, ...]]] = {}
+        guard_reads(self.engine)
         if self.is_sqlite:
             _private_sqlite_file(self.engine.url.database)
             _sqlite_setup(self.engine)
@@ -425,7 +427,7 @@ class Store:
         query = select(calls).order_by(calls.c.id)
         if direction is not None:
             query = query.where(calls.c.direction == direction)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
             row["unfinished"] = row["ended_at"] is None
@@ -470,7 +472,7 @@ class Store:
             return CampaignState(row.state)
 
     def campaign(self, name: str) -> tuple[Campaign, CampaignState, str | None]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(campaigns).where(campaigns.c.name == name)).first()
         if row is None:
             raise StoreError(f"no campaign {name!r} in {self.url_safe}; import it first")
@@ -501,7 +503,7 @@ class Store:
 
     def tree_of(self, name: str) -> str:
         """The tree campaign ``name`` runs now (what a running dialer re-reads)."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             definition = conn.execute(select(campaigns.c.definition)
                                       .where(campaigns.c.name == name)).scalar()
         if definition is None:
@@ -509,12 +511,12 @@ class Store:
         return Campaign.model_validate_json(definition).tree
 
     def campaign_names(self) -> list[str]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return list(conn.execute(select(campaigns.c.name).order_by(campaigns.c.name))
                         .scalars())
 
     def state(self, name: str) -> tuple[CampaignState, str | None]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(campaigns.c.state, campaigns.c.state_reason)
                                .where(campaigns.c.name == name)).first()
         if row is None:
@@ -603,7 +605,7 @@ class Store:
         return added, total - added
 
     def contact_by_number(self, name: str, number: str) -> Contact | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(contacts).where(
                 contacts.c.campaign == name, contacts.c.number == number)).first()
         return None if row is None else _contact(row)
@@ -617,7 +619,7 @@ class Store:
 
     def on_dnc(self, number: str) -> bool:
         """True if ``number`` (E.164) is on the store's do-not-call list."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return conn.execute(select(dnc.c.number).where(dnc.c.number == number)
                                 ).first() is not None
 
@@ -625,14 +627,14 @@ class Store:
         """Which of ``numbers`` (E.164) are on the store's do-not-call list (a preview)."""
         wanted = list(numbers)
         found: set[str] = set()
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             for i in range(0, len(wanted), 500):
                 found.update(conn.execute(select(dnc.c.number).where(
                     dnc.c.number.in_(wanted[i:i + 500]))).scalars())
         return found
 
     def contacts(self, name: str) -> list[Contact]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(select(contacts).where(contacts.c.campaign == name)
                                 .order_by(contacts.c.id)).all()
         return [_contact(r) for r in rows]
@@ -845,7 +847,7 @@ class Store:
 
     def summary(self, name: str, now: datetime) -> Summary:
         nnow = _naive(now)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             crow = conn.execute(select(campaigns.c.state, campaigns.c.state_reason)
                                 .where(campaigns.c.name == name)).first()
             if crow is None:
@@ -889,21 +891,21 @@ class Store:
         """Attempts with id > ``after``, by id (keyset paging for the API and console)."""
         stmt = (select(attempts).where(attempts.c.campaign == name, attempts.c.id > after)
                 .order_by(attempts.c.id).limit(limit))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [_attempt(r) for r in conn.execute(stmt).all()]
 
     def contacts_page(self, name: str, after: int, limit: int) -> list[Contact]:
         """Contacts with id > ``after``, by id."""
         stmt = (select(contacts).where(contacts.c.campaign == name, contacts.c.id > after)
                 .order_by(contacts.c.id).limit(limit))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [_contact(r) for r in conn.execute(stmt).all()]
 
     def stored_numbers(self, name: str, numbers: Iterable[str]) -> set[str]:
         """Which of ``numbers`` are contacts of ``name`` already (an import's preview)."""
         wanted = list(numbers)
         found: set[str] = set()
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             for i in range(0, len(wanted), 500):
                 found.update(conn.execute(select(contacts.c.number).where(
                     contacts.c.campaign == name,
@@ -914,7 +916,7 @@ class Store:
         stmt = select(attempts).where(attempts.c.campaign == name)
         if contact_id is not None:
             stmt = stmt.where(attempts.c.contact_id == contact_id)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(stmt.order_by(attempts.c.id)).all()
         return [_attempt(r) for r in rows]
 
@@ -967,7 +969,10 @@ def _private_sqlite_file(database: str | None) -> None:
 
 
 def _sqlite_setup(engine: Engine) -> None:
-    """WAL (a SIGKILL loses nothing committed), a long busy wait, and BEGIN IMMEDIATE."""
+    """WAL (a SIGKILL loses nothing committed), a long busy wait, BEGIN IMMEDIATE for
+    writes and a deferred BEGIN for reads (:func:`~autocall.campaign.db.reading`): a read
+    is a WAL snapshot, so the console's pages and counters never queue behind, or hold up,
+    the dialer's writes."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -984,4 +989,4 @@ def _sqlite_setup(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if is_reading(conn) else "BEGIN IMMEDIATE")

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
+from autocall.campaign.db import reading
 from autocall.dialogue import loader
 from autocall.dialogue.loader import Problem
 from autocall.dialogue.schema import PlayNode, PlayPrompt, Tree, prompt_fields
@@ -204,11 +205,11 @@ class TreeLibrary:
         query = (select(versions.c.tree, func.max(versions.c.version).label("latest"),
                         published.label("published"))
                  .group_by(versions.c.tree).order_by(versions.c.tree))
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def versions(self, name: str) -> list[TreeVersion]:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(select(versions).where(versions.c.tree == name)
                                 .order_by(versions.c.version)).all()
         if not rows:
@@ -218,13 +219,13 @@ class TreeLibrary:
     def published(self) -> list[TreeVersion]:
         """Every published version of every tree (what a campaign may be pointed at),
         by tree, the newest version first."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(select(versions).where(versions.c.published_at.is_not(None))
                                 .order_by(versions.c.tree, versions.c.version.desc())).all()
         return [_version(r) for r in rows]
 
     def version(self, name: str, number: int) -> TreeVersion:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(versions).where(
                 versions.c.tree == name, versions.c.version == number)).first()
         if row is None:
@@ -260,7 +261,7 @@ class TreeLibrary:
     def newest_published(self, name: str) -> Tree | None:
         """The newest published version of ``name`` (what ``POST /v1/calls`` runs for a
         tree name), or None when the store has none."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             number = conn.execute(select(func.max(versions.c.version)).where(
                 versions.c.tree == name, versions.c.published_at.is_not(None))).scalar()
         return None if number is None else self.load(pin(name, number))

@@ -8,6 +8,7 @@ every route.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -38,7 +39,8 @@ async def principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token:
-        found = accounts.token_principal(engine, token.strip())
+        # off the loop (as every store call of a request): the loop serves the SSE streams
+        found = await asyncio.to_thread(accounts.token_principal, engine, token.strip())
         if found is None:
             raise Problem(401, "Unauthorized", "the token is unknown or revoked",
                           headers={"WWW-Authenticate": "Bearer"})
@@ -46,7 +48,7 @@ async def principal(request: Request) -> Principal:
     session = request.scope.get("session") or {}
     name = session.get("user") if isinstance(session, dict) else None
     if isinstance(name, str):
-        user = accounts.user_principal(engine, name)
+        user = await asyncio.to_thread(accounts.user_principal, engine, name)
         if user is not None:
             return user
     raise Problem(401, "Unauthorized", "log in, or send Authorization: Bearer <token>",

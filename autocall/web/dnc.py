@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
+from autocall.campaign.db import reading
 from autocall.campaign.store import dnc
 
 
@@ -63,7 +64,7 @@ def remove(conn: Connection, number: str) -> bool:
 
 
 def entry(engine: Engine, number: str) -> Entry | None:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(dnc).where(dnc.c.number == number)).first()
     return None if row is None else Entry(row.number, row.added_at.replace(tzinfo=UTC),
                                           row.added_by, row.source)
@@ -74,7 +75,7 @@ def page(engine: Engine, after: str | None, limit: int) -> tuple[list[Entry], in
     query = select(dnc).order_by(dnc.c.number).limit(limit)
     if after is not None:
         query = query.where(dnc.c.number > after)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(query).all()
         total = conn.execute(select(func.count()).select_from(dnc)).scalar_one()
     return ([Entry(r.number, r.added_at.replace(tzinfo=UTC), r.added_by, r.source)

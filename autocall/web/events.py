@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from autocall.campaign.control import allowed_verbs
+from autocall.campaign.db import reading
 from autocall.campaign.store import Store, StoreError, attempts
 from autocall.web.accounts import Principal
 from autocall.web.auth import principal, store_of
@@ -63,7 +64,7 @@ def counters(store: Store, name: str, now: datetime) -> Counters:
     summary = store.summary(name, now)
     campaign, _, _ = store.campaign(name)
     naive = now.astimezone(UTC).replace(tzinfo=None)
-    with store.engine.connect() as conn:
+    with reading(store.engine) as conn:
         ringing, talking = conn.execute(
             select(func.count() - func.count(attempts.c.answered_at),
                    func.count(attempts.c.answered_at))

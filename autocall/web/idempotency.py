@@ -43,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from autocall.campaign.db import reading
 from autocall.web.accounts import Principal
 from autocall.web.problems import Problem
 
@@ -113,7 +114,7 @@ def _where(key: Key) -> Any:
 def _answer_stored(engine: Engine, key: Key) -> JSONResponse:
     """What a repeat of ``key`` gets: the first answer, 409 while it is being made, 422
     for another request under the same key."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(idempotency).where(_where(key))).first()
     if row is None:  # the first request failed and let the key go: the client may retry
         raise Problem(409, "Conflict", "a request with this Idempotency-Key just failed; "

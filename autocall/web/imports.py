@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 from autocall.campaign.contacts import ImportPreview, Rejected, preview_import, read_upload
+from autocall.campaign.db import reading
 from autocall.campaign.model import Campaign, ContactColumns, NewContact
 from autocall.campaign.store import Store
 from autocall.web import accounts
@@ -111,7 +112,7 @@ def stage(engine: Engine, campaign: str, who: Principal, filename: str, data: by
 
 def load(engine: Engine, campaign: str, upload_id: str) -> Upload | None:
     """The staged upload ``upload_id`` of ``campaign`` (None: unknown or purged)."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(imports).where(imports.c.id == upload_id,
                                                  imports.c.campaign == campaign)).first()
     return None if row is None else _upload(row)

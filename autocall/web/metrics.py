@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import column, func, select, table
 
+from autocall.campaign.db import reading
 from autocall.campaign.store import Store, attempts, calls, campaigns
 from autocall.web.accounts import Principal
 from autocall.web.auth import principal
@@ -40,7 +41,7 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = datetime.now(UTC).replace(tzinfo=None)
         open_attempt = attempts.c.ended_at.is_(None)
-        with self.store.engine.connect() as conn:
+        with reading(self.store.engine) as conn:
             states = conn.execute(select(campaigns.c.name, campaigns.c.state)).all()
             active = conn.execute(select(attempts.c.campaign, func.count())
                                   .where(open_attempt).group_by(attempts.c.campaign)).all()

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.engine import Engine, Row
 
+from autocall.campaign.db import reading
 from autocall.campaign.store import attempts, calls
 from autocall.config import Settings
 from autocall.web import accounts
@@ -95,7 +96,7 @@ def listing(engine: Engine, settings: Settings, kind: Kind, *, campaign: str | N
         query = query.where(table.c.id > after).order_by(table.c.id)
     if kind == "attempt" and campaign is not None:
         query = query.where(attempts.c.campaign == campaign)
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         rows = conn.execute(query).all()
     return [_of(settings, kind, r) for r in rows]
 
@@ -117,7 +118,7 @@ def one(engine: Engine, settings: Settings, rid: str) -> Recording | None:
         return None
     kind: Kind = "attempt" if match.group(1) == "attempt" else "call"
     table = attempts if kind == "attempt" else calls
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(select(table).where(table.c.id == int(match.group(2)))).first()
     if row is None or not row.recording:
         return None

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection
 
 from autocall import lifeline
 from autocall.campaign import outbox
+from autocall.campaign.db import reading
 from autocall.campaign.dialer import default_node, node_process_gone, run_campaign
 from autocall.campaign.model import CampaignState
 from autocall.campaign.placer import SipPlacer, from_settings, load_tree
@@ -105,7 +106,7 @@ class Worker:
 
     def claim_calls(self) -> list[tuple[str, str]]:
         """Queued requests this worker won (a conditional update: one winner per row)."""
-        with self.store.engine.connect() as conn:
+        with reading(self.store.engine) as conn:
             rows = conn.execute(select(call_requests.c.id, call_requests.c.definition)
                                 .where(call_requests.c.state == "queued")
                                 .order_by(call_requests.c.created_at).limit(50)).all()

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
+from autocall.campaign.db import reading
 from autocall.campaign.schedule import normalize_dnc
 from autocall.campaign.store import call_requests
 from autocall.campaign.trees import TreeLibrary
@@ -163,7 +164,7 @@ def get_call(call_id: str, request: Request, _: Principal = PERSONAL) -> CallOut
     """A call's state and, once done, its record (the CDR's fields)."""
     if not _ID.match(call_id):
         raise Problem(404, "Not Found", "no such call (ids look like CA + 32 hex digits)")
-    with store_of(request).engine.connect() as conn:
+    with reading(store_of(request).engine) as conn:
         row = conn.execute(select(call_requests).where(call_requests.c.id == call_id)).first()
     if row is None:
         raise Problem(404, "Not Found", f"no call {call_id}")
@@ -196,7 +197,7 @@ def list_calls(request: Request,
         naive = since.astimezone(UTC).replace(tzinfo=None) if since.tzinfo else since
         query = query.where(c.created_at >= naive)
     items: list[CallOut] = []
-    with store_of(request).engine.connect() as conn:
+    with reading(store_of(request).engine) as conn:
         mark: tuple[datetime, str] | None = None
         if after is not None:
             at = conn.execute(select(c.created_at).where(c.id == after)).scalar()

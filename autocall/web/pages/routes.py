@@ -32,6 +32,7 @@ from autocall.campaign.control import (
     start_problems,
     steer,
 )
+from autocall.campaign.db import reading
 from autocall.campaign.model import Campaign
 from autocall.campaign.store import Store, StoreError, attempts
 from autocall.campaign.trees import TreeLibrary, TreesError, parse_pin, pin
@@ -172,7 +173,7 @@ async def campaigns_page(request: Request, who: Who) -> Response:
 
 
 def _attempt_page(store: Store, name: str, page: int) -> tuple[list[dict[str, Any]], int]:
-    with store.engine.connect() as conn:
+    with reading(store.engine) as conn:
         total = conn.execute(select(func.count()).where(attempts.c.campaign == name)
                              ).scalar_one()
         rows = conn.execute(

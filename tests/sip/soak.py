@@ -57,6 +57,10 @@ def _mb(pid: int, name: str) -> float:
     return 0.0
 
 
+READY = b"autocall serve: listening on "
+"""What serve prints once its prompts are rendered (``autocall.cli.call._serve``)."""
+
+
 @contextlib.contextmanager
 def _serve(tmp: Path, port: int, transport: str) -> Iterator[subprocess.Popen[bytes]]:
     tmp.mkdir(parents=True, exist_ok=True)
@@ -85,10 +89,16 @@ def _serve(tmp: Path, port: int, transport: str) -> Iterator[subprocess.Popen[by
             env={**os.environ, "AUTOCALL_TTS_CACHE": str(tmp / "tts"), "PYTHONPATH": str(ROOT)},
         )
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60  # a slow machine's first TTS load
             while not port_bound("127.0.0.1", port, kind):
                 assert proc.poll() is None, (tmp / "serve.log").read_text()
                 assert time.monotonic() < deadline, "serve did not bind its port"
+                time.sleep(0.05)
+            # serve binds first, then renders the tree's prompts (loading the TTS engine,
+            # well over 100 MB) and only then says it listens: that line is the baseline
+            while READY not in (tmp / "serve.log").read_bytes():
+                assert proc.poll() is None, (tmp / "serve.log").read_text()
+                assert time.monotonic() < deadline, "serve did not say it listens"
                 time.sleep(0.05)
             yield proc
         finally:
@@ -153,7 +163,7 @@ def soak(
         _serve(tmp / "udp", udp_port, "udp") as udp_proc,
         _serve(tmp / "tcp", tcp_port, "tcp") as tcp_proc,
     ):
-        time.sleep(1.0)  # imports done, prompts rendered: the baseline
+        # both serves said they listen: imports done, prompts rendered: the baseline
         result.udp.rss_before = _mb(udp_proc.pid, "VmRSS")
         result.tcp.rss_before = _mb(tcp_proc.pid, "VmRSS")
         slow: list[socket.socket] = []

@@ -198,6 +198,7 @@ def test_webhooks_survive_kill_9_of_the_dialer_and_of_the_web_process(
         wait_until(lambda: "exited" in webs[0].log.read_text(), 10,
                    "web #1 says its worker died")
         at_first_kill = {str(r["event_id"]) for r in outbox_rows(store)}
+        left_open = {a.id for a in store.attempts("kill-hooks") if a.outcome is None}
         kill9(webs[0].proc.pid)
         webs[0].proc.wait(10)
 
@@ -206,6 +207,12 @@ def test_webhooks_survive_kill_9_of_the_dialer_and_of_the_web_process(
         before = len(store.attempts("kill-hooks"))
         wait_until(lambda: len(store.attempts("kill-hooks")) >= before + 2, 60,
                    "the new worker dials the campaign again")
+        # the new worker resolves the killed one's calls as interrupted, but only once its
+        # last heartbeat is LOCAL_DEAD_AFTER (5 s) old: a gone pid may be a live process of
+        # another container with our host name. On a quiet machine web #2 dials sooner than
+        # that, so wait for it: what is in flight at the pause is then web #2's alone
+        wait_until(lambda: all(a.outcome is Outcome.INTERRUPTED for a in store.attempts(
+            "kill-hooks") if a.id in left_open), 30, "the killed worker's calls resolved")
         receiver.fail_first = 10
         receiver.down_until = time.monotonic() + 5.0  # and any for 5 s
 

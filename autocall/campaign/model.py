@@ -90,14 +90,24 @@ _UNIT = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: Any) -> Any:
-    """``"90s"``, ``"10m"``, ``"2h"``, ``"1d"`` or bare seconds as a timedelta; else as is."""
+    """``"90s"``, ``"10m"``, ``"2h"``, ``"1d"`` or bare seconds as a timedelta; else as is.
+
+    A value no timedelta can hold (``1e400`` reads as infinity, ``1e20d``) is a ValueError,
+    so the campaign's validation reports it at its line instead of an OverflowError.
+    """
+    seconds: float | None = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
+        seconds = value
+    elif isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
-    return value
+            seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds is None:
+        return value
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):  # infinity, NaN, or beyond 999,999,999 days
+        raise ValueError(f"{value!r} is not a usable duration") from None
 
 
 # A dead trunk is usually back within minutes; not the callee's doing, so retried soon.

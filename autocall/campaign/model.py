@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autocall.campaign.amd import AmdSettings
 from autocall.campaign.outbox import WebhookTarget
-from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, CallRecord
+from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, StoredRecord
 from autocall.telephony.record import CallStatus as CallStatus  # re-exported
 
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
@@ -320,11 +320,10 @@ class Contact:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Attempt(CallRecord):
+class Attempt(StoredRecord):
     """One try to reach a contact: the call record (DESIGN.md §4) as its attempt row holds
-    it, with the row's id and claim time; who and where are always known for an attempt."""
+    it, with the claim time; who and where are always known for an attempt."""
 
-    id: int
     created_at: datetime
     campaign: str
     contact_id: int
@@ -333,9 +332,6 @@ class Attempt(CallRecord):
     caller_id: str
     node: str
     outcome: Outcome | None = None  # the retry outcome, once finished
-    # the seconds as stored (a row moved from an older store keeps its own)
-    duration: float | None = None
-    billable: float | None = None
 
 
 class CampaignError(ValueError):

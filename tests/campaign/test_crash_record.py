@@ -109,8 +109,8 @@ def test_kill_9_during_autocall_call_leaves_its_record_unfinished_and_the_next_c
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
         (cut,) = store.calls("outbound")
-        assert cut["unfinished"] and cut["answered_at"] is not None
-        assert cut["status"] == CallStatus.IN_PROGRESS.value
+        assert cut.unfinished and cut.answered_at is not None
+        assert cut.status == CallStatus.IN_PROGRESS.value
 
         second = CliProcess(["call", f"sip:sipp@127.0.0.1:{port}", "--play", str(wav),
                              "--db", url, "--json", "--ring-timeout", "5"], cwd=tmp_path,
@@ -122,6 +122,6 @@ def test_kill_9_during_autocall_call_leaves_its_record_unfinished_and_the_next_c
         sipp.stop()
     closed = store.calls("outbound")[0]
     store.close()
-    assert closed["id"] == cut["id"] and not closed["unfinished"]
-    assert closed["status"] == CallStatus.FAILED.value and "stopped" in closed["error"]
-    assert closed["answered_at"] == cut["answered_at"]
+    assert closed.id == cut.id and not closed.unfinished
+    assert closed.status == CallStatus.FAILED.value and "stopped" in closed.error
+    assert closed.answered_at == cut.answered_at

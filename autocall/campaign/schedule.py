@@ -286,25 +286,19 @@ def start_job(store_url: str, name: str) -> None:
     """Scheduler job: a scheduled campaign becomes running at its start date."""
     from autocall.campaign.store import Store
 
-    store = Store(store_url)
-    try:
+    with Store(store_url) as store:
         store.set_state(name, CampaignState.RUNNING, "start_at reached",
                         only_from=(CampaignState.SCHEDULED, CampaignState.DRAFT))
-    finally:
-        store.close()
 
 
 def stop_job(store_url: str, name: str) -> None:
     """Scheduler job: a campaign stops dialing at its end date."""
     from autocall.campaign.store import Store
 
-    store = Store(store_url)
-    try:
+    with Store(store_url) as store:
         store.set_state(name, CampaignState.STOPPED, "end_at reached",
                         only_from=(CampaignState.SCHEDULED, CampaignState.RUNNING,
                                    CampaignState.PAUSED, CampaignState.DRAFT))
-    finally:
-        store.close()
 
 
 def make_scheduler(store_url: str) -> AsyncIOScheduler:

@@ -382,6 +382,12 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- calls outside campaigns --------------------------------------------------
 
     def add_call(self, record: CallRecord) -> bool:

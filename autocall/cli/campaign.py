@@ -15,11 +15,11 @@ import json
 import logging
 import re
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
 
 import typer
 from rich.console import Console
@@ -241,7 +241,15 @@ def _write_rejects(path: Path, rows: list[Rejected]) -> None:
         raise typer.Exit(2) from None
 
 
-PlacerFactory = Callable[[Settings], Any]
+@runtime_checkable
+class _Closes(Protocol):
+    """A placer to close when the run ends."""
+
+    async def aclose(self) -> None: ...
+
+
+Placer = CallPlacer | Awaitable[CallPlacer] | contextlib.AbstractAsyncContextManager[CallPlacer]
+PlacerFactory = Callable[[Settings], Placer]
 
 
 def _placer_factory(spec: str) -> PlacerFactory:
@@ -262,15 +270,12 @@ async def _enter_placer(stack: contextlib.AsyncExitStack, factory: PlacerFactory
                         store_url: str) -> CallPlacer:
     # the placer's store is the one dialed from (it loads the trees kept there)
     made = factory(replace(Settings.from_env(), database_url=store_url))
-    if hasattr(made, "__aenter__"):
-        placer: CallPlacer = await stack.enter_async_context(made)
-        return placer
-    if inspect.isawaitable(made):
-        made = await made
-    close = getattr(made, "aclose", None)
-    if close is not None:
-        stack.push_async_callback(close)
-    return made
+    if isinstance(made, contextlib.AbstractAsyncContextManager):
+        return await stack.enter_async_context(made)
+    placer = await made if inspect.isawaitable(made) else made
+    if isinstance(placer, _Closes):
+        stack.push_async_callback(placer.aclose)
+    return placer
 
 
 @campaign_app.command()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from autocall.sip.auth import Credentials, DigestClient
-from autocall.sip.dialog import ALLOW, Dialog, response_to
+from autocall.sip.dialog import ALLOW, Dialog, InDialogKind, response_to
 from autocall.sip.dns import DnsLookup
 from autocall.sip.invite import (
     RINGING,
@@ -618,7 +618,7 @@ class SipUA:
                 self.respond(tx, response_to(req, refusal[0], refusal[1]))
                 return
             ev = dialog.accept(req)
-            if ev.kind == "refer":
+            if ev.kind == InDialogKind.REFER:
                 session.refer_received(tx, req)
             else:
                 self.execute(session, session.usage.on_request(ev, source, self._now()), tx)

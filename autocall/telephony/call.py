@@ -62,6 +62,7 @@ from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.media.srtp import SrtpKeys
 from autocall.sip.auth import Credentials
+from autocall.sip.dialog import InDialogKind
 from autocall.sip.invite import (
     RINGING,
     Acked,
@@ -726,9 +727,9 @@ class Call:
                                                       by="local"))
         elif isinstance(ev, InDialog):
             de = ev.dialog_event
-            if de.kind == "info_dtmf" and de.digit is not None:
+            if de.kind == InDialogKind.INFO_DTMF and de.digit is not None:
                 self.media.report_digit(de.digit, "info", float(de.duration_ms or 0))
-            elif de.kind == "notify":
+            elif de.kind == InDialogKind.NOTIFY:
                 with contextlib.suppress(UnicodeDecodeError):
                     self._notify.put_nowait(de.request.body.decode())
 

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, Literal, Protocol
+from typing import Literal, Protocol
 
 from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, InDialogKind, response_to
 from autocall.sip.message import Headers, Request, Response, printable, split_list, warning
@@ -76,13 +76,9 @@ class _Reply:
 class Progress(_Reply):
     """A provisional response above 100 to our INVITE: ringing or early media."""
 
-    kind: ClassVar[str] = "progress"
-
 
 class Answered(_Reply):
     """A 2xx to our INVITE (already ACKed)."""
-
-    kind: ClassVar[str] = "answered"
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,6 @@ class Failed:
     connection was refused (503, §8.1.3.1) or Timer B fired (408): a trunk or network
     problem, not a callee who did not pick up."""
 
-    kind: ClassVar[str] = "failed"
     status: int
     reason: str
     message: Response | None = None
@@ -103,7 +98,6 @@ class Failed:
 class Ended:
     """A confirmed call hung up, ``by`` us or by the far end's BYE (``message``)."""
 
-    kind: ClassVar[str] = "ended"
     by: str
     message: Request | None = None
 
@@ -112,7 +106,6 @@ class Ended:
 class Acked:
     """The ACK of our 2xx; with a late offer it carries the answer."""
 
-    kind: ClassVar[str] = "ack"
     message: Request
 
 
@@ -120,12 +113,11 @@ class Acked:
 class InDialog:
     """Another in-dialog request (INFO, NOTIFY) the usage answered with 200."""
 
-    kind: ClassVar[str] = "dialog"
     dialog_event: DialogEvent
 
 
 SessionEvent = Progress | Answered | Failed | Ended | Acked | InDialog
-"""What a usage tells the application (``kind`` names it in logs, never to match on)."""
+"""What a usage tells the application: one class each, matched with ``isinstance``."""
 
 
 class LocalFailure(Response):

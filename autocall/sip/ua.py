@@ -1008,7 +1008,7 @@ class InviteSession:
         try:
             self.listener(event)
         except Exception:
-            log.exception("session listener failed on %s", event.kind)
+            log.exception("session listener failed on %s", type(event).__name__)
 
     # ---- what the application does ---------------------------------------------------------
     def set_offer(self, sdp: bytes | None) -> None:

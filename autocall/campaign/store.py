@@ -253,9 +253,7 @@ _MOVE_CONTACT = (
 _FINISH_ATTEMPT = (
     update(attempts).where(attempts.c.id == bindparam("aid"), attempts.c.ended_at.is_(None))
     .values({c: bindparam(f"b_{c}") for c in (
-        "status", "outcome", "sip_code", "q850", "started_at", "answered_at", "ended_at",
-        "duration", "billable", "digits", "path", "variables", "recording", "error",
-        "dialogue_outcome", "answered_by")})
+        "status", "outcome", "sip_code", "q850", *(col.name for col in _outcome_columns()))})
 )
 
 

@@ -233,12 +233,13 @@ def _trunk(host: str | None, port: int | None, transport: str | None, user: str 
             password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise _usage(f"--password-file {password_file}: {exc.strerror}") from exc
-    trunk = TrunkSettings(
-        host=host or base.host, port=port or base.port,
+    # replace, not a new TrunkSettings: what the flags do not name (caller-ID header,
+    # keep-alive, the trunk file's values) stays as the environment and trunk file say
+    trunk = replace(
+        base, host=host or base.host, port=port or base.port,
         transport=(transport or base.transport).lower(), user=user or base.user,
-        password=password or secret("AUTOCALL_SIP_PASSWORD"),
-        register=base.register if register is None else register, tls=base.tls,
-        srtp=base.srtp)
+        password=password or base.password or secret("AUTOCALL_SIP_PASSWORD"),
+        register=base.register if register is None else register)
     if trunk.transport not in ("udp", "tcp", "tls"):
         raise _usage(f"transport {escape(trunk.transport)!r} (--transport or "
                      "AUTOCALL_SIP_TRANSPORT): use udp, tcp or tls")

@@ -141,7 +141,7 @@ def trunks(
         Console().print(table)
         err = Console(stderr=True)
         for problem in problems:  # each says file:line:col: error: …
-            err.print(f"[red]{escape(problem)}[/red]", highlight=False)
+            err.print(f"[red]{escape(problem)}[/red]", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(1)
 
@@ -188,14 +188,14 @@ def check(
     err = Console(stderr=True)
 
     def usage(message: str) -> typer.Exit:
-        err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
         return typer.Exit(2)
 
     try:
         spec = load_trunk(trunk_name)
     except TrunkError as exc:
         for problem in exc.problems:  # each says file:line:col: error: …
-            err.print(f"[red]{escape(problem)}[/red]", highlight=False)
+            err.print(f"[red]{escape(problem)}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     try:
         settings = Settings.from_env()

@@ -383,7 +383,8 @@ def register(app: typer.Typer) -> None:
             placing = place_informer_call(
                 target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
                 ring_timeout=ring_timeout, status_callback=status_callback,
-                via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST")),
+                via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST"))
+                or trunk.name is not None,  # AUTOCALL_SIP_TRUNK: every call goes through it
                 amd=amd_options, on_progress=records.write, sink=sink)
             record, summary = asyncio.run(placing if store is None or sink is None else
                                           outbox.alongside(store.engine, default_node(),

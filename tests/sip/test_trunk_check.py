@@ -246,3 +246,32 @@ async def test_tls_passes_with_the_right_ca_and_fails_clearly_without_it(
             assert steps["options"]["outcome"] == FAIL
             assert expected in str(steps["options"]["detail"]), steps["options"]
             assert steps["register"]["outcome"] == "skip"
+
+
+@pytest.mark.peers
+@pytest.mark.timeout(60)
+def test_autocall_call_through_a_trunk_file_uses_its_caller_id_header(
+        trunks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AUTOCALL_SIP_TRUNK names the trunk; `autocall call --caller-id` then carries the
+    caller ID in that trunk's header (here Remote-Party-ID), as the trunk receives it."""
+    port = next(_ports)
+    (trunks / "office.yaml").write_text(f"preset: generic-rpid\nhost: 127.0.0.1\n"
+                                        f"port: {port}\nuser: robot\n")
+    monkeypatch.setenv("AUTOCALL_SIP_TRUNK", "office")
+    monkeypatch.setenv("AUTOCALL_TTS_CACHE", str(tmp_path / "tts"))
+    monkeypatch.setenv("AUTOCALL_DATABASE_URL", f"sqlite:///{tmp_path / 'calls.db'}")
+    work = tmp_path / "sipp"
+    work.mkdir()
+    with Sipp(SCENARIOS / "uas_answer.xml", port=port, media_port=port + 2, timeout=20,
+              cwd=work, extra=["-trace_msg"]) as peer:
+        result = CliRunner().invoke(app, [
+            "call", "+15550199", "--say", "Your parcel arrives today.",
+            "--bind", "127.0.0.1:0", "--caller-id", "+12025550100", "--json"])
+        peer.wait(10)
+    assert result.exit_code == 0, result.output
+    invite = _invite_sipp_got(work)
+    assert invite.startswith(f"INVITE sip:+15550199@127.0.0.1:{port} SIP/2.0")
+    assert ('Remote-Party-ID: "+12025550100" <sip:+12025550100@127.0.0.1>;party=calling;'
+            'screen=no;privacy=off') in invite.splitlines(), invite
+    assert "From: <sip:robot@127.0.0.1>;tag=" in invite, invite
+    assert "P-Asserted-Identity" not in invite

@@ -83,8 +83,12 @@ class SipTrace:
                 again.clear()
 
         for e in entries:
-            if (previous is not None and e.direction == "sent" == previous.direction
-                    and e.peer == previous.peer and e.text == previous.text):
+            if (
+                previous is not None
+                and e.direction == "sent" == previous.direction
+                and e.peer == previous.peer
+                and e.text == previous.text
+            ):
                 again.append(e.at)
                 continue
             flush()

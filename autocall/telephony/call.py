@@ -888,8 +888,13 @@ class UserAgent:
         or Remote-Party-ID); one that cannot be a SIP URI user is a ValueError.
         """
         uri = _target_uri(target, self.sip)
+        config = self.sip.config
+        # The identity's domain: the trunk's (configured, registrar or proxy), else the host
+        # the call goes to (a campaign dials sip:NUMBER@trunk with no proxy), never ours.
+        named = config.domain or config.registrar or config.proxy
         plan = caller_id_plan(self.caller_id_header, caller_id, display_name,
-                              account_user=self.sip.config.user, domain=self.sip.domain)
+                              account_user=config.user,
+                              domain=self.sip.domain if named or not uri.host else uri.host)
         await self.sip.prepare(uri)
         media = await MediaSession.open(self.engine, host=self.media_host, port=0)
         extra = list(headers.items()) if isinstance(headers, dict) else list(headers or [])

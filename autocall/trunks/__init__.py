@@ -172,8 +172,10 @@ def read_trunk_file(path: Path) -> TrunkFile:
             dotted = ".".join(str(p) for p in loc) or "(top)"
             msg = str(err["msg"]).removeprefix("Value error, ")
             if extra and loc[-1] == "password":
-                msg = ("a password never goes in a trunk file: name the variable that "
-                       "holds it with password_env: (e.g. password_env: PBX_PASSWORD)")
+                msg = (
+                    "a password never goes in a trunk file: name the variable that "
+                    "holds it with password_env: (e.g. password_env: PBX_PASSWORD)"
+                )
             elif extra:
                 msg = "unknown field" + _did_you_mean(str(loc[-1]))
             problems.append((line, col, f"{path}:{line}:{col}: error: {dotted}: {msg}"))

@@ -275,3 +275,32 @@ def test_autocall_call_through_a_trunk_file_uses_its_caller_id_header(
             'screen=no;privacy=off') in invite.splitlines(), invite
     assert "From: <sip:robot@127.0.0.1>;tag=" in invite, invite
     assert "P-Asserted-Identity" not in invite
+
+
+@pytest.mark.peers
+@pytest.mark.timeout(60)
+async def test_without_a_proxy_the_asserted_identity_names_the_trunk_not_us(
+        tmp_path: Path) -> None:
+    """A campaign dials sip:NUMBER@trunk with no proxy: P-Asserted-Identity must name the
+    trunk's domain, not our own (advertised) address."""
+    from autocall.sip.transaction import Timers
+    from autocall.telephony.call import CallStatus, UserAgent
+
+    port = next(_ports)
+    with Sipp(SCENARIOS / "uas_answer.xml", port=port, media_port=port + 2, cwd=tmp_path,
+              extra=["-trace_msg"]) as peer:
+        ua = await UserAgent.start(advertise_host="203.0.113.7", user="robot",
+                                   caller_id_header=CallerIdStyle.PAI,
+                                   timers=Timers(t1=0.1, t2=0.4, t4=0.5, timer_d=0.5))
+        try:
+            call = await ua.call(f"sip:+15550199@127.0.0.1:{port}", caller_id="+15550100",
+                                 ring_timeout=10)
+            assert await call.wait_answer(10) is CallStatus.IN_PROGRESS
+            await call.hangup()
+            await call.wait_ended(5)
+            assert await asyncio.to_thread(peer.wait, 10) == 0, peer.errors()
+        finally:
+            await ua.close()
+    invite = _invite_sipp_got(tmp_path)
+    assert 'P-Asserted-Identity: "+15550100" <sip:+15550100@127.0.0.1>' in invite.splitlines()
+    assert "From: <sip:robot@203.0.113.7>;tag=" in invite  # From: as before, our domain

@@ -183,7 +183,7 @@ def check(
     from autocall.config import Settings
     from autocall.sip.callerid import check_caller_id
     from autocall.telephony.trunkcheck import FAIL, check_trunk, echo_target
-    from autocall.trunks import TrunkError, load_trunk, user_dir
+    from autocall.trunks import TrunkError, check_echo, load_trunk, user_dir
 
     err = Console(stderr=True)
 
@@ -212,7 +212,7 @@ def check(
             trunk.tls.client_context()  # a bad certificate file is named before anything
         echo = echo or trunk.echo
         if echo is not None:
-            echo_target(trunk, echo)
+            echo_target(trunk, check_echo(echo))
         caller_id = caller_id or trunk.caller_id
         if caller_id is not None:
             check_caller_id(caller_id)

@@ -31,6 +31,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from autocall.sip.callerid import CallerIdStyle, check_caller_id, parse_style
+from autocall.sip.message import URI
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 USER_DIR_ENV = "AUTOCALL_SIP_TRUNKS_DIR"
@@ -38,6 +39,7 @@ DEFAULT_USER_DIR = Path("trunks")
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+_URI_USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/]{1,64}")  # RFC 3261 §25.1, no escapes
 _HOST = re.compile(r"[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
 
 
@@ -105,6 +107,43 @@ class TrunkFile(BaseModel):
     @classmethod
     def _caller_id(cls, value: str | None) -> str | None:
         return check_caller_id(value) if value is not None else None
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and not _URI_USER.fullmatch(value):
+            raise ValueError(
+                f"{value!r} cannot be a SIP URI user (RFC 3261 §25.1): letters, "
+                "digits and - _ . ! ~ * ' ( ) & = + $ , ; ? /"
+            )
+        return value
+
+    @field_validator("echo")
+    @classmethod
+    def _echo(cls, value: str | None) -> str | None:
+        return check_echo(value) if value is not None else None
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, value: str) -> str:
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("control characters are not allowed here")
+        return value
+
+
+def check_echo(value: str) -> str:
+    """An echo number (a SIP URI user: ``600``, ``*43``) or a ``sip:``/``sips:`` URI;
+    ValueError saying why not."""
+    if value.split(":", 1)[0].lower() in ("sip", "sips"):
+        URI.parse(value)  # its ValueError says what is wrong
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+            raise ValueError(f"{value!r}: a SIP URI has no spaces or control characters")
+        return value
+    if not _URI_USER.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is neither a number (a SIP URI user such as 600 or *43) nor a sip: URI"
+        )
+    return value
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,10 @@ def test_a_user_file_starts_from_a_preset_and_wins_over_it(tmp_path: Path) -> No
     ("host: sip:pbx.example.com:5060\n", ":1:7: error: host: 'sip:pbx.example.com:5060' is "
                                           "not a host name"),
     ("caller_id: '+1 555'\n", ":1:12: error: caller_id: caller ID '+1 555' cannot be"),
+    ("user: 'robot 1'\n", ":1:7: error: user: 'robot 1' cannot be a SIP URI user"),
+    ("echo: 'call me'\n", ":1:7: error: echo: 'call me' is neither a number"),
+    ("echo: 'sip:'\n", ":1:7: error: echo:"),
+    ("description: \"bell\\a\"\n", ":1:14: error: description: control characters"),
     ("- a\n- b\n", ":1:1: error: a trunk file is a mapping"),
     ("host: [unclosed\n", ":1:7: error: YAML syntax"),
     ("preset: nothing-like-it\n", ":1:1: error: preset: no preset 'nothing-like-it'"),
@@ -171,3 +175,5 @@ def test_check_refuses_a_bad_caller_id_or_echo(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot be a SIP URI user" in result.output
     result = CliRunner().invoke(app, ["sip", "check", "office", "--echo", "sip:"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["sip", "check", "office", "--echo", "6 0 0"])
+    assert result.exit_code == 2 and "neither a number" in result.output

@@ -32,6 +32,9 @@ class CallerIdStyle(StrEnum):
     RPID = "rpid"
 
 
+IDENTITY_HEADERS = ("P-Asserted-Identity", "Remote-Party-ID")
+"""The headers a caller-ID style may add; a transferred call's new leg carries them on."""
+
 STYLE_HELP = (
     "from (the From user), pai (P-Asserted-Identity, RFC 3325) or rpid "
     "(Remote-Party-ID, draft-ietf-sip-privacy-04)"

@@ -62,7 +62,7 @@ from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.media.srtp import SrtpKeys
 from autocall.sip.auth import Credentials
-from autocall.sip.callerid import CallerIdStyle, caller_id_plan
+from autocall.sip.callerid import IDENTITY_HEADERS, CallerIdStyle, caller_id_plan
 from autocall.sip.invite import (
     RINGING,
     Acked,
@@ -392,6 +392,9 @@ class Call:
         assert old.usage.dialog is not None
         local = old.usage.dialog.local_uri
         headers = [("Referred-By", sub.target.referred_by)] if sub.target.referred_by else []
+        if old.usage.role == "uac":  # our call: the new leg asserts the caller ID we did
+            headers += [(name, value) for name in IDENTITY_HEADERS
+                        for value in old.usage.invite.headers.get_all(name)]
         outcome: asyncio.Future[Answered | Failed | Ended] = self.ua.loop.create_future()
 
         def listen(ev: SessionEvent) -> None:

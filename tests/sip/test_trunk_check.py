@@ -304,3 +304,39 @@ async def test_without_a_proxy_the_asserted_identity_names_the_trunk_not_us(
     invite = _invite_sipp_got(tmp_path)
     assert 'P-Asserted-Identity: "+15550100" <sip:+15550100@127.0.0.1>' in invite.splitlines()
     assert "From: <sip:robot@203.0.113.7>;tag=" in invite  # From: as before, our domain
+
+
+@pytest.mark.peers
+@pytest.mark.timeout(60)
+async def test_a_transferred_call_asserts_the_same_caller_id_on_its_new_leg(
+        tmp_path: Path) -> None:
+    """The far end REFERs our PAI-style call elsewhere: the INVITE to the transfer target
+    carries the P-Asserted-Identity of our first INVITE."""
+    from autocall.sip.transaction import Timers
+    from autocall.telephony.call import CallStatus, TransferredEvent, UserAgent
+
+    port1, port2 = next(_ports), next(_ports)
+    target = f"sip:sipp@127.0.0.1:{port2}"
+    (tmp_path / "target").mkdir()
+    second = Sipp(SCENARIOS / "uas_answer.xml", port=port2, media_port=port2 + 2,
+                  cwd=tmp_path / "target", extra=["-trace_msg"])
+    first = Sipp(SCENARIOS / "uas_refer_us.xml", port=port1, media_port=port1 + 2,
+                 keys={"refer_to": target})
+    with second, first:
+        ua = await UserAgent.start(user="robot", caller_id_header=CallerIdStyle.PAI,
+                                   accept_refer=lambda uri: uri == target,
+                                   timers=Timers(t1=0.1, t2=0.4, t4=0.5, timer_d=0.5))
+        try:
+            call = await ua.call(f"sip:sipp@127.0.0.1:{port1}", caller_id="+15550100",
+                                 ring_timeout=10)
+            assert await call.wait_answer(10) is CallStatus.IN_PROGRESS, first.errors()
+            ev = await call.next_event(10)
+            assert isinstance(ev, TransferredEvent) and ev.sip_code == 200, ev
+            await call.hangup()
+            await call.wait_ended(5)
+            assert await asyncio.to_thread(second.wait, 10) == 0, second.errors()
+        finally:
+            await ua.close()
+    invite = _invite_sipp_got(tmp_path / "target")
+    assert 'P-Asserted-Identity: "+15550100" <sip:+15550100@127.0.0.1>' in invite.splitlines()
+    assert "From: <sip:robot@" in invite

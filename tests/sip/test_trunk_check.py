@@ -234,8 +234,8 @@ async def test_tls_passes_with_the_right_ca_and_fails_clearly_without_it(
             monkeypatch.delenv("AUTOCALL_SIP_TLS_CA_FILE", raising=False)
         else:
             monkeypatch.setenv("AUTOCALL_SIP_TLS_CA_FILE", str(ca_file))
-        with Kamailio(port=udp, users=USERS, tls=tls):
-            result = await asyncio.to_thread(_check, "secure", "--json")
+        with Kamailio(port=udp, users=USERS, tls=tls):  # a handshake under load: 5 s
+            result = await asyncio.to_thread(_check, "secure", "--json", "--timeout", "5")
         assert "Traceback" not in result.output
         steps = _steps(result)
         if expected is None:

@@ -12,12 +12,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autocall.campaign.amd import AmdSettings
 from autocall.campaign.outbox import WebhookTarget
+from autocall.sip.callerid import check_caller_id
 from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, StoredRecord
 from autocall.telephony.record import CallStatus as CallStatus  # re-exported
 
@@ -245,7 +254,10 @@ class Campaign(_Model):
     columns: ContactColumns = Field(default_factory=ContactColumns)
     default_region: str = "US"
     default_timezone: str = "UTC"
-    caller_ids: list[str] = Field(min_length=1)
+    # each one is a SIP URI user (it goes into From, P-Asserted-Identity or
+    # Remote-Party-ID): "+1 555 0100" or a line break is an error at its line, not a
+    # broken INVITE for every contact
+    caller_ids: list[Annotated[str, AfterValidator(check_caller_id)]] = Field(min_length=1)
     trunk: str | None = None
     start_at: datetime | None = None
     end_at: datetime | None = None

@@ -26,9 +26,17 @@ from pydantic import (
 
 from autocall.campaign.amd import AmdSettings
 from autocall.campaign.outbox import WebhookTarget
-from autocall.sip.callerid import check_caller_id
 from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, StoredRecord
 from autocall.telephony.record import CallStatus as CallStatus  # re-exported
+
+
+def _caller_id(value: str) -> str:
+    """The SIP rule for a caller ID, loaded when a campaign is checked: importing the
+    model loads no part of the SIP stack (issue 14)."""
+    from autocall.sip.callerid import check_caller_id
+
+    return check_caller_id(value)
+
 
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
 # the called party's location.
@@ -257,7 +265,7 @@ class Campaign(_Model):
     # each one is a SIP URI user (it goes into From, P-Asserted-Identity or
     # Remote-Party-ID): "+1 555 0100" or a line break is an error at its line, not a
     # broken INVITE for every contact
-    caller_ids: list[Annotated[str, AfterValidator(check_caller_id)]] = Field(min_length=1)
+    caller_ids: list[Annotated[str, AfterValidator(_caller_id)]] = Field(min_length=1)
     trunk: str | None = None
     start_at: datetime | None = None
     end_at: datetime | None = None

@@ -19,9 +19,25 @@ a phone that sends its microphone all through the call), which doubles the packe
 each call handles. ``--priority`` runs the calling process, ours and pyVoIP's alike,
 at a raised scheduling priority (`autocall.process`, as ``autocall --priority``).
 
+``--amd`` adds answering-machine detection to every one of our calls, as a campaign call
+with ``amd:`` runs it (`autocall.telephony.answer`): each call listens through the
+process's shared `AmdPool` (one `AmdBank` analysis per pacing tick over all calls, fed
+the received signal after G.711 decoding). Listening starts with the measured window
+(the detector's clock starts there, as it would at the answer), and when a detector
+finishes (its decision; for a machine, the message time) the call starts a new analysis
+at once, so every call hands one 20 ms frame per tick to the bank all through the
+window. With ``--far-end echo`` the calls hear our speech-like prompt back: each detector
+decides ``machine`` (long greeting, about 3 s) and then follows a greeting that does not
+end within the window (``follow_ms`` 30 s); with ``burst`` the far end is silent after
+its DTMF, the session feeds silence, and each analysis ends ``unknown`` after the 4 s
+initial silence and starts again. A second line under our row says on how many calls a
+detector was listening when the window ended, the decisions of the analyses, and the
+frames analysed per call per second (50.0: every frame of every call).
+
     python bench/bench_calls.py                       # N = 100 and 200, 10 s each
     python bench/bench_calls.py --calls 500 --duration 10 --skip-baseline
     python bench/bench_calls.py --calls 500 --priority realtime --far-end echo
+    python bench/bench_calls.py --calls 500 --far-end echo --amd --skip-baseline
 """
 
 from __future__ import annotations
@@ -44,8 +60,12 @@ from array import array
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from autocall.telephony.call import Call
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "tests" / "sip" / "scenarios" / "uas_bench.xml"
@@ -182,6 +202,8 @@ class Result:
     """Packets the sender counted per stream per second (cross-checks the sink)."""
     priority: str = "normal"
     """The scheduling priority the calling process got (see autocall.process)."""
+    amd: AmdLoad | None = None
+    """What AMD did during the window (``--amd``), None without it."""
 
 
 def _rss_kib() -> int:
@@ -205,8 +227,86 @@ def _prompt(seconds: float) -> np.ndarray:
     return (noise * env * 3000).astype(np.int16)
 
 
+# ---- answering-machine detection on our calls (--amd) -------------------------------------
+@dataclass
+class AmdLoad:
+    calls: int
+    active: int
+    """Calls whose detector was listening when the window ended."""
+    decisions: dict[str, int]
+    """Analyses per decision (``answered_by/cause``; ``undecided`` for one cut by the
+    window's end), over all calls."""
+    frames_per_call_s: float
+    """20 ms frames the pool analysed per call per second of the window (50: all)."""
+    calls_per_pass: float
+    """Frames per bank analysis: how many calls one numpy pass served."""
+
+
+class _AmdOnCalls:
+    """AMD on every call through the process's pool, restarted whenever it finishes."""
+
+    def __init__(self, calls: list[Call]) -> None:
+        from autocall.telephony.answer import shared_pool
+
+        self.pool = shared_pool()
+        self.stop: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.frames0, self.batches0 = self.pool.frames, self.pool.batches
+        self.t0 = time.perf_counter()
+        self.tasks = [asyncio.ensure_future(self._listen(c)) for c in calls]
+
+    async def _listen(self, call: Call) -> tuple[list[str], bool]:
+        """Analyses of one call until the window ends: their decisions, and whether a
+        detector was still listening then."""
+        from autocall.audio.amd import AmdDecision, AmdEvent, AmdMessageReady
+
+        def finished(events: list[AmdEvent]) -> bool:
+            who = [e.answered_by for e in events if isinstance(e, AmdDecision)]
+            if not who:
+                return False
+            return who[-1] != "machine" or any(isinstance(e, AmdMessageReady) for e in events)
+
+        decisions: list[str] = []
+        while True:
+            listener = self.pool.listen(call.media)
+            try:
+                waiting = asyncio.ensure_future(listener.wait_for(finished, None))
+                await asyncio.wait({waiting, self.stop}, return_when=asyncio.FIRST_COMPLETED)
+                result = listener.result
+                if not waiting.done():  # the window ended while this analysis ran
+                    waiting.cancel()
+                    decisions.append(
+                        "undecided"
+                        if result.cause == "no-audio"
+                        else f"{result.answered_by}/{result.cause}"
+                    )
+                    return decisions, not self.pool.decided(listener.channel)
+                decisions.append(f"{result.answered_by}/{result.cause}")
+            finally:
+                listener.close()
+
+    async def finish(self) -> AmdLoad:
+        """End the analyses (call this when the window ends) and sum them up."""
+        frames = self.pool.frames - self.frames0
+        batches = self.pool.batches - self.batches0
+        seconds = time.perf_counter() - self.t0
+        self.stop.set_result(True)
+        done = await asyncio.gather(*self.tasks)
+        counts: dict[str, int] = {}
+        for decisions, _ in done:
+            for d in decisions:
+                counts[d] = counts.get(d, 0) + 1
+        n = len(self.tasks)
+        return AmdLoad(
+            n,
+            sum(active for _, active in done),
+            dict(sorted(counts.items())),
+            frames / seconds / max(1, n),
+            frames / max(1, batches),
+        )
+
+
 # ---- our user agent ----------------------------------------------------------------------
-async def _ours(n: int, duration: float, sink: Connection) -> Result:
+async def _ours(n: int, duration: float, sink: Connection, amd: bool = False) -> Result:
     from autocall.telephony.call import CallStatus, UserAgent
 
     ua = await UserAgent.start(bind_host="127.0.0.1")
@@ -220,11 +320,13 @@ async def _ours(n: int, duration: float, sink: Connection) -> Result:
     live = [c for c in calls if c.status is CallStatus.IN_PROGRESS]
     players = [asyncio.ensure_future(c.play(prompt)) for c in live]
     await asyncio.sleep(SETTLE)
+    detectors = _AmdOnCalls(live) if amd else None
     sink.send("start")
     sent0 = sum(c.media.stats().packets_sent for c in live)
     cpu0, w0 = _cpu(), time.perf_counter()
     await asyncio.sleep(duration)
     cpu1, w1 = _cpu(), time.perf_counter()
+    amd_load = await detectors.finish() if detectors is not None else None
     sent1 = sum(c.media.stats().packets_sent for c in live)
     sink.send("stop")
     rss1 = _rss_kib()
@@ -239,24 +341,25 @@ async def _ours(n: int, duration: float, sink: Connection) -> Result:
     return Result("autocall", n, len(live), len(live) / setup,
                   (cpu1 - cpu0) / (w1 - w0) * 100 / max(1, len(live)),
                   (rss1 - rss0) / max(1, len(live)), stream_stats(raw), digits,
-                  (sent1 - sent0) / (w1 - w0) / max(1, len(live)))
+                  (sent1 - sent0) / (w1 - w0) / max(1, len(live)), amd=amd_load)
 
 
 def _ours_worker(n: int, duration: float, sink: Connection, out: Connection,
-                 priority: str) -> None:
+                 priority: str, amd: bool = False) -> None:
     """Our calls in a process of their own, so a raised priority stays with them."""
     from autocall.process import freeze_startup_heap, raise_priority
 
     applied = raise_priority(priority)
     freeze_startup_heap()  # as `autocall serve` and `campaign run` do before their calls
-    result = asyncio.run(_ours(n, duration, sink))
+    result = asyncio.run(_ours(n, duration, sink, amd))
     result.priority = applied
     out.send(result)
 
 
-def _run_ours(n: int, duration: float, sink: Connection, priority: str) -> Result:
+def _run_ours(n: int, duration: float, sink: Connection, priority: str,
+              amd: bool = False) -> Result:
     parent, child = mp.Pipe()
-    proc = mp.Process(target=_ours_worker, args=(n, duration, sink, child, priority),
+    proc = mp.Process(target=_ours_worker, args=(n, duration, sink, child, priority, amd),
                       daemon=True)
     proc.start()
     try:
@@ -353,7 +456,7 @@ def _start_sipp(n: int, workdir: Path) -> subprocess.Popen[bytes]:
 
 
 def run(n: int, duration: float, which: str, echo: bool = False,
-        priority: str = "normal") -> Result:
+        priority: str = "normal", amd: bool = False) -> Result:
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     sipp = _start_sipp(n, work)
     parent, child = mp.Pipe()
@@ -364,7 +467,7 @@ def run(n: int, duration: float, which: str, echo: bool = False,
     parent.recv()
     try:
         if which == "ours":
-            return _run_ours(n, duration, parent, priority)
+            return _run_ours(n, duration, parent, priority, amd)
         return _pyvoip(n, duration, parent, priority)
     finally:
         sink.join(5)
@@ -390,6 +493,15 @@ def _row(r: Result) -> str:
             f"priority={r.priority}")
 
 
+def _amd_row(a: AmdLoad) -> str:
+    decisions = ", ".join(f"{k} {v}" for k, v in a.decisions.items()) or "none"
+    return (
+        f"{'':<13} AMD listening at the window's end on {a.active}/{a.calls} calls; "
+        f"{a.frames_per_call_s:.1f} frames analysed per call per second (50: all), "
+        f"{a.calls_per_pass:.1f} per bank pass; analyses: {decisions}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, nargs="+", default=[100, 200])
@@ -402,6 +514,9 @@ def main() -> int:
     ap.add_argument("--priority", choices=("normal", "high", "realtime"), default="normal",
                     help="scheduling priority of the calling process, ours and the baseline "
                     "alike (autocall --priority)")
+    ap.add_argument("--amd", action="store_true",
+                    help="our calls also run answering-machine detection on what they "
+                    "receive, all through the window (see the module's docstring)")
     args = ap.parse_args()
     echo = args.far_end == "echo"
     os.environ.setdefault("PYTHONHASHSEED", "0")
@@ -409,8 +524,10 @@ def main() -> int:
           "(other processes skew pacing: compare rows of the same run); "
           f"far end: {args.far_end}; priority asked: {args.priority}", flush=True)
     for n in args.calls:
-        ours = run(n, args.duration, "ours", echo, args.priority)
+        ours = run(n, args.duration, "ours", echo, args.priority, args.amd)
         print(_row(ours), flush=True)
+        if ours.amd is not None:
+            print(_amd_row(ours.amd), flush=True)
         if args.skip_baseline:
             continue
         try:

@@ -32,12 +32,13 @@ end within the window (``follow_ms`` 30 s); with ``burst`` the far end is silent
 its DTMF, the session feeds silence, and each analysis ends ``unknown`` after the 4 s
 initial silence and starts again. A second line under our row says on how many calls a
 detector was listening when the window ended, the decisions of the analyses, and the
-frames analysed per call per second (50.0: every frame of every call).
+frames analysed per call per second (50.0: every frame of every call)::
+
+    python bench/bench_calls.py --calls 500 --far-end echo --amd --skip-baseline
 
     python bench/bench_calls.py                       # N = 100 and 200, 10 s each
     python bench/bench_calls.py --calls 500 --duration 10 --skip-baseline
     python bench/bench_calls.py --calls 500 --priority realtime --far-end echo
-    python bench/bench_calls.py --calls 500 --far-end echo --amd --skip-baseline
 """
 
 from __future__ import annotations
@@ -507,6 +508,9 @@ def main() -> int:
     ap.add_argument("--calls", type=int, nargs="+", default=[100, 200])
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--amd", action="store_true",
+                    help="our calls also run answering-machine detection on what they "
+                    "receive, all through the window (see the module's docstring)")
     ap.add_argument("--far-end", choices=("burst", "echo"), default="burst",
                     help="burst: the far end sends in-band DTMF at the start, then silence "
                     "(no packets); echo: it then streams back every packet it gets, so each "
@@ -514,9 +518,6 @@ def main() -> int:
     ap.add_argument("--priority", choices=("normal", "high", "realtime"), default="normal",
                     help="scheduling priority of the calling process, ours and the baseline "
                     "alike (autocall --priority)")
-    ap.add_argument("--amd", action="store_true",
-                    help="our calls also run answering-machine detection on what they "
-                    "receive, all through the window (see the module's docstring)")
     args = ap.parse_args()
     echo = args.far_end == "echo"
     os.environ.setdefault("PYTHONHASHSEED", "0")

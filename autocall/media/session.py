@@ -86,6 +86,8 @@ import itertools
 import logging
 import socket
 import struct
+import weakref
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -205,6 +207,31 @@ class _Contest:
     splits: _Splits = field(default_factory=_Splits)
 
 
+# One encoding of a prompt for every call that plays it (issue 20: 500 calls playing the
+# same 15 s prompt held 500 copies, 120 KB each). Keyed by the array's identity and the
+# payload type; the CRC of its samples catches an array changed in place since, and the
+# entry goes when the array does.
+_shared_encodings: dict[tuple[int, int], tuple[int, bytes]] = {}
+
+
+def _forget_encodings(key: int) -> None:
+    for pt in _ENCODERS:
+        _shared_encodings.pop((key, pt), None)
+
+
+def _encoded(pcm: Samples, pt: int) -> bytes:
+    key = (id(pcm), pt)
+    crc = zlib.crc32(pcm.data if pcm.flags.c_contiguous else pcm.tobytes())
+    got = _shared_encodings.get(key)
+    if got is not None and got[0] == crc:
+        return got[1]
+    enc = _ENCODERS[pt](pcm)
+    if not any((id(pcm), p) in _shared_encodings for p in _ENCODERS):
+        weakref.finalize(pcm, _forget_encodings, id(pcm))
+    _shared_encodings[key] = (crc, enc)
+    return enc
+
+
 @dataclass(slots=True, eq=False)
 class _Playback:
     pcm: Samples
@@ -215,7 +242,7 @@ class _Playback:
     def payload(self, pt: int, frame: int) -> bytes:
         enc = self.encoded.get(pt)
         if enc is None:
-            enc = self.encoded[pt] = _ENCODERS[pt](self.pcm)
+            enc = self.encoded[pt] = _encoded(self.pcm, pt)
         chunk = enc[self.pos : self.pos + frame]
         if len(chunk) < frame:
             chunk += bytes([_SILENCE_BYTE[pt]]) * (frame - len(chunk))

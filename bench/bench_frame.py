@@ -138,7 +138,11 @@ def _run(tree: Path, pairs: int, frames: int, warmup: int) -> tuple[float, float
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")
     out = subprocess.run(
         [sys.executable, __file__, "--worker", str(pairs), str(frames), str(warmup)],
-        env=env, capture_output=True, text=True, check=False, cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tree,
     )
     if out.returncode:
         raise SystemExit(f"worker in {tree} failed:\n{out.stderr[-2000:]}")
@@ -162,25 +166,34 @@ def main() -> int:
     try:
         archive = subprocess.run(
             ["git", "-C", str(ROOT), "archive", args.baseline, "autocall"],
-            capture_output=True, check=True,
+            capture_output=True,
+            check=True,
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
-        print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
-              f"{2 * args.pairs} sessions, {args.frames} frames, baseline {args.baseline}",
-              flush=True)
+        print(
+            f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
+            f"{2 * args.pairs} sessions, {args.frames} frames, baseline {args.baseline}",
+            flush=True,
+        )
         best: dict[str, tuple[float, float, float]] = {}
         for r in range(args.rounds):
             for name, tree in (("baseline", base), ("this tree", ROOT)):
                 got = _run(tree, args.pairs, args.frames, args.warmup)
-                print(f"  round {r + 1} {name:<9}: {got[0]:6.2f} µs/call-frame, "
-                      f"{got[1]:6.1f} KiB/session, {got[2]:.2f} wake-ups/frame", flush=True)
+                print(
+                    f"  round {r + 1} {name:<9}: {got[0]:6.2f} µs/call-frame, "
+                    f"{got[1]:6.1f} KiB/session, {got[2]:.2f} wake-ups/frame",
+                    flush=True,
+                )
                 if name not in best or got[0] < best[name][0]:
                     best[name] = got
         b, o = best["baseline"], best["this tree"]
-        print(f"best: baseline {b[0]:.2f} µs, this tree {o[0]:.2f} µs per call-frame "
-              f"(ratio {o[0] / b[0]:.3f}); RSS {b[1]:.1f} → {o[1]:.1f} KiB/session "
-              f"(ratio {o[1] / max(b[1], 1e-9):.3f}); "
-              f"load average after: {os.getloadavg()[0]:.2f}", flush=True)
+        print(
+            f"best: baseline {b[0]:.2f} µs, this tree {o[0]:.2f} µs per call-frame "
+            f"(ratio {o[0] / b[0]:.3f}); RSS {b[1]:.1f} → {o[1]:.1f} KiB/session "
+            f"(ratio {o[1] / max(b[1], 1e-9):.3f}); "
+            f"load average after: {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0

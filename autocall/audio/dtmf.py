@@ -436,7 +436,7 @@ class DtmfDetectorBank:
                     s0 = self._pos + k * hop
                     self._tracks.step(codes[:, k], feats[k], s0, s0 + hop + n, raw)
             consumed = (nb - 1) * hop
-            buf = buf[:, consumed:]
+            buf = buf[:, consumed:].copy()  # not a view: it would keep the whole feed alive
             self._pos += consumed
         self._buf = buf
         return [(ch, self._event(ch, code, s, e)) for ch, code, s, e in raw]

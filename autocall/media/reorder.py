@@ -70,7 +70,7 @@ class ReorderBuffer:
         # first audio released after it; None until that audio comes.
         self.resume_gap: int | None = None
         self._watch = False
-        self._hole = 0  # silence put in for the last run of lost packets, not yet taken
+        self.hole = 0  # silence put in for the last run of lost packets, not yet taken
         self._last: Samples = np.zeros(0, np.int16)  # the audio released last
         self.concealed = 0  # samples filled in for single lost packets
 
@@ -87,7 +87,7 @@ class ReorderBuffer:
         self._last_arrival = None
         self._gave_up.clear()
         self._watch = False
-        self._hole = 0
+        self.hole = 0
         return out
 
     def mark_idle(self) -> None:
@@ -104,7 +104,7 @@ class ReorderBuffer:
     def take_hole(self) -> int:
         """Samples of silence put in for the last run of lost packets released since the
         last call (0 if none): not a pause of the sender's, whatever the detector hears."""
-        hole, self._hole = self._hole, 0
+        hole, self.hole = self.hole, 0
         return hole
 
     def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
@@ -189,7 +189,7 @@ class ReorderBuffer:
                 out.append(np.zeros(silent, dtype=np.int16))
                 self.released += silent
                 if skipped:
-                    self._hole = silent
+                    self.hole = silent
             elif gap < 0:
                 samples = samples[-gap:]  # overlaps what was passed on already
         if self._watch:

@@ -721,7 +721,8 @@ class MediaSession:
             chunks = self._signal.pop(now)
             if chunks:
                 self._detector_tail = _DETECTOR_TAIL
-                self._splits.resumed(self._signal, now)
+                if self._splits.fabricated or self._signal.hole:  # else nothing to note
+                    self._splits.resumed(self._signal, now)
                 self._feed_signal(chunks)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
                 self._push_detect is not None

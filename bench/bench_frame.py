@@ -19,8 +19,10 @@ compare the rows of one run).
 
 The baseline is the given git revision's ``autocall`` package extracted into a
 temporary directory; each variant runs in its own process, rounds alternate between
-them and each keeps its best round. It prints µs per call-frame and RSS per session
-(the growth from before the sessions open to after the measured frames).
+them and each keeps its best round; the median of the rounds' paired ratios is printed
+too (the load drifts less within a pair than across the run). It prints µs per
+call-frame and RSS per session (the growth from before the sessions open to after the
+measured frames).
 
 Where a call-frame's time went (py-spy 0.4.3, ``bench_calls.py --calls 500 --far-end
 echo --skip-baseline --duration 10`` on the 2-core machine, load average 1.0-1.5,
@@ -183,6 +185,8 @@ def main() -> int:
             flush=True,
         )
         best: dict[str, tuple[float, float, float]] = {}
+        ratios: list[float] = []
+        last = 0.0
         for r in range(args.rounds):
             for name, tree in (("baseline", base), ("this tree", ROOT)):
                 got = _run(tree, args.pairs, args.frames, args.warmup)
@@ -193,7 +197,15 @@ def main() -> int:
                 )
                 if name not in best or got[0] < best[name][0]:
                     best[name] = got
+                if name == "this tree":
+                    ratios.append(got[0] / last)
+                last = got[0]
         b, o = best["baseline"], best["this tree"]
+        print(
+            f"median of the {len(ratios)} paired rounds' ratios (this tree / baseline): "
+            f"{float(np.median(ratios)):.3f}",
+            flush=True,
+        )
         print(
             f"best: baseline {b[0]:.2f} µs, this tree {o[0]:.2f} µs per call-frame "
             f"(ratio {o[0] / b[0]:.3f}); RSS {b[1]:.1f} → {o[1]:.1f} KiB/session "

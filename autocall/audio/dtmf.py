@@ -91,10 +91,11 @@ except ImportError:  # another numpy layout: the public function, same numbers
 
 
 def _matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    m, (k, n) = a.shape[0], b.shape
-    rows = max(1, (_BLAS_SINGLE_THREAD - 1) // (k * n))
-    if m <= rows:
+    m, kn = a.shape[0], b.size
+    if m * kn < _BLAS_SINGLE_THREAD:
         return a @ b
+    rows = max(1, (_BLAS_SINGLE_THREAD - 1) // kn)
+    n = b.shape[1]
     out = np.empty((m, n), dtype=np.float32)
     for i in range(0, m, rows):
         np.matmul(a[i : i + rows], b, out=out[i : i + rows])

@@ -109,26 +109,28 @@ class ReorderBuffer:
 
     def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
         """One packet's decoded audio with its sequence number, timestamp and arrival."""
-        if len(samples) == 0:
+        n = len(samples)
+        if n == 0:
             return
         es = self._seq(seq)
         ets = self._ts(ts)
         self._last_arrival = now
-        if self._next_seq is not None and es < self._next_seq:
+        nxt = self._next_seq
+        if nxt is not None and es < nxt:
             if es in self._gave_up:
                 self.late += 1
             else:
                 self.duplicates += 1
             return
-        if es == self._next_seq and not self._held and ets == self._next_ts:
+        if es == nxt and not self._held and ets == self._next_ts:
             # In sequence, nothing waiting, no gap: ready at once (the common case).
             if self._watch:
                 self._watch, self.resume_gap = False, 0
             self._ready.append(samples)
             self._last = samples
-            self.released += len(samples)
+            self.released += n
             self._next_seq = es + 1
-            self._next_ts = ets + len(samples)
+            self._next_ts = ets + n
             return
         if es in self._held:
             self.duplicates += 1

@@ -119,7 +119,28 @@ class JitterBuffer:
             self.reset()
             ts = self._unwrap(timestamp)
         if now is not None:
-            self._adapt(ts, now)
+            # `_adapt`, inlined: this runs for every packet of every call.
+            transit = now * self.rate - ts
+            low = self._min_transit
+            if low is None or transit < low:
+                low = self._min_transit = transit
+            elif self._seen is not None:
+                # Let the floor creep up (1 ms/s), so a sender whose clock is slower than
+                # ours is not taken for a network whose delay keeps growing.
+                self._min_transit = min(transit, low + (now - self._seen) * self.rate / 1000)
+            self._seen = now
+            excess = transit - low
+            peak = self._peak - self._shrink * (now - self._peak_at)
+            if excess > peak:
+                peak = excess
+            self._peak, self._peak_at = peak, now
+            n = self.frame
+            target = (int(peak) // n + 2) * n  # the peak in whole frames, plus one
+            self.delay = (
+                self.base_delay
+                if target <= self.base_delay
+                else (target if target < self.max_target else self.max_target)
+            )
         floor = self._cursor if self._cursor is not None else self._floor
         if floor is not None and ts + len(samples) <= floor:
             self.late += 1
@@ -127,35 +148,14 @@ class JitterBuffer:
         if self._first is None or ts < self._first and self._cursor is None:
             self._first = ts
         self._chunks[ts] = samples
-        self._end = max(self._end, ts + len(samples))
+        end = ts + len(samples)
+        if end > self._end:
+            self._end = end
         if self._cursor is not None and self._end - self._cursor > self.max_delay:
             new = self._end - self.delay
             self.dropped += new - self._cursor
             self._cursor = new
             self._gc_before(new)
-
-    def _adapt(self, ts: int, now: float) -> None:
-        transit = now * self.rate - ts
-        low = self._min_transit
-        if low is None or transit < low:
-            low = self._min_transit = transit
-        elif self._seen is not None:
-            # Let the floor creep up (1 ms/s), so a sender whose clock is slower than
-            # ours is not taken for a network whose delay keeps growing.
-            self._min_transit = min(transit, low + (now - self._seen) * self.rate / 1000)
-        self._seen = now
-        excess = transit - low
-        peak = self._peak - self._shrink * (now - self._peak_at)
-        if excess > peak:
-            peak = excess
-        self._peak, self._peak_at = peak, now
-        n = self.frame
-        target = (int(peak) // n + 2) * n  # the peak in whole frames, plus one
-        self.delay = (
-            self.base_delay
-            if target <= self.base_delay
-            else (target if target < self.max_target else self.max_target)
-        )
 
     def pop(self) -> Samples | None:
         """The next frame of playout, or None before playout has started."""

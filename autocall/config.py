@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autocall.sip.sdes import SrtpPolicy, parse_policy
+from autocall.sip.sdp import SUPPORTED, parse_codecs
 from autocall.sip.tls import TlsSettings
 
 
@@ -137,6 +138,10 @@ class TrunkSettings:
     """Used when ``transport`` is ``tls``."""
     srtp: SrtpPolicy = field(default_factory=SrtpPolicy)
     """SRTP policy and suites; keys other than off need ``tls`` (or clear_keys)."""
+    codecs: tuple[str, ...] = SUPPORTED
+    """``AUTOCALL_CODECS``: the audio codecs we allow, in the order we offer them
+    (``pcmu``, ``pcma``, ``g722``); default ``pcmu,pcma``. With ``g722`` a call whose far
+    end offers or accepts G.722 is wideband (16 kHz) end to end."""
     keepalive: float = 0.0
     """``AUTOCALL_SIP_KEEPALIVE``: seconds between keep-alives to the registrar while
     registered (CRLFCRLF over TCP/TLS, OPTIONS over UDP: NAT bindings stay open); 0: none."""
@@ -161,6 +166,7 @@ class TrunkSettings:
             register=(_env("AUTOCALL_SIP_REGISTER", "0") or "0").lower() in ("1", "true", "yes"),
             tls=tls_from_env(),
             srtp=srtp_from_env(),
+            codecs=parse_codecs(_env("AUTOCALL_CODECS", "pcmu,pcma") or "pcmu,pcma"),
             keepalive=_keepalive(_env("AUTOCALL_SIP_KEEPALIVE", "0") or "0"),
         )
 

@@ -74,7 +74,15 @@ from autocall.sip.invite import (
 )
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdes import SECURE_PROFILES, Crypto, SrtpPolicy, SrtpRefused, new_key
-from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
+from autocall.sip.sdp import (
+    KNOWN,
+    SUPPORTED,
+    Negotiated,
+    answer_direction,
+    build_sdp,
+    negotiate,
+    parse_sdp,
+)
 from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import Timers
 from autocall.sip.transport import TcpLimits, TlsSettings
@@ -86,7 +94,7 @@ __all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "Tran
 
 log = logging.getLogger(__name__)
 DEFAULT_SESSION_TIMER = TimerPolicy()
-CODECS = {"PCMU": 0, "PCMA": 8}
+CODECS = KNOWN
 
 
 def status_for(code: int, *, cancel_cause: str | None = None, rang: bool = True) -> CallStatus:
@@ -510,7 +518,10 @@ class Call:
         return await self._reinvite("sendrecv", hold=False)
 
     async def change_codec(self, codec: str) -> int:
-        """Re-INVITE offering only ``codec`` (PCMU or PCMA); the RTP stream goes on."""
+        """Re-INVITE offering only ``codec`` (PCMU, PCMA or G722); the RTP stream goes on
+        (at the rate it started with: the media resamples if the new codec's differs)."""
+        if codec.upper() not in self.ua.codecs:
+            raise ValueError(f"codec {codec!r}: this agent allows {', '.join(self.ua.codecs)}")
         return await self._reinvite("sendrecv", hold=False, codecs=[codec.upper()])
 
     async def hangup(self) -> None:
@@ -550,7 +561,7 @@ class Call:
              answer: Negotiated | None = None) -> bytes:
         """Our SDP: an offer, or with ``answer`` the answer to that negotiated offer (its
         profile, and our key for the crypto line we accepted, under its tag)."""
-        names = codecs or list(CODECS)
+        names = codecs or list(self.ua.codecs)
         host = self.ua.media_advertise or self.ua.sip.advertised[0]
         if answer is None:
             profile, crypto = self.ua.srtp.offer_profile, self._our_crypto()
@@ -581,7 +592,7 @@ class Call:
     def _negotiate(self, sdp: bytes, *, answering: bool) -> Negotiated:
         """Codec, DTMF and SRTP from the far end's offer (``answering``) or its answer to
         our offer; ValueError says why it cannot be used (→ 488)."""
-        return negotiate(parse_sdp(sdp), srtp=self.ua.srtp,
+        return negotiate(parse_sdp(sdp), self.ua.codecs, srtp=self.ua.srtp,
                          ours=None if answering else self._our_crypto())
 
     def _srtp_for(self, neg: Negotiated) -> SrtpKeys | None:
@@ -660,7 +671,7 @@ class Call:
                     and self.session.usage.invite.body:
                 # Early media (RFC 3960): the answer came in a 183; hear it before the 200
                 with contextlib.suppress(ValueError):
-                    self.negotiated = negotiate(parse_sdp(early))
+                    self.negotiated = negotiate(parse_sdp(early), self.ua.codecs)
                     self._start_media()
         elif isinstance(ev, Answered):
             if self.status.final:
@@ -793,6 +804,8 @@ class UserAgent:
         """Seconds a transfer target may ring before we CANCEL and report 487."""
         self.srtp = SrtpPolicy()
         """SRTP policy of every call (RFC 3711 with SDES keys, `autocall.sip.sdes`)."""
+        self.codecs: tuple[str, ...] = SUPPORTED
+        """Audio codecs every call allows, in offer order (``AUTOCALL_CODECS``)."""
 
     @classmethod
     async def start(cls, *, bind_host: str = "127.0.0.1", bind_port: int = 0,
@@ -810,7 +823,8 @@ class UserAgent:
                     tls: TlsSettings | None = None,
                     session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER,
                     srtp: SrtpPolicy | None = None,
-                    keepalive: float = 0.0) -> UserAgent:
+                    keepalive: float = 0.0,
+                    codecs: tuple[str, ...] = SUPPORTED) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
@@ -818,7 +832,12 @@ class UserAgent:
         through our trunk at the referrer's choice. ``session_timer`` is the RFC 4028
         policy (None: no session timers). ``srtp`` the SRTP policy (default off); SDES
         keys need ``transport="tls"`` unless the policy allows clear keys (ValueError).
+        ``codecs``: the audio codecs allowed, in the order we offer them (PCMU, PCMA,
+        G722; default G.711 only).
         """
+        unknown = [c for c in codecs if c not in CODECS]
+        if unknown or not codecs:
+            raise ValueError(f"codecs {codecs!r}: name one or more of {', '.join(CODECS)}")
         srtp = srtp or SrtpPolicy()
         srtp.check_transport(transport)
         creds = Credentials(username or user, password) if password is not None else None
@@ -837,6 +856,7 @@ class UserAgent:
         self.accept_refer = accept_refer
         self.refer_ring_timeout = refer_ring_timeout
         self.srtp = srtp
+        self.codecs = tuple(codecs)
         return self
 
     @classmethod

@@ -1,0 +1,129 @@
+"""ITU-T G.722 wideband (16 kHz, 64 kbit/s) through the ``G722`` package (libg722).
+
+G.722 is sub-band ADPCM: encoder and decoder carry state from one frame to the next,
+so each direction of a call needs its own `Encoder` / `Decoder`, fed in order. A 20 ms
+frame is 320 samples at 16 kHz and 160 bytes at 64 kbit/s (ITU-T G.722 §1.2: two
+samples per byte). On the wire its RTP clock is 8000 Hz although the audio is 16 kHz:
+RFC 3551 §4.5.2 keeps the value of an early error, so timestamps step 160 per frame.
+
+`decimate` brings 16 kHz audio to 8 kHz for the parts that work in the telephone band
+(the DTMF detector bank, answering-machine detection): a linear-phase low-pass FIR with
+state, so one stream's packets in order make one continuous 8 kHz signal with exactly
+half as many samples, and timestamps that still count in the 8000 Hz RTP clock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["RATE", "BIT_RATE", "Decimator", "Decoder", "Encoder", "Interpolator", "resample_pcm"]
+
+RATE = 16000
+"""Audio samples per second (ITU-T G.722 §1.1)."""
+BIT_RATE = 64000
+"""Mode 1, the rate RTP payload type 9 carries (RFC 3551 §4.5.2)."""
+
+Samples = npt.NDArray[np.int16]
+
+
+def _codec() -> object:
+    try:
+        import G722
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise ImportError(
+            "G.722 needs the G722 package: pip install 'G722[numpy]' (scripts/setup.sh "
+            "installs it), or leave g722 out of AUTOCALL_CODECS"
+        ) from exc
+    return G722.G722(RATE, BIT_RATE)
+
+
+class Encoder:
+    """16 kHz int16 samples in, G.722 bytes out (half as many bytes as samples)."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self) -> None:
+        self._state = _codec()
+
+    def encode(self, pcm: Samples) -> bytes:
+        out: bytes = self._state.encode(np.ascontiguousarray(pcm, dtype=np.int16))  # type: ignore[attr-defined]
+        return out
+
+
+class Decoder:
+    """G.722 bytes in, 16 kHz int16 samples out (a new array, two per byte)."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self) -> None:
+        self._state = _codec()
+
+    def decode(self, payload: bytes) -> Samples:
+        out = self._state.decode(payload)  # type: ignore[attr-defined]
+        # G722-numpy returns an ndarray; the plain build an array('h'): both are buffers.
+        return (
+            np.frombuffer(out, dtype=np.int16).copy()
+            if not isinstance(out, np.ndarray)
+            else out.astype(np.int16, copy=False)
+        )
+
+
+def _lowpass(taps: int = 49, cutoff: float = 3600.0, rate: int = RATE) -> npt.NDArray[np.float64]:
+    """Windowed-sinc low-pass (Blackman window): flat (0.00 dB) through the DTMF band
+    (697-1633 Hz, ITU-T Q.23), -6 dB at 3.6 kHz, -50 dB at 4.4 kHz, -75 dB at 5 kHz; what
+    folds back at 8 kHz lands above 3.6 kHz, far from the DTMF band."""
+    n = np.arange(taps) - (taps - 1) / 2
+    h = np.sinc(2 * cutoff / rate * n) * np.blackman(taps)
+    return h / h.sum()
+
+
+_H = _lowpass()
+
+
+class Decimator:
+    """16 kHz → 8 kHz for one stream: ``process`` takes an even number of samples and
+    returns exactly half as many, continuing the filter state from the previous call."""
+
+    __slots__ = ("_tail",)
+
+    def __init__(self) -> None:
+        self._tail = np.zeros(len(_H) - 1, dtype=np.float64)
+
+    def reset(self) -> None:
+        self._tail[:] = 0.0
+
+    def process(self, pcm: Samples) -> Samples:
+        x = np.concatenate((self._tail, pcm.astype(np.float64)))
+        self._tail = x[len(x) - len(self._tail) :]
+        y = np.convolve(x, _H, mode="valid")[::2]
+        return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+class Interpolator:
+    """8 kHz → 16 kHz for one stream (a G.711 codec on a call that started wideband):
+    zeros between the samples, then the same low-pass, so ``process`` returns exactly
+    twice as many samples and the 8 kHz band comes out at its level."""
+
+    __slots__ = ("_tail",)
+
+    def __init__(self) -> None:
+        self._tail = np.zeros(len(_H) - 1, dtype=np.float64)
+
+    def process(self, pcm: Samples) -> Samples:
+        up = np.zeros(2 * len(pcm), dtype=np.float64)
+        up[::2] = pcm
+        x = np.concatenate((self._tail, up))
+        self._tail = x[len(x) - len(self._tail) :]
+        y = 2.0 * np.convolve(x, _H, mode="valid")
+        return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+def resample_pcm(pcm: Samples, rate: int, to: int) -> Samples:
+    """Resample whole prompt audio (soxr, high quality), for audio made at another rate."""
+    if rate == to or len(pcm) == 0:
+        return np.asarray(pcm, dtype=np.int16)
+    import soxr
+
+    out = soxr.resample(np.asarray(pcm, dtype=np.int16), rate, to)
+    return np.asarray(out, dtype=np.int16)

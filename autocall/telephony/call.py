@@ -12,7 +12,7 @@ Usage::
     call = await ua.call("sip:+15550100@pbx.example.com", caller_id="+15550199",
                          ring_timeout=30)
     if await call.wait_answer() is CallStatus.IN_PROGRESS:
-        await call.play(pcm_int16_8khz)          # True when fully played, False if flushed
+        await call.play(pcm_int16)               # at call.media.rate; False if flushed
         async for event in call:                  # DigitEvent … then one HangupEvent
             ...
         await call.hangup()
@@ -308,7 +308,8 @@ class Call:
                            code, reason or Response(code).reason, by="local")
 
     async def play(self, pcm: npt.ArrayLike) -> bool:
-        """Play int16 8 kHz mono audio; True when all of it was sent, False if interrupted."""
+        """Play int16 mono audio at ``media.rate`` (8 kHz; 16 kHz when the call negotiated
+        G.722); True when all of it was sent, False if interrupted."""
         if self.status is not CallStatus.IN_PROGRESS:
             return False
         return await self.media.play(pcm)

@@ -239,7 +239,7 @@ def _trunk(host: str | None, port: int | None, transport: str | None, user: str 
         transport=(transport or base.transport).lower(), user=user or base.user,
         password=password or secret("AUTOCALL_SIP_PASSWORD"),
         register=base.register if register is None else register, tls=base.tls,
-        srtp=base.srtp)
+        srtp=base.srtp, codecs=base.codecs)
     if trunk.transport not in ("udp", "tcp", "tls"):
         raise _usage(f"transport {escape(trunk.transport)!r} (--transport or "
                      "AUTOCALL_SIP_TRANSPORT): use udp, tcp or tls")

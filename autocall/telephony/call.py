@@ -876,7 +876,7 @@ class UserAgent:
             dns_servers=settings.dns_servers, tls=trunk.tls,
             session_timer=TimerPolicy(settings.session_expires, settings.min_se)
             if settings.session_expires else None, srtp=trunk.srtp,
-            keepalive=trunk.keepalive)
+            keepalive=trunk.keepalive, codecs=trunk.codecs)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

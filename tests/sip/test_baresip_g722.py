@@ -8,6 +8,7 @@ only has G.711 still gets G.711."""
 from __future__ import annotations
 
 import asyncio
+import time
 import wave
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from autocall.audio.tones import beep, dtmf
 from autocall.sip.sdp import parse_sdp
 from autocall.telephony.call import Call, CallStatus, DigitEvent, UserAgent
 from tests.peers import Baresip
+from tests.telephony.serving import records, serve
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(90)]
 
@@ -196,3 +198,41 @@ async def test_g722_is_not_offered_unless_allowed() -> None:
             await call.hangup()
         finally:
             await ua.close()
+
+
+def test_autocall_serve_speaks_its_prompts_at_16khz_to_a_g722_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The product path: `autocall serve` with AUTOCALL_CODECS=g722,pcmu,pcma answers
+    baresip's G.722 offer, speaks the tree's prompts from the 16 kHz TTS cache (espeak-ng
+    renders at 16 kHz: its fricatives reach above 4 kHz) and walks the tree on keys."""
+    monkeypatch.setenv("AUTOCALL_CODECS", "g722,pcmu,pcma")
+    monkeypatch.setenv("AUTOCALL_TTS", "espeak")
+    with (
+        Baresip(port=32500, ctrl_port=32503, codecs=BARESIP_WIDE, srate=16000) as phone,
+        serve(tmp_path, 32010),
+    ):
+        ctrl = phone.control()
+        try:
+            ctrl.send("dial", "sip:robot@127.0.0.1:32010")
+            ctrl.wait_event("CALL_ESTABLISHED", 15.0)
+            time.sleep(3.0)  # the welcome prompt
+            ctrl.send("sndcode", "7")
+            time.sleep(2.5)
+            ctrl.send("sndcode", "9")
+            deadline = time.monotonic() + 20
+            while not records(tmp_path) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            ctrl.close()
+    (rec,) = records(tmp_path)
+    assert rec["digits"] == "79" and rec["path"] == ["welcome", "sales", "confirmed"], rec
+    assert sorted((tmp_path / "tts").glob("*-16k.*.wav")), "no 16 kHz render in the cache"
+    pcm, rate = _heard(phone)
+    assert rate == 16000, phone.output()[-1500:]
+    welcome = pcm[: rate * 3]
+    assert np.sqrt(np.mean(welcome**2)) > 0.01  # the welcome prompt, not silence
+    spec = np.abs(np.fft.rfft(welcome)) ** 2
+    freqs = np.fft.rfftfreq(len(welcome), 1 / rate)
+    above = float(spec[freqs > 4200].sum() / spec.sum())
+    assert above > 0.005, f"only {above:.5f} of the prompt's energy above 4.2 kHz"

@@ -14,6 +14,9 @@ half as many samples, and timestamps that still count in the 8000 Hz RTP clock.
 
 from __future__ import annotations
 
+from array import array
+from typing import Protocol
+
 import numpy as np
 import numpy.typing as npt
 
@@ -27,7 +30,15 @@ BIT_RATE = 64000
 Samples = npt.NDArray[np.int16]
 
 
-def _codec() -> object:
+class _Codec(Protocol):
+    """What a ``G722.G722`` object offers (the package ships no type information)."""
+
+    def encode(self, pcm: Samples, /) -> bytes: ...
+
+    def decode(self, data: bytes, /) -> Samples | array[int]: ...
+
+
+def _codec() -> _Codec:
     try:
         import G722
     except ImportError as exc:  # pragma: no cover - a core dependency
@@ -35,7 +46,8 @@ def _codec() -> object:
             "G.722 needs the G722 package: pip install 'G722[numpy]' (scripts/setup.sh "
             "installs it), or leave g722 out of AUTOCALL_CODECS"
         ) from exc
-    return G722.G722(RATE, BIT_RATE)
+    codec: _Codec = G722.G722(RATE, BIT_RATE)
+    return codec
 
 
 class Encoder:
@@ -47,8 +59,7 @@ class Encoder:
         self._state = _codec()
 
     def encode(self, pcm: Samples) -> bytes:
-        out: bytes = self._state.encode(np.ascontiguousarray(pcm, dtype=np.int16))  # type: ignore[attr-defined]
-        return out
+        return self._state.encode(np.ascontiguousarray(pcm, dtype=np.int16))
 
 
 class Decoder:
@@ -60,7 +71,7 @@ class Decoder:
         self._state = _codec()
 
     def decode(self, payload: bytes) -> Samples:
-        out = self._state.decode(payload)  # type: ignore[attr-defined]
+        out = self._state.decode(payload)
         # G722-numpy returns an ndarray; the plain build an array('h'): both are buffers.
         return (
             np.frombuffer(out, dtype=np.int16).copy()
@@ -94,10 +105,10 @@ class Decimator:
     __slots__ = ("_tail",)
 
     def __init__(self) -> None:
-        self._tail = np.zeros(_HISTORY, dtype=np.float64)
+        self._tail: npt.NDArray[np.float64] = np.zeros(_HISTORY, dtype=np.float64)
 
     def process(self, pcm: Samples) -> Samples:
-        x = np.concatenate((self._tail, pcm))
+        x = np.concatenate((self._tail, pcm.astype(np.float64)))
         self._tail = x[len(pcm) :]
         half = len(pcm) // 2
         # Output m is input 2m + _HISTORY filtered: the odd taps meet the odd samples,

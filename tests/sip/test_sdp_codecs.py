@@ -99,3 +99,12 @@ def test_autocall_codecs_reaches_the_trunk(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("AUTOCALL_CODECS", "opus")
     with pytest.raises(ValueError, match="unknown codec 'opus'"):
         TrunkSettings.from_env()
+
+
+async def test_an_agent_refuses_a_codec_it_cannot_speak() -> None:
+    from autocall.telephony.call import UserAgent
+
+    with pytest.raises(ValueError, match="name one or more of PCMU, PCMA, G722"):
+        await UserAgent.start(codecs=("OPUS",))
+    with pytest.raises(ValueError, match="name one or more of"):
+        await UserAgent.start(codecs=())

@@ -2,11 +2,11 @@
 
 G.722 is sub-band ADPCM: encoder and decoder carry state from one frame to the next,
 so each direction of a call needs its own `Encoder` / `Decoder`, fed in order. A 20 ms
-frame is 320 samples at 16 kHz and 160 bytes at 64 kbit/s (ITU-T G.722 §1.2: two
-samples per byte). On the wire its RTP clock is 8000 Hz although the audio is 16 kHz:
+frame is 320 samples at 16 kHz and 160 bytes at 64 kbit/s (ITU-T G.722 codes 16 000
+samples/s in 64 kbit/s: one byte per pair of samples). On the wire its RTP clock is 8000 Hz although the audio is 16 kHz:
 RFC 3551 §4.5.2 keeps the value of an early error, so timestamps step 160 per frame.
 
-`decimate` brings 16 kHz audio to 8 kHz for the parts that work in the telephone band
+`Decimator` brings 16 kHz audio to 8 kHz for the parts that work in the telephone band
 (the DTMF detector bank, answering-machine detection): a linear-phase low-pass FIR with
 state, so one stream's packets in order make one continuous 8 kHz signal with exactly
 half as many samples, and timestamps that still count in the 8000 Hz RTP clock.
@@ -20,10 +20,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["RATE", "BIT_RATE", "Decimator", "Decoder", "Encoder", "Interpolator", "resample_pcm"]
+__all__ = ["RATE", "BIT_RATE", "Decimator", "Decoder", "Encoder", "Interpolator"]
 
 RATE = 16000
-"""Audio samples per second (ITU-T G.722 §1.1)."""
+"""Audio samples per second (ITU-T G.722: 50-7000 Hz audio sampled at 16 kHz)."""
 BIT_RATE = 64000
 """Mode 1, the rate RTP payload type 9 carries (RFC 3551 §4.5.2)."""
 
@@ -137,13 +137,3 @@ class Interpolator:
         self._tail = x[len(x) - len(self._tail) :]
         y = 2.0 * np.convolve(x, _H, mode="valid")
         return np.clip(np.round(y), -32768, 32767).astype(np.int16)
-
-
-def resample_pcm(pcm: Samples, rate: int, to: int) -> Samples:
-    """Resample whole prompt audio (soxr, high quality), for audio made at another rate."""
-    if rate == to or len(pcm) == 0:
-        return np.asarray(pcm, dtype=np.int16)
-    import soxr
-
-    out = soxr.resample(np.asarray(pcm, dtype=np.int16), rate, to)
-    return np.asarray(out, dtype=np.int16)

@@ -3,8 +3,9 @@
 G.722 is sub-band ADPCM: encoder and decoder carry state from one frame to the next,
 so each direction of a call needs its own `Encoder` / `Decoder`, fed in order. A 20 ms
 frame is 320 samples at 16 kHz and 160 bytes at 64 kbit/s (ITU-T G.722 codes 16 000
-samples/s in 64 kbit/s: one byte per pair of samples). On the wire its RTP clock is 8000 Hz although the audio is 16 kHz:
-RFC 3551 §4.5.2 keeps the value of an early error, so timestamps step 160 per frame.
+samples/s in 64 kbit/s: one byte per pair of samples). On the wire its RTP clock is
+8000 Hz although the audio is 16 kHz: RFC 3551 §4.5.2 keeps the value of an early
+error, so timestamps step 160 per frame.
 
 `Decimator` brings 16 kHz audio to 8 kHz for the parts that work in the telephone band
 (the DTMF detector bank, answering-machine detection): a linear-phase low-pass FIR with

@@ -103,7 +103,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -119,6 +119,9 @@ from autocall.media.source import SourceValidator
 from autocall.media.srtp import PROTECT_ERRORS, SrtpError, SrtpKeys, SrtpStream
 from autocall.media.stats import MediaStats, ReceptionStats
 from autocall.media.telephone_event import FLASH, TelephoneEventReceiver, TelephoneEventSender
+
+if TYPE_CHECKING:
+    from autocall.audio.dtmf import DtmfDetector, DtmfEvent
 
 __all__ = ["CROSS_SOURCE_WINDOW", "Digit", "DigitSource", "MediaSession"]
 
@@ -273,7 +276,7 @@ class _Contest:
     """In-band detection on a competing SSRC (see "Contested streams")."""
 
     ssrc: int
-    detector: Any
+    detector: DtmfDetector
     rx: _Receive
     signal: ReorderBuffer = field(default_factory=ReorderBuffer)
     tail: int = _DETECTOR_TAIL
@@ -357,7 +360,7 @@ class MediaSession:
         self._contest: _Contest | None = None
         self._pool_port: int | None = None  # handed out by the engine's port pool
         self._inband = detect_inband
-        self._detector: Any = None
+        self._detector: DtmfDetector | None = None
         self._slot: Slot | None = None
         self._push_detect: Callable[[Samples], None] | None = None
         self._detector_tail = 0
@@ -1089,7 +1092,7 @@ class MediaSession:
         self._detector = None
         self._contest = None
 
-    def _on_inband(self, ev: Any) -> None:
+    def _on_inband(self, ev: DtmfEvent) -> None:
         self._report_inband(ev, None, self._splits)
 
     def _on_pad(self, samples: int) -> None:
@@ -1097,7 +1100,7 @@ class MediaSession:
         fabricated like the silence fed while nothing arrives (see `_Splits`)."""
         self._splits.silence(self._signal, samples)
 
-    def _report_inband(self, ev: Any, feed: int | None, splits: _Splits) -> None:
+    def _report_inband(self, ev: DtmfEvent, feed: int | None, splits: _Splits) -> None:
         """An in-band press from one feed: the latched stream's detector (``None``) or a
         competing stream's (its SSRC). Each detector reports each press it hears once;
         the same digit from a feed that has not reported the last press yet, within
@@ -1120,7 +1123,7 @@ class MediaSession:
         self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
 
     @staticmethod
-    def _make_detector() -> Any:
+    def _make_detector() -> DtmfDetector | None:
         try:
             from autocall.audio.dtmf import DtmfDetector
         except ImportError:

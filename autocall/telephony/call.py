@@ -62,6 +62,8 @@ from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.media.srtp import SrtpKeys
 from autocall.sip.auth import Credentials
+from autocall.sip.callerid import IDENTITY_HEADERS, CallerIdStyle, caller_id_plan
+from autocall.sip.dialog import InDialogKind
 from autocall.sip.invite import (
     RINGING,
     Acked,
@@ -400,6 +402,9 @@ class Call:
         assert old.usage.dialog is not None
         local = old.usage.dialog.local_uri
         headers = [("Referred-By", sub.target.referred_by)] if sub.target.referred_by else []
+        if old.usage.role == "uac":  # our call: the new leg asserts the caller ID we did
+            headers += [(name, value) for name in IDENTITY_HEADERS
+                        for value in old.usage.invite.headers.get_all(name)]
         outcome: asyncio.Future[Answered | Failed | Ended] = self.ua.loop.create_future()
 
         def listen(ev: SessionEvent) -> None:
@@ -738,9 +743,9 @@ class Call:
                                                       by="local"))
         elif isinstance(ev, InDialog):
             de = ev.dialog_event
-            if de.kind == "info_dtmf" and de.digit is not None:
+            if de.kind == InDialogKind.INFO_DTMF and de.digit is not None:
                 self.media.report_digit(de.digit, "info", float(de.duration_ms or 0))
-            elif de.kind == "notify":
+            elif de.kind == InDialogKind.NOTIFY:
                 with contextlib.suppress(UnicodeDecodeError):
                     self._notify.put_nowait(de.request.body.decode())
 
@@ -805,6 +810,8 @@ class UserAgent:
         """Seconds a transfer target may ring before we CANCEL and report 487."""
         self.srtp = SrtpPolicy()
         """SRTP policy of every call (RFC 3711 with SDES keys, `autocall.sip.sdes`)."""
+        self.caller_id_header = CallerIdStyle.FROM
+        """The header our calls carry their caller ID in (`autocall.sip.callerid`)."""
         self.codecs: tuple[str, ...] = SUPPORTED
         """Audio codecs every call allows, in offer order (``AUTOCALL_CODECS``)."""
 
@@ -825,6 +832,7 @@ class UserAgent:
                     session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER,
                     srtp: SrtpPolicy | None = None,
                     keepalive: float = 0.0,
+                    caller_id_header: CallerIdStyle = CallerIdStyle.FROM,
                     codecs: tuple[str, ...] = SUPPORTED) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
@@ -833,6 +841,8 @@ class UserAgent:
         through our trunk at the referrer's choice. ``session_timer`` is the RFC 4028
         policy (None: no session timers). ``srtp`` the SRTP policy (default off); SDES
         keys need ``transport="tls"`` unless the policy allows clear keys (ValueError).
+        ``caller_id_header`` is where ``call(caller_id=…)`` puts the caller ID: the From
+        user, P-Asserted-Identity or Remote-Party-ID (`autocall.sip.callerid`).
         ``codecs``: the audio codecs allowed, in the order we offer them (PCMU, PCMA,
         G722; default G.711 only).
         """
@@ -857,6 +867,7 @@ class UserAgent:
         self.accept_refer = accept_refer
         self.refer_ring_timeout = refer_ring_timeout
         self.srtp = srtp
+        self.caller_id_header = caller_id_header
         self.codecs = tuple(codecs)
         return self
 
@@ -876,7 +887,8 @@ class UserAgent:
             dns_servers=settings.dns_servers, tls=trunk.tls,
             session_timer=TimerPolicy(settings.session_expires, settings.min_se)
             if settings.session_expires else None, srtp=trunk.srtp,
-            keepalive=trunk.keepalive, codecs=trunk.codecs)
+            keepalive=trunk.keepalive, caller_id_header=trunk.caller_id_header,
+            codecs=trunk.codecs)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -896,14 +908,25 @@ class UserAgent:
                    headers: dict[str, str] | list[tuple[str, str]] | None = None,
                    ring_timeout: float | None = 30.0, record: str | Path | None = None,
                    late_offer: bool = False) -> Call:
-        """Place a call; returns at once with status initiated (see ``Call.wait_answer``)."""
+        """Place a call; returns at once with status initiated (see ``Call.wait_answer``).
+
+        ``caller_id`` goes where ``caller_id_header`` says (From user, P-Asserted-Identity
+        or Remote-Party-ID); one that cannot be a SIP URI user is a ValueError.
+        """
         uri = _target_uri(target, self.sip)
+        config = self.sip.config
+        # The identity's domain: the trunk's (configured, registrar or proxy), else the host
+        # the call goes to (a campaign dials sip:NUMBER@trunk with no proxy), never ours.
+        named = config.domain or config.registrar or config.proxy
+        plan = caller_id_plan(self.caller_id_header, caller_id, display_name,
+                              account_user=config.user,
+                              domain=self.sip.domain if named or not uri.host else uri.host)
         await self.sip.prepare(uri)
         media = await MediaSession.open(self.engine, host=self.media_host, port=0)
         extra = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
         try:
-            session = self.sip.invite(uri, from_user=caller_id, display=display_name or caller_id,
-                                      headers=extra, sdp=None, send=False)
+            session = self.sip.invite(uri, from_user=plan.from_user, display=plan.display,
+                                      headers=plan.headers + extra, sdp=None, send=False)
         except (ValueError, OSError):
             await media.close()
             raise

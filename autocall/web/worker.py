@@ -262,8 +262,7 @@ async def follow_parent(parent: int, stop: asyncio.Event, force: asyncio.Event, 
 async def work(url: str, settings: Settings, *, parent: int | None = None) -> None:
     """Dial until SIGTERM/SIGINT (the first drains, a second hangs up), or until the
     process ``parent`` is gone."""
-    store = Store(url)
-    try:
+    with Store(url) as store:
         async with from_settings(settings) as placer:
             worker = Worker(store, placer, settings)
 
@@ -286,8 +285,6 @@ async def work(url: str, settings: Settings, *, parent: int | None = None) -> No
                     watch.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watch
-    finally:
-        store.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from autocall.config import TrunkSettings
@@ -108,3 +110,22 @@ async def test_an_agent_refuses_a_codec_it_cannot_speak() -> None:
         await UserAgent.start(codecs=("OPUS",))
     with pytest.raises(ValueError, match="name one or more of"):
         await UserAgent.start(codecs=())
+
+
+def test_a_trunk_file_names_its_codecs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autocall.trunks import TrunkError, load_trunk
+
+    pbx = tmp_path / "pbx.yaml"
+    pbx.write_text("preset: asterisk\nhost: pbx.example.com\ncodecs: [g722, pcmu]\n")
+    assert load_trunk(str(pbx)).codecs == ("G722", "PCMU")
+    monkeypatch.delenv("AUTOCALL_CODECS", raising=False)
+    assert TrunkSettings.from_env(str(pbx)).codecs == ("G722", "PCMU")
+    monkeypatch.setenv("AUTOCALL_CODECS", "pcma")  # the environment wins, as for every field
+    assert TrunkSettings.from_env(str(pbx)).codecs == ("PCMA",)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("host: pbx.example.com\n")
+    assert load_trunk(str(plain)).codecs == ("PCMU", "PCMA")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("host: pbx.example.com\ncodecs: g729\n")
+    with pytest.raises(TrunkError, match=r"bad.yaml:2:9: error: codecs: unknown codec 'g729'"):
+        load_trunk(str(bad))

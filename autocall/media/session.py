@@ -592,6 +592,10 @@ class MediaSession:
         )
         self._zeros = np.zeros(self.frame_samples, dtype=np.int16)
         self._rx = _Receive(rate)
+        if self._recorder is not None:  # record() before start(): nothing written yet
+            path = self._recorder.path
+            self._recorder.close()
+            self._recorder = Recorder(path, rate)
 
     def _transmit(self, pt: int) -> _Transmit | None:
         return None if pt != G722 and CODEC_RATE[pt] == self.rate else _Transmit(pt, self.rate)

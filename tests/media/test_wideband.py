@@ -177,3 +177,15 @@ def test_g722_codec_round_trip() -> None:
     )
     assert out.dtype == np.int16 and len(out) == len(tone)
     assert abs(dominant_hz(out[400:], 16000) - 5000) < 20
+
+
+async def test_a_recording_started_before_a_wideband_start_is_16khz(
+    engine: MediaEngine, tmp_path: Path
+) -> None:
+    media = await MediaSession.open(engine)
+    media.record(tmp_path / "early.wav")
+    media.start(("127.0.0.1", 9), payload_type=9)
+    await asyncio.sleep(0.2)
+    await media.close()
+    info = sf.info(str(tmp_path / "early.wav"))
+    assert info.samplerate == 16000 and info.frames >= 320

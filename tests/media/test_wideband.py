@@ -189,3 +189,33 @@ async def test_a_recording_started_before_a_wideband_start_is_16khz(
     await media.close()
     info = sf.info(str(tmp_path / "early.wav"))
     assert info.samplerate == 16000 and info.frames >= 320
+
+
+async def test_odd_g722_and_g711_packets_on_a_wideband_call(engine: MediaEngine) -> None:
+    """Empty, one-byte, oversized and PCMU packets into a G.722 session: decoded at the
+    call's rate or ignored, never an exception in the pacing tick; the call goes on."""
+    media = await MediaSession.open(engine)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    media.start(("127.0.0.1", peer.getsockname()[1]), payload_type=9, dtmf_payload_type=101)
+    got: list[np.ndarray] = []
+    media.on_audio.append(got.append)
+    enc = g722.Encoder()
+    tone = beep(5000.0, 400, level_dbm0=-10, rate=16000)
+    payloads = [(9, b""), (9, b"\x00"), (9, bytes(1400)), (0, bytes(160)), (0, b"\xff" * 7)]
+    payloads += [(9, enc.encode(tone[i : i + 320])) for i in range(0, len(tone), 320)]
+    try:
+        for n, (pt, payload) in enumerate(payloads):
+            peer.sendto(
+                bytes(RtpPacket(pt, 10 + n, 1000 + 160 * n, 0xABC, payload)),
+                ("127.0.0.1", media.local_port),
+            )
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        assert media.started and not media.closed
+        assert all(len(f) == 320 for f in got)  # playout stays 20 ms frames at 16 kHz
+        heard = np.concatenate(got)
+        assert np.abs(heard).max() > 1000  # the real G.722 tone after the junk came through
+    finally:
+        await media.close()
+        peer.close()

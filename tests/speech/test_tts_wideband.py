@@ -54,3 +54,31 @@ async def test_the_audio_cache_gives_a_call_its_rate(tmp_path: Path) -> None:
     played = await cache.play(eng.Play(str(tone)), 16000)
     assert share_above(played, 16000, 4500) > 0.9  # a 16 kHz file keeps its 5 kHz tone
     assert prompt_rates(("PCMU", "PCMA")) == (8000,)
+
+
+def test_prompts_render_makes_16khz_entries_when_g722_is_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from autocall.cli import app
+
+    tree = tmp_path / "t.yaml"
+    tree.write_text('start: a\nnodes:\n  a:\n    say: ["Hello there.", "Goodbye."]\n')
+    cache = tmp_path / "cache"
+    args = ["prompts", "render", "--offline", "--cache-dir", str(cache), "--json", str(tree)]
+    monkeypatch.setenv("AUTOCALL_CODECS", "g722,pcmu")
+    result = CliRunner().invoke(app, args)
+    data = json.loads(result.output)
+    assert result.exit_code == 0 and data["counts"]["rendered"] == 4, result.output
+    assert sorted(p["rate"] for p in data["prompts"]) == [8000, 8000, 16000, 16000]
+    for p in data["prompts"]:
+        assert sf.info(p["path"]).samplerate == p["rate"]
+    monkeypatch.delenv("AUTOCALL_CODECS")
+    result = CliRunner().invoke(app, args)  # G.711 only: the 8 kHz entries, cached
+    data = json.loads(result.output)
+    assert data["counts"]["cached"] == 2 and data["counts"]["rendered"] == 0, result.output
+    result = CliRunner().invoke(app, [*args[:2], "--wideband", *args[2:]])
+    assert json.loads(result.output)["counts"]["cached"] == 4

@@ -219,3 +219,19 @@ async def test_odd_g722_and_g711_packets_on_a_wideband_call(engine: MediaEngine)
     finally:
         await media.close()
         peer.close()
+
+
+def test_the_decimator_is_one_filter_across_packet_sizes() -> None:
+    """Packets of 20, 30 and 10 ms in turn give what one long convolution gives."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(16000) * 5000).clip(-32768, 32767).astype(np.int16)
+    d, out, i = g722.Decimator(), [], 0
+    for n in [320, 480, 160] * 50:
+        if i + n > len(x):
+            break
+        out.append(d.process(x[i : i + n]))
+        i += n
+    got = np.concatenate(out)
+    ref = np.convolve(np.concatenate((np.zeros(len(g722._H) - 1), x[:i])), g722._H, "valid")
+    want = np.clip(np.rint(ref[::2]), -32768, 32767).astype(np.int16)
+    assert np.array_equal(got, want)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from autocall.sip.callerid import CallerIdStyle, parse_style
 from autocall.sip.sdes import SrtpPolicy, parse_policy
+from autocall.sip.sdp import SUPPORTED, parse_codecs
 from autocall.sip.tls import TlsSettings
 
 if TYPE_CHECKING:
@@ -142,6 +143,10 @@ class TrunkSettings:
     """Used when ``transport`` is ``tls``."""
     srtp: SrtpPolicy = field(default_factory=SrtpPolicy)
     """SRTP policy and suites; keys other than off need ``tls`` (or clear_keys)."""
+    codecs: tuple[str, ...] = SUPPORTED
+    """``AUTOCALL_CODECS`` (else the trunk file's ``codecs:``): the audio codecs we allow,
+    in the order we offer them (``pcmu``, ``pcma``, ``g722``); default ``pcmu,pcma``. With
+    ``g722`` a call whose far end offers or accepts G.722 is wideband (16 kHz) end to end."""
     keepalive: float = 0.0
     """``AUTOCALL_SIP_KEEPALIVE``: seconds between keep-alives to the registrar while
     registered (CRLFCRLF over TCP/TLS, OPTIONS over UDP: NAT bindings stay open); 0: none."""
@@ -183,6 +188,7 @@ class TrunkSettings:
         """``base`` (a loaded trunk file) with every ``AUTOCALL_SIP_*`` that is set on top."""
         register_raw = _env("AUTOCALL_SIP_REGISTER")
         header_raw = _env("AUTOCALL_SIP_CALLER_ID_HEADER")
+        codecs_raw = _env("AUTOCALL_CODECS")
         try:
             header = parse_style(header_raw) if header_raw is not None else None
         except ValueError as exc:
@@ -201,6 +207,8 @@ class TrunkSettings:
             else (base.register if base is not None else False),
             tls=tls_from_env(),
             srtp=srtp_from_env(),
+            codecs=parse_codecs(codecs_raw) if codecs_raw is not None
+            else (base.codecs if base is not None else SUPPORTED),
             keepalive=_keepalive(_env("AUTOCALL_SIP_KEEPALIVE", "0") or "0"),
             caller_id_header=header or (base.caller_id_header if base is not None
                                         else CallerIdStyle.FROM),

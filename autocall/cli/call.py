@@ -43,7 +43,7 @@ from autocall.telephony.call import Call, CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
 from autocall.telephony.outbound import Dial, OutboundCall, Services, informer_tree
 from autocall.telephony.record import HUNG_UP_EARLY, CallRecord
-from autocall.telephony.runner import AudioCache, prompts_of, tree_uses_speech
+from autocall.telephony.runner import AudioCache, prompt_rates, prompts_of, tree_uses_speech
 from autocall.telephony.webhooks import EventSink, StatusCallbacks, WebhookClient
 
 EXIT_ANSWERED = 0
@@ -117,7 +117,8 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
     task = asyncio.current_task()
     signals = StopSignals(lambda _: task.cancel() if task else None)
     try:
-        for error in await services.audio.warm(prompts_of(tree, variables)):  # before it rings
+        rates = prompt_rates(trunk.codecs)  # prompts rendered before it rings
+        for error in await services.audio.warm(prompts_of(tree, variables), rates):
             _err.print(f"[yellow]prompt not rendered:[/] {error}")
         if trunk.register and not await ua.wait_registered(10.0):
             done = outbound.record(error="registration failed")
@@ -529,7 +530,8 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
                 raise SystemExit(EXIT_FAILED)
             _err.print(f"registered as {trunk.user or 'autocall'} with {trunk.uri}")
         # Calls arriving meanwhile are answered too; their prompts render on demand.
-        for error in await server.audio.warm(prompts_of(server.tree, server.variables)):
+        warm = prompts_of(server.tree, server.variables)
+        for error in await server.audio.warm(warm, prompt_rates(trunk.codecs)):
             _err.print(f"[yellow]prompt not rendered:[/] {error}")
         _err.print(f"autocall serve: listening on sip:{host}:{port} "
                    f"(max {server.max_calls} calls); records in {server.records}")

@@ -125,7 +125,8 @@ def trunks(
             "trunks": [{"name": t.name, "source": t.source, "path": str(t.path),
                         "description": t.description, "host": t.host, "port": t.port,
                         "transport": t.transport, "register": t.register,
-                        "caller_id_header": str(t.caller_id_header), "user": t.user,
+                        "caller_id_header": str(t.caller_id_header),
+                        "codecs": [c.lower() for c in t.codecs], "user": t.user,
                         "password_env": t.password_env, "echo": t.echo,
                         "docs": list(t.docs)} for t in found]}))
     else:

@@ -19,7 +19,8 @@ Samples = npt.NDArray[np.int16]
 
 
 class JitterBuffer:
-    """Adaptive-delay buffer in RTP timestamp units.
+    """Adaptive-delay buffer in samples: RTP timestamp units times ``scale`` (1 for
+    G.711; 2 for G.722, whose 16 kHz audio runs on an 8000 Hz RTP clock).
 
     Playout starts once ``delay`` samples are buffered ahead of the first packet, or
     ``delay`` after it arrived, whichever comes first.
@@ -53,6 +54,7 @@ class JitterBuffer:
         shrink_rate: float = 10.0,
         rate: int = 8000,
         quiet: int = 500,
+        scale: int = 1,
     ) -> None:
         self.frame = frame
         self.base_delay = delay
@@ -63,6 +65,7 @@ class JitterBuffer:
         self.max_target = max(max_target, delay)
         self.resync = resync
         self.rate = rate
+        self.scale = scale  # samples per RTP timestamp unit (2 for G.722, RFC 3551 §4.5.2)
         self.quiet = quiet
         self._shrink = shrink_rate * rate / 1000  # samples of target per second
         self._min_transit: float | None = None
@@ -113,11 +116,11 @@ class JitterBuffer:
         """Add one packet's decoded audio, starting at RTP ``timestamp``, arrived ``now``."""
         if len(samples) == 0:
             return
-        ts = self._unwrap(timestamp)
+        ts = self._unwrap(timestamp) * self.scale
         ref = self._cursor if self._cursor is not None else self._first
         if ref is not None and abs(ts - ref) > self.resync:
             self.reset()
-            ts = self._unwrap(timestamp)
+            ts = self._unwrap(timestamp) * self.scale
         if now is not None:
             # `_adapt`, inlined: this runs for every packet of every call.
             transit = now * self.rate - ts

@@ -12,7 +12,7 @@ Usage::
     call = await ua.call("sip:+15550100@pbx.example.com", caller_id="+15550199",
                          ring_timeout=30)
     if await call.wait_answer() is CallStatus.IN_PROGRESS:
-        await call.play(pcm_int16_8khz)          # True when fully played, False if flushed
+        await call.play(pcm_int16)               # at call.media.rate; False if flushed
         async for event in call:                  # DigitEvent … then one HangupEvent
             ...
         await call.hangup()
@@ -76,7 +76,15 @@ from autocall.sip.invite import (
 )
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdes import SECURE_PROFILES, Crypto, SrtpPolicy, SrtpRefused, new_key
-from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
+from autocall.sip.sdp import (
+    KNOWN,
+    SUPPORTED,
+    Negotiated,
+    answer_direction,
+    build_sdp,
+    negotiate,
+    parse_sdp,
+)
 from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import Timers
 from autocall.sip.transport import TcpLimits, TlsSettings
@@ -88,7 +96,7 @@ __all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "Tran
 
 log = logging.getLogger(__name__)
 DEFAULT_SESSION_TIMER = TimerPolicy()
-CODECS = {"PCMU": 0, "PCMA": 8}
+CODECS = KNOWN
 
 
 def status_for(code: int, *, cancel_cause: str | None = None, rang: bool = True) -> CallStatus:
@@ -302,7 +310,8 @@ class Call:
                            code, reason or Response(code).reason, by="local")
 
     async def play(self, pcm: npt.ArrayLike) -> bool:
-        """Play int16 8 kHz mono audio; True when all of it was sent, False if interrupted."""
+        """Play int16 mono audio at ``media.rate`` (8 kHz; 16 kHz when the call negotiated
+        G.722); True when all of it was sent, False if interrupted."""
         if self.status is not CallStatus.IN_PROGRESS:
             return False
         return await self.media.play(pcm)
@@ -515,7 +524,10 @@ class Call:
         return await self._reinvite("sendrecv", hold=False)
 
     async def change_codec(self, codec: str) -> int:
-        """Re-INVITE offering only ``codec`` (PCMU or PCMA); the RTP stream goes on."""
+        """Re-INVITE offering only ``codec`` (PCMU, PCMA or G722); the RTP stream goes on
+        (at the rate it started with: the media resamples if the new codec's differs)."""
+        if codec.upper() not in self.ua.codecs:
+            raise ValueError(f"codec {codec!r}: this agent allows {', '.join(self.ua.codecs)}")
         return await self._reinvite("sendrecv", hold=False, codecs=[codec.upper()])
 
     async def hangup(self) -> None:
@@ -555,7 +567,7 @@ class Call:
              answer: Negotiated | None = None) -> bytes:
         """Our SDP: an offer, or with ``answer`` the answer to that negotiated offer (its
         profile, and our key for the crypto line we accepted, under its tag)."""
-        names = codecs or list(CODECS)
+        names = codecs or list(self.ua.codecs)
         host = self.ua.media_advertise or self.ua.sip.advertised[0]
         if answer is None:
             profile, crypto = self.ua.srtp.offer_profile, self._our_crypto()
@@ -586,7 +598,7 @@ class Call:
     def _negotiate(self, sdp: bytes, *, answering: bool) -> Negotiated:
         """Codec, DTMF and SRTP from the far end's offer (``answering``) or its answer to
         our offer; ValueError says why it cannot be used (→ 488)."""
-        return negotiate(parse_sdp(sdp), srtp=self.ua.srtp,
+        return negotiate(parse_sdp(sdp), self.ua.codecs, srtp=self.ua.srtp,
                          ours=None if answering else self._our_crypto())
 
     def _srtp_for(self, neg: Negotiated) -> SrtpKeys | None:
@@ -665,7 +677,7 @@ class Call:
                     and self.session.usage.invite.body:
                 # Early media (RFC 3960): the answer came in a 183; hear it before the 200
                 with contextlib.suppress(ValueError):
-                    self.negotiated = negotiate(parse_sdp(early))
+                    self.negotiated = negotiate(parse_sdp(early), self.ua.codecs)
                     self._start_media()
         elif isinstance(ev, Answered):
             if self.status.final:
@@ -800,6 +812,8 @@ class UserAgent:
         """SRTP policy of every call (RFC 3711 with SDES keys, `autocall.sip.sdes`)."""
         self.caller_id_header = CallerIdStyle.FROM
         """The header our calls carry their caller ID in (`autocall.sip.callerid`)."""
+        self.codecs: tuple[str, ...] = SUPPORTED
+        """Audio codecs every call allows, in offer order (``AUTOCALL_CODECS``)."""
 
     @classmethod
     async def start(cls, *, bind_host: str = "127.0.0.1", bind_port: int = 0,
@@ -818,7 +832,8 @@ class UserAgent:
                     session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER,
                     srtp: SrtpPolicy | None = None,
                     keepalive: float = 0.0,
-                    caller_id_header: CallerIdStyle = CallerIdStyle.FROM) -> UserAgent:
+                    caller_id_header: CallerIdStyle = CallerIdStyle.FROM,
+                    codecs: tuple[str, ...] = SUPPORTED) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
@@ -828,7 +843,12 @@ class UserAgent:
         keys need ``transport="tls"`` unless the policy allows clear keys (ValueError).
         ``caller_id_header`` is where ``call(caller_id=…)`` puts the caller ID: the From
         user, P-Asserted-Identity or Remote-Party-ID (`autocall.sip.callerid`).
+        ``codecs``: the audio codecs allowed, in the order we offer them (PCMU, PCMA,
+        G722; default G.711 only).
         """
+        unknown = [c for c in codecs if c not in CODECS]
+        if unknown or not codecs:
+            raise ValueError(f"codecs {codecs!r}: name one or more of {', '.join(CODECS)}")
         srtp = srtp or SrtpPolicy()
         srtp.check_transport(transport)
         creds = Credentials(username or user, password) if password is not None else None
@@ -848,6 +868,7 @@ class UserAgent:
         self.refer_ring_timeout = refer_ring_timeout
         self.srtp = srtp
         self.caller_id_header = caller_id_header
+        self.codecs = tuple(codecs)
         return self
 
     @classmethod
@@ -866,7 +887,8 @@ class UserAgent:
             dns_servers=settings.dns_servers, tls=trunk.tls,
             session_timer=TimerPolicy(settings.session_expires, settings.min_se)
             if settings.session_expires else None, srtp=trunk.srtp,
-            keepalive=trunk.keepalive, caller_id_header=trunk.caller_id_header)
+            keepalive=trunk.keepalive, caller_id_header=trunk.caller_id_header,
+            codecs=trunk.codecs)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -10,6 +10,7 @@ A trunk file is a small YAML mapping (``presets/*.yaml`` in this package, and an
     transport: udp            # udp, tcp or tls
     register: true
     caller_id_header: from    # from, pai (P-Asserted-Identity) or rpid (Remote-Party-ID)
+    codecs: [g722, pcmu, pcma]  # audio codecs in offer order (default pcmu, pcma)
     user: robot
     password_env: PBX_PASSWORD  # the variable holding the password (never the file)
     caller_id: "+15550100"    # caller ID of `autocall sip check`'s test call
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autocall.sip.callerid import CallerIdStyle, check_caller_id, parse_style
 from autocall.sip.message import URI
+from autocall.sip.sdp import SUPPORTED, parse_codecs
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 USER_DIR_ENV = "AUTOCALL_SIP_TRUNKS_DIR"
@@ -64,6 +66,8 @@ class TrunkFile(BaseModel):
     register_: bool | None = Field(default=None, alias="register")
     """``register:`` in the file (``BaseModel.register`` is taken)."""
     caller_id_header: CallerIdStyle | None = None
+    codecs: tuple[str, ...] | None = None
+    """Audio codecs in offer order (``AUTOCALL_CODECS`` overrides): a list or ``a,b``."""
     user: str | None = Field(default=None, min_length=1, max_length=64)
     password_env: str | None = None
     caller_id: str | None = None
@@ -86,6 +90,18 @@ class TrunkFile(BaseModel):
                 f"{value!r} is not a host name or address (e.g. pbx.example.com, "
                 "192.0.2.10, [2001:db8::1]); no scheme, user or port here"
             )
+        return value
+
+    @field_validator("codecs", mode="before")
+    @classmethod
+    def _codecs(cls, value: object) -> object:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = ",".join(value)
+        if isinstance(value, str):
+            try:
+                return parse_codecs(value, where="codecs")
+            except ValueError as exc:
+                raise ValueError(str(exc).replace(f"codecs={value!r}: ", "")) from None
         return value
 
     @field_validator("caller_id_header", mode="before")
@@ -160,6 +176,7 @@ class Trunk:
     transport: str
     register: bool
     caller_id_header: CallerIdStyle
+    codecs: tuple[str, ...]
     user: str | None
     password_env: str | None
     caller_id: str | None
@@ -256,6 +273,7 @@ def _resolve(name: str, path: Path, source: str, file: TrunkFile) -> Trunk:
         transport=merged.transport or "udp",
         register=bool(merged.register_),
         caller_id_header=merged.caller_id_header or CallerIdStyle.FROM,
+        codecs=merged.codecs or SUPPORTED,
         user=merged.user,
         password_env=merged.password_env,
         caller_id=merged.caller_id,

@@ -991,10 +991,11 @@ class MediaSession:
             self._receive_events(payload, ts, now)
             return
         if source.next_in_line(ssrc, seq, ts, now):  # the common case, kept cheap
-            if pt == self._dtmf_pt or pt == CN:
+            if pt == self._dtmf_pt or pt == CN or pt == G722 or self.rate != RATE:
                 self._receive((pt, seq, ts, payload), now)
                 return
-            # `_receive` for audio, inlined: every packet of every call comes here.
+            # `_receive` for G.711 on a narrowband call, inlined: every packet of every
+            # call comes here.
             self._rx_stats.update(seq, ts, now, len(payload))
             samples = _DECODERS[pt](payload)
             self._jitter.push(ts, samples, now)

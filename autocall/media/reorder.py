@@ -96,8 +96,8 @@ class ReorderBuffer:
         next (0: the sender never paused, whatever the arrival times said).
 
         Audio released and not yet popped comes next, and it follows on directly (only
-        the in-sequence, gap-free case is released at push): a detector bank pads its
-        silence between the last pop and the packets read after it."""
+        the in-sequence, gap-free case is released at push): the silence goes in
+        between the last pop and the packets read after it."""
         self._watch = not self._ready
         self.resume_gap = None if self._watch else 0
 

@@ -697,9 +697,7 @@ class MediaSession:
                 self._splits.resumed(self._signal, now)
                 self._feed_signal(chunks)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
-                self._push_detect is not None
-                or self.on_signal
-                or self._detector_tail > 0
+                self._push_detect is not None or self.on_signal or self._detector_tail > 0
             ):
                 # Nothing arrived for a while: the far end paused or stopped. Silence
                 # keeps a shared detector bank and `on_signal` (AMD times silences) in
@@ -847,9 +845,7 @@ class MediaSession:
         for item in admit.items:
             self._receive(item, now)
 
-    def _contested(
-        self, pt: int, ssrc: int, seq: int, ts: int, payload: bytes, now: float
-    ) -> None:
+    def _contested(self, pt: int, ssrc: int, seq: int, ts: int, payload: bytes, now: float) -> None:
         """A competing stream's audio, to a detector of its own (one stream at a time)."""
         c = self._contest
         if c is None or (c.ssrc != ssrc and c.signal.idle(now, SIGNAL_IDLE)):
@@ -953,7 +949,7 @@ class MediaSession:
         except ImportError:  # no numpy DTMF banks: a detector of our own, if any
             self._detector = self._make_detector()
             return
-        self._slot = pool.attach(self._on_inband, self._on_pad)
+        self._slot = pool.attach(self._on_inband)
         self._push_detect = pool.pusher(self._slot)
 
     def _detach_detection(self) -> None:
@@ -966,11 +962,6 @@ class MediaSession:
 
     def _on_inband(self, ev: Any) -> None:
         self._report_inband(ev, None, self._splits)
-
-    def _on_pad(self, samples: int) -> None:
-        """The shared bank padded silence after our audio to keep its other calls going:
-        fabricated like the silence fed while nothing arrives (see `_Splits`)."""
-        self._splits.silence(self._signal, samples)
 
     def _report_inband(self, ev: Any, feed: int | None, splits: _Splits) -> None:
         """An in-band press from one feed: the latched stream's detector (``None``) or a

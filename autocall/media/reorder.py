@@ -107,13 +107,20 @@ class ReorderBuffer:
         hole, self._hole = self._hole, 0
         return hole
 
-    def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
-        """One packet's decoded audio with its sequence number, timestamp and arrival."""
+    def push(
+        self, seq: int, ts: int, samples: Samples, now: float, read: float | None = None
+    ) -> None:
+        """One packet's decoded audio with its sequence number, timestamp and arrival
+        (``now``), and when it was read (``read``, on the same clock; the arrival if
+        None). A receiver that is behind reads packets that arrived long ago: `idle`
+        and the wait for a hole count from the reading, so a backlog being worked through is
+        never a pause, and a packet still in it is not given up for lost."""
         if len(samples) == 0:
             return
         es = self._seq(seq)
         ets = self._ts(ts)
-        self._last_arrival = now
+        at = now if read is None else max(now, read)
+        self._last_arrival = at
         if self._next_seq is not None and es < self._next_seq:
             if es in self._gave_up:
                 self.late += 1
@@ -133,10 +140,10 @@ class ReorderBuffer:
         if es in self._held:
             self.duplicates += 1
             return
-        self._held[es] = (ets, samples, now)
+        self._held[es] = (ets, samples, at)  # a hole is waited for from the reading on
 
     def idle(self, now: float, after: float) -> bool:
-        """Nothing held and nothing arrived for ``after`` seconds (or ever)."""
+        """Nothing held and nothing arrived (or was read) for ``after`` seconds (or ever)."""
         last = self._last_arrival
         return not self._held and not self._ready and (last is None or now - last >= after)
 

@@ -854,7 +854,7 @@ class MediaSession:
                 return
             c = self._contest = _Contest(ssrc, detector)
         if c.ssrc == ssrc:
-            c.signal.push(seq, ts, _DECODERS[pt](payload), now)
+            c.signal.push(seq, ts, _DECODERS[pt](payload), now, self._read_time())
 
     def _lock_to(self, addr: tuple[str, int]) -> bool:
         """Address lock (issue 12, item 1): True if packets from ``addr`` may be read.
@@ -896,7 +896,14 @@ class MediaSession:
             samples = _DECODERS[pt](payload)
             self._jitter.push(ts, samples, now)
             if self._push_detect is not None or self._detector is not None or self.on_signal:
-                self._signal.push(seq, ts, samples, now)
+                self._signal.push(seq, ts, samples, now, self._read_time())
+
+    def _read_time(self) -> float:
+        """When this packet is read (loop time). A loaded process reads a backlog of
+        packets that arrived long ago, a few per wake-up (`MediaEngine.max_reads`): the
+        signal is not idle while that goes on, whatever their kernel arrival stamps say
+        (issue 22: silence fed between two slices of a backlog split a tone in two)."""
+        return self._loop.time() if self._loop is not None else 0.0
 
     def _receive_events(self, payload: bytes, ts: int, now: float) -> None:
         try:

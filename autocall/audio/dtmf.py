@@ -334,6 +334,26 @@ class _Tracks:
     def busy(self) -> npt.NDArray[np.bool_]:
         return (self.d[self.CODE] >= self._zero) | (self.r[self.COUNT] > self._zero)
 
+    def save(
+        self, mask: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """The state of the channels in ``mask`` (for `restore`)."""
+        return self.st[:, :, mask].copy(), self.gap[mask].copy()
+
+    def restore(
+        self,
+        mask: npt.NDArray[np.bool_],
+        saved: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]],
+        moved: int,
+    ) -> None:
+        """Put back what `save` kept; the shared stream moved on ``moved`` samples
+        meanwhile, so positions (START, END) move with it."""
+        st, gap = saved
+        st = st.copy()
+        st[:, self.START : self.END + 1] += moved
+        self.st[:, :, mask] = st
+        self.gap[mask] = gap
+
     def clear(self, ch: int) -> None:
         self.st[:, :, ch] = 0.0
         self.st[:, self.CODE, ch] = self.IDLE
@@ -414,17 +434,37 @@ class DtmfDetectorBank:
         self.rate = rate
         self.channels = channels
         # The buffer starts at the last analysed block, which the next one is compared
-        # with; before any audio that block is one hop of silence ahead of sample 0.
-        self._buf = np.zeros((channels, self._an.hop), dtype=np.float32)
-        self._pos = -self._an.hop  # stream index of _buf[:, 0]
+        # with; before any audio that block is silence ahead of sample 0. It is one whole
+        # block (two hops) from the start, the width it keeps after every feed of a
+        # multiple of the hop, so a channel held out of a feed keeps its buffer as it is.
+        self._buf = np.zeros((channels, self._an.n), dtype=np.float32)
+        self._pos = -self._an.n  # stream index of _buf[:, 0]
         self._origin = np.zeros(channels, dtype=np.int64)
         self._tracks = _Tracks(channels)
 
-    def feed(self, frames: npt.ArrayLike) -> list[tuple[int, DtmfEvent]]:
-        """Add n int16 samples per channel, shape (channels, n); return (channel, event) pairs."""
+    def feed(
+        self, frames: npt.ArrayLike, hold: npt.NDArray[np.bool_] | None = None
+    ) -> list[tuple[int, DtmfEvent]]:
+        """Add n int16 samples per channel, shape (channels, n); return (channel, event) pairs.
+
+        Channels where ``hold`` is True take no part: their rows of ``frames`` are ignored
+        and they stay exactly where they were, as if this feed had not happened (their
+        times do not move on). A channel with nothing to add is held, never fed silence
+        it did not receive: silence inside a tone would split one key press into two.
+        Holding needs ``n`` to be a multiple of the 5 ms hop.
+        """
         x = np.asarray(frames)
         if x.ndim != 2 or x.shape[0] != self.channels:
             raise ValueError(f"frames must have shape ({self.channels}, n), got {x.shape}")
+        held = hold is not None and bool(hold.any())
+        if held:
+            assert hold is not None
+            if x.shape[1] % self._an.hop:
+                raise ValueError(
+                    f"holding channels needs a multiple of {self._an.hop} samples, got {x.shape[1]}"
+                )
+            kept = (self._buf[hold].copy(), self._tracks.save(hold))
+            pos = self._pos
         buf = np.concatenate([self._buf, x], axis=1, dtype=np.float32)
         nb = self._an.blocks(buf.shape[1])
         raw: list[tuple[int, int, int, int]] = []
@@ -440,6 +480,13 @@ class DtmfDetectorBank:
             buf = buf[:, consumed:].copy()  # not a view: it would keep the whole feed alive
             self._pos += consumed
         self._buf = buf
+        if held:
+            assert hold is not None
+            moved = self._pos - pos
+            self._buf[hold] = kept[0]  # same width: a multiple of the hop went through
+            self._tracks.restore(hold, kept[1], moved)
+            self._origin[hold] += moved  # their own clocks did not run
+            raw = [r for r in raw if not hold[r[0]]]
         return [(ch, self._event(ch, code, s, e)) for ch, code, s, e in raw]
 
     def _event(self, ch: int, code: int, start: int, end: int) -> DtmfEvent:

@@ -1,18 +1,25 @@
 """In-band DTMF detection for every call of a `MediaEngine` at once (DESIGN.md §3, batches).
 
 `autocall.audio.dtmf.DtmfDetectorBank` analyses many channels with one set of numpy
-calls; at 500 calls that costs about a fourteenth of a detector per call. A bank needs
-the same number of samples from every channel per feed. A session pushes its received
-audio in RTP order as it becomes available (`autocall.media.reorder`): nothing while
-its sender pauses, several frames at once when held packets arrive in a burst, and
+calls; at 500 calls that costs about a fourteenth of a detector per call. A session
+pushes its received audio in RTP order as it becomes available
+(`autocall.media.reorder`): nothing while its sender pauses, several frames at once
+when held packets arrive in a burst (or when a loaded machine reads a backlog), and
 silence once its stream has been idle for a while, which keeps the channels of a bank
-roughly in step. The pool feeds a bank when all its calls hold a 100 ms batch. A bank
-holds `_CAPACITY` batches per call, so bursts are kept, not dropped; a call that has
-fallen `_PAD_AFTER` batches behind the leader is padded with silence rather than
-holding the others up any longer, and a call that joins is padded to where the
-others are. A call that is padded is told how much (``on_pad``): that silence lands in
-the middle of what it was receiving (often a tone whose next packet was lost and is
-being waited for), and the call must not take it for a pause between two presses.
+roughly in step. The pool feeds a bank one 100 ms batch when all its calls hold one,
+or when one call has got `_LEAD_AFTER` batches ahead of another.
+
+Every call's detector sees exactly the audio its session pushed, in order, nothing
+added and nothing left out (issue 22: a wrong digit is worse than a late one):
+
+- a call that holds less than a batch when its bank is fed is *held* out of that feed
+  (`DtmfDetectorBank.feed`'s ``hold``): its samples wait for the next feed and its
+  detector state does not move. Padding it with silence instead, as this pool once
+  did, put a pause in the middle of whatever it was receiving, and a tone cut by a
+  pause is two presses of the key ('123456788' for '12345678' in the loaded runs);
+- a call whose buffer is full when it pushes gets its bank fed (the others held as
+  needed) until the push fits. Refusing the push, as this pool once did, cut audio out
+  of the middle of the call: a tone cut out is a key never pressed ('1234678').
 """
 
 from __future__ import annotations
@@ -29,9 +36,8 @@ __all__ = ["DetectorPool", "Slot"]
 
 Slot = tuple[int, int]
 EventCallback = Callable[[DtmfEvent], None]
-PadCallback = Callable[[int], None]
 _CAPACITY = 8  # batches held per call: a burst of 800 ms of held packets fits
-_PAD_AFTER = 4  # batches: a pause longer than the signal's idle time (0.25 s) plus a batch
+_LEAD_AFTER = 4  # batches: a pause longer than the signal's idle time (0.25 s) plus a batch
 
 
 class _Bank:
@@ -42,41 +48,42 @@ class _Bank:
         self.fill = np.zeros(size, dtype=np.int64)
         self.active = np.zeros(size, dtype=bool)
         self.owners: list[EventCallback | None] = [None] * size
-        self.pad_owners: list[PadCallback | None] = [None] * size
-        self.padded = 0  # samples of silence padded in for calls far behind
-        self.dropped = 0
+        self.held = 0  # times a call behind the others was held out of a feed
+        self.forced = 0  # feeds run to make room for a push (the call was a burst ahead)
         self.calls = 0
         self._pushes = 0  # since the last look at the fill levels
 
-    def attach(self, ch: int, on_event: EventCallback, on_pad: PadCallback | None) -> None:
-        others = self.fill[self.active]
+    def attach(self, ch: int, on_event: EventCallback) -> None:
         self.det.reset(ch)
         # A row is zero beyond its fill (pushes write at the fill, `_feed` shifts zeros
         # in): clearing up to the highest fill clears it without touching idle pages.
         self.buf[ch, : int(self.fill.max())] = 0
-        self.fill[ch] = int(others.min()) if others.size else 0
+        self.fill[ch] = 0
         self.active[ch] = True
         self.owners[ch] = on_event
-        self.pad_owners[ch] = on_pad
         self.calls += 1
 
     def detach(self, ch: int) -> None:
         self.calls -= int(self.active[ch])
         self.active[ch] = False
         self.owners[ch] = None
-        self.pad_owners[ch] = None
         self.buf[ch, : int(self.fill[ch])] = 0
         self.fill[ch] = 0
 
     def push(self, ch: int, frame: npt.NDArray[np.int16]) -> None:
         self._pushes += 1
-        f = int(self.fill[ch])
-        n = len(frame)
-        if f + n > self.buf.shape[1]:
-            self.dropped += 1
-            return
-        self.buf[ch, f : f + n] = frame
-        self.fill[ch] = f + n
+        cap = self.buf.shape[1]
+        done, n = 0, len(frame)
+        while done < n:
+            f = int(self.fill[ch])
+            if f == cap:  # a burst beyond what the bank holds: analyse, never drop
+                self.forced += 1
+                self._feed()
+                continue
+            k = min(cap - f, n - done)
+            self.buf[ch, f : f + k] = frame[done : done + k]
+            self.fill[ch] = f + k
+            done += k
 
     def run(self, behind_only: bool = False) -> bool:
         """Analyse one batch if every call holds one (or one is far ahead); True if done.
@@ -89,7 +96,7 @@ class _Bank:
             return False
         fill = self.fill[self.active]
         low = int(fill.min())
-        if low >= (2 if behind_only else 1) * self.batch or fill.max() >= _PAD_AFTER * self.batch:
+        if low >= (2 if behind_only else 1) * self.batch or fill.max() >= _LEAD_AFTER * self.batch:
             self._feed()
             return True  # _pushes kept: a second batch may be ready, look again next time
         if low < self.batch:
@@ -97,33 +104,34 @@ class _Bank:
         return False
 
     def _feed(self) -> None:
+        """One batch of every call that holds one; the others are held out, untouched."""
         b = self.batch
-        events = self.det.feed(self.buf[:, :b])
+        ready = self.fill >= b
+        hold = ~ready
+        self.held += int(np.count_nonzero(hold & self.active))
+        events = self.det.feed(self.buf[:, :b], hold=hold)
+        rows = np.flatnonzero(ready)
         # Beyond each call's fill the buffer is zero, so only the part up to the highest
         # fill moves: the copy is what the calls hold, not the whole capacity, and pages
         # past the high-water mark are never touched (the buffer is 8 batches a call
         # for bursts; resident memory follows what bursts really needed).
         high = max(int(self.fill.max()), b)
-        self.buf[:, : high - b] = self.buf[:, b:high]
-        self.buf[:, high - b : high] = 0
-        short = np.flatnonzero(self.active & (self.fill < b))
-        pads = [(int(ch), b - int(self.fill[ch])) for ch in short]
-        np.maximum(self.fill - b, 0, out=self.fill)
+        self.buf[rows, : high - b] = self.buf[rows, b:high]
+        self.buf[rows, high - b : high] = 0
+        self.fill[rows] -= b
         for ch, ev in events:
             cb = self.owners[ch]
             if cb is not None:
                 cb(ev)
-        for ch, n in pads:
-            self.padded += n
-            pad_cb = self.pad_owners[ch]
-            if pad_cb is not None:
-                pad_cb(n)
 
 
 class DetectorPool:
     """Slots in DTMF detector banks of ``bank_size`` calls, fed in ``batch``-sample steps."""
 
     def __init__(self, bank_size: int = 64, batch: int = 800, rate: int = 8000) -> None:
+        hop = rate // 200  # the detector's 5 ms hop: a call held out of a feed keeps its place
+        if batch <= 0 or batch % hop:
+            raise ValueError(f"batch {batch} is not a positive multiple of {hop} samples (5 ms)")
         self.bank_size = bank_size
         self.batch = batch
         self.rate = rate
@@ -136,24 +144,23 @@ class DetectorPool:
         return sum(int(b.active.sum()) for b in self._banks)
 
     @property
-    def dropped(self) -> int:
-        """Pushes refused because their call held `_CAPACITY` batches already."""
-        return sum(b.dropped for b in self._banks)
+    def held(self) -> int:
+        """Times a call was held out of its bank's feed (it had less than a batch)."""
+        return sum(b.held for b in self._banks)
 
     @property
-    def padded(self) -> int:
-        """Samples of silence padded in for calls far behind the others of their bank."""
-        return sum(b.padded for b in self._banks)
+    def forced(self) -> int:
+        """Feeds run to make room for a push (a call a whole buffer ahead)."""
+        return sum(b.forced for b in self._banks)
 
-    def attach(self, on_event: EventCallback, on_pad: PadCallback | None = None) -> Slot:
-        """A call's slot; ``on_event`` gets each key press detected in its audio,
-        ``on_pad`` the samples of silence padded in after what it pushed so far."""
+    def attach(self, on_event: EventCallback) -> Slot:
+        """A call's slot; ``on_event`` gets each key press detected in its audio."""
         if not self._free:
             k = len(self._banks)
             self._banks.append(_Bank(self.bank_size, self.batch, self.rate))
             self._free = [(k, ch) for ch in reversed(range(self.bank_size))]
         slot = self._free.pop()
-        self._banks[slot[0]].attach(slot[1], on_event, on_pad)
+        self._banks[slot[0]].attach(slot[1], on_event)
         return slot
 
     def detach(self, slot: Slot) -> None:

@@ -96,8 +96,8 @@ class ReorderBuffer:
         next (0: the sender never paused, whatever the arrival times said).
 
         Audio released and not yet popped comes next, and it follows on directly (only
-        the in-sequence, gap-free case is released at push): a detector bank pads its
-        silence between the last pop and the packets read after it."""
+        the in-sequence, gap-free case is released at push): the silence goes in
+        between the last pop and the packets read after it."""
         self._watch = not self._ready
         self.resume_gap = None if self._watch else 0
 
@@ -107,14 +107,21 @@ class ReorderBuffer:
         hole, self.hole = self.hole, 0
         return hole
 
-    def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
-        """One packet's decoded audio with its sequence number, timestamp and arrival."""
+    def push(
+        self, seq: int, ts: int, samples: Samples, now: float, read: float | None = None
+    ) -> None:
+        """One packet's decoded audio with its sequence number, timestamp and arrival
+        (``now``), and when it was read (``read``, on the same clock; the arrival if
+        None). A receiver that is behind reads packets that arrived long ago: `idle`
+        and the wait for a hole count from the reading, so a backlog being worked through is
+        never a pause, and a packet still in it is not given up for lost."""
         n = len(samples)
         if n == 0:
             return
         es = self._seq(seq)
         ets = self._ts(ts)
-        self._last_arrival = now
+        at = now if read is None or read < now else read
+        self._last_arrival = at
         nxt = self._next_seq
         if nxt is not None and es < nxt:
             if es in self._gave_up:
@@ -135,10 +142,10 @@ class ReorderBuffer:
         if es in self._held:
             self.duplicates += 1
             return
-        self._held[es] = (ets, samples, now)
+        self._held[es] = (ets, samples, at)  # a hole is waited for from the reading on
 
     def idle(self, now: float, after: float) -> bool:
-        """Nothing held and nothing arrived for ``after`` seconds (or ever)."""
+        """Nothing held and nothing arrived (or was read) for ``after`` seconds (or ever)."""
         last = self._last_arrival
         return not self._held and not self._ready and (last is None or now - last >= after)
 

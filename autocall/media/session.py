@@ -842,9 +842,7 @@ class MediaSession:
                     self._splits.resumed(self._signal, now)
                 self._feed_signal(chunks)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
-                self._push_detect is not None
-                or self.on_signal
-                or self._detector_tail > 0
+                self._push_detect is not None or self.on_signal or self._detector_tail > 0
             ):
                 # Nothing arrived for a while: the far end paused or stopped. Silence
                 # keeps a shared detector bank and `on_signal` (AMD times silences) in
@@ -991,7 +989,7 @@ class MediaSession:
             self._receive_events(payload, ts, now)
             return
         if source.next_in_line(ssrc, seq, ts, now):  # the common case, kept cheap
-            if pt == self._dtmf_pt or pt == CN or pt == G722 or self.rate != RATE:
+            if pt == self._dtmf_pt or pt in (CN, G722) or self.rate != RATE:
                 self._receive((pt, seq, ts, payload), now)
                 return
             # `_receive` for G.711 on a narrowband call, inlined: every packet of every
@@ -1000,7 +998,7 @@ class MediaSession:
             samples = _DECODERS[pt](payload)
             self._jitter.push(ts, samples, now)
             if self._push_detect is not None or self._detector is not None or self.on_signal:
-                self._signal.push(seq, ts, samples, now)
+                self._signal.push(seq, ts, samples, now, self._read_time())
             return
         admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
         if admit.contested:
@@ -1015,9 +1013,7 @@ class MediaSession:
         for item in admit.items:
             self._receive(item, now)
 
-    def _contested(
-        self, pt: int, ssrc: int, seq: int, ts: int, payload: bytes, now: float
-    ) -> None:
+    def _contested(self, pt: int, ssrc: int, seq: int, ts: int, payload: bytes, now: float) -> None:
         """A competing stream's audio, to a detector of its own (one stream at a time)."""
         c = self._contest
         if c is None or (c.ssrc != ssrc and c.signal.idle(now, SIGNAL_IDLE)):
@@ -1028,7 +1024,7 @@ class MediaSession:
         if c.ssrc == ssrc:
             narrow = c.rx.decode(pt, payload, True)[1]
             assert narrow is not None  # asked for the signal: always there
-            c.signal.push(seq, ts, narrow, now)
+            c.signal.push(seq, ts, narrow, now, self._read_time())
 
     def _lock_to(self, addr: tuple[str, int]) -> bool:
         """Address lock (issue 12, item 1): True if packets from ``addr`` may be read.
@@ -1073,12 +1069,19 @@ class MediaSession:
                 samples = _DECODERS[pt](payload)
                 self._jitter.push(ts, samples, now)
                 if signal:
-                    self._signal.push(seq, ts, samples, now)
+                    self._signal.push(seq, ts, samples, now, self._read_time())
                 return
             audio, narrow = self._rx.decode(pt, payload, bool(signal))
             self._jitter.push(ts, audio, now)
             if signal and narrow is not None:
-                self._signal.push(seq, ts, narrow, now)
+                self._signal.push(seq, ts, narrow, now, self._read_time())
+
+    def _read_time(self) -> float:
+        """When this packet is read (loop time). A loaded process reads a backlog of
+        packets that arrived long ago, a few per wake-up (`MediaEngine.max_reads`): the
+        signal is not idle while that goes on, whatever their kernel arrival stamps say
+        (issue 22: silence fed between two slices of a backlog split a tone in two)."""
+        return self._loop.time() if self._loop is not None else 0.0
 
     def _receive_events(self, payload: bytes, ts: int, now: float) -> None:
         try:
@@ -1131,7 +1134,7 @@ class MediaSession:
         except ImportError:  # no numpy DTMF banks: a detector of our own, if any
             self._detector = self._make_detector()
             return
-        self._slot = pool.attach(self._on_inband, self._on_pad)
+        self._slot = pool.attach(self._on_inband)
         self._push_detect = pool.pusher(self._slot)
 
     def _detach_detection(self) -> None:
@@ -1144,11 +1147,6 @@ class MediaSession:
 
     def _on_inband(self, ev: DtmfEvent) -> None:
         self._report_inband(ev, None, self._splits)
-
-    def _on_pad(self, samples: int) -> None:
-        """The shared bank padded silence after our audio to keep its other calls going:
-        fabricated like the silence fed while nothing arrives (see `_Splits`)."""
-        self._splits.silence(self._signal, samples)
 
     def _report_inband(self, ev: DtmfEvent, feed: int | None, splits: _Splits) -> None:
         """An in-band press from one feed: the latched stream's detector (``None``) or a

@@ -33,7 +33,7 @@ def test_each_call_gets_its_own_digits_across_banks() -> None:
             pool.push(slot, a[t] if t < len(a) else np.zeros(160, np.int16))
         pool.run()
     assert {i: "".join(v) for i, v in got.items()} == dict(enumerate(keys))
-    assert pool.calls == 10 and pool.dropped == 0
+    assert pool.calls == 10 and pool.forced == 0
 
 
 def test_a_call_joining_late_and_a_reused_slot_start_clean() -> None:
@@ -101,23 +101,23 @@ def _run_banks(phases: int) -> tuple[list[int], dict[int, str], int]:
             before = len(fed)
             pool.run()
             per_wakeup.append(len(fed) - before)
-    return per_wakeup, {i: "".join(v) for i, v in got.items()}, pool.dropped
+    return per_wakeup, {i: "".join(v) for i, v in got.items()}, pool.forced
 
 
 def test_one_bank_is_analysed_per_wakeup_when_calls_are_spread_over_the_frame() -> None:
-    per_wakeup, got, dropped = _run_banks(phases=8)
+    per_wakeup, got, forced = _run_banks(phases=8)
     # All eight banks complete a batch in the same wake-up; they take turns instead of
     # delaying that wake-up's successor by eight analyses.
     assert max(per_wakeup) == 1
     assert got == {i: str(i % 10) for i in range(32)}
-    assert dropped == 0
+    assert forced == 0
 
 
 def test_banks_that_fall_a_batch_behind_are_analysed_at_once() -> None:
-    per_wakeup, got, dropped = _run_banks(phases=1)  # one wake-up a frame cannot take turns
+    per_wakeup, got, forced = _run_banks(phases=1)  # one wake-up a frame cannot take turns
     assert max(per_wakeup) > 1
     assert got == {i: str(i % 10) for i in range(32)}
-    assert dropped == 0
+    assert forced == 0
 
 
 def test_a_call_whose_packets_pause_then_burst_keeps_its_tone_whole() -> None:
@@ -139,4 +139,4 @@ def test_a_call_whose_packets_pause_then_burst_keeps_its_tone_whole() -> None:
         pool.push(b, y)
         pool.run()
     assert got == {"a": ["8"], "b": ["3"]}
-    assert pool.dropped == 0
+    assert pool.forced == 0

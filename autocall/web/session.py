@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from starlette.middleware.sessions import SessionMiddleware
 
-from autocall.web import accounts
+from autocall.web import accounts, limits
 from autocall.web.auth import store_of
 from autocall.web.problems import Problem
 
@@ -71,7 +71,12 @@ async def csrf_protect(request: Request) -> None:
     content_type = request.headers.get("content-type", "")
     if sent is None and content_type.startswith(("application/x-www-form-urlencoded",
                                                  "multipart/form-data")):
-        value = (await request.form()).get(CSRF_FIELD)
+        # Bounded: the route's body limit counts every byte read here, and the part
+        # counts refuse a form of thousands of tiny parts (400) before it is all parsed.
+        form = await request.form(max_files=limits.MAX_FORM_FILES,
+                                  max_fields=limits.MAX_FORM_FIELDS,
+                                  max_part_size=limits.MAX_FORM_PART)
+        value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
     if not same_token(sent, request.session.get("csrf")):
         raise Problem(403, "Forbidden", "the form is stale or did not come from this console "

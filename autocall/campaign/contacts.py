@@ -392,6 +392,8 @@ class ImportReport:
     duplicate_rows: list[Rejected] = field(default_factory=list)
     warnings: list[Rejected] = field(default_factory=list)
     dnc: int = 0
+    kept_tree: str | None = None
+    """The pinned tree version the stored campaign kept instead of the file's tree."""
 
 
 @dataclass
@@ -422,12 +424,14 @@ def read_lists(campaign: Campaign) -> ListsRead:
     return out
 
 
-def import_campaign(store: Store, campaign: Campaign,
-                    lists: ListsRead | None = None) -> ImportReport:
+def import_campaign(store: Store, campaign: Campaign, lists: ListsRead | None = None,
+                    *, tree_from_file: bool = False) -> ImportReport:
     """Save the campaign definition and import all its contact lists (dedupe across them).
 
     Every list is read (or was, ``lists``) before anything is written, so a list that
     cannot be read leaves the store as it was (no campaign saved without its contacts).
+    A stored campaign pinned to a tree version keeps it (``kept_tree`` says which) unless
+    ``tree_from_file``: importing the same file again never moves a pin (issue 17).
     """
     from autocall.campaign.schedule import DncList
 
@@ -435,10 +439,12 @@ def import_campaign(store: Store, campaign: Campaign,
         lists = read_lists(campaign)
     dnc = DncList.from_files(campaign.dnc, campaign.default_region)
     on_dnc = sum(1 for c in lists.contacts if c.number in dnc)
-    store.save_campaign(campaign)
+    store.save_campaign(campaign, keep_pin=not tree_from_file)
+    runs = store.tree_of(campaign.name)
     added, already = store.add_contacts(campaign.name, lists.contacts)
     return ImportReport(added, len(lists.duplicate_rows) + already, lists.rejected,
-                        lists.duplicate_rows, lists.warnings, on_dnc)
+                        lists.duplicate_rows, lists.warnings, on_dnc,
+                        kept_tree=runs if runs != campaign.tree else None)
 
 
 def read_upload(data: bytes, source: str, campaign: Campaign,

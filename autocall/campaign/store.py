@@ -454,19 +454,31 @@ class Store:
     # --- campaigns ----------------------------------------------------------------
 
     def save_campaign(self, campaign: Campaign, state: CampaignState = CampaignState.DRAFT,
-                      now: datetime | None = None) -> CampaignState:
-        """Insert or update a campaign definition; an existing campaign keeps its state."""
+                      now: datetime | None = None, *, keep_pin: bool = False
+                      ) -> CampaignState:
+        """Insert or update a campaign definition; an existing campaign keeps its state.
+
+        ``keep_pin``: an existing campaign that runs a stored tree version
+        (``store:NAME@N``, set by ``autocall campaign pin`` or the console) keeps running
+        it whatever ``campaign.tree`` says: a campaign moves to another version only when
+        someone moves it (issue 17). :meth:`tree_of` then tells which tree it runs."""
         now = _naive(now or datetime.now(UTC))
         definition = campaign.model_dump_json()
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(campaigns.c.state).where(campaigns.c.name == campaign.name)
-            ).first()
+            query = select(campaigns.c.state, campaigns.c.definition).where(
+                campaigns.c.name == campaign.name)
+            if not self.is_sqlite:  # a pin moved meanwhile is seen (see set_tree)
+                query = query.with_for_update()
+            row = conn.execute(query).first()
             if row is None:
                 conn.execute(insert(campaigns).values(
                     name=campaign.name, state=state.value, definition=definition,
                     created_at=now, updated_at=now))
                 return state
+            if keep_pin:
+                stored = Campaign.model_validate_json(row.definition).tree
+                if stored.startswith("store:"):  # trees.STORE_PREFIX: a pinned version
+                    definition = campaign.model_copy(update={"tree": stored}).model_dump_json()
             conn.execute(update(campaigns).where(campaigns.c.name == campaign.name)
                          .values(definition=definition, updated_at=now))
             return CampaignState(row.state)

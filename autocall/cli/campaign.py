@@ -55,6 +55,10 @@ DEFAULT_PLACER = "autocall.campaign.placer:from_settings"
 
 DbOpt = Annotated[str | None, typer.Option("--db", help="Store URL (SQLite file or PostgreSQL).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+TreeFromFileOpt = Annotated[bool, typer.Option(
+    "--tree-from-file", help="Use the tree the file names even when the stored campaign "
+    "is pinned to a tree version (autocall campaign pin, or the console); without it the "
+    "pin stays.")]
 NameArg = Annotated[str, typer.Argument(metavar="CAMPAIGN", help="Campaign name.")]
 ListsOpt = Annotated[list[Path] | None, typer.Option(
     "--contacts", help="Use this contact list instead of the campaign's (repeatable).")]
@@ -178,12 +182,14 @@ def import_(
     lists: ListsOpt = None,
     dnc: DncOpt = None,
     as_json: JsonOpt = False,
+    tree_from_file: TreeFromFileOpt = False,
 ) -> None:
     """Store a campaign and import its contact lists (E.164, time zones, dedupe).
 
     The campaign is checked first (tree, lists, DNC files, as validate does); with any
     error nothing is stored. Bad rows are reported and skipped; importing again adds
-    only new numbers.
+    only new numbers. A campaign pinned to a tree version keeps it (--tree-from-file
+    to use the file's tree again).
 
     Example: autocall campaign import campaigns/example.yaml --rejects rejects.csv
     """
@@ -201,7 +207,7 @@ def import_(
                       f"fix them (autocall campaign validate {safe(file)})")
         raise typer.Exit(1)
     try:
-        result = import_campaign(store, campaign, checked.lists)
+        result = import_campaign(store, campaign, checked.lists, tree_from_file=tree_from_file)
     except ContactsError as exc:  # a list changed between the check and the import
         err.print(safe(str(exc)))
         raise typer.Exit(2) from None
@@ -218,8 +224,11 @@ def import_(
                                "duplicates": result.duplicates, "dnc": result.dnc,
                                "rejected": [asdict(r) for r in result.rejected],
                                "duplicate_rows": [asdict(r) for r in result.duplicate_rows],
-                               "warnings": [asdict(r) for r in result.warnings]}))
+                               "warnings": [asdict(r) for r in result.warnings],
+                               "tree": result.kept_tree or campaign.tree}))
         return
+    if result.kept_tree:
+        _kept_pin(campaign.name, result.kept_tree, campaign.tree)
     for r in skipped:
         err.print(f"{safe(r.where())}: [yellow]warning:[/yellow] skipped: {safe(r.reason)}")
     for r in result.warnings:
@@ -291,12 +300,15 @@ def run(
     wait: Annotated[bool, typer.Option(
         "--wait/--exit-when-done", help="Keep running when no contact is left.")] = False,
     as_json: JsonOpt = False,
+    tree_from_file: TreeFromFileOpt = False,
 ) -> None:
     """Dial a campaign with a live progress display until it completes or is stopped.
 
     Ctrl-C or SIGTERM stops new calls and lets calls in flight end (exit 0); a second
     one hangs them up at once and records them as interrupted (exit 130 or 143).
     Pause, resume and stop work from another terminal with the same --db.
+    Given its YAML file again, a campaign pinned to a tree version keeps running that
+    version (say --tree-from-file to run the file's tree).
 
     Example: autocall campaign run spring-survey --db sqlite:///autocall.db
     """
@@ -306,8 +318,14 @@ def run(
             model = _load(Path(campaign))
             checked = check_campaign(model, Path(campaign), _trees(store))
             _refuse_to_dial(model.name, checked.errors)
-            import_campaign(store, model, checked.lists)
+            report = import_campaign(store, model, checked.lists,
+                                     tree_from_file=tree_from_file)
             name = model.name
+            if report.kept_tree:
+                _kept_pin(name, report.kept_tree, model.tree)
+                _refuse_to_dial(name, preflight(  # the pinned version, not the file's tree
+                    store.campaign(name)[0].model_copy(update={"contacts": []}),
+                    trees=_trees(store)))
         else:
             name = campaign
             model = store.campaign(name)[0]
@@ -339,6 +357,13 @@ def run(
                    f"answered, {final.done}/{final.total} contacts done")
     if code:
         raise typer.Exit(code)
+
+
+def _kept_pin(name: str, pinned: str, file_tree: str) -> None:
+    """Say that a stored pin wins over the file's tree, and how to move it."""
+    err.print(f"{safe(name)}: runs {safe(pinned)}, the tree version it is pinned to, not the "
+              f"file's tree {safe(file_tree)}; move it with: autocall campaign pin "
+              f"{safe(name)} TREE@N, or use the file's tree with --tree-from-file")
 
 
 def _refuse_to_dial(name: str, problems: list[Problem]) -> None:

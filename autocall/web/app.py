@@ -14,7 +14,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from autocall import __version__
 from autocall.campaign.store import Store
 from autocall.config import Settings
-from autocall.web import events, metrics, pages, problems, security, session
+from autocall.web import events, limits, metrics, pages, problems, security, session
 from autocall.web.accounts import Principal
 from autocall.web.api import routers
 from autocall.web.auth import principal
@@ -38,7 +38,11 @@ def create_app(store: Store, *, settings: Settings | None = None,
     folders; ``https``: cookies are Secure and HSTS is sent (set it when serving over TLS).
     """
     app = FastAPI(title="autocall", version=__version__, docs_url=None,
-                  openapi_url=None, redoc_url=None)
+                  openapi_url=None, redoc_url=None,
+                  # Forms FastAPI parses get the bounds the CSRF check uses.
+                  form_limits={"max_fields": limits.MAX_FORM_FIELDS,
+                               "max_files": limits.MAX_FORM_FILES,
+                               "max_part_size": limits.MAX_FORM_PART})
     app.state.store = store
     app.state.settings = settings or Settings.from_env()
     app.state.login_limiter = login_limiter or session.LoginLimiter()
@@ -70,5 +74,8 @@ def create_app(store: Store, *, settings: Settings | None = None,
         return app.openapi()
 
     session.install(app, secret_key or session_secret(), https=https)
+    # Before any other: no byte of a body reaches a parser (the CSRF check's included)
+    # past its route's limit; the security headers go on its 413 too.
+    app.add_middleware(limits.BodyLimit)
     app.add_middleware(security.SecurityHeaders, hsts=https)
     return app

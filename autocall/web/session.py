@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, Request
 from starlette.middleware.sessions import SessionMiddleware
 
-from autocall.web import accounts
+from autocall.web import accounts, limits
 from autocall.web.auth import store_of
 from autocall.web.problems import Problem
 
@@ -58,20 +58,27 @@ def same_token(sent: str | None, expected: object) -> bool:
             and secrets.compare_digest(str(sent).encode(), expected.encode()))
 
 
-async def csrf_protect(request: Request) -> None:
+async def csrf_protect(request: Request, *, form_field: bool = True) -> None:
     """Refuse (403) an unsafe request made with the session cookie but without its token.
 
     Requests that carry ``Authorization: Bearer`` are API clients, authenticated by that
     token (never by the cookie, see :func:`autocall.web.auth.principal`): no CSRF.
+    ``form_field``: the token may come in the form (the console's pages); else only the
+    header counts and no body is read.
     """
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if request.method in SAFE_METHODS or (scheme.lower() == "bearer" and token.strip()):
         return
     sent = request.headers.get(CSRF_HEADER)
     content_type = request.headers.get("content-type", "")
-    if sent is None and content_type.startswith(("application/x-www-form-urlencoded",
-                                                 "multipart/form-data")):
-        value = (await request.form()).get(CSRF_FIELD)
+    if form_field and sent is None and content_type.startswith((
+            "application/x-www-form-urlencoded", "multipart/form-data")):
+        # Bounded: the route's body limit counts every byte read here, and the part
+        # counts refuse a form of thousands of tiny parts (400) before it is all parsed.
+        form = await request.form(max_files=limits.MAX_FORM_FILES,
+                                  max_fields=limits.MAX_FORM_FIELDS,
+                                  max_part_size=limits.MAX_FORM_PART)
+        value = form.get(CSRF_FIELD)
         sent = value if isinstance(value, str) else None
     if not same_token(sent, request.session.get("csrf")):
         raise Problem(403, "Forbidden", "the form is stale or did not come from this console "
@@ -80,9 +87,12 @@ async def csrf_protect(request: Request) -> None:
 
 async def api_csrf_protect(request: Request) -> None:
     """:func:`csrf_protect` for the API: a request with no login at all is the route's to
-    refuse (401 with ``WWW-Authenticate``), not this check's."""
+    refuse (401 with ``WWW-Authenticate``), not this check's. The console's scripts send
+    the token as ``X-CSRF-Token`` and no page form posts to ``/v1``: the header is the
+    only place looked at, so this check reads no body (an upload route reads its own
+    stream after it, issue 15)."""
     if request.session.get("user"):
-        await csrf_protect(request)
+        await csrf_protect(request, form_field=False)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from starlette.datastructures import UploadFile
 from autocall.campaign.contacts import ContactsError, decode_text, read_header
 from autocall.campaign.model import Campaign, ContactColumns
 from autocall.campaign.store import Store, StoreError
-from autocall.web import imports, session
+from autocall.web import imports, limits, session
 from autocall.web.accounts import Principal, Role
 from autocall.web.api.common import CAMPAIGN_NAME, MAX_UPLOAD
 from autocall.web.auth import store_of
@@ -37,7 +37,6 @@ from autocall.web.pages.routes import Forbidden, Who
 
 IMPORT_ROLES = frozenset({Role.ADMIN, Role.MARKETER})
 ROLES = ("phone", "timezone", "country", "id")  # ContactColumns' own keys, not fields
-ENVELOPE = 65536  # the multipart framing around the file
 EXTRA_FIELDS = 2  # blank "field ← column" rows offered for new template fields
 Name = Annotated[str, PathParam(min_length=1, max_length=100, pattern=CAMPAIGN_NAME)]
 UploadId = Annotated[str, PathParam(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -64,7 +63,7 @@ async def limit_upload(request: Request) -> None:
     declared = request.headers.get("content-length")
     if declared is None:
         raise UploadRefused(411, "send the upload with a Content-Length")
-    if not declared.isdigit() or int(declared) > MAX_UPLOAD + ENVELOPE:
+    if not declared.isdigit() or int(declared) > limits.UPLOAD:
         raise UploadRefused(413, f"the file is over {MAX_UPLOAD // 2**20} MiB; split it "
                             "and import the parts one after the other")
 

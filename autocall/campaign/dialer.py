@@ -211,9 +211,12 @@ class Pacer:
     (seconds); no I/O.
     """
 
-    def __init__(self, rate: float, burst: int = 2, catch_up: float = CATCH_UP) -> None:
+    def __init__(self, rate: float, burst: int = 2, catch_up: float = CATCH_UP,
+                 first: float = 0.0) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, not {rate}")
+        self.first = max(0.0, first)  # seconds the very first call waits (see Share)
+        self._first_at: float | None = None
         self.rate = rate
         self.interval = 1.0 / rate
         self.burst = max(1, burst)
@@ -233,8 +236,10 @@ class Pacer:
 
     def due(self, now: float) -> float:
         """When the next call is due (at or before ``now``: at once); reserves nothing."""
-        if self._t0 is None:
-            return now  # the first call: at once, no burst
+        if self._t0 is None:  # the first call: at once (or after ``first``), no burst
+            if self._first_at is None:
+                self._first_at = now + self.first  # fixed when first asked
+            return max(now, self._first_at)
         owed = (self.burst - 1) * self.interval if self._idle else self.catch_up
         return max(self._grid(), now - owed)
 
@@ -279,6 +284,39 @@ def idle_reason(s: Summary, now: datetime, local_in_flight: int, channels: int) 
     return "nothing due: " + ", ".join(parts) + when + tail
 
 
+@dataclass(frozen=True)
+class Share:
+    """This dialer's part of a campaign dialed by ``of`` worker processes together
+    (``autocall campaign run --workers N``): worker ``index`` (0-based) gets an even
+    share of the campaign's channels and of its calls/second, so the workers together
+    never hold more than ``channels`` calls or start more than ``calls_per_second``.
+    No I/O."""
+
+    index: int = 0
+    of: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.of:
+            raise ValueError(f"worker {self.index} of {self.of}: the index must be in "
+                             f"0..{self.of - 1}")
+
+    def channels(self, total: int) -> int:
+        """An even split; the first ``total % of`` workers take one more."""
+        return total // self.of + (self.index < total % self.of)
+
+    def rate(self, total: float) -> float:
+        return total / self.of
+
+    def offset(self, total: float) -> float:
+        """Seconds this worker's first call waits, so the workers' pacing grids
+        interleave (worker k starts k slots of the campaign's rate after worker 0)."""
+        return self.index / total
+
+
+SOLE = Share()
+"""The whole campaign: one dialer process (``--workers 1``, or a node of its own)."""
+
+
 # --- the asyncio driver -----------------------------------------------------------------
 
 
@@ -295,6 +333,15 @@ class Progress:
     done: int
     failed: int
     idle: str | None = None
+
+
+def progress_of(s: Summary, idle: str | None = None) -> Progress:
+    """What a progress display shows, from the store's summary of the campaign (every
+    node's calls: the counts are the campaign's, not one process's)."""
+    failed = sum(v for k, v in s.outcomes.items() if k != Outcome.COMPLETED.value)
+    return Progress(state=s.state, total=s.total, dialed=s.attempts, answered=s.answered,
+                    in_progress=s.in_flight, waiting=s.pending, done=s.done, failed=failed,
+                    idle=idle)
 
 
 @dataclass(frozen=True)
@@ -382,6 +429,7 @@ async def run_campaign(
     poll: float = 0.5,
     clock: Callable[[], datetime] = _utcnow,
     scheduler: bool = True,
+    share: Share = SOLE,
 ) -> Progress:
     """Dial a campaign until it completes, is stopped, or ``stop()`` turns true.
 
@@ -397,13 +445,15 @@ async def run_campaign(
     survive restarts and flip the state for every node); without it this loop checks
     the dates itself. Once ``stop()`` is true no call is started and the calls in
     flight end as their dialogue ends; setting ``force`` then cuts them (the placer
-    hangs up) and records them as interrupted. Returns the last progress.
+    hangs up) and records them as interrupted. ``share`` is this process's part of the
+    campaign's channels and calls/second when several worker processes dial it
+    together (:class:`Share`). Returns the last progress.
     """
     own_store = isinstance(store, str)
     db = Store(store) if isinstance(store, str) else store
     try:
         driver = _Driver(campaign, db, placer, node or default_node(), progress, on_record,
-                         stop, poll, clock, force)
+                         stop, poll, clock, force, share)
         return await driver.run(start=start, exit_when_idle=exit_when_idle,
                                 use_scheduler=scheduler)
     finally:
@@ -416,7 +466,8 @@ class _Driver:
                  progress: Callable[[Progress], None] | None,
                  on_record: Callable[[Finished], None] | None,
                  stop: Callable[[], bool] | None, poll: float,
-                 clock: Callable[[], datetime], force: asyncio.Event | None = None) -> None:
+                 clock: Callable[[], datetime], force: asyncio.Event | None = None,
+                 share: Share = SOLE) -> None:
         if isinstance(campaign, Campaign):
             store.save_campaign(campaign)
             name = campaign.name
@@ -433,7 +484,10 @@ class _Driver:
         self.poll = poll
         self.clock = clock
         self.dnc = DncList.from_files(self.campaign.dnc, self.campaign.default_region)
-        self.pacer = Pacer(self.campaign.calls_per_second)
+        self.share = share
+        self.channels = share.channels(self.campaign.channels)  # this process's part
+        self.pacer = Pacer(share.rate(self.campaign.calls_per_second),
+                           first=share.offset(self.campaign.calls_per_second))
         self.tasks: set[asyncio.Task[None]] = set()
         self._placing: set[asyncio.Task[Any]] = set()  # calls not yet ended (cut by force)
         self.live: set[int] = set()  # attempt ids claimed by this process and not yet written
@@ -576,7 +630,7 @@ class _Driver:
                 continue
             if state is not CampaignState.RUNNING:
                 summary = await self._db(self.store.summary, name, now)
-                idle = idle_reason(summary, now, len(self.tasks), self.campaign.channels)
+                idle = idle_reason(summary, now, len(self.tasks), self.channels)
                 self.pacer.idle()
                 await self._wait(self.poll)
                 continue
@@ -585,9 +639,9 @@ class _Driver:
                                "end_at reached", (CampaignState.RUNNING,))
                 last_state = float("-inf")
                 continue
-            free = self.campaign.channels - len(self.tasks)
+            free = self.channels - len(self.tasks)
             if free <= 0:
-                idle = f"all {self.campaign.channels} channels busy"
+                idle = f"all {self.channels} channels busy"
                 self.pacer.idle()
                 await self._wait(self.poll)
                 continue
@@ -628,7 +682,7 @@ class _Driver:
                 await self._db(self.store.set_state, name, CampaignState.COMPLETED,
                                "every contact is done", (CampaignState.RUNNING,))
                 break
-            idle = idle_reason(summary, now, len(self.tasks), self.campaign.channels)
+            idle = idle_reason(summary, now, len(self.tasks), self.channels)
             wait = self.poll
             if summary.next_due is not None:
                 wait = min(wait, max(0.01, (summary.next_due - now).total_seconds()))
@@ -637,7 +691,7 @@ class _Driver:
         final = await self._db(self.store.summary, name, self.clock())
         # Said from the final counts: the last loop's reason (a call in flight, say) is
         # history once the calls have ended.
-        self._publish(final, idle_reason(final, self.clock(), 0, self.campaign.channels))
+        self._publish(final, idle_reason(final, self.clock(), 0, self.channels))
         await self._db(self.store.heartbeat, name, self.node, self.clock(), 0, "exited")
         return self.last
 
@@ -850,10 +904,7 @@ class _Driver:
                     fut.set_result(ok)
 
     def _publish(self, s: Summary, idle: str | None) -> None:
-        failed = sum(v for k, v in s.outcomes.items() if k != Outcome.COMPLETED.value)
-        self.last = Progress(
-            state=s.state, total=s.total, dialed=s.attempts, answered=s.answered,
-            in_progress=s.in_flight, waiting=s.pending, done=s.done, failed=failed, idle=idle)
+        self.last = progress_of(s, idle)
         if self.progress_cb is not None:
             self.progress_cb(self.last)
         # Say why nothing is dialed in the log too (headless nodes), once per change/minute.

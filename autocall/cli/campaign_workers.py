@@ -113,8 +113,8 @@ async def supervise(
     say: Callable[[str], None],
 ) -> tuple[Progress, int]:
     """Run ``workers`` worker processes on campaign ``name`` until they have all ended;
-    returns the campaign's final progress and the exit code: 128 + the signal when the
-    calls were cut by a second signal, else 1 if a worker died, else 0."""
+    returns the campaign's final progress and the exit code: 1 if a worker died or
+    failed, else 128 + the signal when the calls were cut by a second signal, else 0."""
 
     def told(sig: signal.Signals) -> None:
         if len(signals.received) == 1:
@@ -144,7 +144,7 @@ async def supervise(
                 ended.append(gone)
                 if gone.died(signals.force.is_set()):
                     say(
-                        f"worker {i + 1}/{workers} (pid {gone.pid}) died: {gone.how()}; "
+                        f"worker {i + 1}/{workers} (pid {gone.pid}) ended: {gone.how()}; "
                         "its calls in flight are resolved as interrupted by the other "
                         "workers (or the next run)"
                     )
@@ -165,10 +165,10 @@ async def supervise(
                     await proc.wait()
         store.close()
     idle = idle_reason(final, datetime.now(UTC), 0, 1)
-    code = signals.exit_code
-    if not code and any(e.died(signals.force.is_set()) for e in ended):
-        code = 1
-    return progress_of(final, idle), code
+    # A worker that died or failed (its own error said on stderr) makes it 1, as a
+    # dialer leaving on an error does, even after a forced stop.
+    died = any(e.died(signals.force.is_set()) for e in ended)
+    return progress_of(final, idle), 1 if died else signals.exit_code
 
 
 async def _progress(store: Store, name: str) -> Progress:

@@ -68,8 +68,8 @@ class ScriptedFarEnd:
         self.by_attempt = by_attempt
         self.spans = Path(spans) if spans else None
 
-    def _write(self, line: str, to: Path | None = None) -> None:
-        path = to or self.log
+    def _write(self, line: str, to: Path | None = None, *, span: bool = False) -> None:
+        path = to if span else self.log
         if path is None:
             return
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -90,12 +90,12 @@ class ScriptedFarEnd:
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         start = datetime.now(UTC)
-        self._write(f"+ {time.time():.6f} {request.attempt_id}", self.spans)
+        self._write(f"+ {time.time():.6f} {request.attempt_id}", self.spans, span=True)
         try:
             await asyncio.sleep(self.talk)
         finally:
             self.active -= 1
-            self._write(f"- {time.time():.6f} {request.attempt_id}", self.spans)
+            self._write(f"- {time.time():.6f} {request.attempt_id}", self.spans, span=True)
         return _result(step, start, self.talk)
 
 

@@ -375,6 +375,18 @@ LOCAL_DEAD_AFTER = timedelta(seconds=5)
 RECOVER_EVERY = 5.0
 
 
+def begin_run(store: Store, campaign: Campaign, now: datetime) -> None:
+    """A run starts: a draft or completed campaign goes to its start state (running, or
+    scheduled until ``start_at``); a paused, stopped or running one is left as it is.
+
+    Once per run: ``campaign run --workers N`` does it before starting the workers,
+    which leave the state alone (a worker starting late must not reopen the campaign
+    the others have just completed)."""
+    state, _ = store.state(campaign.name)
+    if state in (CampaignState.DRAFT, CampaignState.COMPLETED):
+        store.set_state(campaign.name, start_state(campaign, now), "run started", (state,))
+
+
 def default_node() -> str:
     """This process's identity: ``host:pid:random``, unique per process.
 
@@ -732,11 +744,7 @@ class _Driver:
         return plan_contact(self.campaign, contact, now, self.dnc)
 
     async def _start_state(self, now: datetime) -> None:
-        state, _ = await self._db(self.store.state, self.campaign.name)
-        if state in (CampaignState.DRAFT, CampaignState.COMPLETED):
-            await self._db(self.store.set_state, self.campaign.name,
-                           start_state(self.campaign, now), "run started",
-                           (state,))
+        await self._db(begin_run, self.store, self.campaign, now)
 
     def _start_due(self, now: datetime) -> bool:
         s = self.campaign.start_at

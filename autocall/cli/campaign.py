@@ -42,7 +42,14 @@ from autocall.campaign import report as rep
 from autocall.campaign.check import Problem, check_campaign, preflight
 from autocall.campaign.contacts import ContactsError, Rejected, import_campaign
 from autocall.campaign.control import SteerError, Verb, explain_number, pin_tree, steer
-from autocall.campaign.dialer import SOLE, CallPlacer, Share, default_node, run_campaign
+from autocall.campaign.dialer import (
+    SOLE,
+    CallPlacer,
+    Share,
+    begin_run,
+    default_node,
+    run_campaign,
+)
 from autocall.campaign.dialer import Progress as DialProgress
 from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
 from autocall.campaign.schedule import DncCheck, DncList, is_open_all
@@ -330,6 +337,7 @@ def run(
     count = worker_count(workers, model.channels)
     try:
         if count > 1:
+            begin_run(store, model, datetime.now(UTC))  # once; the workers leave it
             final, code = asyncio.run(_supervise(name, store.url, count, placer, node, wait,
                                                  as_json))
         else:
@@ -379,7 +387,8 @@ async def _run(name: str, store: Store, factory: PlacerFactory, node: str | None
     try:
         async with contextlib.AsyncExitStack() as stack:
             placer = await _enter_placer(stack, factory, store.url)
-            final = await _dial(name, store, placer, node, wait, quiet, signals, share)
+            final = await _dial(name, store, placer, node, wait, quiet, signals, share,
+                                start=parent is None)
     finally:
         signals.close()
         if watch is not None:
@@ -437,7 +446,8 @@ def work(name: str, url: str, placer: str, node: str | None, wait: bool, share: 
 
 
 async def _dial(name: str, store: Store, placer: CallPlacer, node: str | None, wait: bool,
-                quiet: bool, signals: StopSignals, share: Share = SOLE) -> DialProgress:
+                quiet: bool, signals: StopSignals, share: Share = SOLE, start: bool = True
+                ) -> DialProgress:
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
@@ -446,7 +456,7 @@ async def _dial(name: str, store: Store, placer: CallPlacer, node: str | None, w
         dialing = run_campaign(name, store, placer, node=node,
                                progress=functools.partial(_show, bar, task, name),
                                stop=signals.stopping, force=signals.force,
-                               exit_when_idle=not wait, share=share)
+                               exit_when_idle=not wait, share=share, start=start)
         # The campaign's webhooks go out from this process too (a task of their own);
         # after the dialer drains they get a short grace, the rest waits in the outbox.
         return await outbox.alongside(store.engine, node or default_node(), dialing)

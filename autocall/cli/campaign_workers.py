@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from autocall.campaign.dialer import Progress, idle_reason, progress_of
-from autocall.campaign.store import Store, StoreError, Summary
+from autocall.campaign.store import Store, StoreError, Summary, transient
 from autocall.signals import StopSignals
 
 __all__ = ["ORPHAN_GRACE", "WorkerExit", "supervise", "worker_count", "worker_env"]
@@ -131,6 +131,7 @@ async def supervise(
     procs: list[asyncio.subprocess.Process] = []
     store = Store(url)
     ended: list[WorkerExit] = []
+    last: Progress | None = None
     try:
         for index in range(workers):
             procs.append(await _spawn(name, url, index, workers, placer, node, wait))
@@ -148,9 +149,23 @@ async def supervise(
                         "its calls in flight are resolved as interrupted by the other "
                         "workers (or the next run)"
                     )
-            with contextlib.suppress(StoreError):
-                show(await _progress(store, name))
-        final = await asyncio.to_thread(store.summary, name, datetime.now(UTC))
+            try:
+                last = await _progress(store, name)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                continue  # the store is away: the workers say so and wait for it
+            show(last)
+        try:
+            summary = await asyncio.to_thread(store.summary, name, datetime.now(UTC))
+            final = progress_of(summary, idle_reason(summary, datetime.now(UTC), 0, 1))
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if last is None:
+                raise StoreError(f"store unreachable ({_first_line(exc)})") from exc
+            say(f"store unreachable ({_first_line(exc)}): the counts shown are the last read")
+            final = last
     finally:
         signals.close()
         for proc in procs:  # leaving on an error of our own: the workers go too
@@ -164,11 +179,15 @@ async def supervise(
                     proc.kill()
                     await proc.wait()
         store.close()
-    idle = idle_reason(final, datetime.now(UTC), 0, 1)
     # A worker that died or failed (its own error said on stderr) makes it 1, as a
     # dialer leaving on an error does, even after a forced stop.
     died = any(e.died(signals.force.is_set()) for e in ended)
-    return progress_of(final, idle), 1 if died else signals.exit_code
+    return final, 1 if died else signals.exit_code
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 async def _progress(store: Store, name: str) -> Progress:

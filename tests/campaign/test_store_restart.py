@@ -203,7 +203,8 @@ def test_forced_stop_while_the_store_is_down_hangs_up_without_traceback(
         assert len(rows) == 2 and all(a.ended_at is None for a in rows)
         nodes = {a.node for a in rows}  # one, or one per worker
         assert store.recover(
-            campaign.name, "another", datetime.now(UTC), lambda n: None, dead=lambda n, _: n in nodes
+            campaign.name, "another", datetime.now(UTC), lambda n: None,
+            dead=lambda n, _: n in nodes,
         ) == [a.id for a in rows]
     finally:
         store.close()

@@ -16,7 +16,8 @@ exactly-once across processes (SQLite: WAL and ``BEGIN IMMEDIATE``; PostgreSQL:
   and the kernel spreads ``SO_REUSEPORT`` datagrams by source address, not by dialog:
   a shared port would hand a worker the responses of another's calls. So worker k binds
   ``AUTOCALL_BIND_PORT + k`` (and names ``AUTOCALL_ADVERTISED_PORT + k``); with port 0
-  each takes a free port.
+  each takes a free port. An RTP port range (``AUTOCALL_RTP_PORTS``) is split between
+  the workers likewise (:func:`rtp_slice`).
 - **Signals** (Ctrl-C, SIGTERM) reach the supervisor, which passes each one on: the
   first stops new calls and lets calls in flight end, a second hangs them up. The
   workers sit in process groups of their own, so a terminal's Ctrl-C is not delivered
@@ -53,7 +54,14 @@ from autocall.campaign.dialer import Progress, idle_reason, progress_of
 from autocall.campaign.store import Store, StoreError, Summary, transient
 from autocall.signals import StopSignals
 
-__all__ = ["ORPHAN_GRACE", "WorkerExit", "supervise", "worker_count", "worker_env"]
+__all__ = [
+    "ORPHAN_GRACE",
+    "WorkerExit",
+    "rtp_slice",
+    "supervise",
+    "worker_count",
+    "worker_env",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +78,40 @@ def worker_count(asked: int | None, channels: int, cores: int | None = None) -> 
     return max(1, min(wanted, channels))
 
 
-def worker_env(env: dict[str, str], index: int) -> dict[str, str]:
-    """The environment of worker ``index``: its own SIP port (see the module notes)."""
+def worker_env(env: dict[str, str], index: int, count: int = 1) -> dict[str, str]:
+    """The environment of worker ``index`` of ``count``: its own SIP port, and its own
+    slice of ``AUTOCALL_RTP_PORTS`` (see the module notes)."""
     out = dict(env)
     for key in ("AUTOCALL_BIND_PORT", "AUTOCALL_ADVERTISED_PORT"):
         raw = (env.get(key) or "").strip()
         if raw.isdigit() and int(raw) > 0:
             out[key] = str(int(raw) + index)
+    part = rtp_slice(env.get("AUTOCALL_RTP_PORTS", ""), index, count)
+    if part is not None:
+        out["AUTOCALL_RTP_PORTS"] = part
     return out
+
+
+def rtp_slice(spec: str, index: int, count: int) -> str | None:
+    """Worker ``index``'s part of an RTP port range ``LOW-HIGH``, or None to leave the
+    range as it is (not a range: the worker says what is wrong; too small to split).
+
+    A freed port rests (``AUTOCALL_RTP_QUARANTINE``) only in the process that freed
+    it; a worker handed the same range could take it at once and receive the previous
+    call's tail. So each gets its own even ports (RFC 3550 §11: RTP even, RTCP the
+    next odd one), the last also the remainder."""
+    lo, sep, hi = spec.strip().partition("-")
+    if count <= 1 or not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+        return None
+    low, high = int(lo), int(hi)
+    first = low + low % 2
+    evens = (high - first) // 2 + 1 if high >= first else 0
+    per = evens // count
+    if per < 1:
+        return None
+    start = first + 2 * per * index
+    last = first + 2 * (evens - 1) if index == count - 1 else start + 2 * (per - 1)
+    return f"{start}-{min(last + 1, high)}"
 
 
 @dataclass(frozen=True)
@@ -224,6 +258,6 @@ async def _spawn(
         *args,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
-        env=worker_env(dict(os.environ), index),
+        env=worker_env(dict(os.environ), index, workers),
         process_group=0,
     )

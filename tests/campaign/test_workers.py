@@ -29,7 +29,7 @@ from autocall.campaign.contacts import import_campaign
 from autocall.campaign.dialer import Pacer, Share
 from autocall.campaign.model import CampaignState, ContactState, Outcome, load_campaign
 from autocall.campaign.store import Store
-from autocall.cli.campaign_workers import WorkerExit, worker_count, worker_env
+from autocall.cli.campaign_workers import WorkerExit, rtp_slice, worker_count, worker_env
 
 TREE = "name: t\noutcomes: [done]\nstart: bye\nnodes:\n  bye: {hangup: done}\n"
 
@@ -69,6 +69,23 @@ def test_each_worker_binds_its_own_sip_port() -> None:
     assert worker_env(env, 2)["AUTOCALL_BIND_PORT"] == "5072"
     assert worker_env(env, 2)["AUTOCALL_ADVERTISED_PORT"] == "15072"
     assert worker_env({"AUTOCALL_BIND_PORT": "0"}, 3) == {"AUTOCALL_BIND_PORT": "0"}
+
+
+def test_each_worker_takes_its_own_slice_of_the_rtp_ports() -> None:
+    """A port rests after its call only in the worker that freed it: the workers must
+    not share one (issue 22's late tails)."""
+    parts = [rtp_slice("20000-20999", k, 3) for k in range(3)]
+    assert parts == ["20000-20331", "20332-20663", "20664-20999"]
+    ranges = [tuple(map(int, p.split("-"))) for p in parts if p]
+    evens = [set(range(a, b + 1, 2)) for a, b in ranges]
+    assert not (evens[0] & evens[1]) and not (evens[1] & evens[2])
+    assert set().union(*evens) == set(range(20000, 21000, 2))
+    assert rtp_slice("20001-20010", 1, 2) == "20006-20010"  # odd low: even ports only
+    assert rtp_slice("20000-20002", 0, 3) is None  # too small to split: as it is
+    assert rtp_slice("nonsense", 0, 2) is None  # the worker's own check says why
+    assert rtp_slice("20000-20999", 0, 1) is None
+    env = worker_env({"AUTOCALL_RTP_PORTS": "20000-20999"}, 1, 2)
+    assert env["AUTOCALL_RTP_PORTS"] == "20500-20999"
 
 
 def test_a_worker_cut_by_a_passed_on_second_signal_did_not_die() -> None:

@@ -22,6 +22,7 @@ at a raised scheduling priority (`autocall.process`, as ``autocall --priority``)
     python bench/bench_calls.py                       # N = 100 and 200, 10 s each
     python bench/bench_calls.py --calls 500 --duration 10 --skip-baseline
     python bench/bench_calls.py --calls 500 --priority realtime --far-end echo
+    python bench/bench_calls.py --calls 1000 --far-end echo --workers 2 --skip-baseline
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def _prompt(seconds: float) -> np.ndarray:
 
 
 # ---- our user agent ----------------------------------------------------------------------
-async def _ours(n: int, duration: float, sink: Connection) -> Result:
+async def _ours(n: int, duration: float, sink: Connection | _Barrier) -> Result:
     from autocall.telephony.call import CallStatus, UserAgent
 
     ua = await UserAgent.start(bind_host="127.0.0.1")
@@ -242,7 +243,7 @@ async def _ours(n: int, duration: float, sink: Connection) -> Result:
                   (sent1 - sent0) / (w1 - w0) / max(1, len(live)))
 
 
-def _ours_worker(n: int, duration: float, sink: Connection, out: Connection,
+def _ours_worker(n: int, duration: float, sink: Connection | _Barrier, out: Connection,
                  priority: str) -> None:
     """Our calls in a process of their own, so a raised priority stays with them."""
     from autocall.process import freeze_startup_heap, raise_priority
@@ -254,20 +255,71 @@ def _ours_worker(n: int, duration: float, sink: Connection, out: Connection,
     out.send(result)
 
 
-def _run_ours(n: int, duration: float, sink: Connection, priority: str) -> Result:
-    parent, child = mp.Pipe()
-    proc = mp.Process(target=_ours_worker, args=(n, duration, sink, child, priority),
-                      daemon=True)
-    proc.start()
+def _run_ours(n: int, duration: float, sink: Connection, priority: str,
+              workers: int = 1) -> Result:
+    """Our calls in ``workers`` processes (as ``campaign run --workers``), n split evenly;
+    with several, the sink's start and stop wait for all of them (a barrier) and one
+    result sums theirs: answered, CPU and memory per call over all calls."""
+    pipes = [mp.Pipe() for _ in range(workers)]
+    links = [mp.Pipe() if workers > 1 else (sink, sink) for _ in range(workers)]
+    procs = [mp.Process(target=_ours_worker, args=(
+        n // workers + (i < n % workers), duration,
+        _Barrier(links[i][1]) if workers > 1 else sink, pipes[i][1], priority), daemon=True)
+        for i in range(workers)]
+    for proc in procs:
+        proc.start()
     try:
-        if not parent.poll(duration + 180):
-            raise RuntimeError("our calls did not finish")
-        result: Result = parent.recv()
-        return result
+        raw = None
+        if workers > 1:
+            for phase in ("start", "stop"):
+                for mine, _ in links:
+                    if not mine.poll(duration + 180) or mine.recv() != phase:
+                        raise RuntimeError(f"a worker did not reach {phase}")
+                sink.send(phase)
+                for mine, _ in links:
+                    mine.send("go")
+            raw = sink.recv()
+            for mine, _ in links:
+                mine.send((b"", b""))
+        results: list[Result] = []
+        for parent, _ in pipes:
+            if not parent.poll(duration + 180):
+                raise RuntimeError("our calls did not finish")
+            results.append(parent.recv())
+        if raw is None:
+            return results[0]
+        live = sum(r.answered for r in results)
+        per_call = [(r.answered, r) for r in results]
+        setup = max(r.answered / r.setup_cps if r.setup_cps else 0.0 for r in results)
+        return Result(
+            f"autocall x{workers}", n, live, live / setup if setup else 0.0,
+            sum(a * r.cpu_pct_per_call for a, r in per_call) / max(1, live),
+            sum(a * r.mem_kib_per_call for a, r in per_call) / max(1, live),
+            stream_stats(raw),
+            sum(a * (r.digits_per_call or 0.0) for a, r in per_call) / max(1, live),
+            sum(a * (r.sender_pps or 0.0) for a, r in per_call) / max(1, live),
+            results[0].priority)
     finally:
-        proc.join(20)
-        if proc.is_alive():
-            proc.kill()
+        for proc in procs:
+            proc.join(20)
+            if proc.is_alive():
+                proc.kill()
+
+
+class _Barrier:
+    """A worker's stand-in for the sink: ``send("start"/"stop")`` returns once every
+    worker has sent it and the sink got it; ``recv`` gets what the parent passes on."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def send(self, message: str) -> None:
+        self.conn.send(message)
+        self.conn.recv()
+
+    def recv(self) -> tuple[bytes, bytes]:
+        raw: tuple[bytes, bytes] = self.conn.recv()
+        return raw
 
 
 # ---- pyVoIP baseline (its threads live in their own process) ------------------------------
@@ -353,7 +405,7 @@ def _start_sipp(n: int, workdir: Path) -> subprocess.Popen[bytes]:
 
 
 def run(n: int, duration: float, which: str, echo: bool = False,
-        priority: str = "normal") -> Result:
+        priority: str = "normal", workers: int = 1) -> Result:
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     sipp = _start_sipp(n, work)
     parent, child = mp.Pipe()
@@ -364,7 +416,7 @@ def run(n: int, duration: float, which: str, echo: bool = False,
     parent.recv()
     try:
         if which == "ours":
-            return _run_ours(n, duration, parent, priority)
+            return _run_ours(n, duration, parent, priority, workers)
         return _pyvoip(n, duration, parent, priority)
     finally:
         sink.join(5)
@@ -402,6 +454,9 @@ def main() -> int:
     ap.add_argument("--priority", choices=("normal", "high", "realtime"), default="normal",
                     help="scheduling priority of the calling process, ours and the baseline "
                     "alike (autocall --priority)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="our calls in this many processes (campaign run --workers), the "
+                    "calls split evenly; pyVoIP stays one process")
     args = ap.parse_args()
     echo = args.far_end == "echo"
     os.environ.setdefault("PYTHONHASHSEED", "0")
@@ -409,7 +464,7 @@ def main() -> int:
           "(other processes skew pacing: compare rows of the same run); "
           f"far end: {args.far_end}; priority asked: {args.priority}", flush=True)
     for n in args.calls:
-        ours = run(n, args.duration, "ours", echo, args.priority)
+        ours = run(n, args.duration, "ours", echo, args.priority, args.workers)
         print(_row(ours), flush=True)
         if args.skip_baseline:
             continue

@@ -55,7 +55,7 @@ from autocall.campaign.model import Campaign, CampaignError, CampaignState, load
 from autocall.campaign.schedule import DncCheck, DncList, is_open_all
 from autocall.campaign.store import Store, StoreError
 from autocall.campaign.trees import TreeLibrary, TreesError
-from autocall.cli.campaign_workers import ORPHAN_GRACE, supervise, worker_count
+from autocall.cli.campaign_workers import ORPHAN_GRACE, follow_orders, supervise, worker_count
 from autocall.cli.safe_text import plain, safe
 from autocall.config import Settings, hide_password, shown_url
 from autocall.process import freeze_startup_heap
@@ -381,9 +381,11 @@ async def _run(name: str, store: Store, factory: PlacerFactory, node: str | None
                       "(send it again to hang them up now)")
 
     signals = StopSignals(told)
-    watch = None if parent is None else asyncio.create_task(lifeline.follow_parent(
-        parent, signals.stop, signals.force, who="the supervisor (autocall campaign run)",
-        grace=ORPHAN_GRACE))
+    watch = None if parent is None else asyncio.gather(
+        lifeline.follow_parent(parent, signals.stop, signals.force,
+                               who="the supervisor (autocall campaign run)",
+                               grace=ORPHAN_GRACE),
+        follow_orders(signals.stop, signals.force))
     try:
         async with contextlib.AsyncExitStack() as stack:
             placer = await _enter_placer(stack, factory, store.url)
@@ -395,8 +397,9 @@ async def _run(name: str, store: Store, factory: PlacerFactory, node: str | None
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
-    code = signals.exit_code
-    return final, code
+    if signals.force.is_set() and not signals.received:  # a worker cut by an order
+        return final, 128 + signal.SIGTERM  # (or orphaned): as by a second SIGTERM
+    return final, signals.exit_code
 
 
 async def _supervise(name: str, url: str, workers: int, placer: str, node: str | None,

@@ -18,10 +18,12 @@ exactly-once across processes (SQLite: WAL and ``BEGIN IMMEDIATE``; PostgreSQL:
   ``AUTOCALL_BIND_PORT + k`` (and names ``AUTOCALL_ADVERTISED_PORT + k``); with port 0
   each takes a free port. An RTP port range (``AUTOCALL_RTP_PORTS``) is split between
   the workers likewise (:func:`rtp_slice`).
-- **Signals** (Ctrl-C, SIGTERM) reach the supervisor, which passes each one on: the
-  first stops new calls and lets calls in flight end, a second hangs them up. The
-  workers sit in process groups of their own, so a terminal's Ctrl-C is not delivered
-  to them twice.
+- **Signals** (Ctrl-C, SIGTERM) reach the supervisor, which passes each one on as an
+  order on the worker's stdin (:func:`follow_orders`): the first stops new calls and
+  lets calls in flight end, a second hangs them up. Not as a signal: a signal sent to
+  the whole group as well (a terminal's Ctrl-C, systemd's default ``KillMode``) would
+  then reach a worker twice, and a second signal means "hang up now". A worker's own
+  signals count as they do in one process.
 - **Workers end with the supervisor**, even when it is killed with SIGKILL: the
   kernel's parent-death signal or a poll of its pid (:mod:`autocall.lifeline`) stops
   their new calls, and calls still up after :data:`ORPHAN_GRACE` are hung up.
@@ -57,6 +59,7 @@ from autocall.signals import StopSignals
 __all__ = [
     "ORPHAN_GRACE",
     "WorkerExit",
+    "follow_orders",
     "rtp_slice",
     "supervise",
     "worker_count",
@@ -156,10 +159,11 @@ async def supervise(
                 f"{sig.name}: no new calls; letting calls in flight end "
                 "(send it again to hang them up now)"
             )
+        order = STOP if len(signals.received) == 1 else FORCE
         for proc in procs:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
+            if proc.returncode is None and proc.stdin is not None:
+                with contextlib.suppress(ConnectionError):
+                    proc.stdin.write(order)
 
     signals = StopSignals(told)
     procs: list[asyncio.subprocess.Process] = []
@@ -224,6 +228,27 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+STOP = b"stop\n"
+FORCE = b"force\n"
+
+
+async def follow_orders(stop: asyncio.Event, force: asyncio.Event) -> None:
+    """A worker's side of the supervisor's orders on stdin: ``stop`` sets ``stop`` (no
+    new calls), ``force`` sets both (hang up). Idempotent, unlike signals: an order and a
+    signal that came by another way (systemd signals the whole group) are one stop.
+    Returns at end of file (the supervisor is gone: :func:`autocall.lifeline.follow_parent`
+    deals with that)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        if line == STOP:
+            stop.set()
+        elif line == FORCE:
+            stop.set()
+            force.set()
+
+
 async def _progress(store: Store, name: str) -> Progress:
     summary: Summary = await asyncio.to_thread(store.summary, name, datetime.now(UTC))
     return progress_of(summary)
@@ -256,7 +281,7 @@ async def _spawn(
     # passes it on once (twice would hang the calls up).
     return await asyncio.create_subprocess_exec(
         *args,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,  # orders (see follow_orders); EOF: we are gone
         stdout=asyncio.subprocess.DEVNULL,
         env=worker_env(dict(os.environ), index, workers),
         process_group=0,

@@ -303,3 +303,27 @@ def test_sigkill_of_all_then_a_restart_with_two_workers_loses_nothing(
     assert second.wait(120) == 0, second.stderr()[-3000:]
     _audit(store, log, committed, open_at_kill, n)
     store.close()
+
+
+def test_sigterm_to_the_whole_group_drains_and_does_not_hang_up(
+        tmp_path: Path, sqlite_url: str, reap: list[int]) -> None:
+    """systemd's default stop signals every process of the service: supervisor and
+    workers each get one SIGTERM. That is one stop (the supervisor's order and a
+    worker's own signal are the same stop), not a second signal: calls end their
+    dialogue, none is cut, exit 0."""
+    n = 30
+    store = _campaign(tmp_path, sqlite_url, n, channels=4, calls_per_second=100)
+    run = _run(tmp_path, sqlite_url, {"talk": 2.0}, "--workers", "2")
+    reap.append(run.proc.pid)
+    wait_until(lambda: len(_children(run.proc.pid)) == 2, 30, "two workers started")
+    workers = _children(run.proc.pid)
+    wait_until(lambda: {_pid(a.node) for a in store.attempts("test-campaign")
+                        if a.ended_at is None} >= set(workers), 60, "both workers' calls up")
+    for pid in [run.proc.pid, *workers]:
+        os.kill(pid, signal.SIGTERM)
+    assert run.wait(60) == 0, run.stderr()[-3000:]
+    rows = store.attempts("test-campaign")
+    assert 0 < len(rows) < n  # dialing stopped
+    assert all(a.outcome is Outcome.COMPLETED for a in rows), [a.outcome for a in rows]
+    assert "Traceback" not in run.stderr()
+    store.close()

@@ -319,7 +319,10 @@ def test_sigterm_to_the_whole_group_drains_and_does_not_hang_up(
     workers = _children(run.proc.pid)
     wait_until(lambda: {_pid(a.node) for a in store.attempts("test-campaign")
                         if a.ended_at is None} >= set(workers), 60, "both workers' calls up")
-    for pid in [run.proc.pid, *workers]:
+    os.kill(run.proc.pid, signal.SIGTERM)  # its order reaches the workers first,
+    wait_until(lambda: "no new calls" in run.stderr(), 30, "the supervisor's stop")
+    time.sleep(0.3)
+    for pid in workers:  # then the group's signal
         os.kill(pid, signal.SIGTERM)
     assert run.wait(60) == 0, run.stderr()[-3000:]
     rows = store.attempts("test-campaign")

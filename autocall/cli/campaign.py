@@ -308,7 +308,7 @@ def run(
     (SIP port AUTOCALL_BIND_PORT + k when a port is set), signals are passed on, and
     the exit status is 1 if a worker died (its calls are resolved as interrupted).
 
-    Example: autocall campaign run spring-survey --db sqlite:///autocall.db
+    Example: autocall campaign run spring-survey --db sqlite:///autocall.db --workers 2
     """
     store = _open(db)
     try:

@@ -62,6 +62,7 @@ __all__ = [
     "follow_orders",
     "rtp_slice",
     "supervise",
+    "usable_cores",
     "worker_count",
     "worker_env",
 ]
@@ -74,10 +75,19 @@ them up (as ``autocall web``'s dialer worker does)."""
 POLL = 0.5  # seconds between the supervisor's looks at the store (its progress line)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a cpuset or ``taskset`` may allow fewer than
+    the machine has), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def worker_count(asked: int | None, channels: int, cores: int | None = None) -> int:
     """How many workers dial a campaign: ``asked``, or one per core; never more than
     the campaign's channels (each worker needs one at least)."""
-    wanted = asked if asked is not None else (cores or os.cpu_count() or 1)
+    wanted = asked if asked is not None else (cores or usable_cores())
     return max(1, min(wanted, channels))
 
 

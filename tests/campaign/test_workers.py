@@ -29,7 +29,13 @@ from autocall.campaign.contacts import import_campaign
 from autocall.campaign.dialer import Pacer, Share
 from autocall.campaign.model import CampaignState, ContactState, Outcome, load_campaign
 from autocall.campaign.store import Store
-from autocall.cli.campaign_workers import WorkerExit, rtp_slice, worker_count, worker_env
+from autocall.cli.campaign_workers import (
+    WorkerExit,
+    rtp_slice,
+    usable_cores,
+    worker_count,
+    worker_env,
+)
 
 TREE = "name: t\noutcomes: [done]\nstart: bye\nnodes:\n  bye: {hangup: done}\n"
 
@@ -61,6 +67,8 @@ def test_worker_count_defaults_to_cores_and_never_exceeds_channels() -> None:
     assert worker_count(6, channels=2, cores=1) == 2
     assert worker_count(1, channels=50, cores=8) == 1
     assert worker_count(None, channels=1, cores=2) == 1
+    assert worker_count(None, channels=512) == min(512, usable_cores())
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
 
 
 def test_each_worker_binds_its_own_sip_port() -> None:

@@ -307,6 +307,11 @@ class Share:
     def rate(self, total: float) -> float:
         return total / self.of
 
+    def burst(self, whole: int = 2) -> int:
+        """This worker's part of the calls a campaign may start at once after an idle
+        spell (:class:`Pacer`'s ``burst``): together no more than one process would."""
+        return max(1, whole // self.of)
+
     def offset(self, total: float) -> float:
         """Seconds this worker's first call waits, so the workers' pacing grids
         interleave (worker k starts k slots of the campaign's rate after worker 0)."""
@@ -498,7 +503,7 @@ class _Driver:
         self.dnc = DncList.from_files(self.campaign.dnc, self.campaign.default_region)
         self.share = share
         self.channels = share.channels(self.campaign.channels)  # this process's part
-        self.pacer = Pacer(share.rate(self.campaign.calls_per_second),
+        self.pacer = Pacer(share.rate(self.campaign.calls_per_second), burst=share.burst(),
                            first=share.offset(self.campaign.calls_per_second))
         self.tasks: set[asyncio.Task[None]] = set()
         self._placing: set[asyncio.Task[Any]] = set()  # calls not yet ended (cut by force)

@@ -52,6 +52,7 @@ def test_shares_add_up_to_the_campaign(channels: int, of: int) -> None:
     parts = [s.channels(channels) for s in shares]
     assert sum(parts) == channels and max(parts) - min(parts) <= 1 and min(parts) >= 1
     assert sum(s.rate(30.0) for s in shares) == pytest.approx(30.0)
+    assert sum(s.burst() for s in shares) <= max(2, of)  # 2 at once, or one each
     offsets = [s.offset(30.0) for s in shares]
     assert offsets == sorted(offsets) and offsets[0] == 0 and offsets[-1] < of / 30.0
 

@@ -11,9 +11,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from autocall.sip.callerid import CallerIdStyle, parse_style
 from autocall.sip.sdes import SrtpPolicy, parse_policy
+from autocall.sip.sdp import SUPPORTED, parse_codecs
 from autocall.sip.tls import TlsSettings
+
+if TYPE_CHECKING:
+    from autocall.trunks import Trunk
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:
@@ -137,9 +143,22 @@ class TrunkSettings:
     """Used when ``transport`` is ``tls``."""
     srtp: SrtpPolicy = field(default_factory=SrtpPolicy)
     """SRTP policy and suites; keys other than off need ``tls`` (or clear_keys)."""
+    codecs: tuple[str, ...] = SUPPORTED
+    """``AUTOCALL_CODECS`` (else the trunk file's ``codecs:``): the audio codecs we allow,
+    in the order we offer them (``pcmu``, ``pcma``, ``g722``); default ``pcmu,pcma``. With
+    ``g722`` a call whose far end offers or accepts G.722 is wideband (16 kHz) end to end."""
     keepalive: float = 0.0
     """``AUTOCALL_SIP_KEEPALIVE``: seconds between keep-alives to the registrar while
     registered (CRLFCRLF over TCP/TLS, OPTIONS over UDP: NAT bindings stay open); 0: none."""
+    caller_id_header: CallerIdStyle = CallerIdStyle.FROM
+    """``AUTOCALL_SIP_CALLER_ID_HEADER`` (or the trunk file's ``caller_id_header``): where
+    our calls carry their caller ID: the From user, P-Asserted-Identity or Remote-Party-ID."""
+    name: str | None = None
+    """The trunk file these settings came from (``AUTOCALL_SIP_TRUNK``), if any."""
+    caller_id: str | None = None
+    """The trunk file's caller ID for test calls (``autocall sip check``)."""
+    echo: str | None = None
+    """The trunk file's echo number (or sip: URI): ``autocall sip check`` calls it."""
 
     @property
     def hostport(self) -> str:
@@ -151,17 +170,51 @@ class TrunkSettings:
         return f"sip:{self.hostport}"
 
     @classmethod
-    def from_env(cls) -> TrunkSettings:
+    def from_env(cls, trunk: str | None = None) -> TrunkSettings:
+        """Settings from ``AUTOCALL_SIP_*``. With a trunk (``trunk``, else
+        ``AUTOCALL_SIP_TRUNK``: a name from ``autocall sip trunks`` or a YAML path) its file
+        gives host, port, transport, registration, user, caller-ID header and password
+        variable, and a variable that is set still wins over the file. ValueError (a
+        ``TrunkError`` naming file:line:col) when the trunk cannot be used."""
+        name = trunk or _env("AUTOCALL_SIP_TRUNK")
+        if name is None:
+            return cls.from_trunk(None)
+        from autocall.trunks import load_trunk
+
+        return cls.from_trunk(load_trunk(name.strip()))
+
+    @classmethod
+    def from_trunk(cls, base: Trunk | None) -> TrunkSettings:
+        """``base`` (a loaded trunk file) with every ``AUTOCALL_SIP_*`` that is set on top."""
+        register_raw = _env("AUTOCALL_SIP_REGISTER")
+        header_raw = _env("AUTOCALL_SIP_CALLER_ID_HEADER")
+        codecs_raw = _env("AUTOCALL_CODECS")
+        try:
+            header = parse_style(header_raw) if header_raw is not None else None
+        except ValueError as exc:
+            raise ValueError(f"AUTOCALL_SIP_CALLER_ID_HEADER: {exc}") from None
+        password_env = base.password_env if base is not None and base.password_env \
+            else "AUTOCALL_SIP_PASSWORD"
+        host = _env("AUTOCALL_SIP_HOST") or (base.host if base is not None else None)
         return cls(
-            host=_env("AUTOCALL_SIP_HOST", "127.0.0.1") or "127.0.0.1",
-            port=int(port) if (port := _env("AUTOCALL_SIP_PORT")) else None,
-            transport=(_env("AUTOCALL_SIP_TRANSPORT", "udp") or "udp").lower(),
-            user=_env("AUTOCALL_SIP_USER"),
-            password=secret("AUTOCALL_SIP_PASSWORD"),
-            register=(_env("AUTOCALL_SIP_REGISTER", "0") or "0").lower() in ("1", "true", "yes"),
+            host=host or "127.0.0.1",
+            port=_port("AUTOCALL_SIP_PORT") or (base.port if base is not None else None),
+            transport=(_env("AUTOCALL_SIP_TRANSPORT")
+                       or (base.transport if base is not None else "udp")).lower(),
+            user=_env("AUTOCALL_SIP_USER") or (base.user if base is not None else None),
+            password=secret(password_env),
+            register=register_raw.lower() in ("1", "true", "yes") if register_raw is not None
+            else (base.register if base is not None else False),
             tls=tls_from_env(),
             srtp=srtp_from_env(),
+            codecs=parse_codecs(codecs_raw) if codecs_raw is not None
+            else (base.codecs if base is not None else SUPPORTED),
             keepalive=_keepalive(_env("AUTOCALL_SIP_KEEPALIVE", "0") or "0"),
+            caller_id_header=header or (base.caller_id_header if base is not None
+                                        else CallerIdStyle.FROM),
+            name=base.name if base is not None else None,
+            caller_id=base.caller_id if base is not None else None,
+            echo=base.echo if base is not None else None,
         )
 
 

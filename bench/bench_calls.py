@@ -7,7 +7,13 @@ keeps our stream pointed at it) for the callers' DTMF detectors. Per stream we r
 packets/s (target 50.0, RFC 3551 20 ms ptime) and the p99 inter-arrival time; per call
 the CPU and memory of the dialing process; and new calls per second (INVITE burst until
 all answered).
-A call is healthy when its rate is within 0.1 % of 50/s and its p99 gap ≤ 22 ms.
+A call is healthy when its rate is within 0.1 % of 50/s and its p99 gap is within 1 ms
+of the floor measured in the same run: a small C sender (`_FLOOR_C`, built here with
+``cc``) paces ``--floor-streams`` streams of its own through the same sink while our
+calls are measured, with ``clock_nanosleep`` to absolute deadlines, so its pooled p99 gap
+is what this machine's scheduling and loopback allow at that load. Without ``cc`` the
+rule falls back to a fixed 22 ms. Streams are told apart by source address and port,
+not by SSRC (pyVoIP's SSRCs collide).
 
 pyVoIP is the baseline named in DESIGN.md §3 (``import pyVoIP`` happens only here).
 Our calls also run in-band DTMF detection on what SIPp sends; pyVoIP has no detector,
@@ -18,6 +24,23 @@ the load the issue describes), or keeps streaming back every packet it gets (``e
 a phone that sends its microphone all through the call), which doubles the packets
 each call handles. ``--priority`` runs the calling process, ours and pyVoIP's alike,
 at a raised scheduling priority (`autocall.process`, as ``autocall --priority``).
+
+``--amd`` adds answering-machine detection to every one of our calls, as a campaign call
+with ``amd:`` runs it (`autocall.telephony.answer`): each call listens through the
+process's shared `AmdPool` (one `AmdBank` analysis per pacing tick over all calls, fed
+the received signal after G.711 decoding). Listening starts with the measured window
+(the detector's clock starts there, as it would at the answer), and when a detector
+finishes (its decision; for a machine, the message time) the call starts a new analysis
+at once, so every call hands one 20 ms frame per tick to the bank all through the
+window. With ``--far-end echo`` the calls hear our speech-like prompt back: each detector
+decides ``machine`` (long greeting, about 3 s) and then follows a greeting that does not
+end within the window (``follow_ms`` 30 s); with ``burst`` the far end is silent after
+its DTMF, the session feeds silence, and each analysis ends ``unknown`` after the 4 s
+initial silence and starts again. A second line under our row says on how many calls a
+detector was listening when the window ended, the decisions of the analyses, and the
+frames analysed per call per second (50.0: every frame of every call)::
+
+    python bench/bench_calls.py --calls 500 --far-end echo --amd --skip-baseline
 
     python bench/bench_calls.py                       # N = 100 and 200, 10 s each
     python bench/bench_calls.py --calls 500 --duration 10 --skip-baseline
@@ -45,8 +68,12 @@ from array import array
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from autocall.telephony.call import Call
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "tests" / "sip" / "scenarios" / "uas_bench.xml"
@@ -56,15 +83,101 @@ RATE = 8000
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux asm-generic/socket.h
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 SETTLE = 2.5  # seconds after the last answer before measuring: the DTMF bursts are over
+FLOOR_STREAMS = 20
+FIXED_P99 = 0.022  # s: the health rule when no C compiler builds the floor sender
+# The floor: N RTP streams (PCMU, 20 ms, RFC 3551) from one process, each from its own
+# port, every packet sent at t0 + k * 20 ms with clock_nanosleep(TIMER_ABSTIME), so a
+# late wake-up delays one packet and never the ones after it (as our pacing clock).
+_FLOOR_C = r"""
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop = 0;
+static void on_term(int sig) { (void)sig; stop = 1; }
+
+int main(int argc, char **argv) {
+    if (argc != 4) { fprintf(stderr, "usage: floor HOST PORT STREAMS\n"); return 2; }
+    int n = atoi(argv[3]);
+    if (n < 1 || n > 1000) { fprintf(stderr, "streams: 1..1000\n"); return 2; }
+    struct sockaddr_in dst = {0};
+    dst.sin_family = AF_INET;
+    dst.sin_port = htons((unsigned short)atoi(argv[2]));
+    if (inet_pton(AF_INET, argv[1], &dst.sin_addr) != 1) {
+        fprintf(stderr, "bad host\n");
+        return 2;
+    }
+    int *fd = calloc((size_t)n, sizeof *fd);
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_in me = {0};
+        socklen_t len = sizeof me;
+        me.sin_family = AF_INET;
+        me.sin_addr = dst.sin_addr;
+        fd[i] = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fd[i] < 0 || bind(fd[i], (struct sockaddr *)&me, sizeof me) < 0
+            || getsockname(fd[i], (struct sockaddr *)&me, &len) < 0) { perror("socket"); return 1; }
+        printf("%d\n", ntohs(me.sin_port));
+    }
+    fflush(stdout);
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    unsigned char pkt[172];
+    memset(pkt, 0xff, sizeof pkt);  /* PCMU silence */
+    pkt[0] = 0x80; pkt[1] = 0;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    for (unsigned k = 0; !stop; k++) {
+        for (int i = 0; i < n; i++) {
+            unsigned seq = k & 0xffff, ts = k * 160u, ssrc = 0xF1000000u + (unsigned)i;
+            pkt[2] = seq >> 8; pkt[3] = seq & 0xff;
+            pkt[4] = ts >> 24; pkt[5] = ts >> 16; pkt[6] = ts >> 8; pkt[7] = ts;
+            pkt[8] = ssrc >> 24; pkt[9] = ssrc >> 16; pkt[10] = ssrc >> 8; pkt[11] = ssrc;
+            sendto(fd[i], pkt, sizeof pkt, 0, (struct sockaddr *)&dst, sizeof dst);
+        }
+        next.tv_nsec += 20000000L;
+        if (next.tv_nsec >= 1000000000L) { next.tv_nsec -= 1000000000L; next.tv_sec++; }
+        while (!stop && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL)) {}
+    }
+    return 0;
+}
+"""
+
+
+def _build_floor(workdir: Path) -> Path | None:
+    """Compile the floor sender with the system C compiler; None if there is none."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    src, exe = workdir / "floor.c", workdir / "floor"
+    src.write_text(_FLOOR_C)
+    done = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True, check=False)
+    if done.returncode:
+        print(f"floor sender did not build: {done.stderr.decode()[-500:]}", file=sys.stderr)
+        return None
+    return exe
+
+
+def _addr_key(addr: tuple[str, int]) -> int:
+    """A stream's source address and port as one integer (IPv4 << 16 | port)."""
+    return int.from_bytes(socket.inet_aton(addr[0]), "big") << 16 | addr[1]
 
 
 # ---- the sink: receives every stream's RTP, stamps arrival times -------------------------
-def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False) -> None:
+def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False,
+          floor: tuple[Path, int] | None = None) -> None:
     """Stamp every RTP packet's arrival; answer each new stream with ``burst`` (in-band
     DTMF, paced 20 ms) from this same port, so the caller's symmetric-RTP latch keeps
     pointing here and its DTMF detector has work to do. With ``echo``, every packet is
     also sent back once the burst is over, the way a phone keeps streaming its
-    microphone: the caller then receives 50 packets/s per call as well as sending."""
+    microphone: the caller then receives 50 packets/s per call as well as sending.
+
+    With ``floor`` (the C sender, its stream count), that sender runs from "start" to
+    "stop" into this same socket; its streams' source keys go back with the stamps."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:  # root may exceed net.core.rmem_max: no drops while this loop catches up
         sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
@@ -74,8 +187,10 @@ def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False) -
     # Kernel receive time stamps: the sink's own scheduling delays do not count as jitter.
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.settimeout(0.004)
-    ssrcs, times = array("I"), array("d")
-    seen: set[tuple[str, int]] = set()
+    keys, times = array("Q"), array("d")
+    floor_proc: subprocess.Popen[bytes] | None = None
+    floor_keys: list[int] = []
+    seen: dict[tuple[str, int], int] = {}  # source address -> its key in `keys`
     bursting: set[tuple[str, int]] = set()
     due: list[tuple[float, int, tuple[str, int]]] = []  # (when, packet index, address)
     recording = False
@@ -87,6 +202,13 @@ def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False) -
             cmd = conn.recv()
             if cmd == "start":
                 recording = True
+                if floor is not None and floor_proc is None:
+                    floor_proc = subprocess.Popen(
+                        [str(floor[0]), "127.0.0.1", str(port), str(floor[1])],
+                        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                    assert floor_proc.stdout is not None
+                    floor_keys = [_addr_key(("127.0.0.1", int(floor_proc.stdout.readline())))
+                                  for _ in range(floor[1])]
             elif cmd == "stop":
                 break
         now = time.monotonic()
@@ -107,15 +229,24 @@ def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False) -
                 sec, nsec = struct.unpack("qq", value[:16])
                 stamp = sec + nsec * 1e-9
         if addr not in seen:
-            seen.add(addr)
+            key = seen[addr] = _addr_key(addr)
+            if floor_proc is not None and key in floor_keys:
+                bursting.add(addr)  # the floor sender reads nothing: no burst, no echo
+                if recording and len(data) >= 12:
+                    keys.append(key)
+                    times.append(stamp)
+                continue
             heapq.heappush(due, (time.monotonic(), 0, addr))
             bursting.add(addr)
         elif echo and addr not in bursting:
             sock.sendto(data, addr)
         if recording and len(data) >= 12 and (data[1] & 0x7F) in (0, 8):
-            ssrcs.append(int.from_bytes(data[8:12], "big"))
+            keys.append(seen[addr])
             times.append(stamp)
-    conn.send((ssrcs.tobytes(), times.tobytes()))
+    if floor_proc is not None:
+        floor_proc.terminate()
+        floor_proc.wait(5)
+    conn.send((keys.tobytes(), times.tobytes(), floor_keys))
 
 
 def _burst() -> list[bytes]:
@@ -141,32 +272,57 @@ class StreamStats:
     worst_drift_pct: float
     p99_ms: float
     healthy: int
+    floor_streams: int = 0
+    """Streams of the C floor sender measured in the same run (0: no floor)."""
+    floor_pps: float = 0.0
+    floor_p99_ms: float = float("nan")
+    """Pooled p99 gap of the floor sender's streams: the health rule's reference."""
+    limit_ms: float = FIXED_P99 * 1000
+    """The p99 gap a healthy call may have: floor p99 + 1 ms (22 ms without a floor)."""
 
 
-def stream_stats(raw: tuple[bytes, bytes]) -> StreamStats:
-    ssrc = np.frombuffer(raw[0], dtype=np.uint32)
+def _groups(keys: np.ndarray, t: np.ndarray) -> dict[int, np.ndarray]:
+    """Arrival times per source (address and port), each sorted."""
+    order = np.lexsort((t, keys))
+    keys, t = keys[order], t[order]
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    starts = np.concatenate(([0], bounds))
+    return {int(keys[i]): g for i, g in zip(starts, np.split(t, bounds), strict=True)}
+
+
+def stream_stats(raw: tuple[bytes, bytes, list[int]]) -> StreamStats:
+    """Per-stream rate and gaps; health against the floor measured in the same run."""
+    keys = np.frombuffer(raw[0], dtype=np.uint64)
     t = np.frombuffer(raw[1], dtype=np.float64)
+    floor_keys = set(raw[2])
+    none = StreamStats(0, 0, 0, 0, 100.0, float("inf"), 0)
     if len(t) == 0:
-        return StreamStats(0, 0, 0, 0, 100.0, float("inf"), 0)
-    order = np.lexsort((t, ssrc))
-    ssrc, t = ssrc[order], t[order]
-    bounds = np.flatnonzero(np.diff(ssrc)) + 1
+        return none
+    groups = _groups(keys, t)
+    floor = [g for k, g in groups.items() if k in floor_keys and len(g) >= 50]
+    limit = FIXED_P99
+    floor_pps, floor_p99 = 0.0, float("nan")
+    if floor:
+        floor_pps = float(np.mean([(len(g) - 1) / (g[-1] - g[0]) for g in floor]))
+        floor_p99 = float(np.percentile(np.concatenate([np.diff(g) for g in floor]), 99))
+        limit = floor_p99 + 0.001
     pps, gaps, healthy = [], [], 0
-    for group in np.split(t, bounds):
-        if len(group) < 50:
+    for k, group in groups.items():
+        if k in floor_keys or len(group) < 50:
             continue
         rate = (len(group) - 1) / (group[-1] - group[0])
         d = np.diff(group)
         pps.append(rate)
         gaps.append(d)
-        if abs(rate - 50) / 50 <= 0.001 and np.percentile(d, 99) <= 0.022:
+        if abs(rate - 50) / 50 <= 0.001 and np.percentile(d, 99) <= limit:
             healthy += 1
     if not pps:
-        return StreamStats(0, 0, 0, 0, 100.0, float("inf"), 0)
+        return none
     arr = np.array(pps)
     return StreamStats(len(arr), float(arr.mean()), float(arr.min()), float(arr.max()),
                        float(np.max(np.abs(arr - 50) / 50 * 100)),
-                       float(np.percentile(np.concatenate(gaps), 99) * 1000), healthy)
+                       float(np.percentile(np.concatenate(gaps), 99) * 1000), healthy,
+                       len(floor), floor_pps, floor_p99 * 1000, limit * 1000)
 
 
 @dataclass
@@ -183,6 +339,8 @@ class Result:
     """Packets the sender counted per stream per second (cross-checks the sink)."""
     priority: str = "normal"
     """The scheduling priority the calling process got (see autocall.process)."""
+    amd: AmdLoad | None = None
+    """What AMD did during the window (``--amd``), None without it."""
 
 
 def _rss_kib() -> int:
@@ -206,8 +364,87 @@ def _prompt(seconds: float) -> np.ndarray:
     return (noise * env * 3000).astype(np.int16)
 
 
+# ---- answering-machine detection on our calls (--amd) -------------------------------------
+@dataclass
+class AmdLoad:
+    calls: int
+    active: int
+    """Calls whose detector was listening when the window ended."""
+    decisions: dict[str, int]
+    """Analyses per decision (``answered_by/cause``; ``undecided`` for one cut by the
+    window's end), over all calls."""
+    frames_per_call_s: float
+    """20 ms frames the pool analysed per call per second of the window (50: all)."""
+    calls_per_pass: float
+    """Frames per bank analysis: how many calls one numpy pass served."""
+
+
+class _AmdOnCalls:
+    """AMD on every call through the process's pool, restarted whenever it finishes."""
+
+    def __init__(self, calls: list[Call]) -> None:
+        from autocall.telephony.answer import shared_pool
+
+        self.pool = shared_pool()
+        self.stop: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.frames0, self.batches0 = self.pool.frames, self.pool.batches
+        self.t0 = time.perf_counter()
+        self.tasks = [asyncio.ensure_future(self._listen(c)) for c in calls]
+
+    async def _listen(self, call: Call) -> tuple[list[str], bool]:
+        """Analyses of one call until the window ends: their decisions, and whether a
+        detector was still listening then."""
+        from autocall.audio.amd import AmdDecision, AmdEvent, AmdMessageReady
+
+        def finished(events: list[AmdEvent]) -> bool:
+            who = [e.answered_by for e in events if isinstance(e, AmdDecision)]
+            if not who:
+                return False
+            return who[-1] != "machine" or any(isinstance(e, AmdMessageReady) for e in events)
+
+        decisions: list[str] = []
+        while True:
+            listener = self.pool.listen(call.media)
+            try:
+                waiting = asyncio.ensure_future(listener.wait_for(finished, None))
+                await asyncio.wait({waiting, self.stop}, return_when=asyncio.FIRST_COMPLETED)
+                result = listener.result
+                if not waiting.done():  # the window ended while this analysis ran
+                    waiting.cancel()
+                    decisions.append(
+                        "undecided"
+                        if result.cause == "no-audio"
+                        else f"{result.answered_by}/{result.cause}"
+                    )
+                    return decisions, not self.pool.decided(listener.channel)
+                decisions.append(f"{result.answered_by}/{result.cause}")
+            finally:
+                listener.close()
+
+    async def finish(self) -> AmdLoad:
+        """End the analyses (call this when the window ends) and sum them up."""
+        frames = self.pool.frames - self.frames0
+        batches = self.pool.batches - self.batches0
+        seconds = time.perf_counter() - self.t0
+        self.stop.set_result(True)
+        done = await asyncio.gather(*self.tasks)
+        counts: dict[str, int] = {}
+        for decisions, _ in done:
+            for d in decisions:
+                counts[d] = counts.get(d, 0) + 1
+        n = len(self.tasks)
+        return AmdLoad(
+            n,
+            sum(active for _, active in done),
+            dict(sorted(counts.items())),
+            frames / seconds / max(1, n),
+            frames / max(1, batches),
+        )
+
+
 # ---- our user agent ----------------------------------------------------------------------
-async def _ours(n: int, duration: float, sink: Connection | _Barrier) -> Result:
+async def _ours(n: int, duration: float, sink: Connection | _Barrier,
+                amd: bool = False) -> Result:
     from autocall.telephony.call import CallStatus, UserAgent
 
     ua = await UserAgent.start(bind_host="127.0.0.1")
@@ -221,11 +458,13 @@ async def _ours(n: int, duration: float, sink: Connection | _Barrier) -> Result:
     live = [c for c in calls if c.status is CallStatus.IN_PROGRESS]
     players = [asyncio.ensure_future(c.play(prompt)) for c in live]
     await asyncio.sleep(SETTLE)
+    detectors = _AmdOnCalls(live) if amd else None
     sink.send("start")
     sent0 = sum(c.media.stats().packets_sent for c in live)
     cpu0, w0 = _cpu(), time.perf_counter()
     await asyncio.sleep(duration)
     cpu1, w1 = _cpu(), time.perf_counter()
+    amd_load = await detectors.finish() if detectors is not None else None
     sent1 = sum(c.media.stats().packets_sent for c in live)
     sink.send("stop")
     rss1 = _rss_kib()
@@ -240,23 +479,23 @@ async def _ours(n: int, duration: float, sink: Connection | _Barrier) -> Result:
     return Result("autocall", n, len(live), len(live) / setup,
                   (cpu1 - cpu0) / (w1 - w0) * 100 / max(1, len(live)),
                   (rss1 - rss0) / max(1, len(live)), stream_stats(raw), digits,
-                  (sent1 - sent0) / (w1 - w0) / max(1, len(live)))
+                  (sent1 - sent0) / (w1 - w0) / max(1, len(live)), amd=amd_load)
 
 
 def _ours_worker(n: int, duration: float, sink: Connection | _Barrier, out: Connection,
-                 priority: str) -> None:
+                 priority: str, amd: bool = False) -> None:
     """Our calls in a process of their own, so a raised priority stays with them."""
     from autocall.process import freeze_startup_heap, raise_priority
 
     applied = raise_priority(priority)
     freeze_startup_heap()  # as `autocall serve` and `campaign run` do before their calls
-    result = asyncio.run(_ours(n, duration, sink))
+    result = asyncio.run(_ours(n, duration, sink, amd))
     result.priority = applied
     out.send(result)
 
 
 def _run_ours(n: int, duration: float, sink: Connection, priority: str,
-              workers: int = 1) -> Result:
+              amd: bool = False, workers: int = 1) -> Result:
     """Our calls in ``workers`` processes (as ``campaign run --workers``), n split evenly;
     with several, the sink's start and stop wait for all of them (a barrier) and one
     result sums theirs: answered, CPU and memory per call over all calls."""
@@ -264,8 +503,8 @@ def _run_ours(n: int, duration: float, sink: Connection, priority: str,
     links = [mp.Pipe() if workers > 1 else (sink, sink) for _ in range(workers)]
     procs = [mp.Process(target=_ours_worker, args=(
         n // workers + (i < n % workers), duration,
-        _Barrier(links[i][1]) if workers > 1 else sink, pipes[i][1], priority), daemon=True)
-        for i in range(workers)]
+        _Barrier(links[i][1]) if workers > 1 else sink, pipes[i][1], priority, amd),
+        daemon=True) for i in range(workers)]
     for proc in procs:
         proc.start()
     try:
@@ -280,7 +519,7 @@ def _run_ours(n: int, duration: float, sink: Connection, priority: str,
                     mine.send("go")
             raw = sink.recv()
             for mine, _ in links:
-                mine.send((b"", b""))
+                mine.send((b"", b"", []))  # the streams are judged once, here
         results: list[Result] = []
         for parent, _ in pipes:
             if not parent.poll(duration + 180):
@@ -298,12 +537,27 @@ def _run_ours(n: int, duration: float, sink: Connection, priority: str,
             stream_stats(raw),
             sum(a * (r.digits_per_call or 0.0) for a, r in per_call) / max(1, live),
             sum(a * (r.sender_pps or 0.0) for a, r in per_call) / max(1, live),
-            results[0].priority)
+            results[0].priority, amd=_amd_of([r.amd for r in results]))
     finally:
         for proc in procs:
             proc.join(20)
             if proc.is_alive():
                 proc.kill()
+
+
+def _amd_of(loads: list[AmdLoad | None]) -> AmdLoad | None:
+    """The workers' AMD loads as one (sums, and per-call figures weighted by calls)."""
+    got = [a for a in loads if a is not None]
+    if not got:
+        return None
+    calls = sum(a.calls for a in got)
+    decisions: dict[str, int] = {}
+    for a in got:
+        for k, v in a.decisions.items():
+            decisions[k] = decisions.get(k, 0) + v
+    return AmdLoad(calls, sum(a.active for a in got), dict(sorted(decisions.items())),
+                   sum(a.frames_per_call_s * a.calls for a in got) / max(1, calls),
+                   sum(a.calls_per_pass for a in got) / len(got))
 
 
 class _Barrier:
@@ -317,8 +571,8 @@ class _Barrier:
         self.conn.send(message)
         self.conn.recv()
 
-    def recv(self) -> tuple[bytes, bytes]:
-        raw: tuple[bytes, bytes] = self.conn.recv()
+    def recv(self) -> tuple[bytes, bytes, list[int]]:
+        raw: tuple[bytes, bytes, list[int]] = self.conn.recv()
         return raw
 
 
@@ -405,18 +659,21 @@ def _start_sipp(n: int, workdir: Path) -> subprocess.Popen[bytes]:
 
 
 def run(n: int, duration: float, which: str, echo: bool = False,
-        priority: str = "normal", workers: int = 1) -> Result:
+        priority: str = "normal", amd: bool = False,
+        floor_streams: int = FLOOR_STREAMS, workers: int = 1) -> Result:
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     sipp = _start_sipp(n, work)
     parent, child = mp.Pipe()
-    sink = mp.Process(target=_sink, args=(SINK_PORT, child, _burst(), echo), daemon=True)
+    exe = _build_floor(work) if floor_streams > 0 else None
+    floor = (exe, floor_streams) if exe is not None else None
+    sink = mp.Process(target=_sink, args=(SINK_PORT, child, _burst(), echo, floor), daemon=True)
     sink.start()
     if not parent.poll(10):
         raise RuntimeError("the RTP sink did not start")
     parent.recv()
     try:
         if which == "ours":
-            return _run_ours(n, duration, parent, priority, workers)
+            return _run_ours(n, duration, parent, priority, amd, workers)
         return _pyvoip(n, duration, parent, priority)
     finally:
         sink.join(5)
@@ -439,7 +696,19 @@ def _row(r: Result) -> str:
             f"p99={s.p99_ms:6.1f} ms healthy={s.healthy:<4} "
             f"cpu/call={r.cpu_pct_per_call:5.2f}% mem/call={r.mem_kib_per_call:7.1f} KiB "
             f"calls/s={r.setup_cps:6.1f} digits/call={digits} sender-pps={tx} "
-            f"priority={r.priority}")
+            f"priority={r.priority}\n"
+            f"{'':<13} floor (C sender, {s.floor_streams} streams, same sink and run): "
+            f"pps={s.floor_pps:6.2f} p99={s.floor_p99_ms:6.1f} ms -> healthy means "
+            f"rate within 0.1 % of 50/s and p99 ≤ {s.limit_ms:.1f} ms")
+
+
+def _amd_row(a: AmdLoad) -> str:
+    decisions = ", ".join(f"{k} {v}" for k, v in a.decisions.items()) or "none"
+    return (
+        f"{'':<13} AMD listening at the window's end on {a.active}/{a.calls} calls; "
+        f"{a.frames_per_call_s:.1f} frames analysed per call per second (50: all), "
+        f"{a.calls_per_pass:.1f} per bank pass; analyses: {decisions}"
+    )
 
 
 def main() -> int:
@@ -447,6 +716,9 @@ def main() -> int:
     ap.add_argument("--calls", type=int, nargs="+", default=[100, 200])
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--amd", action="store_true",
+                    help="our calls also run answering-machine detection on what they "
+                    "receive, all through the window (see the module's docstring)")
     ap.add_argument("--far-end", choices=("burst", "echo"), default="burst",
                     help="burst: the far end sends in-band DTMF at the start, then silence "
                     "(no packets); echo: it then streams back every packet it gets, so each "
@@ -454,6 +726,9 @@ def main() -> int:
     ap.add_argument("--priority", choices=("normal", "high", "realtime"), default="normal",
                     help="scheduling priority of the calling process, ours and the baseline "
                     "alike (autocall --priority)")
+    ap.add_argument("--floor-streams", type=int, default=FLOOR_STREAMS,
+                    help="streams of the C floor sender run through the same sink while "
+                    "each row is measured (0: no floor, fixed 22 ms p99 rule)")
     ap.add_argument("--workers", type=int, default=1,
                     help="our calls in this many processes (campaign run --workers), the "
                     "calls split evenly; pyVoIP stays one process")
@@ -464,12 +739,16 @@ def main() -> int:
           "(other processes skew pacing: compare rows of the same run); "
           f"far end: {args.far_end}; priority asked: {args.priority}", flush=True)
     for n in args.calls:
-        ours = run(n, args.duration, "ours", echo, args.priority, args.workers)
+        ours = run(n, args.duration, "ours", echo, args.priority, args.amd,
+                   args.floor_streams, args.workers)
         print(_row(ours), flush=True)
+        if ours.amd is not None:
+            print(_amd_row(ours.amd), flush=True)
         if args.skip_baseline:
             continue
         try:
-            base = run(n, args.duration, "pyvoip", echo, args.priority)
+            base = run(n, args.duration, "pyvoip", echo, args.priority,
+                       floor_streams=args.floor_streams)
         except RuntimeError as exc:  # the baseline failing at this N is itself the result
             print(f"pyVoIP 1.6.8  N={n:<4} failed: {exc}", flush=True)
             continue

@@ -263,7 +263,10 @@ class Baresip(Peer):
     listens for SIP over TLS on ``port + 1``, so keep ``ctrl_port`` and ``rtp_ports`` off it.
     With ``certificate`` (one PEM file: certificate, then its key) that TLS port serves it,
     and ``cafile`` is what baresip trusts; ``mediaenc`` ("srtp": RTP/AVP with SDES keys,
-    "srtp-mand": RTP/SAVP only) loads its SRTP module for the account.
+    "srtp-mand": RTP/SAVP only) loads its SRTP module for the account. ``codecs`` is the
+    account's audio codec list in its order, as baresip names them (``G722/16000/1``: its
+account parser takes a bare ``G722`` as 8000 Hz and finds nothing; G722 loads the module);
+    ``srate`` the rate of its source and player (16000 for a wideband source WAV).
     """
 
     name = "baresip"
@@ -271,7 +274,8 @@ class Baresip(Peer):
     def __init__(self, *, port: int, ctrl_port: int, user: str = "bob",
                  host: str = "127.0.0.1", rtp_ports: tuple[int, int] | None = None,
                  source_wav: Path | None = None, certificate: Path | None = None,
-                 cafile: Path | None = None, mediaenc: str | None = None) -> None:
+                 cafile: Path | None = None, mediaenc: str | None = None,
+                 codecs: str = "PCMU,PCMA", srate: int = 8000) -> None:
         self.host, self.port, self.ctrl_port, self.user = host, port, ctrl_port, user
         home = Path(tempfile.mkdtemp(prefix="baresip-"))
         self.recordings = home / "rec"
@@ -282,8 +286,8 @@ class Baresip(Peer):
             with wave.open(str(source_wav), "wb") as w:
                 w.setnchannels(1)
                 w.setsampwidth(2)
-                w.setframerate(8000)
-                w.writeframes(bytes(2 * 8000 * 60))
+                w.setframerate(srate)
+                w.writeframes(bytes(2 * srate * 60))
         source = f"aufile,{source_wav}"
         config = f"""
 poll_method epoll
@@ -291,8 +295,8 @@ sip_listen {host}:{port}
 audio_player aufile,{self.recordings}/played.wav
 audio_source {source}
 audio_alert aufile,/dev/null
-ausrc_srate 8000
-auplay_srate 8000
+ausrc_srate {srate}
+auplay_srate {srate}
 ausrc_channels 1
 auplay_channels 1
 audio_level no
@@ -314,9 +318,11 @@ snd_path {self.recordings}
             config += f"sip_cafile {cafile}\n"
         if mediaenc is not None:
             config += "module srtp.so\n"
+        if "G722" in codecs.upper():
+            config += "module g722.so\n"
         (home / "config").write_text(config)
         (home / "accounts").write_text(
-            f"<sip:{user}@{host}:{port}>;regint=0;answermode=auto;audio_codecs=PCMU,PCMA"
+            f"<sip:{user}@{host}:{port}>;regint=0;answermode=auto;audio_codecs={codecs}"
             + (f";mediaenc={mediaenc}" if mediaenc else "") + "\n")
         (home / "contacts").write_text("")
         cmd = [need("baresip"), "-f", str(home)]

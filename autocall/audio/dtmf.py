@@ -75,19 +75,30 @@ def _f32(value: float) -> npt.NDArray[np.float32]:
     return np.array(value, dtype=np.float32)
 
 
-# OpenBLAS hands bigger products to its thread pool, which on a busy machine costs far
-# more than the product itself; slices of this many rows stay on the calling thread.
-_GEMM_ROWS = 512
+# OpenBLAS hands a product to its thread pool once m·n·k reaches SMP_THRESHOLD_MIN ×
+# GEMM_MULTITHREAD_THRESHOLD = 65536 × 4 (its interface/gemm.c); on a busy machine those
+# threads spin and wait for cores, which costs far more than the product (issue 20: a
+# bank of 100 channels ran at 0.16× spandsp with them, 1.3× without). Products are cut
+# into slices of fewer rows than that, so they stay on the calling thread whoever calls.
+_BLAS_SINGLE_THREAD = 65536 * 4
 # Per-shape constant arrays kept by an analyser; steady feeding uses one or two shapes.
 _CACHE_MAX = 16
 
+try:  # einsum's C core: the same sums, without the Python dispatch (~2 µs a call)
+    from numpy._core.multiarray import c_einsum as _einsum
+except ImportError:  # another numpy layout: the public function, same numbers
+    _einsum = np.einsum
+
 
 def _matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    if a.shape[0] <= _GEMM_ROWS:
+    m, kn = a.shape[0], b.size
+    if m * kn < _BLAS_SINGLE_THREAD:
         return a @ b
-    out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
-    for i in range(0, a.shape[0], _GEMM_ROWS):
-        np.matmul(a[i : i + _GEMM_ROWS], b, out=out[i : i + _GEMM_ROWS])
+    rows = max(1, (_BLAS_SINGLE_THREAD - 1) // kn)
+    n = b.shape[1]
+    out = np.empty((m, n), dtype=np.float32)
+    for i in range(0, m, rows):
+        np.matmul(a[i : i + rows], b, out=out[i : i + rows])
     return out
 
 
@@ -189,11 +200,11 @@ class _Analyzer:
         pm = np.maximum(np.maximum(p[..., 0], p[..., 1]), np.maximum(p[..., 2], p[..., 3]))
         plo, phi = pm[..., 0], pm[..., 1]
         seg = buf[:, : (nb + 1) * hop].reshape(c, nb + 1, hop)
-        e = np.einsum("ijk,ijk->ij", seg, seg)
+        e = _einsum("ijk,ijk->ij", seg, seg)
         # First look (level and share) settles most blocks of speech, music and silence.
         energy = e[:, :-1] + e[:, 1:]
         ok = (np.minimum(plo, phi) >= self.pmin) & (plo + phi > energy * self.share)
-        if not (ok[:, 1:] & ok[:, :-1]).any():
+        if not np.count_nonzero(ok[:, 1:] & ok[:, :-1]):  # (ndarray.any costs ~2 µs more)
             return self.nothing(c, nb)
         lp = np.log(pm + self.floor)
         ok &= np.abs(lp[..., 1] - lp[..., 0] - self.twist_mid) <= self.twist_half
@@ -420,13 +431,13 @@ class DtmfDetectorBank:
         if nb >= 2:
             codes, dev = self._an.analyze(buf, nb)
             hop, n = self._an.hop, self._an.n
-            if self._tracks.busy().any() or (codes >= 0).any():
+            if np.count_nonzero(self._tracks.busy()) or np.count_nonzero(codes >= 0):
                 feats = dev.transpose(1, 2, 0)
                 for k in range(nb - 1):
                     s0 = self._pos + k * hop
                     self._tracks.step(codes[:, k], feats[k], s0, s0 + hop + n, raw)
             consumed = (nb - 1) * hop
-            buf = buf[:, consumed:]
+            buf = buf[:, consumed:].copy()  # not a view: it would keep the whole feed alive
             self._pos += consumed
         self._buf = buf
         return [(ch, self._event(ch, code, s, e)) for ch, code, s, e in raw]

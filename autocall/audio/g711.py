@@ -116,20 +116,19 @@ def alaw_encode(pcm: npt.ArrayLike) -> bytes:
 # a fresh array each call: the jitter buffer keeps it.
 
 
-def _decode(data: _Bytes, single: npt.NDArray[np.int16],
-            pair: npt.NDArray[np.uint32]) -> npt.NDArray[np.int16]:
+def ulaw_decode(data: _Bytes) -> npt.NDArray[np.int16]:
+    """μ-law bytes → int16 samples (a new, writable array)."""
     try:
         pairs = _frombuffer(data, _U16)
     except ValueError:  # odd byte count: rare in RTP, so the per-byte table is fine
-        return single.take(_frombuffer(data, _U8))
-    return _frombuffer(pair.take(pairs), _I16)
-
-
-def ulaw_decode(data: _Bytes) -> npt.NDArray[np.int16]:
-    """μ-law bytes → int16 samples (a new, writable array)."""
-    return _decode(data, _ULAW_DEC, _ULAW_DEC2)
+        return _ULAW_DEC.take(_frombuffer(data, _U8))
+    return _frombuffer(_ULAW_DEC2.take(pairs), _I16)
 
 
 def alaw_decode(data: _Bytes) -> npt.NDArray[np.int16]:
     """A-law bytes → int16 samples (a new, writable array)."""
-    return _decode(data, _ALAW_DEC, _ALAW_DEC2)
+    try:
+        pairs = _frombuffer(data, _U16)
+    except ValueError:
+        return _ALAW_DEC.take(_frombuffer(data, _U8))
+    return _frombuffer(_ALAW_DEC2.take(pairs), _I16)

@@ -20,7 +20,7 @@ import socket
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import stamina
 
@@ -48,7 +48,12 @@ from autocall.campaign.store import Claim, Store, StoreError, Summary, transient
 from autocall.telephony.answer import AmdOptions
 from autocall.telephony.record import CallRecord
 
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 # --- what the dialer asks of telephony -------------------------------------------------
@@ -506,15 +511,15 @@ class _Driver:
         self.pacer = Pacer(share.rate(self.campaign.calls_per_second), burst=share.burst(),
                            first=share.offset(self.campaign.calls_per_second))
         self.tasks: set[asyncio.Task[None]] = set()
-        self._placing: set[asyncio.Task[Any]] = set()  # calls not yet ended (cut by force)
+        self._placing: set[asyncio.Task[object]] = set()  # calls not yet ended (cut by force)
         self.live: set[int] = set()  # attempt ids claimed by this process and not yet written
         self._freed = asyncio.Event()  # a call ended: a channel is free
         self._finishing: list[tuple[int, CallRecord, datetime | None, Finished,
                                     asyncio.Future[bool]]] = []
         self._progressing: dict[int, CallRecord] = {}  # unfinished records to write
-        self._side: set[asyncio.Future[Any]] = set()  # call.ringing events being written
+        self._side: set[asyncio.Future[None]] = set()  # call.ringing events being written
         self._flush_wake = asyncio.Event()
-        self.scheduler: Any = None
+        self.scheduler: AsyncIOScheduler | None = None
         self._scan = 1
         self._logged_idle: str | None = None
         self._logged_at = float("-inf")
@@ -525,7 +530,7 @@ class _Driver:
         self._aborting = False  # leaving on an error: calls are cut without a record
         self.last = Progress(CampaignState.DRAFT, 0, 0, 0, 0, 0, 0, 0)
 
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    async def _db(self, fn: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
         """Store calls, in a thread: never on the loop that paces the calls' RTP. (SQLite's
         calls ran inline once, as sub-millisecond; with the console open on a busy machine
         they took 1-7 ms, up to 50 ms, each, and the RTP gaps grew with them. A thread hop
@@ -545,10 +550,10 @@ class _Driver:
                 raise self._gave_up(exc) from exc
         return await self._db_retry(fn, *args, **kw)  # the retry machinery off the hot path
 
-    async def _db_once(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    async def _db_once(self, fn: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
         return await asyncio.to_thread(fn, *args, **kw)
 
-    async def _db_retry(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    async def _db_retry(self, fn: Callable[P, T], *args: P.args, **kw: P.kwargs) -> T:
         try:
             async for attempt in stamina.retry_context(on=self._transient, attempts=None,
                                                        timeout=None, wait_initial=0.05,
@@ -874,7 +879,7 @@ class _Driver:
         self._side.add(task)
         task.add_done_callback(self._side_done)
 
-    def _side_done(self, task: asyncio.Future[Any]) -> None:
+    def _side_done(self, task: asyncio.Future[None]) -> None:
         self._side.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("%s: call.ringing event not written: %s", self.campaign.name,

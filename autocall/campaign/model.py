@@ -12,14 +12,31 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from autocall.campaign.amd import AmdSettings
 from autocall.campaign.outbox import WebhookTarget
-from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, CallRecord
+from autocall.telephony.record import HUNG_UP_EARLY, OPT_OUT, StoredRecord
 from autocall.telephony.record import CallStatus as CallStatus  # re-exported
+
+
+def _caller_id(value: str) -> str:
+    """The SIP rule for a caller ID, loaded when a campaign is checked: importing the
+    model loads no part of the SIP stack (issue 14)."""
+    from autocall.sip.callerid import check_caller_id
+
+    return check_caller_id(value)
+
 
 # TCPA (47 U.S.C. § 227; 47 CFR 64.1200(c)(1)): no calls before 08:00 or after 21:00 at
 # the called party's location.
@@ -245,7 +262,10 @@ class Campaign(_Model):
     columns: ContactColumns = Field(default_factory=ContactColumns)
     default_region: str = "US"
     default_timezone: str = "UTC"
-    caller_ids: list[str] = Field(min_length=1)
+    # each one is a SIP URI user (it goes into From, P-Asserted-Identity or
+    # Remote-Party-ID): "+1 555 0100" or a line break is an error at its line, not a
+    # broken INVITE for every contact
+    caller_ids: list[Annotated[str, AfterValidator(_caller_id)]] = Field(min_length=1)
     trunk: str | None = None
     start_at: datetime | None = None
     end_at: datetime | None = None
@@ -320,11 +340,10 @@ class Contact:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Attempt(CallRecord):
+class Attempt(StoredRecord):
     """One try to reach a contact: the call record (DESIGN.md §4) as its attempt row holds
-    it, with the row's id and claim time; who and where are always known for an attempt."""
+    it, with the claim time; who and where are always known for an attempt."""
 
-    id: int
     created_at: datetime
     campaign: str
     contact_id: int
@@ -333,9 +352,6 @@ class Attempt(CallRecord):
     caller_id: str
     node: str
     outcome: Outcome | None = None  # the retry outcome, once finished
-    # the seconds as stored (a row moved from an older store keeps its own)
-    duration: float | None = None
-    billable: float | None = None
 
 
 class CampaignError(ValueError):

@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import phonenumbers
 
 from autocall.campaign.model import WEEKDAYS, CallingWindow, Campaign, CampaignState
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger(__name__)
 
@@ -283,28 +286,22 @@ def start_job(store_url: str, name: str) -> None:
     """Scheduler job: a scheduled campaign becomes running at its start date."""
     from autocall.campaign.store import Store
 
-    store = Store(store_url)
-    try:
+    with Store(store_url) as store:
         store.set_state(name, CampaignState.RUNNING, "start_at reached",
                         only_from=(CampaignState.SCHEDULED, CampaignState.DRAFT))
-    finally:
-        store.close()
 
 
 def stop_job(store_url: str, name: str) -> None:
     """Scheduler job: a campaign stops dialing at its end date."""
     from autocall.campaign.store import Store
 
-    store = Store(store_url)
-    try:
+    with Store(store_url) as store:
         store.set_state(name, CampaignState.STOPPED, "end_at reached",
                         only_from=(CampaignState.SCHEDULED, CampaignState.RUNNING,
                                    CampaignState.PAUSED, CampaignState.DRAFT))
-    finally:
-        store.close()
 
 
-def make_scheduler(store_url: str) -> Any:
+def make_scheduler(store_url: str) -> AsyncIOScheduler:
     """An asyncio APScheduler whose jobs live in the campaign database (survive restarts)."""
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -314,7 +311,7 @@ def make_scheduler(store_url: str) -> Any:
                             job_defaults={"misfire_grace_time": None, "coalesce": True})
 
 
-def schedule_campaign(scheduler: Any, store_url: str, campaign: Campaign) -> list[str]:
+def schedule_campaign(scheduler: AsyncIOScheduler, store_url: str, campaign: Campaign) -> list[str]:
     """Add (or replace) the campaign's start/stop jobs; returns the job ids."""
     ids = []
     for when, func, suffix in ((campaign.start_at, start_job, "start"),

@@ -60,7 +60,7 @@ from autocall.campaign.model import (
     Plan,
 )
 from autocall.files import private_file
-from autocall.telephony.record import CallRecord
+from autocall.telephony.record import CallRecord, StoredRecord
 
 # The tables as the newest migration (autocall/campaign/migrations) leaves them; the
 # queries are built on these, the schema itself is made by the migrations only.
@@ -253,9 +253,7 @@ _MOVE_CONTACT = (
 _FINISH_ATTEMPT = (
     update(attempts).where(attempts.c.id == bindparam("aid"), attempts.c.ended_at.is_(None))
     .values({c: bindparam(f"b_{c}") for c in (
-        "status", "outcome", "sip_code", "q850", "started_at", "answered_at", "ended_at",
-        "duration", "billable", "digits", "path", "variables", "recording", "error",
-        "dialogue_outcome", "answered_by")})
+        "status", "outcome", "sip_code", "q850", *(col.name for col in _outcome_columns()))})
 )
 
 
@@ -382,6 +380,12 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- calls outside campaigns --------------------------------------------------
 
     def add_call(self, record: CallRecord) -> bool:
@@ -422,20 +426,16 @@ class Store:
                     error="the server stopped while the call was in progress"))
         return len(ids)
 
-    def calls(self, direction: str | None = None) -> list[dict[str, Any]]:
+    def calls(self, direction: str | None = None) -> list[StoredRecord]:
         """Stored calls outside campaigns, oldest first."""
         query = select(calls).order_by(calls.c.id)
         if direction is not None:
             query = query.where(calls.c.direction == direction)
         with reading(self.engine) as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-        for row in rows:
-            row["unfinished"] = row["ended_at"] is None
-            row["path"] = json.loads(row["path"])
-            row["variables"] = json.loads(row["variables"])
-            for key in ("started_at", "answered_at", "ended_at"):
-                row[key] = _aware(row[key])
-        return rows
+            return [StoredRecord(
+                **_stored(r), direction=r.direction, call_id=r.call_id, number=r.number,
+                caller_id=r.caller, source=r.source, tree=r.tree, node=r.node)
+                for r in conn.execute(query)]
 
     # --- schema -------------------------------------------------------------------
 
@@ -935,18 +935,24 @@ def _contact(row: Any) -> Contact:
     )
 
 
-def _attempt(row: Any) -> Attempt:
-    return Attempt(
-        id=row.id, campaign=row.campaign, contact_id=row.contact_id, attempt_no=row.attempt_no,
-        number=row.number, caller_id=row.caller_id, node=row.node,
-        status=CallStatus(row.status), outcome=Outcome(row.outcome) if row.outcome else None,
-        sip_code=row.sip_code, q850=row.q850, created_at=_aware(row.created_at) or row.created_at,
+def _stored(row: Any) -> dict[str, Any]:
+    """The §4 fields attempts and calls share, as their row holds them."""
+    return dict(
+        id=row.id, status=CallStatus(row.status), sip_code=row.sip_code, q850=row.q850,
         started_at=_aware(row.started_at), answered_at=_aware(row.answered_at),
         ended_at=_aware(row.ended_at), duration=row.duration, billable=row.billable,
         digits=row.digits or "", path=json.loads(row.path or "[]"),
         variables=json.loads(row.variables or "{}"), recording=row.recording,
         dialogue_outcome=row.dialogue_outcome, answered_by=row.answered_by, error=row.error,
         unfinished=row.ended_at is None)
+
+
+def _attempt(row: Any) -> Attempt:
+    return Attempt(
+        **_stored(row), campaign=row.campaign, contact_id=row.contact_id,
+        attempt_no=row.attempt_no, number=row.number, caller_id=row.caller_id, node=row.node,
+        outcome=Outcome(row.outcome) if row.outcome else None,
+        created_at=_aware(row.created_at) or row.created_at)
 
 
 def _dialect_insert(engine: Engine) -> Any:

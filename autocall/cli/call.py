@@ -43,7 +43,7 @@ from autocall.telephony.call import Call, CallStatus, UserAgent
 from autocall.telephony.inbound import AllowList, InboundServer
 from autocall.telephony.outbound import Dial, OutboundCall, Services, informer_tree
 from autocall.telephony.record import HUNG_UP_EARLY, CallRecord
-from autocall.telephony.runner import AudioCache, prompts_of, tree_uses_speech
+from autocall.telephony.runner import AudioCache, prompt_rates, prompts_of, tree_uses_speech
 from autocall.telephony.webhooks import EventSink, StatusCallbacks, WebhookClient
 
 EXIT_ANSWERED = 0
@@ -117,7 +117,8 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
     task = asyncio.current_task()
     signals = StopSignals(lambda _: task.cancel() if task else None)
     try:
-        for error in await services.audio.warm(prompts_of(tree, variables)):  # before it rings
+        rates = prompt_rates(trunk.codecs)  # prompts rendered before it rings
+        for error in await services.audio.warm(prompts_of(tree, variables), rates):
             _err.print(f"[yellow]prompt not rendered:[/] {error}")
         if trunk.register and not await ua.wait_registered(10.0):
             done = outbound.record(error="registration failed")
@@ -233,12 +234,13 @@ def _trunk(host: str | None, port: int | None, transport: str | None, user: str 
             password = password_file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise _usage(f"--password-file {password_file}: {exc.strerror}") from exc
-    trunk = TrunkSettings(
-        host=host or base.host, port=port or base.port,
+    # replace, not a new TrunkSettings: what the flags do not name (caller-ID header,
+    # keep-alive, the trunk file's values) stays as the environment and trunk file say
+    trunk = replace(
+        base, host=host or base.host, port=port or base.port,
         transport=(transport or base.transport).lower(), user=user or base.user,
-        password=password or secret("AUTOCALL_SIP_PASSWORD"),
-        register=base.register if register is None else register, tls=base.tls,
-        srtp=base.srtp)
+        password=password or base.password or secret("AUTOCALL_SIP_PASSWORD"),
+        register=base.register if register is None else register)
     if trunk.transport not in ("udp", "tcp", "tls"):
         raise _usage(f"transport {escape(trunk.transport)!r} (--transport or "
                      "AUTOCALL_SIP_TRANSPORT): use udp, tcp or tls")
@@ -382,7 +384,8 @@ def register(app: typer.Typer) -> None:
             placing = place_informer_call(
                 target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
                 ring_timeout=ring_timeout, status_callback=status_callback,
-                via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST")),
+                via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST"))
+                or trunk.name is not None,  # AUTOCALL_SIP_TRUNK: every call goes through it
                 amd=amd_options, on_progress=records.write, sink=sink)
             record, summary = asyncio.run(placing if store is None or sink is None else
                                           outbox.alongside(store.engine, default_node(),
@@ -527,7 +530,8 @@ async def _serve(server: InboundServer, settings: Settings, trunk: TrunkSettings
                 raise SystemExit(EXIT_FAILED)
             _err.print(f"registered as {trunk.user or 'autocall'} with {trunk.uri}")
         # Calls arriving meanwhile are answered too; their prompts render on demand.
-        for error in await server.audio.warm(prompts_of(server.tree, server.variables)):
+        warm = prompts_of(server.tree, server.variables)
+        for error in await server.audio.warm(warm, prompt_rates(trunk.codecs)):
             _err.print(f"[yellow]prompt not rendered:[/] {error}")
         _err.print(f"autocall serve: listening on sip:{host}:{port} "
                    f"(max {server.max_calls} calls); records in {server.records}")

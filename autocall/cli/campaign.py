@@ -16,11 +16,11 @@ import json
 import logging
 import re
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
 
 import typer
 from rich.console import Console
@@ -136,6 +136,16 @@ def _store_error(exc: StoreError) -> typer.Exit:
     return typer.Exit(2)
 
 
+@contextlib.contextmanager
+def _opened(db: str | None) -> Iterator[Store]:
+    """The store, closed after; a store error is exit 2 with its message."""
+    with _open(db) as store:
+        try:
+            yield store
+        except StoreError as exc:
+            raise _store_error(exc) from None
+
+
 @campaign_app.command()
 def validate(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="Campaign YAML.")],
@@ -248,7 +258,15 @@ def _write_rejects(path: Path, rows: list[Rejected]) -> None:
         raise typer.Exit(2) from None
 
 
-PlacerFactory = Callable[[Settings], Any]
+@runtime_checkable
+class _Closes(Protocol):
+    """A placer to close when the run ends."""
+
+    async def aclose(self) -> None: ...
+
+
+Placer = CallPlacer | Awaitable[CallPlacer] | contextlib.AbstractAsyncContextManager[CallPlacer]
+PlacerFactory = Callable[[Settings], Placer]
 
 
 def _placer_factory(spec: str) -> PlacerFactory:
@@ -269,15 +287,12 @@ async def _enter_placer(stack: contextlib.AsyncExitStack, factory: PlacerFactory
                         store_url: str) -> CallPlacer:
     # the placer's store is the one dialed from (it loads the trees kept there)
     made = factory(replace(Settings.from_env(), database_url=store_url))
-    if hasattr(made, "__aenter__"):
-        placer: CallPlacer = await stack.enter_async_context(made)
-        return placer
-    if inspect.isawaitable(made):
-        made = await made
-    close = getattr(made, "aclose", None)
-    if close is not None:
-        stack.push_async_callback(close)
-    return made
+    if isinstance(made, contextlib.AbstractAsyncContextManager):
+        return await stack.enter_async_context(made)
+    placer = await made if inspect.isawaitable(made) else made
+    if isinstance(placer, _Closes):
+        stack.push_async_callback(placer.aclose)
+    return placer
 
 
 @campaign_app.command()
@@ -480,23 +495,15 @@ def status(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     Example: autocall campaign status spring-survey --json
     """
     now = datetime.now(UTC)
-    store = _open(db)
-    try:
+    with _opened(db) as store:
         s = store.summary(name, now)
         campaign, _, _ = store.campaign(name)
         pending = [c for c in store.contacts(name)
                    if c.state.value == "pending" and (c.next_at is None or c.next_at <= now)]
-    except StoreError as exc:
-        raise _store_error(exc) from None
-    finally:
-        store.close()
     files = DncList.from_files(campaign.dnc, campaign.default_region)
-    store = _open(db)
-    try:  # the store's list too: the dialer closes those numbers when it claims them
+    with _open(db) as store:  # the store's list too: the dialer closes those when it claims
         dnc = DncCheck(files, store.on_dnc)
         on_dnc = sum(1 for c in pending if c.number in dnc)
-    finally:
-        store.close()
     closed = sum(1 for c in pending
                  if c.number not in dnc and not is_open_all(campaign.window, c.timezones, now))
     live = [n for n in s.nodes if (now - n["heartbeat"]).total_seconds() <= HEARTBEAT_STALE]
@@ -535,17 +542,23 @@ def status(name: NameArg, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     Console().print(table)
 
 
+Moved = TypeVar("Moved")
+
+
+def _change(db: str | None, refused: type[Exception], change: Callable[[Store], Moved]) -> Moved:
+    """Run one operator change on the store: ``refused`` is the change's own error (exit
+    1, it says why), a store error is exit 2."""
+    with _opened(db) as store:
+        try:
+            return change(store)
+        except refused as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+
+
 def _steer(name: str, db: str | None, verb: Verb) -> None:
-    store = _open(db)
-    try:
-        done = steer(store, name, verb, f"{verb.value} from the command line")
-    except SteerError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    except StoreError as exc:
-        raise _store_error(exc) from None
-    finally:
-        store.close()
+    done = _change(db, SteerError,
+                   lambda store: steer(store, name, verb, f"{verb.value} from the command line"))
     typer.echo(f"{name}: {done.before.value} -> {done.after.value}")
 
 
@@ -616,19 +629,10 @@ def pin(
     from autocall.web.accounts import audit  # the audit log lives with the accounts
 
     tree, number = picked["tree"], int(picked["version"])
-    store = _open(db)
-    try:
-        done = pin_tree(store, _trees(store), name, tree, number,
-                        also=lambda conn, before: audit(conn, "cli", "campaign.tree", name,
-                                                        tree=f"store:{tree}@{number}",
-                                                        previous=before))
-    except TreesError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    except StoreError as exc:
-        raise _store_error(exc) from None
-    finally:
-        store.close()
+    done = _change(db, TreesError, lambda store: pin_tree(
+        store, _trees(store), name, tree, number,
+        also=lambda conn, before: audit(conn, "cli", "campaign.tree", name,
+                                        tree=f"store:{tree}@{number}", previous=before)))
     typer.echo(f"{name}: {done.before} -> {done.after}")
 
 
@@ -642,17 +646,12 @@ def list_(db: DbOpt = None, as_json: JsonOpt = False) -> None:
     Example: autocall campaign list --json
     """
     now = datetime.now(UTC)
-    store = _open(db)
-    try:
+    with _opened(db) as store:
         rows = []
         for name in store.campaign_names():
             s = store.summary(name, now)
             rows.append({"name": name, "state": s.state.value, "contacts": s.total,
                          "pending": s.pending, "done": s.done, "attempts": s.attempts})
-    except StoreError as exc:
-        raise _store_error(exc) from None
-    finally:
-        store.close()
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -686,14 +685,9 @@ def contacts_cmd(
     if state is not None and state not in states:
         err.print(f"error: --state {safe(state)!s}: use {', '.join(states)}")
         raise typer.Exit(2)
-    store = _open(db)
-    try:
+    with _opened(db) as store:
         store.campaign(name)
         found = store.contacts(name)
-    except StoreError as exc:
-        raise _store_error(exc) from None
-    finally:
-        store.close()
     needle = search.lower() if search else None
     picked = []
     for c in found:
@@ -738,13 +732,8 @@ def explain_cmd(
 
     Example: autocall campaign explain spring-survey "+1 202 555 0143"
     """
-    store = _open(db)
-    try:
+    with _opened(db) as store:
         found = explain_number(store, name, number, datetime.now(UTC))
-    except StoreError as exc:
-        raise _store_error(exc) from None
-    finally:
-        store.close()
     ok = found.dial_now
     lines = [plain(line) for line in found.reasons]
     if as_json:
@@ -773,20 +762,16 @@ def report(
     if fmt not in ("table", "csv", "json"):
         err.print(f"[red]error:[/red] --format {fmt!r}: use table, csv or json")
         raise typer.Exit(2)
-    store = _open(db)
-    try:
-        result = rep.campaign_report(store, name)
-        if cdr is not None:
-            n = rep.write_cdr(store, name, cdr)
-            err.print(f"{n} call records written to {safe(cdr)}")
-    except StoreError as exc:
-        raise _store_error(exc) from None
-    except OSError as exc:
-        err.print(f"error: cannot write {safe(exc.filename or cdr)}: "
-                  f"{safe(exc.strerror or exc)}; check the folder exists")
-        raise typer.Exit(2) from None
-    finally:
-        store.close()
+    with _opened(db) as store:
+        try:
+            result = rep.campaign_report(store, name)
+            if cdr is not None:
+                n = rep.write_cdr(store, name, cdr)
+                err.print(f"{n} call records written to {safe(cdr)}")
+        except OSError as exc:
+            err.print(f"error: cannot write {safe(exc.filename or cdr)}: "
+                      f"{safe(exc.strerror or exc)}; check the folder exists")
+            raise typer.Exit(2) from None
     if charts is not None:
         try:
             for path in rep.write_charts(result, charts):

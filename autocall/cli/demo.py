@@ -341,8 +341,7 @@ def serve_demo_console(db_path: Path, port: int, console: Console) -> None:
     from autocall.cli.web import serve
     from autocall.web import accounts
 
-    store = Store(f"sqlite:///{db_path}")
-    try:
+    with Store(f"sqlite:///{db_path}") as store:
         taken = {u.name for u in accounts.list_users(store.engine)}
         name = "admin" if "admin" not in taken else f"admin-{secrets.token_hex(2)}"
         password = secrets.token_urlsafe(12)
@@ -350,8 +349,6 @@ def serve_demo_console(db_path: Path, port: int, console: Console) -> None:
         console.print(f"[bold]console:[/] http://127.0.0.1:{port}/  user [bold]{name}[/]  "
                       f"password [bold]{password}[/]  (shown once; Ctrl-C stops the console)")
         serve(store, host="127.0.0.1", port=port, worker=None)
-    finally:
-        store.close()
 
 
 _HERE = Path(".")

@@ -705,10 +705,19 @@ def render(
         bool, typer.Option("--dry-run", help="Only list what would be rendered.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Outcomes as JSON.")] = False,
+    wideband: Annotated[
+        bool | None,
+        typer.Option(
+            "--wideband/--no-wideband",
+            help="Also render 16 kHz entries, for G.722 calls (default: when "
+            "AUTOCALL_CODECS or the trunk file names g722).",
+        ),
+    ] = None,
 ) -> None:
     """Render every text prompt of the trees ahead of time into the TTS cache.
 
     Templated prompts ({first_name}) are reported as 'runtime': they are spoken per call.
+    With G.722 allowed, each prompt is rendered at 8 kHz and at 16 kHz (wideband calls).
     Exit 1 if any prompt failed to render.
 
     Example: autocall prompts render prompts/ --offline
@@ -722,7 +731,11 @@ def render(
             _err.print(f"{path}: error: no such file or folder", highlight=False)
         raise typer.Exit(2)
     trees = [_load_or_exit(f) for f in tree_files(paths)]
-    cache = cache_dir or Settings.from_env().tts_cache_dir
+    settings = Settings.from_env()
+    cache = cache_dir or settings.tts_cache_dir
+    if wideband is None:
+        wideband = "G722" in settings.trunk.codecs
+    rates = (8000, 16000) if wideband else (8000,)
 
     wanted: dict[tuple[str, str, str | None, tuple[str, ...] | None], tts.PromptText] = {}
     runtime: list[dict[str, Any]] = []
@@ -783,9 +796,11 @@ def render(
     if not as_json:
         for note in notes:  # e.g. piper without autocall[piper]: the fallback speaks, say how
             _err.print(f"note: {note}", style="yellow", markup=False, highlight=False)
-    outcomes: list[Any] = []
+    outcomes: list[tuple[int, Any]] = []
     if as_json or not sys.stderr.isatty():
-        outcomes = tts.render_prompts(list(wanted.values()), cache, engines=engines)
+        for rate in rates:
+            found = tts.render_prompts(list(wanted.values()), cache, engines=engines, rate=rate)
+            outcomes += [(rate, o) for o in found]
     else:
         with Progress(
             TextColumn("rendering prompts"),
@@ -795,21 +810,28 @@ def render(
             console=_err,
             transient=True,
         ) as progress:
-            task = progress.add_task("", total=len(wanted))
+            task = progress.add_task("", total=len(wanted) * len(rates))
 
             def advance(outcome: Any) -> None:
                 progress.update(task, advance=1, description=outcome.status)
 
-            outcomes = tts.render_prompts(
-                list(wanted.values()), cache, engines=engines, on_progress=advance
-            )
+            for rate in rates:
+                found = tts.render_prompts(
+                    list(wanted.values()),
+                    cache,
+                    engines=engines,
+                    on_progress=advance,
+                    rate=rate,
+                )
+                outcomes += [(rate, o) for o in found]
 
     counts = {"rendered": 0, "cached": 0, "failed": malformed, "runtime": len(runtime)}
     rows: list[dict[str, Any]] = []
-    for outcome in outcomes:
+    for rate, outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         rows.append(
             {
+                "rate": rate,
                 "text": outcome.prompt.text,
                 "language": outcome.prompt.language,
                 "voice": outcome.prompt.voice,

@@ -7,8 +7,10 @@ in git hold the same text byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +32,9 @@ DbOpt = Annotated[str | None, typer.Option(
     "--db", help="Store URL (default: AUTOCALL_DATABASE_URL or sqlite:///autocall.db).")]
 
 
-def _library(db: str | None) -> tuple[Store, TreeLibrary]:
+@contextlib.contextmanager
+def _library(db: str | None) -> Iterator[TreeLibrary]:
+    """The store's tree library; the store is closed after."""
     settings = Settings.from_env()
     url = db or settings.database_url
     try:
@@ -39,7 +43,8 @@ def _library(db: str | None) -> tuple[Store, TreeLibrary]:
         _err.print(f"[red]error:[/] cannot open store {shown_url(url)}: "
                    f"{escape(hide_password(str(exc), url))}")
         raise typer.Exit(2) from None
-    return store, TreeLibrary(store.engine, settings.prompts_dir)
+    with store:
+        yield TreeLibrary(store.engine, settings.prompts_dir)
 
 
 @trees_app.command("import")
@@ -54,9 +59,8 @@ def import_(
 
     Example: autocall trees import prompts/ --publish
     """
-    store, library = _library(db)
     failed = 0
-    try:
+    with _library(db) as library:
         for path in tree_files(paths):
             name = path.stem
             text = path.read_text(encoding="utf-8")
@@ -81,8 +85,6 @@ def import_(
                 library.publish(name, saved.version, "cli")
                 state = "published"
             typer.echo(f"{name}: version {saved.version} ({state}) -> {saved.pin}")
-    finally:
-        store.close()
     if failed:
         raise typer.Exit(1)
 
@@ -100,15 +102,14 @@ def export(
     m = _SPEC.match(spec)
     if m is None:
         raise typer.BadParameter("write NAME or NAME@VERSION", param_hint="SPEC")
-    store, library = _library(db)
-    try:
-        number = int(m["version"]) if m["version"] else library.versions(m["name"])[-1].version
-        text = library.version(m["name"], number).text
-    except TreesError as exc:
-        _err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
+    with _library(db) as library:
+        try:
+            number = (int(m["version"]) if m["version"]
+                      else library.versions(m["name"])[-1].version)
+            text = library.version(m["name"], number).text
+        except TreesError as exc:
+            _err.print(f"[red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -123,11 +124,8 @@ def list_(db: DbOpt = None,
 
     Example: autocall trees list --json
     """
-    store, library = _library(db)
-    try:
+    with _library(db) as library:
         rows = library.names()
-    finally:
-        store.close()
     if as_json:
         typer.echo(json.dumps(rows))
         return
@@ -142,14 +140,12 @@ def publish_(name: str, version: int, db: DbOpt = None) -> None:
 
     Example: autocall trees publish reminder 2
     """
-    store, library = _library(db)
-    try:
-        done = library.publish(name, version, "cli")
-    except TreesError as exc:
-        _err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    finally:
-        store.close()
+    with _library(db) as library:
+        try:
+            done = library.publish(name, version, "cli")
+        except TreesError as exc:
+            _err.print(f"[red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
     typer.echo(f"{done.pin} published")
 
 

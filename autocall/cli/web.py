@@ -270,11 +270,8 @@ def users_list(db: DbOpt = None, as_json: JsonOpt = False) -> None:
 
     Example: autocall users list --json
     """
-    store = _open(db)
-    try:
+    with _open(db) as store:
         rows = accounts.list_users(store.engine)
-    finally:
-        store.close()
     if as_json:
         typer.echo(json.dumps([{"name": u.name, "role": u.role.value,
                                 "created_at": u.created_at.isoformat(),
@@ -303,13 +300,10 @@ def tokens_create(
     if not name.strip() or len(name) > 100:
         err.print("error: --name is 1 to 100 characters")
         raise typer.Exit(2)
-    store = _open(db)
-    try:
+    with _open(db) as store:
         token = accounts.create_token(store.engine, name, chosen, created_by=_cli_actor())
         with store.engine.begin() as conn:
             accounts.audit(conn, _cli_actor(), "token.create", name, role=chosen.value)
-    finally:
-        store.close()
     err.print("the token (shown once; store it in your CRM's secret settings now):")
     typer.echo(token)
 
@@ -320,11 +314,8 @@ def tokens_list(db: DbOpt = None, as_json: JsonOpt = False) -> None:
 
     Example: autocall tokens list
     """
-    store = _open(db)
-    try:
+    with _open(db) as store:
         rows = accounts.list_tokens(store.engine)
-    finally:
-        store.close()
     if as_json:
         typer.echo(json.dumps([{
             "name": t.name, "role": t.role.value, "prefix": t.prefix,
@@ -350,11 +341,8 @@ def tokens_revoke(
 
     Example: autocall tokens revoke crm
     """
-    store = _open(db)
-    try:
+    with _open(db) as store:
         count = accounts.revoke_tokens(store.engine, name, _cli_actor())
-    finally:
-        store.close()
     if not count:
         err.print(f"error: no live token named {safe(name)}")
         raise typer.Exit(1)

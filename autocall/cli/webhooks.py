@@ -77,11 +77,8 @@ def list_(
 
     Example: autocall webhooks list --pending --json
     """
-    store = _open(db)
-    try:
+    with _open(db) as store:
         rows = outbox.backlog(store.engine, pending=pending, limit=limit)
-    finally:
-        store.close()
     if as_json:
         typer.echo(json.dumps(rows, default=str))
         return

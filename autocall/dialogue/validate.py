@@ -143,22 +143,13 @@ def _speech(tree: Tree, doc: Document, model_path: str | None) -> Iterator[Probl
 
 def check(tree: Tree, doc: Document, contact_fields: Iterable[str] | None = None) -> list[Problem]:
     """Every semantic finding for a tree that loaded."""
-    found: list[Problem] = []
-    found.extend(_targets(tree, doc))
-    found.extend(_reachability(tree, doc))
-    found.extend(_machine_path(tree, doc))
-    found.extend(_silent_loops(tree, doc))
-    found.extend(_silence_loops(tree, doc))
-    found.extend(_no_way_out(tree, doc))
-    found.extend(_audio(tree, doc))
-    found.extend(_transfers(tree, doc))
-    found.extend(_templates(tree, doc, contact_fields))
-    found.extend(_menus(tree, doc))
-    found.extend(_shared_phrases(tree, doc))
-    found.extend(_recogniser(tree, doc))
-    found.extend(_voices(tree, doc))
-    found.extend(_engines(tree, doc))
-    found.extend(_outcomes(tree, doc))
+    def templates(t: Tree, d: Document) -> Iterator[Problem]:
+        return _templates(t, d, contact_fields)
+
+    rules = (_targets, _reachability, _machine_path, _silent_loops, _silence_loops,
+             _no_way_out, _audio, _transfers, templates, _menus, _shared_phrases, _recogniser,
+             _voices, _engines, _outcomes)
+    found = [problem for rule in rules for problem in rule(tree, doc)]
     return sorted(found, key=lambda p: (p.line, p.column, p.code))
 
 

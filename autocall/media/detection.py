@@ -51,7 +51,9 @@ class _Bank:
     def attach(self, ch: int, on_event: EventCallback, on_pad: PadCallback | None) -> None:
         others = self.fill[self.active]
         self.det.reset(ch)
-        self.buf[ch] = 0
+        # A row is zero beyond its fill (pushes write at the fill, `_feed` shifts zeros
+        # in): clearing up to the highest fill clears it without touching idle pages.
+        self.buf[ch, : int(self.fill.max())] = 0
         self.fill[ch] = int(others.min()) if others.size else 0
         self.active[ch] = True
         self.owners[ch] = on_event
@@ -63,7 +65,7 @@ class _Bank:
         self.active[ch] = False
         self.owners[ch] = None
         self.pad_owners[ch] = None
-        self.buf[ch] = 0
+        self.buf[ch, : int(self.fill[ch])] = 0
         self.fill[ch] = 0
 
     def push(self, ch: int, frame: npt.NDArray[np.int16]) -> None:
@@ -97,8 +99,13 @@ class _Bank:
     def _feed(self) -> None:
         b = self.batch
         events = self.det.feed(self.buf[:, :b])
-        self.buf[:, :-b] = self.buf[:, b:]
-        self.buf[:, -b:] = 0
+        # Beyond each call's fill the buffer is zero, so only the part up to the highest
+        # fill moves: the copy is what the calls hold, not the whole capacity, and pages
+        # past the high-water mark are never touched (the buffer is 8 batches a call
+        # for bursts; resident memory follows what bursts really needed).
+        high = max(int(self.fill.max()), b)
+        self.buf[:, : high - b] = self.buf[:, b:high]
+        self.buf[:, high - b : high] = 0
         short = np.flatnonzero(self.active & (self.fill < b))
         pads = [(int(ch), b - int(self.fill[ch])) for ch in short]
         np.maximum(self.fill - b, 0, out=self.fill)

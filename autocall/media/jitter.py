@@ -19,7 +19,8 @@ Samples = npt.NDArray[np.int16]
 
 
 class JitterBuffer:
-    """Adaptive-delay buffer in RTP timestamp units.
+    """Adaptive-delay buffer in samples: RTP timestamp units times ``scale`` (1 for
+    G.711; 2 for G.722, whose 16 kHz audio runs on an 8000 Hz RTP clock).
 
     Playout starts once ``delay`` samples are buffered ahead of the first packet, or
     ``delay`` after it arrived, whichever comes first.
@@ -53,6 +54,7 @@ class JitterBuffer:
         shrink_rate: float = 10.0,
         rate: int = 8000,
         quiet: int = 500,
+        scale: int = 1,
     ) -> None:
         self.frame = frame
         self.base_delay = delay
@@ -63,6 +65,7 @@ class JitterBuffer:
         self.max_target = max(max_target, delay)
         self.resync = resync
         self.rate = rate
+        self.scale = scale  # samples per RTP timestamp unit (2 for G.722, RFC 3551 §4.5.2)
         self.quiet = quiet
         self._shrink = shrink_rate * rate / 1000  # samples of target per second
         self._min_transit: float | None = None
@@ -113,13 +116,34 @@ class JitterBuffer:
         """Add one packet's decoded audio, starting at RTP ``timestamp``, arrived ``now``."""
         if len(samples) == 0:
             return
-        ts = self._unwrap(timestamp)
+        ts = self._unwrap(timestamp) * self.scale
         ref = self._cursor if self._cursor is not None else self._first
         if ref is not None and abs(ts - ref) > self.resync:
             self.reset()
-            ts = self._unwrap(timestamp)
+            ts = self._unwrap(timestamp) * self.scale
         if now is not None:
-            self._adapt(ts, now)
+            # `_adapt`, inlined: this runs for every packet of every call.
+            transit = now * self.rate - ts
+            low = self._min_transit
+            if low is None or transit < low:
+                low = self._min_transit = transit
+            elif self._seen is not None:
+                # Let the floor creep up (1 ms/s), so a sender whose clock is slower than
+                # ours is not taken for a network whose delay keeps growing.
+                self._min_transit = min(transit, low + (now - self._seen) * self.rate / 1000)
+            self._seen = now
+            excess = transit - low
+            peak = self._peak - self._shrink * (now - self._peak_at)
+            if excess > peak:
+                peak = excess
+            self._peak, self._peak_at = peak, now
+            n = self.frame
+            target = (int(peak) // n + 2) * n  # the peak in whole frames, plus one
+            self.delay = (
+                self.base_delay
+                if target <= self.base_delay
+                else (target if target < self.max_target else self.max_target)
+            )
         floor = self._cursor if self._cursor is not None else self._floor
         if floor is not None and ts + len(samples) <= floor:
             self.late += 1
@@ -127,35 +151,14 @@ class JitterBuffer:
         if self._first is None or ts < self._first and self._cursor is None:
             self._first = ts
         self._chunks[ts] = samples
-        self._end = max(self._end, ts + len(samples))
+        end = ts + len(samples)
+        if end > self._end:
+            self._end = end
         if self._cursor is not None and self._end - self._cursor > self.max_delay:
             new = self._end - self.delay
             self.dropped += new - self._cursor
             self._cursor = new
             self._gc_before(new)
-
-    def _adapt(self, ts: int, now: float) -> None:
-        transit = now * self.rate - ts
-        low = self._min_transit
-        if low is None or transit < low:
-            low = self._min_transit = transit
-        elif self._seen is not None:
-            # Let the floor creep up (1 ms/s), so a sender whose clock is slower than
-            # ours is not taken for a network whose delay keeps growing.
-            self._min_transit = min(transit, low + (now - self._seen) * self.rate / 1000)
-        self._seen = now
-        excess = transit - low
-        peak = self._peak - self._shrink * (now - self._peak_at)
-        if excess > peak:
-            peak = excess
-        self._peak, self._peak_at = peak, now
-        n = self.frame
-        target = (int(peak) // n + 2) * n  # the peak in whole frames, plus one
-        self.delay = (
-            self.base_delay
-            if target <= self.base_delay
-            else (target if target < self.max_target else self.max_target)
-        )
 
     def pop(self) -> Samples | None:
         """The next frame of playout, or None before playout has started."""

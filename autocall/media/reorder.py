@@ -70,7 +70,7 @@ class ReorderBuffer:
         # first audio released after it; None until that audio comes.
         self.resume_gap: int | None = None
         self._watch = False
-        self._hole = 0  # silence put in for the last run of lost packets, not yet taken
+        self.hole = 0  # silence put in for the last run of lost packets, not yet taken
         self._last: Samples = np.zeros(0, np.int16)  # the audio released last
         self.concealed = 0  # samples filled in for single lost packets
 
@@ -87,7 +87,7 @@ class ReorderBuffer:
         self._last_arrival = None
         self._gave_up.clear()
         self._watch = False
-        self._hole = 0
+        self.hole = 0
         return out
 
     def mark_idle(self) -> None:
@@ -104,31 +104,33 @@ class ReorderBuffer:
     def take_hole(self) -> int:
         """Samples of silence put in for the last run of lost packets released since the
         last call (0 if none): not a pause of the sender's, whatever the detector hears."""
-        hole, self._hole = self._hole, 0
+        hole, self.hole = self.hole, 0
         return hole
 
     def push(self, seq: int, ts: int, samples: Samples, now: float) -> None:
         """One packet's decoded audio with its sequence number, timestamp and arrival."""
-        if len(samples) == 0:
+        n = len(samples)
+        if n == 0:
             return
         es = self._seq(seq)
         ets = self._ts(ts)
         self._last_arrival = now
-        if self._next_seq is not None and es < self._next_seq:
+        nxt = self._next_seq
+        if nxt is not None and es < nxt:
             if es in self._gave_up:
                 self.late += 1
             else:
                 self.duplicates += 1
             return
-        if es == self._next_seq and not self._held and ets == self._next_ts:
+        if es == nxt and not self._held and ets == self._next_ts:
             # In sequence, nothing waiting, no gap: ready at once (the common case).
             if self._watch:
                 self._watch, self.resume_gap = False, 0
             self._ready.append(samples)
             self._last = samples
-            self.released += len(samples)
+            self.released += n
             self._next_seq = es + 1
-            self._next_ts = ets + len(samples)
+            self._next_ts = ets + n
             return
         if es in self._held:
             self.duplicates += 1
@@ -189,7 +191,7 @@ class ReorderBuffer:
                 out.append(np.zeros(silent, dtype=np.int16))
                 self.released += silent
                 if skipped:
-                    self._hole = silent
+                    self.hole = silent
             elif gap < 0:
                 samples = samples[-gap:]  # overlaps what was passed on already
         if self._watch:

@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 _HEADER = struct.Struct("!BBHII")
+_pack_header = _HEADER.pack
 _EXT_HEADER = struct.Struct("!HH")
 SEQ_MOD = 1 << 16  # RFC 3550 §5.1: 16-bit sequence number
 TS_MOD = 1 << 32  # RFC 3550 §5.1: 32-bit timestamp
@@ -191,14 +192,15 @@ class RtpSender:
         self, payload: bytes, payload_type: int, timestamp: int, marker: bool = False
     ) -> bytes:
         """Serialise the next packet; ``timestamp`` is relative to the random base."""
-        header = _HEADER.pack(
+        seq = self.sequence_number
+        header = _pack_header(
             0x80,
             (0x80 if marker else 0) | payload_type,
-            self.sequence_number,
-            (self.timestamp_base + timestamp) % TS_MOD,
+            seq,
+            (self.timestamp_base + timestamp) & 0xFFFFFFFF,  # mod TS_MOD
             self.ssrc,
         )
-        self.sequence_number = (self.sequence_number + 1) % SEQ_MOD
+        self.sequence_number = (seq + 1) & 0xFFFF  # mod SEQ_MOD
         self.packets_sent += 1
         self.octets_sent += len(payload)
         return header + payload

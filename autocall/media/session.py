@@ -5,9 +5,11 @@ Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
     engine = MediaEngine()                       # one per UserAgent: the single pacing timer
     media = await MediaSession.open(engine, host="127.0.0.1", port=0)
     media.local_port                             # put it in the SDP offer/answer
-    media.start(("192.0.2.7", 4000), payload_type=0, dtmf_payload_type=101)   # 0 PCMU, 8 PCMA
+    media.start(("192.0.2.7", 4000), payload_type=0, dtmf_payload_type=101)   # 0 PCMU, 8 PCMA,
+                                                 # 9 G.722 (the call's audio is then 16 kHz)
+    media.rate                                   # 8000, or 16000 from a G.722 start
     media.update(remote_addr=..., payload_type=8, dtmf_payload_type=None, hold=True)  # re-INVITE
-    ok = await media.play(pcm_int16_8k)          # True: fully played; False: flushed/closed
+    ok = await media.play(pcm_int16)             # at media.rate; True: fully played, False: flushed
     media.flush()                                # barge-in: stop the current and queued prompts
     await media.send_dtmf("123#", duration_ms=100, gap_ms=100, method="rfc4733")  # or "inband"
     async for d in media.digits(): ...           # Digit(digit, source, time, duration_ms)
@@ -26,6 +28,17 @@ Public API (stable; `autocall.telephony.call` and `autocall.sip` build on it)::
 
 Decisions:
 
+- **Wideband** (ITU-T G.722, payload type 9): the codec ``start`` is given sets the call's
+  audio rate, ``rate``: 16 kHz for G.722, else 8 kHz. Prompts (``play``), ``on_audio``,
+  playout and recording are at that rate; a re-INVITE that changes the codec keeps the
+  rate and converts at the codec (`autocall.audio.g722` filters). G.722 is stateful
+  ADPCM, so it is encoded frame by frame in the pacing tick (silence too) and decoded
+  per stream in arrival order; G.711 prompts are still encoded whole in ``play``. The
+  RTP clock stays 8000 Hz for every codec (RFC 3551 §4.5.2), so timestamps, RFC 4733
+  events and statistics do not change. The signal path (in-band DTMF detection,
+  ``on_signal``/AMD) stays at 8 kHz: wideband audio is low-pass filtered and decimated
+  before it, so the detector and its ITU-T Q.23/Q.24 conformance are the same on every
+  call and the shared detector banks keep one rate (DTMF lives below 1.7 kHz).
 - **Comfort silence.** From `start` until `close` a packet leaves every 20 ms: the prompt
   when one plays, otherwise G.711 silence. A continuous stream keeps NAT bindings open,
   never trips the peer's RTP inactivity timer, and keeps the peer's jitter buffer primed.
@@ -86,16 +99,18 @@ import itertools
 import logging
 import socket
 import struct
+import weakref
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from autocall.audio import g711
+from autocall.audio import g711, g722
 from autocall.media.clock import MediaEngine
 from autocall.media.detection import Slot
 from autocall.media.jitter import JitterBuffer
@@ -107,14 +122,22 @@ from autocall.media.srtp import PROTECT_ERRORS, SrtpError, SrtpKeys, SrtpStream
 from autocall.media.stats import MediaStats, ReceptionStats
 from autocall.media.telephone_event import FLASH, TelephoneEventReceiver, TelephoneEventSender
 
+if TYPE_CHECKING:
+    from autocall.audio.dtmf import DtmfDetector, DtmfEvent
+
 __all__ = ["CROSS_SOURCE_WINDOW", "Digit", "DigitSource", "MediaSession"]
 
 log = logging.getLogger(__name__)
 
 DigitSource = Literal["rfc4733", "inband", "info"]
 Samples = npt.NDArray[np.int16]
-PCMU, PCMA, CN = 0, 8, 13  # RFC 3551 §6 static payload types; CN from RFC 3389
+PCMU, PCMA, G722, CN = 0, 8, 9, 13  # RFC 3551 §6 static payload types; CN from RFC 3389
 RATE = 8000
+"""The RTP clock of every codec we speak (RFC 3551 §4.5.2: G.722's too), and the rate of
+the signal path (detectors, ``on_signal``)."""
+CODEC_RATE = {PCMU: 8000, PCMA: 8000, G722: g722.RATE}
+"""Audio samples per second of each payload type."""
+_AUDIO = frozenset(CODEC_RATE)
 CROSS_SOURCE_WINDOW = 0.5
 _ENCODERS: dict[int, Callable[[Any], bytes]] = {PCMU: g711.ulaw_encode, PCMA: g711.alaw_encode}
 _DECODERS: dict[int, Callable[[Any], Samples]] = {PCMU: g711.ulaw_decode, PCMA: g711.alaw_decode}
@@ -194,15 +217,97 @@ class _Splits:
         return True
 
 
+class _Receive:
+    """One received stream's decoding: to the call's rate (playout, recording) and to the
+    8 kHz signal path. G.722 decoding and the rate filters keep state, so a new source
+    gets a new one."""
+
+    __slots__ = ("rate", "_wide", "_down", "_up")
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._wide: g722.Decoder | None = None
+        self._down: g722.Decimator | None = None
+        self._up: g722.Interpolator | None = None
+
+    def decode(self, pt: int, payload: bytes, signal: bool) -> tuple[Samples, Samples | None]:
+        """(audio at ``rate``, the same at 8 kHz or None when ``signal`` is False and the
+        call is wideband: nobody listens to the signal path then)."""
+        if pt == G722:
+            if self._wide is None:
+                self._wide = g722.Decoder()
+                self._down = g722.Decimator()
+            assert self._down is not None
+            wide = self._wide.decode(payload)
+            if self.rate == g722.RATE:
+                return wide, self._down.process(wide) if signal else None
+            narrow = self._down.process(wide)
+            return narrow, narrow
+        narrow = _DECODERS[pt](payload)
+        if self.rate == RATE:
+            return narrow, narrow
+        if self._up is None:
+            self._up = g722.Interpolator()
+        return self._up.process(narrow), narrow
+
+
+class _Transmit:
+    """Our stream's encoding where it cannot be done whole in ``play``: G.722 (stateful
+    ADPCM) or a codec at another rate than the call's."""
+
+    __slots__ = ("pt", "rate", "_wide", "_down", "_up")
+
+    def __init__(self, pt: int, rate: int) -> None:
+        self.pt, self.rate = pt, rate
+        self._wide = g722.Encoder() if pt == G722 else None
+        self._down = g722.Decimator() if rate > CODEC_RATE[pt] else None
+        self._up = g722.Interpolator() if rate < CODEC_RATE[pt] else None
+
+    def encode(self, pcm: Samples) -> bytes:
+        if self._down is not None:
+            pcm = self._down.process(pcm)
+        elif self._up is not None:
+            pcm = self._up.process(pcm)
+        if self._wide is not None:
+            return self._wide.encode(pcm)
+        return _ENCODERS[self.pt](pcm)
+
+
 @dataclass(slots=True, eq=False)
 class _Contest:
     """In-band detection on a competing SSRC (see "Contested streams")."""
 
     ssrc: int
-    detector: Any
+    detector: DtmfDetector
+    rx: _Receive
     signal: ReorderBuffer = field(default_factory=ReorderBuffer)
     tail: int = _DETECTOR_TAIL
     splits: _Splits = field(default_factory=_Splits)
+
+
+# One encoding of a prompt for every call that plays it (issue 20: 500 calls playing the
+# same 15 s prompt held 500 copies, 120 KB each). Keyed by the array's identity and the
+# payload type; the CRC of its samples catches an array changed in place since, and the
+# entry goes when the array does.
+_shared_encodings: dict[tuple[int, int], tuple[int, bytes]] = {}
+
+
+def _forget_encodings(key: int) -> None:
+    for pt in _ENCODERS:
+        _shared_encodings.pop((key, pt), None)
+
+
+def _encoded(pcm: Samples, pt: int) -> bytes:
+    key = (id(pcm), pt)
+    crc = zlib.crc32(pcm.data if pcm.flags.c_contiguous else pcm.tobytes())
+    got = _shared_encodings.get(key)
+    if got is not None and got[0] == crc:
+        return got[1]
+    enc = _ENCODERS[pt](pcm)
+    if not any((id(pcm), p) in _shared_encodings for p in _ENCODERS):
+        weakref.finalize(pcm, _forget_encodings, id(pcm))
+    _shared_encodings[key] = (crc, enc)
+    return enc
 
 
 @dataclass(slots=True, eq=False)
@@ -215,7 +320,7 @@ class _Playback:
     def payload(self, pt: int, frame: int) -> bytes:
         enc = self.encoded.get(pt)
         if enc is None:
-            enc = self.encoded[pt] = _ENCODERS[pt](self.pcm)
+            enc = self.encoded[pt] = _encoded(self.pcm, pt)
         chunk = enc[self.pos : self.pos + frame]
         if len(chunk) < frame:
             chunk += bytes([_SILENCE_BYTE[pt]]) * (frame - len(chunk))
@@ -240,7 +345,11 @@ class MediaSession:
         event_timeout: float = 0.25,
     ) -> None:
         self.engine = engine
-        self.frame_samples = round(RATE * engine.frame)
+        self.rate = RATE
+        """Audio samples per second of this call (16000 once started with G.722)."""
+        self.frame_ts = round(RATE * engine.frame)  # RTP timestamp units per frame
+        self.frame_samples = self.frame_ts  # audio samples per frame at ``rate``
+        self._jitter_delay_ms = jitter_delay_ms
         # Subscriber lists: append to listen, remove to stop (not from inside a callback).
         self.on_digit: list[Callable[[Digit], None]] = []
         self.on_audio: list[Callable[[Samples], None]] = []
@@ -265,7 +374,7 @@ class MediaSession:
         self._closed = False
         self._plays: deque[_Playback] = deque()
         self._inband_tx: deque[_Playback] = deque()
-        self._events_tx = TelephoneEventSender(self.frame_samples, RATE)
+        self._events_tx = TelephoneEventSender(self.frame_ts, RATE)
         self._events_busy = False  # mirrors _events_tx.busy, read once a frame
         self._events_done: list[asyncio.Future[None]] = []
         self._events_rx = TelephoneEventReceiver(timeout=event_timeout)
@@ -278,7 +387,7 @@ class MediaSession:
         self._contest: _Contest | None = None
         self._pool_port: int | None = None  # handed out by the engine's port pool
         self._inband = detect_inband
-        self._detector: Any = None
+        self._detector: DtmfDetector | None = None
         self._slot: Slot | None = None
         self._push_detect: Callable[[Samples], None] | None = None
         self._detector_tail = 0
@@ -294,6 +403,9 @@ class MediaSession:
             pt: bytes([b]) * self.frame_samples for pt, b in _SILENCE_BYTE.items()
         }
         self._zeros = np.zeros(self.frame_samples, dtype=np.int16)
+        self._signal_zeros = self._zeros  # one frame of the 8 kHz signal path
+        self._rx = _Receive(RATE)
+        self._tx: _Transmit | None = None  # None: G.711 at the call's rate, encoded in play()
         self._sent: Samples | None = None
         self._malformed = 0
         self._foreign = 0
@@ -442,8 +554,11 @@ class MediaSession:
         if self._stream is not None:
             raise RuntimeError("MediaSession already started; use update() for a re-INVITE")
         self._check_pts(payload_type, dtmf_payload_type)
+        if CODEC_RATE[payload_type] != self.rate:
+            self._set_rate(CODEC_RATE[payload_type])
         self._remote = self._sdp_remote = (remote_addr[0], remote_addr[1])
         self._pt = payload_type
+        self._tx = self._transmit(payload_type)
         self._dtmf_pt = dtmf_payload_type
         self._srtp = SrtpStream(srtp) if srtp is not None else None
         self._discard_queued()
@@ -466,6 +581,8 @@ class MediaSession:
         pt = self._pt if payload_type is None else payload_type
         dpt = self._dtmf_pt if dtmf_payload_type is _UNSET else dtmf_payload_type
         self._check_pts(pt, dpt)
+        if pt != self._pt:
+            self._tx = self._transmit(pt)
         self._pt, self._dtmf_pt = pt, dpt
         if srtp is not _UNSET:
             current = self._srtp.keys if self._srtp is not None else None
@@ -488,10 +605,34 @@ class MediaSession:
                 self._marker = True
             self._hold = hold
 
+    def _set_rate(self, rate: int) -> None:
+        """The call's audio rate, from the codec it starts with (before any audio)."""
+        self.rate = rate
+        self.frame_samples = round(rate * self.engine.frame)
+        self._jitter = JitterBuffer(
+            self.frame_samples,
+            delay=self._jitter_delay_ms * rate // 1000,
+            resync=rate * 5,
+            rate=rate,
+            max_target=1280 * rate // RATE,
+            scale=rate // RATE,
+        )
+        self._zeros = np.zeros(self.frame_samples, dtype=np.int16)
+        self._rx = _Receive(rate)
+        if self._recorder is not None:  # record() before start(): nothing written yet
+            path = self._recorder.path
+            self._recorder.close()
+            self._recorder = Recorder(path, rate)
+
+    def _transmit(self, pt: int) -> _Transmit | None:
+        return None if pt != G722 and CODEC_RATE[pt] == self.rate else _Transmit(pt, self.rate)
+
     @staticmethod
     def _check_pts(pt: int, dtmf_pt: int | None) -> None:
-        if pt not in _ENCODERS:
-            raise ValueError(f"payload type {pt} is not supported: use 0 (PCMU) or 8 (PCMA)")
+        if pt not in _AUDIO:
+            raise ValueError(
+                f"payload type {pt} is not supported: use 0 (PCMU), 8 (PCMA) or 9 (G.722)"
+            )
         if dtmf_pt is not None and not 96 <= dtmf_pt <= 127:
             # RFC 3551 §3: dynamic payload types are 96–127, where telephone-event lives.
             raise ValueError(f"telephone-event payload type {dtmf_pt} is not dynamic (96..127)")
@@ -499,7 +640,8 @@ class MediaSession:
     # -- sending -------------------------------------------------------------------------
 
     async def play(self, pcm: npt.ArrayLike) -> bool:
-        """Play int16 mono 8 kHz samples; True when all were sent, False if flushed/closed."""
+        """Play int16 mono samples at ``rate`` (8 kHz, 16 kHz on a G.722 call); True when
+        all were sent, False if flushed/closed."""
         samples = self._as_pcm(pcm)
         if self._closed:
             return False
@@ -507,7 +649,8 @@ class MediaSession:
         pb = _Playback(samples, loop.create_future())
         if len(samples) == 0:
             return True
-        pb.payload(self._pt, 0)  # encode now, not inside a pacing tick shared by all calls
+        if self._tx is None:
+            pb.payload(self._pt, 0)  # encode now, not inside a pacing tick shared by all calls
         self._plays.append(pb)
         return await pb.done
 
@@ -544,7 +687,8 @@ class MediaSession:
                     raise ValueError("hook flash '!' cannot be sent in-band; use method='rfc4733'")
                 from autocall.audio.tones import dtmf
 
-                pb = _Playback(dtmf(digits, on_ms=duration_ms, off_ms=gap_ms), loop.create_future())
+                tones = dtmf(digits, on_ms=duration_ms, off_ms=gap_ms, rate=self.rate)
+                pb = _Playback(tones, loop.create_future())
                 self._inband_tx.append(pb)
                 fut = pb.done
             await fut
@@ -593,7 +737,7 @@ class MediaSession:
     def record(self, path: str | Path) -> None:
         """Record from now on to a stereo WAV (left received, right sent)."""
         self.stop_recording()
-        self._recorder = Recorder(path, RATE)
+        self._recorder = Recorder(path, self.rate)
 
     def stop_recording(self) -> Path | None:
         rec, self._recorder = self._recorder, None
@@ -613,14 +757,14 @@ class MediaSession:
             packets_lost=self._rx_stats.lost,
             jitter_ms=self._rx_stats.jitter * 1000,
             late_packets=self._jitter.late,
-            concealed_ms=self._jitter.concealed * 1000 / RATE,
+            concealed_ms=self._jitter.concealed * 1000 / self.rate,
             malformed=self._malformed,
             foreign_packets=self._foreign,
             ignored_packets=self._source.ignored,
             source_switches=self._source.switches,
             late_signal=self._signal.late,
-            playout_delay_ms=self._jitter.playout_delay * 1000 / RATE,
-            jitter_target_ms=self._jitter.delay * 1000 / RATE,
+            playout_delay_ms=self._jitter.playout_delay * 1000 / self.rate,
+            jitter_target_ms=self._jitter.delay * 1000 / self.rate,
             dtmf_sent=self._dtmf_sent,
             dtmf_received=len(self.received_digits),
             remote_addr=self._remote,
@@ -667,7 +811,7 @@ class MediaSession:
                 arr.size and (arr.min() < -32768 or arr.max() > 32767)
             ):
                 raise ValueError(
-                    f"play() takes int16 samples at 8 kHz, got {arr.dtype}; "
+                    f"play() takes int16 samples at the call's rate, got {arr.dtype}; "
                     "convert with autocall.audio.convert first"
                 )
             arr = arr.astype(np.int16)
@@ -694,7 +838,8 @@ class MediaSession:
             chunks = self._signal.pop(now)
             if chunks:
                 self._detector_tail = _DETECTOR_TAIL
-                self._splits.resumed(self._signal, now)
+                if self._splits.fabricated or self._signal.hole:  # else nothing to note
+                    self._splits.resumed(self._signal, now)
                 self._feed_signal(chunks)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
                 self._push_detect is not None
@@ -706,8 +851,8 @@ class MediaSession:
                 # step, and confirms the release of a key at the very end of the audio
                 # (a call's own detector stops after that tail).
                 self._detector_tail -= 1
-                self._splits.silence(self._signal, len(self._zeros))
-                self._feed_signal((self._zeros,))
+                self._splits.silence(self._signal, len(self._signal_zeros))
+                self._feed_signal((self._signal_zeros,))
             if self._contest is not None:
                 self._run_contest(now)
         for listener in self.on_audio:
@@ -723,28 +868,42 @@ class MediaSession:
         self._sent = None
         if self._hold:
             return
-        ts = n * self.frame_samples
+        ts = n * self.frame_ts
         if self._events_busy and self._send_events(ts):
             return
         queue = self._inband_tx or self._plays
         pt = self._pt
+        tx = self._tx
         if queue:
             pb = queue[0]
             frame = self.frame_samples
-            payload = pb.payload(pt, frame)
-            if self._recorder is not None:
+            if tx is None:
+                payload = pb.payload(pt, frame)
+                if self._recorder is not None:
+                    self._sent = pb.samples(frame)
+            else:
                 self._sent = pb.samples(frame)
+                payload = tx.encode(self._sent)
             pb.pos += frame
             if pb.pos >= len(pb.pcm):
                 queue.popleft()
                 if not pb.done.done():
                     pb.done.set_result(True)
         else:
-            payload = self._silence[pt]
+            payload = self._silence[pt] if tx is None else tx.encode(self._zeros)
         sock, remote = self._sock, self._remote
         assert sock is not None and remote is not None
-        self._sendto(sock, self._sender.packet(payload, pt, ts, self._marker), remote)
+        packet = self._sender.packet(payload, pt, ts, self._marker)
         self._marker = False
+        if self._srtp is not None:
+            self._sendto(sock, packet, remote)
+            return
+        # `_sendto` without SRTP, inlined: once per call every 20 ms (contextlib.suppress
+        # would cost a context manager per packet).
+        try:  # noqa: SIM105
+            sock.sendto(packet, remote)
+        except OSError:
+            pass  # see `_sendto`: RTP is loss tolerant
 
     def _send_events(self, ts: int) -> bool:
         """Send this frame's RFC 4733 packets; True when they replace the audio frame."""
@@ -813,7 +972,7 @@ class MediaSession:
                 pkt.ssrc,
                 pkt.payload,
             )
-        if pt not in _DECODERS and pt != CN and pt != self._dtmf_pt:
+        if pt not in _AUDIO and pt != CN and pt != self._dtmf_pt:
             self._malformed += 1
             return
         if addr != self._remote:
@@ -832,14 +991,22 @@ class MediaSession:
             self._receive_events(payload, ts, now)
             return
         if source.next_in_line(ssrc, seq, ts, now):  # the common case, kept cheap
-            self._receive((pt, seq, ts, payload), now)
+            if pt == self._dtmf_pt or pt == CN:
+                self._receive((pt, seq, ts, payload), now)
+                return
+            # `_receive` for audio, inlined: every packet of every call comes here.
+            self._rx_stats.update(seq, ts, now, len(payload))
+            samples = _DECODERS[pt](payload)
+            self._jitter.push(ts, samples, now)
+            if self._push_detect is not None or self._detector is not None or self.on_signal:
+                self._signal.push(seq, ts, samples, now)
             return
         admit = source.check(ssrc, seq, ts, now, (pt, seq, ts, payload))
         if admit.contested:
             for cpt, cseq, cts, cpayload in admit.items:
                 if cpt == self._dtmf_pt:
                     self._receive_events(cpayload, cts, now)
-                elif cpt in _DECODERS and (self._slot is not None or self._detector is not None):
+                elif cpt in _AUDIO and (self._slot is not None or self._detector is not None):
                     self._contested(cpt, ssrc, cseq, cts, cpayload, now)
             return
         if admit.new_source:
@@ -856,9 +1023,11 @@ class MediaSession:
             detector = self._make_detector()
             if detector is None:
                 return
-            c = self._contest = _Contest(ssrc, detector)
+            c = self._contest = _Contest(ssrc, detector, _Receive(RATE))
         if c.ssrc == ssrc:
-            c.signal.push(seq, ts, _DECODERS[pt](payload), now)
+            narrow = c.rx.decode(pt, payload, True)[1]
+            assert narrow is not None  # asked for the signal: always there
+            c.signal.push(seq, ts, narrow, now)
 
     def _lock_to(self, addr: tuple[str, int]) -> bool:
         """Address lock (issue 12, item 1): True if packets from ``addr`` may be read.
@@ -885,6 +1054,7 @@ class MediaSession:
         """A new SSRC was latched: per-source state starts again (the signal is flushed)."""
         self._rx_stats.reset()
         self._jitter.reset()
+        self._rx = _Receive(self.rate)  # a new source: G.722 and filter state start again
         self._contest = None
         self._splits.fabricated = 0  # another timestamp space: nothing to bridge
         chunks = self._signal.reset()
@@ -897,10 +1067,17 @@ class MediaSession:
         if pt == self._dtmf_pt:
             self._receive_events(payload, ts, now)
         elif pt != CN:
-            samples = _DECODERS[pt](payload)
-            self._jitter.push(ts, samples, now)
-            if self._push_detect is not None or self._detector is not None or self.on_signal:
-                self._signal.push(seq, ts, samples, now)
+            signal = self._push_detect is not None or self._detector is not None or self.on_signal
+            if self.rate == RATE and pt != G722:  # G.711 on a narrowband call: the usual case
+                samples = _DECODERS[pt](payload)
+                self._jitter.push(ts, samples, now)
+                if signal:
+                    self._signal.push(seq, ts, samples, now)
+                return
+            audio, narrow = self._rx.decode(pt, payload, bool(signal))
+            self._jitter.push(ts, audio, now)
+            if signal and narrow is not None:
+                self._signal.push(seq, ts, narrow, now)
 
     def _receive_events(self, payload: bytes, ts: int, now: float) -> None:
         try:
@@ -923,8 +1100,8 @@ class MediaSession:
                 self._contest = None  # the competing stream stopped
                 return
             c.tail -= 1
-            c.splits.silence(c.signal, len(self._zeros))
-            chunks = [self._zeros]
+            c.splits.silence(c.signal, len(self._signal_zeros))
+            chunks = [self._signal_zeros]
         for chunk in chunks:
             for ev in c.detector.feed(chunk):
                 self._report_inband(ev, c.ssrc, c.splits)
@@ -964,7 +1141,7 @@ class MediaSession:
         self._detector = None
         self._contest = None
 
-    def _on_inband(self, ev: Any) -> None:
+    def _on_inband(self, ev: DtmfEvent) -> None:
         self._report_inband(ev, None, self._splits)
 
     def _on_pad(self, samples: int) -> None:
@@ -972,7 +1149,7 @@ class MediaSession:
         fabricated like the silence fed while nothing arrives (see `_Splits`)."""
         self._splits.silence(self._signal, samples)
 
-    def _report_inband(self, ev: Any, feed: int | None, splits: _Splits) -> None:
+    def _report_inband(self, ev: DtmfEvent, feed: int | None, splits: _Splits) -> None:
         """An in-band press from one feed: the latched stream's detector (``None``) or a
         competing stream's (its SSRC). Each detector reports each press it hears once;
         the same digit from a feed that has not reported the last press yet, within
@@ -995,7 +1172,7 @@ class MediaSession:
         self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
 
     @staticmethod
-    def _make_detector() -> Any:
+    def _make_detector() -> DtmfDetector | None:
         try:
             from autocall.audio.dtmf import DtmfDetector
         except ImportError:

@@ -34,15 +34,18 @@ class ReceptionStats:
         ext = self._unwrap(sequence_number)
         if self._base is None:
             self._base = self._max = ext
-        self._max = max(self._max, ext)
+        elif ext > self._max:
+            self._max = ext
         self.received += 1
         self.octets += payload_len
         transit = arrival * self.clock_rate - timestamp
         if self._transit is not None:
             d = transit - self._transit
+            if d < 0:
+                d = -d
             # Timestamps wrap at 2**32; a wrapped difference is not jitter.
-            if abs(d) < 1 << 31:
-                self._jitter += (abs(d) - self._jitter) / 16
+            if d < 2147483648:  # 1 << 31
+                self._jitter += (d - self._jitter) / 16
         self._transit = transit
 
     @property

@@ -13,6 +13,7 @@ import contextlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from autocall.sip.message import URI, Address, Headers, Request, Response
 
@@ -45,14 +46,32 @@ def response_to(request: Request, status: int, reason: str | None = None, *,
     return Response(status, reason, h, body)
 
 
+class InDialogKind(StrEnum):
+    """What an accepted in-dialog request is: its method, INFO split by what it carries."""
+
+    BYE = "bye"
+    REINVITE = "reinvite"
+    UPDATE = "update"
+    INFO_DTMF = "info_dtmf"  # a key, as application/dtmf-relay or application/dtmf
+    INFO = "info"
+    REFER = "refer"
+    NOTIFY = "notify"
+    OPTIONS = "options"
+    PRACK = "prack"
+    ACK = "ack"
+    OTHER = "other"  # any other method: answered 200 by the usage, passed on
+
+
+_BY_METHOD = {k.value.upper(): k for k in (InDialogKind.BYE, InDialogKind.INFO, InDialogKind.REFER,
+                                           InDialogKind.NOTIFY, InDialogKind.OPTIONS,
+                                           InDialogKind.PRACK, InDialogKind.ACK)}
+
+
 @dataclass(frozen=True)
 class DialogEvent:
-    """What an accepted in-dialog request asks of the call.
+    """What an accepted in-dialog request asks of the call."""
 
-    kind: bye | reinvite | info_dtmf | info | refer | notify | update | options | ack
-    """
-
-    kind: str
+    kind: InDialogKind
     request: Request
     digit: str | None = None
     duration_ms: int | None = None
@@ -237,15 +256,14 @@ class Dialog:
             if contact is not None:  # target refresh (§12.2.2)
                 self.remote_target = contact.uri
                 self._learn_hosts()
-            return DialogEvent("reinvite" if method == "INVITE" else "update", request)
-        if method == "BYE":
-            return DialogEvent("bye", request)
+            return DialogEvent(InDialogKind.REINVITE if method == "INVITE"
+                               else InDialogKind.UPDATE, request)
         if method == "INFO":
             parsed = parse_info_dtmf(request.content_type, request.body)
             if parsed is not None:
-                return DialogEvent("info_dtmf", request, digit=parsed[0], duration_ms=parsed[1])
-            return DialogEvent("info", request)
-        return DialogEvent(method.lower(), request)
+                return DialogEvent(InDialogKind.INFO_DTMF, request, digit=parsed[0],
+                                   duration_ms=parsed[1])
+        return DialogEvent(_BY_METHOD.get(method, InDialogKind.OTHER), request)
 
     def refresh_target(self, response: Response) -> None:
         """A 2xx to our re-INVITE/UPDATE may move the remote target (§12.2.1.2)."""

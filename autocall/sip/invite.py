@@ -15,9 +15,9 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, Literal, Protocol
+from typing import Literal, Protocol
 
-from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, response_to
+from autocall.sip.dialog import ALLOW, Dialog, DialogEvent, InDialogKind, response_to
 from autocall.sip.message import Headers, Request, Response, printable, split_list, warning
 from autocall.sip.sdp import parse_sdp
 from autocall.sip.session_timer import (
@@ -76,13 +76,9 @@ class _Reply:
 class Progress(_Reply):
     """A provisional response above 100 to our INVITE: ringing or early media."""
 
-    kind: ClassVar[str] = "progress"
-
 
 class Answered(_Reply):
     """A 2xx to our INVITE (already ACKed)."""
-
-    kind: ClassVar[str] = "answered"
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,6 @@ class Failed:
     connection was refused (503, §8.1.3.1) or Timer B fired (408): a trunk or network
     problem, not a callee who did not pick up."""
 
-    kind: ClassVar[str] = "failed"
     status: int
     reason: str
     message: Response | None = None
@@ -103,7 +98,6 @@ class Failed:
 class Ended:
     """A confirmed call hung up, ``by`` us or by the far end's BYE (``message``)."""
 
-    kind: ClassVar[str] = "ended"
     by: str
     message: Request | None = None
 
@@ -112,7 +106,6 @@ class Ended:
 class Acked:
     """The ACK of our 2xx; with a late offer it carries the answer."""
 
-    kind: ClassVar[str] = "ack"
     message: Request
 
 
@@ -120,12 +113,11 @@ class Acked:
 class InDialog:
     """Another in-dialog request (INFO, NOTIFY) the usage answered with 200."""
 
-    kind: ClassVar[str] = "dialog"
     dialog_event: DialogEvent
 
 
 SessionEvent = Progress | Answered | Failed | Ended | Acked | InDialog
-"""What a usage tells the application (``kind`` names it in logs, never to match on)."""
+"""What a usage tells the application: one class each, matched with ``isinstance``."""
 
 
 class LocalFailure(Response):
@@ -372,21 +364,21 @@ class InviteUsage:
     def on_request(self, ev: DialogEvent, source: Addr, now: float) -> list[InviteAction]:
         """An in-dialog request the dialog accepted (§12.2.2); REFER is the driver's."""
         req, kind = ev.request, ev.kind
-        if kind == "bye":  # §15.1.2
+        if kind == InDialogKind.BYE:  # §15.1.2
             bye: list[InviteAction] = [Respond(response_to(req, 200))]
             if self.state is not InviteState.TERMINATED:
                 bye.append(Emit(Ended("remote", req)))
             self._terminate()
             return bye
-        if kind == "options":
+        if kind == InDialogKind.OPTIONS:
             return [Respond(response_to(req, 200, headers=Headers(
                 [("Allow", ALLOW), ("Accept", SDP)])))]
-        if kind == "prack":
+        if kind == InDialogKind.PRACK:
             return self._prack_received(req)
-        if kind not in ("reinvite", "update"):
+        if kind not in (InDialogKind.REINVITE, InDialogKind.UPDATE):
             return [Respond(response_to(req, 200)), Emit(InDialog(ev))]
         pending = self._refreshing
-        if pending is not None and pending.method == "INVITE" and (kind == "reinvite"
+        if pending is not None and pending.method == "INVITE" and (kind == InDialogKind.REINVITE
                                                                    or bool(req.body)):
             # Our refresh re-INVITE's offer is out: no second offer at once (RFC 3261
             # §14.2, RFC 3311 §5.2). A bodiless UPDATE offers nothing and may pass.
@@ -418,19 +410,19 @@ class InviteUsage:
             self.remote_sdp = req.body
             self.local_sdp = answer
             ok = response_to(req, 200, headers=h, body=answer, content_type=SDP)
-        elif kind == "reinvite":  # offerless: we offer in the 200, the answer is in the ACK
+        elif kind == InDialogKind.REINVITE:  # offerless: we offer in the 200, answer in the ACK
             self.local_sdp = self.offerer()
             ok = response_to(req, 200, headers=h, body=self.local_sdp, content_type=SDP)
         else:
             ok = response_to(req, 200, headers=h)
-        if kind == "reinvite":
+        if kind == InDialogKind.REINVITE:
             self._retransmit_until_ack(ok, source, now)
         if refreshed is not None:
             self.refreshes += 1
             self._arm(refreshed, "uas", now)
         return [Respond(ok), Emit(InDialog(ev))]
 
-    def _early_refusal(self, req: Request, kind: str) -> Response | None:
+    def _early_refusal(self, req: Request, kind: InDialogKind) -> Response | None:
         """Why a re-INVITE or UPDATE must be refused before the call is answered, or None.
 
         A re-INVITE while the INVITE is pending: 500 with Retry-After (RFC 3261 §14.2).
@@ -440,7 +432,7 @@ class InviteUsage:
         if self.state not in RINGING:
             return None
         retry = Headers([("Retry-After", "1")])
-        if kind == "reinvite":
+        if kind == InDialogKind.REINVITE:
             return response_to(req, 500, "Initial INVITE pending", headers=retry)
         if not req.body:
             return None

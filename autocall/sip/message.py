@@ -49,6 +49,7 @@ _CANONICAL = {
     "call-id": "Call-ID", "cseq": "CSeq", "www-authenticate": "WWW-Authenticate",
     "mime-version": "MIME-Version", "rack": "RAck", "rseq": "RSeq", "sip-etag": "SIP-ETag",
     "sip-if-match": "SIP-If-Match", "min-se": "Min-SE",
+    "remote-party-id": "Remote-Party-ID",  # as draft-ietf-sip-privacy-04 §6 spells it
 }
 # Headers whose values are comma-separated lists (§7.3.1); others (dates, auth) are not.
 _LIST_HEADERS = frozenset({

@@ -1,6 +1,12 @@
 """SDP offer/answer for one audio stream (RFC 4566 syntax, RFC 3264 negotiation).
 
-We speak G.711 (PCMU 0, PCMA 8) and telephone-event (RFC 4733). We offer
+We speak G.711 (PCMU 0, PCMA 8), G.722 (9, wideband) and telephone-event (RFC 4733).
+Which codecs, and in which order we offer them, is the caller's list (``AUTOCALL_CODECS``,
+default PCMU then PCMA: G.722 only when asked for). G.722's rtpmap says 8000 although
+its audio is 16 kHz: RFC 3551 §4.5.2 fixes its RTP clock at 8000 Hz (an early error
+kept for compatibility), so we write and accept ``G722/8000``. When answering we take
+the first format of the offer that is in our list (RFC 3264 §6.1: the offerer's
+preference), so a peer that offers G.722 first gets it if we allow it. We offer
 telephone-event on 101 but accept it at whatever dynamic payload type the peer uses,
 since peers differ (SIPp's play_dtmf uses 96). ptime is 20 ms. The m-line's profile
 (RTP/AVP or RTP/SAVP) and its ``a=crypto`` lines are parsed here and judged by the SRTP
@@ -14,10 +20,14 @@ from dataclasses import dataclass, field
 
 from autocall.sip.sdes import Crypto, SrtpPolicy
 
-__all__ = ["Sdp", "Media", "Negotiated", "build_sdp", "parse_sdp", "negotiate", "answer_direction"]
+__all__ = ["Sdp", "Media", "Negotiated", "KNOWN", "SUPPORTED", "build_sdp", "parse_codecs",
+           "parse_sdp", "negotiate", "answer_direction"]
 
-STATIC = {0: ("PCMU", 8000), 8: ("PCMA", 8000)}  # RFC 3551 Table 4
+STATIC = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}  # RFC 3551 Table 4
+KNOWN = {"PCMU": 0, "PCMA": 8, "G722": 9}
+"""Every codec we can speak, with its static payload type (RFC 3551 Table 4)."""
 SUPPORTED = ("PCMU", "PCMA")
+"""The default list: G.711 only (ITU-T G.711), μ-law first."""
 OFFER_DTMF_PT = 101
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
@@ -79,6 +89,24 @@ class Negotiated:
     profile: str = "RTP/AVP"
     crypto: Crypto | None = None
     """The far end's SRTP key line (it encrypts with it); None: plain RTP."""
+
+
+def parse_codecs(text: str, where: str = "AUTOCALL_CODECS") -> tuple[str, ...]:
+    """``pcmu,pcma,g722`` → ("PCMU", "PCMA", "G722"): the codecs we allow, in offer order.
+    ValueError names ``where``, the unknown name and the choices."""
+    names: list[str] = []
+    for raw in text.split(","):
+        name = raw.strip().upper().replace(".", "")
+        if not name:
+            continue
+        if name not in KNOWN:
+            raise ValueError(f"{where}={text!r}: unknown codec {raw.strip()!r}; use a "
+                             "comma-separated list of pcmu, pcma, g722 (e.g. g722,pcmu,pcma)")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise ValueError(f"{where}={text!r}: name at least one codec (pcmu, pcma, g722)")
+    return tuple(names)
 
 
 def build_sdp(address: str, port: int, *, session_id: int, version: int,
@@ -211,7 +239,10 @@ def negotiate(offer: Sdp, supported: tuple[str, ...] = SUPPORTED, *,
         name, rate = desc
         if name.lower() == "telephone-event" and rate == 8000 and dtmf_pt is None:
             dtmf_pt = pt
-        elif codec is None and rate == 8000 and name.upper() in supported:
+        elif codec is None and rate == 8000 and name.upper() in supported \
+                and pt == KNOWN[name.upper()]:
+            # Our encoders are bound to the static numbers (RFC 3551 Table 4); a codec
+            # rtpmapped to another number (or G722/16000, which §4.5.2 rules out) is skipped.
             codec = (pt, name.upper())
     if codec is None:
         raise ValueError("no common codec (we support " + ", ".join(supported) + ")")

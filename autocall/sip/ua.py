@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from autocall.sip.auth import Credentials, DigestClient
-from autocall.sip.dialog import ALLOW, Dialog, response_to
+from autocall.sip.dialog import ALLOW, Dialog, InDialogKind, response_to
 from autocall.sip.dns import DnsLookup
 from autocall.sip.invite import (
     RINGING,
@@ -220,6 +220,9 @@ class SipUA:
         """Lines about what strangers send are rate-limited (one line each, no traceback)."""
         self.keepalive: KeepAlive | None = None
         """Keep-alive pings to the registrar (``UAConfig.keepalive``), once registered."""
+        self.trace: Callable[[float, str, Addr, bytes], None] | None = None
+        """Called with (now, ``sent``/``received``, peer, bytes) for every SIP message
+        (``autocall.sip.trace.SipTrace.record``); None keeps nothing."""
 
     # ---- lifecycle -------------------------------------------------------------------
     @classmethod
@@ -389,6 +392,8 @@ class SipUA:
     def transmit(self, msg: Request | Response, dest: Addr) -> None:
         """Send without a transaction (ACKs to 2xx, 2xx retransmissions, stateless 400s)."""
         if self.transport is not None:
+            if self.trace is not None:
+                self.trace(self._now(), "sent", dest, bytes(msg))
             self.transport.send(msg, dest)
 
     def _run(self, tx: ClientTransaction | ServerTransaction, actions: list[Action], dest: Addr,
@@ -450,11 +455,13 @@ class SipUA:
         for _attempt in range(3):
             fut: asyncio.Future[Response] = self.loop.create_future()
 
-            def on_result(resp: Response | None, fut: asyncio.Future[Response] = fut) -> None:
+            def on_result(resp: Response | None, fut: asyncio.Future[Response] = fut,
+                          sent: Request = request) -> None:
                 if fut.done():
                     return
-                if resp is None:
-                    fut.set_result(Response(408, "Request Timeout (no response)"))
+                if resp is None:  # Timer F: a local 408, never on the wire (§8.1.3.1)
+                    fut.set_result(LocalFailure(408, "Request Timeout (no response)",
+                                                response_to(sent, 408).headers))
                 elif resp.status >= 200:
                     fut.set_result(resp)
 
@@ -498,6 +505,8 @@ class SipUA:
 
     # ---- receiving -------------------------------------------------------------------
     def _received(self, rx: Received) -> None:
+        if self.trace is not None:
+            self.trace(self._now(), "received", rx.source, rx.raw)
         try:
             self._dispatch(rx)
         except Exception as exc:  # one bad message must never stop the agent (nor flood the log)
@@ -618,7 +627,7 @@ class SipUA:
                 self.respond(tx, response_to(req, refusal[0], refusal[1]))
                 return
             ev = dialog.accept(req)
-            if ev.kind == "refer":
+            if ev.kind == InDialogKind.REFER:
                 session.refer_received(tx, req)
             else:
                 self.execute(session, session.usage.on_request(ev, source, self._now()), tx)
@@ -814,8 +823,11 @@ class SipUA:
                        URI.parse(self.config.proxy).port)
         raise ValueError("register=True needs a registrar or proxy URI")
 
-    async def _register_once(self, expires: int) -> int:
-        """Send one REGISTER; return the granted expiry (0 when unregistering)."""
+    async def register_once(self, expires: int) -> Response:
+        """Send one REGISTER (answering digest challenges) and return its final response,
+        whatever it is: a timeout is a local 408. For checks (``autocall sip check``); the
+        registration loop of ``UAConfig.register`` uses the same exchange. OSError when the
+        registrar's name does not resolve."""
         uri = self._registrar_uri()
         self._reg_call_id = self._reg_call_id or new_call_id()
         self._reg_tag = self._reg_tag or new_tag()
@@ -835,6 +847,11 @@ class SipUA:
         self._reg_dest = dest
         resp = await self.request(req, dest)
         self._reg_cseq = resp.cseq.number if resp.status < 300 else self._reg_cseq + 1
+        return resp
+
+    async def _register_once(self, expires: int) -> int:
+        """Send one REGISTER; return the granted expiry (0 when unregistering)."""
+        resp = await self.register_once(expires)
         if resp.status >= 300:
             raise ValueError(f"REGISTER failed: {resp.status} {resp.reason}")
         granted = expires
@@ -1008,7 +1025,7 @@ class InviteSession:
         try:
             self.listener(event)
         except Exception:
-            log.exception("session listener failed on %s", event.kind)
+            log.exception("session listener failed on %s", type(event).__name__)
 
     # ---- what the application does ---------------------------------------------------------
     def set_offer(self, sdp: bytes | None) -> None:

@@ -71,7 +71,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -122,9 +122,18 @@ _GARBAGE_KO = (
     "언제 누가 어떻게 얼마 하나 둘 셋 잘 겠어요 알았어요 그럼 근데 그래서 그리고"
 )
 _GARBAGE_EN = (
-    "who is this", "who is calling", "what do you want", "maybe later", "thank you",
-    "i don't know", "call me back", "stop calling", "not interested", "i am busy",
-    "wait a minute", "hold on",
+    "who is this",
+    "who is calling",
+    "what do you want",
+    "maybe later",
+    "thank you",
+    "i don't know",
+    "call me back",
+    "stop calling",
+    "not interested",
+    "i am busy",
+    "wait a minute",
+    "hold on",
 )  # phrases, not short words: a short garbage word swallows short answers ("four")
 GARBAGE: dict[str, tuple[str, ...]] = {"ko": tuple(_GARBAGE_KO.split()), "en": _GARBAGE_EN}
 """Everyday words per language that absorb out-of-grammar speech (never an intent)."""
@@ -486,8 +495,9 @@ class SpeechRecognizer:
         if self._use_grammar:
             grammar = json.dumps(self.grammar, ensure_ascii=False)
             rec = vosk.KaldiRecognizer(self._model, float(self.sample_rate), grammar)
-        else:
-            rec = vosk.KaldiRecognizer(self._model, float(self.sample_rate))
+            rec.SetWords(True)
+            return _VoskUtterance(rec, self._intent_of)
+        rec = vosk.KaldiRecognizer(self._model, float(self.sample_rate))
         rec.SetWords(True)
         return _VoskUtterance(rec)
 
@@ -637,20 +647,7 @@ class SpeechRecognizer:
             return SpeechResult(
                 text, said, round(confidence, 3), start / self.sample_rate, end / self.sample_rate
             )
-        intents: set[str] = set()
-        confs: list[float] = []
-        stray: list[float] = []
-        i = 0
-        while i < len(content):
-            for phrase, intent in self._phrases:
-                if tuple(w for w, _ in content[i : i + len(phrase)]) == phrase:
-                    intents.add(intent)
-                    confs.extend(c for _, c in content[i : i + len(phrase)])
-                    i += len(phrase)
-                    break
-            else:
-                stray.append(content[i][1])
-                i += 1
+        intents, confs, stray = self._parse(content)
         mean = float(np.mean([c for _, c in content]))
         if len(intents) != 1 or stray:
             return NoMatch(text, round(mean, 3))
@@ -665,11 +662,36 @@ class SpeechRecognizer:
             end / self.sample_rate,
         )
 
+    def _parse(self, content: list[tuple[str, float]]) -> tuple[set[str], list[float], int]:
+        """Content words read as phrases: the intents met, their words' confidences, and
+        how many words belong to no phrase."""
+        intents: set[str] = set()
+        confs: list[float] = []
+        stray = 0
+        i = 0
+        while i < len(content):
+            for phrase, intent in self._phrases:
+                if tuple(w for w, _ in content[i : i + len(phrase)]) == phrase:
+                    intents.add(intent)
+                    confs.extend(c for _, c in content[i : i + len(phrase)])
+                    i += len(phrase)
+                    break
+            else:
+                stray += 1
+                i += 1
+        return intents, confs, stray
+
+    def _intent_of(self, words: list[str]) -> str | None:
+        """The one answer these words give (fillers aside), or None."""
+        intents, _, stray = self._parse([(w, 1.0) for w in words if w not in self._fillers])
+        return intents.pop() if len(intents) == 1 and not stray else None
+
 
 def _as_digits(words: list[str], lang: str | None) -> str:
     """Dictation that is all digit words ("one two oh") is the digit string ("120")."""
-    table = {w: d for d, forms in SYNONYMS.get(_primary(lang), {}).items() if d.isdigit()
-             for w in forms}
+    table = {
+        w: d for d, forms in SYNONYMS.get(_primary(lang), {}).items() if d.isdigit() for w in forms
+    }
     digits = [table.get(w) for w in words]
     if words and all(d is not None for d in digits):
         return "".join(d for d in digits if d is not None)
@@ -684,9 +706,26 @@ class _Utterance(Protocol):
     def finish(self) -> Future[list[tuple[str, float]]]: ...
 
 
+VOSK_NBEST = 10
+"""Paths read from a grammar decode's lattice to weigh how sure it is of the answer."""
+
+
 class _VoskUtterance:
-    def __init__(self, rec: Any) -> None:
+    """vosk decoding one utterance.
+
+    With a grammar, a word's lattice posterior is no confidence: it is split between
+    spellings of one answer (espeak-ng's "아니요" decodes as "아니오" at 0.5-0.6, the rest
+    going to "아니요"), and a filler before it ("어 아니요") moved the share either side of
+    0.5 from run to run (Kaldi dithers its features). So the answer's confidence is the
+    posterior mass of the n best paths that mean what the best one means, as pocketsphinx
+    does (:func:`autocall.speech.sphinx._agreement`).
+    """
+
+    def __init__(self, rec: Any, meaning: Callable[[list[str]], str | None] | None = None) -> None:
         self._rec = rec
+        self._meaning = meaning
+        if meaning is not None:
+            rec.SetMaxAlternatives(VOSK_NBEST)
 
     def accept(self, pcm: bytes) -> None:
         self._rec.AcceptWaveform(pcm)
@@ -695,8 +734,33 @@ class _VoskUtterance:
         """vosk has decoded while it was fed: its final result is ready now."""
         done: Future[list[tuple[str, float]]] = Future()
         try:
-            result = json.loads(self._rec.FinalResult()).get("result", [])
-            done.set_result([(str(w["word"]), float(w.get("conf", 1.0))) for w in result])
+            result = json.loads(self._rec.FinalResult())
+            if self._meaning is None:
+                words = result.get("result", [])
+                done.set_result([(str(w["word"]), float(w.get("conf", 1.0))) for w in words])
+            else:
+                done.set_result(self._agreed(result.get("alternatives", [])))
         except Exception as exc:  # read by SpeechRecognizer like a worker's failure
             done.set_exception(exc)
         return done
+
+    def _agreed(self, alternatives: list[dict[str, Any]]) -> list[tuple[str, float]]:
+        """The best path's words, each scored by the share of the paths that agree.
+
+        An alternative's ``confidence`` is its total log score (natural log, acoustic
+        scale 1): a softmax over the n best gives each path's posterior.
+        """
+        paths = [[str(w["word"]) for w in a.get("result", [])] for a in alternatives]
+        if not paths or not paths[0]:
+            return []
+        scores = np.array([float(a.get("confidence", 0.0)) for a in alternatives])
+        posterior = np.exp(scores - scores.max())
+        posterior /= posterior.sum()
+        assert self._meaning is not None
+        want = self._meaning(paths[0])
+        if want is None:  # no single answer: how sure vosk is of these very words
+            agree = float(posterior[0])
+        else:
+            agreeing = zip(posterior, paths, strict=True)
+            agree = float(sum(p for p, w in agreeing if self._meaning(w) == want))
+        return [(w, agree) for w in paths[0]]

@@ -1,7 +1,8 @@
 """Text-to-speech prompt rendering: engines and a render cache.
 
 TTS is a cache, not a call-time dependency (DESIGN.md §3): prompts are rendered ahead
-of time into ``cache_dir`` as 8 kHz 16-bit mono WAV, loudness-normalised by
+of time into ``cache_dir`` as 8 kHz 16-bit mono WAV (16 kHz for wideband calls, G.722:
+a separate entry, keyed by the rate too), loudness-normalised by
 :mod:`autocall.audio.convert`, and calls only read files.
 
 Engines are tried in preference order (``AUTOCALL_TTS``, default gTTS, piper, espeak-ng).
@@ -41,6 +42,8 @@ from autocall.speech import cache
 
 __all__ = [
     "CACHE_FORMAT",
+    "RATES",
+    "WIDEBAND_FORMAT",
     "EngineUnavailable",
     "EspeakEngine",
     "GttsEngine",
@@ -63,7 +66,11 @@ __all__ = [
 T = TypeVar("T")
 
 CACHE_FORMAT = NetworkFormat(8000, "pcm16")
-"""What every cache entry holds: 8 kHz 16-bit mono PCM WAV at the convert loudness target."""
+"""What a cache entry holds: 8 kHz 16-bit mono PCM WAV at the convert loudness target
+(``WIDEBAND_FORMAT`` for entries rendered with ``rate=16000``)."""
+WIDEBAND_FORMAT = NetworkFormat(16000, "pcm16")
+"""16 kHz entries, for G.722 calls (ITU-T G.722 carries 50-7000 Hz)."""
+RATES = (8000, 16000)
 
 GTTS_URL_ENV = "AUTOCALL_GTTS_URL"
 """Base URL that replaces ``https://translate.google.<tld>`` (a proxy or a local stand-in)."""
@@ -427,17 +434,26 @@ def default_engines(order: Sequence[str] | None = None) -> list[TtsEngine]:
 # ---------------------------------------------------------------- rendering
 
 
-def prompt_key(prompt: PromptText) -> str:
-    return cache.prompt_key(prompt.text, prompt.language, prompt.voice)
+def prompt_key(prompt: PromptText, rate: int = 8000) -> str:
+    """The cache key: 8 kHz entries keep the key they always had, other rates add theirs
+    (``…-16k``), so the two renders of one prompt never replace each other."""
+    key = cache.prompt_key(prompt.text, prompt.language, prompt.voice)
+    return key if rate == CACHE_FORMAT.rate else f"{key}-{rate // 1000}k"
 
 
-def cache_entries(cache_dir: Path, prompt: PromptText) -> list[Path]:
-    """Every cache entry for *prompt*, whatever engine made it."""
-    return cache.entries(cache_dir, prompt_key(prompt))
+def _format(rate: int) -> NetworkFormat:
+    if rate not in RATES:
+        raise ValueError(f"TTS renders at 8000 or 16000 Hz, not {rate}")
+    return CACHE_FORMAT if rate == CACHE_FORMAT.rate else WIDEBAND_FORMAT
 
 
-def _entry_path(cache_dir: Path, prompt: PromptText, engine: TtsEngine) -> Path:
-    return cache.entry_path(cache_dir, prompt_key(prompt), engine.name, engine.version)
+def cache_entries(cache_dir: Path, prompt: PromptText, rate: int = 8000) -> list[Path]:
+    """Every cache entry for *prompt* at *rate*, whatever engine made it."""
+    return cache.entries(cache_dir, prompt_key(prompt, rate))
+
+
+def _entry_path(cache_dir: Path, prompt: PromptText, engine: TtsEngine, rate: int) -> Path:
+    return cache.entry_path(cache_dir, prompt_key(prompt, rate), engine.name, engine.version)
 
 
 def _rank(name: str, engines: Sequence[TtsEngine]) -> int:
@@ -446,7 +462,11 @@ def _rank(name: str, engines: Sequence[TtsEngine]) -> int:
 
 
 def _render_with(
-    engine: TtsEngine, prompt: PromptText, dest: Path, fallbacks: Sequence[str] = ()
+    engine: TtsEngine,
+    prompt: PromptText,
+    dest: Path,
+    fallbacks: Sequence[str] = (),
+    fmt: NetworkFormat = CACHE_FORMAT,
 ) -> None:
     text = cache.normalise_text(prompt.text)
     if not text:
@@ -455,10 +475,10 @@ def _render_with(
     try:
         frames, rate = convert.decode(data, name=f"<{engine.name} output>")
         mono = convert.to_mono(frames)
-        samples = convert.prepare(mono, rate, CACHE_FORMAT.rate, name=f"<{engine.name} output>")
+        samples = convert.prepare(mono, rate, fmt.rate, name=f"<{engine.name} output>")
     except AudioFileError as exc:
         raise TtsError(f"{engine.name}: unusable audio ({exc.detail})") from exc
-    cache.store(dest, convert.encode(samples, CACHE_FORMAT), replaces=fallbacks)
+    cache.store(dest, convert.encode(samples, fmt), replaces=fallbacks)
 
 
 def synthesize_at(
@@ -489,19 +509,26 @@ def synthesize_at(
 
 
 def _render_one(
-    prompt: PromptText, cache_dir: Path, engines: Sequence[TtsEngine], upgrade: bool
+    prompt: PromptText,
+    cache_dir: Path,
+    engines: Sequence[TtsEngine],
+    upgrade: bool,
+    rate: int = 8000,
 ) -> RenderOutcome:
     names = {e.name for e in engines}
+    fmt = _format(rate)
     if not upgrade:
         # a render by an engine this prompt's order leaves out is not this prompt's audio
-        existing = [p for p in cache_entries(cache_dir, prompt) if cache.engine_of(p) in names]
+        existing = [
+            p for p in cache_entries(cache_dir, prompt, rate) if cache.engine_of(p) in names
+        ]
         if existing:
             ranked = sorted(existing, key=lambda p: _rank(cache.engine_of(p), engines))
             return RenderOutcome(prompt, "cached", cache.engine_of(ranked[0]), ranked[0], None)
     errors: list[str] = []
     for rank, engine in enumerate(engines):
         try:
-            entry = _entry_path(cache_dir, prompt, engine)
+            entry = _entry_path(cache_dir, prompt, engine, rate)
         except TtsError as exc:
             engine.mark_unavailable()
             errors.append(str(exc))
@@ -512,7 +539,7 @@ def _render_one(
             errors.append(f"{engine.name}: unavailable (cooling down after a failure)")
             continue
         try:
-            _render_with(engine, prompt, entry, [e.name for e in engines[rank + 1 :]])
+            _render_with(engine, prompt, entry, [e.name for e in engines[rank + 1 :]], fmt)
         except EngineUnavailable as exc:
             engine.mark_unavailable()
             errors.append(str(exc))
@@ -521,7 +548,7 @@ def _render_one(
             errors.append(str(exc))
             continue
         return RenderOutcome(prompt, "rendered", engine.name, entry, None)
-    leftovers = [p for p in cache_entries(cache_dir, prompt) if cache.engine_of(p) in names]
+    leftovers = [p for p in cache_entries(cache_dir, prompt, rate) if cache.engine_of(p) in names]
     if leftovers:  # an older render (other engine version) beats no prompt at all
         return RenderOutcome(prompt, "cached", cache.engine_of(leftovers[0]), leftovers[0], None)
     return RenderOutcome(prompt, "failed", None, None, "; ".join(errors) or "no engine")
@@ -534,13 +561,16 @@ def render_prompts(
     engines: Sequence[TtsEngine] | None = None,
     on_progress: Callable[[RenderOutcome], None] | None = None,
     upgrade: bool = True,
+    rate: int = 8000,
 ) -> list[RenderOutcome]:
     """Render every prompt (or find it cached); one outcome per prompt, in order.
 
     This is the ahead-of-time path (``autocall prompts render``): with ``upgrade`` a
     prompt cached from a fallback engine is tried again with each better engine. Engines:
     *engines* when given, else each prompt's own order, else :func:`default_engines`.
+    ``rate``: 8000 (G.711 calls) or 16000 (G.722 calls); each rate has its own entries.
     """
+    _format(rate)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache.clean_stale_temps(cache_dir)
@@ -553,7 +583,7 @@ def render_prompts(
         order = None if engines is not None else prompt.engines
         if order not in orders:
             orders[order] = default_engines(order)
-        outcome = _render_one(prompt, cache_dir, orders[order], upgrade)
+        outcome = _render_one(prompt, cache_dir, orders[order], upgrade, rate)
         outcomes.append(outcome)
         if on_progress is not None:
             on_progress(outcome)
@@ -566,13 +596,15 @@ def render_prompt(
     *,
     engines: Sequence[TtsEngine] | None = None,
     upgrade: bool = False,
+    rate: int = 8000,
 ) -> Path:
-    """Path of the prompt's 8 kHz 16-bit mono WAV, rendering it if needed; TtsError if none.
+    """Path of the prompt's 16-bit mono WAV at ``rate`` (8000, or 16000 for G.722 calls),
+    rendering it if needed; TtsError if none.
 
     This is the call-time path: any cached render is used as it is (no network wait on
     a live call just to improve a fallback render), unless ``upgrade`` is set.
     """
-    (outcome,) = render_prompts([prompt], cache_dir, engines=engines, upgrade=upgrade)
+    (outcome,) = render_prompts([prompt], cache_dir, engines=engines, upgrade=upgrade, rate=rate)
     if outcome.path is None:
         raise TtsError(f"cannot render {prompt.text[:40]!r} ({prompt.language}): {outcome.error}")
     return outcome.path

@@ -12,7 +12,7 @@ Usage::
     call = await ua.call("sip:+15550100@pbx.example.com", caller_id="+15550199",
                          ring_timeout=30)
     if await call.wait_answer() is CallStatus.IN_PROGRESS:
-        await call.play(pcm_int16_8khz)          # True when fully played, False if flushed
+        await call.play(pcm_int16)               # at call.media.rate; False if flushed
         async for event in call:                  # DigitEvent … then one HangupEvent
             ...
         await call.hangup()
@@ -62,6 +62,8 @@ from autocall.media import MediaEngine, MediaSession
 from autocall.media.session import Digit
 from autocall.media.srtp import SrtpKeys
 from autocall.sip.auth import Credentials
+from autocall.sip.callerid import IDENTITY_HEADERS, CallerIdStyle, caller_id_plan
+from autocall.sip.dialog import InDialogKind
 from autocall.sip.invite import (
     RINGING,
     Acked,
@@ -74,7 +76,15 @@ from autocall.sip.invite import (
 )
 from autocall.sip.message import URI, Response, reason_cause
 from autocall.sip.sdes import SECURE_PROFILES, Crypto, SrtpPolicy, SrtpRefused, new_key
-from autocall.sip.sdp import Negotiated, answer_direction, build_sdp, negotiate, parse_sdp
+from autocall.sip.sdp import (
+    KNOWN,
+    SUPPORTED,
+    Negotiated,
+    answer_direction,
+    build_sdp,
+    negotiate,
+    parse_sdp,
+)
 from autocall.sip.session_timer import TimerPolicy
 from autocall.sip.transaction import Timers
 from autocall.sip.transport import TcpLimits, TlsSettings
@@ -86,7 +96,7 @@ __all__ = ["CallStatus", "Call", "UserAgent", "DigitEvent", "HangupEvent", "Tran
 
 log = logging.getLogger(__name__)
 DEFAULT_SESSION_TIMER = TimerPolicy()
-CODECS = {"PCMU": 0, "PCMA": 8}
+CODECS = KNOWN
 
 
 def status_for(code: int, *, cancel_cause: str | None = None, rang: bool = True) -> CallStatus:
@@ -300,7 +310,8 @@ class Call:
                            code, reason or Response(code).reason, by="local")
 
     async def play(self, pcm: npt.ArrayLike) -> bool:
-        """Play int16 8 kHz mono audio; True when all of it was sent, False if interrupted."""
+        """Play int16 mono audio at ``media.rate`` (8 kHz; 16 kHz when the call negotiated
+        G.722); True when all of it was sent, False if interrupted."""
         if self.status is not CallStatus.IN_PROGRESS:
             return False
         return await self.media.play(pcm)
@@ -391,6 +402,9 @@ class Call:
         assert old.usage.dialog is not None
         local = old.usage.dialog.local_uri
         headers = [("Referred-By", sub.target.referred_by)] if sub.target.referred_by else []
+        if old.usage.role == "uac":  # our call: the new leg asserts the caller ID we did
+            headers += [(name, value) for name in IDENTITY_HEADERS
+                        for value in old.usage.invite.headers.get_all(name)]
         outcome: asyncio.Future[Answered | Failed | Ended] = self.ua.loop.create_future()
 
         def listen(ev: SessionEvent) -> None:
@@ -510,7 +524,10 @@ class Call:
         return await self._reinvite("sendrecv", hold=False)
 
     async def change_codec(self, codec: str) -> int:
-        """Re-INVITE offering only ``codec`` (PCMU or PCMA); the RTP stream goes on."""
+        """Re-INVITE offering only ``codec`` (PCMU, PCMA or G722); the RTP stream goes on
+        (at the rate it started with: the media resamples if the new codec's differs)."""
+        if codec.upper() not in self.ua.codecs:
+            raise ValueError(f"codec {codec!r}: this agent allows {', '.join(self.ua.codecs)}")
         return await self._reinvite("sendrecv", hold=False, codecs=[codec.upper()])
 
     async def hangup(self) -> None:
@@ -550,7 +567,7 @@ class Call:
              answer: Negotiated | None = None) -> bytes:
         """Our SDP: an offer, or with ``answer`` the answer to that negotiated offer (its
         profile, and our key for the crypto line we accepted, under its tag)."""
-        names = codecs or list(CODECS)
+        names = codecs or list(self.ua.codecs)
         host = self.ua.media_advertise or self.ua.sip.advertised[0]
         if answer is None:
             profile, crypto = self.ua.srtp.offer_profile, self._our_crypto()
@@ -581,7 +598,7 @@ class Call:
     def _negotiate(self, sdp: bytes, *, answering: bool) -> Negotiated:
         """Codec, DTMF and SRTP from the far end's offer (``answering``) or its answer to
         our offer; ValueError says why it cannot be used (→ 488)."""
-        return negotiate(parse_sdp(sdp), srtp=self.ua.srtp,
+        return negotiate(parse_sdp(sdp), self.ua.codecs, srtp=self.ua.srtp,
                          ours=None if answering else self._our_crypto())
 
     def _srtp_for(self, neg: Negotiated) -> SrtpKeys | None:
@@ -660,7 +677,7 @@ class Call:
                     and self.session.usage.invite.body:
                 # Early media (RFC 3960): the answer came in a 183; hear it before the 200
                 with contextlib.suppress(ValueError):
-                    self.negotiated = negotiate(parse_sdp(early))
+                    self.negotiated = negotiate(parse_sdp(early), self.ua.codecs)
                     self._start_media()
         elif isinstance(ev, Answered):
             if self.status.final:
@@ -726,9 +743,9 @@ class Call:
                                                       by="local"))
         elif isinstance(ev, InDialog):
             de = ev.dialog_event
-            if de.kind == "info_dtmf" and de.digit is not None:
+            if de.kind == InDialogKind.INFO_DTMF and de.digit is not None:
                 self.media.report_digit(de.digit, "info", float(de.duration_ms or 0))
-            elif de.kind == "notify":
+            elif de.kind == InDialogKind.NOTIFY:
                 with contextlib.suppress(UnicodeDecodeError):
                     self._notify.put_nowait(de.request.body.decode())
 
@@ -793,6 +810,10 @@ class UserAgent:
         """Seconds a transfer target may ring before we CANCEL and report 487."""
         self.srtp = SrtpPolicy()
         """SRTP policy of every call (RFC 3711 with SDES keys, `autocall.sip.sdes`)."""
+        self.caller_id_header = CallerIdStyle.FROM
+        """The header our calls carry their caller ID in (`autocall.sip.callerid`)."""
+        self.codecs: tuple[str, ...] = SUPPORTED
+        """Audio codecs every call allows, in offer order (``AUTOCALL_CODECS``)."""
 
     @classmethod
     async def start(cls, *, bind_host: str = "127.0.0.1", bind_port: int = 0,
@@ -810,7 +831,9 @@ class UserAgent:
                     tls: TlsSettings | None = None,
                     session_timer: TimerPolicy | None = DEFAULT_SESSION_TIMER,
                     srtp: SrtpPolicy | None = None,
-                    keepalive: float = 0.0) -> UserAgent:
+                    keepalive: float = 0.0,
+                    caller_id_header: CallerIdStyle = CallerIdStyle.FROM,
+                    codecs: tuple[str, ...] = SUPPORTED) -> UserAgent:
         """Bind the SIP transport and start the media clock (and REGISTER if asked).
 
         ``accept_refer(uri)`` decides which transfer targets a far end's REFER may send our
@@ -818,7 +841,14 @@ class UserAgent:
         through our trunk at the referrer's choice. ``session_timer`` is the RFC 4028
         policy (None: no session timers). ``srtp`` the SRTP policy (default off); SDES
         keys need ``transport="tls"`` unless the policy allows clear keys (ValueError).
+        ``caller_id_header`` is where ``call(caller_id=…)`` puts the caller ID: the From
+        user, P-Asserted-Identity or Remote-Party-ID (`autocall.sip.callerid`).
+        ``codecs``: the audio codecs allowed, in the order we offer them (PCMU, PCMA,
+        G722; default G.711 only).
         """
+        unknown = [c for c in codecs if c not in CODECS]
+        if unknown or not codecs:
+            raise ValueError(f"codecs {codecs!r}: name one or more of {', '.join(CODECS)}")
         srtp = srtp or SrtpPolicy()
         srtp.check_transport(transport)
         creds = Credentials(username or user, password) if password is not None else None
@@ -837,6 +867,8 @@ class UserAgent:
         self.accept_refer = accept_refer
         self.refer_ring_timeout = refer_ring_timeout
         self.srtp = srtp
+        self.caller_id_header = caller_id_header
+        self.codecs = tuple(codecs)
         return self
 
     @classmethod
@@ -855,7 +887,8 @@ class UserAgent:
             dns_servers=settings.dns_servers, tls=trunk.tls,
             session_timer=TimerPolicy(settings.session_expires, settings.min_se)
             if settings.session_expires else None, srtp=trunk.srtp,
-            keepalive=trunk.keepalive)
+            keepalive=trunk.keepalive, caller_id_header=trunk.caller_id_header,
+            codecs=trunk.codecs)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -875,14 +908,25 @@ class UserAgent:
                    headers: dict[str, str] | list[tuple[str, str]] | None = None,
                    ring_timeout: float | None = 30.0, record: str | Path | None = None,
                    late_offer: bool = False) -> Call:
-        """Place a call; returns at once with status initiated (see ``Call.wait_answer``)."""
+        """Place a call; returns at once with status initiated (see ``Call.wait_answer``).
+
+        ``caller_id`` goes where ``caller_id_header`` says (From user, P-Asserted-Identity
+        or Remote-Party-ID); one that cannot be a SIP URI user is a ValueError.
+        """
         uri = _target_uri(target, self.sip)
+        config = self.sip.config
+        # The identity's domain: the trunk's (configured, registrar or proxy), else the host
+        # the call goes to (a campaign dials sip:NUMBER@trunk with no proxy), never ours.
+        named = config.domain or config.registrar or config.proxy
+        plan = caller_id_plan(self.caller_id_header, caller_id, display_name,
+                              account_user=config.user,
+                              domain=self.sip.domain if named or not uri.host else uri.host)
         await self.sip.prepare(uri)
         media = await MediaSession.open(self.engine, host=self.media_host, port=0)
         extra = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
         try:
-            session = self.sip.invite(uri, from_user=caller_id, display=display_name or caller_id,
-                                      headers=extra, sdp=None, send=False)
+            session = self.sip.invite(uri, from_user=plan.from_user, display=plan.display,
+                                      headers=plan.headers + extra, sdp=None, send=False)
         except (ValueError, OSError):
             await media.close()
             raise

@@ -19,7 +19,7 @@ from enum import StrEnum
 from typing import Protocol
 
 __all__ = ["HUNG_UP_EARLY", "OPT_OUT", "CallFacts", "CallRecord", "CallStatus", "DialogueFacts",
-           "Unfinished", "UnfinishedCalls", "build"]
+           "StoredRecord", "Unfinished", "UnfinishedCalls", "build"]
 
 # The opt-out's one spelling: the trees' outcome and the campaigns' retry outcome.
 OPT_OUT = "opt-out"
@@ -152,6 +152,16 @@ class CallRecord:
                    variables=dict(self.variables), duration=self.duration,
                    billable=self.billable)
         return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredRecord(CallRecord):
+    """A record as a store reads it back: with its row's id, and the seconds as stored (a
+    row moved from an older store keeps its own)."""
+
+    id: int
+    duration: float | None = None
+    billable: float | None = None
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from autocall.audio import convert
+from autocall.audio import convert, g722
 from autocall.audio.amd import AnsweredBy
 from autocall.audio.check import prompt_pcm
 from autocall.audio.tones import beep
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from autocall.speech.asr import SpeechEvent, SpeechRecognizer
 
-__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompts_of",
+__all__ = ["AudioCache", "CallRunner", "RunResult", "RunnerCall", "prompt_rates", "prompts_of",
            "tree_uses_speech"]
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class RunnerMedia(Protocol):
 
     on_audio: list[Callable[[Pcm], None]]  # subscribers to the received 20 ms frames
     inband_detection: bool
+    rate: int  # samples/s of the call's audio: 8000, or 16000 on a G.722 call
 
     @property
     def closed(self) -> bool: ...
@@ -139,31 +140,40 @@ class RunResult:
 
 
 class AudioCache:
-    """Prompt audio as 8 kHz int16, rendered or converted once per process and kept."""
+    """Prompt audio as int16 at a call's rate (8 kHz; 16 kHz for G.722 calls), rendered or
+    converted once per process and rate, and kept."""
 
     def __init__(self, tts_cache_dir: Path) -> None:
         self.tts_cache_dir = Path(tts_cache_dir)
         self._pcm: dict[tuple[str, ...], Pcm] = {}
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
 
-    async def say(self, action: eng.Say) -> Pcm:
-        key = ("say", action.text, action.language, action.voice or "", *(action.tts or ()))
+    async def say(self, action: eng.Say, rate: int = _RATE) -> Pcm:
+        """The prompt spoken at ``rate``: the TTS cache keeps one render per rate, so a
+        16 kHz call hears the engine's 16 kHz audio, not 8 kHz audio resampled."""
+        key = ("say", str(rate), action.text, action.language, action.voice or "",
+               *(action.tts or ()))
         prompt = PromptText(action.text, action.language, action.voice, action.tts)
-        return await self._get(key, lambda: _wav_pcm(render_prompt(prompt, self.tts_cache_dir)))
+        return await self._get(
+            key, lambda: _wav_pcm(render_prompt(prompt, self.tts_cache_dir, rate=rate), rate))
 
-    async def warm(self, prompts: list[eng.Say]) -> list[str]:
-        """Render ``prompts`` now (before calls); returns the errors of those that failed."""
+    async def warm(self, prompts: list[eng.Say], rates: tuple[int, ...] = (_RATE,)) -> list[str]:
+        """Render ``prompts`` now (before calls) at each of ``rates``; returns the errors of
+        those that failed."""
         errors = []
-        for prompt in prompts:
-            try:
-                await self.say(prompt)
-            except (TtsError, OSError) as exc:
-                errors.append(str(exc))
+        for rate in rates:
+            for prompt in prompts:
+                try:
+                    await self.say(prompt, rate)
+                except (TtsError, OSError) as exc:
+                    errors.append(str(exc))
         return errors
 
-    async def play(self, action: eng.Play) -> Pcm:
-        """The file's audio, checked as ``prompts validate`` checks it (AudioFileError)."""
-        return await self._get(("play", action.path), lambda: prompt_pcm(action.path, _RATE))
+    async def play(self, action: eng.Play, rate: int = _RATE) -> Pcm:
+        """The file's audio at ``rate``, checked as ``prompts validate`` checks it
+        (AudioFileError)."""
+        return await self._get(("play", str(rate), action.path),
+                               lambda: prompt_pcm(action.path, rate))
 
     async def _get(self, key: tuple[str, ...], load: Callable[[], Pcm]) -> Pcm:
         cached = self._pcm.get(key)
@@ -176,16 +186,21 @@ class AudioCache:
         return self._pcm[key]
 
 
-def _wav_pcm(path: Path) -> Pcm:
+def prompt_rates(codecs: tuple[str, ...]) -> tuple[int, ...]:
+    """The rates prompts may be needed at with these codecs (G.722 calls are 16 kHz)."""
+    return (_RATE, 16000) if "G722" in codecs else (_RATE,)
+
+
+def _wav_pcm(path: Path, want: int = _RATE) -> Pcm:
     data, rate = sf.read(str(path), dtype="int16", always_2d=False)
-    if rate != _RATE or np.ndim(data) != 1:
-        return _file_pcm(path)
+    if rate != want or np.ndim(data) != 1:
+        return _file_pcm(path, want)
     return np.asarray(data, dtype=np.int16)
 
 
-def _file_pcm(path: Path) -> Pcm:
+def _file_pcm(path: Path, want: int = _RATE) -> Pcm:
     samples, rate = convert.read_audio(path, upload_rules=False)
-    prepared = convert.prepare(samples, rate, _RATE)
+    prepared = convert.prepare(samples, rate, want)
     return np.clip(np.round(prepared * 32768.0), -32768, 32767).astype(np.int16)
 
 
@@ -197,6 +212,7 @@ class _Recording:
     path: Path
     node: str
     started: float
+    rate: int = _RATE
     frames: list[Pcm] = field(default_factory=list)
     heard: bool = False
     quiet_since: float | None = None
@@ -250,6 +266,7 @@ class CallRunner:
         self._recording: _Recording | None = None
         self.speech_model = speech_model
         self._speech: SpeechRecognizer | None = None
+        self._speech_down: g722.Decimator | None = None
         self._watched: Future[list[tuple[str, float]]] | None = None  # a decode we wait for
         self._ended = False
         self._caller_hung_up = False
@@ -419,8 +436,7 @@ class CallRunner:
             action = self._prompts.popleft()
             generation = self._generation
             try:
-                pcm = await (self.audio.say(action) if isinstance(action, eng.Say)
-                             else self.audio.play(action))
+                pcm = await self._pcm(action, self.call.media.rate)
             except (TtsError, convert.AudioFileError, OSError, RuntimeError) as exc:
                 # Silence in its place would look like a delivered message: end the call as
                 # failed (the campaign retries it) and say why in the record.
@@ -443,7 +459,7 @@ class CallRunner:
     async def _prefetch(self, action: eng.Say | eng.Play) -> None:
         """Render a queued prompt now, so it follows the one playing without a gap."""
         with contextlib.suppress(Exception):  # the player reports failures when it gets there
-            await self._pcm(action)
+            await self._pcm(action, self.call.media.rate)
 
     def _flush_prompts(self) -> None:
         self._generation += 1
@@ -478,6 +494,9 @@ class CallRunner:
         self._speech = asr.SpeechRecognizer(
             model, intents, lang=self.tree.language, no_input_timeout=3600.0,
             prompt_playing=True)
+        # The recogniser and its VAD are tuned at 8 kHz: a wideband call's audio is
+        # brought down to it (speech below 4 kHz is what they were tuned on).
+        self._speech_down = g722.Decimator() if self.call.media.rate != _RATE else None
 
     async def _speech_model(self) -> object | None:
         language = self.tree.language
@@ -492,6 +511,8 @@ class CallRunner:
         return self.speech_model or None
 
     def _feed_speech(self, rec: SpeechRecognizer, frame: Pcm) -> None:
+        if self._speech_down is not None:
+            frame = self._speech_down.process(frame)
         self._speech_events(rec, rec.feed(frame))
 
     def _speech_events(self, rec: SpeechRecognizer, events: list[SpeechEvent]) -> None:
@@ -530,10 +551,11 @@ class CallRunner:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         call_id = _safe(self.facts.get("call_id") or self.facts.get("number") or "call")
         path = self.recordings_dir / f"{stamp}-{call_id}-{_safe(node)}.wav"
-        rec = _Recording(action, path, node, self.clock())
+        rate = self.call.media.rate
+        rec = _Recording(action, path, node, self.clock(), rate)
         self._recording = rec
         if action.beep:
-            await self.call.play(beep())
+            await self.call.play(beep(rate=rate))
         self._spawn(self._record_limit(rec))
 
     async def _record_limit(self, rec: _Recording) -> None:
@@ -564,11 +586,11 @@ class CallRunner:
         rec.done = True
         self._recording = None
         pcm = np.concatenate(rec.frames) if rec.frames else np.zeros(0, dtype=np.int16)
-        duration = len(pcm) / _RATE
+        duration = len(pcm) / rec.rate
         path = ""
         if len(pcm):
             private_file(rec.path)  # 0600 in a 0700 folder: a voice is personal data
-            sf.write(str(rec.path), pcm, _RATE, subtype="PCM_16")
+            sf.write(str(rec.path), pcm, rec.rate, subtype="PCM_16")
             sidecar = {
                 "caller": self.facts.get("caller") or self.facts.get("number"),
                 "callee": self.facts.get("callee"),
@@ -634,16 +656,16 @@ class CallRunner:
             if await consult.wait_answer(action.timeout + 1.0) != "in-progress":
                 return False
             for prompt in action.announce:
-                await consult.play(await self._pcm(prompt))
+                await consult.play(await self._pcm(prompt, consult.media.rate))
             await _bridge(self.call, consult)
             return True
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consult.hangup(), 5.0)
 
-    async def _pcm(self, action: eng.Say | eng.Play) -> Pcm:
-        return await (self.audio.say(action) if isinstance(action, eng.Say)
-                      else self.audio.play(action))
+    async def _pcm(self, action: eng.Say | eng.Play, rate: int) -> Pcm:
+        return await (self.audio.say(action, rate) if isinstance(action, eng.Say)
+                      else self.audio.play(action, rate))
 
 
 async def _bridge(a: Leg, b: Leg) -> None:
@@ -651,15 +673,23 @@ async def _bridge(a: Leg, b: Leg) -> None:
     loop = asyncio.get_running_loop()
     pending: set[asyncio.Future[bool]] = set()
 
-    def relay(dst: Leg) -> Callable[[Pcm], None]:
+    def relay(src: Leg, dst: Leg) -> Callable[[Pcm], None]:
+        # A wideband leg bridged to a narrowband one: its frames change rate on the way.
+        change: Callable[[Pcm], Pcm] | None = None
+        if src.media.rate > dst.media.rate:
+            change = g722.Decimator().process
+        elif src.media.rate < dst.media.rate:
+            change = g722.Interpolator().process
+
         def on_audio(frame: Pcm) -> None:
             if not dst.media.closed:
-                fut = asyncio.ensure_future(dst.media.play(np.array(frame, copy=True)))
+                out = np.array(frame, copy=True) if change is None else change(frame)
+                fut = asyncio.ensure_future(dst.media.play(out))
                 pending.add(fut)
                 fut.add_done_callback(pending.discard)
         return on_audio
 
-    to_b, to_a = relay(b), relay(a)
+    to_b, to_a = relay(a, b), relay(b, a)
     a.media.on_audio.append(to_b)
     b.media.on_audio.append(to_a)
     try:

@@ -228,8 +228,7 @@ class Worker:
 async def work(url: str, settings: Settings, *, parent: int | None = None) -> None:
     """Dial until SIGTERM/SIGINT (the first drains, a second hangs up), or until the
     process ``parent`` is gone."""
-    store = Store(url)
-    try:
+    with Store(url) as store:
         async with from_settings(settings) as placer:
             worker = Worker(store, placer, settings)
 
@@ -254,8 +253,6 @@ async def work(url: str, settings: Settings, *, parent: int | None = None) -> No
                     watch.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watch
-    finally:
-        store.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,8 +34,8 @@ nodes:
 SIPP_PORT = 28460
 
 
-def _wait_for_digits(store: Store, name: str, digits: str) -> Attempt:
-    deadline = time.monotonic() + 30
+def _wait_for_digits(store: Store, name: str, digits: str, timeout: float = 30) -> Attempt:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         rows = store.attempts(name)
         if rows and rows[0].digits == digits:
@@ -109,8 +109,8 @@ def test_kill_9_during_autocall_call_leaves_its_record_unfinished_and_the_next_c
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait(10)
         (cut,) = store.calls("outbound")
-        assert cut["unfinished"] and cut["answered_at"] is not None
-        assert cut["status"] == CallStatus.IN_PROGRESS.value
+        assert cut.unfinished and cut.answered_at is not None
+        assert cut.status == CallStatus.IN_PROGRESS.value
 
         second = CliProcess(["call", f"sip:sipp@127.0.0.1:{port}", "--play", str(wav),
                              "--db", url, "--json", "--ring-timeout", "5"], cwd=tmp_path,
@@ -122,6 +122,50 @@ def test_kill_9_during_autocall_call_leaves_its_record_unfinished_and_the_next_c
         sipp.stop()
     closed = store.calls("outbound")[0]
     store.close()
-    assert closed["id"] == cut["id"] and not closed["unfinished"]
-    assert closed["status"] == CallStatus.FAILED.value and "stopped" in closed["error"]
-    assert closed["answered_at"] == cut["answered_at"]
+    assert closed.id == cut.id and not closed.unfinished
+    assert closed.status == CallStatus.FAILED.value and "stopped" in closed.error
+    assert closed.answered_at == cut.answered_at
+
+
+def test_kill_9_of_autocall_campaign_run_mid_call_leaves_the_attempt_the_next_run_closes(
+        tmp_path: Path) -> None:
+    """The same through the command line: `autocall campaign run` (default placer, default
+    node name) is killed mid-call; the next `autocall campaign run` finds the dead node's
+    attempt, answered with digits 15, and closes it as interrupted keeping them."""
+    from clirun import CliProcess, sip_env
+
+    (tmp_path / "tree.yaml").write_text(TREE)
+    campaign = load_campaign(write_campaign(tmp_path, 1, channels=1, calls_per_second=5,
+                                            on_restart="give-up"))
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    store = Store(url)
+    import_campaign(store, campaign)
+    port = 34460
+    sipp = Sipp(SCENARIOS / "uas_answer_rfc4733.xml", port=port, media_port=port + 2,
+                calls=10, timeout=90, cwd=tmp_path)
+    sipp.start()
+    try:
+        first = CliProcess(["campaign", "run", campaign.name, "--db", url, "--json"],
+                           cwd=tmp_path, env=sip_env(port, port + 10, tmp_path), tag="first")
+        # written during the call (a cold CLI renders its prompt first: 60 s on a busy box)
+        live = _wait_for_digits(store, campaign.name, "15", 60)
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait(10)
+        (cut,) = store.attempts(campaign.name)
+        assert cut.ended_at is None and cut.outcome is None and cut.unfinished
+        assert cut.status is CallStatus.IN_PROGRESS and cut.answered_at == live.answered_at
+        assert cut.digits == "15" and cut.path == ["ask"]
+
+        second = CliProcess(["campaign", "run", campaign.name, "--db", url, "--json"],
+                            cwd=tmp_path, env=sip_env(port, port + 20, tmp_path), tag="second")
+        assert second.wait(60) == 0, second.stderr()[-3000:]
+    finally:
+        sipp.stop()
+    (closed,) = store.attempts(campaign.name)  # closed, not dialed again (give-up)
+    assert closed.id == cut.id and closed.outcome is Outcome.INTERRUPTED
+    assert closed.ended_at is not None and closed.answered_at == cut.answered_at
+    assert closed.digits == "15" and closed.path == ["ask"]
+    (contact,) = store.contacts(campaign.name)
+    assert contact.state is ContactState.DONE
+    store.close()
+    assert "Traceback" not in second.stderr()

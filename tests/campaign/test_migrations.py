@@ -80,9 +80,9 @@ def test_a_schema_3_store_is_upgraded_in_place_keeping_every_row(url: str) -> No
         assert all(a.path == ["hello", "menu"] and a.billable == 2.0 for a in attempts)
         assert [a.variables["choice"] for a in attempts] == ["0", "1", "2"]
         (call,) = store.calls()
-        assert call["call_id"] == "legacy-call" and call["variables"] == {"choice": "1"}
+        assert call.call_id == "legacy-call" and call.variables == {"choice": "1"}
         # 0002: the dialogue's outcome out of variables, one spelling of the opt-out
-        assert call["dialogue_outcome"] == "transferred"
+        assert call.dialogue_outcome == "transferred"
         assert [a.dialogue_outcome for a in attempts] == ["opt-out", "done", "done"]
         assert all("dialogue_outcome" not in a.variables for a in attempts)
         assert [a.answered_by for a in attempts] == [None, "human", None]
@@ -176,5 +176,5 @@ def test_offline_sql_upgrades_a_schema_3_store(url: str) -> None:
     for table, n in counts.items():
         assert _count(url, f"autocall_{table}") == n, table
     store = Store(url)
-    assert store.calls()[0]["variables"] == {"choice": "1"}
+    assert store.calls()[0].variables == {"choice": "1"}
     store.close()

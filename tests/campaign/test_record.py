@@ -98,8 +98,8 @@ def test_dialogue_outcome_and_answered_by_are_columns(tmp_path: Path) -> None:
     assert store.add_call(build(FakeCall(), FakeRun(outcome="transferred"), started=T0,
                                 direction="inbound", caller_id="sip:alice@127.0.0.1"))
     (call,) = store.calls("inbound")
-    assert call["dialogue_outcome"] == "transferred" and call["caller"] == "sip:alice@127.0.0.1"
-    assert "outcome" not in call  # outcome means the retry outcome, and calls have none
+    assert call.dialogue_outcome == "transferred" and call.caller_id == "sip:alice@127.0.0.1"
+    assert call.outcome is None  # outcome means the retry outcome, and calls have none
     store.close()
 
 

@@ -136,8 +136,8 @@ def test_call_cut_by_signal_hangs_up_and_writes_its_record(
     store = Store(url)
     (record,) = store.calls("outbound")
     store.close()
-    assert record["ended_at"] is not None and record["answered_at"] is not None
-    assert record["error"] == f"interrupted by {sig.name}"
+    assert record.ended_at is not None and record.answered_at is not None
+    assert record.error == f"interrupted by {sig.name}"
     assert "Traceback" not in call.stderr()
 
 
@@ -185,5 +185,5 @@ def test_call_ringing_when_sigterm_arrives_is_cancelled_and_recorded(tmp_path: P
     store = Store(url)
     (record,) = store.calls("outbound")
     store.close()
-    assert record["status"] == "canceled" and record["answered_at"] is None
-    assert record["error"] == "interrupted by SIGTERM"
+    assert record.status == "canceled" and record.answered_at is None
+    assert record.error == "interrupted by SIGTERM"

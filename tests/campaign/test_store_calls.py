@@ -32,12 +32,12 @@ def test_a_call_record_survives_reopening_and_is_stored_once(tmp_path: Path) -> 
     store = Store(url)
     rows = store.calls("inbound")
     store.close()
-    assert [r["call_id"] for r in rows] == ["c1", "c2"]
+    assert [r.call_id for r in rows] == ["c1", "c2"]
     first = rows[0]
-    assert first["caller"] == "sip:alice@127.0.0.1"
-    assert first["path"] == ["welcome", "sales"] and first["variables"] == {"choice": "1"}
-    assert first["answered_at"] == datetime(2026, 11, 22, 6, 0, 1, tzinfo=UTC)
-    assert first["billable"] == 30.0 and first["dialogue_outcome"] == "transferred"
+    assert first.caller_id == "sip:alice@127.0.0.1"
+    assert first.path == ["welcome", "sales"] and first.variables == {"choice": "1"}
+    assert first.answered_at == datetime(2026, 11, 22, 6, 0, 1, tzinfo=UTC)
+    assert first.billable == 30.0 and first.dialogue_outcome == "transferred"
 
 
 def test_a_version_1_database_is_migrated_to_hold_calls(tmp_path: Path) -> None:
@@ -47,5 +47,5 @@ def test_a_version_1_database_is_migrated_to_hold_calls(tmp_path: Path) -> None:
     make_legacy(url, 1, contacts_n=0)  # the schema as version 1 left it
     store = Store(url)
     assert store.add_call(_record("c9")) is True
-    assert [r["call_id"] for r in store.calls()] == ["c9"]
+    assert [r.call_id for r in store.calls()] == ["c9"]
     store.close()

@@ -98,7 +98,7 @@ def test_serve_record_writer_rides_through_a_restart(own_pg: OwnPostgres) -> Non
         finally:
             back.join()
         assert not store.add_call(record)  # written once
-        assert [c["call_id"] for c in store.calls()] == ["before", "after"]
+        assert [c.call_id for c in store.calls()] == ["before", "after"]
     finally:
         store.close()
 

@@ -3,12 +3,15 @@ race, forked 2xx, 2xx retransmission until ACK, and the ordinary paths."""
 
 from __future__ import annotations
 
-from autocall.sip.dialog import Dialog, DialogEvent, response_to
+from autocall.sip.dialog import Dialog, DialogEvent, InDialogKind, response_to
 from autocall.sip.invite import (
     Acked,
+    Answered,
     DialogUp,
     Emit,
+    Ended,
     Failed,
+    InDialog,
     InviteAction,
     InviteState,
     InviteUsage,
@@ -82,8 +85,8 @@ def _events(actions: list[InviteAction]) -> list[SessionEvent]:
     return [a.event for a in actions if isinstance(a, Emit)]
 
 
-def _kinds(actions: list[InviteAction]) -> list[str]:
-    return [e.kind for e in _events(actions)]
+def _kinds(actions: list[InviteAction]) -> list[type]:
+    return [type(e) for e in _events(actions)]
 
 
 def _sent(actions: list[InviteAction]) -> list[Request | Response]:
@@ -133,7 +136,7 @@ def test_ringing_then_answer_confirms_and_acks() -> None:
     assert isinstance(ack.message, Request) and ack.message.method == "ACK"
     assert ack.message.cseq.number == 1 and ack.message.to.tag == "b1"
     assert ack.message.top_via.branch != usage.invite.top_via.branch  # its own (§13.2.2.4)
-    assert _kinds(actions) == ["answered"] and usage.state is InviteState.CONFIRMED
+    assert _kinds(actions) == [Answered] and usage.state is InviteState.CONFIRMED
     assert usage.remote_sdp == SDP_B and usage.final_status == 200
     assert usage.deadline is None
 
@@ -150,8 +153,8 @@ def test_timeout_and_transport_failure_are_local_network_faults() -> None:
     usage = _uac()
     timeout = LocalFailure(408, "Request Timeout (no response)")
     [event] = _events(usage.receive(timeout, 32.0))
-    assert (event.kind, event.status, event.by, event.network_fault) == ("failed", 408, "local",
-                                                                         True)
+    assert isinstance(event, Failed)
+    assert (event.status, event.by, event.network_fault) == (408, "local", True)
     assert usage.state is InviteState.TERMINATED
 
 
@@ -162,7 +165,7 @@ def test_challenge_is_answered_once_with_a_new_cseq() -> None:
     assert isinstance(again, StartRequest) and again.to == DEST
     assert again.request.cseq.number == 2 and usage.invite is again.request
     assert usage.state is InviteState.CALLING and not usage.heard_back
-    assert _kinds(usage.receive(_answer(usage, 407, body=b""), 1.0)) == ["failed"]
+    assert _kinds(usage.receive(_answer(usage, 407, body=b""), 1.0)) == [Failed]
 
 
 def test_late_offer_is_answered_in_the_ack() -> None:
@@ -180,13 +183,13 @@ def test_cancel_waits_for_a_provisional_then_487_ends_it() -> None:
     usage = _uac()
     assert usage.cancel(1.0) == []  # nothing provisional yet: the CANCEL must wait (§9.1)
     actions = usage.receive(_answer(usage, 180, body=b""), 2.0)
-    assert _methods(actions) == ["CANCEL"] and _kinds(actions) == ["progress"]
+    assert _methods(actions) == ["CANCEL"] and _kinds(actions) == [Progress]
     [cancel] = _sent(actions)
     assert isinstance(cancel, Request) and cancel.top_via.branch == usage.invite.top_via.branch
     assert usage.cancel(2.1) == []  # one CANCEL only
     assert _methods(usage.receive(_answer(usage, 183, body=b""), 2.2)) == []
     terminated = _answer(usage, 487, body=b"")
-    assert _kinds(usage.receive(terminated, 2.5)) == ["failed"] and usage.final_status == 487
+    assert _kinds(usage.receive(terminated, 2.5)) == [Failed] and usage.final_status == 487
     assert usage.deadline is None
 
 
@@ -197,7 +200,8 @@ def test_cancel_gives_up_64_t1_after_without_a_final_response() -> None:
     assert usage.deadline == 1.0 + 64 * T.t1
     [(when, action)] = _run(usage, 100)
     assert when == 33.0 and isinstance(action, Emit)
-    assert (action.event.kind, action.event.status, action.event.by) == ("failed", 487, "local")
+    assert isinstance(action.event, Failed)
+    assert (action.event.status, action.event.by) == (487, "local")
 
 
 def test_2xx_crossing_our_cancel_is_acked_then_ended_with_bye() -> None:
@@ -211,7 +215,7 @@ def test_2xx_crossing_our_cancel_is_acked_then_ended_with_bye() -> None:
     assert bye.to.tag == ack.to.tag == "b1" and bye.cseq.number == 2
     assert 'text="cancelled"' in (bye.headers.get("Reason") or "")
     assert isinstance(actions[2], StartRequest) and actions[2].to is usage.dialog
-    assert _kinds(actions) == ["ended"]  # never "answered"
+    assert _kinds(actions) == [Ended]  # never "answered"
     assert usage.state is InviteState.TERMINATED and usage.deadline is None
 
 
@@ -219,9 +223,9 @@ def test_2xx_after_the_cancel_timer_gave_up_is_still_acked_and_ended() -> None:
     usage = _uac()
     usage.receive(_answer(usage, 180, body=b""), 0.5)
     usage.cancel(1.0)
-    assert _kinds([a for _, a in _run(usage, 100)]) == ["failed"]
+    assert _kinds([a for _, a in _run(usage, 100)]) == [Failed]
     actions = usage.receive(_answer(usage), 40.0)
-    assert _methods(actions) == ["ACK", "BYE"] and _kinds(actions) == ["ended"]
+    assert _methods(actions) == ["ACK", "BYE"] and _kinds(actions) == [Ended]
 
 
 # ---- UAC: forks and retransmitted 2xx (§13.2.2.4) ----------------------------------------
@@ -277,7 +281,7 @@ def test_200_is_retransmitted_t1_doubling_to_t2_then_bye_at_64_t1() -> None:
     assert [when for when, a in fired if isinstance(a, StartRequest)] == [32.0]
     bye = [a for _, a in fired if isinstance(a, StartRequest)][0].request
     assert bye.method == "BYE" and 'text="no ACK"' in (bye.headers.get("Reason") or "")
-    assert _kinds([a for _, a in fired]) == ["ended"] and usage.state is InviteState.TERMINATED
+    assert _kinds([a for _, a in fired]) == [Ended] and usage.state is InviteState.TERMINATED
 
 
 def _ack(usage: InviteUsage, body: bytes = b"") -> Request:
@@ -304,7 +308,7 @@ def test_late_offer_answer_comes_in_the_ack() -> None:
     usage.offerer = lambda: SDP_A
     usage.answer(usage.offerer(), 0.0)
     [event] = _events(usage.receive(_ack(usage, SDP_B), 0.3))
-    assert event.kind == "ack" and usage.remote_sdp == SDP_B
+    assert isinstance(event, Acked) and usage.remote_sdp == SDP_B
 
 
 def test_caller_cancel_answers_487_and_reject_answers_once() -> None:
@@ -325,10 +329,10 @@ def test_bye_from_the_far_end_ends_the_call_once() -> None:
     usage.answer(SDP_A, 0.0)
     bye = Request("BYE", "sip:robot@10.0.0.1:5060", _ack(usage).headers.copy())
     bye.headers.set("CSeq", "2 BYE")
-    actions = usage.on_request(DialogEvent("bye", bye), SOURCE, 1.0)
+    actions = usage.on_request(DialogEvent(InDialogKind.BYE, bye), SOURCE, 1.0)
     assert isinstance(actions[0], Respond) and actions[0].response.status == 200
-    assert _kinds(actions) == ["ended"] and usage.deadline is None
-    assert _kinds(usage.on_request(DialogEvent("bye", bye), SOURCE, 1.1)) == []
+    assert _kinds(actions) == [Ended] and usage.deadline is None
+    assert _kinds(usage.on_request(DialogEvent(InDialogKind.BYE, bye), SOURCE, 1.1)) == []
 
 
 def test_reinvite_200_is_retransmitted_until_its_ack() -> None:
@@ -339,9 +343,10 @@ def test_reinvite_200_is_retransmitted_until_its_ack() -> None:
     reinvite = Request("INVITE", "sip:robot@10.0.0.1:5060", _ack(usage).headers.copy(), SDP_B)
     reinvite.headers.set("CSeq", "2 INVITE")
     reinvite.headers.set("Content-Type", "application/sdp")
-    actions = usage.on_request(DialogEvent("reinvite", reinvite), ("10.0.0.3", 5080), 5.0)
+    actions = usage.on_request(DialogEvent(InDialogKind.REINVITE, reinvite), ("10.0.0.3", 5080),
+                               5.0)
     assert isinstance(actions[0], Respond) and actions[0].response.body == SDP_A
-    assert usage.remote_sdp == SDP_B and _kinds(actions) == ["dialog"]
+    assert usage.remote_sdp == SDP_B and _kinds(actions) == [InDialog]
     assert _run(usage, 5.6) == [(5.5, Transmit(actions[0].response, ("10.0.0.3", 5080)))]
     usage.receive(_ack(usage), 5.7)
     assert usage.deadline is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from autocall.sip.dialog import Dialog, parse_info_dtmf, response_to
+from autocall.sip.dialog import Dialog, InDialogKind, parse_info_dtmf, response_to
 from autocall.sip.message import Headers, Request, parse_message
 from autocall.sip.sdp import answer_direction, build_sdp, negotiate, parse_sdp
 
@@ -86,7 +86,7 @@ def test_uas_dialog_vets_tags_cseq_and_source() -> None:
     ok.body = b"Signal=3\r\n"
     assert d.vet(ok, ("192.0.2.99", 5060)) is None
     ev = d.accept(ok)
-    assert ev.kind == "info_dtmf" and ev.digit == "3" and d.remote_seq == 11
+    assert ev.kind is InDialogKind.INFO_DTMF and ev.digit == "3" and d.remote_seq == 11
 
 
 def test_uac_dialog_builds_requests_with_routes_and_increasing_cseq() -> None:

@@ -119,7 +119,9 @@ def test_out_of_grammar_phrase_is_no_match(model: object, phrase: str) -> None:
 
 
 def test_confidence_threshold_turns_result_into_no_match(model: object) -> None:
-    pcm = au.synth("아니요")
+    # Not a bare "아니요": its two spellings are one answer, so vosk is sure of it (1.0);
+    # after a filler some paths read other words (about 0.9).
+    pcm = au.synth("어 아니요")
     loose = final(listen(model, pcm, min_confidence=0.3))
     assert isinstance(loose, SpeechResult) and loose.confidence < 0.99
     strict = final(listen(model, pcm, min_confidence=0.99))
@@ -379,3 +381,46 @@ def test_broken_model_is_reported_at_validation(tmp_path: Path) -> None:
     (tmp_path / "graph" / "HCLG.fst").write_bytes(os.urandom(1000))
     with pytest.raises(ModelError, match="cannot be loaded.*download"):
         check_model(tmp_path)
+
+
+def test_answer_after_filler_is_recognised_every_time(model: object) -> None:
+    """Kaldi dithers its features, so the same audio decodes a little differently each
+    time; an answer's confidence must not straddle the threshold because of it."""
+    pcm = au.synth("어 아니요")
+    results = [final(listen(model, pcm)) for _ in range(8)]
+    assert all(isinstance(r, SpeechResult) and r.intent == "no" for r in results), results
+
+
+def test_confidence_is_the_share_of_paths_that_give_the_answer(model: object) -> None:
+    from autocall.speech.asr import _VoskUtterance
+
+    rec = SpeechRecognizer(model, INTENTS, lang="ko")
+
+    class Decoded:  # what vosk's KaldiRecognizer returns for n-best, as data
+        def __init__(self, alternatives: list[dict[str, object]]) -> None:
+            self.alternatives = alternatives
+
+        def SetMaxAlternatives(self, n: int) -> None:  # noqa: N802 (vosk's name)
+            assert n > 1
+
+        def FinalResult(self) -> str:  # noqa: N802
+            import json
+
+            return json.dumps({"alternatives": self.alternatives})
+
+    def path(score: float, *words: str) -> dict[str, object]:
+        return {"confidence": score, "result": [{"word": w} for w in words]}
+
+    # two spellings of "no" (posteriors 0.5 each): one answer, so sure of it
+    same = _VoskUtterance(Decoded([path(114.2, "아니오"), path(114.2, "아니요")]), rec._intent_of)
+    assert same.finish().result() == [("아니오", pytest.approx(1.0))]
+    # "no" against "yes" at ln 3 apart: 3/4 of the mass says no
+    split = [path(100.0 + np.log(3), "어", "아니오"), path(100.0, "어", "네")]
+    words = _VoskUtterance(Decoded(split), rec._intent_of).finish().result()
+    assert words == [("어", pytest.approx(0.75)), ("아니오", pytest.approx(0.75))]
+    # a best path that is no answer is scored by its own posterior
+    garbage = [path(50.0 + np.log(4), "어디"), path(50.0, "아니오")]
+    assert _VoskUtterance(Decoded(garbage), rec._intent_of).finish().result() == [
+        ("어디", pytest.approx(0.8))
+    ]
+    assert _VoskUtterance(Decoded([]), rec._intent_of).finish().result() == []

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from autocall.campaign.store import Store
+from autocall.telephony.record import StoredRecord
 from tests.peers import SCENARIOS, Sipp
 
 pytestmark = pytest.mark.peers
@@ -57,7 +57,7 @@ def autocall_call(tmp: Path, db: str, bind: int, tag: str) -> Iterator[subproces
             proc.wait(10)
 
 
-def _calls(db: str) -> list[dict[str, Any]]:
+def _calls(db: str) -> list[StoredRecord]:
     store = Store(db)
     try:
         return store.calls("outbound")
@@ -65,10 +65,10 @@ def _calls(db: str) -> list[dict[str, Any]]:
         store.close()
 
 
-def _wait(db: str, done: Callable[[list[dict[str, Any]]], bool], what: str,
-          proc: subprocess.Popen[bytes], log: Path) -> list[dict[str, Any]]:
+def _wait(db: str, done: Callable[[list[StoredRecord]], bool], what: str,
+          proc: subprocess.Popen[bytes], log: Path) -> list[StoredRecord]:
     deadline = time.monotonic() + 60  # a cold interpreter and TTS on a loaded machine
-    rows: list[dict[str, Any]] = []
+    rows: list[StoredRecord] = []
     while time.monotonic() < deadline:
         rows = _calls(db)
         if done(rows):
@@ -86,24 +86,24 @@ def test_kill_9_during_a_tree_call_leaves_answer_and_digits_the_next_call_closes
     with Sipp(SCENARIOS / "uas_answer_rfc4733.xml", port=SIPP, media_port=SIPP + 2,
               calls=10, timeout=120, cwd=tmp_path):
         with autocall_call(tmp_path, db, SIPP + 10, "first") as first:
-            (live,) = _wait(db, lambda rows: bool(rows) and rows[0]["digits"] == "15",
+            (live,) = _wait(db, lambda rows: bool(rows) and rows[0].digits == "15",
                             "the digits 15 in the record", first, tmp_path / "first.log")
-            assert live["unfinished"]  # written while the call goes on
+            assert live.unfinished  # written while the call goes on
             os.kill(first.pid, signal.SIGKILL)
             first.wait(10)
         (cut,) = _calls(db)
-        assert cut["unfinished"] and cut["ended_at"] is None
-        assert cut["status"] == "in-progress" and cut["answered_at"] is not None
-        assert cut["digits"] == "15" and cut["path"] == ["ask"]
-        assert cut["variables"].get("code") is None  # the gather had not ended
+        assert cut.unfinished and cut.ended_at is None
+        assert cut.status == "in-progress" and cut.answered_at is not None
+        assert cut.digits == "15" and cut.path == ["ask"]
+        assert cut.variables.get("code") is None  # the gather had not ended
 
         with autocall_call(tmp_path, db, SIPP + 20, "second") as second:
             # the next start closes the cut record before it dials (then it is cut short)
             rows = _wait(db, lambda rows: len(rows) == 2, "the second call's record",
                          second, tmp_path / "second.log")
     closed = rows[0]
-    assert closed["id"] == cut["id"] and closed["call_id"] == cut["call_id"]
-    assert not closed["unfinished"] and closed["ended_at"] is not None
-    assert closed["status"] == "failed" and "stopped" in closed["error"]
-    assert closed["answered_at"] == cut["answered_at"] and closed["digits"] == "15"
-    assert closed["path"] == ["ask"]
+    assert closed.id == cut.id and closed.call_id == cut.call_id
+    assert not closed.unfinished and closed.ended_at is not None
+    assert closed.status == "failed" and "stopped" in closed.error
+    assert closed.answered_at == cut.answered_at and closed.digits == "15"
+    assert closed.path == ["ask"]

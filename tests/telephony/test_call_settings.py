@@ -34,3 +34,14 @@ async def test_without_a_trunk_the_settings_own_is_used_anonymously() -> None:
         assert not config.register and config.registrar is None and config.proxy is None
     finally:
         await ua.close()
+
+
+async def test_the_trunks_caller_id_header_becomes_the_agents() -> None:
+    from autocall.sip.callerid import CallerIdStyle
+
+    trunk = TrunkSettings(host="127.0.0.1", port=9, caller_id_header=CallerIdStyle.PAI)
+    ua = await UserAgent.from_settings(Settings(trunk=trunk, bind_port=0))
+    try:
+        assert ua.caller_id_header is CallerIdStyle.PAI
+    finally:
+        await ua.close()

@@ -56,9 +56,9 @@ def test_outcome_gives_its_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyP
     store = Store(f"sqlite:///{tmp_path / 'calls.db'}")
     (record,) = store.calls("outbound")  # every informer call leaves its record
     store.close()
-    assert (record["call_id"], record["status"], record["sip_code"]) == (
+    assert (record.call_id, record.status, record.sip_code) == (
         summary["call_id"], status, sip_code)
-    assert record["digits"] == summary["digits"] and record["caller"] == "+12025550100"
+    assert record.digits == summary["digits"] and record.caller_id == "+12025550100"
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

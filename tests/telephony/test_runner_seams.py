@@ -37,7 +37,7 @@ MENU = {
 class _SilentAudio(AudioCache):
     """Every prompt is 20 ms of silence: no TTS needed."""
 
-    async def say(self, action: eng.Say) -> Pcm:
+    async def say(self, action: eng.Say, rate: int = 8000) -> Pcm:
         return np.zeros(160, dtype=np.int16)
 
 
@@ -45,6 +45,7 @@ class _Media:
     def __init__(self) -> None:
         self.on_audio: list[Callable[[Pcm], None]] = []
         self.inband_detection = True
+        self.rate = 8000
         self.closed = False
 
     async def play(self, pcm: Pcm) -> bool:

@@ -36,9 +36,9 @@ def test_caller_keys_take_the_path_and_sigterm_lets_the_call_finish(tmp_path: Pa
     store = Store(f"sqlite:///{tmp_path / 'autocall.db'}")  # serve's default store, in its cwd
     (stored,) = store.calls("inbound")
     store.close()
-    assert stored["call_id"] == record["call_id"] and stored["path"] == record["path"]
-    assert stored["digits"] == "79" and stored["status"] == "completed"
-    assert stored["answered_at"] is not None and stored["billable"] == record["billable"]
+    assert stored.call_id == record["call_id"] and stored.path == record["path"]
+    assert stored.digits == "79" and stored.status == "completed"
+    assert stored.answered_at is not None and stored.billable == record["billable"]
 
 
 def test_calls_past_the_limit_get_503(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from autocall.campaign.store import Store
+from autocall.telephony.record import StoredRecord
 from tests.peers import SCENARIOS, Sipp
 from tests.telephony.serving import serve
 
@@ -40,7 +40,7 @@ def _caller_that_stays(tmp: Path) -> Path:
     return path
 
 
-def _calls(db: str) -> list[dict[str, Any]]:
+def _calls(db: str) -> list[StoredRecord]:
     store = Store(db)
     try:
         return store.calls("inbound")
@@ -55,23 +55,23 @@ def test_kill_9_during_a_call_leaves_an_unfinished_record_the_next_start_closes(
                   remote="127.0.0.1:30470", service="frontdesk", timeout=40)
     with serve(tmp_path, 30470, tree=TREE) as proc, caller:
         deadline = time.monotonic() + 20
-        rows: list[dict[str, Any]] = []
+        rows: list[StoredRecord] = []
         while time.monotonic() < deadline:
             rows = _calls(db)
-            if rows and rows[0]["digits"] == "79":
+            if rows and rows[0].digits == "79":
                 break
             time.sleep(0.2)
         (live,) = rows
-        assert live["digits"] == "79", live  # written while the call goes on
+        assert live.digits == "79", live  # written while the call goes on
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     (cut,) = _calls(db)
-    assert cut["unfinished"] and cut["ended_at"] is None and cut["status"] == "in-progress"
-    assert cut["answered_at"] is not None and cut["path"] == ["welcome", "sales"]
-    assert cut["digits"] == "79" and cut["number"] == "sipp"
+    assert cut.unfinished and cut.ended_at is None and cut.status == "in-progress"
+    assert cut.answered_at is not None and cut.path == ["welcome", "sales"]
+    assert cut.digits == "79" and cut.number == "sipp"
     with serve(tmp_path, 30470, tree=TREE):
         (closed,) = _calls(db)  # closed before the port was bound
-    assert not closed["unfinished"] and closed["ended_at"] is not None
-    assert closed["status"] == "failed" and "stopped" in closed["error"]
-    assert closed["answered_at"] == cut["answered_at"] and closed["digits"] == "79"
-    assert closed["path"] == ["welcome", "sales"] and closed["call_id"] == cut["call_id"]
+    assert not closed.unfinished and closed.ended_at is not None
+    assert closed.status == "failed" and "stopped" in closed.error
+    assert closed.answered_at == cut.answered_at and closed.digits == "79"
+    assert closed.path == ["welcome", "sales"] and closed.call_id == cut.call_id

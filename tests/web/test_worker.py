@@ -75,7 +75,7 @@ def test_the_worker_places_a_queued_call_and_records_it(tmp_path: Path) -> None:
     assert record["status"] == "completed" and record["answered_at"]
     assert record["path"] == ["message1"] and row["call_id"]
     (call,) = store.calls("outbound")
-    assert call["call_id"] == row["call_id"] and not call["unfinished"]
+    assert call.call_id == row["call_id"] and not call.unfinished
     store.close()
     assert "Traceback" not in (tmp_path / "worker.err").read_text()
 

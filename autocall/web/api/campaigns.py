@@ -341,12 +341,9 @@ def attempts(name: Name, request: Request, limit: int = Query(100),
     store = store_of(request)
     campaign_or_404(store, name)
     rows = store.attempts_page(name, after, page_limit(limit))
-    items = [AttemptOut(
-        id=a.id, contact_id=a.contact_id, attempt=a.attempt_no, number=a.number,
-        caller_id=a.caller_id, node=a.node, status=a.status.value,
-        outcome=a.outcome.value if a.outcome else None, sip_code=a.sip_code, q850=a.q850,
-        created_at=a.created_at, started_at=a.started_at, answered_at=a.answered_at,
-        ended_at=a.ended_at, duration=a.duration, billable=a.billable, digits=a.digits,
-        path=list(a.path), variables=dict(a.variables), dialogue_outcome=a.dialogue_outcome,
-        answered_by=a.answered_by, has_recording=bool(a.recording)) for a in rows]
+    # the record's own fields by name; AttemptOut keeps those it publishes
+    items = [AttemptOut.model_validate({
+        **asdict(a), "attempt": a.attempt_no, "status": a.status.value,
+        "outcome": a.outcome.value if a.outcome else None,
+        "has_recording": bool(a.recording)}) for a in rows]
     return AttemptPage(items=items, next=items[-1].id if len(items) == limit else None)

@@ -899,6 +899,9 @@ class _Driver:
             if progress:
                 try:
                     await self._db(self.store.progress_many, list(progress.items()))
+                except StoreError as exc:  # a forced stop while the store is away
+                    log.error("%s: %d unfinished call records not written: %s",
+                              self.campaign.name, len(progress), exc)
                 except Exception:  # noqa: BLE001 - the end record follows all the same
                     log.exception("%s: writing %d unfinished call records failed",
                                   self.campaign.name, len(progress))
@@ -909,8 +912,12 @@ class _Driver:
                 written = await self._db(self.store.finish_many,
                                          [(a, r, n) for a, r, n, _, _ in batch])
             except Exception as exc:  # noqa: BLE001 - the calls stay open; restart recovers
-                log.exception("%s: writing %d call records failed", self.campaign.name,
-                              len(batch))
+                if isinstance(exc, StoreError):  # a forced stop while the store is away:
+                    log.error("%s: %d call records not written: %s", self.campaign.name,
+                              len(batch), exc)  # said, no traceback
+                else:
+                    log.exception("%s: writing %d call records failed", self.campaign.name,
+                                  len(batch))
                 for *_, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)

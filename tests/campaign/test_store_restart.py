@@ -194,7 +194,8 @@ def test_forced_stop_while_the_store_is_down_hangs_up_without_traceback(
         sipp.stop()
     assert "Traceback" not in run.stderr(), run.stderr()[-3000:]
     # one line per dialer process (with --workers, each says how many of its own)
-    unrecorded = re.findall(r"with (\d+) call\(s\) in flight unrecorded", run.stderr())
+    unrecorded = re.findall(r"^error: .*with (\d+) call\(s\) in flight unrecorded",
+                            run.stderr(), re.M)
     assert unrecorded and sum(map(int, unrecorded)) == 2, run.stderr()[-3000:]
     own_pg.start()
     store = Store(own_pg.url)

@@ -13,7 +13,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class StopSignals:
     """The signals received on the running loop; ``stop`` is set by the first, ``force``
-    by the second. ``on_signal`` runs for each (say so, or cancel the task that waits)."""
+    by the second (others may set them too: that is no signal received). ``on_signal``
+    runs for each (say so, or cancel the task that waits)."""
 
     def __init__(self, on_signal: Callable[[signal.Signals], object] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
@@ -25,8 +26,10 @@ class StopSignals:
             self.loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
+        # Counted, not read from ``stop``: a stop that came another way (the parent is
+        # gone, a supervisor's order) and then one signal are still one stop.
         self.received.append(sig)
-        (self.force if self.stop.is_set() else self.stop).set()
+        (self.force if len(self.received) > 1 else self.stop).set()
         if self.on_signal is not None:
             self.on_signal(sig)
 

@@ -45,6 +45,7 @@ frames analysed per call per second (50.0: every frame of every call)::
     python bench/bench_calls.py                       # N = 100 and 200, 10 s each
     python bench/bench_calls.py --calls 500 --duration 10 --skip-baseline
     python bench/bench_calls.py --calls 500 --priority realtime --far-end echo
+    python bench/bench_calls.py --calls 1000 --far-end echo --workers 2 --skip-baseline
 """
 
 from __future__ import annotations
@@ -442,7 +443,8 @@ class _AmdOnCalls:
 
 
 # ---- our user agent ----------------------------------------------------------------------
-async def _ours(n: int, duration: float, sink: Connection, amd: bool = False) -> Result:
+async def _ours(n: int, duration: float, sink: Connection | _Barrier,
+                amd: bool = False) -> Result:
     from autocall.telephony.call import CallStatus, UserAgent
 
     ua = await UserAgent.start(bind_host="127.0.0.1")
@@ -480,7 +482,7 @@ async def _ours(n: int, duration: float, sink: Connection, amd: bool = False) ->
                   (sent1 - sent0) / (w1 - w0) / max(1, len(live)), amd=amd_load)
 
 
-def _ours_worker(n: int, duration: float, sink: Connection, out: Connection,
+def _ours_worker(n: int, duration: float, sink: Connection | _Barrier, out: Connection,
                  priority: str, amd: bool = False) -> None:
     """Our calls in a process of their own, so a raised priority stays with them."""
     from autocall.process import freeze_startup_heap, raise_priority
@@ -493,20 +495,85 @@ def _ours_worker(n: int, duration: float, sink: Connection, out: Connection,
 
 
 def _run_ours(n: int, duration: float, sink: Connection, priority: str,
-              amd: bool = False) -> Result:
-    parent, child = mp.Pipe()
-    proc = mp.Process(target=_ours_worker, args=(n, duration, sink, child, priority, amd),
-                      daemon=True)
-    proc.start()
+              amd: bool = False, workers: int = 1) -> Result:
+    """Our calls in ``workers`` processes (as ``campaign run --workers``), n split evenly;
+    with several, the sink's start and stop wait for all of them (a barrier) and one
+    result sums theirs: answered, CPU and memory per call over all calls."""
+    pipes = [mp.Pipe() for _ in range(workers)]
+    links = [mp.Pipe() if workers > 1 else (sink, sink) for _ in range(workers)]
+    procs = [mp.Process(target=_ours_worker, args=(
+        n // workers + (i < n % workers), duration,
+        _Barrier(links[i][1]) if workers > 1 else sink, pipes[i][1], priority, amd),
+        daemon=True) for i in range(workers)]
+    for proc in procs:
+        proc.start()
     try:
-        if not parent.poll(duration + 180):
-            raise RuntimeError("our calls did not finish")
-        result: Result = parent.recv()
-        return result
+        raw = None
+        if workers > 1:
+            for phase in ("start", "stop"):
+                for mine, _ in links:
+                    if not mine.poll(duration + 180) or mine.recv() != phase:
+                        raise RuntimeError(f"a worker did not reach {phase}")
+                sink.send(phase)
+                for mine, _ in links:
+                    mine.send("go")
+            raw = sink.recv()
+            for mine, _ in links:
+                mine.send((b"", b"", []))  # the streams are judged once, here
+        results: list[Result] = []
+        for parent, _ in pipes:
+            if not parent.poll(duration + 180):
+                raise RuntimeError("our calls did not finish")
+            results.append(parent.recv())
+        if raw is None:
+            return results[0]
+        live = sum(r.answered for r in results)
+        per_call = [(r.answered, r) for r in results]
+        setup = max(r.answered / r.setup_cps if r.setup_cps else 0.0 for r in results)
+        return Result(
+            f"autocall x{workers}", n, live, live / setup if setup else 0.0,
+            sum(a * r.cpu_pct_per_call for a, r in per_call) / max(1, live),
+            sum(a * r.mem_kib_per_call for a, r in per_call) / max(1, live),
+            stream_stats(raw),
+            sum(a * (r.digits_per_call or 0.0) for a, r in per_call) / max(1, live),
+            sum(a * (r.sender_pps or 0.0) for a, r in per_call) / max(1, live),
+            results[0].priority, amd=_amd_of([r.amd for r in results]))
     finally:
-        proc.join(20)
-        if proc.is_alive():
-            proc.kill()
+        for proc in procs:
+            proc.join(20)
+            if proc.is_alive():
+                proc.kill()
+
+
+def _amd_of(loads: list[AmdLoad | None]) -> AmdLoad | None:
+    """The workers' AMD loads as one (sums, and per-call figures weighted by calls)."""
+    got = [a for a in loads if a is not None]
+    if not got:
+        return None
+    calls = sum(a.calls for a in got)
+    decisions: dict[str, int] = {}
+    for a in got:
+        for k, v in a.decisions.items():
+            decisions[k] = decisions.get(k, 0) + v
+    return AmdLoad(calls, sum(a.active for a in got), dict(sorted(decisions.items())),
+                   sum(a.frames_per_call_s * a.calls for a in got) / max(1, calls),
+                   sum(a.calls_per_pass for a in got) / len(got))
+
+
+class _Barrier:
+    """A worker's stand-in for the sink: ``send("start"/"stop")`` returns once every
+    worker has sent it and the sink got it; ``recv`` gets what the parent passes on."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def send(self, message: str) -> None:
+        self.conn.send(message)
+        self.conn.recv()
+
+    def recv(self) -> tuple[bytes, bytes, list[int]]:
+        raw: tuple[bytes, bytes, list[int]] = self.conn.recv()
+        return raw
 
 
 # ---- pyVoIP baseline (its threads live in their own process) ------------------------------
@@ -593,7 +660,7 @@ def _start_sipp(n: int, workdir: Path) -> subprocess.Popen[bytes]:
 
 def run(n: int, duration: float, which: str, echo: bool = False,
         priority: str = "normal", amd: bool = False,
-        floor_streams: int = FLOOR_STREAMS) -> Result:
+        floor_streams: int = FLOOR_STREAMS, workers: int = 1) -> Result:
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     sipp = _start_sipp(n, work)
     parent, child = mp.Pipe()
@@ -606,7 +673,7 @@ def run(n: int, duration: float, which: str, echo: bool = False,
     parent.recv()
     try:
         if which == "ours":
-            return _run_ours(n, duration, parent, priority, amd)
+            return _run_ours(n, duration, parent, priority, amd, workers)
         return _pyvoip(n, duration, parent, priority)
     finally:
         sink.join(5)
@@ -662,6 +729,9 @@ def main() -> int:
     ap.add_argument("--floor-streams", type=int, default=FLOOR_STREAMS,
                     help="streams of the C floor sender run through the same sink while "
                     "each row is measured (0: no floor, fixed 22 ms p99 rule)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="our calls in this many processes (campaign run --workers), the "
+                    "calls split evenly; pyVoIP stays one process")
     args = ap.parse_args()
     echo = args.far_end == "echo"
     os.environ.setdefault("PYTHONHASHSEED", "0")
@@ -670,7 +740,7 @@ def main() -> int:
           f"far end: {args.far_end}; priority asked: {args.priority}", flush=True)
     for n in args.calls:
         ours = run(n, args.duration, "ours", echo, args.priority, args.amd,
-                   args.floor_streams)
+                   args.floor_streams, args.workers)
         print(_row(ours), flush=True)
         if ours.amd is not None:
             print(_amd_row(ours.amd), flush=True)

@@ -216,9 +216,12 @@ class Pacer:
     (seconds); no I/O.
     """
 
-    def __init__(self, rate: float, burst: int = 2, catch_up: float = CATCH_UP) -> None:
+    def __init__(self, rate: float, burst: int = 2, catch_up: float = CATCH_UP,
+                 first: float = 0.0) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, not {rate}")
+        self.first = max(0.0, first)  # seconds the very first call waits (see Share)
+        self._first_at: float | None = None
         self.rate = rate
         self.interval = 1.0 / rate
         self.burst = max(1, burst)
@@ -238,8 +241,10 @@ class Pacer:
 
     def due(self, now: float) -> float:
         """When the next call is due (at or before ``now``: at once); reserves nothing."""
-        if self._t0 is None:
-            return now  # the first call: at once, no burst
+        if self._t0 is None:  # the first call: at once (or after ``first``), no burst
+            if self._first_at is None:
+                self._first_at = now + self.first  # fixed when first asked
+            return max(now, self._first_at)
         owed = (self.burst - 1) * self.interval if self._idle else self.catch_up
         return max(self._grid(), now - owed)
 
@@ -284,6 +289,44 @@ def idle_reason(s: Summary, now: datetime, local_in_flight: int, channels: int) 
     return "nothing due: " + ", ".join(parts) + when + tail
 
 
+@dataclass(frozen=True)
+class Share:
+    """This dialer's part of a campaign dialed by ``of`` worker processes together
+    (``autocall campaign run --workers N``): worker ``index`` (0-based) gets an even
+    share of the campaign's channels and of its calls/second, so the workers together
+    never hold more than ``channels`` calls or start more than ``calls_per_second``.
+    No I/O."""
+
+    index: int = 0
+    of: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.of:
+            raise ValueError(f"worker {self.index} of {self.of}: the index must be in "
+                             f"0..{self.of - 1}")
+
+    def channels(self, total: int) -> int:
+        """An even split; the first ``total % of`` workers take one more."""
+        return total // self.of + (self.index < total % self.of)
+
+    def rate(self, total: float) -> float:
+        return total / self.of
+
+    def burst(self, whole: int = 2) -> int:
+        """This worker's part of the calls a campaign may start at once after an idle
+        spell (:class:`Pacer`'s ``burst``): together no more than one process would."""
+        return max(1, whole // self.of)
+
+    def offset(self, total: float) -> float:
+        """Seconds this worker's first call waits, so the workers' pacing grids
+        interleave (worker k starts k slots of the campaign's rate after worker 0)."""
+        return self.index / total
+
+
+SOLE = Share()
+"""The whole campaign: one dialer process (``--workers 1``, or a node of its own)."""
+
+
 # --- the asyncio driver -----------------------------------------------------------------
 
 
@@ -300,6 +343,15 @@ class Progress:
     done: int
     failed: int
     idle: str | None = None
+
+
+def progress_of(s: Summary, idle: str | None = None) -> Progress:
+    """What a progress display shows, from the store's summary of the campaign (every
+    node's calls: the counts are the campaign's, not one process's)."""
+    failed = sum(v for k, v in s.outcomes.items() if k != Outcome.COMPLETED.value)
+    return Progress(state=s.state, total=s.total, dialed=s.attempts, answered=s.answered,
+                    in_progress=s.in_flight, waiting=s.pending, done=s.done, failed=failed,
+                    idle=idle)
 
 
 @dataclass(frozen=True)
@@ -331,6 +383,18 @@ LOCAL_DEAD_AFTER = timedelta(seconds=5)
 # How often a running node looks for attempts left open by dead nodes (a node killed
 # while others dial: its contacts must not wait for the next restart).
 RECOVER_EVERY = 5.0
+
+
+def begin_run(store: Store, campaign: Campaign, now: datetime) -> None:
+    """A run starts: a draft or completed campaign goes to its start state (running, or
+    scheduled until ``start_at``); a paused, stopped or running one is left as it is.
+
+    Once per run: ``campaign run --workers N`` does it before starting the workers,
+    which leave the state alone (a worker starting late must not reopen the campaign
+    the others have just completed)."""
+    state, _ = store.state(campaign.name)
+    if state in (CampaignState.DRAFT, CampaignState.COMPLETED):
+        store.set_state(campaign.name, start_state(campaign, now), "run started", (state,))
 
 
 def default_node() -> str:
@@ -387,6 +451,7 @@ async def run_campaign(
     poll: float = 0.5,
     clock: Callable[[], datetime] = _utcnow,
     scheduler: bool = True,
+    share: Share = SOLE,
 ) -> Progress:
     """Dial a campaign until it completes, is stopped, or ``stop()`` turns true.
 
@@ -402,13 +467,15 @@ async def run_campaign(
     survive restarts and flip the state for every node); without it this loop checks
     the dates itself. Once ``stop()`` is true no call is started and the calls in
     flight end as their dialogue ends; setting ``force`` then cuts them (the placer
-    hangs up) and records them as interrupted. Returns the last progress.
+    hangs up) and records them as interrupted. ``share`` is this process's part of the
+    campaign's channels and calls/second when several worker processes dial it
+    together (:class:`Share`). Returns the last progress.
     """
     own_store = isinstance(store, str)
     db = Store(store) if isinstance(store, str) else store
     try:
         driver = _Driver(campaign, db, placer, node or default_node(), progress, on_record,
-                         stop, poll, clock, force)
+                         stop, poll, clock, force, share)
         return await driver.run(start=start, exit_when_idle=exit_when_idle,
                                 use_scheduler=scheduler)
     finally:
@@ -421,7 +488,8 @@ class _Driver:
                  progress: Callable[[Progress], None] | None,
                  on_record: Callable[[Finished], None] | None,
                  stop: Callable[[], bool] | None, poll: float,
-                 clock: Callable[[], datetime], force: asyncio.Event | None = None) -> None:
+                 clock: Callable[[], datetime], force: asyncio.Event | None = None,
+                 share: Share = SOLE) -> None:
         if isinstance(campaign, Campaign):
             store.save_campaign(campaign)
             name = campaign.name
@@ -438,7 +506,10 @@ class _Driver:
         self.poll = poll
         self.clock = clock
         self.dnc = DncList.from_files(self.campaign.dnc, self.campaign.default_region)
-        self.pacer = Pacer(self.campaign.calls_per_second)
+        self.share = share
+        self.channels = share.channels(self.campaign.channels)  # this process's part
+        self.pacer = Pacer(share.rate(self.campaign.calls_per_second), burst=share.burst(),
+                           first=share.offset(self.campaign.calls_per_second))
         self.tasks: set[asyncio.Task[None]] = set()
         self._placing: set[asyncio.Task[object]] = set()  # calls not yet ended (cut by force)
         self.live: set[int] = set()  # attempt ids claimed by this process and not yet written
@@ -581,7 +652,7 @@ class _Driver:
                 continue
             if state is not CampaignState.RUNNING:
                 summary = await self._db(self.store.summary, name, now)
-                idle = idle_reason(summary, now, len(self.tasks), self.campaign.channels)
+                idle = idle_reason(summary, now, len(self.tasks), self.channels)
                 self.pacer.idle()
                 await self._wait(self.poll)
                 continue
@@ -590,9 +661,9 @@ class _Driver:
                                "end_at reached", (CampaignState.RUNNING,))
                 last_state = float("-inf")
                 continue
-            free = self.campaign.channels - len(self.tasks)
+            free = self.channels - len(self.tasks)
             if free <= 0:
-                idle = f"all {self.campaign.channels} channels busy"
+                idle = f"all {self.channels} channels busy"
                 self.pacer.idle()
                 await self._wait(self.poll)
                 continue
@@ -633,7 +704,7 @@ class _Driver:
                 await self._db(self.store.set_state, name, CampaignState.COMPLETED,
                                "every contact is done", (CampaignState.RUNNING,))
                 break
-            idle = idle_reason(summary, now, len(self.tasks), self.campaign.channels)
+            idle = idle_reason(summary, now, len(self.tasks), self.channels)
             wait = self.poll
             if summary.next_due is not None:
                 wait = min(wait, max(0.01, (summary.next_due - now).total_seconds()))
@@ -642,7 +713,7 @@ class _Driver:
         final = await self._db(self.store.summary, name, self.clock())
         # Said from the final counts: the last loop's reason (a call in flight, say) is
         # history once the calls have ended.
-        self._publish(final, idle_reason(final, self.clock(), 0, self.campaign.channels))
+        self._publish(final, idle_reason(final, self.clock(), 0, self.channels))
         await self._db(self.store.heartbeat, name, self.node, self.clock(), 0, "exited")
         return self.last
 
@@ -683,11 +754,7 @@ class _Driver:
         return plan_contact(self.campaign, contact, now, self.dnc)
 
     async def _start_state(self, now: datetime) -> None:
-        state, _ = await self._db(self.store.state, self.campaign.name)
-        if state in (CampaignState.DRAFT, CampaignState.COMPLETED):
-            await self._db(self.store.set_state, self.campaign.name,
-                           start_state(self.campaign, now), "run started",
-                           (state,))
+        await self._db(begin_run, self.store, self.campaign, now)
 
     def _start_due(self, now: datetime) -> bool:
         s = self.campaign.start_at
@@ -832,6 +899,9 @@ class _Driver:
             if progress:
                 try:
                     await self._db(self.store.progress_many, list(progress.items()))
+                except StoreError as exc:  # a forced stop while the store is away
+                    log.error("%s: %d unfinished call records not written: %s",
+                              self.campaign.name, len(progress), exc)
                 except Exception:  # noqa: BLE001 - the end record follows all the same
                     log.exception("%s: writing %d unfinished call records failed",
                                   self.campaign.name, len(progress))
@@ -842,8 +912,12 @@ class _Driver:
                 written = await self._db(self.store.finish_many,
                                          [(a, r, n) for a, r, n, _, _ in batch])
             except Exception as exc:  # noqa: BLE001 - the calls stay open; restart recovers
-                log.exception("%s: writing %d call records failed", self.campaign.name,
-                              len(batch))
+                if isinstance(exc, StoreError):  # a forced stop while the store is away:
+                    log.error("%s: %d call records not written: %s", self.campaign.name,
+                              len(batch), exc)  # said, no traceback
+                else:
+                    log.exception("%s: writing %d call records failed", self.campaign.name,
+                                  len(batch))
                 for *_, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
@@ -855,10 +929,7 @@ class _Driver:
                     fut.set_result(ok)
 
     def _publish(self, s: Summary, idle: str | None) -> None:
-        failed = sum(v for k, v in s.outcomes.items() if k != Outcome.COMPLETED.value)
-        self.last = Progress(
-            state=s.state, total=s.total, dialed=s.attempts, answered=s.answered,
-            in_progress=s.in_flight, waiting=s.pending, done=s.done, failed=failed, idle=idle)
+        self.last = progress_of(s, idle)
         if self.progress_cb is not None:
             self.progress_cb(self.last)
         # Say why nothing is dialed in the log too (headless nodes), once per change/minute.

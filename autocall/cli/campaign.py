@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import inspect
 import json
@@ -24,21 +25,37 @@ from typing import Annotated, Any, Protocol, TypeVar, runtime_checkable
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from autocall import lifeline
 from autocall.campaign import migrations, outbox
 from autocall.campaign import report as rep
 from autocall.campaign.check import Problem, check_campaign, preflight
 from autocall.campaign.contacts import ContactsError, Rejected, import_campaign
 from autocall.campaign.control import SteerError, Verb, explain_number, pin_tree, steer
-from autocall.campaign.dialer import CallPlacer, default_node, run_campaign
+from autocall.campaign.dialer import (
+    SOLE,
+    CallPlacer,
+    Share,
+    begin_run,
+    default_node,
+    run_campaign,
+)
 from autocall.campaign.dialer import Progress as DialProgress
 from autocall.campaign.model import Campaign, CampaignError, CampaignState, load_campaign
 from autocall.campaign.schedule import DncCheck, DncList, is_open_all
 from autocall.campaign.store import Store, StoreError
 from autocall.campaign.trees import TreeLibrary, TreesError
+from autocall.cli.campaign_workers import ORPHAN_GRACE, follow_orders, supervise, worker_count
 from autocall.cli.safe_text import plain, safe
 from autocall.config import Settings, hide_password, shown_url
 from autocall.process import freeze_startup_heap
@@ -299,6 +316,10 @@ def run(
         "--placer", help="MODULE:FACTORY returning the call placer.")] = DEFAULT_PLACER,
     wait: Annotated[bool, typer.Option(
         "--wait/--exit-when-done", help="Keep running when no contact is left.")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, max=512, help="Dialer processes (default: one per core, never "
+        "more than the campaign's channels). They share the campaign's channels and "
+        "calls/second evenly; 1 dials in this process.")] = None,
     as_json: JsonOpt = False,
     tree_from_file: TreeFromFileOpt = False,
 ) -> None:
@@ -310,7 +331,11 @@ def run(
     Given its YAML file again, a campaign pinned to a tree version keeps running that
     version (say --tree-from-file to run the file's tree).
 
-    Example: autocall campaign run spring-survey --db sqlite:///autocall.db
+    With several --workers this process supervises: each worker is a dialer of its own
+    (SIP port AUTOCALL_BIND_PORT + k when a port is set), signals are passed on, and
+    the exit status is 1 if a worker died (its calls are resolved as interrupted).
+
+    Example: autocall campaign run spring-survey --db sqlite:///autocall.db --workers 2
     """
     store = _open(db)
     try:
@@ -342,9 +367,15 @@ def run(
     # The dialer says once when the store goes away and comes back; stamina's line per
     # retry would fill the terminal during an outage.
     logging.getLogger("stamina").setLevel(logging.ERROR)
-    freeze_startup_heap()  # the store, models and libraries stay: keep GC passes short
+    count = worker_count(workers, model.channels)
     try:
-        final, code = asyncio.run(_run(name, store, factory, node, wait, as_json))
+        if count > 1:
+            begin_run(store, model, datetime.now(UTC))  # once; the workers leave it
+            final, code = asyncio.run(_supervise(name, store.url, count, placer, node, wait,
+                                                 as_json))
+        else:
+            freeze_startup_heap()  # the store, models and libraries stay: short GC passes
+            final, code = asyncio.run(_run(name, store, factory, node, wait, as_json))
     except StoreError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -377,42 +408,98 @@ def _refuse_to_dial(name: str, problems: list[Problem]) -> None:
 
 
 async def _run(name: str, store: Store, factory: PlacerFactory, node: str | None, wait: bool,
-               quiet: bool) -> tuple[DialProgress, int]:
-    """Dial; returns the final progress and the exit code (128 + signal if forced)."""
+               quiet: bool, share: Share = SOLE, parent: int | None = None
+               ) -> tuple[DialProgress, int]:
+    """Dial; returns the final progress and the exit code (128 + signal if forced).
+
+    As a worker of ``--workers N`` (``parent`` set): dial ``share`` of the campaign,
+    say nothing of signals (the supervisor does) and stop when the supervisor is gone.
+    """
     def told(sig: signal.Signals) -> None:
-        if len(signals.received) == 1:
+        if len(signals.received) == 1 and parent is None:
             err.print(f"{sig.name}: no new calls; letting calls in flight end "
                       "(send it again to hang them up now)")
 
     signals = StopSignals(told)
+    watch = None if parent is None else asyncio.gather(
+        lifeline.follow_parent(parent, signals.stop, signals.force,
+                               who="the supervisor (autocall campaign run)",
+                               grace=ORPHAN_GRACE),
+        follow_orders(signals.stop, signals.force))
     try:
         async with contextlib.AsyncExitStack() as stack:
             placer = await _enter_placer(stack, factory, store.url)
-            final = await _dial(name, store, placer, node, wait, quiet, signals)
+            final = await _dial(name, store, placer, node, wait, quiet, signals, share,
+                                start=parent is None)
     finally:
         signals.close()
-    code = signals.exit_code
-    return final, code
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
+    if signals.force.is_set() and not signals.received:  # a worker cut by an order
+        return final, 128 + signal.SIGTERM  # (or orphaned): as by a second SIGTERM
+    return final, signals.exit_code
+
+
+async def _supervise(name: str, url: str, workers: int, placer: str, node: str | None,
+                     wait: bool, quiet: bool) -> tuple[DialProgress, int]:
+    """``--workers N``: the same progress display, fed from the store (every worker's
+    calls), while the workers dial."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
+        task = bar.add_task(name, total=None, detail=f"starting {workers} workers")
+        return await supervise(name, url, workers=workers, placer=placer, node=node,
+                               wait=wait, show=functools.partial(_show, bar, task, name),
+                               say=lambda text: err.print(escape(text)))
+
+
+def _show(bar: Progress, task: TaskID, name: str, p: DialProgress) -> None:
+    detail = (f"dialed {p.dialed} · answered {p.answered} · in progress "
+              f"{p.in_progress} · waiting {p.waiting} · not completed {p.failed}")
+    if p.idle:
+        detail += f" · [yellow]{p.idle}[/yellow]"
+    bar.update(task, completed=p.done, total=p.total or None,
+               description=f"{name} ({p.state.value})", detail=detail)
+
+
+def work(name: str, url: str, placer: str, node: str | None, wait: bool, share: Share,
+         parent: int) -> int:
+    """One worker of ``--workers N`` (``python -m autocall.cli.campaign_workers``):
+    dial ``share`` of campaign ``name``; returns the exit status."""
+    try:
+        store = Store(url)
+    except Exception as exc:  # noqa: BLE001 - any connection problem is a usage error
+        err.print(f"[red]error:[/red] cannot open store {shown_url(url)}: "
+                  f"{hide_password(str(exc), url)}")
+        return 2
+    try:
+        factory = _placer_factory(placer)
+        freeze_startup_heap()
+        _, code = asyncio.run(_run(name, store, factory, node, wait, True, share, parent))
+    except StoreError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    finally:
+        store.close()
+    return code
 
 
 async def _dial(name: str, store: Store, placer: CallPlacer, node: str | None, wait: bool,
-                quiet: bool, signals: StopSignals) -> DialProgress:
+                quiet: bool, signals: StopSignals, share: Share = SOLE, start: bool = True
+                ) -> DialProgress:
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), disable=quiet) as bar:
         task = bar.add_task(name, total=None, detail="starting")
 
-        def show(p: DialProgress) -> None:
-            detail = (f"dialed {p.dialed} · answered {p.answered} · in progress "
-                      f"{p.in_progress} · waiting {p.waiting} · not completed {p.failed}")
-            if p.idle:
-                detail += f" · [yellow]{p.idle}[/yellow]"
-            bar.update(task, completed=p.done, total=p.total or None,
-                       description=f"{name} ({p.state.value})", detail=detail)
-
-        dialing = run_campaign(name, store, placer, node=node, progress=show,
+        dialing = run_campaign(name, store, placer, node=node,
+                               progress=functools.partial(_show, bar, task, name),
                                stop=signals.stopping, force=signals.force,
-                               exit_when_idle=not wait)
+                               exit_when_idle=not wait, share=share, start=start)
         # The campaign's webhooks go out from this process too (a task of their own);
         # after the dialer drains they get a short grace, the rest waits in the outbox.
         return await outbox.alongside(store.engine, node or default_node(), dialing)

@@ -225,40 +225,6 @@ class Worker:
             record=json.dumps(record.as_json(), default=str)))
 
 
-async def follow_parent(parent: int, stop: asyncio.Event, force: asyncio.Event, *,
-                        grace: float = ORPHAN_STOP_SECONDS, poll: float = PARENT_POLL
-                        ) -> None:
-    """Once the process ``parent`` is gone: stop dialing (calls in flight end), and after
-    ``grace`` seconds hang up what is still on the line. Nobody is left to stop us.
-
-    The parent's pid is looked at every ``poll`` seconds, and at once on SIGHUP, the
-    parent-death signal :func:`main` asks for. Not SIGTERM: the kernel sends that signal
-    each time the worker is handed from a dying thread of the parent to another (a
-    multi-threaded web process killed with SIGKILL sends it twice), and a second
-    SIGTERM means "hang up now". SIGHUP only makes us look.
-    """
-    loop = asyncio.get_running_loop()
-    look = asyncio.Event()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGHUP, look.set)
-    try:
-        while not lifeline.orphaned(parent):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(look.wait(), poll)
-            look.clear()
-        log.warning("the web process %d is gone: no new calls; calls in flight end (hung "
-                    "up after %g s)", parent, grace)
-        stop.set()
-        await asyncio.sleep(grace)
-        if not force.is_set():
-            log.warning("calls still in flight %g s after the web process died: hanging up",
-                        grace)
-            force.set()
-    finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGHUP)
-
-
 async def work(url: str, settings: Settings, *, parent: int | None = None) -> None:
     """Dial until SIGTERM/SIGINT (the first drains, a second hangs up), or until the
     process ``parent`` is gone."""
@@ -276,7 +242,9 @@ async def work(url: str, settings: Settings, *, parent: int | None = None) -> No
             signals = StopSignals(told)
             worker.stopping, worker.force = signals.stop, signals.force
             watch = None if parent is None else asyncio.create_task(
-                follow_parent(parent, signals.stop, signals.force))
+                lifeline.follow_parent(parent, signals.stop, signals.force,
+                                       who="the web process", grace=ORPHAN_STOP_SECONDS,
+                                       poll=PARENT_POLL))
             try:  # webhooks (campaigns' and calls') leave from here too
                 await outbox.alongside(store.engine, worker.node, worker.run(), grace=5.0)
             finally:

@@ -45,7 +45,9 @@ def _two_default_dialers(tmp_path: Path, url: str, sipp_port: int) -> None:
     )
     sipp.start()
     try:
-        args = ["campaign", "run", campaign.name, "--db", url, "--json"]
+        # One process each: two dialers started apart, each a node (the nodes of
+        # --workers N, also default-named, are test_workers.py's and test_two_nodes.py's)
+        args = ["campaign", "run", campaign.name, "--db", url, "--json", "--workers", "1"]
         first = CliProcess(
             args, cwd=tmp_path, env=sip_env(sipp_port, sipp_port + 10, tmp_path), tag="first"
         )

@@ -20,8 +20,10 @@ pytestmark = pytest.mark.peers
 PHONES = 30800
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_campaign_run_dials_through_the_configured_trunk(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str) -> None:
+    """--workers 2: two processes, each its own UA on AUTOCALL_BIND_PORT + k (issue 20)."""
     now = dt.datetime.now(dt.UTC)
     name = campaign_name(now)
     campaign, cast = write_demo_files(tmp_path, 4, 4, now, name)
@@ -45,7 +47,8 @@ def test_campaign_run_dials_through_the_configured_trunk(
     monkeypatch.setenv("AUTOCALL_TTS_CACHE", str(tmp_path / "tts"))
     db = f"sqlite:///{tmp_path / 'run.db'}"
     try:
-        result = CliRunner().invoke(app, ["campaign", "run", str(campaign), "--db", db])
+        result = CliRunner().invoke(app, ["campaign", "run", str(campaign), "--db", db,
+                                           "--workers", workers])
     finally:
         stop.set()
         thread.join(5)
@@ -59,3 +62,4 @@ def test_campaign_run_dials_through_the_configured_trunk(
     assert {a.number for a in attempts} == set(cast)
     assert all(a.outcome is not None and a.outcome.value == "completed" for a in attempts)
     assert sorted(a.digits for a in attempts) == ["1", "1", "1", "27"]
+    assert len({a.node for a in attempts}) == int(workers)

@@ -182,8 +182,9 @@ def test_run_a_campaign_from_the_browser(tmp_path: Path, browser: Browser) -> No
                "AUTOCALL_TTS_CACHE": str(tmp_path / "tts"),
                "AUTOCALL_RECORDINGS": str(recordings)}
         with open(tmp_path / "dialer.log", "wb") as out:
+            # one dialer process: the dialers counter below counts processes
             dialer = subprocess.Popen([*CLI, "campaign", "run", "spring-survey", "--db", db,
-                                       "--node", "browser-dialer"],
+                                       "--node", "browser-dialer", "--workers", "1"],
                                       stdout=out, stderr=subprocess.STDOUT, env=env,
                                       cwd=tmp_path)
         dialers.append(dialer)

@@ -15,8 +15,10 @@ per frame period over all calls), measured in the same run, with the load averag
 time, not wall time, but a loaded host still slows both). Both schedules must report
 the same events for every call: the bench checks that and fails if they differ.
 
-``--legacy`` builds ``AmdPool(size=n)`` for the per-tick schedule: run it with
-``PYTHONPATH`` pointing at an older checkout to time the code before this change.
+``--baseline-src DIR`` also times the per-tick schedule of an older checkout (``DIR``
+holds its ``autocall`` package, e.g. ``git worktree add /tmp/old main~3``) in a child
+process, between the two runs of this one, so all three figures share the same host
+load; ``--legacy`` is what that child runs (``AmdPool(size=n)``, the old constructor).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -52,7 +55,7 @@ class _Media:
 
 async def _drive(
     calls: int, seconds: float, phases: int, per_tick: bool, legacy: bool
-) -> dict[str, object]:
+) -> tuple[dict[str, float], list[list[AmdEvent]]]:
     clips = [c.samples for c in amd_corpus.corpus(2, 4)]
     pool = AmdPool(size=calls) if legacy else AmdPool(size=calls, per_tick=per_tick)
     medias = [_Media() for _ in range(calls)]
@@ -84,24 +87,31 @@ async def _drive(
     for s in seats:
         finished.append(s.events)
         s.close()
-    return {
+    stats = {
         "us_per_call_frame": round(1e6 * cpu / max(1, pool.frames), 2),
         "passes_per_s": round(pool.batches / seconds, 1),
         "frames": pool.frames,
-        "events": finished,
     }
+    return stats, finished
 
 
 def measure(calls: int, seconds: float, phases: int, legacy: bool) -> dict[str, object]:
-    old = asyncio.run(_drive(calls, seconds, phases, True, legacy))
-    new = asyncio.run(_drive(calls, seconds, phases, False, legacy))
-    if old["events"] != new["events"]:
+    old, old_events = asyncio.run(_drive(calls, seconds, phases, True, legacy))
+    new, new_events = asyncio.run(_drive(calls, seconds, phases, False, legacy))
+    if old_events != new_events:
         raise SystemExit(f"{calls} calls: the two schedules reported different events")
-    out: dict[str, object] = {"calls": calls}
-    for name, r in (("per_tick", old), ("per_period", new)):
-        out[name] = {k: v for k, v in r.items() if k != "events"}
-    out["calls_decided"] = sum(1 for ev in new["events"] if ev)  # type: ignore[union-attr]
-    return out
+    return {"calls": calls, "per_tick": old, "per_period": new, "calls_seen": len(new_events)}
+
+
+def _baseline(src: Path, calls: int, seconds: float, phases: int) -> object:
+    """The per-tick pool of the checkout at ``src``, timed in a child process."""
+    cmd = [sys.executable, __file__, "--legacy", "--json", "--calls", str(calls)]
+    cmd += ["--seconds", str(seconds), "--phases", str(phases)]
+    env = dict(os.environ, PYTHONPATH=str(src.resolve()))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"baseline at {src} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)["rows"][0]["per_tick"]
 
 
 def main() -> None:
@@ -110,21 +120,29 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--phases", type=int, default=8)
     ap.add_argument("--legacy", action="store_true", help="AmdPool without per_tick (old code)")
+    ap.add_argument("--baseline-src", type=Path, help="an older checkout to time as well")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.baseline_src is not None and not (args.baseline_src / "autocall").is_dir():
+        raise SystemExit(f"--baseline-src {args.baseline_src}: no autocall package there")
     if args.legacy:
         rows = []
         for n in args.calls:
-            r = asyncio.run(_drive(n, args.seconds, args.phases, True, True))
-            rows.append({"calls": n, "per_tick": {k: v for k, v in r.items() if k != "events"}})
+            stats, _ = asyncio.run(_drive(n, args.seconds, args.phases, True, True))
+            rows.append({"calls": n, "per_tick": stats})
     else:
-        rows = [measure(n, args.seconds, args.phases, args.legacy) for n in args.calls]
+        rows = []
+        for n in args.calls:
+            row = measure(n, args.seconds, args.phases, args.legacy)
+            if args.baseline_src is not None:
+                row["baseline"] = _baseline(args.baseline_src, n, args.seconds, args.phases)
+            rows.append(row)
     load = os.getloadavg()
     if args.json:
         print(json.dumps({"rows": rows, "load": load}))
         return
     for r in rows:
-        for name in ("per_tick", "per_period"):
+        for name in ("baseline", "per_tick", "per_period"):
             if name in r:
                 v = r[name]
                 assert isinstance(v, dict)

@@ -134,12 +134,15 @@ class AmdListener:
                 self._leaving = True
                 asyncio.get_running_loop().call_soon(self.close)
             return
+        if not self._rest.size and chunk.shape == (FRAME,) and chunk.dtype == np.int16:
+            self.pool.queue(self.channel, chunk)  # the usual 20 ms packet: as it is
+            return
         x = np.asarray(chunk, dtype=np.int16).reshape(-1)
         if self._rest.size:
             x = np.concatenate([self._rest, x])
         whole = x.size - x.size % FRAME
         for k in range(0, whole, FRAME):  # 30 ms packets, or silence of any length
-            self.pool.push(self.channel, x[k : k + FRAME])
+            self.pool.queue(self.channel, x[k : k + FRAME])
         self._rest = x[whole:]
 
     def deliver(self, event: AmdEvent) -> None:
@@ -232,6 +235,12 @@ class AmdPool:
         x = np.asarray(frame, dtype=np.int16).reshape(-1)
         if x.size != FRAME:  # not 20 ms at 8 kHz: pad or cut (AMD works on 8 kHz frames)
             x = np.resize(np.concatenate([x, np.zeros(FRAME, dtype=np.int16)]), FRAME)
+        self.queue(channel, x)
+
+    def queue(self, channel: int, x: Pcm) -> None:
+        """`push` for a frame known to be 160 int16 samples of a channel that is not done
+        (what `AmdListener` hands over: it checked both, and this runs for every call
+        every 20 ms)."""
         queued = self._pending.get(channel)
         if queued is None:
             self._pending[channel] = [x]

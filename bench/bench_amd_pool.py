@@ -103,6 +103,24 @@ def measure(calls: int, seconds: float, phases: int, legacy: bool) -> dict[str, 
     return {"calls": calls, "per_tick": old, "per_period": new, "calls_seen": len(new_events)}
 
 
+def _median(runs: list[dict[str, object]]) -> dict[str, object]:
+    """The runs of one number of calls, each schedule's figures the median over runs."""
+    out = dict(runs[0])
+    for name in ("baseline", "per_tick", "per_period"):
+        if name not in out:
+            continue
+        stats = [r[name] for r in runs]
+        first = stats[0]
+        assert isinstance(first, dict)
+        merged = dict(first)
+        merged["us_per_call_frame"] = float(
+            np.median([s["us_per_call_frame"] for s in stats if isinstance(s, dict)])
+        )
+        merged["us_runs"] = [s["us_per_call_frame"] for s in stats if isinstance(s, dict)]
+        out[name] = merged
+    return out
+
+
 def _baseline(src: Path, calls: int, seconds: float, phases: int) -> object:
     """The per-tick pool of the checkout at ``src``, timed in a child process."""
     cmd = [sys.executable, __file__, "--legacy", "--json", "--calls", str(calls)]
@@ -119,6 +137,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, nargs="+", default=[100, 500])
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--phases", type=int, default=8)
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs of each, interleaved; the median is shown"
+    )
     ap.add_argument("--legacy", action="store_true", help="AmdPool without per_tick (old code)")
     ap.add_argument("--baseline-src", type=Path, help="an older checkout to time as well")
     ap.add_argument("--json", action="store_true")
@@ -133,10 +154,13 @@ def main() -> None:
     else:
         rows = []
         for n in args.calls:
-            row = measure(n, args.seconds, args.phases, args.legacy)
-            if args.baseline_src is not None:
-                row["baseline"] = _baseline(args.baseline_src, n, args.seconds, args.phases)
-            rows.append(row)
+            runs: list[dict[str, object]] = []
+            for _ in range(args.repeat):  # interleaved: a load swing hits all three alike
+                row = measure(n, args.seconds, args.phases, args.legacy)
+                if args.baseline_src is not None:
+                    row["baseline"] = _baseline(args.baseline_src, n, args.seconds, args.phases)
+                runs.append(row)
+            rows.append(_median(runs))
     load = os.getloadavg()
     if args.json:
         print(json.dumps({"rows": rows, "load": load}))
@@ -148,7 +172,8 @@ def main() -> None:
                 assert isinstance(v, dict)
                 print(
                     f"{r['calls']:4d} calls {name:10s}: {v['us_per_call_frame']:7.2f} µs per"
-                    f" call-frame, {v['passes_per_s']:6.1f} passes/s, {v['frames']} frames"
+                    f" call-frame (median; runs {v.get('us_runs')}),"
+                    f" {v['passes_per_s']:6.1f} passes/s, {v['frames']} frames"
                 )
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 

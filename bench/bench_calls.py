@@ -27,7 +27,7 @@ at a raised scheduling priority (`autocall.process`, as ``autocall --priority``)
 
 ``--amd`` adds answering-machine detection to every one of our calls, as a campaign call
 with ``amd:`` runs it (`autocall.telephony.answer`): each call listens through the
-process's shared `AmdPool` (one `AmdBank` analysis per pacing tick over all calls, fed
+process's shared `AmdPool` (one `AmdBank` analysis per 20 ms frame period over all calls, fed
 the received signal after G.711 decoding). Listening starts with the measured window
 (the detector's clock starts there, as it would at the answer), and when a detector
 finishes (its decision; for a machine, the message time) the call starts a new analysis

@@ -2,12 +2,24 @@
 
 `AmdPool` runs one `autocall.audio.amd.AmdBank` for every call of the process. Each call's
 media session hands over the received audio in RTP order in its pacing tick
-(``MediaSession.on_signal``, cut here into 20 ms frames), and the frames that arrive in
-one tick, from all calls, are analysed by a single numpy pass scheduled right after it
-(``loop.call_soon``): AMD on 500 calls costs one analysis per tick, not 500 (DESIGN.md §3,
-batch signal processing). A call that hands over several frames in one tick gets them
-queued in order and analysed in the same pass; a call whose detector is done (decided,
-and for a machine the message time found) costs nothing more.
+(``MediaSession.on_signal``, cut here into 20 ms frames), and the frames of all calls are
+analysed together once per frame period (DESIGN.md §3, batch signal processing): AMD on
+500 calls costs one analysis per 20 ms, not 500. The pacing clock spreads the calls'
+ticks over the phase slots of a frame (``PacingClock(phases=8)``), so a pass per tick
+would serve only an eighth of the calls and cost eight times the per-pass overhead;
+instead the pool waits until every call it is still analysing has handed over a frame
+(the last phase slot of the period: the pass runs right after that tick,
+``loop.call_soon``), or until one frame period after the first frame waiting, whichever
+comes first (a call whose RTP paused, or that ended, holds no one up). A frame therefore
+waits at most one frame period (20 ms) for its analysis: that is all the latency this
+adds. Decision, beep and message times are unchanged by it: they are in the detector's
+own sample clock (frames counted from the answer), not in the loop's.
+
+A call that hands over several frames before a pass gets them queued and analysed in RTP
+order in that pass; a call whose detector is done (decided, and for a machine the
+message time found) costs nothing more. ``AmdPool(per_tick=True)`` keeps the old
+schedule, a pass after every tick that handed over a frame (for comparison in
+``bench/bench_amd_pool.py``).
 
 The signal, not the playout (``on_audio``), because the detector's clock must be the far
 end's: playout adds the jitter buffer's delay, which grows on a busy host, and silence
@@ -42,6 +54,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autocall.audio.amd import (
+    AMD_RATE,
     FRAME,
     AmdBank,
     AmdConfig,
@@ -121,12 +134,15 @@ class AmdListener:
                 self._leaving = True
                 asyncio.get_running_loop().call_soon(self.close)
             return
+        if not self._rest.size and chunk.shape == (FRAME,) and chunk.dtype == np.int16:
+            self.pool.queue(self.channel, chunk)  # the usual 20 ms packet: as it is
+            return
         x = np.asarray(chunk, dtype=np.int16).reshape(-1)
         if self._rest.size:
             x = np.concatenate([self._rest, x])
         whole = x.size - x.size % FRAME
         for k in range(0, whole, FRAME):  # 30 ms packets, or silence of any length
-            self.pool.push(self.channel, x[k : k + FRAME])
+            self.pool.queue(self.channel, x[k : k + FRAME])
         self._rest = x[whole:]
 
     def deliver(self, event: AmdEvent) -> None:
@@ -162,15 +178,21 @@ class AmdListener:
 
 
 class AmdPool:
-    """One detector bank for all calls of the process, analysed once per pacing tick."""
+    """One detector bank for all calls of the process, analysed once per frame period
+    (or once per pacing tick with ``per_tick``; see the module docstring)."""
 
-    def __init__(self, config: AmdConfig | None = None, size: int = 64) -> None:
+    def __init__(
+        self, config: AmdConfig | None = None, size: int = 64, *, per_tick: bool = False
+    ) -> None:
         self.config = config or AmdConfig()
+        self.per_tick = per_tick
         self._bank = AmdBank(size, self.config)
         self._free = list(range(size - 1, -1, -1))
         self._owners: dict[int, AmdListener] = {}
+        self._live: set[int] = set()  # listening and not done: whose frames a pass waits for
         self._pending: dict[int, list[Pcm]] = {}
-        self._scheduled = False
+        self._scheduled = False  # a pass is queued with call_soon
+        self._timer: asyncio.TimerHandle | None = None  # the pass one period after a frame
         self._loop: asyncio.AbstractEventLoop | None = None
         self.batches = 0  # analyses run (for tests and the bench: calls per analysis)
         self.frames = 0
@@ -190,10 +212,12 @@ class AmdPool:
         self._bank.reset(ch, config)
         listener = AmdListener(self, ch, media)
         self._owners[ch] = listener
+        self._live.add(ch)
         return listener
 
     def release(self, channel: int) -> None:
         self._pending.pop(channel, None)
+        self._live.discard(channel)
         if self._owners.pop(channel, None) is not None:
             self._free.append(channel)
 
@@ -204,28 +228,45 @@ class AmdPool:
 
     def push(self, channel: int, frame: Pcm) -> None:
         """Queue one 20 ms frame of ``channel`` for the next pass. A call that hands over
-        several in one tick (a burst after a delivery hold, a late pass) queues them all:
+        several before it (a burst after a delivery hold, a late pass) queues them all:
         forcing a pass per extra frame would make a late loop later still."""
         if self._bank.done(channel):
             return  # decided and followed: nothing more to analyse for this call
         x = np.asarray(frame, dtype=np.int16).reshape(-1)
         if x.size != FRAME:  # not 20 ms at 8 kHz: pad or cut (AMD works on 8 kHz frames)
             x = np.resize(np.concatenate([x, np.zeros(FRAME, dtype=np.int16)]), FRAME)
+        self.queue(channel, x)
+
+    def queue(self, channel: int, x: Pcm) -> None:
+        """`push` for a frame known to be 160 int16 samples of a channel that is not done
+        (what `AmdListener` hands over: it checked both, and this runs for every call
+        every 20 ms)."""
         queued = self._pending.get(channel)
         if queued is None:
             self._pending[channel] = [x]
         else:
             queued.append(x)
         loop = asyncio.get_running_loop()
-        if not self._scheduled or loop is not self._loop:  # a pass of a closed loop never ran
-            self._scheduled = True
+        if loop is not self._loop:  # a pass or timer of a closed loop never ran
             self._loop = loop
+            self._scheduled = False
+            self._timer = None
+        if self._scheduled:
+            return
+        if self.per_tick or len(self._pending) >= len(self._live):
+            # Every call still analysed has a frame waiting: the period's last tick.
+            self._scheduled = True
             loop.call_soon(self.run)
+        elif self._timer is None:
+            self._timer = loop.call_later(FRAME / AMD_RATE, self.run)
 
     def run(self) -> None:
         """Analyse the pending frames of all calls in one pass and deliver the events:
         one bank analysis per number of frames queued (almost always one)."""
         self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
@@ -243,6 +284,9 @@ class AmdPool:
                 owner = self._owners.get(ch)
                 if owner is not None:
                     owner.deliver(event)
+            for ch in rows:
+                if self._bank.done(ch):
+                    self._live.discard(ch)  # the next pass waits for it no more
 
 
 class AmdCall(Protocol):

@@ -130,9 +130,12 @@ def log_in(page: Page, url: str, name: str, password: str) -> None:
     expect(page).to_have_url(f"{url}/campaigns")
 
 
-def shot(page: Page, name: str) -> None:
+def shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """Save a screenshot to look at. A full-page one makes Chromium re-lay the page out at
+    its full height, which sends the mouse a mouseleave: pass ``full_page=False`` while a
+    hover tooltip must stay open."""
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=full_page)
 
 
 @pytest.mark.peers

@@ -47,7 +47,7 @@ def test_design_a_tree_in_the_browser(tmp_path: Path, browser: Browser) -> None:
             marker.hover()
             tooltip = page.locator(".cm-tooltip-lint")
             expect(tooltip).to_contain_text("did you mean 'report'")
-            shot(page, "designer-typo.png")
+            shot(page, "designer-typo.png", full_page=False)  # keeps the hover tooltip open
             tooltip.locator("button", has_text="Use 'report'").click()
             expect(page.locator("#findings")).to_have_text(re.compile(r"^valid · "),
                                                            timeout=15_000)

@@ -18,6 +18,7 @@ from autocall.web import events, limits, metrics, pages, problems, security, ses
 from autocall.web.accounts import Principal
 from autocall.web.api import routers
 from autocall.web.auth import principal
+from autocall.web.pages.render import error_page
 
 SECRET_ENV = "AUTOCALL_WEB_SECRET"
 log = logging.getLogger(__name__)
@@ -76,6 +77,6 @@ def create_app(store: Store, *, settings: Settings | None = None,
     session.install(app, secret_key or session_secret(), https=https)
     # Before any other: no byte of a body reaches a parser (the CSRF check's included)
     # past its route's limit; the security headers go on its 413 too.
-    app.add_middleware(limits.BodyLimit)
+    app.add_middleware(limits.BodyLimit, page=error_page)
     app.add_middleware(security.SecurityHeaders, hsts=https)
     return app

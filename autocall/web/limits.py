@@ -11,9 +11,10 @@ below, so a form of thousands of tiny parts is refused (400) before it is all pa
 
 from __future__ import annotations
 
-import html
 import re
+from collections.abc import Callable
 from typing import Final
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -68,18 +69,29 @@ def too_large(path: str) -> str:
     )
 
 
-def refusal(scope: Scope) -> Response:
-    """413 as a problem document (RFC 9457) for the API, a short page for a browser."""
+ErrorPage = Callable[[str, str, str], str]
+"""(title, detail, back link) -> the console's error page as HTML."""
+
+
+def _back(headers: Headers) -> str:
+    """The page the form was on (the Referer's path only, never another site), else /."""
+    parts = urlsplit(headers.get("referer", ""))
+    path = parts.path
+    if not path.startswith("/") or path.startswith("//") or path.startswith("/v1/"):
+        return "/"
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+def refusal(scope: Scope, page: ErrorPage) -> Response:
+    """413 as a problem document (RFC 9457) for the API, the console's error page (in
+    its frame, with a way back) for a browser."""
     path = str(scope.get("path", ""))
     detail = too_large(path)
-    accept = Headers(scope=scope).get("accept", "")
+    request_headers = Headers(scope=scope)
     headers = {"Connection": "close"}  # the rest of the body is never read
-    if not path.startswith("/v1/") and "text/html" in accept:
+    if not path.startswith("/v1/") and "text/html" in request_headers.get("accept", ""):
         return HTMLResponse(
-            f"<!doctype html><title>Too large</title><h1>Too large</h1>"
-            f"<p>{html.escape(detail)}</p>",
-            status_code=413,
-            headers=headers,
+            page("Too large", detail, _back(request_headers)), status_code=413, headers=headers
         )
     return JSONResponse(
         {
@@ -98,8 +110,9 @@ def refusal(scope: Scope) -> Response:
 class BodyLimit:
     """Bound every HTTP request body by its route's limit (see the module's text)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, page: ErrorPage) -> None:
         self.app = app
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,7 +121,7 @@ class BodyLimit:
         limit, _ = limit_of(str(scope.get("path", "")))
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await refusal(scope)(scope, receive, send)
+            await refusal(scope, self.page)(scope, receive, send)
             return
         seen = 0
         over = False
@@ -139,4 +152,4 @@ class BodyLimit:
         except TooLarge:
             if started:
                 raise
-            await refusal(scope)(scope, receive, send)
+            await refusal(scope, self.page)(scope, receive, send)

@@ -226,3 +226,30 @@ def test_the_api_reads_its_csrf_token_from_the_header_only(
                                     headers={"X-CSRF-Token": console.csrf})
     assert in_header.status_code in (200, 201), in_header.text
     assert in_header.json()["added"] == 1
+
+
+def test_a_browser_is_told_in_the_consoles_own_page(
+        served: Served, store: Store, make_user: Callable[..., tuple[str, str]],
+        make_campaign: Callable[..., str], login: Callable[[str, str, str], Console]
+) -> None:
+    """A browser's too-large form gets the console's error page (its frame, the limit,
+    a way back to the page the form was on), not a bare line; another site named in
+    the Referer is never the way back."""
+    name = make_campaign(store)
+    console = login(served.url, *make_user("marketer"))
+    form = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            "Cookie": cookie_of(console), "Accept": "text/html,application/xhtml+xml"}
+    answer = raw_post(served.url, f"/campaigns/{name}/start",
+                      {**form, "Referer": f"{served.url}/campaigns/{name}?tab=contacts"},
+                      multipart_stream(HUGE), declared=HUGE, send_body=False, timeout=20)
+    assert answer.status == 413, answer
+    assert 'href="/static/console.css"' in answer.body, answer.body[:400]
+    assert "<h1>Too large</h1>" in answer.body, answer.body[:400]
+    assert "the request body is over 4 MiB" in answer.body
+    assert f'href="/campaigns/{name}?tab=contacts">Back</a>' in answer.body, answer.body
+    answer = raw_post(served.url, f"/campaigns/{name}/start",
+                      {**form, "Referer": "https://evil.example//phish"},
+                      multipart_stream(HUGE), declared=HUGE, send_body=False, timeout=20)
+    assert answer.status == 413, answer
+    assert 'href="/">Back</a>' in answer.body, answer.body
+    still_serving(served, console)

@@ -37,3 +37,11 @@ def render(request: Request, name: str, context: dict[str, Any], *, status: int 
     return templates.TemplateResponse(request, name, {
         "who": who, "nav": nav, "csrf": token, "version": __version__,
         "path": request.url.path, **context}, status_code=status)
+
+
+def error_page(title: str, detail: str, back: str) -> str:
+    """error.html for a request answered before the app ran (a body over its limit), so
+    with no session: the console's frame without a user."""
+    return templates.env.get_template("error.html").render(
+        who=None, nav=[], csrf="", version=__version__, path="",
+        title=title, detail=detail, back=back)

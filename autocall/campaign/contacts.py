@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,8 @@ from phonenumbers import timezone as pn_timezone
 from autocall.campaign.model import Campaign, ContactColumns, NewContact
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from autocall.campaign.store import Store
 
 _UNKNOWN_TZ = "Etc/Unknown"
@@ -425,13 +427,16 @@ def read_lists(campaign: Campaign) -> ListsRead:
 
 
 def import_campaign(store: Store, campaign: Campaign, lists: ListsRead | None = None,
-                    *, tree_from_file: bool = False) -> ImportReport:
+                    *, tree_from_file: bool = False,
+                    unpinned: Callable[[Connection, str], None] | None = None
+                    ) -> ImportReport:
     """Save the campaign definition and import all its contact lists (dedupe across them).
 
     Every list is read (or was, ``lists``) before anything is written, so a list that
     cannot be read leaves the store as it was (no campaign saved without its contacts).
     A stored campaign pinned to a tree version keeps it (``kept_tree`` says which) unless
-    ``tree_from_file``: importing the same file again never moves a pin (issue 17).
+    ``tree_from_file``: importing the same file again never moves a pin (issue 17);
+    ``unpinned(conn, pin)`` runs in the transaction that replaces one (its audit line).
     """
     from autocall.campaign.schedule import DncList
 
@@ -439,7 +444,7 @@ def import_campaign(store: Store, campaign: Campaign, lists: ListsRead | None = 
         lists = read_lists(campaign)
     dnc = DncList.from_files(campaign.dnc, campaign.default_region)
     on_dnc = sum(1 for c in lists.contacts if c.number in dnc)
-    store.save_campaign(campaign, keep_pin=not tree_from_file)
+    store.save_campaign(campaign, keep_pin=not tree_from_file, unpinned=unpinned)
     runs = store.tree_of(campaign.name)
     added, already = store.add_contacts(campaign.name, lists.contacts)
     return ImportReport(added, len(lists.duplicate_rows) + already, lists.rejected,

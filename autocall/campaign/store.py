@@ -454,14 +454,17 @@ class Store:
     # --- campaigns ----------------------------------------------------------------
 
     def save_campaign(self, campaign: Campaign, state: CampaignState = CampaignState.DRAFT,
-                      now: datetime | None = None, *, keep_pin: bool = False
+                      now: datetime | None = None, *, keep_pin: bool = False,
+                      unpinned: Callable[[Connection, str], None] | None = None
                       ) -> CampaignState:
         """Insert or update a campaign definition; an existing campaign keeps its state.
 
         ``keep_pin``: an existing campaign that runs a stored tree version
         (``store:NAME@N``, set by ``autocall campaign pin`` or the console) keeps running
         it whatever ``campaign.tree`` says: a campaign moves to another version only when
-        someone moves it (issue 17). :meth:`tree_of` then tells which tree it runs."""
+        someone moves it (issue 17). :meth:`tree_of` then tells which tree it runs.
+        Without it, a pin the definition replaces is passed to ``unpinned(conn, pin)`` in
+        the same transaction (the caller's audit line exists iff the move does)."""
         now = _naive(now or datetime.now(UTC))
         definition = campaign.model_dump_json()
         with self.engine.begin() as conn:
@@ -475,10 +478,12 @@ class Store:
                     name=campaign.name, state=state.value, definition=definition,
                     created_at=now, updated_at=now))
                 return state
-            if keep_pin:
-                stored = Campaign.model_validate_json(row.definition).tree
-                if stored.startswith("store:"):  # trees.STORE_PREFIX: a pinned version
+            stored = Campaign.model_validate_json(row.definition).tree
+            if stored.startswith("store:"):  # trees.STORE_PREFIX: a pinned version
+                if keep_pin:
                     definition = campaign.model_copy(update={"tree": stored}).model_dump_json()
+                elif unpinned is not None and campaign.tree != stored:
+                    unpinned(conn, stored)
             conn.execute(update(campaigns).where(campaigns.c.name == campaign.name)
                          .values(definition=definition, updated_at=now))
             return CampaignState(row.state)

@@ -34,6 +34,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from autocall import lifeline
@@ -224,7 +225,8 @@ def import_(
                       f"fix them (autocall campaign validate {safe(file)})")
         raise typer.Exit(1)
     try:
-        result = import_campaign(store, campaign, checked.lists, tree_from_file=tree_from_file)
+        result = import_campaign(store, campaign, checked.lists, tree_from_file=tree_from_file,
+                                 unpinned=_audit_unpin(campaign))
     except ContactsError as exc:  # a list changed between the check and the import
         err.print(safe(str(exc)))
         raise typer.Exit(2) from None
@@ -344,7 +346,8 @@ def run(
             checked = check_campaign(model, Path(campaign), _trees(store))
             _refuse_to_dial(model.name, checked.errors)
             report = import_campaign(store, model, checked.lists,
-                                     tree_from_file=tree_from_file)
+                                     tree_from_file=tree_from_file,
+                                     unpinned=_audit_unpin(model))
             name = model.name
             if report.kept_tree:
                 _kept_pin(name, report.kept_tree, model.tree)
@@ -659,6 +662,17 @@ def pin(
         also=lambda conn, before: audit(conn, "cli", "campaign.tree", name,
                                         tree=f"store:{tree}@{number}", previous=before)))
     typer.echo(f"{name}: {done.before} -> {done.after}")
+
+
+def _audit_unpin(campaign: Campaign) -> Callable[[Connection, str], None]:
+    """--tree-from-file moves a campaign off its pinned version: audited like a pin."""
+    from autocall.web.accounts import audit  # the audit log lives with the accounts
+
+    def unpinned(conn: Connection, before: str) -> None:
+        audit(conn, "cli", "campaign.tree", campaign.name, tree=campaign.tree,
+              previous=before, via="--tree-from-file")
+
+    return unpinned
 
 
 _PIN_ARG = re.compile(r"^(?P<tree>[A-Za-z0-9][A-Za-z0-9_-]{0,99})@(?P<version>[0-9]{1,9})$")

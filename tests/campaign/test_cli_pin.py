@@ -61,3 +61,36 @@ def test_pin_a_published_version_from_the_terminal(tmp_path: Path) -> None:
     assert helped.wait(60) == 0
     assert "Example: autocall campaign pin spring-survey reminder@2" in helped.stdout()
     store.close()
+
+
+def test_tree_from_file_moving_off_a_pin_is_audited(tmp_path: Path) -> None:
+    """--tree-from-file takes a campaign off its pinned version: that move is in the
+    audit log like a pin (who, from which version, to which file), and an import that
+    keeps the pin, or moves nothing, writes no line."""
+    url = f"sqlite:///{tmp_path / 'unpin.db'}"
+    (tmp_path / "tree.yaml").write_text(TREE, encoding="utf-8")
+    file = write_campaign(tmp_path, 2)
+    store = Store(url)
+    import_campaign(store, load_campaign(file))
+    TreeLibrary(store.engine).save("held", TREE, "user:dana")
+    TreeLibrary(store.engine).publish("held", 1, "user:dana")
+    assert _pin(tmp_path, url, "test-campaign", "held@1").proc.returncode == 0
+
+    def imported(*flags: str) -> None:
+        run = CliProcess(["campaign", "import", str(file), "--db", url, *flags],
+                         cwd=tmp_path, env={}, tag=f"import-{next(RUNS)}")
+        assert run.wait(60) == 0, run.stderr()
+
+    imported()  # keeps the pin: nothing moved, nothing audited
+    assert store.tree_of("test-campaign") == "store:held@1"
+    imported("--tree-from-file")
+    assert store.tree_of("test-campaign") == str(tmp_path / "tree.yaml")
+    imported("--tree-from-file")  # no pin left to move off
+    lines = [a for a in audit_lines(store.engine) if a.action == "campaign.tree"]
+    assert [(a.actor, a.subject, a.detail) for a in reversed(lines)] == [
+        ("cli", "test-campaign", {"tree": "store:held@1",
+                                  "previous": str(tmp_path / "tree.yaml")}),
+        ("cli", "test-campaign", {"tree": str(tmp_path / "tree.yaml"),
+                                  "previous": "store:held@1", "via": "--tree-from-file"}),
+    ]
+    store.close()

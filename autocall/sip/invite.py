@@ -96,10 +96,12 @@ class Failed:
 
 @dataclass(frozen=True)
 class Ended:
-    """A confirmed call hung up, ``by`` us or by the far end's BYE (``message``)."""
+    """A confirmed call hung up, ``by`` us or by the far end's BYE (``message``);
+    ``reason``: why we did, when it was not asked for (session expired, no ACK, ...)."""
 
     by: str
     message: Request | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -890,4 +892,4 @@ class InviteUsage:
         extra = [("Reason", f'SIP;cause=200;text="{reason}"')] if reason else None
         req = self.dialog.new_request("BYE", self.agent.via(), extra=extra)
         self._terminate()
-        return [StartRequest(req, self.dialog), Emit(Ended("local"))]
+        return [StartRequest(req, self.dialog), Emit(Ended("local", reason=reason))]

@@ -734,6 +734,8 @@ class Call:
                 self._old_ended = ev
                 return
             if self.status is CallStatus.IN_PROGRESS:
+                if ev.reason is not None:  # the record says why the call ended, not "OK"
+                    self.reason = ev.reason
                 self.ua.loop.create_task(self._finish(CallStatus.COMPLETED, self.sip_code,
                                                       self.reason, by=ev.by))
             elif not self.status.final:

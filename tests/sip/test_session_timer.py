@@ -264,7 +264,8 @@ def test_when_the_far_end_refreshes_we_wait_and_send_bye_if_it_stops() -> None:
     [bye] = _sent(actions)
     assert isinstance(bye, Request) and bye.method == "BYE"
     assert "session expired" in (bye.headers.get("Reason") or "")
-    assert [a.event for a in actions if isinstance(a, Emit)] == [Ended("local")]
+    assert [a.event for a in actions if isinstance(a, Emit)] == [
+        Ended("local", reason="session expired")]
     assert usage.state is InviteState.TERMINATED and usage.deadline is None
 
 
@@ -319,7 +320,8 @@ def test_a_failed_refresh_ends_the_call_or_tries_again_as_the_rfc_says() -> None
         assert [m.method for m in bye if isinstance(m, Request)] == ["BYE"]
     usage, req = refreshing()
     timeout = LocalFailure(408, "Request Timeout (no response)", response_to(req, 408).headers)
-    assert usage.refreshed(timeout, 93.0)[-1] == Emit(Ended("local"))
+    assert usage.refreshed(timeout, 93.0)[-1] == Emit(
+        Ended("local", reason="session refresh failed (408)"))
     # UPDATE not implemented over there: a re-INVITE at once, and from then on.
     usage, req = refreshing()
     [again] = usage.refreshed(response_to(req, 501), 61.1)

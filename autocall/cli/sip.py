@@ -170,12 +170,13 @@ def check(
         help="Local address to send from (host:port); default AUTOCALL_BIND_HOST.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Check a trunk: DNS, OPTIONS, REGISTER (digest) and a test call, and say what passed.
+    """Check a trunk: DNS, OPTIONS, REGISTER (digest), a test call and its audio both ways.
 
     The trunk file gives host, port, transport, registration, user, caller-ID header and
     the variable holding the password (password_env:, default AUTOCALL_SIP_PASSWORD);
     AUTOCALL_SIP_* variables that are set win over it. The test call goes to the echo
-    number only if one is given; it is hung up once answered. A step that fails shows the
+    number only if one is given; once answered, keys sent in-band must come back (no RTP
+    back is one-way audio), then it is hung up. A step that fails shows the
     SIP messages it sent and received. Exit status 0 when nothing failed, 1 when a step
     failed, 2 on a bad trunk file or option.
 

@@ -6,7 +6,10 @@ Four steps, each a :class:`Step` with ``pass``/``warn``/``fail``/``skip``:
 2. ``options``: an OPTIONS is answered (RFC 3261 §11);
 3. ``register``: a REGISTER (digest, RFC 3261 §22) is accepted, when the trunk registers;
    the binding is removed again afterwards (``Expires: 0``, §10.2.2);
-4. ``invite``: a test call to the trunk's echo number is answered, then hung up.
+4. ``invite``: a test call to the trunk's echo number is answered;
+5. ``media``: on that call, keys sent in-band come back from the echo: audio flows both
+   ways (one-way audio, from a wrong public address or a firewall, is the usual fault of
+   a new trunk, and SIP alone never shows it); then the call is hung up.
 
 :func:`judge` (sans-I/O) turns what a step got back into its verdict and a sentence that
 says what to do; :func:`check_trunk` is the thin asyncio driver. A step that fails
@@ -21,12 +24,16 @@ import contextlib
 import ipaddress
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from autocall.config import Settings, TrunkSettings
 from autocall.sip.invite import LocalFailure
 from autocall.sip.message import URI, Response
 from autocall.sip.trace import SipTrace, TraceEntry
 from autocall.sip.transaction import Timers
+
+if TYPE_CHECKING:
+    from autocall.telephony.call import Call
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 
@@ -98,6 +105,28 @@ def judge(step: str, answer: Answer, *, timeout: float, password_env: str) -> tu
     if step == "invite" and code in (486, 600, 603):
         return FAIL, f"{said}: the echo number is busy or declined"
     return FAIL, said
+
+
+ECHO_KEYS = "159"
+"""Sent in-band on the echo call: three keys, each on a different row and column."""
+
+
+def judge_media(heard: str, received: int, seconds: float, local: str) -> tuple[str, str]:
+    """The verdict on the echo call's audio: ``heard`` the keys detected in what came
+    back, ``received`` its RTP packets, within ``seconds``; ``local`` our RTP port."""
+    if received == 0:
+        return FAIL, (
+            f"one-way audio: no RTP came back in {seconds:g} s to our {local}; the far "
+            "end cannot reach our media address (behind NAT set AUTOCALL_ADVERTISED_HOST "
+            "to the public address; open the RTP ports in the firewall)"
+        )
+    if heard == ECHO_KEYS:
+        return PASS, f"audio both ways: the echo returned our keys {ECHO_KEYS} in-band"
+    got = f"heard {heard!r}" if heard else "heard no keys"
+    return WARN, (
+        f"audio comes back ({received} RTP packets) but not our keys {ECHO_KEYS} ({got}): "
+        "the number may not be an echo, or the audio path distorts tones"
+    )
 
 
 def _is_address(host: str) -> bool:
@@ -218,6 +247,7 @@ async def check_trunk(
             steps.append(
                 Step("invite", SKIP, "no echo number: set echo: in the trunk file or pass --echo")
             )
+            steps.append(Step("media", SKIP, "no echo number to call"))
             return steps
         t0, mark = time.monotonic(), trace.mark()
         try:
@@ -235,12 +265,13 @@ async def check_trunk(
                     trace.since(mark),
                 )
             )
-            return steps
+            return _skip_rest(steps, "invite")
         status = await call.wait_answer(ring_timeout + timeout)
         if status is CallStatus.IN_PROGRESS:
             steps.append(
                 done("invite", Answer(call.sip_code or 200, call.reason or "OK"), t0, mark)
             )
+            steps.append(await _echo_media(call, timeout))
             await call.hangup()
             await call.wait_ended(timeout)
         else:
@@ -259,14 +290,45 @@ async def check_trunk(
                     mark,
                 )
             )
+            steps.append(Step("media", SKIP, "not tried: the test call was not answered"))
         return steps
     finally:
         ua.sip.trace = None
         await ua.close()
 
 
+async def _echo_media(call: Call, timeout: float) -> Step:
+    """Send :data:`ECHO_KEYS` in-band and listen for them (and any RTP) coming back."""
+    media = call.media
+    t0 = time.monotonic()
+    media.inband_detection = True
+    heard = ""
+
+    async def listen() -> None:
+        nonlocal heard
+        async for d in media.digits():
+            if d.source == "inband":
+                heard += d.digit
+                if len(heard) >= len(ECHO_KEYS):
+                    return
+
+    listening = asyncio.ensure_future(listen())
+    try:
+        await media.send_dtmf(ECHO_KEYS, method="inband")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(listening), timeout)
+    finally:
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+    seconds = time.monotonic() - t0
+    outcome, detail = judge_media(heard, media.stats().packets_received, round(seconds, 1),
+                                  f"RTP port {media.local_port}")
+    return Step("media", outcome, detail, None, seconds * 1000)
+
+
 def _skip_rest(steps: list[Step], after: str) -> list[Step]:
-    for name in ("options", "register", "invite"):
+    for name in ("options", "register", "invite", "media"):
         if name not in {s.name for s in steps}:
             steps.append(Step(name, SKIP, f"not tried: {after} failed"))
     return steps

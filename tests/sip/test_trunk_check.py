@@ -17,7 +17,7 @@ from typer.testing import CliRunner, Result
 from autocall.cli import app
 from autocall.sip.callerid import CallerIdStyle
 from autocall.sip.message import Address
-from autocall.telephony.trunkcheck import FAIL, PASS, WARN, Answer, judge
+from autocall.telephony.trunkcheck import FAIL, PASS, WARN, Answer, judge, judge_media
 from tests.peers import SCENARIOS, Kamailio, KamailioTls, Sipp
 from tests.sip.dnsserver import DnsServer
 from tests.tlsca import TestCa, days_ago
@@ -50,6 +50,17 @@ def test_verdicts_say_what_to_do() -> None:
     assert _judge("register", Answer(405, "Method Not Allowed"))[0] == FAIL  # not a warning
     assert "does not know the echo number" in _judge("invite", Answer(404, "Not Found"))[1]
     assert _judge("invite", Answer(200, "OK"))[0] == PASS
+
+
+def test_media_verdicts_tell_one_way_audio_from_a_number_that_does_not_echo() -> None:
+    assert judge_media("159", 180, 1.2, "RTP port 40000")[0] == PASS
+    outcome, why = judge_media("", 0, 2.0, "RTP port 40000")
+    assert outcome == FAIL and "one-way audio" in why and "RTP port 40000" in why
+    assert "AUTOCALL_ADVERTISED_HOST" in why
+    outcome, why = judge_media("", 150, 2.0, "RTP port 40000")
+    assert outcome == WARN and "heard no keys" in why and "150 RTP packets" in why
+    outcome, why = judge_media("15", 150, 2.0, "RTP port 40000")
+    assert outcome == WARN and "heard '15'" in why
 
 
 # ---- against peers --------------------------------------------------------------------------
@@ -97,7 +108,7 @@ async def test_a_good_trunk_passes_and_its_caller_id_header_reaches_the_callee(
         f"echo: 'sip:echo@127.0.0.1:{sipp_port}'\n")
     monkeypatch.setenv("KAM_PW", USERS["alice"])
     sipp = Sipp(SCENARIOS / "uas_answer.xml", port=sipp_port, media_port=sipp_port + 2,
-                cwd=tmp_path, extra=["-trace_msg"])
+                cwd=tmp_path, extra=["-trace_msg", "-rtp_echo"])
     with Kamailio(port=kam_port, users=USERS), sipp:
         result = await asyncio.to_thread(_check, "kam", "--json")
         assert await asyncio.to_thread(sipp.wait, 10) == 0, sipp.errors()
@@ -105,8 +116,9 @@ async def test_a_good_trunk_passes_and_its_caller_id_header_reaches_the_callee(
     data = json.loads(result.output)
     assert data["ok"] is True and data["caller_id_header"] == str(style)
     steps = _steps(result)
-    assert [s["outcome"] for s in steps.values()] == [PASS] * 4, steps
+    assert [s["outcome"] for s in steps.values()] == [PASS] * 5, steps
     assert steps["register"]["status"] == 200 and steps["invite"]["status"] == 200
+    assert "returned our keys 159" in str(steps["media"]["detail"])
     assert "trace" not in steps["invite"]  # traces are for failures
     invite = _invite_sipp_got(tmp_path)
     from_ = Address.parse(next(line.split(":", 1)[1] for line in invite.splitlines()
@@ -122,6 +134,32 @@ async def test_a_good_trunk_passes_and_its_caller_id_header_reaches_the_callee(
         assert from_.uri.user == "alice" and pai == [], invite
         assert rpid == ['Remote-Party-ID: "+15550100" <sip:+15550100@127.0.0.1>'
                         ';party=calling;screen=no;privacy=off'], invite
+
+
+@pytest.mark.peers
+@pytest.mark.timeout(60)
+async def test_an_echo_number_that_sends_no_audio_back_is_one_way_audio(
+        trunks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The call is answered (SIP is fine), but no RTP comes back: the media step fails
+    and says what to check; a human reading only SIP would have called it a pass."""
+    kam_port, sipp_port = next(_ports), next(_ports)
+    (trunks / "kam.yaml").write_text(
+        f"preset: kamailio\nhost: 127.0.0.1\nport: {kam_port}\nuser: alice\n"
+        f"password_env: KAM_PW\necho: 'sip:echo@127.0.0.1:{sipp_port}'\n")
+    monkeypatch.setenv("KAM_PW", USERS["alice"])
+    sipp = Sipp(SCENARIOS / "uas_answer.xml", port=sipp_port, media_port=sipp_port + 2,
+                cwd=tmp_path, calls=2)  # no -rtp_echo: it answers and stays silent
+    with Kamailio(port=kam_port, users=USERS), sipp:
+        result = await asyncio.to_thread(_check, "kam", "--json")
+        text = await asyncio.to_thread(_check, "kam")
+        assert await asyncio.to_thread(sipp.wait, 10) == 0, sipp.errors()
+    assert result.exit_code == 1, result.output
+    steps = _steps(result)
+    assert [steps[s]["outcome"] for s in ("options", "register", "invite")] == [PASS] * 3
+    media = steps["media"]
+    assert media["outcome"] == FAIL and "one-way audio: no RTP came back" in str(
+        media["detail"]), media
+    assert text.exit_code == 1 and "one-way audio" in text.output and "Traceback" not in text.output
 
 
 @pytest.mark.peers

@@ -88,7 +88,9 @@ def start_web(db: str, work: Path, env: dict[str, str] | None = None
             except httpx.HTTPError:
                 return False
 
-        wait_until(up, 20, "autocall web answers /healthz")
+        # Start-up is imports (FastAPI, SQLAlchemy, alembic, numpy: about 3 s quiet),
+        # over 20 s on a 2-core machine at load 6; what these tests check comes after.
+        wait_until(up, 60, "autocall web answers /healthz")
         yield WebProcess(url, proc, log)
     finally:
         proc.terminate()

@@ -174,7 +174,7 @@ def test_web_server_starts_and_stops_its_dialer_worker(tmp_path: Path) -> None:
     assert proc.stderr is not None and "dialer worker stopped (exit 0)" in proc.stderr.read()
 
 
-def _up(url: str, timeout: float = 20) -> None:
+def _up(url: str, timeout: float = 60) -> None:  # start-up: imports, slow when loaded
     deadline = time.monotonic() + timeout
     while True:
         try:

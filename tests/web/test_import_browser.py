@@ -65,7 +65,7 @@ def web_process(db: str, work: Path) -> Iterator[str]:
                                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=work)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        for _ in range(600):  # about 60 s: start-up is imports, slow on a loaded host
             assert proc.poll() is None, log.read_text()
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:

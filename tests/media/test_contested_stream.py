@@ -27,6 +27,7 @@ from autocall.media import Digit, MediaEngine, MediaSession
 from autocall.media.reorder import ReorderBuffer
 from autocall.media.rtp import RtpPacket
 from autocall.media.source import SourceValidator
+from tests.media.udp_call import udp_call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -89,17 +90,9 @@ def test_the_reorder_buffer_says_what_gap_the_timestamps_put_before_resumed_audi
 
 
 @pytest.fixture
-async def call() -> AsyncIterator[tuple[MediaSession, socket.socket]]:
-    engine = MediaEngine()
-    media = await MediaSession.open(engine, port=US)
-    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    caller.bind(("127.0.0.1", CALLER))
-    caller.setblocking(False)
-    media.start(("127.0.0.1", CALLER), payload_type=0, dtmf_payload_type=101)
-    yield media, caller
-    await media.close()
-    caller.close()
-    engine.close()
+async def call(engine: MediaEngine) -> AsyncIterator[tuple[MediaSession, socket.socket]]:
+    async with udp_call(engine, US, CALLER) as both:
+        yield both
 
 
 Packet = tuple[float, bytes]

@@ -25,6 +25,7 @@ from autocall.audio.tones import beep, dtmf
 from autocall.media import Digit, MediaEngine, MediaSession
 from autocall.media.rtp import RtpPacket
 from autocall.media.telephone_event import TelephoneEvent, event_code
+from tests.media.udp_call import udp_call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,22 +33,9 @@ US, CALLER, OTHER = 40300, 40301, 40302  # h1's port range: 40000-40999
 
 
 @pytest.fixture
-async def engine() -> AsyncIterator[MediaEngine]:
-    eng = MediaEngine()
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
 async def call(engine: MediaEngine) -> AsyncIterator[tuple[MediaSession, socket.socket]]:
-    media = await MediaSession.open(engine, port=US)
-    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    caller.bind(("127.0.0.1", CALLER))
-    caller.setblocking(False)
-    media.start(("127.0.0.1", CALLER), payload_type=0, dtmf_payload_type=101)
-    yield media, caller
-    await media.close()
-    caller.close()
+    async with udp_call(engine, US, CALLER) as both:
+        yield both
 
 
 Packet = tuple[float, bytes]  # send time (seconds from the start), datagram

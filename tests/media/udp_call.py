@@ -1,5 +1,5 @@
-"""A live `MediaSession` and its caller's UDP socket on fixed loopback ports, and the RTP
-packets of a keyed code: shared by the receive-path tests of issue 22."""
+"""A live `MediaSession` and its caller's UDP socket on fixed loopback ports, two sessions
+talking to each other, and the RTP packets of a keyed code: shared by the media tests."""
 
 from __future__ import annotations
 
@@ -13,6 +13,21 @@ from autocall.audio import g711
 from autocall.audio.tones import dtmf
 from autocall.media import MediaEngine, MediaSession
 from autocall.media.rtp import RtpPacket
+
+
+@asynccontextmanager
+async def session_pair(engine: MediaEngine, payload_type: int
+                       ) -> AsyncIterator[tuple[MediaSession, MediaSession]]:
+    """Two sessions on loopback sending ``payload_type`` (and RFC 4733 as 101) to each other."""
+    a = await MediaSession.open(engine)
+    b = await MediaSession.open(engine)
+    a.start(("127.0.0.1", b.local_port), payload_type=payload_type, dtmf_payload_type=101)
+    b.start(("127.0.0.1", a.local_port), payload_type=payload_type, dtmf_payload_type=101)
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
 
 
 @asynccontextmanager

@@ -136,18 +136,22 @@ def _line(x: np.ndarray) -> np.ndarray:
     return np.clip(x + noise, -32768, 32767).astype(np.int16)
 
 
-def _call(tmp_path: Path, audio: np.ndarray, *args: str) -> tuple[dict[str, object], Wire]:
+def amd_call(tmp_path: Path, audio: np.ndarray, tree_text: str, ports: tuple[int, int, int],
+             *args: str) -> tuple[dict[str, object], Wire]:
+    """``autocall call --amd --tree`` to a SIPp callee whose line sends ``audio``: the
+    record it prints and the wire. ``ports``: the callee's SIP and media ports, ours."""
+    sip_port, media_port, our_port = ports
     (tmp_path / "callee.ul").write_bytes(ulaw_encode(audio))
     scenario = (SCENARIOS / "uas_answer_inband.xml").read_text().replace("inband.ul", "callee.ul")
     (tmp_path / "uas_amd.xml").write_text(scenario)
     tree = tmp_path / "tree.yaml"
-    tree.write_text(TREE)
+    tree.write_text(tree_text)
     with (
-        Wire(MEDIA_PORT) as wire,
+        Wire(media_port) as wire,
         Sipp(
             tmp_path / "uas_amd.xml",
-            port=SIP_PORT,
-            media_port=MEDIA_PORT,
+            port=sip_port,
+            media_port=media_port,
             timeout=40,
             cwd=tmp_path,
         ) as peer,
@@ -156,11 +160,11 @@ def _call(tmp_path: Path, audio: np.ndarray, *args: str) -> tuple[dict[str, obje
             app,
             [
                 "call",
-                f"sip:sipp@127.0.0.1:{SIP_PORT}",
+                f"sip:sipp@127.0.0.1:{sip_port}",
                 "--tree",
                 str(tree),
                 "--bind",
-                f"127.0.0.1:{OUR_PORT}",
+                f"127.0.0.1:{our_port}",
                 "--json",
                 "--amd",
                 *args,
@@ -170,6 +174,10 @@ def _call(tmp_path: Path, audio: np.ndarray, *args: str) -> tuple[dict[str, obje
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     return summary, wire
+
+
+def _call(tmp_path: Path, audio: np.ndarray, *args: str) -> tuple[dict[str, object], Wire]:
+    return amd_call(tmp_path, audio, TREE, (SIP_PORT, MEDIA_PORT, OUR_PORT), *args)
 
 
 @pytest.fixture(autouse=True)

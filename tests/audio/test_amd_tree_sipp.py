@@ -8,17 +8,14 @@ a person hears the tree from ``start``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from autocall.audio.g711 import ulaw_encode
 from autocall.audio.tones import beep
-from autocall.cli import app
-from tests.audio.test_amd_sipp import GREETING, RATE, Wire, _line, _speech
+from tests.audio.test_amd_sipp import GREETING, RATE, Wire, _line, _speech, amd_call
 from tests.peers import SCENARIOS, Sipp
 
 pytestmark = pytest.mark.peers
@@ -43,39 +40,7 @@ nodes:
 
 
 def _call(tmp_path: Path, audio: np.ndarray, *args: str) -> tuple[dict[str, object], Wire]:
-    (tmp_path / "callee.ul").write_bytes(ulaw_encode(audio))
-    scenario = (SCENARIOS / "uas_answer_inband.xml").read_text().replace("inband.ul", "callee.ul")
-    (tmp_path / "uas_amd.xml").write_text(scenario)
-    tree = tmp_path / "tree.yaml"
-    tree.write_text(TREE)
-    with (
-        Wire(MEDIA_PORT) as wire,
-        Sipp(
-            tmp_path / "uas_amd.xml",
-            port=SIP_PORT,
-            media_port=MEDIA_PORT,
-            timeout=40,
-            cwd=tmp_path,
-        ) as peer,
-    ):
-        result = CliRunner().invoke(
-            app,
-            [
-                "call",
-                f"sip:sipp@127.0.0.1:{SIP_PORT}",
-                "--tree",
-                str(tree),
-                "--bind",
-                f"127.0.0.1:{OUR_PORT}",
-                "--json",
-                "--amd",
-                *args,
-            ],
-        )
-        assert peer.wait(15) == 0, peer.errors()
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    return summary, wire
+    return amd_call(tmp_path, audio, TREE, (SIP_PORT, MEDIA_PORT, OUR_PORT), *args)
 
 
 @pytest.fixture(autouse=True)

@@ -229,6 +229,20 @@ class _RecordStore:
             self.store.close()
 
 
+def _callback_target(url: str | None) -> outbox.WebhookTarget | None:
+    """``--status-callback``, checked before dialing or listening: an http(s) URL, and
+    the signing secret set (or unset) as the outbox needs it."""
+    if not url:
+        return None
+    try:
+        target = outbox.callback_target(url)
+    except ValueError:
+        raise _usage(f"--status-callback {escape(url)}: not an http(s) URL") from None
+    if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
+        raise _usage(escape(problem))
+    return target
+
+
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
@@ -387,18 +401,11 @@ def register(app: typer.Typer) -> None:
             raise _usage(str(exc)) from exc
         trunk = _trunk(host, port, transport, user, password_file, register_)
         settings = _settings(bind)
-        if status_callback:
-            try:
-                outbox.callback_target(status_callback)
-            except ValueError:
-                raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
-                             "URL") from None
-            if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
-                raise _usage(escape(problem))
+        callback = _callback_target(status_callback)
         records = _RecordStore(db or settings.database_url)
         store = records.store  # the outbox keeps the status callbacks (else: in memory)
-        sink = None if store is None or not status_callback else outbox.Sink(
-            store.engine, [outbox.callback_target(status_callback)])
+        sink = None if store is None or callback is None else outbox.Sink(store.engine,
+                                                                           [callback])
         try:
             placing = place_informer_call(
                 target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
@@ -474,15 +481,8 @@ def register(app: typer.Typer) -> None:
             url = db or settings.database_url
             raise _usage(f"--db {shown_url(url)}: {escape(hide_password(str(exc), url))}"
                          ) from exc
-        if status_callback:
-            try:
-                target = outbox.callback_target(status_callback)
-            except ValueError:
-                raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
-                             "URL") from None
-            if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
-                raise _usage(escape(problem))
-        sink = outbox.Sink(store.engine, [target]) if status_callback else None
+        callback = _callback_target(status_callback)
+        sink = None if callback is None else outbox.Sink(store.engine, [callback])
         # records a killed server left unfinished (answered, digits so far) are closed now
         closed = store.close_unfinished_calls("inbound", node_process_gone)
         if closed:

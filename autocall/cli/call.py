@@ -114,20 +114,14 @@ class Placed:
 
     def line(self) -> str:
         """The one line printed without ``--json``; ``outcome`` is AMD's or the tree's."""
-        r = self.record
+        r, outcome = self.record, _told_outcome(self.record)
         parts = [str(r.number), r.status.value, f"SIP {r.sip_code}"]
         if r.answered_at is not None:
             parts += [f"answered {r.answered_at.isoformat()}", f"{round(r.billable or 0.0, 2)} s"]
-        if r.digits:
-            parts.append(f"digits {r.digits}")
-        if r.path:
-            parts.append("path " + ">".join(r.path))
-        if r.answered_by:
-            parts.append(f"answered by {r.answered_by}")
-        if outcome := _told_outcome(r):
-            parts.append(f"outcome {outcome}")
-        if r.error:
-            parts.append(f"error {r.error}")
+        parts += [text for shown, text in (
+            (r.digits, f"digits {r.digits}"), (r.path, "path " + ">".join(r.path)),
+            (r.answered_by, f"answered by {r.answered_by}"), (outcome, f"outcome {outcome}"),
+            (r.error, f"error {r.error}")) if shown]
         return "  ".join(parts)
 
 

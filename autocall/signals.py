@@ -5,10 +5,22 @@ a second cuts it at once (calls hung up, records still written)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
+from typing import TypeVar
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+T = TypeVar("T")
+
+
+async def cancelled(task: asyncio.Future[T] | None) -> None:
+    """Cancel ``task`` (None: none) and wait until its ``finally`` has run."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class StopSignals:

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
-from bench_media import WARMUP, _cpu_seconds, _summarise  # noqa: E402
+from _harness import WARMUP, paced_pairs, stamp_sends  # noqa: E402
 
 FRAMES = 5_000
 
@@ -76,41 +76,15 @@ async def pacing(calls: int, seconds: float, wideband: bool) -> dict[str, Any]:
     from autocall.media import MediaEngine, MediaSession
 
     engine = MediaEngine()
-    n = 2 * calls
-    sessions = [await MediaSession.open(engine) for _ in range(n)]
-    times: list[list[float]] = [[] for _ in range(n)]
-    for i, s in enumerate(sessions):
-        orig = s._send_frame
-        stamp = times[i].append
-
-        def timed(frame: int, orig: Callable[[int], Any] = orig, stamp: Any = stamp) -> Any:
-            stamp(time.monotonic())
-            return orig(frame)
-
-        s._send_frame = timed  # type: ignore[method-assign]
+    sessions = [await MediaSession.open(engine) for _ in range(2 * calls)]
+    times = stamp_sends(sessions)
     pt = 9 if wideband else 0
     for i, s in enumerate(sessions):
         s.start(("127.0.0.1", sessions[i ^ 1].local_port), pt, 101)
     rate = sessions[0].rate
     prompt = beep(440, (seconds + WARMUP + 2) * 1000, -16, rate=rate)
-    plays = [asyncio.ensure_future(s.play(prompt)) for s in sessions]
-    await asyncio.sleep(WARMUP)
-    t0, c0 = time.monotonic(), _cpu_seconds()
-    await asyncio.sleep(seconds)
-    t1, c1 = time.monotonic(), _cpu_seconds()
-    stats = [s.stats() for s in sessions]
-    for s in sessions:
-        s.flush()
-        await s.close()
-    await asyncio.gather(*plays)
-    engine.close()
-    out: dict[str, Any] = _summarise(times, t0, t1)
-    out.update(
-        rate=rate,
-        cpu_pct_per_call=(c1 - c0) / (t1 - t0) / calls * 100,
-        cpu_pct_total=(c1 - c0) / (t1 - t0) * 100,
-        received=sum(x.packets_received for x in stats),
-    )
+    out, _ = await paced_pairs(engine, sessions, times, calls, seconds, prompt)
+    out.update(rate=rate)
     return out
 
 

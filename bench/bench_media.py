@@ -47,50 +47,18 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-RATE_TARGET = 50.0
-WARMUP = 1.0
+from _harness import WARMUP, cpu_seconds, stamp_sends, summarise
 
 
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _cpu_seconds() -> float:
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime + ru.ru_stime
-
-
-def _summarise(times: list[list[float]], t_from: float, t_to: float) -> dict[str, float]:
-    rates, gaps = [], []
-    for ts in times:
-        arr = np.asarray([t for t in ts if t_from <= t <= t_to])
-        if len(arr) < 2:
-            rates.append(0.0)
-            continue
-        # Least-squares slope of packet count over time: edge stalls barely move it.
-        rates.append(float(np.polyfit(arr - arr[0], np.arange(len(arr)), 1)[0]))
-        gaps.append(np.diff(arr))
-    allgaps = np.concatenate(gaps) * 1000 if gaps else np.zeros(1)
-    r = np.asarray(rates)
-    return {
-        "pps_mean": float(r.mean()),
-        "pps_worst": float(r[np.argmax(np.abs(r - RATE_TARGET))]),
-        "drift_pct": float(abs(r.mean() - RATE_TARGET) / RATE_TARGET * 100),
-        "healthy_streams": int((np.abs(r - RATE_TARGET) <= 0.5).sum()),
-        "gap_p50_ms": float(np.percentile(allgaps, 50)),
-        "gap_p99_ms": float(np.percentile(allgaps, 99)),
-        "gap_max_ms": float(allgaps.max()),
-    }
 
 
 class _NaiveEngine:
@@ -162,16 +130,7 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
     engine: Any = MediaEngine() if on_engine else _NaiveEngine()
     rss0 = _rss_bytes()
     sessions = [await MediaSession.open(engine) for _ in range(n)]
-    times: list[list[float]] = [[] for _ in range(n)]
-    for i, s in enumerate(sessions):
-        orig = s._send_frame
-        stamp = times[i].append
-
-        def timed(frame: int, orig: Callable[[int], Any] = orig, stamp: Any = stamp) -> Any:
-            stamp(time.monotonic())
-            return orig(frame)
-
-        s._send_frame = timed  # type: ignore[method-assign,assignment]
+    times = stamp_sends(sessions)
     prompt = beep(440, (seconds + WARMUP + 2) * 1000, -16)
     sink, sink_addr = _sink()
     for i, s in enumerate(sessions):
@@ -200,10 +159,10 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
 
             ramp = asyncio.ensure_future(answer_at_rate())
     skipped = (lambda: engine.clock.skipped) if on_engine else (lambda: -1)
-    t0, c0, w0, k0 = time.monotonic(), _cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
+    t0, c0, w0, k0 = time.monotonic(), cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
     f0 = amd.frames if amd else 0
     await asyncio.sleep(seconds)
-    t1, c1, w1, k1 = time.monotonic(), _cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
+    t1, c1, w1, k1 = time.monotonic(), cpu_seconds(), getattr(engine, "wakeups", 0), skipped()
     amd_frames = (amd.frames - f0) if amd else 0
     if ramp is not None:
         ramp.cancel()
@@ -214,7 +173,7 @@ async def _run_sessions(impl: str, n: int, seconds: float, mode: str) -> dict[st
         await s.close()
     await asyncio.gather(*plays)
     sink.close()
-    out = _summarise(times, t0, t1)
+    out = summarise(times, t0, t1)
     out.update(
         cpu_pct_per_stream=(c1 - c0) / (t1 - t0) / n * 100,
         cpu_pct_total=(c1 - c0) / (t1 - t0) * 100,
@@ -270,9 +229,9 @@ def _run_pyvoip(n: int, seconds: float, mode: str) -> dict[str, Any]:
             c.NSD = False  # its threads are not daemons: stop them or the process hangs
         raise
     time.sleep(WARMUP)
-    t0, c0 = time.monotonic(), _cpu_seconds()
+    t0, c0 = time.monotonic(), cpu_seconds()
     time.sleep(seconds)
-    t1, c1 = time.monotonic(), _cpu_seconds()
+    t1, c1 = time.monotonic(), cpu_seconds()
     rss = _rss_bytes()
     for c in clients:
         c.NSD = False
@@ -280,7 +239,7 @@ def _run_pyvoip(n: int, seconds: float, mode: str) -> dict[str, Any]:
     for c in clients:
         c.sin.close()
     sink.close()
-    out = _summarise(times, t0, t1)
+    out = summarise(times, t0, t1)
     out.update(
         cpu_pct_per_stream=(c1 - c0) / (t1 - t0) / n * 100,
         cpu_pct_total=(c1 - c0) / (t1 - t0) * 100,

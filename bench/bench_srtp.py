@@ -34,13 +34,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
-from bench_media import WARMUP, _cpu_seconds, _summarise  # noqa: E402
+from _harness import WARMUP, cpu_seconds, paced_pairs, stamp_sends, summarise  # noqa: E402
 
 SIP_PORT = {"udp": 19590, "tls": 19591}
 
@@ -80,38 +79,15 @@ async def pacing(calls: int, seconds: float, srtp: bool) -> dict[str, Any]:
     engine = MediaEngine()
     n = 2 * calls
     sessions = [await MediaSession.open(engine) for _ in range(n)]
-    times: list[list[float]] = [[] for _ in range(n)]
-    for i, s in enumerate(sessions):
-        orig = s._send_frame
-        stamp = times[i].append
-
-        def timed(frame: int, orig: Callable[[int], Any] = orig, stamp: Any = stamp) -> Any:
-            stamp(time.monotonic())
-            return orig(frame)
-
-        s._send_frame = timed  # type: ignore[method-assign]
+    times = stamp_sends(sessions)
     keys = [os.urandom(30) for _ in range(n)]
     for i, s in enumerate(sessions):
         j = i ^ 1  # the other leg: it sends with keys[j], we with keys[i]
         srtp_keys = SrtpKeys(SUITES[0], keys[i], keys[j]) if srtp else None
         s.start(("127.0.0.1", sessions[j].local_port), 0, 101, srtp=srtp_keys)
     prompt = beep(440, (seconds + WARMUP + 2) * 1000, -16)
-    plays = [asyncio.ensure_future(s.play(prompt)) for s in sessions]
-    await asyncio.sleep(WARMUP)
-    t0, c0 = time.monotonic(), _cpu_seconds()
-    await asyncio.sleep(seconds)
-    t1, c1 = time.monotonic(), _cpu_seconds()
-    stats = [s.stats() for s in sessions]
-    for s in sessions:
-        s.flush()
-        await s.close()
-    await asyncio.gather(*plays)
-    engine.close()
-    out: dict[str, Any] = _summarise(times, t0, t1)
-    out.update(cpu_pct_per_call=(c1 - c0) / (t1 - t0) / calls * 100,
-               cpu_pct_total=(c1 - c0) / (t1 - t0) * 100,
-               received=sum(x.packets_received for x in stats),
-               srtp_failures=sum(x.srtp_failures for x in stats),
+    out, stats = await paced_pairs(engine, sessions, times, calls, seconds, prompt)
+    out.update(srtp_failures=sum(x.srtp_failures for x in stats),
                encrypted=all(x.srtp_suite is not None for x in stats))
     return out
 
@@ -171,12 +147,12 @@ async def caller(transport: str, cadir: str, calls: int, seconds: float) -> dict
         answered = [c for c, st in zip(placed, states, strict=True)
                     if st is CallStatus.IN_PROGRESS]
         await asyncio.sleep(WARMUP)
-        t1, c1 = time.monotonic(), _cpu_seconds()
+        t1, c1 = time.monotonic(), cpu_seconds()
         await asyncio.sleep(seconds)
-        t2, c2 = time.monotonic(), _cpu_seconds()
+        t2, c2 = time.monotonic(), cpu_seconds()
         stats = [c.media.stats() for c in answered]
         times = [sent.get(id(c.media), []) for c in answered]
-        out: dict[str, Any] = _summarise(times, t1, t2) if times else {}
+        out: dict[str, Any] = summarise(times, t1, t2) if times else {}
         out.update(answered=len(answered), calls_per_s=len(answered) / setup,
                    setup_s=setup, cpu_pct_per_call=(c2 - c1) / (t2 - t1) / max(1, calls) * 100,
                    srtp_failures=sum(x.srtp_failures for x in stats),

@@ -45,6 +45,7 @@ from autocall.campaign.schedule import (
     schedule_campaign,
 )
 from autocall.campaign.store import Claim, Store, StoreError, Summary, transient
+from autocall.signals import cancelled
 from autocall.telephony.answer import AmdOptions
 from autocall.telephony.record import CallRecord
 
@@ -607,9 +608,7 @@ class _Driver:
                 for task in list(self.tasks):
                     task.cancel()
                 await asyncio.wait(list(self.tasks), timeout=ABORT_HANGUP)
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            await cancelled(flusher)
 
     async def _run(self, *, start: bool, exit_when_idle: bool) -> Progress:
         name = self.campaign.name

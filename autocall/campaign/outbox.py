@@ -55,6 +55,7 @@ from sqlalchemy.exc import DBAPIError
 from standardwebhooks import Webhook
 
 from autocall.campaign.db import reading
+from autocall.signals import cancelled
 
 __all__ = ["EVENT_TYPES", "STATUS_SECRET_ENV", "Delivered", "EventType", "GiveUp",
            "Policy", "Retry", "Sink", "WebhookTarget", "after_try", "backlog", "backoff",
@@ -520,9 +521,7 @@ async def alongside(engine: Engine, node: str, work: Awaitable[T], *,
             async with asyncio.timeout(1.0):
                 await asyncio.shield(task)
         if not task.done():  # a POST still waiting: its lease runs out, it is sent again
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancelled(task)
         elif not task.cancelled() and task.exception() is not None:
             log.error("webhook delivery stopped on an error", exc_info=task.exception())
         with contextlib.suppress(Exception):

@@ -18,10 +18,10 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -77,16 +77,52 @@ def _on_machine(value: str) -> OnMachine:
     return "hangup" if value == "hangup" else "message"
 
 
-def exit_code(status: str, sip_code: int | None, outcome: str | None, confirm: bool) -> int:
-    if status in (CallStatus.COMPLETED.value, CallStatus.IN_PROGRESS.value):
-        if confirm and outcome != "confirmed":
+def _told_outcome(record: CallRecord) -> str | None:
+    """AMD's outcome (machine, left-message, fax) or else the tree's."""
+    if record.outcome in (None, HUNG_UP_EARLY):
+        return record.dialogue_outcome
+    return record.outcome
+
+
+def exit_code(record: CallRecord, confirm: bool) -> int:
+    """The documented exit code (module docstring) of a finished call's record."""
+    if record.status in (CallStatus.COMPLETED, CallStatus.IN_PROGRESS):
+        if confirm and _told_outcome(record) != "confirmed":
             return EXIT_NOT_CONFIRMED
         return EXIT_ANSWERED
-    if status == CallStatus.BUSY.value:
+    if record.status is CallStatus.BUSY:
         return EXIT_BUSY
-    if status == CallStatus.NO_ANSWER.value:
+    if record.status is CallStatus.NO_ANSWER:
         return EXIT_NO_ANSWER
     return EXIT_FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """What one informer call leaves: its record, whether the trunk was never reached at
+    all (a network fault, not the callee), and the signal that cut it, if one did."""
+
+    record: CallRecord
+    network_fault: bool = False
+    signal: int | None = None
+
+    def as_json(self, code: int) -> dict[str, object]:
+        """What ``--json`` prints: the call record as the store and the web API give it
+        (DESIGN.md §4), with the network fault and the exit code beside it."""
+        return {**self.record.as_json(), "network_fault": self.network_fault,
+                "exit_code": code}
+
+    def line(self) -> str:
+        """The one line printed without ``--json``; ``outcome`` is AMD's or the tree's."""
+        r, outcome = self.record, _told_outcome(self.record)
+        parts = [str(r.number), r.status.value, f"SIP {r.sip_code}"]
+        if r.answered_at is not None:
+            parts += [f"answered {r.answered_at.isoformat()}", f"{round(r.billable or 0.0, 2)} s"]
+        parts += [text for shown, text in (
+            (r.digits, f"digits {r.digits}"), (r.path, "path " + ">".join(r.path)),
+            (r.answered_by, f"answered by {r.answered_by}"), (outcome, f"outcome {outcome}"),
+            (r.error, f"error {r.error}")) if shown]
+        return "  ".join(parts)
 
 
 def _target_uri(target: str, trunk: TrunkSettings) -> str:
@@ -101,9 +137,8 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
                               via_trunk: bool = False, amd: AmdOptions | None = None,
                               on_progress: Callable[[CallRecord], object] | None = None,
                               sink: EventSink | None = None,
-                              ) -> tuple[CallRecord, dict[str, Any]]:
-    """Dial ``target``, run ``tree`` if answered; return the call record and the summary
-    ``--json`` prints.
+                              ) -> Placed:
+    """Dial ``target``, run ``tree`` if answered; return what the call left.
 
     ``via_trunk`` sends even a full sip: URI through the trunk as outbound proxy (a
     number always goes to the trunk).
@@ -124,7 +159,7 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             done = outbound.record(error="registration failed")
         else:
             done = await outbound.place()
-        return done, _summary(done, outbound.call)
+        return Placed(done, _network_fault(outbound.call))
     except asyncio.CancelledError:
         if not signals.received:
             raise
@@ -138,44 +173,20 @@ async def place_informer_call(target: str, tree: Tree, variables: dict[str, str]
             await outbound.hang_up(4.0)
             outbound.callback("completed", call_status=str(outbound.call.status))
         done = outbound.record(error=f"interrupted by {sig.name}")
-        summary = _summary(done, outbound.call)
-        summary["signal"] = sig.value
-        return done, summary
+        return Placed(done, _network_fault(outbound.call), signal=sig.value)
     finally:
         signals.close()
         await services.callbacks.drain(0.5 if signals.received else 3.0)
         await ua.close()
 
 
-def _summary(record: CallRecord, call: Call | None) -> dict[str, Any]:
-    """What ``autocall call --json`` prints: the record in this command's own words
-    (``target``; ``duration`` is the talk time; ``outcome`` AMD's or the tree's)."""
-    summary: dict[str, Any] = {
-        "target": record.number, "call_id": record.call_id,
-        "ended_at": record.ended_at.isoformat() if record.ended_at else None,
-        "status": record.status.value, "sip_code": record.sip_code, "reason": record.reason,
-        "q850": record.q850, "network_fault": bool(call is not None and call.network_fault),
-        "answered_at": record.answered_at.isoformat() if record.answered_at else None,
-        "duration": round(record.billable or 0.0, 2), "digits": record.digits,
-        "path": list(record.path), "outcome": _told_outcome(record),
-        "variables": {k: v for k, v in record.variables.items() if k != "amd"},
-        "error": record.error,
-    }
-    if record.answered_by is not None:
-        summary.update(answered_by=record.answered_by, amd=record.variables.get("amd"))
-    return summary
+def _network_fault(call: Call | None) -> bool:
+    return call is not None and call.network_fault
 
 
 # Status callbacks: a receiver answers within 3 s (as before the outbox); retried for
 # a day by whichever process delivers next.
 CALLBACKS = outbox.Policy(timeout=3.0, lease=timedelta(seconds=30))
-
-
-def _told_outcome(record: CallRecord) -> str | None:
-    """AMD's outcome (machine, left-message, fax) or else the tree's."""
-    if record.outcome in (None, HUNG_UP_EARLY):
-        return record.dialogue_outcome
-    return record.outcome
 
 
 class _RecordStore:
@@ -210,6 +221,20 @@ class _RecordStore:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+def _callback_target(url: str | None) -> outbox.WebhookTarget | None:
+    """``--status-callback``, checked before dialing or listening: an http(s) URL, and
+    the signing secret set (or unset) as the outbox needs it."""
+    if not url:
+        return None
+    try:
+        target = outbox.callback_target(url)
+    except ValueError:
+        raise _usage(f"--status-callback {escape(url)}: not an http(s) URL") from None
+    if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
+        raise _usage(escape(problem))
+    return target
 
 
 def _parse_vars(pairs: list[str]) -> dict[str, str]:
@@ -320,7 +345,9 @@ def register(app: typer.Typer) -> None:
         host: HostOpt = None, port: PortOpt = None, transport: TransportOpt = None,
         user: UserOpt = None, password_file: PasswordFileOpt = None,
         register_: RegisterOpt = None, bind: BindOpt = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the call record (as the "
+                                              "store and the web API give it) as JSON.")
+                           ] = False,
         db: Annotated[str | None, typer.Option(
             "--db", help="Store for the call record (default: AUTOCALL_DATABASE_URL or "
             "sqlite:///autocall.db).")] = None,
@@ -368,18 +395,11 @@ def register(app: typer.Typer) -> None:
             raise _usage(str(exc)) from exc
         trunk = _trunk(host, port, transport, user, password_file, register_)
         settings = _settings(bind)
-        if status_callback:
-            try:
-                outbox.callback_target(status_callback)
-            except ValueError:
-                raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
-                             "URL") from None
-            if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
-                raise _usage(escape(problem))
+        callback = _callback_target(status_callback)
         records = _RecordStore(db or settings.database_url)
         store = records.store  # the outbox keeps the status callbacks (else: in memory)
-        sink = None if store is None or not status_callback else outbox.Sink(
-            store.engine, [outbox.callback_target(status_callback)])
+        sink = None if store is None or callback is None else outbox.Sink(store.engine,
+                                                                           [callback])
         try:
             placing = place_informer_call(
                 target, tree, variables, trunk=trunk, settings=settings, caller_id=caller_id,
@@ -387,36 +407,17 @@ def register(app: typer.Typer) -> None:
                 via_trunk=host is not None or bool(os.environ.get("AUTOCALL_SIP_HOST"))
                 or trunk.name is not None,  # AUTOCALL_SIP_TRUNK: every call goes through it
                 amd=amd_options, on_progress=records.write, sink=sink)
-            record, summary = asyncio.run(placing if store is None or sink is None else
-                                          outbox.alongside(store.engine, default_node(),
-                                                           placing, grace=3.0,
-                                                           policy=CALLBACKS))
-            if summary["call_id"]:
-                records.write(record)
+            placed = asyncio.run(placing if store is None or sink is None else
+                                 outbox.alongside(store.engine, default_node(), placing,
+                                                  grace=3.0, policy=CALLBACKS))
+            if placed.record.call_id:
+                records.write(placed.record)
         finally:
             records.close()
-        code = exit_code(summary["status"], summary["sip_code"], summary["outcome"],
-                         confirm is not None)
-        if summary.get("signal"):
-            code = 128 + int(summary.pop("signal"))  # the shell's convention: 130, 143
-        summary["exit_code"] = code
-        if as_json:
-            typer.echo(json.dumps(summary))
-        else:
-            parts = [summary["target"], summary["status"], f"SIP {summary['sip_code']}"]
-            if summary["answered_at"]:
-                parts += [f"answered {summary['answered_at']}", f"{summary['duration']} s"]
-            if summary["digits"]:
-                parts.append(f"digits {summary['digits']}")
-            if summary["path"]:
-                parts.append("path " + ">".join(summary["path"]))
-            if summary.get("answered_by"):
-                parts.append(f"answered by {summary['answered_by']}")
-            if summary["outcome"]:
-                parts.append(f"outcome {summary['outcome']}")
-            if summary["error"]:
-                parts.append(f"error {summary['error']}")
-            typer.echo("  ".join(parts))
+        code = exit_code(placed.record, confirm is not None)
+        if placed.signal:
+            code = 128 + placed.signal  # the shell's convention: 130, 143
+        typer.echo(json.dumps(placed.as_json(code)) if as_json else placed.line())
         raise typer.Exit(code)
 
     @app.command("serve")
@@ -474,15 +475,8 @@ def register(app: typer.Typer) -> None:
             url = db or settings.database_url
             raise _usage(f"--db {shown_url(url)}: {escape(hide_password(str(exc), url))}"
                          ) from exc
-        if status_callback:
-            try:
-                target = outbox.callback_target(status_callback)
-            except ValueError:
-                raise _usage(f"--status-callback {escape(status_callback)}: not an http(s) "
-                             "URL") from None
-            if (problem := outbox.secret_problem(outbox.STATUS_SECRET_ENV)) is not None:
-                raise _usage(escape(problem))
-        sink = outbox.Sink(store.engine, [target]) if status_callback else None
+        callback = _callback_target(status_callback)
+        sink = None if callback is None else outbox.Sink(store.engine, [callback])
         # records a killed server left unfinished (answered, digits so far) are closed now
         closed = store.close_unfinished_calls("inbound", node_process_gone)
         if closed:

@@ -60,7 +60,7 @@ from autocall.cli.campaign_workers import ORPHAN_GRACE, follow_orders, supervise
 from autocall.cli.safe_text import plain, safe
 from autocall.config import Settings, hide_password, shown_url
 from autocall.process import freeze_startup_heap
-from autocall.signals import StopSignals
+from autocall.signals import StopSignals, cancelled
 
 campaign_app = typer.Typer(
     help="Define, import, run and report dialing campaigns.\n\n"
@@ -436,10 +436,7 @@ async def _run(name: str, store: Store, factory: PlacerFactory, node: str | None
                                 start=parent is None)
     finally:
         signals.close()
-        if watch is not None:
-            watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch
+        await cancelled(watch)
     if signals.force.is_set() and not signals.received:  # a worker cut by an order
         return final, 128 + signal.SIGTERM  # (or orphaned): as by a second SIGTERM
     return final, signals.exit_code

@@ -11,7 +11,6 @@ silent, digit-pressing and early-hanging-up callees.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import itertools
 import os
@@ -27,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from autocall.audio import g711, tones
+from autocall.signals import cancelled
 
 __all__ = ["Behaviour", "PhoneScript", "VirtualCallLog", "VirtualPhones"]
 
@@ -419,10 +419,7 @@ class VirtualPhones(asyncio.DatagramProtocol):
             self._finish(dialog, dialog.log.hung_up_by or "phone")
         for task in list(self._tasks):
             task.cancel()
-        if self._clock is not None:
-            self._clock.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._clock
+        await cancelled(self._clock)
         if self._transport is not None:
             self._transport.close()
             self._transport = None

@@ -44,7 +44,7 @@ from autocall.campaign.store import Store, call_requests
 from autocall.campaign.trees import TreeLibrary
 from autocall.config import Settings
 from autocall.dialogue.schema import Tree
-from autocall.signals import StopSignals
+from autocall.signals import StopSignals, cancelled
 from autocall.telephony.answer import AmdOptions
 from autocall.telephony.outbound import Dial, OutboundCall, Services, informer_tree
 from autocall.telephony.record import CallRecord, CallStatus, build
@@ -249,10 +249,7 @@ async def work(url: str, settings: Settings, *, parent: int | None = None) -> No
                 await outbox.alongside(store.engine, worker.node, worker.run(), grace=5.0)
             finally:
                 signals.close()
-                if watch is not None:
-                    watch.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await watch
+                await cancelled(watch)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,17 +8,14 @@ a person hears the tree from ``start``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from autocall.audio.g711 import ulaw_encode
 from autocall.audio.tones import beep
-from autocall.cli import app
-from tests.audio.test_amd_sipp import GREETING, RATE, Wire, _line, _speech
+from tests.audio.test_amd_sipp import GREETING, RATE, Wire, _line, _speech, amd_call
 from tests.peers import SCENARIOS, Sipp
 
 pytestmark = pytest.mark.peers
@@ -43,39 +40,7 @@ nodes:
 
 
 def _call(tmp_path: Path, audio: np.ndarray, *args: str) -> tuple[dict[str, object], Wire]:
-    (tmp_path / "callee.ul").write_bytes(ulaw_encode(audio))
-    scenario = (SCENARIOS / "uas_answer_inband.xml").read_text().replace("inband.ul", "callee.ul")
-    (tmp_path / "uas_amd.xml").write_text(scenario)
-    tree = tmp_path / "tree.yaml"
-    tree.write_text(TREE)
-    with (
-        Wire(MEDIA_PORT) as wire,
-        Sipp(
-            tmp_path / "uas_amd.xml",
-            port=SIP_PORT,
-            media_port=MEDIA_PORT,
-            timeout=40,
-            cwd=tmp_path,
-        ) as peer,
-    ):
-        result = CliRunner().invoke(
-            app,
-            [
-                "call",
-                f"sip:sipp@127.0.0.1:{SIP_PORT}",
-                "--tree",
-                str(tree),
-                "--bind",
-                f"127.0.0.1:{OUR_PORT}",
-                "--json",
-                "--amd",
-                *args,
-            ],
-        )
-        assert peer.wait(15) == 0, peer.errors()
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    return summary, wire
+    return amd_call(tmp_path, audio, TREE, (SIP_PORT, MEDIA_PORT, OUR_PORT), *args)
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +61,8 @@ def test_the_machine_node_is_left_after_the_beep_whatever_on_machine_says(
     beep_ended = wire.time_of_sample(beep_end)
     message = wire.first_sound_to_peer()
     # On the wire: nothing before the beep ended, the machine node within 0.5 s after it.
-    print("machine node after beep end:", round(message - beep_ended, 3), summary["amd"])
+    print("machine node after beep end:", round(message - beep_ended, 3),
+          summary["variables"]["amd"])
     assert 0.0 <= message - beep_ended <= 0.5, (message - beep_ended, summary)
 
 

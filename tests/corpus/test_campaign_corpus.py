@@ -5,7 +5,6 @@ findings ``EXPECTED.yaml`` names). The harness is h6's ``harness.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,6 @@ from .harness import Runner, check_folder, corpus_files, load_expected
 
 HERE = Path(__file__).resolve().parent
 FOLDERS = [HERE / "campaigns", HERE / "contacts", HERE / "dnc", HERE / "audio"]
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    with Runner() as warm:
-        yield warm
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)

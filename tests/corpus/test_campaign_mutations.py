@@ -13,10 +13,8 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +22,7 @@ from autocall.campaign.check import check_campaign
 from autocall.campaign.model import CampaignError, load_campaign
 
 from .harness import Runner, check_run
+from .mutate import mutate
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus" / "campaigns"
@@ -41,7 +40,6 @@ SUPPORT = {
     "good-mapped-columns.yaml": sorted(CORPUS.glob("_*")),
 }
 
-_KEY = re.compile(r"^(?P<indent>\s*)(?P<dash>-\s+)?(?P<key>[^\s:#][^:]*?):(?P<rest>\s.*)?$")
 _LOCATED = re.compile(r"^(?P<file>\S[^:]*?):(?P<line>\d+):(?P<col>\d+): (error|warning): ")
 
 VALUES = [
@@ -77,41 +75,9 @@ VALUES = [
     " |\n  block text",
 ]
 
-ACTIONS = ["delete", "duplicate", "retype", "indent", "dedent"]
-
-
 @st.composite
 def mutated_campaign(draw: st.DrawFn) -> tuple[str, str, str]:
-    name = draw(st.sampled_from(sorted(VALID)))
-    lines = VALID[name].splitlines()
-    steps = []
-    for _ in range(draw(st.integers(1, 3))):
-        keyed = [i for i, text in enumerate(lines) if _KEY.match(text)]
-        if not keyed:
-            break
-        i = draw(st.sampled_from(keyed))
-        action = draw(st.sampled_from(ACTIONS))
-        match = _KEY.match(lines[i])
-        assert match is not None
-        if action == "delete":
-            del lines[i]
-        elif action == "duplicate":
-            lines.insert(i + 1, lines[i])
-        elif action == "retype":
-            head = f"{match['indent']}{match['dash'] or ''}{match['key']}:"
-            lines[i] = head + draw(st.sampled_from(VALUES))
-        elif action == "indent":
-            lines[i] = " " * draw(st.sampled_from([1, 2, 4])) + lines[i]
-        else:
-            lines[i] = lines[i][min(2, len(match["indent"])) :]
-        steps.append(f"{action} line {i + 1}")
-    return name, "\n".join(lines) + "\n", f"{name}: {', '.join(steps)}"
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    with Runner() as warm:
-        yield warm
+    return mutate(draw, VALID, VALUES)
 
 
 @settings(

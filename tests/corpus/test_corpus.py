@@ -7,7 +7,6 @@ traceback, no run over 5 s or 500 MB, every finding ``file:line(:col)``, and the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,6 @@ from .harness import (
 
 HERE = Path(__file__).resolve().parent
 FOLDERS = [HERE / "trees", HERE / "cases"]
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    with Runner() as warm:
-        yield warm
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)

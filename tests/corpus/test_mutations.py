@@ -11,18 +11,16 @@ must sit on a line of the file.
 
 from __future__ import annotations
 
-import re
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from autocall.dialogue.validate import validate_file
 
 from .harness import Runner, check_run
+from .mutate import mutate
 
 ROOT = Path(__file__).resolve().parents[2]
 VALID = {
@@ -34,8 +32,6 @@ VALID = {
     ]
     if not p.name.endswith(".cases.yaml")
 }
-
-_KEY = re.compile(r"^(?P<indent>\s*)(?P<dash>-\s+)?(?P<key>[^\s:#][^:]*?):(?P<rest>\s.*)?$")
 
 VALUES = [
     "",
@@ -65,41 +61,10 @@ VALUES = [
     " |\n  block text",
 ]
 
-ACTIONS = ["delete", "duplicate", "retype", "indent", "dedent"]
-
-
 @st.composite
 def mutated_tree(draw: st.DrawFn) -> tuple[str, str]:
-    name = draw(st.sampled_from(sorted(VALID)))
-    lines = VALID[name].splitlines()
-    steps = []
-    for _ in range(draw(st.integers(1, 3))):
-        keyed = [i for i, text in enumerate(lines) if _KEY.match(text)]
-        if not keyed:
-            break
-        i = draw(st.sampled_from(keyed))
-        action = draw(st.sampled_from(ACTIONS))
-        match = _KEY.match(lines[i])
-        assert match is not None
-        if action == "delete":
-            del lines[i]
-        elif action == "duplicate":
-            lines.insert(i + 1, lines[i])
-        elif action == "retype":
-            head = f"{match['indent']}{match['dash'] or ''}{match['key']}:"
-            lines[i] = head + draw(st.sampled_from(VALUES))
-        elif action == "indent":
-            lines[i] = " " * draw(st.sampled_from([1, 2, 4])) + lines[i]
-        else:
-            lines[i] = lines[i][min(2, len(match["indent"])) :]
-        steps.append(f"{action} line {i + 1}")
-    return "\n".join(lines) + "\n", f"{name}: {', '.join(steps)}"
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    with Runner() as warm:
-        yield warm
+    _, text, how = mutate(draw, VALID, VALUES)
+    return text, how
 
 
 @settings(

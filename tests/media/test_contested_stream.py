@@ -11,7 +11,6 @@ its challenger (the soak's ``stray+jitter`` and ``stray`` profiles).
 
 from __future__ import annotations
 
-import asyncio
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -23,10 +22,11 @@ from hypothesis import strategies as st
 
 from autocall.audio import g711
 from autocall.audio.tones import beep, dtmf
-from autocall.media import Digit, MediaEngine, MediaSession
+from autocall.media import MediaEngine, MediaSession
 from autocall.media.reorder import ReorderBuffer
 from autocall.media.rtp import RtpPacket
 from autocall.media.source import SourceValidator
+from tests.media.udp_call import Packet, digits_after, udp_call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -89,20 +89,9 @@ def test_the_reorder_buffer_says_what_gap_the_timestamps_put_before_resumed_audi
 
 
 @pytest.fixture
-async def call() -> AsyncIterator[tuple[MediaSession, socket.socket]]:
-    engine = MediaEngine()
-    media = await MediaSession.open(engine, port=US)
-    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    caller.bind(("127.0.0.1", CALLER))
-    caller.setblocking(False)
-    media.start(("127.0.0.1", CALLER), payload_type=0, dtmf_payload_type=101)
-    yield media, caller
-    await media.close()
-    caller.close()
-    engine.close()
-
-
-Packet = tuple[float, bytes]
+async def call(engine: MediaEngine) -> AsyncIterator[tuple[MediaSession, socket.socket]]:
+    async with udp_call(engine, US, CALLER) as both:
+        yield both
 
 
 def stream(pcm: np.ndarray, ssrc: int, seq0: int, ts0: int, start: float = 0.0) -> list[Packet]:
@@ -123,20 +112,6 @@ def stream(pcm: np.ndarray, ssrc: int, seq0: int, ts0: int, start: float = 0.0) 
         )
         for i in range(len(payload) // 160)
     ]
-
-
-async def digits_after(media: MediaSession, packets: list[Packet], sock: socket.socket) -> str:
-    got: list[Digit] = []
-    media.on_digit.append(got.append)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    for t, data in sorted(packets, key=lambda p: p[0]):
-        delay = t0 + t - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sock.sendto(data, ("127.0.0.1", US))
-    await asyncio.sleep(0.8)  # the signal's idle time and the release confirmation
-    return "".join(d.digit for d in got)
 
 
 def keys(code: str) -> np.ndarray:

@@ -13,7 +13,6 @@ Two presses of the same key with a real pause between them stay two digits.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator, Sequence
 
@@ -22,9 +21,10 @@ import pytest
 
 from autocall.audio import g711
 from autocall.audio.tones import beep, dtmf
-from autocall.media import Digit, MediaEngine, MediaSession
+from autocall.media import MediaEngine, MediaSession
 from autocall.media.rtp import RtpPacket
 from autocall.media.telephone_event import TelephoneEvent, event_code
+from tests.media.udp_call import Packet, digits_after, udp_call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -32,25 +32,9 @@ US, CALLER, OTHER = 40300, 40301, 40302  # h1's port range: 40000-40999
 
 
 @pytest.fixture
-async def engine() -> AsyncIterator[MediaEngine]:
-    eng = MediaEngine()
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
 async def call(engine: MediaEngine) -> AsyncIterator[tuple[MediaSession, socket.socket]]:
-    media = await MediaSession.open(engine, port=US)
-    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    caller.bind(("127.0.0.1", CALLER))
-    caller.setblocking(False)
-    media.start(("127.0.0.1", CALLER), payload_type=0, dtmf_payload_type=101)
-    yield media, caller
-    await media.close()
-    caller.close()
-
-
-Packet = tuple[float, bytes]  # send time (seconds from the start), datagram
+    async with udp_call(engine, US, CALLER) as both:
+        yield both
 
 
 def stream(
@@ -69,24 +53,6 @@ def stream(
                         payload[160 * i : 160 * (i + 1)], marker=i == 0)  # fmt: skip
         out.append((t, bytes(pkt)))
     return out
-
-
-async def send(sock: socket.socket, packets: list[Packet], port: int = US) -> None:
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    for t, data in sorted(packets, key=lambda p: p[0]):
-        delay = t0 + t - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sock.sendto(data, ("127.0.0.1", port))
-
-
-async def digits_after(media: MediaSession, packets: list[Packet], sock: socket.socket) -> str:
-    got: list[Digit] = []
-    media.on_digit.append(got.append)
-    await send(sock, packets)
-    await asyncio.sleep(0.8)  # the signal's idle time and the release confirmation
-    return "".join(d.digit for d in got)
 
 
 def keys(code: str, on_ms: int = 100, off_ms: int = 100) -> np.ndarray:

@@ -16,26 +16,15 @@ from autocall.audio.tones import beep
 from autocall.media import Digit, MediaEngine, MediaSession
 from autocall.media.rtp import RtpPacket
 from autocall.media.telephone_event import TelephoneEvent
+from tests.media.udp_call import session_pair
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-async def engine() -> AsyncIterator[MediaEngine]:
-    eng = MediaEngine()
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
 async def pair(engine: MediaEngine) -> AsyncIterator[tuple[MediaSession, MediaSession]]:
-    a = await MediaSession.open(engine)
-    b = await MediaSession.open(engine)
-    a.start(("127.0.0.1", b.local_port), payload_type=0, dtmf_payload_type=101)
-    b.start(("127.0.0.1", a.local_port), payload_type=0, dtmf_payload_type=101)
-    yield a, b
-    await a.close()
-    await b.close()
+    async with session_pair(engine, payload_type=0) as both:
+        yield both
 
 
 def dominant_hz(x: np.ndarray, rate: int = 8000) -> float:

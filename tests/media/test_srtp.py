@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pylibsrtp
@@ -29,13 +28,6 @@ def session(key: bytes, direction: int) -> pylibsrtp.Session:
 
 
 INBOUND, OUTBOUND = pylibsrtp.Policy.SSRC_ANY_INBOUND, pylibsrtp.Policy.SSRC_ANY_OUTBOUND
-
-
-@pytest.fixture
-async def engine() -> AsyncIterator[MediaEngine]:
-    eng = MediaEngine()
-    yield eng
-    eng.close()
 
 
 def dominant_hz(x: np.ndarray, rate: int = 8000) -> float:

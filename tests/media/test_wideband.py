@@ -17,26 +17,15 @@ from autocall.audio import g722
 from autocall.audio.tones import beep, dtmf
 from autocall.media import Digit, MediaEngine, MediaSession
 from autocall.media.rtp import RtpPacket
+from tests.media.udp_call import session_pair
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-async def engine() -> AsyncIterator[MediaEngine]:
-    eng = MediaEngine()
-    yield eng
-    eng.close()
-
-
-@pytest.fixture
 async def pair(engine: MediaEngine) -> AsyncIterator[tuple[MediaSession, MediaSession]]:
-    a = await MediaSession.open(engine)
-    b = await MediaSession.open(engine)
-    a.start(("127.0.0.1", b.local_port), payload_type=9, dtmf_payload_type=101)
-    b.start(("127.0.0.1", a.local_port), payload_type=9, dtmf_payload_type=101)
-    yield a, b
-    await a.close()
-    await b.close()
+    async with session_pair(engine, payload_type=9) as both:
+        yield both
 
 
 def level_at(x: np.ndarray, rate: int, hz: float) -> float:

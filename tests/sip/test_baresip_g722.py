@@ -8,18 +8,17 @@ only has G.711 still gets G.711."""
 from __future__ import annotations
 
 import asyncio
-import time
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from autocall.audio.tones import beep, dtmf
 from autocall.sip.sdp import parse_sdp
-from autocall.telephony.call import Call, CallStatus, DigitEvent, UserAgent
+from autocall.telephony.call import CallStatus, UserAgent
 from tests.peers import Baresip
+from tests.sip.baresip_calls import decoded, keys, tone_heard, walk_front_desk
 from tests.telephony.serving import records, serve
 
 pytestmark = [pytest.mark.peers, pytest.mark.timeout(90)]
@@ -35,19 +34,6 @@ def _share_near(x: np.ndarray, rate: int, hz: float) -> float:
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
     freqs = np.fft.rfftfreq(len(x), 1 / rate)
     return float(spec[np.abs(freqs - hz) < 100].sum() / spec.sum())
-
-
-def _dominant_hz(x: np.ndarray, rate: int) -> float:
-    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    return float(np.fft.rfftfreq(len(x), 1 / rate)[int(np.argmax(spec))])
-
-
-def _heard(phone: Baresip) -> tuple[np.ndarray, int]:
-    """baresip's recording of what it decoded from us (the last call)."""
-    heard = sorted(phone.recordings.glob("*-dec.wav"))
-    assert heard, f"baresip recorded nothing: {phone.output()[-1500:]}"
-    pcm, rate = sf.read(str(heard[-1]), dtype="float64")
-    return pcm, rate
 
 
 def _keyed_source(path: Path, code: str) -> Path:
@@ -66,17 +52,6 @@ def _keyed_source(path: Path, code: str) -> Path:
         w.setframerate(rate)
         w.writeframes(pcm.tobytes())
     return path
-
-
-async def _keys(call: Call, n: int, timeout: float) -> list[DigitEvent]:
-    got: list[DigitEvent] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while len(got) < n and loop.time() < deadline:
-        ev = await call.next_event(max(0.05, deadline - loop.time()))
-        if isinstance(ev, DigitEvent):
-            got.append(ev)
-    return got
 
 
 async def test_we_call_baresip_with_g722_and_our_5khz_tone_arrives_at_16khz(tmp_path: Path) -> None:
@@ -98,11 +73,11 @@ async def test_we_call_baresip_with_g722_and_our_5khz_tone_arrives_at_16khz(tmp_
             assert call.media.rate == 16000
             await loop.run_in_executor(None, ctrl.wait_event, "CALL_ESTABLISHED", 5.0)
             # baresip's source keys 2580 in-band at 16 kHz, 2 s into the call
-            inband = await _keys(call, 4, 8.0)
+            inband = await keys(call, 4, 8.0)
             assert [(k.digit, k.source) for k in inband] == [(d, "inband") for d in "2580"]
             assert await call.play(beep(HIGH_HZ, 1500, level_dbm0=-6, rate=16000))
             ctrl.send("sndcode", "4")  # RFC 4733 from baresip
-            (key,) = await _keys(call, 1, 5.0)
+            (key,) = await keys(call, 1, 5.0)
             assert (key.digit, key.source) == ("4", "rfc4733")
             assert await call.send_dtmf("6") == "rfc4733"
             got = await loop.run_in_executor(None, ctrl.wait_event, "CALL_DTMF_START", 5.0)
@@ -113,12 +88,8 @@ async def test_we_call_baresip_with_g722_and_our_5khz_tone_arrives_at_16khz(tmp_
             ctrl.close()
             await ua.close()
         await asyncio.sleep(0.5)  # let baresip close its WAV files
-    pcm, rate = _heard(phone)
+    segment, rate = tone_heard(phone, HIGH_HZ)  # over a second of our tone
     assert rate == 16000, phone.output()[-1500:]
-    loud = np.flatnonzero(np.abs(pcm) > 0.1)
-    assert len(loud) > rate, phone.output()[-1500:]  # over a second of our tone
-    segment = pcm[loud[0] : loud[-1]]
-    assert abs(_dominant_hz(segment, rate) - HIGH_HZ) < 10
     assert _share_near(segment, rate, HIGH_HZ) > 0.9
 
 
@@ -139,18 +110,15 @@ async def test_baresip_offers_g722_and_we_answer_with_it() -> None:
             await loop.run_in_executor(None, ctrl.wait_event, "CALL_ESTABLISHED", 5.0)
             assert await call.play(beep(HIGH_HZ, 1500, level_dbm0=-6, rate=16000))
             ctrl.send("sndcode", "7")
-            (key,) = await _keys(call, 1, 5.0)
+            (key,) = await keys(call, 1, 5.0)
             assert (key.digit, key.source) == ("7", "rfc4733")
             await call.hangup()
         finally:
             ctrl.close()
             await ua.close()
         await asyncio.sleep(0.5)
-    pcm, rate = _heard(phone)
+    _, rate = tone_heard(phone, HIGH_HZ)
     assert rate == 16000
-    loud = np.flatnonzero(np.abs(pcm) > 0.1)
-    assert len(loud) > rate, phone.output()[-1500:]
-    assert abs(_dominant_hz(pcm[loud[0] : loud[-1]], rate) - HIGH_HZ) < 10
 
 
 async def test_a_g711_only_baresip_still_gets_g711() -> None:
@@ -169,18 +137,15 @@ async def test_a_g711_only_baresip_still_gets_g711() -> None:
             await loop.run_in_executor(None, ctrl.wait_event, "CALL_ESTABLISHED", 5.0)
             assert await call.play(beep(1333.0, 1500, level_dbm0=-6))
             ctrl.send("sndcode", "4")
-            (key,) = await _keys(call, 1, 5.0)
+            (key,) = await keys(call, 1, 5.0)
             assert (key.digit, key.source) == ("4", "rfc4733")
             await call.hangup()
         finally:
             ctrl.close()
             await ua.close()
         await asyncio.sleep(0.5)
-    pcm, rate = _heard(phone)
+    _, rate = tone_heard(phone, 1333.0)
     assert rate == 8000
-    loud = np.flatnonzero(np.abs(pcm) > 0.1)
-    assert len(loud) > rate
-    assert abs(_dominant_hz(pcm[loud[0] : loud[-1]], rate) - 1333.0) < 10
 
 
 async def test_g722_is_not_offered_unless_allowed() -> None:
@@ -212,23 +177,11 @@ def test_autocall_serve_speaks_its_prompts_at_16khz_to_a_g722_caller(
         Baresip(port=32500, ctrl_port=32503, codecs=BARESIP_WIDE, srate=16000) as phone,
         serve(tmp_path, 32010),
     ):
-        ctrl = phone.control()
-        try:
-            ctrl.send("dial", "sip:robot@127.0.0.1:32010")
-            ctrl.wait_event("CALL_ESTABLISHED", 15.0)
-            time.sleep(3.0)  # the welcome prompt
-            ctrl.send("sndcode", "7")
-            time.sleep(2.5)
-            ctrl.send("sndcode", "9")
-            deadline = time.monotonic() + 20
-            while not records(tmp_path) and time.monotonic() < deadline:
-                time.sleep(0.2)
-        finally:
-            ctrl.close()
+        walk_front_desk(phone.control(), "sip:robot@127.0.0.1:32010", tmp_path, welcome=3.0)
     (rec,) = records(tmp_path)
     assert rec["digits"] == "79" and rec["path"] == ["welcome", "sales", "confirmed"], rec
     assert sorted((tmp_path / "tts").glob("*-16k.*.wav")), "no 16 kHz render in the cache"
-    pcm, rate = _heard(phone)
+    pcm, rate = decoded(phone)
     assert rate == 16000, phone.output()[-1500:]
     welcome = pcm[: rate * 3]
     assert np.sqrt(np.mean(welcome**2)) > 0.01  # the welcome prompt, not silence

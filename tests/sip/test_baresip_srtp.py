@@ -10,12 +10,10 @@ decrypted holds our tone.
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from autocall.audio.tones import beep
 from autocall.sip.sdes import SrtpPolicy
@@ -24,6 +22,7 @@ from autocall.sip.transaction import Timers
 from autocall.sip.transport import TlsSettings
 from autocall.telephony.call import Call, CallStatus, DigitEvent, UserAgent
 from tests.peers import Baresip, BaresipControl
+from tests.sip.baresip_calls import decoded, tone_heard, walk_front_desk
 from tests.telephony.serving import records, serve
 from tests.tlsca import Issued, TestCa
 
@@ -55,11 +54,6 @@ def theirs(ca: TestCa) -> Path:
     return both
 
 
-def _dominant_hz(samples: np.ndarray, rate: int) -> float:
-    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
-    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
-
-
 async def _talk(call: Call, ctrl: BaresipControl) -> None:
     """Our tone to baresip, then a key each way; the call is established on both sides."""
     loop = asyncio.get_running_loop()
@@ -77,12 +71,7 @@ async def _talk(call: Call, ctrl: BaresipControl) -> None:
 
 def _heard_our_tone(phone: Baresip) -> None:
     assert f"SRTP is Enabled (cryptosuite={SHA80})" in phone.output()  # baresip's own word
-    heard = sorted(phone.recordings.glob("*-dec.wav"))
-    assert heard, f"baresip recorded nothing: {phone.output()[-1500:]}"
-    pcm, rate = sf.read(str(heard[-1]), dtype="float64")
-    loud = np.flatnonzero(np.abs(pcm) > 0.1)
-    assert len(loud) > rate, phone.output()[-1500:]  # over a second of our tone, decrypted
-    assert abs(_dominant_hz(pcm[loud[0]:loud[-1]], rate) - TONE_HZ) < 10
+    tone_heard(phone, TONE_HZ)  # over a second of our tone, decrypted
 
 
 async def test_we_call_baresip_over_tls_with_mandatory_srtp(ca: TestCa, ours: Issued,
@@ -159,23 +148,10 @@ def test_autocall_serve_answers_baresip_over_tls_with_srtp_required(
     with Baresip(port=19530, ctrl_port=19533, rtp_ports=(19535, 19539), certificate=theirs,
                  cafile=ca.cert_file, mediaenc="srtp-mand") as phone, \
             serve(tmp_path, 19545, "--transport", "tls", stream=True):
-        ctrl = phone.control()
-        try:
-            ctrl.send("dial", "sip:robot@127.0.0.1:19545;transport=tls")
-            ctrl.wait_event("CALL_ESTABLISHED", 15.0)
-            time.sleep(1.5)
-            ctrl.send("sndcode", "7")
-            time.sleep(2.5)
-            ctrl.send("sndcode", "9")
-            deadline = time.monotonic() + 20
-            while not records(tmp_path) and time.monotonic() < deadline:
-                time.sleep(0.2)
-        finally:
-            ctrl.close()
+        walk_front_desk(phone.control(), "sip:robot@127.0.0.1:19545;transport=tls", tmp_path,
+                        welcome=1.5)
     assert f"SRTP is Enabled (cryptosuite={SHA80})" in phone.output()
     (rec,) = records(tmp_path)
     assert rec["digits"] == "79" and rec["path"] == ["welcome", "sales", "confirmed"], rec
-    heard = sorted(phone.recordings.glob("*-dec.wav"))
-    assert heard, phone.output()[-1500:]
-    pcm, rate = sf.read(str(heard[-1]), dtype="float64")
+    pcm, rate = decoded(phone)
     assert np.sqrt(np.mean(pcm[: rate * 3] ** 2)) > 0.01  # the welcome prompt, decrypted

@@ -94,11 +94,11 @@ def test_callee_says_yes_and_the_call_is_confirmed(
         PiperEngine(noise_scale=0.0, noise_w_scale=0.0) if voice == "piper" else tts.EspeakEngine()
     )
     summary = call(tmp_path, answer("yes", engine), sip_port)
-    assert summary["outcome"] == "confirmed", summary
+    assert summary["dialogue_outcome"] == "confirmed", summary
     assert summary["path"] == ["ask", "yes"], summary
     assert list((tmp_path / "tts").glob("*.piper.*.wav"))  # our prompt: spoken by piper
 
 
 def test_callee_says_no_and_the_call_is_declined(tmp_path: Path) -> None:
     summary = call(tmp_path, answer("no", PiperEngine(noise_scale=0.0, noise_w_scale=0.0)), 44750)
-    assert summary["outcome"] == "declined", summary
+    assert summary["dialogue_outcome"] == "declined", summary

@@ -49,10 +49,10 @@ def test_outcome_gives_its_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (result.exit_code, summary["status"], summary["sip_code"]) == (code, status, sip_code)
     assert summary["exit_code"] == code
     if status == "completed":
-        assert summary["answered_at"] and summary["duration"] > 0
+        assert summary["answered_at"] and summary["billable"] > 0
         assert summary["path"][0] == "message1"
     if code == 0 and "--confirm" in args:
-        assert summary["outcome"] == "confirmed" and summary["digits"].startswith("1")
+        assert summary["dialogue_outcome"] == "confirmed" and summary["digits"].startswith("1")
     store = Store(f"sqlite:///{tmp_path / 'calls.db'}")
     (record,) = store.calls("outbound")  # every informer call leaves its record
     store.close()
@@ -94,7 +94,7 @@ def test_play_a_file_repeated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.exit_code == 0, result.output
     assert summary["path"] == ["message1", "message2", "message3"]
-    assert summary["outcome"] == "completed" and summary["duration"] >= 2.2  # 3 x 0.8 s
+    assert summary["dialogue_outcome"] == "completed" and summary["billable"] >= 2.2  # 3 x 0.8 s
 
 
 @pytest.mark.parametrize(("password", "code"), [("s3cret-Pa55", 0), ("wrong", 1)])
@@ -135,4 +135,4 @@ def test_tree_with_variables_and_a_key_pressed_during_the_message(
     assert summary["variables"]["appointment"] == "on Monday"
     # 1 arrives during the message: it skips it and answers the confirm menu
     assert summary["path"] == ["message", "confirm", "confirmed", "confirmed_end"]
-    assert summary["outcome"] == "confirmed"
+    assert summary["dialogue_outcome"] == "confirmed"

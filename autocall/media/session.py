@@ -1062,6 +1062,8 @@ class MediaSession:
         pt, seq, ts, payload = item
         self._rx_stats.update(seq, ts, now, len(payload))
         if pt == self._dtmf_pt:
+            if self._push_detect is not None or self._detector is not None or self.on_signal:
+                self._signal.skip(seq, ts, now, self._read_time())  # its place, not a hole
             self._receive_events(payload, ts, now)
         elif pt != CN:
             signal = self._push_detect is not None or self._detector is not None or self.on_signal

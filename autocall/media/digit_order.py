@@ -76,8 +76,12 @@ class DigitOrder:
         self.max_hold = max_hold
         self.max_skew = max_skew
         # Runs of real audio fed to the detector: (first sample, end sample, extended RTP
-        # timestamp just after the run's last sample).
-        self._segments: deque[tuple[int, int, int]] = deque(maxlen=_SEGMENTS)
+        # timestamp just after the run's last sample). The last run is kept apart in
+        # `_start`, `_end`, `_ts_end` (None: no run yet): every frame of a call extends
+        # it, and that must cost next to nothing.
+        self._segments: deque[tuple[int, int, int]] = deque(maxlen=_SEGMENTS - 1)
+        self._start = self._end = 0
+        self._ts_end: int | None = None
         self._held: list[_Held] = []  # sorted by ts
         self._analysed = 0  # detector samples analysed so far
         self.held_events = 0  # events that had to wait for the detector
@@ -94,27 +98,28 @@ class DigitOrder:
     def fed(self, start: int, end: int, ts_end: int) -> None:
         """Detector samples [``start``, ``end``) are received audio whose last sample
         ends at extended RTP timestamp ``ts_end``."""
+        last = self._ts_end
+        if start == self._end and last is not None and ts_end - last == end - start:
+            self._end, self._ts_end = end, ts_end  # follows on: the same run
+            return
         if end <= start:
             return
-        segs = self._segments
-        if segs:
-            s, e, te = segs[-1]
-            if start == e and ts_end - te == end - start:  # follows on: one run
-                segs[-1] = (s, end, ts_end)
-                return
-        segs.append((start, end, ts_end))
+        if last is not None:
+            self._segments.append((self._start, self._end, last))
+        self._start, self._end, self._ts_end = start, end, ts_end
 
     def new_timeline(self) -> list[Press]:
         """Another timestamp space begins (a new source): what is held goes now."""
         self._segments.clear()
+        self._start = self._end = 0
+        self._ts_end = None
         return self.flush()
 
     def event(self, press: Press, timestamp: int, now: float) -> list[Press]:
         """An RFC 4733 key with its 32-bit RTP ``timestamp``: what may be reported now."""
-        segs = self._segments
-        if not segs:
+        ref = self._ts_end
+        if ref is None:
             return [*self.flush(), press]  # no audio to order against
-        ref = segs[-1][2]
         d = (timestamp - ref) % _TS_MOD
         if d >= _TS_MOD // 2:
             d -= _TS_MOD
@@ -127,16 +132,18 @@ class DigitOrder:
             self.held_events += 1
         return out
 
-    def inband(self, press: Press, start: int) -> list[Press]:
+    def inband(self, press: Press, start: int, now: float) -> list[Press]:
         """A tone the detector heard from sample ``start`` on: the events held that
-        started before it go first."""
+        started before it go first, and so do those held past `max_hold` (the bound
+        holds even when the tick that polls it comes late)."""
         ts = self._ts_at(start)
         if ts is None:
             return [*self.flush(), press]
+        out = self.poll(now)
         k = 0
         while k < len(self._held) and self._held[k].ts < ts:
             k += 1
-        out = [h.press for h in self._held[:k]]
+        out += [h.press for h in self._held[:k]]
         del self._held[:k]
         out.append(press)
         return out
@@ -179,10 +186,9 @@ class DigitOrder:
         return out
 
     def _release(self, upto: int) -> list[Press]:
-        segs = self._segments
-        if not self._held or not segs:
+        if not self._held or self._ts_end is None:
             return []
-        if upto >= segs[-1][1] + self.settle:
+        if upto >= self._end + self.settle:
             return self.flush()  # past all the audio received (only pause silence after)
         ts = self._ts_at(upto)
         assert ts is not None
@@ -197,9 +203,9 @@ class DigitOrder:
         """The RTP timestamp of detector sample ``idx``: inside a run of audio, its own;
         in pause silence between runs, the start of the next run; after the last run,
         counted on from its end."""
-        segs = self._segments
-        if not segs:
+        if self._ts_end is None:
             return None
+        segs = [*self._segments, (self._start, self._end, self._ts_end)]
         after: tuple[int, int, int] | None = None
         for seg in reversed(segs):
             s, e, te = seg

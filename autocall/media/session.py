@@ -89,7 +89,9 @@ Decisions:
   complete and silent, or for `autocall.media.digit_order.MAX_HOLD` at most; a tone
   reported meanwhile lets the events that started before it go first. In-band and
   RFC 4733 keys thus come out in the order of their RTP timestamps. SIP INFO digits
-  (no RTP time) and a competing stream's tones are reported as they come.
+  (no RTP time), events on an SSRC of their own or a competing stream's (their
+  timestamps are on another clock) and a competing stream's tones are reported as they
+  come.
 - **SRTP** (`autocall.media.srtp`): with keys, every packet sent is protected as the
   last step before the socket, and every packet received is authenticated first, before
   it may lock the address or latch a source: a forged or replayed packet is dropped
@@ -418,6 +420,7 @@ class MediaSession:
         self._order = DigitOrder()
         self._fed = 0
         self._watching = False  # the detector pool tells `_on_progress` how far it got
+        self._events_timed = True  # the last event packet came on the latched SSRC
         self._silence: dict[int, bytes] = {
             pt: bytes([b]) * self.frame_samples for pt, b in _SILENCE_BYTE.items()
         }
@@ -1010,7 +1013,7 @@ class MediaSession:
             # latched source alive while its audio pauses.
             self._event_packets += 1
             source.touch(now)
-            self._receive_events(payload, ts, now)
+            self._receive_events(payload, ts, now, timed=False)
             return
         if source.next_in_line(ssrc, seq, ts, now):  # the common case, kept cheap
             if pt == self._dtmf_pt or pt in (CN, G722) or self.rate != RATE:
@@ -1028,7 +1031,7 @@ class MediaSession:
         if admit.contested:
             for cpt, cseq, cts, cpayload in admit.items:
                 if cpt == self._dtmf_pt:
-                    self._receive_events(cpayload, cts, now)
+                    self._receive_events(cpayload, cts, now, timed=False)
                 elif cpt in _AUDIO and (self._slot is not None or self._detector is not None):
                     self._contested(cpt, ssrc, cseq, cts, cpayload, now)
             return
@@ -1110,7 +1113,11 @@ class MediaSession:
         (issue 22: silence fed between two slices of a backlog split a tone in two)."""
         return self._loop.time() if self._loop is not None else 0.0
 
-    def _receive_events(self, payload: bytes, ts: int, now: float) -> None:
+    def _receive_events(self, payload: bytes, ts: int, now: float, timed: bool = True) -> None:
+        """``timed``: the events are on the latched stream's SSRC, so their timestamps are
+        on the clock of the audio the detector hears; on an SSRC of their own (SIPp's
+        pcaps) or a competing stream's, they are not, and cannot be ordered by them."""
+        self._events_timed = timed
         try:
             events = self._events_rx.receive(payload, ts, now)
         except ValueError:
@@ -1123,7 +1130,7 @@ class MediaSession:
         """An RFC 4733 key: held by `DigitOrder` while the detector may still report a
         tone pressed before it."""
         press = Press(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
-        if self._slot is None and self._detector is None:
+        if (self._slot is None and self._detector is None) or not self._events_timed:
             self.report_digit(press.digit, press.source, press.duration_ms)
             return
         if self._slot is not None:  # the pool tells progress only while keys are held
@@ -1184,7 +1191,7 @@ class MediaSession:
         pause, or audio of a timeline that ends here)."""
         push, detector, taps = self._push_detect, self._detector, self.on_signal
         if push is not None or detector is not None:
-            n = sum(len(c) for c in chunks)
+            n = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
             if ts_end is not None:
                 self._order.fed(self._fed, self._fed + n, ts_end)
             self._fed += n
@@ -1252,7 +1259,7 @@ class MediaSession:
         self._heard = (ev.digit, now, {feed})
         press = Press(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
         if feed is None:  # on the latched stream's timeline: the events before it go first
-            self._report_presses(self._order.inband(press, round(ev.start * RATE)))
+            self._report_presses(self._order.inband(press, round(ev.start * RATE), now))
         else:
             self.report_digit(press.digit, press.source, press.duration_ms)
 

@@ -220,7 +220,7 @@ def test_order_holds_an_event_until_the_detector_passed_its_start_and_settle() -
     assert order.holding
     assert order.analysed(1200 + SETTLE - 1) == []
     # a tone heard from sample 400 on started before the event: it goes first
-    assert order.inband(p("1", "inband"), 400) == [p("1", "inband")]
+    assert order.inband(p("1", "inband"), 400, now=0.0) == [p("1", "inband")]
     assert order.analysed(1200 + SETTLE) == [p("2")]
     assert not order.holding
 
@@ -229,7 +229,7 @@ def test_order_a_tone_reported_later_but_started_later_lets_the_event_go_first()
     order = DigitOrder()
     order.fed(0, 800, TS0 + 800)
     assert order.event(p("2"), TS0 + 160, now=0.0) == []
-    assert order.inband(p("1", "inband"), 640) == [p("2"), p("1", "inband")]
+    assert order.inband(p("1", "inband"), 640, now=0.0) == [p("2"), p("1", "inband")]
 
 
 def test_order_maps_detector_samples_across_pause_silence_and_timestamp_gaps() -> None:
@@ -239,9 +239,10 @@ def test_order_maps_detector_samples_across_pause_silence_and_timestamp_gaps() -
     # timestamps put 1600 after the first run (a gap the sender meant)
     order.fed(1200, 2000, TS0 + 3200)
     assert order.event(p("2"), TS0 + 2400, now=0.0) == []
-    assert order.inband(p("1", "inband"), 1000) == [p("1", "inband")]  # starts at TS0 + 2400
+    # sample 1000 is pause silence: the tone starts with the next run, at TS0 + 2400
+    assert order.inband(p("1", "inband"), 1000, now=0.0) == [p("1", "inband")]
     assert order.holding
-    assert order.inband(p("3", "inband"), 1300) == [p("2"), p("3", "inband")]
+    assert order.inband(p("3", "inband"), 1300, now=0.0) == [p("2"), p("3", "inband")]
 
 
 def test_order_is_bounded_and_keeps_events_in_their_own_order() -> None:
@@ -252,6 +253,17 @@ def test_order_is_bounded_and_keeps_events_in_their_own_order() -> None:
     assert order.poll(1.11) == []
     assert order.poll(1.12) == [p("4"), p("5")]
     assert order.released_by_bound == 1
+
+
+def test_order_an_event_past_its_bound_goes_before_a_later_tone() -> None:
+    """Ticks that come late (a loaded process) must not let a tone overtake an event
+    that has waited its time, whatever the timestamps say."""
+    order = DigitOrder(max_hold=0.12)
+    order.fed(0, 800, TS0 + 800)
+    assert order.event(p("4"), TS0 + 8000, now=1.0) == []  # far ahead of the audio
+    assert order.inband(p("5", "inband"), 400, now=1.05) == [p("5", "inband")]
+    assert order.event(p("6"), TS0 + 8000 + 1600, now=1.1) == []
+    assert order.inband(p("7", "inband"), 600, now=1.2) == [p("4"), p("7", "inband")]
 
 
 def test_order_lets_go_once_all_received_audio_is_analysed() -> None:

@@ -43,8 +43,8 @@ SETTLE = 320
 # One detector batch (100 ms) and a 20 ms frame: the longest an event waits for the
 # detector (the pacing tick polls, so the hold ends on the frame after this).
 MAX_HOLD = 0.12
-# An event further than this (RTP units, 8 kHz: 10 s) from the audio's timeline is in
-# another timestamp space (RFC 4733 events on an SSRC of their own, a stray stream).
+# An event further than this (RTP units, 8 kHz: 10 s) from the audio's timeline is not
+# on its clock (a sender whose event timestamps are not its audio's), so not ordered.
 MAX_SKEW = 80_000
 _TS_MOD = 1 << 32
 _SEGMENTS = 64  # runs of real audio remembered (contiguous runs merge: seconds of audio)
@@ -91,9 +91,6 @@ class DigitOrder:
     @property
     def holding(self) -> bool:
         return bool(self._held)
-
-    def next_deadline(self) -> float | None:
-        return min(h.deadline for h in self._held) if self._held else None
 
     def fed(self, start: int, end: int, ts_end: int) -> None:
         """Detector samples [``start``, ``end``) are received audio whose last sample

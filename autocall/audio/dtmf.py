@@ -498,6 +498,17 @@ class DtmfDetectorBank:
         code = int(self._tracks.d[_Tracks.CODE, channel])
         return DTMF_KEYS[code] if code >= 0 else None
 
+    def quiet(self, channel: int, pending: npt.NDArray[np.int16]) -> bool:
+        """True if no key press can come out of ``channel`` for what it has been fed and
+        ``pending`` (its audio not fed yet): no press nor run of one under way, and less
+        energy than one block of the faintest tone we operate on (the single-channel
+        detector's shortcut for silence)."""
+        if self._tracks.d[_Tracks.CODE, channel] >= 0 or self._tracks.r[_Tracks.COUNT, channel] > 0:
+            return False
+        kept = self._buf[channel]
+        rest = pending.astype(np.float32)
+        return float(np.dot(kept, kept)) + float(np.dot(rest, rest)) < self._an.quiet
+
     def flush(self, channel: int) -> list[DtmfEvent]:
         """End of a channel's stream: report a key still sounding."""
         raw: list[tuple[int, int, int, int]] = []
@@ -550,6 +561,28 @@ class DtmfDetector:
         """
         code = self._track.code
         return DTMF_KEYS[code] if code >= 0 else None
+
+    @property
+    def quiet(self) -> bool:
+        """True if no key press can come out of what was fed so far (see
+        `DtmfDetectorBank.quiet`)."""
+        if self._track.busy:
+            return False
+        e = float(np.dot(self._buf, self._buf))
+        for x in self._pending:
+            y = x.astype(np.float32)
+            e += float(np.dot(y, y))
+        return e < self._an.quiet
+
+    @property
+    def fed(self) -> int:
+        """Samples fed so far; event times count from the first of them."""
+        return self.analysed + self._npending
+
+    @property
+    def analysed(self) -> int:
+        """Samples analysed so far (the rest wait for the batch to fill)."""
+        return self._pos + int(self._buf.size)
 
     def flush(self) -> list[DtmfEvent]:
         """End of stream: analyse what is buffered and report a key still sounding."""

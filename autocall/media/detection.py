@@ -36,6 +36,7 @@ __all__ = ["DetectorPool", "Slot"]
 
 Slot = tuple[int, int]
 EventCallback = Callable[[DtmfEvent], None]
+ProgressCallback = Callable[[int], None]
 _CAPACITY = 8  # batches held per call: a burst of 800 ms of held packets fits
 _LEAD_AFTER = 4  # batches: a pause longer than the signal's idle time (0.25 s) plus a batch
 
@@ -48,6 +49,8 @@ class _Bank:
         self.fill = np.zeros(size, dtype=np.int64)
         self.active = np.zeros(size, dtype=bool)
         self.owners: list[EventCallback | None] = [None] * size
+        self.taken = np.zeros(size, dtype=np.int64)  # samples analysed per call since attach
+        self.progress: dict[int, ProgressCallback] = {}  # calls that wait for analysis
         self.held = 0  # times a call behind the others was held out of a feed
         self.forced = 0  # feeds run to make room for a push (the call was a burst ahead)
         self.calls = 0
@@ -59,6 +62,7 @@ class _Bank:
         # in): clearing up to the highest fill clears it without touching idle pages.
         self.buf[ch, : int(self.fill.max())] = 0
         self.fill[ch] = 0
+        self.taken[ch] = 0
         self.active[ch] = True
         self.owners[ch] = on_event
         self.calls += 1
@@ -67,6 +71,7 @@ class _Bank:
         self.calls -= int(self.active[ch])
         self.active[ch] = False
         self.owners[ch] = None
+        self.progress.pop(ch, None)
         self.buf[ch, : int(self.fill[ch])] = 0
         self.fill[ch] = 0
 
@@ -119,10 +124,15 @@ class _Bank:
         self.buf[rows, : high - b] = self.buf[rows, b:high]
         self.buf[rows, high - b : high] = 0
         self.fill[rows] -= b
+        self.taken[rows] += b
         for ch, ev in events:
             cb = self.owners[ch]
             if cb is not None:
                 cb(ev)
+        if self.progress:
+            for ch, on_progress in list(self.progress.items()):
+                if ready[ch]:
+                    on_progress(int(self.taken[ch]))
 
 
 class DetectorPool:
@@ -166,6 +176,28 @@ class DetectorPool:
     def detach(self, slot: Slot) -> None:
         self._banks[slot[0]].detach(slot[1])
         self._free.append(slot)
+
+    def analysed(self, slot: Slot) -> int:
+        """Samples of the call's audio analysed since it was attached (its detector's
+        event times count from the same first sample)."""
+        return int(self._banks[slot[0]].taken[slot[1]])
+
+    def quiet(self, slot: Slot) -> bool:
+        """True if no key press can come out of the audio this call pushed so far (its
+        detector times none and what waits for analysis is too faint for a tone)."""
+        bank = self._banks[slot[0]]
+        ch = slot[1]
+        return bank.det.quiet(ch, bank.buf[ch, : int(bank.fill[ch])])
+
+    def on_progress(self, slot: Slot, callback: ProgressCallback | None) -> None:
+        """Call ``callback(analysed)`` after each feed that analyses this call's audio
+        (after its events), until set to None: a call that waits for the detector to
+        reach some point learns it in the same wake-up, not on its next tick."""
+        bank = self._banks[slot[0]]
+        if callback is None:
+            bank.progress.pop(slot[1], None)
+        else:
+            bank.progress[slot[1]] = callback
 
     def pusher(self, slot: Slot) -> Callable[[npt.NDArray[np.int16]], None]:
         """`push` bound to one slot: the per-frame call of a call's media tick."""

@@ -37,6 +37,7 @@ from autocall.media.rtp import Unwrapper
 __all__ = ["ReorderBuffer"]
 
 Samples = npt.NDArray[np.int16]
+_NOTHING: Samples = np.zeros(0, np.int16)  # held for a packet that carries no audio
 
 
 class ReorderBuffer:
@@ -60,6 +61,7 @@ class ReorderBuffer:
         self._ready: list[Samples] = []  # released by push, not yet popped
         self._next_seq: int | None = None
         self._next_ts = 0
+        self._complete = 0  # RTP time up to which every packet was passed on (`skip` too)
         self._last_arrival: float | None = None
         self.late = 0  # arrived after the window gave up waiting for it
         self.duplicates = 0  # a second copy of a packet
@@ -84,6 +86,7 @@ class ReorderBuffer:
         self._ts.reset()
         self._next_seq = None
         self._next_ts = 0
+        self._complete = 0
         self._last_arrival = None
         self._gave_up.clear()
         self._watch = False
@@ -100,6 +103,19 @@ class ReorderBuffer:
         between the last pop and the packets read after it."""
         self._watch = not self._ready
         self.resume_gap = None if self._watch else 0
+
+    @property
+    def next_ts(self) -> int:
+        """The extended RTP timestamp just after the last sample released (≡ the 32-bit
+        timestamp modulo 2³²): where the audio popped so far ends on the RTP clock."""
+        return self._next_ts
+
+    @property
+    def complete_ts(self) -> int:
+        """Extended RTP timestamp up to which the stream is complete: every packet before
+        it was passed on (audio) or skipped in line (`skip`: a packet without audio, such
+        as the first of an RFC 4733 event, whose timestamp is its start)."""
+        return max(self._next_ts, self._complete)
 
     def take_hole(self) -> int:
         """Samples of silence put in for the last run of lost packets released since the
@@ -144,6 +160,24 @@ class ReorderBuffer:
             return
         self._held[es] = (ets, samples, at)  # a hole is waited for from the reading on
 
+    def skip(self, seq: int, ts: int, now: float, read: float | None = None) -> None:
+        """A packet of this stream that carries no audio for the signal (an RFC 4733
+        event on the audio's SSRC shares its sequence numbers, RFC 3550 §5.1): its
+        sequence number is no hole to wait for. Waiting ``window`` for it held every
+        key pressed after an event back by 200 ms; it is no loss either, and the
+        timestamps it leaves out become the sender's silence."""
+        es = self._seq(seq)
+        ets = self._ts(ts)
+        nxt = self._next_seq
+        if nxt is not None and es < nxt:
+            return
+        if es == nxt and not self._held:
+            self._next_seq = es + 1
+            self._complete = max(self._complete, ets)
+            return
+        at = now if read is None or read < now else read
+        self._held.setdefault(es, (ets, _NOTHING, at))
+
     def idle(self, now: float, after: float) -> bool:
         """Nothing held and nothing arrived (or was read) for ``after`` seconds (or ever)."""
         last = self._last_arrival
@@ -185,6 +219,12 @@ class ReorderBuffer:
 
     def _emit(self, out: list[Samples], es: int, *, skipped: bool) -> None:
         ets, samples, _ = self._held.pop(es)
+        if samples is _NOTHING:  # a packet without audio (`skip`): only its place
+            if self._next_seq is None:
+                self._next_ts = ets
+            self._next_seq = es + 1
+            self._complete = max(self._complete, ets)  # what came before it is passed on
+            return
         end = ets + len(samples)
         silent = 0
         if self._next_seq is not None:

@@ -82,6 +82,16 @@ Decisions:
   not reported that press yet. Silence fed for an arrival pause never makes two presses
   of one tone: when the timestamps say the sender did not pause, the press that resumes
   right after that silence is the one before it.
+- **Digits in the order pressed** (`autocall.media.digit_order`). An RFC 4733 key is
+  complete when its end packet arrives; a tone only once the detector has analysed its
+  batch. So an event key is held until the detector has analysed the audio up to its
+  RTP timestamp (plus a tone's release confirmation), until the audio before it is
+  complete and silent, or for `autocall.media.digit_order.MAX_HOLD` at most; a tone
+  reported meanwhile lets the events that started before it go first. In-band and
+  RFC 4733 keys thus come out in the order of their RTP timestamps. SIP INFO digits
+  (no RTP time), events on an SSRC of their own or a competing stream's (their
+  timestamps are on another clock) and a competing stream's tones are reported as they
+  come.
 - **SRTP** (`autocall.media.srtp`): with keys, every packet sent is protected as the
   last step before the socket, and every packet received is authenticated first, before
   it may lock the address or latch a source: a forged or replayed packet is dropped
@@ -113,6 +123,7 @@ import numpy.typing as npt
 from autocall.audio import g711, g722
 from autocall.media.clock import MediaEngine
 from autocall.media.detection import Slot
+from autocall.media.digit_order import DigitOrder, Press
 from autocall.media.jitter import JitterBuffer
 from autocall.media.recorder import Recorder
 from autocall.media.reorder import ReorderBuffer
@@ -120,7 +131,12 @@ from autocall.media.rtp import RtpPacket, RtpSender
 from autocall.media.source import SourceValidator
 from autocall.media.srtp import PROTECT_ERRORS, SrtpError, SrtpKeys, SrtpStream
 from autocall.media.stats import MediaStats, ReceptionStats
-from autocall.media.telephone_event import FLASH, TelephoneEventReceiver, TelephoneEventSender
+from autocall.media.telephone_event import (
+    FLASH,
+    ReceivedEvent,
+    TelephoneEventReceiver,
+    TelephoneEventSender,
+)
 
 if TYPE_CHECKING:
     from autocall.audio.dtmf import DtmfDetector, DtmfEvent
@@ -399,6 +415,12 @@ class MediaSession:
         # (None: the latched stream's detector; an SSRC: a competing stream's).
         self._heard: tuple[str, float, set[int | None]] | None = None
         self._splits = _Splits()  # the latched stream's detector
+        # Keys from RTP in the order they were pressed (see "Digits in the order pressed"),
+        # on the latched stream's detector: samples fed to it since it was attached.
+        self._order = DigitOrder()
+        self._fed = 0
+        self._watching = False  # the detector pool tells `_on_progress` how far it got
+        self._events_timed = True  # the last event packet came on the latched SSRC
         self._silence: dict[int, bytes] = {
             pt: bytes([b]) * self.frame_samples for pt, b in _SILENCE_BYTE.items()
         }
@@ -828,8 +850,9 @@ class MediaSession:
         events_rx = self._events_rx
         if events_rx.pending:
             assert self._loop is not None
-            for ev in events_rx.poll(self._loop.time()):
-                self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
+            now = self._loop.time()
+            for ev in events_rx.poll(now):
+                self._received_event(ev, now)
         received = self._jitter.pop()
         rx = self._zeros if received is None else received
         if self._push_detect is not None or self._detector is not None or self.on_signal:
@@ -840,7 +863,7 @@ class MediaSession:
                 self._detector_tail = _DETECTOR_TAIL
                 if self._splits.fabricated or self._signal.hole:  # else nothing to note
                     self._splits.resumed(self._signal, now)
-                self._feed_signal(chunks)
+                self._feed_signal(chunks, self._signal.next_ts)
             elif self._signal.idle(now, SIGNAL_IDLE) and (
                 self._push_detect is not None or self.on_signal or self._detector_tail > 0
             ):
@@ -853,6 +876,10 @@ class MediaSession:
                 self._feed_signal((self._signal_zeros,))
             if self._contest is not None:
                 self._run_contest(now)
+            if self._order.holding:
+                self._report_presses(self._order.poll(now))
+                if self._order.holding:
+                    self._release_if_quiet()
         for listener in self.on_audio:
             listener(rx)
         if self._recorder is not None:
@@ -986,7 +1013,7 @@ class MediaSession:
             # latched source alive while its audio pauses.
             self._event_packets += 1
             source.touch(now)
-            self._receive_events(payload, ts, now)
+            self._receive_events(payload, ts, now, timed=False)
             return
         if source.next_in_line(ssrc, seq, ts, now):  # the common case, kept cheap
             if pt == self._dtmf_pt or pt in (CN, G722) or self.rate != RATE:
@@ -1004,7 +1031,7 @@ class MediaSession:
         if admit.contested:
             for cpt, cseq, cts, cpayload in admit.items:
                 if cpt == self._dtmf_pt:
-                    self._receive_events(cpayload, cts, now)
+                    self._receive_events(cpayload, cts, now, timed=False)
                 elif cpt in _AUDIO and (self._slot is not None or self._detector is not None):
                     self._contested(cpt, ssrc, cseq, cts, cpayload, now)
             return
@@ -1057,11 +1084,14 @@ class MediaSession:
         chunks = self._signal.reset()
         if chunks and (self._push_detect or self._detector or self.on_signal):
             self._feed_signal(chunks)
+        self._report_presses(self._order.new_timeline())  # another timestamp space
 
     def _receive(self, item: _Rx, now: float) -> None:
         pt, seq, ts, payload = item
         self._rx_stats.update(seq, ts, now, len(payload))
         if pt == self._dtmf_pt:
+            if self._push_detect is not None or self._detector is not None or self.on_signal:
+                self._signal.skip(seq, ts, now, self._read_time())  # its place, not a hole
             self._receive_events(payload, ts, now)
         elif pt != CN:
             signal = self._push_detect is not None or self._detector is not None or self.on_signal
@@ -1083,14 +1113,57 @@ class MediaSession:
         (issue 22: silence fed between two slices of a backlog split a tone in two)."""
         return self._loop.time() if self._loop is not None else 0.0
 
-    def _receive_events(self, payload: bytes, ts: int, now: float) -> None:
+    def _receive_events(self, payload: bytes, ts: int, now: float, timed: bool = True) -> None:
+        """``timed``: the events are on the latched stream's SSRC, so their timestamps are
+        on the clock of the audio the detector hears; on an SSRC of their own (SIPp's
+        pcaps) or a competing stream's, they are not, and cannot be ordered by them."""
+        self._events_timed = timed
         try:
             events = self._events_rx.receive(payload, ts, now)
         except ValueError:
             self._malformed += 1
             return
         for ev in events:
-            self.report_digit(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
+            self._received_event(ev, now)
+
+    def _received_event(self, ev: ReceivedEvent, now: float) -> None:
+        """An RFC 4733 key: held by `DigitOrder` while the detector may still report a
+        tone pressed before it."""
+        press = Press(ev.digit, "rfc4733", ev.duration * 1000 / RATE)
+        if (self._slot is None and self._detector is None) or not self._events_timed:
+            self.report_digit(press.digit, press.source, press.duration_ms)
+            return
+        if self._slot is not None:  # the pool tells progress only while keys are held
+            analysed = self.engine.detector_pool().analysed(self._slot)
+        else:
+            analysed = self._detector.analysed if self._detector is not None else 0
+        done = self._order.analysed(analysed)
+        self._report_presses([*done, *self._order.event(press, ev.timestamp, now)])
+
+    def _report_presses(self, presses: list[Press]) -> None:
+        for p in presses:
+            self.report_digit(p.digit, p.source, p.duration_ms)
+        slot = self._slot
+        if slot is not None and self._watching != self._order.holding:
+            # Told by the pool how far analysis got only while something waits for it.
+            self._watching = self._order.holding
+            self.engine.detector_pool().on_progress(
+                slot, self._on_progress if self._watching else None
+            )
+
+    def _on_progress(self, analysed: int) -> None:
+        self._report_presses(self._order.analysed(analysed))
+
+    def _release_if_quiet(self) -> None:
+        """Events held while the audio before them is silence need not wait for the
+        detector's batch: nothing can come of it. Right after the signal's pop, so
+        everything up to its `complete_ts` has been fed to the detector."""
+        if self._slot is not None:
+            quiet = self.engine.detector_pool().quiet(self._slot)
+        else:
+            quiet = self._detector is not None and self._detector.quiet
+        if quiet:
+            self._report_presses(self._order.quiet(self._signal.complete_ts))
 
     def _run_contest(self, now: float) -> None:
         c = self._contest
@@ -1110,9 +1183,18 @@ class MediaSession:
             for ev in c.detector.feed(chunk):
                 self._report_inband(ev, c.ssrc, c.splits)
 
-    def _feed_signal(self, chunks: list[Samples] | tuple[Samples, ...]) -> None:
-        """Timestamp-ordered received audio to the DTMF detector and `on_signal`."""
+    def _feed_signal(
+        self, chunks: list[Samples] | tuple[Samples, ...], ts_end: int | None = None
+    ) -> None:
+        """Timestamp-ordered received audio to the DTMF detector and `on_signal`;
+        ``ts_end``: the extended RTP timestamp where the chunks end (None: silence for a
+        pause, or audio of a timeline that ends here)."""
         push, detector, taps = self._push_detect, self._detector, self.on_signal
+        if push is not None or detector is not None:
+            n = len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
+            if ts_end is not None:
+                self._order.fed(self._fed, self._fed + n, ts_end)
+            self._fed += n
         for chunk in chunks:
             if push is not None:
                 push(chunk)
@@ -1121,6 +1203,8 @@ class MediaSession:
                     self._report_inband(ev, None, self._splits)
             for tap in taps:
                 tap(chunk)
+        if detector is not None and self._order.holding:
+            self._report_presses(self._order.analysed(detector.analysed))
 
     def _attach_detection(self) -> None:
         """Join the engine's shared detector banks, or run a detector of our own."""
@@ -1129,15 +1213,20 @@ class MediaSession:
         if not self.on_signal:
             self._signal.reset()  # not fed while detection was off: start from the next packet
         self._splits = _Splits()  # a new detector: its times start again
+        self._order = DigitOrder()
+        self._watching = False
         try:
             pool = self.engine.detector_pool()
         except ImportError:  # no numpy DTMF banks: a detector of our own, if any
             self._detector = self._make_detector()
+            self._fed = self._detector.fed if self._detector is not None else 0
             return
+        self._fed = 0
         self._slot = pool.attach(self._on_inband)
         self._push_detect = pool.pusher(self._slot)
 
     def _detach_detection(self) -> None:
+        self._report_presses(self._order.flush())  # nothing left to wait for
         if self._slot is not None:
             self.engine.detector_pool().detach(self._slot)
             self._slot = None
@@ -1168,7 +1257,11 @@ class MediaSession:
             heard[2].add(feed)
             return
         self._heard = (ev.digit, now, {feed})
-        self.report_digit(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+        press = Press(ev.digit, "inband", 1000.0 * (ev.end - ev.start))
+        if feed is None:  # on the latched stream's timeline: the events before it go first
+            self._report_presses(self._order.inband(press, round(ev.start * RATE), now))
+        else:
+            self.report_digit(press.digit, press.source, press.duration_ms)
 
     @staticmethod
     def _make_detector() -> DtmfDetector | None:

@@ -535,20 +535,82 @@ class _Channel:
         return [AmdMessageReady(at, cause)]
 
 
+_STAGES = list(_Stage)  # a stage's code in `AmdBank`'s arrays is its index here
+_LISTEN, _GREETING, _WATCH, _FOLLOW, _DONE = range(len(_STAGES))
+
+_TONE_MIN = 5  # the column of `_params` that holds `_Limits.tone_min`
+
+# Below this many calls in a feed, stepping each call's `_Channel` in Python costs less
+# than the fixed cost of the numpy pass (a lone `AmdDetector`, `classify`).
+_VECTOR_MIN = 16
+
+
+def _params(cfg: AmdConfig) -> list[float]:
+    """A config's numbers the vectorised step reads: a row of `AmdBank._par` (a call
+    may have its own config), in the order `AmdBank._step` unpacks them."""
+    lim = _limits(cfg)
+    return [
+        lim.floor_rise,
+        lim.speaker_decay,
+        cfg.margin_db,
+        cfg.min_level_dbm0,
+        cfg.speaker_range_db,
+        lim.tone_min,
+        cfg.tone_purity,
+        lim.resume_after,
+        cfg.resume_range_db,
+        lim.burst,
+        lim.onset,
+        cfg.initial_silence_ms,
+        lim.greeting,
+        lim.short_greeting,
+        lim.after_short,
+        lim.after_greeting,
+        cfg.total_analysis_ms,
+        lim.end_silence,
+        cfg.follow_ms,
+        lim.beep_gap,
+    ]
+
+
 class AmdBank:
     """AMD for many calls at once: one numpy analysis per batch of frames over all calls.
 
     ``feed(frames)`` takes one 20 ms frame (160 int16 samples) per channel, shaped
     ``(channels, 160)`` or ``(channels, k * 160)`` for ``k`` frames each, and returns
     ``(channel, event)`` pairs. ``reset(ch)`` starts a channel afresh (a new call).
+
+    The per-call state machine's hot fields (noise floor, speaker level, sound and quiet
+    runs, stage, frame count ...) live here as arrays with one entry per channel, not in
+    the `_Channel` objects: stepping 500 calls' Python state machines every 20 ms cost
+    about a third of a core, and the media pacing loop shares that core. In almost every
+    frame of almost every call nothing happens but the same few updates (the levels move,
+    a run grows or breaks), and those are worked out for all calls in one numpy pass per
+    frame. A call for which more can happen in a frame (a tone is sounding or starts, or
+    a stage's condition is met: onset, a timeout, a human's pause, a beep's end ...) is
+    stepped by `_Channel.step` itself, its fields loaded from the arrays and stored back,
+    so every decision is the Python state machine's, bit for bit.
     """
 
     def __init__(self, channels: int, config: AmdConfig | None = None) -> None:
         self.config = config or AmdConfig()
-        self._ch = [_Channel(self.config) for _ in range(channels)]
-        self._prev = np.zeros((channels, FRAME), dtype=np.float64)
-        # Per channel: frames below this level are no tone, whatever their spectrum.
-        self._tone_min = np.full(channels, _limits(self.config).tone_min)
+        self._ch: list[_Channel] = []
+        self._prev = np.zeros((0, FRAME), dtype=np.float64)
+        self._par = np.zeros((0, len(_params(self.config))), dtype=np.float64)
+        self._frame = np.zeros(0, dtype=np.int64)
+        self._stage = np.zeros(0, dtype=np.int64)
+        self._floor = np.zeros(0, dtype=np.float64)
+        self._has_floor = np.zeros(0, dtype=bool)
+        self._speaker = np.zeros(0, dtype=np.float64)
+        self._run_sound = np.zeros(0, dtype=np.int64)
+        self._run_peak = np.zeros(0, dtype=np.float64)
+        self._quiet = np.zeros(0, dtype=np.int64)
+        self._last_sound_end = np.zeros(0, dtype=np.int64)
+        self._greeting_start = np.zeros(0, dtype=np.int64)
+        self._watch_until = np.zeros(0, dtype=np.int64)
+        self._beep_end = np.zeros(0, dtype=np.int64)
+        self._toning = np.zeros(0, dtype=bool)  # a tone run is open (`_Tone.frames`)
+        self.grow(channels)
 
     @property
     def channels(self) -> int:
@@ -558,17 +620,72 @@ class AmdBank:
         """Start ``channel`` afresh (a new call), with its own parameters if given."""
         ch = self._ch[channel] = _Channel(config or self.config)
         self._prev[channel] = 0.0
-        self._tone_min[channel] = ch.lim.tone_min
+        self._par[channel] = _params(ch.cfg)
+        self._store(channel, ch)
 
     def done(self, channel: int) -> bool:
-        return self._ch[channel].stage is _Stage.DONE
+        return bool(self._stage[channel] == _DONE)
 
     def grow(self, channels: int) -> None:
         """Add ``channels`` fresh channels at the end (a pool that ran out of them)."""
+        first = len(self._ch)
+        n = first + channels
         self._ch += [_Channel(self.config) for _ in range(channels)]
         self._prev = np.concatenate([self._prev, np.zeros((channels, FRAME))], axis=0)
-        tone_min = np.full(channels, _limits(self.config).tone_min)
-        self._tone_min = np.concatenate([self._tone_min, tone_min])
+        self._par = np.concatenate([self._par, np.tile(_params(self.config), (channels, 1))])
+        for name in (
+            "_frame",
+            "_stage",
+            "_floor",
+            "_has_floor",
+            "_speaker",
+            "_run_sound",
+            "_run_peak",
+            "_quiet",
+            "_last_sound_end",
+            "_greeting_start",
+            "_watch_until",
+            "_beep_end",
+            "_toning",
+        ):
+            old = getattr(self, name)
+            new = np.zeros(n, dtype=old.dtype)
+            new[:first] = old
+            setattr(self, name, new)
+        for c in range(first, n):
+            self._store(c, self._ch[c])
+
+    def _load(self, c: int) -> _Channel:
+        """Channel ``c``'s `_Channel` with the fields kept in the arrays filled in."""
+        ch = self._ch[c]
+        ch.frame = int(self._frame[c])
+        ch.stage = _STAGES[int(self._stage[c])]
+        ch.floor = float(self._floor[c]) if self._has_floor[c] else None
+        ch.speaker = float(self._speaker[c])
+        ch.run_sound = int(self._run_sound[c])
+        ch.run_peak = float(self._run_peak[c])
+        ch.quiet = int(self._quiet[c])
+        ch.last_sound_end = int(self._last_sound_end[c])
+        ch.greeting_start = int(self._greeting_start[c])
+        ch.watch_until = int(self._watch_until[c])
+        ch.beep_end = int(self._beep_end[c])
+        return ch
+
+    def _store(self, c: int, ch: _Channel) -> None:
+        """Put `_Channel` ``ch``'s fields back into channel ``c``'s entries of the arrays."""
+        self._frame[c] = ch.frame
+        self._stage[c] = _STAGES.index(ch.stage)
+        self._has_floor[c] = ch.floor is not None
+        self._floor[c] = 0.0 if ch.floor is None else ch.floor
+        self._speaker[c] = ch.speaker
+        self._run_sound[c] = ch.run_sound
+        self._run_peak[c] = ch.run_peak
+        self._quiet[c] = ch.quiet
+        self._last_sound_end[c] = ch.last_sound_end
+        self._greeting_start[c] = ch.greeting_start
+        self._watch_until[c] = ch.watch_until
+        self._beep_end[c] = ch.beep_end
+        self._toning[c] = ch.tone.frames > 0
 
     def feed(
         self, frames: npt.ArrayLike, channels: Sequence[int] | None = None
@@ -584,20 +701,45 @@ class AmdBank:
                 f"AMD bank fed {len(rows)} channels expects shape ({len(rows)}, k*{FRAME}),"
                 f" got {x.shape}"
             )
-        live = [r for r, c in enumerate(rows) if self._ch[c].stage is not _Stage.DONE]
+        if len(set(rows)) < len(rows):
+            raise ValueError(f"AMD bank fed a channel twice in one call: {rows}")
+        live = [r for r, c in enumerate(rows) if self._stage[c] != _DONE]
         if len(live) < len(rows):  # a done detector is not analysed any more
             rows = [rows[r] for r in live]
             x = x[live]
+        m = len(rows)
         k = x.shape[1] // FRAME
+        level = np.zeros((m, k))
+        purity = np.zeros((m, k))
+        f1 = np.zeros((m, k))
+        f2 = np.zeros((m, k))
         per = max(1, _BLOCK // k)
-        out: list[tuple[int, AmdEvent]] = []
-        for start in range(0, len(rows), per):  # blocks whose temporaries stay in cache
-            out += self._feed(x[start : start + per], rows[start : start + per], k)
-        return out
+        for start in range(0, m, per):  # blocks whose temporaries stay in cache
+            block = slice(start, start + per)
+            self._analyse(
+                x[block], rows[block], k, level[block], purity[block], f1[block], f2[block]
+            )
+        if m < _VECTOR_MIN:
+            return self._step_each(rows, level, purity, f1, f2)
+        idx = np.asarray(rows, dtype=np.intp)
+        out: list[tuple[int, int, AmdEvent]] = []
+        for j in range(k):
+            act = np.flatnonzero(self._stage[idx] != _DONE) if j else np.arange(m)
+            self._step(act, idx[act], level[act, j], purity[act, j], f1[act, j], f2[act, j], out)
+        out.sort(key=lambda e: e[0])  # stable: each call's events in frame order, as fed
+        return [(c, ev) for _, c, ev in out]
 
-    def _feed(
-        self, x: npt.NDArray[np.int16], rows: list[int], k: int
-    ) -> list[tuple[int, AmdEvent]]:
+    def _analyse(
+        self,
+        x: npt.NDArray[np.int16],
+        rows: list[int],
+        k: int,
+        level: npt.NDArray[np.float64],
+        purity: npt.NDArray[np.float64],
+        f1: npt.NDArray[np.float64],
+        f2: npt.NDArray[np.float64],
+    ) -> None:
+        """Features of ``k`` frames of channels ``rows`` into ``level`` ... ``f2`` (m, k)."""
         m = len(rows)
         idx = np.asarray(rows, dtype=np.intp)
         cur = x.reshape(m, k, FRAME).astype(np.float64)
@@ -605,28 +747,145 @@ class AmdBank:
         self._prev[idx] = cur[:, -1, :]
         flat = cur.reshape(-1, FRAME)
         levels = _level(flat)
+        level[:] = levels.reshape(m, k)
         # Only a frame loud enough to be a tone needs its spectrum (`_Channel.step` reads
         # purity and peaks of no other): speech pauses and dead air skip the FFT.
-        toned = np.flatnonzero(levels >= np.repeat(self._tone_min[idx], k))
-        purities = np.zeros(m * k)
-        f1s = np.zeros(m * k)
-        f2s = np.zeros(m * k)
+        tone_min = self._par[idx, _TONE_MIN]
+        toned = np.flatnonzero(levels >= np.repeat(tone_min, k))
         if toned.size:
             p, a, b = _spectral(prev.reshape(-1, FRAME)[toned], flat[toned])
-            purities[toned], f1s[toned], f2s[toned] = p, a, b
-        level = levels.reshape(m, k).tolist()
-        purity = purities.reshape(m, k).tolist()
-        f1 = f1s.reshape(m, k).tolist()
-        f2 = f2s.reshape(m, k).tolist()
+            purity.reshape(-1)[toned] = p
+            f1.reshape(-1)[toned] = a
+            f2.reshape(-1)[toned] = b
+
+    def _step_each(
+        self,
+        rows: list[int],
+        level: npt.NDArray[np.float64],
+        purity: npt.NDArray[np.float64],
+        f1: npt.NDArray[np.float64],
+        f2: npt.NDArray[np.float64],
+    ) -> list[tuple[int, AmdEvent]]:
+        """A few calls: each `_Channel` stepped through its frames in Python."""
         out: list[tuple[int, AmdEvent]] = []
+        lv, pu, a, b = level.tolist(), purity.tolist(), f1.tolist(), f2.tolist()
         for r, c in enumerate(rows):
-            ch = self._ch[c]
-            for j in range(k):
+            ch = self._load(c)
+            for j in range(len(lv[r])):
                 if ch.stage is _Stage.DONE:
                     break
-                for ev in ch.step(level[r][j], purity[r][j], f1[r][j], f2[r][j]):
+                for ev in ch.step(lv[r][j], pu[r][j], a[r][j], b[r][j]):
                     out.append((c, ev))
+            self._store(c, ch)
         return out
+
+    def _step(
+        self,
+        pos: npt.NDArray[np.intp],
+        idx: npt.NDArray[np.intp],
+        level: npt.NDArray[np.float64],
+        purity: npt.NDArray[np.float64],
+        f1: npt.NDArray[np.float64],
+        f2: npt.NDArray[np.float64],
+        out: list[tuple[int, int, AmdEvent]],
+    ) -> None:
+        """One frame of calls ``idx`` (none done; ``pos`` their rows in the feed): what
+        `_Channel.step` does when nothing but the levels and runs move, for all of them
+        at once, and `_Channel.step` itself for those where more can happen.
+
+        Each line below is the one of `_Channel.step` it stands for, with the same
+        float64 operations in the same order, so the arrays hold what the Python fields
+        would.
+        """
+        (
+            floor_rise,
+            speaker_decay,
+            margin,
+            min_level,
+            speaker_range,
+            tone_min,
+            tone_purity,
+            resume_after,
+            resume_range,
+            burst,
+            onset,
+            initial_ms,
+            greeting,
+            short_greeting,
+            after_short,
+            after_greeting,
+            total_ms,
+            end_silence,
+            follow_ms,
+            beep_gap,
+        ) = self._par[idx].T
+        frame = self._frame[idx] + 1
+        end_ms = frame * _FRAME_S * 1000
+        real = level > _NO_SIGNAL_DBM0
+        had_floor = self._has_floor[idx]
+        floor = np.where(
+            real,
+            np.where(had_floor, np.minimum(level, self._floor[idx] + floor_rise), level),
+            self._floor[idx],
+        )
+        has_floor = had_floor | real
+        speaker = np.maximum(level, self._speaker[idx] - speaker_decay)
+        loud = level >= np.maximum(np.where(has_floor, floor, level) + margin, min_level)
+        sound = loud & (level >= speaker - speaker_range)
+        tonal = loud & (level >= tone_min) & (purity >= tone_purity)
+        # No tone (the Python path takes those): the run of sound grows or breaks.
+        run_sound = np.where(sound, self._run_sound[idx] + 1, 0)
+        run_peak = self._run_peak[idx]
+        run_peak = np.where(
+            sound, np.where(run_sound > 1, np.maximum(run_peak, level), level), run_peak
+        )
+        quiet = self._quiet[idx] + 1
+        resumed = (quiet < resume_after) | (run_peak >= speaker - resume_range)
+        talk = (run_sound >= burst) & resumed
+        quiet = np.where(talk, 0, quiet)
+        last_sound_end = np.where(talk, frame, self._last_sound_end[idx])
+        # Where a stage may change or an event come, `_Channel.step` decides.
+        stage = self._stage[idx]
+        span = last_sound_end - self._greeting_start[idx]
+        beep_end = self._beep_end[idx]
+        slow = (
+            tonal
+            | self._toning[idx]
+            | ((stage == _LISTEN) & ((run_sound >= onset) | (end_ms >= initial_ms)))
+            | (
+                (stage == _GREETING)
+                & (
+                    (span >= greeting)
+                    | (quiet >= np.where(span <= short_greeting, after_short, after_greeting))
+                    | (end_ms >= total_ms)
+                )
+            )
+            | ((stage == _WATCH) & (frame >= self._watch_until[idx]))
+            | (
+                (stage == _FOLLOW)
+                & np.where(
+                    beep_end >= 0,
+                    sound | (frame - beep_end >= beep_gap),
+                    (quiet >= end_silence) | (end_ms >= follow_ms),
+                )
+            )
+        )
+        python = np.flatnonzero(slow).tolist()
+        chans = [self._load(int(idx[s])) for s in python]  # before the arrays move on
+        self._frame[idx] = frame
+        self._floor[idx] = floor
+        self._has_floor[idx] = has_floor
+        self._speaker[idx] = speaker
+        self._run_sound[idx] = run_sound
+        self._run_peak[idx] = run_peak
+        self._quiet[idx] = quiet
+        self._last_sound_end[idx] = last_sound_end
+        for s, ch in zip(python, chans, strict=True):
+            c = int(idx[s])
+            events = ch.step(float(level[s]), float(purity[s]), float(f1[s]), float(f2[s]))
+            self._store(c, ch)
+            p = int(pos[s])
+            out += [(p, c, ev) for ev in events]
 
 
 class AmdDetector:

@@ -1,0 +1,135 @@
+"""Check that `AmdBank` reports what an older `autocall/audio/amd.py` reports, bit for bit.
+
+    python bench/check_amd_bank.py OLD_AMD_PY [--seeds 11 12 13 21 22] [--per-family 40]
+
+``OLD_AMD_PY`` is a copy of the module to compare with (``git show main:autocall/audio/amd.py
+> /tmp/amd_old.py``), imported under another name. For each seed's corpus clips it
+compares, by ``repr`` (so every float to the last bit, and its type):
+
+1. `classify` and the streamed events of `AmdDetector` per clip;
+2. one bank over all clips at once, fed one 20 ms frame per call at a time;
+3. the same with uneven feeds: each feed gives a random subset of the calls in random
+   order, each with its next 1 to 50 frames, and some calls restarted with their own
+   config (what `AmdPool` does with a campaign's parameters).
+
+Exits non-zero at the first difference, naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "audio"))
+
+import amd_corpus  # noqa: E402
+
+from autocall.audio import amd as new  # noqa: E402
+
+FRAME = new.FRAME
+Pcm = npt.NDArray[np.int16]
+OTHER = dict(greeting_ms=2500, end_silence_ms=1000, tone_purity=0.9, initial_silence_ms=3000)
+
+
+def _module(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("amd_old", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{path}: not a Python module")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["amd_old"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _same(what: str, a: object, b: object) -> None:
+    if repr(a) != repr(b):
+        raise SystemExit(f"DIFFERENT {what}:\n old {a!r}\n new {b!r}")
+
+
+def _stream(mod: ModuleType, x: Pcm) -> list[object]:
+    det = mod.AmdDetector()
+    out: list[object] = []
+    for i in range(0, x.size, 7 * FRAME + 13):
+        out += det.feed(x[i : i + 7 * FRAME + 13])
+    return out
+
+
+def _padded(clips: list[Pcm]) -> Pcm:
+    """All clips as rows, followed by enough silence for every detector to finish."""
+    n = (max(c.size for c in clips) // FRAME + 1600) * FRAME
+    audio = np.zeros((len(clips), n), dtype=np.int16)
+    for i, c in enumerate(clips):
+        audio[i, : c.size] = c
+    return audio
+
+
+def _bank_even(mod: ModuleType, audio: Pcm) -> list[object]:
+    bank = mod.AmdBank(audio.shape[0])
+    out: list[object] = []
+    for s in range(0, audio.shape[1], FRAME):
+        out.append(bank.feed(audio[:, s : s + FRAME]))
+        if all(bank.done(c) for c in range(audio.shape[0])):
+            break
+    return out
+
+
+def _bank_uneven(mod: ModuleType, audio: Pcm, seed: int) -> list[object]:
+    rng = np.random.default_rng(seed)
+    n = audio.shape[0]
+    bank = mod.AmdBank(n)
+    for c in range(0, n, 5):  # every fifth call with its own parameters
+        bank.reset(c, mod.AmdConfig(**OTHER))
+    cursor = [0] * n
+    out: list[object] = []
+    while True:
+        todo = [c for c in range(n) if cursor[c] < audio.shape[1] and not bank.done(c)]
+        if not todo:
+            return out
+        k = int(rng.choice([1, 1, 2, 3, 7, 13, 50]))
+        pick = [c for c in rng.permutation(todo).tolist() if rng.random() < 0.8]
+        pick = [c for c in pick if cursor[c] + k * FRAME <= audio.shape[1]] or todo[:1]
+        if cursor[pick[0]] + k * FRAME > audio.shape[1]:
+            k = 1
+        frames = np.stack([audio[c, cursor[c] : cursor[c] + k * FRAME] for c in pick])
+        for c in pick:
+            cursor[c] += k * FRAME
+        out.append(bank.feed(frames, pick))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("old", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 21, 22])
+    ap.add_argument("--per-family", type=int, default=40)
+    args = ap.parse_args()
+    old = _module(args.old)
+    total = 0
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        clips = [c.samples for c in amd_corpus.corpus(seed, args.per_family)]
+        for i, x in enumerate(clips):
+            _same(f"seed {seed} clip {i} classify", old.classify(x), new.classify(x))
+            _same(f"seed {seed} clip {i} stream", _stream(old, x), _stream(new, x))
+        audio = _padded(clips)
+        _same(f"seed {seed} bank, one frame a feed", _bank_even(old, audio), _bank_even(new, audio))
+        a, b = _bank_uneven(old, audio, seed), _bank_uneven(new, audio, seed)
+        _same(f"seed {seed} bank, uneven feeds", a, b)
+        events = sum(len(f) for f in b if isinstance(f, list))
+        total += len(clips)
+        print(
+            f"seed {seed}: {len(clips)} clips identical (classify, stream, bank even and"
+            f" uneven: {len(b)} feeds, {events} events) in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+    print(f"all {total} clips identical")
+
+
+if __name__ == "__main__":
+    main()

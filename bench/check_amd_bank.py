@@ -10,7 +10,9 @@ compares, by ``repr`` (so every float to the last bit, and its type):
 2. one bank over all clips at once, fed one 20 ms frame per call at a time;
 3. the same with uneven feeds: each feed gives a random subset of the calls in random
    order, each with its next 1 to 50 frames, and some calls restarted with their own
-   config (what `AmdPool` does with a campaign's parameters).
+   config (what `AmdPool` does with a campaign's parameters);
+4. every call-frame of the vectorised step against `_Channel.step` run beside it on a
+   copy of the call's state: all fields, after every frame (not only the events).
 
 Exits non-zero at the first difference, naming it.
 """
@@ -18,6 +20,7 @@ Exits non-zero at the first difference, naming it.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import sys
 import time
@@ -80,7 +83,7 @@ def _bank_even(mod: ModuleType, audio: Pcm) -> list[object]:
     return out
 
 
-def _bank_uneven(mod: ModuleType, audio: Pcm, seed: int) -> list[object]:
+def _bank_uneven(mod: ModuleType | type, audio: Pcm, seed: int) -> list[object]:
     rng = np.random.default_rng(seed)
     n = audio.shape[0]
     bank = mod.AmdBank(n)
@@ -103,6 +106,70 @@ def _bank_uneven(mod: ModuleType, audio: Pcm, seed: int) -> list[object]:
         out.append(bank.feed(frames, pick))
 
 
+class _Shadow(new.AmdBank):
+    """A bank whose every vectorised frame is checked against `_Channel.step`."""
+
+    checked = 0
+
+    def _step(  # type: ignore[override]
+        self,
+        pos: npt.NDArray[np.intp],
+        idx: npt.NDArray[np.intp],
+        level: npt.NDArray[np.float64],
+        purity: npt.NDArray[np.float64],
+        f1: npt.NDArray[np.float64],
+        f2: npt.NDArray[np.float64],
+        out: list[tuple[int, int, new.AmdEvent]],
+    ) -> None:
+        before = [copy.deepcopy(self._load(int(c))) for c in idx]
+        had = len(out)
+        super()._step(pos, idx, level, purity, f1, f2, out)
+        got: dict[int, list[new.AmdEvent]] = {}
+        for _, c, ev in out[had:]:
+            got.setdefault(c, []).append(ev)
+        for s, c in enumerate(idx.tolist()):
+            ref = before[s]
+            events = ref.step(float(level[s]), float(purity[s]), float(f1[s]), float(f2[s]))
+            _same(f"channel {c} frame {ref.frame} state", _fields(ref), _fields(self._load(c)))
+            _same(f"channel {c} frame {ref.frame} events", events, got.get(c, []))
+            _Shadow.checked += 1
+
+
+def _fields(ch: new._Channel) -> tuple[object, ...]:
+    return (
+        ch.frame,
+        ch.stage,
+        ch.floor,
+        ch.speaker,
+        ch.run_sound,
+        ch.run_peak,
+        ch.quiet,
+        ch.last_sound_end,
+        ch.greeting_start,
+        ch.watch_until,
+        ch.beep_end,
+        ch.tone,
+    )
+
+
+def _shadow(audio: Pcm, seed: int) -> int:
+    """Mode 4: the uneven feeds through `_Shadow`, vectorised however few calls."""
+    keep = new._VECTOR_MIN
+    new._VECTOR_MIN = 0
+    try:
+        _Shadow.checked = 0
+        rng_bank = _bank_uneven(_ShadowModule, audio, seed)
+        del rng_bank
+        return _Shadow.checked
+    finally:
+        new._VECTOR_MIN = keep
+
+
+class _ShadowModule:
+    AmdBank = _Shadow
+    AmdConfig = new.AmdConfig
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old", type=Path)
@@ -122,10 +189,12 @@ def main() -> None:
         a, b = _bank_uneven(old, audio, seed), _bank_uneven(new, audio, seed)
         _same(f"seed {seed} bank, uneven feeds", a, b)
         events = sum(len(f) for f in b if isinstance(f, list))
+        checked = _shadow(audio, seed)
         total += len(clips)
         print(
             f"seed {seed}: {len(clips)} clips identical (classify, stream, bank even and"
-            f" uneven: {len(b)} feeds, {events} events) in {time.perf_counter() - t0:.0f} s",
+            f" uneven: {len(b)} feeds, {events} events; {checked} call-frames' state checked)"
+            f" in {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
     print(f"all {total} clips identical")

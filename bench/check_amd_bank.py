@@ -24,8 +24,10 @@ import copy
 import importlib.util
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +40,6 @@ from autocall.audio import amd as new  # noqa: E402
 
 FRAME = new.FRAME
 Pcm = npt.NDArray[np.int16]
-OTHER = dict(greeting_ms=2500, end_silence_ms=1000, tone_purity=0.9, initial_silence_ms=3000)
 
 
 def _module(path: Path) -> ModuleType:
@@ -83,12 +84,27 @@ def _bank_even(mod: ModuleType, audio: Pcm) -> list[object]:
     return out
 
 
-def _bank_uneven(mod: ModuleType | type, audio: Pcm, seed: int) -> list[object]:
+class _Bank(Protocol):
+    def feed(self, frames: Pcm, channels: list[int]) -> Sequence[object]: ...
+
+    def done(self, channel: int) -> bool: ...
+
+
+def _restarted(mod: ModuleType, bank: new.AmdBank) -> new.AmdBank:
+    """``bank`` with every fifth call restarted with its own parameters (as `AmdPool`
+    does for a campaign's), ``mod`` the module whose `AmdConfig` it takes."""
+    other = mod.AmdConfig(
+        greeting_ms=2500, end_silence_ms=1000, tone_purity=0.9, initial_silence_ms=3000
+    )
+    for c in range(0, bank.channels, 5):
+        bank.reset(c, other)
+    return bank
+
+
+def _bank_uneven(bank: _Bank, audio: Pcm, seed: int) -> list[object]:
+    """Uneven feeds through ``bank``."""
     rng = np.random.default_rng(seed)
     n = audio.shape[0]
-    bank = mod.AmdBank(n)
-    for c in range(0, n, 5):  # every fifth call with its own parameters
-        bank.reset(c, mod.AmdConfig(**OTHER))
     cursor = [0] * n
     out: list[object] = []
     while True:
@@ -111,7 +127,7 @@ class _Shadow(new.AmdBank):
 
     checked = 0
 
-    def _step(  # type: ignore[override]
+    def _step(
         self,
         pos: npt.NDArray[np.intp],
         idx: npt.NDArray[np.intp],
@@ -158,16 +174,10 @@ def _shadow(audio: Pcm, seed: int) -> int:
     new._VECTOR_MIN = 0
     try:
         _Shadow.checked = 0
-        rng_bank = _bank_uneven(_ShadowModule, audio, seed)
-        del rng_bank
+        _bank_uneven(_restarted(new, _Shadow(audio.shape[0])), audio, seed)
         return _Shadow.checked
     finally:
         new._VECTOR_MIN = keep
-
-
-class _ShadowModule:
-    AmdBank = _Shadow
-    AmdConfig = new.AmdConfig
 
 
 def main() -> None:
@@ -186,7 +196,9 @@ def main() -> None:
             _same(f"seed {seed} clip {i} stream", _stream(old, x), _stream(new, x))
         audio = _padded(clips)
         _same(f"seed {seed} bank, one frame a feed", _bank_even(old, audio), _bank_even(new, audio))
-        a, b = _bank_uneven(old, audio, seed), _bank_uneven(new, audio, seed)
+        n = audio.shape[0]
+        a = _bank_uneven(_restarted(old, old.AmdBank(n)), audio, seed)
+        b = _bank_uneven(_restarted(new, new.AmdBank(n)), audio, seed)
         _same(f"seed {seed} bank, uneven feeds", a, b)
         events = sum(len(f) for f in b if isinstance(f, list))
         checked = _shadow(audio, seed)

@@ -24,8 +24,10 @@ level (so line noise and background babble do not count as talk), and the share 
 the frame's power in its strongest two spectral peaks over a 40 ms Hann window (what
 tells a beep or a fax tone from speech and music; only frames loud enough to be a tone
 get the FFT, so pauses and dead air cost a level and no more). The per-call decision
-logic is a small state machine stepped once per 20 ms frame; a call whose detector is
-done is not analysed at all.
+logic is a small state machine (`_Channel.step`) for each 20 ms frame; the bank keeps
+its fields in arrays and works out the frames where nothing but levels and runs move
+for all calls in one numpy pass, leaving `_Channel.step` the few where a tone starts
+or ends or a stage changes. A call whose detector is done is not analysed at all.
 
 Times are seconds since the first sample fed (the answer). `classify` runs a whole
 signal through the streaming detector in 20 ms frames and returns an `AmdResult`.
@@ -892,9 +894,8 @@ class AmdBank:
             quiet_breaks = tonal
             held = on & (i[:, _I_AFTER_BEEP] == 1)
             slow &= ~held
-        else:
-            quiet_breaks = tonal  # all False
-            held = tonal
+        else:  # no tone anywhere: nothing breaks the quiet or holds a wait
+            quiet_breaks = held = tonal
         run_sound = np.where(sound, run_sound, 0)
         run_peak = np.where(
             sound,

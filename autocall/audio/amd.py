@@ -553,12 +553,14 @@ class _Channel:
 
 
 _STAGES = list(_Stage)  # a stage's code in `AmdBank`'s arrays is its index here
+_STAGE_CODE = {stage: code for code, stage in enumerate(_STAGES)}
 _LISTEN, _GREETING, _WATCH, _FOLLOW, _DONE = range(len(_STAGES))
 _NEVER = 1 << 62  # a threshold no count reaches
 
 # Below this many calls in a feed, stepping each call's `_Channel` in Python costs less
-# than the fixed cost of the numpy pass (a lone `AmdDetector`, `classify`).
-_VECTOR_MIN = 16
+# than the fixed cost of the numpy pass (a lone `AmdDetector`, `classify`; measured: the
+# two cost the same at about 40 calls).
+_VECTOR_MIN = 40
 
 # Columns of `AmdBank._par`: a call's parameters the vectorised step reads (a call may
 # have its own config), in the order `_params` lists them and `AmdBank._step` unpacks them.
@@ -626,6 +628,10 @@ class AmdBank:
     timeout, a pause long enough, a beep or fax tone long enough) is stepped by
     `_Channel.step` itself, its fields loaded from the arrays and stored back, so every
     decision is the Python state machine's, bit for bit.
+
+    A feed of only a few calls (a lone `AmdDetector`) steps their `_Channel` objects
+    without the numpy pass; such a call's fields then live in its object (``_owned``)
+    until the numpy pass next takes it, and only its stage is kept in the arrays.
     """
 
     def __init__(self, channels: int, config: AmdConfig | None = None) -> None:
@@ -635,6 +641,7 @@ class AmdBank:
         self._par = np.zeros((0, len(_params(self.config))), dtype=np.float64)
         self._f = np.zeros((0, 6), dtype=np.float64)
         self._i = np.zeros((0, _I_AFTER_BEEP + 1), dtype=np.int64)
+        self._owned = np.zeros(0, dtype=bool)  # the `_Channel` holds the fields, not the arrays
         self.grow(channels)
 
     @property
@@ -647,6 +654,7 @@ class AmdBank:
         self._prev[channel] = 0.0
         self._par[channel] = _params(ch.cfg)
         self._store(channel, ch)
+        self._owned[channel] = False
 
     def done(self, channel: int) -> bool:
         return bool(self._i[channel, _I_STAGE] == _DONE)
@@ -659,6 +667,7 @@ class AmdBank:
         self._par = np.concatenate([self._par, np.tile(_params(self.config), (channels, 1))])
         self._f = np.concatenate([self._f, np.zeros((channels, self._f.shape[1]))])
         self._i = np.concatenate([self._i, np.zeros((channels, self._i.shape[1]), np.int64)])
+        self._owned = np.concatenate([self._owned, np.zeros(channels, dtype=bool)])
         for c in range(first, len(self._ch)):
             self._store(c, self._ch[c])
 
@@ -704,7 +713,7 @@ class AmdBank:
             deadline, quiet_at = lim.follow_at, lim.end_silence
         self._i[c] = (
             ch.frame,
-            _STAGES.index(stage),
+            _STAGE_CODE[stage],
             ch.run_sound,
             ch.quiet,
             ch.last_sound_end,
@@ -753,6 +762,11 @@ class AmdBank:
             self._analyse(x[b], idx[b], k, level[b], purity[b], f1[b], f2[b])
         if m < _VECTOR_MIN:
             return self._step_each(rows, level, purity, f1, f2)
+        owned = self._owned[idx]
+        if owned.any():  # calls stepped on their own until now: their fields to the arrays
+            for c in idx[owned].tolist():
+                self._store(c, self._ch[c])
+            self._owned[idx] = False
         out: list[tuple[int, int, AmdEvent]] = []
         pos = np.arange(m)
         for j in range(k):
@@ -802,13 +816,14 @@ class AmdBank:
         out: list[tuple[int, AmdEvent]] = []
         lv, pu, a, b = level.tolist(), purity.tolist(), f1.tolist(), f2.tolist()
         for r, c in enumerate(rows):
-            ch = self._load(c)
+            ch = self._ch[c] if self._owned[c] else self._load(c)
             for j in range(len(lv[r])):
                 if ch.stage is _Stage.DONE:
                     break
                 for ev in ch.step(lv[r][j], pu[r][j], a[r][j], b[r][j]):
                     out.append((c, ev))
-            self._store(c, ch)
+            self._owned[c] = True
+            self._i[c, _I_STAGE] = _STAGE_CODE[ch.stage]  # what `done` and `feed` read
         return out
 
     def _step(

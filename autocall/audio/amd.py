@@ -24,8 +24,10 @@ level (so line noise and background babble do not count as talk), and the share 
 the frame's power in its strongest two spectral peaks over a 40 ms Hann window (what
 tells a beep or a fax tone from speech and music; only frames loud enough to be a tone
 get the FFT, so pauses and dead air cost a level and no more). The per-call decision
-logic is a small state machine stepped once per 20 ms frame; a call whose detector is
-done is not analysed at all.
+logic is a small state machine (`_Channel.step`) for each 20 ms frame; the bank keeps
+its fields in arrays and works out the frames where nothing but levels and runs move
+for all calls in one numpy pass, leaving `_Channel.step` the few where a tone starts
+or ends or a stage changes. A call whose detector is done is not analysed at all.
 
 Times are seconds since the first sample fed (the answer). `classify` runs a whole
 signal through the streaming detector in 20 ms frames and returns an `AmdResult`.
@@ -367,6 +369,9 @@ class _Limits:
     floor_rise: float  # dB per frame
     speaker_decay: float  # dB per frame
     tone_min: float  # dBm0: quieter frames are no tone (their spectrum is not looked at)
+    initial_silence_at: int  # the first frame whose end reaches initial_silence_ms
+    total_analysis_at: int  # ... total_analysis_ms
+    follow_at: int  # ... follow_ms
 
 
 @functools.cache
@@ -385,7 +390,19 @@ def _limits(cfg: AmdConfig) -> _Limits:
         floor_rise=cfg.floor_rise_db_per_s * _FRAME_S,
         speaker_decay=cfg.speaker_decay_db_per_s * _FRAME_S,
         tone_min=cfg.min_level_dbm0 + 5.0,
+        initial_silence_at=_first_frame_at(cfg.initial_silence_ms),
+        total_analysis_at=_first_frame_at(cfg.total_analysis_ms),
+        follow_at=_first_frame_at(cfg.follow_ms),
     )
+
+
+def _first_frame_at(ms: int) -> int:
+    """The first frame whose end time, worked out as `_Channel.step` does, reaches ``ms``
+    (what `AmdBank` compares frame counts with instead)."""
+    frame = max(1, ms // 20 - 2)
+    while not frame * _FRAME_S * 1000 >= ms:
+        frame += 1
+    return frame
 
 
 @dataclass(slots=True)
@@ -535,20 +552,97 @@ class _Channel:
         return [AmdMessageReady(at, cause)]
 
 
+_STAGES = list(_Stage)  # a stage's code in `AmdBank`'s arrays is its index here
+_STAGE_CODE = {stage: code for code, stage in enumerate(_STAGES)}
+_LISTEN, _GREETING, _WATCH, _FOLLOW, _DONE = range(len(_STAGES))
+_NEVER = 1 << 62  # a threshold no count reaches
+
+# Below this many calls in a feed, stepping each call's `_Channel` in Python costs less
+# than the fixed cost of the numpy pass (a lone `AmdDetector`, `classify`; measured: the
+# two cost the same at about 40 calls).
+_VECTOR_MIN = 40
+
+# Columns of `AmdBank._par`: a call's parameters the vectorised step reads (a call may
+# have its own config), in the order `_params` lists them and `AmdBank._step` unpacks them.
+_TONE_MIN = 5
+
+
+def _params(cfg: AmdConfig) -> list[float]:
+    lim = _limits(cfg)
+    return [
+        lim.floor_rise,
+        lim.speaker_decay,
+        cfg.margin_db,
+        cfg.min_level_dbm0,
+        cfg.speaker_range_db,
+        lim.tone_min,
+        cfg.tone_purity,
+        lim.resume_after,
+        cfg.resume_range_db,
+        lim.burst,
+        cfg.fax_cng_ms,
+        cfg.fax_ced_ms,
+        cfg.beep_min_ms,
+        cfg.beep_min_hz,
+        cfg.beep_max_hz,
+    ]
+
+
+# Columns of `AmdBank._f` (float64) and `AmdBank._i` (int64): the fields of `_Channel`
+# (and its `_Tone`) that change in frames where nothing else happens, and the thresholds
+# at which `_Channel.step` must take over, which change only when it runs.
+_F_FLOOR, _F_SPEAKER, _F_RUN_PEAK, _F_TONE_F1, _F_TONE_F2, _F_TONE_SUM = range(6)
+(
+    _I_FRAME,
+    _I_STAGE,
+    _I_RUN_SOUND,
+    _I_QUIET,
+    _I_LAST_SOUND_END,
+    _I_GREETING_START,
+    _I_TONE_FRAMES,
+    _I_DEADLINE,  # frame: a timeout of the stage (silence, analysis, watch, beep gap)
+    _I_ONSET_AT,  # run_sound: an utterance starts (LISTEN)
+    _I_SPAN_AT,  # span of the greeting: long enough for a machine (GREETING)
+    _I_QUIET_AT,  # quiet: long enough to decide (GREETING) or to end the greeting (FOLLOW)
+    _I_SHORT_SPAN,  # a greeting this long or shorter is short (GREETING) ...
+    _I_QUIET_SHORT_AT,  # ... and this much quiet after it decides
+    _I_AFTER_BEEP,  # 1: FOLLOW after a beep, where sound ends the wait for a second one
+) = range(14)
+
+
 class AmdBank:
     """AMD for many calls at once: one numpy analysis per batch of frames over all calls.
 
     ``feed(frames)`` takes one 20 ms frame (160 int16 samples) per channel, shaped
     ``(channels, 160)`` or ``(channels, k * 160)`` for ``k`` frames each, and returns
     ``(channel, event)`` pairs. ``reset(ch)`` starts a channel afresh (a new call).
+
+    The per-call state machine's changing fields (noise floor, speaker level, sound and
+    quiet runs, the tone run, frame count, stage) live here as arrays with a row per
+    channel, not in the `_Channel` objects: stepping 500 calls' Python state machines
+    every 20 ms cost about a third of a core, and the media pacing loop shares that core.
+    In almost every frame of almost every call nothing happens but the same few updates
+    (the levels move, a run of sound, quiet or tone grows or breaks), and those are
+    worked out for all calls in one numpy pass per frame. A call for which more can
+    happen in a frame (a tone starts or ends, a stage's condition is met: onset, a
+    timeout, a pause long enough, a beep or fax tone long enough) is stepped by
+    `_Channel.step` itself, its fields loaded from the arrays and stored back, so every
+    decision is the Python state machine's, bit for bit.
+
+    A feed of only a few calls (a lone `AmdDetector`) steps their `_Channel` objects
+    without the numpy pass; such a call's fields then live in its object (``_owned``)
+    until the numpy pass next takes it, and only its stage is kept in the arrays.
     """
 
     def __init__(self, channels: int, config: AmdConfig | None = None) -> None:
         self.config = config or AmdConfig()
-        self._ch = [_Channel(self.config) for _ in range(channels)]
-        self._prev = np.zeros((channels, FRAME), dtype=np.float64)
-        # Per channel: frames below this level are no tone, whatever their spectrum.
-        self._tone_min = np.full(channels, _limits(self.config).tone_min)
+        self._ch: list[_Channel] = []
+        self._prev = np.zeros((0, FRAME), dtype=np.float64)
+        self._par = np.zeros((0, len(_params(self.config))), dtype=np.float64)
+        self._f = np.zeros((0, 6), dtype=np.float64)
+        self._i = np.zeros((0, _I_AFTER_BEEP + 1), dtype=np.int64)
+        self._owned = np.zeros(0, dtype=bool)  # the `_Channel` holds the fields, not the arrays
+        self.grow(channels)
 
     @property
     def channels(self) -> int:
@@ -558,17 +652,81 @@ class AmdBank:
         """Start ``channel`` afresh (a new call), with its own parameters if given."""
         ch = self._ch[channel] = _Channel(config or self.config)
         self._prev[channel] = 0.0
-        self._tone_min[channel] = ch.lim.tone_min
+        self._par[channel] = _params(ch.cfg)
+        self._store(channel, ch)
+        self._owned[channel] = False
 
     def done(self, channel: int) -> bool:
-        return self._ch[channel].stage is _Stage.DONE
+        return bool(self._i[channel, _I_STAGE] == _DONE)
 
     def grow(self, channels: int) -> None:
         """Add ``channels`` fresh channels at the end (a pool that ran out of them)."""
+        first = len(self._ch)
         self._ch += [_Channel(self.config) for _ in range(channels)]
-        self._prev = np.concatenate([self._prev, np.zeros((channels, FRAME))], axis=0)
-        tone_min = np.full(channels, _limits(self.config).tone_min)
-        self._tone_min = np.concatenate([self._tone_min, tone_min])
+        self._prev = np.concatenate([self._prev, np.zeros((channels, FRAME))])
+        self._par = np.concatenate([self._par, np.tile(_params(self.config), (channels, 1))])
+        self._f = np.concatenate([self._f, np.zeros((channels, self._f.shape[1]))])
+        self._i = np.concatenate([self._i, np.zeros((channels, self._i.shape[1]), np.int64)])
+        self._owned = np.concatenate([self._owned, np.zeros(channels, dtype=bool)])
+        for c in range(first, len(self._ch)):
+            self._store(c, self._ch[c])
+
+    def _load(self, c: int) -> _Channel:
+        """Channel ``c``'s `_Channel` with the fields kept in the arrays filled in."""
+        ch = self._ch[c]
+        floor, ch.speaker, ch.run_peak, f1, f2, sum_f = self._f[c].tolist()
+        ch.floor = None if floor == np.inf else floor
+        frame, stage, ch.run_sound, ch.quiet, ch.last_sound_end, ch.greeting_start, frames = (
+            self._i[c, : _I_TONE_FRAMES + 1].tolist()
+        )
+        ch.frame = frame
+        ch.stage = _STAGES[stage]
+        tone = ch.tone
+        tone.frames, tone.f1, tone.f2, tone.sum_f = frames, f1, f2, sum_f
+        return ch
+
+    def _store(self, c: int, ch: _Channel) -> None:
+        """Put `_Channel` ``ch``'s fields back into channel ``c``'s rows of the arrays,
+        with the thresholds of its stage."""
+        tone = ch.tone
+        floor = np.inf if ch.floor is None else ch.floor
+        self._f[c] = (floor, ch.speaker, ch.run_peak, tone.f1, tone.f2, tone.sum_f)
+        lim = ch.lim
+        stage = ch.stage
+        deadline = onset_at = span_at = quiet_at = quiet_short_at = _NEVER
+        short_span = -_NEVER
+        after_beep = 0
+        if stage is _Stage.LISTEN:
+            deadline, onset_at = lim.initial_silence_at, lim.onset
+        elif stage is _Stage.GREETING:
+            deadline, span_at = lim.total_analysis_at, lim.greeting
+            short_span, quiet_short_at, quiet_at = (
+                lim.short_greeting,
+                lim.after_short,
+                lim.after_greeting,
+            )
+        elif stage is _Stage.WATCH:
+            deadline = ch.watch_until
+        elif stage is _Stage.FOLLOW and ch.beep_end >= 0:
+            deadline, after_beep = ch.beep_end + lim.beep_gap, 1
+        elif stage is _Stage.FOLLOW:
+            deadline, quiet_at = lim.follow_at, lim.end_silence
+        self._i[c] = (
+            ch.frame,
+            _STAGE_CODE[stage],
+            ch.run_sound,
+            ch.quiet,
+            ch.last_sound_end,
+            ch.greeting_start,
+            tone.frames,
+            deadline,
+            onset_at,
+            span_at,
+            quiet_at,
+            short_span,
+            quiet_short_at,
+            after_beep,
+        )
 
     def feed(
         self, frames: npt.ArrayLike, channels: Sequence[int] | None = None
@@ -584,49 +742,234 @@ class AmdBank:
                 f"AMD bank fed {len(rows)} channels expects shape ({len(rows)}, k*{FRAME}),"
                 f" got {x.shape}"
             )
-        live = [r for r, c in enumerate(rows) if self._ch[c].stage is not _Stage.DONE]
-        if len(live) < len(rows):  # a done detector is not analysed any more
-            rows = [rows[r] for r in live]
-            x = x[live]
-        k = x.shape[1] // FRAME
-        per = max(1, _BLOCK // k)
-        out: list[tuple[int, AmdEvent]] = []
-        for start in range(0, len(rows), per):  # blocks whose temporaries stay in cache
-            out += self._feed(x[start : start + per], rows[start : start + per], k)
-        return out
-
-    def _feed(
-        self, x: npt.NDArray[np.int16], rows: list[int], k: int
-    ) -> list[tuple[int, AmdEvent]]:
-        m = len(rows)
+        if len(set(rows)) < len(rows):
+            raise ValueError(f"AMD bank fed the same channel twice in one call: {rows}")
         idx = np.asarray(rows, dtype=np.intp)
+        live = self._i[idx, _I_STAGE] != _DONE
+        if not live.all():  # a done detector is not analysed any more
+            idx = idx[live]
+            x = x[live]
+            rows = idx.tolist()
+        m = len(rows)
+        k = x.shape[1] // FRAME
+        level = np.empty((m, k))
+        purity = np.zeros((m, k))
+        f1 = np.zeros((m, k))
+        f2 = np.zeros((m, k))
+        per = max(1, _BLOCK // k)
+        for s in range(0, m, per):  # blocks whose temporaries stay in cache
+            b = slice(s, s + per)
+            self._analyse(x[b], idx[b], k, level[b], purity[b], f1[b], f2[b])
+        if m < _VECTOR_MIN:
+            return self._step_each(rows, level, purity, f1, f2)
+        owned = self._owned[idx]
+        if owned.any():  # calls stepped on their own until now: their fields to the arrays
+            for c in idx[owned].tolist():
+                self._store(c, self._ch[c])
+            self._owned[idx] = False
+        out: list[tuple[int, int, AmdEvent]] = []
+        pos = np.arange(m)
+        for j in range(k):
+            if j:
+                pos = pos[self._i[idx[pos], _I_STAGE] != _DONE]
+            self._step(pos, idx[pos], level[pos, j], purity[pos, j], f1[pos, j], f2[pos, j], out)
+        if k > 1:
+            out.sort(key=lambda e: e[0])  # stable: each call's events in frame order, as fed
+        return [(c, ev) for _, c, ev in out]
+
+    def _analyse(
+        self,
+        x: npt.NDArray[np.int16],
+        idx: npt.NDArray[np.intp],
+        k: int,
+        level: npt.NDArray[np.float64],
+        purity: npt.NDArray[np.float64],
+        f1: npt.NDArray[np.float64],
+        f2: npt.NDArray[np.float64],
+    ) -> None:
+        """Features of ``k`` frames of channels ``idx`` into ``level`` ... ``f2`` (m, k)."""
+        m = len(idx)
         cur = x.reshape(m, k, FRAME).astype(np.float64)
         prev = np.concatenate([self._prev[idx][:, None, :], cur[:, :-1, :]], axis=1)
         self._prev[idx] = cur[:, -1, :]
         flat = cur.reshape(-1, FRAME)
         levels = _level(flat)
+        level[:] = levels.reshape(m, k)
         # Only a frame loud enough to be a tone needs its spectrum (`_Channel.step` reads
         # purity and peaks of no other): speech pauses and dead air skip the FFT.
-        toned = np.flatnonzero(levels >= np.repeat(self._tone_min[idx], k))
-        purities = np.zeros(m * k)
-        f1s = np.zeros(m * k)
-        f2s = np.zeros(m * k)
+        toned = np.flatnonzero(levels >= np.repeat(self._par[idx, _TONE_MIN], k))
         if toned.size:
             p, a, b = _spectral(prev.reshape(-1, FRAME)[toned], flat[toned])
-            purities[toned], f1s[toned], f2s[toned] = p, a, b
-        level = levels.reshape(m, k).tolist()
-        purity = purities.reshape(m, k).tolist()
-        f1 = f1s.reshape(m, k).tolist()
-        f2 = f2s.reshape(m, k).tolist()
+            purity.reshape(-1)[toned] = p
+            f1.reshape(-1)[toned] = a
+            f2.reshape(-1)[toned] = b
+
+    def _step_each(
+        self,
+        rows: list[int],
+        level: npt.NDArray[np.float64],
+        purity: npt.NDArray[np.float64],
+        f1: npt.NDArray[np.float64],
+        f2: npt.NDArray[np.float64],
+    ) -> list[tuple[int, AmdEvent]]:
+        """A few calls: each `_Channel` stepped through its frames in Python."""
         out: list[tuple[int, AmdEvent]] = []
+        lv, pu, a, b = level.tolist(), purity.tolist(), f1.tolist(), f2.tolist()
         for r, c in enumerate(rows):
-            ch = self._ch[c]
-            for j in range(k):
+            ch = self._ch[c] if self._owned[c] else self._load(c)
+            for j in range(len(lv[r])):
                 if ch.stage is _Stage.DONE:
                     break
-                for ev in ch.step(level[r][j], purity[r][j], f1[r][j], f2[r][j]):
+                for ev in ch.step(lv[r][j], pu[r][j], a[r][j], b[r][j]):
                     out.append((c, ev))
+            self._owned[c] = True
+            self._i[c, _I_STAGE] = _STAGE_CODE[ch.stage]  # what `done` and `feed` read
         return out
+
+    def _step(
+        self,
+        pos: npt.NDArray[np.intp],
+        idx: npt.NDArray[np.intp],
+        level: npt.NDArray[np.float64],
+        purity: npt.NDArray[np.float64],
+        f1: npt.NDArray[np.float64],
+        f2: npt.NDArray[np.float64],
+        out: list[tuple[int, int, AmdEvent]],
+    ) -> None:
+        """One frame of calls ``idx`` (none done; ``pos`` their rows in the feed): what
+        `_Channel.step` does when nothing but the levels and runs move, for all of them
+        at once, and `_Channel.step` itself for those where more can happen.
+
+        Each line stands for the one of `_Channel.step` it is named after, with the same
+        float64 operations in the same order, so the arrays hold what the fields would.
+        """
+        (
+            floor_rise,
+            speaker_decay,
+            margin,
+            min_level,
+            speaker_range,
+            tone_min,
+            tone_purity,
+            resume_after,
+            resume_range,
+            burst,
+            fax_cng_ms,
+            fax_ced_ms,
+            beep_min_ms,
+            beep_min_hz,
+            beep_max_hz,
+        ) = self._par[idx].T
+        f = self._f[idx]  # copies: written back below
+        i = self._i[idx]
+        frame = i[:, _I_FRAME] + 1
+        # The floor learns from real frames only; no floor yet (+inf): this frame's level.
+        floor = np.where(
+            level > _NO_SIGNAL_DBM0, np.minimum(level, f[:, _F_FLOOR] + floor_rise), f[:, _F_FLOOR]
+        )
+        speaker = np.maximum(level, f[:, _F_SPEAKER] - speaker_decay)
+        known = np.where(floor == np.inf, level, floor)
+        loud = level >= np.maximum(known + margin, min_level)
+        sound = loud & (level >= speaker - speaker_range)
+        tonal = loud & (level >= tone_min) & (purity >= tone_purity)
+        run_sound = i[:, _I_RUN_SOUND] + 1
+        frames = i[:, _I_TONE_FRAMES]
+        toning = frames > 0
+        slow = frame >= i[:, _I_DEADLINE]
+        if tonal.any() or toning.any():
+            stage = i[:, _I_STAGE]
+            # _Tone.step: a tone goes on while its main frequency holds; a tone that
+            # starts or ends, or one long enough to decide on, is `_Channel.step`'s.
+            tf1 = f[:, _F_TONE_F1]
+            tf2 = f[:, _F_TONE_F2]
+            near1 = (tf1 > 0) & (np.abs(f1 - tf1) <= 25.0)
+            near2 = (tf2 > 0) & (np.abs(f1 - tf2) <= 25.0)
+            on = tonal & toning & (near1 | near2)
+            slow |= (tonal | toning) & ~on
+            frames = np.where(on, frames + 1, frames)
+            i[:, _I_TONE_FRAMES] = frames
+            sum_f = f[:, _F_TONE_SUM] = np.where(
+                on, f[:, _F_TONE_SUM] + np.where(near1, f1, tf1), f[:, _F_TONE_SUM]
+            )
+            check = np.flatnonzero(on & (stage != _FOLLOW))
+            if check.size:
+                slow[check] |= self._tone_decides(
+                    stage[check],
+                    frames[check],
+                    sum_f[check],
+                    fax_cng_ms[check],
+                    fax_ced_ms[check],
+                    beep_min_ms[check],
+                    beep_min_hz[check],
+                    beep_max_hz[check],
+                )
+            # Before anyone spoke, a pure tone starts no greeting.
+            run_sound = np.where(tonal & (stage == _LISTEN), 0, run_sound)
+            # A beep, however soft, is no silence; a second beep holds the wait for it.
+            quiet_breaks = tonal
+            held = on & (i[:, _I_AFTER_BEEP] == 1)
+            slow &= ~held
+        else:  # no tone anywhere: nothing breaks the quiet or holds a wait
+            quiet_breaks = held = tonal
+        run_sound = np.where(sound, run_sound, 0)
+        run_peak = np.where(
+            sound,
+            np.where(run_sound > 1, np.maximum(f[:, _F_RUN_PEAK], level), level),
+            f[:, _F_RUN_PEAK],
+        )
+        quiet = i[:, _I_QUIET] + 1
+        resumed = (quiet < resume_after) | (run_peak >= speaker - resume_range)
+        talk = (run_sound >= burst) & resumed
+        quiet = np.where(talk | quiet_breaks, 0, quiet)
+        last_sound_end = np.where(talk, frame, i[:, _I_LAST_SOUND_END])
+        # The stage's own conditions (see `_store`): a greeting starts, is long enough for
+        # a machine or followed by quiet long enough for a human, a machine's greeting
+        # ends in silence, sound after a beep.
+        span = last_sound_end - i[:, _I_GREETING_START]
+        short = span <= i[:, _I_SHORT_SPAN]
+        slow |= (
+            (run_sound >= i[:, _I_ONSET_AT])
+            | (span >= i[:, _I_SPAN_AT])
+            | (quiet >= np.where(short, i[:, _I_QUIET_SHORT_AT], i[:, _I_QUIET_AT]))
+            | (sound & (i[:, _I_AFTER_BEEP] == 1) & ~held)
+        )
+        python = np.flatnonzero(slow).tolist()
+        chans = [self._load(int(idx[s])) for s in python]  # before the arrays move on
+        f[:, _F_FLOOR] = floor
+        f[:, _F_SPEAKER] = speaker
+        f[:, _F_RUN_PEAK] = run_peak
+        i[:, _I_FRAME] = frame
+        i[:, _I_RUN_SOUND] = run_sound
+        i[:, _I_QUIET] = quiet
+        i[:, _I_LAST_SOUND_END] = last_sound_end
+        self._f[idx] = f
+        self._i[idx] = i
+        for s, ch in zip(python, chans, strict=True):
+            c = int(idx[s])
+            events = ch.step(float(level[s]), float(purity[s]), float(f1[s]), float(f2[s]))
+            self._store(c, ch)
+            p = int(pos[s])
+            out += [(p, c, ev) for ev in events]
+
+    @staticmethod
+    def _tone_decides(
+        stage: npt.NDArray[np.int64],
+        frames: npt.NDArray[np.int64],
+        sum_f: npt.NDArray[np.float64],
+        fax_cng_ms: npt.NDArray[np.float64],
+        fax_ced_ms: npt.NDArray[np.float64],
+        beep_min_ms: npt.NDArray[np.float64],
+        beep_min_hz: npt.NDArray[np.float64],
+        beep_max_hz: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.bool_]:
+        """Where `_Channel.step` decides on a tone that goes on (fax, beep): its tests."""
+        tone_ms = frames * _FRAME_S * 1000
+        freq = sum_f / frames
+        cng = (stage == _LISTEN) & (np.abs(freq - 1100.0) <= 38.0) & (tone_ms >= fax_cng_ms)
+        ced = (np.abs(freq - 2100.0) <= 30.0) & (tone_ms >= fax_ced_ms)
+        beep_band = (beep_min_hz <= freq) & (freq <= beep_max_hz)
+        beep = ((stage == _WATCH) | (stage == _GREETING)) & beep_band & (tone_ms >= beep_min_ms)
+        return np.asarray(cng | ced | beep)
 
 
 class AmdDetector:

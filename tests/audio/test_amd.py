@@ -145,6 +145,37 @@ def test_the_bank_decides_each_call_as_a_lone_detector_would() -> None:
     ] == ["human"]
 
 
+def test_a_bank_of_many_calls_fed_unevenly_decides_each_as_a_lone_detector_would() -> None:
+    # Enough calls for the bank's numpy pass over the state machines (a lone detector
+    # steps its one call in Python), some with their own parameters, fed 1 to 13 frames
+    # at a time in a shuffled order: the events must be the lone detectors', to the bit.
+    clips = [amd_corpus.make_clip(f, SEED, 0).samples for f in amd_corpus.FAMILIES]
+    other = AmdConfig(greeting_ms=2500, end_silence_ms=1000, tone_purity=0.9)
+    calls: list[tuple[np.ndarray, AmdConfig | None]] = []
+    for i in range(60):  # each clip six times, after a different delay
+        lead = np.zeros(FRAME * 7 * (i // len(clips)), dtype=np.int16)
+        calls.append((np.concatenate([lead, clips[i % len(clips)]]), other if i % 4 else None))
+    n = (max(x.size for x, _ in calls) // FRAME + 150) * FRAME  # then silence to finish
+    audio = np.zeros((len(calls), n), dtype=np.int16)
+    for i, (x, _) in enumerate(calls):
+        audio[i, : x.size] = x
+    bank = AmdBank(len(calls))
+    for i, (_, config) in enumerate(calls):
+        bank.reset(i, config)
+    got: dict[int, list[AmdEvent]] = {i: [] for i in range(len(calls))}
+    rng = np.random.default_rng(SEED)
+    pos = 0
+    while pos < n:
+        k = min(int(rng.choice([1, 1, 2, 5, 13])), (n - pos) // FRAME)
+        rows = rng.permutation(len(calls)).tolist()
+        for ch, ev in bank.feed(audio[rows, pos : pos + k * FRAME], rows):
+            got[ch].append(ev)
+        pos += k * FRAME
+    for i, (_, config) in enumerate(calls):
+        assert repr(got[i]) == repr(AmdDetector(config).feed(audio[i])), i  # every bit
+    assert sum(bank.done(i) for i in range(len(calls))) >= 50
+
+
 def test_bad_input_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="int16"):
         AmdDetector().feed(np.zeros(160, dtype=np.float32))

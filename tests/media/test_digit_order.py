@@ -11,7 +11,6 @@ starts), over a real RTP stream on loopback.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator
 
@@ -22,11 +21,12 @@ from autocall.audio import g711
 from autocall.audio.dtmf import DtmfDetector, DtmfEvent
 from autocall.audio.levels import dbm0_to_power
 from autocall.audio.tones import dtmf
-from autocall.media import Digit, MediaEngine, MediaSession
+from autocall.media import MediaEngine, MediaSession
 from autocall.media.detection import DetectorPool
 from autocall.media.digit_order import SETTLE, DigitOrder, Press
 from autocall.media.rtp import RtpPacket
 from autocall.media.telephone_event import TelephoneEvent, event_code
+from tests.media.udp_call import Packet, digits_after, udp_call
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -35,23 +35,10 @@ SSRC, TS0, SEQ0 = 0x5EED, 90_000, 700
 FRAME = 160  # 20 ms at 8 kHz, the RTP clock of PCMU and of telephone-event
 LEAD = 800  # 100 ms of silence before the first key
 
-Packet = tuple[float, bytes]  # send time (s from the start), datagram
-
-
 @pytest.fixture
-async def call() -> AsyncIterator[tuple[MediaSession, socket.socket]]:
-    engine = MediaEngine()
-    media = await MediaSession.open(engine, port=US)
-    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    caller.bind(("127.0.0.1", CALLER))
-    caller.setblocking(False)
-    media.start(("127.0.0.1", CALLER), payload_type=0, dtmf_payload_type=101)
-    try:
-        yield media, caller
-    finally:
-        await media.close()
-        caller.close()
-        engine.close()
+async def call(engine: MediaEngine) -> AsyncIterator[tuple[MediaSession, socket.socket]]:
+    async with udp_call(engine, US, CALLER) as pair:
+        yield pair
 
 
 class Stream:
@@ -100,18 +87,9 @@ class Stream:
 
 
 async def received(media: MediaSession, caller: socket.socket, packets: list[Packet]) -> str:
-    got: list[Digit] = []
-    media.on_digit.append(got.append)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    for t, data in packets:
-        delay = t0 + t - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        caller.sendto(data, ("127.0.0.1", US))
-    await asyncio.sleep(0.8)  # the signal's idle time and the release confirmation
-    assert "".join(d.digit for d in got) == "".join(d.digit for d in media.received_digits)
-    return "".join(d.digit for d in got)
+    heard = await digits_after(media, packets, caller)
+    assert heard == "".join(d.digit for d in media.received_digits)
+    return heard
 
 
 def tone(digit: str, on_ms: int) -> np.ndarray:

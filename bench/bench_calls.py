@@ -15,6 +15,13 @@ is what this machine's scheduling and loopback allow at that load. Without ``cc`
 rule falls back to a fixed 22 ms. Streams are told apart by source address and port,
 not by SSRC (pyVoIP's SSRCs collide).
 
+The sink and echoing far end is a small C program too (`_SINK_C`, ``--sink c``, the
+default): the Python loop (``--sink python``, and without ``cc``) spends about half a core
+at 1,000 echoed calls on a recvmsg and a sendto per packet, taken from the two cores the
+calls under test run on. With ``--workers`` the workers wait for each other at the
+window's start and end in a thread, so no worker's pacing stops meanwhile (a blocked loop
+used to send nothing until the last worker arrived and then catch up inside the window).
+
 pyVoIP is the baseline named in DESIGN.md §3 (``import pyVoIP`` happens only here).
 Our calls also run in-band DTMF detection on what SIPp sends; pyVoIP has no detector,
 so the baseline does less work per call.
@@ -46,6 +53,7 @@ frames analysed per call per second (50.0: every frame of every call)::
     python bench/bench_calls.py --calls 500 --duration 10 --skip-baseline
     python bench/bench_calls.py --calls 500 --priority realtime --far-end echo
     python bench/bench_calls.py --calls 1000 --far-end echo --workers 2 --skip-baseline
+    python bench/bench_calls.py --calls 500 --far-end echo --workers 2 --record
 """
 
 from __future__ import annotations
@@ -53,6 +61,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import heapq
 import multiprocessing as mp
 import os
@@ -148,18 +157,182 @@ int main(int argc, char **argv) {
 """
 
 
-def _build_floor(workdir: Path) -> Path | None:
-    """Compile the floor sender with the system C compiler; None if there is none."""
+def _build_c(workdir: Path, name: str, source: str) -> Path | None:
+    """Compile one of the bench's C programs with the system C compiler; None if there
+    is none."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
-    src, exe = workdir / "floor.c", workdir / "floor"
-    src.write_text(_FLOOR_C)
+    src, exe = workdir / f"{name}.c", workdir / name
+    src.write_text(source)
     done = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True, check=False)
     if done.returncode:
-        print(f"floor sender did not build: {done.stderr.decode()[-500:]}", file=sys.stderr)
+        print(f"{name} did not build: {done.stderr.decode()[-500:]}", file=sys.stderr)
         return None
     return exe
+
+
+_SINK_C = r"""
+/* The measuring sink in C: what bench_calls' Python sink does, at a fraction of the CPU
+   it takes from the calls under test on the same cores. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SLOTS 16384 /* open addressing, power of two, > 2 x the streams we ever see */
+#define BATCH 64
+#define PERIOD 0.02 /* RFC 3551: 20 ms PCMU packets */
+
+struct stream { uint64_t key; int used, floor, burst, next; double due; struct sockaddr_in addr; };
+static struct stream table[SLOTS];
+static int bursting[SLOTS], nbursting = 0;
+static unsigned char *burst; static int nburst = 0, burstlen = 172;
+static uint64_t *keys; static double *times; static size_t nrec = 0, caprec = 0;
+
+static double mono(void) {
+    struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9;
+}
+static struct stream *find(uint64_t key) {
+    uint32_t h = (uint32_t)(key * 0x9E3779B97F4A7C15ull >> 40) & (SLOTS - 1);
+    while (table[h].used && table[h].key != key) h = (h + 1) & (SLOTS - 1);
+    return &table[h];
+}
+static void record(uint64_t key, double t) {
+    if (nrec == caprec) {
+        caprec = caprec ? caprec * 2 : 1 << 20;
+        keys = realloc(keys, caprec * sizeof *keys); times = realloc(times, caprec * sizeof *times);
+        if (!keys || !times) { perror("realloc"); exit(1); }
+    }
+    keys[nrec] = key; times[nrec++] = t;
+}
+static void mark_floor(uint64_t key) {
+    struct stream *s = find(key);
+    if (!s->used) { s->used = 1; s->key = key; }
+    s->floor = 1; s->burst = 0; /* the floor sender reads nothing: no burst, no echo */
+}
+
+int main(int argc, char **argv) {
+    if (argc != 6) {
+        fprintf(stderr, "usage: sink PORT BURSTFILE ECHO KEYSOUT TIMESOUT\n");
+        return 2;
+    }
+    int echo = atoi(argv[3]);
+    FILE *bf = fopen(argv[2], "rb");
+    if (!bf) { perror("burst"); return 1; }
+    burst = malloc(4096 * 172);
+    nburst = (int)fread(burst, 172, 4096, bf);
+    fclose(bf);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int big = 64 << 20, on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big) < 0) {
+        big = 8 << 20; setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    }
+    struct sockaddr_in me = {0};
+    me.sin_family = AF_INET; me.sin_port = htons((unsigned short)atoi(argv[1]));
+    inet_pton(AF_INET, "127.0.0.1", &me.sin_addr);
+    if (bind(fd, (struct sockaddr *)&me, sizeof me) < 0) { perror("bind"); return 1; }
+    /* kernel receive stamps: the sink's own scheduling delays do not count as jitter */
+    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+    printf("ready\n"); fflush(stdout);
+
+    static unsigned char bufs[BATCH][2048];
+    static char ctl[BATCH][CMSG_SPACE(sizeof(struct timespec))];
+    static struct sockaddr_in from[BATCH];
+    static struct iovec iov[BATCH];
+    static struct mmsghdr msgs[BATCH];
+    char line[1 << 16]; size_t linelen = 0;
+    int recording = 0;
+    for (;;) {
+        double now = mono(), wait = 0.004;
+        for (int i = 0; i < nbursting;) { /* paced DTMF bursts, 20 ms a packet */
+            struct stream *s = &table[bursting[i]];
+            if (!s->burst) { bursting[i] = bursting[--nbursting]; continue; }
+            if (s->due <= now) {
+                sendto(fd, burst + (size_t)s->next * 172, (size_t)burstlen, 0,
+                       (struct sockaddr *)&s->addr, sizeof s->addr);
+                s->due += PERIOD;
+                if (++s->next >= nburst) {
+                    s->burst = 0; bursting[i] = bursting[--nbursting]; continue;
+                }
+            }
+            if (s->due - now < wait) wait = s->due - now;
+            i++;
+        }
+        struct pollfd p[2] = {{fd, POLLIN, 0}, {0, POLLIN, 0}};
+        int ms = (int)(wait * 1000); if (ms < 0) ms = 0;
+        if (poll(p, 2, ms) < 0 && errno != EINTR) { perror("poll"); return 1; }
+        if (p[1].revents) {
+            ssize_t got = read(0, line + linelen, sizeof line - 1 - linelen);
+            if (got <= 0) return 0; /* the bench went away */
+            linelen += (size_t)got; line[linelen] = 0;
+            char *nl;
+            while ((nl = strchr(line, '\n'))) {
+                *nl = 0;
+                if (!strncmp(line, "floor", 5)) {
+                    char *q = line + 5, *end;
+                    for (;;) {
+                        unsigned long long k = strtoull(q, &end, 10);
+                        if (end == q) break;
+                        mark_floor(k); q = end;
+                    }
+                } else if (!strcmp(line, "start")) {
+                    recording = 1;
+                } else if (!strcmp(line, "stop")) {
+                    FILE *k = fopen(argv[4], "wb"), *t = fopen(argv[5], "wb");
+                    if (!k || !t) { perror("out"); return 1; }
+                    fwrite(keys, sizeof *keys, nrec, k); fwrite(times, sizeof *times, nrec, t);
+                    fclose(k); fclose(t);
+                    printf("done\n"); fflush(stdout);
+                    return 0;
+                }
+                size_t used = (size_t)(nl + 1 - line);
+                memmove(line, nl + 1, linelen - used + 1); linelen -= used;
+            }
+        }
+        if (!(p[0].revents & POLLIN)) continue;
+        for (int i = 0; i < BATCH; i++) {
+            iov[i].iov_base = bufs[i]; iov[i].iov_len = sizeof bufs[i];
+            msgs[i].msg_hdr = (struct msghdr){
+                .msg_name = &from[i], .msg_namelen = sizeof from[i], .msg_iov = &iov[i],
+                .msg_iovlen = 1, .msg_control = ctl[i], .msg_controllen = sizeof ctl[i]};
+        }
+        int n = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0) continue;
+        now = mono();
+        for (int i = 0; i < n; i++) {
+            unsigned len = msgs[i].msg_len;
+            double stamp = 0;
+            struct msghdr *h = &msgs[i].msg_hdr;
+            for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+                    struct timespec ts; memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                    stamp = ts.tv_sec + ts.tv_nsec * 1e-9;
+                }
+            uint64_t key = (uint64_t)ntohl(from[i].sin_addr.s_addr) << 16 | ntohs(from[i].sin_port);
+            struct stream *s = find(key);
+            if (!s->used) {
+                s->used = 1; s->key = key; s->addr = from[i];
+                s->burst = 1; s->next = 0; s->due = now;
+                bursting[nbursting++] = (int)(s - table);
+            } else if (!s->floor && echo && !s->burst) {
+                if (!s->addr.sin_port) s->addr = from[i];
+                sendto(fd, bufs[i], len, 0, (struct sockaddr *)&from[i], sizeof from[i]);
+            }
+            int pt = bufs[i][1] & 0x7F;
+            if (recording && len >= 12 && (s->floor || pt == 0 || pt == 8))
+                record(key, stamp);
+        }
+    }
+}
+"""
 
 
 def _addr_key(addr: tuple[str, int]) -> int:
@@ -247,6 +420,50 @@ def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False,
         floor_proc.terminate()
         floor_proc.wait(5)
     conn.send((keys.tobytes(), times.tobytes(), floor_keys))
+
+
+def _sink_c(exe: Path, port: int, conn: Connection, burst: list[bytes], echo: bool = False,
+            floor: tuple[Path, int] | None = None) -> None:
+    """`_sink`'s work done by the C program `_SINK_C` (same protocol on ``conn``): the
+    Python loop takes about half a core at 1,000 echoed calls (a recvmsg and a sendto per
+    packet), on the two cores the calls under test need. This process only relays the
+    orders and starts the floor sender."""
+    work = Path(tempfile.mkdtemp(prefix="bench-sink-"))
+    (work / "burst").write_bytes(b"".join(burst))
+    proc = subprocess.Popen(
+        [str(exe), str(port), str(work / "burst"), str(int(echo)), str(work / "keys"),
+         str(work / "times")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    floor_proc: subprocess.Popen[bytes] | None = None
+    floor_keys: list[int] = []
+    try:
+        if proc.stdout.readline() != b"ready\n":
+            raise RuntimeError("the C sink did not start")
+        conn.send("ready")
+        while (cmd := conn.recv()) != "stop":
+            if cmd == "start" and floor is not None and floor_proc is None:
+                floor_proc = subprocess.Popen(
+                    [str(floor[0]), "127.0.0.1", str(port), str(floor[1])],
+                    stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                assert floor_proc.stdout is not None
+                floor_keys = [_addr_key(("127.0.0.1", int(floor_proc.stdout.readline())))
+                              for _ in range(floor[1])]
+                proc.stdin.write(f"floor {' '.join(map(str, floor_keys))}\n".encode())
+            if cmd == "start":
+                proc.stdin.write(b"start\n")
+                proc.stdin.flush()
+        proc.stdin.write(b"stop\n")
+        proc.stdin.flush()
+        if proc.stdout.readline() != b"done\n":
+            raise RuntimeError("the C sink did not finish")
+        conn.send(((work / "keys").read_bytes(), (work / "times").read_bytes(), floor_keys))
+    finally:
+        for child in (floor_proc, proc):
+            if child is not None and child.poll() is None:
+                child.terminate()
+                child.wait(5)
+        shutil.rmtree(work, ignore_errors=True)
+
 
 
 def _burst() -> list[bytes]:
@@ -444,7 +661,7 @@ class _AmdOnCalls:
 
 # ---- our user agent ----------------------------------------------------------------------
 async def _ours(n: int, duration: float, sink: Connection | _Barrier,
-                amd: bool = False) -> Result:
+                amd: bool = False, record: bool = False) -> Result:
     from autocall.telephony.call import CallStatus, UserAgent
 
     ua = await UserAgent.start(bind_host="127.0.0.1")
@@ -456,17 +673,23 @@ async def _ours(n: int, duration: float, sink: Connection | _Barrier,
     await asyncio.gather(*(c.wait_answer(40) for c in calls))
     setup = time.perf_counter() - t0
     live = [c for c in calls if c.status is CallStatus.IN_PROGRESS]
+    recordings = Path(tempfile.mkdtemp(prefix="bench-rec-")) if record else None
+    if recordings is not None:  # as a campaign with `recording: true` does at the answer
+        for i, c in enumerate(live):
+            c.record(recordings / f"{i}.wav")
     players = [asyncio.ensure_future(c.play(prompt)) for c in live]
     await asyncio.sleep(SETTLE)
     detectors = _AmdOnCalls(live) if amd else None
-    sink.send("start")
+    # A barrier waits for the other workers: in a thread, so this loop keeps pacing (a
+    # blocked loop would send nothing until then, and catch up inside the window).
+    await asyncio.to_thread(sink.send, "start")
     sent0 = sum(c.media.stats().packets_sent for c in live)
     cpu0, w0 = _cpu(), time.perf_counter()
     await asyncio.sleep(duration)
     cpu1, w1 = _cpu(), time.perf_counter()
     amd_load = await detectors.finish() if detectors is not None else None
     sent1 = sum(c.media.stats().packets_sent for c in live)
-    sink.send("stop")
+    await asyncio.to_thread(sink.send, "stop")
     rss1 = _rss_kib()
     digits = sum(len(c.digits) for c in live) / max(1, len(live))
     for c in live:
@@ -476,6 +699,8 @@ async def _ours(n: int, duration: float, sink: Connection | _Barrier,
     await asyncio.gather(*(c.wait_ended(10) for c in live))
     await ua.close()
     raw = sink.recv()
+    if recordings is not None:
+        shutil.rmtree(recordings, ignore_errors=True)
     return Result("autocall", n, len(live), len(live) / setup,
                   (cpu1 - cpu0) / (w1 - w0) * 100 / max(1, len(live)),
                   (rss1 - rss0) / max(1, len(live)), stream_stats(raw), digits,
@@ -483,19 +708,19 @@ async def _ours(n: int, duration: float, sink: Connection | _Barrier,
 
 
 def _ours_worker(n: int, duration: float, sink: Connection | _Barrier, out: Connection,
-                 priority: str, amd: bool = False) -> None:
+                 priority: str, amd: bool = False, record: bool = False) -> None:
     """Our calls in a process of their own, so a raised priority stays with them."""
     from autocall.process import freeze_startup_heap, raise_priority
 
     applied = raise_priority(priority)
     freeze_startup_heap()  # as `autocall serve` and `campaign run` do before their calls
-    result = asyncio.run(_ours(n, duration, sink, amd))
+    result = asyncio.run(_ours(n, duration, sink, amd, record))
     result.priority = applied
     out.send(result)
 
 
 def _run_ours(n: int, duration: float, sink: Connection, priority: str,
-              amd: bool = False, workers: int = 1) -> Result:
+              amd: bool = False, workers: int = 1, record: bool = False) -> Result:
     """Our calls in ``workers`` processes (as ``campaign run --workers``), n split evenly;
     with several, the sink's start and stop wait for all of them (a barrier) and one
     result sums theirs: answered, CPU and memory per call over all calls."""
@@ -503,7 +728,7 @@ def _run_ours(n: int, duration: float, sink: Connection, priority: str,
     links = [mp.Pipe() if workers > 1 else (sink, sink) for _ in range(workers)]
     procs = [mp.Process(target=_ours_worker, args=(
         n // workers + (i < n % workers), duration,
-        _Barrier(links[i][1]) if workers > 1 else sink, pipes[i][1], priority, amd),
+        _Barrier(links[i][1]) if workers > 1 else sink, pipes[i][1], priority, amd, record),
         daemon=True) for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -660,20 +885,24 @@ def _start_sipp(n: int, workdir: Path) -> subprocess.Popen[bytes]:
 
 def run(n: int, duration: float, which: str, echo: bool = False,
         priority: str = "normal", amd: bool = False,
-        floor_streams: int = FLOOR_STREAMS, workers: int = 1) -> Result:
+        floor_streams: int = FLOOR_STREAMS, workers: int = 1, c_sink: bool = True,
+        record: bool = False) -> Result:
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     sipp = _start_sipp(n, work)
     parent, child = mp.Pipe()
-    exe = _build_floor(work) if floor_streams > 0 else None
+    exe = _build_c(work, "floor", _FLOOR_C) if floor_streams > 0 else None
     floor = (exe, floor_streams) if exe is not None else None
-    sink = mp.Process(target=_sink, args=(SINK_PORT, child, _burst(), echo, floor), daemon=True)
+    sink_exe = _build_c(work, "sink", _SINK_C) if c_sink else None
+    sink = mp.Process(
+        target=_sink if sink_exe is None else functools.partial(_sink_c, sink_exe),
+        args=(SINK_PORT, child, _burst(), echo, floor), daemon=True)
     sink.start()
     if not parent.poll(10):
         raise RuntimeError("the RTP sink did not start")
     parent.recv()
     try:
         if which == "ours":
-            return _run_ours(n, duration, parent, priority, amd, workers)
+            return _run_ours(n, duration, parent, priority, amd, workers, record)
         return _pyvoip(n, duration, parent, priority)
     finally:
         sink.join(5)
@@ -732,15 +961,24 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1,
                     help="our calls in this many processes (campaign run --workers), the "
                     "calls split evenly; pyVoIP stays one process")
+    ap.add_argument("--record", action="store_true",
+                    help="every one of our calls records both directions to a stereo WAV "
+                    "(as a campaign with recording: true), in a temporary folder")
+    ap.add_argument("--sink", choices=("c", "python"), default="c",
+                    help="the measuring sink (and echoing far end): c, built here with cc "
+                    "(falls back to python without one), or the python loop, which takes "
+                    "CPU from the calls under test on the same cores")
     args = ap.parse_args()
     echo = args.far_end == "echo"
     os.environ.setdefault("PYTHONHASHSEED", "0")
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(other processes skew pacing: compare rows of the same run); "
-          f"far end: {args.far_end}; priority asked: {args.priority}", flush=True)
+          f"far end: {args.far_end}; priority asked: {args.priority}; sink: {args.sink}; "
+          f"recording: {'on' if args.record else 'off'}",
+          flush=True)
     for n in args.calls:
         ours = run(n, args.duration, "ours", echo, args.priority, args.amd,
-                   args.floor_streams, args.workers)
+                   args.floor_streams, args.workers, args.sink == "c", args.record)
         print(_row(ours), flush=True)
         if ours.amd is not None:
             print(_amd_row(ours.amd), flush=True)
@@ -748,7 +986,7 @@ def main() -> int:
             continue
         try:
             base = run(n, args.duration, "pyvoip", echo, args.priority,
-                       floor_streams=args.floor_streams)
+                       floor_streams=args.floor_streams, c_sink=args.sink == "c")
         except RuntimeError as exc:  # the baseline failing at this N is itself the result
             print(f"pyVoIP 1.6.8  N={n:<4} failed: {exc}", flush=True)
             continue

@@ -8,8 +8,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from array import array
+from multiprocessing import Pipe
 from pathlib import Path
 from types import ModuleType
 
@@ -58,7 +60,7 @@ def test_streams_are_told_apart_by_address_and_judged_against_the_floor() -> Non
 @pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to build the floor")
 def test_the_floor_sender_paces_its_streams_from_ports_of_their_own(tmp_path: Path) -> None:
     bench = _bench()
-    exe = bench._build_floor(tmp_path)
+    exe = bench._build_c(tmp_path, "floor", bench._FLOOR_C)
     assert exe is not None
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
@@ -84,3 +86,59 @@ def test_the_floor_sender_paces_its_streams_from_ports_of_their_own(tmp_path: Pa
         assert all(len(p) == 172 and p[0] == 0x80 and p[1] == 0 for p in packets)
         seqs = [int.from_bytes(p[2:4], "big") for p in packets]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+def _rtp(seq: int, pt: int = 0) -> bytes:
+    return bytes([0x80, pt]) + seq.to_bytes(2, "big") + bytes(8) + b"\xff" * 160
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to build the sink")
+def test_the_c_sink_bursts_echoes_and_stamps_as_the_python_one(tmp_path: Path) -> None:
+    """A new stream gets the DTMF burst, paced 20 ms, then its own packets back (echo);
+    the floor sender starts with "start"; only PCMU/PCMA and floor packets that arrive
+    between start and stop are stamped, each under its source address and port."""
+    bench = _bench()
+    exe = bench._build_c(tmp_path, "sink", bench._SINK_C)
+    floor = bench._build_c(tmp_path, "floor", bench._FLOOR_C)
+    assert exe is not None and floor is not None
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    burst = [_rtp(900 + k) for k in range(5)]
+    ours, theirs = Pipe()
+    sink = threading.Thread(target=bench._sink_c,
+                            args=(exe, port, theirs, burst, True, (floor, 1)))
+    sink.start()
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert ours.poll(10) and ours.recv() == "ready"
+        caller.bind(("127.0.0.1", 0))
+        caller.settimeout(2)
+        key = bench._addr_key(caller.getsockname())
+        dest = ("127.0.0.1", port)
+        caller.sendto(_rtp(1), dest)
+        t0 = time.monotonic()
+        got = [caller.recvfrom(2048)[0] for _ in burst]
+        took = time.monotonic() - t0
+        assert got == burst and took >= 0.07  # paced: 4 gaps of 20 ms
+        ours.send("start")
+        time.sleep(0.2)  # the order reaches the sink before what it should stamp
+        for seq in range(2, 6):
+            caller.sendto(_rtp(seq), dest)
+            assert caller.recvfrom(2048)[0] == _rtp(seq)  # echoed once the burst is over
+        caller.sendto(_rtp(6, pt=101), dest)  # an RFC 4733 event: echoed, not stamped
+        assert caller.recvfrom(2048)[0] == _rtp(6, pt=101)
+        ours.send("stop")
+        assert ours.poll(10)
+        keys_b, times_b, floor_keys = ours.recv()
+    finally:
+        sink.join(10)
+        caller.close()
+    keys = np.frombuffer(keys_b, dtype=np.uint64)
+    times = np.frombuffer(times_b, dtype=np.float64)
+    assert len(floor_keys) == 1 and floor_keys[0] != key
+    assert list(keys[keys == key]) == [key] * 4
+    assert np.count_nonzero(keys == floor_keys[0]) >= 5  # 50/s for over 0.2 s
+    assert set(keys.tolist()) == {key, floor_keys[0]}
+    assert np.all(np.diff(times[keys == key]) >= 0) and abs(times[0] - time.time()) < 60

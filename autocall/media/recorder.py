@@ -8,6 +8,7 @@ written through soundfile in one-second blocks to keep writes few with many call
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,11 @@ from autocall.files import private_file
 __all__ = ["Recorder"]
 
 Samples = npt.NDArray[np.int16]
+
+# Calls answered in the same instant would all write their blocks in the same tick (250
+# writes in one 20 ms frame hold up the pacing of every call): each new recorder's first
+# block is shorter by a different number of frames, so the writes spread over the period.
+_stagger = itertools.count()
 
 
 class Recorder:
@@ -36,6 +42,7 @@ class Recorder:
                 f"cannot record to {self.path}: {exc}; check the folder is writable"
             ) from exc
         self._block = block_frames
+        self._due = block_frames - next(_stagger) % block_frames
         self._pending: list[Samples] = []
         self.frames = 0
 
@@ -43,13 +50,14 @@ class Recorder:
         """Add one frame per side (equal lengths)."""
         self._pending.append(np.column_stack((received, sent)).astype(np.int16, copy=False))
         self.frames += 1
-        if len(self._pending) >= self._block:
+        if len(self._pending) >= self._due:
             self.flush()
 
     def flush(self) -> None:
         if self._pending and not self._file.closed:
             self._file.write(np.concatenate(self._pending))
         self._pending.clear()
+        self._due = self._block
 
     def close(self) -> None:
         if not self._file.closed:

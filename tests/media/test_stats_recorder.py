@@ -52,3 +52,24 @@ def test_recorder_names_the_path_it_cannot_write(tmp_path: Path) -> None:
     (tmp_path / "plain-file").write_text("")  # missing folders are made; a file is no folder
     with pytest.raises(OSError, match="cannot record to .*r.wav"):
         Recorder(tmp_path / "plain-file" / "r.wav")
+
+
+def test_recorders_started_together_write_their_blocks_in_different_frames(
+    tmp_path: Path,
+) -> None:
+    """Calls answered in one instant must not all write to disk in the same tick."""
+    recorders = [Recorder(tmp_path / f"{i}.wav", block_frames=10) for i in range(10)]
+    first_write: list[int] = []
+    for rec in recorders:
+        for k in range(1, 11):
+            rec.write(np.zeros(160, np.int16), np.zeros(160, np.int16))
+            if rec._pending == []:
+                first_write.append(k)
+                break
+    assert sorted(first_write) == list(range(1, 11))  # one recorder per frame of the block
+    for rec in recorders:
+        for _ in range(25):
+            rec.write(np.ones(160, np.int16), np.ones(160, np.int16))
+        rec.close()
+        data, _ = sf.read(rec.path, dtype="int16")
+        assert data.shape == ((first_write[recorders.index(rec)] + 25) * 160, 2)

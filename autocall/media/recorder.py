@@ -43,20 +43,33 @@ class Recorder:
             ) from exc
         self._block = block_frames
         self._due = block_frames - next(_stagger) % block_frames
-        self._pending: list[Samples] = []
+        self._buf = np.empty((0, 2), dtype=np.int16)  # the block, allocated once
+        self._fill = 0  # samples in the block
+        self._count = 0  # frames in the block
         self.frames = 0
 
     def write(self, received: Samples, sent: Samples) -> None:
         """Add one frame per side (equal lengths)."""
-        self._pending.append(np.column_stack((received, sent)).astype(np.int16, copy=False))
+        n = len(received)
+        end = self._fill + n
+        if end > len(self._buf):  # the first frame, or longer frames than before
+            self.flush()
+            self._buf = np.empty((n * self._block, 2), dtype=np.int16)
+            end = n
+        self._buf[self._fill : end, 0] = received
+        self._buf[self._fill : end, 1] = sent
+        self._fill = end
+        self._count += 1
         self.frames += 1
-        if len(self._pending) >= self._due:
+        if self._count >= self._due:
             self.flush()
 
     def flush(self) -> None:
-        if self._pending and not self._file.closed:
-            self._file.write(np.concatenate(self._pending))
-        self._pending.clear()
+        if not self._fill:
+            return
+        if not self._file.closed:
+            self._file.write(self._buf[: self._fill])
+        self._fill = self._count = 0
         self._due = self._block
 
     def close(self) -> None:

@@ -67,7 +67,15 @@ class _NaiveEngine:
     frame = 0.02
 
     def __init__(self) -> None:
+        from autocall.media.detection import DetectorPool
+        from autocall.media.ports import PortPool
+
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.ports = PortPool.from_env()  # what MediaSession asks of any engine
+        self._pool = DetectorPool()
+
+    def detector_pool(self) -> Any:
+        return self._pool
 
     def add_stream(
         self,
@@ -81,6 +89,7 @@ class _NaiveEngine:
                 on_frame(n)
                 if after is not None:
                     after(n)
+                self._pool.run()  # the shared DTMF banks, after each stream's frame
                 n += 1
                 await asyncio.sleep(0.02)
 

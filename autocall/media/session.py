@@ -1089,11 +1089,14 @@ class MediaSession:
     def _receive(self, item: _Rx, now: float) -> None:
         pt, seq, ts, payload = item
         self._rx_stats.update(seq, ts, now, len(payload))
-        if pt == self._dtmf_pt:
+        if pt == self._dtmf_pt or pt == CN:
+            # An event or comfort noise (RFC 3389 §4) takes one of the audio's sequence
+            # numbers: its place, not a hole for the detector's audio to wait for.
             if self._push_detect is not None or self._detector is not None or self.on_signal:
-                self._signal.skip(seq, ts, now, self._read_time())  # its place, not a hole
-            self._receive_events(payload, ts, now)
-        elif pt != CN:
+                self._signal.skip(seq, ts, now, self._read_time())
+            if pt != CN:
+                self._receive_events(payload, ts, now)
+        else:
             signal = self._push_detect is not None or self._detector is not None or self.on_signal
             if self.rate == RATE and pt != G722:  # G.711 on a narrowband call: the usual case
                 samples = _DECODERS[pt](payload)

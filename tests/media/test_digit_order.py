@@ -52,6 +52,14 @@ class Stream:
         self.events: dict[int, list[bytes]] = {}  # frame index -> event payloads sent then
         self.replaced: set[int] = set()  # frames sent as events instead of audio
         self.starts: dict[int, int] = {}  # frame index -> start frame of its event
+        self.comfort: set[int] = set()  # frames sent as one comfort-noise packet (RFC 3389)
+        self.unsent: set[int] = set()  # frames of a pause after comfort noise (no packet)
+
+    def pause(self, frame: int, frames: int) -> None:
+        """Discontinuous transmission: one comfort-noise packet at ``frame``, then
+        nothing for the rest of ``frames`` (RFC 3389 §4)."""
+        self.comfort.add(frame)
+        self.unsent.update(range(frame + 1, frame + frames))
 
     def event(self, digit: str, frame: int, frames: int, replace_audio: bool) -> None:
         """A key press starting at ``frame`` for ``frames`` frames, RFC 4733 §2.5.1: one
@@ -79,7 +87,10 @@ class Stream:
                 ts = TS0 + FRAME * start
                 out.append((t, bytes(RtpPacket(101, seq % 65536, ts, SSRC, payload, marker))))
                 seq += 1
-            if i not in self.replaced:
+            if i in self.comfort:  # a noise level of -64 dBov, no spectrum
+                out.append((t, bytes(RtpPacket(13, seq % 65536, TS0 + FRAME * i, SSRC, b"\x40"))))
+                seq += 1
+            elif i not in self.replaced and i not in self.unsent:
                 audio = self.ulaw[FRAME * i : FRAME * (i + 1)]
                 out.append((t, bytes(RtpPacket(0, seq % 65536, TS0 + FRAME * i, SSRC, audio))))
                 seq += 1
@@ -126,6 +137,23 @@ async def test_rfc4733_key_then_inband_key_stay_in_order(
     )
     s.event("2", LEAD // FRAME, 5, replace_audio)
     assert await received(media, caller, s.packets()) == "21"
+
+
+@pytest.mark.parametrize("pause_frames", [1, 4])
+async def test_comfort_noise_before_a_key_is_no_lost_audio_to_wait_for(
+    call: tuple[MediaSession, socket.socket], pause_frames: int
+) -> None:
+    """Comfort noise takes a sequence number of the audio's (RFC 3389 §4): waiting for
+    it as for a lost packet held the in-band '1' after it back by the reorder window,
+    and the RFC 4733 '2' pressed 40 ms after the tone came out first."""
+    media, caller = call
+    tone_at = LEAD + FRAME * pause_frames
+    s = Stream(np.concatenate([silence(tone_at), tone("1", 80), silence(320 + 4000)]))
+    s.pause(LEAD // FRAME, pause_frames)
+    s.event("2", (tone_at + 640 + 320) // FRAME, 5, replace_audio=True)
+    assert await received(media, caller, s.packets()) == "12"
+    assert media.stats().packets_lost == 0
+    assert media._signal.skipped == 0  # the detector's audio gave up on no packet
 
 
 async def test_one_key_sent_both_ways_is_one_press(

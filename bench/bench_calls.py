@@ -35,17 +35,20 @@ at a raised scheduling priority (`autocall.process`, as ``autocall --priority``)
 ``--amd`` adds answering-machine detection to every one of our calls, as a campaign call
 with ``amd:`` runs it (`autocall.telephony.answer`): each call listens through the
 process's shared `AmdPool` (one `AmdBank` analysis per 20 ms frame period over all calls, fed
-the received signal after G.711 decoding). Listening starts with the measured window
-(the detector's clock starts there, as it would at the answer), and when a detector
-finishes (its decision; for a machine, the message time) the call starts a new analysis
-at once, so every call hands one 20 ms frame per tick to the bank all through the
-window. With ``--far-end echo`` the calls hear our speech-like prompt back: each detector
-decides ``machine`` (long greeting, about 3 s) and then follows a greeting that does not
-end within the window (``follow_ms`` 30 s); with ``burst`` the far end is silent after
-its DTMF, the session feeds silence, and each analysis ends ``unknown`` after the 4 s
-initial silence and starts again. A second line under our row says on how many calls a
-detector was listening when the window ended, the decisions of the analyses, and the
-frames analysed per call per second (50.0: every frame of every call)::
+the received signal after G.711 decoding). Listening starts at the answer, as a campaign
+starts it (all calls were answered within a second, so their analyses start together),
+and when a detector finishes (its decision; for a machine, the message time) the call
+starts a new analysis at once, so every call hands one 20 ms frame per tick to the bank
+all through the window. (Starting all the analyses in one tick at the window's start,
+as this bench once did, stalled the process inside the window and measured that.) With
+``--far-end echo`` the calls hear the DTMF burst and then our speech-like prompt back:
+the first analysis decides ``human`` (a short greeting) and the next ``machine`` (a long
+greeting) and then follows a greeting that does not end within the window (``follow_ms``
+30 s); with ``burst`` the far end is silent after its DTMF, the session feeds silence,
+and each analysis ends ``unknown`` after the 4 s initial silence and starts again. A
+second line under our row says on how many calls a detector was listening when the
+window ended, the decisions of the analyses, and the frames analysed per call per
+second (50.0: every frame of every call)::
 
     python bench/bench_calls.py --calls 500 --far-end echo --amd --skip-baseline
 
@@ -678,8 +681,8 @@ async def _ours(n: int, duration: float, sink: Connection | _Barrier,
         for i, c in enumerate(live):
             c.record(recordings / f"{i}.wav")
     players = [asyncio.ensure_future(c.play(prompt)) for c in live]
-    await asyncio.sleep(SETTLE)
     detectors = _AmdOnCalls(live) if amd else None
+    await asyncio.sleep(SETTLE)
     # A barrier waits for the other workers: in a thread, so this loop keeps pacing (a
     # blocked loop would send nothing until then, and catch up inside the window).
     await asyncio.to_thread(sink.send, "start")

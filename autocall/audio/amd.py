@@ -565,6 +565,7 @@ _VECTOR_MIN = 40
 # Columns of `AmdBank._par`: a call's parameters the vectorised step reads (a call may
 # have its own config), in the order `_params` lists them and `AmdBank._step` unpacks them.
 _TONE_MIN = 5
+_TONE_TESTS = 10  # the first of `_tone_decides`' columns, fax_cng_ms to beep_max_hz
 
 
 def _params(cfg: AmdConfig) -> list[float]:
@@ -854,12 +855,7 @@ class AmdBank:
             resume_after,
             resume_range,
             burst,
-            fax_cng_ms,
-            fax_ced_ms,
-            beep_min_ms,
-            beep_min_hz,
-            beep_max_hz,
-        ) = self._par[idx].T
+        ) = self._par[idx, :_TONE_TESTS].T
         f = self._f[idx]  # copies: written back below
         i = self._i[idx]
         frame = i[:, _I_FRAME] + 1
@@ -894,14 +890,7 @@ class AmdBank:
             check = np.flatnonzero(on & (stage != _FOLLOW))
             if check.size:
                 slow[check] |= self._tone_decides(
-                    stage[check],
-                    frames[check],
-                    sum_f[check],
-                    fax_cng_ms[check],
-                    fax_ced_ms[check],
-                    beep_min_ms[check],
-                    beep_min_hz[check],
-                    beep_max_hz[check],
+                    stage[check], frames[check], sum_f[check], self._par[idx[check], _TONE_TESTS:]
                 )
             # Before anyone spoke, a pure tone starts no greeting.
             run_sound = np.where(tonal & (stage == _LISTEN), 0, run_sound)
@@ -956,13 +945,11 @@ class AmdBank:
         stage: npt.NDArray[np.int64],
         frames: npt.NDArray[np.int64],
         sum_f: npt.NDArray[np.float64],
-        fax_cng_ms: npt.NDArray[np.float64],
-        fax_ced_ms: npt.NDArray[np.float64],
-        beep_min_ms: npt.NDArray[np.float64],
-        beep_min_hz: npt.NDArray[np.float64],
-        beep_max_hz: npt.NDArray[np.float64],
+        par: npt.NDArray[np.float64],
     ) -> npt.NDArray[np.bool_]:
-        """Where `_Channel.step` decides on a tone that goes on (fax, beep): its tests."""
+        """Where `_Channel.step` decides on a tone that goes on (fax, beep): its tests, on
+        ``par``, the calls' `_params` rows from `_TONE_TESTS` on."""
+        fax_cng_ms, fax_ced_ms, beep_min_ms, beep_min_hz, beep_max_hz = par.T
         tone_ms = frames * _FRAME_S * 1000
         freq = sum_f / frames
         cng = (stage == _LISTEN) & (np.abs(freq - 1100.0) <= 38.0) & (tone_ms >= fax_cng_ms)

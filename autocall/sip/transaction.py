@@ -132,6 +132,14 @@ class _Transaction:
         self._deadlines[name] = now + interval
         self._intervals[name] = interval
 
+    def _enter(self, state: State, now: float, resend: str, give_up: str) -> None:
+        """Enter ``state`` with its retransmit timer, T1 (unreliable transports only), and
+        its timeout, 64*T1: A and B, E and F, G and H."""
+        self.state = state
+        if not self.reliable:
+            self._arm(resend, now, self.timers.t1)
+        self._arm(give_up, now, 64 * self.timers.t1)
+
     def _disarm(self, *names: str) -> None:
         for name in names:
             self._deadlines.pop(name, None)
@@ -161,17 +169,10 @@ class ClientTransaction(_Transaction):
         self.key = client_key(request)
 
     def start(self, now: float) -> list[Action]:
-        t1 = self.timers.t1
         if self.is_invite:
-            self.state = State.CALLING
-            if not self.reliable:
-                self._arm("A", now, t1)
-            self._arm("B", now, 64 * t1)
+            self._enter(State.CALLING, now, "A", "B")
         else:
-            self.state = State.TRYING
-            if not self.reliable:
-                self._arm("E", now, t1)
-            self._arm("F", now, 64 * t1)
+            self._enter(State.TRYING, now, "E", "F")
         return [Send(self.request)]
 
     def receive(self, response: Response, now: float) -> list[Action]:
@@ -275,10 +276,7 @@ class ServerTransaction(_Transaction):
             self.state = State.ACCEPTED  # RFC 6026 §8.7: Timer L absorbs INVITE retransmits
             self._arm("L", now, 64 * t1)
         elif self.is_invite:
-            self.state = State.COMPLETED
-            if not self.reliable:
-                self._arm("G", now, t1)
-            self._arm("H", now, 64 * t1)
+            self._enter(State.COMPLETED, now, "G", "H")
         else:
             self.state = State.COMPLETED
             self._arm("J", now, 0 if self.reliable else 64 * t1)

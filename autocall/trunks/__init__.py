@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from autocall.sip.callerid import CallerIdStyle, check_caller_id, parse_style
 from autocall.sip.message import URI
@@ -43,6 +43,16 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 _URI_USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/]{1,64}")  # RFC 3261 §25.1, no escapes
 _HOST = re.compile(r"[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
+# Fields a pattern must match whole, and what the value is not when it does not.
+_WHOLE = {
+    "preset": (_NAME, "is not a preset name (see `autocall sip trunks`)"),
+    "host": (_HOST, "is not a host name or address (e.g. pbx.example.com, 192.0.2.10, "
+             "[2001:db8::1]); no scheme, user or port here"),
+    "user": (_URI_USER, "cannot be a SIP URI user (RFC 3261 §25.1): letters, digits and "
+             "- _ . ! ~ * ' ( ) & = + $ , ; ? /"),
+    "password_env": (_ENV_NAME, "is not an environment variable name (e.g. PBX_PASSWORD); "
+                     "the password itself never goes in this file"),
+}
 
 
 class TrunkError(ValueError):
@@ -75,21 +85,12 @@ class TrunkFile(BaseModel):
     docs: list[str] = Field(default_factory=list, max_length=10)
     """Where a preset's facts come from (public documentation pages)."""
 
-    @field_validator("preset")
+    @field_validator(*_WHOLE)
     @classmethod
-    def _preset_name(cls, value: str | None) -> str | None:
-        if value is not None and not _NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a preset name (see `autocall sip trunks`)")
-        return value
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str | None) -> str | None:
-        if value is not None and not _HOST.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not a host name or address (e.g. pbx.example.com, "
-                "192.0.2.10, [2001:db8::1]); no scheme, user or port here"
-            )
+    def _whole(cls, value: str | None, info: ValidationInfo) -> str | None:
+        pattern, what = _WHOLE[str(info.field_name)]
+        if value is not None and not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} {what}")
         return value
 
     @field_validator("codecs", mode="before")
@@ -109,30 +110,10 @@ class TrunkFile(BaseModel):
     def _style(cls, value: object) -> object:
         return parse_style(value) if isinstance(value, str) else value
 
-    @field_validator("password_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.fullmatch(value):
-            raise ValueError(
-                f"{value!r} is not an environment variable name (e.g. "
-                "PBX_PASSWORD); the password itself never goes in this file"
-            )
-        return value
-
     @field_validator("caller_id")
     @classmethod
     def _caller_id(cls, value: str | None) -> str | None:
         return check_caller_id(value) if value is not None else None
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        if value is not None and not _URI_USER.fullmatch(value):
-            raise ValueError(
-                f"{value!r} cannot be a SIP URI user (RFC 3261 §25.1): letters, "
-                "digits and - _ . ! ~ * ' ( ) & = + $ , ; ? /"
-            )
-        return value
 
     @field_validator("echo")
     @classmethod

@@ -35,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -67,6 +67,7 @@ Scalar = str | int | float | bool | None | dt.date
 """What a YAML scalar becomes (``datetime.datetime`` is a ``date``)."""
 
 
+@dataclass(eq=False, repr=False)  # an exception: compared by identity, shown as one
 class YamlFileError(ValueError):
     """A YAML file we cannot use; ``str()`` is ``file:line:col: error: message; hint``.
 
@@ -74,15 +75,15 @@ class YamlFileError(ValueError):
     not UTF-8) and ``"yaml"`` when the text is not usable YAML.
     """
 
-    def __init__(
-        self, path: str, line: int, column: int, message: str, hint: str = "", *, kind: str = "yaml"
-    ) -> None:
-        self.path = path
-        self.line = line
-        self.column = column
-        self.message = message
-        self.hint = hint
-        self.kind = kind
+    path: str
+    line: int
+    column: int
+    message: str
+    hint: str = ""
+    _: KW_ONLY
+    kind: str = "yaml"
+
+    def __post_init__(self) -> None:
         super().__init__(str(self))
 
     def __str__(self) -> str:

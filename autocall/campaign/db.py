@@ -15,8 +15,13 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import MetaData
 
 READ_ONLY = "autocall_read_only"  # the execution option that marks a reading connection
+
+metadata = MetaData()
+"""The store's tables, whichever module defines them: one database, one schema (made by
+the migrations only; the tables are what queries are built on)."""
 
 
 class ReadOnlyError(RuntimeError):

@@ -34,27 +34,14 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    exists,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import Column, Table
+from sqlalchemy.types import DateTime, Integer, String, Text
 from standardwebhooks import Webhook
 
-from autocall.campaign.db import reading
+from autocall.campaign.db import metadata, reading
 from autocall.signals import cancelled
 
 __all__ = ["EVENT_TYPES", "STATUS_SECRET_ENV", "Delivered", "EventType", "GiveUp",
@@ -132,7 +119,6 @@ def secret_problem(name: str, environ: Mapping[str, str] | None = None) -> str |
 
 
 # The table as migration 0003 makes it (the schema itself is made by migrations only).
-metadata = MetaData()
 outbox = Table(
     "autocall_outbox",
     metadata,

@@ -18,17 +18,6 @@ from typing import Any
 
 import stamina
 from sqlalchemy import (
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
     and_,
     bindparam,
     create_engine,
@@ -42,9 +31,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.schema import Column, ForeignKey, Index, Table, UniqueConstraint
+from sqlalchemy.types import DateTime, Float, Integer, String, Text
 
 from autocall.campaign import migrations, outbox
-from autocall.campaign.db import guard_reads, is_reading, reading
+from autocall.campaign.db import guard_reads, is_reading, metadata, reading
 from autocall.campaign.model import (
     Attempt,
     CallStatus,
@@ -64,7 +55,6 @@ from autocall.telephony.record import CallRecord, StoredRecord
 
 # The tables as the newest migration (autocall/campaign/migrations) leaves them; the
 # queries are built on these, the schema itself is made by the migrations only.
-metadata = MetaData()
 
 campaigns = Table(
     "autocall_campaigns",

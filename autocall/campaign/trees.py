@@ -17,24 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    func,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import Column, Table, UniqueConstraint
+from sqlalchemy.types import DateTime, Integer, String, Text
 
-from autocall.campaign.db import reading
+from autocall.campaign.db import metadata, reading
 from autocall.dialogue import loader
 from autocall.dialogue.loader import Problem
 from autocall.dialogue.schema import PlayNode, PlayPrompt, Tree, prompt_fields
@@ -44,7 +33,7 @@ __all__ = ["STORE_PREFIX", "TreeFileError", "TreeLibrary", "TreeVersion", "Trees
            "findings", "pin", "tree_file_text"]
 
 versions = Table(
-    "autocall_tree_versions", MetaData(),
+    "autocall_tree_versions", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tree", String(100), nullable=False),
     Column("version", Integer, nullable=False),

@@ -73,6 +73,19 @@ def _load_document(path: Path) -> tuple[Tree, Document]:
     return tree, doc
 
 
+TreePaths = Annotated[list[Path], typer.Argument(help="Tree files or folders of trees.")]
+
+
+def _tree_files_or_exit(paths: list[Path]) -> list[Path]:
+    """The tree files in ``paths``; exit 2, naming each, if some path does not exist."""
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        for path in missing:
+            _err.print(f"{path}: error: no such file or folder", highlight=False)
+        raise typer.Exit(2)
+    return tree_files(paths)
+
+
 def _load_or_exit(path: Path) -> Tree:
     return _load_document(path)[0]
 
@@ -154,7 +167,7 @@ def _contact_fields(contacts: Path | None, field_list: str | None) -> list[str] 
 
 @prompts_app.command()
 def validate(
-    paths: Annotated[list[Path], typer.Argument(help="Tree files or folders of trees.")],
+    paths: TreePaths,
     contacts: Annotated[
         Path | None,
         typer.Option(
@@ -183,12 +196,7 @@ def validate(
 
     Example: autocall prompts validate prompts/ --contacts campaigns/demo/contacts.csv
     """
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        for path in missing:
-            _err.print(f"{path}: error: no such file or folder", highlight=False)
-        raise typer.Exit(2)
-    files = tree_files(paths)
+    files = _tree_files_or_exit(paths)
     if not files:
         _err.print("error: no tree files (*.yaml) found")
         raise typer.Exit(2)
@@ -691,7 +699,7 @@ def graph(
 
 @prompts_app.command()
 def render(
-    paths: Annotated[list[Path], typer.Argument(help="Tree files or folders of trees.")],
+    paths: TreePaths,
     cache_dir: Annotated[
         Path | None,
         typer.Option(
@@ -725,12 +733,7 @@ def render(
     from autocall.config import Settings
     from autocall.speech import tts
 
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        for path in missing:
-            _err.print(f"{path}: error: no such file or folder", highlight=False)
-        raise typer.Exit(2)
-    trees = [_load_or_exit(f) for f in tree_files(paths)]
+    trees = [_load_or_exit(f) for f in _tree_files_or_exit(paths)]
     settings = Settings.from_env()
     cache = cache_dir or settings.tts_cache_dir
     if wideband is None:

@@ -16,24 +16,13 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import Column, Table
+from sqlalchemy.types import DateTime, Integer, String, Text
 
-from autocall.campaign.db import reading
-
-metadata = MetaData()
+from autocall.campaign.db import metadata, reading
 
 users = Table(
     "autocall_users", metadata,

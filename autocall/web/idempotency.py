@@ -27,23 +27,13 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import Column, Table
+from sqlalchemy.types import DateTime, Integer, String, Text
 
-from autocall.campaign.db import reading
+from autocall.campaign.db import metadata, reading
 from autocall.web.accounts import Principal
 from autocall.web.problems import Problem
 
@@ -57,8 +47,6 @@ KEEP = timedelta(hours=24)
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")  # visible ASCII: a UUID, a ULID, a CRM's id
-
-metadata = MetaData()
 
 idempotency = Table(
     "autocall_idempotency", metadata,

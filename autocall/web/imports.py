@@ -23,24 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import Column, Table
+from sqlalchemy.types import DateTime, Integer, LargeBinary, String, Text
 
 from autocall.campaign.contacts import ImportPreview, Rejected, preview_import, read_upload
-from autocall.campaign.db import reading
+from autocall.campaign.db import metadata, reading
 from autocall.campaign.model import Campaign, ContactColumns, NewContact
 from autocall.campaign.store import Store
 from autocall.web import accounts
@@ -50,8 +39,6 @@ KEEP = timedelta(hours=24)
 """An upload not confirmed within a day is forgotten (the list holds personal data)."""
 SHOWN = 200
 """Rows listed per table in a preview or a result (the counts are always whole)."""
-
-metadata = MetaData()
 
 imports = Table(
     "autocall_imports", metadata,

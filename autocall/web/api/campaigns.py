@@ -42,6 +42,7 @@ from autocall.web.api.common import (
     campaign_or_404,
     e164,
     page_limit,
+    store_for,
 )
 from autocall.web.auth import settings_of, store_of
 from autocall.web.problems import Problem
@@ -312,8 +313,7 @@ def report(name: Name, request: Request, format: Literal["json", "csv"] = "json"
            _: Principal = READ) -> Response:
     """Counts by status and outcome, answer and completion rates, handle time, menu
     choices, per hour: as JSON, or ``?format=csv``."""
-    store = store_of(request)
-    campaign_or_404(store, name)
+    store = store_for(request, name)
     result = rep.campaign_report(store, name)
     if format == "csv":
         return Response(rep.to_csv(result), media_type="text/csv; charset=utf-8",
@@ -328,8 +328,7 @@ def chart(name: Name, kind: str, request: Request, _: Principal = READ) -> Respo
     """A report chart drawn in memory: ``outcomes`` or ``per-hour``."""
     if kind not in rep.CHARTS:
         raise Problem(404, "Not Found", f"no chart {kind!r}; use {' or '.join(rep.CHARTS)}")
-    store = store_of(request)
-    campaign_or_404(store, name)
+    store = store_for(request, name)
     png = rep.render_chart(rep.campaign_report(store, name), kind)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
@@ -338,8 +337,7 @@ def chart(name: Name, kind: str, request: Request, _: Principal = READ) -> Respo
 def attempts(name: Name, request: Request, limit: int = Query(100),
              after: int = Query(0, ge=0), _: Principal = PERSONAL) -> AttemptPage:
     """Attempts (call records) by id; pass ``next`` as ``after`` for the next page."""
-    store = store_of(request)
-    campaign_or_404(store, name)
+    store = store_for(request, name)
     rows = store.attempts_page(name, after, page_limit(limit))
     # the record's own fields by name; AttemptOut keeps those it publishes
     items = [AttemptOut.model_validate({

@@ -16,7 +16,7 @@ from autocall.campaign.model import Campaign, CampaignState
 from autocall.campaign.schedule import normalize_dnc
 from autocall.campaign.store import Store, StoreError
 from autocall.web.accounts import Role
-from autocall.web.auth import require
+from autocall.web.auth import require, store_of
 from autocall.web.problems import Problem
 
 WRITE = Depends(require(Role.MARKETER))
@@ -43,6 +43,13 @@ def campaign_or_404(store: Store, name: str) -> tuple[Campaign, CampaignState, s
         return store.campaign(name)
     except StoreError:
         raise Problem(404, "Not Found", f"no campaign {name!r}") from None
+
+
+def store_for(request: Request, name: str) -> Store:
+    """The store, once it is known to hold campaign ``name`` (else 404)."""
+    store = store_of(request)
+    campaign_or_404(store, name)
+    return store
 
 
 def region_code(region: str, loc: list[str | int]) -> str:

@@ -27,7 +27,15 @@ from autocall.campaign.model import Campaign, ContactColumns
 from autocall.campaign.store import Store
 from autocall.web import accounts, idempotency
 from autocall.web.accounts import Principal
-from autocall.web.api.common import MAX_UPLOAD, PERSONAL, WRITE, Name, campaign_or_404, page_limit
+from autocall.web.api.common import (
+    MAX_UPLOAD,
+    PERSONAL,
+    WRITE,
+    Name,
+    campaign_or_404,
+    page_limit,
+    store_for,
+)
 from autocall.web.api.common import upload as receive_upload
 from autocall.web.auth import store_of
 from autocall.web.problems import Problem
@@ -172,8 +180,7 @@ async def upload_contacts(name: Name, request: Request, dry_run: bool = Query(Fa
 def list_contacts(name: Name, request: Request, limit: int = Query(100),
                   after: int = Query(0, ge=0), _: Principal = PERSONAL) -> ContactPage:
     """A campaign's contacts by id; pass ``next`` as ``after`` for the next page."""
-    store = store_of(request)
-    campaign_or_404(store, name)
+    store = store_for(request, name)
     rows = store.contacts_page(name, after, page_limit(limit))
     items = [ContactOut(id=c.id, number=c.number, state=c.state.value, attempts=c.attempts,
                         last_outcome=c.last_outcome.value if c.last_outcome else None,

@@ -18,15 +18,7 @@ from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from autocall.audio.upload import AudioFileError
-from autocall.campaign.trees import (
-    NAME,
-    TreeFileError,
-    TreeLibrary,
-    TreesError,
-    TreeVersion,
-    findings,
-    tree_file_text,
-)
+from autocall.campaign import trees
 from autocall.config import Settings
 from autocall.web.accounts import Principal, Role
 from autocall.web.api.trees import (
@@ -48,8 +40,8 @@ router = APIRouter()
 EDIT_ROLES = frozenset({Role.ADMIN, Role.DESIGNER})
 
 
-def _library(request: Request) -> TreeLibrary:
-    return TreeLibrary(store_of(request).engine, Settings.from_env().prompts_dir)
+def _library(request: Request) -> trees.TreeLibrary:
+    return trees.TreeLibrary(store_of(request).engine, Settings.from_env().prompts_dir)
 
 
 def _audio_folder(request: Request) -> Path:
@@ -84,7 +76,7 @@ async def new_tree(request: Request, who: Who) -> Response:
 class VersionsPanel:
     """The tree page's versions: newest first, and a diff of two when asked for."""
 
-    versions: list[TreeVersion] = field(default_factory=list)
+    versions: list[trees.TreeVersion] = field(default_factory=list)
     diff_from: int | None = None
     diff_to: int | None = None
     diff: list[tuple[str, str]] | None = None  # (css class, line)
@@ -106,22 +98,22 @@ async def tree_page(request: Request, name: str, who: Who,
                     diff_from: Annotated[int | None, Query(alias="from", ge=1)] = None,
                     diff_to: Annotated[int | None, Query(alias="to", ge=1)] = None
                     ) -> Response:
-    if not NAME.match(name):
+    if not trees.NAME.match(name):
         raise Forbidden(who, f"open {name!r}: not a tree name")
     library = _library(request)
 
     def load() -> tuple[str, VersionsPanel]:
         try:
             versions = library.versions(name)
-        except TreesError:
+        except trees.TreesError:
             return "", VersionsPanel()
-        tree, _ = findings(versions[-1].text, f"{name}.yaml", library.audio_root)
+        tree, _ = trees.findings(versions[-1].text, f"{name}.yaml", library.audio_root)
         sample = "\n".join(f"{f}=" for f in (tree.contact_fields or [])) if tree else ""
         panel = VersionsPanel(versions[::-1], diff_from, diff_to)
         if diff_from is not None and diff_to is not None:
             try:
                 text = library.diff(name, diff_from, diff_to)
-            except TreesError as exc:
+            except trees.TreesError as exc:
                 return sample, replace(panel, diff_error=str(exc))
             return sample, replace(panel, diff=_diff_lines(text))
         return sample, panel
@@ -140,7 +132,7 @@ async def upload_audio(request: Request, who: Who, file: UploadFile,
     what was stored or why not; from a plain form: back to the tree's page."""
     if who.role not in EDIT_ROLES:
         raise Forbidden(who, "upload audio (designers and admins do)")
-    back = f"/trees/{quote(tree)}#audio" if NAME.match(tree) else "/trees/new"
+    back = f"/trees/{quote(tree)}#audio" if trees.NAME.match(tree) else "/trees/new"
     partial = request.headers.get("hx-request") == "true"
     stored: StoredAudio | None = None
     refused: str | None = None
@@ -163,7 +155,7 @@ async def upload_audio(request: Request, who: Who, file: UploadFile,
     files = await asyncio.to_thread(recordings, _audio_folder(request))
     return render(request, "audio_panel.html", {
         "audio": AudioPanel(files, stored, refused), "may_edit": True, "name": tree
-        if NAME.match(tree) else ""}, who=who)
+        if trees.NAME.match(tree) else ""}, who=who)
 
 
 @router.post("/trees/{name}/versions/{number}/restore")
@@ -172,12 +164,12 @@ async def restore_version(request: Request, name: str, number: int, who: Who) ->
     restore is; then the page again, with the restored text in the editor."""
     if who.role not in EDIT_ROLES:
         raise Forbidden(who, "restore tree versions (designers and admins do)")
-    if not NAME.match(name):
+    if not trees.NAME.match(name):
         raise Forbidden(who, f"restore {name!r}: not a tree name")
     try:
         await asyncio.to_thread(change_audited, request, who, "tree.restore",
-                                lambda trees: trees.restore(name, number, who.actor))
-    except TreesError as exc:
+                                lambda library: library.restore(name, number, who.actor))
+    except trees.TreesError as exc:
         return render(request, "error.html", {
             "title": "Cannot restore", "detail": str(exc),
             "back": f"/trees/{quote(name)}"}, status=exc.status, who=who)
@@ -195,13 +187,13 @@ async def import_tree(request: Request, who: Who, file: UploadFile,
         raise Forbidden(who, "import trees (designers and admins do)")
     source = Path(file.filename or "tree.yaml").name[:100] or "tree.yaml"
     tree = name.strip() or Path(source).stem
-    back = f"/trees/{quote(name.strip())}" if NAME.match(name.strip()) else "/trees/new"
+    back = f"/trees/{quote(name.strip())}" if trees.NAME.match(name.strip()) else "/trees/new"
 
     def refused(title: str, detail: str, status: int = 422) -> Response:
         return render(request, "error.html", {"title": title, "detail": detail,
                                               "back": back}, status=status, who=who)
 
-    if not NAME.match(tree):
+    if not trees.NAME.match(tree):
         return refused("Not a tree name", f"{tree[:100]!r}: name the tree with letters, "
                        "digits, - and _ (up to 100), or give the file such a name")
     data = await file.read(MAX_YAML + 1)
@@ -209,12 +201,12 @@ async def import_tree(request: Request, who: Who, file: UploadFile,
         return refused("Too large", f"{source} is over {MAX_YAML:,} bytes; a tree is a few "
                        "KB", status=413)
     try:
-        text = await asyncio.to_thread(tree_file_text, data, source)
+        text = await asyncio.to_thread(trees.tree_file_text, data, source)
         await asyncio.to_thread(import_version, request, who, tree, text, source,
                                 comment.strip() or None)
-    except TreeFileError as exc:
+    except trees.TreeFileError as exc:
         return refused(exc.title, str(exc))
-    except TreesError as exc:
+    except trees.TreesError as exc:
         return refused("Not imported", str(exc), exc.status)
     return RedirectResponse(f"/trees/{quote(tree)}#versions", status_code=303)
 

@@ -325,3 +325,36 @@ def test_line_noise_after_digital_silence_is_not_taken_for_talk(noise_dbm0: floa
     noise = comfort_noise(6000, level_dbm0=noise_dbm0, seed=3)
     result = classify(np.concatenate([np.zeros(2400, np.int16), noise]))
     assert (result.answered_by, result.cause) == ("unknown", "initial-silence")
+
+
+def test_the_purity_bound_never_hides_a_tone_even_at_the_threshold() -> None:
+    # The analysis works out a frame's exact purity only where a cheap bound of it
+    # reaches the call's tone_purity. Against the exact purity of every frame (a
+    # threshold of 0 bounds nothing away), frames whose tone_purity is their own purity,
+    # or the next float above or below it, must be tones exactly as before, with the
+    # same peaks: single and dual tones with noise from as loud as them to 80 dB below.
+    from autocall.audio.amd import _Scratch, _spectral
+
+    rng = np.random.default_rng(SEED)
+    n = 4000
+    t = np.arange(2 * FRAME) / 8000
+    f1, f2 = rng.uniform(100, 3500, (2, n, 1))
+    second = rng.uniform(0, 1, (n, 1)) * (rng.random((n, 1)) < 0.5)
+    noise = 10 ** rng.uniform(-4, 0, (n, 1)) * rng.standard_normal((n, 2 * FRAME))
+    x = np.sin(2 * np.pi * f1 * t) + second * np.sin(2 * np.pi * f2 * t) + noise
+    x = x / np.abs(x).max(axis=1, keepdims=True) * rng.uniform(300, 30000, (n, 1))
+    pcm = x.astype(np.int16)
+    prev, cur = pcm[:, :FRAME], pcm[:, FRAME:].astype(np.float64)
+    exact, a1, a2 = _spectral(prev, cur, np.zeros(n), _Scratch())
+    assert 0.2 < np.mean(exact >= 0.96) < 0.8
+    for need in (
+        exact,
+        np.nextafter(exact, 2.0),
+        np.nextafter(exact, -1.0),
+        np.full(n, 0.96),
+        np.full(n, 0.5),
+    ):
+        purity, b1, b2 = _spectral(prev, cur, need, _Scratch())
+        tone = exact >= need
+        assert np.array_equal(purity >= need, tone)
+        assert np.array_equal(b1[tone], a1[tone]) and np.array_equal(b2[tone], a2[tone])

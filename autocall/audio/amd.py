@@ -284,9 +284,10 @@ def _spectral(
     Nothing reads more of a frame's purity than whether it reaches its call's
     ``tone_purity`` (``need``), and nothing reads the peaks of a frame whose purity does
     not (`_Channel.step` and `AmdBank._step` use them only for a tone). So the exact
-    purity is worked out only where a cheap upper bound of it reaches ``need`` (about
-    half the frames of speech, almost none of noise); elsewhere the bound stands in, and
-    the peaks are 0.0 but where the purity reaches ``need``.
+    purity (by prefix sums, as the detector was tuned) is worked out only where a direct
+    sum, equal to it up to rounding, reaches ``need`` less that rounding (a tone; in
+    speech and noise almost never); elsewhere that sum stands in, and the peaks are 0.0
+    but where the purity reaches ``need``.
     """
     n = cur.shape[0]
     win, spectrum, power, square, masked = work.take(n)
@@ -304,19 +305,25 @@ def _spectral(
     rows = np.arange(n)
     k1 = np.argmax(band, axis=1)
     np.copyto(masked, band)
-    lobe = k1[:, None] + _LOBE_COLS
-    inside = (lobe >= 0) & (lobe < width)
-    # Columns cut to the edge are inside the lobe anyway (and counted once in e1).
-    at = np.clip(lobe, 0, width - 1) + (rows * width)[:, None]
-    e1 = np.sum(masked.ravel()[at] * inside, axis=1)
-    # Clear the first lobe before looking for a second tone (a dual-tone beep).
-    masked.ravel()[at] = 0.0
+    cleared = masked.ravel()
+    base = (rows * width)[:, None]
+    # Clear the first lobe before looking for a second tone (a dual-tone beep). Columns
+    # cut to the edge are inside the lobe anyway (summed twice in e1, it only grows).
+    at = np.clip(k1[:, None] + _LOBE_COLS, 0, width - 1) + base
+    e1 = np.sum(cleared[at], axis=1)
+    cleared[at] = 0.0
     k2 = np.argmax(masked, axis=1)
-    # A bound on the purity from the first lobe and the second peak: the second lobe
-    # (or the up to 12 bins a close second tone adds to the first) holds no bin above
-    # the second peak. Where even the bound misses ``need`` by more than the rounding
-    # (see _SHARE_SLACK), the frame is no tone and its exact share is not worked out.
-    bound = (e1 + 12.0 * masked.ravel()[rows * width + k2]) / total
+    # The purity summed directly, an upper bound up to rounding (see _SHARE_SLACK): the
+    # first lobe, plus the second (or, for two tones closer than three lobes, the span
+    # between them) in the cleared band, which holds there just the bins the first
+    # lobe does not. Where it misses ``need``, the frame is no tone and its share by
+    # prefix sums (`_share`) is not worked out.
+    close = np.abs(k2 - k1) <= 3 * _LOBE
+    lo = np.maximum(np.where(close, np.minimum(k1, k2), k2) - _LOBE, 0)
+    hi = np.minimum(np.where(close, np.maximum(k1, k2), k2) + _LOBE + 1, width)
+    cols = lo[:, None] + _SPAN_COLS
+    rest = np.where(cols < hi[:, None], cleared[np.minimum(cols, width - 1) + base], 0.0)
+    bound = (e1 + np.sum(rest, axis=1)) / total
     purity = bound
     f1 = np.zeros(n)
     f2 = np.zeros(n)
@@ -360,12 +367,13 @@ def _share(
 
 
 _LOBE_COLS = np.arange(-_LOBE, _LOBE + 1)[None, :]
+_SPAN_COLS = np.arange(5 * _LOBE + 1)[None, :]  # the widest span: two lobes 3 lobes apart
 # How far `_spectral`'s bound may fall short of the share `_share` works out, by rounding.
 # In exact arithmetic the bound is at least the share. The share's lobe sums are
 # differences of prefix sums of up to 132 bins, each within 132 * 2**-53 of the band's
 # power (at most ``total``) of the exact sum: the share is within 1e-13 of the exact one.
-# The bound sums 9 bins directly (relative error below 1e-15). A margin of 1e-9 is a
-# proof, not a guess: a frame whose bound is below ``need - _SHARE_SLACK`` is no tone.
+# The bound sums at most 30 bins directly (relative error below 1e-14). A margin of 1e-9
+# is a proof, not a guess: a frame whose bound is below ``need - _SHARE_SLACK`` is no tone.
 _SHARE_SLACK = 1e-9
 
 

@@ -296,9 +296,8 @@ def _spectral(
     np.multiply(cur, _WINDOW[FRAME:], out=win[:, FRAME : 2 * FRAME])
     spec = np.fft.rfft(win, axis=1, out=spectrum)[:, _BAND[0] : _BAND[1]]
     # |X|² in the telephone band only (nothing else is read): re² + im², as `**2` does.
-    np.multiply(spec.real, spec.real, out=power)
-    np.multiply(spec.imag, spec.imag, out=square)
-    np.add(power, square, out=power)
+    np.square(spec.real, out=power)
+    np.add(power, np.square(spec.imag, out=square), out=power)
     total = np.sum(power, axis=1) + 1e-9
     band = power[:, _PEAK_BAND[0] - _BAND[0] : _PEAK_BAND[1] - _BAND[0]]
     width = band.shape[1]

@@ -65,10 +65,12 @@ __all__ = [
 AMD_RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz: the RTP packet of G.711 (RFC 3551 §4.5 default packetization)
 _FRAME_S = FRAME / AMD_RATE
-# Frames analysed together: a 500-call batch's spectra (500 x 257 complex, 2 MB) and
-# their temporaries overflow a core's L2 cache and cost twice as much per frame as
-# blocks of this many (measured with bench/bench_amd_pool.py).
-_BLOCK = 128
+# Frames analysed together, in arrays the bank keeps (`_Scratch`, 13 kB a frame). A
+# 500-call batch at once costs more per frame (its arrays overflow the caches); of 128,
+# 256 and 512, 256 cost least at 250 and at 500 calls of loud frames (8-12 % below 128,
+# bench/bench_amd_feed.py's load). Allocated afresh for each block, as they once were,
+# anything above 128 cost twice as much (page faults).
+_BLOCK = 256
 _NFFT = 512  # 40 ms window zero-padded: 15.6 Hz bins, peak frequency to a few Hz
 _BIN_HZ = AMD_RATE / _NFFT
 _LOBE = 4  # Hann main lobe over 320 samples is ±50 Hz = ±3.2 bins: ±4 bins hold a sine

@@ -22,16 +22,14 @@ each, their ratio, and the load average before and after.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
+from check_amd_bank import load_old  # this folder: the scripts run from it
 
 from autocall.audio import amd as new
 from autocall.audio.g711 import alaw_decode, alaw_encode
@@ -39,16 +37,6 @@ from autocall.audio.g711 import alaw_decode, alaw_encode
 FRAME = new.FRAME
 RATE = new.AMD_RATE
 Pcm = npt.NDArray[np.int16]
-
-
-def _module(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("amd_old", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"{path}: not a Python module")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["amd_old"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _prompt(seconds: float) -> Pcm:
@@ -79,7 +67,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=200, help="untimed frames: to the decision")
     args = ap.parse_args()
-    old = _module(args.old)
+    old = load_old(args.old)
     total = args.warmup + args.rounds * args.frames
     if total * FRAME / RATE * 1000 >= new.AmdConfig().follow_ms:
         raise SystemExit("warmup + rounds * frames must stay within follow_ms (30 s)")

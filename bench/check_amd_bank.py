@@ -42,7 +42,8 @@ FRAME = new.FRAME
 Pcm = npt.NDArray[np.int16]
 
 
-def _module(path: Path) -> ModuleType:
+def load_old(path: Path) -> ModuleType:
+    """``path`` imported as the module ``amd_old``, beside the package's own."""
     spec = importlib.util.spec_from_file_location("amd_old", path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"{path}: not a Python module")
@@ -186,7 +187,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 21, 22])
     ap.add_argument("--per-family", type=int, default=40)
     args = ap.parse_args()
-    old = _module(args.old)
+    old = load_old(args.old)
     total = 0
     for seed in args.seeds:
         t0 = time.perf_counter()

@@ -45,7 +45,11 @@ as this bench once did, stalled the process inside the window and measured that.
 the first analysis decides ``human`` (a short greeting) and the next ``machine`` (a long
 greeting) and then follows a greeting that does not end within the window (``follow_ms``
 30 s); with ``burst`` the far end is silent after its DTMF, the session feeds silence,
-and each analysis ends ``unknown`` after the 4 s initial silence and starts again. A
+and each analysis ends ``unknown`` after the 4 s initial silence and starts again. With
+``greeting`` the far end echoes for `GREETING` seconds and then sends silence in the same
+packets, as many as before: the load of a campaign whose callees speak and then listen,
+where each detector decides (a machine: it follows the greeting to its end), is done,
+and the next analysis starts on the silence. A
 second line under our row says on how many calls a detector was listening when the
 window ended, the decisions of the analyses, and the frames analysed per call per
 second (50.0: every frame of every call)::
@@ -96,6 +100,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux asm-generic/sock
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 SETTLE = 2.5  # seconds after the last answer before measuring: the DTMF bursts are over
 FLOOR_STREAMS = 20
+GREETING = 5.0  # s the far end speaks (echoes) with --far-end greeting: a short voicemail
 FIXED_P99 = 0.022  # s: the health rule when no C compiler builds the floor sender
 # The floor: N RTP streams (PCMU, 20 ms, RFC 3551) from one process, each from its own
 # port, every packet sent at t0 + k * 20 ms with clock_nanosleep(TIMER_ABSTIME), so a
@@ -194,7 +199,9 @@ _SINK_C = r"""
 #define BATCH 64
 #define PERIOD 0.02 /* RFC 3551: 20 ms PCMU packets */
 
-struct stream { uint64_t key; int used, floor, burst, next; double due; struct sockaddr_in addr; };
+struct stream {
+    uint64_t key; int used, floor, burst, next; double due, spoke; struct sockaddr_in addr;
+};
 static struct stream table[SLOTS];
 static int bursting[SLOTS], nbursting = 0;
 static unsigned char *burst; static int nburst = 0, burstlen = 172;
@@ -223,11 +230,12 @@ static void mark_floor(uint64_t key) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: sink PORT BURSTFILE ECHO KEYSOUT TIMESOUT\n");
+    if (argc != 7) {
+        fprintf(stderr, "usage: sink PORT BURSTFILE ECHO KEYSOUT TIMESOUT GREETING\n");
         return 2;
     }
     int echo = atoi(argv[3]);
+    double greeting = atof(argv[6]); /* > 0: echo that long, then the same packets silent */
     FILE *bf = fopen(argv[2], "rb");
     if (!bf) { perror("burst"); return 1; }
     burst = malloc(4096 * 172);
@@ -323,10 +331,14 @@ int main(int argc, char **argv) {
             struct stream *s = find(key);
             if (!s->used) {
                 s->used = 1; s->key = key; s->addr = from[i];
-                s->burst = 1; s->next = 0; s->due = now;
+                s->burst = 1; s->next = 0; s->due = now; s->spoke = 0;
                 bursting[nbursting++] = (int)(s - table);
             } else if (!s->floor && echo && !s->burst) {
                 if (!s->addr.sin_port) s->addr = from[i];
+                if (s->spoke == 0) s->spoke = now;
+                if (greeting > 0 && now - s->spoke > greeting && len > 12)
+                    /* the callee listens: G.711 silence (RFC 3551 PCMU 0xFF, PCMA 0xD5) */
+                    memset(bufs[i] + 12, (bufs[i][1] & 0x7F) == 8 ? 0xD5 : 0xFF, len - 12);
                 sendto(fd, bufs[i], len, 0, (struct sockaddr *)&from[i], sizeof from[i]);
             }
             int pt = bufs[i][1] & 0x7F;
@@ -345,12 +357,14 @@ def _addr_key(addr: tuple[str, int]) -> int:
 
 # ---- the sink: receives every stream's RTP, stamps arrival times -------------------------
 def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False,
-          floor: tuple[Path, int] | None = None) -> None:
+          floor: tuple[Path, int] | None = None, greeting: float = 0.0) -> None:
     """Stamp every RTP packet's arrival; answer each new stream with ``burst`` (in-band
     DTMF, paced 20 ms) from this same port, so the caller's symmetric-RTP latch keeps
     pointing here and its DTMF detector has work to do. With ``echo``, every packet is
     also sent back once the burst is over, the way a phone keeps streaming its
-    microphone: the caller then receives 50 packets/s per call as well as sending.
+    microphone: the caller then receives 50 packets/s per call as well as sending. With
+    ``greeting`` (s) as well, what it sends back turns to G.711 silence after that long:
+    a callee who spoke and now listens, the packets as many as before.
 
     With ``floor`` (the C sender, its stream count), that sender runs from "start" to
     "stop" into this same socket; its streams' source keys go back with the stamps."""
@@ -368,6 +382,7 @@ def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False,
     floor_keys: list[int] = []
     seen: dict[tuple[str, int], int] = {}  # source address -> its key in `keys`
     bursting: set[tuple[str, int]] = set()
+    started: dict[tuple[str, int], float] = {}  # when each stream's echo began
     due: list[tuple[float, int, tuple[str, int]]] = []  # (when, packet index, address)
     recording = False
     n = 0
@@ -415,6 +430,9 @@ def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False,
             heapq.heappush(due, (time.monotonic(), 0, addr))
             bursting.add(addr)
         elif echo and addr not in bursting:
+            spoke = started.setdefault(addr, time.monotonic())
+            if greeting and time.monotonic() - spoke > greeting and len(data) > 12:
+                data = data[:12] + (b"\xd5" if data[1] & 0x7F == 8 else b"\xff") * (len(data) - 12)
             sock.sendto(data, addr)
         if recording and len(data) >= 12 and (data[1] & 0x7F) in (0, 8):
             keys.append(seen[addr])
@@ -426,7 +444,7 @@ def _sink(port: int, conn: Connection, burst: list[bytes], echo: bool = False,
 
 
 def _sink_c(exe: Path, port: int, conn: Connection, burst: list[bytes], echo: bool = False,
-            floor: tuple[Path, int] | None = None) -> None:
+            floor: tuple[Path, int] | None = None, greeting: float = 0.0) -> None:
     """`_sink`'s work done by the C program `_SINK_C` (same protocol on ``conn``): the
     Python loop takes about half a core at 1,000 echoed calls (a recvmsg and a sendto per
     packet), on the two cores the calls under test need. This process only relays the
@@ -435,7 +453,7 @@ def _sink_c(exe: Path, port: int, conn: Connection, burst: list[bytes], echo: bo
     (work / "burst").write_bytes(b"".join(burst))
     proc = subprocess.Popen(
         [str(exe), str(port), str(work / "burst"), str(int(echo)), str(work / "keys"),
-         str(work / "times")], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+         str(work / "times"), str(greeting)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     floor_proc: subprocess.Popen[bytes] | None = None
     floor_keys: list[int] = []
@@ -889,7 +907,7 @@ def _start_sipp(n: int, workdir: Path) -> subprocess.Popen[bytes]:
 def run(n: int, duration: float, which: str, echo: bool = False,
         priority: str = "normal", amd: bool = False,
         floor_streams: int = FLOOR_STREAMS, workers: int = 1, c_sink: bool = True,
-        record: bool = False) -> Result:
+        record: bool = False, greeting: float = 0.0) -> Result:
     work = Path(tempfile.mkdtemp(prefix="bench-calls-"))
     sipp = _start_sipp(n, work)
     parent, child = mp.Pipe()
@@ -898,7 +916,7 @@ def run(n: int, duration: float, which: str, echo: bool = False,
     sink_exe = _build_c(work, "sink", _SINK_C) if c_sink else None
     sink = mp.Process(
         target=_sink if sink_exe is None else functools.partial(_sink_c, sink_exe),
-        args=(SINK_PORT, child, _burst(), echo, floor), daemon=True)
+        args=(SINK_PORT, child, _burst(), echo, floor, greeting), daemon=True)
     sink.start()
     if not parent.poll(10):
         raise RuntimeError("the RTP sink did not start")
@@ -951,10 +969,12 @@ def main() -> int:
     ap.add_argument("--amd", action="store_true",
                     help="our calls also run answering-machine detection on what they "
                     "receive, all through the window (see the module's docstring)")
-    ap.add_argument("--far-end", choices=("burst", "echo"), default="burst",
+    ap.add_argument("--far-end", choices=("burst", "echo", "greeting"), default="burst",
                     help="burst: the far end sends in-band DTMF at the start, then silence "
                     "(no packets); echo: it then streams back every packet it gets, so each "
-                    "call also receives 50 packets/s")
+                    "call also receives 50 packets/s; greeting: it echoes for "
+                    f"{GREETING:g} s and then streams silence back (a callee who spoke, "
+                    "then listens)")
     ap.add_argument("--priority", choices=("normal", "high", "realtime"), default="normal",
                     help="scheduling priority of the calling process, ours and the baseline "
                     "alike (autocall --priority)")
@@ -972,7 +992,8 @@ def main() -> int:
                     "(falls back to python without one), or the python loop, which takes "
                     "CPU from the calls under test on the same cores")
     args = ap.parse_args()
-    echo = args.far_end == "echo"
+    echo = args.far_end in ("echo", "greeting")
+    greeting = GREETING if args.far_end == "greeting" else 0.0
     os.environ.setdefault("PYTHONHASHSEED", "0")
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(other processes skew pacing: compare rows of the same run); "
@@ -981,7 +1002,7 @@ def main() -> int:
           flush=True)
     for n in args.calls:
         ours = run(n, args.duration, "ours", echo, args.priority, args.amd,
-                   args.floor_streams, args.workers, args.sink == "c", args.record)
+                   args.floor_streams, args.workers, args.sink == "c", args.record, greeting)
         print(_row(ours), flush=True)
         if ours.amd is not None:
             print(_amd_row(ours.amd), flush=True)
@@ -989,7 +1010,8 @@ def main() -> int:
             continue
         try:
             base = run(n, args.duration, "pyvoip", echo, args.priority,
-                       floor_streams=args.floor_streams, c_sink=args.sink == "c")
+                       floor_streams=args.floor_streams, c_sink=args.sink == "c",
+                       greeting=greeting)
         except RuntimeError as exc:  # the baseline failing at this N is itself the result
             print(f"pyVoIP 1.6.8  N={n:<4} failed: {exc}", flush=True)
             continue

@@ -142,3 +142,43 @@ def test_the_c_sink_bursts_echoes_and_stamps_as_the_python_one(tmp_path: Path) -
     assert np.count_nonzero(keys == floor_keys[0]) >= 5  # 50/s for over 0.2 s
     assert set(keys.tolist()) == {key, floor_keys[0]}
     assert np.all(np.diff(times[keys == key]) >= 0) and abs(times[0] - time.time()) < 60
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler to build the sink")
+def test_the_c_sink_greeting_turns_its_echo_to_silence(tmp_path: Path) -> None:
+    """``--far-end greeting``: the far end echoes for the greeting's length, then sends
+    the same packets back with G.711 silence (PCMU 0xFF, PCMA 0xD5) in them."""
+    bench = _bench()
+    exe = bench._build_c(tmp_path, "sink", bench._SINK_C)
+    assert exe is not None
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    ours, theirs = Pipe()
+    sink = threading.Thread(
+        target=bench._sink_c, args=(exe, port, theirs, [_rtp(900)], True, None, 0.2))
+    sink.start()
+    caller = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert ours.poll(10) and ours.recv() == "ready"
+        caller.bind(("127.0.0.1", 0))
+        caller.settimeout(2)
+        dest = ("127.0.0.1", port)
+        caller.sendto(_rtp(1), dest)
+        assert caller.recvfrom(2048)[0] == _rtp(900)  # the burst: one packet
+        loud = bytes([0x80, 8]) + bytes(10) + b"\x2a" * 160
+        caller.sendto(loud, dest)
+        assert caller.recvfrom(2048)[0] == loud  # speaking: echoed as it came
+        time.sleep(0.3)
+        caller.sendto(loud, dest)
+        assert caller.recvfrom(2048)[0] == loud[:12] + b"\xd5" * 160  # listening: PCMA silence
+        loud_pcmu = bytes([0x80, 0]) + bytes(10) + b"\x2a" * 160
+        caller.sendto(loud_pcmu, dest)
+        assert caller.recvfrom(2048)[0] == loud_pcmu[:12] + b"\xff" * 160  # PCMU silence
+        ours.send("stop")
+        assert ours.poll(10)
+        ours.recv()
+    finally:
+        sink.join(10)
+        caller.close()

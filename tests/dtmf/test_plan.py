@@ -1,0 +1,67 @@
+"""The single-channel fast path (`_Plan`) against the general analysis it replaces.
+
+`DtmfDetector` analyses a steady stream's buffers with a `_Plan`: preallocated arrays,
+other layouts, tests folded into bytes. It must give exactly what `_Analyzer.analyze`
+gives, value for value, or the conformance results could drift apart from the bank's.
+"""
+
+from __future__ import annotations
+
+import conditions
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from autocall.audio import dtmf
+
+TONES = conditions.tone_conditions()
+
+
+def _signal(rate: int) -> npt.NDArray[np.int16]:
+    """Every tone condition at `rate` back to back: keys, twist, noise, talk-off, music."""
+    return np.concatenate([c.signal for c in TONES if c.rate == rate])
+
+
+@pytest.mark.parametrize(
+    ("rate", "length", "kept"),
+    [(8000, 880, 80), (8000, 240, 80), (8000, 1003, 43), (16000, 1760, 160)],
+)
+def test_plan_gives_what_analyze_gives(rate: int, length: int, kept: int) -> None:
+    an = dtmf._Analyzer(rate)
+    plan = dtmf._Plan(an, length)
+    nb = an.blocks(length)
+    x = _signal(rate)
+    passed = 0
+    for s in range(0, x.size - length, (nb - 1) * an.hop):
+        head = x[s : s + kept].astype(np.float32)
+        buf = plan.fill(head, [x[s + kept : s + length]])
+        codes, dev = an.analyze(buf[None, :], nb)
+        got = plan.analyze()
+        if codes is an.nothing(1, nb)[0]:
+            assert got is None, s
+            continue
+        assert got is not None, s
+        keys, miss, pairs, feats = got
+        assert [-1 if m or p else k for k, m, p in zip(keys, miss, pairs, strict=True)] == (
+            codes[0].tolist()
+        ), s
+        mine = np.array(feats, dtype=np.float32)[:, (0, 2, 1)]
+        assert np.array_equal(mine.view(np.uint32), dev[0].view(np.uint32)), s
+        passed += 1
+    assert passed > 50  # the comparison reached the full analysis, not only the first look
+
+
+@pytest.mark.parametrize("batch_ms", [0.0, 100.0])
+def test_detector_with_and_without_plans(batch_ms: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    conds = [c for c in TONES if c.group in ("keys", "twist", "noise", "combined", "16k")]
+    with_plans = [detect_all(c, batch_ms) for c in conds]
+    det = dtmf.DtmfDetector(batch_ms=batch_ms)
+    for _ in range(20):
+        det.feed(np.zeros(160, dtype=np.int16))
+    assert det._plan is not None  # steady feeding does take the fast path
+    monkeypatch.setattr(dtmf, "_Plan", lambda an, length: None)
+    assert [detect_all(c, batch_ms) for c in conds] == with_plans
+
+
+def detect_all(cond: conditions.Condition, batch_ms: float) -> list[dtmf.DtmfEvent]:
+    return dtmf.detect(cond.signal, cond.rate, frame=cond.rate // 50, batch_ms=batch_ms)

@@ -20,6 +20,7 @@ it starts; `pressed` reports it from then on, for barge-in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,8 +95,9 @@ except ImportError:
     _count_nonzero = np.count_nonzero
 
 # Observations of one batch for `_Track`: keys, two lists of which one is non-zero where
-# the observation failed (its key counts as −1), features (see `_Plan.analyze`).
-_Observations = tuple[list[int], list[int], list[int], list[list[float]]]
+# the observation failed (its key counts as −1), and its features: frequency error of
+# the low and the high tone, tone share (see `_Plan.analyze`).
+_Observations = tuple[list[int], list[int], list[int], list[float], list[float], list[float]]
 
 
 def _matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -254,98 +256,23 @@ class _Plan:
     this small numpy's cost is the call (0.4-2 µs), not the samples: so this path
     allocates nothing and builds no views per batch, keeps every operand one-dimensional
     (a 2-D strided operand costs 3× as much), calls methods and C functions rather than
-    their Python wrappers, and writes each test's outcome to a byte that one integer
-    comparison reads with the others. Every float32 value comes from the same operation
-    on the same operands as in `analyze` (log, arctan2, einsum and the products in the
-    same layouts too), so the results are identical; tests/dtmf/test_plan.py checks it.
+    their Python wrappers, writes each test's outcome to a byte that one integer
+    comparison reads with the others, and binds its arrays in closures (an attribute
+    look-up per operand would add 2 µs a batch). Every float32 value comes from the same
+    operation on the same operands as in `analyze` (log, arctan2, einsum and the
+    products in the same layouts too), so the results are identical;
+    tests/dtmf/test_plan.py checks it.
     """
 
     def __init__(self, an: _Analyzer, length: int) -> None:
-        f32, intp = np.float32, np.intp
+        f32 = np.float32
         nb = an.blocks(length)
-        n, hop = an.n, an.hop
-        self.an, self.length, self.nb = an, length, nb
+        self.length, self.nb = length, nb
         # Two buffers in turn: the samples kept from one batch (a view of its buffer) go
         # to the start of the other.
         self.bufs = (np.zeros(length, f32), np.zeros(length, f32))
         self.turn = 0
-        self.blocks = tuple(np.ndarray((nb, n), f32, b, 0, (hop * 4, 4)) for b in self.bufs)
-        self.hops = tuple(b[None, : (nb + 1) * hop].reshape(1, nb + 1, hop) for b in self.bufs)
-        self.x = np.empty((nb, n), f32)
-        self.y = np.empty((nb, 16), f32)  # (re, im) × 8 frequencies per block
-        sq = self.sq = np.empty(nb * 16, f32)
-        self.re2, self.im2 = sq[0::2], sq[1::2]
-        self.p = np.empty(nb * 8, f32)  # |Y|² per block and frequency
-        self.p_rows = self.p.reshape(nb * 2, 4)  # per block and group
-        p, m4 = self.p, np.empty(nb * 4, f32)
-        self.p_even, self.p_odd, self.m4 = p[0::2], p[1::2], m4
-        self.m4_even, self.m4_odd = m4[0::2], m4[1::2]
-        # Per block: [low max, low + high, high max, 1] against [pmin⁻, share of the
-        # energy, pmin⁻, 0]: one `<=` gives the first look's failures (pmin⁻ is the float32
-        # just below pmin, so `x <= pmin⁻` is `x < pmin`).
-        lvl = self.lvl = np.ones(nb * 4, f32)
-        self.pm = lvl[0::2]  # (low, high) per block, as analyze's pm
-        self.pm_next = lvl[4::2]  # the same from block 1 on
-        self.plo, self.phi, self.psum = lvl[0::4], lvl[2::4], lvl[1::4]
-        lim = self.lim = np.zeros(nb * 4, f32)
-        lim[0::2] = np.nextafter(an.pmin, np.float32(-np.inf))
-        self.need = lim[1::4]
-        self.e = np.empty((1, nb + 1), f32)  # hop energies
-        self.e_first, self.e_last = self.e[0, :-1], self.e[0, 1:]
-        self.energy = np.empty(nb, f32)  # block energies
-        self.energy_next = self.energy[1:]
-        # Bytes per block: [low too weak, share too low, high too weak, twist]. A block
-        # passes when its 4 are zero; a block and the next when the 8 from the first
-        # (read as one uint64) are.
-        bad = self.bad = np.zeros(nb * 4, np.bool_)
-        self.bad_twist = bad[3::4]
-        self.bad_pairs = np.ndarray((nb - 1,), np.uint64, bad, 0, (4,))
-        self.lpin = np.empty(nb * 2, f32)
-        self.lp = np.empty(nb * 2, f32)
-        self.lp_lo, self.lp_hi = self.lp[0::2], self.lp[1::2]
-        self.lp_prev, self.lp_next = self.lp[:-2], self.lp[2:]
-        self.twist = np.empty(nb, f32)
-        self.idx = np.empty(nb * 2, intp)  # strongest bin per block and group
-        self.idx_pairs = self.idx.reshape(nb, 2)
-        self.weights = np.array([4, 1], dtype=intp)
-        self.raw = np.empty(nb, intp)  # key per block, whether or not it passed
-        self.raw_prev, self.raw_next = self.raw[:-1], self.raw[1:]
-        # Where the chosen bins are in y viewed as complex (8 per block), and constants
-        # per bin laid out alike, so one `take` fetches each.
-        self.rows = (np.arange(nb * 2, dtype=intp) // 2) * 8 + np.tile([0, 4], nb)
-        self.flat = np.empty(nb * 2, intp)
-        self.flat_next = self.flat[2:]
-        self.yc_all = self.y.view(np.complex64).reshape(nb * 8)
-        self.unrotate = np.tile(an.unrotate, nb)
-        self.to_rel = np.tile(an.to_rel, nb)
-        yc = self.yc = np.empty(nb * 2, np.complex64)
-        self.yc_prev, self.yc_next = yc[:-2], yc[2:]
-        m = (nb - 1) * 2
-        self.conj = np.empty(m, np.complex64)
-        self.z1 = np.empty(m, np.complex64)
-        self.ur = np.empty(m, np.complex64)
-        z = self.z = np.empty(m, np.complex64)
-        self.z_re, self.z_im = z.real, z.imag
-        self.phase = np.empty(m, f32)
-        self.rel = np.empty(m, f32)
-        self.loss = np.empty(m, f32)
-        tone = self.tone = np.empty(m, f32)
-        self.tone_lo, self.tone_hi = tone[0::2], tone[1::2]
-        self.tsum = np.empty(nb - 1, f32)
-        self.den = np.empty(nb - 1, f32)
-        self.step = np.empty(m, f32)
-        self.err = np.empty(m, f32)
-        # Features per observation: [low frequency error, tone share, high frequency
-        # error, 0], so that the two errors are every other float.
-        feats = self.feats = np.zeros((nb - 1) * 4, f32)
-        self.feat_rows = feats.reshape(nb - 1, 4)
-        self.dev, self.share = feats[0::2], feats[1::4]
-        # Bytes per observation: [level step, frequency error, key differs from the
-        # block before, 0] for the low tone, then the same for the high one (its key
-        # byte unused): zero as a uint64 when it passes these tests.
-        miss = self.miss = np.zeros((nb - 1) * 8, np.bool_)
-        self.miss_step, self.miss_err, self.miss_key = miss[0::4], miss[1::4], miss[2::8]
-        self.miss_word = miss.view(np.uint64)
+        self.runs = tuple(self._compile(an, buf, nb) for buf in self.bufs)
 
     def fill(
         self, kept: npt.NDArray[np.float32], pending: list[npt.NDArray[np.int16]]
@@ -361,69 +288,139 @@ class _Plan:
 
         Per observation: the key of its block whether it passed or not, two numbers of
         which one is non-zero where it did not pass (its key is −1 there), and its
-        features [low frequency error, tone share, high frequency error, 0].
+        features (low and high frequency error, tone share) as three lists.
         """
-        an = self.an
+        return self.runs[self.turn]()
+
+    @staticmethod
+    def _compile(
+        an: _Analyzer, buf: npt.NDArray[np.float32], nb: int
+    ) -> Callable[[], _Observations | None]:
+        f32, intp = np.float32, np.intp
+        n, hop, m = an.n, an.hop, (nb - 1) * 2
+        blocks = np.ndarray((nb, n), f32, buf, 0, (hop * 4, 4))
+        hops = buf[None, : (nb + 1) * hop].reshape(1, nb + 1, hop)
+        basis, floor = an.basis, an.floor
+        x = np.empty((nb, n), f32)
+        y = np.empty((nb, 16), f32)  # (re, im) × 8 frequencies per block
+        y_flat = y.reshape(-1)
+        sq = np.empty(nb * 16, f32)
+        re2, im2 = sq[0::2], sq[1::2]
+        p = np.empty(nb * 8, f32)  # |Y|² per block and frequency
+        p_rows = p.reshape(nb * 2, 4)  # per block and group
+        p_even, p_odd = p[0::2], p[1::2]
+        m4 = np.empty(nb * 4, f32)
+        m4_even, m4_odd = m4[0::2], m4[1::2]
+        # Per block: [low max, low + high, high max, 1] against [pmin⁻, share of the
+        # energy, pmin⁻, 0]: one `<=` gives the first look's failures (pmin⁻ is the
+        # float32 just below pmin, so `x <= pmin⁻` is `x < pmin`).
+        lvl = np.ones(nb * 4, f32)
+        pm = lvl[0::2]  # (low, high) per block, as analyze's pm
+        pm_next = lvl[4::2]  # the same from block 1 on
+        plo, phi, psum = lvl[0::4], lvl[2::4], lvl[1::4]
+        lim = np.zeros(nb * 4, f32)
+        lim[0::2] = np.nextafter(an.pmin, np.float32(-np.inf))
+        need, share = lim[1::4], an.share
+        e = np.empty((1, nb + 1), f32)  # hop energies
+        e_first, e_last = e[0, :-1], e[0, 1:]
+        energy = np.empty(nb, f32)  # block energies
+        energy_next = energy[1:]
+        # Bytes per block: [low too weak, share too low, high too weak, twist]. A block
+        # passes when its 4 are zero; a block and the next when the 8 from the first
+        # (read as one uint64) are.
+        bad = np.zeros(nb * 4, np.bool_)
+        bad_twist = bad[3::4]
+        bad_pairs = np.ndarray((nb - 1,), np.uint64, bad, 0, (4,))
+        lpin = np.empty(nb * 2, f32)
+        lp = np.empty(nb * 2, f32)
+        lp_lo, lp_hi, lp_prev, lp_next = lp[0::2], lp[1::2], lp[:-2], lp[2:]
+        twist = np.empty(nb, f32)
+        twist_mid, twist_half = an.twist_mid, an.twist_half
+        idx = np.empty(nb * 2, intp)  # strongest bin per block and group
+        idx_pairs = idx.reshape(nb, 2)
+        weights = np.array([4, 1], dtype=intp)
+        raw = np.empty(nb, intp)  # key per block, whether or not it passed
+        raw_prev, raw_next = raw[:-1], raw[1:]
+        # Where the chosen bins are in y viewed as complex (8 per block), and constants
+        # per bin laid out alike, so that one `take` fetches each.
+        rows = (np.arange(nb * 2, dtype=intp) // 2) * 8 + np.tile(np.array([0, 4], intp), nb)
+        flat = np.empty(nb * 2, intp)
+        k = flat[2:]
+        yc_all = y.view(np.complex64).reshape(nb * 8)
+        unrotate, to_rel = np.tile(an.unrotate, nb), np.tile(an.to_rel, nb)
+        yc = np.empty(nb * 2, np.complex64)
+        yc_prev, yc_next = yc[:-2], yc[2:]
+        conj, z1, ur, z = (np.empty(m, np.complex64) for _ in range(4))
+        z_re, z_im = z.real, z.imag
+        phase, rel, loss, tone, step, err = (np.empty(m, f32) for _ in range(6))
+        tone_lo, tone_hi = tone[0::2], tone[1::2]
+        tsum, den = np.empty(nb - 1, f32), np.empty(nb - 1, f32)
+        phase_to_loss, one, half = an.phase_to_loss, an.one, an.half
+        to_share, log_step, freq_tol = an.to_share, an.log_step, an.freq_tol
+        dev = np.empty(m, f32)  # (low, high) frequency error per observation
+        dev_lo, dev_hi = dev[0::2], dev[1::2]
+        tone_share = np.empty(nb - 1, f32)
+        # Bytes per observation: [level step, frequency error, key differs from the
+        # block before, 0] for the low tone, then the same for the high one (its key
+        # byte unused): zero as a uint64 when it passes these tests.
+        miss = np.zeros(m * 4, np.bool_)
+        miss_step, miss_err, miss_key = miss[0::4], miss[1::4], miss[2::8]
+        miss_word = miss.view(np.uint64)
         add, sub, mul, greater = np.add, np.subtract, np.multiply, np.greater
-        x, y, sq, p, m4, lvl = self.x, self.y, self.sq, self.p, self.m4, self.lvl
-        x[...] = self.blocks[self.turn]
-        x.dot(an.basis, y)
-        mul(y.reshape(-1), y.reshape(-1), sq)
-        add(self.re2, self.im2, p)
-        np.maximum(self.p_even, self.p_odd, out=m4)
-        np.maximum(self.m4_even, self.m4_odd, out=self.pm)
-        hops = self.hops[self.turn]
-        _einsum("ijk,ijk->ij", hops, hops, out=self.e)
-        energy = add(self.e_first, self.e_last, self.energy)
-        # First look (analyze's level and share tests, negated).
-        add(self.plo, self.phi, self.psum)
-        mul(energy, an.share, self.need)
-        np.less_equal(lvl, self.lim, self.bad)
-        bad_pairs = self.bad_pairs
-        if _count_nonzero(bad_pairs) == self.nb - 1:
-            return None
-        np.log(add(self.pm, an.floor, self.lpin), self.lp)
-        tw = sub(self.lp_hi, self.lp_lo, self.twist)
-        sub(tw, an.twist_mid, tw)
-        greater(np.absolute(tw, tw), an.twist_half, self.bad_twist)
-        idx = self.idx
-        self.p_rows.argmax(1, idx)
-        self.idx_pairs.dot(self.weights, self.raw)
-        flat = add(self.rows, idx, self.flat)
-        yc_all = self.yc_all
-        yc_all.take(flat, 0, self.yc, "clip")
-        k = self.flat_next
-        mul(
-            mul(self.yc_next, np.conjugate(self.yc_prev, self.conj), self.z1),
-            self.unrotate.take(k, 0, self.ur, "clip"),
-            self.z,
-        )
-        phase = np.arctan2(self.z_im, self.z_re, self.phase)
-        dev = mul(phase, self.to_rel.take(k, 0, self.rel, "clip"), self.dev)
-        loss = self.loss
-        np.square(mul(phase, an.phase_to_loss, loss), loss)
-        np.maximum(sub(an.one, loss, loss), an.half, out=loss)
-        np.divide(self.pm_next, loss, self.tone)
-        den = add(mul(self.energy_next, an.to_share, self.den), an.floor, self.den)
-        np.divide(add(self.tone_lo, self.tone_hi, self.tsum), den, self.share)
-        step = np.absolute(sub(self.lp_next, self.lp_prev, self.step), self.step)
-        greater(step, an.log_step, self.miss_step)
-        greater(np.absolute(dev, self.err), an.freq_tol, self.miss_err)
-        np.not_equal(self.raw_next, self.raw_prev, self.miss_key)
-        return (
-            self.raw_next.tolist(),
-            self.miss_word.tolist(),
-            bad_pairs.tolist(),
-            self.feat_rows.tolist(),
-        )
+        maximum, less_equal, log, arctan2 = np.maximum, np.less_equal, np.log, np.arctan2
+        absolute, divide, square, conjugate = np.absolute, np.divide, np.square, np.conjugate
+        not_equal, last = np.not_equal, nb - 1
+
+        def run() -> _Observations | None:
+            x[...] = blocks
+            x.dot(basis, y)
+            mul(y_flat, y_flat, sq)
+            add(re2, im2, p)
+            maximum(p_even, p_odd, out=m4)
+            maximum(m4_even, m4_odd, out=pm)
+            _einsum("ijk,ijk->ij", hops, hops, out=e)
+            add(e_first, e_last, energy)
+            # First look (analyze's level and share tests, negated).
+            add(plo, phi, psum)
+            mul(energy, share, need)
+            less_equal(lvl, lim, bad)
+            if _count_nonzero(bad_pairs) == last:
+                return None
+            log(add(pm, floor, lpin), lp)
+            sub(lp_hi, lp_lo, twist)
+            sub(twist, twist_mid, twist)
+            greater(absolute(twist, twist), twist_half, bad_twist)
+            p_rows.argmax(1, idx)
+            idx_pairs.dot(weights, raw)
+            yc_all.take(add(rows, idx, flat), 0, yc, "clip")
+            mul(mul(yc_next, conjugate(yc_prev, conj), z1), unrotate.take(k, 0, ur, "clip"), z)
+            arctan2(z_im, z_re, phase)
+            mul(phase, to_rel.take(k, 0, rel, "clip"), dev)
+            square(mul(phase, phase_to_loss, loss), loss)
+            maximum(sub(one, loss, loss), half, out=loss)
+            divide(pm_next, loss, tone)
+            add(mul(energy_next, to_share, den), floor, den)
+            divide(add(tone_lo, tone_hi, tsum), den, tone_share)
+            greater(absolute(sub(lp_next, lp_prev, step), step), log_step, miss_step)
+            greater(absolute(dev, err), freq_tol, miss_err)
+            not_equal(raw_next, raw_prev, miss_key)
+            return (
+                raw_next.tolist(),
+                miss_word.tolist(),
+                bad_pairs.tolist(),
+                dev_lo.tolist(),
+                dev_hi.tolist(),
+                tone_share.tolist(),
+            )
+
+        return run
 
 
 class _Track:
     """Timing rules for one channel: observations → key presses (the single-channel path).
 
-    `f` are an observation's features [low frequency error, tone share, high frequency
-    error, …] (`_Plan`'s layout); a press keeps their sums so its means can be judged
-    when it ends.
+    `f` are an observation's features (frequency errors, tone share); a press keeps
+    their sums so its means can be judged when it ends.
     """
 
     __slots__ = ("code", "start", "end", "n", "f", "gap", "rc", "rn", "rs", "re", "rf")
@@ -431,8 +428,8 @@ class _Track:
     def __init__(self) -> None:
         self.code = self.rc = -1
         self.start = self.end = self.n = self.gap = self.rn = self.rs = self.re = 0
-        self.f = [0.0, 0.0, 0.0, 0.0]
-        self.rf = [0.0, 0.0, 0.0, 0.0]
+        self.f = [0.0, 0.0, 0.0]
+        self.rf = [0.0, 0.0, 0.0]
 
     @property
     def busy(self) -> bool:
@@ -471,18 +468,18 @@ class _Track:
             if self.code >= 0:
                 self.finish(out)
             self.code, self.start, self.end, self.n = self.rc, self.rs, self.re, self.rn
-            self.f, self.rf, self.gap, self.rn = self.rf, [0.0, 0.0, 0.0, 0.0], 0, 0
+            self.f, self.rf, self.gap, self.rn = self.rf, [0.0, 0.0, 0.0], 0, 0
 
     def finish(self, out: list[tuple[int, int, int]]) -> None:
         """The key was released: keep it if its means are within tolerance."""
         f = self.f
-        if self.code >= 0 and _accept(f[0], f[2], f[1], self.n):
+        if self.code >= 0 and _accept(f[0], f[1], f[2], self.n):
             out.append((self.code, self.start, self.end))
         self.code = -1
         self.gap = 0
 
 
-_NO_FEATURES = [0.0, 0.0, 0.0, 0.0]  # an observation without a key: never read
+_NO_FEATURES = [0.0, 0.0, 0.0]  # an observation without a key: never read
 
 
 def _accept(low: float, high: float, share: float, n: int) -> bool:
@@ -805,10 +802,11 @@ class DtmfDetector:
             if plan is not None:
                 got = plan.analyze()
             else:
-                codes, dev = self._an.analyze(buf[None, :], nb)
-                if codes is not self._an.nothing(1, nb)[0]:
+                keys, dev = self._an.analyze(buf[None, :], nb)
+                if keys is not self._an.nothing(1, nb)[0]:
                     none = [0] * (nb - 1)
-                    got = codes[0].tolist(), none, none, dev[0][:, (0, 2, 1)].tolist()
+                    lo, hi, share = dev[0].T.tolist()
+                    got = keys[0].tolist(), none, none, lo, hi, share
         hop = self._an.hop
         consumed = (nb - 1) * hop
         self._buf = buf[consumed:]
@@ -819,16 +817,27 @@ class DtmfDetector:
             if not tr.busy:
                 return []
             none = [0] * (nb - 1)
-            got = [-1] * (nb - 1), none, none, []
+            got = [-1] * (nb - 1), none, none, [], [], []
         raw: list[tuple[int, int, int]] = []
         span = hop + self._an.n
-        codes_list, miss, pairs, feats = got
-        for k, c in enumerate(codes_list):
+        codes, miss, pairs, lo, hi, share = got
+        for k, c in enumerate(codes):
             if miss[k] or pairs[k]:
                 c = -1
-            if c >= 0 or tr.code >= 0 or tr.rn > 0:  # tr.busy, inlined: this loop is hot
+            if c >= 0 and c == tr.code:  # the key is still down: tr.step's first case, inlined
+                acc = tr.f
+                acc[0] += lo[k]
+                acc[1] += hi[k]
+                acc[2] += share[k]
+                tr.n += 1
+                tr.end = pos + k * hop + span
+                tr.gap = tr.rn = 0
+            elif c >= 0:
                 s0 = pos + k * hop
-                tr.step(c, feats[k] if c >= 0 else _NO_FEATURES, s0, s0 + span, raw)
+                tr.step(c, [lo[k], hi[k], share[k]], s0, s0 + span, raw)
+            elif tr.code >= 0 or tr.rn > 0:  # tr.busy, inlined: this loop is hot
+                s0 = pos + k * hop
+                tr.step(c, _NO_FEATURES, s0, s0 + span, raw)
         return [self._event(*r) for r in raw]
 
     def _event(self, code: int, start: int, end: int) -> DtmfEvent:

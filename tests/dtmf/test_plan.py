@@ -41,11 +41,11 @@ def test_plan_gives_what_analyze_gives(rate: int, length: int, kept: int) -> Non
             assert got is None, s
             continue
         assert got is not None, s
-        keys, miss, pairs, feats = got
+        keys, miss, pairs, lo, hi, share = got
         assert [-1 if m or p else k for k, m, p in zip(keys, miss, pairs, strict=True)] == (
             codes[0].tolist()
         ), s
-        mine = np.array(feats, dtype=np.float32)[:, (0, 2, 1)]
+        mine = np.array([lo, hi, share], dtype=np.float32).T
         assert np.array_equal(mine.view(np.uint32), dev[0].view(np.uint32)), s
         passed += 1
     assert passed > 50  # the comparison reached the full analysis, not only the first look

@@ -270,37 +270,35 @@ class _Plan:
         self.length, self.nb = length, nb
         # Two buffers in turn: the samples kept from one batch (a view of its buffer) go
         # to the start of the other.
-        self.bufs = (np.zeros(length, f32), np.zeros(length, f32))
-        self.turn = 0
-        self.runs = tuple(self._compile(an, buf, nb) for buf in self.bufs)
+        bufs = (np.zeros(length, f32), np.zeros(length, f32))
+        self._runs = tuple(self._compile(an, buf, nb) for buf in bufs)
+        self._tails = tuple(buf[(nb - 1) * an.hop :] for buf in bufs)
+        self._turn = 0
+        self.kept = self._tails[0]  # what the next batch starts with (after `run`)
 
-    def fill(
+    def run(
         self, kept: npt.NDArray[np.float32], pending: list[npt.NDArray[np.int16]]
-    ) -> npt.NDArray[np.float32]:
-        """The next buffer: `kept` then `pending`, which must make `length` samples."""
-        self.turn ^= 1
-        buf = self.bufs[self.turn]
-        np.concatenate([kept, *pending], out=buf)
-        return buf
+    ) -> _Observations | None:
+        """`DtmfDetector._run`'s analysis of `kept` then `pending` (`length` samples).
 
-    def analyze(self) -> _Observations | None:
-        """`analyze` of the buffer last filled, or None where it returns `nothing`.
-
-        Per observation: the key of its block whether it passed or not, two numbers of
-        which one is non-zero where it did not pass (its key is −1 there), and its
-        features (low and high frequency error, tone share) as three lists.
+        None where `analyze` returns `nothing` or the audio is too quiet to look at.
+        Otherwise per observation: the key of its block whether it passed or not, two
+        numbers of which one is non-zero where it did not pass (its key is −1 there),
+        and its features (low and high frequency error, tone share) as three lists.
         """
-        return self.runs[self.turn]()
+        turn = self._turn = self._turn ^ 1
+        self.kept = self._tails[turn]
+        return self._runs[turn](kept, pending)
 
     @staticmethod
     def _compile(
         an: _Analyzer, buf: npt.NDArray[np.float32], nb: int
-    ) -> Callable[[], _Observations | None]:
+    ) -> Callable[[npt.NDArray[np.float32], list[npt.NDArray[np.int16]]], _Observations | None]:
         f32, intp = np.float32, np.intp
         n, hop, m = an.n, an.hop, (nb - 1) * 2
         blocks = np.ndarray((nb, n), f32, buf, 0, (hop * 4, 4))
         hops = buf[None, : (nb + 1) * hop].reshape(1, nb + 1, hop)
-        basis, floor = an.basis, an.floor
+        basis, floor, quiet = an.basis, an.floor, an.quiet
         x = np.empty((nb, n), f32)
         y = np.empty((nb, 16), f32)  # (re, im) × 8 frequencies per block
         y_flat = y.reshape(-1)
@@ -352,26 +350,36 @@ class _Plan:
         yc_prev, yc_next = yc[:-2], yc[2:]
         conj, z1, ur, z = (np.empty(m, np.complex64) for _ in range(4))
         z_re, z_im = z.real, z.imag
-        phase, rel, loss, tone, step, err = (np.empty(m, f32) for _ in range(6))
+        phase, rel, loss, tone = (np.empty(m, f32) for _ in range(4))
         tone_lo, tone_hi = tone[0::2], tone[1::2]
         tsum, den = np.empty(nb - 1, f32), np.empty(nb - 1, f32)
         phase_to_loss, one, half = an.phase_to_loss, an.one, an.half
-        to_share, log_step, freq_tol = an.to_share, an.log_step, an.freq_tol
-        dev = np.empty(m, f32)  # (low, high) frequency error per observation
-        dev_lo, dev_hi = dev[0::2], dev[1::2]
+        to_share = an.to_share
         tone_share = np.empty(nb - 1, f32)
-        # Bytes per observation: [level step, frequency error, key differs from the
-        # block before, 0] for the low tone, then the same for the high one (its key
-        # byte unused): zero as a uint64 when it passes these tests.
+        # Per observation and tone: [level step, frequency error, 0, 0], low tone first,
+        # so that one absolute value and one comparison with [log_step, freq_tol, ∞, ∞]
+        # test both; the bytes they give are zero as a uint64 when the observation
+        # passes, and the first spare one says whether its key differs from the block
+        # before.
+        vals = np.zeros(m * 4, f32)
+        step, dev = vals[0::4], vals[1::4]  # dev: (low, high) frequency error
+        dev_lo, dev_hi = vals[1::8], vals[5::8]
+        mags = np.empty(m * 4, f32)
+        tol = np.tile(np.array([an.log_step, an.freq_tol, np.inf, np.inf], f32), m)
         miss = np.zeros(m * 4, np.bool_)
-        miss_step, miss_err, miss_key = miss[0::4], miss[1::4], miss[2::8]
+        miss_key = miss[2::8]
         miss_word = miss.view(np.uint64)
         add, sub, mul, greater = np.add, np.subtract, np.multiply, np.greater
         maximum, less_equal, log, arctan2 = np.maximum, np.less_equal, np.log, np.arctan2
         absolute, divide, square, conjugate = np.absolute, np.divide, np.square, np.conjugate
         not_equal, last = np.not_equal, nb - 1
 
-        def run() -> _Observations | None:
+        def run(
+            kept: npt.NDArray[np.float32], pending: list[npt.NDArray[np.int16]]
+        ) -> _Observations | None:
+            np.concatenate([kept, *pending], out=buf)
+            if float(buf.dot(buf)) < quiet:
+                return None
             x[...] = blocks
             x.dot(basis, y)
             mul(y_flat, y_flat, sq)
@@ -396,13 +404,13 @@ class _Plan:
             mul(mul(yc_next, conjugate(yc_prev, conj), z1), unrotate.take(k, 0, ur, "clip"), z)
             arctan2(z_im, z_re, phase)
             mul(phase, to_rel.take(k, 0, rel, "clip"), dev)
+            sub(lp_next, lp_prev, step)
             square(mul(phase, phase_to_loss, loss), loss)
             maximum(sub(one, loss, loss), half, out=loss)
             divide(pm_next, loss, tone)
             add(mul(energy_next, to_share, den), floor, den)
             divide(add(tone_lo, tone_hi, tsum), den, tone_share)
-            greater(absolute(sub(lp_next, lp_prev, step), step), log_step, miss_step)
-            greater(absolute(dev, err), freq_tol, miss_err)
+            greater(absolute(vals, mags), tol, miss)
             not_equal(raw_next, raw_prev, miss_key)
             return (
                 raw_next.tolist(),
@@ -780,41 +788,38 @@ class DtmfDetector:
         return out + [self._event(*r) for r in raw]
 
     def _run(self) -> list[DtmfEvent]:
-        length = self._buf.size + self._npending
-        plan = self._plan
-        if plan is None or plan.length != length:
-            plan = None
-            if length == self._last and self._an.blocks(length) >= 2:
-                plan = self._plan = _Plan(self._an, length)
-            self._last = length
-        if plan is not None:
-            buf = plan.fill(self._buf, self._pending)
+        plan, length = self._plan, self._buf.size + self._npending
+        got: _Observations | None = None
+        if plan is not None and plan.length == length:  # steady feeding
+            got = plan.run(self._buf, self._pending)
+            self._buf = plan.kept
+            nb = plan.nb
         else:
             buf = np.concatenate([self._buf, *self._pending], dtype=np.float32)
-        self._pending.clear()
-        self._npending = 0
-        nb = self._an.blocks(buf.size)
-        if nb < 2:
-            self._buf = buf
-            return []
-        got: _Observations | None = None
-        if float(buf.dot(buf)) >= self._an.quiet:
-            if plan is not None:
-                got = plan.analyze()
-            else:
+            nb = self._an.blocks(length)
+            if length == self._last and nb >= 2:  # the next batch likely has this length too
+                self._plan = _Plan(self._an, length)
+            self._last = length
+            if nb < 2:
+                self._buf = buf
+                self._pending.clear()
+                self._npending = 0
+                return []
+            if float(buf.dot(buf)) >= self._an.quiet:
                 keys, dev = self._an.analyze(buf[None, :], nb)
                 if keys is not self._an.nothing(1, nb)[0]:
                     none = [0] * (nb - 1)
                     lo, hi, share = dev[0].T.tolist()
                     got = keys[0].tolist(), none, none, lo, hi, share
+            self._buf = buf[(nb - 1) * self._an.hop :]
+        self._pending.clear()
+        self._npending = 0
         hop = self._an.hop
-        consumed = (nb - 1) * hop
-        self._buf = buf[consumed:]
         pos = self._pos
-        self._pos += consumed
+        self._pos = pos + (nb - 1) * hop
         tr = self._track
         if got is None:
-            if not tr.busy:
+            if tr.code < 0 and tr.rn == 0:
                 return []
             none = [0] * (nb - 1)
             got = [-1] * (nb - 1), none, none, [], [], []
@@ -838,7 +843,7 @@ class DtmfDetector:
             elif tr.code >= 0 or tr.rn > 0:  # tr.busy, inlined: this loop is hot
                 s0 = pos + k * hop
                 tr.step(c, _NO_FEATURES, s0, s0 + span, raw)
-        return [self._event(*r) for r in raw]
+        return [self._event(*r) for r in raw] if raw else []
 
     def _event(self, code: int, start: int, end: int) -> DtmfEvent:
         return DtmfEvent(DTMF_KEYS[code], max(start, 0) / self.rate, end / self.rate)

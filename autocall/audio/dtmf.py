@@ -323,17 +323,16 @@ class _Plan:
         e_first, e_last = e[0, :-1], e[0, 1:]
         energy = np.empty(nb, f32)  # block energies
         energy_next = energy[1:]
-        # Bytes per block: [low too weak, share too low, high too weak, twist]. A block
-        # passes when its 4 are zero; a block and the next when the 8 from the first
-        # (read as one uint64) are.
+        # Bytes per block: [low too weak, share too low, high too weak, 0]. A block passes
+        # the first look when its 4 are zero; a block and the next when the 8 from the
+        # first (read as one uint64) are.
         bad = np.zeros(nb * 4, np.bool_)
-        bad_twist = bad[3::4]
         bad_pairs = np.ndarray((nb - 1,), np.uint64, bad, 0, (4,))
         lpin = np.empty(nb * 2, f32)
         lp = np.empty(nb * 2, f32)
         lp_lo, lp_hi, lp_prev, lp_next = lp[0::2], lp[1::2], lp[:-2], lp[2:]
         twist = np.empty(nb, f32)
-        twist_mid, twist_half = an.twist_mid, an.twist_half
+        twist_mid, twist_prev, twist_next = an.twist_mid, twist[:-1], twist[1:]
         idx = np.empty(nb * 2, intp)  # strongest bin per block and group
         idx_pairs = idx.reshape(nb, 2)
         weights = np.array([4, 1], dtype=intp)
@@ -356,18 +355,20 @@ class _Plan:
         phase_to_loss, one, half = an.phase_to_loss, an.one, an.half
         to_share = an.to_share
         tone_share = np.empty(nb - 1, f32)
-        # Per observation and tone: [level step, frequency error, 0, 0], low tone first,
-        # so that one absolute value and one comparison with [log_step, freq_tol, ∞, ∞]
-        # test both; the bytes they give are zero as a uint64 when the observation
-        # passes, and the first spare one says whether its key differs from the block
-        # before.
+        # Per observation: [level step, frequency error, twist of the block before, 0]
+        # for the low tone, then [level step, frequency error, twist of its own block,
+        # 0] for the high one, so that one absolute value and one comparison with
+        # [log_step, freq_tol, twist_half, ∞] test them all. The bytes they give are
+        # zero as a uint64 when the observation passes; the first spare one is set
+        # where its key differs from the block before.
         vals = np.zeros(m * 4, f32)
         step, dev = vals[0::4], vals[1::4]  # dev: (low, high) frequency error
         dev_lo, dev_hi = vals[1::8], vals[5::8]
+        tw_prev, tw_next = vals[2::8], vals[6::8]
         mags = np.empty(m * 4, f32)
-        tol = np.tile(np.array([an.log_step, an.freq_tol, np.inf, np.inf], f32), m)
+        tol = np.tile(np.array([an.log_step, an.freq_tol, an.twist_half, np.inf], f32), m)
         miss = np.zeros(m * 4, np.bool_)
-        miss_key = miss[2::8]
+        miss_key = miss[3::8]
         miss_word = miss.view(np.uint64)
         add, sub, mul, greater = np.add, np.subtract, np.multiply, np.greater
         maximum, less_equal, log, arctan2 = np.maximum, np.less_equal, np.log, np.arctan2
@@ -396,8 +397,8 @@ class _Plan:
                 return None
             log(add(pm, floor, lpin), lp)
             sub(lp_hi, lp_lo, twist)
-            sub(twist, twist_mid, twist)
-            greater(absolute(twist, twist), twist_half, bad_twist)
+            sub(twist_prev, twist_mid, tw_prev)
+            sub(twist_next, twist_mid, tw_next)
             p_rows.argmax(1, idx)
             idx_pairs.dot(weights, raw)
             yc_all.take(add(rows, idx, flat), 0, yc, "clip")

@@ -84,6 +84,8 @@ def _f32(value: float) -> npt.NDArray[np.float32]:
 _BLAS_SINGLE_THREAD = 65536 * 4
 # Per-shape constant arrays kept by an analyser; steady feeding uses one or two shapes.
 _CACHE_MAX = 16
+# Buffer lengths a single-channel detector keeps a `_Plan` for (about 20 KB each).
+_PLANS_MAX = 4
 
 try:  # einsum's C core: the same sums, without the Python dispatch (~2 µs a call)
     from numpy._core.multiarray import c_einsum as _einsum
@@ -733,9 +735,10 @@ class DtmfDetector:
         self._pending: list[npt.NDArray[np.int16]] = []
         self._npending = 0
         self._track = _Track()
-        # The plan for the buffer length of the last batch, made once a length repeats
-        # (steady feeding): ragged feeding does not pay for plans it uses once.
-        self._plan: _Plan | None = None
+        # Plans by buffer length, one made when two batches in a row have the same
+        # length (steady feeding): ragged feeding does not pay for plans (~170 µs each)
+        # it would use once, and jitter between a few lengths does not remake them.
+        self._plans: dict[int, _Plan] = {}
         self._last = 0
 
     def feed(self, samples: npt.ArrayLike) -> list[DtmfEvent]:
@@ -789,9 +792,10 @@ class DtmfDetector:
         return out + [self._event(*r) for r in raw]
 
     def _run(self) -> list[DtmfEvent]:
-        plan, length = self._plan, self._buf.size + self._npending
+        length = self._buf.size + self._npending
+        plan = self._plans.get(length)
         got: _Observations | None = None
-        if plan is not None and plan.length == length:  # steady feeding
+        if plan is not None:  # steady feeding
             got = plan.run(self._buf, self._pending)
             self._buf = plan.kept
             nb = plan.nb
@@ -799,7 +803,9 @@ class DtmfDetector:
             buf = np.concatenate([self._buf, *self._pending], dtype=np.float32)
             nb = self._an.blocks(length)
             if length == self._last and nb >= 2:  # the next batch likely has this length too
-                self._plan = _Plan(self._an, length)
+                if len(self._plans) >= _PLANS_MAX:  # odd feed lengths: keep memory bounded
+                    self._plans.clear()
+                self._plans[length] = _Plan(self._an, length)
             self._last = length
             if nb < 2:
                 self._buf = buf

@@ -55,14 +55,24 @@ def test_plan_gives_what_analyze_gives(rate: int, length: int, kept: int) -> Non
 @pytest.mark.parametrize("batch_ms", [0.0, 100.0])
 def test_detector_with_and_without_plans(batch_ms: float, monkeypatch: pytest.MonkeyPatch) -> None:
     conds = [c for c in TONES if c.group in ("keys", "twist", "noise", "combined", "16k")]
-    with_plans = [detect_all(c, batch_ms) for c in conds]
+    with_plans = [_events(c, batch_ms) for c in conds]
     det = dtmf.DtmfDetector(batch_ms=batch_ms)
     for _ in range(20):
         det.feed(np.zeros(160, dtype=np.int16))
-    assert det._plan is not None  # steady feeding does take the fast path
+    assert list(det._plans) == [880 if batch_ms else 240]  # steady feeding: the fast path
     monkeypatch.setattr(dtmf, "_Plan", lambda an, length: None)
-    assert [detect_all(c, batch_ms) for c in conds] == with_plans
+    assert [_events(c, batch_ms) for c in conds] == with_plans
 
 
-def detect_all(cond: conditions.Condition, batch_ms: float) -> list[dtmf.DtmfEvent]:
-    return dtmf.detect(cond.signal, cond.rate, frame=cond.rate // 50, batch_ms=batch_ms)
+def _events(cond: conditions.Condition, batch_ms: float) -> list[list[dtmf.DtmfEvent]]:
+    """Events of 20 ms frames, and of 20 and 40 ms frames mixed (plans for two lengths)."""
+    rate, frame = cond.rate, cond.rate // 50
+    steady = dtmf.detect(cond.signal, rate, frame=frame, batch_ms=batch_ms)
+    det = dtmf.DtmfDetector(rate, batch_ms=batch_ms)
+    sizes = np.random.default_rng(3).choice([frame, 2 * frame], size=cond.signal.size // frame)
+    ends = np.cumsum(sizes)
+    jitter: list[dtmf.DtmfEvent] = []
+    for start, end in zip(ends - sizes, ends, strict=True):
+        jitter += det.feed(cond.signal[start:end])
+    jitter += det.flush()
+    return [steady, jitter]

@@ -273,7 +273,9 @@ class _Plan:
         # Two buffers in turn: the samples kept from one batch (a view of its buffer) go
         # to the start of the other.
         bufs = (np.zeros(length, f32), np.zeros(length, f32))
-        self._runs = tuple(self._compile(an, buf, nb) for buf in bufs)
+        # Whether the next batch may be quiet, shared by both buffers' closures.
+        self._check_quiet = [True]
+        self._runs = tuple(self._compile(an, buf, nb, self._check_quiet) for buf in bufs)
         self._tails = tuple(buf[(nb - 1) * an.hop :] for buf in bufs)
         self._turn = 0
         self.kept = self._tails[0]  # what the next batch starts with (after `run`)
@@ -294,7 +296,7 @@ class _Plan:
 
     @staticmethod
     def _compile(
-        an: _Analyzer, buf: npt.NDArray[np.float32], nb: int
+        an: _Analyzer, buf: npt.NDArray[np.float32], nb: int, check_quiet: list[bool]
     ) -> Callable[[npt.NDArray[np.float32], list[npt.NDArray[np.int16]]], _Observations | None]:
         f32, intp = np.float32, np.intp
         n, hop, m = an.n, an.hop, (nb - 1) * 2
@@ -381,7 +383,10 @@ class _Plan:
             kept: npt.NDArray[np.float32], pending: list[npt.NDArray[np.int16]]
         ) -> _Observations | None:
             np.concatenate([kept, *pending], out=buf)
-            if float(buf.dot(buf)) < quiet:
+            # Quiet audio skips the analysis, which would find nothing in it (see
+            # `_Analyzer.quiet`); the test costs a call, so it is made only after a batch
+            # that ended quietly: during speech or a key it would only cost.
+            if check_quiet[0] and float(buf.dot(buf)) < quiet:
                 return None
             x[...] = blocks
             x.dot(basis, y)
@@ -391,6 +396,7 @@ class _Plan:
             maximum(m4_even, m4_odd, out=pm)
             _einsum("ijk,ijk->ij", hops, hops, out=e)
             add(e_first, e_last, energy)
+            check_quiet[0] = energy.item(-1) < quiet
             # First look (analyze's level and share tests, negated).
             add(plo, phi, psum)
             mul(energy, share, need)

@@ -98,7 +98,7 @@ except ImportError:
 
 # Observations of one batch for `_Track`: keys, two lists of which one is non-zero where
 # the observation failed (its key counts as −1), and its features: frequency error of
-# the low and the high tone, tone share (see `_Plan.analyze`).
+# the low and the high tone, tone share (see `_Plan.run`).
 _Observations = tuple[list[int], list[int], list[int], list[float], list[float], list[float]]
 
 
@@ -489,8 +489,7 @@ class _Track:
 
     def finish(self, out: list[tuple[int, int, int]]) -> None:
         """The key was released: keep it if its means are within tolerance."""
-        f = self.f
-        if self.code >= 0 and _accept(f[0], f[1], f[2], self.n):
+        if self.code >= 0 and _accept(self.f, self.n):
             out.append((self.code, self.start, self.end))
         self.code = -1
         self.gap = 0
@@ -499,13 +498,12 @@ class _Track:
 _NO_FEATURES = [0.0, 0.0, 0.0]  # an observation without a key: never read
 
 
-def _accept(low: float, high: float, share: float, n: int) -> bool:
-    """Whether a key press's mean features pass (Q.24 frequency tolerance, tone share),
-    given their sums over its `n` observations."""
+def _accept(sums: list[float], n: int) -> bool:
+    """Whether a key press's mean features pass (Q.24 frequency tolerance, tone share)."""
     return (
-        abs(low) <= _DIGIT_FREQ_TOL * n
-        and abs(high) <= _DIGIT_FREQ_TOL * n
-        and share >= _MIN_DIGIT_SHARE * n
+        abs(sums[0]) <= _DIGIT_FREQ_TOL * n
+        and abs(sums[1]) <= _DIGIT_FREQ_TOL * n
+        and sums[2] >= _MIN_DIGIT_SHARE * n
     )
 
 
@@ -612,8 +610,7 @@ class _Tracks:
             return
         d = self.d
         for ch in np.flatnonzero(mask).tolist():
-            low, high, share = d[4:7, ch].tolist()
-            if _accept(low, high, share, int(d[3, ch])):
+            if _accept(d[4:7, ch].tolist(), int(d[3, ch])):
                 out.append((ch, int(d[0, ch]), int(d[1, ch]), int(d[2, ch])))
         np.copyto(d[0], self.IDLE, where=mask)
         np.copyto(self.gap, 0, where=mask)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import importlib.util
 import os
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "dtmf"))
 
 import conditions  # noqa: E402
+from _old import load_old  # noqa: E402  (this folder: the scripts run from it)
 
 from autocall.audio import dtmf  # noqa: E402
 from autocall.audio.dtmf import DtmfDetector  # noqa: E402
@@ -150,16 +150,6 @@ def _corpus(conds: list[conditions.Condition]) -> npt.NDArray[np.int16]:
     """Everything at 8 kHz back to back: keys, speech, music, noise, barge-in."""
     return np.ascontiguousarray(np.concatenate([c.signal for c in conds if c.rate == 8000]))
 
-
-def load_old(path: Path) -> ModuleType:
-    """``path`` imported as the module ``dtmf_old``, beside the package's own."""
-    spec = importlib.util.spec_from_file_location("dtmf_old", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"{path}: not a Python module")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["dtmf_old"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def throughput(
@@ -292,7 +282,7 @@ def main() -> int:
     ap.add_argument("--old", type=Path, help="an older dtmf.py to time beside this one")
     args = ap.parse_args()
     console = Console()
-    old = load_old(args.old) if args.old is not None else None
+    old = load_old(args.old, "dtmf_old") if args.old is not None else None
     with tempfile.TemporaryDirectory() as tmp:
         conds = conditions.all_conditions(Path(tmp))
     console.print(

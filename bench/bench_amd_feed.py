@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from check_amd_bank import load_old  # this folder: the scripts run from it
+from _old import load_old  # this folder: the scripts run from it
 
 from autocall.audio import amd as new
 from autocall.audio.g711 import alaw_decode, alaw_encode
@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=200, help="untimed frames: to the decision")
     args = ap.parse_args()
-    old = load_old(args.old)
+    old = load_old(args.old, "amd_old")
     total = args.warmup + args.rounds * args.frames
     if total * FRAME / RATE * 1000 >= new.AmdConfig().follow_ms:
         raise SystemExit("warmup + rounds * frames must stay within follow_ms (30 s)")

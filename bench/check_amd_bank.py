@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import sys
 import time
 from collections.abc import Sequence
@@ -35,22 +34,13 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "audio"))
 
 import amd_corpus  # noqa: E402
+from _old import load_old  # noqa: E402  (this folder: the scripts run from it)
 
 from autocall.audio import amd as new  # noqa: E402
 
 FRAME = new.FRAME
 Pcm = npt.NDArray[np.int16]
 
-
-def load_old(path: Path) -> ModuleType:
-    """``path`` imported as the module ``amd_old``, beside the package's own."""
-    spec = importlib.util.spec_from_file_location("amd_old", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"{path}: not a Python module")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["amd_old"] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _same(what: str, a: object, b: object) -> None:
@@ -187,7 +177,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 21, 22])
     ap.add_argument("--per-family", type=int, default=40)
     args = ap.parse_args()
-    old = load_old(args.old)
+    old = load_old(args.old, "amd_old")
     total = 0
     for seed in args.seeds:
         t0 = time.perf_counter()

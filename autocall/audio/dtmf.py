@@ -20,6 +20,7 @@ it starts; `pressed` reports it from then on, for barge-in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,11 +84,24 @@ def _f32(value: float) -> npt.NDArray[np.float32]:
 _BLAS_SINGLE_THREAD = 65536 * 4
 # Per-shape constant arrays kept by an analyser; steady feeding uses one or two shapes.
 _CACHE_MAX = 16
+# Buffer lengths a single-channel detector keeps a `_Plan` for (25 KB each at 8 kHz and
+# batch_ms=100, 45 KB at 16 kHz).
+_PLANS_MAX = 4
 
 try:  # einsum's C core: the same sums, without the Python dispatch (~2 µs a call)
     from numpy._core.multiarray import c_einsum as _einsum
 except ImportError:  # another numpy layout: the public function, same numbers
     _einsum = np.einsum
+try:  # the same without its Python wrapper (0.1 µs instead of 0.5)
+    from numpy._core.multiarray import count_nonzero as _count_nonzero
+except ImportError:
+    _count_nonzero = np.count_nonzero
+
+# Observations of one batch for `_Track`: keys, two lists of which one is non-zero where
+# the observation failed (its key counts as −1), and its features: frequency error of
+# the low and the high tone, tone share (see `_Plan.run`).
+_Observations = tuple[list[int], list[int], list[int], list[float], list[float], list[float]]
+_Run = Callable[[npt.NDArray[np.float32], list[npt.NDArray[np.int16]]], _Observations | None]
 
 
 def _matmul(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -239,6 +253,196 @@ class _Analyzer:
         return np.where(good, cur, self.none), np.concatenate([dev, share[..., None]], axis=-1)
 
 
+class _Plan:
+    """`_Analyzer.analyze` for one channel and one buffer length, with every array made once.
+
+    Steady feeding (20 ms frames) analyses buffers of a single length, and for arrays
+    this small numpy's cost is the call (0.4-2 µs), not the samples: so this path
+    allocates nothing and builds no views per batch, keeps every operand one-dimensional
+    (a 2-D strided operand costs 3× as much), calls methods and C functions rather than
+    their Python wrappers, writes each test's outcome to a byte that one integer
+    comparison reads with the others, and binds its arrays in closures (an attribute
+    look-up per operand would add 2 µs a batch). Every float32 value comes from the same
+    operation on the same operands as in `analyze` (log, arctan2, einsum and the
+    products in the same layouts too), so the results are identical;
+    tests/dtmf/test_plan.py checks it.
+    """
+
+    def __init__(self, an: _Analyzer, length: int) -> None:
+        f32 = np.float32
+        nb = an.blocks(length)
+        self.length, self.nb = length, nb
+        # Two buffers in turn: the samples kept from one batch (a view of its buffer) go
+        # to the start of the other.
+        bufs = (np.zeros(length, f32), np.zeros(length, f32))
+        # Whether the next batch may be quiet, shared by both buffers' closures.
+        self._check_quiet = [True]
+        self._runs = self._compile(an, bufs, nb, self._check_quiet)
+        self._tails = tuple(buf[(nb - 1) * an.hop :] for buf in bufs)
+        self._turn = 0
+        self.kept = self._tails[0]  # what the next batch starts with (after `run`)
+
+    def run(
+        self, kept: npt.NDArray[np.float32], pending: list[npt.NDArray[np.int16]]
+    ) -> _Observations | None:
+        """`DtmfDetector._run`'s analysis of `kept` then `pending` (`length` samples).
+
+        None where `analyze` returns `nothing` or the audio is too quiet to look at.
+        Otherwise per observation: the key of its block whether it passed or not, two
+        numbers of which one is non-zero where it did not pass (its key is −1 there),
+        and its features (low and high frequency error, tone share) as three lists.
+        """
+        turn = self._turn = self._turn ^ 1
+        self.kept = self._tails[turn]
+        return self._runs[turn](kept, pending)
+
+    @staticmethod
+    def _compile(
+        an: _Analyzer,
+        bufs: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]],
+        nb: int,
+        check_quiet: list[bool],
+    ) -> tuple[_Run, _Run]:
+        """The analysis of each buffer, as closures over arrays they share."""
+        f32, intp = np.float32, np.intp
+        n, hop, m = an.n, an.hop, (nb - 1) * 2
+        basis, floor, quiet = an.basis, an.floor, an.quiet
+        x = np.empty((nb, n), f32)
+        y = np.empty((nb, 16), f32)  # (re, im) × 8 frequencies per block
+        y_flat = y.reshape(-1)
+        sq = np.empty(nb * 16, f32)
+        re2, im2 = sq[0::2], sq[1::2]
+        p = np.empty(nb * 8, f32)  # |Y|² per block and frequency
+        p_rows = p.reshape(nb * 2, 4)  # per block and group
+        p_even, p_odd = p[0::2], p[1::2]
+        m4 = np.empty(nb * 4, f32)
+        m4_even, m4_odd = m4[0::2], m4[1::2]
+        # Per block: [low max, low + high, high max, 1] against [pmin⁻, share of the
+        # energy, pmin⁻, 0]: one `<=` gives the first look's failures (pmin⁻ is the
+        # float32 just below pmin, so `x <= pmin⁻` is `x < pmin`).
+        lvl = np.ones(nb * 4, f32)
+        pm = lvl[0::2]  # (low, high) per block, as analyze's pm
+        pm_next = lvl[4::2]  # the same from block 1 on
+        plo, phi, psum = lvl[0::4], lvl[2::4], lvl[1::4]
+        lim = np.zeros(nb * 4, f32)
+        lim[0::2] = np.nextafter(an.pmin, np.float32(-np.inf))
+        need, share = lim[1::4], an.share
+        e = np.empty((1, nb + 1), f32)  # hop energies
+        e_first, e_last = e[0, :-1], e[0, 1:]
+        energy = np.empty(nb, f32)  # block energies
+        energy_next = energy[1:]
+        # Bytes per block: [low too weak, share too low, high too weak, 0]. A block passes
+        # the first look when its 4 are zero; a block and the next when the 8 from the
+        # first (read as one uint64) are.
+        bad = np.zeros(nb * 4, np.bool_)
+        bad_pairs = np.ndarray((nb - 1,), np.uint64, bad, 0, (4,))
+        lpin = np.empty(nb * 2, f32)
+        lp = np.empty(nb * 2, f32)
+        lp_lo, lp_hi, lp_prev, lp_next = lp[0::2], lp[1::2], lp[:-2], lp[2:]
+        twist = np.empty(nb, f32)
+        twist_mid, twist_prev, twist_next = an.twist_mid, twist[:-1], twist[1:]
+        idx = np.empty(nb * 2, intp)  # strongest bin per block and group
+        idx_pairs = idx.reshape(nb, 2)
+        weights = np.array([4, 1], dtype=intp)
+        raw = np.empty(nb, intp)  # key per block, whether or not it passed
+        raw_prev, raw_next = raw[:-1], raw[1:]
+        # Where the chosen bins are in y viewed as complex (8 per block), and constants
+        # per bin laid out alike, so that one `take` fetches each.
+        rows = (np.arange(nb * 2, dtype=intp) // 2) * 8 + np.tile(np.array([0, 4], intp), nb)
+        flat = np.empty(nb * 2, intp)
+        k = flat[2:]
+        yc_all = y.view(np.complex64).reshape(nb * 8)
+        unrotate, to_rel = np.tile(an.unrotate, nb), np.tile(an.to_rel, nb)
+        yc = np.empty(nb * 2, np.complex64)
+        yc_prev, yc_next = yc[:-2], yc[2:]
+        conj, z1, ur, z = (np.empty(m, np.complex64) for _ in range(4))
+        z_re, z_im = z.real, z.imag
+        phase, rel, loss, tone = (np.empty(m, f32) for _ in range(4))
+        tone_lo, tone_hi = tone[0::2], tone[1::2]
+        tsum, den = np.empty(nb - 1, f32), np.empty(nb - 1, f32)
+        phase_to_loss, one, half = an.phase_to_loss, an.one, an.half
+        to_share = an.to_share
+        tone_share = np.empty(nb - 1, f32)
+        # Per observation: [level step, frequency error, twist of the block before, 0]
+        # for the low tone, then [level step, frequency error, twist of its own block,
+        # 0] for the high one, so that one absolute value and one comparison with
+        # [log_step, freq_tol, twist_half, ∞] test them all. The bytes they give are
+        # zero as a uint64 when the observation passes; the first spare one is set
+        # where its key differs from the block before.
+        vals = np.zeros(m * 4, f32)
+        step, dev = vals[0::4], vals[1::4]  # dev: (low, high) frequency error
+        dev_lo, dev_hi = vals[1::8], vals[5::8]
+        tw_prev, tw_next = vals[2::8], vals[6::8]
+        mags = np.empty(m * 4, f32)
+        tol = np.tile(np.array([an.log_step, an.freq_tol, an.twist_half, np.inf], f32), m)
+        miss = np.zeros(m * 4, np.bool_)
+        miss_key = miss[3::8]
+        miss_word = miss.view(np.uint64)
+        add, sub, mul, greater = np.add, np.subtract, np.multiply, np.greater
+        maximum, less_equal, log, arctan2 = np.maximum, np.less_equal, np.log, np.arctan2
+        absolute, divide, square, conjugate = np.absolute, np.divide, np.square, np.conjugate
+        not_equal, last = np.not_equal, nb - 1
+
+        def make(buf: npt.NDArray[np.float32]) -> _Run:
+            blocks = np.ndarray((nb, n), f32, buf, 0, (hop * 4, 4))
+            hops = buf[None, : (nb + 1) * hop].reshape(1, nb + 1, hop)
+
+            def run(
+                kept: npt.NDArray[np.float32], pending: list[npt.NDArray[np.int16]]
+            ) -> _Observations | None:
+                np.concatenate([kept, *pending], out=buf)
+                # Quiet audio skips the analysis, which would find nothing in it (see
+                # `_Analyzer.quiet`); the test costs a call, so it is made only after a batch
+                # that ended quietly: during speech or a key it would only cost.
+                if check_quiet[0] and float(buf.dot(buf)) < quiet:
+                    return None
+                x[...] = blocks
+                x.dot(basis, y)
+                mul(y_flat, y_flat, sq)
+                add(re2, im2, p)
+                maximum(p_even, p_odd, out=m4)
+                maximum(m4_even, m4_odd, out=pm)
+                _einsum("ijk,ijk->ij", hops, hops, out=e)
+                add(e_first, e_last, energy)
+                check_quiet[0] = energy.item(-1) < quiet
+                # First look (analyze's level and share tests, negated).
+                add(plo, phi, psum)
+                mul(energy, share, need)
+                less_equal(lvl, lim, bad)
+                if _count_nonzero(bad_pairs) == last:
+                    return None
+                log(add(pm, floor, lpin), lp)
+                sub(lp_hi, lp_lo, twist)
+                sub(twist_prev, twist_mid, tw_prev)
+                sub(twist_next, twist_mid, tw_next)
+                p_rows.argmax(1, idx)
+                idx_pairs.dot(weights, raw)
+                yc_all.take(add(rows, idx, flat), 0, yc, "clip")
+                mul(mul(yc_next, conjugate(yc_prev, conj), z1), unrotate.take(k, 0, ur, "clip"), z)
+                arctan2(z_im, z_re, phase)
+                mul(phase, to_rel.take(k, 0, rel, "clip"), dev)
+                sub(lp_next, lp_prev, step)
+                square(mul(phase, phase_to_loss, loss), loss)
+                maximum(sub(one, loss, loss), half, out=loss)
+                divide(pm_next, loss, tone)
+                add(mul(energy_next, to_share, den), floor, den)
+                divide(add(tone_lo, tone_hi, tsum), den, tone_share)
+                greater(absolute(vals, mags), tol, miss)
+                not_equal(raw_next, raw_prev, miss_key)
+                return (
+                    raw_next.tolist(),
+                    miss_word.tolist(),
+                    bad_pairs.tolist(),
+                    dev_lo.tolist(),
+                    dev_hi.tolist(),
+                    tone_share.tolist(),
+                )
+
+            return run
+
+        return make(bufs[0]), make(bufs[1])
+
+
 class _Track:
     """Timing rules for one channel: observations → key presses (the single-channel path).
 
@@ -299,6 +503,9 @@ class _Track:
             out.append((self.code, self.start, self.end))
         self.code = -1
         self.gap = 0
+
+
+_NO_FEATURES = [0.0, 0.0, 0.0]  # an observation without a key: never read
 
 
 def _accept(sums: list[float], n: int) -> bool:
@@ -541,6 +748,11 @@ class DtmfDetector:
         self._pending: list[npt.NDArray[np.int16]] = []
         self._npending = 0
         self._track = _Track()
+        # Plans by buffer length, one made when two batches in a row have the same
+        # length (steady feeding): ragged feeding does not pay for plans (~170 µs each)
+        # it would use once, and jitter between a few lengths does not remake them.
+        self._plans: dict[int, _Plan] = {}
+        self._last = 0
 
     def feed(self, samples: npt.ArrayLike) -> list[DtmfEvent]:
         """Add int16 samples (any length); return the key presses that ended in them."""
@@ -593,33 +805,65 @@ class DtmfDetector:
         return out + [self._event(*r) for r in raw]
 
     def _run(self) -> list[DtmfEvent]:
-        buf = np.concatenate([self._buf, *self._pending], dtype=np.float32)
+        length = self._buf.size + self._npending
+        plan = self._plans.get(length)
+        got: _Observations | None = None
+        if plan is not None:  # steady feeding
+            got = plan.run(self._buf, self._pending)
+            self._buf = plan.kept
+            nb = plan.nb
+        else:
+            buf = np.concatenate([self._buf, *self._pending], dtype=np.float32)
+            nb = self._an.blocks(length)
+            if length == self._last and nb >= 2:  # the next batch likely has this length too
+                if len(self._plans) >= _PLANS_MAX:  # odd feed lengths: keep memory bounded
+                    self._plans.clear()
+                self._plans[length] = _Plan(self._an, length)
+            self._last = length
+            if nb < 2:
+                self._buf = buf
+                self._pending.clear()
+                self._npending = 0
+                return []
+            if float(buf.dot(buf)) >= self._an.quiet:
+                keys, dev = self._an.analyze(buf[None, :], nb)
+                if keys is not self._an.nothing(1, nb)[0]:
+                    none = [0] * (nb - 1)
+                    lo, hi, share = dev[0].T.tolist()
+                    got = keys[0].tolist(), none, none, lo, hi, share
+            self._buf = buf[(nb - 1) * self._an.hop :]
         self._pending.clear()
         self._npending = 0
-        nb = self._an.blocks(buf.size)
-        if nb < 2:
-            self._buf = buf
-            return []
-        if float(np.dot(buf, buf)) < self._an.quiet:
-            codes, dev = self._an.nothing(1, nb)
-        else:
-            codes, dev = self._an.analyze(buf[None, :], nb)
         hop = self._an.hop
-        consumed = (nb - 1) * hop
-        self._buf = buf[consumed:]
         pos = self._pos
-        self._pos += consumed
+        self._pos = pos + (nb - 1) * hop
         tr = self._track
-        if not tr.busy and codes is self._an.nothing(1, nb)[0]:
-            return []
+        if got is None:
+            if tr.code < 0 and tr.rn == 0:
+                return []
+            none = [0] * (nb - 1)
+            got = [-1] * (nb - 1), none, none, [], [], []
         raw: list[tuple[int, int, int]] = []
         span = hop + self._an.n
-        feats = dev[0].tolist()
-        for k, c in enumerate(codes[0].tolist()):
-            if c >= 0 or tr.code >= 0 or tr.rn > 0:  # tr.busy, inlined: this loop is hot
+        codes, miss, pairs, lo, hi, share = got
+        for k, c in enumerate(codes):
+            if miss[k] or pairs[k]:
+                c = -1
+            if c >= 0 and c == tr.code:  # the key is still down: tr.step's first case, inlined
+                acc = tr.f
+                acc[0] += lo[k]
+                acc[1] += hi[k]
+                acc[2] += share[k]
+                tr.n += 1
+                tr.end = pos + k * hop + span
+                tr.gap = tr.rn = 0
+            elif c >= 0:
                 s0 = pos + k * hop
-                tr.step(c, feats[k], s0, s0 + span, raw)
-        return [self._event(*r) for r in raw]
+                tr.step(c, [lo[k], hi[k], share[k]], s0, s0 + span, raw)
+            elif tr.code >= 0 or tr.rn > 0:  # tr.busy, inlined: this loop is hot
+                s0 = pos + k * hop
+                tr.step(c, _NO_FEATURES, s0, s0 + span, raw)
+        return [self._event(*r) for r in raw] if raw else []
 
     def _event(self, code: int, start: int, end: int) -> DtmfEvent:
         return DtmfEvent(DTMF_KEYS[code], max(start, 0) / self.rate, end / self.rate)

@@ -120,3 +120,4 @@ def test_feeding_ragged_lengths_keeps_caches_bounded() -> None:
     assert digits(got) == "69" * 50
     analyzer = det._an
     assert len(analyzer._rows) <= 16 and len(analyzer._empty) <= 16
+    assert len(det._plans) <= 4

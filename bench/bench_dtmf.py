@@ -151,7 +151,6 @@ def _corpus(conds: list[conditions.Condition]) -> npt.NDArray[np.int16]:
     return np.ascontiguousarray(np.concatenate([c.signal for c in conds if c.rate == 8000]))
 
 
-
 def throughput(
     corpus: npt.NDArray[np.int16],
     channel_counts: list[int],

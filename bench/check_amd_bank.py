@@ -42,7 +42,6 @@ FRAME = new.FRAME
 Pcm = npt.NDArray[np.int16]
 
 
-
 def _same(what: str, a: object, b: object) -> None:
     if repr(a) != repr(b):
         raise SystemExit(f"DIFFERENT {what}:\n old {a!r}\n new {b!r}")

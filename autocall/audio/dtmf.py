@@ -271,7 +271,7 @@ class _Plan:
     def __init__(self, an: _Analyzer, length: int) -> None:
         f32 = np.float32
         nb = an.blocks(length)
-        self.length, self.nb = length, nb
+        self.nb = nb
         # Two buffers in turn: the samples kept from one batch (a view of its buffer) go
         # to the start of the other.
         bufs = (np.zeros(length, f32), np.zeros(length, f32))
@@ -748,9 +748,6 @@ class DtmfDetector:
         self._pending: list[npt.NDArray[np.int16]] = []
         self._npending = 0
         self._track = _Track()
-        # Plans by buffer length, one made when two batches in a row have the same
-        # length (steady feeding): ragged feeding does not pay for plans (~170 µs each)
-        # it would use once, and jitter between a few lengths does not remake them.
         self._plans: dict[int, _Plan] = {}
         self._last = 0
 
@@ -807,33 +804,15 @@ class DtmfDetector:
     def _run(self) -> list[DtmfEvent]:
         length = self._buf.size + self._npending
         plan = self._plans.get(length)
-        got: _Observations | None = None
         if plan is not None:  # steady feeding
             got = plan.run(self._buf, self._pending)
-            self._buf = plan.kept
-            nb = plan.nb
+            self._buf, nb = plan.kept, plan.nb
         else:
-            buf = np.concatenate([self._buf, *self._pending], dtype=np.float32)
-            nb = self._an.blocks(length)
-            if length == self._last and nb >= 2:  # the next batch likely has this length too
-                if len(self._plans) >= _PLANS_MAX:  # odd feed lengths: keep memory bounded
-                    self._plans.clear()
-                self._plans[length] = _Plan(self._an, length)
-            self._last = length
-            if nb < 2:
-                self._buf = buf
-                self._pending.clear()
-                self._npending = 0
-                return []
-            if float(buf.dot(buf)) >= self._an.quiet:
-                keys, dev = self._an.analyze(buf[None, :], nb)
-                if keys is not self._an.nothing(1, nb)[0]:
-                    none = [0] * (nb - 1)
-                    lo, hi, share = dev[0].T.tolist()
-                    got = keys[0].tolist(), none, none, lo, hi, share
-            self._buf = buf[(nb - 1) * self._an.hop :]
+            got, nb = self._analyse(length)
         self._pending.clear()
         self._npending = 0
+        if nb < 2:
+            return []
         hop = self._an.hop
         pos = self._pos
         self._pos = pos + (nb - 1) * hop
@@ -849,21 +828,38 @@ class DtmfDetector:
         for k, c in enumerate(codes):
             if miss[k] or pairs[k]:
                 c = -1
-            if c >= 0 and c == tr.code:  # the key is still down: tr.step's first case, inlined
-                acc = tr.f
-                acc[0] += lo[k]
-                acc[1] += hi[k]
-                acc[2] += share[k]
-                tr.n += 1
-                tr.end = pos + k * hop + span
-                tr.gap = tr.rn = 0
-            elif c >= 0:
+            if c >= 0:
                 s0 = pos + k * hop
                 tr.step(c, [lo[k], hi[k], share[k]], s0, s0 + span, raw)
             elif tr.code >= 0 or tr.rn > 0:  # tr.busy, inlined: this loop is hot
                 s0 = pos + k * hop
                 tr.step(c, _NO_FEATURES, s0, s0 + span, raw)
         return [self._event(*r) for r in raw] if raw else []
+
+    def _analyse(self, length: int) -> tuple[_Observations | None, int]:
+        """A batch no plan fits, through `_Analyzer.analyze`: its observations (None:
+        nothing to track) and its block count. Two batches in a row of one length make a
+        plan for it: ragged feeding does not pay for plans (~170 µs each) it would use
+        once, and jitter between a few lengths does not remake them."""
+        buf = np.concatenate([self._buf, *self._pending], dtype=np.float32)
+        nb = self._an.blocks(length)
+        if length == self._last and nb >= 2:
+            if len(self._plans) >= _PLANS_MAX:  # odd feed lengths: keep memory bounded
+                self._plans.clear()
+            self._plans[length] = _Plan(self._an, length)
+        self._last = length
+        if nb < 2:
+            self._buf = buf
+            return None, nb
+        got: _Observations | None = None
+        if float(buf.dot(buf)) >= self._an.quiet:
+            keys, dev = self._an.analyze(buf[None, :], nb)
+            if keys is not self._an.nothing(1, nb)[0]:
+                none = [0] * (nb - 1)
+                lo, hi, share = dev[0].T.tolist()
+                got = keys[0].tolist(), none, none, lo, hi, share
+        self._buf = buf[(nb - 1) * self._an.hop :]
+        return got, nb
 
     def _event(self, code: int, start: int, end: int) -> DtmfEvent:
         return DtmfEvent(DTMF_KEYS[code], max(start, 0) / self.rate, end / self.rate)

@@ -19,5 +19,9 @@ def load_old(path: Path, name: str) -> ModuleType:
         raise SystemExit(f"{path}: not a Python module")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
-    spec.loader.exec_module(mod)
+    try:
+        spec.loader.exec_module(mod)
+    except (OSError, SyntaxError, ImportError) as exc:  # a bench's argument, not a bug
+        del sys.modules[name]
+        raise SystemExit(f"{path}: cannot load it as {name}: {exc}") from None
     return mod

@@ -208,6 +208,23 @@ class CallingWindow(_Model):
             raise ValueError("at least one day is needed")
         return days
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _wall_clock(cls, value: object) -> object:
+        # pydantic reads a number as seconds after midnight UTC (``start: 42`` would be
+        # 00:00:42+00:00): a window's hours are written as text.
+        if not isinstance(value, str | time):
+            raise ValueError(f"expected a time of day as HH:MM, got {value!r}")
+        return value
+
+    @field_validator("start", "end")
+    @classmethod
+    def _local(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError(f"{value.isoformat()} has a UTC offset, but the window is each "
+                             "contact's local time: give HH:MM alone")
+        return value
+
     @model_validator(mode="after")
     def _legal(self) -> CallingWindow:
         if self.start >= self.end:

@@ -55,6 +55,8 @@ def test_good_campaign_resolves_paths_and_durations(tmp_path: Path) -> None:
     ('caller_ids: ["+12025550100"]', "caller_ids: []", 4, "caller_ids"),
     ("name: survey-1", "name: survey 1!", 1, "name"),
     ("tree: tree.yaml\n", "tree: tree.yaml\nchanels: 3\n", 3, "chanels"),
+    ('  start: "09:00"', "  start: 42", 6, "HH:MM"),  # not 42 seconds after midnight UTC
+    ('  end: "20:00"', '  end: "20:00+02:00"', 7, "local time"),
 ])
 def test_errors_name_file_line_and_field(tmp_path: Path, old: str, new: str, line: int,
                                          words: str) -> None:

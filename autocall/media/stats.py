@@ -80,8 +80,8 @@ class MediaStats:
     octets_received: int
     packets_lost: int
     jitter_ms: float
-    late_packets: int
-    concealed_ms: float
+    late_packets: int  # playout figures (this and the next, and the delay and target
+    concealed_ms: float  # below): counted while something took the playout (on_audio, recording)
     malformed: int
     dtmf_sent: int
     dtmf_received: int

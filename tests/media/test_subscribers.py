@@ -77,3 +77,39 @@ async def test_digits_are_kept_for_every_reader_and_read_once_by_digits(
 
 async def _all(media: MediaSession) -> list[Digit]:
     return [d async for d in media.digits()]
+
+
+def _loud_at(frames: Frames, hz: float) -> int:
+    """Frames whose strongest frequency is ``hz`` (±50 Hz) and that are not silence."""
+    n = 0
+    for f in frames:
+        x = f.astype(np.float64)
+        if np.sqrt(np.mean(x * x)) < 300:
+            continue
+        peak = np.argmax(np.abs(np.fft.rfft(x))) * 8000 / len(x)
+        n += abs(peak - hz) <= 50
+    return n
+
+
+async def test_a_listener_who_comes_back_hears_the_stream_from_then_on(
+    pair: tuple[MediaSession, MediaSession],
+) -> None:
+    """Playout runs only while someone listens (nobody: no jitter buffer at all); one who
+    comes back hears what arrives from then on, at once, nothing kept from before."""
+    a, b = pair
+    frames: Frames = []
+    b.on_audio.append(frames.append)
+    playing = asyncio.ensure_future(a.play(beep(1000, 600, -10)))
+    await asyncio.sleep(0.3)
+    assert _loud_at(frames, 1000) >= 8
+    b.on_audio.remove(frames.append)  # in the middle of the tone: some of it buffered
+    await playing  # the rest of it while nobody listens
+    await asyncio.sleep(0.3)
+    back: Frames = []
+    b.on_audio.append(back.append)
+    await a.play(beep(2000, 300, -10))
+    await asyncio.sleep(0.15)
+    b.on_audio.remove(back.append)
+    assert _loud_at(back, 1000) == 0  # nothing of what came while nobody listened
+    assert _loud_at(back, 2000) >= 12  # the 15 frames of the new tone, edges aside
+    assert b.stats().late_packets == 0

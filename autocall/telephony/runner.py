@@ -273,6 +273,7 @@ class CallRunner:
         self._inputs = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._detect_media: RunnerMedia | None = None  # whose in-band detection we steer
+        self._audio_media: RunnerMedia | None = None  # whose received frames we take now
         self._failure: str | None = None  # why the call was ended without delivering the tree
         self._notes: list[str] = []  # errors the tree survived (a refused transfer)
 
@@ -283,7 +284,6 @@ class CallRunner:
         pump = self._spawn(self._pump_call_events())
         player = self._spawn(self._play_prompts())
         media = self.call.media
-        media.on_audio.append(self._on_audio)
         if media.inband_detection:  # a call that has it off for its own reasons keeps it off
             self._detect_media = media
         try:
@@ -309,7 +309,9 @@ class CallRunner:
                 task.cancel()
             if self._recording is not None:
                 self._finish_recording("hangup")
-            media.on_audio.remove(self._on_audio)
+            if self._audio_media is not None:
+                self._audio_media.on_audio.remove(self._on_audio)
+                self._audio_media = None
             if self._detect_media is not None:
                 self._detect_media.inband_detection = True  # leave it as we found it
         errors = [e for e in (self._failure, self.engine.error, *self._notes) if e]
@@ -367,6 +369,7 @@ class CallRunner:
         await self._apply(actions)
         if not self.engine.accepts_speech:
             self._speech = None  # else the voice would flush a message the engine plays on
+        self._sync_audio()
 
     def _steer_detection(self) -> None:
         """Detector on only while keys matter (call right after each engine step)."""
@@ -469,6 +472,19 @@ class CallRunner:
 
     # --- received audio: recording and speech -------------------------------------------
 
+    def _sync_audio(self) -> None:
+        """Take the received frames only while a recording or a spoken answer needs them:
+        a call nobody listens to runs no jitter buffer (`MediaSession`, "Playout on
+        demand"). Never from inside `_on_audio`: the session is going through its
+        subscribers then; an ended recording or answer lets go at the next event."""
+        want = self._recording is not None or self._speech is not None
+        if want and self._audio_media is None:
+            self._audio_media = self.call.media
+            self._audio_media.on_audio.append(self._on_audio)
+        elif not want and self._audio_media is not None:
+            self._audio_media.on_audio.remove(self._on_audio)
+            self._audio_media = None
+
     def _on_audio(self, frame: Pcm) -> None:
         """Every received 20 ms frame (media clock): voicemail and the speech recogniser."""
         if self._recording is not None:
@@ -497,6 +513,7 @@ class CallRunner:
         # The recogniser and its VAD are tuned at 8 kHz: a wideband call's audio is
         # brought down to it (speech below 4 kHz is what they were tuned on).
         self._speech_down = g722.Decimator() if self.call.media.rate != _RATE else None
+        self._sync_audio()
 
     async def _speech_model(self) -> object | None:
         language = self.tree.language
@@ -554,6 +571,7 @@ class CallRunner:
         rate = self.call.media.rate
         rec = _Recording(action, path, node, self.clock(), rate)
         self._recording = rec
+        self._sync_audio()
         if action.beep:
             await self.call.play(beep(rate=rate))
         self._spawn(self._record_limit(rec))

@@ -97,7 +97,9 @@ async def test_keys_come_as_typed_events_and_other_events_pass_by(tmp_path: Path
     runner = _runner(call, tmp_path)
     running = asyncio.ensure_future(runner.run())
     await asyncio.sleep(0.05)
-    assert call.media.on_audio == [other.append, runner._on_audio]  # subscribed, not chained
+    # A menu needs no received audio: the runner does not subscribe (the session then
+    # runs no jitter buffer), and leaves other subscribers as they are.
+    assert call.media.on_audio == [other.append]
     call.queue.put_nowait(TransferredEvent("sip:b@example.com", None, 200))  # no hang-up
     call.queue.put_nowait(DigitEvent("1", "rfc4733", 0.0))
     result = await asyncio.wait_for(running, 5)
@@ -114,3 +116,36 @@ async def test_a_hangup_event_ends_the_dialogue(tmp_path: Path) -> None:
     call.queue.put_nowait(HangupEvent("remote", CallStatus.COMPLETED, 200, "OK"))
     result = await asyncio.wait_for(running, 5)
     assert result.outcome == "caller-hangup" and result.caller_hung_up
+
+
+VOICEMAIL = {
+    "start": "vm",
+    "nodes": {
+        "vm": {"record": {"prompt": "Leave a message.", "beep": False, "max_seconds": 5,
+                          "end_on_silence": 0, "end_on_key": "#"},
+               "next": "wait"},
+        "wait": {"pause": 0.5, "next": "bye"},  # the call goes on after the message
+        "bye": {"hangup": "left-message"},
+    },
+}
+
+
+async def test_received_audio_is_taken_only_while_recording(tmp_path: Path) -> None:
+    """Subscribed beside the others while a message is recorded, gone once it ends."""
+    call = _Call()
+    other: list[Pcm] = []
+    call.media.on_audio.append(other.append)
+    runner = CallRunner(call, Tree.model_validate(VOICEMAIL), {}, audio=_SilentAudio(tmp_path),
+                        recordings_dir=tmp_path)
+    running = asyncio.ensure_future(runner.run())
+    await asyncio.sleep(0.1)
+    assert call.media.on_audio == [other.append, runner._on_audio]  # subscribed, not chained
+    for _ in range(5):
+        runner._on_audio(np.full(160, 2000, dtype=np.int16))  # the session's frames
+    call.queue.put_nowait(DigitEvent("#", "rfc4733", 0.0))
+    await asyncio.sleep(0.1)
+    assert call.media.on_audio == [other.append]  # the recording ended: let go
+    result = await asyncio.wait_for(running, 5)
+    assert result.outcome == "left-message"
+    assert result.variables["recording_duration"] == "0.1"  # the five frames it took
+    assert call.media.on_audio == [other.append]

@@ -45,8 +45,12 @@ class _Bank:
     def __init__(self, size: int, batch: int, rate: int) -> None:
         self.det = DtmfDetectorBank(size, rate)
         self.batch = batch
-        self.buf = np.zeros((size, _CAPACITY * batch), dtype=np.int16)
-        self.fill = np.zeros(size, dtype=np.int64)
+        self.cap = _CAPACITY * batch
+        self.buf = np.zeros((size, self.cap), dtype=np.int16)
+        # Samples each call holds: a list, as `push` (every call, every tick) reads and
+        # writes one entry; `run` and `_feed` take it as an array when they look at all.
+        self.fill = [0] * size
+        self.rows = list(self.buf)  # each call's row of `buf`, a view: cheaper to slice
         self.active = np.zeros(size, dtype=bool)
         self.owners: list[EventCallback | None] = [None] * size
         self.taken = np.zeros(size, dtype=np.int64)  # samples analysed per call since attach
@@ -60,7 +64,7 @@ class _Bank:
         self.det.reset(ch)
         # A row is zero beyond its fill (pushes write at the fill, `_feed` shifts zeros
         # in): clearing up to the highest fill clears it without touching idle pages.
-        self.buf[ch, : int(self.fill.max())] = 0
+        self.buf[ch, : max(self.fill)] = 0
         self.fill[ch] = 0
         self.taken[ch] = 0
         self.active[ch] = True
@@ -72,21 +76,26 @@ class _Bank:
         self.active[ch] = False
         self.owners[ch] = None
         self.progress.pop(ch, None)
-        self.buf[ch, : int(self.fill[ch])] = 0
+        self.buf[ch, : self.fill[ch]] = 0
         self.fill[ch] = 0
 
     def push(self, ch: int, frame: npt.NDArray[np.int16]) -> None:
         self._pushes += 1
-        cap = self.buf.shape[1]
-        done, n = 0, len(frame)
+        f, n = self.fill[ch], len(frame)
+        if f + n <= self.cap:  # the common case: it fits
+            self.rows[ch][f : f + n] = frame
+            self.fill[ch] = f + n
+            return
+        cap = self.cap
+        done = 0
         while done < n:
-            f = int(self.fill[ch])
+            f = self.fill[ch]
             if f == cap:  # a burst beyond what the bank holds: analyse, never drop
                 self.forced += 1
                 self._feed()
                 continue
             k = min(cap - f, n - done)
-            self.buf[ch, f : f + k] = frame[done : done + k]
+            self.rows[ch][f : f + k] = frame[done : done + k]
             self.fill[ch] = f + k
             done += k
 
@@ -99,7 +108,7 @@ class _Bank:
         # fill levels once per round of pushes (not after every wake-up) is enough.
         if self._pushes < self.calls or not self.calls:
             return False
-        fill = self.fill[self.active]
+        fill = np.array(self.fill)[self.active]
         low = int(fill.min())
         if low >= (2 if behind_only else 1) * self.batch or fill.max() >= _LEAD_AFTER * self.batch:
             self._feed()
@@ -111,7 +120,8 @@ class _Bank:
     def _feed(self) -> None:
         """One batch of every call that holds one; the others are held out, untouched."""
         b = self.batch
-        ready = self.fill >= b
+        fill = np.array(self.fill)
+        ready = fill >= b
         hold = ~ready
         self.held += int(np.count_nonzero(hold & self.active))
         events = self.det.feed(self.buf[:, :b], hold=hold)
@@ -120,10 +130,11 @@ class _Bank:
         # fill moves: the copy is what the calls hold, not the whole capacity, and pages
         # past the high-water mark are never touched (the buffer is 8 batches a call
         # for bursts; resident memory follows what bursts really needed).
-        high = max(int(self.fill.max()), b)
+        high = max(int(fill.max()), b)
         self.buf[rows, : high - b] = self.buf[rows, b:high]
         self.buf[rows, high - b : high] = 0
-        self.fill[rows] -= b
+        fill[rows] -= b
+        self.fill = fill.tolist()
         self.taken[rows] += b
         for ch, ev in events:
             cb = self.owners[ch]
@@ -187,7 +198,7 @@ class DetectorPool:
         detector times none and what waits for analysis is too faint for a tone)."""
         bank = self._banks[slot[0]]
         ch = slot[1]
-        return bank.det.quiet(ch, bank.buf[ch, : int(bank.fill[ch])])
+        return bank.det.quiet(ch, bank.buf[ch, : bank.fill[ch]])
 
     def on_progress(self, slot: Slot, callback: ProgressCallback | None) -> None:
         """Call ``callback(analysed)`` after each feed that analyses this call's audio

@@ -578,7 +578,7 @@ class _Driver:
             f"{len(self.tasks)} call(s) in flight unrecorded: a dialer started again "
             "resolves them as interrupted")
 
-    def _transient(self, exc: Exception) -> bool:
+    def _transient(self, exc: BaseException) -> bool:
         if not transient(exc) or (self.force is not None and self.force.is_set()):
             return False
         if self._store_down is None:

@@ -337,7 +337,7 @@ class StoreError(RuntimeError):
     pass
 
 
-def transient(exc: Exception) -> bool:
+def transient(exc: BaseException) -> bool:
     """True for store errors worth retrying: the connection was lost (a server restart,
     a failover) or the database was busy; False for errors in the statement itself."""
     if isinstance(exc, IntegrityError):

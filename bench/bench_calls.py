@@ -18,7 +18,11 @@ not by SSRC (pyVoIP's SSRCs collide).
 The sink and echoing far end is a small C program too (`_SINK_C`, ``--sink c``, the
 default): the Python loop (``--sink python``, and without ``cc``) spends about half a core
 at 1,000 echoed calls on a recvmsg and a sendto per packet, taken from the two cores the
-calls under test run on. With ``--workers`` the workers wait for each other at the
+calls under test run on. It reads its socket every millisecond (kernel stamps keep the
+arrival times exact) and echoes a batch with one ``sendmmsg``: a far end that slept on its
+socket was woken by every packet, and each of those cross-CPU wake-ups was paid inside
+the ``sendto`` of the calls under test, which a far end on another machine never costs
+them. With ``--workers`` the workers wait for each other at the
 window's start and end in a thread, so no worker's pacing stops meanwhile (a blocked loop
 used to send nothing until the last worker arrived and then catch up inside the window).
 
@@ -259,8 +263,10 @@ int main(int argc, char **argv) {
     static struct sockaddr_in from[BATCH];
     static struct iovec iov[BATCH];
     static struct mmsghdr msgs[BATCH];
+    static struct iovec oiov[BATCH];
+    static struct mmsghdr out[BATCH]; /* this batch's echoes: one sendmmsg, not n sendto */
     char line[1 << 16]; size_t linelen = 0;
-    int recording = 0;
+    int recording = 0, more = 0;
     for (;;) {
         double now = mono(), wait = 0.004;
         for (int i = 0; i < nbursting;) { /* paced DTMF bursts, 20 ms a packet */
@@ -277,8 +283,15 @@ int main(int argc, char **argv) {
             if (s->due - now < wait) wait = s->due - now;
             i++;
         }
-        struct pollfd p[2] = {{fd, POLLIN, 0}, {0, POLLIN, 0}};
+        /* The socket is drained every millisecond, not waited on: a far end that woke
+           for each packet made every sendto of the calls under test wake it (a
+           cross-CPU wake-up per packet, paid on the cores being measured), which a
+           far end on another machine never costs them. Kernel receive stamps keep the
+           measurement exact; echoes leave at most a millisecond later. */
+        struct pollfd p[2] = {{-1, 0, 0}, {0, POLLIN, 0}};
         int ms = (int)(wait * 1000); if (ms < 0) ms = 0;
+        if (ms > 1) ms = 1;
+        if (more) ms = 0;
         if (poll(p, 2, ms) < 0 && errno != EINTR) { perror("poll"); return 1; }
         if (p[1].revents) {
             ssize_t got = read(0, line + linelen, sizeof line - 1 - linelen);
@@ -308,7 +321,6 @@ int main(int argc, char **argv) {
                 memmove(line, nl + 1, linelen - used + 1); linelen -= used;
             }
         }
-        if (!(p[0].revents & POLLIN)) continue;
         for (int i = 0; i < BATCH; i++) {
             iov[i].iov_base = bufs[i]; iov[i].iov_len = sizeof bufs[i];
             msgs[i].msg_hdr = (struct msghdr){
@@ -316,8 +328,10 @@ int main(int argc, char **argv) {
                 .msg_iovlen = 1, .msg_control = ctl[i], .msg_controllen = sizeof ctl[i]};
         }
         int n = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+        more = n == BATCH; /* a full batch: read on before sleeping */
         if (n <= 0) continue;
         now = mono();
+        int nout = 0;
         for (int i = 0; i < n; i++) {
             unsigned len = msgs[i].msg_len;
             double stamp = 0;
@@ -339,11 +353,19 @@ int main(int argc, char **argv) {
                 if (greeting > 0 && now - s->spoke > greeting && len > 12)
                     /* the callee listens: G.711 silence (RFC 3551 PCMU 0xFF, PCMA 0xD5) */
                     memset(bufs[i] + 12, (bufs[i][1] & 0x7F) == 8 ? 0xD5 : 0xFF, len - 12);
-                sendto(fd, bufs[i], len, 0, (struct sockaddr *)&from[i], sizeof from[i]);
+                oiov[nout].iov_base = bufs[i]; oiov[nout].iov_len = len;
+                out[nout].msg_hdr = (struct msghdr){
+                    .msg_name = &from[i], .msg_namelen = sizeof from[i],
+                    .msg_iov = &oiov[nout], .msg_iovlen = 1};
+                nout++;
             }
             int pt = bufs[i][1] & 0x7F;
             if (recording && len >= 12 && (s->floor || pt == 0 || pt == 8))
                 record(key, stamp);
+        }
+        for (int done = 0; done < nout;) { /* a failed packet is dropped, as sendto did */
+            int sent = sendmmsg(fd, out + done, (unsigned)(nout - done), MSG_DONTWAIT);
+            done += sent > 0 ? sent : 1;
         }
     }
 }

@@ -372,6 +372,76 @@ int main(int argc, char **argv) {
 """
 
 
+# ``--c-caller``: the least any caller does per call-frame, in C: one sendto and one
+# recvmsg with its kernel stamp, the streams spread over 8 slots of the 20 ms frame as our
+# engine does, absolute-deadline sleeps, epoll for the reads; no SIP, no detection. Run
+# through the same sink, floor and rule, it shows what this machine allows any
+# implementation at N echoed calls, and what our Python costs beyond it.
+_CALLER_C = r"""
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+static volatile sig_atomic_t stop = 0;
+static void on_term(int s) { (void)s; stop = 1; }
+int main(int argc, char **argv) {
+    if (argc != 4) { fprintf(stderr, "usage: caller HOST PORT STREAMS\n"); return 2; }
+    int n = atoi(argv[3]), phases = 8, on = 1;
+    if (n < 1 || n > 4000) { fprintf(stderr, "streams: 1..4000\n"); return 2; }
+    struct sockaddr_in dst = {0};
+    dst.sin_family = AF_INET; dst.sin_port = htons((unsigned short)atoi(argv[2]));
+    inet_pton(AF_INET, argv[1], &dst.sin_addr);
+    int *fd = calloc((size_t)n, sizeof *fd);
+    int ep = epoll_create1(0);
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_in me = {0}; me.sin_family = AF_INET; me.sin_addr = dst.sin_addr;
+        fd[i] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        bind(fd[i], (struct sockaddr *)&me, sizeof me);
+        setsockopt(fd[i], SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (unsigned)i};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fd[i], &ev);
+    }
+    signal(SIGTERM, on_term);
+    unsigned char pkt[172], buf[2048]; char ctl[64];
+    memset(pkt, 0xff, sizeof pkt); pkt[0] = 0x80; pkt[1] = 0;
+    struct epoll_event evs[1024];
+    struct timespec next; clock_gettime(CLOCK_MONOTONIC, &next);
+    long slot = 20000000L / phases;
+    for (unsigned k = 0; !stop; k++) {
+        int ph = k % phases; unsigned f = k / phases;
+        for (int i = ph; i < n; i += phases) {
+            unsigned seq = f & 0xffff, ts = f * 160u, ssrc = 0xC0000000u + (unsigned)i;
+            pkt[2] = seq >> 8; pkt[3] = seq; pkt[4] = ts >> 24; pkt[5] = ts >> 16;
+            pkt[6] = ts >> 8; pkt[7] = ts; pkt[8] = ssrc >> 24; pkt[9] = ssrc >> 16;
+            pkt[10] = ssrc >> 8; pkt[11] = ssrc;
+            sendto(fd[i], pkt, sizeof pkt, 0, (struct sockaddr *)&dst, sizeof dst);
+        }
+        for (int round = 0; round < 8; round++) {
+            int m = epoll_wait(ep, evs, 1024, 0);
+            if (m <= 0) break;
+            for (int j = 0; j < m; j++) {
+                struct sockaddr_in from; struct iovec iov = {buf, sizeof buf};
+                struct msghdr h = {.msg_name = &from, .msg_namelen = sizeof from,
+                                   .msg_iov = &iov, .msg_iovlen = 1,
+                                   .msg_control = ctl, .msg_controllen = sizeof ctl};
+                recvmsg(fd[evs[j].data.u32], &h, 0);
+            }
+        }
+        next.tv_nsec += slot;
+        if (next.tv_nsec >= 1000000000L) { next.tv_nsec -= 1000000000L; next.tv_sec++; }
+        while (!stop && clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL)) {}
+    }
+    return 0;
+}
+"""
+
+
 def _addr_key(addr: tuple[str, int]) -> int:
     """A stream's source address and port as one integer (IPv4 << 16 | port)."""
     return int.from_bytes(socket.inet_aton(addr[0]), "big") << 16 | addr[1]
@@ -912,6 +982,35 @@ def _pyvoip(n: int, duration: float, sink: Connection, priority: str) -> Result:
                   stream_stats(raw), priority=applied)
 
 
+def _c_caller(exe: Path, n: int, duration: float, sink: Connection, workers: int) -> Result:
+    """``n`` streams from ``workers`` C caller processes through the sink (see `_CALLER_C`)."""
+    procs = [subprocess.Popen([str(exe), "127.0.0.1", str(SINK_PORT),
+                               str(n // workers + (i < n % workers))])
+             for i in range(workers)]
+    try:
+        time.sleep(len(_burst()) * 0.02 + SETTLE)  # the sink's DTMF bursts, then echoes
+
+        def cpu() -> float:
+            ticks = 0
+            for proc in procs:
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            return ticks / os.sysconf("SC_CLK_TCK")
+
+        sink.send("start")
+        cpu0, w0 = cpu(), time.perf_counter()
+        time.sleep(duration)
+        cpu1, w1 = cpu(), time.perf_counter()
+        sink.send("stop")
+        raw = sink.recv()
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(5)
+    return Result(f"C caller x{workers}", n, n, 0.0, (cpu1 - cpu0) / (w1 - w0) * 100 / n, 0.0,
+                  stream_stats(raw))
+
+
 # ---- orchestration -----------------------------------------------------------------------
 def _start_sipp(n: int, workdir: Path) -> subprocess.Popen[bytes]:
     sipp = shutil.which("sipp")
@@ -946,6 +1045,11 @@ def run(n: int, duration: float, which: str, echo: bool = False,
     try:
         if which == "ours":
             return _run_ours(n, duration, parent, priority, amd, workers, record)
+        if which == "c":
+            exe = _build_c(work, "caller", _CALLER_C)
+            if exe is None:
+                raise RuntimeError("no C compiler for the C caller")
+            return _c_caller(exe, n, duration, parent, workers)
         return _pyvoip(n, duration, parent, priority)
     finally:
         sink.join(5)
@@ -1013,6 +1117,10 @@ def main() -> int:
                     help="the measuring sink (and echoing far end): c, built here with cc "
                     "(falls back to python without one), or the python loop, which takes "
                     "CPU from the calls under test on the same cores")
+    ap.add_argument("--c-caller", action="store_true",
+                    help="after our row, the same N streams from a C caller that only sends "
+                    "and reads one packet per call-frame (no SIP, no detection), through the "
+                    "same sink and rule, in --workers processes: what this machine allows")
     args = ap.parse_args()
     echo = args.far_end in ("echo", "greeting")
     greeting = GREETING if args.far_end == "greeting" else 0.0
@@ -1028,6 +1136,10 @@ def main() -> int:
         print(_row(ours), flush=True)
         if ours.amd is not None:
             print(_amd_row(ours.amd), flush=True)
+        if args.c_caller:
+            ideal = run(n, args.duration, "c", echo, floor_streams=args.floor_streams,
+                        workers=args.workers, greeting=greeting)
+            print(_row(ideal), flush=True)
         if args.skip_baseline:
             continue
         try:

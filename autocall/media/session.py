@@ -1117,16 +1117,14 @@ class MediaSession:
         else:
             signal = self._push_detect is not None or self._detector is not None or self.on_signal
             playout = self.on_audio or self._recorder is not None
+            audio: Samples
+            narrow: Samples | None
             if self.rate == RATE and pt != G722:  # G.711 on a narrowband call: the usual case
-                if playout or signal:
-                    samples = _DECODERS[pt](payload)
-                    if playout:
-                        self._jitter.push(ts, samples, now)
-                    if signal:
-                        self._signal.push(seq, ts, samples, now, self._read_time())
-                return
-            # G.722 is stateful: every packet is decoded, in order, heard or not.
-            audio, narrow = self._rx.decode(pt, payload, bool(signal))
+                if not (playout or signal):
+                    return  # nobody hears it: not even decoded
+                audio = narrow = _DECODERS[pt](payload)
+            else:  # G.722 is stateful: every packet is decoded, in order, heard or not
+                audio, narrow = self._rx.decode(pt, payload, bool(signal))
             if playout:
                 self._jitter.push(ts, audio, now)
             if signal and narrow is not None:

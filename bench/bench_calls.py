@@ -117,12 +117,16 @@ _FLOOR_C = r"""
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t stop = 0;
 static void on_term(int sig) { (void)sig; stop = 1; }
 
 int main(int argc, char **argv) {
+    /* Gone with the process that started it: an orphan would send into later runs. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) return 0;
     if (argc != 4) { fprintf(stderr, "usage: floor HOST PORT STREAMS\n"); return 2; }
     int n = atoi(argv[3]);
     if (n < 1 || n > 1000) { fprintf(stderr, "streams: 1..1000\n"); return 2; }
@@ -191,12 +195,14 @@ _SINK_C = r"""
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define SLOTS 16384 /* open addressing, power of two, > 2 x the streams we ever see */
@@ -234,6 +240,9 @@ static void mark_floor(uint64_t key) {
 }
 
 int main(int argc, char **argv) {
+    /* Gone with the process that started it: an orphan would send into later runs. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) return 0;
     if (argc != 7) {
         fprintf(stderr, "usage: sink PORT BURSTFILE ECHO KEYSOUT TIMESOUT GREETING\n");
         return 2;
@@ -387,10 +396,14 @@ _CALLER_C = r"""
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 static volatile sig_atomic_t stop = 0;
 static void on_term(int s) { (void)s; stop = 1; }
 int main(int argc, char **argv) {
+    /* Gone with the process that started it: an orphan would send into later runs. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) return 0;
     if (argc != 4) { fprintf(stderr, "usage: caller HOST PORT STREAMS\n"); return 2; }
     int n = atoi(argv[3]), phases = 8, on = 1;
     if (n < 1 || n > 4000) { fprintf(stderr, "streams: 1..4000\n"); return 2; }

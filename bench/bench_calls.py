@@ -106,27 +106,38 @@ SETTLE = 2.5  # seconds after the last answer before measuring: the DTMF bursts 
 FLOOR_STREAMS = 20
 GREETING = 5.0  # s the far end speaks (echoes) with --far-end greeting: a short voicemail
 FIXED_P99 = 0.022  # s: the health rule when no C compiler builds the floor sender
+# What `_build_c` puts before each of the C programs below: the headers they use, and a
+# way to die with the process that started them (an orphan would send into later runs).
+_C_PRELUDE = r"""
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static void die_with_parent(void) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) exit(0); /* it went before the line above */
+}
+"""
 # The floor: N RTP streams (PCMU, 20 ms, RFC 3551) from one process, each from its own
 # port, every packet sent at t0 + k * 20 ms with clock_nanosleep(TIMER_ABSTIME), so a
 # late wake-up delays one packet and never the ones after it (as our pacing clock).
 _FLOOR_C = r"""
-#include <arpa/inet.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <sys/prctl.h>
-#include <unistd.h>
-
 static volatile sig_atomic_t stop = 0;
 static void on_term(int sig) { (void)sig; stop = 1; }
 
 int main(int argc, char **argv) {
-    /* Gone with the process that started it: an orphan would send into later runs. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1) return 0;
+    die_with_parent();
     if (argc != 4) { fprintf(stderr, "usage: floor HOST PORT STREAMS\n"); return 2; }
     int n = atoi(argv[3]);
     if (n < 1 || n > 1000) { fprintf(stderr, "streams: 1..1000\n"); return 2; }
@@ -174,13 +185,13 @@ int main(int argc, char **argv) {
 
 
 def _build_c(workdir: Path, name: str, source: str) -> Path | None:
-    """Compile one of the bench's C programs with the system C compiler; None if there
-    is none."""
+    """Compile one of the bench's C programs (after `_C_PRELUDE`) with the system C
+    compiler; None if there is none."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return None
     src, exe = workdir / f"{name}.c", workdir / name
-    src.write_text(source)
+    src.write_text(_C_PRELUDE + source)
     done = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True, check=False)
     if done.returncode:
         print(f"{name} did not build: {done.stderr.decode()[-500:]}", file=sys.stderr)
@@ -191,19 +202,6 @@ def _build_c(workdir: Path, name: str, source: str) -> Path | None:
 _SINK_C = r"""
 /* The measuring sink in C: what bench_calls' Python sink does, at a fraction of the CPU
    it takes from the calls under test on the same cores. */
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <sys/prctl.h>
-#include <unistd.h>
 
 #define SLOTS 16384 /* open addressing, power of two, > 2 x the streams we ever see */
 #define BATCH 64
@@ -240,9 +238,7 @@ static void mark_floor(uint64_t key) {
 }
 
 int main(int argc, char **argv) {
-    /* Gone with the process that started it: an orphan would send into later runs. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1) return 0;
+    die_with_parent();
     if (argc != 7) {
         fprintf(stderr, "usage: sink PORT BURSTFILE ECHO KEYSOUT TIMESOUT GREETING\n");
         return 2;
@@ -292,11 +288,8 @@ int main(int argc, char **argv) {
             if (s->due - now < wait) wait = s->due - now;
             i++;
         }
-        /* The socket is drained every millisecond, not waited on: a far end that woke
-           for each packet made every sendto of the calls under test wake it (a
-           cross-CPU wake-up per packet, paid on the cores being measured), which a
-           far end on another machine never costs them. Kernel receive stamps keep the
-           measurement exact; echoes leave at most a millisecond later. */
+        /* Drained every millisecond, not waited on (why: the module's docstring); kernel
+           receive stamps keep the times exact, echoes leave at most 1 ms later. */
         struct pollfd p[2] = {{-1, 0, 0}, {0, POLLIN, 0}};
         int ms = (int)(wait * 1000); if (ms < 0) ms = 0;
         if (ms > 1) ms = 1;
@@ -386,24 +379,10 @@ int main(int argc, char **argv) {
 # engine does, absolute-deadline sleeps, epoll for the reads; no SIP, no detection. Run
 # through the same sink, floor and rule, it shows what this machine allows any
 # implementation at N echoed calls, and what our Python costs beyond it.
-_CALLER_C = r"""
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/epoll.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <sys/prctl.h>
-#include <unistd.h>
-static volatile sig_atomic_t stop = 0;
+_CALLER_C = r"""static volatile sig_atomic_t stop = 0;
 static void on_term(int s) { (void)s; stop = 1; }
 int main(int argc, char **argv) {
-    /* Gone with the process that started it: an orphan would send into later runs. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() == 1) return 0;
+    die_with_parent();
     if (argc != 4) { fprintf(stderr, "usage: caller HOST PORT STREAMS\n"); return 2; }
     int n = atoi(argv[3]), phases = 8, on = 1;
     if (n < 1 || n > 4000) { fprintf(stderr, "streams: 1..4000\n"); return 2; }

@@ -12,6 +12,10 @@ packet has left: the sockets are not on the event loop, so 25,000 arriving packe
 second cannot queue in front of the timer and delay a send, and each is read with one
 ``recvmsg`` instead of a trip through the loop's callback queue. The kernel's arrival
 time stamp (``SO_TIMESTAMPNS``) keeps RFC 3550 jitter exact although reading is batched.
+
+A process that carries more calls than its core can pace falls behind without a sound
+of its own: the far ends hear it. `LatenessWatch` (sans-I/O) counts the wake-ups that
+came late, and the engine logs a warning that says so, with the process's call count.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from autocall.media.ports import PortPool
 if TYPE_CHECKING:
     from autocall.media.detection import DetectorPool
 
-__all__ = ["FRAME", "MediaEngine", "PacingClock"]
+__all__ = ["FRAME", "Behind", "LatenessWatch", "MediaEngine", "PacingClock"]
 
 FRAME = 0.020  # ptime 20 ms: 160 samples at 8 kHz (RFC 3551 §4.5 G.711 default)
 log = logging.getLogger(__name__)
@@ -86,6 +90,7 @@ class PacingClock:
         self.max_burst = max_burst
         self.phases = phases
         self.skipped = 0
+        self.lateness = 0.0  # how long after its deadline the last `due` served the first frame
         self._per_phase = [0] * phases
         self._where: dict[Hashable, int] = {}
         self._groups: dict[int, _Group] = {}
@@ -165,12 +170,17 @@ class PacingClock:
         heap = self._heap
         frame = self.frame
         burst = self.max_burst
+        self.lateness = 0.0
+        earliest = True
         now += _EPSILON  # t0 + n·frame in floats: same-phase deadlines differ by ~1e-13 s
         while heap and heap[0][0] <= now:
-            _, gen, gkey = heapq.heappop(heap)
+            when, gen, gkey = heapq.heappop(heap)
             grp = self._groups.get(gkey)
             if grp is None or grp.gen != gen:
                 continue
+            if earliest:  # the earliest deadline served: the one waited for longest
+                self.lateness = max(0.0, now - _EPSILON - when)
+                earliest = False
             t0 = grp.t0
             last = math.floor((now - t0) / frame)
             # Float division can land one frame off at exact boundaries: trust the deadlines.
@@ -194,6 +204,84 @@ class PacingClock:
             grp.g = last + 1
             heapq.heappush(heap, (t0 + grp.g * frame, gen, gkey))
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Behind:
+    """In the last ``window`` seconds the pacing clock woke ``late`` of ``wakeups`` times
+    more than its threshold after a deadline (``worst``: the latest), and skipped
+    ``skipped`` frames: the far ends heard gaps and bunched packets."""
+
+    wakeups: int
+    late: int
+    worst: float
+    skipped: int
+    window: float
+
+
+class LatenessWatch:
+    """Tells when the pacing clock keeps falling behind (sans-I/O: given each wake-up's
+    lateness, the clock's skipped-frame count and ``now``).
+
+    A wake-up is late when it comes more than ``late_after`` after the earliest deadline
+    it serves: half a frame by default, when a packet leaves closer to the next one's
+    time than to its own. A stray late wake-up (a garbage collection, a page fault) is
+    no news; a window of ``window`` seconds in which at least ``share`` of the wake-ups
+    were late, or any frame was skipped, is: a process whose core cannot pace its calls.
+    `observe` returns a `Behind` at the end of such a window, then stays quiet for
+    ``quiet`` seconds so a log is not flooded while the load lasts.
+    """
+
+    def __init__(
+        self,
+        late_after: float = FRAME / 2,
+        window: float = 10.0,
+        share: float = 0.01,
+        quiet: float = 60.0,
+    ) -> None:
+        if late_after <= 0 or window <= 0 or not 0 < share <= 1 or quiet < 0:
+            raise ValueError("late_after and window must be > 0, share in (0, 1], quiet >= 0")
+        self.late_after = late_after
+        self.window = window
+        self.share = share
+        self.quiet = quiet
+        self._start: float | None = None
+        self._last = 0.0
+        self._wakeups = 0
+        self._late = 0
+        self._worst = 0.0
+        self._skipped_at_start = 0
+        self._silent_until = -math.inf
+
+    def observe(self, lateness: float, skipped: int, now: float) -> Behind | None:
+        """One wake-up ``lateness`` seconds after its deadline; ``skipped``: the clock's
+        running count of skipped frames."""
+        if self._start is None or (
+            now - self._last > self.window and lateness <= self.late_after
+        ):
+            # The first wake-up, or the first after a time without calls (a stall is
+            # not that: its wake-up is late, and it counts).
+            self._start, self._skipped_at_start = now, skipped
+            self._wakeups, self._late, self._worst = 0, 0, 0.0
+        self._last = now
+        self._wakeups += 1
+        if lateness > self.late_after:
+            self._late += 1
+            self._worst = max(self._worst, lateness)
+        if now - self._start < self.window:
+            return None
+        report = Behind(
+            self._wakeups, self._late, self._worst, skipped - self._skipped_at_start,
+            now - self._start,
+        )
+        self._start, self._skipped_at_start = now, skipped
+        self._wakeups, self._late, self._worst = 0, 0, 0.0
+        if now < self._silent_until:
+            return None
+        if report.skipped or report.late >= self.share * report.wakeups:
+            self._silent_until = now + self.quiet
+            return report
+        return None
 
 
 @functools.cache
@@ -236,8 +324,12 @@ class MediaEngine:
         phases: int = 8,
         max_reads: int = 8,
         ports: PortPool | None = None,
+        lateness_watch: LatenessWatch | None = None,
     ) -> None:
         self.clock = PacingClock(frame, max_burst, phases)
+        self.lateness_watch = (
+            LatenessWatch(late_after=frame / 2) if lateness_watch is None else lateness_watch
+        )
         # RTP ports for sessions opened with port 0 (AUTOCALL_RTP_PORTS, ..._QUARANTINE).
         self.ports = PortPool.from_env() if ports is None else ports
         self.max_reads = max_reads
@@ -357,6 +449,9 @@ class MediaEngine:
         assert self._loop is not None
         now = self._loop.time()
         due = self.clock.due(now)
+        behind = self.lateness_watch.observe(self.clock.lateness, self.clock.skipped, now)
+        if behind is not None:
+            self._warn(behind)
         self._run(self._callbacks, due)
         self._receive(now)
         self._run(self._after, due)
@@ -367,6 +462,17 @@ class MediaEngine:
                 self.errors += 1
                 log.exception("in-band DTMF detection failed")
         self._arm()
+
+    def _warn(self, behind: Behind) -> None:
+        log.warning(
+            "media clock behind: %d of %d wake-ups in the last %.1f s came more than %.0f ms "
+            "late (the latest %.0f ms) and %d frames were skipped (calls in this process: "
+            "%d): their audio reached the far ends in gaps and bursts. If this goes on, carry "
+            "fewer calls per process (campaign run --workers N spreads them over N cores, or "
+            "lower the campaign's channels), or give the process a quieter core",
+            behind.late, behind.wakeups, behind.window, self.lateness_watch.late_after * 1000,
+            behind.worst * 1000, behind.skipped, self.streams,
+        )
 
     def _run(self, table: dict[int, FrameCallback], due: list[tuple[Hashable, int]]) -> None:
         for sid, n in due:

@@ -679,6 +679,15 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds (user + system) other processes have used, from /proc/PID/stat."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _prompt(seconds: float) -> np.ndarray:
     """Speech-like test audio: band-limited noise with a syllable envelope."""
     rng = np.random.default_rng(7)
@@ -983,18 +992,11 @@ def _c_caller(exe: Path, n: int, duration: float, sink: Connection, workers: int
              for i in range(workers)]
     try:
         time.sleep(len(_burst()) * 0.02 + SETTLE)  # the sink's DTMF bursts, then echoes
-
-        def cpu() -> float:
-            ticks = 0
-            for proc in procs:
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])  # utime, stime
-            return ticks / os.sysconf("SC_CLK_TCK")
-
+        pids = [proc.pid for proc in procs]
         sink.send("start")
-        cpu0, w0 = cpu(), time.perf_counter()
+        cpu0, w0 = _cpu_of(pids), time.perf_counter()
         time.sleep(duration)
-        cpu1, w1 = cpu(), time.perf_counter()
+        cpu1, w1 = _cpu_of(pids), time.perf_counter()
         sink.send("stop")
         raw = sink.recv()
     finally:

@@ -72,7 +72,11 @@ class ReceptionStats:
 
 @dataclass(frozen=True, slots=True)
 class MediaStats:
-    """Snapshot returned by ``MediaSession.stats()``."""
+    """Snapshot returned by ``MediaSession.stats()``.
+
+    The playout figures (``late_packets``, ``concealed_ms``, ``playout_delay_ms``,
+    ``jitter_target_ms``) count only while something took the playout (``on_audio``, a
+    recording): without a listener the jitter buffer does not run."""
 
     packets_sent: int
     octets_sent: int
@@ -80,8 +84,8 @@ class MediaStats:
     octets_received: int
     packets_lost: int
     jitter_ms: float
-    late_packets: int  # playout figures (this and the next, and the delay and target
-    concealed_ms: float  # below): counted while something took the playout (on_audio, recording)
+    late_packets: int  # arrived after their playout time
+    concealed_ms: float  # lost audio filled in at playout
     malformed: int
     dtmf_sent: int
     dtmf_received: int
